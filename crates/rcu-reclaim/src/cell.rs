@@ -1,0 +1,348 @@
+//! `RcuCell<T>`: a pointer that readers load inside a read-side section and
+//! writers replace, with the old value handed back as [`Retired`] until a
+//! grace period makes it safe to free.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::Ordering;
+
+use crate::domain::Rcu;
+use crate::gp::Cookie;
+use crate::reader::ReadGuard;
+use crate::sync::AtomicPtr;
+
+/// An RCU-protected, optionally empty, heap value.
+///
+/// Readers [`load`](RcuCell::load) it inside a read-side section at the cost
+/// of one acquire load; writers [`replace`](RcuCell::replace) it and get the
+/// old value back as a [`Retired`], which becomes a plain `Box` again only
+/// after a grace period. The cell belongs to one domain (the global one for
+/// [`RcuCell::new`]); loading with a guard of another domain panics.
+///
+/// ```
+/// use rcu_reclaim::{Rcu, RcuCell};
+/// #[derive(Debug)]
+/// struct Route { next_hop: u32 }
+/// let table = RcuCell::new(Route { next_hop: 1 });
+/// let rcu = Rcu::global();
+/// {
+///     let guard = rcu.read_lock();
+///     assert_eq!(table.load(&guard).unwrap().next_hop, 1);
+/// }
+/// let old = table.replace(Box::new(Route { next_hop: 2 })).unwrap();
+/// let old: Box<Route> = old.into_box(); // waits for a grace period
+/// assert_eq!(old.next_hop, 1);
+/// ```
+pub struct RcuCell<T> {
+    ptr: AtomicPtr<T>,
+    rcu: Rcu,
+    _owns: PhantomData<Box<T>>,
+}
+
+// SAFETY: the cell owns a `T` that readers on other threads borrow (`&T`,
+// needs `T: Sync`) and that writers on other threads move out and drop
+// (needs `T: Send`).
+unsafe impl<T: Send + Sync> Send for RcuCell<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for RcuCell<T> {}
+
+fn into_raw<T>(value: Option<Box<T>>) -> *mut T {
+    value.map_or(ptr::null_mut(), Box::into_raw)
+}
+
+impl<T> RcuCell<T> {
+    /// A cell of the global domain holding `value`.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(7);
+    /// let guard = rcu_reclaim::Rcu::global().read_lock();
+    /// assert_eq!(cell.load(&guard), Some(&7));
+    /// ```
+    #[cfg(not(loom))]
+    pub fn new(value: T) -> Self {
+        Self::new_in(Rcu::global(), Some(Box::new(value)))
+    }
+
+    /// A cell of domain `rcu`, holding `value` or empty.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Rcu, RcuCell};
+    /// let rcu = Rcu::new(Config::new()).unwrap();
+    /// let cell: RcuCell<u32> = RcuCell::new_in(&rcu, None);
+    /// assert!(cell.load(&rcu.read_lock()).is_none());
+    /// ```
+    pub fn new_in(rcu: &Rcu, value: Option<Box<T>>) -> Self {
+        RcuCell {
+            ptr: AtomicPtr::new(into_raw(value)),
+            rcu: rcu.clone(),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The domain whose grace periods protect this cell.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// assert_eq!(cell.domain().id(), rcu_reclaim::Rcu::global().id());
+    /// ```
+    pub fn domain(&self) -> &Rcu {
+        &self.rcu
+    }
+
+    /// The current value, valid while both the guard and the borrow of the
+    /// cell last.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the cell.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new("hello");
+    /// let guard = cell.domain().read_lock();
+    /// assert_eq!(cell.load(&guard), Some(&"hello"));
+    /// ```
+    #[inline]
+    #[track_caller]
+    pub fn load<'a>(&'a self, guard: &'a ReadGuard<'_>) -> Option<&'a T> {
+        assert!(
+            guard.domain().id() == self.rcu.id(),
+            "rcu-reclaim: RcuCell::load with a ReadGuard of domain {} on a cell of domain {}; \
+             take the guard from cell.domain().read_lock()",
+            guard.domain().id(),
+            self.rcu.id()
+        );
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer in the cell came from `Box::into_raw`
+        // and was published with Release. It is freed only after being
+        // unlinked and a grace period elapsing (`Retired`), or when the cell
+        // is dropped; the guard keeps any grace period that started after the
+        // load from completing, and the `&'a self` borrow keeps the cell alive.
+        unsafe { p.as_ref() }
+    }
+
+    /// Publishes `value` (or empties the cell with `None`) and returns the
+    /// previous value, which readers may still be using.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let old = cell.replace(Box::new(2)).unwrap();
+    /// assert_eq!(*old.into_box(), 1);
+    /// ```
+    pub fn replace(&self, value: impl Into<Option<Box<T>>>) -> Option<Retired<T>> {
+        let new = into_raw(value.into());
+        let old = self.ptr.swap(new, Ordering::AcqRel);
+        if old.is_null() {
+            return None;
+        }
+        Some(Retired {
+            // SAFETY: `old` came from `Box::into_raw` and was just unlinked;
+            // `Retired` releases it only after a grace period.
+            value: Some(unsafe { Box::from_raw(old) }),
+            cookie: self.rcu.get_state(),
+            rcu: self.rcu.clone(),
+        })
+    }
+
+    /// Publishes `value`, waits for a grace period, and drops the old value.
+    ///
+    /// # Panics
+    /// Inside a read-side section of the cell's domain (the wait would never end).
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(vec![1, 2, 3]);
+    /// cell.store_sync(Box::new(vec![4]));
+    /// assert_eq!(cell.load(&cell.domain().read_lock()), Some(&vec![4]));
+    /// ```
+    #[track_caller]
+    pub fn store_sync(&self, value: Box<T>) {
+        self.rcu.assert_not_in_section("RcuCell::store_sync()");
+        drop(self.replace(value).map(Retired::into_box));
+    }
+
+    /// Empties the cell, returning the old value.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(5);
+    /// assert_eq!(*cell.take().unwrap().into_box(), 5);
+    /// assert!(cell.take().is_none());
+    /// ```
+    pub fn take(&self) -> Option<Retired<T>> {
+        self.replace(None)
+    }
+
+    /// The value, for a caller that owns the cell (no reader can be using it).
+    ///
+    /// ```
+    /// let mut cell = rcu_reclaim::RcuCell::new(1);
+    /// *cell.get_mut().unwrap() += 1;
+    /// assert_eq!(cell.into_inner().map(|b| *b), Some(2));
+    /// ```
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        // SAFETY: `&mut self` excludes readers (`load` borrows the cell), and
+        // the pointer is null or from `Box::into_raw`.
+        unsafe { self.ptr.get_mut().as_mut() }
+    }
+
+    /// The value, consuming the cell.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new('x');
+    /// assert_eq!(cell.into_inner().map(|b| *b), Some('x'));
+    /// ```
+    pub fn into_inner(mut self) -> Option<Box<T>> {
+        let p = std::mem::replace(self.ptr.get_mut(), ptr::null_mut());
+        // SAFETY: as in `get_mut`; the cell no longer points to it.
+        (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+    }
+}
+
+impl<T> Drop for RcuCell<T> {
+    fn drop(&mut self) {
+        let p = *self.ptr.get_mut();
+        if !p.is_null() {
+            // SAFETY: dropping needs ownership, and every reference from
+            // `load` borrows the cell, so none is left; the pointer came from
+            // `Box::into_raw`.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for RcuCell<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let guard = self.rcu.read_lock();
+        f.debug_tuple("RcuCell").field(&self.load(&guard)).finish()
+    }
+}
+
+/// A value unlinked from an [`RcuCell`] that readers may still be using.
+///
+/// It turns back into a `Box` once a grace period has elapsed since the
+/// unlink: [`into_box`](Retired::into_box) waits for one (sharing it with
+/// other waiters), [`try_into_box`](Retired::try_into_box) never waits.
+/// Dropping a `Retired` waits for the grace period, then drops the value, so
+/// nothing is freed early and nothing leaks.
+///
+/// ```
+/// use rcu_reclaim::RcuCell;
+/// let cell = RcuCell::new(String::from("old"));
+/// let retired = cell.replace(Box::new(String::from("new"))).unwrap();
+/// let retired = match retired.try_into_box() {
+///     Ok(_) => unreachable!("no grace period has run yet"),
+///     Err(still_retired) => still_retired,
+/// };
+/// assert_eq!(*retired.into_box(), "old");
+/// ```
+pub struct Retired<T> {
+    value: Option<Box<T>>,
+    cookie: Cookie,
+    rcu: Rcu,
+}
+
+impl<T> Retired<T> {
+    /// The grace-period cookie taken at the unlink.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let retired = cell.take().unwrap();
+    /// assert!(!cell.domain().poll(&retired.cookie()));
+    /// ```
+    pub fn cookie(&self) -> Cookie {
+        self.cookie
+    }
+
+    /// Whether a grace period has elapsed since the unlink.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let retired = cell.take().unwrap();
+    /// cell.domain().synchronize();
+    /// assert!(retired.is_safe());
+    /// ```
+    pub fn is_safe(&self) -> bool {
+        self.rcu.poll(&self.cookie)
+    }
+
+    /// The value, after waiting for a grace period if none has elapsed yet.
+    ///
+    /// # Panics
+    /// Inside a read-side section of the cell's domain while the grace period
+    /// has not elapsed.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new([0u8; 16]);
+    /// let b: Box<[u8; 16]> = cell.take().unwrap().into_box();
+    /// assert_eq!(b.len(), 16);
+    /// ```
+    #[track_caller]
+    pub fn into_box(mut self) -> Box<T> {
+        self.rcu.cond_synchronize(self.cookie);
+        self.value.take().expect("value present until consumed")
+    }
+
+    /// The value if a grace period has elapsed, else `self` back. Never blocks.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(3);
+    /// let retired = cell.take().unwrap();
+    /// cell.domain().synchronize();
+    /// assert_eq!(retired.try_into_box().ok().map(|b| *b), Some(3));
+    /// ```
+    pub fn try_into_box(mut self) -> Result<Box<T>, Self> {
+        if self.is_safe() {
+            Ok(self.value.take().expect("value present until consumed"))
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The value without waiting.
+    ///
+    /// # Safety
+    /// No reader may still hold a reference to it: a grace period must have
+    /// elapsed since the unlink, or the caller knows no reader ever saw it.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(9);
+    /// let retired = cell.take().unwrap();
+    /// cell.domain().synchronize();
+    /// // SAFETY: a grace period elapsed after the unlink.
+    /// let b = unsafe { retired.into_box_unchecked() };
+    /// assert_eq!(*b, 9);
+    /// ```
+    pub unsafe fn into_box_unchecked(mut self) -> Box<T> {
+        self.value.take().expect("value present until consumed")
+    }
+}
+
+impl<T> Drop for Retired<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.value.take() {
+            if !self.rcu.poll(&self.cookie) && self.rcu.in_read_section() {
+                if std::thread::panicking() {
+                    // Waiting would deadlock and panicking again would abort:
+                    // keep readers safe at the price of a leak.
+                    tracing::error!("rcu-reclaim: a Retired value dropped inside a read-side section during a panic was leaked");
+                    std::mem::forget(value);
+                    return;
+                }
+                panic!(
+                    "rcu-reclaim: a Retired value was dropped inside a read-side section before \
+                     its grace period elapsed; dropping it must wait for a grace period, which \
+                     cannot end while this section lasts. Keep the Retired until the ReadGuard \
+                     is dropped"
+                );
+            }
+            self.rcu.cond_synchronize(self.cookie);
+            drop(value);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Retired<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retired")
+            .field("cookie", &self.cookie)
+            .finish_non_exhaustive()
+    }
+}

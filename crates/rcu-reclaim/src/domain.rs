@@ -1,0 +1,418 @@
+//! RCU domains: configuration, flavor detection, the global domain.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering};
+#[cfg(not(loom))]
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::gp::GracePeriods;
+use crate::reader::{self, ReadGuard, Registry};
+use crate::sync::Arc;
+
+/// How readers and writers order their memory accesses.
+///
+/// ```
+/// use rcu_reclaim::{Config, Flavor, Rcu};
+/// let rcu = Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap();
+/// assert_eq!(rcu.flavor(), Flavor::Mb);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// The outermost `read_lock` is a plain store and a compiler fence; each
+    /// grace period pays one `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
+    /// which makes the readers' compiler fences full fences. The default where
+    /// the kernel offers the command (Linux 4.14 and later).
+    Memb,
+    /// Readers issue a full fence on entry and exit; no system call on the
+    /// writer side. The fallback where `membarrier` is unavailable.
+    Mb,
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavor::Memb => "memb",
+            Flavor::Mb => "mb",
+        })
+    }
+}
+
+/// Settings of an [`Rcu`] domain, built with chained setters.
+///
+/// ```
+/// use std::time::Duration;
+/// use rcu_reclaim::{Config, Rcu};
+/// let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_secs(5))).unwrap();
+/// assert_eq!(rcu.config().stall_timeout_value(), Duration::from_secs(5));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    flavor: Option<Flavor>,
+    stall_timeout: Duration,
+    simulate_no_membarrier: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            flavor: None,
+            stall_timeout: Duration::from_secs(21),
+            simulate_no_membarrier: false,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults: flavor detected at creation, stall timeout 21 s (the
+    /// kernel's `CONFIG_RCU_CPU_STALL_TIMEOUT`).
+    ///
+    /// ```
+    /// let config = rcu_reclaim::Config::new();
+    /// assert_eq!(config.flavor_value(), None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forces a flavor instead of detecting one. Forcing [`Flavor::Memb`]
+    /// where the kernel refuses `membarrier` makes [`Rcu::new`] fail with
+    /// [`Error::MembarrierUnavailable`].
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor};
+    /// assert_eq!(Config::new().flavor(Flavor::Mb).flavor_value(), Some(Flavor::Mb));
+    /// ```
+    pub fn flavor(mut self, flavor: Flavor) -> Self {
+        self.flavor = Some(flavor);
+        self
+    }
+
+    /// How long a reader may hold up a grace period before it is reported
+    /// (once per stall) through `tracing::warn!` and [`Stats::stalls_reported`](crate::Stats::stalls_reported).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = rcu_reclaim::Config::new().stall_timeout(Duration::from_millis(500));
+    /// assert_eq!(c.stall_timeout_value(), Duration::from_millis(500));
+    /// ```
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Makes flavor detection behave as on a kernel without `membarrier`, so
+    /// the fallback and the error for a forced memb flavor can be tested.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().simulate_no_membarrier(true)).unwrap();
+    /// assert_eq!(rcu.flavor(), Flavor::Mb);
+    /// ```
+    pub fn simulate_no_membarrier(mut self, yes: bool) -> Self {
+        self.simulate_no_membarrier = yes;
+        self
+    }
+
+    /// The forced flavor, or `None` for detection.
+    ///
+    /// ```
+    /// assert_eq!(rcu_reclaim::Config::new().flavor_value(), None);
+    /// ```
+    pub fn flavor_value(&self) -> Option<Flavor> {
+        self.flavor
+    }
+
+    /// The stall timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(rcu_reclaim::Config::new().stall_timeout_value(), Duration::from_secs(21));
+    /// ```
+    pub fn stall_timeout_value(&self) -> Duration {
+        self.stall_timeout
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.stall_timeout.is_zero() {
+            return Err(Error::InvalidConfig(
+                "stall_timeout must be greater than zero (the default is 21 s)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a domain could not be created.
+///
+/// ```
+/// use rcu_reclaim::{Config, Error, Flavor, Rcu};
+/// let err = Rcu::new(Config::new().flavor(Flavor::Memb).simulate_no_membarrier(true)).unwrap_err();
+/// assert!(matches!(err, Error::MembarrierUnavailable { .. }));
+/// assert!(err.to_string().contains("Flavor::Mb"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// [`Flavor::Memb`] was forced but the kernel refuses
+    /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED`.
+    MembarrierUnavailable {
+        /// What the kernel said.
+        reason: String,
+    },
+    /// A [`Config`] value is out of range.
+    InvalidConfig(String),
+    /// [`Rcu::init_global`] was called after the global domain was created.
+    GlobalAlreadyInitialized,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::MembarrierUnavailable { reason } => write!(
+                f,
+                "the memb flavor was requested but membarrier cannot be used: {reason}; \
+                 use Flavor::Mb, or leave the flavor unset to fall back automatically"
+            ),
+            Error::InvalidConfig(msg) => write!(f, "invalid rcu-reclaim config: {msg}"),
+            Error::GlobalAlreadyInitialized => f.write_str(
+                "the global RCU domain already exists (Rcu::global() or Rcu::init_global() ran \
+                 first); call Rcu::init_global() once, before any use of Rcu::global()",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Picks the flavor: the forced one (checked) or the best available.
+fn choose_flavor(config: &Config) -> Result<Flavor, Error> {
+    let membarrier = if config.simulate_no_membarrier {
+        Err("membarrier disabled by Config::simulate_no_membarrier".to_string())
+    } else if cfg!(loom) {
+        Err("membarrier is not modelled under loom".to_string())
+    } else {
+        crate::sys::membarrier_register()
+    };
+    match (config.flavor, membarrier) {
+        (Some(Flavor::Mb), _) => Ok(Flavor::Mb),
+        (Some(Flavor::Memb), Err(reason)) => Err(Error::MembarrierUnavailable { reason }),
+        (_, Ok(())) => Ok(Flavor::Memb),
+        (None, Err(reason)) => {
+            tracing::info!(%reason, "rcu-reclaim: membarrier unavailable, using the mb flavor");
+            Ok(Flavor::Mb)
+        }
+    }
+}
+
+static NEXT_ID: StdAtomicU64 = StdAtomicU64::new(1);
+
+/// The state of a domain that is not needed on the read side.
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) config: Config,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) gp: GracePeriods,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.registry.alive.store(false, Ordering::Relaxed);
+        self.gp.shutdown();
+    }
+}
+
+/// An RCU domain: its readers, its grace periods and (in later layers) its
+/// deferred callbacks.
+///
+/// Most programs use [`Rcu::global()`]. Independent domains made with
+/// [`Rcu::new`] do not see each other's readers: a grace period of one never
+/// waits for a reader of another. `Rcu` is a cheap handle; clones share the
+/// domain, which lives until the last clone is dropped.
+///
+/// ```
+/// use rcu_reclaim::{Rcu, RcuCell};
+/// let rcu = Rcu::global();
+/// let cell = RcuCell::new(String::from("v1"));
+/// {
+///     let guard = rcu.read_lock();
+///     assert_eq!(cell.load(&guard).map(String::as_str), Some("v1"));
+/// }
+/// let old = cell.replace(Box::new(String::from("v2")));
+/// rcu.synchronize();
+/// drop(old); // no reader can still see "v1"
+/// ```
+#[derive(Clone)]
+pub struct Rcu {
+    id: u64,
+    flavor: Flavor,
+    registry: Arc<Registry>,
+    inner: Arc<Inner>,
+}
+
+#[cfg(not(loom))]
+static GLOBAL: OnceLock<Rcu> = OnceLock::new();
+
+impl Rcu {
+    /// Creates an independent domain.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Rcu};
+    /// let a = Rcu::new(Config::new()).unwrap();
+    /// let b = Rcu::new(Config::new()).unwrap();
+    /// let _reader = a.read_lock();
+    /// b.synchronize(); // does not wait for a's reader
+    /// ```
+    pub fn new(config: Config) -> Result<Rcu, Error> {
+        config.validate()?;
+        let flavor = choose_flavor(&config)?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let registry = Arc::new(Registry::new(flavor));
+        tracing::debug!(domain = id, %flavor, "rcu-reclaim: domain created");
+        Ok(Rcu {
+            id,
+            flavor,
+            registry: registry.clone(),
+            inner: Arc::new(Inner {
+                id,
+                config,
+                registry,
+                gp: GracePeriods::new(),
+            }),
+        })
+    }
+
+    /// The process-wide domain, created with [`Config::default`] on first use
+    /// (or with the config given to [`Rcu::init_global`]).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// assert!(std::ptr::eq(rcu, rcu_reclaim::Rcu::global()));
+    /// ```
+    #[cfg(not(loom))]
+    pub fn global() -> &'static Rcu {
+        GLOBAL.get_or_init(|| {
+            Rcu::new(Config::default()).expect("the default config always yields a domain")
+        })
+    }
+
+    /// Creates the global domain with `config`. Fails if it already exists.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Error, Rcu};
+    /// let _ = Rcu::global();
+    /// assert_eq!(Rcu::init_global(Config::new()).unwrap_err(), Error::GlobalAlreadyInitialized);
+    /// ```
+    #[cfg(not(loom))]
+    pub fn init_global(config: Config) -> Result<&'static Rcu, Error> {
+        if GLOBAL.get().is_some() {
+            return Err(Error::GlobalAlreadyInitialized);
+        }
+        let rcu = Rcu::new(config)?;
+        GLOBAL
+            .set(rcu)
+            .map_err(|_| Error::GlobalAlreadyInitialized)?;
+        Ok(GLOBAL.get().expect("just set"))
+    }
+
+    /// A number that identifies this domain for the life of the process.
+    ///
+    /// ```
+    /// let a = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert_eq!(a.id(), a.clone().id());
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The flavor chosen at creation.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Flavor, Rcu};
+    /// let f = Rcu::global().flavor();
+    /// assert!(f == Flavor::Memb || f == Flavor::Mb);
+    /// ```
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The configuration the domain was created with.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// assert!(rcu.config().stall_timeout_value() > Duration::ZERO);
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Enters a read-side critical section, which lasts until the guard drops.
+    ///
+    /// The outermost call costs a load and a store (memb flavor) or a store
+    /// and a fence (mb flavor); nested calls only count. The calling thread is
+    /// registered on its first call and unregistered when it exits.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let guard = rcu.read_lock();
+    /// assert!(rcu.in_read_section());
+    /// drop(guard);
+    /// ```
+    #[inline]
+    pub fn read_lock(&self) -> ReadGuard<'_> {
+        ReadGuard::enter(self)
+    }
+
+    /// Whether the calling thread is inside a read-side section of this domain.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// assert!(!rcu.in_read_section());
+    /// ```
+    pub fn in_read_section(&self) -> bool {
+        reader::nesting(self) > 0
+    }
+
+    /// A handle on the domain `inner` belongs to.
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Rcu {
+        Rcu {
+            id: inner.id,
+            flavor: inner.registry.flavor,
+            registry: inner.registry.clone(),
+            inner,
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Panics, naming `call`, if this thread is inside a section of this domain.
+    #[track_caller]
+    pub(crate) fn assert_not_in_section(&self, call: &str) {
+        if self.in_read_section() {
+            panic!(
+                "rcu-reclaim: {call} called inside a read-side critical section of the same \
+                 domain; it would wait for itself forever. Drop the ReadGuard first, or use \
+                 start_poll()/poll() to wait without blocking"
+            );
+        }
+    }
+}
+
+impl fmt::Debug for Rcu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rcu")
+            .field("id", &self.id)
+            .field("flavor", &self.flavor)
+            .finish_non_exhaustive()
+    }
+}

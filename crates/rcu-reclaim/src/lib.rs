@@ -1,0 +1,64 @@
+//! # rcu-reclaim
+//!
+//! Read-copy-update for Rust whose deferred reclamation answers memory
+//! pressure.
+//!
+//! Readers enter a read-side section with [`Rcu::read_lock`] — on the default
+//! *memb* flavor a load, a store and a compiler fence — and load
+//! [`RcuCell`]s inside it. Writers publish new versions with
+//! [`RcuCell::replace`] and free the old ones once a grace period has
+//! elapsed: every section that could have seen them has ended.
+//!
+//! ```
+//! use rcu_reclaim::{Rcu, RcuCell};
+//!
+//! let config = RcuCell::new(vec!["10.0.0.1"]);
+//! let rcu = Rcu::global();
+//!
+//! // Reader: as cheap as a plain load.
+//! let guard = rcu.read_lock();
+//! let servers = config.load(&guard).unwrap();
+//! assert_eq!(servers[0], "10.0.0.1");
+//! drop(guard);
+//!
+//! // Writer: publish, then free the old version after a grace period.
+//! let old = config.replace(Box::new(vec!["10.0.0.2"])).unwrap();
+//! rcu.synchronize();
+//! drop(old.into_box());
+//! ```
+//!
+//! ## Grace periods
+//! * [`Rcu::synchronize`] waits for pre-existing readers; concurrent callers
+//!   share one grace period.
+//! * [`Rcu::synchronize_expedited`] never parks, for the lowest latency.
+//! * The polled API, [`Rcu::get_state`], [`Rcu::start_poll`], [`Rcu::poll`]
+//!   and [`Rcu::cond_synchronize`], waits without blocking.
+//!
+//! ## Misuse
+//! Waiting for a grace period inside a read-side section of the same domain
+//! would never return; it panics instead, naming the call. A reader that holds
+//! up a grace period longer than [`Config::stall_timeout`] is reported once,
+//! with its thread name, through `tracing` and [`Stats::stalls_reported`].
+//!
+//! ## Design
+//! The crate follows the design in the project's `DESIGN.md`, after the Linux
+//! kernel's discussion of RCU and the OOM killer (May 2020).
+
+#![warn(missing_docs)]
+#![cfg(target_os = "linux")]
+
+mod cell;
+mod domain;
+mod gp;
+#[cfg(not(loom))]
+mod gp_thread;
+mod reader;
+mod stats;
+mod sync;
+mod sys;
+
+pub use cell::{RcuCell, Retired};
+pub use domain::{Config, Error, Flavor, Rcu};
+pub use gp::Cookie;
+pub use reader::ReadGuard;
+pub use stats::Stats;

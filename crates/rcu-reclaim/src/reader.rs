@@ -1,0 +1,420 @@
+//! Reader registry and read-side critical sections.
+//!
+//! Every thread that reads in a domain owns one [`Slot`] in that domain's
+//! [`Registry`]: a cache-padded word holding `0` while the thread is outside
+//! any read-side section, or the domain's grace-period counter as it was when
+//! the thread's outermost section began. A grace period bumps the counter and
+//! waits for every slot that holds a smaller non-zero value.
+//!
+//! Slots live in an append-only list that writers walk without a lock; a
+//! thread that exits gives its slot back (`in_use = false`) for the next new
+//! thread to claim, so the list is as long as the most threads that ever read
+//! at once, and a slot is freed only with its registry.
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::{compiler_fence, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use crate::domain::{Flavor, Rcu};
+use crate::sync::{fence, lock, Arc, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Mutex};
+
+/// One thread's reader state in one domain.
+pub(crate) struct Slot {
+    /// `0` outside a section; else the grace-period counter snapshot taken by
+    /// the outermost `read_lock`.
+    pub(crate) ctr: AtomicU64,
+    /// Nesting depth. Only the owning thread touches it (see `Sync` below).
+    nest: Cell<u32>,
+    /// Claimed by a live thread.
+    in_use: AtomicBool,
+    /// Next slot in the registry's list; set once before the slot is published.
+    next: AtomicPtr<CachePadded<Slot>>,
+    /// Who owns the slot, for stall reports.
+    pub(crate) owner: Mutex<Owner>,
+    /// The `ctr` value of the section last reported as stalled (once per stall).
+    pub(crate) stall_reported: AtomicU64,
+}
+
+// SAFETY: every field but `nest` is an atomic or a mutex. `nest` is read and
+// written only by the thread that claimed the slot (through `read_lock`,
+// `ReadGuard::drop` and that thread's registration), and a slot is claimed by
+// one thread at a time: claiming is a CAS on `in_use`, and the slot is handed
+// back only from the owner's thread-exit destructor.
+unsafe impl Sync for Slot {}
+
+/// Name and kernel thread id of the thread owning a slot.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Owner {
+    pub(crate) name: String,
+    pub(crate) tid: i32,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Slot {
+            ctr: AtomicU64::new(0),
+            nest: Cell::new(0),
+            in_use: AtomicBool::new(true),
+            next: AtomicPtr::new(ptr::null_mut()),
+            owner: Mutex::new(Owner::default()),
+            stall_reported: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The slots of one domain, plus the word a parked writer sleeps on.
+///
+/// Shared (through `Arc`) by the domain and by every thread registered in it,
+/// so a thread can give its slot back at exit even after the domain is gone.
+pub(crate) struct Registry {
+    /// The grace-period counter readers snapshot: starts at 1, bumped once
+    /// per grace period. Alone on its cache line: readers load it at every
+    /// outermost `read_lock`, writers bump it once per grace period.
+    pub(crate) gp_ctr: CachePadded<AtomicU64>,
+    head: AtomicPtr<CachePadded<Slot>>,
+    /// `-1` while a writer is parked waiting for readers, else `0`.
+    pub(crate) waiter: AtomicI32,
+    /// Cleared when the domain is dropped; dead registrations are pruned.
+    pub(crate) alive: AtomicBool,
+    pub(crate) flavor: Flavor,
+}
+
+impl Registry {
+    pub(crate) fn new(flavor: Flavor) -> Self {
+        Registry {
+            gp_ctr: CachePadded::new(AtomicU64::new(1)),
+            head: AtomicPtr::new(ptr::null_mut()),
+            waiter: AtomicI32::new(0),
+            alive: AtomicBool::new(true),
+            flavor,
+        }
+    }
+
+    /// Claims a free slot or appends a new one.
+    fn claim(&self) -> *const Slot {
+        let mut cur = self.head.load(Ordering::Acquire);
+        while !cur.is_null() {
+            // SAFETY: slots in the list are freed only by `Registry::drop`,
+            // and `self` is alive.
+            let slot = unsafe { &**cur };
+            if !slot.in_use.load(Ordering::Relaxed)
+                && slot
+                    .in_use
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return slot as *const Slot;
+            }
+            cur = slot.next.load(Ordering::Acquire);
+        }
+        let new = Box::into_raw(Box::new(CachePadded::new(Slot::new())));
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            // SAFETY: `new` is ours until the CAS below publishes it.
+            let new_ref: &Slot = unsafe { &*new };
+            new_ref.next.store(head, Ordering::Relaxed);
+            match self
+                .head
+                .compare_exchange(head, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+        // SAFETY: `new` is live and now owned by the list.
+        unsafe { &**new as *const Slot }
+    }
+
+    /// Walks every slot of the registry (in use or not).
+    pub(crate) fn for_each_slot(&self, mut f: impl FnMut(&Slot)) {
+        let mut cur = self.head.load(Ordering::Acquire);
+        while !cur.is_null() {
+            // SAFETY: slots are freed only by `Registry::drop`, and `self` is alive.
+            let slot = unsafe { &**cur };
+            f(slot);
+            cur = slot.next.load(Ordering::Acquire);
+        }
+    }
+
+    /// Number of slots claimed by live threads.
+    pub(crate) fn registered(&self) -> usize {
+        let mut n = 0;
+        self.for_each_slot(|s| n += usize::from(s.in_use.load(Ordering::Relaxed)));
+        n
+    }
+
+    /// Wakes a writer parked in `wait_for_readers`, if any. Cheap when none is.
+    #[inline]
+    pub(crate) fn wake_writer(&self) {
+        if self.waiter.load(Ordering::Relaxed) != 0 {
+            self.wake_writer_slow();
+        }
+    }
+
+    #[cold]
+    fn wake_writer_slow(&self) {
+        if self.waiter.swap(0, Ordering::Relaxed) != 0 {
+            #[cfg(not(loom))]
+            crate::sys::futex_wake_all(&self.waiter);
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let mut cur = *self.head.get_mut();
+        while !cur.is_null() {
+            // SAFETY: the registry is being dropped, so no thread and no
+            // writer can reach its slots any more (both hold an `Arc` to it);
+            // each slot was allocated by `Box::new` in `claim`.
+            let slot = unsafe { Box::from_raw(cur) };
+            cur = slot.next.load(Ordering::Relaxed);
+        }
+    }
+}
+
+/// A thread's claim on a slot of one domain; gives it back at thread exit.
+struct Registration {
+    domain_id: u64,
+    registry: Arc<Registry>,
+    slot: *const Slot,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: `self.registry` keeps the slot alive, and this thread owns it.
+        let slot = unsafe { &*self.slot };
+        if slot.nest.get() != 0 {
+            // The thread exits inside a section (a guard was leaked): end it,
+            // or every later grace period would wait forever.
+            slot.nest.set(0);
+            slot.ctr.store(0, Ordering::Release);
+            if self.registry.flavor == Flavor::Mb {
+                fence(Ordering::SeqCst);
+            }
+            self.registry.wake_writer();
+        }
+        slot.in_use.store(false, Ordering::Release);
+    }
+}
+
+/// Per-thread registrations, one per domain this thread has read in.
+struct Registrations {
+    list: RefCell<Vec<Registration>>,
+}
+
+impl Drop for Registrations {
+    fn drop(&mut self) {
+        // Forget the fast-path cache first: the slots are being handed back.
+        let _ = CACHE.try_with(|c| c.domain_id.set(0));
+        self.list.get_mut().clear();
+    }
+}
+
+/// The fast-path cache: the domain this thread read in last and its slot.
+struct Cache {
+    domain_id: Cell<u64>,
+    slot: Cell<*const Slot>,
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static CACHE: Cache = const {
+        Cache { domain_id: Cell::new(0), slot: Cell::new(ptr::null()) }
+    };
+    static REGISTRATIONS: Registrations = const {
+        Registrations { list: RefCell::new(Vec::new()) }
+    };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static CACHE: Cache = Cache { domain_id: Cell::new(0), slot: Cell::new(ptr::null()) };
+    static REGISTRATIONS: Registrations = Registrations { list: RefCell::new(Vec::new()) };
+}
+
+/// Returns this thread's slot in `rcu`, registering the thread on first use.
+#[inline]
+pub(crate) fn current_slot(rcu: &Rcu) -> *const Slot {
+    let id = rcu.id();
+    let cached = CACHE.with(|c| {
+        if c.domain_id.get() == id {
+            c.slot.get()
+        } else {
+            ptr::null()
+        }
+    });
+    if cached.is_null() {
+        current_slot_slow(rcu)
+    } else {
+        cached
+    }
+}
+
+#[cold]
+fn current_slot_slow(rcu: &Rcu) -> *const Slot {
+    let id = rcu.id();
+    let found = REGISTRATIONS.try_with(|regs| {
+        let mut list = regs.list.borrow_mut();
+        list.retain(|r| r.domain_id == id || r.registry.alive.load(Ordering::Relaxed));
+        if let Some(r) = list.iter().find(|r| r.domain_id == id) {
+            return r.slot;
+        }
+        let registry = rcu.registry().clone();
+        let slot = registry.claim();
+        let thread = crate::sync::thread::current();
+        let owner = Owner {
+            name: thread.name().unwrap_or("<unnamed>").to_string(),
+            #[cfg(not(loom))]
+            tid: crate::sys::gettid(),
+            #[cfg(loom)]
+            tid: 0,
+        };
+        // SAFETY: the slot was just claimed by this thread and is kept alive
+        // by `registry`, which the registration holds.
+        let s = unsafe { &*slot };
+        *lock(&s.owner) = owner;
+        s.stall_reported.store(0, Ordering::Relaxed);
+        list.push(Registration {
+            domain_id: id,
+            registry,
+            slot,
+        });
+        slot
+    });
+    match found {
+        Ok(slot) => {
+            CACHE.with(|c| {
+                c.domain_id.set(id);
+                c.slot.set(slot);
+            });
+            slot
+        }
+        Err(_) => panic!(
+            "rcu-reclaim: read_lock() called while this thread's thread-local storage is being \
+             destroyed (from another thread-local's destructor); take read-side sections before \
+             the thread starts exiting"
+        ),
+    }
+}
+
+/// This thread's nesting depth in `rcu` (0 when not inside a section).
+pub(crate) fn nesting(rcu: &Rcu) -> u32 {
+    let id = rcu.id();
+    let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
+    let slot = match cached {
+        Some(s) => s,
+        None => REGISTRATIONS
+            .try_with(|regs| {
+                regs.list
+                    .borrow()
+                    .iter()
+                    .find(|r| r.domain_id == id)
+                    .map_or(ptr::null(), |r| r.slot)
+            })
+            .unwrap_or(ptr::null()),
+    };
+    if slot.is_null() {
+        0
+    } else {
+        // SAFETY: a slot found in this thread's cache or registrations is
+        // owned by this thread and kept alive by its registration.
+        unsafe { (*slot).nest.get() }
+    }
+}
+
+/// A read-side critical section of an [`Rcu`] domain.
+///
+/// Created by [`Rcu::read_lock`]; the section ends when the guard is dropped.
+/// While any guard of a domain is alive on a thread, no grace period of that
+/// domain that started after the guard was taken can complete, so objects read
+/// through [`RcuCell::load`](crate::RcuCell::load) stay valid.
+///
+/// Guards nest and are `!Send`: a section begins and ends on one thread.
+///
+/// ```
+/// use rcu_reclaim::Rcu;
+/// let rcu = Rcu::global();
+/// let outer = rcu.read_lock();
+/// let inner = rcu.read_lock(); // nesting is allowed and cheap
+/// assert!(rcu.in_read_section());
+/// drop(inner);
+/// drop(outer);
+/// assert!(!rcu.in_read_section());
+/// ```
+#[must_use = "the read-side section ends when the guard is dropped"]
+pub struct ReadGuard<'a> {
+    rcu: &'a Rcu,
+    slot: *const Slot,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a> ReadGuard<'a> {
+    #[inline]
+    pub(crate) fn enter(rcu: &'a Rcu) -> Self {
+        let slot = current_slot(rcu);
+        // SAFETY: `current_slot` returns this thread's slot, kept alive by the
+        // thread's registration for as long as the thread runs; the guard is
+        // `!Send`, so it is dropped on this thread.
+        let s = unsafe { &*slot };
+        let n = s.nest.get();
+        if n == 0 {
+            let ctr = rcu.registry().gp_ctr.load(Ordering::Relaxed);
+            s.ctr.store(ctr, Ordering::Relaxed);
+            match rcu.flavor() {
+                // The writer's membarrier() turns this into a full fence.
+                Flavor::Memb => compiler_fence(Ordering::SeqCst),
+                Flavor::Mb => fence(Ordering::SeqCst),
+            }
+        }
+        s.nest.set(n + 1);
+        ReadGuard {
+            rcu,
+            slot,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The domain this section belongs to.
+    ///
+    /// ```
+    /// use rcu_reclaim::Rcu;
+    /// let guard = Rcu::global().read_lock();
+    /// assert_eq!(guard.domain().id(), Rcu::global().id());
+    /// ```
+    pub fn domain(&self) -> &'a Rcu {
+        self.rcu
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: see `enter`; the guard never left this thread.
+        let s = unsafe { &*self.slot };
+        let n = s.nest.get() - 1;
+        s.nest.set(n);
+        if n == 0 {
+            // Release: the section's loads happen before a writer that sees 0.
+            s.ctr.store(0, Ordering::Release);
+            match self.rcu.flavor() {
+                // A parked writer issues membarrier() after raising `waiter`,
+                // so this compiler fence cannot miss its flag.
+                Flavor::Memb => compiler_fence(Ordering::SeqCst),
+                Flavor::Mb => fence(Ordering::SeqCst),
+            }
+            self.rcu.registry().wake_writer();
+        }
+    }
+}
+
+impl std::fmt::Debug for ReadGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGuard")
+            .field("domain", &self.rcu.id())
+            .finish_non_exhaustive()
+    }
+}
