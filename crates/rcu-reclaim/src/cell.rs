@@ -180,7 +180,7 @@ impl<T> RcuCell<T> {
     pub fn get_mut(&mut self) -> Option<&mut T> {
         // SAFETY: `&mut self` excludes readers (`load` borrows the cell), and
         // the pointer is null or from `Box::into_raw`.
-        unsafe { self.ptr.get_mut().as_mut() }
+        unsafe { self.ptr.load(Ordering::Relaxed).as_mut() }
     }
 
     /// The value, consuming the cell.
@@ -190,7 +190,7 @@ impl<T> RcuCell<T> {
     /// assert_eq!(cell.into_inner().map(|b| *b), Some('x'));
     /// ```
     pub fn into_inner(mut self) -> Option<Box<T>> {
-        let p = std::mem::replace(self.ptr.get_mut(), ptr::null_mut());
+        let p = self.ptr.swap(ptr::null_mut(), Ordering::Relaxed);
         // SAFETY: as in `get_mut`; the cell no longer points to it.
         (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
     }
@@ -198,7 +198,7 @@ impl<T> RcuCell<T> {
 
 impl<T> Drop for RcuCell<T> {
     fn drop(&mut self) {
-        let p = *self.ptr.get_mut();
+        let p = self.ptr.load(Ordering::Relaxed);
         if !p.is_null() {
             // SAFETY: dropping needs ownership, and every reference from
             // `load` borrows the cell, so none is left; the pointer came from
@@ -326,11 +326,13 @@ impl<T> Drop for Retired<T> {
                     std::mem::forget(value);
                     return;
                 }
+                // Readers may still use it: leak it rather than free it early.
+                std::mem::forget(value);
                 panic!(
                     "rcu-reclaim: a Retired value was dropped inside a read-side section before \
                      its grace period elapsed; dropping it must wait for a grace period, which \
-                     cannot end while this section lasts. Keep the Retired until the ReadGuard \
-                     is dropped"
+                     cannot end while this section lasts (the value was leaked). Keep the \
+                     Retired until the ReadGuard is dropped"
                 );
             }
             self.rcu.cond_synchronize(self.cookie);

@@ -165,7 +165,7 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let mut cur = *self.head.get_mut();
+        let mut cur = self.head.load(Ordering::Relaxed);
         while !cur.is_null() {
             // SAFETY: the registry is being dropped, so no thread and no
             // writer can reach its slots any more (both hold an `Arc` to it);

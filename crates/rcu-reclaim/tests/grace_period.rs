@@ -1,0 +1,259 @@
+//! Grace periods: waiting for readers, sharing, expedited and polled waits.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{Config, Cookie, Flavor, Rcu};
+
+fn domains() -> Vec<Rcu> {
+    let mut v = vec![Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap()];
+    if let Ok(memb) = Rcu::new(Config::new().flavor(Flavor::Memb)) {
+        v.push(memb);
+    }
+    v
+}
+
+/// Holds a section on another thread until the returned sender fires.
+fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    let h = thread::spawn(move || {
+        let _g = r.read_lock();
+        ready_tx.send(()).unwrap();
+        stop_rx.recv().unwrap();
+    });
+    ready_rx.recv().unwrap();
+    (stop_tx, h)
+}
+
+#[test]
+fn synchronize_waits_for_a_pre_existing_reader() {
+    for rcu in domains() {
+        for expedited in [false, true] {
+            let (stop, reader) = hold_reader(&rcu);
+            let done = Arc::new(AtomicBool::new(false));
+            let (d, w) = (done.clone(), rcu.clone());
+            let writer = thread::spawn(move || {
+                if expedited {
+                    w.synchronize_expedited();
+                } else {
+                    w.synchronize();
+                }
+                d.store(true, Ordering::SeqCst);
+            });
+            thread::sleep(Duration::from_millis(60));
+            assert!(!done.load(Ordering::SeqCst), "expedited={expedited}");
+            stop.send(()).unwrap();
+            writer.join().unwrap();
+            reader.join().unwrap();
+            assert!(done.load(Ordering::SeqCst));
+        }
+    }
+}
+
+#[test]
+fn synchronize_does_not_wait_for_readers_that_start_later() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    // A reader thread that keeps entering and leaving short sections.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, r) = (stop.clone(), rcu.clone());
+    let reader = thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            let _g = r.read_lock();
+            std::hint::spin_loop();
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..200 {
+        rcu.synchronize();
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(rcu.stats().gp_completed >= 200);
+}
+
+#[test]
+fn concurrent_callers_share_grace_periods() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (stop, reader) = hold_reader(&rcu);
+    let callers = 8;
+    let barrier = Arc::new(Barrier::new(callers + 1));
+    let handles: Vec<_> = (0..callers)
+        .map(|_| {
+            let (b, r) = (barrier.clone(), rcu.clone());
+            thread::spawn(move || {
+                b.wait();
+                r.synchronize();
+            })
+        })
+        .collect();
+    barrier.wait();
+    // Let every caller take its snapshot and queue behind the first grace
+    // period, which waits for the reader.
+    thread::sleep(Duration::from_millis(100));
+    stop.send(()).unwrap();
+    for h in handles {
+        h.join().unwrap();
+    }
+    reader.join().unwrap();
+    let s = rcu.stats();
+    assert_eq!(s.synchronize_calls, callers as u64);
+    assert!(
+        s.gp_completed < callers as u64,
+        "{} grace periods for {} callers",
+        s.gp_completed,
+        callers
+    );
+    assert!(s.shared_waits >= 1, "{s:?}");
+}
+
+#[test]
+fn get_state_poll_and_cond_synchronize() {
+    for rcu in domains() {
+        let c = rcu.get_state();
+        assert!(!rcu.poll(&c), "no grace period ran since the cookie");
+        rcu.synchronize();
+        assert!(rcu.poll(&c));
+        // cond_synchronize on a completed cookie runs no grace period.
+        let before = rcu.stats().gp_completed;
+        rcu.cond_synchronize(c);
+        assert_eq!(rcu.stats().gp_completed, before);
+        // ...and on a fresh one it does.
+        let c2 = rcu.get_state();
+        rcu.cond_synchronize(c2);
+        assert!(rcu.poll(&c2));
+        assert!(rcu.stats().gp_completed > before);
+    }
+}
+
+#[test]
+fn a_cookie_taken_during_a_grace_period_needs_the_next_one() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (stop, reader) = hold_reader(&rcu);
+    let w = rcu.clone();
+    let writer = thread::spawn(move || w.synchronize());
+    // Wait until the writer's grace period is in progress.
+    let t = Instant::now();
+    while !rcu.stats().gp_in_progress {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        thread::yield_now();
+    }
+    let c = rcu.get_state();
+    stop.send(()).unwrap();
+    writer.join().unwrap();
+    reader.join().unwrap();
+    // The grace period that was running when `c` was taken may have begun
+    // before an update made just before it: it does not complete `c`.
+    assert!(!rcu.poll(&c));
+    rcu.synchronize();
+    assert!(rcu.poll(&c));
+}
+
+#[test]
+fn start_poll_completes_without_anyone_synchronizing() {
+    for rcu in domains() {
+        let c = rcu.start_poll();
+        let t = Instant::now();
+        while !rcu.poll(&c) {
+            assert!(t.elapsed() < Duration::from_secs(10), "start_poll never completed");
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert!(rcu.stats().poll_requests >= 1);
+    }
+}
+
+#[test]
+fn start_poll_inside_a_section_completes_after_it() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let g = rcu.read_lock();
+    let c = rcu.start_poll(); // legal: never blocks
+    thread::sleep(Duration::from_millis(50));
+    assert!(!rcu.poll(&c), "grace period ended while this thread reads");
+    drop(g);
+    let t = Instant::now();
+    while !rcu.poll(&c) {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn completed_cookie_is_always_done() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let g = rcu.read_lock();
+    assert!(rcu.poll(&Cookie::completed()));
+    rcu.cond_synchronize(Cookie::completed()); // returns even inside a section
+    drop(g);
+    assert!(Rcu::global().poll(&Cookie::completed()));
+}
+
+#[test]
+fn gp_sequence_advances_in_stats() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let s0 = rcu.stats();
+    rcu.synchronize();
+    rcu.synchronize_expedited();
+    let s1 = rcu.stats();
+    assert_eq!(s1.gp_completed, s0.gp_completed + 2);
+    assert!(s1.gp_seq > s0.gp_seq);
+    assert!(!s1.gp_in_progress);
+    assert_eq!(s1.expedited_gps, s0.expedited_gps + 1);
+    assert_eq!(s1.expedited_calls, 1);
+}
+
+#[test]
+fn a_parked_writer_is_woken_by_the_reader() {
+    let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_secs(60))).unwrap();
+    let (stop, reader) = hold_reader(&rcu);
+    let w = rcu.clone();
+    let writer = thread::spawn(move || w.synchronize());
+    thread::sleep(Duration::from_millis(100));
+    let released = Instant::now();
+    stop.send(()).unwrap();
+    writer.join().unwrap();
+    reader.join().unwrap();
+    // Woken by the unlock, not by a timeout (the park timeout is 1 s or more).
+    assert!(released.elapsed() < Duration::from_millis(900));
+    assert!(rcu.stats().writer_parks >= 1);
+}
+
+#[test]
+fn many_writers_and_readers_make_progress() {
+    for rcu in domains() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let gps = Arc::new(AtomicUsize::new(0));
+        let mut hs = vec![];
+        for _ in 0..3 {
+            let (s, r) = (stop.clone(), rcu.clone());
+            hs.push(thread::spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    let _a = r.read_lock();
+                    let _b = r.read_lock();
+                }
+            }));
+        }
+        for i in 0..3 {
+            let (s, r, n) = (stop.clone(), rcu.clone(), gps.clone());
+            hs.push(thread::spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    match i {
+                        0 => r.synchronize(),
+                        1 => r.synchronize_expedited(),
+                        _ => r.cond_synchronize(r.start_poll()),
+                    }
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(gps.load(Ordering::Relaxed) > 10);
+    }
+}

@@ -1,0 +1,241 @@
+//! Read-side sections: nesting, registration, thread exit, independent domains.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+
+fn domains() -> Vec<Rcu> {
+    let mut v = vec![Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap()];
+    if let Ok(memb) = Rcu::new(Config::new().flavor(Flavor::Memb)) {
+        v.push(memb);
+    }
+    v
+}
+
+#[test]
+fn nesting_counts_and_only_the_outermost_unlock_ends_the_section() {
+    for rcu in domains() {
+        assert!(!rcu.in_read_section());
+        let a = rcu.read_lock();
+        let b = rcu.read_lock();
+        let c = rcu.read_lock();
+        drop(b); // out of order drops are fine: it is a count
+        assert!(rcu.in_read_section());
+        drop(a);
+        assert!(rcu.in_read_section());
+        drop(c);
+        assert!(!rcu.in_read_section());
+    }
+}
+
+/// A grace period must wait while any nesting level is held.
+#[test]
+fn nested_section_holds_grace_period_until_outermost_unlock() {
+    for rcu in domains() {
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (step_tx, step_rx) = mpsc::channel::<()>();
+        let r = rcu.clone();
+        let reader = thread::spawn(move || {
+            let outer = r.read_lock();
+            let inner = r.read_lock();
+            locked_tx.send(()).unwrap();
+            step_rx.recv().unwrap();
+            drop(inner); // still inside `outer`
+            step_rx.recv().unwrap();
+            drop(outer);
+        });
+        locked_rx.recv().unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let (d, w) = (done.clone(), rcu.clone());
+        let writer = thread::spawn(move || {
+            w.synchronize();
+            d.store(true, Ordering::SeqCst);
+        });
+        thread::sleep(Duration::from_millis(50));
+        assert!(!done.load(Ordering::SeqCst), "GP ended while reader held two levels");
+        step_tx.send(()).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        assert!(!done.load(Ordering::SeqCst), "GP ended while reader held the outer level");
+        step_tx.send(()).unwrap();
+        writer.join().unwrap();
+        reader.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
+    }
+}
+
+#[test]
+fn threads_register_on_first_use_and_unregister_at_exit() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    assert_eq!(rcu.stats().registered_readers, 0);
+    let (tx, rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    let t = thread::spawn(move || {
+        drop(r.read_lock());
+        tx.send(()).unwrap();
+        stop_rx.recv().unwrap();
+    });
+    rx.recv().unwrap();
+    assert_eq!(rcu.stats().registered_readers, 1);
+    stop_tx.send(()).unwrap();
+    t.join().unwrap();
+    assert_eq!(rcu.stats().registered_readers, 0);
+    // The freed slot is reused, not leaked: many short-lived threads leave one slot.
+    for _ in 0..50 {
+        let r = rcu.clone();
+        thread::spawn(move || drop(r.read_lock())).join().unwrap();
+    }
+    assert_eq!(rcu.stats().registered_readers, 0);
+}
+
+/// A thread that exits inside a section (its guard leaked) must not block
+/// grace periods forever.
+#[test]
+fn thread_exiting_inside_a_section_releases_grace_periods() {
+    for rcu in domains() {
+        let r = rcu.clone();
+        thread::spawn(move || {
+            std::mem::forget(r.read_lock());
+            std::mem::forget(r.read_lock());
+        })
+        .join()
+        .unwrap();
+        let start = Instant::now();
+        rcu.synchronize();
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}
+
+/// A writer parked on a reader that then exits (leaking its guard) wakes up.
+#[test]
+fn thread_exit_during_a_section_wakes_a_waiting_writer() {
+    for rcu in domains() {
+        let (tx, rx) = mpsc::channel();
+        let r = rcu.clone();
+        let reader = thread::spawn(move || {
+            let g = r.read_lock();
+            tx.send(()).unwrap();
+            thread::sleep(Duration::from_millis(100));
+            std::mem::forget(g);
+        });
+        rx.recv().unwrap();
+        let start = Instant::now();
+        rcu.synchronize(); // parks on the reader, woken by its exit
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        reader.join().unwrap();
+    }
+}
+
+/// A reader that panics inside its section unwinds its guard.
+#[test]
+fn panicking_reader_ends_its_section() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = rcu.clone();
+    let res = thread::spawn(move || {
+        let _g = r.read_lock();
+        panic!("reader panics inside its section");
+    })
+    .join();
+    assert!(res.is_err());
+    rcu.synchronize();
+}
+
+#[test]
+fn independent_domains_do_not_wait_for_each_other() {
+    let a = Rcu::new(Config::new()).unwrap();
+    let b = Rcu::new(Config::new()).unwrap();
+    let guard_a = a.read_lock();
+    // Inside a section of `a`, synchronizing `b` is legal and does not wait for it.
+    b.synchronize();
+    b.synchronize_expedited();
+    assert!(a.in_read_section());
+    assert!(!b.in_read_section());
+    drop(guard_a);
+
+    // A reader of `b` held on another thread does not delay `a`.
+    let (tx, rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let rb = b.clone();
+    let t = thread::spawn(move || {
+        let _g = rb.read_lock();
+        tx.send(()).unwrap();
+        stop_rx.recv().unwrap();
+    });
+    rx.recv().unwrap();
+    let start = Instant::now();
+    a.synchronize();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    stop_tx.send(()).unwrap();
+    t.join().unwrap();
+}
+
+/// One thread alternating between domains keeps separate nesting per domain.
+#[test]
+fn sections_in_several_domains_on_one_thread() {
+    let doms: Vec<Rcu> = (0..4).map(|_| Rcu::new(Config::new()).unwrap()).collect();
+    let guards: Vec<_> = doms.iter().map(|d| d.read_lock()).collect();
+    for d in &doms {
+        assert!(d.in_read_section());
+    }
+    drop(guards);
+    for d in &doms {
+        assert!(!d.in_read_section());
+        d.synchronize();
+    }
+}
+
+/// Dropping a domain that threads have read in leaves those threads working.
+#[test]
+fn dropped_domain_does_not_disturb_threads_that_used_it() {
+    for _ in 0..20 {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        drop(rcu.read_lock());
+        drop(rcu);
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    drop(rcu.read_lock());
+    rcu.synchronize();
+}
+
+#[test]
+fn cell_of_a_domain_loads_under_that_domains_guard() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(41)));
+    let g = rcu.read_lock();
+    assert_eq!(cell.load(&g), Some(&41));
+}
+
+#[test]
+fn flavor_is_reported_in_stats() {
+    let rcu = Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap();
+    assert_eq!(rcu.stats().flavor, Flavor::Mb);
+    let json = serde_json::to_value(rcu.stats()).unwrap();
+    assert_eq!(json["flavor"], "mb");
+    let auto = Rcu::new(Config::new()).unwrap();
+    assert_eq!(auto.stats().flavor, auto.flavor());
+}
+
+#[test]
+fn forcing_memb_without_membarrier_is_a_clear_error() {
+    let err = Rcu::new(
+        Config::new()
+            .flavor(Flavor::Memb)
+            .simulate_no_membarrier(true),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("membarrier"), "{msg}");
+    assert!(msg.contains("Flavor::Mb"), "{msg}");
+    // Without forcing, the same machine falls back to mb.
+    let rcu = Rcu::new(Config::new().simulate_no_membarrier(true)).unwrap();
+    assert_eq!(rcu.flavor(), Flavor::Mb);
+}
+
+#[test]
+fn zero_stall_timeout_is_rejected() {
+    let err = Rcu::new(Config::new().stall_timeout(Duration::ZERO)).unwrap_err();
+    assert!(err.to_string().contains("stall_timeout"));
+}
