@@ -189,7 +189,7 @@ impl<T> RcuCell<T> {
     /// let cell = rcu_reclaim::RcuCell::new('x');
     /// assert_eq!(cell.into_inner().map(|b| *b), Some('x'));
     /// ```
-    pub fn into_inner(mut self) -> Option<Box<T>> {
+    pub fn into_inner(self) -> Option<Box<T>> {
         let p = self.ptr.swap(ptr::null_mut(), Ordering::Relaxed);
         // SAFETY: as in `get_mut`; the cell no longer points to it.
         (!p.is_null()).then(|| unsafe { Box::from_raw(p) })

@@ -92,7 +92,9 @@ fn run(shared: &Shared, domain: &Weak<Inner>) {
             }
             st.requested
         };
-        let Some(inner) = domain.upgrade() else { return };
+        let Some(inner) = domain.upgrade() else {
+            return;
+        };
         if !inner.gp.done(requested) {
             Rcu::from_inner(inner).wait_for_seq_normal(requested);
             continue;

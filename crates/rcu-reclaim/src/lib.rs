@@ -45,6 +45,8 @@
 //! kernel's discussion of RCU and the OOM killer (May 2020).
 
 #![warn(missing_docs)]
+// Under loom the membarrier/futex paths and the grace-period thread are not built.
+#![cfg_attr(loom, allow(dead_code))]
 #![cfg(target_os = "linux")]
 
 mod cell;
@@ -62,3 +64,8 @@ pub use domain::{Config, Error, Flavor, Rcu};
 pub use gp::Cookie;
 pub use reader::ReadGuard;
 pub use stats::Stats;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

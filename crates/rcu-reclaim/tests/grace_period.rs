@@ -159,7 +159,10 @@ fn start_poll_completes_without_anyone_synchronizing() {
         let c = rcu.start_poll();
         let t = Instant::now();
         while !rcu.poll(&c) {
-            assert!(t.elapsed() < Duration::from_secs(10), "start_poll never completed");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "start_poll never completed"
+            );
             thread::sleep(Duration::from_millis(1));
         }
         assert!(rcu.stats().poll_requests >= 1);

@@ -40,7 +40,10 @@ fn reader_never_sees_an_object_poisoned_after_synchronize() {
             let g = r.read_lock();
             if let Some(obj) = c.load(&g) {
                 let v = obj.value.load(Ordering::Relaxed);
-                assert_ne!(v, POISON, "reader saw an object poisoned after its grace period");
+                assert_ne!(
+                    v, POISON,
+                    "reader saw an object poisoned after its grace period"
+                );
             }
             drop(g);
         });

@@ -55,10 +55,16 @@ fn nested_section_holds_grace_period_until_outermost_unlock() {
             d.store(true, Ordering::SeqCst);
         });
         thread::sleep(Duration::from_millis(50));
-        assert!(!done.load(Ordering::SeqCst), "GP ended while reader held two levels");
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "GP ended while reader held two levels"
+        );
         step_tx.send(()).unwrap();
         thread::sleep(Duration::from_millis(50));
-        assert!(!done.load(Ordering::SeqCst), "GP ended while reader held the outer level");
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "GP ended while reader held the outer level"
+        );
         step_tx.send(()).unwrap();
         writer.join().unwrap();
         reader.join().unwrap();

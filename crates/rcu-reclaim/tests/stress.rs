@@ -92,30 +92,33 @@ fn run(rcu: &Rcu, duration: Duration) -> (u64, u64, u64) {
         }));
     }
     for w in 0..2u64 {
-        let (cells, stop, updates, rcu) = (cells.clone(), stop.clone(), updates.clone(), rcu.clone());
+        let (cells, stop, updates, rcu) =
+            (cells.clone(), stop.clone(), updates.clone(), rcu.clone());
         handles.push(thread::spawn(move || {
             let mut generation = 1000 + w * 1_000_000_000;
             while !stop.load(Ordering::Relaxed) {
                 generation += 1;
                 let cell = &cells[(generation % cells.len() as u64) as usize];
-                let old = cell.replace(Obj::new(generation)).expect("cells are never empty");
+                let old = cell
+                    .replace(Obj::new(generation))
+                    .expect("cells are never empty");
                 // Rotate among the ways to wait for a grace period.
                 let old = match generation % 4 {
                     0 => old.into_box(),
                     1 => {
                         rcu.synchronize();
-                        old.try_into_box().ok().expect("a grace period elapsed")
+                        old.try_into_box().expect("a grace period elapsed")
                     }
                     2 => {
                         rcu.synchronize_expedited();
-                        old.try_into_box().ok().expect("a grace period elapsed")
+                        old.try_into_box().expect("a grace period elapsed")
                     }
                     _ => {
                         let c = rcu.start_poll();
                         while !rcu.poll(&c) {
                             thread::yield_now();
                         }
-                        old.try_into_box().ok().expect("a grace period elapsed")
+                        old.try_into_box().expect("a grace period elapsed")
                     }
                 };
                 old.poison();
@@ -149,7 +152,10 @@ fn poison_after_grace_period_is_never_seen_mb() {
     let (reads, updates, bad) = run(&rcu, duration());
     println!("mb: {reads} reads, {updates} updates, {bad} violations");
     assert_eq!(bad, 0);
-    assert!(reads > 1000 && updates > 100, "{reads} reads, {updates} updates");
+    assert!(
+        reads > 1000 && updates > 100,
+        "{reads} reads, {updates} updates"
+    );
 }
 
 #[test]
@@ -164,5 +170,8 @@ fn poison_after_grace_period_is_never_seen_memb() {
     let (reads, updates, bad) = run(&rcu, duration());
     println!("memb: {reads} reads, {updates} updates, {bad} violations");
     assert_eq!(bad, 0);
-    assert!(reads > 1000 && updates > 100, "{reads} reads, {updates} updates");
+    assert!(
+        reads > 1000 && updates > 100,
+        "{reads} reads, {updates} updates"
+    );
 }

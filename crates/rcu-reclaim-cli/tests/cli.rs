@@ -1,0 +1,50 @@
+//! The binary's arguments: good ones work, bad ones exit 2 with a message.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rcu-reclaim"))
+}
+
+#[test]
+fn info_json_parses_and_reports_the_flavor() {
+    let out = bin()
+        .args(["info", "--json", "--grace-periods", "10"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flavor = v["flavor"].as_str().unwrap();
+    assert!(flavor == "memb" || flavor == "mb");
+    assert!(v["stats"]["gp_completed"].as_u64().unwrap() >= 20);
+}
+
+#[test]
+fn info_text_runs() {
+    let out = bin()
+        .args(["info", "--grace-periods", "5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("flavor:"));
+}
+
+#[test]
+fn bad_arguments_exit_2_naming_the_problem() {
+    for (args, needle) in [
+        (&["info", "--grace-periods", "0"][..], "--grace-periods"),
+        (&["info", "--grace-periods", "lots"][..], "--grace-periods"),
+        (&["frobnicate"][..], "frobnicate"),
+        (&[][..], "Usage"),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
