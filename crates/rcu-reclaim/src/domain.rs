@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::callbacks::{Callbacks, PageAllocator, PanicHook, Params, SystemPageAllocator};
 use crate::gp::GracePeriods;
 use crate::reader::{self, ReadGuard, Registry};
 use crate::sync::Arc;
+use crate::topology::Topology;
 
 /// How readers and writers order their memory accesses.
 ///
@@ -49,11 +51,15 @@ impl fmt::Display for Flavor {
 /// let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_secs(5))).unwrap();
 /// assert_eq!(rcu.config().stall_timeout_value(), Duration::from_secs(5));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     flavor: Option<Flavor>,
     stall_timeout: Duration,
     simulate_no_membarrier: bool,
+    topology: Option<Topology>,
+    params: Params,
+    page_allocator: std::sync::Arc<dyn PageAllocator>,
+    panic_hook: Option<PanicHook>,
 }
 
 impl Default for Config {
@@ -62,7 +68,22 @@ impl Default for Config {
             flavor: None,
             stall_timeout: Duration::from_secs(21),
             simulate_no_membarrier: false,
+            topology: None,
+            params: Params::default(),
+            page_allocator: std::sync::Arc::new(SystemPageAllocator),
+            panic_hook: None,
         }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("flavor", &self.flavor)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("topology", &self.topology)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,6 +138,130 @@ impl Config {
         self
     }
 
+    /// The CPU/node layout used to shard callback queues (default: detected
+    /// from `/sys`). A synthetic one exercises per-node behaviour anywhere.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Rcu, Topology};
+    /// let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 2))).unwrap();
+    /// assert_eq!(rcu.topology().nodes(), 2);
+    /// ```
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.topology = Some(topology);
+        self
+    }
+
+    /// Lazy pace: a shard asks for a grace period once its oldest callback
+    /// has waited this long (default 50 ms; the kernel's lazy RCU waits up
+    /// to 10 s). Longer means fewer grace periods and more memory in flight.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = rcu_reclaim::Config::new().lazy_delay(Duration::from_millis(5));
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn lazy_delay(mut self, delay: Duration) -> Self {
+        self.params.lazy_delay = delay;
+        self
+    }
+
+    /// Lazy pace: a shard asks for a grace period at once when it holds this
+    /// many callbacks and deferred drops not yet assigned one (default 1000).
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().lazy_batch(64);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn lazy_batch(mut self, batch: usize) -> Self {
+        self.params.lazy_batch = batch;
+        self
+    }
+
+    /// Overload: a shard holding more than `qhimark` entries (default
+    /// 10,000) starts a grace period at once and runs without a batch limit
+    /// until it falls under `qlowmark` (default 100).
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().qhimark(500).qlowmark(10);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn qhimark(mut self, n: usize) -> Self {
+        self.params.qhimark = n;
+        self
+    }
+
+    /// See [`qhimark`](Config::qhimark).
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().qlowmark(50);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn qlowmark(mut self, n: usize) -> Self {
+        self.params.qlowmark = n;
+        self
+    }
+
+    /// Overload: a total backlog over `qovld` entries (default 20,000)
+    /// expedites grace periods.
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().qovld(1_000);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn qovld(mut self, n: usize) -> Self {
+        self.params.qovld = n;
+        self
+    }
+
+    /// Smallest batch a worker runs between yields (default 10, the
+    /// kernel's `blimit`); batches are `max(blimit, pending >> 7)`.
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().blimit(32);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn blimit(mut self, n: usize) -> Self {
+        self.params.blimit = n;
+        self
+    }
+
+    /// Callback worker threads per NUMA node (default 1).
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().workers_per_node(2);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn workers_per_node(mut self, n: usize) -> Self {
+        self.params.workers_per_node = n;
+        self
+    }
+
+    /// Where bulk pages for `defer_drop` come from (default: the global
+    /// allocator). Inject one to observe or fail page allocations.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rcu_reclaim::{Config, SystemPageAllocator};
+    /// let c = Config::new().page_allocator(Arc::new(SystemPageAllocator));
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn page_allocator(mut self, alloc: std::sync::Arc<dyn PageAllocator>) -> Self {
+        self.page_allocator = alloc;
+        self
+    }
+
+    /// Called with the message of every callback or deferred drop that
+    /// panics (after it is caught and counted; the others still run).
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().on_callback_panic(|msg| eprintln!("callback panicked: {msg}"));
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn on_callback_panic(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.panic_hook = Some(std::sync::Arc::new(hook));
+        self
+    }
+
     /// The forced flavor, or `None` for detection.
     ///
     /// ```
@@ -137,9 +282,21 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        let p = &self.params;
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
         if self.stall_timeout.is_zero() {
-            return Err(Error::InvalidConfig(
-                "stall_timeout must be greater than zero (the default is 21 s)".into(),
+            return bad("stall_timeout must be greater than zero (the default is 21 s)".into());
+        }
+        if p.lazy_batch == 0 || p.blimit == 0 || p.workers_per_node == 0 || p.qovld == 0 {
+            return bad(format!(
+                "lazy_batch ({}), blimit ({}), workers_per_node ({}) and qovld ({}) must be at least 1",
+                p.lazy_batch, p.blimit, p.workers_per_node, p.qovld
+            ));
+        }
+        if p.qlowmark >= p.qhimark {
+            return bad(format!(
+                "qlowmark ({}) must be below qhimark ({}) (defaults 100 and 10,000)",
+                p.qlowmark, p.qhimark
             ));
         }
         Ok(())
@@ -216,12 +373,19 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) registry: Arc<Registry>,
     pub(crate) gp: GracePeriods,
+    pub(crate) callbacks: Callbacks,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.registry.alive.store(false, Ordering::Relaxed);
+        // No handle is left, so no thread can queue more; run everything
+        // that is queued or buffered (after its grace period) before going.
+        while !self.callbacks.is_idle(self) {
+            self.callbacks.barrier(self);
+        }
         self.gp.shutdown();
+        self.callbacks.workers.shutdown();
+        self.registry.alive.store(false, Ordering::Relaxed);
     }
 }
 
@@ -278,6 +442,12 @@ impl Rcu {
             registry: registry.clone(),
             inner: Arc::new(Inner {
                 id,
+                callbacks: Callbacks::new(
+                    config.topology.clone().unwrap_or_else(Topology::detect),
+                    config.params.clone(),
+                    config.page_allocator.clone(),
+                    config.panic_hook.clone(),
+                ),
                 config,
                 registry,
                 gp: GracePeriods::new(),
@@ -375,16 +545,6 @@ impl Rcu {
     /// ```
     pub fn in_read_section(&self) -> bool {
         reader::nesting(self) > 0
-    }
-
-    /// A handle on the domain `inner` belongs to.
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Rcu {
-        Rcu {
-            id: inner.id,
-            flavor: inner.registry.flavor,
-            registry: inner.registry.clone(),
-            inner,
-        }
     }
 
     pub(crate) fn registry(&self) -> &Arc<Registry> {

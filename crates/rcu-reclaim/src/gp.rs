@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::domain::{Flavor, Rcu};
+use crate::domain::{Flavor, Inner, Rcu};
 use crate::reader::{Registry, Slot};
 use crate::sync::{fence, lock, thread, AtomicU64, Mutex};
 
@@ -74,7 +74,7 @@ impl Cookie {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum WaitMode {
+pub(crate) enum WaitMode {
     /// Spin, yield, then park on a futex.
     Normal,
     /// Spin and yield; never park.
@@ -141,7 +141,7 @@ impl GracePeriods {
 }
 
 /// The writer's half of the read-side barrier pairing.
-fn writer_barrier(flavor: Flavor) {
+pub(crate) fn writer_barrier(flavor: Flavor) {
     match flavor {
         #[cfg(not(loom))]
         Flavor::Memb => crate::sys::membarrier_private_expedited(),
@@ -229,7 +229,7 @@ impl Rcu {
         if !self.poll(&cookie) {
             bump(&self.inner().gp.counters.poll_requests);
             #[cfg(not(loom))]
-            self.inner().gp.kthread.request(self, cookie.seq);
+            self.inner().gp.kthread.request(self.inner(), cookie.seq);
         }
         cookie
     }
@@ -287,13 +287,24 @@ impl Rcu {
         }
     }
 
+    fn wait_for_seq(&self, target: u64, mode: WaitMode) {
+        self.inner().wait_for_seq(target, mode);
+    }
+}
+
+impl Inner {
+    /// A grace-period snapshot (see `GracePeriods::snapshot`).
+    pub(crate) fn gp_snapshot(&self) -> u64 {
+        self.gp.snapshot()
+    }
+
     /// Runs grace periods until the sequence reaches `target`.
     pub(crate) fn wait_for_seq_normal(&self, target: u64) {
         self.wait_for_seq(target, WaitMode::Normal);
     }
 
-    fn wait_for_seq(&self, target: u64, mode: WaitMode) {
-        let gp = &self.inner().gp;
+    pub(crate) fn wait_for_seq(&self, target: u64, mode: WaitMode) {
+        let gp = &self.gp;
         if gp.done(target) {
             bump(&gp.counters.shared);
             return;
@@ -310,11 +321,11 @@ impl Rcu {
 
     /// One grace period. Called with `gp_lock` held.
     fn run_grace_period(&self, mode: WaitMode) {
-        let gp = &self.inner().gp;
-        let registry = self.registry();
+        let gp = &self.gp;
+        let registry = &*self.registry;
         let start = gp.seq.load(Ordering::Relaxed);
         gp.seq.store(start + 1, Ordering::Relaxed);
-        writer_barrier(self.flavor());
+        writer_barrier(self.registry.flavor);
         let new = registry.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
         self.wait_for_readers(registry, new, mode);
         gp.seq
@@ -368,19 +379,19 @@ impl Rcu {
         // Pairs with the reader's fence between clearing its slot and reading
         // `waiter`: either we see the slot cleared, or the reader sees -1 and
         // wakes us.
-        writer_barrier(self.flavor());
+        writer_barrier(self.registry.flavor);
         if quiescent(slot) {
             registry.waiter.store(0, Ordering::Relaxed);
             return;
         }
-        bump(&self.inner().gp.counters.writer_parks);
+        bump(&self.gp.counters.writer_parks);
         crate::sys::futex_wait(&registry.waiter, -1, timeout);
     }
 
     /// Reports `slot` once if it has held up the grace period past the stall
     /// timeout; returns how long to park before checking again.
     fn check_stall(&self, slot: &Slot, started: Instant) -> Duration {
-        let limit = self.config().stall_timeout_value();
+        let limit = self.config.stall_timeout_value();
         let waited = started.elapsed();
         if waited < limit {
             return limit - waited;
@@ -388,9 +399,9 @@ impl Rcu {
         let section = slot.ctr.load(Ordering::Relaxed);
         if section != 0 && slot.stall_reported.swap(section, Ordering::Relaxed) != section {
             let owner = lock(&slot.owner).clone();
-            bump(&self.inner().gp.counters.stalls_reported);
+            bump(&self.gp.counters.stalls_reported);
             tracing::warn!(
-                domain = self.id(),
+                domain = self.id,
                 thread = %owner.name,
                 tid = owner.tid,
                 waited_ms = waited.as_millis() as u64,

@@ -1,18 +1,21 @@
-//! The domain's grace-period thread: runs grace periods that
-//! [`Rcu::start_poll`] asked for, so polled waiters make progress without
-//! anyone calling `synchronize`. Started on first request; stopped when the
-//! domain is dropped.
+//! The domain's grace-period thread: runs the grace periods that
+//! [`Rcu::start_poll`](crate::Rcu::start_poll) and queued callbacks need, so
+//! they make progress without anyone calling `synchronize`. It applies the
+//! lazy rules (see `callbacks`), sleeping until the oldest lazily queued
+//! entry is due. Started on first use; stopped when the domain is dropped.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 
-use crate::domain::{Inner, Rcu};
+use crate::domain::Inner;
 use crate::sync::lock;
 
 #[derive(Default)]
 struct State {
-    /// Highest sequence value asked for.
+    /// Highest sequence value asked for by `start_poll`.
     requested: u64,
+    /// Set when callbacks want attention before the lazy timer.
+    kicked: bool,
     shutdown: bool,
     handle: Option<JoinHandle<()>>,
     thread: Option<ThreadId>,
@@ -35,17 +38,33 @@ impl GpThread {
     }
 
     /// Asks for grace periods until the sequence reaches `target`.
-    pub(crate) fn request(&self, rcu: &Rcu, target: u64) {
+    pub(crate) fn request(&self, inner: &Arc<Inner>, target: u64) {
         let mut st = lock(&self.shared.state);
+        st.requested = st.requested.max(target);
+        self.wake_locked(st, inner, Some(target));
+    }
+
+    /// Asks the thread to look at the callback queues now.
+    pub(crate) fn kick(&self, inner: &Arc<Inner>) {
+        let mut st = lock(&self.shared.state);
+        st.kicked = true;
+        self.wake_locked(st, inner, None);
+    }
+
+    fn wake_locked(
+        &self,
+        mut st: std::sync::MutexGuard<'_, State>,
+        inner: &Arc<Inner>,
+        target: Option<u64>,
+    ) {
         if st.shutdown {
             return;
         }
-        st.requested = st.requested.max(target);
         if st.handle.is_none() {
             let shared = self.shared.clone();
-            let weak = Arc::downgrade(rcu.inner());
+            let weak = Arc::downgrade(inner);
             let spawned = thread::Builder::new()
-                .name(format!("rcu-gp-{}", rcu.id()))
+                .name(format!("rcu-gp-{}", inner.id))
                 .spawn(move || run(&shared, &weak));
             match spawned {
                 Ok(h) => {
@@ -53,11 +72,14 @@ impl GpThread {
                     st.handle = Some(h);
                 }
                 Err(e) => {
-                    // No thread: run the grace period here instead, so the
-                    // cookie still completes; a later request tries again.
+                    // No thread: run the grace period here, so the cookie
+                    // still completes (callbacks wait for barrier or a later
+                    // try); a later request tries to spawn again.
                     drop(st);
                     tracing::warn!(error = %e, "rcu-reclaim: cannot start the grace-period thread; running the grace period on the caller");
-                    rcu.wait_for_seq_normal(target);
+                    if let Some(t) = target {
+                        inner.wait_for_seq_normal(t);
+                    }
                     return;
                 }
             }
@@ -86,25 +108,36 @@ impl GpThread {
 fn run(shared: &Shared, domain: &Weak<Inner>) {
     loop {
         let requested = {
-            let st = lock(&shared.state);
+            let mut st = lock(&shared.state);
             if st.shutdown {
                 return;
             }
+            st.kicked = false;
             st.requested
         };
         let Some(inner) = domain.upgrade() else {
             return;
         };
-        if !inner.gp.done(requested) {
-            Rcu::from_inner(inner).wait_for_seq_normal(requested);
+        let plan = inner.callbacks.plan(&inner);
+        let poll_target = (!inner.gp.done(requested)).then_some(requested);
+        if let Some(target) = plan.target.max(poll_target) {
+            inner.wait_for_seq(target, plan.mode);
+            inner.callbacks.after_gp(&inner);
             continue;
         }
+        // Entries whose grace period already elapsed (a page sealed with a
+        // cookie another grace period completed) need only a worker.
+        inner.callbacks.after_gp(&inner);
         // Dropped outside the lock: it may be the last handle, whose drop
         // calls `shutdown`.
         drop(inner);
         let st = lock(&shared.state);
-        if !st.shutdown && st.requested == requested {
-            drop(shared.wake.wait(st));
+        if st.shutdown || st.kicked || st.requested != requested {
+            continue;
+        }
+        match plan.next_deadline {
+            Some(d) => drop(shared.wake.wait_timeout(st, d)),
+            None => drop(shared.wake.wait(st)),
         }
     }
 }

@@ -49,6 +49,7 @@
 #![cfg_attr(loom, allow(dead_code))]
 #![cfg(target_os = "linux")]
 
+mod callbacks;
 mod cell;
 mod domain;
 mod gp;
@@ -58,12 +59,17 @@ mod reader;
 mod stats;
 mod sync;
 mod sys;
+mod topology;
 
+pub use callbacks::{
+    without_page_allocation, PageAllocator, ReclaimSize, SystemPageAllocator, BULK_PAGE_SIZE,
+};
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
 pub use gp::Cookie;
 pub use reader::ReadGuard;
-pub use stats::Stats;
+pub use stats::{ShardStats, Stats};
+pub use topology::{override_current_cpu, Topology};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -18,6 +18,7 @@ use std::sync::atomic::{compiler_fence, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use crate::callbacks::{BulkPage, LocalBuffer};
 use crate::domain::{Flavor, Rcu};
 use crate::sync::{fence, lock, Arc, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Mutex};
 
@@ -36,9 +37,11 @@ pub(crate) struct Slot {
     pub(crate) owner: Mutex<Owner>,
     /// The `ctr` value of the section last reported as stalled (once per stall).
     pub(crate) stall_reported: AtomicU64,
+    /// The owner's page of deferred drops.
+    pub(crate) local: LocalBuffer,
 }
 
-// SAFETY: every field but `nest` is an atomic or a mutex. `nest` is read and
+// SAFETY: every field but `nest` is an atomic, a mutex or `Sync` (`local`). `nest` is read and
 // written only by the thread that claimed the slot (through `read_lock`,
 // `ReadGuard::drop` and that thread's registration), and a slot is claimed by
 // one thread at a time: claiming is a CAS on `in_use`, and the slot is handed
@@ -61,6 +64,7 @@ impl Slot {
             next: AtomicPtr::new(ptr::null_mut()),
             owner: Mutex::new(Owner::default()),
             stall_reported: AtomicU64::new(0),
+            local: LocalBuffer::default(),
         }
     }
 }
@@ -79,6 +83,9 @@ pub(crate) struct Registry {
     pub(crate) waiter: AtomicI32,
     /// Cleared when the domain is dropped; dead registrations are pruned.
     pub(crate) alive: AtomicBool,
+    /// Pages of deferred drops left by threads that exited, for the domain
+    /// to adopt (nothing is lost).
+    pub(crate) orphans: Mutex<Vec<BulkPage>>,
     pub(crate) flavor: Flavor,
 }
 
@@ -89,6 +96,7 @@ impl Registry {
             head: AtomicPtr::new(ptr::null_mut()),
             waiter: AtomicI32::new(0),
             alive: AtomicBool::new(true),
+            orphans: Mutex::new(Vec::new()),
             flavor,
         }
     }
@@ -197,6 +205,14 @@ impl Drop for Registration {
             }
             self.registry.wake_writer();
         }
+        // Hand buffered deferred drops over (under the buffer's lock, so a
+        // concurrent flush sees the page either here or in `orphans`).
+        slot.local.with_page_owner(|page| {
+            if let Some(p) = page.take() {
+                lock(&self.registry.orphans).push(p);
+            }
+            slot.local.reset_counts();
+        });
         slot.in_use.store(false, Ordering::Release);
     }
 }

@@ -48,6 +48,51 @@ pub struct Stats {
     pub poll_requests: u64,
     /// Threads currently registered as readers.
     pub registered_readers: usize,
+    /// Callbacks and deferred drops not yet run (as [`Rcu::pending`]).
+    pub pending: usize,
+    /// Bytes they will free (as [`Rcu::pending_bytes`]).
+    pub pending_bytes: usize,
+    /// Per-CPU shards.
+    pub shards: Vec<ShardStats>,
+    /// Callbacks queued with `call*`.
+    pub callbacks_queued: u64,
+    /// Objects deferred with `defer_drop*` whose bulk page has reached a shard.
+    pub deferred_drops: u64,
+    /// Callbacks and deferred drops run.
+    pub invoked: u64,
+    /// Bytes they accounted.
+    pub bytes_freed: u64,
+    /// Bulk pages emptied after their grace period.
+    pub pages_freed: u64,
+    /// `defer_drop`s that found no page and waited for a grace period
+    /// (or queued a callback) instead.
+    pub fallback_syncs: u64,
+    /// Callbacks and deferred drops that panicked (caught; the rest ran).
+    pub callback_panics: u64,
+    /// Times a shard went over `qhimark`.
+    pub overload_events: u64,
+    /// Times the total backlog went over `qovld` (grace periods expedited).
+    pub overload_expedited: u64,
+    /// Calls to `barrier` (including those made by dropping a domain).
+    pub barriers: u64,
+    /// Thread pages flushed by the grace-period thread after `lazy_delay`.
+    pub lazy_flushes: u64,
+}
+
+/// One CPU's callback shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ShardStats {
+    /// The CPU.
+    pub cpu: usize,
+    /// Its NUMA node.
+    pub node: usize,
+    /// Callbacks and deferred drops queued.
+    pub pending: usize,
+    /// Their bytes.
+    pub pending_bytes: usize,
+    /// Over `qhimark` and not yet back under `qlowmark`.
+    pub overloaded: bool,
 }
 
 impl Rcu {
@@ -66,6 +111,9 @@ impl Rcu {
         let c = &gp.counters;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let seq = gp.seq();
+        let cbs = &self.inner().callbacks;
+        let k = &cbs.counters;
+        let (pending, pending_bytes) = cbs.pending(self.inner());
         Stats {
             domain: self.id(),
             flavor: self.flavor(),
@@ -81,6 +129,31 @@ impl Rcu {
             stalls_reported: get(&c.stalls_reported),
             poll_requests: get(&c.poll_requests),
             registered_readers: self.registry().registered(),
+            pending,
+            pending_bytes,
+            shards: (0..cbs.shards())
+                .map(|cpu| {
+                    let (pending, pending_bytes, overloaded) = cbs.shard_snapshot(cpu);
+                    ShardStats {
+                        cpu,
+                        node: cbs.topology.node_of(cpu),
+                        pending,
+                        pending_bytes,
+                        overloaded,
+                    }
+                })
+                .collect(),
+            callbacks_queued: get(&k.calls),
+            deferred_drops: get(&k.deferred_drops),
+            invoked: get(&k.invoked),
+            bytes_freed: get(&k.bytes_freed),
+            pages_freed: get(&k.pages_freed),
+            fallback_syncs: get(&k.fallback_syncs),
+            callback_panics: get(&k.panics),
+            overload_events: get(&k.overload_events),
+            overload_expedited: get(&k.overload_expedited),
+            barriers: get(&k.barriers),
+            lazy_flushes: get(&k.lazy_flushes),
         }
     }
 }

@@ -153,7 +153,7 @@ fn poison_after_grace_period_is_never_seen_mb() {
     println!("mb: {reads} reads, {updates} updates, {bad} violations");
     assert_eq!(bad, 0);
     assert!(
-        reads > 1000 && updates > 100,
+        reads > 1000 && updates > 10,
         "{reads} reads, {updates} updates"
     );
 }
@@ -171,7 +171,7 @@ fn poison_after_grace_period_is_never_seen_memb() {
     println!("memb: {reads} reads, {updates} updates, {bad} violations");
     assert_eq!(bad, 0);
     assert!(
-        reads > 1000 && updates > 100,
+        reads > 1000 && updates > 10,
         "{reads} reads, {updates} updates"
     );
 }

@@ -1,0 +1,392 @@
+//! The public face of the callback engine: `call`, `defer_drop`, `barrier`
+//! and the backlog queries, as methods of [`Rcu`].
+
+use std::cell::Cell;
+
+use super::{bump_relaxed, drop_box, epoch_ms, in_callback};
+use crate::domain::Rcu;
+use crate::reader::current_slot;
+
+/// Bytes a value keeps alive, for backlog accounting of deferred drops:
+/// the value itself plus what it owns on the heap.
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// let v: Vec<u64> = Vec::with_capacity(100);
+/// assert_eq!(v.reclaim_size(), std::mem::size_of::<Vec<u64>>() + 800);
+/// ```
+pub trait ReclaimSize {
+    /// Bytes freed when the value is dropped.
+    fn reclaim_size(&self) -> usize;
+}
+
+impl<T> ReclaimSize for Vec<T> {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.capacity() * std::mem::size_of::<T>()
+    }
+}
+
+impl ReclaimSize for String {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.capacity()
+    }
+}
+
+impl<T> ReclaimSize for Box<[T]> {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>() + std::mem::size_of_val::<[T]>(self)
+    }
+}
+
+thread_local! {
+    /// Set while this thread must not allocate bulk pages (reclaim runs on
+    /// it): `defer_drop` then takes the fallback.
+    static NO_PAGE_ALLOC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with bulk-page allocation forbidden on this thread, as memory
+/// reclaim does (the kernel's `PF_MEMALLOC`): `defer_drop` uses only spare
+/// pages, else waits for a grace period and drops at once (or queues a
+/// callback inside a read-side section).
+///
+/// ```
+/// use rcu_reclaim::{without_page_allocation, Rcu};
+/// without_page_allocation(|| Rcu::global().defer_drop(Box::new([0u8; 64])));
+/// ```
+pub fn without_page_allocation<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_PAGE_ALLOC.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_PAGE_ALLOC.with(|c| c.replace(true)));
+    f()
+}
+
+impl Rcu {
+    /// Runs `f` after a grace period: once every read-side section that
+    /// began before this call has ended. Never blocks; usable inside a
+    /// read-side section. The callback runs on a worker thread (or on a
+    /// thread calling [`barrier`](Rcu::barrier)).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let ran = Arc::new(AtomicBool::new(false));
+    /// let r = ran.clone();
+    /// rcu.call(move || r.store(true, Ordering::SeqCst));
+    /// rcu.barrier();
+    /// assert!(ran.load(Ordering::SeqCst));
+    /// ```
+    pub fn call(&self, f: impl FnOnce() + Send + 'static) {
+        self.enqueue(Box::new(f), 0, false);
+    }
+
+    /// As [`call`](Rcu::call), counting `bytes` as the memory the callback
+    /// frees, in [`pending_bytes`](Rcu::pending_bytes) and stats.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// let buf = vec![0u8; 1 << 20];
+    /// rcu.call_sized(move || drop(buf), 1 << 20);
+    /// assert!(rcu.pending_bytes() >= 1 << 20);
+    /// rcu.barrier();
+    /// assert_eq!(rcu.pending_bytes(), 0);
+    /// ```
+    pub fn call_sized(&self, f: impl FnOnce() + Send + 'static, bytes: usize) {
+        self.enqueue(Box::new(f), bytes, false);
+    }
+
+    /// As [`call`](Rcu::call), but asks for a grace period at once instead
+    /// of waiting for the lazy batch or delay (the kernel's `call_rcu_hurry`).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let (tx, rx) = mpsc::channel();
+    /// rcu.call_hurry(move || tx.send(()).unwrap());
+    /// rx.recv().unwrap(); // runs soon, without a barrier
+    /// ```
+    pub fn call_hurry(&self, f: impl FnOnce() + Send + 'static) {
+        self.enqueue(Box::new(f), 0, true);
+    }
+
+    fn enqueue(&self, f: Box<dyn FnOnce() + Send>, bytes: usize, hurry: bool) {
+        let inner = self.inner();
+        let kick = inner.callbacks.enqueue(f, bytes, hurry);
+        self.start_background(kick);
+    }
+
+    /// Starts the grace-period thread and workers if needed, and wakes the
+    /// grace-period thread when `kick`.
+    fn start_background(&self, kick: bool) {
+        #[cfg(not(loom))]
+        {
+            let inner = self.inner();
+            inner.callbacks.workers.ensure_started(inner);
+            if kick {
+                inner.gp.kthread.kick(inner);
+            }
+        }
+        #[cfg(loom)]
+        let _ = kick;
+    }
+
+    /// Drops `value` after a grace period, without allocating per object:
+    /// the pointer and its drop function go into this thread's bulk page.
+    /// Accounts `size_of_val(&*value)` bytes. Never blocks unless no page
+    /// can be had, in which case it waits for a grace period and drops at
+    /// once (inside a read-side section it queues a callback instead).
+    ///
+    /// ```
+    /// use rcu_reclaim::{Rcu, RcuCell};
+    /// let rcu = Rcu::global();
+    /// let cell = RcuCell::new([1u64; 8]);
+    /// let old = cell.replace(Box::new([2; 8])).unwrap();
+    /// // SAFETY: deferring the drop keeps it until a grace period elapses.
+    /// rcu.defer_drop(unsafe { old.into_box_unchecked() });
+    /// ```
+    pub fn defer_drop<T: Send + 'static>(&self, value: Box<T>) {
+        let bytes = std::mem::size_of_val(&*value);
+        self.defer_drop_sized(value, bytes);
+    }
+
+    /// As [`defer_drop`](Rcu::defer_drop), accounting the bytes the value
+    /// reports through [`ReclaimSize`] (its heap buffers included).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.defer_drop_measured(Box::new(vec![0u8; 4096]));
+    /// assert!(rcu.pending_bytes() >= 4096);
+    /// rcu.barrier();
+    /// ```
+    pub fn defer_drop_measured<T: ReclaimSize + Send + 'static>(&self, value: Box<T>) {
+        let bytes = value.reclaim_size();
+        self.defer_drop_sized(value, bytes);
+    }
+
+    /// As [`defer_drop`](Rcu::defer_drop), accounting `bytes` (for values
+    /// that own heap memory `size_of_val` cannot see).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// let v = vec![0u8; 10_000];
+    /// rcu.defer_drop_sized(Box::new(v), 10_000);
+    /// assert_eq!(rcu.pending_bytes(), 10_000);
+    /// rcu.barrier();
+    /// ```
+    pub fn defer_drop_sized<T: Send + 'static>(&self, value: Box<T>, bytes: usize) {
+        let Err(value) = self.try_defer_drop_sized(value, bytes) else {
+            return;
+        };
+        let inner = self.inner();
+        inner
+            .callbacks
+            .counters
+            .fallback_syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.in_read_section() {
+            // Cannot wait here: queue a (small) callback instead.
+            self.call_sized(move || drop(value), bytes);
+        } else {
+            self.synchronize();
+            drop(value);
+        }
+    }
+
+    /// As [`defer_drop`](Rcu::defer_drop) but never blocks: when no bulk
+    /// page can be had, the value is handed back.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// match rcu.try_defer_drop(Box::new(5u32)) {
+    ///     Ok(()) => {}
+    ///     Err(value) => drop(value), // e.g. wait elsewhere, then drop
+    /// }
+    /// ```
+    pub fn try_defer_drop<T: Send + 'static>(&self, value: Box<T>) -> Result<(), Box<T>> {
+        let bytes = std::mem::size_of_val(&*value);
+        self.try_defer_drop_sized(value, bytes)
+    }
+
+    /// As [`try_defer_drop`](Rcu::try_defer_drop), accounting `bytes`.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// assert!(rcu.try_defer_drop_sized(Box::new(vec![1u8; 64]), 64).is_ok());
+    /// ```
+    pub fn try_defer_drop_sized<T: Send + 'static>(
+        &self,
+        value: Box<T>,
+        bytes: usize,
+    ) -> Result<(), Box<T>> {
+        let inner = self.inner();
+        let slot = current_slot(self);
+        // SAFETY: `current_slot` returns this thread's slot, alive while the
+        // thread is registered (for as long as this call runs).
+        let local = unsafe { &(*slot).local };
+        let ptr = Box::into_raw(value).cast::<()>();
+        // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
+        // once, after a grace period, on any thread (`T: Send`).
+        if unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes) } {
+            return Ok(());
+        }
+        let cbs = &inner.callbacks;
+        let mut kick = false;
+        let pushed = local.with_page_owner(|page| {
+            if page.as_ref().is_some_and(|p| p.is_full()) {
+                let full = page.take().expect("checked above");
+                local.reset_counts();
+                kick |= cbs.hand_off(inner, full);
+            }
+            if page.is_none() {
+                *page = cbs.fresh_page().filter(|_| !NO_PAGE_ALLOC.with(Cell::get));
+                if page.is_some() {
+                    local
+                        .since_ms
+                        .store(epoch_ms(), std::sync::atomic::Ordering::Relaxed);
+                    // Let the grace-period thread time this page's lazy flush.
+                    kick = true;
+                }
+            }
+            match page {
+                Some(p) => {
+                    // SAFETY: the page has room (fresh or not full), and the
+                    // contract of `drop_box` holds as above.
+                    unsafe { p.push(ptr, drop_box::<T>, bytes) };
+                    bump_relaxed(&local.count, 1);
+                    bump_relaxed(&local.bytes, bytes);
+                    true
+                }
+                None => false,
+            }
+        });
+        if !pushed {
+            // SAFETY: `ptr` came from `Box::into_raw` above and was not queued.
+            return Err(unsafe { Box::from_raw(ptr.cast::<T>()) });
+        }
+        self.start_background(kick);
+        Ok(())
+    }
+
+    /// Waits until every callback and deferred drop queued before the call,
+    /// by any thread, has run (the kernel's `rcu_barrier`). Runs ready
+    /// callbacks on the calling thread.
+    ///
+    /// # Panics
+    /// Inside a read-side section of this domain, or inside an RCU callback
+    /// (either would wait for itself).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// for i in 0..100 {
+    ///     rcu.defer_drop(Box::new(i));
+    /// }
+    /// rcu.barrier();
+    /// assert_eq!(rcu.pending(), 0);
+    /// ```
+    #[track_caller]
+    pub fn barrier(&self) {
+        self.assert_not_in_section("barrier()");
+        if in_callback() {
+            panic!(
+                "rcu-reclaim: barrier() called from inside an RCU callback; it would wait for \
+                 the callback itself. Queue the follow-up work with call() instead"
+            );
+        }
+        self.inner().callbacks.barrier(self.inner());
+    }
+
+    /// Callbacks and deferred drops queued and not yet run (the seed's
+    /// `rcu_oom_count()`), including those buffered by threads.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.call(|| {});
+    /// assert_eq!(rcu.pending(), 1);
+    /// rcu.barrier();
+    /// assert_eq!(rcu.pending(), 0);
+    /// ```
+    pub fn pending(&self) -> usize {
+        self.inner().callbacks.pending(self.inner()).0
+    }
+
+    /// Bytes that queued callbacks and deferred drops will free.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.defer_drop(Box::new([0u8; 256]));
+    /// assert_eq!(rcu.pending_bytes(), 256);
+    /// rcu.barrier();
+    /// ```
+    pub fn pending_bytes(&self) -> usize {
+        self.inner().callbacks.pending(self.inner()).1
+    }
+
+    /// Callbacks and deferred drops queued on `cpu`'s shard (pages still
+    /// buffered by a thread are not on any shard yet).
+    ///
+    /// ```
+    /// use rcu_reclaim::{override_current_cpu, Config, Rcu, Topology};
+    /// let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 2))).unwrap();
+    /// override_current_cpu(Some(1));
+    /// rcu.call(|| {});
+    /// override_current_cpu(None);
+    /// assert_eq!(rcu.pending_on_cpu(1), 1);
+    /// rcu.barrier();
+    /// ```
+    pub fn pending_on_cpu(&self, cpu: usize) -> usize {
+        self.inner().callbacks.pending_on_cpu(cpu).0
+    }
+
+    /// Bytes queued on `cpu`'s shard.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert_eq!(rcu.pending_bytes_on_cpu(0), 0);
+    /// ```
+    pub fn pending_bytes_on_cpu(&self, cpu: usize) -> usize {
+        self.inner().callbacks.pending_on_cpu(cpu).1
+    }
+
+    /// Callbacks and deferred drops queued on the shards of `node`.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert_eq!(rcu.pending_on_node(0), 0);
+    /// ```
+    pub fn pending_on_node(&self, node: usize) -> usize {
+        let cbs = &self.inner().callbacks;
+        cbs.topology
+            .cpus_of(node)
+            .iter()
+            .map(|&c| cbs.pending_on_cpu(c).0)
+            .sum()
+    }
+
+    /// Bytes queued on the shards of `node`.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert_eq!(rcu.pending_bytes_on_node(0), 0);
+    /// ```
+    pub fn pending_bytes_on_node(&self, node: usize) -> usize {
+        let cbs = &self.inner().callbacks;
+        cbs.topology
+            .cpus_of(node)
+            .iter()
+            .map(|&c| cbs.pending_on_cpu(c).1)
+            .sum()
+    }
+
+    /// The CPU/node layout this domain shards its callbacks by.
+    ///
+    /// ```
+    /// assert!(rcu_reclaim::Rcu::global().topology().cpus() >= 1);
+    /// ```
+    pub fn topology(&self) -> &crate::Topology {
+        &self.inner().callbacks.topology
+    }
+}

@@ -1,0 +1,607 @@
+//! The callback engine: per-CPU shards of segmented callback lists and bulk
+//! pages, the grace periods that retire them, and the workers that run them.
+//!
+//! * `call` queues a boxed closure on the current CPU's shard.
+//! * `defer_drop` appends two words to the thread's own bulk page; a full
+//!   page is sealed with a grace-period cookie and handed to the shard.
+//! * The grace-period thread (`gp_thread.rs`) decides when shards need a
+//!   grace period — lazily, once a shard holds a batch or its oldest entry
+//!   has waited `lazy_delay`, at once for `call_hurry`, overload or barrier —
+//!   runs it, advances the lists and wakes the node's worker.
+//! * Workers run ready callbacks in batches of `max(blimit, pending >> 7)`
+//!   and drop ready pages, yielding between batches.
+//! * `barrier` flushes every thread's page, waits for a grace period covering
+//!   everything queued, and runs what is ready itself.
+
+mod api;
+mod bulk;
+mod segcblist;
+mod worker;
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+pub use api::{without_page_allocation, ReclaimSize};
+pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage, LocalBuffer};
+pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
+use segcblist::SegCbList;
+pub(crate) use worker::Workers;
+
+use crate::domain::Inner;
+use crate::gp::WaitMode;
+use std::sync::Arc;
+
+use crate::sync::{lock, Mutex};
+use crate::topology::Topology;
+
+/// Empty pages kept per shard so the fast path never allocates (kernel: 5).
+const SPARE_PAGES: usize = 5;
+
+/// One queued callback.
+pub(crate) struct Entry {
+    f: Box<dyn FnOnce() + Send>,
+    bytes: usize,
+}
+
+impl Entry {
+    pub(crate) fn call(f: Box<dyn FnOnce() + Send>, bytes: usize) -> Entry {
+        Entry { f, bytes }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        1
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    #[cfg(test)]
+    pub(crate) fn invoke_for_test(self) {
+        (self.f)();
+    }
+}
+
+/// Tuning of the callback engine (set through [`Config`](crate::Config)).
+#[derive(Clone, Debug)]
+pub(crate) struct Params {
+    pub(crate) lazy_delay: Duration,
+    pub(crate) lazy_batch: usize,
+    pub(crate) qhimark: usize,
+    pub(crate) qlowmark: usize,
+    pub(crate) qovld: usize,
+    pub(crate) blimit: usize,
+    pub(crate) workers_per_node: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            lazy_delay: Duration::from_millis(50),
+            lazy_batch: 1000,
+            qhimark: 10_000,
+            qlowmark: 100,
+            qovld: 20_000,
+            blimit: 10,
+            workers_per_node: 1,
+        }
+    }
+}
+
+#[derive(Default)]
+struct ShardState {
+    list: SegCbList,
+    /// Sealed pages, each waiting for its own cookie.
+    pages: VecDeque<BulkPage>,
+    page_objects: usize,
+    page_bytes: usize,
+    /// Pages (from the front) whose grace period has been asked for.
+    pages_requested: usize,
+    spare: Vec<BulkPage>,
+    /// When the oldest entry not yet assigned a grace period was queued.
+    since: Option<Instant>,
+    hurry: bool,
+    overloaded: bool,
+}
+
+impl ShardState {
+    fn totals(&self) -> (usize, usize) {
+        (
+            self.list.len() + self.page_objects,
+            self.list.bytes() + self.page_bytes,
+        )
+    }
+
+    fn unrequested(&self) -> usize {
+        self.list.next_len()
+            + self
+                .pages
+                .iter()
+                .skip(self.pages_requested)
+                .map(BulkPage::len)
+                .sum::<usize>()
+    }
+}
+
+pub(crate) struct Shard {
+    state: Mutex<ShardState>,
+    /// Held while running this shard's ready entries: one runner at a time
+    /// keeps queue order, and `barrier` takes it to wait for a running batch.
+    invoke: Mutex<()>,
+    count: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Shard {
+    fn new() -> Self {
+        Shard {
+            state: Mutex::new(ShardState::default()),
+            invoke: Mutex::new(()),
+            count: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Mirrors the shard's totals for lock-free queries.
+    fn publish(&self, st: &ShardState) {
+        let (n, b) = st.totals();
+        self.count.store(n, Ordering::Relaxed);
+        self.bytes.store(b, Ordering::Relaxed);
+    }
+}
+
+/// Counters of the engine (relaxed; for stats only).
+#[derive(Default)]
+pub(crate) struct CbCounters {
+    pub(crate) calls: AtomicU64,
+    pub(crate) deferred_drops: AtomicU64,
+    pub(crate) invoked: AtomicU64,
+    pub(crate) bytes_freed: AtomicU64,
+    pub(crate) pages_freed: AtomicU64,
+    pub(crate) fallback_syncs: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) overload_events: AtomicU64,
+    pub(crate) overload_expedited: AtomicU64,
+    pub(crate) barriers: AtomicU64,
+    pub(crate) lazy_flushes: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: usize) {
+    c.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// Called with the message of a panicking callback.
+pub(crate) type PanicHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub(crate) struct Callbacks {
+    pub(crate) topology: Topology,
+    shards: Box<[CachePadded<Shard>]>,
+    pub(crate) params: Params,
+    pub(crate) alloc: Arc<dyn PageAllocator>,
+    pub(crate) counters: CbCounters,
+    pub(crate) workers: Workers,
+    panic_hook: Option<PanicHook>,
+    /// Set while the total backlog is over `qovld`.
+    overloaded: AtomicBool,
+}
+
+thread_local! {
+    /// Set while this thread runs RCU callbacks.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is running an RCU callback.
+pub(crate) fn in_callback() -> bool {
+    IN_CALLBACK.with(Cell::get)
+}
+
+/// What the grace-period thread should do next.
+pub(crate) struct GpPlan {
+    /// The sequence value to run grace periods up to.
+    pub(crate) target: Option<u64>,
+    pub(crate) mode: WaitMode,
+    /// When lazily queued entries become due, if any wait.
+    pub(crate) next_deadline: Option<Duration>,
+}
+
+impl Callbacks {
+    pub(crate) fn new(
+        topology: Topology,
+        params: Params,
+        alloc: Arc<dyn PageAllocator>,
+        panic_hook: Option<PanicHook>,
+    ) -> Self {
+        let shards = (0..topology.cpus())
+            .map(|_| CachePadded::new(Shard::new()))
+            .collect();
+        let workers = Workers::new(topology.nodes(), params.workers_per_node);
+        Callbacks {
+            topology,
+            shards,
+            params,
+            alloc,
+            counters: CbCounters::default(),
+            workers,
+            panic_hook,
+            overloaded: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn current_shard(&self) -> usize {
+        self.topology.current_cpu()
+    }
+
+    /// Queues a callback on the current CPU's shard; returns whether the
+    /// grace-period thread should be woken.
+    pub(crate) fn enqueue(&self, f: Box<dyn FnOnce() + Send>, bytes: usize, hurry: bool) -> bool {
+        add(&self.counters.calls, 1);
+        let shard = &self.shards[self.current_shard()];
+        let mut st = lock(&shard.state);
+        let was_idle = st.since.is_none();
+        st.list.enqueue(Entry::call(f, bytes));
+        if was_idle {
+            st.since = Some(Instant::now());
+        }
+        st.hurry |= hurry;
+        let kick = self.after_enqueue(&mut st, was_idle);
+        shard.publish(&st);
+        kick || hurry
+    }
+
+    /// Overload and batch checks after queueing; returns whether to kick.
+    fn after_enqueue(&self, st: &mut ShardState, was_idle: bool) -> bool {
+        let (count, _) = st.totals();
+        let mut kick = was_idle;
+        if count > self.params.qhimark && !st.overloaded {
+            st.overloaded = true;
+            add(&self.counters.overload_events, 1);
+            tracing::debug!(
+                count,
+                "rcu-reclaim: shard over qhimark, starting a grace period at once"
+            );
+            kick = true;
+        }
+        // Overload cancels the lazy delay for everything queued meanwhile.
+        st.hurry |= st.overloaded;
+        let unrequested = st.unrequested();
+        kick || unrequested == self.params.lazy_batch || st.overloaded && unrequested == 1
+    }
+
+    /// Seals a full (or stolen, or orphaned) page and hands it to the
+    /// current shard. Returns whether to kick the grace-period thread.
+    pub(crate) fn hand_off(&self, inner: &Inner, mut page: BulkPage) -> bool {
+        if page.len() == 0 {
+            self.recycle(self.current_shard(), page);
+            return false;
+        }
+        page.cookie = inner.gp_snapshot();
+        add(&self.counters.deferred_drops, page.len());
+        let shard = &self.shards[self.current_shard()];
+        let mut st = lock(&shard.state);
+        let was_idle = st.since.is_none();
+        if was_idle {
+            st.since = Some(Instant::now());
+        }
+        st.page_objects += page.len();
+        st.page_bytes += page.bytes();
+        st.pages.push_back(page);
+        let kick = self.after_enqueue(&mut st, was_idle);
+        shard.publish(&st);
+        kick || st.unrequested() >= self.params.lazy_batch
+    }
+
+    /// An empty page from the current shard's spares, or a new one.
+    pub(crate) fn fresh_page(&self) -> Option<BulkPage> {
+        let shard = &self.shards[self.current_shard()];
+        if let Some(p) = lock(&shard.state).spare.pop() {
+            return Some(p);
+        }
+        BulkPage::allocate(&self.alloc)
+    }
+
+    fn recycle(&self, cpu: usize, page: BulkPage) {
+        let mut st = lock(&self.shards[cpu].state);
+        if st.spare.len() < SPARE_PAGES {
+            st.spare.push(page);
+        }
+    }
+
+    /// Takes every thread's buffered page (and pages of exited threads) into
+    /// the shards. With `older_than`, only pages buffered at least that long;
+    /// returns whether to kick, and when the next younger page comes due.
+    pub(crate) fn flush_locals(
+        &self,
+        inner: &Inner,
+        older_than: Option<Duration>,
+    ) -> (bool, Option<Duration>) {
+        let mut kick = false;
+        let mut next_due: Option<usize> = None;
+        {
+            // Held while handing off, so `barrier` never misses a page in transit.
+            let mut orphans = lock(&inner.registry.orphans);
+            for page in orphans.drain(..) {
+                kick |= self.hand_off(inner, page);
+            }
+        }
+        let now_ms = epoch_ms();
+        let min_age = older_than.map_or(0, |d| d.as_millis() as usize);
+        let flavor = inner.registry.flavor;
+        inner.registry.for_each_slot(|slot| {
+            let local = &slot.local;
+            if local.count.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            let since = local.since_ms.load(Ordering::Relaxed);
+            let age = now_ms.saturating_sub(since);
+            if older_than.is_some() && age < min_age {
+                let left = min_age - age;
+                next_due = Some(next_due.map_or(left, |d| d.min(left)));
+                return;
+            }
+            local.steal(
+                || crate::gp::writer_barrier(flavor),
+                |page| {
+                    if let Some(page) = page {
+                        if older_than.is_some() {
+                            add(&self.counters.lazy_flushes, 1);
+                        }
+                        kick |= self.hand_off(inner, page);
+                    }
+                },
+            );
+        });
+        (kick, next_due.map(|ms| Duration::from_millis(ms as u64)))
+    }
+
+    /// Objects buffered in threads' pages, and their bytes.
+    fn local_totals(&self, inner: &Inner) -> (usize, usize) {
+        let (mut n, mut b) = (0, 0);
+        inner.registry.for_each_slot(|slot| {
+            n += slot.local.count.load(Ordering::Relaxed);
+            b += slot.local.bytes.load(Ordering::Relaxed);
+        });
+        for page in lock(&inner.registry.orphans).iter() {
+            n += page.len();
+            b += page.bytes();
+        }
+        (n, b)
+    }
+
+    /// Callbacks and deferred drops not yet run, and their bytes.
+    pub(crate) fn pending(&self, inner: &Inner) -> (usize, usize) {
+        let (mut n, mut b) = self.local_totals(inner);
+        for s in self.shards.iter() {
+            n += s.count.load(Ordering::Relaxed);
+            b += s.bytes.load(Ordering::Relaxed);
+        }
+        (n, b)
+    }
+
+    /// Pending callbacks and bytes queued on `cpu`'s shard (folded into range).
+    pub(crate) fn pending_on_cpu(&self, cpu: usize) -> (usize, usize) {
+        let s = &self.shards[cpu % self.shards.len()];
+        (
+            s.count.load(Ordering::Relaxed),
+            s.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Per-shard totals and overload flags, for stats.
+    pub(crate) fn shard_snapshot(&self, cpu: usize) -> (usize, usize, bool) {
+        let st = lock(&self.shards[cpu].state);
+        let (n, b) = st.totals();
+        (n, b, st.overloaded)
+    }
+
+    /// Decides which shards need a grace period now (the lazy rules) and
+    /// assigns them one. Called by the grace-period thread.
+    pub(crate) fn plan(&self, inner: &Inner) -> GpPlan {
+        let (_, local_due) = self.flush_locals(inner, Some(self.params.lazy_delay));
+        let (total, _) = self.pending(inner);
+        let overloaded = total > self.params.qovld;
+        if overloaded && !self.overloaded.swap(true, Ordering::Relaxed) {
+            add(&self.counters.overload_expedited, 1);
+            tracing::debug!(
+                total,
+                "rcu-reclaim: backlog over qovld, expediting grace periods"
+            );
+        } else if !overloaded {
+            self.overloaded.store(false, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        let mut target: Option<u64> = None;
+        let mut deadline: Option<Duration> = local_due;
+        for shard in self.shards.iter() {
+            let mut st = lock(&shard.state);
+            let age = st.since.map(|t| now.saturating_duration_since(t));
+            let due = st.hurry
+                || st.overloaded
+                || overloaded
+                || age.is_some_and(|a| a >= self.params.lazy_delay)
+                || st.unrequested() >= self.params.lazy_batch;
+            if due {
+                self.request_all(inner, &mut st);
+            } else if let Some(a) = age {
+                let left = self.params.lazy_delay - a;
+                deadline = Some(deadline.map_or(left, |d| d.min(left)));
+            }
+            let need = st
+                .list
+                .needed_gp()
+                .into_iter()
+                .chain(st.pages.iter().take(st.pages_requested).map(|p| p.cookie))
+                .filter(|&t| !inner.gp.done(t))
+                .max();
+            target = target.max(need);
+        }
+        GpPlan {
+            target,
+            mode: if overloaded {
+                WaitMode::Expedited
+            } else {
+                WaitMode::Normal
+            },
+            next_deadline: deadline,
+        }
+    }
+
+    /// Assigns a grace period to everything in the shard that has none.
+    fn request_all(&self, inner: &Inner, st: &mut ShardState) {
+        // The snapshot is taken under the shard lock, after every entry in
+        // NEXT was queued (and so after its object was unlinked).
+        st.list.accelerate(inner.gp_snapshot());
+        st.pages_requested = st.pages.len();
+        st.since = None;
+        st.hurry = false;
+    }
+
+    /// After a grace period (or a plan that needed none): advance every
+    /// shard and wake the workers of shards with something ready.
+    pub(crate) fn after_gp(&self, inner: &Inner) {
+        let seq = inner.gp.seq();
+        for node in 0..self.topology.nodes() {
+            let mut ready = false;
+            for &cpu in self.topology.cpus_of(node) {
+                let mut st = lock(&self.shards[cpu].state);
+                st.list.advance(seq);
+                ready |= st.list.done_len() > 0
+                    || (st.pages_requested > 0
+                        && st.pages.front().is_some_and(|p| seq >= p.cookie));
+            }
+            if ready {
+                self.workers.wake(node);
+            }
+        }
+    }
+
+    /// Runs up to `limit` ready callbacks of shard `cpu` on this thread, and
+    /// drops its ready pages. Returns (callbacks and objects run, bytes).
+    pub(crate) fn invoke_ready(
+        &self,
+        inner: &Inner,
+        cpu: usize,
+        limit: Option<usize>,
+    ) -> (usize, usize) {
+        let shard = &self.shards[cpu];
+        let _running = lock(&shard.invoke);
+        let mut batch = Vec::new();
+        let mut pages = Vec::new();
+        {
+            let mut st = lock(&shard.state);
+            let seq = inner.gp.seq();
+            st.list.advance(seq);
+            let limit = match limit {
+                Some(_) if st.overloaded => usize::MAX,
+                Some(l) => l.max(self.params.blimit).max(st.list.len() >> 7),
+                None => usize::MAX,
+            };
+            st.list.take_done(limit, &mut batch);
+            while st.pages_requested > 0 && st.pages.front().is_some_and(|p| seq >= p.cookie) {
+                let p = st.pages.pop_front().expect("front exists");
+                st.pages_requested -= 1;
+                st.page_objects -= p.len();
+                st.page_bytes -= p.bytes();
+                pages.push(p);
+            }
+            if st.overloaded && st.totals().0 < self.params.qlowmark {
+                st.overloaded = false;
+            }
+            shard.publish(&st);
+        }
+        let (mut n, mut bytes, mut panics) = (0, 0, 0);
+        IN_CALLBACK.with(|c| c.set(true));
+        for e in batch {
+            n += 1;
+            bytes += e.bytes;
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(e.f)) {
+                panics += 1;
+                self.report_panic(payload.as_ref());
+            }
+        }
+        for mut page in pages {
+            n += page.len();
+            bytes += page.bytes();
+            let p = page.drop_objects();
+            if p > 0 {
+                panics += p;
+                self.report_panic(&"a deferred drop panicked");
+            }
+            add(&self.counters.pages_freed, 1);
+            self.recycle(cpu, page);
+        }
+        IN_CALLBACK.with(|c| c.set(false));
+        add(&self.counters.invoked, n);
+        add(&self.counters.bytes_freed, bytes);
+        add(&self.counters.panics, panics);
+        (n, bytes)
+    }
+
+    fn report_panic(&self, payload: &(dyn std::any::Any + Send)) {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "<non-string panic payload>".to_string());
+        tracing::error!(panic = %msg, "rcu-reclaim: an RCU callback panicked; the remaining callbacks still run");
+        if let Some(hook) = &self.panic_hook {
+            hook(&msg);
+        }
+    }
+
+    /// Whether shard `cpu` has something ready to run.
+    pub(crate) fn has_ready(&self, inner: &Inner, cpu: usize) -> bool {
+        let seq = inner.gp.seq();
+        let mut st = lock(&self.shards[cpu].state);
+        st.list.advance(seq);
+        st.list.done_len() > 0
+            || (st.pages_requested > 0 && st.pages.front().is_some_and(|p| seq >= p.cookie))
+    }
+
+    /// Waits until everything queued before the call, by any thread, has run.
+    pub(crate) fn barrier(&self, inner: &Inner) {
+        add(&self.counters.barriers, 1);
+        self.flush_locals(inner, None);
+        let mut target = 0;
+        for shard in self.shards.iter() {
+            let mut st = lock(&shard.state);
+            self.request_all(inner, &mut st);
+            let need = st
+                .list
+                .needed_gp()
+                .into_iter()
+                .chain(st.pages.iter().map(|p| p.cookie))
+                .max()
+                .unwrap_or(0);
+            target = target.max(need);
+        }
+        if target > 0 {
+            inner.wait_for_seq(target, WaitMode::Normal);
+        }
+        for cpu in 0..self.shards.len() {
+            // Everything queued before is now ready (or running on a worker,
+            // which holds `invoke` until its batch ends).
+            self.invoke_ready(inner, cpu, None);
+        }
+    }
+
+    /// Whether nothing at all is queued or buffered.
+    pub(crate) fn is_idle(&self, inner: &Inner) -> bool {
+        self.pending(inner).0 == 0
+    }
+}
+
+/// Milliseconds since the first call in this process (a coarse clock for
+/// page ages; 0 is never returned, so 0 can mean "empty").
+pub(crate) fn epoch_ms() -> usize {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as usize + 1
+}

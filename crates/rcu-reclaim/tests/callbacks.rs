@@ -1,0 +1,566 @@
+//! The callback engine: call, defer_drop, barrier, lazy pace, overload,
+//! backlog queries, panics, thread exit and domain drop.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{
+    override_current_cpu, Config, PageAllocator, Rcu, RcuCell, ReclaimSize, SystemPageAllocator,
+    Topology,
+};
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Holds a read-side section on another thread until the sender fires.
+fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    let h = thread::spawn(move || {
+        let _g = r.read_lock();
+        ready_tx.send(()).unwrap();
+        stop_rx.recv().unwrap();
+    });
+    ready_rx.recv().unwrap();
+    (stop_tx, h)
+}
+
+#[test]
+fn call_waits_for_pre_existing_readers() {
+    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_millis(1))).unwrap();
+    let (stop, reader) = hold_reader(&rcu);
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    rcu.call_hurry(move || r.store(true, Ordering::SeqCst));
+    thread::sleep(Duration::from_millis(100));
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "callback ran while a prior reader was inside"
+    );
+    stop.send(()).unwrap();
+    reader.join().unwrap();
+    wait_until("the callback", Duration::from_secs(10), || {
+        ran.load(Ordering::SeqCst)
+    });
+}
+
+#[test]
+fn callbacks_run_without_anyone_synchronizing() {
+    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_millis(20))).unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    for _ in 0..10 {
+        let n = n.clone();
+        rcu.call(move || {
+            n.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    for i in 0..10u64 {
+        rcu.defer_drop(Box::new(i));
+    }
+    let t = Instant::now();
+    while rcu.pending() != 0 {
+        let s = rcu.stats();
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "lazy callbacks never ran: {s:?}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(n.load(Ordering::SeqCst), 10);
+    let s = rcu.stats();
+    assert_eq!(s.invoked, 20);
+    assert!(
+        s.lazy_flushes >= 1,
+        "the thread's partly filled page was flushed: {s:?}"
+    );
+}
+
+#[test]
+fn barrier_is_ordered_and_complete_under_concurrent_producers() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let total = Arc::new(AtomicUsize::new(0));
+    let producers = 4;
+    let per = 2_000;
+    let handles: Vec<_> = (0..producers)
+        .map(|p| {
+            let (rcu, total) = (rcu.clone(), total.clone());
+            thread::spawn(move || {
+                let mine = Arc::new(AtomicUsize::new(0));
+                for i in 0..per {
+                    let (m, t) = (mine.clone(), total.clone());
+                    if i % 2 == 0 {
+                        rcu.call(move || {
+                            m.fetch_add(1, Ordering::SeqCst);
+                            t.fetch_add(1, Ordering::SeqCst);
+                        });
+                    } else {
+                        struct Bump(Arc<AtomicUsize>, Arc<AtomicUsize>);
+                        impl Drop for Bump {
+                            fn drop(&mut self) {
+                                self.0.fetch_add(1, Ordering::SeqCst);
+                                self.1.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        rcu.defer_drop(Box::new(Bump(m, t)));
+                    }
+                    if i % 500 == 499 {
+                        rcu.barrier();
+                        // Everything this thread queued before the barrier ran.
+                        assert_eq!(mine.load(Ordering::SeqCst), i + 1, "producer {p}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    rcu.barrier();
+    assert_eq!(total.load(Ordering::SeqCst), producers * per);
+    assert_eq!(rcu.pending(), 0);
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn ten_thousand_short_lived_threads_lose_nothing() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    struct Count(Arc<AtomicUsize>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let threads = 10_000;
+    for chunk in 0..threads / 100 {
+        let hs: Vec<_> = (0..100)
+            .map(|i| {
+                let (rcu, ran) = (rcu.clone(), ran.clone());
+                thread::spawn(move || {
+                    let r = ran.clone();
+                    rcu.call(move || {
+                        r.fetch_add(1, Ordering::SeqCst);
+                    });
+                    rcu.defer_drop(Box::new(Count(ran.clone())));
+                    if (chunk + i) % 3 == 0 {
+                        rcu.defer_drop(Box::new(Count(ran)));
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+    let expected = threads * 2
+        + (0..threads / 100)
+            .flat_map(|c| (0..100).map(move |i| usize::from((c + i) % 3 == 0)))
+            .sum::<usize>();
+    rcu.barrier();
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        expected,
+        "every callback ran exactly once"
+    );
+    assert_eq!(rcu.pending(), 0);
+    assert_eq!(rcu.stats().registered_readers, 0);
+}
+
+const POISON: u64 = 0xDEAD_BEEF_DEAD_BEEF;
+
+struct Poisoned {
+    words: [u64; 4],
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Poisoned {
+    fn drop(&mut self) {
+        for w in self.words.iter_mut() {
+            // SAFETY: `w` is a valid exclusive reference.
+            unsafe { std::ptr::write_volatile(w, POISON) };
+        }
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn deferred_drops_happen_only_after_a_grace_period() {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_millis(2))
+            .lazy_batch(64),
+    )
+    .unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mk = |g: u64| {
+        Box::new(Poisoned {
+            words: [g; 4],
+            drops: drops.clone(),
+        })
+    };
+    let cell = Arc::new(RcuCell::new_in(&rcu, Some(mk(1))));
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (rcu, cell, stop, bad) = (rcu.clone(), cell.clone(), stop.clone(), bad.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let g = rcu.read_lock();
+                    if let Some(o) = cell.load(&g) {
+                        // SAFETY: the object is valid inside the section.
+                        let first = unsafe { std::ptr::read_volatile(&o.words[0]) };
+                        for w in &o.words {
+                            // SAFETY: as above.
+                            let v = unsafe { std::ptr::read_volatile(w) };
+                            if v == POISON || v != first {
+                                bad.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let updates = 20_000u64;
+    for g in 2..updates + 2 {
+        let old = cell.replace(mk(g)).unwrap();
+        // SAFETY: the value is only dropped through defer_drop, after a grace period.
+        rcu.defer_drop(unsafe { old.into_box_unchecked() });
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    rcu.barrier();
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "a reader saw a poisoned object"
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), updates as usize);
+    assert!(rcu.stats().pages_freed >= 1);
+}
+
+/// A page allocator that fails while `fail` is set and counts what it hands out.
+#[derive(Default)]
+struct Flaky {
+    fail: AtomicBool,
+    live: AtomicUsize,
+}
+
+impl PageAllocator for Flaky {
+    fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if self.fail.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.live.fetch_add(1, Ordering::SeqCst);
+        SystemPageAllocator.allocate(layout)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        // SAFETY: forwarded from our caller.
+        unsafe { SystemPageAllocator.deallocate(ptr, layout) }
+    }
+}
+
+#[test]
+fn page_allocation_failure_takes_the_fallback_and_loses_nothing() {
+    let flaky = Arc::new(Flaky::default());
+    flaky.fail.store(true, Ordering::SeqCst);
+    let rcu = Rcu::new(Config::new().page_allocator(flaky.clone())).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mk = || {
+        Box::new(Poisoned {
+            words: [1; 4],
+            drops: drops.clone(),
+        })
+    };
+    // try_defer_drop hands the object back.
+    let back = rcu.try_defer_drop(mk()).unwrap_err();
+    drop(back);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+
+    // defer_drop waits for a grace period and drops at once...
+    let (stop, reader) = hold_reader(&rcu);
+    let r = rcu.clone();
+    let obj = mk();
+    let writer = thread::spawn(move || r.defer_drop(obj));
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "dropped before the reader left"
+    );
+    stop.send(()).unwrap();
+    reader.join().unwrap();
+    writer.join().unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+
+    // ...and inside a read-side section it queues a callback instead.
+    {
+        let _g = rcu.read_lock();
+        rcu.defer_drop(mk());
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+    assert_eq!(rcu.stats().fallback_syncs, 2);
+
+    // Pages again: the bulk path resumes.
+    flaky.fail.store(false, Ordering::SeqCst);
+    for _ in 0..1000 {
+        rcu.defer_drop(mk());
+    }
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::SeqCst), 1003);
+    drop(rcu);
+    assert_eq!(
+        flaky.live.load(Ordering::SeqCst),
+        0,
+        "every page went back to its allocator"
+    );
+}
+
+#[test]
+fn no_page_allocation_scope_uses_the_fallback() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    rcu_reclaim::without_page_allocation(|| rcu.defer_drop(Box::new(1u8)));
+    assert_eq!(rcu.stats().fallback_syncs, 1);
+    rcu.defer_drop(Box::new(1u8));
+    assert_eq!(rcu.stats().fallback_syncs, 1);
+    rcu.barrier();
+}
+
+#[test]
+fn overload_starts_grace_periods_at_once_and_qlowmark_restores_batching() {
+    let topo = Topology::synthetic(1, 2);
+    // A lazy delay far longer than the test: without overload nothing would run.
+    let cfg = || {
+        Config::new()
+            .topology(topo.clone())
+            .lazy_delay(Duration::from_secs(60))
+            .lazy_batch(1_000_000)
+    };
+    let lazy = Rcu::new(cfg()).unwrap();
+    override_current_cpu(Some(1));
+    for _ in 0..5_000 {
+        lazy.call(|| {});
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        lazy.pending(),
+        5_000,
+        "under qhimark the lazy delay holds them"
+    );
+    assert_eq!(lazy.stats().overload_events, 0);
+
+    let rcu = Rcu::new(cfg()).unwrap();
+    // A reader holds grace periods back while the flood is queued, so the
+    // whole flood is queued while the shard is overloaded.
+    let (stop, reader) = hold_reader(&rcu);
+    let start = Instant::now();
+    for _ in 0..12_000 {
+        rcu.call(|| {});
+    }
+    override_current_cpu(None);
+    let s = rcu.stats();
+    assert_eq!(s.overload_events, 1, "{s:?}");
+    assert!(s.shards[1].overloaded, "{s:?}");
+    stop.send(()).unwrap();
+    reader.join().unwrap();
+    wait_until(
+        "the overloaded shard to drain",
+        Duration::from_secs(20),
+        || rcu.pending() == 0,
+    );
+    let drained = start.elapsed();
+    assert!(drained < Duration::from_secs(20));
+    let s = rcu.stats();
+    assert!(!s.shards[1].overloaded, "back under qlowmark: {s:?}");
+    println!("12,000 callbacks past qhimark drained in {drained:?}");
+    lazy.barrier();
+}
+
+#[test]
+fn total_backlog_over_qovld_expedites() {
+    let rcu = Rcu::new(
+        Config::new()
+            .qovld(500)
+            .lazy_delay(Duration::from_millis(5)),
+    )
+    .unwrap();
+    for _ in 0..600 {
+        rcu.call(|| {});
+    }
+    wait_until("drain", Duration::from_secs(20), || rcu.pending() == 0);
+    let s = rcu.stats();
+    assert!(s.overload_expedited >= 1, "{s:?}");
+    assert!(s.expedited_gps >= 1, "{s:?}");
+}
+
+#[test]
+fn per_node_queries_on_a_synthetic_four_node_topology() {
+    let rcu = Rcu::new(
+        Config::new()
+            .topology(Topology::synthetic(4, 2))
+            .lazy_delay(Duration::from_secs(60))
+            .lazy_batch(1_000_000),
+    )
+    .unwrap();
+    for cpu in 0..8 {
+        override_current_cpu(Some(cpu));
+        for _ in 0..=cpu {
+            rcu.call_sized(|| {}, 100);
+        }
+    }
+    override_current_cpu(None);
+    // node n holds cpus 2n and 2n+1: (2n+1) + (2n+2) callbacks.
+    for node in 0..4 {
+        assert_eq!(rcu.pending_on_node(node), 4 * node + 3, "node {node}");
+        assert_eq!(rcu.pending_bytes_on_node(node), (4 * node + 3) * 100);
+    }
+    assert_eq!(rcu.pending_on_cpu(5), 6);
+    assert_eq!(rcu.pending_bytes_on_cpu(5), 600);
+    assert_eq!(rcu.pending(), 36);
+    assert_eq!(rcu.pending_bytes(), 3600);
+    let s = rcu.stats();
+    assert_eq!(s.shards.len(), 8);
+    assert_eq!(s.shards[5].node, 2);
+    assert_eq!(s.shards[5].pending, 6);
+    assert!(serde_json::to_string(&s).unwrap().contains("\"shards\""));
+    rcu.barrier();
+    assert_eq!(rcu.pending_on_node(3), 0);
+}
+
+#[test]
+fn bytes_are_accounted_by_size_hint_and_reclaim_size() {
+    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_secs(60))).unwrap();
+    rcu.defer_drop(Box::new([0u8; 1000]));
+    rcu.defer_drop_sized(Box::new(vec![0u8; 5000]), 5000);
+    rcu.defer_drop_measured(Box::new(String::with_capacity(300)));
+    rcu.call_sized(|| {}, 7);
+    let string = std::mem::size_of::<String>() + 300;
+    assert_eq!(rcu.pending_bytes(), 1000 + 5000 + string + 7);
+    assert_eq!(
+        vec![0u32; 10].reclaim_size(),
+        std::mem::size_of::<Vec<u32>>() + 40
+    );
+    rcu.barrier();
+    let s = rcu.stats();
+    assert_eq!(s.bytes_freed, (1000 + 5000 + string + 7) as u64);
+    assert_eq!(s.pending_bytes, 0);
+}
+
+#[test]
+fn a_panicking_callback_is_caught_counted_and_reported() {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    let rcu =
+        Rcu::new(Config::new().on_callback_panic(move |m| s2.lock().unwrap().push(m.to_string())))
+            .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for i in 0..10 {
+        let r = ran.clone();
+        rcu.call(move || {
+            if i == 3 {
+                panic!("callback {i} fails on purpose");
+            }
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("a deferred drop fails on purpose");
+        }
+    }
+    rcu.defer_drop(Box::new(PanicOnDrop));
+    rcu.barrier();
+    assert_eq!(ran.load(Ordering::SeqCst), 9);
+    let s = rcu.stats();
+    assert_eq!(s.callback_panics, 2);
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("callback 3 fails on purpose")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn barrier_inside_a_callback_is_reported_not_a_hang() {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    let rcu =
+        Rcu::new(Config::new().on_callback_panic(move |m| s2.lock().unwrap().push(m.to_string())))
+            .unwrap();
+    let r = rcu.clone();
+    rcu.call(move || r.barrier());
+    rcu.barrier();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("barrier() called from inside an RCU callback")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+#[should_panic(expected = "barrier() called inside a read-side critical section")]
+fn barrier_inside_a_section_panics() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let _g = rcu.read_lock();
+    rcu.barrier();
+}
+
+#[test]
+fn dropping_a_domain_runs_every_callback() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_secs(60))).unwrap();
+    struct Count(Arc<AtomicUsize>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    for _ in 0..100 {
+        let r = ran.clone();
+        rcu.call(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        rcu.defer_drop(Box::new(Count(ran.clone())));
+    }
+    // A thread that buffered drops and exited.
+    let r2 = rcu.clone();
+    let ran2 = ran.clone();
+    thread::spawn(move || r2.defer_drop(Box::new(Count(ran2))))
+        .join()
+        .unwrap();
+    drop(rcu);
+    assert_eq!(ran.load(Ordering::SeqCst), 201);
+}
+
+#[test]
+fn callbacks_run_in_queue_order_per_thread() {
+    let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..5_000 {
+        let l = log.clone();
+        rcu.call(move || l.lock().unwrap().push(i));
+    }
+    rcu.barrier();
+    let log = log.lock().unwrap();
+    assert_eq!(*log, (0..5_000).collect::<Vec<_>>());
+}
