@@ -42,3 +42,16 @@ impl<T> UnsafeCell<T> {
         f(self.0.get())
     }
 }
+
+/// [`lock`] for the std mutexes of the background threads, which stay std
+/// under loom (loom models the protocols, not the thread plumbing).
+#[cfg(loom)]
+pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use lock as lock_std;

@@ -219,7 +219,9 @@ pub(crate) struct LocalBuffer {
     page: UnsafeCell<Option<BulkPage>>,
     /// Serialises stealers and the owner's slow path.
     lock: Mutex<()>,
-    /// Objects and bytes on the page, for backlog queries (relaxed).
+    /// Objects and bytes on the page, for backlog queries (relaxed; plain
+    /// std atomics even under loom: they are statistics, not part of the
+    /// handshake, which the loom model below checks on its own).
     pub(crate) count: AtomicUsize,
     pub(crate) bytes: AtomicUsize,
     /// When the page got its first object (ms since `epoch_ms`'s origin), or 0.
@@ -296,7 +298,7 @@ impl LocalBuffer {
         let mut spins = 0u32;
         while self.busy.load(Ordering::Acquire) {
             spins += 1;
-            if spins < 64 {
+            if !cfg!(loom) && spins < 64 {
                 std::hint::spin_loop();
             } else {
                 crate::sync::thread::yield_now();
@@ -373,5 +375,59 @@ mod tests {
         assert_eq!(page.drop_objects(), 0);
         assert_eq!(DROPS.load(Ordering::SeqCst) - before, capacity());
         assert_eq!(page.len(), 0);
+    }
+}
+
+/// Loom model of the busy/steal handshake on its own (the domain-level
+/// models in `tests/loom.rs` cover call and barrier).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize as LoomUsize;
+    use loom::thread;
+
+    #[test]
+    fn owner_pushes_and_stealer_takes_never_overlap() {
+        loom::model(|| {
+            let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
+            let buf = loom::sync::Arc::new(LocalBuffer::default());
+            buf.with_page_owner(|p| *p = BulkPage::allocate(&alloc));
+            let dropped = loom::sync::Arc::new(LoomUsize::new(0));
+            let (b2, a2) = (buf.clone(), alloc.clone());
+            let owner = thread::spawn(move || {
+                for _ in 0..2 {
+                    let p = Box::into_raw(Box::new(7u64)).cast::<()>();
+                    // SAFETY: `p` is from `Box::into_raw`, dropped once by
+                    // whoever ends up holding the page.
+                    if !unsafe { b2.try_push(Flavor::Mb, p, drop_box::<u64>, 8) } {
+                        b2.with_page_owner(|page| {
+                            let page = page.get_or_insert_with(|| {
+                                BulkPage::allocate(&a2).expect("system pages")
+                            });
+                            // SAFETY: as above; a fresh or stolen-and-replaced page has room.
+                            unsafe { page.push(p, drop_box::<u64>, 8) };
+                        });
+                    }
+                }
+            });
+            let d2 = dropped.clone();
+            buf.steal(
+                || fence(Ordering::SeqCst),
+                |page| {
+                    if let Some(mut page) = page {
+                        d2.fetch_add(page.len(), Ordering::Relaxed);
+                        page.drop_objects();
+                    }
+                },
+            );
+            owner.join().unwrap();
+            buf.with_page_owner(|page| {
+                if let Some(mut page) = page.take() {
+                    dropped.fetch_add(page.len(), Ordering::Relaxed);
+                    page.drop_objects();
+                }
+            });
+            assert_eq!(dropped.load(Ordering::Relaxed), 2);
+        });
     }
 }

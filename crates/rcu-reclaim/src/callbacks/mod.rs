@@ -190,9 +190,16 @@ pub(crate) struct Callbacks {
     overloaded: AtomicBool,
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// Set while this thread runs RCU callbacks.
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+// Loom threads share one OS thread: per-thread state must be loom's.
+#[cfg(loom)]
+loom::thread_local! {
+    static IN_CALLBACK: Cell<bool> = Cell::new(false);
 }
 
 /// Whether the calling thread is running an RCU callback.
