@@ -159,6 +159,24 @@ impl<T> RcuCell<T> {
         drop(self.replace(value).map(Retired::into_box));
     }
 
+    /// Publishes `value` and defers the drop of the old value until after a
+    /// grace period ([`Rcu::defer_drop`]). Never blocks (unless no bulk page
+    /// can be had); usable inside a read-side section.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(String::from("v1"));
+    /// cell.store(Box::new(String::from("v2")));
+    /// assert_eq!(cell.load(&cell.domain().read_lock()).unwrap(), "v2");
+    /// ```
+    pub fn store(&self, value: Box<T>)
+    where
+        T: Send + 'static,
+    {
+        if let Some(old) = self.replace(value) {
+            old.defer_drop();
+        }
+    }
+
     /// Empties the cell, returning the old value.
     ///
     /// ```
@@ -220,6 +238,7 @@ impl<T: fmt::Debug> fmt::Debug for RcuCell<T> {
 /// It turns back into a `Box` once a grace period has elapsed since the
 /// unlink: [`into_box`](Retired::into_box) waits for one (sharing it with
 /// other waiters), [`try_into_box`](Retired::try_into_box) never waits.
+/// [`defer_drop`](Retired::defer_drop) hands it to the callback engine.
 /// Dropping a `Retired` waits for the grace period, then drops the value, so
 /// nothing is freed early and nothing leaks.
 ///
@@ -293,6 +312,27 @@ impl<T> Retired<T> {
             Ok(self.value.take().expect("value present until consumed"))
         } else {
             Err(self)
+        }
+    }
+
+    /// Drops the value after its grace period without waiting here
+    /// ([`Rcu::defer_drop`]); usable inside a read-side section.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(vec![1, 2, 3]);
+    /// let guard = cell.domain().read_lock();
+    /// cell.take().unwrap().defer_drop(); // fine inside a section
+    /// drop(guard);
+    /// ```
+    pub fn defer_drop(mut self)
+    where
+        T: Send + 'static,
+    {
+        let value = self.value.take().expect("value present until consumed");
+        if self.rcu.poll(&self.cookie) {
+            drop(value);
+        } else {
+            self.rcu.defer_drop(value);
         }
     }
 
