@@ -4,9 +4,13 @@
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
 
 use crate::domain::Inner;
 use crate::sync::lock_std as lock;
+
+/// How long a worker runs batches before yielding the CPU.
+const YIELD_SLICE: Duration = Duration::from_millis(1);
 
 #[derive(Default)]
 struct NodeState {
@@ -118,13 +122,21 @@ fn run(node_slot: &Node, node: usize, domain: &Weak<Inner>) {
             return;
         };
         let cbs = &inner.callbacks;
+        let mut slice = Instant::now();
         loop {
             let mut ran = false;
             for &cpu in cbs.topology.cpus_of(node) {
                 if cbs.has_ready(&inner, cpu) {
                     cbs.invoke_ready(&inner, cpu, Some(cbs.params.blimit));
                     ran = true;
-                    thread::yield_now();
+                    // Between batches, give the CPU away once per slice
+                    // (the kernel's cond_resched()): yielding after every
+                    // batch lets busy threads starve the worker, and the
+                    // garbage it should free piles up.
+                    if slice.elapsed() >= YIELD_SLICE {
+                        thread::yield_now();
+                        slice = Instant::now();
+                    }
                 }
             }
             if !ran {
