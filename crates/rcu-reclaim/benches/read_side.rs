@@ -1,0 +1,247 @@
+//! Read-side cost: one read-side section (lock + unlock) per iteration.
+//!
+//! Every variant runs its pairs in a tight loop inside one `#[inline(never)]`
+//! function (for liburcu, one C function, so no FFI call is paid per pair)
+//! and is timed with criterion's `iter_custom`, so the reported time per
+//! iteration is the time per pair for every row.
+//!
+//! ```text
+//! cargo bench -p rcu-reclaim --bench read_side -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p rcu-reclaim --features liburcu --bench read_side -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+
+/// liburcu's memb flavor through the C shim in `csrc/urcu_shim.c`.
+#[cfg(feature = "liburcu")]
+mod urcu {
+    use std::os::raw::c_int;
+
+    extern "C" {
+        fn shim_register_thread();
+        fn shim_unregister_thread();
+        fn shim_read_pairs(n: u64) -> u64;
+        fn shim_read_pairs_nested(n: u64) -> u64;
+        fn shim_read_deref_pairs(n: u64, slot: *const *mut u64) -> u64;
+        fn shim_read_once(slot: *const *mut u64) -> u64;
+        fn shim_has_sys_membarrier() -> c_int;
+    }
+
+    /// Registers the calling thread with liburcu (memb) for its lifetime.
+    pub struct Registered(());
+
+    impl Registered {
+        /// Registers the calling thread.
+        pub fn new() -> Self {
+            // SAFETY: registering takes no arguments; the matching unregister
+            // runs in `Drop` on the same thread (the type is used on one
+            // thread only, on the stack of the bench function).
+            unsafe { shim_register_thread() };
+            Registered(())
+        }
+
+        /// `n` lock/unlock pairs, inlined in a C loop.
+        pub fn read_pairs(&self, n: u64) -> u64 {
+            // SAFETY: the calling thread is registered (`self` exists).
+            unsafe { shim_read_pairs(n) }
+        }
+
+        /// `n` pairs nested inside one outer section.
+        pub fn read_pairs_nested(&self, n: u64) -> u64 {
+            // SAFETY: the calling thread is registered.
+            unsafe { shim_read_pairs_nested(n) }
+        }
+
+        /// `n` sections, each dereferencing `*slot` and reading the value.
+        pub fn read_deref_pairs(&self, n: u64, slot: &*mut u64) -> u64 {
+            // SAFETY: the thread is registered; `*slot` points to a live
+            // `u64` that nobody frees while we borrow `slot`.
+            unsafe { shim_read_deref_pairs(n, slot) }
+        }
+
+        /// One section reading `**slot`.
+        pub fn read_once(&self, slot: &*mut u64) -> u64 {
+            // SAFETY: as in `read_deref_pairs`.
+            unsafe { shim_read_once(slot) }
+        }
+    }
+
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            // SAFETY: this thread registered in `new` and is outside any
+            // liburcu section (every shim loop closes its sections).
+            unsafe { shim_unregister_thread() };
+        }
+    }
+
+    /// Whether liburcu uses `membarrier` (its read side is then a compiler
+    /// barrier only, like ours).
+    pub fn has_sys_membarrier() -> bool {
+        // SAFETY: reads an int that liburcu's constructor initialised.
+        unsafe { shim_has_sys_membarrier() != 0 }
+    }
+}
+
+/// `n` outermost read-side sections of `rcu`.
+#[inline(never)]
+fn ours_pairs(rcu: &Rcu, n: u64) {
+    for _ in 0..n {
+        let guard = rcu.read_lock();
+        drop(guard);
+    }
+}
+
+/// `n` read-side sections nested inside one outer section.
+#[inline(never)]
+fn ours_pairs_nested(rcu: &Rcu, n: u64) {
+    let outer = rcu.read_lock();
+    for _ in 0..n {
+        let guard = rcu.read_lock();
+        drop(guard);
+    }
+    drop(outer);
+}
+
+/// `n` sections, alternating between two domains, so every `read_lock`
+/// misses the one-entry per-thread cache and takes the slow lookup.
+#[inline(never)]
+fn ours_pairs_alternating(a: &Rcu, b: &Rcu, n: u64) {
+    for i in 0..n {
+        let rcu = if i & 1 == 0 { a } else { b };
+        let guard = rcu.read_lock();
+        drop(guard);
+    }
+}
+
+/// `n` sections, each loading `cell` and reading the value.
+#[inline(never)]
+fn ours_load_pairs(rcu: &Rcu, cell: &RcuCell<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let guard = rcu.read_lock();
+        sum = sum.wrapping_add(*cell.load(&guard).expect("the cell is never emptied"));
+        drop(guard);
+    }
+    sum
+}
+
+/// `n` crossbeam-epoch pins (pin, then drop the guard).
+#[inline(never)]
+fn crossbeam_pins(n: u64) {
+    for _ in 0..n {
+        let guard = crossbeam_epoch::pin();
+        drop(guard);
+    }
+}
+
+/// `n` seize sections (enter, then drop the guard).
+#[inline(never)]
+fn seize_enters(collector: &seize::Collector, n: u64) {
+    for _ in 0..n {
+        let guard = collector.enter();
+        drop(guard);
+    }
+}
+
+/// Times `f(iters)`: the time per iteration is the time per pair.
+fn timed(iters: u64, f: impl FnOnce(u64)) -> Duration {
+    let start = Instant::now();
+    f(iters);
+    start.elapsed()
+}
+
+fn read_pair(c: &mut Criterion) {
+    let global = Rcu::global();
+    let mb = Rcu::new(Config::new().flavor(Flavor::Mb)).expect("the mb flavor is always available");
+    let other = Rcu::new(Config::new()).expect("a second domain");
+    eprintln!(
+        "read_side: global domain flavor = {}, forced-mb domain flavor = {}",
+        global.flavor(),
+        mb.flavor()
+    );
+    #[cfg(feature = "liburcu")]
+    eprintln!(
+        "read_side: liburcu memb uses sys_membarrier = {}",
+        urcu::has_sys_membarrier()
+    );
+
+    let mut g = c.benchmark_group("read_pair");
+    g.bench_function("ours_memb_global", |b| {
+        b.iter_custom(|iters| timed(iters, |n| ours_pairs(black_box(global), n)))
+    });
+    g.bench_function("ours_mb", |b| {
+        b.iter_custom(|iters| timed(iters, |n| ours_pairs(black_box(&mb), n)))
+    });
+    g.bench_function("ours_memb_nested", |b| {
+        b.iter_custom(|iters| timed(iters, |n| ours_pairs_nested(black_box(global), n)))
+    });
+    g.bench_function("ours_memb_two_domains_alternating", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                ours_pairs_alternating(black_box(global), black_box(&other), n)
+            })
+        })
+    });
+    g.bench_function("crossbeam_epoch_pin", |b| {
+        b.iter_custom(|iters| timed(iters, crossbeam_pins))
+    });
+    let collector = seize::Collector::new();
+    g.bench_function("seize_enter", |b| {
+        b.iter_custom(|iters| timed(iters, |n| seize_enters(black_box(&collector), n)))
+    });
+    #[cfg(feature = "liburcu")]
+    {
+        let reg = urcu::Registered::new();
+        g.bench_function("liburcu_memb", |b| {
+            b.iter_custom(|iters| {
+                timed(iters, |n| {
+                    black_box(reg.read_pairs(n));
+                })
+            })
+        });
+        g.bench_function("liburcu_memb_nested", |b| {
+            b.iter_custom(|iters| {
+                timed(iters, |n| {
+                    black_box(reg.read_pairs_nested(n));
+                })
+            })
+        });
+        drop(reg);
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("read_load");
+    let cell = RcuCell::new(7u64);
+    g.bench_function("ours_memb_rcucell_load", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                black_box(ours_load_pairs(black_box(global), black_box(&cell), n));
+            })
+        })
+    });
+    #[cfg(feature = "liburcu")]
+    {
+        let reg = urcu::Registered::new();
+        let slot: *mut u64 = Box::into_raw(Box::new(7u64));
+        assert_eq!(reg.read_once(&slot), 7);
+        g.bench_function("liburcu_memb_rcu_dereference", |b| {
+            b.iter_custom(|iters| {
+                timed(iters, |n| {
+                    black_box(reg.read_deref_pairs(n, black_box(&slot)));
+                })
+            })
+        });
+        drop(reg);
+        // SAFETY: `slot` came from `Box::into_raw` above and no reader can
+        // reach it any more (the only reader was this thread's shim loop).
+        drop(unsafe { Box::from_raw(slot) });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, read_pair);
+criterion_main!(benches);
