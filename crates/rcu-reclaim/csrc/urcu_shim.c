@@ -12,6 +12,7 @@
 #include <urcu/urcu-memb.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Registers the calling thread as a liburcu memb reader. */
 void shim_register_thread(void)
@@ -133,4 +134,35 @@ void shim_synchronize_n(uint64_t n)
 int shim_has_sys_membarrier(void)
 {
 	return urcu_memb_has_sys_membarrier;
+}
+
+/* A 64-byte object with liburcu's rcu_head, freed by call_rcu. */
+struct shim_obj {
+	uint64_t payload[6];
+	struct rcu_head head;
+};
+
+static void shim_free_obj(struct rcu_head *head)
+{
+	free(caa_container_of(head, struct shim_obj, head));
+}
+
+/*
+ * Allocates n 64-byte objects, queues each with call_rcu, then waits for
+ * all of them to be freed with rcu_barrier: the allocate + defer-free +
+ * reclaim cycle, in C. The calling thread must be registered.
+ */
+void shim_call_rcu_n(uint64_t n)
+{
+	uint64_t i;
+
+	for (i = 0; i < n; i++) {
+		struct shim_obj *o = malloc(sizeof(*o));
+
+		if (!o)
+			abort();
+		o->payload[0] = i;
+		urcu_memb_call_rcu(&o->head, shim_free_obj);
+	}
+	urcu_memb_barrier();
 }

@@ -235,11 +235,13 @@ impl Rcu {
         }
         let cbs = &inner.callbacks;
         let mut kick = false;
+        let mut handed_off = false;
         let pushed = local.with_page_owner(|page| {
             if page.as_ref().is_some_and(|p| p.is_full()) {
                 let full = page.take().expect("checked above");
                 local.reset_counts();
                 kick |= cbs.hand_off(inner, full);
+                handed_off = true;
             }
             if page.is_none() {
                 *page = cbs.fresh_page().filter(|_| !NO_PAGE_ALLOC.with(Cell::get));
@@ -266,6 +268,10 @@ impl Rcu {
         if !pushed {
             // SAFETY: `ptr` came from `Box::into_raw` above and was not queued.
             return Err(unsafe { Box::from_raw(ptr.cast::<T>()) });
+        }
+        if handed_off {
+            // Outside the buffer's lock: the drops may defer more.
+            cbs.free_ready_pages(inner, cbs.current_shard(), 2);
         }
         self.start_background(kick);
         Ok(())

@@ -2,6 +2,7 @@
 //! running the ready callbacks and pages of its node's shards in batches,
 //! yielding between batches. Started on first use; stopped with the domain.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ struct Threads {
 }
 
 pub(crate) struct Workers {
+    /// Set once the threads were started (or could not be): the fast check.
+    started: AtomicBool,
     nodes: Arc<[Node]>,
     per_node: usize,
     threads: Mutex<Threads>,
@@ -41,6 +44,7 @@ pub(crate) struct Workers {
 impl Workers {
     pub(crate) fn new(nodes: usize, per_node: usize) -> Self {
         Workers {
+            started: AtomicBool::new(false),
             nodes: (0..nodes).map(|_| Node::default()).collect(),
             per_node: per_node.max(1),
             threads: Mutex::new(Threads::default()),
@@ -49,7 +53,11 @@ impl Workers {
 
     /// Starts the workers if they are not running yet.
     pub(crate) fn ensure_started(&self, inner: &Arc<Inner>) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
         let mut t = lock(&self.threads);
+        self.started.store(true, Ordering::Release);
         if t.started || t.stopped {
             return;
         }
