@@ -370,22 +370,32 @@ static NEXT_ID: StdAtomicU64 = StdAtomicU64::new(1);
 /// The state of a domain that is not needed on the read side.
 pub(crate) struct Inner {
     pub(crate) id: u64,
+    /// Live `Rcu` handles (background threads hold `Inner` directly).
+    handles: std::sync::atomic::AtomicUsize,
     pub(crate) config: Config,
     pub(crate) registry: Arc<Registry>,
     pub(crate) gp: GracePeriods,
     pub(crate) callbacks: Callbacks,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // No handle is left, so no thread can queue more; run everything
-        // that is queued or buffered (after its grace period) before going.
+impl Inner {
+    /// Runs everything queued or buffered (after its grace period), then
+    /// stops the domain's threads. Called when the last user handle goes:
+    /// no thread can queue more.
+    fn shut_down(&self) {
         while !self.callbacks.is_idle(self) {
             self.callbacks.barrier(self);
         }
         self.gp.shutdown();
         self.callbacks.workers.shutdown();
         self.registry.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Normally done by the last `Rcu` handle already (then cheap).
+        self.shut_down();
     }
 }
 
@@ -409,12 +419,52 @@ impl Drop for Inner {
 /// rcu.synchronize();
 /// drop(old); // no reader can still see "v1"
 /// ```
-#[derive(Clone)]
 pub struct Rcu {
     id: u64,
     flavor: Flavor,
     registry: Arc<Registry>,
     inner: Arc<Inner>,
+}
+
+impl Clone for Rcu {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        Rcu {
+            id: self.id,
+            flavor: self.flavor,
+            registry: self.registry.clone(),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Drop for Rcu {
+    /// The last handle of a domain runs every queued callback and deferred
+    /// drop (after its grace period) and stops the domain's threads before
+    /// returning. Dropped from inside an RCU callback of the same domain,
+    /// it hands that work to a short-lived thread instead (the callback's
+    /// own batch must finish first).
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if !crate::callbacks::in_callback() {
+            self.inner.shut_down();
+            return;
+        }
+        #[cfg(not(loom))]
+        {
+            let inner = self.inner.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("rcu-drop-{}", self.id))
+                .spawn(move || inner.shut_down());
+            if let Err(e) = spawned {
+                // The background threads finish the work; Inner's drop
+                // runs it again when they let go.
+                tracing::warn!(error = %e, "rcu-reclaim: cannot start a thread to shut the domain down");
+            }
+        }
+    }
 }
 
 #[cfg(not(loom))]
@@ -442,6 +492,7 @@ impl Rcu {
             registry: registry.clone(),
             inner: Arc::new(Inner {
                 id,
+                handles: std::sync::atomic::AtomicUsize::new(1),
                 callbacks: Callbacks::new(
                     config.topology.clone().unwrap_or_else(Topology::detect),
                     config.params.clone(),

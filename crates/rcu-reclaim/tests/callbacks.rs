@@ -1,10 +1,13 @@
 //! The callback engine: call, defer_drop, barrier, lazy pace, overload,
 //! backlog queries, panics, thread exit and domain drop.
 
+mod common;
+use common::hold_reader;
+
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,20 +22,6 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         assert!(t.elapsed() < limit, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// Holds a read-side section on another thread until the sender fires.
-fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let r = rcu.clone();
-    let h = thread::spawn(move || {
-        let _g = r.read_lock();
-        ready_tx.send(()).unwrap();
-        stop_rx.recv().unwrap();
-    });
-    ready_rx.recv().unwrap();
-    (stop_tx, h)
 }
 
 #[test]
@@ -563,4 +552,36 @@ fn callbacks_run_in_queue_order_per_thread() {
     rcu.barrier();
     let log = log.lock().unwrap();
     assert_eq!(*log, (0..5_000).collect::<Vec<_>>());
+}
+
+/// The last handle dropped inside a callback of its own domain: the domain
+/// still shuts down (on a helper thread), without deadlocking the worker.
+#[test]
+fn last_handle_dropped_inside_a_callback() {
+    struct Notify(std::sync::mpsc::Sender<&'static str>);
+    impl Drop for Notify {
+        fn drop(&mut self) {
+            let _ = self.0.send("dropped");
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_millis(5))).unwrap();
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(Notify(tx.clone()))));
+    let tx2 = tx.clone();
+    rcu.call(move || {
+        drop(cell); // holds the last handle once `rcu` below is gone
+        let _ = tx2.send("callback ran");
+    });
+    // Queued behind it: must still run when the domain shuts down.
+    rcu.defer_drop(Box::new(Notify(tx)));
+    drop(rcu);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("domain shut down"),
+        );
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, ["callback ran", "dropped", "dropped"]);
 }

@@ -1,33 +1,14 @@
 //! Grace periods: waiting for readers, sharing, expedited and polled waits.
 
+mod common;
+use common::{domains, hold_reader};
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{Config, Cookie, Flavor, Rcu};
-
-fn domains() -> Vec<Rcu> {
-    let mut v = vec![Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap()];
-    if let Ok(memb) = Rcu::new(Config::new().flavor(Flavor::Memb)) {
-        v.push(memb);
-    }
-    v
-}
-
-/// Holds a section on another thread until the returned sender fires.
-fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let r = rcu.clone();
-    let h = thread::spawn(move || {
-        let _g = r.read_lock();
-        ready_tx.send(()).unwrap();
-        stop_rx.recv().unwrap();
-    });
-    ready_rx.recv().unwrap();
-    (stop_tx, h)
-}
+use rcu_reclaim::{Config, Cookie, Rcu};
 
 #[test]
 fn synchronize_waits_for_a_pre_existing_reader() {

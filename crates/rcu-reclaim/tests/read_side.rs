@@ -1,19 +1,14 @@
 //! Read-side sections: nesting, registration, thread exit, independent domains.
 
+mod common;
+use common::domains;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
-
-fn domains() -> Vec<Rcu> {
-    let mut v = vec![Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap()];
-    if let Ok(memb) = Rcu::new(Config::new().flavor(Flavor::Memb)) {
-        v.push(memb);
-    }
-    v
-}
 
 #[test]
 fn nesting_counts_and_only_the_outermost_unlock_ends_the_section() {

@@ -146,11 +146,17 @@ fn duration() -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-#[test]
-fn poison_after_grace_period_is_never_seen_mb() {
-    let rcu = Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap();
+/// Runs the stress on `flavor`, or says why it is skipped.
+fn stress(flavor: Flavor) {
+    let rcu = match Rcu::new(Config::new().flavor(flavor)) {
+        Ok(rcu) => rcu,
+        Err(e) => {
+            println!("skipped: {e}");
+            return;
+        }
+    };
     let (reads, updates, bad) = run(&rcu, duration());
-    println!("mb: {reads} reads, {updates} updates, {bad} violations");
+    println!("{flavor}: {reads} reads, {updates} updates, {bad} violations");
     assert_eq!(bad, 0);
     assert!(
         reads > 1000 && updates > 10,
@@ -159,19 +165,11 @@ fn poison_after_grace_period_is_never_seen_mb() {
 }
 
 #[test]
+fn poison_after_grace_period_is_never_seen_mb() {
+    stress(Flavor::Mb);
+}
+
+#[test]
 fn poison_after_grace_period_is_never_seen_memb() {
-    let rcu = match Rcu::new(Config::new().flavor(Flavor::Memb)) {
-        Ok(rcu) => rcu,
-        Err(e) => {
-            println!("skipped: {e}");
-            return;
-        }
-    };
-    let (reads, updates, bad) = run(&rcu, duration());
-    println!("memb: {reads} reads, {updates} updates, {bad} violations");
-    assert_eq!(bad, 0);
-    assert!(
-        reads > 1000 && updates > 10,
-        "{reads} reads, {updates} updates"
-    );
+    stress(Flavor::Memb);
 }

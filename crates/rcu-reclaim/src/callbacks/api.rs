@@ -364,12 +364,7 @@ impl Rcu {
     /// assert_eq!(rcu.pending_on_node(0), 0);
     /// ```
     pub fn pending_on_node(&self, node: usize) -> usize {
-        let cbs = &self.inner().callbacks;
-        cbs.topology
-            .cpus_of(node)
-            .iter()
-            .map(|&c| cbs.pending_on_cpu(c).0)
-            .sum()
+        self.inner().callbacks.pending_on_node(node).0
     }
 
     /// Bytes queued on the shards of `node`.
@@ -379,12 +374,7 @@ impl Rcu {
     /// assert_eq!(rcu.pending_bytes_on_node(0), 0);
     /// ```
     pub fn pending_bytes_on_node(&self, node: usize) -> usize {
-        let cbs = &self.inner().callbacks;
-        cbs.topology
-            .cpus_of(node)
-            .iter()
-            .map(|&c| cbs.pending_on_cpu(c).1)
-            .sum()
+        self.inner().callbacks.pending_on_node(node).1
     }
 
     /// The CPU/node layout this domain shards its callbacks by.

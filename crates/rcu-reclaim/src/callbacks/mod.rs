@@ -402,6 +402,15 @@ impl Callbacks {
         )
     }
 
+    /// Pending callbacks and bytes on the shards of `node`.
+    pub(crate) fn pending_on_node(&self, node: usize) -> (usize, usize) {
+        self.topology
+            .cpus_of(node)
+            .iter()
+            .map(|&c| self.pending_on_cpu(c))
+            .fold((0, 0), |(n, b), (n2, b2)| (n + n2, b + b2))
+    }
+
     /// Per-shard totals and overload flags, for stats.
     pub(crate) fn shard_snapshot(&self, cpu: usize) -> (usize, usize, bool) {
         let st = lock(&self.shards[cpu].state);
