@@ -225,6 +225,19 @@ impl Config {
         self
     }
 
+    /// Fast mode expedites grace periods only while the backlog on the
+    /// pressured nodes holds at least this many bytes (default 1 MiB): with
+    /// less to free, pressure changes nothing (see [`Rcu::pressure_start`]).
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().fast_min_bytes(64 << 10);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn fast_min_bytes(mut self, bytes: usize) -> Self {
+        self.params.fast_min_bytes = bytes;
+        self
+    }
+
     /// Callback worker threads per NUMA node (default 1).
     ///
     /// ```

@@ -55,6 +55,7 @@ mod domain;
 mod gp;
 #[cfg(not(loom))]
 mod gp_thread;
+mod pressure;
 mod reader;
 mod stats;
 mod sync;
@@ -67,6 +68,7 @@ pub use callbacks::{
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
 pub use gp::Cookie;
+pub use pressure::{NodeMask, PressureGuard, RunAction, RunReport};
 pub use reader::ReadGuard;
 pub use stats::{ShardStats, Stats};
 pub use topology::{override_current_cpu, Topology};

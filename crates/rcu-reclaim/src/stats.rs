@@ -77,6 +77,16 @@ pub struct Stats {
     pub barriers: u64,
     /// Thread pages flushed by the grace-period thread after `lazy_delay`.
     pub lazy_flushes: u64,
+    /// Pressure signals held now (all nodes together).
+    pub pressure: usize,
+    /// Whether fast mode is in force (pressure or its hysteresis).
+    pub fast_mode: bool,
+    /// Times fast mode was entered.
+    pub fast_mode_entries: u64,
+    /// Times fast mode was left.
+    pub fast_mode_exits: u64,
+    /// Time spent in fast mode, in milliseconds (the current stretch included).
+    pub fast_mode_ms: u64,
 }
 
 /// One CPU's callback shard.
@@ -154,6 +164,11 @@ impl Rcu {
             overload_expedited: get(&k.overload_expedited),
             barriers: get(&k.barriers),
             lazy_flushes: get(&k.lazy_flushes),
+            pressure: cbs.pressure.total(),
+            fast_mode: self.in_fast_mode(),
+            fast_mode_entries: get(&cbs.pressure.entries),
+            fast_mode_exits: get(&cbs.pressure.exits),
+            fast_mode_ms: cbs.pressure.fast_time().as_millis() as u64,
         }
     }
 }

@@ -34,6 +34,7 @@ pub(crate) use worker::Workers;
 
 use crate::domain::Inner;
 use crate::gp::WaitMode;
+use crate::pressure::Pressure;
 use std::sync::Arc;
 
 use crate::sync::{lock, Mutex};
@@ -77,6 +78,7 @@ pub(crate) struct Params {
     pub(crate) qovld: usize,
     pub(crate) blimit: usize,
     pub(crate) workers_per_node: usize,
+    pub(crate) fast_min_bytes: usize,
 }
 
 impl Default for Params {
@@ -89,6 +91,7 @@ impl Default for Params {
             qovld: 20_000,
             blimit: 10,
             workers_per_node: 1,
+            fast_min_bytes: 1 << 20,
         }
     }
 }
@@ -185,6 +188,7 @@ pub(crate) struct Callbacks {
     pub(crate) alloc: Arc<dyn PageAllocator>,
     pub(crate) counters: CbCounters,
     pub(crate) workers: Workers,
+    pub(crate) pressure: Pressure,
     panic_hook: Option<PanicHook>,
     /// Set while the total backlog is over `qovld`.
     overloaded: AtomicBool,
@@ -228,6 +232,7 @@ impl Callbacks {
             .collect();
         let workers = Workers::new(topology.nodes(), params.workers_per_node);
         Callbacks {
+            pressure: Pressure::new(topology.nodes(), params.fast_min_bytes),
             topology,
             shards,
             params,
@@ -421,7 +426,10 @@ impl Callbacks {
     /// Decides which shards need a grace period now (the lazy rules) and
     /// assigns them one. Called by the grace-period thread.
     pub(crate) fn plan(&self, inner: &Inner) -> GpPlan {
-        let (_, local_due) = self.flush_locals(inner, Some(self.params.lazy_delay));
+        let fast = self.pressure.observe(inner.gp.seq() >> 2);
+        // Under pressure, buffered pages go to their shards at once.
+        let older_than = (!fast).then_some(self.params.lazy_delay);
+        let (_, local_due) = self.flush_locals(inner, older_than);
         let (total, _) = self.pending(inner);
         let overloaded = total > self.params.qovld;
         if overloaded && !self.overloaded.swap(true, Ordering::Relaxed) {
@@ -433,15 +441,24 @@ impl Callbacks {
         } else if !overloaded {
             self.overloaded.store(false, Ordering::Relaxed);
         }
+        // Fast mode on pressured nodes: no lazy delay; expedite only while
+        // their backlog is worth it (see `pressure.rs`).
+        let pressured_bytes: usize = (0..self.topology.nodes())
+            .filter(|&n| fast && self.pressure.on_node(n))
+            .map(|n| self.pending_on_node(n).1)
+            .sum();
+        let expedite = overloaded || (fast && pressured_bytes >= self.pressure.min_bytes);
         let now = Instant::now();
         let mut target: Option<u64> = None;
         let mut deadline: Option<Duration> = local_due;
-        for shard in self.shards.iter() {
+        for (cpu, shard) in self.shards.iter().enumerate() {
             let mut st = lock(&shard.state);
             let age = st.since.map(|t| now.saturating_duration_since(t));
+            let pressured = fast && self.pressure.on_node(self.topology.node_of(cpu));
             let due = st.hurry
                 || st.overloaded
                 || overloaded
+                || (pressured && age.is_some())
                 || age.is_some_and(|a| a >= self.params.lazy_delay)
                 || st.unrequested() >= self.params.lazy_batch;
             if due {
@@ -461,13 +478,37 @@ impl Callbacks {
         }
         GpPlan {
             target,
-            mode: if overloaded {
+            mode: if expedite {
                 WaitMode::Expedited
             } else {
                 WaitMode::Normal
             },
             next_deadline: deadline,
         }
+    }
+
+    /// Assigns a grace period to everything on the shards `cpus`; returns
+    /// the sequence value that completes them all, if any is still needed.
+    pub(crate) fn request_cpus(&self, inner: &Inner, cpus: &[usize]) -> Option<u64> {
+        let mut target = None;
+        for &cpu in cpus {
+            let mut st = lock(&self.shards[cpu].state);
+            self.request_all(inner, &mut st);
+            let need = st
+                .list
+                .needed_gp()
+                .into_iter()
+                .chain(st.pages.iter().map(|p| p.cookie))
+                .filter(|&t| !inner.gp.done(t))
+                .max();
+            target = target.max(need);
+        }
+        target
+    }
+
+    /// Whether any thread holds a page of deferred drops not yet on a shard.
+    pub(crate) fn has_local_pages(&self, inner: &Inner) -> bool {
+        self.local_totals(inner).0 > 0
     }
 
     /// Assigns a grace period to everything in the shard that has none.
@@ -507,8 +548,22 @@ impl Callbacks {
         cpu: usize,
         limit: Option<usize>,
     ) -> (usize, usize) {
+        let _running = lock(&self.shards[cpu].invoke);
+        self.invoke_locked(inner, cpu, limit)
+    }
+
+    /// As `invoke_ready(.., None)`, but skips a shard someone is running
+    /// (`None`): reclaim never waits for a worker, and a callback that calls
+    /// `run_callbacks` does not deadlock on its own shard.
+    pub(crate) fn try_invoke_ready(&self, inner: &Inner, cpu: usize) -> Option<(usize, usize)> {
+        let _running = self.shards[cpu].invoke.try_lock().ok()?;
+        Some(self.invoke_locked(inner, cpu, None))
+    }
+
+    /// The body of `invoke_ready`; the caller holds the shard's `invoke` lock.
+    fn invoke_locked(&self, inner: &Inner, cpu: usize, limit: Option<usize>) -> (usize, usize) {
         let shard = &self.shards[cpu];
-        let _running = lock(&shard.invoke);
+        let fast = self.pressure.on_node(self.topology.node_of(cpu));
         let mut batch = Vec::new();
         let mut pages = Vec::new();
         {
@@ -516,7 +571,7 @@ impl Callbacks {
             let seq = inner.gp.seq();
             st.list.advance(seq);
             let limit = match limit {
-                Some(_) if st.overloaded => usize::MAX,
+                Some(_) if st.overloaded || fast => usize::MAX,
                 Some(l) => l.max(self.params.blimit).max(st.list.len() >> 7),
                 None => usize::MAX,
             };

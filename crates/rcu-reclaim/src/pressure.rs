@@ -1,0 +1,476 @@
+//! Memory-pressure mode: the seed's `rcu_mempressure_start()/end()`, counted
+//! per NUMA node, and `run_callbacks(nodemask, priority)`, the call memory
+//! reclaim makes after each priority pass so that what its shrinkers queued
+//! for RCU is really freed before it escalates.
+//!
+//! # Fast mode and its policy
+//! Fast mode is in force while any pressure count is non-zero, and for at
+//! least two grace periods after the last pressure ends (hysteresis). In
+//! fast mode every shard on a pressured node asks for a grace period as soon
+//! as it holds anything (the lazy delay and batch are cancelled), workers run
+//! without a batch limit, and grace periods are **expedited only while the
+//! backlog on the pressured nodes holds at least
+//! [`Config::fast_min_bytes`](crate::Config::fast_min_bytes)** (1 MiB by
+//! default). So a pressure signal costs two counter updates and, on the
+//! first start, one wake-up of the grace-period thread; with little to free
+//! it changes nothing else, and a signal that flaps at 1 kHz cannot turn the
+//! domain into a stream of expedited grace periods (the kernel's 2020
+//! attempt, "fast mode for 0.1 s on every shrinker call", cost 78–86%).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::callbacks::without_page_allocation;
+use crate::domain::Rcu;
+use crate::gp::WaitMode;
+use crate::sync::{lock, Mutex};
+
+/// A set of NUMA nodes.
+///
+/// ```
+/// use rcu_reclaim::NodeMask;
+/// let m: NodeMask = [0, 2].into_iter().collect();
+/// assert!(m.contains(2) && !m.contains(1));
+/// assert!(NodeMask::all().contains(7));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct NodeMask {
+    all: bool,
+    bits: Vec<u64>,
+}
+
+impl NodeMask {
+    /// Every node.
+    ///
+    /// ```
+    /// assert!(rcu_reclaim::NodeMask::all().contains(0));
+    /// ```
+    pub fn all() -> NodeMask {
+        NodeMask {
+            all: true,
+            bits: Vec::new(),
+        }
+    }
+
+    /// No node.
+    ///
+    /// ```
+    /// assert!(!rcu_reclaim::NodeMask::none().contains(0));
+    /// ```
+    pub fn none() -> NodeMask {
+        NodeMask::default()
+    }
+
+    /// Just `node`.
+    ///
+    /// ```
+    /// let m = rcu_reclaim::NodeMask::node(1);
+    /// assert!(m.contains(1) && !m.contains(0));
+    /// ```
+    pub fn node(node: usize) -> NodeMask {
+        NodeMask::none().with(node)
+    }
+
+    /// This mask plus `node`.
+    ///
+    /// ```
+    /// let m = rcu_reclaim::NodeMask::node(0).with(3);
+    /// assert!(m.contains(3));
+    /// ```
+    pub fn with(mut self, node: usize) -> NodeMask {
+        let (w, b) = (node / 64, node % 64);
+        if self.bits.len() <= w {
+            self.bits.resize(w + 1, 0);
+        }
+        self.bits[w] |= 1 << b;
+        self
+    }
+
+    /// Whether `node` is in the mask.
+    ///
+    /// ```
+    /// assert!(rcu_reclaim::NodeMask::node(5).contains(5));
+    /// ```
+    pub fn contains(&self, node: usize) -> bool {
+        self.all
+            || self
+                .bits
+                .get(node / 64)
+                .is_some_and(|w| w & (1 << (node % 64)) != 0)
+    }
+}
+
+impl FromIterator<usize> for NodeMask {
+    fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Self {
+        iter.into_iter().fold(NodeMask::none(), NodeMask::with)
+    }
+}
+
+impl fmt::Debug for NodeMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.all {
+            return f.write_str("NodeMask(all)");
+        }
+        let nodes: Vec<usize> = (0..self.bits.len() * 64)
+            .filter(|&n| self.contains(n))
+            .collect();
+        write!(f, "NodeMask({nodes:?})")
+    }
+}
+
+/// Per-domain pressure state.
+pub(crate) struct Pressure {
+    per_node: Box<[AtomicUsize]>,
+    total: AtomicUsize,
+    /// Fast mode lasts until this many grace periods have completed (two
+    /// after the last pressure ended).
+    fast_until_gp: AtomicU64,
+    /// Fast mode as last observed (for enter/exit accounting).
+    fast: AtomicBool,
+    since: Mutex<Option<Instant>>,
+    pub(crate) entries: AtomicU64,
+    pub(crate) exits: AtomicU64,
+    pub(crate) fast_ns: AtomicU64,
+    pub(crate) min_bytes: usize,
+}
+
+impl Pressure {
+    pub(crate) fn new(nodes: usize, min_bytes: usize) -> Self {
+        Pressure {
+            per_node: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
+            total: AtomicUsize::new(0),
+            fast_until_gp: AtomicU64::new(0),
+            fast: AtomicBool::new(false),
+            since: Mutex::new(None),
+            entries: AtomicU64::new(0),
+            exits: AtomicU64::new(0),
+            fast_ns: AtomicU64::new(0),
+            min_bytes,
+        }
+    }
+
+    /// Whether `node` is under pressure now.
+    pub(crate) fn on_node(&self, node: usize) -> bool {
+        self.per_node[node % self.per_node.len()].load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_on(&self, node: usize) -> usize {
+        self.per_node[node % self.per_node.len()].load(Ordering::Relaxed)
+    }
+
+    /// Whether fast mode is in force, given the grace periods completed;
+    /// records entering and leaving.
+    pub(crate) fn observe(&self, completed: u64) -> bool {
+        let fast = self.total() > 0 || completed < self.fast_until_gp.load(Ordering::Relaxed);
+        if fast != self.fast.load(Ordering::Relaxed) {
+            let mut since = lock(&self.since);
+            if fast && !self.fast.swap(true, Ordering::Relaxed) {
+                *since = Some(Instant::now());
+                self.entries.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("rcu-reclaim: memory pressure, entering fast mode");
+            } else if !fast && self.fast.swap(false, Ordering::Relaxed) {
+                let spent = since.take().map_or(Duration::ZERO, |t| t.elapsed());
+                self.fast_ns
+                    .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+                self.exits.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    fast_ms = spent.as_millis() as u64,
+                    "rcu-reclaim: leaving fast mode"
+                );
+            }
+        }
+        fast
+    }
+
+    /// Time spent in fast mode so far, including the current stretch.
+    pub(crate) fn fast_time(&self) -> Duration {
+        let done = Duration::from_nanos(self.fast_ns.load(Ordering::Relaxed));
+        done + lock(&self.since).map_or(Duration::ZERO, |t| t.elapsed())
+    }
+}
+
+/// Ends a pressure signal when dropped (see [`Rcu::pressure_start`]).
+#[must_use = "pressure ends when the guard is dropped"]
+pub struct PressureGuard {
+    rcu: Rcu,
+    node: Option<usize>,
+}
+
+impl PressureGuard {
+    /// Ends the pressure signal now (the same as dropping the guard).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let guard = rcu.pressure_start(0);
+    /// guard.end();
+    /// assert_eq!(rcu.pressure(), 0);
+    /// ```
+    pub fn end(self) {}
+}
+
+impl Drop for PressureGuard {
+    fn drop(&mut self) {
+        let inner = self.rcu.inner();
+        let p = &inner.callbacks.pressure;
+        let nodes: Vec<usize> = match self.node {
+            Some(n) => vec![n],
+            None => (0..p.per_node.len()).collect(),
+        };
+        for n in nodes {
+            p.per_node[n].fetch_sub(1, Ordering::Relaxed);
+        }
+        if p.total.fetch_sub(1, Ordering::AcqRel) == 1 {
+            p.fast_until_gp
+                .store((inner.gp.seq() >> 2) + 2, Ordering::Relaxed);
+        }
+    }
+}
+
+impl fmt::Debug for PressureGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PressureGuard")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// What [`Rcu::run_callbacks`] decided to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunAction {
+    /// Too little pending on those nodes to be worth anything.
+    Nothing,
+    /// Ran what was already past its grace period, on the caller's thread.
+    InvokedReady,
+    /// Ran an expedited grace period, then the callbacks it made ready.
+    Expedited,
+    /// Flushed every thread's buffer and ran everything queued on those
+    /// nodes (a barrier restricted to them).
+    Barrier,
+}
+
+/// What one [`Rcu::run_callbacks`] call did, so reclaim can count real
+/// progress rather than "queued for freeing".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RunReport {
+    /// The decision.
+    pub action: RunAction,
+    /// Callbacks and deferred drops run.
+    pub invoked: usize,
+    /// Bytes they accounted.
+    pub bytes_freed: usize,
+    /// Pending on those nodes before the call (callbacks, bytes).
+    pub pending_before: (usize, usize),
+    /// Wall time of the call.
+    pub elapsed: Duration,
+}
+
+/// Bytes pending on the nodes that make an expedited grace period worth it
+/// at `priority` (12 gentle .. 0 desperate): 64 KiB << priority, so 4 MiB at
+/// priority 6 and 64 KiB at priority 0.
+fn expedite_threshold(priority: u8) -> usize {
+    (64 << 10) << priority.min(12)
+}
+
+impl Rcu {
+    /// Signals memory pressure on NUMA `node` until the guard is dropped.
+    /// Signals nest and overlap (several sources, several threads); the
+    /// domain is in fast mode while any is held and for at least two grace
+    /// periods after the last ends. See the module docs for the policy.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// let guard = rcu.pressure_start(0);
+    /// assert!(rcu.in_fast_mode());
+    /// drop(guard);
+    /// rcu.synchronize();
+    /// rcu.synchronize();
+    /// assert!(!rcu.in_fast_mode());
+    /// ```
+    pub fn pressure_start(&self, node: usize) -> PressureGuard {
+        let nodes = self.topology().nodes();
+        self.start_pressure(Some(node % nodes))
+    }
+
+    /// Signals memory pressure on every node (a process-wide source such as
+    /// PSI or a cgroup limit).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// let _guard = rcu.pressure_start_all();
+    /// assert_eq!(rcu.pressure_on(0), 1);
+    /// ```
+    pub fn pressure_start_all(&self) -> PressureGuard {
+        self.start_pressure(None)
+    }
+
+    fn start_pressure(&self, node: Option<usize>) -> PressureGuard {
+        let inner = self.inner();
+        let p = &inner.callbacks.pressure;
+        match node {
+            Some(n) => {
+                p.per_node[n].fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                for c in p.per_node.iter() {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if p.total.fetch_add(1, Ordering::AcqRel) == 0 {
+            let was_fast = p.fast.load(Ordering::Relaxed);
+            p.observe(inner.gp.seq() >> 2);
+            if !was_fast && inner.callbacks.pending(inner).0 > 0 {
+                // Cancel the lazy delay now, not at the next timer.
+                #[cfg(not(loom))]
+                inner.gp.kthread.kick(inner);
+            }
+        }
+        PressureGuard {
+            rcu: self.clone(),
+            node,
+        }
+    }
+
+    /// Pressure signals held now, all nodes together.
+    ///
+    /// ```
+    /// assert_eq!(rcu_reclaim::Rcu::new(Default::default()).unwrap().pressure(), 0);
+    /// ```
+    pub fn pressure(&self) -> usize {
+        self.inner().callbacks.pressure.total()
+    }
+
+    /// Pressure signals held now on `node`.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// let _g = rcu.pressure_start(0);
+    /// assert_eq!(rcu.pressure_on(0), 1);
+    /// ```
+    pub fn pressure_on(&self, node: usize) -> usize {
+        self.inner().callbacks.pressure.count_on(node)
+    }
+
+    /// Whether the domain is in fast mode (pressure, or its hysteresis).
+    ///
+    /// ```
+    /// assert!(!rcu_reclaim::Rcu::new(Default::default()).unwrap().in_fast_mode());
+    /// ```
+    pub fn in_fast_mode(&self) -> bool {
+        let inner = self.inner();
+        inner.callbacks.pressure.observe(inner.gp.seq() >> 2)
+    }
+
+    /// Callbacks and deferred drops queued on the shards of the nodes in
+    /// `mask`, and their bytes (pages still buffered by threads are on no
+    /// node yet).
+    ///
+    /// ```
+    /// use rcu_reclaim::NodeMask;
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.call_sized(|| {}, 100);
+    /// assert_eq!(rcu.pending_on(&NodeMask::all()), (1, 100));
+    /// rcu.barrier();
+    /// ```
+    pub fn pending_on(&self, mask: &NodeMask) -> (usize, usize) {
+        let cbs = &self.inner().callbacks;
+        (0..cbs.topology.nodes())
+            .filter(|&n| mask.contains(n))
+            .map(|n| cbs.pending_on_node(n))
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+
+    /// The call memory reclaim makes after each priority pass (12 gentle ..
+    /// 0 desperate): RCU looks at the backlog on `mask`'s nodes and decides.
+    ///
+    /// * nothing pending there: [`RunAction::Nothing`] (a few loads);
+    /// * priority 10 and above, or too little pending for the priority
+    ///   (`64 KiB << priority`), or called inside a read-side section: run
+    ///   what is already past its grace period ([`RunAction::InvokedReady`]);
+    /// * otherwise an expedited grace period on the caller's thread, then
+    ///   run what it made ready ([`RunAction::Expedited`]);
+    /// * priority 0 with a backlog: flush every thread's buffered pages and
+    ///   run everything on those nodes ([`RunAction::Barrier`]).
+    ///
+    /// Callbacks run on the caller's thread with bulk-page allocation
+    /// forbidden ([`without_page_allocation`]), as the kernel marks reclaim
+    /// with `PF_MEMALLOC`, so they cannot recurse into reclaim. Shards a
+    /// worker is running are skipped, never waited for.
+    ///
+    /// ```
+    /// use rcu_reclaim::{NodeMask, RunAction};
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert_eq!(rcu.run_callbacks(&NodeMask::all(), 12).action, RunAction::Nothing);
+    /// rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
+    /// let report = rcu.run_callbacks(&NodeMask::all(), 0);
+    /// assert_eq!(report.action, RunAction::Barrier);
+    /// assert_eq!(report.bytes_freed, 1 << 20);
+    /// ```
+    pub fn run_callbacks(&self, mask: &NodeMask, priority: u8) -> RunReport {
+        let start = Instant::now();
+        let inner = self.inner();
+        let cbs = &inner.callbacks;
+        let mut before = self.pending_on(mask);
+        let locals = priority == 0 && cbs.has_local_pages(inner);
+        if before.0 == 0 && !locals {
+            return RunReport {
+                action: RunAction::Nothing,
+                invoked: 0,
+                bytes_freed: 0,
+                pending_before: before,
+                elapsed: start.elapsed(),
+            };
+        }
+        let may_wait = !self.in_read_section() && !crate::callbacks::in_callback();
+        let action = if !may_wait || priority >= 10 {
+            RunAction::InvokedReady
+        } else if priority == 0 {
+            RunAction::Barrier
+        } else if before.1 >= expedite_threshold(priority) {
+            RunAction::Expedited
+        } else {
+            RunAction::InvokedReady
+        };
+        let mut cpus: Vec<usize> = (0..cbs.shards())
+            .filter(|&c| mask.contains(cbs.topology.node_of(c)))
+            .collect();
+        if action == RunAction::Barrier {
+            // Threads' pages land on this thread's shard: run that one too.
+            if locals {
+                cbs.flush_locals(inner, None);
+                let here = cbs.current_shard();
+                if !cpus.contains(&here) {
+                    cpus.push(here);
+                }
+            }
+            before = self.pending_on(mask);
+        }
+        if matches!(action, RunAction::Expedited | RunAction::Barrier) {
+            let target = cbs.request_cpus(inner, &cpus);
+            if let Some(t) = target {
+                inner.wait_for_seq(t, WaitMode::Expedited);
+            }
+        }
+        let (invoked, bytes_freed) = without_page_allocation(|| {
+            cpus.iter()
+                .filter_map(|&c| cbs.try_invoke_ready(inner, c))
+                .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+        });
+        RunReport {
+            action,
+            invoked,
+            bytes_freed,
+            pending_before: before,
+            elapsed: start.elapsed(),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Memory-pressure mode and `run_callbacks(nodemask, priority)`.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{override_current_cpu, Config, NodeMask, Rcu, RunAction, Topology};
+
+fn two_nodes_lazy() -> Rcu {
+    // Nothing runs in the background unless pressure or reclaim asks.
+    Rcu::new(
+        Config::new()
+            .topology(Topology::synthetic(2, 1))
+            .lazy_delay(Duration::from_secs(3600))
+            .lazy_batch(usize::MAX / 2),
+    )
+    .unwrap()
+}
+
+#[test]
+fn pressure_is_counted_per_node_across_threads_with_hysteresis() {
+    let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 1))).unwrap();
+    assert!(!rcu.in_fast_mode());
+    let start = Arc::new(Barrier::new(5));
+    let release = Arc::new(Barrier::new(5));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (rcu, start, release) = (rcu.clone(), start.clone(), release.clone());
+            thread::spawn(move || {
+                let a = rcu.pressure_start(i % 2);
+                let b = rcu.pressure_start(i % 2); // nested on one thread
+                start.wait();
+                release.wait();
+                drop(b);
+                a.end();
+            })
+        })
+        .collect();
+    start.wait();
+    assert_eq!(rcu.pressure(), 8);
+    assert_eq!(rcu.pressure_on(0), 4);
+    assert_eq!(rcu.pressure_on(1), 4);
+    assert!(rcu.in_fast_mode());
+    // A process-wide signal counts on every node.
+    let all = rcu.pressure_start_all();
+    assert_eq!(rcu.pressure_on(1), 5);
+    release.wait();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(rcu.pressure(), 1);
+    assert!(rcu.in_fast_mode());
+    drop(all);
+    assert_eq!(rcu.pressure(), 0);
+    assert_eq!(rcu.pressure_on(0), 0);
+    // Hysteresis: still fast until two grace periods have completed.
+    assert!(rcu.in_fast_mode(), "fast mode must outlast the last end");
+    rcu.synchronize();
+    assert!(rcu.in_fast_mode(), "one grace period is not enough");
+    rcu.synchronize();
+    assert!(!rcu.in_fast_mode());
+    let s = rcu.stats();
+    assert_eq!((s.fast_mode_entries, s.fast_mode_exits), (1, 1), "{s:?}");
+    assert!(!s.fast_mode);
+}
+
+/// Frees a 100 MB backlog of deferred drops (100 x 1 MiB) and returns how
+/// long it took for the backlog to reach zero with no barrier.
+fn drain_time(pressure: bool) -> Duration {
+    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_millis(500))).unwrap();
+    for _ in 0..100 {
+        rcu.defer_drop_measured(Box::new(vec![1u8; 1 << 20]));
+    }
+    assert!(rcu.pending_bytes() >= 100 << 20);
+    let start = Instant::now();
+    let _guard = pressure.then(|| rcu.pressure_start_all());
+    while rcu.pending_bytes() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "backlog never drained"
+        );
+        thread::sleep(Duration::from_micros(200));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn pressure_frees_a_100mb_backlog_faster() {
+    let lazy = drain_time(false);
+    let fast = drain_time(true);
+    println!(
+        "100 MB backlog drained in {lazy:?} lazily, {fast:?} under pressure ({:.1}x faster)",
+        lazy.as_secs_f64() / fast.as_secs_f64()
+    );
+    // Conservative: the lazy run waits for its 500 ms delay.
+    assert!(fast * 2 < lazy, "lazy {lazy:?}, under pressure {fast:?}");
+}
+
+#[test]
+fn pressure_with_little_to_free_does_not_expedite() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    rcu.call_sized(|| {}, 10);
+    let g = rcu.pressure_start(0);
+    let t = Instant::now();
+    while rcu.pending() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(g);
+    // The callback ran promptly (no lazy delay) but with normal grace periods.
+    assert_eq!(rcu.stats().expedited_gps, 0);
+}
+
+#[test]
+fn run_callbacks_acts_by_priority_on_the_named_nodes() {
+    let rcu = two_nodes_lazy();
+    const MIB: usize = 1 << 20;
+    for cpu in 0..2 {
+        override_current_cpu(Some(cpu));
+        for _ in 0..10 {
+            rcu.call_sized(|| {}, MIB);
+        }
+    }
+    override_current_cpu(None);
+    let node0 = NodeMask::node(0);
+    assert_eq!(rcu.pending_on(&node0), (10, 10 * MIB));
+
+    // Gentle: only what is already ready, and nothing is.
+    let r = rcu.run_callbacks(&node0, 12);
+    assert_eq!(r.action, RunAction::InvokedReady);
+    assert_eq!((r.invoked, r.bytes_freed), (0, 0));
+    assert_eq!(r.pending_before, (10, 10 * MIB));
+
+    // Medium with 10 MiB pending (over 64 KiB << 3): expedite node 0 only.
+    let r = rcu.run_callbacks(&node0, 3);
+    assert_eq!(r.action, RunAction::Expedited);
+    assert_eq!((r.invoked, r.bytes_freed), (10, 10 * MIB));
+    assert_eq!(rcu.pending_on(&node0), (0, 0));
+    assert_eq!(rcu.pending_on(&NodeMask::node(1)), (10, 10 * MIB));
+
+    // Medium priority but too little for it: invoke what is ready only.
+    override_current_cpu(Some(0));
+    rcu.call_sized(|| {}, 1000);
+    override_current_cpu(None);
+    let r = rcu.run_callbacks(&node0, 6);
+    assert_eq!(r.action, RunAction::InvokedReady);
+    assert_eq!(r.invoked, 0);
+
+    // Desperate: a barrier on node 1 drains it.
+    let r = rcu.run_callbacks(&NodeMask::node(1), 0);
+    assert_eq!(r.action, RunAction::Barrier);
+    assert_eq!((r.invoked, r.bytes_freed), (10, 10 * MIB));
+    assert_eq!(rcu.pending_on(&NodeMask::node(1)), (0, 0));
+
+    // Nothing pending on node 1 now.
+    assert_eq!(
+        rcu.run_callbacks(&NodeMask::node(1), 0).action,
+        RunAction::Nothing
+    );
+    rcu.barrier();
+}
+
+#[test]
+fn run_callbacks_at_priority_zero_frees_threads_buffered_drops() {
+    let rcu = two_nodes_lazy();
+    let bytes = 4096;
+    for _ in 0..100 {
+        rcu.defer_drop_sized(Box::new([0u8; 64]), bytes);
+    }
+    let r = rcu.run_callbacks(&NodeMask::all(), 0);
+    assert_eq!(r.action, RunAction::Barrier);
+    assert_eq!((r.invoked, r.bytes_freed), (100, 100 * bytes));
+    assert_eq!(rcu.pending(), 0);
+}
+
+#[test]
+fn run_callbacks_inside_a_section_never_waits() {
+    let rcu = two_nodes_lazy();
+    rcu.call_sized(|| {}, 1 << 30);
+    let g = rcu.read_lock();
+    let r = rcu.run_callbacks(&NodeMask::all(), 0);
+    assert_eq!(r.action, RunAction::InvokedReady);
+    drop(g);
+    rcu.barrier();
+}
+
+#[test]
+fn callbacks_run_by_reclaim_cannot_allocate_pages() {
+    let rcu = two_nodes_lazy();
+    let r2 = rcu.clone();
+    // A callback that defers a drop while reclaim runs it: fallback, no page.
+    rcu.call_sized(move || r2.defer_drop(Box::new(1u32)), 1 << 20);
+    let report = rcu.run_callbacks(&NodeMask::all(), 0);
+    assert_eq!(report.invoked, 1);
+    assert_eq!(rcu.stats().fallback_syncs, 1);
+    rcu.barrier();
+}
