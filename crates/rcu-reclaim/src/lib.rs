@@ -57,6 +57,7 @@ mod gp;
 mod gp_thread;
 mod pressure;
 mod reader;
+mod reclaim;
 mod stats;
 mod sync;
 mod sys;
@@ -70,6 +71,10 @@ pub use domain::{Config, Error, Flavor, Rcu};
 pub use gp::Cookie;
 pub use pressure::{NodeMask, PressureGuard, RunAction, RunReport};
 pub use reader::ReadGuard;
+pub use reclaim::{
+    no_reclaim, reclaim_allowed, scan_target, OomReport, OutOfMemory, PriorityStats, ReclaimStats,
+    Reclaimed, Reclaimer, Scanned, ShrinkControl, Shrinker, ShrinkerId, SHRINK_BATCH,
+};
 pub use stats::{ShardStats, Stats};
 pub use topology::{override_current_cpu, Topology};
 

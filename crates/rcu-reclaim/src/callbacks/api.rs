@@ -45,9 +45,9 @@ thread_local! {
 }
 
 /// Runs `f` with bulk-page allocation forbidden on this thread, as memory
-/// reclaim does (the kernel's `PF_MEMALLOC`): `defer_drop` uses only spare
-/// pages, else waits for a grace period and drops at once (or queues a
-/// callback inside a read-side section).
+/// reclaim does (the kernel's `PF_MEMALLOC`): `defer_drop` uses only the
+/// shard's spare pages, else waits for a grace period and drops at once (or
+/// queues a callback inside a read-side section).
 ///
 /// ```
 /// use rcu_reclaim::{without_page_allocation, Rcu};
@@ -244,7 +244,7 @@ impl Rcu {
                 handed_off = true;
             }
             if page.is_none() {
-                *page = cbs.fresh_page().filter(|_| !NO_PAGE_ALLOC.with(Cell::get));
+                *page = cbs.fresh_page(!NO_PAGE_ALLOC.with(Cell::get));
                 if page.is_some() {
                     local
                         .since_ms

@@ -312,12 +312,18 @@ impl Callbacks {
     }
 
     /// An empty page from the current shard's spares, or a new one.
-    pub(crate) fn fresh_page(&self) -> Option<BulkPage> {
+    /// An empty page: a spare from the current shard, or else (when
+    /// `may_allocate`) a new one from the page allocator.
+    pub(crate) fn fresh_page(&self, may_allocate: bool) -> Option<BulkPage> {
         let shard = &self.shards[self.current_shard()];
         if let Some(p) = lock(&shard.state).spare.pop() {
             return Some(p);
         }
-        BulkPage::allocate(&self.alloc)
+        if may_allocate {
+            BulkPage::allocate(&self.alloc)
+        } else {
+            None
+        }
     }
 
     fn recycle(&self, cpu: usize, page: BulkPage) {

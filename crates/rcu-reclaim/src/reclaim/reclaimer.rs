@@ -1,0 +1,449 @@
+//! The reclaim loop: shrinkers by priority, RCU after each pass, a barrier
+//! before declaring out-of-memory.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::shrinker::{scan_target, ShrinkControl, Shrinker, SHRINK_BATCH};
+use crate::callbacks::{in_callback, without_page_allocation};
+use crate::domain::Rcu;
+use crate::pressure::NodeMask;
+use crate::sync::lock_std as lock;
+
+thread_local! {
+    /// Set while this thread reclaims, or forbids direct reclaim.
+    static NO_RECLAIM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with direct reclaim forbidden on this thread (the kernel's
+/// `memalloc_noreclaim_save`): code holding locks a shrinker needs uses it
+/// so that reclaim triggered on its thread can never wait for itself.
+/// [`Reclaimer::reclaim`] marks its own thread the same way, so allocations
+/// inside shrinkers and callbacks never recurse into reclaim.
+///
+/// ```
+/// use rcu_reclaim::{no_reclaim, reclaim_allowed};
+/// assert!(reclaim_allowed());
+/// no_reclaim(|| assert!(!reclaim_allowed()));
+/// ```
+pub fn no_reclaim<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_RECLAIM.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_RECLAIM.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether reclaim may run on this thread (it is not reclaiming already and
+/// has not forbidden it with [`no_reclaim`]).
+///
+/// ```
+/// assert!(rcu_reclaim::reclaim_allowed());
+/// ```
+pub fn reclaim_allowed() -> bool {
+    !NO_RECLAIM.with(Cell::get)
+}
+
+/// Identifies a registered shrinker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShrinkerId(u64);
+
+struct Registered {
+    id: u64,
+    shrinker: Arc<dyn Shrinker>,
+    /// Scan work carried to the next call (the kernel's `nr_deferred`).
+    deferred: AtomicUsize,
+}
+
+/// What a successful [`Reclaimer::reclaim`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Reclaimed {
+    /// Bytes really freed: by shrinkers that free at once, and by RCU
+    /// callbacks that reclaim ran or waited for.
+    pub freed_bytes: usize,
+    /// Of those, bytes freed by RCU (`run_callbacks` and the final barrier).
+    pub freed_by_rcu_bytes: usize,
+    /// Bytes shrinkers queued for RCU (in flight until a grace period).
+    pub queued_via_rcu_bytes: usize,
+    /// The lowest (most desperate) priority reached.
+    pub priority: u8,
+    /// Whether reclaim waited for RCU with a barrier.
+    pub waited_for_rcu: bool,
+    /// Whether the call did nothing because this thread may not reclaim
+    /// (it is reclaiming already, or inside [`no_reclaim`]).
+    pub recursion_refused: bool,
+}
+
+/// What reclaim saw when it gave up; passed to the OOM handler.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct OomReport {
+    /// The bytes asked for.
+    pub target_bytes: usize,
+    /// What reclaim achieved (see [`Reclaimed`]).
+    pub reclaimed: Reclaimed,
+    /// Each shrinker's name and freeable count at the end.
+    pub shrinkers: Vec<(String, usize)>,
+    /// RCU's backlog at the end: callbacks and bytes.
+    pub rcu_pending: (usize, usize),
+}
+
+impl fmt::Display for OomReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "out of memory: reclaim freed {} of {} bytes down to priority {} ({} bytes queued for RCU; RCU still holds {} callbacks, {} bytes); shrinkers:",
+            self.reclaimed.freed_bytes,
+            self.target_bytes,
+            self.reclaimed.priority,
+            self.reclaimed.queued_via_rcu_bytes,
+            self.rcu_pending.0,
+            self.rcu_pending.1
+        )?;
+        for (name, count) in &self.shrinkers {
+            write!(f, " {name}={count}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reclaim failed to meet its target; the report says why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutOfMemory(pub OomReport);
+
+impl fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for OutOfMemory {}
+
+/// Per-priority counts, in [`ReclaimStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PriorityStats {
+    /// Objects scanned at this priority.
+    pub scanned: u64,
+    /// Bytes freed at once by shrinkers.
+    pub freed_bytes: u64,
+    /// Bytes queued for RCU by shrinkers.
+    pub queued_via_rcu_bytes: u64,
+    /// Bytes freed by `run_callbacks` after the pass.
+    pub rcu_freed_bytes: u64,
+}
+
+/// Counters of a [`Reclaimer`], serializable with serde.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReclaimStats {
+    /// Calls to `reclaim`.
+    pub calls: u64,
+    /// Priority passes run.
+    pub passes: u64,
+    /// Index 12 (gentle) .. 0 (desperate).
+    pub by_priority: Vec<PriorityStats>,
+    /// Barriers reclaim waited on before giving up.
+    pub rcu_waits: u64,
+    /// Out-of-memory outcomes.
+    pub ooms: u64,
+    /// Calls refused because the thread was already reclaiming.
+    pub recursion_refused: u64,
+    /// Time spent reclaiming, in microseconds.
+    pub time_us: u64,
+}
+
+type OomHandler = Arc<dyn Fn(&OomReport) + Send + Sync>;
+
+/// Memory reclaim over registered shrinkers, closing the loop with RCU:
+/// after each priority pass it asks RCU to run what its shrinkers queued
+/// ([`Rcu::run_callbacks`]), and before giving up it waits for RCU.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rcu_reclaim::{NodeMask, Rcu, Reclaimer, ShrinkControl, Scanned, Shrinker};
+/// struct Nothing;
+/// impl Shrinker for Nothing {
+///     fn count(&self, _: &ShrinkControl) -> usize { 0 }
+///     fn scan(&self, _: &mut ShrinkControl) -> Scanned { Scanned::default() }
+/// }
+/// let reclaimer = Reclaimer::new(Rcu::global());
+/// reclaimer.register(Arc::new(Nothing));
+/// reclaimer.set_oom_handler(|report| eprintln!("{report}"));
+/// assert!(reclaimer.reclaim(1 << 20, &NodeMask::all()).is_err());
+/// assert!(reclaimer.reclaim(0, &NodeMask::all()).is_ok());
+/// ```
+pub struct Reclaimer {
+    rcu: Rcu,
+    rcu_aware: bool,
+    shrinkers: Mutex<Vec<Arc<Registered>>>,
+    next_id: AtomicU64,
+    oom_handler: Mutex<Option<OomHandler>>,
+    stats: Mutex<ReclaimStats>,
+}
+
+impl Reclaimer {
+    /// A reclaimer that works with `rcu`.
+    ///
+    /// ```
+    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// assert_eq!(r.stats().calls, 0);
+    /// ```
+    pub fn new(rcu: &Rcu) -> Self {
+        Reclaimer {
+            rcu: rcu.clone(),
+            rcu_aware: true,
+            shrinkers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            oom_handler: Mutex::new(None),
+            stats: Mutex::new(ReclaimStats {
+                by_priority: vec![PriorityStats::default(); 13],
+                ..ReclaimStats::default()
+            }),
+        }
+    }
+
+    /// With `false`, reclaim never calls RCU — the kernel before the seed's
+    /// fix, kept for comparison: what shrinkers queue for RCU stays queued,
+    /// reclaim escalates and declares out-of-memory while memory sits in RCU.
+    ///
+    /// ```
+    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global()).rcu_loop(false);
+    /// # drop(r);
+    /// ```
+    pub fn rcu_loop(mut self, enabled: bool) -> Self {
+        self.rcu_aware = enabled;
+        self
+    }
+
+    /// Registers a shrinker; allowed at any time, from any thread, also
+    /// while reclaim runs (a running pass keeps its snapshot).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rcu_reclaim::*;
+    /// # struct S;
+    /// # impl Shrinker for S { fn count(&self, _: &ShrinkControl) -> usize { 0 } fn scan(&self, _: &mut ShrinkControl) -> Scanned { Scanned::default() } }
+    /// let r = Reclaimer::new(Rcu::global());
+    /// let id = r.register(Arc::new(S));
+    /// assert!(r.unregister(id));
+    /// ```
+    pub fn register(&self, shrinker: Arc<dyn Shrinker>) -> ShrinkerId {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.shrinkers).push(Arc::new(Registered {
+            id,
+            shrinker,
+            deferred: AtomicUsize::new(0),
+        }));
+        ShrinkerId(id)
+    }
+
+    /// Unregisters a shrinker; returns whether it was registered. A pass
+    /// already running may call it once more (it stays alive until then).
+    ///
+    /// ```
+    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # struct S;
+    /// # impl Shrinker for S { fn count(&self, _: &ShrinkControl) -> usize { 0 } fn scan(&self, _: &mut ShrinkControl) -> Scanned { Scanned::default() } }
+    /// let id = r.register(Arc::new(S));
+    /// assert!(r.unregister(id));
+    /// assert!(!r.unregister(id));
+    /// ```
+    pub fn unregister(&self, id: ShrinkerId) -> bool {
+        let mut list = lock(&self.shrinkers);
+        let before = list.len();
+        list.retain(|r| r.id != id.0);
+        list.len() != before
+    }
+
+    /// Called with the report when reclaim gives up (default: log it with
+    /// `tracing::error!`). The handler may drop caches, shed load or abort.
+    ///
+    /// ```
+    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// r.set_oom_handler(|report| eprintln!("{report}"));
+    /// ```
+    pub fn set_oom_handler(&self, handler: impl Fn(&OomReport) + Send + Sync + 'static) {
+        *lock(&self.oom_handler) = Some(Arc::new(handler));
+    }
+
+    /// A snapshot of the counters.
+    ///
+    /// ```
+    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// assert_eq!(r.stats().by_priority.len(), 13);
+    /// ```
+    pub fn stats(&self) -> ReclaimStats {
+        lock(&self.stats).clone()
+    }
+
+    /// Frees at least `target_bytes` from `nodemask`'s nodes, or reports
+    /// out-of-memory. Priority 12 down to 0: each shrinker scans
+    /// [`scan_target`] objects in batches of [`SHRINK_BATCH`] (work it could
+    /// not do is deferred to the next call); after each pass, when the RCU
+    /// loop is on, `run_callbacks(nodemask, priority)` and what it freed
+    /// counts. Before giving up, if RCU holds bytes, a barrier. Runs with
+    /// this thread marked as reclaiming (the kernel's `PF_MEMALLOC`): a
+    /// nested call returns at once, and `defer_drop` in a shrinker uses only
+    /// spare bulk pages, never allocating (else it waits for a grace period
+    /// and frees at once).
+    ///
+    /// ```
+    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// let done = r.reclaim(0, &rcu_reclaim::NodeMask::all()).unwrap();
+    /// assert_eq!(done.freed_bytes, 0);
+    /// ```
+    pub fn reclaim(
+        &self,
+        target_bytes: usize,
+        nodemask: &NodeMask,
+    ) -> Result<Reclaimed, OutOfMemory> {
+        if !reclaim_allowed() {
+            lock(&self.stats).recursion_refused += 1;
+            return Ok(Reclaimed {
+                recursion_refused: true,
+                ..Reclaimed::default()
+            });
+        }
+        let start = Instant::now();
+        let result =
+            no_reclaim(|| without_page_allocation(|| self.reclaim_marked(target_bytes, nodemask)));
+        let mut st = lock(&self.stats);
+        st.calls += 1;
+        st.time_us += start.elapsed().as_micros() as u64;
+        if result.is_err() {
+            st.ooms += 1;
+        }
+        drop(st);
+        if let Err(OutOfMemory(report)) = &result {
+            match lock(&self.oom_handler).clone() {
+                Some(h) => h(report),
+                None => tracing::error!("rcu-reclaim: {report}"),
+            }
+        }
+        result
+    }
+
+    fn reclaim_marked(&self, target: usize, mask: &NodeMask) -> Result<Reclaimed, OutOfMemory> {
+        let mut done = Reclaimed {
+            priority: 12,
+            ..Reclaimed::default()
+        };
+        if target == 0 {
+            return Ok(done);
+        }
+        let shrinkers: Vec<Arc<Registered>> = lock(&self.shrinkers).clone();
+        for priority in (0..=12u8).rev() {
+            done.priority = priority;
+            let mut pass = PriorityStats::default();
+            for reg in &shrinkers {
+                self.shrink_one(reg, mask, priority, target, &mut done, &mut pass);
+                if done.freed_bytes >= target {
+                    break;
+                }
+            }
+            if self.rcu_aware && done.freed_bytes < target {
+                let report = self.rcu.run_callbacks(mask, priority);
+                done.freed_bytes += report.bytes_freed;
+                done.freed_by_rcu_bytes += report.bytes_freed;
+                pass.rcu_freed_bytes += report.bytes_freed as u64;
+            }
+            {
+                let mut st = lock(&self.stats);
+                st.passes += 1;
+                let p = &mut st.by_priority[usize::from(priority)];
+                p.scanned += pass.scanned;
+                p.freed_bytes += pass.freed_bytes;
+                p.queued_via_rcu_bytes += pass.queued_via_rcu_bytes;
+                p.rcu_freed_bytes += pass.rcu_freed_bytes;
+            }
+            if done.freed_bytes >= target {
+                return Ok(done);
+            }
+        }
+        // Before giving up: wait for what is in flight in RCU.
+        if self.rcu_aware
+            && self.rcu.pending_bytes() > 0
+            && !self.rcu.in_read_section()
+            && !in_callback()
+        {
+            let before = self.rcu.stats().bytes_freed;
+            self.rcu.barrier();
+            let freed = (self.rcu.stats().bytes_freed - before) as usize;
+            done.freed_bytes += freed;
+            done.freed_by_rcu_bytes += freed;
+            done.waited_for_rcu = true;
+            lock(&self.stats).rcu_waits += 1;
+            if done.freed_bytes >= target {
+                return Ok(done);
+            }
+        }
+        let ctl = ShrinkControl::new(mask.clone(), 0, 0);
+        Err(OutOfMemory(OomReport {
+            target_bytes: target,
+            shrinkers: shrinkers
+                .iter()
+                .map(|r| (r.shrinker.name().to_string(), r.shrinker.count(&ctl)))
+                .collect(),
+            rcu_pending: (self.rcu.pending(), self.rcu.pending_bytes()),
+            reclaimed: done,
+        }))
+    }
+
+    /// One shrinker at one priority (the kernel's `do_shrink_slab`).
+    fn shrink_one(
+        &self,
+        reg: &Registered,
+        mask: &NodeMask,
+        priority: u8,
+        target: usize,
+        done: &mut Reclaimed,
+        pass: &mut PriorityStats,
+    ) {
+        let s = &reg.shrinker;
+        let mut ctl = ShrinkControl::new(mask.clone(), priority, 0);
+        let freeable = s.count(&ctl);
+        if freeable == 0 {
+            return;
+        }
+        let deferred = reg.deferred.swap(0, Ordering::Relaxed);
+        let mut total = scan_target(freeable, priority, s.seeks(), deferred);
+        while total >= SHRINK_BATCH || (total > 0 && total >= freeable) {
+            let nr = total.min(SHRINK_BATCH);
+            ctl = ShrinkControl::new(mask.clone(), priority, nr);
+            let got = s.scan(&mut ctl);
+            if s.frees_via_rcu() {
+                done.queued_via_rcu_bytes += got.bytes;
+                pass.queued_via_rcu_bytes += got.bytes as u64;
+            } else {
+                done.freed_bytes += got.bytes;
+                pass.freed_bytes += got.bytes as u64;
+            }
+            pass.scanned += ctl.scanned() as u64;
+            total -= ctl.scanned().min(total);
+            if ctl.stopped() || ctl.scanned() == 0 || done.freed_bytes >= target {
+                break;
+            }
+        }
+        reg.deferred
+            .fetch_add(total.min(freeable.saturating_mul(2)), Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for Reclaimer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reclaimer")
+            .field("rcu_aware", &self.rcu_aware)
+            .field("shrinkers", &lock(&self.shrinkers).len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,198 @@
+//! The shrinker interface, after the kernel's `struct shrinker`.
+
+use crate::pressure::NodeMask;
+
+/// Objects scanned per `scan` call (the kernel's `SHRINK_BATCH`).
+pub const SHRINK_BATCH: usize = 128;
+
+/// What reclaim asks of a shrinker, and what the shrinker reports back.
+///
+/// ```
+/// use rcu_reclaim::{NodeMask, ShrinkControl};
+/// let ctl = ShrinkControl::new(NodeMask::all(), 12, 128);
+/// assert_eq!(ctl.nr_to_scan(), 128);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShrinkControl {
+    nodemask: NodeMask,
+    priority: u8,
+    nr_to_scan: usize,
+    nr_scanned: usize,
+    stop: bool,
+}
+
+impl ShrinkControl {
+    /// A request to scan `nr_to_scan` objects on `nodemask`'s nodes at
+    /// `priority` (12 gentle .. 0 desperate).
+    ///
+    /// ```
+    /// let ctl = rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::node(0), 3, 64);
+    /// assert_eq!(ctl.priority(), 3);
+    /// ```
+    pub fn new(nodemask: NodeMask, priority: u8, nr_to_scan: usize) -> Self {
+        ShrinkControl {
+            nodemask,
+            priority,
+            nr_to_scan,
+            nr_scanned: nr_to_scan,
+            stop: false,
+        }
+    }
+
+    /// The nodes to reclaim from.
+    ///
+    /// ```
+    /// let ctl = rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::node(1), 12, 1);
+    /// assert!(ctl.nodemask().contains(1));
+    /// ```
+    pub fn nodemask(&self) -> &NodeMask {
+        &self.nodemask
+    }
+
+    /// The reclaim priority (12 gentle .. 0 desperate).
+    ///
+    /// ```
+    /// assert_eq!(rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 0, 1).priority(), 0);
+    /// ```
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// How many objects to scan in this call.
+    ///
+    /// ```
+    /// assert_eq!(rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 0, 7).nr_to_scan(), 7);
+    /// ```
+    pub fn nr_to_scan(&self) -> usize {
+        self.nr_to_scan
+    }
+
+    /// Reports that only `n` objects were scanned (for example, the rest
+    /// were busy); the remainder is carried to the next reclaim call.
+    ///
+    /// ```
+    /// let mut ctl = rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 12, 128);
+    /// ctl.set_scanned(100);
+    /// assert_eq!(ctl.scanned(), 100);
+    /// ```
+    pub fn set_scanned(&mut self, n: usize) {
+        self.nr_scanned = n.min(self.nr_to_scan);
+    }
+
+    /// Objects reported scanned (defaults to `nr_to_scan`).
+    ///
+    /// ```
+    /// assert_eq!(rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 12, 9).scanned(), 9);
+    /// ```
+    pub fn scanned(&self) -> usize {
+        self.nr_scanned
+    }
+
+    /// Tells reclaim to stop calling this shrinker in this pass (the
+    /// kernel's `SHRINK_STOP`): a lock it needs is held elsewhere, so it
+    /// took it with `try_lock` and failed. What it did not scan is deferred.
+    ///
+    /// ```
+    /// let mut ctl = rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 12, 128);
+    /// ctl.stop();
+    /// assert!(ctl.stopped());
+    /// ```
+    pub fn stop(&mut self) {
+        self.stop = true;
+        self.nr_scanned = 0;
+    }
+
+    /// Whether the shrinker asked to stop.
+    ///
+    /// ```
+    /// assert!(!rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 12, 1).stopped());
+    /// ```
+    pub fn stopped(&self) -> bool {
+        self.stop
+    }
+}
+
+/// What one `scan` call freed.
+///
+/// ```
+/// let s = rcu_reclaim::Scanned { freed: 10, bytes: 10_240 };
+/// assert_eq!(s.bytes / s.freed, 1024);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Objects freed (or, for a shrinker that frees via RCU, queued).
+    pub freed: usize,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
+/// A cache that can give memory back, as the kernel's shrinkers do.
+///
+/// Shrinkers must not block on locks that a thread allocating memory may
+/// hold: take them with `try_lock` and call [`ShrinkControl::stop`] when
+/// that fails, so reclaim can never deadlock on them.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use rcu_reclaim::{ShrinkControl, Scanned, Shrinker};
+/// struct Cache(Mutex<Vec<Vec<u8>>>);
+/// impl Shrinker for Cache {
+///     fn count(&self, _: &ShrinkControl) -> usize {
+///         self.0.try_lock().map_or(0, |c| c.len())
+///     }
+///     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+///         let Ok(mut cache) = self.0.try_lock() else {
+///             ctl.stop();
+///             return Scanned::default();
+///         };
+///         let n = ctl.nr_to_scan().min(cache.len());
+///         let bytes = cache.drain(..n).map(|v| v.capacity()).sum();
+///         Scanned { freed: n, bytes }
+///     }
+/// }
+/// ```
+pub trait Shrinker: Send + Sync {
+    /// Objects that could be freed now on `ctl`'s nodes.
+    fn count(&self, ctl: &ShrinkControl) -> usize;
+
+    /// Frees up to `ctl.nr_to_scan()` objects.
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned;
+
+    /// Whether what `scan` frees is only queued for RCU (`call`,
+    /// `defer_drop`) — the seed's `SHRINKER_KFREE_RCU`. Reclaim then counts
+    /// it as in flight, not freed, until RCU reports it freed.
+    fn frees_via_rcu(&self) -> bool {
+        false
+    }
+
+    /// Cost of re-creating an object (the kernel's `seeks`, default 2);
+    /// 0 means "free half of what is freeable at every pass".
+    fn seeks(&self) -> usize {
+        2
+    }
+
+    /// A name for reports.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+}
+
+/// How many objects one reclaim pass scans (the kernel's `do_shrink_slab`):
+/// `(freeable >> priority) * 4 / seeks` (or `freeable / 2` with no seeks)
+/// plus the work deferred by earlier passes, at most twice what is freeable.
+///
+/// ```
+/// use rcu_reclaim::scan_target;
+/// assert_eq!(scan_target(4096, 12, 2, 0), 2);
+/// assert_eq!(scan_target(4096, 0, 2, 0), 8192);
+/// assert_eq!(scan_target(100, 12, 2, 40), 40);
+/// ```
+pub fn scan_target(freeable: usize, priority: u8, seeks: usize, deferred: usize) -> usize {
+    let delta = (freeable >> priority.min(12))
+        .saturating_mul(4)
+        .checked_div(seeks)
+        .unwrap_or(freeable / 2);
+    deferred
+        .saturating_add(delta)
+        .min(freeable.saturating_mul(2))
+}

@@ -1,0 +1,288 @@
+//! Memory reclaim: the seed's failure reproduced and fixed, the kernel's
+//! scan arithmetic, deferred work, recursion and concurrent registration.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rcu_reclaim::{
+    reclaim_allowed, scan_target, Config, NodeMask, Rcu, Reclaimer, Scanned, ShrinkControl,
+    Shrinker,
+};
+
+const ENTRY: usize = 64 << 10;
+
+/// A dentry-cache stand-in whose shrinker frees entries through RCU.
+struct RcuCache {
+    rcu: Rcu,
+    entries: Mutex<Vec<Vec<u8>>>,
+}
+
+impl RcuCache {
+    fn new(rcu: &Rcu, n: usize) -> Arc<Self> {
+        Arc::new(RcuCache {
+            rcu: rcu.clone(),
+            entries: Mutex::new((0..n).map(|_| vec![7u8; ENTRY]).collect()),
+        })
+    }
+}
+
+impl Shrinker for RcuCache {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.entries.try_lock().map_or(0, |e| e.len())
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        let Ok(mut entries) = self.entries.try_lock() else {
+            ctl.stop();
+            return Scanned::default();
+        };
+        let n = ctl.nr_to_scan().min(entries.len());
+        let mut bytes = 0;
+        for e in entries.drain(..n) {
+            bytes += e.capacity();
+            self.rcu.defer_drop_measured(Box::new(e));
+        }
+        ctl.set_scanned(n);
+        Scanned { freed: n, bytes }
+    }
+    fn frees_via_rcu(&self) -> bool {
+        true
+    }
+    fn name(&self) -> &str {
+        "rcu-cache"
+    }
+}
+
+/// RCU at a slowed normal pace: nothing is freed unless someone asks. Its
+/// spare bulk pages are warmed up, as in a process that has been running:
+/// reclaim never allocates pages, it uses spares.
+fn slow_rcu() -> Rcu {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_secs(3600))
+            .lazy_batch(usize::MAX / 2)
+            .qhimark(usize::MAX / 2)
+            .qovld(usize::MAX / 2),
+    )
+    .unwrap();
+    for i in 0..20_000u64 {
+        rcu.defer_drop(Box::new(i));
+    }
+    rcu.barrier();
+    rcu
+}
+
+#[test]
+fn the_seeds_failure_reproduced_and_fixed() {
+    let target = 4 << 20;
+
+    // Unaware: reclaim never calls RCU. Its shrinker "frees" everything
+    // into RCU, nothing is really freed, it escalates to priority 0 and
+    // declares out-of-memory while the memory sits in RCU.
+    let rcu = slow_rcu();
+    let cache = RcuCache::new(&rcu, 200);
+    let unaware = Reclaimer::new(&rcu).rcu_loop(false);
+    unaware.register(cache.clone());
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let r2 = reports.clone();
+    unaware.set_oom_handler(move |r| r2.lock().unwrap().push(r.clone()));
+    let err = unaware.reclaim(target, &NodeMask::all()).unwrap_err();
+    let report = &err.0;
+    assert_eq!(report.reclaimed.priority, 0);
+    assert_eq!(report.reclaimed.freed_bytes, 0);
+    assert!(report.reclaimed.queued_via_rcu_bytes >= target);
+    assert!(
+        report.rcu_pending.1 >= target,
+        "the memory is in RCU: {report}"
+    );
+    assert!(err.to_string().contains("rcu-cache"), "{err}");
+    assert_eq!(reports.lock().unwrap().len(), 1, "the OOM handler ran");
+    assert_eq!(unaware.stats().ooms, 1);
+    rcu.barrier();
+
+    // Aware: the same run meets its target with no OOM.
+    let rcu = slow_rcu();
+    let cache = RcuCache::new(&rcu, 200);
+    let aware = Reclaimer::new(&rcu);
+    aware.register(cache);
+    let done = aware.reclaim(target, &NodeMask::all()).unwrap();
+    assert!(done.freed_bytes >= target, "{done:?}");
+    assert!(done.freed_by_rcu_bytes >= target);
+    let s = aware.stats();
+    assert_eq!(s.ooms, 0);
+    assert!(s.by_priority.iter().any(|p| p.rcu_freed_bytes > 0), "{s:?}");
+    rcu.barrier();
+}
+
+#[test]
+fn scan_counts_match_the_kernels_formula() {
+    // (freeable, priority, seeks, deferred) -> (freeable >> priority) * 4 / seeks + deferred,
+    // capped at 2 * freeable; seeks 0 means freeable / 2.
+    let table = [
+        ((4096, 12, 2, 0), 2),
+        ((4096, 6, 2, 0), 128),
+        ((4096, 0, 2, 0), 8192),
+        ((4096, 0, 1, 0), 8192), // capped at 2 * freeable
+        ((1000, 3, 4, 0), 125),
+        ((1000, 3, 4, 500), 625),
+        ((1000, 12, 2, 5000), 2000), // deferred capped too
+        ((1000, 12, 0, 0), 500),
+        ((0, 0, 2, 10), 0),
+        ((100, 12, 2, 0), 0),
+    ];
+    for ((freeable, priority, seeks, deferred), want) in table {
+        assert_eq!(
+            scan_target(freeable, priority, seeks, deferred),
+            want,
+            "scan_target({freeable}, {priority}, {seeks}, {deferred})"
+        );
+    }
+}
+
+/// Counts what it is asked to scan, frees nothing for real (bytes 0).
+struct Counter {
+    freeable: usize,
+    scanned: AtomicUsize,
+    calls: AtomicUsize,
+    stop: bool,
+}
+
+impl Shrinker for Counter {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.freeable
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.stop {
+            ctl.stop();
+            return Scanned::default();
+        }
+        assert!(ctl.nr_to_scan() <= rcu_reclaim::SHRINK_BATCH);
+        self.scanned.fetch_add(ctl.nr_to_scan(), Ordering::SeqCst);
+        Scanned {
+            freed: ctl.nr_to_scan(),
+            bytes: 0,
+        }
+    }
+}
+
+#[test]
+fn small_caches_defer_work_and_busy_shrinkers_carry_it_over() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = Reclaimer::new(&rcu);
+    r.set_oom_handler(|_| {});
+    // 100 freeable: a pass scans only once the accumulated work reaches a
+    // batch or the whole cache; all priorities together do reach it.
+    let small = Arc::new(Counter {
+        freeable: 100,
+        scanned: AtomicUsize::new(0),
+        calls: AtomicUsize::new(0),
+        stop: false,
+    });
+    r.register(small.clone());
+    assert!(r.reclaim(1, &NodeMask::all()).is_err());
+    let scanned = small.scanned.load(Ordering::SeqCst);
+    assert!(
+        scanned >= 100,
+        "deferred work reached the cache size: {scanned}"
+    );
+    let s = r.stats();
+    assert_eq!(s.passes, 13);
+    assert_eq!(
+        s.by_priority[12].scanned, 0,
+        "priority 12 defers a 100-object cache"
+    );
+
+    // A shrinker that cannot take its lock stops at once; nothing hangs.
+    let busy = Arc::new(Counter {
+        freeable: 10_000,
+        scanned: AtomicUsize::new(0),
+        calls: AtomicUsize::new(0),
+        stop: true,
+    });
+    let r2 = Reclaimer::new(&rcu);
+    r2.set_oom_handler(|_| {});
+    r2.register(busy.clone());
+    assert!(r2.reclaim(1, &NodeMask::all()).is_err());
+    assert_eq!(busy.scanned.load(Ordering::SeqCst), 0);
+    assert!(
+        busy.calls.load(Ordering::SeqCst) <= 13,
+        "one try per priority at most"
+    );
+}
+
+/// A shrinker that itself triggers reclaim (as an allocation inside it would).
+struct Recursive {
+    reclaimer: Mutex<Option<Arc<Reclaimer>>>,
+    refused: AtomicBool,
+}
+
+impl Shrinker for Recursive {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        1000
+    }
+    fn scan(&self, _: &mut ShrinkControl) -> Scanned {
+        assert!(!reclaim_allowed(), "reclaim marks its thread");
+        if let Some(r) = self.reclaimer.lock().unwrap().clone() {
+            let nested = r.reclaim(1 << 20, &NodeMask::all()).unwrap();
+            self.refused
+                .store(nested.recursion_refused, Ordering::SeqCst);
+        }
+        Scanned {
+            freed: 1,
+            bytes: 1 << 20,
+        }
+    }
+}
+
+#[test]
+fn reclaim_never_recurses() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = Arc::new(Reclaimer::new(&rcu));
+    let s = Arc::new(Recursive {
+        reclaimer: Mutex::new(Some(r.clone())),
+        refused: AtomicBool::new(false),
+    });
+    r.register(s.clone());
+    let done = r.reclaim(1 << 20, &NodeMask::all()).unwrap();
+    assert!(done.freed_bytes >= 1 << 20);
+    assert!(s.refused.load(Ordering::SeqCst));
+    assert_eq!(r.stats().recursion_refused, 1);
+    *s.reclaimer.lock().unwrap() = None; // break the cycle
+    assert!(reclaim_allowed());
+}
+
+#[test]
+fn shrinkers_come_and_go_while_reclaim_runs() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = Arc::new(Reclaimer::new(&rcu));
+    r.set_oom_handler(|_| {});
+    let stop = Arc::new(AtomicBool::new(false));
+    let reclaimers: Vec<_> = (0..2)
+        .map(|_| {
+            let (r, stop) = (r.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = r.reclaim(1 << 30, &NodeMask::all());
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for i in 0..500 {
+        let cache = RcuCache::new(&rcu, 1 + i % 5);
+        let id = r.register(cache);
+        if i % 2 == 0 {
+            thread::yield_now();
+        }
+        assert!(r.unregister(id));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in reclaimers {
+        assert!(h.join().unwrap() > 0);
+    }
+    rcu.barrier();
+}
