@@ -4,9 +4,11 @@
 //! ([`Rcu::run_callbacks`](crate::Rcu::run_callbacks),
 //! [`Rcu::barrier`](crate::Rcu::barrier), the backlog queries).
 
+mod budget;
 mod reclaimer;
 mod shrinker;
 
+pub use budget::{BudgetStats, MemoryBudget, Watermarks};
 pub use reclaimer::{
     no_reclaim, reclaim_allowed, OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed,
     Reclaimer, ShrinkerId,

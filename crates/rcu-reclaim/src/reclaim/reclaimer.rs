@@ -276,6 +276,16 @@ impl Reclaimer {
         *lock(&self.oom_handler) = Some(Arc::new(handler));
     }
 
+    /// The domain this reclaimer calls.
+    ///
+    /// ```
+    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// assert_eq!(r.rcu().id(), rcu_reclaim::Rcu::global().id());
+    /// ```
+    pub fn rcu(&self) -> &Rcu {
+        &self.rcu
+    }
+
     /// A snapshot of the counters.
     ///
     /// ```

@@ -1,0 +1,303 @@
+//! A memory budget with watermarks, a background reclaimer (the kernel's
+//! kswapd) and direct reclaim.
+//!
+//! Watermarks are in bytes of usage: above `low` the background reclaimer
+//! wakes and reclaims until usage is back at `high`, holding a pressure
+//! signal on RCU while it works; above `min` the thread that checks the
+//! budget (the allocating thread) reclaims directly before it proceeds.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::reclaimer::{reclaim_allowed, Reclaimer};
+use crate::pressure::NodeMask;
+use crate::sync::lock_std as lock;
+
+/// Usage thresholds of a [`MemoryBudget`], in bytes: `high < low < min <= limit`.
+///
+/// ```
+/// let w = rcu_reclaim::Watermarks::from_limit(1000);
+/// assert_eq!((w.high, w.low, w.min), (800, 850, 950));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Watermarks {
+    /// Above this the allocating thread reclaims directly.
+    pub min: usize,
+    /// Above this the background reclaimer wakes.
+    pub low: usize,
+    /// The background reclaimer stops once usage is back here.
+    pub high: usize,
+}
+
+impl Watermarks {
+    /// The defaults for `limit`: high 80%, low 85%, min 95%.
+    ///
+    /// ```
+    /// let w = rcu_reclaim::Watermarks::from_limit(100 << 20);
+    /// assert!(w.high < w.low && w.low < w.min);
+    /// ```
+    pub fn from_limit(limit: usize) -> Watermarks {
+        let pct = |p: usize| limit / 100 * p + limit % 100 * p / 100;
+        Watermarks {
+            min: pct(95),
+            low: pct(85),
+            high: pct(80),
+        }
+    }
+}
+
+/// Counters of a [`MemoryBudget`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct BudgetStats {
+    /// Times the background reclaimer woke to work.
+    pub background_runs: u64,
+    /// Direct reclaims by checking threads.
+    pub direct_reclaims: u64,
+    /// Reclaims (of either kind) that ended out of memory.
+    pub ooms: u64,
+}
+
+type Usage = Arc<dyn Fn() -> usize + Send + Sync>;
+
+struct Shared {
+    usage: Usage,
+    marks: Watermarks,
+    reclaimer: Arc<Reclaimer>,
+    state: Mutex<BgState>,
+    wake: Condvar,
+    background_runs: AtomicU64,
+    direct_reclaims: AtomicU64,
+    ooms: AtomicU64,
+}
+
+#[derive(Default)]
+struct BgState {
+    requested: bool,
+    shutdown: bool,
+}
+
+impl Shared {
+    /// Reclaims until usage is at `high`; returns false on out-of-memory.
+    fn reclaim_to_high(&self) -> bool {
+        loop {
+            let usage = (self.usage)();
+            if usage <= self.marks.high {
+                return true;
+            }
+            if self
+                .reclaimer
+                .reclaim(usage - self.marks.high, &NodeMask::all())
+                .is_err()
+            {
+                self.ooms.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+    }
+}
+
+/// A memory limit enforced by reclaim (see the module docs).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use rcu_reclaim::{MemoryBudget, Rcu, Reclaimer};
+/// let used = Arc::new(AtomicUsize::new(0));
+/// let u = used.clone();
+/// let budget = MemoryBudget::new(
+///     1 << 30,
+///     Arc::new(Reclaimer::new(Rcu::global())),
+///     move || u.load(Ordering::Relaxed),
+/// );
+/// used.store(10, Ordering::Relaxed);
+/// budget.check(); // far under every watermark: nothing to do
+/// assert_eq!(budget.stats().direct_reclaims, 0);
+/// ```
+pub struct MemoryBudget {
+    limit: usize,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes with the default watermarks, reclaiming
+    /// with `reclaimer`; `usage` reports the bytes in use (the accounting
+    /// allocator, a cgroup file, RSS...).
+    ///
+    /// ```
+    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// let b = MemoryBudget::new(256 << 20, Arc::new(Reclaimer::new(Rcu::global())), || 0);
+    /// assert_eq!(b.watermarks(), Watermarks::from_limit(256 << 20));
+    /// ```
+    pub fn new(
+        limit: usize,
+        reclaimer: Arc<Reclaimer>,
+        usage: impl Fn() -> usize + Send + Sync + 'static,
+    ) -> MemoryBudget {
+        Self::with_watermarks(limit, Watermarks::from_limit(limit), reclaimer, usage)
+            .expect("default watermarks are ordered")
+    }
+
+    /// As [`new`](MemoryBudget::new) with explicit watermarks, which must
+    /// satisfy `high < low < min <= limit`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rcu_reclaim::{MemoryBudget, Rcu, Reclaimer, Watermarks};
+    /// let r = Arc::new(Reclaimer::new(Rcu::global()));
+    /// let bad = Watermarks { min: 10, low: 20, high: 30 };
+    /// let err = MemoryBudget::with_watermarks(100, bad, r, || 0).unwrap_err();
+    /// assert!(err.contains("high < low < min"));
+    /// ```
+    pub fn with_watermarks(
+        limit: usize,
+        marks: Watermarks,
+        reclaimer: Arc<Reclaimer>,
+        usage: impl Fn() -> usize + Send + Sync + 'static,
+    ) -> Result<MemoryBudget, String> {
+        if !(marks.high < marks.low && marks.low < marks.min && marks.min <= limit) {
+            return Err(format!(
+                "watermarks must satisfy high < low < min <= limit; got high {}, low {}, min {}, limit {limit}",
+                marks.high, marks.low, marks.min
+            ));
+        }
+        let shared = Arc::new(Shared {
+            usage: Arc::new(usage),
+            marks,
+            reclaimer,
+            state: Mutex::new(BgState::default()),
+            wake: Condvar::new(),
+            background_runs: AtomicU64::new(0),
+            direct_reclaims: AtomicU64::new(0),
+            ooms: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&shared);
+        let handle = thread::Builder::new()
+            .name("rcu-kswapd".into())
+            .spawn(move || background(&weak))
+            .map_err(|e| format!("cannot start the background reclaimer: {e}"))?;
+        Ok(MemoryBudget {
+            limit,
+            shared,
+            thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The limit in bytes.
+    ///
+    /// ```
+    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
+    /// assert_eq!(b.limit(), 1000);
+    /// ```
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The watermarks.
+    ///
+    /// ```
+    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
+    /// assert_eq!(b.watermarks().min, 950);
+    /// ```
+    pub fn watermarks(&self) -> Watermarks {
+        self.shared.marks
+    }
+
+    /// Called by allocating code: over `min` (and allowed on this thread),
+    /// reclaims directly back to `high` before returning; over `low`, wakes
+    /// the background reclaimer. Returns false if direct reclaim ran out of
+    /// memory.
+    ///
+    /// ```
+    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 10);
+    /// assert!(b.check());
+    /// ```
+    pub fn check(&self) -> bool {
+        let s = &self.shared;
+        let usage = (s.usage)();
+        if usage > s.marks.min && reclaim_allowed() {
+            s.direct_reclaims.fetch_add(1, Ordering::Relaxed);
+            return s.reclaim_to_high();
+        }
+        if usage > s.marks.low {
+            let mut st = lock(&s.state);
+            if !st.requested {
+                st.requested = true;
+                s.wake.notify_one();
+            }
+        }
+        true
+    }
+
+    /// A snapshot of the counters.
+    ///
+    /// ```
+    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
+    /// assert_eq!(b.stats().background_runs, 0);
+    /// ```
+    pub fn stats(&self) -> BudgetStats {
+        let s = &self.shared;
+        BudgetStats {
+            background_runs: s.background_runs.load(Ordering::Relaxed),
+            direct_reclaims: s.direct_reclaims.load(Ordering::Relaxed),
+            ooms: s.ooms.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for MemoryBudget {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(h) = lock(&self.thread).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl fmt::Debug for MemoryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBudget")
+            .field("limit", &self.limit)
+            .field("watermarks", &self.shared.marks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The background reclaimer: sleeps until woken (or every 10 ms, so a
+/// budget nobody checks is still watched), then reclaims to `high` under a
+/// pressure signal on RCU.
+fn background(shared: &Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        {
+            let st = lock(&s.state);
+            if st.shutdown {
+                return;
+            }
+            let (mut st, _) = match s.wake.wait_timeout(st, Duration::from_millis(10)) {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            if st.shutdown {
+                return;
+            }
+            st.requested = false;
+        }
+        if (s.usage)() > s.marks.low {
+            s.background_runs.fetch_add(1, Ordering::Relaxed);
+            let _pressure = s.reclaimer.rcu().pressure_start_all();
+            s.reclaim_to_high();
+        }
+    }
+}
