@@ -72,9 +72,9 @@ pub use gp::Cookie;
 pub use pressure::{NodeMask, PressureGuard, RunAction, RunReport};
 pub use reader::ReadGuard;
 pub use reclaim::{
-    no_reclaim, reclaim_allowed, scan_target, BudgetStats, MemoryBudget, OomReport, OutOfMemory,
-    PriorityStats, ReclaimStats, Reclaimed, Reclaimer, Scanned, ShrinkControl, Shrinker,
-    ShrinkerId, Watermarks, SHRINK_BATCH,
+    no_reclaim, reclaim_allowed, scan_target, AccountingAlloc, BudgetStats, MemoryBudget,
+    OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed, Reclaimer, Scanned,
+    ShrinkControl, Shrinker, ShrinkerId, Watermarks, SHRINK_BATCH,
 };
 pub use stats::{ShardStats, Stats};
 pub use topology::{override_current_cpu, Topology};

@@ -4,10 +4,12 @@
 //! ([`Rcu::run_callbacks`](crate::Rcu::run_callbacks),
 //! [`Rcu::barrier`](crate::Rcu::barrier), the backlog queries).
 
+mod accounting;
 mod budget;
 mod reclaimer;
 mod shrinker;
 
+pub use accounting::AccountingAlloc;
 pub use budget::{BudgetStats, MemoryBudget, Watermarks};
 pub use reclaimer::{
     no_reclaim, reclaim_allowed, OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed,
