@@ -341,6 +341,24 @@ impl Rcu {
         }
     }
 
+    /// Bytes freed by callbacks and deferred drops of this domain so far,
+    /// on any thread: reclaim reads it around a call to credit frees that
+    /// workers did on its behalf.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.call_sized(|| {}, 10);
+    /// rcu.barrier();
+    /// assert_eq!(rcu.bytes_freed(), 10);
+    /// ```
+    pub fn bytes_freed(&self) -> u64 {
+        self.inner()
+            .callbacks
+            .counters
+            .bytes_freed
+            .load(Ordering::Relaxed)
+    }
+
     /// Pressure signals held now, all nodes together.
     ///
     /// ```
@@ -404,8 +422,10 @@ impl Rcu {
     ///
     /// Callbacks run on the caller's thread with bulk-page allocation
     /// forbidden ([`without_page_allocation`]), as the kernel marks reclaim
-    /// with `PF_MEMALLOC`, so they cannot recurse into reclaim. Shards a
-    /// worker is running are skipped, never waited for.
+    /// with `PF_MEMALLOC`, so they cannot recurse into reclaim. When it only
+    /// runs what is ready, shards a worker is running are skipped; after a
+    /// grace period it waits for such a worker's batch, then runs the rest.
+    /// [`Rcu::bytes_freed`] also counts what workers freed meanwhile.
     ///
     /// ```
     /// use rcu_reclaim::{NodeMask, RunAction};
@@ -462,9 +482,18 @@ impl Rcu {
                 inner.wait_for_seq(t, WaitMode::Expedited);
             }
         }
+        // Having waited for a grace period, also wait for a worker that is
+        // running one of these shards; otherwise skip busy shards.
+        let wait_for_workers = matches!(action, RunAction::Expedited | RunAction::Barrier);
         let (invoked, bytes_freed) = without_page_allocation(|| {
             cpus.iter()
-                .filter_map(|&c| cbs.try_invoke_ready(inner, c))
+                .filter_map(|&c| {
+                    if wait_for_workers {
+                        Some(cbs.invoke_ready(inner, c, None))
+                    } else {
+                        cbs.try_invoke_ready(inner, c)
+                    }
+                })
                 .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
         });
         RunReport {

@@ -325,8 +325,19 @@ impl Reclaimer {
             });
         }
         let start = Instant::now();
+        let span = tracing::debug_span!("reclaim", target_bytes, rcu_aware = self.rcu_aware);
+        let _entered = span.enter();
         let result =
             no_reclaim(|| without_page_allocation(|| self.reclaim_marked(target_bytes, nodemask)));
+        match &result {
+            Ok(done) => tracing::debug!(
+                freed = done.freed_bytes,
+                by_rcu = done.freed_by_rcu_bytes,
+                priority = done.priority,
+                "rcu-reclaim: reclaim met its target"
+            ),
+            Err(_) => tracing::debug!("rcu-reclaim: reclaim gave up"),
+        }
         let mut st = lock(&self.stats);
         st.calls += 1;
         st.time_us += start.elapsed().as_micros() as u64;
@@ -362,10 +373,15 @@ impl Reclaimer {
                 }
             }
             if self.rcu_aware && done.freed_bytes < target {
+                // Count what RCU really freed meanwhile, on this thread or
+                // by its workers.
+                let before = self.rcu.bytes_freed();
                 let report = self.rcu.run_callbacks(mask, priority);
-                done.freed_bytes += report.bytes_freed;
-                done.freed_by_rcu_bytes += report.bytes_freed;
-                pass.rcu_freed_bytes += report.bytes_freed as u64;
+                let freed =
+                    (self.rcu.bytes_freed() - before).max(report.bytes_freed as u64) as usize;
+                done.freed_bytes += freed;
+                done.freed_by_rcu_bytes += freed;
+                pass.rcu_freed_bytes += freed as u64;
             }
             {
                 let mut st = lock(&self.stats);
@@ -386,9 +402,9 @@ impl Reclaimer {
             && !self.rcu.in_read_section()
             && !in_callback()
         {
-            let before = self.rcu.stats().bytes_freed;
+            let before = self.rcu.bytes_freed();
             self.rcu.barrier();
-            let freed = (self.rcu.stats().bytes_freed - before) as usize;
+            let freed = (self.rcu.bytes_freed() - before) as usize;
             done.freed_bytes += freed;
             done.freed_by_rcu_bytes += freed;
             done.waited_for_rcu = true;
