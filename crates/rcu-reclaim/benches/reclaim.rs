@@ -98,14 +98,7 @@ fn defer_free(c: &mut Criterion) {
 fn barrier_latency(c: &mut Criterion) {
     // Nothing runs in the background, so the barrier does all the work:
     // one grace period, then invoking the 10^6 entries on its thread.
-    let rcu = Rcu::new(
-        Config::new()
-            .lazy_delay(Duration::from_secs(3600))
-            .lazy_batch(usize::MAX / 2)
-            .qhimark(usize::MAX / 2)
-            .qovld(usize::MAX / 2),
-    )
-    .unwrap();
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
     let mut g = c.benchmark_group("barrier");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));

@@ -44,14 +44,7 @@ fn main() {
         t.elapsed().as_nanos() as f64 / n as f64
     );
     // Nothing runs in the background: the barrier frees on this thread.
-    let lazy = Rcu::new(
-        Config::new()
-            .lazy_delay(std::time::Duration::from_secs(3600))
-            .lazy_batch(usize::MAX / 2)
-            .qhimark(usize::MAX / 2)
-            .qovld(usize::MAX / 2),
-    )
-    .unwrap();
+    let lazy = Rcu::new(Config::new().on_demand()).unwrap();
     let t = Instant::now();
     for chunk in 0..n / 10_000 {
         for i in 0..10_000 {

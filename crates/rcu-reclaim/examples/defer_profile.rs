@@ -10,14 +10,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
-    let rcu = rcu_reclaim::Rcu::new(
-        rcu_reclaim::Config::new()
-            .lazy_delay(std::time::Duration::from_secs(3600))
-            .lazy_batch(usize::MAX / 2)
-            .qhimark(usize::MAX / 2)
-            .qovld(usize::MAX / 2),
-    )
-    .unwrap();
+    let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new().on_demand()).unwrap();
     for chunk in 0..n / 10_000 {
         for i in 0..10_000 {
             rcu.defer_drop(Box::new([black_box(chunk * 10_000 + i); 8]));

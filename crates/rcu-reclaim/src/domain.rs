@@ -238,6 +238,26 @@ impl Config {
         self
     }
 
+    /// No background pace: queued callbacks and deferred drops wait until
+    /// `barrier`, `run_callbacks`, a pressure signal or `call_hurry` asks
+    /// (lazy delay of an hour, no batch or overload trigger). For
+    /// deterministic tests and benchmarks, and for reproducing "RCU at a
+    /// slowed normal pace".
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new().on_demand()).unwrap();
+    /// rcu.call(|| {});
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// assert_eq!(rcu.pending(), 1);
+    /// rcu.barrier();
+    /// ```
+    pub fn on_demand(self) -> Self {
+        self.lazy_delay(Duration::from_secs(3600))
+            .lazy_batch(usize::MAX / 2)
+            .qhimark(usize::MAX / 2)
+            .qovld(usize::MAX / 2)
+    }
+
     /// Callback worker threads per NUMA node (default 1).
     ///
     /// ```

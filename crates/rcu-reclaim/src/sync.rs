@@ -55,3 +55,20 @@ pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
 
 #[cfg(not(loom))]
 pub(crate) use lock as lock_std;
+
+/// Runs `f` with the thread-local flag `key` set, restoring its previous
+/// value afterwards (also on unwind): the scoped per-thread marks such as
+/// `without_page_allocation` and `no_reclaim`.
+pub(crate) fn with_flag<R>(
+    key: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore(&'static std::thread::LocalKey<std::cell::Cell<bool>>, bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            self.0.with(|c| c.set(self.1));
+        }
+    }
+    let _restore = Restore(key, key.with(|c| c.replace(true)));
+    f()
+}

@@ -11,8 +11,7 @@ fn two_nodes_lazy() -> Rcu {
     Rcu::new(
         Config::new()
             .topology(Topology::synthetic(2, 1))
-            .lazy_delay(Duration::from_secs(3600))
-            .lazy_batch(usize::MAX / 2),
+            .on_demand(),
     )
     .unwrap()
 }

@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
 
 use rcu_reclaim::{
     reclaim_allowed, scan_target, Config, NodeMask, Rcu, Reclaimer, Scanned, ShrinkControl,
@@ -58,14 +57,7 @@ impl Shrinker for RcuCache {
 /// spare bulk pages are warmed up, as in a process that has been running:
 /// reclaim never allocates pages, it uses spares.
 fn slow_rcu() -> Rcu {
-    let rcu = Rcu::new(
-        Config::new()
-            .lazy_delay(Duration::from_secs(3600))
-            .lazy_batch(usize::MAX / 2)
-            .qhimark(usize::MAX / 2)
-            .qovld(usize::MAX / 2),
-    )
-    .unwrap();
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
     for i in 0..20_000u64 {
         rcu.defer_drop(Box::new(i));
     }

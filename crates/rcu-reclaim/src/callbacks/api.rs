@@ -54,14 +54,7 @@ thread_local! {
 /// without_page_allocation(|| Rcu::global().defer_drop(Box::new([0u8; 64])));
 /// ```
 pub fn without_page_allocation<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            NO_PAGE_ALLOC.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(NO_PAGE_ALLOC.with(|c| c.replace(true)));
-    f()
+    crate::sync::with_flag(&NO_PAGE_ALLOC, f)
 }
 
 impl Rcu {

@@ -32,14 +32,7 @@ thread_local! {
 /// no_reclaim(|| assert!(!reclaim_allowed()));
 /// ```
 pub fn no_reclaim<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            NO_RECLAIM.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(NO_RECLAIM.with(|c| c.replace(true)));
-    f()
+    crate::sync::with_flag(&NO_RECLAIM, f)
 }
 
 /// Whether reclaim may run on this thread (it is not reclaiming already and
