@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 
 use crate::domain::Inner;
-use crate::sync::lock;
+use crate::sync::lock_std as lock;
 
 #[derive(Default)]
 struct State {

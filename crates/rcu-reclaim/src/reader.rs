@@ -273,33 +273,37 @@ pub(crate) fn current_slot(rcu: &Rcu) -> *const Slot {
 #[cold]
 fn current_slot_slow(rcu: &Rcu) -> *const Slot {
     let id = rcu.id();
-    let found = REGISTRATIONS.try_with(|regs| {
-        let mut list = regs.list.borrow_mut();
-        list.retain(|r| r.domain_id == id || r.registry.alive.load(Ordering::Relaxed));
-        if let Some(r) = list.iter().find(|r| r.domain_id == id) {
-            return r.slot;
-        }
-        let registry = rcu.registry().clone();
-        let slot = registry.claim();
-        let thread = crate::sync::thread::current();
-        let owner = Owner {
-            name: thread.name().unwrap_or("<unnamed>").to_string(),
-            #[cfg(not(loom))]
-            tid: crate::sys::gettid(),
-            #[cfg(loom)]
-            tid: 0,
-        };
-        // SAFETY: the slot was just claimed by this thread and is kept alive
-        // by `registry`, which the registration holds.
-        let s = unsafe { &*slot };
-        *lock(&s.owner) = owner;
-        s.stall_reported.store(0, Ordering::Relaxed);
-        list.push(Registration {
-            domain_id: id,
-            registry,
-            slot,
-        });
-        slot
+    // Allocations below happen while the thread's registration list is
+    // borrowed: they must not enter direct reclaim, which reads it.
+    let found = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
+        REGISTRATIONS.try_with(|regs| {
+            let mut list = regs.list.borrow_mut();
+            list.retain(|r| r.domain_id == id || r.registry.alive.load(Ordering::Relaxed));
+            if let Some(r) = list.iter().find(|r| r.domain_id == id) {
+                return r.slot;
+            }
+            let registry = rcu.registry().clone();
+            let slot = registry.claim();
+            let thread = crate::sync::thread::current();
+            let owner = Owner {
+                name: thread.name().unwrap_or("<unnamed>").to_string(),
+                #[cfg(not(loom))]
+                tid: crate::sys::gettid(),
+                #[cfg(loom)]
+                tid: 0,
+            };
+            // SAFETY: the slot was just claimed by this thread and is kept alive
+            // by `registry`, which the registration holds.
+            let s = unsafe { &*slot };
+            *lock(&s.owner) = owner;
+            s.stall_reported.store(0, Ordering::Relaxed);
+            list.push(Registration {
+                domain_id: id,
+                registry,
+                slot,
+            });
+            slot
+        })
     });
     match found {
         Ok(slot) => {

@@ -15,10 +15,69 @@ pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
+thread_local! {
+    /// Set while this thread may not enter memory reclaim: it is reclaiming
+    /// already, holds one of the crate's locks, or runs inside `no_reclaim`.
+    pub(crate) static NO_RECLAIM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A held lock of the crate. While any is held the thread is marked
+/// no-reclaim, so an allocation made under the lock can never enter direct
+/// reclaim, which may need the same lock (the kernel's `GFP_NOFS` idea).
+pub(crate) struct Locked<'a, T> {
+    guard: MutexGuard<'a, T>,
+    prev: bool,
+}
+
+impl<T> std::ops::Deref for Locked<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        NO_RECLAIM.with(|c| c.set(self.prev));
+    }
+}
+
+fn mark<T>(guard: MutexGuard<'_, T>) -> Locked<'_, T> {
+    Locked {
+        guard,
+        prev: NO_RECLAIM.with(|c| c.replace(true)),
+    }
+}
+
 /// Locks `m`, ignoring poisoning: every structure the crate guards with a
 /// mutex stays consistent even if a holder panicked (the holder never leaves
 /// it half-updated), so a poisoned lock is safe to keep using.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Locked<'_, T> {
+    mark(match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    })
+}
+
+/// As [`lock`], without waiting: `None` if the lock is held.
+pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<Locked<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(mark(g)),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(mark(p.into_inner())),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+/// [`lock`] for the std mutexes that pair with a `Condvar` (in the
+/// background threads): a plain guard, not marked, for `Condvar::wait`.
+/// Their critical sections must not allocate.
+pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
@@ -42,19 +101,6 @@ impl<T> UnsafeCell<T> {
         f(self.0.get())
     }
 }
-
-/// [`lock`] for the std mutexes of the background threads, which stay std
-/// under loom (loom models the protocols, not the thread plumbing).
-#[cfg(loom)]
-pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
-#[cfg(not(loom))]
-pub(crate) use lock as lock_std;
 
 /// Runs `f` with the thread-local flag `key` set, restoring its previous
 /// value afterwards (also on unwind): the scoped per-thread marks such as

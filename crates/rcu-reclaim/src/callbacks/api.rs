@@ -186,6 +186,12 @@ impl Rcu {
         } else {
             self.synchronize();
             drop(value);
+            // Freed after a grace period like any deferred drop: count it,
+            // so reclaim sees the progress (`bytes_freed`).
+            let c = &inner.callbacks.counters;
+            c.invoked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            c.bytes_freed
+                .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

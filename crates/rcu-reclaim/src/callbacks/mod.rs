@@ -37,7 +37,7 @@ use crate::gp::WaitMode;
 use crate::pressure::Pressure;
 use std::sync::Arc;
 
-use crate::sync::{lock, Mutex};
+use crate::sync::{lock, try_lock, Mutex};
 use crate::topology::Topology;
 
 /// Empty pages kept per shard so the fast path never allocates (kernel: 5).
@@ -562,7 +562,7 @@ impl Callbacks {
     /// (`None`): reclaim never waits for a worker, and a callback that calls
     /// `run_callbacks` does not deadlock on its own shard.
     pub(crate) fn try_invoke_ready(&self, inner: &Inner, cpu: usize) -> Option<(usize, usize)> {
-        let _running = self.shards[cpu].invoke.try_lock().ok()?;
+        let _running = try_lock(&self.shards[cpu].invoke)?;
         Some(self.invoke_locked(inner, cpu, None))
     }
 
@@ -606,7 +606,7 @@ impl Callbacks {
     /// barrier is running it.
     pub(crate) fn free_ready_pages(&self, inner: &Inner, cpu: usize, max_pages: usize) {
         let shard = &self.shards[cpu];
-        let Ok(_running) = shard.invoke.try_lock() else {
+        let Some(_running) = try_lock(&shard.invoke) else {
             return;
         };
         let mut pages = Vec::new();

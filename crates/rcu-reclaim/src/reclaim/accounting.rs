@@ -10,6 +10,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::budget::MemoryBudget;
+use super::reclaimer::reclaim_allowed;
 
 /// Per-thread batch before the global counter is touched.
 const BATCH: isize = 16 << 10;
@@ -49,7 +53,17 @@ fn fold_in(add: isize) {
     if now > 0 {
         PEAK.fetch_max(now as usize, Ordering::Relaxed);
     }
+    if add > 0 && reclaim_allowed() {
+        if let Some(budget) = DIRECT.get() {
+            // Over `min`, reclaim here before the allocation returns; over
+            // `low`, wake the background reclaimer.
+            budget.check();
+        }
+    }
 }
+
+/// The budget that allocations check, once installed.
+static DIRECT: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
 
 /// A [`GlobalAlloc`] that counts live bytes around another allocator.
 ///
@@ -98,6 +112,29 @@ impl AccountingAlloc<System> {
     /// ```
     pub fn peak_bytes() -> usize {
         PEAK.load(Ordering::Relaxed)
+    }
+
+    /// Makes allocations enforce `budget` (the issue's optional direct
+    /// reclaim): every 16 KiB of growth a thread checks it, reclaiming
+    /// directly over `min` and waking the background reclaimer over `low`.
+    /// Threads inside reclaim, inside [`no_reclaim`](crate::no_reclaim), or
+    /// holding one of this crate's locks never reclaim from an allocation;
+    /// code that allocates while holding a lock that a shrinker (or a
+    /// `tracing` subscriber, which reclaim logs to) needs must use
+    /// `no_reclaim` too, as kernel code uses `GFP_NOFS`. Once per process; returns the budget back if one
+    /// is installed already.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use rcu_reclaim::{AccountingAlloc, MemoryBudget, Rcu, Reclaimer};
+    /// #[global_allocator]
+    /// static ALLOC: AccountingAlloc = AccountingAlloc::system();
+    /// let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+    /// let budget = MemoryBudget::new(512 << 20, reclaimer, AccountingAlloc::live_bytes);
+    /// AccountingAlloc::enforce(Arc::new(budget)).unwrap();
+    /// ```
+    pub fn enforce(budget: Arc<MemoryBudget>) -> Result<(), Arc<MemoryBudget>> {
+        DIRECT.set(budget)
     }
 
     /// Restarts the peak from the current live count.

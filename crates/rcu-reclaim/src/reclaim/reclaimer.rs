@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -13,12 +13,7 @@ use super::shrinker::{scan_target, ShrinkControl, Shrinker, SHRINK_BATCH};
 use crate::callbacks::{in_callback, without_page_allocation};
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
-use crate::sync::lock_std as lock;
-
-thread_local! {
-    /// Set while this thread reclaims, or forbids direct reclaim.
-    static NO_RECLAIM: Cell<bool> = const { Cell::new(false) };
-}
+use crate::sync::{lock, Mutex, NO_RECLAIM};
 
 /// Runs `f` with direct reclaim forbidden on this thread (the kernel's
 /// `memalloc_noreclaim_save`): code holding locks a shrinker needs uses it
