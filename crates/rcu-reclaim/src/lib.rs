@@ -46,7 +46,7 @@
 
 #![warn(missing_docs)]
 // Under loom the membarrier/futex paths and the grace-period thread are not built.
-#![cfg_attr(loom, allow(dead_code))]
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
 #![cfg(target_os = "linux")]
 
 mod callbacks;
@@ -58,6 +58,7 @@ mod gp_thread;
 mod pressure;
 mod reader;
 mod reclaim;
+mod sources;
 mod stats;
 mod sync;
 mod sys;
@@ -75,6 +76,13 @@ pub use reclaim::{
     no_reclaim, reclaim_allowed, scan_target, AccountingAlloc, BudgetStats, MemoryBudget,
     OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed, Reclaimer, Scanned,
     ShrinkControl, Shrinker, ShrinkerId, Watermarks, SHRINK_BATCH,
+};
+#[cfg(not(loom))]
+pub use sources::auto_pressure;
+pub use sources::{
+    parse_cgroup_bytes, parse_statm, CgroupPaths, Level, MemoryEvents, MonitorStats, ParseError,
+    PressureMonitor, PressureSource, PsiLine, PsiStats, PsiTrigger, RssSource, SourceError,
+    SyntheticSource,
 };
 pub use stats::{ShardStats, Stats};
 pub use topology::{override_current_cpu, Topology};

@@ -1,0 +1,134 @@
+//! Pressure sources: where the signal that memory is short comes from, and
+//! the monitor thread that turns it into RCU fast mode and reclaim.
+//!
+//! * [`PsiTrigger`]: a PSI trigger on `/proc/pressure/memory` (or a cgroup
+//!   v2 `memory.pressure`), waited on with `poll(POLLPRI)`;
+//! * [`RssSource`]: polls `/proc/self/statm` against a threshold;
+//! * [`SyntheticSource`]: events sent by the program (tests, simulations).
+//!
+//! All implement [`PressureSource`]; [`PressureMonitor`] runs one in a
+//! thread. cgroup v1/v2 limit files and `memory.pressure_level` events are
+//! parsed here ([`CgroupPaths`], [`parse_cgroup_bytes`], [`MemoryEvents`]);
+//! their event sources are the next step.
+
+mod monitor;
+mod parse;
+mod psi;
+mod rss;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[cfg(not(loom))]
+pub use monitor::auto_pressure;
+pub use monitor::{MonitorStats, PressureMonitor};
+pub use parse::{
+    parse_cgroup_bytes, parse_statm, CgroupPaths, MemoryEvents, ParseError, PsiLine, PsiStats,
+};
+pub use psi::PsiTrigger;
+pub use rss::RssSource;
+
+/// How severe a pressure event is (cgroup v1's `memory.pressure_level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Reclaim is running.
+    Low,
+    /// Memory is getting short; reclaim is working hard.
+    Medium,
+    /// Close to running out (the OOM killer may act).
+    Critical,
+}
+
+/// A source of memory-pressure events.
+///
+/// ```
+/// use std::time::Duration;
+/// use rcu_reclaim::{Level, PressureSource, SyntheticSource};
+/// let (tx, mut src) = SyntheticSource::new();
+/// tx.send(Level::Medium).unwrap();
+/// assert_eq!(src.wait(Duration::from_millis(10)).unwrap(), Some(Level::Medium));
+/// assert_eq!(src.wait(Duration::from_millis(1)).unwrap(), None);
+/// ```
+pub trait PressureSource: Send {
+    /// A description for reports and stats (kind, file, settings).
+    fn describe(&self) -> String;
+
+    /// Waits up to `timeout` for the next event; `Ok(None)` on timeout.
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError>;
+}
+
+/// A source could not be used: the file, why, and what happens instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceError {
+    /// The file involved.
+    pub file: PathBuf,
+    /// What went wrong.
+    pub reason: String,
+    /// What is used instead, if anything.
+    pub fallback: Option<String>,
+}
+
+impl SourceError {
+    pub(crate) fn new(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        SourceError {
+            file: file.into(),
+            reason: reason.into(),
+            fallback: None,
+        }
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.reason)?;
+        match &self.fallback {
+            Some(fb) => write!(f, "; falling back to {fb}"),
+            None => f.write_str("; no fallback source is available"),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// Events sent through a channel: drives a [`PressureMonitor`]
+/// deterministically in tests and simulations.
+#[derive(Debug)]
+pub struct SyntheticSource {
+    rx: mpsc::Receiver<Level>,
+}
+
+impl SyntheticSource {
+    /// The sender and the source.
+    ///
+    /// ```
+    /// let (tx, src) = rcu_reclaim::SyntheticSource::new();
+    /// drop((tx, src));
+    /// ```
+    pub fn new() -> (mpsc::Sender<Level>, SyntheticSource) {
+        let (tx, rx) = mpsc::channel();
+        (tx, SyntheticSource { rx })
+    }
+}
+
+impl PressureSource for SyntheticSource {
+    fn describe(&self) -> String {
+        "synthetic".into()
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(level) => Ok(Some(level)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // No sender left: no more events, ever. Sleep out the wait.
+                std::thread::sleep(timeout);
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! PSI triggers (`Documentation/accounting/psi.rst`): write
+//! `some <stall_us> <window_us>` to a pressure file, then `poll(POLLPRI)`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Level, PressureSource, SourceError};
+
+/// A PSI trigger: an event whenever tasks stall on memory for `stall` within
+/// a `window`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use rcu_reclaim::{PressureSource, PsiTrigger};
+/// let mut t = PsiTrigger::open("/proc/pressure/memory", Duration::from_millis(150), Duration::from_secs(1)).unwrap();
+/// println!("using {}", t.describe()); // the window may have been widened to 2 s
+/// let _event = t.wait(Duration::from_secs(1)).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct PsiTrigger {
+    file: File,
+    path: PathBuf,
+    stall: Duration,
+    window: Duration,
+}
+
+fn write_trigger(path: &Path, stall: Duration, window: Duration) -> std::io::Result<File> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let spec = format!("some {} {}\0", stall.as_micros(), window.as_micros());
+    file.write_all(spec.as_bytes())?;
+    Ok(file)
+}
+
+impl PsiTrigger {
+    /// Opens `path` and registers the trigger. Where the kernel refuses the
+    /// window with EINVAL (unprivileged triggers need a multiple of 2 s; on
+    /// some machines even root is refused 1 s), retries once with the
+    /// window rounded up to the next multiple of 2 s and the stall scaled to
+    /// the same share; [`describe`](PressureSource::describe) reports the
+    /// window in use.
+    pub fn open(
+        path: impl AsRef<Path>,
+        stall: Duration,
+        window: Duration,
+    ) -> Result<Self, SourceError> {
+        let path = path.as_ref().to_path_buf();
+        if stall.is_zero() || stall > window {
+            return Err(SourceError::new(
+                &path,
+                format!("a PSI trigger needs 0 < stall <= window (got {stall:?} in {window:?})"),
+            ));
+        }
+        match write_trigger(&path, stall, window) {
+            Ok(file) => Ok(PsiTrigger {
+                file,
+                path,
+                stall,
+                window,
+            }),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let secs = window.as_secs_f64().max(2.0);
+                let widened = Duration::from_secs(((secs / 2.0).ceil() as u64) * 2);
+                let scaled = stall.mul_f64(widened.as_secs_f64() / window.as_secs_f64());
+                match write_trigger(&path, scaled, widened) {
+                    Ok(file) => {
+                        tracing::info!(
+                            path = %path.display(),
+                            "rcu-reclaim: PSI window {window:?} refused, using {widened:?} (stall {scaled:?})"
+                        );
+                        Ok(PsiTrigger {
+                            file,
+                            path,
+                            stall: scaled,
+                            window: widened,
+                        })
+                    }
+                    Err(e2) => Err(SourceError::new(
+                        &path,
+                        format!(
+                            "trigger refused for window {window:?} ({e}) and {widened:?} ({e2})"
+                        ),
+                    )),
+                }
+            }
+            Err(e) => Err(SourceError::new(
+                &path,
+                format!("cannot register a PSI trigger: {e}"),
+            )),
+        }
+    }
+
+    /// The window in use (possibly widened from the one asked for).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let t = rcu_reclaim::PsiTrigger::open("/proc/pressure/memory", Duration::from_millis(500), Duration::from_secs(2)).unwrap();
+    /// assert_eq!(t.window(), Duration::from_secs(2));
+    /// ```
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+}
+
+impl PressureSource for PsiTrigger {
+    fn describe(&self) -> String {
+        format!(
+            "PSI trigger on {} (some {:?} per {:?})",
+            self.path.display(),
+            self.stall,
+            self.window
+        )
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: `pfd` is a valid pollfd for the duration of the call, and
+        // the count (1) matches.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(None);
+            }
+            return Err(SourceError::new(&self.path, format!("poll failed: {e}")));
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        if pfd.revents & libc::POLLERR != 0 {
+            return Err(SourceError::new(
+                &self.path,
+                "the trigger file went away (POLLERR)",
+            ));
+        }
+        Ok((pfd.revents & libc::POLLPRI != 0).then_some(Level::Medium))
+    }
+}

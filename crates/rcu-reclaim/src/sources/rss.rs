@@ -1,0 +1,82 @@
+//! Resident-set polling: the fallback that works everywhere.
+
+use std::time::{Duration, Instant};
+
+use super::parse::parse_statm;
+use super::{Level, PressureSource, SourceError};
+
+const STATM: &str = "/proc/self/statm";
+
+/// Polls this process's RSS every `interval`; an event while it is above
+/// `threshold` bytes (critical above the threshold plus an eighth).
+///
+/// ```
+/// use std::time::Duration;
+/// use rcu_reclaim::{Level, PressureSource, RssSource};
+/// let mut low = RssSource::new(1, Duration::from_millis(1)); // 1 byte: always over
+/// assert_eq!(low.wait(Duration::from_millis(5)).unwrap(), Some(Level::Critical));
+/// let mut high = RssSource::new(u64::MAX, Duration::from_millis(1));
+/// assert_eq!(high.wait(Duration::from_millis(5)).unwrap(), None);
+/// ```
+#[derive(Debug)]
+pub struct RssSource {
+    threshold: u64,
+    interval: Duration,
+    page_size: u64,
+    next: Instant,
+}
+
+impl RssSource {
+    /// A source firing while RSS is above `threshold` bytes, read every `interval`.
+    pub fn new(threshold: u64, interval: Duration) -> RssSource {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        RssSource {
+            threshold,
+            interval: interval.max(Duration::from_millis(1)),
+            page_size: u64::try_from(page).unwrap_or(4096),
+            next: Instant::now(),
+        }
+    }
+
+    /// Current RSS in bytes.
+    ///
+    /// ```
+    /// let s = rcu_reclaim::RssSource::new(0, std::time::Duration::from_secs(1));
+    /// assert!(s.rss().unwrap() > 0);
+    /// ```
+    pub fn rss(&self) -> Result<u64, SourceError> {
+        let text = std::fs::read_to_string(STATM)
+            .map_err(|e| SourceError::new(STATM, format!("cannot read: {e}")))?;
+        parse_statm(&text, self.page_size).map_err(|e| SourceError::new(STATM, e.to_string()))
+    }
+}
+
+impl PressureSource for RssSource {
+    fn describe(&self) -> String {
+        format!(
+            "RSS poll of {STATM} every {:?} against {} bytes",
+            self.interval, self.threshold
+        )
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+        let now = Instant::now();
+        if self.next > now {
+            let nap = (self.next - now).min(timeout);
+            std::thread::sleep(nap);
+            if nap < self.next - now {
+                return Ok(None);
+            }
+        }
+        self.next = Instant::now() + self.interval;
+        let rss = self.rss()?;
+        Ok(if rss > self.threshold.saturating_add(self.threshold / 8) {
+            Some(Level::Critical)
+        } else if rss > self.threshold {
+            Some(Level::Medium)
+        } else {
+            None
+        })
+    }
+}
