@@ -3,14 +3,16 @@
 //!
 //! * [`PsiTrigger`]: a PSI trigger on `/proc/pressure/memory` (or a cgroup
 //!   v2 `memory.pressure`), waited on with `poll(POLLPRI)`;
+//! * [`CgroupV1Source`]: cgroup v1 `memory.pressure_level` notifications
+//!   (`cgroup.event_control` + eventfd), plus usage and limit;
 //! * [`RssSource`]: polls `/proc/self/statm` against a threshold;
 //! * [`SyntheticSource`]: events sent by the program (tests, simulations).
 //!
 //! All implement [`PressureSource`]; [`PressureMonitor`] runs one in a
-//! thread. cgroup v1/v2 limit files and `memory.pressure_level` events are
-//! parsed here ([`CgroupPaths`], [`parse_cgroup_bytes`], [`MemoryEvents`]);
-//! their event sources are the next step.
+//! thread. cgroup v2's files are parsed here ([`CgroupPaths`],
+//! [`parse_cgroup_bytes`], [`MemoryEvents`]); a v2 source is the next step.
 
+mod cgroup_v1;
 mod monitor;
 mod parse;
 mod psi;
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use cgroup_v1::{CgroupV1Source, V1_MEMORY_ROOT};
 #[cfg(not(loom))]
 pub use monitor::auto_pressure;
 pub use monitor::{MonitorStats, PressureMonitor};
