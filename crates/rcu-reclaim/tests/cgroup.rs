@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rcu_reclaim::{
-    CgroupV1Source, Config, MemoryBudget, PressureMonitor, Rcu, Reclaimer, Scanned, ShrinkControl,
-    Shrinker, V1_MEMORY_ROOT,
+    budget_from_cgroup, CgroupV1Source, Config, PressureMonitor, Rcu, Reclaimer, Scanned,
+    ShrinkControl, Shrinker, V1_MEMORY_ROOT,
 };
 
 const CHILD: &str = "RCU_RECLAIM_CGROUP_CHILD";
@@ -143,7 +143,6 @@ fn child(dir: &Path) {
     let rcu = Rcu::new(Config::new()).unwrap();
     let source = CgroupV1Source::for_this_process().unwrap();
     let limit = source.limit().unwrap().expect("the parent set a limit") as usize;
-    let usage_file = dir.join("memory.usage_in_bytes");
     let cache = Arc::new(RcuCache {
         rcu: rcu.clone(),
         entries: Mutex::new(Vec::new()),
@@ -151,12 +150,9 @@ fn child(dir: &Path) {
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     reclaimer.set_oom_handler(|_| {});
     reclaimer.register(cache.clone());
-    let budget = Arc::new(MemoryBudget::new(limit, reclaimer.clone(), move || {
-        fs::read_to_string(&usage_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0)
-    }));
+    // Sized and measured by the cgroup itself.
+    let budget = Arc::new(budget_from_cgroup(reclaimer.clone()).unwrap());
+    assert_eq!(budget.limit(), limit);
     let monitor = PressureMonitor::start(
         &rcu,
         Box::new(source),

@@ -122,3 +122,58 @@ fn rss_source_compares_against_its_threshold() {
     assert_eq!(under.wait(Duration::from_millis(10)).unwrap(), None);
     assert!(under.describe().contains("/proc/self/statm"));
 }
+
+#[test]
+fn cgroup_v2_reads_its_files_or_names_what_is_missing() {
+    match rcu_reclaim::CgroupV2::for_this_process() {
+        Ok(cg) => {
+            assert!(cg.current().unwrap() > 0);
+            let _ = cg.max().unwrap();
+            let _ = cg.events().unwrap();
+            println!(
+                "cgroup v2 at {}: limit {:?}",
+                cg.dir().display(),
+                cg.budget_limit().unwrap()
+            );
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            println!("skipped: no cgroup v2 memory controller here: {msg}");
+            assert!(
+                msg.contains("/proc/self/cgroup") || msg.contains("memory.current"),
+                "{msg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn auto_pressure_picks_a_source_and_reports_what_it_passed_over() {
+    let monitor = rcu_reclaim::auto_pressure(1 << 40);
+    let s = monitor.stats();
+    println!("source: {}; passed over: {:?}", s.source, s.passed_over);
+    assert!(!s.source.is_empty());
+    if Path::new("/proc/pressure/memory").exists() && s.source.starts_with("PSI") {
+        // A PSI source reports the averages at each quiet tick.
+        wait_until("PSI figures", || monitor.stats().psi.is_some());
+    } else {
+        assert!(
+            !s.passed_over.is_empty(),
+            "a fallback was chosen, so something was passed over"
+        );
+    }
+}
+
+#[test]
+fn a_budget_from_this_processs_cgroup_or_a_clear_error() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = std::sync::Arc::new(rcu_reclaim::Reclaimer::new(&rcu));
+    match rcu_reclaim::budget_from_cgroup(r) {
+        Ok(b) => println!("budget from the cgroup: {} bytes", b.limit()),
+        Err(e) => {
+            let msg = e.to_string();
+            println!("no cgroup limit here: {msg}");
+            assert!(msg.contains("memory"), "{msg}");
+        }
+    }
+}

@@ -9,10 +9,12 @@
 //! * [`SyntheticSource`]: events sent by the program (tests, simulations).
 //!
 //! All implement [`PressureSource`]; [`PressureMonitor`] runs one in a
-//! thread. cgroup v2's files are parsed here ([`CgroupPaths`],
-//! [`parse_cgroup_bytes`], [`MemoryEvents`]); a v2 source is the next step.
+//! thread. [`CgroupV2`] reads a v2 cgroup's usage, limits and events and
+//! opens PSI triggers on its `memory.pressure`. [`auto_pressure`] picks the
+//! best source available.
 
 mod cgroup_v1;
+mod cgroup_v2;
 mod monitor;
 mod parse;
 mod psi;
@@ -26,9 +28,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use cgroup_v1::{CgroupV1Source, V1_MEMORY_ROOT};
+pub use cgroup_v2::{CgroupV2, V2_ROOT};
 #[cfg(not(loom))]
 pub use monitor::auto_pressure;
-pub use monitor::{MonitorStats, PressureMonitor};
+pub use monitor::{budget_from_cgroup, MonitorStats, PressureMonitor};
 pub use parse::{
     parse_cgroup_bytes, parse_statm, CgroupPaths, MemoryEvents, ParseError, PsiLine, PsiStats,
 };
@@ -63,6 +66,11 @@ pub trait PressureSource: Send {
 
     /// Waits up to `timeout` for the next event; `Ok(None)` on timeout.
     fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError>;
+
+    /// The PSI averages behind this source, for sources that have them.
+    fn psi(&self) -> Option<PsiStats> {
+        None
+    }
 }
 
 /// A source could not be used: the file, why, and what happens instead.

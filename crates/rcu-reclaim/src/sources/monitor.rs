@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Level, PressureSource, PsiTrigger, RssSource, SourceError};
+use super::{CgroupV1Source, CgroupV2, Level, PressureSource, PsiTrigger, RssSource, SourceError};
 use crate::domain::Rcu;
 use crate::reclaim::MemoryBudget;
 use crate::sync::lock_std as lock;
 
 /// Counters of a [`PressureMonitor`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct MonitorStats {
     /// The source in use, as it describes itself.
@@ -31,6 +31,10 @@ pub struct MonitorStats {
     pub errors: u64,
     /// The last error, if any.
     pub last_error: Option<String>,
+    /// The source's PSI averages, read at each quiet tick (PSI sources).
+    pub psi: Option<super::PsiStats>,
+    /// Sources tried before the one in use, and why each was passed over.
+    pub passed_over: Vec<String>,
 }
 
 struct Shared {
@@ -41,6 +45,8 @@ struct Shared {
     errors: AtomicU64,
     active: AtomicBool,
     last_error: Mutex<Option<String>>,
+    psi: Mutex<Option<super::PsiStats>>,
+    passed_over: Mutex<Vec<String>>,
 }
 
 /// Runs a [`PressureSource`] in a thread: each event raises a pressure
@@ -81,6 +87,8 @@ impl PressureMonitor {
             errors: AtomicU64::new(0),
             active: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            psi: Mutex::new(None),
+            passed_over: Mutex::new(Vec::new()),
         });
         let description = source.describe();
         tracing::info!(source = %description, "rcu-reclaim: pressure monitor started");
@@ -114,6 +122,8 @@ impl PressureMonitor {
             active: s.active.load(Ordering::Relaxed),
             errors: s.errors.load(Ordering::Relaxed),
             last_error: lock(&s.last_error).clone(),
+            psi: *lock(&s.psi),
+            passed_over: lock(&s.passed_over).clone(),
         }
     }
 }
@@ -162,7 +172,11 @@ fn run(
                     b.check();
                 }
             }
-            Ok(None) => {}
+            Ok(None) => {
+                if let Some(p) = source.psi() {
+                    *lock(&s.psi) = Some(p);
+                }
+            }
             Err(e) => {
                 s.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "rcu-reclaim: pressure source failed; retrying");
@@ -179,33 +193,105 @@ fn run(
 }
 
 /// The one-line setup: a monitor on the global domain with the best source
-/// available — a PSI trigger on `/proc/pressure/memory` (some 500 ms per
-/// 2 s window), else an RSS poll every 100 ms against `rss_threshold`
-/// bytes. The error names the file that failed, why, and the fallback.
+/// available, tried in order: a PSI trigger on `/proc/pressure/memory`,
+/// one on this cgroup v2's `memory.pressure`, cgroup v1
+/// `memory.pressure_level` events, and finally an RSS poll every 100 ms
+/// against `rss_threshold` bytes (always available). Each source passed
+/// over is logged and listed in [`MonitorStats::passed_over`] with the file
+/// and the reason.
 ///
 /// ```no_run
-/// let monitor = rcu_reclaim::auto_pressure(512 << 20).unwrap();
+/// let monitor = rcu_reclaim::auto_pressure(512 << 20);
 /// println!("watching {}", monitor.stats().source);
 /// ```
 #[cfg(not(loom))]
-pub fn auto_pressure(rss_threshold: u64) -> Result<PressureMonitor, SourceError> {
-    let source: Box<dyn PressureSource> = match PsiTrigger::open(
-        "/proc/pressure/memory",
-        Duration::from_millis(500),
-        Duration::from_secs(2),
-    ) {
-        Ok(t) => Box::new(t),
-        Err(mut e) => {
-            let fallback = RssSource::new(rss_threshold, Duration::from_millis(100));
-            e.fallback = Some(fallback.describe());
-            tracing::warn!("rcu-reclaim: {e}");
-            Box::new(fallback)
+pub fn auto_pressure(rss_threshold: u64) -> PressureMonitor {
+    let (source, passed_over) = best_source(rss_threshold);
+    let monitor = PressureMonitor::start(Rcu::global(), source, Duration::from_secs(2), None);
+    *lock(&monitor.shared.passed_over) = passed_over;
+    monitor
+}
+
+/// Picks the first source that opens (see [`auto_pressure`]).
+pub(crate) fn best_source(rss_threshold: u64) -> (Box<dyn PressureSource>, Vec<String>) {
+    let (stall, window) = (Duration::from_millis(500), Duration::from_secs(2));
+    let mut passed_over = Vec::new();
+    let candidates: [&dyn Fn() -> Result<Box<dyn PressureSource>, SourceError>; 3] = [
+        &|| {
+            Ok(Box::new(PsiTrigger::open(
+                "/proc/pressure/memory",
+                stall,
+                window,
+            )?))
+        },
+        &|| {
+            Ok(Box::new(
+                CgroupV2::for_this_process()?.pressure_trigger(stall, window)?,
+            ))
+        },
+        &|| Ok(Box::new(CgroupV1Source::for_this_process()?)),
+    ];
+    for open in candidates {
+        match open() {
+            Ok(source) => return (source, passed_over),
+            Err(mut e) => {
+                e.fallback =
+                    Some("the next source in line (PSI, cgroup v2, cgroup v1, RSS)".into());
+                tracing::info!("rcu-reclaim: pressure source passed over: {e}");
+                passed_over.push(e.to_string());
+            }
         }
+    }
+    (
+        Box::new(RssSource::new(rss_threshold, Duration::from_millis(100))),
+        passed_over,
+    )
+}
+
+/// A [`MemoryBudget`] sized and measured by this process's cgroup: the limit
+/// from cgroup v2 (`memory.high`, else `memory.max`) or v1
+/// (`memory.limit_in_bytes`), usage from `memory.current` or
+/// `memory.usage_in_bytes`. The error names the files tried when neither
+/// cgroup sets a limit.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use rcu_reclaim::{budget_from_cgroup, Rcu, Reclaimer};
+/// let budget = budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap();
+/// println!("limit {} bytes", budget.limit());
+/// ```
+pub fn budget_from_cgroup(
+    reclaimer: Arc<crate::reclaim::Reclaimer>,
+) -> Result<MemoryBudget, SourceError> {
+    let v2_err = match CgroupV2::for_this_process().and_then(|cg| Ok((cg.budget_limit()?, cg))) {
+        Ok((Some(limit), cg)) => {
+            return Ok(MemoryBudget::new(limit as usize, reclaimer, move || {
+                cg.current().unwrap_or(0) as usize
+            }))
+        }
+        Ok((None, cg)) => format!("{}: no memory.high or memory.max set", cg.dir().display()),
+        Err(e) => format!("{}: {}", e.file.display(), e.reason),
     };
-    Ok(PressureMonitor::start(
-        Rcu::global(),
-        source,
-        Duration::from_secs(2),
-        None,
-    ))
+    let v1 = CgroupV1Source::for_this_process();
+    match v1.as_ref().map_err(Clone::clone).map(|s| s.limit()) {
+        Ok(Ok(Some(limit))) => {
+            let v1 = v1.expect("checked above");
+            Ok(MemoryBudget::new(limit as usize, reclaimer, move || {
+                v1.usage().unwrap_or(0) as usize
+            }))
+        }
+        Ok(Ok(None)) => Err(SourceError {
+            fallback: Some("no budget: give MemoryBudget::new a limit".into()),
+            ..SourceError::new(
+                "memory.limit_in_bytes",
+                format!(
+                    "no cgroup sets a memory limit (cgroup v2: {v2_err}; cgroup v1: unlimited)"
+                ),
+            )
+        }),
+        Ok(Err(e)) | Err(e) => Err(SourceError {
+            reason: format!("{} (cgroup v2: {v2_err})", e.reason),
+            ..e
+        }),
+    }
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Level, PressureSource, SourceError};
+use super::{Level, PressureSource, PsiStats, SourceError};
 
 /// A PSI trigger: an event whenever tasks stall on memory for `stall` within
 /// a `window`.
@@ -110,6 +110,10 @@ impl PsiTrigger {
 }
 
 impl PressureSource for PsiTrigger {
+    fn psi(&self) -> Option<PsiStats> {
+        PsiStats::parse(&std::fs::read_to_string(&self.path).ok()?).ok()
+    }
+
     fn describe(&self) -> String {
         format!(
             "PSI trigger on {} (some {:?} per {:?})",

@@ -1,0 +1,144 @@
+//! cgroup v2 memory controller: `memory.current`, `memory.max`,
+//! `memory.high`, `memory.events`, and PSI triggers on `memory.pressure`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::parse::{parse_cgroup_bytes, CgroupPaths, MemoryEvents};
+use super::{PsiTrigger, SourceError};
+
+/// Where the unified hierarchy is mounted on common systems.
+pub const V2_ROOT: &str = "/sys/fs/cgroup";
+
+/// This process's cgroup v2 directory, when the memory controller is
+/// enabled there.
+///
+/// ```no_run
+/// let cg = rcu_reclaim::CgroupV2::for_this_process().unwrap();
+/// println!("{:?} of {:?}", cg.current().unwrap(), cg.max().unwrap());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupV2 {
+    dir: PathBuf,
+}
+
+fn read(path: &Path) -> Result<String, SourceError> {
+    std::fs::read_to_string(path).map_err(|e| SourceError::new(path, format!("cannot read: {e}")))
+}
+
+impl CgroupV2 {
+    /// Finds the directory from `/proc/self/cgroup`; an error names the
+    /// file when there is no v2 cgroup or no memory controller in it.
+    pub fn for_this_process() -> Result<CgroupV2, SourceError> {
+        let text = read(Path::new("/proc/self/cgroup"))?;
+        let paths = CgroupPaths::parse(&text)
+            .map_err(|e| SourceError::new("/proc/self/cgroup", e.to_string()))?;
+        let rel = paths.v2.ok_or_else(|| {
+            SourceError::new(
+                "/proc/self/cgroup",
+                "the process is in no cgroup v2 hierarchy",
+            )
+        })?;
+        Self::open(Path::new(V2_ROOT).join(rel.trim_start_matches('/')))
+    }
+
+    /// A cgroup v2 directory; it must have the memory controller.
+    ///
+    /// ```
+    /// let e = rcu_reclaim::CgroupV2::open("/nonexistent").unwrap_err();
+    /// assert!(e.to_string().contains("memory.current"));
+    /// ```
+    pub fn open(dir: impl Into<PathBuf>) -> Result<CgroupV2, SourceError> {
+        let dir = dir.into();
+        let current = dir.join("memory.current");
+        if !current.exists() {
+            return Err(SourceError::new(
+                current,
+                "missing: the memory controller is not enabled in this cgroup v2 directory",
+            ));
+        }
+        Ok(CgroupV2 { dir })
+    }
+
+    /// The directory.
+    ///
+    /// ```no_run
+    /// println!("{}", rcu_reclaim::CgroupV2::for_this_process().unwrap().dir().display());
+    /// ```
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn bytes(&self, name: &str) -> Result<Option<u64>, SourceError> {
+        let path = self.dir.join(name);
+        parse_cgroup_bytes(&read(&path)?).map_err(|e| SourceError::new(&path, e.to_string()))
+    }
+
+    /// `memory.current`: bytes in use.
+    ///
+    /// ```no_run
+    /// println!("{}", rcu_reclaim::CgroupV2::for_this_process().unwrap().current().unwrap());
+    /// ```
+    pub fn current(&self) -> Result<u64, SourceError> {
+        Ok(self.bytes("memory.current")?.unwrap_or(u64::MAX))
+    }
+
+    /// `memory.max`: the hard limit, `None` for `max`.
+    ///
+    /// ```no_run
+    /// println!("{:?}", rcu_reclaim::CgroupV2::for_this_process().unwrap().max().unwrap());
+    /// ```
+    pub fn max(&self) -> Result<Option<u64>, SourceError> {
+        self.bytes("memory.max")
+    }
+
+    /// `memory.high`: the throttling limit, `None` for `max`.
+    ///
+    /// ```no_run
+    /// println!("{:?}", rcu_reclaim::CgroupV2::for_this_process().unwrap().high().unwrap());
+    /// ```
+    pub fn high(&self) -> Result<Option<u64>, SourceError> {
+        self.bytes("memory.high")
+    }
+
+    /// The limit a budget should use: the lower of `memory.high` and
+    /// `memory.max`, if either is set.
+    ///
+    /// ```no_run
+    /// let cg = rcu_reclaim::CgroupV2::for_this_process().unwrap();
+    /// if let Some(limit) = cg.budget_limit().unwrap() {
+    ///     println!("budget {limit} bytes");
+    /// }
+    /// ```
+    pub fn budget_limit(&self) -> Result<Option<u64>, SourceError> {
+        Ok(match (self.high()?, self.max()?) {
+            (Some(h), Some(m)) => Some(h.min(m)),
+            (h, m) => h.or(m),
+        })
+    }
+
+    /// `memory.events` counters (high, max, oom, oom_kill...).
+    ///
+    /// ```no_run
+    /// println!("{:?}", rcu_reclaim::CgroupV2::for_this_process().unwrap().events().unwrap());
+    /// ```
+    pub fn events(&self) -> Result<MemoryEvents, SourceError> {
+        let path = self.dir.join("memory.events");
+        MemoryEvents::parse(&read(&path)?).map_err(|e| SourceError::new(&path, e.to_string()))
+    }
+
+    /// A PSI trigger on this cgroup's `memory.pressure`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let cg = rcu_reclaim::CgroupV2::for_this_process().unwrap();
+    /// let _t = cg.pressure_trigger(Duration::from_millis(500), Duration::from_secs(2)).unwrap();
+    /// ```
+    pub fn pressure_trigger(
+        &self,
+        stall: Duration,
+        window: Duration,
+    ) -> Result<PsiTrigger, SourceError> {
+        PsiTrigger::open(self.dir.join("memory.pressure"), stall, window)
+    }
+}
