@@ -81,8 +81,9 @@ pub use reclaim::{
 pub use sources::auto_pressure;
 pub use sources::{
     budget_from_cgroup, parse_cgroup_bytes, parse_statm, CgroupPaths, CgroupV1Source, CgroupV2,
-    Level, MemoryEvents, MonitorStats, ParseError, PressureMonitor, PressureSource, PsiLine,
-    PsiStats, PsiTrigger, RssSource, SourceError, SyntheticSource, V1_MEMORY_ROOT, V2_ROOT,
+    CgroupV2Events, Level, MemoryEvents, MonitorStats, ParseError, PressureMonitor, PressureSource,
+    PsiLine, PsiStats, PsiTrigger, RssSource, SourceError, SyntheticSource, V1_MEMORY_ROOT,
+    V2_ROOT,
 };
 pub use stats::{ShardStats, Stats};
 pub use topology::{override_current_cpu, Topology};

@@ -177,3 +177,44 @@ fn a_budget_from_this_processs_cgroup_or_a_clear_error() {
         }
     }
 }
+
+/// cgroup v2 `memory.events` watching, on a directory of fake files (this
+/// machine has no v2 memory controller; the parsing and the counting are
+/// what is tested).
+#[test]
+fn cgroup_v2_events_turn_counter_increases_into_levels() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("fake-cgroup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |high: u64, max: u64| {
+        std::fs::write(
+            dir.join("memory.events"),
+            format!("low 0\nhigh {high}\nmax {max}\noom 0\noom_kill 0\n"),
+        )
+        .unwrap()
+    };
+    std::fs::write(dir.join("memory.current"), "1000\n").unwrap();
+    std::fs::write(dir.join("memory.max"), "max\n").unwrap();
+    std::fs::write(dir.join("memory.high"), "2000\n").unwrap();
+    write(0, 0);
+    let cg = rcu_reclaim::CgroupV2::open(&dir).unwrap();
+    assert_eq!(cg.current().unwrap(), 1000);
+    assert_eq!(cg.budget_limit().unwrap(), Some(2000));
+    let mut src = rcu_reclaim::CgroupV2Events::new(cg, Duration::from_millis(1)).unwrap();
+    assert_eq!(src.wait(Duration::from_millis(5)).unwrap(), None);
+    write(3, 0);
+    assert_eq!(
+        src.wait(Duration::from_millis(50)).unwrap(),
+        Some(Level::Medium)
+    );
+    write(3, 1);
+    assert_eq!(
+        src.wait(Duration::from_millis(50)).unwrap(),
+        Some(Level::Critical)
+    );
+    assert_eq!(src.wait(Duration::from_millis(5)).unwrap(), None);
+    std::fs::write(dir.join("memory.events"), "high nope\n").unwrap();
+    let e = src.wait(Duration::from_millis(50)).unwrap_err();
+    assert!(e.to_string().contains("memory.events"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use super::parse::{parse_cgroup_bytes, CgroupPaths, MemoryEvents};
-use super::{PsiTrigger, SourceError};
+use super::{Level, PressureSource, PsiTrigger, SourceError};
 
 /// Where the unified hierarchy is mounted on common systems.
 pub const V2_ROOT: &str = "/sys/fs/cgroup";
@@ -140,5 +142,72 @@ impl CgroupV2 {
         window: Duration,
     ) -> Result<PsiTrigger, SourceError> {
         PsiTrigger::open(self.dir.join("memory.pressure"), stall, window)
+    }
+}
+
+/// Watches a cgroup v2's `memory.events`: an increase of `high` is a
+/// medium event (the cgroup is being throttled), of `max`, `oom` or
+/// `oom_kill` a critical one. Polled every `interval`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use rcu_reclaim::{CgroupV2, CgroupV2Events, PressureSource};
+/// let mut src = CgroupV2Events::new(CgroupV2::for_this_process().unwrap(), Duration::from_millis(100)).unwrap();
+/// let _event = src.wait(Duration::from_secs(1)).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct CgroupV2Events {
+    cgroup: CgroupV2,
+    interval: Duration,
+    last: MemoryEvents,
+    next: Instant,
+}
+
+impl CgroupV2Events {
+    /// Starts from the current counts.
+    pub fn new(cgroup: CgroupV2, interval: Duration) -> Result<Self, SourceError> {
+        let last = cgroup.events()?;
+        Ok(CgroupV2Events {
+            cgroup,
+            interval: interval.max(Duration::from_millis(1)),
+            last,
+            next: Instant::now(),
+        })
+    }
+}
+
+impl PressureSource for CgroupV2Events {
+    fn describe(&self) -> String {
+        format!(
+            "cgroup v2 memory.events of {} every {:?}",
+            self.cgroup.dir().display(),
+            self.interval
+        )
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            if self.next > now {
+                let nap = (self.next - now).min(deadline.saturating_duration_since(now));
+                std::thread::sleep(nap);
+                if Instant::now() < self.next {
+                    return Ok(None);
+                }
+            }
+            self.next = Instant::now() + self.interval;
+            let e = self.cgroup.events()?;
+            let was = std::mem::replace(&mut self.last, e);
+            if e.max > was.max || e.oom > was.oom || e.oom_kill > was.oom_kill {
+                return Ok(Some(Level::Critical));
+            }
+            if e.high > was.high {
+                return Ok(Some(Level::Medium));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
     }
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use cgroup_v1::{CgroupV1Source, V1_MEMORY_ROOT};
-pub use cgroup_v2::{CgroupV2, V2_ROOT};
+pub use cgroup_v2::{CgroupV2, CgroupV2Events, V2_ROOT};
 #[cfg(not(loom))]
 pub use monitor::auto_pressure;
 pub use monitor::{budget_from_cgroup, MonitorStats, PressureMonitor};

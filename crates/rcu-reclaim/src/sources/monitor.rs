@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{CgroupV1Source, CgroupV2, Level, PressureSource, PsiTrigger, RssSource, SourceError};
 use crate::domain::Rcu;
+use crate::pressure::NodeMask;
 use crate::reclaim::MemoryBudget;
 use crate::sync::lock_std as lock;
 
@@ -51,7 +52,9 @@ struct Shared {
 
 /// Runs a [`PressureSource`] in a thread: each event raises a pressure
 /// signal on every node of the domain (fast mode) and, with a budget, wakes
-/// its reclaimer; the signal ends after `quiet` passes without events.
+/// its reclaimer; a medium event also runs RCU's ready callbacks at
+/// priority 6 and a critical one drains the backlog (priority 0). The
+/// signal ends after `quiet` passes without events.
 ///
 /// ```
 /// use std::time::Duration;
@@ -170,6 +173,13 @@ fn run(
                 }
                 if let Some(b) = budget {
                     b.check();
+                }
+                // The level sets how hard RCU works for it right now, as
+                // reclaim's priority would: critical drains the backlog.
+                match level {
+                    Level::Critical => drop(rcu.run_callbacks(&NodeMask::all(), 0)),
+                    Level::Medium => drop(rcu.run_callbacks(&NodeMask::all(), 6)),
+                    Level::Low => {}
                 }
             }
             Ok(None) => {
