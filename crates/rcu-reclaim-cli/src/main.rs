@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Report the flavor this machine gets, and time a few grace periods.
+    /// Report the flavor this machine gets, the pressure source and cgroup
+    /// limit it would use, and time a few grace periods.
     Info {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -45,6 +46,13 @@ struct Info {
     grace_periods: u32,
     synchronize_mean_ns: u64,
     synchronize_expedited_mean_ns: u64,
+    /// The pressure source `auto_pressure` picks here, and what it passed over.
+    pressure_source: String,
+    pressure_passed_over: Vec<String>,
+    /// The memory limit of this process's cgroup...
+    cgroup_limit: Option<u64>,
+    /// ...or why there is none.
+    cgroup_limit_error: Option<String>,
     stats: rcu_reclaim::Stats,
 }
 
@@ -62,7 +70,18 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
         .map_or_else(|e| e.to_string(), |_| "available".to_string());
     let normal = mean_ns(grace_periods, || rcu.synchronize());
     let expedited = mean_ns(grace_periods, || rcu.synchronize_expedited());
+    let monitor = rcu_reclaim::auto_pressure(u64::MAX);
+    let source = monitor.stats();
+    drop(monitor);
+    let cgroup_limit =
+        rcu_reclaim::budget_from_cgroup(std::sync::Arc::new(rcu_reclaim::Reclaimer::new(rcu)))
+            .map(|b| b.limit() as u64)
+            .map_err(|e| e.to_string());
     let info = Info {
+        pressure_source: source.source,
+        pressure_passed_over: source.passed_over,
+        cgroup_limit: cgroup_limit.as_ref().ok().copied(),
+        cgroup_limit_error: cgroup_limit.err(),
         version: env!("CARGO_PKG_VERSION"),
         flavor: rcu.flavor(),
         membarrier,
@@ -89,6 +108,17 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
             Duration::from_nanos(expedited)
         );
         println!("grace periods completed: {}", info.stats.gp_completed);
+        println!("pressure source:        {}", info.pressure_source);
+        for p in &info.pressure_passed_over {
+            println!("  passed over:          {p}");
+        }
+        match (&info.cgroup_limit, &info.cgroup_limit_error) {
+            (Some(limit), _) => println!("cgroup memory limit:    {limit} bytes"),
+            (None, e) => println!(
+                "cgroup memory limit:    none ({})",
+                e.as_deref().unwrap_or("?")
+            ),
+        }
     }
     Ok(())
 }

@@ -21,6 +21,8 @@ fn info_json_parses_and_reports_the_flavor() {
     let flavor = v["flavor"].as_str().unwrap();
     assert!(flavor == "memb" || flavor == "mb");
     assert!(v["stats"]["gp_completed"].as_u64().unwrap() >= 20);
+    assert!(!v["pressure_source"].as_str().unwrap().is_empty());
+    assert!(v["cgroup_limit"].is_u64() || v["cgroup_limit_error"].is_string());
 }
 
 #[test]
