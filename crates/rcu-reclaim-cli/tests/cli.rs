@@ -50,3 +50,56 @@ fn bad_arguments_exit_2_naming_the_problem() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_more_in_rcu() {
+    let out = bin()
+        .args([
+            "demo",
+            "--duration",
+            "1.5",
+            "--budget",
+            "48M",
+            "--keys",
+            "4000",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let budget = v["config"]["budget"].as_u64().unwrap();
+    let (unaware, aware) = (&v["unaware"], &v["aware"]);
+    assert_eq!(aware["oom_events"].as_u64(), Some(0), "{aware}");
+    assert!(aware["peak_memory"].as_u64().unwrap() <= budget, "{aware}");
+    assert!(
+        unaware["peak_pending_bytes"].as_u64().unwrap()
+            > aware["peak_pending_bytes"].as_u64().unwrap(),
+        "unaware {unaware}\naware {aware}"
+    );
+    assert!(!aware["samples"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn demo_rejects_bad_sizes_naming_the_flag() {
+    for (args, needle) in [
+        (&["demo", "--budget", "12Q"][..], "--budget"),
+        (&["demo", "--budget", "1M"][..], "16M to 64G"),
+        (&["demo", "--duration", "0"][..], "--duration"),
+        (&["demo", "--readers", "0"][..], "--readers"),
+        (
+            &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],
+            "--payload-max",
+        ),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -336,6 +336,25 @@ impl<T> Retired<T> {
         }
     }
 
+    /// As [`defer_drop`](Retired::defer_drop), accounting `bytes` (for a
+    /// value that keeps heap memory alive that `size_of_val` cannot see).
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(vec![0u8; 4096]);
+    /// cell.take().unwrap().defer_drop_sized(4096 + 24);
+    /// ```
+    pub fn defer_drop_sized(mut self, bytes: usize)
+    where
+        T: Send + 'static,
+    {
+        let value = self.value.take().expect("value present until consumed");
+        if self.rcu.poll(&self.cookie) {
+            drop(value);
+        } else {
+            self.rcu.defer_drop_sized(value, bytes);
+        }
+    }
+
     /// The value without waiting.
     ///
     /// # Safety

@@ -71,6 +71,8 @@ struct Shared {
     reclaimer: Arc<Reclaimer>,
     state: Mutex<BgState>,
     wake: Condvar,
+    /// Held while reclaiming to `high`.
+    reclaiming: Mutex<()>,
     background_runs: AtomicU64,
     direct_reclaims: AtomicU64,
     ooms: AtomicU64,
@@ -82,23 +84,40 @@ struct BgState {
     shutdown: bool,
 }
 
+thread_local! {
+    /// Set while this thread runs a budget's reclaim (re-entry returns).
+    static IN_BUDGET_RECLAIM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Shared {
     /// Reclaims until usage is at `high`; returns false on out-of-memory.
+    /// One reclaim runs at a time: a second caller waits for it and then
+    /// usually finds usage back under `high`, instead of evicting again or
+    /// declaring out-of-memory because the first one emptied the caches.
     fn reclaim_to_high(&self) -> bool {
-        loop {
-            let usage = (self.usage)();
-            if usage <= self.marks.high {
-                return true;
-            }
-            if self
-                .reclaimer
-                .reclaim(usage - self.marks.high, &NodeMask::all())
-                .is_err()
-            {
-                self.ooms.fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
+        if IN_BUDGET_RECLAIM.with(std::cell::Cell::get) {
+            return true;
         }
+        crate::sync::with_flag(&IN_BUDGET_RECLAIM, || {
+            let _one_at_a_time = lock(&self.reclaiming);
+            loop {
+                let usage = (self.usage)();
+                if usage <= self.marks.high {
+                    return true;
+                }
+                if self
+                    .reclaimer
+                    .reclaim(usage - self.marks.high, &NodeMask::all())
+                    .is_err()
+                {
+                    if (self.usage)() <= self.marks.high {
+                        return true; // freed meanwhile (by RCU or the owner)
+                    }
+                    self.ooms.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        })
     }
 }
 
@@ -173,6 +192,7 @@ impl MemoryBudget {
             reclaimer,
             state: Mutex::new(BgState::default()),
             wake: Condvar::new(),
+            reclaiming: Mutex::new(()),
             background_runs: AtomicU64::new(0),
             direct_reclaims: AtomicU64::new(0),
             ooms: AtomicU64::new(0),
@@ -296,7 +316,11 @@ fn background(shared: &Weak<Shared>) {
         }
         if (s.usage)() > s.marks.low {
             s.background_runs.fetch_add(1, Ordering::Relaxed);
-            let _pressure = s.reclaimer.rcu().pressure_start_all();
+            // An RCU-unaware reclaimer (kept for comparison) signals nothing.
+            let _pressure = s
+                .reclaimer
+                .rcu_loop_enabled()
+                .then(|| s.reclaimer.rcu().pressure_start_all());
             s.reclaim_to_high();
         }
     }

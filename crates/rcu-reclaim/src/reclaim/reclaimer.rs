@@ -212,6 +212,16 @@ impl Reclaimer {
         self
     }
 
+    /// Whether reclaim closes the loop with RCU (see [`rcu_loop`](Reclaimer::rcu_loop)).
+    ///
+    /// ```
+    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// assert!(r.rcu_loop_enabled());
+    /// ```
+    pub fn rcu_loop_enabled(&self) -> bool {
+        self.rcu_aware
+    }
+
     /// Registers a shrinker; allowed at any time, from any thread, also
     /// while reclaim runs (a running pass keeps its snapshot).
     ///
