@@ -14,43 +14,15 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{RcuCache, ENTRY};
 use rcu_reclaim::{
-    budget_from_cgroup, CgroupV1Source, Config, PressureMonitor, Rcu, Reclaimer, Scanned,
-    ShrinkControl, Shrinker, V1_MEMORY_ROOT,
+    budget_from_cgroup, CgroupV1Source, Config, PressureMonitor, Rcu, Reclaimer, V1_MEMORY_ROOT,
 };
 
 const CHILD: &str = "RCU_RECLAIM_CGROUP_CHILD";
 const TEST: &str = "cgroup_v1_pressure_drives_fast_mode_and_reclaim";
 const MIB: usize = 1 << 20;
-const ENTRY: usize = 64 << 10;
-
-struct RcuCache {
-    rcu: Rcu,
-    entries: Mutex<Vec<Vec<u8>>>,
-}
-
-impl Shrinker for RcuCache {
-    fn count(&self, _: &ShrinkControl) -> usize {
-        self.entries.try_lock().map_or(0, |e| e.len())
-    }
-    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
-        let Ok(mut entries) = self.entries.try_lock() else {
-            ctl.stop();
-            return Scanned::default();
-        };
-        let n = ctl.nr_to_scan().min(entries.len());
-        let mut bytes = 0;
-        for e in entries.drain(..n) {
-            bytes += e.capacity();
-            self.rcu.defer_drop_measured(Box::new(e));
-        }
-        Scanned { freed: n, bytes }
-    }
-    fn frees_via_rcu(&self) -> bool {
-        true
-    }
-}
-
 /// Removes the test cgroup when the parent is done (after the child exits).
 struct Cleanup(PathBuf);
 

@@ -2,52 +2,20 @@
 //! budget keeps allocating into a cache and never runs past its limit,
 //! while the cache's shrinker frees through RCU.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rcu_reclaim::{
-    AccountingAlloc, Config, MemoryBudget, Rcu, Reclaimer, Scanned, ShrinkControl, Shrinker,
-};
+mod common;
+use common::{RcuCache, ENTRY};
+use rcu_reclaim::{AccountingAlloc, Config, MemoryBudget, Rcu, Reclaimer};
 
 #[global_allocator]
 static ALLOC: AccountingAlloc = AccountingAlloc::system();
 
 const MIB: usize = 1 << 20;
-const ENTRY: usize = 64 << 10;
-
-struct RcuCache {
-    rcu: Rcu,
-    entries: Mutex<Vec<Vec<u8>>>,
-}
-
-impl Shrinker for RcuCache {
-    fn count(&self, _: &ShrinkControl) -> usize {
-        self.entries.try_lock().map_or(0, |e| e.len())
-    }
-    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
-        let Ok(mut entries) = self.entries.try_lock() else {
-            ctl.stop();
-            return Scanned::default();
-        };
-        let n = ctl.nr_to_scan().min(entries.len());
-        let mut bytes = 0;
-        for e in entries.drain(..n) {
-            bytes += e.capacity();
-            self.rcu.defer_drop_measured(Box::new(e));
-        }
-        Scanned { freed: n, bytes }
-    }
-    fn frees_via_rcu(&self) -> bool {
-        true
-    }
-}
-
 #[test]
 fn allocations_past_min_reclaim_directly_and_stay_under_the_limit() {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();
-    let cache = Arc::new(RcuCache {
-        rcu: rcu.clone(),
-        entries: Mutex::new(Vec::new()),
-    });
+    let cache = RcuCache::new(&rcu, 0);
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     reclaimer.register(cache.clone());
     let base = AccountingAlloc::live_bytes();

@@ -5,53 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+mod common;
+use common::RcuCache;
 use rcu_reclaim::{
     reclaim_allowed, scan_target, Config, NodeMask, Rcu, Reclaimer, Scanned, ShrinkControl,
     Shrinker,
 };
-
-const ENTRY: usize = 64 << 10;
-
-/// A dentry-cache stand-in whose shrinker frees entries through RCU.
-struct RcuCache {
-    rcu: Rcu,
-    entries: Mutex<Vec<Vec<u8>>>,
-}
-
-impl RcuCache {
-    fn new(rcu: &Rcu, n: usize) -> Arc<Self> {
-        Arc::new(RcuCache {
-            rcu: rcu.clone(),
-            entries: Mutex::new((0..n).map(|_| vec![7u8; ENTRY]).collect()),
-        })
-    }
-}
-
-impl Shrinker for RcuCache {
-    fn count(&self, _: &ShrinkControl) -> usize {
-        self.entries.try_lock().map_or(0, |e| e.len())
-    }
-    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
-        let Ok(mut entries) = self.entries.try_lock() else {
-            ctl.stop();
-            return Scanned::default();
-        };
-        let n = ctl.nr_to_scan().min(entries.len());
-        let mut bytes = 0;
-        for e in entries.drain(..n) {
-            bytes += e.capacity();
-            self.rcu.defer_drop_measured(Box::new(e));
-        }
-        ctl.set_scanned(n);
-        Scanned { freed: n, bytes }
-    }
-    fn frees_via_rcu(&self) -> bool {
-        true
-    }
-    fn name(&self) -> &str {
-        "rcu-cache"
-    }
-}
 
 /// RCU at a slowed normal pace: nothing is freed unless someone asks. Its
 /// spare bulk pages are warmed up, as in a process that has been running:

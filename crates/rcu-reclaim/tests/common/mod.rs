@@ -30,3 +30,49 @@ pub fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
     ready_rx.recv().unwrap();
     (stop_tx, h)
 }
+
+/// Bytes per entry of [`RcuCache`].
+pub const ENTRY: usize = 64 << 10;
+
+/// A cache of `ENTRY`-sized buffers whose shrinker frees through RCU
+/// (`defer_drop`), as a dentry cache does.
+pub struct RcuCache {
+    pub rcu: Rcu,
+    pub entries: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl RcuCache {
+    /// A cache of `n` entries.
+    pub fn new(rcu: &Rcu, n: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(RcuCache {
+            rcu: rcu.clone(),
+            entries: std::sync::Mutex::new((0..n).map(|_| vec![7u8; ENTRY]).collect()),
+        })
+    }
+}
+
+impl rcu_reclaim::Shrinker for RcuCache {
+    fn count(&self, _: &rcu_reclaim::ShrinkControl) -> usize {
+        self.entries.try_lock().map_or(0, |e| e.len())
+    }
+    fn scan(&self, ctl: &mut rcu_reclaim::ShrinkControl) -> rcu_reclaim::Scanned {
+        let Ok(mut entries) = self.entries.try_lock() else {
+            ctl.stop();
+            return rcu_reclaim::Scanned::default();
+        };
+        let n = ctl.nr_to_scan().min(entries.len());
+        let mut bytes = 0;
+        for e in entries.drain(..n) {
+            bytes += e.capacity();
+            self.rcu.defer_drop_measured(Box::new(e));
+        }
+        ctl.set_scanned(n);
+        rcu_reclaim::Scanned { freed: n, bytes }
+    }
+    fn frees_via_rcu(&self) -> bool {
+        true
+    }
+    fn name(&self) -> &str {
+        "rcu-cache"
+    }
+}
