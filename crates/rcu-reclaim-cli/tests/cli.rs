@@ -76,9 +76,14 @@ fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_mo
     let (unaware, aware) = (&v["unaware"], &v["aware"]);
     assert_eq!(aware["oom_events"].as_u64(), Some(0), "{aware}");
     assert!(aware["peak_memory"].as_u64().unwrap() <= budget, "{aware}");
+    // The bytes waiting in RCU, averaged over the run's 50 ms samples: the
+    // peak is a single sample, too noisy for a 1.5 s run of a debug build.
+    let mean_pending = |side: &serde_json::Value| {
+        let s = side["samples"].as_array().unwrap();
+        s.iter().map(|x| x[2].as_f64().unwrap()).sum::<f64>() / s.len().max(1) as f64
+    };
     assert!(
-        unaware["peak_pending_bytes"].as_u64().unwrap()
-            > aware["peak_pending_bytes"].as_u64().unwrap(),
+        mean_pending(unaware) > mean_pending(aware),
         "unaware {unaware}\naware {aware}"
     );
     assert!(!aware["samples"].as_array().unwrap().is_empty());
