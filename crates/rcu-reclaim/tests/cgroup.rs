@@ -11,7 +11,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -115,10 +115,7 @@ fn child(dir: &Path) {
     let rcu = Rcu::new(Config::new()).unwrap();
     let source = CgroupV1Source::for_this_process().unwrap();
     let limit = source.limit().unwrap().expect("the parent set a limit") as usize;
-    let cache = Arc::new(RcuCache {
-        rcu: rcu.clone(),
-        entries: Mutex::new(Vec::new()),
-    });
+    let cache = RcuCache::new(&rcu, 0);
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     reclaimer.set_oom_handler(|_| {});
     reclaimer.register(cache.clone());
