@@ -12,6 +12,28 @@ use serde::Serialize;
 
 use crate::workload::{Counters, DCache, Rng};
 
+/// Which runs a demo makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Side {
+    /// Unaware, then aware.
+    Both,
+    /// RCU at its lazy pace; reclaim never calls RCU.
+    Unaware,
+    /// This project: reclaim expedites and runs RCU callbacks.
+    Aware,
+}
+
+impl Side {
+    /// The runs, in order (`true` = aware).
+    pub fn runs(self) -> &'static [bool] {
+        match self {
+            Side::Both => &[false, true],
+            Side::Unaware => &[false],
+            Side::Aware => &[true],
+        }
+    }
+}
+
 /// Settings of one demo (validated by the CLI).
 #[derive(Clone, Debug, Serialize)]
 pub struct DemoConfig {
@@ -37,6 +59,15 @@ pub struct SideReport {
     pub reclaim_passes: u64,
     pub oom_events: u64,
     pub fast_mode_ms: u64,
+    /// Reclaim passes at each priority, 12 (gentle) down to 0 (desperate).
+    pub passes_by_priority: Vec<u64>,
+    pub direct_reclaims: u64,
+    pub background_reclaims: u64,
+    pub barrier_waits: u64,
+    pub grace_periods: u64,
+    pub expedited_grace_periods: u64,
+    pub fallback_syncs: u64,
+    pub cache_hit_ratio: f64,
     pub cache_entries_end: usize,
     pub cache_bytes_end: usize,
     /// (ms since start, memory used, bytes pending in RCU), every 50 ms.
@@ -55,44 +86,53 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, progress: &dyn Fn(f64)) -> SideRe
     let budget = Arc::new(MemoryBudget::new(cfg.budget, reclaimer.clone(), used));
     let counters = Arc::new(Counters::default());
     let mut threads = Vec::new();
+    let named = |name: &str| thread::Builder::new().name(name.to_string());
     for r in 0..cfg.readers {
         let (cache, c, keys) = (cache.clone(), counters.clone(), cfg.keys);
-        threads.push(thread::spawn(move || {
-            let mut rng = Rng::new(0x1234 + r as u64);
-            let (mut reads, mut hits) = (0u64, 0u64);
-            while !c.stop.load(Ordering::Relaxed) {
-                for _ in 0..64 {
-                    hits += u64::from(cache.lookup(rng.skewed(keys)).is_some());
-                }
-                reads += 64;
-            }
-            c.reads.fetch_add(reads, Ordering::Relaxed);
-            c.hits.fetch_add(hits, Ordering::Relaxed);
-        }));
+        threads.push(
+            named("demo-reader")
+                .spawn(move || {
+                    let mut rng = Rng::new(0x1234 + r as u64);
+                    let (mut reads, mut hits) = (0u64, 0u64);
+                    while !c.stop.load(Ordering::Relaxed) {
+                        for _ in 0..64 {
+                            hits += u64::from(cache.lookup(rng.skewed(keys)).is_some());
+                        }
+                        reads += 64;
+                    }
+                    c.reads.fetch_add(reads, Ordering::Relaxed);
+                    c.hits.fetch_add(hits, Ordering::Relaxed);
+                })
+                .expect("spawn a reader"),
+        );
     }
     for w in 0..cfg.writers {
         let (cache, c, budget, cfg) =
             (cache.clone(), counters.clone(), budget.clone(), cfg.clone());
-        threads.push(thread::spawn(move || {
-            let mut rng = Rng::new(0xABCD + w as u64);
-            let mut updates = 0u64;
-            let span = (cfg.payload_max - cfg.payload_min + 1) as u64;
-            while !c.stop.load(Ordering::Relaxed) {
-                for _ in 0..16 {
-                    let key = rng.skewed(cfg.keys);
-                    if rng.below(10) < 8 {
-                        let size = cfg.payload_min + rng.below(span) as usize;
-                        cache.upsert(key, vec![key as u8; size]);
-                    } else {
-                        cache.remove(key);
+        threads.push(
+            named("demo-writer")
+                .spawn(move || {
+                    let mut rng = Rng::new(0xABCD + w as u64);
+                    let mut updates = 0u64;
+                    let span = (cfg.payload_max - cfg.payload_min + 1) as u64;
+                    while !c.stop.load(Ordering::Relaxed) {
+                        for _ in 0..16 {
+                            let key = rng.skewed(cfg.keys);
+                            if rng.below(10) < 8 {
+                                let size = cfg.payload_min + rng.below(span) as usize;
+                                cache.upsert(key, vec![key as u8; size]);
+                            } else {
+                                cache.remove(key);
+                            }
+                        }
+                        updates += 16;
+                        // The allocating thread checks the budget, as an allocator would.
+                        budget.check();
                     }
-                }
-                updates += 16;
-                // The allocating thread checks the budget, as an allocator would.
-                budget.check();
-            }
-            c.updates.fetch_add(updates, Ordering::Relaxed);
-        }));
+                    c.updates.fetch_add(updates, Ordering::Relaxed);
+                })
+                .expect("spawn a writer"),
+        );
     }
     let start = Instant::now();
     let mut samples = Vec::new();
@@ -126,6 +166,15 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, progress: &dyn Fn(f64)) -> SideRe
         reclaim_passes: r.passes,
         oom_events: budget.stats().ooms,
         fast_mode_ms: s.fast_mode_ms,
+        passes_by_priority: r.by_priority.iter().rev().map(|p| p.passes).collect(),
+        direct_reclaims: budget.stats().direct_reclaims,
+        background_reclaims: budget.stats().background_runs,
+        barrier_waits: r.rcu_waits,
+        grace_periods: s.gp_completed,
+        expedited_grace_periods: s.expedited_gps,
+        fallback_syncs: s.fallback_syncs,
+        cache_hit_ratio: counters.hits.load(Ordering::Relaxed) as f64
+            / counters.reads.load(Ordering::Relaxed).max(1) as f64,
         cache_entries_end: cache.len(),
         cache_bytes_end: cache.bytes(),
         samples,

@@ -112,6 +112,9 @@ enum Command {
         /// Largest payload, e.g. 64K (at least --payload-min, at most 16M).
         #[arg(long, default_value = "64K", value_parser = parse_payload)]
         payload_max: usize,
+        /// Which runs: both (default), unaware or aware.
+        #[arg(long, value_enum, default_value_t = demo::Side::Both)]
+        side: demo::Side,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -218,13 +221,15 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
 #[derive(Serialize)]
 struct DemoOutput<'a> {
     config: &'a demo::DemoConfig,
-    unaware: &'a demo::SideReport,
-    aware: &'a demo::SideReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unaware: Option<&'a demo::SideReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aware: Option<&'a demo::SideReport>,
 }
 
-fn run_demo(cfg: demo::DemoConfig, json: bool) -> Result<(), String> {
+fn run_demo(cfg: demo::DemoConfig, side: demo::Side, json: bool) -> Result<(), String> {
     let mut sides = Vec::new();
-    for aware in [false, true] {
+    for &aware in side.runs() {
         let label = if aware { "aware  " } else { "unaware" };
         let progress = |f: f64| {
             if !json {
@@ -246,8 +251,8 @@ fn run_demo(cfg: demo::DemoConfig, json: bool) -> Result<(), String> {
     if json {
         let out = DemoOutput {
             config: &cfg,
-            unaware: &sides[0],
-            aware: &sides[1],
+            unaware: sides.iter().find(|s| s.mode == "unaware"),
+            aware: sides.iter().find(|s| s.mode == "aware"),
         };
         println!(
             "{}",
@@ -270,6 +275,7 @@ fn main() -> ExitCode {
             keys,
             payload_min,
             payload_max,
+            side,
             json,
         } => {
             if payload_max < payload_min {
@@ -288,6 +294,7 @@ fn main() -> ExitCode {
                     payload_min,
                     payload_max,
                 },
+                side,
                 json,
             )
         }

@@ -437,8 +437,26 @@ impl Rcu {
     /// assert_eq!(report.bytes_freed, 1 << 20);
     /// ```
     pub fn run_callbacks(&self, mask: &NodeMask, priority: u8) -> RunReport {
+        self.run_callbacks_for(mask, priority, None)
+    }
+
+    /// [`run_callbacks`](Rcu::run_callbacks) for a reclaimer that still
+    /// needs `want` bytes: a grace period is worth waiting for exactly when
+    /// the backlog on `mask` could meet that (at any priority), so one
+    /// reclaim waits once rather than at every priority below 10.
+    pub(crate) fn run_callbacks_for(
+        &self,
+        mask: &NodeMask,
+        priority: u8,
+        want: Option<usize>,
+    ) -> RunReport {
         let inner = self.inner();
         let cbs = &inner.callbacks;
+        let may_wait = !self.in_read_section() && !crate::callbacks::in_callback();
+        if want.is_some() && may_wait {
+            // What this reclaimer's own shrinkers just queued counts too.
+            self.flush_own_page();
+        }
         let mut before = self.pending_on(mask);
         let locals = priority == 0 && cbs.has_local_pages(inner);
         if before.0 == 0 && !locals {
@@ -452,12 +470,15 @@ impl Rcu {
             };
         }
         let start = Instant::now();
-        let may_wait = !self.in_read_section() && !crate::callbacks::in_callback();
-        let action = if !may_wait || priority >= 10 {
+        let worth_a_grace_period = match want {
+            Some(want) => before.1 >= want,
+            None => priority < 10 && before.1 >= expedite_threshold(priority),
+        };
+        let action = if !may_wait {
             RunAction::InvokedReady
         } else if priority == 0 {
             RunAction::Barrier
-        } else if before.1 >= expedite_threshold(priority) {
+        } else if worth_a_grace_period {
             RunAction::Expedited
         } else {
             RunAction::InvokedReady

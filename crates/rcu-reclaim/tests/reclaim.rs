@@ -6,15 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 mod common;
-use common::RcuCache;
+use common::{RcuCache, ENTRY};
 use rcu_reclaim::{
     reclaim_allowed, scan_target, Config, NodeMask, Rcu, Reclaimer, Scanned, ShrinkControl,
     Shrinker,
 };
 
 /// RCU at a slowed normal pace: nothing is freed unless someone asks. Its
-/// spare bulk pages are warmed up, as in a process that has been running:
-/// reclaim never allocates pages, it uses spares.
+/// spare bulk pages are warmed up, as in a process that has been running.
 fn slow_rcu() -> Rcu {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();
     for i in 0..20_000u64 {
@@ -63,6 +62,31 @@ fn the_seeds_failure_reproduced_and_fixed() {
     let s = aware.stats();
     assert_eq!(s.ooms, 0);
     assert!(s.by_priority.iter().any(|p| p.rcu_freed_bytes > 0), "{s:?}");
+    rcu.barrier();
+}
+
+/// Waiting for a grace period pays once RCU holds what reclaim still wants:
+/// a reclaim that escalates through many priorities waits about once, not
+/// at every priority (each wait stalls the allocating thread).
+#[test]
+fn a_deep_reclaim_waits_for_one_grace_period_not_one_per_priority() {
+    let rcu = slow_rcu();
+    let cache = RcuCache::new(&rcu, 1000);
+    let aware = Reclaimer::new(&rcu);
+    aware.register(cache);
+    // A writer's backlog already waiting in RCU, as in a busy process.
+    rcu.defer_drop_measured(Box::new(vec![1u8; 10 << 20]));
+    let before = rcu.stats();
+    let target = 300 * ENTRY;
+    let done = aware.reclaim(target, &NodeMask::all()).unwrap();
+    let after = rcu.stats();
+    assert!(done.freed_bytes >= target, "{done:?}");
+    assert!(done.priority < 9, "the reclaim escalated: {done:?}");
+    let waits = after.expedited_gps - before.expedited_gps + after.barriers - before.barriers;
+    assert!(
+        waits == 1,
+        "{waits} grace-period waits for one reclaim: {done:?}"
+    );
     rcu.barrier();
 }
 

@@ -276,6 +276,31 @@ impl Rcu {
         Ok(())
     }
 
+    /// Hands this thread's buffered bulk page, if any, to its shard, so the
+    /// next grace period covers it: reclaim does this before it waits for
+    /// one, else what its own shrinkers just queued would stay behind.
+    pub(crate) fn flush_own_page(&self) {
+        let inner = self.inner();
+        let slot = current_slot(self);
+        // SAFETY: `current_slot` returns this thread's slot, alive while the
+        // thread is registered (for as long as this call runs).
+        let local = unsafe { &(*slot).local };
+        if local.count.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
+        let cbs = &inner.callbacks;
+        // Under the buffer's lock, as a full page is handed off, so a
+        // concurrent `barrier` finds the page here or in the shard.
+        let kick = local.with_page_owner(|page| match page.take() {
+            Some(full) => {
+                local.reset_counts();
+                cbs.hand_off(inner, full)
+            }
+            None => false,
+        });
+        self.start_background(kick);
+    }
+
     /// Waits until every callback and deferred drop queued before the call,
     /// by any thread, has run (the kernel's `rcu_barrier`). Runs ready
     /// callbacks on the calling thread.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::shrinker::{scan_target, ShrinkControl, Shrinker, SHRINK_BATCH};
-use crate::callbacks::{in_callback, without_page_allocation};
+use crate::callbacks::in_callback;
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
 use crate::sync::{lock, Mutex, NO_RECLAIM};
@@ -119,6 +119,8 @@ impl std::error::Error for OutOfMemory {}
 /// Per-priority counts, in [`ReclaimStats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PriorityStats {
+    /// Passes made at this priority.
+    pub passes: u64,
     /// Objects scanned at this priority.
     pub scanned: u64,
     /// Bytes freed at once by shrinkers.
@@ -298,12 +300,17 @@ impl Reclaimer {
     /// out-of-memory. Priority 12 down to 0: each shrinker scans
     /// [`scan_target`] objects in batches of [`SHRINK_BATCH`] (work it could
     /// not do is deferred to the next call); after each pass, when the RCU
-    /// loop is on, `run_callbacks(nodemask, priority)` and what it freed
-    /// counts. Before giving up, if RCU holds bytes, a barrier. Runs with
+    /// loop is on, RCU runs what is ready and what it freed counts; it waits
+    /// for an expedited grace period only once the bytes it holds on those
+    /// nodes could meet what is still wanted (so one reclaim waits about
+    /// once, not at every priority), and at priority 0 runs a barrier on
+    /// those nodes ([`Rcu::run_callbacks`] describes the actions). Before giving up, if RCU holds bytes, a barrier. Runs with
     /// this thread marked as reclaiming (the kernel's `PF_MEMALLOC`): a
-    /// nested call returns at once, and `defer_drop` in a shrinker uses only
-    /// spare bulk pages, never allocating (else it waits for a grace period
-    /// and frees at once).
+    /// nested call returns at once. `defer_drop` in a shrinker may still take
+    /// a bulk page (4 KiB holding up to 255 objects), as the kernel's
+    /// `kvfree_rcu` does from reclaim: the page lets reclaim free far more
+    /// than it costs, where waiting for a grace period per evicted object
+    /// would stall the allocating thread.
     ///
     /// ```
     /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
@@ -325,8 +332,7 @@ impl Reclaimer {
         let start = Instant::now();
         let span = tracing::debug_span!("reclaim", target_bytes, rcu_aware = self.rcu_aware);
         let _entered = span.enter();
-        let result =
-            no_reclaim(|| without_page_allocation(|| self.reclaim_marked(target_bytes, nodemask)));
+        let result = no_reclaim(|| self.reclaim_marked(target_bytes, nodemask));
         match &result {
             Ok(done) => tracing::debug!(
                 freed = done.freed_bytes,
@@ -374,7 +380,8 @@ impl Reclaimer {
                 // Count what RCU really freed meanwhile, on this thread or
                 // by its workers.
                 let before = self.rcu.bytes_freed();
-                let report = self.rcu.run_callbacks(mask, priority);
+                let want = target - done.freed_bytes;
+                let report = self.rcu.run_callbacks_for(mask, priority, Some(want));
                 let freed =
                     (self.rcu.bytes_freed() - before).max(report.bytes_freed as u64) as usize;
                 done.freed_bytes += freed;
@@ -385,6 +392,7 @@ impl Reclaimer {
                 let mut st = lock(&self.stats);
                 st.passes += 1;
                 let p = &mut st.by_priority[usize::from(priority)];
+                p.passes += 1;
                 p.scanned += pass.scanned;
                 p.freed_bytes += pass.freed_bytes;
                 p.queued_via_rcu_bytes += pass.queued_via_rcu_bytes;
