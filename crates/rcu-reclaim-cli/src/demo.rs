@@ -2,15 +2,16 @@
 //! once unaware of pressure (RCU at its lazy pace, reclaim never calling
 //! RCU: the kernel before the seed's fix) and once aware (this project).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
 use rcu_reclaim::{AccountingAlloc, Config, MemoryBudget, Rcu, Reclaimer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::workload::{Counters, DCache, Rng};
+use crate::workload::{DCache, Rng};
 
 /// Which runs a demo makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -38,7 +39,11 @@ impl Side {
 #[derive(Clone, Debug, Serialize)]
 pub struct DemoConfig {
     pub duration: Duration,
+    /// The budget the process reclaims against (bytes the accounting
+    /// allocator counts as live).
     pub budget: usize,
+    /// The hard limit of the memory cgroup each side runs in, if any.
+    pub cgroup_limit: Option<usize>,
     pub readers: usize,
     pub writers: usize,
     pub keys: u64,
@@ -46,10 +51,40 @@ pub struct DemoConfig {
     pub payload_max: usize,
 }
 
+/// One sample of a running side, taken every 50 ms.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Sample {
+    /// Milliseconds since the side started.
+    pub ms: u64,
+    /// Bytes the accounting allocator counts as live (the process's heap).
+    pub mem: usize,
+    /// Bytes waiting in RCU for a grace period.
+    pub pending: usize,
+    /// Lookups and updates done so far.
+    pub reads: u64,
+    pub updates: u64,
+}
+
+/// How a side run in its own memory cgroup ended.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CgroupOutcome {
+    /// "v1" or "v2".
+    pub version: String,
+    pub limit: usize,
+    /// The cgroup's peak usage (`memory.max_usage_in_bytes` or `memory.peak`).
+    pub peak_usage: Option<usize>,
+    /// Whether the kernel's OOM killer killed the child.
+    pub oom_killed: bool,
+    /// `oom_kill` from `memory.oom_control` or `memory.events`.
+    pub oom_kills: u64,
+    /// The child's exit, in words.
+    pub exit: String,
+}
+
 /// What one side measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SideReport {
-    pub mode: &'static str,
+    pub mode: String,
     pub reads_per_sec: f64,
     pub updates_per_sec: f64,
     pub peak_memory: usize,
@@ -70,12 +105,57 @@ pub struct SideReport {
     pub cache_hit_ratio: f64,
     pub cache_entries_end: usize,
     pub cache_bytes_end: usize,
-    /// (ms since start, memory used, bytes pending in RCU), every 50 ms.
-    pub samples: Vec<(u64, usize, usize)>,
+    /// Set when the side ran in its own memory cgroup.
+    pub cgroup: Option<CgroupOutcome>,
+    /// Every 50 ms.
+    pub samples: Vec<Sample>,
 }
 
-/// Runs one side.
-pub fn run_side(cfg: &DemoConfig, aware: bool, progress: &dyn Fn(f64)) -> SideReport {
+impl SideReport {
+    /// What a side that died left: its samples, and throughput up to its
+    /// last one.
+    pub fn from_samples(aware: bool, samples: Vec<Sample>) -> SideReport {
+        let last = samples.last().copied().unwrap_or_default();
+        let secs = (last.ms as f64 / 1e3).max(1e-3);
+        SideReport {
+            mode: mode_name(aware).to_string(),
+            reads_per_sec: last.reads as f64 / secs,
+            updates_per_sec: last.updates as f64 / secs,
+            peak_memory: samples.iter().map(|s| s.mem).max().unwrap_or(0),
+            peak_pending_bytes: samples.iter().map(|s| s.pending).max().unwrap_or(0),
+            samples,
+            ..SideReport::default()
+        }
+    }
+}
+
+/// "aware" or "unaware".
+pub fn mode_name(aware: bool) -> &'static str {
+    if aware {
+        "aware"
+    } else {
+        "unaware"
+    }
+}
+
+/// Per-thread progress counters, each on its own cache line: a thread
+/// stores its running total, the sampler adds them up.
+struct Progress {
+    reads: Vec<CachePadded<AtomicU64>>,
+    updates: Vec<CachePadded<AtomicU64>>,
+    hits: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Progress {
+    fn sum(v: &[CachePadded<AtomicU64>]) -> u64 {
+        v.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Runs one side in this process; `on_sample` sees every 50 ms sample as
+/// it is taken.
+pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample)) -> SideReport {
     let rcu = Rcu::new(Config::new()).expect("default config");
     let cache = Arc::new(DCache::new(&rcu, 4096));
     let reclaimer = Arc::new(Reclaimer::new(&rcu).rcu_loop(aware));
@@ -84,99 +164,108 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, progress: &dyn Fn(f64)) -> SideRe
     let base = AccountingAlloc::live_bytes();
     let used = move || AccountingAlloc::live_bytes().saturating_sub(base);
     let budget = Arc::new(MemoryBudget::new(cfg.budget, reclaimer.clone(), used));
-    let counters = Arc::new(Counters::default());
+    let counter = || CachePadded::new(AtomicU64::new(0));
+    let progress = Arc::new(Progress {
+        reads: (0..cfg.readers).map(|_| counter()).collect(),
+        updates: (0..cfg.writers).map(|_| counter()).collect(),
+        hits: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
     let mut threads = Vec::new();
     let named = |name: &str| thread::Builder::new().name(name.to_string());
     for r in 0..cfg.readers {
-        let (cache, c, keys) = (cache.clone(), counters.clone(), cfg.keys);
-        threads.push(
-            named("demo-reader")
-                .spawn(move || {
-                    let mut rng = Rng::new(0x1234 + r as u64);
-                    let (mut reads, mut hits) = (0u64, 0u64);
-                    while !c.stop.load(Ordering::Relaxed) {
-                        for _ in 0..64 {
-                            hits += u64::from(cache.lookup(rng.skewed(keys)).is_some());
-                        }
-                        reads += 64;
-                    }
-                    c.reads.fetch_add(reads, Ordering::Relaxed);
-                    c.hits.fetch_add(hits, Ordering::Relaxed);
-                })
-                .expect("spawn a reader"),
-        );
+        let (cache, p, keys) = (cache.clone(), progress.clone(), cfg.keys);
+        let reader = move || {
+            let mut rng = Rng::new(0x1234 + r as u64);
+            let (mut reads, mut hits) = (0u64, 0u64);
+            while !p.stop.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    hits += u64::from(cache.lookup(rng.skewed(keys)).is_some());
+                }
+                reads += 64;
+                p.reads[r].store(reads, Ordering::Relaxed);
+            }
+            p.hits.fetch_add(hits, Ordering::Relaxed);
+        };
+        threads.push(named("demo-reader").spawn(reader).expect("spawn a reader"));
     }
     for w in 0..cfg.writers {
-        let (cache, c, budget, cfg) =
-            (cache.clone(), counters.clone(), budget.clone(), cfg.clone());
-        threads.push(
-            named("demo-writer")
-                .spawn(move || {
-                    let mut rng = Rng::new(0xABCD + w as u64);
-                    let mut updates = 0u64;
-                    let span = (cfg.payload_max - cfg.payload_min + 1) as u64;
-                    while !c.stop.load(Ordering::Relaxed) {
-                        for _ in 0..16 {
-                            let key = rng.skewed(cfg.keys);
-                            if rng.below(10) < 8 {
-                                let size = cfg.payload_min + rng.below(span) as usize;
-                                cache.upsert(key, vec![key as u8; size]);
-                            } else {
-                                cache.remove(key);
-                            }
-                        }
-                        updates += 16;
-                        // The allocating thread checks the budget, as an allocator would.
-                        budget.check();
+        let (cache, p, budget, cfg) =
+            (cache.clone(), progress.clone(), budget.clone(), cfg.clone());
+        let writer = move || {
+            let mut rng = Rng::new(0xABCD + w as u64);
+            let mut updates = 0u64;
+            let span = (cfg.payload_max - cfg.payload_min + 1) as u64;
+            while !p.stop.load(Ordering::Relaxed) {
+                for _ in 0..16 {
+                    let key = rng.skewed(cfg.keys);
+                    if rng.below(10) < 8 {
+                        let size = cfg.payload_min + rng.below(span) as usize;
+                        cache.upsert(key, vec![key as u8; size]);
+                    } else {
+                        cache.remove(key);
                     }
-                    c.updates.fetch_add(updates, Ordering::Relaxed);
-                })
-                .expect("spawn a writer"),
-        );
+                }
+                updates += 16;
+                p.updates[w].store(updates, Ordering::Relaxed);
+                // The allocating thread checks the budget, as an allocator would.
+                budget.check();
+            }
+        };
+        threads.push(named("demo-writer").spawn(writer).expect("spawn a writer"));
     }
     let start = Instant::now();
     let mut samples = Vec::new();
-    let (mut peak, mut peak_pending, mut over_ms) = (0usize, 0usize, 0u64);
+    let mut over_ms = 0u64;
     while start.elapsed() < cfg.duration {
         thread::sleep(Duration::from_millis(50));
-        let (mem, pending) = (used(), rcu.pending_bytes());
-        peak = peak.max(mem);
-        peak_pending = peak_pending.max(pending);
-        if mem > cfg.budget {
+        let sample = Sample {
+            ms: start.elapsed().as_millis() as u64,
+            mem: used(),
+            pending: rcu.pending_bytes(),
+            reads: Progress::sum(&progress.reads),
+            updates: Progress::sum(&progress.updates),
+        };
+        if sample.mem > cfg.budget {
             over_ms += 50;
         }
-        samples.push((start.elapsed().as_millis() as u64, mem, pending));
-        progress(start.elapsed().as_secs_f64() / cfg.duration.as_secs_f64());
+        on_sample(&sample);
+        samples.push(sample);
     }
-    counters.stop.store(true, Ordering::Relaxed);
+    progress.stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
     let secs = start.elapsed().as_secs_f64();
+    let (reads, updates) = (
+        Progress::sum(&progress.reads),
+        Progress::sum(&progress.updates),
+    );
     let r = reclaimer.stats();
     let s = rcu.stats();
+    let b = budget.stats();
     let report = SideReport {
-        mode: if aware { "aware" } else { "unaware" },
-        reads_per_sec: counters.reads.load(Ordering::Relaxed) as f64 / secs,
-        updates_per_sec: counters.updates.load(Ordering::Relaxed) as f64 / secs,
-        peak_memory: peak,
-        peak_pending_bytes: peak_pending,
+        mode: mode_name(aware).to_string(),
+        reads_per_sec: reads as f64 / secs,
+        updates_per_sec: updates as f64 / secs,
+        peak_memory: samples.iter().map(|s| s.mem).max().unwrap_or(0),
+        peak_pending_bytes: samples.iter().map(|s| s.pending).max().unwrap_or(0),
         over_budget_ms: over_ms,
         reclaim_calls: r.calls,
         reclaim_passes: r.passes,
-        oom_events: budget.stats().ooms,
+        oom_events: b.ooms,
         fast_mode_ms: s.fast_mode_ms,
         passes_by_priority: r.by_priority.iter().rev().map(|p| p.passes).collect(),
-        direct_reclaims: budget.stats().direct_reclaims,
-        background_reclaims: budget.stats().background_runs,
+        direct_reclaims: b.direct_reclaims,
+        background_reclaims: b.background_runs,
         barrier_waits: r.rcu_waits,
         grace_periods: s.gp_completed,
         expedited_grace_periods: s.expedited_gps,
         fallback_syncs: s.fallback_syncs,
-        cache_hit_ratio: counters.hits.load(Ordering::Relaxed) as f64
-            / counters.reads.load(Ordering::Relaxed).max(1) as f64,
+        cache_hit_ratio: progress.hits.load(Ordering::Relaxed) as f64 / reads.max(1) as f64,
         cache_entries_end: cache.len(),
         cache_bytes_end: cache.bytes(),
+        cgroup: None,
         samples,
     };
     drop(budget);
@@ -194,25 +283,31 @@ fn mib(b: usize) -> String {
 /// The side-by-side table.
 pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
     let mut out = format!(
-        "dentry-cache workload, {} readers, {} writers, {} keys, payload {}-{} B, budget {}, {:?} per side\n\n",
+        "dentry-cache workload, {} readers, {} writers, {} keys, payload {}-{} B, budget {}{}, {:?} per side\n\n",
         cfg.readers,
         cfg.writers,
         cfg.keys,
         cfg.payload_min,
         cfg.payload_max,
         mib(cfg.budget),
+        cfg.cgroup_limit
+            .map_or(String::new(), |l| format!(" in a cgroup limited to {}", mib(l))),
         cfg.duration
     );
-    let rows: [(&str, Column); 11] = [
+    let mut rows: Vec<(&str, Column)> = vec![
         (
             "reads/s",
             Box::new(|s| format!("{:.2} M", s.reads_per_sec / 1e6)),
         ),
         (
             "updates/s",
-            Box::new(|s| format!("{:.0} k", s.updates_per_sec / 1e3)),
+            Box::new(|s| format!("{:.1} k", s.updates_per_sec / 1e3)),
         ),
-        ("peak memory", Box::new(|s| mib(s.peak_memory))),
+        (
+            "cache hit ratio",
+            Box::new(|s| format!("{:.1} %", s.cache_hit_ratio * 100.0)),
+        ),
+        ("peak memory (heap)", Box::new(|s| mib(s.peak_memory))),
         (
             "peak bytes pending in RCU",
             Box::new(|s| mib(s.peak_pending_bytes)),
@@ -221,36 +316,75 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
             "time over budget",
             Box::new(|s| format!("{} ms", s.over_budget_ms)),
         ),
-        ("reclaim calls", Box::new(|s| s.reclaim_calls.to_string())),
         (
-            "reclaim priority passes",
-            Box::new(|s| s.reclaim_passes.to_string()),
+            "reclaim calls (direct/bg)",
+            Box::new(|s| format!("{}/{}", s.direct_reclaims, s.background_reclaims)),
         ),
-        ("OOM events", Box::new(|s| s.oom_events.to_string())),
+        (
+            "passes at priority 12..0",
+            Box::new(|s| passes(&s.passes_by_priority)),
+        ),
+        (
+            "grace periods (expedited)",
+            Box::new(|s| format!("{} ({})", s.grace_periods, s.expedited_grace_periods)),
+        ),
+        (
+            "OOM events (in process)",
+            Box::new(|s| s.oom_events.to_string()),
+        ),
         (
             "time in fast mode",
             Box::new(|s| format!("{} ms", s.fast_mode_ms)),
-        ),
-        (
-            "cache entries at the end",
-            Box::new(|s| s.cache_entries_end.to_string()),
         ),
         (
             "cache size at the end",
             Box::new(|s| mib(s.cache_bytes_end)),
         ),
     ];
+    if cfg.cgroup_limit.is_some() {
+        rows.push((
+            "cgroup peak usage",
+            Box::new(|s| {
+                s.cgroup
+                    .as_ref()
+                    .and_then(|c| c.peak_usage)
+                    .map_or("?".into(), mib)
+            }),
+        ));
+        rows.push((
+            "killed by the kernel's OOM",
+            Box::new(|s| match &s.cgroup {
+                Some(c) if c.oom_killed => format!(
+                    "yes, at {:.1} s",
+                    s.samples.last().map_or(0.0, |x| x.ms as f64 / 1e3)
+                ),
+                Some(_) => "no".into(),
+                None => "?".into(),
+            }),
+        ));
+    }
     out += &format!("{:<28}", "");
     for s in sides {
-        out += &format!("{:>16}", s.mode);
+        out += &format!("{:>18}", s.mode);
     }
     out.push('\n');
     for (name, f) in rows.iter() {
         out += &format!("{name:<28}");
         for s in sides {
-            out += &format!("{:>16}", f(s));
+            out += &format!("{:>18}", f(s));
         }
         out.push('\n');
     }
     out
+}
+
+/// Passes by priority, compactly: the deepest priority reached and how
+/// many passes got there, e.g. "518 to 4" (all 518 reclaims started at 12,
+/// the deepest reached priority 4).
+fn passes(by_priority: &[u64]) -> String {
+    let started = by_priority.first().copied().unwrap_or(0);
+    match by_priority.iter().rposition(|&n| n > 0) {
+        Some(i) => format!("{started} ({} at {})", by_priority[i], 12 - i),
+        None => "0".into(),
+    }
 }

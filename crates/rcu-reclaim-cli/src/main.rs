@@ -1,13 +1,15 @@
 //! `rcu-reclaim`: the command-line front of the rcu-reclaim library.
 //!
 //! `info` reports what the library detected on this machine (flavor,
-//! membarrier, CPUs) and runs a quick grace-period check. The demo, torture
-//! and bench commands arrive with the issues that build them.
+//! membarrier, CPUs) and runs a quick grace-period check; `demo` runs the
+//! dentry-cache workload unaware and aware of memory pressure, side by side.
 
+mod cgroup_side;
 mod demo;
+mod demo_cmd;
+mod plot;
 mod workload;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use serde::Serialize;
 static ALLOC: AccountingAlloc = AccountingAlloc::system();
 
 /// Parses a size such as `256M`, `1G`, `512K` or `1048576`.
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -45,7 +47,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} must be between 1 byte and 16 EiB"))
 }
 
-fn parse_budget(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_budget(s: &str) -> Result<usize, String> {
     let v = parse_size(s)?;
     if !(16 << 20..=64 << 30).contains(&v) {
         return Err(format!(
@@ -55,7 +57,7 @@ fn parse_budget(s: &str) -> Result<usize, String> {
     Ok(v)
 }
 
-fn parse_payload(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_payload(s: &str) -> Result<usize, String> {
     let v = parse_size(s)?;
     if v > 16 << 20 {
         return Err(format!(
@@ -65,7 +67,7 @@ fn parse_payload(s: &str) -> Result<usize, String> {
     Ok(v)
 }
 
-fn parse_secs(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
@@ -90,35 +92,7 @@ struct Cli {
 enum Command {
     /// The dentry-cache workload under a memory budget, unaware of pressure
     /// and then aware, side by side.
-    Demo {
-        /// Seconds per side (0.2 to 3600).
-        #[arg(long, default_value = "15", value_parser = parse_secs)]
-        duration: f64,
-        /// Memory budget, e.g. 256M or 1G (16M to 64G).
-        #[arg(long, default_value = "96M", value_parser = parse_budget)]
-        budget: usize,
-        /// Reader threads (1 to 64).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
-        readers: u16,
-        /// Writer threads (1 to 64).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-        writers: u16,
-        /// Distinct keys (100 to 100000000).
-        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
-        keys: u64,
-        /// Smallest payload, e.g. 1K (1 B to 16M).
-        #[arg(long, default_value = "1K", value_parser = parse_payload)]
-        payload_min: usize,
-        /// Largest payload, e.g. 64K (at least --payload-min, at most 16M).
-        #[arg(long, default_value = "64K", value_parser = parse_payload)]
-        payload_max: usize,
-        /// Which runs: both (default), unaware or aware.
-        #[arg(long, value_enum, default_value_t = demo::Side::Both)]
-        side: demo::Side,
-        /// Print JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Demo(demo_cmd::DemoArgs),
     /// Report the flavor this machine gets, the pressure source and cgroup
     /// limit it would use, and time a few grace periods.
     Info {
@@ -218,86 +192,16 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct DemoOutput<'a> {
-    config: &'a demo::DemoConfig,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unaware: Option<&'a demo::SideReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aware: Option<&'a demo::SideReport>,
-}
-
-fn run_demo(cfg: demo::DemoConfig, side: demo::Side, json: bool) -> Result<(), String> {
-    let mut sides = Vec::new();
-    for &aware in side.runs() {
-        let label = if aware { "aware  " } else { "unaware" };
-        let progress = |f: f64| {
-            if !json {
-                let done = (f.clamp(0.0, 1.0) * 30.0) as usize;
-                eprint!(
-                    "\r{label} [{}{}] {:3.0}%",
-                    "#".repeat(done),
-                    " ".repeat(30 - done),
-                    f * 100.0
-                );
-                let _ = std::io::stderr().flush();
-            }
-        };
-        sides.push(demo::run_side(&cfg, aware, &progress));
-        if !json {
-            eprintln!();
-        }
-    }
-    if json {
-        let out = DemoOutput {
-            config: &cfg,
-            unaware: sides.iter().find(|s| s.mode == "unaware"),
-            aware: sides.iter().find(|s| s.mode == "aware"),
-        };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{}", demo::table(&cfg, &sides));
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo {
-            duration,
-            budget,
-            readers,
-            writers,
-            keys,
-            payload_min,
-            payload_max,
-            side,
-            json,
-        } => {
-            if payload_max < payload_min {
-                eprintln!(
-                    "error: --payload-max ({payload_max} B) must be at least --payload-min ({payload_min} B)"
-                );
+        Command::Demo(args) => match args.config() {
+            Ok(cfg) => demo_cmd::run(&args, cfg),
+            Err(e) => {
+                eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            run_demo(
-                demo::DemoConfig {
-                    duration: Duration::from_secs_f64(duration),
-                    budget,
-                    readers: readers.into(),
-                    writers: writers.into(),
-                    keys,
-                    payload_min,
-                    payload_max,
-                },
-                side,
-                json,
-            )
-        }
+        },
         Command::Info {
             json,
             grace_periods,

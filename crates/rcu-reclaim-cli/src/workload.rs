@@ -3,7 +3,7 @@
 //! insert, replace and delete under per-bucket locks, and whose shrinker
 //! evicts entries and frees them through RCU.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rcu_reclaim::{Rcu, RcuCell, Scanned, ShrinkControl, Shrinker};
@@ -195,13 +195,4 @@ impl Shrinker for DCache {
     fn name(&self) -> &str {
         "dcache"
     }
-}
-
-/// Counters the workload threads update.
-#[derive(Default)]
-pub struct Counters {
-    pub reads: AtomicU64,
-    pub hits: AtomicU64,
-    pub updates: AtomicU64,
-    pub stop: AtomicBool,
 }

@@ -53,6 +53,8 @@ fn bad_arguments_exit_2_naming_the_problem() {
 
 #[test]
 fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_more_in_rcu() {
+    let plot =
+        std::env::temp_dir().join(format!("rcu-reclaim-demo-test-{}.svg", std::process::id()));
     let out = bin()
         .args([
             "demo",
@@ -62,7 +64,11 @@ fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_mo
             "48M",
             "--keys",
             "4000",
+            "--readers",
+            "2",
             "--json",
+            "--plot",
+            plot.to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -80,13 +86,69 @@ fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_mo
     // peak is a single sample, too noisy for a 1.5 s run of a debug build.
     let mean_pending = |side: &serde_json::Value| {
         let s = side["samples"].as_array().unwrap();
-        s.iter().map(|x| x[2].as_f64().unwrap()).sum::<f64>() / s.len().max(1) as f64
+        s.iter()
+            .map(|x| x["pending"].as_f64().unwrap())
+            .sum::<f64>()
+            / s.len().max(1) as f64
     };
     assert!(
         mean_pending(unaware) > mean_pending(aware),
         "unaware {unaware}\naware {aware}"
     );
     assert!(!aware["samples"].as_array().unwrap().is_empty());
+    assert!(aware["reads_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(unaware["updates_per_sec"].as_f64().unwrap() > 0.0);
+    let svg = std::fs::read_to_string(&plot).expect("the plot was written");
+    let _ = std::fs::remove_file(&plot);
+    assert!(svg.contains("<svg") && svg.contains("aware: heap in use"));
+}
+
+/// `--cgroup-limit`: each side in its own memory cgroup, judged by the
+/// kernel. Skipped (with the reason) where cgroups cannot be created.
+#[test]
+fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
+    let out = bin()
+        .args([
+            "demo",
+            "--duration",
+            "2",
+            "--cgroup-limit",
+            "112M",
+            "--budget",
+            "64M",
+            "--keys",
+            "4000",
+            "--readers",
+            "1",
+            "--json",
+            "--no-plot",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("--cgroup-limit:") {
+        println!("skipped: {err}");
+        return;
+    }
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let limit = v["config"]["cgroup_limit"].as_u64().unwrap();
+    let (unaware, aware) = (&v["unaware"], &v["aware"]);
+    let cg = &aware["cgroup"];
+    assert_eq!(cg["oom_killed"], false, "{cg}");
+    assert_eq!(cg["oom_kills"], 0, "{cg}");
+    assert_eq!(cg["exit"], "exit code 0", "{cg}");
+    assert!(cg["peak_usage"].as_u64().unwrap() <= limit, "{cg}");
+    assert_eq!(aware["oom_events"], 0, "{aware}");
+    assert!(aware["samples"].as_array().unwrap().len() >= 10);
+    // The unaware child either died at the hands of the OOM killer or
+    // ended with more of its memory waiting in RCU.
+    let ucg = &unaware["cgroup"];
+    assert!(
+        ucg["oom_killed"] == true
+            || unaware["peak_pending_bytes"].as_u64() > aware["peak_pending_bytes"].as_u64(),
+        "unaware {unaware}\naware {aware}"
+    );
 }
 
 #[test]
@@ -96,6 +158,13 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
         (&["demo", "--budget", "1M"][..], "16M to 64G"),
         (&["demo", "--duration", "0"][..], "--duration"),
         (&["demo", "--readers", "0"][..], "--readers"),
+        (&["demo", "--cgroup-limit", "1M"][..], "--cgroup-limit"),
+        (
+            &["demo", "--cgroup-limit", "100M", "--budget", "200M"][..],
+            "must not exceed --cgroup-limit",
+        ),
+        (&["demo", "--side", "sideways"][..], "--side"),
+        (&["demo", "--child"][..], "--side"),
         (
             &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],
             "--payload-max",

@@ -1,0 +1,313 @@
+//! `demo --cgroup-limit`: each side runs in a child process inside a fresh
+//! memory cgroup with a hard limit, so the kernel's own OOM killer is the
+//! judge. The child streams its samples as JSON lines; the parent reads the
+//! cgroup's peak usage and OOM-kill count, and removes the cgroup on every
+//! exit path (it is a guard).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{CgroupPaths, MemoryEvents, V1_MEMORY_ROOT, V2_ROOT};
+use serde::{Deserialize, Serialize};
+
+use crate::demo::{mode_name, CgroupOutcome, DemoConfig, Sample, SideReport};
+
+/// A memory cgroup this process created; removed when dropped.
+pub struct MemCgroup {
+    dir: PathBuf,
+    v2: bool,
+}
+
+/// Why `--cgroup-limit` cannot run here, and what to do instead.
+fn unavailable(why: String) -> String {
+    format!(
+        "--cgroup-limit: {why}; run as root on a machine with the memory cgroup controller, \
+         or drop --cgroup-limit (the in-process --budget still applies)"
+    )
+}
+
+impl MemCgroup {
+    /// Creates a fresh cgroup `name` with a hard memory limit of `limit`
+    /// bytes (and no swap to escape to): cgroup v2 where the unified
+    /// hierarchy has the memory controller, else cgroup v1.
+    pub fn create(name: &str, limit: usize) -> Result<MemCgroup, String> {
+        let own = fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|t| CgroupPaths::parse(&t).ok())
+            .unwrap_or_default();
+        let v2_root = Path::new(V2_ROOT);
+        let v2_ok = fs::read_to_string(v2_root.join("cgroup.subtree_control"))
+            .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"));
+        let v1_root = Path::new(V1_MEMORY_ROOT);
+        let (parent, v2) = if v2_ok {
+            (v2_root.to_path_buf(), true)
+        } else if v1_root.join("cgroup.procs").exists() {
+            let own_dir = own
+                .v1_memory
+                .map(|p| v1_root.join(p.trim_start_matches('/')))
+                .filter(|d| d.join("cgroup.procs").exists());
+            (own_dir.unwrap_or_else(|| v1_root.to_path_buf()), false)
+        } else {
+            return Err(unavailable(format!(
+                "no memory cgroup here (no memory controller in {}/cgroup.subtree_control, \
+                 no v1 hierarchy at {V1_MEMORY_ROOT})",
+                V2_ROOT
+            )));
+        };
+        let dir = parent.join(name);
+        fs::create_dir(&dir)
+            .map_err(|e| unavailable(format!("cannot create {} ({e})", dir.display())))?;
+        let cg = MemCgroup { dir, v2 };
+        let (limit_file, swap_file, swap_value) = if v2 {
+            ("memory.max", "memory.swap.max", "0".to_string())
+        } else {
+            (
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                limit.to_string(),
+            )
+        };
+        cg.write(limit_file, &limit.to_string())?;
+        if cg.dir.join(swap_file).exists() {
+            cg.write(swap_file, &swap_value)?;
+        }
+        Ok(cg)
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), String> {
+        let path = self.dir.join(file);
+        fs::write(&path, value)
+            .map_err(|e| unavailable(format!("cannot write {value} to {} ({e})", path.display())))
+    }
+
+    /// "v1" or "v2".
+    pub fn version(&self) -> &'static str {
+        if self.v2 {
+            "v2"
+        } else {
+            "v1"
+        }
+    }
+
+    /// The cgroup's peak usage, where the kernel reports it.
+    pub fn peak(&self) -> Option<usize> {
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        fs::read_to_string(self.dir.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Processes the kernel's OOM killer killed in this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        fs::read_to_string(self.dir.join(file))
+            .ok()
+            .and_then(|t| MemoryEvents::parse(&t).ok())
+            .map_or(0, |e| e.oom_kill)
+    }
+
+    /// `cgroup.procs`, opened for the child to join before it execs.
+    fn procs(&self) -> Result<File, String> {
+        let path = self.dir.join("cgroup.procs");
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| unavailable(format!("cannot open {} ({e})", path.display())))
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        // The child has exited; the kernel may take a moment to let go.
+        for _ in 0..100 {
+            if fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("rcu-reclaim: could not remove {}", self.dir.display());
+    }
+}
+
+/// One line the child prints.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildLine {
+    Sample(Sample),
+    Report(Box<SideReport>),
+}
+
+/// The child's side of the protocol: run one side, streaming samples.
+pub fn child_main(cfg: &DemoConfig, aware: bool) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let mut emit = |line: &ChildLine| {
+        // A closed pipe means the parent is gone: nothing left to tell.
+        let _ = serde_json::to_writer(&mut out, line);
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    };
+    let mut report = crate::demo::run_side(cfg, aware, &mut |s| emit(&ChildLine::Sample(*s)));
+    report.samples.clear(); // already streamed
+    emit(&ChildLine::Report(Box::new(report)));
+    Ok(())
+}
+
+/// Writes `pid` in decimal to `fd` without allocating (runs between fork
+/// and exec).
+fn write_pid(fd: i32, pid: i32) -> std::io::Result<()> {
+    let mut buf = [0u8; 12];
+    let mut i = buf.len();
+    let mut n = pid.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // SAFETY: `buf[i..]` is a valid, initialised byte range and `fd` is an
+    // open descriptor the parent owns until the child has exec'd.
+    let r = unsafe { libc::write(fd, buf[i..].as_ptr().cast(), buf.len() - i) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs one side in a child process inside a fresh cgroup limited to
+/// `limit` bytes. `on_sample` sees the child's samples as they arrive.
+pub fn run_in_cgroup(
+    cfg: &DemoConfig,
+    aware: bool,
+    limit: usize,
+    on_sample: &mut dyn FnMut(&Sample),
+) -> Result<SideReport, String> {
+    let name = format!(
+        "rcu-reclaim-demo-{}-{}",
+        std::process::id(),
+        mode_name(aware)
+    );
+    let cg = MemCgroup::create(&name, limit)?;
+    let procs = cg.procs()?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["demo", "--child", "--side", mode_name(aware)])
+        .args(["--duration", &cfg.duration.as_secs_f64().to_string()])
+        .args(["--budget", &cfg.budget.to_string()])
+        .args(["--readers", &cfg.readers.to_string()])
+        .args(["--writers", &cfg.writers.to_string()])
+        .args(["--keys", &cfg.keys.to_string()])
+        .args(["--payload-min", &cfg.payload_min.to_string()])
+        .args(["--payload-max", &cfg.payload_max.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let fd = procs.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec; it only
+    // calls the async-signal-safe getpid and write, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || write_pid(fd, libc::getpid()));
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the {} child in {name}: {e}", mode_name(aware)))?;
+    drop(procs);
+    // Never hang: a child past its time (plus a minute) is killed. The
+    // watchdog kills only under the lock, before `reading` is cleared, and
+    // the child is reaped only after: it never signals a reused pid.
+    let reading = Arc::new(Mutex::new(true));
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + cfg.duration + Duration::from_secs(60);
+    let watchdog = {
+        let (reading, timed_out) = (reading.clone(), timed_out.clone());
+        thread::spawn(move || loop {
+            {
+                let still = reading.lock().unwrap_or_else(|p| p.into_inner());
+                if !*still {
+                    return;
+                }
+                if Instant::now() > deadline {
+                    timed_out.store(true, Ordering::Relaxed);
+                    // SAFETY: kill(2) on our own child, not yet reaped
+                    // (reaping waits for `reading` to be cleared).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return;
+                }
+            }
+            thread::sleep(Duration::from_millis(100));
+        })
+    };
+    let mut samples = Vec::new();
+    let mut report = None;
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<ChildLine>(&line) {
+            Ok(ChildLine::Sample(s)) => {
+                on_sample(&s);
+                samples.push(s);
+            }
+            Ok(ChildLine::Report(r)) => report = Some(*r),
+            Err(_) => {} // not ours (e.g. a library's own output)
+        }
+    }
+    *reading.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    let _ = watchdog.join();
+    let status = loop {
+        // Stdout closed: the child is exiting (or closed it and hangs).
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() > deadline => {
+                timed_out.store(true, Ordering::Relaxed);
+                let _ = child.kill();
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for the child: {e}")),
+        }
+    };
+    let timed_out = timed_out.load(Ordering::Relaxed);
+    let oom_kills = cg.oom_kills();
+    let killed = status.signal() == Some(libc::SIGKILL);
+    let exit = match (status.code(), status.signal()) {
+        _ if timed_out => "killed: ran past its time".to_string(),
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(libc::SIGKILL)) if oom_kills > 0 => "killed by the OOM killer".to_string(),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, None) => "unknown".to_string(),
+    };
+    let outcome = CgroupOutcome {
+        version: cg.version().to_string(),
+        limit,
+        peak_usage: cg.peak(),
+        oom_killed: killed && oom_kills > 0,
+        oom_kills,
+        exit,
+    };
+    let mut report = match report {
+        Some(r) if status.success() => r,
+        _ => SideReport::from_samples(aware, samples.clone()),
+    };
+    report.samples = samples;
+    report.cgroup = Some(outcome);
+    Ok(report)
+}

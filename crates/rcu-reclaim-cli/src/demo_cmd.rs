@@ -1,0 +1,182 @@
+//! `rcu-reclaim demo`: its arguments, the runs (in this process, or each in
+//! its own memory cgroup), the progress bar, and the table, JSON and plot.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::demo::{self, DemoConfig, Side, SideReport};
+use crate::{parse_budget, parse_payload, parse_secs};
+
+const MIB: usize = 1 << 20;
+
+/// The demo's flags.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Seconds per side (0.2 to 3600).
+    #[arg(long, default_value = "15", value_parser = parse_secs)]
+    duration: f64,
+    /// Memory budget the process reclaims against, e.g. 256M or 1G (16M to
+    /// 64G; at most --cgroup-limit). Default 96M, or 3/4 of --cgroup-limit.
+    #[arg(long, value_parser = parse_budget)]
+    budget: Option<usize>,
+    /// Also run each side in a child process inside a fresh memory cgroup
+    /// with this hard limit (16M to 64G), so the kernel's OOM killer judges.
+    #[arg(long, value_parser = parse_budget)]
+    cgroup_limit: Option<usize>,
+    /// Reader threads (1 to 64). Default: the CPUs left by the writers (at
+    /// least 1): more busy threads than CPUs preempt readers inside their
+    /// sections and stretch every grace period.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    readers: Option<u16>,
+    /// Writer threads (1 to 64).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    writers: u16,
+    /// Distinct keys (100 to 100000000).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    keys: u64,
+    /// Smallest payload, e.g. 1K (1 B to 16M).
+    #[arg(long, default_value = "1K", value_parser = parse_payload)]
+    payload_min: usize,
+    /// Largest payload, e.g. 64K (at least --payload-min, at most 16M).
+    #[arg(long, default_value = "64K", value_parser = parse_payload)]
+    payload_max: usize,
+    /// Which runs: both (default), unaware or aware.
+    #[arg(long, value_enum, default_value_t = Side::Both)]
+    side: Side,
+    /// Where to write the plot (SVG).
+    #[arg(long, default_value = "rcu-reclaim-demo.svg")]
+    plot: PathBuf,
+    /// Do not write the plot.
+    #[arg(long)]
+    no_plot: bool,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Internal: run one side and stream JSON lines (used by --cgroup-limit).
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+impl DemoArgs {
+    /// Checks the flags against each other; the message names the flag.
+    pub fn config(&self) -> Result<DemoConfig, String> {
+        if self.payload_max < self.payload_min {
+            return Err(format!(
+                "--payload-max ({} B) must be at least --payload-min ({} B)",
+                self.payload_max, self.payload_min
+            ));
+        }
+        let budget = match (self.budget, self.cgroup_limit) {
+            (Some(b), Some(l)) if b > l => {
+                return Err(format!(
+                    "--budget ({} MiB) must not exceed --cgroup-limit ({} MiB)",
+                    b / MIB,
+                    l / MIB
+                ))
+            }
+            (Some(b), _) => b,
+            (None, Some(l)) => (l / 4 * 3).max(16 * MIB),
+            (None, None) => 96 * MIB,
+        };
+        if self.child && self.side == Side::Both {
+            return Err("--child runs one side: give --side unaware or --side aware".into());
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let readers = self
+            .readers
+            .map_or(cpus.saturating_sub(self.writers.into()).max(1), usize::from);
+        Ok(DemoConfig {
+            duration: Duration::from_secs_f64(self.duration),
+            budget,
+            cgroup_limit: self.cgroup_limit,
+            readers,
+            writers: self.writers.into(),
+            keys: self.keys,
+            payload_min: self.payload_min,
+            payload_max: self.payload_max,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct DemoOutput<'a> {
+    config: &'a DemoConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unaware: Option<&'a SideReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aware: Option<&'a SideReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plot: Option<&'a PathBuf>,
+}
+
+fn bar(cfg: &DemoConfig, aware: bool, json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let ms = cfg.duration.as_millis() as u64;
+    let bar = ProgressBar::new(ms);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {percent:>3}%  {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(demo::mode_name(aware));
+    bar
+}
+
+/// Runs the demo as the arguments say.
+pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
+    if args.child {
+        return crate::cgroup_side::child_main(&cfg, args.side == Side::Aware);
+    }
+    let mut sides = Vec::new();
+    for &aware in args.side.runs() {
+        let bar = bar(&cfg, aware, args.json);
+        let mut on_sample = |s: &demo::Sample| {
+            bar.set_position(s.ms);
+            bar.set_message(format!(
+                "heap {:>4} MiB, pending in RCU {:>4} MiB",
+                s.mem / MIB,
+                s.pending / MIB
+            ));
+        };
+        let side = match cfg.cgroup_limit {
+            Some(limit) => crate::cgroup_side::run_in_cgroup(&cfg, aware, limit, &mut on_sample)?,
+            None => demo::run_side(&cfg, aware, &mut on_sample),
+        };
+        match &side.cgroup {
+            Some(c) if c.oom_killed => {
+                bar.abandon_with_message("killed by the kernel's OOM killer")
+            }
+            Some(c) if !c.exit.starts_with("exit code 0") => {
+                bar.abandon_with_message(c.exit.clone())
+            }
+            _ => bar.finish_with_message("done"),
+        }
+        sides.push(side);
+    }
+    let plot = (!args.no_plot).then_some(&args.plot);
+    if let Some(path) = plot {
+        crate::plot::write_svg(path, &cfg, &sides)?;
+    }
+    if args.json {
+        let out = DemoOutput {
+            config: &cfg,
+            unaware: sides.iter().find(|s| s.mode == "unaware"),
+            aware: sides.iter().find(|s| s.mode == "aware"),
+            plot,
+        };
+        let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", demo::table(&cfg, &sides));
+        if let Some(path) = plot {
+            println!("\nplot: {}", path.display());
+        }
+    }
+    Ok(())
+}
