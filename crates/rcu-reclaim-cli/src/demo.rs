@@ -85,6 +85,9 @@ pub struct CgroupOutcome {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SideReport {
     pub mode: String,
+    /// False for a side that died: then only its samples (and the
+    /// throughput and peaks they give) are known.
+    pub complete: bool,
     pub reads_per_sec: f64,
     pub updates_per_sec: f64,
     pub peak_memory: usize,
@@ -246,6 +249,7 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
     let b = budget.stats();
     let report = SideReport {
         mode: mode_name(aware).to_string(),
+        complete: true,
         reads_per_sec: reads as f64 / secs,
         updates_per_sec: updates as f64 / secs,
         peak_memory: samples.iter().map(|s| s.mem).max().unwrap_or(0),
@@ -294,56 +298,74 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
             .map_or(String::new(), |l| format!(" in a cgroup limited to {}", mib(l))),
         cfg.duration
     );
-    let mut rows: Vec<(&str, Column)> = vec![
+    // (name, needs the side's own counters, cell): a side that died left
+    // only its samples, so the rows that need its counters show "-".
+    let mut rows: Vec<(&str, bool, Column)> = vec![
         (
             "reads/s",
+            false,
             Box::new(|s| format!("{:.2} M", s.reads_per_sec / 1e6)),
         ),
         (
             "updates/s",
+            false,
             Box::new(|s| format!("{:.1} k", s.updates_per_sec / 1e3)),
         ),
         (
-            "cache hit ratio",
-            Box::new(|s| format!("{:.1} %", s.cache_hit_ratio * 100.0)),
+            "peak memory (heap)",
+            false,
+            Box::new(|s| mib(s.peak_memory)),
         ),
-        ("peak memory (heap)", Box::new(|s| mib(s.peak_memory))),
         (
             "peak bytes pending in RCU",
+            false,
             Box::new(|s| mib(s.peak_pending_bytes)),
         ),
         (
+            "cache hit ratio",
+            true,
+            Box::new(|s| format!("{:.1} %", s.cache_hit_ratio * 100.0)),
+        ),
+        (
             "time over budget",
+            true,
             Box::new(|s| format!("{} ms", s.over_budget_ms)),
         ),
         (
-            "reclaim calls (direct/bg)",
+            "reclaims (direct/background)",
+            true,
             Box::new(|s| format!("{}/{}", s.direct_reclaims, s.background_reclaims)),
         ),
         (
-            "passes at priority 12..0",
+            "passes from priority 12",
+            true,
             Box::new(|s| passes(&s.passes_by_priority)),
         ),
         (
             "grace periods (expedited)",
+            true,
             Box::new(|s| format!("{} ({})", s.grace_periods, s.expedited_grace_periods)),
         ),
         (
             "OOM events (in process)",
+            true,
             Box::new(|s| s.oom_events.to_string()),
         ),
         (
             "time in fast mode",
+            true,
             Box::new(|s| format!("{} ms", s.fast_mode_ms)),
         ),
         (
             "cache size at the end",
+            true,
             Box::new(|s| mib(s.cache_bytes_end)),
         ),
     ];
     if cfg.cgroup_limit.is_some() {
         rows.push((
             "cgroup peak usage",
+            false,
             Box::new(|s| {
                 s.cgroup
                     .as_ref()
@@ -353,6 +375,7 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
         ));
         rows.push((
             "killed by the kernel's OOM",
+            false,
             Box::new(|s| match &s.cgroup {
                 Some(c) if c.oom_killed => format!(
                     "yes, at {:.1} s",
@@ -363,24 +386,28 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
             }),
         ));
     }
-    out += &format!("{:<28}", "");
+    out += &format!("{:<30}", "");
     for s in sides {
         out += &format!("{:>18}", s.mode);
     }
     out.push('\n');
-    for (name, f) in rows.iter() {
-        out += &format!("{name:<28}");
+    for (name, needs_counters, f) in rows.iter() {
+        out += &format!("{name:<30}");
         for s in sides {
-            out += &format!("{:>18}", f(s));
+            let cell = if s.complete || !needs_counters {
+                f(s)
+            } else {
+                "-".to_string()
+            };
+            out += &format!("{cell:>18}");
         }
         out.push('\n');
     }
     out
 }
 
-/// Passes by priority, compactly: the deepest priority reached and how
-/// many passes got there, e.g. "518 to 4" (all 518 reclaims started at 12,
-/// the deepest reached priority 4).
+/// Passes by priority, compactly: how many passes started at priority 12,
+/// then how many reached the deepest priority, e.g. "518 (4 at 3)".
 fn passes(by_priority: &[u64]) -> String {
     let started = by_priority.first().copied().unwrap_or(0);
     match by_priority.iter().rposition(|&n| n > 0) {

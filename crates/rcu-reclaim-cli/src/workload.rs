@@ -36,9 +36,8 @@ impl Rng {
     }
 }
 
-/// One cached entry: a key and a payload.
+/// One cached entry's payload (its key lives in the bucket's chain).
 pub struct Entry {
-    pub key: u64,
     pub payload: Vec<u8>,
 }
 
@@ -48,7 +47,9 @@ impl Entry {
     }
 }
 
-type Chain = Vec<Arc<Entry>>;
+/// A bucket's entries, each with its key inline so a lookup compares keys
+/// without touching the entries it passes over.
+type Chain = Vec<(u64, Arc<Entry>)>;
 
 /// The RCU hash table.
 pub struct DCache {
@@ -88,8 +89,8 @@ impl DCache {
         let chain = self.bucket(key).1.load(&guard)?;
         chain
             .iter()
-            .find(|e| e.key == key)
-            .map(|e| e.payload.first().copied().unwrap_or(0))
+            .find(|(k, _)| *k == key)
+            .map(|(_, e)| e.payload.first().copied().unwrap_or(0))
     }
 
     /// Publishes `chain` for the bucket and defers the old one's drop,
@@ -103,18 +104,18 @@ impl DCache {
     /// Inserts or replaces `key`.
     pub fn upsert(&self, key: u64, payload: Vec<u8>) {
         let (lock, cell) = self.bucket(key);
-        let entry = Arc::new(Entry { key, payload });
+        let entry = Arc::new(Entry { payload });
         let added = entry.bytes();
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         let guard = self.rcu.read_lock();
         let mut chain: Chain = cell.load(&guard).cloned().unwrap_or_default();
         drop(guard);
         let mut freed = 0;
-        if let Some(pos) = chain.iter().position(|e| e.key == key) {
-            freed = chain[pos].bytes();
-            chain[pos] = entry;
+        if let Some(pos) = chain.iter().position(|(k, _)| *k == key) {
+            freed = chain[pos].1.bytes();
+            chain[pos].1 = entry;
         } else {
-            chain.push(entry);
+            chain.push((key, entry));
             self.entries.fetch_add(1, Ordering::Relaxed);
         }
         self.bytes.fetch_add(added, Ordering::Relaxed);
@@ -129,10 +130,10 @@ impl DCache {
         let guard = self.rcu.read_lock();
         let mut chain: Chain = cell.load(&guard).cloned().unwrap_or_default();
         drop(guard);
-        let Some(pos) = chain.iter().position(|e| e.key == key) else {
+        let Some(pos) = chain.iter().position(|(k, _)| *k == key) else {
             return false;
         };
-        let freed = chain.remove(pos).bytes();
+        let freed = chain.remove(pos).1.bytes();
         self.entries.fetch_sub(1, Ordering::Relaxed);
         self.bytes.fetch_sub(freed, Ordering::Relaxed);
         self.publish(cell, chain, freed);
@@ -176,7 +177,7 @@ impl Shrinker for DCache {
                 continue;
             }
             let take = (ctl.nr_to_scan() - freed).min(chain.len());
-            let evicted: usize = chain[..take].iter().map(|e| e.bytes()).sum();
+            let evicted: usize = chain[..take].iter().map(|(_, e)| e.bytes()).sum();
             let rest = chain[take..].to_vec();
             self.entries.fetch_sub(take, Ordering::Relaxed);
             self.bytes.fetch_sub(evicted, Ordering::Relaxed);
