@@ -170,6 +170,32 @@ pub fn child_main(cfg: &DemoConfig, aware: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Set by SIGINT or SIGTERM while a child runs: the parent kills the child,
+/// removes the cgroup and stops, rather than dying with the cgroup left.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Routes SIGINT and SIGTERM to `INTERRUPTED` (once).
+fn catch_interrupts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: a zeroed sigaction with a handler that only stores to
+            // an atomic (async-signal-safe); SA_RESTART keeps reads going.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_interrupt as *const () as usize;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    });
+}
+
 /// Writes `pid` in decimal to `fd` without allocating (runs between fork
 /// and exec).
 fn write_pid(fd: i32, pid: i32) -> std::io::Result<()> {
@@ -201,6 +227,7 @@ pub fn run_in_cgroup(
     limit: usize,
     on_sample: &mut dyn FnMut(&Sample),
 ) -> Result<SideReport, String> {
+    catch_interrupts();
     let name = format!(
         "rcu-reclaim-demo-{}-{}",
         std::process::id(),
@@ -270,6 +297,10 @@ pub fn run_in_cgroup(
             Ok(ChildLine::Report(r)) => report = Some(*r),
             Err(_) => {} // not ours (e.g. a library's own output)
         }
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            let _ = child.kill();
+            break;
+        }
     }
     *reading.lock().unwrap_or_else(|p| p.into_inner()) = false;
     let _ = watchdog.join();
@@ -286,6 +317,10 @@ pub fn run_in_cgroup(
         }
     };
     let timed_out = timed_out.load(Ordering::Relaxed);
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        drop(cg); // removed before we stop
+        return Err("interrupted: the child was stopped and its cgroup removed".into());
+    }
     let oom_kills = cg.oom_kills();
     let killed = status.signal() == Some(libc::SIGKILL);
     let exit = match (status.code(), status.signal()) {

@@ -123,8 +123,12 @@ fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
             "--json",
             "--no-plot",
         ])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = out.id();
+    let out = out.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && err.contains("--cgroup-limit:") {
         println!("skipped: {err}");
@@ -149,6 +153,31 @@ fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
             || unaware["peak_pending_bytes"].as_u64() > aware["peak_pending_bytes"].as_u64(),
         "unaware {unaware}\naware {aware}"
     );
+    // Both cgroups were removed.
+    let name = format!("rcu-reclaim-demo-{pid}-");
+    let left: Vec<String> = ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
+        .iter()
+        .flat_map(|root| walk(std::path::Path::new(root), 4))
+        .filter(|p| p.contains(&name))
+        .collect();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
+
+/// Directories under `dir`, `depth` levels deep.
+fn walk(dir: &std::path::Path, depth: usize) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(e.path().display().to_string());
+            if depth > 1 {
+                out.extend(walk(&e.path(), depth - 1));
+            }
+        }
+    }
+    out
 }
 
 #[test]
