@@ -485,7 +485,7 @@ impl Callbacks {
         GpPlan {
             target,
             mode: if expedite {
-                WaitMode::Expedited
+                WaitMode::Urgent
             } else {
                 WaitMode::Normal
             },
