@@ -77,13 +77,8 @@ impl Cookie {
 pub(crate) enum WaitMode {
     /// Spin, yield, then park on a futex.
     Normal,
-    /// Spin and yield; never park (`synchronize_expedited`).
+    /// Spin and yield; never park.
     Expedited,
-    /// Started at once for memory that is needed back (fast mode, reclaim),
-    /// but waits as `Normal` does: after a short spin and a few yields it
-    /// parks, so a reader preempted inside its section can have the CPU
-    /// (yielding in a loop would keep it busy). Counted as expedited.
-    Urgent,
 }
 
 /// Counters kept by the grace-period machinery (relaxed; for stats only).
@@ -337,7 +332,7 @@ impl Inner {
             .store((start | SEQ_STATE_MASK) + 1, Ordering::Release);
         bump(match mode {
             WaitMode::Normal => &gp.counters.normal_gps,
-            WaitMode::Expedited | WaitMode::Urgent => &gp.counters.expedited_gps,
+            WaitMode::Expedited => &gp.counters.expedited_gps,
         });
     }
 

@@ -416,9 +416,7 @@ impl Rcu {
     ///   (`64 KiB << priority`), or called inside a read-side section: run
     ///   what is already past its grace period ([`RunAction::InvokedReady`]);
     /// * otherwise an expedited grace period on the caller's thread, then
-    ///   run what it made ready ([`RunAction::Expedited`]); unlike
-    ///   [`Rcu::synchronize_expedited`] its wait parks after a short spin, so
-    ///   a reader preempted inside its section gets the CPU back sooner;
+    ///   run what it made ready ([`RunAction::Expedited`]);
     /// * priority 0 with a backlog: flush every thread's buffered pages and
     ///   run everything on those nodes ([`RunAction::Barrier`]).
     ///
@@ -502,7 +500,7 @@ impl Rcu {
         if matches!(action, RunAction::Expedited | RunAction::Barrier) {
             let target = cbs.request_cpus(inner, &cpus);
             if let Some(t) = target {
-                inner.wait_for_seq(t, WaitMode::Urgent);
+                inner.wait_for_seq(t, WaitMode::Expedited);
             }
         }
         // Having waited for a grace period, also wait for a worker that is

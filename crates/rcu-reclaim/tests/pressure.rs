@@ -4,7 +4,6 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod common;
 use rcu_reclaim::{override_current_cpu, Config, NodeMask, Rcu, RunAction, Topology};
 
 fn two_nodes_lazy() -> Rcu {
@@ -171,26 +170,6 @@ fn run_callbacks_at_priority_zero_frees_threads_buffered_drops() {
     assert_eq!(r.action, RunAction::Barrier);
     assert_eq!((r.invoked, r.bytes_freed), (100, 100 * bytes));
     assert_eq!(rcu.pending(), 0);
-}
-
-/// Reclaim's expedited grace period parks once it has spun and yielded a
-/// little, so a reader preempted inside its section can have the CPU; the
-/// reader's unlock wakes it. (`synchronize_expedited` alone never parks.)
-#[test]
-fn reclaims_expedited_wait_parks_behind_a_slow_reader() {
-    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
-    rcu.call_sized(|| {}, 8 << 20);
-    let (stop, reader) = common::hold_reader(&rcu);
-    let parks = rcu.stats().writer_parks;
-    let r2 = rcu.clone();
-    let reclaim = thread::spawn(move || r2.run_callbacks(&NodeMask::all(), 1));
-    thread::sleep(Duration::from_millis(100));
-    stop.send(()).unwrap();
-    reader.join().unwrap();
-    let report = reclaim.join().unwrap();
-    assert_eq!(report.action, RunAction::Expedited);
-    assert_eq!(report.bytes_freed, 8 << 20);
-    assert!(rcu.stats().writer_parks > parks, "the wait parked");
 }
 
 #[test]

@@ -485,7 +485,7 @@ impl Callbacks {
         GpPlan {
             target,
             mode: if expedite {
-                WaitMode::Urgent
+                WaitMode::Expedited
             } else {
                 WaitMode::Normal
             },
