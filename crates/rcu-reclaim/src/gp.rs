@@ -134,6 +134,12 @@ impl GracePeriods {
         self.seq.load(Ordering::Acquire) >= target
     }
 
+    /// Holds off every grace period (across `fork()`).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_gp(&self) -> crate::sync::Locked<'_, ()> {
+        lock(&self.gp_lock)
+    }
+
     pub(crate) fn shutdown(&self) {
         #[cfg(not(loom))]
         self.kthread.shutdown();

@@ -17,6 +17,11 @@ struct State {
     /// Set when callbacks want attention before the lazy timer.
     kicked: bool,
     shutdown: bool,
+    /// Set by `pause` (before `fork()`): the thread parks at the top of its
+    /// loop, holding nothing, until `resume`.
+    pause: bool,
+    /// The thread is parked for `pause`.
+    parked: bool,
     handle: Option<JoinHandle<()>>,
     thread: Option<ThreadId>,
 }
@@ -25,6 +30,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Signalled when the thread parks for `pause`.
+    parked: Condvar,
 }
 
 #[derive(Default)]
@@ -57,7 +64,9 @@ impl GpThread {
         inner: &Arc<Inner>,
         target: Option<u64>,
     ) {
-        if st.shutdown {
+        if st.shutdown || st.pause {
+            // Paused for fork: `resume` wakes (or, in the child, respawns)
+            // the thread, which then sees the request.
             return;
         }
         if st.handle.is_none() {
@@ -87,6 +96,39 @@ impl GpThread {
         self.shared.wake.notify_one();
     }
 
+    /// Parks the thread at a point where it holds no lock (before
+    /// `fork()`); returns once it is parked or if it is not running.
+    pub(crate) fn pause(&self) {
+        let mut st = lock(&self.shared.state);
+        st.pause = true;
+        self.shared.wake.notify_all();
+        while st.handle.is_some() && !st.parked && !st.shutdown {
+            st = match self.shared.parked.wait(st) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
+    }
+
+    /// Lets a paused thread run again (in the parent after `fork()`).
+    pub(crate) fn resume(&self) {
+        lock(&self.shared.state).pause = false;
+        self.shared.wake.notify_all();
+    }
+
+    /// In the child after `fork()`: the thread does not exist there. Forget
+    /// it (its handle is leaked: joining or detaching a thread of the parent
+    /// is undefined), so the next request starts a new one.
+    pub(crate) fn reset_in_child(&self) {
+        let mut st = lock(&self.shared.state);
+        if let Some(h) = st.handle.take() {
+            std::mem::forget(h);
+        }
+        st.thread = None;
+        st.pause = false;
+        st.parked = false;
+    }
+
     /// Stops the thread; joins it unless called from it.
     pub(crate) fn shutdown(&self) {
         let handle = {
@@ -109,6 +151,15 @@ fn run(shared: &Shared, domain: &Weak<Inner>) {
     loop {
         let requested = {
             let mut st = lock(&shared.state);
+            while st.pause && !st.shutdown {
+                st.parked = true;
+                shared.parked.notify_all();
+                st = match shared.wake.wait(st) {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+            }
+            st.parked = false;
             if st.shutdown {
                 return;
             }
@@ -132,7 +183,7 @@ fn run(shared: &Shared, domain: &Weak<Inner>) {
         // calls `shutdown`.
         drop(inner);
         let st = lock(&shared.state);
-        if st.shutdown || st.kicked || st.requested != requested {
+        if st.shutdown || st.pause || st.kicked || st.requested != requested {
             continue;
         }
         match plan.next_deadline {

@@ -52,10 +52,13 @@
 mod callbacks;
 mod cell;
 mod domain;
+#[cfg(not(loom))]
+mod fork;
 mod gp;
 #[cfg(not(loom))]
 mod gp_thread;
 mod pressure;
+mod raw;
 mod reader;
 mod reclaim;
 mod sources;
@@ -69,6 +72,8 @@ pub use callbacks::{
 };
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
+#[cfg(not(loom))]
+pub use fork::ForkGuard;
 pub use gp::Cookie;
 pub use pressure::{NodeMask, PressureGuard, RunAction, RunReport};
 pub use reader::ReadGuard;

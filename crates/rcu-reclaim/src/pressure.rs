@@ -189,6 +189,12 @@ impl Pressure {
         fast
     }
 
+    /// Holds the fast-mode clock still across `fork()`.
+    #[cfg(not(loom))]
+    pub(crate) fn lock_for_fork(&self) -> crate::sync::Locked<'_, Option<Instant>> {
+        lock(&self.since)
+    }
+
     /// Time spent in fast mode so far, including the current stretch.
     pub(crate) fn fast_time(&self) -> Duration {
         let done = Duration::from_nanos(self.fast_ns.load(Ordering::Relaxed));

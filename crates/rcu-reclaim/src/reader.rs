@@ -346,6 +346,100 @@ pub(crate) fn nesting(rcu: &Rcu) -> u32 {
     }
 }
 
+/// Enters a read-side section without a guard (see `Rcu::read_lock_raw`).
+#[inline]
+pub(crate) fn raw_enter(rcu: &Rcu) {
+    std::mem::forget(ReadGuard::enter(rcu));
+}
+
+/// Leaves a section entered with `raw_enter`; `false` (and nothing done) if
+/// the thread is not inside one.
+#[inline]
+pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
+    let slot = current_slot(rcu);
+    // SAFETY: `current_slot` returns this thread's slot, alive while the
+    // thread's registration is.
+    if unsafe { (*slot).nest.get() } == 0 {
+        return false;
+    }
+    // The guard `raw_enter` forgot, rebuilt on the same thread: dropping it
+    // ends the section exactly as the original would have.
+    drop(ReadGuard {
+        rcu,
+        slot,
+        _not_send: PhantomData,
+    });
+    true
+}
+
+/// Hands this thread's slot in `rcu` back now rather than at thread exit;
+/// `false` (and nothing done) inside a read-side section.
+pub(crate) fn unregister(rcu: &Rcu) -> bool {
+    if nesting(rcu) > 0 {
+        return false;
+    }
+    let id = rcu.id();
+    let _ = CACHE.try_with(|c| {
+        if c.domain_id.get() == id {
+            c.domain_id.set(0);
+            c.slot.set(ptr::null());
+        }
+    });
+    crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
+        let _ = REGISTRATIONS.try_with(|regs| {
+            let gone: Vec<Registration> = {
+                let mut list = regs.list.borrow_mut();
+                let (gone, keep) = list.drain(..).partition(|r| r.domain_id == id);
+                *list = keep;
+                gone
+            };
+            // Dropped outside the borrow: the drop takes the orphans lock.
+            drop(gone);
+        });
+    });
+    true
+}
+
+/// In the child after `fork()`, only the calling thread exists: ends the
+/// sections of every other thread's slot (a reader caught inside one at the
+/// fork would hold up every grace period of the child), adopts their pages
+/// of deferred drops into `orphans` and frees the slots for reuse.
+#[cfg(not(loom))]
+pub(crate) fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
+    let id = rcu.id();
+    let mine = REGISTRATIONS
+        .try_with(|regs| {
+            regs.list
+                .borrow()
+                .iter()
+                .find(|r| r.domain_id == id)
+                .map_or(ptr::null(), |r| r.slot)
+        })
+        .unwrap_or(ptr::null());
+    let registry = rcu.registry();
+    registry.waiter.store(0, Ordering::Relaxed);
+    registry.for_each_slot(|slot| {
+        if ptr::eq(slot, mine) || !slot.in_use.load(Ordering::Relaxed) {
+            return;
+        }
+        slot.ctr.store(0, Ordering::Release);
+        // SAFETY: the slot's owner thread does not exist in the child, so
+        // nothing else reads or writes `nest`.
+        slot.nest.set(0);
+        let owner_free = crate::sync::try_lock(&slot.owner).is_some();
+        match slot.local.take_in_child() {
+            Ok(page) if owner_free => {
+                orphans.extend(page);
+                slot.in_use.store(false, Ordering::Release);
+            }
+            // The owner was inside a lock at the fork: the slot stays
+            // claimed (but quiescent) forever rather than reused.
+            Ok(page) => orphans.extend(page),
+            Err(()) => {}
+        }
+    });
+}
+
 /// A read-side critical section of an [`Rcu`] domain.
 ///
 /// Created by [`Rcu::read_lock`]; the section ends when the guard is dropped.

@@ -314,6 +314,24 @@ impl LocalBuffer {
         r
     }
 
+    /// In the child after `fork()`, for a buffer whose owner thread does not
+    /// exist there: takes its page. `Err` if the owner was inside the
+    /// buffer's lock or fast path at the fork, when the page's state is
+    /// unknown (it is then left alone, and the slot never reused).
+    #[cfg(not(loom))]
+    pub(crate) fn take_in_child(&self) -> Result<Option<BulkPage>, ()> {
+        let _held = crate::sync::try_lock(&self.lock).ok_or(())?;
+        if self.busy.load(Ordering::Acquire) {
+            return Err(());
+        }
+        // SAFETY: the owner does not exist in this process (only the thread
+        // that called fork() does, and it is not the owner), and we hold the
+        // lock, so nothing else touches the page.
+        let page = self.page.with_mut(|p| unsafe { (*p).take() });
+        self.reset_counts();
+        Ok(page)
+    }
+
     pub(crate) fn reset_counts(&self) {
         self.count.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);

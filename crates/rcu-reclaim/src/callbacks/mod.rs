@@ -15,6 +15,8 @@
 
 mod api;
 mod bulk;
+#[cfg(not(loom))]
+mod fork;
 mod segcblist;
 mod worker;
 
@@ -29,6 +31,8 @@ use crossbeam_utils::CachePadded;
 pub use api::{without_page_allocation, ReclaimSize};
 pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage, LocalBuffer};
 pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
+#[cfg(not(loom))]
+pub(crate) use fork::EngineLocks;
 use segcblist::SegCbList;
 pub(crate) use worker::Workers;
 

@@ -17,12 +17,26 @@ const YIELD_SLICE: Duration = Duration::from_millis(1);
 struct NodeState {
     work: bool,
     shutdown: bool,
+    /// Set by `pause` (before `fork()`): workers park holding no lock.
+    pause: bool,
+    /// Workers of the node that are running, and how many are parked.
+    running: usize,
+    parked: usize,
 }
 
 #[derive(Default)]
 struct Node {
     state: Mutex<NodeState>,
     wake: Condvar,
+    /// Signalled when a worker parks for `pause`.
+    parked: Condvar,
+}
+
+fn wait<'a, T>(cv: &Condvar, g: std::sync::MutexGuard<'a, T>) -> std::sync::MutexGuard<'a, T> {
+    match cv.wait(g) {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 #[derive(Default)]
@@ -66,6 +80,8 @@ impl Workers {
             for k in 0..self.per_node {
                 let nodes = self.nodes.clone();
                 let domain = Arc::downgrade(inner);
+                // Counted before the thread starts, so `pause` never misses it.
+                lock(&self.nodes[node].state).running += 1;
                 let spawned = thread::Builder::new()
                     .name(format!("rcu-cb-{}-n{node}.{k}", inner.id))
                     .spawn(move || run(&nodes[node], node, &domain));
@@ -77,6 +93,7 @@ impl Workers {
                     // Callbacks still run: the grace-period thread, barrier and
                     // domain drop invoke them too.
                     Err(e) => {
+                        lock(&self.nodes[node].state).running -= 1;
                         tracing::warn!(error = %e, node, "rcu-reclaim: cannot start a callback worker")
                     }
                 }
@@ -89,6 +106,49 @@ impl Workers {
         let n = &self.nodes[node];
         lock(&n.state).work = true;
         n.wake.notify_one();
+    }
+
+    /// Parks every worker where it holds no lock (before `fork()`); returns
+    /// once all running workers are parked.
+    pub(crate) fn pause(&self) {
+        for n in self.nodes.iter() {
+            let mut st = lock(&n.state);
+            st.pause = true;
+            n.wake.notify_all();
+            while st.parked < st.running && !st.shutdown {
+                st = wait(&n.parked, st);
+            }
+        }
+    }
+
+    /// Lets paused workers run again (in the parent after `fork()`).
+    pub(crate) fn resume(&self) {
+        for n in self.nodes.iter() {
+            lock(&n.state).pause = false;
+            n.wake.notify_all();
+        }
+    }
+
+    /// In the child after `fork()`: the workers do not exist there. Forget
+    /// them (their handles are leaked), so `ensure_started` starts new ones;
+    /// the new workers look at every shard once.
+    pub(crate) fn reset_in_child(&self) {
+        {
+            let mut t = lock(&self.threads);
+            for h in t.handles.drain(..) {
+                std::mem::forget(h);
+            }
+            t.ids.clear();
+            t.started = false;
+            self.started.store(false, Ordering::Release);
+        }
+        for n in self.nodes.iter() {
+            let mut st = lock(&n.state);
+            st.pause = false;
+            st.running = 0;
+            st.parked = 0;
+            st.work = true;
+        }
     }
 
     /// Stops every worker and joins those that are not the calling thread.
@@ -112,17 +172,31 @@ impl Workers {
 }
 
 fn run(node_slot: &Node, node: usize, domain: &Weak<Inner>) {
+    struct Running<'a>(&'a Node);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.state).running -= 1;
+            self.0.parked.notify_all();
+        }
+    }
+    let _running = Running(node_slot);
     loop {
         {
             let mut st = lock(&node_slot.state);
-            while !st.work && !st.shutdown {
-                st = match node_slot.wake.wait(st) {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-            }
-            if st.shutdown {
-                return;
+            loop {
+                if st.shutdown {
+                    return;
+                }
+                if st.pause {
+                    st.parked += 1;
+                    node_slot.parked.notify_all();
+                    st = wait(&node_slot.wake, st);
+                    st.parked -= 1;
+                } else if st.work {
+                    break;
+                } else {
+                    st = wait(&node_slot.wake, st);
+                }
             }
             st.work = false;
         }

@@ -1,0 +1,563 @@
+//! `call_rcu`, `rcu_barrier` and the `call_rcu_data` family.
+//!
+//! The grace period and its accounting belong to rcu-reclaim's callback
+//! engine: `call_rcu` queues a small trampoline there (so the backlog,
+//! pressure mode and `run_callbacks` see it). Once its grace period has
+//! elapsed the trampoline hands the `rcu_head` to the `call_rcu_data` that
+//! was chosen at `call_rcu` time (the thread's, else the CPU's, else the
+//! default, as liburcu picks), whose own thread invokes `func`, as in
+//! liburcu. A freed `call_rcu_data` forwards to the default one.
+
+use std::collections::VecDeque;
+use std::os::raw::{c_int, c_ulong};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+
+use crate::rcu;
+
+/// liburcu's `struct rcu_head`: a `cds_wfcq_node` (one pointer) then `func`.
+#[repr(C)]
+pub struct RcuHead {
+    next: *mut RcuHead,
+    func: Option<RcuFunc>,
+}
+
+/// A callback: `void (*func)(struct rcu_head *head)`.
+pub type RcuFunc = unsafe extern "C" fn(*mut RcuHead);
+
+const _: () = assert!(std::mem::size_of::<RcuHead>() == 16);
+
+/// A queued head. The C caller owns the memory and promised (by calling
+/// `call_rcu`) to leave it alone until `func` runs.
+struct Head(*mut RcuHead, usize);
+// SAFETY: the head is handed from the queueing thread to the thread that
+// invokes it, never used by two threads at once.
+unsafe impl Send for Head {}
+
+impl Head {
+    /// Invokes the callback.
+    fn invoke(self) {
+        // SAFETY: `call_rcu` stored `func` in the head, which the caller
+        // keeps valid until `func` runs, exactly once, here.
+        unsafe {
+            if let Some(f) = (*self.0).func {
+                f(self.0);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Head>,
+    bytes: usize,
+    /// Heads handed to this crdp, and heads invoked (by its thread or a
+    /// reclaimer): `rcu_barrier` waits for `done` to catch up.
+    handed: u64,
+    done: u64,
+    stop: bool,
+    stopped: bool,
+    /// Freed (or lost in a fork): heads go to the default crdp instead.
+    freed: bool,
+    pause: bool,
+    paused: bool,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// liburcu's `struct call_rcu_data`: a queue and the thread that invokes it.
+/// (liburcu's `URCU_CALL_RCU_RT` flag, a worker that polls instead of
+/// sleeping, is accepted and behaves like the default.)
+pub struct CallRcuData {
+    cpu_affinity: c_int,
+    tid: OnceLock<libc::pthread_t>,
+    state: Mutex<State>,
+    wake: Condvar,
+    /// Signalled when `done` grows, or the thread pauses or stops.
+    progress: Condvar,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wait<'a>(cv: &Condvar, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    cv.wait(g).unwrap_or_else(|p| p.into_inner())
+}
+
+impl CallRcuData {
+    fn spawn(cpu_affinity: c_int) -> Arc<CallRcuData> {
+        let crdp = Arc::new(CallRcuData {
+            cpu_affinity,
+            tid: OnceLock::new(),
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            progress: Condvar::new(),
+        });
+        let me = crdp.clone();
+        let handle = std::thread::Builder::new()
+            .name("urcu-call-rcu".into())
+            .spawn(move || me.run())
+            .unwrap_or_else(|e| crate::die(&format!("cannot start a call_rcu thread: {e}")));
+        use std::os::unix::thread::JoinHandleExt;
+        let _ = crdp.tid.set(handle.as_pthread_t());
+        lock(&crdp.state).handle = Some(handle);
+        crdp
+    }
+
+    /// The thread: invoke what is handed over, park for fork, stop on free.
+    fn run(self: Arc<Self>) {
+        if self.cpu_affinity >= 0 {
+            set_affinity(self.cpu_affinity);
+        }
+        rcu().register_thread();
+        // As liburcu: callbacks that queue callbacks use this crdp.
+        THREAD_CRDP.with(|t| t.set(Arc::as_ptr(&self)));
+        let mut st = lock(&self.state);
+        loop {
+            if st.pause {
+                st.paused = true;
+                self.progress.notify_all();
+                while st.pause {
+                    st = wait(&self.wake, st);
+                }
+                st.paused = false;
+                continue;
+            }
+            if !st.queue.is_empty() {
+                let batch = std::mem::take(&mut st.queue);
+                st.bytes = 0;
+                drop(st);
+                let n = batch.len() as u64;
+                batch.into_iter().for_each(Head::invoke);
+                st = lock(&self.state);
+                st.done += n;
+                self.progress.notify_all();
+                continue;
+            }
+            if st.stop {
+                st.stopped = true;
+                self.progress.notify_all();
+                return;
+            }
+            st = wait(&self.wake, st);
+        }
+    }
+
+    /// Hands a head whose grace period has elapsed to this crdp (or, if it
+    /// was freed, to the default one).
+    fn hand(self: &Arc<Self>, head: Head) {
+        let mut st = lock(&self.state);
+        if st.freed {
+            drop(st);
+            return default_crdp().hand(head);
+        }
+        st.bytes += head.1;
+        st.queue.push_back(head);
+        st.handed += 1;
+        self.wake.notify_one();
+    }
+
+    /// Heads handed over and not yet invoked, and their bytes.
+    pub(crate) fn backlog(&self) -> (usize, usize) {
+        let st = lock(&self.state);
+        ((st.handed - st.done) as usize, st.bytes)
+    }
+
+    /// Invokes everything handed over so far on the calling thread (a
+    /// reclaimer); returns how many, and their bytes.
+    pub(crate) fn drain_here(&self) -> (usize, usize) {
+        let (batch, bytes) = {
+            let mut st = lock(&self.state);
+            if st.pause {
+                return (0, 0);
+            }
+            let bytes = std::mem::take(&mut st.bytes);
+            (std::mem::take(&mut st.queue), bytes)
+        };
+        let n = batch.len();
+        batch.into_iter().for_each(Head::invoke);
+        lock(&self.state).done += n as u64;
+        self.progress.notify_all();
+        (n, bytes)
+    }
+
+    /// Waits until everything handed over before the call was invoked.
+    fn wait_drained(&self) {
+        let mut st = lock(&self.state);
+        let target = st.handed;
+        while st.done < target && !st.stopped && !st.freed {
+            st = wait(&self.progress, st);
+        }
+    }
+
+    /// Stops the thread after it has invoked its queue; `join` unless the
+    /// thread is the caller.
+    fn stop(&self) {
+        let handle = {
+            let mut st = lock(&self.state);
+            st.stop = true;
+            self.wake.notify_all();
+            while !st.stopped {
+                st = wait(&self.progress, st);
+            }
+            st.freed = true;
+            st.handle.take()
+        };
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Pauses the thread where it invokes nothing (before fork).
+    pub(crate) fn pause(&self) {
+        let mut st = lock(&self.state);
+        st.pause = true;
+        self.wake.notify_all();
+        while !st.paused && !st.stopped {
+            st = wait(&self.progress, st);
+        }
+    }
+
+    pub(crate) fn resume(&self) {
+        lock(&self.state).pause = false;
+        self.wake.notify_all();
+    }
+
+    /// In a forked child, where the thread does not exist: marks the crdp
+    /// freed and returns what it still held, for the new default crdp.
+    fn abandon_in_child(&self) -> VecDeque<Head> {
+        let mut st = lock(&self.state);
+        if let Some(h) = st.handle.take() {
+            std::mem::forget(h); // the thread is the parent's
+        }
+        st.freed = true;
+        st.stopped = true;
+        st.bytes = 0;
+        let q = std::mem::take(&mut st.queue);
+        st.done += q.len() as u64;
+        q
+    }
+
+    fn requeue(self: &Arc<Self>, heads: VecDeque<Head>) {
+        heads.into_iter().for_each(|h| self.hand(h));
+    }
+}
+
+fn set_affinity(cpu: c_int) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity get valid pointers to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+            eprintln!(
+                "[error] rcu-reclaim-urcu: cannot bind a call_rcu thread to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+thread_local! {
+    /// `set_thread_call_rcu_data`'s per-thread choice (no reference held).
+    static THREAD_CRDP: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
+}
+
+/// Every live crdp (each entry holds a reference); the lock is liburcu's
+/// `call_rcu_mutex`, held across fork.
+pub(crate) static ALL: Mutex<Vec<Arc<CallRcuData>>> = Mutex::new(Vec::new());
+/// The default crdp (a reference held by `ALL`).
+static DEFAULT: AtomicPtr<CallRcuData> = AtomicPtr::new(ptr::null_mut());
+/// Per-CPU choices (no references held: liburcu's caller frees them).
+static PER_CPU: OnceLock<Box<[AtomicPtr<CallRcuData>]>> = OnceLock::new();
+
+pub(crate) fn all() -> MutexGuard<'static, Vec<Arc<CallRcuData>>> {
+    ALL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn per_cpu() -> &'static [AtomicPtr<CallRcuData>] {
+    PER_CPU.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+        (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect()
+    })
+}
+
+/// The default crdp, created on first use.
+fn default_crdp() -> Arc<CallRcuData> {
+    let p = DEFAULT.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: the default crdp is never freed (only replaced in a forked
+        // child, where the old one is kept alive by the trampolines).
+        return unsafe { clone_raw(p) };
+    }
+    let mut all = all();
+    let p = DEFAULT.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: as above.
+        return unsafe { clone_raw(p) };
+    }
+    install_default(&mut all)
+}
+
+/// Creates the default crdp; the caller holds `ALL`.
+pub(crate) fn install_default(all: &mut Vec<Arc<CallRcuData>>) -> Arc<CallRcuData> {
+    let crdp = CallRcuData::spawn(-1);
+    all.push(crdp.clone());
+    DEFAULT.store(Arc::as_ptr(&crdp).cast_mut(), Ordering::Release);
+    crdp
+}
+
+/// A new reference to a crdp known by its C pointer.
+///
+/// # Safety
+/// `p` came from `Arc::as_ptr`/`into_raw` of a crdp that is still alive.
+unsafe fn clone_raw(p: *const CallRcuData) -> Arc<CallRcuData> {
+    // SAFETY: per the contract, the count is at least one.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Arc::from_raw(p)
+    }
+}
+
+/// The crdp `call_rcu` would use now: the thread's, the CPU's, the default.
+/// Called inside a read-side section (liburcu's contract for per-CPU ones).
+fn current_crdp() -> Arc<CallRcuData> {
+    let t = THREAD_CRDP.with(|t| t.get());
+    if !t.is_null() {
+        // SAFETY: liburcu's contract: a crdp set for a thread stays alive
+        // until the thread sets another.
+        return unsafe { clone_raw(t) };
+    }
+    if let Some(table) = PER_CPU.get() {
+        // SAFETY: sched_getcpu has no preconditions.
+        let cpu = unsafe { libc::sched_getcpu() };
+        if let Some(slot) = usize::try_from(cpu).ok().and_then(|c| table.get(c)) {
+            let p = slot.load(Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: liburcu's contract: a crdp removed from the table
+                // is freed only after a grace period, and we are inside a
+                // read-side section.
+                return unsafe { clone_raw(p) };
+            }
+        }
+    }
+    default_crdp()
+}
+
+/// Queues `head` (with `bytes` for the backlog) to run `func` after a grace
+/// period.
+pub(crate) fn queue(head: *mut RcuHead, func: RcuFunc, bytes: usize) {
+    // SAFETY: the caller passes a valid head it hands over to us.
+    unsafe {
+        (*head).next = ptr::null_mut();
+        (*head).func = Some(func);
+    }
+    let rcu = rcu();
+    rcu.read_lock_raw();
+    let crdp = current_crdp();
+    rcu.read_unlock_raw();
+    let head = Head(head, bytes);
+    rcu.call_sized(move || crdp.hand(head), bytes);
+}
+
+/// Schedules `func(head)` after a grace period.
+///
+/// # Safety
+/// `head` is valid and untouched by the caller until `func` runs.
+#[no_mangle]
+pub unsafe extern "C" fn urcu_memb_call_rcu(head: *mut RcuHead, func: RcuFunc) {
+    queue(head, func, 0);
+}
+
+/// Waits until every callback queued before the call has been invoked.
+#[no_mangle]
+pub extern "C" fn urcu_memb_barrier() {
+    let rcu = rcu();
+    if rcu.in_read_section() {
+        eprintln!("[error] rcu-reclaim-urcu: rcu_barrier() called from within RCU read-side critical section.");
+        return;
+    }
+    if crate::no_unwind(|| rcu.barrier()).is_none() {
+        return; // called from a defer_rcu callback: reported by the panic hook
+    }
+    let me = THREAD_CRDP.with(|t| t.get());
+    let crdps: Vec<_> = all().clone();
+    for c in crdps {
+        // A callback waiting for its own crdp would wait for itself.
+        if !ptr::eq(Arc::as_ptr(&c), me) {
+            c.wait_drained();
+        }
+    }
+}
+
+/// Creates a crdp with its own thread (bound to `cpu_affinity` if >= 0).
+#[no_mangle]
+pub extern "C" fn urcu_memb_create_call_rcu_data(
+    _flags: c_ulong,
+    cpu_affinity: c_int,
+) -> *mut CallRcuData {
+    let mut all = all();
+    let crdp = CallRcuData::spawn(cpu_affinity);
+    all.push(crdp.clone());
+    Arc::into_raw(crdp).cast_mut()
+}
+
+/// Stops a crdp's thread and frees it; what it still holds goes to the
+/// default crdp. Refuses (silently, as liburcu) NULL and the default.
+///
+/// # Safety
+/// `crdp` came from `create_call_rcu_data`, is no longer installed for any
+/// thread or CPU, a grace period has passed since it was removed, and it is
+/// freed once.
+#[no_mangle]
+pub unsafe extern "C" fn urcu_memb_call_rcu_data_free(crdp: *mut CallRcuData) {
+    if crdp.is_null() || ptr::eq(crdp, DEFAULT.load(Ordering::Acquire)) {
+        return;
+    }
+    // SAFETY: per the contract, `crdp` is the reference `create` returned.
+    let crdp = unsafe { Arc::from_raw(crdp.cast_const()) };
+    crdp.stop();
+    all().retain(|c| !Arc::ptr_eq(c, &crdp));
+    let left = std::mem::take(&mut lock(&crdp.state).queue);
+    if !left.is_empty() {
+        default_crdp().requeue(left);
+    }
+}
+
+/// The default crdp (created on first use).
+#[no_mangle]
+pub extern "C" fn urcu_memb_get_default_call_rcu_data() -> *mut CallRcuData {
+    Arc::as_ptr(&default_crdp()).cast_mut()
+}
+
+/// The crdp installed for `cpu`, or NULL.
+#[no_mangle]
+pub extern "C" fn urcu_memb_get_cpu_call_rcu_data(cpu: c_int) -> *mut CallRcuData {
+    let Some(table) = PER_CPU.get() else {
+        return ptr::null_mut();
+    };
+    usize::try_from(cpu)
+        .ok()
+        .and_then(|c| table.get(c))
+        .map_or(ptr::null_mut(), |s| s.load(Ordering::Acquire))
+}
+
+/// The crdp installed for the calling thread, or NULL.
+#[no_mangle]
+pub extern "C" fn urcu_memb_get_thread_call_rcu_data() -> *mut CallRcuData {
+    THREAD_CRDP.with(|t| t.get()).cast_mut()
+}
+
+/// The crdp `call_rcu` uses on this thread now.
+#[no_mangle]
+pub extern "C" fn urcu_memb_get_call_rcu_data() -> *mut CallRcuData {
+    Arc::as_ptr(&current_crdp()).cast_mut()
+}
+
+/// Installs `crdp` (or NULL) for the calling thread.
+#[no_mangle]
+pub extern "C" fn urcu_memb_set_thread_call_rcu_data(crdp: *mut CallRcuData) {
+    THREAD_CRDP.with(|t| t.set(crdp));
+}
+
+/// Installs `crdp` for `cpu`: 0, or `-EINVAL` (CPU out of range) or
+/// `-EEXIST` (one is installed and `crdp` is not NULL), with `errno` set.
+#[no_mangle]
+pub extern "C" fn urcu_memb_set_cpu_call_rcu_data(cpu: c_int, crdp: *mut CallRcuData) -> c_int {
+    let _all = all();
+    let Some(slot) = usize::try_from(cpu).ok().and_then(|c| per_cpu().get(c)) else {
+        eprintln!("[error] rcu-reclaim-urcu: set CPU # out of range");
+        return fail(libc::EINVAL);
+    };
+    if !crdp.is_null() && !slot.load(Ordering::Acquire).is_null() {
+        return fail(libc::EEXIST);
+    }
+    slot.store(crdp, Ordering::Release);
+    0
+}
+
+fn fail(errno: c_int) -> c_int {
+    // SAFETY: __errno_location returns this thread's errno.
+    unsafe { *libc::__errno_location() = errno };
+    -errno
+}
+
+/// Creates and installs a crdp for every CPU that has none; 0 on success.
+#[no_mangle]
+pub extern "C" fn urcu_memb_create_all_cpu_call_rcu_data(flags: c_ulong) -> c_int {
+    for cpu in 0..per_cpu().len() as c_int {
+        if !urcu_memb_get_cpu_call_rcu_data(cpu).is_null() {
+            continue;
+        }
+        let crdp = urcu_memb_create_call_rcu_data(flags, cpu);
+        let ret = urcu_memb_set_cpu_call_rcu_data(cpu, crdp);
+        if ret != 0 {
+            // SAFETY: just created, never installed.
+            unsafe { urcu_memb_call_rcu_data_free(crdp) };
+            if ret != -libc::EEXIST {
+                return ret;
+            }
+        }
+    }
+    0
+}
+
+/// Uninstalls and frees every per-CPU crdp (their callbacks still run).
+#[no_mangle]
+pub extern "C" fn urcu_memb_free_all_cpu_call_rcu_data() {
+    let Some(table) = PER_CPU.get() else {
+        return;
+    };
+    let old: Vec<*mut CallRcuData> = table
+        .iter()
+        .map(|s| s.swap(ptr::null_mut(), Ordering::AcqRel))
+        .filter(|p| !p.is_null())
+        .collect();
+    // call_rcu may still be using them inside its read-side section.
+    urcu_memb_synchronize_rcu_wrapper();
+    for p in old {
+        // SAFETY: uninstalled a grace period ago; created by
+        // `create_all_cpu_call_rcu_data` or the caller, freed once here.
+        unsafe { urcu_memb_call_rcu_data_free(p) };
+    }
+}
+
+fn urcu_memb_synchronize_rcu_wrapper() {
+    crate::reader::urcu_memb_synchronize_rcu();
+}
+
+/// The thread that invokes `crdp`'s callbacks.
+///
+/// # Safety
+/// `crdp` is a live crdp from this library.
+#[no_mangle]
+pub unsafe extern "C" fn urcu_memb_get_call_rcu_thread(crdp: *mut CallRcuData) -> libc::pthread_t {
+    // SAFETY: per the contract.
+    let crdp = unsafe { &*crdp };
+    crdp.tid.get().copied().unwrap_or(0)
+}
+
+/// In a forked child: liburcu's `call_rcu_after_fork_child` — a new default
+/// crdp with a live thread takes over everything the old ones held; the
+/// per-CPU table and this thread's choice are cleared. The caller holds
+/// `ALL` (taken before the fork).
+pub(crate) fn rebuild_in_child(all: &mut Vec<Arc<CallRcuData>>) {
+    if all.is_empty() {
+        return; // call_rcu was never used
+    }
+    let old = std::mem::take(all);
+    DEFAULT.store(ptr::null_mut(), Ordering::Release);
+    if let Some(table) = PER_CPU.get() {
+        table
+            .iter()
+            .for_each(|s| s.store(ptr::null_mut(), Ordering::Release));
+    }
+    THREAD_CRDP.with(|t| t.set(ptr::null()));
+    let new_default = install_default(all);
+    for c in old {
+        new_default.requeue(c.abandon_in_child());
+    }
+}

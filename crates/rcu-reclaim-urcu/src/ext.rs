@@ -1,0 +1,144 @@
+//! Our extensions, declared in `include/rcu_reclaim.h`: pressure signals,
+//! the backlog, `run_callbacks` for a reclaimer, statistics as JSON.
+
+use std::ffi::{c_char, CString};
+use std::os::raw::{c_int, c_long};
+use std::sync::Mutex;
+
+use rcu_reclaim::{NodeMask, PressureGuard};
+
+use crate::call_rcu::{self, RcuFunc, RcuHead};
+use crate::rcu;
+
+/// Pressure signals started from C, by node (`-1`: all nodes).
+static PRESSURE: Mutex<Vec<(c_int, PressureGuard)>> = Mutex::new(Vec::new());
+
+fn check_node(node: c_int) -> Option<usize> {
+    let nodes = rcu().topology().nodes();
+    match usize::try_from(node) {
+        Ok(n) if n < nodes => Some(n),
+        _ => None,
+    }
+}
+
+/// Signals memory pressure on NUMA `node` (`-1`: every node) until the
+/// matching `rcu_reclaim_pressure_end`. Returns 0, or `-EINVAL` for a node
+/// out of range.
+#[no_mangle]
+pub extern "C" fn rcu_reclaim_pressure_start(node: c_int) -> c_int {
+    let guard = if node == -1 {
+        rcu().pressure_start_all()
+    } else {
+        match check_node(node) {
+            Some(n) => rcu().pressure_start(n),
+            None => return -libc::EINVAL,
+        }
+    };
+    PRESSURE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((node, guard));
+    0
+}
+
+/// Ends one pressure signal started on `node`. Returns 0, or `-EINVAL` if
+/// none is active there.
+#[no_mangle]
+pub extern "C" fn rcu_reclaim_pressure_end(node: c_int) -> c_int {
+    let guard = {
+        let mut list = PRESSURE.lock().unwrap_or_else(|p| p.into_inner());
+        match list.iter().rposition(|(n, _)| *n == node) {
+            Some(i) => list.swap_remove(i).1,
+            None => return -libc::EINVAL,
+        }
+    };
+    guard.end();
+    0
+}
+
+/// Callbacks queued with `call_rcu`/`defer_rcu` and not yet invoked.
+#[no_mangle]
+pub extern "C" fn rcu_reclaim_pending() -> usize {
+    rcu().pending() + crdp_backlog().0
+}
+
+/// Bytes the pending callbacks will free, as declared through
+/// `rcu_reclaim_call_rcu_sized` (plain `call_rcu` declares 0).
+#[no_mangle]
+pub extern "C" fn rcu_reclaim_pending_bytes() -> usize {
+    rcu().pending_bytes() + crdp_backlog().1
+}
+
+fn crdp_backlog() -> (usize, usize) {
+    let crdps = call_rcu::all().clone();
+    crdps
+        .iter()
+        .map(|c| c.backlog())
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+}
+
+/// `call_rcu`, declaring the bytes `func` will free, so the backlog and
+/// pressure decisions see them.
+///
+/// # Safety
+/// As `call_rcu`.
+#[no_mangle]
+pub unsafe extern "C" fn rcu_reclaim_call_rcu_sized(
+    head: *mut RcuHead,
+    func: RcuFunc,
+    bytes: usize,
+) {
+    call_rcu::queue(head, func, bytes);
+}
+
+/// For a memory reclaimer: frees what RCU can on `node` (`-1`: every node)
+/// at `priority` 12 (gentle: run what is ready) to 0 (desperate: wait for a
+/// grace period and run everything), on the calling thread, including what
+/// call_rcu threads have not invoked yet. Returns the callbacks run, or
+/// `-EINVAL` for a node or priority out of range. Do not call it inside a
+/// read-side section or from a callback.
+#[no_mangle]
+pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_long {
+    let Ok(priority) = u8::try_from(priority) else {
+        return -(libc::EINVAL as c_long);
+    };
+    if priority > 12 {
+        return -(libc::EINVAL as c_long);
+    }
+    let mask = if node == -1 {
+        NodeMask::all()
+    } else {
+        match check_node(node) {
+            Some(n) => NodeMask::node(n),
+            None => return -(libc::EINVAL as c_long),
+        }
+    };
+    let Some(report) = crate::no_unwind(|| rcu().run_callbacks(&mask, priority)) else {
+        return 0;
+    };
+    let crdps = call_rcu::all().clone();
+    let drained: usize = crdps.iter().map(|c| c.drain_here().0).sum();
+    (report.invoked + drained) as c_long
+}
+
+/// The domain's statistics as a JSON object (a NUL-terminated string the
+/// caller frees with `rcu_reclaim_free_string`), or NULL on failure.
+#[no_mangle]
+pub extern "C" fn rcu_reclaim_stats_json() -> *mut c_char {
+    let Ok(json) = serde_json::to_string(&rcu().stats()) else {
+        return std::ptr::null_mut();
+    };
+    CString::new(json).map_or(std::ptr::null_mut(), CString::into_raw)
+}
+
+/// Frees a string returned by `rcu_reclaim_stats_json` (NULL is ignored).
+///
+/// # Safety
+/// `s` came from `rcu_reclaim_stats_json` and is freed once.
+#[no_mangle]
+pub unsafe extern "C" fn rcu_reclaim_free_string(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: per the contract, `s` came from `CString::into_raw`.
+        drop(unsafe { CString::from_raw(s) });
+    }
+}

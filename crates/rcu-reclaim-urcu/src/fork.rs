@@ -1,0 +1,130 @@
+//! liburcu's fork hooks (`call_rcu_before_fork`, `..._after_fork_parent`,
+//! `..._after_fork_child`) and the registration of liburcu-cds's own.
+//!
+//! Before the fork the `call_rcu_data` list is locked, every crdp thread
+//! and the domain's background threads are parked where they hold nothing
+//! ([`rcu_reclaim::Rcu::prepare_fork`]); after it, the parent resumes them
+//! all, and the child rebuilds: the domain starts new threads for what was
+//! queued before the fork, and a new default crdp (with a live thread)
+//! takes over every callback the old crdps held, as in liburcu.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rcu_reclaim::ForkGuard;
+
+use crate::call_rcu::{self, CallRcuData};
+use crate::rcu;
+use crate::reader::UrcuAtfork;
+
+struct Held {
+    // Dropped in this order.
+    domain: Option<ForkGuard<'static>>,
+    all: MutexGuard<'static, Vec<Arc<CallRcuData>>>,
+}
+
+thread_local! {
+    /// What `before_fork` holds until the matching `after_fork_*` (the same
+    /// thread: the one that forks).
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// liburcu-cds's registered hooks and their reference count.
+struct Atfork(*mut UrcuAtfork, usize);
+// SAFETY: the registered struct is owned by liburcu-cds for as long as it is
+// registered, and only read here.
+unsafe impl Send for Atfork {}
+static ATFORK: Mutex<Atfork> = Mutex::new(Atfork(std::ptr::null_mut(), 0));
+
+fn atfork(pick: impl Fn(&UrcuAtfork) -> Option<unsafe extern "C" fn(*mut std::ffi::c_void)>) {
+    let a = ATFORK.lock().unwrap_or_else(|p| p.into_inner()).0;
+    if a.is_null() {
+        return;
+    }
+    // SAFETY: registered and not unregistered (see `Atfork`).
+    let a = unsafe { &*a };
+    if let Some(f) = pick(a) {
+        // SAFETY: liburcu-cds's hook with its own private pointer.
+        unsafe { f(a.priv_) };
+    }
+}
+
+/// Quiesces RCU before `fork()` (for `pthread_atfork` or a manual call).
+#[no_mangle]
+pub extern "C" fn urcu_memb_call_rcu_before_fork() {
+    let all = call_rcu::all();
+    atfork(|a| a.before_fork);
+    all.iter().for_each(|c| c.pause());
+    let rcu = rcu();
+    let domain = if rcu.in_read_section() {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: fork() prepared inside a read-side critical section; \
+             the child may not be able to run grace periods"
+        );
+        None
+    } else {
+        crate::no_unwind(|| rcu.prepare_fork())
+    };
+    HELD.with(|h| *h.borrow_mut() = Some(Held { domain, all }));
+}
+
+/// Resumes RCU in the parent after `fork()`.
+#[no_mangle]
+pub extern "C" fn urcu_memb_call_rcu_after_fork_parent() {
+    let Some(held) = HELD.with(|h| h.borrow_mut().take()) else {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: call_rcu_after_fork_parent() without call_rcu_before_fork()"
+        );
+        return;
+    };
+    if let Some(d) = held.domain {
+        d.parent();
+    }
+    held.all.iter().for_each(|c| c.resume());
+    atfork(|a| a.after_fork_parent);
+    drop(held.all);
+}
+
+/// Makes RCU and call_rcu usable in the child after `fork()`: callbacks
+/// queued before the fork still run, new ones work.
+#[no_mangle]
+pub extern "C" fn urcu_memb_call_rcu_after_fork_child() {
+    let Some(mut held) = HELD.with(|h| h.borrow_mut().take()) else {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: call_rcu_after_fork_child() without call_rcu_before_fork()"
+        );
+        return;
+    };
+    if let Some(d) = held.domain.take() {
+        d.child();
+    }
+    call_rcu::rebuild_in_child(&mut held.all);
+    drop(held.all);
+    atfork(|a| a.after_fork_child);
+}
+
+/// Registers liburcu-cds's fork hooks (reference counted, as liburcu).
+///
+/// # Safety
+/// `atfork` stays valid until unregistered.
+#[no_mangle]
+pub unsafe extern "C" fn urcu_memb_register_rculfhash_atfork(atfork: *mut UrcuAtfork) {
+    let mut a = ATFORK.lock().unwrap_or_else(|p| p.into_inner());
+    if a.1 == 0 {
+        a.0 = atfork;
+    }
+    a.1 += 1;
+}
+
+/// Drops one registration of liburcu-cds's fork hooks.
+///
+/// # Safety
+/// Pairs with a registration.
+#[no_mangle]
+pub unsafe extern "C" fn urcu_memb_unregister_rculfhash_atfork(_atfork: *mut UrcuAtfork) {
+    let mut a = ATFORK.lock().unwrap_or_else(|p| p.into_inner());
+    a.1 = a.1.saturating_sub(1);
+    if a.1 == 0 {
+        a.0 = std::ptr::null_mut();
+    }
+}

@@ -1,0 +1,153 @@
+//! Surviving `fork()`: a child process keeps using the domain.
+//!
+//! Only the thread that calls `fork()` exists in the child. The domain's
+//! background threads (the grace-period thread, the callback workers) and
+//! every other reader are gone, and any lock one of them held stays held
+//! forever. [`Rcu::prepare_fork`] therefore parks the background threads
+//! where they hold nothing and takes the domain's locks; after the fork,
+//! [`ForkGuard::parent`] releases everything, and [`ForkGuard::child`]
+//! releases everything, forgets the threads, ends the read-side sections
+//! of threads that do not exist in the child, and starts new threads so
+//! that callbacks queued before the fork still run. This is what liburcu's
+//! `call_rcu_before_fork` / `call_rcu_after_fork_parent` /
+//! `call_rcu_after_fork_child` do for its call_rcu threads.
+
+use std::time::Instant;
+
+use crate::callbacks::EngineLocks;
+use crate::domain::Rcu;
+use crate::sync::Locked;
+
+/// The domain's state held still across `fork()`, from
+/// [`Rcu::prepare_fork`]. Call [`parent`](ForkGuard::parent) in the parent
+/// and [`child`](ForkGuard::child) in the child; dropping it is `parent`.
+///
+/// ```no_run
+/// let rcu = rcu_reclaim::Rcu::global();
+/// let guard = rcu.prepare_fork();
+/// // SAFETY: the child only uses async-signal-safe calls and the domain,
+/// // which `child()` made ready.
+/// match unsafe { libc::fork() } {
+///     0 => {
+///         guard.child();
+///         rcu.call(|| {}); // callbacks work in the child
+///         rcu.barrier();
+///         unsafe { libc::_exit(0) };
+///     }
+///     _ => guard.parent(),
+/// }
+/// ```
+#[must_use = "the domain stays stopped until the guard is resolved with parent() or child()"]
+pub struct ForkGuard<'a> {
+    rcu: &'a Rcu,
+    // Dropped in this order: the reverse of the order they were taken in.
+    pressure: Option<Locked<'a, Option<Instant>>>,
+    engine: Option<EngineLocks<'a>>,
+}
+
+impl Rcu {
+    /// Gets the domain ready for `fork()`: parks its background threads
+    /// where they hold no lock and takes its locks, so the child inherits a
+    /// consistent domain. Grace periods and callbacks wait until the guard is
+    /// resolved; call `fork()` next, then [`ForkGuard::parent`] or
+    /// [`ForkGuard::child`].
+    ///
+    /// # Panics
+    /// Inside a read-side section of this domain (a grace period in
+    /// progress may be waiting for it, and the domain could not be stopped).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.call(|| {});
+    /// let guard = rcu.prepare_fork();
+    /// guard.parent(); // no fork happened: everything runs again
+    /// rcu.barrier();
+    /// assert_eq!(rcu.pending(), 0);
+    /// ```
+    #[track_caller]
+    pub fn prepare_fork(&self) -> ForkGuard<'_> {
+        self.assert_not_in_section("prepare_fork()");
+        let inner = self.inner();
+        inner.gp.kthread.pause();
+        inner.callbacks.workers.pause();
+        let engine = inner
+            .callbacks
+            .lock_for_fork(&inner.registry.orphans, || inner.gp.lock_gp());
+        let pressure = inner.callbacks.pressure.lock_for_fork();
+        ForkGuard {
+            rcu: self,
+            pressure: Some(pressure),
+            engine: Some(engine),
+        }
+    }
+}
+
+impl ForkGuard<'_> {
+    /// In the parent after `fork()` (or if it failed): lets the domain run
+    /// again.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// rcu.prepare_fork().parent();
+    /// rcu.synchronize();
+    /// ```
+    pub fn parent(self) {}
+
+    /// In the child after `fork()`: makes the domain usable by this process,
+    /// the calling thread being its only thread. Sections other threads were
+    /// inside at the fork are ended (they do not exist here), their buffered
+    /// deferred drops are adopted, and new background threads are started
+    /// for what was queued before the fork. Pressure signals that other
+    /// threads of the parent held stay counted.
+    ///
+    /// Call it only in a child process created by `fork()` right after
+    /// [`Rcu::prepare_fork`] (it forgets the domain's threads).
+    ///
+    /// ```no_run
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let guard = rcu.prepare_fork();
+    /// if unsafe { libc::fork() } == 0 {
+    ///     guard.child();
+    ///     rcu.synchronize();
+    ///     unsafe { libc::_exit(0) };
+    /// }
+    /// ```
+    pub fn child(mut self) {
+        let rcu = self.rcu;
+        let inner = rcu.inner();
+        if let Some(engine) = self.engine.as_mut() {
+            crate::reader::reset_in_child(rcu, &mut engine.orphans);
+        }
+        inner.gp.kthread.reset_in_child();
+        inner.callbacks.workers.reset_in_child();
+        self.release();
+        if rcu.pending() > 0 {
+            inner.callbacks.workers.ensure_started(inner);
+            inner.gp.kthread.kick(inner);
+        }
+    }
+
+    fn release(&mut self) {
+        self.pressure = None;
+        self.engine = None;
+        let inner = self.rcu.inner();
+        inner.callbacks.workers.resume();
+        inner.gp.kthread.resume();
+    }
+}
+
+impl Drop for ForkGuard<'_> {
+    fn drop(&mut self) {
+        if self.engine.is_some() {
+            self.release();
+        }
+    }
+}
+
+impl std::fmt::Debug for ForkGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForkGuard")
+            .field("domain", &self.rcu.id())
+            .finish_non_exhaustive()
+    }
+}

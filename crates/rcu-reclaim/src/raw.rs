@@ -1,0 +1,81 @@
+//! Guard-less read-side sections, explicit thread registration and
+//! grace-period numbers, for foreign-function interfaces (the liburcu C ABI
+//! in `rcu-reclaim-urcu`), where a section begins and ends in separate calls.
+
+use crate::domain::Rcu;
+
+impl Rcu {
+    /// Enters a read-side section without a guard; end it with
+    /// [`read_unlock_raw`](Rcu::read_unlock_raw) on the same thread. Nests
+    /// with guards and other raw sections. Prefer [`read_lock`](Rcu::read_lock)
+    /// in Rust: a raw section that is never ended holds up every grace period
+    /// until the thread exits.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// rcu.read_lock_raw();
+    /// assert!(rcu.in_read_section());
+    /// assert!(rcu.read_unlock_raw());
+    /// assert!(!rcu.in_read_section());
+    /// ```
+    #[inline]
+    pub fn read_lock_raw(&self) {
+        crate::reader::raw_enter(self);
+    }
+
+    /// Ends the innermost section entered with
+    /// [`read_lock_raw`](Rcu::read_lock_raw). Returns `false`, and does
+    /// nothing, if the thread is not inside a section (an unbalanced unlock).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// assert!(!rcu.read_unlock_raw()); // nothing to end
+    /// ```
+    #[inline]
+    pub fn read_unlock_raw(&self) -> bool {
+        crate::reader::raw_exit(self)
+    }
+
+    /// Registers the calling thread as a reader now (it is otherwise
+    /// registered by its first `read_lock`). Idempotent.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.register_thread();
+    /// rcu.register_thread();
+    /// assert_eq!(rcu.stats().registered_readers, 1);
+    /// ```
+    pub fn register_thread(&self) {
+        crate::reader::current_slot(self);
+    }
+
+    /// Hands the calling thread's reader slot back now instead of at thread
+    /// exit (its buffered deferred drops go to the domain). Returns `false`,
+    /// and does nothing, inside a read-side section. A later `read_lock`
+    /// registers the thread again.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.register_thread();
+    /// assert!(rcu.unregister_thread());
+    /// assert_eq!(rcu.stats().registered_readers, 0);
+    /// ```
+    pub fn unregister_thread(&self) -> bool {
+        crate::reader::unregister(self)
+    }
+
+    /// Whether a full grace period has elapsed since a cookie whose
+    /// [`seq`](crate::Cookie::seq) was `seq` was taken from this domain: the
+    /// form of [`poll`](Rcu::poll) for callers that keep only the number
+    /// (liburcu's `struct urcu_gp_poll_state`).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let seq = rcu.start_poll().seq();
+    /// rcu.synchronize();
+    /// assert!(rcu.poll_seq(seq));
+    /// ```
+    pub fn poll_seq(&self, seq: u64) -> bool {
+        self.inner().gp.done(seq)
+    }
+}
