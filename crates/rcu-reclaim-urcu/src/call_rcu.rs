@@ -114,6 +114,7 @@ impl CallRcuData {
         rcu().register_thread();
         // As liburcu: callbacks that queue callbacks use this crdp.
         THREAD_CRDP.with(|t| t.set(Arc::as_ptr(&self)));
+        WORKER_OF.with(|t| t.set(Arc::as_ptr(&self)));
         let mut st = lock(&self.state);
         loop {
             if st.pause {
@@ -167,7 +168,7 @@ impl CallRcuData {
 
     /// Invokes everything handed over so far on the calling thread (a
     /// reclaimer); returns how many, and their bytes.
-    pub(crate) fn drain_here(&self) -> (usize, usize) {
+    fn drain_here(&self) -> (usize, usize) {
         let (batch, bytes) = {
             let mut st = lock(&self.state);
             if st.pause {
@@ -263,6 +264,8 @@ fn set_affinity(cpu: c_int) {
 thread_local! {
     /// `set_thread_call_rcu_data`'s per-thread choice (no reference held).
     static THREAD_CRDP: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
+    /// On a crdp's own thread: that crdp.
+    static WORKER_OF: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
 }
 
 /// Every live crdp (each entry holds a reference); the lock is liburcu's
@@ -383,11 +386,20 @@ pub extern "C" fn urcu_memb_barrier() {
     if crate::no_unwind(|| rcu.barrier()).is_none() {
         return; // called from a defer_rcu callback: reported by the panic hook
     }
-    let me = THREAD_CRDP.with(|t| t.get());
+    wait_all_drained(false);
+}
+
+/// Waits until every crdp has invoked what it was handed before the call,
+/// first invoking it on the calling thread if `here`. Skips the caller's
+/// own crdp (a callback waiting for its own crdp would wait for itself).
+pub(crate) fn wait_all_drained(here: bool) {
+    let me = WORKER_OF.with(|t| t.get());
     let crdps: Vec<_> = all().clone();
     for c in crdps {
-        // A callback waiting for its own crdp would wait for itself.
         if !ptr::eq(Arc::as_ptr(&c), me) {
+            if here {
+                c.drain_here();
+            }
             c.wait_drained();
         }
     }

@@ -93,10 +93,12 @@ pub unsafe extern "C" fn rcu_reclaim_call_rcu_sized(
 
 /// For a memory reclaimer: frees what RCU can on `node` (`-1`: every node)
 /// at `priority` 12 (gentle: run what is ready) to 0 (desperate: wait for a
-/// grace period and run everything), on the calling thread, including what
-/// call_rcu threads have not invoked yet. Returns the callbacks run, or
-/// `-EINVAL` for a node or priority out of range. Do not call it inside a
-/// read-side section or from a callback.
+/// grace period and run everything), on the calling thread; callbacks past
+/// their grace period that call_rcu threads have not invoked yet are invoked
+/// here too, so all of them have run when it returns. Returns how many
+/// callbacks the engine released for running (each of them has run by the
+/// time it returns), or `-EINVAL` for a node or priority out of range. Do
+/// not call it inside a read-side section or from a callback.
 #[no_mangle]
 pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_long {
     let Ok(priority) = u8::try_from(priority) else {
@@ -116,9 +118,8 @@ pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_l
     let Some(report) = crate::no_unwind(|| rcu().run_callbacks(&mask, priority)) else {
         return 0;
     };
-    let crdps = call_rcu::all().clone();
-    let drained: usize = crdps.iter().map(|c| c.drain_here().0).sum();
-    (report.invoked + drained) as c_long
+    call_rcu::wait_all_drained(true);
+    report.invoked as c_long
 }
 
 /// The domain's statistics as a JSON object (a NUL-terminated string the

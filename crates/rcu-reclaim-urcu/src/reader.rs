@@ -71,6 +71,11 @@ pub struct UrcuGpPollState {
     pub grace_period_id: c_ulong,
 }
 
+const _: () = assert!(
+    std::mem::size_of::<c_ulong>() == 8,
+    "liburcu's grace_period_id must hold a u64"
+);
+
 /// Starts a grace period if needed and returns a snapshot to poll (0.14).
 #[no_mangle]
 pub extern "C" fn urcu_memb_start_poll_synchronize_rcu() -> UrcuGpPollState {
@@ -81,7 +86,10 @@ pub extern "C" fn urcu_memb_start_poll_synchronize_rcu() -> UrcuGpPollState {
 
 /// Whether a grace period has elapsed since `state` was taken (0.14).
 #[no_mangle]
+#[allow(clippy::unnecessary_cast)] // c_ulong is u64 here, not everywhere
 pub extern "C" fn urcu_memb_poll_state_synchronize_rcu(state: UrcuGpPollState) -> bool {
+    // `unsigned long` is 64 bits on every target the library builds for
+    // (see the assertion below).
     rcu().poll_seq(state.grace_period_id as u64)
 }
 

@@ -1,0 +1,101 @@
+/* rcu-reclaim-urcu only: liburcu 0.14's polled grace periods (declared
+ * here: Debian's 0.13 headers lack them) and our rcu_reclaim.h extensions.
+ * Linked directly against librcu_reclaim_urcu.so. */
+#include "common.h"
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+#include <rcu_reclaim.h>
+
+struct urcu_gp_poll_state {
+	unsigned long grace_period_id;
+};
+struct urcu_gp_poll_state urcu_memb_start_poll_synchronize_rcu(void);
+bool urcu_memb_poll_state_synchronize_rcu(struct urcu_gp_poll_state state);
+
+struct obj {
+	char payload[1000];
+	struct rcu_head rcu;
+};
+
+static void free_obj(struct rcu_head *head)
+{
+	free(caa_container_of(head, struct obj, rcu));
+}
+
+int main(void)
+{
+	rcu_register_thread();
+
+	/* Polled grace periods: complete after a grace period, and on their
+	 * own (the grace-period thread runs one) without anyone waiting. */
+	struct urcu_gp_poll_state s = urcu_memb_start_poll_synchronize_rcu();
+	synchronize_rcu();
+	CHECK(urcu_memb_poll_state_synchronize_rcu(s));
+	s = urcu_memb_start_poll_synchronize_rcu();
+	int spins = 0;
+	while (!urcu_memb_poll_state_synchronize_rcu(s) && spins++ < 10000)
+		poll(NULL, 0, 1);
+	CHECK(urcu_memb_poll_state_synchronize_rcu(s));
+	/* Inside a section nothing can complete: a snapshot stays pending. */
+	rcu_read_lock();
+	s = urcu_memb_start_poll_synchronize_rcu();
+	poll(NULL, 0, 20);
+	CHECK(!urcu_memb_poll_state_synchronize_rcu(s));
+	rcu_read_unlock();
+
+	/* The backlog in callbacks and bytes, then run_callbacks drains it. */
+	rcu_barrier();
+	CHECK(rcu_reclaim_pending() == 0);
+	CHECK(rcu_reclaim_pending_bytes() == 0);
+	for (int i = 0; i < 10; i++) {
+		struct obj *o = malloc(sizeof(*o));
+		rcu_reclaim_call_rcu_sized(&o->rcu, free_obj, sizeof(*o));
+	}
+	CHECK(rcu_reclaim_pending() == 10);
+	CHECK(rcu_reclaim_pending_bytes() == 10 * sizeof(struct obj));
+	CHECK(rcu_reclaim_run_callbacks(-1, 13) == -EINVAL);
+	CHECK(rcu_reclaim_run_callbacks(100000, 0) == -EINVAL);
+	/* At priority 0 it is a barrier: nothing is left when it returns
+	 * (a worker may have released some callbacks meanwhile, which then
+	 * do not count in its result). */
+	long ran = rcu_reclaim_run_callbacks(-1, 0);
+	CHECK(ran >= 0 && ran <= 10);
+	CHECK(rcu_reclaim_pending() == 0);
+	CHECK(rcu_reclaim_pending_bytes() == 0);
+
+	/* Pressure signals nest and must be paired. */
+	CHECK(rcu_reclaim_pressure_start(-1) == 0);
+	CHECK(rcu_reclaim_pressure_start(0) == 0);
+	CHECK(rcu_reclaim_pressure_start(100000) == -EINVAL);
+	char *json = rcu_reclaim_stats_json();
+	CHECK(json != NULL);
+	CHECK(strstr(json, "\"flavor\"") != NULL);
+	CHECK(strstr(json, "\"pressure\":2") != NULL);
+	rcu_reclaim_free_string(json);
+	rcu_reclaim_free_string(NULL);
+	CHECK(rcu_reclaim_pressure_end(0) == 0);
+	CHECK(rcu_reclaim_pressure_end(-1) == 0);
+	CHECK(rcu_reclaim_pressure_end(-1) == -EINVAL);
+
+	/* Registration is harmless to repeat, and unregistering inside a
+	 * section is refused. */
+	rcu_register_thread();
+	rcu_read_lock();
+	rcu_unregister_thread();
+	CHECK(rcu_read_ongoing());
+	rcu_read_unlock();
+	rcu_unregister_thread();
+	rcu_read_lock(); /* registers again on use */
+	rcu_read_unlock();
+
+	/* The flavor table points at the same functions. */
+	CHECK(rcu_flavor.read_lock == urcu_memb_read_lock);
+	CHECK(rcu_flavor.update_synchronize_rcu == urcu_memb_synchronize_rcu);
+	rcu_flavor.read_lock();
+	CHECK(rcu_read_ongoing());
+	rcu_flavor.read_unlock();
+	printf("extensions ok\n");
+	return 0;
+}

@@ -1,0 +1,133 @@
+//! The C ABI, exercised by C programs of our own compiled against Debian's
+//! liburcu-dev 0.13 headers (no `_LGPL_SOURCE`): each one runs against the
+//! real `liburcu-memb.so.8` and against this library dropped in as
+//! `liburcu-memb.so.8` through `LD_LIBRARY_PATH`, and must print the same.
+//!
+//! The tests build the cdylib themselves (`cargo build -p
+//! rcu-reclaim-urcu`, same profile and target directory), since `cargo
+//! test` does not promise to. They skip, saying why, where gcc, the
+//! liburcu-dev headers or binutils are missing.
+
+mod harness;
+
+use harness::{run, Env, EXPORTS};
+
+/// Builds `prog`, runs it against liburcu and against ours, and checks both
+/// succeed with the same output.
+fn same_as_liburcu(prog: &str) {
+    let Some(env) = Env::get() else { return };
+    // Linked against the drop-in (NEEDED: its SONAME, liburcu-memb.so.8).
+    let exe = env.compile(prog, &[], &["-lurcu-memb"]);
+    let ours = run(&exe, Some(&env.dropin_dir));
+    assert!(
+        ours.loaded_ours,
+        "{prog}: the drop-in was not the library the loader picked:\n{}",
+        ours.trace
+    );
+    assert_eq!(
+        ours.code,
+        Some(0),
+        "{prog} against rcu-reclaim-urcu failed:\n{}",
+        ours.stderr
+    );
+    match &env.real_liburcu {
+        Some(_) => {
+            let real = run(&exe, None);
+            assert_eq!(
+                real.code,
+                Some(0),
+                "{prog} against liburcu failed:\n{}",
+                real.stderr
+            );
+            assert_eq!(
+                ours.stdout, real.stdout,
+                "{prog}: rcu-reclaim-urcu and liburcu differ"
+            );
+        }
+        None => eprintln!("note: liburcu-memb.so.8 not found; {prog} ran against ours only"),
+    }
+    assert!(!ours.stdout.is_empty());
+}
+
+#[test]
+fn readers_writers_xchg_synchronize_poison() {
+    same_as_liburcu("readers_writers");
+}
+
+#[test]
+fn call_rcu_and_defer_rcu_with_barriers() {
+    same_as_liburcu("call_rcu_barrier");
+}
+
+#[test]
+fn per_cpu_and_per_thread_call_rcu_data() {
+    same_as_liburcu("per_cpu");
+}
+
+#[test]
+fn fork_with_pending_callbacks() {
+    same_as_liburcu("fork");
+}
+
+#[test]
+fn polled_grace_periods_and_extensions() {
+    let Some(env) = Env::get() else { return };
+    let lib_dir = env.lib.parent().expect("the library has a directory");
+    let include = format!("-I{}", env.crate_dir.join("include").display());
+    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
+    let libdir = format!("-L{}", lib_dir.display());
+    let exe = env.compile(
+        "extensions",
+        &[&include],
+        &[&libdir, &rpath, "-lrcu_reclaim_urcu"],
+    );
+    let out = run(&exe, None);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "extensions failed:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.stdout, "extensions ok\n");
+}
+
+#[test]
+fn exports_every_symbol_of_the_memb_abi() {
+    let Some(env) = Env::get() else { return };
+    let ours = harness::dynamic_symbols(&env.lib);
+    let missing: Vec<_> = EXPORTS.iter().filter(|s| !ours.contains(**s)).collect();
+    assert!(missing.is_empty(), "not exported: {missing:?}");
+    // Everything the real library exports, but for what only `_LGPL_SOURCE`
+    // builds reach (its TLS reader block, its grace-period word) and its
+    // futex fallback internals.
+    if let Some(real) = &env.real_liburcu {
+        let lgpl_only = [
+            "urcu_memb_reader",
+            "urcu_memb_gp",
+            "urcu_memb_has_sys_membarrier",
+            "compat_futex_async",
+            "compat_futex_noasync",
+            "__urcu_compat_futex_cond",
+            "__urcu_compat_futex_lock",
+        ];
+        let missing: Vec<_> = harness::dynamic_symbols(real)
+            .into_iter()
+            .filter(|s| !lgpl_only.contains(&s.as_str()) && !ours.contains(s))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "liburcu-memb.so.8 exports these, we do not: {missing:?}"
+        );
+    }
+}
+
+#[test]
+fn soname_default_and_drop_in() {
+    let Some(env) = Env::get() else { return };
+    assert_eq!(harness::soname(&env.lib), Some(harness::current_soname()));
+    assert_eq!(
+        harness::soname(&env.dropin_dir.join("liburcu-memb.so.8")).as_deref(),
+        Some("liburcu-memb.so.8")
+    );
+}
