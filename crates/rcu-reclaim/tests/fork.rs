@@ -1,0 +1,86 @@
+//! `prepare_fork` / `ForkGuard`: a forked child keeps using the domain;
+//! callbacks queued before the fork run in the child, new ones work, and a
+//! reader caught inside a section by the fork does not block the child.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcu_reclaim::{Config, Rcu};
+
+/// Runs `child` in a forked child process; returns its exit status.
+fn in_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
+    let guard = rcu.prepare_fork();
+    // SAFETY: the child runs only the domain's code and `_exit`s; the
+    // domain was prepared for the fork.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        guard.child();
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(false);
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    guard.parent();
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "the child died: status {status}");
+    libc::WEXITSTATUS(status)
+}
+
+#[test]
+fn callbacks_queued_before_fork_run_in_the_child() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    for _ in 0..1000 {
+        let c = count.clone();
+        rcu.call(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    // Start the background threads so the fork has some to lose.
+    let _ = rcu.start_poll();
+    assert_eq!(rcu.pending(), 1000);
+    let code = in_child(&rcu, || {
+        let c = count.clone();
+        rcu.call(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        rcu.synchronize();
+        let cookie = rcu.start_poll();
+        for _ in 0..10_000 {
+            if rcu.poll(&cookie) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        rcu.barrier();
+        rcu.poll(&cookie) && count.load(Ordering::SeqCst) == 1001 && rcu.pending() == 0
+    });
+    assert_eq!(code, 0, "the child did not run every callback");
+    rcu.barrier();
+    assert_eq!(count.load(Ordering::SeqCst), 1000);
+}
+
+#[test]
+fn a_reader_inside_a_section_at_fork_does_not_block_the_child() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (leave_tx, leave_rx) = std::sync::mpsc::channel::<()>();
+    let r = rcu.clone();
+    let reader = std::thread::spawn(move || {
+        let _g = r.read_lock();
+        entered_tx.send(()).unwrap();
+        leave_rx.recv().unwrap();
+    });
+    entered_rx.recv().unwrap();
+    let code = in_child(&rcu, || {
+        rcu.synchronize(); // the reader does not exist here
+        true
+    });
+    leave_tx.send(()).unwrap();
+    reader.join().unwrap();
+    assert_eq!(code, 0);
+    rcu.synchronize();
+}
