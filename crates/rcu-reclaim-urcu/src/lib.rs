@@ -25,6 +25,7 @@
 //! prints the reason and aborts.
 
 mod call_rcu;
+mod crdp;
 mod defer;
 mod ext;
 mod fork;

@@ -12,9 +12,10 @@
 //! `call_rcu_before_fork` / `call_rcu_after_fork_parent` /
 //! `call_rcu_after_fork_child` do for its call_rcu threads.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::callbacks::EngineLocks;
+use crate::callbacks::{BulkPage, EngineLocks};
 use crate::domain::Rcu;
 use crate::sync::Locked;
 
@@ -116,7 +117,7 @@ impl ForkGuard<'_> {
         let rcu = self.rcu;
         let inner = rcu.inner();
         if let Some(engine) = self.engine.as_mut() {
-            crate::reader::reset_in_child(rcu, &mut engine.orphans);
+            reset_in_child(rcu, &mut engine.orphans);
         }
         inner.gp.kthread.reset_in_child();
         inner.callbacks.workers.reset_in_child();
@@ -134,6 +135,36 @@ impl ForkGuard<'_> {
         inner.callbacks.workers.resume();
         inner.gp.kthread.resume();
     }
+}
+
+/// In the child after `fork()`, only the calling thread exists: ends the
+/// sections of every other thread's slot (a reader caught inside one at the
+/// fork would hold up every grace period of the child), adopts their pages
+/// of deferred drops into `orphans` and frees the slots for reuse.
+fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
+    let mine = crate::reader::own_slot(rcu);
+    let registry = rcu.registry();
+    registry.waiter.store(0, Ordering::Relaxed);
+    registry.for_each_slot(|slot| {
+        if std::ptr::eq(slot, mine) || !slot.in_use.load(Ordering::Relaxed) {
+            return;
+        }
+        slot.ctr.store(0, Ordering::Release);
+        // SAFETY: the slot's owner thread does not exist in the child, so
+        // nothing else reads or writes `nest`.
+        slot.nest.set(0);
+        let owner_free = crate::sync::try_lock(&slot.owner).is_some();
+        match slot.local.take_in_child() {
+            Ok(page) if owner_free => {
+                orphans.extend(page);
+                slot.in_use.store(false, Ordering::Release);
+            }
+            // The owner was inside a lock at the fork: the slot stays
+            // claimed (but quiescent) forever rather than reused.
+            Ok(page) => orphans.extend(page),
+            Err(()) => {}
+        }
+    });
 }
 
 impl Drop for ForkGuard<'_> {

@@ -28,9 +28,9 @@ pub(crate) struct Slot {
     /// the outermost `read_lock`.
     pub(crate) ctr: AtomicU64,
     /// Nesting depth. Only the owning thread touches it (see `Sync` below).
-    nest: Cell<u32>,
+    pub(crate) nest: Cell<u32>,
     /// Claimed by a live thread.
-    in_use: AtomicBool,
+    pub(crate) in_use: AtomicBool,
     /// Next slot in the registry's list; set once before the slot is published.
     next: AtomicPtr<CachePadded<Slot>>,
     /// Who owns the slot, for stall reports.
@@ -400,14 +400,11 @@ pub(crate) fn unregister(rcu: &Rcu) -> bool {
     true
 }
 
-/// In the child after `fork()`, only the calling thread exists: ends the
-/// sections of every other thread's slot (a reader caught inside one at the
-/// fork would hold up every grace period of the child), adopts their pages
-/// of deferred drops into `orphans` and frees the slots for reuse.
+/// This thread's slot in `rcu`, or null if it is not registered there.
 #[cfg(not(loom))]
-pub(crate) fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
+pub(crate) fn own_slot(rcu: &Rcu) -> *const Slot {
     let id = rcu.id();
-    let mine = REGISTRATIONS
+    REGISTRATIONS
         .try_with(|regs| {
             regs.list
                 .borrow()
@@ -415,29 +412,7 @@ pub(crate) fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
                 .find(|r| r.domain_id == id)
                 .map_or(ptr::null(), |r| r.slot)
         })
-        .unwrap_or(ptr::null());
-    let registry = rcu.registry();
-    registry.waiter.store(0, Ordering::Relaxed);
-    registry.for_each_slot(|slot| {
-        if ptr::eq(slot, mine) || !slot.in_use.load(Ordering::Relaxed) {
-            return;
-        }
-        slot.ctr.store(0, Ordering::Release);
-        // SAFETY: the slot's owner thread does not exist in the child, so
-        // nothing else reads or writes `nest`.
-        slot.nest.set(0);
-        let owner_free = crate::sync::try_lock(&slot.owner).is_some();
-        match slot.local.take_in_child() {
-            Ok(page) if owner_free => {
-                orphans.extend(page);
-                slot.in_use.store(false, Ordering::Release);
-            }
-            // The owner was inside a lock at the fork: the slot stays
-            // claimed (but quiescent) forever rather than reused.
-            Ok(page) => orphans.extend(page),
-            Err(()) => {}
-        }
-    });
+        .unwrap_or(ptr::null())
 }
 
 /// A read-side critical section of an [`Rcu`] domain.
