@@ -239,7 +239,7 @@ pub fn run_in_cgroup(
     let mut cmd = Command::new(exe);
     cmd.args(["demo", "--child", "--side", mode_name(aware)])
         .args(["--duration", &cfg.duration.as_secs_f64().to_string()])
-        .args(["--budget", &cfg.budget.to_string()])
+        .args(["--budget", &cfg.budget_for(aware).to_string()])
         .args(["--readers", &cfg.readers.to_string()])
         .args(["--writers", &cfg.writers.to_string()])
         .args(["--keys", &cfg.keys.to_string()])

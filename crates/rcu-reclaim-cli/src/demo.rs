@@ -42,6 +42,9 @@ pub struct DemoConfig {
     /// The budget the process reclaims against (bytes the accounting
     /// allocator counts as live).
     pub budget: usize,
+    /// A different budget for the unaware side, to measure its throughput
+    /// when it is not short of memory ("under a larger limit").
+    pub unaware_budget: Option<usize>,
     /// The hard limit of the memory cgroup each side runs in, if any.
     pub cgroup_limit: Option<usize>,
     pub readers: usize,
@@ -49,6 +52,16 @@ pub struct DemoConfig {
     pub keys: u64,
     pub payload_min: usize,
     pub payload_max: usize,
+}
+
+impl DemoConfig {
+    /// The budget `aware`'s side runs under.
+    pub fn budget_for(&self, aware: bool) -> usize {
+        match self.unaware_budget {
+            Some(b) if !aware => b,
+            _ => self.budget,
+        }
+    }
 }
 
 /// One sample of a running side, taken every 50 ms.
@@ -166,7 +179,8 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
     reclaimer.register(cache.clone());
     let base = AccountingAlloc::live_bytes();
     let used = move || AccountingAlloc::live_bytes().saturating_sub(base);
-    let budget = Arc::new(MemoryBudget::new(cfg.budget, reclaimer.clone(), used));
+    let limit = cfg.budget_for(aware);
+    let budget = Arc::new(MemoryBudget::new(limit, reclaimer.clone(), used));
     let counter = || CachePadded::new(AtomicU64::new(0));
     let progress = Arc::new(Progress {
         reads: (0..cfg.readers).map(|_| counter()).collect(),
@@ -229,7 +243,7 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
             reads: Progress::sum(&progress.reads),
             updates: Progress::sum(&progress.updates),
         };
-        if sample.mem > cfg.budget {
+        if sample.mem > limit {
             over_ms += 50;
         }
         on_sample(&sample);
@@ -293,7 +307,10 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
         cfg.keys,
         cfg.payload_min,
         cfg.payload_max,
-        mib(cfg.budget),
+        match cfg.unaware_budget {
+            Some(u) => format!("{} (unaware: {})", mib(cfg.budget), mib(u)),
+            None => mib(cfg.budget),
+        },
         cfg.cgroup_limit
             .map_or(String::new(), |l| format!(" in a cgroup limited to {}", mib(l))),
         cfg.duration

@@ -23,6 +23,11 @@ pub struct DemoArgs {
     /// 64G; at most --cgroup-limit). Default 96M, or 3/4 of --cgroup-limit.
     #[arg(long, value_parser = parse_budget)]
     budget: Option<usize>,
+    /// A budget for the unaware run alone (16M to 64G), e.g. 2G: its
+    /// throughput when it is not short of memory, to compare with the aware
+    /// run under --budget.
+    #[arg(long, value_parser = parse_budget)]
+    unaware_budget: Option<usize>,
     /// Also run each side in a child process inside a fresh memory cgroup
     /// with this hard limit (16M to 64G), so the kernel's OOM killer judges.
     #[arg(long, value_parser = parse_budget)]
@@ -82,6 +87,15 @@ impl DemoArgs {
             (None, Some(l)) => (l / 4 * 3).max(16 * MIB),
             (None, None) => 96 * MIB,
         };
+        if let (Some(u), Some(l)) = (self.unaware_budget, self.cgroup_limit) {
+            if u > l {
+                return Err(format!(
+                    "--unaware-budget ({} MiB) must not exceed --cgroup-limit ({} MiB)",
+                    u / MIB,
+                    l / MIB
+                ));
+            }
+        }
         if self.child && self.side == Side::Both {
             return Err("--child runs one side: give --side unaware or --side aware".into());
         }
@@ -92,6 +106,7 @@ impl DemoArgs {
         Ok(DemoConfig {
             duration: Duration::from_secs_f64(self.duration),
             budget,
+            unaware_budget: self.unaware_budget,
             cgroup_limit: self.cgroup_limit,
             readers,
             writers: self.writers.into(),

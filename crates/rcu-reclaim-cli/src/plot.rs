@@ -33,6 +33,11 @@ pub fn write_svg(path: &Path, cfg: &DemoConfig, sides: &[SideReport]) -> Result<
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let title = match cfg.cgroup_limit {
+        _ if cfg.unaware_budget.is_some() => format!(
+            "rcu-reclaim demo: budget {:.0} MiB (unaware: {:.0} MiB)",
+            cfg.budget as f64 / MIB,
+            cfg.unaware_budget.unwrap_or(0) as f64 / MIB
+        ),
         Some(l) => format!(
             "rcu-reclaim demo: budget {:.0} MiB, cgroup limit {:.0} MiB",
             cfg.budget as f64 / MIB,

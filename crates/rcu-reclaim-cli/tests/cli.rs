@@ -193,6 +193,10 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
             "must not exceed --cgroup-limit",
         ),
         (&["demo", "--side", "sideways"][..], "--side"),
+        (
+            &["demo", "--cgroup-limit", "100M", "--unaware-budget", "1G"][..],
+            "--unaware-budget",
+        ),
         (&["demo", "--child"][..], "--side"),
         (
             &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],
