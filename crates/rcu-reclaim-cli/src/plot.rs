@@ -57,6 +57,7 @@ pub fn write_svg(path: &Path, cfg: &DemoConfig, sides: &[SideReport]) -> Result<
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
+        .max_light_lines(0)
         .x_desc("seconds")
         .y_desc("MiB")
         .draw()
@@ -94,15 +95,13 @@ pub fn write_svg(path: &Path, cfg: &DemoConfig, sides: &[SideReport]) -> Result<
             .label(format!("{}: heap in use", side.mode))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart
-            .draw_series(DashedLineSeries::new(
+            .draw_series(LineSeries::new(
                 points(|s| s.pending),
-                4,
-                3,
-                c.stroke_width(1),
+                c.mix(0.45).stroke_width(1),
             ))
             .map_err(|e| err(&e))?
             .label(format!("{}: pending in RCU", side.mode))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.mix(0.45)));
         if side.cgroup.as_ref().is_some_and(|g| g.oom_killed) {
             if let Some(last) = side.samples.last() {
                 let at = (last.ms as f64 / 1e3, last.mem as f64 / MIB);
