@@ -327,15 +327,7 @@ pub(crate) fn nesting(rcu: &Rcu) -> u32 {
     let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
     let slot = match cached {
         Some(s) => s,
-        None => REGISTRATIONS
-            .try_with(|regs| {
-                regs.list
-                    .borrow()
-                    .iter()
-                    .find(|r| r.domain_id == id)
-                    .map_or(ptr::null(), |r| r.slot)
-            })
-            .unwrap_or(ptr::null()),
+        None => own_slot(rcu),
     };
     if slot.is_null() {
         0
@@ -401,7 +393,6 @@ pub(crate) fn unregister(rcu: &Rcu) -> bool {
 }
 
 /// This thread's slot in `rcu`, or null if it is not registered there.
-#[cfg(not(loom))]
 pub(crate) fn own_slot(rcu: &Rcu) -> *const Slot {
     let id = rcu.id();
     REGISTRATIONS
