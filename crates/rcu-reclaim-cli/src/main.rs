@@ -8,6 +8,7 @@ mod cgroup_side;
 mod demo;
 mod demo_cmd;
 mod plot;
+mod torture;
 mod workload;
 
 use std::process::ExitCode;
@@ -93,6 +94,11 @@ enum Command {
     /// The dentry-cache workload under a memory budget, unaware of pressure
     /// and then aware, side by side.
     Demo(demo_cmd::DemoArgs),
+    /// Torture test in the style of the kernel's rcutorture: readers check
+    /// the pipe stage of what they read while writers retire elements through
+    /// every kind of grace period, with optional floods, pressure flapping,
+    /// churn and injected faults. Ends with SUCCESS (exit 0) or FAILURE (exit 1).
+    Torture(torture::TortureArgs),
     /// Report the flavor this machine gets, the pressure source and cgroup
     /// limit it would use, and time a few grace periods.
     Info {
@@ -206,6 +212,7 @@ fn main() -> ExitCode {
             json,
             grace_periods,
         } => info(json, grace_periods),
+        Command::Torture(args) => return torture::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -66,6 +66,8 @@ mod stats;
 mod sync;
 mod sys;
 mod topology;
+#[cfg(not(loom))]
+pub mod torture;
 
 pub use callbacks::{
     without_page_allocation, PageAllocator, ReclaimSize, SystemPageAllocator, BULK_PAGE_SIZE,

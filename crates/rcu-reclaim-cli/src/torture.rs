@@ -1,0 +1,217 @@
+//! `rcu-reclaim torture`: the library's torture test (`rcu_reclaim::torture`)
+//! from the command line. Exit code 0 on SUCCESS, 1 on FAILURE, 2 on bad
+//! flags.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use rcu_reclaim::torture::{self, Fault, TortureConfig, UpdateMode};
+use rcu_reclaim::Flavor;
+
+#[derive(Args, Debug)]
+pub struct TortureArgs {
+    /// Seconds to run (0.2 to 86400).
+    #[arg(long, default_value = "10", value_parser = parse_duration)]
+    duration: f64,
+    /// Reader threads (1 to 256).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    readers: u16,
+    /// Writer threads (1 to 64).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    writers: u16,
+    /// Flavor: auto (detect), memb or mb.
+    #[arg(long, default_value = "auto", value_parser = parse_flavor)]
+    flavor: FlavorArg,
+    /// Update modes the writers rotate through, comma-separated: sync, exp,
+    /// poll, call, defer (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = parse_mode)]
+    modes: Vec<UpdateMode>,
+    /// Mean pause between a writer's updates, in microseconds (0 to 1000000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    writer_delay_us: u32,
+    /// Callback floods: bursts of 2 × qhimark callbacks every 100 ms.
+    #[arg(long)]
+    flood: bool,
+    /// The domain's qhimark (100 to 1000000; default 10000, or 2000 with --all).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    qhimark: Option<u32>,
+    /// Pressure signals raised and dropped per second (0 = off, up to 10000;
+    /// 50 with --all).
+    #[arg(long, value_parser = parse_hz)]
+    pressure_hz: Option<f64>,
+    /// Thread churn: short-lived readers start and exit throughout the run.
+    #[arg(long)]
+    churn: bool,
+    /// Random delays inside reader sections.
+    #[arg(long)]
+    reader_stalls: bool,
+    /// Synthetic topology: NUMA nodes (0 = this machine's; 1 to 64; 2 with --all).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=64))]
+    nodes: Option<u16>,
+    /// Synthetic topology: CPUs per node (1 to 64).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    cpus_per_node: u16,
+    /// Faults to inject, comma-separated: panic, alloc, exit, stall, or all.
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
+    faults: Vec<FaultArg>,
+    /// Stall timeout in milliseconds (10 to 60000; default 1000, or 200 with --all).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=60_000))]
+    stall_timeout_ms: Option<u32>,
+    /// Every option and every fault (flood, pressure flapping, churn, reader
+    /// stalls, 2x2 topology, all faults); other flags still apply.
+    #[arg(long)]
+    all: bool,
+    /// Seed of the threads' random choices.
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FlavorArg(Option<Flavor>);
+
+#[derive(Clone, Debug)]
+pub struct FaultArg(Vec<Fault>);
+
+fn parse_duration(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.2..=86_400.0).contains(&v) {
+        return Err(format!("{s:?} is out of range: 0.2 to 86400 seconds"));
+    }
+    Ok(v)
+}
+
+fn parse_hz(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate in Hz"))?;
+    if !(0.0..=10_000.0).contains(&v) {
+        return Err(format!("{s:?} is out of range: 0 (off) to 10000 Hz"));
+    }
+    Ok(v)
+}
+
+fn parse_flavor(s: &str) -> Result<FlavorArg, String> {
+    match s {
+        "auto" => Ok(FlavorArg(None)),
+        "memb" => Ok(FlavorArg(Some(Flavor::Memb))),
+        "mb" => Ok(FlavorArg(Some(Flavor::Mb))),
+        _ => Err(format!("unknown flavor {s:?}; use auto, memb or mb")),
+    }
+}
+
+fn parse_mode(s: &str) -> Result<UpdateMode, String> {
+    s.trim().parse()
+}
+
+fn parse_fault(s: &str) -> Result<FaultArg, String> {
+    match s.trim() {
+        "all" => Ok(FaultArg(Fault::ALL.to_vec())),
+        f => f
+            .parse()
+            .map(|f| FaultArg(vec![f]))
+            .map_err(|e: String| format!("{e}, or all")),
+    }
+}
+
+impl TortureArgs {
+    fn config(&self) -> TortureConfig {
+        let mut c = if self.all {
+            TortureConfig::everything(Duration::ZERO)
+        } else {
+            TortureConfig::new()
+        };
+        c.duration = Duration::from_secs_f64(self.duration);
+        c.readers = self.readers.into();
+        c.writers = self.writers.into();
+        c.flavor = self.flavor.0;
+        if !self.modes.is_empty() {
+            c.modes = self.modes.clone();
+        }
+        c.writer_delay = Duration::from_micros(self.writer_delay_us.into());
+        c.flood |= self.flood;
+        if let Some(q) = self.qhimark {
+            c.qhimark = q as usize;
+        }
+        if let Some(hz) = self.pressure_hz {
+            c.pressure_hz = hz;
+        }
+        c.churn |= self.churn;
+        c.reader_stalls |= self.reader_stalls;
+        if let Some(n) = self.nodes {
+            c.nodes = n.into();
+        }
+        c.cpus_per_node = self.cpus_per_node.into();
+        if !self.faults.is_empty() {
+            c.faults = Vec::new();
+            for f in self.faults.iter().flat_map(|f| f.0.iter()) {
+                if !c.faults.contains(f) {
+                    c.faults.push(*f);
+                }
+            }
+        }
+        if let Some(ms) = self.stall_timeout_ms {
+            c.stall_timeout = Duration::from_millis(ms.into());
+        }
+        c.seed = self.seed;
+        c
+    }
+}
+
+/// Runs the torture; the process's exit code.
+pub fn main(args: TortureArgs) -> ExitCode {
+    let config = args.config();
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e} (see rcu-reclaim torture --help)");
+        return ExitCode::from(2);
+    }
+    if config.has(Fault::CallbackPanic) {
+        torture::silence_injected_panics();
+    }
+    let quiet = args.quiet || args.json;
+    let every = if config.duration >= Duration::from_secs(60) {
+        10
+    } else {
+        1
+    };
+    let result = torture::run_with_progress(&config, |p| {
+        let secs = p.elapsed.as_secs();
+        if !quiet && secs % every == 0 {
+            eprintln!(
+                "rcu-torture: {secs:>5} s: {:.3e} reads, {} updates, {} grace periods",
+                p.reads as f64, p.updates, p.grace_periods
+            );
+        }
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot serialize the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{report}");
+    }
+    if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

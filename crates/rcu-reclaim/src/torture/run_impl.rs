@@ -1,0 +1,165 @@
+//! Running a torture: start the threads, wait, stop them, drain every pipe
+//! and callback, then judge.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::domain::{Error, Rcu};
+
+use super::faults::{self, FailingPages};
+use super::ledger::Ledger;
+use super::report::{Progress, TortureReport};
+use super::ring::Ring;
+use super::threads::{self, ReadCounts};
+use super::{Counters, Fault, Shared, TortureConfig, PIPE_LEN};
+
+/// Runs a torture test as `config` says, in a domain of its own, and
+/// reports. `Err` only for an invalid config or a domain that cannot be
+/// created (a forced memb flavor without `membarrier`); a failed torture is
+/// an `Ok` report whose [`success`](TortureReport::success) is false.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut c = rcu_reclaim::torture::TortureConfig::new();
+/// c.duration = Duration::from_millis(200);
+/// let report = rcu_reclaim::torture::run(&c).unwrap();
+/// assert!(report.success(), "{report}");
+/// ```
+pub fn run(config: &TortureConfig) -> Result<TortureReport, Error> {
+    run_with_progress(config, |_| {})
+}
+
+/// As [`run`], calling `progress` about once a second while it runs.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut c = rcu_reclaim::torture::TortureConfig::new();
+/// c.duration = Duration::from_millis(1200);
+/// let mut seen = 0;
+/// let report = rcu_reclaim::torture::run_with_progress(&c, |p| seen = p.reads).unwrap();
+/// assert!(report.success() && seen > 0);
+/// ```
+pub fn run_with_progress(
+    config: &TortureConfig,
+    mut progress: impl FnMut(&Progress),
+) -> Result<TortureReport, Error> {
+    config.validate()?;
+    let hook_calls = Arc::new(AtomicU64::new(0));
+    let pages = config
+        .has(Fault::PageAllocFailure)
+        .then(|| Arc::new(FailingPages::new(2)));
+    let rcu = Rcu::new(config.domain_config(pages.clone(), hook_calls.clone()))?;
+    let pool = if config.pool > 0 {
+        config.pool
+    } else {
+        1024 * config.writers
+    };
+    let sh = Arc::new(Shared {
+        cfg: config.clone(),
+        rcu,
+        ring: Ring::new(pool),
+        ledger: Ledger::default(),
+        stop: AtomicBool::new(false),
+        counters: Counters::default(),
+        reads: Mutex::new(ReadCounts::default()),
+        reads_progress: AtomicU64::new(0),
+        pages,
+        hook_calls,
+    });
+    let start = Instant::now();
+    let handles = start_threads(&sh);
+    let mut next_progress = Duration::from_secs(1);
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= config.duration {
+            break;
+        }
+        if elapsed >= next_progress {
+            next_progress += Duration::from_secs(1);
+            progress(&Progress::now(&sh, elapsed));
+        }
+        let left = (config.duration - elapsed).min(next_progress - elapsed);
+        thread::sleep(left.min(Duration::from_millis(100)));
+    }
+    sh.stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    let mut thread_panics = Vec::new();
+    for (name, h) in handles {
+        if let Err(payload) = h.join() {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            thread_panics.push(format!("thread {name} panicked: {msg}"));
+        }
+    }
+    let drained = drain(&sh);
+    let stats = sh.rcu.stats();
+    Ok(TortureReport::judge(
+        &sh,
+        stats,
+        elapsed,
+        drained,
+        thread_panics,
+    ))
+}
+
+/// Spawns every thread the config asks for.
+fn start_threads(sh: &Arc<Shared>) -> Vec<(String, JoinHandle<()>)> {
+    type Body = fn(Arc<Shared>, usize);
+    let cfg = &sh.cfg;
+    let mut jobs: Vec<(String, Body, usize)> = Vec::new();
+    for r in 0..cfg.readers {
+        jobs.push((format!("rcu-torture-reader-{r}"), threads::reader, r));
+    }
+    for w in 0..cfg.writers {
+        jobs.push((format!("rcu-torture-writer-{w}"), threads::writer, w));
+    }
+    jobs.push((
+        "rcu-torture-barrier".into(),
+        |s, _| faults::barrier_test(s),
+        0,
+    ));
+    if cfg.flood {
+        jobs.push(("rcu-torture-flood".into(), |s, _| faults::flood(s), 0));
+    }
+    if cfg.pressure_hz > 0.0 {
+        jobs.push(("rcu-torture-flap".into(), |s, _| faults::flap(s), 0));
+    }
+    if cfg.churn {
+        jobs.push(("rcu-torture-churn".into(), |s, _| faults::churn(s), 0));
+    }
+    if cfg.has(Fault::ExitingThreads) {
+        jobs.push(("rcu-torture-exiters".into(), |s, _| faults::exiters(s), 0));
+    }
+    if cfg.has(Fault::ReaderStall) {
+        jobs.push(("rcu-torture-staller".into(), |s, _| faults::staller(s), 0));
+    }
+    jobs.into_iter()
+        .map(|(name, body, n)| {
+            let s = sh.clone();
+            let h = thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || body(s, n))
+                .expect("spawn a torture thread");
+            (name, h)
+        })
+        .collect()
+}
+
+/// After the threads stopped: barriers until every retired element has
+/// walked its pipe back to the freelist and every booked callback has run.
+/// Returns whether that happened.
+fn drain(sh: &Shared) -> bool {
+    // Each barrier moves every queued pipe one stage at least.
+    for _ in 0..4 * PIPE_LEN {
+        if sh.ring.free_count() == sh.ring.size() - 1 && sh.ledger.settled() {
+            return true;
+        }
+        sh.rcu.barrier();
+    }
+    sh.ring.free_count() == sh.ring.size() - 1 && sh.ledger.settled()
+}

@@ -1,0 +1,202 @@
+//! The readers and writers of a torture run (the kernel's
+//! `rcu_torture_reader` and `rcu_torture_writer`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::ledger::{queue_on, Action, Via};
+use super::{Shared, UpdateMode, PIPE_LEN};
+
+/// Reads per batch between looks at the stop flag and the shared read count.
+const BATCH: u64 = 1024;
+/// Batches between a reader's yields.
+const YIELD_EVERY: u32 = 16;
+
+/// A small, fast generator (xorshift64*), one per thread.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What one reader saw: the "Reader Pipe" and "Reader Batch" histograms and
+/// the elements it found not fully initialised.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ReadCounts {
+    pub(crate) pipe: [u64; PIPE_LEN + 1],
+    pub(crate) batch: [u64; PIPE_LEN + 1],
+    pub(crate) mb_errors: u64,
+}
+
+impl ReadCounts {
+    pub(crate) fn merge(&mut self, other: &ReadCounts) {
+        for i in 0..=PIPE_LEN {
+            self.pipe[i] += other.pipe[i];
+            self.batch[i] += other.batch[i];
+        }
+        self.mb_errors += other.mb_errors;
+    }
+
+    pub(crate) fn reads(&self) -> u64 {
+        self.pipe.iter().sum()
+    }
+}
+
+/// One read-side section: load the current element, check it, optionally
+/// linger (`delay`), then record its pipe stage and the grace periods that
+/// completed meanwhile.
+#[inline(always)]
+pub(crate) fn read_once(sh: &Shared, counts: &mut ReadCounts, delay: impl FnOnce()) {
+    let gp = &sh.rcu.inner().gp;
+    let guard = sh.rcu.read_lock();
+    let started = gp.seq() >> 2;
+    // SAFETY: `current` always points into the ring's pool, which lives as
+    // long as `sh`; elements are never deallocated during the run.
+    let e = unsafe { &*sh.ring.current.load(Ordering::Acquire) };
+    counts.mb_errors += u64::from(!e.intact());
+    delay();
+    let pipe = e.pipe.load(Ordering::Relaxed).min(PIPE_LEN);
+    let completed = (gp.seq() >> 2).wrapping_sub(started);
+    counts.pipe[pipe] += 1;
+    counts.batch[(completed as usize).min(PIPE_LEN)] += 1;
+    drop(guard);
+}
+
+/// Reads until `stop()` says so, in batches; adds to the shared read count
+/// as it goes and returns the histograms.
+pub(crate) fn read_loop(sh: &Shared, seed: u64, stop: impl Fn() -> bool) -> ReadCounts {
+    let mut counts = ReadCounts::default();
+    let mut rng = Rng::new(seed);
+    let stalls = sh.cfg.reader_stalls;
+    // Reads until the next random stall.
+    let mut countdown = rng.below(1 << 16) + 1;
+    let mut batches = 0u32;
+    while !stop() {
+        // Let writers and the domain's threads in now and then: on a machine
+        // with as many readers as cores they would otherwise wait for the
+        // scheduler to preempt a reader.
+        batches = batches.wrapping_add(1);
+        if batches % YIELD_EVERY == 0 {
+            thread::yield_now();
+        }
+        if stalls {
+            for _ in 0..BATCH {
+                countdown -= 1;
+                if countdown == 0 {
+                    countdown = rng.below(1 << 17) + 1;
+                    let r = rng.next();
+                    read_once(sh, &mut counts, || stall(r));
+                } else {
+                    read_once(sh, &mut counts, || {});
+                }
+            }
+        } else {
+            for _ in 0..BATCH {
+                read_once(sh, &mut counts, || {});
+            }
+        }
+        sh.reads_progress.fetch_add(BATCH, Ordering::Relaxed);
+    }
+    counts
+}
+
+/// A random delay inside a section (the kernel's `rcu_read_delay`): mostly
+/// a short spin, sometimes a yield, rarely a sleep of a few milliseconds.
+fn stall(r: u64) {
+    match r % 64 {
+        0 => thread::sleep(Duration::from_micros(500 + (r >> 8) % 4_500)),
+        1..=8 => thread::yield_now(),
+        _ => {
+            let until = Instant::now() + Duration::from_nanos(1_000 + (r >> 8) % 20_000);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+pub(crate) fn reader(sh: Arc<Shared>, n: usize) {
+    let counts = read_loop(&sh, sh.cfg.seed ^ (n as u64 + 1), || {
+        sh.stop.load(Ordering::Relaxed)
+    });
+    sh.merge_reads(&counts);
+}
+
+/// Waits for a grace period in `mode`'s way.
+fn wait_gp(sh: &Shared, mode: UpdateMode, rng: &mut Rng) {
+    let rcu = &sh.rcu;
+    match mode {
+        UpdateMode::Sync => rcu.synchronize(),
+        UpdateMode::Expedited => rcu.synchronize_expedited(),
+        UpdateMode::Poll if rng.below(4) == 0 => rcu.cond_synchronize(rcu.get_state()),
+        UpdateMode::Poll => {
+            let cookie = rcu.start_poll();
+            while !rcu.poll(&cookie) {
+                thread::sleep(Duration::from_micros(20));
+            }
+        }
+        UpdateMode::Call | UpdateMode::Defer => unreachable!("asynchronous modes do not wait"),
+    }
+}
+
+/// Replaces the current element in a rotation of update modes. Elements
+/// retired in a waiting mode join this writer's list, which advances one
+/// stage per grace period it waits for (the kernel's `rcu_tortures` list);
+/// the others walk their pipe through callbacks or deferred drops.
+pub(crate) fn writer(sh: Arc<Shared>, w: usize) {
+    let mut rng = Rng::new(sh.cfg.seed ^ (0x1000 + w as u64));
+    let modes = sh.cfg.modes.clone();
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut k = w;
+    while !sh.stop.load(Ordering::Relaxed) {
+        let mode = modes[k % modes.len()];
+        k += 1;
+        let Some(new) = sh.ring.alloc() else {
+            // The pool is out: let the pipes drain (the kernel's `rtaf`).
+            thread::sleep(Duration::from_micros(200));
+            continue;
+        };
+        let old = sh.ring.publish(new);
+        sh.counters.updates[mode as usize].fetch_add(1, Ordering::Relaxed);
+        match mode {
+            UpdateMode::Call => {
+                let via = [Via::Call, Via::Hurry, Via::Sized][rng.below(3) as usize];
+                queue_on(&sh, sh.random_cpu(&mut rng), via, Action::Pipe(old));
+            }
+            UpdateMode::Defer => {
+                queue_on(&sh, sh.random_cpu(&mut rng), Via::Defer, Action::Pipe(old));
+            }
+            _ => {
+                waiting.push(old);
+                wait_gp(&sh, mode, &mut rng);
+                waiting.retain(|&i| !sh.ring.advance(i));
+            }
+        }
+        let delay = sh.cfg.writer_delay;
+        if !delay.is_zero() {
+            thread::sleep(delay.mul_f64(rng.below(2001) as f64 / 1000.0));
+        }
+    }
+    while !waiting.is_empty() {
+        sh.rcu.synchronize();
+        waiting.retain(|&i| !sh.ring.advance(i));
+    }
+}
