@@ -62,6 +62,10 @@ pub struct TortureArgs {
     /// stalls, 2x2 topology, all faults); other flags still apply.
     #[arg(long)]
     all: bool,
+    /// A deliberately broken RCU (writers free without grace periods), to
+    /// see the checks catch it: the run must end in FAILURE.
+    #[arg(long)]
+    busted: bool,
     /// Seed of the threads' random choices.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
@@ -162,6 +166,7 @@ impl TortureArgs {
             c.stall_timeout = Duration::from_millis(ms.into());
         }
         c.seed = self.seed;
+        c.busted = self.busted;
         c
     }
 }

@@ -82,13 +82,17 @@ fn nap(sh: &Shared, d: Duration) {
 
 /// Bursts of `2 × qhimark` callbacks on one (random) CPU every 100 ms,
 /// pushing its shard past `qhimark`; one in each burst panics when that
-/// fault is injected.
+/// fault is injected. Inside a read-side section, a deferred drop that finds
+/// no page queues a callback instead of waiting.
 pub(crate) fn flood(sh: Arc<Shared>) {
     let mut rng = Rng::new(sh.cfg.seed ^ 0xf100d);
     let burst = 2 * sh.cfg.qhimark;
     let panics = sh.cfg.has(Fault::CallbackPanic);
     while !sh.stop.load(Ordering::Relaxed) {
         let cpu = sh.random_cpu(&mut rng);
+        // Queued inside a read-side section, none of the burst can run
+        // before it is all queued: the shard surely goes past qhimark.
+        let section = sh.rcu.read_lock();
         for i in 0..burst {
             let via = match i % 16 {
                 0 => Via::Defer,
@@ -101,6 +105,7 @@ pub(crate) fn flood(sh: Arc<Shared>) {
             sh.counters.panics_injected.fetch_add(1, Ordering::Relaxed);
             queue_on(&sh, cpu, Via::Call, Action::Panic);
         }
+        drop(section);
         sh.counters.floods.fetch_add(1, Ordering::Relaxed);
         nap(&sh, Duration::from_millis(100));
     }

@@ -264,6 +264,12 @@ pub struct TortureConfig {
     pub pool: usize,
     /// Seed of the threads' random choices.
     pub seed: u64,
+    /// A deliberately broken RCU (the kernel's `torture_type=busted`):
+    /// writers walk a retired element down its whole pipe at once, without
+    /// waiting for any grace period, so readers are handed freed elements.
+    /// Such a run must end in FAILURE; it shows the checks catch a broken
+    /// implementation.
+    pub busted: bool,
 }
 
 impl Default for TortureConfig {
@@ -286,6 +292,7 @@ impl Default for TortureConfig {
             stall_timeout: Duration::from_secs(1),
             pool: 0,
             seed: 0x5eed,
+            busted: false,
         }
     }
 }

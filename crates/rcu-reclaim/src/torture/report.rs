@@ -361,6 +361,9 @@ impl fmt::Display for TortureReport {
         if cfg.nodes > 0 {
             options.push(format!("topology {}x{}", cfg.nodes, cfg.cpus_per_node));
         }
+        if cfg.busted {
+            options.push("BUSTED".into());
+        }
         writeln!(
             f,
             "{t} flavor {} readers {} writers {} duration {:.1}s modes {} options {} faults {}",

@@ -177,6 +177,7 @@ pub(crate) fn writer(sh: Arc<Shared>, w: usize) {
         let old = sh.ring.publish(new);
         sh.counters.updates[mode as usize].fetch_add(1, Ordering::Relaxed);
         match mode {
+            _ if sh.cfg.busted => while !sh.ring.advance(old) {},
             UpdateMode::Call => {
                 let via = [Via::Call, Via::Hurry, Via::Sized][rng.below(3) as usize];
                 queue_on(&sh, sh.random_cpu(&mut rng), via, Action::Pipe(old));

@@ -1,0 +1,79 @@
+//! `rcu-reclaim torture`: exit 0 and SUCCESS on a good run, 1 and FAILURE
+//! on a busted RCU, 2 with a message naming the flag on bad input.
+
+use std::process::Command;
+
+fn torture(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rcu-reclaim"))
+        .arg("torture")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_short_run_with_every_option_succeeds() {
+    let out = torture(&["--duration", "1.5", "--all", "--quiet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Reader Pipe:") && text.contains("Reader Batch:"));
+    assert!(text.contains("Free-Block Circulation:"));
+    assert!(text.ends_with("End of test: SUCCESS\n"), "{text}");
+    // Injected panics are expected and silenced.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("injected"));
+}
+
+#[test]
+fn json_report_parses() {
+    let out = torture(&["--duration", "0.5", "--json", "--modes", "call,defer"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["reads"].as_u64().unwrap() > 0);
+    assert_eq!(v["reader_pipe"].as_array().unwrap().len(), 11);
+    assert!(v["failures"].as_array().unwrap().is_empty());
+    assert_eq!(v["config"]["modes"], serde_json::json!(["call", "defer"]));
+}
+
+#[test]
+fn a_busted_rcu_exits_1() {
+    let out = torture(&[
+        "--duration",
+        "0.5",
+        "--busted",
+        "--reader-stalls",
+        "--quiet",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.ends_with("End of test: FAILURE\n"), "{text}");
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    for (args, needle) in [
+        (&["--readers", "0"][..], "--readers"),
+        (&["--duration", "0.01"], "0.2 to 86400"),
+        (&["--modes", "sync,fast"], "sync, exp, poll, call or defer"),
+        (&["--faults", "oom"], "panic, alloc, exit or stall"),
+        (&["--flavor", "tree"], "auto, memb or mb"),
+        (&["--pressure-hz", "1e9"], "10000"),
+        (&["--qhimark", "10"], "--qhimark"),
+        (
+            &[
+                "--faults",
+                "stall",
+                "--duration",
+                "1",
+                "--stall-timeout-ms",
+                "1000",
+            ],
+            "three stall timeouts",
+        ),
+    ] {
+        let out = torture(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

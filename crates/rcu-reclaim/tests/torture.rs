@@ -1,0 +1,193 @@
+//! Short torture runs (`rcu_reclaim::torture`) with each option and each
+//! injected fault, about 20 s of torture in all; a deliberately broken RCU
+//! must fail. Longer runs: `rcu-reclaim torture --all --duration 600` (see
+//! README).
+
+use std::time::Duration;
+
+use rcu_reclaim::torture::{self, Fault, TortureConfig, TortureReport, UpdateMode, PIPE_LEN};
+use rcu_reclaim::{Config, Flavor, Rcu};
+
+fn config(ms: u64) -> TortureConfig {
+    let mut c = TortureConfig::new();
+    c.duration = Duration::from_millis(ms);
+    c
+}
+
+/// Runs `c` and checks what every successful run must show.
+fn run_ok(c: &TortureConfig) -> TortureReport {
+    torture::silence_injected_panics();
+    let r = torture::run(c).unwrap();
+    assert!(r.success(), "{r}");
+    assert!(r.to_string().ends_with("End of test: SUCCESS\n"), "{r}");
+    assert!(r.reads > 0 && r.stats.gp_completed > 0, "{r}");
+    assert_eq!(r.reader_pipe[2..].iter().sum::<u64>(), 0, "{r}");
+    assert_eq!(r.reader_batch[2..].iter().sum::<u64>(), 0, "{r}");
+    assert_eq!(r.reader_pipe.iter().sum::<u64>(), r.reads);
+    assert_eq!(r.callbacks_queued, r.callbacks_run, "{r}");
+    assert_eq!(
+        (r.mb_errors, r.barrier_errors, r.callbacks_early),
+        (0, 0, 0)
+    );
+    assert!(r.barrier_rounds > 0, "{r}");
+    // Every retired element walked the whole pipe and came back.
+    let c = r.free_block_circulation;
+    assert!(
+        c[..PIPE_LEN].iter().all(|&n| n == c[0]) && c[PIPE_LEN] == 0,
+        "{r}"
+    );
+    assert_eq!(r.elements_not_returned, 0);
+    r
+}
+
+#[test]
+fn plain_runs_succeed_on_each_flavor() {
+    let mut c = config(1500);
+    c.flavor = Some(Flavor::Mb);
+    assert_eq!(run_ok(&c).flavor, Flavor::Mb);
+    if Rcu::new(Config::new().flavor(Flavor::Memb)).is_ok() {
+        c.flavor = Some(Flavor::Memb);
+        c.readers = 3;
+        c.writers = 2;
+        assert_eq!(run_ok(&c).flavor, Flavor::Memb);
+    }
+}
+
+#[test]
+fn each_update_mode_alone_walks_the_pipe() {
+    for mode in UpdateMode::ALL {
+        let mut c = config(500);
+        c.modes = vec![mode];
+        let r = run_ok(&c);
+        let (m, n) = r.updates.iter().find(|(m, _)| *m == mode).copied().unwrap();
+        assert!(n > 0, "{m}: {r}");
+        assert!(r.free_block_circulation[PIPE_LEN - 1] > 0, "{m}: {r}");
+    }
+}
+
+#[test]
+fn floods_go_past_qhimark() {
+    let mut c = config(1500);
+    c.flood = true;
+    c.qhimark = 500;
+    let r = run_ok(&c);
+    assert!(r.floods > 0 && r.stats.overload_events > 0, "{r}");
+    assert!(r.callbacks_queued >= 1000, "{r}");
+}
+
+#[test]
+fn pressure_flapping_enters_fast_mode() {
+    let mut c = config(1500);
+    c.pressure_hz = 200.0;
+    let r = run_ok(&c);
+    assert!(r.flaps > 0 && r.stats.fast_mode_entries > 0, "{r}");
+}
+
+#[test]
+fn churn_and_reader_delays() {
+    let mut c = config(1500);
+    c.churn = true;
+    c.reader_stalls = true;
+    let r = run_ok(&c);
+    assert!(r.churned_threads > 0, "{r}");
+}
+
+#[test]
+fn synthetic_multi_node_topology_with_floods_and_pressure() {
+    let mut c = config(1500);
+    c.nodes = 4;
+    c.cpus_per_node = 2;
+    c.flood = true;
+    c.qhimark = 500;
+    c.pressure_hz = 100.0;
+    let r = run_ok(&c);
+    assert_eq!(r.stats.shards.len(), 8);
+    assert!(
+        r.stats.overload_events > 0 && r.stats.fast_mode_entries > 0,
+        "{r}"
+    );
+}
+
+#[test]
+fn panicking_callbacks_are_caught_and_the_rest_run() {
+    let mut c = config(1000);
+    c.faults = vec![Fault::CallbackPanic];
+    let r = run_ok(&c);
+    assert!(r.panics_injected > 0, "{r}");
+    assert_eq!(r.stats.callback_panics, r.panics_injected);
+    assert_eq!(r.panic_hook_calls, r.panics_injected);
+}
+
+#[test]
+fn failed_page_allocations_fall_back_to_synchronize() {
+    let mut c = config(1000);
+    c.faults = vec![Fault::PageAllocFailure];
+    c.modes = vec![UpdateMode::Defer, UpdateMode::Call];
+    let r = run_ok(&c);
+    assert!(r.page_alloc_failures > 0, "{r}");
+    assert_eq!(r.stats.fallback_syncs, r.page_alloc_failures);
+}
+
+#[test]
+fn threads_exiting_with_queued_callbacks_lose_none() {
+    let mut c = config(1000);
+    c.faults = vec![Fault::ExitingThreads];
+    c.churn = true;
+    let r = run_ok(&c);
+    assert!(r.exited_with_callbacks > 0 && r.churned_threads > 0, "{r}");
+}
+
+#[test]
+fn a_reader_stalled_past_the_timeout_is_reported_and_nothing_is_freed_early() {
+    let mut c = config(1000);
+    c.faults = vec![Fault::ReaderStall];
+    c.stall_timeout = Duration::from_millis(100);
+    let r = run_ok(&c);
+    assert!(r.stall_episodes > 0, "{r}");
+    assert!(r.stats.stalls_reported >= 1, "{r}");
+}
+
+#[test]
+fn everything_at_once() {
+    let r = run_ok(&TortureConfig::everything(Duration::from_secs(3)));
+    assert!(r.panics_injected > 0 && r.page_alloc_failures > 0, "{r}");
+    assert!(r.exited_with_callbacks > 0 && r.stall_episodes > 0, "{r}");
+}
+
+#[test]
+fn a_busted_rcu_fails() {
+    let mut c = config(1000);
+    c.busted = true;
+    c.reader_stalls = true;
+    let r = torture::run(&c).unwrap();
+    assert!(!r.success(), "{r}");
+    assert!(r.to_string().ends_with("End of test: FAILURE\n"), "{r}");
+    assert!(
+        r.reader_pipe[2..].iter().sum::<u64>() + r.mb_errors > 0,
+        "{r}"
+    );
+}
+
+#[test]
+fn invalid_configs_name_the_field() {
+    type Break = fn(&mut TortureConfig);
+    let cases: [(Break, &str); 5] = [
+        (|c| c.readers = 0, "readers"),
+        (|c| c.modes.clear(), "modes"),
+        (|c| c.qhimark = 5, "qhimark"),
+        (|c| c.pressure_hz = -1.0, "pressure_hz"),
+        (
+            |c| {
+                c.faults = vec![Fault::ReaderStall];
+                c.duration = Duration::from_millis(100);
+            },
+            "stall",
+        ),
+    ];
+    for (break_it, needle) in cases {
+        let mut c = config(100);
+        break_it(&mut c);
+        let e = torture::run(&c).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}
