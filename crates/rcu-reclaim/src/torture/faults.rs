@@ -52,20 +52,23 @@ impl PageAllocator for FailingPages {
 
 /// Makes the process's panic hook skip the torture's injected callback
 /// panics (they are expected, caught and counted) and pass every other
-/// panic on to the hook that was installed before. Call it once, before
-/// [`run`](super::run), in a program that injects
+/// panic on to the hook that was installed before (later calls do nothing).
+/// Call it before [`run`](super::run) in a program that injects
 /// [`Fault::CallbackPanic`] and does not want a message per injected panic.
 ///
 /// ```
 /// rcu_reclaim::torture::silence_injected_panics();
 /// ```
 pub fn silence_injected_panics() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info.payload().downcast_ref::<&str>() != Some(&INJECTED_PANIC) {
-            previous(info);
-        }
-    }));
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&INJECTED_PANIC) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Sleeps up to `d`, in slices, returning early once the run stops.

@@ -382,16 +382,14 @@ impl fmt::Display for TortureReport {
         let updates: u64 = self.updates.iter().map(|&(_, n)| n).sum();
         writeln!(
             f,
-            "{t} ver: {updates} tfle: {} rta: {} rtaf: {} rtf: {} rtmbe: {} rtbe: {} rtbf: {} rtb: {} nt: {} gps: {}",
-            u64::from(self.elements_not_returned == 0),
+            "{t} ver: {updates} tfle: {} rta: {} rtaf: {} rtf: {} rtmbe: {} rtbe: {} barriers: {} gps: {}",
+            u64::from(self.pool as u64 == 1 + self.elements_not_returned),
             updates + 1,
             self.alloc_failures,
             self.free_block_circulation[PIPE_LEN - 1],
             self.mb_errors,
             self.barrier_errors,
-            self.barrier_errors,
             self.barrier_rounds,
-            self.reads,
             s.gp_completed,
         )?;
         let bang = if self.success() { "" } else { "!!! " };
