@@ -30,7 +30,10 @@ const SEQ_STATE_MASK: u64 = 3;
 const SPIN_ROUNDS: u32 = 100;
 /// Yield rounds (after spinning) before a normal waiter parks.
 const YIELD_ROUNDS: u32 = 20;
-/// How often an expedited waiter, which never parks, checks for stalls.
+/// Under loom (no clock), how often a yielding waiter checks for stalls.
+/// Elsewhere an expedited waiter, which never parks, reads the clock at
+/// every yield: on an oversubscribed CPU one yield can take a whole time
+/// slice, and 1024 of them outlasted the stalls they were meant to catch.
 const STALL_CHECK_YIELDS: u32 = 1024;
 
 /// A snapshot of a domain's grace-period sequence, from [`Rcu::get_state`] or
@@ -359,7 +362,9 @@ impl Inner {
                 }
                 if cfg!(loom) || mode == WaitMode::Expedited || rounds <= SPIN_ROUNDS + YIELD_ROUNDS
                 {
-                    if rounds % STALL_CHECK_YIELDS == 0 {
+                    if rounds % STALL_CHECK_YIELDS == 0
+                        || (!cfg!(loom) && mode == WaitMode::Expedited)
+                    {
                         self.check_stall(slot, started);
                     }
                     thread::yield_now();
