@@ -120,6 +120,55 @@ fn barrier_is_ordered_and_complete_under_concurrent_producers() {
     assert_eq!(rcu.pending_bytes(), 0);
 }
 
+/// Regression (found by `rcu-reclaim torture`: a barrier error under fast
+/// pressure flapping): a thread's page of deferred drops taken by someone
+/// else (another barrier, the grace-period thread's flush) had its counts
+/// reset before it reached a shard, and a barrier that read the count as 0
+/// then skipped the page, returning before its drops ran.
+#[test]
+fn concurrent_barriers_never_miss_a_page_in_transit() {
+    struct Bump(Arc<AtomicUsize>);
+    impl Drop for Bump {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let stop_pressure = Arc::new(AtomicBool::new(false));
+    let flapper = {
+        let (rcu, stop) = (rcu.clone(), stop_pressure.clone());
+        // Fast mode makes the grace-period thread flush every thread's page.
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _g = rcu.pressure_start_all();
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let handles: Vec<_> = (0..3)
+        .map(|t| {
+            let rcu = rcu.clone();
+            thread::spawn(move || {
+                let mine = Arc::new(AtomicUsize::new(0));
+                for round in 1..=3_000 {
+                    rcu.defer_drop(Box::new(Bump(mine.clone())));
+                    rcu.barrier();
+                    let ran = mine.load(Ordering::SeqCst);
+                    assert_eq!(
+                        ran, round,
+                        "thread {t}: barrier returned before its drop ran"
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    stop_pressure.store(true, Ordering::Relaxed);
+    flapper.join().unwrap();
+}
+
 #[test]
 fn ten_thousand_short_lived_threads_lose_nothing() {
     let rcu = Rcu::new(Config::new()).unwrap();

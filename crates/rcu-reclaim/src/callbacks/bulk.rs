@@ -332,6 +332,12 @@ impl LocalBuffer {
         Ok(page)
     }
 
+    /// Waits until no stealer or slow-path owner holds the buffer: one that
+    /// has emptied the page (its counts read 0) has then handed it on.
+    pub(crate) fn wait_for_handoff(&self) {
+        drop(lock(&self.lock));
+    }
+
     pub(crate) fn reset_counts(&self) {
         self.count.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);

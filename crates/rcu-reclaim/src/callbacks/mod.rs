@@ -347,19 +347,19 @@ impl Callbacks {
     ) -> (bool, Option<Duration>) {
         let mut kick = false;
         let mut next_due: Option<usize> = None;
-        {
-            // Held while handing off, so `barrier` never misses a page in transit.
-            let mut orphans = lock(&inner.registry.orphans);
-            for page in orphans.drain(..) {
-                kick |= self.hand_off(inner, page);
-            }
-        }
         let now_ms = epoch_ms();
         let min_age = older_than.map_or(0, |d| d.as_millis() as usize);
         let flavor = inner.registry.flavor;
         inner.registry.for_each_slot(|slot| {
             let local = &slot.local;
             if local.count.load(Ordering::Relaxed) == 0 {
+                if older_than.is_none() {
+                    // A stealer or the owner resets the counts before
+                    // handing the page to a shard, holding the buffer's
+                    // lock throughout: wait for it, so that a barrier finds
+                    // the page on its shard (found by the torture test).
+                    local.wait_for_handoff();
+                }
                 return;
             }
             let since = local.since_ms.load(Ordering::Relaxed);
@@ -381,6 +381,15 @@ impl Callbacks {
                 },
             );
         });
+        {
+            // After the slots: a thread exiting meanwhile moves its page
+            // here under its buffer's lock, which the walk above waited for.
+            // Held while handing off, so `barrier` never misses a page in transit.
+            let mut orphans = lock(&inner.registry.orphans);
+            for page in orphans.drain(..) {
+                kick |= self.hand_off(inner, page);
+            }
+        }
         (kick, next_due.map(|ms| Duration::from_millis(ms as u64)))
     }
 
