@@ -191,3 +191,43 @@ fn invalid_configs_name_the_field() {
         assert!(e.contains(needle), "{needle}: {e}");
     }
 }
+
+/// Regression (found by `rcu-reclaim torture`, whose stalled readers went
+/// unreported now and then): an expedited waiter counted 1024 yields between
+/// stall checks, and on an oversubscribed CPU each yield can last a time
+/// slice, so the stall ended before any check. It now reads the clock at
+/// every yield. (Not in `misuse.rs`: its log-capturing stall test must be
+/// the only one there to hit the stall warning.)
+#[test]
+fn an_expedited_wait_reports_a_stall_on_an_oversubscribed_machine() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hogs: Vec<_> = (0..2 * cpus)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_millis(50))).unwrap();
+    for round in 1..=3 {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let r = rcu.clone();
+        let reader = std::thread::spawn(move || {
+            let _g = r.read_lock();
+            ready_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(250)); // five stall timeouts
+        });
+        ready_rx.recv().unwrap();
+        rcu.synchronize_expedited();
+        reader.join().unwrap();
+        assert_eq!(rcu.stats().stalls_reported, round);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+}
