@@ -2,8 +2,11 @@
 //!
 //! `info` reports what the library detected on this machine (flavor,
 //! membarrier, CPUs) and runs a quick grace-period check; `demo` runs the
-//! dentry-cache workload unaware and aware of memory pressure, side by side.
+//! dentry-cache workload unaware and aware of memory pressure, side by side;
+//! `bench` runs that workload on rcu-reclaim, crossbeam-epoch, seize and
+//! (with the `liburcu` feature) liburcu, interleaved, and compares them.
 
+mod bench;
 mod cgroup_side;
 mod demo;
 mod demo_cmd;
@@ -99,6 +102,10 @@ enum Command {
     /// every kind of grace period, with optional floods, pressure flapping,
     /// churn and injected faults. Ends with SUCCESS (exit 0) or FAILURE (exit 1).
     Torture(torture::TortureArgs),
+    /// The dentry-cache workload on rcu-reclaim, crossbeam-epoch, seize and
+    /// liburcu (built with --features liburcu), interleaved: throughput,
+    /// read latency, peak memory and garbage, side by side.
+    Bench(bench::cmd::BenchArgs),
     /// Report the flavor this machine gets, the pressure source and cgroup
     /// limit it would use, and time a few grace periods.
     Info {
@@ -203,6 +210,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => match args.config() {
             Ok(cfg) => demo_cmd::run(&args, cfg),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Bench(args) => match args.workloads() {
+            Ok(w) => bench::cmd::run(&args, w),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);

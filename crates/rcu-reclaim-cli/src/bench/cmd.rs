@@ -1,0 +1,262 @@
+//! `rcu-reclaim bench`: its flags, the interleaved runs, and the output
+//! (tables or JSON, and the plot).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::report::{self, ScenarioReport};
+use super::run::{self, RunResult, Workload};
+use super::{crossbeam::Crossbeam, ours::Ours, seize::Seize, Backend};
+use crate::{parse_budget, parse_payload, parse_secs};
+
+/// The workloads `bench` can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// 99 % lookups.
+    ReadMostly,
+    /// 50 % lookups, 50 % updates.
+    UpdateHeavy,
+    /// update-heavy with bigger payloads under a memory budget, to which
+    /// only rcu-reclaim reacts.
+    Budget,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::ReadMostly => "read-mostly",
+            Scenario::UpdateHeavy => "update-heavy",
+            Scenario::Budget => "budget",
+        }
+    }
+}
+
+/// The bench's flags.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Scenarios to run (repeat the flag for several). Default: all three.
+    #[arg(long, value_enum)]
+    scenario: Vec<Scenario>,
+    /// Seconds each backend runs per scenario, split over the rounds (0.2
+    /// to 3600).
+    #[arg(long, default_value = "6", value_parser = parse_secs)]
+    duration: f64,
+    /// Rounds: every backend runs once per round, in a rotating order, so
+    /// drift in the machine's speed lands on all of them (1 to 100; each
+    /// run gets at least 0.05 s).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    rounds: u16,
+    /// Worker threads, each mixing lookups and updates (1 to 64). Default:
+    /// one per CPU.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: Option<u16>,
+    /// Distinct keys (100 to 100000000).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    keys: u64,
+    /// Smallest payload in read-mostly and update-heavy (1 B to 16M).
+    #[arg(long, default_value = "32", value_parser = parse_payload)]
+    payload_min: usize,
+    /// Largest payload in read-mostly and update-heavy (at least
+    /// --payload-min, at most 16M).
+    #[arg(long, default_value = "512", value_parser = parse_payload)]
+    payload_max: usize,
+    /// The budget rcu-reclaim reclaims against in the budget scenario, e.g.
+    /// 64M (16M to 64G).
+    #[arg(long, default_value = "64M", value_parser = parse_budget)]
+    budget: usize,
+    /// Smallest payload in the budget scenario (1 B to 16M).
+    #[arg(long, default_value = "1K", value_parser = parse_payload)]
+    budget_payload_min: usize,
+    /// Largest payload in the budget scenario (at least
+    /// --budget-payload-min, at most 16M).
+    #[arg(long, default_value = "8K", value_parser = parse_payload)]
+    budget_payload_max: usize,
+    /// Where to write the plot (SVG).
+    #[arg(long, default_value = "rcu-reclaim-bench.svg")]
+    plot: PathBuf,
+    /// Do not write the plot.
+    #[arg(long)]
+    no_plot: bool,
+    /// Print JSON instead of the tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The shortest run the rounds may cut a backend's time into.
+const MIN_RUN: f64 = 0.05;
+
+impl BenchArgs {
+    /// The scenarios' workloads; the message names the flag at fault.
+    pub fn workloads(&self) -> Result<Vec<(Scenario, Workload)>, String> {
+        for (min, max, what) in [
+            (self.payload_min, self.payload_max, "--payload"),
+            (
+                self.budget_payload_min,
+                self.budget_payload_max,
+                "--budget-payload",
+            ),
+        ] {
+            if max < min {
+                return Err(format!(
+                    "{what}-max ({max} B) must be at least {what}-min ({min} B)"
+                ));
+            }
+        }
+        let per_run = self.duration / f64::from(self.rounds);
+        if per_run < MIN_RUN {
+            return Err(format!(
+                "--rounds {} cuts --duration {} s into runs shorter than {MIN_RUN} s; \
+                 use at most {} rounds or a longer --duration",
+                self.rounds,
+                self.duration,
+                (self.duration / MIN_RUN).floor().max(1.0)
+            ));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.threads.map_or(cpus, usize::from);
+        let scenarios = if self.scenario.is_empty() {
+            vec![
+                Scenario::ReadMostly,
+                Scenario::UpdateHeavy,
+                Scenario::Budget,
+            ]
+        } else {
+            let mut s = self.scenario.clone();
+            s.dedup();
+            s
+        };
+        let base = Workload {
+            read_permille: 0,
+            threads,
+            keys: self.keys,
+            payload_min: self.payload_min,
+            payload_max: self.payload_max,
+            budget: None,
+            duration: Duration::from_secs_f64(per_run),
+        };
+        Ok(scenarios
+            .into_iter()
+            .map(|s| {
+                let w = match s {
+                    Scenario::ReadMostly => Workload {
+                        read_permille: 990,
+                        ..base.clone()
+                    },
+                    Scenario::UpdateHeavy => Workload {
+                        read_permille: 500,
+                        ..base.clone()
+                    },
+                    Scenario::Budget => Workload {
+                        read_permille: 500,
+                        payload_min: self.budget_payload_min,
+                        payload_max: self.budget_payload_max,
+                        budget: Some(self.budget),
+                        ..base.clone()
+                    },
+                };
+                (s, w)
+            })
+            .collect())
+    }
+}
+
+/// The backends this build has, rcu-reclaim first.
+fn backends() -> Vec<&'static str> {
+    let v = vec![Ours::NAME, Crossbeam::NAME, Seize::NAME];
+    #[cfg(feature = "liburcu")]
+    let v = {
+        let mut v = v;
+        v.push(super::urcu::Urcu::NAME);
+        v
+    };
+    v
+}
+
+/// One run of the backend named `name`.
+fn run_one(
+    name: &str,
+    w: &Workload,
+    on_sample: &mut dyn FnMut(&run::Sample),
+) -> Result<RunResult, String> {
+    match name {
+        Ours::NAME => run::run(Ours::new()?, w, on_sample),
+        Crossbeam::NAME => run::run(Crossbeam::new(), w, on_sample),
+        Seize::NAME => run::run(Seize::new(), w, on_sample),
+        #[cfg(feature = "liburcu")]
+        super::urcu::Urcu::NAME => run::run(super::urcu::Urcu::new()?, w, on_sample),
+        other => Err(format!("no backend named {other}")),
+    }
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    backends: &'a [&'static str],
+    cpus: usize,
+    scenarios: &'a [ScenarioReport],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plot: Option<&'a PathBuf>,
+}
+
+fn bar(json: bool, len: u64, scenario: &str) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} runs  {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(scenario.to_string());
+    bar
+}
+
+/// Runs the bench as the arguments say.
+pub fn run(args: &BenchArgs, workloads: Vec<(Scenario, Workload)>) -> Result<(), String> {
+    let names = backends();
+    let mut reports = Vec::new();
+    for (scenario, w) in &workloads {
+        let rounds = usize::from(args.rounds);
+        let bar = bar(args.json, (rounds * names.len()) as u64, scenario.name());
+        let mut runs: Vec<Vec<RunResult>> = names.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds {
+            // A B C D, then B C D A, ...: every backend runs in every
+            // position, so drift and warm-up land on all of them.
+            for i in 0..names.len() {
+                let b = (round + i) % names.len();
+                bar.set_message(format!("round {}: {}", round + 1, names[b]));
+                let r = run_one(names[b], w, &mut |_| {})?;
+                runs[b].push(r);
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        reports.push(report::scenario(scenario.name(), w, &names, &runs));
+    }
+    let plot = (!args.no_plot).then_some(&args.plot);
+    if let Some(path) = plot {
+        super::plot::write_svg(path, &reports)?;
+    }
+    if args.json {
+        let out = Output {
+            backends: &names,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            scenarios: &reports,
+            plot,
+        };
+        let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        for r in &reports {
+            println!("{}", report::table(r));
+        }
+        if let Some(path) = plot {
+            println!("plot: {}", path.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The bench's plot: one row per scenario with reads/s and updates/s bars
+//! per backend, and each backend's garbage over time (first round). SVG.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::report::{BackendReport, ScenarioReport};
+
+const MIB: f64 = (1 << 20) as f64;
+
+const COLOURS: [RGBColor; 5] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+];
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// Bars of `f` (in millions or thousands, as `unit` says) per backend.
+fn bars(
+    area: &Area<'_>,
+    title: &str,
+    backends: &[BackendReport],
+    f: fn(&BackendReport) -> f64,
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let top = backends.iter().map(f).fold(0.0, f64::max).max(1e-9) * 1.25;
+    let n = backends.len() as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 16))
+        .margin(8)
+        .y_label_area_size(50)
+        .x_label_area_size(10)
+        .build_cartesian_2d(0.0..n, 0.0..top)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_x_axis()
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, b) in backends.iter().enumerate() {
+        let (x, v) = (i as f64, f(b));
+        let c = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series([Rectangle::new([(x + 0.15, 0.0), (x + 0.85, v)], c.filled())])
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series([Text::new(
+                format!("{} {:.3}", b.backend, v),
+                (x + 0.1, v + top * 0.03),
+                ("sans-serif", 11).into_font(),
+            )])
+            .map_err(|e| err(&e))?;
+    }
+    Ok(())
+}
+
+/// Garbage over time, one line per backend.
+fn garbage(area: &Area<'_>, s: &ScenarioReport) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let secs = s.seconds_per_run.max(0.01);
+    let top = s
+        .backends
+        .iter()
+        .flat_map(|b| b.samples.iter().map(|x| x.garbage))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        / MIB
+        * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{}: garbage over time (MiB, round 1)", s.scenario),
+            ("sans-serif", 16),
+        )
+        .margin(8)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..secs, 0.0..top)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, b) in s.backends.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let points = b
+            .samples
+            .iter()
+            .map(|x| (x.ms as f64 / 1e3, x.garbage as f64 / MIB));
+        chart
+            .draw_series(LineSeries::new(points, c.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(b.backend.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))
+}
+
+/// Writes the plot to `path` (SVG).
+pub fn write_svg(path: &Path, scenarios: &[ScenarioReport]) -> Result<(), String> {
+    let wrap = |e: String| format!("cannot write the plot {}: {e}", path.display());
+    let rows = scenarios.len().max(1);
+    let root = SVGBackend::new(path, (1280, 340 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| wrap(e.to_string()))?;
+    for (s, row) in scenarios.iter().zip(root.split_evenly((rows, 1))) {
+        let (left, right) = row.split_horizontally(640);
+        let (reads, updates) = left.split_horizontally(320);
+        bars(
+            &reads,
+            &format!("{}: M reads/s", s.scenario),
+            &s.backends,
+            |b| b.reads_per_sec / 1e6,
+        )
+        .map_err(wrap)?;
+        bars(
+            &updates,
+            &format!("{}: k updates/s", s.scenario),
+            &s.backends,
+            |b| b.updates_per_sec / 1e3,
+        )
+        .map_err(wrap)?;
+        garbage(&right, s).map_err(wrap)?;
+    }
+    root.present().map_err(|e| wrap(e.to_string()))
+}
