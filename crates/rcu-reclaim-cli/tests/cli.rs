@@ -210,3 +210,109 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A short bench (debug build): every backend runs every scenario, reports
+/// throughput, and frees every byte it retired.
+#[test]
+fn a_short_bench_reports_every_backend_and_loses_no_garbage() {
+    let plot =
+        std::env::temp_dir().join(format!("rcu-reclaim-bench-test-{}.svg", std::process::id()));
+    let out = bin()
+        .args([
+            "bench",
+            "--duration",
+            "0.2",
+            "--rounds",
+            "2",
+            "--keys",
+            "2000",
+        ])
+        .args(["--budget", "16M", "--threads", "2", "--json", "--plot"])
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert_eq!(&names[..3], ["rcu-reclaim", "crossbeam-epoch", "seize"]);
+    let scenarios = v["scenarios"].as_array().unwrap();
+    let scenario_names: Vec<&str> = scenarios
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(scenario_names, ["read-mostly", "update-heavy", "budget"]);
+    for s in scenarios {
+        let backends = s["backends"].as_array().unwrap();
+        assert_eq!(backends.len(), names.len(), "{s}");
+        for b in backends {
+            let tag = format!("{} / {}", s["scenario"], b["backend"]);
+            assert!(b["reads_per_sec"].as_f64().unwrap() > 0.0, "{tag}");
+            assert!(b["updates_per_sec"].as_f64().unwrap() > 0.0, "{tag}");
+            assert_eq!(b["rounds"].as_array().unwrap().len(), 2, "{tag}");
+            let retired = b["retired_bytes"].as_u64().unwrap();
+            assert!(retired > 0, "{tag}");
+            assert_eq!(retired, b["freed_bytes"].as_u64().unwrap(), "{tag}");
+            assert_eq!(b["balanced"], true, "{tag}");
+            assert!(b["peak_garbage"].as_u64().unwrap() > 0, "{tag}");
+            assert!(b["latency_samples"].as_u64().unwrap() > 0, "{tag}");
+            assert!(
+                b["read_p50_ns"].as_u64().unwrap() <= b["read_p99_ns"].as_u64().unwrap(),
+                "{tag}"
+            );
+        }
+        // Ratios are against rcu-reclaim, which is 1 against itself.
+        assert_eq!(backends[0]["vs_rcu_reclaim"]["reads_per_sec"], 1.0);
+    }
+    // Only rcu-reclaim reacts to the budget, and it reports how.
+    let budget = &scenarios[2]["backends"];
+    assert!(budget[0]["pressure"]["gp_wait_probes"].as_u64().unwrap() > 0);
+    assert!(budget[1]["pressure"].is_null());
+    let svg = std::fs::read_to_string(&plot).expect("the plot was written");
+    let _ = std::fs::remove_file(&plot);
+    assert!(svg.contains("<svg") && svg.contains("garbage over time"));
+}
+
+#[test]
+fn bench_rejects_bad_arguments_naming_the_flag() {
+    for (args, needle) in [
+        (&["bench", "--duration", "0"][..], "--duration"),
+        (&["bench", "--rounds", "0"][..], "--rounds"),
+        (
+            &["bench", "--duration", "1", "--rounds", "50"][..],
+            "--rounds",
+        ),
+        (&["bench", "--threads", "0"][..], "--threads"),
+        (&["bench", "--keys", "5"][..], "--keys"),
+        (&["bench", "--budget", "1M"][..], "16M to 64G"),
+        (&["bench", "--scenario", "write-only"][..], "--scenario"),
+        (
+            &["bench", "--payload-min", "2K", "--payload-max", "1K"][..],
+            "--payload-max",
+        ),
+        (
+            &[
+                "bench",
+                "--budget-payload-min",
+                "2M",
+                "--budget-payload-max",
+                "1M",
+            ][..],
+            "--budget-payload-max",
+        ),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
