@@ -75,6 +75,11 @@ pub struct BenchArgs {
     /// --budget-payload-min, at most 16M).
     #[arg(long, default_value = "8K", value_parser = parse_payload)]
     budget_payload_max: usize,
+    /// Backends to run (repeat the flag for several; rcu-reclaim always
+    /// runs, as the ratios are against it): rcu-reclaim, crossbeam-epoch,
+    /// seize, liburcu-memb (with --features liburcu). Default: all.
+    #[arg(long)]
+    backend: Vec<String>,
     /// Where to write the plot (SVG).
     #[arg(long, default_value = "rcu-reclaim-bench.svg")]
     plot: PathBuf,
@@ -116,6 +121,7 @@ impl BenchArgs {
                 (self.duration / MIN_RUN).floor().max(1.0)
             ));
         }
+        self.backends()?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = self.threads.map_or(cpus, usize::from);
         let scenarios = if self.scenario.is_empty() {
@@ -165,7 +171,7 @@ impl BenchArgs {
 }
 
 /// The backends this build has, rcu-reclaim first.
-fn backends() -> Vec<&'static str> {
+fn available() -> Vec<&'static str> {
     let v = vec![Ours::NAME, Crossbeam::NAME, Seize::NAME];
     #[cfg(feature = "liburcu")]
     let v = {
@@ -174,6 +180,32 @@ fn backends() -> Vec<&'static str> {
         v
     };
     v
+}
+
+impl BenchArgs {
+    /// The backends `--backend` picks, rcu-reclaim first.
+    fn backends(&self) -> Result<Vec<&'static str>, String> {
+        let all = available();
+        for b in &self.backend {
+            if !all.contains(&b.as_str()) {
+                let hint = if b == "liburcu-memb" {
+                    " (this build has no liburcu: build with --features liburcu)"
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "--backend {b:?} is not one of {}{hint}",
+                    all.join(", ")
+                ));
+            }
+        }
+        Ok(all
+            .into_iter()
+            .filter(|n| {
+                *n == Ours::NAME || self.backend.is_empty() || self.backend.iter().any(|b| b == n)
+            })
+            .collect())
+    }
 }
 
 /// One run of the backend named `name`.
@@ -217,7 +249,7 @@ fn bar(json: bool, len: u64, scenario: &str) -> ProgressBar {
 
 /// Runs the bench as the arguments say.
 pub fn run(args: &BenchArgs, workloads: Vec<(Scenario, Workload)>) -> Result<(), String> {
-    let names = backends();
+    let names = args.backends()?;
     let mut reports = Vec::new();
     for (scenario, w) in &workloads {
         let rounds = usize::from(args.rounds);

@@ -369,6 +369,16 @@ pub fn table(s: &ScenarioReport) -> String {
             s.backends[0].evicted,
         );
     }
+    if let Some(p) = s.backends.first().and_then(|b| b.pressure.as_ref()) {
+        let floor = s.backends[0].retire_rate * p.gp_wait_mean_ns / 1e9;
+        out += &format!(
+            "rcu-reclaim garbage floor (retire rate x mean grace-period wait): {:.2} MiB; \
+             mean garbage = {:.2} x floor, peak = {:.2} x floor\n",
+            floor / MIB,
+            ratio(s.backends[0].mean_garbage, floor),
+            ratio(s.backends[0].peak_garbage as f64, floor),
+        );
+    }
     for t in &s.targets {
         out += &format!(
             "target: rcu-reclaim {} = {:.2} (goal {}): {}\n",
