@@ -54,8 +54,8 @@ pub struct BenchArgs {
     /// one per CPU.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: Option<u16>,
-    /// Distinct keys (100 to 100000000).
-    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    /// Distinct keys (100 to 10000000).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
     keys: u64,
     /// Smallest payload in read-mostly and update-heavy (1 B to 16M).
     #[arg(long, default_value = "32", value_parser = parse_payload)]

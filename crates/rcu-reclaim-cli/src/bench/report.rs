@@ -390,3 +390,84 @@ pub fn table(s: &ScenarioReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(name: &str, updates: &[f64], peak_garbage: u64) -> BackendReport {
+        BackendReport {
+            backend: name.into(),
+            reads_per_sec: 0.0,
+            updates_per_sec: 0.0,
+            peak_memory: 1,
+            peak_garbage,
+            mean_garbage: 0.0,
+            retire_rate: 0.0,
+            read_p50_ns: 0,
+            read_p99_ns: 0,
+            latency_samples: 0,
+            cache_hit_ratio: 0.0,
+            retired_bytes: 0,
+            freed_bytes: 0,
+            balanced: true,
+            evicted: 0,
+            vs_rcu_reclaim: Ratios::default(),
+            rounds: updates
+                .iter()
+                .map(|&u| Round {
+                    reads_per_sec: u,
+                    updates_per_sec: u,
+                    peak_garbage,
+                })
+                .collect(),
+            pressure: None,
+            samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn percentiles_and_medians() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 51);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&[], 0.5), 0);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn targets_compare_rcu_reclaim_with_the_others_round_by_round() {
+        // Round by round, ours is twice crossbeam's rate; its garbage is a
+        // quarter of crossbeam's.
+        let mut b = vec![
+            backend("rcu-reclaim", &[200.0, 100.0, 400.0], 10),
+            backend("crossbeam-epoch", &[100.0, 50.0, 200.0], 40),
+            backend("seize", &[400.0, 200.0, 800.0], 5),
+        ];
+        let ours = b[0].clone();
+        for x in &mut b {
+            let r: Vec<f64> = x
+                .rounds
+                .iter()
+                .zip(&ours.rounds)
+                .map(|(a, o)| a.updates_per_sec / o.updates_per_sec)
+                .collect();
+            x.vs_rcu_reclaim = Ratios {
+                reads_per_sec: median(r.clone()),
+                updates_per_sec: median(r),
+                peak_garbage: x.peak_garbage as f64 / ours.peak_garbage as f64,
+                peak_memory: 1.0,
+            };
+        }
+        let t = targets("update-heavy", &b);
+        assert_eq!(t.len(), 3);
+        assert!((t[0].value - 2.0).abs() < 1e-9 && t[0].met, "{t:?}");
+        assert!((t[1].value - 0.5).abs() < 1e-9 && !t[1].met, "{t:?}");
+        assert!((t[2].value - 0.25).abs() < 1e-9 && t[2].met, "{t:?}");
+        // No liburcu column: its target is left out, not invented.
+        let t = targets("read-mostly", &b);
+        assert_eq!(t.len(), 1);
+        assert!(t[0].what.contains("crossbeam-epoch") && t[0].met);
+    }
+}
