@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::report::{self, ScenarioReport};
 use super::run::{self, RunResult, Workload};
-use super::{crossbeam::Crossbeam, ours::Ours, seize::Seize, Backend};
+use super::{crossbeam::Crossbeam, ours::Ours, ours_polled::OursPolled, seize::Seize, Backend};
 use crate::{parse_budget, parse_payload, parse_secs};
 
 /// The workloads `bench` can run.
@@ -77,7 +77,9 @@ pub struct BenchArgs {
     budget_payload_max: usize,
     /// Backends to run (repeat the flag for several; rcu-reclaim always
     /// runs, as the ratios are against it): rcu-reclaim, crossbeam-epoch,
-    /// seize, liburcu-memb (with --features liburcu). Default: all.
+    /// seize, liburcu-memb (with --features liburcu), and the opt-in
+    /// rcu-reclaim-polled (frees on the retiring thread through the polled
+    /// grace-period API). Default: all but rcu-reclaim-polled.
     #[arg(long)]
     backend: Vec<String>,
     /// Where to write the plot (SVG).
@@ -179,6 +181,8 @@ fn available() -> Vec<&'static str> {
         v.push(super::urcu::Urcu::NAME);
         v
     };
+    let mut v = v;
+    v.push(OursPolled::NAME);
     v
 }
 
@@ -202,7 +206,9 @@ impl BenchArgs {
         Ok(all
             .into_iter()
             .filter(|n| {
-                *n == Ours::NAME || self.backend.is_empty() || self.backend.iter().any(|b| b == n)
+                let named = self.backend.iter().any(|b| b == n);
+                let default = self.backend.is_empty() && *n != OursPolled::NAME;
+                *n == Ours::NAME || named || default
             })
             .collect())
     }
@@ -218,6 +224,7 @@ fn run_one(
         Ours::NAME => run::run(Ours::new()?, w, on_sample),
         Crossbeam::NAME => run::run(Crossbeam::new(), w, on_sample),
         Seize::NAME => run::run(Seize::new(), w, on_sample),
+        OursPolled::NAME => run::run(OursPolled::new()?, w, on_sample),
         #[cfg(feature = "liburcu")]
         super::urcu::Urcu::NAME => run::run(super::urcu::Urcu::new()?, w, on_sample),
         other => Err(format!("no backend named {other}")),

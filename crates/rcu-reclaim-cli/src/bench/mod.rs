@@ -16,6 +16,7 @@
 pub mod cmd;
 mod crossbeam;
 mod ours;
+mod ours_polled;
 mod plot;
 mod report;
 mod run;
