@@ -6,6 +6,18 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rcu-reclaim"))
 }
 
+/// Each argument list exits 2 with a message containing its needle, and no
+/// panic.
+fn usage_errors(cases: &[(&[&str], &str)]) {
+    for (args, needle) in cases {
+        let out = bin().args(*args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn info_json_parses_and_reports_the_flavor() {
     let out = bin()
@@ -37,18 +49,12 @@ fn info_text_runs() {
 
 #[test]
 fn bad_arguments_exit_2_naming_the_problem() {
-    for (args, needle) in [
+    usage_errors(&[
         (&["info", "--grace-periods", "0"][..], "--grace-periods"),
         (&["info", "--grace-periods", "lots"][..], "--grace-periods"),
         (&["frobnicate"][..], "frobnicate"),
         (&[][..], "Usage"),
-    ] {
-        let out = bin().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    }
+    ]);
 }
 
 #[test]
@@ -182,7 +188,7 @@ fn walk(dir: &std::path::Path, depth: usize) -> Vec<String> {
 
 #[test]
 fn demo_rejects_bad_sizes_naming_the_flag() {
-    for (args, needle) in [
+    usage_errors(&[
         (&["demo", "--budget", "12Q"][..], "--budget"),
         (&["demo", "--budget", "1M"][..], "16M to 64G"),
         (&["demo", "--duration", "0"][..], "--duration"),
@@ -202,13 +208,7 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
             &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],
             "--payload-max",
         ),
-    ] {
-        let out = bin().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    }
+    ]);
 }
 
 /// A short bench (debug build): every backend runs every scenario, reports
@@ -283,7 +283,7 @@ fn a_short_bench_reports_every_backend_and_loses_no_garbage() {
 
 #[test]
 fn bench_rejects_bad_arguments_naming_the_flag() {
-    for (args, needle) in [
+    usage_errors(&[
         (&["bench", "--duration", "0"][..], "--duration"),
         (&["bench", "--rounds", "0"][..], "--rounds"),
         (
@@ -308,11 +308,5 @@ fn bench_rejects_bad_arguments_naming_the_flag() {
             ][..],
             "--budget-payload-max",
         ),
-    ] {
-        let out = bin().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    }
+    ]);
 }
