@@ -324,16 +324,12 @@ impl<T> Retired<T> {
     /// cell.take().unwrap().defer_drop(); // fine inside a section
     /// drop(guard);
     /// ```
-    pub fn defer_drop(mut self)
+    pub fn defer_drop(self)
     where
         T: Send + 'static,
     {
-        let value = self.value.take().expect("value present until consumed");
-        if self.rcu.poll(&self.cookie) {
-            drop(value);
-        } else {
-            self.rcu.defer_drop(value);
-        }
+        let bytes = std::mem::size_of::<T>();
+        self.defer_drop_sized(bytes);
     }
 
     /// As [`defer_drop`](Retired::defer_drop), accounting `bytes` (for a
