@@ -7,7 +7,10 @@
 //! Fast mode is in force while any pressure count is non-zero, and for at
 //! least two grace periods after the last pressure ends (hysteresis). In
 //! fast mode every shard on a pressured node asks for a grace period as soon
-//! as it holds anything (the lazy delay and batch are cancelled), workers run
+//! as it holds anything (the lazy delay and batch are cancelled), threads'
+//! buffered pages are taken to the shards at once while any node is
+//! pressured (in the hysteresis no shard asks, so they wait for the lazy
+//! delay as usual), workers run
 //! without a batch limit, and grace periods are **expedited only while the
 //! backlog on the pressured nodes holds at least
 //! [`Config::fast_min_bytes`](crate::Config::fast_min_bytes)** (1 MiB by

@@ -77,6 +77,9 @@ pub struct Stats {
     pub barriers: u64,
     /// Thread pages flushed by the grace-period thread after `lazy_delay`.
     pub lazy_flushes: u64,
+    /// Thread pages taken from their threads by another one (lazy flushes,
+    /// pressure, `barrier`); each costs the domain's writer barrier.
+    pub page_steals: u64,
     /// Pressure signals held now (all nodes together).
     pub pressure: usize,
     /// Whether fast mode is in force (pressure or its hysteresis).
@@ -164,6 +167,7 @@ impl Rcu {
             overload_expedited: get(&k.overload_expedited),
             barriers: get(&k.barriers),
             lazy_flushes: get(&k.lazy_flushes),
+            page_steals: get(&k.page_steals),
             pressure: cbs.pressure.total(),
             fast_mode: self.in_fast_mode(),
             fast_mode_entries: get(&cbs.pressure.entries),

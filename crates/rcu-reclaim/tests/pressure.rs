@@ -196,3 +196,32 @@ fn callbacks_run_by_reclaim_cannot_allocate_pages() {
     assert_eq!(rcu.stats().fallback_syncs, 1);
     rcu.barrier();
 }
+
+/// In the hysteresis after pressure (fast mode, but no node pressured) no
+/// shard asks for a grace period, so the grace-period thread must leave the
+/// threads' pages alone until `lazy_delay`. It used to take a thread's page
+/// as soon as the page's first object woke it: a steal, with its
+/// membarrier, per object or two, which halved the demo writer's rate.
+#[test]
+fn hysteresis_leaves_thread_pages_alone_until_the_lazy_delay() {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_secs(60))
+            .lazy_batch(1 << 20),
+    )
+    .unwrap();
+    drop(rcu.pressure_start_all()); // fast for two more grace periods
+    assert!(rcu.in_fast_mode());
+    for i in 0..2000u64 {
+        rcu.defer_drop(Box::new(i));
+        if i % 8 == 0 {
+            // Time for the grace-period thread to wake and look.
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let s = rcu.stats();
+    assert!(s.fast_mode, "nothing asked for a grace period: {s:?}");
+    assert_eq!(s.page_steals, 0, "{s:?}");
+    rcu.barrier();
+    assert_eq!(rcu.stats().pending, 0);
+}

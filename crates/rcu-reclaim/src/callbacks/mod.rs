@@ -176,6 +176,7 @@ pub(crate) struct CbCounters {
     pub(crate) overload_expedited: AtomicU64,
     pub(crate) barriers: AtomicU64,
     pub(crate) lazy_flushes: AtomicU64,
+    pub(crate) page_steals: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: usize) {
@@ -373,6 +374,7 @@ impl Callbacks {
                 || crate::gp::writer_barrier(flavor),
                 |page| {
                     if let Some(page) = page {
+                        add(&self.counters.page_steals, 1);
                         if older_than.is_some() {
                             add(&self.counters.lazy_flushes, 1);
                         }
@@ -446,8 +448,14 @@ impl Callbacks {
     /// assigns them one. Called by the grace-period thread.
     pub(crate) fn plan(&self, inner: &Inner) -> GpPlan {
         let fast = self.pressure.observe(inner.gp.seq() >> 2);
-        // Under pressure, buffered pages go to their shards at once.
-        let older_than = (!fast).then_some(self.params.lazy_delay);
+        // Under pressure, buffered pages go to their shards at once. Not in
+        // the hysteresis after it (fast, but no node pressured): no shard
+        // asks for a grace period then, so a page taken from its thread
+        // would only wait on a shard, and every fresh page's kick would
+        // bring the thread back to take the next (a steal, with its
+        // membarrier, per object or two).
+        let pressured_any = fast && (0..self.topology.nodes()).any(|n| self.pressure.on_node(n));
+        let older_than = (!pressured_any).then_some(self.params.lazy_delay);
         let (_, local_due) = self.flush_locals(inner, older_than);
         let (total, _) = self.pending(inner);
         let overloaded = total > self.params.qovld;
