@@ -634,3 +634,53 @@ fn last_handle_dropped_inside_a_callback() {
     seen.sort_unstable();
     assert_eq!(seen, ["callback ran", "dropped", "dropped"]);
 }
+
+/// A fresh bulk page kicks the grace-period thread only when the thread has
+/// not promised to look by the page's due time. Whatever the interleaving
+/// of promise and page, every object buffered by threads that stay alive
+/// (so no thread exit hands their pages on) is freed soon after
+/// `lazy_delay`, with no barrier: a lost wake-up would leave it forever.
+#[test]
+fn fresh_pages_are_flushed_lazily_without_lost_wakeups() {
+    use std::sync::Barrier;
+    const THREADS: usize = 3;
+    const ROUNDS: usize = 150;
+    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_millis(3))).unwrap();
+    let go = Arc::new(Barrier::new(THREADS + 1));
+    let done = Arc::new(Barrier::new(THREADS + 1));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (rcu, go, done) = (rcu.clone(), go.clone(), done.clone());
+            thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    go.wait();
+                    // Spread the pages' starts over the thread's sleeps.
+                    thread::sleep(Duration::from_micros(
+                        ((round * 7 + t * 13) % 40) as u64 * 100,
+                    ));
+                    for i in 0..1 + (round + t) % 4 {
+                        rcu.defer_drop(Box::new([i as u64; 4]));
+                    }
+                    done.wait();
+                }
+            })
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        go.wait();
+        done.wait();
+        let t = Instant::now();
+        while rcu.pending() > 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "round {round}: buffered objects never freed: {:?}",
+                rcu.stats()
+            );
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(rcu.stats().lazy_flushes >= ROUNDS as u64);
+}

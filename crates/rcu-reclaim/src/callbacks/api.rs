@@ -114,6 +114,29 @@ impl Rcu {
 
     /// Starts the grace-period thread and workers if needed, and wakes the
     /// grace-period thread when `kick`.
+    /// Whether a page started at `since_ms` needs a kick of the
+    /// grace-period thread (see `GpThread::must_kick_for`).
+    fn fresh_page_needs_kick(&self, since_ms: usize) -> bool {
+        #[cfg(not(loom))]
+        {
+            let inner = self.inner();
+            let cbs = &inner.callbacks;
+            // Under pressure a page is due at once: only a thread about to
+            // look again (after the grace period it is running) saves a kick.
+            let due = if cbs.pressure.total() > 0 {
+                since_ms
+            } else {
+                since_ms + cbs.params.lazy_delay.as_millis() as usize
+            };
+            inner.gp.kthread.must_kick_for(due)
+        }
+        #[cfg(loom)]
+        {
+            let _ = since_ms;
+            true
+        }
+    }
+
     fn start_background(&self, kick: bool) {
         #[cfg(not(loom))]
         {
@@ -235,6 +258,7 @@ impl Rcu {
         let cbs = &inner.callbacks;
         let mut kick = false;
         let mut handed_off = false;
+        let mut fresh_since = None;
         let pushed = local.with_page_owner(|page| {
             if page.as_ref().is_some_and(|p| p.is_full()) {
                 let full = page.take().expect("checked above");
@@ -245,11 +269,11 @@ impl Rcu {
             if page.is_none() {
                 *page = cbs.fresh_page(!NO_PAGE_ALLOC.with(Cell::get));
                 if page.is_some() {
+                    let now = epoch_ms();
                     local
                         .since_ms
-                        .store(epoch_ms(), std::sync::atomic::Ordering::Relaxed);
-                    // Let the grace-period thread time this page's lazy flush.
-                    kick = true;
+                        .store(now, std::sync::atomic::Ordering::Relaxed);
+                    fresh_since = Some(now);
                 }
             }
             match page {
@@ -271,6 +295,11 @@ impl Rcu {
         if handed_off {
             // Outside the buffer's lock: the drops may defer more.
             cbs.free_ready_pages(inner, cbs.current_shard(), 2);
+        }
+        if let Some(since) = fresh_since {
+            // Let the grace-period thread time this page's lazy flush (at
+            // once under pressure), unless it will look in time anyway.
+            kick |= self.fresh_page_needs_kick(since);
         }
         self.start_background(kick);
         Ok(())
