@@ -119,6 +119,9 @@ pub struct SideReport {
     pub expedited_grace_periods: u64,
     pub fallback_syncs: u64,
     pub cache_hit_ratio: f64,
+    /// Lookups that found their key, per second: the useful reads (a
+    /// lookup that misses in an emptied cache is cheap but buys nothing).
+    pub hits_per_sec: f64,
     pub cache_entries_end: usize,
     pub cache_bytes_end: usize,
     /// Set when the side ran in its own memory cgroup.
@@ -281,6 +284,7 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
         expedited_grace_periods: s.expedited_gps,
         fallback_syncs: s.fallback_syncs,
         cache_hit_ratio: progress.hits.load(Ordering::Relaxed) as f64 / reads.max(1) as f64,
+        hits_per_sec: progress.hits.load(Ordering::Relaxed) as f64 / secs,
         cache_entries_end: cache.len(),
         cache_bytes_end: cache.bytes(),
         cgroup: None,
@@ -342,6 +346,11 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
             "cache hit ratio",
             true,
             Box::new(|s| format!("{:.1} %", s.cache_hit_ratio * 100.0)),
+        ),
+        (
+            "cache hits/s",
+            true,
+            Box::new(|s| format!("{:.2} M", s.hits_per_sec / 1e6)),
         ),
         (
             "time over budget",

@@ -104,6 +104,20 @@ fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_mo
     assert!(!aware["samples"].as_array().unwrap().is_empty());
     assert!(aware["reads_per_sec"].as_f64().unwrap() > 0.0);
     assert!(unaware["updates_per_sec"].as_f64().unwrap() > 0.0);
+    // Hits per second agree with the reads and the hit ratio.
+    let hits = |s: &serde_json::Value| {
+        let (r, h) = (
+            s["reads_per_sec"].as_f64().unwrap(),
+            s["hits_per_sec"].as_f64().unwrap(),
+        );
+        assert!(
+            (h - r * s["cache_hit_ratio"].as_f64().unwrap()).abs() <= 1e-6 * r + 1.0,
+            "{s}"
+        );
+        h
+    };
+    assert!(hits(aware) > 0.0);
+    hits(unaware);
     let svg = std::fs::read_to_string(&plot).expect("the plot was written");
     let _ = std::fs::remove_file(&plot);
     assert!(svg.contains("<svg") && svg.contains("aware: heap in use"));
