@@ -165,6 +165,27 @@ impl Config {
         self
     }
 
+    /// How long after a thread last handed a full bulk page of deferred
+    /// drops to its CPU's shard that shard's ready pages are left for the
+    /// thread to free, two at each hand-off, on the core that allocated the
+    /// objects (default 5 ms). After that, or at once under memory
+    /// pressure, a callback worker frees them. Zero wakes a worker for
+    /// every ready page at once (a thread handing off a page still frees up
+    /// to two ready ones it finds there, if no worker holds the shard).
+    /// A busy thread freeing its own garbage, as crossbeam-epoch and seize
+    /// do, ran 2.1x faster on 16 cores than a worker freeing it on another
+    /// core (BENCHMARKS.md, "Scaling on a quiet 16-core machine").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = rcu_reclaim::Config::new().producer_window(Duration::ZERO);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn producer_window(mut self, window: Duration) -> Self {
+        self.params.producer_window = window;
+        self
+    }
+
     /// Lazy pace: a shard asks for a grace period at once when it holds this
     /// many callbacks and deferred drops not yet assigned one (default 1000).
     ///

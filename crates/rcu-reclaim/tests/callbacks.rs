@@ -684,3 +684,105 @@ fn fresh_pages_are_flushed_lazily_without_lost_wakeups() {
     }
     assert!(rcu.stats().lazy_flushes >= ROUNDS as u64);
 }
+
+/// Counts drops, and those run on the thread that made the object.
+struct Tracked {
+    drops: Arc<AtomicUsize>,
+    on_maker: Arc<AtomicUsize>,
+    maker: thread::ThreadId,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        if thread::current().id() == self.maker {
+            self.on_maker.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Defers `n` tracked drops from this thread.
+fn defer_tracked(rcu: &Rcu, n: usize, drops: &Arc<AtomicUsize>, on_maker: &Arc<AtomicUsize>) {
+    for _ in 0..n {
+        rcu.defer_drop(Box::new(Tracked {
+            drops: drops.clone(),
+            on_maker: on_maker.clone(),
+            maker: thread::current().id(),
+        }));
+    }
+}
+
+/// A thread that keeps handing full pages to its shard frees that shard's
+/// ready pages itself, on its own core, as crossbeam-epoch and seize do:
+/// within `producer_window` of its last hand-off no worker takes them.
+#[test]
+fn a_busy_thread_frees_its_own_ready_pages() {
+    // A bulk page holds 255 objects; handing one off also asks for a grace
+    // period at once (lazy_batch); the window outlasts the test.
+    let per_page = (rcu_reclaim::BULK_PAGE_SIZE - 16) / 16;
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_batch(per_page)
+            .lazy_delay(Duration::from_secs(60)) // no lazy flush of the thread's page
+            .producer_window(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, d, m) = (rcu.clone(), drops.clone(), on_maker.clone());
+    thread::spawn(move || {
+        // Shards are per CPU: stay on one across the sleep below.
+        override_current_cpu(Some(0));
+        // A full page plus one object: the first page is handed off.
+        defer_tracked(&r, per_page + 1, &d, &m);
+        let cookie = r.get_state();
+        wait_until(
+            "the first page's grace period",
+            Duration::from_secs(20),
+            || r.poll(&cookie),
+        );
+        // Ready, but left to this thread: no worker frees it meanwhile.
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(d.load(Ordering::Relaxed), 0, "{:?}", r.stats());
+        // The next hand-off frees it, here.
+        defer_tracked(&r, per_page, &d, &m);
+        assert_eq!(m.load(Ordering::Relaxed), per_page, "{:?}", r.stats());
+    })
+    .join()
+    .unwrap();
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::Relaxed), 2 * per_page + 1);
+}
+
+/// Once the thread stops handing pages on (it stays alive, so no thread
+/// exit hands its page on), a worker frees its ready pages after
+/// `producer_window`, with no barrier: nothing is stranded.
+#[test]
+fn a_worker_frees_ready_pages_once_their_thread_stops_handing_on() {
+    // Each hand-off asks for a grace period at once (lazy_batch); nothing
+    // else wakes the grace-period thread (no lazy flush for a minute), so
+    // the last pages, ready after the thread's last hand-off, wait for the
+    // look the thread times for the window's end.
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_batch(255)
+            .lazy_delay(Duration::from_secs(60))
+            .producer_window(Duration::from_millis(20)),
+    )
+    .unwrap();
+    let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, d, m) = (rcu.clone(), drops.clone(), on_maker.clone());
+    // 200 full pages: all but the last are handed off.
+    const N: usize = 200 * 255;
+    thread::spawn(move || {
+        defer_tracked(&r, N, &d, &m);
+        wait_until(
+            "the handed-off pages freed",
+            Duration::from_secs(20),
+            || d.load(Ordering::Relaxed) >= N - 255,
+        );
+    })
+    .join()
+    .unwrap();
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::Relaxed), N);
+}

@@ -263,7 +263,7 @@ impl Rcu {
             if page.as_ref().is_some_and(|p| p.is_full()) {
                 let full = page.take().expect("checked above");
                 local.reset_counts();
-                kick |= cbs.hand_off(inner, full);
+                kick |= cbs.hand_off(inner, full, true);
                 handed_off = true;
             }
             if page.is_none() {
@@ -323,7 +323,7 @@ impl Rcu {
         let kick = local.with_page_owner(|page| match page.take() {
             Some(full) => {
                 local.reset_counts();
-                cbs.hand_off(inner, full)
+                cbs.hand_off(inner, full, false)
             }
             None => false,
         });

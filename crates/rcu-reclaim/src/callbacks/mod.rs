@@ -9,7 +9,11 @@
 //!   has waited `lazy_delay`, at once for `call_hurry`, overload or barrier —
 //!   runs it, advances the lists and wakes the node's worker.
 //! * Workers run ready callbacks in batches of `max(blimit, pending >> 7)`
-//!   and drop ready pages, yielding between batches.
+//!   and drop ready pages, yielding between batches. A thread that keeps
+//!   handing full pages to a shard drops that shard's ready pages itself,
+//!   two per hand-off, on the core that allocated the objects; a worker
+//!   takes them under pressure or `producer_window` (5 ms) after that
+//!   thread's last hand-off.
 //! * `barrier` flushes every thread's page, waits for a grace period covering
 //!   everything queued, and runs what is ready itself.
 
@@ -83,6 +87,8 @@ pub(crate) struct Params {
     pub(crate) blimit: usize,
     pub(crate) workers_per_node: usize,
     pub(crate) fast_min_bytes: usize,
+    /// See [`Config::producer_window`](crate::Config::producer_window).
+    pub(crate) producer_window: Duration,
 }
 
 impl Default for Params {
@@ -96,6 +102,7 @@ impl Default for Params {
             blimit: 10,
             workers_per_node: 1,
             fast_min_bytes: 1 << 20,
+            producer_window: Duration::from_millis(5),
         }
     }
 }
@@ -114,6 +121,9 @@ struct ShardState {
     since: Option<Instant>,
     hurry: bool,
     overloaded: bool,
+    /// When a thread last handed its own full page to this shard (it frees
+    /// ready pages as it does: see `Params::producer_window`).
+    last_handoff: Option<Instant>,
 }
 
 impl ShardState {
@@ -122,6 +132,19 @@ impl ShardState {
             self.list.len() + self.page_objects,
             self.list.bytes() + self.page_bytes,
         )
+    }
+
+    /// Whether the front page's grace period has completed.
+    fn pages_ready(&self, seq: u64) -> bool {
+        self.pages_requested > 0 && self.pages.front().is_some_and(|p| seq >= p.cookie)
+    }
+
+    /// How much longer ready pages are left to the thread that hands pages
+    /// to this shard (within `window` of its last hand-off); `None` once a
+    /// worker should free them.
+    fn left_to_producer(&self, now: Instant, window: Duration) -> Option<Duration> {
+        let since = now.saturating_duration_since(self.last_handoff?);
+        window.checked_sub(since).filter(|d| !d.is_zero())
     }
 
     fn unrequested(&self) -> usize {
@@ -294,8 +317,10 @@ impl Callbacks {
     }
 
     /// Seals a full (or stolen, or orphaned) page and hands it to the
-    /// current shard. Returns whether to kick the grace-period thread.
-    pub(crate) fn hand_off(&self, inner: &Inner, mut page: BulkPage) -> bool {
+    /// current shard. `producer`: the page's own thread, which frees the
+    /// shard's ready pages after this (see `Params::producer_window`). Returns
+    /// whether to kick the grace-period thread.
+    pub(crate) fn hand_off(&self, inner: &Inner, mut page: BulkPage, producer: bool) -> bool {
         if page.len() == 0 {
             self.recycle(self.current_shard(), page);
             return false;
@@ -305,8 +330,14 @@ impl Callbacks {
         let shard = &self.shards[self.current_shard()];
         let mut st = lock(&shard.state);
         let was_idle = st.since.is_none();
-        if was_idle {
-            st.since = Some(Instant::now());
+        if was_idle || producer {
+            let now = Instant::now();
+            if was_idle {
+                st.since = Some(now);
+            }
+            if producer {
+                st.last_handoff = Some(now);
+            }
         }
         st.page_objects += page.len();
         st.page_bytes += page.bytes();
@@ -378,7 +409,7 @@ impl Callbacks {
                         if older_than.is_some() {
                             add(&self.counters.lazy_flushes, 1);
                         }
-                        kick |= self.hand_off(inner, page);
+                        kick |= self.hand_off(inner, page, false);
                     }
                 },
             );
@@ -389,7 +420,7 @@ impl Callbacks {
             // Held while handing off, so `barrier` never misses a page in transit.
             let mut orphans = lock(&inner.registry.orphans);
             for page in orphans.drain(..) {
-                kick |= self.hand_off(inner, page);
+                kick |= self.hand_off(inner, page, false);
             }
         }
         (kick, next_due.map(|ms| Duration::from_millis(ms as u64)))
@@ -494,6 +525,12 @@ impl Callbacks {
                 let left = self.params.lazy_delay - a;
                 deadline = Some(deadline.map_or(left, |d| d.min(left)));
             }
+            if !pressured && st.pages_ready(inner.gp.seq()) {
+                // Look again when a worker should take them (`after_gp`).
+                if let Some(left) = st.left_to_producer(now, self.params.producer_window) {
+                    deadline = Some(deadline.map_or(left, |d| d.min(left)));
+                }
+            }
             let need = st
                 .list
                 .needed_gp()
@@ -549,17 +586,26 @@ impl Callbacks {
     }
 
     /// After a grace period (or a plan that needed none): advance every
-    /// shard and wake the workers of shards with something ready.
+    /// shard and wake the workers of shards with something ready (ready
+    /// pages of a shard a thread is still handing pages to are left to that
+    /// thread for `producer_window`; `plan` times the look after it).
     pub(crate) fn after_gp(&self, inner: &Inner) {
         let seq = inner.gp.seq();
+        let now = Instant::now();
         for node in 0..self.topology.nodes() {
             let mut ready = false;
+            let pressured = self.pressure.on_node(node);
             for &cpu in self.topology.cpus_of(node) {
                 let mut st = lock(&self.shards[cpu].state);
                 st.list.advance(seq);
+                // Ready pages go to a worker under pressure, or once the
+                // thread that hands pages to the shard has stopped.
                 ready |= st.list.done_len() > 0
-                    || (st.pages_requested > 0
-                        && st.pages.front().is_some_and(|p| seq >= p.cookie));
+                    || (st.pages_ready(seq)
+                        && (pressured
+                            || st
+                                .left_to_producer(now, self.params.producer_window)
+                                .is_none()));
             }
             if ready {
                 self.workers.wake(node);
