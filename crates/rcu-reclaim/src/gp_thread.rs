@@ -4,13 +4,13 @@
 //! lazy rules (see `callbacks`), sleeping until the oldest lazily queued
 //! entry is due. Started on first use; stopped when the domain is dropped.
 
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 
 use crate::callbacks::epoch_ms;
 use crate::domain::Inner;
 use crate::sync::lock_std as lock;
+use crate::wake_promise::WakePromise;
 
 #[derive(Default)]
 struct State {
@@ -34,12 +34,10 @@ struct Shared {
     wake: Condvar,
     /// Signalled when the thread parks for `pause`.
     parked: Condvar,
-    /// When the thread will next look at the callback queues unasked
-    /// (`epoch_ms` clock): the end of its timed sleep, or, while it runs a
-    /// grace period, the time that grace period began (it looks again right
-    /// after). 0 while it looks, or sleeps with no deadline. See
-    /// [`GpThread::must_kick_for`].
-    wake_by_ms: AtomicUsize,
+    /// When the thread will next look at the callback queues unasked: the
+    /// end of its timed sleep, or, while it runs a grace period, the time
+    /// that grace period began (it looks again right after).
+    promise: WakePromise,
 }
 
 #[derive(Default)]
@@ -108,16 +106,10 @@ impl GpThread {
     /// `epoch_ms` clock) must [`kick`](GpThread::kick): not when the
     /// sleeping thread has promised to look by then anyway. A fresh bulk
     /// page used to kick every time, a futex wake and a context switch per
-    /// page. Call after publishing the work.
-    ///
-    /// Pairs with the thread's clearing of the promise before each look
-    /// (both sides store, fence, then load): either the kicker sees the
-    /// promise cleared and kicks, or that look sees the work. A promise it
-    /// does see was made after an earlier look and is kept by a later one.
+    /// page. Call after publishing the work (`wake_promise.rs` has the
+    /// pairing and its loom model).
     pub(crate) fn must_kick_for(&self, due_ms: usize) -> bool {
-        fence(Ordering::SeqCst);
-        let by = self.shared.wake_by_ms.load(Ordering::SeqCst);
-        by == 0 || by > due_ms
+        self.shared.promise.must_kick_for(due_ms as u64)
     }
 
     /// Parks the thread at a point where it holds no lock (before
@@ -193,14 +185,12 @@ fn run(shared: &Shared, domain: &Weak<Inner>) {
         let Some(inner) = domain.upgrade() else {
             return;
         };
-        // Awake: no promise stands until the next sleep (see `must_kick_for`).
-        shared.wake_by_ms.store(0, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        shared.promise.clear_before_look();
         let plan = inner.callbacks.plan(&inner);
         let poll_target = (!inner.gp.done(requested)).then_some(requested);
         if let Some(target) = plan.target.max(poll_target) {
             // Promise to look again right after this grace period.
-            shared.wake_by_ms.store(epoch_ms(), Ordering::SeqCst);
+            shared.promise.promise(epoch_ms() as u64);
             inner.wait_for_seq(target, plan.mode);
             inner.callbacks.after_gp(&inner);
             continue;
@@ -218,8 +208,8 @@ fn run(shared: &Shared, domain: &Weak<Inner>) {
         match plan.next_deadline {
             Some(d) => {
                 // Rounded up: the look comes no earlier than promised.
-                let by = epoch_ms() + d.as_millis() as usize + 1;
-                shared.wake_by_ms.store(by, Ordering::SeqCst);
+                let by = epoch_ms() as u64 + d.as_millis() as u64 + 1;
+                shared.promise.promise(by);
                 drop(shared.wake.wait_timeout(st, d));
             }
             None => drop(shared.wake.wait(st)),

@@ -68,6 +68,7 @@ mod sys;
 mod topology;
 #[cfg(not(loom))]
 pub mod torture;
+mod wake_promise;
 
 pub use callbacks::{
     without_page_allocation, PageAllocator, ReclaimSize, SystemPageAllocator, BULK_PAGE_SIZE,
