@@ -108,6 +108,13 @@ impl Workers {
         n.wake.notify_one();
     }
 
+    /// Whether `node`'s workers have been told of work they have not
+    /// started on yet.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn work_requested(&self, node: usize) -> bool {
+        lock(&self.nodes[node].state).work
+    }
+
     /// Parks every worker where it holds no lock (before `fork()`); returns
     /// once all running workers are parked.
     pub(crate) fn pause(&self) {
