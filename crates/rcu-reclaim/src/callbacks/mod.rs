@@ -649,7 +649,7 @@ impl Callbacks {
                 None => usize::MAX,
             };
             st.list.take_done(limit, &mut batch);
-            while st.pages_requested > 0 && st.pages.front().is_some_and(|p| seq >= p.cookie) {
+            while st.pages_ready(seq) {
                 let p = st.pages.pop_front().expect("front exists");
                 st.pages_requested -= 1;
                 st.page_objects -= p.len();
@@ -684,10 +684,7 @@ impl Callbacks {
         {
             let mut st = lock(&shard.state);
             let seq = inner.gp.seq();
-            while pages.len() < max_pages
-                && st.pages_requested > 0
-                && st.pages.front().is_some_and(|p| seq >= p.cookie)
-            {
+            while pages.len() < max_pages && st.pages_ready(seq) {
                 let p = st.pages.pop_front().expect("front exists");
                 st.pages_requested -= 1;
                 st.page_objects -= p.len();
@@ -750,8 +747,7 @@ impl Callbacks {
         let seq = inner.gp.seq();
         let mut st = lock(&self.shards[cpu].state);
         st.list.advance(seq);
-        st.list.done_len() > 0
-            || (st.pages_requested > 0 && st.pages.front().is_some_and(|p| seq >= p.cookie))
+        st.list.done_len() > 0 || st.pages_ready(seq)
     }
 
     /// Waits until everything queued before the call, by any thread, has run.
