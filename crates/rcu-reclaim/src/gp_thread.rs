@@ -207,7 +207,7 @@ fn run(shared: &Shared, domain: &Weak<Inner>) {
         }
         match plan.next_deadline {
             Some(d) => {
-                // Rounded up: the look comes no earlier than promised.
+                // Rounded up: the promise is never earlier than the look.
                 let by = epoch_ms() as u64 + d.as_millis() as u64 + 1;
                 shared.promise.promise(by);
                 drop(shared.wake.wait_timeout(st, d));

@@ -112,8 +112,6 @@ impl Rcu {
         self.start_background(kick);
     }
 
-    /// Starts the grace-period thread and workers if needed, and wakes the
-    /// grace-period thread when `kick`.
     /// Whether a page started at `since_ms` needs a kick of the
     /// grace-period thread (see `GpThread::must_kick_for`).
     fn fresh_page_needs_kick(&self, since_ms: usize) -> bool {
@@ -137,6 +135,8 @@ impl Rcu {
         }
     }
 
+    /// Starts the grace-period thread and workers if needed, and wakes the
+    /// grace-period thread when `kick`.
     fn start_background(&self, kick: bool) {
         #[cfg(not(loom))]
         {
