@@ -77,6 +77,15 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::thread;
 
+    /// A thread that publishes work due at 10 and returns whether it kicked.
+    fn publisher(promise: &Arc<WakePromise>, work: &Arc<AtomicBool>) -> thread::JoinHandle<bool> {
+        let (p, w) = (promise.clone(), work.clone());
+        thread::spawn(move || {
+            w.store(true, Ordering::Relaxed);
+            p.must_kick_for(10)
+        })
+    }
+
     /// The grace-period thread sleeps on a promise due before the work;
     /// it wakes (timer) and looks while a thread publishes work. Either the
     /// look sees the work or the thread kicks.
@@ -86,11 +95,7 @@ mod loom_tests {
             let promise = Arc::new(WakePromise::default());
             let work = Arc::new(AtomicBool::new(false));
             promise.promise(5);
-            let (p, w) = (promise.clone(), work.clone());
-            let publisher = thread::spawn(move || {
-                w.store(true, Ordering::Relaxed);
-                p.must_kick_for(10)
-            });
+            let publisher = publisher(&promise, &work);
             promise.clear_before_look();
             let seen = work.load(Ordering::Relaxed);
             let kicked = publisher.join().unwrap();
@@ -105,11 +110,7 @@ mod loom_tests {
         loom::model(|| {
             let promise = Arc::new(WakePromise::default());
             let work = Arc::new(AtomicBool::new(false));
-            let (p, w) = (promise.clone(), work.clone());
-            let publisher = thread::spawn(move || {
-                w.store(true, Ordering::Relaxed);
-                p.must_kick_for(10)
-            });
+            let publisher = publisher(&promise, &work);
             promise.clear_before_look();
             let first = work.load(Ordering::Relaxed);
             promise.promise(7); // sleeps until 7, before the work's due time
