@@ -1,9 +1,30 @@
 //! The binary's arguments: good ones work, bad ones exit 2 with a message.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rcu-reclaim"))
+}
+
+/// Runs the binary with `args`, which must succeed (stderr is shown if it
+/// does not), and parses its standard output as JSON.
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = bin().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A plot path of this test process in the temp directory.
+fn temp_plot(command: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "rcu-reclaim-{command}-test-{}.svg",
+        std::process::id()
+    ))
 }
 
 /// Each argument list exits 2 with a message containing its needle, and no
@@ -20,16 +41,7 @@ fn usage_errors(cases: &[(&[&str], &str)]) {
 
 #[test]
 fn info_json_parses_and_reports_the_flavor() {
-    let out = bin()
-        .args(["info", "--json", "--grace-periods", "10"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_json(&["info", "--json", "--grace-periods", "10"]);
     let flavor = v["flavor"].as_str().unwrap();
     assert!(flavor == "memb" || flavor == "mb");
     assert!(v["stats"]["gp_completed"].as_u64().unwrap() >= 20);
@@ -59,31 +71,21 @@ fn bad_arguments_exit_2_naming_the_problem() {
 
 #[test]
 fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_more_in_rcu() {
-    let plot =
-        std::env::temp_dir().join(format!("rcu-reclaim-demo-test-{}.svg", std::process::id()));
-    let out = bin()
-        .args([
-            "demo",
-            "--duration",
-            "1.5",
-            "--budget",
-            "48M",
-            "--keys",
-            "4000",
-            "--readers",
-            "2",
-            "--json",
-            "--plot",
-            plot.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plot = temp_plot("demo");
+    let v = run_json(&[
+        "demo",
+        "--duration",
+        "1.5",
+        "--budget",
+        "48M",
+        "--keys",
+        "4000",
+        "--readers",
+        "2",
+        "--json",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
     let budget = v["config"]["budget"].as_u64().unwrap();
     let (unaware, aware) = (&v["unaware"], &v["aware"]);
     assert_eq!(aware["oom_events"].as_u64(), Some(0), "{aware}");
@@ -229,28 +231,23 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
 /// throughput, and frees every byte it retired.
 #[test]
 fn a_short_bench_reports_every_backend_and_loses_no_garbage() {
-    let plot =
-        std::env::temp_dir().join(format!("rcu-reclaim-bench-test-{}.svg", std::process::id()));
-    let out = bin()
-        .args([
-            "bench",
-            "--duration",
-            "0.2",
-            "--rounds",
-            "2",
-            "--keys",
-            "2000",
-        ])
-        .args(["--budget", "16M", "--threads", "2", "--json", "--plot"])
-        .arg(&plot)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plot = temp_plot("bench");
+    let v = run_json(&[
+        "bench",
+        "--duration",
+        "0.2",
+        "--rounds",
+        "2",
+        "--keys",
+        "2000",
+        "--budget",
+        "16M",
+        "--threads",
+        "2",
+        "--json",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
     let names: Vec<&str> = v["backends"]
         .as_array()
         .unwrap()
