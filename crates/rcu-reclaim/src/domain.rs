@@ -495,16 +495,27 @@ impl Clone for Rcu {
 impl Drop for Rcu {
     /// The last handle of a domain runs every queued callback and deferred
     /// drop (after its grace period) and stops the domain's threads before
-    /// returning. Dropped from inside an RCU callback of the same domain,
-    /// it hands that work to a short-lived thread instead (the callback's
-    /// own batch must finish first).
+    /// returning. Dropped from inside an RCU callback, or inside a read-side
+    /// section of the same domain (a raw one: a guard borrows its handle),
+    /// it hands that work to a short-lived thread instead, which finishes
+    /// once the callback's batch, or the section, has ended (at the latest
+    /// when the thread exits); waiting here would wait for itself.
     fn drop(&mut self) {
         if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        if !crate::callbacks::in_callback() {
+        let in_section = self.in_read_section();
+        if !crate::callbacks::in_callback() && !in_section {
             self.inner.shut_down();
             return;
+        }
+        if in_section {
+            tracing::warn!(
+                domain = self.id,
+                "rcu-reclaim: the last handle of a domain was dropped inside one of its read-side \
+                 sections; its callbacks run once the section ends (read_unlock_raw() before \
+                 dropping the domain)"
+            );
         }
         #[cfg(not(loom))]
         {

@@ -153,6 +153,8 @@ fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
         // SAFETY: the slot's owner thread does not exist in the child, so
         // nothing else reads or writes `nest`.
         slot.nest.set(0);
+        slot.raw_nest.set(0);
+        slot.abandoned.store(false, Ordering::Relaxed);
         let owner_free = crate::sync::try_lock(&slot.owner).is_some();
         match slot.local.take_in_child() {
             Ok(page) if owner_free => {

@@ -7,9 +7,16 @@ use crate::domain::Rcu;
 impl Rcu {
     /// Enters a read-side section without a guard; end it with
     /// [`read_unlock_raw`](Rcu::read_unlock_raw) on the same thread. Nests
-    /// with guards and other raw sections. Prefer [`read_lock`](Rcu::read_lock)
-    /// in Rust: a raw section that is never ended holds up every grace period
-    /// until the thread exits.
+    /// with guards and other raw sections, in any order. Prefer
+    /// [`read_lock`](Rcu::read_lock) in Rust: a raw section that is never
+    /// ended holds up every grace period until the thread exits.
+    ///
+    /// Raw sections are counted apart from guards, so no sequence of safe
+    /// calls can end a [`ReadGuard`](crate::ReadGuard)'s section early.
+    ///
+    /// # Panics
+    /// If the thread's sections nest more than `u32::MAX` deep (sections
+    /// are being leaked).
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::global();
@@ -24,12 +31,19 @@ impl Rcu {
     }
 
     /// Ends the innermost section entered with
-    /// [`read_lock_raw`](Rcu::read_lock_raw). Returns `false`, and does
-    /// nothing, if the thread is not inside a section (an unbalanced unlock).
+    /// [`read_lock_raw`](Rcu::read_lock_raw) on this thread. Returns
+    /// `false`, and does nothing, if the thread has no raw section open in
+    /// this domain (an unbalanced unlock): in particular it never ends a
+    /// section held by a [`ReadGuard`](crate::ReadGuard), which protects
+    /// what it loaded until it is dropped.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::global();
     /// assert!(!rcu.read_unlock_raw()); // nothing to end
+    /// let guard = rcu.read_lock();
+    /// assert!(!rcu.read_unlock_raw()); // the guard's section is not raw
+    /// assert!(rcu.in_read_section());
+    /// drop(guard);
     /// ```
     #[inline]
     pub fn read_unlock_raw(&self) -> bool {

@@ -27,10 +27,17 @@ pub(crate) struct Slot {
     /// `0` outside a section; else the grace-period counter snapshot taken by
     /// the outermost `read_lock`.
     pub(crate) ctr: AtomicU64,
-    /// Nesting depth. Only the owning thread touches it (see `Sync` below).
+    /// Nesting depth: guards plus raw sections. Only the owning thread
+    /// touches it (see `Sync` below).
     pub(crate) nest: Cell<u32>,
+    /// Of `nest`, the sections entered with `read_lock_raw` and not yet
+    /// ended: a raw unlock may end only one of these, never a guard's.
+    pub(crate) raw_nest: Cell<u32>,
     /// Claimed by a live thread.
     pub(crate) in_use: AtomicBool,
+    /// Its thread exited inside a section: still claimed (never reused),
+    /// quiescent, and not counted as registered.
+    pub(crate) abandoned: AtomicBool,
     /// Next slot in the registry's list; set once before the slot is published.
     next: AtomicPtr<CachePadded<Slot>>,
     /// Who owns the slot, for stall reports.
@@ -41,11 +48,13 @@ pub(crate) struct Slot {
     pub(crate) local: LocalBuffer,
 }
 
-// SAFETY: every field but `nest` is an atomic, a mutex or `Sync` (`local`). `nest` is read and
-// written only by the thread that claimed the slot (through `read_lock`,
-// `ReadGuard::drop` and that thread's registration), and a slot is claimed by
-// one thread at a time: claiming is a CAS on `in_use`, and the slot is handed
-// back only from the owner's thread-exit destructor.
+// SAFETY: every field but `nest` and `raw_nest` is an atomic, a mutex or
+// `Sync` (`local`). `nest` and `raw_nest` are read and written only by the
+// thread that claimed the slot (through `read_lock`, `ReadGuard::drop`, the
+// raw pair and that thread's registration), and a slot is claimed by one
+// thread at a time: claiming is a CAS on `in_use`, and the slot is handed
+// back only from the owner's thread-exit destructor, and only when no
+// section of the owner is open (else it is abandoned, never reused).
 unsafe impl Sync for Slot {}
 
 /// Name and kernel thread id of the thread owning a slot.
@@ -60,7 +69,9 @@ impl Slot {
         Slot {
             ctr: AtomicU64::new(0),
             nest: Cell::new(0),
+            raw_nest: Cell::new(0),
             in_use: AtomicBool::new(true),
+            abandoned: AtomicBool::new(false),
             next: AtomicPtr::new(ptr::null_mut()),
             owner: Mutex::new(Owner::default()),
             stall_reported: AtomicU64::new(0),
@@ -114,6 +125,7 @@ impl Registry {
                     .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
+                slot.abandoned.store(false, Ordering::Relaxed);
                 return slot as *const Slot;
             }
             cur = slot.next.load(Ordering::Acquire);
@@ -150,7 +162,11 @@ impl Registry {
     /// Number of slots claimed by live threads.
     pub(crate) fn registered(&self) -> usize {
         let mut n = 0;
-        self.for_each_slot(|s| n += usize::from(s.in_use.load(Ordering::Relaxed)));
+        self.for_each_slot(|s| {
+            n += usize::from(
+                s.in_use.load(Ordering::Relaxed) && !s.abandoned.load(Ordering::Relaxed),
+            );
+        });
         n
     }
 
@@ -195,10 +211,20 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // SAFETY: `self.registry` keeps the slot alive, and this thread owns it.
         let slot = unsafe { &*self.slot };
-        if slot.nest.get() != 0 {
-            // The thread exits inside a section (a guard was leaked): end it,
-            // or every later grace period would wait forever.
-            slot.nest.set(0);
+        let abandoned = slot.nest.get() != 0;
+        if abandoned {
+            // The thread exits inside a section (a guard was leaked, a raw
+            // section never ended, or a guard lives in a thread-local that
+            // is destroyed after this one): end it, or every later grace
+            // period would wait forever. The slot is not handed back: a
+            // guard dropped later on this thread still writes `nest`, which
+            // must never be another thread's.
+            tracing::warn!(
+                thread = %lock(&slot.owner).name,
+                depth = slot.nest.get(),
+                "rcu-reclaim: a thread exited inside a read-side section; the section is ended \
+                 (a ReadGuard was leaked or a read_lock_raw() never unlocked)"
+            );
             slot.ctr.store(0, Ordering::Release);
             if self.registry.flavor == Flavor::Mb {
                 fence(Ordering::SeqCst);
@@ -213,7 +239,11 @@ impl Drop for Registration {
             }
             slot.local.reset_counts();
         });
-        slot.in_use.store(false, Ordering::Release);
+        if abandoned {
+            slot.abandoned.store(true, Ordering::Relaxed);
+        } else {
+            slot.in_use.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -341,19 +371,32 @@ pub(crate) fn nesting(rcu: &Rcu) -> u32 {
 /// Enters a read-side section without a guard (see `Rcu::read_lock_raw`).
 #[inline]
 pub(crate) fn raw_enter(rcu: &Rcu) {
-    std::mem::forget(ReadGuard::enter(rcu));
+    let guard = ReadGuard::enter(rcu);
+    // SAFETY: the guard's slot is this thread's, alive while its
+    // registration is (at least as long as the guard).
+    let s = unsafe { &*guard.slot };
+    let Some(raw) = s.raw_nest.get().checked_add(1) else {
+        // The guard drops here and undoes its own count.
+        nesting_overflow();
+    };
+    s.raw_nest.set(raw);
+    std::mem::forget(guard);
 }
 
 /// Leaves a section entered with `raw_enter`; `false` (and nothing done) if
-/// the thread is not inside one.
+/// the thread has no raw section open in `rcu`. A guard's section is never
+/// ended here: raw sections are counted apart from guards.
 #[inline]
 pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
     let slot = current_slot(rcu);
     // SAFETY: `current_slot` returns this thread's slot, alive while the
     // thread's registration is.
-    if unsafe { (*slot).nest.get() } == 0 {
+    let s = unsafe { &*slot };
+    let raw = s.raw_nest.get();
+    if raw == 0 {
         return false;
     }
+    s.raw_nest.set(raw - 1);
     // The guard `raw_enter` forgot, rebuilt on the same thread: dropping it
     // ends the section exactly as the original would have.
     drop(ReadGuard {
@@ -362,6 +405,26 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
         _not_send: PhantomData,
     });
     true
+}
+
+#[cold]
+#[inline(never)]
+fn nesting_overflow() -> ! {
+    panic!(
+        "rcu-reclaim: read-side sections nested more than u32::MAX deep on one thread; \
+         guards or raw sections are being leaked (mem::forget or a read_lock_raw() without \
+         read_unlock_raw())"
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn unbalanced_guard_drop() -> ! {
+    panic!(
+        "rcu-reclaim: a ReadGuard was dropped on a thread with no open read-side section; \
+         its section was already ended when the thread's registration was torn down (a guard \
+         kept in a thread-local that outlives it). Keep guards out of thread-locals"
+    )
 }
 
 /// Hands this thread's slot in `rcu` back now rather than at thread exit;
@@ -450,7 +513,10 @@ impl<'a> ReadGuard<'a> {
                 Flavor::Mb => fence(Ordering::SeqCst),
             }
         }
-        s.nest.set(n + 1);
+        let Some(n1) = n.checked_add(1) else {
+            nesting_overflow();
+        };
+        s.nest.set(n1);
         ReadGuard {
             rcu,
             slot,
@@ -475,7 +541,9 @@ impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: see `enter`; the guard never left this thread.
         let s = unsafe { &*self.slot };
-        let n = s.nest.get() - 1;
+        let Some(n) = s.nest.get().checked_sub(1) else {
+            unbalanced_guard_drop();
+        };
         s.nest.set(n);
         if n == 0 {
             // Release: the section's loads happen before a writer that sees 0.

@@ -208,13 +208,10 @@ impl Rcu {
             self.call_sized(move || drop(value), bytes);
         } else {
             self.synchronize();
-            drop(value);
-            // Freed after a grace period like any deferred drop: count it,
-            // so reclaim sees the progress (`bytes_freed`).
-            let c = &inner.callbacks.counters;
-            c.invoked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            c.bytes_freed
-                .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+            // Freed after a grace period like any deferred drop: counted
+            // (reclaim sees the progress in `bytes_freed`), and a panic is
+            // reported to the hook like any deferred drop's.
+            inner.callbacks.run_inline(bytes, move || drop(value));
         }
     }
 

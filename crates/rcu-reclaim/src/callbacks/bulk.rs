@@ -166,9 +166,13 @@ impl BulkPage {
         d.bytes += bytes;
     }
 
-    /// Drops every object (its grace period has elapsed); returns how many
-    /// drop functions panicked. The page is empty afterwards.
-    pub(crate) fn drop_objects(&mut self) -> usize {
+    /// Drops every object (its grace period has elapsed), handing the
+    /// payload of each drop function that panicked to `on_panic`; returns
+    /// how many panicked. The page is empty afterwards.
+    pub(crate) fn drop_objects_with(
+        &mut self,
+        on_panic: &mut dyn FnMut(Box<dyn std::any::Any + Send>),
+    ) -> usize {
         // SAFETY: the page is owned by `self`.
         let d = unsafe { self.data.as_mut() };
         let mut panics = 0;
@@ -177,13 +181,21 @@ impl BulkPage {
             let e = unsafe { e.assume_init() };
             // SAFETY: `push`'s contract: the grace period has elapsed and
             // each entry is dropped once (len is reset below).
-            if catch_unwind(AssertUnwindSafe(|| unsafe { (e.drop)(e.ptr) })).is_err() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| unsafe { (e.drop)(e.ptr) })) {
                 panics += 1;
+                on_panic(payload);
             }
         }
         d.len = 0;
         d.bytes = 0;
         panics
+    }
+
+    /// [`drop_objects_with`](Self::drop_objects_with), discarding panic
+    /// payloads (for pages no domain reports on: tests and fork children).
+    #[cfg(test)]
+    pub(crate) fn drop_objects(&mut self) -> usize {
+        self.drop_objects_with(&mut drop)
     }
 }
 

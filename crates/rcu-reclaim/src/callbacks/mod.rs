@@ -715,11 +715,7 @@ impl Callbacks {
         for mut page in pages {
             n += page.len();
             bytes += page.bytes();
-            let p = page.drop_objects();
-            if p > 0 {
-                panics += p;
-                self.report_panic(&"a deferred drop panicked");
-            }
+            panics += page.drop_objects_with(&mut |payload| self.report_panic(payload.as_ref()));
             add(&self.counters.pages_freed, 1);
             self.recycle(cpu, page);
         }
@@ -738,8 +734,26 @@ impl Callbacks {
             .unwrap_or_else(|| "<non-string panic payload>".to_string());
         tracing::error!(panic = %msg, "rcu-reclaim: an RCU callback panicked; the remaining callbacks still run");
         if let Some(hook) = &self.panic_hook {
-            hook(&msg);
+            // A panicking hook must not unwind out of the batch: the
+            // callbacks after this one would be lost.
+            if catch_unwind(AssertUnwindSafe(|| hook(&msg))).is_err() {
+                tracing::error!("rcu-reclaim: the on_callback_panic hook itself panicked");
+            }
         }
+    }
+
+    /// Runs `drop` (a deferred drop the caller's thread runs itself, after
+    /// a grace period it waited for), counting it as invoked and reporting
+    /// a panic as any callback's panic is reported.
+    pub(crate) fn run_inline(&self, bytes: usize, drop: impl FnOnce()) {
+        let was = IN_CALLBACK.with(|c| c.replace(true));
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(drop)) {
+            add(&self.counters.panics, 1);
+            self.report_panic(payload.as_ref());
+        }
+        IN_CALLBACK.with(|c| c.set(was));
+        add(&self.counters.invoked, 1);
+        add(&self.counters.bytes_freed, bytes);
     }
 
     /// Whether shard `cpu` has something ready to run.

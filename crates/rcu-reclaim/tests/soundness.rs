@@ -1,0 +1,242 @@
+//! Regression tests for soundness and liveness defects found by misuse
+//! programs: each failed (or hung) before its fix.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rcu_reclaim::{Config, Rcu, RcuCell};
+
+/// Long enough for an unblocked writer to finish many times over.
+const BLOCKED: Duration = Duration::from_millis(300);
+/// Generous bound for something that must happen (slow CI, valgrind).
+const SOON: Duration = Duration::from_secs(20);
+
+/// The panic hook is process-wide: tests that silence it take turns.
+static QUIET: Mutex<()> = Mutex::new(());
+
+/// Runs `f` with the process's panic output silenced (expected panics).
+fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    let _turn = QUIET.lock().unwrap_or_else(|p| p.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = f();
+    std::panic::set_hook(hook);
+    r
+}
+
+/// Whether a `store_sync` on another thread is held up by this thread's
+/// section: it must not finish within `BLOCKED`. Returns the receiver that
+/// reports when it does finish.
+fn writer_waits(cell: &Arc<RcuCell<u64>>, value: u64) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    let c = cell.clone();
+    thread::spawn(move || {
+        c.store_sync(Box::new(value));
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(BLOCKED).is_err(),
+        "a writer's grace period completed while this thread's section was open"
+    );
+    rx
+}
+
+/// A raw unlock can end only a raw section, never a guard's: the guard's
+/// value stays protected, and the nesting count never goes below zero (so
+/// later sections on the thread still protect).
+#[test]
+fn a_raw_unlock_cannot_end_a_guards_section() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cell = Arc::new(RcuCell::new_in(&rcu, Some(Box::new(7u64))));
+
+    let g = rcu.read_lock();
+    let v = cell.load(&g).unwrap();
+    assert!(!rcu.read_unlock_raw(), "no raw section is open");
+    assert!(rcu.in_read_section());
+    let done = writer_waits(&cell, 8);
+    assert_eq!(*v, 7);
+    drop(g);
+    done.recv_timeout(SOON)
+        .expect("the writer finishes once the guard drops");
+    assert!(!rcu.in_read_section());
+
+    // The count did not wrap: a new section protects again.
+    let g = rcu.read_lock();
+    assert_eq!(*cell.load(&g).unwrap(), 8);
+    let done = writer_waits(&cell, 9);
+    drop(g);
+    done.recv_timeout(SOON).unwrap();
+}
+
+/// Raw sections and guards interleave in any order; the section lasts while
+/// either kind is open.
+#[test]
+fn raw_sections_and_guards_interleave() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cell = Arc::new(RcuCell::new_in(&rcu, Some(Box::new(1u64))));
+
+    rcu.read_lock_raw();
+    let g = rcu.read_lock();
+    assert!(rcu.read_unlock_raw());
+    assert!(!rcu.read_unlock_raw(), "the guard's level is not a raw one");
+    let done = writer_waits(&cell, 2);
+    drop(g);
+    done.recv_timeout(SOON).unwrap();
+
+    let g = rcu.read_lock();
+    rcu.read_lock_raw();
+    drop(g);
+    assert!(rcu.in_read_section());
+    let done = writer_waits(&cell, 3);
+    assert!(rcu.read_unlock_raw());
+    done.recv_timeout(SOON).unwrap();
+    assert!(!rcu.in_read_section());
+}
+
+/// A thread that exits with a guard leaked releases grace periods, and its
+/// slot is not handed to another thread (a late guard drop on the exiting
+/// thread must never touch a slot someone else owns).
+#[test]
+fn a_thread_exiting_with_a_leaked_guard_abandons_its_slot() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = rcu.clone();
+    thread::spawn(move || std::mem::forget(r.read_lock()))
+        .join()
+        .unwrap();
+    rcu.synchronize();
+    assert_eq!(rcu.stats().registered_readers, 0);
+    // New threads register and read normally.
+    let r = rcu.clone();
+    thread::spawn(move || {
+        let _g = r.read_lock();
+        assert_eq!(r.stats().registered_readers, 1);
+    })
+    .join()
+    .unwrap();
+    rcu.synchronize();
+}
+
+/// A guard kept in a thread-local that is destroyed after the thread's
+/// reader registration: its late drop finds the abandoned slot, not a slot
+/// handed to another thread, and never takes the nesting count below zero
+/// (before: the count wrapped, or a debug build aborted in the destructor).
+#[test]
+fn a_guard_outliving_the_registration_drops_cleanly() {
+    use rcu_reclaim::ReadGuard;
+    use std::cell::RefCell;
+    thread_local! {
+        static HELD: RefCell<Option<ReadGuard<'static>>> = const { RefCell::new(None) };
+    }
+    let rcu: &'static Rcu = Box::leak(Box::new(Rcu::new(Config::new()).unwrap()));
+    thread::spawn(move || {
+        // Touched first, so destroyed last (thread-local destructors run in
+        // reverse order of first use): after the registration.
+        HELD.with(|_| {});
+        let g = rcu.read_lock();
+        HELD.with(|h| *h.borrow_mut() = Some(g));
+    })
+    .join()
+    .expect("the exiting thread's destructors ran without panicking");
+    rcu.synchronize();
+    assert_eq!(rcu.stats().registered_readers, 0);
+    let r = rcu.clone();
+    thread::spawn(move || {
+        let _g = r.read_lock();
+        assert_eq!(r.stats().registered_readers, 1);
+    })
+    .join()
+    .unwrap();
+}
+
+/// Dropping the last handle of a domain inside one of its (raw) sections,
+/// with callbacks pending, returns at once; the callbacks run once the
+/// section ends (here: when the thread exits). Before, it hung in the
+/// drain's barrier, waiting for its own section.
+#[test]
+fn dropping_the_last_handle_inside_a_section_does_not_hang() {
+    let (ran_tx, ran_rx) = mpsc::channel();
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let t = thread::spawn(move || {
+        rcu.call(move || ran_tx.send(()).unwrap());
+        rcu.defer_drop(Box::new([0u8; 64]));
+        rcu.read_lock_raw();
+        drop(rcu);
+        dropped_tx.send(()).unwrap();
+    });
+    dropped_rx
+        .recv_timeout(SOON)
+        .expect("drop(last handle) inside a section returned");
+    t.join().unwrap();
+    ran_rx
+        .recv_timeout(SOON)
+        .expect("the callback ran after the section ended");
+}
+
+/// Every panicking deferred drop and callback reaches the hook with its own
+/// message, and is counted (before: one generic report per bulk page).
+#[test]
+fn every_panic_reaches_the_hook_with_its_message() {
+    struct Bomb(usize);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("bomb {} went off", self.0);
+        }
+    }
+    const DROPS: usize = 110;
+    const CALLS: usize = 7;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let rcu = Rcu::new(Config::new().on_callback_panic(move |msg| {
+        s.lock().unwrap().push(msg.to_string());
+    }))
+    .unwrap();
+    let fine = Arc::new(AtomicUsize::new(0));
+    quietly(|| {
+        for i in 0..DROPS {
+            rcu.defer_drop(Box::new(Bomb(i)));
+        }
+        for i in 0..CALLS {
+            rcu.call(move || panic!("call {i} failed"));
+        }
+        let f = fine.clone();
+        rcu.call(move || {
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        rcu.barrier();
+    });
+
+    assert_eq!(fine.load(Ordering::SeqCst), 1, "the other callbacks ran");
+    assert_eq!(rcu.stats().callback_panics, (DROPS + CALLS) as u64);
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let mut want: Vec<String> = (0..DROPS)
+        .map(|i| format!("bomb {i} went off"))
+        .chain((0..CALLS).map(|i| format!("call {i} failed")))
+        .collect();
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+/// A panicking hook does not lose the callbacks after the one that panicked.
+#[test]
+fn a_panicking_hook_loses_no_callbacks() {
+    let rcu = Rcu::new(Config::new().on_callback_panic(|msg| panic!("hook saw {msg}"))).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    quietly(|| {
+        for i in 0..20 {
+            let r = ran.clone();
+            rcu.call(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                if i % 2 == 0 {
+                    panic!("callback {i}");
+                }
+            });
+        }
+        rcu.barrier();
+    });
+    assert_eq!(ran.load(Ordering::SeqCst), 20);
+    assert_eq!(rcu.stats().callback_panics, 10);
+}
