@@ -165,16 +165,40 @@ impl Config {
         self
     }
 
-    /// How long after a thread last handed a full bulk page of deferred
-    /// drops to its CPU's shard that shard's ready pages are left for the
-    /// thread to free, two at each hand-off, on the core that allocated the
-    /// objects (default 5 ms). After that, or at once under memory
-    /// pressure, a callback worker frees them. Zero wakes a worker for
-    /// every ready page at once (a thread handing off a page still frees up
-    /// to two ready ones it finds there, if no worker holds the shard).
-    /// A busy thread freeing its own garbage, as crossbeam-epoch and seize
-    /// do, ran 2.1x faster on 16 cores than a worker freeing it on another
-    /// core (BENCHMARKS.md, "Scaling on a quiet 16-core machine").
+    /// Lets a thread that keeps retiring free garbage itself (default
+    /// `false`): each time `defer_drop` (or [`RcuCell::store`](crate::RcuCell::store),
+    /// or [`Retired::defer_drop`](crate::Retired::defer_drop)) hands a full
+    /// bulk page to its CPU's shard, it also drops up to two of that
+    /// shard's pages whose grace period has elapsed — on the core that
+    /// allocated the objects, as crossbeam-epoch and seize free inside
+    /// their retiring calls. A busy thread freeing its own garbage ran 2.1x
+    /// faster on 16 cores than a worker freeing it on another core
+    /// (BENCHMARKS.md, "Scaling on a quiet 16-core machine").
+    ///
+    /// The price: a retiring call then runs destructors of other objects
+    /// (retired earlier on this CPU, by any thread), so it must not be made
+    /// while holding a lock that any deferred `Drop` takes, or the thread
+    /// deadlocks itself. With the default, retiring calls never run
+    /// another object's destructor; workers free everything.
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().retiring_thread_frees(true);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn retiring_thread_frees(mut self, enabled: bool) -> Self {
+        self.params.retiring_thread_frees = enabled;
+        self
+    }
+
+    /// With [`retiring_thread_frees`](Config::retiring_thread_frees): how
+    /// long after a thread last handed a full bulk page of deferred drops
+    /// to its CPU's shard that shard's ready pages are left for the thread
+    /// to free, two at each hand-off (default 5 ms). After that, or at once
+    /// under memory pressure, a callback worker frees them. Zero wakes a
+    /// worker for every ready page at once (a thread handing off a page
+    /// still frees up to two ready ones it finds there, if no worker holds
+    /// the shard). Without `retiring_thread_frees`, workers free ready
+    /// pages at once and this has no effect.
     ///
     /// ```
     /// use std::time::Duration;

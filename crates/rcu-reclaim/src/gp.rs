@@ -411,19 +411,24 @@ impl Inner {
         if section != 0 && slot.stall_reported.swap(section, Ordering::Relaxed) != section {
             let owner = lock(&slot.owner).clone();
             bump(&self.gp.counters.stalls_reported);
+            let msg = format!(
+                "rcu-reclaim: reader stall: thread '{}' (tid {}) has held up a grace period of \
+                 domain {} for {:?}, longer than the stall timeout {:?}; a read-side section must \
+                 not block or run for long (nor wait for something that needs a grace period)",
+                owner.name, owner.tid, self.id, waited, limit
+            );
             tracing::warn!(
                 domain = self.id,
                 thread = %owner.name,
                 tid = owner.tid,
                 waited_ms = waited.as_millis() as u64,
-                "rcu-reclaim: reader stall: thread '{}' (tid {}) has held up a grace period for {:?}, \
-                 longer than the stall timeout {:?}; a read-side section must not block or run \
-                 for long",
-                owner.name,
-                owner.tid,
-                waited,
-                limit
+                "{msg}"
             );
+            // As the kernel prints its stall warnings whatever the log
+            // level: a stall is never silent for want of a subscriber.
+            if tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>()) {
+                eprintln!("{msg}");
+            }
         }
         limit.min(Duration::from_secs(1))
     }

@@ -129,3 +129,97 @@ fn watermarks_must_be_ordered() {
     .unwrap_err();
     assert!(err.contains("min 101"), "{err}");
 }
+
+/// Objects whose drop gives their bytes back to the usage counter.
+struct Charged(Arc<AtomicUsize>);
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        self.0.fetch_sub(UNIT, Ordering::SeqCst);
+    }
+}
+
+/// A cache whose evictions free through RCU: usage falls only after a
+/// grace period.
+struct RcuCache {
+    rcu: Rcu,
+    used: Arc<AtomicUsize>,
+    held: AtomicUsize,
+    scans: AtomicUsize,
+}
+
+impl Shrinker for RcuCache {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        self.scans.fetch_add(1, Ordering::SeqCst);
+        let n = ctl.nr_to_scan().min(self.held.load(Ordering::SeqCst));
+        self.held.fetch_sub(n, Ordering::SeqCst);
+        for _ in 0..n {
+            self.rcu
+                .defer_drop_sized(Box::new(Charged(self.used.clone())), UNIT);
+        }
+        Scanned {
+            freed: n,
+            bytes: n * UNIT,
+        }
+    }
+    fn frees_via_rcu(&self) -> bool {
+        true
+    }
+}
+
+/// Issue 15 B: a thread inside a read-side section that checks the budget
+/// (an allocation under `AccountingAlloc::enforce`) while the background
+/// reclaimer holds the reclaim and waits for a grace period that the very
+/// section holds up. Before, the check waited for the reclaimer forever;
+/// now it wakes it and returns, and the reclaim completes after the section.
+#[test]
+fn a_check_inside_a_read_side_section_never_waits_for_reclaim() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let cache = Arc::new(RcuCache {
+        rcu: rcu.clone(),
+        used: used.clone(),
+        held: AtomicUsize::new(0),
+        scans: AtomicUsize::new(0),
+    });
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    reclaimer.register(cache.clone());
+    let u = used.clone();
+    let budget = Arc::new(MemoryBudget::new(64 * MIB, reclaimer, move || {
+        u.load(Ordering::SeqCst)
+    }));
+    let w = budget.watermarks();
+    let objects = w.min / UNIT + 16;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (b, r, c, u) = (budget.clone(), rcu.clone(), cache.clone(), used.clone());
+    thread::spawn(move || {
+        let _guard = r.read_lock();
+        // Over `min`: the background reclaimer (woken every 10 ms) evicts,
+        // then waits for a grace period that this section holds up.
+        c.held.store(objects, Ordering::SeqCst);
+        u.store(objects * UNIT, Ordering::SeqCst);
+        let t0 = Instant::now();
+        while c.scans.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(20) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(Duration::from_millis(50));
+        let ok = b.check(); // the allocation's check, inside the section
+        tx.send(ok).unwrap();
+    });
+    let ok = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("budget.check() inside a read-side section returned");
+    assert!(ok);
+    assert!(budget.stats().deferred_in_section >= 1);
+    assert_eq!(budget.stats().direct_reclaims, 0);
+    // Once the section ends, the background reclaim finishes its job.
+    let t0 = Instant::now();
+    while used.load(Ordering::SeqCst) > w.high && t0.elapsed() < Duration::from_secs(20) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(used.load(Ordering::SeqCst) <= w.high);
+    assert_eq!(budget.stats().ooms, 0);
+}

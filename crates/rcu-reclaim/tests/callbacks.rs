@@ -724,6 +724,7 @@ fn a_busy_thread_frees_its_own_ready_pages() {
         Config::new()
             .lazy_batch(per_page)
             .lazy_delay(Duration::from_secs(60)) // no lazy flush of the thread's page
+            .retiring_thread_frees(true)
             .producer_window(Duration::from_secs(60)),
     )
     .unwrap();
@@ -734,7 +735,10 @@ fn a_busy_thread_frees_its_own_ready_pages() {
         override_current_cpu(Some(0));
         // A full page plus one object: the first page is handed off.
         defer_tracked(&r, per_page + 1, &d, &m);
-        let cookie = r.get_state();
+        // start_poll, not get_state: the grace period the hand-off asked
+        // for may be running already, and nothing else would ask for the
+        // next one (no lazy flush for a minute).
+        let cookie = r.start_poll();
         wait_until(
             "the first page's grace period",
             Duration::from_secs(20),
@@ -766,6 +770,7 @@ fn a_worker_frees_ready_pages_once_their_thread_stops_handing_on() {
         Config::new()
             .lazy_batch(255)
             .lazy_delay(Duration::from_secs(60))
+            .retiring_thread_frees(true)
             .producer_window(Duration::from_millis(20)),
     )
     .unwrap();

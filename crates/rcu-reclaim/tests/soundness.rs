@@ -240,3 +240,81 @@ fn a_panicking_hook_loses_no_callbacks() {
     assert_eq!(ran.load(Ordering::SeqCst), 20);
     assert_eq!(rcu.stats().callback_panics, 10);
 }
+
+thread_local! {
+    /// Set while this thread is inside a retiring call of the test below.
+    static RETIRING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Counts its drops, and the drops that ran inside a retiring call.
+struct Tracked {
+    drops: Arc<AtomicUsize>,
+    inside_retire: Arc<AtomicUsize>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        if RETIRING.with(|r| r.get()) {
+            self.inside_retire.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Issue 15 C: by default a retiring call (`defer_drop`, `RcuCell::store`)
+/// never runs another object's destructor, so a caller may hold a lock that
+/// a deferred `Drop` takes (before: the thread freed its shard's ready
+/// pages after each hand-off, even with `producer_window(ZERO)`, and
+/// deadlocked on such a lock). Workers free everything, with no barrier.
+#[test]
+fn retiring_calls_never_run_other_destructors_by_default() {
+    let per_page = (rcu_reclaim::BULK_PAGE_SIZE - 16) / 16;
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_batch(per_page)
+            .producer_window(Duration::ZERO),
+    )
+    .unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let cell = RcuCell::new_in(&rcu, None::<Box<Tracked>>);
+    let track = || Tracked {
+        drops: drops.clone(),
+        inside_retire: inside.clone(),
+    };
+    let retire = |f: &dyn Fn()| {
+        RETIRING.with(|r| r.set(true));
+        f();
+        RETIRING.with(|r| r.set(false));
+    };
+    const ROUNDS: usize = 20;
+    for _ in 0..ROUNDS {
+        // A page and a bit: a hand-off, then its grace period, so the next
+        // hand-off finds ready pages on the shard.
+        for _ in 0..per_page + 1 {
+            retire(&|| rcu.defer_drop(Box::new(track())));
+        }
+        rcu.synchronize();
+        for _ in 0..per_page {
+            retire(&|| cell.store(Box::new(track())));
+        }
+    }
+    let want = ROUNDS * (2 * per_page + 1) - 1; // the cell keeps its last value
+    let t0 = std::time::Instant::now();
+    while drops.load(Ordering::SeqCst) < want - 2 * per_page && t0.elapsed() < SOON {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        inside.load(Ordering::SeqCst),
+        0,
+        "destructors ran inside retiring calls: {:?}",
+        rcu.stats()
+    );
+    assert!(
+        drops.load(Ordering::SeqCst) >= want - 2 * per_page,
+        "workers freed the handed-off pages without a barrier: {} of {want}",
+        drops.load(Ordering::SeqCst)
+    );
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::SeqCst), want);
+}

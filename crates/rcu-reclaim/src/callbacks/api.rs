@@ -156,6 +156,13 @@ impl Rcu {
     /// can be had, in which case it waits for a grace period and drops at
     /// once (inside a read-side section it queues a callback instead).
     ///
+    /// It never runs another object's destructor (nor any callback), so it
+    /// may be called while holding a lock that some deferred `Drop` takes;
+    /// the one destructor it may run is `value`'s own, in that no-page
+    /// fallback. A domain created with
+    /// [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees)
+    /// opts out of that guarantee for speed.
+    ///
     /// ```
     /// use rcu_reclaim::{Rcu, RcuCell};
     /// let rcu = Rcu::global();
@@ -260,7 +267,7 @@ impl Rcu {
             if page.as_ref().is_some_and(|p| p.is_full()) {
                 let full = page.take().expect("checked above");
                 local.reset_counts();
-                kick |= cbs.hand_off(inner, full, true);
+                kick |= cbs.hand_off(inner, full, cbs.params.retiring_thread_frees);
                 handed_off = true;
             }
             if page.is_none() {
@@ -289,8 +296,9 @@ impl Rcu {
             // SAFETY: `ptr` came from `Box::into_raw` above and was not queued.
             return Err(unsafe { Box::from_raw(ptr.cast::<T>()) });
         }
-        if handed_off {
-            // Outside the buffer's lock: the drops may defer more.
+        if handed_off && cbs.params.retiring_thread_frees {
+            // Opted in: this thread frees its shard's ready pages. Outside
+            // the buffer's lock: the drops may defer more.
             cbs.free_ready_pages(inner, cbs.current_shard(), 2);
         }
         if let Some(since) = fresh_since {

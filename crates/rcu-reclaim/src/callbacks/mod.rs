@@ -9,11 +9,15 @@
 //!   has waited `lazy_delay`, at once for `call_hurry`, overload or barrier —
 //!   runs it, advances the lists and wakes the node's worker.
 //! * Workers run ready callbacks in batches of `max(blimit, pending >> 7)`
-//!   and drop ready pages, yielding between batches. A thread that keeps
-//!   handing full pages to a shard drops that shard's ready pages itself,
-//!   two per hand-off, on the core that allocated the objects; a worker
-//!   takes them under pressure or `producer_window` (5 ms) after that
-//!   thread's last hand-off.
+//!   and drop ready pages, yielding between batches. Callbacks and deferred
+//!   drops never run inside a retiring call (`call`, `defer_drop`,
+//!   `RcuCell::store`), as the kernel never runs them inside `call_rcu`:
+//!   a caller may hold a lock that some destructor takes. Only where the
+//!   domain opts in (`retiring_thread_frees`), a thread that keeps handing
+//!   full pages to a shard drops that shard's ready pages itself, two per
+//!   hand-off, on the core that allocated the objects; a worker takes them
+//!   under pressure or `producer_window` (5 ms) after that thread's last
+//!   hand-off.
 //! * `barrier` flushes every thread's page, waits for a grace period covering
 //!   everything queued, and runs what is ready itself.
 
@@ -89,6 +93,8 @@ pub(crate) struct Params {
     pub(crate) fast_min_bytes: usize,
     /// See [`Config::producer_window`](crate::Config::producer_window).
     pub(crate) producer_window: Duration,
+    /// See [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees).
+    pub(crate) retiring_thread_frees: bool,
 }
 
 impl Default for Params {
@@ -103,6 +109,7 @@ impl Default for Params {
             workers_per_node: 1,
             fast_min_bytes: 1 << 20,
             producer_window: Duration::from_millis(5),
+            retiring_thread_frees: false,
         }
     }
 }

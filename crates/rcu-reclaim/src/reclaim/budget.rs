@@ -61,6 +61,11 @@ pub struct BudgetStats {
     pub direct_reclaims: u64,
     /// Reclaims (of either kind) that ended out of memory.
     pub ooms: u64,
+    /// Direct reclaims not run because the checking thread was inside a
+    /// read-side section of the reclaimer's domain (reclaim may wait for a
+    /// grace period, which that section holds up): the background
+    /// reclaimer was woken instead and the check passed.
+    pub deferred_in_section: u64,
 }
 
 type Usage = Arc<dyn Fn() -> usize + Send + Sync>;
@@ -76,6 +81,7 @@ struct Shared {
     background_runs: AtomicU64,
     direct_reclaims: AtomicU64,
     ooms: AtomicU64,
+    deferred_in_section: AtomicU64,
 }
 
 #[derive(Default)]
@@ -196,6 +202,7 @@ impl MemoryBudget {
             background_runs: AtomicU64::new(0),
             direct_reclaims: AtomicU64::new(0),
             ooms: AtomicU64::new(0),
+            deferred_in_section: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         let handle = thread::Builder::new()
@@ -236,6 +243,13 @@ impl MemoryBudget {
     /// the background reclaimer. Returns false if direct reclaim ran out of
     /// memory.
     ///
+    /// Inside a read-side section of the reclaimer's domain it never
+    /// reclaims directly, and never waits: reclaim may wait for a grace
+    /// period (or for a reclaim already running, which may be waiting for
+    /// one), and the section holds every grace period up. It wakes the
+    /// background reclaimer, counts [`BudgetStats::deferred_in_section`]
+    /// and returns true. Allocating inside a section is ordinary Rust.
+    ///
     /// ```
     /// # use std::sync::Arc; use rcu_reclaim::*;
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 10);
@@ -245,8 +259,11 @@ impl MemoryBudget {
         let s = &self.shared;
         let usage = (s.usage)();
         if usage > s.marks.min && reclaim_allowed() {
-            s.direct_reclaims.fetch_add(1, Ordering::Relaxed);
-            return s.reclaim_to_high();
+            if !s.reclaimer.rcu().in_read_section() {
+                s.direct_reclaims.fetch_add(1, Ordering::Relaxed);
+                return s.reclaim_to_high();
+            }
+            s.deferred_in_section.fetch_add(1, Ordering::Relaxed);
         }
         if usage > s.marks.low {
             let mut st = lock(&s.state);
@@ -271,6 +288,7 @@ impl MemoryBudget {
             background_runs: s.background_runs.load(Ordering::Relaxed),
             direct_reclaims: s.direct_reclaims.load(Ordering::Relaxed),
             ooms: s.ooms.load(Ordering::Relaxed),
+            deferred_in_section: s.deferred_in_section.load(Ordering::Relaxed),
         }
     }
 }
