@@ -11,6 +11,8 @@ mod cgroup_side;
 mod demo;
 mod demo_cmd;
 mod plot;
+#[cfg(test)]
+mod size_proptest;
 mod torture;
 mod workload;
 

@@ -70,22 +70,46 @@ impl PsiStats {
             let mut fields = line.split_whitespace();
             let kind = fields.next().unwrap_or_default();
             let mut l = PsiLine::default();
-            let mut seen = 0;
+            // One bit per field: a repeated field must not stand in for a
+            // missing one.
+            let mut seen = 0u8;
             for field in fields {
                 let (k, v) = field
                     .split_once('=')
                     .ok_or_else(|| err(WHAT, format!("field {field:?} has no '='")))?;
                 let bad = || err(WHAT, format!("bad value in {field:?}"));
-                match k {
-                    "avg10" => l.avg10 = v.parse().map_err(|_| bad())?,
-                    "avg60" => l.avg60 = v.parse().map_err(|_| bad())?,
-                    "avg300" => l.avg300 = v.parse().map_err(|_| bad())?,
-                    "total" => l.total_us = v.parse().map_err(|_| bad())?,
+                // A share of time: finite and not negative.
+                let pct = |v: &str| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite() && *x >= 0.0)
+                        .ok_or_else(bad)
+                };
+                let bit = match k {
+                    "avg10" => {
+                        l.avg10 = pct(v)?;
+                        1
+                    }
+                    "avg60" => {
+                        l.avg60 = pct(v)?;
+                        2
+                    }
+                    "avg300" => {
+                        l.avg300 = pct(v)?;
+                        4
+                    }
+                    "total" => {
+                        l.total_us = v.parse().map_err(|_| bad())?;
+                        8
+                    }
                     _ => continue,
+                };
+                if seen & bit != 0 {
+                    return Err(err(WHAT, format!("line {line:?} repeats field {k:?}")));
                 }
-                seen += 1;
+                seen |= bit;
             }
-            if seen != 4 {
+            if seen != 15 {
                 return Err(err(WHAT, format!("line {line:?} lacks a field")));
             }
             match kind {
