@@ -695,6 +695,26 @@ impl Rcu {
         &self.inner
     }
 
+    /// Joins `handle`, a helper thread told to stop, unless waiting for it
+    /// could wait for the calling thread itself: from that very thread,
+    /// from inside an RCU callback (the helper may be waiting for its
+    /// batch), or inside a read-side section of this domain (the helper may
+    /// be waiting for a grace period). Then the thread is left to finish
+    /// on its own, as it does once it sees the stop request.
+    pub(crate) fn join_helper(&self, handle: std::thread::JoinHandle<()>, what: &str) {
+        let waits_on_us = handle.thread().id() == std::thread::current().id()
+            || crate::callbacks::in_callback()
+            || self.in_read_section();
+        if waits_on_us {
+            tracing::debug!(
+                thread = what,
+                "rcu-reclaim: not joining a helper that may wait for this thread"
+            );
+        } else if handle.join().is_err() {
+            tracing::error!(thread = what, "rcu-reclaim: a helper thread panicked");
+        }
+    }
+
     /// Panics, naming `call`, if this thread is inside a section of this domain.
     #[track_caller]
     pub(crate) fn assert_not_in_section(&self, call: &str) {

@@ -55,7 +55,9 @@ impl Rcu {
     ///
     /// # Panics
     /// Inside a read-side section of this domain (a grace period in
-    /// progress may be waiting for it, and the domain could not be stopped).
+    /// progress may be waiting for it, and the domain could not be stopped),
+    /// or inside an RCU callback (the worker running it could not be
+    /// parked, and its shard's lock is held).
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
@@ -68,6 +70,13 @@ impl Rcu {
     #[track_caller]
     pub fn prepare_fork(&self) -> ForkGuard<'_> {
         self.assert_not_in_section("prepare_fork()");
+        if crate::callbacks::in_callback() {
+            panic!(
+                "rcu-reclaim: prepare_fork() called from inside an RCU callback; the domain \
+                 cannot be stopped while one of its callbacks runs. Fork from a thread that is \
+                 not running a callback"
+            );
+        }
         let inner = self.inner();
         inner.gp.kthread.pause();
         inner.callbacks.workers.pause();

@@ -78,9 +78,14 @@ impl GpThread {
         if st.handle.is_none() {
             let shared = self.shared.clone();
             let weak = Arc::downgrade(inner);
-            let spawned = thread::Builder::new()
-                .name(format!("rcu-gp-{}", inner.id))
-                .spawn(move || run(&shared, &weak));
+            // Under the state lock (a std lock, unmarked): the spawn's
+            // allocations must not enter direct reclaim, which may kick
+            // this very thread and take the lock again.
+            let spawned = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
+                thread::Builder::new()
+                    .name(format!("rcu-gp-{}", inner.id))
+                    .spawn(move || run(&shared, &weak))
+            });
             match spawned {
                 Ok(h) => {
                     st.thread = Some(h.thread().id());
@@ -92,7 +97,10 @@ impl GpThread {
                     // try); a later request tries to spawn again.
                     drop(st);
                     tracing::warn!(error = %e, "rcu-reclaim: cannot start the grace-period thread; running the grace period on the caller");
-                    if let Some(t) = target {
+                    // Never inside one of the domain's sections: the grace
+                    // period would wait for the caller (`start_poll` and
+                    // `call` never block).
+                    if let Some(t) = target.filter(|_| crate::reader::nesting_in(inner.id) == 0) {
                         inner.wait_for_seq_normal(t);
                     }
                     return;
@@ -164,6 +172,9 @@ impl GpThread {
 }
 
 fn run(shared: &Shared, domain: &Weak<Inner>) {
+    // The grace-period thread never enters direct reclaim (the kernel's
+    // kthreads run with PF_MEMALLOC): reclaim may wait for a grace period.
+    crate::sync::NO_RECLAIM.with(|c| c.set(true));
     loop {
         let requested = {
             let mut st = lock(&shared.state);

@@ -219,8 +219,11 @@ impl Drop for Registration {
             // period would wait forever. The slot is not handed back: a
             // guard dropped later on this thread still writes `nest`, which
             // must never be another thread's.
+            // Not under the owner lock: stall checks take it with the
+            // domain's grace-period lock held.
+            let name = lock(&slot.owner).name.clone();
             tracing::warn!(
-                thread = %lock(&slot.owner).name,
+                thread = %name,
                 depth = slot.nest.get(),
                 "rcu-reclaim: a thread exited inside a read-side section; the section is ended \
                  (a ReadGuard was leaked or a read_lock_raw() never unlocked)"
@@ -353,11 +356,15 @@ fn current_slot_slow(rcu: &Rcu) -> *const Slot {
 
 /// This thread's nesting depth in `rcu` (0 when not inside a section).
 pub(crate) fn nesting(rcu: &Rcu) -> u32 {
-    let id = rcu.id();
+    nesting_in(rcu.id())
+}
+
+/// This thread's nesting depth in the domain numbered `id`.
+pub(crate) fn nesting_in(id: u64) -> u32 {
     let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
     let slot = match cached {
         Some(s) => s,
-        None => own_slot(rcu),
+        None => own_slot_in(id),
     };
     if slot.is_null() {
         0
@@ -457,7 +464,10 @@ pub(crate) fn unregister(rcu: &Rcu) -> bool {
 
 /// This thread's slot in `rcu`, or null if it is not registered there.
 pub(crate) fn own_slot(rcu: &Rcu) -> *const Slot {
-    let id = rcu.id();
+    own_slot_in(rcu.id())
+}
+
+fn own_slot_in(id: u64) -> *const Slot {
     REGISTRATIONS
         .try_with(|regs| {
             regs.list

@@ -55,6 +55,25 @@ fn mark<T>(guard: MutexGuard<'_, T>) -> Locked<'_, T> {
     }
 }
 
+/// Several held locks of the crate, taken in list order and released in
+/// the reverse order (a `Vec` would drop them first to last, and leave the
+/// no-reclaim mark of the second-taken lock behind).
+pub(crate) struct LockedAll<'a, T>(Vec<Locked<'a, T>>);
+
+impl<'a, T> LockedAll<'a, T> {
+    pub(crate) fn new(held: Vec<Locked<'a, T>>) -> Self {
+        LockedAll(held)
+    }
+}
+
+impl<T> Drop for LockedAll<'_, T> {
+    fn drop(&mut self) {
+        while let Some(last) = self.0.pop() {
+            drop(last);
+        }
+    }
+}
+
 /// Locks `m`, ignoring poisoning: every structure the crate guards with a
 /// mutex stays consistent even if a holder panicked (the holder never leaves
 /// it half-updated), so a poisoned lock is safe to keep using.

@@ -223,3 +223,109 @@ fn a_check_inside_a_read_side_section_never_waits_for_reclaim() {
     assert!(used.load(Ordering::SeqCst) <= w.high);
     assert_eq!(budget.stats().ooms, 0);
 }
+
+/// Dropping a budget inside a read-side section while its background
+/// reclaimer waits for a grace period that the section holds up returns at
+/// once (before: the drop joined the reclaimer, which waited for the
+/// section: a deadlock); the reclaimer finishes and exits on its own.
+#[test]
+fn dropping_a_budget_inside_a_section_does_not_wait_for_its_reclaimer() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let cache = Arc::new(RcuCache {
+        rcu: rcu.clone(),
+        used: used.clone(),
+        held: AtomicUsize::new(0),
+        scans: AtomicUsize::new(0),
+    });
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    reclaimer.register(cache.clone());
+    let u = used.clone();
+    let budget = MemoryBudget::new(64 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
+    let objects = budget.watermarks().min / UNIT + 16;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (r, c) = (rcu.clone(), cache.clone());
+    thread::spawn(move || {
+        let _guard = r.read_lock();
+        c.held.store(objects, Ordering::SeqCst);
+        used.store(objects * UNIT, Ordering::SeqCst);
+        let t0 = Instant::now();
+        while c.scans.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(20) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(Duration::from_millis(50));
+        drop(budget);
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("dropping the budget inside a section returned");
+    rcu.barrier();
+}
+
+/// A shrinker that blocks until its gate opens: a reclaim stuck on
+/// something the allocating thread may hold.
+struct Gated {
+    used: Arc<AtomicUsize>,
+    open: std::sync::atomic::AtomicBool,
+    entered: AtomicUsize,
+}
+
+impl Shrinker for Gated {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.used.load(Ordering::SeqCst) / UNIT
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        while !self.open.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let n = ctl.nr_to_scan().min(self.count(ctl));
+        self.used.fetch_sub(n * UNIT, Ordering::SeqCst);
+        Scanned {
+            freed: n,
+            bytes: n * UNIT,
+        }
+    }
+}
+
+/// A direct reclaim waits a bounded time for a reclaim already running,
+/// then lets the allocation proceed: a running reclaim that waits for
+/// something the allocating thread holds (a lock a shrinker or callback
+/// takes) delays it, never deadlocks it.
+#[test]
+fn a_direct_reclaim_waits_a_bounded_time_for_a_running_one() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let gated = Arc::new(Gated {
+        used: used.clone(),
+        open: std::sync::atomic::AtomicBool::new(false),
+        entered: AtomicUsize::new(0),
+    });
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    reclaimer.register(gated.clone());
+    let u = used.clone();
+    let budget = MemoryBudget::new(64 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
+    used.store(budget.watermarks().min + 16 * UNIT, Ordering::SeqCst);
+    // The background reclaimer (woken every 10 ms) gets stuck in the shrinker.
+    let t0 = Instant::now();
+    while gated.entered.load(Ordering::SeqCst) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "kswapd never scanned"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let t = Instant::now();
+    assert!(budget.check(), "the allocation proceeds");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(budget.stats().direct_wait_timeouts, 1);
+    gated.open.store(true, Ordering::SeqCst);
+    let t0 = Instant::now();
+    while used.load(Ordering::SeqCst) > budget.watermarks().high {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "reclaim never finished"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -318,3 +318,49 @@ fn retiring_calls_never_run_other_destructors_by_default() {
     rcu.barrier();
     assert_eq!(drops.load(Ordering::SeqCst), want);
 }
+
+/// `prepare_fork().parent()` leaves the thread's no-reclaim mark as it was:
+/// the engine's per-shard locks are released last-taken first (before, with
+/// two or more shards, the thread stayed marked and every later reclaim on
+/// it was refused as recursion).
+#[test]
+fn a_fork_round_trip_leaves_reclaim_allowed() {
+    use rcu_reclaim::{reclaim_allowed, Topology};
+    let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 2))).unwrap();
+    assert!(reclaim_allowed());
+    rcu.prepare_fork().parent();
+    assert!(reclaim_allowed(), "the fork guard left the thread marked");
+    drop(rcu.prepare_fork());
+    assert!(reclaim_allowed());
+}
+
+/// `prepare_fork` from inside a callback is a clear panic (before, it
+/// waited for the very worker running it to park).
+#[test]
+fn prepare_fork_inside_a_callback_panics() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let r = rcu.clone();
+    quietly(|| {
+        rcu.call_hurry(move || {
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                r.prepare_fork().parent();
+            }));
+            let msg = res.err().and_then(|p| {
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            });
+            tx.send(msg).unwrap();
+        });
+        let msg = rx
+            .recv_timeout(SOON)
+            .expect("prepare_fork returned or panicked");
+        assert!(
+            msg.as_deref()
+                .is_some_and(|m| m.contains("prepare_fork() called from inside an RCU callback")),
+            "{msg:?}"
+        );
+    });
+    rcu.barrier();
+}

@@ -1,18 +1,20 @@
 //! The callback engine's locks, held across `fork()` (see `crate::fork`).
 
 use super::{BulkPage, Callbacks, ShardState};
-use crate::sync::{lock, Locked};
+use crate::sync::{lock, Locked, LockedAll};
 
 /// Every shard's locks and the orphaned pages, in the order the engine
-/// takes them (`invoke` before `state`). Fields drop in declaration order,
-/// the reverse of the order they were taken in.
-/// (Each `Locked` restores the thread's no-reclaim mark on drop, so the
-/// reverse order also keeps the mark right.)
+/// takes them (`invoke` before `gp_lock` before `orphans` before `state`:
+/// `flush_locals` hands orphaned pages to shards holding `orphans`). Fields
+/// drop in declaration order, the reverse of the order they were taken in,
+/// and each list of locks is released from its last lock to its first
+/// (each `Locked` restores the thread's no-reclaim mark on drop, so only
+/// the reverse order leaves the mark as it was before the fork).
 pub(crate) struct EngineLocks<'a> {
+    _states: LockedAll<'a, ShardState>,
     pub(crate) orphans: Locked<'a, Vec<BulkPage>>,
-    _states: Vec<Locked<'a, ShardState>>,
     _gp: Locked<'a, ()>,
-    _invoke: Vec<Locked<'a, ()>>,
+    _invoke: LockedAll<'a, ()>,
 }
 
 impl Callbacks {
@@ -26,13 +28,13 @@ impl Callbacks {
         orphans: &'a crate::sync::Mutex<Vec<BulkPage>>,
         gp_lock: impl FnOnce() -> Locked<'a, ()>,
     ) -> EngineLocks<'a> {
-        let invoke = self.shards.iter().map(|s| lock(&s.invoke)).collect();
+        let invoke = LockedAll::new(self.shards.iter().map(|s| lock(&s.invoke)).collect());
         let gp = gp_lock();
-        let states = self.shards.iter().map(|s| lock(&s.state)).collect();
         let orphans = lock(orphans);
+        let states = LockedAll::new(self.shards.iter().map(|s| lock(&s.state)).collect());
         EngineLocks {
-            orphans,
             _states: states,
+            orphans,
             _gp: gp,
             _invoke: invoke,
         }

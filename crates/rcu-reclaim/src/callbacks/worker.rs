@@ -82,9 +82,13 @@ impl Workers {
                 let domain = Arc::downgrade(inner);
                 // Counted before the thread starts, so `pause` never misses it.
                 lock(&self.nodes[node].state).running += 1;
-                let spawned = thread::Builder::new()
-                    .name(format!("rcu-cb-{}-n{node}.{k}", inner.id))
-                    .spawn(move || run(&nodes[node], node, &domain));
+                // Under `threads` (a std lock, unmarked): no direct
+                // reclaim from the spawn's allocations.
+                let spawned = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
+                    thread::Builder::new()
+                        .name(format!("rcu-cb-{}-n{node}.{k}", inner.id))
+                        .spawn(move || run(&nodes[node], node, &domain))
+                });
                 match spawned {
                     Ok(h) => {
                         t.ids.push(h.thread().id());
@@ -187,6 +191,10 @@ fn run(node_slot: &Node, node: usize, domain: &Weak<Inner>) {
         }
     }
     let _running = Running(node_slot);
+    // Workers never enter direct reclaim: reclaim may wait for the batch
+    // this worker runs (callbacks run under the shard's `invoke` lock,
+    // which marks the thread anyway).
+    crate::sync::NO_RECLAIM.with(|c| c.set(true));
     loop {
         {
             let mut st = lock(&node_slot.state);

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -66,6 +66,9 @@ pub struct BudgetStats {
     /// grace period, which that section holds up): the background
     /// reclaimer was woken instead and the check passed.
     pub deferred_in_section: u64,
+    /// Direct reclaims that gave up waiting (after one second) for a
+    /// reclaim already running and let the allocation proceed.
+    pub direct_wait_timeouts: u64,
 }
 
 type Usage = Arc<dyn Fn() -> usize + Send + Sync>;
@@ -76,12 +79,14 @@ struct Shared {
     reclaimer: Arc<Reclaimer>,
     state: Mutex<BgState>,
     wake: Condvar,
-    /// Held while reclaiming to `high`.
-    reclaiming: Mutex<()>,
+    /// Whether a reclaim to `high` runs (one at a time), and its end.
+    reclaiming: Mutex<bool>,
+    reclaim_done: Condvar,
     background_runs: AtomicU64,
     direct_reclaims: AtomicU64,
     ooms: AtomicU64,
     deferred_in_section: AtomicU64,
+    direct_wait_timeouts: AtomicU64,
 }
 
 #[derive(Default)]
@@ -100,12 +105,18 @@ impl Shared {
     /// One reclaim runs at a time: a second caller waits for it and then
     /// usually finds usage back under `high`, instead of evicting again or
     /// declaring out-of-memory because the first one emptied the caches.
-    fn reclaim_to_high(&self) -> bool {
+    /// A direct reclaimer waits at most [`DIRECT_WAIT`] for a running one
+    /// and then proceeds (true): the running reclaim may be waiting for
+    /// something the allocating thread holds (a lock some callback takes).
+    fn reclaim_to_high(&self, direct: bool) -> bool {
         if IN_BUDGET_RECLAIM.with(std::cell::Cell::get) {
             return true;
         }
         crate::sync::with_flag(&IN_BUDGET_RECLAIM, || {
-            let _one_at_a_time = lock(&self.reclaiming);
+            let Some(_one_at_a_time) = self.one_at_a_time(direct.then_some(DIRECT_WAIT)) else {
+                self.direct_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+                return true;
+            };
             loop {
                 let usage = (self.usage)();
                 if usage <= self.marks.high {
@@ -124,6 +135,45 @@ impl Shared {
                 }
             }
         })
+    }
+}
+
+/// How long a direct reclaimer waits for a reclaim already running.
+const DIRECT_WAIT: Duration = Duration::from_secs(1);
+
+/// The turn of the one reclaim to `high` that runs; ends on drop.
+struct Turn<'a>(&'a Shared);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.reclaiming) = false;
+        self.0.reclaim_done.notify_all();
+    }
+}
+
+impl Shared {
+    /// Waits (at most `limit`) until no reclaim to `high` runs, and takes
+    /// the turn; `None` on timeout.
+    fn one_at_a_time(&self, limit: Option<Duration>) -> Option<Turn<'_>> {
+        let deadline = limit.map(|l| Instant::now() + l);
+        let mut busy = lock(&self.reclaiming);
+        while *busy {
+            busy = match deadline {
+                None => self
+                    .reclaim_done
+                    .wait(busy)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    match self.reclaim_done.wait_timeout(busy, left) {
+                        Ok((g, _)) => g,
+                        Err(p) => p.into_inner().0,
+                    }
+                }
+            };
+        }
+        *busy = true;
+        Some(Turn(self))
     }
 }
 
@@ -198,11 +248,13 @@ impl MemoryBudget {
             reclaimer,
             state: Mutex::new(BgState::default()),
             wake: Condvar::new(),
-            reclaiming: Mutex::new(()),
+            reclaiming: Mutex::new(false),
+            reclaim_done: Condvar::new(),
             background_runs: AtomicU64::new(0),
             direct_reclaims: AtomicU64::new(0),
             ooms: AtomicU64::new(0),
             deferred_in_section: AtomicU64::new(0),
+            direct_wait_timeouts: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         let handle = thread::Builder::new()
@@ -261,7 +313,7 @@ impl MemoryBudget {
         if usage > s.marks.min && reclaim_allowed() {
             if !s.reclaimer.rcu().in_read_section() {
                 s.direct_reclaims.fetch_add(1, Ordering::Relaxed);
-                return s.reclaim_to_high();
+                return s.reclaim_to_high(true);
             }
             s.deferred_in_section.fetch_add(1, Ordering::Relaxed);
         }
@@ -289,6 +341,7 @@ impl MemoryBudget {
             direct_reclaims: s.direct_reclaims.load(Ordering::Relaxed),
             ooms: s.ooms.load(Ordering::Relaxed),
             deferred_in_section: s.deferred_in_section.load(Ordering::Relaxed),
+            direct_wait_timeouts: s.direct_wait_timeouts.load(Ordering::Relaxed),
         }
     }
 }
@@ -297,8 +350,9 @@ impl Drop for MemoryBudget {
     fn drop(&mut self) {
         lock(&self.shared.state).shutdown = true;
         self.shared.wake.notify_all();
-        if let Some(h) = lock(&self.thread).take() {
-            let _ = h.join();
+        let handle = lock(&self.thread).take();
+        if let Some(h) = handle {
+            self.shared.reclaimer.rcu().join_helper(h, "rcu-kswapd");
         }
     }
 }
@@ -339,7 +393,7 @@ fn background(shared: &Weak<Shared>) {
                 .reclaimer
                 .rcu_loop_enabled()
                 .then(|| s.reclaimer.rcu().pressure_start_all());
-            s.reclaim_to_high();
+            s.reclaim_to_high(false);
         }
     }
 }

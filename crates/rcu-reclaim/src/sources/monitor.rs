@@ -71,6 +71,7 @@ struct Shared {
 pub struct PressureMonitor {
     shared: Arc<Shared>,
     source: String,
+    rcu: Rcu,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -95,14 +96,15 @@ impl PressureMonitor {
         });
         let description = source.describe();
         tracing::info!(source = %description, "rcu-reclaim: pressure monitor started");
-        let (s, rcu) = (shared.clone(), rcu.clone());
+        let (s, r) = (shared.clone(), rcu.clone());
         let thread = thread::Builder::new()
             .name("rcu-pressure".into())
-            .spawn(move || run(&s, &rcu, source.as_mut(), quiet, budget.as_deref()))
+            .spawn(move || run(&s, &r, source.as_mut(), quiet, budget.as_deref()))
             .ok();
         PressureMonitor {
             shared,
             source: description,
+            rcu: rcu.clone(),
             thread,
         }
     }
@@ -135,7 +137,7 @@ impl Drop for PressureMonitor {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            self.rcu.join_helper(t, "rcu-pressure");
         }
     }
 }
