@@ -127,6 +127,11 @@ pub(crate) fn queue(head: *mut RcuHead, func: RcuFunc, bytes: usize) {
         (*head).func = Some(func);
     }
     let rcu = rcu();
+    if DEFAULT.load(Ordering::Acquire).is_null() {
+        // Created outside the section: creation takes `ALL`, which
+        // `before_fork` holds while it waits for grace periods.
+        drop(default_crdp());
+    }
     rcu.read_lock_raw();
     let crdp = current_crdp();
     rcu.read_unlock_raw();

@@ -118,7 +118,14 @@ pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_l
     let Some(report) = crate::no_unwind(|| rcu().run_callbacks(&mask, priority)) else {
         return 0;
     };
-    call_rcu::wait_all_drained(true);
+    // Inside a section, or on a call_rcu thread, waiting for the call_rcu
+    // threads could wait for the caller (a callback that synchronizes, or
+    // another call_rcu thread waiting here too): what the engine ran is
+    // reported, and the threads invoke it on their own.
+    let on_crdp_thread = !call_rcu::WORKER_OF.with(|t| t.get()).is_null();
+    if !rcu().in_read_section() && !on_crdp_thread {
+        call_rcu::wait_all_drained(true);
+    }
     report.invoked as c_long
 }
 

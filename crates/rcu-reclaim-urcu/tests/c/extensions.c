@@ -24,6 +24,19 @@ static void free_obj(struct rcu_head *head)
 	free(caa_container_of(head, struct obj, rcu));
 }
 
+static int cb_started, cb_go, cb_done;
+
+/* A call_rcu callback that waits for a grace period itself. */
+static void sync_in_callback(struct rcu_head *head)
+{
+	(void)head;
+	__atomic_store_n(&cb_started, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&cb_go, __ATOMIC_SEQ_CST))
+		poll(NULL, 0, 1);
+	synchronize_rcu();
+	__atomic_store_n(&cb_done, 1, __ATOMIC_SEQ_CST);
+}
+
 int main(void)
 {
 	rcu_register_thread();
@@ -78,6 +91,26 @@ int main(void)
 	CHECK(rcu_reclaim_pressure_end(0) == 0);
 	CHECK(rcu_reclaim_pressure_end(-1) == 0);
 	CHECK(rcu_reclaim_pressure_end(-1) == -EINVAL);
+
+	/* run_callbacks inside a section never waits for the call_rcu
+	 * threads: one of them may be waiting for this very section (a
+	 * callback in synchronize_rcu). */
+	static struct rcu_head sync_head;
+	call_rcu(&sync_head, sync_in_callback);
+	spins = 0;
+	while (!__atomic_load_n(&cb_started, __ATOMIC_SEQ_CST) && spins++ < 20000)
+		poll(NULL, 0, 1);
+	CHECK(__atomic_load_n(&cb_started, __ATOMIC_SEQ_CST));
+	rcu_read_lock();
+	__atomic_store_n(&cb_go, 1, __ATOMIC_SEQ_CST);
+	poll(NULL, 0, 20);
+	CHECK(rcu_reclaim_run_callbacks(-1, 0) >= 0);
+	CHECK(!__atomic_load_n(&cb_done, __ATOMIC_SEQ_CST));
+	rcu_read_unlock();
+	spins = 0;
+	while (!__atomic_load_n(&cb_done, __ATOMIC_SEQ_CST) && spins++ < 20000)
+		poll(NULL, 0, 1);
+	CHECK(__atomic_load_n(&cb_done, __ATOMIC_SEQ_CST));
 
 	/* Registration is harmless to repeat, and unregistering inside a
 	 * section is refused. */
