@@ -38,7 +38,14 @@
 //! Waiting for a grace period inside a read-side section of the same domain
 //! would never return; it panics instead, naming the call. A reader that holds
 //! up a grace period longer than [`Config::stall_timeout`] is reported once,
-//! with its thread name, through `tracing` and [`Stats::stalls_reported`].
+//! with its thread name, through `tracing` (or standard error, without a
+//! subscriber) and [`Stats::stalls_reported`]. No safe call can end a
+//! section early: raw sections ([`Rcu::read_lock_raw`]) are counted apart
+//! from guards.
+//!
+//! [`locking`] says where callbacks, destructors and shrinkers run, which
+//! calls may wait for what, and the library's lock order: what a program
+//! may hold around each call.
 //!
 //! ## Design
 //! The crate follows the design in the project's `DESIGN.md`, after the Linux
@@ -57,6 +64,7 @@ mod fork;
 mod gp;
 #[cfg(not(loom))]
 mod gp_thread;
+pub mod locking;
 mod pressure;
 mod raw;
 mod reader;

@@ -1,0 +1,97 @@
+//! # Where your code runs, what blocks, and the lock order
+//!
+//! RCU runs code you hand it — callbacks, destructors of deferred drops,
+//! shrinkers, hooks — on threads and at times you do not choose, and some
+//! of its calls wait for other threads. This page says exactly where, so a
+//! program can hold its own locks around these calls without deadlocking.
+//! Every rule below is backed by a test that hung before it held.
+//!
+//! ## Where your code runs
+//!
+//! | your code | runs on | holding |
+//! |---|---|---|
+//! | a callback ([`Rcu::call`](crate::Rcu::call)), a deferred drop | a worker (`rcu-cb-<domain>-n<node>.<k>`), or a thread inside [`barrier`](crate::Rcu::barrier), [`run_callbacks`](crate::Rcu::run_callbacks) / reclaim, or the drop of a domain's last handle | its shard's run lock: the thread is marked no-reclaim, so allocations in it never enter direct reclaim |
+//! | the same, with [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees) | also inside `defer_drop`, [`RcuCell::store`](crate::RcuCell::store) and [`Retired::defer_drop`](crate::Retired::defer_drop) on the retiring thread | as above |
+//! | the value's own destructor in `defer_drop`'s fallback (no bulk page could be had) | the retiring thread, after a grace period | nothing |
+//! | [`Shrinker::scan`](crate::Shrinker::scan) / `count` | the thread that reclaims: `rcu-kswapd`, an allocating thread over the budget's `min` (direct reclaim), `rcu-pressure`, or a caller of [`Reclaimer::reclaim`](crate::Reclaimer::reclaim) | the budget's reclaim turn; marked no-reclaim |
+//! | the OOM handler | the thread that reclaimed | the budget's reclaim turn |
+//! | [`Config::on_callback_panic`](crate::Config::on_callback_panic) | the thread that ran the callback | as the callback |
+//! | a [`PageAllocator`](crate::PageAllocator) | a retiring thread | that thread's bulk-page buffer lock |
+//!
+//! Retiring calls ([`call`](crate::Rcu::call), `defer_drop*`,
+//! `RcuCell::store`, `Retired::defer_drop`) never run another object's
+//! destructor or any callback by default, as the kernel never runs
+//! callbacks inside `call_rcu`: they may be made while holding any lock.
+//!
+//! ## What may wait for what
+//!
+//! | call | may wait for | so, never while holding |
+//! |---|---|---|
+//! | [`synchronize`](crate::Rcu::synchronize), `synchronize_expedited`, `cond_synchronize`, [`RcuCell::store_sync`](crate::RcuCell::store_sync), dropping a [`Retired`](crate::Retired) | every read-side section that began before it | a read-side section of the domain (panics), or a lock a reader holds inside its section |
+//! | [`barrier`](crate::Rcu::barrier), dropping a domain's last handle | the above, and every callback queued before it (run on the caller or by workers) | a section (panics), a callback (panics; the last handle's drain moves to a thread), or a lock any callback or deferred `Drop` takes |
+//! | [`run_callbacks`](crate::Rcu::run_callbacks), [`Reclaimer::reclaim`](crate::Reclaimer::reclaim) | a grace period and running callbacks, except inside a section or a callback, where they only run what is ready and never wait | a lock a callback or deferred `Drop` takes |
+//! | an allocation under [`AccountingAlloc::enforce`](crate::AccountingAlloc::enforce), [`MemoryBudget::check`](crate::MemoryBudget::check) over `min` | direct reclaim (as `Reclaimer::reclaim`), and at most one second for a reclaim already running; inside a section of the budget's domain it never reclaims and never waits | a lock a shrinker blocks on, or a callback or deferred `Drop` takes: wrap such code in [`no_reclaim`](crate::no_reclaim) (the kernel's `GFP_NOFS`) |
+//! | [`prepare_fork`](crate::Rcu::prepare_fork) | the domain's threads to park | a section or a callback (both panic) |
+//! | dropping a [`MemoryBudget`](crate::MemoryBudget) or [`PressureMonitor`](crate::PressureMonitor) | its thread to stop, except on that thread, in a callback or in a section of its domain, where it is left to stop on its own | nothing else |
+//! | `read_lock`, `read_unlock_raw`, `call`, `defer_drop`, `start_poll`, `poll`, `pending*`, `stats` | nothing (a bulk page's allocation at most; `defer_drop` waits for a grace period only when no page can be had, never inside a section) | — |
+//!
+//! A reader that holds up a grace period longer than
+//! [`Config::stall_timeout`](crate::Config::stall_timeout) is reported with
+//! its thread name, through `tracing` and on standard error when no
+//! subscriber is installed: a wait on a reader is never silent.
+//!
+//! ## The lock order
+//!
+//! Inside the library, locks are taken only in this order (a lock may be
+//! taken while holding only locks above it):
+//!
+//! 1. a budget's reclaim turn (`MemoryBudget`, one reclaim at a time; a
+//!    direct reclaimer waits at most one second for it);
+//! 2. a shard's run lock, held while its callbacks run (by index; a second
+//!    one only with a try-lock);
+//! 3. the domain's grace-period lock (whoever runs a grace period holds it
+//!    while it waits for readers; a read-side section takes no lock);
+//! 4. a thread's bulk-page buffer lock;
+//! 5. the domain's list of pages left by exited threads;
+//! 6. a shard's queue state (by index);
+//! 7. leaves, taken alone: a reader slot's owner name, the pressure clock,
+//!    the grace-period thread's state, the workers' thread list (then a
+//!    node's state), a budget's wake-up
+//!    state, a monitor's counters, a reclaimer's shrinker list.
+//!
+//! Your locks sit below 1 and 2 (shrinkers and callbacks take them) and
+//! above 3–7 (every retiring call may take those, none of which runs your
+//! code). The rules in the tables above follow: never wait on 1, 2 or a
+//! grace period while holding a lock that code under 1 or 2 takes.
+//! Shrinkers take their locks with a try-lock and report what they could
+//! not scan, as the kernel's do, so reclaim never waits for a lock held by
+//! the thread it reclaims for. `prepare_fork` takes 2, 3, 5 and 6 in that
+//! order and holds them across `fork()`.
+//!
+//! The library's background threads — the grace-period thread
+//! (`rcu-gp-<domain>`) and the workers — never enter direct reclaim, and
+//! no thread allocates under a lock that direct reclaim could need.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use rcu_reclaim::Rcu;
+//!
+//! // A deferred destructor that takes a lock the retiring thread holds:
+//! // fine, retiring calls never run other objects' destructors.
+//! struct Entry(Arc<Mutex<u64>>);
+//! impl Drop for Entry {
+//!     fn drop(&mut self) {
+//!         *self.0.lock().unwrap() += 1;
+//!     }
+//! }
+//! let rcu = Rcu::new(Default::default()).unwrap();
+//! let freed = Arc::new(Mutex::new(0));
+//! {
+//!     let _held = freed.lock().unwrap();
+//!     for _ in 0..10_000 {
+//!         rcu.defer_drop(Box::new(Entry(freed.clone())));
+//!     }
+//! } // release the lock before waiting for the destructors:
+//! rcu.barrier();
+//! assert_eq!(*freed.lock().unwrap(), 10_000);
+//! ```
