@@ -80,6 +80,10 @@ pub struct Stats {
     /// Thread pages taken from their threads by another one (lazy flushes,
     /// pressure, `barrier`); each costs the domain's writer barrier.
     pub page_steals: u64,
+    /// Times a thread handing off a page waited (at most 2 ms) for the
+    /// worker because its shard held more than 16 pages whose grace period
+    /// had elapsed (domains without `Config::retiring_thread_frees`).
+    pub producer_throttles: u64,
     /// Pressure signals held now (all nodes together).
     pub pressure: usize,
     /// Whether fast mode is in force (pressure or its hysteresis).
@@ -168,6 +172,7 @@ impl Rcu {
             barriers: get(&k.barriers),
             lazy_flushes: get(&k.lazy_flushes),
             page_steals: get(&k.page_steals),
+            producer_throttles: get(&k.throttles),
             pressure: cbs.pressure.total(),
             fast_mode: self.in_fast_mode(),
             fast_mode_entries: get(&cbs.pressure.entries),

@@ -364,3 +364,55 @@ fn prepare_fork_inside_a_callback_panics() {
     });
     rcu.barrier();
 }
+
+/// A thread that retires faster than the worker frees is held back (at
+/// most 2 ms per page it hands off) instead of growing the backlog without
+/// bound, and never waits for the worker unboundedly: here the worker is
+/// stuck on a lock the retiring thread holds (a deferred `Drop` takes it),
+/// and the thread still finishes; everything is freed once it lets go.
+#[test]
+fn a_fast_retiring_thread_is_throttled_but_never_blocked() {
+    struct TakesLock(Arc<Mutex<()>>, Arc<AtomicUsize>);
+    impl Drop for TakesLock {
+        fn drop(&mut self) {
+            drop(self.0.lock().unwrap());
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let per_page = (rcu_reclaim::BULK_PAGE_SIZE - 16) / 16;
+    let rcu = Rcu::new(Config::new().lazy_batch(per_page)).unwrap();
+    let lock = Arc::new(Mutex::new(()));
+    let drops = Arc::new(AtomicUsize::new(0));
+    const MAX_PAGES: usize = 1024;
+    let (r, l, d) = (rcu.clone(), lock.clone(), drops.clone());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        rcu_reclaim::override_current_cpu(Some(0));
+        let held = l.lock().unwrap();
+        let mut pages = 0;
+        while pages < MAX_PAGES && r.stats().producer_throttles == 0 {
+            for _ in 0..per_page {
+                r.defer_drop(Box::new(TakesLock(l.clone(), d.clone())));
+            }
+            pages += 1;
+            if pages % 8 == 0 {
+                // The pages handed off so far are ready after this (it runs
+                // no callback, so it does not need the lock), once the
+                // grace-period thread has seen them.
+                r.synchronize();
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+        tx.send((pages, r.stats().producer_throttles)).unwrap();
+        drop(held);
+    });
+    let (pages, throttles) = rx
+        .recv_timeout(SOON)
+        .expect("the retiring thread finished while the worker was stuck");
+    assert!(
+        throttles > 0,
+        "{pages} pages of ready backlog never held the thread back"
+    );
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::SeqCst), pages * per_page);
+}

@@ -10,7 +10,13 @@ use serde::Serialize;
 
 use super::report::{self, ScenarioReport};
 use super::run::{self, RunResult, Workload};
-use super::{crossbeam::Crossbeam, ours::Ours, ours_polled::OursPolled, seize::Seize, Backend};
+use super::{
+    crossbeam::Crossbeam,
+    ours::{Ours, OursInline},
+    ours_polled::OursPolled,
+    seize::Seize,
+    Backend,
+};
 use crate::{parse_budget, parse_payload, parse_secs};
 
 /// The workloads `bench` can run.
@@ -78,8 +84,10 @@ pub struct BenchArgs {
     /// Backends to run (repeat the flag for several; rcu-reclaim always
     /// runs, as the ratios are against it): rcu-reclaim, crossbeam-epoch,
     /// seize, liburcu-memb (with --features liburcu), and the opt-in
-    /// rcu-reclaim-polled (frees on the retiring thread through the polled
-    /// grace-period API). Default: all but rcu-reclaim-polled.
+    /// rcu-reclaim-inline (a domain with Config::retiring_thread_frees: the
+    /// retiring thread frees ready garbage itself) and rcu-reclaim-polled
+    /// (frees on the retiring thread through the polled grace-period API).
+    /// Default: all but the two opt-in ones.
     #[arg(long)]
     backend: Vec<String>,
     /// Where to write the plot (SVG).
@@ -174,7 +182,7 @@ impl BenchArgs {
 
 /// The backends this build has, rcu-reclaim first.
 fn available() -> Vec<&'static str> {
-    let v = vec![Ours::NAME, Crossbeam::NAME, Seize::NAME];
+    let v = vec![<Ours>::NAME, Crossbeam::NAME, Seize::NAME];
     #[cfg(feature = "liburcu")]
     let v = {
         let mut v = v;
@@ -182,6 +190,7 @@ fn available() -> Vec<&'static str> {
         v
     };
     let mut v = v;
+    v.push(OursInline::NAME);
     v.push(OursPolled::NAME);
     v
 }
@@ -207,8 +216,9 @@ impl BenchArgs {
             .into_iter()
             .filter(|n| {
                 let named = self.backend.iter().any(|b| b == n);
-                let default = self.backend.is_empty() && *n != OursPolled::NAME;
-                *n == Ours::NAME || named || default
+                let opt_in = [OursPolled::NAME, OursInline::NAME];
+                let default = self.backend.is_empty() && !opt_in.contains(n);
+                *n == <Ours>::NAME || named || default
             })
             .collect())
     }
@@ -221,7 +231,8 @@ fn run_one(
     on_sample: &mut dyn FnMut(&run::Sample),
 ) -> Result<RunResult, String> {
     match name {
-        Ours::NAME => run::run(Ours::new()?, w, on_sample),
+        <Ours>::NAME => run::run(<Ours>::new()?, w, on_sample),
+        OursInline::NAME => run::run(OursInline::new()?, w, on_sample),
         Crossbeam::NAME => run::run(Crossbeam::new(), w, on_sample),
         Seize::NAME => run::run(Seize::new(), w, on_sample),
         OursPolled::NAME => run::run(OursPolled::new()?, w, on_sample),

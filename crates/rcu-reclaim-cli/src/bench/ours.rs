@@ -17,14 +17,19 @@ use super::report::PressureReport;
 use super::table::Table;
 use super::{Backend, Budget, Node};
 
-/// A fresh domain per run.
-pub struct Ours {
+/// A fresh domain per run. `INLINE`: the opt-in backend
+/// `rcu-reclaim-inline`, a domain with `Config::retiring_thread_frees`
+/// (the retiring thread frees its shard's ready pages itself).
+pub struct Ours<const INLINE: bool = false> {
     rcu: Rcu,
 }
 
-impl Ours {
-    pub fn new() -> Result<Ours, String> {
-        Rcu::new(Config::new())
+/// The `rcu-reclaim-inline` backend.
+pub type OursInline = Ours<true>;
+
+impl<const INLINE: bool> Ours<INLINE> {
+    pub fn new() -> Result<Ours<INLINE>, String> {
+        Rcu::new(Config::new().retiring_thread_frees(INLINE))
             .map(|rcu| Ours { rcu })
             .map_err(|e| format!("cannot create an rcu-reclaim domain: {e}"))
     }
@@ -56,8 +61,12 @@ fn probe_grace_periods(rcu: Rcu, stop: Arc<AtomicBool>) -> (u128, u64) {
     (total, n)
 }
 
-impl Backend for Ours {
-    const NAME: &'static str = "rcu-reclaim";
+impl<const INLINE: bool> Backend for Ours<INLINE> {
+    const NAME: &'static str = if INLINE {
+        "rcu-reclaim-inline"
+    } else {
+        "rcu-reclaim"
+    };
     type Local<'a> = ();
     type Guard<'a> = ReadGuard<'a>;
 

@@ -307,6 +307,9 @@ impl Rcu {
             kick |= self.fresh_page_needs_kick(since);
         }
         self.start_background(kick);
+        if handed_off && !cbs.params.retiring_thread_frees {
+            cbs.throttle_producer(inner, cbs.current_shard());
+        }
         Ok(())
     }
 

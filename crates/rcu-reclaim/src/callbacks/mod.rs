@@ -146,6 +146,16 @@ impl ShardState {
         self.pages_requested > 0 && self.pages.front().is_some_and(|p| seq >= p.cookie)
     }
 
+    /// Pages at the front whose grace period has elapsed (counted up to
+    /// `max`): work for a worker, which no section can hold up.
+    fn ready_pages(&self, seq: u64, max: usize) -> usize {
+        self.pages
+            .iter()
+            .take(self.pages_requested.min(max))
+            .take_while(|p| seq >= p.cookie)
+            .count()
+    }
+
     /// How much longer ready pages are left to the thread that hands pages
     /// to this shard (within `window` of its last hand-off); `None` once a
     /// worker should free them.
@@ -192,9 +202,16 @@ impl Shard {
     }
 }
 
+/// Ready pages a shard may hold before a thread handing it a page waits
+/// for the worker (see `Callbacks::throttle_producer`).
+const THROTTLE_PAGES: usize = 16;
+/// The longest a retiring thread waits there per page it hands off.
+const THROTTLE_MAX_WAIT: Duration = Duration::from_millis(2);
+
 /// Counters of the engine (relaxed; for stats only).
 #[derive(Default)]
 pub(crate) struct CbCounters {
+    pub(crate) throttles: AtomicU64,
     pub(crate) calls: AtomicU64,
     pub(crate) deferred_drops: AtomicU64,
     pub(crate) invoked: AtomicU64,
@@ -704,6 +721,38 @@ impl Callbacks {
             shard.publish(&st);
         }
         self.run_entries(cpu, Vec::new(), pages);
+    }
+
+    /// Back-pressure on a thread that has just handed shard `cpu` a full
+    /// page, when the domain does not let retiring threads free
+    /// (`retiring_thread_frees`): while the shard holds more than
+    /// [`THROTTLE_PAGES`] pages whose grace period has elapsed, wake its
+    /// worker and give it the CPU, for at most [`THROTTLE_MAX_WAIT`].
+    /// Threads that retire faster than one worker frees would otherwise
+    /// grow the backlog without bound (two updating threads on two cores:
+    /// 810 MiB in 2 s). Only ready pages count: freeing them waits for no
+    /// read-side section, so this works inside one too. The thread runs no
+    /// destructor and holds no lock here, and the wait is bounded, so a
+    /// worker stuck on a lock the thread holds costs a delay, never a
+    /// deadlock.
+    pub(crate) fn throttle_producer(&self, inner: &Inner, cpu: usize) {
+        let shard = &self.shards[cpu];
+        if shard.count.load(Ordering::Relaxed) <= THROTTLE_PAGES * 255 {
+            return;
+        }
+        let ready = || lock(&shard.state).ready_pages(inner.gp.seq(), THROTTLE_PAGES + 1);
+        if ready() <= THROTTLE_PAGES {
+            return;
+        }
+        add(&self.counters.throttles, 1);
+        self.workers.wake(self.topology.node_of(cpu));
+        let start = Instant::now();
+        while start.elapsed() < THROTTLE_MAX_WAIT {
+            std::thread::yield_now();
+            if ready() <= THROTTLE_PAGES / 2 {
+                break;
+            }
+        }
     }
 
     /// Runs callbacks and drops pages taken from shard `cpu` (whose `invoke`
