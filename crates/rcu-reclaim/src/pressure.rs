@@ -31,6 +31,9 @@ use crate::domain::Rcu;
 use crate::gp::WaitMode;
 use crate::sync::{lock, Mutex};
 
+/// The bound on node ids a [`NodeMask`] holds (a mask is a bitmap).
+const MAX_NODE_ID: usize = 1 << 16;
+
 /// A set of NUMA nodes.
 ///
 /// ```
@@ -69,6 +72,9 @@ impl NodeMask {
 
     /// Just `node`.
     ///
+    /// # Panics
+    /// As [`with`](NodeMask::with), for a node id of 65,536 or more.
+    ///
     /// ```
     /// let m = rcu_reclaim::NodeMask::node(1);
     /// assert!(m.contains(1) && !m.contains(0));
@@ -79,11 +85,19 @@ impl NodeMask {
 
     /// This mask plus `node`.
     ///
+    /// # Panics
+    /// If `node` is 65,536 or more (Linux's node ids are below 1024).
+    ///
     /// ```
     /// let m = rcu_reclaim::NodeMask::node(0).with(3);
     /// assert!(m.contains(3));
     /// ```
     pub fn with(mut self, node: usize) -> NodeMask {
+        assert!(
+            node < MAX_NODE_ID,
+            "rcu-reclaim: NUMA node {node} is out of range: node ids are below {MAX_NODE_ID} \
+             (Linux has at most 1024 nodes); use NodeMask::all() for every node"
+        );
         let (w, b) = (node / 64, node % 64);
         if self.bits.len() <= w {
             self.bits.resize(w + 1, 0);
@@ -295,6 +309,8 @@ impl Rcu {
     /// Signals nest and overlap (several sources, several threads); the
     /// domain is in fast mode while any is held and for at least two grace
     /// periods after the last ends. See the module docs for the policy.
+    /// A `node` beyond the domain's [`topology`](Rcu::topology) wraps
+    /// around (node `n` is node `n % nodes`), as CPUs do for shards.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
@@ -325,6 +341,8 @@ impl Rcu {
     fn start_pressure(&self, node: Option<usize>) -> PressureGuard {
         let inner = self.inner();
         let p = &inner.callbacks.pressure;
+        // A node beyond the domain's topology wraps around, as CPUs do.
+        let node = node.map(|n| n % p.per_node.len());
         match node {
             Some(n) => {
                 p.per_node[n].fetch_add(1, Ordering::Relaxed);

@@ -416,3 +416,26 @@ fn a_fast_retiring_thread_is_throttled_but_never_blocked() {
     rcu.barrier();
     assert_eq!(drops.load(Ordering::SeqCst), pages * per_page);
 }
+
+/// Out-of-range node ids: a pressure signal wraps around (as CPUs do for
+/// shards) instead of indexing out of bounds, and a node mask refuses an
+/// id no Linux machine has, with a message, instead of allocating a bitmap
+/// of 2^58 words.
+#[test]
+fn out_of_range_nodes_wrap_or_are_refused_clearly() {
+    use rcu_reclaim::{NodeMask, Topology};
+    let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 1))).unwrap();
+    let g = rcu.pressure_start(5);
+    assert_eq!(rcu.pressure_on(1), 1);
+    assert!(rcu.in_fast_mode());
+    drop(g);
+    assert_eq!(rcu.pressure(), 0);
+    let refused = quietly(|| std::panic::catch_unwind(|| NodeMask::node(usize::MAX)));
+    let msg = refused.unwrap_err();
+    let msg = msg.downcast_ref::<String>().expect("a formatted message");
+    assert!(
+        msg.contains("NUMA node") && msg.contains("out of range"),
+        "{msg}"
+    );
+    assert!(NodeMask::node(1023).contains(1023));
+}
