@@ -100,7 +100,7 @@ fn direct_reclaim_brings_real_usage_back_under_the_budget() {
     *cache.budget.lock().unwrap() = None;
 }
 
-/// Issue 15 F: a thread that exits folds its unflushed delta, so thread
+/// A thread that exits folds its unflushed delta, so thread
 /// churn never makes the count drift (before: 2,000 threads allocating
 /// 12 KiB each were counted as 0.14 MiB, and freeing them on short threads
 /// left 23 MiB of phantom usage).

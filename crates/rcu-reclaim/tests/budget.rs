@@ -170,13 +170,8 @@ impl Shrinker for RcuCache {
     }
 }
 
-/// Issue 15 B: a thread inside a read-side section that checks the budget
-/// (an allocation under `AccountingAlloc::enforce`) while the background
-/// reclaimer holds the reclaim and waits for a grace period that the very
-/// section holds up. Before, the check waited for the reclaimer forever;
-/// now it wakes it and returns, and the reclaim completes after the section.
-#[test]
-fn a_check_inside_a_read_side_section_never_waits_for_reclaim() {
+/// A 64 MiB budget over an `RcuCache` (empty) and its usage counter.
+fn rcu_cache_budget() -> (Rcu, Arc<AtomicUsize>, Arc<RcuCache>, MemoryBudget) {
     let rcu = Rcu::new(Config::new()).unwrap();
     let used = Arc::new(AtomicUsize::new(0));
     let cache = Arc::new(RcuCache {
@@ -188,9 +183,19 @@ fn a_check_inside_a_read_side_section_never_waits_for_reclaim() {
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     reclaimer.register(cache.clone());
     let u = used.clone();
-    let budget = Arc::new(MemoryBudget::new(64 * MIB, reclaimer, move || {
-        u.load(Ordering::SeqCst)
-    }));
+    let budget = MemoryBudget::new(64 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
+    (rcu, used, cache, budget)
+}
+
+/// A thread inside a read-side section that checks the budget
+/// (an allocation under `AccountingAlloc::enforce`) while the background
+/// reclaimer holds the reclaim and waits for a grace period that the very
+/// section holds up. Before, the check waited for the reclaimer forever;
+/// now it wakes it and returns, and the reclaim completes after the section.
+#[test]
+fn a_check_inside_a_read_side_section_never_waits_for_reclaim() {
+    let (rcu, used, cache, budget) = rcu_cache_budget();
+    let budget = Arc::new(budget);
     let w = budget.watermarks();
     let objects = w.min / UNIT + 16;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -230,18 +235,7 @@ fn a_check_inside_a_read_side_section_never_waits_for_reclaim() {
 /// section: a deadlock); the reclaimer finishes and exits on its own.
 #[test]
 fn dropping_a_budget_inside_a_section_does_not_wait_for_its_reclaimer() {
-    let rcu = Rcu::new(Config::new()).unwrap();
-    let used = Arc::new(AtomicUsize::new(0));
-    let cache = Arc::new(RcuCache {
-        rcu: rcu.clone(),
-        used: used.clone(),
-        held: AtomicUsize::new(0),
-        scans: AtomicUsize::new(0),
-    });
-    let reclaimer = Arc::new(Reclaimer::new(&rcu));
-    reclaimer.register(cache.clone());
-    let u = used.clone();
-    let budget = MemoryBudget::new(64 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
+    let (rcu, used, cache, budget) = rcu_cache_budget();
     let objects = budget.watermarks().min / UNIT + 16;
     let (tx, rx) = std::sync::mpsc::channel();
     let (r, c) = (rcu.clone(), cache.clone());

@@ -95,6 +95,21 @@ fn raw_sections_and_guards_interleave() {
     assert!(!rcu.in_read_section());
 }
 
+/// After a thread exited inside a section: grace periods complete, its
+/// slot is not counted as registered, and a new thread registers and reads.
+fn slot_abandoned_and_domain_usable(rcu: &Rcu) {
+    rcu.synchronize();
+    assert_eq!(rcu.stats().registered_readers, 0);
+    let r = rcu.clone();
+    thread::spawn(move || {
+        let _g = r.read_lock();
+        assert_eq!(r.stats().registered_readers, 1);
+    })
+    .join()
+    .unwrap();
+    rcu.synchronize();
+}
+
 /// A thread that exits with a guard leaked releases grace periods, and its
 /// slot is not handed to another thread (a late guard drop on the exiting
 /// thread must never touch a slot someone else owns).
@@ -105,17 +120,7 @@ fn a_thread_exiting_with_a_leaked_guard_abandons_its_slot() {
     thread::spawn(move || std::mem::forget(r.read_lock()))
         .join()
         .unwrap();
-    rcu.synchronize();
-    assert_eq!(rcu.stats().registered_readers, 0);
-    // New threads register and read normally.
-    let r = rcu.clone();
-    thread::spawn(move || {
-        let _g = r.read_lock();
-        assert_eq!(r.stats().registered_readers, 1);
-    })
-    .join()
-    .unwrap();
-    rcu.synchronize();
+    slot_abandoned_and_domain_usable(&rcu);
 }
 
 /// A guard kept in a thread-local that is destroyed after the thread's
@@ -139,15 +144,7 @@ fn a_guard_outliving_the_registration_drops_cleanly() {
     })
     .join()
     .expect("the exiting thread's destructors ran without panicking");
-    rcu.synchronize();
-    assert_eq!(rcu.stats().registered_readers, 0);
-    let r = rcu.clone();
-    thread::spawn(move || {
-        let _g = r.read_lock();
-        assert_eq!(r.stats().registered_readers, 1);
-    })
-    .join()
-    .unwrap();
+    slot_abandoned_and_domain_usable(rcu);
 }
 
 /// Dropping the last handle of a domain inside one of its (raw) sections,
@@ -261,7 +258,7 @@ impl Drop for Tracked {
     }
 }
 
-/// Issue 15 C: by default a retiring call (`defer_drop`, `RcuCell::store`)
+/// By default a retiring call (`defer_drop`, `RcuCell::store`)
 /// never runs another object's destructor, so a caller may hold a lock that
 /// a deferred `Drop` takes (before: the thread freed its shard's ready
 /// pages after each hand-off, even with `producer_window(ZERO)`, and
