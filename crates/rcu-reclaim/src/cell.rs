@@ -101,6 +101,17 @@ impl<T> RcuCell<T> {
     /// let guard = cell.domain().read_lock();
     /// assert_eq!(cell.load(&guard), Some(&"hello"));
     /// ```
+    ///
+    /// The reference lives no longer than the section:
+    ///
+    /// ```compile_fail,E0597
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let r = {
+    ///     let guard = cell.domain().read_lock();
+    ///     cell.load(&guard).unwrap() // error: `guard` does not live long enough
+    /// };
+    /// println!("{r}");
+    /// ```
     #[inline]
     #[track_caller]
     pub fn load<'a>(&'a self, guard: &'a ReadGuard<'_>) -> Option<&'a T> {

@@ -498,6 +498,14 @@ fn own_slot_in(id: u64) -> *const Slot {
 /// drop(outer);
 /// assert!(!rcu.in_read_section());
 /// ```
+///
+/// A guard cannot leave its thread (a section begins and ends on one
+/// thread):
+///
+/// ```compile_fail,E0277
+/// let guard = rcu_reclaim::Rcu::global().read_lock();
+/// std::thread::spawn(move || drop(guard)); // error: `ReadGuard` is not `Send`
+/// ```
 #[must_use = "the read-side section ends when the guard is dropped"]
 pub struct ReadGuard<'a> {
     rcu: &'a Rcu,

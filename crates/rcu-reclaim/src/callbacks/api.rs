@@ -163,6 +163,13 @@ impl Rcu {
     /// [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees)
     /// opts out of that guarantee for speed.
     ///
+    /// The value is dropped on another thread, so it must be `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// rcu.defer_drop(Box::new(std::rc::Rc::new(1))); // error: `Rc` is not `Send`
+    /// ```
+    ///
     /// ```
     /// use rcu_reclaim::{Rcu, RcuCell};
     /// let rcu = Rcu::global();
