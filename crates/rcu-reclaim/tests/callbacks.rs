@@ -297,7 +297,8 @@ struct Flaky {
     live: AtomicUsize,
 }
 
-impl PageAllocator for Flaky {
+// SAFETY: every page it hands out comes from `SystemPageAllocator`.
+unsafe impl PageAllocator for Flaky {
     fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
         if self.fail.load(Ordering::SeqCst) {
             return None;

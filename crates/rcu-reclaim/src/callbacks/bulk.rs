@@ -49,13 +49,32 @@ const _: () = assert!(std::mem::size_of::<PageData>() <= BULK_PAGE_SIZE);
 /// waiting for a grace period and dropping at once, and `try_defer_drop`
 /// hands the object back.
 ///
+/// # Safety
+/// The library writes deferred drops into the pages it is given, so an
+/// implementation must return from `allocate` either `None` or a pointer to
+/// memory valid for reads and writes of `layout.size()` bytes, aligned to
+/// `layout.align()`, used by nothing else until it is passed back to
+/// `deallocate` (as [`GlobalAlloc`](std::alloc::GlobalAlloc) promises).
+/// Forwarding to another allocator, as below, keeps that promise. A safe
+/// `impl` is refused, so safe code cannot hand the library a dangling page:
+///
+/// ```compile_fail,E0200
+/// use std::{alloc::Layout, ptr::NonNull};
+/// struct Dangling;
+/// impl rcu_reclaim::PageAllocator for Dangling {
+///     fn allocate(&self, _: Layout) -> Option<NonNull<u8>> { Some(NonNull::dangling()) }
+///     unsafe fn deallocate(&self, _: NonNull<u8>, _: Layout) {}
+/// }
+/// ```
+///
 /// ```
 /// use std::alloc::Layout;
 /// use std::ptr::NonNull;
 /// use rcu_reclaim::{PageAllocator, SystemPageAllocator};
 /// /// Never has memory: every deferred drop takes the fallback.
 /// struct NoPages;
-/// impl PageAllocator for NoPages {
+/// // SAFETY: `allocate` never returns memory.
+/// unsafe impl PageAllocator for NoPages {
 ///     fn allocate(&self, _layout: Layout) -> Option<NonNull<u8>> { None }
 ///     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
 ///         // SAFETY: never called, since `allocate` never succeeds.
@@ -63,7 +82,7 @@ const _: () = assert!(std::mem::size_of::<PageData>() <= BULK_PAGE_SIZE);
 ///     }
 /// }
 /// ```
-pub trait PageAllocator: Send + Sync + 'static {
+pub unsafe trait PageAllocator: Send + Sync + 'static {
     /// Memory for one page of `layout`, or `None` when none can be had.
     fn allocate(&self, layout: Layout) -> Option<NonNull<u8>>;
 
@@ -88,7 +107,8 @@ pub trait PageAllocator: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemPageAllocator;
 
-impl PageAllocator for SystemPageAllocator {
+// SAFETY: pages come from the global allocator with the layout asked for.
+unsafe impl PageAllocator for SystemPageAllocator {
     fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
         // SAFETY: the layout has a non-zero size (a page).
         NonNull::new(unsafe { std::alloc::alloc(layout) })

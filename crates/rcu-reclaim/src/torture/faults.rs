@@ -34,7 +34,8 @@ impl FailingPages {
     }
 }
 
-impl PageAllocator for FailingPages {
+// SAFETY: every page it hands out comes from `SystemPageAllocator`.
+unsafe impl PageAllocator for FailingPages {
     fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
         if self.calls.fetch_add(1, Ordering::Relaxed) % self.every == 0 {
             self.failures.fetch_add(1, Ordering::Relaxed);
