@@ -219,7 +219,9 @@ fn run(shared: &Shared, domain: &Weak<Inner>) {
         match plan.next_deadline {
             Some(d) => {
                 // Rounded up: the promise is never earlier than the look.
-                let by = epoch_ms() as u64 + d.as_millis() as u64 + 1;
+                // Saturating: a `lazy_delay` of `Duration::MAX` is valid.
+                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                let by = (epoch_ms() as u64).saturating_add(ms).saturating_add(1);
                 shared.promise.promise(by);
                 drop(shared.wake.wait_timeout(st, d));
             }

@@ -436,3 +436,49 @@ fn out_of_range_nodes_wrap_or_are_refused_clearly() {
     );
     assert!(NodeMask::node(1023).contains(1023));
 }
+
+/// Extreme but valid config values (durations of `Duration::MAX`, huge
+/// batches) never panic the domain's threads: callbacks still run at a
+/// barrier and grace periods complete.
+#[test]
+fn extreme_config_values_keep_the_domain_working() {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::MAX)
+            .stall_timeout(Duration::MAX)
+            .producer_window(Duration::MAX)
+            .lazy_batch(usize::MAX)
+            .qhimark(usize::MAX)
+            .qovld(usize::MAX)
+            .blimit(usize::MAX)
+            .fast_min_bytes(usize::MAX),
+    )
+    .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..1000 {
+        let r = ran.clone();
+        rcu.call(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        rcu.defer_drop(Box::new([0u8; 32]));
+    }
+    let _p = rcu.pressure_start_all();
+    rcu.synchronize();
+    rcu.synchronize_expedited();
+    let c = rcu.start_poll();
+    rcu.barrier();
+    assert!(rcu.poll(&c));
+    assert_eq!(ran.load(Ordering::SeqCst), 1000);
+    assert_eq!(rcu.pending(), 0);
+}
+
+/// A pressure source polled at an interval of `Duration::MAX` neither
+/// panics nor returns early (before: `Instant + Duration::MAX` overflowed in
+/// the monitor thread).
+#[test]
+fn a_source_with_an_endless_interval_does_not_panic() {
+    use rcu_reclaim::{PressureSource, RssSource};
+    let mut src = RssSource::new(u64::MAX, Duration::MAX);
+    assert!(src.wait(Duration::from_millis(1)).unwrap().is_none());
+    assert!(src.wait(Duration::from_millis(1)).unwrap().is_none());
+}

@@ -124,7 +124,9 @@ impl Rcu {
             let due = if cbs.pressure.total() > 0 {
                 since_ms
             } else {
-                since_ms + cbs.params.lazy_delay.as_millis() as usize
+                let delay =
+                    usize::try_from(cbs.params.lazy_delay.as_millis()).unwrap_or(usize::MAX);
+                since_ms.saturating_add(delay)
             };
             inner.gp.kthread.must_kick_for(due)
         }

@@ -404,7 +404,8 @@ impl Callbacks {
         let mut kick = false;
         let mut next_due: Option<usize> = None;
         let now_ms = epoch_ms();
-        let min_age = older_than.map_or(0, |d| d.as_millis() as usize);
+        let min_age =
+            older_than.map_or(0, |d| usize::try_from(d.as_millis()).unwrap_or(usize::MAX));
         let flavor = inner.registry.flavor;
         inner.registry.for_each_slot(|slot| {
             let local = &slot.local;

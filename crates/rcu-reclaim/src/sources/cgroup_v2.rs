@@ -186,7 +186,7 @@ impl PressureSource for CgroupV2Events {
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = super::instant_after(timeout);
         loop {
             let now = Instant::now();
             if self.next > now {
@@ -196,7 +196,7 @@ impl PressureSource for CgroupV2Events {
                     return Ok(None);
                 }
             }
-            self.next = Instant::now() + self.interval;
+            self.next = super::instant_after(self.interval);
             let e = self.cgroup.events()?;
             let was = std::mem::replace(&mut self.last, e);
             if e.max > was.max || e.oom > was.oom || e.oom_kill > was.oom_kill {

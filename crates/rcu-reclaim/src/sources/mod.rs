@@ -143,3 +143,12 @@ impl PressureSource for SyntheticSource {
         }
     }
 }
+
+/// `d` from now, saturating far in the future (a century) where the clock
+/// cannot represent it: intervals and timeouts of `Duration::MAX` are valid.
+pub(crate) fn instant_after(d: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}

@@ -69,7 +69,7 @@ impl PressureSource for RssSource {
                 return Ok(None);
             }
         }
-        self.next = Instant::now() + self.interval;
+        self.next = super::instant_after(self.interval);
         let rss = self.rss()?;
         Ok(if rss > self.threshold.saturating_add(self.threshold / 8) {
             Some(Level::Critical)
