@@ -33,7 +33,8 @@
 //! | an allocation under [`AccountingAlloc::enforce`](crate::AccountingAlloc::enforce), [`MemoryBudget::check`](crate::MemoryBudget::check) over `min` | direct reclaim (as `Reclaimer::reclaim`), and at most one second for a reclaim already running; inside a section of the budget's domain it never reclaims and never waits | a lock a shrinker blocks on, or a callback or deferred `Drop` takes: wrap such code in [`no_reclaim`](crate::no_reclaim) (the kernel's `GFP_NOFS`) |
 //! | [`prepare_fork`](crate::Rcu::prepare_fork) | the domain's threads to park | a section or a callback (both panic) |
 //! | dropping a [`MemoryBudget`](crate::MemoryBudget) or [`PressureMonitor`](crate::PressureMonitor) | its thread to stop, except on that thread, in a callback or in a section of its domain, where it is left to stop on its own | nothing else |
-//! | `read_lock`, `read_unlock_raw`, `call`, `defer_drop`, `start_poll`, `poll`, `pending*`, `stats` | nothing (a bulk page's allocation at most; `defer_drop` waits for a grace period only when no page can be had, never inside a section) | — |
+//! | `defer_drop*`, `RcuCell::store`, `Retired::defer_drop` | a bulk page's allocation; a grace period only when no page can be had (never inside a section); and, when its CPU's shard holds more than 16 pages ready to free, the worker, for at most 2 ms per page handed off (not in a callback or in reclaim) | — (the waits are bounded or need no lock) |
+//! | `read_lock`, `read_unlock_raw`, `call`, `start_poll`, `poll`, `pending*`, `stats` | nothing | — |
 //!
 //! A reader that holds up a grace period longer than
 //! [`Config::stall_timeout`](crate::Config::stall_timeout) is reported with

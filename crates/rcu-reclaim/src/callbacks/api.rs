@@ -316,7 +316,14 @@ impl Rcu {
             kick |= self.fresh_page_needs_kick(since);
         }
         self.start_background(kick);
-        if handed_off && !cbs.params.retiring_thread_frees {
+        // Not in a callback (a worker waiting for its own node's worker),
+        // nor in reclaim (which frees through RCU to make room: holding it
+        // back would hold back the memory it is after).
+        if handed_off
+            && !cbs.params.retiring_thread_frees
+            && !in_callback()
+            && !crate::sync::NO_RECLAIM.with(Cell::get)
+        {
             cbs.throttle_producer(inner, cbs.current_shard());
         }
         Ok(())

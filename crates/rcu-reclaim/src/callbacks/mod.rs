@@ -726,7 +726,7 @@ impl Callbacks {
 
     /// Back-pressure on a thread that has just handed shard `cpu` a full
     /// page, when the domain does not let retiring threads free
-    /// (`retiring_thread_frees`): while the shard holds more than
+    /// (`retiring_thread_frees`), outside callbacks and reclaim: while the shard holds more than
     /// [`THROTTLE_PAGES`] pages whose grace period has elapsed, wake its
     /// worker and give it the CPU, for at most [`THROTTLE_MAX_WAIT`].
     /// Threads that retire faster than one worker frees would otherwise
