@@ -80,9 +80,18 @@ impl Rcu {
         let inner = self.inner();
         inner.gp.kthread.pause();
         inner.callbacks.workers.pause();
-        let engine = inner
-            .callbacks
-            .lock_for_fork(&inner.registry.orphans, || inner.gp.lock_gp());
+        // This thread's own bulk-page buffer is held across the fork too: a
+        // stealer holding it at the fork would leave it locked for ever in
+        // the child, whose only thread is this one.
+        let own = crate::reader::current_slot(self);
+        // SAFETY: `current_slot` returns this thread's slot, alive while the
+        // thread is registered (for as long as the guard borrows `self`).
+        let own_buffer = unsafe { &(*own).local };
+        let engine = inner.callbacks.lock_for_fork(
+            &inner.registry.orphans,
+            || inner.gp.lock_gp(),
+            own_buffer,
+        );
         let pressure = inner.callbacks.pressure.lock_for_fork();
         ForkGuard {
             rcu: self,
@@ -163,17 +172,28 @@ fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
         // nothing else reads or writes `nest`.
         slot.nest.set(0);
         slot.raw_nest.set(0);
-        slot.abandoned.store(false, Ordering::Relaxed);
         let owner_free = crate::sync::try_lock(&slot.owner).is_some();
         match slot.local.take_in_child() {
             Ok(page) if owner_free => {
                 orphans.extend(page);
+                slot.abandoned.store(false, Ordering::Relaxed);
                 slot.in_use.store(false, Ordering::Release);
             }
             // The owner was inside a lock at the fork: the slot stays
             // claimed (but quiescent) forever rather than reused.
-            Ok(page) => orphans.extend(page),
-            Err(()) => {}
+            Ok(page) => {
+                orphans.extend(page);
+                slot.abandoned.store(true, Ordering::Relaxed);
+            }
+            // The owner (or a stealer that does not exist here) was inside
+            // the buffer's lock or fast path: the page's state is unknown,
+            // so its objects are leaked, and the buffer is never touched
+            // again (its lock stays held: `flush_locals` skips abandoned
+            // slots, and its counts no longer count as pending).
+            Err(()) => {
+                slot.local.reset_counts();
+                slot.abandoned.store(true, Ordering::Relaxed);
+            }
         }
     });
 }

@@ -66,8 +66,10 @@
 //! grace period while holding a lock that code under 1 or 2 takes.
 //! Shrinkers take their locks with a try-lock and report what they could
 //! not scan, as the kernel's do, so reclaim never waits for a lock held by
-//! the thread it reclaims for. `prepare_fork` takes 2, 3, 5 and 6 in that
-//! order and holds them across `fork()`.
+//! the thread it reclaims for. `prepare_fork` takes 2, 3, the forking
+//! thread's own 4, 5 and 6 in that order and holds them across `fork()`;
+//! in the child, another thread's buffer caught locked (its thread does
+//! not exist there) is skipped for ever, its page leaked.
 //!
 //! The library's background threads — the grace-period thread
 //! (`rcu-gp-<domain>`) and the workers — never enter direct reclaim, and

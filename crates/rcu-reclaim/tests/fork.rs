@@ -84,3 +84,58 @@ fn a_reader_inside_a_section_at_fork_does_not_block_the_child() {
     assert_eq!(code, 0);
     rcu.synchronize();
 }
+
+/// A page allocator that blocks while its gate is shut: a thread inside it
+/// is inside its bulk-page buffer's slow path, holding the buffer's lock.
+struct GatedPages {
+    open: std::sync::atomic::AtomicBool,
+    waiting: AtomicUsize,
+}
+
+// SAFETY: every page it hands out comes from `SystemPageAllocator`.
+unsafe impl rcu_reclaim::PageAllocator for GatedPages {
+    fn allocate(&self, layout: std::alloc::Layout) -> Option<std::ptr::NonNull<u8>> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        while !self.open.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        rcu_reclaim::SystemPageAllocator.allocate(layout)
+    }
+    unsafe fn deallocate(&self, ptr: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
+        // SAFETY: forwarded from our caller; the page came from the system allocator.
+        unsafe { rcu_reclaim::SystemPageAllocator.deallocate(ptr, layout) }
+    }
+}
+
+/// Another thread caught inside its bulk-page buffer's lock by the fork
+/// does not exist in the child, where that lock stays held: the child's
+/// barrier skips the buffer instead of waiting for it for ever.
+#[test]
+fn a_thread_inside_its_page_buffer_at_fork_does_not_block_the_child() {
+    let pages = Arc::new(GatedPages {
+        open: std::sync::atomic::AtomicBool::new(false),
+        waiting: AtomicUsize::new(0),
+    });
+    let rcu = Rcu::new(Config::new().page_allocator(pages.clone())).unwrap();
+    let r = rcu.clone();
+    let retirer = std::thread::spawn(move || r.defer_drop(Box::new(7u64)));
+    while pages.waiting.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let code = in_child(&rcu, || {
+        // A hang here is a failure, not a stuck test run.
+        // SAFETY: alarm has no preconditions.
+        unsafe { libc::alarm(20) };
+        let ran = Arc::new(AtomicUsize::new(0));
+        let c = ran.clone();
+        rcu.call(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        rcu.barrier();
+        ran.load(Ordering::SeqCst) == 1
+    });
+    pages.open.store(true, Ordering::SeqCst);
+    retirer.join().unwrap();
+    assert_eq!(code, 0, "the child's barrier did not complete");
+    rcu.barrier();
+}

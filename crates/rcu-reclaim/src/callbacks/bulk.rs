@@ -364,6 +364,13 @@ impl LocalBuffer {
         Ok(page)
     }
 
+    /// Holds the buffer's lock across `fork()` (the forking thread's own
+    /// buffer: see `Rcu::prepare_fork`).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_for_fork(&self) -> crate::sync::Locked<'_, ()> {
+        lock(&self.lock)
+    }
+
     /// Waits until no stealer or slow-path owner holds the buffer: one that
     /// has emptied the page (its counts read 0) has then handed it on.
     pub(crate) fn wait_for_handoff(&self) {

@@ -1,10 +1,11 @@
 //! The callback engine's locks, held across `fork()` (see `crate::fork`).
 
-use super::{BulkPage, Callbacks, ShardState};
+use super::{BulkPage, Callbacks, LocalBuffer, ShardState};
 use crate::sync::{lock, Locked, LockedAll};
 
-/// Every shard's locks and the orphaned pages, in the order the engine
-/// takes them (`invoke` before `gp_lock` before `orphans` before `state`:
+/// Every shard's locks, the forking thread's bulk-page buffer and the
+/// orphaned pages, in the order the engine takes them (`invoke` before
+/// `gp_lock` before a buffer before `orphans` before `state`:
 /// `flush_locals` hands orphaned pages to shards holding `orphans`). Fields
 /// drop in declaration order, the reverse of the order they were taken in,
 /// and each list of locks is released from its last lock to its first
@@ -13,6 +14,7 @@ use crate::sync::{lock, Locked, LockedAll};
 pub(crate) struct EngineLocks<'a> {
     _states: LockedAll<'a, ShardState>,
     pub(crate) orphans: Locked<'a, Vec<BulkPage>>,
+    _own_buffer: Locked<'a, ()>,
     _gp: Locked<'a, ()>,
     _invoke: LockedAll<'a, ()>,
 }
@@ -27,14 +29,17 @@ impl Callbacks {
         &'a self,
         orphans: &'a crate::sync::Mutex<Vec<BulkPage>>,
         gp_lock: impl FnOnce() -> Locked<'a, ()>,
+        own_buffer: &'a LocalBuffer,
     ) -> EngineLocks<'a> {
         let invoke = LockedAll::new(self.shards.iter().map(|s| lock(&s.invoke)).collect());
         let gp = gp_lock();
+        let own_buffer = own_buffer.lock_for_fork();
         let orphans = lock(orphans);
         let states = LockedAll::new(self.shards.iter().map(|s| lock(&s.state)).collect());
         EngineLocks {
             _states: states,
             orphans,
+            _own_buffer: own_buffer,
             _gp: gp,
             _invoke: invoke,
         }

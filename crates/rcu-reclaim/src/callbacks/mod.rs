@@ -409,6 +409,11 @@ impl Callbacks {
         let flavor = inner.registry.flavor;
         inner.registry.for_each_slot(|slot| {
             let local = &slot.local;
+            if slot.abandoned.load(Ordering::Relaxed) {
+                // Its thread is gone and its page was handed on, or (in a
+                // forked child) its buffer was caught locked: skip it.
+                return;
+            }
             if local.count.load(Ordering::Relaxed) == 0 {
                 if older_than.is_none() {
                     // A stealer or the owner resets the counts before
