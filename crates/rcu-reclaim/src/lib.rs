@@ -48,8 +48,11 @@
 //! may hold around each call.
 //!
 //! ## Design
-//! The crate follows the design in the project's `DESIGN.md`, after the Linux
-//! kernel's discussion of RCU and the OOM killer (May 2020).
+//! The crate follows the Linux kernel's discussion of RCU and the OOM killer
+//! (May 2020): RCU counts its backlog in callbacks and bytes, enters a fast
+//! mode under memory pressure ([`Rcu::pressure_start`]), and reclaim runs or
+//! waits for what its shrinkers queued ([`Rcu::run_callbacks`]) before it
+//! declares out-of-memory ([`Reclaimer`]).
 
 #![warn(missing_docs)]
 // Under loom the membarrier/futex paths and the grace-period thread are not built.
