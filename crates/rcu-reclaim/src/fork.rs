@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crate::callbacks::{BulkPage, EngineLocks};
 use crate::domain::Rcu;
-use crate::sync::Locked;
+use crate::sync::ForkHeld;
 
 /// The domain's state held still across `fork()`, from
 /// [`Rcu::prepare_fork`]. Call [`parent`](ForkGuard::parent) in the parent
@@ -42,7 +42,7 @@ use crate::sync::Locked;
 pub struct ForkGuard<'a> {
     rcu: &'a Rcu,
     // Dropped in this order: the reverse of the order they were taken in.
-    pressure: Option<Locked<'a, Option<Instant>>>,
+    pressure: Option<ForkHeld<'a, Option<Instant>>>,
     engine: Option<EngineLocks<'a>>,
 }
 
@@ -57,7 +57,11 @@ impl Rcu {
     /// Inside a read-side section of this domain (a grace period in
     /// progress may be waiting for it, and the domain could not be stopped),
     /// or inside an RCU callback (the worker running it could not be
-    /// parked, and its shard's lock is held).
+    /// parked, and its shard's lock is held). While the guard lives, a call
+    /// on this thread that needs one of the locks it holds (`call`,
+    /// `synchronize`, `barrier`, `pending`, `stats`, a second
+    /// `prepare_fork`...) panics, naming the guard, rather than waiting for
+    /// itself; the guard is released as the panic unwinds.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
@@ -89,7 +93,7 @@ impl Rcu {
         let own_buffer = unsafe { &(*own).local };
         let engine = inner.callbacks.lock_for_fork(
             &inner.registry.orphans,
-            || inner.gp.lock_gp(),
+            || inner.gp.lock_gp_for_fork(),
             own_buffer,
         );
         let pressure = inner.callbacks.pressure.lock_for_fork();

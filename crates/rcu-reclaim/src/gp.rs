@@ -139,8 +139,9 @@ impl GracePeriods {
 
     /// Holds off every grace period (across `fork()`).
     #[cfg(not(loom))]
-    pub(crate) fn lock_gp(&self) -> crate::sync::Locked<'_, ()> {
-        lock(&self.gp_lock)
+    #[cfg(not(loom))]
+    pub(crate) fn lock_gp_for_fork(&self) -> crate::sync::ForkHeld<'_, ()> {
+        crate::sync::lock_for_fork(&self.gp_lock)
     }
 
     pub(crate) fn shutdown(&self) {

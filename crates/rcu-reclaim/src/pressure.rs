@@ -208,8 +208,9 @@ impl Pressure {
 
     /// Holds the fast-mode clock still across `fork()`.
     #[cfg(not(loom))]
-    pub(crate) fn lock_for_fork(&self) -> crate::sync::Locked<'_, Option<Instant>> {
-        lock(&self.since)
+    #[cfg(not(loom))]
+    pub(crate) fn lock_for_fork(&self) -> crate::sync::ForkHeld<'_, Option<Instant>> {
+        crate::sync::lock_for_fork(&self.since)
     }
 
     /// Time spent in fast mode so far, including the current stretch.

@@ -58,14 +58,87 @@ fn mark<T>(guard: MutexGuard<'_, T>) -> Locked<'_, T> {
 /// Several held locks of the crate, taken in list order and released in
 /// the reverse order (a `Vec` would drop them first to last, and leave the
 /// no-reclaim mark of the second-taken lock behind).
-pub(crate) struct LockedAll<'a, T>(Vec<Locked<'a, T>>);
+#[cfg(not(loom))]
+pub(crate) struct LockedAll<'a, T>(Vec<ForkHeld<'a, T>>);
 
+#[cfg(not(loom))]
 impl<'a, T> LockedAll<'a, T> {
-    pub(crate) fn new(held: Vec<Locked<'a, T>>) -> Self {
+    pub(crate) fn new(held: Vec<ForkHeld<'a, T>>) -> Self {
         LockedAll(held)
     }
 }
 
+#[cfg(not(loom))]
+thread_local! {
+    /// The addresses of the mutexes this thread holds across `fork()` (a
+    /// `ForkGuard`'s): locking one again would wait for itself.
+    static FORK_HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Whether `FORK_HELD` is non-empty (the check `lock` makes).
+    static FORKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A crate lock held across `fork()` by a `ForkGuard`: while it is, taking
+/// it again on this thread panics with a message instead of deadlocking.
+#[cfg(not(loom))]
+pub(crate) struct ForkHeld<'a, T> {
+    held: Locked<'a, T>,
+    addr: usize,
+}
+
+#[cfg(not(loom))]
+impl<T> std::ops::Deref for ForkHeld<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.held
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> std::ops::DerefMut for ForkHeld<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.held
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Drop for ForkHeld<'_, T> {
+    fn drop(&mut self) {
+        // Before the lock itself is released (fields drop after this).
+        let _ = FORK_HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            if let Some(i) = h.iter().rposition(|&a| a == self.addr) {
+                h.swap_remove(i);
+            }
+            let still = !h.is_empty();
+            let _ = FORKING.try_with(|f| f.set(still));
+        });
+    }
+}
+
+/// Locks `m` to hold it across `fork()` (see [`ForkHeld`]).
+#[cfg(not(loom))]
+pub(crate) fn lock_for_fork<T>(m: &Mutex<T>) -> ForkHeld<'_, T> {
+    let held = lock(m);
+    let addr = m as *const Mutex<T> as usize;
+    FORK_HELD.with(|h| h.borrow_mut().push(addr));
+    FORKING.with(|f| f.set(true));
+    ForkHeld { held, addr }
+}
+
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn check_not_fork_held(addr: usize) {
+    if FORK_HELD.with(|h| h.borrow().contains(&addr)) {
+        panic!(
+            "rcu-reclaim: this thread holds the domain stopped for fork() (a ForkGuard from \
+             prepare_fork()), and this call would wait for it. Call fork() and resolve the \
+             guard with parent() or child() before using the domain again"
+        );
+    }
+}
+
+#[cfg(not(loom))]
 impl<T> Drop for LockedAll<'_, T> {
     fn drop(&mut self) {
         while let Some(last) = self.0.pop() {
@@ -78,6 +151,10 @@ impl<T> Drop for LockedAll<'_, T> {
 /// mutex stays consistent even if a holder panicked (the holder never leaves
 /// it half-updated), so a poisoned lock is safe to keep using.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> Locked<'_, T> {
+    #[cfg(not(loom))]
+    if FORKING.with(std::cell::Cell::get) {
+        check_not_fork_held(m as *const Mutex<T> as usize);
+    }
     mark(match m.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),

@@ -482,3 +482,41 @@ fn a_source_with_an_endless_interval_does_not_panic() {
     assert!(src.wait(Duration::from_millis(1)).unwrap().is_none());
     assert!(src.wait(Duration::from_millis(1)).unwrap().is_none());
 }
+
+/// Using a domain on the thread that holds it stopped for `fork()` (a live
+/// `ForkGuard`) is a clear panic, not a self-deadlock, and the domain works
+/// again once the guard is gone (it is released on unwind).
+#[test]
+fn using_the_domain_while_holding_its_fork_guard_panics() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    type Use = dyn Fn(&Rcu);
+    let attempts: [(&str, &Use); 6] = [
+        ("call", &|r| r.call(|| {})),
+        ("synchronize", &|r| r.synchronize()),
+        ("barrier", &|r| r.barrier()),
+        ("pending", &|r| {
+            let _ = r.pending();
+        }),
+        ("stats", &|r| drop(r.stats())),
+        ("prepare_fork", &|r| r.prepare_fork().parent()),
+    ];
+    for (what, f) in attempts {
+        let res = quietly(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _guard = rcu.prepare_fork();
+                f(&rcu);
+            }))
+        });
+        let msg = res.expect_err(what);
+        let msg = msg
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| msg.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(msg.contains("ForkGuard"), "{what}: {msg}");
+        // The guard was released on unwind: the domain works.
+        rcu.call(|| {});
+        rcu.synchronize();
+        rcu.barrier();
+    }
+}

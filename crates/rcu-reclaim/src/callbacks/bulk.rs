@@ -367,8 +367,8 @@ impl LocalBuffer {
     /// Holds the buffer's lock across `fork()` (the forking thread's own
     /// buffer: see `Rcu::prepare_fork`).
     #[cfg(not(loom))]
-    pub(crate) fn lock_for_fork(&self) -> crate::sync::Locked<'_, ()> {
-        lock(&self.lock)
+    pub(crate) fn lock_for_fork(&self) -> crate::sync::ForkHeld<'_, ()> {
+        crate::sync::lock_for_fork(&self.lock)
     }
 
     /// Waits until no stealer or slow-path owner holds the buffer: one that

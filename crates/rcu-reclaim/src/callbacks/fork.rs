@@ -1,7 +1,7 @@
 //! The callback engine's locks, held across `fork()` (see `crate::fork`).
 
 use super::{BulkPage, Callbacks, LocalBuffer, ShardState};
-use crate::sync::{lock, Locked, LockedAll};
+use crate::sync::{lock_for_fork, ForkHeld, LockedAll};
 
 /// Every shard's locks, the forking thread's bulk-page buffer and the
 /// orphaned pages, in the order the engine takes them (`invoke` before
@@ -13,9 +13,9 @@ use crate::sync::{lock, Locked, LockedAll};
 /// the reverse order leaves the mark as it was before the fork).
 pub(crate) struct EngineLocks<'a> {
     _states: LockedAll<'a, ShardState>,
-    pub(crate) orphans: Locked<'a, Vec<BulkPage>>,
-    _own_buffer: Locked<'a, ()>,
-    _gp: Locked<'a, ()>,
+    pub(crate) orphans: ForkHeld<'a, Vec<BulkPage>>,
+    _own_buffer: ForkHeld<'a, ()>,
+    _gp: ForkHeld<'a, ()>,
     _invoke: LockedAll<'a, ()>,
 }
 
@@ -28,14 +28,24 @@ impl Callbacks {
     pub(crate) fn lock_for_fork<'a>(
         &'a self,
         orphans: &'a crate::sync::Mutex<Vec<BulkPage>>,
-        gp_lock: impl FnOnce() -> Locked<'a, ()>,
+        gp_lock: impl FnOnce() -> ForkHeld<'a, ()>,
         own_buffer: &'a LocalBuffer,
     ) -> EngineLocks<'a> {
-        let invoke = LockedAll::new(self.shards.iter().map(|s| lock(&s.invoke)).collect());
+        let invoke = LockedAll::new(
+            self.shards
+                .iter()
+                .map(|s| lock_for_fork(&s.invoke))
+                .collect(),
+        );
         let gp = gp_lock();
         let own_buffer = own_buffer.lock_for_fork();
-        let orphans = lock(orphans);
-        let states = LockedAll::new(self.shards.iter().map(|s| lock(&s.state)).collect());
+        let orphans = lock_for_fork(orphans);
+        let states = LockedAll::new(
+            self.shards
+                .iter()
+                .map(|s| lock_for_fork(&s.state))
+                .collect(),
+        );
         EngineLocks {
             _states: states,
             orphans,
