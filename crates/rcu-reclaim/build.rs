@@ -9,6 +9,25 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_LIBURCU").is_some() {
         build_shim();
     }
+    readme_doctests();
+}
+
+/// The README's examples run as doc tests: the workspace's README in a
+/// checkout, the copy `cargo package` puts beside the manifest in a package.
+fn readme_doctests() {
+    println!("cargo::rustc-check-cfg=cfg(readme_doctests)");
+    let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    for readme in [dir.join("../../README.md"), dir.join("README.md")] {
+        if readme.is_file() {
+            println!("cargo:rerun-if-changed={}", readme.display());
+            println!("cargo:rustc-env=RCU_RECLAIM_README={}", readme.display());
+            println!("cargo:rustc-cfg=readme_doctests");
+            return;
+        }
+    }
 }
 
 /// Compiles the shim against Debian's liburcu-dev (`_LGPL_SOURCE`, so the

@@ -57,7 +57,13 @@
 #![warn(missing_docs)]
 // Under loom the membarrier/futex paths and the grace-period thread are not built.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
-#![cfg(target_os = "linux")]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "rcu-reclaim supports Linux only: its read side relies on membarrier(2) (or fences), its \
+     writers on futex(2), and its topology and pressure sources on /proc and /sys. Build it \
+     for a Linux target (e.g. x86_64-unknown-linux-gnu)."
+);
 
 mod callbacks;
 mod cell;
@@ -107,7 +113,8 @@ pub use sources::{
 pub use stats::{ShardStats, Stats};
 pub use topology::{override_current_cpu, Topology};
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+/// The README's examples, compiled and run as doc tests (the build script
+/// finds the README, in a checkout or in a package).
+#[cfg(all(doctest, readme_doctests))]
+#[doc = include_str!(env!("RCU_RECLAIM_README"))]
 pub struct ReadmeDoctests;
