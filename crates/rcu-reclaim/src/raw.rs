@@ -14,10 +14,6 @@ impl Rcu {
     /// Raw sections are counted apart from guards, so no sequence of safe
     /// calls can end a [`ReadGuard`](crate::ReadGuard)'s section early.
     ///
-    /// # Panics
-    /// If the thread's sections nest more than `u32::MAX` deep (sections
-    /// are being leaked).
-    ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::global();
     /// rcu.read_lock_raw();
