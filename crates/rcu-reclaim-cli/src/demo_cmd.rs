@@ -8,8 +8,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::args::{self, Int};
 use crate::demo::{self, DemoConfig, Side, SideReport};
-use crate::{parse_budget, parse_payload, parse_secs};
 
 const MIB: usize = 1 << 20;
 
@@ -17,43 +17,50 @@ const MIB: usize = 1 << 20;
 #[derive(Args)]
 pub struct DemoArgs {
     /// Seconds per side (0.2 to 3600).
-    #[arg(long, default_value = "15", value_parser = parse_secs)]
+    #[arg(long, default_value = "15", allow_hyphen_values = true, value_parser = args::SECS)]
     duration: f64,
-    /// Memory budget the process reclaims against, e.g. 256M or 1G (16M to
-    /// 64G; at most --cgroup-limit). Default 96M, or 3/4 of --cgroup-limit.
-    #[arg(long, value_parser = parse_budget)]
+    /// Memory budget the process reclaims against, e.g. 256M, 1.5G or
+    /// 512MiB (16M to 64G; at most --cgroup-limit; K, M, G and T are powers of
+    /// 1024). Default 96M, or 3/4 of --cgroup-limit.
+    #[arg(long, allow_hyphen_values = true, value_parser = args::BUDGET)]
     budget: Option<usize>,
     /// A budget for the unaware run alone (16M to 64G), e.g. 2G: its
     /// throughput when it is not short of memory, to compare with the aware
     /// run under --budget.
-    #[arg(long, value_parser = parse_budget)]
+    #[arg(long, allow_hyphen_values = true, value_parser = args::UNAWARE_BUDGET)]
     unaware_budget: Option<usize>,
     /// Also run each side in a child process inside a fresh memory cgroup
     /// with this hard limit (16M to 64G), so the kernel's OOM killer judges.
-    #[arg(long, value_parser = parse_budget)]
+    #[arg(long, allow_hyphen_values = true, value_parser = args::CGROUP_LIMIT)]
     cgroup_limit: Option<usize>,
     /// Reader threads (1 to 64). Default: the CPUs left by the writers (at
     /// least 1): more busy threads than CPUs preempt readers inside their
     /// sections and stretch every grace period.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, allow_hyphen_values = true, value_parser = Int::<u16>::new(1, 64))]
     readers: Option<u16>,
     /// Writer threads (1 to 64).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true,
+          value_parser = Int::<u16>::new(1, 64))]
     writers: u16,
     /// Distinct keys (100 to 100000000).
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    #[arg(long, default_value_t = 20_000, allow_hyphen_values = true,
+          value_parser = Int::<u64>::new(100, 100_000_000))]
     keys: u64,
     /// Smallest payload, e.g. 1K (1 B to 16M).
-    #[arg(long, default_value = "1K", value_parser = parse_payload)]
+    #[arg(long, default_value = "1K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     payload_min: usize,
     /// Largest payload, e.g. 64K (at least --payload-min, at most 16M).
-    #[arg(long, default_value = "64K", value_parser = parse_payload)]
+    #[arg(long, default_value = "64K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     payload_max: usize,
     /// Which runs: both (default), unaware or aware.
     #[arg(long, value_enum, default_value_t = Side::Both)]
     side: Side,
-    /// Where to write the plot (SVG).
-    #[arg(long, default_value = "rcu-reclaim-demo.svg")]
+    /// Where to write the plot (SVG); its directory must exist.
+    #[arg(
+        long,
+        default_value = "rcu-reclaim-demo.svg",
+        conflicts_with = "no_plot"
+    )]
     plot: PathBuf,
     /// Do not write the plot.
     #[arg(long)]
@@ -98,6 +105,9 @@ impl DemoArgs {
         }
         if self.child && self.side == Side::Both {
             return Err("--child runs one side: give --side unaware or --side aware".into());
+        }
+        if !self.child && !self.no_plot {
+            args::check_plot_path(&self.plot)?;
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let readers = self

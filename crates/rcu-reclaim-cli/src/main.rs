@@ -6,6 +6,7 @@
 //! `bench` runs that workload on rcu-reclaim, crossbeam-epoch, seize and
 //! (with the `liburcu` feature) liburcu, interleaved, and compares them.
 
+mod args;
 mod bench;
 mod cgroup_side;
 mod demo;
@@ -25,63 +26,6 @@ use serde::Serialize;
 
 #[global_allocator]
 static ALLOC: AccountingAlloc = AccountingAlloc::system();
-
-/// Parses a size such as `256M`, `1G`, `512K` or `1048576`.
-pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: usize = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => {
-                    return Err(format!(
-                        "unknown unit {c:?} in {s:?}; use K, M or G (e.g. 256M)"
-                    ))
-                }
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; use a number with K, M or G (e.g. 256M, 1G)"))?;
-    n.checked_mul(mult)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("{s:?} must be between 1 byte and 16 EiB"))
-}
-
-pub(crate) fn parse_budget(s: &str) -> Result<usize, String> {
-    let v = parse_size(s)?;
-    if !(16 << 20..=64 << 30).contains(&v) {
-        return Err(format!(
-            "{s:?} is out of range: the budget must be 16M to 64G"
-        ));
-    }
-    Ok(v)
-}
-
-pub(crate) fn parse_payload(s: &str) -> Result<usize, String> {
-    let v = parse_size(s)?;
-    if v > 16 << 20 {
-        return Err(format!(
-            "{s:?} is out of range: payloads must be 1 B to 16M"
-        ));
-    }
-    Ok(v)
-}
-
-pub(crate) fn parse_secs(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(0.2..=3600.0).contains(&v) {
-        return Err(format!("{s:?} is out of range: 0.2 to 3600 seconds"));
-    }
-    Ok(v)
-}
 
 #[derive(Parser)]
 #[command(
@@ -115,7 +59,8 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Grace periods to time (1 to 1000000).
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        #[arg(long, default_value_t = 1000, allow_hyphen_values = true,
+              value_parser = args::Int::<u32>::new(1, 1_000_000))]
         grace_periods: u32,
     },
 }
@@ -146,6 +91,83 @@ fn mean_ns(n: u32, mut f: impl FnMut()) -> u64 {
         f();
     }
     (start.elapsed() / n).as_nanos() as u64
+}
+
+/// The column where `info`'s values start, and its widest line: every line
+/// stays under 100 characters.
+const INFO_COLUMN: usize = 26;
+const INFO_WIDTH: usize = 99;
+
+/// `text` cut at spaces into lines of at most `width` characters (a word
+/// longer than that is cut where it must be).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line: Vec<char> = Vec::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let gap = usize::from(!line.is_empty());
+            if line.len() + gap + word.len() <= width {
+                if gap == 1 {
+                    line.push(' ');
+                }
+                line.append(&mut word);
+                break;
+            }
+            if line.is_empty() {
+                let rest = word.split_off(width);
+                lines.push(word.into_iter().collect());
+                word = rest;
+            } else {
+                lines.push(std::mem::take(&mut line).into_iter().collect());
+            }
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line.into_iter().collect());
+    }
+    lines
+}
+
+/// One of `info`'s fields: the label, then the value from [`INFO_COLUMN`],
+/// wrapped under itself.
+fn info_field(label: &str, value: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in wrap(value, INFO_WIDTH - INFO_COLUMN).iter().enumerate() {
+        let label = if i == 0 { label } else { "" };
+        out += &format!("{label:<INFO_COLUMN$}{line}\n");
+    }
+    out
+}
+
+/// `info`'s text: every label ends at one column, no line reaches 100
+/// characters (--json has the same fields, unwrapped).
+fn info_text(info: &Info) -> String {
+    let n = info.grace_periods;
+    let mut out = format!("rcu-reclaim {}\n", info.version);
+    out += &info_field("flavor:", &info.flavor.to_string());
+    out += &info_field("membarrier:", &info.membarrier);
+    out += &info_field("cpus:", &info.cpus.to_string());
+    let mean = |ns: u64| format!("{:?} mean over {n}", Duration::from_nanos(ns));
+    out += &info_field("synchronize():", &mean(info.synchronize_mean_ns));
+    out += &info_field(
+        "synchronize_expedited():",
+        &mean(info.synchronize_expedited_mean_ns),
+    );
+    out += &info_field(
+        "grace periods completed:",
+        &info.stats.gp_completed.to_string(),
+    );
+    out += &info_field("pressure source:", &info.pressure_source);
+    for p in &info.pressure_passed_over {
+        out += &info_field("  passed over:", p);
+    }
+    let cgroup = match (&info.cgroup_limit, &info.cgroup_limit_error) {
+        (Some(limit), _) => format!("{limit} bytes"),
+        (None, e) => format!("none ({})", e.as_deref().unwrap_or("?")),
+    };
+    out += &info_field("cgroup memory limit:", &cgroup);
+    out
 }
 
 fn info(json: bool, grace_periods: u32) -> Result<(), String> {
@@ -179,30 +201,7 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
         println!("{text}");
     } else {
-        println!("rcu-reclaim {}", info.version);
-        println!("flavor:                 {}", info.flavor);
-        println!("membarrier:             {}", info.membarrier);
-        println!("cpus:                   {}", info.cpus);
-        println!(
-            "synchronize():          {:?} mean over {grace_periods}",
-            Duration::from_nanos(normal)
-        );
-        println!(
-            "synchronize_expedited: {:?} mean over {grace_periods}",
-            Duration::from_nanos(expedited)
-        );
-        println!("grace periods completed: {}", info.stats.gp_completed);
-        println!("pressure source:        {}", info.pressure_source);
-        for p in &info.pressure_passed_over {
-            println!("  passed over:          {p}");
-        }
-        match (&info.cgroup_limit, &info.cgroup_limit_error) {
-            (Some(limit), _) => println!("cgroup memory limit:    {limit} bytes"),
-            (None, e) => println!(
-                "cgroup memory limit:    none ({})",
-                e.as_deref().unwrap_or("?")
-            ),
-        }
+        print!("{}", info_text(&info));
     }
     Ok(())
 }
@@ -236,5 +235,71 @@ fn main() -> ExitCode {
             eprintln!("rcu-reclaim: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_cuts_at_spaces_and_cuts_long_words() {
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("", 4), [""]);
+        assert_eq!(wrap("µµµµµ x", 5), ["µµµµµ", "x"]);
+    }
+
+    #[test]
+    fn info_aligns_every_value_and_keeps_lines_under_100_characters() {
+        let long = "memory.limit_in_bytes: no cgroup sets a memory limit (cgroup v2: \
+                    /sys/fs/cgroup/memory.current: missing: the memory controller is not \
+                    enabled in this cgroup v2 directory; cgroup v1: unlimited); falling back \
+                    to no budget: give MemoryBudget::new a limit /a/very/long/path/"
+            .repeat(2)
+            + &"x".repeat(150);
+        let info = Info {
+            version: "0.1.0",
+            flavor: Flavor::Memb,
+            membarrier: "available".into(),
+            cpus: 2,
+            grace_periods: 5,
+            synchronize_mean_ns: 1560,
+            synchronize_expedited_mean_ns: 623,
+            pressure_source: "PSI trigger on /proc/pressure/memory (some 500ms per 2s)".into(),
+            pressure_passed_over: vec!["cgroup v1: no memory controller".into()],
+            cgroup_limit: None,
+            cgroup_limit_error: Some(long.clone()),
+            stats: Rcu::global().stats(),
+        };
+        let text = info_text(&info);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "rcu-reclaim 0.1.0");
+        for line in &lines[1..] {
+            assert!(line.chars().count() < 100, "{line:?}");
+            let (label, value) = line.split_at(INFO_COLUMN);
+            assert!(
+                label.trim().is_empty() || label.trim_end().ends_with(':'),
+                "{line:?}"
+            );
+            assert!(!value.starts_with(' '), "{line:?}");
+        }
+        assert!(
+            text.contains("\nsynchronize_expedited():  623ns mean over 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  passed over:            cgroup v1"),
+            "{text}"
+        );
+        // The whole error is there, wrapped.
+        let cgroup: String = text
+            .split("cgroup memory limit:")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let want: String = format!("none ({long})").split_whitespace().collect();
+        assert_eq!(cgroup, want);
     }
 }

@@ -9,16 +9,20 @@ use clap::Args;
 use rcu_reclaim::torture::{self, Fault, TortureConfig, UpdateMode};
 use rcu_reclaim::Flavor;
 
+use crate::args::{self, Int};
+
 #[derive(Args, Debug)]
 pub struct TortureArgs {
     /// Seconds to run (0.2 to 86400).
-    #[arg(long, default_value = "10", value_parser = parse_duration)]
+    #[arg(long, default_value = "10", allow_hyphen_values = true, value_parser = args::TORTURE_SECS)]
     duration: f64,
     /// Reader threads (1 to 256).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = 2, allow_hyphen_values = true,
+          value_parser = Int::<u16>::new(1, 256))]
     readers: u16,
     /// Writer threads (1 to 64).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true,
+          value_parser = Int::<u16>::new(1, 64))]
     writers: u16,
     /// Flavor: auto (detect), memb or mb.
     #[arg(long, default_value = "auto", value_parser = parse_flavor)]
@@ -28,17 +32,18 @@ pub struct TortureArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_mode)]
     modes: Vec<UpdateMode>,
     /// Mean pause between a writer's updates, in microseconds (0 to 1000000).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    #[arg(long, default_value_t = 100, allow_hyphen_values = true,
+          value_parser = Int::<u32>::new(0, 1_000_000))]
     writer_delay_us: u32,
     /// Callback floods: bursts of 2 × qhimark callbacks every 100 ms.
     #[arg(long)]
     flood: bool,
     /// The domain's qhimark (100 to 1000000; default 10000, or 2000 with --all).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    #[arg(long, allow_hyphen_values = true, value_parser = Int::<u32>::new(100, 1_000_000))]
     qhimark: Option<u32>,
     /// Pressure signals raised and dropped per second (0 = off, up to 10000;
     /// 50 with --all).
-    #[arg(long, value_parser = parse_hz)]
+    #[arg(long, allow_hyphen_values = true, value_parser = args::HZ)]
     pressure_hz: Option<f64>,
     /// Thread churn: short-lived readers start and exit throughout the run.
     #[arg(long)]
@@ -47,16 +52,17 @@ pub struct TortureArgs {
     #[arg(long)]
     reader_stalls: bool,
     /// Synthetic topology: NUMA nodes (0 = this machine's; 1 to 64; 2 with --all).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=64))]
+    #[arg(long, allow_hyphen_values = true, value_parser = Int::<u16>::new(0, 64))]
     nodes: Option<u16>,
     /// Synthetic topology: CPUs per node (1 to 64).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 2, allow_hyphen_values = true,
+          value_parser = Int::<u16>::new(1, 64))]
     cpus_per_node: u16,
     /// Faults to inject, comma-separated: panic, alloc, exit, stall, or all.
     #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
     faults: Vec<FaultArg>,
     /// Stall timeout in milliseconds (10 to 60000; default 1000, or 200 with --all).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=60_000))]
+    #[arg(long, allow_hyphen_values = true, value_parser = Int::<u32>::new(10, 60_000))]
     stall_timeout_ms: Option<u32>,
     /// Every option and every fault (flood, pressure flapping, churn, reader
     /// stalls, 2x2 topology, all faults); other flags still apply.
@@ -66,8 +72,9 @@ pub struct TortureArgs {
     /// see the checks catch it: the run must end in FAILURE.
     #[arg(long)]
     busted: bool,
-    /// Seed of the threads' random choices.
-    #[arg(long, default_value_t = 0x5eed)]
+    /// Seed of the threads' random choices (0 to 18446744073709551615).
+    #[arg(long, default_value_t = 0x5eed, allow_hyphen_values = true,
+          value_parser = Int::<u64>::new(0, u64::MAX))]
     seed: u64,
     /// Print the report as JSON instead of text.
     #[arg(long)]
@@ -82,26 +89,6 @@ pub struct FlavorArg(Option<Flavor>);
 
 #[derive(Clone, Debug)]
 pub struct FaultArg(Vec<Fault>);
-
-fn parse_duration(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(0.2..=86_400.0).contains(&v) {
-        return Err(format!("{s:?} is out of range: 0.2 to 86400 seconds"));
-    }
-    Ok(v)
-}
-
-fn parse_hz(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a rate in Hz"))?;
-    if !(0.0..=10_000.0).contains(&v) {
-        return Err(format!("{s:?} is out of range: 0 (off) to 10000 Hz"));
-    }
-    Ok(v)
-}
 
 fn parse_flavor(s: &str) -> Result<FlavorArg, String> {
     match s {

@@ -39,6 +39,33 @@ fn usage_errors(cases: &[(&[&str], &str)]) {
     }
 }
 
+/// Each argument list exits 2 with exactly `message` as its first line
+/// (after "error: "), and no panic.
+fn usage_messages(cases: &[(&[&str], &str)]) {
+    for (args, message) in cases {
+        let out = bin().args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.lines().next(),
+            Some(format!("error: {message}").as_str()),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// The y of the SVG text element that reads `label`.
+fn text_y(svg: &str, label: &str) -> f64 {
+    let at = svg
+        .find(&format!(">\n{label}\n</text>"))
+        .unwrap_or_else(|| panic!("no text {label:?} in the plot"));
+    let start = svg[..at].rfind("<text ").unwrap();
+    let y = &svg[start..at];
+    let y = &y[y.find(" y=\"").unwrap() + 4..];
+    y[..y.find('"').unwrap()].parse().unwrap()
+}
+
 #[test]
 fn info_json_parses_and_reports_the_flavor() {
     let v = run_json(&["info", "--json", "--grace-periods", "10"]);
@@ -123,6 +150,22 @@ fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_mo
     let svg = std::fs::read_to_string(&plot).expect("the plot was written");
     let _ = std::fs::remove_file(&plot);
     assert!(svg.contains("<svg") && svg.contains("aware: heap in use"));
+    // The legend sits below the chart (under the x axis's label), where it
+    // covers none of the lines.
+    let axis = text_y(&svg, "seconds");
+    for label in [
+        "unaware: heap in use",
+        "unaware: pending in RCU",
+        "aware: heap in use",
+        "aware: pending in RCU",
+        "budget",
+    ] {
+        let y = text_y(&svg, label);
+        assert!(
+            y > axis,
+            "legend entry {label:?} at y = {y}, above the axis label at {axis}"
+        );
+    }
 }
 
 /// `--cgroup-limit`: each side in its own memory cgroup, judged by the
@@ -320,4 +363,447 @@ fn bench_rejects_bad_arguments_naming_the_flag() {
             "--budget-payload-max",
         ),
     ]);
+}
+
+#[test]
+fn negative_values_say_the_value_must_be_positive() {
+    usage_messages(&[
+        (
+            &["demo", "--duration", "-1"][..],
+            "--duration must be positive (0.2 to 3600 seconds), not -1",
+        ),
+        (
+            &["demo", "--budget", "-5M"][..],
+            "--budget must be positive, not \"-5M\": the budget must be 16M to 64G",
+        ),
+        (
+            &["demo", "--unaware-budget", "-1G"][..],
+            "--unaware-budget must be positive, not \"-1G\": the unaware budget must be 16M to 64G",
+        ),
+        (
+            &["demo", "--cgroup-limit", "-1.5G"][..],
+            "--cgroup-limit must be positive, not \"-1.5G\": the cgroup limit must be 16M to 64G",
+        ),
+        (
+            &["demo", "--payload-min", "-1K"][..],
+            "--payload-min must be positive, not \"-1K\": the payload must be 1 B to 16M",
+        ),
+        (
+            &["demo", "--readers", "-3"][..],
+            "--readers must be positive (1 to 64), not -3",
+        ),
+        (
+            &["demo", "--writers", "-1"][..],
+            "--writers must be positive (1 to 64), not -1",
+        ),
+        (
+            &["demo", "--keys", "-5"][..],
+            "--keys must be positive (100 to 100000000), not -5",
+        ),
+        (
+            &["bench", "--threads", "-1"][..],
+            "--threads must be positive (1 to 64), not -1",
+        ),
+        (
+            &["bench", "--rounds", "-2"][..],
+            "--rounds must be positive (1 to 100), not -2",
+        ),
+        (
+            &["bench", "--keys", "-5"][..],
+            "--keys must be positive (100 to 10000000), not -5",
+        ),
+        (
+            &["bench", "--duration", "-0.5"][..],
+            "--duration must be positive (0.2 to 3600 seconds), not -0.5",
+        ),
+        (
+            &["bench", "--budget", "-64M"][..],
+            "--budget must be positive, not \"-64M\": the budget must be 16M to 64G",
+        ),
+        (
+            &["bench", "--budget-payload-max", "-8K"][..],
+            "--budget-payload-max must be positive, not \"-8K\": the payload must be 1 B to 16M",
+        ),
+        (
+            &["torture", "--duration", "-2"][..],
+            "--duration must be positive (0.2 to 86400 seconds), not -2",
+        ),
+        (
+            &["torture", "--readers", "-3"][..],
+            "--readers must be positive (1 to 256), not -3",
+        ),
+        (
+            &["torture", "--writers", "-1"][..],
+            "--writers must be positive (1 to 64), not -1",
+        ),
+        (
+            &["torture", "--qhimark", "-5"][..],
+            "--qhimark must be positive (100 to 1000000), not -5",
+        ),
+        (
+            &["torture", "--stall-timeout-ms", "-10"][..],
+            "--stall-timeout-ms must be positive (10 to 60000), not -10",
+        ),
+        (
+            &["torture", "--cpus-per-node", "-1"][..],
+            "--cpus-per-node must be positive (1 to 64), not -1",
+        ),
+        (
+            &["torture", "--nodes", "-1"][..],
+            "--nodes must not be negative (0 to 64), not -1",
+        ),
+        (
+            &["torture", "--writer-delay-us", "-1"][..],
+            "--writer-delay-us must not be negative (0 to 1000000), not -1",
+        ),
+        (
+            &["torture", "--pressure-hz", "-1"][..],
+            "--pressure-hz must not be negative (0 (off) to 10000 Hz), not -1",
+        ),
+        (
+            &["torture", "--seed", "-1"][..],
+            "--seed must not be negative (0 to 18446744073709551615), not -1",
+        ),
+        (
+            &["info", "--grace-periods", "-1"][..],
+            "--grace-periods must be positive (1 to 1000000), not -1",
+        ),
+    ]);
+}
+
+/// The numeric flags take values that start with '-'; a flag given where
+/// the value belongs is still answered sensibly.
+#[test]
+fn a_flag_where_a_value_belongs_is_named() {
+    usage_messages(&[
+        (
+            &["demo", "--budget", "--json"][..],
+            "--budget is missing its value (\"--json\" is a flag): give a size, e.g. --budget 256M",
+        ),
+        (
+            &["demo", "--readers", "--json"][..],
+            "--readers is missing its value (\"--json\" is a flag): give a number from 1 to 64",
+        ),
+        (
+            &["bench", "--duration", "--json"][..],
+            "--duration is missing its value (\"--json\" is a flag): give 0.2 to 3600 seconds",
+        ),
+        (
+            &["demo", "--plot", "--json"][..],
+            "a value is required for '--plot <PLOT>' but none was supplied",
+        ),
+        (
+            &["demo", "--duration"][..],
+            "a value is required for '--duration <DURATION>' but none was supplied",
+        ),
+    ]);
+}
+
+#[test]
+fn a_size_that_overflows_says_so_and_names_the_largest_value() {
+    usage_messages(&[
+        (
+            &["demo", "--budget", "99999999999999999999G"][..],
+            "--budget \"99999999999999999999G\" overflows: the largest budget is 64G (16M to 64G)",
+        ),
+        (
+            &["demo", "--cgroup-limit", "99999999999999999999"][..],
+            "--cgroup-limit \"99999999999999999999\" overflows: the largest cgroup limit is 64G \
+             (16M to 64G)",
+        ),
+        (
+            &["bench", "--payload-max", "16777216T"][..],
+            "--payload-max \"16777216T\" overflows: the largest payload is 16M (1 B to 16M)",
+        ),
+    ]);
+}
+
+/// Decimals and the unit spellings of docker and most Unix tools, all
+/// powers of 1024; garbage is still refused with an example.
+#[test]
+fn sizes_take_decimals_and_every_unit_spelling() {
+    for (budget, payload, want_budget, want_payload) in [
+        ("1.5G", "1.5K", 3u64 << 29, 1536u64),
+        ("1.5 GiB", "2kb", 3 << 29, 2048),
+        ("0.0625gib", "512B", 64 << 20, 512),
+        ("100MB", "1 KiB", 100 << 20, 1024),
+        ("0.03125T", "1.9", 32 << 30, 1),
+    ] {
+        let v = run_json(&[
+            "demo",
+            "--side",
+            "aware",
+            "--duration",
+            "0.2",
+            "--keys",
+            "100",
+            "--readers",
+            "1",
+            "--payload-max",
+            "2K",
+            "--no-plot",
+            "--json",
+            "--budget",
+            budget,
+            "--payload-min",
+            payload,
+        ]);
+        assert_eq!(
+            v["config"]["budget"].as_u64(),
+            Some(want_budget),
+            "{budget}"
+        );
+        assert_eq!(
+            v["config"]["payload_min"].as_u64(),
+            Some(want_payload),
+            "{payload}"
+        );
+    }
+    usage_messages(&[
+        (
+            &["demo", "--budget", "1.5.5G"][..],
+            "--budget \"1.5.5G\" is not a size: give a number and a unit, e.g. --budget 256M \
+             or --budget 1.5G (the budget must be 16M to 64G)",
+        ),
+        (
+            &["demo", "--budget", "12Q"][..],
+            "--budget \"12Q\" has an unknown unit \"Q\": use K, M, G or T (or KB/KiB, MB/MiB, \
+             GB/GiB, TB/TiB; all powers of 1024), e.g. --budget 256M or --budget 1.5G",
+        ),
+        (
+            &["demo", "--payload-min", "0.1"][..],
+            "--payload-min \"0.1\" rounds down to 0 bytes: the payload must be 1 B to 16M",
+        ),
+        (
+            &["bench", "--budget-payload-min", "0"][..],
+            "--budget-payload-min \"0\" is 0 bytes: the payload must be 1 B to 16M",
+        ),
+    ]);
+}
+
+#[test]
+fn each_size_flag_names_its_own_meaning_in_its_range() {
+    usage_messages(&[
+        (
+            &["demo", "--budget", "10M"][..],
+            "--budget \"10M\" is too small: the budget must be 16M to 64G",
+        ),
+        (
+            &["demo", "--unaware-budget", "10M"][..],
+            "--unaware-budget \"10M\" is too small: the unaware budget must be 16M to 64G",
+        ),
+        (
+            &["demo", "--cgroup-limit", "10M"][..],
+            "--cgroup-limit \"10M\" is too small: the cgroup limit must be 16M to 64G",
+        ),
+        (
+            &["demo", "--cgroup-limit", "65G"][..],
+            "--cgroup-limit \"65G\" is too large: the cgroup limit must be 16M to 64G",
+        ),
+        (
+            &["demo", "--payload-max", "32M"][..],
+            "--payload-max \"32M\" is too large: the payload must be 1 B to 16M",
+        ),
+        (
+            &["bench", "--budget-payload-min", "17M"][..],
+            "--budget-payload-min \"17M\" is too large: the payload must be 1 B to 16M",
+        ),
+        (
+            &["bench", "--budget", "1T"][..],
+            "--budget \"1T\" is too large: the budget must be 16M to 64G",
+        ),
+    ]);
+}
+
+#[test]
+fn integer_flags_say_their_range_for_any_bad_value() {
+    usage_messages(&[
+        (
+            &["demo", "--readers", "100000000000000000000"][..],
+            "--readers must be 1 to 64; 100000000000000000000 is too large",
+        ),
+        (
+            &["demo", "--readers", "65"][..],
+            "--readers must be 1 to 64; 65 is too large",
+        ),
+        (
+            &["demo", "--readers", "0"][..],
+            "--readers must be 1 to 64; 0 is too small",
+        ),
+        (
+            &["demo", "--readers", "lots"][..],
+            "--readers must be a whole number from 1 to 64, not \"lots\"",
+        ),
+        (
+            &["demo", "--keys", "1e6"][..],
+            "--keys must be a whole number from 100 to 100000000, not \"1e6\"",
+        ),
+        (
+            &["bench", "--threads", "99999999999999999999999"][..],
+            "--threads must be 1 to 64; 99999999999999999999999 is too large",
+        ),
+        (
+            &["bench", "--rounds", "101"][..],
+            "--rounds must be 1 to 100; 101 is too large",
+        ),
+        (
+            &["bench", "--keys", "99"][..],
+            "--keys must be 100 to 10000000; 99 is too small",
+        ),
+        (
+            &["torture", "--readers", "257"][..],
+            "--readers must be 1 to 256; 257 is too large",
+        ),
+        (
+            &["torture", "--seed", "18446744073709551616"][..],
+            "--seed must be 0 to 18446744073709551615; 18446744073709551616 is too large",
+        ),
+        (
+            &["info", "--grace-periods", "0"][..],
+            "--grace-periods must be 1 to 1000000; 0 is too small",
+        ),
+        (
+            &["demo", "--duration", "0"][..],
+            "--duration must be 0.2 to 3600 seconds; 0 is too small",
+        ),
+        (
+            &["demo", "--duration", "soon"][..],
+            "--duration must be a number, 0.2 to 3600 seconds, not \"soon\"",
+        ),
+    ]);
+}
+
+/// A plot that cannot be written fails at once, before the run, with exit
+/// code 2 (not after the whole run).
+#[test]
+fn a_plot_that_cannot_be_written_fails_before_the_run() {
+    let file = temp_plot("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let in_file = file.join("x.svg");
+    let in_file = in_file.to_str().unwrap();
+    for command in ["demo", "bench"] {
+        let start = std::time::Instant::now();
+        usage_messages(&[
+            (
+                &[command, "--duration", "30", "--plot", "/no/such/dir/x.svg"][..],
+                "--plot /no/such/dir/x.svg: the directory /no/such/dir does not exist; create \
+                 it, or give --plot a path in another directory (or give --no-plot)",
+            ),
+            (
+                &[command, "--duration", "30", "--plot", in_file][..],
+                &format!(
+                    "--plot {in_file}: {} is not a directory; give --plot a path in a \
+                     directory (or give --no-plot)",
+                    file.display()
+                ),
+            ),
+        ]);
+        assert!(start.elapsed().as_secs() < 20, "{command} ran first");
+    }
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn plot_and_no_plot_conflict() {
+    for command in ["demo", "bench"] {
+        usage_messages(&[(
+            &[command, "--plot", "x.svg", "--no-plot"][..],
+            "the argument '--plot <PLOT>' cannot be used with '--no-plot'",
+        )]);
+    }
+}
+
+/// The project's performance targets are printed only with --targets (and
+/// are always in --json).
+#[test]
+fn bench_prints_its_targets_only_when_asked() {
+    let bench = |extra: &[&str]| {
+        let out = bin()
+            .args([
+                "bench",
+                "--scenario",
+                "update-heavy",
+                "--duration",
+                "0.2",
+                "--rounds",
+                "1",
+                "--keys",
+                "200",
+                "--threads",
+                "1",
+                "--no-plot",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = bench(&[]);
+    assert!(plain.contains("updates/s"), "{plain}");
+    assert!(!plain.contains("target:"), "{plain}");
+    let with = bench(&["--targets"]);
+    let targets: Vec<&str> = with.lines().filter(|l| l.starts_with("target: ")).collect();
+    assert_eq!(targets.len(), 3, "{with}");
+    assert!(
+        targets[0].starts_with("target: rcu-reclaim updates/s / crossbeam-epoch's = ")
+            && (targets[0].ends_with(": met") || targets[0].ends_with(": MISSED")),
+        "{with}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&bench(&["--json"])).unwrap();
+    let t = &v["scenarios"][0]["targets"];
+    assert_eq!(t.as_array().map(Vec::len), Some(3), "{v}");
+    assert!(t[0]["met"].is_boolean() && t[0]["goal"] == ">= 1", "{t}");
+    let help = String::from_utf8(bin().args(["bench", "--help"]).output().unwrap().stdout).unwrap();
+    assert!(help.contains("--targets"), "{help}");
+}
+
+/// `info`: every value starts at one column, and no line reaches 100
+/// characters (the cgroup error is wrapped).
+#[test]
+fn info_text_aligns_its_values_in_lines_under_100_characters() {
+    let out = bin()
+        .args(["info", "--grace-periods", "5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("rcu-reclaim "), "{text}");
+    let column = lines[1]
+        .find("memb")
+        .or_else(|| lines[1].find("mb"))
+        .unwrap();
+    for line in &lines[1..] {
+        assert!(
+            line.chars().count() < 100,
+            "{} characters: {line:?}",
+            line.chars().count()
+        );
+        let (label, value) = line.split_at(column);
+        assert!(
+            label.trim().is_empty() || label.trim_end().ends_with(':'),
+            "{line:?} in\n{text}"
+        );
+        assert!(
+            !value.is_empty() && !value.starts_with(' '),
+            "{line:?} in\n{text}"
+        );
+    }
+    for label in [
+        "flavor:",
+        "synchronize():",
+        "synchronize_expedited():",
+        "grace periods completed:",
+        "cgroup memory limit:",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(label)),
+            "{label} in\n{text}"
+        );
+    }
 }

@@ -17,7 +17,7 @@ use super::{
     seize::Seize,
     Backend,
 };
-use crate::{parse_budget, parse_payload, parse_secs};
+use crate::args::{self, Int};
 
 /// The workloads `bench` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,37 +49,39 @@ pub struct BenchArgs {
     scenario: Vec<Scenario>,
     /// Seconds each backend runs per scenario, split over the rounds (0.2
     /// to 3600).
-    #[arg(long, default_value = "6", value_parser = parse_secs)]
+    #[arg(long, default_value = "6", allow_hyphen_values = true, value_parser = args::SECS)]
     duration: f64,
     /// Rounds: every backend runs once per round, in a rotating order, so
     /// drift in the machine's speed lands on all of them (1 to 100; each
     /// run gets at least 0.05 s).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    #[arg(long, default_value_t = 3, allow_hyphen_values = true,
+          value_parser = Int::<u16>::new(1, 100))]
     rounds: u16,
     /// Worker threads, each mixing lookups and updates (1 to 64). Default:
     /// one per CPU.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, allow_hyphen_values = true, value_parser = Int::<u16>::new(1, 64))]
     threads: Option<u16>,
     /// Distinct keys (100 to 10000000).
-    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    #[arg(long, default_value_t = 50_000, allow_hyphen_values = true,
+          value_parser = Int::<u64>::new(100, 10_000_000))]
     keys: u64,
     /// Smallest payload in read-mostly and update-heavy (1 B to 16M).
-    #[arg(long, default_value = "32", value_parser = parse_payload)]
+    #[arg(long, default_value = "32", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     payload_min: usize,
     /// Largest payload in read-mostly and update-heavy (at least
     /// --payload-min, at most 16M).
-    #[arg(long, default_value = "512", value_parser = parse_payload)]
+    #[arg(long, default_value = "512", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     payload_max: usize,
     /// The budget rcu-reclaim reclaims against in the budget scenario, e.g.
-    /// 64M (16M to 64G).
-    #[arg(long, default_value = "64M", value_parser = parse_budget)]
+    /// 64M or 1.5G (16M to 64G; K, M, G and T are powers of 1024).
+    #[arg(long, default_value = "64M", allow_hyphen_values = true, value_parser = args::BUDGET)]
     budget: usize,
     /// Smallest payload in the budget scenario (1 B to 16M).
-    #[arg(long, default_value = "1K", value_parser = parse_payload)]
+    #[arg(long, default_value = "1K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     budget_payload_min: usize,
     /// Largest payload in the budget scenario (at least
     /// --budget-payload-min, at most 16M).
-    #[arg(long, default_value = "8K", value_parser = parse_payload)]
+    #[arg(long, default_value = "8K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     budget_payload_max: usize,
     /// Backends to run (repeat the flag for several; rcu-reclaim always
     /// runs, as the ratios are against it): rcu-reclaim, crossbeam-epoch,
@@ -90,12 +92,22 @@ pub struct BenchArgs {
     /// Default: all but the two opt-in ones.
     #[arg(long)]
     backend: Vec<String>,
-    /// Where to write the plot (SVG).
-    #[arg(long, default_value = "rcu-reclaim-bench.svg")]
+    /// Where to write the plot (SVG); its directory must exist.
+    #[arg(
+        long,
+        default_value = "rcu-reclaim-bench.svg",
+        conflicts_with = "no_plot"
+    )]
     plot: PathBuf,
     /// Do not write the plot.
     #[arg(long)]
     no_plot: bool,
+    /// Also print, under each table, the project's performance targets for
+    /// that scenario (e.g. rcu-reclaim's updates/s against crossbeam-epoch's)
+    /// and whether this run met them. --json always has them, under
+    /// "targets" in each scenario.
+    #[arg(long)]
+    targets: bool,
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
@@ -132,6 +144,9 @@ impl BenchArgs {
             ));
         }
         self.backends()?;
+        if !self.no_plot {
+            args::check_plot_path(&self.plot)?;
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = self.threads.map_or(cpus, usize::from);
         let scenarios = if self.scenario.is_empty() {
@@ -302,7 +317,11 @@ pub fn run(args: &BenchArgs, workloads: Vec<(Scenario, Workload)>) -> Result<(),
         println!("{text}");
     } else {
         for r in &reports {
-            println!("{}", report::table(r));
+            let mut text = report::table(r);
+            if args.targets {
+                text += &report::target_lines(r);
+            }
+            println!("{text}");
         }
         if let Some(path) = plot {
             println!("plot: {}", path.display());

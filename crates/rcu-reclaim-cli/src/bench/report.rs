@@ -293,7 +293,7 @@ fn targets(scenario: &str, b: &[BackendReport]) -> Vec<Target> {
 
 const MIB: f64 = (1 << 20) as f64;
 
-/// The scenario as a text table.
+/// The scenario as a text table (its targets: [`target_lines`]).
 pub fn table(s: &ScenarioReport) -> String {
     let w = &s.workload;
     let mut out = format!(
@@ -379,6 +379,12 @@ pub fn table(s: &ScenarioReport) -> String {
             ratio(s.backends[0].peak_garbage as f64, floor),
         );
     }
+    out
+}
+
+/// The scenario's targets, one line each (`bench --targets`).
+pub fn target_lines(s: &ScenarioReport) -> String {
+    let mut out = String::new();
     for t in &s.targets {
         out += &format!(
             "target: rcu-reclaim {} = {:.2} (goal {}): {}\n",

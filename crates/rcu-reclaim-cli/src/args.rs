@@ -1,0 +1,641 @@
+//! The flags' values: sizes, whole numbers and seconds, each checked against
+//! its flag's range, and the plot's path. Every message names the flag, says
+//! what is wrong with the value and what would do.
+//!
+//! The numeric flags take values that start with '-' (clap's
+//! `allow_hyphen_values`), so that `--duration -1` is answered "must be
+//! positive" rather than "unexpected argument '-1'"; a flag given where a
+//! value belongs (`--budget --json`) is answered "missing its value".
+
+use std::ffi::OsStr;
+use std::fs::OpenOptions;
+use std::io::ErrorKind as IoErrorKind;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
+use clap::{Arg, Command};
+
+/// The flag as the user typed it, e.g. `--budget`.
+fn flag_name(arg: Option<&Arg>) -> String {
+    arg.and_then(Arg::get_long)
+        .map_or_else(|| "the value".to_string(), |l| format!("--{l}"))
+}
+
+/// A usage error (exit code 2) with clap's usage line and help hint.
+fn usage_error(cmd: &Command, message: String) -> clap::Error {
+    clap::Error::raw(ErrorKind::ValueValidation, message).format(&mut cmd.clone())
+}
+
+/// `rest` (what follows a leading '-') is a number: the value is negative.
+fn is_numeric(rest: &str) -> bool {
+    rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') || rest.parse::<f64>().is_ok()
+}
+
+/// Why a text is not a size (see [`parse_size`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SizeError {
+    /// Not a number with an optional unit.
+    NotASize,
+    /// A number with a unit this parser does not know.
+    UnknownUnit,
+    /// A number with a minus sign.
+    Negative,
+    /// Starts with '-' but is no number: a flag where the value belongs.
+    Flag,
+    /// 0 bytes, after rounding down to a whole byte.
+    Zero,
+    /// More than `usize::MAX` bytes.
+    Overflow,
+}
+
+/// The unit's power of two: "" and B are bytes; K, M, G and T, alone or
+/// with B or iB, in any case, are 2^10, 2^20, 2^30 and 2^40.
+fn unit_shift(unit: &str) -> Option<u32> {
+    let u = unit.to_ascii_lowercase();
+    let (letter, rest) = match u.as_bytes() {
+        [] => return Some(0),
+        [b'b'] => return Some(0),
+        [letter, rest @ ..] => (*letter, rest),
+    };
+    let shift = match letter {
+        b'k' => 10,
+        b'm' => 20,
+        b'g' => 30,
+        b't' => 40,
+        _ => return None,
+    };
+    matches!(rest, b"" | b"b" | b"ib").then_some(shift)
+}
+
+/// The number and the unit of a trimmed size, e.g. ("1.5", "GiB") for
+/// "1.5 GiB": the unit is the trailing ASCII letters, the number what comes
+/// before them, less the whitespace between.
+fn split_unit(t: &str) -> (&str, &str) {
+    let number = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    (number.trim_end(), &t[number.len()..])
+}
+
+/// Parses a size: a decimal number (digits, optionally with a fraction,
+/// e.g. `1.5`; an optional leading '+'), then optionally whitespace and a
+/// unit: B (bytes), K, M, G or T, alone or followed by B or iB, in any case
+/// (all powers of 1024: `1.5G` = `1.5 GiB` = 1610612736 bytes). Surrounding
+/// whitespace is ignored. The value is rounded down to a whole byte and
+/// must be at least 1 byte and fit a usize.
+pub(crate) fn parse_size(s: &str) -> Result<usize, SizeError> {
+    let t = s.trim();
+    if let Some(rest) = t.strip_prefix('-') {
+        return Err(if is_numeric(rest) {
+            SizeError::Negative
+        } else if rest.is_empty() {
+            SizeError::NotASize
+        } else {
+            SizeError::Flag
+        });
+    }
+    let (number, unit) = split_unit(t);
+    let number = number.strip_prefix('+').unwrap_or(number);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.len() + fraction.len() == 0
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(SizeError::NotASize);
+    }
+    let shift = unit_shift(unit).ok_or(SizeError::UnknownUnit)?;
+    // Exactly: double the decimal digits `shift` times, then drop the
+    // fraction's digits (rounding down).
+    let mut digits: Vec<u8> = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .map(|b| b - b'0')
+        .collect();
+    for _ in 0..shift {
+        let mut carry = 0;
+        for d in digits.iter_mut().rev() {
+            let x = *d * 2 + carry;
+            *d = x % 10;
+            carry = x / 10;
+        }
+        if carry > 0 {
+            digits.insert(0, carry);
+        }
+    }
+    let mut bytes: usize = 0;
+    for &d in &digits[..digits.len() - fraction.len()] {
+        bytes = bytes
+            .checked_mul(10)
+            .and_then(|b| b.checked_add(usize::from(d)))
+            .ok_or(SizeError::Overflow)?;
+    }
+    if bytes == 0 {
+        return Err(SizeError::Zero);
+    }
+    Ok(bytes)
+}
+
+/// The units, for messages.
+const UNITS: &str = "K, M, G or T (or KB/KiB, MB/MiB, GB/GiB, TB/TiB; all powers of 1024)";
+
+impl SizeError {
+    /// What is wrong with `s`, quoting it.
+    fn problem(self, s: &str) -> String {
+        match self {
+            SizeError::NotASize => format!("{s:?} is not a size"),
+            SizeError::UnknownUnit => {
+                format!("{s:?} has an unknown unit {:?}", split_unit(s.trim()).1)
+            }
+            SizeError::Negative => format!("{s:?} is negative"),
+            SizeError::Flag => format!("{s:?} is a flag, not a size"),
+            SizeError::Zero if s.contains('.') => format!("{s:?} rounds down to 0 bytes"),
+            SizeError::Zero => format!("{s:?} is 0 bytes"),
+            SizeError::Overflow => format!("{s:?} overflows"),
+        }
+    }
+}
+
+/// `bytes` in the largest unit that divides it, e.g. 16M, 64G or 1 B.
+pub(crate) fn show_size(bytes: usize) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// A size flag's range and meaning: its value parser.
+#[derive(Clone, Copy, Debug)]
+pub struct Size {
+    /// What the size is, for messages: "budget", "cgroup limit", ...
+    what: &'static str,
+    min: usize,
+    max: usize,
+    /// A good value, for messages.
+    example: &'static str,
+}
+
+/// `--budget`: 16M to 64G.
+pub const BUDGET: Size = Size {
+    what: "budget",
+    min: 16 << 20,
+    max: 64 << 30,
+    example: "256M",
+};
+/// `--unaware-budget`.
+pub const UNAWARE_BUDGET: Size = Size {
+    what: "unaware budget",
+    example: "2G",
+    ..BUDGET
+};
+/// `--cgroup-limit`.
+pub const CGROUP_LIMIT: Size = Size {
+    what: "cgroup limit",
+    example: "512M",
+    ..BUDGET
+};
+/// Any size at all, for the property tests of the messages.
+#[cfg(test)]
+pub(crate) const ANY_SIZE: Size = Size {
+    what: "size",
+    min: 1,
+    max: usize::MAX,
+    example: "256M",
+};
+/// The payload flags: 1 B to 16M.
+pub const PAYLOAD: Size = Size {
+    what: "payload",
+    min: 1,
+    max: 16 << 20,
+    example: "4K",
+};
+
+impl Size {
+    /// The value of `flag` given as `s`, or the message.
+    pub(crate) fn check(&self, flag: &str, s: &str) -> Result<usize, String> {
+        let (what, example) = (self.what, self.example);
+        let (min, max) = (show_size(self.min), show_size(self.max));
+        let range = format!("the {what} must be {min} to {max}");
+        let problem = |e: SizeError| e.problem(s);
+        match parse_size(s) {
+            Ok(v) if v < self.min => Err(format!("{flag} {s:?} is too small: {range}")),
+            Ok(v) if v > self.max => Err(format!("{flag} {s:?} is too large: {range}")),
+            Ok(v) => Ok(v),
+            Err(SizeError::Negative) => Err(format!("{flag} must be positive, not {s:?}: {range}")),
+            Err(SizeError::Flag) => Err(format!(
+                "{flag} is missing its value ({s:?} is a flag): give a size, e.g. {flag} {example}"
+            )),
+            Err(e @ SizeError::Zero) => Err(format!("{flag} {}: {range}", problem(e))),
+            Err(e @ SizeError::Overflow) => Err(format!(
+                "{flag} {}: the largest {what} is {max} ({min} to {max})",
+                problem(e)
+            )),
+            Err(e @ SizeError::UnknownUnit) => Err(format!(
+                "{flag} {}: use {UNITS}, e.g. {flag} {example} or {flag} 1.5G",
+                problem(e)
+            )),
+            Err(e @ SizeError::NotASize) => Err(format!(
+                "{flag} {}: give a number and a unit, e.g. {flag} {example} or {flag} 1.5G \
+                 ({range})",
+                problem(e)
+            )),
+        }
+    }
+}
+
+impl TypedValueParser for Size {
+    type Value = usize;
+
+    fn parse_ref(
+        &self,
+        cmd: &Command,
+        arg: Option<&Arg>,
+        value: &OsStr,
+    ) -> Result<usize, clap::Error> {
+        self.check(&flag_name(arg), &value.to_string_lossy())
+            .map_err(|m| usage_error(cmd, m))
+    }
+}
+
+/// A whole-number flag's range: its value parser, for `T` = u16, u32, u64.
+pub struct Int<T> {
+    lo: u64,
+    hi: u64,
+    t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Int<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Int<T> {}
+
+impl<T> Int<T> {
+    /// `lo` to `hi`, both included.
+    pub const fn new(lo: u64, hi: u64) -> Self {
+        Int {
+            lo,
+            hi,
+            t: PhantomData,
+        }
+    }
+
+    /// The value of `flag` given as `s`, or the message.
+    pub(crate) fn check(&self, flag: &str, s: &str) -> Result<u64, String> {
+        let (lo, hi) = (self.lo, self.hi);
+        let t = s.trim();
+        if let Some(rest) = t.strip_prefix('-') {
+            if is_numeric(rest) {
+                return Err(if lo == 0 {
+                    format!("{flag} must not be negative ({lo} to {hi}), not {t}")
+                } else {
+                    format!("{flag} must be positive ({lo} to {hi}), not {t}")
+                });
+            }
+            if !rest.is_empty() {
+                return Err(format!(
+                    "{flag} is missing its value ({t:?} is a flag): give a number from {lo} to {hi}"
+                ));
+            }
+        }
+        let digits = t.strip_prefix('+').unwrap_or(t);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{flag} must be a whole number from {lo} to {hi}, not {s:?}"
+            ));
+        }
+        match digits.parse::<u64>() {
+            Ok(v) if v < lo => Err(format!("{flag} must be {lo} to {hi}; {t} is too small")),
+            Ok(v) if v <= hi => Ok(v),
+            // Too large, or too large for a u64.
+            _ => Err(format!("{flag} must be {lo} to {hi}; {t} is too large")),
+        }
+    }
+}
+
+impl<T> TypedValueParser for Int<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &Command, arg: Option<&Arg>, value: &OsStr) -> Result<T, clap::Error> {
+        let flag = flag_name(arg);
+        let v = self
+            .check(&flag, &value.to_string_lossy())
+            .map_err(|m| usage_error(cmd, m))?;
+        T::try_from(v).map_err(|_| {
+            usage_error(
+                cmd,
+                format!(
+                    "{flag} must be {} to {}; {v} is too large",
+                    self.lo, self.hi
+                ),
+            )
+        })
+    }
+}
+
+/// A flag that takes a number with a fraction (seconds, a rate): its value
+/// parser.
+#[derive(Clone, Copy, Debug)]
+pub struct Float {
+    lo: f64,
+    hi: f64,
+    /// The range with its unit, e.g. "0.2 to 3600 seconds".
+    range: &'static str,
+}
+
+/// `--duration` of demo and bench.
+pub const SECS: Float = Float {
+    lo: 0.2,
+    hi: 3600.0,
+    range: "0.2 to 3600 seconds",
+};
+
+/// `--duration` of torture.
+pub const TORTURE_SECS: Float = Float {
+    hi: 86_400.0,
+    range: "0.2 to 86400 seconds",
+    ..SECS
+};
+
+/// torture's `--pressure-hz`.
+pub const HZ: Float = Float {
+    lo: 0.0,
+    hi: 10_000.0,
+    range: "0 (off) to 10000 Hz",
+};
+
+impl Float {
+    /// The value of `flag` given as `s`, or the message.
+    pub(crate) fn check(&self, flag: &str, s: &str) -> Result<f64, String> {
+        let range = self.range;
+        let t = s.trim();
+        if let Some(rest) = t.strip_prefix('-') {
+            if is_numeric(rest) {
+                return Err(if self.lo == 0.0 {
+                    format!("{flag} must not be negative ({range}), not {t}")
+                } else {
+                    format!("{flag} must be positive ({range}), not {t}")
+                });
+            }
+            if !rest.is_empty() {
+                return Err(format!(
+                    "{flag} is missing its value ({t:?} is a flag): give {range}"
+                ));
+            }
+        }
+        match t.parse::<f64>() {
+            Ok(v) if v.is_nan() => Err(format!("{flag} must be a number, {range}, not {s:?}")),
+            Ok(v) if v < self.lo => Err(format!("{flag} must be {range}; {t} is too small")),
+            Ok(v) if v > self.hi => Err(format!("{flag} must be {range}; {t} is too large")),
+            Ok(v) => Ok(v),
+            Err(_) => Err(format!("{flag} must be a number, {range}, not {s:?}")),
+        }
+    }
+}
+
+impl TypedValueParser for Float {
+    type Value = f64;
+
+    fn parse_ref(
+        &self,
+        cmd: &Command,
+        arg: Option<&Arg>,
+        value: &OsStr,
+    ) -> Result<f64, clap::Error> {
+        self.check(&flag_name(arg), &value.to_string_lossy())
+            .map_err(|m| usage_error(cmd, m))
+    }
+}
+
+/// Checks, before a run, that the plot can be written at `path`: its
+/// directory exists and takes a new file (or the file exists and can be
+/// written). Leaves nothing behind.
+pub fn check_plot_path(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    if path.as_os_str().is_empty() {
+        return Err("--plot needs a file name, e.g. --plot plot.svg (or give --no-plot)".into());
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "--plot {shown} is a directory: give a file in it, e.g. --plot {}",
+            path.join("plot.svg").display()
+        ));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let fix = "create it, or give --plot a path in another directory (or give --no-plot)";
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == IoErrorKind::NotFound => {
+            return Err(format!(
+                "--plot {shown}: the directory {} does not exist; {fix}",
+                dir.display()
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "--plot {shown}: cannot reach the directory {}: {e}; {fix}",
+                dir.display()
+            ))
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(format!(
+                "--plot {shown}: {} is not a directory; give --plot a path in a directory \
+                 (or give --no-plot)",
+                dir.display()
+            ))
+        }
+        Ok(_) => {}
+    }
+    let fix = "give --plot a path in a writable directory (or give --no-plot)";
+    if path.exists() {
+        // Opened without truncating: the old plot stays until the new one.
+        return OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("--plot {shown}: cannot write the file: {e}; {fix}"));
+    }
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(f) => {
+            drop(f);
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "--plot {shown}: cannot write in the directory {}: {e}; {fix}",
+            dir.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_show_in_their_largest_exact_unit() {
+        assert_eq!(show_size(16 << 20), "16M");
+        assert_eq!(show_size(64 << 30), "64G");
+        assert_eq!(show_size(1), "1 B");
+        assert_eq!(show_size(1536), "1536 B");
+        assert_eq!(show_size(3 << 40), "3T");
+    }
+
+    #[test]
+    fn each_size_flag_names_its_own_meaning() {
+        let cases = [
+            (BUDGET, "--budget", "the budget must be 16M to 64G"),
+            (
+                UNAWARE_BUDGET,
+                "--unaware-budget",
+                "the unaware budget must be 16M to 64G",
+            ),
+            (
+                CGROUP_LIMIT,
+                "--cgroup-limit",
+                "the cgroup limit must be 16M to 64G",
+            ),
+            (PAYLOAD, "--payload-max", "the payload must be 1 B to 16M"),
+        ];
+        for (size, flag, range) in cases {
+            let e = size.check(flag, "100G").unwrap_err();
+            assert!(e.contains(range) && e.starts_with(flag), "{e}");
+            assert!(e.contains("\"100G\" is too large"), "{e}");
+        }
+        let e = BUDGET.check("--budget", "1M").unwrap_err();
+        assert!(
+            e.contains("\"1M\" is too small") && e.contains("16M to 64G"),
+            "{e}"
+        );
+        assert_eq!(BUDGET.check("--budget", "1.5G"), Ok(3 << 29));
+        assert_eq!(PAYLOAD.check("--payload-min", "1"), Ok(1));
+    }
+
+    #[test]
+    fn integers_say_their_range_for_every_kind_of_bad_value() {
+        let readers = Int::<u16>::new(1, 64);
+        let range = "--readers must be 1 to 64";
+        for (s, problem) in [
+            (
+                "100000000000000000000",
+                "100000000000000000000 is too large",
+            ),
+            ("65", "65 is too large"),
+            ("0", "0 is too small"),
+        ] {
+            assert_eq!(
+                readers.check("--readers", s),
+                Err(format!("{range}; {problem}"))
+            );
+        }
+        assert_eq!(
+            readers.check("--readers", "-3"),
+            Err("--readers must be positive (1 to 64), not -3".into())
+        );
+        assert_eq!(
+            readers.check("--readers", "lots"),
+            Err("--readers must be a whole number from 1 to 64, not \"lots\"".into())
+        );
+        assert_eq!(
+            readers.check("--readers", "1.5"),
+            Err("--readers must be a whole number from 1 to 64, not \"1.5\"".into())
+        );
+        assert_eq!(
+            readers.check("--readers", "--json"),
+            Err(
+                "--readers is missing its value (\"--json\" is a flag): give a number from 1 to 64"
+                    .into()
+            )
+        );
+        assert_eq!(readers.check("--readers", "64"), Ok(64));
+        assert_eq!(readers.check("--readers", "+7"), Ok(7));
+        let nodes = Int::<u16>::new(0, 64);
+        assert_eq!(
+            nodes.check("--nodes", "-1"),
+            Err("--nodes must not be negative (0 to 64), not -1".into())
+        );
+        assert_eq!(nodes.check("--nodes", "0"), Ok(0));
+        let seed = Int::<u64>::new(0, u64::MAX);
+        assert_eq!(seed.check("--seed", &u64::MAX.to_string()), Ok(u64::MAX));
+        assert!(seed
+            .check("--seed", "18446744073709551616")
+            .unwrap_err()
+            .ends_with("18446744073709551616 is too large"));
+    }
+
+    #[test]
+    fn seconds_and_rates_say_their_range() {
+        assert_eq!(
+            SECS.check("--duration", "-1"),
+            Err("--duration must be positive (0.2 to 3600 seconds), not -1".into())
+        );
+        assert_eq!(
+            SECS.check("--duration", "-.5"),
+            Err("--duration must be positive (0.2 to 3600 seconds), not -.5".into())
+        );
+        assert_eq!(
+            SECS.check("--duration", "0"),
+            Err("--duration must be 0.2 to 3600 seconds; 0 is too small".into())
+        );
+        assert_eq!(
+            SECS.check("--duration", "inf"),
+            Err("--duration must be 0.2 to 3600 seconds; inf is too large".into())
+        );
+        assert_eq!(
+            SECS.check("--duration", "NaN"),
+            Err("--duration must be a number, 0.2 to 3600 seconds, not \"NaN\"".into())
+        );
+        assert_eq!(
+            SECS.check("--duration", "soon"),
+            Err("--duration must be a number, 0.2 to 3600 seconds, not \"soon\"".into())
+        );
+        assert_eq!(
+            SECS.check("--duration", "--json"),
+            Err(
+                "--duration is missing its value (\"--json\" is a flag): give 0.2 to 3600 seconds"
+                    .into()
+            )
+        );
+        assert_eq!(SECS.check("--duration", "1.5"), Ok(1.5));
+        assert_eq!(TORTURE_SECS.check("--duration", "86400"), Ok(86_400.0));
+        assert_eq!(
+            HZ.check("--pressure-hz", "-2"),
+            Err("--pressure-hz must not be negative (0 (off) to 10000 Hz), not -2".into())
+        );
+        assert_eq!(HZ.check("--pressure-hz", "0"), Ok(0.0));
+    }
+
+    #[test]
+    fn the_plot_path_is_checked_before_a_run() {
+        let e = check_plot_path(Path::new("/no/such/dir/x.svg")).unwrap_err();
+        assert!(
+            e.starts_with("--plot /no/such/dir/x.svg: the directory /no/such/dir does not exist"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir();
+        let e = check_plot_path(&dir).unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
+        let file = dir.join(format!("rcu-reclaim-args-test-{}", std::process::id()));
+        std::fs::write(&file, "x").unwrap();
+        let e = check_plot_path(&file.join("x.svg")).unwrap_err();
+        assert!(e.contains("is not a directory"), "{e}");
+        // An existing file is checked, not truncated.
+        assert_eq!(check_plot_path(&file), Ok(()));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+        std::fs::remove_file(&file).unwrap();
+        // A new file is probed and removed.
+        assert_eq!(check_plot_path(&file), Ok(()));
+        assert!(!file.exists());
+        assert!(check_plot_path(Path::new("")).is_err());
+    }
+}
