@@ -25,6 +25,7 @@ mod table;
 #[cfg(feature = "liburcu")]
 mod urcu;
 
+use serde::Serialize;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -198,10 +199,27 @@ pub trait Backend: Send + Sync + Sized + 'static {
     }
 }
 
+/// What rcu-reclaim's reaction to the budget did during one run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PressureReport {
+    pub direct_reclaims: u64,
+    pub background_reclaims: u64,
+    pub reclaim_passes: u64,
+    /// Reclaim passes that waited for RCU to free what it held.
+    pub rcu_waits: u64,
+    pub grace_periods: u64,
+    pub expedited_grace_periods: u64,
+    pub fast_mode_ms: u64,
+    /// Mean time from an arbitrary moment until a full grace period has
+    /// elapsed: what a version retired at that moment waits, at least.
+    pub gp_wait_mean_ns: f64,
+    pub gp_wait_probes: u64,
+}
+
 /// A backend's reaction to a memory budget.
 pub struct Budget {
     /// What the writers call every 16 updates, as an allocator would.
     pub check: Arc<dyn Fn() + Send + Sync>,
     /// Stops reacting and reports (the threads have stopped).
-    pub finish: Box<dyn FnOnce() -> report::PressureReport>,
+    pub finish: Box<dyn FnOnce() -> PressureReport>,
 }

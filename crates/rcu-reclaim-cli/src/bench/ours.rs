@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, MemoryBudget, Rcu, ReadGuard, Reclaimer};
 
-use super::report::PressureReport;
 use super::table::Table;
+use super::PressureReport;
 use super::{Backend, Budget, Node};
 
 /// A fresh domain per run. `INLINE`: the opt-in backend

@@ -4,23 +4,7 @@
 use serde::Serialize;
 
 use super::run::{RunResult, Sample, Workload};
-
-/// What rcu-reclaim's reaction to the budget did during one run.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PressureReport {
-    pub direct_reclaims: u64,
-    pub background_reclaims: u64,
-    pub reclaim_passes: u64,
-    /// Reclaim passes that waited for RCU to free what it held.
-    pub rcu_waits: u64,
-    pub grace_periods: u64,
-    pub expedited_grace_periods: u64,
-    pub fast_mode_ms: u64,
-    /// Mean time from an arbitrary moment until a full grace period has
-    /// elapsed: what a version retired at that moment waits, at least.
-    pub gp_wait_mean_ns: f64,
-    pub gp_wait_probes: u64,
-}
+use super::PressureReport;
 
 /// One round's figures for one backend.
 #[derive(Clone, Debug, Serialize)]

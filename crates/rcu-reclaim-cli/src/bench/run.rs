@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use rcu_reclaim::AccountingAlloc;
 use serde::Serialize;
 
-use super::report::PressureReport;
 use super::table::Table;
+use super::PressureReport;
 use super::{garbage_now, reset_counters, Backend, FREED, PEAK_GARBAGE, RETIRED};
 use crate::workload::Rng;
 
