@@ -10,113 +10,12 @@
 
 use std::os::raw::{c_int, c_ulong};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-pub(crate) use crate::crdp::CallRcuData;
-use crate::crdp::Head;
+pub(crate) use crate::crdp::{all, default_crdp, CallRcuData, RcuFunc, RcuHead, WORKER_OF};
+use crate::crdp::{current_crdp, install_default, per_cpu, Head, DEFAULT, PER_CPU, THREAD_CRDP};
 use crate::rcu;
-
-/// liburcu's `struct rcu_head`: a `cds_wfcq_node` (one pointer) then `func`.
-#[repr(C)]
-pub struct RcuHead {
-    next: *mut RcuHead,
-    pub(crate) func: Option<RcuFunc>,
-}
-
-/// A callback: `void (*func)(struct rcu_head *head)`.
-pub type RcuFunc = unsafe extern "C" fn(*mut RcuHead);
-
-const _: () = assert!(std::mem::size_of::<RcuHead>() == 16);
-
-thread_local! {
-    /// `set_thread_call_rcu_data`'s per-thread choice (no reference held).
-    pub(crate) static THREAD_CRDP: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
-    /// On a crdp's own thread: that crdp.
-    pub(crate) static WORKER_OF: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
-}
-
-/// Every live crdp (each entry holds a reference); the lock is liburcu's
-/// `call_rcu_mutex`, held across fork.
-pub(crate) static ALL: Mutex<Vec<Arc<CallRcuData>>> = Mutex::new(Vec::new());
-/// The default crdp (a reference held by `ALL`).
-static DEFAULT: AtomicPtr<CallRcuData> = AtomicPtr::new(ptr::null_mut());
-/// Per-CPU choices (no references held: liburcu's caller frees them).
-static PER_CPU: OnceLock<Box<[AtomicPtr<CallRcuData>]>> = OnceLock::new();
-
-pub(crate) fn all() -> MutexGuard<'static, Vec<Arc<CallRcuData>>> {
-    ALL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn per_cpu() -> &'static [AtomicPtr<CallRcuData>] {
-    PER_CPU.get_or_init(|| {
-        // SAFETY: sysconf has no preconditions.
-        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
-        (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect()
-    })
-}
-
-/// The default crdp, created on first use.
-pub(crate) fn default_crdp() -> Arc<CallRcuData> {
-    let p = DEFAULT.load(Ordering::Acquire);
-    if !p.is_null() {
-        // SAFETY: the default crdp is never freed (only replaced in a forked
-        // child, where the old one is kept alive by the trampolines).
-        return unsafe { clone_raw(p) };
-    }
-    let mut all = all();
-    let p = DEFAULT.load(Ordering::Acquire);
-    if !p.is_null() {
-        // SAFETY: as above.
-        return unsafe { clone_raw(p) };
-    }
-    install_default(&mut all)
-}
-
-/// Creates the default crdp; the caller holds `ALL`.
-pub(crate) fn install_default(all: &mut Vec<Arc<CallRcuData>>) -> Arc<CallRcuData> {
-    let crdp = CallRcuData::spawn(-1);
-    all.push(crdp.clone());
-    DEFAULT.store(Arc::as_ptr(&crdp).cast_mut(), Ordering::Release);
-    crdp
-}
-
-/// A new reference to a crdp known by its C pointer.
-///
-/// # Safety
-/// `p` came from `Arc::as_ptr`/`into_raw` of a crdp that is still alive.
-unsafe fn clone_raw(p: *const CallRcuData) -> Arc<CallRcuData> {
-    // SAFETY: per the contract, the count is at least one.
-    unsafe {
-        Arc::increment_strong_count(p);
-        Arc::from_raw(p)
-    }
-}
-
-/// The crdp `call_rcu` would use now: the thread's, the CPU's, the default.
-/// Called inside a read-side section (liburcu's contract for per-CPU ones).
-fn current_crdp() -> Arc<CallRcuData> {
-    let t = THREAD_CRDP.with(|t| t.get());
-    if !t.is_null() {
-        // SAFETY: liburcu's contract: a crdp set for a thread stays alive
-        // until the thread sets another.
-        return unsafe { clone_raw(t) };
-    }
-    if let Some(table) = PER_CPU.get() {
-        // SAFETY: sched_getcpu has no preconditions.
-        let cpu = unsafe { libc::sched_getcpu() };
-        if let Some(slot) = usize::try_from(cpu).ok().and_then(|c| table.get(c)) {
-            let p = slot.load(Ordering::Acquire);
-            if !p.is_null() {
-                // SAFETY: liburcu's contract: a crdp removed from the table
-                // is freed only after a grace period, and we are inside a
-                // read-side section.
-                return unsafe { clone_raw(p) };
-            }
-        }
-    }
-    default_crdp()
-}
 
 /// Queues `head` (with `bytes` for the backlog) to run `func` after a grace
 /// period.

@@ -15,7 +15,15 @@ use rcu_reclaim::ForkGuard;
 
 use crate::call_rcu::{self, CallRcuData};
 use crate::rcu;
-use crate::reader::UrcuAtfork;
+
+/// liburcu's `struct urcu_atfork`, registered by liburcu-cds's hash table.
+#[repr(C)]
+pub struct UrcuAtfork {
+    pub(crate) before_fork: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
+    pub(crate) after_fork_parent: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
+    pub(crate) after_fork_child: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
+    pub(crate) priv_: *mut std::ffi::c_void,
+}
 
 struct Held {
     // Dropped in this order.

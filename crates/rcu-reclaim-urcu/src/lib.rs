@@ -28,6 +28,7 @@ mod call_rcu;
 mod crdp;
 mod defer;
 mod ext;
+mod flavor;
 mod fork;
 mod pointer;
 mod reader;

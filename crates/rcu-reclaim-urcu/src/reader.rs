@@ -1,5 +1,4 @@
-//! The read side, grace periods, registration, the polled API and the
-//! `urcu_memb_flavor` table.
+//! The read side, grace periods, registration and the polled API.
 
 use std::os::raw::{c_int, c_ulong};
 
@@ -92,53 +91,3 @@ pub extern "C" fn urcu_memb_poll_state_synchronize_rcu(state: UrcuGpPollState) -
     // (see the assertion below).
     rcu().poll_seq(state.grace_period_id as u64)
 }
-
-/// A no-op, as in liburcu's memb flavor (quiescent states are for QSBR).
-extern "C" fn quiescent_noop() {}
-
-/// liburcu's `struct urcu_atfork`, registered by liburcu-cds's hash table.
-#[repr(C)]
-pub struct UrcuAtfork {
-    pub(crate) before_fork: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
-    pub(crate) after_fork_parent: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
-    pub(crate) after_fork_child: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
-    pub(crate) priv_: *mut std::ffi::c_void,
-}
-
-/// liburcu's `struct rcu_flavor_struct` (urcu/flavor.h).
-#[repr(C)]
-pub struct RcuFlavorStruct {
-    read_lock: extern "C" fn(),
-    read_unlock: extern "C" fn(),
-    read_ongoing: extern "C" fn() -> c_int,
-    read_quiescent_state: extern "C" fn(),
-    update_call_rcu: unsafe extern "C" fn(*mut crate::call_rcu::RcuHead, crate::call_rcu::RcuFunc),
-    update_synchronize_rcu: extern "C" fn(),
-    update_defer_rcu: unsafe extern "C" fn(crate::defer::DeferFunc, *mut std::ffi::c_void),
-    thread_offline: extern "C" fn(),
-    thread_online: extern "C" fn(),
-    register_thread: extern "C" fn(),
-    unregister_thread: extern "C" fn(),
-    barrier: extern "C" fn(),
-    register_rculfhash_atfork: unsafe extern "C" fn(*mut UrcuAtfork),
-    unregister_rculfhash_atfork: unsafe extern "C" fn(*mut UrcuAtfork),
-}
-
-/// The memb flavor's function table, for liburcu-cds (`rcu_flavor_memb`).
-#[no_mangle]
-pub static urcu_memb_flavor: RcuFlavorStruct = RcuFlavorStruct {
-    read_lock: urcu_memb_read_lock,
-    read_unlock: urcu_memb_read_unlock,
-    read_ongoing: urcu_memb_read_ongoing,
-    read_quiescent_state: quiescent_noop,
-    update_call_rcu: crate::call_rcu::urcu_memb_call_rcu,
-    update_synchronize_rcu: urcu_memb_synchronize_rcu,
-    update_defer_rcu: crate::defer::urcu_memb_defer_rcu,
-    thread_offline: quiescent_noop,
-    thread_online: quiescent_noop,
-    register_thread: urcu_memb_register_thread,
-    unregister_thread: urcu_memb_unregister_thread,
-    barrier: crate::call_rcu::urcu_memb_barrier,
-    register_rculfhash_atfork: crate::fork::urcu_memb_register_rculfhash_atfork,
-    unregister_rculfhash_atfork: crate::fork::urcu_memb_unregister_rculfhash_atfork,
-};
