@@ -6,42 +6,12 @@ use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::callbacks::{Callbacks, PageAllocator, PanicHook, Params, SystemPageAllocator};
+pub use crate::flavor::Flavor;
 use crate::gp::GracePeriods;
 use crate::reader::{self, ReadGuard, Registry};
 use crate::sync::Arc;
 use crate::topology::Topology;
-
-/// How readers and writers order their memory accesses.
-///
-/// ```
-/// use rcu_reclaim::{Config, Flavor, Rcu};
-/// let rcu = Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap();
-/// assert_eq!(rcu.flavor(), Flavor::Mb);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    /// The outermost `read_lock` is a plain store and a compiler fence; each
-    /// grace period pays one `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
-    /// which makes the readers' compiler fences full fences. The default where
-    /// the kernel offers the command (Linux 4.14 and later).
-    Memb,
-    /// Readers issue a full fence on entry and exit; no system call on the
-    /// writer side. The fallback where `membarrier` is unavailable.
-    Mb,
-}
-
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Flavor::Memb => "memb",
-            Flavor::Mb => "mb",
-        })
-    }
-}
 
 /// Settings of an [`Rcu`] domain, built with chained setters.
 ///

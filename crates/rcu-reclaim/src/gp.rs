@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::domain::{Flavor, Inner, Rcu};
+use crate::domain::{Inner, Rcu};
+use crate::flavor::writer_barrier;
 use crate::reader::{Registry, Slot};
 use crate::sync::{fence, lock, thread, AtomicU64, Mutex};
 
@@ -147,15 +148,6 @@ impl GracePeriods {
     pub(crate) fn shutdown(&self) {
         #[cfg(not(loom))]
         self.kthread.shutdown();
-    }
-}
-
-/// The writer's half of the read-side barrier pairing.
-pub(crate) fn writer_barrier(flavor: Flavor) {
-    match flavor {
-        #[cfg(not(loom))]
-        Flavor::Memb => crate::sys::membarrier_private_expedited(),
-        _ => fence(Ordering::SeqCst),
     }
 }
 

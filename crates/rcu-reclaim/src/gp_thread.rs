@@ -7,7 +7,7 @@
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 
-use crate::callbacks::epoch_ms;
+use crate::clock::epoch_ms;
 use crate::domain::Inner;
 use crate::sync::lock_std as lock;
 use crate::wake_promise::WakePromise;

@@ -67,7 +67,9 @@ compile_error!(
 
 mod callbacks;
 mod cell;
+mod clock;
 mod domain;
+mod flavor;
 #[cfg(not(loom))]
 mod fork;
 mod gp;

@@ -19,7 +19,8 @@ use std::sync::atomic::{compiler_fence, Ordering};
 use crossbeam_utils::CachePadded;
 
 use crate::callbacks::{BulkPage, LocalBuffer};
-use crate::domain::{Flavor, Rcu};
+use crate::domain::Rcu;
+use crate::flavor::Flavor;
 use crate::sync::{fence, lock, Arc, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Mutex};
 
 /// One thread's reader state in one domain.

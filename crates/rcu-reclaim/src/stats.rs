@@ -4,7 +4,8 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use crate::domain::{Flavor, Rcu};
+use crate::domain::Rcu;
+use crate::flavor::Flavor;
 
 /// A snapshot of a domain's counters, serializable with serde.
 ///

@@ -3,7 +3,8 @@
 
 use std::cell::Cell;
 
-use super::{bump_relaxed, drop_box, epoch_ms, in_callback};
+use super::{bump_relaxed, drop_box, in_callback};
+use crate::clock::epoch_ms;
 use crate::domain::Rcu;
 use crate::reader::current_slot;
 

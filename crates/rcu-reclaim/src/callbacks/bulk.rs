@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::{compiler_fence, AtomicUsize, Ordering};
 
-use crate::domain::Flavor;
+use crate::flavor::Flavor;
 use std::sync::Arc;
 
 use crate::sync::{fence, lock, AtomicBool, Mutex, UnsafeCell};

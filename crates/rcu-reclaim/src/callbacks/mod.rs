@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::clock::epoch_ms;
+
 pub use api::{without_page_allocation, ReclaimSize};
 pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage, LocalBuffer};
 pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
@@ -432,7 +434,7 @@ impl Callbacks {
                 return;
             }
             local.steal(
-                || crate::gp::writer_barrier(flavor),
+                || crate::flavor::writer_barrier(flavor),
                 |page| {
                     if let Some(page) = page {
                         add(&self.counters.page_steals, 1);
@@ -857,13 +859,6 @@ impl Callbacks {
     pub(crate) fn is_idle(&self, inner: &Inner) -> bool {
         self.pending(inner).0 == 0
     }
-}
-
-/// Milliseconds since the first call in this process (a coarse clock for
-/// page ages; 0 is never returned, so 0 can mean "empty").
-pub(crate) fn epoch_ms() -> usize {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as usize + 1
 }
 
 #[cfg(all(test, not(loom)))]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::domain::Flavor;
+use crate::flavor::Flavor;
 use crate::stats::Stats;
 use crate::sync::lock_std as lock;
 

@@ -1,0 +1,48 @@
+//! The flavors: how readers and writers order their memory accesses, and
+//! the writer's half of each pairing.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use std::sync::atomic::Ordering;
+
+use crate::sync::fence;
+
+/// How readers and writers order their memory accesses.
+///
+/// ```
+/// use rcu_reclaim::{Config, Flavor, Rcu};
+/// let rcu = Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap();
+/// assert_eq!(rcu.flavor(), Flavor::Mb);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// The outermost `read_lock` is a plain store and a compiler fence; each
+    /// grace period pays one `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
+    /// which makes the readers' compiler fences full fences. The default where
+    /// the kernel offers the command (Linux 4.14 and later).
+    Memb,
+    /// Readers issue a full fence on entry and exit; no system call on the
+    /// writer side. The fallback where `membarrier` is unavailable.
+    Mb,
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavor::Memb => "memb",
+            Flavor::Mb => "mb",
+        })
+    }
+}
+
+/// The writer's half of the read-side barrier pairing.
+pub(crate) fn writer_barrier(flavor: Flavor) {
+    match flavor {
+        #[cfg(not(loom))]
+        Flavor::Memb => crate::sys::membarrier_private_expedited(),
+        _ => fence(Ordering::SeqCst),
+    }
+}
