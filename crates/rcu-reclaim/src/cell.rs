@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use crate::domain::Rcu;
 use crate::gp::Cookie;
-use crate::reader::ReadGuard;
+use crate::guard::ReadGuard;
 use crate::sync::AtomicPtr;
 
 /// An RCU-protected, optionally empty, heap value.

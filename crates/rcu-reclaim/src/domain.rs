@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::callbacks::{Callbacks, PageAllocator, PanicHook, Params, SystemPageAllocator};
 pub use crate::flavor::Flavor;
 use crate::gp::GracePeriods;
-use crate::reader::{self, ReadGuard, Registry};
+use crate::reader::{self, Registry, Slot};
 use crate::sync::Arc;
 use crate::topology::Topology;
 
@@ -630,23 +630,6 @@ impl Rcu {
         &self.inner.config
     }
 
-    /// Enters a read-side critical section, which lasts until the guard drops.
-    ///
-    /// The outermost call costs a load and a store (memb flavor) or a store
-    /// and a fence (mb flavor); nested calls only count. The calling thread is
-    /// registered on its first call and unregistered when it exits.
-    ///
-    /// ```
-    /// let rcu = rcu_reclaim::Rcu::global();
-    /// let guard = rcu.read_lock();
-    /// assert!(rcu.in_read_section());
-    /// drop(guard);
-    /// ```
-    #[inline]
-    pub fn read_lock(&self) -> ReadGuard<'_> {
-        ReadGuard::enter(self)
-    }
-
     /// Whether the calling thread is inside a read-side section of this domain.
     ///
     /// ```
@@ -654,11 +637,18 @@ impl Rcu {
     /// assert!(!rcu.in_read_section());
     /// ```
     pub fn in_read_section(&self) -> bool {
-        reader::nesting(self) > 0
+        reader::nesting_in(self.id) > 0
     }
 
     pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// This thread's reader slot in this domain, registering the thread on
+    /// first use; alive while the thread's registration is.
+    #[inline]
+    pub(crate) fn current_slot(&self) -> *const Slot {
+        reader::current_slot(self.id, &self.registry)
     }
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {

@@ -87,7 +87,7 @@ impl Rcu {
         // This thread's own bulk-page buffer is held across the fork too: a
         // stealer holding it at the fork would leave it locked for ever in
         // the child, whose only thread is this one.
-        let own = crate::reader::current_slot(self);
+        let own = self.current_slot();
         // SAFETY: `current_slot` returns this thread's slot, alive while the
         // thread is registered (for as long as the guard borrows `self`).
         let own_buffer = unsafe { &(*own).local };
@@ -164,7 +164,7 @@ impl ForkGuard<'_> {
 /// fork would hold up every grace period of the child), adopts their pages
 /// of deferred drops into `orphans` and frees the slots for reuse.
 fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
-    let mine = crate::reader::own_slot(rcu);
+    let mine = crate::reader::own_slot_in(rcu.id());
     let registry = rcu.registry();
     registry.waiter.store(0, Ordering::Relaxed);
     registry.for_each_slot(|slot| {

@@ -75,6 +75,7 @@ mod fork;
 mod gp;
 #[cfg(not(loom))]
 mod gp_thread;
+mod guard;
 pub mod locking;
 mod pressure;
 mod raw;
@@ -97,8 +98,8 @@ pub use domain::{Config, Error, Flavor, Rcu};
 #[cfg(not(loom))]
 pub use fork::ForkGuard;
 pub use gp::Cookie;
+pub use guard::ReadGuard;
 pub use pressure::{NodeMask, PressureGuard, RunAction, RunReport};
-pub use reader::ReadGuard;
 pub use reclaim::{
     no_reclaim, reclaim_allowed, scan_target, AccountingAlloc, BudgetStats, MemoryBudget,
     OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed, Reclaimer, Scanned,

@@ -23,7 +23,7 @@ impl Rcu {
     /// ```
     #[inline]
     pub fn read_lock_raw(&self) {
-        crate::reader::raw_enter(self);
+        crate::guard::raw_enter(self);
     }
 
     /// Ends the innermost section entered with
@@ -43,7 +43,7 @@ impl Rcu {
     /// ```
     #[inline]
     pub fn read_unlock_raw(&self) -> bool {
-        crate::reader::raw_exit(self)
+        crate::guard::raw_exit(self)
     }
 
     /// Registers the calling thread as a reader now (it is otherwise
@@ -56,7 +56,7 @@ impl Rcu {
     /// assert_eq!(rcu.stats().registered_readers, 1);
     /// ```
     pub fn register_thread(&self) {
-        crate::reader::current_slot(self);
+        self.current_slot();
     }
 
     /// Hands the calling thread's reader slot back now instead of at thread
@@ -71,7 +71,7 @@ impl Rcu {
     /// assert_eq!(rcu.stats().registered_readers, 0);
     /// ```
     pub fn unregister_thread(&self) -> bool {
-        crate::reader::unregister(self)
+        crate::reader::unregister(self.id())
     }
 
     /// Whether a full grace period has elapsed since a cookie whose

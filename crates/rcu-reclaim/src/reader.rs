@@ -12,14 +12,12 @@
 //! at once, and a slot is freed only with its registry.
 
 use std::cell::{Cell, RefCell};
-use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::{compiler_fence, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::callbacks::{BulkPage, LocalBuffer};
-use crate::domain::Rcu;
+use crate::callbacks::bulk::{BulkPage, LocalBuffer};
 use crate::flavor::Flavor;
 use crate::sync::{fence, lock, Arc, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Mutex};
 
@@ -288,10 +286,10 @@ loom::thread_local! {
     static REGISTRATIONS: Registrations = Registrations { list: RefCell::new(Vec::new()) };
 }
 
-/// Returns this thread's slot in `rcu`, registering the thread on first use.
+/// Returns this thread's slot in the domain numbered `id` (whose registry
+/// is `registry`), registering the thread on first use.
 #[inline]
-pub(crate) fn current_slot(rcu: &Rcu) -> *const Slot {
-    let id = rcu.id();
+pub(crate) fn current_slot(id: u64, registry: &Arc<Registry>) -> *const Slot {
     let cached = CACHE.with(|c| {
         if c.domain_id.get() == id {
             c.slot.get()
@@ -300,15 +298,14 @@ pub(crate) fn current_slot(rcu: &Rcu) -> *const Slot {
         }
     });
     if cached.is_null() {
-        current_slot_slow(rcu)
+        current_slot_slow(id, registry)
     } else {
         cached
     }
 }
 
 #[cold]
-fn current_slot_slow(rcu: &Rcu) -> *const Slot {
-    let id = rcu.id();
+fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
     // Allocations below happen while the thread's registration list is
     // borrowed: they must not enter direct reclaim, which reads it.
     let found = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
@@ -318,7 +315,7 @@ fn current_slot_slow(rcu: &Rcu) -> *const Slot {
             if let Some(r) = list.iter().find(|r| r.domain_id == id) {
                 return r.slot;
             }
-            let registry = rcu.registry().clone();
+            let registry = registry.clone();
             let slot = registry.claim();
             let thread = crate::sync::thread::current();
             let owner = Owner {
@@ -357,11 +354,6 @@ fn current_slot_slow(rcu: &Rcu) -> *const Slot {
     }
 }
 
-/// This thread's nesting depth in `rcu` (0 when not inside a section).
-pub(crate) fn nesting(rcu: &Rcu) -> u64 {
-    nesting_in(rcu.id())
-}
-
 /// This thread's nesting depth in the domain numbered `id`.
 pub(crate) fn nesting_in(id: u64) -> u64 {
     let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
@@ -378,58 +370,13 @@ pub(crate) fn nesting_in(id: u64) -> u64 {
     }
 }
 
-/// Enters a read-side section without a guard (see `Rcu::read_lock_raw`).
-#[inline]
-pub(crate) fn raw_enter(rcu: &Rcu) {
-    let guard = ReadGuard::enter(rcu);
-    // SAFETY: the guard's slot is this thread's, alive while its
-    // registration is (at least as long as the guard).
-    let s = unsafe { &**guard.slot };
-    s.raw_nest.set(s.raw_nest.get() + 1);
-    std::mem::forget(guard);
-}
-
-/// Leaves a section entered with `raw_enter`; `false` (and nothing done) if
-/// the thread has no raw section open in `rcu`. A guard's section is never
-/// ended here: raw sections are counted apart from guards.
-#[inline]
-pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
-    let slot = current_slot(rcu);
-    // SAFETY: `current_slot` returns this thread's slot, alive while the
-    // thread's registration is.
-    let s = unsafe { &*slot };
-    let raw = s.raw_nest.get();
-    if raw == 0 {
+/// Hands this thread's slot in the domain numbered `id` back now rather
+/// than at thread exit; `false` (and nothing done) inside a read-side
+/// section.
+pub(crate) fn unregister(id: u64) -> bool {
+    if nesting_in(id) > 0 {
         return false;
     }
-    s.raw_nest.set(raw - 1);
-    // The guard `raw_enter` forgot, rebuilt on the same thread: dropping it
-    // ends the section exactly as the original would have.
-    drop(ReadGuard {
-        rcu,
-        slot: SlotRef(slot),
-        _not_send: PhantomData,
-    });
-    true
-}
-
-#[cold]
-#[inline(never)]
-fn unbalanced_guard_drop() -> ! {
-    panic!(
-        "rcu-reclaim: a ReadGuard was dropped on a thread with no open read-side section; \
-         its section was already ended when the thread's registration was torn down (a guard \
-         kept in a thread-local that outlives it). Keep guards out of thread-locals"
-    )
-}
-
-/// Hands this thread's slot in `rcu` back now rather than at thread exit;
-/// `false` (and nothing done) inside a read-side section.
-pub(crate) fn unregister(rcu: &Rcu) -> bool {
-    if nesting(rcu) > 0 {
-        return false;
-    }
-    let id = rcu.id();
     let _ = CACHE.try_with(|c| {
         if c.domain_id.get() == id {
             c.domain_id.set(0);
@@ -451,12 +398,9 @@ pub(crate) fn unregister(rcu: &Rcu) -> bool {
     true
 }
 
-/// This thread's slot in `rcu`, or null if it is not registered there.
-pub(crate) fn own_slot(rcu: &Rcu) -> *const Slot {
-    own_slot_in(rcu.id())
-}
-
-fn own_slot_in(id: u64) -> *const Slot {
+/// This thread's slot in the domain numbered `id`, or null if it is not
+/// registered there.
+pub(crate) fn own_slot_in(id: u64) -> *const Slot {
     REGISTRATIONS
         .try_with(|regs| {
             regs.list
@@ -468,141 +412,60 @@ fn own_slot_in(id: u64) -> *const Slot {
         .unwrap_or(ptr::null())
 }
 
-/// A read-side critical section of an [`Rcu`] domain.
-///
-/// Created by [`Rcu::read_lock`]; the section ends when the guard is dropped.
-/// While any guard of a domain is alive on a thread, no grace period of that
-/// domain that started after the guard was taken can complete, so objects read
-/// through [`RcuCell::load`](crate::RcuCell::load) stay valid.
-///
-/// Guards nest and are `!Send`: a section begins and ends on one thread.
-///
-/// ```
-/// use rcu_reclaim::Rcu;
-/// let rcu = Rcu::global();
-/// let outer = rcu.read_lock();
-/// let inner = rcu.read_lock(); // nesting is allowed and cheap
-/// assert!(rcu.in_read_section());
-/// drop(inner);
-/// drop(outer);
-/// assert!(!rcu.in_read_section());
-/// ```
-///
-/// A guard cannot leave its thread (a section begins and ends on one
-/// thread):
-///
-/// ```compile_fail,E0277
-/// let guard = rcu_reclaim::Rcu::global().read_lock();
-/// std::thread::spawn(move || drop(guard)); // error: `ReadGuard` is not `Send`
-/// ```
-#[must_use = "the read-side section ends when the guard is dropped"]
-pub struct ReadGuard<'a> {
-    rcu: &'a Rcu,
-    slot: SlotRef,
-    _not_send: PhantomData<SectionStaysOnItsThread>,
+/// Enters a section on `slot` (this thread's): the outermost one snapshots
+/// the domain's reader counter `gp_ctr`, then the flavor's fence.
+#[inline]
+pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, flavor: Flavor) {
+    let n = slot.nest.get();
+    if n == 0 {
+        let ctr = gp_ctr.load(Ordering::Relaxed);
+        slot.ctr.store(ctr, Ordering::Relaxed);
+        match flavor {
+            // The writer's membarrier() turns this into a full fence.
+            Flavor::Memb => compiler_fence(Ordering::SeqCst),
+            Flavor::Mb => fence(Ordering::SeqCst),
+        }
+    }
+    // 64 bits cannot wrap (see `Slot::nest`).
+    slot.nest.set(n + 1);
 }
 
-/// This thread's slot, as a guard holds it. `Send`/`Sync` on its own so that
-/// the compiler's "cannot be sent between threads" error for a guard names
-/// [`SectionStaysOnItsThread`], not a raw pointer.
-#[derive(Clone, Copy)]
-struct SlotRef(*const Slot);
-
-// SAFETY: a `SlotRef` is only ever inside a `ReadGuard`, which is neither
-// `Send` nor `Sync` (`SectionStaysOnItsThread`): it is dereferenced only on
-// the thread that owns the slot.
-unsafe impl Send for SlotRef {}
-// SAFETY: as above.
-unsafe impl Sync for SlotRef {}
-
-impl std::ops::Deref for SlotRef {
-    type Target = *const Slot;
-    fn deref(&self) -> &*const Slot {
-        &self.0
+/// Leaves a section on `slot` (this thread's, inside a section): the
+/// outermost one clears the snapshot and wakes a parked writer.
+#[inline]
+pub(crate) fn section_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
+    // Never 0 here: the count is at least the number of live sections on
+    // this thread, because raw unlocks end only raw sections (`raw_nest`),
+    // `unregister_thread` refuses inside a section, and a slot whose thread
+    // exits inside a section is abandoned with its count intact
+    // (tests/soundness.rs covers each). Debug builds check it; release
+    // builds keep the read path free of the branch (it cost 1–5
+    // instructions per pair under callgrind).
+    let n = slot.nest.get();
+    if cfg!(debug_assertions) && n == 0 {
+        unbalanced_exit();
+    }
+    let n = n.wrapping_sub(1);
+    slot.nest.set(n);
+    if n == 0 {
+        // Release: the section's loads happen before a writer that sees 0.
+        slot.ctr.store(0, Ordering::Release);
+        match flavor {
+            // A parked writer issues membarrier() after raising `waiter`,
+            // so this compiler fence cannot miss its flag.
+            Flavor::Memb => compiler_fence(Ordering::SeqCst),
+            Flavor::Mb => fence(Ordering::SeqCst),
+        }
+        registry.wake_writer();
     }
 }
 
-/// Why a [`ReadGuard`] is neither `Send` nor `Sync`: a read-side section
-/// begins and ends on one thread (the error for sending a guard names this
-/// type).
-#[allow(dead_code)]
-struct SectionStaysOnItsThread(*mut ());
-
-impl<'a> ReadGuard<'a> {
-    #[inline]
-    pub(crate) fn enter(rcu: &'a Rcu) -> Self {
-        let slot = current_slot(rcu);
-        // SAFETY: `current_slot` returns this thread's slot, kept alive by the
-        // thread's registration for as long as the thread runs; the guard is
-        // `!Send`, so it is dropped on this thread.
-        let s = unsafe { &*slot };
-        let n = s.nest.get();
-        if n == 0 {
-            let ctr = rcu.registry().gp_ctr.load(Ordering::Relaxed);
-            s.ctr.store(ctr, Ordering::Relaxed);
-            match rcu.flavor() {
-                // The writer's membarrier() turns this into a full fence.
-                Flavor::Memb => compiler_fence(Ordering::SeqCst),
-                Flavor::Mb => fence(Ordering::SeqCst),
-            }
-        }
-        // 64 bits cannot wrap (see `Slot::nest`).
-        s.nest.set(n + 1);
-        ReadGuard {
-            rcu,
-            slot: SlotRef(slot),
-            _not_send: PhantomData,
-        }
-    }
-
-    /// The domain this section belongs to.
-    ///
-    /// ```
-    /// use rcu_reclaim::Rcu;
-    /// let guard = Rcu::global().read_lock();
-    /// assert_eq!(guard.domain().id(), Rcu::global().id());
-    /// ```
-    pub fn domain(&self) -> &'a Rcu {
-        self.rcu
-    }
-}
-
-impl Drop for ReadGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: see `enter`; the guard never left this thread.
-        let s = unsafe { &**self.slot };
-        // Never 0 here: the count is at least the number of live guards on
-        // this thread, because raw unlocks end only raw sections
-        // (`raw_nest`), `unregister_thread` refuses inside a section, and a
-        // slot whose thread exits inside a section is abandoned with its
-        // count intact (tests/soundness.rs covers each). Debug builds check
-        // it; release builds keep the read path free of the branch (it cost
-        // 1–5 instructions per pair under callgrind).
-        let n = s.nest.get();
-        if cfg!(debug_assertions) && n == 0 {
-            unbalanced_guard_drop();
-        }
-        let n = n.wrapping_sub(1);
-        s.nest.set(n);
-        if n == 0 {
-            // Release: the section's loads happen before a writer that sees 0.
-            s.ctr.store(0, Ordering::Release);
-            match self.rcu.flavor() {
-                // A parked writer issues membarrier() after raising `waiter`,
-                // so this compiler fence cannot miss its flag.
-                Flavor::Memb => compiler_fence(Ordering::SeqCst),
-                Flavor::Mb => fence(Ordering::SeqCst),
-            }
-            self.rcu.registry().wake_writer();
-        }
-    }
-}
-
-impl std::fmt::Debug for ReadGuard<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadGuard")
-            .field("domain", &self.rcu.id())
-            .finish_non_exhaustive()
-    }
+#[cold]
+#[inline(never)]
+fn unbalanced_exit() -> ! {
+    panic!(
+        "rcu-reclaim: a ReadGuard was dropped on a thread with no open read-side section; \
+         its section was already ended when the thread's registration was torn down (a guard \
+         kept in a thread-local that outlives it). Keep guards out of thread-locals"
+    )
 }

@@ -6,7 +6,6 @@ use std::cell::Cell;
 use super::{bump_relaxed, drop_box, in_callback};
 use crate::clock::epoch_ms;
 use crate::domain::Rcu;
-use crate::reader::current_slot;
 
 /// Bytes a value keeps alive, for backlog accounting of deferred drops:
 /// the value itself plus what it owns on the heap.
@@ -259,7 +258,7 @@ impl Rcu {
         bytes: usize,
     ) -> Result<(), Box<T>> {
         let inner = self.inner();
-        let slot = current_slot(self);
+        let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's slot, alive while the
         // thread is registered (for as long as this call runs).
         let local = unsafe { &(*slot).local };
@@ -335,7 +334,7 @@ impl Rcu {
     /// one, else what its own shrinkers just queued would stay behind.
     pub(crate) fn flush_own_page(&self) {
         let inner = self.inner();
-        let slot = current_slot(self);
+        let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's slot, alive while the
         // thread is registered (for as long as this call runs).
         let local = unsafe { &(*slot).local };

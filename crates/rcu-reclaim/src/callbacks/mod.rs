@@ -22,7 +22,7 @@
 //!   everything queued, and runs what is ready itself.
 
 mod api;
-mod bulk;
+pub(crate) mod bulk;
 #[cfg(not(loom))]
 mod fork;
 mod segcblist;

@@ -1,0 +1,166 @@
+//! `ReadGuard`: a read-side section of a domain, on top of the reader
+//! registry's section primitives; and the guard-less raw sections of the C
+//! ABI, counted apart from guards.
+
+use std::marker::PhantomData;
+
+use crate::domain::Rcu;
+use crate::reader::{self, Slot};
+
+impl Rcu {
+    /// Enters a read-side critical section, which lasts until the guard drops.
+    ///
+    /// The outermost call costs a load and a store (memb flavor) or a store
+    /// and a fence (mb flavor); nested calls only count. The calling thread is
+    /// registered on its first call and unregistered when it exits.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let guard = rcu.read_lock();
+    /// assert!(rcu.in_read_section());
+    /// drop(guard);
+    /// ```
+    #[inline]
+    pub fn read_lock(&self) -> ReadGuard<'_> {
+        ReadGuard::enter(self)
+    }
+}
+
+/// Enters a read-side section without a guard (see `Rcu::read_lock_raw`).
+#[inline]
+pub(crate) fn raw_enter(rcu: &Rcu) {
+    let guard = ReadGuard::enter(rcu);
+    // SAFETY: the guard's slot is this thread's, alive while its
+    // registration is (at least as long as the guard).
+    let s = unsafe { &**guard.slot };
+    s.raw_nest.set(s.raw_nest.get() + 1);
+    std::mem::forget(guard);
+}
+
+/// Leaves a section entered with `raw_enter`; `false` (and nothing done) if
+/// the thread has no raw section open in `rcu`. A guard's section is never
+/// ended here: raw sections are counted apart from guards.
+#[inline]
+pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
+    let slot = rcu.current_slot();
+    // SAFETY: `current_slot` returns this thread's slot, alive while the
+    // thread's registration is.
+    let s = unsafe { &*slot };
+    let raw = s.raw_nest.get();
+    if raw == 0 {
+        return false;
+    }
+    s.raw_nest.set(raw - 1);
+    // The guard `raw_enter` forgot, rebuilt on the same thread: dropping it
+    // ends the section exactly as the original would have.
+    drop(ReadGuard {
+        rcu,
+        slot: SlotRef(slot),
+        _not_send: PhantomData,
+    });
+    true
+}
+
+/// A read-side critical section of an [`Rcu`] domain.
+///
+/// Created by [`Rcu::read_lock`]; the section ends when the guard is dropped.
+/// While any guard of a domain is alive on a thread, no grace period of that
+/// domain that started after the guard was taken can complete, so objects read
+/// through [`RcuCell::load`](crate::RcuCell::load) stay valid.
+///
+/// Guards nest and are `!Send`: a section begins and ends on one thread.
+///
+/// ```
+/// use rcu_reclaim::Rcu;
+/// let rcu = Rcu::global();
+/// let outer = rcu.read_lock();
+/// let inner = rcu.read_lock(); // nesting is allowed and cheap
+/// assert!(rcu.in_read_section());
+/// drop(inner);
+/// drop(outer);
+/// assert!(!rcu.in_read_section());
+/// ```
+///
+/// A guard cannot leave its thread (a section begins and ends on one
+/// thread):
+///
+/// ```compile_fail,E0277
+/// let guard = rcu_reclaim::Rcu::global().read_lock();
+/// std::thread::spawn(move || drop(guard)); // error: `ReadGuard` is not `Send`
+/// ```
+#[must_use = "the read-side section ends when the guard is dropped"]
+pub struct ReadGuard<'a> {
+    rcu: &'a Rcu,
+    slot: SlotRef,
+    _not_send: PhantomData<SectionStaysOnItsThread>,
+}
+
+/// This thread's slot, as a guard holds it. `Send`/`Sync` on its own so that
+/// the compiler's "cannot be sent between threads" error for a guard names
+/// [`SectionStaysOnItsThread`], not a raw pointer.
+#[derive(Clone, Copy)]
+struct SlotRef(*const Slot);
+
+// SAFETY: a `SlotRef` is only ever inside a `ReadGuard`, which is neither
+// `Send` nor `Sync` (`SectionStaysOnItsThread`): it is dereferenced only on
+// the thread that owns the slot.
+unsafe impl Send for SlotRef {}
+// SAFETY: as above.
+unsafe impl Sync for SlotRef {}
+
+impl std::ops::Deref for SlotRef {
+    type Target = *const Slot;
+    fn deref(&self) -> &*const Slot {
+        &self.0
+    }
+}
+
+/// Why a [`ReadGuard`] is neither `Send` nor `Sync`: a read-side section
+/// begins and ends on one thread (the error for sending a guard names this
+/// type).
+#[allow(dead_code)]
+struct SectionStaysOnItsThread(*mut ());
+
+impl<'a> ReadGuard<'a> {
+    #[inline]
+    pub(crate) fn enter(rcu: &'a Rcu) -> Self {
+        let slot = rcu.current_slot();
+        // SAFETY: `current_slot` returns this thread's slot, kept alive by the
+        // thread's registration for as long as the thread runs; the guard is
+        // `!Send`, so it is dropped on this thread.
+        reader::section_enter(unsafe { &*slot }, &rcu.registry().gp_ctr, rcu.flavor());
+        ReadGuard {
+            rcu,
+            slot: SlotRef(slot),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The domain this section belongs to.
+    ///
+    /// ```
+    /// use rcu_reclaim::Rcu;
+    /// let guard = Rcu::global().read_lock();
+    /// assert_eq!(guard.domain().id(), Rcu::global().id());
+    /// ```
+    pub fn domain(&self) -> &'a Rcu {
+        self.rcu
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: see `enter`; the guard never left this thread.
+        let s = unsafe { &**self.slot };
+        reader::section_exit(s, self.rcu.registry(), self.rcu.flavor());
+    }
+}
+
+impl std::fmt::Debug for ReadGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGuard")
+            .field("domain", &self.rcu.id())
+            .finish_non_exhaustive()
+    }
+}
