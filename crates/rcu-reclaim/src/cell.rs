@@ -8,9 +8,9 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 
 use crate::domain::Rcu;
-use crate::gp::Cookie;
 use crate::guard::ReadGuard;
 use crate::sync::AtomicPtr;
+use crate::synchronize::Cookie;
 
 /// An RCU-protected, optionally empty, heap value.
 ///

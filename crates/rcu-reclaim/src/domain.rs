@@ -424,6 +424,9 @@ pub(crate) struct Inner {
     pub(crate) registry: Arc<Registry>,
     pub(crate) gp: GracePeriods,
     pub(crate) callbacks: Callbacks,
+    /// The grace-period thread behind `start_poll` and the callbacks.
+    #[cfg(not(loom))]
+    pub(crate) kthread: crate::gp_thread::GpThread,
 }
 
 impl Inner {
@@ -431,12 +434,25 @@ impl Inner {
     /// stops the domain's threads. Called when the last user handle goes:
     /// no thread can queue more.
     fn shut_down(&self) {
-        while !self.callbacks.is_idle(self) {
-            self.callbacks.barrier(self);
+        while !self.callbacks.is_idle(&self.gp) {
+            self.callbacks.barrier(&self.gp);
         }
-        self.gp.shutdown();
+        #[cfg(not(loom))]
+        self.kthread.shutdown();
         self.callbacks.workers.shutdown();
         self.registry.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+impl crate::callbacks::EngineHost for Inner {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn gp(&self) -> &GracePeriods {
+        &self.gp
+    }
+    fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
     }
 }
 
@@ -558,9 +574,11 @@ impl Rcu {
                     config.page_allocator.clone(),
                     config.panic_hook.clone(),
                 ),
+                gp: GracePeriods::new(id, registry.clone(), config.stall_timeout),
                 config,
                 registry,
-                gp: GracePeriods::new(),
+                #[cfg(not(loom))]
+                kthread: crate::gp_thread::GpThread::new(),
             }),
         })
     }

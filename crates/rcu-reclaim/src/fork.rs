@@ -82,7 +82,7 @@ impl Rcu {
             );
         }
         let inner = self.inner();
-        inner.gp.kthread.pause();
+        inner.kthread.pause();
         inner.callbacks.workers.pause();
         // This thread's own bulk-page buffer is held across the fork too: a
         // stealer holding it at the fork would leave it locked for ever in
@@ -141,12 +141,12 @@ impl ForkGuard<'_> {
         if let Some(engine) = self.engine.as_mut() {
             reset_in_child(rcu, &mut engine.orphans);
         }
-        inner.gp.kthread.reset_in_child();
+        inner.kthread.reset_in_child();
         inner.callbacks.workers.reset_in_child();
         self.release();
         if rcu.pending() > 0 {
             inner.callbacks.workers.ensure_started(inner);
-            inner.gp.kthread.kick(inner);
+            inner.kthread.kick(inner);
         }
     }
 
@@ -155,7 +155,7 @@ impl ForkGuard<'_> {
         self.engine = None;
         let inner = self.rcu.inner();
         inner.callbacks.workers.resume();
-        inner.gp.kthread.resume();
+        inner.kthread.resume();
     }
 }
 

@@ -1,4 +1,6 @@
-//! Grace periods: the sequence, `synchronize`, expedited and polled waits.
+//! Grace periods: the sequence and the waits for readers (normal, which
+//! parks, and expedited). The public `synchronize` family is in
+//! `synchronize.rs`.
 //!
 //! The sequence `seq` follows the kernel's `rcu_seq`: the low two bits say
 //! whether a grace period is in progress, the rest count completed ones. A
@@ -18,12 +20,9 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::domain::{Inner, Rcu};
 use crate::flavor::writer_barrier;
 use crate::reader::{Registry, Slot};
-use crate::sync::{fence, lock, thread, AtomicU64, Mutex};
+use crate::sync::{fence, lock, thread, Arc, AtomicU64, Mutex};
 
 const SEQ_STATE_MASK: u64 = 3;
 
@@ -36,46 +35,6 @@ const YIELD_ROUNDS: u32 = 20;
 /// every yield: on an oversubscribed CPU one yield can take a whole time
 /// slice, and 1024 of them outlasted the stalls they were meant to catch.
 const STALL_CHECK_YIELDS: u32 = 1024;
-
-/// A snapshot of a domain's grace-period sequence, from [`Rcu::get_state`] or
-/// [`Rcu::start_poll`]: [`Rcu::poll`] says whether a full grace period has
-/// elapsed since it was taken.
-///
-/// ```
-/// use rcu_reclaim::{Cookie, Rcu};
-/// let rcu = Rcu::global();
-/// assert!(rcu.poll(&Cookie::completed()));
-/// let cookie = rcu.get_state();
-/// rcu.synchronize();
-/// assert!(rcu.poll(&cookie));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct Cookie {
-    seq: u64,
-    domain: u64,
-}
-
-impl Cookie {
-    /// A cookie that every domain reports as completed (the kernel's
-    /// `get_completed_synchronize_rcu()`), for "nothing to wait for".
-    ///
-    /// ```
-    /// use rcu_reclaim::{Cookie, Rcu};
-    /// Rcu::global().cond_synchronize(Cookie::completed()); // returns at once
-    /// ```
-    pub const fn completed() -> Cookie {
-        Cookie { seq: 0, domain: 0 }
-    }
-
-    /// The grace-period sequence value this cookie waits for.
-    ///
-    /// ```
-    /// assert_eq!(rcu_reclaim::Cookie::completed().seq(), 0);
-    /// ```
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitMode {
@@ -98,28 +57,36 @@ pub(crate) struct GpCounters {
     pub(crate) poll_requests: StdAtomicU64,
 }
 
-fn bump(c: &StdAtomicU64) {
+pub(crate) fn bump(c: &StdAtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Grace-period state of one domain.
+/// Grace-period state of one domain, and the readers it waits for.
 pub(crate) struct GracePeriods {
     seq: AtomicU64,
     gp_lock: Mutex<()>,
     pub(crate) counters: GpCounters,
-    #[cfg(not(loom))]
-    pub(crate) kthread: crate::gp_thread::GpThread,
+    /// The domain's number, for stall reports.
+    id: u64,
+    registry: Arc<Registry>,
+    stall_timeout: Duration,
 }
 
 impl GracePeriods {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(id: u64, registry: Arc<Registry>, stall_timeout: Duration) -> Self {
         GracePeriods {
             seq: AtomicU64::new(0),
             gp_lock: Mutex::new(()),
             counters: GpCounters::default(),
-            #[cfg(not(loom))]
-            kthread: crate::gp_thread::GpThread::new(),
+            id,
+            registry,
+            stall_timeout,
         }
+    }
+
+    /// The readers this domain's grace periods wait for.
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     pub(crate) fn seq(&self) -> u64 {
@@ -127,11 +94,16 @@ impl GracePeriods {
     }
 
     /// The `seq` value that proves a full grace period after this call.
-    fn snapshot(&self) -> u64 {
+    pub(crate) fn snapshot(&self) -> u64 {
         // Orders the caller's earlier unlinks before reading the sequence: a
         // grace period that had not started by now will see them.
         fence(Ordering::SeqCst);
         (self.seq.load(Ordering::Acquire) + 2 * SEQ_STATE_MASK + 1) & !SEQ_STATE_MASK
+    }
+
+    /// Grace periods completed so far (the sequence without its state bits).
+    pub(crate) fn completed(&self) -> u64 {
+        self.seq() >> 2
     }
 
     pub(crate) fn done(&self, target: u64) -> bool {
@@ -140,173 +112,19 @@ impl GracePeriods {
 
     /// Holds off every grace period (across `fork()`).
     #[cfg(not(loom))]
-    #[cfg(not(loom))]
     pub(crate) fn lock_gp_for_fork(&self) -> crate::sync::ForkHeld<'_, ()> {
         crate::sync::lock_for_fork(&self.gp_lock)
     }
-
-    pub(crate) fn shutdown(&self) {
-        #[cfg(not(loom))]
-        self.kthread.shutdown();
-    }
 }
 
-impl Rcu {
-    /// Waits until every read-side section of this domain that began before
-    /// the call has ended. Concurrent callers share grace periods.
-    ///
-    /// The wait spins briefly, then yields, then parks until a reader leaving
-    /// its section wakes it.
-    ///
-    /// # Panics
-    /// Inside a read-side section of this domain (it would wait for itself).
-    ///
-    /// ```
-    /// use rcu_reclaim::{Rcu, RcuCell};
-    /// let cell = RcuCell::new(1u64);
-    /// let old = cell.replace(Box::new(2));
-    /// Rcu::global().synchronize();
-    /// drop(old);
-    /// ```
-    #[track_caller]
-    pub fn synchronize(&self) {
-        self.assert_not_in_section("synchronize()");
-        bump(&self.inner().gp.counters.synchronize_calls);
-        let target = self.inner().gp.snapshot();
-        self.wait_for_seq(target, WaitMode::Normal);
-    }
-
-    /// As [`synchronize`](Rcu::synchronize), for the shortest latency: the
-    /// waiter spins and yields but never parks.
-    ///
-    /// # Panics
-    /// Inside a read-side section of this domain.
-    ///
-    /// ```
-    /// let rcu = rcu_reclaim::Rcu::global();
-    /// let before = rcu.stats().gp_completed;
-    /// rcu.synchronize_expedited();
-    /// assert!(rcu.stats().gp_completed > before);
-    /// ```
-    #[track_caller]
-    pub fn synchronize_expedited(&self) {
-        self.assert_not_in_section("synchronize_expedited()");
-        bump(&self.inner().gp.counters.expedited_calls);
-        let target = self.inner().gp.snapshot();
-        self.wait_for_seq(target, WaitMode::Expedited);
-    }
-
-    /// A cookie for the current state: once [`poll`](Rcu::poll) returns
-    /// `true` for it, a full grace period has elapsed since this call.
-    /// Starts nothing; pair it with [`start_poll`](Rcu::start_poll) or a
-    /// later `synchronize`.
-    ///
-    /// ```
-    /// let rcu = rcu_reclaim::Rcu::global();
-    /// let c = rcu.get_state();
-    /// rcu.cond_synchronize(c);
-    /// assert!(rcu.poll(&c));
-    /// ```
-    pub fn get_state(&self) -> Cookie {
-        Cookie {
-            seq: self.inner().gp.snapshot(),
-            domain: self.id(),
-        }
-    }
-
-    /// As [`get_state`](Rcu::get_state), and makes sure a grace period that
-    /// completes the cookie will run without anyone calling `synchronize`
-    /// (the domain's grace-period thread runs it). Never blocks; usable inside
-    /// a read-side section.
-    ///
-    /// ```
-    /// let rcu = rcu_reclaim::Rcu::global();
-    /// let c = rcu.start_poll();
-    /// while !rcu.poll(&c) {
-    ///     std::thread::yield_now();
-    /// }
-    /// ```
-    pub fn start_poll(&self) -> Cookie {
-        let cookie = self.get_state();
-        if !self.poll(&cookie) {
-            bump(&self.inner().gp.counters.poll_requests);
-            #[cfg(not(loom))]
-            self.inner().gp.kthread.request(self.inner(), cookie.seq);
-        }
-        cookie
-    }
-
-    /// Whether a full grace period has elapsed since `cookie` was taken.
-    /// Never blocks.
-    ///
-    /// # Panics
-    /// If `cookie` came from another domain.
-    ///
-    /// ```
-    /// let rcu = rcu_reclaim::Rcu::global();
-    /// let c = rcu.get_state();
-    /// assert!(!rcu.poll(&c)); // nothing has run a grace period yet
-    /// rcu.synchronize();
-    /// assert!(rcu.poll(&c));
-    /// ```
-    #[track_caller]
-    pub fn poll(&self, cookie: &Cookie) -> bool {
-        self.check_cookie(cookie);
-        self.inner().gp.done(cookie.seq)
-    }
-
-    /// Waits for a grace period only if none has elapsed since `cookie`.
-    ///
-    /// # Panics
-    /// Inside a read-side section of this domain while the cookie is not
-    /// complete, or if `cookie` came from another domain.
-    ///
-    /// ```
-    /// let rcu = rcu_reclaim::Rcu::global();
-    /// let c = rcu.get_state();
-    /// rcu.synchronize();
-    /// rcu.cond_synchronize(c); // returns at once: a grace period already passed
-    /// ```
-    #[track_caller]
-    pub fn cond_synchronize(&self, cookie: Cookie) {
-        if self.poll(&cookie) {
-            return;
-        }
-        self.assert_not_in_section("cond_synchronize()");
-        bump(&self.inner().gp.counters.synchronize_calls);
-        self.wait_for_seq(cookie.seq, WaitMode::Normal);
-    }
-
-    #[track_caller]
-    fn check_cookie(&self, cookie: &Cookie) {
-        if cookie.domain != 0 && cookie.domain != self.id() {
-            panic!(
-                "rcu-reclaim: a Cookie of domain {} was passed to domain {}; poll a cookie on the \
-                 Rcu that issued it",
-                cookie.domain,
-                self.id()
-            );
-        }
-    }
-
-    fn wait_for_seq(&self, target: u64, mode: WaitMode) {
-        self.inner().wait_for_seq(target, mode);
-    }
-}
-
-impl Inner {
-    /// A grace-period snapshot (see `GracePeriods::snapshot`).
-    pub(crate) fn gp_snapshot(&self) -> u64 {
-        self.gp.snapshot()
-    }
-
+impl GracePeriods {
     /// Runs grace periods until the sequence reaches `target`.
     pub(crate) fn wait_for_seq_normal(&self, target: u64) {
         self.wait_for_seq(target, WaitMode::Normal);
     }
 
     pub(crate) fn wait_for_seq(&self, target: u64, mode: WaitMode) {
-        let gp = &self.gp;
+        let gp = self;
         if gp.done(target) {
             bump(&gp.counters.shared);
             return;
@@ -323,7 +141,7 @@ impl Inner {
 
     /// One grace period. Called with `gp_lock` held.
     fn run_grace_period(&self, mode: WaitMode) {
-        let gp = &self.gp;
+        let gp = self;
         let registry = &*self.registry;
         let start = gp.seq.load(Ordering::Relaxed);
         gp.seq.store(start + 1, Ordering::Relaxed);
@@ -388,14 +206,14 @@ impl Inner {
             registry.waiter.store(0, Ordering::Relaxed);
             return;
         }
-        bump(&self.gp.counters.writer_parks);
+        bump(&self.counters.writer_parks);
         crate::sys::futex_wait(&registry.waiter, -1, timeout);
     }
 
     /// Reports `slot` once if it has held up the grace period past the stall
     /// timeout; returns how long to park before checking again.
     fn check_stall(&self, slot: &Slot, started: Instant) -> Duration {
-        let limit = self.config.stall_timeout_value();
+        let limit = self.stall_timeout;
         let waited = started.elapsed();
         if waited < limit {
             return limit - waited;
@@ -403,7 +221,7 @@ impl Inner {
         let section = slot.ctr.load(Ordering::Relaxed);
         if section != 0 && slot.stall_reported.swap(section, Ordering::Relaxed) != section {
             let owner = lock(&slot.owner).clone();
-            bump(&self.gp.counters.stalls_reported);
+            bump(&self.counters.stalls_reported);
             let msg = format!(
                 "rcu-reclaim: reader stall: thread '{}' (tid {}) has held up a grace period of \
                  domain {} for {:?}, longer than the stall timeout {:?}; a read-side section must \

@@ -7,8 +7,8 @@
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 
+use crate::callbacks::EngineHost;
 use crate::clock::epoch_ms;
-use crate::domain::Inner;
 use crate::sync::lock_std as lock;
 use crate::wake_promise::WakePromise;
 
@@ -51,23 +51,23 @@ impl GpThread {
     }
 
     /// Asks for grace periods until the sequence reaches `target`.
-    pub(crate) fn request(&self, inner: &Arc<Inner>, target: u64) {
+    pub(crate) fn request<H: EngineHost>(&self, inner: &Arc<H>, target: u64) {
         let mut st = lock(&self.shared.state);
         st.requested = st.requested.max(target);
         self.wake_locked(st, inner, Some(target));
     }
 
     /// Asks the thread to look at the callback queues now.
-    pub(crate) fn kick(&self, inner: &Arc<Inner>) {
+    pub(crate) fn kick<H: EngineHost>(&self, inner: &Arc<H>) {
         let mut st = lock(&self.shared.state);
         st.kicked = true;
         self.wake_locked(st, inner, None);
     }
 
-    fn wake_locked(
+    fn wake_locked<H: EngineHost>(
         &self,
         mut st: std::sync::MutexGuard<'_, State>,
-        inner: &Arc<Inner>,
+        inner: &Arc<H>,
         target: Option<u64>,
     ) {
         if st.shutdown || st.pause {
@@ -77,13 +77,13 @@ impl GpThread {
         }
         if st.handle.is_none() {
             let shared = self.shared.clone();
-            let weak = Arc::downgrade(inner);
+            let weak: Weak<dyn EngineHost> = Arc::downgrade(inner) as Weak<H>;
             // Under the state lock (a std lock, unmarked): the spawn's
             // allocations must not enter direct reclaim, which may kick
             // this very thread and take the lock again.
             let spawned = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
                 thread::Builder::new()
-                    .name(format!("rcu-gp-{}", inner.id))
+                    .name(format!("rcu-gp-{}", inner.id()))
                     .spawn(move || run(&shared, &weak))
             });
             match spawned {
@@ -100,8 +100,8 @@ impl GpThread {
                     // Never inside one of the domain's sections: the grace
                     // period would wait for the caller (`start_poll` and
                     // `call` never block).
-                    if let Some(t) = target.filter(|_| crate::reader::nesting_in(inner.id) == 0) {
-                        inner.wait_for_seq_normal(t);
+                    if let Some(t) = target.filter(|_| crate::reader::nesting_in(inner.id()) == 0) {
+                        inner.gp().wait_for_seq_normal(t);
                     }
                     return;
                 }
@@ -171,7 +171,7 @@ impl GpThread {
     }
 }
 
-fn run(shared: &Shared, domain: &Weak<Inner>) {
+fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
     // The grace-period thread never enters direct reclaim (the kernel's
     // kthreads run with PF_MEMALLOC): reclaim may wait for a grace period.
     crate::sync::NO_RECLAIM.with(|c| c.set(true));
@@ -197,18 +197,19 @@ fn run(shared: &Shared, domain: &Weak<Inner>) {
             return;
         };
         shared.promise.clear_before_look();
-        let plan = inner.callbacks.plan(&inner);
-        let poll_target = (!inner.gp.done(requested)).then_some(requested);
+        let (gp, cbs) = (inner.gp(), inner.callbacks());
+        let plan = cbs.plan(gp);
+        let poll_target = (!gp.done(requested)).then_some(requested);
         if let Some(target) = plan.target.max(poll_target) {
             // Promise to look again right after this grace period.
             shared.promise.promise(epoch_ms() as u64);
-            inner.wait_for_seq(target, plan.mode);
-            inner.callbacks.after_gp(&inner);
+            gp.wait_for_seq(target, plan.mode);
+            cbs.after_gp(gp);
             continue;
         }
         // Entries whose grace period already elapsed (a page sealed with a
         // cookie another grace period completed) need only a worker.
-        inner.callbacks.after_gp(&inner);
+        cbs.after_gp(gp);
         // Dropped outside the lock: it may be the last handle, whose drop
         // calls `shutdown`.
         drop(inner);

@@ -69,6 +69,7 @@ mod callbacks;
 mod cell;
 mod clock;
 mod domain;
+mod fast_mode;
 mod flavor;
 #[cfg(not(loom))]
 mod fork;
@@ -84,6 +85,7 @@ mod reclaim;
 mod sources;
 mod stats;
 mod sync;
+mod synchronize;
 mod sys;
 mod topology;
 #[cfg(not(loom))]
@@ -97,7 +99,6 @@ pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
 #[cfg(not(loom))]
 pub use fork::ForkGuard;
-pub use gp::Cookie;
 pub use guard::ReadGuard;
 pub use pressure::{NodeMask, PressureGuard, RunAction, RunReport};
 pub use reclaim::{
@@ -114,6 +115,7 @@ pub use sources::{
     V2_ROOT,
 };
 pub use stats::{ShardStats, Stats};
+pub use synchronize::Cookie;
 pub use topology::{override_current_cpu, Topology};
 
 /// The README's examples, compiled and run as doc tests (the build script

@@ -21,7 +21,7 @@
 //! attempt, "fast mode for 0.1 s on every shrinker call", cost 78–86%).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -29,7 +29,6 @@ use serde::Serialize;
 use crate::callbacks::without_page_allocation;
 use crate::domain::Rcu;
 use crate::gp::WaitMode;
-use crate::sync::{lock, Mutex};
 
 /// The bound on node ids a [`NodeMask`] holds (a mask is a bitmap).
 const MAX_NODE_ID: usize = 1 << 16;
@@ -138,88 +137,6 @@ impl fmt::Debug for NodeMask {
     }
 }
 
-/// Per-domain pressure state.
-pub(crate) struct Pressure {
-    per_node: Box<[AtomicUsize]>,
-    total: AtomicUsize,
-    /// Fast mode lasts until this many grace periods have completed (two
-    /// after the last pressure ended).
-    fast_until_gp: AtomicU64,
-    /// Fast mode as last observed (for enter/exit accounting).
-    fast: AtomicBool,
-    since: Mutex<Option<Instant>>,
-    pub(crate) entries: AtomicU64,
-    pub(crate) exits: AtomicU64,
-    pub(crate) fast_ns: AtomicU64,
-    pub(crate) min_bytes: usize,
-}
-
-impl Pressure {
-    pub(crate) fn new(nodes: usize, min_bytes: usize) -> Self {
-        Pressure {
-            per_node: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
-            total: AtomicUsize::new(0),
-            fast_until_gp: AtomicU64::new(0),
-            fast: AtomicBool::new(false),
-            since: Mutex::new(None),
-            entries: AtomicU64::new(0),
-            exits: AtomicU64::new(0),
-            fast_ns: AtomicU64::new(0),
-            min_bytes,
-        }
-    }
-
-    /// Whether `node` is under pressure now.
-    pub(crate) fn on_node(&self, node: usize) -> bool {
-        self.per_node[node % self.per_node.len()].load(Ordering::Relaxed) > 0
-    }
-
-    pub(crate) fn total(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn count_on(&self, node: usize) -> usize {
-        self.per_node[node % self.per_node.len()].load(Ordering::Relaxed)
-    }
-
-    /// Whether fast mode is in force, given the grace periods completed;
-    /// records entering and leaving.
-    pub(crate) fn observe(&self, completed: u64) -> bool {
-        let fast = self.total() > 0 || completed < self.fast_until_gp.load(Ordering::Relaxed);
-        if fast != self.fast.load(Ordering::Relaxed) {
-            let mut since = lock(&self.since);
-            if fast && !self.fast.swap(true, Ordering::Relaxed) {
-                *since = Some(Instant::now());
-                self.entries.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("rcu-reclaim: memory pressure, entering fast mode");
-            } else if !fast && self.fast.swap(false, Ordering::Relaxed) {
-                let spent = since.take().map_or(Duration::ZERO, |t| t.elapsed());
-                self.fast_ns
-                    .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
-                self.exits.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    fast_ms = spent.as_millis() as u64,
-                    "rcu-reclaim: leaving fast mode"
-                );
-            }
-        }
-        fast
-    }
-
-    /// Holds the fast-mode clock still across `fork()`.
-    #[cfg(not(loom))]
-    #[cfg(not(loom))]
-    pub(crate) fn lock_for_fork(&self) -> crate::sync::ForkHeld<'_, Option<Instant>> {
-        crate::sync::lock_for_fork(&self.since)
-    }
-
-    /// Time spent in fast mode so far, including the current stretch.
-    pub(crate) fn fast_time(&self) -> Duration {
-        let done = Duration::from_nanos(self.fast_ns.load(Ordering::Relaxed));
-        done + lock(&self.since).map_or(Duration::ZERO, |t| t.elapsed())
-    }
-}
-
 /// Ends a pressure signal when dropped (see [`Rcu::pressure_start`]).
 #[must_use = "pressure ends when the guard is dropped"]
 pub struct PressureGuard {
@@ -242,18 +159,10 @@ impl PressureGuard {
 impl Drop for PressureGuard {
     fn drop(&mut self) {
         let inner = self.rcu.inner();
-        let p = &inner.callbacks.pressure;
-        let nodes: Vec<usize> = match self.node {
-            Some(n) => vec![n],
-            None => (0..p.per_node.len()).collect(),
-        };
-        for n in nodes {
-            p.per_node[n].fetch_sub(1, Ordering::Relaxed);
-        }
-        if p.total.fetch_sub(1, Ordering::AcqRel) == 1 {
-            p.fast_until_gp
-                .store((inner.gp.seq() >> 2) + 2, Ordering::Relaxed);
-        }
+        inner
+            .callbacks
+            .pressure
+            .end(self.node, inner.gp.completed());
     }
 }
 
@@ -343,25 +252,12 @@ impl Rcu {
         let inner = self.inner();
         let p = &inner.callbacks.pressure;
         // A node beyond the domain's topology wraps around, as CPUs do.
-        let node = node.map(|n| n % p.per_node.len());
-        match node {
-            Some(n) => {
-                p.per_node[n].fetch_add(1, Ordering::Relaxed);
-            }
-            None => {
-                for c in p.per_node.iter() {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        if p.total.fetch_add(1, Ordering::AcqRel) == 0 {
-            let was_fast = p.fast.load(Ordering::Relaxed);
-            p.observe(inner.gp.seq() >> 2);
-            if !was_fast && inner.callbacks.pending(inner).0 > 0 {
-                // Cancel the lazy delay now, not at the next timer.
-                #[cfg(not(loom))]
-                inner.gp.kthread.kick(inner);
-            }
+        let node = node.map(|n| n % p.nodes());
+        let (first, entered) = p.start(node, inner.gp.completed());
+        if first && entered && inner.callbacks.pending(&inner.gp).0 > 0 {
+            // Cancel the lazy delay now, not at the next timer.
+            #[cfg(not(loom))]
+            inner.kthread.kick(inner);
         }
         PressureGuard {
             rcu: self.clone(),
@@ -414,7 +310,7 @@ impl Rcu {
     /// ```
     pub fn in_fast_mode(&self) -> bool {
         let inner = self.inner();
-        inner.callbacks.pressure.observe(inner.gp.seq() >> 2)
+        inner.callbacks.pressure.observe(inner.gp.completed())
     }
 
     /// Callbacks and deferred drops queued on the shards of the nodes in
@@ -486,7 +382,7 @@ impl Rcu {
             self.flush_own_page();
         }
         let mut before = self.pending_on(mask);
-        let locals = priority == 0 && cbs.has_local_pages(inner);
+        let locals = priority == 0 && cbs.has_local_pages(&inner.gp);
         if before.0 == 0 && !locals {
             // The common case while memory is plentiful: a few loads, no clock.
             return RunReport {
@@ -517,7 +413,7 @@ impl Rcu {
         if action == RunAction::Barrier {
             // Threads' pages land on this thread's shard: run that one too.
             if locals {
-                cbs.flush_locals(inner, None);
+                cbs.flush_locals(&inner.gp, None);
                 let here = cbs.current_shard();
                 if !cpus.contains(&here) {
                     cpus.push(here);
@@ -526,9 +422,9 @@ impl Rcu {
             before = self.pending_on(mask);
         }
         if matches!(action, RunAction::Expedited | RunAction::Barrier) {
-            let target = cbs.request_cpus(inner, &cpus);
+            let target = cbs.request_cpus(&inner.gp, &cpus);
             if let Some(t) = target {
-                inner.wait_for_seq(t, WaitMode::Expedited);
+                inner.gp.wait_for_seq(t, WaitMode::Expedited);
             }
         }
         // Having waited for a grace period, also wait for a worker that is
@@ -538,9 +434,9 @@ impl Rcu {
             cpus.iter()
                 .filter_map(|&c| {
                     if wait_for_workers {
-                        Some(cbs.invoke_ready(inner, c, None))
+                        Some(cbs.invoke_ready(&inner.gp, c, None))
                     } else {
-                        cbs.try_invoke_ready(inner, c)
+                        cbs.try_invoke_ready(&inner.gp, c)
                     }
                 })
                 .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))

@@ -131,12 +131,12 @@ impl Rcu {
         let seq = gp.seq();
         let cbs = &self.inner().callbacks;
         let k = &cbs.counters;
-        let (pending, pending_bytes) = cbs.pending(self.inner());
+        let (pending, pending_bytes) = cbs.pending(gp);
         Stats {
             domain: self.id(),
             flavor: self.flavor(),
             gp_seq: seq,
-            gp_completed: seq >> 2,
+            gp_completed: gp.completed(),
             gp_in_progress: seq & 3 != 0,
             synchronize_calls: get(&c.synchronize_calls),
             expedited_calls: get(&c.expedited_calls),

@@ -128,7 +128,7 @@ impl Rcu {
                     usize::try_from(cbs.params.lazy_delay.as_millis()).unwrap_or(usize::MAX);
                 since_ms.saturating_add(delay)
             };
-            inner.gp.kthread.must_kick_for(due)
+            inner.kthread.must_kick_for(due)
         }
         #[cfg(loom)]
         {
@@ -145,7 +145,7 @@ impl Rcu {
             let inner = self.inner();
             inner.callbacks.workers.ensure_started(inner);
             if kick {
-                inner.gp.kthread.kick(inner);
+                inner.kthread.kick(inner);
             }
         }
         #[cfg(loom)]
@@ -276,7 +276,7 @@ impl Rcu {
             if page.as_ref().is_some_and(|p| p.is_full()) {
                 let full = page.take().expect("checked above");
                 local.reset_counts();
-                kick |= cbs.hand_off(inner, full, cbs.params.retiring_thread_frees);
+                kick |= cbs.hand_off(&inner.gp, full, cbs.params.retiring_thread_frees);
                 handed_off = true;
             }
             if page.is_none() {
@@ -308,7 +308,7 @@ impl Rcu {
         if handed_off && cbs.params.retiring_thread_frees {
             // Opted in: this thread frees its shard's ready pages. Outside
             // the buffer's lock: the drops may defer more.
-            cbs.free_ready_pages(inner, cbs.current_shard(), 2);
+            cbs.free_ready_pages(&inner.gp, cbs.current_shard(), 2);
         }
         if let Some(since) = fresh_since {
             // Let the grace-period thread time this page's lazy flush (at
@@ -324,7 +324,7 @@ impl Rcu {
             && !in_callback()
             && !crate::sync::NO_RECLAIM.with(Cell::get)
         {
-            cbs.throttle_producer(inner, cbs.current_shard());
+            cbs.throttle_producer(&inner.gp, cbs.current_shard());
         }
         Ok(())
     }
@@ -347,7 +347,7 @@ impl Rcu {
         let kick = local.with_page_owner(|page| match page.take() {
             Some(full) => {
                 local.reset_counts();
-                cbs.hand_off(inner, full, false)
+                cbs.hand_off(&inner.gp, full, false)
             }
             None => false,
         });
@@ -379,7 +379,7 @@ impl Rcu {
                  the callback itself. Queue the follow-up work with call() instead"
             );
         }
-        self.inner().callbacks.barrier(self.inner());
+        self.inner().callbacks.barrier(&self.inner().gp);
     }
 
     /// Callbacks and deferred drops queued and not yet run (the seed's
@@ -393,7 +393,7 @@ impl Rcu {
     /// assert_eq!(rcu.pending(), 0);
     /// ```
     pub fn pending(&self) -> usize {
-        self.inner().callbacks.pending(self.inner()).0
+        self.inner().callbacks.pending(&self.inner().gp).0
     }
 
     /// Bytes that queued callbacks and deferred drops will free.
@@ -405,7 +405,7 @@ impl Rcu {
     /// rcu.barrier();
     /// ```
     pub fn pending_bytes(&self) -> usize {
-        self.inner().callbacks.pending(self.inner()).1
+        self.inner().callbacks.pending(&self.inner().gp).1
     }
 
     /// Callbacks and deferred drops queued on `cpu`'s shard (pages still

@@ -1,4 +1,4 @@
-//! The callback engine's locks, held across `fork()` (see `crate::fork`).
+//! The callback engine's locks, held across `fork()` (by `Rcu::prepare_fork`).
 
 use super::{BulkPage, Callbacks, LocalBuffer, ShardState};
 use crate::sync::{lock_for_fork, ForkHeld, LockedAll};

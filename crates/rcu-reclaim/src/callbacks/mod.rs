@@ -43,12 +43,11 @@ pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage, LocalBuffer};
 pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
 #[cfg(not(loom))]
 pub(crate) use fork::EngineLocks;
-use segcblist::SegCbList;
+use segcblist::{Entry, SegCbList};
 pub(crate) use worker::Workers;
 
-use crate::domain::Inner;
-use crate::gp::WaitMode;
-use crate::pressure::Pressure;
+use crate::fast_mode::Pressure;
+use crate::gp::{GracePeriods, WaitMode};
 use std::sync::Arc;
 
 use crate::sync::{lock, try_lock, Mutex};
@@ -57,29 +56,17 @@ use crate::topology::Topology;
 /// Empty pages kept per shard so the fast path never allocates (kernel: 5).
 const SPARE_PAGES: usize = 64;
 
-/// One queued callback.
-pub(crate) struct Entry {
-    f: Box<dyn FnOnce() + Send>,
-    bytes: usize,
-}
-
-impl Entry {
-    pub(crate) fn call(f: Box<dyn FnOnce() + Send>, bytes: usize) -> Entry {
-        Entry { f, bytes }
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        1
-    }
-
-    pub(crate) fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    #[cfg(test)]
-    pub(crate) fn invoke_for_test(self) {
-        (self.f)();
-    }
+/// The domain as the engine's threads see it: its number, its grace
+/// periods and its engine. The workers and the grace-period thread hold it
+/// weakly (`Weak<dyn EngineHost>`), so the engine never names the domain's
+/// own type; the domain's inner state implements it.
+pub(crate) trait EngineHost: Send + Sync + 'static {
+    /// The domain's number.
+    fn id(&self) -> u64;
+    /// Its grace periods.
+    fn gp(&self) -> &GracePeriods;
+    /// Its callback engine.
+    fn callbacks(&self) -> &Callbacks;
 }
 
 /// Tuning of the callback engine (set through [`Config`](crate::Config)).
@@ -346,12 +333,12 @@ impl Callbacks {
     /// current shard. `producer`: the page's own thread, which frees the
     /// shard's ready pages after this (see `Params::producer_window`). Returns
     /// whether to kick the grace-period thread.
-    pub(crate) fn hand_off(&self, inner: &Inner, mut page: BulkPage, producer: bool) -> bool {
+    pub(crate) fn hand_off(&self, gp: &GracePeriods, mut page: BulkPage, producer: bool) -> bool {
         if page.len() == 0 {
             self.recycle(self.current_shard(), page);
             return false;
         }
-        page.cookie = inner.gp_snapshot();
+        page.cookie = gp.snapshot();
         add(&self.counters.deferred_drops, page.len());
         let shard = &self.shards[self.current_shard()];
         let mut st = lock(&shard.state);
@@ -400,7 +387,7 @@ impl Callbacks {
     /// returns whether to kick, and when the next younger page comes due.
     pub(crate) fn flush_locals(
         &self,
-        inner: &Inner,
+        gp: &GracePeriods,
         older_than: Option<Duration>,
     ) -> (bool, Option<Duration>) {
         let mut kick = false;
@@ -408,8 +395,8 @@ impl Callbacks {
         let now_ms = epoch_ms();
         let min_age =
             older_than.map_or(0, |d| usize::try_from(d.as_millis()).unwrap_or(usize::MAX));
-        let flavor = inner.registry.flavor;
-        inner.registry.for_each_slot(|slot| {
+        let flavor = gp.registry().flavor;
+        gp.registry().for_each_slot(|slot| {
             let local = &slot.local;
             if slot.abandoned.load(Ordering::Relaxed) {
                 // Its thread is gone and its page was handed on, or (in a
@@ -441,7 +428,7 @@ impl Callbacks {
                         if older_than.is_some() {
                             add(&self.counters.lazy_flushes, 1);
                         }
-                        kick |= self.hand_off(inner, page, false);
+                        kick |= self.hand_off(gp, page, false);
                     }
                 },
             );
@@ -450,22 +437,22 @@ impl Callbacks {
             // After the slots: a thread exiting meanwhile moves its page
             // here under its buffer's lock, which the walk above waited for.
             // Held while handing off, so `barrier` never misses a page in transit.
-            let mut orphans = lock(&inner.registry.orphans);
+            let mut orphans = lock(&gp.registry().orphans);
             for page in orphans.drain(..) {
-                kick |= self.hand_off(inner, page, false);
+                kick |= self.hand_off(gp, page, false);
             }
         }
         (kick, next_due.map(|ms| Duration::from_millis(ms as u64)))
     }
 
     /// Objects buffered in threads' pages, and their bytes.
-    fn local_totals(&self, inner: &Inner) -> (usize, usize) {
+    fn local_totals(&self, gp: &GracePeriods) -> (usize, usize) {
         let (mut n, mut b) = (0, 0);
-        inner.registry.for_each_slot(|slot| {
+        gp.registry().for_each_slot(|slot| {
             n += slot.local.count.load(Ordering::Relaxed);
             b += slot.local.bytes.load(Ordering::Relaxed);
         });
-        for page in lock(&inner.registry.orphans).iter() {
+        for page in lock(&gp.registry().orphans).iter() {
             n += page.len();
             b += page.bytes();
         }
@@ -473,8 +460,8 @@ impl Callbacks {
     }
 
     /// Callbacks and deferred drops not yet run, and their bytes.
-    pub(crate) fn pending(&self, inner: &Inner) -> (usize, usize) {
-        let (mut n, mut b) = self.local_totals(inner);
+    pub(crate) fn pending(&self, gp: &GracePeriods) -> (usize, usize) {
+        let (mut n, mut b) = self.local_totals(gp);
         for s in self.shards.iter() {
             n += s.count.load(Ordering::Relaxed);
             b += s.bytes.load(Ordering::Relaxed);
@@ -509,8 +496,8 @@ impl Callbacks {
 
     /// Decides which shards need a grace period now (the lazy rules) and
     /// assigns them one. Called by the grace-period thread.
-    pub(crate) fn plan(&self, inner: &Inner) -> GpPlan {
-        let fast = self.pressure.observe(inner.gp.seq() >> 2);
+    pub(crate) fn plan(&self, gp: &GracePeriods) -> GpPlan {
+        let fast = self.pressure.observe(gp.completed());
         // Under pressure, buffered pages go to their shards at once. Not in
         // the hysteresis after it (fast, but no node pressured): no shard
         // asks for a grace period then, so a page taken from its thread
@@ -519,8 +506,8 @@ impl Callbacks {
         // membarrier, per object or two).
         let pressured_any = fast && (0..self.topology.nodes()).any(|n| self.pressure.on_node(n));
         let older_than = (!pressured_any).then_some(self.params.lazy_delay);
-        let (_, local_due) = self.flush_locals(inner, older_than);
-        let (total, _) = self.pending(inner);
+        let (_, local_due) = self.flush_locals(gp, older_than);
+        let (total, _) = self.pending(gp);
         let overloaded = total > self.params.qovld;
         if overloaded && !self.overloaded.swap(true, Ordering::Relaxed) {
             add(&self.counters.overload_expedited, 1);
@@ -552,12 +539,12 @@ impl Callbacks {
                 || age.is_some_and(|a| a >= self.params.lazy_delay)
                 || st.unrequested() >= self.params.lazy_batch;
             if due {
-                self.request_all(inner, &mut st);
+                self.request_all(gp, &mut st);
             } else if let Some(a) = age {
                 let left = self.params.lazy_delay - a;
                 deadline = Some(deadline.map_or(left, |d| d.min(left)));
             }
-            if !pressured && st.pages_ready(inner.gp.seq()) {
+            if !pressured && st.pages_ready(gp.seq()) {
                 // Look again when a worker should take them (`after_gp`).
                 if let Some(left) = st.left_to_producer(now, self.params.producer_window) {
                     deadline = Some(deadline.map_or(left, |d| d.min(left)));
@@ -568,7 +555,7 @@ impl Callbacks {
                 .needed_gp()
                 .into_iter()
                 .chain(st.pages.iter().take(st.pages_requested).map(|p| p.cookie))
-                .filter(|&t| !inner.gp.done(t))
+                .filter(|&t| !gp.done(t))
                 .max();
             target = target.max(need);
         }
@@ -585,17 +572,17 @@ impl Callbacks {
 
     /// Assigns a grace period to everything on the shards `cpus`; returns
     /// the sequence value that completes them all, if any is still needed.
-    pub(crate) fn request_cpus(&self, inner: &Inner, cpus: &[usize]) -> Option<u64> {
+    pub(crate) fn request_cpus(&self, gp: &GracePeriods, cpus: &[usize]) -> Option<u64> {
         let mut target = None;
         for &cpu in cpus {
             let mut st = lock(&self.shards[cpu].state);
-            self.request_all(inner, &mut st);
+            self.request_all(gp, &mut st);
             let need = st
                 .list
                 .needed_gp()
                 .into_iter()
                 .chain(st.pages.iter().map(|p| p.cookie))
-                .filter(|&t| !inner.gp.done(t))
+                .filter(|&t| !gp.done(t))
                 .max();
             target = target.max(need);
         }
@@ -603,15 +590,15 @@ impl Callbacks {
     }
 
     /// Whether any thread holds a page of deferred drops not yet on a shard.
-    pub(crate) fn has_local_pages(&self, inner: &Inner) -> bool {
-        self.local_totals(inner).0 > 0
+    pub(crate) fn has_local_pages(&self, gp: &GracePeriods) -> bool {
+        self.local_totals(gp).0 > 0
     }
 
     /// Assigns a grace period to everything in the shard that has none.
-    fn request_all(&self, inner: &Inner, st: &mut ShardState) {
+    fn request_all(&self, gp: &GracePeriods, st: &mut ShardState) {
         // The snapshot is taken under the shard lock, after every entry in
         // NEXT was queued (and so after its object was unlinked).
-        st.list.accelerate(inner.gp_snapshot());
+        st.list.accelerate(gp.snapshot());
         st.pages_requested = st.pages.len();
         st.since = None;
         st.hurry = false;
@@ -621,8 +608,8 @@ impl Callbacks {
     /// shard and wake the workers of shards with something ready (ready
     /// pages of a shard a thread is still handing pages to are left to that
     /// thread for `producer_window`; `plan` times the look after it).
-    pub(crate) fn after_gp(&self, inner: &Inner) {
-        let seq = inner.gp.seq();
+    pub(crate) fn after_gp(&self, gp: &GracePeriods) {
+        let seq = gp.seq();
         let now = Instant::now();
         for node in 0..self.topology.nodes() {
             let mut ready = false;
@@ -649,31 +636,31 @@ impl Callbacks {
     /// drops its ready pages. Returns (callbacks and objects run, bytes).
     pub(crate) fn invoke_ready(
         &self,
-        inner: &Inner,
+        gp: &GracePeriods,
         cpu: usize,
         limit: Option<usize>,
     ) -> (usize, usize) {
         let _running = lock(&self.shards[cpu].invoke);
-        self.invoke_locked(inner, cpu, limit)
+        self.invoke_locked(gp, cpu, limit)
     }
 
     /// As `invoke_ready(.., None)`, but skips a shard someone is running
     /// (`None`): reclaim never waits for a worker, and a callback that calls
     /// `run_callbacks` does not deadlock on its own shard.
-    pub(crate) fn try_invoke_ready(&self, inner: &Inner, cpu: usize) -> Option<(usize, usize)> {
+    pub(crate) fn try_invoke_ready(&self, gp: &GracePeriods, cpu: usize) -> Option<(usize, usize)> {
         let _running = try_lock(&self.shards[cpu].invoke)?;
-        Some(self.invoke_locked(inner, cpu, None))
+        Some(self.invoke_locked(gp, cpu, None))
     }
 
     /// The body of `invoke_ready`; the caller holds the shard's `invoke` lock.
-    fn invoke_locked(&self, inner: &Inner, cpu: usize, limit: Option<usize>) -> (usize, usize) {
+    fn invoke_locked(&self, gp: &GracePeriods, cpu: usize, limit: Option<usize>) -> (usize, usize) {
         let shard = &self.shards[cpu];
         let fast = self.pressure.on_node(self.topology.node_of(cpu));
         let mut batch = Vec::new();
         let mut pages = Vec::new();
         {
             let mut st = lock(&shard.state);
-            let seq = inner.gp.seq();
+            let seq = gp.seq();
             st.list.advance(seq);
             let limit = match limit {
                 Some(_) if st.overloaded || fast => usize::MAX,
@@ -706,7 +693,7 @@ impl Callbacks {
     /// holder may be a thread preempted in the middle of its own inline
     /// free, and ready pages left to threads that keep failing here piled
     /// up to 93 MiB in a 2-second run (2 threads on 2 cores).
-    pub(crate) fn free_ready_pages(&self, inner: &Inner, cpu: usize, max_pages: usize) {
+    pub(crate) fn free_ready_pages(&self, gp: &GracePeriods, cpu: usize, max_pages: usize) {
         let shard = &self.shards[cpu];
         let Some(_running) = try_lock(&shard.invoke) else {
             self.workers.wake(self.topology.node_of(cpu));
@@ -715,7 +702,7 @@ impl Callbacks {
         let mut pages = Vec::new();
         {
             let mut st = lock(&shard.state);
-            let seq = inner.gp.seq();
+            let seq = gp.seq();
             while pages.len() < max_pages && st.pages_ready(seq) {
                 let p = st.pages.pop_front().expect("front exists");
                 st.pages_requested -= 1;
@@ -743,12 +730,12 @@ impl Callbacks {
     /// destructor and holds no lock here, and the wait is bounded, so a
     /// worker stuck on a lock the thread holds costs a delay, never a
     /// deadlock.
-    pub(crate) fn throttle_producer(&self, inner: &Inner, cpu: usize) {
+    pub(crate) fn throttle_producer(&self, gp: &GracePeriods, cpu: usize) {
         let shard = &self.shards[cpu];
         if shard.count.load(Ordering::Relaxed) <= THROTTLE_PAGES * 255 {
             return;
         }
-        let ready = || lock(&shard.state).ready_pages(inner.gp.seq(), THROTTLE_PAGES + 1);
+        let ready = || lock(&shard.state).ready_pages(gp.seq(), THROTTLE_PAGES + 1);
         if ready() <= THROTTLE_PAGES {
             return;
         }
@@ -821,21 +808,21 @@ impl Callbacks {
     }
 
     /// Whether shard `cpu` has something ready to run.
-    pub(crate) fn has_ready(&self, inner: &Inner, cpu: usize) -> bool {
-        let seq = inner.gp.seq();
+    pub(crate) fn has_ready(&self, gp: &GracePeriods, cpu: usize) -> bool {
+        let seq = gp.seq();
         let mut st = lock(&self.shards[cpu].state);
         st.list.advance(seq);
         st.list.done_len() > 0 || st.pages_ready(seq)
     }
 
     /// Waits until everything queued before the call, by any thread, has run.
-    pub(crate) fn barrier(&self, inner: &Inner) {
+    pub(crate) fn barrier(&self, gp: &GracePeriods) {
         add(&self.counters.barriers, 1);
-        self.flush_locals(inner, None);
+        self.flush_locals(gp, None);
         let mut target = 0;
         for shard in self.shards.iter() {
             let mut st = lock(&shard.state);
-            self.request_all(inner, &mut st);
+            self.request_all(gp, &mut st);
             let need = st
                 .list
                 .needed_gp()
@@ -846,18 +833,18 @@ impl Callbacks {
             target = target.max(need);
         }
         if target > 0 {
-            inner.wait_for_seq(target, WaitMode::Normal);
+            gp.wait_for_seq(target, WaitMode::Normal);
         }
         for cpu in 0..self.shards.len() {
             // Everything queued before is now ready (or running on a worker,
             // which holds `invoke` until its batch ends).
-            self.invoke_ready(inner, cpu, None);
+            self.invoke_ready(gp, cpu, None);
         }
     }
 
     /// Whether nothing at all is queued or buffered.
-    pub(crate) fn is_idle(&self, inner: &Inner) -> bool {
-        self.pending(inner).0 == 0
+    pub(crate) fn is_idle(&self, gp: &GracePeriods) -> bool {
+        self.pending(gp).0 == 0
     }
 }
 
@@ -874,10 +861,10 @@ mod tests {
         let inner = rcu.inner();
         let cbs = &inner.callbacks;
         assert!(!cbs.workers.work_requested(0), "no work yet");
-        cbs.free_ready_pages(inner, 0, 2); // free shard, nothing ready
+        cbs.free_ready_pages(&inner.gp, 0, 2); // free shard, nothing ready
         assert!(!cbs.workers.work_requested(0));
         let held = crate::sync::lock(&cbs.shards[0].invoke);
-        cbs.free_ready_pages(inner, 0, 2);
+        cbs.free_ready_pages(&inner.gp, 0, 2);
         drop(held);
         assert!(cbs.workers.work_requested(0));
     }

@@ -13,7 +13,30 @@
 
 use std::collections::VecDeque;
 
-use super::Entry;
+/// One queued callback.
+pub(crate) struct Entry {
+    pub(crate) f: Box<dyn FnOnce() + Send>,
+    pub(crate) bytes: usize,
+}
+
+impl Entry {
+    pub(crate) fn call(f: Box<dyn FnOnce() + Send>, bytes: usize) -> Entry {
+        Entry { f, bytes }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        1
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    #[cfg(test)]
+    pub(crate) fn invoke_for_test(self) {
+        (self.f)();
+    }
+}
 
 const DONE: usize = 0;
 const WAIT: usize = 1;

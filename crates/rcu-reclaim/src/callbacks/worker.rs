@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use crate::domain::Inner;
+use super::EngineHost;
 use crate::sync::lock_std as lock;
 
 /// How long a worker runs batches before yielding the CPU.
@@ -66,7 +66,7 @@ impl Workers {
     }
 
     /// Starts the workers if they are not running yet.
-    pub(crate) fn ensure_started(&self, inner: &Arc<Inner>) {
+    pub(crate) fn ensure_started<H: EngineHost>(&self, inner: &Arc<H>) {
         if self.started.load(Ordering::Acquire) {
             return;
         }
@@ -79,14 +79,14 @@ impl Workers {
         for node in 0..self.nodes.len() {
             for k in 0..self.per_node {
                 let nodes = self.nodes.clone();
-                let domain = Arc::downgrade(inner);
+                let domain: Weak<dyn EngineHost> = Arc::downgrade(inner) as Weak<H>;
                 // Counted before the thread starts, so `pause` never misses it.
                 lock(&self.nodes[node].state).running += 1;
                 // Under `threads` (a std lock, unmarked): no direct
                 // reclaim from the spawn's allocations.
                 let spawned = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
                     thread::Builder::new()
-                        .name(format!("rcu-cb-{}-n{node}.{k}", inner.id))
+                        .name(format!("rcu-cb-{}-n{node}.{k}", inner.id()))
                         .spawn(move || run(&nodes[node], node, &domain))
                 });
                 match spawned {
@@ -182,7 +182,7 @@ impl Workers {
     }
 }
 
-fn run(node_slot: &Node, node: usize, domain: &Weak<Inner>) {
+fn run(node_slot: &Node, node: usize, domain: &Weak<dyn EngineHost>) {
     struct Running<'a>(&'a Node);
     impl Drop for Running<'_> {
         fn drop(&mut self) {
@@ -218,13 +218,13 @@ fn run(node_slot: &Node, node: usize, domain: &Weak<Inner>) {
         let Some(inner) = domain.upgrade() else {
             return;
         };
-        let cbs = &inner.callbacks;
+        let cbs = inner.callbacks();
         let mut slice = Instant::now();
         loop {
             let mut ran = false;
             for &cpu in cbs.topology.cpus_of(node) {
-                if cbs.has_ready(&inner, cpu) {
-                    cbs.invoke_ready(&inner, cpu, Some(cbs.params.blimit));
+                if cbs.has_ready(inner.gp(), cpu) {
+                    cbs.invoke_ready(inner.gp(), cpu, Some(cbs.params.blimit));
                     ran = true;
                     // Between batches, give the CPU away once per slice
                     // (the kernel's cond_resched()): yielding after every

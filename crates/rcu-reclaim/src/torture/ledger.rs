@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::gp::Cookie;
+use crate::synchronize::Cookie;
 use crate::topology::override_current_cpu;
 
 use super::Shared;

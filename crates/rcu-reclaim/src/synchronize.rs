@@ -1,0 +1,190 @@
+//! The public grace-period API on [`Rcu`]: `synchronize`, expedited and
+//! polled waits, and their [`Cookie`].
+
+use serde::Serialize;
+
+use crate::domain::Rcu;
+use crate::gp::{bump, WaitMode};
+
+/// A snapshot of a domain's grace-period sequence, from [`Rcu::get_state`] or
+/// [`Rcu::start_poll`]: [`Rcu::poll`] says whether a full grace period has
+/// elapsed since it was taken.
+///
+/// ```
+/// use rcu_reclaim::{Cookie, Rcu};
+/// let rcu = Rcu::global();
+/// assert!(rcu.poll(&Cookie::completed()));
+/// let cookie = rcu.get_state();
+/// rcu.synchronize();
+/// assert!(rcu.poll(&cookie));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Cookie {
+    seq: u64,
+    domain: u64,
+}
+
+impl Cookie {
+    /// A cookie that every domain reports as completed (the kernel's
+    /// `get_completed_synchronize_rcu()`), for "nothing to wait for".
+    ///
+    /// ```
+    /// use rcu_reclaim::{Cookie, Rcu};
+    /// Rcu::global().cond_synchronize(Cookie::completed()); // returns at once
+    /// ```
+    pub const fn completed() -> Cookie {
+        Cookie { seq: 0, domain: 0 }
+    }
+
+    /// The grace-period sequence value this cookie waits for.
+    ///
+    /// ```
+    /// assert_eq!(rcu_reclaim::Cookie::completed().seq(), 0);
+    /// ```
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Rcu {
+    /// Waits until every read-side section of this domain that began before
+    /// the call has ended. Concurrent callers share grace periods.
+    ///
+    /// The wait spins briefly, then yields, then parks until a reader leaving
+    /// its section wakes it.
+    ///
+    /// # Panics
+    /// Inside a read-side section of this domain (it would wait for itself).
+    ///
+    /// ```
+    /// use rcu_reclaim::{Rcu, RcuCell};
+    /// let cell = RcuCell::new(1u64);
+    /// let old = cell.replace(Box::new(2));
+    /// Rcu::global().synchronize();
+    /// drop(old);
+    /// ```
+    #[track_caller]
+    pub fn synchronize(&self) {
+        self.assert_not_in_section("synchronize()");
+        bump(&self.inner().gp.counters.synchronize_calls);
+        let target = self.inner().gp.snapshot();
+        self.wait_for_seq(target, WaitMode::Normal);
+    }
+
+    /// As [`synchronize`](Rcu::synchronize), for the shortest latency: the
+    /// waiter spins and yields but never parks.
+    ///
+    /// # Panics
+    /// Inside a read-side section of this domain.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let before = rcu.stats().gp_completed;
+    /// rcu.synchronize_expedited();
+    /// assert!(rcu.stats().gp_completed > before);
+    /// ```
+    #[track_caller]
+    pub fn synchronize_expedited(&self) {
+        self.assert_not_in_section("synchronize_expedited()");
+        bump(&self.inner().gp.counters.expedited_calls);
+        let target = self.inner().gp.snapshot();
+        self.wait_for_seq(target, WaitMode::Expedited);
+    }
+
+    /// A cookie for the current state: once [`poll`](Rcu::poll) returns
+    /// `true` for it, a full grace period has elapsed since this call.
+    /// Starts nothing; pair it with [`start_poll`](Rcu::start_poll) or a
+    /// later `synchronize`.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let c = rcu.get_state();
+    /// rcu.cond_synchronize(c);
+    /// assert!(rcu.poll(&c));
+    /// ```
+    pub fn get_state(&self) -> Cookie {
+        Cookie {
+            seq: self.inner().gp.snapshot(),
+            domain: self.id(),
+        }
+    }
+
+    /// As [`get_state`](Rcu::get_state), and makes sure a grace period that
+    /// completes the cookie will run without anyone calling `synchronize`
+    /// (the domain's grace-period thread runs it). Never blocks; usable inside
+    /// a read-side section.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let c = rcu.start_poll();
+    /// while !rcu.poll(&c) {
+    ///     std::thread::yield_now();
+    /// }
+    /// ```
+    pub fn start_poll(&self) -> Cookie {
+        let cookie = self.get_state();
+        if !self.poll(&cookie) {
+            bump(&self.inner().gp.counters.poll_requests);
+            #[cfg(not(loom))]
+            self.inner().kthread.request(self.inner(), cookie.seq);
+        }
+        cookie
+    }
+
+    /// Whether a full grace period has elapsed since `cookie` was taken.
+    /// Never blocks.
+    ///
+    /// # Panics
+    /// If `cookie` came from another domain.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let c = rcu.get_state();
+    /// assert!(!rcu.poll(&c)); // nothing has run a grace period yet
+    /// rcu.synchronize();
+    /// assert!(rcu.poll(&c));
+    /// ```
+    #[track_caller]
+    pub fn poll(&self, cookie: &Cookie) -> bool {
+        self.check_cookie(cookie);
+        self.inner().gp.done(cookie.seq)
+    }
+
+    /// Waits for a grace period only if none has elapsed since `cookie`.
+    ///
+    /// # Panics
+    /// Inside a read-side section of this domain while the cookie is not
+    /// complete, or if `cookie` came from another domain.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let c = rcu.get_state();
+    /// rcu.synchronize();
+    /// rcu.cond_synchronize(c); // returns at once: a grace period already passed
+    /// ```
+    #[track_caller]
+    pub fn cond_synchronize(&self, cookie: Cookie) {
+        if self.poll(&cookie) {
+            return;
+        }
+        self.assert_not_in_section("cond_synchronize()");
+        bump(&self.inner().gp.counters.synchronize_calls);
+        self.wait_for_seq(cookie.seq, WaitMode::Normal);
+    }
+
+    #[track_caller]
+    fn check_cookie(&self, cookie: &Cookie) {
+        if cookie.domain != 0 && cookie.domain != self.id() {
+            panic!(
+                "rcu-reclaim: a Cookie of domain {} was passed to domain {}; poll a cookie on the \
+                 Rcu that issued it",
+                cookie.domain,
+                self.id()
+            );
+        }
+    }
+
+    fn wait_for_seq(&self, target: u64, mode: WaitMode) {
+        self.inner().gp.wait_for_seq(target, mode);
+    }
+}
