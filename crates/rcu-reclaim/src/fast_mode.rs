@@ -1,11 +1,11 @@
 //! Fast mode's state: pressure signals counted per NUMA node, and fast mode
 //! held for two grace periods after the last one ends (the hysteresis).
-//! The policy that reads it is in the callback engine's `plan` and
-//! `pressure.rs`; this file only counts.
+//! The rules are in `policy.rs`; this file counts and applies them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::policy;
 use crate::sync::{lock, Mutex};
 
 /// Per-domain pressure state.
@@ -21,11 +21,10 @@ pub(crate) struct Pressure {
     pub(crate) entries: AtomicU64,
     pub(crate) exits: AtomicU64,
     pub(crate) fast_ns: AtomicU64,
-    pub(crate) min_bytes: usize,
 }
 
 impl Pressure {
-    pub(crate) fn new(nodes: usize, min_bytes: usize) -> Self {
+    pub(crate) fn new(nodes: usize) -> Self {
         Pressure {
             per_node: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
             total: AtomicUsize::new(0),
@@ -35,7 +34,6 @@ impl Pressure {
             entries: AtomicU64::new(0),
             exits: AtomicU64::new(0),
             fast_ns: AtomicU64::new(0),
-            min_bytes,
         }
     }
 
@@ -55,7 +53,11 @@ impl Pressure {
     /// Whether fast mode is in force, given the grace periods completed;
     /// records entering and leaving.
     pub(crate) fn observe(&self, completed: u64) -> bool {
-        let fast = self.total() > 0 || completed < self.fast_until_gp.load(Ordering::Relaxed);
+        let fast = policy::fast_mode(
+            self.total(),
+            completed,
+            self.fast_until_gp.load(Ordering::Relaxed),
+        );
         if fast != self.fast.load(Ordering::Relaxed) {
             let mut since = lock(&self.since);
             if fast && !self.fast.swap(true, Ordering::Relaxed) {
@@ -112,7 +114,8 @@ impl Pressure {
             }
         }
         if self.total.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.fast_until_gp.store(completed + 2, Ordering::Relaxed);
+            self.fast_until_gp
+                .store(policy::fast_until(completed), Ordering::Relaxed);
         }
     }
 

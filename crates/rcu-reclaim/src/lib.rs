@@ -78,6 +78,7 @@ mod gp;
 mod gp_thread;
 mod guard;
 pub mod locking;
+mod policy;
 mod pressure;
 mod raw;
 mod reader;

@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::callbacks::without_page_allocation;
 use crate::domain::Rcu;
 use crate::gp::WaitMode;
+use crate::policy::{self, RunWork};
 
 /// The bound on node ids a [`NodeMask`] holds (a mask is a bitmap).
 const MAX_NODE_ID: usize = 1 << 16;
@@ -205,13 +206,6 @@ pub struct RunReport {
     /// Wall time of the call (zero for [`RunAction::Nothing`], which does
     /// not read the clock).
     pub elapsed: Duration,
-}
-
-/// Bytes pending on the nodes that make an expedited grace period worth it
-/// at `priority` (12 gentle .. 0 desperate): 64 KiB << priority, so 4 MiB at
-/// priority 6 and 64 KiB at priority 0.
-fn expedite_threshold(priority: u8) -> usize {
-    (64 << 10) << priority.min(12)
 }
 
 impl Rcu {
@@ -394,18 +388,10 @@ impl Rcu {
             };
         }
         let start = Instant::now();
-        let worth_a_grace_period = match want {
-            Some(want) => before.1 >= want,
-            None => priority < 10 && before.1 >= expedite_threshold(priority),
-        };
-        let action = if !may_wait {
-            RunAction::InvokedReady
-        } else if priority == 0 {
-            RunAction::Barrier
-        } else if worth_a_grace_period {
-            RunAction::Expedited
-        } else {
-            RunAction::InvokedReady
+        let action = match policy::run_work(may_wait, priority, before.1, want) {
+            RunWork::ReadyOnly => RunAction::InvokedReady,
+            RunWork::Expedite => RunAction::Expedited,
+            RunWork::Barrier => RunAction::Barrier,
         };
         let mut cpus: Vec<usize> = (0..cbs.shards())
             .filter(|&c| mask.contains(cbs.topology.node_of(c)))

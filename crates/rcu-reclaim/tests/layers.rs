@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "clock.rs",
             "wake_promise.rs",
             "fast_mode.rs",
+            "policy.rs",
             "locking.rs",
         ],
     ),

@@ -119,15 +119,7 @@ impl Rcu {
         {
             let inner = self.inner();
             let cbs = &inner.callbacks;
-            // Under pressure a page is due at once: only a thread about to
-            // look again (after the grace period it is running) saves a kick.
-            let due = if cbs.pressure.total() > 0 {
-                since_ms
-            } else {
-                let delay =
-                    usize::try_from(cbs.params.lazy_delay.as_millis()).unwrap_or(usize::MAX);
-                since_ms.saturating_add(delay)
-            };
+            let due = crate::policy::page_due_ms(&cbs.params, since_ms, cbs.pressure.total() > 0);
             inner.kthread.must_kick_for(due)
         }
         #[cfg(loom)]

@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use crate::clock::epoch_ms;
+pub(crate) use crate::policy::Params;
+use crate::policy::{self, Pace, ShardFacts, SPARE_PAGES};
 
 pub use api::{without_page_allocation, ReclaimSize};
 pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage, LocalBuffer};
@@ -53,9 +55,6 @@ use std::sync::Arc;
 use crate::sync::{lock, try_lock, Mutex};
 use crate::topology::Topology;
 
-/// Empty pages kept per shard so the fast path never allocates (kernel: 5).
-const SPARE_PAGES: usize = 64;
-
 /// The domain as the engine's threads see it: its number, its grace
 /// periods and its engine. The workers and the grace-period thread hold it
 /// weakly (`Weak<dyn EngineHost>`), so the engine never names the domain's
@@ -67,40 +66,6 @@ pub(crate) trait EngineHost: Send + Sync + 'static {
     fn gp(&self) -> &GracePeriods;
     /// Its callback engine.
     fn callbacks(&self) -> &Callbacks;
-}
-
-/// Tuning of the callback engine (set through [`Config`](crate::Config)).
-#[derive(Clone, Debug)]
-pub(crate) struct Params {
-    pub(crate) lazy_delay: Duration,
-    pub(crate) lazy_batch: usize,
-    pub(crate) qhimark: usize,
-    pub(crate) qlowmark: usize,
-    pub(crate) qovld: usize,
-    pub(crate) blimit: usize,
-    pub(crate) workers_per_node: usize,
-    pub(crate) fast_min_bytes: usize,
-    /// See [`Config::producer_window`](crate::Config::producer_window).
-    pub(crate) producer_window: Duration,
-    /// See [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees).
-    pub(crate) retiring_thread_frees: bool,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            lazy_delay: Duration::from_millis(50),
-            lazy_batch: 1000,
-            qhimark: 10_000,
-            qlowmark: 100,
-            qovld: 20_000,
-            blimit: 10,
-            workers_per_node: 1,
-            fast_min_bytes: 1 << 20,
-            producer_window: Duration::from_millis(5),
-            retiring_thread_frees: false,
-        }
-    }
 }
 
 #[derive(Default)]
@@ -149,8 +114,7 @@ impl ShardState {
     /// to this shard (within `window` of its last hand-off); `None` once a
     /// worker should free them.
     fn left_to_producer(&self, now: Instant, window: Duration) -> Option<Duration> {
-        let since = now.saturating_duration_since(self.last_handoff?);
-        window.checked_sub(since).filter(|d| !d.is_zero())
+        policy::left_to_producer(self.last_handoff, now, window)
     }
 
     fn unrequested(&self) -> usize {
@@ -190,12 +154,6 @@ impl Shard {
         self.bytes.store(b, Ordering::Relaxed);
     }
 }
-
-/// Ready pages a shard may hold before a thread handing it a page waits
-/// for the worker (see `Callbacks::throttle_producer`).
-const THROTTLE_PAGES: usize = 16;
-/// The longest a retiring thread waits there per page it hands off.
-const THROTTLE_MAX_WAIT: Duration = Duration::from_millis(2);
 
 /// Counters of the engine (relaxed; for stats only).
 #[derive(Default)]
@@ -273,7 +231,7 @@ impl Callbacks {
             .collect();
         let workers = Workers::new(topology.nodes(), params.workers_per_node);
         Callbacks {
-            pressure: Pressure::new(topology.nodes(), params.fast_min_bytes),
+            pressure: Pressure::new(topology.nodes()),
             topology,
             shards,
             params,
@@ -314,7 +272,7 @@ impl Callbacks {
     fn after_enqueue(&self, st: &mut ShardState, was_idle: bool) -> bool {
         let (count, _) = st.totals();
         let mut kick = was_idle;
-        if count > self.params.qhimark && !st.overloaded {
+        if policy::shard_overloads(&self.params, count) && !st.overloaded {
             st.overloaded = true;
             add(&self.counters.overload_events, 1);
             tracing::debug!(
@@ -325,8 +283,7 @@ impl Callbacks {
         }
         // Overload cancels the lazy delay for everything queued meanwhile.
         st.hurry |= st.overloaded;
-        let unrequested = st.unrequested();
-        kick || unrequested == self.params.lazy_batch || st.overloaded && unrequested == 1
+        policy::kick_after_enqueue(&self.params, kick, st.overloaded, st.unrequested())
     }
 
     /// Seals a full (or stolen, or orphaned) page and hands it to the
@@ -357,7 +314,7 @@ impl Callbacks {
         st.pages.push_back(page);
         let kick = self.after_enqueue(&mut st, was_idle);
         shard.publish(&st);
-        kick || st.unrequested() >= self.params.lazy_batch
+        kick || policy::batch_full(&self.params, st.unrequested())
     }
 
     /// An empty page from the current shard's spares, or a new one.
@@ -505,10 +462,10 @@ impl Callbacks {
         // bring the thread back to take the next (a steal, with its
         // membarrier, per object or two).
         let pressured_any = fast && (0..self.topology.nodes()).any(|n| self.pressure.on_node(n));
-        let older_than = (!pressured_any).then_some(self.params.lazy_delay);
+        let older_than = policy::flush_pages_older_than(&self.params, pressured_any);
         let (_, local_due) = self.flush_locals(gp, older_than);
         let (total, _) = self.pending(gp);
-        let overloaded = total > self.params.qovld;
+        let overloaded = policy::domain_overloaded(&self.params, total);
         if overloaded && !self.overloaded.swap(true, Ordering::Relaxed) {
             add(&self.counters.overload_expedited, 1);
             tracing::debug!(
@@ -524,25 +481,24 @@ impl Callbacks {
             .filter(|&n| fast && self.pressure.on_node(n))
             .map(|n| self.pending_on_node(n).1)
             .sum();
-        let expedite = overloaded || (fast && pressured_bytes >= self.pressure.min_bytes);
+        let expedite = policy::expedite(&self.params, overloaded, fast, pressured_bytes);
         let now = Instant::now();
         let mut target: Option<u64> = None;
         let mut deadline: Option<Duration> = local_due;
         for (cpu, shard) in self.shards.iter().enumerate() {
             let mut st = lock(&shard.state);
-            let age = st.since.map(|t| now.saturating_duration_since(t));
             let pressured = fast && self.pressure.on_node(self.topology.node_of(cpu));
-            let due = st.hurry
-                || st.overloaded
-                || overloaded
-                || (pressured && age.is_some())
-                || age.is_some_and(|a| a >= self.params.lazy_delay)
-                || st.unrequested() >= self.params.lazy_batch;
-            if due {
-                self.request_all(gp, &mut st);
-            } else if let Some(a) = age {
-                let left = self.params.lazy_delay - a;
-                deadline = Some(deadline.map_or(left, |d| d.min(left)));
+            let facts = ShardFacts {
+                hurry: st.hurry,
+                overloaded: st.overloaded,
+                pressured,
+                age: st.since.map(|t| now.saturating_duration_since(t)),
+                unrequested: st.unrequested(),
+            };
+            match policy::shard_pace(&self.params, overloaded, facts) {
+                Pace::Due => self.request_all(gp, &mut st),
+                Pace::Wait(left) => deadline = Some(deadline.map_or(left, |d| d.min(left))),
+                Pace::Idle => {}
             }
             if !pressured && st.pages_ready(gp.seq()) {
                 // Look again when a worker should take them (`after_gp`).
@@ -662,11 +618,8 @@ impl Callbacks {
             let mut st = lock(&shard.state);
             let seq = gp.seq();
             st.list.advance(seq);
-            let limit = match limit {
-                Some(_) if st.overloaded || fast => usize::MAX,
-                Some(l) => l.max(self.params.blimit).max(st.list.len() >> 7),
-                None => usize::MAX,
-            };
+            let unlimited = st.overloaded || fast;
+            let limit = policy::batch_limit(&self.params, limit, unlimited, st.list.len());
             st.list.take_done(limit, &mut batch);
             while st.pages_ready(seq) {
                 let p = st.pages.pop_front().expect("front exists");
@@ -675,7 +628,7 @@ impl Callbacks {
                 st.page_bytes -= p.bytes();
                 pages.push(p);
             }
-            if st.overloaded && st.totals().0 < self.params.qlowmark {
+            if st.overloaded && policy::shard_overload_ends(&self.params, st.totals().0) {
                 st.overloaded = false;
             }
             shard.publish(&st);
@@ -721,8 +674,8 @@ impl Callbacks {
     /// Back-pressure on a thread that has just handed shard `cpu` a full
     /// page, when the domain does not let retiring threads free
     /// (`retiring_thread_frees`), outside callbacks and reclaim: while the shard holds more than
-    /// [`THROTTLE_PAGES`] pages whose grace period has elapsed, wake its
-    /// worker and give it the CPU, for at most [`THROTTLE_MAX_WAIT`].
+    /// `policy::THROTTLE_PAGES` pages whose grace period has elapsed, wake its
+    /// worker and give it the CPU, for at most `policy::THROTTLE_MAX_WAIT`.
     /// Threads that retire faster than one worker frees would otherwise
     /// grow the backlog without bound (two updating threads on two cores:
     /// 810 MiB in 2 s). Only ready pages count: freeing them waits for no
@@ -732,19 +685,19 @@ impl Callbacks {
     /// deadlock.
     pub(crate) fn throttle_producer(&self, gp: &GracePeriods, cpu: usize) {
         let shard = &self.shards[cpu];
-        if shard.count.load(Ordering::Relaxed) <= THROTTLE_PAGES * 255 {
+        if shard.count.load(Ordering::Relaxed) <= policy::THROTTLE_PAGES * 255 {
             return;
         }
-        let ready = || lock(&shard.state).ready_pages(gp.seq(), THROTTLE_PAGES + 1);
-        if ready() <= THROTTLE_PAGES {
+        let ready = || lock(&shard.state).ready_pages(gp.seq(), policy::THROTTLE_PAGES + 1);
+        if !policy::throttles(ready()) {
             return;
         }
         add(&self.counters.throttles, 1);
         self.workers.wake(self.topology.node_of(cpu));
         let start = Instant::now();
-        while start.elapsed() < THROTTLE_MAX_WAIT {
+        while start.elapsed() < policy::THROTTLE_MAX_WAIT {
             std::thread::yield_now();
-            if ready() <= THROTTLE_PAGES / 2 {
+            if policy::throttle_done(ready()) {
                 break;
             }
         }

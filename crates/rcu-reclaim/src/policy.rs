@@ -1,0 +1,422 @@
+//! The callback engine's policy in one place: its knobs (`Params`, set
+//! through `Config`) and every rule that reads them, as pure functions.
+//! The engine (`callbacks/mod.rs`), fast mode (`fast_mode.rs`) and
+//! `run_callbacks` (`pressure.rs`) gather the facts and apply these rules;
+//! changing the pace, the overload marks, the batch limit, the producer
+//! window, the throttle or fast mode's hysteresis means changing this file.
+//!
+//! * **Pace.** A shard asks for a grace period at once when hurried
+//!   (`call_hurry`, overload, barrier), pressured, or holding `lazy_batch`
+//!   entries not yet assigned one; otherwise once its oldest entry has
+//!   waited `lazy_delay` (the kernel's lazy RCU).
+//! * **Overload.** A shard over `qhimark` is overloaded until under
+//!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
+//! * **Batches.** A worker runs `max(blimit, pending >> 7)` callbacks at a
+//!   time (the kernel's `blimit` and `rcu_divisor`), all of them under
+//!   overload or fast mode.
+//! * **Fast mode.** In force while a pressure signal is held and for
+//!   [`FAST_MODE_HOLD_GPS`] grace periods after the last ends; grace
+//!   periods are expedited only while the pressured backlog holds
+//!   `fast_min_bytes`.
+//! * **Who frees.** Workers, unless the domain opts in to
+//!   `retiring_thread_frees`: then a thread that keeps handing pages to its
+//!   shard frees them within `producer_window` of its last hand-off.
+//! * **Throttle.** A thread handing its shard a page while more than
+//!   [`THROTTLE_PAGES`] pages wait ready to free yields to the worker for at
+//!   most [`THROTTLE_MAX_WAIT`].
+//! * **`run_callbacks`.** What reclaim's call does at each priority.
+
+use std::time::{Duration, Instant};
+
+/// Tuning of the callback engine (set through [`Config`](crate::Config)).
+#[derive(Clone, Debug)]
+pub(crate) struct Params {
+    pub(crate) lazy_delay: Duration,
+    pub(crate) lazy_batch: usize,
+    pub(crate) qhimark: usize,
+    pub(crate) qlowmark: usize,
+    pub(crate) qovld: usize,
+    pub(crate) blimit: usize,
+    pub(crate) workers_per_node: usize,
+    pub(crate) fast_min_bytes: usize,
+    /// See [`Config::producer_window`](crate::Config::producer_window).
+    pub(crate) producer_window: Duration,
+    /// See [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees).
+    pub(crate) retiring_thread_frees: bool,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            lazy_delay: Duration::from_millis(50),
+            lazy_batch: 1000,
+            qhimark: 10_000,
+            qlowmark: 100,
+            qovld: 20_000,
+            blimit: 10,
+            workers_per_node: 1,
+            fast_min_bytes: 1 << 20,
+            producer_window: Duration::from_millis(5),
+            retiring_thread_frees: false,
+        }
+    }
+}
+
+/// Empty pages kept per shard so the fast path never allocates (kernel: 5).
+pub(crate) const SPARE_PAGES: usize = 64;
+
+/// Grace periods that fast mode outlasts the last pressure signal.
+pub(crate) const FAST_MODE_HOLD_GPS: u64 = 2;
+
+/// Ready pages a shard may hold before a thread handing it a page waits
+/// for the worker.
+pub(crate) const THROTTLE_PAGES: usize = 16;
+
+/// The longest a retiring thread waits for the worker per page it hands off.
+pub(crate) const THROTTLE_MAX_WAIT: Duration = Duration::from_millis(2);
+
+/// Whether a shard holding `count` entries becomes overloaded.
+pub(crate) fn shard_overloads(p: &Params, count: usize) -> bool {
+    count > p.qhimark
+}
+
+/// Whether an overloaded shard holding `count` entries is no longer.
+pub(crate) fn shard_overload_ends(p: &Params, count: usize) -> bool {
+    count < p.qlowmark
+}
+
+/// Whether a domain whose backlog is `total` entries is overloaded (its
+/// grace periods are then expedited, and every shard asks for one).
+pub(crate) fn domain_overloaded(p: &Params, total: usize) -> bool {
+    total > p.qovld
+}
+
+/// Whether queueing on a shard must wake the grace-period thread: `kick`
+/// (the shard was idle, or just overloaded), or the entry completed a
+/// batch, or it is the first new one of an overloaded shard.
+pub(crate) fn kick_after_enqueue(
+    p: &Params,
+    kick: bool,
+    overloaded: bool,
+    unrequested: usize,
+) -> bool {
+    kick || unrequested == p.lazy_batch || overloaded && unrequested == 1
+}
+
+/// Whether a shard with `unrequested` entries holds a whole batch.
+pub(crate) fn batch_full(p: &Params, unrequested: usize) -> bool {
+    unrequested >= p.lazy_batch
+}
+
+/// What the pace says of one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// Ask for a grace period now.
+    Due,
+    /// Not yet: its oldest entry is due after this long.
+    Wait(Duration),
+    /// Nothing queued that waits for the pace.
+    Idle,
+}
+
+/// A shard's facts the pace looks at.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ShardFacts {
+    /// `call_hurry` or overload asked for speed.
+    pub(crate) hurry: bool,
+    pub(crate) overloaded: bool,
+    /// Its node is under pressure and the domain in fast mode.
+    pub(crate) pressured: bool,
+    /// How long its oldest entry not yet assigned a grace period waited.
+    pub(crate) age: Option<Duration>,
+    /// Entries not yet assigned a grace period.
+    pub(crate) unrequested: usize,
+}
+
+/// The pace for one shard of a domain (`domain_overloaded`: see
+/// [`domain_overloaded`]).
+pub(crate) fn shard_pace(p: &Params, domain_overloaded: bool, s: ShardFacts) -> Pace {
+    let due = s.hurry
+        || s.overloaded
+        || domain_overloaded
+        || (s.pressured && s.age.is_some())
+        || s.age.is_some_and(|a| a >= p.lazy_delay)
+        || batch_full(p, s.unrequested);
+    match s.age {
+        _ if due => Pace::Due,
+        Some(a) => Pace::Wait(p.lazy_delay - a),
+        None => Pace::Idle,
+    }
+}
+
+/// Threads' partly filled pages older than this go to their shards; all
+/// of them while any node is pressured (`None`). Not in the hysteresis
+/// after pressure: no shard asks for a grace period then, so a page taken
+/// from its thread would only wait on a shard.
+pub(crate) fn flush_pages_older_than(p: &Params, pressured_any: bool) -> Option<Duration> {
+    (!pressured_any).then_some(p.lazy_delay)
+}
+
+/// When a thread's fresh page, started at `since_ms` (on the `clock`), is
+/// due to be flushed to its shard: after the lazy delay, or at once while a
+/// pressure signal is held (then only a grace-period thread about to look
+/// again anyway saves a wake-up).
+pub(crate) fn page_due_ms(p: &Params, since_ms: usize, pressure_held: bool) -> usize {
+    if pressure_held {
+        return since_ms;
+    }
+    let delay = usize::try_from(p.lazy_delay.as_millis()).unwrap_or(usize::MAX);
+    since_ms.saturating_add(delay)
+}
+
+/// Whether grace periods run expedited: under overload, or in fast mode
+/// while the pressured nodes' backlog is worth it.
+pub(crate) fn expedite(
+    p: &Params,
+    domain_overloaded: bool,
+    fast: bool,
+    pressured_bytes: usize,
+) -> bool {
+    domain_overloaded || (fast && pressured_bytes >= p.fast_min_bytes)
+}
+
+/// How many ready callbacks a run may take: `asked` for a worker's batch
+/// (at least `blimit` and `pending >> 7`), everything for others, and
+/// everything under overload or fast mode.
+pub(crate) fn batch_limit(
+    p: &Params,
+    asked: Option<usize>,
+    unlimited: bool,
+    pending: usize,
+) -> usize {
+    match asked {
+        Some(_) if unlimited => usize::MAX,
+        Some(l) => l.max(p.blimit).max(pending >> 7),
+        None => usize::MAX,
+    }
+}
+
+/// How much longer a shard's ready pages are left to the thread that last
+/// handed it a page (at `last_handoff`), or `None` once a worker should
+/// free them.
+pub(crate) fn left_to_producer(
+    last_handoff: Option<Instant>,
+    now: Instant,
+    window: Duration,
+) -> Option<Duration> {
+    let since = now.saturating_duration_since(last_handoff?);
+    window.checked_sub(since).filter(|d| !d.is_zero())
+}
+
+/// Whether a thread handing a shard a page while `ready_pages` wait ready
+/// to free yields to the worker.
+pub(crate) fn throttles(ready_pages: usize) -> bool {
+    ready_pages > THROTTLE_PAGES
+}
+
+/// Whether a throttled thread may go on: the worker caught up by half.
+pub(crate) fn throttle_done(ready_pages: usize) -> bool {
+    ready_pages <= THROTTLE_PAGES / 2
+}
+
+/// Whether fast mode is in force: a signal is held, or fewer than
+/// `fast_until` grace periods have completed.
+pub(crate) fn fast_mode(signals: usize, completed: u64, fast_until: u64) -> bool {
+    signals > 0 || completed < fast_until
+}
+
+/// Until when fast mode lasts after the last signal ends, `completed`
+/// grace periods having completed then.
+pub(crate) fn fast_until(completed: u64) -> u64 {
+    completed + FAST_MODE_HOLD_GPS
+}
+
+/// Bytes pending on the nodes that make an expedited grace period worth it
+/// at `priority` (12 gentle .. 0 desperate): 64 KiB << priority, so 4 MiB at
+/// priority 6 and 64 KiB at priority 0.
+pub(crate) fn expedite_threshold(priority: u8) -> usize {
+    (64 << 10) << priority.min(12)
+}
+
+/// What `run_callbacks` does (see `Rcu::run_callbacks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunWork {
+    /// Run what is already past its grace period.
+    ReadyOnly,
+    /// An expedited grace period, then run what it made ready.
+    Expedite,
+    /// Flush threads' pages and run everything (priority 0).
+    Barrier,
+}
+
+/// The decision of `run_callbacks` at `priority`, with `pending_bytes` on
+/// its nodes; `want`: the bytes a reclaimer still needs, if it says;
+/// `may_wait`: not inside a read-side section or a callback.
+pub(crate) fn run_work(
+    may_wait: bool,
+    priority: u8,
+    pending_bytes: usize,
+    want: Option<usize>,
+) -> RunWork {
+    let worth_a_grace_period = match want {
+        Some(want) => pending_bytes >= want,
+        None => priority < 10 && pending_bytes >= expedite_threshold(priority),
+    };
+    if !may_wait {
+        RunWork::ReadyOnly
+    } else if priority == 0 {
+        RunWork::Barrier
+    } else if worth_a_grace_period {
+        RunWork::Expedite
+    } else {
+        RunWork::ReadyOnly
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn overload_has_hysteresis_between_the_marks() {
+        let p = Params::default();
+        assert!(!shard_overloads(&p, 10_000) && shard_overloads(&p, 10_001));
+        assert!(!shard_overload_ends(&p, 100) && shard_overload_ends(&p, 99));
+        assert!(!domain_overloaded(&p, 20_000) && domain_overloaded(&p, 20_001));
+    }
+
+    #[test]
+    fn a_shard_is_due_for_any_reason_and_waits_only_for_the_lazy_delay() {
+        let p = Params::default();
+        let quiet = ShardFacts {
+            age: Some(10 * MS),
+            unrequested: 5,
+            ..ShardFacts::default()
+        };
+        assert_eq!(shard_pace(&p, false, quiet), Pace::Wait(40 * MS));
+        assert_eq!(shard_pace(&p, true, quiet), Pace::Due);
+        for due in [
+            ShardFacts {
+                hurry: true,
+                ..quiet
+            },
+            ShardFacts {
+                overloaded: true,
+                ..quiet
+            },
+            ShardFacts {
+                pressured: true,
+                ..quiet
+            },
+            ShardFacts {
+                age: Some(50 * MS),
+                ..quiet
+            },
+            ShardFacts {
+                unrequested: 1000,
+                ..quiet
+            },
+        ] {
+            assert_eq!(shard_pace(&p, false, due), Pace::Due, "{due:?}");
+        }
+        // Pressure with nothing waiting does not ask.
+        let empty = ShardFacts {
+            pressured: true,
+            ..ShardFacts::default()
+        };
+        assert_eq!(shard_pace(&p, false, empty), Pace::Idle);
+    }
+
+    #[test]
+    fn kicks_come_with_idle_shards_full_batches_and_overload() {
+        let p = Params::default();
+        assert!(kick_after_enqueue(&p, true, false, 3));
+        assert!(!kick_after_enqueue(&p, false, false, 3));
+        assert!(kick_after_enqueue(&p, false, false, 1000));
+        assert!(
+            !kick_after_enqueue(&p, false, false, 1001),
+            "once per batch"
+        );
+        assert!(kick_after_enqueue(&p, false, true, 1));
+        assert!(batch_full(&p, 1000) && !batch_full(&p, 999));
+    }
+
+    #[test]
+    fn pages_flush_lazily_except_under_pressure() {
+        let p = Params::default();
+        assert_eq!(page_due_ms(&p, 1000, false), 1050);
+        assert_eq!(page_due_ms(&p, 1000, true), 1000);
+        let forever = Params {
+            lazy_delay: Duration::MAX,
+            ..Params::default()
+        };
+        assert_eq!(page_due_ms(&forever, 1000, false), usize::MAX);
+        assert_eq!(flush_pages_older_than(&p, false), Some(50 * MS));
+        assert_eq!(flush_pages_older_than(&p, true), None);
+    }
+
+    #[test]
+    fn expediting_needs_overload_or_a_backlog_worth_it_in_fast_mode() {
+        let p = Params::default();
+        assert!(expedite(&p, true, false, 0));
+        assert!(!expedite(&p, false, true, (1 << 20) - 1));
+        assert!(expedite(&p, false, true, 1 << 20));
+        assert!(!expedite(&p, false, false, 1 << 30));
+    }
+
+    #[test]
+    fn batches_follow_blimit_and_the_divisor_unless_unlimited() {
+        let p = Params::default();
+        assert_eq!(batch_limit(&p, Some(10), false, 100), 10);
+        assert_eq!(batch_limit(&p, Some(1), false, 100), 10, "at least blimit");
+        assert_eq!(
+            batch_limit(&p, Some(10), false, 12_800),
+            100,
+            "pending >> 7"
+        );
+        assert_eq!(batch_limit(&p, Some(10), true, 100), usize::MAX);
+        assert_eq!(batch_limit(&p, None, false, 100), usize::MAX);
+    }
+
+    #[test]
+    fn the_producer_window_runs_from_the_last_hand_off() {
+        let now = Instant::now();
+        let w = 5 * MS;
+        assert_eq!(left_to_producer(None, now, w), None);
+        assert_eq!(left_to_producer(Some(now), now, w), Some(w));
+        assert_eq!(left_to_producer(Some(now), now + 2 * MS, w), Some(3 * MS));
+        assert_eq!(left_to_producer(Some(now), now + w, w), None);
+        assert_eq!(left_to_producer(Some(now), now, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn the_throttle_starts_over_its_mark_and_ends_at_half() {
+        assert!(!throttles(THROTTLE_PAGES) && throttles(THROTTLE_PAGES + 1));
+        assert!(throttle_done(THROTTLE_PAGES / 2) && !throttle_done(THROTTLE_PAGES / 2 + 1));
+    }
+
+    #[test]
+    fn fast_mode_outlasts_the_last_signal_by_two_grace_periods() {
+        let until = fast_until(7);
+        assert_eq!(until, 9);
+        assert!(fast_mode(1, 100, 0));
+        assert!(fast_mode(0, 8, until));
+        assert!(!fast_mode(0, 9, until));
+    }
+
+    #[test]
+    fn run_callbacks_escalates_with_priority() {
+        assert_eq!(expedite_threshold(0), 64 << 10);
+        assert_eq!(expedite_threshold(6), 4 << 20);
+        assert_eq!(expedite_threshold(200), (64 << 10) << 12);
+        assert_eq!(run_work(false, 0, 1 << 30, None), RunWork::ReadyOnly);
+        assert_eq!(run_work(true, 0, 0, None), RunWork::Barrier);
+        assert_eq!(run_work(true, 6, 4 << 20, None), RunWork::Expedite);
+        assert_eq!(run_work(true, 6, (4 << 20) - 1, None), RunWork::ReadyOnly);
+        assert_eq!(run_work(true, 10, 1 << 30, None), RunWork::ReadyOnly);
+        assert_eq!(run_work(true, 11, 100, Some(100)), RunWork::Expedite);
+        assert_eq!(run_work(true, 11, 99, Some(100)), RunWork::ReadyOnly);
+    }
+}
