@@ -1,4 +1,4 @@
-//! `rcu-reclaim torture`: the library's torture test (`rcu_reclaim::torture`)
+//! `rcu-reclaim torture`: the torture test (the `rcu-reclaim-torture` crate)
 //! from the command line. Exit code 0 on SUCCESS, 1 on FAILURE, 2 on bad
 //! flags.
 
@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use rcu_reclaim::torture::{self, Fault, TortureConfig, UpdateMode};
 use rcu_reclaim::Flavor;
+use rcu_reclaim_torture::{self as torture, Fault, TortureConfig, UpdateMode};
 
 use crate::args::{self, Int};
 

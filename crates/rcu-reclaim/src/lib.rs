@@ -89,8 +89,6 @@ mod sync;
 mod synchronize;
 mod sys;
 mod topology;
-#[cfg(not(loom))]
-pub mod torture;
 mod wake_promise;
 
 pub use callbacks::{

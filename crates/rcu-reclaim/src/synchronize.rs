@@ -172,6 +172,20 @@ impl Rcu {
         self.wait_for_seq(cookie.seq, WaitMode::Normal);
     }
 
+    /// Grace periods this domain has completed so far: a cheap counter (one
+    /// load), for monitoring and for tests that count the grace periods
+    /// that end while something runs.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// let before = rcu.completed_grace_periods();
+    /// rcu.synchronize();
+    /// assert!(rcu.completed_grace_periods() > before);
+    /// ```
+    pub fn completed_grace_periods(&self) -> u64 {
+        self.inner().gp.completed()
+    }
+
     #[track_caller]
     fn check_cookie(&self, cookie: &Cookie) {
         if cookie.domain != 0 && cookie.domain != self.id() {

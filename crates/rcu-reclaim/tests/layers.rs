@@ -56,7 +56,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("reclaim", &["reclaim/"]),
     ("sources", &["sources/"]),
-    ("torture", &["torture/"]),
 ];
 
 /// The layer of `file` (a path under `src/`), by exact name or folder.

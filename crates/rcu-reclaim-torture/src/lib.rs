@@ -27,7 +27,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use rcu_reclaim::torture::{self, TortureConfig};
+//! use rcu_reclaim_torture::{self as torture, TortureConfig};
 //!
 //! let mut config = TortureConfig::new();
 //! config.duration = Duration::from_millis(300);
@@ -35,6 +35,8 @@
 //! assert!(report.success(), "{report}");
 //! assert!(report.reads > 0);
 //! ```
+
+#![warn(missing_docs)]
 
 mod faults;
 mod ledger;
@@ -49,9 +51,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::domain::{Config, Error, Flavor, Rcu};
-use crate::sync::lock_std as lock;
-use crate::topology::Topology;
+use rcu_reclaim::Topology;
+use rcu_reclaim::{Config, Error, Flavor, Rcu};
+use std::sync::{MutexGuard, PoisonError};
+
+/// Locks `m`, ignoring poisoning: an injected panic must not wedge the run
+/// (every structure here stays consistent if a holder panicked).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 pub use faults::silence_injected_panics;
 pub use report::{Progress, TortureReport};
@@ -69,14 +77,14 @@ use threads::{ReadCounts, Rng};
 /// bucket, for "beyond".
 ///
 /// ```
-/// assert_eq!(rcu_reclaim::torture::PIPE_LEN, 10);
+/// assert_eq!(rcu_reclaim_torture::PIPE_LEN, 10);
 /// ```
 pub const PIPE_LEN: usize = 10;
 
 /// How a writer waits out the grace periods of a retired element.
 ///
 /// ```
-/// use rcu_reclaim::torture::UpdateMode;
+/// use rcu_reclaim_torture::UpdateMode;
 /// assert_eq!("exp".parse::<UpdateMode>(), Ok(UpdateMode::Expedited));
 /// assert_eq!(UpdateMode::Defer.to_string(), "defer");
 /// ```
@@ -99,7 +107,7 @@ impl UpdateMode {
     /// Every mode, in rotation order.
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::torture::UpdateMode::ALL.len(), 5);
+    /// assert_eq!(rcu_reclaim_torture::UpdateMode::ALL.len(), 5);
     /// ```
     pub const ALL: [UpdateMode; 5] = [
         UpdateMode::Sync,
@@ -112,7 +120,7 @@ impl UpdateMode {
     /// The short name used on the command line and in reports.
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::torture::UpdateMode::Poll.name(), "poll");
+    /// assert_eq!(rcu_reclaim_torture::UpdateMode::Poll.name(), "poll");
     /// ```
     pub fn name(self) -> &'static str {
         match self {
@@ -144,7 +152,7 @@ impl FromStr for UpdateMode {
 /// A fault a torture run injects, and checks it survived.
 ///
 /// ```
-/// use rcu_reclaim::torture::Fault;
+/// use rcu_reclaim_torture::Fault;
 /// assert_eq!("stall".parse::<Fault>(), Ok(Fault::ReaderStall));
 /// assert_eq!(Fault::ALL.len(), 4);
 /// ```
@@ -171,7 +179,7 @@ impl Fault {
     /// Every fault.
     ///
     /// ```
-    /// assert!(rcu_reclaim::torture::Fault::ALL.contains(&rcu_reclaim::torture::Fault::CallbackPanic));
+    /// assert!(rcu_reclaim_torture::Fault::ALL.contains(&rcu_reclaim_torture::Fault::CallbackPanic));
     /// ```
     pub const ALL: [Fault; 4] = [
         Fault::CallbackPanic,
@@ -183,7 +191,7 @@ impl Fault {
     /// The short name used on the command line and in reports.
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::torture::Fault::PageAllocFailure.name(), "alloc");
+    /// assert_eq!(rcu_reclaim_torture::Fault::PageAllocFailure.name(), "alloc");
     /// ```
     pub fn name(self) -> &'static str {
         match self {
@@ -217,7 +225,7 @@ impl FromStr for Fault {
 ///
 /// ```
 /// use std::time::Duration;
-/// use rcu_reclaim::torture::{Fault, TortureConfig};
+/// use rcu_reclaim_torture::{Fault, TortureConfig};
 /// let mut c = TortureConfig::new();
 /// c.readers = 4;
 /// c.flood = true;
@@ -301,7 +309,7 @@ impl TortureConfig {
     /// A plain run: 2 readers, 1 writer, every update mode, 10 s.
     ///
     /// ```
-    /// let c = rcu_reclaim::torture::TortureConfig::new();
+    /// let c = rcu_reclaim_torture::TortureConfig::new();
     /// assert_eq!((c.readers, c.writers), (2, 1));
     /// ```
     pub fn new() -> Self {
@@ -314,7 +322,7 @@ impl TortureConfig {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let c = rcu_reclaim::torture::TortureConfig::everything(Duration::from_secs(1));
+    /// let c = rcu_reclaim_torture::TortureConfig::everything(Duration::from_secs(1));
     /// assert_eq!(c.faults.len(), 4);
     /// assert!(c.validate().is_ok());
     /// ```
@@ -337,7 +345,7 @@ impl TortureConfig {
     /// Whether `fault` is injected.
     ///
     /// ```
-    /// use rcu_reclaim::torture::{Fault, TortureConfig};
+    /// use rcu_reclaim_torture::{Fault, TortureConfig};
     /// assert!(!TortureConfig::new().has(Fault::ReaderStall));
     /// ```
     pub fn has(&self, fault: Fault) -> bool {
@@ -347,7 +355,7 @@ impl TortureConfig {
     /// Checks every field's range; the error names the field and the range.
     ///
     /// ```
-    /// let mut c = rcu_reclaim::torture::TortureConfig::new();
+    /// let mut c = rcu_reclaim_torture::TortureConfig::new();
     /// c.readers = 0;
     /// assert!(c.validate().unwrap_err().to_string().contains("readers"));
     /// ```

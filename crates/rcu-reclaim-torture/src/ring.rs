@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::sync::lock_std as lock;
+use crate::lock;
 
 use super::PIPE_LEN;
 

@@ -1,12 +1,14 @@
-//! Short torture runs (`rcu_reclaim::torture`) with each option and each
+//! Short torture runs (`rcu_reclaim_torture`) with each option and each
 //! injected fault, about 20 s of torture in all; a deliberately broken RCU
 //! must fail. Longer runs: `rcu-reclaim torture --all --duration 600` (see
 //! README).
 
 use std::time::Duration;
 
-use rcu_reclaim::torture::{self, Fault, TortureConfig, TortureReport, UpdateMode, PIPE_LEN};
 use rcu_reclaim::{Config, Flavor, Rcu};
+use rcu_reclaim_torture::{
+    self as torture, Fault, TortureConfig, TortureReport, UpdateMode, PIPE_LEN,
+};
 
 fn config(ms: u64) -> TortureConfig {
     let mut c = TortureConfig::new();

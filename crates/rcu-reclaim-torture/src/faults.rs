@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::callbacks::{PageAllocator, SystemPageAllocator};
+use rcu_reclaim::{PageAllocator, SystemPageAllocator};
 
 use super::ledger::{queue_on, Action, Via, INJECTED_PANIC};
 use super::threads::{read_loop, read_once, ReadCounts, Rng};
@@ -58,7 +58,7 @@ unsafe impl PageAllocator for FailingPages {
 /// [`Fault::CallbackPanic`] and does not want a message per injected panic.
 ///
 /// ```
-/// rcu_reclaim::torture::silence_injected_panics();
+/// rcu_reclaim_torture::silence_injected_panics();
 /// ```
 pub fn silence_injected_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();

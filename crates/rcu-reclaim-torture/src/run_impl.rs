@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::domain::{Error, Rcu};
+use rcu_reclaim::{Error, Rcu};
 
 use super::faults::{self, FailingPages};
 use super::ledger::Ledger;
@@ -22,9 +22,9 @@ use super::{Counters, Fault, Shared, TortureConfig, PIPE_LEN};
 ///
 /// ```
 /// use std::time::Duration;
-/// let mut c = rcu_reclaim::torture::TortureConfig::new();
+/// let mut c = rcu_reclaim_torture::TortureConfig::new();
 /// c.duration = Duration::from_millis(200);
-/// let report = rcu_reclaim::torture::run(&c).unwrap();
+/// let report = rcu_reclaim_torture::run(&c).unwrap();
 /// assert!(report.success(), "{report}");
 /// ```
 pub fn run(config: &TortureConfig) -> Result<TortureReport, Error> {
@@ -35,10 +35,10 @@ pub fn run(config: &TortureConfig) -> Result<TortureReport, Error> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let mut c = rcu_reclaim::torture::TortureConfig::new();
+/// let mut c = rcu_reclaim_torture::TortureConfig::new();
 /// c.duration = Duration::from_millis(1200);
 /// let mut seen = 0;
-/// let report = rcu_reclaim::torture::run_with_progress(&c, |p| seen = p.reads).unwrap();
+/// let report = rcu_reclaim_torture::run_with_progress(&c, |p| seen = p.reads).unwrap();
 /// assert!(report.success() && seen > 0);
 /// ```
 pub fn run_with_progress(

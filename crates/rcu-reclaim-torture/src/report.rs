@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::flavor::Flavor;
-use crate::stats::Stats;
-use crate::sync::lock_std as lock;
+use crate::lock;
+use rcu_reclaim::Flavor;
+use rcu_reclaim::Stats;
 
 use super::{Fault, Shared, TortureConfig, UpdateMode, PIPE_LEN};
 
@@ -17,10 +17,10 @@ use super::{Fault, Shared, TortureConfig, UpdateMode, PIPE_LEN};
 ///
 /// ```
 /// use std::time::Duration;
-/// let mut c = rcu_reclaim::torture::TortureConfig::new();
+/// let mut c = rcu_reclaim_torture::TortureConfig::new();
 /// c.duration = Duration::from_millis(1100);
 /// let mut last = None;
-/// rcu_reclaim::torture::run_with_progress(&c, |p| last = Some(p.clone())).unwrap();
+/// rcu_reclaim_torture::run_with_progress(&c, |p| last = Some(p.clone())).unwrap();
 /// assert!(last.unwrap().elapsed >= Duration::from_secs(1));
 /// ```
 #[derive(Clone, Debug, Serialize)]
@@ -42,7 +42,7 @@ impl Progress {
             elapsed,
             reads: sh.reads_progress.load(Ordering::Relaxed),
             updates: sh.updates(),
-            grace_periods: sh.rcu.inner().gp.seq() >> 2,
+            grace_periods: sh.rcu.completed_grace_periods(),
         }
     }
 }
@@ -62,9 +62,9 @@ impl Shared {
 ///
 /// ```
 /// use std::time::Duration;
-/// let mut c = rcu_reclaim::torture::TortureConfig::new();
+/// let mut c = rcu_reclaim_torture::TortureConfig::new();
 /// c.duration = Duration::from_millis(200);
-/// let report = rcu_reclaim::torture::run(&c).unwrap();
+/// let report = rcu_reclaim_torture::run(&c).unwrap();
 /// assert!(report.to_string().ends_with("End of test: SUCCESS\n"));
 /// assert_eq!(report.reader_pipe[2..].iter().sum::<u64>(), 0);
 /// ```
@@ -135,9 +135,9 @@ impl TortureReport {
     /// Whether the run found nothing wrong.
     ///
     /// ```
-    /// let mut c = rcu_reclaim::torture::TortureConfig::new();
+    /// let mut c = rcu_reclaim_torture::TortureConfig::new();
     /// c.duration = std::time::Duration::from_millis(100);
-    /// assert!(rcu_reclaim::torture::run(&c).unwrap().success());
+    /// assert!(rcu_reclaim_torture::run(&c).unwrap().success());
     /// ```
     pub fn success(&self) -> bool {
         self.failures.is_empty()
@@ -146,9 +146,9 @@ impl TortureReport {
     /// Reads per second.
     ///
     /// ```
-    /// let mut c = rcu_reclaim::torture::TortureConfig::new();
+    /// let mut c = rcu_reclaim_torture::TortureConfig::new();
     /// c.duration = std::time::Duration::from_millis(100);
-    /// assert!(rcu_reclaim::torture::run(&c).unwrap().reads_per_sec() > 0.0);
+    /// assert!(rcu_reclaim_torture::run(&c).unwrap().reads_per_sec() > 0.0);
     /// ```
     pub fn reads_per_sec(&self) -> f64 {
         self.reads as f64 / self.elapsed.as_secs_f64().max(1e-9)

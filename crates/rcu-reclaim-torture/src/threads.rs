@@ -65,16 +65,15 @@ impl ReadCounts {
 /// completed meanwhile.
 #[inline(always)]
 pub(crate) fn read_once(sh: &Shared, counts: &mut ReadCounts, delay: impl FnOnce()) {
-    let gp = &sh.rcu.inner().gp;
     let guard = sh.rcu.read_lock();
-    let started = gp.seq() >> 2;
+    let started = sh.rcu.completed_grace_periods();
     // SAFETY: `current` always points into the ring's pool, which lives as
     // long as `sh`; elements are never deallocated during the run.
     let e = unsafe { &*sh.ring.current.load(Ordering::Acquire) };
     counts.mb_errors += u64::from(!e.intact());
     delay();
     let pipe = e.pipe.load(Ordering::Relaxed).min(PIPE_LEN);
-    let completed = (gp.seq() >> 2).wrapping_sub(started);
+    let completed = sh.rcu.completed_grace_periods().wrapping_sub(started);
     counts.pipe[pipe] += 1;
     counts.batch[(completed as usize).min(PIPE_LEN)] += 1;
     drop(guard);

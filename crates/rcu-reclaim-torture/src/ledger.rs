@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::synchronize::Cookie;
-use crate::topology::override_current_cpu;
+use rcu_reclaim::override_current_cpu;
+use rcu_reclaim::Cookie;
 
 use super::Shared;
 
