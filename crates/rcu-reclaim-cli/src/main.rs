@@ -8,10 +8,7 @@
 
 mod args;
 mod bench;
-mod cgroup_side;
 mod demo;
-mod demo_cmd;
-mod plot;
 #[cfg(test)]
 mod size_proptest;
 mod torture;
@@ -42,7 +39,7 @@ struct Cli {
 enum Command {
     /// The dentry-cache workload under a memory budget, unaware of pressure
     /// and then aware, side by side.
-    Demo(demo_cmd::DemoArgs),
+    Demo(demo::cmd::DemoArgs),
     /// Torture test in the style of the kernel's rcutorture: readers check
     /// the pipe stage of what they read while writers retire elements through
     /// every kind of grace period, with optional floods, pressure flapping,
@@ -210,7 +207,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => match args.config() {
-            Ok(cfg) => demo_cmd::run(&args, cfg),
+            Ok(cfg) => demo::cmd::run(&args, cfg),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);

@@ -2,6 +2,10 @@
 //! once unaware of pressure (RCU at its lazy pace, reclaim never calling
 //! RCU: the kernel before the seed's fix) and once aware (this project).
 
+pub mod cgroup_side;
+pub mod cmd;
+pub mod plot;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;

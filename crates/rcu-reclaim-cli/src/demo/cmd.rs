@@ -156,7 +156,7 @@ fn bar(cfg: &DemoConfig, aware: bool, json: bool) -> ProgressBar {
 /// Runs the demo as the arguments say.
 pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
     if args.child {
-        return crate::cgroup_side::child_main(&cfg, args.side == Side::Aware);
+        return crate::demo::cgroup_side::child_main(&cfg, args.side == Side::Aware);
     }
     let mut sides = Vec::new();
     for &aware in args.side.runs() {
@@ -170,7 +170,9 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
             ));
         };
         let side = match cfg.cgroup_limit {
-            Some(limit) => crate::cgroup_side::run_in_cgroup(&cfg, aware, limit, &mut on_sample)?,
+            Some(limit) => {
+                crate::demo::cgroup_side::run_in_cgroup(&cfg, aware, limit, &mut on_sample)?
+            }
             None => demo::run_side(&cfg, aware, &mut on_sample),
         };
         match &side.cgroup {
@@ -186,7 +188,7 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
     }
     let plot = (!args.no_plot).then_some(&args.plot);
     if let Some(path) = plot {
-        crate::plot::write_svg(path, &cfg, &sides)?;
+        crate::demo::plot::write_svg(path, &cfg, &sides)?;
     }
     if args.json {
         let out = DemoOutput {
