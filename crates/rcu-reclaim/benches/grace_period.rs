@@ -27,21 +27,18 @@ use rcu_reclaim::{Config, Flavor, Rcu};
 /// Spin iterations inside each busy-reader section.
 const BUSY_WORK: u32 = 64;
 
+#[cfg(feature = "liburcu")]
+#[path = "support/urcu_ffi.rs"]
+mod urcu_ffi;
+
 /// liburcu's memb flavor through the C shim in `csrc/urcu_shim.c`.
 #[cfg(feature = "liburcu")]
 mod urcu {
-    use std::os::raw::c_int;
     use std::sync::atomic::{AtomicI32, Ordering};
     use std::sync::{mpsc, Arc};
     use std::thread::{self, JoinHandle};
 
-    extern "C" {
-        fn shim_register_thread();
-        fn shim_unregister_thread();
-        fn shim_busy_reader(stop: *const AtomicI32, ready: *const AtomicI32, work: u32) -> u64;
-        fn shim_synchronize();
-        fn shim_has_sys_membarrier() -> c_int;
-    }
+    use super::urcu_ffi::*;
 
     /// `urcu_memb_synchronize_rcu()`.
     pub fn synchronize() {

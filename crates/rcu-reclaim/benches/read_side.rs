@@ -16,20 +16,18 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 
+#[path = "support/read_pairs.rs"]
+mod read_pairs;
+use read_pairs::*;
+
+#[cfg(feature = "liburcu")]
+#[path = "support/urcu_ffi.rs"]
+mod urcu_ffi;
+
 /// liburcu's memb flavor through the C shim in `csrc/urcu_shim.c`.
 #[cfg(feature = "liburcu")]
 mod urcu {
-    use std::os::raw::c_int;
-
-    extern "C" {
-        fn shim_register_thread();
-        fn shim_unregister_thread();
-        fn shim_read_pairs(n: u64) -> u64;
-        fn shim_read_pairs_nested(n: u64) -> u64;
-        fn shim_read_deref_pairs(n: u64, slot: *const *mut u64) -> u64;
-        fn shim_read_once(slot: *const *mut u64) -> u64;
-        fn shim_has_sys_membarrier() -> c_int;
-    }
+    use super::urcu_ffi::*;
 
     /// Registers the calling thread with liburcu (memb) for its lifetime.
     pub struct Registered(());
@@ -83,67 +81,6 @@ mod urcu {
     pub fn has_sys_membarrier() -> bool {
         // SAFETY: reads an int that liburcu's constructor initialised.
         unsafe { shim_has_sys_membarrier() != 0 }
-    }
-}
-
-/// `n` outermost read-side sections of `rcu`.
-#[inline(never)]
-fn ours_pairs(rcu: &Rcu, n: u64) {
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        drop(guard);
-    }
-}
-
-/// `n` read-side sections nested inside one outer section.
-#[inline(never)]
-fn ours_pairs_nested(rcu: &Rcu, n: u64) {
-    let outer = rcu.read_lock();
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        drop(guard);
-    }
-    drop(outer);
-}
-
-/// `n` sections, alternating between two domains, so every `read_lock`
-/// misses the one-entry per-thread cache and takes the slow lookup.
-#[inline(never)]
-fn ours_pairs_alternating(a: &Rcu, b: &Rcu, n: u64) {
-    for i in 0..n {
-        let rcu = if i & 1 == 0 { a } else { b };
-        let guard = rcu.read_lock();
-        drop(guard);
-    }
-}
-
-/// `n` sections, each loading `cell` and reading the value.
-#[inline(never)]
-fn ours_load_pairs(rcu: &Rcu, cell: &RcuCell<u64>, n: u64) -> u64 {
-    let mut sum = 0u64;
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        sum = sum.wrapping_add(*cell.load(&guard).expect("the cell is never emptied"));
-        drop(guard);
-    }
-    sum
-}
-
-/// `n` crossbeam-epoch pins (pin, then drop the guard).
-#[inline(never)]
-fn crossbeam_pins(n: u64) {
-    for _ in 0..n {
-        let guard = crossbeam_epoch::pin();
-        drop(guard);
-    }
-}
-
-/// `n` seize sections (enter, then drop the guard).
-#[inline(never)]
-fn seize_enters(collector: &seize::Collector, n: u64) {
-    for _ in 0..n {
-        let guard = collector.enter();
-        drop(guard);
     }
 }
 

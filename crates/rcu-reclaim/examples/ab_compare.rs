@@ -18,7 +18,6 @@
 //! 64 spins). Each busy batch gets its own reader thread, stopped after it.
 
 use std::hint::black_box;
-use std::os::raw::c_int;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc};
@@ -27,16 +26,12 @@ use std::time::Instant;
 
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 
-extern "C" {
-    fn shim_register_thread();
-    fn shim_unregister_thread();
-    fn shim_read_pairs(n: u64) -> u64;
-    fn shim_read_pairs_nested(n: u64) -> u64;
-    fn shim_read_deref_pairs(n: u64, slot: *const *mut u64) -> u64;
-    fn shim_busy_reader(stop: *const AtomicI32, ready: *const AtomicI32, work: u32) -> u64;
-    fn shim_synchronize_n(n: u64);
-    fn shim_has_sys_membarrier() -> c_int;
-}
+#[path = "../benches/support/read_pairs.rs"]
+mod read_pairs;
+#[path = "../benches/support/urcu_ffi.rs"]
+mod urcu_ffi;
+use read_pairs::*;
+use urcu_ffi::*;
 
 /// Spin iterations inside each busy-reader section (as in the benches).
 const BUSY_WORK: u32 = 64;
@@ -44,49 +39,6 @@ const BUSY_WORK: u32 = 64;
 const READ_BATCH: u64 = 1_000_000;
 /// `synchronize` calls per batch.
 const GP_BATCH: u64 = 500;
-
-#[inline(never)]
-fn ours_pairs(rcu: &Rcu, n: u64) {
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        drop(guard);
-    }
-}
-
-#[inline(never)]
-fn ours_pairs_nested(rcu: &Rcu, n: u64) {
-    let outer = rcu.read_lock();
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        drop(guard);
-    }
-    drop(outer);
-}
-
-#[inline(never)]
-fn ours_load_pairs(rcu: &Rcu, cell: &RcuCell<u64>, n: u64) -> u64 {
-    let mut sum = 0u64;
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        sum = sum.wrapping_add(*cell.load(&guard).expect("never emptied"));
-        drop(guard);
-    }
-    sum
-}
-
-#[inline(never)]
-fn crossbeam_pins(n: u64) {
-    for _ in 0..n {
-        drop(crossbeam_epoch::pin());
-    }
-}
-
-#[inline(never)]
-fn seize_enters(collector: &seize::Collector, n: u64) {
-    for _ in 0..n {
-        drop(collector.enter());
-    }
-}
 
 #[inline]
 fn spin_work(work: u32) {

@@ -10,9 +10,11 @@
 //! ```
 //!
 //! Instructions per pair = (Ir(2M) - Ir(1M)) / 1M, which cancels start-up
-//! cost. Each variant's loop is its own `#[inline(never)]` function
-//! (`pairs_outermost`, `pairs_nested`, `pairs_load`), so
-//! `--toggle-collect='*pairs_outermost*'` gives the same number directly.
+//! cost. Each variant's loop is its own `#[inline(never)]` function, shared
+//! with the benches (`benches/support/read_pairs.rs`: `ours_pairs`,
+//! `ours_pairs_nested`, `ours_load_pairs`), so
+//! `--toggle-collect='*read_pairs::ours_pairs*'` gives the same number
+//! directly.
 //!
 //! Variants: `memb` (global domain, which is memb when the kernel offers
 //! `membarrier`), `mb` (a domain forced to the mb flavor), `nested` (inner
@@ -25,37 +27,9 @@ use std::process::ExitCode;
 
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 
-/// `n` outermost sections of `rcu`.
-#[inline(never)]
-fn pairs_outermost(rcu: &Rcu, n: u64) {
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        drop(guard);
-    }
-}
-
-/// `n` sections nested in one outer section of `rcu`.
-#[inline(never)]
-fn pairs_nested(rcu: &Rcu, n: u64) {
-    let outer = rcu.read_lock();
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        drop(guard);
-    }
-    drop(outer);
-}
-
-/// `n` sections that each load `cell` and read the value.
-#[inline(never)]
-fn pairs_load(rcu: &Rcu, cell: &RcuCell<u64>, n: u64) -> u64 {
-    let mut sum = 0u64;
-    for _ in 0..n {
-        let guard = rcu.read_lock();
-        sum = sum.wrapping_add(*cell.load(&guard).expect("never emptied"));
-        drop(guard);
-    }
-    sum
-}
+#[path = "../benches/support/read_pairs.rs"]
+mod read_pairs;
+use read_pairs::{ours_load_pairs, ours_pairs, ours_pairs_nested};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -79,11 +53,15 @@ fn main() -> ExitCode {
     drop(rcu.read_lock());
     let cell = RcuCell::new_in(&rcu, Some(Box::new(1u64)));
     match variant {
-        "nested" => pairs_nested(black_box(&rcu), black_box(n)),
+        "nested" => ours_pairs_nested(black_box(&rcu), black_box(n)),
         "load" => {
-            black_box(pairs_load(black_box(&rcu), black_box(&cell), black_box(n)));
+            black_box(ours_load_pairs(
+                black_box(&rcu),
+                black_box(&cell),
+                black_box(n),
+            ));
         }
-        _ => pairs_outermost(black_box(&rcu), black_box(n)),
+        _ => ours_pairs(black_box(&rcu), black_box(n)),
     }
     println!("variant={variant} flavor={} pairs={n}", rcu.flavor());
     ExitCode::SUCCESS

@@ -1,0 +1,70 @@
+//! The read-side loops the benches and examples measure, in one place:
+//! each runs `n` read-side sections (or pins, or enters) in a tight loop
+//! inside one `#[inline(never)]` function, so a profile or a timer sees
+//! the loop alone. Included with `#[path]` by `benches/read_side.rs`,
+//! `examples/ab_compare.rs` and `examples/callgrind_read_pair.rs`.
+
+#![allow(dead_code)]
+
+use rcu_reclaim::{Rcu, RcuCell};
+
+/// `n` outermost read-side sections of `rcu`.
+#[inline(never)]
+pub fn ours_pairs(rcu: &Rcu, n: u64) {
+    for _ in 0..n {
+        let guard = rcu.read_lock();
+        drop(guard);
+    }
+}
+
+/// `n` read-side sections nested inside one outer section.
+#[inline(never)]
+pub fn ours_pairs_nested(rcu: &Rcu, n: u64) {
+    let outer = rcu.read_lock();
+    for _ in 0..n {
+        let guard = rcu.read_lock();
+        drop(guard);
+    }
+    drop(outer);
+}
+
+/// `n` sections, alternating between two domains, so every `read_lock`
+/// misses the one-entry per-thread cache and takes the slow lookup.
+#[inline(never)]
+pub fn ours_pairs_alternating(a: &Rcu, b: &Rcu, n: u64) {
+    for i in 0..n {
+        let rcu = if i & 1 == 0 { a } else { b };
+        let guard = rcu.read_lock();
+        drop(guard);
+    }
+}
+
+/// `n` sections, each loading `cell` and reading the value.
+#[inline(never)]
+pub fn ours_load_pairs(rcu: &Rcu, cell: &RcuCell<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let guard = rcu.read_lock();
+        sum = sum.wrapping_add(*cell.load(&guard).expect("the cell is never emptied"));
+        drop(guard);
+    }
+    sum
+}
+
+/// `n` crossbeam-epoch pins (pin, then drop the guard).
+#[inline(never)]
+pub fn crossbeam_pins(n: u64) {
+    for _ in 0..n {
+        let guard = crossbeam_epoch::pin();
+        drop(guard);
+    }
+}
+
+/// `n` seize sections (enter, then drop the guard).
+#[inline(never)]
+pub fn seize_enters(collector: &seize::Collector, n: u64) {
+    for _ in 0..n {
+        let guard = collector.enter();
+        drop(guard);
+    }
+}
