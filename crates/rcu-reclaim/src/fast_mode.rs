@@ -82,15 +82,8 @@ impl Pressure {
     /// every node; returns whether it is the only one held now (so the
     /// caller re-plans at once), and whether fast mode was off before it.
     pub(crate) fn start(&self, node: Option<usize>, completed: u64) -> (bool, bool) {
-        match node {
-            Some(n) => {
-                self.per_node[n].fetch_add(1, Ordering::Relaxed);
-            }
-            None => {
-                for c in self.per_node.iter() {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        for c in self.counts(node) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         if self.total.fetch_add(1, Ordering::AcqRel) == 0 {
             let was_fast = self.fast.load(Ordering::Relaxed);
@@ -103,19 +96,20 @@ impl Pressure {
     /// Ends a signal counted by `start`; after the last one, fast mode lasts
     /// two more grace periods (`completed`: those completed now).
     pub(crate) fn end(&self, node: Option<usize>, completed: u64) {
-        match node {
-            Some(n) => {
-                self.per_node[n].fetch_sub(1, Ordering::Relaxed);
-            }
-            None => {
-                for c in self.per_node.iter() {
-                    c.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
+        for c in self.counts(node) {
+            c.fetch_sub(1, Ordering::Relaxed);
         }
         if self.total.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.fast_until_gp
                 .store(policy::fast_until(completed), Ordering::Relaxed);
+        }
+    }
+
+    /// The per-node counts a signal on `node` (or on every node) moves.
+    fn counts(&self, node: Option<usize>) -> &[AtomicUsize] {
+        match node {
+            Some(n) => std::slice::from_ref(&self.per_node[n]),
+            None => &self.per_node,
         }
     }
 
