@@ -747,17 +747,11 @@ impl Callbacks {
     }
 
     /// Runs `drop` (a deferred drop the caller's thread runs itself, after
-    /// a grace period it waited for), counting it as invoked and reporting
-    /// a panic as any callback's panic is reported.
-    pub(crate) fn run_inline(&self, bytes: usize, drop: impl FnOnce()) {
-        let was = IN_CALLBACK.with(|c| c.replace(true));
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(drop)) {
-            add(&self.counters.panics, 1);
-            self.report_panic(payload.as_ref());
-        }
-        IN_CALLBACK.with(|c| c.set(was));
-        add(&self.counters.invoked, 1);
-        add(&self.counters.bytes_freed, bytes);
+    /// a grace period it waited for) as a one-entry batch of `run_entries`:
+    /// counted as invoked, a panic reported as any callback's is.
+    pub(crate) fn run_inline(&self, bytes: usize, drop: impl FnOnce() + Send + 'static) {
+        let entry = Entry::call(Box::new(drop), bytes);
+        self.run_entries(self.current_shard(), vec![entry], Vec::new());
     }
 
     /// Whether shard `cpu` has something ready to run.
