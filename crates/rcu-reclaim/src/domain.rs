@@ -192,6 +192,23 @@ impl Config {
         self
     }
 
+    /// The pace by memory: a shard asks for a grace period at once when the
+    /// callbacks and deferred drops it holds not yet assigned one account
+    /// this many bytes, and a thread's bulk page goes to its shard when it
+    /// holds this many (default 64 KiB). Smaller values free sooner, with
+    /// more grace periods; `usize::MAX` leaves the pace to
+    /// [`lazy_delay`](Config::lazy_delay) and
+    /// [`lazy_batch`](Config::lazy_batch) alone. Must be at least 1.
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().pace_bytes(256 << 10);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn pace_bytes(mut self, bytes: usize) -> Self {
+        self.params.pace_bytes = bytes;
+        self
+    }
+
     /// Overload: a shard holding more than `qhimark` entries (default
     /// 10,000) starts a grace period at once and runs without a batch limit
     /// until it falls under `qlowmark` (default 100).
@@ -269,11 +286,13 @@ impl Config {
     pub fn on_demand(self) -> Self {
         self.lazy_delay(Duration::from_secs(3600))
             .lazy_batch(usize::MAX / 2)
+            .pace_bytes(usize::MAX / 2)
             .qhimark(usize::MAX / 2)
             .qovld(usize::MAX / 2)
     }
 
-    /// Callback worker threads per NUMA node (default 1).
+    /// Callback worker threads per NUMA node, unpinned (default 1; see also
+    /// [`worker_per_cpu`](Config::worker_per_cpu)).
     ///
     /// ```
     /// let c = rcu_reclaim::Config::new().workers_per_node(2);
@@ -281,6 +300,31 @@ impl Config {
     /// ```
     pub fn workers_per_node(mut self, n: usize) -> Self {
         self.params.workers_per_node = n;
+        self.params.worker_per_cpu = false;
+        self
+    }
+
+    /// One callback worker per CPU, pinned to it, serving that CPU's queue
+    /// (as the kernel's per-CPU callback threads), instead of
+    /// [`workers_per_node`](Config::workers_per_node) unpinned workers per
+    /// node (the default).
+    ///
+    /// A worker on the CPU where the garbage was retired frees it while
+    /// that CPU's cache still holds it, and takes turns with the retiring
+    /// thread instead of contending with it for the allocator's locks
+    /// (glibc's arena lock). With one updating thread on two cores this
+    /// halved mean garbage and raised updates/s by a fifth; with every core
+    /// updating, the workers took more CPU for no gain (BENCHMARKS.md,
+    /// "Lean by default"). It costs a thread per CPU per domain, started on
+    /// the domain's first retire: opt in for a few long-lived domains. A
+    /// worker whose CPU the process may not use runs unpinned.
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().worker_per_cpu(false);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn worker_per_cpu(mut self, enabled: bool) -> Self {
+        self.params.worker_per_cpu = enabled;
         self
     }
 
@@ -335,10 +379,16 @@ impl Config {
         if self.stall_timeout.is_zero() {
             return bad("stall_timeout must be greater than zero (the default is 21 s)".into());
         }
-        if p.lazy_batch == 0 || p.blimit == 0 || p.workers_per_node == 0 || p.qovld == 0 {
+        if p.lazy_batch == 0
+            || p.pace_bytes == 0
+            || p.blimit == 0
+            || p.workers_per_node == 0
+            || p.qovld == 0
+        {
             return bad(format!(
-                "lazy_batch ({}), blimit ({}), workers_per_node ({}) and qovld ({}) must be at least 1",
-                p.lazy_batch, p.blimit, p.workers_per_node, p.qovld
+                "lazy_batch ({}), pace_bytes ({}), blimit ({}), workers_per_node ({}) and qovld \
+                 ({}) must be at least 1",
+                p.lazy_batch, p.pace_bytes, p.blimit, p.workers_per_node, p.qovld
             ));
         }
         if p.qlowmark >= p.qhimark {

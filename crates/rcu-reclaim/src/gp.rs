@@ -55,6 +55,11 @@ pub(crate) struct GpCounters {
     pub(crate) writer_parks: StdAtomicU64,
     pub(crate) stalls_reported: StdAtomicU64,
     pub(crate) poll_requests: StdAtomicU64,
+    /// `membarrier` system calls issued (memb flavor).
+    pub(crate) membarriers: StdAtomicU64,
+    /// Grace periods completed by `try_advance` (a retiring thread's
+    /// non-blocking step), not by a waiter.
+    pub(crate) polled_gps: StdAtomicU64,
 }
 
 pub(crate) fn bump(c: &StdAtomicU64) {
@@ -64,6 +69,10 @@ pub(crate) fn bump(c: &StdAtomicU64) {
 /// Grace-period state of one domain, and the readers it waits for.
 pub(crate) struct GracePeriods {
     seq: AtomicU64,
+    /// The readers' counter value the grace period in progress waits for
+    /// (meaningful while `seq`'s state bits say one is in progress). Written
+    /// and read under `gp_lock`.
+    in_flight: AtomicU64,
     gp_lock: Mutex<()>,
     pub(crate) counters: GpCounters,
     /// The domain's number, for stall reports.
@@ -76,6 +85,7 @@ impl GracePeriods {
     pub(crate) fn new(id: u64, registry: Arc<Registry>, stall_timeout: Duration) -> Self {
         GracePeriods {
             seq: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             gp_lock: Mutex::new(()),
             counters: GpCounters::default(),
             id,
@@ -139,21 +149,84 @@ impl GracePeriods {
         }
     }
 
-    /// One grace period. Called with `gp_lock` held.
+    /// One grace period, or the rest of one `try_advance` started. Called
+    /// with `gp_lock` held.
     fn run_grace_period(&self, mode: WaitMode) {
-        let gp = self;
-        let registry = &*self.registry;
-        let start = gp.seq.load(Ordering::Relaxed);
-        gp.seq.store(start + 1, Ordering::Relaxed);
-        writer_barrier(self.registry.flavor);
-        let new = registry.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
-        self.wait_for_readers(registry, new, mode);
-        gp.seq
-            .store((start | SEQ_STATE_MASK) + 1, Ordering::Release);
+        let s = self.seq.load(Ordering::Relaxed);
+        let new = self.start_or_resume(s);
+        self.wait_for_readers(&self.registry, new, mode);
+        self.complete(s);
         bump(match mode {
-            WaitMode::Normal => &gp.counters.normal_gps,
-            WaitMode::Expedited => &gp.counters.expedited_gps,
+            WaitMode::Normal => &self.counters.normal_gps,
+            WaitMode::Expedited => &self.counters.expedited_gps,
         });
+    }
+
+    /// With `gp_lock` held and the sequence at `s`: starts a grace period
+    /// if none is in progress (mark it, issue the writer's barrier, bump the
+    /// readers' counter), and returns the counter value it waits for.
+    fn start_or_resume(&self, s: u64) -> u64 {
+        if s & SEQ_STATE_MASK != 0 {
+            // Started by `try_advance`, which left it for later. Waiting
+            // for its readers now is as a scan that took that long would be.
+            return self.in_flight.load(Ordering::Relaxed);
+        }
+        self.seq.store(s + 1, Ordering::Relaxed);
+        self.writer_barrier();
+        let new = self.registry.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
+        self.in_flight.store(new, Ordering::Relaxed);
+        new
+    }
+
+    /// With `gp_lock` held: ends the grace period in progress (the sequence
+    /// read `s` when it was started or resumed).
+    fn complete(&self, s: u64) {
+        self.seq.store((s | SEQ_STATE_MASK) + 1, Ordering::Release);
+    }
+
+    /// The writer's half of the read-side barrier pairing, counted.
+    pub(crate) fn writer_barrier(&self) {
+        if self.registry.flavor == crate::Flavor::Memb {
+            bump(&self.counters.membarriers);
+        }
+        writer_barrier(self.registry.flavor);
+    }
+
+    /// Moves grace periods towards `target` without waiting: if no one else
+    /// is running one, completes the one in progress if its readers have all
+    /// moved on, then starts the next if `target` still needs it, and
+    /// returns. A retiring thread calls this when it hands off a page, so
+    /// its garbage does not wait for the grace-period thread to be
+    /// scheduled; the grace-period thread (or any waiter) finishes what this
+    /// leaves in progress. Returns whether `target` has been reached.
+    pub(crate) fn try_advance(&self, target: u64) -> bool {
+        if self.done(target) {
+            return true;
+        }
+        let Some(_held) = crate::sync::try_lock(&self.gp_lock) else {
+            return false;
+        };
+        let s = self.seq.load(Ordering::Relaxed);
+        if s & SEQ_STATE_MASK != 0 {
+            let new = self.in_flight.load(Ordering::Relaxed);
+            let mut quiescent = true;
+            self.registry.for_each_slot(|slot| {
+                if quiescent {
+                    let v = slot.ctr.load(Ordering::Acquire);
+                    quiescent = v == 0 || v >= new;
+                }
+            });
+            if !quiescent {
+                return false;
+            }
+            self.complete(s);
+            bump(&self.counters.polled_gps);
+        }
+        if self.done(target) {
+            return true;
+        }
+        self.start_or_resume(self.seq.load(Ordering::Relaxed));
+        false
     }
 
     /// Waits until every slot reads `0` or at least `new`.
@@ -201,7 +274,7 @@ impl GracePeriods {
         // Pairs with the reader's fence between clearing its slot and reading
         // `waiter`: either we see the slot cleared, or the reader sees -1 and
         // wakes us.
-        writer_barrier(self.registry.flavor);
+        self.writer_barrier();
         if quiescent(slot) {
             registry.waiter.store(0, Ordering::Relaxed);
             return;

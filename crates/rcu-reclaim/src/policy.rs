@@ -6,9 +6,12 @@
 //! window, the throttle or fast mode's hysteresis means changing this file.
 //!
 //! * **Pace.** A shard asks for a grace period at once when hurried
-//!   (`call_hurry`, overload, barrier), pressured, or holding `lazy_batch`
-//!   entries not yet assigned one; otherwise once its oldest entry has
-//!   waited `lazy_delay` (the kernel's lazy RCU).
+//!   (`call_hurry`, overload, barrier), pressured, holding `pace_bytes`
+//!   bytes or `lazy_batch` entries not yet assigned one; otherwise once its
+//!   oldest entry has waited `lazy_delay` (the kernel's lazy RCU, for a
+//!   trickle). A thread's bulk page goes to its shard once it holds
+//!   `pace_bytes` (or is full), so memory, not only time and count, sets
+//!   the pace.
 //! * **Overload.** A shard over `qhimark` is overloaded until under
 //!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
 //! * **Batches.** A worker runs `max(blimit, pending >> 7)` callbacks at a
@@ -33,11 +36,15 @@ use std::time::{Duration, Instant};
 pub(crate) struct Params {
     pub(crate) lazy_delay: Duration,
     pub(crate) lazy_batch: usize,
+    /// See [`Config::pace_bytes`](crate::Config::pace_bytes).
+    pub(crate) pace_bytes: usize,
     pub(crate) qhimark: usize,
     pub(crate) qlowmark: usize,
     pub(crate) qovld: usize,
     pub(crate) blimit: usize,
     pub(crate) workers_per_node: usize,
+    /// One worker per CPU, pinned to it, instead of `workers_per_node` per node.
+    pub(crate) worker_per_cpu: bool,
     pub(crate) fast_min_bytes: usize,
     /// See [`Config::producer_window`](crate::Config::producer_window).
     pub(crate) producer_window: Duration,
@@ -50,17 +57,24 @@ impl Default for Params {
         Params {
             lazy_delay: Duration::from_millis(50),
             lazy_batch: 1000,
+            pace_bytes: DEFAULT_PACE_BYTES,
             qhimark: 10_000,
             qlowmark: 100,
             qovld: 20_000,
             blimit: 10,
             workers_per_node: 1,
+            worker_per_cpu: false,
             fast_min_bytes: 1 << 20,
             producer_window: Duration::from_millis(5),
             retiring_thread_frees: false,
         }
     }
 }
+
+/// Bytes not yet assigned a grace period that make a shard ask for one at
+/// once, and a thread's bulk page go to its shard (chosen by measurement:
+/// see BENCHMARKS.md, "Lean by default").
+pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
 
 /// Empty pages kept per shard so the fast path never allocates (kernel: 5).
 pub(crate) const SPARE_PAGES: usize = 64;
@@ -91,21 +105,34 @@ pub(crate) fn domain_overloaded(p: &Params, total: usize) -> bool {
     total > p.qovld
 }
 
-/// Whether queueing on a shard must wake the grace-period thread: `kick`
-/// (the shard was idle, or just overloaded), or the entry completed a
-/// batch, or it is the first new one of an overloaded shard.
+/// Whether queueing `added_bytes` on a shard must wake the grace-period
+/// thread: `kick` (the shard was idle, or just overloaded), or the entry
+/// completed a batch or crossed the byte mark, or it is the first new one
+/// of an overloaded shard. `unrequested` and `unrequested_bytes` count the
+/// entry.
 pub(crate) fn kick_after_enqueue(
     p: &Params,
     kick: bool,
     overloaded: bool,
     unrequested: usize,
+    (unrequested_bytes, added_bytes): (usize, usize),
 ) -> bool {
-    kick || unrequested == p.lazy_batch || overloaded && unrequested == 1
+    let crossed = unrequested_bytes >= p.pace_bytes
+        && unrequested_bytes.saturating_sub(added_bytes) < p.pace_bytes;
+    kick || crossed || unrequested == p.lazy_batch || overloaded && unrequested == 1
 }
 
-/// Whether a shard with `unrequested` entries holds a whole batch.
-pub(crate) fn batch_full(p: &Params, unrequested: usize) -> bool {
-    unrequested >= p.lazy_batch
+/// Whether a shard with `unrequested` entries holding `unrequested_bytes`
+/// (not yet assigned a grace period) asks for one now: a whole batch, or
+/// enough bytes.
+pub(crate) fn batch_full(p: &Params, unrequested: usize, unrequested_bytes: usize) -> bool {
+    unrequested >= p.lazy_batch || unrequested_bytes >= p.pace_bytes
+}
+
+/// Whether a thread's bulk page holding `bytes` goes to its shard before
+/// it is full.
+pub(crate) fn page_due_by_bytes(p: &Params, bytes: usize) -> bool {
+    bytes >= p.pace_bytes
 }
 
 /// What the pace says of one shard.
@@ -131,6 +158,8 @@ pub(crate) struct ShardFacts {
     pub(crate) age: Option<Duration>,
     /// Entries not yet assigned a grace period.
     pub(crate) unrequested: usize,
+    /// Their bytes.
+    pub(crate) unrequested_bytes: usize,
 }
 
 /// The pace for one shard of a domain (`domain_overloaded`: see
@@ -141,7 +170,7 @@ pub(crate) fn shard_pace(p: &Params, domain_overloaded: bool, s: ShardFacts) -> 
         || domain_overloaded
         || (s.pressured && s.age.is_some())
         || s.age.is_some_and(|a| a >= p.lazy_delay)
-        || batch_full(p, s.unrequested);
+        || batch_full(p, s.unrequested, s.unrequested_bytes);
     match s.age {
         _ if due => Pace::Due,
         Some(a) => Pace::Wait(p.lazy_delay - a),
@@ -318,6 +347,10 @@ mod tests {
                 unrequested: 1000,
                 ..quiet
             },
+            ShardFacts {
+                unrequested_bytes: 64 << 10,
+                ..quiet
+            },
         ] {
             assert_eq!(shard_pace(&p, false, due), Pace::Due, "{due:?}");
         }
@@ -332,15 +365,52 @@ mod tests {
     #[test]
     fn kicks_come_with_idle_shards_full_batches_and_overload() {
         let p = Params::default();
-        assert!(kick_after_enqueue(&p, true, false, 3));
-        assert!(!kick_after_enqueue(&p, false, false, 3));
-        assert!(kick_after_enqueue(&p, false, false, 1000));
+        let none = (0, 0);
+        assert!(kick_after_enqueue(&p, true, false, 3, none));
+        assert!(!kick_after_enqueue(&p, false, false, 3, none));
+        assert!(kick_after_enqueue(&p, false, false, 1000, none));
         assert!(
-            !kick_after_enqueue(&p, false, false, 1001),
+            !kick_after_enqueue(&p, false, false, 1001, none),
             "once per batch"
         );
-        assert!(kick_after_enqueue(&p, false, true, 1));
-        assert!(batch_full(&p, 1000) && !batch_full(&p, 999));
+        assert!(kick_after_enqueue(&p, false, true, 1, none));
+        let mark = p.pace_bytes;
+        assert!(kick_after_enqueue(&p, false, false, 3, (mark, 10)));
+        assert!(
+            !kick_after_enqueue(&p, false, false, 3, (mark + 10, 10)),
+            "once per crossing"
+        );
+        assert!(!kick_after_enqueue(&p, false, false, 3, (mark - 1, 10)));
+        assert!(batch_full(&p, 1000, 0) && !batch_full(&p, 999, 0));
+        assert!(batch_full(&p, 1, 64 << 10) && !batch_full(&p, 1, (64 << 10) - 1));
+    }
+
+    #[test]
+    fn bytes_set_the_pace_and_a_trickle_still_waits() {
+        let p = Params::default();
+        // A shard over the byte threshold asks before the lazy delay...
+        let heavy = ShardFacts {
+            age: Some(MS),
+            unrequested: 3,
+            unrequested_bytes: p.pace_bytes,
+            ..ShardFacts::default()
+        };
+        assert_eq!(shard_pace(&p, false, heavy), Pace::Due);
+        // ...a trickle waits for it.
+        let trickle = ShardFacts {
+            unrequested_bytes: p.pace_bytes - 1,
+            ..heavy
+        };
+        assert_eq!(shard_pace(&p, false, trickle), Pace::Wait(49 * MS));
+        // A thread's page goes to its shard at the same mark.
+        assert!(page_due_by_bytes(&p, p.pace_bytes));
+        assert!(!page_due_by_bytes(&p, p.pace_bytes - 1));
+        let off = Params {
+            pace_bytes: usize::MAX,
+            ..Params::default()
+        };
+        assert!(!page_due_by_bytes(&off, 1 << 40));
+        assert_eq!(shard_pace(&off, false, heavy), Pace::Wait(49 * MS));
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub struct Stats {
     pub stalls_reported: u64,
     /// Grace periods requested through `start_poll`.
     pub poll_requests: u64,
+    /// Grace periods completed by retiring threads' non-blocking steps
+    /// (without waiting, when they hand a full page to their queue), not by
+    /// the grace-period thread or a waiter.
+    pub retirer_gps: u64,
+    /// `membarrier` system calls issued by the domain (memb flavor: one per
+    /// grace period started, one per steal of a thread's page, one per
+    /// writer park).
+    pub membarriers: u64,
     /// Threads currently registered as readers.
     pub registered_readers: usize,
     /// Callbacks and deferred drops not yet run (as [`Rcu::pending`]).
@@ -146,6 +154,8 @@ impl Rcu {
             writer_parks: get(&c.writer_parks),
             stalls_reported: get(&c.stalls_reported),
             poll_requests: get(&c.poll_requests),
+            retirer_gps: get(&c.polled_gps),
+            membarriers: get(&c.membarriers),
             registered_readers: self.registry().registered(),
             pending,
             pending_bytes,

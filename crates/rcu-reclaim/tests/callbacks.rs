@@ -792,3 +792,124 @@ fn a_worker_frees_ready_pages_once_their_thread_stops_handing_on() {
     rcu.barrier();
     assert_eq!(drops.load(Ordering::Relaxed), N);
 }
+
+/// The pace by memory: a thread whose retires reach `pace_bytes` gets a
+/// grace period, and its garbage freed, long before the lazy delay; a
+/// trickle under the mark still waits for the delay.
+#[test]
+fn bytes_set_the_pace_and_a_trickle_still_waits() {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_secs(60))
+            .lazy_batch(1 << 30)
+            .pace_bytes(64 << 10),
+    )
+    .unwrap();
+    // Two pages' worth of 16 KiB buffers: each page goes to its shard as it
+    // reaches 64 KiB and asks for a grace period at once.
+    for _ in 0..8 {
+        rcu.defer_drop_measured(Box::new(vec![0u8; 16 << 10]));
+    }
+    wait_until(
+        "the paced garbage freed, with no barrier",
+        Duration::from_secs(20),
+        || rcu.pending_bytes() == 0,
+    );
+    // A trickle: 1 KiB waits in the thread's page for the lazy delay.
+    rcu.defer_drop_measured(Box::new(vec![0u8; 1 << 10]));
+    thread::sleep(Duration::from_millis(200));
+    assert!(rcu.pending_bytes() >= 1 << 10, "{:?}", rcu.stats());
+    rcu.barrier();
+    assert_eq!(rcu.pending(), 0);
+}
+
+/// A retiring thread moves grace periods on itself when it hands a page
+/// to its queue (without waiting), so its garbage does not wait for the
+/// grace-period thread to be scheduled.
+#[test]
+fn a_retiring_thread_completes_grace_periods_itself() {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_secs(60))
+            .pace_bytes(1 << 10),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    while rcu.stats().retirer_gps == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no grace period completed by a retiring thread: {:?}",
+            rcu.stats()
+        );
+        for _ in 0..16 {
+            rcu.defer_drop_measured(Box::new(vec![0u8; 1 << 10]));
+        }
+    }
+    rcu.barrier();
+    let s = rcu.stats();
+    assert!(
+        s.membarriers > 0 || s.flavor == rcu_reclaim::Flavor::Mb,
+        "{s:?}"
+    );
+    assert_eq!(rcu.pending(), 0);
+}
+
+/// Per-CPU workers (opt-in): one pinned worker per CPU frees that CPU's
+/// queue without a barrier, and the workers are named after their CPU.
+#[test]
+fn per_cpu_workers_free_their_cpus_garbage() {
+    let rcu = Rcu::new(
+        Config::new()
+            .worker_per_cpu(true)
+            .lazy_delay(Duration::from_secs(60))
+            .pace_bytes(4 << 10),
+    )
+    .unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let (r, d) = (rcu.clone(), drops.clone());
+            thread::spawn(move || {
+                for _ in 0..64 {
+                    let d = d.clone();
+                    r.defer_drop(Box::new(OnDrop(Some(Box::new(move || {
+                        d.fetch_add(1, Ordering::Relaxed);
+                    })))));
+                    r.defer_drop_measured(Box::new(vec![0u8; 1 << 10]));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // The exited threads' partial pages went to their queues; everything
+    // is freed by the workers, with no barrier.
+    wait_until(
+        "the workers to free it all",
+        Duration::from_secs(20),
+        || drops.load(Ordering::Relaxed) == 128,
+    );
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    let prefix = format!("rcu-cb-{}-c", rcu.stats().domain);
+    assert!(
+        names.iter().any(|n| n.starts_with(&prefix)),
+        "no per-CPU worker among {names:?}"
+    );
+}
+
+/// Runs its closure when dropped.
+struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}

@@ -87,6 +87,58 @@ fn polled_cookie_completed_by_another_thread_protects_readers() {
     });
 }
 
+/// Poisons its object when dropped, as a free would.
+struct PoisonOnDrop(loom::sync::Arc<Obj>);
+
+impl Drop for PoisonOnDrop {
+    fn drop(&mut self) {
+        self.0.value.store(POISON, Ordering::Relaxed);
+    }
+}
+
+/// A retiring thread that drives grace periods itself (`try_advance` at
+/// each page hand-off, never waiting) and frees what they made ready never
+/// frees an object under a reader that could still hold it. `pace_bytes(1)`
+/// hands each deferred object's page off at once; the second retire
+/// completes the first's grace period if the reader allows it, then frees.
+#[test]
+fn grace_periods_driven_by_the_retiring_thread_protect_readers() {
+    loom::model(|| {
+        let rcu = Rcu::new(
+            Config::new()
+                .topology(rcu_reclaim::Topology::synthetic(1, 1))
+                .pace_bytes(1)
+                .retiring_thread_frees(true),
+        )
+        .unwrap();
+        let shared = loom::sync::Arc::new(Obj {
+            value: AtomicU64::new(1),
+        });
+        let slot = loom::sync::Arc::new(loom::sync::atomic::AtomicBool::new(true));
+        let (r, s, o) = (rcu.clone(), slot.clone(), shared.clone());
+        let reader = thread::spawn(move || {
+            let g = r.read_lock();
+            // "Published" while the flag is set: the object may be read.
+            if s.load(Ordering::Acquire) {
+                assert_ne!(
+                    o.value.load(Ordering::Relaxed),
+                    POISON,
+                    "a retiring thread freed an object under a reader"
+                );
+            }
+            drop(g);
+        });
+        // Unlink, then retire; a second retire drives the grace period on.
+        slot.store(false, Ordering::Release);
+        rcu.defer_drop(Box::new(PoisonOnDrop(shared.clone())));
+        rcu.defer_drop(Box::new(0u8));
+        rcu.defer_drop(Box::new(0u8));
+        reader.join().unwrap();
+        rcu.barrier();
+        assert_eq!(shared.value.load(Ordering::Relaxed), POISON);
+    });
+}
+
 /// Nested sections: the grace period waits for the outermost unlock.
 #[test]
 fn nested_reader_is_protected_until_outermost_unlock() {

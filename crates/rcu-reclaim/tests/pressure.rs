@@ -67,8 +67,14 @@ fn pressure_is_counted_per_node_across_threads_with_hysteresis() {
 /// long it took for the backlog to reach zero with no barrier.
 fn drain_time(pressure: bool) -> Duration {
     // A delay long enough that queueing 100 MiB never outlasts it, even on a
-    // loaded machine.
-    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_millis(1500))).unwrap();
+    // loaded machine, and no pace by bytes (which would free it at once):
+    // the kernel's lazy pace, which pressure cancels.
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_millis(1500))
+            .pace_bytes(usize::MAX),
+    )
+    .unwrap();
     for _ in 0..100 {
         rcu.defer_drop_measured(Box::new(vec![1u8; 1 << 20]));
     }

@@ -15,6 +15,7 @@
 
 pub mod cmd;
 mod crossbeam;
+mod engine;
 mod ours;
 mod ours_polled;
 mod plot;
@@ -187,6 +188,13 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Frees everything retired; every thread's handle is gone.
     fn finish(self);
 
+    /// The reclamation engine's counters now (grace periods, `membarrier`
+    /// calls, its threads' CPU time), where the backend has its own
+    /// threads to account for (rcu-reclaim).
+    fn engine(&self) -> Option<engine::EngineSample> {
+        None
+    }
+
     /// Makes the table answer a memory budget of `limit` bytes (`usage`
     /// reports the bytes in use). Only rcu-reclaim reacts to memory
     /// pressure; the others return `None` and run unbounded.
@@ -215,6 +223,8 @@ pub struct PressureReport {
     pub gp_wait_mean_ns: f64,
     pub gp_wait_probes: u64,
 }
+
+pub use engine::EngineReport;
 
 /// A backend's reaction to a memory budget.
 pub struct Budget {

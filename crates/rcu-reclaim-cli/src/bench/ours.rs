@@ -89,6 +89,15 @@ impl<const INLINE: bool> Backend for Ours<INLINE> {
         self.rcu.barrier();
     }
 
+    fn engine(&self) -> Option<super::engine::EngineSample> {
+        let s = self.rcu.stats();
+        Some(super::engine::EngineSample::take(
+            s.domain,
+            s.gp_completed,
+            s.membarriers,
+        ))
+    }
+
     fn budget(
         table: &Arc<Table<Self>>,
         limit: usize,

@@ -54,6 +54,8 @@ pub struct BackendReport {
     /// rcu-reclaim under a budget: its reclaim, summed over rounds (the
     /// grace-period wait: mean over rounds).
     pub pressure: Option<PressureReport>,
+    /// rcu-reclaim: its engine's cost, mean over rounds.
+    pub engine: Option<super::EngineReport>,
     /// The first round's samples.
     pub samples: Vec<Sample>,
 }
@@ -165,6 +167,12 @@ fn summarize(name: &str, runs: &[RunResult]) -> BackendReport {
             s.gp_wait_mean_ns /= n as f64;
             s
         }),
+        engine: super::EngineReport::mean(
+            &runs
+                .iter()
+                .filter_map(|r| r.engine.clone())
+                .collect::<Vec<_>>(),
+        ),
         samples: runs.first().map(|r| r.samples.clone()).unwrap_or_default(),
     }
 }
@@ -296,7 +304,10 @@ pub fn table(s: &ScenarioReport) -> String {
         s.seconds_per_run,
     );
     type Cell = fn(&BackendReport) -> String;
-    let rows: [(&str, Cell); 11] = [
+    fn engine(b: &BackendReport, f: impl Fn(&super::EngineReport) -> String) -> String {
+        b.engine.as_ref().map_or_else(|| "-".to_string(), f)
+    }
+    let rows: [(&str, Cell); 14] = [
         ("reads/s", |b| format!("{:.2} M", b.reads_per_sec / 1e6)),
         ("  x rcu-reclaim", |b| {
             format!("{:.2}", b.vs_rcu_reclaim.reads_per_sec)
@@ -324,16 +335,27 @@ pub fn table(s: &ScenarioReport) -> String {
         ("retired == freed", |b| {
             if b.balanced { "yes" } else { "NO" }.to_string()
         }),
+        ("grace periods/s", |b| {
+            engine(b, |e| format!("{:.0}", e.grace_periods_per_sec))
+        }),
+        ("membarriers/s", |b| {
+            engine(b, |e| format!("{:.0}", e.membarriers_per_sec))
+        }),
+        ("gp / worker CPU", |b| {
+            engine(b, |e| {
+                format!("{:.0} % / {:.0} %", e.gp_thread_cpu_pct, e.workers_cpu_pct)
+            })
+        }),
     ];
     out += &format!("{:<20}", "");
     for b in &s.backends {
-        out += &format!("{:>18}", b.backend);
+        out += &format!(" {:>18}", b.backend);
     }
     out.push('\n');
     for (name, f) in rows {
         out += &format!("{name:<20}");
         for b in &s.backends {
-            out += &format!("{:>18}", f(b));
+            out += &format!(" {:>18}", f(b));
         }
         out.push('\n');
     }
@@ -412,6 +434,7 @@ mod tests {
                 })
                 .collect(),
             pressure: None,
+            engine: None,
             samples: Vec::new(),
         }
     }

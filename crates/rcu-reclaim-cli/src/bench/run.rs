@@ -58,6 +58,8 @@ pub struct RunResult {
     pub samples: Vec<Sample>,
     pub evicted: u64,
     pub pressure: Option<PressureReport>,
+    /// rcu-reclaim: what its grace periods and threads cost.
+    pub engine: Option<super::EngineReport>,
 }
 
 /// Lookups timed: one in this many.
@@ -157,6 +159,7 @@ pub fn run<B: Backend>(
         .and_then(|limit| B::budget(&table, limit, usage.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     AccountingAlloc::reset_peak();
+    let engine_start = table.backend().engine();
     let start = Instant::now();
     let mut handles = Vec::new();
     for t in 0..w.threads {
@@ -199,6 +202,10 @@ pub fn run<B: Backend>(
         out.latencies.extend(o.latencies);
     }
     let secs = start.elapsed().as_secs_f64();
+    let retired = RETIRED.load(Ordering::SeqCst);
+    let engine = engine_start
+        .zip(table.backend().engine())
+        .map(|(a, b)| super::EngineReport::between(&a, &b, secs, retired));
     let peak_memory = AccountingAlloc::peak_bytes().saturating_sub(base);
     let peak_garbage = PEAK_GARBAGE.load(Ordering::Relaxed);
     let pressure = budget.map(|b| {
@@ -222,5 +229,6 @@ pub fn run<B: Backend>(
         samples,
         evicted,
         pressure,
+        engine,
     })
 }

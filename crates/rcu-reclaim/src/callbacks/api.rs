@@ -3,9 +3,10 @@
 
 use std::cell::Cell;
 
-use super::{bump_relaxed, drop_box, in_callback};
+use super::{bump_relaxed, drop_box, in_callback, BulkPage};
 use crate::clock::epoch_ms;
 use crate::domain::Rcu;
+use crate::policy;
 
 /// Bytes a value keeps alive, for backlog accounting of deferred drops:
 /// the value itself plus what it owns on the heap.
@@ -255,52 +256,86 @@ impl Rcu {
         // thread is registered (for as long as this call runs).
         let local = unsafe { &(*slot).local };
         let ptr = Box::into_raw(value).cast::<()>();
+        let cbs = &inner.callbacks;
         // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
         // once, after a grace period, on any thread (`T: Send`).
-        if unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes) } {
+        let pushed_fast = unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes) };
+        // A full page, or one holding `pace_bytes`, goes to the shard now,
+        // with the object that filled it (the pace is by memory, not only
+        // by count).
+        let due = |p: &BulkPage| p.is_full() || policy::page_due_by_bytes(&cbs.params, p.bytes());
+        if pushed_fast
+            && local.count.load(std::sync::atomic::Ordering::Relaxed) < super::bulk::capacity()
+            && !policy::page_due_by_bytes(
+                &cbs.params,
+                local.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        {
             return Ok(());
         }
-        let cbs = &inner.callbacks;
         let mut kick = false;
         let mut handed_off = false;
+        let mut advance_to = None;
         let mut fresh_since = None;
         let pushed = local.with_page_owner(|page| {
-            if page.as_ref().is_some_and(|p| p.is_full()) {
-                let full = page.take().expect("checked above");
-                local.reset_counts();
-                kick |= cbs.hand_off(&inner.gp, full, cbs.params.retiring_thread_frees);
-                handed_off = true;
+            let mut hand_off_if_due = |page: &mut Option<BulkPage>| {
+                if page.as_ref().is_some_and(due) {
+                    let full = page.take().expect("checked above");
+                    local.reset_counts();
+                    let (k, target) = cbs.hand_off_own(&inner.gp, full);
+                    kick |= k;
+                    advance_to = target;
+                    handed_off = true;
+                }
+            };
+            // A page left full (by a fast push, or before a steal's reset).
+            hand_off_if_due(page);
+            if !pushed_fast {
+                if page.is_none() {
+                    *page = cbs.fresh_page(!NO_PAGE_ALLOC.with(Cell::get));
+                    if page.is_some() {
+                        let now = epoch_ms();
+                        local
+                            .since_ms
+                            .store(now, std::sync::atomic::Ordering::Relaxed);
+                        fresh_since = Some(now);
+                    }
+                }
+                let Some(p) = page else {
+                    return false;
+                };
+                // SAFETY: the page has room (fresh, or not due hence not
+                // full), and the contract of `drop_box` holds as above.
+                unsafe { p.push(ptr, drop_box::<T>, bytes) };
+                bump_relaxed(&local.count, 1);
+                bump_relaxed(&local.bytes, bytes);
+                hand_off_if_due(page);
             }
             if page.is_none() {
-                *page = cbs.fresh_page(!NO_PAGE_ALLOC.with(Cell::get));
-                if page.is_some() {
-                    let now = epoch_ms();
-                    local
-                        .since_ms
-                        .store(now, std::sync::atomic::Ordering::Relaxed);
-                    fresh_since = Some(now);
-                }
+                fresh_since = None;
             }
-            match page {
-                Some(p) => {
-                    // SAFETY: the page has room (fresh or not full), and the
-                    // contract of `drop_box` holds as above.
-                    unsafe { p.push(ptr, drop_box::<T>, bytes) };
-                    bump_relaxed(&local.count, 1);
-                    bump_relaxed(&local.bytes, bytes);
-                    true
-                }
-                None => false,
-            }
+            true
         });
         if !pushed {
             // SAFETY: `ptr` came from `Box::into_raw` above and was not queued.
             return Err(unsafe { Box::from_raw(ptr.cast::<T>()) });
         }
-        if handed_off && cbs.params.retiring_thread_frees {
-            // Opted in: this thread frees its shard's ready pages. Outside
-            // the buffer's lock: the drops may defer more.
-            cbs.free_ready_pages(&inner.gp, cbs.current_shard(), 2);
+        if let Some(target) = advance_to {
+            // Drive the grace period from here (never waits): one started
+            // at the last hand-off usually completes now, so garbage waits
+            // about one page's worth of retires, not for the grace-period
+            // thread to be scheduled.
+            inner.gp.try_advance(target);
+        }
+        if handed_off {
+            let cpu = cbs.current_shard();
+            if cbs.params.retiring_thread_frees {
+                // Opted in: this thread frees its shard's ready pages.
+                // Outside the buffer's lock: the drops may defer more.
+                cbs.free_ready_pages(&inner.gp, cpu, 2);
+            } else if advance_to.is_some() && cbs.pages_ready(&inner.gp, cpu) {
+                cbs.wake_worker(cpu);
+            }
         }
         if let Some(since) = fresh_since {
             // Let the grace-period thread time this page's lazy flush (at

@@ -400,7 +400,6 @@ fn owner_fence(flavor: Flavor) {
 }
 
 /// Page capacity in objects.
-#[cfg(test)]
 pub(crate) const fn capacity() -> usize {
     CAPACITY
 }

@@ -4,10 +4,18 @@
 //! * `call` queues a boxed closure on the current CPU's shard.
 //! * `defer_drop` appends two words to the thread's own bulk page; a full
 //!   page is sealed with a grace-period cookie and handed to the shard.
+//! * A thread's page goes to its shard when full or when it holds
+//!   `pace_bytes`; a shard that then holds a batch or `pace_bytes` not yet
+//!   assigned a grace period gets one at once, and the handing thread moves
+//!   grace periods on itself without waiting (`GracePeriods::try_advance`:
+//!   it completes the one in progress if every reader has moved on, and
+//!   starts the next), so garbage waits about one page of retires, not for
+//!   the grace-period thread to be scheduled.
 //! * The grace-period thread (`gp_thread.rs`) decides when shards need a
-//!   grace period — lazily, once a shard holds a batch or its oldest entry
-//!   has waited `lazy_delay`, at once for `call_hurry`, overload or barrier —
-//!   runs it, advances the lists and wakes the node's worker.
+//!   grace period — by the pace above, lazily for a trickle (once its
+//!   oldest entry has waited `lazy_delay`), at once for `call_hurry`,
+//!   overload or barrier — runs it, advances the lists and wakes the
+//!   workers (one per node, or one pinned per CPU with `worker_per_cpu`).
 //! * Workers run ready callbacks in batches of `max(blimit, pending >> 7)`
 //!   and drop ready pages, yielding between batches. Callbacks and deferred
 //!   drops never run inside a retiring call (`call`, `defer_drop`,
@@ -117,14 +125,12 @@ impl ShardState {
         policy::left_to_producer(self.last_handoff, now, window)
     }
 
-    fn unrequested(&self) -> usize {
-        self.list.next_len()
-            + self
-                .pages
-                .iter()
-                .skip(self.pages_requested)
-                .map(BulkPage::len)
-                .sum::<usize>()
+    /// Entries not yet assigned a grace period, and their bytes.
+    fn unrequested(&self) -> (usize, usize) {
+        self.pages.iter().skip(self.pages_requested).fold(
+            (self.list.next_len(), self.list.next_bytes()),
+            |(n, b), p| (n + p.len(), b + p.bytes()),
+        )
     }
 }
 
@@ -229,7 +235,11 @@ impl Callbacks {
         let shards = (0..topology.cpus())
             .map(|_| CachePadded::new(Shard::new()))
             .collect();
-        let workers = Workers::new(topology.nodes(), params.workers_per_node);
+        let workers = Workers::new(
+            Self::worker_groups(&topology, params.worker_per_cpu),
+            params.workers_per_node,
+            params.worker_per_cpu,
+        );
         Callbacks {
             pressure: Pressure::new(topology.nodes()),
             topology,
@@ -245,6 +255,26 @@ impl Callbacks {
 
     pub(crate) fn shards(&self) -> usize {
         self.shards.len()
+    }
+
+    /// The shards each worker group serves: one CPU each, or a node's.
+    fn worker_groups(topology: &Topology, per_cpu: bool) -> Vec<Vec<usize>> {
+        if per_cpu {
+            (0..topology.cpus()).map(|c| vec![c]).collect()
+        } else {
+            (0..topology.nodes())
+                .map(|n| topology.cpus_of(n).to_vec())
+                .collect()
+        }
+    }
+
+    /// The worker group that serves shard `cpu`.
+    fn worker_group(&self, cpu: usize) -> usize {
+        if self.params.worker_per_cpu {
+            cpu
+        } else {
+            self.topology.node_of(cpu)
+        }
     }
 
     pub(crate) fn current_shard(&self) -> usize {
@@ -263,13 +293,14 @@ impl Callbacks {
             st.since = Some(Instant::now());
         }
         st.hurry |= hurry;
-        let kick = self.after_enqueue(&mut st, was_idle);
+        let kick = self.after_enqueue(&mut st, was_idle, bytes);
         shard.publish(&st);
         kick || hurry
     }
 
-    /// Overload and batch checks after queueing; returns whether to kick.
-    fn after_enqueue(&self, st: &mut ShardState, was_idle: bool) -> bool {
+    /// Overload, batch and byte checks after queueing `added_bytes`;
+    /// returns whether to kick.
+    fn after_enqueue(&self, st: &mut ShardState, was_idle: bool, added_bytes: usize) -> bool {
         let (count, _) = st.totals();
         let mut kick = was_idle;
         if policy::shard_overloads(&self.params, count) && !st.overloaded {
@@ -283,17 +314,42 @@ impl Callbacks {
         }
         // Overload cancels the lazy delay for everything queued meanwhile.
         st.hurry |= st.overloaded;
-        policy::kick_after_enqueue(&self.params, kick, st.overloaded, st.unrequested())
+        let (unrequested, unrequested_bytes) = st.unrequested();
+        policy::kick_after_enqueue(
+            &self.params,
+            kick,
+            st.overloaded,
+            unrequested,
+            (unrequested_bytes, added_bytes),
+        )
     }
 
     /// Seals a full (or stolen, or orphaned) page and hands it to the
     /// current shard. `producer`: the page's own thread, which frees the
     /// shard's ready pages after this (see `Params::producer_window`). Returns
     /// whether to kick the grace-period thread.
-    pub(crate) fn hand_off(&self, gp: &GracePeriods, mut page: BulkPage, producer: bool) -> bool {
+    pub(crate) fn hand_off(&self, gp: &GracePeriods, page: BulkPage, producer: bool) -> bool {
+        self.hand_off_as(gp, page, producer, false).0
+    }
+
+    /// As `hand_off`, by the page's own thread (`own`), which then drives
+    /// the grace period itself: when the shard is due (a batch, or
+    /// `pace_bytes`), its entries are assigned a grace period at once and
+    /// the sequence value that completes them is returned with the kick.
+    pub(crate) fn hand_off_own(&self, gp: &GracePeriods, page: BulkPage) -> (bool, Option<u64>) {
+        self.hand_off_as(gp, page, self.params.retiring_thread_frees, true)
+    }
+
+    fn hand_off_as(
+        &self,
+        gp: &GracePeriods,
+        mut page: BulkPage,
+        producer: bool,
+        own: bool,
+    ) -> (bool, Option<u64>) {
         if page.len() == 0 {
             self.recycle(self.current_shard(), page);
-            return false;
+            return (false, None);
         }
         page.cookie = gp.snapshot();
         add(&self.counters.deferred_drops, page.len());
@@ -311,10 +367,40 @@ impl Callbacks {
         }
         st.page_objects += page.len();
         st.page_bytes += page.bytes();
+        let added = page.bytes();
         st.pages.push_back(page);
-        let kick = self.after_enqueue(&mut st, was_idle);
+        let kick = self.after_enqueue(&mut st, was_idle, added);
         shard.publish(&st);
-        kick || policy::batch_full(&self.params, st.unrequested())
+        let (unrequested, unrequested_bytes) = st.unrequested();
+        let due = st.hurry || policy::batch_full(&self.params, unrequested, unrequested_bytes);
+        let target = if own && due {
+            self.request_all(gp, &mut st);
+            Self::needed(gp, &st, st.pages.len())
+        } else {
+            None
+        };
+        (kick || due, target)
+    }
+
+    /// The sequence value that completes the shard's waiting callbacks and
+    /// its first `pages` pages, if any is still needed.
+    fn needed(gp: &GracePeriods, st: &ShardState, pages: usize) -> Option<u64> {
+        st.list
+            .needed_gp()
+            .into_iter()
+            .chain(st.pages.iter().take(pages).map(|p| p.cookie))
+            .filter(|&t| !gp.done(t))
+            .max()
+    }
+
+    /// Whether shard `cpu` has pages whose grace period has elapsed.
+    pub(crate) fn pages_ready(&self, gp: &GracePeriods, cpu: usize) -> bool {
+        lock(&self.shards[cpu].state).pages_ready(gp.seq())
+    }
+
+    /// Wakes the worker that serves shard `cpu`.
+    pub(crate) fn wake_worker(&self, cpu: usize) {
+        self.workers.wake(self.worker_group(cpu));
     }
 
     /// An empty page from the current shard's spares, or a new one.
@@ -352,7 +438,6 @@ impl Callbacks {
         let now_ms = epoch_ms();
         let min_age =
             older_than.map_or(0, |d| usize::try_from(d.as_millis()).unwrap_or(usize::MAX));
-        let flavor = gp.registry().flavor;
         gp.registry().for_each_slot(|slot| {
             let local = &slot.local;
             if slot.abandoned.load(Ordering::Relaxed) {
@@ -378,7 +463,7 @@ impl Callbacks {
                 return;
             }
             local.steal(
-                || crate::flavor::writer_barrier(flavor),
+                || gp.writer_barrier(),
                 |page| {
                     if let Some(page) = page {
                         add(&self.counters.page_steals, 1);
@@ -488,12 +573,14 @@ impl Callbacks {
         for (cpu, shard) in self.shards.iter().enumerate() {
             let mut st = lock(&shard.state);
             let pressured = fast && self.pressure.on_node(self.topology.node_of(cpu));
+            let (unrequested, unrequested_bytes) = st.unrequested();
             let facts = ShardFacts {
                 hurry: st.hurry,
                 overloaded: st.overloaded,
                 pressured,
                 age: st.since.map(|t| now.saturating_duration_since(t)),
-                unrequested: st.unrequested(),
+                unrequested,
+                unrequested_bytes,
             };
             match policy::shard_pace(&self.params, overloaded, facts) {
                 Pace::Due => self.request_all(gp, &mut st),
@@ -506,14 +593,7 @@ impl Callbacks {
                     deadline = Some(deadline.map_or(left, |d| d.min(left)));
                 }
             }
-            let need = st
-                .list
-                .needed_gp()
-                .into_iter()
-                .chain(st.pages.iter().take(st.pages_requested).map(|p| p.cookie))
-                .filter(|&t| !gp.done(t))
-                .max();
-            target = target.max(need);
+            target = target.max(Self::needed(gp, &st, st.pages_requested));
         }
         GpPlan {
             target,
@@ -533,14 +613,7 @@ impl Callbacks {
         for &cpu in cpus {
             let mut st = lock(&self.shards[cpu].state);
             self.request_all(gp, &mut st);
-            let need = st
-                .list
-                .needed_gp()
-                .into_iter()
-                .chain(st.pages.iter().map(|p| p.cookie))
-                .filter(|&t| !gp.done(t))
-                .max();
-            target = target.max(need);
+            target = target.max(Self::needed(gp, &st, st.pages.len()));
         }
         target
     }
@@ -567,23 +640,22 @@ impl Callbacks {
     pub(crate) fn after_gp(&self, gp: &GracePeriods) {
         let seq = gp.seq();
         let now = Instant::now();
-        for node in 0..self.topology.nodes() {
-            let mut ready = false;
-            let pressured = self.pressure.on_node(node);
-            for &cpu in self.topology.cpus_of(node) {
-                let mut st = lock(&self.shards[cpu].state);
+        for (cpu, shard) in self.shards.iter().enumerate() {
+            let pressured = self.pressure.on_node(self.topology.node_of(cpu));
+            let ready = {
+                let mut st = lock(&shard.state);
                 st.list.advance(seq);
                 // Ready pages go to a worker under pressure, or once the
                 // thread that hands pages to the shard has stopped.
-                ready |= st.list.done_len() > 0
+                st.list.done_len() > 0
                     || (st.pages_ready(seq)
                         && (pressured
                             || st
                                 .left_to_producer(now, self.params.producer_window)
-                                .is_none()));
-            }
+                                .is_none()))
+            };
             if ready {
-                self.workers.wake(node);
+                self.workers.wake(self.worker_group(cpu));
             }
         }
     }
@@ -649,7 +721,7 @@ impl Callbacks {
     pub(crate) fn free_ready_pages(&self, gp: &GracePeriods, cpu: usize, max_pages: usize) {
         let shard = &self.shards[cpu];
         let Some(_running) = try_lock(&shard.invoke) else {
-            self.workers.wake(self.topology.node_of(cpu));
+            self.workers.wake(self.worker_group(cpu));
             return;
         };
         let mut pages = Vec::new();
@@ -693,7 +765,7 @@ impl Callbacks {
             return;
         }
         add(&self.counters.throttles, 1);
-        self.workers.wake(self.topology.node_of(cpu));
+        self.workers.wake(self.worker_group(cpu));
         let start = Instant::now();
         while start.elapsed() < policy::THROTTLE_MAX_WAIT {
             std::thread::yield_now();

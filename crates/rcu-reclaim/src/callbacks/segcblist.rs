@@ -155,6 +155,10 @@ impl SegCbList {
         self.counts[NEXT]
     }
 
+    pub(crate) fn next_bytes(&self) -> usize {
+        self.bytes[NEXT]
+    }
+
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.segs.iter().all(VecDeque::is_empty)

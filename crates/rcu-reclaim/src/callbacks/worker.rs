@@ -1,6 +1,8 @@
-//! Worker threads: `workers_per_node` per NUMA node (one by default), each
-//! running the ready callbacks and pages of its node's shards in batches,
-//! yielding between batches. Started on first use; stopped with the domain.
+//! Worker threads: one per CPU, pinned to it, serving that CPU's shard (the
+//! default, named `rcu-cb-<domain>-c<cpu>`), or `workers_per_node` per NUMA
+//! node serving the node's shards (`rcu-cb-<domain>-n<node>.<k>`); each runs
+//! ready callbacks and pages in batches, yielding between batches. Started
+//! on first use; stopped with the domain.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -50,16 +52,25 @@ struct Threads {
 pub(crate) struct Workers {
     /// Set once the threads were started (or could not be): the fast check.
     started: AtomicBool,
+    /// One entry per group of shards (a CPU, or a node).
     nodes: Arc<[Node]>,
+    /// The shards of each group.
+    groups: Arc<[Vec<usize>]>,
+    /// Pin each group's workers to its CPU (groups of one CPU).
+    pin: bool,
     per_node: usize,
     threads: Mutex<Threads>,
 }
 
 impl Workers {
-    pub(crate) fn new(nodes: usize, per_node: usize) -> Self {
+    /// `groups[g]`: the shards group `g`'s workers serve; `pin`: pin each
+    /// group's workers to the CPU of its one shard.
+    pub(crate) fn new(groups: Vec<Vec<usize>>, per_node: usize, pin: bool) -> Self {
         Workers {
             started: AtomicBool::new(false),
-            nodes: (0..nodes).map(|_| Node::default()).collect(),
+            nodes: (0..groups.len()).map(|_| Node::default()).collect(),
+            groups: groups.into(),
+            pin,
             per_node: per_node.max(1),
             threads: Mutex::new(Threads::default()),
         }
@@ -79,6 +90,8 @@ impl Workers {
         for node in 0..self.nodes.len() {
             for k in 0..self.per_node {
                 let nodes = self.nodes.clone();
+                let groups = self.groups.clone();
+                let pin = self.pin.then(|| groups[node].first().copied()).flatten();
                 let domain: Weak<dyn EngineHost> = Arc::downgrade(inner) as Weak<H>;
                 // Counted before the thread starts, so `pause` never misses it.
                 lock(&self.nodes[node].state).running += 1;
@@ -86,8 +99,17 @@ impl Workers {
                 // reclaim from the spawn's allocations.
                 let spawned = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
                     thread::Builder::new()
-                        .name(format!("rcu-cb-{}-n{node}.{k}", inner.id()))
-                        .spawn(move || run(&nodes[node], node, &domain))
+                        .name(if pin.is_some() {
+                            format!("rcu-cb-{}-c{node}", inner.id())
+                        } else {
+                            format!("rcu-cb-{}-n{node}.{k}", inner.id())
+                        })
+                        .spawn(move || {
+                            if let Some(cpu) = pin {
+                                pin_to_cpu(cpu);
+                            }
+                            run(&nodes[node], &groups[node], &domain)
+                        })
                 });
                 match spawned {
                     Ok(h) => {
@@ -182,7 +204,29 @@ impl Workers {
     }
 }
 
-fn run(node_slot: &Node, node: usize, domain: &Weak<dyn EngineHost>) {
+/// Pins the calling thread to `cpu`, if the process may run there.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: `cpu_set_t` is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid set; 0 is the calling thread.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } != 0 {
+        return;
+    }
+    // SAFETY: `set` is a valid set; CPU_ISSET checks the index against its size.
+    if cpu >= libc::CPU_SETSIZE as usize || !unsafe { libc::CPU_ISSET(cpu, &set) } {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+    }
+    // SAFETY: `set` is a valid set; 0 is the calling thread. Failure leaves
+    // the thread unpinned, which is only slower.
+    let _ = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+}
+
+fn run(node_slot: &Node, cpus: &[usize], domain: &Weak<dyn EngineHost>) {
     struct Running<'a>(&'a Node);
     impl Drop for Running<'_> {
         fn drop(&mut self) {
@@ -222,7 +266,7 @@ fn run(node_slot: &Node, node: usize, domain: &Weak<dyn EngineHost>) {
         let mut slice = Instant::now();
         loop {
             let mut ran = false;
-            for &cpu in cbs.topology.cpus_of(node) {
+            for &cpu in cpus {
                 if cbs.has_ready(inner.gp(), cpu) {
                     cbs.invoke_ready(inner.gp(), cpu, Some(cbs.params.blimit));
                     ran = true;

@@ -1,0 +1,198 @@
+//! What rcu-reclaim's own machinery cost during a run: grace periods and
+//! `membarrier` calls per second, and the CPU time of its grace-period
+//! thread and callback workers (read from `/proc/self/task`), so a faster
+//! pace is weighed against what it spends.
+
+use serde::Serialize;
+
+/// Counters of a domain at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineSample {
+    pub grace_periods: u64,
+    pub membarriers: u64,
+    /// CPU time (clock ticks) of the domain's grace-period thread so far.
+    pub gp_thread_ticks: u64,
+    /// CPU time (clock ticks) of its callback workers so far.
+    pub worker_ticks: u64,
+}
+
+impl EngineSample {
+    /// The counters of domain `id` with `grace_periods` and `membarriers`
+    /// from its stats, and its threads' CPU time from `/proc`.
+    pub fn take(id: u64, grace_periods: u64, membarriers: u64) -> EngineSample {
+        let (gp_thread_ticks, worker_ticks) = thread_ticks(id);
+        EngineSample {
+            grace_periods,
+            membarriers,
+            gp_thread_ticks,
+            worker_ticks,
+        }
+    }
+}
+
+/// The engine's cost over a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EngineReport {
+    pub grace_periods_per_sec: f64,
+    pub membarriers_per_sec: f64,
+    /// `membarrier` calls per MiB retired.
+    pub membarriers_per_retired_mib: f64,
+    /// The grace-period thread's CPU time, % of one CPU.
+    pub gp_thread_cpu_pct: f64,
+    /// The callback workers' CPU time together, % of one CPU.
+    pub workers_cpu_pct: f64,
+}
+
+impl EngineReport {
+    /// From samples taken at the start and the end of a run of `secs`
+    /// seconds that retired `retired` bytes.
+    pub fn between(a: &EngineSample, b: &EngineSample, secs: f64, retired: u64) -> EngineReport {
+        let secs = secs.max(1e-9);
+        let per_s = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs;
+        let cpu = |x: u64, y: u64| 100.0 * y.saturating_sub(x) as f64 / clock_ticks() / secs;
+        let membarriers = b.membarriers.saturating_sub(a.membarriers) as f64;
+        EngineReport {
+            grace_periods_per_sec: per_s(a.grace_periods, b.grace_periods),
+            membarriers_per_sec: per_s(a.membarriers, b.membarriers),
+            membarriers_per_retired_mib: if retired > 0 {
+                membarriers / (retired as f64 / (1 << 20) as f64)
+            } else {
+                0.0
+            },
+            gp_thread_cpu_pct: cpu(a.gp_thread_ticks, b.gp_thread_ticks),
+            workers_cpu_pct: cpu(a.worker_ticks, b.worker_ticks),
+        }
+    }
+
+    /// The mean of `reports` (one per round).
+    pub fn mean(reports: &[EngineReport]) -> Option<EngineReport> {
+        let n = reports.len() as f64;
+        (!reports.is_empty()).then(|| {
+            let m = |f: fn(&EngineReport) -> f64| reports.iter().map(f).sum::<f64>() / n;
+            EngineReport {
+                grace_periods_per_sec: m(|r| r.grace_periods_per_sec),
+                membarriers_per_sec: m(|r| r.membarriers_per_sec),
+                membarriers_per_retired_mib: m(|r| r.membarriers_per_retired_mib),
+                gp_thread_cpu_pct: m(|r| r.gp_thread_cpu_pct),
+                workers_cpu_pct: m(|r| r.workers_cpu_pct),
+            }
+        })
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// CPU ticks (user + system) of domain `id`'s grace-period thread and of
+/// its workers, summed over `/proc/self/task`. Threads are told apart by
+/// name: `rcu-gp-<id>` and `rcu-cb-<id>-…`.
+fn thread_ticks(id: u64) -> (u64, u64) {
+    let (gp_name, cb_prefix) = (format!("rcu-gp-{id}"), format!("rcu-cb-{id}-"));
+    let (mut gp, mut cb) = (0, 0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((name, ticks)) = parse_stat(&stat) else {
+            continue;
+        };
+        if name == gp_name {
+            gp += ticks;
+        } else if name.starts_with(&cb_prefix) {
+            cb += ticks;
+        }
+    }
+    (gp, cb)
+}
+
+/// The name and user + system ticks from a `/proc/<pid>/task/<tid>/stat`
+/// line: `tid (name) state ppid … utime stime …` (utime and stime are the
+/// 14th and 15th fields; the name may hold spaces and parentheses).
+fn parse_stat(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?;
+    let mut rest = stat.get(close + 1..)?.split_whitespace();
+    // Fields 3..=13 come before utime.
+    let utime: u64 = rest.nth(11)?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_give_name_and_ticks() {
+        let line = "4242 (rcu-cb-3-c1) S 1 1 1 0 -1 4194624 10 0 0 0 17 5 0 0 20 0 1 0 99 0 0";
+        assert_eq!(parse_stat(line), Some(("rcu-cb-3-c1", 22)));
+        let odd = "7 (a) b (c)) R 1 1 1 0 -1 0 0 0 0 0 3 4 0 0";
+        assert_eq!(parse_stat(odd), Some(("a) b (c)", 7)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn reports_are_rates_over_the_run() {
+        let a = EngineSample::default();
+        let b = EngineSample {
+            grace_periods: 200,
+            membarriers: 100,
+            gp_thread_ticks: 0,
+            worker_ticks: 0,
+        };
+        let r = EngineReport::between(&a, &b, 2.0, 50 << 20);
+        assert_eq!(r.grace_periods_per_sec, 100.0);
+        assert_eq!(r.membarriers_per_sec, 50.0);
+        assert_eq!(r.membarriers_per_retired_mib, 2.0);
+        let m = EngineReport::mean(&[r.clone(), EngineReport::default()]).unwrap();
+        assert_eq!(m.grace_periods_per_sec, 50.0);
+        assert!(EngineReport::mean(&[]).is_none());
+    }
+
+    #[test]
+    fn threads_are_found_by_name_and_their_cpu_time_counted() {
+        use std::sync::mpsc;
+        let (busy_tx, busy_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let t = std::thread::Builder::new()
+            .name("rcu-gp-987654".into())
+            .spawn(move || {
+                // Burn CPU until this thread has two ticks of its own.
+                let start = std::time::Instant::now();
+                let mut x = 0u64;
+                loop {
+                    for i in 0..100_000u64 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                    }
+                    let mine = std::fs::read_to_string("/proc/thread-self/stat")
+                        .ok()
+                        .and_then(|s| parse_stat(&s).map(|(_, t)| t))
+                        .unwrap_or(0);
+                    if mine >= 2 || start.elapsed().as_secs() > 20 {
+                        break;
+                    }
+                }
+                busy_tx.send(()).unwrap();
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        busy_rx.recv().unwrap();
+        let (gp, cb) = thread_ticks(987654);
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(gp >= 2, "the grace-period thread's ticks: {gp}");
+        assert_eq!(cb, 0, "no worker of that domain exists");
+    }
+}
