@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{
-    Config, MemoryBudget, Rcu, Reclaimer, Scanned, ShrinkControl, Shrinker, Watermarks,
-};
+use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer, Scanned, ShrinkControl, Shrinker, Watermarks};
+use rcu_reclaim::{Config, Rcu};
 
 const MIB: usize = 1 << 20;
 const UNIT: usize = 64 << 10;

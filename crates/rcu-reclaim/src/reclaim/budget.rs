@@ -12,8 +12,6 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::reclaimer::{reclaim_allowed, Reclaimer};
 use crate::pressure::NodeMask;
 use crate::sync::lock_std as lock;
@@ -21,10 +19,11 @@ use crate::sync::lock_std as lock;
 /// Usage thresholds of a [`MemoryBudget`], in bytes: `high < low < min <= limit`.
 ///
 /// ```
-/// let w = rcu_reclaim::Watermarks::from_limit(1000);
+/// let w = rcu_reclaim::reclaim::Watermarks::from_limit(1000);
 /// assert_eq!((w.high, w.low, w.min), (800, 850, 950));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Watermarks {
     /// Above this the allocating thread reclaims directly.
     pub min: usize,
@@ -38,7 +37,7 @@ impl Watermarks {
     /// The defaults for `limit`: high 80%, low 85%, min 95%.
     ///
     /// ```
-    /// let w = rcu_reclaim::Watermarks::from_limit(100 << 20);
+    /// let w = rcu_reclaim::reclaim::Watermarks::from_limit(100 << 20);
     /// assert!(w.high < w.low && w.low < w.min);
     /// ```
     pub fn from_limit(limit: usize) -> Watermarks {
@@ -52,7 +51,8 @@ impl Watermarks {
 }
 
 /// Counters of a [`MemoryBudget`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct BudgetStats {
     /// Times the background reclaimer woke to work.
@@ -182,7 +182,8 @@ impl Shared {
 /// ```
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use rcu_reclaim::{MemoryBudget, Rcu, Reclaimer};
+/// use rcu_reclaim::Rcu;
+/// use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
 /// let used = Arc::new(AtomicUsize::new(0));
 /// let u = used.clone();
 /// let budget = MemoryBudget::new(
@@ -206,7 +207,7 @@ impl MemoryBudget {
     /// allocator, a cgroup file, RSS...).
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(256 << 20, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.watermarks(), Watermarks::from_limit(256 << 20));
     /// ```
@@ -224,7 +225,8 @@ impl MemoryBudget {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use rcu_reclaim::{MemoryBudget, Rcu, Reclaimer, Watermarks};
+    /// use rcu_reclaim::Rcu;
+    /// use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer, Watermarks};
     /// let r = Arc::new(Reclaimer::new(Rcu::global()));
     /// let bad = Watermarks { min: 10, low: 20, high: 30 };
     /// let err = MemoryBudget::with_watermarks(100, bad, r, || 0).unwrap_err();
@@ -271,7 +273,7 @@ impl MemoryBudget {
     /// The limit in bytes.
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.limit(), 1000);
     /// ```
@@ -282,7 +284,7 @@ impl MemoryBudget {
     /// The watermarks.
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.watermarks().min, 950);
     /// ```
@@ -303,7 +305,7 @@ impl MemoryBudget {
     /// and returns true. Allocating inside a section is ordinary Rust.
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 10);
     /// assert!(b.check());
     /// ```
@@ -330,7 +332,7 @@ impl MemoryBudget {
     /// A snapshot of the counters.
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.stats().background_runs, 0);
     /// ```
