@@ -126,7 +126,7 @@ fn watermarks_must_be_ordered() {
         || 0,
     )
     .unwrap_err();
-    assert!(err.contains("min 101"), "{err}");
+    assert!(err.to_string().contains("min 101"), "{err}");
 }
 
 /// Objects whose drop gives their bytes back to the usage counter.

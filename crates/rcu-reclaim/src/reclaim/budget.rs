@@ -50,6 +50,52 @@ impl Watermarks {
     }
 }
 
+/// Why a [`MemoryBudget`] could not be made.
+///
+/// ```
+/// use rcu_reclaim::reclaim::{BudgetError, Watermarks};
+/// let err = BudgetError::UnorderedWatermarks {
+///     marks: Watermarks { min: 10, low: 20, high: 30 },
+///     limit: 100,
+/// };
+/// assert!(err.to_string().contains("Watermarks::from_limit"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BudgetError {
+    /// The watermarks are not `high < low < min <= limit`.
+    UnorderedWatermarks {
+        /// The watermarks given.
+        marks: Watermarks,
+        /// The limit given.
+        limit: usize,
+    },
+    /// The background reclaimer's thread (`rcu-kswapd`) could not be
+    /// started; the text is the system's reason.
+    NoThread(String),
+}
+
+impl fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BudgetError::UnorderedWatermarks { marks, limit } => write!(
+                f,
+                "watermarks must satisfy high < low < min <= limit; got high {}, low {}, min {}, \
+                 limit {limit}: order them, or take the defaults with Watermarks::from_limit \
+                 (MemoryBudget::new)",
+                marks.high, marks.low, marks.min
+            ),
+            BudgetError::NoThread(why) => write!(
+                f,
+                "cannot start the background reclaimer thread rcu-kswapd ({why}): raise the \
+                 process's thread or memory limits, or create the budget before they are reached"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BudgetError {}
+
 /// Counters of a [`MemoryBudget`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -217,7 +263,7 @@ impl MemoryBudget {
         usage: impl Fn() -> usize + Send + Sync + 'static,
     ) -> MemoryBudget {
         Self::with_watermarks(limit, Watermarks::from_limit(limit), reclaimer, usage)
-            .expect("default watermarks are ordered")
+            .unwrap_or_else(|e| panic!("MemoryBudget::new: {e}"))
     }
 
     /// As [`new`](MemoryBudget::new) with explicit watermarks, which must
@@ -226,23 +272,21 @@ impl MemoryBudget {
     /// ```
     /// use std::sync::Arc;
     /// use rcu_reclaim::Rcu;
-    /// use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer, Watermarks};
+    /// use rcu_reclaim::reclaim::{BudgetError, MemoryBudget, Reclaimer, Watermarks};
     /// let r = Arc::new(Reclaimer::new(Rcu::global()));
     /// let bad = Watermarks { min: 10, low: 20, high: 30 };
     /// let err = MemoryBudget::with_watermarks(100, bad, r, || 0).unwrap_err();
-    /// assert!(err.contains("high < low < min"));
+    /// assert!(matches!(err, BudgetError::UnorderedWatermarks { .. }));
+    /// assert!(err.to_string().contains("high < low < min"));
     /// ```
     pub fn with_watermarks(
         limit: usize,
         marks: Watermarks,
         reclaimer: Arc<Reclaimer>,
         usage: impl Fn() -> usize + Send + Sync + 'static,
-    ) -> Result<MemoryBudget, String> {
+    ) -> Result<MemoryBudget, BudgetError> {
         if !(marks.high < marks.low && marks.low < marks.min && marks.min <= limit) {
-            return Err(format!(
-                "watermarks must satisfy high < low < min <= limit; got high {}, low {}, min {}, limit {limit}",
-                marks.high, marks.low, marks.min
-            ));
+            return Err(BudgetError::UnorderedWatermarks { marks, limit });
         }
         let shared = Arc::new(Shared {
             usage: Arc::new(usage),
@@ -262,7 +306,7 @@ impl MemoryBudget {
         let handle = thread::Builder::new()
             .name("rcu-kswapd".into())
             .spawn(move || background(&weak))
-            .map_err(|e| format!("cannot start the background reclaimer: {e}"))?;
+            .map_err(|e| BudgetError::NoThread(e.to_string()))?;
         Ok(MemoryBudget {
             limit,
             shared,

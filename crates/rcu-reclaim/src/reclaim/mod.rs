@@ -61,7 +61,7 @@ mod reclaimer;
 mod shrinker;
 
 pub use accounting::AccountingAlloc;
-pub use budget::{BudgetStats, MemoryBudget, Watermarks};
+pub use budget::{BudgetError, BudgetStats, MemoryBudget, Watermarks};
 pub use reclaimer::{
     no_reclaim, reclaim_allowed, OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed,
     Reclaimer, ShrinkerId,
