@@ -18,7 +18,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use rcu_reclaim::{AccountingAlloc, Config, Flavor, Rcu};
+use rcu_reclaim::reclaim::AccountingAlloc;
+use rcu_reclaim::{Config, Flavor, Rcu};
 use serde::Serialize;
 
 #[global_allocator]
@@ -79,7 +80,7 @@ struct Info {
     cgroup_limit: Option<u64>,
     /// ...or why there is none.
     cgroup_limit_error: Option<String>,
-    stats: rcu_reclaim::Stats,
+    stats: rcu_reclaim::stats::Stats,
 }
 
 fn mean_ns(n: u32, mut f: impl FnMut()) -> u64 {
@@ -173,13 +174,14 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
         .map_or_else(|e| e.to_string(), |_| "available".to_string());
     let normal = mean_ns(grace_periods, || rcu.synchronize());
     let expedited = mean_ns(grace_periods, || rcu.synchronize_expedited());
-    let monitor = rcu_reclaim::auto_pressure(u64::MAX);
+    let monitor = rcu_reclaim::sources::auto_pressure(u64::MAX);
     let source = monitor.stats();
     drop(monitor);
-    let cgroup_limit =
-        rcu_reclaim::budget_from_cgroup(std::sync::Arc::new(rcu_reclaim::Reclaimer::new(rcu)))
-            .map(|b| b.limit() as u64)
-            .map_err(|e| e.to_string());
+    let cgroup_limit = rcu_reclaim::sources::budget_from_cgroup(std::sync::Arc::new(
+        rcu_reclaim::reclaim::Reclaimer::new(rcu),
+    ))
+    .map(|b| b.limit() as u64)
+    .map_err(|e| e.to_string());
     let info = Info {
         pressure_source: source.source,
         pressure_passed_over: source.passed_over,

@@ -6,7 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rcu_reclaim::{Rcu, RcuCell, Scanned, ShrinkControl, Shrinker};
+use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
+use rcu_reclaim::{Rcu, RcuCell};
 
 /// A small, fast generator (xorshift64*): the workload needs speed and
 /// spread, not cryptographic quality.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{PageAllocator, SystemPageAllocator};
+use rcu_reclaim::pages::{PageAllocator, SystemPageAllocator};
 
 use super::ledger::{queue_on, Action, Via, INJECTED_PANIC};
 use super::threads::{read_loop, read_once, ReadCounts, Rng};

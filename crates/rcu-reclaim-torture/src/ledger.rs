@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rcu_reclaim::override_current_cpu;
+use rcu_reclaim::topology::override_current_cpu;
 use rcu_reclaim::Cookie;
 
 use super::Shared;

@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use rcu_reclaim::Topology;
+use rcu_reclaim::topology::Topology;
 use rcu_reclaim::{Config, Error, Flavor, Rcu};
 use std::sync::{MutexGuard, PoisonError};
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::lock;
+use rcu_reclaim::stats::Stats;
 use rcu_reclaim::Flavor;
-use rcu_reclaim::Stats;
 
 use super::{Fault, Shared, TortureConfig, UpdateMode, PIPE_LEN};
 

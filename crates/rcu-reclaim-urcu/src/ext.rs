@@ -5,7 +5,7 @@ use std::ffi::{c_char, CString};
 use std::os::raw::{c_int, c_long};
 use std::sync::Mutex;
 
-use rcu_reclaim::{NodeMask, PressureGuard};
+use rcu_reclaim::pressure::{NodeMask, PressureGuard};
 
 use crate::call_rcu::{self, RcuFunc, RcuHead};
 use crate::rcu;

@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use rcu_reclaim::AccountingAlloc;
+use rcu_reclaim::reclaim::AccountingAlloc;
 
 static ACCOUNTING: AccountingAlloc = AccountingAlloc::system();
 

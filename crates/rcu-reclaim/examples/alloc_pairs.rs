@@ -8,7 +8,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 
-static ACCOUNTING: rcu_reclaim::AccountingAlloc = rcu_reclaim::AccountingAlloc::system();
+static ACCOUNTING: rcu_reclaim::reclaim::AccountingAlloc =
+    rcu_reclaim::reclaim::AccountingAlloc::system();
 
 fn pairs<A: GlobalAlloc>(a: &A, n: u64) {
     let layout = Layout::from_size_align(64, 8).unwrap();

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{Config, NodeMask, Rcu, RcuCell};
+use rcu_reclaim::pressure::NodeMask;
+use rcu_reclaim::{Config, Rcu, RcuCell};
 
 /// One second of 2 readers + 1 writer, with pressure toggled at `hz`
 /// (0: never). Returns (reads/s, updates/s).

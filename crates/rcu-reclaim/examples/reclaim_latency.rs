@@ -9,9 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{
-    AccountingAlloc, Config, NodeMask, Rcu, Reclaimer, Scanned, ShrinkControl, Shrinker,
-};
+use rcu_reclaim::pressure::NodeMask;
+use rcu_reclaim::reclaim::{AccountingAlloc, Reclaimer, Scanned, ShrinkControl, Shrinker};
+use rcu_reclaim::{Config, Rcu};
 
 #[global_allocator]
 static ALLOC: AccountingAlloc = AccountingAlloc::system();

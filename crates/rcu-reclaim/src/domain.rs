@@ -83,7 +83,7 @@ impl Config {
     }
 
     /// How long a reader may hold up a grace period before it is reported
-    /// (once per stall) through `tracing::warn!` and [`Stats::stalls_reported`](crate::Stats::stalls_reported).
+    /// (once per stall) through `tracing::warn!` and [`Stats::stalls_reported`](crate::stats::Stats::stalls_reported).
     ///
     /// ```
     /// use std::time::Duration;
@@ -98,11 +98,14 @@ impl Config {
     /// Makes flavor detection behave as on a kernel without `membarrier`, so
     /// the fallback and the error for a forced memb flavor can be tested.
     ///
+    /// A test hook, only with the `testing` feature: not for production.
+    ///
     /// ```
     /// use rcu_reclaim::{Config, Flavor, Rcu};
     /// let rcu = Rcu::new(Config::new().simulate_no_membarrier(true)).unwrap();
     /// assert_eq!(rcu.flavor(), Flavor::Mb);
     /// ```
+    #[cfg(feature = "testing")]
     pub fn simulate_no_membarrier(mut self, yes: bool) -> Self {
         self.simulate_no_membarrier = yes;
         self
@@ -112,7 +115,8 @@ impl Config {
     /// from `/sys`). A synthetic one exercises per-node behaviour anywhere.
     ///
     /// ```
-    /// use rcu_reclaim::{Config, Rcu, Topology};
+    /// use rcu_reclaim::{Config, Rcu};
+    /// use rcu_reclaim::topology::Topology;
     /// let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 2))).unwrap();
     /// assert_eq!(rcu.topology().nodes(), 2);
     /// ```
@@ -333,7 +337,8 @@ impl Config {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use rcu_reclaim::{Config, SystemPageAllocator};
+    /// use rcu_reclaim::Config;
+    /// use rcu_reclaim::pages::SystemPageAllocator;
     /// let c = Config::new().page_allocator(Arc::new(SystemPageAllocator));
     /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
     /// ```
@@ -405,9 +410,14 @@ impl Config {
 ///
 /// ```
 /// use rcu_reclaim::{Config, Error, Flavor, Rcu};
-/// let err = Rcu::new(Config::new().flavor(Flavor::Memb).simulate_no_membarrier(true)).unwrap_err();
-/// assert!(matches!(err, Error::MembarrierUnavailable { .. }));
-/// assert!(err.to_string().contains("Flavor::Mb"));
+/// match Rcu::new(Config::new().flavor(Flavor::Memb)) {
+///     Ok(rcu) => assert_eq!(rcu.flavor(), Flavor::Memb),
+///     Err(err) => {
+///         // A kernel without membarrier(2): the error names the way out.
+///         assert!(matches!(err, Error::MembarrierUnavailable { .. }));
+///         assert!(err.to_string().contains("Flavor::Mb"));
+///     }
+/// }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -2,9 +2,6 @@
 //! the writer's half of each pairing.
 
 use std::fmt;
-
-use serde::Serialize;
-
 use std::sync::atomic::Ordering;
 
 use crate::sync::fence;
@@ -16,8 +13,9 @@ use crate::sync::fence;
 /// let rcu = Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap();
 /// assert_eq!(rcu.flavor(), Flavor::Mb);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Flavor {
     /// The outermost `read_lock` is a plain store and a compiler fence; each
     /// grace period pays one `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,

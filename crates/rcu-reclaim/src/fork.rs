@@ -11,6 +11,18 @@
 //! that callbacks queued before the fork still run. This is what liburcu's
 //! `call_rcu_before_fork` / `call_rcu_after_fork_parent` /
 //! `call_rcu_after_fork_child` do for its call_rcu threads.
+//!
+//! Use it in a program that forks and keeps using RCU in the child (a
+//! pre-forking server; [`ForkGuard`] shows the `fork()` call); a child that
+//! only `exec`s needs nothing.
+//!
+//! ```
+//! let rcu = rcu_reclaim::Rcu::global();
+//! let guard = rcu.prepare_fork(); // background threads parked, locks taken
+//! // ... fork() here ...
+//! guard.parent(); // in the parent (the child calls `child()`)
+//! rcu.synchronize();
+//! ```
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;

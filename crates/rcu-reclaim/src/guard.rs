@@ -92,17 +92,17 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
 pub struct ReadGuard<'a> {
     rcu: &'a Rcu,
     slot: SlotRef,
-    _not_send: PhantomData<SectionStaysOnItsThread>,
+    _not_send: PhantomData<*const ReadGuardStaysOnItsThread>,
 }
 
 /// This thread's slot, as a guard holds it. `Send`/`Sync` on its own so that
 /// the compiler's "cannot be sent between threads" error for a guard names
-/// [`SectionStaysOnItsThread`], not a raw pointer.
+/// [`ReadGuardStaysOnItsThread`], not a pointer to a slot.
 #[derive(Clone, Copy)]
 struct SlotRef(*const Slot);
 
 // SAFETY: a `SlotRef` is only ever inside a `ReadGuard`, which is neither
-// `Send` nor `Sync` (`SectionStaysOnItsThread`): it is dereferenced only on
+// `Send` nor `Sync` (`ReadGuardStaysOnItsThread`): it is dereferenced only on
 // the thread that owns the slot.
 unsafe impl Send for SlotRef {}
 // SAFETY: as above.
@@ -116,10 +116,11 @@ impl std::ops::Deref for SlotRef {
 }
 
 /// Why a [`ReadGuard`] is neither `Send` nor `Sync`: a read-side section
-/// begins and ends on one thread (the error for sending a guard names this
-/// type).
-#[allow(dead_code)]
-struct SectionStaysOnItsThread(*mut ());
+/// begins and ends on one thread. The guard holds a
+/// `PhantomData<*const ReadGuardStaysOnItsThread>`, so the compiler's error
+/// for sending one reads "`*const ReadGuardStaysOnItsThread` cannot be sent
+/// between threads safely".
+enum ReadGuardStaysOnItsThread {}
 
 impl<'a> ReadGuard<'a> {
     #[inline]

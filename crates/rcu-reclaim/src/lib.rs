@@ -27,6 +27,26 @@
 //! drop(old.into_box());
 //! ```
 //!
+//! ## Retiring a value: which call to pick
+//! Every way to retire memory ends the same way (freed after a grace
+//! period); they differ in what the caller holds, whether it may block,
+//! and how the freed bytes are counted for reclaim.
+//!
+//! | you have | call | why this one |
+//! |---|---|---|
+//! | an [`RcuCell`] to update | [`RcuCell::store`] | the common case: publish and retire the old value in one call; never blocks |
+//! | the same, and may block | [`RcuCell::store_sync`] | waits for the grace period and frees before returning: no backlog |
+//! | the old value in hand ([`RcuCell::replace`], [`RcuCell::take`]) | [`Retired::defer_drop`], [`Retired::into_box`] | decide later; the [`Retired`] knows its [`Cookie`], so `into_box` waits only if needed |
+//! | a `Box` readers may still see | [`Rcu::defer_drop`] | no allocation per object (two words in a 4 KiB bulk page); counts `size_of_val` bytes |
+//! | the same, owning heap memory | [`Rcu::defer_drop_sized`], [`Rcu::defer_drop_measured`] ([`ReclaimSize`]), [`Retired::defer_drop_sized`] | reclaim and pressure see the real bytes it will free |
+//! | a path that must never block | [`Rcu::try_defer_drop`], [`Rcu::try_defer_drop_sized`] | hand the value back instead of waiting when no page can be had |
+//! | work other than a drop | [`Rcu::call`], [`Rcu::call_sized`] | any `FnOnce` after a grace period (one allocation each) |
+//! | a callback someone waits for | [`Rcu::call_hurry`] | asks for a grace period now instead of the lazy batch |
+//! | to wait for everything queued | [`Rcu::barrier`] | before unloading, shutting down, or checking a backlog |
+//!
+//! `defer_drop` *is* the bulk variant: objects are batched per thread in
+//! pages ([`pages`]), so there is no separate bulk call.
+//!
 //! ## Grace periods
 //! * [`Rcu::synchronize`] waits for pre-existing readers; concurrent callers
 //!   share one grace period.
@@ -39,20 +59,44 @@
 //! would never return; it panics instead, naming the call. A reader that holds
 //! up a grace period longer than [`Config::stall_timeout`] is reported once,
 //! with its thread name, through `tracing` (or standard error, without a
-//! subscriber) and [`Stats::stalls_reported`]. No safe call can end a
-//! section early: raw sections ([`Rcu::read_lock_raw`]) are counted apart
-//! from guards.
+//! subscriber) and [`Stats::stalls_reported`](stats::Stats::stalls_reported).
+//! No safe call can end a section early: raw sections ([`Rcu::read_lock_raw`])
+//! are counted apart from guards.
 //!
 //! [`locking`] says where callbacks, destructors and shrinkers run, which
 //! calls may wait for what, and the library's lock order: what a program
 //! may hold around each call.
+//!
+//! ## Modules
+//! The crate root holds what every user needs: [`Rcu`] (a domain),
+//! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`Config`], [`Error`],
+//! [`Flavor`], [`Cookie`], and [`ReclaimSize`] (at the root because
+//! retiring a value with [`Rcu::defer_drop_measured`] asks for it). The
+//! rest is grouped by concept:
+//!
+//! | module | for |
+//! |---|---|
+//! | [`pressure`] | telling RCU that memory is short ([`pressure::PressureGuard`]) and running its backlog now ([`Rcu::run_callbacks`]) |
+//! | [`reclaim`] | shrinkers, the priority loop, a memory budget with watermarks, the accounting allocator |
+//! | [`sources`] | kernel pressure signals (PSI, cgroup v1/v2, RSS) and the monitor thread that feeds them to RCU |
+//! | [`stats`] | every counter snapshot: the domain's, reclaim's, the budget's, the monitor's |
+//! | [`pages`] | the bulk pages deferred drops live in, and their allocator |
+//! | [`fork`] | keeping a domain usable in a `fork()`ed child |
+//! | [`topology`] | CPUs and NUMA nodes, detected or synthetic |
+//! | [`locking`] | documentation only: where code runs, what may block, the lock order |
+//!
+//! ## Features
+//! * `serde`: `serde::Serialize` for the stats snapshots and reports.
+//! * `testing`: test hooks, **not for production**:
+//!   `topology::override_current_cpu` and `Config::simulate_no_membarrier`.
+//! * `liburcu`: the benches' comparison with liburcu (needs liburcu-dev).
 //!
 //! ## Design
 //! The crate follows the Linux kernel's discussion of RCU and the OOM killer
 //! (May 2020): RCU counts its backlog in callbacks and bytes, enters a fast
 //! mode under memory pressure ([`Rcu::pressure_start`]), and reclaim runs or
 //! waits for what its shrinkers queued ([`Rcu::run_callbacks`]) before it
-//! declares out-of-memory ([`Reclaimer`]).
+//! declares out-of-memory ([`reclaim::Reclaimer`]).
 
 #![warn(missing_docs)]
 // Under loom the membarrier/futex paths and the grace-period thread are not built.
@@ -72,50 +116,31 @@ mod domain;
 mod fast_mode;
 mod flavor;
 #[cfg(not(loom))]
-mod fork;
+pub mod fork;
 mod gp;
 #[cfg(not(loom))]
 mod gp_thread;
 mod guard;
 pub mod locking;
+pub mod pages;
 mod policy;
-mod pressure;
+pub mod pressure;
 mod raw;
 mod reader;
-mod reclaim;
-mod sources;
-mod stats;
+pub mod reclaim;
+pub mod sources;
+pub mod stats;
 mod sync;
 mod synchronize;
 mod sys;
-mod topology;
+pub mod topology;
 mod wake_promise;
 
-pub use callbacks::{
-    without_page_allocation, PageAllocator, ReclaimSize, SystemPageAllocator, BULK_PAGE_SIZE,
-};
+pub use callbacks::ReclaimSize;
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
-#[cfg(not(loom))]
-pub use fork::ForkGuard;
 pub use guard::ReadGuard;
-pub use pressure::{NodeMask, PressureGuard, RunAction, RunReport};
-pub use reclaim::{
-    no_reclaim, reclaim_allowed, scan_target, AccountingAlloc, BudgetStats, MemoryBudget,
-    OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed, Reclaimer, Scanned,
-    ShrinkControl, Shrinker, ShrinkerId, Watermarks, SHRINK_BATCH,
-};
-#[cfg(not(loom))]
-pub use sources::auto_pressure;
-pub use sources::{
-    budget_from_cgroup, parse_cgroup_bytes, parse_statm, CgroupPaths, CgroupV1Source, CgroupV2,
-    CgroupV2Events, Level, MemoryEvents, MonitorStats, ParseError, PressureMonitor, PressureSource,
-    PsiLine, PsiStats, PsiTrigger, RssSource, SourceError, SyntheticSource, V1_MEMORY_ROOT,
-    V2_ROOT,
-};
-pub use stats::{ShardStats, Stats};
 pub use synchronize::Cookie;
-pub use topology::{override_current_cpu, Topology};
 
 /// The README's examples, compiled and run as doc tests (the build script
 /// finds the README, in a checkout or in a package).

@@ -13,10 +13,10 @@
 //! | a callback ([`Rcu::call`](crate::Rcu::call)), a deferred drop | a worker (`rcu-cb-<domain>-n<node>.<k>`), or a thread inside [`barrier`](crate::Rcu::barrier), [`run_callbacks`](crate::Rcu::run_callbacks) / reclaim, or the drop of a domain's last handle | its shard's run lock: the thread is marked no-reclaim, so allocations in it never enter direct reclaim |
 //! | the same, with [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees) | also inside `defer_drop`, [`RcuCell::store`](crate::RcuCell::store) and [`Retired::defer_drop`](crate::Retired::defer_drop) on the retiring thread | as above |
 //! | the value's own destructor in `defer_drop`'s fallback (no bulk page could be had) | the retiring thread, after a grace period | nothing |
-//! | [`Shrinker::scan`](crate::Shrinker::scan) / `count` | the thread that reclaims: `rcu-kswapd`, an allocating thread over the budget's `min` (direct reclaim), `rcu-pressure`, or a caller of [`Reclaimer::reclaim`](crate::Reclaimer::reclaim) | the budget's reclaim turn; marked no-reclaim |
+//! | [`Shrinker::scan`](crate::reclaim::Shrinker::scan) / `count` | the thread that reclaims: `rcu-kswapd`, an allocating thread over the budget's `min` (direct reclaim), `rcu-pressure`, or a caller of [`Reclaimer::reclaim`](crate::reclaim::Reclaimer::reclaim) | the budget's reclaim turn; marked no-reclaim |
 //! | the OOM handler | the thread that reclaimed | the budget's reclaim turn |
 //! | [`Config::on_callback_panic`](crate::Config::on_callback_panic) | the thread that ran the callback | as the callback |
-//! | a [`PageAllocator`](crate::PageAllocator) | a retiring thread | that thread's bulk-page buffer lock |
+//! | a [`PageAllocator`](crate::pages::PageAllocator) | a retiring thread | that thread's bulk-page buffer lock |
 //!
 //! Retiring calls ([`call`](crate::Rcu::call), `defer_drop*`,
 //! `RcuCell::store`, `Retired::defer_drop`) never run another object's
@@ -29,10 +29,10 @@
 //! |---|---|---|
 //! | [`synchronize`](crate::Rcu::synchronize), `synchronize_expedited`, `cond_synchronize`, [`RcuCell::store_sync`](crate::RcuCell::store_sync), dropping a [`Retired`](crate::Retired) | every read-side section that began before it | a read-side section of the domain (panics), or a lock a reader holds inside its section |
 //! | [`barrier`](crate::Rcu::barrier), dropping a domain's last handle | the above, and every callback queued before it (run on the caller or by workers) | a section (panics), a callback (panics; the last handle's drain moves to a thread), or a lock any callback or deferred `Drop` takes |
-//! | [`run_callbacks`](crate::Rcu::run_callbacks), [`Reclaimer::reclaim`](crate::Reclaimer::reclaim) | a grace period and running callbacks, except inside a section or a callback, where they only run what is ready and never wait | a lock a callback or deferred `Drop` takes |
-//! | an allocation under [`AccountingAlloc::enforce`](crate::AccountingAlloc::enforce), [`MemoryBudget::check`](crate::MemoryBudget::check) over `min` | direct reclaim (as `Reclaimer::reclaim`), and at most one second for a reclaim already running; inside a section of the budget's domain it never reclaims and never waits | a lock a shrinker blocks on, or a callback or deferred `Drop` takes: wrap such code in [`no_reclaim`](crate::no_reclaim) (the kernel's `GFP_NOFS`) |
+//! | [`run_callbacks`](crate::Rcu::run_callbacks), [`Reclaimer::reclaim`](crate::reclaim::Reclaimer::reclaim) | a grace period and running callbacks, except inside a section or a callback, where they only run what is ready and never wait | a lock a callback or deferred `Drop` takes |
+//! | an allocation under [`AccountingAlloc::enforce`](crate::reclaim::AccountingAlloc::enforce), [`MemoryBudget::check`](crate::reclaim::MemoryBudget::check) over `min` | direct reclaim (as `Reclaimer::reclaim`), and at most one second for a reclaim already running; inside a section of the budget's domain it never reclaims and never waits | a lock a shrinker blocks on, or a callback or deferred `Drop` takes: wrap such code in [`no_reclaim`](crate::reclaim::no_reclaim) (the kernel's `GFP_NOFS`) |
 //! | [`prepare_fork`](crate::Rcu::prepare_fork) | the domain's threads to park | a section or a callback (both panic); until its `ForkGuard` is resolved, any call on the same thread that would take one of the locks it holds panics, naming the guard |
-//! | dropping a [`MemoryBudget`](crate::MemoryBudget) or [`PressureMonitor`](crate::PressureMonitor) | its thread to stop, except on that thread, in a callback or in a section of its domain, where it is left to stop on its own | nothing else |
+//! | dropping a [`MemoryBudget`](crate::reclaim::MemoryBudget) or [`PressureMonitor`](crate::sources::PressureMonitor) | its thread to stop, except on that thread, in a callback or in a section of its domain, where it is left to stop on its own | nothing else |
 //! | `defer_drop*`, `RcuCell::store`, `Retired::defer_drop` | a bulk page's allocation; a grace period only when no page can be had (never inside a section); and, when its CPU's shard holds more than 16 pages ready to free, the worker, for at most 2 ms per page handed off (not in a callback or in reclaim) | — (the waits are bounded or need no lock) |
 //! | `read_lock`, `read_unlock_raw`, `call`, `start_poll`, `poll`, `pending*`, `stats` | nothing | — |
 //!

@@ -3,6 +3,27 @@
 //! reclaim makes after each priority pass so that what its shrinkers queued
 //! for RCU is really freed before it escalates.
 //!
+//! Use it when the program itself knows memory is short (an allocation
+//! failed, a cache hit its limit, a watchdog fired): hold a
+//! [`PressureGuard`] from [`Rcu::pressure_start`] (one NUMA node, chosen by
+//! [`NodeMask`] where several are involved) or [`Rcu::pressure_start_all`]
+//! while it lasts, and call [`Rcu::run_callbacks`] to free what RCU holds
+//! now; its [`RunReport`] says what it did ([`RunAction`]). The
+//! [`sources`](crate::sources) module does the same from kernel signals.
+//!
+//! ```
+//! use rcu_reclaim::pressure::{NodeMask, RunAction};
+//! use rcu_reclaim::Rcu;
+//!
+//! let rcu = Rcu::new(Default::default()).unwrap();
+//! rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
+//! let guard = rcu.pressure_start_all(); // fast mode while held
+//! let report = rcu.run_callbacks(&NodeMask::all(), 0);
+//! assert_eq!(report.action, RunAction::Barrier);
+//! assert_eq!(report.bytes_freed, 1 << 20);
+//! guard.end();
+//! ```
+//!
 //! # Fast mode and its policy
 //! Fast mode is in force while any pressure count is non-zero, and for at
 //! least two grace periods after the last pressure ends (hysteresis). In
@@ -24,8 +45,6 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::callbacks::without_page_allocation;
 use crate::domain::Rcu;
 use crate::gp::WaitMode;
@@ -37,7 +56,7 @@ const MAX_NODE_ID: usize = 1 << 16;
 /// A set of NUMA nodes.
 ///
 /// ```
-/// use rcu_reclaim::NodeMask;
+/// use rcu_reclaim::pressure::NodeMask;
 /// let m: NodeMask = [0, 2].into_iter().collect();
 /// assert!(m.contains(2) && !m.contains(1));
 /// assert!(NodeMask::all().contains(7));
@@ -52,7 +71,7 @@ impl NodeMask {
     /// Every node.
     ///
     /// ```
-    /// assert!(rcu_reclaim::NodeMask::all().contains(0));
+    /// assert!(rcu_reclaim::pressure::NodeMask::all().contains(0));
     /// ```
     pub fn all() -> NodeMask {
         NodeMask {
@@ -64,7 +83,7 @@ impl NodeMask {
     /// No node.
     ///
     /// ```
-    /// assert!(!rcu_reclaim::NodeMask::none().contains(0));
+    /// assert!(!rcu_reclaim::pressure::NodeMask::none().contains(0));
     /// ```
     pub fn none() -> NodeMask {
         NodeMask::default()
@@ -76,7 +95,7 @@ impl NodeMask {
     /// As [`with`](NodeMask::with), for a node id of 65,536 or more.
     ///
     /// ```
-    /// let m = rcu_reclaim::NodeMask::node(1);
+    /// let m = rcu_reclaim::pressure::NodeMask::node(1);
     /// assert!(m.contains(1) && !m.contains(0));
     /// ```
     pub fn node(node: usize) -> NodeMask {
@@ -89,7 +108,7 @@ impl NodeMask {
     /// If `node` is 65,536 or more (Linux's node ids are below 1024).
     ///
     /// ```
-    /// let m = rcu_reclaim::NodeMask::node(0).with(3);
+    /// let m = rcu_reclaim::pressure::NodeMask::node(0).with(3);
     /// assert!(m.contains(3));
     /// ```
     pub fn with(mut self, node: usize) -> NodeMask {
@@ -109,7 +128,7 @@ impl NodeMask {
     /// Whether `node` is in the mask.
     ///
     /// ```
-    /// assert!(rcu_reclaim::NodeMask::node(5).contains(5));
+    /// assert!(rcu_reclaim::pressure::NodeMask::node(5).contains(5));
     /// ```
     pub fn contains(&self, node: usize) -> bool {
         self.all
@@ -176,8 +195,9 @@ impl fmt::Debug for PressureGuard {
 }
 
 /// What [`Rcu::run_callbacks`] decided to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum RunAction {
     /// Too little pending on those nodes to be worth anything.
     Nothing,
@@ -192,7 +212,8 @@ pub enum RunAction {
 
 /// What one [`Rcu::run_callbacks`] call did, so reclaim can count real
 /// progress rather than "queued for freeing".
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct RunReport {
     /// The decision.
@@ -312,7 +333,7 @@ impl Rcu {
     /// node yet).
     ///
     /// ```
-    /// use rcu_reclaim::NodeMask;
+    /// use rcu_reclaim::pressure::NodeMask;
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
     /// rcu.call_sized(|| {}, 100);
     /// assert_eq!(rcu.pending_on(&NodeMask::all()), (1, 100));
@@ -346,7 +367,7 @@ impl Rcu {
     /// [`Rcu::bytes_freed`] also counts what workers freed meanwhile.
     ///
     /// ```
-    /// use rcu_reclaim::{NodeMask, RunAction};
+    /// use rcu_reclaim::pressure::{NodeMask, RunAction};
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
     /// assert_eq!(rcu.run_callbacks(&NodeMask::all(), 12).action, RunAction::Nothing);
     /// rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
@@ -355,14 +376,55 @@ impl Rcu {
     /// assert_eq!(report.bytes_freed, 1 << 20);
     /// ```
     pub fn run_callbacks(&self, mask: &NodeMask, priority: u8) -> RunReport {
-        self.run_callbacks_for(mask, priority, None)
+        self.run_callbacks_wanting(mask, priority, None)
     }
 
     /// [`run_callbacks`](Rcu::run_callbacks) for a reclaimer that still
     /// needs `want` bytes: a grace period is worth waiting for exactly when
     /// the backlog on `mask` could meet that (at any priority), so one
-    /// reclaim waits once rather than at every priority below 10.
-    pub(crate) fn run_callbacks_for(
+    /// reclaim waits once rather than at every priority below 10. It also
+    /// flushes the calling thread's own buffered page first, so what this
+    /// thread's shrinkers just deferred counts. This is what
+    /// [`Reclaimer`](crate::reclaim::Reclaimer) calls after each priority
+    /// pass; a reclaimer of your own calls it the same way.
+    ///
+    /// ```
+    /// use rcu_reclaim::pressure::{NodeMask, RunAction};
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
+    /// // At a gentle priority, but 1 MiB is wanted and 1 MiB is pending:
+    /// // worth an expedited grace period.
+    /// let report = rcu.run_callbacks_for(&NodeMask::all(), 11, 1 << 20);
+    /// assert_eq!(report.action, RunAction::Expedited);
+    /// assert_eq!(report.bytes_freed, 1 << 20);
+    /// ```
+    pub fn run_callbacks_for(&self, mask: &NodeMask, priority: u8, want: usize) -> RunReport {
+        self.run_callbacks_wanting(mask, priority, Some(want))
+    }
+
+    /// Whether the calling thread is running an RCU callback or deferred
+    /// drop (of any domain). Code that may run inside a callback, such as an
+    /// allocator hook or a shrinker, checks it before waiting for a grace
+    /// period or a barrier, which a callback must not do.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use rcu_reclaim::Rcu;
+    ///
+    /// assert!(!Rcu::in_callback());
+    /// let rcu = Rcu::global();
+    /// let seen = Arc::new(AtomicBool::new(false));
+    /// let s = seen.clone();
+    /// rcu.call(move || s.store(Rcu::in_callback(), Ordering::SeqCst));
+    /// rcu.barrier();
+    /// assert!(seen.load(Ordering::SeqCst));
+    /// ```
+    pub fn in_callback() -> bool {
+        crate::callbacks::in_callback()
+    }
+
+    fn run_callbacks_wanting(
         &self,
         mask: &NodeMask,
         priority: u8,
@@ -370,7 +432,7 @@ impl Rcu {
     ) -> RunReport {
         let inner = self.inner();
         let cbs = &inner.callbacks;
-        let may_wait = !self.in_read_section() && !crate::callbacks::in_callback();
+        let may_wait = !self.in_read_section() && !Rcu::in_callback();
         if want.is_some() && may_wait {
             // What this reclaimer's own shrinkers just queued counts too.
             self.flush_own_page();

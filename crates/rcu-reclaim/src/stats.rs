@@ -1,23 +1,53 @@
-//! Counters and snapshots of a domain's state.
+//! Every counter snapshot the crate takes, in one place.
+//!
+//! [`Rcu::stats`] gives a domain's [`Stats`] (with one [`ShardStats`] per
+//! CPU shard); [`MemoryBudget::stats`](crate::reclaim::MemoryBudget::stats)
+//! gives [`BudgetStats`], [`Reclaimer::stats`](crate::reclaim::Reclaimer::stats)
+//! [`ReclaimStats`] (with [`PriorityStats`] per priority), and
+//! [`PressureMonitor::stats`](crate::sources::PressureMonitor::stats)
+//! [`MonitorStats`] (with [`PsiStats`] where PSI is behind the source). The
+//! snapshot types are also reachable from the modules they belong to
+//! (`reclaim`, `sources`); this module lists them together. With the
+//! `serde` feature they all implement `serde::Serialize`.
+//!
+//! Use it for dashboards, logs and tests: a snapshot is a plain value, cheap
+//! to take (relaxed loads and one short lock per shard).
+//!
+//! ```
+//! use rcu_reclaim::stats::Stats;
+//! use rcu_reclaim::Rcu;
+//!
+//! let rcu = Rcu::global();
+//! rcu.synchronize();
+//! let stats: Stats = rcu.stats();
+//! assert!(stats.gp_completed >= 1);
+//! assert!(!stats.shards.is_empty());
+//! ```
 
 use std::sync::atomic::Ordering;
-
-use serde::Serialize;
 
 use crate::domain::Rcu;
 use crate::flavor::Flavor;
 
-/// A snapshot of a domain's counters, serializable with serde.
+pub use crate::reclaim::{BudgetStats, PriorityStats, ReclaimStats};
+pub use crate::sources::{MonitorStats, PsiLine, PsiStats};
+
+/// A snapshot of a domain's counters, serializable with serde (with the
+/// `serde` feature).
 ///
 /// ```
 /// let rcu = rcu_reclaim::Rcu::global();
 /// rcu.synchronize();
 /// let stats = rcu.stats();
 /// assert!(stats.gp_completed >= 1);
-/// let json = serde_json::to_string(&stats).unwrap();
-/// assert!(json.contains("\"flavor\""));
+/// #[cfg(feature = "serde")]
+/// {
+///     let json = serde_json::to_string(&stats).unwrap();
+///     assert!(json.contains("\"flavor\""));
+/// }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Stats {
     /// The domain's id.
@@ -106,7 +136,8 @@ pub struct Stats {
 }
 
 /// One CPU's callback shard.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ShardStats {
     /// The CPU.

@@ -1,8 +1,6 @@
 //! The public grace-period API on [`Rcu`]: `synchronize`, expedited and
 //! polled waits, and their [`Cookie`].
 
-use serde::Serialize;
-
 use crate::domain::Rcu;
 use crate::gp::{bump, WaitMode};
 
@@ -18,7 +16,8 @@ use crate::gp::{bump, WaitMode};
 /// rcu.synchronize();
 /// assert!(rcu.poll(&cookie));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Cookie {
     seq: u64,
     domain: u64,

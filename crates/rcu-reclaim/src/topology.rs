@@ -1,12 +1,25 @@
 //! CPUs and NUMA nodes: read from `/sys/devices/system/node`, or synthetic
 //! so per-node behaviour can be exercised on a one-node machine.
+//!
+//! Callback queues are sharded per CPU and grouped per NUMA node; pressure
+//! ([`NodeMask`](crate::pressure::NodeMask)) and reclaim are per node. Use
+//! [`Topology`] to see what a domain detected
+//! ([`Rcu::topology`](crate::Rcu::topology)), or to give a domain a
+//! synthetic one ([`Config::topology`](crate::Config::topology)).
+//!
+//! ```
+//! use rcu_reclaim::topology::Topology;
+//! use rcu_reclaim::{Config, Rcu};
+//!
+//! let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 2))).unwrap();
+//! assert_eq!(rcu.topology().nodes(), 2);
+//! assert!(Topology::detect().cpus() >= 1);
+//! ```
 
 use std::cell::Cell;
 use std::fmt;
 use std::fs;
 use std::path::Path;
-
-use serde::Serialize;
 
 /// Which CPUs exist and which NUMA node each belongs to.
 ///
@@ -15,14 +28,15 @@ use serde::Serialize;
 /// (`cpu % cpus()`), so a synthetic topology works on any machine.
 ///
 /// ```
-/// use rcu_reclaim::Topology;
+/// use rcu_reclaim::topology::Topology;
 /// let t = Topology::synthetic(4, 2);
 /// assert_eq!(t.cpus(), 8);
 /// assert_eq!(t.nodes(), 4);
 /// assert_eq!(t.node_of(5), 2);
 /// assert_eq!(t.cpus_of(3), &[6, 7]);
 /// ```
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Topology {
     node_of_cpu: Vec<usize>,
     cpus_of_node: Vec<Vec<usize>>,
@@ -33,7 +47,7 @@ impl Topology {
     /// Zero counts are raised to one.
     ///
     /// ```
-    /// let t = rcu_reclaim::Topology::synthetic(2, 3);
+    /// let t = rcu_reclaim::topology::Topology::synthetic(2, 3);
     /// assert_eq!(t.node_of(4), 1);
     /// ```
     pub fn synthetic(nodes: usize, cpus_per_node: usize) -> Topology {
@@ -50,7 +64,7 @@ impl Topology {
     /// where that is unreadable, one node holding every available CPU.
     ///
     /// ```
-    /// let t = rcu_reclaim::Topology::detect();
+    /// let t = rcu_reclaim::topology::Topology::detect();
     /// assert!(t.cpus() >= 1 && t.nodes() >= 1);
     /// ```
     pub fn detect() -> Topology {
@@ -109,7 +123,7 @@ impl Topology {
     /// Number of CPUs (callback shards).
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::Topology::synthetic(1, 3).cpus(), 3);
+    /// assert_eq!(rcu_reclaim::topology::Topology::synthetic(1, 3).cpus(), 3);
     /// ```
     pub fn cpus(&self) -> usize {
         self.node_of_cpu.len()
@@ -118,7 +132,7 @@ impl Topology {
     /// Number of NUMA nodes.
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::Topology::synthetic(2, 1).nodes(), 2);
+    /// assert_eq!(rcu_reclaim::topology::Topology::synthetic(2, 1).nodes(), 2);
     /// ```
     pub fn nodes(&self) -> usize {
         self.cpus_of_node.len()
@@ -127,7 +141,7 @@ impl Topology {
     /// The node of `cpu` (folded into range).
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::Topology::synthetic(2, 2).node_of(3), 1);
+    /// assert_eq!(rcu_reclaim::topology::Topology::synthetic(2, 2).node_of(3), 1);
     /// ```
     pub fn node_of(&self, cpu: usize) -> usize {
         self.node_of_cpu[cpu % self.cpus()]
@@ -136,7 +150,7 @@ impl Topology {
     /// The CPUs of `node`; empty for a node that does not exist.
     ///
     /// ```
-    /// let t = rcu_reclaim::Topology::synthetic(2, 2);
+    /// let t = rcu_reclaim::topology::Topology::synthetic(2, 2);
     /// assert_eq!(t.cpus_of(0), &[0, 1]);
     /// assert!(t.cpus_of(9).is_empty());
     /// ```
@@ -145,7 +159,7 @@ impl Topology {
     }
 
     /// The shard the calling thread should use: its current CPU (or the
-    /// override set with [`override_current_cpu`]) folded into range.
+    /// override set with `override_current_cpu`, a `testing` hook) folded into range.
     pub(crate) fn current_cpu(&self) -> usize {
         let cpu = CPU_OVERRIDE.with(Cell::get).unwrap_or_else(|| {
             // SAFETY: sched_getcpu takes no arguments; it returns -1 on error.
@@ -194,8 +208,11 @@ thread_local! {
 /// again with `None`) when it queues callbacks, so per-CPU and per-node
 /// behaviour can be driven deterministically in tests and simulations.
 ///
+/// A test hook, only with the `testing` feature: not for production.
+///
 /// ```
-/// use rcu_reclaim::{override_current_cpu, Config, Rcu, Topology};
+/// use rcu_reclaim::topology::{override_current_cpu, Topology};
+/// use rcu_reclaim::{Config, Rcu};
 /// let rcu = Rcu::new(Config::new().topology(Topology::synthetic(4, 1))).unwrap();
 /// override_current_cpu(Some(3));
 /// rcu.call(|| {});
@@ -203,6 +220,7 @@ thread_local! {
 /// assert_eq!(rcu.pending_on_node(3), 1);
 /// rcu.barrier();
 /// ```
+#[cfg(feature = "testing")]
 pub fn override_current_cpu(cpu: Option<usize>) {
     CPU_OVERRIDE.with(|c| c.set(cpu));
 }

@@ -4,10 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use rcu_reclaim::{
-    reclaim_allowed, AccountingAlloc, Config, MemoryBudget, Rcu, Reclaimer, Scanned, ShrinkControl,
-    Shrinker,
+use rcu_reclaim::reclaim::{
+    reclaim_allowed, AccountingAlloc, MemoryBudget, Reclaimer, Scanned, ShrinkControl, Shrinker,
 };
+use rcu_reclaim::{Config, Rcu};
 
 #[global_allocator]
 static ALLOC: AccountingAlloc = AccountingAlloc::system();

@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{
-    Config, MemoryBudget, Rcu, Reclaimer, Scanned, ShrinkControl, Shrinker, Watermarks,
-};
+use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer, Scanned, ShrinkControl, Shrinker, Watermarks};
+use rcu_reclaim::{Config, Rcu};
 
 const MIB: usize = 1 << 20;
 const UNIT: usize = 64 << 10;
@@ -127,7 +126,7 @@ fn watermarks_must_be_ordered() {
         || 0,
     )
     .unwrap_err();
-    assert!(err.contains("min 101"), "{err}");
+    assert!(err.to_string().contains("min 101"), "{err}");
 }
 
 /// Objects whose drop gives their bytes back to the usage counter.

@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{
-    override_current_cpu, Config, PageAllocator, Rcu, RcuCell, ReclaimSize, SystemPageAllocator,
-    Topology,
-};
+use rcu_reclaim::pages::{PageAllocator, SystemPageAllocator};
+use rcu_reclaim::topology::{override_current_cpu, Topology};
+use rcu_reclaim::{Config, Rcu, RcuCell, ReclaimSize};
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -375,7 +374,7 @@ fn page_allocation_failure_takes_the_fallback_and_loses_nothing() {
 #[test]
 fn no_page_allocation_scope_uses_the_fallback() {
     let rcu = Rcu::new(Config::new()).unwrap();
-    rcu_reclaim::without_page_allocation(|| rcu.defer_drop(Box::new(1u8)));
+    rcu_reclaim::pages::without_page_allocation(|| rcu.defer_drop(Box::new(1u8)));
     assert_eq!(rcu.stats().fallback_syncs, 1);
     rcu.defer_drop(Box::new(1u8));
     assert_eq!(rcu.stats().fallback_syncs, 1);
@@ -720,7 +719,7 @@ fn defer_tracked(rcu: &Rcu, n: usize, drops: &Arc<AtomicUsize>, on_maker: &Arc<A
 fn a_busy_thread_frees_its_own_ready_pages() {
     // A bulk page holds 255 objects; handing one off also asks for a grace
     // period at once (lazy_batch); the window outlasts the test.
-    let per_page = (rcu_reclaim::BULK_PAGE_SIZE - 16) / 16;
+    let per_page = (rcu_reclaim::pages::BULK_PAGE_SIZE - 16) / 16;
     let rcu = Rcu::new(
         Config::new()
             .lazy_batch(per_page)

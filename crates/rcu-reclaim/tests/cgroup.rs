@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{RcuCache, ENTRY};
-use rcu_reclaim::{
-    budget_from_cgroup, CgroupV1Source, Config, PressureMonitor, Rcu, Reclaimer, V1_MEMORY_ROOT,
-};
+use rcu_reclaim::reclaim::Reclaimer;
+use rcu_reclaim::sources::{budget_from_cgroup, CgroupV1Source, PressureMonitor, V1_MEMORY_ROOT};
+use rcu_reclaim::{Config, Rcu};
 
 const CHILD: &str = "RCU_RECLAIM_CGROUP_CHILD";
 const TEST: &str = "cgroup_v1_pressure_drives_fast_mode_and_reclaim";

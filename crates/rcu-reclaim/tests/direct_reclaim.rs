@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 mod common;
 use common::{RcuCache, ENTRY};
-use rcu_reclaim::{AccountingAlloc, Config, MemoryBudget, Rcu, Reclaimer};
+use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
+use rcu_reclaim::{Config, Rcu};
 
 #[global_allocator]
 static ALLOC: AccountingAlloc = AccountingAlloc::system();

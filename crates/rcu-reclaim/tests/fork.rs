@@ -93,17 +93,17 @@ struct GatedPages {
 }
 
 // SAFETY: every page it hands out comes from `SystemPageAllocator`.
-unsafe impl rcu_reclaim::PageAllocator for GatedPages {
+unsafe impl rcu_reclaim::pages::PageAllocator for GatedPages {
     fn allocate(&self, layout: std::alloc::Layout) -> Option<std::ptr::NonNull<u8>> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         while !self.open.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(1));
         }
-        rcu_reclaim::SystemPageAllocator.allocate(layout)
+        rcu_reclaim::pages::SystemPageAllocator.allocate(layout)
     }
     unsafe fn deallocate(&self, ptr: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
         // SAFETY: forwarded from our caller; the page came from the system allocator.
-        unsafe { rcu_reclaim::SystemPageAllocator.deallocate(ptr, layout) }
+        unsafe { rcu_reclaim::pages::SystemPageAllocator.deallocate(ptr, layout) }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The library's files import only downward: every `crate::` or `super::`
-//! path in a file names a file of its own layer or a lower one, and no files
+//! path in a file's code (comments and doc links aside) names a file of its
+//! own layer or a lower one, and no files
 //! import each other in a cycle. The layers are `LAYERS` below (and
 //! docs/ARCHITECTURE.md); a file not listed there fails the test too, so
 //! a new file must be given its place.
@@ -51,11 +52,14 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cell.rs",
             "pressure.rs",
             "fork.rs",
-            "stats.rs",
+            "pages.rs",
         ],
     ),
     ("reclaim", &["reclaim/"]),
     ("sources", &["sources/"]),
+    // `Rcu::stats`, and the public `stats` module that lists every snapshot
+    // (its own and those of reclaim and sources): on top, so it can name them.
+    ("stats", &["stats.rs"]),
 ];
 
 /// The layer of `file` (a path under `src/`), by exact name or folder.
@@ -179,6 +183,15 @@ fn without_test_modules(text: &str) -> &str {
     text
 }
 
+/// `text` without its comment lines: a doc link (`[x](crate::reclaim::X)`)
+/// documents, it does not depend, so a leaf may link to the API above it.
+fn without_comments(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The files each file imports through `crate::` and `super::` paths
 /// (unit-test modules left out: tests are not structure).
 fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
@@ -192,7 +205,8 @@ fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut edges = BTreeMap::new();
     for file in &files {
         let text = fs::read_to_string(src.join(file)).expect("read a source file");
-        let text = without_test_modules(&text);
+        let text = without_comments(without_test_modules(&text));
+        let text = text.as_str();
         let module = module_of(file);
         let mut paths = paths_after(text, "crate::");
         for p in paths_after(text, "super::")

@@ -173,7 +173,7 @@ mod callbacks {
     use super::*;
     use loom::sync::atomic::AtomicUsize;
     use loom::sync::Arc;
-    use rcu_reclaim::Topology;
+    use rcu_reclaim::topology::Topology;
 
     fn domain() -> Rcu {
         Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap()

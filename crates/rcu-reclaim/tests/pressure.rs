@@ -4,7 +4,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{override_current_cpu, Config, NodeMask, Rcu, RunAction, Topology};
+use rcu_reclaim::pressure::{NodeMask, RunAction};
+use rcu_reclaim::topology::{override_current_cpu, Topology};
+use rcu_reclaim::{Config, Rcu};
 
 fn two_nodes_lazy() -> Rcu {
     // Nothing runs in the background unless pressure or reclaim asks.

@@ -7,10 +7,11 @@ use std::thread;
 
 mod common;
 use common::{RcuCache, ENTRY};
-use rcu_reclaim::{
-    reclaim_allowed, scan_target, Config, NodeMask, Rcu, Reclaimer, Scanned, ShrinkControl,
-    Shrinker,
+use rcu_reclaim::pressure::NodeMask;
+use rcu_reclaim::reclaim::{
+    reclaim_allowed, scan_target, Reclaimer, Scanned, ShrinkControl, Shrinker,
 };
+use rcu_reclaim::{Config, Rcu};
 
 /// RCU at a slowed normal pace: nothing is freed unless someone asks. Its
 /// spare bulk pages are warmed up, as in a process that has been running.
@@ -133,7 +134,7 @@ impl Shrinker for Counter {
             ctl.stop();
             return Scanned::default();
         }
-        assert!(ctl.nr_to_scan() <= rcu_reclaim::SHRINK_BATCH);
+        assert!(ctl.nr_to_scan() <= rcu_reclaim::reclaim::SHRINK_BATCH);
         self.scanned.fetch_add(ctl.nr_to_scan(), Ordering::SeqCst);
         Scanned {
             freed: ctl.nr_to_scan(),

@@ -265,7 +265,7 @@ impl Drop for Tracked {
 /// deadlocked on such a lock). Workers free everything, with no barrier.
 #[test]
 fn retiring_calls_never_run_other_destructors_by_default() {
-    let per_page = (rcu_reclaim::BULK_PAGE_SIZE - 16) / 16;
+    let per_page = (rcu_reclaim::pages::BULK_PAGE_SIZE - 16) / 16;
     let rcu = Rcu::new(
         Config::new()
             .lazy_batch(per_page)
@@ -322,7 +322,8 @@ fn retiring_calls_never_run_other_destructors_by_default() {
 /// it was refused as recursion).
 #[test]
 fn a_fork_round_trip_leaves_reclaim_allowed() {
-    use rcu_reclaim::{reclaim_allowed, Topology};
+    use rcu_reclaim::reclaim::reclaim_allowed;
+    use rcu_reclaim::topology::Topology;
     let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 2))).unwrap();
     assert!(reclaim_allowed());
     rcu.prepare_fork().parent();
@@ -376,7 +377,7 @@ fn a_fast_retiring_thread_is_throttled_but_never_blocked() {
             self.1.fetch_add(1, Ordering::SeqCst);
         }
     }
-    let per_page = (rcu_reclaim::BULK_PAGE_SIZE - 16) / 16;
+    let per_page = (rcu_reclaim::pages::BULK_PAGE_SIZE - 16) / 16;
     let rcu = Rcu::new(Config::new().lazy_batch(per_page)).unwrap();
     let lock = Arc::new(Mutex::new(()));
     let drops = Arc::new(AtomicUsize::new(0));
@@ -384,7 +385,7 @@ fn a_fast_retiring_thread_is_throttled_but_never_blocked() {
     let (r, l, d) = (rcu.clone(), lock.clone(), drops.clone());
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        rcu_reclaim::override_current_cpu(Some(0));
+        rcu_reclaim::topology::override_current_cpu(Some(0));
         let held = l.lock().unwrap();
         let mut pages = 0;
         while pages < MAX_PAGES && r.stats().producer_throttles == 0 {
@@ -420,7 +421,8 @@ fn a_fast_retiring_thread_is_throttled_but_never_blocked() {
 /// of 2^58 words.
 #[test]
 fn out_of_range_nodes_wrap_or_are_refused_clearly() {
-    use rcu_reclaim::{NodeMask, Topology};
+    use rcu_reclaim::pressure::NodeMask;
+    use rcu_reclaim::topology::Topology;
     let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 1))).unwrap();
     let g = rcu.pressure_start(5);
     assert_eq!(rcu.pressure_on(1), 1);
@@ -477,7 +479,7 @@ fn extreme_config_values_keep_the_domain_working() {
 /// the monitor thread).
 #[test]
 fn a_source_with_an_endless_interval_does_not_panic() {
-    use rcu_reclaim::{PressureSource, RssSource};
+    use rcu_reclaim::sources::{PressureSource, RssSource};
     let mut src = RssSource::new(u64::MAX, Duration::MAX);
     assert!(src.wait(Duration::from_millis(1)).unwrap().is_none());
     assert!(src.wait(Duration::from_millis(1)).unwrap().is_none());

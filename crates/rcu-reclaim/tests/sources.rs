@@ -4,10 +4,10 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{
-    Config, Level, PressureMonitor, PressureSource, PsiTrigger, Rcu, RssSource, SourceError,
-    SyntheticSource,
+use rcu_reclaim::sources::{
+    Level, PressureMonitor, PressureSource, PsiTrigger, RssSource, SourceError, SyntheticSource,
 };
+use rcu_reclaim::{Config, Rcu};
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -125,7 +125,7 @@ fn rss_source_compares_against_its_threshold() {
 
 #[test]
 fn cgroup_v2_reads_its_files_or_names_what_is_missing() {
-    match rcu_reclaim::CgroupV2::for_this_process() {
+    match rcu_reclaim::sources::CgroupV2::for_this_process() {
         Ok(cg) => {
             assert!(cg.current().unwrap() > 0);
             let _ = cg.max().unwrap();
@@ -149,7 +149,7 @@ fn cgroup_v2_reads_its_files_or_names_what_is_missing() {
 
 #[test]
 fn auto_pressure_picks_a_source_and_reports_what_it_passed_over() {
-    let monitor = rcu_reclaim::auto_pressure(1 << 40);
+    let monitor = rcu_reclaim::sources::auto_pressure(1 << 40);
     let s = monitor.stats();
     println!("source: {}; passed over: {:?}", s.source, s.passed_over);
     assert!(!s.source.is_empty());
@@ -167,8 +167,8 @@ fn auto_pressure_picks_a_source_and_reports_what_it_passed_over() {
 #[test]
 fn a_budget_from_this_processs_cgroup_or_a_clear_error() {
     let rcu = Rcu::new(Config::new()).unwrap();
-    let r = std::sync::Arc::new(rcu_reclaim::Reclaimer::new(&rcu));
-    match rcu_reclaim::budget_from_cgroup(r) {
+    let r = std::sync::Arc::new(rcu_reclaim::reclaim::Reclaimer::new(&rcu));
+    match rcu_reclaim::sources::budget_from_cgroup(r) {
         Ok(b) => println!("budget from the cgroup: {} bytes", b.limit()),
         Err(e) => {
             let msg = e.to_string();
@@ -197,10 +197,10 @@ fn cgroup_v2_events_turn_counter_increases_into_levels() {
     std::fs::write(dir.join("memory.max"), "max\n").unwrap();
     std::fs::write(dir.join("memory.high"), "2000\n").unwrap();
     write(0, 0);
-    let cg = rcu_reclaim::CgroupV2::open(&dir).unwrap();
+    let cg = rcu_reclaim::sources::CgroupV2::open(&dir).unwrap();
     assert_eq!(cg.current().unwrap(), 1000);
     assert_eq!(cg.budget_limit().unwrap(), Some(2000));
-    let mut src = rcu_reclaim::CgroupV2Events::new(cg, Duration::from_millis(1)).unwrap();
+    let mut src = rcu_reclaim::sources::CgroupV2Events::new(cg, Duration::from_millis(1)).unwrap();
     assert_eq!(src.wait(Duration::from_millis(5)).unwrap(), None);
     write(3, 0);
     assert_eq!(

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{Config, MemoryBudget, Rcu, ReadGuard, Reclaimer};
+use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+use rcu_reclaim::{Config, Rcu, ReadGuard};
 
 use super::table::Table;
 use super::PressureReport;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::AccountingAlloc;
+use rcu_reclaim::reclaim::AccountingAlloc;
 use serde::Serialize;
 
 use super::table::Table;

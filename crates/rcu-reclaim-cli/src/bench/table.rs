@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rcu_reclaim::{Scanned, ShrinkControl, Shrinker};
+use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
 
 use super::{Backend, Chain, Node, FREED, PEAK_GARBAGE, RETIRED};
 use crate::workload::Entry;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{CgroupPaths, MemoryEvents, V1_MEMORY_ROOT, V2_ROOT};
+use rcu_reclaim::sources::{CgroupPaths, MemoryEvents, V1_MEMORY_ROOT, V2_ROOT};
 use serde::{Deserialize, Serialize};
 
 use crate::demo::{mode_name, CgroupOutcome, DemoConfig, Sample, SideReport};
@@ -39,10 +39,7 @@ impl MemCgroup {
     /// bytes (and no swap to escape to): cgroup v2 where the unified
     /// hierarchy has the memory controller, else cgroup v1.
     pub fn create(name: &str, limit: usize) -> Result<MemCgroup, String> {
-        let own = fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|t| CgroupPaths::parse(&t).ok())
-            .unwrap_or_default();
+        let own = CgroupPaths::for_this_process().unwrap_or_default();
         let v2_root = Path::new(V2_ROOT);
         let v2_ok = fs::read_to_string(v2_root.join("cgroup.subtree_control"))
             .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"));
@@ -118,10 +115,7 @@ impl MemCgroup {
         } else {
             "memory.oom_control"
         };
-        fs::read_to_string(self.dir.join(file))
-            .ok()
-            .and_then(|t| MemoryEvents::parse(&t).ok())
-            .map_or(0, |e| e.oom_kill)
+        MemoryEvents::read(self.dir.join(file)).map_or(0, |e| e.oom_kill)
     }
 
     /// `cgroup.procs`, opened for the child to join before it execs.

@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use rcu_reclaim::{AccountingAlloc, Config, MemoryBudget, Rcu, Reclaimer};
+use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
+use rcu_reclaim::{Config, Rcu};
 use serde::{Deserialize, Serialize};
 
 use crate::workload::{DCache, Rng};

@@ -51,7 +51,8 @@ thread_local! {
 /// queues a callback inside a read-side section).
 ///
 /// ```
-/// use rcu_reclaim::{without_page_allocation, Rcu};
+/// use rcu_reclaim::Rcu;
+/// use rcu_reclaim::pages::without_page_allocation;
 /// without_page_allocation(|| Rcu::global().defer_drop(Box::new([0u8; 64])));
 /// ```
 pub fn without_page_allocation<R>(f: impl FnOnce() -> R) -> R {
@@ -439,12 +440,11 @@ impl Rcu {
     /// buffered by a thread are not on any shard yet).
     ///
     /// ```
-    /// use rcu_reclaim::{override_current_cpu, Config, Rcu, Topology};
+    /// use rcu_reclaim::topology::Topology;
+    /// use rcu_reclaim::{Config, Rcu};
     /// let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 2))).unwrap();
-    /// override_current_cpu(Some(1));
-    /// rcu.call(|| {});
-    /// override_current_cpu(None);
-    /// assert_eq!(rcu.pending_on_cpu(1), 1);
+    /// rcu.call(|| {}); // on this thread's CPU, folded into 0..2
+    /// assert_eq!(rcu.pending_on_cpu(0) + rcu.pending_on_cpu(1), 1);
     /// rcu.barrier();
     /// ```
     pub fn pending_on_cpu(&self, cpu: usize) -> usize {
@@ -486,7 +486,7 @@ impl Rcu {
     /// ```
     /// assert!(rcu_reclaim::Rcu::global().topology().cpus() >= 1);
     /// ```
-    pub fn topology(&self) -> &crate::Topology {
+    pub fn topology(&self) -> &crate::topology::Topology {
         &self.inner().callbacks.topology
     }
 }

@@ -61,7 +61,7 @@ const _: () = assert!(std::mem::size_of::<PageData>() <= BULK_PAGE_SIZE);
 /// ```compile_fail,E0200
 /// use std::{alloc::Layout, ptr::NonNull};
 /// struct Dangling;
-/// impl rcu_reclaim::PageAllocator for Dangling {
+/// impl rcu_reclaim::pages::PageAllocator for Dangling {
 ///     fn allocate(&self, _: Layout) -> Option<NonNull<u8>> { Some(NonNull::dangling()) }
 ///     unsafe fn deallocate(&self, _: NonNull<u8>, _: Layout) {}
 /// }
@@ -70,7 +70,7 @@ const _: () = assert!(std::mem::size_of::<PageData>() <= BULK_PAGE_SIZE);
 /// ```
 /// use std::alloc::Layout;
 /// use std::ptr::NonNull;
-/// use rcu_reclaim::{PageAllocator, SystemPageAllocator};
+/// use rcu_reclaim::pages::{PageAllocator, SystemPageAllocator};
 /// /// Never has memory: every deferred drop takes the fallback.
 /// struct NoPages;
 /// // SAFETY: `allocate` never returns memory.
@@ -98,7 +98,7 @@ pub unsafe trait PageAllocator: Send + Sync + 'static {
 ///
 /// ```
 /// use std::alloc::Layout;
-/// use rcu_reclaim::{PageAllocator, SystemPageAllocator};
+/// use rcu_reclaim::pages::{PageAllocator, SystemPageAllocator};
 /// let layout = Layout::from_size_align(4096, 8).unwrap();
 /// let p = SystemPageAllocator.allocate(layout).unwrap();
 /// // SAFETY: `p` came from `allocate` with `layout`.

@@ -1,5 +1,5 @@
 //! An accounting global allocator: live heap bytes, counted cheaply, for
-//! [`MemoryBudget`](crate::MemoryBudget) and the demo.
+//! [`MemoryBudget`](crate::reclaim::MemoryBudget) and the demo.
 //!
 //! Each thread batches its allocations and frees in a thread-local delta and
 //! folds it into one global counter once it reaches ±16 KiB, so the fast
@@ -94,7 +94,7 @@ static DIRECT: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
 /// A [`GlobalAlloc`] that counts live bytes around another allocator.
 ///
 /// ```
-/// use rcu_reclaim::AccountingAlloc;
+/// use rcu_reclaim::reclaim::AccountingAlloc;
 /// #[global_allocator]
 /// static ALLOC: AccountingAlloc = AccountingAlloc::system();
 ///
@@ -114,7 +114,7 @@ impl AccountingAlloc<System> {
     /// Accounting around the system allocator.
     ///
     /// ```
-    /// static _A: rcu_reclaim::AccountingAlloc = rcu_reclaim::AccountingAlloc::system();
+    /// static _A: rcu_reclaim::reclaim::AccountingAlloc = rcu_reclaim::reclaim::AccountingAlloc::system();
     /// ```
     pub const fn system() -> Self {
         AccountingAlloc { inner: System }
@@ -125,7 +125,7 @@ impl AccountingAlloc<System> {
     /// any inner allocator; 0 if none is.
     ///
     /// ```
-    /// let _ = rcu_reclaim::AccountingAlloc::live_bytes();
+    /// let _ = rcu_reclaim::reclaim::AccountingAlloc::live_bytes();
     /// ```
     pub fn live_bytes() -> usize {
         LIVE.load(Ordering::Relaxed).max(0) as usize
@@ -134,7 +134,7 @@ impl AccountingAlloc<System> {
     /// The highest live count seen since start (or the last reset).
     ///
     /// ```
-    /// let _ = rcu_reclaim::AccountingAlloc::peak_bytes();
+    /// let _ = rcu_reclaim::reclaim::AccountingAlloc::peak_bytes();
     /// ```
     pub fn peak_bytes() -> usize {
         PEAK.load(Ordering::Relaxed)
@@ -143,7 +143,7 @@ impl AccountingAlloc<System> {
     /// Makes allocations enforce `budget` (the issue's optional direct
     /// reclaim): every 16 KiB of growth a thread checks it, reclaiming
     /// directly over `min` and waking the background reclaimer over `low`.
-    /// Threads inside reclaim, inside [`no_reclaim`](crate::no_reclaim), or
+    /// Threads inside reclaim, inside [`no_reclaim`](crate::reclaim::no_reclaim), or
     /// holding one of this crate's locks never reclaim from an allocation;
     /// code that allocates while holding a lock that a shrinker (or a
     /// `tracing` subscriber, which reclaim logs to) needs must use
@@ -152,7 +152,8 @@ impl AccountingAlloc<System> {
     ///
     /// ```no_run
     /// use std::sync::Arc;
-    /// use rcu_reclaim::{AccountingAlloc, MemoryBudget, Rcu, Reclaimer};
+    /// use rcu_reclaim::Rcu;
+    /// use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
     /// #[global_allocator]
     /// static ALLOC: AccountingAlloc = AccountingAlloc::system();
     /// let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
@@ -166,7 +167,7 @@ impl AccountingAlloc<System> {
     /// Restarts the peak from the current live count.
     ///
     /// ```
-    /// rcu_reclaim::AccountingAlloc::reset_peak();
+    /// rcu_reclaim::reclaim::AccountingAlloc::reset_peak();
     /// ```
     pub fn reset_peak() {
         PEAK.store(Self::live_bytes(), Ordering::Relaxed);
@@ -177,8 +178,8 @@ impl<A> AccountingAlloc<A> {
     /// Accounting around `inner`.
     ///
     /// ```
-    /// static _A: rcu_reclaim::AccountingAlloc<std::alloc::System> =
-    ///     rcu_reclaim::AccountingAlloc::new(std::alloc::System);
+    /// static _A: rcu_reclaim::reclaim::AccountingAlloc<std::alloc::System> =
+    ///     rcu_reclaim::reclaim::AccountingAlloc::new(std::alloc::System);
     /// ```
     pub const fn new(inner: A) -> Self {
         AccountingAlloc { inner }

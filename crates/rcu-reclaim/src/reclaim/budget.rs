@@ -12,8 +12,6 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::reclaimer::{reclaim_allowed, Reclaimer};
 use crate::pressure::NodeMask;
 use crate::sync::lock_std as lock;
@@ -21,10 +19,11 @@ use crate::sync::lock_std as lock;
 /// Usage thresholds of a [`MemoryBudget`], in bytes: `high < low < min <= limit`.
 ///
 /// ```
-/// let w = rcu_reclaim::Watermarks::from_limit(1000);
+/// let w = rcu_reclaim::reclaim::Watermarks::from_limit(1000);
 /// assert_eq!((w.high, w.low, w.min), (800, 850, 950));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Watermarks {
     /// Above this the allocating thread reclaims directly.
     pub min: usize,
@@ -38,7 +37,7 @@ impl Watermarks {
     /// The defaults for `limit`: high 80%, low 85%, min 95%.
     ///
     /// ```
-    /// let w = rcu_reclaim::Watermarks::from_limit(100 << 20);
+    /// let w = rcu_reclaim::reclaim::Watermarks::from_limit(100 << 20);
     /// assert!(w.high < w.low && w.low < w.min);
     /// ```
     pub fn from_limit(limit: usize) -> Watermarks {
@@ -51,8 +50,55 @@ impl Watermarks {
     }
 }
 
+/// Why a [`MemoryBudget`] could not be made.
+///
+/// ```
+/// use rcu_reclaim::reclaim::{BudgetError, Watermarks};
+/// let err = BudgetError::UnorderedWatermarks {
+///     marks: Watermarks { min: 10, low: 20, high: 30 },
+///     limit: 100,
+/// };
+/// assert!(err.to_string().contains("Watermarks::from_limit"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BudgetError {
+    /// The watermarks are not `high < low < min <= limit`.
+    UnorderedWatermarks {
+        /// The watermarks given.
+        marks: Watermarks,
+        /// The limit given.
+        limit: usize,
+    },
+    /// The background reclaimer's thread (`rcu-kswapd`) could not be
+    /// started; the text is the system's reason.
+    NoThread(String),
+}
+
+impl fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BudgetError::UnorderedWatermarks { marks, limit } => write!(
+                f,
+                "watermarks must satisfy high < low < min <= limit; got high {}, low {}, min {}, \
+                 limit {limit}: order them, or take the defaults with Watermarks::from_limit \
+                 (MemoryBudget::new)",
+                marks.high, marks.low, marks.min
+            ),
+            BudgetError::NoThread(why) => write!(
+                f,
+                "cannot start the background reclaimer thread rcu-kswapd ({why}): raise the \
+                 process's thread or memory limits, or create the budget before they are reached"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BudgetError {}
+
 /// Counters of a [`MemoryBudget`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct BudgetStats {
     /// Times the background reclaimer woke to work.
@@ -182,7 +228,8 @@ impl Shared {
 /// ```
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use rcu_reclaim::{MemoryBudget, Rcu, Reclaimer};
+/// use rcu_reclaim::Rcu;
+/// use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
 /// let used = Arc::new(AtomicUsize::new(0));
 /// let u = used.clone();
 /// let budget = MemoryBudget::new(
@@ -206,7 +253,7 @@ impl MemoryBudget {
     /// allocator, a cgroup file, RSS...).
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(256 << 20, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.watermarks(), Watermarks::from_limit(256 << 20));
     /// ```
@@ -216,7 +263,7 @@ impl MemoryBudget {
         usage: impl Fn() -> usize + Send + Sync + 'static,
     ) -> MemoryBudget {
         Self::with_watermarks(limit, Watermarks::from_limit(limit), reclaimer, usage)
-            .expect("default watermarks are ordered")
+            .unwrap_or_else(|e| panic!("MemoryBudget::new: {e}"))
     }
 
     /// As [`new`](MemoryBudget::new) with explicit watermarks, which must
@@ -224,23 +271,22 @@ impl MemoryBudget {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use rcu_reclaim::{MemoryBudget, Rcu, Reclaimer, Watermarks};
+    /// use rcu_reclaim::Rcu;
+    /// use rcu_reclaim::reclaim::{BudgetError, MemoryBudget, Reclaimer, Watermarks};
     /// let r = Arc::new(Reclaimer::new(Rcu::global()));
     /// let bad = Watermarks { min: 10, low: 20, high: 30 };
     /// let err = MemoryBudget::with_watermarks(100, bad, r, || 0).unwrap_err();
-    /// assert!(err.contains("high < low < min"));
+    /// assert!(matches!(err, BudgetError::UnorderedWatermarks { .. }));
+    /// assert!(err.to_string().contains("high < low < min"));
     /// ```
     pub fn with_watermarks(
         limit: usize,
         marks: Watermarks,
         reclaimer: Arc<Reclaimer>,
         usage: impl Fn() -> usize + Send + Sync + 'static,
-    ) -> Result<MemoryBudget, String> {
+    ) -> Result<MemoryBudget, BudgetError> {
         if !(marks.high < marks.low && marks.low < marks.min && marks.min <= limit) {
-            return Err(format!(
-                "watermarks must satisfy high < low < min <= limit; got high {}, low {}, min {}, limit {limit}",
-                marks.high, marks.low, marks.min
-            ));
+            return Err(BudgetError::UnorderedWatermarks { marks, limit });
         }
         let shared = Arc::new(Shared {
             usage: Arc::new(usage),
@@ -260,7 +306,7 @@ impl MemoryBudget {
         let handle = thread::Builder::new()
             .name("rcu-kswapd".into())
             .spawn(move || background(&weak))
-            .map_err(|e| format!("cannot start the background reclaimer: {e}"))?;
+            .map_err(|e| BudgetError::NoThread(e.to_string()))?;
         Ok(MemoryBudget {
             limit,
             shared,
@@ -271,7 +317,7 @@ impl MemoryBudget {
     /// The limit in bytes.
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.limit(), 1000);
     /// ```
@@ -282,7 +328,7 @@ impl MemoryBudget {
     /// The watermarks.
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.watermarks().min, 950);
     /// ```
@@ -303,7 +349,7 @@ impl MemoryBudget {
     /// and returns true. Allocating inside a section is ordinary Rust.
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 10);
     /// assert!(b.check());
     /// ```
@@ -330,7 +376,7 @@ impl MemoryBudget {
     /// A snapshot of the counters.
     ///
     /// ```
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.stats().background_runs, 0);
     /// ```

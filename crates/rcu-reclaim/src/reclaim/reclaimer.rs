@@ -7,10 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use super::shrinker::{scan_target, ShrinkControl, Shrinker, SHRINK_BATCH};
-use crate::callbacks::in_callback;
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
 use crate::sync::{lock, Mutex, NO_RECLAIM};
@@ -22,7 +19,7 @@ use crate::sync::{lock, Mutex, NO_RECLAIM};
 /// inside shrinkers and callbacks never recurse into reclaim.
 ///
 /// ```
-/// use rcu_reclaim::{no_reclaim, reclaim_allowed};
+/// use rcu_reclaim::reclaim::{no_reclaim, reclaim_allowed};
 /// assert!(reclaim_allowed());
 /// no_reclaim(|| assert!(!reclaim_allowed()));
 /// ```
@@ -34,7 +31,7 @@ pub fn no_reclaim<R>(f: impl FnOnce() -> R) -> R {
 /// has not forbidden it with [`no_reclaim`]).
 ///
 /// ```
-/// assert!(rcu_reclaim::reclaim_allowed());
+/// assert!(rcu_reclaim::reclaim::reclaim_allowed());
 /// ```
 pub fn reclaim_allowed() -> bool {
     !NO_RECLAIM.with(Cell::get)
@@ -52,7 +49,8 @@ struct Registered {
 }
 
 /// What a successful [`Reclaimer::reclaim`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Reclaimed {
     /// Bytes really freed: by shrinkers that free at once, and by RCU
@@ -72,7 +70,8 @@ pub struct Reclaimed {
 }
 
 /// What reclaim saw when it gave up; passed to the OOM handler.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct OomReport {
     /// The bytes asked for.
@@ -117,7 +116,8 @@ impl fmt::Display for OutOfMemory {
 impl std::error::Error for OutOfMemory {}
 
 /// Per-priority counts, in [`ReclaimStats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PriorityStats {
     /// Passes made at this priority.
     pub passes: u64,
@@ -132,7 +132,8 @@ pub struct PriorityStats {
 }
 
 /// Counters of a [`Reclaimer`], serializable with serde.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ReclaimStats {
     /// Calls to `reclaim`.
@@ -159,7 +160,9 @@ type OomHandler = Arc<dyn Fn(&OomReport) + Send + Sync>;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use rcu_reclaim::{NodeMask, Rcu, Reclaimer, ShrinkControl, Scanned, Shrinker};
+/// use rcu_reclaim::Rcu;
+/// use rcu_reclaim::pressure::NodeMask;
+/// use rcu_reclaim::reclaim::{Reclaimer, Scanned, ShrinkControl, Shrinker};
 /// struct Nothing;
 /// impl Shrinker for Nothing {
 ///     fn count(&self, _: &ShrinkControl) -> usize { 0 }
@@ -184,7 +187,7 @@ impl Reclaimer {
     /// A reclaimer that works with `rcu`.
     ///
     /// ```
-    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
     /// assert_eq!(r.stats().calls, 0);
     /// ```
     pub fn new(rcu: &Rcu) -> Self {
@@ -206,7 +209,7 @@ impl Reclaimer {
     /// reclaim escalates and declares out-of-memory while memory sits in RCU.
     ///
     /// ```
-    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global()).rcu_loop(false);
+    /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global()).rcu_loop(false);
     /// # drop(r);
     /// ```
     pub fn rcu_loop(mut self, enabled: bool) -> Self {
@@ -217,7 +220,7 @@ impl Reclaimer {
     /// Whether reclaim closes the loop with RCU (see [`rcu_loop`](Reclaimer::rcu_loop)).
     ///
     /// ```
-    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
     /// assert!(r.rcu_loop_enabled());
     /// ```
     pub fn rcu_loop_enabled(&self) -> bool {
@@ -229,7 +232,7 @@ impl Reclaimer {
     ///
     /// ```
     /// # use std::sync::Arc;
-    /// # use rcu_reclaim::*;
+    /// # use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// # struct S;
     /// # impl Shrinker for S { fn count(&self, _: &ShrinkControl) -> usize { 0 } fn scan(&self, _: &mut ShrinkControl) -> Scanned { Scanned::default() } }
     /// let r = Reclaimer::new(Rcu::global());
@@ -250,8 +253,8 @@ impl Reclaimer {
     /// already running may call it once more (it stays alive until then).
     ///
     /// ```
-    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
-    /// # use std::sync::Arc; use rcu_reclaim::*;
+    /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// # struct S;
     /// # impl Shrinker for S { fn count(&self, _: &ShrinkControl) -> usize { 0 } fn scan(&self, _: &mut ShrinkControl) -> Scanned { Scanned::default() } }
     /// let id = r.register(Arc::new(S));
@@ -269,7 +272,7 @@ impl Reclaimer {
     /// `tracing::error!`). The handler may drop caches, shed load or abort.
     ///
     /// ```
-    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
     /// r.set_oom_handler(|report| eprintln!("{report}"));
     /// ```
     pub fn set_oom_handler(&self, handler: impl Fn(&OomReport) + Send + Sync + 'static) {
@@ -279,7 +282,7 @@ impl Reclaimer {
     /// The domain this reclaimer calls.
     ///
     /// ```
-    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
     /// assert_eq!(r.rcu().id(), rcu_reclaim::Rcu::global().id());
     /// ```
     pub fn rcu(&self) -> &Rcu {
@@ -289,7 +292,7 @@ impl Reclaimer {
     /// A snapshot of the counters.
     ///
     /// ```
-    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
     /// assert_eq!(r.stats().by_priority.len(), 13);
     /// ```
     pub fn stats(&self) -> ReclaimStats {
@@ -313,8 +316,8 @@ impl Reclaimer {
     /// would stall the allocating thread.
     ///
     /// ```
-    /// let r = rcu_reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
-    /// let done = r.reclaim(0, &rcu_reclaim::NodeMask::all()).unwrap();
+    /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// let done = r.reclaim(0, &rcu_reclaim::pressure::NodeMask::all()).unwrap();
     /// assert_eq!(done.freed_bytes, 0);
     /// ```
     pub fn reclaim(
@@ -381,7 +384,7 @@ impl Reclaimer {
                 // by its workers.
                 let before = self.rcu.bytes_freed();
                 let want = target - done.freed_bytes;
-                let report = self.rcu.run_callbacks_for(mask, priority, Some(want));
+                let report = self.rcu.run_callbacks_for(mask, priority, want);
                 let freed =
                     (self.rcu.bytes_freed() - before).max(report.bytes_freed as u64) as usize;
                 done.freed_bytes += freed;
@@ -406,7 +409,7 @@ impl Reclaimer {
         if self.rcu_aware
             && self.rcu.pending_bytes() > 0
             && !self.rcu.in_read_section()
-            && !in_callback()
+            && !Rcu::in_callback()
         {
             let before = self.rcu.bytes_freed();
             self.rcu.barrier();

@@ -8,7 +8,8 @@ pub const SHRINK_BATCH: usize = 128;
 /// What reclaim asks of a shrinker, and what the shrinker reports back.
 ///
 /// ```
-/// use rcu_reclaim::{NodeMask, ShrinkControl};
+/// use rcu_reclaim::pressure::NodeMask;
+/// use rcu_reclaim::reclaim::ShrinkControl;
 /// let ctl = ShrinkControl::new(NodeMask::all(), 12, 128);
 /// assert_eq!(ctl.nr_to_scan(), 128);
 /// ```
@@ -26,7 +27,7 @@ impl ShrinkControl {
     /// `priority` (12 gentle .. 0 desperate).
     ///
     /// ```
-    /// let ctl = rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::node(0), 3, 64);
+    /// let ctl = rcu_reclaim::reclaim::ShrinkControl::new(rcu_reclaim::pressure::NodeMask::node(0), 3, 64);
     /// assert_eq!(ctl.priority(), 3);
     /// ```
     pub fn new(nodemask: NodeMask, priority: u8, nr_to_scan: usize) -> Self {
@@ -42,7 +43,7 @@ impl ShrinkControl {
     /// The nodes to reclaim from.
     ///
     /// ```
-    /// let ctl = rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::node(1), 12, 1);
+    /// let ctl = rcu_reclaim::reclaim::ShrinkControl::new(rcu_reclaim::pressure::NodeMask::node(1), 12, 1);
     /// assert!(ctl.nodemask().contains(1));
     /// ```
     pub fn nodemask(&self) -> &NodeMask {
@@ -52,7 +53,7 @@ impl ShrinkControl {
     /// The reclaim priority (12 gentle .. 0 desperate).
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 0, 1).priority(), 0);
+    /// assert_eq!(rcu_reclaim::reclaim::ShrinkControl::new(rcu_reclaim::pressure::NodeMask::all(), 0, 1).priority(), 0);
     /// ```
     pub fn priority(&self) -> u8 {
         self.priority
@@ -61,7 +62,7 @@ impl ShrinkControl {
     /// How many objects to scan in this call.
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 0, 7).nr_to_scan(), 7);
+    /// assert_eq!(rcu_reclaim::reclaim::ShrinkControl::new(rcu_reclaim::pressure::NodeMask::all(), 0, 7).nr_to_scan(), 7);
     /// ```
     pub fn nr_to_scan(&self) -> usize {
         self.nr_to_scan
@@ -71,7 +72,7 @@ impl ShrinkControl {
     /// were busy); the remainder is carried to the next reclaim call.
     ///
     /// ```
-    /// let mut ctl = rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 12, 128);
+    /// let mut ctl = rcu_reclaim::reclaim::ShrinkControl::new(rcu_reclaim::pressure::NodeMask::all(), 12, 128);
     /// ctl.set_scanned(100);
     /// assert_eq!(ctl.scanned(), 100);
     /// ```
@@ -82,7 +83,7 @@ impl ShrinkControl {
     /// Objects reported scanned (defaults to `nr_to_scan`).
     ///
     /// ```
-    /// assert_eq!(rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 12, 9).scanned(), 9);
+    /// assert_eq!(rcu_reclaim::reclaim::ShrinkControl::new(rcu_reclaim::pressure::NodeMask::all(), 12, 9).scanned(), 9);
     /// ```
     pub fn scanned(&self) -> usize {
         self.nr_scanned
@@ -93,7 +94,7 @@ impl ShrinkControl {
     /// took it with `try_lock` and failed. What it did not scan is deferred.
     ///
     /// ```
-    /// let mut ctl = rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 12, 128);
+    /// let mut ctl = rcu_reclaim::reclaim::ShrinkControl::new(rcu_reclaim::pressure::NodeMask::all(), 12, 128);
     /// ctl.stop();
     /// assert!(ctl.stopped());
     /// ```
@@ -105,7 +106,7 @@ impl ShrinkControl {
     /// Whether the shrinker asked to stop.
     ///
     /// ```
-    /// assert!(!rcu_reclaim::ShrinkControl::new(rcu_reclaim::NodeMask::all(), 12, 1).stopped());
+    /// assert!(!rcu_reclaim::reclaim::ShrinkControl::new(rcu_reclaim::pressure::NodeMask::all(), 12, 1).stopped());
     /// ```
     pub fn stopped(&self) -> bool {
         self.stop
@@ -115,7 +116,7 @@ impl ShrinkControl {
 /// What one `scan` call freed.
 ///
 /// ```
-/// let s = rcu_reclaim::Scanned { freed: 10, bytes: 10_240 };
+/// let s = rcu_reclaim::reclaim::Scanned { freed: 10, bytes: 10_240 };
 /// assert_eq!(s.bytes / s.freed, 1024);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,7 +135,7 @@ pub struct Scanned {
 ///
 /// ```
 /// use std::sync::Mutex;
-/// use rcu_reclaim::{ShrinkControl, Scanned, Shrinker};
+/// use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
 /// struct Cache(Mutex<Vec<Vec<u8>>>);
 /// impl Shrinker for Cache {
 ///     fn count(&self, _: &ShrinkControl) -> usize {
@@ -182,7 +183,7 @@ pub trait Shrinker: Send + Sync {
 /// plus the work deferred by earlier passes, at most twice what is freeable.
 ///
 /// ```
-/// use rcu_reclaim::scan_target;
+/// use rcu_reclaim::reclaim::scan_target;
 /// assert_eq!(scan_target(4096, 12, 2, 0), 2);
 /// assert_eq!(scan_target(4096, 0, 2, 0), 8192);
 /// assert_eq!(scan_target(100, 12, 2, 40), 40);

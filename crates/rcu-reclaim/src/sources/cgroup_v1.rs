@@ -18,7 +18,7 @@ pub const V1_MEMORY_ROOT: &str = "/sys/fs/cgroup/memory";
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use rcu_reclaim::{CgroupV1Source, PressureSource};
+/// use rcu_reclaim::sources::{CgroupV1Source, PressureSource};
 /// let mut src = CgroupV1Source::for_this_process().unwrap();
 /// println!("{} (limit {:?})", src.describe(), src.limit().unwrap());
 /// let _event = src.wait(Duration::from_millis(100)).unwrap();
@@ -39,10 +39,7 @@ fn read_bytes(path: &Path) -> Result<Option<u64>, SourceError> {
 impl CgroupV1Source {
     /// The memory cgroup this process is in, from `/proc/self/cgroup`.
     pub fn for_this_process() -> Result<Self, SourceError> {
-        let text = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| SourceError::new("/proc/self/cgroup", format!("cannot read: {e}")))?;
-        let paths = CgroupPaths::parse(&text)
-            .map_err(|e| SourceError::new("/proc/self/cgroup", e.to_string()))?;
+        let paths = CgroupPaths::for_this_process()?;
         let rel = paths.v1_memory.ok_or_else(|| {
             SourceError::new(
                 "/proc/self/cgroup",
@@ -95,7 +92,7 @@ impl CgroupV1Source {
     /// `memory.usage_in_bytes`.
     ///
     /// ```no_run
-    /// let src = rcu_reclaim::CgroupV1Source::for_this_process().unwrap();
+    /// let src = rcu_reclaim::sources::CgroupV1Source::for_this_process().unwrap();
     /// println!("{} bytes", src.usage().unwrap());
     /// ```
     pub fn usage(&self) -> Result<u64, SourceError> {
@@ -105,7 +102,7 @@ impl CgroupV1Source {
     /// `memory.limit_in_bytes`, or `None` for no limit.
     ///
     /// ```no_run
-    /// let src = rcu_reclaim::CgroupV1Source::for_this_process().unwrap();
+    /// let src = rcu_reclaim::sources::CgroupV1Source::for_this_process().unwrap();
     /// println!("{:?}", src.limit().unwrap());
     /// ```
     pub fn limit(&self) -> Result<Option<u64>, SourceError> {

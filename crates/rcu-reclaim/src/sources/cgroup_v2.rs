@@ -16,7 +16,7 @@ pub const V2_ROOT: &str = "/sys/fs/cgroup";
 /// enabled there.
 ///
 /// ```no_run
-/// let cg = rcu_reclaim::CgroupV2::for_this_process().unwrap();
+/// let cg = rcu_reclaim::sources::CgroupV2::for_this_process().unwrap();
 /// println!("{:?} of {:?}", cg.current().unwrap(), cg.max().unwrap());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,13 +28,39 @@ fn read(path: &Path) -> Result<String, SourceError> {
     std::fs::read_to_string(path).map_err(|e| SourceError::new(path, format!("cannot read: {e}")))
 }
 
+impl CgroupPaths {
+    /// Reads `/proc/self/cgroup`: the cgroups this process is in.
+    ///
+    /// ```
+    /// let paths = rcu_reclaim::sources::CgroupPaths::for_this_process().unwrap();
+    /// println!("{paths:?}");
+    /// ```
+    pub fn for_this_process() -> Result<CgroupPaths, SourceError> {
+        const FILE: &str = "/proc/self/cgroup";
+        CgroupPaths::parse(&read(Path::new(FILE))?)
+            .map_err(|e| SourceError::new(FILE, e.to_string()))
+    }
+}
+
+impl MemoryEvents {
+    /// Reads a `memory.events` file (or a cgroup v1 `memory.oom_control`,
+    /// for its `oom_kill` line).
+    ///
+    /// ```
+    /// let e = rcu_reclaim::sources::MemoryEvents::read("/nonexistent/memory.events").unwrap_err();
+    /// assert!(e.to_string().contains("cannot read"));
+    /// ```
+    pub fn read(path: impl AsRef<Path>) -> Result<MemoryEvents, SourceError> {
+        let path = path.as_ref();
+        MemoryEvents::parse(&read(path)?).map_err(|e| SourceError::new(path, e.to_string()))
+    }
+}
+
 impl CgroupV2 {
     /// Finds the directory from `/proc/self/cgroup`; an error names the
     /// file when there is no v2 cgroup or no memory controller in it.
     pub fn for_this_process() -> Result<CgroupV2, SourceError> {
-        let text = read(Path::new("/proc/self/cgroup"))?;
-        let paths = CgroupPaths::parse(&text)
-            .map_err(|e| SourceError::new("/proc/self/cgroup", e.to_string()))?;
+        let paths = CgroupPaths::for_this_process()?;
         let rel = paths.v2.ok_or_else(|| {
             SourceError::new(
                 "/proc/self/cgroup",
@@ -47,7 +73,7 @@ impl CgroupV2 {
     /// A cgroup v2 directory; it must have the memory controller.
     ///
     /// ```
-    /// let e = rcu_reclaim::CgroupV2::open("/nonexistent").unwrap_err();
+    /// let e = rcu_reclaim::sources::CgroupV2::open("/nonexistent").unwrap_err();
     /// assert!(e.to_string().contains("memory.current"));
     /// ```
     pub fn open(dir: impl Into<PathBuf>) -> Result<CgroupV2, SourceError> {
@@ -65,7 +91,7 @@ impl CgroupV2 {
     /// The directory.
     ///
     /// ```no_run
-    /// println!("{}", rcu_reclaim::CgroupV2::for_this_process().unwrap().dir().display());
+    /// println!("{}", rcu_reclaim::sources::CgroupV2::for_this_process().unwrap().dir().display());
     /// ```
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -79,7 +105,7 @@ impl CgroupV2 {
     /// `memory.current`: bytes in use.
     ///
     /// ```no_run
-    /// println!("{}", rcu_reclaim::CgroupV2::for_this_process().unwrap().current().unwrap());
+    /// println!("{}", rcu_reclaim::sources::CgroupV2::for_this_process().unwrap().current().unwrap());
     /// ```
     pub fn current(&self) -> Result<u64, SourceError> {
         Ok(self.bytes("memory.current")?.unwrap_or(u64::MAX))
@@ -88,7 +114,7 @@ impl CgroupV2 {
     /// `memory.max`: the hard limit, `None` for `max`.
     ///
     /// ```no_run
-    /// println!("{:?}", rcu_reclaim::CgroupV2::for_this_process().unwrap().max().unwrap());
+    /// println!("{:?}", rcu_reclaim::sources::CgroupV2::for_this_process().unwrap().max().unwrap());
     /// ```
     pub fn max(&self) -> Result<Option<u64>, SourceError> {
         self.bytes("memory.max")
@@ -97,7 +123,7 @@ impl CgroupV2 {
     /// `memory.high`: the throttling limit, `None` for `max`.
     ///
     /// ```no_run
-    /// println!("{:?}", rcu_reclaim::CgroupV2::for_this_process().unwrap().high().unwrap());
+    /// println!("{:?}", rcu_reclaim::sources::CgroupV2::for_this_process().unwrap().high().unwrap());
     /// ```
     pub fn high(&self) -> Result<Option<u64>, SourceError> {
         self.bytes("memory.high")
@@ -107,7 +133,7 @@ impl CgroupV2 {
     /// `memory.max`, if either is set.
     ///
     /// ```no_run
-    /// let cg = rcu_reclaim::CgroupV2::for_this_process().unwrap();
+    /// let cg = rcu_reclaim::sources::CgroupV2::for_this_process().unwrap();
     /// if let Some(limit) = cg.budget_limit().unwrap() {
     ///     println!("budget {limit} bytes");
     /// }
@@ -122,18 +148,17 @@ impl CgroupV2 {
     /// `memory.events` counters (high, max, oom, oom_kill...).
     ///
     /// ```no_run
-    /// println!("{:?}", rcu_reclaim::CgroupV2::for_this_process().unwrap().events().unwrap());
+    /// println!("{:?}", rcu_reclaim::sources::CgroupV2::for_this_process().unwrap().events().unwrap());
     /// ```
     pub fn events(&self) -> Result<MemoryEvents, SourceError> {
-        let path = self.dir.join("memory.events");
-        MemoryEvents::parse(&read(&path)?).map_err(|e| SourceError::new(&path, e.to_string()))
+        MemoryEvents::read(self.dir.join("memory.events"))
     }
 
     /// A PSI trigger on this cgroup's `memory.pressure`.
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// let cg = rcu_reclaim::CgroupV2::for_this_process().unwrap();
+    /// let cg = rcu_reclaim::sources::CgroupV2::for_this_process().unwrap();
     /// let _t = cg.pressure_trigger(Duration::from_millis(500), Duration::from_secs(2)).unwrap();
     /// ```
     pub fn pressure_trigger(
@@ -151,7 +176,7 @@ impl CgroupV2 {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use rcu_reclaim::{CgroupV2, CgroupV2Events, PressureSource};
+/// use rcu_reclaim::sources::{CgroupV2, CgroupV2Events, PressureSource};
 /// let mut src = CgroupV2Events::new(CgroupV2::for_this_process().unwrap(), Duration::from_millis(100)).unwrap();
 /// let _event = src.wait(Duration::from_secs(1)).unwrap();
 /// ```

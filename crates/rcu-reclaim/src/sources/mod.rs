@@ -11,7 +11,30 @@
 //! All implement [`PressureSource`]; [`PressureMonitor`] runs one in a
 //! thread. [`CgroupV2`] reads a v2 cgroup's usage, limits and events and
 //! opens PSI triggers on its `memory.pressure`. [`auto_pressure`] picks the
-//! best source available.
+//! best source available; [`budget_from_cgroup`] makes a
+//! [`MemoryBudget`](crate::reclaim::MemoryBudget) from the cgroup's limit.
+//!
+//! Use it to let the kernel tell RCU that memory is short: the monitor
+//! holds a pressure signal ([`Rcu::pressure_start_all`](crate::Rcu::pressure_start_all))
+//! while events come, and asks RCU to run callbacks at the level's priority
+//! (medium: 6, critical: 0). Without a monitor, a program can signal
+//! pressure itself through [`pressure`](crate::pressure).
+//!
+//! ```
+//! use std::time::Duration;
+//! use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
+//! use rcu_reclaim::Rcu;
+//!
+//! let rcu = Rcu::new(Default::default()).unwrap();
+//! let (events, source) = SyntheticSource::new();
+//! let monitor = PressureMonitor::start(&rcu, Box::new(source), Duration::from_millis(50), None);
+//! events.send(Level::Critical).unwrap();
+//! while monitor.stats().events == 0 {
+//!     std::thread::sleep(Duration::from_millis(1));
+//! }
+//! assert!(rcu.in_fast_mode());
+//! drop(monitor); // stops the thread and ends the signal
+//! ```
 
 mod cgroup_v1;
 mod cgroup_v2;
@@ -25,22 +48,19 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 pub use cgroup_v1::{CgroupV1Source, V1_MEMORY_ROOT};
 pub use cgroup_v2::{CgroupV2, CgroupV2Events, V2_ROOT};
 #[cfg(not(loom))]
 pub use monitor::auto_pressure;
 pub use monitor::{budget_from_cgroup, MonitorStats, PressureMonitor};
-pub use parse::{
-    parse_cgroup_bytes, parse_statm, CgroupPaths, MemoryEvents, ParseError, PsiLine, PsiStats,
-};
+pub use parse::{CgroupPaths, MemoryEvents, PsiLine, PsiStats};
 pub use psi::PsiTrigger;
 pub use rss::RssSource;
 
 /// How severe a pressure event is (cgroup v1's `memory.pressure_level`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Level {
     /// Reclaim is running.
     Low,
@@ -54,7 +74,7 @@ pub enum Level {
 ///
 /// ```
 /// use std::time::Duration;
-/// use rcu_reclaim::{Level, PressureSource, SyntheticSource};
+/// use rcu_reclaim::sources::{Level, PressureSource, SyntheticSource};
 /// let (tx, mut src) = SyntheticSource::new();
 /// tx.send(Level::Medium).unwrap();
 /// assert_eq!(src.wait(Duration::from_millis(10)).unwrap(), Some(Level::Medium));
@@ -117,7 +137,7 @@ impl SyntheticSource {
     /// The sender and the source.
     ///
     /// ```
-    /// let (tx, src) = rcu_reclaim::SyntheticSource::new();
+    /// let (tx, src) = rcu_reclaim::sources::SyntheticSource::new();
     /// drop((tx, src));
     /// ```
     pub fn new() -> (mpsc::Sender<Level>, SyntheticSource) {
@@ -152,3 +172,6 @@ pub(crate) fn instant_after(d: std::time::Duration) -> std::time::Instant {
         .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
         .unwrap_or(now)
 }
+
+#[cfg(test)]
+mod parse_props;

@@ -6,8 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::{CgroupV1Source, CgroupV2, Level, PressureSource, PsiTrigger, RssSource, SourceError};
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
@@ -15,7 +13,8 @@ use crate::reclaim::MemoryBudget;
 use crate::sync::lock_std as lock;
 
 /// Counters of a [`PressureMonitor`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct MonitorStats {
     /// The source in use, as it describes itself.
@@ -58,7 +57,8 @@ struct Shared {
 ///
 /// ```
 /// use std::time::Duration;
-/// use rcu_reclaim::{Level, PressureMonitor, Rcu, SyntheticSource};
+/// use rcu_reclaim::Rcu;
+/// use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
 /// let rcu = Rcu::new(Default::default()).unwrap();
 /// let (tx, source) = SyntheticSource::new();
 /// let monitor = PressureMonitor::start(&rcu, Box::new(source), Duration::from_millis(50), None);
@@ -112,7 +112,7 @@ impl PressureMonitor {
     /// A snapshot of the counters.
     ///
     /// ```
-    /// # use std::time::Duration; use rcu_reclaim::*;
+    /// # use std::time::Duration; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let (_tx, src) = SyntheticSource::new();
     /// let m = PressureMonitor::start(Rcu::global(), Box::new(src), Duration::from_millis(10), None);
     /// assert_eq!(m.stats().source, "synthetic");
@@ -213,7 +213,7 @@ fn run(
 /// and the reason.
 ///
 /// ```no_run
-/// let monitor = rcu_reclaim::auto_pressure(512 << 20);
+/// let monitor = rcu_reclaim::sources::auto_pressure(512 << 20);
 /// println!("watching {}", monitor.stats().source);
 /// ```
 #[cfg(not(loom))]
@@ -268,7 +268,9 @@ pub(crate) fn best_source(rss_threshold: u64) -> (Box<dyn PressureSource>, Vec<S
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use rcu_reclaim::{budget_from_cgroup, Rcu, Reclaimer};
+/// use rcu_reclaim::Rcu;
+/// use rcu_reclaim::reclaim::Reclaimer;
+/// use rcu_reclaim::sources::budget_from_cgroup;
 /// let budget = budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap();
 /// println!("limit {} bytes", budget.limit());
 /// ```

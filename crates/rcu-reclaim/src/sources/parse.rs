@@ -1,17 +1,17 @@
 //! Parsers for the kernel files pressure sources read. Each returns a
-//! clear error for malformed input and never panics.
+//! clear error for malformed input and never panics. The parsers are
+//! crate-private (their property tests are `parse_props.rs`); the data
+//! types they fill are public.
 
 use std::fmt;
 
-use serde::Serialize;
-
 /// A line of a file did not have the expected form.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseError {
+pub(crate) struct ParseError {
     /// What was being parsed.
-    pub what: &'static str,
+    pub(crate) what: &'static str,
     /// Why it failed.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 impl fmt::Display for ParseError {
@@ -30,7 +30,8 @@ fn err(what: &'static str, reason: impl Into<String>) -> ParseError {
 }
 
 /// One line of a PSI file: the share of time some (or all) tasks stalled.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PsiLine {
     /// Percent over the last 10 s.
     pub avg10: f64,
@@ -42,17 +43,18 @@ pub struct PsiLine {
     pub total_us: u64,
 }
 
-/// `/proc/pressure/memory` or a cgroup v2 `memory.pressure`.
+/// `/proc/pressure/memory` or a cgroup v2 `memory.pressure`: what a
+/// [`PressureSource`](super::PressureSource) with PSI behind it reports, and
+/// what [`MonitorStats::psi`](super::MonitorStats::psi) holds.
 ///
 /// ```
-/// use rcu_reclaim::PsiStats;
-/// let s = PsiStats::parse("some avg10=1.50 avg60=0.20 avg300=0.00 total=1234\n\
-///                          full avg10=0.00 avg60=0.00 avg300=0.00 total=10\n").unwrap();
-/// assert_eq!(s.some.avg10, 1.5);
-/// assert_eq!(s.full.unwrap().total_us, 10);
-/// assert!(PsiStats::parse("nonsense").is_err());
+/// use rcu_reclaim::stats::PsiStats;
+/// let s = PsiStats::default();
+/// assert_eq!(s.some.avg10, 0.0);
+/// assert!(s.full.is_none());
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PsiStats {
     /// Some tasks stalled.
     pub some: PsiLine,
@@ -62,7 +64,7 @@ pub struct PsiStats {
 
 impl PsiStats {
     /// Parses the file's text.
-    pub fn parse(text: &str) -> Result<PsiStats, ParseError> {
+    pub(crate) fn parse(text: &str) -> Result<PsiStats, ParseError> {
         const WHAT: &str = "a PSI file (some/full avg10= avg60= avg300= total=)";
         let mut some = None;
         let mut full = None;
@@ -127,12 +129,7 @@ impl PsiStats {
 
 /// Resident set size in bytes from `/proc/self/statm` (second field, in
 /// pages).
-///
-/// ```
-/// assert_eq!(rcu_reclaim::parse_statm("765 400 373 5 0 123 0\n", 4096).unwrap(), 400 * 4096);
-/// assert!(rcu_reclaim::parse_statm("", 4096).is_err());
-/// ```
-pub fn parse_statm(text: &str, page_size: u64) -> Result<u64, ParseError> {
+pub(crate) fn parse_statm(text: &str, page_size: u64) -> Result<u64, ParseError> {
     const WHAT: &str = "/proc/self/statm";
     let rss = text
         .split_whitespace()
@@ -148,15 +145,7 @@ pub fn parse_statm(text: &str, page_size: u64) -> Result<u64, ParseError> {
 
 /// A byte count from a cgroup file: a number, or `max` (no limit). cgroup
 /// v1 writes "no limit" as a number near 2^63, which also reads as `None`.
-///
-/// ```
-/// use rcu_reclaim::parse_cgroup_bytes;
-/// assert_eq!(parse_cgroup_bytes("104857600\n").unwrap(), Some(100 << 20));
-/// assert_eq!(parse_cgroup_bytes("max\n").unwrap(), None);
-/// assert_eq!(parse_cgroup_bytes("9223372036854771712").unwrap(), None);
-/// assert!(parse_cgroup_bytes("lots").is_err());
-/// ```
-pub fn parse_cgroup_bytes(text: &str) -> Result<Option<u64>, ParseError> {
+pub(crate) fn parse_cgroup_bytes(text: &str) -> Result<Option<u64>, ParseError> {
     let t = text.trim();
     if t == "max" {
         return Ok(None);
@@ -170,16 +159,16 @@ pub fn parse_cgroup_bytes(text: &str) -> Result<Option<u64>, ParseError> {
     Ok((v < 1 << 62).then_some(v))
 }
 
-/// The memory cgroup of this process, from `/proc/self/cgroup`.
+/// The memory cgroup of this process, from `/proc/self/cgroup`
+/// ([`CgroupPaths::for_this_process`]).
 ///
 /// ```
-/// use rcu_reclaim::CgroupPaths;
-/// let p = CgroupPaths::parse("4:memory:/jobs/a\n0::/jobs/a\n").unwrap();
-/// assert_eq!(p.v1_memory.as_deref(), Some("/jobs/a"));
-/// assert_eq!(p.v2.as_deref(), Some("/jobs/a"));
-/// assert!(CgroupPaths::parse("garbage").is_err());
+/// use rcu_reclaim::sources::CgroupPaths;
+/// let p = CgroupPaths::for_this_process().unwrap();
+/// println!("v1 memory: {:?}, v2: {:?}", p.v1_memory, p.v2);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CgroupPaths {
     /// Path within the v1 memory hierarchy, if the process is in one.
     pub v1_memory: Option<String>,
@@ -189,7 +178,7 @@ pub struct CgroupPaths {
 
 impl CgroupPaths {
     /// Parses the file's text (`id:controllers:path` lines).
-    pub fn parse(text: &str) -> Result<CgroupPaths, ParseError> {
+    pub(crate) fn parse(text: &str) -> Result<CgroupPaths, ParseError> {
         let mut p = CgroupPaths::default();
         for line in text.lines().filter(|l| !l.is_empty()) {
             let mut parts = line.splitn(3, ':');
@@ -210,14 +199,16 @@ impl CgroupPaths {
     }
 }
 
-/// Counters of a cgroup v2 `memory.events` file.
+/// Counters of a cgroup v2 `memory.events` file (also the `oom_kill` line
+/// of cgroup v1's `memory.oom_control`): [`CgroupV2::events`](super::CgroupV2::events)
+/// or [`MemoryEvents::read`].
 ///
+/// ```no_run
+/// let e = rcu_reclaim::sources::MemoryEvents::read("/sys/fs/cgroup/memory.events").unwrap();
+/// println!("throttled {} times, {} OOM kills", e.high, e.oom_kill);
 /// ```
-/// let e = rcu_reclaim::MemoryEvents::parse("low 0\nhigh 3\nmax 1\noom 0\noom_kill 0\n").unwrap();
-/// assert_eq!((e.high, e.max), (3, 1));
-/// assert!(rcu_reclaim::MemoryEvents::parse("high x").is_err());
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MemoryEvents {
     /// Times usage went over `memory.low` protection.
     pub low: u64,
@@ -233,7 +224,7 @@ pub struct MemoryEvents {
 
 impl MemoryEvents {
     /// Parses the file's text (`name value` lines; unknown names ignored).
-    pub fn parse(text: &str) -> Result<MemoryEvents, ParseError> {
+    pub(crate) fn parse(text: &str) -> Result<MemoryEvents, ParseError> {
         let mut e = MemoryEvents::default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let (k, v) = line.split_once(' ').ok_or_else(|| {
@@ -299,6 +290,34 @@ mod tests {
                 .oom_kill,
             2
         );
+    }
+
+    #[test]
+    fn well_formed_files_parse() {
+        let s = PsiStats::parse(
+            "some avg10=1.50 avg60=0.20 avg300=0.00 total=1234\n\
+             full avg10=0.00 avg60=0.00 avg300=0.00 total=10\n",
+        )
+        .unwrap();
+        assert_eq!(s.some.avg10, 1.5);
+        assert_eq!(s.full.unwrap().total_us, 10);
+        assert!(PsiStats::parse("nonsense").is_err());
+        assert_eq!(
+            parse_statm("765 400 373 5 0 123 0\n", 4096).unwrap(),
+            400 * 4096
+        );
+        assert!(parse_statm("", 4096).is_err());
+        assert_eq!(parse_cgroup_bytes("104857600\n").unwrap(), Some(100 << 20));
+        assert_eq!(parse_cgroup_bytes("max\n").unwrap(), None);
+        assert_eq!(parse_cgroup_bytes("9223372036854771712").unwrap(), None);
+        assert!(parse_cgroup_bytes("lots").is_err());
+        let p = CgroupPaths::parse("4:memory:/jobs/a\n0::/jobs/a\n").unwrap();
+        assert_eq!(p.v1_memory.as_deref(), Some("/jobs/a"));
+        assert_eq!(p.v2.as_deref(), Some("/jobs/a"));
+        assert!(CgroupPaths::parse("garbage").is_err());
+        let e = MemoryEvents::parse("low 0\nhigh 3\nmax 1\noom 0\noom_kill 0\n").unwrap();
+        assert_eq!((e.high, e.max), (3, 1));
+        assert!(MemoryEvents::parse("high x").is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{Level, PressureSource, PsiStats, SourceError};
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use rcu_reclaim::{PressureSource, PsiTrigger};
+/// use rcu_reclaim::sources::{PressureSource, PsiTrigger};
 /// let mut t = PsiTrigger::open("/proc/pressure/memory", Duration::from_millis(150), Duration::from_secs(1)).unwrap();
 /// println!("using {}", t.describe()); // the window may have been widened to 2 s
 /// let _event = t.wait(Duration::from_secs(1)).unwrap();
@@ -101,7 +101,7 @@ impl PsiTrigger {
     ///
     /// ```no_run
     /// # use std::time::Duration;
-    /// let t = rcu_reclaim::PsiTrigger::open("/proc/pressure/memory", Duration::from_millis(500), Duration::from_secs(2)).unwrap();
+    /// let t = rcu_reclaim::sources::PsiTrigger::open("/proc/pressure/memory", Duration::from_millis(500), Duration::from_secs(2)).unwrap();
     /// assert_eq!(t.window(), Duration::from_secs(2));
     /// ```
     pub fn window(&self) -> Duration {

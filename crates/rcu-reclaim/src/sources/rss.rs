@@ -12,7 +12,7 @@ const STATM: &str = "/proc/self/statm";
 ///
 /// ```
 /// use std::time::Duration;
-/// use rcu_reclaim::{Level, PressureSource, RssSource};
+/// use rcu_reclaim::sources::{Level, PressureSource, RssSource};
 /// let mut low = RssSource::new(1, Duration::from_millis(1)); // 1 byte: always over
 /// assert_eq!(low.wait(Duration::from_millis(5)).unwrap(), Some(Level::Critical));
 /// let mut high = RssSource::new(u64::MAX, Duration::from_millis(1));
@@ -42,7 +42,7 @@ impl RssSource {
     /// Current RSS in bytes.
     ///
     /// ```
-    /// let s = rcu_reclaim::RssSource::new(0, std::time::Duration::from_secs(1));
+    /// let s = rcu_reclaim::sources::RssSource::new(0, std::time::Duration::from_secs(1));
     /// assert!(s.rss().unwrap() > 0);
     /// ```
     pub fn rss(&self) -> Result<u64, SourceError> {

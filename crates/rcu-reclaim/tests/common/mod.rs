@@ -51,14 +51,14 @@ impl RcuCache {
     }
 }
 
-impl rcu_reclaim::Shrinker for RcuCache {
-    fn count(&self, _: &rcu_reclaim::ShrinkControl) -> usize {
+impl rcu_reclaim::reclaim::Shrinker for RcuCache {
+    fn count(&self, _: &rcu_reclaim::reclaim::ShrinkControl) -> usize {
         self.entries.try_lock().map_or(0, |e| e.len())
     }
-    fn scan(&self, ctl: &mut rcu_reclaim::ShrinkControl) -> rcu_reclaim::Scanned {
+    fn scan(&self, ctl: &mut rcu_reclaim::reclaim::ShrinkControl) -> rcu_reclaim::reclaim::Scanned {
         let Ok(mut entries) = self.entries.try_lock() else {
             ctl.stop();
-            return rcu_reclaim::Scanned::default();
+            return rcu_reclaim::reclaim::Scanned::default();
         };
         let n = ctl.nr_to_scan().min(entries.len());
         let mut bytes = 0;
@@ -67,7 +67,7 @@ impl rcu_reclaim::Shrinker for RcuCache {
             self.rcu.defer_drop_measured(Box::new(e));
         }
         ctl.set_scanned(n);
-        rcu_reclaim::Scanned { freed: n, bytes }
+        rcu_reclaim::reclaim::Scanned { freed: n, bytes }
     }
     fn frees_via_rcu(&self) -> bool {
         true

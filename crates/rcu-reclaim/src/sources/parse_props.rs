@@ -1,4 +1,5 @@
-//! Property tests for the kernel-file parsers in `sources/parse.rs`:
+//! Property tests for the kernel-file parsers in `sources/parse.rs` (unit
+//! tests: the parsers are crate-private):
 //! `PsiStats::parse`, `parse_statm`, `parse_cgroup_bytes`,
 //! `CgroupPaths::parse` and `MemoryEvents::parse`.
 //!
@@ -11,12 +12,12 @@
 //! * malformed input gives an `Err` naming what was parsed, with a
 //!   non-empty message.
 
+use super::parse::{
+    parse_cgroup_bytes, parse_statm, CgroupPaths, MemoryEvents, ParseError, PsiLine, PsiStats,
+};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::TestCaseError;
-use rcu_reclaim::{
-    parse_cgroup_bytes, parse_statm, CgroupPaths, MemoryEvents, ParseError, PsiStats,
-};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -495,7 +496,7 @@ proptest! {
 // Round trips
 // ---------------------------------------------------------------------------
 
-fn check_psi_line(got: rcu_reclaim::PsiLine, want: PsiValues) -> Result<(), TestCaseError> {
+fn check_psi_line(got: PsiLine, want: PsiValues) -> Result<(), TestCaseError> {
     let (a10, a60, a300, total) = want;
     prop_assert_eq!(got.avg10, f64::from(a10) / 100.0);
     prop_assert_eq!(got.avg60, f64::from(a60) / 100.0);
