@@ -106,7 +106,7 @@ fn grace_periods_driven_by_the_retiring_thread_protect_readers() {
     loom::model(|| {
         let rcu = Rcu::new(
             Config::new()
-                .topology(rcu_reclaim::Topology::synthetic(1, 1))
+                .topology(rcu_reclaim::topology::Topology::synthetic(1, 1))
                 .pace_bytes(1)
                 .retiring_thread_frees(true),
         )
