@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
+use std::time::Duration;
 
 use crate::callbacks::EngineHost;
 use crate::clock::epoch_ms;
@@ -18,6 +19,9 @@ struct State {
     requested: u64,
     /// Set when callbacks want attention before the lazy timer.
     kicked: bool,
+    /// Look by this time (`epoch_ms`) at the latest: a fallback asked for by
+    /// a retiring thread that drives its own grace periods (`look_by`).
+    look_by: Option<u64>,
     shutdown: bool,
     /// Set by `pause` (before `fork()`): the thread parks at the top of its
     /// loop, holding nothing, until `resume`.
@@ -61,6 +65,20 @@ impl GpThread {
     pub(crate) fn kick<H: EngineHost>(&self, inner: &Arc<H>) {
         let mut st = lock(&self.shared.state);
         st.kicked = true;
+        self.wake_locked(st, inner, None);
+    }
+
+    /// Makes sure the thread looks at the callback queues by `by_ms` (on
+    /// the `epoch_ms` clock), without waking it now if it has promised to
+    /// look by then anyway. A retiring thread that moves its own grace
+    /// periods on asks for this fallback instead of a kick: if it stops
+    /// retiring, the thread finishes what it left in progress.
+    pub(crate) fn look_by<H: EngineHost>(&self, inner: &Arc<H>, by_ms: u64) {
+        if !self.shared.promise.must_kick_for(by_ms) {
+            return;
+        }
+        let mut st = lock(&self.shared.state);
+        st.look_by = Some(st.look_by.map_or(by_ms, |t| t.min(by_ms)));
         self.wake_locked(st, inner, None);
     }
 
@@ -191,6 +209,10 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
                 return;
             }
             st.kicked = false;
+            // Whether the fallback look is due (else it bounds the sleep).
+            if st.look_by.is_some_and(|t| t <= epoch_ms() as u64) {
+                st.look_by = None;
+            }
             st.requested
         };
         let Some(inner) = domain.upgrade() else {
@@ -217,7 +239,14 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
         if st.shutdown || st.pause || st.kicked || st.requested != requested {
             continue;
         }
-        match plan.next_deadline {
+        let fallback = st
+            .look_by
+            .map(|t| Duration::from_millis(t.saturating_sub(epoch_ms() as u64).max(1)));
+        let deadline = match (plan.next_deadline, fallback) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match deadline {
             Some(d) => {
                 // Rounded up: the promise is never earlier than the look.
                 // Saturating: a `lazy_delay` of `Duration::MAX` is valid.

@@ -76,6 +76,11 @@ impl Default for Params {
 /// see BENCHMARKS.md, "Lean by default").
 pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
 
+/// How soon the grace-period thread looks at a grace period that a
+/// retiring thread started and left in progress (it finishes it if that
+/// thread has stopped retiring).
+pub(crate) const RETIRER_FALLBACK_MS: u64 = 2;
+
 /// Empty pages kept per shard so the fast path never allocates (kernel: 5).
 pub(crate) const SPARE_PAGES: usize = 64;
 

@@ -158,8 +158,11 @@ fn stress(flavor: Flavor) {
     let (reads, updates, bad) = run(&rcu, duration());
     println!("{flavor}: {reads} reads, {updates} updates, {bad} violations");
     assert_eq!(bad, 0);
+    // Readers spin on every core, so each grace period waits out whole
+    // time slices: 45-80 updates in 1.5 s on two idle cores, 10 with CI's
+    // compiles beside it. The floor only says both sides ran.
     assert!(
-        reads > 1000 && updates > 10,
+        reads > 1000 && updates >= 3,
         "{reads} reads, {updates} updates"
     );
 }

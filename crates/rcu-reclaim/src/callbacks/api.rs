@@ -325,8 +325,16 @@ impl Rcu {
             // Drive the grace period from here (never waits): one started
             // at the last hand-off usually completes now, so garbage waits
             // about one page's worth of retires, not for the grace-period
-            // thread to be scheduled.
-            inner.gp.try_advance(target);
+            // thread to be scheduled. That thread is asked only to look
+            // within `RETIRER_FALLBACK`, in case this thread stops here.
+            if !inner.gp.try_advance(target) && !cbs.is_overloaded() {
+                #[cfg(not(loom))]
+                {
+                    let by = epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS;
+                    inner.kthread.look_by(inner, by);
+                }
+                kick = false;
+            }
         }
         if handed_off {
             let cpu = cbs.current_shard();

@@ -393,6 +393,11 @@ impl Callbacks {
             .max()
     }
 
+    /// Whether the domain's backlog is over `qovld` (as last planned).
+    pub(crate) fn is_overloaded(&self) -> bool {
+        self.overloaded.load(Ordering::Relaxed)
+    }
+
     /// Whether shard `cpu` has pages whose grace period has elapsed.
     pub(crate) fn pages_ready(&self, gp: &GracePeriods, cpu: usize) -> bool {
         lock(&self.shards[cpu].state).pages_ready(gp.seq())
