@@ -375,7 +375,9 @@ impl Reclaimer {
             let mut pass = PriorityStats::default();
             for reg in &shrinkers {
                 self.shrink_one(reg, mask, priority, target, &mut done, &mut pass);
-                if done.freed_bytes >= target {
+                if done.freed_bytes >= target
+                    || (self.rcu_aware && done.freed_bytes + done.queued_via_rcu_bytes >= target)
+                {
                     break;
                 }
             }
@@ -465,7 +467,18 @@ impl Reclaimer {
             }
             pass.scanned += ctl.scanned() as u64;
             total -= ctl.scanned().min(total);
-            if ctl.stopped() || ctl.scanned() == 0 || done.freed_bytes >= target {
+            // With the RCU loop on, what this call queued through RCU will
+            // be freed by it (the pass ends with `run_callbacks`): evict
+            // about the target and let a grace period free it, in steps,
+            // rather than evict all the priority allows at once and hold
+            // it all as garbage (the kernel's SWAP_CLUSTER_MAX steps).
+            let in_hand = done.freed_bytes
+                + if self.rcu_aware {
+                    done.queued_via_rcu_bytes
+                } else {
+                    0
+                };
+            if ctl.stopped() || ctl.scanned() == 0 || in_hand >= target {
                 break;
             }
         }
