@@ -142,7 +142,7 @@ impl Config {
     /// Lets a thread that keeps retiring free garbage itself (default
     /// `false`): each time `defer_drop` (or [`RcuCell::store`](crate::RcuCell::store),
     /// or [`Retired::defer_drop`](crate::Retired::defer_drop)) hands a full
-    /// bulk page to its CPU's shard, it also drops up to two of that
+    /// bulk page to its CPU's shard, it also drops up to eight of that
     /// shard's pages whose grace period has elapsed — on the core that
     /// allocated the objects, as crossbeam-epoch and seize free inside
     /// their retiring calls. A busy thread freeing its own garbage ran 2.1x
@@ -167,7 +167,7 @@ impl Config {
     /// With [`retiring_thread_frees`](Config::retiring_thread_frees): how
     /// long after a thread last handed a full bulk page of deferred drops
     /// to its CPU's shard that shard's ready pages are left for the thread
-    /// to free, two at each hand-off (default 5 ms). After that, or at once
+    /// to free, up to eight at each hand-off (default 5 ms). After that, or at once
     /// under memory pressure, a callback worker frees them. Zero wakes a
     /// worker for every ready page at once (a thread handing off a page
     /// still frees up to two ready ones it finds there, if no worker holds

@@ -81,6 +81,10 @@ pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
 /// thread has stopped retiring).
 pub(crate) const RETIRER_FALLBACK_MS: u64 = 2;
 
+/// Ready pages a thread frees per page it hands off, where the domain lets
+/// retiring threads free (`retiring_thread_frees`).
+pub(crate) const INLINE_FREE_PAGES: usize = 8;
+
 /// Empty pages kept per shard so the fast path never allocates (kernel: 5).
 pub(crate) const SPARE_PAGES: usize = 64;
 

@@ -62,6 +62,10 @@ int main(void)
 	rcu_set_pointer(&shared, first);
 	for (int i = 0; i < READERS; i++)
 		CHECK(pthread_create(&t[i], NULL, reader, NULL) == 0);
+	/* Updates start once readers run: on a loaded machine the updates
+	 * could otherwise all finish before any reader is scheduled. */
+	while (atomic_load(&reads) == 0)
+		sched_yield();
 
 	unsigned long sum = 0;
 	for (unsigned long u = 1; u <= UPDATES; u++) {

@@ -339,9 +339,11 @@ impl Rcu {
         if handed_off {
             let cpu = cbs.current_shard();
             if cbs.params.retiring_thread_frees {
-                // Opted in: this thread frees its shard's ready pages.
+                // Opted in: this thread frees its shard's ready pages, up
+                // to `INLINE_FREE_PAGES` per page it hands off, so a
+                // backlog left while a grace period was held up drains.
                 // Outside the buffer's lock: the drops may defer more.
-                cbs.free_ready_pages(&inner.gp, cpu, 2);
+                cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES);
             } else if advance_to.is_some() && cbs.pages_ready(&inner.gp, cpu) {
                 cbs.wake_worker(cpu);
             }

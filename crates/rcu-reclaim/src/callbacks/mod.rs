@@ -22,7 +22,7 @@
 //!   `RcuCell::store`), as the kernel never runs them inside `call_rcu`:
 //!   a caller may hold a lock that some destructor takes. Only where the
 //!   domain opts in (`retiring_thread_frees`), a thread that keeps handing
-//!   full pages to a shard drops that shard's ready pages itself, two per
+//!   full pages to a shard drops that shard's ready pages itself, eight per
 //!   hand-off, on the core that allocated the objects; a worker takes them
 //!   under pressure or `producer_window` (5 ms) after that thread's last
 //!   hand-off.
