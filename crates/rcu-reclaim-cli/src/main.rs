@@ -8,11 +8,12 @@
 
 mod args;
 mod bench;
+mod dcache;
 mod demo;
+mod rng;
 #[cfg(test)]
 mod size_proptest;
 mod torture;
-mod workload;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -10,14 +10,9 @@ use serde::Serialize;
 
 use super::report::{self, ScenarioReport};
 use super::run::{self, RunResult, Workload};
-use super::{
-    crossbeam::Crossbeam,
-    ours::{Ours, OursInline},
-    ours_polled::OursPolled,
-    seize::Seize,
-    Backend,
-};
+use super::{crossbeam::Crossbeam, ours_polled::OursPolled, seize::Seize};
 use crate::args::{self, Int};
+use crate::dcache::{Backend, Ours, OursInline};
 
 /// The workloads `bench` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

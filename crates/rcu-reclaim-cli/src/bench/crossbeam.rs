@@ -6,7 +6,8 @@
 
 use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
-use super::{Backend, Node};
+use super::Contender;
+use crate::dcache::{Backend, Node};
 
 /// A private collector, so nothing of one run survives into the next.
 pub struct Crossbeam {
@@ -52,3 +53,5 @@ impl Backend for Crossbeam {
         drop(self.collector);
     }
 }
+
+impl Contender for Crossbeam {}

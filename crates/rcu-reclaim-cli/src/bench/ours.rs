@@ -1,10 +1,8 @@
-//! rcu-reclaim: the library under test. Readers take `Rcu::read_lock`
-//! (memb flavor: a load, a store and a compiler fence); retired versions
-//! go into the thread's bulk page with `defer_drop_sized`, and the domain's
-//! grace-period thread and callback workers free them. Under a budget, a
-//! `MemoryBudget` and a `Reclaimer` with the table as shrinker make
-//! pressure expedite grace periods and run the callbacks (the "aware" side
-//! of `rcu-reclaim demo`).
+//! rcu-reclaim as `bench` runs it (the backend itself is
+//! [`crate::dcache::Ours`]): its engine's counters, and, under a budget, a
+//! `MemoryBudget` and a `Reclaimer` with the table as shrinker, so that
+//! pressure expedites grace periods and runs the callbacks (what the
+//! "aware" side of `rcu-reclaim demo` does).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,29 +10,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
-use rcu_reclaim::{Config, Rcu, ReadGuard};
+use rcu_reclaim::Rcu;
 
-use super::table::Table;
-use super::PressureReport;
-use super::{Backend, Budget, Node};
-
-/// A fresh domain per run. `INLINE`: the opt-in backend
-/// `rcu-reclaim-inline`, a domain with `Config::retiring_thread_frees`
-/// (the retiring thread frees its shard's ready pages itself).
-pub struct Ours<const INLINE: bool = false> {
-    rcu: Rcu,
-}
-
-/// The `rcu-reclaim-inline` backend.
-pub type OursInline = Ours<true>;
-
-impl<const INLINE: bool> Ours<INLINE> {
-    pub fn new() -> Result<Ours<INLINE>, String> {
-        Rcu::new(Config::new().retiring_thread_frees(INLINE))
-            .map(|rcu| Ours { rcu })
-            .map_err(|e| format!("cannot create an rcu-reclaim domain: {e}"))
-    }
-}
+use super::{Budget, Contender, PressureReport};
+use crate::dcache::{Ours, Table};
 
 /// How often the grace-period probe looks whether its cookie completed.
 const PROBE_POLL: Duration = Duration::from_micros(50);
@@ -62,36 +41,9 @@ fn probe_grace_periods(rcu: Rcu, stop: Arc<AtomicBool>) -> (u128, u64) {
     (total, n)
 }
 
-impl<const INLINE: bool> Backend for Ours<INLINE> {
-    const NAME: &'static str = if INLINE {
-        "rcu-reclaim-inline"
-    } else {
-        "rcu-reclaim"
-    };
-    type Local<'a> = ();
-    type Guard<'a> = ReadGuard<'a>;
-
-    fn local(&self) {}
-
-    #[inline]
-    fn pin<'a>(&'a self, _: &'a ()) -> ReadGuard<'a> {
-        self.rcu.read_lock()
-    }
-
-    unsafe fn retire(&self, _: &ReadGuard<'_>, node: *mut Node, bytes: usize) {
-        // SAFETY: the caller guarantees `node` came from `Node::boxed`, is
-        // unlinked and retired once; the domain drops it only after a grace
-        // period, when no section that could have loaded it remains.
-        let node = unsafe { Box::from_raw(node) };
-        self.rcu.defer_drop_sized(node, bytes);
-    }
-
-    fn finish(self) {
-        self.rcu.barrier();
-    }
-
+impl<const INLINE: bool> Contender for Ours<INLINE> {
     fn engine(&self) -> Option<super::engine::EngineSample> {
-        let s = self.rcu.stats();
+        let s = self.rcu().stats();
         Some(super::engine::EngineSample::take(
             s.domain,
             s.gp_completed,
@@ -104,7 +56,7 @@ impl<const INLINE: bool> Backend for Ours<INLINE> {
         limit: usize,
         usage: Arc<dyn Fn() -> usize + Send + Sync>,
     ) -> Option<Budget> {
-        let rcu = table.backend().rcu.clone();
+        let rcu = table.backend().rcu().clone();
         let reclaimer = Arc::new(Reclaimer::new(&rcu).rcu_loop(true));
         reclaimer.set_oom_handler(|_| {});
         let id = reclaimer.register(table.clone());

@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 
 use rcu_reclaim::{Config, Cookie, Rcu, ReadGuard};
 
-use super::{Backend, Node};
+use super::Contender;
+use crate::dcache::{Backend, Node};
 
 /// A fresh domain per run.
 pub struct OursPolled {
@@ -104,3 +105,5 @@ impl Backend for OursPolled {
         self.rcu.barrier();
     }
 }
+
+impl Contender for OursPolled {}

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use rcu_reclaim::reclaim::AccountingAlloc;
 use serde::Serialize;
 
-use super::table::Table;
-use super::PressureReport;
-use super::{garbage_now, reset_counters, Backend, FREED, PEAK_GARBAGE, RETIRED};
-use crate::workload::Rng;
+use super::{Contender, PressureReport};
+use crate::dcache::{garbage_now, reset_counters, Backend, Table, FREED, PEAK_GARBAGE, RETIRED};
+use crate::rng::Rng;
 
 /// The workload of one scenario.
 #[derive(Clone, Debug, Serialize)]
@@ -131,7 +130,7 @@ fn worker<B: Backend>(
 }
 
 /// Runs `backend` on the workload; `on_sample` sees every sample.
-pub fn run<B: Backend>(
+pub fn run<B: Contender>(
     backend: B,
     w: &Workload,
     on_sample: &mut dyn FnMut(&Sample),

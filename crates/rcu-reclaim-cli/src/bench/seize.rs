@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use seize::{Collector, Guard as _, LocalGuard};
 
-use super::{Backend, Node};
+use super::Contender;
+use crate::dcache::{Backend, Node};
 
 /// A private collector, so nothing of one run survives into the next.
 pub struct Seize {
@@ -67,3 +68,5 @@ impl Backend for Seize {
         drop(self.collector);
     }
 }
+
+impl Contender for Seize {}

@@ -7,7 +7,8 @@
 use std::marker::PhantomData;
 use std::os::raw::c_ulong;
 
-use super::{Backend, Node, RcuHead};
+use super::Contender;
+use crate::dcache::{Backend, Node, RcuHead};
 
 extern "C" {
     fn bench_urcu_register_thread();
@@ -107,3 +108,5 @@ impl Backend for Urcu {
         unsafe { bench_urcu_barrier() };
     }
 }
+
+impl Contender for Urcu {}

@@ -1,6 +1,8 @@
 //! `rcu-reclaim demo`: the dentry-cache workload under a memory budget, run
 //! once unaware of pressure (RCU at its lazy pace, reclaim never calling
 //! RCU: the kernel before the seed's fix) and once aware (this project).
+//! Both sides run the same table ([`crate::dcache::Table`] on the
+//! rcu-reclaim backend, as `bench` does); only the reclaimer differs.
 
 pub mod cgroup_side;
 pub mod cmd;
@@ -13,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
-use rcu_reclaim::{Config, Rcu};
 use serde::{Deserialize, Serialize};
 
-use crate::workload::{DCache, Rng};
+use crate::dcache::{Ours, Table};
+use crate::rng::Rng;
 
 /// Which runs a demo makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -180,8 +182,9 @@ impl Progress {
 /// Runs one side in this process; `on_sample` sees every 50 ms sample as
 /// it is taken.
 pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample)) -> SideReport {
-    let rcu = Rcu::new(Config::new()).expect("default config");
-    let cache = Arc::new(DCache::new(&rcu, 4096));
+    let backend = <Ours>::new().expect("a domain with the default config");
+    let rcu = backend.rcu().clone();
+    let cache = Arc::new(Table::new(backend, 4096));
     let reclaimer = Arc::new(Reclaimer::new(&rcu).rcu_loop(aware));
     reclaimer.set_oom_handler(|_| {});
     reclaimer.register(cache.clone());
@@ -205,7 +208,7 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
             let (mut reads, mut hits) = (0u64, 0u64);
             while !p.stop.load(Ordering::Relaxed) {
                 for _ in 0..64 {
-                    hits += u64::from(cache.lookup(rng.skewed(keys)).is_some());
+                    hits += u64::from(cache.lookup(&(), rng.skewed(keys)).is_some());
                 }
                 reads += 64;
                 p.reads[r].store(reads, Ordering::Relaxed);
@@ -226,9 +229,9 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
                     let key = rng.skewed(cfg.keys);
                     if rng.below(10) < 8 {
                         let size = cfg.payload_min + rng.below(span) as usize;
-                        cache.upsert(key, vec![key as u8; size]);
+                        cache.upsert(&(), key, vec![key as u8; size]);
                     } else {
-                        cache.remove(key);
+                        cache.remove(&(), key);
                     }
                 }
                 updates += 16;
@@ -291,7 +294,7 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
         cache_hit_ratio: progress.hits.load(Ordering::Relaxed) as f64 / reads.max(1) as f64,
         hits_per_sec: progress.hits.load(Ordering::Relaxed) as f64 / secs,
         cache_entries_end: cache.len(),
-        cache_bytes_end: cache.bytes(),
+        cache_bytes_end: cache.bytes(&()),
         cgroup: None,
         samples,
     };

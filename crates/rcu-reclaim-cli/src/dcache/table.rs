@@ -1,26 +1,34 @@
-//! The dentry-cache hash table of `demo`, generic over the reclamation
-//! backend: readers look keys up inside a read-side section; writers copy a
-//! bucket's chain under the bucket's lock, publish the new version and
-//! retire the old one; the shrinker evicts entries the same way.
+//! The hash table, generic over the reclamation backend: readers look keys
+//! up inside a read-side section; writers copy a bucket's chain under the
+//! bucket's lock, publish the new version and retire the old one; the
+//! shrinker evicts entries the same way and frees them through the backend.
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
 
-use super::{Backend, Chain, Node, FREED, PEAK_GARBAGE, RETIRED};
-use crate::workload::Entry;
-
-/// Bytes an entry keeps alive: the `Arc`'s allocation (two counts and the
-/// entry) and the payload buffer.
-fn entry_bytes(e: &Entry) -> usize {
-    2 * std::mem::size_of::<usize>() + std::mem::size_of::<Entry>() + e.payload.capacity()
-}
+use super::garbage::{FREED, PEAK_GARBAGE, RETIRED};
+use super::{Backend, Chain, Entry, Node};
 
 /// One bucket: writers serialize on the lock; readers load the slot.
 struct Bucket {
     lock: Mutex<()>,
     slot: AtomicPtr<Node>,
+}
+
+impl Drop for Bucket {
+    /// Frees the live version: a bucket goes with its table, once no
+    /// thread can use the table any more.
+    fn drop(&mut self) {
+        let p = std::mem::replace(self.slot.get_mut(), std::ptr::null_mut());
+        if !p.is_null() {
+            // SAFETY: `&mut self`: no reader or writer is left; a slot only
+            // holds nodes from `Node::boxed`, and the live version was
+            // never retired, so this is its only free.
+            unsafe { Node::free(p) };
+        }
+    }
 }
 
 /// The hash table.
@@ -117,7 +125,7 @@ impl<B: Backend> Table<B> {
         let mut chain = self.copy(local, bucket);
         let mut freed = 0;
         if let Some(pos) = chain.iter().position(|(k, _)| *k == key) {
-            freed = entry_bytes(&chain[pos].1);
+            freed = chain[pos].1.bytes();
             chain[pos].1 = entry;
         } else {
             chain.push((key, entry));
@@ -132,7 +140,7 @@ impl<B: Backend> Table<B> {
         let _held = bucket.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut chain = self.copy(local, bucket);
         let pos = chain.iter().position(|(k, _)| *k == key)?;
-        let freed = entry_bytes(&chain.remove(pos).1);
+        let freed = chain.remove(pos).1.bytes();
         self.entries.fetch_sub(1, Ordering::Relaxed);
         Some(self.replace(local, bucket, chain, freed))
     }
@@ -158,16 +166,28 @@ impl<B: Backend> Table<B> {
         self.entries.load(Ordering::Relaxed)
     }
 
+    /// Bytes cached (entries and payloads, as [`Entry::bytes`] counts
+    /// them), added up bucket by bucket, each inside its own read-side
+    /// section: exact once writers have stopped, an estimate while they run.
+    pub fn bytes(&self, local: &B::Local<'_>) -> usize {
+        self.buckets
+            .iter()
+            .map(|b| {
+                let guard = self.backend.pin(local);
+                self.backend
+                    .load(&guard, &b.slot)
+                    .map_or(0, |n| n.chain.iter().map(|(_, e)| e.bytes()).sum())
+            })
+            .sum()
+    }
+
     /// Frees the live versions (no thread uses the table any more), then
     /// lets the backend free everything retired.
-    pub fn finish(mut self) {
-        for b in &mut self.buckets {
-            let p = std::mem::replace(b.slot.get_mut(), std::ptr::null_mut());
-            // SAFETY: `&mut self`: no reader or writer is left; the live
-            // version was never retired, so this is its only free.
-            unsafe { Node::free(p) };
-        }
-        let Table { backend, .. } = self;
+    pub fn finish(self) {
+        let Table {
+            backend, buckets, ..
+        } = self;
+        drop(buckets);
         backend.finish();
     }
 }
@@ -194,7 +214,7 @@ impl<B: Backend> Shrinker for Table<B> {
                 continue;
             }
             let take = (ctl.nr_to_scan() - freed).min(chain.len());
-            let evicted: usize = chain[..take].iter().map(|(_, e)| entry_bytes(e)).sum();
+            let evicted: usize = chain[..take].iter().map(|(_, e)| e.bytes()).sum();
             let rest = chain[take..].to_vec();
             drop(chain);
             self.entries.fetch_sub(take, Ordering::Relaxed);
@@ -212,6 +232,46 @@ impl<B: Backend> Shrinker for Table<B> {
     }
 
     fn name(&self) -> &str {
-        "bench-dcache"
+        "dcache"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dcache::{reset_counters, Ours};
+    use rcu_reclaim::pressure::NodeMask;
+
+    /// Upserts, removes and a shrink on the rcu-reclaim backend keep the
+    /// entry count and byte count right, and every retired byte is freed.
+    #[test]
+    fn counts_entries_and_bytes_and_frees_what_it_retires() {
+        let table = Table::new(<Ours>::new().expect("a domain"), 8);
+        reset_counters();
+        for key in 0..100 {
+            table.upsert(&(), key, vec![key as u8; 100]);
+        }
+        table.upsert(&(), 7, vec![1; 300]);
+        assert_eq!(table.remove(&(), 8).map(|_| ()), Some(()));
+        assert_eq!(table.remove(&(), 8), None);
+        assert_eq!(table.len(), 99);
+        assert_eq!(table.lookup(&(), 7), Some(1));
+        assert_eq!(table.lookup(&(), 8), None);
+        let entry = |n: usize| {
+            Entry {
+                payload: vec![0; n],
+            }
+            .bytes()
+        };
+        let bytes = table.bytes(&());
+        assert_eq!(bytes, 98 * entry(100) + entry(300));
+        let mut ctl = ShrinkControl::new(NodeMask::node(0), 12, 10);
+        let scanned = table.scan(&mut ctl);
+        assert_eq!(scanned.freed, 10);
+        assert_eq!(table.len(), 89);
+        assert_eq!(table.bytes(&()), bytes - scanned.bytes);
+        assert_eq!(table.evicted.load(Ordering::Relaxed), 10);
+        table.finish();
+        assert_eq!(RETIRED.load(Ordering::SeqCst), FREED.load(Ordering::SeqCst));
     }
 }
