@@ -13,9 +13,10 @@
 //!
 //! ```
 //! use rcu_reclaim::pressure::{NodeMask, RunAction};
-//! use rcu_reclaim::Rcu;
+//! use rcu_reclaim::{Config, Rcu};
 //!
-//! let rcu = Rcu::new(Default::default()).unwrap();
+//! // A domain that frees only when asked, so the backlog waits here.
+//! let rcu = Rcu::new(Config::new().on_demand()).unwrap();
 //! rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
 //! let guard = rcu.pressure_start_all(); // fast mode while held
 //! let report = rcu.run_callbacks(&NodeMask::all(), 0);
@@ -390,7 +391,8 @@ impl Rcu {
     ///
     /// ```
     /// use rcu_reclaim::pressure::{NodeMask, RunAction};
-    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// use rcu_reclaim::{Config, Rcu};
+    /// let rcu = Rcu::new(Config::new().on_demand()).unwrap();
     /// rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
     /// // At a gentle priority, but 1 MiB is wanted and 1 MiB is pending:
     /// // worth an expedited grace period.
