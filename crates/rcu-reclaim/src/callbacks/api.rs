@@ -155,7 +155,11 @@ impl Rcu {
     /// It never runs another object's destructor (nor any callback), so it
     /// may be called while holding a lock that some deferred `Drop` takes;
     /// the one destructor it may run is `value`'s own, in that no-page
-    /// fallback. A domain created with
+    /// fallback. It does free, on this thread, values retired earlier on
+    /// its CPU whose type has no drop glue (`std::mem::needs_drop` is
+    /// false, e.g. `Box<[u64; 8]>`) once their grace period has elapsed:
+    /// that runs no code but the global allocator's, and returns the memory
+    /// where it was allocated. A domain created with
     /// [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees)
     /// opts out of that guarantee for speed.
     ///
@@ -260,7 +264,11 @@ impl Rcu {
         let cbs = &inner.callbacks;
         // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
         // once, after a grace period, on any thread (`T: Send`).
-        let pushed_fast = unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes) };
+        // A value whose type has no drop glue: freeing it runs no code of
+        // the user's, only the allocator's.
+        let plain = !std::mem::needs_drop::<T>();
+        let pushed_fast =
+            unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes, plain) };
         // A full page, or one holding `pace_bytes`, goes to the shard now,
         // with the object that filled it (the pace is by memory, not only
         // by count).
@@ -307,7 +315,7 @@ impl Rcu {
                 };
                 // SAFETY: the page has room (fresh, or not due hence not
                 // full), and the contract of `drop_box` holds as above.
-                unsafe { p.push(ptr, drop_box::<T>, bytes) };
+                unsafe { p.push(ptr, drop_box::<T>, bytes, plain) };
                 bump_relaxed(&local.count, 1);
                 bump_relaxed(&local.bytes, bytes);
                 hand_off_if_due(page);
@@ -343,9 +351,15 @@ impl Rcu {
                 // to `INLINE_FREE_PAGES` per page it hands off, so a
                 // backlog left while a grace period was held up drains.
                 // Outside the buffer's lock: the drops may defer more.
-                cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES);
-            } else if advance_to.is_some() && cbs.pages_ready(&inner.gp, cpu) {
-                cbs.wake_worker(cpu);
+                cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES, false);
+            } else if advance_to.is_some() {
+                // Ready pages of plain values (no drop glue) are freed
+                // here, where they were allocated: that runs no destructor,
+                // only the allocator. A worker takes the rest.
+                cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES, true);
+                if cbs.pages_ready(&inner.gp, cpu) {
+                    cbs.wake_worker(cpu);
+                }
             }
         }
         if let Some(since) = fresh_since {

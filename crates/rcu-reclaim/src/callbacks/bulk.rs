@@ -127,6 +127,9 @@ pub(crate) struct BulkPage {
     /// Grace-period sequence value after which the objects may be dropped
     /// (set when the page is sealed).
     pub(crate) cookie: u64,
+    /// Every object on the page has no drop glue (`!needs_drop`): dropping
+    /// them only frees memory and runs no code of the user's.
+    plain: bool,
 }
 
 // SAFETY: the page owns its objects, which are all `Send` (enforced by
@@ -152,6 +155,7 @@ impl BulkPage {
             data: p,
             alloc: alloc.clone(),
             cookie: 0,
+            plain: true,
         })
     }
 
@@ -172,12 +176,27 @@ impl BulkPage {
         self.len() == CAPACITY
     }
 
-    /// Records `ptr` for dropping with `drop`. The page must not be full.
+    /// Whether dropping the page's objects runs no code of the user's (every
+    /// one was pushed as `plain`): only the allocator's frees.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.plain
+    }
+
+    /// Records `ptr` for dropping with `drop`; `plain`: dropping it only
+    /// frees memory (its type has no drop glue). The page must not be full.
     ///
     /// # Safety
     /// `drop(ptr)` must be sound to call exactly once, on any thread, after
-    /// a grace period.
-    pub(crate) unsafe fn push(&mut self, ptr: *mut (), drop: unsafe fn(*mut ()), bytes: usize) {
+    /// a grace period; `plain` must be true only if `drop(ptr)` runs no
+    /// code but the global allocator's.
+    pub(crate) unsafe fn push(
+        &mut self,
+        ptr: *mut (),
+        drop: unsafe fn(*mut ()),
+        bytes: usize,
+        plain: bool,
+    ) {
+        self.plain &= plain;
         // SAFETY: the page is owned by `self`; `len < CAPACITY` per the contract.
         let d = unsafe { self.data.as_mut() };
         debug_assert!(d.len < CAPACITY);
@@ -208,6 +227,7 @@ impl BulkPage {
         }
         d.len = 0;
         d.bytes = 0;
+        self.plain = true;
         panics
     }
 
@@ -283,6 +303,7 @@ impl LocalBuffer {
         ptr: *mut (),
         drop: unsafe fn(*mut ()),
         bytes: usize,
+        plain: bool,
     ) -> bool {
         self.busy.store(true, Ordering::Relaxed);
         owner_fence(flavor);
@@ -295,7 +316,7 @@ impl LocalBuffer {
             match unsafe { &mut *p } {
                 Some(page) if !page.is_full() => {
                     // SAFETY: the page has room; `drop(ptr)` per our contract.
-                    unsafe { page.push(ptr, drop, bytes) };
+                    unsafe { page.push(ptr, drop, bytes, plain) };
                     true
                 }
                 _ => false,
@@ -429,7 +450,7 @@ mod tests {
         for _ in 0..capacity() {
             let p = Box::into_raw(Box::new(Counted)).cast::<()>();
             // SAFETY: `p` is from `Box::into_raw` and dropped once below.
-            unsafe { page.push(p, drop_box::<Counted>, 1) };
+            unsafe { page.push(p, drop_box::<Counted>, 1, false) };
         }
         assert!(page.is_full());
         assert_eq!(page.bytes(), capacity());
@@ -461,13 +482,13 @@ mod loom_tests {
                     let p = Box::into_raw(Box::new(7u64)).cast::<()>();
                     // SAFETY: `p` is from `Box::into_raw`, dropped once by
                     // whoever ends up holding the page.
-                    if !unsafe { b2.try_push(Flavor::Mb, p, drop_box::<u64>, 8) } {
+                    if !unsafe { b2.try_push(Flavor::Mb, p, drop_box::<u64>, 8, true) } {
                         b2.with_page_owner(|page| {
                             let page = page.get_or_insert_with(|| {
                                 BulkPage::allocate(&a2).expect("system pages")
                             });
                             // SAFETY: as above; a fresh or stolen-and-replaced page has room.
-                            unsafe { page.push(p, drop_box::<u64>, 8) };
+                            unsafe { page.push(p, drop_box::<u64>, 8, true) };
                         });
                     }
                 }
