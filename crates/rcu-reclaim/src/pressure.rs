@@ -369,7 +369,9 @@ impl Rcu {
     ///
     /// ```
     /// use rcu_reclaim::pressure::{NodeMask, RunAction};
-    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// use rcu_reclaim::{Config, Rcu};
+    /// // A domain that frees only when asked, so the backlog waits here.
+    /// let rcu = Rcu::new(Config::new().on_demand()).unwrap();
     /// assert_eq!(rcu.run_callbacks(&NodeMask::all(), 12).action, RunAction::Nothing);
     /// rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
     /// let report = rcu.run_callbacks(&NodeMask::all(), 0);

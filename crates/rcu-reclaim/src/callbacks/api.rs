@@ -83,7 +83,9 @@ impl Rcu {
     /// frees, in [`pending_bytes`](Rcu::pending_bytes) and stats.
     ///
     /// ```
-    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// // On demand: nothing is freed until asked (with the default pace,
+    /// // 1 MiB would ask for a grace period at once).
+    /// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new().on_demand()).unwrap();
     /// let buf = vec![0u8; 1 << 20];
     /// rcu.call_sized(move || drop(buf), 1 << 20);
     /// assert!(rcu.pending_bytes() >= 1 << 20);
