@@ -1,12 +1,13 @@
 //! `call_rcu`, `rcu_barrier` and the `call_rcu_data` family.
 //!
-//! The grace period and its accounting belong to rcu-reclaim's callback
-//! engine: `call_rcu` queues a small trampoline there (so the backlog,
-//! pressure mode and `run_callbacks` see it). Once its grace period has
-//! elapsed the trampoline hands the `rcu_head` to the `call_rcu_data` that
-//! was chosen at `call_rcu` time (the thread's, else the CPU's, else the
-//! default, as liburcu picks), whose own thread invokes `func`, as in
-//! liburcu. A freed `call_rcu_data` forwards to the default one.
+//! As in liburcu, `call_rcu` pushes the `rcu_head` itself (no allocation)
+//! on the queue of the `call_rcu_data` chosen at that time (the thread's,
+//! else the CPU's, else the default), whose thread takes the whole queue,
+//! waits for one grace period of the domain (expedited under memory
+//! pressure) and invokes the batch. The backlog in callbacks and bytes is
+//! counted per crdp (`rcu_reclaim_pending`), and a reclaimer can run a
+//! batch itself (`rcu_reclaim_run_callbacks`). A freed `call_rcu_data`
+//! stops after the batch in hand and passes the rest to the default one.
 
 use std::os::raw::{c_int, c_ulong};
 use std::ptr;
@@ -14,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub(crate) use crate::crdp::{all, default_crdp, CallRcuData, RcuFunc, RcuHead, WORKER_OF};
-use crate::crdp::{current_crdp, install_default, per_cpu, Head, DEFAULT, PER_CPU, THREAD_CRDP};
+use crate::crdp::{current_crdp, install_default, per_cpu, DEFAULT, PER_CPU, THREAD_CRDP};
 use crate::rcu;
 
 /// Queues `head` (with `bytes` for the backlog) to run `func` after a grace
@@ -31,11 +32,23 @@ pub(crate) fn queue(head: *mut RcuHead, func: RcuFunc, bytes: usize) {
         // `before_fork` holds while it waits for grace periods.
         drop(default_crdp());
     }
+    // A caller already in a section, or on a crdp thread, is never held
+    // back (see `CallRcuData::push_back`).
+    let may_wait = !rcu.in_read_section() && WORKER_OF.with(|t| t.get()).is_null();
     rcu.read_lock_raw();
     let crdp = current_crdp();
+    // SAFETY: inside the section the chosen crdp stays alive (liburcu's
+    // contract: a crdp is freed a grace period after it was uninstalled).
+    let over = unsafe { (*crdp).push(head, bytes) };
+    if !(over && may_wait) {
+        rcu.read_unlock_raw();
+        return;
+    }
+    // SAFETY: as above; the reference taken inside the section keeps it
+    // alive after it (an `Arc` clone only on this slow path).
+    let crdp = unsafe { crate::crdp::clone_raw(crdp) };
     rcu.read_unlock_raw();
-    let head = Head(head, bytes);
-    rcu.call_sized(move || crdp.hand(head), bytes);
+    crdp.push_back();
 }
 
 /// Schedules `func(head)` after a grace period.
@@ -105,10 +118,7 @@ pub unsafe extern "C" fn urcu_memb_call_rcu_data_free(crdp: *mut CallRcuData) {
     let crdp = unsafe { Arc::from_raw(crdp.cast_const()) };
     crdp.stop();
     all().retain(|c| !Arc::ptr_eq(c, &crdp));
-    let left = crdp.take_queue();
-    if !left.is_empty() {
-        default_crdp().requeue(left);
-    }
+    default_crdp().adopt(crdp.take_queue());
 }
 
 /// The default crdp (created on first use).
@@ -138,7 +148,7 @@ pub extern "C" fn urcu_memb_get_thread_call_rcu_data() -> *mut CallRcuData {
 /// The crdp `call_rcu` uses on this thread now.
 #[no_mangle]
 pub extern "C" fn urcu_memb_get_call_rcu_data() -> *mut CallRcuData {
-    Arc::as_ptr(&current_crdp()).cast_mut()
+    current_crdp().cast_mut()
 }
 
 /// Installs `crdp` (or NULL) for the calling thread.
@@ -242,6 +252,6 @@ pub(crate) fn rebuild_in_child(all: &mut Vec<Arc<CallRcuData>>) {
     THREAD_CRDP.with(|t| t.set(ptr::null()));
     let new_default = install_default(all);
     for c in old {
-        new_default.requeue(c.abandon_in_child());
+        new_default.adopt(c.abandon_in_child());
     }
 }

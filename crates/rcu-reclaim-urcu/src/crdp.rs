@@ -1,14 +1,15 @@
-//! The `call_rcu_data`s: each a queue of heads past their grace period and
-//! the thread that invokes them (paused across fork, stopped on free), and
-//! their registry: every live one, the default, the per-CPU and per-thread
+//! The `call_rcu_data`s: each a queue of heads (linked through the heads
+//! themselves) and the thread that waits for their grace period and invokes
+//! them a batch at a time (paused across fork, stopped on free), and their
+//! registry: every live one, the default, the per-CPU and per-thread
 //! choices, and liburcu's `struct rcu_head`.
 
-use std::collections::VecDeque;
 use std::os::raw::c_int;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::rcu;
 
@@ -56,7 +57,7 @@ pub(crate) fn default_crdp() -> Arc<CallRcuData> {
     let p = DEFAULT.load(Ordering::Acquire);
     if !p.is_null() {
         // SAFETY: the default crdp is never freed (only replaced in a forked
-        // child, where the old one is kept alive by the trampolines).
+        // child, under `ALL`, where no thread uses the old one any more).
         return unsafe { clone_raw(p) };
     }
     let mut all = all();
@@ -88,14 +89,13 @@ pub(crate) unsafe fn clone_raw(p: *const CallRcuData) -> Arc<CallRcuData> {
     }
 }
 
-/// The crdp `call_rcu` would use now: the thread's, the CPU's, the default.
-/// Called inside a read-side section (liburcu's contract for per-CPU ones).
-pub(crate) fn current_crdp() -> Arc<CallRcuData> {
+/// The crdp `call_rcu` would use now: the thread's, the CPU's, the default
+/// (created if need be). Called inside a read-side section (liburcu's
+/// contract for per-CPU ones), where the crdp stays alive.
+pub(crate) fn current_crdp() -> *const CallRcuData {
     let t = THREAD_CRDP.with(|t| t.get());
     if !t.is_null() {
-        // SAFETY: liburcu's contract: a crdp set for a thread stays alive
-        // until the thread sets another.
-        return unsafe { clone_raw(t) };
+        return t;
     }
     if let Some(table) = PER_CPU.get() {
         // SAFETY: sched_getcpu has no preconditions.
@@ -103,31 +103,60 @@ pub(crate) fn current_crdp() -> Arc<CallRcuData> {
         if let Some(slot) = usize::try_from(cpu).ok().and_then(|c| table.get(c)) {
             let p = slot.load(Ordering::Acquire);
             if !p.is_null() {
-                // SAFETY: liburcu's contract: a crdp removed from the table
-                // is freed only after a grace period, and we are inside a
-                // read-side section.
-                return unsafe { clone_raw(p) };
+                return p;
             }
         }
     }
-    default_crdp()
+    let p = DEFAULT.load(Ordering::Acquire);
+    if p.is_null() {
+        Arc::as_ptr(&default_crdp())
+    } else {
+        p
+    }
 }
 
-/// A queued head. The C caller owns the memory and promised (by calling
-/// `call_rcu`) to leave it alone until `func` runs.
-pub(crate) struct Head(pub(crate) *mut RcuHead, pub(crate) usize);
-// SAFETY: the head is handed from the queueing thread to the thread that
-// invokes it, never used by two threads at once.
-unsafe impl Send for Head {}
+/// A chain of heads linked through `next`, newest first, with its count
+/// and the bytes its sized calls declared. The C caller owns each head and
+/// promised (by calling `call_rcu`) to leave it alone until `func` runs.
+pub(crate) struct Chain {
+    newest: *mut RcuHead,
+    oldest: *mut RcuHead,
+    pub(crate) len: u64,
+    pub(crate) bytes: usize,
+}
+// SAFETY: the heads are handed from the queueing thread to the thread that
+// invokes them, never used by two threads at once.
+unsafe impl Send for Chain {}
 
-impl Head {
-    /// Invokes the callback.
+impl Chain {
+    fn is_empty(&self) -> bool {
+        self.newest.is_null()
+    }
+
+    /// Invokes every head, oldest first, as liburcu does.
     fn invoke(self) {
-        // SAFETY: `call_rcu` stored `func` in the head, which the caller
-        // keeps valid until `func` runs, exactly once, here.
-        unsafe {
-            if let Some(f) = (*self.0).func {
-                f(self.0);
+        // Reverse into oldest-first order.
+        let mut prev = ptr::null_mut();
+        let mut cur = self.newest;
+        while !cur.is_null() {
+            // SAFETY: every head of the chain is valid until invoked (the
+            // caller's promise), and the chain is ours alone.
+            unsafe {
+                let next = (*cur).next;
+                (*cur).next = prev;
+                prev = cur;
+                cur = next;
+            }
+        }
+        while !prev.is_null() {
+            // SAFETY: as above; `next` is read before `func`, which may free
+            // the head, runs exactly once, here.
+            unsafe {
+                let head = prev;
+                prev = (*head).next;
+                if let Some(f) = (*head).func {
+                    f(head);
+                }
             }
         }
     }
@@ -135,25 +164,51 @@ impl Head {
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Head>,
-    bytes: usize,
-    /// Heads handed to this crdp, and heads invoked (by its thread or a
-    /// reclaimer): `rcu_barrier` waits for `done` to catch up.
-    handed: u64,
+    /// Heads invoked (by the thread or a reclaimer): `rcu_barrier` waits for
+    /// it to catch up with `queued`.
     done: u64,
     stop: bool,
     stopped: bool,
-    /// Freed (or lost in a fork): heads go to the default crdp instead.
+    /// Freed (or lost in a fork): what it still held went to the default.
     freed: bool,
     pause: bool,
     paused: bool,
     handle: Option<JoinHandle<()>>,
 }
 
-/// liburcu's `struct call_rcu_data`: a queue and the thread that invokes it.
+/// How long the thread, woken from idle, lets callbacks gather before it
+/// waits for their grace period (liburcu polls every 10 ms). Under memory
+/// pressure it does not wait, and its grace periods are expedited.
+const GATHER: Duration = Duration::from_millis(5);
+
+/// Push-back: over this backlog (heads queued on one crdp and not yet
+/// invoked), `call_rcu` waits for the crdp's next batch, or [`PUSH_BACK_WAIT`]
+/// at most, so a flood cannot outrun the thread that frees (about 80 bytes
+/// a head in a typical node: a few MB). The engine's `qhimark` default.
+const PUSH_BACK_AT: u64 = 10_000;
+/// The longest one `call_rcu` waits: a bound, not a dependency, so a caller
+/// holding a lock that a callback takes is slowed, never deadlocked.
+const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
+
+/// liburcu's `struct call_rcu_data`: a queue of heads and the thread that
+/// waits for their grace period and invokes them, a whole batch at a time.
 /// (liburcu's `URCU_CALL_RCU_RT` flag, a worker that polls instead of
 /// sleeping, is accepted and behaves like the default.)
 pub struct CallRcuData {
+    /// Heads queued and not yet taken by a batch: a stack linked through
+    /// `RcuHead::next` (`call_rcu` pushes, the thread takes it whole).
+    incoming: AtomicPtr<RcuHead>,
+    /// Heads ever queued here (`rcu_barrier` and the backlog).
+    queued: AtomicU64,
+    /// `State::done`, for `call_rcu` to read without the lock.
+    done_hint: AtomicU64,
+    /// Bytes declared by sized calls not yet invoked.
+    bytes: AtomicUsize,
+    /// Of `bytes`, those of the heads in `incoming`: a sized push and the
+    /// taking of a batch hold this lock, so a batch knows its bytes.
+    incoming_bytes: Mutex<usize>,
+    /// The thread waits on `wake` for heads; `call_rcu` signals it only then.
+    sleeping: AtomicBool,
     cpu_affinity: c_int,
     pub(crate) tid: OnceLock<libc::pthread_t>,
     state: Mutex<State>,
@@ -162,7 +217,7 @@ pub struct CallRcuData {
     progress: Condvar,
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -173,6 +228,12 @@ fn wait<'a>(cv: &Condvar, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
 impl CallRcuData {
     pub(crate) fn spawn(cpu_affinity: c_int) -> Arc<CallRcuData> {
         let crdp = Arc::new(CallRcuData {
+            incoming: AtomicPtr::new(ptr::null_mut()),
+            queued: AtomicU64::new(0),
+            done_hint: AtomicU64::new(0),
+            bytes: AtomicUsize::new(0),
+            incoming_bytes: Mutex::new(0),
+            sleeping: AtomicBool::new(false),
             cpu_affinity,
             tid: OnceLock::new(),
             state: Mutex::new(State::default()),
@@ -190,7 +251,8 @@ impl CallRcuData {
         crdp
     }
 
-    /// The thread: invoke what is handed over, park for fork, stop on free.
+    /// The thread: take what was queued, wait for a grace period, invoke
+    /// it; park for fork; stop (after the batch in hand) on free.
     fn run(self: Arc<Self>) {
         if self.cpu_affinity >= 0 {
             set_affinity(self.cpu_affinity);
@@ -199,86 +261,194 @@ impl CallRcuData {
         // As liburcu: callbacks that queue callbacks use this crdp.
         THREAD_CRDP.with(|t| t.set(Arc::as_ptr(&self)));
         WORKER_OF.with(|t| t.set(Arc::as_ptr(&self)));
-        let mut st = lock(&self.state);
         loop {
-            if st.pause {
-                st.paused = true;
-                self.progress.notify_all();
-                while st.pause {
-                    st = wait(&self.wake, st);
+            {
+                let mut st = lock(&self.state);
+                if st.pause {
+                    st.paused = true;
+                    self.progress.notify_all();
+                    while st.pause {
+                        st = wait(&self.wake, st);
+                    }
+                    st.paused = false;
+                    continue;
                 }
-                st.paused = false;
-                continue;
+                if st.stop {
+                    st.stopped = true;
+                    self.progress.notify_all();
+                    return;
+                }
+                if self.incoming.load(Ordering::Acquire).is_null() {
+                    // Pairs with the fence in `push`: either it sees
+                    // `sleeping` and signals, or this sees its head.
+                    self.sleeping.store(true, Ordering::Relaxed);
+                    fence(Ordering::SeqCst);
+                    if self.incoming.load(Ordering::Acquire).is_null() {
+                        st = wait(&self.wake, st);
+                    }
+                    self.sleeping.store(false, Ordering::Relaxed);
+                    let idle_wake = !st.pause && !st.stop;
+                    drop(st);
+                    if idle_wake && !rcu().in_fast_mode() {
+                        std::thread::sleep(GATHER);
+                    }
+                    continue;
+                }
             }
-            if !st.queue.is_empty() {
-                let batch = std::mem::take(&mut st.queue);
-                st.bytes = 0;
-                drop(st);
-                let n = batch.len() as u64;
-                batch.into_iter().for_each(Head::invoke);
-                st = lock(&self.state);
-                st.done += n;
-                self.progress.notify_all();
-                continue;
-            }
-            if st.stop {
-                st.stopped = true;
-                self.progress.notify_all();
-                return;
-            }
-            st = wait(&self.wake, st);
+            self.run_batch();
         }
     }
 
-    /// Hands a head whose grace period has elapsed to this crdp (or, if it
-    /// was freed, to the default one).
-    pub(crate) fn hand(self: &Arc<Self>, head: Head) {
+    /// Takes what is queued, waits for its grace period and invokes it on
+    /// the calling thread; returns how many heads, and their bytes.
+    fn run_batch(&self) -> (usize, usize) {
+        let batch = self.take();
+        if batch.is_empty() {
+            return (0, 0);
+        }
+        let (n, bytes) = (batch.len, batch.bytes);
+        let rcu = rcu();
+        if rcu.in_fast_mode() {
+            rcu.synchronize_expedited();
+        } else {
+            rcu.synchronize();
+        }
+        batch.invoke();
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.count_done(n);
+        (n as usize, bytes)
+    }
+
+    fn count_done(&self, n: u64) {
         let mut st = lock(&self.state);
-        if st.freed {
-            drop(st);
-            return default_crdp().hand(head);
-        }
-        st.bytes += head.1;
-        st.queue.push_back(head);
-        st.handed += 1;
-        self.wake.notify_one();
-    }
-
-    /// Heads handed over and not yet invoked, and their bytes.
-    pub(crate) fn backlog(&self) -> (usize, usize) {
-        let st = lock(&self.state);
-        ((st.handed - st.done) as usize, st.bytes)
-    }
-
-    /// Invokes everything handed over so far on the calling thread (a
-    /// reclaimer); returns how many, and their bytes.
-    pub(crate) fn drain_here(&self) -> (usize, usize) {
-        let (batch, bytes) = {
-            let mut st = lock(&self.state);
-            if st.pause {
-                return (0, 0);
-            }
-            let bytes = std::mem::take(&mut st.bytes);
-            (std::mem::take(&mut st.queue), bytes)
-        };
-        let n = batch.len();
-        batch.into_iter().for_each(Head::invoke);
-        lock(&self.state).done += n as u64;
+        st.done += n;
+        self.done_hint.store(st.done, Ordering::Relaxed);
         self.progress.notify_all();
-        (n, bytes)
     }
 
-    /// Waits until everything handed over before the call was invoked.
+    /// Queues `head` (its `func` set), declaring `bytes`. Lock-free unless
+    /// `bytes` is not 0; wakes the thread only if it sleeps.
+    pub(crate) fn push(&self, head: *mut RcuHead, bytes: usize) -> bool {
+        let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        if bytes == 0 {
+            self.push_chain(head, head);
+        } else {
+            let mut acc = lock(&self.incoming_bytes);
+            *acc += bytes;
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.push_chain(head, head);
+        }
+        self.wake_if_sleeping();
+        queued.saturating_sub(self.done_hint.load(Ordering::Relaxed)) > PUSH_BACK_AT
+    }
+
+    /// Push-back, when `push` said the backlog is over the mark: waits for
+    /// the thread's next batch or [`PUSH_BACK_WAIT`]. The caller is outside
+    /// any read-side section (the batch waits for readers) and is no crdp
+    /// thread (it would wait for itself, or for a crdp waiting for it).
+    pub(crate) fn push_back(&self) {
+        let st = lock(&self.state);
+        if st.pause || st.stop || st.freed {
+            return;
+        }
+        let done = st.done;
+        let _ = self
+            .progress
+            .wait_timeout_while(st, PUSH_BACK_WAIT, |st| st.done == done);
+    }
+
+    fn push_chain(&self, newest: *mut RcuHead, oldest: *mut RcuHead) {
+        let mut top = self.incoming.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the chain is the caller's until the exchange below
+            // publishes it; `oldest` is its last head.
+            unsafe { (*oldest).next = top };
+            match self.incoming.compare_exchange_weak(
+                top,
+                newest,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(t) => top = t,
+            }
+        }
+    }
+
+    fn wake_if_sleeping(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
+            let _st = lock(&self.state);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes every queued head, with its bytes.
+    fn take(&self) -> Chain {
+        let acc = &mut *lock(&self.incoming_bytes);
+        let newest = self.incoming.swap(ptr::null_mut(), Ordering::Acquire);
+        let bytes = std::mem::take(acc);
+        let (mut len, mut oldest, mut cur) = (0, ptr::null_mut(), newest);
+        while !cur.is_null() {
+            len += 1;
+            oldest = cur;
+            // SAFETY: the heads of the taken stack are valid and ours.
+            cur = unsafe { (*cur).next };
+        }
+        Chain {
+            newest,
+            oldest,
+            len,
+            bytes,
+        }
+    }
+
+    /// Adds a chain taken from another crdp (freed, or lost in a fork).
+    pub(crate) fn adopt(&self, chain: Chain) {
+        if chain.is_empty() {
+            return;
+        }
+        self.queued.fetch_add(chain.len, Ordering::Relaxed);
+        {
+            let mut acc = lock(&self.incoming_bytes);
+            *acc += chain.bytes;
+            self.bytes.fetch_add(chain.bytes, Ordering::Relaxed);
+            self.push_chain(chain.newest, chain.oldest);
+        }
+        self.wake_if_sleeping();
+    }
+
+    /// Heads queued and not yet invoked, and their bytes.
+    pub(crate) fn backlog(&self) -> (usize, usize) {
+        let done = lock(&self.state).done;
+        let queued = self.queued.load(Ordering::Relaxed);
+        (
+            queued.saturating_sub(done) as usize,
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// For a reclaimer: takes what is queued, waits for its grace period
+    /// and invokes it on the calling thread; returns how many, and their
+    /// bytes. Nothing while the thread is paused for a fork.
+    pub(crate) fn drain_here(&self) -> (usize, usize) {
+        if lock(&self.state).pause {
+            return (0, 0);
+        }
+        self.run_batch()
+    }
+
+    /// Waits until everything queued before the call was invoked.
     pub(crate) fn wait_drained(&self) {
+        let target = self.queued.load(Ordering::SeqCst);
         let mut st = lock(&self.state);
-        let target = st.handed;
         while st.done < target && !st.stopped && !st.freed {
             st = wait(&self.progress, st);
         }
     }
 
-    /// Stops the thread after it has invoked its queue; `join` unless the
-    /// thread is the caller.
+    /// Stops the thread after the batch in hand (what is still queued stays
+    /// queued: see `take_queue`); `join` unless the thread is the caller.
     pub(crate) fn stop(&self) {
         let handle = {
             let mut st = lock(&self.state);
@@ -295,7 +465,7 @@ impl CallRcuData {
         }
     }
 
-    /// Pauses the thread where it invokes nothing (before fork).
+    /// Pauses the thread where it holds nothing (before fork).
     pub(crate) fn pause(&self) {
         let mut st = lock(&self.state);
         st.pause = true;
@@ -312,26 +482,24 @@ impl CallRcuData {
 
     /// In a forked child, where the thread does not exist: marks the crdp
     /// freed and returns what it still held, for the new default crdp.
-    pub(crate) fn abandon_in_child(&self) -> VecDeque<Head> {
+    pub(crate) fn abandon_in_child(&self) -> Chain {
         let mut st = lock(&self.state);
         if let Some(h) = st.handle.take() {
             std::mem::forget(h); // the thread is the parent's
         }
         st.freed = true;
         st.stopped = true;
-        st.bytes = 0;
-        let q = std::mem::take(&mut st.queue);
-        st.done += q.len() as u64;
-        q
+        drop(st);
+        self.take_queue()
     }
 
-    /// What a stopped crdp still holds.
-    pub(crate) fn take_queue(&self) -> VecDeque<Head> {
-        std::mem::take(&mut lock(&self.state).queue)
-    }
-
-    pub(crate) fn requeue(self: &Arc<Self>, heads: VecDeque<Head>) {
-        heads.into_iter().for_each(|h| self.hand(h));
+    /// What a stopped crdp still holds, counted as done here (its new crdp
+    /// counts it as queued).
+    pub(crate) fn take_queue(&self) -> Chain {
+        let chain = self.take();
+        self.bytes.fetch_sub(chain.bytes, Ordering::Relaxed);
+        self.count_done(chain.len);
+        chain
     }
 }
 

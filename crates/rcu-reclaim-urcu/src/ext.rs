@@ -93,9 +93,9 @@ pub unsafe extern "C" fn rcu_reclaim_call_rcu_sized(
 
 /// For a memory reclaimer: frees what RCU can on `node` (`-1`: every node)
 /// at `priority` 12 (gentle: run what is ready) to 0 (desperate: wait for a
-/// grace period and run everything), on the calling thread; callbacks past
-/// their grace period that call_rcu threads have not invoked yet are invoked
-/// here too, so all of them have run when it returns. Returns how many
+/// grace period and run everything), on the calling thread; what the
+/// call_rcu threads hold is taken, waited for (one grace period) and invoked
+/// here too, so all of it has run when it returns. Returns how many
 /// callbacks the engine released for running (each of them has run by the
 /// time it returns), or `-EINVAL` for a node or priority out of range. Do
 /// not call it inside a read-side section or from a callback.

@@ -65,6 +65,16 @@ fn per_cpu_and_per_thread_call_rcu_data() {
 }
 
 #[test]
+fn call_rcu_flood_and_free_all_cpu_call_rcu_data_under_load() {
+    same_as_liburcu("call_rcu_flood");
+}
+
+#[test]
+fn lone_callbacks_and_synchronize_with_and_without_readers() {
+    same_as_liburcu("latency_sync");
+}
+
+#[test]
 fn fork_with_pending_callbacks() {
     same_as_liburcu("fork");
 }

@@ -145,8 +145,41 @@ impl GracePeriods {
             return;
         }
         while !gp.done(target) {
-            self.run_grace_period(mode);
+            if !self.complete_if_no_reader(mode) {
+                self.run_grace_period(mode);
+            }
         }
+    }
+
+    /// With `gp_lock` held: if no grace period is in progress and no thread
+    /// is registered as a reader, completes one at once, without the
+    /// writer's barrier and without waiting (liburcu's `synchronize_rcu`
+    /// returns early on an empty registry too). Returns whether it did.
+    ///
+    /// Sound because a thread registers (claims its slot) and then issues a
+    /// full fence before its first section (`reader::current_slot_slow`),
+    /// while this fence orders everything that happened before the caller's
+    /// snapshot before the scan: either the scan sees the slot claimed, or
+    /// the new reader's section sees every unlink made before the grace
+    /// period. A thread that unregistered ended its sections first (release
+    /// store of `in_use`, acquired by the scan); an abandoned slot stays
+    /// claimed.
+    fn complete_if_no_reader(&self, mode: WaitMode) -> bool {
+        let s = self.seq.load(Ordering::Relaxed);
+        if s & SEQ_STATE_MASK != 0 {
+            return false;
+        }
+        fence(Ordering::SeqCst);
+        if self.registry.any_claimed() {
+            return false;
+        }
+        self.seq.store(s + 1, Ordering::Relaxed);
+        self.complete(s);
+        bump(match mode {
+            WaitMode::Normal => &self.counters.normal_gps,
+            WaitMode::Expedited => &self.counters.expedited_gps,
+        });
+        true
     }
 
     /// One grace period, or the rest of one `try_advance` started. Called

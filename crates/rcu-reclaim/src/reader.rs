@@ -160,6 +160,15 @@ impl Registry {
         }
     }
 
+    /// Whether any slot is claimed (by a registered thread, or abandoned by
+    /// one that exited inside a section). Acquire: a slot handed back was
+    /// handed back after its thread's last section ended.
+    pub(crate) fn any_claimed(&self) -> bool {
+        let mut any = false;
+        self.for_each_slot(|s| any |= s.in_use.load(Ordering::Acquire));
+        any
+    }
+
     /// Number of slots claimed by live threads.
     pub(crate) fn registered(&self) -> usize {
         let mut n = 0;
@@ -317,6 +326,11 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
             }
             let registry = registry.clone();
             let slot = registry.claim();
+            // Orders the claim before this thread's first section: a grace
+            // period that finds no slot claimed skips its barrier and its
+            // wait (`GracePeriods::complete_if_no_reader`), so this section
+            // must see what was unlinked before that grace period's scan.
+            fence(Ordering::SeqCst);
             let thread = crate::sync::thread::current();
             let owner = Owner {
                 name: thread.name().unwrap_or("<unnamed>").to_string(),

@@ -241,3 +241,82 @@ fn many_writers_and_readers_make_progress() {
         assert!(gps.load(Ordering::Relaxed) > 10);
     }
 }
+
+#[test]
+fn with_no_registered_reader_a_grace_period_skips_the_barrier() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cookie = rcu.get_state();
+    let before = rcu.stats();
+    assert_eq!(before.registered_readers, 0);
+    rcu.synchronize();
+    rcu.synchronize_expedited();
+    let after = rcu.stats();
+    assert!(rcu.poll(&cookie));
+    assert_eq!(after.gp_completed, before.gp_completed + 2);
+    assert_eq!(after.membarriers, before.membarriers);
+    // A registered thread, even outside any section, brings them back.
+    rcu.register_thread();
+    rcu.synchronize();
+    if rcu.flavor() == rcu_reclaim::Flavor::Memb {
+        assert!(rcu.stats().membarriers > before.membarriers);
+    }
+    assert!(rcu.unregister_thread());
+}
+
+/// Readers that register while grace periods skip their barrier on an
+/// empty registry: each new thread's first section must still see every
+/// pointer retired before a grace period that found no reader.
+#[test]
+fn readers_registering_during_empty_registry_grace_periods_see_no_freed_value() {
+    use std::sync::atomic::AtomicPtr;
+    const POISON: u64 = 0xdead_beef;
+    for rcu in domains() {
+        let shared = Arc::new(AtomicPtr::new(Box::into_raw(Box::new(0u64))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st, r) = (shared.clone(), stop.clone(), rcu.clone());
+        let writer = thread::spawn(move || {
+            // Retired values are poisoned, never freed, so a late reader
+            // reads the poison instead of freed memory.
+            let mut retired = Vec::new();
+            let mut i = 1u64;
+            while !st.load(Ordering::Relaxed) {
+                let old = s.swap(Box::into_raw(Box::new(i)), Ordering::AcqRel);
+                r.synchronize();
+                // SAFETY: `old` came from `Box::into_raw` and is never freed
+                // while readers run; a grace period has passed.
+                unsafe { std::ptr::write_volatile(old, POISON) };
+                retired.push(old as usize);
+                i += 1;
+            }
+            retired
+        });
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut readers = 0;
+        while Instant::now() < deadline {
+            let (s, r) = (shared.clone(), rcu.clone());
+            thread::spawn(move || {
+                let g = r.read_lock();
+                let p = s.load(Ordering::Acquire);
+                // SAFETY: published values are never freed during the test.
+                let v = unsafe { std::ptr::read_volatile(p) };
+                drop(g);
+                assert_ne!(
+                    v, POISON,
+                    "a new reader saw a value retired a grace period ago"
+                );
+                assert!(r.unregister_thread());
+            })
+            .join()
+            .unwrap();
+            readers += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for p in writer.join().unwrap() {
+            // SAFETY: from `Box::into_raw`, no reader left.
+            drop(unsafe { Box::from_raw(p as *mut u64) });
+        }
+        // SAFETY: as above.
+        drop(unsafe { Box::from_raw(shared.load(Ordering::Acquire)) });
+        assert!(readers > 0);
+    }
+}
