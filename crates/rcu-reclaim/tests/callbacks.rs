@@ -794,7 +794,10 @@ fn a_worker_frees_ready_pages_once_their_thread_stops_handing_on() {
 
 /// The pace by memory: a thread whose retires reach `pace_bytes` gets a
 /// grace period, and its garbage freed, long before the lazy delay; a
-/// trickle under the mark still waits for the delay.
+/// trickle under the mark still waits for the delay. The thread stops
+/// retiring after its last hand-off, leaving the grace period it started
+/// in progress: the grace-period thread's fallback look (not the lazy
+/// delay, a minute here) finishes it, so nothing is stranded.
 #[test]
 fn bytes_set_the_pace_and_a_trickle_still_waits() {
     let rcu = Rcu::new(
