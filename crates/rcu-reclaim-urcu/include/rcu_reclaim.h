@@ -42,7 +42,9 @@ void rcu_reclaim_call_rcu_sized(struct rcu_head *head,
  * For a memory reclaimer (a cache shrinker, an allocator's slow path):
  * free what RCU can on `node` (-1: every node) at `priority` 12 (gentle:
  * run what is already past its grace period) down to 0 (desperate: wait
- * for a grace period and run everything queued), on the calling thread.
+ * for a grace period and run everything queued), on the calling thread;
+ * what the call_rcu threads and every thread's defer_rcu queue hold is
+ * waited for (one grace period) and run here too, at any priority.
  * Returns the number of callbacks run, or -EINVAL for a node or priority
  * out of range. Not from inside a read-side critical section or a callback.
  */

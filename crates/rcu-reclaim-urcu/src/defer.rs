@@ -1,64 +1,609 @@
-//! The `defer_rcu` family. liburcu keeps a per-thread queue and a defer
-//! thread; here `defer_rcu` queues on rcu-reclaim's callback engine, whose
-//! workers run `fct(p)` after a grace period, and never blocks.
+//! The `defer_rcu` family, as liburcu does it: each thread that defers owns
+//! a queue of 4,096 `(fct, p)` pairs (no allocation per call). A full queue
+//! is flushed on the deferring thread: one grace period, then every entry
+//! runs there, so a flood is held back by its own frees. A defer thread
+//! ("urcu-defer") flushes every queue 100 ms after it is woken by work, and
+//! `rcu_defer_barrier` flushes them all on the caller. Flushes are
+//! serialized by one lock (liburcu's `rcu_defer_mutex`), held across fork.
+//!
+//! Where liburcu would deadlock or crash, this module does not: a queue is
+//! created on first use (liburcu requires `rcu_defer_register_thread`), a
+//! thread that exits without unregistering leaves its queue to the defer
+//! thread, and a `defer_rcu` that cannot flush its full queue (inside a
+//! read-side section, or from a callback of a flush on the same thread)
+//! hands that one call to the domain's callback engine instead.
 
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ffi::c_void;
 use std::os::raw::c_int;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::rcu;
 
 /// A deferred function: `void (*fct)(void *p)`.
 pub type DeferFunc = unsafe extern "C" fn(*mut c_void);
 
-struct Deferred(DeferFunc, *mut c_void);
-// SAFETY: liburcu's contract: `p` is handed over to `fct`, which runs once
-// on some thread after a grace period.
-unsafe impl Send for Deferred {}
+/// liburcu's `DEFER_QUEUE_SIZE`: entries a thread's queue holds.
+pub(crate) const QUEUE_SIZE: usize = 1 << 12;
 
-/// Runs `fct(p)` after a grace period.
+/// How long the defer thread, woken by work, lets entries gather before it
+/// flushes every queue (liburcu's defer thread polls 100 ms).
+const GATHER: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy)]
+struct Entry {
+    fct: DeferFunc,
+    p: *mut c_void,
+}
+
+impl Entry {
+    /// Runs the deferred call.
+    ///
+    /// # Safety
+    /// A grace period has passed since `defer_rcu(fct, p)`, and the entry
+    /// runs once.
+    unsafe fn run(self) {
+        // SAFETY: per the contract above and `defer_rcu`'s.
+        unsafe { (self.fct)(self.p) }
+    }
+}
+
+/// One thread's queue: a ring of [`QUEUE_SIZE`] entries between `tail` (the
+/// next to run) and `head` (the next free), both counting up forever.
+struct Queue {
+    /// Written only by the owner thread, after the entry it publishes.
+    head: AtomicUsize,
+    /// Written only under [`FLUSH`], after the entry it frees was read.
+    tail: AtomicUsize,
+    /// The owner left (exited or could not unregister in place): whoever
+    /// flushes next drains it and drops it from [`QUEUES`].
+    orphan: AtomicBool,
+    slots: Box<[UnsafeCell<Option<Entry>>]>,
+}
+
+// SAFETY: a slot is written by the owner only while it lies outside
+// [tail, head) (the owner saw `tail` pass it, Acquire, and `tail` is stored,
+// Release, after the slot was read), and read under `FLUSH` only inside
+// [tail, head) (after reading `head`, Acquire, which the owner stored,
+// Release, after writing the slot). The entries are handed from the
+// deferring thread to the one that runs them, as `defer_rcu`'s contract
+// allows.
+unsafe impl Sync for Queue {}
+// SAFETY: as above.
+unsafe impl Send for Queue {}
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            orphan: AtomicBool::new(false),
+            slots: (0..QUEUE_SIZE).map(|_| UnsafeCell::new(None)).collect(),
+        }
+    }
+
+    /// Entries queued and not yet run (`tail` read first: it never passes
+    /// `head`, which only grows).
+    fn len(&self) -> usize {
+        let tail = self.tail.load(Ordering::Acquire);
+        self.head.load(Ordering::Acquire).wrapping_sub(tail)
+    }
+
+    /// Appends `e`, or returns false if the queue is full. Owner only.
+    fn try_push(&self, e: Entry) -> bool {
+        let head = self.head.load(Ordering::Relaxed);
+        if head.wrapping_sub(self.tail.load(Ordering::Acquire)) >= QUEUE_SIZE {
+            return false;
+        }
+        // SAFETY: the owner is the only writer, and the slot is outside
+        // [tail, head), so nobody reads it (see `impl Sync for Queue`).
+        unsafe { *self.slots[head % QUEUE_SIZE].get() = Some(e) };
+        self.head.store(head.wrapping_add(1), Ordering::Release);
+        true
+    }
+
+    /// Runs the entries before `upto` (a `head` read before the grace
+    /// period the caller waited for), oldest first, freeing each slot before
+    /// its entry runs. Returns how many ran.
+    fn run_to(&self, upto: usize, _flush: &FlushGuard) -> usize {
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut n = 0;
+        // `upto` may lag behind `tail` when another flush ran further.
+        while (upto.wrapping_sub(tail) as isize) > 0 {
+            // SAFETY: the slot lies in [tail, head) and `FLUSH` is held
+            // (see `impl Sync for Queue`).
+            let e = unsafe { (*self.slots[tail % QUEUE_SIZE].get()).take() };
+            tail = tail.wrapping_add(1);
+            self.tail.store(tail, Ordering::Release);
+            if let Some(e) = e {
+                // SAFETY: a grace period passed since it was queued (the
+                // caller's promise); taken from the slot, it runs once.
+                unsafe { e.run() };
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Every queue, owned or orphaned (briefly locked: never across a grace
+/// period or a callback).
+static QUEUES: Mutex<Vec<Arc<Queue>>> = Mutex::new(Vec::new());
+/// liburcu's `rcu_defer_mutex`: held by whoever flushes, across the grace
+/// period and the callbacks; taken before [`QUEUES`] and [`FLUSHER`].
+static FLUSH: Mutex<()> = Mutex::new(());
+/// The defer thread: whether it runs; it sleeps on [`WAKE`] while
+/// [`SLEEPING`].
+static FLUSHER: Mutex<bool> = Mutex::new(false);
+static WAKE: Condvar = Condvar::new();
+static SLEEPING: AtomicBool = AtomicBool::new(false);
+/// Calls handed to the engine (see the module doc) not yet run.
+static FALLBACK: AtomicUsize = AtomicUsize::new(0);
+
+fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+thread_local! {
+    /// This thread holds [`FLUSH`] (its callbacks run under it).
+    static FLUSHING: Cell<bool> = const { Cell::new(false) };
+    static MINE: Mine = const { Mine(RefCell::new(None)) };
+}
+
+/// [`FLUSH`], held by this thread.
+pub(crate) struct FlushGuard(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        FLUSHING.with(|f| f.set(false));
+    }
+}
+
+/// Takes [`FLUSH`], or `None` if this thread holds it already (a callback
+/// of its flush, which waiting for it would deadlock).
+fn flush_lock() -> Option<FlushGuard> {
+    if FLUSHING.with(|f| f.replace(true)) {
+        return None;
+    }
+    Some(FlushGuard(lock(&FLUSH)))
+}
+
+/// This thread's queue; at thread exit it is left to the defer thread.
+struct Mine(RefCell<Option<Arc<Queue>>>);
+
+impl Drop for Mine {
+    fn drop(&mut self) {
+        if let Some(q) = self.0.get_mut().take() {
+            orphan(&q);
+        }
+    }
+}
+
+fn orphan(q: &Queue) {
+    q.orphan.store(true, Ordering::Release);
+    wake_flusher();
+}
+
+/// The calling thread's queue, created (and the defer thread started) on
+/// first use.
+fn register(mine: &Mine) -> Arc<Queue> {
+    if let Some(q) = &*mine.0.borrow() {
+        return q.clone();
+    }
+    let q = Arc::new(Queue::new());
+    lock(&QUEUES).push(q.clone());
+    *mine.0.borrow_mut() = Some(q.clone());
+    start_flusher();
+    q
+}
+
+/// Whether the calling thread may wait for a grace period here.
+fn may_flush() -> bool {
+    !FLUSHING.with(|f| f.get()) && !rcu().in_read_section()
+}
+
+/// Waits for a grace period and runs what `q` holds, on the caller.
+fn flush_one(q: &Queue, flush: &FlushGuard) {
+    let head = q.head.load(Ordering::Acquire);
+    if head != q.tail.load(Ordering::Relaxed) {
+        rcu().synchronize();
+        q.run_to(head, flush);
+    }
+}
+
+/// liburcu's `rcu_defer_barrier` body: one grace period for what every
+/// queue holds now, then all of it runs on the caller; drained orphans are
+/// dropped. Returns how many entries ran.
+fn flush_all(flush: &FlushGuard) -> usize {
+    let queues: Vec<(Arc<Queue>, usize)> = lock(&QUEUES)
+        .iter()
+        .map(|q| (q.clone(), q.head.load(Ordering::Acquire)))
+        .collect();
+    let mut ran = 0;
+    if queues
+        .iter()
+        .any(|(q, h)| *h != q.tail.load(Ordering::Relaxed))
+    {
+        rcu().synchronize();
+        ran = queues.iter().map(|(q, h)| q.run_to(*h, flush)).sum();
+    }
+    lock(&QUEUES).retain(|q| !(q.orphan.load(Ordering::Acquire) && q.len() == 0));
+    ran
+}
+
+/// Hands one call to the domain's engine (a full queue that cannot be
+/// flushed here, or a thread whose queue is already gone at its exit).
+fn fallback(e: Entry) {
+    struct Deferred(Entry);
+    // SAFETY: `defer_rcu`'s contract: `p` is handed over to `fct`, which
+    // may run on another thread after a grace period.
+    unsafe impl Send for Deferred {}
+    let d = Deferred(e);
+    FALLBACK.fetch_add(1, Ordering::Relaxed);
+    rcu().call(move || {
+        let d = d;
+        // SAFETY: the engine runs it once, after a grace period.
+        unsafe { d.0.run() };
+        FALLBACK.fetch_sub(1, Ordering::Release);
+    });
+}
+
+/// Queues `e` on the caller's queue, flushing it first if it is full and
+/// the caller may wait; false if it could not be queued.
+fn push(mine: &Mine, e: Entry) -> bool {
+    if let Ok(b) = mine.0.try_borrow() {
+        if let Some(q) = &*b {
+            if q.try_push(e) {
+                return true;
+            }
+        }
+    }
+    let q = register(mine);
+    if q.try_push(e) {
+        return true;
+    }
+    // A crdp thread never waits for the flush lock: `call_rcu_before_fork`
+    // holds it while it waits for the crdps to park.
+    let on_crdp = !crate::call_rcu::WORKER_OF.with(|t| t.get()).is_null();
+    if on_crdp || !may_flush() {
+        return false;
+    }
+    let Some(flush) = flush_lock() else {
+        return false;
+    };
+    flush_one(&q, &flush);
+    q.try_push(e)
+}
+
+/// Runs `fct(p)` after a grace period: on this thread when its queue of
+/// 4,096 fills (after waiting for a grace period there), else on the defer
+/// thread or whichever thread calls `rcu_defer_barrier`.
 ///
 /// # Safety
 /// `fct` may be called with `p` on another thread after a grace period.
 #[no_mangle]
 pub unsafe extern "C" fn urcu_memb_defer_rcu(fct: DeferFunc, p: *mut c_void) {
-    let d = Deferred(fct, p);
-    rcu().call(move || {
-        let d = d;
-        // SAFETY: per the contract of `defer_rcu`.
-        unsafe { (d.0)(d.1) }
-    });
+    let e = Entry { fct, p };
+    if MINE.try_with(|m| push(m, e)).unwrap_or(false) {
+        wake_flusher();
+    } else {
+        fallback(e);
+    }
 }
 
-/// Accepted for compatibility; always 0 (no per-thread queue is needed).
+/// Creates the calling thread's queue (done on first `defer_rcu` anyway);
+/// 0, also when it has one.
 #[no_mangle]
 pub extern "C" fn urcu_memb_defer_register_thread() -> c_int {
+    let _ = MINE.try_with(register);
     0
 }
 
-/// As liburcu, runs what the thread deferred before returning.
+/// Runs what the thread deferred (after a grace period, on the caller) and
+/// drops its queue. Inside a read-side section or a defer callback, where
+/// it cannot wait, it prints an error and leaves the queue to the defer
+/// thread.
 #[no_mangle]
 pub extern "C" fn urcu_memb_defer_unregister_thread() {
-    urcu_memb_defer_barrier_thread();
+    let Some(q) = MINE.try_with(|m| m.0.borrow_mut().take()).ok().flatten() else {
+        return;
+    };
+    if let Some(flush) = may_flush().then(flush_lock).flatten() {
+        flush_one(&q, &flush);
+        lock(&QUEUES).retain(|x| !Arc::ptr_eq(x, &q));
+    } else {
+        misuse(
+            "rcu_defer_unregister_thread",
+            "its queue is left to the defer thread",
+        );
+        orphan(&q);
+    }
 }
 
-/// Waits until everything deferred before the call, by any thread, has run.
+fn misuse(what: &str, then: &str) {
+    let place = if rcu().in_read_section() {
+        "within RCU read-side critical section"
+    } else {
+        "from a defer_rcu callback"
+    };
+    eprintln!("[error] rcu-reclaim-urcu: {what}() called {place}; {then}.");
+}
+
+/// Waits until everything deferred before the call, by any thread, has run
+/// (on the caller, after one grace period).
 #[no_mangle]
 pub extern "C" fn urcu_memb_defer_barrier() {
-    let rcu = rcu();
-    if rcu.in_read_section() {
-        eprintln!("[error] rcu-reclaim-urcu: rcu_defer_barrier() called from within RCU read-side critical section.");
-        return;
+    let Some(flush) = may_flush().then(flush_lock).flatten() else {
+        return misuse("rcu_defer_barrier", "it returns at once");
+    };
+    flush_all(&flush);
+    drop(flush);
+    if FALLBACK.load(Ordering::Acquire) != 0 {
+        // Reported by the panic hook when called from an engine callback.
+        let _ = crate::no_unwind(|| rcu().barrier());
     }
-    let _ = crate::no_unwind(|| rcu.barrier());
 }
 
-/// Waits until what this thread deferred has run (here: everything queued
-/// before the call, which includes it).
+/// Runs what this thread deferred (after a grace period, on the caller).
 #[no_mangle]
 pub extern "C" fn urcu_memb_defer_barrier_thread() {
-    urcu_memb_defer_barrier();
+    let Some(flush) = may_flush().then(flush_lock).flatten() else {
+        return misuse("rcu_defer_barrier_thread", "it returns at once");
+    };
+    if let Some(q) = MINE.try_with(|m| m.0.borrow().clone()).ok().flatten() {
+        flush_one(&q, &flush);
+    }
 }
 
 /// Accepted for compatibility; nothing to tear down.
 #[no_mangle]
 pub extern "C" fn urcu_memb_defer_exit() {}
+
+/// Entries deferred and not yet run, in every queue (and handed to the
+/// engine, which counts those itself).
+pub(crate) fn pending() -> usize {
+    lock(&QUEUES).iter().map(|q| q.len()).sum()
+}
+
+/// For a reclaimer (`rcu_reclaim_run_callbacks`): flushes every queue on
+/// the caller, unless it may not wait here. Returns how many ran.
+pub(crate) fn drain_here() -> usize {
+    match may_flush().then(flush_lock).flatten() {
+        Some(flush) => flush_all(&flush),
+        None => 0,
+    }
+}
+
+/// Starts the defer thread unless it runs.
+fn start_flusher() {
+    let mut started = lock(&FLUSHER);
+    if *started {
+        return;
+    }
+    std::thread::Builder::new()
+        .name("urcu-defer".into())
+        .spawn(flusher)
+        .unwrap_or_else(|e| crate::die(&format!("cannot start the defer thread: {e}")));
+    *started = true;
+}
+
+/// Wakes the defer thread if it sleeps; cheap otherwise.
+fn wake_flusher() {
+    // Pairs with the fence in `flusher`: either it sees this work, or this
+    // sees it asleep.
+    fence(Ordering::SeqCst);
+    if SLEEPING.load(Ordering::Relaxed) && SLEEPING.swap(false, Ordering::Relaxed) {
+        let _g = lock(&FLUSHER);
+        WAKE.notify_one();
+    }
+}
+
+/// liburcu's defer thread: sleeps until there is work, lets it gather for
+/// [`GATHER`], then flushes every queue.
+fn flusher() {
+    loop {
+        SLEEPING.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let work = lock(&QUEUES)
+            .iter()
+            .any(|q| q.len() != 0 || q.orphan.load(Ordering::Acquire));
+        if work {
+            SLEEPING.store(false, Ordering::Relaxed);
+        } else {
+            let mut g = lock(&FLUSHER);
+            while SLEEPING.load(Ordering::Relaxed) {
+                g = WAKE.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        std::thread::sleep(GATHER);
+        if let Some(flush) = flush_lock() {
+            flush_all(&flush);
+        }
+    }
+}
+
+/// What `call_rcu_before_fork` holds across `fork()`: no flush is under way
+/// and the defer thread holds nothing.
+pub(crate) struct ForkHeld {
+    // Dropped in this order.
+    flusher: MutexGuard<'static, bool>,
+    queues: MutexGuard<'static, Vec<Arc<Queue>>>,
+    _flush: FlushGuard,
+}
+
+/// Before `fork()`, first of all: the flush lock (a flush under way may
+/// wait for a grace period, and its callbacks may use `call_rcu`, so before
+/// the crdps are paused). `None` from a defer callback, which holds it.
+pub(crate) fn before_fork() -> Option<FlushGuard> {
+    flush_lock()
+}
+
+impl ForkHeld {
+    /// Before `fork()`, once the crdp threads are parked (their callbacks
+    /// may create queues and wake the defer thread): the rest.
+    pub(crate) fn new(flush: FlushGuard) -> ForkHeld {
+        ForkHeld {
+            queues: lock(&QUEUES),
+            flusher: lock(&FLUSHER),
+            _flush: flush,
+        }
+    }
+
+    pub(crate) fn parent(self) {}
+
+    /// In the child, where only the forking thread lives: the other
+    /// threads' queues are orphans (the next flush runs them, as liburcu's
+    /// child runs them at its next barrier), and a new defer thread starts.
+    pub(crate) fn child(mut self) {
+        let mine = MINE
+            .try_with(|m| m.0.borrow().as_ref().map(Arc::as_ptr))
+            .ok()
+            .flatten();
+        for q in self.queues.iter() {
+            if Some(Arc::as_ptr(q)) != mine {
+                q.orphan.store(true, Ordering::Release);
+            }
+        }
+        let any = !self.queues.is_empty();
+        *self.flusher = false;
+        SLEEPING.store(false, Ordering::Relaxed);
+        drop(self);
+        if any {
+            start_flusher();
+        }
+    }
+}
+
+/// What C cannot reach: the cases where liburcu would deadlock or crash.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::{urcu_memb_read_lock, urcu_memb_read_unlock};
+    use std::sync::atomic::AtomicU32;
+
+    /// `p` points to a counter: counts the run.
+    unsafe extern "C" fn count(p: *mut c_void) {
+        // SAFETY: every test passes a live `AtomicU32`.
+        unsafe { &*p.cast::<AtomicU32>() }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn counters(n: usize) -> &'static [AtomicU32] {
+        Box::leak((0..n).map(|_| AtomicU32::new(0)).collect())
+    }
+
+    fn defer_all(c: &'static [AtomicU32]) {
+        for x in c {
+            // SAFETY: `count` with a leaked counter.
+            unsafe { urcu_memb_defer_rcu(count, ptr(x)) };
+        }
+    }
+
+    fn ptr(x: &AtomicU32) -> *mut c_void {
+        (x as *const AtomicU32).cast_mut().cast()
+    }
+
+    fn all_once(c: &[AtomicU32]) -> bool {
+        c.iter().all(|x| x.load(Ordering::Relaxed) == 1)
+    }
+
+    #[test]
+    fn full_queue_inside_a_read_side_section_never_waits() {
+        let c = counters(QUEUE_SIZE + 100);
+        urcu_memb_read_lock();
+        defer_all(c);
+        // Nothing could run before the section ends.
+        assert!(c.iter().all(|x| x.load(Ordering::Relaxed) == 0));
+        urcu_memb_read_unlock();
+        urcu_memb_defer_barrier();
+        assert!(all_once(c));
+        urcu_memb_defer_unregister_thread();
+    }
+
+    #[test]
+    fn thread_exit_without_unregister_leaves_the_queue_to_be_drained() {
+        let c = counters(100);
+        let queue = std::thread::spawn(move || {
+            defer_all(c);
+            MINE.with(|m| Arc::downgrade(m.0.borrow().as_ref().unwrap()))
+        })
+        .join()
+        .unwrap();
+        urcu_memb_defer_barrier();
+        assert!(all_once(c));
+        // The drained orphan was dropped (flushes hold clones only under
+        // the flush lock).
+        let _flush = flush_lock().unwrap();
+        assert!(queue.upgrade().is_none());
+    }
+
+    static REENTRANT: AtomicU32 = AtomicU32::new(0);
+    const CAP: u32 = 3 * QUEUE_SIZE as u32;
+
+    /// Defers two more of itself per run for the first `CAP` runs, and
+    /// calls the barriers (which must return, not wait for themselves).
+    unsafe extern "C" fn again(_: *mut c_void) {
+        if REENTRANT.fetch_add(1, Ordering::Relaxed) < CAP {
+            // SAFETY: `again` ignores its argument.
+            unsafe {
+                urcu_memb_defer_rcu(again, std::ptr::null_mut());
+                urcu_memb_defer_rcu(again, std::ptr::null_mut());
+            }
+        }
+        urcu_memb_defer_barrier();
+        urcu_memb_defer_barrier_thread();
+    }
+
+    #[test]
+    fn callbacks_that_defer_and_call_barriers_do_not_deadlock() {
+        std::thread::spawn(|| {
+            // SAFETY: `again` ignores its argument.
+            unsafe { urcu_memb_defer_rcu(again, std::ptr::null_mut()) };
+            // Each barrier runs what the previous one's callbacks queued.
+            while pending_of_this_test() != 0 {
+                urcu_memb_defer_barrier();
+            }
+            urcu_memb_defer_unregister_thread();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(REENTRANT.load(Ordering::Relaxed), 1 + 2 * CAP);
+    }
+
+    /// Nothing of `again` is left queued anywhere (other tests' entries
+    /// may be).
+    fn pending_of_this_test() -> u32 {
+        let runs = REENTRANT.load(Ordering::Relaxed);
+        // 1 initial + 2 per run up to the cap.
+        let queued = 1 + 2 * runs.min(CAP);
+        queued - runs
+    }
+
+    #[test]
+    fn a_forked_child_runs_what_was_queued_before_the_fork() {
+        let c = counters(50);
+        defer_all(c);
+        crate::fork::urcu_memb_call_rcu_before_fork();
+        // SAFETY: fork has no preconditions; the child only runs the
+        // after-fork hook, the barrier, and `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            crate::fork::urcu_memb_call_rcu_after_fork_child();
+            urcu_memb_defer_barrier();
+            let code = if all_once(c) { 0 } else { 1 };
+            // SAFETY: leaves the child without running the parent's
+            // atexit handlers or the test harness.
+            unsafe { libc::_exit(code) };
+        }
+        crate::fork::urcu_memb_call_rcu_after_fork_parent();
+        assert!(pid > 0);
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        urcu_memb_defer_barrier();
+        assert!(all_once(c));
+        urcu_memb_defer_unregister_thread();
+    }
+}

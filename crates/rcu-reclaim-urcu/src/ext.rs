@@ -59,7 +59,7 @@ pub extern "C" fn rcu_reclaim_pressure_end(node: c_int) -> c_int {
 /// Callbacks queued with `call_rcu`/`defer_rcu` and not yet invoked.
 #[no_mangle]
 pub extern "C" fn rcu_reclaim_pending() -> usize {
-    rcu().pending() + crdp_backlog().0
+    rcu().pending() + crdp_backlog().0 + crate::defer::pending()
 }
 
 /// Bytes the pending callbacks will free, as declared through
@@ -95,10 +95,11 @@ pub unsafe extern "C" fn rcu_reclaim_call_rcu_sized(
 /// at `priority` 12 (gentle: run what is ready) to 0 (desperate: wait for a
 /// grace period and run everything), on the calling thread; what the
 /// call_rcu threads hold is taken, waited for (one grace period) and invoked
-/// here too, so all of it has run when it returns. Returns how many
-/// callbacks the engine released for running (each of them has run by the
-/// time it returns), or `-EINVAL` for a node or priority out of range. Do
-/// not call it inside a read-side section or from a callback.
+/// here too, and so is what every thread's `defer_rcu` queue holds, so all
+/// of it has run when it returns. Returns how many callbacks the engine
+/// released for running plus the `defer_rcu` entries run (each of them has
+/// run by the time it returns), or `-EINVAL` for a node or priority out of
+/// range. Do not call it inside a read-side section or from a callback.
 #[no_mangle]
 pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_long {
     let Ok(priority) = u8::try_from(priority) else {
@@ -123,10 +124,12 @@ pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_l
     // another call_rcu thread waiting here too): what the engine ran is
     // reported, and the threads invoke it on their own.
     let on_crdp_thread = !call_rcu::WORKER_OF.with(|t| t.get()).is_null();
+    let mut deferred = 0;
     if !rcu().in_read_section() && !on_crdp_thread {
         call_rcu::wait_all_drained(true);
+        deferred = crate::defer::drain_here();
     }
-    report.invoked as c_long
+    (report.invoked + deferred) as c_long
 }
 
 /// The domain's statistics as a JSON object (a NUL-terminated string the

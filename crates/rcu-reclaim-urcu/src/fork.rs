@@ -3,10 +3,12 @@
 //!
 //! Before the fork the `call_rcu_data` list is locked, every crdp thread
 //! and the domain's background threads are parked where they hold nothing
-//! ([`rcu_reclaim::Rcu::prepare_fork`]); after it, the parent resumes them
-//! all, and the child rebuilds: the domain starts new threads for what was
-//! queued before the fork, and a new default crdp (with a live thread)
-//! takes over every callback the old crdps held, as in liburcu.
+//! ([`rcu_reclaim::Rcu::prepare_fork`]), and the `defer_rcu` flush lock and
+//! queue list are held (no flush under way); after it, the parent resumes
+//! them all, and the child rebuilds: the domain starts new threads for what
+//! was queued before the fork, a new default crdp (with a live thread)
+//! takes over every callback the old crdps held, as in liburcu, and a new
+//! defer thread drains the queues of the threads the child lacks.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rcu_reclaim::fork::ForkGuard;
 
 use crate::call_rcu::{self, CallRcuData};
-use crate::rcu;
+use crate::{defer, rcu};
 
 /// liburcu's `struct urcu_atfork`, registered by liburcu-cds's hash table.
 #[repr(C)]
@@ -28,6 +30,7 @@ pub struct UrcuAtfork {
 struct Held {
     // Dropped in this order.
     domain: Option<ForkGuard<'static>>,
+    defer: Option<defer::ForkHeld>,
     all: MutexGuard<'static, Vec<Arc<CallRcuData>>>,
 }
 
@@ -60,9 +63,11 @@ fn atfork(pick: impl Fn(&UrcuAtfork) -> Option<unsafe extern "C" fn(*mut std::ff
 /// Quiesces RCU before `fork()` (for `pthread_atfork` or a manual call).
 #[no_mangle]
 pub extern "C" fn urcu_memb_call_rcu_before_fork() {
+    let flush = defer::before_fork();
     let all = call_rcu::all();
     atfork(|a| a.before_fork);
     all.iter().for_each(|c| c.pause());
+    let defer = flush.map(defer::ForkHeld::new);
     let rcu = rcu();
     let domain = if rcu.in_read_section() {
         eprintln!(
@@ -73,7 +78,7 @@ pub extern "C" fn urcu_memb_call_rcu_before_fork() {
     } else {
         crate::no_unwind(|| rcu.prepare_fork())
     };
-    HELD.with(|h| *h.borrow_mut() = Some(Held { domain, all }));
+    HELD.with(|h| *h.borrow_mut() = Some(Held { domain, defer, all }));
 }
 
 /// Resumes RCU in the parent after `fork()`.
@@ -86,6 +91,9 @@ pub extern "C" fn urcu_memb_call_rcu_after_fork_parent() {
         return;
     };
     if let Some(d) = held.domain {
+        d.parent();
+    }
+    if let Some(d) = held.defer {
         d.parent();
     }
     held.all.iter().for_each(|c| c.resume());
@@ -107,6 +115,9 @@ pub extern "C" fn urcu_memb_call_rcu_after_fork_child() {
         d.child();
     }
     call_rcu::rebuild_in_child(&mut held.all);
+    if let Some(d) = held.defer.take() {
+        d.child();
+    }
     drop(held.all);
     atfork(|a| a.after_fork_child);
 }

@@ -70,6 +70,11 @@ fn call_rcu_flood_and_free_all_cpu_call_rcu_data_under_load() {
 }
 
 #[test]
+fn defer_rcu_flood_unregister_and_barrier() {
+    same_as_liburcu("defer_flood");
+}
+
+#[test]
 fn lone_callbacks_and_synchronize_with_and_without_readers() {
     same_as_liburcu("latency_sync");
 }
