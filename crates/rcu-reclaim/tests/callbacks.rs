@@ -915,3 +915,66 @@ impl Drop for OnDrop {
         }
     }
 }
+
+/// `barrier` runs every callback queued before it even when other threads'
+/// hand-offs assign grace periods on the same shards meanwhile (each may
+/// merge newer entries into the segment holding the barrier's and raise its
+/// grace period past the one the barrier waited for). Two threads retire
+/// in a loop on their own CPUs while this one queues a callback on every
+/// CPU and calls `barrier`, for about two seconds.
+#[test]
+fn barrier_runs_callbacks_whose_grace_period_a_concurrent_hand_off_raised() {
+    use rcu_reclaim::topology::{override_current_cpu, Topology};
+    let rcu = Rcu::new(
+        Config::new()
+            .topology(Topology::synthetic(2, 2))
+            .qhimark(2000),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..2)
+        .map(|t| {
+            let (rcu, stop) = (rcu.clone(), stop.clone());
+            thread::spawn(move || {
+                override_current_cpu(Some(t));
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    rcu.defer_drop(Box::new(vec![i; 4]));
+                    if i % 50 == 0 {
+                        rcu.call(|| {});
+                    }
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let (mut rounds, mut missed) = (0, 0);
+    while start.elapsed() < Duration::from_secs(2) {
+        rounds += 1;
+        let ran = Arc::new(AtomicUsize::new(0));
+        for cpu in 0..4 {
+            override_current_cpu(Some(cpu));
+            let r = ran.clone();
+            if cpu % 2 == 0 {
+                rcu.call(move || {
+                    r.fetch_add(1, Ordering::Relaxed);
+                });
+            } else {
+                rcu.call_hurry(move || {
+                    r.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+        }
+        override_current_cpu(None);
+        rcu.barrier();
+        if ran.load(Ordering::Relaxed) < 4 {
+            missed += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert_eq!(missed, 0, "{missed} of {rounds} barriers returned early");
+}

@@ -799,7 +799,7 @@ impl Callbacks {
         let (mut n, mut bytes, mut panics) = (0, 0, 0);
         let was = IN_CALLBACK.with(|c| c.replace(true));
         for e in batch {
-            n += 1;
+            n += e.count();
             bytes += e.bytes;
             if let Err(payload) = catch_unwind(AssertUnwindSafe(e.f)) {
                 panics += 1;
@@ -853,29 +853,57 @@ impl Callbacks {
     }
 
     /// Waits until everything queued before the call, by any thread, has run.
+    ///
+    /// Pages are sealed with their cookie, so one wait for the latest covers
+    /// them. Callbacks are not: a concurrent `accelerate` (another thread's
+    /// hand-off, the grace-period thread's plan) may merge newer entries
+    /// into the segment holding older ones and raise its grace period past
+    /// the one waited for. So a marker goes behind everything on each shard
+    /// (the kernel's `rcu_barrier` entrains a callback per CPU), and the
+    /// barrier waits, runs what is ready and looks again until every marker
+    /// has run (entries keep queue order, so everything before it has too).
     pub(crate) fn barrier(&self, gp: &GracePeriods) {
         add(&self.counters.barriers, 1);
         self.flush_locals(gp, None);
-        let mut target = 0;
-        for shard in self.shards.iter() {
-            let mut st = lock(&shard.state);
-            self.request_all(gp, &mut st);
-            let need = st
-                .list
-                .needed_gp()
-                .into_iter()
-                .chain(st.pages.iter().map(|p| p.cookie))
-                .max()
-                .unwrap_or(0);
-            target = target.max(need);
-        }
-        if target > 0 {
-            gp.wait_for_seq(target, WaitMode::Normal);
-        }
-        for cpu in 0..self.shards.len() {
-            // Everything queued before is now ready (or running on a worker,
-            // which holds `invoke` until its batch ends).
-            self.invoke_ready(gp, cpu, None);
+        let markers: Vec<Arc<AtomicBool>> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                let ran = Arc::new(AtomicBool::new(false));
+                let r = ran.clone();
+                let mut st = lock(&shard.state);
+                st.list.enqueue(Entry::marker(Box::new(move || {
+                    r.store(true, Ordering::Release)
+                })));
+                ran
+            })
+            .collect();
+        loop {
+            let mut target = 0;
+            for shard in self.shards.iter() {
+                let mut st = lock(&shard.state);
+                self.request_all(gp, &mut st);
+                let need = st
+                    .list
+                    .needed_gp()
+                    .into_iter()
+                    .chain(st.pages.iter().map(|p| p.cookie))
+                    .max()
+                    .unwrap_or(0);
+                target = target.max(need);
+            }
+            if target > 0 {
+                gp.wait_for_seq(target, WaitMode::Normal);
+            }
+            for cpu in 0..self.shards.len() {
+                // Everything queued before is now ready (or running on a
+                // worker, which holds `invoke` until its batch ends), unless
+                // its segment's grace period was raised meanwhile.
+                self.invoke_ready(gp, cpu, None);
+            }
+            if markers.iter().all(|m| m.load(Ordering::Acquire)) {
+                break;
+            }
         }
     }
 

@@ -13,19 +13,38 @@
 
 use std::collections::VecDeque;
 
-/// One queued callback.
+/// One queued callback, or a barrier's marker.
 pub(crate) struct Entry {
     pub(crate) f: Box<dyn FnOnce() + Send>,
     pub(crate) bytes: usize,
+    /// A barrier's marker: not a callback of the user's, not counted.
+    marker: bool,
 }
 
 impl Entry {
     pub(crate) fn call(f: Box<dyn FnOnce() + Send>, bytes: usize) -> Entry {
-        Entry { f, bytes }
+        Entry {
+            f,
+            bytes,
+            marker: false,
+        }
     }
 
+    /// A marker `barrier` queues behind everything on a shard (the kernel's
+    /// `rcu_barrier` entrains one callback per CPU): once it has run, so
+    /// has every entry queued on that shard before it, since entries keep
+    /// queue order. Counted nowhere: `pending` and `invoked` are the user's.
+    pub(crate) fn marker(f: Box<dyn FnOnce() + Send>) -> Entry {
+        Entry {
+            f,
+            bytes: 0,
+            marker: true,
+        }
+    }
+
+    /// Callbacks this entry counts as: 1, or 0 for a marker.
     pub(crate) fn count(&self) -> usize {
-        1
+        usize::from(!self.marker)
     }
 
     pub(crate) fn bytes(&self) -> usize {
