@@ -221,7 +221,14 @@ fn an_expedited_wait_reports_a_stall_on_an_oversubscribed_machine() {
         let reader = std::thread::spawn(move || {
             let _g = r.read_lock();
             ready_tx.send(()).unwrap();
-            std::thread::sleep(Duration::from_millis(250)); // five stall timeouts
+            // Hold the section until the stall is reported (at least five
+            // stall timeouts; more while the hogs keep the writer off the
+            // CPU), so a loaded machine cannot end the wait unreported.
+            let start = std::time::Instant::now();
+            std::thread::sleep(Duration::from_millis(250));
+            while r.stats().stalls_reported < round && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         });
         ready_rx.recv().unwrap();
         rcu.synchronize_expedited();
