@@ -36,6 +36,13 @@ const YIELD_ROUNDS: u32 = 20;
 /// slice, and 1024 of them outlasted the stalls they were meant to catch.
 const STALL_CHECK_YIELDS: u32 = 1024;
 
+/// After a normal waiter's first park on a slot, it sleeps this long,
+/// doubling up to `PARK_BACKOFF_MAX`, between looks (see `wait_for_readers`).
+#[cfg(not(loom))]
+const PARK_BACKOFF_MIN: Duration = Duration::from_micros(20);
+#[cfg(not(loom))]
+const PARK_BACKOFF_MAX: Duration = Duration::from_millis(1);
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitMode {
     /// Spin, yield, then park on a futex.
@@ -271,6 +278,11 @@ impl GracePeriods {
         let started = Instant::now();
         let mut rounds = 0u32;
         registry.for_each_slot(|slot| {
+            // Parks on this slot so far: any reader's outermost unlock wakes
+            // a parked writer, so a slot held in a long section while others
+            // come and go would cost a `membarrier` (and the readers a futex
+            // wake) per wake-up. After the first, sleep and look again.
+            let mut parks = 0u32;
             while !quiescent(slot) {
                 rounds = rounds.saturating_add(1);
                 if !cfg!(loom) && rounds <= SPIN_ROUNDS {
@@ -288,7 +300,14 @@ impl GracePeriods {
                     continue;
                 }
                 #[cfg(not(loom))]
-                self.park_on(registry, slot, &quiescent, started);
+                if parks == 0 {
+                    self.park_on(registry, slot, &quiescent, started);
+                } else {
+                    let limit = self.check_stall(slot, started);
+                    let backoff = PARK_BACKOFF_MIN * (1u32 << parks.min(6));
+                    thread::sleep(backoff.min(PARK_BACKOFF_MAX).min(limit));
+                }
+                parks = parks.saturating_add(1);
             }
         });
     }
