@@ -323,20 +323,11 @@ fn a_direct_reclaim_waits_a_bounded_time_for_a_running_one() {
     }
 }
 
-/// A cache entry that owns `UNIT` bytes of "usage", given back on drop.
-struct Entry(Arc<AtomicUsize>);
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        self.0.fetch_sub(UNIT, Ordering::SeqCst);
-    }
-}
-
 /// A shrinker that frees through RCU but books only `size_of` bytes per
 /// entry, as `Retired::defer_drop` did before it booked `ReclaimSize`.
 struct UnderBooked {
     rcu: Rcu,
-    entries: Mutex<Vec<Entry>>,
+    entries: Mutex<Vec<Charged>>,
 }
 
 impl Shrinker for UnderBooked {
@@ -346,7 +337,7 @@ impl Shrinker for UnderBooked {
     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
         let mut entries = self.entries.lock().unwrap();
         let n = ctl.nr_to_scan().min(entries.len());
-        let booked = std::mem::size_of::<Entry>();
+        let booked = std::mem::size_of::<Charged>();
         for e in entries.drain(..n) {
             self.rcu.defer_drop_sized(Box::new(e), booked);
         }
@@ -400,7 +391,7 @@ fn oom_handler_reclaim_stats_and_budget_count_the_same_events() {
         let mut entries = cache.entries.lock().unwrap();
         for _ in 0..n {
             used.fetch_add(UNIT, Ordering::SeqCst);
-            entries.push(Entry(used.clone()));
+            entries.push(Charged(used.clone()));
         }
     }
     assert!(budget.check());
