@@ -112,6 +112,9 @@ struct Token {
     action: Option<Action>,
 }
 
+// Owns no heap of its own (the `Arc` is shared): its inline bytes.
+rcu_reclaim::reclaim_size!(Token {});
+
 impl Drop for Token {
     fn drop(&mut self) {
         if let Some(a) = self.action.take() {

@@ -73,7 +73,7 @@ fn workload(hz: u32) -> (f64, f64) {
 fn halving(pressure: bool) -> Duration {
     let rcu = Rcu::new(Config::new()).unwrap();
     for _ in 0..100 {
-        rcu.defer_drop_measured(Box::new(vec![1u8; 1 << 20]));
+        rcu.defer_drop(Box::new(vec![1u8; 1 << 20]));
     }
     let total = rcu.pending_bytes();
     let start = Instant::now();

@@ -37,7 +37,7 @@ impl Shrinker for RcuCache {
         let mut bytes = 0;
         for e in entries.drain(..n) {
             bytes += e.capacity();
-            self.rcu.defer_drop_measured(Box::new(e));
+            self.rcu.defer_drop(Box::new(e));
         }
         Scanned { freed: n, bytes }
     }

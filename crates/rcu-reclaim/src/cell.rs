@@ -4,11 +4,13 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::Deref;
 use std::ptr;
 use std::sync::atomic::Ordering;
 
 use crate::domain::Rcu;
 use crate::guard::ReadGuard;
+use crate::size::ReclaimSize;
 use crate::sync::AtomicPtr;
 use crate::synchronize::Cookie;
 
@@ -171,8 +173,12 @@ impl<T> RcuCell<T> {
     }
 
     /// Publishes `value` and defers the drop of the old value until after a
-    /// grace period ([`Rcu::defer_drop`]). Never blocks (unless no bulk page
-    /// can be had); usable inside a read-side section.
+    /// grace period ([`Rcu::defer_drop`]), booking the old value's
+    /// [`ReclaimSize::reclaim_size`]: its heap included, so reclaim and
+    /// pressure see what the grace period will free. Never blocks (unless
+    /// no bulk page can be had); usable inside a read-side section. For a
+    /// type without `ReclaimSize`, or a custom size, see
+    /// [`store_weighed`](RcuCell::store_weighed).
     ///
     /// ```
     /// let cell = rcu_reclaim::RcuCell::new(String::from("v1"));
@@ -181,10 +187,33 @@ impl<T> RcuCell<T> {
     /// ```
     pub fn store(&self, value: Box<T>)
     where
+        T: ReclaimSize + Send + 'static,
+    {
+        self.store_weighed(value, T::reclaim_size);
+    }
+
+    /// As [`store`](RcuCell::store), booking `weigh(&old)` bytes for the
+    /// old value: the opt-in for a type without [`ReclaimSize`] or a size
+    /// of the caller's choosing (`std::mem::size_of_val` books the inline
+    /// bytes only; `|_| n` a fixed size). `weigh` runs only if the cell
+    /// held a value.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Rcu, RcuCell};
+    /// struct Blob { data: Vec<u8> } // no ReclaimSize
+    /// let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    /// let cell = RcuCell::new_in(&rcu, Some(Box::new(Blob { data: vec![0; 1000] })));
+    /// cell.store_weighed(Box::new(Blob { data: vec![] }), |old| old.data.capacity());
+    /// assert_eq!(rcu.pending_bytes(), 1000);
+    /// rcu.barrier();
+    /// ```
+    pub fn store_weighed(&self, value: Box<T>, weigh: impl FnOnce(&T) -> usize)
+    where
         T: Send + 'static,
     {
         if let Some(old) = self.replace(value) {
-            old.defer_drop();
+            let bytes = weigh(&old);
+            old.defer_drop_sized(bytes);
         }
     }
 
@@ -222,6 +251,19 @@ impl<T> RcuCell<T> {
         let p = self.ptr.swap(ptr::null_mut(), Ordering::Relaxed);
         // SAFETY: as in `get_mut`; the cell no longer points to it.
         (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+    }
+}
+
+/// An empty cell of the global domain.
+///
+/// ```
+/// let cell: rcu_reclaim::RcuCell<String> = Default::default();
+/// assert!(cell.load(&cell.domain().read_lock()).is_none());
+/// ```
+#[cfg(not(loom))]
+impl<T> Default for RcuCell<T> {
+    fn default() -> Self {
+        Self::new_in(Rcu::global(), None)
     }
 }
 
@@ -327,28 +369,37 @@ impl<T> Retired<T> {
     }
 
     /// Drops the value after its grace period without waiting here
-    /// ([`Rcu::defer_drop`]); usable inside a read-side section.
+    /// ([`Rcu::defer_drop`]), booking its [`ReclaimSize::reclaim_size`];
+    /// usable inside a read-side section.
     ///
     /// ```
-    /// let cell = rcu_reclaim::RcuCell::new(vec![1, 2, 3]);
-    /// let guard = cell.domain().read_lock();
+    /// use rcu_reclaim::{Config, Rcu, RcuCell};
+    /// let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    /// let cell = RcuCell::new_in(&rcu, Some(Box::new(vec![0u8; 4096])));
+    /// let guard = rcu.read_lock();
     /// cell.take().unwrap().defer_drop(); // fine inside a section
     /// drop(guard);
+    /// assert_eq!(rcu.pending_bytes(), 4096 + 24);
+    /// rcu.barrier();
     /// ```
     pub fn defer_drop(self)
     where
-        T: Send + 'static,
+        T: ReclaimSize + Send + 'static,
     {
-        let bytes = std::mem::size_of::<T>();
+        let bytes = T::reclaim_size(&self);
         self.defer_drop_sized(bytes);
     }
 
-    /// As [`defer_drop`](Retired::defer_drop), accounting `bytes` (for a
-    /// value that keeps heap memory alive that `size_of_val` cannot see).
+    /// As [`defer_drop`](Retired::defer_drop), booking `bytes`: the opt-in
+    /// for a type without [`ReclaimSize`] or a size of the caller's choosing.
+    /// The `Retired` derefs to the value, so the size can be measured first.
     ///
     /// ```
-    /// let cell = rcu_reclaim::RcuCell::new(vec![0u8; 4096]);
-    /// cell.take().unwrap().defer_drop_sized(4096 + 24);
+    /// struct Blob(Vec<u8>); // no ReclaimSize
+    /// let cell = rcu_reclaim::RcuCell::new(Blob(vec![0u8; 4096]));
+    /// let old = cell.take().unwrap();
+    /// let bytes = std::mem::size_of::<Blob>() + old.0.capacity();
+    /// old.defer_drop_sized(bytes);
     /// ```
     pub fn defer_drop_sized(mut self, bytes: usize)
     where
@@ -378,6 +429,30 @@ impl<T> Retired<T> {
     /// ```
     pub unsafe fn into_box_unchecked(mut self) -> Box<T> {
         self.value.take().expect("value present until consumed")
+    }
+}
+
+/// Shared access to the unlinked value. Readers that loaded it before the
+/// unlink may still hold `&T` to it; this is one more shared reference.
+///
+/// ```
+/// let cell = rcu_reclaim::RcuCell::new(vec![1, 2, 3]);
+/// let old = cell.replace(Box::new(vec![4])).unwrap();
+/// assert_eq!(old.len(), 3); // size what is being evicted
+/// old.defer_drop();
+/// ```
+impl<T> Deref for Retired<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // `value` is `Some` from construction until a consuming method
+        // (`into_box`, `defer_drop_sized`, ...) or `Drop` takes it, and
+        // none of those leaves `self` reachable. The value is unlinked but
+        // not freed while the `Retired` lives (freeing waits for the grace
+        // period, in those methods or in `Drop`), and `&self` keeps it so
+        // for the borrow. The access is shared, exactly what readers have,
+        // and `T: Sync` is already required to share the cell: no unsafe.
+        self.value.as_deref().expect("value present until consumed")
     }
 }
 

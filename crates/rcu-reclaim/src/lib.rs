@@ -30,19 +30,36 @@
 //! ## Retiring a value: which call to pick
 //! Every way to retire memory ends the same way (freed after a grace
 //! period); they differ in what the caller holds, whether it may block,
-//! and how the freed bytes are counted for reclaim.
+//! and how the freed bytes are counted for reclaim. The default calls book
+//! the value's [`ReclaimSize::reclaim_size`] (the value and the heap it
+//! owns: 64 KiB + 24 B for a 64 KiB `Vec<u8>`), so reclaim and pressure see
+//! what a grace period will free; a type without [`ReclaimSize`] does not
+//! compile with them. An unknown or custom size is an opt-in: the `_sized`
+//! and `_weighed` calls book what they are told. A struct gets
+//! `ReclaimSize` from [`reclaim_size!`] (or a manual impl).
 //!
-//! | you have | call | why this one |
+//! | you have | call | books |
 //! |---|---|---|
-//! | an [`RcuCell`] to update | [`RcuCell::store`] | the common case: publish and retire the old value in one call; never blocks |
-//! | the same, and may block | [`RcuCell::store_sync`] | waits for the grace period and frees before returning: no backlog |
-//! | the old value in hand ([`RcuCell::replace`], [`RcuCell::take`]) | [`Retired::defer_drop`], [`Retired::into_box`] | decide later; the [`Retired`] knows its [`Cookie`], so `into_box` waits only if needed |
-//! | a `Box` readers may still see | [`Rcu::defer_drop`] | no allocation per object (two words in a 4 KiB bulk page); counts `size_of_val` bytes |
-//! | the same, owning heap memory | [`Rcu::defer_drop_sized`], [`Rcu::defer_drop_measured`] ([`ReclaimSize`]), [`Retired::defer_drop_sized`] | reclaim and pressure see the real bytes it will free |
-//! | a path that must never block | [`Rcu::try_defer_drop`], [`Rcu::try_defer_drop_sized`] | hand the value back instead of waiting when no page can be had |
-//! | work other than a drop | [`Rcu::call`], [`Rcu::call_sized`] | any `FnOnce` after a grace period (one allocation each) |
-//! | a callback someone waits for | [`Rcu::call_hurry`] | asks for a grace period now instead of the lazy batch |
-//! | to wait for everything queued | [`Rcu::barrier`] | before unloading, shutting down, or checking a backlog |
+//! | an [`RcuCell`] to update | [`RcuCell::store`]: publish and retire the old value in one call; never blocks | the old value's `reclaim_size()` |
+//! | the same, a type without `ReclaimSize` or a custom size | [`RcuCell::store_weighed`] | `weigh(&old)` |
+//! | the same, and may block | [`RcuCell::store_sync`]: waits for the grace period and frees before returning, no backlog | nothing (nothing is queued) |
+//! | the old value in hand ([`RcuCell::replace`], [`RcuCell::take`]; it derefs to the value) | [`Retired::defer_drop`]; [`Retired::into_box`] (waits only if needed) | `reclaim_size()`; nothing |
+//! | the same, a custom size | [`Retired::defer_drop_sized`] | the bytes given |
+//! | a `Box` readers may still see | [`Rcu::defer_drop`]: no allocation per object (two words in a 4 KiB bulk page) | `reclaim_size()` |
+//! | the same, a type without `ReclaimSize` or a custom size | [`Rcu::defer_drop_sized`] (`size_of::<T>()` for the inline bytes only) | the bytes given |
+//! | a path that must never block | [`Rcu::try_defer_drop`], [`Rcu::try_defer_drop_sized`]: hand the value back when no page can be had | `reclaim_size()`; the bytes given |
+//! | work other than a drop | [`Rcu::call`], [`Rcu::call_sized`]: any `FnOnce` after a grace period (one allocation each) | 0; the bytes given |
+//! | a callback someone waits for | [`Rcu::call_hurry`]: asks for a grace period now instead of the lazy batch | 0 |
+//! | to wait for everything queued | [`Rcu::barrier`]: before unloading, shutting down, or checking a backlog | |
+//!
+//! ```
+//! use rcu_reclaim::{Config, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(vec![0u8; 64 << 10])));
+//! cell.store(Box::new(Vec::new()));
+//! assert_eq!(rcu.pending_bytes(), (64 << 10) + 24);
+//! rcu.barrier();
+//! ```
 //!
 //! `defer_drop` *is* the bulk variant: objects are batched per thread in
 //! pages ([`pages`]), so there is no separate bulk call.
@@ -71,7 +88,7 @@
 //! The crate root holds what every user needs: [`Rcu`] (a domain),
 //! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`Config`], [`Error`],
 //! [`Flavor`], [`Cookie`], and [`ReclaimSize`] (at the root because
-//! retiring a value with [`Rcu::defer_drop_measured`] asks for it). The
+//! retiring a value with [`Rcu::defer_drop`] asks for it). The
 //! rest is grouped by concept:
 //!
 //! | module | for |
@@ -128,6 +145,7 @@ pub mod pressure;
 mod raw;
 mod reader;
 pub mod reclaim;
+mod size;
 pub mod sources;
 pub mod stats;
 mod sync;
@@ -136,10 +154,10 @@ mod sys;
 pub mod topology;
 mod wake_promise;
 
-pub use callbacks::ReclaimSize;
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
 pub use guard::ReadGuard;
+pub use size::ReclaimSize;
 pub use synchronize::Cookie;
 
 /// The README's examples, compiled and run as doc tests (the build script

@@ -82,6 +82,7 @@
 //! // A deferred destructor that takes a lock the retiring thread holds:
 //! // fine, retiring calls never run other objects' destructors.
 //! struct Entry(Arc<Mutex<u64>>);
+//! rcu_reclaim::reclaim_size!(Entry {}); // its inline bytes (the Arc is shared)
 //! impl Drop for Entry {
 //!     fn drop(&mut self) {
 //!         *self.0.lock().unwrap() += 1;

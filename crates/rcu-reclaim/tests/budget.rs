@@ -322,3 +322,88 @@ fn a_direct_reclaim_waits_a_bounded_time_for_a_running_one() {
         thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// A shrinker that frees through RCU but books only `size_of` bytes per
+/// entry, as `Retired::defer_drop` did before it booked `ReclaimSize`.
+struct UnderBooked {
+    rcu: Rcu,
+    entries: Mutex<Vec<Charged>>,
+}
+
+impl Shrinker for UnderBooked {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        let mut entries = self.entries.lock().unwrap();
+        let n = ctl.nr_to_scan().min(entries.len());
+        let booked = std::mem::size_of::<Charged>();
+        for e in entries.drain(..n) {
+            self.rcu.defer_drop_sized(Box::new(e), booked);
+        }
+        ctl.set_scanned(n);
+        Scanned {
+            freed: n,
+            bytes: n * booked,
+        }
+    }
+    fn frees_via_rcu(&self) -> bool {
+        true
+    }
+}
+
+/// The OOM handler's calls, `ReclaimStats::ooms` and `BudgetStats::ooms`
+/// count the same events. Reclaim that frees the budget's usage back to
+/// `high` is no out-of-memory, even when the bytes booked for it say less
+/// (the program: the handler fired 260 times, the budget said 4);
+/// reclaim that cannot is one, counted once by each.
+#[test]
+fn oom_handler_reclaim_stats_and_budget_count_the_same_events() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let cache = Arc::new(UnderBooked {
+        rcu: rcu.clone(),
+        entries: Mutex::new(Vec::new()),
+    });
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    reclaimer.register(cache.clone());
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    reclaimer.set_oom_handler(move |_| {
+        h.fetch_add(1, Ordering::SeqCst);
+    });
+    let u = used.clone();
+    let budget = MemoryBudget::new(64 * MIB, reclaimer.clone(), move || {
+        u.load(Ordering::SeqCst)
+    });
+    let counts = || {
+        (
+            handled.load(Ordering::SeqCst) as u64,
+            reclaimer.stats().ooms,
+            budget.stats().ooms,
+        )
+    };
+
+    // Under-booked but really freed: no out-of-memory anywhere.
+    let w = budget.watermarks();
+    let n = (w.min + 4 * MIB) / UNIT;
+    {
+        let mut entries = cache.entries.lock().unwrap();
+        for _ in 0..n {
+            used.fetch_add(UNIT, Ordering::SeqCst);
+            entries.push(Charged(used.clone()));
+        }
+    }
+    assert!(budget.check());
+    assert!(used.load(Ordering::SeqCst) <= w.high);
+    assert_eq!(counts(), (0, 0, 0));
+
+    // Nothing left to free: each direct reclaim is one out-of-memory,
+    // counted once by each of the three.
+    used.fetch_add(w.min + MIB, Ordering::SeqCst);
+    for _ in 0..3 {
+        assert!(!budget.check());
+    }
+    assert_eq!(counts(), (3, 3, 3));
+    used.store(0, Ordering::SeqCst);
+}

@@ -93,6 +93,7 @@ fn barrier_is_ordered_and_complete_under_concurrent_producers() {
                         });
                     } else {
                         struct Bump(Arc<AtomicUsize>, Arc<AtomicUsize>);
+                        rcu_reclaim::reclaim_size!(Bump {});
                         impl Drop for Bump {
                             fn drop(&mut self) {
                                 self.0.fetch_add(1, Ordering::SeqCst);
@@ -127,6 +128,7 @@ fn barrier_is_ordered_and_complete_under_concurrent_producers() {
 #[test]
 fn concurrent_barriers_never_miss_a_page_in_transit() {
     struct Bump(Arc<AtomicUsize>);
+    rcu_reclaim::reclaim_size!(Bump {});
     impl Drop for Bump {
         fn drop(&mut self) {
             self.0.fetch_add(1, Ordering::SeqCst);
@@ -173,6 +175,7 @@ fn ten_thousand_short_lived_threads_lose_nothing() {
     let rcu = Rcu::new(Config::new()).unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     struct Count(Arc<AtomicUsize>);
+    rcu_reclaim::reclaim_size!(Count {});
     impl Drop for Count {
         fn drop(&mut self) {
             self.0.fetch_add(1, Ordering::SeqCst);
@@ -219,6 +222,7 @@ struct Poisoned {
     words: [u64; 4],
     drops: Arc<AtomicUsize>,
 }
+rcu_reclaim::reclaim_size!(Poisoned {});
 
 impl Drop for Poisoned {
     fn drop(&mut self) {
@@ -487,7 +491,7 @@ fn bytes_are_accounted_by_size_hint_and_reclaim_size() {
     let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_secs(60))).unwrap();
     rcu.defer_drop(Box::new([0u8; 1000]));
     rcu.defer_drop_sized(Box::new(vec![0u8; 5000]), 5000);
-    rcu.defer_drop_measured(Box::new(String::with_capacity(300)));
+    rcu.defer_drop(Box::new(String::with_capacity(300)));
     rcu.call_sized(|| {}, 7);
     let string = std::mem::size_of::<String>() + 300;
     assert_eq!(rcu.pending_bytes(), 1000 + 5000 + string + 7);
@@ -519,6 +523,7 @@ fn a_panicking_callback_is_caught_counted_and_reported() {
         });
     }
     struct PanicOnDrop;
+    rcu_reclaim::reclaim_size!(PanicOnDrop {});
     impl Drop for PanicOnDrop {
         fn drop(&mut self) {
             panic!("a deferred drop fails on purpose");
@@ -568,6 +573,7 @@ fn dropping_a_domain_runs_every_callback() {
     let ran = Arc::new(AtomicUsize::new(0));
     let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_secs(60))).unwrap();
     struct Count(Arc<AtomicUsize>);
+    rcu_reclaim::reclaim_size!(Count {});
     impl Drop for Count {
         fn drop(&mut self) {
             self.0.fetch_add(1, Ordering::SeqCst);
@@ -608,6 +614,7 @@ fn callbacks_run_in_queue_order_per_thread() {
 #[test]
 fn last_handle_dropped_inside_a_callback() {
     struct Notify(std::sync::mpsc::Sender<&'static str>);
+    rcu_reclaim::reclaim_size!(Notify {});
     impl Drop for Notify {
         fn drop(&mut self) {
             let _ = self.0.send("dropped");
@@ -691,6 +698,7 @@ struct Tracked {
     on_maker: Arc<AtomicUsize>,
     maker: thread::ThreadId,
 }
+rcu_reclaim::reclaim_size!(Tracked {});
 
 impl Drop for Tracked {
     fn drop(&mut self) {
@@ -810,7 +818,7 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
     // Two pages' worth of 16 KiB buffers: each page goes to its shard as it
     // reaches 64 KiB and asks for a grace period at once.
     for _ in 0..8 {
-        rcu.defer_drop_measured(Box::new(vec![0u8; 16 << 10]));
+        rcu.defer_drop(Box::new(vec![0u8; 16 << 10]));
     }
     wait_until(
         "the paced garbage freed, with no barrier",
@@ -818,7 +826,7 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
         || rcu.pending_bytes() == 0,
     );
     // A trickle: 1 KiB waits in the thread's page for the lazy delay.
-    rcu.defer_drop_measured(Box::new(vec![0u8; 1 << 10]));
+    rcu.defer_drop(Box::new(vec![0u8; 1 << 10]));
     thread::sleep(Duration::from_millis(200));
     assert!(rcu.pending_bytes() >= 1 << 10, "{:?}", rcu.stats());
     rcu.barrier();
@@ -844,7 +852,7 @@ fn a_retiring_thread_completes_grace_periods_itself() {
             rcu.stats()
         );
         for _ in 0..16 {
-            rcu.defer_drop_measured(Box::new(vec![0u8; 1 << 10]));
+            rcu.defer_drop(Box::new(vec![0u8; 1 << 10]));
         }
     }
     rcu.barrier();
@@ -877,7 +885,7 @@ fn per_cpu_workers_free_their_cpus_garbage() {
                     r.defer_drop(Box::new(OnDrop(Some(Box::new(move || {
                         d.fetch_add(1, Ordering::Relaxed);
                     })))));
-                    r.defer_drop_measured(Box::new(vec![0u8; 1 << 10]));
+                    r.defer_drop(Box::new(vec![0u8; 1 << 10]));
                 }
             })
         })
@@ -907,6 +915,7 @@ fn per_cpu_workers_free_their_cpus_garbage() {
 
 /// Runs its closure when dropped.
 struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+rcu_reclaim::reclaim_size!(OnDrop {});
 
 impl Drop for OnDrop {
     fn drop(&mut self) {

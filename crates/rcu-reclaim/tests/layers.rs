@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "fast_mode.rs",
             "policy.rs",
             "locking.rs",
+            "size.rs",
         ],
     ),
     (

@@ -89,6 +89,7 @@ fn polled_cookie_completed_by_another_thread_protects_readers() {
 
 /// Poisons its object when dropped, as a free would.
 struct PoisonOnDrop(loom::sync::Arc<Obj>);
+rcu_reclaim::reclaim_size!(PoisonOnDrop {});
 
 impl Drop for PoisonOnDrop {
     fn drop(&mut self) {
@@ -211,6 +212,7 @@ mod callbacks {
     }
 
     struct Counted(Arc<AtomicUsize>);
+    rcu_reclaim::reclaim_size!(Counted {});
     impl Drop for Counted {
         fn drop(&mut self) {
             self.0.fetch_add(1, Ordering::Relaxed);

@@ -78,7 +78,7 @@ fn drain_time(pressure: bool) -> Duration {
     )
     .unwrap();
     for _ in 0..100 {
-        rcu.defer_drop_measured(Box::new(vec![1u8; 1 << 20]));
+        rcu.defer_drop(Box::new(vec![1u8; 1 << 20]));
     }
     assert!(rcu.pending_bytes() >= 100 << 20);
     let start = Instant::now();

@@ -76,7 +76,7 @@ fn a_deep_reclaim_waits_for_one_grace_period_not_one_per_priority() {
     let aware = Reclaimer::new(&rcu);
     aware.register(cache);
     // A writer's backlog already waiting in RCU, as in a busy process.
-    rcu.defer_drop_measured(Box::new(vec![1u8; 10 << 20]));
+    rcu.defer_drop(Box::new(vec![1u8; 10 << 20]));
     let before = rcu.stats();
     let target = 300 * ENTRY;
     let done = aware.reclaim(target, &NodeMask::all()).unwrap();
@@ -281,7 +281,7 @@ impl Shrinker for Virtual {
         let n = ctl.nr_to_scan().min(self.left.load(Ordering::Relaxed));
         self.left.fetch_sub(n, Ordering::Relaxed);
         for _ in 0..n {
-            self.rcu.defer_drop_measured(Box::new(vec![0u8; 1000]));
+            self.rcu.defer_drop(Box::new(vec![0u8; 1000]));
         }
         ctl.set_scanned(n);
         Scanned {

@@ -177,6 +177,7 @@ fn dropping_the_last_handle_inside_a_section_does_not_hang() {
 #[test]
 fn every_panic_reaches_the_hook_with_its_message() {
     struct Bomb(usize);
+    rcu_reclaim::reclaim_size!(Bomb {});
     impl Drop for Bomb {
         fn drop(&mut self) {
             panic!("bomb {} went off", self.0);
@@ -248,6 +249,7 @@ struct Tracked {
     drops: Arc<AtomicUsize>,
     inside_retire: Arc<AtomicUsize>,
 }
+rcu_reclaim::reclaim_size!(Tracked {});
 
 impl Drop for Tracked {
     fn drop(&mut self) {
@@ -371,6 +373,7 @@ fn prepare_fork_inside_a_callback_panics() {
 #[test]
 fn a_fast_retiring_thread_is_throttled_but_never_blocked() {
     struct TakesLock(Arc<Mutex<()>>, Arc<AtomicUsize>);
+    rcu_reclaim::reclaim_size!(TakesLock {});
     impl Drop for TakesLock {
         fn drop(&mut self) {
             drop(self.0.lock().unwrap());

@@ -7,37 +7,7 @@ use super::{bump_relaxed, drop_box, in_callback, BulkPage};
 use crate::clock::epoch_ms;
 use crate::domain::Rcu;
 use crate::policy;
-
-/// Bytes a value keeps alive, for backlog accounting of deferred drops:
-/// the value itself plus what it owns on the heap.
-///
-/// ```
-/// use rcu_reclaim::ReclaimSize;
-/// let v: Vec<u64> = Vec::with_capacity(100);
-/// assert_eq!(v.reclaim_size(), std::mem::size_of::<Vec<u64>>() + 800);
-/// ```
-pub trait ReclaimSize {
-    /// Bytes freed when the value is dropped.
-    fn reclaim_size(&self) -> usize;
-}
-
-impl<T> ReclaimSize for Vec<T> {
-    fn reclaim_size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.capacity() * std::mem::size_of::<T>()
-    }
-}
-
-impl ReclaimSize for String {
-    fn reclaim_size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.capacity()
-    }
-}
-
-impl<T> ReclaimSize for Box<[T]> {
-    fn reclaim_size(&self) -> usize {
-        std::mem::size_of::<Self>() + std::mem::size_of_val::<[T]>(self)
-    }
-}
+use crate::size::ReclaimSize;
 
 thread_local! {
     /// Set while this thread must not allocate bulk pages (reclaim runs on
@@ -150,7 +120,13 @@ impl Rcu {
 
     /// Drops `value` after a grace period, without allocating per object:
     /// the pointer and its drop function go into this thread's bulk page.
-    /// Accounts `size_of_val(&*value)` bytes. Never blocks unless no page
+    /// Books the value's [`ReclaimSize::reclaim_size`] (itself and
+    /// the heap it owns, e.g. a `Vec`'s buffer) in
+    /// [`pending_bytes`](Rcu::pending_bytes), which reclaim and pressure
+    /// act on. A value whose size is unknown, or custom, is retired with
+    /// [`defer_drop_sized`](Rcu::defer_drop_sized), naming the bytes (e.g.
+    /// `size_of::<T>()` for a type that owns no heap memory and does not
+    /// implement `ReclaimSize`). Never blocks unless no page
     /// can be had, in which case it waits for a grace period and drops at
     /// once (inside a read-side section it queues a callback instead).
     ///
@@ -180,33 +156,34 @@ impl Rcu {
     /// // SAFETY: deferring the drop keeps it until a grace period elapses.
     /// rcu.defer_drop(unsafe { old.into_box_unchecked() });
     /// ```
-    pub fn defer_drop<T: Send + 'static>(&self, value: Box<T>) {
-        let bytes = std::mem::size_of_val(&*value);
-        self.defer_drop_sized(value, bytes);
-    }
-
-    /// As [`defer_drop`](Rcu::defer_drop), accounting the bytes the value
-    /// reports through [`ReclaimSize`] (its heap buffers included).
+    ///
+    /// A 64 KiB buffer books 64 KiB, not the 24 bytes of its `Vec`:
     ///
     /// ```
-    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
-    /// rcu.defer_drop_measured(Box::new(vec![0u8; 4096]));
-    /// assert!(rcu.pending_bytes() >= 4096);
+    /// use rcu_reclaim::{Config, Rcu};
+    /// let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    /// rcu.defer_drop(Box::new(vec![0u8; 64 << 10]));
+    /// assert_eq!(rcu.pending_bytes(), (64 << 10) + 24);
     /// rcu.barrier();
     /// ```
-    pub fn defer_drop_measured<T: ReclaimSize + Send + 'static>(&self, value: Box<T>) {
-        let bytes = value.reclaim_size();
+    pub fn defer_drop<T: ReclaimSize + Send + 'static>(&self, value: Box<T>) {
+        let bytes = T::reclaim_size(&value);
         self.defer_drop_sized(value, bytes);
     }
 
-    /// As [`defer_drop`](Rcu::defer_drop), accounting `bytes` (for values
-    /// that own heap memory `size_of_val` cannot see).
+    /// As [`defer_drop`](Rcu::defer_drop), booking `bytes`: the opt-in
+    /// for a value whose size [`ReclaimSize`] does not give (a type without
+    /// it, a shared pointer known to be the last, a size measured
+    /// elsewhere). `size_of::<T>()` books the value's inline bytes only.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
     /// let v = vec![0u8; 10_000];
     /// rcu.defer_drop_sized(Box::new(v), 10_000);
     /// assert_eq!(rcu.pending_bytes(), 10_000);
+    /// struct Opaque(u64); // no ReclaimSize: its size named explicitly
+    /// rcu.defer_drop_sized(Box::new(Opaque(1)), std::mem::size_of::<Opaque>());
+    /// assert_eq!(rcu.pending_bytes(), 10_008);
     /// rcu.barrier();
     /// ```
     pub fn defer_drop_sized<T: Send + 'static>(&self, value: Box<T>, bytes: usize) {
@@ -231,8 +208,8 @@ impl Rcu {
         }
     }
 
-    /// As [`defer_drop`](Rcu::defer_drop) but never blocks: when no bulk
-    /// page can be had, the value is handed back.
+    /// As [`defer_drop`](Rcu::defer_drop) (booking `reclaim_size()`) but
+    /// never blocks: when no bulk page can be had, the value is handed back.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::global();
@@ -241,8 +218,11 @@ impl Rcu {
     ///     Err(value) => drop(value), // e.g. wait elsewhere, then drop
     /// }
     /// ```
-    pub fn try_defer_drop<T: Send + 'static>(&self, value: Box<T>) -> Result<(), Box<T>> {
-        let bytes = std::mem::size_of_val(&*value);
+    pub fn try_defer_drop<T: ReclaimSize + Send + 'static>(
+        &self,
+        value: Box<T>,
+    ) -> Result<(), Box<T>> {
+        let bytes = T::reclaim_size(&value);
         self.try_defer_drop_sized(value, bytes)
     }
 

@@ -48,7 +48,7 @@ use crate::clock::epoch_ms;
 pub(crate) use crate::policy::Params;
 use crate::policy::{self, Pace, ShardFacts, SPARE_PAGES};
 
-pub use api::{without_page_allocation, ReclaimSize};
+pub use api::without_page_allocation;
 pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage, LocalBuffer};
 pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
 #[cfg(not(loom))]

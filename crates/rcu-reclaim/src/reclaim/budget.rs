@@ -105,7 +105,11 @@ pub struct BudgetStats {
     pub background_runs: u64,
     /// Direct reclaims by checking threads.
     pub direct_reclaims: u64,
-    /// Reclaims (of either kind) that ended out of memory.
+    /// Reclaims (of either kind) that ended out of memory: usage still
+    /// above `high` after the reclaimer had done all it could. Each is one
+    /// [`Reclaimer`] out-of-memory event (one call of its OOM handler, one
+    /// in [`ReclaimStats::ooms`](super::ReclaimStats::ooms)); the
+    /// reclaimer's count is larger only by the reclaims other callers ran.
     pub ooms: u64,
     /// Direct reclaims not run because the checking thread was inside a
     /// read-side section of the reclaimer's domain (reclaim may wait for a
@@ -168,14 +172,16 @@ impl Shared {
                 if usage <= self.marks.high {
                     return true;
                 }
+                // Met once usage is back at `high`, whatever the freed
+                // bytes booked say: reclaim then declares no out-of-memory,
+                // and each one it declares (its handler's call, its
+                // `ReclaimStats::ooms`) is this budget's too.
+                let back_at_high = || (self.usage)() <= self.marks.high;
                 if self
                     .reclaimer
-                    .reclaim(usage - self.marks.high, &NodeMask::all())
+                    .reclaim_until(usage - self.marks.high, &NodeMask::all(), &back_at_high)
                     .is_err()
                 {
-                    if (self.usage)() <= self.marks.high {
-                        return true; // freed meanwhile (by RCU or the owner)
-                    }
                     self.ooms.fetch_add(1, Ordering::Relaxed);
                     return false;
                 }

@@ -144,7 +144,12 @@ pub struct ReclaimStats {
     pub by_priority: Vec<PriorityStats>,
     /// Barriers reclaim waited on before giving up.
     pub rcu_waits: u64,
-    /// Out-of-memory outcomes.
+    /// Out-of-memory outcomes: calls that returned [`OutOfMemory`], each
+    /// handed to the OOM handler once (so this equals the handler's calls).
+    /// A [`MemoryBudget`](super::MemoryBudget) counts in
+    /// [`BudgetStats::ooms`](super::BudgetStats::ooms) the same events for
+    /// the reclaims it ran: the two agree when the budget is the
+    /// reclaimer's only caller.
     pub ooms: u64,
     /// Calls refused because the thread was already reclaiming.
     pub recursion_refused: u64,
@@ -325,6 +330,22 @@ impl Reclaimer {
         target_bytes: usize,
         nodemask: &NodeMask,
     ) -> Result<Reclaimed, OutOfMemory> {
+        self.reclaim_until(target_bytes, nodemask, &|| false)
+    }
+
+    /// As [`reclaim`](Reclaimer::reclaim), for a caller whose real goal
+    /// is `met()` (a [`MemoryBudget`](super::MemoryBudget): usage back at
+    /// its `high` watermark): before declaring out-of-memory it asks, and
+    /// if the goal was met meanwhile (memory freed that the booked bytes
+    /// under-counted, or its owner freed) the call succeeds. So an OOM is
+    /// declared, counted and handed to the handler once, as one event,
+    /// and the budget counts the same event.
+    pub(crate) fn reclaim_until(
+        &self,
+        target_bytes: usize,
+        nodemask: &NodeMask,
+        met: &dyn Fn() -> bool,
+    ) -> Result<Reclaimed, OutOfMemory> {
         if !reclaim_allowed() {
             lock(&self.stats).recursion_refused += 1;
             return Ok(Reclaimed {
@@ -335,7 +356,7 @@ impl Reclaimer {
         let start = Instant::now();
         let span = tracing::debug_span!("reclaim", target_bytes, rcu_aware = self.rcu_aware);
         let _entered = span.enter();
-        let result = no_reclaim(|| self.reclaim_marked(target_bytes, nodemask));
+        let result = no_reclaim(|| self.reclaim_marked(target_bytes, nodemask, met));
         match &result {
             Ok(done) => tracing::debug!(
                 freed = done.freed_bytes,
@@ -361,7 +382,12 @@ impl Reclaimer {
         result
     }
 
-    fn reclaim_marked(&self, target: usize, mask: &NodeMask) -> Result<Reclaimed, OutOfMemory> {
+    fn reclaim_marked(
+        &self,
+        target: usize,
+        mask: &NodeMask,
+        met: &dyn Fn() -> bool,
+    ) -> Result<Reclaimed, OutOfMemory> {
         let mut done = Reclaimed {
             priority: 12,
             ..Reclaimed::default()
@@ -423,6 +449,9 @@ impl Reclaimer {
             if done.freed_bytes >= target {
                 return Ok(done);
             }
+        }
+        if met() {
+            return Ok(done);
         }
         let ctl = ShrinkControl::new(mask.clone(), 0, 0);
         Err(OutOfMemory(OomReport {

@@ -64,7 +64,7 @@ impl rcu_reclaim::reclaim::Shrinker for RcuCache {
         let mut bytes = 0;
         for e in entries.drain(..n) {
             bytes += e.capacity();
-            self.rcu.defer_drop_measured(Box::new(e));
+            self.rcu.defer_drop(Box::new(e));
         }
         ctl.set_scanned(n);
         rcu_reclaim::reclaim::Scanned { freed: n, bytes }

@@ -1,0 +1,299 @@
+//! [`ReclaimSize`]: the bytes a retired value frees, so that every default
+//! way to retire a value ([`Rcu::defer_drop`](crate::Rcu::defer_drop),
+//! [`RcuCell::store`](crate::RcuCell::store),
+//! [`Retired::defer_drop`](crate::Retired::defer_drop)) books its real
+//! size, and the [`reclaim_size!`](crate::reclaim_size) macro that lets a
+//! struct opt in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::mem::size_of;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Bytes a value keeps alive, for the backlog accounting of deferred drops:
+/// the value itself (`size_of::<Self>()`, the `Box` it is retired in) plus
+/// the heap memory it owns and frees when dropped.
+///
+/// Implemented for the primitives, `()`, `String`, `Vec`, `VecDeque`,
+/// `Box`, `Box<[T]>`, `Box<str>`, arrays, `Option`, tuples up to 4, the
+/// std maps and sets (approximated: their buffers or nodes plus each
+/// element's own heap), and shared pointers (`Arc`, `Rc`, counted as the
+/// pointer only: dropping one frees its pointee only if it was the last,
+/// which retire time cannot know; size such a value with a `_sized` call
+/// when it is known to be the last).
+///
+/// A struct opts in with [`reclaim_size!`](crate::reclaim_size), or by hand:
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// struct Entry { key: String, body: Vec<u8>, hits: u64 }
+/// impl ReclaimSize for Entry {
+///     fn reclaim_size(&self) -> usize {
+///         std::mem::size_of::<Self>() + self.key.heap_size() + self.body.heap_size()
+///     }
+/// }
+/// let e = Entry { key: "k".into(), body: vec![0; 4096], hits: 0 };
+/// assert_eq!(e.reclaim_size(), std::mem::size_of::<Entry>() + 1 + 4096);
+/// ```
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// let v: Vec<u64> = Vec::with_capacity(100);
+/// assert_eq!(v.reclaim_size(), std::mem::size_of::<Vec<u64>>() + 800);
+/// ```
+pub trait ReclaimSize {
+    /// Whether every value of the type owns no heap memory (its
+    /// [`heap_size`](ReclaimSize::heap_size) is always 0): containers then
+    /// size their elements without visiting them. `false` unless a type
+    /// says otherwise; a wrong `true` only under-counts.
+    ///
+    /// ```
+    /// use rcu_reclaim::ReclaimSize;
+    /// assert!(<u64 as ReclaimSize>::PLAIN && <(u8, [u32; 4]) as ReclaimSize>::PLAIN);
+    /// assert!(!<String as ReclaimSize>::PLAIN);
+    /// ```
+    const PLAIN: bool = false;
+
+    /// Bytes freed when the value is dropped, itself included.
+    fn reclaim_size(&self) -> usize;
+
+    /// Bytes the value owns beyond itself: `reclaim_size() - size_of_val(self)`.
+    ///
+    /// ```
+    /// use rcu_reclaim::ReclaimSize;
+    /// assert_eq!(String::with_capacity(10).heap_size(), 10);
+    /// assert_eq!(7u32.heap_size(), 0);
+    /// ```
+    fn heap_size(&self) -> usize
+    where
+        Self: Sized,
+    {
+        self.reclaim_size() - size_of::<Self>()
+    }
+}
+
+/// Implements [`ReclaimSize`] for a struct as its own size plus the
+/// [`heap_size`](ReclaimSize::heap_size) of the fields named (each must
+/// implement `ReclaimSize`); fields left out count only their inline bytes.
+///
+/// ```
+/// use rcu_reclaim::{reclaim_size, ReclaimSize};
+/// struct Page { title: String, body: Vec<u8>, views: u64 }
+/// reclaim_size!(Page { title, body });
+/// let p = Page { title: "home".into(), body: vec![0; 1 << 16], views: 0 };
+/// assert_eq!(p.reclaim_size(), std::mem::size_of::<Page>() + 4 + (1 << 16));
+/// ```
+#[macro_export]
+macro_rules! reclaim_size {
+    ($ty:ty { $($field:tt),* $(,)? }) => {
+        impl $crate::ReclaimSize for $ty {
+            fn reclaim_size(&self) -> usize {
+                ::std::mem::size_of::<Self>()
+                    $(+ $crate::ReclaimSize::heap_size(&self.$field))*
+            }
+        }
+    };
+}
+
+macro_rules! plain {
+    ($($t:ty),*) => {$(
+        impl ReclaimSize for $t {
+            const PLAIN: bool = true;
+            #[inline]
+            fn reclaim_size(&self) -> usize {
+                size_of::<Self>()
+            }
+        }
+    )*};
+}
+
+plain!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    char,
+    ()
+);
+
+/// The heap of `items` beyond their inline size; no loop for plain types.
+#[inline]
+fn items_heap<'a, T: ReclaimSize + 'a>(items: impl IntoIterator<Item = &'a T>) -> usize {
+    if T::PLAIN {
+        0
+    } else {
+        items.into_iter().map(ReclaimSize::heap_size).sum()
+    }
+}
+
+impl ReclaimSize for String {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.capacity()
+    }
+}
+
+impl ReclaimSize for Box<str> {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.len()
+    }
+}
+
+/// The buffer (its capacity) plus each element's own heap; visits the
+/// elements only when `T` is not [`PLAIN`](ReclaimSize::PLAIN).
+impl<T: ReclaimSize> ReclaimSize for Vec<T> {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.capacity() * size_of::<T>() + items_heap(self.iter())
+    }
+}
+
+/// As `Vec`.
+impl<T: ReclaimSize> ReclaimSize for VecDeque<T> {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.capacity() * size_of::<T>() + items_heap(self.iter())
+    }
+}
+
+impl<T: ReclaimSize> ReclaimSize for Box<[T]> {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + std::mem::size_of_val::<[T]>(self) + items_heap(self.iter())
+    }
+}
+
+impl<T: ReclaimSize> ReclaimSize for Box<T> {
+    const PLAIN: bool = false;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + (**self).reclaim_size()
+    }
+}
+
+impl<T: ReclaimSize, const N: usize> ReclaimSize for [T; N] {
+    const PLAIN: bool = T::PLAIN;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + items_heap(self.iter())
+    }
+}
+
+impl<T: ReclaimSize> ReclaimSize for Option<T> {
+    const PLAIN: bool = T::PLAIN;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.as_ref().map_or(0, ReclaimSize::heap_size)
+    }
+}
+
+macro_rules! tuple {
+    ($($t:ident . $i:tt),+) => {
+        impl<$($t: ReclaimSize),+> ReclaimSize for ($($t,)+) {
+            const PLAIN: bool = $($t::PLAIN)&&+;
+            fn reclaim_size(&self) -> usize {
+                size_of::<Self>() $(+ self.$i.heap_size())+
+            }
+        }
+    };
+}
+
+tuple!(A.0);
+tuple!(A.0, B.1);
+tuple!(A.0, B.1, C.2);
+tuple!(A.0, B.1, C.2, D.3);
+
+/// The pointer only: the pointee is freed by the last owner's drop, which
+/// retiring one owner does not know it is.
+impl<T: ?Sized> ReclaimSize for Arc<T> {
+    const PLAIN: bool = true;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// As `Arc`: the pointer only.
+impl<T: ?Sized> ReclaimSize for Rc<T> {
+    const PLAIN: bool = true;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// An approximation: the table (capacity slots of a key and a value, plus
+/// a control byte each) and each entry's own heap.
+impl<K: ReclaimSize, V: ReclaimSize, S> ReclaimSize for HashMap<K, V, S> {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+            + self.capacity() * (size_of::<(K, V)>() + 1)
+            + items_heap(self.keys())
+            + items_heap(self.values())
+    }
+}
+
+/// As `HashMap`.
+impl<T: ReclaimSize, S> ReclaimSize for HashSet<T, S> {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.capacity() * (size_of::<T>() + 1) + items_heap(self.iter())
+    }
+}
+
+/// An approximation: each entry inline (nodes hold up to 11, about
+/// two-thirds full) and each entry's own heap.
+impl<K: ReclaimSize, V: ReclaimSize> ReclaimSize for BTreeMap<K, V> {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+            + self.len() * size_of::<(K, V)>() * 3 / 2
+            + items_heap(self.keys())
+            + items_heap(self.values())
+    }
+}
+
+/// As `BTreeMap`.
+impl<T: ReclaimSize> ReclaimSize for BTreeSet<T> {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.len() * size_of::<T>() * 3 / 2 + items_heap(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_count_their_elements_heap() {
+        let v = vec![String::with_capacity(10), String::with_capacity(20)];
+        let inner = 2 * size_of::<String>() + 30;
+        assert_eq!(v.reclaim_size(), size_of::<Vec<String>>() + inner);
+        let b: Box<[u16]> = vec![0; 8].into_boxed_slice();
+        assert_eq!(b.reclaim_size(), size_of::<Box<[u16]>>() + 16);
+        assert_eq!(Box::new(vec![0u8; 5]).heap_size(), size_of::<Vec<u8>>() + 5);
+        let t = (1u8, String::from("abc"), Some(vec![0u32; 2]), [0u8; 3]);
+        let want = std::mem::size_of_val(&t) + 3 + 8;
+        assert_eq!(t.reclaim_size(), want);
+        assert_eq!(None::<String>.reclaim_size(), size_of::<Option<String>>());
+        let a = Arc::new(vec![0u8; 1000]);
+        assert_eq!(a.reclaim_size(), size_of::<Arc<Vec<u8>>>());
+        assert_eq!(Box::<str>::from("hello").reclaim_size(), 16 + 5);
+        let mut d = VecDeque::with_capacity(4);
+        d.push_back(String::from("xy"));
+        assert!(d.reclaim_size() >= size_of::<VecDeque<String>>() + 4 * 24 + 2);
+        let m: HashMap<u32, String> = [(1, "ab".to_string())].into();
+        assert!(m.reclaim_size() > size_of::<HashMap<u32, String>>() + 2);
+        let t: BTreeMap<u32, Vec<u8>> = [(1, vec![0; 100])].into();
+        assert!(t.reclaim_size() >= 100 + size_of::<(u32, Vec<u8>)>());
+    }
+
+    // `PLAIN` is inferred through composites (checked at compile time).
+    const _: () = {
+        assert!(<[(u8, char); 4]>::PLAIN);
+        assert!(<Option<Arc<String>>>::PLAIN);
+        assert!(!<Option<String>>::PLAIN);
+        assert!(!<Box<u8>>::PLAIN);
+        assert!(!<(u8, Vec<u8>)>::PLAIN);
+    };
+}

@@ -1,0 +1,142 @@
+//! Every default way to retire a value books its real size
+//! (`ReclaimSize`), and the opt-ins book what they are told.
+
+use rcu_reclaim::{reclaim_size, Config, Rcu, RcuCell, ReclaimSize};
+
+const KIB64: usize = 64 << 10;
+const VEC: usize = std::mem::size_of::<Vec<u8>>();
+
+fn on_demand() -> Rcu {
+    Rcu::new(Config::new().on_demand()).unwrap()
+}
+
+/// Runs `retire` on an on-demand domain and returns the bytes it booked.
+fn booked(retire: impl FnOnce(&Rcu)) -> usize {
+    let rcu = on_demand();
+    retire(&rcu);
+    let bytes = rcu.pending_bytes();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+    bytes
+}
+
+#[allow(clippy::box_collection)] // RcuCell and defer_drop take a Box
+fn buffer() -> Box<Vec<u8>> {
+    Box::new(vec![0u8; KIB64])
+}
+
+#[test]
+fn a_64_kib_vec_books_64_kib_however_it_is_retired() {
+    let want = KIB64 + VEC;
+    assert_eq!(
+        booked(|rcu| rcu.defer_drop(buffer())),
+        want,
+        "Rcu::defer_drop"
+    );
+    assert_eq!(
+        booked(|rcu| rcu.try_defer_drop(buffer()).unwrap()),
+        want,
+        "Rcu::try_defer_drop"
+    );
+    assert_eq!(
+        booked(|rcu| RcuCell::new_in(rcu, Some(buffer())).store(buffer())),
+        want,
+        "RcuCell::store"
+    );
+    assert_eq!(
+        booked(|rcu| {
+            let cell = RcuCell::new_in(rcu, Some(buffer()));
+            cell.replace(buffer()).unwrap().defer_drop();
+        }),
+        want,
+        "RcuCell::replace + Retired::defer_drop"
+    );
+    assert_eq!(
+        booked(|rcu| RcuCell::new_in(rcu, Some(buffer()))
+            .take()
+            .unwrap()
+            .defer_drop()),
+        want,
+        "RcuCell::take + Retired::defer_drop"
+    );
+}
+
+#[test]
+fn the_opt_ins_book_what_they_are_told() {
+    assert_eq!(booked(|rcu| rcu.defer_drop_sized(buffer(), 10)), 10);
+    assert_eq!(
+        booked(|rcu| RcuCell::new_in(rcu, Some(buffer()))
+            .take()
+            .unwrap()
+            .defer_drop_sized(7)),
+        7
+    );
+    assert_eq!(
+        booked(|rcu| {
+            RcuCell::new_in(rcu, Some(buffer())).store_weighed(buffer(), |old| old.len() / 2)
+        }),
+        KIB64 / 2
+    );
+    // An empty cell retires nothing, and does not weigh.
+    assert_eq!(
+        booked(|rcu| RcuCell::new_in(rcu, None).store_weighed(buffer(), |_| unreachable!())),
+        0
+    );
+}
+
+struct Page {
+    title: String,
+    body: Vec<u8>,
+    tags: Vec<String>,
+    views: u64,
+}
+reclaim_size!(Page { title, body, tags });
+
+struct Blob(Vec<u8>, u32);
+reclaim_size!(Blob { 0 });
+
+#[test]
+fn a_struct_opts_in_with_the_macro() {
+    let p = Page {
+        title: String::from("home"),
+        body: vec![0; KIB64],
+        tags: vec![String::from("a"), String::from("bc")],
+        views: 1,
+    };
+    let tags = 2 * std::mem::size_of::<String>() + 3;
+    let want = std::mem::size_of::<Page>() + 4 + KIB64 + tags;
+    assert_eq!(p.views, 1);
+    assert_eq!(p.reclaim_size(), want);
+    assert_eq!(booked(|rcu| rcu.defer_drop(Box::new(p))), want);
+    let b = Blob(vec![0; 100], 0);
+    assert_eq!(b.1, 0);
+    assert_eq!(b.reclaim_size(), std::mem::size_of::<Blob>() + 100);
+    // In containers too.
+    let pages = vec![Blob(vec![0; 10], 0), Blob(vec![0; 20], 0)];
+    assert_eq!(
+        pages.reclaim_size(),
+        VEC + 2 * std::mem::size_of::<Blob>() + 30
+    );
+}
+
+#[test]
+fn retired_derefs_to_the_value() {
+    let cell = RcuCell::new(vec![1, 2, 3]);
+    let old = cell.replace(Box::new(vec![4])).unwrap();
+    assert_eq!(old.len(), 3);
+    assert_eq!(&*old, &[1, 2, 3]);
+    // A reader that loaded it before the unlink still sees the same value.
+    let guard = cell.domain().read_lock();
+    assert_eq!(cell.load(&guard), Some(&vec![4]));
+    drop(guard);
+    assert_eq!(*old.into_box(), vec![1, 2, 3]);
+}
+
+#[test]
+fn the_default_cell_is_empty_in_the_global_domain() {
+    let cell: RcuCell<String> = RcuCell::default();
+    assert_eq!(cell.domain().id(), Rcu::global().id());
+    assert!(cell.load(&cell.domain().read_lock()).is_none());
+    cell.store(Box::new(String::from("x")));
+    assert_eq!(cell.load(&cell.domain().read_lock()).unwrap(), "x");
+}
