@@ -83,7 +83,8 @@ impl Config {
     }
 
     /// How long a reader may hold up a grace period before it is reported
-    /// (once per stall) through `tracing::warn!` and [`Stats::stalls_reported`](crate::stats::Stats::stalls_reported).
+    /// (once per stall) through `tracing::warn!` and the `stalls_reported`
+    /// counter of [`Rcu::stats`].
     ///
     /// ```
     /// use std::time::Duration;

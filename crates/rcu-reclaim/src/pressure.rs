@@ -9,7 +9,7 @@
 //! [`NodeMask`] where several are involved) or [`Rcu::pressure_start_all`]
 //! while it lasts, and call [`Rcu::run_callbacks`] to free what RCU holds
 //! now; its [`RunReport`] says what it did ([`RunAction`]). The
-//! [`sources`](crate::sources) module does the same from kernel signals.
+//! `sources` module does the same from kernel signals.
 //!
 //! ```
 //! use rcu_reclaim::pressure::{NodeMask, RunAction};

@@ -2,7 +2,7 @@
 //! so per-node behaviour can be exercised on a one-node machine.
 //!
 //! Callback queues are sharded per CPU and grouped per NUMA node; pressure
-//! ([`NodeMask`](crate::pressure::NodeMask)) and reclaim are per node. Use
+//! (`pressure::NodeMask`) and reclaim are per node. Use
 //! [`Topology`] to see what a domain detected
 //! ([`Rcu::topology`](crate::Rcu::topology)), or to give a domain a
 //! synthetic one ([`Config::topology`](crate::Config::topology)).
