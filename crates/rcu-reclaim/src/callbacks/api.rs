@@ -244,11 +244,12 @@ impl Rcu {
         let local = unsafe { &(*slot).local };
         let ptr = Box::into_raw(value).cast::<()>();
         let cbs = &inner.callbacks;
-        // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
-        // once, after a grace period, on any thread (`T: Send`).
         // A value whose type has no drop glue: freeing it runs no code of
         // the user's, only the allocator's.
         let plain = !std::mem::needs_drop::<T>();
+        // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
+        // once, after a grace period, on any thread (`T: Send`), and runs
+        // no code but the allocator's when `plain`.
         let pushed_fast =
             unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes, plain) };
         // A full page, or one holding `pace_bytes`, goes to the shard now,
@@ -308,6 +309,11 @@ impl Rcu {
             true
         });
         if !pushed {
+            if handed_off {
+                // The page handed off above still needs its grace period
+                // and a worker: the grace-period thread sees to both.
+                self.start_background(true);
+            }
             // SAFETY: `ptr` came from `Box::into_raw` above and was not queued.
             return Err(unsafe { Box::from_raw(ptr.cast::<T>()) });
         }
@@ -316,7 +322,7 @@ impl Rcu {
             // at the last hand-off usually completes now, so garbage waits
             // about one page's worth of retires, not for the grace-period
             // thread to be scheduled. That thread is asked only to look
-            // within `RETIRER_FALLBACK`, in case this thread stops here.
+            // within `RETIRER_FALLBACK_MS`, in case this thread stops here.
             if !inner.gp.try_advance(target) && !cbs.is_overloaded() {
                 #[cfg(not(loom))]
                 {
