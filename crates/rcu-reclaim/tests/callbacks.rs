@@ -752,12 +752,20 @@ fn a_busy_thread_frees_its_own_ready_pages() {
             Duration::from_secs(20),
             || r.poll(&cookie),
         );
-        // Ready, but left to this thread: no worker frees it meanwhile.
+        // Ready, but left to this thread: no worker is asked to free it.
         thread::sleep(Duration::from_millis(50));
-        assert_eq!(d.load(Ordering::Relaxed), 0, "{:?}", r.stats());
+        // A worker that is running anyway (woken for another reason) frees
+        // what it finds ready; that happened once in many CI runs. Then
+        // nothing is left for this thread to show, and the check is moot.
+        let early = d.load(Ordering::Relaxed);
         // The next hand-off frees it, here.
         defer_tracked(&r, per_page, &d, &m);
-        assert_eq!(m.load(Ordering::Relaxed), per_page, "{:?}", r.stats());
+        if early == 0 {
+            assert_eq!(m.load(Ordering::Relaxed), per_page, "{:?}", r.stats());
+        } else {
+            assert_eq!(early, per_page, "{:?}", r.stats());
+            println!("a running worker freed the ready page first: {:?}", r.stats());
+        }
     })
     .join()
     .unwrap();
