@@ -764,7 +764,10 @@ fn a_busy_thread_frees_its_own_ready_pages() {
             assert_eq!(m.load(Ordering::Relaxed), per_page, "{:?}", r.stats());
         } else {
             assert_eq!(early, per_page, "{:?}", r.stats());
-            println!("a running worker freed the ready page first: {:?}", r.stats());
+            println!(
+                "a running worker freed the ready page first: {:?}",
+                r.stats()
+            );
         }
     })
     .join()
