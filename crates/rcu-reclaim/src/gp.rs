@@ -69,6 +69,14 @@ pub(crate) struct GpCounters {
     pub(crate) polled_gps: StdAtomicU64,
 }
 
+/// Whether `slot`'s reader is outside any section, or began its section
+/// after the readers' counter reached `new` (so it cannot hold anything the
+/// grace period waiting for `new` protects).
+fn slot_quiescent(slot: &Slot, new: u64) -> bool {
+    let v = slot.ctr.load(Ordering::Acquire);
+    v == 0 || v >= new
+}
+
 pub(crate) fn bump(c: &StdAtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -251,10 +259,7 @@ impl GracePeriods {
             let new = self.in_flight.load(Ordering::Relaxed);
             let mut quiescent = true;
             self.registry.for_each_slot(|slot| {
-                if quiescent {
-                    let v = slot.ctr.load(Ordering::Acquire);
-                    quiescent = v == 0 || v >= new;
-                }
+                quiescent = quiescent && slot_quiescent(slot, new);
             });
             if !quiescent {
                 return false;
@@ -271,10 +276,7 @@ impl GracePeriods {
 
     /// Waits until every slot reads `0` or at least `new`.
     fn wait_for_readers(&self, registry: &Registry, new: u64, mode: WaitMode) {
-        let quiescent = |slot: &Slot| {
-            let v = slot.ctr.load(Ordering::Acquire);
-            v == 0 || v >= new
-        };
+        let quiescent = |slot: &Slot| slot_quiescent(slot, new);
         let started = Instant::now();
         let mut rounds = 0u32;
         registry.for_each_slot(|slot| {

@@ -108,6 +108,30 @@ impl ShardState {
         self.pages_requested > 0 && self.pages.front().is_some_and(|p| seq >= p.cookie)
     }
 
+    /// Moves up to `max` pages whose grace period has elapsed from the
+    /// front to `out` (with `plain_only`, only while the front page holds
+    /// values without drop glue), keeping the totals.
+    fn take_ready_pages(
+        &mut self,
+        seq: u64,
+        max: usize,
+        plain_only: bool,
+        out: &mut Vec<BulkPage>,
+    ) {
+        let mut taken = 0;
+        while taken < max
+            && self.pages_ready(seq)
+            && (!plain_only || self.pages.front().is_some_and(BulkPage::is_plain))
+        {
+            let p = self.pages.pop_front().expect("front exists");
+            self.pages_requested -= 1;
+            self.page_objects -= p.len();
+            self.page_bytes -= p.bytes();
+            out.push(p);
+            taken += 1;
+        }
+    }
+
     /// Pages at the front whose grace period has elapsed (counted up to
     /// `max`): work for a worker, which no section can hold up.
     fn ready_pages(&self, seq: u64, max: usize) -> usize {
@@ -698,13 +722,7 @@ impl Callbacks {
             let unlimited = st.overloaded || fast;
             let limit = policy::batch_limit(&self.params, limit, unlimited, st.list.len());
             st.list.take_done(limit, &mut batch);
-            while st.pages_ready(seq) {
-                let p = st.pages.pop_front().expect("front exists");
-                st.pages_requested -= 1;
-                st.page_objects -= p.len();
-                st.page_bytes -= p.bytes();
-                pages.push(p);
-            }
+            st.take_ready_pages(seq, usize::MAX, false, &mut pages);
             if st.overloaded && policy::shard_overload_ends(&self.params, st.totals().0) {
                 st.overloaded = false;
             }
@@ -742,17 +760,7 @@ impl Callbacks {
         let mut pages = Vec::new();
         {
             let mut st = lock(&shard.state);
-            let seq = gp.seq();
-            while pages.len() < max_pages
-                && st.pages_ready(seq)
-                && (!plain_only || st.pages.front().is_some_and(BulkPage::is_plain))
-            {
-                let p = st.pages.pop_front().expect("front exists");
-                st.pages_requested -= 1;
-                st.page_objects -= p.len();
-                st.page_bytes -= p.bytes();
-                pages.push(p);
-            }
+            st.take_ready_pages(gp.seq(), max_pages, plain_only, &mut pages);
             if pages.is_empty() {
                 return;
             }
@@ -883,14 +891,8 @@ impl Callbacks {
             for shard in self.shards.iter() {
                 let mut st = lock(&shard.state);
                 self.request_all(gp, &mut st);
-                let need = st
-                    .list
-                    .needed_gp()
-                    .into_iter()
-                    .chain(st.pages.iter().map(|p| p.cookie))
-                    .max()
-                    .unwrap_or(0);
-                target = target.max(need);
+                let all = st.pages.len();
+                target = target.max(Self::needed(gp, &st, all).unwrap_or(0));
             }
             if target > 0 {
                 gp.wait_for_seq(target, WaitMode::Normal);
