@@ -165,15 +165,15 @@ impl Config {
         self
     }
 
-    /// With [`retiring_thread_frees`](Config::retiring_thread_frees): how
-    /// long after a thread last handed a full bulk page of deferred drops
-    /// to its CPU's shard that shard's ready pages are left for the thread
-    /// to free, up to eight at each hand-off (default 5 ms). After that, or at once
-    /// under memory pressure, a callback worker frees them. Zero wakes a
-    /// worker for every ready page at once (a thread handing off a page
-    /// still frees up to two ready ones it finds there, if no worker holds
-    /// the shard). Without `retiring_thread_frees`, workers free ready
-    /// pages at once and this has no effect.
+    /// How long a shard's ready pages are left to the thread that frees
+    /// them itself (default 5 ms): a thread with
+    /// [`retiring_thread_frees`](Config::retiring_thread_frees), counted from
+    /// its last hand-off of a full bulk page, or a thread that calls
+    /// [`Rcu::collect`](crate::Rcu::collect), counted from its last
+    /// collect that freed something. After that, or at once under memory
+    /// pressure, a callback worker frees them. Zero wakes a worker for
+    /// every ready page at once. With neither, workers free ready pages at
+    /// once and this has no effect.
     ///
     /// ```
     /// use std::time::Duration;

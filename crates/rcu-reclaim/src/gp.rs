@@ -51,6 +51,28 @@ pub(crate) enum WaitMode {
     Expedited,
 }
 
+/// A waiter's progress through one grace period's readers (kept across
+/// the sleeps it takes without `gp_lock`).
+struct ReaderWait {
+    /// The readers' counter value the grace period waits for.
+    new: u64,
+    /// When this waiter began waiting for it (for stall reports).
+    started: Instant,
+    rounds: u32,
+    parks: u32,
+}
+
+impl ReaderWait {
+    fn new(new: u64) -> Self {
+        ReaderWait {
+            new,
+            started: Instant::now(),
+            rounds: 0,
+            parks: 0,
+        }
+    }
+}
+
 /// Counters kept by the grace-period machinery (relaxed; for stats only).
 #[derive(Default)]
 pub(crate) struct GpCounters {
@@ -154,16 +176,43 @@ impl GracePeriods {
             bump(&gp.counters.shared);
             return;
         }
-        let _held = lock(&gp.gp_lock);
+        let mut held = lock(&gp.gp_lock);
         if gp.done(target) {
             bump(&gp.counters.shared);
             return;
         }
+        let mut wait: Option<ReaderWait> = None;
         while !gp.done(target) {
-            if !self.complete_if_no_reader(mode) {
-                self.run_grace_period(mode);
+            if self.complete_if_no_reader(mode) {
+                continue;
+            }
+            let s = self.seq.load(Ordering::Relaxed);
+            let new = self.start_or_resume(s);
+            let w = match &mut wait {
+                Some(w) if w.new == new => w,
+                _ => wait.insert(ReaderWait::new(new)),
+            };
+            match self.wait_for_readers(&self.registry, w, mode) {
+                None => {
+                    self.complete(s);
+                    bump(match mode {
+                        WaitMode::Normal => &self.counters.normal_gps,
+                        WaitMode::Expedited => &self.counters.expedited_gps,
+                    });
+                }
+                Some(pause) => {
+                    // A long wait sleeps without `gp_lock`, so a retiring
+                    // thread's `try_advance` may complete this grace period
+                    // (and start the next) the moment its readers are done,
+                    // instead of waiting for this thread to wake up. The
+                    // loop resumes whatever is in progress when it is back.
+                    drop(held);
+                    std::thread::sleep(pause);
+                    held = lock(&gp.gp_lock);
+                }
             }
         }
+        drop(held);
     }
 
     /// With `gp_lock` held: if no grace period is in progress and no thread
@@ -195,19 +244,6 @@ impl GracePeriods {
             WaitMode::Expedited => &self.counters.expedited_gps,
         });
         true
-    }
-
-    /// One grace period, or the rest of one `try_advance` started. Called
-    /// with `gp_lock` held.
-    fn run_grace_period(&self, mode: WaitMode) {
-        let s = self.seq.load(Ordering::Relaxed);
-        let new = self.start_or_resume(s);
-        self.wait_for_readers(&self.registry, new, mode);
-        self.complete(s);
-        bump(match mode {
-            WaitMode::Normal => &self.counters.normal_gps,
-            WaitMode::Expedited => &self.counters.expedited_gps,
-        });
     }
 
     /// With `gp_lock` held and the sequence at `s`: starts a grace period
@@ -274,44 +310,54 @@ impl GracePeriods {
         false
     }
 
-    /// Waits until every slot reads `0` or at least `new`.
-    fn wait_for_readers(&self, registry: &Registry, new: u64, mode: WaitMode) {
+    /// Waits until every slot reads `0` or at least `w.new`, or, in normal
+    /// mode once this grace period has parked, until the next look is due:
+    /// returns how long to sleep first (the caller sleeps without
+    /// `gp_lock`, then calls again). `None`: every reader has moved on.
+    fn wait_for_readers(
+        &self,
+        registry: &Registry,
+        w: &mut ReaderWait,
+        mode: WaitMode,
+    ) -> Option<Duration> {
+        let new = w.new;
         let quiescent = |slot: &Slot| slot_quiescent(slot, new);
-        let started = Instant::now();
-        let mut rounds = 0u32;
+        let mut pause: Option<Duration> = None;
         registry.for_each_slot(|slot| {
-            // Parks on this slot so far: any reader's outermost unlock wakes
-            // a parked writer, so a slot held in a long section while others
-            // come and go would cost a `membarrier` (and the readers a futex
-            // wake) per wake-up. After the first, sleep and look again.
-            let mut parks = 0u32;
-            while !quiescent(slot) {
-                rounds = rounds.saturating_add(1);
-                if !cfg!(loom) && rounds <= SPIN_ROUNDS {
+            // Parks once per grace period: any reader's outermost unlock
+            // wakes a parked writer, so a slot held in a long section while
+            // others come and go would cost a `membarrier` (and the readers
+            // a futex wake) per wake-up. After that, sleep and look again.
+            while pause.is_none() && !quiescent(slot) {
+                w.rounds = w.rounds.saturating_add(1);
+                if !cfg!(loom) && w.rounds <= SPIN_ROUNDS {
                     spin_loop();
                     continue;
                 }
-                if cfg!(loom) || mode == WaitMode::Expedited || rounds <= SPIN_ROUNDS + YIELD_ROUNDS
+                if cfg!(loom)
+                    || mode == WaitMode::Expedited
+                    || w.rounds <= SPIN_ROUNDS + YIELD_ROUNDS
                 {
-                    if rounds % STALL_CHECK_YIELDS == 0
+                    if w.rounds % STALL_CHECK_YIELDS == 0
                         || (!cfg!(loom) && mode == WaitMode::Expedited)
                     {
-                        self.check_stall(slot, started);
+                        self.check_stall(slot, w.started);
                     }
                     thread::yield_now();
                     continue;
                 }
                 #[cfg(not(loom))]
-                if parks == 0 {
-                    self.park_on(registry, slot, &quiescent, started);
+                if w.parks == 0 {
+                    self.park_on(registry, slot, &quiescent, w.started);
                 } else {
-                    let limit = self.check_stall(slot, started);
-                    let backoff = PARK_BACKOFF_MIN * (1u32 << parks.min(6));
-                    thread::sleep(backoff.min(PARK_BACKOFF_MAX).min(limit));
+                    let limit = self.check_stall(slot, w.started);
+                    let backoff = PARK_BACKOFF_MIN * (1u32 << w.parks.min(6));
+                    pause = Some(backoff.min(PARK_BACKOFF_MAX).min(limit));
                 }
-                parks = parks.saturating_add(1);
+                w.parks = w.parks.saturating_add(1);
             }
         });
+        pause
     }
 
     /// Parks until a reader leaves its section (or a stall check is due).

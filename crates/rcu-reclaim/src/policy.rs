@@ -91,6 +91,10 @@ pub(crate) const SPARE_PAGES: usize = 64;
 /// Grace periods that fast mode outlasts the last pressure signal.
 pub(crate) const FAST_MODE_HOLD_GPS: u64 = 2;
 
+/// Pages a safe point (`Rcu::collect`) frees at most per call: about 2,000
+/// objects, so one call stays short.
+pub(crate) const COLLECT_PAGES: usize = 8;
+
 /// Ready pages a shard may hold before a thread handing it a page waits
 /// for the worker.
 pub(crate) const THROTTLE_PAGES: usize = 16;

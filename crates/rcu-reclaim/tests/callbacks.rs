@@ -815,6 +815,92 @@ fn a_worker_frees_ready_pages_once_their_thread_stops_handing_on() {
     assert_eq!(drops.load(Ordering::Relaxed), N);
 }
 
+/// A thread that calls `collect` at its safe points frees its shard's
+/// ready garbage itself, where it was allocated: pages it hands off once it
+/// collects are left to it for `producer_window`, and `collect` frees them
+/// on the calling thread.
+#[test]
+fn collect_frees_ready_garbage_on_the_calling_thread() {
+    let per_page = (rcu_reclaim::pages::BULK_PAGE_SIZE - 16) / 16;
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_batch(per_page)
+            .lazy_delay(Duration::from_secs(60)) // no lazy flush of the thread's page
+            .producer_window(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, d, m) = (rcu.clone(), drops.clone(), on_maker.clone());
+    thread::spawn(move || {
+        override_current_cpu(Some(0));
+        // A first page, handed off before this thread ever collected: a
+        // worker may free it once its grace period ends.
+        defer_tracked(&r, per_page + 1, &d, &m);
+        // From now on this thread collects (nothing is ready yet, or a
+        // worker took the first page: nothing runs here).
+        assert_eq!(r.collect(), 0);
+        // A second page, handed off by a collecting thread: left to it.
+        defer_tracked(&r, per_page, &d, &m);
+        let cookie = r.start_poll();
+        wait_until("the pages' grace period", Duration::from_secs(20), || {
+            r.poll(&cookie)
+        });
+        thread::sleep(Duration::from_millis(50));
+        let before = d.load(Ordering::Relaxed);
+        let here_before = m.load(Ordering::Relaxed);
+        let ran = r.collect();
+        let here = m.load(Ordering::Relaxed) - here_before;
+        assert_eq!(here, ran, "collect ran {ran} objects, {here} of them here");
+        assert_eq!(before + ran, 2 * per_page, "{:?}", r.stats());
+        // The page handed off while collecting was left to this thread.
+        assert!(ran >= per_page, "{ran} ran here: {:?}", r.stats());
+    })
+    .join()
+    .unwrap();
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::Relaxed), 2 * per_page + 1);
+}
+
+/// A thread that collects while it retires and then stops (it stays
+/// alive) strands nothing: after `producer_window` a worker frees what it
+/// left, with no barrier. `collect` inside a callback does nothing.
+#[test]
+fn a_thread_that_stops_collecting_strands_nothing() {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_batch(255)
+            .lazy_delay(Duration::from_secs(60))
+            .producer_window(Duration::from_millis(20)),
+    )
+    .unwrap();
+    let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, d, m) = (rcu.clone(), drops.clone(), on_maker.clone());
+    const N: usize = 100 * 255;
+    thread::spawn(move || {
+        for _ in 0..N / 255 {
+            defer_tracked(&r, 255, &d, &m);
+            r.collect();
+        }
+        wait_until(
+            "the handed-off pages freed",
+            Duration::from_secs(20),
+            || d.load(Ordering::Relaxed) >= N - 255,
+        );
+    })
+    .join()
+    .unwrap();
+    let in_cb = Arc::new(AtomicUsize::new(usize::MAX));
+    let (r, c) = (rcu.clone(), in_cb.clone());
+    rcu.call(move || c.store(r.collect(), Ordering::Relaxed));
+    rcu.barrier();
+    assert_eq!(
+        in_cb.load(Ordering::Relaxed),
+        0,
+        "collect in a callback runs nothing"
+    );
+    assert_eq!(drops.load(Ordering::Relaxed), N);
+}
+
 /// The pace by memory: a thread whose retires reach `pace_bytes` gets a
 /// grace period, and its garbage freed, long before the lazy delay; a
 /// trickle under the mark still waits for the delay. The thread stops

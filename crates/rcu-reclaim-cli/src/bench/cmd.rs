@@ -12,7 +12,7 @@ use super::report::{self, ScenarioReport};
 use super::run::{self, RunResult, Workload};
 use super::{crossbeam::Crossbeam, ours_polled::OursPolled, seize::Seize};
 use crate::args::{self, Int};
-use crate::dcache::{Backend, Ours, OursInline};
+use crate::dcache::{Backend, Ours, OursCollect, OursInline};
 
 /// The workloads `bench` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,10 +81,12 @@ pub struct BenchArgs {
     /// Backends to run (repeat the flag for several; rcu-reclaim always
     /// runs, as the ratios are against it): rcu-reclaim, crossbeam-epoch,
     /// seize, liburcu-memb (with --features liburcu), and the opt-in
+    /// rcu-reclaim-collect (each thread calls Rcu::collect after every
+    /// update, outside the update's lock: it frees its own ready garbage),
     /// rcu-reclaim-inline (a domain with Config::retiring_thread_frees: the
     /// retiring thread frees ready garbage itself) and rcu-reclaim-polled
     /// (frees on the retiring thread through the polled grace-period API).
-    /// Default: all but the two opt-in ones.
+    /// Default: all but the three opt-in ones.
     #[arg(long)]
     backend: Vec<String>,
     /// Where to write the plot (SVG); its directory must exist.
@@ -200,6 +202,7 @@ fn available() -> Vec<&'static str> {
         v
     };
     let mut v = v;
+    v.push(OursCollect::NAME);
     v.push(OursInline::NAME);
     v.push(OursPolled::NAME);
     v
@@ -226,7 +229,7 @@ impl BenchArgs {
             .into_iter()
             .filter(|n| {
                 let named = self.backend.iter().any(|b| b == n);
-                let opt_in = [OursPolled::NAME, OursInline::NAME];
+                let opt_in = [OursPolled::NAME, OursInline::NAME, OursCollect::NAME];
                 let default = self.backend.is_empty() && !opt_in.contains(n);
                 *n == <Ours>::NAME || named || default
             })
@@ -243,6 +246,7 @@ fn run_one(
     match name {
         <Ours>::NAME => run::run(<Ours>::new()?, w, on_sample),
         OursInline::NAME => run::run(OursInline::new()?, w, on_sample),
+        OursCollect::NAME => run::run(OursCollect::new()?, w, on_sample),
         Crossbeam::NAME => run::run(Crossbeam::new(), w, on_sample),
         Seize::NAME => run::run(Seize::new(), w, on_sample),
         OursPolled::NAME => run::run(OursPolled::new()?, w, on_sample),

@@ -41,7 +41,7 @@ fn probe_grace_periods(rcu: Rcu, stop: Arc<AtomicBool>) -> (u128, u64) {
     (total, n)
 }
 
-impl<const INLINE: bool> Contender for Ours<INLINE> {
+impl<const MODE: crate::dcache::Mode> Contender for Ours<MODE> {
     fn engine(&self) -> Option<super::engine::EngineSample> {
         let s = self.rcu().stats();
         Some(super::engine::EngineSample::take(

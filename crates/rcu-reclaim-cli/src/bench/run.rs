@@ -115,6 +115,7 @@ fn worker<B: Backend>(
                     table.remove(&local, key);
                 }
                 out.updates += 1;
+                table.backend().safe_point(&local);
                 if out.updates % 16 == 0 {
                     if let Some(check) = check {
                         check();

@@ -25,7 +25,7 @@ pub use garbage::{garbage_now, reset_counters, FREED, PEAK_GARBAGE, RETIRED};
 #[cfg(feature = "liburcu")]
 pub use node::RcuHead;
 pub use node::{Chain, Entry, Node};
-pub use ours::{Ours, OursInline};
+pub use ours::{Mode, Ours, OursCollect, OursInline};
 pub use table::Table;
 
 /// A reclamation scheme, as the table uses it.
@@ -79,6 +79,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// bench worker calls it once, as it stops, so nothing stays in its
     /// buffers.
     fn flush(&self, _guard: &Self::Guard<'_>) {}
+
+    /// A point in a thread's loop where it holds no lock and no section
+    /// (after each update): a backend that frees at safe points does so
+    /// here (`Rcu::collect`).
+    fn safe_point(&self, _local: &Self::Local<'_>) {}
 
     /// Frees everything retired; every thread's handle is gone.
     fn finish(self);

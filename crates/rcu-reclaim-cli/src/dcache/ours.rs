@@ -9,20 +9,34 @@ use rcu_reclaim::{Config, Rcu, ReadGuard};
 
 use super::{Backend, Node};
 
-/// A fresh domain per table. `INLINE`: the opt-in bench backend
-/// `rcu-reclaim-inline`, a domain with `Config::retiring_thread_frees`
-/// (the retiring thread frees its shard's ready pages itself).
-pub struct Ours<const INLINE: bool = false> {
+/// How a backend frees: `DEFAULT` (workers), `INLINE` (the opt-in bench
+/// backend `rcu-reclaim-inline`, a domain with
+/// `Config::retiring_thread_frees`: the retiring thread frees its shard's
+/// ready pages as it hands pages off) or `COLLECT` (`rcu-reclaim-collect`:
+/// each bench thread calls `Rcu::collect` after every update, outside the
+/// bucket's lock, as the crate's docs tell an update loop to).
+pub type Mode = u8;
+/// Workers free (the default domain).
+pub const DEFAULT: Mode = 0;
+/// `Config::retiring_thread_frees`.
+pub const INLINE: Mode = 1;
+/// `Rcu::collect` at the loop's safe point.
+pub const COLLECT: Mode = 2;
+
+/// A fresh domain per table, freeing as `MODE` says.
+pub struct Ours<const MODE: Mode = DEFAULT> {
     rcu: Rcu,
 }
 
 /// The `rcu-reclaim-inline` backend.
-pub type OursInline = Ours<true>;
+pub type OursInline = Ours<INLINE>;
+/// The `rcu-reclaim-collect` backend.
+pub type OursCollect = Ours<COLLECT>;
 
-impl<const INLINE: bool> Ours<INLINE> {
-    /// A new domain (default settings but `INLINE`).
-    pub fn new() -> Result<Ours<INLINE>, String> {
-        Rcu::new(Config::new().retiring_thread_frees(INLINE))
+impl<const MODE: Mode> Ours<MODE> {
+    /// A new domain (default settings but `MODE`).
+    pub fn new() -> Result<Ours<MODE>, String> {
+        Rcu::new(Config::new().retiring_thread_frees(MODE == INLINE))
             .map(|rcu| Ours { rcu })
             .map_err(|e| format!("cannot create an rcu-reclaim domain: {e}"))
     }
@@ -33,11 +47,11 @@ impl<const INLINE: bool> Ours<INLINE> {
     }
 }
 
-impl<const INLINE: bool> Backend for Ours<INLINE> {
-    const NAME: &'static str = if INLINE {
-        "rcu-reclaim-inline"
-    } else {
-        "rcu-reclaim"
+impl<const MODE: Mode> Backend for Ours<MODE> {
+    const NAME: &'static str = match MODE {
+        INLINE => "rcu-reclaim-inline",
+        COLLECT => "rcu-reclaim-collect",
+        _ => "rcu-reclaim",
     };
     type Local<'a> = ();
     type Guard<'a> = ReadGuard<'a>;
@@ -55,6 +69,12 @@ impl<const INLINE: bool> Backend for Ours<INLINE> {
         // period, when no section that could have loaded it remains.
         let node = unsafe { Box::from_raw(node) };
         self.rcu.defer_drop_sized(node, bytes);
+    }
+
+    fn safe_point(&self, _: &()) {
+        if MODE == COLLECT {
+            self.rcu.collect();
+        }
     }
 
     fn finish(self) {

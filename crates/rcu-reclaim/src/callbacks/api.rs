@@ -345,7 +345,11 @@ impl Rcu {
                 // here, where they were allocated: that runs no destructor,
                 // only the allocator. A worker takes the rest.
                 cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES, true);
-                if cbs.pages_ready(&inner.gp, cpu) {
+                // Unless this shard's thread frees at its safe points
+                // (`collect`): its ready pages are left to it for
+                // `producer_window`, after which the grace-period thread
+                // wakes a worker for whatever is left.
+                if !cbs.collector_recent(cpu) && cbs.pages_ready(&inner.gp, cpu) {
                     cbs.wake_worker(cpu);
                 }
             }
@@ -367,6 +371,56 @@ impl Rcu {
             cbs.throttle_producer(&inner.gp, cbs.current_shard());
         }
         Ok(())
+    }
+
+    /// A safe point: frees, on this thread, garbage of this CPU's shard
+    /// whose grace period has ended (up to eight bulk pages, about 2,000
+    /// objects, and a batch of ready callbacks), and returns how many
+    /// objects and callbacks ran. Costs a load and a compare when nothing
+    /// is ready.
+    ///
+    /// By default no retiring call runs another object's destructor (a
+    /// caller may hold a lock that a deferred `Drop` takes), so garbage is
+    /// freed by a worker thread, on another core, in memory that has gone
+    /// cold. A thread that calls `collect` where it holds no such lock —
+    /// at the top of its event loop, after each update outside the
+    /// update's lock — frees its garbage itself, where it was allocated,
+    /// about a grace period after retiring it: less garbage in flight, and
+    /// frees that hit the allocator's thread cache. While a shard's thread
+    /// keeps collecting, its ready pages are left to it for
+    /// [`Config::producer_window`](crate::Config::producer_window); a thread
+    /// that stops collecting strands nothing: after the window a worker
+    /// frees what is left.
+    ///
+    /// The contract: call it only where this thread holds no lock that a
+    /// deferred destructor or callback takes (they run here). Inside a
+    /// read-side section it is allowed (what it frees waits for no
+    /// section); inside an RCU callback it does nothing.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use rcu_reclaim::{Rcu, RcuCell};
+    ///
+    /// let rcu = Rcu::global();
+    /// let config = RcuCell::new(vec![0u8; 64]);
+    /// let lock = Mutex::new(());
+    /// for i in 0..1000u32 {
+    ///     {
+    ///         let _held = lock.lock().unwrap();
+    ///         config.store(Box::new(vec![i as u8; 64])); // retires the old one
+    ///     }
+    ///     rcu.collect(); // no lock held here: free what is ready
+    /// }
+    /// rcu.barrier();
+    /// assert_eq!(rcu.pending(), 0);
+    /// ```
+    pub fn collect(&self) -> usize {
+        if in_callback() {
+            return 0;
+        }
+        let inner = self.inner();
+        let cbs = &inner.callbacks;
+        cbs.collect(&inner.gp, cbs.current_shard())
     }
 
     /// Hands this thread's buffered bulk page, if any, to its shard, so the

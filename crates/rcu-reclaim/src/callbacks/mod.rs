@@ -149,6 +149,16 @@ impl ShardState {
         policy::left_to_producer(self.last_handoff, now, window)
     }
 
+    /// The sequence value at which the oldest page or callback becomes
+    /// ready (0: something already is; `u64::MAX`: nothing waits).
+    fn ready_at(&self) -> u64 {
+        let page = self.pages.front().map(|p| p.cookie);
+        page.into_iter()
+            .chain(self.list.earliest_gp())
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     /// Entries not yet assigned a grace period, and their bytes.
     fn unrequested(&self) -> (usize, usize) {
         self.pages.iter().skip(self.pages_requested).fold(
@@ -165,6 +175,14 @@ pub(crate) struct Shard {
     invoke: Mutex<()>,
     count: AtomicUsize,
     bytes: AtomicUsize,
+    /// The sequence value at which the shard's oldest entry becomes ready
+    /// (`u64::MAX`: nothing waits), for `collect`'s lock-free look. A hint:
+    /// a stale value costs a look or a delay, never an early free.
+    ready_at: AtomicU64,
+    /// When (`epoch_ms`) a thread last called `Rcu::collect` on this
+    /// shard; 0: never. Ready pages are left to such a
+    /// thread for `producer_window`, as to a `retiring_thread_frees` one.
+    collected_ms: AtomicUsize,
 }
 
 impl Shard {
@@ -174,14 +192,24 @@ impl Shard {
             invoke: Mutex::new(()),
             count: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            ready_at: AtomicU64::new(u64::MAX),
+            collected_ms: AtomicUsize::new(0),
         }
     }
 
-    /// Mirrors the shard's totals for lock-free queries.
+    /// Mirrors the shard's totals and its first readiness for lock-free
+    /// queries.
     fn publish(&self, st: &ShardState) {
         let (n, b) = st.totals();
         self.count.store(n, Ordering::Relaxed);
         self.bytes.store(b, Ordering::Relaxed);
+        self.ready_at.store(st.ready_at(), Ordering::Relaxed);
+    }
+
+    /// Whether a thread called `Rcu::collect` on this shard within `window`.
+    fn collector_recent(&self, window: Duration) -> bool {
+        let at = self.collected_ms.load(Ordering::Relaxed);
+        at != 0 && epoch_ms().saturating_sub(at) as u128 <= window.as_millis()
     }
 }
 
@@ -378,6 +406,7 @@ impl Callbacks {
         page.cookie = gp.snapshot();
         add(&self.counters.deferred_drops, page.len());
         let shard = &self.shards[self.current_shard()];
+        let producer = producer || shard.collector_recent(self.params.producer_window);
         let mut st = lock(&shard.state);
         let was_idle = st.since.is_none();
         if was_idle || producer {
@@ -420,6 +449,12 @@ impl Callbacks {
     /// Whether the domain's backlog is over `qovld` (as last planned).
     pub(crate) fn is_overloaded(&self) -> bool {
         self.overloaded.load(Ordering::Relaxed)
+    }
+
+    /// Whether a thread freed shard `cpu`'s garbage at a safe point within
+    /// `producer_window` (ready pages are then left to it).
+    pub(crate) fn collector_recent(&self, cpu: usize) -> bool {
+        self.shards[cpu].collector_recent(self.params.producer_window)
     }
 
     /// Whether shard `cpu` has pages whose grace period has elapsed.
@@ -698,7 +733,7 @@ impl Callbacks {
         limit: Option<usize>,
     ) -> (usize, usize) {
         let _running = lock(&self.shards[cpu].invoke);
-        self.invoke_locked(gp, cpu, limit)
+        self.invoke_locked(gp, cpu, limit, usize::MAX)
     }
 
     /// As `invoke_ready(.., None)`, but skips a shard someone is running
@@ -706,11 +741,43 @@ impl Callbacks {
     /// `run_callbacks` does not deadlock on its own shard.
     pub(crate) fn try_invoke_ready(&self, gp: &GracePeriods, cpu: usize) -> Option<(usize, usize)> {
         let _running = try_lock(&self.shards[cpu].invoke)?;
-        Some(self.invoke_locked(gp, cpu, None))
+        Some(self.invoke_locked(gp, cpu, None, usize::MAX))
+    }
+
+    /// A safe point of the calling thread (`Rcu::collect`): runs what shard
+    /// `cpu` has ready, here — up to `policy::COLLECT_PAGES` pages and as
+    /// many callbacks as a worker's batch — unless nothing is ready (a
+    /// lock-free look) or someone else is running the shard. Marks the
+    /// shard as freed by its own thread, so pages handed to it are left to
+    /// that thread for `producer_window` rather than woken a worker for.
+    /// Returns the
+    /// callbacks and objects run.
+    pub(crate) fn collect(&self, gp: &GracePeriods, cpu: usize) -> usize {
+        let shard = &self.shards[cpu];
+        // This shard's garbage is freed here from now on (a store only
+        // when the millisecond changed, so the line stays shared).
+        let now = epoch_ms();
+        if shard.collected_ms.load(Ordering::Relaxed) != now {
+            shard.collected_ms.store(now, Ordering::Relaxed);
+        }
+        let at = shard.ready_at.load(Ordering::Relaxed);
+        if at == u64::MAX || !gp.done(at) {
+            return 0;
+        }
+        let Some(_running) = try_lock(&shard.invoke) else {
+            return 0;
+        };
+        self.invoke_locked(gp, cpu, None, policy::COLLECT_PAGES).0
     }
 
     /// The body of `invoke_ready`; the caller holds the shard's `invoke` lock.
-    fn invoke_locked(&self, gp: &GracePeriods, cpu: usize, limit: Option<usize>) -> (usize, usize) {
+    fn invoke_locked(
+        &self,
+        gp: &GracePeriods,
+        cpu: usize,
+        limit: Option<usize>,
+        max_pages: usize,
+    ) -> (usize, usize) {
         let shard = &self.shards[cpu];
         let fast = self.pressure.on_node(self.topology.node_of(cpu));
         let mut batch = Vec::new();
@@ -722,7 +789,7 @@ impl Callbacks {
             let unlimited = st.overloaded || fast;
             let limit = policy::batch_limit(&self.params, limit, unlimited, st.list.len());
             st.list.take_done(limit, &mut batch);
-            st.take_ready_pages(seq, usize::MAX, false, &mut pages);
+            st.take_ready_pages(seq, max_pages, false, &mut pages);
             if st.overloaded && policy::shard_overload_ends(&self.params, st.totals().0) {
                 st.overloaded = false;
             }
@@ -754,7 +821,15 @@ impl Callbacks {
     ) {
         let shard = &self.shards[cpu];
         let Some(_running) = try_lock(&shard.invoke) else {
-            self.workers.wake(self.worker_group(cpu));
+            // Someone runs the shard. For the opt-in inline frees, hand the
+            // work to the worker. The default's plain-only free wakes no
+            // one: the runner takes what is ready now, and `after_gp` wakes
+            // a worker for what becomes ready later, unless it is left to a
+            // thread that frees its own (a wake here took such pages from
+            // under a collecting thread).
+            if !plain_only {
+                self.workers.wake(self.worker_group(cpu));
+            }
             return;
         };
         let mut pages = Vec::new();

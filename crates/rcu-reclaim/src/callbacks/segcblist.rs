@@ -144,6 +144,19 @@ impl SegCbList {
             .max()
     }
 
+    /// The earliest sequence value at which some waiting entry becomes
+    /// ready: `Some(0)` if some already is, `None` if nothing waits.
+    pub(crate) fn earliest_gp(&self) -> Option<u64> {
+        if !self.segs[DONE].is_empty() {
+            return Some(0);
+        }
+        [WAIT, NEXT_READY]
+            .into_iter()
+            .filter(|&s| !self.segs[s].is_empty())
+            .map(|s| self.tags[s])
+            .min()
+    }
+
     /// Takes up to `max` entries (counted as callbacks) from the front of `DONE`.
     pub(crate) fn take_done(&mut self, max: usize, out: &mut Vec<Entry>) {
         let mut taken = 0;
