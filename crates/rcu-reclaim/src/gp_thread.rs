@@ -4,12 +4,15 @@
 //! lazy rules (see `callbacks`), sleeping until the oldest lazily queued
 //! entry is due. Started on first use; stopped when the domain is dropped.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
 use crate::callbacks::EngineHost;
 use crate::clock::epoch_ms;
+use crate::gp::WaitMode;
+use crate::policy;
 use crate::sync::lock_std as lock;
 use crate::wake_promise::WakePromise;
 
@@ -193,6 +196,8 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
     // The grace-period thread never enters direct reclaim (the kernel's
     // kthreads run with PF_MEMALLOC): reclaim may wait for a grace period.
     crate::sync::NO_RECLAIM.with(|c| c.set(true));
+    // Grace periods retiring threads had completed at the last look.
+    let mut retirer_gps: Option<u64> = None;
     loop {
         let requested = {
             let mut st = lock(&shared.state);
@@ -222,12 +227,28 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
         let (gp, cbs) = (inner.gp(), inner.callbacks());
         let plan = cbs.plan(gp);
         let poll_target = (!gp.done(requested)).then_some(requested);
+        let mut driven = None;
         if let Some(target) = plan.target.max(poll_target) {
-            // Promise to look again right after this grace period.
-            shared.promise.promise(epoch_ms() as u64);
-            gp.wait_for_seq(target, plan.mode);
-            cbs.after_gp(gp);
-            continue;
+            // Retiring threads that completed grace periods since the last
+            // look are driving them (`try_advance` at each hand-off): a
+            // blocking wait here would only hold `gp_lock` against them.
+            // Look again later; once they stop, the count stands still and
+            // the next look runs the grace period, so nothing is stranded.
+            // Not under pressure or overload, which want speed.
+            let by_retirers = gp.counters.polled_gps.load(Ordering::Relaxed);
+            let driving = plan.mode == WaitMode::Normal
+                && !cbs.is_overloaded()
+                && retirer_gps.is_some_and(|n| n != by_retirers);
+            retirer_gps = Some(by_retirers);
+            if !driving {
+                // Promise to look again right after this grace period.
+                shared.promise.promise(epoch_ms() as u64);
+                gp.wait_for_seq(target, plan.mode);
+                retirer_gps = Some(gp.counters.polled_gps.load(Ordering::Relaxed));
+                cbs.after_gp(gp);
+                continue;
+            }
+            driven = Some(Duration::from_millis(policy::RETIRER_FALLBACK_MS));
         }
         // Entries whose grace period already elapsed (a page sealed with a
         // cookie another grace period completed) need only a worker.
@@ -242,10 +263,10 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
         let fallback = st
             .look_by
             .map(|t| Duration::from_millis(t.saturating_sub(epoch_ms() as u64).max(1)));
-        let deadline = match (plan.next_deadline, fallback) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [plan.next_deadline, fallback, driven]
+            .into_iter()
+            .flatten()
+            .min();
         match deadline {
             Some(d) => {
                 // Rounded up: the promise is never earlier than the look.
