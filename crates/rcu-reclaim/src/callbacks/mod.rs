@@ -213,6 +213,16 @@ impl Shard {
     }
 }
 
+/// What a safe point (`Callbacks::collect`) did.
+pub(crate) enum Collected {
+    /// Ran this many callbacks and objects (maybe none: nothing waited, or
+    /// someone else runs the shard).
+    Ran(usize),
+    /// The oldest entry's grace period is still in progress (this call may
+    /// have started it): someone must finish it if this thread stops.
+    Waiting,
+}
+
 /// Counters of the engine (relaxed; for stats only).
 #[derive(Default)]
 pub(crate) struct CbCounters {
@@ -406,7 +416,10 @@ impl Callbacks {
         page.cookie = gp.snapshot();
         add(&self.counters.deferred_drops, page.len());
         let shard = &self.shards[self.current_shard()];
-        let producer = producer || shard.collector_recent(self.params.producer_window);
+        // A shard whose thread frees at its safe points (`collect`) gets
+        // its pages' grace period at once: that thread is waiting to free.
+        let collecting = shard.collector_recent(self.params.producer_window);
+        let producer = producer || collecting;
         let mut st = lock(&shard.state);
         let was_idle = st.since.is_none();
         if was_idle || producer {
@@ -425,7 +438,9 @@ impl Callbacks {
         let kick = self.after_enqueue(&mut st, was_idle, added);
         shard.publish(&st);
         let (unrequested, unrequested_bytes) = st.unrequested();
-        let due = st.hurry || policy::batch_full(&self.params, unrequested, unrequested_bytes);
+        let due = st.hurry
+            || collecting
+            || policy::batch_full(&self.params, unrequested, unrequested_bytes);
         let target = if own && due {
             self.request_all(gp, &mut st);
             Self::needed(gp, &st, st.pages.len())
@@ -744,15 +759,15 @@ impl Callbacks {
         Some(self.invoke_locked(gp, cpu, None, usize::MAX))
     }
 
-    /// A safe point of the calling thread (`Rcu::collect`): runs what shard
-    /// `cpu` has ready, here — up to `policy::COLLECT_PAGES` pages and as
-    /// many callbacks as a worker's batch — unless nothing is ready (a
-    /// lock-free look) or someone else is running the shard. Marks the
-    /// shard as freed by its own thread, so pages handed to it are left to
-    /// that thread for `producer_window` rather than woken a worker for.
-    /// Returns the
-    /// callbacks and objects run.
-    pub(crate) fn collect(&self, gp: &GracePeriods, cpu: usize) -> usize {
+    /// A safe point of the calling thread (`Rcu::collect`): drives the
+    /// grace period the shard's oldest entry waits for (`try_advance`,
+    /// which never waits) and runs what shard `cpu` has ready, here — up to
+    /// `policy::COLLECT_PAGES` pages and as many callbacks as a worker's
+    /// batch — unless nothing waits (a lock-free look) or someone else is
+    /// running the shard. Marks the shard as freed by its own thread, so
+    /// pages handed to it are left to that thread for `producer_window`
+    /// rather than woken a worker for.
+    pub(crate) fn collect(&self, gp: &GracePeriods, cpu: usize) -> Collected {
         let shard = &self.shards[cpu];
         // This shard's garbage is freed here from now on (a store only
         // when the millisecond changed, so the line stays shared).
@@ -761,13 +776,19 @@ impl Callbacks {
             shard.collected_ms.store(now, Ordering::Relaxed);
         }
         let at = shard.ready_at.load(Ordering::Relaxed);
-        if at == u64::MAX || !gp.done(at) {
-            return 0;
+        // Drive the grace period the oldest entry waits for (never waits:
+        // completes the one in progress if its readers have moved on, and
+        // starts the next if still needed).
+        if at == u64::MAX {
+            return Collected::Ran(0);
+        }
+        if !gp.try_advance(at) {
+            return Collected::Waiting;
         }
         let Some(_running) = try_lock(&shard.invoke) else {
-            return 0;
+            return Collected::Ran(0);
         };
-        self.invoke_locked(gp, cpu, None, policy::COLLECT_PAGES).0
+        Collected::Ran(self.invoke_locked(gp, cpu, None, policy::COLLECT_PAGES).0)
     }
 
     /// The body of `invoke_ready`; the caller holds the shard's `invoke` lock.
