@@ -142,6 +142,7 @@ pub mod locking;
 pub mod pages;
 mod policy;
 pub mod pressure;
+pub mod qsbr;
 mod raw;
 mod reader;
 pub mod reclaim;
@@ -156,7 +157,8 @@ mod wake_promise;
 
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
-pub use guard::ReadGuard;
+pub use guard::{ReadGuard, ReadSection};
+pub use qsbr::{LateReader, QsbrGuard, QsbrOfflineThread, QsbrThread};
 pub use size::ReclaimSize;
 pub use synchronize::Cookie;
 
