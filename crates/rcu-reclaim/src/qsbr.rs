@@ -1,7 +1,7 @@
 //! The QSBR flavor: read-side sections that cost nothing, on threads that
 //! report quiescent states (liburcu's `urcu-qsbr`, DPDK's `rte_rcu_qsbr`).
 //!
-//! A domain created with [`Flavor::Qsbr`](crate::Flavor::Qsbr) hands out
+//! A domain created with [`Flavor::Qsbr`] hands out
 //! [`QsbrThread`] registrations ([`Rcu::register_qsbr_thread`]). A
 //! registered thread is *online* or *offline*:
 //!
@@ -286,7 +286,7 @@ impl Drop for Registration {
 }
 
 /// An online QSBR registration of the calling thread in a
-/// [`Flavor::Qsbr`](crate::Flavor::Qsbr) domain, from
+/// [`Flavor::Qsbr`] domain, from
 /// [`Rcu::register_qsbr_thread`]. See the [module docs](crate::qsbr) for
 /// the model.
 ///
