@@ -329,6 +329,8 @@ mod qsbr {
             rcu.synchronize();
             // SAFETY: a grace period elapsed after the unlink.
             let old = unsafe { old.into_box_unchecked() };
+            // SAFETY: checked by loom: ordered after every reader's access
+            // unless the protocol (or the mutant) is broken.
             old.word.with_mut(|p| unsafe { *p = POISON });
             drop(old);
             reader.join().unwrap();
@@ -413,6 +415,8 @@ mod qsbr {
             rcu.synchronize();
             // SAFETY: a grace period elapsed after the unlink.
             let old = unsafe { old.into_box_unchecked() };
+            // SAFETY: checked by loom: ordered after every reader's access
+            // unless the protocol (or the mutant) is broken.
             old.word.with_mut(|p| unsafe { *p = POISON });
             drop(old);
             reader.join().unwrap();

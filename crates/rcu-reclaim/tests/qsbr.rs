@@ -592,6 +592,7 @@ impl Poisoned {
     fn check(&self) -> u64 {
         // SAFETY: valid for reads while the section lasts.
         let magic = unsafe { ptr::read_volatile(&self.magic) };
+        // SAFETY: as above.
         let first = unsafe { ptr::read_volatile(&self.words[0]) };
         let mut bad = u64::from(magic != MAGIC);
         for w in &self.words {
