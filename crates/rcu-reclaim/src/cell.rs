@@ -9,7 +9,7 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 
 use crate::domain::Rcu;
-use crate::guard::ReadGuard;
+use crate::guard::ReadSection;
 use crate::size::ReclaimSize;
 use crate::sync::AtomicPtr;
 use crate::synchronize::Cookie;
@@ -93,7 +93,8 @@ impl<T> RcuCell<T> {
     }
 
     /// The current value, valid while both the guard and the borrow of the
-    /// cell last.
+    /// cell last. The guard is a [`ReadGuard`](crate::ReadGuard) or, on a
+    /// QSBR domain, a [`QsbrGuard`](crate::QsbrGuard).
     ///
     /// # Panics
     /// If `guard` belongs to another domain than the cell.
@@ -116,11 +117,11 @@ impl<T> RcuCell<T> {
     /// ```
     #[inline]
     #[track_caller]
-    pub fn load<'a>(&'a self, guard: &'a ReadGuard<'_>) -> Option<&'a T> {
+    pub fn load<'a, G: ReadSection>(&'a self, guard: &'a G) -> Option<&'a T> {
         assert!(
             guard.domain().id() == self.rcu.id(),
             "rcu-reclaim: RcuCell::load with a ReadGuard of domain {} on a cell of domain {}; \
-             take the guard from cell.domain().read_lock()",
+             take the guard from cell.domain().read_lock() (or the domain's QsbrThread)",
             guard.domain().id(),
             self.rcu.id()
         );

@@ -456,6 +456,10 @@ impl std::error::Error for Error {}
 
 /// Picks the flavor: the forced one (checked) or the best available.
 fn choose_flavor(config: &Config) -> Result<Flavor, Error> {
+    if config.flavor == Some(Flavor::Qsbr) {
+        // Its writers fence; `membarrier` is not needed.
+        return Ok(Flavor::Qsbr);
+    }
     let membarrier = if config.simulate_no_membarrier {
         Err("membarrier disabled by Config::simulate_no_membarrier".to_string())
     } else if cfg!(loom) {
@@ -465,6 +469,7 @@ fn choose_flavor(config: &Config) -> Result<Flavor, Error> {
     };
     match (config.flavor, membarrier) {
         (Some(Flavor::Mb), _) => Ok(Flavor::Mb),
+        (Some(Flavor::Qsbr), _) => Ok(Flavor::Qsbr),
         (Some(Flavor::Memb), Err(reason)) => Err(Error::MembarrierUnavailable { reason }),
         (_, Ok(())) => Ok(Flavor::Memb),
         (None, Err(reason)) => {
@@ -692,7 +697,7 @@ impl Rcu {
     /// ```
     /// use rcu_reclaim::{Flavor, Rcu};
     /// let f = Rcu::global().flavor();
-    /// assert!(f == Flavor::Memb || f == Flavor::Mb);
+    /// assert!(f == Flavor::Memb || f == Flavor::Mb); // Qsbr only when asked for
     /// ```
     pub fn flavor(&self) -> Flavor {
         self.flavor
@@ -709,14 +714,17 @@ impl Rcu {
         &self.inner.config
     }
 
-    /// Whether the calling thread is inside a read-side section of this domain.
+    /// Whether the calling thread is inside a read-side section of this
+    /// domain: a [`ReadGuard`](crate::ReadGuard) or raw section, or (QSBR
+    /// flavor) an online [`QsbrThread`](crate::QsbrThread) registration,
+    /// which is one long section between its quiescent states.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::global();
     /// assert!(!rcu.in_read_section());
     /// ```
     pub fn in_read_section(&self) -> bool {
-        reader::nesting_in(self.id) > 0
+        reader::in_section(self.id)
     }
 
     pub(crate) fn registry(&self) -> &Arc<Registry> {
@@ -757,6 +765,11 @@ impl Rcu {
     /// Panics, naming `call`, if this thread is inside a section of this domain.
     #[track_caller]
     pub(crate) fn assert_not_in_section(&self, call: &str) {
+        if reader::nesting_in(self.id) == 0 && reader::qsbr_online_in(self.id) {
+            panic!(
+                "rcu-reclaim: {call} called on a thread that is online in the same QSBR domain;                  it would wait for the thread's own quiescent state forever. Call it through                  QsbrThread::offline_while(|| ...), or use QsbrThread::synchronize()"
+            );
+        }
         if self.in_read_section() {
             panic!(
                 "rcu-reclaim: {call} called inside a read-side critical section of the same \

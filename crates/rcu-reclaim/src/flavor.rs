@@ -25,6 +25,22 @@ pub enum Flavor {
     /// Readers issue a full fence on entry and exit; no system call on the
     /// writer side. The fallback where `membarrier` is unavailable.
     Mb,
+    /// Quiescent-state-based (liburcu's `urcu-qsbr`): a thread registered
+    /// with [`Rcu::register_qsbr_thread`](crate::Rcu::register_qsbr_thread)
+    /// reads with no instruction at all and reports quiescent states; a
+    /// grace period waits until every online registered thread has reported
+    /// one. Writers issue a fence, no system call. Never detected: only
+    /// chosen with [`Config::flavor`](crate::Config::flavor). Guards from
+    /// [`Rcu::read_lock`](crate::Rcu::read_lock) work on such a domain too,
+    /// at the mb flavor's cost. See [`QsbrThread`](crate::QsbrThread).
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// assert_eq!(rcu.flavor(), Flavor::Qsbr);
+    /// assert_eq!(rcu.flavor().to_string(), "qsbr");
+    /// ```
+    Qsbr,
 }
 
 impl fmt::Display for Flavor {
@@ -32,6 +48,7 @@ impl fmt::Display for Flavor {
         f.write_str(match self {
             Flavor::Memb => "memb",
             Flavor::Mb => "mb",
+            Flavor::Qsbr => "qsbr",
         })
     }
 }

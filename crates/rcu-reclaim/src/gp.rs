@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::flavor::writer_barrier;
-use crate::reader::{Registry, Slot};
+use crate::reader::{Owner, Registry, Slot};
 use crate::sync::{fence, lock, thread, Arc, AtomicU64, Mutex};
 
 const SEQ_STATE_MASK: u64 = 3;
@@ -383,6 +383,27 @@ impl GracePeriods {
         crate::sys::futex_wait(&registry.waiter, -1, timeout);
     }
 
+    /// The owners of the slots the grace period in progress still waits
+    /// for, each with whether it is a QSBR registration (empty when no
+    /// grace period is in progress). A racy look, for reports: a slot may
+    /// move on as it is read.
+    pub(crate) fn holdouts(&self) -> Vec<(Owner, bool)> {
+        let mut out = Vec::new();
+        if self.seq.load(Ordering::Acquire) & SEQ_STATE_MASK == 0 {
+            return out;
+        }
+        let new = self.in_flight.load(Ordering::Relaxed);
+        self.registry.for_each_slot(|slot| {
+            if slot.in_use.load(Ordering::Relaxed)
+                && !slot.abandoned.load(Ordering::Relaxed)
+                && !slot_quiescent(slot, new)
+            {
+                out.push((lock(&slot.owner).clone(), slot.qsbr.load(Ordering::Relaxed)));
+            }
+        });
+        out
+    }
+
     /// Reports `slot` once if it has held up the grace period past the stall
     /// timeout; returns how long to park before checking again.
     fn check_stall(&self, slot: &Slot, started: Instant) -> Duration {
@@ -395,12 +416,23 @@ impl GracePeriods {
         if section != 0 && slot.stall_reported.swap(section, Ordering::Relaxed) != section {
             let owner = lock(&slot.owner).clone();
             bump(&self.counters.stalls_reported);
-            let msg = format!(
-                "rcu-reclaim: reader stall: thread '{}' (tid {}) has held up a grace period of \
-                 domain {} for {:?}, longer than the stall timeout {:?}; a read-side section must \
-                 not block or run for long (nor wait for something that needs a grace period)",
-                owner.name, owner.tid, self.id, waited, limit
-            );
+            let msg = if slot.qsbr.load(Ordering::Relaxed) {
+                format!(
+                    "rcu-reclaim: reader stall: QSBR thread '{}' (tid {}) has not reported a \
+                     quiescent state for a grace period of domain {} in {:?}, longer than the \
+                     stall timeout {:?}; an online QSBR thread must call quiescent_state() \
+                     regularly and go offline (offline_while, thread_offline) before it blocks",
+                    owner.name, owner.tid, self.id, waited, limit
+                )
+            } else {
+                format!(
+                    "rcu-reclaim: reader stall: thread '{}' (tid {}) has held up a grace period \
+                     of domain {} for {:?}, longer than the stall timeout {:?}; a read-side \
+                     section must not block or run for long (nor wait for something that needs \
+                     a grace period)",
+                    owner.name, owner.tid, self.id, waited, limit
+                )
+            };
             tracing::warn!(
                 domain = self.id,
                 thread = %owner.name,

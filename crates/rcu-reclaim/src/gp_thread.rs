@@ -121,7 +121,7 @@ impl GpThread {
                     // Never inside one of the domain's sections: the grace
                     // period would wait for the caller (`start_poll` and
                     // `call` never block).
-                    if let Some(t) = target.filter(|_| crate::reader::nesting_in(inner.id()) == 0) {
+                    if let Some(t) = target.filter(|_| !crate::reader::in_section(inner.id())) {
                         inner.gp().wait_for_seq_normal(t);
                     }
                     return;

@@ -61,6 +61,44 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
     true
 }
 
+/// A read-side section that [`RcuCell::load`](crate::RcuCell::load)
+/// accepts: a [`ReadGuard`], or a [`QsbrGuard`](crate::QsbrGuard) of a
+/// registered QSBR thread. Sealed: only the crate's guards implement it.
+///
+/// ```
+/// use rcu_reclaim::{Rcu, ReadSection};
+/// fn domain_of(section: &impl ReadSection) -> u64 {
+///     section.domain().id()
+/// }
+/// let rcu = Rcu::global();
+/// assert_eq!(domain_of(&rcu.read_lock()), rcu.id());
+/// ```
+pub trait ReadSection: sealed::Sealed {
+    /// The domain whose grace periods this section holds up.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Rcu, ReadSection};
+    /// let guard = Rcu::global().read_lock();
+    /// assert_eq!(ReadSection::domain(&guard).id(), Rcu::global().id());
+    /// ```
+    fn domain(&self) -> &Rcu;
+}
+
+/// The seal of [`ReadSection`].
+pub(crate) mod sealed {
+    /// Implemented by the crate's guards only.
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for ReadGuard<'_> {}
+
+impl ReadSection for ReadGuard<'_> {
+    #[inline]
+    fn domain(&self) -> &Rcu {
+        self.rcu
+    }
+}
+
 /// A read-side critical section of an [`Rcu`] domain.
 ///
 /// Created by [`Rcu::read_lock`]; the section ends when the guard is dropped.

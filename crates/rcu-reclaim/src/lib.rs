@@ -71,6 +71,43 @@
 //! * The polled API, [`Rcu::get_state`], [`Rcu::start_poll`], [`Rcu::poll`]
 //!   and [`Rcu::cond_synchronize`], waits without blocking.
 //!
+//! ## Quiescent-state-based reading (QSBR)
+//! For threads that loop over events (packet and DNS servers, tracers), a
+//! domain of the [`Flavor::Qsbr`] flavor makes read-side sections free: a
+//! thread registers ([`Rcu::register_qsbr_thread`]), reads under
+//! [`QsbrThread::read_lock`] (no instruction at all), and reports a
+//! [`quiescent_state`](QsbrThread::quiescent_state) between events, when it
+//! holds no reference; it goes offline
+//! ([`offline_while`](QsbrThread::offline_while),
+//! [`thread_offline`](QsbrThread::thread_offline)) before it blocks. A grace
+//! period waits until every online registered thread has reported once;
+//! offline and departed threads never hold it up. The borrow checker keeps
+//! a reference from outliving its section: a guard borrows the
+//! registration, and reporting takes it mutably. Everything above the read
+//! side (callbacks, `defer_drop`, `barrier`, accounting, pressure,
+//! reclaim) works unchanged, with one limit under memory pressure: a writer
+//! cannot force a thread to report. Pressure expedites the domain's own
+//! side (grace periods start at once and spin rather than sleep, pages are
+//! flushed, ready work runs on the reclaiming thread), and
+//! [`Rcu::late_readers`] and the stall warning name the threads that are
+//! late; a grace period still lasts until the slowest online thread
+//! reports. See [`qsbr`].
+//!
+//! ```
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let routes = RcuCell::new_in(&rcu, Some(Box::new(vec![1u32, 2])));
+//! let mut thread = rcu.register_qsbr_thread();
+//! for _event in 0..2 {
+//!     let guard = thread.read_lock(); // free
+//!     assert_eq!(routes.load(&guard).unwrap().len(), 2);
+//!     drop(guard);
+//!     thread.quiescent_state(); // nothing from the section is held
+//! }
+//! routes.store(Box::new(vec![3])); // the old one is freed after a grace period
+//! thread.offline_while(|| rcu.barrier()); // waits: offline meanwhile
+//! ```
+//!
 //! ## Misuse
 //! Waiting for a grace period inside a read-side section of the same domain
 //! would never return; it panics instead, naming the call. A reader that holds
@@ -87,12 +124,16 @@
 //! ## Modules
 //! The crate root holds what every user needs: [`Rcu`] (a domain),
 //! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`Config`], [`Error`],
-//! [`Flavor`], [`Cookie`], and [`ReclaimSize`] (at the root because
+//! [`Flavor`], [`Cookie`], the QSBR registration and guard
+//! ([`QsbrThread`], [`QsbrOfflineThread`], [`QsbrGuard`], with
+//! [`ReadSection`] over both kinds of guard and [`LateReader`]), and
+//! [`ReclaimSize`] (at the root because
 //! retiring a value with [`Rcu::defer_drop`] asks for it). The
 //! rest is grouped by concept:
 //!
 //! | module | for |
 //! |---|---|
+//! | [`qsbr`] | the QSBR flavor's model, its borrow rules, and what pressure can and cannot do there |
 //! | [`pressure`] | telling RCU that memory is short ([`pressure::PressureGuard`]) and running its backlog now ([`Rcu::run_callbacks`]) |
 //! | [`reclaim`] | shrinkers, the priority loop, a memory budget with watermarks, the accounting allocator |
 //! | [`sources`] | kernel pressure signals (PSI, cgroup v1/v2, RSS) and the monitor thread that feeds them to RCU |
@@ -142,6 +183,7 @@ pub mod locking;
 pub mod pages;
 mod policy;
 pub mod pressure;
+pub mod qsbr;
 mod raw;
 mod reader;
 pub mod reclaim;
@@ -156,7 +198,8 @@ mod wake_promise;
 
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
-pub use guard::ReadGuard;
+pub use guard::{ReadGuard, ReadSection};
+pub use qsbr::{LateReader, QsbrGuard, QsbrOfflineThread, QsbrThread};
 pub use size::ReclaimSize;
 pub use synchronize::Cookie;
 

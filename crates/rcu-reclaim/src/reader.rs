@@ -6,6 +6,14 @@
 //! the thread's outermost section began. A grace period bumps the counter and
 //! waits for every slot that holds a smaller non-zero value.
 //!
+//! A thread registered for quiescent-state-based reclamation (the QSBR
+//! flavor, `qsbr.rs`) owns a slot of its own, claimed apart from the
+//! thread-local registrations below: its `ctr` holds the readers' counter
+//! as the thread last reported it (`qsbr_report`) while the thread is
+//! online, `0` while it is offline. The grace periods' test is the same:
+//! a slot is quiescent for the grace period waiting for `new` when it reads
+//! `0` or at least `new`.
+//!
 //! Slots live in an append-only list that writers walk without a lock; a
 //! thread that exits gives its slot back (`in_use = false`) for the next new
 //! thread to claim, so the list is as long as the most threads that ever read
@@ -24,7 +32,8 @@ use crate::sync::{fence, lock, Arc, AtomicBool, AtomicI32, AtomicPtr, AtomicU64,
 /// One thread's reader state in one domain.
 pub(crate) struct Slot {
     /// `0` outside a section; else the grace-period counter snapshot taken by
-    /// the outermost `read_lock`.
+    /// the outermost `read_lock`. A QSBR slot: `0` offline, else the counter
+    /// the thread last reported.
     pub(crate) ctr: AtomicU64,
     /// Nesting depth: guards plus raw sections. Only the owning thread
     /// touches it (see `Sync` below). 64 bits: even leaking a guard every
@@ -45,6 +54,9 @@ pub(crate) struct Slot {
     pub(crate) owner: Mutex<Owner>,
     /// The `ctr` value of the section last reported as stalled (once per stall).
     pub(crate) stall_reported: AtomicU64,
+    /// Claimed by a QSBR registration (`qsbr_register`), not a thread-local
+    /// one: its stall is a missing quiescent state, not a long section.
+    pub(crate) qsbr: AtomicBool,
     /// The owner's page of deferred drops.
     pub(crate) local: LocalBuffer,
 }
@@ -76,6 +88,7 @@ impl Slot {
             next: AtomicPtr::new(ptr::null_mut()),
             owner: Mutex::new(Owner::default()),
             stall_reported: AtomicU64::new(0),
+            qsbr: AtomicBool::new(false),
             local: LocalBuffer::default(),
         }
     }
@@ -114,7 +127,7 @@ impl Registry {
     }
 
     /// Claims a free slot or appends a new one.
-    fn claim(&self) -> *const Slot {
+    pub(crate) fn claim(&self) -> *const Slot {
         let mut cur = self.head.load(Ordering::Acquire);
         while !cur.is_null() {
             // SAFETY: slots in the list are freed only by `Registry::drop`,
@@ -239,7 +252,7 @@ impl Drop for Registration {
                  (a ReadGuard was leaked or a read_lock_raw() never unlocked)"
             );
             slot.ctr.store(0, Ordering::Release);
-            if self.registry.flavor == Flavor::Mb {
+            if self.registry.flavor != Flavor::Memb {
                 fence(Ordering::SeqCst);
             }
             self.registry.wake_writer();
@@ -331,14 +344,7 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
             // wait (`GracePeriods::complete_if_no_reader`), so this section
             // must see what was unlinked before that grace period's scan.
             fence(Ordering::SeqCst);
-            let thread = crate::sync::thread::current();
-            let owner = Owner {
-                name: thread.name().unwrap_or("<unnamed>").to_string(),
-                #[cfg(not(loom))]
-                tid: crate::sys::gettid(),
-                #[cfg(loom)]
-                tid: 0,
-            };
+            let owner = current_owner();
             // SAFETY: the slot was just claimed by this thread and is kept alive
             // by `registry`, which the registration holds.
             let s = unsafe { &*slot };
@@ -365,6 +371,18 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
              destroyed (from another thread-local's destructor); take read-side sections before \
              the thread starts exiting"
         ),
+    }
+}
+
+/// The calling thread, as a slot's owner.
+fn current_owner() -> Owner {
+    let thread = crate::sync::thread::current();
+    Owner {
+        name: thread.name().unwrap_or("<unnamed>").to_string(),
+        #[cfg(not(loom))]
+        tid: crate::sys::gettid(),
+        #[cfg(loom)]
+        tid: 0,
     }
 }
 
@@ -437,7 +455,9 @@ pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, flavor: Flavor) {
         match flavor {
             // The writer's membarrier() turns this into a full fence.
             Flavor::Memb => compiler_fence(Ordering::SeqCst),
-            Flavor::Mb => fence(Ordering::SeqCst),
+            // A QSBR domain's writers issue a fence, not `membarrier`: a
+            // guard section there is an mb one.
+            Flavor::Mb | Flavor::Qsbr => fence(Ordering::SeqCst),
         }
     }
     // 64 bits cannot wrap (see `Slot::nest`).
@@ -468,7 +488,7 @@ pub(crate) fn section_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
             // A parked writer issues membarrier() after raising `waiter`,
             // so this compiler fence cannot miss its flag.
             Flavor::Memb => compiler_fence(Ordering::SeqCst),
-            Flavor::Mb => fence(Ordering::SeqCst),
+            Flavor::Mb | Flavor::Qsbr => fence(Ordering::SeqCst),
         }
         registry.wake_writer();
     }
@@ -482,4 +502,136 @@ fn unbalanced_exit() -> ! {
          its section was already ended when the thread's registration was torn down (a guard \
          kept in a thread-local that outlives it). Keep guards out of thread-locals"
     )
+}
+
+// ---------------------------------------------------------------------------
+// QSBR: registered threads that report quiescent states (liburcu's
+// urcu-qsbr). The writer's side is the grace periods' usual one (`gp.rs`):
+// a full fence (the QSBR flavor's writer barrier), the counter's bump, then
+// a wait until every slot reads `0` or at least the new value.
+
+/// Claims a slot of `registry` for the calling thread's QSBR registration
+/// and puts it online. The slot is the registration's alone (not in the
+/// thread-local list above); `qsbr_release` hands it back.
+pub(crate) fn qsbr_register(registry: &Registry) -> *const Slot {
+    let slot = registry.claim();
+    // SAFETY: the slot was just claimed by this thread (CAS on `in_use`),
+    // and slots are freed only with their registry, which the caller holds.
+    let s = unsafe { &*slot };
+    *lock(&s.owner) = current_owner();
+    s.stall_reported.store(0, Ordering::Relaxed);
+    s.qsbr.store(true, Ordering::Relaxed);
+    // Online after the claim: a grace period that finds the slot unclaimed
+    // (`complete_if_no_reader`) or offline is ordered by the fence in
+    // `qsbr_online` as for any thread coming online.
+    qsbr_online(s, &registry.gp_ctr);
+    slot
+}
+
+/// Puts a QSBR slot online: it reports the readers' counter as it is now.
+///
+/// The fence orders the store before every later load of the thread (its
+/// sections). Against a writer (unlink; fence; bump; read the slot): if the
+/// writer's fence comes first, this thread's later loads see the unlink;
+/// if this fence comes first, the writer reads the slot as non-zero and
+/// below its new value (the counter was read before the bump), and waits.
+pub(crate) fn qsbr_online(slot: &Slot, gp_ctr: &AtomicU64) {
+    slot.ctr
+        .store(gp_ctr.load(Ordering::Relaxed), Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+}
+
+/// Puts a QSBR slot offline (`0`): no grace period waits for it.
+///
+/// The first fence makes the store a release of every access before it (a
+/// writer that reads `0` frees only after them); the second orders the
+/// store before the load of `waiter` (against a parked writer, which raises
+/// `waiter`, then fences, then looks at the slot).
+pub(crate) fn qsbr_offline(slot: &Slot, registry: &Registry) {
+    fence(Ordering::SeqCst);
+    slot.ctr.store(0, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    registry.wake_writer();
+}
+
+/// The slow path of a quiescent state: the readers' counter moved to `ctr`
+/// since the slot's last report; report it.
+///
+/// Fence A makes the store a release of everything the thread did before
+/// (the sections that end here), so a writer that reads `ctr` (acquire)
+/// frees after them. The thread read `ctr`, which the writer stored after
+/// its own fence (after the unlink), so fence A is also the acquire that
+/// makes every later section see that unlink. Fence B orders the report
+/// before the load of `waiter` (see `qsbr_offline`).
+#[inline(never)]
+pub(crate) fn qsbr_report(slot: &Slot, registry: &Registry, ctr: u64) {
+    fence(Ordering::SeqCst); // A
+    slot.ctr.store(ctr, Ordering::Relaxed);
+    fence(Ordering::SeqCst); // B
+    registry.wake_writer();
+}
+
+/// A broken `qsbr_report` for the loom model's mutation check: without
+/// fence A the report is not ordered after the thread's last accesses, so
+/// a writer may free what a section still reads. The model must fail.
+#[cfg(loom)]
+pub(crate) fn qsbr_report_without_fence_a(slot: &Slot, registry: &Registry, ctr: u64) {
+    slot.ctr.store(ctr, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    registry.wake_writer();
+}
+
+/// Hands a QSBR slot back (it is offline: `ctr` reads `0`).
+pub(crate) fn qsbr_release(slot: &Slot) {
+    slot.qsbr.store(false, Ordering::Relaxed);
+    slot.in_use.store(false, Ordering::Release);
+}
+
+/// The domains in which this thread has an online QSBR registration (one
+/// entry per registration). Read by `in_section`, so that calls that wait
+/// for a grace period refuse to wait for the calling thread itself.
+struct QsbrOnline {
+    domains: RefCell<Vec<u64>>,
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static QSBR_ONLINE: QsbrOnline = const { QsbrOnline { domains: RefCell::new(Vec::new()) } };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static QSBR_ONLINE: QsbrOnline = QsbrOnline { domains: RefCell::new(Vec::new()) };
+}
+
+/// Records that this thread has one more online QSBR registration in the
+/// domain numbered `id`.
+pub(crate) fn qsbr_mark_online(id: u64) {
+    crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
+        let _ = QSBR_ONLINE.try_with(|o| o.domains.borrow_mut().push(id));
+    });
+}
+
+/// Undoes one `qsbr_mark_online(id)`.
+pub(crate) fn qsbr_mark_offline(id: u64) {
+    let _ = QSBR_ONLINE.try_with(|o| {
+        let mut d = o.domains.borrow_mut();
+        if let Some(i) = d.iter().rposition(|&x| x == id) {
+            d.swap_remove(i);
+        }
+    });
+}
+
+/// Whether this thread has an online QSBR registration in domain `id`.
+pub(crate) fn qsbr_online_in(id: u64) -> bool {
+    QSBR_ONLINE
+        .try_with(|o| o.domains.borrow().contains(&id))
+        .unwrap_or(false)
+}
+
+/// Whether this thread is inside a read-side section of the domain numbered
+/// `id`: a guard or raw section, or an online QSBR registration (an online
+/// QSBR thread is in one long section between its quiescent states).
+pub(crate) fn in_section(id: u64) -> bool {
+    nesting_in(id) > 0 || qsbr_online_in(id)
 }

@@ -47,6 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "public API",
         &[
             "guard.rs",
+            "qsbr.rs",
             "raw.rs",
             "synchronize.rs",
             "callbacks/api.rs",

@@ -254,3 +254,184 @@ mod callbacks {
         });
     }
 }
+
+/// The QSBR flavor's quiescent-state protocol: a registered thread reads
+/// in free sections and reports quiescent states (or goes offline); a
+/// writer unlinks, waits for a grace period, then writes the old object.
+/// The object's word is a loom `UnsafeCell`, so loom reports any read of
+/// it that the writer's write is not ordered after ("Causality
+/// violation"), whether or not the read would have seen the write.
+mod qsbr {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use rcu_reclaim::topology::Topology;
+    use rcu_reclaim::{Flavor, QsbrThread};
+
+    struct Data {
+        word: UnsafeCell<u64>,
+    }
+
+    // SAFETY: the word is read by readers and written by the writer only
+    // in the orders the RCU protocol under test enforces; loom checks every
+    // access against that order.
+    unsafe impl Sync for Data {}
+
+    impl Data {
+        fn boxed(v: u64) -> Box<Data> {
+            Box::new(Data {
+                word: UnsafeCell::new(v),
+            })
+        }
+
+        fn check(&self) {
+            // SAFETY: the access is checked by loom (the point of the model).
+            let v = self.word.with(|p| unsafe { *p });
+            assert_ne!(
+                v, POISON,
+                "a QSBR reader saw an object poisoned after its grace period"
+            );
+        }
+    }
+
+    fn domain() -> Rcu {
+        Rcu::new(
+            Config::new()
+                .flavor(Flavor::Qsbr)
+                .topology(Topology::synthetic(1, 1)),
+        )
+        .unwrap()
+    }
+
+    /// Reader: registers (comes online), reads in a section, reports with
+    /// `report`, reads in a second section, unregisters. Writer: unlinks,
+    /// `synchronize`, poisons the old object. A report that comes too early
+    /// lets the poison race the first section's read; one whose counter
+    /// load is not an acquire lets the second section's read race it.
+    fn report_model(report: fn(&mut QsbrThread)) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = builder.preemption_bound.or(Some(3));
+        builder.check(move || {
+            let rcu = domain();
+            let cell = Arc::new(RcuCell::new_in(&rcu, Some(Data::boxed(1))));
+            let (r, c) = (rcu.clone(), cell.clone());
+            let reader = thread::spawn(move || {
+                let mut t = r.register_qsbr_thread();
+                if let Some(d) = c.load(&t.read_lock()) {
+                    d.check();
+                }
+                report(&mut t);
+                if let Some(d) = c.load(&t.read_lock()) {
+                    d.check();
+                }
+            });
+            let old = cell.replace(Data::boxed(2)).unwrap();
+            rcu.synchronize();
+            // SAFETY: a grace period elapsed after the unlink.
+            let old = unsafe { old.into_box_unchecked() };
+            // SAFETY: checked by loom: ordered after every reader's access
+            // unless the protocol (or the mutant) is broken.
+            old.word.with_mut(|p| unsafe { *p = POISON });
+            drop(old);
+            reader.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_quiescent_state_orders_the_sections_around_it() {
+        report_model(QsbrThread::quiescent_state);
+    }
+
+    /// Runs the ignored test `name` (a mutant of a model) in a child
+    /// process and checks that loom fails it with a causality violation. A
+    /// child, because a model that panics leaves loom objects to be dropped
+    /// outside the model, which aborts the process.
+    fn mutant_fails(name: &str) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--ignored", "--test-threads=1"])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "the mutant {name} passed the model:\n{text}"
+        );
+        assert!(
+            text.contains("Causality violation"),
+            "the mutant {name} failed for another reason:\n{text}"
+        );
+        assert!(text.contains("running 1 test"), "{text}");
+    }
+
+    /// Mutation check: a quiescent state reported without the fence before
+    /// its store (`reader::qsbr_report_without_fence_a`, built only under
+    /// loom) is not ordered after the section it ends: the model fails.
+    #[test]
+    fn mutation_a_report_without_its_first_fence_fails_the_model() {
+        mutant_fails("qsbr::mutant_report_without_its_first_fence");
+    }
+
+    #[test]
+    #[ignore = "a mutant that must fail; run (and checked to fail) by \
+                mutation_a_report_without_its_first_fence_fails_the_model"]
+    fn mutant_report_without_its_first_fence() {
+        report_model(QsbrThread::quiescent_state_without_fence_for_loom_mutation);
+    }
+
+    /// Mutation check on the user's side: a reference kept past the
+    /// quiescent state (smuggled out of its section through a raw pointer;
+    /// the borrow rules forbid it in safe code) is a report that comes too
+    /// early: the model fails.
+    #[test]
+    fn mutation_a_reference_used_after_its_quiescent_state_fails_the_model() {
+        mutant_fails("qsbr::mutant_reference_used_after_its_quiescent_state");
+    }
+
+    #[test]
+    #[ignore = "a mutant that must fail; run (and checked to fail) by \
+                mutation_a_reference_used_after_its_quiescent_state_fails_the_model"]
+    fn mutant_reference_used_after_its_quiescent_state() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = builder.preemption_bound.or(Some(3));
+        builder.check(|| {
+            let rcu = domain();
+            let cell = Arc::new(RcuCell::new_in(&rcu, Some(Data::boxed(1))));
+            let (r, c) = (rcu.clone(), cell.clone());
+            let reader = thread::spawn(move || {
+                let mut t = r.register_qsbr_thread();
+                let p = c.load(&t.read_lock()).map(|d| d as *const Data);
+                t.quiescent_state();
+                if let Some(p) = p {
+                    // SAFETY: none: this is the bug the model must catch.
+                    unsafe { (*p).check() };
+                }
+            });
+            let old = cell.replace(Data::boxed(2)).unwrap();
+            rcu.synchronize();
+            // SAFETY: a grace period elapsed after the unlink.
+            let old = unsafe { old.into_box_unchecked() };
+            // SAFETY: checked by loom: ordered after every reader's access
+            // unless the protocol (or the mutant) is broken.
+            old.word.with_mut(|p| unsafe { *p = POISON });
+            drop(old);
+            reader.join().unwrap();
+        });
+    }
+
+    /// Offline and back online: a grace period may end while the thread is
+    /// offline, and a section after it comes back online sees the unlink.
+    #[test]
+    fn offline_then_online_orders_the_sections_around_it() {
+        report_model(|t| {
+            let off = std::mem::replace(t, t.domain().register_qsbr_thread()).thread_offline();
+            // The registration taken as a placeholder above is dropped here
+            // (going away online is allowed); `off` comes back online.
+            *t = off.thread_online();
+        });
+    }
+}

@@ -416,7 +416,7 @@ pub(crate) fn bump_relaxed(c: &AtomicUsize, n: usize) {
 fn owner_fence(flavor: Flavor) {
     match flavor {
         Flavor::Memb => compiler_fence(Ordering::SeqCst),
-        Flavor::Mb => fence(Ordering::SeqCst),
+        Flavor::Mb | Flavor::Qsbr => fence(Ordering::SeqCst),
     }
 }
 

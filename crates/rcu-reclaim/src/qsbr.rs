@@ -1,0 +1,618 @@
+//! The QSBR flavor: read-side sections that cost nothing, on threads that
+//! report quiescent states (liburcu's `urcu-qsbr`, DPDK's `rte_rcu_qsbr`).
+//!
+//! A domain created with [`Flavor::Qsbr`] hands out
+//! [`QsbrThread`] registrations ([`Rcu::register_qsbr_thread`]). A
+//! registered thread is *online* or *offline*:
+//!
+//! * **online**, it may read: [`QsbrThread::read_lock`] returns a
+//!   [`QsbrGuard`] without executing a single instruction (no store, no
+//!   fence, no thread-local lookup); every [`RcuCell::load`](crate::RcuCell::load)
+//!   under it is the one acquire load the user wrote. In exchange the
+//!   thread calls [`QsbrThread::quiescent_state`] from time to time, at a
+//!   point where it holds no reference from a section (an event loop's
+//!   top). Between two quiescent states the thread is in one long read-side
+//!   section.
+//! * **offline** ([`QsbrThread::thread_offline`], [`QsbrThread::offline_while`]),
+//!   it holds no reference and no grace period waits for it: a thread goes
+//!   offline before it blocks (sleeps, waits for I/O, a lock or a grace
+//!   period).
+//!
+//! A grace period waits until every *online* registered thread has reported
+//! a quiescent state after it began. Offline threads, threads that dropped
+//! their registration (also while online, also when the registration is
+//! dropped as the thread exits), and threads of other domains never hold
+//! it up. Concurrent callers share grace periods, and the polled API
+//! ([`Rcu::get_state`], [`Rcu::start_poll`], [`Rcu::poll`],
+//! [`Rcu::cond_synchronize`]) works as on the other flavors.
+//!
+//! # The type system's part
+//! A [`QsbrGuard`] borrows its registration (`&self`), and
+//! [`QsbrThread::quiescent_state`] takes `&mut self`: a quiescent state
+//! cannot be reported while a reference read under a guard is alive.
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let mut thread = rcu.register_qsbr_thread();
+//! let guard = thread.read_lock();
+//! let value = cell.load(&guard).unwrap();
+//! thread.quiescent_state(); // error: `thread` is borrowed by the guard
+//! println!("{value}");
+//! ```
+//!
+//! The reference cannot outlive its guard either, nor be kept across a
+//! quiescent state by keeping the guard:
+//!
+//! ```compile_fail,E0505
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let thread = rcu.register_qsbr_thread();
+//! let value = cell.load(&thread.read_lock()).copied(); // fine: copied out
+//! let guard = thread.read_lock();
+//! let r = cell.load(&guard).unwrap();
+//! let offline = thread.thread_offline(); // error: moved while borrowed
+//! println!("{r} {value:?}");
+//! # drop(offline);
+//! ```
+//!
+//! Going offline consumes the online registration
+//! ([`QsbrThread::thread_offline`] returns a [`QsbrOfflineThread`], whose
+//! [`thread_online`](QsbrOfflineThread::thread_online) gives it back), or
+//! borrows it mutably for a closure ([`QsbrThread::offline_while`]): an
+//! offline thread has no way to take a guard, and forgetting the offline
+//! registration leaves it offline, which holds nothing up. A registration
+//! stays on its thread (its slot names the thread in stall reports, and
+//! "online" is a property of a thread):
+//!
+//! ```compile_fail,E0277
+//! use rcu_reclaim::{Config, Flavor, Rcu};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let thread = rcu.register_qsbr_thread();
+//! std::thread::spawn(move || drop(thread)); // error: `QsbrThread` is not `Send`
+//! ```
+//!
+//! # Waiting on an online thread
+//! An online thread is inside a section of its domain
+//! ([`Rcu::in_read_section`] is `true`), so a call that waits for a grace
+//! period of that domain would wait for the thread's own next quiescent
+//! state: [`Rcu::synchronize`], [`Rcu::barrier`], dropping a
+//! [`Retired`](crate::Retired) early and the like panic there, as inside any
+//! section. liburcu's `synchronize_rcu` puts an online caller offline for
+//! the wait; here [`QsbrThread::synchronize`] does (it takes `&mut self`, so
+//! no reference from a section can be alive), and
+//! [`QsbrThread::offline_while`] does for any other call. Calls that never
+//! wait ([`Rcu::call`], [`Rcu::defer_drop`], [`RcuCell::store`](crate::RcuCell::store),
+//! [`Rcu::start_poll`]) work online.
+//!
+//! # Everything above the read side
+//! Callbacks, deferred drops with their bulk pages, `barrier`, byte
+//! accounting, pressure mode, [`Rcu::run_callbacks`], reclaim and the
+//! memory budget work on a QSBR domain unchanged: they see grace periods
+//! only, and a QSBR grace period is one like any other, whose end depends
+//! on the registered threads' reports.
+//!
+//! # What memory pressure can and cannot do here
+//! A writer cannot force a quiescent state: only the thread itself knows
+//! when it holds no reference, so a grace period lasts until the slowest
+//! online thread reports, whatever the pressure. Under pressure the domain
+//! still does everything on its own side: it starts grace periods at once
+//! instead of lazily, flushes the threads' bulk pages, expedites its waits
+//! (spinning instead of sleeping, so a report ends the grace period at
+//! once), lifts the workers' batch limits, and frees what is ready on the
+//! reclaiming thread ([`Rcu::run_callbacks`]). And it can say who is late:
+//! [`Rcu::late_readers`] names the threads the grace period in progress
+//! still waits for, and a thread late past
+//! [`Config::stall_timeout`](crate::Config::stall_timeout) is reported by
+//! name and thread id. Threads that may block must go offline first, and
+//! the shorter the interval between quiescent states, the less memory a
+//! grace period holds back.
+//!
+//! # Memory ordering
+//! As liburcu's `urcu-qsbr`: the domain's readers' counter is bumped once
+//! per grace period after the writer's fence; a thread's slot holds the
+//! counter value it last reported, `0` offline. A quiescent state that sees
+//! a new counter value stores it between two full fences (the first
+//! releases the thread's earlier sections to a writer that reads the slot,
+//! and, with the thread's read of the counter, acquires the writer's
+//! unlinks for its later sections; the second orders the report before the
+//! check for a parked writer to wake). Going offline is the same store of
+//! `0`; going online stores the counter then fences (a writer either sees
+//! the thread online and waits, or the thread sees the unlink). The
+//! reader-side fences run once per grace period per thread, never per
+//! section; they are not replaced by `membarrier` (the loom model in
+//! `tests/loom.rs` checks the protocol as written, and a mutant without the
+//! first fence fails it).
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+
+use crate::domain::Rcu;
+use crate::flavor::Flavor;
+use crate::guard::{sealed, ReadSection};
+use crate::reader::{self, Slot};
+
+/// A late reader: a thread that the grace period in progress still waits
+/// for (see [`Rcu::late_readers`]).
+///
+/// ```
+/// use rcu_reclaim::{Config, Flavor, Rcu};
+/// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+/// let _thread = rcu.register_qsbr_thread();
+/// // No grace period in progress: nobody is late.
+/// assert!(rcu.late_readers().is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct LateReader {
+    /// The thread's name (`<unnamed>` if it has none).
+    pub name: String,
+    /// The thread's kernel thread id.
+    pub tid: i32,
+    /// Whether it is a [`QsbrThread`] that has not reported a quiescent
+    /// state (else a thread inside a guard's or raw section).
+    pub qsbr: bool,
+}
+
+impl Rcu {
+    /// Registers the calling thread for quiescent-state-based reading in
+    /// this domain (of the [`Flavor::Qsbr`] flavor); the thread starts
+    /// online. Dropping the registration unregisters the thread (online or
+    /// not); until then every grace period of the domain waits for its
+    /// quiescent states while it is online.
+    ///
+    /// A registration keeps the domain alive (as a clone of the `Rcu`).
+    ///
+    /// # Panics
+    /// If the domain is not of the QSBR flavor.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let cell = RcuCell::new_in(&rcu, Some(Box::new(7)));
+    /// let mut thread = rcu.register_qsbr_thread();
+    /// assert_eq!(cell.load(&thread.read_lock()), Some(&7));
+    /// thread.quiescent_state();
+    /// ```
+    #[track_caller]
+    pub fn register_qsbr_thread(&self) -> QsbrThread {
+        assert!(
+            self.flavor() == Flavor::Qsbr,
+            "rcu-reclaim: register_qsbr_thread() on a domain of the {} flavor; create the domain \
+             with Config::new().flavor(Flavor::Qsbr)",
+            self.flavor()
+        );
+        let slot = reader::qsbr_register(self.registry());
+        reader::qsbr_mark_online(self.id());
+        QsbrThread {
+            reg: Registration {
+                rcu: self.clone(),
+                slot: SlotPtr(slot),
+                online: Cell::new(true),
+            },
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The threads that the grace period in progress still waits for:
+    /// online [`QsbrThread`]s that have not reported a quiescent state
+    /// since it began, and threads inside guard or raw sections that began
+    /// before it. Empty when no grace period is in progress. A racy
+    /// snapshot, for reports (under memory pressure, say who holds memory
+    /// back: a writer cannot make them report).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert!(rcu.late_readers().is_empty());
+    /// ```
+    pub fn late_readers(&self) -> Vec<LateReader> {
+        self.inner()
+            .gp
+            .holdouts()
+            .into_iter()
+            .map(|(owner, qsbr)| LateReader {
+                name: owner.name,
+                tid: owner.tid,
+                qsbr,
+            })
+            .collect()
+    }
+}
+
+/// A registration's slot. `Send`/`Sync` on its own so that the compiler's
+/// error for sending a registration names [`QsbrThreadStaysOnItsThread`].
+#[derive(Clone, Copy)]
+struct SlotPtr(*const Slot);
+
+// SAFETY: a `SlotPtr` is only inside a `Registration`, itself only inside
+// `QsbrThread` and `QsbrOfflineThread`, which are neither `Send` nor `Sync`
+// (`QsbrThreadStaysOnItsThread`): it is used only on the registering thread.
+unsafe impl Send for SlotPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SlotPtr {}
+
+/// Why [`QsbrThread`] and [`QsbrOfflineThread`] are neither `Send` nor
+/// `Sync`: a registration reports the quiescent states of the thread that
+/// registered, and its slot names that thread. They hold a
+/// `PhantomData<*const QsbrThreadStaysOnItsThread>`, so the compiler's
+/// error for sending one reads "`*const QsbrThreadStaysOnItsThread` cannot
+/// be sent between threads safely".
+enum QsbrThreadStaysOnItsThread {}
+
+/// The state shared by the online and offline handles: the domain, the
+/// slot, and whether the slot is online. Dropping it unregisters.
+struct Registration {
+    rcu: Rcu,
+    slot: SlotPtr,
+    online: Cell<bool>,
+}
+
+impl Registration {
+    #[inline]
+    fn slot(&self) -> &Slot {
+        // SAFETY: the slot was claimed by this registration and is handed
+        // back only by its drop; slots are freed only with their registry,
+        // which `self.rcu` keeps alive.
+        unsafe { &*self.slot.0 }
+    }
+
+    fn go_offline(&self) {
+        if self.online.replace(false) {
+            reader::qsbr_offline(self.slot(), self.rcu.registry());
+            reader::qsbr_mark_offline(self.rcu.id());
+        }
+    }
+
+    fn go_online(&self) {
+        if !self.online.replace(true) {
+            reader::qsbr_online(self.slot(), &self.rcu.registry().gp_ctr);
+            reader::qsbr_mark_online(self.rcu.id());
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Offline first: no later grace period waits for a thread that is
+        // gone, whether it unregistered online or not.
+        self.go_offline();
+        reader::qsbr_release(self.slot());
+    }
+}
+
+/// An online QSBR registration of the calling thread in a
+/// [`Flavor::Qsbr`] domain, from
+/// [`Rcu::register_qsbr_thread`]. See the [module docs](crate::qsbr) for
+/// the model.
+///
+/// While it is online, the thread reads with [`read_lock`](QsbrThread::read_lock)
+/// (no instruction at all) and must call
+/// [`quiescent_state`](QsbrThread::quiescent_state) regularly, and go
+/// offline ([`offline_while`](QsbrThread::offline_while),
+/// [`thread_offline`](QsbrThread::thread_offline)) before it blocks: until
+/// it reports, no grace period of the domain can end. Dropping it
+/// unregisters the thread.
+///
+/// ```
+/// use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+/// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr).on_demand()).unwrap();
+/// let cell = RcuCell::new_in(&rcu, Some(Box::new(String::from("v1"))));
+/// let mut thread = rcu.register_qsbr_thread();
+/// for _event in 0..3 {
+///     let guard = thread.read_lock();
+///     assert!(cell.load(&guard).is_some());
+///     drop(guard);
+///     thread.quiescent_state(); // between events: no reference held
+/// }
+/// cell.store(Box::new(String::from("v2"))); // never waits
+/// thread.offline_while(|| rcu.barrier()); // waiting: offline
+/// ```
+#[must_use = "the thread is unregistered when the registration is dropped"]
+pub struct QsbrThread {
+    reg: Registration,
+    _not_send: PhantomData<*const QsbrThreadStaysOnItsThread>,
+}
+
+impl QsbrThread {
+    /// Enters a read-side section: free. The guard borrows the
+    /// registration, so the thread cannot report a quiescent state or go
+    /// offline while anything read under it is alive.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+    /// let thread = rcu.register_qsbr_thread();
+    /// let guard = thread.read_lock();
+    /// assert_eq!(cell.load(&guard), Some(&1));
+    /// ```
+    #[inline(always)]
+    pub fn read_lock(&self) -> QsbrGuard<'_> {
+        QsbrGuard { thread: self }
+    }
+
+    /// Reports a quiescent state: the thread holds no reference read in an
+    /// earlier section. Costs two loads and a compare when no grace period
+    /// has begun since the last report; otherwise it stores the new counter
+    /// between two fences and wakes a waiting writer. Call it often (an
+    /// event loop's top): a grace period lasts until every online thread
+    /// has called it.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let mut thread = rcu.register_qsbr_thread();
+    /// let cookie = rcu.start_poll(); // a grace period, run by another thread
+    /// while !rcu.poll(&cookie) {
+    ///     thread.quiescent_state(); // ... which waits for this report
+    ///     std::thread::yield_now();
+    /// }
+    /// ```
+    #[inline]
+    pub fn quiescent_state(&mut self) {
+        let slot = self.reg.slot();
+        let ctr = self.reg.rcu.registry().gp_ctr.load(Ordering::Relaxed);
+        // Offline (`thread_offline_unchecked`) the slot reads 0, never a
+        // counter value: only then is `online` looked at.
+        if slot.ctr.load(Ordering::Relaxed) != ctr && self.reg.online.get() {
+            reader::qsbr_report(slot, self.reg.rcu.registry(), ctr);
+        }
+    }
+
+    /// The mutation check of the loom model: a quiescent state reported
+    /// without the fence that orders it after the thread's earlier
+    /// accesses. Never use it: the model must fail with it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn quiescent_state_without_fence_for_loom_mutation(&mut self) {
+        let slot = self.reg.slot();
+        let ctr = self.reg.rcu.registry().gp_ctr.load(Ordering::Relaxed);
+        if slot.ctr.load(Ordering::Relaxed) != ctr && self.reg.online.get() {
+            reader::qsbr_report_without_fence_a(slot, self.reg.rcu.registry(), ctr);
+        }
+    }
+
+    /// Puts the thread offline (it holds no reference, and no grace period
+    /// waits for it) until [`QsbrOfflineThread::thread_online`]. For a
+    /// thread that blocks for long or stops reading for a while; around one
+    /// call, [`offline_while`](QsbrThread::offline_while) is shorter.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let thread = rcu.register_qsbr_thread();
+    /// let offline = thread.thread_offline();
+    /// rcu.synchronize(); // does not wait for this thread
+    /// let thread = offline.thread_online();
+    /// assert!(rcu.in_read_section()); // online again
+    /// # drop(thread);
+    /// ```
+    pub fn thread_offline(self) -> QsbrOfflineThread {
+        self.reg.go_offline();
+        QsbrOfflineThread {
+            reg: self.reg,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Runs `f` with the thread offline, then puts it back online (also if
+    /// `f` panics): for blocking calls (a sleep, I/O, a lock, or a wait for
+    /// a grace period of this domain such as [`Rcu::barrier`]).
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let mut thread = rcu.register_qsbr_thread();
+    /// rcu.call(|| println!("after a grace period"));
+    /// thread.offline_while(|| rcu.barrier());
+    /// ```
+    pub fn offline_while<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        struct Online<'a>(&'a Registration);
+        impl Drop for Online<'_> {
+            fn drop(&mut self) {
+                self.0.go_online();
+            }
+        }
+        self.reg.go_offline();
+        let _online = Online(&self.reg);
+        f()
+    }
+
+    /// Waits for a grace period of the thread's domain, with the thread
+    /// offline meanwhile (as liburcu's `synchronize_rcu` on an online QSBR
+    /// thread): `&mut self` proves no reference from a section is alive.
+    /// [`Rcu::synchronize`] on an online thread would wait for itself, and
+    /// panics instead.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+    /// let mut thread = rcu.register_qsbr_thread();
+    /// let old = cell.replace(Box::new(2)).unwrap();
+    /// thread.synchronize();
+    /// assert!(rcu.poll(&old.cookie()));
+    /// ```
+    pub fn synchronize(&mut self) {
+        let rcu = self.reg.rcu.clone();
+        self.offline_while(|| rcu.synchronize());
+    }
+
+    /// Whether the thread is online (always, for a `QsbrThread`; after
+    /// [`thread_offline_unchecked`](QsbrThread::thread_offline_unchecked),
+    /// not until [`thread_online_unchecked`](QsbrThread::thread_online_unchecked)).
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// assert!(rcu.register_qsbr_thread().is_online());
+    /// ```
+    pub fn is_online(&self) -> bool {
+        self.reg.online.get()
+    }
+
+    /// Puts the thread offline without giving up the online handle, for a
+    /// C ABI whose `thread_offline()`/`thread_online()` are separate calls
+    /// on a thread-local registration. Does nothing if it is offline
+    /// already. [`quiescent_state`](QsbrThread::quiescent_state) does
+    /// nothing while the thread is offline.
+    ///
+    /// # Safety
+    /// Until [`thread_online_unchecked`](QsbrThread::thread_online_unchecked)
+    /// (or the registration's drop), the caller must not use any reference
+    /// read under a guard of this registration, nor take a new guard:
+    /// nothing protects them.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let thread = rcu.register_qsbr_thread();
+    /// // SAFETY: no guard is taken or used until the thread is back online.
+    /// unsafe { thread.thread_offline_unchecked() };
+    /// assert!(!thread.is_online());
+    /// rcu.synchronize();
+    /// thread.thread_online_unchecked();
+    /// assert!(thread.is_online());
+    /// ```
+    pub unsafe fn thread_offline_unchecked(&self) {
+        self.reg.go_offline();
+    }
+
+    /// Puts the thread back online after
+    /// [`thread_offline_unchecked`](QsbrThread::thread_offline_unchecked);
+    /// does nothing if it is online. Safe: going online only adds
+    /// protection.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let thread = rcu.register_qsbr_thread();
+    /// thread.thread_online_unchecked(); // already online: nothing to do
+    /// assert!(thread.is_online());
+    /// ```
+    pub fn thread_online_unchecked(&self) {
+        self.reg.go_online();
+    }
+
+    /// The domain the thread is registered in.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// assert_eq!(rcu.register_qsbr_thread().domain().id(), rcu.id());
+    /// ```
+    pub fn domain(&self) -> &Rcu {
+        &self.reg.rcu
+    }
+}
+
+impl fmt::Debug for QsbrThread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QsbrThread")
+            .field("domain", &self.reg.rcu.id())
+            .field("online", &self.reg.online.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An offline QSBR registration (from [`QsbrThread::thread_offline`]): the
+/// thread holds no reference and no grace period waits for it. It cannot
+/// read until [`thread_online`](QsbrOfflineThread::thread_online); dropping
+/// (or leaking) it holds nothing up.
+///
+/// ```
+/// use rcu_reclaim::{Config, Flavor, Rcu};
+/// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+/// let offline = rcu.register_qsbr_thread().thread_offline();
+/// assert!(!rcu.in_read_section());
+/// rcu.barrier(); // may wait: the thread is offline
+/// let thread = offline.thread_online();
+/// # drop(thread);
+/// ```
+#[must_use = "the thread is unregistered when the registration is dropped"]
+pub struct QsbrOfflineThread {
+    reg: Registration,
+    _not_send: PhantomData<*const QsbrThreadStaysOnItsThread>,
+}
+
+impl QsbrOfflineThread {
+    /// Puts the thread back online: from now on grace periods wait for its
+    /// quiescent states again.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let thread = rcu.register_qsbr_thread().thread_offline().thread_online();
+    /// assert!(thread.is_online());
+    /// ```
+    pub fn thread_online(self) -> QsbrThread {
+        self.reg.go_online();
+        QsbrThread {
+            reg: self.reg,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The domain the thread is registered in.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let offline = rcu.register_qsbr_thread().thread_offline();
+    /// assert_eq!(offline.domain().id(), rcu.id());
+    /// ```
+    pub fn domain(&self) -> &Rcu {
+        &self.reg.rcu
+    }
+}
+
+impl fmt::Debug for QsbrOfflineThread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QsbrOfflineThread")
+            .field("domain", &self.reg.rcu.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read-side section of an online [`QsbrThread`]: it executes nothing
+/// (the thread is in a section from one quiescent state to the next); what
+/// it adds is the borrow, which keeps the thread from reporting a
+/// quiescent state or going offline while anything read under it is alive.
+/// Pass it to [`RcuCell::load`](crate::RcuCell::load).
+///
+/// ```
+/// use rcu_reclaim::{Config, Flavor, Rcu, RcuCell, ReadSection};
+/// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+/// let cell = RcuCell::new_in(&rcu, Some(Box::new("v1")));
+/// let thread = rcu.register_qsbr_thread();
+/// let guard = thread.read_lock();
+/// assert_eq!(cell.load(&guard), Some(&"v1"));
+/// assert_eq!(guard.domain().id(), rcu.id());
+/// ```
+#[derive(Clone, Copy)]
+#[must_use = "a QsbrGuard does nothing unless passed to RcuCell::load"]
+pub struct QsbrGuard<'a> {
+    thread: &'a QsbrThread,
+}
+
+impl sealed::Sealed for QsbrGuard<'_> {}
+
+impl ReadSection for QsbrGuard<'_> {
+    #[inline(always)]
+    fn domain(&self) -> &Rcu {
+        &self.thread.reg.rcu
+    }
+}
+
+impl fmt::Debug for QsbrGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QsbrGuard")
+            .field("domain", &self.thread.reg.rcu.id())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,732 @@
+//! The QSBR flavor: registered threads read for free and report quiescent
+//! states; grace periods wait for online threads only; everything above the
+//! read side (callbacks, deferred drops, barrier, accounting, pressure,
+//! `run_callbacks`) works on it.
+
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::pressure::{NodeMask, RunAction};
+use rcu_reclaim::{Config, Flavor, QsbrThread, Rcu, RcuCell};
+
+fn qsbr() -> Rcu {
+    Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap()
+}
+
+fn qsbr_on_demand() -> Rcu {
+    Rcu::new(Config::new().flavor(Flavor::Qsbr).on_demand()).unwrap()
+}
+
+/// Polls `f` for up to `limit`.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    f()
+}
+
+/// A thread registered in `rcu` that reports a quiescent state about every
+/// 10 µs until stopped.
+struct Reporter {
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<u64>>,
+}
+
+impl Reporter {
+    fn start(rcu: &Rcu) -> Reporter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, r) = (stop.clone(), rcu.clone());
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::Builder::new()
+            .name("qsbr-reporter".into())
+            .spawn(move || {
+                let mut t = r.register_qsbr_thread();
+                tx.send(()).unwrap();
+                let mut reports = 0u64;
+                while !s.load(Ordering::Relaxed) {
+                    t.quiescent_state();
+                    reports += 1;
+                    let until = Instant::now() + Duration::from_micros(10);
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                }
+                reports
+            })
+            .unwrap();
+        rx.recv().unwrap();
+        Reporter {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A thread registered in `rcu` that stays online without reporting until
+/// told to (`release`), then reports and exits.
+fn silent_online_thread(rcu: &Rcu, name: &str) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    let h = thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let mut t = r.register_qsbr_thread();
+            ready_tx.send(()).unwrap();
+            let _ = go_rx.recv();
+            t.quiescent_state();
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    (go_tx, h)
+}
+
+#[test]
+fn a_grace_period_waits_for_an_online_thread_until_it_reports() {
+    let rcu = qsbr();
+    let cell = Arc::new(RcuCell::new_in(&rcu, Some(Box::new(1u64))));
+    let (loaded_tx, loaded_rx) = mpsc::channel();
+    let (check_tx, check_rx) = mpsc::channel::<()>();
+    let (r, c) = (rcu.clone(), cell.clone());
+    let reader = thread::spawn(move || {
+        let mut t = r.register_qsbr_thread();
+        let guard = t.read_lock();
+        let v = c.load(&guard).unwrap();
+        loaded_tx.send(()).unwrap();
+        check_rx.recv().unwrap();
+        assert_eq!(*v, 1, "the value read before the grace period is intact");
+        let _ = guard;
+        t.quiescent_state();
+        // Stay online and keep reporting: the next grace periods need it.
+        for _ in 0..1000 {
+            t.quiescent_state();
+            thread::sleep(Duration::from_micros(100));
+        }
+    });
+    loaded_rx.recv().unwrap();
+    let old = cell.replace(Box::new(2)).unwrap();
+    let cookie = rcu.start_poll();
+    thread::sleep(Duration::from_millis(50));
+    assert!(
+        !rcu.poll(&cookie),
+        "a grace period ended while an online thread had not reported"
+    );
+    let late = rcu.late_readers();
+    assert!(late.iter().any(|l| l.qsbr), "{late:?}");
+    check_tx.send(()).unwrap();
+    assert!(eventually(Duration::from_secs(10), || rcu.poll(&cookie)));
+    assert_eq!(*old.into_box(), 1);
+    reader.join().unwrap();
+}
+
+#[test]
+fn offline_threads_never_block_a_grace_period() {
+    let rcu = qsbr();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    // Three ways offline: the consuming one, the closure, the unchecked one.
+    let h = thread::spawn(move || {
+        let offline = r.register_qsbr_thread().thread_offline();
+        let mut t2 = r.register_qsbr_thread();
+        let mut t3 = r.register_qsbr_thread();
+        // SAFETY: no guard of `t3` is taken or used while it is offline.
+        unsafe { t3.thread_offline_unchecked() };
+        // A report does not put an offline thread back online.
+        t3.quiescent_state();
+        assert!(
+            !t3.is_online(),
+            "quiescent_state put an offline thread online"
+        );
+        t2.offline_while(|| {
+            ready_tx.send(()).unwrap();
+            let _ = stop_rx.recv();
+        });
+        drop(offline);
+    });
+    ready_rx.recv().unwrap();
+    let start = Instant::now();
+    for _ in 0..20 {
+        rcu.synchronize();
+    }
+    rcu.synchronize_expedited();
+    let c = rcu.start_poll();
+    assert!(eventually(Duration::from_secs(10), || rcu.poll(&c)));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(rcu.late_readers().is_empty());
+    stop_tx.send(()).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn a_thread_that_exits_online_does_not_block_later_grace_periods() {
+    let rcu = qsbr();
+    // Drops its registration online at the end of its closure.
+    let r = rcu.clone();
+    thread::spawn(move || {
+        let t = r.register_qsbr_thread();
+        assert!(t.is_online());
+        let _g = t.read_lock();
+    })
+    .join()
+    .unwrap();
+    // Unwinds while online.
+    let r = rcu.clone();
+    let panicked = thread::spawn(move || {
+        let _t = r.register_qsbr_thread();
+        panic!("reader dies online");
+    })
+    .join();
+    assert!(panicked.is_err());
+    // Keeps its registration in a thread-local (as a C ABI does), dropped
+    // as the thread exits.
+    thread_local! {
+        static REG: std::cell::RefCell<Option<QsbrThread>> = const { std::cell::RefCell::new(None) };
+    }
+    let r = rcu.clone();
+    thread::spawn(move || {
+        REG.with(|reg| *reg.borrow_mut() = Some(r.register_qsbr_thread()));
+    })
+    .join()
+    .unwrap();
+    for _ in 0..5 {
+        rcu.synchronize();
+    }
+    assert_eq!(rcu.stats().registered_readers, 0, "{:?}", rcu.stats());
+}
+
+#[test]
+fn synchronize_completes_while_an_online_thread_reports_every_10us() {
+    let rcu = qsbr();
+    let reporters = [Reporter::start(&rcu), Reporter::start(&rcu)];
+    let start = Instant::now();
+    let before = rcu.completed_grace_periods();
+    for _ in 0..50 {
+        rcu.synchronize();
+    }
+    assert!(rcu.completed_grace_periods() >= before + 50);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    for r in reporters {
+        assert!(r.stop() > 0);
+    }
+}
+
+#[test]
+fn concurrent_synchronize_callers_share_grace_periods() {
+    let rcu = qsbr();
+    let (go, holder) = silent_online_thread(&rcu, "qsbr-holder");
+    // Start a grace period the holder blocks.
+    let first = rcu.start_poll();
+    assert!(eventually(Duration::from_secs(5), || !rcu
+        .late_readers()
+        .is_empty()));
+    let before = rcu.completed_grace_periods();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let r = rcu.clone();
+            thread::spawn(move || r.synchronize())
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(30));
+    assert!(!rcu.poll(&first));
+    go.send(()).unwrap();
+    holder.join().unwrap();
+    for w in waiters {
+        w.join().unwrap();
+    }
+    assert!(rcu.poll(&first));
+    // The one in progress, then one more shared by the four callers.
+    let ran = rcu.completed_grace_periods() - before;
+    assert!(ran <= 2, "four callers ran {ran} grace periods");
+}
+
+#[test]
+fn polled_api_works_on_qsbr() {
+    let rcu = qsbr();
+    let reporter = Reporter::start(&rcu);
+    let c = rcu.get_state();
+    assert!(!rcu.poll(&c));
+    rcu.cond_synchronize(c);
+    assert!(rcu.poll(&c));
+    let c = rcu.start_poll();
+    assert!(eventually(Duration::from_secs(10), || rcu.poll(&c)));
+    // From an online thread: start_poll never blocks, and the thread's own
+    // reports complete the cookie.
+    let mut t = rcu.register_qsbr_thread();
+    let c = rcu.start_poll();
+    assert!(eventually(Duration::from_secs(10), || {
+        t.quiescent_state();
+        rcu.poll(&c)
+    }));
+    let c = rcu.get_state();
+    t.offline_while(|| rcu.cond_synchronize(c));
+    assert!(rcu.poll(&c));
+    reporter.stop();
+}
+
+#[test]
+fn synchronize_through_the_registration_goes_offline_for_the_wait() {
+    let rcu = qsbr();
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+    let mut t = rcu.register_qsbr_thread();
+    let reporter = Reporter::start(&rcu);
+    assert!(rcu.in_read_section());
+    let old = cell.replace(Box::new(2)).unwrap();
+    t.synchronize();
+    assert!(t.is_online());
+    assert!(rcu.poll(&old.cookie()));
+    assert_eq!(cell.load(&t.read_lock()), Some(&2));
+    drop(old);
+    reporter.stop();
+}
+
+#[test]
+#[should_panic(expected = "online in the same QSBR domain")]
+fn rcu_synchronize_on_an_online_thread_panics_instead_of_waiting_for_itself() {
+    let rcu = qsbr();
+    let _t = rcu.register_qsbr_thread();
+    rcu.synchronize();
+}
+
+#[test]
+#[should_panic(expected = "online in the same QSBR domain")]
+fn barrier_on_an_online_thread_panics_instead_of_waiting_for_itself() {
+    let rcu = qsbr();
+    let _t = rcu.register_qsbr_thread();
+    rcu.barrier();
+}
+
+#[test]
+#[should_panic(expected = "register_qsbr_thread() on a domain of the mb flavor")]
+fn registering_on_another_flavor_panics() {
+    let rcu = Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap();
+    let _t = rcu.register_qsbr_thread();
+}
+
+#[test]
+#[should_panic(expected = "RcuCell::load with a ReadGuard of domain")]
+fn a_qsbr_guard_of_another_domain_is_refused() {
+    let (a, b) = (qsbr(), qsbr());
+    let cell = RcuCell::new_in(&a, Some(Box::new(1)));
+    let t = b.register_qsbr_thread();
+    let _ = cell.load(&t.read_lock());
+}
+
+#[test]
+fn guard_sections_work_on_a_qsbr_domain_from_any_thread() {
+    let rcu = qsbr();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    let h = thread::spawn(move || {
+        let _g = r.read_lock();
+        ready_tx.send(()).unwrap();
+        let _ = stop_rx.recv();
+    });
+    ready_rx.recv().unwrap();
+    let c = rcu.start_poll();
+    thread::sleep(Duration::from_millis(30));
+    assert!(
+        !rcu.poll(&c),
+        "a grace period ended under a guard's section"
+    );
+    stop_tx.send(()).unwrap();
+    h.join().unwrap();
+    assert!(eventually(Duration::from_secs(10), || rcu.poll(&c)));
+    // A registered thread may hold a guard section too, and report under
+    // it: the guard still holds grace periods up.
+    let mut t = rcu.register_qsbr_thread();
+    let g = rcu.read_lock();
+    let c = rcu.start_poll();
+    for _ in 0..20 {
+        t.quiescent_state();
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!rcu.poll(&c));
+    drop(g);
+    assert!(eventually(Duration::from_secs(10), || {
+        t.quiescent_state();
+        rcu.poll(&c)
+    }));
+}
+
+struct Counted {
+    drops: Arc<AtomicUsize>,
+    _payload: [u64; 4],
+}
+rcu_reclaim::reclaim_size!(Counted {});
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn call_defer_drop_barrier_and_pending_bytes_work_on_qsbr() {
+    let rcu = qsbr_on_demand();
+    let reporter = Reporter::start(&rcu);
+    let mut t = rcu.register_qsbr_thread();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let called = Arc::new(AtomicUsize::new(0));
+    // Enough for several bulk pages (a page holds a few hundred objects).
+    const N: usize = 2000;
+    for _ in 0..N {
+        rcu.defer_drop(Box::new(Counted {
+            drops: drops.clone(),
+            _payload: [0; 4],
+        }));
+    }
+    let c2 = called.clone();
+    rcu.call_sized(
+        move || {
+            c2.fetch_add(1, Ordering::Relaxed);
+        },
+        1000,
+    );
+    let each = std::mem::size_of::<Counted>();
+    assert_eq!(rcu.pending(), N + 1);
+    assert_eq!(rcu.pending_bytes(), N * each + 1000);
+    // Nothing can run before this online thread reports.
+    assert_eq!(drops.load(Ordering::Relaxed), 0);
+    t.offline_while(|| rcu.barrier());
+    assert_eq!(drops.load(Ordering::Relaxed), N);
+    assert_eq!(called.load(Ordering::Relaxed), 1);
+    assert_eq!(rcu.pending(), 0);
+    assert_eq!(rcu.pending_bytes(), 0);
+    assert!(rcu.bytes_freed() >= (N * each + 1000) as u64);
+    // RcuCell::store (deferred drop of the old value) from the online thread.
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(vec![0u8; 4096])));
+    cell.store(Box::new(vec![1u8; 16]));
+    assert_eq!(rcu.pending_bytes(), 4096 + 24);
+    t.offline_while(|| rcu.barrier());
+    assert_eq!(rcu.pending_bytes(), 0);
+    reporter.stop();
+}
+
+#[test]
+fn callbacks_run_on_their_own_once_online_threads_report() {
+    // The default pace: the grace-period thread and the workers do it all.
+    let rcu = Rcu::new(
+        Config::new()
+            .flavor(Flavor::Qsbr)
+            .lazy_delay(Duration::from_millis(5)),
+    )
+    .unwrap();
+    let reporter = Reporter::start(&rcu);
+    let drops = Arc::new(AtomicUsize::new(0));
+    for _ in 0..100 {
+        rcu.defer_drop(Box::new(Counted {
+            drops: drops.clone(),
+            _payload: [0; 4],
+        }));
+    }
+    assert!(eventually(Duration::from_secs(10), || drops
+        .load(Ordering::Relaxed)
+        == 100));
+    reporter.stop();
+}
+
+#[test]
+fn pressure_and_run_callbacks_work_on_qsbr() {
+    let rcu = qsbr_on_demand();
+    let reporter = Reporter::start(&rcu);
+    let all = NodeMask::all();
+    // Expedited at a middle priority, once the backlog is worth it.
+    rcu.defer_drop_sized(Box::new(vec![0u8; 4 << 20]), 4 << 20);
+    let guard = rcu.pressure_start_all();
+    assert!(rcu.in_fast_mode());
+    // Pressure flushes the threads' pages to the shards.
+    assert!(eventually(Duration::from_secs(10), || rcu
+        .pending_on(&all)
+        .1
+        >= 4 << 20
+        || rcu.pending_bytes() == 0));
+    let report = rcu.run_callbacks(&all, 3);
+    assert!(
+        matches!(report.action, RunAction::Expedited | RunAction::Barrier)
+            || (report.action == RunAction::Nothing && rcu.pending_bytes() == 0),
+        "{report:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || rcu.pending_bytes() == 0),
+        "{:?}",
+        rcu.stats()
+    );
+    // Priority 0: a barrier on the caller's thread.
+    rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
+    let report = rcu.run_callbacks(&all, 0);
+    assert_eq!(report.action, RunAction::Barrier, "{report:?}");
+    assert_eq!(report.bytes_freed, 1 << 20);
+    drop(guard);
+    // From an online thread: run_callbacks never waits for itself, it only
+    // runs what is ready.
+    let t = rcu.register_qsbr_thread();
+    rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
+    let report = rcu.run_callbacks(&all, 0);
+    assert_eq!(report.action, RunAction::InvokedReady, "{report:?}");
+    let t = t.thread_offline();
+    let report = rcu.run_callbacks(&all, 0);
+    assert_eq!(report.action, RunAction::Barrier, "{report:?}");
+    assert_eq!(rcu.pending_bytes(), 0);
+    drop(t);
+    reporter.stop();
+}
+
+#[test]
+fn under_pressure_the_late_thread_is_named() {
+    let rcu = qsbr_on_demand();
+    let (go, h) = silent_online_thread(&rcu, "qsbr-late");
+    rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
+    let _pressure = rcu.pressure_start_all();
+    let c = rcu.start_poll();
+    assert!(eventually(Duration::from_secs(5), || rcu
+        .late_readers()
+        .iter()
+        .any(|l| l.name == "qsbr-late" && l.qsbr && l.tid > 0)));
+    assert!(!rcu.poll(&c));
+    // Nothing pressure does frees the backlog while the thread is late.
+    let report = rcu.run_callbacks(&NodeMask::all(), 12);
+    assert_eq!(report.bytes_freed, 0);
+    go.send(()).unwrap();
+    h.join().unwrap();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stall_warning_names_the_thread_that_has_not_reported() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let rcu = Rcu::new(
+        Config::new()
+            .flavor(Flavor::Qsbr)
+            .stall_timeout(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let (go, h) = silent_online_thread(&rcu, "qsbr-sleeper");
+    let r = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(400));
+        go.send(()).unwrap();
+    });
+    rcu.synchronize();
+    r.join().unwrap();
+    h.join().unwrap();
+    assert_eq!(rcu.stats().stalls_reported, 1);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("qsbr-sleeper"), "{log}");
+    assert!(log.contains("has not reported a quiescent state"), "{log}");
+}
+
+// ---------------------------------------------------------------------------
+// Poison stress.
+
+const MAGIC: u64 = 0x5153_4252_4f4b_4159;
+const POISON: u64 = 0xDEAD_BEEF_DEAD_BEEF;
+
+/// A value that poisons itself when dropped (volatile: the writes reach
+/// memory though the value is being freed).
+struct Poisoned {
+    magic: u64,
+    words: [u64; 6],
+}
+
+rcu_reclaim::reclaim_size!(Poisoned {});
+
+impl Poisoned {
+    fn new(g: u64) -> Box<Self> {
+        Box::new(Poisoned {
+            magic: MAGIC,
+            words: [g; 6],
+        })
+    }
+
+    /// Violations seen reading it.
+    fn check(&self) -> u64 {
+        // SAFETY: valid for reads while the section lasts.
+        let magic = unsafe { ptr::read_volatile(&self.magic) };
+        // SAFETY: as above.
+        let first = unsafe { ptr::read_volatile(&self.words[0]) };
+        let mut bad = u64::from(magic != MAGIC);
+        for w in &self.words {
+            // SAFETY: as above.
+            bad += u64::from(unsafe { ptr::read_volatile(w) } != first);
+        }
+        bad
+    }
+}
+
+impl Drop for Poisoned {
+    fn drop(&mut self) {
+        // SAFETY: exclusive references to the value's own fields.
+        unsafe {
+            ptr::write_volatile(&mut self.magic, POISON);
+            for w in self.words.iter_mut() {
+                ptr::write_volatile(w, POISON);
+            }
+        }
+    }
+}
+
+#[test]
+fn poison_stress() {
+    let secs: f64 = std::env::var("RCU_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let duration = Duration::from_secs_f64(secs);
+    let rcu = Rcu::new(
+        Config::new()
+            .flavor(Flavor::Qsbr)
+            .lazy_delay(Duration::from_millis(1))
+            .pace_bytes(4096),
+    )
+    .unwrap();
+    let cells: Arc<Vec<RcuCell<Poisoned>>> = Arc::new(
+        (0..4)
+            .map(|i| RcuCell::new_in(&rcu, Some(Poisoned::new(i))))
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let violations = Arc::new(AtomicU64::new(0));
+    let reads = Arc::new(AtomicU64::new(0));
+    let mut handles = vec![];
+    for id in 0..3u64 {
+        let (cells, stop, violations, reads, rcu) = (
+            cells.clone(),
+            stop.clone(),
+            violations.clone(),
+            reads.clone(),
+            rcu.clone(),
+        );
+        handles.push(thread::spawn(move || {
+            let mut t = rcu.register_qsbr_thread();
+            let (mut n, mut bad) = (0u64, 0u64);
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                {
+                    let g = t.read_lock();
+                    // Hold several references across the loop body.
+                    let held: Vec<&Poisoned> = cells.iter().filter_map(|c| c.load(&g)).collect();
+                    for _ in 0..8 {
+                        for p in &held {
+                            bad += p.check();
+                            n += 1;
+                        }
+                    }
+                }
+                t.quiescent_state();
+                round += 1;
+                match (round + id) % 64 {
+                    // Now and then offline for a while, three ways.
+                    0 => t.offline_while(|| thread::sleep(Duration::from_micros(50))),
+                    16 => {
+                        let off = t.thread_offline();
+                        thread::yield_now();
+                        t = off.thread_online();
+                    }
+                    32 if id == 0 => {
+                        // Re-register: the old registration goes away online.
+                        t = rcu.register_qsbr_thread();
+                    }
+                    _ => {}
+                }
+            }
+            violations.fetch_add(bad, Ordering::Relaxed);
+            reads.fetch_add(n, Ordering::Relaxed);
+        }));
+    }
+    // Writers: one retires with defer_drop (bulk pages), one with
+    // synchronize, one through a registration of its own.
+    for w in 0..3u64 {
+        let (cells, stop, rcu) = (cells.clone(), stop.clone(), rcu.clone());
+        handles.push(thread::spawn(move || {
+            let mut g = 1000 * (w + 1);
+            let mut t = (w == 2).then(|| rcu.register_qsbr_thread());
+            while !stop.load(Ordering::Relaxed) {
+                g += 1;
+                let cell = &cells[(g % 4) as usize];
+                match w {
+                    0 => cell.store(Poisoned::new(g)),
+                    1 => {
+                        let old = cell.replace(Poisoned::new(g)).unwrap();
+                        rcu.synchronize();
+                        drop(old.into_box());
+                    }
+                    _ => {
+                        let t = t.as_mut().unwrap();
+                        let old = cell.replace(Poisoned::new(g)).unwrap();
+                        if g % 2 == 0 {
+                            old.defer_drop();
+                        } else {
+                            t.synchronize();
+                            drop(old.into_box());
+                        }
+                        t.quiescent_state();
+                    }
+                }
+            }
+        }));
+    }
+    thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    rcu.barrier();
+    let (v, n) = (
+        violations.load(Ordering::Relaxed),
+        reads.load(Ordering::Relaxed),
+    );
+    assert_eq!(v, 0, "{v} poisoned or torn reads out of {n}");
+    assert!(n > 1000, "only {n} reads");
+    assert!(rcu.completed_grace_periods() > 10, "{:?}", rcu.stats());
+    assert_eq!(rcu.pending(), 0);
+}
