@@ -86,13 +86,14 @@
 //!
 //! ## Modules
 //! The crate root holds what every user needs: [`Rcu`] (a domain),
-//! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`Config`], [`Error`],
+//! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`RcuHashMap`], [`Config`], [`Error`],
 //! [`Flavor`], [`Cookie`], and [`ReclaimSize`] (at the root because
 //! retiring a value with [`Rcu::defer_drop`] asks for it). The
 //! rest is grouped by concept:
 //!
 //! | module | for |
 //! |---|---|
+//! | [`map`] | [`RcuHashMap`] (re-exported at the root): a concurrent hash map with lock-free lookups under a guard, resizing without stopping readers; removed entries are freed through the domain with their sizes |
 //! | [`pressure`] | telling RCU that memory is short ([`pressure::PressureGuard`]) and running its backlog now ([`Rcu::run_callbacks`]) |
 //! | [`reclaim`] | shrinkers, the priority loop, a memory budget with watermarks, the accounting allocator |
 //! | [`sources`] | kernel pressure signals (PSI, cgroup v1/v2, RSS) and the monitor thread that feeds them to RCU |
@@ -139,6 +140,7 @@ mod gp;
 mod gp_thread;
 mod guard;
 pub mod locking;
+pub mod map;
 pub mod pages;
 mod policy;
 pub mod pressure;
@@ -157,6 +159,7 @@ mod wake_promise;
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
 pub use guard::ReadGuard;
+pub use map::RcuHashMap;
 pub use size::ReclaimSize;
 pub use synchronize::Cookie;
 
