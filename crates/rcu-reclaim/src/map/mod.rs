@@ -16,7 +16,7 @@
 //!
 //! **One list, many shortcuts** (the split-ordered list of Shalev and
 //! Shavit, as in liburcu's `rculfhash`). Every entry is one allocation (a
-//! [`Node`](list::Node): sort key, next pointer, key, value) in a single
+//! `Node`: sort key, next pointer, key, value) in a single
 //! singly linked list sorted by the *bit-reversed* hash. Bit reversal makes
 //! the keys of bucket `b` of a table of `n` buckets (`hash % n == b`) a
 //! contiguous run of the list, for every power of two `n`, and a *dummy*
