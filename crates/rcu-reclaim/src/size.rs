@@ -15,8 +15,8 @@ use std::sync::Arc;
 /// the heap memory it owns and frees when dropped.
 ///
 /// Implemented for the primitives, `()`, `String`, `Vec`, `VecDeque`,
-/// `Box`, `Box<[T]>`, `Box<str>`, references (the pointer only), arrays, `Option`, tuples up to 4, the
-/// std maps and sets (approximated: their buffers or nodes plus each
+/// `Box`, `Box<[T]>`, `Box<str>`, references (the pointer only), arrays,
+/// `Option`, tuples up to 4, the std maps and sets (approximated: their buffers or nodes plus each
 /// element's own heap), and shared pointers (`Arc`, `Rc`, counted as the
 /// pointer only: dropping one frees its pointee only if it was the last,
 /// which retire time cannot know; size such a value with a `_sized` call

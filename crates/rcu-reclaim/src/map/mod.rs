@@ -454,10 +454,18 @@ where
 
     /// Hands an unlinked node to the domain, booking its size.
     fn retire(&self, node: NonNull<Node<K, V>>) {
+        // Weighed before it becomes a `Box`: should the weigher (or a
+        // `ReclaimSize` impl) panic, the node leaks instead of being freed
+        // under the readers that may still hold it.
+        let bytes = {
+            // SAFETY: unlinked by this thread and not yet handed on; shared
+            // with readers only, who never write it.
+            let n = unsafe { node.as_ref() };
+            size_of::<Node<K, V>>() + (self.weigh)(&n.key, &n.value)
+        };
         // SAFETY: unlinked under its stripe lock, so no new reader can
         // reach it; the deferred drop waits for the readers that did.
         let node = unsafe { Box::from_raw(node.as_ptr()) };
-        let bytes = size_of::<Node<K, V>>() + (self.weigh)(&node.key, &node.value);
         self.rcu.defer_drop_sized(node, bytes);
     }
 
