@@ -147,16 +147,23 @@ fn readers_beside_writers_never_see_a_dropped_value() {
                 let mut seen = 0usize;
                 while done.load(Ordering::Acquire) < 2 {
                     let g = map.domain().read_lock();
+                    // Hold what was found across a yield: the writers
+                    // retire some of it meanwhile, and it must stay intact
+                    // until the section ends.
+                    let mut found = Vec::with_capacity(128);
                     for _ in 0..64 {
                         let k = rng.below(KEYS);
                         if let Some(v) = map.get(&k, &g) {
                             v.check(k);
-                            seen += 1;
+                            found.push((k, v));
                         }
                     }
-                    for (k, v) in map.iter(&g).take(64) {
+                    found.extend(map.iter(&g).take(64).map(|(k, v)| (*k, v)));
+                    thread::yield_now();
+                    for (k, v) in &found {
                         v.check(*k);
                     }
+                    seen += found.len();
                 }
                 assert!(seen > 0);
             });
