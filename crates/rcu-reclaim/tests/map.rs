@@ -383,3 +383,22 @@ fn bytes_booked_are_the_bytes_freed() {
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
 }
+
+#[test]
+fn a_closure_under_a_stripe_lock_cannot_wait_for_a_grace_period() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
+    map.insert(1, 1);
+    // It would wait for its own section: it panics instead of hanging.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        map.update(1, |_| {
+            rcu.synchronize();
+            Some(2)
+        })
+    }));
+    assert!(r.is_err());
+    // The map is unchanged and its stripe usable.
+    assert_eq!(map.get(&1, &rcu.read_lock()), Some(&1));
+    assert!(map.update(1, |old| old.map(|v| v + 1)));
+    assert_eq!(map.get(&1, &rcu.read_lock()), Some(&2));
+}

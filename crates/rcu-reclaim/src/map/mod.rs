@@ -124,6 +124,25 @@ use table::{Stripes, Table, STRIPES, STRIPE_BITS};
 /// };
 /// println!("{r}");
 /// ```
+///
+/// nor the map:
+///
+/// ```compile_fail,E0505
+/// let map = rcu_reclaim::RcuHashMap::new();
+/// map.insert(1, 1);
+/// let guard = rcu_reclaim::Rcu::global().read_lock();
+/// let r = map.get(&1, &guard).unwrap();
+/// drop(map); // error: cannot move out of `map` because it is borrowed
+/// println!("{r}");
+/// ```
+///
+/// It is `Send` and `Sync` only when its keys and values are:
+///
+/// ```compile_fail,E0277
+/// fn shared<T: Sync>(_: &T) {}
+/// let map: rcu_reclaim::RcuHashMap<u32, std::rc::Rc<u32>> = rcu_reclaim::RcuHashMap::new();
+/// shared(&map); // error: `Rc<u32>` cannot be shared between threads safely
+/// ```
 pub struct RcuHashMap<K, V, S = RandomState> {
     /// The current table; replaced only by a holder of `resize`.
     table: AtomicPtr<Table>,
