@@ -123,8 +123,8 @@
 //!
 //! ## Modules
 //! The crate root holds what every user needs: [`Rcu`] (a domain),
-//! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`Config`], [`Error`],
-//! [`Flavor`], [`Cookie`], the QSBR registration and guard
+//! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`RcuHashMap`], [`Config`],
+//! [`Error`], [`Flavor`], [`Cookie`], the QSBR registration and guard
 //! ([`QsbrThread`], [`QsbrOfflineThread`], [`QsbrGuard`], with
 //! [`ReadSection`] over both kinds of guard and [`LateReader`]), and
 //! [`ReclaimSize`] (at the root because
@@ -133,6 +133,7 @@
 //!
 //! | module | for |
 //! |---|---|
+//! | [`map`] | [`RcuHashMap`] (re-exported at the root): a concurrent hash map with lock-free lookups under a guard, resizing without stopping readers; removed entries are freed through the domain with their sizes |
 //! | [`qsbr`] | the QSBR flavor's model, its borrow rules, and what pressure can and cannot do there |
 //! | [`pressure`] | telling RCU that memory is short ([`pressure::PressureGuard`]) and running its backlog now ([`Rcu::run_callbacks`]) |
 //! | [`reclaim`] | shrinkers, the priority loop, a memory budget with watermarks, the accounting allocator |
@@ -180,6 +181,7 @@ mod gp;
 mod gp_thread;
 mod guard;
 pub mod locking;
+pub mod map;
 pub mod pages;
 mod policy;
 pub mod pressure;
@@ -199,6 +201,7 @@ mod wake_promise;
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
 pub use guard::{ReadGuard, ReadSection};
+pub use map::RcuHashMap;
 pub use qsbr::{LateReader, QsbrGuard, QsbrOfflineThread, QsbrThread};
 pub use size::ReclaimSize;
 pub use synchronize::Cookie;

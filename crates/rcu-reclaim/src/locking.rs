@@ -17,6 +17,7 @@
 //! | the OOM handler | the thread that reclaimed | the budget's reclaim turn |
 //! | [`Config::on_callback_panic`](crate::Config::on_callback_panic) | the thread that ran the callback | as the callback |
 //! | a [`PageAllocator`](crate::pages::PageAllocator) | a retiring thread | that thread's bulk-page buffer lock |
+//! | the closure of [`RcuHashMap::update`](crate::RcuHashMap::update) or [`get_or_insert_with`](crate::RcuHashMap::get_or_insert_with), and the key's `Eq` in any map write | the calling thread | a read-side section of the map's domain (so it cannot wait for a grace period: that panics) and the key's stripe lock, marked no-reclaim: it must not use the same map |
 //!
 //! Retiring calls ([`call`](crate::Rcu::call), `defer_drop*`,
 //! `RcuCell::store`, `Retired::defer_drop`) never run another object's
@@ -34,7 +35,8 @@
 //! | [`prepare_fork`](crate::Rcu::prepare_fork) | the domain's threads to park | a section or a callback (both panic); until its `ForkGuard` is resolved, any call on the same thread that would take one of the locks it holds panics, naming the guard |
 //! | dropping a [`MemoryBudget`](crate::reclaim::MemoryBudget) or [`PressureMonitor`](crate::sources::PressureMonitor) | its thread to stop, except on that thread, in a callback or in a section of its domain, where it is left to stop on its own | nothing else |
 //! | `defer_drop*`, `RcuCell::store`, `Retired::defer_drop` | a bulk page's allocation; a grace period only when no page can be had (never inside a section); and, when its CPU's shard holds more than 16 pages ready to free, the worker, for at most 2 ms per page handed off (not in a callback or in reclaim) | — (the waits are bounded or need no lock) |
-//! | `read_lock`, `read_unlock_raw`, `call`, `start_poll`, `poll`, `pending*`, `stats` | nothing | — |
+//! | [`RcuHashMap`](crate::RcuHashMap) writes (`insert`, `remove`, `update`, `get_or_insert_with`, `clear`) | another write to the same stripe (one bucket's walk, or a resize linking that stripe's dummies), then what `defer_drop*` may wait for, with no map lock held (a resize holds only its own lock, which other writers try-lock) | a lock your code in the map's closures takes |
+//! | `read_lock`, `read_unlock_raw`, `call`, `start_poll`, `poll`, `pending*`, `stats`, `RcuHashMap`'s `get`, `contains_key` and `iter` | nothing | — |
 //!
 //! A reader that holds up a grace period longer than
 //! [`Config::stall_timeout`](crate::Config::stall_timeout) is reported with
@@ -59,6 +61,9 @@
 //!    the grace-period thread's state, the workers' thread list (then a
 //!    node's state), a budget's wake-up
 //!    state, a monitor's counters, a reclaimer's shrinker list.
+//!
+//! An [`RcuHashMap`](crate::RcuHashMap)'s locks (its resize lock, then
+//! one of its stripe locks) sit with your locks, above 3–7.
 //!
 //! Your locks sit below 1 and 2 (shrinkers and callbacks take them) and
 //! above 3–7 (every retiring call may take those, none of which runs your

@@ -15,8 +15,8 @@ use std::sync::Arc;
 /// the heap memory it owns and frees when dropped.
 ///
 /// Implemented for the primitives, `()`, `String`, `Vec`, `VecDeque`,
-/// `Box`, `Box<[T]>`, `Box<str>`, arrays, `Option`, tuples up to 4, the
-/// std maps and sets (approximated: their buffers or nodes plus each
+/// `Box`, `Box<[T]>`, `Box<str>`, references (the pointer only), arrays,
+/// `Option`, tuples up to 4, the std maps and sets (approximated: their buffers or nodes plus each
 /// element's own heap), and shared pointers (`Arc`, `Rc`, counted as the
 /// pointer only: dropping one frees its pointee only if it was the last,
 /// which retire time cannot know; size such a value with a `_sized` call
@@ -224,6 +224,14 @@ impl<T: ?Sized> ReclaimSize for Rc<T> {
     }
 }
 
+/// The reference only: it owns nothing (e.g. a `&'static str` map key).
+impl<T: ?Sized> ReclaimSize for &T {
+    const PLAIN: bool = true;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
 /// An approximation: the table (capacity slots of a key and a value, plus
 /// a control byte each) and each entry's own heap.
 impl<K: ReclaimSize, V: ReclaimSize, S> ReclaimSize for HashMap<K, V, S> {
@@ -292,6 +300,7 @@ mod tests {
     const _: () = {
         assert!(<[(u8, char); 4]>::PLAIN);
         assert!(<Option<Arc<String>>>::PLAIN);
+        assert!(<&'static str>::PLAIN);
         assert!(!<Option<String>>::PLAIN);
         assert!(!<Box<u8>>::PLAIN);
         assert!(!<(u8, Vec<u8>)>::PLAIN);

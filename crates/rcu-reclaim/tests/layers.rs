@@ -62,6 +62,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // `Rcu::stats`, and the public `stats` module that lists every snapshot
     // (its own and those of reclaim and sources): on top, so it can name them.
     ("stats", &["stats.rs"]),
+    // The data structures built on the public API (`RcuHashMap`): on top,
+    // users of the domain like any program.
+    ("containers", &["map/"]),
 ];
 
 /// The layer of `file` (a path under `src/`), by exact name or folder.

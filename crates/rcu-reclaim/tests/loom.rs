@@ -435,3 +435,77 @@ mod qsbr {
         });
     }
 }
+
+mod map {
+    use super::*;
+    use loom::sync::Arc;
+    use rcu_reclaim::topology::Topology;
+    use rcu_reclaim::RcuHashMap;
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::BuildHasherDefault;
+
+    /// A hasher without random keys: loom replays each execution.
+    type Fixed = BuildHasherDefault<DefaultHasher>;
+
+    fn map(rcu: &Rcu) -> Arc<RcuHashMap<u64, PoisonOnDrop, Fixed>> {
+        Arc::new(RcuHashMap::with_capacity_and_hasher_in(
+            0,
+            Fixed::default(),
+            rcu,
+        ))
+    }
+
+    /// A reader that finds an entry while a writer removes it never sees
+    /// its value dropped: the map retires it through the domain.
+    #[test]
+    fn a_removed_value_is_not_dropped_under_a_reader() {
+        loom::model(|| {
+            let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
+            let shared = Arc::new(Obj {
+                value: AtomicU64::new(1),
+            });
+            let map = map(&rcu);
+            map.insert(1, PoisonOnDrop(shared.clone()));
+            let (r, m) = (rcu.clone(), map.clone());
+            let reader = thread::spawn(move || {
+                let g = r.read_lock();
+                if let Some(v) = m.get(&1, &g) {
+                    assert_ne!(v.0.value.load(Ordering::Relaxed), POISON);
+                }
+            });
+            assert!(map.remove(&1));
+            rcu.barrier();
+            assert_eq!(shared.value.load(Ordering::Relaxed), POISON);
+            reader.join().unwrap();
+        });
+    }
+
+    /// A key present throughout is found while another insert doubles the
+    /// table (its dummies linked under the stripe locks, then published).
+    #[test]
+    fn a_present_key_is_found_while_the_table_doubles() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
+            let shared = Arc::new(Obj {
+                value: AtomicU64::new(1),
+            });
+            let map = map(&rcu);
+            let before = map.capacity();
+            for k in 0..before as u64 {
+                map.insert(k, PoisonOnDrop(shared.clone()));
+            }
+            let (r, m) = (rcu.clone(), map.clone());
+            let reader = thread::spawn(move || {
+                let g = r.read_lock();
+                for k in 0..before as u64 {
+                    assert!(m.get(&k, &g).is_some(), "key {k} missed");
+                }
+            });
+            map.insert(before as u64, PoisonOnDrop(shared.clone()));
+            assert_eq!(map.capacity(), 2 * before);
+            reader.join().unwrap();
+        });
+    }
+}

@@ -1,0 +1,76 @@
+//! Iteration over a map's entries under a read guard: a walk of the whole
+//! split-ordered list that skips the dummies.
+
+use std::fmt;
+use std::iter::FusedIterator;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+
+use super::list::{is_dummy, Link, Node};
+
+/// The entries of an [`RcuHashMap`](super::RcuHashMap), as `(&K, &V)`, in
+/// no particular order; from [`iter`](super::RcuHashMap::iter).
+///
+/// Every entry present for the whole walk is yielded exactly once; an
+/// entry inserted, replaced or removed meanwhile may or may not be. The
+/// references live as long as the guard and the map's borrow.
+///
+/// ```
+/// let map = rcu_reclaim::RcuHashMap::new();
+/// map.insert(1, "one");
+/// map.insert(2, "two");
+/// let guard = map.domain().read_lock();
+/// let mut keys: Vec<i32> = map.iter(&guard).map(|(k, _)| *k).collect();
+/// keys.sort();
+/// assert_eq!(keys, [1, 2]);
+/// ```
+pub struct Iter<'g, K, V> {
+    next: *const Link,
+    _entries: PhantomData<&'g (K, V)>,
+}
+
+impl<'g, K, V> Iter<'g, K, V> {
+    /// An iterator from the list's first element on.
+    ///
+    /// # Safety
+    /// `head` is the first dummy of a map's list whose entries are
+    /// `Node<K, V>`, and the caller's read-side section and borrow of the
+    /// map both last for `'g`.
+    pub(super) unsafe fn new(head: NonNull<Link>) -> Self {
+        Iter {
+            next: head.as_ptr(),
+            _entries: PhantomData,
+        }
+    }
+}
+
+impl<'g, K, V> Iterator for Iter<'g, K, V> {
+    type Item = (&'g K, &'g V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let cur = NonNull::new(self.next.cast_mut())?;
+            // SAFETY: a link reached from the list inside the section the
+            // iterator borrows (see `new`): not freed before it ends.
+            let link = unsafe { cur.as_ref() };
+            self.next = link.next.load(Ordering::Acquire);
+            if !is_dummy(link.sort) {
+                // SAFETY: an entry's link is the first field of its
+                // `Node<K, V>`, and `cur` carries the node's provenance; the
+                // node lives as long as the section, its key and value are
+                // never written after publication.
+                let node: &'g Node<K, V> = unsafe { cur.cast().as_ref() };
+                return Some((&node.key, &node.value));
+            }
+        }
+    }
+}
+
+impl<K, V> FusedIterator for Iter<'_, K, V> {}
+
+impl<K, V> fmt::Debug for Iter<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}

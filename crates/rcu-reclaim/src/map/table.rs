@@ -1,0 +1,209 @@
+//! The bucket table (an array of shortcuts into the list: the dummy that
+//! heads each bucket), the writers' stripe locks, and the two resizes:
+//! doubling links a dummy into the middle of every bucket before the new
+//! table is published; halving publishes the smaller table first and then
+//! unlinks the dummies it no longer names.
+
+use std::ptr::NonNull;
+
+use super::list::{self, Link};
+use crate::sync::{lock, Locked, Mutex};
+
+/// Writers' locks, by the low bits of the hash. Every table has at least
+/// this many buckets, so each bucket, and each range of the list a writer
+/// walks, belongs to one stripe.
+#[cfg(not(loom))]
+pub(super) const STRIPES: usize = 64;
+/// Fewer stripes under loom, to keep the model small.
+#[cfg(loom)]
+pub(super) const STRIPES: usize = 2;
+
+/// `log2(STRIPES)`: the top bits of a sort key that name its stripe's range.
+pub(super) const STRIPE_BITS: u32 = STRIPES.trailing_zeros();
+
+/// A dummy's address in a table. Tables are immutable once published.
+struct Head(NonNull<Link>);
+
+// SAFETY: a `Head` is an address the table never dereferences or frees
+// itself (the list owns the dummies); sharing or sending it moves no data.
+unsafe impl Send for Head {}
+// SAFETY: as above.
+unsafe impl Sync for Head {}
+
+/// A bucket table: `heads[b]` is the dummy heading bucket `b`; the number
+/// of buckets is a power of two, at least [`STRIPES`].
+pub(super) struct Table {
+    heads: Box<[Head]>,
+}
+
+impl Table {
+    /// A table of `buckets` buckets with a new list of its dummies, empty
+    /// of entries.
+    pub(super) fn with_new_list(buckets: usize) -> Box<Table> {
+        debug_assert!(buckets.is_power_of_two() && buckets >= STRIPES);
+        let heads: Box<[Head]> = (0..buckets).map(|b| Head(Link::dummy(b))).collect();
+        let mut order: Vec<usize> = (0..buckets).collect();
+        order.sort_unstable_by_key(|&b| list::dummy_sort(b));
+        for pair in order.windows(2) {
+            // SAFETY: the dummies are new and not yet shared; linking them
+            // in sort order makes the list.
+            unsafe {
+                list::link_between(
+                    heads[pair[0]].0,
+                    std::ptr::null_mut(),
+                    heads[pair[1]].0.as_ptr(),
+                )
+            };
+        }
+        Box::new(Table { heads })
+    }
+
+    /// The number of buckets.
+    #[inline]
+    pub(super) fn buckets(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// The dummy heading the bucket of `hash`.
+    #[inline]
+    pub(super) fn head(&self, hash: u64) -> NonNull<Link> {
+        self.heads[hash as usize & (self.heads.len() - 1)].0
+    }
+
+    /// The dummy heading bucket `bucket`.
+    #[inline]
+    pub(super) fn bucket(&self, bucket: usize) -> NonNull<Link> {
+        self.heads[bucket].0
+    }
+
+    /// The bytes freed when the table is dropped (not its dummies).
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of::<Table>() + std::mem::size_of_val::<[Head]>(&self.heads)
+    }
+
+    /// A table of twice the buckets over the same list: a dummy for each
+    /// new bucket `b + n` is linked after the dummy of `b`, under `b`'s
+    /// stripe lock, before the table is returned for publishing. Readers
+    /// and writers of the other stripes go on meanwhile; a reader on the
+    /// old table walks over the new dummies.
+    ///
+    /// # Safety
+    /// `self` is the map's current table, its dummies all linked, and the
+    /// caller holds the map's resize lock (no other resize runs).
+    pub(super) unsafe fn doubled(&self, stripes: &Stripes) -> Box<Table> {
+        let n = self.buckets();
+        let mut heads: Vec<Head> = self.heads.iter().map(|h| Head(h.0)).collect();
+        heads.extend((n..2 * n).map(|b| Head(Link::dummy(b))));
+        for stripe in 0..STRIPES {
+            let _locked = stripes.lock(stripe);
+            for b in (n + stripe..2 * n).step_by(STRIPES) {
+                // SAFETY: the new dummy is ours until linked; its parent
+                // (bucket `b - n`, same stripe) is linked and only this
+                // stripe's lock holder writes in its range.
+                unsafe { list::link_dummy(heads[b - n].0, heads[b].0) };
+            }
+        }
+        Box::new(Table {
+            heads: heads.into_boxed_slice(),
+        })
+    }
+
+    /// A table of half the buckets over the same list. Nothing is
+    /// unlinked: after publishing it, the caller unlinks the upper half's
+    /// dummies with [`unlink_upper_half`](Table::unlink_upper_half).
+    pub(super) fn halved(&self) -> Box<Table> {
+        let n = self.buckets() / 2;
+        debug_assert!(n >= STRIPES);
+        Box::new(Table {
+            heads: self.heads[..n].iter().map(|h| Head(h.0)).collect(),
+        })
+    }
+
+    /// Unlinks the dummies of this table's upper half, each under its
+    /// stripe lock, and returns them for freeing after a grace period.
+    ///
+    /// # Safety
+    /// The caller holds the resize lock and has published a table of half
+    /// this one's buckets (from [`halved`](Table::halved)), so no writer
+    /// that takes a stripe lock from now on starts at these dummies.
+    pub(super) unsafe fn unlink_upper_half(&self, stripes: &Stripes) -> Vec<NonNull<Link>> {
+        let n = self.buckets() / 2;
+        let mut out = Vec::with_capacity(n);
+        for stripe in 0..STRIPES {
+            let _locked = stripes.lock(stripe);
+            for b in (n + stripe..2 * n).step_by(STRIPES) {
+                // SAFETY: under the stripe lock; the parent stays linked
+                // (it is in the published table) and precedes the dummy.
+                unsafe { list::unlink_dummy(self.heads[b - n].0, self.heads[b].0) };
+                out.push(self.heads[b].0);
+            }
+        }
+        out
+    }
+}
+
+/// The writers' locks, one per stripe ([`STRIPES`]).
+pub(super) struct Stripes(Box<[Mutex<()>]>);
+
+impl Stripes {
+    pub(super) fn new() -> Self {
+        Stripes((0..STRIPES).map(|_| Mutex::new(())).collect())
+    }
+
+    /// The stripe of `hash`.
+    #[inline]
+    pub(super) fn of(hash: u64) -> usize {
+        hash as usize & (STRIPES - 1)
+    }
+
+    /// Locks stripe `stripe` (the holder is marked no-reclaim, as with
+    /// every lock of the crate).
+    #[inline]
+    pub(super) fn lock(&self, stripe: usize) -> Locked<'_, ()> {
+        lock(&self.0[stripe])
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// The sort keys of the list from `head` on.
+    fn sorts(head: NonNull<Link>) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut cur = Some(head);
+        while let Some(l) = cur {
+            // SAFETY: the test owns the list.
+            let l = unsafe { l.as_ref() };
+            out.push(l.sort);
+            cur = NonNull::new(l.next.load(Ordering::Relaxed));
+        }
+        out
+    }
+
+    #[test]
+    fn doubling_and_halving_keep_the_list_sorted_and_complete() {
+        let stripes = Stripes::new();
+        let t = Table::with_new_list(STRIPES);
+        let head = t.bucket(0);
+        assert_eq!(sorts(head).len(), STRIPES);
+        // SAFETY: single-threaded; `t` is current.
+        let big = unsafe { t.doubled(&stripes) };
+        let s = sorts(head);
+        assert_eq!(s.len(), 2 * STRIPES);
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+        let small = big.halved();
+        // SAFETY: single-threaded; `small` stands for the published table.
+        let gone = unsafe { big.unlink_upper_half(&stripes) };
+        assert_eq!(gone.len(), STRIPES);
+        assert_eq!(sorts(head).len(), STRIPES);
+        assert_eq!(small.buckets(), STRIPES);
+        for d in gone {
+            // SAFETY: unlinked and unreachable.
+            unsafe { list::free::<(), ()>(d) };
+        }
+        // SAFETY: the test owns the list.
+        unsafe { list::free_all::<(), ()>(head) };
+    }
+}

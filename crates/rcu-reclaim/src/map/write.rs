@@ -1,0 +1,338 @@
+//! The writers of [`RcuHashMap`]: each takes its key's stripe lock inside
+//! a read-side section, changes the list, and retires what it unlinked
+//! after releasing the lock; an insert or remove that crosses a load
+//! threshold then resizes the table (see the [module docs](super)).
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::mem::size_of;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+
+use super::list::{self, key_sort, Link, Node, Search};
+use super::table::{Stripes, Table, STRIPES, STRIPE_BITS};
+use super::RcuHashMap;
+use crate::guard::ReadGuard;
+use crate::sync::try_lock;
+
+impl<K, V, S> RcuHashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    /// Runs `f` with the dummy heading the bucket of `hash`, inside a
+    /// read-side section and with the hash's stripe locked.
+    fn locked<R>(&self, hash: u64, f: impl FnOnce(NonNull<Link>) -> R) -> R {
+        let _section = self.rcu.read_lock();
+        let _locked = self.stripes.lock(Stripes::of(hash));
+        // Read after the lock: a halving publishes its table before it
+        // unlinks dummies under this lock, so this table's are linked.
+        let table = self.table.load(Ordering::Acquire);
+        // SAFETY: as in `find`: the section keeps the table allocated.
+        f(unsafe { (*table).head(hash) })
+    }
+
+    /// Hands an unlinked node to the domain, booking its size.
+    fn retire(&self, node: NonNull<Node<K, V>>) {
+        // Weighed before it becomes a `Box`: should the weigher (or a
+        // `ReclaimSize` impl) panic, the node leaks instead of being freed
+        // under the readers that may still hold it.
+        let bytes = {
+            // SAFETY: unlinked by this thread and not yet handed on; shared
+            // with readers only, who never write it.
+            let n = unsafe { node.as_ref() };
+            size_of::<Node<K, V>>() + (self.weigh)(&n.key, &n.value)
+        };
+        // SAFETY: unlinked under its stripe lock, so no new reader can
+        // reach it; the deferred drop waits for the readers that did.
+        let node = unsafe { Box::from_raw(node.as_ptr()) };
+        self.rcu.defer_drop_sized(node, bytes);
+    }
+
+    /// Inserts `value` for `key`: `true` if the key was new, `false` if it
+    /// replaced a value (as `HashMap::insert` keeps the old key, this keeps
+    /// the new one). The old entry is dropped after a grace period, its
+    /// size booked. To read the old value, use
+    /// [`update`](RcuHashMap::update).
+    ///
+    /// ```
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// assert!(map.insert(1, "a"));
+    /// assert!(!map.insert(1, "b"));
+    /// assert_eq!(map.get(&1, &map.domain().read_lock()), Some(&"b"));
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> bool {
+        let hash = self.hash(&key);
+        let sort = key_sort(hash);
+        let new = Node::new(sort, key, value);
+        let replaced = self.locked(hash, |head| {
+            // SAFETY: `new` is ours and unlinked; its key is never written.
+            let key = unsafe { &new.as_ref().key };
+            // SAFETY: `head` is the current table's dummy for `hash`, read
+            // inside the section and under the stripe lock.
+            match unsafe { list::search::<K, V, K>(head, sort, key) } {
+                Search::Found { prev, node } => {
+                    // SAFETY: found under the lock; `new` becomes the list's.
+                    unsafe { list::unlink(prev, node.cast(), Some(Node::link(new))) };
+                    Some(node)
+                }
+                Search::Absent { prev, next } => {
+                    // SAFETY: as above.
+                    unsafe { list::link_between(prev, next, Node::link(new)) };
+                    None
+                }
+            }
+        });
+        match replaced {
+            Some(old) => {
+                self.retire(old);
+                false
+            }
+            None => {
+                self.len.fetch_add(1, Ordering::Relaxed);
+                self.grow_if_needed();
+                true
+            }
+        }
+    }
+
+    /// Removes `key`: `true` if it was present. The entry is dropped after
+    /// a grace period, its size booked; readers that found it keep reading
+    /// it until then.
+    ///
+    /// ```
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// map.insert(String::from("k"), vec![1, 2]);
+    /// let guard = map.domain().read_lock();
+    /// let v = map.get("k", &guard).unwrap();
+    /// assert!(map.remove("k"));
+    /// assert_eq!(v, &[1, 2]); // still valid inside the section
+    /// assert!(!map.remove("k"));
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let removed = self.locked(hash, |head| {
+            // SAFETY: as in `insert`.
+            match unsafe { list::search::<K, V, Q>(head, key_sort(hash), key) } {
+                Search::Found { prev, node } => {
+                    // SAFETY: found under the lock.
+                    unsafe { list::unlink(prev, node.cast(), None) };
+                    Some(node)
+                }
+                Search::Absent { .. } => None,
+            }
+        });
+        let Some(node) = removed else {
+            return false;
+        };
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.retire(node);
+        self.shrink_if_needed();
+        true
+    }
+
+    /// The value of `key`, inserting `f()` first if the key is absent.
+    /// `f` runs at most once, and only if its value is inserted; it runs
+    /// under the key's stripe lock, so it must not use this map.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the map.
+    ///
+    /// ```
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// let guard = map.domain().read_lock();
+    /// assert_eq!(map.get_or_insert_with(1, || "new", &guard), &"new");
+    /// assert_eq!(map.get_or_insert_with(1, || unreachable!(), &guard), &"new");
+    /// ```
+    #[track_caller]
+    pub fn get_or_insert_with<'g>(
+        &'g self,
+        key: K,
+        f: impl FnOnce() -> V,
+        guard: &'g ReadGuard<'_>,
+    ) -> &'g V {
+        self.check_guard(guard);
+        let node = match self.find(&key) {
+            Some(node) => node,
+            None => {
+                let hash = self.hash(&key);
+                let sort = key_sort(hash);
+                let (node, inserted) = self.locked(hash, |head| {
+                    // SAFETY: as in `insert`.
+                    match unsafe { list::search::<K, V, K>(head, sort, &key) } {
+                        Search::Found { node, .. } => (node, false),
+                        Search::Absent { prev, next } => {
+                            let new = Node::new(sort, key, f());
+                            // SAFETY: as in `insert`.
+                            unsafe { list::link_between(prev, next, Node::link(new)) };
+                            (new, true)
+                        }
+                    }
+                });
+                if inserted {
+                    self.len.fetch_add(1, Ordering::Relaxed);
+                    self.grow_if_needed();
+                }
+                node
+            }
+        };
+        // SAFETY: linked while the guard's section ran, so freed no earlier
+        // than a grace period after the section; see `get`.
+        unsafe { &(*node.as_ptr()).value }
+    }
+
+    /// Sets the value of `key` to what `f` makes of the current one
+    /// (`None` if absent): `Some(v)` inserts or replaces, `None` removes.
+    /// Atomic for the key: `f` runs under the key's stripe lock (so it must
+    /// not use this map), and no other write to the key runs meanwhile.
+    /// Returns whether the key is present afterwards. A replaced or removed
+    /// entry is dropped after a grace period, its size booked.
+    ///
+    /// ```
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// let add = |n: u64| move |old: Option<&u64>| Some(old.copied().unwrap_or(0) + n);
+    /// map.update("hits", add(1));
+    /// map.update("hits", add(2));
+    /// assert_eq!(map.get("hits", &map.domain().read_lock()), Some(&3));
+    /// assert!(!map.update("hits", |_| None)); // removed
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn update<F>(&self, key: K, f: F) -> bool
+    where
+        F: FnOnce(Option<&V>) -> Option<V>,
+    {
+        let hash = self.hash(&key);
+        let sort = key_sort(hash);
+        let (old, present, added) = self.locked(hash, |head| {
+            // SAFETY: as in `insert`.
+            match unsafe { list::search::<K, V, K>(head, sort, &key) } {
+                Search::Found { prev, node } => {
+                    // SAFETY: linked, under the lock; its value is never
+                    // written after publication.
+                    let old = unsafe { &node.as_ref().value };
+                    let new = f(Some(old)).map(|v| Node::link(Node::new(sort, key, v)));
+                    // SAFETY: as in `insert`.
+                    unsafe { list::unlink(prev, node.cast(), new) };
+                    (Some(node), new.is_some(), false)
+                }
+                Search::Absent { prev, next } => match f(None) {
+                    Some(v) => {
+                        let new = Node::new(sort, key, v);
+                        // SAFETY: as in `insert`.
+                        unsafe { list::link_between(prev, next, Node::link(new)) };
+                        (None, true, true)
+                    }
+                    None => (None, false, false),
+                },
+            }
+        });
+        if let Some(old) = old {
+            if !present {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.retire(old);
+            if !present {
+                self.shrink_if_needed();
+            }
+        } else if added {
+            self.len.fetch_add(1, Ordering::Relaxed);
+            self.grow_if_needed();
+        }
+        present
+    }
+
+    /// Removes every entry, one stripe at a time (an entry inserted
+    /// meanwhile may stay). Each is dropped after a grace period, its size
+    /// booked.
+    ///
+    /// ```
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// for i in 0..100 {
+    ///     map.insert(i, i);
+    /// }
+    /// map.clear();
+    /// assert!(map.is_empty());
+    /// assert!(map.iter(&map.domain().read_lock()).next().is_none());
+    /// ```
+    pub fn clear(&self) {
+        let mut removed = Vec::new();
+        {
+            let _section = self.rcu.read_lock();
+            for stripe in 0..STRIPES {
+                let _locked = self.stripes.lock(stripe);
+                let table = self.table.load(Ordering::Acquire);
+                // SAFETY: as in `locked`; bucket `stripe` (< STRIPES) heads
+                // the stripe's range of the list, whose lock we hold.
+                removed.extend(unsafe { list::unlink_range((*table).bucket(stripe), STRIPE_BITS) });
+            }
+        }
+        self.len.fetch_sub(removed.len(), Ordering::Relaxed);
+        for link in removed {
+            self.retire(link.cast());
+        }
+        self.shrink_if_needed();
+    }
+
+    fn grow_if_needed(&self) {
+        if self.len.load(Ordering::Relaxed) > self.buckets.load(Ordering::Relaxed) {
+            self.resize();
+        }
+    }
+
+    fn shrink_if_needed(&self) {
+        let buckets = self.buckets.load(Ordering::Relaxed);
+        if buckets > self.min_buckets && self.len.load(Ordering::Relaxed) < buckets / 8 {
+            self.resize();
+        }
+    }
+
+    /// Doubles or halves the table until the load fits, unless another
+    /// thread is resizing (it will see the load too).
+    fn resize(&self) {
+        let Some(_resizing) = try_lock(&self.resize) else {
+            return;
+        };
+        loop {
+            let current = self.table.load(Ordering::Acquire);
+            // SAFETY: only a holder of the resize lock replaces (and
+            // retires) the table, so the current one stays allocated.
+            let table = unsafe { &*current };
+            let n = table.buckets();
+            let len = self.len.load(Ordering::Relaxed);
+            let (next, unlinked) = if len > n && n < 1 << (usize::BITS - 2) {
+                // SAFETY: the current table, under the resize lock.
+                let next = unsafe { table.doubled(&self.stripes) };
+                self.publish(next);
+                (n * 2, Vec::new())
+            } else if n > self.min_buckets && len < n / 8 {
+                self.publish(table.halved());
+                // SAFETY: the halved table is published, under the resize
+                // lock.
+                (n / 2, unsafe { table.unlink_upper_half(&self.stripes) })
+            } else {
+                return;
+            };
+            self.buckets.store(next, Ordering::Relaxed);
+            // SAFETY: replaced above; readers that loaded it are in
+            // sections the deferred drop waits for.
+            let old = unsafe { Box::from_raw(current) };
+            let bytes = old.bytes();
+            self.rcu.defer_drop_sized(old, bytes);
+            for dummy in unlinked {
+                // SAFETY: unlinked under its stripe lock and named by no
+                // published table; a bare `Link`, from `Box::leak`.
+                let dummy = unsafe { Box::from_raw(dummy.as_ptr()) };
+                self.rcu.defer_drop_sized(dummy, size_of::<Link>());
+            }
+        }
+    }
+
+    fn publish(&self, table: Box<Table>) {
+        self.table.store(Box::into_raw(table), Ordering::Release);
+    }
+}

@@ -1,0 +1,404 @@
+//! `RcuHashMap`: readers beside writers and resizes, each retired value
+//! dropped once and only after a grace period, sizes booked and freed.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use rcu_reclaim::{Config, Rcu, RcuHashMap, ReclaimSize};
+
+const ALIVE: u64 = 0xA11C_E0A1_1CE0_A11C;
+const POISON: u64 = 0xDEAD_DEAD_DEAD_DEAD;
+
+/// Counts each value's drops by id.
+struct Drops {
+    created: AtomicUsize,
+    drops: Vec<AtomicU8>,
+}
+
+impl Drops {
+    fn new(max: usize) -> Arc<Drops> {
+        Arc::new(Drops {
+            created: AtomicUsize::new(0),
+            drops: (0..max).map(|_| AtomicU8::new(0)).collect(),
+        })
+    }
+
+    /// Every value made so far was dropped exactly once.
+    fn assert_each_dropped_once(&self) {
+        let made = self.created.load(Ordering::Relaxed);
+        assert!(made <= self.drops.len(), "raise the id limit");
+        for (id, d) in self.drops[..made].iter().enumerate() {
+            assert_eq!(
+                d.load(Ordering::Relaxed),
+                1,
+                "value {id} dropped that many times"
+            );
+        }
+    }
+
+    fn dropped(&self, id: usize) -> u8 {
+        self.drops[id].load(Ordering::Relaxed)
+    }
+}
+
+/// A value whose magic word turns to poison when dropped.
+struct Val {
+    magic: AtomicU64,
+    key: u64,
+    id: usize,
+    drops: Arc<Drops>,
+}
+
+impl Val {
+    fn new(drops: &Arc<Drops>, key: u64) -> Val {
+        Val {
+            magic: AtomicU64::new(ALIVE),
+            key,
+            id: drops.created.fetch_add(1, Ordering::Relaxed),
+            drops: drops.clone(),
+        }
+    }
+
+    /// Panics if a reader sees a dropped value or another key's.
+    fn check(&self, key: u64) {
+        assert_eq!(
+            self.magic.load(Ordering::Relaxed),
+            ALIVE,
+            "a reader saw poison"
+        );
+        assert_eq!(self.key, key);
+    }
+}
+
+impl Drop for Val {
+    fn drop(&mut self) {
+        self.magic.store(POISON, Ordering::Relaxed);
+        if let Some(d) = self.drops.drops.get(self.id) {
+            d.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ReclaimSize for Val {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// A small xorshift generator, one per thread.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn readers_beside_writers_never_see_a_dropped_value() {
+    const KEYS: u64 = 512;
+    const OPS: usize = 20_000;
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let drops = Drops::new(4 * OPS);
+    let map: RcuHashMap<u64, Val> = RcuHashMap::new_in(&rcu);
+    let done = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for w in 0..2u64 {
+            let (map, drops, done) = (&map, &drops, &done);
+            s.spawn(move || {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 + w);
+                for i in 0..OPS {
+                    let k = rng.below(KEYS);
+                    match rng.below(8) {
+                        0..=2 => {
+                            map.insert(k, Val::new(drops, k));
+                        }
+                        3 | 4 => {
+                            map.remove(&k);
+                        }
+                        5 => {
+                            map.update(k, |old| old.is_none().then(|| Val::new(drops, k)));
+                        }
+                        6 => {
+                            let g = map.domain().read_lock();
+                            map.get_or_insert_with(k, || Val::new(drops, k), &g)
+                                .check(k);
+                        }
+                        _ if i % 2000 == 0 => map.clear(),
+                        _ => {
+                            map.update(k, |_| Some(Val::new(drops, k)));
+                        }
+                    }
+                }
+                done.fetch_add(1, Ordering::Release);
+            });
+        }
+        for r in 0..2u64 {
+            let (map, done) = (&map, &done);
+            s.spawn(move || {
+                let mut rng = Rng(0xD1B5_4A32_D192_ED03 + r);
+                let mut seen = 0usize;
+                while done.load(Ordering::Acquire) < 2 {
+                    let g = map.domain().read_lock();
+                    // Hold what was found across a yield: the writers
+                    // retire some of it meanwhile, and it must stay intact
+                    // until the section ends.
+                    let mut found = Vec::with_capacity(128);
+                    for _ in 0..64 {
+                        let k = rng.below(KEYS);
+                        if let Some(v) = map.get(&k, &g) {
+                            v.check(k);
+                            found.push((k, v));
+                        }
+                    }
+                    found.extend(map.iter(&g).take(64).map(|(k, v)| (*k, v)));
+                    thread::yield_now();
+                    for (k, v) in &found {
+                        v.check(*k);
+                    }
+                    seen += found.len();
+                }
+                assert!(seen > 0);
+            });
+        }
+    });
+    let left = map.len();
+    {
+        let g = rcu.read_lock();
+        assert_eq!(map.iter(&g).count(), left);
+    }
+    drop(map);
+    rcu.barrier();
+    drops.assert_each_dropped_once();
+}
+
+#[test]
+fn resizes_never_hide_a_present_key() {
+    const FIXED: u64 = 100;
+    const CHURN: u64 = 6_000;
+    let value = |k: u64| k ^ 0x5A5A_5A5A;
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
+    let initial = map.capacity();
+    for k in 0..FIXED {
+        map.insert(k, value(k));
+    }
+    let stop = AtomicBool::new(false);
+    let (max_cap, min_cap) = (AtomicUsize::new(0), AtomicUsize::new(usize::MAX));
+    let (lookups, walks) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    thread::scope(|s| {
+        // Two writers on disjoint keys grow the table and shrink it back,
+        // three times; a third keeps replacing the fixed keys.
+        let churners: Vec<_> = (1..=2u64)
+            .map(|w| {
+                let (map, max_cap, min_cap) = (&map, &max_cap, &min_cap);
+                s.spawn(move || {
+                    let base = w << 32;
+                    for _ in 0..3 {
+                        for k in base..base + CHURN {
+                            map.insert(k, k);
+                        }
+                        max_cap.fetch_max(map.capacity(), Ordering::Relaxed);
+                        for k in base..base + CHURN {
+                            assert!(map.remove(&k));
+                        }
+                        min_cap.fetch_min(map.capacity(), Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        {
+            let (map, stop) = (&map, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for k in 0..FIXED {
+                        assert!(!map.insert(k, value(k)));
+                    }
+                }
+            });
+        }
+        // Lookups: every fixed key, every time.
+        {
+            let (map, stop, lookups) = (&map, &stop, &lookups);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let g = map.domain().read_lock();
+                    for k in 0..FIXED {
+                        assert_eq!(map.get(&k, &g), Some(&value(k)), "key {k} missed");
+                    }
+                    lookups.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        // Walks: every fixed key exactly once per walk.
+        {
+            let (map, stop, walks) = (&map, &stop, &walks);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let g = map.domain().read_lock();
+                    let mut seen = vec![0u8; FIXED as usize];
+                    for (k, v) in map.iter(&g) {
+                        if *k < FIXED {
+                            assert_eq!(*v, value(*k));
+                            seen[*k as usize] += 1;
+                        }
+                    }
+                    assert!(seen.iter().all(|&n| n == 1), "a walk saw {seen:?}");
+                    walks.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for c in churners {
+            c.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (max_cap, min_cap) = (max_cap.into_inner(), min_cap.into_inner());
+    assert!(max_cap >= 16 * initial, "grew to {max_cap} only");
+    assert!(min_cap <= max_cap / 8, "shrank to {min_cap} only");
+    assert!(lookups.into_inner() > 0 && walks.into_inner() > 0);
+    assert_eq!(map.len(), FIXED as usize);
+    drop(map);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn a_retired_value_is_dropped_once_and_only_after_a_grace_period() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let drops = Drops::new(8);
+    let map = RcuHashMap::new_in(&rcu);
+    map.insert(1, Val::new(&drops, 1)); // id 0
+    map.insert(2, Val::new(&drops, 2)); // id 1
+    let (release, reader) = common::hold_reader(&rcu);
+    {
+        // A reader of this thread keeps using what it found.
+        let g = rcu.read_lock();
+        let v = map.get(&1, &g).unwrap();
+        assert!(!map.insert(1, Val::new(&drops, 1))); // id 2 replaces id 0
+        assert!(map.remove(&2)); // id 1
+        assert!(map.update(1, |_| Some(Val::new(&drops, 1)))); // id 3 replaces id 2
+        v.check(1);
+    }
+    // The other thread's section holds every grace period back.
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!((0..3).map(|id| drops.dropped(id)).sum::<u8>(), 0);
+    release.send(()).unwrap();
+    reader.join().unwrap();
+    rcu.barrier();
+    assert_eq!([0, 1, 2, 3].map(|id| drops.dropped(id)), [1, 1, 1, 0]);
+    // Dropping the map frees what it holds, at once.
+    drop(map);
+    drops.assert_each_dropped_once();
+}
+
+#[test]
+fn dropping_the_map_frees_every_entry_once() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let drops = Drops::new(1000);
+    let map = RcuHashMap::new_in(&rcu);
+    for k in 0..1000 {
+        map.insert(k, Val::new(&drops, k));
+    }
+    drop(map);
+    drops.assert_each_dropped_once();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn a_64_kib_value_books_64_kib() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let map: RcuHashMap<u64, Vec<u8>> = RcuHashMap::new_in(&rcu);
+    map.insert(1, vec![0; 64 << 10]);
+    map.remove(&1);
+    let booked = rcu.pending_bytes();
+    assert!(
+        booked >= (64 << 10) + std::mem::size_of::<Vec<u8>>(),
+        "{booked}"
+    );
+    assert!(booked <= (64 << 10) + 128, "{booked}");
+    map.insert(2, vec![0; 64 << 10]);
+    map.insert(2, Vec::new()); // replacing books the old value too
+    assert!(rcu.pending_bytes() >= 2 * booked);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn bytes_booked_are_the_bytes_freed() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    // The size of one entry's node, measured once.
+    let node = {
+        let map: RcuHashMap<u64, Vec<u8>> = RcuHashMap::new_in(&rcu);
+        map.insert(0, Vec::new());
+        map.remove(&0);
+        let n = rcu.pending_bytes();
+        rcu.barrier();
+        n
+    };
+    let start = rcu.stats().bytes_freed;
+    // No resize (the capacity covers every key), so only entries retire.
+    let map: RcuHashMap<u64, Vec<u8>> = RcuHashMap::with_capacity_in(256, &rcu);
+    let mut want = 0;
+    let mut rng = Rng(7);
+    for i in 0..2000 {
+        let k = rng.below(256);
+        let len = rng.below(3000) as usize;
+        let had = {
+            let g = rcu.read_lock();
+            map.get(&k, &g).map(Vec::capacity)
+        };
+        if i % 3 == 0 {
+            if map.remove(&k) {
+                want += node + had.unwrap();
+            }
+        } else if !map.insert(k, vec![1; len]) {
+            want += node + had.unwrap();
+        }
+    }
+    let s = rcu.stats();
+    assert_eq!(
+        (s.bytes_freed - start) as usize + s.pending_bytes,
+        want,
+        "booked"
+    );
+    rcu.barrier();
+    let s = rcu.stats();
+    assert_eq!(s.pending_bytes, 0);
+    assert_eq!((s.bytes_freed - start) as usize, want, "freed");
+    // With resizes and a clear, tables and dummies are booked and freed too.
+    for k in 0..5000 {
+        map.insert(k, vec![0; 10]);
+    }
+    map.clear();
+    assert!(rcu.pending_bytes() >= 5000 * (node + 10));
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn a_closure_under_a_stripe_lock_cannot_wait_for_a_grace_period() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
+    map.insert(1, 1);
+    // It would wait for its own section: it panics instead of hanging.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        map.update(1, |_| {
+            rcu.synchronize();
+            Some(2)
+        })
+    }));
+    assert!(r.is_err());
+    // The map is unchanged and its stripe usable.
+    assert_eq!(map.get(&1, &rcu.read_lock()), Some(&1));
+    assert!(map.update(1, |old| old.map(|v| v + 1)));
+    assert_eq!(map.get(&1, &rcu.read_lock()), Some(&2));
+}
