@@ -235,6 +235,21 @@ fn grace_periods(c: &mut Criterion) {
         urcu::has_sys_membarrier()
     );
 
+    // First, before any reader thread registers (liburcu's registry is the
+    // process's): `synchronize` with no registered reader at all returns
+    // without a `membarrier` in both libraries.
+    let mut g = c.benchmark_group("gp_no_reader");
+    let lone = Rcu::new(Config::new()).expect("a fresh domain");
+    g.bench_function("ours_memb_synchronize", |b| {
+        b.iter_custom(|iters| timed(iters, || lone.synchronize()))
+    });
+    #[cfg(feature = "liburcu")]
+    g.bench_function("liburcu_memb_synchronize_rcu", |b| {
+        b.iter_custom(|iters| timed(iters, urcu::synchronize))
+    });
+    g.finish();
+    drop(lone);
+
     let mut g = c.benchmark_group("gp_idle");
     bench_ours(&mut g, "memb", global, Reader::idle);
     bench_ours(&mut g, "mb", &mb, Reader::idle);

@@ -765,16 +765,20 @@ impl Rcu {
     /// Panics, naming `call`, if this thread is inside a section of this domain.
     #[track_caller]
     pub(crate) fn assert_not_in_section(&self, call: &str) {
-        if reader::nesting_in(self.id) == 0 && reader::qsbr_online_in(self.id) {
-            panic!(
-                "rcu-reclaim: {call} called on a thread that is online in the same QSBR domain;                  it would wait for the thread's own quiescent state forever. Call it through                  QsbrThread::offline_while(|| ...), or use QsbrThread::synchronize()"
-            );
-        }
-        if self.in_read_section() {
+        // One look at the thread's nesting; the QSBR list only on a QSBR
+        // domain (an online thread there is in one long section).
+        if reader::nesting_in(self.id) > 0 {
             panic!(
                 "rcu-reclaim: {call} called inside a read-side critical section of the same \
                  domain; it would wait for itself forever. Drop the ReadGuard first, or use \
                  start_poll()/poll() to wait without blocking"
+            );
+        }
+        if self.flavor == Flavor::Qsbr && reader::qsbr_online_in(self.id) {
+            panic!(
+                "rcu-reclaim: {call} called on a thread that is online in the same QSBR domain; \
+                 it would wait for the thread's own quiescent state forever. Call it through \
+                 QsbrThread::offline_while(|| ...), or use QsbrThread::synchronize()"
             );
         }
     }

@@ -103,6 +103,12 @@ pub(crate) fn bump(c: &StdAtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// `bump` for a counter only ever written under `gp_lock` (one writer at a
+/// time): a load and a store, no locked instruction on the fast paths.
+fn bump_locked(c: &StdAtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 /// Grace-period state of one domain, and the readers it waits for.
 pub(crate) struct GracePeriods {
     seq: AtomicU64,
@@ -195,7 +201,7 @@ impl GracePeriods {
             match self.wait_for_readers(&self.registry, w, mode) {
                 None => {
                     self.complete(s);
-                    bump(match mode {
+                    bump_locked(match mode {
                         WaitMode::Normal => &self.counters.normal_gps,
                         WaitMode::Expedited => &self.counters.expedited_gps,
                     });
@@ -213,6 +219,18 @@ impl GracePeriods {
             }
         }
         drop(held);
+    }
+
+    /// A whole grace period at once, if no thread is registered as a reader
+    /// and no grace period is in progress or being run (`gp_lock` free):
+    /// `synchronize`'s fast path, which skips the snapshot's fence (the one
+    /// here orders the caller's unlinks before the scan). Returns whether
+    /// it completed one.
+    pub(crate) fn complete_now_if_no_reader(&self) -> bool {
+        let Some(_held) = crate::sync::try_lock(&self.gp_lock) else {
+            return false;
+        };
+        self.complete_if_no_reader(WaitMode::Normal)
     }
 
     /// With `gp_lock` held: if no grace period is in progress and no thread
@@ -239,7 +257,7 @@ impl GracePeriods {
         }
         self.seq.store(s + 1, Ordering::Relaxed);
         self.complete(s);
-        bump(match mode {
+        bump_locked(match mode {
             WaitMode::Normal => &self.counters.normal_gps,
             WaitMode::Expedited => &self.counters.expedited_gps,
         });
@@ -301,7 +319,7 @@ impl GracePeriods {
                 return false;
             }
             self.complete(s);
-            bump(&self.counters.polled_gps);
+            bump_locked(&self.counters.polled_gps);
         }
         if self.done(target) {
             return true;

@@ -65,8 +65,12 @@ impl Rcu {
     #[track_caller]
     pub fn synchronize(&self) {
         self.assert_not_in_section("synchronize()");
-        bump(&self.inner().gp.counters.synchronize_calls);
-        let target = self.inner().gp.snapshot();
+        let gp = &self.inner().gp;
+        bump(&gp.counters.synchronize_calls);
+        if gp.complete_now_if_no_reader() {
+            return;
+        }
+        let target = gp.snapshot();
         self.wait_for_seq(target, WaitMode::Normal);
     }
 
