@@ -1,8 +1,9 @@
 //! Deferred reclamation, side by side: allocate a 64-byte object and defer
 //! its free, reclamation included (each measured batch ends with a drain).
 //!
-//! * ours: `Rcu::defer_drop` (bulk pages) and `Rcu::call` (a boxed closure),
-//!   drained with `barrier()`;
+//! * ours: `Rcu::defer_drop` (bulk pages), the same with `Rcu::collect`
+//!   after each (the thread's safe point), and `Rcu::call` (a boxed
+//!   closure), drained with `barrier()`;
 //! * crossbeam-epoch: `Guard::defer_destroy`, drained by repinning and
 //!   flushing until its garbage is collected (it has no barrier);
 //! * seize: `Collector::retire` with `reclaim::boxed`, drained by dropping the
@@ -48,6 +49,15 @@ fn defer_free(c: &mut Criterion) {
     per_batch(c, "defer_free_64B/rcu-reclaim defer_drop", |n| {
         for i in 0..n {
             rcu.defer_drop(Box::new([black_box(i); 8] as Obj));
+        }
+        rcu.barrier();
+    });
+    // As a loop that calls the safe point after each retire: the thread
+    // drives the grace periods and frees its own garbage.
+    per_batch(c, "defer_free_64B/rcu-reclaim defer_drop+collect", |n| {
+        for i in 0..n {
+            rcu.defer_drop(Box::new([black_box(i); 8] as Obj));
+            rcu.collect();
         }
         rcu.barrier();
     });

@@ -95,6 +95,16 @@ pub(crate) const FAST_MODE_HOLD_GPS: u64 = 2;
 /// objects, so one call stays short.
 pub(crate) const COLLECT_PAGES: usize = 8;
 
+/// A collecting thread marks its shard (`producer_window` starts again)
+/// on its first `Rcu::collect` and on every this-many-th after: a clock
+/// read is dearer than the rest of the call.
+pub(crate) const COLLECT_MARK_EVERY: u32 = 16;
+
+/// While the oldest garbage's grace period is pending, `Rcu::collect`
+/// tries to move it on (`try_advance`: `gp_lock` and a scan of the
+/// readers) on every this-many-th call.
+pub(crate) const COLLECT_ADVANCE_EVERY: u32 = 8;
+
 /// Ready pages a shard may hold before a thread handing it a page waits
 /// for the worker.
 pub(crate) const THROTTLE_PAGES: usize = 16;

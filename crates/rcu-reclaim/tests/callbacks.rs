@@ -862,10 +862,10 @@ fn collect_frees_ready_garbage_on_the_calling_thread() {
     assert_eq!(drops.load(Ordering::Relaxed), 2 * per_page + 1);
 }
 
-/// A collecting thread's garbage needs no lazy pace, no grace-period
-/// thread and no worker: its hand-offs ask for a grace period at once, its
-/// `collect` calls complete it (a minute of lazy delay, and the thread
-/// never enters a section), and free the page here.
+/// A collecting thread's garbage needs no lazy pace and no worker: its
+/// hand-offs ask for a grace period at once (a minute of lazy delay here),
+/// its `collect` calls move it on (or the grace-period thread's fallback
+/// look does), and free the page here.
 #[test]
 fn collect_drives_grace_periods_itself() {
     let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_secs(60))).unwrap();
@@ -881,7 +881,6 @@ fn collect_drives_grace_periods_itself() {
             r.collect();
             m.load(Ordering::Relaxed) >= 255
         });
-        assert!(r.stats().retirer_gps >= 1, "{:?}", r.stats());
     })
     .join()
     .unwrap();

@@ -13,6 +13,9 @@ thread_local! {
     /// Set while this thread must not allocate bulk pages (reclaim runs on
     /// it): `defer_drop` then takes the fallback.
     static NO_PAGE_ALLOC: Cell<bool> = const { Cell::new(false) };
+    /// This thread's `collect` calls so far (wrapping): paces the dearer
+    /// parts of the safe point.
+    static COLLECT_TICK: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Runs `f` with bulk-page allocation forbidden on this thread, as memory
@@ -424,9 +427,14 @@ impl Rcu {
         if in_callback() {
             return 0;
         }
+        let tick = COLLECT_TICK.with(|t| {
+            let n = t.get();
+            t.set(n.wrapping_add(1));
+            n
+        });
         let inner = self.inner();
         let cbs = &inner.callbacks;
-        match cbs.collect(&inner.gp, cbs.current_shard()) {
+        match cbs.collect(&inner.gp, cbs.current_shard(), tick) {
             Collected::Ran(n) => n,
             Collected::Waiting => {
                 // As after a hand-off: the grace-period thread finishes the

@@ -767,23 +767,33 @@ impl Callbacks {
     /// running the shard. Marks the shard as freed by its own thread, so
     /// pages handed to it are left to that thread for `producer_window`
     /// rather than woken a worker for.
-    pub(crate) fn collect(&self, gp: &GracePeriods, cpu: usize) -> Collected {
+    pub(crate) fn collect(&self, gp: &GracePeriods, cpu: usize, tick: u32) -> Collected {
         let shard = &self.shards[cpu];
-        // This shard's garbage is freed here from now on (a store only
-        // when the millisecond changed, so the line stays shared).
-        let now = epoch_ms();
-        if shard.collected_ms.load(Ordering::Relaxed) != now {
-            shard.collected_ms.store(now, Ordering::Relaxed);
+        // This shard's garbage is freed here from now on. The clock is
+        // read on the thread's first call and every `COLLECT_MARK_EVERY`th
+        // after, and the line written only when the millisecond changed.
+        if tick % policy::COLLECT_MARK_EVERY == 0 {
+            let now = epoch_ms();
+            if shard.collected_ms.load(Ordering::Relaxed) != now {
+                shard.collected_ms.store(now, Ordering::Relaxed);
+            }
         }
         let at = shard.ready_at.load(Ordering::Relaxed);
-        // Drive the grace period the oldest entry waits for (never waits:
-        // completes the one in progress if its readers have moved on, and
-        // starts the next if still needed).
         if at == u64::MAX {
             return Collected::Ran(0);
         }
-        if !gp.try_advance(at) {
-            return Collected::Waiting;
+        if !gp.done(at) {
+            // Drive the grace period the oldest entry waits for (never
+            // waits: completes the one in progress if its readers have
+            // moved on, and starts the next if still needed), on every
+            // `COLLECT_ADVANCE_EVERY`th call: each try takes `gp_lock` and
+            // scans the readers.
+            if tick % policy::COLLECT_ADVANCE_EVERY != 0 {
+                return Collected::Ran(0);
+            }
+            if !gp.try_advance(at) {
+                return Collected::Waiting;
+            }
         }
         let Some(_running) = try_lock(&shard.invoke) else {
             return Collected::Ran(0);
