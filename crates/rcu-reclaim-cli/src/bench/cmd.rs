@@ -83,10 +83,11 @@ pub struct BenchArgs {
     /// seize, liburcu-memb (with --features liburcu), and the opt-in
     /// rcu-reclaim-collect (each thread calls Rcu::collect after every
     /// update, outside the update's lock: it frees its own ready garbage),
-    /// rcu-reclaim-inline (a domain with Config::retiring_thread_frees: the
-    /// retiring thread frees ready garbage itself) and rcu-reclaim-polled
-    /// (frees on the retiring thread through the polled grace-period API).
-    /// Default: all but the three opt-in ones.
+    /// and the opt-in rcu-reclaim-inline (a domain with
+    /// Config::retiring_thread_frees: the retiring thread frees ready
+    /// garbage itself) and rcu-reclaim-polled (frees on the retiring thread
+    /// through the polled grace-period API). Default: all but the two
+    /// opt-in ones.
     #[arg(long)]
     backend: Vec<String>,
     /// Where to write the plot (SVG); its directory must exist.
@@ -229,7 +230,7 @@ impl BenchArgs {
             .into_iter()
             .filter(|n| {
                 let named = self.backend.iter().any(|b| b == n);
-                let opt_in = [OursPolled::NAME, OursInline::NAME, OursCollect::NAME];
+                let opt_in = [OursPolled::NAME, OursInline::NAME];
                 let default = self.backend.is_empty() && !opt_in.contains(n);
                 *n == <Ours>::NAME || named || default
             })
