@@ -889,6 +889,40 @@ fn collect_drives_grace_periods_itself() {
     assert_eq!(on_maker.load(Ordering::Relaxed), 255);
 }
 
+/// Inside a read-side section `collect` runs nothing (a destructor run
+/// there could not wait for a grace period); the same ready page is freed
+/// by the next `collect` outside it.
+#[test]
+fn collect_inside_a_section_runs_nothing() {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_secs(60))
+            .producer_window(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, d, m) = (rcu.clone(), drops.clone(), on_maker.clone());
+    thread::spawn(move || {
+        override_current_cpu(Some(0));
+        r.collect();
+        defer_tracked(&r, 256, &d, &m);
+        let cookie = r.start_poll();
+        wait_until("the page's grace period", Duration::from_secs(20), || {
+            r.poll(&cookie)
+        });
+        {
+            let _guard = r.read_lock();
+            assert_eq!(r.collect(), 0, "collect inside a section runs nothing");
+        }
+        assert_eq!(d.load(Ordering::Relaxed), 0, "{:?}", r.stats());
+        assert_eq!(r.collect(), 255, "{:?}", r.stats());
+    })
+    .join()
+    .unwrap();
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::Relaxed), 256);
+}
+
 /// A thread that collects while it retires and then stops (it stays
 /// alive) strands nothing: after `producer_window` a worker frees what it
 /// left, with no barrier. `collect` inside a callback does nothing.

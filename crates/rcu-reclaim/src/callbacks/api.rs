@@ -403,8 +403,10 @@ impl Rcu {
     ///
     /// The contract: call it only where this thread holds no lock that a
     /// deferred destructor or callback takes (they run here). Inside a
-    /// read-side section it is allowed (what it frees waits for no
-    /// section); inside an RCU callback it does nothing.
+    /// read-side section of this domain, or inside an RCU callback, it does
+    /// nothing: what it would run might wait for a grace period. (An
+    /// online QSBR thread is not in such a section here: what runs must
+    /// not wait for a grace period, as anything run while online.)
     ///
     /// ```
     /// use std::sync::Mutex;
@@ -424,7 +426,10 @@ impl Rcu {
     /// assert_eq!(rcu.pending(), 0);
     /// ```
     pub fn collect(&self) -> usize {
-        if in_callback() {
+        // Not inside a section of this domain: a callback or destructor run
+        // here could not wait for a grace period (nor could it on a
+        // worker inside one). Nor inside a callback.
+        if in_callback() || crate::reader::nesting_in(self.id()) > 0 {
             return 0;
         }
         let tick = COLLECT_TICK.with(|t| {
