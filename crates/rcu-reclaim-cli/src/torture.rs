@@ -24,7 +24,8 @@ pub struct TortureArgs {
     #[arg(long, default_value_t = 1, allow_hyphen_values = true,
           value_parser = Int::<u16>::new(1, 64))]
     writers: u16,
-    /// Flavor: auto (detect), memb or mb.
+    /// Flavor: auto (detect), memb, mb or qsbr (readers are registered QSBR
+    /// threads that report quiescent states and go offline now and then).
     #[arg(long, default_value = "auto", value_parser = parse_flavor)]
     flavor: FlavorArg,
     /// Update modes the writers rotate through, comma-separated: sync, exp,
@@ -95,7 +96,8 @@ fn parse_flavor(s: &str) -> Result<FlavorArg, String> {
         "auto" => Ok(FlavorArg(None)),
         "memb" => Ok(FlavorArg(Some(Flavor::Memb))),
         "mb" => Ok(FlavorArg(Some(Flavor::Mb))),
-        _ => Err(format!("unknown flavor {s:?}; use auto, memb or mb")),
+        "qsbr" => Ok(FlavorArg(Some(Flavor::Qsbr))),
+        _ => Err(format!("unknown flavor {s:?}; use auto, memb, mb or qsbr")),
     }
 }
 

@@ -24,6 +24,15 @@ fn a_short_run_with_every_option_succeeds() {
 }
 
 #[test]
+fn a_qsbr_run_succeeds() {
+    let out = torture(&["--duration", "0.5", "--flavor", "qsbr", "--quiet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("flavor qsbr"), "{text}");
+    assert!(text.ends_with("End of test: SUCCESS\n"), "{text}");
+}
+
+#[test]
 fn json_report_parses() {
     let out = torture(&["--duration", "0.5", "--json", "--modes", "call,defer"]);
     assert_eq!(out.status.code(), Some(0));
@@ -55,7 +64,7 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--duration", "0.01"], "0.2 to 86400"),
         (&["--modes", "sync,fast"], "sync, exp, poll, call or defer"),
         (&["--faults", "oom"], "panic, alloc, exit or stall"),
-        (&["--flavor", "tree"], "auto, memb or mb"),
+        (&["--flavor", "tree"], "auto, memb, mb or qsbr"),
         (&["--pressure-hz", "1e9"], "10000"),
         (&["--qhimark", "10"], "--qhimark"),
         (

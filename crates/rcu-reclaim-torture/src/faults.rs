@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rcu_reclaim::pages::{PageAllocator, SystemPageAllocator};
 
 use super::ledger::{queue_on, Action, Via, INJECTED_PANIC};
-use super::threads::{read_loop, read_once, ReadCounts, Rng};
+use super::threads::{qsbr_read_loop, read_loop, read_once, QsbrReader, ReadCounts, Rng};
 use super::{Fault, Shared};
 
 /// A page allocator that fails every `every`-th call, counting its failures.
@@ -201,9 +201,13 @@ pub(crate) fn churn(sh: Arc<Shared>) {
             .name("rcu-torture-churn".into())
             .spawn(move || {
                 let until = Instant::now() + life;
-                let counts = read_loop(&s, seed, || {
-                    s.stop.load(Ordering::Relaxed) || Instant::now() >= until
-                });
+                let stop = || s.stop.load(Ordering::Relaxed) || Instant::now() >= until;
+                // A QSBR reader exits with its registration online.
+                let counts = if s.qsbr() {
+                    qsbr_read_loop(&s, seed, stop)
+                } else {
+                    read_loop(&s, seed, stop)
+                };
                 s.merge_reads(&counts);
                 if exiting {
                     queue_and_exit(&s, seed);
@@ -249,15 +253,28 @@ pub(crate) fn exiters(sh: Arc<Shared>) {
 /// [`Fault::ReaderStall`]: a reader that holds one section for twice the
 /// stall timeout, then checks the element it loaded was not freed meanwhile
 /// (its pipe stage goes into the "Reader Pipe" histogram like any read).
+/// On a QSBR domain the reader is a registered thread, offline between
+/// episodes, that comes online and reports no quiescent state for twice
+/// the stall timeout (the stall warning must name it).
 pub(crate) fn staller(sh: Arc<Shared>) {
     let timeout = sh.cfg.stall_timeout;
+    let mut qsbr = sh.qsbr().then(|| QsbrReader::register(&sh));
     while !sh.stop.load(Ordering::Relaxed) {
-        nap(&sh, timeout);
+        match qsbr.as_mut() {
+            Some(r) => r.offline_while(&sh, || nap(&sh, timeout)),
+            None => nap(&sh, timeout),
+        }
         if sh.stop.load(Ordering::Relaxed) {
             break;
         }
         let mut counts = ReadCounts::default();
-        read_once(&sh, &mut counts, || thread::sleep(timeout * 2));
+        match qsbr.as_mut() {
+            Some(r) => {
+                r.read(&sh, &mut counts, || thread::sleep(timeout * 2));
+                r.quiescent_state(&sh);
+            }
+            None => read_once(&sh, &mut counts, || thread::sleep(timeout * 2)),
+        }
         sh.merge_reads(&counts);
         sh.counters.stall_episodes.fetch_add(1, Ordering::Relaxed);
     }

@@ -25,6 +25,15 @@
 //! allocations, threads that exit with queued callbacks and a reader stalled
 //! past the stall timeout, each checked to have been seen and survived.
 //!
+//! On a [`Flavor::Qsbr`] domain the readers are registered
+//! [`QsbrThread`](rcu_reclaim::QsbrThread)s that read under its guards and
+//! report quiescent states between reads (after every read, a few, or
+//! many); their "Reader Batch" counts from the last report, where their
+//! section really begins. They go offline now and then (both ways) and
+//! wait for grace periods offline; the stalled reader reports nothing for
+//! twice the stall timeout; even-numbered writers are registered too,
+//! offline while they wait or sleep.
+//!
 //! ```
 //! use std::time::Duration;
 //! use rcu_reclaim_torture::{self as torture, TortureConfig};
@@ -243,7 +252,12 @@ pub struct TortureConfig {
     pub writers: usize,
     /// How long the readers and writers run (default 10 s).
     pub duration: Duration,
-    /// Forced flavor, or `None` to detect.
+    /// Forced flavor, or `None` to detect. With [`Flavor::Qsbr`] the
+    /// readers (and the stalled reader, the churn threads and the
+    /// even-numbered writers) are registered
+    /// [`QsbrThread`](rcu_reclaim::QsbrThread)s: they read under its
+    /// guards, report quiescent states between reads, go offline now and
+    /// then, and wait for grace periods offline.
     pub flavor: Option<Flavor>,
     /// Update modes the writers rotate through (default: all).
     pub modes: Vec<UpdateMode>,
@@ -467,6 +481,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Whether the domain is of the QSBR flavor: its readers are
+    /// registered [`QsbrThread`](rcu_reclaim::QsbrThread)s.
+    fn qsbr(&self) -> bool {
+        self.rcu.flavor() == Flavor::Qsbr
+    }
+
     fn merge_reads(&self, counts: &ReadCounts) {
         lock(&self.reads).merge(counts);
     }

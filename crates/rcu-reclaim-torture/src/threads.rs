@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rcu_reclaim::QsbrThread;
+
 use super::ledger::{queue_on, Action, Via};
 use super::{Shared, UpdateMode, PIPE_LEN};
 
@@ -67,6 +69,17 @@ impl ReadCounts {
 pub(crate) fn read_once(sh: &Shared, counts: &mut ReadCounts, delay: impl FnOnce()) {
     let guard = sh.rcu.read_lock();
     let started = sh.rcu.completed_grace_periods();
+    check_current(sh, counts, started, delay);
+    drop(guard);
+}
+
+/// The body of a read: the caller holds a section (a guard, or an online
+/// QSBR registration's guard) that began when `started` grace periods had
+/// completed. Loads the current element, checks it, lingers (`delay`),
+/// then records its pipe stage and the grace periods completed since
+/// `started`.
+#[inline(always)]
+fn check_current(sh: &Shared, counts: &mut ReadCounts, started: u64, delay: impl FnOnce()) {
     // SAFETY: `current` always points into the ring's pool, which lives as
     // long as `sh`; elements are never deallocated during the run.
     let e = unsafe { &*sh.ring.current.load(Ordering::Acquire) };
@@ -76,8 +89,78 @@ pub(crate) fn read_once(sh: &Shared, counts: &mut ReadCounts, delay: impl FnOnce
     let completed = sh.rcu.completed_grace_periods().wrapping_sub(started);
     counts.pipe[pipe] += 1;
     counts.batch[(completed as usize).min(PIPE_LEN)] += 1;
-    drop(guard);
 }
+
+/// A QSBR reader's registration, and the grace periods completed when its
+/// current section began: at its last quiescent state, or when it last
+/// came online. An online QSBR thread is in one section from one report to
+/// the next, so its reads' "Reader Batch" counts from there, not from the
+/// guard (the stricter check: a grace period that began after the report
+/// must wait for the next one).
+pub(crate) struct QsbrReader {
+    thread: QsbrThread,
+    since: u64,
+}
+
+impl QsbrReader {
+    /// Registers the calling thread (online).
+    pub(crate) fn register(sh: &Shared) -> QsbrReader {
+        let thread = sh.rcu.register_qsbr_thread();
+        // Read after the registration's fence: a grace period that began
+        // before it may end under this section, one that begins after
+        // waits for the next report.
+        let since = sh.rcu.completed_grace_periods();
+        QsbrReader { thread, since }
+    }
+
+    /// One read under a [`QsbrGuard`](rcu_reclaim::QsbrGuard).
+    #[inline(always)]
+    pub(crate) fn read(&self, sh: &Shared, counts: &mut ReadCounts, delay: impl FnOnce()) {
+        // Nothing read under the guard outlives it (`check_current` keeps
+        // no reference), and no quiescent state can be reported meanwhile.
+        let _guard = self.thread.read_lock();
+        check_current(sh, counts, self.since, delay);
+    }
+
+    /// Reports a quiescent state: a new section begins.
+    #[inline(always)]
+    pub(crate) fn quiescent_state(&mut self, sh: &Shared) {
+        self.thread.quiescent_state();
+        self.since = sh.rcu.completed_grace_periods();
+    }
+
+    /// Runs `f` offline ([`QsbrThread::offline_while`]), then online: a
+    /// new section begins.
+    pub(crate) fn offline_while<R>(&mut self, sh: &Shared, f: impl FnOnce() -> R) -> R {
+        let r = self.thread.offline_while(f);
+        self.since = sh.rcu.completed_grace_periods();
+        r
+    }
+
+    /// Runs `f` offline the other way: [`QsbrThread::thread_offline`]
+    /// consumes the registration, [`QsbrOfflineThread::thread_online`]
+    /// gives it back. A new section begins.
+    ///
+    /// [`QsbrOfflineThread::thread_online`]: rcu_reclaim::QsbrOfflineThread::thread_online
+    pub(crate) fn thread_offline_for(mut self, sh: &Shared, f: impl FnOnce()) -> Self {
+        let offline = self.thread.thread_offline();
+        f();
+        self.thread = offline.thread_online();
+        self.since = sh.rcu.completed_grace_periods();
+        self
+    }
+
+    /// Waits for a grace period with the thread offline meanwhile
+    /// ([`QsbrThread::synchronize`]).
+    pub(crate) fn synchronize(&mut self, sh: &Shared) {
+        self.thread.synchronize();
+        self.since = sh.rcu.completed_grace_periods();
+    }
+}
+
+/// Reads per quiescent state, drawn per batch: mostly one (a report after
+/// every read), sometimes a section that spans many reads.
+const QS_SPANS: [u64; 8] = [1, 1, 1, 1, 2, 7, 64, 1024];
 
 /// Reads until `stop()` says so, in batches; adds to the shared read count
 /// as it goes and returns the histograms.
@@ -132,10 +215,67 @@ fn stall(r: u64) {
     }
 }
 
+/// As [`read_loop`], on a QSBR domain: the thread registers a
+/// [`QsbrThread`], reads under its guards, and reports quiescent states
+/// between reads (after every read, or after a few, or many). Once a batch
+/// or so it goes offline for a yield or a short sleep (both ways of going
+/// offline), or waits for a grace period offline
+/// ([`QsbrThread::synchronize`]). It drops its registration online as it
+/// returns, as a thread that exits online does.
+pub(crate) fn qsbr_read_loop(sh: &Shared, seed: u64, stop: impl Fn() -> bool) -> ReadCounts {
+    let mut counts = ReadCounts::default();
+    let mut rng = Rng::new(seed);
+    let stalls = sh.cfg.reader_stalls;
+    let mut countdown = rng.below(1 << 16) + 1;
+    let mut batches = 0u32;
+    let mut reader = QsbrReader::register(sh);
+    while !stop() {
+        batches = batches.wrapping_add(1);
+        if batches % YIELD_EVERY == 0 {
+            // Online across the yield: a section may be preempted.
+            thread::yield_now();
+        }
+        let span = QS_SPANS[rng.below(QS_SPANS.len() as u64) as usize];
+        let mut left = span;
+        for _ in 0..BATCH {
+            if stalls {
+                countdown -= 1;
+            }
+            if countdown == 0 {
+                countdown = rng.below(1 << 17) + 1;
+                let r = rng.next();
+                reader.read(sh, &mut counts, || stall(r));
+            } else {
+                reader.read(sh, &mut counts, || {});
+            }
+            left -= 1;
+            if left == 0 {
+                left = span;
+                reader.quiescent_state(sh);
+            }
+        }
+        sh.reads_progress.fetch_add(BATCH, Ordering::Relaxed);
+        match rng.below(256) {
+            0..=3 => reader = reader.thread_offline_for(sh, thread::yield_now),
+            4..=5 => {
+                let nap = Duration::from_micros(rng.below(200));
+                reader.offline_while(sh, || thread::sleep(nap));
+            }
+            6 => reader.synchronize(sh),
+            _ => {}
+        }
+    }
+    counts
+}
+
 pub(crate) fn reader(sh: Arc<Shared>, n: usize) {
-    let counts = read_loop(&sh, sh.cfg.seed ^ (n as u64 + 1), || {
-        sh.stop.load(Ordering::Relaxed)
-    });
+    let seed = sh.cfg.seed ^ (n as u64 + 1);
+    let stop = || sh.stop.load(Ordering::Relaxed);
+    let counts = if sh.qsbr() {
+        qsbr_read_loop(&sh, seed, stop)
+    } else {
+        read_loop(&sh, seed, stop)
+    };
     sh.merge_reads(&counts);
 }
 
@@ -160,17 +300,29 @@ fn wait_gp(sh: &Shared, mode: UpdateMode, rng: &mut Rng) {
 /// retired in a waiting mode join this writer's list, which advances one
 /// stage per grace period it waits for (the kernel's `rcu_tortures` list);
 /// the others walk their pipe through callbacks or deferred drops.
+///
+/// On a QSBR domain, even-numbered writers are registered threads: online
+/// while they publish and queue (which never waits), reporting a
+/// quiescent state after each update, and offline while they wait for a
+/// grace period (through [`QsbrThread::synchronize`] or `offline_while`)
+/// or sleep. Odd-numbered ones are not registered.
 pub(crate) fn writer(sh: Arc<Shared>, w: usize) {
     let mut rng = Rng::new(sh.cfg.seed ^ (0x1000 + w as u64));
     let modes = sh.cfg.modes.clone();
     let mut waiting: Vec<usize> = Vec::new();
     let mut k = w;
+    let mut reg = (sh.qsbr() && w % 2 == 0).then(|| QsbrReader::register(&sh));
+    // Runs `f` offline if the writer is registered.
+    let offline = |reg: &mut Option<QsbrReader>, f: &mut dyn FnMut()| match reg {
+        Some(r) => r.offline_while(&sh, f),
+        None => f(),
+    };
     while !sh.stop.load(Ordering::Relaxed) {
         let mode = modes[k % modes.len()];
         k += 1;
         let Some(new) = sh.ring.alloc() else {
             // The pool is out: let the pipes drain (the kernel's `rtaf`).
-            thread::sleep(Duration::from_micros(200));
+            offline(&mut reg, &mut || thread::sleep(Duration::from_micros(200)));
             continue;
         };
         let old = sh.ring.publish(new);
@@ -186,15 +338,25 @@ pub(crate) fn writer(sh: Arc<Shared>, w: usize) {
             }
             _ => {
                 waiting.push(old);
-                wait_gp(&sh, mode, &mut rng);
+                match reg.as_mut() {
+                    Some(r) if mode == UpdateMode::Sync && rng.below(2) == 0 => {
+                        r.synchronize(&sh);
+                    }
+                    _ => offline(&mut reg, &mut || wait_gp(&sh, mode, &mut rng)),
+                }
                 waiting.retain(|&i| !sh.ring.advance(i));
             }
         }
+        if let Some(r) = reg.as_mut() {
+            r.quiescent_state(&sh);
+        }
         let delay = sh.cfg.writer_delay;
         if !delay.is_zero() {
-            thread::sleep(delay.mul_f64(rng.below(2001) as f64 / 1000.0));
+            let pause = delay.mul_f64(rng.below(2001) as f64 / 1000.0);
+            offline(&mut reg, &mut || thread::sleep(pause));
         }
     }
+    drop(reg);
     while !waiting.is_empty() {
         sh.rcu.synchronize();
         waiting.retain(|&i| !sh.ring.advance(i));

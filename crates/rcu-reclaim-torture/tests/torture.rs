@@ -53,6 +53,25 @@ fn plain_runs_succeed_on_each_flavor() {
         c.writers = 2;
         assert_eq!(run_ok(&c).flavor, Flavor::Memb);
     }
+    // Two writers: one a registered QSBR thread (offline while it waits),
+    // one unregistered.
+    c.flavor = Some(Flavor::Qsbr);
+    c.readers = 3;
+    c.writers = 2;
+    assert_eq!(run_ok(&c).flavor, Flavor::Qsbr);
+}
+
+#[test]
+fn qsbr_readers_with_everything_at_once() {
+    // QSBR readers that report, go offline and wait for grace periods; a
+    // QSBR staller that reports nothing for twice the stall timeout; churn
+    // threads that exit online.
+    let mut c = TortureConfig::everything(Duration::from_secs(2));
+    c.flavor = Some(Flavor::Qsbr);
+    let r = run_ok(&c);
+    assert_eq!(r.flavor, Flavor::Qsbr);
+    assert!(r.churned_threads > 0 && r.stall_episodes > 0, "{r}");
+    assert!(r.stats.stalls_reported >= 1, "{r}");
 }
 
 #[test]
@@ -164,6 +183,20 @@ fn a_busted_rcu_fails() {
     let r = torture::run(&c).unwrap();
     assert!(!r.success(), "{r}");
     assert!(r.to_string().ends_with("End of test: FAILURE\n"), "{r}");
+    assert!(
+        r.reader_pipe[2..].iter().sum::<u64>() + r.mb_errors > 0,
+        "{r}"
+    );
+}
+
+#[test]
+fn a_busted_rcu_fails_with_qsbr_readers() {
+    let mut c = config(700);
+    c.flavor = Some(Flavor::Qsbr);
+    c.busted = true;
+    c.reader_stalls = true;
+    let r = torture::run(&c).unwrap();
+    assert!(!r.success(), "{r}");
     assert!(
         r.reader_pipe[2..].iter().sum::<u64>() + r.mb_errors > 0,
         "{r}"

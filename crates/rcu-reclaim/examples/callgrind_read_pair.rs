@@ -21,6 +21,14 @@
 //! pairs under a held outer guard, global domain), `load` (a section with
 //! one `RcuCell::load`, global domain). The C counterpart for liburcu is
 //! `csrc/callgrind_read_pair.c` (see BENCHMARKS.md).
+//!
+//! QSBR variants (a `Flavor::Qsbr` domain, the thread registered outside
+//! the loop): `qsbr_load` (a section: the free guard, one `RcuCell::load`
+//! and the read), `plain_load` (the same loop with no RCU: an acquire load
+//! of a pointer and the read, the baseline), `qsbr_raw` (`plain_load`'s
+//! loop with a QSBR guard around each load: it must match `plain_load`) and
+//! `qsbr_qs` (`QsbrThread::quiescent_state`, no grace period meanwhile).
+//! The C counterpart for liburcu-qsbr is `csrc/callgrind_qsbr.c`.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -29,23 +37,34 @@ use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 
 #[path = "../benches/support/read_pairs.rs"]
 mod read_pairs;
-use read_pairs::{ours_load_pairs, ours_pairs, ours_pairs_nested};
+use read_pairs::{
+    ours_load_pairs, ours_pairs, ours_pairs_nested, plain_loads, qsbr_load_sections,
+    qsbr_quiescent_states, qsbr_raw_loads,
+};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (variant, n) = match (args.get(1), args.get(2).map(|s| s.parse::<u64>())) {
         (Some(v), Some(Ok(n))) => (v.as_str(), n),
         _ => {
-            eprintln!("usage: callgrind_read_pair <memb|mb|nested|load> <pairs>");
+            eprintln!(
+                "usage: callgrind_read_pair <memb|mb|nested|load|qsbr_load|qsbr_raw|plain_load|qsbr_qs> <pairs>"
+            );
             return ExitCode::from(2);
         }
     };
+    if let Some(code) = qsbr_variant(variant, n) {
+        return code;
+    }
     let global = Rcu::global();
     let rcu = match variant {
         "memb" | "nested" | "load" => global.clone(),
         "mb" => Rcu::new(Config::new().flavor(Flavor::Mb)).expect("mb is always available"),
         other => {
-            eprintln!("unknown variant {other:?}; expected memb, mb, nested or load");
+            eprintln!(
+                "unknown variant {other:?}; expected memb, mb, nested, load, qsbr_load, \
+                 qsbr_raw, plain_load or qsbr_qs"
+            );
             return ExitCode::from(2);
         }
     };
@@ -65,4 +84,29 @@ fn main() -> ExitCode {
     }
     println!("variant={variant} flavor={} pairs={n}", rcu.flavor());
     ExitCode::SUCCESS
+}
+
+/// Runs a QSBR variant; `None` if `variant` is not one.
+fn qsbr_variant(variant: &str, n: u64) -> Option<ExitCode> {
+    if !matches!(variant, "qsbr_load" | "qsbr_raw" | "plain_load" | "qsbr_qs") {
+        return None;
+    }
+    let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).expect("qsbr is always available");
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(1u64)));
+    let mut thread = rcu.register_qsbr_thread();
+    let value = Box::new(1u64);
+    let ptr = std::sync::atomic::AtomicPtr::new(Box::into_raw(value));
+    let sum = match variant {
+        "qsbr_load" => qsbr_load_sections(black_box(&thread), black_box(&cell), black_box(n)),
+        "qsbr_raw" => qsbr_raw_loads(black_box(&thread), black_box(&ptr), black_box(n)),
+        "plain_load" => plain_loads(black_box(&ptr), black_box(n)),
+        _ => {
+            qsbr_quiescent_states(black_box(&mut thread), black_box(n));
+            0
+        }
+    };
+    // SAFETY: from `Box::into_raw` above, freed once.
+    drop(unsafe { Box::from_raw(ptr.into_inner()) });
+    println!("variant={variant} flavor={} n={n} sum={sum}", rcu.flavor());
+    Some(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ use super::report::{self, ScenarioReport};
 use super::run::{self, RunResult, Workload};
 use super::{crossbeam::Crossbeam, ours_polled::OursPolled, seize::Seize};
 use crate::args::{self, Int};
-use crate::dcache::{Backend, Ours, OursCollect, OursInline};
+use crate::dcache::{Backend, Ours, OursCollect, OursInline, OursQsbr};
 
 /// The workloads `bench` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,8 +79,10 @@ pub struct BenchArgs {
     #[arg(long, default_value = "8K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     budget_payload_max: usize,
     /// Backends to run (repeat the flag for several; rcu-reclaim always
-    /// runs, as the ratios are against it): rcu-reclaim, crossbeam-epoch,
-    /// seize, liburcu-memb (with --features liburcu), and the opt-in
+    /// runs, as the ratios are against it): rcu-reclaim, rcu-reclaim-qsbr
+    /// (a QSBR domain: free read sections, a quiescent state after every
+    /// operation), crossbeam-epoch, seize, liburcu-memb and liburcu-qsbr
+    /// (with --features liburcu), and the opt-in
     /// rcu-reclaim-collect (each thread calls Rcu::collect after every
     /// update, outside the update's lock: it frees its own ready garbage),
     /// and the opt-in rcu-reclaim-inline (a domain with
@@ -195,11 +197,12 @@ impl BenchArgs {
 
 /// The backends this build has, rcu-reclaim first.
 fn available() -> Vec<&'static str> {
-    let v = vec![<Ours>::NAME, Crossbeam::NAME, Seize::NAME];
+    let v = vec![<Ours>::NAME, OursQsbr::NAME, Crossbeam::NAME, Seize::NAME];
     #[cfg(feature = "liburcu")]
     let v = {
         let mut v = v;
         v.push(super::urcu::Urcu::NAME);
+        v.push(super::urcu::UrcuQsbr::NAME);
         v
     };
     let mut v = v;
@@ -215,7 +218,7 @@ impl BenchArgs {
         let all = available();
         for b in &self.backend {
             if !all.contains(&b.as_str()) {
-                let hint = if b == "liburcu-memb" {
+                let hint = if b == "liburcu-memb" || b == "liburcu-qsbr" {
                     " (this build has no liburcu: build with --features liburcu)"
                 } else {
                     ""
@@ -248,11 +251,14 @@ fn run_one(
         <Ours>::NAME => run::run(<Ours>::new()?, w, on_sample),
         OursInline::NAME => run::run(OursInline::new()?, w, on_sample),
         OursCollect::NAME => run::run(OursCollect::new()?, w, on_sample),
+        OursQsbr::NAME => run::run(OursQsbr::new()?, w, on_sample),
         Crossbeam::NAME => run::run(Crossbeam::new(), w, on_sample),
         Seize::NAME => run::run(Seize::new(), w, on_sample),
         OursPolled::NAME => run::run(OursPolled::new()?, w, on_sample),
         #[cfg(feature = "liburcu")]
         super::urcu::Urcu::NAME => run::run(super::urcu::Urcu::new()?, w, on_sample),
+        #[cfg(feature = "liburcu")]
+        super::urcu::UrcuQsbr::NAME => run::run(super::urcu::UrcuQsbr::new()?, w, on_sample),
         other => Err(format!("no backend named {other}")),
     }
 }

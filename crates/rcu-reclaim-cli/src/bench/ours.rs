@@ -13,7 +13,7 @@ use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
 use rcu_reclaim::Rcu;
 
 use super::{Budget, Contender, PressureReport};
-use crate::dcache::{Ours, Table};
+use crate::dcache::{Backend, Ours, OursQsbr, Table};
 
 /// How often the grace-period probe looks whether its cookie completed.
 const PROBE_POLL: Duration = Duration::from_micros(50);
@@ -43,12 +43,7 @@ fn probe_grace_periods(rcu: Rcu, stop: Arc<AtomicBool>) -> (u128, u64) {
 
 impl<const MODE: crate::dcache::Mode> Contender for Ours<MODE> {
     fn engine(&self) -> Option<super::engine::EngineSample> {
-        let s = self.rcu().stats();
-        Some(super::engine::EngineSample::take(
-            s.domain,
-            s.gp_completed,
-            s.membarriers,
-        ))
+        Some(engine_sample(self.rcu()))
     }
 
     fn budget(
@@ -56,46 +51,74 @@ impl<const MODE: crate::dcache::Mode> Contender for Ours<MODE> {
         limit: usize,
         usage: Arc<dyn Fn() -> usize + Send + Sync>,
     ) -> Option<Budget> {
-        let rcu = table.backend().rcu().clone();
-        let reclaimer = Arc::new(Reclaimer::new(&rcu).rcu_loop(true));
-        reclaimer.set_oom_handler(|_| {});
-        let id = reclaimer.register(table.clone());
-        let budget = Arc::new(MemoryBudget::new(limit, reclaimer.clone(), move || usage()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let probe = {
-            let (rcu, stop) = (rcu.clone(), stop.clone());
-            thread::Builder::new()
-                .name("bench-gp-probe".into())
-                .spawn(move || probe_grace_periods(rcu, stop))
-                .ok()?
-        };
-        let b = budget.clone();
-        let check = Arc::new(move || {
-            b.check();
-        });
-        let finish = Box::new(move || {
-            stop.store(true, Ordering::Relaxed);
-            let (total, probes) = probe.join().unwrap_or((0, 0));
-            let (r, b) = (reclaimer.stats(), budget.stats());
-            drop(budget);
-            reclaimer.unregister(id);
-            let s = rcu.stats();
-            PressureReport {
-                direct_reclaims: b.direct_reclaims,
-                background_reclaims: b.background_runs,
-                reclaim_passes: r.passes,
-                rcu_waits: r.rcu_waits,
-                grace_periods: s.gp_completed,
-                expedited_grace_periods: s.expedited_gps,
-                fast_mode_ms: s.fast_mode_ms,
-                gp_wait_mean_ns: if probes > 0 {
-                    total as f64 / probes as f64
-                } else {
-                    0.0
-                },
-                gp_wait_probes: probes,
-            }
-        });
-        Some(Budget { check, finish })
+        budget(table, table.backend().rcu().clone(), limit, usage)
     }
+}
+
+impl Contender for OursQsbr {
+    fn engine(&self) -> Option<super::engine::EngineSample> {
+        Some(engine_sample(self.rcu()))
+    }
+
+    fn budget(
+        table: &Arc<Table<Self>>,
+        limit: usize,
+        usage: Arc<dyn Fn() -> usize + Send + Sync>,
+    ) -> Option<Budget> {
+        budget(table, table.backend().rcu().clone(), limit, usage)
+    }
+}
+
+fn engine_sample(rcu: &Rcu) -> super::engine::EngineSample {
+    let s = rcu.stats();
+    super::engine::EngineSample::take(s.domain, s.gp_completed, s.membarriers)
+}
+
+/// A `MemoryBudget` and a `Reclaimer` on `rcu` with the table as shrinker.
+fn budget<B: Backend>(
+    table: &Arc<Table<B>>,
+    rcu: Rcu,
+    limit: usize,
+    usage: Arc<dyn Fn() -> usize + Send + Sync>,
+) -> Option<Budget> {
+    let reclaimer = Arc::new(Reclaimer::new(&rcu).rcu_loop(true));
+    reclaimer.set_oom_handler(|_| {});
+    let id = reclaimer.register(table.clone());
+    let budget = Arc::new(MemoryBudget::new(limit, reclaimer.clone(), move || usage()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let (rcu, stop) = (rcu.clone(), stop.clone());
+        thread::Builder::new()
+            .name("bench-gp-probe".into())
+            .spawn(move || probe_grace_periods(rcu, stop))
+            .ok()?
+    };
+    let b = budget.clone();
+    let check = Arc::new(move || {
+        b.check();
+    });
+    let finish = Box::new(move || {
+        stop.store(true, Ordering::Relaxed);
+        let (total, probes) = probe.join().unwrap_or((0, 0));
+        let (r, b) = (reclaimer.stats(), budget.stats());
+        drop(budget);
+        reclaimer.unregister(id);
+        let s = rcu.stats();
+        PressureReport {
+            direct_reclaims: b.direct_reclaims,
+            background_reclaims: b.background_runs,
+            reclaim_passes: r.passes,
+            rcu_waits: r.rcu_waits,
+            grace_periods: s.gp_completed,
+            expedited_grace_periods: s.expedited_gps,
+            fast_mode_ms: s.fast_mode_ms,
+            gp_wait_mean_ns: if probes > 0 {
+                total as f64 / probes as f64
+            } else {
+                0.0
+            },
+            gp_wait_probes: probes,
+        }
+    });
+    Some(Budget { check, finish })
 }

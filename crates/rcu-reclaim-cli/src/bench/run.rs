@@ -84,7 +84,7 @@ fn worker<B: Backend>(
     stop: &AtomicBool,
     check: Option<&(dyn Fn() + Send + Sync)>,
 ) -> WorkerOut {
-    let local = table.backend().local();
+    let mut local = table.backend().local();
     let mut rng = Rng::new(seed);
     let mut out = WorkerOut {
         latencies: Vec::with_capacity(4096),
@@ -107,6 +107,7 @@ fn worker<B: Backend>(
                     out.hits += u64::from(table.lookup(&local, key).is_some());
                 }
                 out.reads += 1;
+                table.backend().quiescent_state(&mut local);
             } else {
                 if rng.below(10) < 8 {
                     let size = w.payload_min + rng.below(span) as usize;
@@ -116,9 +117,11 @@ fn worker<B: Backend>(
                 }
                 out.updates += 1;
                 table.backend().safe_point(&local);
+                table.backend().quiescent_state(&mut local);
                 if out.updates % 16 == 0 {
                     if let Some(check) = check {
-                        check();
+                        // A direct reclaim may wait for a grace period.
+                        table.backend().offline_while(&mut local, check);
                     }
                 }
             }

@@ -3,6 +3,10 @@
 //! `urcu_memb_read_lock`/`unlock`; retired versions are queued with
 //! `urcu_memb_call_rcu` on the `rcu_head` embedded in each version, and
 //! liburcu's call_rcu thread frees them after a grace period.
+//!
+//! [`UrcuQsbr`] is liburcu's QSBR flavor the same way, through
+//! `csrc/urcu_qsbr_bench.c`: its sections are empty, and the thread
+//! reports `urcu_qsbr_quiescent_state` between operations.
 
 use std::marker::PhantomData;
 use std::os::raw::c_ulong;
@@ -110,3 +114,106 @@ impl Backend for Urcu {
 }
 
 impl Contender for Urcu {}
+
+extern "C" {
+    fn bench_urcu_qsbr_register_thread();
+    fn bench_urcu_qsbr_unregister_thread();
+    fn bench_urcu_qsbr_quiescent_state();
+    fn bench_urcu_qsbr_thread_offline();
+    fn bench_urcu_qsbr_thread_online();
+    fn bench_urcu_qsbr_call_rcu(head: *mut RcuHead, func: unsafe extern "C" fn(*mut RcuHead));
+    fn bench_urcu_qsbr_barrier();
+    fn bench_urcu_qsbr_head_size() -> c_ulong;
+}
+
+/// liburcu's QSBR flavor (per process, like the memb one).
+pub struct UrcuQsbr;
+
+impl UrcuQsbr {
+    pub fn new() -> Result<UrcuQsbr, String> {
+        // SAFETY: a pure function of the C shim.
+        let size = unsafe { bench_urcu_qsbr_head_size() } as usize;
+        if size != std::mem::size_of::<RcuHead>() {
+            return Err(format!(
+                "liburcu-qsbr's struct rcu_head is {size} bytes, the bench expects {}; \
+                 rebuild without --features liburcu",
+                std::mem::size_of::<RcuHead>()
+            ));
+        }
+        Ok(UrcuQsbr)
+    }
+}
+
+/// A thread's registration as a liburcu-qsbr reader, online while it
+/// exists (not `Send`: it belongs to the thread that made it).
+pub struct QsbrRegistration(PhantomData<*const ()>);
+
+impl Drop for QsbrRegistration {
+    fn drop(&mut self) {
+        // SAFETY: registered in `local` on this thread (the type is not
+        // Send); no section is open (guards borrow the registration).
+        unsafe { bench_urcu_qsbr_unregister_thread() };
+    }
+}
+
+/// A liburcu-qsbr read-side section: empty, as `urcu_qsbr_read_lock` is.
+pub struct QsbrSection<'a>(PhantomData<&'a QsbrRegistration>);
+
+impl Backend for UrcuQsbr {
+    const NAME: &'static str = "liburcu-qsbr";
+    type Local<'a> = QsbrRegistration;
+    type Guard<'a> = QsbrSection<'a>;
+
+    fn local(&self) -> QsbrRegistration {
+        // SAFETY: registers the calling thread (online); `QsbrRegistration`
+        // unregisters it on the same thread.
+        unsafe { bench_urcu_qsbr_register_thread() };
+        QsbrRegistration(PhantomData)
+    }
+
+    #[inline]
+    fn pin<'a>(&'a self, _: &'a QsbrRegistration) -> QsbrSection<'a> {
+        // An online QSBR thread is in a section until its next quiescent
+        // state: nothing to do (liburcu's read lock is empty too).
+        QsbrSection(PhantomData)
+    }
+
+    unsafe fn retire(&self, _: &QsbrSection<'_>, node: *mut Node, _bytes: usize) {
+        // SAFETY: as `Urcu::retire`: `node` is live and retired once;
+        // liburcu calls `free_node` with its `head` once, after a grace
+        // period (which waits for this thread's next quiescent state).
+        unsafe {
+            let head = std::ptr::addr_of_mut!((*node).head).cast::<RcuHead>();
+            bench_urcu_qsbr_call_rcu(head, free_node);
+        }
+    }
+
+    #[inline]
+    fn quiescent_state(&self, _: &mut QsbrRegistration) {
+        // SAFETY: the thread is registered (the registration is borrowed
+        // mutably: no section of it is open).
+        unsafe { bench_urcu_qsbr_quiescent_state() };
+    }
+
+    fn offline_while<R>(&self, _: &mut QsbrRegistration, f: impl FnOnce() -> R) -> R {
+        struct Online;
+        impl Drop for Online {
+            fn drop(&mut self) {
+                // SAFETY: the thread is registered and was put offline below.
+                unsafe { bench_urcu_qsbr_thread_online() };
+            }
+        }
+        // SAFETY: the thread is registered and holds no section (the
+        // registration is borrowed mutably).
+        unsafe { bench_urcu_qsbr_thread_offline() };
+        let _online = Online;
+        f()
+    }
+
+    fn finish(self) {
+        // SAFETY: called on the bench's main thread, which is not registered.
+        unsafe { bench_urcu_qsbr_barrier() };
+    }
+}
+
+impl Contender for UrcuQsbr {}

@@ -25,7 +25,7 @@ pub use garbage::{garbage_now, reset_counters, FREED, PEAK_GARBAGE, RETIRED};
 #[cfg(feature = "liburcu")]
 pub use node::RcuHead;
 pub use node::{Chain, Entry, Node};
-pub use ours::{Mode, Ours, OursCollect, OursInline};
+pub use ours::{Mode, Ours, OursCollect, OursInline, OursQsbr};
 pub use table::Table;
 
 /// A reclamation scheme, as the table uses it.
@@ -84,6 +84,20 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// (after each update): a backend that frees at safe points does so
     /// here (`Rcu::collect`).
     fn safe_point(&self, _local: &Self::Local<'_>) {}
+
+    /// A point in a thread's loop between two operations (after every
+    /// lookup and every update), where it holds no reference from a
+    /// section: a quiescent-state-based backend reports a quiescent state
+    /// here (`QsbrThread::quiescent_state`). Takes the handle mutably, so
+    /// no guard of it can be alive.
+    fn quiescent_state(&self, _local: &mut Self::Local<'_>) {}
+
+    /// Runs `f`, which may block or wait for a grace period (a memory
+    /// budget's direct reclaim), on a thread that holds no section: a
+    /// quiescent-state-based backend puts the thread offline around it.
+    fn offline_while<R>(&self, _local: &mut Self::Local<'_>, f: impl FnOnce() -> R) -> R {
+        f()
+    }
 
     /// Frees everything retired; every thread's handle is gone.
     fn finish(self);

@@ -5,7 +5,7 @@
 //! workers free them. `demo` runs the table on it; `bench` measures it
 //! against the other schemes (and adds its reaction to a memory budget).
 
-use rcu_reclaim::{Config, Rcu, ReadGuard};
+use rcu_reclaim::{Config, Flavor, QsbrGuard, QsbrThread, Rcu, ReadGuard};
 
 use super::{Backend, Node};
 
@@ -78,6 +78,71 @@ impl<const MODE: Mode> Backend for Ours<MODE> {
     }
 
     fn finish(self) {
+        self.rcu.barrier();
+    }
+}
+
+/// The `rcu-reclaim-qsbr` backend: a domain of the QSBR flavor. Each
+/// thread's handle is its [`QsbrThread`] registration; a lookup's section
+/// is its free guard (no instruction), and the thread reports a quiescent
+/// state between operations ([`Backend::quiescent_state`]) and goes offline
+/// for a budget's direct reclaim ([`Backend::offline_while`]). Retired
+/// versions go into the thread's bulk page with `defer_drop_sized`, as for
+/// [`Ours`].
+pub struct OursQsbr {
+    rcu: Rcu,
+}
+
+impl OursQsbr {
+    /// A new QSBR domain (default settings otherwise).
+    pub fn new() -> Result<OursQsbr, String> {
+        Rcu::new(Config::new().flavor(Flavor::Qsbr))
+            .map(|rcu| OursQsbr { rcu })
+            .map_err(|e| format!("cannot create an rcu-reclaim QSBR domain: {e}"))
+    }
+
+    /// The domain: for its statistics, pending bytes, and a `Reclaimer`.
+    pub fn rcu(&self) -> &Rcu {
+        &self.rcu
+    }
+}
+
+impl Backend for OursQsbr {
+    const NAME: &'static str = "rcu-reclaim-qsbr";
+    type Local<'a> = QsbrThread;
+    type Guard<'a> = QsbrGuard<'a>;
+
+    fn local(&self) -> QsbrThread {
+        self.rcu.register_qsbr_thread()
+    }
+
+    #[inline]
+    fn pin<'a>(&'a self, local: &'a QsbrThread) -> QsbrGuard<'a> {
+        local.read_lock()
+    }
+
+    unsafe fn retire(&self, _: &QsbrGuard<'_>, node: *mut Node, bytes: usize) {
+        // SAFETY: the caller guarantees `node` came from `Node::boxed`, is
+        // unlinked and retired once; the domain drops it only after a grace
+        // period, which waits for every online thread's next quiescent
+        // state (none is reported while a guard is alive: it borrows the
+        // registration, which `quiescent_state` takes mutably).
+        let node = unsafe { Box::from_raw(node) };
+        // Never waits, online: a failed page allocation queues a callback.
+        self.rcu.defer_drop_sized(node, bytes);
+    }
+
+    #[inline]
+    fn quiescent_state(&self, local: &mut QsbrThread) {
+        local.quiescent_state();
+    }
+
+    fn offline_while<R>(&self, local: &mut QsbrThread, f: impl FnOnce() -> R) -> R {
+        local.offline_while(f)
+    }
+
+    fn finish(self) {
+        // On the bench's main thread, which is not registered.
         self.rcu.barrier();
     }
 }

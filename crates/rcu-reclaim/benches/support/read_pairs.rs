@@ -68,3 +68,60 @@ pub fn seize_enters(collector: &seize::Collector, n: u64) {
         drop(guard);
     }
 }
+
+/// `n` read-side sections of a QSBR thread, each loading `cell` and reading
+/// the value (the guard is free: the loop should be the load and the read).
+#[inline(never)]
+pub fn qsbr_load_sections(thread: &rcu_reclaim::QsbrThread, cell: &RcuCell<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let guard = thread.read_lock();
+        sum = sum.wrapping_add(*cell.load(&guard).expect("the cell is never emptied"));
+    }
+    sum
+}
+
+/// The baseline of [`qsbr_load_sections`]: `n` acquire loads of a pointer
+/// and reads of the value (with the same `None` check), no RCU at all: the
+/// loads the user writes.
+#[inline(never)]
+pub fn plain_loads(ptr: &std::sync::atomic::AtomicPtr<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let p = ptr.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: the caller's pointer is null or valid for the whole loop.
+        let v = unsafe { p.as_ref() }.expect("the pointer is never null");
+        sum = sum.wrapping_add(*v);
+    }
+    sum
+}
+
+/// [`plain_loads`] inside QSBR read-side sections: the guard is taken
+/// around each load (as the `rcu-reclaim bench` table does with its raw
+/// bucket pointers); the count must equal [`plain_loads`]'s.
+#[inline(never)]
+pub fn qsbr_raw_loads(
+    thread: &rcu_reclaim::QsbrThread,
+    ptr: &std::sync::atomic::AtomicPtr<u64>,
+    n: u64,
+) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let guard = thread.read_lock();
+        let p = ptr.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: the caller's pointer is null or valid for the whole loop.
+        let v = unsafe { p.as_ref() }.expect("the pointer is never null");
+        sum = sum.wrapping_add(*v);
+        let _ = guard;
+    }
+    sum
+}
+
+/// `n` quiescent states of a QSBR thread, no grace period beginning
+/// meanwhile (the fast path).
+#[inline(never)]
+pub fn qsbr_quiescent_states(thread: &mut rcu_reclaim::QsbrThread, n: u64) {
+    for _ in 0..n {
+        thread.quiescent_state();
+    }
+}
