@@ -174,13 +174,18 @@ impl ForkGuard<'_> {
 /// In the child after `fork()`, only the calling thread exists: ends the
 /// sections of every other thread's slot (a reader caught inside one at the
 /// fork would hold up every grace period of the child), adopts their pages
-/// of deferred drops into `orphans` and frees the slots for reuse.
+/// of deferred drops into `orphans` and frees the slots for reuse. The
+/// calling thread's own slots (its guard slot and its QSBR registrations,
+/// which live on in the child) are left as they are.
 fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
     let mine = crate::reader::own_slot_in(rcu.id());
     let registry = rcu.registry();
     registry.waiter.store(0, Ordering::Relaxed);
     registry.for_each_slot(|slot| {
-        if std::ptr::eq(slot, mine) || !slot.in_use.load(Ordering::Relaxed) {
+        if std::ptr::eq(slot, mine)
+            || crate::reader::is_own_qsbr_slot(slot)
+            || !slot.in_use.load(Ordering::Relaxed)
+        {
             return;
         }
         slot.ctr.store(0, Ordering::Release);

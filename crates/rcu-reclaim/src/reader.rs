@@ -525,6 +525,7 @@ pub(crate) fn qsbr_register(registry: &Registry) -> *const Slot {
     // (`complete_if_no_reader`) or offline is ordered by the fence in
     // `qsbr_online` as for any thread coming online.
     qsbr_online(s, &registry.gp_ctr);
+    qsbr_own_slot(slot, true);
     slot
 }
 
@@ -583,6 +584,7 @@ pub(crate) fn qsbr_report_without_fence_a(slot: &Slot, registry: &Registry, ctr:
 
 /// Hands a QSBR slot back (it is offline: `ctr` reads `0`).
 pub(crate) fn qsbr_release(slot: &Slot) {
+    qsbr_own_slot(slot, false);
     slot.qsbr.store(false, Ordering::Relaxed);
     slot.in_use.store(false, Ordering::Release);
 }
@@ -592,16 +594,48 @@ pub(crate) fn qsbr_release(slot: &Slot) {
 /// for a grace period refuse to wait for the calling thread itself.
 struct QsbrOnline {
     domains: RefCell<Vec<u64>>,
+    /// This thread's QSBR slots (online or not), by address: a forked
+    /// child keeps them (`fork.rs` frees every other thread's slot).
+    slots: RefCell<Vec<usize>>,
 }
 
 #[cfg(not(loom))]
 thread_local! {
-    static QSBR_ONLINE: QsbrOnline = const { QsbrOnline { domains: RefCell::new(Vec::new()) } };
+    static QSBR_ONLINE: QsbrOnline = const {
+        QsbrOnline {
+            domains: RefCell::new(Vec::new()),
+            slots: RefCell::new(Vec::new()),
+        }
+    };
 }
 
 #[cfg(loom)]
 loom::thread_local! {
-    static QSBR_ONLINE: QsbrOnline = QsbrOnline { domains: RefCell::new(Vec::new()) };
+    static QSBR_ONLINE: QsbrOnline = QsbrOnline {
+        domains: RefCell::new(Vec::new()),
+        slots: RefCell::new(Vec::new()),
+    };
+}
+
+/// Records (`mine`) or forgets a QSBR slot of this thread.
+fn qsbr_own_slot(slot: *const Slot, mine: bool) {
+    crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
+        let _ = QSBR_ONLINE.try_with(|o| {
+            let mut slots = o.slots.borrow_mut();
+            if mine {
+                slots.push(slot as usize);
+            } else if let Some(i) = slots.iter().rposition(|&x| x == slot as usize) {
+                slots.swap_remove(i);
+            }
+        });
+    });
+}
+
+/// Whether `slot` is a QSBR slot of this thread's.
+pub(crate) fn is_own_qsbr_slot(slot: *const Slot) -> bool {
+    QSBR_ONLINE
+        .try_with(|o| o.slots.borrow().contains(&(slot as usize)))
+        .unwrap_or(false)
 }
 
 /// Records that this thread has one more online QSBR registration in the

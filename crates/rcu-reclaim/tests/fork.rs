@@ -139,3 +139,45 @@ fn a_thread_inside_its_page_buffer_at_fork_does_not_block_the_child() {
     assert_eq!(code, 0, "the child's barrier did not complete");
     rcu.barrier();
 }
+
+/// A QSBR registration of the forking thread lives on in the child: its
+/// slot is not freed there (where a new reader thread could claim it and
+/// hand it back offline), so a grace period in the child still waits for
+/// the thread's quiescent state, and sees it.
+#[test]
+fn the_forking_threads_qsbr_registration_holds_in_the_child() {
+    let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr)).unwrap();
+    let mut thread = rcu.register_qsbr_thread();
+    // The fork is prepared offline (it takes the grace-period lock).
+    // SAFETY: no QSBR guard is alive or taken until the thread is online.
+    unsafe { thread.thread_offline_unchecked() };
+    let code = in_child(&rcu, || {
+        thread.thread_online_unchecked();
+        // A reader thread of the child claims a free slot and hands it
+        // back (offline) as it exits.
+        let r = rcu.clone();
+        std::thread::spawn(move || drop(r.read_lock()))
+            .join()
+            .unwrap();
+        let cookie = rcu.start_poll();
+        std::thread::sleep(Duration::from_millis(50));
+        // Online, no quiescent state since: the grace period waits.
+        if rcu.poll(&cookie) {
+            return false;
+        }
+        thread.quiescent_state();
+        for _ in 0..10_000 {
+            if rcu.poll(&cookie) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    });
+    thread.thread_online_unchecked();
+    assert_eq!(
+        code, 0,
+        "the child's grace period ignored (or never saw) the thread"
+    );
+    drop(thread);
+}
