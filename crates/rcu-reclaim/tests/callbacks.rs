@@ -863,12 +863,16 @@ fn collect_frees_ready_garbage_on_the_calling_thread() {
 }
 
 /// A collecting thread's garbage needs no lazy pace and no worker: its
-/// hand-offs ask for a grace period at once (a minute of lazy delay here),
-/// its `collect` calls move it on (or the grace-period thread's fallback
-/// look does), and free the page here.
+/// `collect` calls start and complete the grace period its oldest page
+/// waits for (a minute of lazy delay here) and free the page here.
 #[test]
 fn collect_drives_grace_periods_itself() {
-    let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_secs(60))).unwrap();
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_secs(60))
+            .producer_window(Duration::from_secs(60)),
+    )
+    .unwrap();
     let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (r, d, m) = (rcu.clone(), drops.clone(), on_maker.clone());
     thread::spawn(move || {

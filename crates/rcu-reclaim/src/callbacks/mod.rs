@@ -103,9 +103,11 @@ impl ShardState {
         )
     }
 
-    /// Whether the front page's grace period has completed.
+    /// Whether the front page's grace period has completed (whether or not
+    /// the shard asked for one: a page is sealed with a cookie, and any
+    /// grace period that reaches it makes the page safe to free).
     fn pages_ready(&self, seq: u64) -> bool {
-        self.pages_requested > 0 && self.pages.front().is_some_and(|p| seq >= p.cookie)
+        self.pages.front().is_some_and(|p| seq >= p.cookie)
     }
 
     /// Moves up to `max` pages whose grace period has elapsed from the
@@ -124,7 +126,7 @@ impl ShardState {
             && (!plain_only || self.pages.front().is_some_and(BulkPage::is_plain))
         {
             let p = self.pages.pop_front().expect("front exists");
-            self.pages_requested -= 1;
+            self.pages_requested = self.pages_requested.saturating_sub(1);
             self.page_objects -= p.len();
             self.page_bytes -= p.bytes();
             out.push(p);
@@ -137,7 +139,7 @@ impl ShardState {
     fn ready_pages(&self, seq: u64, max: usize) -> usize {
         self.pages
             .iter()
-            .take(self.pages_requested.min(max))
+            .take(max)
             .take_while(|p| seq >= p.cookie)
             .count()
     }
