@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
-use rcu_reclaim::sources::{Level, SyntheticSource};
+use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
 use rcu_reclaim::{Config, Rcu, RcuCache};
 
 /// A deterministic stream of pseudo-random words (splitmix64).
@@ -195,6 +195,59 @@ fn a_pressure_event_shrinks_the_cache_which_then_grows_back() {
         cache.insert(i, vec![0u8; 1 << 10]);
     }
     assert!(cache.bytes() > held);
+}
+
+#[test]
+fn a_monitor_linked_to_a_budget_shrinks_its_caches_though_the_budget_is_not_full() {
+    let rcu = on_demand();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    // Far under its watermarks: only the machine's pressure can shrink.
+    let budget = Arc::new(MemoryBudget::new(1 << 40, reclaimer, || 0));
+    let cache = RcuCache::builder()
+        .max_bytes(1 << 20)
+        .budget(&budget)
+        .build();
+    for i in 0..200u32 {
+        cache.insert(i, vec![0u8; 1 << 10]);
+    }
+    let (events, source) = SyntheticSource::new();
+    let quiet = Duration::from_millis(50);
+    let monitor = PressureMonitor::start(&rcu, Box::new(source), quiet, Some(budget.clone()));
+    events.send(Level::Medium).unwrap(); // an eighth
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.len() == 200 {
+        assert!(
+            Instant::now() < deadline,
+            "no shrink: {} entries",
+            cache.len()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let left = cache.len();
+    assert!(
+        (160..=190).contains(&left),
+        "about an eighth goes: {left} left"
+    );
+    drop(monitor);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+    assert_eq!(budget.stats().ooms, 0);
+}
+
+#[test]
+fn auto_pressure_for_watches_on_the_budgets_domain() {
+    let rcu = on_demand();
+    let budget = Arc::new(MemoryBudget::new(
+        1 << 40,
+        Arc::new(Reclaimer::new(&rcu)),
+        || 0,
+    ));
+    let monitor = rcu_reclaim::sources::auto_pressure_for(&budget);
+    assert!(!monitor.stats().source.is_empty());
+    // The cache's own `auto_pressure` with the budget: the same monitor.
+    let cache: RcuCache<u32, u32> = RcuCache::builder().budget(&budget).auto_pressure().build();
+    assert_eq!(cache.domain().id(), rcu.id());
 }
 
 const ALIVE: u64 = 0xa11c_e5a1_1ce5_a11c;
