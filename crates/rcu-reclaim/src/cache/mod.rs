@@ -77,7 +77,11 @@
 //! for a while after memory pressure shrank the cache (see
 //! [`capacity_bytes`](RcuCache::capacity_bytes)). Memory an eviction
 //! retires is freed a grace period later; until then the domain counts it
-//! in [`Rcu::pending_bytes`](crate::Rcu::pending_bytes).
+//! in [`Rcu::pending_bytes`](crate::Rcu::pending_bytes). The policy's
+//! queues are not counted: a clone of the key, an id and a weight per
+//! entry (at most twice the entries plus 1024, counting those of replaced
+//! or removed entries not yet dropped), and the ghost's hashes (about 24 bytes
+//! per entry).
 //!
 //! # Under pressure
 //! Tied to a [`Reclaimer`] (directly, through
@@ -439,12 +443,22 @@ where
             let mut policy = lock(&inner.policy);
             policy.push(key, id, weight, hash);
             inner.evict(&mut policy, inner.cap.get(), usize::MAX);
+            if policy.len() > 2 * inner.map.len() + STALE_SLACK {
+                let guard = inner.map.domain().read_lock();
+                policy.retain_live(&MapStore {
+                    inner,
+                    guard: &guard,
+                });
+            }
         }
         if let Some(budget) = &self.budget {
             budget.check();
         }
     }
 }
+
+/// Queued items beyond twice the entries before stale ones are dropped.
+const STALE_SLACK: usize = 1024;
 
 impl<K, V> Inner<K, V> {
     fn id(&self) -> u64 {
@@ -556,6 +570,15 @@ mod tests {
         drop(cache);
         rcu.barrier();
         assert_eq!(rcu.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn rewriting_one_key_does_not_grow_the_queues_without_bound() {
+        let cache = RcuCache::builder().max_bytes(1 << 20).build();
+        for i in 0..10_000u32 {
+            cache.insert(1u8, i);
+        }
+        assert!(lock(&cache.inner.policy).len() <= 2 + STALE_SLACK);
     }
 
     #[test]

@@ -182,6 +182,17 @@ impl<K> S3Fifo<K> {
         }
     }
 
+    /// Drops the queued items whose entries are gone (removed, or
+    /// replaced: a key rewritten while the cache is not full leaves one
+    /// per write). Called when the queues hold far more items than the
+    /// store has entries, so its cost is amortized over those writes.
+    pub(crate) fn retain_live(&mut self, store: &impl Store<K>) {
+        for fifo in [&mut self.small, &mut self.main] {
+            fifo.items.retain(|i| store.freq(&i.key, i.id).is_some());
+            fifo.bytes = fifo.items.iter().map(|i| i.weight).sum();
+        }
+    }
+
     /// Takes every queued entry's key and id, emptying the queues (ghost
     /// stays).
     pub(crate) fn drain(&mut self) -> Vec<(K, u64)> {
@@ -246,5 +257,17 @@ mod tests {
         assert_eq!(p.evict(100, &store, |k| u64::from(*k)), None);
         p.push(1, 3, 5, 1); // in ghost: straight to main
         assert_eq!((p.small.items.len(), p.main.items.len()), (0, 1));
+    }
+
+    #[test]
+    fn stale_items_of_a_rewritten_key_are_dropped() {
+        let (store, mut p) = (Model::default(), S3Fifo::new());
+        for id in 0..100 {
+            store.0.borrow_mut().insert(7, (id, 0, 1));
+            p.push(7, id, 1, 7);
+        }
+        p.retain_live(&store);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.small.bytes, 1);
     }
 }
