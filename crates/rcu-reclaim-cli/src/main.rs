@@ -175,7 +175,7 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
         .map_or_else(|e| e.to_string(), |_| "available".to_string());
     let normal = mean_ns(grace_periods, || rcu.synchronize());
     let expedited = mean_ns(grace_periods, || rcu.synchronize_expedited());
-    let monitor = rcu_reclaim::sources::auto_pressure(u64::MAX);
+    let monitor = rcu_reclaim::sources::auto_pressure(usize::MAX);
     let source = monitor.stats();
     drop(monitor);
     let cgroup_limit = rcu_reclaim::sources::budget_from_cgroup(std::sync::Arc::new(

@@ -64,6 +64,81 @@
 //! `defer_drop` *is* the bulk variant: objects are batched per thread in
 //! pages ([`pages`]), so there is no separate bulk call.
 //!
+//! ## Bounding memory
+//! A cache of large values is where a program's memory goes. An
+//! [`RcuCache`] bounds it three ways, in one builder, and frees what it
+//! evicts through RCU, a grace period later (readers holding an evicted
+//! value keep reading it until their section ends):
+//!
+//! * **its own cap**, [`max_bytes`](RcuCacheBuilder::max_bytes): entries
+//!   are weighed by their real sizes ([`ReclaimSize`]: a 64 KiB `Vec<u8>`
+//!   weighs 64 KiB, plus the entry's overhead) and evicted by S3-FIFO, a
+//!   policy picked by measured hit ratio (see [`cache`]);
+//! * **the process's budget**, [`budget`](RcuCacheBuilder::budget): a
+//!   [`MemoryBudget`](reclaim::MemoryBudget) with watermarks over what
+//!   the process uses (here the [`AccountingAlloc`](reclaim::AccountingAlloc)'s
+//!   count, or a cgroup's, see [`sources::budget_from_cgroup`]); the cache
+//!   registers its shrinker with the budget's reclaimer, so over the
+//!   watermarks reclaim evicts from it, before it would declare
+//!   out-of-memory;
+//! * **the machine's pressure**, [`auto_pressure`](RcuCacheBuilder::auto_pressure):
+//!   PSI, cgroup v2 or v1 events, or RSS over the budget's `low` watermark
+//!   ([`sources::auto_pressure`]) shrink the cache by an eighth (medium) or
+//!   half (critical) per event, and RCU frees the evicted entries at once.
+//!
+//! After a shrink the cache stays at what was left for a second
+//! ([`regrow_after`](RcuCacheBuilder::regrow_after)); then it may grow
+//! back to its cap. Byte counts are `usize` throughout.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
+//! use rcu_reclaim::{Rcu, RcuCache};
+//!
+//! // The process may use 1 GiB, as the accounting allocator counts it
+//! // (a program installs it with `#[global_allocator]`).
+//! let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+//! let budget = Arc::new(MemoryBudget::new(1 << 30, reclaimer, AccountingAlloc::live_bytes));
+//!
+//! let cache = RcuCache::builder()
+//!     .max_bytes(64 << 20) // at most 64 MiB of entries
+//!     .budget(&budget) // less when the process nears its budget
+//!     .auto_pressure() // and when the machine or the cgroup is short
+//!     .build();
+//!
+//! let guard = cache.domain().read_lock();
+//! let page = cache.get_or_insert_with(7u64, || vec![0u8; 64 << 10], &guard);
+//! assert_eq!(page.len(), 64 << 10);
+//! assert!(cache.bytes() >= 64 << 10 && cache.bytes() <= cache.max_bytes());
+//! ```
+//!
+//! Under pressure the cache shrinks and the domain frees what it evicted
+//! within a grace period ([`Rcu::pending_bytes`] counts it meanwhile):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rcu_reclaim::pressure::NodeMask;
+//! use rcu_reclaim::reclaim::Reclaimer;
+//! use rcu_reclaim::{Config, Rcu, RcuCache};
+//!
+//! let rcu = Rcu::new(Config::new()).unwrap();
+//! let reclaimer = Arc::new(Reclaimer::new(&rcu));
+//! let cache = RcuCache::builder().max_bytes(64 << 20).reclaimer(&reclaimer).build();
+//! for key in 0..256u32 {
+//!     cache.insert(key, vec![0u8; 64 << 10]); // 16 MiB
+//! }
+//! let before = cache.bytes();
+//! // What a budget over its watermarks asks: 8 MiB back.
+//! let done = reclaimer.reclaim(8 << 20, &NodeMask::all()).unwrap();
+//! assert!(done.freed_bytes >= 8 << 20, "{done:?}");
+//! assert!(cache.bytes() <= before - (8 << 20));
+//! rcu.barrier();
+//! assert_eq!(rcu.pending_bytes(), 0);
+//! ```
+//!
+//! `examples/bounded_cache.rs` is the same in a program:
+//! `cargo run -p rcu-reclaim --example bounded_cache`.
+//!
 //! ## Grace periods
 //! * [`Rcu::synchronize`] waits for pre-existing readers; concurrent callers
 //!   share one grace period.
@@ -123,7 +198,8 @@
 //!
 //! ## Modules
 //! The crate root holds what every user needs: [`Rcu`] (a domain),
-//! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`RcuHashMap`], [`Config`],
+//! [`ReadGuard`], [`RcuCell`] and [`Retired`], [`RcuHashMap`], [`RcuCache`]
+//! and [`RcuCacheBuilder`], [`Config`],
 //! [`Error`], [`Flavor`], [`Cookie`], the QSBR registration and guard
 //! ([`QsbrThread`], [`QsbrOfflineThread`], [`QsbrGuard`], with
 //! [`ReadSection`] over both kinds of guard and [`LateReader`]), and
@@ -134,6 +210,7 @@
 //! | module | for |
 //! |---|---|
 //! | [`map`] | [`RcuHashMap`] (re-exported at the root): a concurrent hash map with lock-free lookups under a guard, resizing without stopping readers; removed entries are freed through the domain with their sizes |
+//! | [`cache`] | [`RcuCache`] (re-exported at the root): a cache bounded in bytes on the map, S3-FIFO eviction, a shrinker, and the builder that ties it to a budget and to pressure; [`cache::Weigher`] |
 //! | [`qsbr`] | the QSBR flavor's model, its borrow rules, and what pressure can and cannot do there |
 //! | [`pressure`] | telling RCU that memory is short ([`pressure::PressureGuard`]) and running its backlog now ([`Rcu::run_callbacks`]) |
 //! | [`reclaim`] | shrinkers, the priority loop, a memory budget with watermarks, the accounting allocator |
@@ -168,6 +245,8 @@ compile_error!(
      for a Linux target (e.g. x86_64-unknown-linux-gnu)."
 );
 
+#[cfg(not(loom))]
+pub mod cache;
 mod callbacks;
 mod cell;
 mod clock;
@@ -198,6 +277,8 @@ mod sys;
 pub mod topology;
 mod wake_promise;
 
+#[cfg(not(loom))]
+pub use cache::{RcuCache, RcuCacheBuilder};
 pub use cell::{RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
 pub use guard::{ReadGuard, ReadSection};

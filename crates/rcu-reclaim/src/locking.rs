@@ -17,6 +17,7 @@
 //! | the OOM handler | the thread that reclaimed | the budget's reclaim turn |
 //! | [`Config::on_callback_panic`](crate::Config::on_callback_panic) | the thread that ran the callback | as the callback |
 //! | a [`PageAllocator`](crate::pages::PageAllocator) | a retiring thread | that thread's bulk-page buffer lock |
+//! | an [`RcuCache`](crate::RcuCache)'s weigher | the inserting thread: with no lock for [`insert`](crate::RcuCache::insert); for [`get_or_insert_with`](crate::RcuCache::get_or_insert_with), with `f`, as the map's closure below | as said |
 //! | the closure of [`RcuHashMap::update`](crate::RcuHashMap::update) or [`get_or_insert_with`](crate::RcuHashMap::get_or_insert_with), and the key's `Eq` in any map write | the calling thread | a read-side section of the map's domain (so it cannot wait for a grace period: that panics) and the key's stripe lock, marked no-reclaim: it must not use the same map |
 //!
 //! Retiring calls ([`call`](crate::Rcu::call), `defer_drop*`,
@@ -36,7 +37,8 @@
 //! | dropping a [`MemoryBudget`](crate::reclaim::MemoryBudget) or [`PressureMonitor`](crate::sources::PressureMonitor) | its thread to stop, except on that thread, in a callback or in a section of its domain, where it is left to stop on its own | nothing else |
 //! | `defer_drop*`, `RcuCell::store`, `Retired::defer_drop` | a bulk page's allocation; a grace period only when no page can be had (never inside a section); and, when its CPU's shard holds more than 16 pages ready to free, the worker, for at most 2 ms per page handed off (not in a callback or in reclaim) | — (the waits are bounded or need no lock) |
 //! | [`RcuHashMap`](crate::RcuHashMap) writes (`insert`, `remove`, `update`, `get_or_insert_with`, `clear`) | another write to the same stripe (one bucket's walk, or a resize linking that stripe's dummies), then what `defer_drop*` may wait for, with no map lock held (a resize holds only its own lock, which other writers try-lock) | a lock your code in the map's closures takes |
-//! | `read_lock`, `read_unlock_raw`, `call`, `start_poll`, `poll`, `pending*`, `stats`, `RcuHashMap`'s `get`, `contains_key` and `iter` | nothing | — |
+//! | [`RcuCache`](crate::RcuCache) writes (`insert`, `get_or_insert_with`, `remove`, `clear`) | the map's write (above); then the cache's policy lock, held while the key is queued and entries are evicted (map writes under it); then, with a budget, [`MemoryBudget::check`](crate::reclaim::MemoryBudget::check), with no cache lock held | a lock your weigher or `f` takes; a lock that code under 1 or 2 takes, when tied to a budget (the check may reclaim directly) |
+//! | `read_lock`, `read_unlock_raw`, `call`, `start_poll`, `poll`, `pending*`, `stats`, `RcuHashMap`'s `get`, `contains_key` and `iter`, `RcuCache`'s `get`, `len` and `bytes` | nothing | — |
 //!
 //! A reader that holds up a grace period longer than
 //! [`Config::stall_timeout`](crate::Config::stall_timeout) is reported with
@@ -63,7 +65,12 @@
 //!    state, a monitor's counters, a reclaimer's shrinker list.
 //!
 //! An [`RcuHashMap`](crate::RcuHashMap)'s locks (its resize lock, then
-//! one of its stripe locks) sit with your locks, above 3–7.
+//! one of its stripe locks) sit with your locks, above 3–7. An
+//! [`RcuCache`](crate::RcuCache)'s policy lock sits above its map's: a
+//! writer evicts under it, and its map writes take the stripe and resize
+//! locks. Its shrinker (under 1) only try-locks it and reports a stop,
+//! and a write releases it before checking the budget, so direct reclaim
+//! never runs under it.
 //!
 //! Your locks sit below 1 and 2 (shrinkers and callbacks take them) and
 //! above 3–7 (every retiring call may take those, none of which runs your

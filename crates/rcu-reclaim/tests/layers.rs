@@ -62,9 +62,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     // `Rcu::stats`, and the public `stats` module that lists every snapshot
     // (its own and those of reclaim and sources): on top, so it can name them.
     ("stats", &["stats.rs"]),
-    // The data structures built on the public API (`RcuHashMap`): on top,
-    // users of the domain like any program.
-    ("containers", &["map/"]),
+    // The data structures built on the public API (`RcuHashMap`, and
+    // `RcuCache` on it, with reclaim and sources): on top, users of the
+    // domain like any program.
+    ("containers", &["map/", "cache/"]),
 ];
 
 /// The layer of `file` (a path under `src/`), by exact name or folder.

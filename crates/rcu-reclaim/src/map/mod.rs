@@ -285,6 +285,11 @@ impl<K, V, S> RcuHashMap<K, V, S> {
         }
     }
 
+    /// The bytes one entry takes besides its key's and value's heap: the
+    /// size of its node (key, value and link), which the map books with
+    /// the weigher's bytes when it retires the entry.
+    pub(crate) const NODE_SIZE: usize = std::mem::size_of::<Node<K, V>>();
+
     /// The domain whose grace periods protect this map.
     ///
     /// ```

@@ -136,6 +136,50 @@ where
         true
     }
 
+    /// Removes `key` if `pred` accepts its value: `true` if it removed it.
+    /// `pred` runs under the key's stripe lock (so it must not use this
+    /// map), and no other write to the key runs meanwhile: a cache evicts
+    /// with it the entry it examined, never a newer one that replaced it.
+    /// The entry is dropped after a grace period, its size booked.
+    ///
+    /// ```
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// map.insert("k", 1);
+    /// assert!(!map.remove_if("k", |v| *v == 2));
+    /// assert!(map.remove_if("k", |v| *v == 1));
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn remove_if<Q>(&self, key: &Q, pred: impl FnOnce(&V) -> bool) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let removed = self.locked(hash, |head| {
+            // SAFETY: as in `insert`.
+            match unsafe { list::search::<K, V, Q>(head, key_sort(hash), key) } {
+                Search::Found { prev, node } => {
+                    // SAFETY: linked, under the lock; a published value is
+                    // never written.
+                    if !pred(unsafe { &node.as_ref().value }) {
+                        return None;
+                    }
+                    // SAFETY: found under the lock.
+                    unsafe { list::unlink(prev, node.cast(), None) };
+                    Some(node)
+                }
+                Search::Absent { .. } => None,
+            }
+        });
+        let Some(node) = removed else {
+            return false;
+        };
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.retire(node);
+        self.shrink_if_needed();
+        true
+    }
+
     /// The value of `key`, inserting `f()` first if the key is absent.
     /// `f` runs at most once, and only if its value is inserted; it runs
     /// under the key's stripe lock, so it must not use this map.

@@ -342,6 +342,20 @@ impl MemoryBudget {
         self.shared.marks
     }
 
+    /// The reclaimer the budget reclaims with: register the caches it may
+    /// shrink there (an [`RcuCache`](crate::RcuCache) tied to the budget
+    /// registers itself).
+    ///
+    /// ```
+    /// # use std::sync::Arc; use rcu_reclaim::{reclaim::*, *};
+    /// let r = Arc::new(Reclaimer::new(Rcu::global()));
+    /// let b = MemoryBudget::new(1000, r.clone(), || 0);
+    /// assert!(Arc::ptr_eq(b.reclaimer(), &r));
+    /// ```
+    pub fn reclaimer(&self) -> &Arc<Reclaimer> {
+        &self.shared.reclaimer
+    }
+
     /// Called by allocating code: over `min` (and allowed on this thread),
     /// reclaims directly back to `high` before returning; over `low`, wakes
     /// the background reclaimer. Returns false if direct reclaim ran out of

@@ -333,6 +333,88 @@ impl Reclaimer {
         self.reclaim_until(target_bytes, nodemask, &|| false)
     }
 
+    /// One pass of every shrinker at `priority` (12 gentle .. 0 desperate)
+    /// with no byte target, the answer to a pressure event that says memory
+    /// is short but not how much is wanted: each shrinker scans
+    /// [`scan_target`] of its objects (at priority 4, an eighth of them;
+    /// at 2, half), even fewer than [`SHRINK_BATCH`]. What they queue for
+    /// RCU is left to RCU (its pressure signal, or the caller's
+    /// [`Rcu::run_callbacks`]); never declares out-of-memory. A
+    /// [`PressureMonitor`](crate::sources::PressureMonitor) linked to a
+    /// budget or a reclaimer runs one per medium (4) or critical (2)
+    /// event. A nested call (inside reclaim or [`no_reclaim`]) does
+    /// nothing.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use rcu_reclaim::reclaim::{Reclaimer, Scanned, ShrinkControl, Shrinker};
+    /// struct Cache(Mutex<Vec<u8>>);
+    /// impl Shrinker for Cache {
+    ///     fn count(&self, _: &ShrinkControl) -> usize {
+    ///         self.0.lock().unwrap().len()
+    ///     }
+    ///     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+    ///         let mut c = self.0.lock().unwrap();
+    ///         let n = ctl.nr_to_scan().min(c.len());
+    ///         let keep = c.len() - n;
+    ///         c.truncate(keep);
+    ///         Scanned { freed: n, bytes: n }
+    ///     }
+    /// }
+    /// let cache = Arc::new(Cache(Mutex::new(vec![0; 64])));
+    /// let reclaimer = Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// reclaimer.register(cache.clone());
+    /// assert_eq!(reclaimer.shrink(2).freed_bytes, 32); // half
+    /// assert_eq!(cache.0.lock().unwrap().len(), 32);
+    /// ```
+    pub fn shrink(&self, priority: u8) -> Reclaimed {
+        let priority = priority.min(12);
+        let mut done = Reclaimed {
+            priority,
+            ..Reclaimed::default()
+        };
+        if !reclaim_allowed() {
+            lock(&self.stats).recursion_refused += 1;
+            done.recursion_refused = true;
+            return done;
+        }
+        let shrinkers: Vec<Arc<Registered>> = lock(&self.shrinkers).clone();
+        let mut pass = PriorityStats::default();
+        no_reclaim(|| {
+            let mask = NodeMask::all();
+            for reg in &shrinkers {
+                let s = &reg.shrinker;
+                let freeable = s.count(&ShrinkControl::new(mask.clone(), priority, 0));
+                let mut total = scan_target(freeable, priority, s.seeks(), 0);
+                while total > 0 {
+                    let mut ctl =
+                        ShrinkControl::new(mask.clone(), priority, total.min(SHRINK_BATCH));
+                    let got = s.scan(&mut ctl);
+                    if s.frees_via_rcu() {
+                        done.queued_via_rcu_bytes += got.bytes;
+                        pass.queued_via_rcu_bytes += got.bytes as u64;
+                    } else {
+                        done.freed_bytes += got.bytes;
+                        pass.freed_bytes += got.bytes as u64;
+                    }
+                    pass.scanned += ctl.scanned() as u64;
+                    total -= ctl.scanned().min(total);
+                    if ctl.stopped() || ctl.scanned() == 0 {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut st = lock(&self.stats);
+        st.passes += 1;
+        let p = &mut st.by_priority[usize::from(priority)];
+        p.passes += 1;
+        p.scanned += pass.scanned;
+        p.freed_bytes += pass.freed_bytes;
+        p.queued_via_rcu_bytes += pass.queued_via_rcu_bytes;
+        done
+    }
+
     /// As [`reclaim`](Reclaimer::reclaim), for a caller whose real goal
     /// is `met()` (a [`MemoryBudget`](super::MemoryBudget): usage back at
     /// its `high` watermark): before declaring out-of-memory it asks, and

@@ -11,7 +11,8 @@
 //! All implement [`PressureSource`]; [`PressureMonitor`] runs one in a
 //! thread. [`CgroupV2`] reads a v2 cgroup's usage, limits and events and
 //! opens PSI triggers on its `memory.pressure`. [`auto_pressure`] picks the
-//! best source available; [`budget_from_cgroup`] makes a
+//! best source available ([`auto_pressure_for`]: linked to a budget, whose
+//! caches it shrinks); [`budget_from_cgroup`] makes a
 //! [`MemoryBudget`](crate::reclaim::MemoryBudget) from the cgroup's limit.
 //!
 //! Use it to let the kernel tell RCU that memory is short: the monitor
@@ -51,7 +52,9 @@ use std::time::Duration;
 pub use cgroup_v1::{CgroupV1Source, V1_MEMORY_ROOT};
 pub use cgroup_v2::{CgroupV2, CgroupV2Events, V2_ROOT};
 #[cfg(not(loom))]
-pub use monitor::auto_pressure;
+pub(crate) use monitor::auto_pressure_in;
+#[cfg(not(loom))]
+pub use monitor::{auto_pressure, auto_pressure_for};
 pub use monitor::{budget_from_cgroup, MonitorStats, PressureMonitor};
 pub use parse::{CgroupPaths, MemoryEvents, PsiLine, PsiStats};
 pub use psi::PsiTrigger;

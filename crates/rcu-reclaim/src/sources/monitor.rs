@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{CgroupV1Source, CgroupV2, Level, PressureSource, PsiTrigger, RssSource, SourceError};
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
-use crate::reclaim::MemoryBudget;
+use crate::reclaim::{MemoryBudget, Reclaimer};
 use crate::sync::lock_std as lock;
 
 /// Counters of a [`PressureMonitor`].
@@ -51,7 +51,11 @@ struct Shared {
 
 /// Runs a [`PressureSource`] in a thread: each event raises a pressure
 /// signal on every node of the domain (fast mode) and, with a budget, wakes
-/// its reclaimer; a medium event also runs RCU's ready callbacks at
+/// its reclaimer ([`MemoryBudget::check`]); with a budget, a medium event
+/// also runs one pass of the budget's shrinkers at priority 4 (an eighth
+/// of each cache) and a critical one at priority 2 (half), see
+/// [`Reclaimer::shrink`]: the machine is short of memory even when the
+/// budget is not. Then a medium event runs RCU's ready callbacks at
 /// priority 6 and a critical one drains the backlog (priority 0). The
 /// signal ends after `quiet` passes without events.
 ///
@@ -79,9 +83,22 @@ impl PressureMonitor {
     /// Starts the monitor thread on `source`.
     pub fn start(
         rcu: &Rcu,
+        source: Box<dyn PressureSource>,
+        quiet: Duration,
+        budget: Option<Arc<MemoryBudget>>,
+    ) -> PressureMonitor {
+        let reclaimer = budget.as_ref().map(|b| b.reclaimer().clone());
+        Self::start_linked(rcu, source, quiet, budget, reclaimer)
+    }
+
+    /// As [`start`](PressureMonitor::start), shrinking `reclaimer`'s
+    /// shrinkers on events (with or without a budget).
+    pub(crate) fn start_linked(
+        rcu: &Rcu,
         mut source: Box<dyn PressureSource>,
         quiet: Duration,
         budget: Option<Arc<MemoryBudget>>,
+        reclaimer: Option<Arc<Reclaimer>>,
     ) -> PressureMonitor {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -99,7 +116,13 @@ impl PressureMonitor {
         let (s, r) = (shared.clone(), rcu.clone());
         let thread = thread::Builder::new()
             .name("rcu-pressure".into())
-            .spawn(move || run(&s, &r, source.as_mut(), quiet, budget.as_deref()))
+            .spawn(move || {
+                let link = Link {
+                    budget: budget.as_deref(),
+                    reclaimer: reclaimer.as_deref(),
+                };
+                run(&s, &r, source.as_mut(), quiet, link)
+            })
             .ok();
         PressureMonitor {
             shared,
@@ -150,13 +173,13 @@ impl std::fmt::Debug for PressureMonitor {
     }
 }
 
-fn run(
-    s: &Shared,
-    rcu: &Rcu,
-    source: &mut dyn PressureSource,
-    quiet: Duration,
-    budget: Option<&MemoryBudget>,
-) {
+/// What a monitor's events act on besides RCU.
+struct Link<'a> {
+    budget: Option<&'a MemoryBudget>,
+    reclaimer: Option<&'a Reclaimer>,
+}
+
+fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, link: Link<'_>) {
     let tick = quiet.clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut guard = None;
     let mut last = Instant::now();
@@ -173,8 +196,18 @@ fn run(
                     s.episodes.fetch_add(1, Ordering::Relaxed);
                     s.active.store(true, Ordering::Relaxed);
                 }
-                if let Some(b) = budget {
+                if let Some(b) = link.budget {
                     b.check();
+                }
+                // The machine (or the cgroup) is short of memory: caches
+                // give back a share, as the kernel's shrinkers do under
+                // reclaim, whatever the budget's own usage.
+                if let Some(r) = link.reclaimer {
+                    match level {
+                        Level::Critical => drop(r.shrink(2)),
+                        Level::Medium => drop(r.shrink(4)),
+                        Level::Low => {}
+                    }
                 }
                 // The level sets how hard RCU works for it right now, as
                 // reclaim's priority would: critical drains the backlog.
@@ -208,24 +241,61 @@ fn run(
 /// available, tried in order: a PSI trigger on `/proc/pressure/memory`,
 /// one on this cgroup v2's `memory.pressure`, cgroup v1
 /// `memory.pressure_level` events, and finally an RSS poll every 100 ms
-/// against `rss_threshold` bytes (always available). Each source passed
-/// over is logged and listed in [`MonitorStats::passed_over`] with the file
-/// and the reason.
+/// against `rss_threshold` bytes (always available; `usize::MAX` turns it
+/// off). Each source passed over is logged and listed in
+/// [`MonitorStats::passed_over`] with the file and the reason. Byte counts
+/// are `usize` throughout the crate, as in [`MemoryBudget`]; to link the
+/// monitor to a budget, use [`auto_pressure_for`].
 ///
 /// ```no_run
 /// let monitor = rcu_reclaim::sources::auto_pressure(512 << 20);
 /// println!("watching {}", monitor.stats().source);
 /// ```
 #[cfg(not(loom))]
-pub fn auto_pressure(rss_threshold: u64) -> PressureMonitor {
+pub fn auto_pressure(rss_threshold: usize) -> PressureMonitor {
+    auto_pressure_in(Rcu::global(), rss_threshold, None, None)
+}
+
+/// [`auto_pressure`] linked to `budget`: the monitor runs on the domain
+/// of the budget's reclaimer, its events wake the budget and shrink the
+/// caches registered with its reclaimer (see [`PressureMonitor`]), and the
+/// RSS fallback fires above the budget's `low` watermark.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
+/// use rcu_reclaim::Rcu;
+/// let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+/// let budget = Arc::new(MemoryBudget::new(512 << 20, reclaimer, AccountingAlloc::live_bytes));
+/// let monitor = rcu_reclaim::sources::auto_pressure_for(&budget);
+/// println!("watching {}", monitor.stats().source);
+/// ```
+#[cfg(not(loom))]
+pub fn auto_pressure_for(budget: &Arc<MemoryBudget>) -> PressureMonitor {
+    let reclaimer = budget.reclaimer().clone();
+    let rcu = reclaimer.rcu().clone();
+    let low = budget.watermarks().low;
+    auto_pressure_in(&rcu, low, Some(budget.clone()), Some(reclaimer))
+}
+
+/// The monitor behind [`auto_pressure`] and [`auto_pressure_for`], also
+/// for a reclaimer without a budget (an [`RcuCache`](crate::RcuCache)'s).
+#[cfg(not(loom))]
+pub(crate) fn auto_pressure_in(
+    rcu: &Rcu,
+    rss_threshold: usize,
+    budget: Option<Arc<MemoryBudget>>,
+    reclaimer: Option<Arc<Reclaimer>>,
+) -> PressureMonitor {
     let (source, passed_over) = best_source(rss_threshold);
-    let monitor = PressureMonitor::start(Rcu::global(), source, Duration::from_secs(2), None);
+    let quiet = Duration::from_secs(2);
+    let monitor = PressureMonitor::start_linked(rcu, source, quiet, budget, reclaimer);
     *lock(&monitor.shared.passed_over) = passed_over;
     monitor
 }
 
 /// Picks the first source that opens (see [`auto_pressure`]).
-pub(crate) fn best_source(rss_threshold: u64) -> (Box<dyn PressureSource>, Vec<String>) {
+pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec<String>) {
     let (stall, window) = (Duration::from_millis(500), Duration::from_secs(2));
     let mut passed_over = Vec::new();
     let candidates: [&dyn Fn() -> Result<Box<dyn PressureSource>, SourceError>; 3] = [
@@ -255,7 +325,10 @@ pub(crate) fn best_source(rss_threshold: u64) -> (Box<dyn PressureSource>, Vec<S
         }
     }
     (
-        Box::new(RssSource::new(rss_threshold, Duration::from_millis(100))),
+        Box::new(RssSource::new(
+            u64::try_from(rss_threshold).unwrap_or(u64::MAX),
+            Duration::from_millis(100),
+        )),
         passed_over,
     )
 }

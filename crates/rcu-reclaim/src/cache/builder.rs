@@ -1,0 +1,373 @@
+//! [`RcuCacheBuilder`]: one builder that ties a cache to memory.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::entry::{entry_heap, HeapSize, Weigher};
+use super::policy::S3Fifo;
+use super::shrink::{CacheShrinker, Cap};
+use super::{Inner, RcuCache};
+use crate::domain::Rcu;
+use crate::map::RcuHashMap;
+use crate::reclaim::{MemoryBudget, Reclaimer};
+use crate::sources::{PressureMonitor, PressureSource};
+
+/// The capacity of a cache built with neither `max_bytes` nor a budget.
+const DEFAULT_MAX_BYTES: usize = 64 << 20;
+
+/// How long pressure events keep RCU in fast mode after the last one.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// Builds an [`RcuCache`]: its capacity, its domain, and what ties it to
+/// memory. Every setting is optional.
+///
+/// | call | effect |
+/// |---|---|
+/// | [`max_bytes`](RcuCacheBuilder::max_bytes) | the capacity in accounted bytes (default: the budget's `high` watermark, else 64 MiB) |
+/// | [`budget`](RcuCacheBuilder::budget) | registers the cache's shrinker with the budget's reclaimer, and checks the budget after each insert: above its watermarks, reclaim shrinks the cache |
+/// | [`reclaimer`](RcuCacheBuilder::reclaimer) | registers the shrinker with a reclaimer of your own |
+/// | [`auto_pressure`](RcuCacheBuilder::auto_pressure) | the kernel's pressure signals (PSI, cgroup v2, cgroup v1, RSS over the budget's `low`) shrink the cache |
+/// | [`pressure_source`](RcuCacheBuilder::pressure_source) | the same with a source of your choice |
+/// | [`rcu`](RcuCacheBuilder::rcu) | the domain (default: the reclaimer's, else the global one) |
+/// | [`weigher`](RcuCacheBuilder::weigher) | how entries are weighed (default [`HeapSize`]) |
+/// | [`regrow_after`](RcuCacheBuilder::regrow_after) | how long the capacity stays lowered after a shrink (default 1 s) |
+///
+/// ```
+/// use std::sync::Arc;
+/// use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
+/// use rcu_reclaim::{Rcu, RcuCache};
+///
+/// let budget = Arc::new(MemoryBudget::new(
+///     1 << 30,
+///     Arc::new(Reclaimer::new(Rcu::global())),
+///     AccountingAlloc::live_bytes,
+/// ));
+/// let cache: RcuCache<u64, Vec<u8>> = RcuCache::builder()
+///     .max_bytes(64 << 20)
+///     .budget(&budget)
+///     .build();
+/// assert_eq!(budget.reclaimer().stats().calls, 0);
+/// # drop(cache);
+/// ```
+pub struct RcuCacheBuilder<K, V, W = HeapSize> {
+    max_bytes: Option<usize>,
+    rcu: Option<Rcu>,
+    budget: Option<Arc<MemoryBudget>>,
+    reclaimer: Option<Arc<Reclaimer>>,
+    auto_pressure: bool,
+    source: Option<Box<dyn PressureSource>>,
+    weigher: W,
+    regrow_after: Duration,
+    _types: PhantomData<fn(K, V)>,
+}
+
+impl<K, V> RcuCacheBuilder<K, V> {
+    /// The defaults (see the table above); the same as
+    /// [`RcuCache::builder`].
+    ///
+    /// ```
+    /// let cache: rcu_reclaim::RcuCache<u8, u8> = rcu_reclaim::RcuCacheBuilder::new().build();
+    /// assert_eq!(cache.max_bytes(), 64 << 20);
+    /// ```
+    pub fn new() -> Self {
+        RcuCacheBuilder {
+            max_bytes: None,
+            rcu: None,
+            budget: None,
+            reclaimer: None,
+            auto_pressure: false,
+            source: None,
+            weigher: HeapSize,
+            regrow_after: Duration::from_secs(1),
+            _types: PhantomData,
+        }
+    }
+}
+
+/// The same as [`RcuCacheBuilder::new`].
+///
+/// ```
+/// let b: rcu_reclaim::RcuCacheBuilder<u8, u8> = Default::default();
+/// assert_eq!(b.build().max_bytes(), 64 << 20);
+/// ```
+impl<K, V> Default for RcuCacheBuilder<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, W> RcuCacheBuilder<K, V, W> {
+    /// The capacity in accounted bytes (see [`RcuCache::bytes`]).
+    ///
+    /// ```
+    /// let cache: rcu_reclaim::RcuCache<u8, u8> =
+    ///     rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
+    /// assert_eq!(cache.max_bytes(), 1 << 20);
+    /// ```
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// The domain whose grace periods free the cache's entries.
+    ///
+    /// # Panics
+    /// In [`build`](RcuCacheBuilder::build), if a budget or reclaimer of
+    /// another domain is given too (reclaim would not see what the cache
+    /// frees).
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Rcu, RcuCache};
+    /// let rcu = Rcu::new(Config::new()).unwrap();
+    /// let cache: RcuCache<u8, u8> = RcuCache::builder().rcu(&rcu).build();
+    /// assert_eq!(cache.domain().id(), rcu.id());
+    /// ```
+    pub fn rcu(mut self, rcu: &Rcu) -> Self {
+        self.rcu = Some(rcu.clone());
+        self
+    }
+
+    /// Ties the cache to `budget`: its shrinker is registered with the
+    /// budget's reclaimer (so the budget's background and direct reclaim
+    /// evict from it), each insert then [checks](MemoryBudget::check) the
+    /// budget, and the domain defaults to the reclaimer's.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+    /// use rcu_reclaim::{Rcu, RcuCache};
+    /// let budget = Arc::new(MemoryBudget::new(1 << 30, Arc::new(Reclaimer::new(Rcu::global())), || 0));
+    /// let cache: RcuCache<u8, u8> = RcuCache::builder().budget(&budget).build();
+    /// assert_eq!(cache.max_bytes(), budget.watermarks().high);
+    /// ```
+    pub fn budget(mut self, budget: &Arc<MemoryBudget>) -> Self {
+        self.budget = Some(budget.clone());
+        self
+    }
+
+    /// Registers the cache's shrinker with `reclaimer` (with a budget, the
+    /// budget's reclaimer is used instead; they must then be the same).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rcu_reclaim::pressure::NodeMask;
+    /// use rcu_reclaim::reclaim::Reclaimer;
+    /// use rcu_reclaim::{Rcu, RcuCache};
+    /// let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+    /// let cache = RcuCache::builder().reclaimer(&reclaimer).build();
+    /// for i in 0..100u32 {
+    ///     cache.insert(i, vec![0u8; 1000]);
+    /// }
+    /// reclaimer.reclaim(50_000, &NodeMask::all()).unwrap();
+    /// assert!(cache.len() < 100);
+    /// ```
+    pub fn reclaimer(mut self, reclaimer: &Arc<Reclaimer>) -> Self {
+        self.reclaimer = Some(reclaimer.clone());
+        self
+    }
+
+    /// Shrinks the cache on the kernel's memory-pressure signals: the
+    /// cache owns a monitor with the best source available (as
+    /// [`auto_pressure`](crate::sources::auto_pressure): PSI, cgroup v2,
+    /// cgroup v1, then RSS above the budget's `low` watermark, or never
+    /// without a budget). A medium event evicts an eighth of the cache, a
+    /// critical one half ([`Reclaimer::shrink`]), with a budget its
+    /// other caches too. Without a budget or reclaimer, the cache makes a
+    /// reclaimer of its own.
+    ///
+    /// ```
+    /// let cache: rcu_reclaim::RcuCache<u64, Vec<u8>> = rcu_reclaim::RcuCache::builder()
+    ///     .max_bytes(1 << 30)
+    ///     .auto_pressure()
+    ///     .build();
+    /// # drop(cache);
+    /// ```
+    pub fn auto_pressure(mut self) -> Self {
+        self.auto_pressure = true;
+        self
+    }
+
+    /// As [`auto_pressure`](RcuCacheBuilder::auto_pressure), with
+    /// `source` (a [`SyntheticSource`](crate::sources::SyntheticSource) in
+    /// tests, a [`PsiTrigger`](crate::sources::PsiTrigger) of your
+    /// settings...).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_reclaim::sources::{Level, SyntheticSource};
+    /// use rcu_reclaim::RcuCache;
+    /// let (events, source) = SyntheticSource::new();
+    /// let cache = RcuCache::builder().pressure_source(Box::new(source)).build();
+    /// for i in 0..64u32 {
+    ///     cache.insert(i, vec![0u8; 1000]);
+    /// }
+    /// events.send(Level::Critical).unwrap(); // evicts half
+    /// while cache.len() > 32 {
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// }
+    /// ```
+    pub fn pressure_source(mut self, source: Box<dyn PressureSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// How long the capacity stays at what a shrink left before it may
+    /// grow back to `max_bytes` (default 1 s; each shrink restarts it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache: rcu_reclaim::RcuCache<u8, u8> =
+    ///     rcu_reclaim::RcuCache::builder().regrow_after(Duration::from_secs(10)).build();
+    /// # drop(cache);
+    /// ```
+    pub fn regrow_after(mut self, quiet: Duration) -> Self {
+        self.regrow_after = quiet;
+        self
+    }
+
+    /// Weighs entries with `weigher`: the heap bytes of a key and its
+    /// value (the cache adds [`RcuCache::ENTRY_OVERHEAD`]). For types
+    /// without [`ReclaimSize`](crate::ReclaimSize), or sizes of your
+    /// choosing.
+    ///
+    /// ```
+    /// struct Page(Box<[u8; 4096]>); // no ReclaimSize
+    /// let cache = rcu_reclaim::RcuCache::builder()
+    ///     .max_bytes(1 << 20)
+    ///     .weigher(|_: &u32, _: &Page| 4096)
+    ///     .build();
+    /// cache.insert(1, Page(Box::new([0; 4096])));
+    /// assert!(cache.bytes() >= 4096);
+    /// ```
+    pub fn weigher<W2>(self, weigher: W2) -> RcuCacheBuilder<K, V, W2> {
+        RcuCacheBuilder {
+            max_bytes: self.max_bytes,
+            rcu: self.rcu,
+            budget: self.budget,
+            reclaimer: self.reclaimer,
+            auto_pressure: self.auto_pressure,
+            source: self.source,
+            weigher,
+            regrow_after: self.regrow_after,
+            _types: PhantomData,
+        }
+    }
+
+    /// The cache.
+    ///
+    /// # Panics
+    /// If the domain given to [`rcu`](RcuCacheBuilder::rcu), the budget's
+    /// reclaimer and the reclaimer given are not all of one domain, or
+    /// the budget's reclaimer is not the reclaimer given.
+    ///
+    /// ```
+    /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
+    /// cache.insert(1u32, String::from("one"));
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    #[track_caller]
+    pub fn build(self) -> RcuCache<K, V>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Send + Sync + 'static,
+        W: Weigher<K, V>,
+    {
+        let RcuCacheBuilder {
+            max_bytes,
+            rcu,
+            budget,
+            reclaimer,
+            auto_pressure,
+            source,
+            weigher,
+            regrow_after,
+            _types,
+        } = self;
+        let reclaimer = match (budget.as_ref().map(|b| b.reclaimer()), reclaimer) {
+            (Some(of_budget), Some(given)) => {
+                assert!(
+                    Arc::ptr_eq(of_budget, &given),
+                    "rcu-reclaim: RcuCacheBuilder given a budget and another reclaimer than \
+                     the budget's; give one of them (the budget registers the cache with its \
+                     own reclaimer)"
+                );
+                Some(given)
+            }
+            (of_budget, given) => of_budget.cloned().or(given),
+        };
+        let rcu = rcu
+            .or_else(|| reclaimer.as_ref().map(|r| r.rcu().clone()))
+            .unwrap_or_else(|| Rcu::global().clone());
+        if let Some(r) = &reclaimer {
+            assert!(
+                r.rcu().id() == rcu.id(),
+                "rcu-reclaim: RcuCacheBuilder given domain {} and a reclaimer (or budget) of \
+                 domain {}; the cache must free through the domain its reclaimer runs",
+                rcu.id(),
+                r.rcu().id()
+            );
+        }
+        let monitored = auto_pressure || source.is_some();
+        let reclaimer = reclaimer.or_else(|| monitored.then(|| Arc::new(Reclaimer::new(&rcu))));
+        let max = max_bytes.unwrap_or_else(|| {
+            budget
+                .as_ref()
+                .map_or(DEFAULT_MAX_BYTES, |b| b.watermarks().high)
+        });
+        let inner = Arc::new(Inner {
+            map: RcuHashMap::with_weigher_in(0, RandomState::new(), &rcu, entry_heap::<K, V>),
+            policy: Mutex::new(S3Fifo::new()),
+            bytes: AtomicUsize::new(0),
+            cap: Cap::new(max, regrow_after),
+            next_id: AtomicU64::new(0),
+            weigher: Box::new(weigher),
+            hasher: RandomState::new(),
+        });
+        let registered = reclaimer.map(|r| {
+            let id = r.register(Arc::new(CacheShrinker(Arc::downgrade(&inner))));
+            (r, id)
+        });
+        let shrinks = registered.as_ref().map(|(r, _)| r.clone());
+        let monitor = match source {
+            Some(source) => Some(PressureMonitor::start_linked(
+                &rcu,
+                source,
+                QUIET,
+                budget.clone(),
+                shrinks,
+            )),
+            None if auto_pressure => {
+                let rss = budget.as_ref().map_or(usize::MAX, |b| b.watermarks().low);
+                Some(crate::sources::auto_pressure_in(
+                    &rcu,
+                    rss,
+                    budget.clone(),
+                    shrinks,
+                ))
+            }
+            None => None,
+        };
+        RcuCache {
+            inner,
+            budget,
+            registered,
+            monitor,
+        }
+    }
+}
+
+impl<K, V, W> fmt::Debug for RcuCacheBuilder<K, V, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RcuCacheBuilder")
+            .field("max_bytes", &self.max_bytes)
+            .field("budget", &self.budget)
+            .field("auto_pressure", &self.auto_pressure)
+            .field("regrow_after", &self.regrow_after)
+            .finish_non_exhaustive()
+    }
+}

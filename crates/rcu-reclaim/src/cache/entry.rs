@@ -1,0 +1,110 @@
+//! What a cache stores per key, and how it weighs it.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::policy::MAX_FREQ;
+use crate::size::ReclaimSize;
+
+/// The value of a cache's map: the user's value, the id that names this
+/// insertion (a replacement gets a new one), its weight, and the
+/// frequency readers raise.
+pub(crate) struct Entry<V> {
+    pub(crate) value: V,
+    pub(crate) id: u64,
+    /// Bytes accounted to the entry: its map node plus `heap`.
+    pub(crate) weight: usize,
+    /// The weigher's bytes: what the map books besides the node.
+    pub(crate) heap: usize,
+    freq: AtomicU8,
+}
+
+impl<V> Entry<V> {
+    pub(crate) fn new(value: V, id: u64, heap: usize, node: usize) -> Self {
+        Entry {
+            value,
+            id,
+            weight: node.saturating_add(heap),
+            heap,
+            freq: AtomicU8::new(0),
+        }
+    }
+
+    /// A reader's hit: one relaxed load, and a relaxed store only while
+    /// the counter is below its cap (a hot entry's line stays shared).
+    /// Racing hits may count once; the policy needs no more.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        let f = self.freq.load(Ordering::Relaxed);
+        if f < MAX_FREQ {
+            self.freq.store(f + 1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn freq(&self) -> u8 {
+        self.freq.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_freq(&self, f: u8) {
+        self.freq.store(f, Ordering::Relaxed);
+    }
+}
+
+/// The map's weigher for entries: the bytes the cache's weigher gave.
+pub(crate) fn entry_heap<K, V>(_: &K, entry: &Entry<V>) -> usize {
+    entry.heap
+}
+
+/// How an [`RcuCache`](super::RcuCache) weighs an entry: the bytes its key
+/// and value own beyond their inline size (the cache adds its per-entry
+/// overhead, [`RcuCache::ENTRY_OVERHEAD`](super::RcuCache::ENTRY_OVERHEAD)).
+/// [`HeapSize`], the default, asks [`ReclaimSize`]; any
+/// `Fn(&K, &V) -> usize + Send + Sync` closure is one too (see
+/// [`RcuCacheBuilder::weigher`](super::RcuCacheBuilder::weigher)).
+///
+/// ```
+/// use rcu_reclaim::cache::{HeapSize, Weigher};
+/// let body = vec![0u8; 4096];
+/// assert_eq!(HeapSize.weigh(&String::from("key"), &body), 3 + 4096);
+/// let by_len = |_: &u32, v: &Vec<u8>| v.len();
+/// assert_eq!(by_len.weigh(&1, &body), 4096);
+/// ```
+pub trait Weigher<K, V>: Send + Sync + 'static {
+    /// The heap bytes of `key` and `value`.
+    ///
+    /// ```
+    /// use rcu_reclaim::cache::Weigher;
+    /// struct Fixed;
+    /// impl Weigher<u32, [u8; 16]> for Fixed {
+    ///     fn weigh(&self, _: &u32, _: &[u8; 16]) -> usize {
+    ///         0 // all inline: only the entry's overhead counts
+    ///     }
+    /// }
+    /// assert_eq!(Fixed.weigh(&1, &[0; 16]), 0);
+    /// ```
+    fn weigh(&self, key: &K, value: &V) -> usize;
+}
+
+/// The default [`Weigher`]: `key.heap_size() + value.heap_size()`
+/// ([`ReclaimSize::heap_size`]).
+///
+/// ```
+/// use rcu_reclaim::cache::{HeapSize, Weigher};
+/// assert_eq!(HeapSize.weigh(&7u64, &String::with_capacity(100)), 100);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeapSize;
+
+impl<K: ReclaimSize, V: ReclaimSize> Weigher<K, V> for HeapSize {
+    fn weigh(&self, key: &K, value: &V) -> usize {
+        key.heap_size().saturating_add(value.heap_size())
+    }
+}
+
+impl<K, V, F> Weigher<K, V> for F
+where
+    F: Fn(&K, &V) -> usize + Send + Sync + 'static,
+{
+    fn weigh(&self, key: &K, value: &V) -> usize {
+        self(key, value)
+    }
+}

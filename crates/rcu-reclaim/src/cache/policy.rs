@@ -1,0 +1,273 @@
+//! The eviction policy of [`RcuCache`](super::RcuCache): S3-FIFO (Yang et
+//! al., SOSP 2023), weighed in bytes. Why this one: the
+//! [module docs](super) give the measured hit ratios.
+//!
+//! Three FIFO queues of keys, held by writers only (under the cache's
+//! policy lock); readers never see them:
+//!
+//! * **small** takes new keys, up to a tenth of the capacity in bytes. An
+//!   entry leaving it is promoted to *main* if it was read while there,
+//!   else evicted, its key's hash remembered in *ghost*. One-hit wonders
+//!   (most keys of a skewed trace) so leave after a short stay, without
+//!   pushing out the entries that are read again.
+//! * **main** takes promoted keys, and new keys found in *ghost* (evicted
+//!   too early once). An entry at its head that was read since it last
+//!   passed there is moved to its tail with its frequency lowered by one
+//!   (CLOCK with a 2-bit counter), else evicted.
+//! * **ghost** holds the hashes of keys evicted from small, as many as the
+//!   cache holds entries.
+//!
+//! The frequency lives in the entry, where a reader's hit sets it with a
+//! relaxed store; the queues hold `(key, id)` and ask a [`Store`] for it,
+//! so an entry that was removed or replaced meanwhile (another id) is
+//! skipped, and one replaced between the question and the eviction is not
+//! evicted (the store removes by id).
+
+use std::collections::{HashMap, VecDeque};
+
+/// The highest frequency an entry counts to (2 bits, as in S3-FIFO).
+pub(crate) const MAX_FREQ: u8 = 3;
+
+/// What the policy asks of the store that holds the entries.
+pub(crate) trait Store<K> {
+    /// The frequency of `key`'s entry `id`; `None` if it is gone (removed,
+    /// or replaced by another id).
+    fn freq(&self, key: &K, id: u64) -> Option<u8>;
+    /// Sets the frequency of `key`'s entry `id`, if it is still there.
+    fn set_freq(&self, key: &K, id: u64, freq: u8);
+    /// Removes `key`'s entry `id` if it is still there: its weight.
+    fn remove(&self, key: &K, id: u64) -> Option<usize>;
+}
+
+/// A queued entry.
+struct Item<K> {
+    key: K,
+    id: u64,
+    weight: usize,
+}
+
+/// A FIFO of items with the sum of their weights (stale items included,
+/// until they reach the head).
+struct Fifo<K> {
+    items: VecDeque<Item<K>>,
+    bytes: usize,
+}
+
+impl<K> Fifo<K> {
+    fn new() -> Self {
+        Fifo {
+            items: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, item: Item<K>) {
+        self.bytes += item.weight;
+        self.items.push_back(item);
+    }
+
+    fn pop(&mut self) -> Option<Item<K>> {
+        let item = self.items.pop_front()?;
+        self.bytes -= item.weight;
+        Some(item)
+    }
+}
+
+/// Hashes of keys evicted from small, oldest first, with a count of each.
+struct Ghost {
+    order: VecDeque<u64>,
+    present: HashMap<u64, u32>,
+}
+
+impl Ghost {
+    fn insert(&mut self, hash: u64, bound: usize) {
+        self.order.push_back(hash);
+        *self.present.entry(hash).or_insert(0) += 1;
+        while self.order.len() > bound {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(n) = self.present.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    self.present.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether `hash` was evicted recently (it stays listed until it ages
+    /// out: a second early eviction is just as telling).
+    fn contains(&self, hash: u64) -> bool {
+        self.present.contains_key(&hash)
+    }
+}
+
+/// The S3-FIFO queues of one cache (see the module docs).
+pub(crate) struct S3Fifo<K> {
+    small: Fifo<K>,
+    main: Fifo<K>,
+    ghost: Ghost,
+}
+
+impl<K> S3Fifo<K> {
+    pub(crate) fn new() -> Self {
+        S3Fifo {
+            small: Fifo::new(),
+            main: Fifo::new(),
+            ghost: Ghost {
+                order: VecDeque::new(),
+                present: HashMap::new(),
+            },
+        }
+    }
+
+    /// Queues a new entry: `id` of `key`, weighing `weight` bytes, whose
+    /// key hashes to `hash` (for ghost).
+    pub(crate) fn push(&mut self, key: K, id: u64, weight: usize, hash: u64) {
+        let item = Item { key, id, weight };
+        if self.ghost.contains(hash) {
+            self.main.push(item);
+        } else {
+            self.small.push(item);
+        }
+    }
+
+    /// Queued entries, stale ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.small.items.len() + self.main.items.len()
+    }
+
+    /// Evicts one entry from `store`, for a cache of `capacity` bytes:
+    /// its weight, or `None` when no queued entry is left. `hash` hashes a
+    /// key for ghost.
+    pub(crate) fn evict(
+        &mut self,
+        capacity: usize,
+        store: &impl Store<K>,
+        hash: impl Fn(&K) -> u64,
+    ) -> Option<usize> {
+        // Readers may raise frequencies as fast as this lowers them: after
+        // this many second chances, the next entry goes whatever it says.
+        let mut chances = self.len() * usize::from(MAX_FREQ) + 1;
+        loop {
+            let from_small = self.small.bytes > capacity / 10 || self.main.items.is_empty();
+            let item = if from_small {
+                self.small.pop()
+            } else {
+                self.main.pop()
+            }?;
+            let Some(freq) = store.freq(&item.key, item.id) else {
+                continue; // removed or replaced: its bytes left with it
+            };
+            if freq > 0 && chances > 0 {
+                chances -= 1;
+                if from_small {
+                    // Read while in small: promoted, counting afresh.
+                    store.set_freq(&item.key, item.id, 0);
+                } else {
+                    store.set_freq(&item.key, item.id, freq - 1);
+                }
+                self.main.push(item);
+                continue;
+            }
+            let Some(weight) = store.remove(&item.key, item.id) else {
+                continue; // replaced since `freq`: the new entry is queued
+            };
+            if from_small {
+                let bound = self.len().max(64);
+                self.ghost.insert(hash(&item.key), bound);
+            }
+            return Some(weight);
+        }
+    }
+
+    /// Drops the queued items whose entries are gone (removed, or
+    /// replaced: a key rewritten while the cache is not full leaves one
+    /// per write). Called when the queues hold far more items than the
+    /// store has entries, so its cost is amortized over those writes.
+    pub(crate) fn retain_live(&mut self, store: &impl Store<K>) {
+        for fifo in [&mut self.small, &mut self.main] {
+            fifo.items.retain(|i| store.freq(&i.key, i.id).is_some());
+            fifo.bytes = fifo.items.iter().map(|i| i.weight).sum();
+        }
+    }
+
+    /// Takes every queued entry's key and id, emptying the queues (ghost
+    /// stays).
+    pub(crate) fn drain(&mut self) -> Vec<(K, u64)> {
+        let mut out = Vec::with_capacity(self.len());
+        while let Some(item) = self.small.pop().or_else(|| self.main.pop()) {
+            out.push((item.key, item.id));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Entries by key: (id, freq, weight).
+    #[derive(Default)]
+    struct Model(RefCell<HashMap<u32, (u64, u8, usize)>>);
+
+    impl Store<u32> for Model {
+        fn freq(&self, key: &u32, id: u64) -> Option<u8> {
+            self.0.borrow().get(key).filter(|e| e.0 == id).map(|e| e.1)
+        }
+        fn set_freq(&self, key: &u32, id: u64, freq: u8) {
+            if let Some(e) = self.0.borrow_mut().get_mut(key).filter(|e| e.0 == id) {
+                e.1 = freq;
+            }
+        }
+        fn remove(&self, key: &u32, id: u64) -> Option<usize> {
+            let mut m = self.0.borrow_mut();
+            let w = m.get(key).filter(|e| e.0 == id)?.2;
+            m.remove(key);
+            Some(w)
+        }
+    }
+
+    #[test]
+    fn a_read_entry_outlives_unread_ones() {
+        let (store, mut p) = (Model::default(), S3Fifo::new());
+        for k in 0..10u32 {
+            store.0.borrow_mut().insert(k, (u64::from(k), 0, 1));
+            p.push(k, u64::from(k), 1, u64::from(k));
+        }
+        store.set_freq(&0, 0, 1);
+        for _ in 0..5 {
+            assert!(p.evict(10, &store, |k| u64::from(*k)).is_some());
+        }
+        assert!(store.freq(&0, 0).is_some(), "the read entry stays");
+        assert!((1..=5).all(|k| store.freq(&k, u64::from(k)).is_none()));
+        assert_eq!(p.main.items.len(), 1, "promoted to main");
+    }
+
+    #[test]
+    fn stale_items_are_skipped_and_a_key_evicted_early_returns_to_main() {
+        let (store, mut p) = (Model::default(), S3Fifo::new());
+        store.0.borrow_mut().insert(1, (2, 0, 5)); // id 1 was replaced by id 2
+        p.push(1, 1, 5, 1);
+        p.push(1, 2, 5, 1);
+        assert_eq!(p.evict(100, &store, |k| u64::from(*k)), Some(5));
+        assert!(store.0.borrow().is_empty());
+        assert_eq!(p.evict(100, &store, |k| u64::from(*k)), None);
+        p.push(1, 3, 5, 1); // in ghost: straight to main
+        assert_eq!((p.small.items.len(), p.main.items.len()), (0, 1));
+    }
+
+    #[test]
+    fn stale_items_of_a_rewritten_key_are_dropped() {
+        let (store, mut p) = (Model::default(), S3Fifo::new());
+        for id in 0..100 {
+            store.0.borrow_mut().insert(7, (id, 0, 1));
+            p.push(7, id, 1, 7);
+        }
+        p.retain_live(&store);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.small.bytes, 1);
+    }
+}

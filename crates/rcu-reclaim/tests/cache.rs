@@ -1,0 +1,401 @@
+//! `RcuCache`: the byte bound under churn, shrinking under pressure with the
+//! memory really freed, readers never seeing an entry freed under them,
+//! and a hit ratio above random eviction's on a skewed trace.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
+use rcu_reclaim::{Config, Rcu, RcuCache};
+
+/// A deterministic stream of pseudo-random words (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn on_demand() -> Rcu {
+    Rcu::new(Config::new().on_demand()).unwrap()
+}
+
+#[test]
+fn a_64_kib_vec_books_at_least_64_kib() {
+    let rcu = on_demand();
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+    cache.insert(1u32, vec![0u8; 64 << 10]);
+    assert!(cache.bytes() >= 64 << 10);
+    assert_eq!(
+        cache.bytes(),
+        RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + (64 << 10)
+    );
+    assert!(cache.remove(&1));
+    assert_eq!(cache.bytes(), 0);
+    assert!(
+        rcu.pending_bytes() >= 64 << 10,
+        "the removal books its size"
+    );
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn stays_within_max_bytes_under_a_churn_of_ten_times_its_capacity() {
+    let rcu = on_demand();
+    let max = 1 << 20;
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(max).build();
+    let mut rng = Rng(1);
+    let mut inserted = 0;
+    while inserted < 10 * max {
+        let len = 1 + rng.below(16 << 10);
+        cache.insert(rng.below(2000) as u32, vec![1u8; len]);
+        inserted += len;
+        // One writer: nothing in flight, so the bound is exact.
+        assert!(cache.bytes() <= max, "{} > {max}", cache.bytes());
+    }
+    assert!(
+        cache.bytes() > max / 2,
+        "the cache is used: {}",
+        cache.bytes()
+    );
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0, "everything evicted was freed");
+}
+
+#[test]
+fn concurrent_writers_exceed_it_by_at_most_their_entries_in_flight() {
+    let rcu = on_demand();
+    let max = 1 << 20;
+    let biggest = RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + (16 << 10);
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(max).build();
+    let writers = 2;
+    std::thread::scope(|s| {
+        for t in 0..writers {
+            let cache = &cache;
+            s.spawn(move || {
+                let mut rng = Rng(100 + t);
+                for _ in 0..2000 {
+                    let len = 1 + rng.below(16 << 10);
+                    cache.insert(rng.below(2000) as u32, vec![1u8; len]);
+                    // The others may each hold one entry not yet queued.
+                    assert!(cache.bytes() <= max + (writers as usize - 1) * biggest);
+                }
+            });
+        }
+    });
+    assert!(cache.bytes() <= max);
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn a_budget_over_its_watermark_shrinks_the_cache_and_the_memory_is_freed() {
+    let rcu = on_demand();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    // The budget measures the cache itself: limit 1 MiB, the cache may
+    // hold 4 MiB, so reclaim, not the capacity, must keep it under.
+    type Cache = RcuCache<u32, Vec<u8>>;
+    // Weak: the cache holds the budget, which holds this closure.
+    let slot: Arc<OnceLock<Weak<Cache>>> = Arc::new(OnceLock::new());
+    let usage = {
+        let slot = slot.clone();
+        move || slot.get().and_then(Weak::upgrade).map_or(0, |c| c.bytes())
+    };
+    let budget = Arc::new(MemoryBudget::new(1 << 20, reclaimer.clone(), usage));
+    let cache = Arc::new(
+        RcuCache::builder()
+            .max_bytes(4 << 20)
+            .budget(&budget)
+            .regrow_after(Duration::from_secs(60))
+            .build(),
+    );
+    assert_eq!(cache.domain().id(), rcu.id(), "the budget's domain");
+    assert!(slot.set(Arc::downgrade(&cache)).is_ok());
+    for i in 0..400u32 {
+        cache.insert(i, vec![0u8; 8 << 10]);
+        // Each insert checks the budget: over `min`, direct reclaim
+        // evicts back to `high` before the insert returns (over `low`,
+        // the background reclaimer may do it first).
+        assert!(cache.bytes() <= budget.watermarks().min);
+    }
+    let stats = budget.stats();
+    // The background reclaimer (over `low`) or direct reclaim (over `min`)
+    // shrank it, whichever came first.
+    assert!(
+        stats.background_runs + stats.direct_reclaims > 0,
+        "{stats:?}"
+    );
+    assert_eq!(stats.ooms, 0, "{stats:?}");
+    assert!(
+        cache.capacity_bytes() < cache.max_bytes(),
+        "held down after a shrink"
+    );
+    let by_rcu: u64 = reclaimer
+        .stats()
+        .by_priority
+        .iter()
+        .map(|p| p.queued_via_rcu_bytes)
+        .sum();
+    assert!(by_rcu > 0, "the shrinker frees via RCU");
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0, "freed within a grace period");
+}
+
+#[test]
+fn a_pressure_event_shrinks_the_cache_which_then_grows_back() {
+    let rcu = on_demand();
+    let (events, source) = SyntheticSource::new();
+    let cache = RcuCache::builder()
+        .rcu(&rcu)
+        .max_bytes(1 << 20)
+        .pressure_source(Box::new(source))
+        .regrow_after(Duration::from_millis(100))
+        .build();
+    for i in 0..256u32 {
+        cache.insert(i, vec![0u8; 1 << 10]);
+    }
+    let full = cache.len();
+    assert_eq!(full, 256);
+    events.send(Level::Critical).unwrap(); // half
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.len() > full / 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no shrink: {} entries",
+            cache.len()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let held = cache.capacity_bytes();
+    assert!(held < cache.max_bytes());
+    // Inserts meanwhile stay under what the shrink left.
+    for i in 1000..1100u32 {
+        cache.insert(i, vec![0u8; 1 << 10]);
+        assert!(cache.bytes() <= held);
+    }
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0, "the evicted memory is freed");
+    // After a quiet spell the cache may grow back to its cap.
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(cache.capacity_bytes(), cache.max_bytes());
+    for i in 2000..2256u32 {
+        cache.insert(i, vec![0u8; 1 << 10]);
+    }
+    assert!(cache.bytes() > held);
+}
+
+#[test]
+fn a_monitor_linked_to_a_budget_shrinks_its_caches_though_the_budget_is_not_full() {
+    let rcu = on_demand();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    // Far under its watermarks: only the machine's pressure can shrink.
+    let budget = Arc::new(MemoryBudget::new(1 << 40, reclaimer, || 0));
+    let cache = RcuCache::builder()
+        .max_bytes(1 << 20)
+        .budget(&budget)
+        .build();
+    for i in 0..200u32 {
+        cache.insert(i, vec![0u8; 1 << 10]);
+    }
+    let (events, source) = SyntheticSource::new();
+    let quiet = Duration::from_millis(50);
+    let monitor = PressureMonitor::start(&rcu, Box::new(source), quiet, Some(budget.clone()));
+    events.send(Level::Medium).unwrap(); // an eighth
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.len() == 200 {
+        assert!(
+            Instant::now() < deadline,
+            "no shrink: {} entries",
+            cache.len()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let left = cache.len();
+    assert!(
+        (160..=190).contains(&left),
+        "about an eighth goes: {left} left"
+    );
+    drop(monitor);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+    assert_eq!(budget.stats().ooms, 0);
+}
+
+#[test]
+fn auto_pressure_for_watches_on_the_budgets_domain() {
+    let rcu = on_demand();
+    let budget = Arc::new(MemoryBudget::new(
+        1 << 40,
+        Arc::new(Reclaimer::new(&rcu)),
+        || 0,
+    ));
+    let monitor = rcu_reclaim::sources::auto_pressure_for(&budget);
+    assert!(!monitor.stats().source.is_empty());
+    // The cache's own `auto_pressure` with the budget: the same monitor.
+    let cache: RcuCache<u32, u32> = RcuCache::builder().budget(&budget).auto_pressure().build();
+    assert_eq!(cache.domain().id(), rcu.id());
+}
+
+const ALIVE: u64 = 0xa11c_e5a1_1ce5_a11c;
+const POISON: u64 = 0xdead_dead_dead_dead;
+
+/// A value that poisons itself when dropped.
+struct Canary {
+    word: u64,
+    body: Vec<u8>,
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        // SAFETY: a plain write to our own field, kept by `write_volatile`
+        // from being optimised out as a dead store before the free.
+        unsafe { std::ptr::write_volatile(&mut self.word, POISON) };
+    }
+}
+
+#[test]
+fn the_shrinker_never_frees_an_entry_under_a_reader() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let cache = RcuCache::builder()
+        .reclaimer(&reclaimer)
+        .max_bytes(256 << 10)
+        .weigher(|_: &u32, v: &Canary| v.body.len())
+        .regrow_after(Duration::ZERO)
+        .build();
+    let stop = AtomicBool::new(false);
+    let checked = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (cache, stop, checked) = (&cache, &stop, &checked);
+            s.spawn(move || {
+                let mut rng = Rng(t);
+                while !stop.load(Ordering::Relaxed) {
+                    let guard = cache.domain().read_lock();
+                    let held: Vec<&Canary> = (0..32)
+                        .filter_map(|_| cache.get(&(rng.below(512) as u32), &guard))
+                        .collect();
+                    // Hold them while the writer and the shrinker evict.
+                    std::thread::sleep(Duration::from_micros(200));
+                    for c in &held {
+                        // SAFETY: a read of a live `u64` (if the entry were
+                        // freed, the test's whole point is to notice).
+                        let word = unsafe { std::ptr::read_volatile(&c.word) };
+                        assert_eq!(word, ALIVE, "an entry was freed under its reader");
+                        checked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        let mut rng = Rng(99);
+        let end = Instant::now() + Duration::from_millis(800);
+        let mut round = 0;
+        while Instant::now() < end {
+            for _ in 0..64 {
+                let body = vec![0u8; 1 + rng.below(4 << 10)];
+                cache.insert(rng.below(512) as u32, Canary { word: ALIVE, body });
+            }
+            round += 1;
+            if round % 4 == 0 {
+                reclaimer.shrink(2); // half, under the readers
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(
+        checked.load(Ordering::Relaxed) > 100,
+        "readers held entries"
+    );
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// Random eviction with the cache's own weights: the baseline.
+struct RandomBaseline {
+    entries: std::collections::HashMap<u32, usize>,
+    keys: Vec<u32>,
+    bytes: usize,
+    rng: Rng,
+}
+
+impl RandomBaseline {
+    fn insert(&mut self, key: u32, weight: usize, max: usize) {
+        self.entries.insert(key, weight);
+        self.keys.push(key);
+        self.bytes += weight;
+        while self.bytes > max {
+            let k = self.keys.swap_remove(self.rng.below(self.keys.len()));
+            self.bytes -= self.entries.remove(&k).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_hit_ratio_beats_random_eviction_on_a_skewed_trace() {
+    const KEYS: usize = 20_000;
+    // Zipf(0.99) by inverse CDF; ranks scattered over keys.
+    let mut cdf: Vec<f64> = (1..=KEYS).map(|r| 1.0 / (r as f64).powf(0.99)).collect();
+    let total: f64 = cdf.iter().sum();
+    let mut acc = 0.0;
+    for c in &mut cdf {
+        acc += *c / total;
+        *c = acc;
+    }
+    let size = |k: u32| 64 + (k as usize * 7919) % 1024;
+    let max = 512 << 10; // ~3 % of the distinct data
+    let rcu = on_demand();
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(max).build();
+    let mut baseline = RandomBaseline {
+        entries: Default::default(),
+        keys: Vec::new(),
+        bytes: 0,
+        rng: Rng(5),
+    };
+    let mut rng = Rng(3);
+    let (mut ours, mut theirs, requests, warmup) = (0, 0, 150_000, 30_000);
+    for i in 0..warmup + requests {
+        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = cdf.partition_point(|&c| c < u).min(KEYS - 1);
+        let key = (rank as u32).wrapping_mul(2_654_435_761) % KEYS as u32;
+        let counted = usize::from(i >= warmup);
+        let guard = cache.domain().read_lock();
+        if cache.get(&key, &guard).is_some() {
+            ours += counted;
+        } else {
+            drop(guard);
+            cache.insert(key, vec![0u8; size(key)]);
+        }
+        if baseline.entries.contains_key(&key) {
+            theirs += counted;
+        } else {
+            let weight = RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + size(key);
+            baseline.insert(key, weight, max);
+        }
+    }
+    let (ours, theirs) = (
+        ours as f64 / requests as f64,
+        theirs as f64 / requests as f64,
+    );
+    println!("hit ratio: RcuCache {ours:.3}, random eviction {theirs:.3}");
+    assert!(
+        ours > theirs + 0.04,
+        "RcuCache {ours:.3} vs random {theirs:.3}"
+    );
+    drop(cache);
+    rcu.barrier();
+}
