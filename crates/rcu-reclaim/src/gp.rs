@@ -59,6 +59,9 @@ struct ReaderWait {
     /// When this waiter began waiting for it (for stall reports).
     started: Instant,
     rounds: u32,
+    /// The slot waited for last (its address), and the waits spent parked
+    /// or asleep on it.
+    slot: usize,
     parks: u32,
 }
 
@@ -68,6 +71,7 @@ impl ReaderWait {
             new,
             started: Instant::now(),
             rounds: 0,
+            slot: 0,
             parks: 0,
         }
     }
@@ -342,10 +346,15 @@ impl GracePeriods {
         let quiescent = |slot: &Slot| slot_quiescent(slot, new);
         let mut pause: Option<Duration> = None;
         registry.for_each_slot(|slot| {
-            // Parks once per grace period: any reader's outermost unlock
-            // wakes a parked writer, so a slot held in a long section while
-            // others come and go would cost a `membarrier` (and the readers
-            // a futex wake) per wake-up. After that, sleep and look again.
+            // Parks once per slot: any reader's outermost unlock (or QSBR
+            // report) wakes a parked writer, so a slot held in a long
+            // section while others come and go would cost a `membarrier`
+            // (and the readers a futex wake) per wake-up. After that, sleep
+            // and look again.
+            if pause.is_none() && !quiescent(slot) && w.slot != slot as *const Slot as usize {
+                w.slot = slot as *const Slot as usize;
+                w.parks = 0;
+            }
             while pause.is_none() && !quiescent(slot) {
                 w.rounds = w.rounds.saturating_add(1);
                 if !cfg!(loom) && w.rounds <= SPIN_ROUNDS {
