@@ -172,7 +172,11 @@ pub extern "C" fn urcu_qsbr_thread_online() {
 pub extern "C" fn urcu_qsbr_register_thread() {
     let rcu = rcu();
     let _ = ME.try_with(|me| {
-        let mut reg = me.reg.borrow_mut();
+        // Never borrowed across a call out of this module: the borrow
+        // cannot fail, and nothing may unwind into C if it did.
+        let Ok(mut reg) = me.reg.try_borrow_mut() else {
+            return;
+        };
         match reg.as_ref() {
             Some(t) => t.thread_online_unchecked(),
             None => *reg = Some(rcu.register_qsbr_thread()),
