@@ -7,8 +7,10 @@ use std::sync::Mutex;
 
 use rcu_reclaim::pressure::{NodeMask, PressureGuard};
 
-use crate::call_rcu::{self, RcuFunc, RcuHead};
-use crate::rcu;
+use rcu_reclaim_urcu_common::call_rcu::{self, RcuFunc, RcuHead};
+use rcu_reclaim_urcu_common::defer;
+
+use crate::{rcu, Memb};
 
 /// Pressure signals started from C, by node (`-1`: all nodes).
 static PRESSURE: Mutex<Vec<(c_int, PressureGuard)>> = Mutex::new(Vec::new());
@@ -59,22 +61,14 @@ pub extern "C" fn rcu_reclaim_pressure_end(node: c_int) -> c_int {
 /// Callbacks queued with `call_rcu`/`defer_rcu` and not yet invoked.
 #[no_mangle]
 pub extern "C" fn rcu_reclaim_pending() -> usize {
-    rcu().pending() + crdp_backlog().0 + crate::defer::pending()
+    rcu().pending() + call_rcu::backlog().0 + defer::pending()
 }
 
 /// Bytes the pending callbacks will free, as declared through
 /// `rcu_reclaim_call_rcu_sized` (plain `call_rcu` declares 0).
 #[no_mangle]
 pub extern "C" fn rcu_reclaim_pending_bytes() -> usize {
-    rcu().pending_bytes() + crdp_backlog().1
-}
-
-fn crdp_backlog() -> (usize, usize) {
-    let crdps = call_rcu::all().clone();
-    crdps
-        .iter()
-        .map(|c| c.backlog())
-        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    rcu().pending_bytes() + call_rcu::backlog().1
 }
 
 /// `call_rcu`, declaring the bytes `func` will free, so the backlog and
@@ -88,7 +82,8 @@ pub unsafe extern "C" fn rcu_reclaim_call_rcu_sized(
     func: RcuFunc,
     bytes: usize,
 ) {
-    call_rcu::queue(head, func, bytes);
+    // SAFETY: the caller's contract is `call_rcu`'s, which is `queue`'s.
+    unsafe { call_rcu::queue::<Memb>(head, func, bytes) };
 }
 
 /// For a memory reclaimer: frees what RCU can on `node` (`-1`: every node)
@@ -123,11 +118,10 @@ pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_l
     // threads could wait for the caller (a callback that synchronizes, or
     // another call_rcu thread waiting here too): what the engine ran is
     // reported, and the threads invoke it on their own.
-    let on_crdp_thread = !call_rcu::WORKER_OF.with(|t| t.get()).is_null();
     let mut deferred = 0;
-    if !rcu().in_read_section() && !on_crdp_thread {
+    if !rcu().in_read_section() && !call_rcu::on_crdp_thread() {
         call_rcu::wait_all_drained(true);
-        deferred = crate::defer::drain_here();
+        deferred = defer::drain_here::<Memb>();
     }
     (report.invoked + deferred) as c_long
 }

@@ -18,22 +18,24 @@
 //! Programs built with `_LGPL_SOURCE` inline liburcu's read side and reach
 //! into its private TLS block; they cannot use this library.
 //!
+//! `call_rcu` and its `call_rcu_data` family, `rcu_barrier`, `defer_rcu`,
+//! the fork hooks and the pointer helpers are written once, in
+//! `rcu-reclaim-urcu-common`, for this library and the QSBR drop-in
+//! (`rcu-reclaim-urcu-qsbr`); this crate adds the memb read side
+//! (`reader.rs`), the flavor table and the extensions.
+//!
 //! Every function here is called from C: none unwinds. Misuse that liburcu
 //! reports and survives (`rcu_barrier` inside a read-side section) prints an
 //! `[error]` line and returns; misuse that would deadlock or corrupt
 //! (`synchronize_rcu` inside a section, an unbalanced `rcu_read_unlock`)
 //! prints the reason and aborts.
 
-mod call_rcu;
-mod crdp;
-mod defer;
 mod ext;
 mod flavor;
-mod fork;
-mod pointer;
 mod reader;
 
 use rcu_reclaim::Rcu;
+use rcu_reclaim_urcu_common::{die, no_unwind, Flavor};
 
 /// The domain behind every exported function.
 #[inline]
@@ -41,16 +43,25 @@ fn rcu() -> &'static Rcu {
     Rcu::global()
 }
 
-/// Prints `msg` as liburcu prints its errors and aborts the process: for
-/// misuse after which continuing would deadlock or free memory in use.
-#[cold]
-fn die(msg: &str) -> ! {
-    eprintln!("[error] rcu-reclaim-urcu: {msg}");
-    std::process::abort()
+/// The memb flavor, for the shared half: any section blocks a wait, and
+/// there is nothing to put offline.
+struct Memb;
+
+impl Flavor for Memb {
+    fn rcu() -> &'static Rcu {
+        rcu()
+    }
+
+    fn in_read_section() -> bool {
+        rcu().in_read_section()
+    }
+
+    fn offline_while<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
 }
 
-/// Runs `f`, turning a panic of the library (misuse it detected and already
-/// described through the panic hook) into `None`, so nothing unwinds into C.
-fn no_unwind<R>(f: impl FnOnce() -> R) -> Option<R> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+/// `urcu_memb_call_rcu` and the rest of the shared half, under memb names.
+mod common {
+    rcu_reclaim_urcu_common::export_flavor!("memb", crate::Memb, pointer_helpers);
 }

@@ -1,5 +1,7 @@
-//! Shared by the C ABI tests: finds the tools, builds the library and its
-//! drop-in copy, compiles and runs the C programs.
+//! Shared by the C ABI tests of both drop-ins (`rcu-reclaim-urcu`, and
+//! `rcu-reclaim-urcu-qsbr`, whose tests include this file): finds the
+//! tools, builds the library and its drop-in copy, compiles and runs the C
+//! programs.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -8,69 +10,60 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Every symbol the issue lists (liburcu 0.13's memb ABI for programs built
-/// without `_LGPL_SOURCE`, 0.14's polled pair) plus our extensions.
-pub const EXPORTS: &[&str] = &[
-    "urcu_memb_read_lock",
-    "urcu_memb_read_unlock",
-    "urcu_memb_read_ongoing",
-    "urcu_memb_register_thread",
-    "urcu_memb_unregister_thread",
-    "urcu_memb_synchronize_rcu",
-    "urcu_memb_init",
-    "urcu_memb_call_rcu",
-    "urcu_memb_barrier",
-    "urcu_memb_create_call_rcu_data",
-    "urcu_memb_call_rcu_data_free",
-    "urcu_memb_get_default_call_rcu_data",
-    "urcu_memb_get_cpu_call_rcu_data",
-    "urcu_memb_get_thread_call_rcu_data",
-    "urcu_memb_get_call_rcu_data",
-    "urcu_memb_set_thread_call_rcu_data",
-    "urcu_memb_set_cpu_call_rcu_data",
-    "urcu_memb_create_all_cpu_call_rcu_data",
-    "urcu_memb_free_all_cpu_call_rcu_data",
-    "urcu_memb_get_call_rcu_thread",
-    "urcu_memb_call_rcu_before_fork",
-    "urcu_memb_call_rcu_after_fork_parent",
-    "urcu_memb_call_rcu_after_fork_child",
-    "urcu_memb_defer_rcu",
-    "urcu_memb_defer_register_thread",
-    "urcu_memb_defer_unregister_thread",
-    "urcu_memb_defer_barrier",
-    "urcu_memb_defer_barrier_thread",
-    "urcu_memb_defer_exit",
-    "urcu_memb_flavor",
-    "urcu_memb_register_rculfhash_atfork",
-    "urcu_memb_unregister_rculfhash_atfork",
-    "rcu_dereference_sym",
-    "rcu_set_pointer_sym",
-    "rcu_xchg_pointer_sym",
-    "rcu_cmpxchg_pointer_sym",
-    "urcu_memb_start_poll_synchronize_rcu",
-    "urcu_memb_poll_state_synchronize_rcu",
-    "rcu_reclaim_pressure_start",
-    "rcu_reclaim_pressure_end",
-    "rcu_reclaim_pending",
-    "rcu_reclaim_pending_bytes",
-    "rcu_reclaim_call_rcu_sized",
-    "rcu_reclaim_run_callbacks",
-    "rcu_reclaim_stats_json",
-    "rcu_reclaim_free_string",
-];
+/// A drop-in library under test: its package, its file and SONAME as
+/// cargo builds it, and the liburcu library it stands in for.
+pub struct Lib {
+    /// The cargo package that builds it.
+    pub package: &'static str,
+    /// The cdylib's file name under `target/<profile>`.
+    pub file: &'static str,
+    /// Its SONAME unless `soname_var` changed it.
+    pub default_soname: &'static str,
+    /// The environment variable its build.rs takes the SONAME from.
+    pub soname_var: &'static str,
+    /// The liburcu library it replaces (`liburcu-memb.so.8`).
+    pub dropin: &'static str,
+    /// The name `-l` links against (`liburcu-memb.so`).
+    pub link_name: &'static str,
+    /// A header of liburcu-dev the C programs include.
+    pub header: &'static str,
+}
 
-/// The library's SONAME unless `RCU_RECLAIM_URCU_SONAME` changed it.
-pub const DEFAULT_SONAME: &str = "librcu_reclaim_urcu.so";
-const DROPIN: &str = "liburcu-memb.so.8";
+/// The memb drop-in (`rcu-reclaim-urcu`).
+#[allow(dead_code)] // each test binary uses one of the two
+pub const MEMB: Lib = Lib {
+    package: "rcu-reclaim-urcu",
+    file: "librcu_reclaim_urcu.so",
+    default_soname: "librcu_reclaim_urcu.so",
+    soname_var: "RCU_RECLAIM_URCU_SONAME",
+    dropin: "liburcu-memb.so.8",
+    link_name: "liburcu-memb.so",
+    header: "urcu.h",
+};
+
+/// The QSBR drop-in (`rcu-reclaim-urcu-qsbr`).
+#[allow(dead_code)] // each test binary uses one of the two
+pub const QSBR: Lib = Lib {
+    package: "rcu-reclaim-urcu-qsbr",
+    file: "librcu_reclaim_urcu_qsbr.so",
+    default_soname: "librcu_reclaim_urcu_qsbr.so",
+    soname_var: "RCU_RECLAIM_URCU_QSBR_SONAME",
+    dropin: "liburcu-qsbr.so.8",
+    link_name: "liburcu-qsbr.so",
+    header: "urcu-qsbr.h",
+};
+
+/// The library this test binary tests (set by `Env::get`).
+static LIB: OnceLock<&'static Lib> = OnceLock::new();
 
 pub struct Env {
     pub crate_dir: PathBuf,
-    /// `librcu_reclaim_urcu.so` as cargo built it.
+    /// `librcu_reclaim_urcu.so` (or `_qsbr`) as cargo built it.
     pub lib: PathBuf,
-    /// Holds our library as `liburcu-memb.so.8` (SONAME patched to match)
-    /// and `liburcu-memb.so` for linking.
+    /// Holds our library as `liburcu-memb.so.8` (or `-qsbr`; SONAME patched
+    /// to match) and `liburcu-memb.so` for linking.
     pub dropin_dir: PathBuf,
-    /// Debian's `liburcu-memb.so.8`, if installed.
+    /// Debian's `liburcu-memb.so.8` (or `-qsbr`), if installed.
     pub real_liburcu: Option<PathBuf>,
     work: PathBuf,
     cc: String,
@@ -79,9 +72,15 @@ pub struct Env {
 impl Env {
     /// The environment, set up once per test binary; `None` (with the reason
     /// printed) where a tool is missing.
-    pub fn get() -> Option<&'static Env> {
+    pub fn get(lib: &'static Lib) -> Option<&'static Env> {
         static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
-        match ENV.get_or_init(Env::setup) {
+        let _ = LIB.set(lib);
+        assert_eq!(
+            LIB.get().unwrap().package,
+            lib.package,
+            "one library per test binary"
+        );
+        match ENV.get_or_init(|| Env::setup(lib)) {
             Ok(env) => Some(env),
             Err(why) => {
                 eprintln!("skipped: {why}");
@@ -90,7 +89,7 @@ impl Env {
         }
     }
 
-    fn setup() -> Result<Env, String> {
+    fn setup(lib_of: &'static Lib) -> Result<Env, String> {
         let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
         for (tool, arg) in [
@@ -111,7 +110,14 @@ impl Env {
         std::fs::create_dir_all(&work).expect("create the test directory");
         // The headers: compile a probe that includes them.
         let probe = work.join("probe.c");
-        std::fs::write(&probe, "#include <urcu.h>\nint main(void) { return 0; }\n").unwrap();
+        std::fs::write(
+            &probe,
+            format!(
+                "#include <{}>\nint main(void) {{ return 0; }}\n",
+                lib_of.header
+            ),
+        )
+        .unwrap();
         let ok = Command::new(&cc)
             .args(["-fsyntax-only"])
             .arg(&probe)
@@ -121,15 +127,15 @@ impl Env {
         if !ok {
             return Err("liburcu-dev headers not found (apt-get install liburcu-dev)".into());
         }
-        let lib = build_library();
+        let lib = build_library(lib_of);
         let dropin_dir = work.join("dropin");
         std::fs::create_dir_all(&dropin_dir).unwrap();
         let bytes = std::fs::read(&lib).expect("read the library");
-        let patched = patch_soname(bytes, &current_soname(), DROPIN);
-        std::fs::write(dropin_dir.join(DROPIN), &patched).unwrap();
-        std::fs::write(dropin_dir.join("liburcu-memb.so"), &patched).unwrap();
+        let patched = patch_soname(bytes, &current_soname(), lib_of.dropin);
+        std::fs::write(dropin_dir.join(lib_of.dropin), &patched).unwrap();
+        std::fs::write(dropin_dir.join(lib_of.link_name), &patched).unwrap();
         let real = Command::new(&cc)
-            .arg(format!("-print-file-name={DROPIN}"))
+            .arg(format!("-print-file-name={}", lib_of.dropin))
             .output()
             .ok()
             .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
@@ -170,12 +176,13 @@ impl Env {
 
 /// The SONAME the library was built with.
 pub fn current_soname() -> String {
-    std::env::var("RCU_RECLAIM_URCU_SONAME").unwrap_or_else(|_| DEFAULT_SONAME.into())
+    let lib = LIB.get().expect("Env::get ran");
+    std::env::var(lib.soname_var).unwrap_or_else(|_| lib.default_soname.into())
 }
 
 /// Builds the cdylib with the profile and target directory of this test
 /// binary (`target/<profile>/deps/c_abi-*`) and returns its path.
-fn build_library() -> PathBuf {
+fn build_library(lib: &Lib) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
         .parent()
@@ -187,7 +194,7 @@ fn build_library() -> PathBuf {
         "build",
         "--quiet",
         "-p",
-        "rcu-reclaim-urcu",
+        lib.package,
         "--lib",
         "--target-dir",
     ])
@@ -204,10 +211,10 @@ fn build_library() -> PathBuf {
         None => panic!("unexpected test binary path {}", exe.display()),
     }
     let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p rcu-reclaim-urcu failed");
-    let lib = profile_dir.join("librcu_reclaim_urcu.so");
-    assert!(lib.exists(), "{} missing after the build", lib.display());
-    lib
+    assert!(status.success(), "cargo build -p {} failed", lib.package);
+    let file = profile_dir.join(lib.file);
+    assert!(file.exists(), "{} missing after the build", file.display());
+    file
 }
 
 /// Rewrites the SONAME string in the dynamic string table (a test-only
@@ -262,7 +269,8 @@ pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
-    /// Whether the loader resolved `liburcu-memb.so.8` to the drop-in.
+    /// Whether the loader resolved `liburcu-memb.so.8` (or `-qsbr`) to the
+    /// drop-in.
     pub loaded_ours: bool,
     /// The loader's resolution (`LD_TRACE_LOADED_OBJECTS`), for messages.
     pub trace: String,
@@ -287,10 +295,11 @@ pub fn run(exe: &Path, dropin: Option<&Path>) -> Output {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
+    let name = LIB.get().expect("Env::get ran").dropin;
     let loaded_ours = dropin.is_some_and(|d| {
         trace
             .lines()
-            .any(|l| l.contains(&format!("{DROPIN} => {}", d.display())))
+            .any(|l| l.contains(&format!("{name} => {}", d.display())))
     });
     let mut cmd = Command::new(exe);
     env_of(&mut cmd);

@@ -14,29 +14,43 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub(crate) use crate::crdp::{all, default_crdp, CallRcuData, RcuFunc, RcuHead, WORKER_OF};
-use crate::crdp::{current_crdp, install_default, per_cpu, DEFAULT, PER_CPU, THREAD_CRDP};
-use crate::rcu;
+use crate::crdp::{
+    all, current_crdp, default_crdp, install_default, per_cpu, DEFAULT, PER_CPU, THREAD_CRDP,
+    WORKER_OF,
+};
+pub use crate::crdp::{CallRcuData, RcuFunc, RcuHead};
+use crate::Flavor;
 
-/// Queues `head` (with `bytes` for the backlog) to run `func` after a grace
-/// period.
-pub(crate) fn queue(head: *mut RcuHead, func: RcuFunc, bytes: usize) {
+/// Whether the calling thread is a `call_rcu_data`'s own thread (running
+/// its callbacks).
+pub fn on_crdp_thread() -> bool {
+    !WORKER_OF.with(|t| t.get()).is_null()
+}
+
+/// `call_rcu`: queues `head` (with `bytes` for the backlog) to run `func`
+/// after a grace period.
+///
+/// # Safety
+/// `head` is valid and untouched by the caller until `func` runs.
+pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) {
     // SAFETY: the caller passes a valid head it hands over to us.
     unsafe {
         (*head).next = ptr::null_mut();
         (*head).func = Some(func);
     }
-    let rcu = rcu();
+    let rcu = F::rcu();
     if DEFAULT.load(Ordering::Acquire).is_null() {
         // Created outside the section: creation takes `ALL`, which
         // `before_fork` holds while it waits for grace periods.
-        drop(default_crdp());
+        F::offline_while(|| drop(default_crdp::<F>()));
     }
     // A caller already in a section, or on a crdp thread, is never held
     // back (see `CallRcuData::push_back`).
-    let may_wait = !rcu.in_read_section() && WORKER_OF.with(|t| t.get()).is_null();
+    let may_wait = !F::in_read_section() && !on_crdp_thread();
+    // A section of the domain's own (on any thread, online or not) keeps
+    // the chosen crdp alive while it is used.
     rcu.read_lock_raw();
-    let crdp = current_crdp();
+    let crdp = current_crdp::<F>();
     // SAFETY: inside the section the chosen crdp stays alive (liburcu's
     // contract: a crdp is freed a grace period after it was uninstalled).
     let over = unsafe { (*crdp).push(head, bytes) };
@@ -48,36 +62,40 @@ pub(crate) fn queue(head: *mut RcuHead, func: RcuFunc, bytes: usize) {
     // alive after it (an `Arc` clone only on this slow path).
     let crdp = unsafe { crate::crdp::clone_raw(crdp) };
     rcu.read_unlock_raw();
-    crdp.push_back();
+    F::offline_while(|| crdp.push_back());
 }
 
-/// Schedules `func(head)` after a grace period.
-///
-/// # Safety
-/// `head` is valid and untouched by the caller until `func` runs.
-#[no_mangle]
-pub unsafe extern "C" fn urcu_memb_call_rcu(head: *mut RcuHead, func: RcuFunc) {
-    queue(head, func, 0);
-}
-
-/// Waits until every callback queued before the call has been invoked.
-#[no_mangle]
-pub extern "C" fn urcu_memb_barrier() {
-    let rcu = rcu();
-    if rcu.in_read_section() {
+/// `rcu_barrier`: waits until every callback queued before the call has
+/// been invoked (an online QSBR thread goes offline for the wait).
+pub fn barrier<F: Flavor>() {
+    let rcu = F::rcu();
+    if F::in_read_section() {
         eprintln!("[error] rcu-reclaim-urcu: rcu_barrier() called from within RCU read-side critical section.");
         return;
     }
-    if crate::no_unwind(|| rcu.barrier()).is_none() {
-        return; // called from a defer_rcu callback: reported by the panic hook
-    }
-    wait_all_drained(false);
+    F::offline_while(|| {
+        if crate::no_unwind(|| rcu.barrier()).is_none() {
+            return; // called from a defer_rcu callback: reported by the panic hook
+        }
+        wait_all_drained(false);
+    });
+}
+
+/// Callbacks queued on every crdp and not yet invoked, and the bytes their
+/// sized calls declared.
+pub fn backlog() -> (usize, usize) {
+    let crdps = all().clone();
+    crdps
+        .iter()
+        .map(|c| c.backlog())
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
 }
 
 /// Waits until every crdp has invoked what it was handed before the call,
 /// first invoking it on the calling thread if `here`. Skips the caller's
 /// own crdp (a callback waiting for its own crdp would wait for itself).
-pub(crate) fn wait_all_drained(here: bool) {
+/// The caller is outside any read-side section (offline, for QSBR).
+pub fn wait_all_drained(here: bool) {
     let me = WORKER_OF.with(|t| t.get());
     let crdps: Vec<_> = all().clone();
     for c in crdps {
@@ -91,13 +109,10 @@ pub(crate) fn wait_all_drained(here: bool) {
 }
 
 /// Creates a crdp with its own thread (bound to `cpu_affinity` if >= 0).
-#[no_mangle]
-pub extern "C" fn urcu_memb_create_call_rcu_data(
-    _flags: c_ulong,
-    cpu_affinity: c_int,
-) -> *mut CallRcuData {
-    let mut all = all();
-    let crdp = CallRcuData::spawn(cpu_affinity);
+pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> *mut CallRcuData {
+    // `ALL` is held across grace periods by `before_fork`.
+    let mut all = F::offline_while(all);
+    let crdp = CallRcuData::spawn(F::rcu(), cpu_affinity);
     all.push(crdp.clone());
     Arc::into_raw(crdp).cast_mut()
 }
@@ -109,27 +124,27 @@ pub extern "C" fn urcu_memb_create_call_rcu_data(
 /// `crdp` came from `create_call_rcu_data`, is no longer installed for any
 /// thread or CPU, a grace period has passed since it was removed, and it is
 /// freed once.
-#[no_mangle]
-pub unsafe extern "C" fn urcu_memb_call_rcu_data_free(crdp: *mut CallRcuData) {
+pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
     if crdp.is_null() || ptr::eq(crdp, DEFAULT.load(Ordering::Acquire)) {
         return;
     }
     // SAFETY: per the contract, `crdp` is the reference `create` returned.
     let crdp = unsafe { Arc::from_raw(crdp.cast_const()) };
-    crdp.stop();
-    all().retain(|c| !Arc::ptr_eq(c, &crdp));
-    default_crdp().adopt(crdp.take_queue());
+    // Its thread may be waiting for a grace period: offline meanwhile.
+    F::offline_while(|| {
+        crdp.stop();
+        all().retain(|c| !Arc::ptr_eq(c, &crdp));
+        default_crdp::<F>().adopt(crdp.take_queue());
+    });
 }
 
 /// The default crdp (created on first use).
-#[no_mangle]
-pub extern "C" fn urcu_memb_get_default_call_rcu_data() -> *mut CallRcuData {
-    Arc::as_ptr(&default_crdp()).cast_mut()
+pub fn get_default_call_rcu_data<F: Flavor>() -> *mut CallRcuData {
+    Arc::as_ptr(&default_crdp::<F>()).cast_mut()
 }
 
 /// The crdp installed for `cpu`, or NULL.
-#[no_mangle]
-pub extern "C" fn urcu_memb_get_cpu_call_rcu_data(cpu: c_int) -> *mut CallRcuData {
+pub fn get_cpu_call_rcu_data(cpu: c_int) -> *mut CallRcuData {
     let Some(table) = PER_CPU.get() else {
         return ptr::null_mut();
     };
@@ -140,28 +155,25 @@ pub extern "C" fn urcu_memb_get_cpu_call_rcu_data(cpu: c_int) -> *mut CallRcuDat
 }
 
 /// The crdp installed for the calling thread, or NULL.
-#[no_mangle]
-pub extern "C" fn urcu_memb_get_thread_call_rcu_data() -> *mut CallRcuData {
+pub fn get_thread_call_rcu_data() -> *mut CallRcuData {
     THREAD_CRDP.with(|t| t.get()).cast_mut()
 }
 
 /// The crdp `call_rcu` uses on this thread now.
-#[no_mangle]
-pub extern "C" fn urcu_memb_get_call_rcu_data() -> *mut CallRcuData {
-    current_crdp().cast_mut()
+pub fn get_call_rcu_data<F: Flavor>() -> *mut CallRcuData {
+    current_crdp::<F>().cast_mut()
 }
 
 /// Installs `crdp` (or NULL) for the calling thread.
-#[no_mangle]
-pub extern "C" fn urcu_memb_set_thread_call_rcu_data(crdp: *mut CallRcuData) {
+pub fn set_thread_call_rcu_data(crdp: *mut CallRcuData) {
     THREAD_CRDP.with(|t| t.set(crdp));
 }
 
 /// Installs `crdp` for `cpu`: 0, or `-EINVAL` (CPU out of range) or
 /// `-EEXIST` (one is installed and `crdp` is not NULL), with `errno` set.
-#[no_mangle]
-pub extern "C" fn urcu_memb_set_cpu_call_rcu_data(cpu: c_int, crdp: *mut CallRcuData) -> c_int {
-    let _all = all();
+pub fn set_cpu_call_rcu_data<F: Flavor>(cpu: c_int, crdp: *mut CallRcuData) -> c_int {
+    // `ALL` is held across grace periods by `before_fork`.
+    let _all = F::offline_while(all);
     let Some(slot) = usize::try_from(cpu).ok().and_then(|c| per_cpu().get(c)) else {
         eprintln!("[error] rcu-reclaim-urcu: set CPU # out of range");
         return fail(libc::EINVAL);
@@ -180,17 +192,16 @@ fn fail(errno: c_int) -> c_int {
 }
 
 /// Creates and installs a crdp for every CPU that has none; 0 on success.
-#[no_mangle]
-pub extern "C" fn urcu_memb_create_all_cpu_call_rcu_data(flags: c_ulong) -> c_int {
+pub fn create_all_cpu_call_rcu_data<F: Flavor>(flags: c_ulong) -> c_int {
     for cpu in 0..per_cpu().len() as c_int {
-        if !urcu_memb_get_cpu_call_rcu_data(cpu).is_null() {
+        if !get_cpu_call_rcu_data(cpu).is_null() {
             continue;
         }
-        let crdp = urcu_memb_create_call_rcu_data(flags, cpu);
-        let ret = urcu_memb_set_cpu_call_rcu_data(cpu, crdp);
+        let crdp = create_call_rcu_data::<F>(flags, cpu);
+        let ret = set_cpu_call_rcu_data::<F>(cpu, crdp);
         if ret != 0 {
             // SAFETY: just created, never installed.
-            unsafe { urcu_memb_call_rcu_data_free(crdp) };
+            unsafe { call_rcu_data_free::<F>(crdp) };
             if ret != -libc::EEXIST {
                 return ret;
             }
@@ -200,8 +211,7 @@ pub extern "C" fn urcu_memb_create_all_cpu_call_rcu_data(flags: c_ulong) -> c_in
 }
 
 /// Uninstalls and frees every per-CPU crdp (their callbacks still run).
-#[no_mangle]
-pub extern "C" fn urcu_memb_free_all_cpu_call_rcu_data() {
+pub fn free_all_cpu_call_rcu_data<F: Flavor>() {
     let Some(table) = PER_CPU.get() else {
         return;
     };
@@ -211,24 +221,23 @@ pub extern "C" fn urcu_memb_free_all_cpu_call_rcu_data() {
         .filter(|p| !p.is_null())
         .collect();
     // call_rcu may still be using them inside its read-side section.
-    urcu_memb_synchronize_rcu_wrapper();
+    if F::in_read_section() {
+        crate::die("free_all_cpu_call_rcu_data() called inside a read-side critical section; it would wait for itself forever");
+    }
+    let rcu = F::rcu();
+    F::offline_while(|| rcu.synchronize());
     for p in old {
         // SAFETY: uninstalled a grace period ago; created by
         // `create_all_cpu_call_rcu_data` or the caller, freed once here.
-        unsafe { urcu_memb_call_rcu_data_free(p) };
+        unsafe { call_rcu_data_free::<F>(p) };
     }
-}
-
-fn urcu_memb_synchronize_rcu_wrapper() {
-    crate::reader::urcu_memb_synchronize_rcu();
 }
 
 /// The thread that invokes `crdp`'s callbacks.
 ///
 /// # Safety
 /// `crdp` is a live crdp from this library.
-#[no_mangle]
-pub unsafe extern "C" fn urcu_memb_get_call_rcu_thread(crdp: *mut CallRcuData) -> libc::pthread_t {
+pub unsafe fn get_call_rcu_thread(crdp: *mut CallRcuData) -> libc::pthread_t {
     // SAFETY: per the contract.
     let crdp = unsafe { &*crdp };
     crdp.tid.get().copied().unwrap_or(0)
@@ -238,7 +247,7 @@ pub unsafe extern "C" fn urcu_memb_get_call_rcu_thread(crdp: *mut CallRcuData) -
 /// crdp with a live thread takes over everything the old ones held; the
 /// per-CPU table and this thread's choice are cleared. The caller holds
 /// `ALL` (taken before the fork).
-pub(crate) fn rebuild_in_child(all: &mut Vec<Arc<CallRcuData>>) {
+pub(crate) fn rebuild_in_child<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) {
     if all.is_empty() {
         return; // call_rcu was never used
     }
@@ -250,7 +259,7 @@ pub(crate) fn rebuild_in_child(all: &mut Vec<Arc<CallRcuData>>) {
             .for_each(|s| s.store(ptr::null_mut(), Ordering::Release));
     }
     THREAD_CRDP.with(|t| t.set(ptr::null()));
-    let new_default = install_default(all);
+    let new_default = install_default::<F>(all);
     for c in old {
         new_default.adopt(c.abandon_in_child());
     }

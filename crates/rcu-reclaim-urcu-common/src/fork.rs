@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rcu_reclaim::fork::ForkGuard;
 
 use crate::call_rcu::{self, CallRcuData};
-use crate::{defer, rcu};
+use crate::crdp::all;
+use crate::{defer, Flavor};
 
 /// liburcu's `struct urcu_atfork`, registered by liburcu-cds's hash table.
 #[repr(C)]
@@ -60,16 +61,21 @@ fn atfork(pick: impl Fn(&UrcuAtfork) -> Option<unsafe extern "C" fn(*mut std::ff
     }
 }
 
-/// Quiesces RCU before `fork()` (for `pthread_atfork` or a manual call).
-#[no_mangle]
-pub extern "C" fn urcu_memb_call_rcu_before_fork() {
-    let flush = defer::before_fork();
-    let all = call_rcu::all();
-    atfork(|a| a.before_fork);
-    all.iter().for_each(|c| c.pause());
+/// `call_rcu_before_fork`: quiesces RCU before `fork()` (for
+/// `pthread_atfork` or a manual call).
+pub fn before_fork<F: Flavor>() {
+    F::before_fork();
+    // Waits for flushes and batches under way, which wait for grace periods.
+    let (flush, all) = F::offline_while(|| {
+        let flush = defer::before_fork();
+        let all = all();
+        atfork(|a| a.before_fork);
+        all.iter().for_each(|c| c.pause());
+        (flush, all)
+    });
     let defer = flush.map(defer::ForkHeld::new);
-    let rcu = rcu();
-    let domain = if rcu.in_read_section() {
+    let rcu = F::rcu();
+    let domain = if F::in_read_section() {
         eprintln!(
             "[error] rcu-reclaim-urcu: fork() prepared inside a read-side critical section; \
              the child may not be able to run grace periods"
@@ -81,9 +87,8 @@ pub extern "C" fn urcu_memb_call_rcu_before_fork() {
     HELD.with(|h| *h.borrow_mut() = Some(Held { domain, defer, all }));
 }
 
-/// Resumes RCU in the parent after `fork()`.
-#[no_mangle]
-pub extern "C" fn urcu_memb_call_rcu_after_fork_parent() {
+/// `call_rcu_after_fork_parent`: resumes RCU in the parent after `fork()`.
+pub fn after_fork_parent<F: Flavor>() {
     let Some(held) = HELD.with(|h| h.borrow_mut().take()) else {
         eprintln!(
             "[error] rcu-reclaim-urcu: call_rcu_after_fork_parent() without call_rcu_before_fork()"
@@ -99,12 +104,13 @@ pub extern "C" fn urcu_memb_call_rcu_after_fork_parent() {
     held.all.iter().for_each(|c| c.resume());
     atfork(|a| a.after_fork_parent);
     drop(held.all);
+    F::after_fork();
 }
 
-/// Makes RCU and call_rcu usable in the child after `fork()`: callbacks
-/// queued before the fork still run, new ones work.
-#[no_mangle]
-pub extern "C" fn urcu_memb_call_rcu_after_fork_child() {
+/// `call_rcu_after_fork_child`: makes RCU and call_rcu usable in the child
+/// after `fork()`: callbacks queued before the fork still run, new ones
+/// work.
+pub fn after_fork_child<F: Flavor>() {
     let Some(mut held) = HELD.with(|h| h.borrow_mut().take()) else {
         eprintln!(
             "[error] rcu-reclaim-urcu: call_rcu_after_fork_child() without call_rcu_before_fork()"
@@ -114,20 +120,20 @@ pub extern "C" fn urcu_memb_call_rcu_after_fork_child() {
     if let Some(d) = held.domain.take() {
         d.child();
     }
-    call_rcu::rebuild_in_child(&mut held.all);
+    call_rcu::rebuild_in_child::<F>(&mut held.all);
     if let Some(d) = held.defer.take() {
-        d.child();
+        d.child::<F>();
     }
     drop(held.all);
     atfork(|a| a.after_fork_child);
+    F::after_fork();
 }
 
 /// Registers liburcu-cds's fork hooks (reference counted, as liburcu).
 ///
 /// # Safety
 /// `atfork` stays valid until unregistered.
-#[no_mangle]
-pub unsafe extern "C" fn urcu_memb_register_rculfhash_atfork(atfork: *mut UrcuAtfork) {
+pub unsafe fn register_rculfhash_atfork(atfork: *mut UrcuAtfork) {
     let mut a = ATFORK.lock().unwrap_or_else(|p| p.into_inner());
     if a.1 == 0 {
         a.0 = atfork;
@@ -139,8 +145,7 @@ pub unsafe extern "C" fn urcu_memb_register_rculfhash_atfork(atfork: *mut UrcuAt
 ///
 /// # Safety
 /// Pairs with a registration.
-#[no_mangle]
-pub unsafe extern "C" fn urcu_memb_unregister_rculfhash_atfork(_atfork: *mut UrcuAtfork) {
+pub unsafe fn unregister_rculfhash_atfork(_atfork: *mut UrcuAtfork) {
     let mut a = ATFORK.lock().unwrap_or_else(|p| p.into_inner());
     a.1 = a.1.saturating_sub(1);
     if a.1 == 0 {

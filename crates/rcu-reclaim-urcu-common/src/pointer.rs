@@ -1,6 +1,7 @@
 //! liburcu's out-of-line pointer helpers (`urcu/pointer.h` without
 //! `_LGPL_SOURCE`), with the same ordering: publication is a release store,
-//! exchanges are full barriers.
+//! exchanges are full barriers. [`export_flavor!`](crate::export_flavor)
+//! exports them as `rcu_dereference_sym` and the rest.
 
 use std::ffi::c_void;
 use std::sync::atomic::{compiler_fence, AtomicPtr, Ordering};
@@ -8,8 +9,7 @@ use std::sync::atomic::{compiler_fence, AtomicPtr, Ordering};
 /// `rcu_dereference`: the caller already loaded `p`; this orders what the
 /// caller reads through it after the load (a dependency on every
 /// architecture Rust supports, so a compiler fence suffices).
-#[no_mangle]
-pub extern "C" fn rcu_dereference_sym(p: *mut c_void) -> *mut c_void {
+pub fn dereference(p: *mut c_void) -> *mut c_void {
     compiler_fence(Ordering::Acquire);
     p
 }
@@ -19,8 +19,7 @@ pub extern "C" fn rcu_dereference_sym(p: *mut c_void) -> *mut c_void {
 /// # Safety
 /// `p` points to a pointer-sized, aligned word that is only accessed
 /// atomically or under RCU's rules while this runs.
-#[no_mangle]
-pub unsafe extern "C" fn rcu_set_pointer_sym(p: *mut *mut c_void, v: *mut c_void) -> *mut c_void {
+pub unsafe fn set_pointer(p: *mut *mut c_void, v: *mut c_void) -> *mut c_void {
     // SAFETY: per the contract, `p` is valid and aligned for an atomic access.
     unsafe { AtomicPtr::from_ptr(p) }.store(v, Ordering::Release);
     v
@@ -30,9 +29,8 @@ pub unsafe extern "C" fn rcu_set_pointer_sym(p: *mut *mut c_void, v: *mut c_void
 /// full barrier).
 ///
 /// # Safety
-/// As [`rcu_set_pointer_sym`].
-#[no_mangle]
-pub unsafe extern "C" fn rcu_xchg_pointer_sym(p: *mut *mut c_void, v: *mut c_void) -> *mut c_void {
+/// As [`set_pointer`].
+pub unsafe fn xchg_pointer(p: *mut *mut c_void, v: *mut c_void) -> *mut c_void {
     // SAFETY: per the contract.
     unsafe { AtomicPtr::from_ptr(p) }.swap(v, Ordering::SeqCst)
 }
@@ -41,9 +39,8 @@ pub unsafe extern "C" fn rcu_xchg_pointer_sym(p: *mut *mut c_void, v: *mut c_voi
 /// the value found (a full barrier).
 ///
 /// # Safety
-/// As [`rcu_set_pointer_sym`].
-#[no_mangle]
-pub unsafe extern "C" fn rcu_cmpxchg_pointer_sym(
+/// As [`set_pointer`].
+pub unsafe fn cmpxchg_pointer(
     p: *mut *mut c_void,
     old: *mut c_void,
     new: *mut c_void,

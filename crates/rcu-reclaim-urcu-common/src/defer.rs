@@ -20,7 +20,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::rcu;
+use crate::Flavor;
 
 /// A deferred function: `void (*fct)(void *p)`.
 pub type DeferFunc = unsafe extern "C" fn(*mut c_void);
@@ -132,7 +132,9 @@ impl Queue {
 /// period or a callback).
 static QUEUES: Mutex<Vec<Arc<Queue>>> = Mutex::new(Vec::new());
 /// liburcu's `rcu_defer_mutex`: held by whoever flushes, across the grace
-/// period and the callbacks; taken before [`QUEUES`] and [`FLUSHER`].
+/// period and the callbacks; taken before [`QUEUES`] and [`FLUSHER`]. A
+/// QSBR thread waits for it offline (its holder may be waiting for a grace
+/// period): every `flush_lock` is inside `F::offline_while`.
 static FLUSH: Mutex<()> = Mutex::new(());
 /// The defer thread: whether it runs; it sleeps on [`WAKE`] while
 /// [`SLEEPING`].
@@ -188,27 +190,28 @@ fn orphan(q: &Queue) {
 
 /// The calling thread's queue, created (and the defer thread started) on
 /// first use.
-fn register(mine: &Mine) -> Arc<Queue> {
+fn register<F: Flavor>(mine: &Mine) -> Arc<Queue> {
     if let Some(q) = &*mine.0.borrow() {
         return q.clone();
     }
     let q = Arc::new(Queue::new());
     lock(&QUEUES).push(q.clone());
     *mine.0.borrow_mut() = Some(q.clone());
-    start_flusher();
+    start_flusher::<F>();
     q
 }
 
 /// Whether the calling thread may wait for a grace period here.
-fn may_flush() -> bool {
-    !FLUSHING.with(|f| f.get()) && !rcu().in_read_section()
+fn may_flush<F: Flavor>() -> bool {
+    !FLUSHING.with(|f| f.get()) && !F::in_read_section()
 }
 
 /// Waits for a grace period and runs what `q` holds, on the caller.
-fn flush_one(q: &Queue, flush: &FlushGuard) {
+fn flush_one<F: Flavor>(q: &Queue, flush: &FlushGuard) {
     let head = q.head.load(Ordering::Acquire);
     if head != q.tail.load(Ordering::Relaxed) {
-        rcu().synchronize();
+        // The caller is offline (QSBR): see `F::offline_while` at each.
+        F::rcu().synchronize();
         q.run_to(head, flush);
     }
 }
@@ -216,7 +219,7 @@ fn flush_one(q: &Queue, flush: &FlushGuard) {
 /// liburcu's `rcu_defer_barrier` body: one grace period for what every
 /// queue holds now, then all of it runs on the caller; drained orphans are
 /// dropped. Returns how many entries ran.
-fn flush_all(flush: &FlushGuard) -> usize {
+fn flush_all<F: Flavor>(flush: &FlushGuard) -> usize {
     let queues: Vec<(Arc<Queue>, usize)> = lock(&QUEUES)
         .iter()
         .map(|q| (q.clone(), q.head.load(Ordering::Acquire)))
@@ -226,7 +229,8 @@ fn flush_all(flush: &FlushGuard) -> usize {
         .iter()
         .any(|(q, h)| *h != q.tail.load(Ordering::Relaxed))
     {
-        rcu().synchronize();
+        // The caller is offline (QSBR): see `F::offline_while` at each.
+        F::rcu().synchronize();
         ran = queues.iter().map(|(q, h)| q.run_to(*h, flush)).sum();
     }
     lock(&QUEUES).retain(|q| !(q.orphan.load(Ordering::Acquire) && q.len() == 0));
@@ -235,14 +239,14 @@ fn flush_all(flush: &FlushGuard) -> usize {
 
 /// Hands one call to the domain's engine (a full queue that cannot be
 /// flushed here, or a thread whose queue is already gone at its exit).
-fn fallback(e: Entry) {
+fn fallback<F: Flavor>(e: Entry) {
     struct Deferred(Entry);
     // SAFETY: `defer_rcu`'s contract: `p` is handed over to `fct`, which
     // may run on another thread after a grace period.
     unsafe impl Send for Deferred {}
     let d = Deferred(e);
     FALLBACK.fetch_add(1, Ordering::Relaxed);
-    rcu().call(move || {
+    F::rcu().call(move || {
         let d = d;
         // SAFETY: the engine runs it once, after a grace period.
         unsafe { d.0.run() };
@@ -252,7 +256,7 @@ fn fallback(e: Entry) {
 
 /// Queues `e` on the caller's queue, flushing it first if it is full and
 /// the caller may wait; false if it could not be queued.
-fn push(mine: &Mine, e: Entry) -> bool {
+fn push<F: Flavor>(mine: &Mine, e: Entry) -> bool {
     if let Ok(b) = mine.0.try_borrow() {
         if let Some(q) = &*b {
             if q.try_push(e) {
@@ -260,21 +264,24 @@ fn push(mine: &Mine, e: Entry) -> bool {
             }
         }
     }
-    let q = register(mine);
+    let q = register::<F>(mine);
     if q.try_push(e) {
         return true;
     }
     // A crdp thread never waits for the flush lock: `call_rcu_before_fork`
     // holds it while it waits for the crdps to park.
-    let on_crdp = !crate::call_rcu::WORKER_OF.with(|t| t.get()).is_null();
-    if on_crdp || !may_flush() {
+    if crate::call_rcu::on_crdp_thread() || !may_flush::<F>() {
         return false;
     }
-    let Some(flush) = flush_lock() else {
-        return false;
-    };
-    flush_one(&q, &flush);
-    q.try_push(e)
+    // Offline (QSBR) while it waits for the lock too: its holder may be
+    // waiting for a grace period.
+    F::offline_while(|| {
+        let Some(flush) = flush_lock() else {
+            return false;
+        };
+        flush_one::<F>(&q, &flush);
+        q.try_push(e)
+    })
 }
 
 /// Runs `fct(p)` after a grace period: on this thread when its queue of
@@ -283,21 +290,19 @@ fn push(mine: &Mine, e: Entry) -> bool {
 ///
 /// # Safety
 /// `fct` may be called with `p` on another thread after a grace period.
-#[no_mangle]
-pub unsafe extern "C" fn urcu_memb_defer_rcu(fct: DeferFunc, p: *mut c_void) {
+pub unsafe fn defer_rcu<F: Flavor>(fct: DeferFunc, p: *mut c_void) {
     let e = Entry { fct, p };
-    if MINE.try_with(|m| push(m, e)).unwrap_or(false) {
+    if MINE.try_with(|m| push::<F>(m, e)).unwrap_or(false) {
         wake_flusher();
     } else {
-        fallback(e);
+        fallback::<F>(e);
     }
 }
 
 /// Creates the calling thread's queue (done on first `defer_rcu` anyway);
 /// 0, also when it has one.
-#[no_mangle]
-pub extern "C" fn urcu_memb_defer_register_thread() -> c_int {
-    let _ = MINE.try_with(register);
+pub fn register_thread<F: Flavor>() -> c_int {
+    let _ = MINE.try_with(register::<F>);
     0
 }
 
@@ -305,16 +310,21 @@ pub extern "C" fn urcu_memb_defer_register_thread() -> c_int {
 /// drops its queue. Inside a read-side section or a defer callback, where
 /// it cannot wait, it prints an error and leaves the queue to the defer
 /// thread.
-#[no_mangle]
-pub extern "C" fn urcu_memb_defer_unregister_thread() {
+pub fn unregister_thread<F: Flavor>() {
     let Some(q) = MINE.try_with(|m| m.0.borrow_mut().take()).ok().flatten() else {
         return;
     };
-    if let Some(flush) = may_flush().then(flush_lock).flatten() {
-        flush_one(&q, &flush);
-        lock(&QUEUES).retain(|x| !Arc::ptr_eq(x, &q));
-    } else {
-        misuse(
+    let flushed = may_flush::<F>()
+        && F::offline_while(|| {
+            let Some(flush) = flush_lock() else {
+                return false;
+            };
+            flush_one::<F>(&q, &flush);
+            lock(&QUEUES).retain(|x| !Arc::ptr_eq(x, &q));
+            true
+        });
+    if !flushed {
+        misuse::<F>(
             "rcu_defer_unregister_thread",
             "its queue is left to the defer thread",
         );
@@ -322,8 +332,8 @@ pub extern "C" fn urcu_memb_defer_unregister_thread() {
     }
 }
 
-fn misuse(what: &str, then: &str) {
-    let place = if rcu().in_read_section() {
+fn misuse<F: Flavor>(what: &str, then: &str) {
+    let place = if F::in_read_section() {
         "within RCU read-side critical section"
     } else {
         "from a defer_rcu callback"
@@ -333,58 +343,65 @@ fn misuse(what: &str, then: &str) {
 
 /// Waits until everything deferred before the call, by any thread, has run
 /// (on the caller, after one grace period).
-#[no_mangle]
-pub extern "C" fn urcu_memb_defer_barrier() {
-    let Some(flush) = may_flush().then(flush_lock).flatten() else {
-        return misuse("rcu_defer_barrier", "it returns at once");
-    };
-    flush_all(&flush);
-    drop(flush);
-    if FALLBACK.load(Ordering::Acquire) != 0 {
-        // Reported by the panic hook when called from an engine callback.
-        let _ = crate::no_unwind(|| rcu().barrier());
+pub fn barrier<F: Flavor>() {
+    if !may_flush::<F>() {
+        return misuse::<F>("rcu_defer_barrier", "it returns at once");
     }
+    F::offline_while(|| {
+        let Some(flush) = flush_lock() else {
+            return misuse::<F>("rcu_defer_barrier", "it returns at once");
+        };
+        flush_all::<F>(&flush);
+        drop(flush);
+        if FALLBACK.load(Ordering::Acquire) != 0 {
+            // Reported by the panic hook when called from an engine callback.
+            let _ = crate::no_unwind(|| F::rcu().barrier());
+        }
+    })
 }
 
 /// Runs what this thread deferred (after a grace period, on the caller).
-#[no_mangle]
-pub extern "C" fn urcu_memb_defer_barrier_thread() {
-    let Some(flush) = may_flush().then(flush_lock).flatten() else {
-        return misuse("rcu_defer_barrier_thread", "it returns at once");
-    };
-    if let Some(q) = MINE.try_with(|m| m.0.borrow().clone()).ok().flatten() {
-        flush_one(&q, &flush);
+pub fn barrier_thread<F: Flavor>() {
+    if !may_flush::<F>() {
+        return misuse::<F>("rcu_defer_barrier_thread", "it returns at once");
     }
+    F::offline_while(|| {
+        let Some(flush) = flush_lock() else {
+            return misuse::<F>("rcu_defer_barrier_thread", "it returns at once");
+        };
+        if let Some(q) = MINE.try_with(|m| m.0.borrow().clone()).ok().flatten() {
+            flush_one::<F>(&q, &flush);
+        }
+    })
 }
-
-/// Accepted for compatibility; nothing to tear down.
-#[no_mangle]
-pub extern "C" fn urcu_memb_defer_exit() {}
 
 /// Entries deferred and not yet run, in every queue (and handed to the
 /// engine, which counts those itself).
-pub(crate) fn pending() -> usize {
+pub fn pending() -> usize {
     lock(&QUEUES).iter().map(|q| q.len()).sum()
 }
 
 /// For a reclaimer (`rcu_reclaim_run_callbacks`): flushes every queue on
 /// the caller, unless it may not wait here. Returns how many ran.
-pub(crate) fn drain_here() -> usize {
-    match may_flush().then(flush_lock).flatten() {
-        Some(flush) => flush_all(&flush),
-        None => 0,
+pub fn drain_here<F: Flavor>() -> usize {
+    if !may_flush::<F>() {
+        return 0;
     }
+    F::offline_while(|| match flush_lock() {
+        Some(flush) => flush_all::<F>(&flush),
+        None => 0,
+    })
 }
 
 /// Starts the defer thread unless it runs.
-fn start_flusher() {
+fn start_flusher<F: Flavor>() {
     let mut started = lock(&FLUSHER);
     if *started {
         return;
     }
     std::thread::Builder::new()
         .name("urcu-defer".into())
-        .spawn(flusher)
+        .spawn(flusher::<F>)
         .unwrap_or_else(|e| crate::die(&format!("cannot start the defer thread: {e}")));
     *started = true;
 }
@@ -402,7 +419,7 @@ fn wake_flusher() {
 
 /// liburcu's defer thread: sleeps until there is work, lets it gather for
 /// [`GATHER`], then flushes every queue.
-fn flusher() {
+fn flusher<F: Flavor>() {
     loop {
         SLEEPING.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -419,7 +436,7 @@ fn flusher() {
         }
         std::thread::sleep(GATHER);
         if let Some(flush) = flush_lock() {
-            flush_all(&flush);
+            flush_all::<F>(&flush);
         }
     }
 }
@@ -456,7 +473,7 @@ impl ForkHeld {
     /// In the child, where only the forking thread lives: the other
     /// threads' queues are orphans (the next flush runs them, as liburcu's
     /// child runs them at its next barrier), and a new defer thread starts.
-    pub(crate) fn child(mut self) {
+    pub(crate) fn child<F: Flavor>(mut self) {
         let mine = MINE
             .try_with(|m| m.0.borrow().as_ref().map(Arc::as_ptr))
             .ok()
@@ -471,7 +488,7 @@ impl ForkHeld {
         SLEEPING.store(false, Ordering::Relaxed);
         drop(self);
         if any {
-            start_flusher();
+            start_flusher::<F>();
         }
     }
 }
@@ -480,8 +497,42 @@ impl ForkHeld {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reader::{urcu_memb_read_lock, urcu_memb_read_unlock};
+    use rcu_reclaim::Rcu;
     use std::sync::atomic::AtomicU32;
+
+    /// The memb drop-in's flavor, over the global domain.
+    struct Memb;
+    impl Flavor for Memb {
+        fn rcu() -> &'static Rcu {
+            Rcu::global()
+        }
+        fn in_read_section() -> bool {
+            Rcu::global().in_read_section()
+        }
+        fn offline_while<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+    }
+
+    fn urcu_memb_read_lock() {
+        Memb::rcu().read_lock_raw();
+    }
+    fn urcu_memb_read_unlock() {
+        assert!(Memb::rcu().read_unlock_raw());
+    }
+    unsafe fn urcu_memb_defer_rcu(fct: DeferFunc, p: *mut c_void) {
+        // SAFETY: the caller's contract.
+        unsafe { defer_rcu::<Memb>(fct, p) }
+    }
+    fn urcu_memb_defer_barrier() {
+        barrier::<Memb>()
+    }
+    fn urcu_memb_defer_barrier_thread() {
+        barrier_thread::<Memb>()
+    }
+    fn urcu_memb_defer_unregister_thread() {
+        unregister_thread::<Memb>()
+    }
 
     /// `p` points to a counter: counts the run.
     unsafe extern "C" fn count(p: *mut c_void) {
@@ -584,19 +635,19 @@ mod tests {
     fn a_forked_child_runs_what_was_queued_before_the_fork() {
         let c = counters(50);
         defer_all(c);
-        crate::fork::urcu_memb_call_rcu_before_fork();
+        crate::fork::before_fork::<Memb>();
         // SAFETY: fork has no preconditions; the child only runs the
         // after-fork hook, the barrier, and `_exit`.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            crate::fork::urcu_memb_call_rcu_after_fork_child();
+            crate::fork::after_fork_child::<Memb>();
             urcu_memb_defer_barrier();
             let code = if all_once(c) { 0 } else { 1 };
             // SAFETY: leaves the child without running the parent's
             // atexit handlers or the test harness.
             unsafe { libc::_exit(code) };
         }
-        crate::fork::urcu_memb_call_rcu_after_fork_parent();
+        crate::fork::after_fork_parent::<Memb>();
         assert!(pid > 0);
         let mut status = 0;
         // SAFETY: waits for our own child.

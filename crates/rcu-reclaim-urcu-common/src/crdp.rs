@@ -11,7 +11,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::rcu;
+use rcu_reclaim::Rcu;
+
+use crate::Flavor;
 
 /// liburcu's `struct rcu_head`: a `cds_wfcq_node` (one pointer) then `func`.
 #[repr(C)]
@@ -53,7 +55,7 @@ pub(crate) fn per_cpu() -> &'static [AtomicPtr<CallRcuData>] {
 }
 
 /// The default crdp, created on first use.
-pub(crate) fn default_crdp() -> Arc<CallRcuData> {
+pub(crate) fn default_crdp<F: Flavor>() -> Arc<CallRcuData> {
     let p = DEFAULT.load(Ordering::Acquire);
     if !p.is_null() {
         // SAFETY: the default crdp is never freed (only replaced in a forked
@@ -66,12 +68,12 @@ pub(crate) fn default_crdp() -> Arc<CallRcuData> {
         // SAFETY: as above.
         return unsafe { clone_raw(p) };
     }
-    install_default(&mut all)
+    install_default::<F>(&mut all)
 }
 
 /// Creates the default crdp; the caller holds `ALL`.
-pub(crate) fn install_default(all: &mut Vec<Arc<CallRcuData>>) -> Arc<CallRcuData> {
-    let crdp = CallRcuData::spawn(-1);
+pub(crate) fn install_default<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) -> Arc<CallRcuData> {
+    let crdp = CallRcuData::spawn(F::rcu(), -1);
     all.push(crdp.clone());
     DEFAULT.store(Arc::as_ptr(&crdp).cast_mut(), Ordering::Release);
     crdp
@@ -92,7 +94,7 @@ pub(crate) unsafe fn clone_raw(p: *const CallRcuData) -> Arc<CallRcuData> {
 /// The crdp `call_rcu` would use now: the thread's, the CPU's, the default
 /// (created if need be). Called inside a read-side section (liburcu's
 /// contract for per-CPU ones), where the crdp stays alive.
-pub(crate) fn current_crdp() -> *const CallRcuData {
+pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
     let t = THREAD_CRDP.with(|t| t.get());
     if !t.is_null() {
         return t;
@@ -109,7 +111,7 @@ pub(crate) fn current_crdp() -> *const CallRcuData {
     }
     let p = DEFAULT.load(Ordering::Acquire);
     if p.is_null() {
-        Arc::as_ptr(&default_crdp())
+        Arc::as_ptr(&default_crdp::<F>())
     } else {
         p
     }
@@ -195,6 +197,8 @@ const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
 /// (liburcu's `URCU_CALL_RCU_RT` flag, a worker that polls instead of
 /// sleeping, is accepted and behaves like the default.)
 pub struct CallRcuData {
+    /// The domain whose grace periods the thread waits for.
+    rcu: &'static Rcu,
     /// Heads queued and not yet taken by a batch: a stack linked through
     /// `RcuHead::next` (`call_rcu` pushes, the thread takes it whole).
     incoming: AtomicPtr<RcuHead>,
@@ -226,8 +230,9 @@ fn wait<'a>(cv: &Condvar, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
 }
 
 impl CallRcuData {
-    pub(crate) fn spawn(cpu_affinity: c_int) -> Arc<CallRcuData> {
+    pub(crate) fn spawn(rcu: &'static Rcu, cpu_affinity: c_int) -> Arc<CallRcuData> {
         let crdp = Arc::new(CallRcuData {
+            rcu,
             incoming: AtomicPtr::new(ptr::null_mut()),
             queued: AtomicU64::new(0),
             done_hint: AtomicU64::new(0),
@@ -257,7 +262,7 @@ impl CallRcuData {
         if self.cpu_affinity >= 0 {
             set_affinity(self.cpu_affinity);
         }
-        rcu().register_thread();
+        self.rcu.register_thread();
         // As liburcu: callbacks that queue callbacks use this crdp.
         THREAD_CRDP.with(|t| t.set(Arc::as_ptr(&self)));
         WORKER_OF.with(|t| t.set(Arc::as_ptr(&self)));
@@ -289,7 +294,7 @@ impl CallRcuData {
                     self.sleeping.store(false, Ordering::Relaxed);
                     let idle_wake = !st.pause && !st.stop;
                     drop(st);
-                    if idle_wake && !rcu().in_fast_mode() {
+                    if idle_wake && !self.rcu.in_fast_mode() {
                         std::thread::sleep(GATHER);
                     }
                     continue;
@@ -307,7 +312,7 @@ impl CallRcuData {
             return (0, 0);
         }
         let (n, bytes) = (batch.len, batch.bytes);
-        let rcu = rcu();
+        let rcu = self.rcu;
         if rcu.in_fast_mode() {
             rcu.synchronize_expedited();
         } else {

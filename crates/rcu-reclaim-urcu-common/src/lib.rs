@@ -1,0 +1,318 @@
+//! # rcu-reclaim-urcu-common
+//!
+//! The half of rcu-reclaim's liburcu drop-ins that does not depend on the
+//! flavor: `call_rcu` and the `call_rcu_data` family, `rcu_barrier`, the
+//! `defer_rcu` family, the fork hooks, the pointer helpers and liburcu's
+//! `struct rcu_flavor_struct`. It is written once, here, and used by
+//! `rcu-reclaim-urcu` (`liburcu-memb.so.8`) and `rcu-reclaim-urcu-qsbr`
+//! (`liburcu-qsbr.so.8`); it has no stable API of its own.
+//!
+//! A drop-in implements [`Flavor`] (its domain, and what its read side
+//! means for a wait) and expands [`export_flavor!`] once, which defines the
+//! C symbols (`urcu_<flavor>_call_rcu`, ...) in the drop-in's own cdylib:
+//! nothing here is `#[no_mangle]`, so each library exports only its own
+//! flavor's names. The state (the `call_rcu_data` list, the `defer_rcu`
+//! queues, the fork hooks) is in statics: each cdylib that links this crate
+//! has its own copy, for its one flavor, so a program that loads both
+//! drop-ins gets two independent sets, as with liburcu's two libraries.
+//!
+//! Every function here is called from C: none unwinds. Misuse that liburcu
+//! reports and survives prints an `[error]` line and returns; misuse that
+//! would deadlock or corrupt prints the reason and aborts.
+
+pub mod call_rcu;
+mod crdp;
+pub mod defer;
+pub mod flavor_table;
+pub mod fork;
+pub mod pointer;
+
+use rcu_reclaim::Rcu;
+
+pub use crdp::{CallRcuData, RcuFunc, RcuHead};
+pub use defer::DeferFunc;
+pub use fork::UrcuAtfork;
+
+/// What a drop-in tells the shared code about its flavor.
+///
+/// Every wait for a grace period made by the shared code (a full
+/// `defer_rcu` queue flushed on its thread, `rcu_barrier`,
+/// `rcu_defer_barrier`, push-back in `call_rcu`, `call_rcu_before_fork`)
+/// runs inside [`offline_while`](Flavor::offline_while), after a check of
+/// [`in_read_section`](Flavor::in_read_section).
+pub trait Flavor: 'static {
+    /// The domain behind every exported function.
+    fn rcu() -> &'static Rcu;
+
+    /// Whether the calling thread is inside a read-side section that a wait
+    /// for a grace period would wait for, and that it cannot leave for the
+    /// wait (memb: any section; QSBR: a section taken while not online,
+    /// since an online thread goes offline for the wait).
+    fn in_read_section() -> bool;
+
+    /// Runs `f`, which may wait for grace periods, with the calling thread
+    /// not holding them up (QSBR: offline for the call if it is online, as
+    /// liburcu-qsbr's `synchronize_rcu` does; memb: just `f()`). The caller
+    /// checked [`in_read_section`](Flavor::in_read_section) first.
+    fn offline_while<R>(f: impl FnOnce() -> R) -> R;
+
+    /// Called first by `call_rcu_before_fork`, before the domain is
+    /// stopped for the fork (a QSBR drop-in drops the caller's registration
+    /// here: the domain's `prepare_fork` must not run on an online thread).
+    fn before_fork() {}
+
+    /// Called last by `call_rcu_after_fork_parent` and
+    /// `call_rcu_after_fork_child` (a QSBR drop-in restores the caller's
+    /// registration here).
+    fn after_fork() {}
+}
+
+/// Prints `msg` as liburcu prints its errors and aborts the process: for
+/// misuse after which continuing would deadlock or free memory in use.
+#[cold]
+pub fn die(msg: &str) -> ! {
+    eprintln!("[error] rcu-reclaim-urcu: {msg}");
+    std::process::abort()
+}
+
+/// Runs `f`, turning a panic of the library (misuse it detected and already
+/// described through the panic hook) into `None`, so nothing unwinds into C.
+pub fn no_unwind<R>(f: impl FnOnce() -> R) -> Option<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+/// Defines, in the calling crate, the C symbols that every flavor of
+/// liburcu 0.13 exports with its own prefix and that this crate implements
+/// once: `urcu_<p>_call_rcu`, `urcu_<p>_barrier`, the `call_rcu_data`
+/// family, the `call_rcu` fork hooks, the `defer_rcu` family and the
+/// liburcu-cds fork-hook registration, for the prefix `$p` (`"memb"`,
+/// `"qsbr"`) over the [`Flavor`] `$f`; and, with `pointer_helpers`, the
+/// flavor-independent `rcu_*_sym` pointer helpers (each of liburcu's flavor
+/// libraries exports them too). Expand it once, in a module of its own:
+/// the Rust names (`call_rcu`, `barrier`, ...) are what the flavor table
+/// refers to.
+#[macro_export]
+macro_rules! export_flavor {
+    ($p:literal, $f:ty) => {
+        $crate::export_flavor!(@common $p, $f);
+    };
+    ($p:literal, $f:ty, pointer_helpers) => {
+        $crate::export_flavor!(@common $p, $f);
+
+        #[doc = "`rcu_dereference` (`urcu/pointer.h` without `_LGPL_SOURCE`)."]
+        #[export_name = "rcu_dereference_sym"]
+        pub extern "C" fn rcu_dereference_sym(p: *mut ::std::ffi::c_void) -> *mut ::std::ffi::c_void {
+            $crate::pointer::dereference(p)
+        }
+
+        #[doc = "`rcu_set_pointer`: publishes `v` in `*p` (release); returns `v`."]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "`p` points to an aligned pointer-sized word accessed atomically."]
+        #[export_name = "rcu_set_pointer_sym"]
+        pub unsafe extern "C" fn rcu_set_pointer_sym(
+            p: *mut *mut ::std::ffi::c_void,
+            v: *mut ::std::ffi::c_void,
+        ) -> *mut ::std::ffi::c_void {
+            // SAFETY: the caller's contract is `set_pointer`'s.
+            unsafe { $crate::pointer::set_pointer(p, v) }
+        }
+
+        #[doc = "`rcu_xchg_pointer`: stores `v`, returns the old value (full barrier)."]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "As `rcu_set_pointer_sym`."]
+        #[export_name = "rcu_xchg_pointer_sym"]
+        pub unsafe extern "C" fn rcu_xchg_pointer_sym(
+            p: *mut *mut ::std::ffi::c_void,
+            v: *mut ::std::ffi::c_void,
+        ) -> *mut ::std::ffi::c_void {
+            // SAFETY: the caller's contract is `xchg_pointer`'s.
+            unsafe { $crate::pointer::xchg_pointer(p, v) }
+        }
+
+        #[doc = "`rcu_cmpxchg_pointer`: stores `new` if `*p` is `old`; returns what it found."]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "As `rcu_set_pointer_sym`."]
+        #[export_name = "rcu_cmpxchg_pointer_sym"]
+        pub unsafe extern "C" fn rcu_cmpxchg_pointer_sym(
+            p: *mut *mut ::std::ffi::c_void,
+            old: *mut ::std::ffi::c_void,
+            new: *mut ::std::ffi::c_void,
+        ) -> *mut ::std::ffi::c_void {
+            // SAFETY: the caller's contract is `cmpxchg_pointer`'s.
+            unsafe { $crate::pointer::cmpxchg_pointer(p, old, new) }
+        }
+    };
+    (@common $p:literal, $f:ty) => {
+        use ::std::os::raw::{c_int, c_ulong};
+        use $crate::{CallRcuData, DeferFunc, RcuFunc, RcuHead, UrcuAtfork};
+
+        #[doc = concat!("`urcu_", $p, "_call_rcu`: schedules `func(head)` after a grace period.")]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "`head` is valid and untouched by the caller until `func` runs."]
+        #[export_name = concat!("urcu_", $p, "_call_rcu")]
+        pub unsafe extern "C" fn call_rcu(head: *mut RcuHead, func: RcuFunc) {
+            // SAFETY: the caller's contract is `queue`'s.
+            unsafe { $crate::call_rcu::queue::<$f>(head, func, 0) };
+        }
+
+        #[doc = concat!("`urcu_", $p, "_barrier` (`rcu_barrier`): waits until every callback queued before the call has run.")]
+        #[export_name = concat!("urcu_", $p, "_barrier")]
+        pub extern "C" fn barrier() {
+            $crate::call_rcu::barrier::<$f>();
+        }
+
+        #[doc = concat!("`urcu_", $p, "_create_call_rcu_data`: a crdp with its own thread (bound to `cpu_affinity` if >= 0).")]
+        #[export_name = concat!("urcu_", $p, "_create_call_rcu_data")]
+        pub extern "C" fn create_call_rcu_data(flags: c_ulong, cpu_affinity: c_int) -> *mut CallRcuData {
+            $crate::call_rcu::create_call_rcu_data::<$f>(flags, cpu_affinity)
+        }
+
+        #[doc = concat!("`urcu_", $p, "_call_rcu_data_free`: stops a crdp's thread and frees it; what it holds goes to the default crdp.")]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "`crdp` came from `create_call_rcu_data`, is installed nowhere, a grace period has passed since it was removed, and it is freed once."]
+        #[export_name = concat!("urcu_", $p, "_call_rcu_data_free")]
+        pub unsafe extern "C" fn call_rcu_data_free(crdp: *mut CallRcuData) {
+            // SAFETY: the caller's contract is `call_rcu_data_free`'s.
+            unsafe { $crate::call_rcu::call_rcu_data_free::<$f>(crdp) }
+        }
+
+        #[doc = concat!("`urcu_", $p, "_get_default_call_rcu_data`: the default crdp (created on first use).")]
+        #[export_name = concat!("urcu_", $p, "_get_default_call_rcu_data")]
+        pub extern "C" fn get_default_call_rcu_data() -> *mut CallRcuData {
+            $crate::call_rcu::get_default_call_rcu_data::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_get_cpu_call_rcu_data`: the crdp installed for `cpu`, or NULL.")]
+        #[export_name = concat!("urcu_", $p, "_get_cpu_call_rcu_data")]
+        pub extern "C" fn get_cpu_call_rcu_data(cpu: c_int) -> *mut CallRcuData {
+            $crate::call_rcu::get_cpu_call_rcu_data(cpu)
+        }
+
+        #[doc = concat!("`urcu_", $p, "_get_thread_call_rcu_data`: the crdp installed for the calling thread, or NULL.")]
+        #[export_name = concat!("urcu_", $p, "_get_thread_call_rcu_data")]
+        pub extern "C" fn get_thread_call_rcu_data() -> *mut CallRcuData {
+            $crate::call_rcu::get_thread_call_rcu_data()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_get_call_rcu_data`: the crdp `call_rcu` uses on this thread now.")]
+        #[export_name = concat!("urcu_", $p, "_get_call_rcu_data")]
+        pub extern "C" fn get_call_rcu_data() -> *mut CallRcuData {
+            $crate::call_rcu::get_call_rcu_data::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_set_thread_call_rcu_data`: installs `crdp` (or NULL) for the calling thread.")]
+        #[export_name = concat!("urcu_", $p, "_set_thread_call_rcu_data")]
+        pub extern "C" fn set_thread_call_rcu_data(crdp: *mut CallRcuData) {
+            $crate::call_rcu::set_thread_call_rcu_data(crdp)
+        }
+
+        #[doc = concat!("`urcu_", $p, "_set_cpu_call_rcu_data`: installs `crdp` for `cpu`: 0, `-EINVAL` or `-EEXIST` (with `errno`).")]
+        #[export_name = concat!("urcu_", $p, "_set_cpu_call_rcu_data")]
+        pub extern "C" fn set_cpu_call_rcu_data(cpu: c_int, crdp: *mut CallRcuData) -> c_int {
+            $crate::call_rcu::set_cpu_call_rcu_data::<$f>(cpu, crdp)
+        }
+
+        #[doc = concat!("`urcu_", $p, "_create_all_cpu_call_rcu_data`: a crdp for every CPU that has none; 0 on success.")]
+        #[export_name = concat!("urcu_", $p, "_create_all_cpu_call_rcu_data")]
+        pub extern "C" fn create_all_cpu_call_rcu_data(flags: c_ulong) -> c_int {
+            $crate::call_rcu::create_all_cpu_call_rcu_data::<$f>(flags)
+        }
+
+        #[doc = concat!("`urcu_", $p, "_free_all_cpu_call_rcu_data`: uninstalls and frees every per-CPU crdp.")]
+        #[export_name = concat!("urcu_", $p, "_free_all_cpu_call_rcu_data")]
+        pub extern "C" fn free_all_cpu_call_rcu_data() {
+            $crate::call_rcu::free_all_cpu_call_rcu_data::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_get_call_rcu_thread`: the thread that invokes `crdp`'s callbacks.")]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "`crdp` is a live crdp from this library."]
+        #[export_name = concat!("urcu_", $p, "_get_call_rcu_thread")]
+        pub unsafe extern "C" fn get_call_rcu_thread(crdp: *mut CallRcuData) -> ::libc::pthread_t {
+            // SAFETY: the caller's contract is `get_call_rcu_thread`'s.
+            unsafe { $crate::call_rcu::get_call_rcu_thread(crdp) }
+        }
+
+        #[doc = concat!("`urcu_", $p, "_call_rcu_before_fork`: quiesces RCU before `fork()`.")]
+        #[export_name = concat!("urcu_", $p, "_call_rcu_before_fork")]
+        pub extern "C" fn call_rcu_before_fork() {
+            $crate::fork::before_fork::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_call_rcu_after_fork_parent`: resumes RCU in the parent.")]
+        #[export_name = concat!("urcu_", $p, "_call_rcu_after_fork_parent")]
+        pub extern "C" fn call_rcu_after_fork_parent() {
+            $crate::fork::after_fork_parent::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_call_rcu_after_fork_child`: makes RCU and call_rcu usable in the child.")]
+        #[export_name = concat!("urcu_", $p, "_call_rcu_after_fork_child")]
+        pub extern "C" fn call_rcu_after_fork_child() {
+            $crate::fork::after_fork_child::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_register_rculfhash_atfork`: registers liburcu-cds's fork hooks.")]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "`atfork` stays valid until unregistered."]
+        #[export_name = concat!("urcu_", $p, "_register_rculfhash_atfork")]
+        pub unsafe extern "C" fn register_rculfhash_atfork(atfork: *mut UrcuAtfork) {
+            // SAFETY: the caller's contract is `register_rculfhash_atfork`'s.
+            unsafe { $crate::fork::register_rculfhash_atfork(atfork) }
+        }
+
+        #[doc = concat!("`urcu_", $p, "_unregister_rculfhash_atfork`: drops one registration of liburcu-cds's fork hooks.")]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "Pairs with a registration."]
+        #[export_name = concat!("urcu_", $p, "_unregister_rculfhash_atfork")]
+        pub unsafe extern "C" fn unregister_rculfhash_atfork(atfork: *mut UrcuAtfork) {
+            // SAFETY: the caller's contract is `unregister_rculfhash_atfork`'s.
+            unsafe { $crate::fork::unregister_rculfhash_atfork(atfork) }
+        }
+
+        #[doc = concat!("`urcu_", $p, "_defer_rcu`: runs `fct(p)` after a grace period.")]
+        #[doc = ""]
+        #[doc = "# Safety"]
+        #[doc = "`fct` may be called with `p` on another thread after a grace period."]
+        #[export_name = concat!("urcu_", $p, "_defer_rcu")]
+        pub unsafe extern "C" fn defer_rcu(fct: DeferFunc, p: *mut ::std::ffi::c_void) {
+            // SAFETY: the caller's contract is `defer_rcu`'s.
+            unsafe { $crate::defer::defer_rcu::<$f>(fct, p) }
+        }
+
+        #[doc = concat!("`urcu_", $p, "_defer_register_thread`: creates the calling thread's `defer_rcu` queue; 0.")]
+        #[export_name = concat!("urcu_", $p, "_defer_register_thread")]
+        pub extern "C" fn defer_register_thread() -> c_int {
+            $crate::defer::register_thread::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_defer_unregister_thread`: runs what the thread deferred and drops its queue.")]
+        #[export_name = concat!("urcu_", $p, "_defer_unregister_thread")]
+        pub extern "C" fn defer_unregister_thread() {
+            $crate::defer::unregister_thread::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_defer_barrier`: runs everything deferred before the call, by any thread.")]
+        #[export_name = concat!("urcu_", $p, "_defer_barrier")]
+        pub extern "C" fn defer_barrier() {
+            $crate::defer::barrier::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_defer_barrier_thread`: runs what this thread deferred.")]
+        #[export_name = concat!("urcu_", $p, "_defer_barrier_thread")]
+        pub extern "C" fn defer_barrier_thread() {
+            $crate::defer::barrier_thread::<$f>()
+        }
+
+        #[doc = concat!("`urcu_", $p, "_defer_exit`: accepted for compatibility; nothing to tear down.")]
+        #[export_name = concat!("urcu_", $p, "_defer_exit")]
+        pub extern "C" fn defer_exit() {}
+    };
+}

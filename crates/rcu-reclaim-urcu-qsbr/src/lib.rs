@@ -1,0 +1,114 @@
+//! # rcu-reclaim-urcu-qsbr
+//!
+//! A drop-in for liburcu's *QSBR* flavor (`liburcu-qsbr.so.8`), backed by
+//! rcu-reclaim's [`Flavor::Qsbr`](rcu_reclaim::Flavor::Qsbr) domain, so C
+//! and C++ programs built against `<urcu-qsbr.h>` get pressure-aware
+//! reclamation by relinking, or without relinking through
+//! `LD_LIBRARY_PATH`.
+//!
+//! The library exports what a program compiled against liburcu 0.13's
+//! headers *without* `_LGPL_SOURCE` calls for the QSBR flavor: the read
+//! side (`urcu_qsbr_read_lock`/`unlock`, which such programs inline as
+//! empty functions unless built with `DEBUG_RCU`, `urcu_qsbr_read_ongoing`,
+//! `urcu_qsbr_quiescent_state`, `urcu_qsbr_thread_offline`/`online`),
+//! registration, `synchronize_rcu`, `call_rcu` and its `call_rcu_data`
+//! family, `rcu_barrier`, the fork hooks, the `defer_rcu` family, the
+//! pointer helpers, `urcu_qsbr_exit` and the `urcu_qsbr_flavor` table; plus
+//! liburcu 0.14's polled grace periods, as the memb drop-in does.
+//!
+//! Everything above the read side (`call_rcu`, `defer_rcu`, the fork
+//! hooks...) is the code of the memb drop-in, shared through
+//! `rcu-reclaim-urcu-common`; this crate adds the QSBR read side
+//! (`reader.rs`) and the flavor table.
+//!
+//! # What is not supported
+//! Programs built with `_LGPL_SOURCE` inline liburcu's read side: their
+//! `rcu_quiescent_state`, `rcu_thread_offline`/`online` and
+//! `rcu_read_ongoing` read and write liburcu's grace-period word
+//! (`urcu_qsbr_gp`) and its per-thread reader block (the TLS symbol
+//! `urcu_qsbr_reader`) directly, and liburcu's `synchronize_rcu` scans those
+//! blocks. This library keeps neither (its readers are rcu-reclaim's
+//! slots), so it does not export the two symbols: such a program fails to
+//! start against it ("undefined symbol: urcu_qsbr_gp"), rather than run
+//! with grace periods that ignore its readers.
+//!
+//! # Semantics, where liburcu leaves them open
+//! * A registered thread starts online. `rcu_read_lock` on an online
+//!   thread does nothing (as in liburcu); its section lasts until its next
+//!   quiescent state or `rcu_thread_offline`.
+//! * `rcu_read_lock` on a thread that is not registered, or is offline, is
+//!   a bug in liburcu (an assertion in debug builds, no protection at all
+//!   otherwise). Here it enters a real read-side section of the domain
+//!   (as the memb flavor's, with a fence), which `rcu_read_unlock` ends:
+//!   what the thread reads is protected. `rcu_read_ongoing` is 1 online or
+//!   inside such a section, else 0 (liburcu returns its reader counter).
+//! * `synchronize_rcu`, `rcu_barrier`, `rcu_defer_barrier` and a full
+//!   `defer_rcu` queue on an online thread put it offline for the wait and
+//!   back online after, as liburcu does; inside a section entered while not
+//!   online, `synchronize_rcu` would wait for itself: it prints the reason
+//!   and aborts (as the memb drop-in does in any section).
+//! * `rcu_unregister_thread` works online or offline (it goes offline
+//!   first, as liburcu does); a thread that exits without unregistering is
+//!   unregistered at its exit and never holds up a later grace period
+//!   (liburcu leaves the dead thread in its registry).
+//!   Registering twice only puts the thread online (liburcu would corrupt
+//!   its registry); `rcu_quiescent_state`, `rcu_thread_offline` and
+//!   `rcu_thread_online` on a thread that is not registered do nothing.
+//! * `call_rcu_before_fork` unregisters the calling thread for the fork
+//!   and the `after_fork` hooks register it again, online or offline as it
+//!   was; in the child, threads that do not exist there never hold up a
+//!   grace period (liburcu's child waits forever for a thread that was
+//!   online at the fork).
+//!
+//! Every function here is called from C: none unwinds.
+
+mod flavor;
+mod reader;
+
+use std::sync::OnceLock;
+
+use rcu_reclaim::{Config, Rcu};
+use rcu_reclaim_urcu_common::{die, Flavor as UrcuFlavor};
+
+/// The QSBR domain behind every exported function.
+static DOMAIN: OnceLock<Rcu> = OnceLock::new();
+
+/// The domain, created on first use.
+#[inline]
+fn rcu() -> &'static Rcu {
+    DOMAIN.get_or_init(|| {
+        Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr))
+            .unwrap_or_else(|e| die(&format!("cannot create the QSBR domain: {e}")))
+    })
+}
+
+/// The QSBR flavor, for the shared half: an online thread goes offline for
+/// the waits, and only a section entered while not online blocks them.
+struct Qsbr;
+
+impl UrcuFlavor for Qsbr {
+    fn rcu() -> &'static Rcu {
+        rcu()
+    }
+
+    fn in_read_section() -> bool {
+        reader::in_raw_section()
+    }
+
+    fn offline_while<R>(f: impl FnOnce() -> R) -> R {
+        reader::offline_while(f)
+    }
+
+    fn before_fork() {
+        reader::before_fork();
+    }
+
+    fn after_fork() {
+        reader::after_fork();
+    }
+}
+
+/// `urcu_qsbr_call_rcu` and the rest of the shared half, under QSBR names.
+mod common {
+    rcu_reclaim_urcu_common::export_flavor!("qsbr", crate::Qsbr, pointer_helpers);
+}

@@ -1,0 +1,366 @@
+//! The QSBR read side: registration, quiescent states, offline/online,
+//! `synchronize_rcu` and the polled API, over a per-thread
+//! [`QsbrThread`] registration of the domain.
+
+use std::cell::{Cell, RefCell};
+use std::os::raw::{c_int, c_ulong};
+
+use rcu_reclaim::QsbrThread;
+
+use crate::{die, rcu};
+
+/// The calling thread's state in the drop-in.
+struct Me {
+    /// The thread's registration (`rcu_register_thread`), online or not.
+    /// Dropped (so unregistered) at thread exit if the thread did not
+    /// unregister.
+    reg: RefCell<Option<QsbrThread>>,
+    /// Sections entered by `rcu_read_lock` while not online: real
+    /// read-side sections of the domain, which `rcu_read_unlock` ends.
+    raw: Cell<u32>,
+    /// Across `call_rcu_before_fork` .. `after_fork_*`: whether the thread
+    /// was registered (and online) before the fork.
+    fork_saved: Cell<Option<bool>>,
+}
+
+thread_local! {
+    static ME: Me = const {
+        Me {
+            reg: RefCell::new(None),
+            raw: Cell::new(0),
+            fork_saved: Cell::new(None),
+        }
+    };
+}
+
+/// Runs `f` on the thread's registration (`None`: not registered, or the
+/// thread is exiting and its state is gone). Never held across a wait.
+fn with_reg<R>(f: impl FnOnce(Option<&QsbrThread>) -> R) -> R {
+    let mut f = Some(f);
+    let r = ME.try_with(|me| match me.reg.try_borrow() {
+        Ok(reg) => (f.take().expect("called once"))(reg.as_ref()),
+        Err(_) => (f.take().expect("called once"))(None),
+    });
+    match r {
+        Ok(r) => r,
+        Err(_) => (f.take().expect("not called when the state is gone"))(None),
+    }
+}
+
+/// Whether the thread is registered and online.
+fn online() -> bool {
+    with_reg(|t| t.is_some_and(QsbrThread::is_online))
+}
+
+/// Whether the thread is inside a section entered while not online.
+pub(crate) fn in_raw_section() -> bool {
+    ME.try_with(|me| me.raw.get() > 0).unwrap_or(false)
+}
+
+/// Runs `f` (a wait for grace periods) with the thread offline if it is
+/// online, and puts it back online after (also if `f` unwinds).
+pub(crate) fn offline_while<R>(f: impl FnOnce() -> R) -> R {
+    struct BackOnline(bool);
+    impl Drop for BackOnline {
+        fn drop(&mut self) {
+            if self.0 {
+                with_reg(|t| {
+                    if let Some(t) = t {
+                        t.thread_online_unchecked();
+                    }
+                });
+            }
+        }
+    }
+    let was_online = with_reg(|t| match t {
+        Some(t) if t.is_online() => {
+            // SAFETY: the thread waits for a grace period: liburcu's
+            // contract for these calls is that it holds no reference read
+            // in an earlier section (they are quiescent states).
+            unsafe { t.thread_offline_unchecked() };
+            true
+        }
+        _ => false,
+    });
+    let _back = BackOnline(was_online);
+    f()
+}
+
+/// Enters a read-side section. Free on an online thread (it is in one
+/// until its next quiescent state); on a thread that is not registered or
+/// is offline (a bug in liburcu), a real section of the domain.
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_read_lock() {
+    if online() {
+        return;
+    }
+    rcu().read_lock_raw();
+    if ME.try_with(|me| me.raw.set(me.raw.get() + 1)).is_err() {
+        // The thread is exiting: nothing to count in; the unlock ends the
+        // domain's raw section all the same.
+    }
+}
+
+/// Leaves the innermost read-side section: ends a section entered while
+/// not online, else does nothing (an online thread's section lasts until
+/// its next quiescent state).
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_read_unlock() {
+    let raw = ME
+        .try_with(|me| {
+            let n = me.raw.get();
+            if n > 0 {
+                me.raw.set(n - 1);
+            }
+            n > 0
+        })
+        .unwrap_or(true);
+    if raw {
+        let _ = rcu().read_unlock_raw();
+    }
+}
+
+/// 1 if the thread is online or inside a section entered while not
+/// online, else 0 (liburcu returns its nonzero reader counter online).
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_read_ongoing() -> c_int {
+    c_int::from(online() || in_raw_section())
+}
+
+/// Reports a quiescent state: the thread holds no reference read before
+/// the call. Two loads and a compare when no grace period waits for it.
+/// Nothing on a thread that is not registered, or is offline.
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_quiescent_state() {
+    let _ = ME.try_with(|me| {
+        if let Ok(mut reg) = me.reg.try_borrow_mut() {
+            if let Some(t) = reg.as_mut() {
+                t.quiescent_state();
+            }
+        }
+    });
+}
+
+/// Puts the thread offline: no grace period waits for it until
+/// `rcu_thread_online`. Nothing if it is not registered or offline.
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_thread_offline() {
+    with_reg(|t| {
+        if let Some(t) = t {
+            // SAFETY: liburcu's contract for `rcu_thread_offline`: the
+            // thread holds no reference read in a section until it is
+            // online again.
+            unsafe { t.thread_offline_unchecked() };
+        }
+    });
+}
+
+/// Puts the thread back online. Nothing if it is not registered or
+/// online.
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_thread_online() {
+    with_reg(|t| {
+        if let Some(t) = t {
+            t.thread_online_unchecked();
+        }
+    });
+}
+
+/// Registers the calling thread as a reader; it starts online. A second
+/// call only puts it online (liburcu's last step).
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_register_thread() {
+    let rcu = rcu();
+    let _ = ME.try_with(|me| {
+        // Never borrowed across a call out of this module: the borrow
+        // cannot fail, and nothing may unwind into C if it did.
+        let Ok(mut reg) = me.reg.try_borrow_mut() else {
+            return;
+        };
+        match reg.as_ref() {
+            Some(t) => t.thread_online_unchecked(),
+            None => *reg = Some(rcu.register_qsbr_thread()),
+        }
+    });
+}
+
+/// Unregisters the calling thread (offline first, so no grace period waits
+/// for it). Nothing if it is not registered.
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_unregister_thread() {
+    let reg = ME
+        .try_with(|me| me.reg.try_borrow_mut().ok().and_then(|mut r| r.take()))
+        .ok()
+        .flatten();
+    drop(reg);
+}
+
+/// Waits until every online registered thread has reported a quiescent
+/// state (or gone offline) since the call began; an online caller is
+/// offline meanwhile, as in liburcu.
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_synchronize_rcu() {
+    if in_raw_section() {
+        die("synchronize_rcu() called inside a read-side critical section entered while not online; it would wait for itself forever");
+    }
+    let rcu = rcu();
+    offline_while(|| rcu.synchronize());
+}
+
+/// liburcu's exit hook (called at its unload): nothing to tear down here.
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_exit() {}
+
+/// liburcu 0.14's `struct urcu_gp_poll_state`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UrcuGpPollState {
+    /// The grace-period sequence value that completes the snapshot.
+    pub grace_period_id: c_ulong,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<c_ulong>() == 8,
+    "liburcu's grace_period_id must hold a u64"
+);
+
+/// Starts a grace period if needed and returns a snapshot to poll (0.14).
+/// Never waits: an online caller stays online.
+#[no_mangle]
+pub extern "C" fn urcu_qsbr_start_poll_synchronize_rcu() -> UrcuGpPollState {
+    UrcuGpPollState {
+        grace_period_id: rcu().start_poll().seq() as c_ulong,
+    }
+}
+
+/// Whether a grace period has elapsed since `state` was taken (0.14).
+#[no_mangle]
+#[allow(clippy::unnecessary_cast)] // c_ulong is u64 here, not everywhere
+pub extern "C" fn urcu_qsbr_poll_state_synchronize_rcu(state: UrcuGpPollState) -> bool {
+    // `unsigned long` is 64 bits on every target the library builds for
+    // (see the assertion above).
+    rcu().poll_seq(state.grace_period_id as u64)
+}
+
+/// Before the fork: the registration is dropped (the domain cannot be
+/// stopped for the fork with the caller online, and its slot would not
+/// survive the child's reset), remembering whether it was online.
+pub(crate) fn before_fork() {
+    let _ = ME.try_with(|me| {
+        if let Ok(mut reg) = me.reg.try_borrow_mut() {
+            if let Some(t) = reg.take() {
+                me.fork_saved.set(Some(t.is_online()));
+            }
+        }
+    });
+}
+
+/// After the fork, in the parent and in the child: the registration dropped
+/// by [`before_fork`] is taken again, online or offline as it was.
+pub(crate) fn after_fork() {
+    let Some(was_online) = ME.try_with(|me| me.fork_saved.take()).ok().flatten() else {
+        return;
+    };
+    urcu_qsbr_register_thread();
+    if !was_online {
+        urcu_qsbr_thread_offline();
+    }
+}
+
+/// What C cannot compare with liburcu: the cases where liburcu asserts,
+/// deadlocks or leaves a reader unprotected.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::c_void;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn read_lock_on_an_unregistered_thread_is_a_real_section() {
+        urcu_qsbr_read_lock();
+        assert!(in_raw_section());
+        assert_eq!(urcu_qsbr_read_ongoing(), 1);
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let writer = std::thread::spawn(move || {
+            urcu_qsbr_synchronize_rcu();
+            d.store(true, Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "a grace period ended under the section"
+        );
+        urcu_qsbr_read_unlock();
+        writer.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
+        assert_eq!(urcu_qsbr_read_ongoing(), 0);
+    }
+
+    #[test]
+    fn an_online_thread_reads_for_free_and_synchronizes_offline() {
+        std::thread::spawn(|| {
+            urcu_qsbr_register_thread();
+            urcu_qsbr_read_lock();
+            assert!(!in_raw_section(), "online: no section to enter");
+            urcu_qsbr_read_unlock();
+            urcu_qsbr_synchronize_rcu(); // would wait for itself online
+            assert_eq!(urcu_qsbr_read_ongoing(), 1, "back online");
+            urcu_qsbr_register_thread(); // twice: still one registration
+            urcu_qsbr_unregister_thread();
+            assert_eq!(urcu_qsbr_read_ongoing(), 0);
+            urcu_qsbr_unregister_thread(); // not registered: nothing
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_exits_online_does_not_block_later_grace_periods() {
+        std::thread::spawn(|| {
+            urcu_qsbr_register_thread();
+            urcu_qsbr_quiescent_state();
+        })
+        .join()
+        .unwrap();
+        urcu_qsbr_synchronize_rcu();
+    }
+
+    static RAN: AtomicU32 = AtomicU32::new(0);
+
+    unsafe extern "C" fn count(_: *mut c_void) {
+        RAN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// liburcu-qsbr deadlocks here: an online thread blocked on its defer
+    /// mutex holds up the grace period that the mutex's holder waits for.
+    #[test]
+    fn online_threads_deferring_concurrently_do_not_deadlock() {
+        const THREADS: u32 = 3;
+        const EACH: u32 = 3 * 4096;
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    urcu_qsbr_register_thread();
+                    for i in 0..EACH {
+                        // SAFETY: `count` ignores its argument.
+                        unsafe { crate::common::defer_rcu(count, std::ptr::null_mut()) };
+                        if i % 64 == 0 {
+                            urcu_qsbr_quiescent_state();
+                        }
+                    }
+                    crate::common::defer_barrier_thread();
+                    crate::common::defer_unregister_thread();
+                    urcu_qsbr_unregister_thread();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        crate::common::defer_barrier();
+        assert_eq!(RAN.load(Ordering::Relaxed), THREADS * EACH);
+    }
+}

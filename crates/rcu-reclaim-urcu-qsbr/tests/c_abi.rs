@@ -1,0 +1,179 @@
+//! The C ABI, exercised by C programs of our own compiled against Debian's
+//! liburcu-dev 0.13 `<urcu-qsbr.h>` (no `_LGPL_SOURCE`): each one runs
+//! against the real `liburcu-qsbr.so.8` and against this library dropped in
+//! as `liburcu-qsbr.so.8` through `LD_LIBRARY_PATH`, and must print the
+//! same.
+//!
+//! The harness is the memb drop-in's (`rcu-reclaim-urcu/tests/harness`),
+//! given this library's names. The tests build the cdylib themselves
+//! (`cargo build -p rcu-reclaim-urcu-qsbr`, same profile and target
+//! directory). They skip, saying why, where gcc, the liburcu-dev headers or
+//! binutils are missing.
+
+#[path = "../../rcu-reclaim-urcu/tests/harness/mod.rs"]
+mod harness;
+
+use harness::{run, Env, QSBR};
+
+/// What the real library exports that this one does not: what only
+/// `_LGPL_SOURCE` builds reach (its grace-period word, its TLS reader
+/// block) and its futex fallback internals.
+const NOT_EXPORTED: &[&str] = &[
+    "urcu_qsbr_gp",
+    "urcu_qsbr_reader",
+    "compat_futex_async",
+    "compat_futex_noasync",
+    "__urcu_compat_futex_cond",
+    "__urcu_compat_futex_lock",
+];
+
+/// What this library exports beyond liburcu 0.13's: 0.14's polled pair.
+const ADDED: &[&str] = &[
+    "urcu_qsbr_start_poll_synchronize_rcu",
+    "urcu_qsbr_poll_state_synchronize_rcu",
+];
+
+/// Builds `prog` with `cflags`, runs it against liburcu and against ours,
+/// and checks both succeed with the same output.
+fn same_as_liburcu_with(prog: &str, cflags: &[&str]) {
+    let Some(env) = Env::get(&QSBR) else { return };
+    // Linked against the drop-in (NEEDED: its SONAME, liburcu-qsbr.so.8).
+    let exe = env.compile(prog, cflags, &["-lurcu-qsbr"]);
+    let ours = run(&exe, Some(&env.dropin_dir));
+    assert!(
+        ours.loaded_ours,
+        "{prog}: the drop-in was not the library the loader picked:\n{}",
+        ours.trace
+    );
+    assert_eq!(
+        ours.code,
+        Some(0),
+        "{prog} against rcu-reclaim-urcu-qsbr failed:\n{}{}",
+        ours.stdout,
+        ours.stderr
+    );
+    match &env.real_liburcu {
+        Some(_) => {
+            let real = run(&exe, None);
+            assert_eq!(
+                real.code,
+                Some(0),
+                "{prog} against liburcu-qsbr failed:\n{}",
+                real.stderr
+            );
+            assert_eq!(
+                ours.stdout, real.stdout,
+                "{prog}: rcu-reclaim-urcu-qsbr and liburcu-qsbr differ"
+            );
+        }
+        None => eprintln!("note: liburcu-qsbr.so.8 not found; {prog} ran against ours only"),
+    }
+    assert!(!ours.stdout.is_empty());
+}
+
+fn same_as_liburcu(prog: &str) {
+    same_as_liburcu_with(prog, &[]);
+}
+
+#[test]
+fn readers_report_quiescent_states_writers_poison_after_synchronize() {
+    same_as_liburcu("readers_writers");
+}
+
+/// With `DEBUG_RCU`, `rcu_read_lock`/`unlock` are calls into the library
+/// instead of empty inline functions.
+#[test]
+fn readers_writers_with_out_of_line_read_lock() {
+    same_as_liburcu_with("readers_writers", &["-DDEBUG_RCU"]);
+}
+
+#[test]
+fn offline_threads_never_block_synchronize_rcu() {
+    same_as_liburcu("offline");
+}
+
+#[test]
+fn call_rcu_flood_from_online_threads_then_barrier() {
+    same_as_liburcu("call_rcu_flood");
+}
+
+#[test]
+fn defer_rcu_more_than_a_queue_then_barriers() {
+    same_as_liburcu("defer");
+}
+
+#[test]
+fn fork_with_pending_callbacks_from_an_online_thread() {
+    same_as_liburcu("fork");
+}
+
+/// A program built with `_LGPL_SOURCE` uses liburcu's private symbols: it
+/// runs against liburcu, and against ours the loader refuses to start it.
+#[test]
+fn lgpl_source_programs_fail_to_load_rather_than_run_unprotected() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    // Only liburcu has the symbols to link it: linked by path.
+    let Some(real) = &env.real_liburcu else {
+        eprintln!("skipped: liburcu-qsbr.so.8 not found");
+        return;
+    };
+    let exe = env.compile("lgpl", &[], &[real.to_str().expect("a UTF-8 path")]);
+    let ours = run(&exe, Some(&env.dropin_dir));
+    assert!(ours.loaded_ours, "{}", ours.trace);
+    assert_ne!(
+        ours.code,
+        Some(0),
+        "an _LGPL_SOURCE program ran against ours"
+    );
+    assert!(
+        ours.stderr.contains("undefined symbol: urcu_qsbr_"),
+        "unexpected failure:\n{}",
+        ours.stderr
+    );
+    let real = run(&exe, None);
+    assert_eq!(real.code, Some(0), "{}", real.stderr);
+    assert_eq!(real.stdout, "lgpl ok\n");
+}
+
+#[test]
+fn exports_the_qsbr_abi_of_liburcu_0_13_without_its_private_symbols() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let ours = harness::dynamic_symbols(&env.lib);
+    for s in NOT_EXPORTED {
+        assert!(!ours.contains(*s), "{s} is exported");
+    }
+    for s in ADDED {
+        assert!(ours.contains(*s), "{s} is not exported");
+    }
+    if let Some(real) = &env.real_liburcu {
+        let real = harness::dynamic_symbols(real);
+        let mut missing: Vec<_> = real
+            .iter()
+            .filter(|s| !NOT_EXPORTED.contains(&s.as_str()) && !ours.contains(*s))
+            .collect();
+        missing.sort();
+        assert!(
+            missing.is_empty(),
+            "liburcu-qsbr.so.8 exports these, we do not: {missing:?}"
+        );
+        let mut extra: Vec<_> = ours
+            .iter()
+            .filter(|s| !ADDED.contains(&s.as_str()) && !real.contains(*s))
+            .collect();
+        extra.sort();
+        assert!(
+            extra.is_empty(),
+            "we export these, liburcu-qsbr.so.8 does not: {extra:?}"
+        );
+    }
+}
+
+#[test]
+fn soname_default_and_drop_in() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    assert_eq!(harness::soname(&env.lib), Some(harness::current_soname()));
+    assert_eq!(
+        harness::soname(&env.dropin_dir.join("liburcu-qsbr.so.8")).as_deref(),
+        Some("liburcu-qsbr.so.8")
+    );
+}
