@@ -724,7 +724,8 @@ impl Rcu {
     /// assert!(!rcu.in_read_section());
     /// ```
     pub fn in_read_section(&self) -> bool {
-        reader::in_section(self.id)
+        reader::nesting_in(self.id) > 0
+            || (self.flavor == Flavor::Qsbr && reader::qsbr_online_in(self.id))
     }
 
     pub(crate) fn registry(&self) -> &Arc<Registry> {
