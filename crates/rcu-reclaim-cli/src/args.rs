@@ -213,6 +213,20 @@ pub const PAYLOAD: Size = Size {
     example: "4K",
 };
 
+/// `--cache-capacity` of the bench's cache scenario: 1M to 64G.
+pub const CACHE_CAPACITY: Size = Size {
+    what: "cache capacity",
+    min: 1 << 20,
+    max: 64 << 30,
+    example: "64M",
+};
+/// `--cache-value-min` and `--cache-value-max`: 1 B to 16M.
+pub const CACHE_VALUE: Size = Size {
+    what: "value size",
+    example: "4K",
+    ..PAYLOAD
+};
+
 impl Size {
     /// The value of `flag` given as `s`, or the message.
     pub(crate) fn check(&self, flag: &str, s: &str) -> Result<usize, String> {
@@ -370,6 +384,13 @@ pub const HZ: Float = Float {
     lo: 0.0,
     hi: 10_000.0,
     range: "0 (off) to 10000 Hz",
+};
+
+/// `--zipf` of the bench's cache scenario.
+pub const ZIPF: Float = Float {
+    lo: 0.0,
+    hi: 3.0,
+    range: "0 (uniform) to 3",
 };
 
 impl Float {

@@ -8,6 +8,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use super::cache::cmd::CacheArgs;
+use super::cache::report::CacheScenarioReport;
+use super::cache::CacheWorkload;
 use super::report::{self, ScenarioReport};
 use super::run::{self, RunResult, Workload};
 use super::{crossbeam::Crossbeam, ours_polled::OursPolled, seize::Seize};
@@ -24,6 +27,12 @@ pub enum Scenario {
     /// update-heavy with bigger payloads under a memory budget, to which
     /// only rcu-reclaim reacts.
     Budget,
+    /// Not in the default set: caches of large values (1-64 KiB) on a
+    /// Zipf key trace, 90 % gets, a miss inserts (cache-aside):
+    /// rcu-reclaim's RcuCache, moka and quick_cache at the same byte
+    /// capacity, and papaya (a map with no bound, stopped by a memory
+    /// guard at 4 x the capacity). 20 % of each run is warm-up.
+    Cache,
 }
 
 impl Scenario {
@@ -32,6 +41,7 @@ impl Scenario {
             Scenario::ReadMostly => "read-mostly",
             Scenario::UpdateHeavy => "update-heavy",
             Scenario::Budget => "budget",
+            Scenario::Cache => "cache",
         }
     }
 }
@@ -39,7 +49,8 @@ impl Scenario {
 /// The bench's flags.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Scenarios to run (repeat the flag for several). Default: all three.
+    /// Scenarios to run (repeat the flag for several). Default:
+    /// read-mostly, update-heavy and budget.
     #[arg(long, value_enum)]
     scenario: Vec<Scenario>,
     /// Seconds each backend runs per scenario, split over the rounds (0.2
@@ -79,10 +90,12 @@ pub struct BenchArgs {
     #[arg(long, default_value = "8K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     budget_payload_max: usize,
     /// Backends to run (repeat the flag for several; rcu-reclaim always
-    /// runs, as the ratios are against it): rcu-reclaim, rcu-reclaim-qsbr
-    /// (a QSBR domain: free read sections, a quiescent state after every
-    /// operation), crossbeam-epoch, seize, liburcu-memb and liburcu-qsbr
-    /// (with --features liburcu), and the opt-in
+    /// runs, as the ratios are against it: in the cache scenario, its
+    /// RcuCache). The cache scenario's: moka, quick_cache and papaya
+    /// (default: all). The others': rcu-reclaim-qsbr (a QSBR domain: free
+    /// read sections, a quiescent state after every operation),
+    /// crossbeam-epoch, seize, liburcu-memb and liburcu-qsbr (with
+    /// --features liburcu), and the opt-in
     /// rcu-reclaim-collect (each thread calls Rcu::collect after every
     /// update, outside the update's lock: it frees its own ready garbage),
     /// and the opt-in rcu-reclaim-inline (a domain with
@@ -111,6 +124,15 @@ pub struct BenchArgs {
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// What `bench` will run: the dentry-cache scenarios' workloads, and the
+/// cache scenario's.
+pub struct Plan {
+    dcache: Vec<(Scenario, Workload)>,
+    cache: Option<CacheWorkload>,
 }
 
 /// The shortest run the rounds may cut a backend's time into.
@@ -118,7 +140,7 @@ const MIN_RUN: f64 = 0.05;
 
 impl BenchArgs {
     /// The scenarios' workloads; the message names the flag at fault.
-    pub fn workloads(&self) -> Result<Vec<(Scenario, Workload)>, String> {
+    pub fn workloads(&self) -> Result<Plan, String> {
         for (min, max, what) in [
             (self.payload_min, self.payload_max, "--payload"),
             (
@@ -144,6 +166,7 @@ impl BenchArgs {
             ));
         }
         self.backends()?;
+        self.cache_backends()?;
         if !self.no_plot {
             args::check_plot_path(&self.plot)?;
         }
@@ -160,6 +183,29 @@ impl BenchArgs {
             s.dedup();
             s
         };
+        let cache = scenarios.contains(&Scenario::Cache);
+        let dcache_named = self
+            .backend
+            .iter()
+            .any(|b| b != <Ours>::NAME && !super::cache::cmd::available().contains(&b.as_str()));
+        if let Some(b) = self
+            .backend
+            .iter()
+            .find(|b| super::cache::cmd::available().contains(&b.as_str()))
+        {
+            if !cache {
+                return Err(format!(
+                    "--backend {b} runs only in the cache scenario: add --scenario cache"
+                ));
+            }
+        }
+        if dcache_named && scenarios.iter().all(|s| *s == Scenario::Cache) {
+            return Err(format!(
+                "--scenario cache runs only its own backends ({}); \
+                 the other --backend names are for the other scenarios",
+                super::cache::cmd::available().join(", ")
+            ));
+        }
         let base = Workload {
             read_permille: 0,
             threads,
@@ -169,9 +215,22 @@ impl BenchArgs {
             budget: None,
             duration: Duration::from_secs_f64(per_run),
         };
-        Ok(scenarios
+        let cache = if cache {
+            Some(
+                self.cache
+                    .workload(threads, Duration::from_secs_f64(per_run))?,
+            )
+        } else {
+            None
+        };
+        if cache.is_some() {
+            if let Some(why) = super::cache::cmd::unavailable() {
+                return Err(why);
+            }
+        }
+        let dcache = scenarios
             .into_iter()
-            .map(|s| {
+            .filter_map(|s| {
                 let w = match s {
                     Scenario::ReadMostly => Workload {
                         read_permille: 990,
@@ -188,10 +247,13 @@ impl BenchArgs {
                         budget: Some(self.budget),
                         ..base.clone()
                     },
+                    // Its own workload: `cache` above.
+                    Scenario::Cache => return None,
                 };
-                (s, w)
+                Some((s, w))
             })
-            .collect())
+            .collect();
+        Ok(Plan { dcache, cache })
     }
 }
 
@@ -216,16 +278,18 @@ impl BenchArgs {
     /// The backends `--backend` picks, rcu-reclaim first.
     fn backends(&self) -> Result<Vec<&'static str>, String> {
         let all = available();
+        let cache = super::cache::cmd::available();
         for b in &self.backend {
-            if !all.contains(&b.as_str()) {
+            if !all.contains(&b.as_str()) && !cache.contains(&b.as_str()) {
                 let hint = if b == "liburcu-memb" || b == "liburcu-qsbr" {
                     " (this build has no liburcu: build with --features liburcu)"
                 } else {
                     ""
                 };
                 return Err(format!(
-                    "--backend {b:?} is not one of {}{hint}",
-                    all.join(", ")
+                    "--backend {b:?} is not one of {}, or the cache scenario's {}{hint}",
+                    all.join(", "),
+                    cache.join(", ")
                 ));
             }
         }
@@ -237,6 +301,28 @@ impl BenchArgs {
                 let default = self.backend.is_empty() && !opt_in.contains(n);
                 *n == <Ours>::NAME || named || default
             })
+            .collect())
+    }
+
+    /// The cache scenario's backends that `--backend` picks, the one the
+    /// ratios are against first.
+    fn cache_backends(&self) -> Result<Vec<&'static str>, String> {
+        let all = super::cache::cmd::available();
+        let named: Vec<&'static str> = all
+            .iter()
+            .copied()
+            .filter(|n| self.backend.iter().any(|b| b == n))
+            .collect();
+        if named.is_empty() {
+            return Ok(all);
+        }
+        // The first (rcu-reclaim's RcuCache, when the build has it) always runs.
+        Ok(all
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(i, n)| i == 0 || named.contains(&n))
+            .map(|(_, n)| n)
             .collect())
     }
 }
@@ -263,11 +349,22 @@ fn run_one(
     }
 }
 
+/// A scenario's report in the JSON output.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnyReport<'a> {
+    Dcache(&'a ScenarioReport),
+    Cache(&'a CacheScenarioReport),
+}
+
 #[derive(Serialize)]
 struct Output<'a> {
     backends: &'a [&'static str],
+    /// The cache scenario's backends, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_backends: Option<&'a [&'static str]>,
     cpus: usize,
-    scenarios: &'a [ScenarioReport],
+    scenarios: Vec<AnyReport<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     plot: Option<&'a PathBuf>,
 }
@@ -287,10 +384,10 @@ fn bar(json: bool, len: u64, scenario: &str) -> ProgressBar {
 }
 
 /// Runs the bench as the arguments say.
-pub fn run(args: &BenchArgs, workloads: Vec<(Scenario, Workload)>) -> Result<(), String> {
+pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
     let names = args.backends()?;
     let mut reports = Vec::new();
-    for (scenario, w) in &workloads {
+    for (scenario, w) in &plan.dcache {
         let rounds = usize::from(args.rounds);
         let bar = bar(args.json, (rounds * names.len()) as u64, scenario.name());
         let mut runs: Vec<Vec<RunResult>> = names.iter().map(|_| Vec::new()).collect();
@@ -308,15 +405,33 @@ pub fn run(args: &BenchArgs, workloads: Vec<(Scenario, Workload)>) -> Result<(),
         bar.finish_and_clear();
         reports.push(report::scenario(scenario.name(), w, &names, &runs));
     }
+    let cache_names = args.cache_backends()?;
+    let cache = match &plan.cache {
+        Some(w) => {
+            let rounds = usize::from(args.rounds);
+            let bar = bar(
+                args.json,
+                (rounds * cache_names.len()) as u64,
+                Scenario::Cache.name(),
+            );
+            let r = super::cache::cmd::run(w, &cache_names, rounds, &bar)?;
+            bar.finish_and_clear();
+            Some(r)
+        }
+        None => None,
+    };
     let plot = (!args.no_plot).then_some(&args.plot);
     if let Some(path) = plot {
-        super::plot::write_svg(path, &reports)?;
+        super::plot::write_svg(path, &reports, cache.as_ref())?;
     }
     if args.json {
+        let mut scenarios: Vec<AnyReport<'_>> = reports.iter().map(AnyReport::Dcache).collect();
+        scenarios.extend(cache.as_ref().map(AnyReport::Cache));
         let out = Output {
             backends: &names,
+            cache_backends: cache.as_ref().map(|_| &cache_names[..]),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            scenarios: &reports,
+            scenarios,
             plot,
         };
         let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
@@ -326,6 +441,13 @@ pub fn run(args: &BenchArgs, workloads: Vec<(Scenario, Workload)>) -> Result<(),
             let mut text = report::table(r);
             if args.targets {
                 text += &report::target_lines(r);
+            }
+            println!("{text}");
+        }
+        if let Some(c) = &cache {
+            let mut text = super::cache::report::table(c);
+            if args.targets {
+                text += &report::lines(&c.targets);
             }
             println!("{text}");
         }

@@ -10,12 +10,13 @@
 //! ([`crate::dcache::RETIRED`] and [`crate::dcache::FREED`]), the same way
 //! for every backend.
 
+pub mod cache;
 pub mod cmd;
 mod crossbeam;
 mod engine;
 mod ours;
 mod ours_polled;
-mod plot;
+pub(crate) mod plot;
 mod report;
 mod run;
 mod seize;

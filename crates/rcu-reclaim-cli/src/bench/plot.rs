@@ -6,11 +6,12 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::cache::report::CacheScenarioReport;
 use super::report::{BackendReport, ScenarioReport};
 
 const MIB: f64 = (1 << 20) as f64;
 
-const COLOURS: [RGBColor; 5] = [
+pub(super) const COLOURS: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -18,18 +19,13 @@ const COLOURS: [RGBColor; 5] = [
     RGBColor(255, 127, 14),
 ];
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-/// Bars of `f` (in millions or thousands, as `unit` says) per backend.
-fn bars(
-    area: &Area<'_>,
-    title: &str,
-    backends: &[BackendReport],
-    f: fn(&BackendReport) -> f64,
-) -> Result<(), String> {
+/// A bar per backend: `(name, value)`.
+pub(super) fn bars(area: &Area<'_>, title: &str, values: &[(String, f64)]) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let top = backends.iter().map(f).fold(0.0, f64::max).max(1e-9) * 1.25;
-    let n = backends.len() as f64;
+    let top = values.iter().map(|v| v.1).fold(0.0, f64::max).max(1e-9) * 1.25;
+    let n = values.len() as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 16))
         .margin(8)
@@ -43,15 +39,15 @@ fn bars(
         .disable_x_axis()
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, b) in backends.iter().enumerate() {
-        let (x, v) = (i as f64, f(b));
+    for (i, (name, v)) in values.iter().enumerate() {
+        let (x, v) = (i as f64, *v);
         let c = COLOURS[i % COLOURS.len()];
         chart
             .draw_series([Rectangle::new([(x + 0.15, 0.0), (x + 0.85, v)], c.filled())])
             .map_err(|e| err(&e))?;
         chart
             .draw_series([Text::new(
-                format!("{} {:.3}", b.backend, v),
+                format!("{name} {v:.3}"),
                 (x + 0.1, v + top * 0.03),
                 ("sans-serif", 11).into_font(),
             )])
@@ -109,30 +105,42 @@ fn garbage(area: &Area<'_>, s: &ScenarioReport) -> Result<(), String> {
         .map_err(|e| err(&e))
 }
 
-/// Writes the plot to `path` (SVG).
-pub fn write_svg(path: &Path, scenarios: &[ScenarioReport]) -> Result<(), String> {
+/// `(backend, f(backend))` for each backend.
+fn values(backends: &[BackendReport], f: fn(&BackendReport) -> f64) -> Vec<(String, f64)> {
+    backends.iter().map(|b| (b.backend.clone(), f(b))).collect()
+}
+
+/// Writes the plot to `path` (SVG): a row per scenario, the cache
+/// scenario's last.
+pub fn write_svg(
+    path: &Path,
+    scenarios: &[ScenarioReport],
+    cache: Option<&CacheScenarioReport>,
+) -> Result<(), String> {
     let wrap = |e: String| format!("cannot write the plot {}: {e}", path.display());
-    let rows = scenarios.len().max(1);
+    let rows = (scenarios.len() + usize::from(cache.is_some())).max(1);
     let root = SVGBackend::new(path, (1280, 340 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| wrap(e.to_string()))?;
-    for (s, row) in scenarios.iter().zip(root.split_evenly((rows, 1))) {
+    let areas = root.split_evenly((rows, 1));
+    for (s, row) in scenarios.iter().zip(&areas) {
         let (left, right) = row.split_horizontally(640);
         let (reads, updates) = left.split_horizontally(320);
         bars(
             &reads,
             &format!("{}: M reads/s", s.scenario),
-            &s.backends,
-            |b| b.reads_per_sec / 1e6,
+            &values(&s.backends, |b| b.reads_per_sec / 1e6),
         )
         .map_err(wrap)?;
         bars(
             &updates,
             &format!("{}: k updates/s", s.scenario),
-            &s.backends,
-            |b| b.updates_per_sec / 1e3,
+            &values(&s.backends, |b| b.updates_per_sec / 1e3),
         )
         .map_err(wrap)?;
         garbage(&right, s).map_err(wrap)?;
+    }
+    if let (Some(cache), Some(row)) = (cache, areas.last()) {
+        super::cache::plot::row(row, cache).map_err(wrap)?;
     }
     root.present().map_err(|e| wrap(e.to_string()))
 }

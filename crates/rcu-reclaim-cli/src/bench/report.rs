@@ -80,14 +80,14 @@ pub struct ScenarioReport {
     pub targets: Vec<Target>,
 }
 
-fn percentile(sorted: &[u32], p: f64) -> u32 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -100,7 +100,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn ratio(a: f64, b: f64) -> f64 {
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         a / b
     } else {
@@ -390,8 +390,13 @@ pub fn table(s: &ScenarioReport) -> String {
 
 /// The scenario's targets, one line each (`bench --targets`).
 pub fn target_lines(s: &ScenarioReport) -> String {
+    lines(&s.targets)
+}
+
+/// Targets, one line each.
+pub fn lines(targets: &[Target]) -> String {
     let mut out = String::new();
-    for t in &s.targets {
+    for t in targets {
         out += &format!(
             "target: rcu-reclaim {} = {:.2} (goal {}): {}\n",
             t.what,

@@ -1,0 +1,283 @@
+//! The cache scenario's flags, its backends, and its interleaved rounds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::ProgressBar;
+
+use super::backends::{Moka, Papaya, QuickCache};
+use super::report::{self, CacheScenarioReport};
+use super::run::{self, CacheRun};
+use super::trace::Trace;
+use super::{CacheUnderTest, CacheWorkload};
+use crate::args::{self, Int, CACHE_CAPACITY, CACHE_VALUE, ZIPF};
+
+/// The cache scenario's flags (the threads, the duration and the rounds
+/// are the bench's).
+#[derive(Args, Clone, Debug)]
+pub struct CacheArgs {
+    /// Cache scenario: distinct keys (100 to 10000000).
+    #[arg(long, default_value_t = 100_000, allow_hyphen_values = true,
+          value_parser = Int::<u64>::new(100, 10_000_000))]
+    cache_keys: u64,
+    /// Cache scenario: every bounded cache's capacity in bytes, e.g. 64M
+    /// (1M to 64G; K, M, G and T are powers of 1024).
+    #[arg(long, default_value = "64M", allow_hyphen_values = true, value_parser = CACHE_CAPACITY)]
+    cache_capacity: usize,
+    /// Cache scenario: the smallest value (1 B to 16M).
+    #[arg(long, default_value = "1K", allow_hyphen_values = true, value_parser = CACHE_VALUE)]
+    cache_value_min: usize,
+    /// Cache scenario: the largest value (at least --cache-value-min, at
+    /// most 16M and the capacity).
+    #[arg(long, default_value = "64K", allow_hyphen_values = true, value_parser = CACHE_VALUE)]
+    cache_value_max: usize,
+    /// Cache scenario: the Zipf exponent of the key trace (0 (uniform) to 3).
+    #[arg(long, default_value = "0.99", allow_hyphen_values = true, value_parser = ZIPF)]
+    zipf: f64,
+    /// Cache scenario: the seed of the key traces (the same seed, threads
+    /// and flags give the same traces).
+    #[arg(long, default_value_t = 19, allow_hyphen_values = true,
+          value_parser = Int::<u64>::new(0, u64::MAX))]
+    cache_seed: u64,
+}
+
+/// Per cent of the trace that is gets (issue 19's workload).
+const GET_PERCENT: u32 = 90;
+/// The warm-up's share of each run.
+const WARMUP_SHARE: f64 = 0.2;
+/// The operations in all threads' traces together, at most (4 bytes each).
+const TRACE_OPS: usize = 1 << 23;
+
+/// MemAvailable from /proc/meminfo, in bytes.
+fn mem_available() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+impl CacheArgs {
+    /// The workload for `threads` threads and runs of `per_run`; the
+    /// message names the flag at fault.
+    pub fn workload(&self, threads: usize, per_run: Duration) -> Result<CacheWorkload, String> {
+        let show = args::show_size;
+        let (min, max, cap) = (
+            self.cache_value_min,
+            self.cache_value_max,
+            self.cache_capacity,
+        );
+        if max < min {
+            return Err(format!(
+                "--cache-value-max ({}) must be at least --cache-value-min ({})",
+                show(max),
+                show(min)
+            ));
+        }
+        if max > cap {
+            return Err(format!(
+                "--cache-value-max ({}) must be at most --cache-capacity ({}): a larger value \
+                 is never cached",
+                show(max),
+                show(cap)
+            ));
+        }
+        let guard = cap.saturating_mul(4);
+        let memory_guard = match mem_available() {
+            Some(avail) if guard > avail / 2 => {
+                if avail / 2 < cap.saturating_mul(2) {
+                    return Err(format!(
+                        "--cache-capacity {} is too large for this machine: {} of memory is \
+                         available, and a run needs twice the capacity (give at most {})",
+                        show(cap),
+                        show(avail),
+                        show((avail / 4) & !((1 << 20) - 1)),
+                    ));
+                }
+                avail / 2
+            }
+            _ => guard,
+        };
+        let measured = per_run.mul_f64(1.0 - WARMUP_SHARE);
+        Ok(CacheWorkload {
+            threads,
+            keys: self.cache_keys,
+            zipf: self.zipf,
+            get_percent: GET_PERCENT,
+            value_min: min,
+            value_max: max,
+            capacity: cap,
+            seed: self.cache_seed,
+            memory_guard,
+            trace_len: (TRACE_OPS / threads.max(1)).clamp(1 << 16, 1 << 20),
+            duration: measured,
+            warmup: per_run - measured,
+        })
+    }
+}
+
+/// The cache backends this build has, the one the ratios are against
+/// first.
+pub fn available() -> Vec<&'static str> {
+    vec![Moka::NAME, QuickCache::NAME, Papaya::NAME]
+}
+
+/// Why the cache scenario cannot run in this build, if it cannot.
+///
+/// rcu-reclaim's own cache, `RcuCache` (issue 19, item 3), is not in this
+/// build yet; a comparison without it has nothing to compare with, so the
+/// scenario refuses rather than print the others alone.
+pub fn unavailable() -> Option<String> {
+    Some(
+        "--scenario cache compares rcu-reclaim's RcuCache with moka, quick_cache and papaya, \
+         and this build has no RcuCache yet (issue 19, item 3): run the other scenarios, or \
+         a build that has it"
+            .into(),
+    )
+}
+
+/// One run of the backend named `name`.
+fn run_one(name: &str, w: &CacheWorkload, traces: &[Arc<Trace>]) -> Result<CacheRun, String> {
+    match name {
+        Moka::NAME => run::run::<Moka>(w, traces),
+        QuickCache::NAME => run::run::<QuickCache>(w, traces),
+        Papaya::NAME => run::run::<Papaya>(w, traces),
+        other => Err(format!("no cache backend named {other}")),
+    }
+}
+
+/// Whether the backend named `name` bounds its bytes.
+fn bounded(name: &str) -> bool {
+    match name {
+        Moka::NAME => Moka::BOUNDED,
+        QuickCache::NAME => QuickCache::BOUNDED,
+        Papaya::NAME => Papaya::BOUNDED,
+        _ => true,
+    }
+}
+
+/// Runs the scenario on the backends `names` (the first: the one the
+/// ratios are against), `rounds` rounds in a rotating order; `bar` counts
+/// the runs.
+pub fn run(
+    w: &CacheWorkload,
+    names: &[&'static str],
+    rounds: usize,
+    bar: &ProgressBar,
+) -> Result<CacheScenarioReport, String> {
+    bar.set_message("generating the key traces");
+    let traces: Vec<Arc<Trace>> = Trace::for_threads(w)?.into_iter().map(Arc::new).collect();
+    let mut runs: Vec<Vec<CacheRun>> = names.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for i in 0..names.len() {
+            let b = (round + i) % names.len();
+            bar.set_message(format!("round {}: {}", round + 1, names[b]));
+            runs[b].push(run_one(names[b], w, &traces)?);
+            bar.inc(1);
+        }
+    }
+    let named: Vec<(&str, bool)> = names.iter().map(|&n| (n, bounded(n))).collect();
+    Ok(report::scenario(w, &named, &runs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cache: CacheArgs,
+    }
+
+    fn workload(args: &[&str]) -> Result<CacheWorkload, String> {
+        let cli = Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.cache.workload(2, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn the_defaults_are_the_issues_workload() {
+        let w = workload(&[]).unwrap();
+        assert_eq!((w.keys, w.zipf, w.get_percent), (100_000, 0.99, 90));
+        assert_eq!((w.value_min, w.value_max), (1 << 10, 64 << 10));
+        assert_eq!(w.capacity, 64 << 20);
+        assert!(w.memory_guard <= 4 * w.capacity && w.memory_guard >= 2 * w.capacity);
+        assert_eq!(w.duration + w.warmup, Duration::from_secs(1));
+        assert_eq!(w.trace_len, 1 << 20);
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (args, needle) in [
+            (
+                &["--cache-value-min", "8K", "--cache-value-max", "4K"][..],
+                "--cache-value-max (4K) must be at least --cache-value-min (8K)",
+            ),
+            (
+                &["--cache-capacity", "1M", "--cache-value-max", "2M"][..],
+                "must be at most --cache-capacity (1M)",
+            ),
+            (&["--cache-capacity", "64T"][..], "--cache-capacity"),
+            (&["--cache-capacity", "32G"][..], ""),
+            (
+                &["--cache-keys", "10"][..],
+                "--cache-keys must be 100 to 10000000",
+            ),
+            (&["--zipf", "-1"][..], "--zipf must not be negative"),
+            (&["--zipf", "nan"][..], "--zipf must be a number"),
+            (
+                &["--zipf", "4"][..],
+                "--zipf must be 0 (uniform) to 3; 4 is too large",
+            ),
+            (&["--cache-value-min", "0"][..], "--cache-value-min"),
+        ] {
+            match workload(args) {
+                Ok(w) => {
+                    // 32G only passes where the machine has memory for it.
+                    assert!(
+                        needle.is_empty() && w.memory_guard >= 2 * w.capacity,
+                        "{args:?}"
+                    );
+                }
+                Err(e) => assert!(e.contains(needle), "{args:?}: {e}"),
+            }
+        }
+    }
+
+    /// The scenario end to end on the competitors, a fraction of a second:
+    /// every backend measured, the ratios against the first, the table.
+    #[test]
+    fn a_short_run_of_the_competitors_reports_each() {
+        let _one = crate::bench::cache::run::tests::one_at_a_time();
+        let w = CacheWorkload {
+            capacity: 8 << 20,
+            memory_guard: 48 << 20,
+            trace_len: 1 << 16,
+            duration: Duration::from_millis(60),
+            warmup: Duration::from_millis(15),
+            ..crate::bench::cache::trace::tests::workload()
+        };
+        let names = available();
+        let s = run(&w, &names, 2, &ProgressBar::hidden()).unwrap();
+        assert_eq!(s.backends.len(), 3);
+        assert_eq!(s.rounds, 2);
+        for b in &s.backends {
+            assert_eq!(b.rounds.len(), 2, "{}", b.backend);
+            assert_eq!(b.wrong_values, 0, "{}", b.backend);
+            if b.stopped.len() < 2 {
+                assert!(b.gets_per_sec > 0.0 && b.inserts_per_sec > 0.0, "{b:?}");
+            }
+        }
+        assert_eq!(s.backends[0].vs_rcu_reclaim.gets_per_sec, 1.0);
+        assert!(s
+            .backends
+            .iter()
+            .all(|b| b.bounded == (b.backend != "papaya")));
+        let text = report::table(&s);
+        assert!(text.starts_with("cache: 90 % gets"), "{text}");
+        serde_json::to_string(&s).unwrap();
+        assert!(unavailable().unwrap().contains("RcuCache"));
+    }
+}

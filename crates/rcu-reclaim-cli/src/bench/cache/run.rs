@@ -1,0 +1,312 @@
+//! One timed run of one cache: start the threads on their traces, let the
+//! cache fill (warm-up), measure, sample memory every 10 ms, and stop early
+//! if the backend's memory passes the guard.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::reclaim::AccountingAlloc;
+use rcu_reclaim::sources::RssSource;
+use serde::Serialize;
+
+use super::trace::{value_size, Op, Trace};
+use super::{CacheUnderTest, CacheWorkload};
+
+/// One sample of a running backend's memory, above the run's start.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct MemSample {
+    pub ms: u64,
+    pub rss: u64,
+    /// Heap bytes in use (the CLI's accounting allocator).
+    pub accounted: usize,
+}
+
+/// Where the memory guard stopped a run.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Stopped {
+    /// RSS above the run's start when it was stopped.
+    pub rss: u64,
+    /// Seconds from the run's start (warm-up included).
+    pub after_secs: f64,
+}
+
+/// What one run measured (the counts: after the warm-up).
+#[derive(Debug, Default)]
+pub struct CacheRun {
+    /// Measured seconds.
+    pub secs: f64,
+    pub gets: u64,
+    pub hits: u64,
+    /// Inserts the trace asked for.
+    pub puts: u64,
+    /// Inserts after a miss (cache-aside).
+    pub fills: u64,
+    /// Hits whose value was not the key's (must stay 0).
+    pub wrong_values: u64,
+    /// Sampled get latencies, ns (one get in 128 is timed).
+    pub latencies: Vec<u32>,
+    /// Peak RSS and heap above the run's start, warm-up included.
+    pub peak_rss: u64,
+    pub peak_accounted: usize,
+    /// The cache's own count of its bytes, and its entries, at the end.
+    pub bytes_held: Option<usize>,
+    pub entries: usize,
+    pub stopped: Option<Stopped>,
+    pub samples: Vec<MemSample>,
+}
+
+/// Gets timed: one in this many.
+const LATENCY_EVERY: u64 = 128;
+/// At most this many latency samples per thread and run.
+const LATENCY_CAP: usize = 1 << 16;
+/// Operations between two looks at the phase.
+const BATCH: usize = 64;
+
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
+
+/// This process's RSS in bytes (0 if it cannot be read).
+pub fn rss() -> u64 {
+    RssSource::new(u64::MAX, Duration::from_secs(1))
+        .rss()
+        .unwrap_or(0)
+}
+
+/// Gives the heap's free pages back to the kernel, so that each run's RSS
+/// starts from what is really in use.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn worker<C: CacheUnderTest>(
+    cache: &C,
+    trace: &Trace,
+    w: &CacheWorkload,
+    phase: &AtomicU8,
+) -> CacheRun {
+    let mut out = CacheRun {
+        latencies: Vec::with_capacity(4096),
+        ..CacheRun::default()
+    };
+    let mut measuring = false;
+    let mut i = 0usize;
+    loop {
+        match phase.load(Ordering::Relaxed) {
+            STOP => break,
+            MEASURE if !measuring => {
+                measuring = true;
+                // Only what follows counts (the latencies are empty yet).
+                out = CacheRun {
+                    latencies: std::mem::take(&mut out.latencies),
+                    ..CacheRun::default()
+                };
+            }
+            _ => {}
+        }
+        for _ in 0..BATCH {
+            match trace.op(i) {
+                Op::Get(key) => {
+                    out.gets += 1;
+                    let found = if out.gets % LATENCY_EVERY == 0
+                        && measuring
+                        && out.latencies.len() < LATENCY_CAP
+                    {
+                        let start = Instant::now();
+                        let found = cache.get(key);
+                        let ns = start.elapsed().as_nanos();
+                        out.latencies.push(ns.min(u128::from(u32::MAX)) as u32);
+                        found
+                    } else {
+                        cache.get(key)
+                    };
+                    match found {
+                        Some(b) => {
+                            out.hits += 1;
+                            out.wrong_values += u64::from(b != key as u8);
+                        }
+                        None => {
+                            cache.insert(key, value_size(key, w.value_min, w.value_max));
+                            out.fills += 1;
+                        }
+                    }
+                }
+                Op::Insert(key) => {
+                    cache.insert(key, value_size(key, w.value_min, w.value_max));
+                    out.puts += 1;
+                }
+            }
+            i = if i + 1 == trace.len() { 0 } else { i + 1 };
+        }
+    }
+    out
+}
+
+/// Runs `C` on the workload, thread `t` on `traces[t]`.
+pub fn run<C: CacheUnderTest>(
+    w: &CacheWorkload,
+    traces: &[Arc<Trace>],
+) -> Result<CacheRun, String> {
+    trim_heap();
+    let base_rss = rss();
+    let base_heap = AccountingAlloc::live_bytes();
+    AccountingAlloc::reset_peak();
+    let cache = Arc::new(C::new(w)?);
+    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for trace in traces.iter().take(w.threads) {
+        let (cache, trace, w, ph) = (cache.clone(), trace.clone(), w.clone(), phase.clone());
+        let h = thread::Builder::new()
+            .name(format!("cache-{}", C::NAME))
+            .spawn(move || worker(&*cache, &trace, &w, &ph));
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                phase.store(STOP, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(format!("cannot start a worker thread: {e}"));
+            }
+        }
+    }
+    let mut samples = Vec::new();
+    let mut stopped = None;
+    let mut measured_from = None;
+    let (mut peak_rss, end) = (0, w.warmup + w.duration);
+    while start.elapsed() < end {
+        thread::sleep(Duration::from_millis(10));
+        let elapsed = start.elapsed();
+        if measured_from.is_none() && elapsed >= w.warmup {
+            phase.store(MEASURE, Ordering::Relaxed);
+            measured_from = Some(Instant::now());
+        }
+        let s = MemSample {
+            ms: elapsed.as_millis() as u64,
+            rss: rss().saturating_sub(base_rss),
+            accounted: AccountingAlloc::live_bytes().saturating_sub(base_heap),
+        };
+        samples.push(s);
+        peak_rss = peak_rss.max(s.rss);
+        if s.rss > w.memory_guard as u64 {
+            stopped = Some(Stopped {
+                rss: s.rss,
+                after_secs: elapsed.as_secs_f64(),
+            });
+            break;
+        }
+    }
+    phase.store(STOP, Ordering::Relaxed);
+    let secs = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let mut out = CacheRun::default();
+    let mut panicked = false;
+    for h in handles {
+        match h.join() {
+            Ok(o) => {
+                out.gets += o.gets;
+                out.hits += o.hits;
+                out.puts += o.puts;
+                out.fills += o.fills;
+                out.wrong_values += o.wrong_values;
+                out.latencies.extend(o.latencies);
+            }
+            Err(_) => panicked = true,
+        }
+    }
+    if measured_from.is_none() {
+        // Stopped during the warm-up: nothing was measured.
+        out = CacheRun {
+            latencies: Vec::new(),
+            ..CacheRun::default()
+        };
+    }
+    let peak_accounted = AccountingAlloc::peak_bytes().saturating_sub(base_heap);
+    let cache = Arc::into_inner(cache)
+        .ok_or_else(|| format!("{}: the cache is still shared after the run", C::NAME))?;
+    let (bytes_held, entries) = (cache.bytes(), cache.len());
+    cache.finish();
+    trim_heap();
+    if panicked {
+        return Err(format!("a {} worker panicked", C::NAME));
+    }
+    Ok(CacheRun {
+        secs,
+        peak_rss,
+        peak_accounted,
+        bytes_held,
+        entries,
+        stopped,
+        samples,
+        ..out
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::super::backends::{Moka, Papaya, QuickCache};
+    use super::super::trace::tests::workload;
+    use super::*;
+    use std::sync::{Mutex, MutexGuard};
+
+    /// Runs measure the whole process's memory: one at a time.
+    pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
+        static RUNS: Mutex<()> = Mutex::new(());
+        RUNS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn traces(w: &CacheWorkload) -> Vec<Arc<Trace>> {
+        Trace::for_threads(w)
+            .unwrap()
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    }
+
+    #[test]
+    fn a_short_run_counts_gets_hits_and_inserts() {
+        let _one = one_at_a_time();
+        let w = CacheWorkload {
+            capacity: 8 << 20,
+            value_max: 8 << 10,
+            duration: Duration::from_millis(200),
+            ..workload()
+        };
+        let traces = traces(&w);
+        for r in [
+            run::<Moka>(&w, &traces).unwrap(),
+            run::<QuickCache>(&w, &traces).unwrap(),
+        ] {
+            assert!(r.gets > 0 && r.hits > 0 && r.hits < r.gets, "{r:?}");
+            assert_eq!(r.fills, r.gets - r.hits, "every miss inserts");
+            assert!(r.puts > 0);
+            assert_eq!(r.wrong_values, 0);
+            assert!(!r.latencies.is_empty(), "{} gets", r.gets);
+            assert!(r.secs >= 0.19, "{}", r.secs);
+            assert!(r.stopped.is_none());
+            assert!(r.bytes_held.unwrap() <= w.capacity);
+            assert!(r.peak_accounted > 0 && !r.samples.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_memory_guard_stops_an_unbounded_map() {
+        let _one = one_at_a_time();
+        let w = CacheWorkload {
+            memory_guard: 32 << 20,
+            duration: Duration::from_secs(20),
+            ..workload()
+        };
+        let r = run::<Papaya>(&w, &traces(&w)).unwrap();
+        let stopped = r.stopped.expect("papaya grows past the guard");
+        assert!(stopped.rss > 32 << 20 && stopped.after_secs < 20.0);
+        assert!(r.peak_rss >= stopped.rss);
+        assert_eq!(r.bytes_held, None);
+    }
+}
