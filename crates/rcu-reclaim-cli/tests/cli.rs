@@ -388,30 +388,83 @@ fn the_cache_scenario_rejects_bad_arguments_naming_the_flag() {
         ),
         (
             vec!["bench", "--backend", "lru"],
-            "or the cache scenario's moka, quick_cache, papaya",
+            "rcu-reclaim-polled, or, in the cache scenario, moka, quick_cache, papaya",
         ),
     ];
     let cases: Vec<(&[&str], &str)> = cases.iter().map(|(a, n)| (&a[..], *n)).collect();
     usage_errors(&cases);
 }
 
-/// rcu-reclaim's RcuCache is not in this build yet: the cache scenario says
-/// so and runs nothing, rather than compare the others with nothing.
+/// A short cache scenario (debug build, a fraction of a second per run):
+/// RcuCache first, every backend measured, the bounded ones within their
+/// capacity, JSON, targets and the plot's cache row.
 #[test]
-fn the_cache_scenario_refuses_to_run_without_rcu_cache() {
-    usage_messages(&[(
-        &[
-            "bench",
-            "--scenario",
-            "cache",
-            "--duration",
-            "0.2",
-            "--no-plot",
-        ][..],
-        "--scenario cache compares rcu-reclaim's RcuCache with moka, quick_cache and papaya, \
-         and this build has no RcuCache yet (issue 19, item 3): run the other scenarios, or \
-         a build that has it",
-    )]);
+fn a_short_cache_bench_reports_every_cache_side_by_side() {
+    let plot = temp_plot("cache-bench");
+    let v = run_json(&[
+        "bench",
+        "--scenario",
+        "cache",
+        "--duration",
+        "0.4",
+        "--rounds",
+        "2",
+        "--threads",
+        "2",
+        "--cache-keys",
+        "20000",
+        "--cache-capacity",
+        "8M",
+        "--cache-value-max",
+        "16K",
+        "--json",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    let names: Vec<&str> = v["cache_backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "rcu-reclaim",
+            "rcu-reclaim-collect",
+            "moka",
+            "quick_cache",
+            "papaya"
+        ]
+    );
+    let s = &v["scenarios"][0];
+    assert_eq!(s["scenario"], "cache");
+    assert_eq!(s["workload"]["zipf"], 0.99);
+    assert_eq!(s["workload"]["get_percent"], 90);
+    let backends = s["backends"].as_array().unwrap();
+    assert_eq!(backends.len(), 5);
+    for b in backends {
+        let tag = b["backend"].as_str().unwrap();
+        assert_eq!(b["rounds"].as_array().unwrap().len(), 2, "{tag}");
+        assert_eq!(b["wrong_values"], 0, "{tag}");
+        if b["stopped"].as_array().unwrap().len() < 2 {
+            assert!(b["gets_per_sec"].as_f64().unwrap() > 0.0, "{tag}");
+            let hits = b["hit_ratio"].as_f64().unwrap();
+            assert!(hits > 0.0 && hits <= 1.0, "{tag}: {hits}");
+        }
+        if b["bounded"] == true {
+            let held = b["bytes_held"].as_u64().unwrap();
+            assert!(held <= 8 << 20, "{tag}: {held}");
+        }
+    }
+    assert_eq!(backends[0]["vs_rcu_reclaim"]["gets_per_sec"], 1.0);
+    assert_eq!(backends[4]["bounded"], false);
+    let t = s["targets"].as_array().unwrap();
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert!(t[0]["what"] == "gets/s / quick_cache's" && t[0]["met"].is_boolean());
+    let svg = std::fs::read_to_string(&plot).expect("the plot was written");
+    let _ = std::fs::remove_file(&plot);
+    assert!(svg.contains("cache: hit ratio") && svg.contains("RSS above the start"));
 }
 
 #[test]

@@ -188,11 +188,12 @@ impl BenchArgs {
             .backend
             .iter()
             .any(|b| b != <Ours>::NAME && !super::cache::cmd::available().contains(&b.as_str()));
-        if let Some(b) = self
-            .backend
-            .iter()
-            .find(|b| super::cache::cmd::available().contains(&b.as_str()))
-        {
+        // rcu-reclaim runs in every scenario; the cache scenario's others
+        // only there.
+        if let Some(b) = self.backend.iter().find(|b| {
+            super::cache::cmd::available().contains(&b.as_str())
+                && !available().contains(&b.as_str())
+        }) {
             if !cache {
                 return Err(format!(
                     "--backend {b} runs only in the cache scenario: add --scenario cache"
@@ -223,11 +224,6 @@ impl BenchArgs {
         } else {
             None
         };
-        if cache.is_some() {
-            if let Some(why) = super::cache::cmd::unavailable() {
-                return Err(why);
-            }
-        }
         let dcache = scenarios
             .into_iter()
             .filter_map(|s| {
@@ -287,9 +283,14 @@ impl BenchArgs {
                     ""
                 };
                 return Err(format!(
-                    "--backend {b:?} is not one of {}, or the cache scenario's {}{hint}",
+                    "--backend {b:?} is not one of {}, or, in the cache scenario, {}{hint}",
                     all.join(", "),
-                    cache.join(", ")
+                    cache
+                        .iter()
+                        .filter(|n| !all.contains(n))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }

@@ -6,13 +6,14 @@
 //! fresh value; a get that misses inserts the value ("cache-aside"), as a
 //! program that fills its cache from a slower store does. A key's value
 //! size is a function of the key, so every backend caches the same bytes.
-//! The backends ([`backends`]) are bounded by the same byte capacity
-//! (moka, quick_cache) or not bounded at all (papaya, a map: its run is
-//! stopped by a memory guard). [`run`] times one backend; [`report`] puts
+//! rcu-reclaim's `RcuCache` ([`ours`]) and the others ([`backends`]) are
+//! bounded by the same byte capacity (RcuCache, moka, quick_cache) or not
+//! bounded at all (papaya, a map: its run is stopped by a memory guard). [`run`] times one backend; [`report`] puts
 //! them side by side; [`cmd`] interleaves the rounds.
 
 pub mod backends;
 pub mod cmd;
+pub mod ours;
 pub(crate) mod plot;
 pub mod report;
 pub mod run;

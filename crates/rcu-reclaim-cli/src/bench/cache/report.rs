@@ -18,7 +18,8 @@ pub struct CacheRound {
 /// A backend's figures against the first column's (rcu-reclaim's).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CacheRatios {
-    /// Medians over rounds of the ratio within each round.
+    /// Medians over rounds of the ratio within each round (the rounds
+    /// both were measured in; 0 if none).
     pub gets_per_sec: f64,
     pub inserts_per_sec: f64,
     /// Its hit ratio minus rcu-reclaim's (a difference, not a ratio).
@@ -140,11 +141,14 @@ pub fn scenario(
         .collect();
     if let Some(first) = backends.first().cloned() {
         for b in &mut backends {
+            // Rounds where either was stopped before it was measured
+            // are left out.
             let per_round = |f: fn(&CacheRound) -> f64| {
                 median(
                     b.rounds
                         .iter()
                         .zip(&first.rounds)
+                        .filter(|(x, o)| f(x) > 0.0 && f(o) > 0.0)
                         .map(|(x, o)| ratio(f(x), f(o)))
                         .collect(),
                 )
@@ -216,6 +220,15 @@ const MIB: f64 = (1 << 20) as f64;
 
 use crate::args::show_size as human;
 
+/// A ratio, or "-" where there was none to take.
+fn ratio_cell(r: f64) -> String {
+    if r > 0.0 {
+        format!("{r:.2}")
+    } else {
+        "-".into()
+    }
+}
+
 /// The scenario as a text table, with a line per run the guard stopped.
 pub fn table(s: &CacheScenarioReport) -> String {
     let w = &s.workload;
@@ -236,11 +249,11 @@ pub fn table(s: &CacheScenarioReport) -> String {
     let ours = s.backends.first().map_or("", |b| b.backend.as_str());
     let x = format!("  x {ours}");
     type Cell = fn(&CacheBackendReport) -> String;
-    let rows: [(&str, Cell); 11] = [
+    let rows: [(&str, Cell); 12] = [
         ("gets/s", |b| format!("{:.3} M", b.gets_per_sec / 1e6)),
-        (&x, |b| format!("{:.2}", b.vs_rcu_reclaim.gets_per_sec)),
+        (&x, |b| ratio_cell(b.vs_rcu_reclaim.gets_per_sec)),
         ("inserts/s", |b| format!("{:.1} k", b.inserts_per_sec / 1e3)),
-        (&x, |b| format!("{:.2}", b.vs_rcu_reclaim.inserts_per_sec)),
+        (&x, |b| ratio_cell(b.vs_rcu_reclaim.inserts_per_sec)),
         ("hit ratio", |b| format!("{:.3}", b.hit_ratio)),
         ("get p50 / p99", |b| {
             format!("{} / {} ns", b.get_p50_ns, b.get_p99_ns)
@@ -256,10 +269,19 @@ pub fn table(s: &CacheScenarioReport) -> String {
             b.bytes_held
                 .map_or("uncounted".into(), |n| format!("{:.1} MiB", n as f64 / MIB))
         }),
-        ("bounded", |b| match (b.bounded, b.stopped.first()) {
-            (_, Some((_, s))) => format!("NO: {:.0} MiB", s.rss as f64 / MIB),
-            (true, None) => "yes".into(),
-            (false, None) => "no".into(),
+        ("bounds its bytes", |b| {
+            if b.bounded { "yes" } else { "no" }.to_string()
+        }),
+        ("memory guard", |b| {
+            let top = b.stopped.iter().map(|(_, s)| s.rss).max();
+            top.map_or("-".into(), |rss| {
+                format!(
+                    "stopped {}/{}: {:.0} MiB",
+                    b.stopped.len(),
+                    b.rounds.len(),
+                    rss as f64 / MIB
+                )
+            })
         }),
     ];
     out += &format!("{:<20}", "");
