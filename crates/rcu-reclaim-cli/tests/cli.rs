@@ -371,6 +371,10 @@ fn the_cache_scenario_rejects_bad_arguments_naming_the_flag() {
         (cache(&["--zipf", "3.5"]), "--zipf must be 0 (uniform) to 3"),
         (cache(&["--cache-seed", "-3"]), "--cache-seed"),
         (
+            cache(&["--cache-guard", "1"]),
+            "--cache-guard must be 2 to 64; 1 is too small",
+        ),
+        (
             cache(&["--cache-value-min", "8K", "--cache-value-max", "4K"]),
             "--cache-value-max (4K) must be at least --cache-value-min (8K)",
         ),

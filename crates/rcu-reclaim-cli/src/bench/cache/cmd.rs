@@ -41,6 +41,12 @@ pub struct CacheArgs {
     #[arg(long, default_value_t = 19, allow_hyphen_values = true,
           value_parser = Int::<u64>::new(0, u64::MAX))]
     cache_seed: u64,
+    /// Cache scenario: a backend's run is stopped when its RSS has grown by
+    /// this many times the capacity (2 to 64; at most half the memory
+    /// available at the start): papaya, which has no bound, always is.
+    #[arg(long, default_value_t = 4, allow_hyphen_values = true,
+          value_parser = Int::<u16>::new(2, 64))]
+    cache_guard: u16,
 }
 
 /// Per cent of the trace that is gets (issue 19's workload).
@@ -83,7 +89,7 @@ impl CacheArgs {
                 show(cap)
             ));
         }
-        let guard = cap.saturating_mul(4);
+        let guard = cap.saturating_mul(usize::from(self.cache_guard));
         let memory_guard = match mem_available() {
             Some(avail) if guard > avail / 2 => {
                 if avail / 2 < cap.saturating_mul(2) {

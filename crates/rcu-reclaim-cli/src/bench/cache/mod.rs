@@ -73,8 +73,8 @@ pub struct CacheWorkload {
     pub capacity: usize,
     pub seed: u64,
     /// RSS growth (above the run's start) at which a backend's run is
-    /// stopped: 4 × the capacity, at most half the memory available when
-    /// the bench starts.
+    /// stopped: `--cache-guard` (4) × the capacity, at most half the memory
+    /// available when the bench starts.
     pub memory_guard: usize,
     /// Operations in each thread's trace (it replays it in a loop).
     pub trace_len: usize,

@@ -34,6 +34,9 @@ pub struct CacheBackendReport {
     pub backend: String,
     /// Whether it holds its bytes under the capacity.
     pub bounded: bool,
+    /// Seconds measured over all rounds (0: the memory guard stopped
+    /// every round during its warm-up).
+    pub measured_secs: f64,
     pub gets_per_sec: f64,
     /// Every insert: the trace's and the cache-aside ones.
     pub inserts_per_sec: f64,
@@ -97,6 +100,7 @@ fn summarize(name: &str, bounded: bool, runs: &[CacheRun]) -> CacheBackendReport
     CacheBackendReport {
         backend: name.to_string(),
         bounded,
+        measured_secs: secs,
         gets_per_sec: per_sec(gets, secs),
         inserts_per_sec: per_sec(puts + fills, secs),
         fills_per_sec: per_sec(fills, secs),
@@ -289,10 +293,22 @@ pub fn table(s: &CacheScenarioReport) -> String {
         out += &format!(" {:>16}", b.backend);
     }
     out.push('\n');
+    // Rows of measured figures, for a backend never measured: "-".
+    let measured = |name: &str| {
+        !name.starts_with("peak")
+            && !name.starts_with("bytes")
+            && !name.starts_with("bounds")
+            && name != "memory guard"
+    };
     for (name, f) in rows {
         out += &format!("{name:<20}");
         for b in &s.backends {
-            out += &format!(" {:>16}", f(b));
+            let cell = if b.measured_secs > 0.0 || !measured(name) {
+                f(b)
+            } else {
+                "-".into()
+            };
+            out += &format!(" {cell:>16}");
         }
         out.push('\n');
     }
@@ -358,7 +374,8 @@ mod tests {
                 run(4000, 2700, 1.0, 50, false),
                 run(8000, 5400, 2.0, 50, false),
             ],
-            vec![run(8000, 0, 1.0, 10, true), run(8000, 0, 1.0, 10, true)],
+            // Stopped during its warm-up: nothing measured.
+            vec![run(0, 0, 0.0, 0, true), run(0, 0, 0.0, 0, true)],
         ];
         let names = [
             ("rcu-reclaim", true),
@@ -386,6 +403,17 @@ mod tests {
         assert!(text
             .lines()
             .any(|l| l.starts_with("hit ratio") && l.contains("0.650")));
+        // papaya was never measured: its figures are "-", its memory shown.
+        for row in ["gets/s", "hit ratio", "get p50 / p99"] {
+            let line = text.lines().find(|l| l.starts_with(row)).unwrap();
+            assert!(line.ends_with(" -"), "{line}");
+        }
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("memory guard"))
+            .unwrap();
+        assert!(line.ends_with("stopped 2/2: 300 MiB"), "{line}");
+        assert_eq!(b[3].vs_rcu_reclaim.gets_per_sec, 0.0);
         // Without rcu-reclaim first, no targets are invented.
         let s = scenario(&workload(), &names[1..], &runs[1..]);
         assert!(s.targets.is_empty());
