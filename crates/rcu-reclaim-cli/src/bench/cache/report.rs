@@ -276,11 +276,11 @@ pub fn table(s: &CacheScenarioReport) -> String {
         ("bounds its bytes", |b| {
             if b.bounded { "yes" } else { "no" }.to_string()
         }),
-        ("memory guard", |b| {
+        ("guard stopped it", |b| {
             let top = b.stopped.iter().map(|(_, s)| s.rss).max();
             top.map_or("-".into(), |rss| {
                 format!(
-                    "stopped {}/{}: {:.0} MiB",
+                    "{}/{} at {:.0} MiB",
                     b.stopped.len(),
                     b.rounds.len(),
                     rss as f64 / MIB
@@ -298,7 +298,7 @@ pub fn table(s: &CacheScenarioReport) -> String {
         !name.starts_with("peak")
             && !name.starts_with("bytes")
             && !name.starts_with("bounds")
-            && name != "memory guard"
+            && !name.starts_with("guard")
     };
     for (name, f) in rows {
         out += &format!("{name:<20}");
@@ -315,7 +315,7 @@ pub fn table(s: &CacheScenarioReport) -> String {
     for b in &s.backends {
         for (round, st) in &b.stopped {
             let kind = if b.bounded {
-                "over its bound"
+                "its RSS passed the memory guard"
             } else {
                 "unbounded"
             };
@@ -410,9 +410,9 @@ mod tests {
         }
         let line = text
             .lines()
-            .find(|l| l.starts_with("memory guard"))
+            .find(|l| l.starts_with("guard stopped it"))
             .unwrap();
-        assert!(line.ends_with("stopped 2/2: 300 MiB"), "{line}");
+        assert!(line.ends_with("2/2 at 300 MiB"), "{line}");
         assert_eq!(b[3].vs_rcu_reclaim.gets_per_sec, 0.0);
         // Without rcu-reclaim first, no targets are invented.
         let s = scenario(&workload(), &names[1..], &runs[1..]);
