@@ -203,6 +203,85 @@ fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
 
+/// The cache scenario under a cgroup limit with the hog: every column runs
+/// in its own child and cgroup, ends either normally or at the hands of the
+/// OOM killer, and leaves no cgroup behind. (Who survives is the bench's
+/// finding, not this test's.)
+#[test]
+fn the_cache_bench_under_a_cgroup_runs_each_cache_in_its_own_child() {
+    let out = bin()
+        .args([
+            "bench",
+            "--scenario",
+            "cache",
+            "--cgroup-limit",
+            "256M",
+            "--cache-capacity",
+            "32M",
+            "--cache-keys",
+            "20000",
+            "--threads",
+            "2",
+            "--duration",
+            "0.6",
+            "--rounds",
+            "1",
+            "--json",
+            "--no-plot",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    let out = out.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("--cgroup-limit:") {
+        println!("skipped: {err}");
+        return;
+    }
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["scenarios"][0];
+    assert_eq!(r["limit"], 256 << 20, "{r}");
+    assert_eq!(r["hog_peak"], 192 << 20, "{r}");
+    let columns: Vec<&str> = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "rcu-reclaim",
+            "rcu-reclaim-collect",
+            "moka",
+            "moka@8M",
+            "quick_cache",
+            "quick_cache@8M",
+            "papaya"
+        ]
+    );
+    for e in r["entries"].as_array().unwrap() {
+        let exit = e["exits"][0].as_str().unwrap();
+        assert!(
+            exit == "exit code 0" || exit == "killed by the OOM killer",
+            "{e}"
+        );
+        if exit == "exit code 0" {
+            assert!(e["gets_per_sec"].as_f64().unwrap() > 0.0, "{e}");
+        }
+    }
+    let name = format!("rcu-reclaim-cache-{pid}-");
+    let left: Vec<String> = ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
+        .iter()
+        .flat_map(|root| walk(std::path::Path::new(root), 4))
+        .filter(|p| p.contains(&name))
+        .collect();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
+
 /// Directories under `dir`, `depth` levels deep.
 fn walk(dir: &std::path::Path, depth: usize) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -370,6 +449,14 @@ fn the_cache_scenario_rejects_bad_arguments_naming_the_flag() {
         (cache(&["--zipf", "x"]), "--zipf must be a number"),
         (cache(&["--zipf", "3.5"]), "--zipf must be 0 (uniform) to 3"),
         (cache(&["--cache-seed", "-3"]), "--cache-seed"),
+        (
+            cache(&["--cgroup-limit", "100M"]),
+            "--cgroup-limit 100M leaves no room for the hog: give at least 160M",
+        ),
+        (
+            vec!["bench", "--cgroup-limit", "512M"],
+            "--cgroup-limit of bench applies to the cache scenario: add --scenario cache",
+        ),
         (
             cache(&["--cache-guard", "1"]),
             "--cache-guard must be 2 to 64; 1 is too small",

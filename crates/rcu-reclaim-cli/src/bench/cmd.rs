@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use super::cache::cgroup::CgroupReport;
 use super::cache::cmd::CacheArgs;
 use super::cache::report::CacheScenarioReport;
 use super::cache::CacheWorkload;
@@ -184,6 +185,13 @@ impl BenchArgs {
             s
         };
         let cache = scenarios.contains(&Scenario::Cache);
+        if self.cache.cgroup() && !cache {
+            return Err(
+                "--cgroup-limit of bench applies to the cache scenario: add --scenario cache \
+                 (demo has its own --cgroup-limit)"
+                    .into(),
+            );
+        }
         let dcache_named = self
             .backend
             .iter()
@@ -356,6 +364,7 @@ fn run_one(
 enum AnyReport<'a> {
     Dcache(&'a ScenarioReport),
     Cache(&'a CacheScenarioReport),
+    CacheCgroup(&'a CgroupReport),
 }
 
 #[derive(Serialize)]
@@ -407,7 +416,21 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
         reports.push(report::scenario(scenario.name(), w, &names, &runs));
     }
     let cache_names = args.cache_backends()?;
+    if let (Some(w), Some(name)) = (&plan.cache, args.cache.child()) {
+        return super::cache::cmd::child_main(w, name);
+    }
+    let cgroup = match &plan.cache {
+        Some(w) if args.cache.cgroup() => {
+            let rounds = usize::from(args.rounds);
+            let bar = bar(args.json, 0, Scenario::Cache.name());
+            let r = super::cache::cmd::run_cgroup(w, &cache_names, rounds, &bar)?;
+            bar.finish_and_clear();
+            Some(r)
+        }
+        _ => None,
+    };
     let cache = match &plan.cache {
+        Some(_) if cgroup.is_some() => None,
         Some(w) => {
             let rounds = usize::from(args.rounds);
             let bar = bar(
@@ -428,9 +451,10 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
     if args.json {
         let mut scenarios: Vec<AnyReport<'_>> = reports.iter().map(AnyReport::Dcache).collect();
         scenarios.extend(cache.as_ref().map(AnyReport::Cache));
+        scenarios.extend(cgroup.as_ref().map(AnyReport::CacheCgroup));
         let out = Output {
             backends: &names,
-            cache_backends: cache.as_ref().map(|_| &cache_names[..]),
+            cache_backends: plan.cache.as_ref().map(|_| &cache_names[..]),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             scenarios,
             plot,
@@ -451,6 +475,9 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
                 text += &report::lines(&c.targets);
             }
             println!("{text}");
+        }
+        if let Some(c) = &cgroup {
+            println!("{}", super::cache::cgroup::table(c));
         }
         if let Some(path) = plot {
             println!("plot: {}", path.display());

@@ -119,7 +119,7 @@ impl MemCgroup {
     }
 
     /// `cgroup.procs`, opened for the child to join before it execs.
-    fn procs(&self) -> Result<File, String> {
+    pub(crate) fn procs(&self) -> Result<File, String> {
         let path = self.dir.join("cgroup.procs");
         OpenOptions::new()
             .write(true)
@@ -172,8 +172,13 @@ extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
+/// Whether SIGINT or SIGTERM came since [`catch_interrupts`].
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
 /// Routes SIGINT and SIGTERM to `INTERRUPTED` (once).
-fn catch_interrupts() {
+pub(crate) fn catch_interrupts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         for sig in [libc::SIGINT, libc::SIGTERM] {
@@ -192,7 +197,7 @@ fn catch_interrupts() {
 
 /// Writes `pid` in decimal to `fd` without allocating (runs between fork
 /// and exec).
-fn write_pid(fd: i32, pid: i32) -> std::io::Result<()> {
+pub(crate) fn write_pid(fd: i32, pid: i32) -> std::io::Result<()> {
     let mut buf = [0u8; 12];
     let mut i = buf.len();
     let mut n = pid.unsigned_abs();

@@ -7,6 +7,7 @@ use clap::Args;
 use indicatif::ProgressBar;
 
 use super::backends::{Moka, Papaya, QuickCache};
+use super::cgroup::{self, CgroupReport, CgroupRun};
 use super::ours::{Ours, OursCollect};
 use super::report::{self, CacheScenarioReport};
 use super::run::{self, CacheRun};
@@ -47,6 +48,21 @@ pub struct CacheArgs {
     #[arg(long, default_value_t = 4, allow_hyphen_values = true,
           value_parser = Int::<u16>::new(2, 64))]
     cache_guard: u16,
+    /// Cache scenario: run each cache in a child process inside a fresh
+    /// memory cgroup with this hard limit (e.g. 512M; 16M to 64G), beside
+    /// a memory hog thread that grows to the limit less the capacity and
+    /// 32M, and shrinks again. rcu-reclaim's cache answers the cgroup's
+    /// budget; moka and quick_cache run at the capacity and at a quarter of
+    /// it. Needs root and a memory cgroup.
+    #[arg(long, allow_hyphen_values = true, value_parser = args::CGROUP_LIMIT)]
+    cgroup_limit: Option<usize>,
+    /// Internal: run this cache backend once and print its figures as JSON
+    /// (the child of --cgroup-limit).
+    #[arg(long, hide = true)]
+    cache_child: Option<String>,
+    /// Internal: the hog's peak in bytes (the child of --cgroup-limit).
+    #[arg(long, hide = true, value_parser = Int::<u64>::new(0, u64::MAX))]
+    cache_hog: Option<u64>,
 }
 
 /// Per cent of the trace that is gets (issue 19's workload).
@@ -105,6 +121,17 @@ impl CacheArgs {
             }
             _ => guard,
         };
+        let hog = match (self.cgroup_limit, self.cache_hog) {
+            (None, _) => 0,
+            (Some(_), Some(hog)) => usize::try_from(hog).unwrap_or(usize::MAX),
+            (Some(limit), None) => cgroup::hog_peak(limit, cap)?,
+        };
+        // Under a cgroup, its limit is the judge (and RSS counts the hog).
+        let memory_guard = if self.cgroup_limit.is_some() {
+            usize::MAX
+        } else {
+            memory_guard
+        };
         let measured = per_run.mul_f64(1.0 - WARMUP_SHARE);
         Ok(CacheWorkload {
             threads,
@@ -117,6 +144,8 @@ impl CacheArgs {
             seed: self.cache_seed,
             memory_guard,
             trace_len: (TRACE_OPS / threads.max(1)).clamp(1 << 16, 1 << 20),
+            cgroup_limit: self.cgroup_limit,
+            hog,
             duration: measured,
             warmup: per_run - measured,
         })
@@ -133,6 +162,63 @@ pub fn available() -> Vec<&'static str> {
         QuickCache::NAME,
         Papaya::NAME,
     ]
+}
+
+impl CacheArgs {
+    /// Whether --cgroup-limit was given.
+    pub fn cgroup(&self) -> bool {
+        self.cgroup_limit.is_some()
+    }
+
+    /// The backend this process runs as the child of --cgroup-limit.
+    pub fn child(&self) -> Option<&str> {
+        self.cache_child.as_deref()
+    }
+}
+
+/// The child of --cgroup-limit: runs `name` once, prints its figures as
+/// one JSON line.
+pub fn child_main(w: &CacheWorkload, name: &str) -> Result<(), String> {
+    let traces: Vec<Arc<Trace>> = Trace::for_threads(w)?.into_iter().map(Arc::new).collect();
+    let r = run_one(name, w, &traces)?;
+    let line = serde_json::to_string(&r).map_err(|e| e.to_string())?;
+    println!("{line}");
+    Ok(())
+}
+
+/// Under --cgroup-limit: each of `names` in a child in its own cgroup, the
+/// fixed-capacity caches also at a quarter of the capacity, `rounds`
+/// rounds in a rotating order.
+pub fn run_cgroup(
+    w: &CacheWorkload,
+    names: &[&'static str],
+    rounds: usize,
+    bar: &ProgressBar,
+) -> Result<CgroupReport, String> {
+    let low = (w.capacity / 4).max(w.value_max);
+    let mut entries: Vec<(&str, usize)> = Vec::new();
+    for &n in names {
+        entries.push((n, w.capacity));
+        if n == Moka::NAME || n == QuickCache::NAME {
+            entries.push((n, low));
+        }
+    }
+    bar.set_length((rounds * entries.len()) as u64);
+    let mut runs: Vec<Vec<CgroupRun>> = entries.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for i in 0..entries.len() {
+            let b = (round + i) % entries.len();
+            let (name, capacity) = entries[b];
+            bar.set_message(format!(
+                "round {}: {name} at {}",
+                round + 1,
+                args::show_size(capacity)
+            ));
+            runs[b].push(cgroup::run_in_cgroup(name, capacity, w)?);
+            bar.inc(1);
+        }
+    }
+    Ok(cgroup::report(w, &entries, &runs))
 }
 
 /// One run of the backend named `name`.

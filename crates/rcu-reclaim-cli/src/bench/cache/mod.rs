@@ -12,7 +12,9 @@
 //! them side by side; [`cmd`] interleaves the rounds.
 
 pub mod backends;
+pub mod cgroup;
 pub mod cmd;
+pub mod hog;
 pub mod ours;
 pub(crate) mod plot;
 pub mod report;
@@ -78,6 +80,12 @@ pub struct CacheWorkload {
     pub memory_guard: usize,
     /// Operations in each thread's trace (it replays it in a loop).
     pub trace_len: usize,
+    /// `--cgroup-limit`: each run in a child process in a memory cgroup of
+    /// this hard limit (rcu-reclaim's cache then answers the cgroup's
+    /// budget), beside a hog thread.
+    pub cgroup_limit: Option<usize>,
+    /// The hog's peak, bytes (0: no hog).
+    pub hog: usize,
     /// Measured time per run.
     #[serde(skip)]
     pub duration: Duration,

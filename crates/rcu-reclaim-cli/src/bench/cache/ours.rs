@@ -8,6 +8,10 @@
 //! the values its evictions retired itself, a grace period later, instead
 //! of leaving them to the domain's worker.
 
+use std::sync::Arc;
+
+use rcu_reclaim::reclaim::Reclaimer;
+use rcu_reclaim::sources::budget_from_cgroup;
 use rcu_reclaim::{Rcu, RcuCache};
 
 use super::{CacheUnderTest, CacheWorkload};
@@ -28,8 +32,17 @@ impl<const COLLECT: bool> CacheUnderTest for Ours<COLLECT> {
     };
     const BOUNDED: bool = true;
 
+    /// Under `--cgroup-limit`, also tied to the cgroup's budget
+    /// (`budget_from_cgroup`: its limit, its usage), which then evicts from
+    /// it when the cgroup fills.
     fn new(w: &CacheWorkload) -> Result<Self, String> {
-        Ok(Ours(RcuCache::builder().max_bytes(w.capacity).build()))
+        let builder = RcuCache::builder().max_bytes(w.capacity);
+        if w.cgroup_limit.is_none() {
+            return Ok(Ours(builder.build()));
+        }
+        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+        let budget = budget_from_cgroup(reclaimer).map_err(|e| e.to_string())?;
+        Ok(Ours(builder.budget(&Arc::new(budget)).build()))
     }
 
     fn get(&self, key: u64) -> Option<u8> {

@@ -9,22 +9,25 @@ use std::time::{Duration, Instant};
 
 use rcu_reclaim::reclaim::AccountingAlloc;
 use rcu_reclaim::sources::RssSource;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::hog::Hog;
 use super::trace::{value_size, Op, Trace};
 use super::{CacheUnderTest, CacheWorkload};
 
 /// One sample of a running backend's memory, above the run's start.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct MemSample {
     pub ms: u64,
     pub rss: u64,
     /// Heap bytes in use (the CLI's accounting allocator).
     pub accounted: usize,
+    /// What the hog holds (`--cgroup-limit`; 0 without one).
+    pub hog: usize,
 }
 
 /// Where the memory guard stopped a run.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Stopped {
     /// RSS above the run's start when it was stopped.
     pub rss: u64,
@@ -33,7 +36,7 @@ pub struct Stopped {
 }
 
 /// What one run measured (the counts: after the warm-up).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CacheRun {
     /// Measured seconds.
     pub secs: f64,
@@ -55,6 +58,8 @@ pub struct CacheRun {
     pub entries: usize,
     pub stopped: Option<Stopped>,
     pub samples: Vec<MemSample>,
+    /// Grow-and-shrink cycles the hog completed (`--cgroup-limit`).
+    pub hog_cycles: usize,
 }
 
 /// Gets timed: one in this many.
@@ -158,6 +163,11 @@ pub fn run<C: CacheUnderTest>(
     let base_heap = AccountingAlloc::live_bytes();
     AccountingAlloc::reset_peak();
     let cache = Arc::new(C::new(w)?);
+    let hog = if w.hog > 0 {
+        Some(Hog::start(w.hog)?)
+    } else {
+        None
+    };
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let start = Instant::now();
     let mut handles = Vec::new();
@@ -192,6 +202,7 @@ pub fn run<C: CacheUnderTest>(
             ms: elapsed.as_millis() as u64,
             rss: rss().saturating_sub(base_rss),
             accounted: AccountingAlloc::live_bytes().saturating_sub(base_heap),
+            hog: hog.as_ref().map_or(0, Hog::held),
         };
         samples.push(s);
         peak_rss = peak_rss.max(s.rss);
@@ -204,6 +215,7 @@ pub fn run<C: CacheUnderTest>(
         }
     }
     phase.store(STOP, Ordering::Relaxed);
+    let hog_cycles = hog.map_or(0, Hog::stop);
     let secs = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let mut out = CacheRun::default();
     let mut panicked = false;
@@ -244,6 +256,7 @@ pub fn run<C: CacheUnderTest>(
         entries,
         stopped,
         samples,
+        hog_cycles,
         ..out
     })
 }

@@ -115,6 +115,8 @@ pub(crate) mod tests {
             seed: 1,
             memory_guard: 256 << 20,
             trace_len: 100_000,
+            cgroup_limit: None,
+            hog: 0,
             duration: Duration::from_millis(100),
             warmup: Duration::from_millis(20),
         }
