@@ -292,7 +292,7 @@ pub fn table(r: &CgroupReport) -> String {
                 "-".into()
             }
         }),
-        ("hog cycles", |e| e.hog_cycles.to_string()),
+        ("hog cycles, total", |e| e.hog_cycles.to_string()),
     ];
     out += &format!("{:<20}", "");
     for e in &r.entries {
