@@ -306,7 +306,12 @@ where
     /// `false`, dropping the value at once, if the entry alone weighs more
     /// than [`max_bytes`](RcuCache::max_bytes). Tied to a budget, it then
     /// [checks](crate::reclaim::MemoryBudget::check) the budget, as
-    /// allocating code does.
+    /// allocating code does. When the domain's backlog of entries waiting to
+    /// be freed passes `max_bytes` (writers evicting faster than grace
+    /// periods end), it frees that backlog itself before it returns: an
+    /// expedited grace period, then the domain's ready destructors and
+    /// callbacks, on this thread. So, as with a budget, do not insert while
+    /// holding a lock that a deferred `Drop` of the domain takes.
     ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(10_000).build();
@@ -454,8 +459,30 @@ where
         if let Some(budget) = &self.budget {
             budget.check();
         }
+        // Evicted and replaced entries wait for a grace period and a free.
+        // Once the domain's backlog passes the cache's capacity (writers
+        // evicting faster than grace periods and workers free), the
+        // inserting thread frees it itself, as direct reclaim does: an
+        // expedited grace period, then what it made ready, here. So the
+        // memory of evicted entries stays about as bounded as the live ones
+        // (inside a read-side section only what is ready already runs).
+        let rcu = inner.map.domain();
+        let (pending, max) = (rcu.pending_bytes(), inner.cap.max());
+        if pending > max {
+            // Wanting the excess: this thread's own buffered page (where
+            // its evictions went) is flushed first, and one expedited
+            // grace period is worth it.
+            let mask = crate::pressure::NodeMask::all();
+            rcu.run_callbacks_for(&mask, GARBAGE_RUN_PRIORITY, pending - max);
+        }
     }
 }
+
+/// The reclaim priority of an insert's run of the domain's backlog
+/// (`run_callbacks_for`, wanting the excess over the capacity): an
+/// expedited grace period, then what it made ready (priority 0 would also
+/// flush every thread's buffered pages: a barrier).
+const GARBAGE_RUN_PRIORITY: u8 = 1;
 
 /// Queued items beyond twice the entries before stale ones are dropped.
 const STALE_SLACK: usize = 1024;

@@ -84,7 +84,25 @@ where
             ctl.set_scanned(0);
             return Scanned::default();
         };
-        let Ok(mut policy) = inner.policy.try_lock() else {
+        // Tried, never waited for: the holder may be this very thread (an
+        // allocation under the lock that entered reclaim), or a writer
+        // waiting for the reclaim this pass is part of. A writer holds it
+        // only for one insert's eviction, so a few tries usually win it.
+        let mut policy = None;
+        for attempt in 0..POLICY_LOCK_TRIES {
+            match inner.policy.try_lock() {
+                Ok(p) => {
+                    policy = Some(p);
+                    break;
+                }
+                Err(std::sync::TryLockError::Poisoned(_)) => break,
+                Err(std::sync::TryLockError::WouldBlock) if attempt < POLICY_LOCK_SPINS => {
+                    std::hint::spin_loop()
+                }
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+            }
+        }
+        let Some(mut policy) = policy else {
             ctl.stop();
             return Scanned::default();
         };
@@ -119,3 +137,8 @@ mod tests {
         assert_eq!(cap.get(), 1000);
     }
 }
+
+/// Tries of the policy lock per scan (the first `POLICY_LOCK_SPINS` spin,
+/// the rest yield) before the pass gives up on this cache.
+const POLICY_LOCK_TRIES: u32 = 64;
+const POLICY_LOCK_SPINS: u32 = 32;
