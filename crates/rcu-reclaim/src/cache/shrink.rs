@@ -122,6 +122,11 @@ where
     }
 }
 
+/// Tries of the policy lock per scan (the first `POLICY_LOCK_SPINS` spin,
+/// the rest yield) before the pass gives up on this cache.
+const POLICY_LOCK_TRIES: u32 = 64;
+const POLICY_LOCK_SPINS: u32 = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,8 +142,3 @@ mod tests {
         assert_eq!(cap.get(), 1000);
     }
 }
-
-/// Tries of the policy lock per scan (the first `POLICY_LOCK_SPINS` spin,
-/// the rest yield) before the pass gives up on this cache.
-const POLICY_LOCK_TRIES: u32 = 64;
-const POLICY_LOCK_SPINS: u32 = 32;
