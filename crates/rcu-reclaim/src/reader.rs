@@ -312,18 +312,17 @@ loom::thread_local! {
 /// is `registry`), registering the thread on first use.
 #[inline]
 pub(crate) fn current_slot(id: u64, registry: &Arc<Registry>) -> *const Slot {
-    let cached = CACHE.with(|c| {
+    // One compare on the fast path: the cache names a domain (ids start at
+    // 1; 0 is none) only together with that domain's slot, never null. (A
+    // separate null check made the compiler merge both tests into a
+    // branch-free sequence: 3 more instructions per read pair.)
+    CACHE.with(|c| {
         if c.domain_id.get() == id {
             c.slot.get()
         } else {
-            ptr::null()
+            current_slot_slow(id, registry)
         }
-    });
-    if cached.is_null() {
-        current_slot_slow(id, registry)
-    } else {
-        cached
-    }
+    })
 }
 
 #[cold]
