@@ -126,6 +126,9 @@ pub(crate) struct GracePeriods {
     id: u64,
     registry: Arc<Registry>,
     stall_timeout: Duration,
+    /// When `try_advance` last started a grace period (µs since `base`).
+    retirer_started_us: AtomicU64,
+    base: Instant,
 }
 
 impl GracePeriods {
@@ -138,6 +141,8 @@ impl GracePeriods {
             id,
             registry,
             stall_timeout,
+            retirer_started_us: AtomicU64::new(0),
+            base: Instant::now(),
         }
     }
 
@@ -328,7 +333,23 @@ impl GracePeriods {
         if self.done(target) {
             return true;
         }
-        self.start_or_resume(self.seq.load(Ordering::Relaxed));
+        let s = self.seq.load(Ordering::Relaxed);
+        // Not under loom: a clock would make its executions differ.
+        if !cfg!(loom) && s & SEQ_STATE_MASK == 0 {
+            // Paced: a retiring thread starts one at most every
+            // `RETIRER_GP_MIN_INTERVAL` (its next hand-off, or the
+            // grace-period thread's fallback look, starts it later).
+            let now = self.base.elapsed().as_micros() as u64;
+            let last = self.retirer_started_us.load(Ordering::Relaxed);
+            if last != 0
+                && now.saturating_sub(last)
+                    < crate::policy::RETIRER_GP_MIN_INTERVAL.as_micros() as u64
+            {
+                return false;
+            }
+            self.retirer_started_us.store(now.max(1), Ordering::Relaxed);
+        }
+        self.start_or_resume(s);
         false
     }
 

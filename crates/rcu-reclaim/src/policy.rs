@@ -76,6 +76,14 @@ impl Default for Params {
 /// see BENCHMARKS.md, "Lean by default").
 pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
 
+/// The least time between two grace periods a retiring thread starts
+/// itself (`try_advance`): each costs a `membarrier` (IPIs to every CPU
+/// running the process), and with large objects the byte pace asks for
+/// one every few retires (a cache churning 32 KiB values spent a fifth of
+/// its time in them). At most 10,000 a second: garbage waits at most this
+/// much longer than the grace period itself.
+pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
+
 /// How soon the grace-period thread looks at a grace period that a
 /// retiring thread started and left in progress (it finishes it if that
 /// thread has stopped retiring).

@@ -1154,3 +1154,32 @@ fn barrier_runs_callbacks_whose_grace_period_a_concurrent_hand_off_raised() {
     }
     assert_eq!(missed, 0, "{missed} of {rounds} barriers returned early");
 }
+
+/// Retiring threads start grace periods themselves, but at most one per
+/// `RETIRER_GP_MIN_INTERVAL` (100 µs): each costs a `membarrier`. A thread
+/// whose every retire is due (`pace_bytes(1)`) would otherwise start one
+/// every other retire.
+#[test]
+fn retiring_threads_pace_the_grace_periods_they_start() {
+    let rcu = Rcu::new(Config::new().pace_bytes(1)).unwrap();
+    let start = Instant::now();
+    let mut retires = 0u64;
+    while start.elapsed() < Duration::from_millis(200) {
+        rcu.defer_drop(Box::new([retires; 8]));
+        retires += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let s = rcu.stats();
+    // Completed by the retiring thread: at most one per start, 10,000 a
+    // second (with room for timing; unpaced it is about one per two
+    // retires, tens of thousands here).
+    let bound = (elapsed * 10_000.0 * 1.2) as u64 + 10;
+    assert!(
+        s.retirer_gps <= bound,
+        "{} grace periods by the retiring thread in {elapsed:.3} s for {retires} retires \
+         (bound {bound}): {s:?}",
+        s.retirer_gps
+    );
+    assert!(s.gp_completed > 0, "{s:?}");
+    rcu.barrier();
+}
