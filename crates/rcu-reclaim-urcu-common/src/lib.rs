@@ -26,6 +26,7 @@ pub mod defer;
 pub mod flavor_table;
 pub mod fork;
 pub mod pointer;
+pub mod poll;
 
 use rcu_reclaim::Rcu;
 

@@ -1,6 +1,6 @@
 //! The read side, grace periods, registration and the polled API.
 
-use std::os::raw::{c_int, c_ulong};
+use std::os::raw::c_int;
 
 use crate::{die, rcu};
 
@@ -62,32 +62,16 @@ pub extern "C" fn urcu_memb_init() {
     let _ = rcu();
 }
 
-/// liburcu 0.14's `struct urcu_gp_poll_state`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct UrcuGpPollState {
-    /// The grace-period sequence value that completes the snapshot.
-    pub grace_period_id: c_ulong,
-}
-
-const _: () = assert!(
-    std::mem::size_of::<c_ulong>() == 8,
-    "liburcu's grace_period_id must hold a u64"
-);
+pub use rcu_reclaim_urcu_common::poll::UrcuGpPollState;
 
 /// Starts a grace period if needed and returns a snapshot to poll (0.14).
 #[no_mangle]
 pub extern "C" fn urcu_memb_start_poll_synchronize_rcu() -> UrcuGpPollState {
-    UrcuGpPollState {
-        grace_period_id: rcu().start_poll().seq() as c_ulong,
-    }
+    rcu_reclaim_urcu_common::poll::start(rcu())
 }
 
 /// Whether a grace period has elapsed since `state` was taken (0.14).
 #[no_mangle]
-#[allow(clippy::unnecessary_cast)] // c_ulong is u64 here, not everywhere
 pub extern "C" fn urcu_memb_poll_state_synchronize_rcu(state: UrcuGpPollState) -> bool {
-    // `unsigned long` is 64 bits on every target the library builds for
-    // (see the assertion below).
-    rcu().poll_seq(state.grace_period_id as u64)
+    rcu_reclaim_urcu_common::poll::done(rcu(), state)
 }
