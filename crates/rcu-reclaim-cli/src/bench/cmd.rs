@@ -446,7 +446,11 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
     };
     let plot = (!args.no_plot).then_some(&args.plot);
     if let Some(path) = plot {
-        super::plot::write_svg(path, &reports, cache.as_ref())?;
+        let cache_row = cache
+            .as_ref()
+            .map(|c| move |row: &super::plot::Area<'_>| super::cache::plot::row(row, c));
+        let extra = cache_row.as_ref().map(|f| f as super::plot::ExtraRow<'_>);
+        super::plot::write_svg(path, &reports, extra)?;
     }
     if args.json {
         let mut scenarios: Vec<AnyReport<'_>> = reports.iter().map(AnyReport::Dcache).collect();

@@ -6,7 +6,6 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::cache::report::CacheScenarioReport;
 use super::report::{BackendReport, ScenarioReport};
 
 const MIB: f64 = (1 << 20) as f64;
@@ -19,7 +18,7 @@ pub(super) const COLOURS: [RGBColor; 5] = [
     RGBColor(255, 127, 14),
 ];
 
-pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 /// A bar per backend: `(name, value)`.
 pub(super) fn bars(area: &Area<'_>, title: &str, values: &[(String, f64)]) -> Result<(), String> {
@@ -56,53 +55,68 @@ pub(super) fn bars(area: &Area<'_>, title: &str, values: &[(String, f64)]) -> Re
     Ok(())
 }
 
-/// Garbage over time, one line per backend.
-fn garbage(area: &Area<'_>, s: &ScenarioReport) -> Result<(), String> {
+/// A line per backend over a run's seconds: `(name, [(seconds, MiB)])`,
+/// the legend at `legend`.
+pub(super) fn lines(
+    area: &Area<'_>,
+    title: &str,
+    secs: f64,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    legend: SeriesLabelPosition,
+) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let secs = s.seconds_per_run.max(0.01);
-    let top = s
-        .backends
+    let top = series
         .iter()
-        .flat_map(|b| b.samples.iter().map(|x| x.garbage))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        / MIB
+        .flat_map(|(_, points)| points.iter().map(|p| p.1))
+        .fold(1.0 / MIB, f64::max)
         * 1.15;
     let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{}: garbage over time (MiB, round 1)", s.scenario),
-            ("sans-serif", 16),
-        )
+        .caption(title, ("sans-serif", 16))
         .margin(8)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..secs, 0.0..top)
+        .build_cartesian_2d(0.0..secs.max(0.01), 0.0..top)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
         .x_desc("seconds")
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, b) in s.backends.iter().enumerate() {
+    for (i, (name, points)) in series.into_iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
-        let points = b
-            .samples
-            .iter()
-            .map(|x| (x.ms as f64 / 1e3, x.garbage as f64 / MIB));
         chart
             .draw_series(LineSeries::new(points, c.stroke_width(2)))
             .map_err(|e| err(&e))?
-            .label(b.backend.clone())
+            .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
         .map_err(|e| err(&e))
+}
+
+/// Garbage over time, one line per backend.
+fn garbage(area: &Area<'_>, s: &ScenarioReport) -> Result<(), String> {
+    let series = s
+        .backends
+        .iter()
+        .map(|b| {
+            let points = b.samples.iter();
+            let points = points.map(|x| (x.ms as f64 / 1e3, x.garbage as f64 / MIB));
+            (b.backend.clone(), points.collect())
+        })
+        .collect();
+    lines(
+        area,
+        &format!("{}: garbage over time (MiB, round 1)", s.scenario),
+        s.seconds_per_run,
+        series,
+        SeriesLabelPosition::UpperRight,
+    )
 }
 
 /// `(backend, f(backend))` for each backend.
@@ -110,15 +124,18 @@ fn values(backends: &[BackendReport], f: fn(&BackendReport) -> f64) -> Vec<(Stri
     backends.iter().map(|b| (b.backend.clone(), f(b))).collect()
 }
 
-/// Writes the plot to `path` (SVG): a row per scenario, the cache
-/// scenario's last.
+/// A row drawn by its own scenario (the cache scenario's), after the
+/// dentry-cache scenarios' rows.
+pub type ExtraRow<'r> = &'r dyn Fn(&Area<'_>) -> Result<(), String>;
+
+/// Writes the plot to `path` (SVG): a row per scenario, `extra`'s last.
 pub fn write_svg(
     path: &Path,
     scenarios: &[ScenarioReport],
-    cache: Option<&CacheScenarioReport>,
+    extra: Option<ExtraRow<'_>>,
 ) -> Result<(), String> {
     let wrap = |e: String| format!("cannot write the plot {}: {e}", path.display());
-    let rows = (scenarios.len() + usize::from(cache.is_some())).max(1);
+    let rows = (scenarios.len() + usize::from(extra.is_some())).max(1);
     let root = SVGBackend::new(path, (1280, 340 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| wrap(e.to_string()))?;
     let areas = root.split_evenly((rows, 1));
@@ -139,8 +156,8 @@ pub fn write_svg(
         .map_err(wrap)?;
         garbage(&right, s).map_err(wrap)?;
     }
-    if let (Some(cache), Some(row)) = (cache, areas.last()) {
-        super::cache::plot::row(row, cache).map_err(wrap)?;
+    if let (Some(extra), Some(row)) = (extra, areas.last()) {
+        extra(row).map_err(wrap)?;
     }
     root.present().map_err(|e| wrap(e.to_string()))
 }

@@ -5,57 +5,28 @@
 use plotters::prelude::*;
 
 use super::report::CacheScenarioReport;
-use crate::bench::plot::{bars, Area, COLOURS};
+use crate::bench::plot::{bars, lines, Area};
 
 const MIB: f64 = (1 << 20) as f64;
 
 /// RSS over time, one line per backend.
 fn memory(area: &Area<'_>, s: &CacheScenarioReport) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    let secs = (s.seconds_per_run + s.warmup_seconds).max(0.01);
-    let top = s
+    let series = s
         .backends
         .iter()
-        .flat_map(|b| b.samples.iter().map(|x| x.rss))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        / MIB
-        * 1.15;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "cache: RSS above the start (MiB, round 1)",
-            ("sans-serif", 16),
-        )
-        .margin(8)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..secs, 0.0..top)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .draw()
-        .map_err(|e| err(&e))?;
-    for (i, b) in s.backends.iter().enumerate() {
-        let c = COLOURS[i % COLOURS.len()];
-        let points = b
-            .samples
-            .iter()
-            .map(|x| (x.ms as f64 / 1e3, x.rss as f64 / MIB));
-        chart
-            .draw_series(LineSeries::new(points, c.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(b.backend.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))
+        .map(|b| {
+            let points = b.samples.iter();
+            let points = points.map(|x| (x.ms as f64 / 1e3, x.rss as f64 / MIB));
+            (b.backend.clone(), points.collect())
+        })
+        .collect();
+    lines(
+        area,
+        "cache: RSS above the start (MiB, round 1)",
+        s.seconds_per_run + s.warmup_seconds,
+        series,
+        SeriesLabelPosition::UpperLeft,
+    )
 }
 
 /// Draws the row into `row`.
