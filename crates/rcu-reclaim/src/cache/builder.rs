@@ -323,6 +323,7 @@ impl<K, V, W> RcuCacheBuilder<K, V, W> {
             map: RcuHashMap::with_weigher_in(0, RandomState::new(), &rcu, entry_heap::<K, V>),
             policy: Mutex::new(S3Fifo::new()),
             bytes: AtomicUsize::new(0),
+            retired_since_look: AtomicUsize::new(0),
             cap: Cap::new(max, regrow_after),
             next_id: AtomicU64::new(0),
             weigher: Box::new(weigher),

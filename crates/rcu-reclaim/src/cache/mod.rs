@@ -160,6 +160,9 @@ pub(crate) struct Inner<K, V> {
     policy: Mutex<S3Fifo<K>>,
     /// Accounted bytes of the entries in the map.
     bytes: AtomicUsize,
+    /// Bytes evicted or replaced since an insert last looked at the
+    /// domain's backlog (it looks once per eighth of the capacity).
+    retired_since_look: AtomicUsize,
     cap: Cap,
     next_id: AtomicU64,
     weigher: Box<dyn Weigher<K, V>>,
@@ -306,9 +309,10 @@ where
     /// `false`, dropping the value at once, if the entry alone weighs more
     /// than [`max_bytes`](RcuCache::max_bytes). Tied to a budget, it then
     /// [checks](crate::reclaim::MemoryBudget::check) the budget, as
-    /// allocating code does. When the domain's backlog of entries waiting to
-    /// be freed passes `max_bytes` (writers evicting faster than grace
-    /// periods end), it frees that backlog itself before it returns: an
+    /// allocating code does. Once per eighth of `max_bytes` that the cache
+    /// evicts or replaces, it looks at the domain's backlog of entries
+    /// waiting to be freed; past `max_bytes` (writers evicting faster than
+    /// grace periods end), it frees that backlog itself before it returns: an
     /// expedited grace period, then the domain's ready destructors and
     /// callbacks, on this thread. So, as with a budget, do not insert while
     /// holding a lock that a deferred `Drop` of the domain takes.
@@ -337,6 +341,9 @@ where
             Some(entry)
         });
         inner.bytes.fetch_sub(replaced, Ordering::Relaxed);
+        inner
+            .retired_since_look
+            .fetch_add(replaced, Ordering::Relaxed);
         self.queue_and_evict(queued, id, weight, hash);
         true
     }
@@ -447,7 +454,10 @@ where
         {
             let mut policy = lock(&inner.policy);
             policy.push(key, id, weight, hash);
-            inner.evict(&mut policy, inner.cap.get(), usize::MAX);
+            let (_, evicted) = inner.evict(&mut policy, inner.cap.get(), usize::MAX);
+            inner
+                .retired_since_look
+                .fetch_add(evicted, Ordering::Relaxed);
             if policy.len() > 2 * inner.map.len() + STALE_SLACK {
                 let guard = inner.map.domain().read_lock();
                 policy.retain_live(&MapStore {
@@ -466,8 +476,19 @@ where
         // expedited grace period, then what it made ready, here. So the
         // memory of evicted entries stays about as bounded as the live ones
         // (inside a read-side section only what is ready already runs).
+        // Looked at once per eighth of the capacity retired by this cache:
+        // the backlog's total walks the threads, and a domain shared with
+        // other garbage must not make every insert expedite.
+        let max = inner.cap.max();
+        let retired = inner.retired_since_look.load(Ordering::Relaxed);
+        if retired <= max / GARBAGE_LOOK_FRACTION {
+            return;
+        }
+        inner
+            .retired_since_look
+            .fetch_sub(retired, Ordering::Relaxed);
         let rcu = inner.map.domain();
-        let (pending, max) = (rcu.pending_bytes(), inner.cap.max());
+        let pending = rcu.pending_bytes();
         if pending > max {
             // Wanting the excess: this thread's own buffered page (where
             // its evictions went) is flushed first, and one expedited
@@ -477,6 +498,10 @@ where
         }
     }
 }
+
+/// An insert looks at the domain's backlog once this cache has retired
+/// more than its capacity over this since the last look.
+const GARBAGE_LOOK_FRACTION: usize = 8;
 
 /// The reclaim priority of an insert's run of the domain's backlog
 /// (`run_callbacks_for`, wanting the excess over the capacity): an
