@@ -960,12 +960,44 @@ impl Callbacks {
         self.run_entries(self.current_shard(), vec![entry], Vec::new());
     }
 
-    /// Whether shard `cpu` has something ready to run.
+    /// Whether shard `cpu` has work for its worker: ready callbacks, or
+    /// ready pages that are not left to the thread that frees its own
+    /// (within `producer_window` of its last hand-off, unless pressured; as
+    /// `after_gp` decides).
     pub(crate) fn has_ready(&self, gp: &GracePeriods, cpu: usize) -> bool {
         let seq = gp.seq();
         let mut st = lock(&self.shards[cpu].state);
         st.list.advance(seq);
-        st.list.done_len() > 0 || st.pages_ready(seq)
+        st.list.done_len() > 0 || (st.pages_ready(seq) && !self.pages_left_to_producer(&st, cpu))
+    }
+
+    /// Whether the shard's ready pages are left to the thread handing it
+    /// pages (it frees its own: `retiring_thread_frees` or `Rcu::collect`)
+    /// for now: within `producer_window` of its last hand-off, and no
+    /// pressure on the shard's node.
+    fn pages_left_to_producer(&self, st: &ShardState, cpu: usize) -> bool {
+        !self.pressure.on_node(self.topology.node_of(cpu))
+            && st
+                .left_to_producer(Instant::now(), self.params.producer_window)
+                .is_some()
+    }
+
+    /// As `invoke_ready`, for the shard's worker: pages left to their
+    /// producer (see `has_ready`) stay for it; a worker running anyway
+    /// (woken for callbacks, or for another shard) does not take them.
+    pub(crate) fn invoke_for_worker(
+        &self,
+        gp: &GracePeriods,
+        cpu: usize,
+        limit: Option<usize>,
+    ) -> (usize, usize) {
+        let _running = lock(&self.shards[cpu].invoke);
+        let max_pages = if self.pages_left_to_producer(&lock(&self.shards[cpu].state), cpu) {
+            0
+        } else {
+            usize::MAX
+        };
+        self.invoke_locked(gp, cpu, limit, max_pages)
     }
 
     /// Waits until everything queued before the call, by any thread, has run.

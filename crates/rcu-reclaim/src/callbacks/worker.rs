@@ -268,7 +268,7 @@ fn run(node_slot: &Node, cpus: &[usize], domain: &Weak<dyn EngineHost>) {
             let mut ran = false;
             for &cpu in cpus {
                 if cbs.has_ready(inner.gp(), cpu) {
-                    cbs.invoke_ready(inner.gp(), cpu, Some(cbs.params.blimit));
+                    cbs.invoke_for_worker(inner.gp(), cpu, Some(cbs.params.blimit));
                     ran = true;
                     // Between batches, give the CPU away once per slice
                     // (the kernel's cond_resched()): yielding after every
