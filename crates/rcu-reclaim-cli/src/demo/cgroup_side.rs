@@ -322,13 +322,7 @@ pub fn run_in_cgroup(
     }
     let oom_kills = cg.oom_kills();
     let killed = status.signal() == Some(libc::SIGKILL);
-    let exit = match (status.code(), status.signal()) {
-        _ if timed_out => "killed: ran past its time".to_string(),
-        (Some(c), _) => format!("exit code {c}"),
-        (None, Some(libc::SIGKILL)) if oom_kills > 0 => "killed by the OOM killer".to_string(),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        (None, None) => "unknown".to_string(),
-    };
+    let exit = describe_exit(status, timed_out, oom_kills);
     let outcome = CgroupOutcome {
         version: cg.version().to_string(),
         limit,
@@ -344,4 +338,17 @@ pub fn run_in_cgroup(
     report.samples = samples;
     report.cgroup = Some(outcome);
     Ok(report)
+}
+
+/// How a child in a memory cgroup ended, in words: past its time, its exit
+/// code, the OOM killer (a SIGKILL while the cgroup counted an OOM kill),
+/// or another signal.
+pub fn describe_exit(status: std::process::ExitStatus, timed_out: bool, oom_kills: u64) -> String {
+    match (status.code(), status.signal()) {
+        _ if timed_out => "killed: ran past its time".to_string(),
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(libc::SIGKILL)) if oom_kills > 0 => "killed by the OOM killer".to_string(),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, None) => "unknown".to_string(),
+    }
 }

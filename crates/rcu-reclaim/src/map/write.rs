@@ -115,25 +115,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
-        let removed = self.locked(hash, |head| {
-            // SAFETY: as in `insert`.
-            match unsafe { list::search::<K, V, Q>(head, key_sort(hash), key) } {
-                Search::Found { prev, node } => {
-                    // SAFETY: found under the lock.
-                    unsafe { list::unlink(prev, node.cast(), None) };
-                    Some(node)
-                }
-                Search::Absent { .. } => None,
-            }
-        });
-        let Some(node) = removed else {
-            return false;
-        };
-        self.len.fetch_sub(1, Ordering::Relaxed);
-        self.retire(node);
-        self.shrink_if_needed();
-        true
+        self.remove_if(key, |_| true)
     }
 
     /// Removes `key` if `pred` accepts its value: `true` if it removed it.

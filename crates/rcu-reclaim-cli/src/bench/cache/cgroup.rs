@@ -19,7 +19,9 @@ use serde::Serialize;
 use super::run::CacheRun;
 use super::CacheWorkload;
 use crate::args::show_size;
-use crate::demo::cgroup_side::{catch_interrupts, interrupted, write_pid, MemCgroup};
+use crate::demo::cgroup_side::{
+    catch_interrupts, describe_exit, interrupted, write_pid, MemCgroup,
+};
 
 /// What the hog leaves the cache besides its capacity: the process's own
 /// memory (traces, threads, allocator) and some slack.
@@ -125,13 +127,7 @@ pub fn run_in_cgroup(name: &str, capacity: usize, w: &CacheWorkload) -> Result<C
     }
     let oom_kills = cg.oom_kills();
     let killed = status.signal() == Some(libc::SIGKILL);
-    let exit = match (status.code(), status.signal()) {
-        _ if timed_out => "killed: ran past its time".to_string(),
-        (Some(c), _) => format!("exit code {c}"),
-        (None, Some(libc::SIGKILL)) if oom_kills > 0 => "killed by the OOM killer".to_string(),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        (None, None) => "unknown".to_string(),
-    };
+    let exit = describe_exit(status, timed_out, oom_kills);
     let run = status
         .success()
         .then(|| {
