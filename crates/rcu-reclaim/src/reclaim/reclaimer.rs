@@ -478,6 +478,15 @@ impl Reclaimer {
             return Ok(done);
         }
         let shrinkers: Vec<Arc<Registered>> = lock(&self.shrinkers).clone();
+        // RCU's freed bytes are counted from here, not from after each
+        // pass's shrinkers: a worker (or a retiring thread) may free what a
+        // shrinker queued before this thread asks RCU to run it, and those
+        // bytes were freed by this reclaim all the same.
+        let rcu_start = self.rcu.bytes_freed();
+        let rcu_freed_since = |done: &Reclaimed| {
+            (self.rcu.bytes_freed().saturating_sub(rcu_start) as usize)
+                .saturating_sub(done.freed_by_rcu_bytes)
+        };
         for priority in (0..=12u8).rev() {
             done.priority = priority;
             let mut pass = PriorityStats::default();
@@ -492,11 +501,9 @@ impl Reclaimer {
             if self.rcu_aware && done.freed_bytes < target {
                 // Count what RCU really freed meanwhile, on this thread or
                 // by its workers.
-                let before = self.rcu.bytes_freed();
                 let want = target - done.freed_bytes;
                 let report = self.rcu.run_callbacks_for(mask, priority, want);
-                let freed =
-                    (self.rcu.bytes_freed() - before).max(report.bytes_freed as u64) as usize;
+                let freed = rcu_freed_since(&done).max(report.bytes_freed);
                 done.freed_bytes += freed;
                 done.freed_by_rcu_bytes += freed;
                 pass.rcu_freed_bytes += freed as u64;
@@ -521,13 +528,16 @@ impl Reclaimer {
             && !self.rcu.in_read_section()
             && !Rcu::in_callback()
         {
-            let before = self.rcu.bytes_freed();
             self.rcu.barrier();
-            let freed = (self.rcu.bytes_freed() - before) as usize;
-            done.freed_bytes += freed;
-            done.freed_by_rcu_bytes += freed;
             done.waited_for_rcu = true;
             lock(&self.stats).rcu_waits += 1;
+        }
+        if self.rcu_aware {
+            // What RCU freed since the last pass's count (the barrier, or
+            // a worker that emptied the queue before the barrier was due).
+            let freed = rcu_freed_since(&done);
+            done.freed_bytes += freed;
+            done.freed_by_rcu_bytes += freed;
             if done.freed_bytes >= target {
                 return Ok(done);
             }
