@@ -190,7 +190,9 @@ impl<T> RcuCell<T> {
     where
         T: ReclaimSize + Send + 'static,
     {
-        self.store_weighed(value, T::reclaim_size);
+        if let Some(old) = self.replace(value) {
+            old.defer_drop();
+        }
     }
 
     /// As [`store`](RcuCell::store), booking `weigh(&old)` bytes for the
@@ -388,7 +390,7 @@ impl<T> Retired<T> {
         T: ReclaimSize + Send + 'static,
     {
         let bytes = T::reclaim_size(&self);
-        self.defer_drop_sized(bytes);
+        self.defer_drop_as(bytes, crate::drops_anywhere::<T>());
     }
 
     /// As [`defer_drop`](Retired::defer_drop), booking `bytes`: the opt-in
@@ -402,7 +404,15 @@ impl<T> Retired<T> {
     /// let bytes = std::mem::size_of::<Blob>() + old.0.capacity();
     /// old.defer_drop_sized(bytes);
     /// ```
-    pub fn defer_drop_sized(mut self, bytes: usize)
+    pub fn defer_drop_sized(self, bytes: usize)
+    where
+        T: Send + 'static,
+    {
+        self.defer_drop_as(bytes, !std::mem::needs_drop::<T>());
+    }
+
+    /// The deferred drop; `anywhere` as for `Rcu::defer_drop_as`.
+    fn defer_drop_as(mut self, bytes: usize, anywhere: bool)
     where
         T: Send + 'static,
     {
@@ -410,7 +420,7 @@ impl<T> Retired<T> {
         if self.rcu.poll(&self.cookie) {
             drop(value);
         } else {
-            self.rcu.defer_drop_sized(value, bytes);
+            self.rcu.defer_drop_as(value, bytes, anywhere);
         }
     }
 

@@ -153,8 +153,9 @@ impl Config {
     /// The price: a retiring call then runs destructors of other objects
     /// (retired earlier on this CPU, by any thread), so it must not be made
     /// while holding a lock that any deferred `Drop` takes, or the thread
-    /// deadlocks itself. With the default, retiring calls never run
-    /// another object's destructor; workers free everything.
+    /// deadlocks itself. With the default, retiring calls run only the
+    /// drops of values that drop anywhere
+    /// ([`drops_anywhere`](crate::drops_anywhere)); workers free the rest.
     ///
     /// ```
     /// let c = rcu_reclaim::Config::new().retiring_thread_frees(true);

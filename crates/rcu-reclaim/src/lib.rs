@@ -284,7 +284,9 @@ pub use domain::{Config, Error, Flavor, Rcu};
 pub use guard::{ReadGuard, ReadSection};
 pub use map::RcuHashMap;
 pub use qsbr::{LateReader, QsbrGuard, QsbrOfflineThread, QsbrThread};
-pub use size::ReclaimSize;
+#[doc(hidden)]
+pub use size::field_drops_anywhere as __field_drops_anywhere;
+pub use size::{drops_anywhere, ReclaimSize};
 pub use synchronize::Cookie;
 
 /// The README's examples, compiled and run as doc tests (the build script

@@ -11,6 +11,7 @@
 //! | your code | runs on | holding |
 //! |---|---|---|
 //! | a callback ([`Rcu::call`](crate::Rcu::call)), a deferred drop | a worker (`rcu-cb-<domain>-n<node>.<k>`), or a thread inside [`barrier`](crate::Rcu::barrier), [`run_callbacks`](crate::Rcu::run_callbacks) / reclaim, or the drop of a domain's last handle | its shard's run lock: the thread is marked no-reclaim, so allocations in it never enter direct reclaim |
+//! | a deferred drop of a type that drops anywhere ([`drops_anywhere`](crate::drops_anywhere): no drop glue, or [`ReclaimSize::DROPS_ANYWHERE`](crate::ReclaimSize::DROPS_ANYWHERE)) | also inside `defer_drop`, [`RcuCell::store`](crate::RcuCell::store) and [`Retired::defer_drop`](crate::Retired::defer_drop) on the retiring thread (such a drop takes no lock and waits for nothing) | as above |
 //! | the same, with [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees) | also inside `defer_drop`, [`RcuCell::store`](crate::RcuCell::store) and [`Retired::defer_drop`](crate::Retired::defer_drop) on the retiring thread | as above |
 //! | the value's own destructor in `defer_drop`'s fallback (no bulk page could be had) | the retiring thread, after a grace period | nothing |
 //! | [`Shrinker::scan`](crate::reclaim::Shrinker::scan) / `count` | the thread that reclaims: `rcu-kswapd`, an allocating thread over the budget's `min` (direct reclaim), `rcu-pressure`, or a caller of [`Reclaimer::reclaim`](crate::reclaim::Reclaimer::reclaim) | the budget's reclaim turn; marked no-reclaim |
@@ -21,9 +22,11 @@
 //! | the closure of [`RcuHashMap::update`](crate::RcuHashMap::update) or [`get_or_insert_with`](crate::RcuHashMap::get_or_insert_with), and the key's `Eq` in any map write | the calling thread | a read-side section of the map's domain (so it cannot wait for a grace period: that panics) and the key's stripe lock, marked no-reclaim: it must not use the same map |
 //!
 //! Retiring calls ([`call`](crate::Rcu::call), `defer_drop*`,
-//! `RcuCell::store`, `Retired::defer_drop`) never run another object's
-//! destructor or any callback by default, as the kernel never runs
+//! `RcuCell::store`, `Retired::defer_drop`) never run a callback or a
+//! destructor that might take a lock by default, as the kernel never runs
 //! callbacks inside `call_rcu`: they may be made while holding any lock.
+//! (They do drop values whose type drops anywhere: a wrong
+//! `DROPS_ANYWHERE` declaration is the one way to break this.)
 //!
 //! ## What may wait for what
 //!

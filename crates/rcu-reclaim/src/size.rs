@@ -54,6 +54,38 @@ pub trait ReclaimSize {
     /// ```
     const PLAIN: bool = false;
 
+    /// Whether dropping a value of the type runs nothing that takes a lock
+    /// or waits for a grace period: only the allocator's frees, atomic
+    /// counters and the like. RCU may then drop ready values of the type
+    /// inside a retiring call ([`Rcu::defer_drop`](crate::Rcu::defer_drop),
+    /// [`RcuCell::store`](crate::RcuCell::store),
+    /// [`Retired::defer_drop`](crate::Retired::defer_drop)) on the thread
+    /// that retires, where they were allocated and are still in its cache,
+    /// instead of handing them to a worker on another core. A type with no
+    /// drop glue (`!needs_drop`) counts as such without saying so.
+    ///
+    /// `false` unless a type says otherwise (the std containers say so when
+    /// their elements do: `String`, `Vec<u8>`, `Box<[u64]>`,
+    /// `Option<Vec<String>>`, ...). A wrong `true` is not unsound, but a
+    /// `Drop` that takes a lock the retiring thread holds would deadlock it;
+    /// one that waits for a grace period would panic inside a read-side
+    /// section. [`drops_anywhere`] reads it.
+    ///
+    /// ```
+    /// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+    /// assert!(drops_anywhere::<Vec<String>>() && drops_anywhere::<u64>());
+    ///
+    /// struct Logged(Vec<u8>);
+    /// impl Drop for Logged {
+    ///     fn drop(&mut self) {
+    ///         eprintln!("freed"); // takes stderr's lock: not declared
+    ///     }
+    /// }
+    /// rcu_reclaim::reclaim_size!(Logged { 0 });
+    /// assert!(!drops_anywhere::<Logged>());
+    /// ```
+    const DROPS_ANYWHERE: bool = false;
+
     /// Bytes freed when the value is dropped, itself included.
     fn reclaim_size(&self) -> usize;
 
@@ -83,6 +115,20 @@ pub trait ReclaimSize {
 /// let p = Page { title: "home".into(), body: vec![0; 1 << 16], views: 0 };
 /// assert_eq!(p.reclaim_size(), std::mem::size_of::<Page>() + 4 + (1 << 16));
 /// ```
+///
+/// With `; drops_anywhere` after the fields, it also declares
+/// [`DROPS_ANYWHERE`](ReclaimSize::DROPS_ANYWHERE): the struct has no
+/// `Drop` of its own that takes a lock or waits for a grace period, and
+/// every field drops anywhere (checked for the fields named; a field left
+/// out is your word). Values retired through the default calls are then
+/// freed on the retiring thread once their grace period has passed.
+///
+/// ```
+/// use rcu_reclaim::{drops_anywhere, reclaim_size};
+/// struct Route { prefix: String, hops: Vec<u32> }
+/// reclaim_size!(Route { prefix, hops }; drops_anywhere);
+/// assert!(drops_anywhere::<Route>());
+/// ```
 #[macro_export]
 macro_rules! reclaim_size {
     ($ty:ty { $($field:tt),* $(,)? }) => {
@@ -93,6 +139,41 @@ macro_rules! reclaim_size {
             }
         }
     };
+    ($ty:ty { $($field:tt),* $(,)? }; drops_anywhere) => {
+        impl $crate::ReclaimSize for $ty {
+            const DROPS_ANYWHERE: bool = true $(&& $crate::__field_drops_anywhere(
+                |v: &Self| &v.$field,
+            ))*;
+            fn reclaim_size(&self) -> usize {
+                ::std::mem::size_of::<Self>()
+                    $(+ $crate::ReclaimSize::heap_size(&self.$field))*
+            }
+        }
+    };
+}
+
+/// Whether RCU may drop a value of type `T` inside a retiring call, on the
+/// thread that retires it: `T` has no drop glue, or declares
+/// [`ReclaimSize::DROPS_ANYWHERE`].
+///
+/// ```
+/// use rcu_reclaim::drops_anywhere;
+/// assert!(drops_anywhere::<[u8; 64]>());
+/// assert!(drops_anywhere::<(String, Box<[u64]>)>());
+/// // The last `Arc`'s drop runs the `String`'s: only types without drop glue.
+/// assert!(!drops_anywhere::<std::sync::Arc<String>>());
+/// assert!(drops_anywhere::<std::sync::Arc<[u8]>>());
+/// ```
+pub const fn drops_anywhere<T: ReclaimSize + ?Sized>() -> bool {
+    !std::mem::needs_drop::<T>() || T::DROPS_ANYWHERE
+}
+
+/// For [`reclaim_size!`](crate::reclaim_size)`(..; drops_anywhere)`: whether
+/// the field `f` selects drops anywhere (the closure only names the field's
+/// type; it is never called).
+#[doc(hidden)]
+pub const fn field_drops_anywhere<S, F: ReclaimSize>(_f: fn(&S) -> &F) -> bool {
+    drops_anywhere::<F>()
 }
 
 macro_rules! plain {
@@ -138,12 +219,14 @@ fn items_heap<'a, T: ReclaimSize + 'a>(items: impl IntoIterator<Item = &'a T>) -
 }
 
 impl ReclaimSize for String {
+    const DROPS_ANYWHERE: bool = true;
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.capacity()
     }
 }
 
 impl ReclaimSize for Box<str> {
+    const DROPS_ANYWHERE: bool = true;
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.len()
     }
@@ -152,6 +235,7 @@ impl ReclaimSize for Box<str> {
 /// The buffer (its capacity) plus each element's own heap; visits the
 /// elements only when `T` is not [`PLAIN`](ReclaimSize::PLAIN).
 impl<T: ReclaimSize> ReclaimSize for Vec<T> {
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.capacity() * size_of::<T>() + items_heap(self.iter())
     }
@@ -159,12 +243,14 @@ impl<T: ReclaimSize> ReclaimSize for Vec<T> {
 
 /// As `Vec`.
 impl<T: ReclaimSize> ReclaimSize for VecDeque<T> {
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.capacity() * size_of::<T>() + items_heap(self.iter())
     }
 }
 
 impl<T: ReclaimSize> ReclaimSize for Box<[T]> {
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + std::mem::size_of_val::<[T]>(self) + items_heap(self.iter())
     }
@@ -172,6 +258,7 @@ impl<T: ReclaimSize> ReclaimSize for Box<[T]> {
 
 impl<T: ReclaimSize> ReclaimSize for Box<T> {
     const PLAIN: bool = false;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + (**self).reclaim_size()
     }
@@ -179,6 +266,7 @@ impl<T: ReclaimSize> ReclaimSize for Box<T> {
 
 impl<T: ReclaimSize, const N: usize> ReclaimSize for [T; N] {
     const PLAIN: bool = T::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + items_heap(self.iter())
     }
@@ -186,6 +274,7 @@ impl<T: ReclaimSize, const N: usize> ReclaimSize for [T; N] {
 
 impl<T: ReclaimSize> ReclaimSize for Option<T> {
     const PLAIN: bool = T::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.as_ref().map_or(0, ReclaimSize::heap_size)
     }
@@ -195,6 +284,7 @@ macro_rules! tuple {
     ($($t:ident . $i:tt),+) => {
         impl<$($t: ReclaimSize),+> ReclaimSize for ($($t,)+) {
             const PLAIN: bool = $($t::PLAIN)&&+;
+            const DROPS_ANYWHERE: bool = $(drops_anywhere::<$t>())&&+;
             fn reclaim_size(&self) -> usize {
                 size_of::<Self>() $(+ self.$i.heap_size())+
             }
@@ -211,6 +301,8 @@ tuple!(A.0, B.1, C.2, D.3);
 /// retiring one owner does not know it is.
 impl<T: ?Sized> ReclaimSize for Arc<T> {
     const PLAIN: bool = true;
+    /// Only if the pointee has no drop glue: the last owner's drop runs it.
+    const DROPS_ANYWHERE: bool = !std::mem::needs_drop::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>()
     }
@@ -219,6 +311,8 @@ impl<T: ?Sized> ReclaimSize for Arc<T> {
 /// As `Arc`: the pointer only.
 impl<T: ?Sized> ReclaimSize for Rc<T> {
     const PLAIN: bool = true;
+    /// As `Arc`.
+    const DROPS_ANYWHERE: bool = !std::mem::needs_drop::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>()
     }
@@ -235,6 +329,8 @@ impl<T: ?Sized> ReclaimSize for &T {
 /// An approximation: the table (capacity slots of a key and a value, plus
 /// a control byte each) and each entry's own heap.
 impl<K: ReclaimSize, V: ReclaimSize, S> ReclaimSize for HashMap<K, V, S> {
+    const DROPS_ANYWHERE: bool =
+        drops_anywhere::<K>() && drops_anywhere::<V>() && !std::mem::needs_drop::<S>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>()
             + self.capacity() * (size_of::<(K, V)>() + 1)
@@ -245,6 +341,7 @@ impl<K: ReclaimSize, V: ReclaimSize, S> ReclaimSize for HashMap<K, V, S> {
 
 /// As `HashMap`.
 impl<T: ReclaimSize, S> ReclaimSize for HashSet<T, S> {
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>() && !std::mem::needs_drop::<S>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.capacity() * (size_of::<T>() + 1) + items_heap(self.iter())
     }
@@ -253,6 +350,7 @@ impl<T: ReclaimSize, S> ReclaimSize for HashSet<T, S> {
 /// An approximation: each entry inline (nodes hold up to 11, about
 /// two-thirds full) and each entry's own heap.
 impl<K: ReclaimSize, V: ReclaimSize> ReclaimSize for BTreeMap<K, V> {
+    const DROPS_ANYWHERE: bool = drops_anywhere::<K>() && drops_anywhere::<V>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>()
             + self.len() * size_of::<(K, V)>() * 3 / 2
@@ -263,6 +361,7 @@ impl<K: ReclaimSize, V: ReclaimSize> ReclaimSize for BTreeMap<K, V> {
 
 /// As `BTreeMap`.
 impl<T: ReclaimSize> ReclaimSize for BTreeSet<T> {
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.len() * size_of::<T>() * 3 / 2 + items_heap(self.iter())
     }

@@ -1,12 +1,15 @@
-//! Values whose type has no drop glue are freed by the thread that retired
-//! them (their freeing runs no code of the user's, only the allocator),
-//! while values with a destructor still go to the workers.
+//! Values whose type has no drop glue, or declares
+//! `ReclaimSize::DROPS_ANYWHERE`, are freed by the thread that retired them
+//! (their drops take no lock and wait for nothing), while values with a
+//! destructor not so declared still go to the workers.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::thread;
 
-use rcu_reclaim::{Config, Rcu};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rcu_reclaim::{drops_anywhere, Config, Rcu, RcuCell, ReclaimSize};
 
 /// Counts, per thread, frees of 64-byte blocks.
 struct Counting;
@@ -55,4 +58,151 @@ fn plain_values_are_freed_by_the_thread_that_retired_them() {
         "the retiring thread freed {own} of its {N} plain values: {:?}",
         rcu.stats()
     );
+}
+
+/// Retires `N` values made by `make` on a fresh thread of a domain with a
+/// small pace; returns how many 64-byte blocks that thread freed itself.
+fn freed_by_retiring_thread<T: ReclaimSize + Send + 'static>(
+    make: fn(usize) -> T,
+    n: usize,
+) -> usize {
+    // A small pace: a page goes to its shard every 4 KiB, so grace
+    // periods, driven by this thread, complete all the time.
+    let rcu = Rcu::new(Config::new().pace_bytes(4 << 10)).unwrap();
+    let r = rcu.clone();
+    let own = thread::spawn(move || {
+        for i in 0..n {
+            r.defer_drop(Box::new(make(i)));
+        }
+        FREED_64.with(Cell::get)
+    })
+    .join()
+    .unwrap();
+    rcu.barrier();
+    own
+}
+
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// 64 bytes with a destructor that only bumps a counter: declared.
+struct Counted([u64; 8]);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        std::hint::black_box(self.0);
+    }
+}
+impl ReclaimSize for Counted {
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// The same without the declaration: its drop might take a lock.
+struct Undeclared([u64; 8]);
+impl Drop for Undeclared {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        std::hint::black_box(self.0);
+    }
+}
+rcu_reclaim::reclaim_size!(Undeclared {});
+
+#[test]
+fn values_declared_to_drop_anywhere_are_freed_by_the_retiring_thread() {
+    const N: usize = 100_000;
+    assert!(drops_anywhere::<Counted>());
+    let own = freed_by_retiring_thread(|i| Counted([i as u64; 8]), N);
+    assert!(own >= N / 4, "the retiring thread freed {own} of {N}");
+}
+
+#[test]
+fn values_with_an_undeclared_destructor_go_to_the_workers() {
+    const N: usize = 100_000;
+    assert!(!drops_anywhere::<Undeclared>());
+    let own = freed_by_retiring_thread(|i| Undeclared([i as u64; 8]), N);
+    assert!(
+        own <= N / 100,
+        "the retiring thread ran {own} destructors of {N}"
+    );
+}
+
+#[test]
+fn a_cell_of_std_containers_frees_old_versions_on_the_storing_thread() {
+    // `RcuCell::store` books `Vec<u8>`'s real size and frees ready old
+    // versions on the storing thread: a `Vec<u8>`'s drop only frees.
+    const N: usize = 100_000;
+    assert!(drops_anywhere::<Vec<u8>>());
+    let rcu = Rcu::new(Config::new().pace_bytes(4 << 10)).unwrap();
+    let cell = std::sync::Arc::new(RcuCell::new_in(&rcu, None::<Box<Vec<u8>>>));
+    let c = cell.clone();
+    let own = thread::spawn(move || {
+        for i in 0..N {
+            c.store(Box::new(vec![i as u8; 64]));
+        }
+        FREED_64.with(Cell::get)
+    })
+    .join()
+    .unwrap();
+    drop(cell);
+    rcu.barrier();
+    assert!(
+        own >= N / 4,
+        "the storing thread freed {own} of {N} buffers"
+    );
+}
+
+/// A value whose destructor is not declared, retired before a stream of
+/// plain values on the same thread, is not stranded: the thread frees only
+/// plain pages, so a worker frees the other one although the thread keeps
+/// handing the shard pages (which leaves plain ready pages to it).
+#[test]
+fn an_undeclared_value_ahead_of_plain_ones_is_not_stranded() {
+    static UNDECLARED_DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Flagged;
+    impl Drop for Flagged {
+        fn drop(&mut self) {
+            UNDECLARED_DROPPED.fetch_add(1, Ordering::Release);
+        }
+    }
+    rcu_reclaim::reclaim_size!(Flagged {});
+    // A long window: ready pages stay left to the thread however long a
+    // loaded machine deschedules it.
+    let rcu = Rcu::new(
+        Config::new()
+            .pace_bytes(4 << 10)
+            .producer_window(std::time::Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let r = rcu.clone();
+    let (retired, backlog) = thread::spawn(move || {
+        // The thread hands the shard plain pages first, so ready pages are
+        // left to it when the other one comes.
+        for i in 0..10_000u64 {
+            r.defer_drop(Box::new([i; 8]));
+        }
+        r.defer_drop(Box::new(Flagged));
+        let start = std::time::Instant::now();
+        let mut n = 0u64;
+        let mut backlog = 0;
+        // Liveness, not speed: the bound is generous.
+        while UNDECLARED_DROPPED.load(Ordering::Acquire) == 0
+            && start.elapsed() < std::time::Duration::from_secs(20)
+        {
+            r.defer_drop(Box::new([n; 8]));
+            n += 1;
+            backlog = backlog.max(r.pending());
+        }
+        (n, backlog)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        UNDECLARED_DROPPED.load(Ordering::Acquire),
+        1,
+        "stranded behind {retired} plain values (backlog up to {backlog}): {:?}",
+        rcu.stats()
+    );
+    rcu.barrier();
 }

@@ -140,3 +140,58 @@ fn the_default_cell_is_empty_in_the_global_domain() {
     cell.store(Box::new(String::from("x")));
     assert_eq!(cell.load(&cell.domain().read_lock()).unwrap(), "x");
 }
+
+#[test]
+fn drops_anywhere_follows_the_elements_and_the_declaration() {
+    use rcu_reclaim::drops_anywhere;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    // No drop glue, or std containers of such values.
+    assert!(drops_anywhere::<[u64; 8]>());
+    assert!(drops_anywhere::<String>());
+    assert!(drops_anywhere::<Vec<Option<Box<[u8]>>>>());
+    assert!(drops_anywhere::<HashMap<String, Vec<u32>>>());
+    assert!(drops_anywhere::<(String, u64, Box<str>)>());
+    // A pointee with drop glue behind a shared pointer: its last drop runs it.
+    assert!(!drops_anywhere::<Arc<String>>());
+    assert!(!drops_anywhere::<Vec<Arc<String>>>());
+
+    // A struct's own declaration, checked against the fields it names.
+    struct Plain {
+        name: String,
+        hops: Vec<u32>,
+    }
+    rcu_reclaim::reclaim_size!(Plain { name, hops }; drops_anywhere);
+    assert!(drops_anywhere::<Plain>());
+    struct Shared {
+        name: String,
+        owner: Arc<String>,
+    }
+    rcu_reclaim::reclaim_size!(Shared { name, owner }; drops_anywhere);
+    assert!(
+        !drops_anywhere::<Shared>(),
+        "a named field that does not drop anywhere"
+    );
+    // Undeclared: a struct with drop glue is not assumed to.
+    struct Undeclared {
+        name: String,
+    }
+    rcu_reclaim::reclaim_size!(Undeclared { name });
+    assert!(!drops_anywhere::<Undeclared>());
+    let _ = (
+        Plain {
+            name: String::new(),
+            hops: vec![],
+        }
+        .hops,
+        Shared {
+            name: String::new(),
+            owner: Arc::default(),
+        }
+        .name,
+        Undeclared {
+            name: String::new(),
+        }
+        .name,
+    );
+}

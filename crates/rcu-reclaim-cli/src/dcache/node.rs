@@ -91,6 +91,19 @@ impl Node {
     }
 }
 
+/// A retired version books the bytes it alone keeps alive (set by
+/// [`Node::set_retired_bytes`] before it is retired). Its drop bumps an
+/// atomic counter and drops the chain (`Arc` decrements and, for the
+/// entries only it held, their payload buffers): it takes no lock and waits
+/// for nothing, so rcu-reclaim may free ready versions on the thread that
+/// retires, where they were allocated.
+impl rcu_reclaim::ReclaimSize for Node {
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        self.retired_bytes.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let bytes = *self.retired_bytes.get_mut();

@@ -1,8 +1,9 @@
 //! rcu-reclaim, the library this project builds, as the table's backend.
 //! Readers take `Rcu::read_lock` (memb flavor: a load, a store and a
 //! compiler fence); retired versions go into the thread's bulk page with
-//! `defer_drop_sized`, and the domain's grace-period thread and callback
-//! workers free them. `demo` runs the table on it; `bench` measures it
+//! `defer_drop` (booking the bytes the version alone keeps alive); the
+//! retiring thread frees ready versions (a node drops anywhere) and the
+//! domain's grace-period thread and callback workers free the rest. `demo` runs the table on it; `bench` measures it
 //! against the other schemes (and adds its reaction to a memory budget).
 
 use rcu_reclaim::{Config, Flavor, QsbrGuard, QsbrThread, Rcu, ReadGuard};
@@ -68,7 +69,10 @@ impl<const MODE: Mode> Backend for Ours<MODE> {
         // unlinked and retired once; the domain drops it only after a grace
         // period, when no section that could have loaded it remains.
         let node = unsafe { Box::from_raw(node) };
-        self.rcu.defer_drop_sized(node, bytes);
+        // Books `bytes` (the node's `ReclaimSize`, set by the table before
+        // the retire) and lets the retiring thread free ready versions.
+        debug_assert_eq!(rcu_reclaim::ReclaimSize::reclaim_size(&*node), bytes);
+        self.rcu.defer_drop(node);
     }
 
     fn safe_point(&self, _: &()) {
@@ -87,7 +91,7 @@ impl<const MODE: Mode> Backend for Ours<MODE> {
 /// is its free guard (no instruction), and the thread reports a quiescent
 /// state between operations ([`Backend::quiescent_state`]) and goes offline
 /// for a budget's direct reclaim ([`Backend::offline_while`]). Retired
-/// versions go into the thread's bulk page with `defer_drop_sized`, as for
+/// versions go into the thread's bulk page with `defer_drop`, as for
 /// [`Ours`].
 pub struct OursQsbr {
     rcu: Rcu,
@@ -129,7 +133,8 @@ impl Backend for OursQsbr {
         // registration, which `quiescent_state` takes mutably).
         let node = unsafe { Box::from_raw(node) };
         // Never waits, online: a failed page allocation queues a callback.
-        self.rcu.defer_drop_sized(node, bytes);
+        debug_assert_eq!(rcu_reclaim::ReclaimSize::reclaim_size(&*node), bytes);
+        self.rcu.defer_drop(node);
     }
 
     #[inline]

@@ -133,14 +133,17 @@ impl Rcu {
     /// can be had, in which case it waits for a grace period and drops at
     /// once (inside a read-side section it queues a callback instead).
     ///
-    /// It never runs another object's destructor (nor any callback), so it
-    /// may be called while holding a lock that some deferred `Drop` takes;
-    /// the one destructor it may run is `value`'s own, in that no-page
-    /// fallback. It does free, on this thread, values retired earlier on
-    /// its CPU whose type has no drop glue (`std::mem::needs_drop` is
-    /// false, e.g. `Box<[u64; 8]>`) once their grace period has elapsed:
-    /// that runs no code but the global allocator's, and returns the memory
-    /// where it was allocated. A domain created with
+    /// It never runs a destructor that might take a lock (nor any
+    /// callback), so it may be called while holding a lock that some
+    /// deferred `Drop` takes; the one such destructor it may run is
+    /// `value`'s own, in that no-page fallback. It does free, on this
+    /// thread, values retired earlier on its CPU that drop anywhere
+    /// ([`drops_anywhere`](crate::drops_anywhere): no drop glue, as
+    /// `Box<[u64; 8]>`, or a type declaring
+    /// [`ReclaimSize::DROPS_ANYWHERE`], as `String` and `Vec<u8>` do) once
+    /// their grace period has elapsed: their drops take no lock, and the
+    /// memory returns where it was allocated, while the thread keeps
+    /// retiring. A domain created with
     /// [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees)
     /// opts out of that guarantee for speed.
     ///
@@ -171,7 +174,7 @@ impl Rcu {
     /// ```
     pub fn defer_drop<T: ReclaimSize + Send + 'static>(&self, value: Box<T>) {
         let bytes = T::reclaim_size(&value);
-        self.defer_drop_sized(value, bytes);
+        self.defer_drop_as(value, bytes, crate::drops_anywhere::<T>());
     }
 
     /// As [`defer_drop`](Rcu::defer_drop), booking `bytes`: the opt-in
@@ -190,7 +193,19 @@ impl Rcu {
     /// rcu.barrier();
     /// ```
     pub fn defer_drop_sized<T: Send + 'static>(&self, value: Box<T>, bytes: usize) {
-        let Err(value) = self.try_defer_drop_sized(value, bytes) else {
+        self.defer_drop_as(value, bytes, !std::mem::needs_drop::<T>());
+    }
+
+    /// As `defer_drop_sized`; `anywhere`: dropping a `T` takes no lock and
+    /// waits for nothing (`drops_anywhere`), so a retiring thread may free
+    /// ready values of it.
+    pub(crate) fn defer_drop_as<T: Send + 'static>(
+        &self,
+        value: Box<T>,
+        bytes: usize,
+        anywhere: bool,
+    ) {
+        let Err(value) = self.try_defer_drop_as(value, bytes, anywhere) else {
             return;
         };
         let inner = self.inner();
@@ -226,7 +241,7 @@ impl Rcu {
         value: Box<T>,
     ) -> Result<(), Box<T>> {
         let bytes = T::reclaim_size(&value);
-        self.try_defer_drop_sized(value, bytes)
+        self.try_defer_drop_as(value, bytes, crate::drops_anywhere::<T>())
     }
 
     /// As [`try_defer_drop`](Rcu::try_defer_drop), accounting `bytes`.
@@ -240,6 +255,16 @@ impl Rcu {
         value: Box<T>,
         bytes: usize,
     ) -> Result<(), Box<T>> {
+        self.try_defer_drop_as(value, bytes, !std::mem::needs_drop::<T>())
+    }
+
+    /// The deferred drop itself; `anywhere` as for `defer_drop_as`.
+    fn try_defer_drop_as<T: Send + 'static>(
+        &self,
+        value: Box<T>,
+        bytes: usize,
+        anywhere: bool,
+    ) -> Result<(), Box<T>> {
         let inner = self.inner();
         let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's slot, alive while the
@@ -247,12 +272,13 @@ impl Rcu {
         let local = unsafe { &(*slot).local };
         let ptr = Box::into_raw(value).cast::<()>();
         let cbs = &inner.callbacks;
-        // A value whose type has no drop glue: freeing it runs no code of
-        // the user's, only the allocator's.
-        let plain = !std::mem::needs_drop::<T>();
+        // A value whose drop takes no lock and waits for nothing (no drop
+        // glue, or `ReclaimSize::DROPS_ANYWHERE`): a retiring thread may
+        // free it (a "plain" page holds only such values).
+        let plain = anywhere;
         // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
-        // once, after a grace period, on any thread (`T: Send`), and runs
-        // no code but the allocator's when `plain`.
+        // once, after a grace period, on any thread (`T: Send`); `plain`
+        // only says where it may run.
         let pushed_fast =
             unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes, plain) };
         // A full page, or one holding `pace_bytes`, goes to the shard now,
@@ -270,12 +296,14 @@ impl Rcu {
         }
         let mut kick = false;
         let mut handed_off = false;
+        let mut handed_plain = false;
         let mut advance_to = None;
         let mut fresh_since = None;
         let pushed = local.with_page_owner(|page| {
             let mut hand_off_if_due = |page: &mut Option<BulkPage>| {
                 if page.as_ref().is_some_and(due) {
                     let full = page.take().expect("checked above");
+                    handed_plain |= full.is_plain();
                     local.reset_counts();
                     let (k, target) = cbs.hand_off_own(&inner.gp, full);
                     kick |= k;
@@ -343,16 +371,15 @@ impl Rcu {
                 // backlog left while a grace period was held up drains.
                 // Outside the buffer's lock: the drops may defer more.
                 cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES, false);
-            } else if advance_to.is_some() {
-                // Ready pages of plain values (no drop glue) are freed
-                // here, where they were allocated: that runs no destructor,
-                // only the allocator. A worker takes the rest.
+            } else if handed_plain || advance_to.is_some() {
+                // Ready pages of plain values (no drop glue, or declared
+                // `DROPS_ANYWHERE`) are freed here, where they were
+                // allocated: their drops take no lock and wait for nothing.
+                // While this thread hands off plain pages, the shard's
+                // plain ready pages are left to it for `producer_window`;
+                // a worker takes the rest, and what is left after that.
                 cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES, true);
-                // Unless this shard's thread frees at its safe points
-                // (`collect`): its ready pages are left to it for
-                // `producer_window`, after which the grace-period thread
-                // wakes a worker for whatever is left.
-                if !cbs.collector_recent(cpu) && cbs.pages_ready(&inner.gp, cpu) {
+                if cbs.worker_has_pages(&inner.gp, cpu) {
                     cbs.wake_worker(cpu);
                 }
             }

@@ -127,8 +127,9 @@ pub(crate) struct BulkPage {
     /// Grace-period sequence value after which the objects may be dropped
     /// (set when the page is sealed).
     pub(crate) cookie: u64,
-    /// Every object on the page has no drop glue (`!needs_drop`): dropping
-    /// them only frees memory and runs no code of the user's.
+    /// Every object on the page drops anywhere (no drop glue, or its type
+    /// declares `ReclaimSize::DROPS_ANYWHERE`): dropping them takes no lock
+    /// and waits for nothing, so a retiring thread may do it.
     plain: bool,
 }
 
@@ -176,19 +177,19 @@ impl BulkPage {
         self.len() == CAPACITY
     }
 
-    /// Whether dropping the page's objects runs no code of the user's (every
-    /// one was pushed as `plain`): only the allocator's frees.
+    /// Whether dropping the page's objects takes no lock and waits for
+    /// nothing (every one was pushed as `plain`).
     pub(crate) fn is_plain(&self) -> bool {
         self.plain
     }
 
-    /// Records `ptr` for dropping with `drop`; `plain`: dropping it only
-    /// frees memory (its type has no drop glue). The page must not be full.
+    /// Records `ptr` for dropping with `drop`; `plain`: dropping it takes
+    /// no lock and waits for nothing (`drops_anywhere`), so a retiring
+    /// thread may run it. The page must not be full.
     ///
     /// # Safety
     /// `drop(ptr)` must be sound to call exactly once, on any thread, after
-    /// a grace period; `plain` must be true only if `drop(ptr)` runs no
-    /// code but the global allocator's.
+    /// a grace period (`plain` affects only where it runs, not soundness).
     pub(crate) unsafe fn push(
         &mut self,
         ptr: *mut (),

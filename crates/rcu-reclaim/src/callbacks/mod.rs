@@ -20,7 +20,12 @@
 //!   and drop ready pages, yielding between batches. Callbacks and deferred
 //!   drops never run inside a retiring call (`call`, `defer_drop`,
 //!   `RcuCell::store`), as the kernel never runs them inside `call_rcu`:
-//!   a caller may hold a lock that some destructor takes. Only where the
+//!   a caller may hold a lock that some destructor takes. The exception is
+//!   a page of values that drop anywhere (`drops_anywhere`: no drop glue,
+//!   or `ReclaimSize::DROPS_ANYWHERE`): a thread that hands its shard such
+//!   pages frees the shard's ready ones, up to eight per hand-off (all of
+//!   them where it would otherwise wait for the worker), and they are left
+//!   to it while it keeps handing them off, as below. Only where the
 //!   domain opts in (`retiring_thread_frees`), a thread that keeps handing
 //!   full pages to a shard drops that shard's ready pages itself, eight per
 //!   hand-off, on the core that allocated the objects; a worker takes them
@@ -93,6 +98,9 @@ struct ShardState {
     /// When a thread last handed its own full page to this shard (it frees
     /// ready pages as it does: see `Params::producer_window`).
     last_handoff: Option<Instant>,
+    /// That thread frees only plain pages (values that drop anywhere; the
+    /// default): pages are left to it only while the front one is plain.
+    producer_plain_only: bool,
 }
 
 impl ShardState {
@@ -148,6 +156,11 @@ impl ShardState {
     /// to this shard (within `window` of its last hand-off); `None` once a
     /// worker should free them.
     fn left_to_producer(&self, now: Instant, window: Duration) -> Option<Duration> {
+        if self.producer_plain_only && !self.pages.front().is_some_and(BulkPage::is_plain) {
+            // It would stop at this page: a worker frees it (and what
+            // follows, lest the shard wait behind it).
+            return None;
+        }
         policy::left_to_producer(self.last_handoff, now, window)
     }
 
@@ -400,8 +413,12 @@ impl Callbacks {
     /// the grace period itself: when the shard is due (a batch, or
     /// `pace_bytes`), its entries are assigned a grace period at once and
     /// the sequence value that completes them is returned with the kick.
+    /// The thread frees the shard's ready pages after this when the domain
+    /// lets it (`retiring_thread_frees`), or, by default, plain ones when
+    /// it hands off a plain page.
     pub(crate) fn hand_off_own(&self, gp: &GracePeriods, page: BulkPage) -> (bool, Option<u64>) {
-        self.hand_off_as(gp, page, self.params.retiring_thread_frees, true)
+        let producer = self.params.retiring_thread_frees || page.is_plain();
+        self.hand_off_as(gp, page, producer, true)
     }
 
     fn hand_off_as(
@@ -421,6 +438,9 @@ impl Callbacks {
         // A shard whose thread frees at its safe points (`collect`) gets
         // its pages' grace period at once: that thread is waiting to free.
         let collecting = shard.collector_recent(self.params.producer_window);
+        // Frees every kind of page, or (the default's own plain page) only
+        // plain ones.
+        let frees_all = (producer && self.params.retiring_thread_frees) || collecting;
         let producer = producer || collecting;
         let mut st = lock(&shard.state);
         let was_idle = st.since.is_none();
@@ -431,6 +451,7 @@ impl Callbacks {
             }
             if producer {
                 st.last_handoff = Some(now);
+                st.producer_plain_only = !frees_all;
             }
         }
         st.page_objects += page.len();
@@ -468,15 +489,11 @@ impl Callbacks {
         self.overloaded.load(Ordering::Relaxed)
     }
 
-    /// Whether a thread freed shard `cpu`'s garbage at a safe point within
-    /// `producer_window` (ready pages are then left to it).
-    pub(crate) fn collector_recent(&self, cpu: usize) -> bool {
-        self.shards[cpu].collector_recent(self.params.producer_window)
-    }
-
-    /// Whether shard `cpu` has pages whose grace period has elapsed.
-    pub(crate) fn pages_ready(&self, gp: &GracePeriods, cpu: usize) -> bool {
-        lock(&self.shards[cpu].state).pages_ready(gp.seq())
+    /// Whether shard `cpu` has pages whose grace period has elapsed that
+    /// are not left to the thread handing it pages (see `has_ready`).
+    pub(crate) fn worker_has_pages(&self, gp: &GracePeriods, cpu: usize) -> bool {
+        let st = lock(&self.shards[cpu].state);
+        st.pages_ready(gp.seq()) && !self.pages_left_to_producer(&st, cpu)
     }
 
     /// Wakes the worker that serves shard `cpu`.
@@ -896,6 +913,12 @@ impl Callbacks {
         }
         let ready = || lock(&shard.state).ready_pages(gp.seq(), policy::THROTTLE_PAGES + 1);
         if !policy::throttles(ready()) {
+            return;
+        }
+        if self.pages_left_to_producer(&lock(&shard.state), cpu) {
+            // They are left to this thread, which frees plain pages itself
+            // (the worker would leave them to it): it frees them all now.
+            self.free_ready_pages(gp, cpu, usize::MAX, true);
             return;
         }
         add(&self.counters.throttles, 1);
