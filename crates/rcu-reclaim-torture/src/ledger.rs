@@ -105,17 +105,26 @@ fn perform(sh: &Arc<Shared>, ticket: &Ticket, action: Action, via: Via) {
     }
 }
 
-/// A deferred drop whose drop runs the action.
-struct Token {
+/// A deferred drop whose drop runs the action. With `ANYWHERE` its type
+/// declares that it drops anywhere (its drop takes no lock the retiring
+/// thread holds: atomics, a re-queue, an injected panic), so retiring
+/// threads free ready tokens themselves; without it, only workers, barrier
+/// and reclaim do. Half the tokens go each way, in runs.
+struct Token<const ANYWHERE: bool> {
     sh: Arc<Shared>,
     ticket: Ticket,
     action: Option<Action>,
 }
 
 // Owns no heap of its own (the `Arc` is shared): its inline bytes.
-rcu_reclaim::reclaim_size!(Token {});
+impl<const ANYWHERE: bool> rcu_reclaim::ReclaimSize for Token<ANYWHERE> {
+    const DROPS_ANYWHERE: bool = ANYWHERE;
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
 
-impl Drop for Token {
+impl<const ANYWHERE: bool> Drop for Token<ANYWHERE> {
     fn drop(&mut self) {
         if let Some(a) = self.action.take() {
             perform(&self.sh, &self.ticket, a, Via::Defer);
@@ -132,7 +141,14 @@ pub(crate) fn queue(sh: &Arc<Shared>, via: Via, action: Action) {
         Via::Call => rcu.call(move || perform(&s, &ticket, action, via)),
         Via::Hurry => rcu.call_hurry(move || perform(&s, &ticket, action, via)),
         Via::Sized => rcu.call_sized(move || perform(&s, &ticket, action, via), 64),
-        Via::Defer => rcu.defer_drop(Box::new(Token {
+        // Runs of 1024 tickets each way, so that whole bulk pages are
+        // plain (a page holding any other token is not).
+        Via::Defer if (ticket.id >> 10) % 2 == 0 => rcu.defer_drop(Box::new(Token::<true> {
+            sh: s,
+            ticket,
+            action: Some(action),
+        })),
+        Via::Defer => rcu.defer_drop(Box::new(Token::<false> {
             sh: s,
             ticket,
             action: Some(action),
