@@ -64,6 +64,28 @@
 //! `defer_drop` *is* the bulk variant: objects are batched per thread in
 //! pages ([`pages`]), so there is no separate bulk call.
 //!
+//! **Where the memory is freed.** The default calls also tell the engine
+//! whether the value *drops anywhere* ([`drops_anywhere`]: no drop glue,
+//! or [`ReclaimSize::DROPS_ANYWHERE`], which `String`, `Vec`, `Box`,
+//! `Option`, tuples and the std maps declare when their elements do, and
+//! `reclaim_size!(T { .. }; drops_anywhere)` declares for a struct whose
+//! own `Drop`, if any, takes no lock). Ready values of such types are freed
+//! by the thread that keeps retiring them, where they were allocated and
+//! while its cache still holds them; anything else goes to a worker thread,
+//! since its destructor might take a lock the retiring caller holds. The
+//! `_sized` and `_weighed` calls assume the worst unless the type has no
+//! drop glue. A thread can also free all of its garbage at its safe points
+//! with [`Rcu::collect`].
+//!
+//! ```
+//! use rcu_reclaim::{drops_anywhere, reclaim_size, RcuCell};
+//! struct Route { prefix: String, hops: Vec<u32> }
+//! reclaim_size!(Route { prefix, hops }; drops_anywhere);
+//! assert!(drops_anywhere::<Route>());
+//! let table = RcuCell::new(Route { prefix: "10.0.0.0/8".into(), hops: vec![1, 2] });
+//! table.store(Box::new(Route { prefix: "10.0.0.0/8".into(), hops: vec![3] }));
+//! ```
+//!
 //! ## Bounding memory
 //! A cache of large values is where a program's memory goes. An
 //! [`RcuCache`] bounds it three ways, in one builder, and frees what it
