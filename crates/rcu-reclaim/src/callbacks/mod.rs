@@ -917,8 +917,9 @@ impl Callbacks {
         }
         if self.pages_left_to_producer(&lock(&shard.state), cpu) {
             // They are left to this thread, which frees plain pages itself
-            // (the worker would leave them to it): it frees them all now.
-            self.free_ready_pages(gp, cpu, usize::MAX, true);
+            // (the worker would leave them to it): it frees a throttle's
+            // worth now (a bounded pause; its next hand-offs take more).
+            self.free_ready_pages(gp, cpu, policy::THROTTLE_PAGES * 4, true);
             return;
         }
         add(&self.counters.throttles, 1);
