@@ -309,7 +309,10 @@ where
     V: Send + 'static,
 {
     /// Caches `value` for `key`, replacing (and retiring) the old value,
-    /// then evicts until the cache is back under its capacity. Returns
+    /// then evicts until the cache is back under its capacity. A
+    /// replacement keeps the old entry's standing with the eviction policy:
+    /// its frequency and, at the same weight, its place in the queues (it
+    /// then queues nothing). Returns
     /// `false`, dropping the value at once, if the entry alone weighs more
     /// than [`max_bytes`](RcuCache::max_bytes). Tied to a budget, it then
     /// [checks](crate::reclaim::MemoryBudget::check) the budget, as
