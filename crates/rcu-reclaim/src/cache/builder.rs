@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -325,9 +325,7 @@ impl<K, V, W> RcuCacheBuilder<K, V, W> {
             bytes: AtomicUsize::new(0),
             retired_since_look: AtomicUsize::new(0),
             cap: Cap::new(max, regrow_after),
-            next_id: AtomicU64::new(0),
             weigher: Box::new(weigher),
-            hasher: RandomState::new(),
         });
         let registered = reclaimer.map(|r| {
             let id = r.register(Arc::new(CacheShrinker(Arc::downgrade(&inner))));

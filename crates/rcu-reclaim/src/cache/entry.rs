@@ -1,6 +1,7 @@
 //! What a cache stores per key, and how it weighs it.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use super::policy::MAX_FREQ;
 use crate::size::ReclaimSize;
@@ -16,6 +17,32 @@ pub(crate) struct Entry<V> {
     /// The weigher's bytes: what the map books besides the node.
     pub(crate) heap: usize,
     freq: AtomicU8,
+}
+
+/// Ids a thread takes from the shared counter at a time.
+const ID_BLOCK: u64 = 1 << 10;
+
+/// A new entry id, unique in the process: each thread hands out ids from
+/// a block of [`ID_BLOCK`] it takes from one shared counter, so an insert
+/// writes no shared cache line for its id.
+pub(crate) fn fresh_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        /// This thread's next id and the end of its block.
+        static BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    BLOCK
+        .try_with(|b| {
+            let (mut next, mut end) = b.get();
+            if next == end {
+                next = NEXT.fetch_add(ID_BLOCK, Ordering::Relaxed);
+                end = next + ID_BLOCK;
+            }
+            b.set((next + 1, end));
+            next
+        })
+        // A thread past its TLS teardown takes one id at a time.
+        .unwrap_or_else(|_| NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl<V> Entry<V> {

@@ -25,14 +25,22 @@
 //! allocation, no shared counter.
 //!
 //! Writers ([`insert`](RcuCache::insert),
-//! [`get_or_insert_with`](RcuCache::get_or_insert_with)) add the entry's
-//! weight to the cache's bytes, write the map (its stripe lock), then take
-//! the cache's *policy lock* to queue the key and evict until the bytes
-//! are back under the capacity. Eviction removes an entry from the map
-//! only if it is still the one queued (its id), and the map retires it
-//! through the domain with its size: readers that hold it keep reading it
-//! until their sections end. Readers never wait for eviction, nor
-//! eviction for readers.
+//! [`get_or_insert_with`](RcuCache::get_or_insert_with)) hash the key once,
+//! add the entry's weight to the cache's bytes, write the map (its stripe
+//! lock), then take the cache's *policy lock* to queue the key (with its
+//! hash: the policy never hashes again) and evict until the bytes are back
+//! under the capacity. Eviction removes an entry from the map only if it
+//! is still the one queued (its id), and the map retires it through the
+//! domain with its size: readers that hold it keep reading it until their
+//! sections end. Readers never wait for eviction, nor eviction for
+//! readers.
+//!
+//! An insert that replaces an entry of the same weight takes over the old
+//! entry's id and frequency: its queue item stays valid where it is, so
+//! the write queues nothing and, unless the cache is over its capacity,
+//! does not take the policy lock. A replacement of another weight gets a
+//! new id and a new queue item, and also keeps the frequency: rewriting a
+//! hot key does not make it look like a new one.
 //!
 //! An entry weighs `ENTRY_OVERHEAD` (its map node: key, value, id,
 //! weight, frequency and link) plus its weigher's bytes ([`HeapSize`] by
@@ -104,10 +112,9 @@ pub use builder::RcuCacheBuilder;
 pub use entry::{HeapSize, Weigher};
 
 use std::borrow::Borrow;
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::domain::Rcu;
@@ -116,7 +123,7 @@ use crate::map::RcuHashMap;
 use crate::reclaim::{MemoryBudget, Reclaimer, ShrinkerId};
 use crate::sources::PressureMonitor;
 use crate::sync::lock_std as lock;
-use entry::Entry;
+use entry::{fresh_id, Entry};
 use policy::{S3Fifo, Store};
 use shrink::Cap;
 
@@ -164,10 +171,7 @@ pub(crate) struct Inner<K, V> {
     /// domain's backlog (it looks once per eighth of the capacity).
     retired_since_look: AtomicUsize,
     cap: Cap,
-    next_id: AtomicU64,
     weigher: Box<dyn Weigher<K, V>>,
-    /// Hashes keys for the policy's ghost queue.
-    hasher: RandomState,
 }
 
 impl<K, V> RcuCache<K, V> {
@@ -305,7 +309,10 @@ where
     V: Send + 'static,
 {
     /// Caches `value` for `key`, replacing (and retiring) the old value,
-    /// then evicts until the cache is back under its capacity. Returns
+    /// then evicts until the cache is back under its capacity. A
+    /// replacement keeps the old entry's standing with the eviction policy:
+    /// its frequency and, at the same weight, its place in the queues (it
+    /// then queues nothing). Returns
     /// `false`, dropping the value at once, if the entry alone weighs more
     /// than [`max_bytes`](RcuCache::max_bytes). Tied to a budget, it then
     /// [checks](crate::reclaim::MemoryBudget::check) the budget, as
@@ -326,25 +333,46 @@ where
     pub fn insert(&self, key: K, value: V) -> bool {
         let inner = &*self.inner;
         let heap = inner.weigher.weigh(&key, &value);
-        let entry = Entry::new(value, inner.id(), heap, Self::ENTRY_OVERHEAD);
-        if entry.weight > inner.cap.max() {
+        let weight = Self::ENTRY_OVERHEAD.saturating_add(heap);
+        if weight > inner.cap.max() {
             return false;
         }
-        let (id, weight, hash) = (entry.id, entry.weight, inner.hasher.hash_one(&key));
+        let hash = inner.map.hash(&key);
         let queued = key.clone();
-        // Counted before it is visible, so a writer that replaces it never
-        // subtracts what was not added.
-        inner.bytes.fetch_add(weight, Ordering::Relaxed);
-        let mut replaced = 0;
-        inner.map.update(key, |old| {
-            replaced = old.map_or(0, |o| o.weight);
+        let (mut id, mut replaced) = (0, None);
+        inner.map.update_hashed(hash, key, |old| {
+            // Under the key's stripe lock: `old` stays in the map, and no
+            // other write can remove it, until this entry replaces it.
+            let (entry_id, freq) = match old {
+                Some(o) if o.weight == weight => (o.id, o.freq()),
+                Some(o) => (fresh_id(), o.freq()),
+                None => (fresh_id(), 0),
+            };
+            // Counted before the entry is visible, so a writer that
+            // replaces or evicts it never subtracts what was not added.
+            let before = old.map_or(0, |o| o.weight);
+            if weight >= before {
+                inner.bytes.fetch_add(weight - before, Ordering::Relaxed);
+            } else {
+                inner.bytes.fetch_sub(before - weight, Ordering::Relaxed);
+            }
+            id = entry_id;
+            replaced = old.map(|o| (o.weight, o.id == entry_id));
+            let entry = Entry::new(value, entry_id, heap, Self::ENTRY_OVERHEAD);
+            entry.set_freq(freq);
             Some(entry)
         });
-        inner.bytes.fetch_sub(replaced, Ordering::Relaxed);
-        inner
-            .retired_since_look
-            .fetch_add(replaced, Ordering::Relaxed);
-        self.queue_and_evict(queued, id, weight, hash);
+        let push = match replaced {
+            Some((old_weight, kept)) => {
+                inner
+                    .retired_since_look
+                    .fetch_add(old_weight, Ordering::Relaxed);
+                // Same id: the old entry's queue item stands for this one.
+                (!kept).then_some(queued)
+            }
+            None => Some(queued),
+        };
+        self.queue_and_evict(push.map(|key| (key, id, weight, hash)));
         true
     }
 
@@ -372,18 +400,21 @@ where
         f: impl FnOnce() -> V,
         guard: &'g ReadGuard<'_>,
     ) -> &'g V {
-        if let Some(v) = self.get(&key, guard) {
-            return v;
-        }
         let inner = &*self.inner;
+        let hash = inner.map.hash(&key);
+        if let Some(entry) = inner.map.get_hashed(hash, &key, guard) {
+            entry.touch();
+            return &entry.value;
+        }
         let queued = key.clone();
         let mut made = None;
-        let entry = inner.map.get_or_insert_with(
+        let entry = inner.map.get_or_insert_with_hashed(
+            hash,
             key,
             || {
                 let value = f();
                 let heap = inner.weigher.weigh(&queued, &value);
-                let entry = Entry::new(value, inner.id(), heap, Self::ENTRY_OVERHEAD);
+                let entry = Entry::new(value, fresh_id(), heap, Self::ENTRY_OVERHEAD);
                 inner.bytes.fetch_add(entry.weight, Ordering::Relaxed);
                 made = Some((entry.id, entry.weight));
                 entry
@@ -391,8 +422,7 @@ where
             guard,
         );
         if let Some((id, weight)) = made {
-            let hash = inner.hasher.hash_one(&queued);
-            self.queue_and_evict(queued, id, weight, hash);
+            self.queue_and_evict(Some((queued, id, weight, hash)));
         } else {
             entry.touch();
         }
@@ -442,18 +472,23 @@ where
             inner: &self.inner,
             guard: &guard,
         };
-        for (key, id) in queued {
-            store.remove(&key, id);
+        for (key, hash, id) in queued {
+            store.remove(&key, hash, id);
         }
     }
 
-    /// Queues an entry just written and evicts down to the capacity; then
-    /// checks the budget (with no cache lock held).
-    fn queue_and_evict(&self, key: K, id: u64, weight: usize, hash: u64) {
+    /// Queues an entry just written (`(key, id, weight, hash)`; `None`: a
+    /// replacement that kept its id, already queued) and evicts down to
+    /// the capacity; then checks the budget (with no cache lock held).
+    /// With nothing to queue and the cache within its capacity, it takes
+    /// no lock.
+    fn queue_and_evict(&self, item: Option<(K, u64, usize, u64)>) {
         let inner = &*self.inner;
-        {
+        if item.is_some() || inner.bytes.load(Ordering::Relaxed) > inner.cap.get() {
             let mut policy = lock(&inner.policy);
-            policy.push(key, id, weight, hash);
+            if let Some((key, id, weight, hash)) = item {
+                policy.push(key, id, weight, hash);
+            }
             let (_, evicted) = inner.evict(&mut policy, inner.cap.get(), usize::MAX);
             inner
                 .retired_since_look
@@ -512,12 +547,6 @@ const GARBAGE_RUN_PRIORITY: u8 = 1;
 /// Queued items beyond twice the entries before stale ones are dropped.
 const STALE_SLACK: usize = 1024;
 
-impl<K, V> Inner<K, V> {
-    fn id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
 impl<K, V> Inner<K, V>
 where
     K: Hash + Eq + Send + 'static,
@@ -535,7 +564,7 @@ where
         };
         let cap = self.cap.max();
         while n < max && self.bytes.load(Ordering::Relaxed) > target {
-            match policy.evict(cap, &store, |k| self.hasher.hash_one(k)) {
+            match policy.evict(cap, &store) {
                 Some(w) => {
                     n += 1;
                     bytes += w;
@@ -558,20 +587,27 @@ where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
 {
-    fn freq(&self, key: &K, id: u64) -> Option<u8> {
-        let e = self.inner.map.get(key, self.guard)?;
-        (e.id == id).then(|| e.freq())
-    }
-
-    fn set_freq(&self, key: &K, id: u64, freq: u8) {
-        if let Some(e) = self.inner.map.get(key, self.guard).filter(|e| e.id == id) {
-            e.set_freq(freq);
+    fn visit(
+        &self,
+        key: &K,
+        hash: u64,
+        id: u64,
+        next: impl FnOnce(u8) -> Option<u8>,
+    ) -> Option<u8> {
+        let e = self.inner.map.get_hashed(hash, key, self.guard)?;
+        if e.id != id {
+            return None;
         }
+        let freq = e.freq();
+        if let Some(f) = next(freq) {
+            e.set_freq(f);
+        }
+        Some(freq)
     }
 
-    fn remove(&self, key: &K, id: u64) -> Option<usize> {
+    fn remove(&self, key: &K, hash: u64, id: u64) -> Option<usize> {
         let mut weight = None;
-        self.inner.map.remove_if(key, |e| {
+        self.inner.map.remove_if_hashed(hash, key, |e| {
             weight = (e.id == id).then_some(e.weight);
             weight.is_some()
         });
@@ -631,6 +667,84 @@ mod tests {
             cache.insert(1u8, i);
         }
         assert!(lock(&cache.inner.policy).len() <= 2 + STALE_SLACK);
+    }
+
+    /// `key`'s entry: its id and frequency.
+    fn id_and_freq(cache: &RcuCache<u32, Vec<u8>>, key: u32) -> (u64, u8) {
+        let guard = cache.domain().read_lock();
+        let e = cache.inner.map.get(&key, &guard).unwrap();
+        (e.id, e.freq())
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_frequency_and_of_the_same_weight_its_id() {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let cache = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+        let weight = |n| RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + n;
+        cache.insert(1u32, vec![0u8; 100]);
+        {
+            let guard = rcu.read_lock();
+            cache.get(&1, &guard);
+            cache.get(&1, &guard);
+        }
+        let (id, freq) = id_and_freq(&cache, 1);
+        assert_eq!(freq, 2);
+        // The same weight: the same id, so its queue item stands for it.
+        cache.insert(1u32, vec![1u8; 100]);
+        assert_eq!(id_and_freq(&cache, 1), (id, 2));
+        assert_eq!(lock(&cache.inner.policy).len(), 1, "nothing queued");
+        assert_eq!(cache.bytes(), weight(100));
+        assert_eq!(cache.get(&1, &rcu.read_lock()).unwrap()[0], 1);
+        // Another weight: a new id and a new queue item, the frequency kept.
+        cache.insert(1u32, vec![2u8; 50]);
+        let (new_id, freq) = id_and_freq(&cache, 1);
+        assert_ne!(new_id, id);
+        assert_eq!(freq, 3, "kept, plus the hit above");
+        assert_eq!(lock(&cache.inner.policy).len(), 2);
+        assert_eq!(cache.bytes(), weight(50));
+        cache.clear();
+        assert_eq!((cache.len(), cache.bytes()), (0, 0));
+        drop(cache);
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn an_entry_that_took_over_an_id_is_evicted_by_its_queue_item() {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let weight = RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + 1000;
+        let cache = RcuCache::builder().rcu(&rcu).max_bytes(4 * weight).build();
+        for k in 0..4u32 {
+            cache.insert(k, vec![0u8; 1000]);
+        }
+        cache.insert(0, vec![1u8; 1000]); // replaces key 0, same weight
+        assert_eq!(cache.bytes(), 4 * weight);
+        for k in 4..8u32 {
+            cache.insert(k, vec![0u8; 1000]); // none read: FIFO order
+        }
+        assert_eq!((cache.len(), cache.bytes()), (4, 4 * weight));
+        let guard = rcu.read_lock();
+        assert!((0..4).all(|k| cache.get(&k, &guard).is_none()));
+        assert!((4..8).all(|k| cache.get(&k, &guard).is_some()));
+        drop(guard);
+        drop(cache);
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn ids_are_unique_across_threads() {
+        let ids: Vec<u64> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..3000).map(|_| fresh_id()).collect::<Vec<_>>()))
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[test]

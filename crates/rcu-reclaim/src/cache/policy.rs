@@ -21,22 +21,26 @@
 //! relaxed store; the queues hold `(key, id)` and ask a [`Store`] for it,
 //! so an entry that was removed or replaced meanwhile (another id) is
 //! skipped, and one replaced between the question and the eviction is not
-//! evicted (the store removes by id).
+//! evicted (the store removes by id). Each item also keeps its key's hash
+//! (the store's, computed once by the insert), so neither the store's
+//! lookups nor ghost hash a key again.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// The highest frequency an entry counts to (2 bits, as in S3-FIFO).
 pub(crate) const MAX_FREQ: u8 = 3;
 
-/// What the policy asks of the store that holds the entries.
+/// What the policy asks of the store that holds the entries. `hash` is
+/// always the store's hash of `key`, as given to [`S3Fifo::push`].
 pub(crate) trait Store<K> {
-    /// The frequency of `key`'s entry `id`; `None` if it is gone (removed,
-    /// or replaced by another id).
-    fn freq(&self, key: &K, id: u64) -> Option<u8>;
-    /// Sets the frequency of `key`'s entry `id`, if it is still there.
-    fn set_freq(&self, key: &K, id: u64, freq: u8);
+    /// Looks up `key`'s entry `id` (one lookup): its frequency, `None` if
+    /// it is gone (removed, or replaced by another id). If `next` makes
+    /// `Some(f)` of the frequency, the entry's frequency is set to `f`.
+    fn visit(&self, key: &K, hash: u64, id: u64, next: impl FnOnce(u8) -> Option<u8>)
+        -> Option<u8>;
     /// Removes `key`'s entry `id` if it is still there: its weight.
-    fn remove(&self, key: &K, id: u64) -> Option<usize>;
+    fn remove(&self, key: &K, hash: u64, id: u64) -> Option<usize>;
 }
 
 /// A queued entry.
@@ -44,6 +48,7 @@ struct Item<K> {
     key: K,
     id: u64,
     weight: usize,
+    hash: u64,
 }
 
 /// A FIFO of items with the sum of their weights (stale items included,
@@ -73,10 +78,32 @@ impl<K> Fifo<K> {
     }
 }
 
+/// Ghost's hasher: its keys are hashes already (the store's), so a key is
+/// its own hash.
+#[derive(Default)]
+struct HashIsKey(u64);
+
+impl Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64`s are hashed here; any other input still hashes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
+
 /// Hashes of keys evicted from small, oldest first, with a count of each.
 struct Ghost {
     order: VecDeque<u64>,
-    present: HashMap<u64, u32>,
+    present: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
 }
 
 impl Ghost {
@@ -117,7 +144,7 @@ impl<K> S3Fifo<K> {
             main: Fifo::new(),
             ghost: Ghost {
                 order: VecDeque::new(),
-                present: HashMap::new(),
+                present: HashMap::default(),
             },
         }
     }
@@ -125,7 +152,12 @@ impl<K> S3Fifo<K> {
     /// Queues a new entry: `id` of `key`, weighing `weight` bytes, whose
     /// key hashes to `hash` (for ghost).
     pub(crate) fn push(&mut self, key: K, id: u64, weight: usize, hash: u64) {
-        let item = Item { key, id, weight };
+        let item = Item {
+            key,
+            id,
+            weight,
+            hash,
+        };
         if self.ghost.contains(hash) {
             self.main.push(item);
         } else {
@@ -139,14 +171,8 @@ impl<K> S3Fifo<K> {
     }
 
     /// Evicts one entry from `store`, for a cache of `capacity` bytes:
-    /// its weight, or `None` when no queued entry is left. `hash` hashes a
-    /// key for ghost.
-    pub(crate) fn evict(
-        &mut self,
-        capacity: usize,
-        store: &impl Store<K>,
-        hash: impl Fn(&K) -> u64,
-    ) -> Option<usize> {
+    /// its weight, or `None` when no queued entry is left.
+    pub(crate) fn evict(&mut self, capacity: usize, store: &impl Store<K>) -> Option<usize> {
         // Readers may raise frequencies as fast as this lowers them: after
         // this many second chances, the next entry goes whatever it says.
         let mut chances = self.len() * usize::from(MAX_FREQ) + 1;
@@ -157,26 +183,26 @@ impl<K> S3Fifo<K> {
             } else {
                 self.main.pop()
             }?;
-            let Some(freq) = store.freq(&item.key, item.id) else {
+            let spared = chances > 0;
+            // One lookup: the frequency, lowered at once if the entry is
+            // spared (read while in small: promoted, counting afresh).
+            let seen = store.visit(&item.key, item.hash, item.id, |freq| {
+                (freq > 0 && spared).then(|| if from_small { 0 } else { freq - 1 })
+            });
+            let Some(freq) = seen else {
                 continue; // removed or replaced: its bytes left with it
             };
-            if freq > 0 && chances > 0 {
+            if freq > 0 && spared {
                 chances -= 1;
-                if from_small {
-                    // Read while in small: promoted, counting afresh.
-                    store.set_freq(&item.key, item.id, 0);
-                } else {
-                    store.set_freq(&item.key, item.id, freq - 1);
-                }
                 self.main.push(item);
                 continue;
             }
-            let Some(weight) = store.remove(&item.key, item.id) else {
-                continue; // replaced since `freq`: the new entry is queued
+            let Some(weight) = store.remove(&item.key, item.hash, item.id) else {
+                continue; // replaced since `visit`: the new entry is queued
             };
             if from_small {
                 let bound = self.len().max(64);
-                self.ghost.insert(hash(&item.key), bound);
+                self.ghost.insert(item.hash, bound);
             }
             return Some(weight);
         }
@@ -188,17 +214,18 @@ impl<K> S3Fifo<K> {
     /// store has entries, so its cost is amortized over those writes.
     pub(crate) fn retain_live(&mut self, store: &impl Store<K>) {
         for fifo in [&mut self.small, &mut self.main] {
-            fifo.items.retain(|i| store.freq(&i.key, i.id).is_some());
+            fifo.items
+                .retain(|i| store.visit(&i.key, i.hash, i.id, |_| None).is_some());
             fifo.bytes = fifo.items.iter().map(|i| i.weight).sum();
         }
     }
 
-    /// Takes every queued entry's key and id, emptying the queues (ghost
-    /// stays).
-    pub(crate) fn drain(&mut self) -> Vec<(K, u64)> {
+    /// Takes every queued entry's key, hash and id, emptying the queues
+    /// (ghost stays).
+    pub(crate) fn drain(&mut self) -> Vec<(K, u64, u64)> {
         let mut out = Vec::with_capacity(self.len());
         while let Some(item) = self.small.pop().or_else(|| self.main.pop()) {
-            out.push((item.key, item.id));
+            out.push((item.key, item.hash, item.id));
         }
         out
     }
@@ -213,16 +240,29 @@ mod tests {
     #[derive(Default)]
     struct Model(RefCell<HashMap<u32, (u64, u8, usize)>>);
 
-    impl Store<u32> for Model {
+    impl Model {
         fn freq(&self, key: &u32, id: u64) -> Option<u8> {
-            self.0.borrow().get(key).filter(|e| e.0 == id).map(|e| e.1)
+            self.visit(key, u64::from(*key), id, |_| None)
         }
-        fn set_freq(&self, key: &u32, id: u64, freq: u8) {
-            if let Some(e) = self.0.borrow_mut().get_mut(key).filter(|e| e.0 == id) {
-                e.1 = freq;
+    }
+
+    impl Store<u32> for Model {
+        fn visit(
+            &self,
+            key: &u32,
+            _: u64,
+            id: u64,
+            next: impl FnOnce(u8) -> Option<u8>,
+        ) -> Option<u8> {
+            let mut m = self.0.borrow_mut();
+            let e = m.get_mut(key).filter(|e| e.0 == id)?;
+            let freq = e.1;
+            if let Some(f) = next(freq) {
+                e.1 = f;
             }
+            Some(freq)
         }
-        fn remove(&self, key: &u32, id: u64) -> Option<usize> {
+        fn remove(&self, key: &u32, _: u64, id: u64) -> Option<usize> {
             let mut m = self.0.borrow_mut();
             let w = m.get(key).filter(|e| e.0 == id)?.2;
             m.remove(key);
@@ -237,9 +277,9 @@ mod tests {
             store.0.borrow_mut().insert(k, (u64::from(k), 0, 1));
             p.push(k, u64::from(k), 1, u64::from(k));
         }
-        store.set_freq(&0, 0, 1);
+        store.visit(&0, 0, 0, |_| Some(1));
         for _ in 0..5 {
-            assert!(p.evict(10, &store, |k| u64::from(*k)).is_some());
+            assert!(p.evict(10, &store).is_some());
         }
         assert!(store.freq(&0, 0).is_some(), "the read entry stays");
         assert!((1..=5).all(|k| store.freq(&k, u64::from(k)).is_none()));
@@ -252,11 +292,23 @@ mod tests {
         store.0.borrow_mut().insert(1, (2, 0, 5)); // id 1 was replaced by id 2
         p.push(1, 1, 5, 1);
         p.push(1, 2, 5, 1);
-        assert_eq!(p.evict(100, &store, |k| u64::from(*k)), Some(5));
+        assert_eq!(p.evict(100, &store), Some(5));
         assert!(store.0.borrow().is_empty());
-        assert_eq!(p.evict(100, &store, |k| u64::from(*k)), None);
+        assert_eq!(p.evict(100, &store), None);
         p.push(1, 3, 5, 1); // in ghost: straight to main
         assert_eq!((p.small.items.len(), p.main.items.len()), (0, 1));
+    }
+
+    #[test]
+    fn ghost_hashes_a_hash_to_itself() {
+        use std::hash::BuildHasher;
+        let ghost_hasher = BuildHasherDefault::<HashIsKey>::default();
+        for h in [0, 1, u64::MAX, 0x9e37_79b9_7f4a_7c15] {
+            assert_eq!(ghost_hasher.hash_one(h), h);
+        }
+        let mut ghost = S3Fifo::<u32>::new().ghost;
+        ghost.insert(42, 64);
+        assert!(ghost.contains(42) && !ghost.contains(43));
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Model {
     }
 }
 
-impl Store<u32> for Model {
+impl Model {
     fn freq(&self, key: &u32, id: u64) -> Option<u8> {
         let m = self.entries.borrow();
         m.get(key).filter(|e| e.0 == id).map(|e| e.1)
@@ -125,6 +125,20 @@ impl Store<u32> for Model {
     }
 }
 
+impl Store<u32> for Model {
+    fn visit(&self, key: &u32, _: u64, id: u64, next: impl FnOnce(u8) -> Option<u8>) -> Option<u8> {
+        let freq = self.freq(key, id)?;
+        if let Some(f) = next(freq) {
+            self.set_freq(key, id, f);
+        }
+        Some(freq)
+    }
+
+    fn remove(&self, key: &u32, _: u64, id: u64) -> Option<usize> {
+        Model::remove(self, key, id)
+    }
+}
+
 /// The cache's S3-FIFO code over the model.
 #[derive(Default)]
 struct S3 {
@@ -140,12 +154,10 @@ impl Policy for S3 {
     fn insert(&mut self, key: u32, weight: usize) {
         let queues = self.queues.get_or_insert_with(S3Fifo::new);
         let id = self.model.add(key, weight);
-        queues.push(key, id, weight, u64::from(key));
+        // The store's hash of the key: any well-mixed one.
+        queues.push(key, id, weight, mix(u64::from(key)));
         while self.model.bytes.get() > CAPACITY_KIB {
-            if queues
-                .evict(CAPACITY_KIB, &self.model, |k| u64::from(*k))
-                .is_none()
-            {
+            if queues.evict(CAPACITY_KIB, &self.model).is_none() {
                 break;
             }
         }

@@ -86,6 +86,10 @@ struct ShardState {
     list: SegCbList,
     /// Sealed pages, each waiting for its own cookie.
     pages: VecDeque<BulkPage>,
+    /// The highest cookie of any page queued here since the shard began
+    /// (not lowered when pages leave: only pages whose cookie is done do).
+    /// Not done, it is a queued page's; done, every queued page's is.
+    pages_max_cookie: u64,
     page_objects: usize,
     page_bytes: usize,
     /// Pages (from the front) whose grace period has been asked for.
@@ -109,6 +113,14 @@ impl ShardState {
             self.list.len() + self.page_objects,
             self.list.bytes() + self.page_bytes,
         )
+    }
+
+    /// Queues a sealed page, keeping the totals and `pages_max_cookie`.
+    fn push_page(&mut self, page: BulkPage) {
+        self.page_objects += page.len();
+        self.page_bytes += page.bytes();
+        self.pages_max_cookie = self.pages_max_cookie.max(page.cookie);
+        self.pages.push_back(page);
     }
 
     /// Whether the front page's grace period has completed (whether or not
@@ -454,10 +466,8 @@ impl Callbacks {
                 st.producer_plain_only = !frees_all;
             }
         }
-        st.page_objects += page.len();
-        st.page_bytes += page.bytes();
         let added = page.bytes();
-        st.pages.push_back(page);
+        st.push_page(page);
         let kick = self.after_enqueue(&mut st, was_idle, added);
         shard.publish(&st);
         let (unrequested, unrequested_bytes) = st.unrequested();
@@ -466,7 +476,7 @@ impl Callbacks {
             || policy::batch_full(&self.params, unrequested, unrequested_bytes);
         let target = if own && due {
             self.request_all(gp, &mut st);
-            Self::needed(gp, &st, st.pages.len())
+            Self::needed_all(gp, &st)
         } else {
             None
         };
@@ -480,6 +490,20 @@ impl Callbacks {
             .needed_gp()
             .into_iter()
             .chain(st.pages.iter().take(pages).map(|p| p.cookie))
+            .filter(|&t| !gp.done(t))
+            .max()
+    }
+
+    /// [`needed`](Self::needed) for all the shard's pages, without walking
+    /// them: a grace period that completes one cookie completes every
+    /// lower one, so the highest cookie not yet done is the highest queued
+    /// (`pages_max_cookie`) or none. Every retiring thread's hand-off asks
+    /// this, and a shard may hold thousands of pages.
+    fn needed_all(gp: &GracePeriods, st: &ShardState) -> Option<u64> {
+        st.list
+            .needed_gp()
+            .into_iter()
+            .chain(Some(st.pages_max_cookie))
             .filter(|&t| !gp.done(t))
             .max()
     }
@@ -711,7 +735,7 @@ impl Callbacks {
         for &cpu in cpus {
             let mut st = lock(&self.shards[cpu].state);
             self.request_all(gp, &mut st);
-            target = target.max(Self::needed(gp, &st, st.pages.len()));
+            target = target.max(Self::needed_all(gp, &st));
         }
         target
     }
@@ -1055,8 +1079,7 @@ impl Callbacks {
             for shard in self.shards.iter() {
                 let mut st = lock(&shard.state);
                 self.request_all(gp, &mut st);
-                let all = st.pages.len();
-                target = target.max(Self::needed(gp, &st, all).unwrap_or(0));
+                target = target.max(Self::needed_all(gp, &st).unwrap_or(0));
             }
             if target > 0 {
                 gp.wait_for_seq(target, WaitMode::Normal);
@@ -1081,7 +1104,37 @@ impl Callbacks {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::{BulkPage, Callbacks, ShardState};
     use crate::{Config, Rcu};
+
+    /// What all of a shard's pages need, read from their highest cookie,
+    /// is what walking them finds, whatever order the cookies were queued
+    /// in and after the ready pages leave.
+    #[test]
+    fn the_highest_cookie_gives_what_all_pages_need() {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let inner = rcu.inner();
+        let (cbs, gp) = (&inner.callbacks, &inner.gp);
+        let mut st = ShardState::default();
+        let all = |st: &ShardState| Callbacks::needed(gp, st, st.pages.len());
+        assert_eq!(Callbacks::needed_all(gp, &st), None);
+        let done = gp.seq();
+        let next = gp.snapshot();
+        assert!(gp.done(done) && !gp.done(next));
+        // Two threads may seal pages in one order and queue them in the
+        // other: cookies need not rise along the queue.
+        for cookie in [done, next + 8, next, done] {
+            let mut page = BulkPage::allocate(&cbs.alloc).unwrap();
+            page.cookie = cookie;
+            st.push_page(page);
+            assert_eq!(Callbacks::needed_all(gp, &st), all(&st), "{cookie}");
+        }
+        assert_eq!(Callbacks::needed_all(gp, &st), Some(next + 8));
+        let mut ready = Vec::new();
+        st.take_ready_pages(gp.seq(), usize::MAX, false, &mut ready);
+        assert_eq!(ready.len(), 1, "only the front page is ready");
+        assert_eq!(Callbacks::needed_all(gp, &st), all(&st));
+    }
 
     /// A thread that cannot free the shard's ready pages because someone
     /// holds the shard (maybe a thread preempted in its own inline free)

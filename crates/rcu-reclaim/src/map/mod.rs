@@ -382,8 +382,11 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
+    /// The hash the map files `key` under (its hasher's): what the
+    /// `*_hashed` calls take, so that a caller who needs the hash too (the
+    /// cache, for its policy) computes it once.
     #[inline]
-    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -395,7 +398,18 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
+        self.find_hashed(self.hash(key), key)
+    }
+
+    /// [`find`](Self::find) for a key whose [`hash`](Self::hash) the caller
+    /// has.
+    #[inline]
+    fn find_hashed<Q>(&self, hash: u64, key: &Q) -> Option<NonNull<Node<K, V>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        debug_assert_eq!(hash, self.hash(key), "a hash the map did not make");
         let table = self.table.load(Ordering::Acquire);
         // SAFETY: the caller's section began before this load, and a table
         // is freed only a grace period after a newer one is published; its
@@ -432,6 +446,26 @@ where
         // SAFETY: found inside the guard's section, freed no earlier than a
         // grace period after it is unlinked; the borrow of the map keeps it
         // from being dropped; a published value is never written.
+        Some(unsafe { &(*node.as_ptr()).value })
+    }
+
+    /// [`get`](Self::get) for a key whose [`hash`](Self::hash) the caller
+    /// has (the cache's policy keeps its keys' hashes).
+    #[inline]
+    #[track_caller]
+    pub(crate) fn get_hashed<'g, Q>(
+        &'g self,
+        hash: u64,
+        key: &Q,
+        guard: &'g ReadGuard<'_>,
+    ) -> Option<&'g V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.check_guard(guard);
+        let node = self.find_hashed(hash, key)?;
+        // SAFETY: as in `get`.
         Some(unsafe { &(*node.as_ptr()).value })
     }
 

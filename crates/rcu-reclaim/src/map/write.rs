@@ -136,7 +136,22 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
+        self.remove_if_hashed(self.hash(key), key, pred)
+    }
+
+    /// [`remove_if`](Self::remove_if) for a key whose
+    /// [`hash`](RcuHashMap::hash) the caller has.
+    pub(crate) fn remove_if_hashed<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        pred: impl FnOnce(&V) -> bool,
+    ) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        debug_assert_eq!(hash, self.hash(key), "a hash the map did not make");
         let removed = self.locked(hash, |head| {
             // SAFETY: as in `insert`.
             match unsafe { list::search::<K, V, Q>(head, key_sort(hash), key) } {
@@ -182,11 +197,23 @@ where
         f: impl FnOnce() -> V,
         guard: &'g ReadGuard<'_>,
     ) -> &'g V {
+        self.get_or_insert_with_hashed(self.hash(&key), key, f, guard)
+    }
+
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for a key whose
+    /// [`hash`](RcuHashMap::hash) the caller has.
+    #[track_caller]
+    pub(crate) fn get_or_insert_with_hashed<'g>(
+        &'g self,
+        hash: u64,
+        key: K,
+        f: impl FnOnce() -> V,
+        guard: &'g ReadGuard<'_>,
+    ) -> &'g V {
         self.check_guard(guard);
-        let node = match self.find(&key) {
+        let node = match self.find_hashed(hash, &key) {
             Some(node) => node,
             None => {
-                let hash = self.hash(&key);
                 let sort = key_sort(hash);
                 let (node, inserted) = self.locked(hash, |head| {
                     // SAFETY: as in `insert`.
@@ -232,7 +259,16 @@ where
     where
         F: FnOnce(Option<&V>) -> Option<V>,
     {
-        let hash = self.hash(&key);
+        self.update_hashed(self.hash(&key), key, f)
+    }
+
+    /// [`update`](Self::update) for a key whose [`hash`](RcuHashMap::hash)
+    /// the caller has.
+    pub(crate) fn update_hashed<F>(&self, hash: u64, key: K, f: F) -> bool
+    where
+        F: FnOnce(Option<&V>) -> Option<V>,
+    {
+        debug_assert_eq!(hash, self.hash(&key), "a hash the map did not make");
         let sort = key_sort(hash);
         let (old, present, added) = self.locked(hash, |head| {
             // SAFETY: as in `insert`.
