@@ -9,7 +9,7 @@ use std::thread;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rcu_reclaim::{drops_anywhere, Config, Rcu, RcuCell, ReclaimSize};
+use rcu_reclaim::{drops_anywhere, Config, Rcu, RcuCell, RcuHashMap, ReclaimSize};
 
 /// Counts, per thread, frees of 64-byte blocks.
 struct Counting;
@@ -205,4 +205,28 @@ fn an_undeclared_value_ahead_of_plain_ones_is_not_stranded() {
         rcu.stats()
     );
     rcu.barrier();
+}
+
+#[test]
+fn a_map_of_std_values_frees_removed_entries_on_the_writing_thread() {
+    // Keys and values that drop anywhere: the writer frees ready entries.
+    const N: usize = 50_000;
+    let rcu = Rcu::new(Config::new().pace_bytes(4 << 10)).unwrap();
+    let map: std::sync::Arc<RcuHashMap<u64, Vec<u8>>> =
+        std::sync::Arc::new(RcuHashMap::new_in(&rcu));
+    let m = map.clone();
+    let own = thread::spawn(move || {
+        for i in 0..N as u64 {
+            m.insert(i % 64, vec![i as u8; 64]);
+        }
+        FREED_64.with(Cell::get)
+    })
+    .join()
+    .unwrap();
+    drop(map);
+    rcu.barrier();
+    assert!(
+        own >= N / 4,
+        "the writing thread freed {own} of {N} replaced values"
+    );
 }

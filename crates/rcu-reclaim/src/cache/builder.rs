@@ -320,7 +320,14 @@ impl<K, V, W> RcuCacheBuilder<K, V, W> {
                 .map_or(DEFAULT_MAX_BYTES, |b| b.watermarks().high)
         });
         let inner = Arc::new(Inner {
-            map: RcuHashMap::with_weigher_in(0, RandomState::new(), &rcu, entry_heap::<K, V>),
+            map: RcuHashMap::with_weigher_as(
+                0,
+                RandomState::new(),
+                &rcu,
+                entry_heap::<K, V>,
+                weigher.drops_anywhere()
+                    || (!std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>()),
+            ),
             policy: Mutex::new(S3Fifo::new()),
             bytes: AtomicUsize::new(0),
             retired_since_look: AtomicUsize::new(0),

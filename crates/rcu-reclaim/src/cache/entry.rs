@@ -109,6 +109,23 @@ pub trait Weigher<K, V>: Send + Sync + 'static {
     /// assert_eq!(Fixed.weigh(&1, &[0; 16]), 0);
     /// ```
     fn weigh(&self, key: &K, value: &V) -> usize;
+
+    /// Whether dropping a key and a value takes no lock and waits for
+    /// nothing ([`ReclaimSize::DROPS_ANYWHERE`]): the cache's writers then
+    /// free evicted entries themselves once their grace period has passed,
+    /// where they were allocated, instead of a worker on another core.
+    /// `false` by default (unless neither has drop glue); [`HeapSize`]
+    /// says it when the key and value types do.
+    ///
+    /// ```
+    /// use rcu_reclaim::cache::{HeapSize, Weigher};
+    /// assert!(Weigher::<u64, Vec<u8>>::drops_anywhere(&HeapSize));
+    /// let by_len = |_: &u32, v: &Vec<u8>| v.len();
+    /// assert!(!by_len.drops_anywhere());
+    /// ```
+    fn drops_anywhere(&self) -> bool {
+        false
+    }
 }
 
 /// The default [`Weigher`]: `key.heap_size() + value.heap_size()`
@@ -122,6 +139,9 @@ pub trait Weigher<K, V>: Send + Sync + 'static {
 pub struct HeapSize;
 
 impl<K: ReclaimSize, V: ReclaimSize> Weigher<K, V> for HeapSize {
+    fn drops_anywhere(&self) -> bool {
+        crate::drops_anywhere::<K>() && crate::drops_anywhere::<V>()
+    }
     fn weigh(&self, key: &K, value: &V) -> usize {
         key.heap_size().saturating_add(value.heap_size())
     }

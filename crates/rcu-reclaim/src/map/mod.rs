@@ -157,6 +157,9 @@ pub struct RcuHashMap<K, V, S = RandomState> {
     hasher: S,
     /// Heap bytes of an entry's key and value, booked when it is retired.
     weigh: fn(&K, &V) -> usize,
+    /// Dropping an entry takes no lock and waits for nothing (the key and
+    /// value drop anywhere): retiring writers free ready entries themselves.
+    drops_anywhere: bool,
     rcu: Rcu,
     /// Owns the nodes; `*const ()` leaves `Send`/`Sync` to the impls below.
     _owns: PhantomData<(Box<Node<K, V>>, *const ())>,
@@ -238,7 +241,8 @@ impl<K: ReclaimSize, V: ReclaimSize, S> RcuHashMap<K, V, S> {
     /// assert_eq!(map.len(), 1);
     /// ```
     pub fn with_capacity_and_hasher_in(capacity: usize, hasher: S, rcu: &Rcu) -> Self {
-        Self::with_weigher_in(capacity, hasher, rcu, heap_of::<K, V>)
+        let anywhere = crate::drops_anywhere::<K>() && crate::drops_anywhere::<V>();
+        Self::with_weigher_as(capacity, hasher, rcu, heap_of::<K, V>, anywhere)
     }
 }
 
@@ -267,6 +271,20 @@ impl<K, V, S> RcuHashMap<K, V, S> {
         rcu: &Rcu,
         weigh: fn(&K, &V) -> usize,
     ) -> Self {
+        let anywhere = !std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>();
+        Self::with_weigher_as(capacity, hasher, rcu, weigh, anywhere)
+    }
+
+    /// As `with_weigher_in`; `drops_anywhere`: dropping a key and a value
+    /// takes no lock and waits for nothing (see
+    /// [`ReclaimSize::DROPS_ANYWHERE`]), so writers free ready entries.
+    pub(crate) fn with_weigher_as(
+        capacity: usize,
+        hasher: S,
+        rcu: &Rcu,
+        weigh: fn(&K, &V) -> usize,
+        drops_anywhere: bool,
+    ) -> Self {
         let buckets = capacity
             .checked_next_power_of_two()
             .unwrap_or(1 << (usize::BITS - 2))
@@ -280,6 +298,7 @@ impl<K, V, S> RcuHashMap<K, V, S> {
             min_buckets: buckets,
             hasher,
             weigh,
+            drops_anywhere,
             rcu: rcu.clone(),
             _owns: PhantomData,
         }

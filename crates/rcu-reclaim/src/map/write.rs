@@ -47,7 +47,7 @@ where
         // SAFETY: unlinked under its stripe lock, so no new reader can
         // reach it; the deferred drop waits for the readers that did.
         let node = unsafe { Box::from_raw(node.as_ptr()) };
-        self.rcu.defer_drop_sized(node, bytes);
+        self.rcu.defer_drop_as(node, bytes, self.drops_anywhere);
     }
 
     /// Inserts `value` for `key`: `true` if the key was new, `false` if it
