@@ -482,11 +482,15 @@ fn pressure_and_run_callbacks_work_on_qsbr() {
         "{:?}",
         rcu.stats()
     );
-    // Priority 0: a barrier on the caller's thread.
+    // Priority 0: a barrier on the caller's thread. Under pressure a worker
+    // may free the value first (the report counts what the call ran), so
+    // the domain's count says it was freed.
+    let before = rcu.bytes_freed();
     rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
     let report = rcu.run_callbacks(&all, 0);
     assert_eq!(report.action, RunAction::Barrier, "{report:?}");
-    assert_eq!(report.bytes_freed, 1 << 20);
+    assert!(report.bytes_freed <= 1 << 20, "{report:?}");
+    assert_eq!(rcu.bytes_freed() - before, 1 << 20);
     drop(guard);
     // From an online thread: run_callbacks never waits for itself, it only
     // runs what is ready.
