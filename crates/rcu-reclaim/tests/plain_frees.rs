@@ -230,3 +230,25 @@ fn a_map_of_std_values_frees_removed_entries_on_the_writing_thread() {
         "the writing thread freed {own} of {N} replaced values"
     );
 }
+
+/// A thread that retires values that drop anywhere and then stops (its
+/// ready pages were left to it) strands nothing: the grace-period thread
+/// and a worker free the rest once `producer_window` has passed, with no
+/// barrier.
+#[test]
+fn a_thread_that_stops_retiring_plain_values_strands_nothing() {
+    let rcu = Rcu::new(Config::new().pace_bytes(4 << 10)).unwrap();
+    let r = rcu.clone();
+    thread::spawn(move || {
+        for i in 0..20_000u64 {
+            r.defer_drop(Box::new(vec![i; 4]));
+        }
+    })
+    .join()
+    .unwrap();
+    let start = std::time::Instant::now();
+    while rcu.pending() > 0 && start.elapsed() < std::time::Duration::from_secs(20) {
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(rcu.pending(), 0, "{:?}", rcu.stats());
+}
