@@ -236,9 +236,10 @@ impl GracePeriods {
 
     /// A whole grace period at once, if no thread is registered as a reader
     /// and no grace period is in progress or being run (`gp_lock` free):
-    /// `synchronize`'s fast path, which skips the snapshot's fence (the one
-    /// here orders the caller's unlinks before the scan) and counts the
-    /// call itself. Returns whether it completed one.
+    /// `synchronize`'s fast path, which skips the snapshot's fence (the
+    /// lock's acquisition, with [`fence_after_lock`](crate::sync::fence_after_lock),
+    /// orders the caller's unlinks before the scan) and counts the call
+    /// itself. Returns whether it completed one.
     ///
     /// The caller is never inside a section of this domain when it returns
     /// `true`: a thread in a section (or online in a QSBR domain) holds a
@@ -249,12 +250,16 @@ impl GracePeriods {
         // Not `sync::try_lock`: nothing here allocates, so the no-reclaim
         // mark (two thread-local accesses) is not needed. A poisoned lock
         // is used as `sync::lock` uses it.
+        crate::sync::fence_before_rmw();
         let _held = match self.gp_lock.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return false,
         };
-        fence(Ordering::SeqCst);
+        // The lock was just taken by a read-modify-write: on x86 that is
+        // the fence `complete_if_no_reader` needs (one locked instruction
+        // fewer on the whole path).
+        crate::sync::fence_after_lock();
         if !self.complete_if_no_reader_fenced(WaitMode::Normal) {
             return false;
         }
