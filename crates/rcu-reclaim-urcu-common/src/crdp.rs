@@ -6,7 +6,7 @@
 
 use std::os::raw::c_int;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -134,34 +134,41 @@ impl Chain {
     fn is_empty(&self) -> bool {
         self.newest.is_null()
     }
+}
 
-    /// Invokes every head, oldest first, as liburcu does.
-    fn invoke(self) {
-        // Reverse into oldest-first order.
-        let mut prev = ptr::null_mut();
-        let mut cur = self.newest;
-        while !cur.is_null() {
-            // SAFETY: every head of the chain is valid until invoked (the
-            // caller's promise), and the chain is ours alone.
-            unsafe {
-                let next = (*cur).next;
-                (*cur).next = prev;
-                prev = cur;
-                cur = next;
-            }
+/// Invokes the chain whose newest head is `newest`, oldest first (as
+/// liburcu does); returns how many heads it had. Two passes over the heads
+/// (reverse while counting; invoke), which a flood's batch finds cold. The
+/// chain is the caller's alone and every head of it is valid until invoked
+/// (the C caller's promise).
+fn invoke_newest_first(newest: *mut RcuHead) -> u64 {
+    // Reverse into oldest-first order.
+    let mut len = 0;
+    let mut prev = ptr::null_mut();
+    let mut cur = newest;
+    while !cur.is_null() {
+        len += 1;
+        // SAFETY: every head of the chain is valid until invoked (the
+        // caller's promise), and the chain is ours alone.
+        unsafe {
+            let next = (*cur).next;
+            (*cur).next = prev;
+            prev = cur;
+            cur = next;
         }
-        while !prev.is_null() {
-            // SAFETY: as above; `next` is read before `func`, which may free
-            // the head, runs exactly once, here.
-            unsafe {
-                let head = prev;
-                prev = (*head).next;
-                if let Some(f) = (*head).func {
-                    f(head);
-                }
+    }
+    while !prev.is_null() {
+        // SAFETY: as above; `next` is read before `func`, which may free
+        // the head, runs exactly once, here.
+        unsafe {
+            let head = prev;
+            prev = (*head).next;
+            if let Some(f) = (*head).func {
+                f(head);
             }
         }
     }
+    len
 }
 
 #[derive(Default)]
@@ -187,7 +194,7 @@ const GATHER: Duration = Duration::from_millis(5);
 /// invoked), `call_rcu` waits for the crdp's next batch, or [`PUSH_BACK_WAIT`]
 /// at most, so a flood cannot outrun the thread that frees (about 80 bytes
 /// a head in a typical node: a few MB). The engine's `qhimark` default.
-const PUSH_BACK_AT: u64 = 10_000;
+pub(crate) const PUSH_BACK_AT: u64 = 10_000;
 /// The longest one `call_rcu` waits: a bound, not a dependency, so a caller
 /// holding a lock that a callback takes is slowed, never deadlocked.
 const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
@@ -284,11 +291,14 @@ impl CallRcuData {
                     return;
                 }
                 if self.incoming.load(Ordering::Acquire).is_null() {
-                    // Pairs with the fence in `push`: either it sees
-                    // `sleeping` and signals, or this sees its head.
-                    self.sleeping.store(true, Ordering::Relaxed);
-                    fence(Ordering::SeqCst);
-                    if self.incoming.load(Ordering::Acquire).is_null() {
+                    // Pairs with `push_chain` and `wake_if_sleeping`: the
+                    // store and load here and the push's exchange and load
+                    // of `sleeping` are all SeqCst, so in their single
+                    // order either the push's exchange comes before this
+                    // load (which sees its head), or this store comes
+                    // before the push's load (which sees `sleeping`).
+                    self.sleeping.store(true, Ordering::SeqCst);
+                    if self.incoming.load(Ordering::SeqCst).is_null() {
                         st = wait(&self.wake, st);
                     }
                     self.sleeping.store(false, Ordering::Relaxed);
@@ -307,18 +317,17 @@ impl CallRcuData {
     /// Takes what is queued, waits for its grace period and invokes it on
     /// the calling thread; returns how many heads, and their bytes.
     fn run_batch(&self) -> (usize, usize) {
-        let batch = self.take();
-        if batch.is_empty() {
+        let (newest, bytes) = self.take_raw();
+        if newest.is_null() {
             return (0, 0);
         }
-        let (n, bytes) = (batch.len, batch.bytes);
         let rcu = self.rcu;
         if rcu.in_fast_mode() {
             rcu.synchronize_expedited();
         } else {
             rcu.synchronize();
         }
-        batch.invoke();
+        let n = invoke_newest_first(newest);
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
         self.count_done(n);
         (n as usize, bytes)
@@ -362,6 +371,9 @@ impl CallRcuData {
             .wait_timeout_while(st, PUSH_BACK_WAIT, |st| st.done == done);
     }
 
+    /// Publishes a chain on `incoming`. SeqCst (no dearer than Release on
+    /// x86: a locked instruction either way), so that with
+    /// `wake_if_sleeping`'s SeqCst load no fence is needed (see `run`).
     fn push_chain(&self, newest: *mut RcuHead, oldest: *mut RcuHead) {
         let mut top = self.incoming.load(Ordering::Relaxed);
         loop {
@@ -371,7 +383,7 @@ impl CallRcuData {
             match self.incoming.compare_exchange_weak(
                 top,
                 newest,
-                Ordering::Release,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return,
@@ -380,19 +392,27 @@ impl CallRcuData {
         }
     }
 
+    /// After `push_chain`: signals the thread if it sleeps. No fence: the
+    /// SeqCst load here, after `push_chain`'s SeqCst exchange, pairs with
+    /// the thread's SeqCst store of `sleeping` and load of `incoming`.
     fn wake_if_sleeping(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
+        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::Relaxed) {
             let _st = lock(&self.state);
             self.wake.notify_one();
         }
     }
 
-    /// Takes every queued head, with its bytes.
-    fn take(&self) -> Chain {
+    /// Takes every queued head (the newest; NULL if none), with the bytes
+    /// they declared.
+    fn take_raw(&self) -> (*mut RcuHead, usize) {
         let acc = &mut *lock(&self.incoming_bytes);
         let newest = self.incoming.swap(ptr::null_mut(), Ordering::Acquire);
-        let bytes = std::mem::take(acc);
+        (newest, std::mem::take(acc))
+    }
+
+    /// Takes every queued head as a chain, counted, with its bytes.
+    fn take(&self) -> Chain {
+        let (newest, bytes) = self.take_raw();
         let (mut len, mut oldest, mut cur) = (0, ptr::null_mut(), newest);
         while !cur.is_null() {
             len += 1;
