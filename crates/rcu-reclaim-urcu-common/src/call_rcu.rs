@@ -52,7 +52,11 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
     }
     let mine = THREAD_CRDP.with(|t| t.get());
     if !mine.is_null() || (PER_CPU.get().is_none() && !default.is_null()) {
-        let crdp = if mine.is_null() { default.cast_const() } else { mine };
+        let crdp = if mine.is_null() {
+            default.cast_const()
+        } else {
+            mine
+        };
         // SAFETY: the thread's crdp stays installed while this thread is
         // here (only this thread can uninstall it, and liburcu's contract
         // frees a crdp only once it is installed nowhere); the default one

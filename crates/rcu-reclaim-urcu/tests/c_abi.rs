@@ -141,7 +141,11 @@ fn synchronize_inside_a_section_aborts_with_the_reason() {
     let exe = env.compile("synchronize_in_section", &[], &["-lurcu-memb"]);
     for mode in ["single", "nested"] {
         let out = run_with_args(&exe, &[mode], Some(&env.dropin_dir));
-        assert!(out.loaded_ours, "the drop-in was not loaded:\n{}", out.trace);
+        assert!(
+            out.loaded_ours,
+            "the drop-in was not loaded:\n{}",
+            out.trace
+        );
         assert_eq!(out.stdout, "in section\n", "{mode}: {}", out.stderr);
         // Killed by SIGABRT: no exit code.
         assert_eq!(out.code, None, "{mode}: {}", out.stderr);

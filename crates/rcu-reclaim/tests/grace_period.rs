@@ -350,7 +350,11 @@ fn try_synchronize_refuses_inside_a_section_and_waits_outside() {
         let cookie = rcu.get_state();
         assert!(!rcu.try_synchronize());
         assert!(!rcu.poll(&cookie), "a refused call ran no grace period");
-        assert_eq!(rcu.stats().synchronize_calls, calls, "a refusal is not a call");
+        assert_eq!(
+            rcu.stats().synchronize_calls,
+            calls,
+            "a refusal is not a call"
+        );
         drop(nested);
         assert!(!rcu.try_synchronize());
         drop(g);
