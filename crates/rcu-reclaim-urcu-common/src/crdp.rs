@@ -136,20 +136,20 @@ impl Chain {
     }
 }
 
-/// Invokes the chain whose newest head is `newest`, oldest first (as
-/// liburcu does); returns how many heads it had. Two passes over the heads
-/// (reverse while counting; invoke), which a flood's batch finds cold. The
-/// chain is the caller's alone and every head of it is valid until invoked
-/// (the C caller's promise).
-fn invoke_newest_first(newest: *mut RcuHead) -> u64 {
-    // Reverse into oldest-first order.
+/// Reverses the chain whose newest head is `newest` into oldest-first
+/// order (as liburcu invokes them); returns its oldest head and its
+/// length. One pass over heads a flood's batch finds cold; the invoking
+/// pass is the only other.
+///
+/// # Safety
+/// The chain is the caller's alone and every head of it is valid.
+unsafe fn reverse_counting(newest: *mut RcuHead) -> (*mut RcuHead, u64) {
     let mut len = 0;
     let mut prev = ptr::null_mut();
     let mut cur = newest;
     while !cur.is_null() {
         len += 1;
-        // SAFETY: every head of the chain is valid until invoked (the
-        // caller's promise), and the chain is ours alone.
+        // SAFETY: per the contract.
         unsafe {
             let next = (*cur).next;
             (*cur).next = prev;
@@ -157,18 +157,27 @@ fn invoke_newest_first(newest: *mut RcuHead) -> u64 {
             cur = next;
         }
     }
-    while !prev.is_null() {
-        // SAFETY: as above; `next` is read before `func`, which may free
-        // the head, runs exactly once, here.
+    (prev, len)
+}
+
+/// Invokes a chain from `oldest` along `next`, each head once.
+///
+/// # Safety
+/// The chain is the caller's alone and every head of it is valid until
+/// invoked (the C caller's promise).
+unsafe fn invoke_oldest_first(oldest: *mut RcuHead) {
+    let mut cur = oldest;
+    while !cur.is_null() {
+        // SAFETY: per the contract; `next` is read before `func`, which may
+        // free the head, runs exactly once, here.
         unsafe {
-            let head = prev;
-            prev = (*head).next;
+            let head = cur;
+            cur = (*head).next;
             if let Some(f) = (*head).func {
                 f(head);
             }
         }
     }
-    len
 }
 
 #[derive(Default)]
@@ -190,10 +199,12 @@ struct State {
 /// pressure it does not wait, and its grace periods are expedited.
 const GATHER: Duration = Duration::from_millis(5);
 
-/// Push-back: over this backlog (heads queued on one crdp and not yet
-/// invoked), `call_rcu` waits for the crdp's next batch, or [`PUSH_BACK_WAIT`]
-/// at most, so a flood cannot outrun the thread that frees (about 80 bytes
-/// a head in a typical node: a few MB). The engine's `qhimark` default.
+/// Push-back: over this many heads queued on one crdp and not yet taken
+/// into a batch, `call_rcu` waits for the batch in hand to be invoked, or
+/// [`PUSH_BACK_WAIT`] at most, so a flood cannot outrun the thread that
+/// frees. The next batch fills while the one in hand waits for its grace
+/// period, so a crdp holds about twice this at most (about 80 bytes a head
+/// in a typical node: a few MB). The engine's `qhimark` default.
 pub(crate) const PUSH_BACK_AT: u64 = 10_000;
 /// The longest one `call_rcu` waits: a bound, not a dependency, so a caller
 /// holding a lock that a callback takes is slowed, never deadlocked.
@@ -211,8 +222,11 @@ pub struct CallRcuData {
     incoming: AtomicPtr<RcuHead>,
     /// Heads ever queued here (`rcu_barrier` and the backlog).
     queued: AtomicU64,
-    /// `State::done`, for `call_rcu` to read without the lock.
-    done_hint: AtomicU64,
+    /// Heads taken out of `incoming` (into a batch, or moved to another
+    /// crdp), for `call_rcu`'s push-back check: `queued - taken` is what
+    /// waits to be taken. Counted when a batch is taken, before its grace
+    /// period, so callers fill the next batch meanwhile.
+    taken: AtomicU64,
     /// Bytes declared by sized calls not yet invoked.
     bytes: AtomicUsize,
     /// Of `bytes`, those of the heads in `incoming`: a sized push and the
@@ -242,7 +256,7 @@ impl CallRcuData {
             rcu,
             incoming: AtomicPtr::new(ptr::null_mut()),
             queued: AtomicU64::new(0),
-            done_hint: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
             incoming_bytes: Mutex::new(0),
             sleeping: AtomicBool::new(false),
@@ -321,13 +335,17 @@ impl CallRcuData {
         if newest.is_null() {
             return (0, 0);
         }
+        // SAFETY: the taken heads are ours alone, each valid until invoked.
+        let (oldest, n) = unsafe { reverse_counting(newest) };
+        self.taken.fetch_add(n, Ordering::Relaxed);
         let rcu = self.rcu;
         if rcu.in_fast_mode() {
             rcu.synchronize_expedited();
         } else {
             rcu.synchronize();
         }
-        let n = invoke_newest_first(newest);
+        // SAFETY: as above; `reverse_counting` linked them oldest first.
+        unsafe { invoke_oldest_first(oldest) };
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
         self.count_done(n);
         (n as usize, bytes)
@@ -336,12 +354,12 @@ impl CallRcuData {
     fn count_done(&self, n: u64) {
         let mut st = lock(&self.state);
         st.done += n;
-        self.done_hint.store(st.done, Ordering::Relaxed);
         self.progress.notify_all();
     }
 
     /// Queues `head` (its `func` set), declaring `bytes`. Lock-free unless
     /// `bytes` is not 0; wakes the thread only if it sleeps.
+    #[inline]
     pub(crate) fn push(&self, head: *mut RcuHead, bytes: usize) -> bool {
         let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
         if bytes == 0 {
@@ -353,11 +371,12 @@ impl CallRcuData {
             self.push_chain(head, head);
         }
         self.wake_if_sleeping();
-        queued.saturating_sub(self.done_hint.load(Ordering::Relaxed)) > PUSH_BACK_AT
+        queued.saturating_sub(self.taken.load(Ordering::Relaxed)) > PUSH_BACK_AT
     }
 
     /// Push-back, when `push` said the backlog is over the mark: waits for
-    /// the thread's next batch or [`PUSH_BACK_WAIT`]. The caller is outside
+    /// the batch in hand to be invoked (the thread then takes the next at
+    /// once) or [`PUSH_BACK_WAIT`]. The caller is outside
     /// any read-side section (the batch waits for readers) and is no crdp
     /// thread (it would wait for itself, or for a crdp waiting for it).
     pub(crate) fn push_back(&self) {
@@ -374,6 +393,7 @@ impl CallRcuData {
     /// Publishes a chain on `incoming`. SeqCst (no dearer than Release on
     /// x86: a locked instruction either way), so that with
     /// `wake_if_sleeping`'s SeqCst load no fence is needed (see `run`).
+    #[inline]
     fn push_chain(&self, newest: *mut RcuHead, oldest: *mut RcuHead) {
         let mut top = self.incoming.load(Ordering::Relaxed);
         loop {
@@ -395,6 +415,7 @@ impl CallRcuData {
     /// After `push_chain`: signals the thread if it sleeps. No fence: the
     /// SeqCst load here, after `push_chain`'s SeqCst exchange, pairs with
     /// the thread's SeqCst store of `sleeping` and load of `incoming`.
+    #[inline]
     fn wake_if_sleeping(&self) {
         if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::Relaxed) {
             let _st = lock(&self.state);
@@ -522,6 +543,7 @@ impl CallRcuData {
     /// counts it as queued).
     pub(crate) fn take_queue(&self) -> Chain {
         let chain = self.take();
+        self.taken.fetch_add(chain.len, Ordering::Relaxed);
         self.bytes.fetch_sub(chain.bytes, Ordering::Relaxed);
         self.count_done(chain.len);
         chain
@@ -540,5 +562,70 @@ fn set_affinity(cpu: c_int) {
                 std::io::Error::last_os_error()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count(_: *mut RcuHead) {
+        RAN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn heads(n: usize) -> &'static mut [RcuHead] {
+        (0..n)
+            .map(|_| RcuHead {
+                next: ptr::null_mut(),
+                func: Some(count),
+            })
+            .collect::<Vec<_>>()
+            .leak()
+    }
+
+    #[test]
+    fn callers_fill_the_next_batch_while_one_waits_for_its_grace_period() {
+        let rcu = Rcu::global();
+        let crdp = CallRcuData::spawn(rcu, -1);
+        // A reader holds up every grace period until told to leave.
+        let (entered_tx, entered) = mpsc::channel();
+        let (leave, leave_rx) = mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _g = rcu.read_lock();
+            entered_tx.send(()).unwrap();
+            let _ = leave_rx.recv();
+        });
+        entered.recv().unwrap();
+        // One batch of PUSH_BACK_AT heads, taken whole: queued while the
+        // thread is paused, then resumed.
+        let first = heads(PUSH_BACK_AT as usize);
+        crdp.pause();
+        for h in first.iter_mut() {
+            assert!(!crdp.push(h, 0));
+        }
+        crdp.resume();
+        while crdp.taken.load(Ordering::Relaxed) < PUSH_BACK_AT {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // That batch now waits for the reader: the next fills up to the
+        // mark without push-back (counting the batch in hand, every one of
+        // these would have been over it).
+        let second = heads(PUSH_BACK_AT as usize + 1);
+        let (last, rest) = second.split_last_mut().unwrap();
+        for h in rest.iter_mut() {
+            assert!(!crdp.push(h, 0), "held back while the next batch fills");
+        }
+        assert!(crdp.push(last, 0), "over the mark: push-back");
+        assert_eq!(crdp.backlog().0, 2 * PUSH_BACK_AT as usize + 1);
+        leave.send(()).unwrap();
+        reader.join().unwrap();
+        crdp.wait_drained();
+        assert_eq!(crdp.backlog().0, 0);
+        assert_eq!(RAN.load(Ordering::Relaxed), 2 * PUSH_BACK_AT as usize + 1);
+        crdp.stop();
     }
 }
