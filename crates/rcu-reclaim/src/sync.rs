@@ -178,7 +178,8 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<Locked<'_, T>> {
 /// successful atomic read-modify-write), with [`fence_before_rmw`] right
 /// before the acquisition: on x86 and x86-64 every read-modify-write is a
 /// locked instruction, which no earlier store and no later load passes
-/// (Intel SDM vol. 3, 9.2.2; AMD APM vol. 2, 7.4), so the pair costs no
+/// (the Intel SDM's and AMD APM's memory-ordering rules: loads and stores
+/// are not reordered with locked instructions), so the pair costs no
 /// instruction (the kernel's `smp_mb__after_atomic()`, a compiler barrier
 /// on x86). Elsewhere, and under loom, a real `fence(SeqCst)`.
 #[inline(always)]
