@@ -136,68 +136,6 @@ impl Chain {
     }
 }
 
-/// A taken batch in oldest-first order (see `CallRcuData::run_batch`).
-enum Order<'a> {
-    /// Addresses, newest first: invoked from the end.
-    Listed(&'a mut Vec<*mut RcuHead>),
-    /// The oldest head, the chain relinked oldest first.
-    Linked(*mut RcuHead),
-}
-
-/// How many heads ahead `invoke_listed` prefetches.
-const PREFETCH_AHEAD: usize = 8;
-
-/// Appends the address of every head of the chain whose newest head is
-/// `newest` to `list` (empty), newest first.
-///
-/// # Safety
-/// The chain is the caller's alone and every head of it is valid.
-unsafe fn list_newest_first(newest: *mut RcuHead, list: &mut Vec<*mut RcuHead>) {
-    let mut cur = newest;
-    while !cur.is_null() {
-        list.push(cur);
-        // SAFETY: per the contract.
-        cur = unsafe { (*cur).next };
-    }
-}
-
-/// Invokes every head of `list` (newest first), oldest first, and empties
-/// it; the heads to come are prefetched `PREFETCH_AHEAD` ahead, as their
-/// addresses are known (a walk along `next` could not).
-///
-/// # Safety
-/// The heads are the caller's alone, each listed once and valid until
-/// invoked (the C caller's promise).
-unsafe fn invoke_listed(list: &mut Vec<*mut RcuHead>) {
-    for i in (0..list.len()).rev() {
-        if let Some(&ahead) = i.checked_sub(PREFETCH_AHEAD).and_then(|j| list.get(j)) {
-            prefetch(ahead);
-        }
-        let head = list[i];
-        // SAFETY: per the contract; `func` runs exactly once, here, and may
-        // free the head, which is not touched after.
-        unsafe {
-            if let Some(f) = (*head).func {
-                f(head);
-            }
-        }
-    }
-    list.clear();
-}
-
-/// A hint to load `head`'s cache line; never faults.
-#[inline(always)]
-fn prefetch(head: *const RcuHead) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch does not access memory (no fault, whatever the
-    // address), and SSE is part of the x86-64 baseline.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(head.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = head;
-}
-
 /// Reverses the chain whose newest head is `newest` into oldest-first
 /// order (as liburcu invokes them); returns its oldest head and its
 /// length. One pass over heads a flood's batch finds cold; the invoking
@@ -349,8 +287,6 @@ impl CallRcuData {
         // As liburcu: callbacks that queue callbacks use this crdp.
         THREAD_CRDP.with(|t| t.set(Arc::as_ptr(&self)));
         WORKER_OF.with(|t| t.set(Arc::as_ptr(&self)));
-        // The batch's heads in invocation order (see `run_batch`), kept.
-        let mut list = Vec::new();
         loop {
             {
                 let mut st = lock(&self.state);
@@ -388,39 +324,19 @@ impl CallRcuData {
                     continue;
                 }
             }
-            self.run_batch(Some(&mut list));
+            self.run_batch();
         }
     }
 
     /// Takes what is queued, waits for its grace period and invokes it on
     /// the calling thread; returns how many heads, and their bytes.
-    ///
-    /// With `list` (the thread's, reused from batch to batch) the heads'
-    /// addresses are listed as the chain is walked, once, and invoked from
-    /// the list, oldest first, each a few heads ahead prefetched: a flood's
-    /// batch is cold, and the walk is a chain of dependent cache misses
-    /// that a second walk would pay again. Without (a reclaimer's
-    /// `drain_here`, which must not allocate), the chain is reversed in
-    /// place and walked again.
-    fn run_batch(&self, list: Option<&mut Vec<*mut RcuHead>>) -> (usize, usize) {
+    fn run_batch(&self) -> (usize, usize) {
         let (newest, bytes) = self.take_raw();
         if newest.is_null() {
             return (0, 0);
         }
-        let (order, n) = match list {
-            Some(list) => {
-                // SAFETY: the taken heads are ours alone, each valid until
-                // invoked.
-                unsafe { list_newest_first(newest, list) };
-                let n = list.len() as u64;
-                (Order::Listed(list), n)
-            }
-            None => {
-                // SAFETY: as above.
-                let (oldest, n) = unsafe { reverse_counting(newest) };
-                (Order::Linked(oldest), n)
-            }
-        };
+        // SAFETY: the taken heads are ours alone, each valid until invoked.
+        let (oldest, n) = unsafe { reverse_counting(newest) };
         self.taken.fetch_add(n, Ordering::Relaxed);
         let rcu = self.rcu;
         if rcu.in_fast_mode() {
@@ -428,12 +344,8 @@ impl CallRcuData {
         } else {
             rcu.synchronize();
         }
-        match order {
-            // SAFETY: as above; the list holds every taken head once.
-            Order::Listed(list) => unsafe { invoke_listed(list) },
-            // SAFETY: as above; `reverse_counting` linked them oldest first.
-            Order::Linked(oldest) => unsafe { invoke_oldest_first(oldest) },
-        }
+        // SAFETY: as above; `reverse_counting` linked them oldest first.
+        unsafe { invoke_oldest_first(oldest) };
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
         self.count_done(n);
         (n as usize, bytes)
@@ -569,7 +481,7 @@ impl CallRcuData {
         if lock(&self.state).pause {
             return (0, 0);
         }
-        self.run_batch(None)
+        self.run_batch()
     }
 
     /// Waits until everything queued before the call was invoked.
@@ -673,56 +585,6 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .leak()
-    }
-
-    /// A head that logs its index when invoked.
-    #[repr(C)]
-    struct Logged {
-        head: RcuHead,
-        id: usize,
-    }
-
-    static LOG: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-    unsafe extern "C" fn log(head: *mut RcuHead) {
-        // SAFETY: every head given `log` is the first field of a `Logged`.
-        let id = unsafe { (*head.cast::<Logged>()).id };
-        LOG.lock().unwrap().push(id);
-    }
-
-    #[test]
-    fn both_batch_orders_invoke_oldest_first() {
-        let crdp = CallRcuData::spawn(Rcu::global(), -1);
-        let nodes: &'static mut [Logged] = (0..2000)
-            .map(|id| Logged {
-                head: RcuHead {
-                    next: ptr::null_mut(),
-                    func: Some(log),
-                },
-                id,
-            })
-            .collect::<Vec<_>>()
-            .leak();
-        let (first, second) = nodes.split_at_mut(1000);
-        // The thread parked: this thread runs the batch, relinked in place
-        // (a reclaimer's path, which does not allocate).
-        crdp.pause();
-        for n in first.iter_mut() {
-            assert!(!crdp.push(&mut n.head, 0));
-        }
-        assert_eq!(crdp.run_batch(None), (1000, 0));
-        assert_eq!(*LOG.lock().unwrap(), (0..1000).collect::<Vec<_>>());
-        // The thread's own path: listed, prefetched.
-        let mut list = Vec::new();
-        for n in second.iter_mut() {
-            assert!(!crdp.push(&mut n.head, 0));
-        }
-        assert_eq!(crdp.run_batch(Some(&mut list)), (1000, 0));
-        assert!(list.is_empty());
-        assert_eq!(*LOG.lock().unwrap(), (0..2000).collect::<Vec<_>>());
-        assert_eq!(crdp.backlog().0, 0);
-        crdp.resume();
-        crdp.stop();
     }
 
     #[test]
