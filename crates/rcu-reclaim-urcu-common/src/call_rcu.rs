@@ -30,31 +30,53 @@ pub fn on_crdp_thread() -> bool {
 /// `call_rcu`: queues `head` (with `bytes` for the backlog) to run `func`
 /// after a grace period.
 ///
+/// The common case (no per-CPU `call_rcu_data` installed) takes no
+/// read-side section and reads one thread-local: the thread's own crdp can
+/// be uninstalled only by this thread (so not while it is here), and the
+/// default one is never freed. Only a per-CPU choice, which another thread
+/// may uninstall and free a grace period later, is used inside a section of
+/// the domain, as liburcu does.
+///
 /// # Safety
 /// `head` is valid and untouched by the caller until `func` runs.
 pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) {
-    // SAFETY: the caller passes a valid head it hands over to us.
-    unsafe {
-        (*head).next = ptr::null_mut();
-        (*head).func = Some(func);
-    }
-    let rcu = F::rcu();
-    if DEFAULT.load(Ordering::Acquire).is_null() {
+    // SAFETY: the caller passes a valid head it hands over to us (`next` is
+    // written when it is pushed).
+    unsafe { (*head).func = Some(func) };
+    let mut default = DEFAULT.load(Ordering::Acquire);
+    if default.is_null() {
         // Created outside the section: creation takes `ALL`, which
         // `before_fork` holds while it waits for grace periods.
         F::offline_while(|| drop(default_crdp::<F>()));
+        default = DEFAULT.load(Ordering::Acquire);
     }
-    // A caller already in a section, or on a crdp thread, is never held
-    // back (see `CallRcuData::push_back`).
-    let may_wait = !F::in_read_section() && !on_crdp_thread();
-    // A section of the domain's own (on any thread, online or not) keeps
-    // the chosen crdp alive while it is used.
+    let mine = THREAD_CRDP.with(|t| t.get());
+    if !mine.is_null() || (PER_CPU.get().is_none() && !default.is_null()) {
+        let crdp = if mine.is_null() {
+            default.cast_const()
+        } else {
+            mine
+        };
+        // SAFETY: the thread's crdp stays installed while this thread is
+        // here (only this thread can uninstall it, and liburcu's contract
+        // frees a crdp only once it is installed nowhere); the default one
+        // is never freed (only replaced in a forked child, where no other
+        // thread runs).
+        if unsafe { (*crdp).push(head, bytes) } {
+            // SAFETY: as above, the crdp is alive.
+            push_back::<F>(unsafe { crate::crdp::clone_raw(crdp) });
+        }
+        return;
+    }
+    // A per-CPU crdp may be chosen: a section of the domain's own (on any
+    // thread, online or not) keeps it alive while it is used.
+    let rcu = F::rcu();
     rcu.read_lock_raw();
     let crdp = current_crdp::<F>();
     // SAFETY: inside the section the chosen crdp stays alive (liburcu's
     // contract: a crdp is freed a grace period after it was uninstalled).
     let over = unsafe { (*crdp).push(head, bytes) };
-    if !(over && may_wait) {
+    if !over {
         rcu.read_unlock_raw();
         return;
     }
@@ -62,6 +84,19 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
     // alive after it (an `Arc` clone only on this slow path).
     let crdp = unsafe { crate::crdp::clone_raw(crdp) };
     rcu.read_unlock_raw();
+    push_back::<F>(crdp);
+}
+
+/// `call_rcu`'s slow path, when `push` said the backlog is over the mark:
+/// waits for the crdp's next batch, unless the caller is in a section (the
+/// batch waits for readers) or on a crdp thread (it would wait for itself,
+/// or for a crdp waiting for it): those are never held back. Called
+/// outside `queue`'s own section, so the check sees the caller's.
+#[cold]
+fn push_back<F: Flavor>(crdp: Arc<CallRcuData>) {
+    if F::in_read_section() || on_crdp_thread() {
+        return;
+    }
     F::offline_while(|| crdp.push_back());
 }
 
@@ -262,5 +297,113 @@ pub(crate) fn rebuild_in_child<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) {
     let new_default = install_default::<F>(all);
     for c in old {
         new_default.adopt(c.abandon_in_child());
+    }
+}
+
+/// `call_rcu`'s paths: the default crdp and a thread's own without a
+/// section, a per-CPU one inside it; oldest-first invocation.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcu_reclaim::Rcu;
+    use std::sync::Mutex;
+
+    /// The memb drop-in's flavor, over the global domain.
+    struct Memb;
+    impl Flavor for Memb {
+        fn rcu() -> &'static Rcu {
+            Rcu::global()
+        }
+        fn in_read_section() -> bool {
+            Rcu::global().in_read_section()
+        }
+        fn offline_while<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+    }
+
+    /// A C node with its `rcu_head` first; its callback logs `id`.
+    #[repr(C)]
+    struct Node {
+        head: RcuHead,
+        id: usize,
+        log: &'static Mutex<Vec<usize>>,
+    }
+
+    unsafe extern "C" fn log_and_free(head: *mut RcuHead) {
+        // SAFETY: every head queued here is the first field of a boxed
+        // `Node`, handed over by `queue_nodes` and invoked once.
+        let node = unsafe { Box::from_raw(head.cast::<Node>()) };
+        node.log.lock().unwrap().push(node.id);
+    }
+
+    fn queue_nodes(ids: std::ops::Range<usize>, log: &'static Mutex<Vec<usize>>) {
+        for id in ids {
+            let node = Box::into_raw(Box::new(Node {
+                head: RcuHead {
+                    next: ptr::null_mut(),
+                    func: None,
+                },
+                id,
+                log,
+            }));
+            // SAFETY: the node is ours to hand over until its callback.
+            unsafe { queue::<Memb>(node.cast::<RcuHead>(), log_and_free, 0) };
+        }
+    }
+
+    fn new_log() -> &'static Mutex<Vec<usize>> {
+        Box::leak(Box::new(Mutex::new(Vec::new())))
+    }
+
+    /// Every test below changes process-wide crdp choices: one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn the_default_crdp_runs_every_head_once_oldest_first() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let log = new_log();
+        queue_nodes(0..3 * crate::crdp::PUSH_BACK_AT as usize, log);
+        barrier::<Memb>();
+        let got = log.lock().unwrap().clone();
+        assert_eq!(got.len(), 3 * crate::crdp::PUSH_BACK_AT as usize);
+        // Each batch runs oldest first, and batches run in order.
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
+    }
+
+    #[test]
+    fn a_threads_own_crdp_takes_its_heads() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let crdp = create_call_rcu_data::<Memb>(0, -1);
+        set_thread_call_rcu_data(crdp);
+        assert_eq!(get_call_rcu_data::<Memb>(), crdp);
+        let log = new_log();
+        queue_nodes(0..100, log);
+        // SAFETY: `crdp` is live.
+        let thread = unsafe { get_call_rcu_thread(crdp) };
+        set_thread_call_rcu_data(ptr::null_mut());
+        barrier::<Memb>();
+        assert_eq!(*log.lock().unwrap(), (0..100).collect::<Vec<_>>());
+        Memb::rcu().synchronize();
+        // SAFETY: uninstalled a grace period ago; created above, freed once.
+        unsafe { call_rcu_data_free::<Memb>(crdp) };
+        // SAFETY: pthread_self has no preconditions.
+        assert_ne!(thread, unsafe { libc::pthread_self() });
+    }
+
+    #[test]
+    fn per_cpu_crdps_take_the_heads_inside_a_section() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(create_all_cpu_call_rcu_data::<Memb>(0), 0);
+        let log = new_log();
+        queue_nodes(0..1000, log);
+        barrier::<Memb>();
+        let mut got = log.lock().unwrap().clone();
+        // Heads queued from different CPUs may run in any order between
+        // the crdps: every one ran, once.
+        got.sort_unstable();
+        assert_eq!(got, (0..1000).collect::<Vec<_>>());
+        free_all_cpu_call_rcu_data::<Memb>();
+        assert!((0..per_cpu().len() as c_int).all(|c| get_cpu_call_rcu_data(c).is_null()));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::os::raw::c_int;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -134,31 +134,47 @@ impl Chain {
     fn is_empty(&self) -> bool {
         self.newest.is_null()
     }
+}
 
-    /// Invokes every head, oldest first, as liburcu does.
-    fn invoke(self) {
-        // Reverse into oldest-first order.
-        let mut prev = ptr::null_mut();
-        let mut cur = self.newest;
-        while !cur.is_null() {
-            // SAFETY: every head of the chain is valid until invoked (the
-            // caller's promise), and the chain is ours alone.
-            unsafe {
-                let next = (*cur).next;
-                (*cur).next = prev;
-                prev = cur;
-                cur = next;
-            }
+/// Reverses the chain whose newest head is `newest` into oldest-first
+/// order (as liburcu invokes them); returns its oldest head and its
+/// length. One pass over heads a flood's batch finds cold; the invoking
+/// pass is the only other.
+///
+/// # Safety
+/// The chain is the caller's alone and every head of it is valid.
+unsafe fn reverse_counting(newest: *mut RcuHead) -> (*mut RcuHead, u64) {
+    let mut len = 0;
+    let mut prev = ptr::null_mut();
+    let mut cur = newest;
+    while !cur.is_null() {
+        len += 1;
+        // SAFETY: per the contract.
+        unsafe {
+            let next = (*cur).next;
+            (*cur).next = prev;
+            prev = cur;
+            cur = next;
         }
-        while !prev.is_null() {
-            // SAFETY: as above; `next` is read before `func`, which may free
-            // the head, runs exactly once, here.
-            unsafe {
-                let head = prev;
-                prev = (*head).next;
-                if let Some(f) = (*head).func {
-                    f(head);
-                }
+    }
+    (prev, len)
+}
+
+/// Invokes a chain from `oldest` along `next`, each head once.
+///
+/// # Safety
+/// The chain is the caller's alone and every head of it is valid until
+/// invoked (the C caller's promise).
+unsafe fn invoke_oldest_first(oldest: *mut RcuHead) {
+    let mut cur = oldest;
+    while !cur.is_null() {
+        // SAFETY: per the contract; `next` is read before `func`, which may
+        // free the head, runs exactly once, here.
+        unsafe {
+            let head = cur;
+            cur = (*head).next;
+            if let Some(f) = (*head).func {
+                f(head);
             }
         }
     }
@@ -183,11 +199,13 @@ struct State {
 /// pressure it does not wait, and its grace periods are expedited.
 const GATHER: Duration = Duration::from_millis(5);
 
-/// Push-back: over this backlog (heads queued on one crdp and not yet
-/// invoked), `call_rcu` waits for the crdp's next batch, or [`PUSH_BACK_WAIT`]
-/// at most, so a flood cannot outrun the thread that frees (about 80 bytes
-/// a head in a typical node: a few MB). The engine's `qhimark` default.
-const PUSH_BACK_AT: u64 = 10_000;
+/// Push-back: over this many heads queued on one crdp and not yet taken
+/// into a batch, `call_rcu` waits for the batch in hand to be invoked, or
+/// [`PUSH_BACK_WAIT`] at most, so a flood cannot outrun the thread that
+/// frees. The next batch fills while the one in hand waits for its grace
+/// period, so a crdp holds about twice this at most (about 80 bytes a head
+/// in a typical node: a few MB). The engine's `qhimark` default.
+pub(crate) const PUSH_BACK_AT: u64 = 10_000;
 /// The longest one `call_rcu` waits: a bound, not a dependency, so a caller
 /// holding a lock that a callback takes is slowed, never deadlocked.
 const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
@@ -204,8 +222,11 @@ pub struct CallRcuData {
     incoming: AtomicPtr<RcuHead>,
     /// Heads ever queued here (`rcu_barrier` and the backlog).
     queued: AtomicU64,
-    /// `State::done`, for `call_rcu` to read without the lock.
-    done_hint: AtomicU64,
+    /// Heads taken out of `incoming` (into a batch, or moved to another
+    /// crdp), for `call_rcu`'s push-back check: `queued - taken` is what
+    /// waits to be taken. Counted when a batch is taken, before its grace
+    /// period, so callers fill the next batch meanwhile.
+    taken: AtomicU64,
     /// Bytes declared by sized calls not yet invoked.
     bytes: AtomicUsize,
     /// Of `bytes`, those of the heads in `incoming`: a sized push and the
@@ -235,7 +256,7 @@ impl CallRcuData {
             rcu,
             incoming: AtomicPtr::new(ptr::null_mut()),
             queued: AtomicU64::new(0),
-            done_hint: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
             incoming_bytes: Mutex::new(0),
             sleeping: AtomicBool::new(false),
@@ -284,11 +305,14 @@ impl CallRcuData {
                     return;
                 }
                 if self.incoming.load(Ordering::Acquire).is_null() {
-                    // Pairs with the fence in `push`: either it sees
-                    // `sleeping` and signals, or this sees its head.
-                    self.sleeping.store(true, Ordering::Relaxed);
-                    fence(Ordering::SeqCst);
-                    if self.incoming.load(Ordering::Acquire).is_null() {
+                    // Pairs with `push_chain` and `wake_if_sleeping`: the
+                    // store and load here and the push's exchange and load
+                    // of `sleeping` are all SeqCst, so in their single
+                    // order either the push's exchange comes before this
+                    // load (which sees its head), or this store comes
+                    // before the push's load (which sees `sleeping`).
+                    self.sleeping.store(true, Ordering::SeqCst);
+                    if self.incoming.load(Ordering::SeqCst).is_null() {
                         st = wait(&self.wake, st);
                     }
                     self.sleeping.store(false, Ordering::Relaxed);
@@ -307,18 +331,21 @@ impl CallRcuData {
     /// Takes what is queued, waits for its grace period and invokes it on
     /// the calling thread; returns how many heads, and their bytes.
     fn run_batch(&self) -> (usize, usize) {
-        let batch = self.take();
-        if batch.is_empty() {
+        let (newest, bytes) = self.take_raw();
+        if newest.is_null() {
             return (0, 0);
         }
-        let (n, bytes) = (batch.len, batch.bytes);
+        // SAFETY: the taken heads are ours alone, each valid until invoked.
+        let (oldest, n) = unsafe { reverse_counting(newest) };
+        self.taken.fetch_add(n, Ordering::Relaxed);
         let rcu = self.rcu;
         if rcu.in_fast_mode() {
             rcu.synchronize_expedited();
         } else {
             rcu.synchronize();
         }
-        batch.invoke();
+        // SAFETY: as above; `reverse_counting` linked them oldest first.
+        unsafe { invoke_oldest_first(oldest) };
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
         self.count_done(n);
         (n as usize, bytes)
@@ -327,12 +354,12 @@ impl CallRcuData {
     fn count_done(&self, n: u64) {
         let mut st = lock(&self.state);
         st.done += n;
-        self.done_hint.store(st.done, Ordering::Relaxed);
         self.progress.notify_all();
     }
 
     /// Queues `head` (its `func` set), declaring `bytes`. Lock-free unless
     /// `bytes` is not 0; wakes the thread only if it sleeps.
+    #[inline]
     pub(crate) fn push(&self, head: *mut RcuHead, bytes: usize) -> bool {
         let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
         if bytes == 0 {
@@ -344,11 +371,12 @@ impl CallRcuData {
             self.push_chain(head, head);
         }
         self.wake_if_sleeping();
-        queued.saturating_sub(self.done_hint.load(Ordering::Relaxed)) > PUSH_BACK_AT
+        queued.saturating_sub(self.taken.load(Ordering::Relaxed)) > PUSH_BACK_AT
     }
 
     /// Push-back, when `push` said the backlog is over the mark: waits for
-    /// the thread's next batch or [`PUSH_BACK_WAIT`]. The caller is outside
+    /// the batch in hand to be invoked (the thread then takes the next at
+    /// once) or [`PUSH_BACK_WAIT`]. The caller is outside
     /// any read-side section (the batch waits for readers) and is no crdp
     /// thread (it would wait for itself, or for a crdp waiting for it).
     pub(crate) fn push_back(&self) {
@@ -362,6 +390,10 @@ impl CallRcuData {
             .wait_timeout_while(st, PUSH_BACK_WAIT, |st| st.done == done);
     }
 
+    /// Publishes a chain on `incoming`. SeqCst (no dearer than Release on
+    /// x86: a locked instruction either way), so that with
+    /// `wake_if_sleeping`'s SeqCst load no fence is needed (see `run`).
+    #[inline]
     fn push_chain(&self, newest: *mut RcuHead, oldest: *mut RcuHead) {
         let mut top = self.incoming.load(Ordering::Relaxed);
         loop {
@@ -371,7 +403,7 @@ impl CallRcuData {
             match self.incoming.compare_exchange_weak(
                 top,
                 newest,
-                Ordering::Release,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return,
@@ -380,19 +412,28 @@ impl CallRcuData {
         }
     }
 
+    /// After `push_chain`: signals the thread if it sleeps. No fence: the
+    /// SeqCst load here, after `push_chain`'s SeqCst exchange, pairs with
+    /// the thread's SeqCst store of `sleeping` and load of `incoming`.
+    #[inline]
     fn wake_if_sleeping(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
+        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::Relaxed) {
             let _st = lock(&self.state);
             self.wake.notify_one();
         }
     }
 
-    /// Takes every queued head, with its bytes.
-    fn take(&self) -> Chain {
+    /// Takes every queued head (the newest; NULL if none), with the bytes
+    /// they declared.
+    fn take_raw(&self) -> (*mut RcuHead, usize) {
         let acc = &mut *lock(&self.incoming_bytes);
         let newest = self.incoming.swap(ptr::null_mut(), Ordering::Acquire);
-        let bytes = std::mem::take(acc);
+        (newest, std::mem::take(acc))
+    }
+
+    /// Takes every queued head as a chain, counted, with its bytes.
+    fn take(&self) -> Chain {
+        let (newest, bytes) = self.take_raw();
         let (mut len, mut oldest, mut cur) = (0, ptr::null_mut(), newest);
         while !cur.is_null() {
             len += 1;
@@ -502,6 +543,7 @@ impl CallRcuData {
     /// counts it as queued).
     pub(crate) fn take_queue(&self) -> Chain {
         let chain = self.take();
+        self.taken.fetch_add(chain.len, Ordering::Relaxed);
         self.bytes.fetch_sub(chain.bytes, Ordering::Relaxed);
         self.count_done(chain.len);
         chain
@@ -520,5 +562,70 @@ fn set_affinity(cpu: c_int) {
                 std::io::Error::last_os_error()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count(_: *mut RcuHead) {
+        RAN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn heads(n: usize) -> &'static mut [RcuHead] {
+        (0..n)
+            .map(|_| RcuHead {
+                next: ptr::null_mut(),
+                func: Some(count),
+            })
+            .collect::<Vec<_>>()
+            .leak()
+    }
+
+    #[test]
+    fn callers_fill_the_next_batch_while_one_waits_for_its_grace_period() {
+        let rcu = Rcu::global();
+        let crdp = CallRcuData::spawn(rcu, -1);
+        // A reader holds up every grace period until told to leave.
+        let (entered_tx, entered) = mpsc::channel();
+        let (leave, leave_rx) = mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _g = rcu.read_lock();
+            entered_tx.send(()).unwrap();
+            let _ = leave_rx.recv();
+        });
+        entered.recv().unwrap();
+        // One batch of PUSH_BACK_AT heads, taken whole: queued while the
+        // thread is paused, then resumed.
+        let first = heads(PUSH_BACK_AT as usize);
+        crdp.pause();
+        for h in first.iter_mut() {
+            assert!(!crdp.push(h, 0));
+        }
+        crdp.resume();
+        while crdp.taken.load(Ordering::Relaxed) < PUSH_BACK_AT {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // That batch now waits for the reader: the next fills up to the
+        // mark without push-back (counting the batch in hand, every one of
+        // these would have been over it).
+        let second = heads(PUSH_BACK_AT as usize + 1);
+        let (last, rest) = second.split_last_mut().unwrap();
+        for h in rest.iter_mut() {
+            assert!(!crdp.push(h, 0), "held back while the next batch fills");
+        }
+        assert!(crdp.push(last, 0), "over the mark: push-back");
+        assert_eq!(crdp.backlog().0, 2 * PUSH_BACK_AT as usize + 1);
+        leave.send(()).unwrap();
+        reader.join().unwrap();
+        crdp.wait_drained();
+        assert_eq!(crdp.backlog().0, 0);
+        assert_eq!(RAN.load(Ordering::Relaxed), 2 * PUSH_BACK_AT as usize + 1);
+        crdp.stop();
     }
 }

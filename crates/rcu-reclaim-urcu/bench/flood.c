@@ -6,8 +6,11 @@
  *   flood call  SECONDS  liburcu-cds's hash table (64K buckets, keys 0..64K):
  *                        4 updaters each look a random key up and remove it
  *                        (call_rcu on the node) or add it; 1 reader looks keys
- *                        up. Prints RSS every second, then updates/s, peak RSS
- *                        and the RSS slope over the second half.
+ *                        up. Prints RSS every second, then updates/s, peak RSS,
+ *                        the RSS slope over the second half, and updates per
+ *                        CPU-second of the whole process (user + system time,
+ *                        all threads: steadier than updates/s where other
+ *                        work shares the CPUs).
  *   flood defer SECONDS  the same with defer_rcu per removed node.
  *   flood latency N      one updater: call_rcu, wait for its callback, N times;
  *                        mean and p99 call_rcu -> callback latency.
@@ -20,6 +23,7 @@
 #include <pthread.h>
 #include <poll.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #define RCU_MEMBARRIER
@@ -173,9 +177,14 @@ static int flood(int seconds)
 		sxy += i * (samples[i] / 1024.0);
 	}
 	double slope = m > 1 ? (m * sxy - sx * sy) / (m * sxx - sx * sx) : 0;
-	printf("%s: %.2f M updates/s, peak rss %ld MB, slope %+.2f MB/s (2nd half)\n",
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+		     ru.ru_stime.tv_usec * 1e-6;
+	printf("%s: %.2f M updates/s, peak rss %ld MB, slope %+.2f MB/s (2nd half), "
+	       "%.2f M updates per CPU-s\n",
 	       use_defer ? "defer_rcu" : "call_rcu", atomic_load(&updates) / t / 1e6,
-	       peak / 1024, slope);
+	       peak / 1024, slope, atomic_load(&updates) / cpu / 1e6);
 	if (use_defer)
 		rcu_defer_barrier();
 	else

@@ -49,11 +49,12 @@ pub extern "C" fn urcu_memb_unregister_thread() {
 /// has ended.
 #[no_mangle]
 pub extern "C" fn urcu_memb_synchronize_rcu() {
-    let rcu = rcu();
-    if rcu.in_read_section() {
+    // One call: with no reader registered it completes a grace period at
+    // once without looking at thread-locals; the section check (refusal
+    // here) is made only when a reader is registered.
+    if !rcu().try_synchronize() {
         die("synchronize_rcu() called inside a read-side critical section; it would wait for itself forever");
     }
-    rcu.synchronize();
 }
 
 /// Explicit initialisation (liburcu's `rcu_init`): creates the domain now.

@@ -10,7 +10,7 @@
 
 mod harness;
 
-use harness::{run, Env, MEMB};
+use harness::{run, run_with_args, Env, MEMB};
 
 /// Every symbol the issue lists (liburcu 0.13's memb ABI for programs built
 /// without `_LGPL_SOURCE`, 0.14's polled pair) plus our extensions.
@@ -133,6 +133,31 @@ fn lone_callbacks_and_synchronize_with_and_without_readers() {
 #[test]
 fn fork_with_pending_callbacks() {
     same_as_liburcu("fork");
+}
+
+#[test]
+fn synchronize_inside_a_section_aborts_with_the_reason() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("synchronize_in_section", &[], &["-lurcu-memb"]);
+    for mode in ["single", "nested"] {
+        let out = run_with_args(&exe, &[mode], Some(&env.dropin_dir));
+        assert!(
+            out.loaded_ours,
+            "the drop-in was not loaded:\n{}",
+            out.trace
+        );
+        assert_eq!(out.stdout, "in section\n", "{mode}: {}", out.stderr);
+        // Killed by SIGABRT: no exit code.
+        assert_eq!(out.code, None, "{mode}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(
+                "[error] rcu-reclaim-urcu: synchronize_rcu() called inside a read-side \
+                 critical section"
+            ),
+            "{mode}: {}",
+            out.stderr
+        );
+    }
 }
 
 #[test]

@@ -658,6 +658,7 @@ impl Rcu {
     /// assert!(std::ptr::eq(rcu, rcu_reclaim::Rcu::global()));
     /// ```
     #[cfg(not(loom))]
+    #[inline] // one load and a compare, inlined into other crates' hot paths (the C ABI's)
     pub fn global() -> &'static Rcu {
         GLOBAL.get_or_init(|| {
             Rcu::new(Config::default()).expect("the default config always yields a domain")

@@ -81,6 +81,10 @@ impl ReaderWait {
 #[derive(Default)]
 pub(crate) struct GpCounters {
     pub(crate) synchronize_calls: StdAtomicU64,
+    /// `synchronize` calls that completed a grace period at once with no
+    /// reader registered, counted under `gp_lock` (`bump_locked`: no locked
+    /// instruction on that path); `Stats::synchronize_calls` adds them in.
+    pub(crate) synchronize_calls_no_reader: StdAtomicU64,
     pub(crate) expedited_calls: StdAtomicU64,
     pub(crate) shared: StdAtomicU64,
     pub(crate) normal_gps: StdAtomicU64,
@@ -232,14 +236,35 @@ impl GracePeriods {
 
     /// A whole grace period at once, if no thread is registered as a reader
     /// and no grace period is in progress or being run (`gp_lock` free):
-    /// `synchronize`'s fast path, which skips the snapshot's fence (the one
-    /// here orders the caller's unlinks before the scan). Returns whether
-    /// it completed one.
+    /// `synchronize`'s fast path, which skips the snapshot's fence (the
+    /// lock's acquisition, with [`fence_after_lock`](crate::sync::fence_after_lock),
+    /// orders the caller's unlinks before the scan) and counts the call
+    /// itself. Returns whether it completed one.
+    ///
+    /// The caller is never inside a section of this domain when it returns
+    /// `true`: a thread in a section (or online in a QSBR domain) holds a
+    /// claimed slot, which makes the scan fail. So `synchronize` checks for
+    /// misuse only after this fails, and its no-reader path reads no
+    /// thread-local at all.
     pub(crate) fn complete_now_if_no_reader(&self) -> bool {
-        let Some(_held) = crate::sync::try_lock(&self.gp_lock) else {
-            return false;
+        // Not `sync::try_lock`: nothing here allocates, so the no-reclaim
+        // mark (two thread-local accesses) is not needed. A poisoned lock
+        // is used as `sync::lock` uses it.
+        crate::sync::fence_before_rmw();
+        let _held = match self.gp_lock.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
         };
-        self.complete_if_no_reader(WaitMode::Normal)
+        // The lock was just taken by a read-modify-write: on x86 that is
+        // the fence `complete_if_no_reader` needs (one locked instruction
+        // fewer on the whole path).
+        crate::sync::fence_after_lock();
+        if !self.complete_if_no_reader_fenced(WaitMode::Normal) {
+            return false;
+        }
+        bump_locked(&self.counters.synchronize_calls_no_reader);
+        true
     }
 
     /// With `gp_lock` held: if no grace period is in progress and no thread
@@ -249,18 +274,28 @@ impl GracePeriods {
     ///
     /// Sound because a thread registers (claims its slot) and then issues a
     /// full fence before its first section (`reader::current_slot_slow`),
-    /// while this fence orders everything that happened before the caller's
-    /// snapshot before the scan: either the scan sees the slot claimed, or
-    /// the new reader's section sees every unlink made before the grace
-    /// period. A thread that unregistered ended its sections first (release
+    /// while this fence (or `complete_now_if_no_reader`'s) orders
+    /// everything that happened before the caller's snapshot before the
+    /// scan: either the scan sees the slot claimed, or the new reader's
+    /// section sees every unlink made before the grace period. A thread that unregistered ended its sections first (release
     /// store of `in_use`, acquired by the scan); an abandoned slot stays
     /// claimed.
     fn complete_if_no_reader(&self, mode: WaitMode) -> bool {
+        if self.seq.load(Ordering::Relaxed) & SEQ_STATE_MASK != 0 {
+            return false;
+        }
+        fence(Ordering::SeqCst);
+        self.complete_if_no_reader_fenced(mode)
+    }
+
+    /// [`complete_if_no_reader`](Self::complete_if_no_reader) for a caller
+    /// that issued the full fence itself, after its unlinks and after
+    /// taking `gp_lock`.
+    fn complete_if_no_reader_fenced(&self, mode: WaitMode) -> bool {
         let s = self.seq.load(Ordering::Relaxed);
         if s & SEQ_STATE_MASK != 0 {
             return false;
         }
-        fence(Ordering::SeqCst);
         if self.registry.any_claimed() {
             return false;
         }

@@ -177,7 +177,7 @@ impl Rcu {
             gp_seq: seq,
             gp_completed: gp.completed(),
             gp_in_progress: seq & 3 != 0,
-            synchronize_calls: get(&c.synchronize_calls),
+            synchronize_calls: get(&c.synchronize_calls) + get(&c.synchronize_calls_no_reader),
             expedited_calls: get(&c.expedited_calls),
             shared_waits: get(&c.shared),
             normal_gps: get(&c.normal_gps),

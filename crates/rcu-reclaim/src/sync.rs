@@ -174,6 +174,30 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<Locked<'_, T>> {
     }
 }
 
+/// A SeqCst fence placed right after this thread *acquired a lock* (a
+/// successful atomic read-modify-write), with [`fence_before_rmw`] right
+/// before the acquisition: on x86 and x86-64 every read-modify-write is a
+/// locked instruction, which no earlier store and no later load passes
+/// (the Intel SDM's and AMD APM's memory-ordering rules: loads and stores
+/// are not reordered with locked instructions), so the pair costs no
+/// instruction (the kernel's `smp_mb__after_atomic()`, a compiler barrier
+/// on x86). Elsewhere, and under loom, a real `fence(SeqCst)`.
+#[inline(always)]
+pub(crate) fn fence_after_lock() {
+    #[cfg(all(not(loom), any(target_arch = "x86", target_arch = "x86_64")))]
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    #[cfg(not(all(not(loom), any(target_arch = "x86", target_arch = "x86_64"))))]
+    fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The other half of [`fence_after_lock`]: keeps the compiler from sinking
+/// the caller's earlier stores past the locked instruction (an acquire may
+/// let them move after it), so the hardware orders them. No instruction.
+#[inline(always)]
+pub(crate) fn fence_before_rmw() {
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
 /// [`lock`] for the std mutexes that pair with a `Condvar` (in the
 /// background threads): a plain guard, not marked, for `Condvar::wait`.
 /// Their critical sections must not allocate.

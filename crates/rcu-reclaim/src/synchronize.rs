@@ -64,14 +64,42 @@ impl Rcu {
     /// ```
     #[track_caller]
     pub fn synchronize(&self) {
-        self.assert_not_in_section("synchronize()");
-        let gp = &self.inner().gp;
-        bump(&gp.counters.synchronize_calls);
-        if gp.complete_now_if_no_reader() {
-            return;
+        if !self.try_synchronize() {
+            self.assert_not_in_section("synchronize()");
+            unreachable!("rcu-reclaim: try_synchronize() refused outside any section");
         }
+    }
+
+    /// As [`synchronize`](Rcu::synchronize), but inside a read-side section
+    /// of this domain (where `synchronize` panics) returns `false` and does
+    /// nothing, for callers that report that misuse their own way (the
+    /// liburcu drop-in prints liburcu's message and aborts). Returns `true`
+    /// once the grace period has elapsed.
+    ///
+    /// With no thread registered as a reader it completes a grace period at
+    /// once and reads no thread-local: the section check is made only when
+    /// a reader is registered (a thread inside a section always is).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert!(rcu.try_synchronize());
+    /// let guard = rcu.read_lock();
+    /// assert!(!rcu.try_synchronize()); // would wait for itself
+    /// drop(guard);
+    /// assert!(rcu.try_synchronize());
+    /// ```
+    pub fn try_synchronize(&self) -> bool {
+        let gp = &self.inner().gp;
+        if gp.complete_now_if_no_reader() {
+            return true;
+        }
+        if self.in_read_section() {
+            return false;
+        }
+        bump(&gp.counters.synchronize_calls);
         let target = gp.snapshot();
         self.wait_for_seq(target, WaitMode::Normal);
+        true
     }
 
     /// As [`synchronize`](Rcu::synchronize), for the shortest latency: the

@@ -320,3 +320,65 @@ fn readers_registering_during_empty_registry_grace_periods_see_no_freed_value() 
         assert!(readers > 0);
     }
 }
+
+#[test]
+fn no_reader_synchronize_completes_counts_and_serves_cookies() {
+    for rcu in domains() {
+        let before = rcu.stats();
+        let cookie = rcu.get_state();
+        for _ in 0..3 {
+            rcu.synchronize();
+        }
+        let after = rcu.stats();
+        // Each call with no reader registered ran a grace period of its own
+        // (the fast path) and was counted as a synchronize call.
+        assert_eq!(after.synchronize_calls - before.synchronize_calls, 3);
+        assert_eq!(after.gp_completed - before.gp_completed, 3);
+        assert!(rcu.poll(&cookie));
+        assert!(rcu.try_synchronize());
+        assert_eq!(rcu.stats().synchronize_calls - before.synchronize_calls, 4);
+    }
+}
+
+#[test]
+fn try_synchronize_refuses_inside_a_section_and_waits_outside() {
+    for rcu in domains() {
+        // The only registered thread is the caller, inside a section.
+        let g = rcu.read_lock();
+        let nested = rcu.read_lock();
+        let calls = rcu.stats().synchronize_calls;
+        let cookie = rcu.get_state();
+        assert!(!rcu.try_synchronize());
+        assert!(!rcu.poll(&cookie), "a refused call ran no grace period");
+        assert_eq!(
+            rcu.stats().synchronize_calls,
+            calls,
+            "a refusal is not a call"
+        );
+        drop(nested);
+        assert!(!rcu.try_synchronize());
+        drop(g);
+        // Registered, outside any section: waits (for nobody) and returns.
+        assert!(rcu.try_synchronize());
+        assert!(rcu.poll(&cookie));
+        // Another thread's section does not make the caller's call a misuse.
+        let (stop, reader) = hold_reader(&rcu);
+        let cookie = rcu.get_state();
+        let r = rcu.clone();
+        let writer = thread::spawn(move || r.try_synchronize());
+        stop.send(()).unwrap();
+        assert!(writer.join().unwrap());
+        reader.join().unwrap();
+        assert!(rcu.poll(&cookie));
+    }
+}
+
+#[test]
+fn try_synchronize_refuses_on_an_online_qsbr_thread() {
+    let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr)).unwrap();
+    let mut t = rcu.register_qsbr_thread();
+    assert!(!rcu.try_synchronize());
+    assert!(t.offline_while(|| rcu.try_synchronize()));
+    drop(t);
+    assert!(rcu.try_synchronize());
+}

@@ -282,6 +282,11 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// Runs `exe`, against the drop-in in `dropin` if given (else against
 /// whatever the loader finds: Debian's liburcu).
 pub fn run(exe: &Path, dropin: Option<&Path>) -> Output {
+    run_with_args(exe, &[], dropin)
+}
+
+/// As [`run`], with command-line arguments.
+pub fn run_with_args(exe: &Path, args: &[&str], dropin: Option<&Path>) -> Output {
     let env_of = |cmd: &mut Command| {
         cmd.env_remove("LD_LIBRARY_PATH");
         if let Some(dir) = dropin {
@@ -302,6 +307,7 @@ pub fn run(exe: &Path, dropin: Option<&Path>) -> Output {
             .any(|l| l.contains(&format!("{name} => {}", d.display())))
     });
     let mut cmd = Command::new(exe);
+    cmd.args(args);
     env_of(&mut cmd);
     let mut child = cmd
         .stdout(Stdio::piped())
