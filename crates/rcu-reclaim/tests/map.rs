@@ -145,7 +145,14 @@ fn readers_beside_writers_never_see_a_dropped_value() {
             s.spawn(move || {
                 let mut rng = Rng(0xD1B5_4A32_D192_ED03 + r);
                 let mut seen = 0usize;
-                while done.load(Ordering::Acquire) < 2 {
+                let mut after = 0;
+                // On a loaded machine the writers may finish before this
+                // thread first runs: it then reads what they left (a few
+                // rounds at most), so every run checks something.
+                while done.load(Ordering::Acquire) < 2 || (seen == 0 && after < 1000) {
+                    if done.load(Ordering::Acquire) == 2 {
+                        after += 1;
+                    }
                     let g = map.domain().read_lock();
                     // Hold what was found across a yield: the writers
                     // retire some of it meanwhile, and it must stay intact
@@ -165,7 +172,7 @@ fn readers_beside_writers_never_see_a_dropped_value() {
                     }
                     seen += found.len();
                 }
-                assert!(seen > 0);
+                assert!(seen > 0 || map.is_empty());
             });
         }
     });
