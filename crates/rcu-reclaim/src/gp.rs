@@ -201,8 +201,12 @@ impl GracePeriods {
             return;
         }
         let mut wait: Option<ReaderWait> = None;
+        // Whether this caller ended a grace period itself; if not, it was
+        // served by others' (they may complete one while it yields).
+        let mut ran = false;
         while !gp.done(target) {
             if self.complete_if_no_reader(mode) {
+                ran = true;
                 continue;
             }
             let s = self.seq.load(Ordering::Relaxed);
@@ -214,6 +218,7 @@ impl GracePeriods {
             match self.wait_for_readers(&self.registry, w, mode) {
                 None => {
                     self.complete(s);
+                    ran = true;
                     bump_locked(match mode {
                         WaitMode::Normal => &self.counters.normal_gps,
                         WaitMode::Expedited => &self.counters.expedited_gps,
@@ -226,12 +231,19 @@ impl GracePeriods {
                     // instead of waiting for this thread to wake up. The
                     // loop resumes whatever is in progress when it is back.
                     drop(held);
-                    std::thread::sleep(pause);
+                    if pause.is_zero() {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(pause);
+                    }
                     held = lock(&gp.gp_lock);
                 }
             }
         }
         drop(held);
+        if !ran {
+            bump(&gp.counters.shared);
+        }
     }
 
     /// A whole grace period at once, if no thread is registered as a reader
@@ -435,7 +447,18 @@ impl GracePeriods {
                     {
                         self.check_stall(slot, w.started);
                     }
-                    thread::yield_now();
+                    if cfg!(loom) {
+                        thread::yield_now();
+                        continue;
+                    }
+                    // Yield without `gp_lock` (the caller drops it): a
+                    // waiter descheduled at its yield on a busy machine
+                    // held the lock for a time slice, so no retiring
+                    // thread's `try_advance` could complete the grace
+                    // period meanwhile; under overload (expedited) that
+                    // cut them to a few hundred a second and kept the
+                    // backlog overloaded.
+                    pause = Some(Duration::ZERO);
                     continue;
                 }
                 #[cfg(not(loom))]
