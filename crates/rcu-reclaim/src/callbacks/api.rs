@@ -258,12 +258,14 @@ impl Rcu {
         self.try_defer_drop_as(value, bytes, !std::mem::needs_drop::<T>())
     }
 
-    /// The deferred drop itself; `anywhere` as for `defer_drop_as`.
+    /// The deferred drop itself; `plain` is `defer_drop_as`'s `anywhere`
+    /// (a "plain" page holds only values that drop anywhere: a retiring
+    /// thread may free it).
     fn try_defer_drop_as<T: Send + 'static>(
         &self,
         value: Box<T>,
         bytes: usize,
-        anywhere: bool,
+        plain: bool,
     ) -> Result<(), Box<T>> {
         let inner = self.inner();
         let slot = self.current_slot();
@@ -272,10 +274,6 @@ impl Rcu {
         let local = unsafe { &(*slot).local };
         let ptr = Box::into_raw(value).cast::<()>();
         let cbs = &inner.callbacks;
-        // A value whose drop takes no lock and waits for nothing (no drop
-        // glue, or `ReclaimSize::DROPS_ANYWHERE`): a retiring thread may
-        // free it (a "plain" page holds only such values).
-        let plain = anywhere;
         // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
         // once, after a grace period, on any thread (`T: Send`); `plain`
         // only says where it may run.
