@@ -325,8 +325,7 @@ impl<K, V, W> RcuCacheBuilder<K, V, W> {
                 RandomState::new(),
                 &rcu,
                 entry_heap::<K, V>,
-                weigher.drops_anywhere()
-                    || (!std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>()),
+                weigher.drops_anywhere(),
             ),
             policy: Mutex::new(S3Fifo::new()),
             bytes: AtomicUsize::new(0),

@@ -114,8 +114,8 @@ pub trait Weigher<K, V>: Send + Sync + 'static {
     /// nothing ([`ReclaimSize::DROPS_ANYWHERE`]): the cache's writers then
     /// free evicted entries themselves once their grace period has passed,
     /// where they were allocated, instead of a worker on another core.
-    /// `false` by default (unless neither has drop glue); [`HeapSize`]
-    /// says it when the key and value types do.
+    /// By default only when neither has drop glue; [`HeapSize`] says it
+    /// when the key and value types do.
     ///
     /// ```
     /// use rcu_reclaim::cache::{HeapSize, Weigher};
@@ -124,7 +124,7 @@ pub trait Weigher<K, V>: Send + Sync + 'static {
     /// assert!(!by_len.drops_anywhere());
     /// ```
     fn drops_anywhere(&self) -> bool {
-        false
+        !std::mem::needs_drop::<K>() && !std::mem::needs_drop::<V>()
     }
 }
 

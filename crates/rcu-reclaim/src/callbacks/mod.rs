@@ -516,8 +516,7 @@ impl Callbacks {
     /// Whether shard `cpu` has pages whose grace period has elapsed that
     /// are not left to the thread handing it pages (see `has_ready`).
     pub(crate) fn worker_has_pages(&self, gp: &GracePeriods, cpu: usize) -> bool {
-        let st = lock(&self.shards[cpu].state);
-        st.pages_ready(gp.seq()) && !self.pages_left_to_producer(&st, cpu)
+        self.pages_for_worker(&lock(&self.shards[cpu].state), cpu, gp.seq())
     }
 
     /// Wakes the worker that serves shard `cpu`.
@@ -1016,7 +1015,12 @@ impl Callbacks {
         let seq = gp.seq();
         let mut st = lock(&self.shards[cpu].state);
         st.list.advance(seq);
-        st.list.done_len() > 0 || (st.pages_ready(seq) && !self.pages_left_to_producer(&st, cpu))
+        st.list.done_len() > 0 || self.pages_for_worker(&st, cpu, seq)
+    }
+
+    /// Whether the shard has ready pages that are not left to its producer.
+    fn pages_for_worker(&self, st: &ShardState, cpu: usize, seq: u64) -> bool {
+        st.pages_ready(seq) && !self.pages_left_to_producer(st, cpu)
     }
 
     /// Whether the shard's ready pages are left to the thread handing it
