@@ -93,6 +93,26 @@ pub(crate) const RETIRER_FALLBACK_MS: u64 = 2;
 /// retiring threads free (`retiring_thread_frees`).
 pub(crate) const INLINE_FREE_PAGES: usize = 8;
 
+/// Objects a retiring thread frees from its drain (a ready page of values
+/// that drop anywhere: `callbacks/drain.rs`) per retire: twice what it
+/// adds, so a backlog shrinks, in steps short enough that a retire inside
+/// a read-side section holds up no grace period.
+pub(crate) const DRAIN_STEP: usize = 2;
+
+/// The drain's step while the shard holds [`THROTTLE_PAGES`] ready pages
+/// or more (after a grace period held up by a long reader).
+pub(crate) const DRAIN_STEP_HURRY: usize = 8;
+
+/// The drain's step for a page taken while `ready_backlog` more pages wait
+/// ready on the shard (counted up to [`THROTTLE_PAGES`]).
+pub(crate) fn drain_step(ready_backlog: usize) -> usize {
+    if ready_backlog >= THROTTLE_PAGES {
+        DRAIN_STEP_HURRY
+    } else {
+        DRAIN_STEP
+    }
+}
+
 /// Empty pages kept per shard so the fast path never allocates (kernel: 5).
 pub(crate) const SPARE_PAGES: usize = 64;
 
@@ -227,6 +247,14 @@ pub(crate) fn page_due_ms(p: &Params, since_ms: usize, pressure_held: bool) -> u
     }
     let delay = usize::try_from(p.lazy_delay.as_millis()).unwrap_or(usize::MAX);
     since_ms.saturating_add(delay)
+}
+
+/// When a thread's drain (`callbacks/drain.rs`), filled at `since_ms`, is
+/// taken from it if the thread has not emptied it (it stopped retiring):
+/// after `producer_window`, as ready pages left to it go to a worker.
+pub(crate) fn drain_due_ms(p: &Params, since_ms: usize) -> usize {
+    let window = usize::try_from(p.producer_window.as_millis()).unwrap_or(usize::MAX);
+    since_ms.saturating_add(window)
 }
 
 /// Whether grace periods run expedited: under overload, or in fast mode

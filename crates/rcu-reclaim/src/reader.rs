@@ -25,7 +25,8 @@ use std::sync::atomic::{compiler_fence, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::callbacks::bulk::{BulkPage, LocalBuffer};
+use crate::callbacks::bulk::BulkPage;
+use crate::callbacks::local::LocalBuffer;
 use crate::flavor::Flavor;
 use crate::sync::{fence, lock, Arc, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Mutex};
 

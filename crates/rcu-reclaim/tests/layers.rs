@@ -29,7 +29,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "bulk pages",
-        &["callbacks/bulk.rs", "callbacks/segcblist.rs"],
+        &[
+            "callbacks/bulk.rs",
+            "callbacks/local.rs",
+            "callbacks/segcblist.rs",
+        ],
     ),
     ("readers", &["reader.rs"]),
     ("grace periods", &["gp.rs"]),
@@ -37,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "callback engine",
         &[
             "callbacks/mod.rs",
+            "callbacks/drain.rs",
             "callbacks/worker.rs",
             "callbacks/fork.rs",
         ],

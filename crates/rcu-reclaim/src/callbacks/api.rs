@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 
+use super::local::Popped;
 use super::{bump_relaxed, drop_box, in_callback, BulkPage, Collected};
 use crate::clock::epoch_ms;
 use crate::domain::Rcu;
@@ -102,6 +103,21 @@ impl Rcu {
         #[cfg(loom)]
         {
             let _ = since_ms;
+            true
+        }
+    }
+
+    /// Whether a drain filled now needs a kick of the grace-period thread,
+    /// which takes it from this thread if it stops retiring.
+    fn fresh_drain_needs_kick(&self) -> bool {
+        #[cfg(not(loom))]
+        {
+            let inner = self.inner();
+            let due = crate::policy::drain_due_ms(&inner.callbacks.params, epoch_ms());
+            inner.kthread.must_kick_for(due)
+        }
+        #[cfg(loom)]
+        {
             true
         }
     }
@@ -277,8 +293,19 @@ impl Rcu {
         // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
         // once, after a grace period, on any thread (`T: Send`); `plain`
         // only says where it may run.
+        let mut popped = Popped::default();
         let pushed_fast =
-            unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes, plain) };
+            unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes, plain, &mut popped) };
+        if popped.len() > 0 {
+            // A step of this thread's drain (see `drain.rs`): ready values
+            // that drop anywhere, freed a few per retire.
+            cbs.run_popped(local, popped);
+            if local.drain_count.load(std::sync::atomic::Ordering::Relaxed) == 0
+                && cbs.refill_drain(&inner.gp, local, cbs.current_shard())
+            {
+                self.start_background(self.fresh_drain_needs_kick());
+            }
+        }
         // A full page, or one holding `pace_bytes`, goes to the shard now,
         // with the object that filled it (the pace is by memory, not only
         // by count).
@@ -368,15 +395,19 @@ impl Rcu {
                 // to `INLINE_FREE_PAGES` per page it hands off, so a
                 // backlog left while a grace period was held up drains.
                 // Outside the buffer's lock: the drops may defer more.
-                cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES, false);
+                cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES);
             } else if handed_plain || advance_to.is_some() {
                 // Ready pages of plain values (no drop glue, or declared
-                // `DROPS_ANYWHERE`) are freed here, where they were
-                // allocated: their drops take no lock and wait for nothing.
-                // While this thread hands off plain pages, the shard's
-                // plain ready pages are left to it for `producer_window`;
-                // a worker takes the rest, and what is left after that.
-                cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES, true);
+                // `DROPS_ANYWHERE`) are freed by this thread, where they
+                // were allocated, a few objects per retire (its drain: see
+                // `drain.rs`): their drops take no lock and wait for
+                // nothing. While this thread hands off plain pages, the
+                // shard's plain ready pages are left to it for
+                // `producer_window`; a worker takes the rest, and what is
+                // left after that.
+                if cbs.refill_drain(&inner.gp, local, cpu) {
+                    kick |= self.fresh_drain_needs_kick();
+                }
                 if cbs.worker_has_pages(&inner.gp, cpu) {
                     cbs.wake_worker(cpu);
                 }

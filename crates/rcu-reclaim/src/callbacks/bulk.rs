@@ -2,12 +2,8 @@
 //! `kvfree_rcu_bulk_data`): two words per object — its pointer and its drop
 //! function — and no allocation per object.
 //!
-//! Each thread fills a page of its own ([`LocalBuffer`], kept in its reader
-//! slot) without atomic read-modify-writes: the owner marks itself busy with
-//! a plain store and a compiler fence, as a reader marks a section, and a
-//! thread that wants the page (barrier, the grace-period thread's lazy
-//! flush, domain drop) raises `steal`, issues the writer's barrier and waits
-//! for the owner to leave. A full or stolen page is sealed with a
+//! Each thread fills a page of its own (its `LocalBuffer`, in `local.rs`).
+//! A full or stolen page is sealed with a
 //! grace-period cookie and handed to a shard; once the cookie completes, the
 //! objects are dropped straight from the page, without a callback.
 
@@ -15,20 +11,30 @@ use std::alloc::Layout;
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::atomic::{compiler_fence, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::flavor::Flavor;
 use std::sync::Arc;
-
-use crate::sync::{fence, lock, AtomicBool, Mutex, UnsafeCell};
 
 /// Bytes in one bulk page.
 pub const BULK_PAGE_SIZE: usize = 4096;
 
+/// One deferred drop: the object and the function that drops it.
 #[derive(Clone, Copy)]
-struct Deferred {
+pub(crate) struct Deferred {
     ptr: *mut (),
     drop: unsafe fn(*mut ()),
+}
+
+impl Deferred {
+    /// Drops the object.
+    ///
+    /// # Safety
+    /// As [`BulkPage::push`]'s contract: its grace period has elapsed, and
+    /// this entry is run once (it has left every page).
+    pub(crate) unsafe fn run(self) {
+        // SAFETY: per the contract.
+        unsafe { (self.drop)(self.ptr) }
+    }
 }
 
 const HEADER: usize = 2 * std::mem::size_of::<usize>();
@@ -206,6 +212,37 @@ impl BulkPage {
         d.bytes += bytes;
     }
 
+    /// A copy of entry `i` (below `len`), still on the page.
+    pub(crate) fn entry(&self, i: usize) -> Deferred {
+        let d = self.data();
+        assert!(i < d.len, "bulk page entry {i} of {}", d.len);
+        // SAFETY: entries below `len` were initialised by `push`.
+        unsafe { d.entries[i].assume_init() }
+    }
+
+    /// Forgets the first `done` objects (a drain has dropped them) and moves
+    /// the rest to the front; returns the objects and bytes forgotten. A
+    /// page does not record each object's bytes: a part gets its share of
+    /// them (all of them when `done` is every object), so the parts of a
+    /// page always add up to its bytes.
+    pub(crate) fn forget_front(&mut self, done: usize) -> (usize, usize) {
+        // SAFETY: the page is owned by `self`.
+        let d = unsafe { self.data.as_mut() };
+        let done = done.min(d.len);
+        let bytes = if done == d.len {
+            d.bytes
+        } else {
+            (d.bytes as u128 * done as u128 / d.len as u128) as usize
+        };
+        d.entries.copy_within(done..d.len, 0);
+        d.len -= done;
+        d.bytes -= bytes;
+        if d.len == 0 {
+            self.plain = true;
+        }
+        (done, bytes)
+    }
+
     /// Drops every object (its grace period has elapsed), handing the
     /// payload of each drop function that panicked to `on_panic`; returns
     /// how many panicked. The page is empty afterwards.
@@ -264,161 +301,10 @@ pub(crate) unsafe fn drop_box<T>(p: *mut ()) {
     drop(unsafe { Box::from_raw(p.cast::<T>()) });
 }
 
-/// A thread's page of deferred drops in one domain (lives in its reader slot).
-#[derive(Default)]
-pub(crate) struct LocalBuffer {
-    busy: AtomicBool,
-    steal: AtomicBool,
-    page: UnsafeCell<Option<BulkPage>>,
-    /// Serialises stealers and the owner's slow path.
-    lock: Mutex<()>,
-    /// Objects and bytes on the page, for backlog queries (relaxed; plain
-    /// std atomics even under loom: they are statistics, not part of the
-    /// handshake, which the loom model below checks on its own).
-    pub(crate) count: AtomicUsize,
-    pub(crate) bytes: AtomicUsize,
-    /// When the page got its first object (ms since `epoch_ms`'s origin), or 0.
-    pub(crate) since_ms: AtomicUsize,
-}
-
-// SAFETY: `page` is accessed only by the owning thread while `busy` is set and
-// `steal` is clear (the fast path), or by a holder of `lock` that has either
-// seen `busy` clear after raising `steal` (a stealer) or is the owner itself
-// (the slow path, during which no stealer can run); the other fields are
-// atomics or a mutex.
-unsafe impl Sync for LocalBuffer {}
-// SAFETY: the page is `Send` and the rest are atomics and a mutex.
-unsafe impl Send for LocalBuffer {}
-
-impl LocalBuffer {
-    /// The owner's fast path: buffers the object if the page has room and no
-    /// stealer is active. `false` sends the caller to the slow path.
-    ///
-    /// # Safety
-    /// Called only by the thread that owns the slot holding this buffer;
-    /// `drop(ptr)` as in [`BulkPage::push`].
-    #[inline]
-    pub(crate) unsafe fn try_push(
-        &self,
-        flavor: Flavor,
-        ptr: *mut (),
-        drop: unsafe fn(*mut ()),
-        bytes: usize,
-        plain: bool,
-    ) -> bool {
-        self.busy.store(true, Ordering::Relaxed);
-        owner_fence(flavor);
-        if self.steal.load(Ordering::Acquire) {
-            self.busy.store(false, Ordering::Release);
-            return false;
-        }
-        let pushed = self.page.with_mut(|p| {
-            // SAFETY: owner, busy, no stealer (see the `Sync` impl).
-            match unsafe { &mut *p } {
-                Some(page) if !page.is_full() => {
-                    // SAFETY: the page has room; `drop(ptr)` per our contract.
-                    unsafe { page.push(ptr, drop, bytes, plain) };
-                    true
-                }
-                _ => false,
-            }
-        });
-        if pushed {
-            // Only the owner writes these outside a steal (which resets them
-            // while the owner is excluded): a load and a store, no RMW.
-            bump_relaxed(&self.count, 1);
-            bump_relaxed(&self.bytes, bytes);
-        }
-        self.busy.store(false, Ordering::Release);
-        pushed
-    }
-
-    /// Runs `f` with exclusive access to the page, as its owner (slow path).
-    pub(crate) fn with_page_owner<R>(&self, f: impl FnOnce(&mut Option<BulkPage>) -> R) -> R {
-        let _held = lock(&self.lock);
-        // SAFETY: holding `lock` as the owner: no stealer runs, and the owner
-        // is not on its fast path (it is here).
-        self.page.with_mut(|p| f(unsafe { &mut *p }))
-    }
-
-    /// Takes the page from whichever thread owns it and passes it to `f`,
-    /// still under the buffer's lock, so a concurrent `barrier` finds the
-    /// page either here or where `f` put it, never in between. `barrier` is
-    /// the domain's writer barrier (membarrier for memb, a fence for mb).
-    pub(crate) fn steal<R>(&self, barrier: impl Fn(), f: impl FnOnce(Option<BulkPage>) -> R) -> R {
-        let _held = lock(&self.lock);
-        self.steal.store(true, Ordering::Relaxed);
-        barrier();
-        let mut spins = 0u32;
-        while self.busy.load(Ordering::Acquire) {
-            spins += 1;
-            if !cfg!(loom) && spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                crate::sync::thread::yield_now();
-            }
-        }
-        // SAFETY: `steal` is raised and the owner was seen outside its fast
-        // path after our barrier, so it will see `steal` and take the slow
-        // path, which needs `lock`, which we hold.
-        let page = self.page.with_mut(|p| unsafe { (*p).take() });
-        self.reset_counts();
-        let r = f(page);
-        self.steal.store(false, Ordering::Release);
-        r
-    }
-
-    /// In the child after `fork()`, for a buffer whose owner thread does not
-    /// exist there: takes its page. `Err` if the owner was inside the
-    /// buffer's lock or fast path at the fork, when the page's state is
-    /// unknown (it is then left alone, and the slot never reused).
-    #[cfg(not(loom))]
-    pub(crate) fn take_in_child(&self) -> Result<Option<BulkPage>, ()> {
-        let _held = crate::sync::try_lock(&self.lock).ok_or(())?;
-        if self.busy.load(Ordering::Acquire) {
-            return Err(());
-        }
-        // SAFETY: the owner does not exist in this process (only the thread
-        // that called fork() does, and it is not the owner), and we hold the
-        // lock, so nothing else touches the page.
-        let page = self.page.with_mut(|p| unsafe { (*p).take() });
-        self.reset_counts();
-        Ok(page)
-    }
-
-    /// Holds the buffer's lock across `fork()` (the forking thread's own
-    /// buffer: see `Rcu::prepare_fork`).
-    #[cfg(not(loom))]
-    pub(crate) fn lock_for_fork(&self) -> crate::sync::ForkHeld<'_, ()> {
-        crate::sync::lock_for_fork(&self.lock)
-    }
-
-    /// Waits until no stealer or slow-path owner holds the buffer: one that
-    /// has emptied the page (its counts read 0) has then handed it on.
-    pub(crate) fn wait_for_handoff(&self) {
-        drop(lock(&self.lock));
-    }
-
-    pub(crate) fn reset_counts(&self) {
-        self.count.store(0, Ordering::Relaxed);
-        self.bytes.store(0, Ordering::Relaxed);
-        self.since_ms.store(0, Ordering::Relaxed);
-    }
-}
-
 /// Adds `n` to a counter only one thread writes at a time.
 #[inline]
 pub(crate) fn bump_relaxed(c: &AtomicUsize, n: usize) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-}
-
-/// The owner's half of the busy/steal handshake (mirrors the read side).
-#[inline]
-fn owner_fence(flavor: Flavor) {
-    match flavor {
-        Flavor::Memb => compiler_fence(Ordering::SeqCst),
-        Flavor::Mb | Flavor::Qsbr => fence(Ordering::SeqCst),
-    }
 }
 
 /// Page capacity in objects.
@@ -459,59 +345,5 @@ mod tests {
         assert_eq!(page.drop_objects(), 0);
         assert_eq!(DROPS.load(Ordering::SeqCst) - before, capacity());
         assert_eq!(page.len(), 0);
-    }
-}
-
-/// Loom model of the busy/steal handshake on its own (the domain-level
-/// models in `tests/loom.rs` cover call and barrier).
-#[cfg(all(test, loom))]
-mod loom_tests {
-    use super::*;
-    use loom::sync::atomic::AtomicUsize as LoomUsize;
-    use loom::thread;
-
-    #[test]
-    fn owner_pushes_and_stealer_takes_never_overlap() {
-        loom::model(|| {
-            let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
-            let buf = loom::sync::Arc::new(LocalBuffer::default());
-            buf.with_page_owner(|p| *p = BulkPage::allocate(&alloc));
-            let dropped = loom::sync::Arc::new(LoomUsize::new(0));
-            let (b2, a2) = (buf.clone(), alloc.clone());
-            let owner = thread::spawn(move || {
-                for _ in 0..2 {
-                    let p = Box::into_raw(Box::new(7u64)).cast::<()>();
-                    // SAFETY: `p` is from `Box::into_raw`, dropped once by
-                    // whoever ends up holding the page.
-                    if !unsafe { b2.try_push(Flavor::Mb, p, drop_box::<u64>, 8, true) } {
-                        b2.with_page_owner(|page| {
-                            let page = page.get_or_insert_with(|| {
-                                BulkPage::allocate(&a2).expect("system pages")
-                            });
-                            // SAFETY: as above; a fresh or stolen-and-replaced page has room.
-                            unsafe { page.push(p, drop_box::<u64>, 8, true) };
-                        });
-                    }
-                }
-            });
-            let d2 = dropped.clone();
-            buf.steal(
-                || fence(Ordering::SeqCst),
-                |page| {
-                    if let Some(mut page) = page {
-                        d2.fetch_add(page.len(), Ordering::Relaxed);
-                        page.drop_objects();
-                    }
-                },
-            );
-            owner.join().unwrap();
-            buf.with_page_owner(|page| {
-                if let Some(mut page) = page.take() {
-                    dropped.fetch_add(page.len(), Ordering::Relaxed);
-                    page.drop_objects();
-                }
-            });
-            assert_eq!(dropped.load(Ordering::Relaxed), 2);
-        });
     }
 }

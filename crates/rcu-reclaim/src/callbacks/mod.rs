@@ -36,8 +36,10 @@
 
 mod api;
 pub(crate) mod bulk;
+mod drain;
 #[cfg(not(loom))]
 mod fork;
+pub(crate) mod local;
 mod segcblist;
 mod worker;
 
@@ -54,10 +56,11 @@ pub(crate) use crate::policy::Params;
 use crate::policy::{self, Pace, ShardFacts, SPARE_PAGES};
 
 pub use api::without_page_allocation;
-pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage, LocalBuffer};
+pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage};
 pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
 #[cfg(not(loom))]
 pub(crate) use fork::EngineLocks;
+pub(crate) use local::LocalBuffer;
 use segcblist::{Entry, SegCbList};
 pub(crate) use worker::Workers;
 
@@ -123,6 +126,15 @@ impl ShardState {
         self.pages.push_back(page);
     }
 
+    /// Queues a page whose grace period has already elapsed (what a drain
+    /// left) at the front, where it is ready at once.
+    fn push_ready_front(&mut self, page: BulkPage) {
+        self.page_objects += page.len();
+        self.page_bytes += page.bytes();
+        self.pages_requested += 1;
+        self.pages.push_front(page);
+    }
+
     /// Whether the front page's grace period has completed (whether or not
     /// the shard asked for one: a page is sealed with a cookie, and any
     /// grace period that reaches it makes the page safe to free).
@@ -131,20 +143,10 @@ impl ShardState {
     }
 
     /// Moves up to `max` pages whose grace period has elapsed from the
-    /// front to `out` (with `plain_only`, only while the front page holds
-    /// values without drop glue), keeping the totals.
-    fn take_ready_pages(
-        &mut self,
-        seq: u64,
-        max: usize,
-        plain_only: bool,
-        out: &mut Vec<BulkPage>,
-    ) {
+    /// front to `out`, keeping the totals.
+    fn take_ready_pages(&mut self, seq: u64, max: usize, out: &mut Vec<BulkPage>) {
         let mut taken = 0;
-        while taken < max
-            && self.pages_ready(seq)
-            && (!plain_only || self.pages.front().is_some_and(BulkPage::is_plain))
-        {
+        while taken < max && self.pages_ready(seq) {
             let p = self.pages.pop_front().expect("front exists");
             self.pages_requested = self.pages_requested.saturating_sub(1);
             self.page_objects -= p.len();
@@ -152,6 +154,19 @@ impl ShardState {
             out.push(p);
             taken += 1;
         }
+    }
+
+    /// The front page, if its grace period has elapsed and its values drop
+    /// anywhere (what a retiring thread's drain may take), keeping the totals.
+    fn take_ready_plain(&mut self, seq: u64) -> Option<BulkPage> {
+        if !self.pages_ready(seq) || !self.pages.front().is_some_and(BulkPage::is_plain) {
+            return None;
+        }
+        let p = self.pages.pop_front()?;
+        self.pages_requested = self.pages_requested.saturating_sub(1);
+        self.page_objects -= p.len();
+        self.page_bytes -= p.bytes();
+        Some(p)
     }
 
     /// Pages at the front whose grace period has elapsed (counted up to
@@ -566,6 +581,23 @@ impl Callbacks {
                 // forked child) its buffer was caught locked: skip it.
                 return;
             }
+            if local.drain_count.load(Ordering::Relaxed) > 0 {
+                // A drain its thread has not finished (it stopped retiring,
+                // or exited: the drain stays in its slot) goes back to a
+                // shard as a ready page, for a worker or the barrier.
+                let since = local.drain_since_ms.load(Ordering::Relaxed);
+                let due = policy::drain_due_ms(&self.params, since).min(since + min_age);
+                if older_than.is_some() && now_ms < due {
+                    let left = due - now_ms;
+                    next_due = Some(next_due.map_or(left, |d| d.min(left)));
+                } else if let Some(rest) = self.steal_drain(gp, local) {
+                    let shard = &self.shards[self.current_shard()];
+                    let mut st = lock(&shard.state);
+                    st.push_ready_front(rest);
+                    shard.publish(&st);
+                    kick = true;
+                }
+            }
             if local.count.load(Ordering::Relaxed) == 0 {
                 if older_than.is_none() {
                     // A stealer or the owner resets the counts before
@@ -612,8 +644,9 @@ impl Callbacks {
     fn local_totals(&self, gp: &GracePeriods) -> (usize, usize) {
         let (mut n, mut b) = (0, 0);
         gp.registry().for_each_slot(|slot| {
-            n += slot.local.count.load(Ordering::Relaxed);
-            b += slot.local.bytes.load(Ordering::Relaxed);
+            let local = &slot.local;
+            n += local.count.load(Ordering::Relaxed) + local.drain_count.load(Ordering::Relaxed);
+            b += local.bytes.load(Ordering::Relaxed) + local.drain_bytes.load(Ordering::Relaxed);
         });
         for page in lock(&gp.registry().orphans).iter() {
             n += page.len();
@@ -862,7 +895,7 @@ impl Callbacks {
             let unlimited = st.overloaded || fast;
             let limit = policy::batch_limit(&self.params, limit, unlimited, st.list.len());
             st.list.take_done(limit, &mut batch);
-            st.take_ready_pages(seq, max_pages, false, &mut pages);
+            st.take_ready_pages(seq, max_pages, &mut pages);
             if st.overloaded && policy::shard_overload_ends(&self.params, st.totals().0) {
                 st.overloaded = false;
             }
@@ -874,41 +907,24 @@ impl Callbacks {
     /// Frees up to `max_pages` pages of shard `cpu` whose grace period has
     /// completed, on the calling thread (the kernel frees such pages
     /// directly, without a callback). Called by `defer_drop` after handing
-    /// off a full page, so a thread that produces garbage also frees what is
-    /// ready, keeping it cache- and allocator-friendly, as crossbeam-epoch's
-    /// and seize's inline collection do. If a worker, a barrier or another
-    /// thread is running the shard, wakes the node's worker instead: the
-    /// holder may be a thread preempted in the middle of its own inline
-    /// free, and ready pages left to threads that keep failing here piled
-    /// up to 93 MiB in a 2-second run (2 threads on 2 cores).
-    ///
-    /// `plain_only`: take only pages of values with no drop glue (from the
-    /// front, stopping at the first other page), whose freeing runs no
-    /// destructor: what a retiring call may free by default.
-    pub(crate) fn free_ready_pages(
-        &self,
-        gp: &GracePeriods,
-        cpu: usize,
-        max_pages: usize,
-        plain_only: bool,
-    ) {
+    /// off a full page where the domain opts in (`retiring_thread_frees`),
+    /// so a thread that produces garbage also frees what is ready, on the
+    /// core that allocated it. (By default a thread frees only values that
+    /// drop anywhere, in steps: `drain.rs`.) If a worker, a barrier or
+    /// another thread is running the shard, wakes the node's worker
+    /// instead: the holder may be a thread preempted in the middle of its
+    /// own inline free, and ready pages left to threads that keep failing
+    /// here piled up to 93 MiB in a 2-second run (2 threads on 2 cores).
+    pub(crate) fn free_ready_pages(&self, gp: &GracePeriods, cpu: usize, max_pages: usize) {
         let shard = &self.shards[cpu];
         let Some(_running) = try_lock(&shard.invoke) else {
-            // Someone runs the shard. For the opt-in inline frees, hand the
-            // work to the worker. The default's plain-only free wakes no
-            // one: the runner takes what is ready now, and `after_gp` wakes
-            // a worker for what becomes ready later, unless it is left to a
-            // thread that frees its own (a wake here took such pages from
-            // under a collecting thread).
-            if !plain_only {
-                self.workers.wake(self.worker_group(cpu));
-            }
+            self.workers.wake(self.worker_group(cpu));
             return;
         };
         let mut pages = Vec::new();
         {
             let mut st = lock(&shard.state);
-            st.take_ready_pages(gp.seq(), max_pages, plain_only, &mut pages);
+            st.take_ready_pages(gp.seq(), max_pages, &mut pages);
             if pages.is_empty() {
                 return;
             }
@@ -940,9 +956,11 @@ impl Callbacks {
         }
         if self.pages_left_to_producer(&lock(&shard.state), cpu) {
             // They are left to this thread, which frees plain pages itself
-            // (the worker would leave them to it): it frees a throttle's
-            // worth now (a bounded pause; its next hand-offs take more).
-            self.free_ready_pages(gp, cpu, policy::THROTTLE_PAGES * 4, true);
+            // (the worker would leave them to it): its drain takes
+            // `DRAIN_STEP_HURRY` objects per retire while the backlog is
+            // this large, so it shrinks without a pause here (freeing a
+            // throttle's worth at once kept the caller's read-side section
+            // open for milliseconds).
             return;
         }
         add(&self.counters.throttles, 1);
@@ -1098,6 +1116,27 @@ impl Callbacks {
                 break;
             }
         }
+        // Threads' drains may have taken ready pages meanwhile (none queued
+        // before this barrier is left on a shard now): run what they hold,
+        // and wait for the objects their threads are dropping.
+        let cpu = self.current_shard();
+        gp.registry().for_each_slot(|slot| {
+            if slot.abandoned.load(Ordering::Relaxed) {
+                return;
+            }
+            // After the buffer's lock: a drain filled under it is seen. The
+            // count is stored with release after the owner counts what it
+            // pops in `dropping`, so a drain read as emptied shows its
+            // drops in flight.
+            slot.local.wait_for_handoff();
+            if slot.local.drain_count.load(Ordering::Acquire) > 0 {
+                if let Some(rest) = self.steal_drain(gp, &slot.local) {
+                    let _running = lock(&self.shards[cpu].invoke);
+                    self.run_entries(cpu, Vec::new(), vec![rest]);
+                }
+            }
+            slot.local.wait_for_drops();
+        });
     }
 
     /// Whether nothing at all is queued or buffered.
@@ -1135,7 +1174,7 @@ mod tests {
         }
         assert_eq!(Callbacks::needed_all(gp, &st), Some(next + 8));
         let mut ready = Vec::new();
-        st.take_ready_pages(gp.seq(), usize::MAX, false, &mut ready);
+        st.take_ready_pages(gp.seq(), usize::MAX, &mut ready);
         assert_eq!(ready.len(), 1, "only the front page is ready");
         assert_eq!(Callbacks::needed_all(gp, &st), all(&st));
     }
@@ -1149,10 +1188,10 @@ mod tests {
         let inner = rcu.inner();
         let cbs = &inner.callbacks;
         assert!(!cbs.workers.work_requested(0), "no work yet");
-        cbs.free_ready_pages(&inner.gp, 0, 2, false); // free shard, nothing ready
+        cbs.free_ready_pages(&inner.gp, 0, 2); // free shard, nothing ready
         assert!(!cbs.workers.work_requested(0));
         let held = crate::sync::lock(&cbs.shards[0].invoke);
-        cbs.free_ready_pages(&inner.gp, 0, 2, false);
+        cbs.free_ready_pages(&inner.gp, 0, 2);
         drop(held);
         assert!(cbs.workers.work_requested(0));
     }

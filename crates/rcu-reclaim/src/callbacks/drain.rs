@@ -1,0 +1,110 @@
+//! Freeing in steps: a thread that hands its shard pages of values that
+//! drop anywhere takes one ready page at a time into its *drain* and drops
+//! a few of its objects at each later retire (the kernel's reclaim works in
+//! `SWAP_CLUSTER_MAX` batches for the same reason).
+//!
+//! Freeing whole pages at a hand-off (eight, about 1,700 objects) kept the
+//! retiring call running for 0.3–1 ms; a retire usually runs inside the
+//! caller's read-side section, so that section held up every grace period
+//! meanwhile, and the other threads' garbage piled up behind it. In steps,
+//! each retire frees `policy::DRAIN_STEP` objects (more while the shard's
+//! ready backlog is large), so a section grows by a few frees, frees
+//! interleave with the thread's allocations (the allocator's thread cache
+//! recycles them), and the backlog still drains faster than it grows.
+//!
+//! The drain lives in the thread's `LocalBuffer`, under the handshake that
+//! guards its page: the owner pops objects on its fast path; a stealer
+//! (`barrier`, the grace-period thread's lazy flush for a thread that
+//! stopped retiring, pressure) takes what is left. Objects popped but not
+//! yet dropped are counted in `LocalBuffer::dropping`, which `barrier`
+//! waits for. A page's objects and bytes are counted as freed once, by
+//! whoever empties it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use super::bulk::BulkPage;
+use super::local::{Drain, LocalBuffer, Popped};
+use super::{add, Callbacks, IN_CALLBACK};
+use crate::clock::epoch_ms;
+use crate::gp::GracePeriods;
+use crate::policy;
+use crate::sync::lock;
+
+impl Callbacks {
+    /// Runs what a retire took from `local`'s drain (ready objects that
+    /// drop anywhere), as callbacks run: `in_callback` set, a panic
+    /// reported and counted, never unwound into the retiring call.
+    pub(crate) fn run_popped(&self, local: &LocalBuffer, popped: Popped) {
+        let was = IN_CALLBACK.with(|c| c.replace(true));
+        for d in popped.items() {
+            // SAFETY: the drain took it from a page whose grace period has
+            // elapsed, once (`pos` moved past it), and nothing else runs it.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| unsafe { d.run() })) {
+                add(&self.counters.panics, 1);
+                self.report_panic(payload.as_ref());
+            }
+        }
+        IN_CALLBACK.with(|c| c.set(was));
+        local.dropped(popped.len());
+    }
+
+    /// Counts a drained page's first `done` objects as freed, and keeps the
+    /// rest on it (returns `None` when none are left, recycling the page
+    /// into shard `cpu`'s spares).
+    fn settle(&self, cpu: usize, mut page: BulkPage, done: usize) -> Option<BulkPage> {
+        let (n, bytes) = page.forget_front(done);
+        add(&self.counters.invoked, n);
+        add(&self.counters.bytes_freed, bytes);
+        if page.len() > 0 {
+            return Some(page);
+        }
+        add(&self.counters.pages_freed, 1);
+        self.recycle(cpu, page);
+        None
+    }
+
+    /// The owner's step after its hand-off or after it emptied its drain:
+    /// an emptied page is counted and recycled, and the drain takes the
+    /// next ready page of values that drop anywhere from shard `cpu` (its
+    /// step set by the shard's ready backlog). Returns whether the drain
+    /// got a page (so the grace-period thread must look by its lazy
+    /// deadline, in case this thread stops retiring).
+    pub(crate) fn refill_drain(&self, gp: &GracePeriods, local: &LocalBuffer, cpu: usize) -> bool {
+        local.with_drain_owner(|drain| {
+            if drain.left() > 0 {
+                return false;
+            }
+            if let Some((page, done)) = drain.take() {
+                // Every object was taken: settle waits for none of them,
+                // and the page is recycled (never handed back).
+                let _ = self.settle(cpu, page, done);
+            }
+            let shard = &self.shards[cpu];
+            let (page, backlog) = {
+                let mut st = lock(&shard.state);
+                let seq = gp.seq();
+                let page = st.take_ready_plain(seq);
+                if page.is_some() {
+                    shard.publish(&st);
+                }
+                (page, st.ready_pages(seq, policy::THROTTLE_PAGES))
+            };
+            let Some(page) = page else {
+                return false;
+            };
+            *drain = Drain::new(page, policy::drain_step(backlog));
+            local
+                .drain_since_ms
+                .store(epoch_ms().max(1), Ordering::Relaxed);
+            true
+        })
+    }
+
+    /// Takes `local`'s drain from its thread: counts what was taken as
+    /// freed and returns what is left (ready to free, by anyone).
+    pub(crate) fn steal_drain(&self, gp: &GracePeriods, local: &LocalBuffer) -> Option<BulkPage> {
+        let (page, done) = local.steal_drain(|| gp.writer_barrier())?;
+        self.settle(self.current_shard(), page, done)
+    }
+}

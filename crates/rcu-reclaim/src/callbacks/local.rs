@@ -1,0 +1,495 @@
+//! A thread's own buffer in one domain (it lives in the thread's reader
+//! slot): the bulk page it fills with deferred drops, and its *drain*, a
+//! ready page it frees a few objects per retire (`drain.rs`).
+//!
+//! The owner uses both without atomic read-modify-writes: it marks itself
+//! busy with a plain store and a compiler fence, as a reader marks a
+//! section, and a thread that wants the page or the drain (barrier, the
+//! grace-period thread's lazy flush, domain drop) raises `steal`, issues
+//! the writer's barrier and waits for the owner to leave.
+
+use std::mem::MaybeUninit;
+use std::sync::atomic::{compiler_fence, AtomicUsize, Ordering};
+
+use super::bulk::{bump_relaxed, BulkPage, Deferred};
+use crate::flavor::Flavor;
+use crate::sync::{fence, lock, AtomicBool, Mutex, UnsafeCell};
+
+/// The most objects one retire may take from its drain.
+pub(crate) const STEP_MAX: usize = 8;
+
+/// A ready page being freed in steps by its thread.
+#[derive(Default)]
+pub(crate) struct Drain {
+    page: Option<BulkPage>,
+    /// Objects taken from the front of the page so far.
+    pos: usize,
+    /// Objects to take per retire.
+    step: usize,
+}
+
+impl Drain {
+    /// A drain of `page` (ready), taking `step` objects per retire.
+    pub(crate) fn new(page: BulkPage, step: usize) -> Drain {
+        Drain {
+            page: Some(page),
+            pos: 0,
+            step,
+        }
+    }
+
+    /// Objects not yet taken.
+    pub(crate) fn left(&self) -> usize {
+        self.page.as_ref().map_or(0, |p| p.len() - self.pos)
+    }
+
+    /// The page's bytes while any object is left on it.
+    pub(crate) fn bytes(&self) -> usize {
+        match &self.page {
+            Some(p) if self.pos < p.len() => p.bytes(),
+            _ => 0,
+        }
+    }
+
+    /// Takes up to `step` objects into `out`; returns how many are left.
+    pub(crate) fn pop_into(&mut self, out: &mut Popped) -> usize {
+        let Some(page) = &self.page else {
+            return 0;
+        };
+        let end = page.len().min(self.pos + self.step.clamp(1, STEP_MAX));
+        while self.pos < end {
+            out.push(page.entry(self.pos));
+            self.pos += 1;
+        }
+        page.len() - self.pos
+    }
+
+    /// What is left of the page (the objects taken so far forgotten), and
+    /// how many were taken; the drain is empty afterwards.
+    pub(crate) fn take(&mut self) -> Option<(BulkPage, usize)> {
+        let page = self.page.take()?;
+        Some((page, std::mem::take(&mut self.pos)))
+    }
+}
+
+/// Objects a retire took from its drain, to run once the handshake is over.
+pub(crate) struct Popped {
+    items: [MaybeUninit<Deferred>; STEP_MAX],
+    len: usize,
+}
+
+impl Default for Popped {
+    fn default() -> Self {
+        Popped {
+            items: [MaybeUninit::uninit(); STEP_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl Popped {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The objects taken.
+    pub(crate) fn items(&self) -> impl Iterator<Item = Deferred> + '_ {
+        // SAFETY: items below `len` were written by `push`.
+        self.items[..self.len]
+            .iter()
+            .map(|i| unsafe { i.assume_init() })
+    }
+
+    fn push(&mut self, d: Deferred) {
+        self.items[self.len] = MaybeUninit::new(d);
+        self.len += 1;
+    }
+}
+
+/// A thread's page of deferred drops in one domain (lives in its reader slot).
+#[derive(Default)]
+pub(crate) struct LocalBuffer {
+    busy: AtomicBool,
+    steal: AtomicBool,
+    page: UnsafeCell<Option<BulkPage>>,
+    /// Serialises stealers and the owner's slow path.
+    lock: Mutex<()>,
+    /// Objects and bytes on the page, for backlog queries (relaxed; plain
+    /// std atomics even under loom: they are statistics, not part of the
+    /// handshake, which the loom model below checks on its own).
+    pub(crate) count: AtomicUsize,
+    pub(crate) bytes: AtomicUsize,
+    /// When the page got its first object (ms since `epoch_ms`'s origin), or 0.
+    pub(crate) since_ms: AtomicUsize,
+    /// A ready page the owner frees a few objects per retire (`drain.rs`),
+    /// under the same handshake as `page`.
+    drain: UnsafeCell<Drain>,
+    /// Objects left in the drain, and the drain page's bytes while any is
+    /// left (relaxed; statistics, as `count`).
+    /// (The count and `dropping` are loom's atomics under loom: `barrier`
+    /// relies on their ordering, which the model below checks.)
+    pub(crate) drain_count: crate::sync::AtomicUsize,
+    pub(crate) drain_bytes: AtomicUsize,
+    /// When the drain got its page (`epoch_ms`), or 0.
+    pub(crate) drain_since_ms: AtomicUsize,
+    /// Objects the owner has taken from its drain and is dropping now: a
+    /// `barrier` that steals the drain waits for them.
+    pub(crate) dropping: crate::sync::AtomicUsize,
+}
+
+// SAFETY: `page` is accessed only by the owning thread while `busy` is set and
+// `steal` is clear (the fast path), or by a holder of `lock` that has either
+// seen `busy` clear after raising `steal` (a stealer) or is the owner itself
+// (the slow path, during which no stealer can run); the other fields are
+// atomics or a mutex.
+unsafe impl Sync for LocalBuffer {}
+// SAFETY: the page is `Send` and the rest are atomics and a mutex.
+unsafe impl Send for LocalBuffer {}
+
+impl LocalBuffer {
+    /// The owner's fast path: buffers the object if the page has room and no
+    /// stealer is active. `false` sends the caller to the slow path.
+    ///
+    /// # Safety
+    /// Called only by the thread that owns the slot holding this buffer;
+    /// `drop(ptr)` as in [`BulkPage::push`].
+    #[inline]
+    ///
+    /// With the push, it takes up to the drain's step of objects from its
+    /// drain into `popped` (counted in `dropping`): the caller runs them,
+    /// then calls [`dropped`](Self::dropped).
+    pub(crate) unsafe fn try_push(
+        &self,
+        flavor: Flavor,
+        ptr: *mut (),
+        drop: unsafe fn(*mut ()),
+        bytes: usize,
+        plain: bool,
+        popped: &mut Popped,
+    ) -> bool {
+        self.busy.store(true, Ordering::Relaxed);
+        owner_fence(flavor);
+        if self.steal.load(Ordering::Acquire) {
+            self.busy.store(false, Ordering::Release);
+            return false;
+        }
+        if self.drain_count.load(Ordering::Relaxed) > 0 {
+            // SAFETY: owner, busy, no stealer (see the `Sync` impl).
+            let left = self.drain.with_mut(|d| unsafe { &mut *d }.pop_into(popped));
+            let d = self.dropping.load(Ordering::Relaxed);
+            self.dropping
+                .store(d.wrapping_add(popped.len()), Ordering::Relaxed);
+            // Release: see `Callbacks::barrier`.
+            self.drain_count.store(left, Ordering::Release);
+        }
+        let pushed = self.page.with_mut(|p| {
+            // SAFETY: owner, busy, no stealer (see the `Sync` impl).
+            match unsafe { &mut *p } {
+                Some(page) if !page.is_full() => {
+                    // SAFETY: the page has room; `drop(ptr)` per our contract.
+                    unsafe { page.push(ptr, drop, bytes, plain) };
+                    true
+                }
+                _ => false,
+            }
+        });
+        if pushed {
+            // Only the owner writes these outside a steal (which resets them
+            // while the owner is excluded): a load and a store, no RMW.
+            bump_relaxed(&self.count, 1);
+            bump_relaxed(&self.bytes, bytes);
+        }
+        self.busy.store(false, Ordering::Release);
+        pushed
+    }
+
+    /// After running what [`try_push`](Self::try_push) popped (`n` objects).
+    pub(crate) fn dropped(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        // Release: a barrier that reads the count back to zero sees the
+        // drops' effects.
+        let left = self.dropping.load(Ordering::Relaxed).wrapping_sub(n);
+        self.dropping.store(left, Ordering::Release);
+    }
+
+    /// Runs `f` with exclusive access to the drain, as its owner.
+    pub(crate) fn with_drain_owner<R>(&self, f: impl FnOnce(&mut Drain) -> R) -> R {
+        let _held = lock(&self.lock);
+        // SAFETY: as `with_page_owner`.
+        let r = self.drain.with_mut(|d| f(unsafe { &mut *d }));
+        self.publish_drain();
+        r
+    }
+
+    /// Takes the drain from whichever thread owns it, as `steal` takes the
+    /// page: what is left of its page, and how many of its objects were
+    /// taken (dropped, or being dropped: see `dropping`).
+    pub(crate) fn steal_drain(&self, barrier: impl Fn()) -> Option<(BulkPage, usize)> {
+        let _held = lock(&self.lock);
+        self.steal.store(true, Ordering::Relaxed);
+        barrier();
+        self.wait_owner_out();
+        // SAFETY: as in `steal`.
+        let taken = self.drain.with_mut(|d| unsafe { (*d).take() });
+        self.publish_drain();
+        self.steal.store(false, Ordering::Release);
+        taken
+    }
+
+    /// Waits until objects the owner took from its drain have been dropped.
+    pub(crate) fn wait_for_drops(&self) {
+        let mut spins = 0u32;
+        while self.dropping.load(Ordering::Acquire) != 0 {
+            spins += 1;
+            if !cfg!(loom) && spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                crate::sync::thread::yield_now();
+            }
+        }
+    }
+
+    /// Mirrors the drain for lazy queries; under the buffer's lock.
+    fn publish_drain(&self) {
+        // SAFETY: under the buffer's lock, so no stealer runs; the owner's
+        // fast path only reads `left` and pops, both excluded while the
+        // lock's holder is the owner or a stealer has raised `steal`.
+        let (left, bytes) = self.drain.with_mut(|d| {
+            let d = unsafe { &*d };
+            (d.left(), d.bytes())
+        });
+        if left == 0 {
+            self.drain_since_ms.store(0, Ordering::Relaxed);
+        }
+        self.drain_count.store(left, Ordering::Release);
+        self.drain_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    fn wait_owner_out(&self) {
+        let mut spins = 0u32;
+        while self.busy.load(Ordering::Acquire) {
+            spins += 1;
+            if !cfg!(loom) && spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                crate::sync::thread::yield_now();
+            }
+        }
+    }
+
+    /// Runs `f` with exclusive access to the page, as its owner (slow path).
+    pub(crate) fn with_page_owner<R>(&self, f: impl FnOnce(&mut Option<BulkPage>) -> R) -> R {
+        let _held = lock(&self.lock);
+        // SAFETY: holding `lock` as the owner: no stealer runs, and the owner
+        // is not on its fast path (it is here).
+        self.page.with_mut(|p| f(unsafe { &mut *p }))
+    }
+
+    /// Takes the page from whichever thread owns it and passes it to `f`,
+    /// still under the buffer's lock, so a concurrent `barrier` finds the
+    /// page either here or where `f` put it, never in between. `barrier` is
+    /// the domain's writer barrier (membarrier for memb, a fence for mb).
+    pub(crate) fn steal<R>(&self, barrier: impl Fn(), f: impl FnOnce(Option<BulkPage>) -> R) -> R {
+        let _held = lock(&self.lock);
+        self.steal.store(true, Ordering::Relaxed);
+        barrier();
+        self.wait_owner_out();
+        // SAFETY: `steal` is raised and the owner was seen outside its fast
+        // path after our barrier, so it will see `steal` and take the slow
+        // path, which needs `lock`, which we hold.
+        let page = self.page.with_mut(|p| unsafe { (*p).take() });
+        self.reset_counts();
+        let r = f(page);
+        self.steal.store(false, Ordering::Release);
+        r
+    }
+
+    /// In the child after `fork()`, for a buffer whose owner thread does not
+    /// exist there: takes its page. `Err` if the owner was inside the
+    /// buffer's lock or fast path at the fork, when the page's state is
+    /// unknown (it is then left alone, and the slot never reused).
+    #[cfg(not(loom))]
+    pub(crate) fn take_in_child(&self) -> Result<Option<BulkPage>, ()> {
+        // The owner's drops in flight (if any) never finish here, and the
+        // drain's state is unknown if it was inside its fast path: its
+        // objects are then leaked, as the page's are.
+        self.dropping.store(0, Ordering::Relaxed);
+        let Some(_held) = crate::sync::try_lock(&self.lock) else {
+            self.drain_count.store(0, Ordering::Relaxed);
+            self.drain_bytes.store(0, Ordering::Relaxed);
+            return Err(());
+        };
+        if self.busy.load(Ordering::Acquire) {
+            self.drain_count.store(0, Ordering::Relaxed);
+            self.drain_bytes.store(0, Ordering::Relaxed);
+            return Err(());
+        }
+        // SAFETY: the owner does not exist in this process (only the thread
+        // that called fork() does, and it is not the owner), and we hold the
+        // lock, so nothing else touches the page.
+        let page = self.page.with_mut(|p| unsafe { (*p).take() });
+        self.reset_counts();
+        Ok(page)
+    }
+
+    /// Holds the buffer's lock across `fork()` (the forking thread's own
+    /// buffer: see `Rcu::prepare_fork`).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_for_fork(&self) -> crate::sync::ForkHeld<'_, ()> {
+        crate::sync::lock_for_fork(&self.lock)
+    }
+
+    /// Waits until no stealer or slow-path owner holds the buffer: one that
+    /// has emptied the page (its counts read 0) has then handed it on.
+    pub(crate) fn wait_for_handoff(&self) {
+        drop(lock(&self.lock));
+    }
+
+    pub(crate) fn reset_counts(&self) {
+        self.count.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        self.since_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The owner's half of the busy/steal handshake (mirrors the read side).
+#[inline]
+fn owner_fence(flavor: Flavor) {
+    match flavor {
+        Flavor::Memb => compiler_fence(Ordering::SeqCst),
+        Flavor::Mb | Flavor::Qsbr => fence(Ordering::SeqCst),
+    }
+}
+
+/// Loom model of the busy/steal handshake on its own (the domain-level
+/// models in `tests/loom.rs` cover call and barrier).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::callbacks::bulk::{drop_box, PageAllocator, SystemPageAllocator};
+    use loom::sync::atomic::AtomicUsize as LoomUsize;
+    use loom::thread;
+    use std::sync::Arc;
+
+    #[test]
+    fn owner_pushes_and_stealer_takes_never_overlap() {
+        loom::model(|| {
+            let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
+            let buf = loom::sync::Arc::new(LocalBuffer::default());
+            buf.with_page_owner(|p| *p = BulkPage::allocate(&alloc));
+            let dropped = loom::sync::Arc::new(LoomUsize::new(0));
+            let (b2, a2) = (buf.clone(), alloc.clone());
+            let owner = thread::spawn(move || {
+                for _ in 0..2 {
+                    let p = Box::into_raw(Box::new(7u64)).cast::<()>();
+                    // SAFETY: `p` is from `Box::into_raw`, dropped once by
+                    // whoever ends up holding the page.
+                    let mut popped = Popped::default();
+                    if !unsafe { b2.try_push(Flavor::Mb, p, drop_box::<u64>, 8, true, &mut popped) }
+                    {
+                        b2.with_page_owner(|page| {
+                            let page = page.get_or_insert_with(|| {
+                                BulkPage::allocate(&a2).expect("system pages")
+                            });
+                            // SAFETY: as above; a fresh or stolen-and-replaced page has room.
+                            unsafe { page.push(p, drop_box::<u64>, 8, true) };
+                        });
+                    }
+                }
+            });
+            let d2 = dropped.clone();
+            buf.steal(
+                || fence(Ordering::SeqCst),
+                |page| {
+                    if let Some(mut page) = page {
+                        d2.fetch_add(page.len(), Ordering::Relaxed);
+                        page.drop_objects();
+                    }
+                },
+            );
+            owner.join().unwrap();
+            buf.with_page_owner(|page| {
+                if let Some(mut page) = page.take() {
+                    dropped.fetch_add(page.len(), Ordering::Relaxed);
+                    page.drop_objects();
+                }
+            });
+            assert_eq!(dropped.load(Ordering::Relaxed), 2);
+        });
+    }
+
+    /// The drain's half of the handshake: after a stealer has taken the
+    /// drain and waited for the owner's drops, every object that left the
+    /// drain before the steal has been dropped (what `barrier` promises),
+    /// and each object is dropped once, by the owner or by the stealer.
+    #[test]
+    fn a_stolen_drain_leaves_no_drop_in_flight() {
+        struct Counted(loom::sync::Arc<LoomUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        loom::model(|| {
+            let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
+            let drops = loom::sync::Arc::new(LoomUsize::new(0));
+            let buf = loom::sync::Arc::new(LocalBuffer::default());
+            let mut ready = BulkPage::allocate(&alloc).expect("system pages");
+            for _ in 0..2 {
+                let p = Box::into_raw(Box::new(Counted(drops.clone()))).cast::<()>();
+                // SAFETY: from `Box::into_raw`, dropped once by the drain.
+                unsafe { ready.push(p, drop_box::<Counted>, 8, true) };
+            }
+            buf.with_drain_owner(|d| *d = Drain::new(ready, 1));
+            buf.with_page_owner(|p| *p = BulkPage::allocate(&alloc));
+            let (b2, a2) = (buf.clone(), alloc.clone());
+            let owner = thread::spawn(move || {
+                let mut popped = Popped::default();
+                let p = Box::into_raw(Box::new(7u64)).cast::<()>();
+                // SAFETY: from `Box::into_raw`; the page holding it is
+                // emptied below.
+                let pushed =
+                    unsafe { b2.try_push(Flavor::Mb, p, drop_box::<u64>, 8, true, &mut popped) };
+                if !pushed {
+                    b2.with_page_owner(|page| {
+                        let page = page
+                            .get_or_insert_with(|| BulkPage::allocate(&a2).expect("system pages"));
+                        // SAFETY: as above.
+                        unsafe { page.push(p, drop_box::<u64>, 8, true) };
+                    });
+                }
+                for d in popped.items() {
+                    // SAFETY: popped from a ready page, once.
+                    unsafe { d.run() };
+                }
+                b2.dropped(popped.len());
+            });
+            let stolen = buf.steal_drain(|| fence(Ordering::SeqCst));
+            buf.wait_for_drops();
+            let taken = stolen.as_ref().map_or(0, |(_, done)| *done);
+            assert!(
+                drops.load(Ordering::SeqCst) >= taken,
+                "an object taken from the drain was still being dropped"
+            );
+            if let Some((mut rest, done)) = stolen {
+                rest.forget_front(done);
+                rest.drop_objects();
+            }
+            owner.join().unwrap();
+            buf.with_drain_owner(|d| {
+                if let Some((mut rest, done)) = d.take() {
+                    rest.forget_front(done);
+                    rest.drop_objects();
+                }
+            });
+            buf.with_page_owner(|page| {
+                if let Some(mut page) = page.take() {
+                    page.drop_objects();
+                }
+            });
+            assert_eq!(drops.load(Ordering::SeqCst), 2);
+        });
+    }
+}
