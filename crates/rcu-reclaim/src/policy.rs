@@ -521,6 +521,20 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_steps_faster_behind_a_backlog_and_is_taken_after_the_window() {
+        assert_eq!(drain_step(0), DRAIN_STEP);
+        assert_eq!(drain_step(THROTTLE_PAGES - 1), DRAIN_STEP);
+        assert_eq!(drain_step(THROTTLE_PAGES), DRAIN_STEP_HURRY);
+        assert!(
+            DRAIN_STEP >= 2,
+            "a drain must outpace the one retire per step"
+        );
+        let p = Params::default();
+        assert_eq!(drain_due_ms(&p, 1000), 1005);
+        assert_eq!(drain_due_ms(&p, usize::MAX), usize::MAX);
+    }
+
+    #[test]
     fn the_throttle_starts_over_its_mark_and_ends_at_half() {
         assert!(!throttles(THROTTLE_PAGES) && throttles(THROTTLE_PAGES + 1));
         assert!(throttle_done(THROTTLE_PAGES / 2) && !throttle_done(THROTTLE_PAGES / 2 + 1));

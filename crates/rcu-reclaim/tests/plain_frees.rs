@@ -252,3 +252,114 @@ fn a_thread_that_stops_retiring_plain_values_strands_nothing() {
     }
     assert_eq!(rcu.pending(), 0, "{:?}", rcu.stats());
 }
+
+/// The retiring thread frees in steps: each retire frees a few ready
+/// objects (at most eight, while a backlog waits), never a whole page or
+/// more at once. Freeing pages at a hand-off kept the retire, usually
+/// inside the caller's read-side section, running for up to a millisecond,
+/// and every grace period waited for it.
+#[test]
+fn a_retire_frees_a_few_objects_never_a_page_at_once() {
+    let rcu = Rcu::new(Config::new().pace_bytes(4 << 10)).unwrap();
+    const N: usize = 100_000;
+    let r = rcu.clone();
+    let (most, own) = thread::spawn(move || {
+        let mut most = 0;
+        for i in 0..N {
+            let before = FREED_64.with(Cell::get);
+            let guard = r.read_lock();
+            r.defer_drop(Box::new([i as u64; 8]));
+            drop(guard);
+            most = most.max(FREED_64.with(Cell::get) - before);
+        }
+        (most, FREED_64.with(Cell::get))
+    })
+    .join()
+    .unwrap();
+    rcu.barrier();
+    assert!(
+        most <= 8,
+        "one retire freed {most} objects at once: {:?}",
+        rcu.stats()
+    );
+    assert!(
+        own >= N / 4,
+        "the retiring thread freed {own} of its {N} values: {:?}",
+        rcu.stats()
+    );
+}
+
+/// Retires `n` plain values on a new thread that then stays alive, parked
+/// (it may hold part of a ready page in its drain); returns a handle that
+/// lets it exit.
+fn retire_then_park(rcu: &Rcu, n: u64) -> (std::sync::mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+    let r = rcu.clone();
+    let h = thread::spawn(move || {
+        for i in 0..n {
+            r.defer_drop(Box::new(vec![i; 4]));
+        }
+        done_tx.send(()).unwrap();
+        let _ = exit_rx.recv();
+    });
+    done_rx.recv().unwrap();
+    (exit_tx, h)
+}
+
+/// A live thread that stops retiring in the middle of a drain strands
+/// nothing: the grace-period thread takes its drain once `producer_window`
+/// has passed and a worker frees the rest, with no barrier.
+#[test]
+fn a_live_thread_that_stops_in_the_middle_of_a_drain_strands_nothing() {
+    let rcu = Rcu::new(Config::new().pace_bytes(4 << 10)).unwrap();
+    let (exit, h) = retire_then_park(&rcu, 20_003);
+    let start = std::time::Instant::now();
+    while rcu.pending() > 0 && start.elapsed() < std::time::Duration::from_secs(20) {
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(rcu.pending(), 0, "{:?}", rcu.stats());
+    let s = rcu.stats();
+    assert_eq!(s.invoked, s.deferred_drops, "{s:?}");
+    exit.send(()).unwrap();
+    h.join().unwrap();
+}
+
+/// `barrier` runs what a live thread's drain still holds: when it returns,
+/// every value retired before it has been dropped and counted.
+#[test]
+fn barrier_runs_what_a_live_threads_drain_holds() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Noted(#[allow(dead_code)] [u64; 8]);
+    impl Drop for Noted {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    rcu_reclaim::reclaim_size!(Noted { 0 }; drops_anywhere);
+    let rcu = Rcu::new(
+        Config::new()
+            .pace_bytes(4 << 10)
+            .producer_window(std::time::Duration::from_secs(60)),
+    )
+    .unwrap();
+    const N: usize = 10_007;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+    let r = rcu.clone();
+    let h = thread::spawn(move || {
+        for i in 0..N {
+            r.defer_drop(Box::new(Noted([i as u64; 8])));
+        }
+        done_tx.send(()).unwrap();
+        let _ = exit_rx.recv();
+    });
+    done_rx.recv().unwrap();
+    rcu.barrier();
+    assert_eq!(DROPS.load(Ordering::Relaxed), N, "{:?}", rcu.stats());
+    assert_eq!(rcu.pending(), 0);
+    let s = rcu.stats();
+    assert_eq!(s.invoked, s.deferred_drops, "{s:?}");
+    exit_tx.send(()).unwrap();
+    h.join().unwrap();
+}

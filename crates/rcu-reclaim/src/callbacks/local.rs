@@ -16,7 +16,7 @@ use crate::flavor::Flavor;
 use crate::sync::{fence, lock, AtomicBool, Mutex, UnsafeCell};
 
 /// The most objects one retire may take from its drain.
-pub(crate) const STEP_MAX: usize = 8;
+const STEP_MAX: usize = crate::policy::DRAIN_STEP_HURRY;
 
 /// A ready page being freed in steps by its thread.
 #[derive(Default)]

@@ -23,9 +23,9 @@
 //!   a caller may hold a lock that some destructor takes. The exception is
 //!   a page of values that drop anywhere (`drops_anywhere`: no drop glue,
 //!   or `ReclaimSize::DROPS_ANYWHERE`): a thread that hands its shard such
-//!   pages frees the shard's ready ones, up to eight per hand-off (all of
-//!   them where it would otherwise wait for the worker), and they are left
-//!   to it while it keeps handing them off, as below. Only where the
+//!   pages frees the shard's ready ones in steps, a few objects per retire
+//!   (`drain.rs`), and they are left to it while it keeps handing them
+//!   off, as below. Only where the
 //!   domain opts in (`retiring_thread_frees`), a thread that keeps handing
 //!   full pages to a shard drops that shard's ready pages itself, eight per
 //!   hand-off, on the core that allocated the objects; a worker takes them
