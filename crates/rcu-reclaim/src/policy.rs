@@ -98,6 +98,7 @@ pub(crate) const INLINE_FREE_PAGES: usize = 8;
 /// adds, so a backlog shrinks, in steps short enough that a retire inside
 /// a read-side section holds up no grace period.
 pub(crate) const DRAIN_STEP: usize = 2;
+const _: () = assert!(DRAIN_STEP >= 2, "a drain must outpace the one object a retire adds");
 
 /// The drain's step while the shard holds [`THROTTLE_PAGES`] ready pages
 /// or more (after a grace period held up by a long reader).
@@ -525,10 +526,6 @@ mod tests {
         assert_eq!(drain_step(0), DRAIN_STEP);
         assert_eq!(drain_step(THROTTLE_PAGES - 1), DRAIN_STEP);
         assert_eq!(drain_step(THROTTLE_PAGES), DRAIN_STEP_HURRY);
-        assert!(
-            DRAIN_STEP >= 2,
-            "a drain must outpace the one retire per step"
-        );
         let p = Params::default();
         assert_eq!(drain_due_ms(&p, 1000), 1005);
         assert_eq!(drain_due_ms(&p, usize::MAX), usize::MAX);
