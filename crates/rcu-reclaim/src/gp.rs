@@ -400,6 +400,14 @@ impl GracePeriods {
         false
     }
 
+    /// Completes the grace period in progress, if there is one and every
+    /// reader has moved on since it started, without waiting and without
+    /// starting another (see `try_advance`). Returns whether one completed.
+    pub(crate) fn try_complete_in_progress(&self) -> bool {
+        let s = self.seq.load(Ordering::Relaxed);
+        s & SEQ_STATE_MASK != 0 && self.try_advance((s | SEQ_STATE_MASK) + 1)
+    }
+
     /// Waits until every slot reads `0` or at least `w.new`, or, in normal
     /// mode once this grace period has parked, until the next look is due:
     /// returns how long to sleep first (the caller sleeps without

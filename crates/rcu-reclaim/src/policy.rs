@@ -84,6 +84,13 @@ pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
 /// much longer than the grace period itself.
 pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 
+/// A retiring thread tries to complete the grace period in progress
+/// (`GracePeriods::try_complete_in_progress`: a look at the readers, no
+/// wait, no new grace period) every this many retires between hand-offs,
+/// so its garbage need not wait for its next hand-off (as crossbeam-epoch
+/// tries to advance its epoch every 128 pins).
+pub(crate) const RETIRES_PER_ADVANCE: usize = 64;
+
 /// How soon the grace-period thread looks at a grace period that a
 /// retiring thread started and left in progress (it finishes it if that
 /// thread has stopped retiring).
@@ -98,7 +105,10 @@ pub(crate) const INLINE_FREE_PAGES: usize = 8;
 /// adds, so a backlog shrinks, in steps short enough that a retire inside
 /// a read-side section holds up no grace period.
 pub(crate) const DRAIN_STEP: usize = 2;
-const _: () = assert!(DRAIN_STEP >= 2, "a drain must outpace the one object a retire adds");
+const _: () = assert!(
+    DRAIN_STEP >= 2,
+    "a drain must outpace the one object a retire adds"
+);
 
 /// The drain's step while the shard holds [`THROTTLE_PAGES`] ready pages
 /// or more (after a grace period held up by a long reader).

@@ -310,13 +310,22 @@ impl Rcu {
         // with the object that filled it (the pace is by memory, not only
         // by count).
         let due = |p: &BulkPage| p.is_full() || policy::page_due_by_bytes(&cbs.params, p.bytes());
+        let count = local.count.load(std::sync::atomic::Ordering::Relaxed);
         if pushed_fast
-            && local.count.load(std::sync::atomic::Ordering::Relaxed) < super::bulk::capacity()
+            && count < super::bulk::capacity()
             && !policy::page_due_by_bytes(
                 &cbs.params,
                 local.bytes.load(std::sync::atomic::Ordering::Relaxed),
             )
         {
+            if count % policy::RETIRES_PER_ADVANCE == 0
+                && inner.gp.try_complete_in_progress()
+                && plain
+                && local.drain_count.load(std::sync::atomic::Ordering::Relaxed) == 0
+                && cbs.refill_drain(&inner.gp, local, cbs.current_shard())
+            {
+                self.start_background(self.fresh_drain_needs_kick());
+            }
             return Ok(());
         }
         let mut kick = false;
