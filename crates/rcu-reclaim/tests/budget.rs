@@ -407,3 +407,69 @@ fn oom_handler_reclaim_stats_and_budget_count_the_same_events() {
     assert_eq!(counts(), (3, 3, 3));
     used.store(0, Ordering::SeqCst);
 }
+
+/// A cache of 4 KiB blocks freed through RCU; the budget's usage counts
+/// the blocks it holds and the bytes RCU still holds for it.
+struct RcuBlocks {
+    rcu: Rcu,
+    blocks: Mutex<Vec<Box<[u8; 4096]>>>,
+}
+
+impl Shrinker for RcuBlocks {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.blocks.lock().unwrap().len()
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        let mut blocks = self.blocks.lock().unwrap();
+        let n = ctl.nr_to_scan().min(blocks.len());
+        for b in blocks.drain(..n) {
+            self.rcu.defer_drop_sized(b, 4096);
+        }
+        Scanned {
+            freed: n,
+            bytes: n * 4096,
+        }
+    }
+    fn frees_via_rcu(&self) -> bool {
+        true
+    }
+}
+
+/// A reclaim from over `min` back to `high` (about 11 MiB of a 64 MiB
+/// budget) runs in steps of about a 64th of `min`, each evicting its share
+/// and letting a grace period free it before the next, so what waits for a
+/// grace period stays near one step; one reclaim used to evict it all at
+/// once. It still ends at `high`.
+#[test]
+fn a_reclaim_to_high_evicts_in_steps_through_rcu() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cache = Arc::new(RcuBlocks {
+        rcu: rcu.clone(),
+        blocks: Mutex::new(Vec::new()),
+    });
+    let reclaimer = Arc::new(Reclaimer::new(&rcu).rcu_loop(true));
+    reclaimer.register(cache.clone());
+    let (c, r) = (cache.clone(), rcu.clone());
+    let budget = MemoryBudget::new(64 * MIB, reclaimer.clone(), move || {
+        c.blocks.lock().unwrap().len() * 4096 + r.pending_bytes()
+    });
+    let w = budget.watermarks();
+    let fill = (w.min + MIB) / 4096;
+    cache
+        .blocks
+        .lock()
+        .unwrap()
+        .extend((0..fill).map(|_| Box::new([1u8; 4096])));
+    assert!(budget.check(), "{:?}", budget.stats());
+    let steps = reclaimer.stats().calls;
+    let expected = (w.min + MIB - w.high) / (w.min / 64);
+    assert!(
+        steps >= expected as u64 / 2,
+        "{steps} reclaim calls for {} KiB in steps of {} KiB",
+        (w.min + MIB - w.high) >> 10,
+        (w.min / 64) >> 10
+    );
+    rcu.barrier();
+    let held = cache.blocks.lock().unwrap().len() * 4096;
+    assert!(held <= w.high, "reclaimed to {held}, high is {}", w.high);
+}

@@ -5,6 +5,9 @@
 //! wakes and reclaims until usage is back at `high`, holding a pressure
 //! signal on RCU while it works; above `min` the thread that checks the
 //! budget (the allocating thread) reclaims directly before it proceeds.
+//! Either reclaims in steps of about a 64th of `min`: each step evicts its
+//! share and, with the reclaimer's RCU loop on, lets a grace period free
+//! it before the next, so the garbage a reclaim makes stays near one step.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,14 +175,23 @@ impl Shared {
                 if usage <= self.marks.high {
                     return true;
                 }
-                // Met once usage is back at `high`, whatever the freed
-                // bytes booked say: reclaim then declares no out-of-memory,
-                // and each one it declares (its handler's call, its
-                // `ReclaimStats::ooms`) is this budget's too.
-                let back_at_high = || (self.usage)() <= self.marks.high;
+                // In steps (the kernel reclaims in `SWAP_CLUSTER_MAX`
+                // batches): each evicts about `reclaim_step` bytes and lets
+                // a grace period free them before the next, so what waits
+                // for a grace period stays near one step, not everything
+                // from usage down to `high` at once (a 64 MiB budget held
+                // 15 MiB of garbage after one reclaim from `min`).
+                let step = (usage - self.marks.high).min(reclaim_step(&self.marks));
+                // Met once usage is down by the step or back at `high`,
+                // whatever the freed bytes booked say: reclaim then
+                // declares no out-of-memory, and each one it declares (its
+                // handler's call, its `ReclaimStats::ooms`) is this
+                // budget's too.
+                let goal = (usage - step).max(self.marks.high);
+                let met = || (self.usage)() <= goal;
                 if self
                     .reclaimer
-                    .reclaim_until(usage - self.marks.high, &NodeMask::all(), &back_at_high)
+                    .reclaim_until(step, &NodeMask::all(), &met)
                     .is_err()
                 {
                     self.ooms.fetch_add(1, Ordering::Relaxed);
@@ -189,6 +201,15 @@ impl Shared {
         })
     }
 }
+
+/// The bytes one step of a reclaim to `high` asks for: a 64th of `min`
+/// (about 1 MiB for a 64 MiB budget), at least [`MIN_RECLAIM_STEP`].
+fn reclaim_step(marks: &Watermarks) -> usize {
+    (marks.min / 64).max(MIN_RECLAIM_STEP)
+}
+
+/// The smallest step of a reclaim to `high`.
+const MIN_RECLAIM_STEP: usize = 256 << 10;
 
 /// How long a direct reclaimer waits for a reclaim already running.
 const DIRECT_WAIT: Duration = Duration::from_secs(1);
