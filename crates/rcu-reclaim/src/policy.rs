@@ -93,8 +93,14 @@ pub(crate) const RETIRES_PER_ADVANCE: usize = 64;
 
 /// How soon the grace-period thread looks at a grace period that a
 /// retiring thread started and left in progress (it finishes it if that
-/// thread has stopped retiring).
-pub(crate) const RETIRER_FALLBACK_MS: u64 = 2;
+/// thread has stopped retiring). Long against the time between a busy
+/// thread's hand-offs: at 2 ms the grace-period thread woke a thousand
+/// times a second in the update-heavy bench and ran a fifth of the grace
+/// periods itself, holding `gp_lock` against the retiring threads (25,000–
+/// 45,000 failed `try_advance` a second) and taking their CPU while they
+/// were inside sections: 140 grace periods a second lasted over a
+/// millisecond, and garbage waited for them. At 5 ms it runs almost none.
+pub(crate) const RETIRER_FALLBACK_MS: u64 = 5;
 
 /// Ready pages a thread frees per page it hands off, where the domain lets
 /// retiring threads free (`retiring_thread_frees`).

@@ -484,7 +484,10 @@ fn pressure_and_run_callbacks_work_on_qsbr() {
     );
     // Priority 0: a barrier on the caller's thread. Under pressure a worker
     // may free the value first (the report counts what the call ran), so
-    // the domain's count says it was freed.
+    // the domain's count says it was freed. (The pending count reads 0 once
+    // a worker has taken the 4 MiB page, before it has dropped it and
+    // counted its bytes: wait for that first.)
+    rcu.barrier();
     let before = rcu.bytes_freed();
     rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
     let report = rcu.run_callbacks(&all, 0);
