@@ -227,28 +227,17 @@ impl LocalBuffer {
     /// page: what is left of its page, and how many of its objects were
     /// taken (dropped, or being dropped: see `dropping`).
     pub(crate) fn steal_drain(&self, barrier: impl Fn()) -> Option<(BulkPage, usize)> {
-        let _held = lock(&self.lock);
-        self.steal.store(true, Ordering::Relaxed);
-        barrier();
-        self.wait_owner_out();
-        // SAFETY: as in `steal`.
-        let taken = self.drain.with_mut(|d| unsafe { (*d).take() });
-        self.publish_drain();
-        self.steal.store(false, Ordering::Release);
-        taken
+        self.with_owner_out(barrier, || {
+            // SAFETY: the owner is kept out (see `with_owner_out`).
+            let taken = self.drain.with_mut(|d| unsafe { (*d).take() });
+            self.publish_drain();
+            taken
+        })
     }
 
     /// Waits until objects the owner took from its drain have been dropped.
     pub(crate) fn wait_for_drops(&self) {
-        let mut spins = 0u32;
-        while self.dropping.load(Ordering::Acquire) != 0 {
-            spins += 1;
-            if !cfg!(loom) && spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                crate::sync::thread::yield_now();
-            }
-        }
+        spin_until(|| self.dropping.load(Ordering::Acquire) == 0);
     }
 
     /// Mirrors the drain for lazy queries; under the buffer's lock.
@@ -267,16 +256,19 @@ impl LocalBuffer {
         self.drain_bytes.store(bytes, Ordering::Relaxed);
     }
 
-    fn wait_owner_out(&self) {
-        let mut spins = 0u32;
-        while self.busy.load(Ordering::Acquire) {
-            spins += 1;
-            if !cfg!(loom) && spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                crate::sync::thread::yield_now();
-            }
-        }
+    /// The stealer's half of the handshake: under the buffer's lock, raises
+    /// `steal`, issues `barrier` (the domain's writer barrier: membarrier
+    /// for memb, a fence for mb) and waits for the owner to leave its fast
+    /// path, then runs `f`. The owner, seeing `steal`, takes the slow path,
+    /// which needs the lock: `f` has the page and the drain to itself.
+    fn with_owner_out<R>(&self, barrier: impl Fn(), f: impl FnOnce() -> R) -> R {
+        let _held = lock(&self.lock);
+        self.steal.store(true, Ordering::Relaxed);
+        barrier();
+        spin_until(|| !self.busy.load(Ordering::Acquire));
+        let r = f();
+        self.steal.store(false, Ordering::Release);
+        r
     }
 
     /// Runs `f` with exclusive access to the page, as its owner (slow path).
@@ -292,18 +284,14 @@ impl LocalBuffer {
     /// page either here or where `f` put it, never in between. `barrier` is
     /// the domain's writer barrier (membarrier for memb, a fence for mb).
     pub(crate) fn steal<R>(&self, barrier: impl Fn(), f: impl FnOnce(Option<BulkPage>) -> R) -> R {
-        let _held = lock(&self.lock);
-        self.steal.store(true, Ordering::Relaxed);
-        barrier();
-        self.wait_owner_out();
-        // SAFETY: `steal` is raised and the owner was seen outside its fast
-        // path after our barrier, so it will see `steal` and take the slow
-        // path, which needs `lock`, which we hold.
-        let page = self.page.with_mut(|p| unsafe { (*p).take() });
-        self.reset_counts();
-        let r = f(page);
-        self.steal.store(false, Ordering::Release);
-        r
+        self.with_owner_out(barrier, || {
+            // SAFETY: `steal` is raised and the owner was seen outside its
+            // fast path after our barrier, so it will see `steal` and take
+            // the slow path, which needs `lock`, which we hold.
+            let page = self.page.with_mut(|p| unsafe { (*p).take() });
+            self.reset_counts();
+            f(page)
+        })
     }
 
     /// In the child after `fork()`, for a buffer whose owner thread does not
@@ -351,6 +339,19 @@ impl LocalBuffer {
         self.count.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);
         self.since_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Spins, then yields, until `done`.
+fn spin_until(done: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins += 1;
+        if !cfg!(loom) && spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            crate::sync::thread::yield_now();
+        }
     }
 }
 
