@@ -122,6 +122,17 @@ impl Rcu {
         }
     }
 
+    /// Refills this thread's emptied drain from its CPU's shard, making
+    /// sure the grace-period thread will look in case the thread stops
+    /// retiring before it empties the drain again.
+    fn refill_own_drain(&self, local: &super::LocalBuffer) {
+        let inner = self.inner();
+        let cbs = &inner.callbacks;
+        if cbs.refill_drain(&inner.gp, local, cbs.current_shard()) {
+            self.start_background(self.fresh_drain_needs_kick());
+        }
+    }
+
     /// Starts the grace-period thread and workers if needed, and wakes the
     /// grace-period thread when `kick`.
     fn start_background(&self, kick: bool) {
@@ -300,10 +311,8 @@ impl Rcu {
             // A step of this thread's drain (see `drain.rs`): ready values
             // that drop anywhere, freed a few per retire.
             cbs.run_popped(local, popped);
-            if local.drain_count.load(std::sync::atomic::Ordering::Relaxed) == 0
-                && cbs.refill_drain(&inner.gp, local, cbs.current_shard())
-            {
-                self.start_background(self.fresh_drain_needs_kick());
+            if local.drain_count.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                self.refill_own_drain(local);
             }
         }
         // A full page, or one holding `pace_bytes`, goes to the shard now,
@@ -322,9 +331,8 @@ impl Rcu {
                 && inner.gp.try_complete_in_progress()
                 && plain
                 && local.drain_count.load(std::sync::atomic::Ordering::Relaxed) == 0
-                && cbs.refill_drain(&inner.gp, local, cbs.current_shard())
             {
-                self.start_background(self.fresh_drain_needs_kick());
+                self.refill_own_drain(local);
             }
             return Ok(());
         }
