@@ -68,8 +68,8 @@ impl Callbacks {
     /// an emptied page is counted and recycled, and the drain takes the
     /// next ready page of values that drop anywhere from shard `cpu` (its
     /// step set by the shard's ready backlog). Returns whether the drain
-    /// got a page (so the grace-period thread must look by its lazy
-    /// deadline, in case this thread stops retiring).
+    /// got a page (so the grace-period thread must look within
+    /// `producer_window`, in case this thread stops retiring).
     pub(crate) fn refill_drain(&self, gp: &GracePeriods, local: &LocalBuffer, cpu: usize) -> bool {
         local.with_drain_owner(|drain| {
             if drain.left() > 0 {

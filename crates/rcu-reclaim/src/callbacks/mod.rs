@@ -147,13 +147,18 @@ impl ShardState {
     fn take_ready_pages(&mut self, seq: u64, max: usize, out: &mut Vec<BulkPage>) {
         let mut taken = 0;
         while taken < max && self.pages_ready(seq) {
-            let p = self.pages.pop_front().expect("front exists");
-            self.pages_requested = self.pages_requested.saturating_sub(1);
-            self.page_objects -= p.len();
-            self.page_bytes -= p.bytes();
-            out.push(p);
+            out.push(self.pop_front_page().expect("front exists"));
             taken += 1;
         }
+    }
+
+    /// Takes the front page off the queue, keeping the totals.
+    fn pop_front_page(&mut self) -> Option<BulkPage> {
+        let p = self.pages.pop_front()?;
+        self.pages_requested = self.pages_requested.saturating_sub(1);
+        self.page_objects -= p.len();
+        self.page_bytes -= p.bytes();
+        Some(p)
     }
 
     /// The front page, if its grace period has elapsed and its values drop
@@ -162,11 +167,7 @@ impl ShardState {
         if !self.pages_ready(seq) || !self.pages.front().is_some_and(BulkPage::is_plain) {
             return None;
         }
-        let p = self.pages.pop_front()?;
-        self.pages_requested = self.pages_requested.saturating_sub(1);
-        self.page_objects -= p.len();
-        self.page_bytes -= p.bytes();
-        Some(p)
+        self.pop_front_page()
     }
 
     /// Pages at the front whose grace period has elapsed (counted up to
