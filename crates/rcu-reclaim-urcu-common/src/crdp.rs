@@ -204,8 +204,19 @@ const GATHER: Duration = Duration::from_millis(5);
 /// [`PUSH_BACK_WAIT`] at most, so a flood cannot outrun the thread that
 /// frees. The next batch fills while the one in hand waits for its grace
 /// period, so a crdp holds about twice this at most (about 80 bytes a head
-/// in a typical node: a few MB). The engine's `qhimark` default.
-pub(crate) const PUSH_BACK_AT: u64 = 10_000;
+/// in a typical node: about 8 MB).
+///
+/// Chosen by measurement (BENCHMARKS.md, "The push-back mark"): at 10,000
+/// (the engine's `qhimark`) callers that the thread keeps up with were
+/// held back every grace period, and liburcu's own lock-free queue
+/// benchmark (`call_rcu` per dequeue) dequeued 0.7–0.8× liburcu's rate
+/// while its queue held twice liburcu's memory; at 100,000 a batch no
+/// longer stays in the caches and a hash-table flood slowed. At 50,000
+/// both run faster than liburcu in no more memory.
+pub(crate) const PUSH_BACK_AT: u64 = 50_000;
+/// The push-back mark while the domain is in fast mode (under memory
+/// pressure): the engine's `qhimark` default.
+pub(crate) const PUSH_BACK_AT_PRESSURED: u64 = 10_000;
 /// The longest one `call_rcu` waits: a bound, not a dependency, so a caller
 /// holding a lock that a callback takes is slowed, never deadlocked.
 const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
@@ -371,7 +382,15 @@ impl CallRcuData {
             self.push_chain(head, head);
         }
         self.wake_if_sleeping();
-        queued.saturating_sub(self.taken.load(Ordering::Relaxed)) > PUSH_BACK_AT
+        self.over_mark(queued.saturating_sub(self.taken.load(Ordering::Relaxed)))
+    }
+
+    /// Whether `waiting` heads not yet taken into a batch are over the
+    /// push-back mark ([`PUSH_BACK_AT`], or [`PUSH_BACK_AT_PRESSURED`] in
+    /// fast mode).
+    #[inline]
+    fn over_mark(&self, waiting: u64) -> bool {
+        waiting > PUSH_BACK_AT_PRESSURED && (waiting > PUSH_BACK_AT || self.rcu.in_fast_mode())
     }
 
     /// Push-back, when `push` said the backlog is over the mark: waits for
@@ -626,6 +645,51 @@ mod tests {
         crdp.wait_drained();
         assert_eq!(crdp.backlog().0, 0);
         assert_eq!(RAN.load(Ordering::Relaxed), 2 * PUSH_BACK_AT as usize + 1);
+        crdp.stop();
+    }
+
+    static RAN_PRESSURED: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count_pressured(_: *mut RcuHead) {
+        RAN_PRESSURED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn under_memory_pressure_callers_are_held_back_sooner() {
+        // A domain of its own: fast mode here leaves the other tests' alone.
+        let rcu: &'static Rcu = Box::leak(Box::new(
+            Rcu::new(rcu_reclaim::Config::new()).expect("a domain"),
+        ));
+        let crdp = CallRcuData::spawn(rcu, -1);
+        let n = PUSH_BACK_AT_PRESSURED as usize + 3;
+        let hs: &'static mut [RcuHead] = (0..n)
+            .map(|_| RcuHead {
+                next: ptr::null_mut(),
+                func: Some(count_pressured),
+            })
+            .collect::<Vec<_>>()
+            .leak();
+        let (first, rest) = hs.split_at_mut(PUSH_BACK_AT_PRESSURED as usize + 1);
+        crdp.pause();
+        // Past the pressured mark, without pressure: not held back.
+        for h in first.iter_mut() {
+            assert!(!crdp.push(h, 0), "held back without pressure");
+        }
+        let pressure = rcu.pressure_start_all();
+        assert!(rcu.in_fast_mode());
+        assert!(
+            crdp.push(&mut rest[0], 0),
+            "in fast mode, over 10,000: push-back"
+        );
+        pressure.end();
+        crdp.resume();
+        crdp.wait_drained();
+        assert_eq!(crdp.backlog().0, 0);
+        assert_eq!(RAN_PRESSURED.load(Ordering::Relaxed), n - 1);
+        // Pushed after the drain: a backlog of one again.
+        assert!(!crdp.push(&mut rest[1], 0));
+        crdp.wait_drained();
+        assert_eq!(RAN_PRESSURED.load(Ordering::Relaxed), n);
         crdp.stop();
     }
 }
