@@ -400,6 +400,18 @@ impl GracePeriods {
         false
     }
 
+    /// How long ago a retiring thread last started a grace period
+    /// (`try_advance`), or `None` while one is in progress (and under loom,
+    /// whose executions a clock would make differ).
+    pub(crate) fn retirer_quiet_for(&self) -> Option<Duration> {
+        if cfg!(loom) || self.seq.load(Ordering::Relaxed) & SEQ_STATE_MASK != 0 {
+            return None;
+        }
+        let now = self.base.elapsed().as_micros() as u64;
+        let last = self.retirer_started_us.load(Ordering::Relaxed);
+        Some(Duration::from_micros(now.saturating_sub(last)))
+    }
+
     /// Completes the grace period in progress, if there is one and every
     /// reader has moved on since it started, without waiting and without
     /// starting another (see `try_advance`). Returns whether one completed.

@@ -1000,6 +1000,38 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
     assert_eq!(rcu.pending(), 0);
 }
 
+/// A moderate retire rate does not wait for a whole `pace_bytes`: a page
+/// holding an eighth of it goes to its shard and asks for a grace period
+/// when none has started for a while, so its garbage is freed long before
+/// the lazy delay (a minute here) with no barrier.
+#[test]
+fn a_page_with_an_eighth_of_the_pace_goes_early_when_grace_periods_are_quiet() {
+    let rcu = Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_secs(60))
+            .lazy_batch(1 << 30)
+            .pace_bytes(64 << 10),
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(2));
+    // 32 retires of about 512 bytes: 16 KiB, a quarter of the pace, in a
+    // page with room for 250.
+    for _ in 0..32 {
+        rcu.defer_drop(Box::new(vec![0u8; 500]));
+    }
+    assert!(
+        rcu.stats().deferred_drops >= 32,
+        "the page did not go early: {:?}",
+        rcu.stats()
+    );
+    wait_until(
+        "the early page's garbage freed, with no barrier",
+        Duration::from_secs(20),
+        || rcu.pending_bytes() == 0,
+    );
+    assert_eq!(rcu.pending(), 0);
+}
+
 /// A retiring thread moves grace periods on itself when it hands a page
 /// to its queue (without waiting), so its garbage does not wait for the
 /// grace-period thread to be scheduled.

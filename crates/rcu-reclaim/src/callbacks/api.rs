@@ -318,16 +318,28 @@ impl Rcu {
         // A full page, or one holding `pace_bytes`, goes to the shard now,
         // with the object that filled it (the pace is by memory, not only
         // by count).
-        let due = |p: &BulkPage| p.is_full() || policy::page_due_by_bytes(&cbs.params, p.bytes());
         let count = local.count.load(std::sync::atomic::Ordering::Relaxed);
+        // Every `RETIRES_PER_ADVANCE` retires: a page with a few KiB goes
+        // early if no grace period has started for a while.
+        let advance_point = count % policy::RETIRES_PER_ADVANCE == 0;
+        let early = advance_point
+            && policy::page_due_early(
+                &cbs.params,
+                local.bytes.load(std::sync::atomic::Ordering::Relaxed),
+                || inner.gp.retirer_quiet_for(),
+            );
+        let due = |p: &BulkPage| {
+            early || p.is_full() || policy::page_due_by_bytes(&cbs.params, p.bytes())
+        };
         if pushed_fast
+            && !early
             && count < super::bulk::capacity()
             && !policy::page_due_by_bytes(
                 &cbs.params,
                 local.bytes.load(std::sync::atomic::Ordering::Relaxed),
             )
         {
-            if count % policy::RETIRES_PER_ADVANCE == 0
+            if advance_point
                 && inner.gp.try_complete_in_progress()
                 && plain
                 && local.drain_count.load(std::sync::atomic::Ordering::Relaxed) == 0
@@ -347,7 +359,7 @@ impl Rcu {
                     let full = page.take().expect("checked above");
                     handed_plain |= full.is_plain();
                     local.reset_counts();
-                    let (k, target) = cbs.hand_off_own(&inner.gp, full);
+                    let (k, target) = cbs.hand_off_own(&inner.gp, full, early);
                     kick |= k;
                     advance_to = target;
                     handed_off = true;

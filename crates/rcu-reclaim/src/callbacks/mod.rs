@@ -434,7 +434,7 @@ impl Callbacks {
     /// shard's ready pages after this (see `Params::producer_window`). Returns
     /// whether to kick the grace-period thread.
     pub(crate) fn hand_off(&self, gp: &GracePeriods, page: BulkPage, producer: bool) -> bool {
-        self.hand_off_as(gp, page, producer, false).0
+        self.hand_off_as(gp, page, producer, false, false).0
     }
 
     /// As `hand_off`, by the page's own thread (`own`), which then drives
@@ -443,10 +443,16 @@ impl Callbacks {
     /// the sequence value that completes them is returned with the kick.
     /// The thread frees the shard's ready pages after this when the domain
     /// lets it (`retiring_thread_frees`), or, by default, plain ones when
-    /// it hands off a plain page.
-    pub(crate) fn hand_off_own(&self, gp: &GracePeriods, page: BulkPage) -> (bool, Option<u64>) {
+    /// it hands off a plain page. `early`: the page goes early
+    /// (`policy::page_due_early`), and the shard is due whatever it holds.
+    pub(crate) fn hand_off_own(
+        &self,
+        gp: &GracePeriods,
+        page: BulkPage,
+        early: bool,
+    ) -> (bool, Option<u64>) {
         let producer = self.params.retiring_thread_frees || page.is_plain();
-        self.hand_off_as(gp, page, producer, true)
+        self.hand_off_as(gp, page, producer, true, early)
     }
 
     fn hand_off_as(
@@ -455,6 +461,7 @@ impl Callbacks {
         mut page: BulkPage,
         producer: bool,
         own: bool,
+        early: bool,
     ) -> (bool, Option<u64>) {
         if page.len() == 0 {
             self.recycle(self.current_shard(), page);
@@ -489,6 +496,7 @@ impl Callbacks {
         let (unrequested, unrequested_bytes) = st.unrequested();
         let due = st.hurry
             || collecting
+            || early
             || policy::batch_full(&self.params, unrequested, unrequested_bytes);
         let target = if own && due {
             self.request_all(gp, &mut st);
