@@ -967,6 +967,18 @@ fn a_thread_that_stops_collecting_strands_nothing() {
     assert_eq!(drops.load(Ordering::Relaxed), N);
 }
 
+/// A domain paced by bytes alone: `pace_bytes` 64 KiB, a lazy delay of a
+/// minute and no batch by count.
+fn paced_by_bytes_only() -> Rcu {
+    Rcu::new(
+        Config::new()
+            .lazy_delay(Duration::from_secs(60))
+            .lazy_batch(1 << 30)
+            .pace_bytes(64 << 10),
+    )
+    .unwrap()
+}
+
 /// The pace by memory: a thread whose retires reach `pace_bytes` gets a
 /// grace period, and its garbage freed, long before the lazy delay; a
 /// trickle under the mark still waits for the delay. The thread stops
@@ -975,13 +987,7 @@ fn a_thread_that_stops_collecting_strands_nothing() {
 /// delay, a minute here) finishes it, so nothing is stranded.
 #[test]
 fn bytes_set_the_pace_and_a_trickle_still_waits() {
-    let rcu = Rcu::new(
-        Config::new()
-            .lazy_delay(Duration::from_secs(60))
-            .lazy_batch(1 << 30)
-            .pace_bytes(64 << 10),
-    )
-    .unwrap();
+    let rcu = paced_by_bytes_only();
     // Two pages' worth of 16 KiB buffers: each page goes to its shard as it
     // reaches 64 KiB and asks for a grace period at once.
     for _ in 0..8 {
@@ -1006,13 +1012,7 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
 /// the lazy delay (a minute here) with no barrier.
 #[test]
 fn a_page_with_an_eighth_of_the_pace_goes_early_when_grace_periods_are_quiet() {
-    let rcu = Rcu::new(
-        Config::new()
-            .lazy_delay(Duration::from_secs(60))
-            .lazy_batch(1 << 30)
-            .pace_bytes(64 << 10),
-    )
-    .unwrap();
+    let rcu = paced_by_bytes_only();
     thread::sleep(Duration::from_millis(2));
     // 32 retires of about 512 bytes: 16 KiB, a quarter of the pace, in a
     // page with room for 250.
