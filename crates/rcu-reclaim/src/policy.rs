@@ -11,7 +11,8 @@
 //!   oldest entry has waited `lazy_delay` (the kernel's lazy RCU, for a
 //!   trickle). A thread's bulk page goes to its shard once it holds
 //!   `pace_bytes` (or is full), so memory, not only time and count, sets
-//!   the pace.
+//!   the pace; it goes early, asking for a grace period, with an eighth of
+//!   that once no grace period has started for [`EARLY_PAGE_QUIET`].
 //! * **Overload.** A shard over `qhimark` is overloaded until under
 //!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
 //! * **Batches.** A worker runs `max(blimit, pending >> 7)` callbacks at a
