@@ -319,25 +319,19 @@ impl Rcu {
         // with the object that filled it (the pace is by memory, not only
         // by count).
         let count = local.count.load(std::sync::atomic::Ordering::Relaxed);
+        let bytes_held = local.bytes.load(std::sync::atomic::Ordering::Relaxed);
         // Every `RETIRES_PER_ADVANCE` retires: a page with a few KiB goes
         // early if no grace period has started for a while.
         let advance_point = count % policy::RETIRES_PER_ADVANCE == 0;
         let early = advance_point
-            && policy::page_due_early(
-                &cbs.params,
-                local.bytes.load(std::sync::atomic::Ordering::Relaxed),
-                || inner.gp.retirer_quiet_for(),
-            );
+            && policy::page_due_early(&cbs.params, bytes_held, || inner.gp.retirer_quiet_for());
         let due = |p: &BulkPage| {
             early || p.is_full() || policy::page_due_by_bytes(&cbs.params, p.bytes())
         };
         if pushed_fast
             && !early
             && count < super::bulk::capacity()
-            && !policy::page_due_by_bytes(
-                &cbs.params,
-                local.bytes.load(std::sync::atomic::Ordering::Relaxed),
-            )
+            && !policy::page_due_by_bytes(&cbs.params, bytes_held)
         {
             if advance_point
                 && inner.gp.try_complete_in_progress()
