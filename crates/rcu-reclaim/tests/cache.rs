@@ -410,24 +410,46 @@ fn the_hit_ratio_beats_random_eviction_on_a_skewed_trace() {
 /// Evicted entries wait for a grace period and a free. On a domain that
 /// frees only when asked, a churn of 12× the capacity would leave all of
 /// it queued; the inserting thread frees the backlog once it passes the
-/// capacity, so the memory waiting stays within about the capacity too.
+/// cache's allowance (an eighth of the capacity, at least 1 MiB), so the
+/// memory waiting stays within about that.
 #[test]
 fn evicted_memory_waiting_to_be_freed_stays_bounded() {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();
-    let max = 1 << 20;
+    let max = 8 << 20;
+    let allowance = 1 << 20;
     let cache = RcuCache::builder().rcu(&rcu).max_bytes(max).build();
     let mut worst = 0;
-    for k in 0..200u64 {
+    for k in 0..1536u64 {
         cache.insert(k, vec![k as u8; 64 << 10]);
         worst = worst.max(rcu.pending_bytes());
     }
     assert!(cache.bytes() <= max);
-    // An insert looks once per eighth of the capacity retired: at most
-    // that, and one insert's worth, over the capacity before it is freed.
+    // An insert looks once per quarter of the allowance retired: at most
+    // that, and one insert's worth, over the allowance before it is freed.
     assert!(
-        worst <= max + max / 8 + (64 << 10) + 4096,
-        "up to {worst} bytes waited to be freed, capacity {max}: {:?}",
+        worst <= allowance + allowance / 4 + (64 << 10) + 4096,
+        "up to {worst} bytes waited to be freed, allowance {allowance}: {:?}",
         rcu.stats()
+    );
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// A cache no larger than 1 MiB allows a backlog of its whole capacity.
+#[test]
+fn a_small_caches_backlog_may_reach_its_capacity() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let max = 512 << 10;
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(max).build();
+    let mut worst = 0;
+    for k in 0..96u64 {
+        cache.insert(k, vec![k as u8; 64 << 10]);
+        worst = worst.max(rcu.pending_bytes());
+    }
+    assert!(
+        worst > max / 2 && worst <= max + max / 4 + (64 << 10) + 4096,
+        "up to {worst} bytes waited to be freed, capacity {max}"
     );
     drop(cache);
     rcu.barrier();
@@ -437,7 +459,7 @@ fn evicted_memory_waiting_to_be_freed_stays_bounded() {
 /// The backlog an insert frees is the domain's, which other code may share:
 /// another thread that keeps retiring its own garbage must not make every
 /// insert expedite a grace period. An insert looks at the backlog only once
-/// the cache itself has retired an eighth of its capacity.
+/// the cache itself has retired a quarter of its allowance.
 #[test]
 fn foreign_garbage_in_the_domain_does_not_make_inserts_expedite() {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();

@@ -85,7 +85,9 @@
 //! for a while after memory pressure shrank the cache (see
 //! [`capacity_bytes`](RcuCache::capacity_bytes)). Memory an eviction
 //! retires is freed a grace period later; until then the domain counts it
-//! in [`Rcu::pending_bytes`](crate::Rcu::pending_bytes). The policy's
+//! in [`Rcu::pending_bytes`](crate::Rcu::pending_bytes), and inserts keep
+//! that backlog within an eighth of `max_bytes` (at least 1 MiB; see
+//! [`insert`](RcuCache::insert)). The policy's
 //! queues are not counted: a clone of the key, an id and a weight per
 //! entry (at most twice the entries plus 1024, counting those of replaced
 //! or removed entries not yet dropped), and the ghost's hashes (about 24 bytes
@@ -112,6 +114,8 @@ pub use builder::RcuCacheBuilder;
 pub use entry::{HeapSize, Weigher};
 
 use std::borrow::Borrow;
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,7 +123,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::domain::Rcu;
 use crate::guard::ReadGuard;
-use crate::map::RcuHashMap;
+use crate::map::{RcuHashMap, Unlinked};
 use crate::reclaim::{MemoryBudget, Reclaimer, ShrinkerId};
 use crate::sources::PressureMonitor;
 use crate::sync::lock_std as lock;
@@ -168,7 +172,7 @@ pub(crate) struct Inner<K, V> {
     /// Accounted bytes of the entries in the map.
     bytes: AtomicUsize,
     /// Bytes evicted or replaced since an insert last looked at the
-    /// domain's backlog (it looks once per eighth of the capacity).
+    /// domain's backlog (it looks once per quarter of its allowance).
     retired_since_look: AtomicUsize,
     cap: Cap,
     weigher: Box<dyn Weigher<K, V>>,
@@ -316,10 +320,12 @@ where
     /// `false`, dropping the value at once, if the entry alone weighs more
     /// than [`max_bytes`](RcuCache::max_bytes). Tied to a budget, it then
     /// [checks](crate::reclaim::MemoryBudget::check) the budget, as
-    /// allocating code does. Once per eighth of `max_bytes` that the cache
-    /// evicts or replaces, it looks at the domain's backlog of entries
-    /// waiting to be freed; past `max_bytes` (writers evicting faster than
-    /// grace periods end), it frees that backlog itself before it returns: an
+    /// allocating code does. The cache allows the domain a backlog of
+    /// entries waiting to be freed of an eighth of `max_bytes` (at least
+    /// 1 MiB, at most `max_bytes`); each time it has evicted or replaced a
+    /// quarter of that, an insert looks at the backlog, and past the
+    /// allowance (writers evicting faster than grace periods end) it frees
+    /// the backlog itself before it returns: an
     /// expedited grace period, then the domain's ready destructors and
     /// callbacks, on this thread. So, as with a budget, do not insert while
     /// holding a lock that a deferred `Drop` of the domain takes.
@@ -468,12 +474,11 @@ where
     pub fn clear(&self) {
         let queued = lock(&self.inner.policy).drain();
         let guard = self.domain().read_lock();
-        let store = MapStore {
-            inner: &self.inner,
-            guard: &guard,
-        };
+        let store = MapStore::new(&self.inner, &guard);
         for (key, hash, id) in queued {
             store.remove(&key, hash, id);
+            // Retired as it goes: a clear of a large cache holds no list.
+            drop(store.unlinked.take());
         }
     }
 
@@ -489,34 +494,37 @@ where
             if let Some((key, id, weight, hash)) = item {
                 policy.push(key, id, weight, hash);
             }
-            let (_, evicted) = inner.evict(&mut policy, inner.cap.get(), usize::MAX);
+            let (_, evicted, unlinked) = inner.evict(&mut policy, inner.cap.get(), usize::MAX);
             inner
                 .retired_since_look
                 .fetch_add(evicted, Ordering::Relaxed);
             if policy.len() > 2 * inner.map.len() + STALE_SLACK {
                 let guard = inner.map.domain().read_lock();
-                policy.retain_live(&MapStore {
-                    inner,
-                    guard: &guard,
-                });
+                policy.retain_live(&MapStore::new(inner, &guard));
             }
+            drop(policy);
+            // Retired with the policy lock released.
+            drop(unlinked);
         }
         if let Some(budget) = &self.budget {
             budget.check();
         }
         // Evicted and replaced entries wait for a grace period and a free.
-        // Once the domain's backlog passes the cache's capacity (writers
-        // evicting faster than grace periods and workers free), the
-        // inserting thread frees it itself, as direct reclaim does: an
-        // expedited grace period, then what it made ready, here. So the
-        // memory of evicted entries stays about as bounded as the live ones
-        // (inside a read-side section only what is ready already runs).
-        // Looked at once per eighth of the capacity retired by this cache:
-        // the backlog's total walks the threads, and a domain shared with
-        // other garbage must not make every insert expedite.
-        let max = inner.cap.max();
+        // Once the domain's backlog passes the cache's garbage allowance
+        // (writers evicting faster than grace periods end: a reader
+        // preempted inside its section holds them up), the inserting
+        // thread frees it itself, as direct reclaim does: an expedited
+        // grace period, then what it made ready, here. A small backlog is
+        // also a fast one: the allocator hands the next insert memory
+        // freed moments ago, still in the CPU's caches, where a backlog of
+        // the whole capacity had it cycle through cold memory (inserts of
+        // 32 KiB values ran 4x longer in `memset`). Looked at once per
+        // quarter of the allowance retired by this cache: the backlog's
+        // total walks the threads, and a domain shared with other garbage
+        // must not make every insert expedite.
+        let allowance = garbage_allowance(inner.cap.max());
         let retired = inner.retired_since_look.load(Ordering::Relaxed);
-        if retired <= max / GARBAGE_LOOK_FRACTION {
+        if retired <= allowance / GARBAGE_LOOKS {
             return;
         }
         inner
@@ -524,19 +532,37 @@ where
             .fetch_sub(retired, Ordering::Relaxed);
         let rcu = inner.map.domain();
         let pending = rcu.pending_bytes();
-        if pending > max {
+        if pending > allowance {
             // Wanting the excess: this thread's own buffered page (where
             // its evictions went) is flushed first, and one expedited
             // grace period is worth it.
             let mask = crate::pressure::NodeMask::all();
-            rcu.run_callbacks_for(&mask, GARBAGE_RUN_PRIORITY, pending - max);
+            rcu.run_callbacks_for(&mask, GARBAGE_RUN_PRIORITY, pending - allowance);
         }
     }
 }
 
+/// The domain's backlog an insert lets pass before it frees it itself: an
+/// eighth of the capacity ([`GARBAGE_SHARE`]), at least 1 MiB
+/// ([`GARBAGE_FLOOR`]) but never more than the capacity. Chosen by
+/// measurement (BENCHMARKS.md, "A backlog an eighth of the capacity"):
+/// at the whole capacity, the bench's cache held 64 MiB and its heap
+/// reached 146 MiB, at an eighth 77 MiB and 14 % more gets a second; at a
+/// thirty-second the expedited grace periods (16,000 a second) cost more
+/// than the warmer memory gave.
+fn garbage_allowance(max_bytes: usize) -> usize {
+    (max_bytes / GARBAGE_SHARE).max(max_bytes.min(GARBAGE_FLOOR))
+}
+
+/// See [`garbage_allowance`].
+const GARBAGE_SHARE: usize = 8;
+
+/// See [`garbage_allowance`].
+const GARBAGE_FLOOR: usize = 1 << 20;
+
 /// An insert looks at the domain's backlog once this cache has retired
-/// more than its capacity over this since the last look.
-const GARBAGE_LOOK_FRACTION: usize = 8;
+/// more than this fraction of its [`garbage_allowance`] since the last look.
+const GARBAGE_LOOKS: usize = 4;
 
 /// The reclaim priority of an insert's run of the domain's backlog
 /// (`run_callbacks_for`, wanting the excess over the capacity): an
@@ -553,15 +579,18 @@ where
     V: Send + 'static,
 {
     /// Evicts (at most `max` entries) until the bytes are at most
-    /// `target`: the entries and bytes evicted. The caller holds the
-    /// policy lock.
-    fn evict(&self, policy: &mut S3Fifo<K>, target: usize, max: usize) -> (usize, usize) {
+    /// `target`: the entries and bytes evicted, and the entries unlinked,
+    /// to drop (retiring them) once the policy lock the caller holds is
+    /// released.
+    fn evict(
+        &self,
+        policy: &mut S3Fifo<K>,
+        target: usize,
+        max: usize,
+    ) -> (usize, usize, Vec<EntryUnlinked<'_, K, V>>) {
         let (mut n, mut bytes) = (0, 0);
         let guard = self.map.domain().read_lock();
-        let store = MapStore {
-            inner: self,
-            guard: &guard,
-        };
+        let store = MapStore::new(self, &guard);
         let cap = self.cap.max();
         while n < max && self.bytes.load(Ordering::Relaxed) > target {
             match policy.evict(cap, &store) {
@@ -572,17 +601,41 @@ where
                 None => break,
             }
         }
-        (n, bytes)
+        (n, bytes, store.unlinked.into_inner())
     }
 }
 
+/// An entry evicted from the cache's map, retired when dropped.
+type EntryUnlinked<'a, K, V> = Unlinked<'a, K, Entry<V>, RandomState>;
+
 /// The cache's map as the policy's [`Store`], inside a read-side section.
-struct MapStore<'a, K, V> {
+/// Entries it removes are unlinked at once and kept in `unlinked`, to be
+/// retired when that drops: after the caller has released the policy lock.
+struct MapStore<'a, 'g, K, V>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+{
     inner: &'a Inner<K, V>,
-    guard: &'a ReadGuard<'a>,
+    guard: &'g ReadGuard<'g>,
+    unlinked: RefCell<Vec<EntryUnlinked<'a, K, V>>>,
 }
 
-impl<K, V> Store<K> for MapStore<'_, K, V>
+impl<'a, 'g, K, V> MapStore<'a, 'g, K, V>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+{
+    fn new(inner: &'a Inner<K, V>, guard: &'g ReadGuard<'g>) -> Self {
+        MapStore {
+            inner,
+            guard,
+            unlinked: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl<K, V> Store<K> for MapStore<'_, '_, K, V>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
@@ -607,10 +660,11 @@ where
 
     fn remove(&self, key: &K, hash: u64, id: u64) -> Option<usize> {
         let mut weight = None;
-        self.inner.map.remove_if_hashed(hash, key, |e| {
+        let unlinked = self.inner.map.unlink_if_hashed(hash, key, |e| {
             weight = (e.id == id).then_some(e.weight);
             weight.is_some()
-        });
+        })?;
+        self.unlinked.borrow_mut().push(unlinked);
         let w = weight?;
         self.inner.bytes.fetch_sub(w, Ordering::Relaxed);
         Some(w)
@@ -643,6 +697,17 @@ impl<K, V> fmt::Debug for RcuCache<K, V> {
 mod tests {
     use super::*;
     use crate::domain::Config;
+
+    #[test]
+    fn the_garbage_allowance_is_an_eighth_of_the_capacity_from_1_mib_to_the_capacity() {
+        const MIB: usize = 1 << 20;
+        assert_eq!(garbage_allowance(64 * MIB), 8 * MIB);
+        assert_eq!(garbage_allowance(8 * MIB), MIB);
+        assert_eq!(garbage_allowance(2 * MIB), MIB);
+        assert_eq!(garbage_allowance(MIB / 2), MIB / 2);
+        assert_eq!(garbage_allowance(0), 0);
+        assert_eq!(garbage_allowance(usize::MAX), usize::MAX / 8);
+    }
 
     #[test]
     fn a_replaced_entry_leaves_the_count_and_its_queue_item_goes_stale() {

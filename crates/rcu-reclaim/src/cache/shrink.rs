@@ -106,8 +106,9 @@ where
             ctl.stop();
             return Scanned::default();
         };
-        let (freed, bytes) = inner.evict(&mut policy, 0, ctl.nr_to_scan());
+        let (freed, bytes, unlinked) = inner.evict(&mut policy, 0, ctl.nr_to_scan());
         drop(policy);
+        drop(unlinked);
         inner.cap.lower_to(inner.bytes.load(Ordering::Relaxed));
         ctl.set_scanned(freed);
         Scanned { freed, bytes }

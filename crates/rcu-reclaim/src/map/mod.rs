@@ -76,6 +76,7 @@ mod table;
 mod write;
 
 pub use iter::Iter;
+pub(crate) use write::Unlinked;
 
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;

@@ -151,6 +151,25 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        // Dropped at once: retired here.
+        self.unlink_if_hashed(hash, key, pred).is_some()
+    }
+
+    /// [`remove_if_hashed`](Self::remove_if_hashed), but the entry is
+    /// retired only when the returned handle drops: a caller that removes
+    /// under its own lock (a cache's policy) retires after releasing it, so
+    /// the retire's work (a few ready frees, `free` taking the allocator's
+    /// locks) does not lengthen that lock's hold.
+    pub(crate) fn unlink_if_hashed<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        pred: impl FnOnce(&V) -> bool,
+    ) -> Option<Unlinked<'_, K, V, S>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         debug_assert_eq!(hash, self.hash(key), "a hash the map did not make");
         let removed = self.locked(hash, |head| {
             // SAFETY: as in `insert`.
@@ -167,14 +186,13 @@ where
                 }
                 Search::Absent { .. } => None,
             }
-        });
-        let Some(node) = removed else {
-            return false;
-        };
+        })?;
         self.len.fetch_sub(1, Ordering::Relaxed);
-        self.retire(node);
         self.shrink_if_needed();
-        true
+        Some(Unlinked {
+            map: self,
+            node: removed,
+        })
     }
 
     /// The value of `key`, inserting `f()` first if the key is absent.
@@ -396,5 +414,30 @@ where
 
     fn publish(&self, table: Box<Table>) {
         self.table.store(Box::into_raw(table), Ordering::Release);
+    }
+}
+
+/// An entry unlinked from its map and not yet retired: no new reader can
+/// reach it, and dropping the handle hands it to the domain (its size
+/// booked), which frees it after the readers that found it. Holding it
+/// only delays that grace period's start.
+pub(crate) struct Unlinked<'m, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    map: &'m RcuHashMap<K, V, S>,
+    node: NonNull<Node<K, V>>,
+}
+
+impl<K, V, S> Drop for Unlinked<'_, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    fn drop(&mut self) {
+        self.map.retire(self.node);
     }
 }
