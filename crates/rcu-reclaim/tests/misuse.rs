@@ -161,3 +161,112 @@ fn a_short_reader_is_not_reported() {
     h.join().unwrap();
     assert_eq!(rcu.stats().stalls_reported, 0);
 }
+
+/// Runs `f` on its own thread and returns its panic message, failing (not
+/// hanging) if it neither panics nor returns within 10 s.
+fn panic_message_of(f: impl FnOnce() + Send + 'static) -> String {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let msg = match r {
+            Ok(()) => String::from("(no panic)"),
+            Err(p) => p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default(),
+        };
+        let _ = tx.send(msg);
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the misuse hung instead of panicking")
+}
+
+const REENTRANT: &str = "wrote to the same map or cache, which would deadlock";
+
+#[test]
+fn writing_to_a_map_from_its_own_get_or_insert_with_panics_instead_of_deadlocking() {
+    let map = Arc::new(rcu_reclaim::RcuHashMap::new());
+    let m = map.clone();
+    let msg = panic_message_of(move || {
+        let guard = m.domain().read_lock();
+        m.get_or_insert_with(
+            1u32,
+            || {
+                m.insert(1u32, 5u32); // same key, same stripe
+                7
+            },
+            &guard,
+        );
+    });
+    assert!(msg.contains(REENTRANT), "{msg}");
+    // The lock was released on the way out: the map still works.
+    assert!(map.insert(1, 2));
+    assert!(map.remove(&1));
+}
+
+#[test]
+fn writing_to_a_map_from_its_own_update_panics_even_on_another_stripe() {
+    let map = Arc::new(rcu_reclaim::RcuHashMap::new());
+    for k in 0..1000u32 {
+        map.insert(k, k);
+    }
+    let m = map.clone();
+    let msg = panic_message_of(move || {
+        m.update(0u32, |old| {
+            // Some of these keys share key 0's stripe, most do not: the
+            // first write panics either way (with another thread writing
+            // the other way round, a different stripe deadlocks too).
+            m.remove(&999);
+            old.copied()
+        });
+    });
+    assert!(msg.contains(REENTRANT), "{msg}");
+    assert_eq!(map.len(), 1000);
+    assert!(map.update(0, |_| Some(1)));
+}
+
+#[test]
+fn writing_to_a_cache_from_its_own_get_or_insert_with_panics() {
+    let cache = Arc::new(rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build());
+    let c = cache.clone();
+    let msg = panic_message_of(move || {
+        let guard = c.domain().read_lock();
+        c.get_or_insert_with(
+            1u64,
+            || {
+                c.insert(2u64, vec![0u8; 10]);
+                vec![1u8; 10]
+            },
+            &guard,
+        );
+    });
+    assert!(msg.contains(REENTRANT), "{msg}");
+    assert!(cache.insert(3, vec![0u8; 10]));
+}
+
+#[test]
+fn reading_the_map_or_writing_another_inside_a_write_is_fine() {
+    let a = rcu_reclaim::RcuHashMap::new();
+    let b = rcu_reclaim::RcuHashMap::new();
+    a.insert(1u32, 1u32);
+    let guard = a.domain().read_lock();
+    let v = a.get_or_insert_with(
+        2,
+        || {
+            b.insert(2u32, 2u32); // another map: its own locks
+            *a.get(&1, &a.domain().read_lock()).unwrap() + 1
+        },
+        &guard,
+    );
+    assert_eq!(*v, 2);
+    assert_eq!(b.len(), 1);
+    drop(guard);
+    // A write of another map nested in a write of `a` leaves `a` writable
+    // once both have returned.
+    assert!(a.update(1, |_| {
+        b.update(1, |_| Some(10));
+        Some(3)
+    }));
+    assert_eq!(b.len(), 2);
+}

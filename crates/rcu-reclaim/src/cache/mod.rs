@@ -384,13 +384,15 @@ where
 
     /// The value of `key`, inserting `f()` first on a miss (the
     /// cache-aside pattern in one call). `f` runs at most once, under the
-    /// key's stripe lock of the map (so it must not use this cache; other
-    /// writers of that stripe wait for it). A value inserted here may be
-    /// evicted at once if the cache is full of more valuable entries; the
-    /// reference stays valid while the guard lasts.
+    /// key's stripe lock of the map (so it must not write to this cache;
+    /// other writers of that stripe wait for it). A value inserted here may
+    /// be evicted at once if the cache is full of more valuable entries;
+    /// the reference stays valid while the guard lasts.
     ///
     /// # Panics
-    /// If `guard` belongs to another domain than the cache.
+    /// If `guard` belongs to another domain than the cache; if `f` writes
+    /// to this cache (`insert`, `remove`, `get_or_insert_with`), in that
+    /// write, which would otherwise deadlock.
     ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder().build();

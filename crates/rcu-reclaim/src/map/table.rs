@@ -158,9 +158,76 @@ impl Stripes {
 
     /// Locks stripe `stripe` (the holder is marked no-reclaim, as with
     /// every lock of the crate).
+    ///
+    /// # Panics
+    /// If this thread already holds one of these stripes: a closure that a
+    /// write runs under its key's lock (`get_or_insert_with`, `update`,
+    /// `remove_if`, a cache's `get_or_insert_with`) wrote to the same map,
+    /// which would otherwise deadlock, silently, on the same stripe or on
+    /// another thread's write going the other way.
     #[inline]
-    pub(super) fn lock(&self, stripe: usize) -> Locked<'_, ()> {
-        lock(&self.0[stripe])
+    #[track_caller]
+    pub(super) fn lock(&self, stripe: usize) -> StripeLocked<'_> {
+        let held = Held::enter(self);
+        StripeLocked {
+            _locked: lock(&self.0[stripe]),
+            _held: held,
+        }
+    }
+}
+
+/// A stripe lock held; see [`Stripes::lock`].
+pub(super) struct StripeLocked<'a> {
+    // Declared first: unlocked before this thread's mark is taken back.
+    _locked: Locked<'a, ()>,
+    _held: Held,
+}
+
+/// Marks the thread as holding a stripe of one map (by the address of its
+/// `Stripes`) until dropped, restoring the mark of an outer map's write
+/// (a closure may write to another map).
+pub(super) struct Held {
+    #[cfg(not(loom))]
+    outer: usize,
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// The `Stripes` (address) one of whose locks this thread holds; 0: none.
+    static HOLDING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Held {
+    #[track_caller]
+    fn enter(stripes: &Stripes) -> Held {
+        // Not under loom: its threads share one OS thread's locals.
+        #[cfg(not(loom))]
+        {
+            let me = stripes as *const Stripes as usize;
+            let outer = HOLDING.with(|h| h.replace(me));
+            if outer == me {
+                HOLDING.with(|h| h.set(outer));
+                panic!(
+                    "RcuHashMap: a closure run under one of the map's locks \
+                     (`get_or_insert_with`, `update`, `remove_if`, or `RcuCache::get_or_insert_with`) \
+                     wrote to the same map or cache, which would deadlock; \
+                     make that write after the call returns"
+                );
+            }
+            Held { outer }
+        }
+        #[cfg(loom)]
+        {
+            let _ = stripes;
+            Held {}
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        #[cfg(not(loom))]
+        HOLDING.with(|h| h.set(self.outer));
     }
 }
 

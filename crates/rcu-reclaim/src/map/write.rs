@@ -23,6 +23,7 @@ where
 {
     /// Runs `f` with the dummy heading the bucket of `hash`, inside a
     /// read-side section and with the hash's stripe locked.
+    #[track_caller]
     fn locked<R>(&self, hash: u64, f: impl FnOnce(NonNull<Link>) -> R) -> R {
         let _section = self.rcu.read_lock();
         let _locked = self.stripes.lock(Stripes::of(hash));
@@ -62,6 +63,7 @@ where
     /// assert!(!map.insert(1, "b"));
     /// assert_eq!(map.get(&1, &map.domain().read_lock()), Some(&"b"));
     /// ```
+    #[track_caller]
     pub fn insert(&self, key: K, value: V) -> bool {
         let hash = self.hash(&key);
         let sort = key_sort(hash);
@@ -110,6 +112,7 @@ where
     /// assert_eq!(v, &[1, 2]); // still valid inside the section
     /// assert!(!map.remove("k"));
     /// ```
+    #[track_caller]
     pub fn remove<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -119,10 +122,16 @@ where
     }
 
     /// Removes `key` if `pred` accepts its value: `true` if it removed it.
-    /// `pred` runs under the key's stripe lock (so it must not use this
-    /// map), and no other write to the key runs meanwhile: a cache evicts
-    /// with it the entry it examined, never a newer one that replaced it.
-    /// The entry is dropped after a grace period, its size booked.
+    /// `pred` runs under the key's stripe lock (so it must not write to
+    /// this map), and no other write to the key runs meanwhile: a cache
+    /// evicts with it the entry it examined, never a newer one that
+    /// replaced it. The entry is dropped after a grace period, its size
+    /// booked.
+    ///
+    /// # Panics
+    /// If called from a closure that another write of this map runs under
+    /// its lock (`pred`, `update`'s `f`, `get_or_insert_with`'s `f`): that
+    /// would deadlock. The same holds for every write of the map.
     ///
     /// ```
     /// let map = rcu_reclaim::RcuHashMap::new();
@@ -131,6 +140,7 @@ where
     /// assert!(map.remove_if("k", |v| *v == 1));
     /// assert!(map.is_empty());
     /// ```
+    #[track_caller]
     pub fn remove_if<Q>(&self, key: &Q, pred: impl FnOnce(&V) -> bool) -> bool
     where
         K: Borrow<Q>,
@@ -141,6 +151,7 @@ where
 
     /// [`remove_if`](Self::remove_if) for a key whose
     /// [`hash`](RcuHashMap::hash) the caller has.
+    #[track_caller]
     pub(crate) fn remove_if_hashed<Q>(
         &self,
         hash: u64,
@@ -160,6 +171,7 @@ where
     /// under its own lock (a cache's policy) retires after releasing it, so
     /// the retire's work (a few ready frees, `free` taking the allocator's
     /// locks) does not lengthen that lock's hold.
+    #[track_caller]
     pub(crate) fn unlink_if_hashed<Q>(
         &self,
         hash: u64,
@@ -197,10 +209,13 @@ where
 
     /// The value of `key`, inserting `f()` first if the key is absent.
     /// `f` runs at most once, and only if its value is inserted; it runs
-    /// under the key's stripe lock, so it must not use this map.
+    /// under the key's stripe lock, so it must not write to this map
+    /// (reading it is fine).
     ///
     /// # Panics
-    /// If `guard` belongs to another domain than the map.
+    /// If `guard` belongs to another domain than the map; if `f` writes to
+    /// this map (`insert`, `remove`, `update`, ...), in that write, which
+    /// would otherwise deadlock.
     ///
     /// ```
     /// let map = rcu_reclaim::RcuHashMap::new();
@@ -260,7 +275,8 @@ where
     /// Sets the value of `key` to what `f` makes of the current one
     /// (`None` if absent): `Some(v)` inserts or replaces, `None` removes.
     /// Atomic for the key: `f` runs under the key's stripe lock (so it must
-    /// not use this map), and no other write to the key runs meanwhile.
+    /// not write to this map: such a write panics, where it would
+    /// deadlock), and no other write to the key runs meanwhile.
     /// Returns whether the key is present afterwards. A replaced or removed
     /// entry is dropped after a grace period, its size booked.
     ///
@@ -273,6 +289,7 @@ where
     /// assert!(!map.update("hits", |_| None)); // removed
     /// assert!(map.is_empty());
     /// ```
+    #[track_caller]
     pub fn update<F>(&self, key: K, f: F) -> bool
     where
         F: FnOnce(Option<&V>) -> Option<V>,
@@ -282,6 +299,7 @@ where
 
     /// [`update`](Self::update) for a key whose [`hash`](RcuHashMap::hash)
     /// the caller has.
+    #[track_caller]
     pub(crate) fn update_hashed<F>(&self, hash: u64, key: K, f: F) -> bool
     where
         F: FnOnce(Option<&V>) -> Option<V>,
@@ -339,6 +357,7 @@ where
     /// assert!(map.is_empty());
     /// assert!(map.iter(&map.domain().read_lock()).next().is_none());
     /// ```
+    #[track_caller]
     pub fn clear(&self) {
         let mut removed = Vec::new();
         {
