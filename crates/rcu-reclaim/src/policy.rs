@@ -120,14 +120,22 @@ pub(crate) const RETIRER_FALLBACK_MS: u64 = 5;
 pub(crate) const INLINE_FREE_PAGES: usize = 8;
 
 /// Objects a retiring thread frees from its drain (a ready page of values
-/// that drop anywhere: `callbacks/drain.rs`) per retire: twice what it
-/// adds, so a backlog shrinks, in steps short enough that a retire inside
-/// a read-side section holds up no grace period.
+/// that drop anywhere: `callbacks/drain.rs`) per retire while more ready
+/// pages wait behind it: twice what it adds, so a backlog shrinks, in steps
+/// short enough that a retire inside a read-side section holds up no grace
+/// period.
 pub(crate) const DRAIN_STEP: usize = 2;
 const _: () = assert!(
     DRAIN_STEP >= 2,
-    "a drain must outpace the one object a retire adds"
+    "a drain behind its shard's ready pages must outpace the one object a retire adds"
 );
+
+/// The drain's step when no other page waited ready as it took its page
+/// (it is not behind): one free per retire, so each allocation finds the
+/// memory the last free gave back (glibc's per-thread cache holds seven
+/// chunks a size: two frees per retire overflowed it every other retire,
+/// and 64-byte retires took 27 ns instead of 25).
+pub(crate) const DRAIN_STEP_KEEPING_UP: usize = 1;
 
 /// The drain's step while the shard holds [`THROTTLE_PAGES`] ready pages
 /// or more (after a grace period held up by a long reader).
@@ -136,10 +144,10 @@ pub(crate) const DRAIN_STEP_HURRY: usize = 8;
 /// The drain's step for a page taken while `ready_backlog` more pages wait
 /// ready on the shard (counted up to [`THROTTLE_PAGES`]).
 pub(crate) fn drain_step(ready_backlog: usize) -> usize {
-    if ready_backlog >= THROTTLE_PAGES {
-        DRAIN_STEP_HURRY
-    } else {
-        DRAIN_STEP
+    match ready_backlog {
+        0 => DRAIN_STEP_KEEPING_UP,
+        n if n >= THROTTLE_PAGES => DRAIN_STEP_HURRY,
+        _ => DRAIN_STEP,
     }
 }
 
@@ -586,7 +594,8 @@ mod tests {
 
     #[test]
     fn a_drain_steps_faster_behind_a_backlog_and_is_taken_after_the_window() {
-        assert_eq!(drain_step(0), DRAIN_STEP);
+        assert_eq!(drain_step(0), DRAIN_STEP_KEEPING_UP);
+        assert_eq!(drain_step(1), DRAIN_STEP);
         assert_eq!(drain_step(THROTTLE_PAGES - 1), DRAIN_STEP);
         assert_eq!(drain_step(THROTTLE_PAGES), DRAIN_STEP_HURRY);
         let p = Params::default();

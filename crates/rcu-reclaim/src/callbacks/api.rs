@@ -310,7 +310,7 @@ impl Rcu {
         if popped.len() > 0 {
             // A step of this thread's drain (see `drain.rs`): ready values
             // that drop anywhere, freed a few per retire.
-            cbs.run_popped(local, popped);
+            cbs.run_popped(local, &popped);
             if local.drain_count.load(std::sync::atomic::Ordering::Relaxed) == 0 {
                 self.refill_own_drain(local);
             }

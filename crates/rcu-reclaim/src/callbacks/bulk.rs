@@ -212,12 +212,14 @@ impl BulkPage {
         d.bytes += bytes;
     }
 
-    /// A copy of entry `i` (below `len`), still on the page.
-    pub(crate) fn entry(&self, i: usize) -> Deferred {
+    /// Entries `range` (below `len`), still on the page.
+    pub(crate) fn entries(&self, range: std::ops::Range<usize>) -> &[Deferred] {
         let d = self.data();
-        assert!(i < d.len, "bulk page entry {i} of {}", d.len);
-        // SAFETY: entries below `len` were initialised by `push`.
-        unsafe { d.entries[i].assume_init() }
+        let init = &d.entries[..d.len];
+        let part = &init[range];
+        // SAFETY: entries below `len` were initialised by `push`, and
+        // `MaybeUninit<Deferred>` has `Deferred`'s layout.
+        unsafe { &*(part as *const [MaybeUninit<Deferred>] as *const [Deferred]) }
     }
 
     /// Forgets the first `done` objects (a drain has dropped them) and moves

@@ -35,7 +35,7 @@ impl Callbacks {
     /// Runs what a retire took from `local`'s drain (ready objects that
     /// drop anywhere), as callbacks run: `in_callback` set, a panic
     /// reported and counted, never unwound into the retiring call.
-    pub(crate) fn run_popped(&self, local: &LocalBuffer, popped: Popped) {
+    pub(crate) fn run_popped(&self, local: &LocalBuffer, popped: &Popped) {
         let was = IN_CALLBACK.with(|c| c.replace(true));
         for d in popped.items() {
             // SAFETY: the drain took it from a page whose grace period has

@@ -34,7 +34,7 @@ impl Drain {
         Drain {
             page: Some(page),
             pos: 0,
-            step,
+            step: step.clamp(1, STEP_MAX),
         }
     }
 
@@ -51,17 +51,18 @@ impl Drain {
         }
     }
 
-    /// Takes up to `step` objects into `out`; returns how many are left.
+    /// Takes up to `step` objects into `out` (empty); returns how many
+    /// are left.
+    #[inline]
     pub(crate) fn pop_into(&mut self, out: &mut Popped) -> usize {
         let Some(page) = &self.page else {
             return 0;
         };
-        let end = page.len().min(self.pos + self.step.clamp(1, STEP_MAX));
-        while self.pos < end {
-            out.push(page.entry(self.pos));
-            self.pos += 1;
-        }
-        page.len() - self.pos
+        let left = page.entries(self.pos..page.len());
+        let n = left.len().min(self.step);
+        out.fill(&left[..n]);
+        self.pos += n;
+        left.len() - n
     }
 
     /// What is left of the page (the objects taken so far forgotten), and
@@ -100,9 +101,14 @@ impl Popped {
             .map(|i| unsafe { i.assume_init() })
     }
 
-    fn push(&mut self, d: Deferred) {
-        self.items[self.len] = MaybeUninit::new(d);
-        self.len += 1;
+    /// Holds `ds` (at most `STEP_MAX`; `self` is empty).
+    #[inline]
+    fn fill(&mut self, ds: &[Deferred]) {
+        debug_assert_eq!(self.len, 0);
+        for (slot, d) in self.items.iter_mut().zip(ds) {
+            *slot = MaybeUninit::new(*d);
+        }
+        self.len = ds.len().min(STEP_MAX);
     }
 }
 
