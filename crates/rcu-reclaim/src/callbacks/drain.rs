@@ -7,10 +7,11 @@
 //! retiring call running for 0.3–1 ms; a retire usually runs inside the
 //! caller's read-side section, so that section held up every grace period
 //! meanwhile, and the other threads' garbage piled up behind it. In steps,
-//! each retire frees `policy::DRAIN_STEP` objects (more while the shard's
-//! ready backlog is large), so a section grows by a few frees, frees
-//! interleave with the thread's allocations (the allocator's thread cache
-//! recycles them), and the backlog still drains faster than it grows.
+//! each retire frees `policy::drain_step` objects: one while the drain's
+//! page was the only ready one, two behind a backlog, eight behind a large
+//! one. So a section grows by a few frees, frees interleave with the
+//! thread's allocations (the allocator's thread cache recycles them), and a
+//! backlog still drains faster than it grows.
 //!
 //! The drain lives in the thread's `LocalBuffer`, under the handshake that
 //! guards its page: the owner pops objects on its fast path; a stealer
