@@ -39,6 +39,7 @@
 
 mod cgroup_v1;
 mod cgroup_v2;
+mod counter_file;
 mod monitor;
 mod parse;
 mod psi;
