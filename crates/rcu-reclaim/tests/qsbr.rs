@@ -737,3 +737,52 @@ fn poison_stress() {
     assert!(rcu.completed_grace_periods() > 10, "{:?}", rcu.stats());
     assert_eq!(rcu.pending(), 0);
 }
+
+#[test]
+fn the_map_and_the_cache_read_under_a_qsbr_guard_and_free_after_quiescent_states() {
+    let rcu = qsbr_on_demand();
+    let map = rcu_reclaim::RcuHashMap::new_in(&rcu);
+    let cache = rcu_reclaim::RcuCache::builder()
+        .rcu(&rcu)
+        .max_bytes(64 << 10)
+        .build();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut t = rcu.register_qsbr_thread();
+    for k in 0..100u32 {
+        map.insert(
+            k,
+            Counted {
+                drops: drops.clone(),
+                _payload: [u64::from(k); 4],
+            },
+        );
+        cache.insert(k, vec![k as u8; 4096]);
+    }
+    {
+        let g = t.read_lock();
+        assert!(map.get(&7, &g).is_some());
+        assert!(map.contains_key(&99, &g));
+        assert_eq!(map.iter(&g).count(), 100);
+        let v = cache.get_or_insert_with(1000, || vec![9u8; 16], &g);
+        assert_eq!(v[0], 9);
+        let hit = cache.get(&1000, &g).map(|v| v.len());
+        assert_eq!(hit, Some(16));
+        // Removed under the guard: still readable until a quiescent state.
+        let r = map.get(&5, &g).unwrap();
+        assert!(map.remove(&5));
+        assert_eq!(r._payload[0], 5);
+    }
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        0,
+        "freed before a quiescent state"
+    );
+    map.clear();
+    drop(cache);
+    // Offline, the thread holds nothing and may wait for the grace periods.
+    let off = t.thread_offline();
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::Relaxed), 100);
+    assert_eq!(rcu.pending_bytes(), 0);
+    drop(off);
+}

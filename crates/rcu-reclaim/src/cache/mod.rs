@@ -122,7 +122,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::domain::Rcu;
-use crate::guard::ReadGuard;
+use crate::guard::{ReadGuard, ReadSection};
 use crate::map::{RcuHashMap, Unlinked};
 use crate::reclaim::{MemoryBudget, Reclaimer, ShrinkerId};
 use crate::sources::PressureMonitor;
@@ -296,7 +296,7 @@ where
     /// ```
     #[inline]
     #[track_caller]
-    pub fn get<'g, Q>(&'g self, key: &Q, guard: &'g ReadGuard<'_>) -> Option<&'g V>
+    pub fn get<'g, Q, G: ReadSection>(&'g self, key: &Q, guard: &'g G) -> Option<&'g V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -402,11 +402,11 @@ where
     /// assert_eq!(cache.get_or_insert_with(7, || unreachable!(), &guard), "loaded");
     /// ```
     #[track_caller]
-    pub fn get_or_insert_with<'g>(
+    pub fn get_or_insert_with<'g, G: ReadSection>(
         &'g self,
         key: K,
         f: impl FnOnce() -> V,
-        guard: &'g ReadGuard<'_>,
+        guard: &'g G,
     ) -> &'g V {
         let inner = &*self.inner;
         let hash = inner.map.hash(&key);

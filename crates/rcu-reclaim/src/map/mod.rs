@@ -87,7 +87,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
 use crate::domain::Rcu;
-use crate::guard::ReadGuard;
+use crate::guard::ReadSection;
 use crate::size::ReclaimSize;
 use crate::sync::{AtomicPtr, AtomicUsize, Mutex};
 use list::{key_sort, Node, Search};
@@ -126,7 +126,33 @@ use table::{Stripes, Table, STRIPES};
 /// println!("{r}");
 /// ```
 ///
-/// nor the map:
+/// On a QSBR domain, a registered thread reads under its free
+/// [`QsbrGuard`](crate::QsbrGuard) (any [`ReadSection`] will do), and a
+/// reference cannot be kept across the thread's next quiescent state:
+///
+/// ```
+/// use rcu_reclaim::{Config, Flavor, Rcu, RcuHashMap};
+/// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+/// let map = RcuHashMap::new_in(&rcu);
+/// let mut thread = rcu.register_qsbr_thread();
+/// map.insert(1, "one");
+/// assert_eq!(map.get(&1, &thread.read_lock()), Some(&"one"));
+/// thread.quiescent_state();
+/// ```
+///
+/// ```compile_fail,E0502
+/// use rcu_reclaim::{Config, Flavor, Rcu, RcuHashMap};
+/// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+/// let map = RcuHashMap::new_in(&rcu);
+/// let mut thread = rcu.register_qsbr_thread();
+/// map.insert(1, "one");
+/// let guard = thread.read_lock();
+/// let r = map.get(&1, &guard).unwrap();
+/// thread.quiescent_state(); // error: `thread` is borrowed by the guard
+/// println!("{r}");
+/// ```
+///
+/// A reference does not outlive the map either:
 ///
 /// ```compile_fail,E0505
 /// let map = rcu_reclaim::RcuHashMap::new();
@@ -374,7 +400,7 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// assert_eq!(map.iter(&guard).map(|(_, v)| v).sum::<i32>(), 3);
     /// ```
     #[track_caller]
-    pub fn iter<'g>(&'g self, guard: &'g ReadGuard<'_>) -> Iter<'g, K, V> {
+    pub fn iter<'g, G: ReadSection>(&'g self, guard: &'g G) -> Iter<'g, K, V> {
         self.check_guard(guard);
         let table = self.table.load(Ordering::Acquire);
         // SAFETY: a table is freed only a grace period after a newer one is
@@ -386,11 +412,11 @@ impl<K, V, S> RcuHashMap<K, V, S> {
 
     #[inline]
     #[track_caller]
-    fn check_guard(&self, guard: &ReadGuard<'_>) {
+    fn check_guard(&self, guard: &impl ReadSection) {
         assert!(
             guard.domain().id() == self.rcu.id(),
             "rcu-reclaim: RcuHashMap used with a ReadGuard of domain {} on a map of domain {}; \
-             take the guard from map.domain().read_lock()",
+             take the guard from map.domain().read_lock() (or the domain's QsbrThread)",
             guard.domain().id(),
             self.rcu.id()
         );
@@ -456,7 +482,7 @@ where
     /// ```
     #[inline]
     #[track_caller]
-    pub fn get<'g, Q>(&'g self, key: &Q, guard: &'g ReadGuard<'_>) -> Option<&'g V>
+    pub fn get<'g, Q, G: ReadSection>(&'g self, key: &Q, guard: &'g G) -> Option<&'g V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -473,11 +499,11 @@ where
     /// has (the cache's policy keeps its keys' hashes).
     #[inline]
     #[track_caller]
-    pub(crate) fn get_hashed<'g, Q>(
+    pub(crate) fn get_hashed<'g, Q, G: ReadSection>(
         &'g self,
         hash: u64,
         key: &Q,
-        guard: &'g ReadGuard<'_>,
+        guard: &'g G,
     ) -> Option<&'g V>
     where
         K: Borrow<Q>,
@@ -502,7 +528,7 @@ where
     /// ```
     #[inline]
     #[track_caller]
-    pub fn contains_key<Q>(&self, key: &Q, guard: &ReadGuard<'_>) -> bool
+    pub fn contains_key<Q, G: ReadSection>(&self, key: &Q, guard: &G) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use super::list::{self, key_sort, Link, Node, Search};
 use super::table::{Stripes, Table, STRIPES, STRIPE_BITS};
 use super::RcuHashMap;
-use crate::guard::ReadGuard;
+use crate::guard::ReadSection;
 use crate::sync::try_lock;
 
 impl<K, V, S> RcuHashMap<K, V, S>
@@ -224,11 +224,11 @@ where
     /// assert_eq!(map.get_or_insert_with(1, || unreachable!(), &guard), &"new");
     /// ```
     #[track_caller]
-    pub fn get_or_insert_with<'g>(
+    pub fn get_or_insert_with<'g, G: ReadSection>(
         &'g self,
         key: K,
         f: impl FnOnce() -> V,
-        guard: &'g ReadGuard<'_>,
+        guard: &'g G,
     ) -> &'g V {
         self.get_or_insert_with_hashed(self.hash(&key), key, f, guard)
     }
@@ -236,12 +236,12 @@ where
     /// [`get_or_insert_with`](Self::get_or_insert_with) for a key whose
     /// [`hash`](RcuHashMap::hash) the caller has.
     #[track_caller]
-    pub(crate) fn get_or_insert_with_hashed<'g>(
+    pub(crate) fn get_or_insert_with_hashed<'g, G: ReadSection>(
         &'g self,
         hash: u64,
         key: K,
         f: impl FnOnce() -> V,
-        guard: &'g ReadGuard<'_>,
+        guard: &'g G,
     ) -> &'g V {
         self.check_guard(guard);
         let node = match self.find_hashed(hash, &key) {
