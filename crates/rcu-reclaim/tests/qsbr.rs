@@ -777,6 +777,7 @@ fn the_map_and_the_cache_read_under_a_qsbr_guard_and_free_after_quiescent_states
         0,
         "freed before a quiescent state"
     );
+    t.quiescent_state();
     map.clear();
     drop(cache);
     // Offline, the thread holds nothing and may wait for the grace periods.
