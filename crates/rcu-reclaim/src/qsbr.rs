@@ -93,6 +93,9 @@
 //! memory budget work on a QSBR domain unchanged: they see grace periods
 //! only, and a QSBR grace period is one like any other, whose end depends
 //! on the registered threads' reports.
+//! [`RcuHashMap`](crate::RcuHashMap) and [`RcuCache`](crate::RcuCache) on a
+//! QSBR domain read under the thread's [`QsbrGuard`] (their writers take
+//! their own short guard sections).
 //!
 //! # What memory pressure can and cannot do here
 //! A writer cannot force a quiescent state: only the thread itself knows
