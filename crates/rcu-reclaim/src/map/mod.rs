@@ -93,7 +93,7 @@ use crate::sync::{AtomicPtr, AtomicUsize, Mutex};
 use list::{key_sort, Node, Search};
 use table::{Stripes, Table, STRIPES};
 
-/// A concurrent hash map with lock-free lookups under a [`ReadGuard`];
+/// A concurrent hash map with lock-free lookups under a [`ReadGuard`](crate::ReadGuard) (or any [`ReadSection`]);
 /// removed and replaced entries are freed through its [`Rcu`] domain
 /// after a grace period, booking their real size. See the
 /// [module docs](self) for the design.
