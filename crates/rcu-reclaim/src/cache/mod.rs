@@ -550,7 +550,7 @@ where
 /// measurement (BENCHMARKS.md, "A backlog an eighth of the capacity"):
 /// at the whole capacity, the bench's cache held 64 MiB and its heap
 /// reached 146 MiB, at an eighth 77 MiB and 14 % more gets a second; at a
-/// thirty-second the expedited grace periods (16,000 a second) cost more
+/// thirty-second the expedited grace periods (6,000–8,000 a second) cost more
 /// than the warmer memory gave.
 fn garbage_allowance(max_bytes: usize) -> usize {
     (max_bytes / GARBAGE_SHARE).max(max_bytes.min(GARBAGE_FLOOR))
