@@ -13,11 +13,13 @@ mod demo;
 mod rng;
 #[cfg(test)]
 mod size_proptest;
+mod stdout;
 mod torture;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::stdout::{out, outln};
 use clap::{Parser, Subcommand};
 use rcu_reclaim::reclaim::AccountingAlloc;
 use rcu_reclaim::{Config, Flavor, Rcu};
@@ -199,15 +201,29 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
     };
     if json {
         let text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{}", info_text(&info));
+        out!("{}", info_text(&info));
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let argv: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            if e.kind() == clap::error::ErrorKind::UnknownArgument {
+                if let Some(msg) = missing_value(&argv) {
+                    eprintln!("error: {msg}");
+                    return ExitCode::from(2);
+                }
+            }
+            e.exit()
+        }
+    };
     let result = match cli.command {
         Command::Demo(args) => match args.config() {
             Ok(cfg) => demo::cmd::run(&args, cfg),
@@ -238,9 +254,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// The message for an option given no value because another option
+/// follows it (`--budget --duration 5`): the numeric options accept values
+/// that start with '-' (so that `--duration -1` is told it must be
+/// positive), so clap takes `--duration` as the budget and then finds `5`
+/// unexpected. `None` where `argv` has no such pair.
+fn missing_value(argv: &[String]) -> Option<String> {
+    use clap::CommandFactory;
+    let top = Cli::command();
+    let sub = top.find_subcommand(argv.get(1)?)?;
+    let long = |token: &str| {
+        let name = token.strip_prefix("--")?.split('=').next()?;
+        sub.get_arguments().find(|a| a.get_long() == Some(name))
+    };
+    argv[2..].windows(2).find_map(|pair| {
+        let (opt, next) = (&pair[0], &pair[1]);
+        long(opt).filter(|a| !opt.contains('=') && a.get_action().takes_values())?;
+        long(next)?;
+        Some(format!(
+            "{opt} is missing its value ({next:?} is an option of its own): give it one \
+             before {next}; rcu-reclaim {} --help says what it takes",
+            argv[1]
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_option_followed_by_another_is_missing_its_value() {
+        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let msg = missing_value(&argv("rcu-reclaim demo --cgroup-limit --duration 0.2")).unwrap();
+        assert!(
+            msg.starts_with("--cgroup-limit is missing its value"),
+            "{msg}"
+        );
+        assert!(msg.contains("\"--duration\""), "{msg}");
+        let msg = missing_value(&argv("rcu-reclaim bench --threads --duration 1")).unwrap();
+        assert!(msg.starts_with("--threads is missing its value"), "{msg}");
+        // A value that merely starts with '-', an option with '=', a flag
+        // that takes no value, and an unknown subcommand are left to clap.
+        assert_eq!(missing_value(&argv("rcu-reclaim demo --duration -1")), None);
+        assert_eq!(
+            missing_value(&argv("rcu-reclaim demo --budget=1G --duration 1")),
+            None
+        );
+        assert_eq!(
+            missing_value(&argv("rcu-reclaim demo --no-plot --duration 1")),
+            None
+        );
+        assert_eq!(missing_value(&argv("rcu-reclaim nope --a --b")), None);
+        assert_eq!(missing_value(&argv("rcu-reclaim")), None);
+    }
 
     #[test]
     fn wrap_cuts_at_spaces_and_cuts_long_words() {

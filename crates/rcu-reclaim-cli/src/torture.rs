@@ -10,6 +10,7 @@ use rcu_reclaim::Flavor;
 use rcu_reclaim_torture::{self as torture, Fault, TortureConfig, UpdateMode};
 
 use crate::args::{self, Int};
+use crate::stdout::{out, outln};
 
 #[derive(Args, Debug)]
 pub struct TortureArgs {
@@ -194,14 +195,14 @@ pub fn main(args: TortureArgs) -> ExitCode {
     };
     if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => outln!("{text}"),
             Err(e) => {
                 eprintln!("error: cannot serialize the report: {e}");
                 return ExitCode::FAILURE;
             }
         }
     } else {
-        print!("{report}");
+        out!("{report}");
     }
     if report.success() {
         ExitCode::SUCCESS

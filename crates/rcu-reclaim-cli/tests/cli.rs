@@ -689,7 +689,36 @@ fn a_flag_where_a_value_belongs_is_named() {
             &["demo", "--duration"][..],
             "a value is required for '--duration <DURATION>' but none was supplied",
         ),
+        (
+            &["demo", "--cgroup-limit", "--duration", "0.2"][..],
+            "--cgroup-limit is missing its value (\"--duration\" is an option of its own): give \
+             it one before --duration; rcu-reclaim demo --help says what it takes",
+        ),
+        (
+            &["bench", "--threads", "--duration", "0.2"][..],
+            "--threads is missing its value (\"--duration\" is an option of its own): give it \
+             one before --duration; rcu-reclaim bench --help says what it takes",
+        ),
     ]);
+}
+
+/// A report that cannot be written (a full disk) ends with a message and
+/// exit status 1, not a panic.
+#[test]
+fn a_full_stdout_is_an_error_not_a_panic() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: no /dev/full on this system");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_rcu-reclaim"))
+        .args(["info", "--grace-periods", "10"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to standard output"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

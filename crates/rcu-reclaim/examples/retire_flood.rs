@@ -51,13 +51,13 @@ fn main() {
         .sum();
     let s = rcu.stats();
     println!(
-        "{threads} thread(s): {:.0} k retires/s, {:.0} grace periods/s ({} by retiring threads, \
-         {} expedited, {} normal), {} objects pending",
+        "{threads} thread(s): {:.0} k retires/s, {:.0} grace periods/s (of which {:.0}/s started \
+         by retiring threads, {:.0}/s expedited, {:.0}/s normal), {} objects pending",
         total as f64 / secs / 1000.0,
         s.gp_completed as f64 / secs,
-        s.retirer_gps,
-        s.expedited_gps,
-        s.normal_gps,
+        s.retirer_gps as f64 / secs,
+        s.expedited_gps as f64 / secs,
+        s.normal_gps as f64 / secs,
         s.pending
     );
     rcu.barrier();

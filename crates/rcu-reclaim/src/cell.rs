@@ -351,7 +351,11 @@ impl<T> Retired<T> {
     /// ```
     #[track_caller]
     pub fn into_box(mut self) -> Box<T> {
-        self.rcu.cond_synchronize(self.cookie);
+        self.rcu.cond_synchronize_for(
+            self.cookie,
+            "Retired::into_box() (it waits for the value's grace period; \
+             Retired::try_into_box() does not)",
+        );
         self.value.take().expect("value present until consumed")
     }
 

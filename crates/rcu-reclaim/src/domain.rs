@@ -557,6 +557,26 @@ pub struct Rcu {
     inner: Arc<Inner>,
 }
 
+/// A domain stays consistent when a panic unwinds through one of its calls
+/// (its locks ignore poisoning; a panicking callback or deferred `Drop` is
+/// caught and counted), so it may be used inside and after
+/// `catch_unwind`. Only the configuration's user-supplied hooks (`dyn`
+/// objects) kept the compiler from seeing that.
+///
+/// ```
+/// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+/// let r = std::panic::catch_unwind(|| {
+///     let _g = rcu.read_lock();
+///     panic!("a reader fails");
+/// });
+/// assert!(r.is_err());
+/// rcu.synchronize(); // the unwound guard ended its section
+/// ```
+impl std::panic::UnwindSafe for Rcu {}
+
+/// See the [`UnwindSafe`](std::panic::UnwindSafe) impl.
+impl std::panic::RefUnwindSafe for Rcu {}
+
 impl Clone for Rcu {
     fn clone(&self) -> Self {
         self.inner.handles.fetch_add(1, Ordering::Relaxed);

@@ -63,7 +63,10 @@
 //! [`thread_online`](QsbrOfflineThread::thread_online) gives it back), or
 //! borrows it mutably for a closure ([`QsbrThread::offline_while`]): an
 //! offline thread has no way to take a guard, and forgetting the offline
-//! registration leaves it offline, which holds nothing up. A registration
+//! registration leaves it offline, which holds nothing up. Forgetting an
+//! online one (`mem::forget`) holds every grace period up until its
+//! thread exits, as a thread that never reports would; the exit puts it
+//! offline. A registration
 //! stays on its thread (its slot names the thread in stall reports, and
 //! "online" is a property of a thread):
 //!

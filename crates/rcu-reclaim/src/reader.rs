@@ -525,7 +525,7 @@ pub(crate) fn qsbr_register(registry: &Registry) -> *const Slot {
     // (`complete_if_no_reader`) or offline is ordered by the fence in
     // `qsbr_online` as for any thread coming online.
     qsbr_online(s, &registry.gp_ctr);
-    qsbr_own_slot(slot, true);
+    qsbr_own_slot(slot, Some(registry));
     slot
 }
 
@@ -584,7 +584,7 @@ pub(crate) fn qsbr_report_without_fence_a(slot: &Slot, registry: &Registry, ctr:
 
 /// Hands a QSBR slot back (it is offline: `ctr` reads `0`).
 pub(crate) fn qsbr_release(slot: &Slot) {
-    qsbr_own_slot(slot, false);
+    qsbr_own_slot(slot, None);
     slot.qsbr.store(false, Ordering::Relaxed);
     slot.in_use.store(false, Ordering::Release);
 }
@@ -594,9 +594,28 @@ pub(crate) fn qsbr_release(slot: &Slot) {
 /// for a grace period refuse to wait for the calling thread itself.
 struct QsbrOnline {
     domains: RefCell<Vec<u64>>,
-    /// This thread's QSBR slots (online or not), by address: a forked
-    /// child keeps them (`fork.rs` frees every other thread's slot).
-    slots: RefCell<Vec<usize>>,
+    /// This thread's QSBR slots (online or not) and their registries, by
+    /// address: a forked child keeps them (`fork.rs` frees every other
+    /// thread's slot), and the thread's exit puts them offline.
+    slots: RefCell<Vec<(usize, *const Registry)>>,
+}
+
+/// At thread exit, every QSBR slot of the thread still registered is put
+/// offline: a registration leaked with `mem::forget` (safe code), or
+/// dropped only by a later thread-local destructor, must not hold up every
+/// grace period after its thread is gone. The slot stays claimed (its
+/// registration may still be dropped, and release it, later).
+impl Drop for QsbrOnline {
+    fn drop(&mut self) {
+        for &(slot, registry) in self.slots.get_mut().iter() {
+            // SAFETY: a slot is listed from its claim to its release by its
+            // registration, which holds the domain, and so the registry and
+            // its slots (freed only with the registry), alive; a listed
+            // slot's registration has not been dropped.
+            let (slot, registry) = unsafe { (&*(slot as *const Slot), &*registry) };
+            qsbr_offline(slot, registry);
+        }
+    }
 }
 
 #[cfg(not(loom))]
@@ -617,14 +636,15 @@ loom::thread_local! {
     };
 }
 
-/// Records (`mine`) or forgets a QSBR slot of this thread.
-fn qsbr_own_slot(slot: *const Slot, mine: bool) {
+/// Records a QSBR slot of this thread, claimed in `registry` (`Some`), or
+/// forgets it (`None`).
+fn qsbr_own_slot(slot: *const Slot, registry: Option<&Registry>) {
     crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
         let _ = QSBR_ONLINE.try_with(|o| {
             let mut slots = o.slots.borrow_mut();
-            if mine {
-                slots.push(slot as usize);
-            } else if let Some(i) = slots.iter().rposition(|&x| x == slot as usize) {
+            if let Some(registry) = registry {
+                slots.push((slot as usize, registry as *const Registry));
+            } else if let Some(i) = slots.iter().rposition(|&(x, _)| x == slot as usize) {
                 slots.swap_remove(i);
             }
         });
@@ -634,7 +654,7 @@ fn qsbr_own_slot(slot: *const Slot, mine: bool) {
 /// Whether `slot` is a QSBR slot of this thread's.
 pub(crate) fn is_own_qsbr_slot(slot: *const Slot) -> bool {
     QSBR_ONLINE
-        .try_with(|o| o.slots.borrow().contains(&(slot as usize)))
+        .try_with(|o| o.slots.borrow().iter().any(|&(x, _)| x == slot as usize))
         .unwrap_or(false)
 }
 

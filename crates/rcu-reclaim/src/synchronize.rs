@@ -195,10 +195,17 @@ impl Rcu {
     /// ```
     #[track_caller]
     pub fn cond_synchronize(&self, cookie: Cookie) {
+        self.cond_synchronize_for(cookie, "cond_synchronize()");
+    }
+
+    /// [`cond_synchronize`](Rcu::cond_synchronize) on behalf of `call`,
+    /// which a misuse panic names.
+    #[track_caller]
+    pub(crate) fn cond_synchronize_for(&self, cookie: Cookie, call: &str) {
         if self.poll(&cookie) {
             return;
         }
-        self.assert_not_in_section("cond_synchronize()");
+        self.assert_not_in_section(call);
         bump(&self.inner().gp.counters.synchronize_calls);
         self.wait_for_seq(cookie.seq, WaitMode::Normal);
     }

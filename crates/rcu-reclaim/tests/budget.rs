@@ -473,3 +473,25 @@ fn a_reclaim_to_high_evicts_in_steps_through_rcu() {
     let held = cache.blocks.lock().unwrap().len() * 4096;
     assert!(held <= w.high, "reclaimed to {held}, high is {}", w.high);
 }
+
+#[test]
+fn every_limit_from_two_bytes_gets_ordered_default_watermarks() {
+    let limits = (2..5000).chain([1 << 20, 100 << 20, usize::MAX / 2, usize::MAX]);
+    for limit in limits {
+        let w = Watermarks::from_limit(limit);
+        assert!(
+            w.high < w.low && w.low < w.min && w.min <= limit,
+            "limit {limit}: {w:?}"
+        );
+    }
+    let r = Arc::new(Reclaimer::new(Rcu::global()));
+    let tiny = MemoryBudget::new(Watermarks::MIN_LIMIT, r, || 0);
+    assert_eq!(tiny.watermarks(), Watermarks::from_limit(2));
+}
+
+#[test]
+#[should_panic(expected = "a limit of 1 bytes leaves no room for its watermarks")]
+fn a_budget_too_small_for_watermarks_says_so() {
+    let r = Arc::new(Reclaimer::new(Rcu::global()));
+    let _ = MemoryBudget::new(1, r, || 0);
+}

@@ -321,6 +321,31 @@ fn dropping_the_map_frees_every_entry_once() {
 }
 
 #[test]
+fn a_drop_that_panics_as_the_map_drops_leaves_no_other_entry_undropped() {
+    struct Bomb(u32, Arc<AtomicUsize>);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            assert_ne!(self.0, 37, "value 37 panics in drop");
+        }
+    }
+    impl ReclaimSize for Bomb {
+        fn reclaim_size(&self) -> usize {
+            0
+        }
+    }
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let map = RcuHashMap::new_in(&rcu);
+    for k in 0..100 {
+        map.insert(k, Bomb(k, dropped.clone()));
+    }
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(map)));
+    assert!(unwound.is_err());
+    assert_eq!(dropped.load(Ordering::Relaxed), 100);
+}
+
+#[test]
 fn a_64_kib_value_books_64_kib() {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();
     let map: RcuHashMap<u64, Vec<u8>> = RcuHashMap::new_in(&rcu);

@@ -34,6 +34,20 @@ fn cond_synchronize_inside_a_section_panics() {
 }
 
 #[test]
+#[should_panic(
+    expected = "Retired::into_box() (it waits for the value's grace period; \
+                           Retired::try_into_box() does not) called inside a read-side"
+)]
+fn into_box_inside_a_section_panics_naming_it() {
+    // On demand: no grace period can pass between the take and the guard.
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+    let retired = cell.take().unwrap();
+    let _g = rcu.read_lock();
+    let _ = retired.into_box();
+}
+
+#[test]
 #[should_panic(expected = "RcuCell::store_sync() called inside a read-side critical section")]
 fn store_sync_inside_a_section_panics() {
     let cell = RcuCell::new(1);
@@ -269,4 +283,48 @@ fn reading_the_map_or_writing_another_inside_a_write_is_fine() {
         Some(3)
     }));
     assert_eq!(b.len(), 2);
+}
+
+#[test]
+#[should_panic(expected = "given both auto_pressure() and pressure_source()")]
+fn a_cache_given_two_pressure_sources_says_which_to_keep() {
+    let (_events, source) = rcu_reclaim::sources::SyntheticSource::new();
+    let _cache: rcu_reclaim::RcuCache<u32, u32> = rcu_reclaim::RcuCache::builder()
+        .auto_pressure()
+        .pressure_source(Box::new(source))
+        .build();
+}
+
+#[test]
+fn a_weigher_claiming_the_whole_address_space_overflows_no_count() {
+    struct Huge;
+    impl rcu_reclaim::cache::Weigher<u32, u32> for Huge {
+        fn weigh(&self, _: &u32, _: &u32) -> usize {
+            usize::MAX
+        }
+    }
+    let cache = rcu_reclaim::RcuCache::builder()
+        .max_bytes(usize::MAX)
+        .weigher(Huge)
+        .build();
+    // Heavier than any capacity: refused, nothing counted.
+    assert!(!cache.insert(1, 1));
+    assert!(!cache.insert(2, 2));
+    assert_eq!((cache.len(), cache.bytes()), (0, 0));
+    // Over half the largest capacity each: every insert evicts the last.
+    struct Big;
+    impl rcu_reclaim::cache::Weigher<u32, u32> for Big {
+        fn weigh(&self, _: &u32, _: &u32) -> usize {
+            isize::MAX as usize / 2 + 1
+        }
+    }
+    let cache = rcu_reclaim::RcuCache::builder()
+        .max_bytes(usize::MAX)
+        .weigher(Big)
+        .build();
+    for k in 0..4 {
+        assert!(cache.insert(k, k));
+        assert_eq!(cache.len(), 1);
+        assert!(cache.bytes() <= cache.max_bytes());
+    }
 }

@@ -221,6 +221,30 @@ fn a_thread_that_exits_online_does_not_block_later_grace_periods() {
 }
 
 #[test]
+fn a_registration_forgotten_online_holds_nothing_up_once_its_thread_exits() {
+    let rcu = qsbr();
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(1u64)));
+    // Safe code may leak an online registration; its thread then exits.
+    let r = rcu.clone();
+    thread::spawn(move || std::mem::forget(r.register_qsbr_thread()))
+        .join()
+        .unwrap();
+    // Run where a regression would hang: the test fails instead.
+    let (tx, rx) = mpsc::channel();
+    let r = rcu.clone();
+    thread::spawn(move || {
+        r.synchronize();
+        cell.store(Box::new(2));
+        r.barrier();
+        tx.send(r.late_readers().len()).unwrap();
+    });
+    let late = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a grace period waited for the thread that leaked its registration and exited");
+    assert_eq!(late, 0);
+}
+
+#[test]
 fn synchronize_completes_while_an_online_thread_reports_every_10us() {
     let rcu = qsbr();
     let reporters = [Reporter::start(&rcu), Reporter::start(&rcu)];

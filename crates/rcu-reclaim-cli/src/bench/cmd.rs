@@ -17,6 +17,7 @@ use super::run::{self, RunResult, Workload};
 use super::{crossbeam::Crossbeam, ours_polled::OursPolled, seize::Seize};
 use crate::args::{self, Int};
 use crate::dcache::{Backend, Ours, OursCollect, OursInline, OursQsbr};
+use crate::stdout::outln;
 
 /// The workloads `bench` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -464,27 +465,27 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
             plot,
         };
         let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
-        println!("{text}");
+        outln!("{text}");
     } else {
         for r in &reports {
             let mut text = report::table(r);
             if args.targets {
                 text += &report::target_lines(r);
             }
-            println!("{text}");
+            outln!("{text}");
         }
         if let Some(c) = &cache {
             let mut text = super::cache::report::table(c);
             if args.targets {
                 text += &report::lines(&c.targets);
             }
-            println!("{text}");
+            outln!("{text}");
         }
         if let Some(c) = &cgroup {
-            println!("{}", super::cache::cgroup::table(c));
+            outln!("{}", super::cache::cgroup::table(c));
         }
         if let Some(path) = plot {
-            println!("plot: {}", path.display());
+            outln!("plot: {}", path.display());
         }
     }
     Ok(())

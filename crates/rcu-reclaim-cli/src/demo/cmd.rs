@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::args::{self, Int};
 use crate::demo::{self, DemoConfig, Side, SideReport};
+use crate::stdout::{out, outln};
 
 const MIB: usize = 1 << 20;
 
@@ -198,11 +199,11 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
             plot,
         };
         let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{}", demo::table(&cfg, &sides));
+        out!("{}", demo::table(&cfg, &sides));
         if let Some(path) = plot {
-            println!("\nplot: {}", path.display());
+            outln!("\nplot: {}", path.display());
         }
     }
     Ok(())

@@ -102,15 +102,20 @@ impl<K, V> Default for RcuCacheBuilder<K, V> {
 }
 
 impl<K, V, W> RcuCacheBuilder<K, V, W> {
-    /// The capacity in accounted bytes (see [`RcuCache::bytes`]).
+    /// The capacity in accounted bytes (see [`RcuCache::bytes`]), at most
+    /// `isize::MAX` (no heap holds more; a larger value is taken as that,
+    /// so the cache's byte counts cannot overflow).
     ///
     /// ```
     /// let cache: rcu_reclaim::RcuCache<u8, u8> =
     ///     rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
     /// assert_eq!(cache.max_bytes(), 1 << 20);
+    /// let huge: rcu_reclaim::RcuCache<u8, u8> =
+    ///     rcu_reclaim::RcuCache::builder().max_bytes(usize::MAX).build();
+    /// assert_eq!(huge.max_bytes(), isize::MAX as usize);
     /// ```
     pub fn max_bytes(mut self, bytes: usize) -> Self {
-        self.max_bytes = Some(bytes);
+        self.max_bytes = Some(bytes.min(isize::MAX as usize));
         self
     }
 
@@ -263,7 +268,10 @@ impl<K, V, W> RcuCacheBuilder<K, V, W> {
     /// # Panics
     /// If the domain given to [`rcu`](RcuCacheBuilder::rcu), the budget's
     /// reclaimer and the reclaimer given are not all of one domain, or
-    /// the budget's reclaimer is not the reclaimer given.
+    /// the budget's reclaimer is not the reclaimer given; if both
+    /// [`auto_pressure`](RcuCacheBuilder::auto_pressure) and
+    /// [`pressure_source`](RcuCacheBuilder::pressure_source) were called
+    /// (the cache watches one source).
     ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
@@ -288,6 +296,12 @@ impl<K, V, W> RcuCacheBuilder<K, V, W> {
             regrow_after,
             _types,
         } = self;
+        assert!(
+            !(auto_pressure && source.is_some()),
+            "rcu-reclaim: RcuCacheBuilder given both auto_pressure() and pressure_source(); the \
+             cache watches one source: keep pressure_source() for that source, or \
+             auto_pressure() for the best one the system offers"
+        );
         let reclaimer = match (budget.as_ref().map(|b| b.reclaimer()), reclaimer) {
             (Some(of_budget), Some(given)) => {
                 assert!(
@@ -318,6 +332,7 @@ impl<K, V, W> RcuCacheBuilder<K, V, W> {
             budget
                 .as_ref()
                 .map_or(DEFAULT_MAX_BYTES, |b| b.watermarks().high)
+                .min(isize::MAX as usize)
         });
         let inner = Arc::new(Inner {
             map: RcuHashMap::with_weigher_as(
@@ -328,7 +343,7 @@ impl<K, V, W> RcuCacheBuilder<K, V, W> {
                 weigher.drops_anywhere(),
             ),
             policy: Mutex::new(S3Fifo::new()),
-            bytes: AtomicUsize::new(0),
+            bytes: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
             retired_since_look: AtomicUsize::new(0),
             cap: Cap::new(max, regrow_after),
             weigher: Box::new(weigher),

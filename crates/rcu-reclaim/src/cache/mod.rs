@@ -121,6 +121,8 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crossbeam_utils::CachePadded;
+
 use crate::domain::Rcu;
 use crate::guard::{ReadGuard, ReadSection};
 use crate::map::{RcuHashMap, Unlinked};
@@ -163,14 +165,41 @@ pub struct RcuCache<K, V> {
     monitor: Option<PressureMonitor>,
 }
 
+/// A cache stays consistent when a panic unwinds through one of its calls
+/// (a panicking weigher or `get_or_insert_with` closure leaves it as it
+/// was; its locks ignore poisoning); only its `dyn` weigher and budget
+/// kept the compiler from seeing that.
+///
+/// ```
+/// let cache = rcu_reclaim::RcuCache::builder().build();
+/// let r = std::panic::catch_unwind(|| {
+///     let guard = cache.domain().read_lock();
+///     cache.get_or_insert_with(1u32, || -> u32 { panic!("loader fails") }, &guard);
+/// });
+/// assert!(r.is_err());
+/// assert!(cache.insert(1, 2));
+/// ```
+impl<K: std::panic::RefUnwindSafe, V: std::panic::RefUnwindSafe> std::panic::UnwindSafe
+    for RcuCache<K, V>
+{
+}
+
+/// See the [`UnwindSafe`](std::panic::UnwindSafe) impl.
+impl<K: std::panic::RefUnwindSafe, V: std::panic::RefUnwindSafe> std::panic::RefUnwindSafe
+    for RcuCache<K, V>
+{
+}
+
 /// What the cache's shrinker shares with it.
 pub(crate) struct Inner<K, V> {
     map: RcuHashMap<K, Entry<V>>,
     /// The policy lock: writers queue and evict under it; readers never
     /// take it, the shrinker only tries it.
     policy: Mutex<S3Fifo<K>>,
-    /// Accounted bytes of the entries in the map.
-    bytes: AtomicUsize,
+    /// Accounted bytes of the entries in the map, on its own cache line:
+    /// every insert changes it, and every insert reads `cap` and the
+    /// map's fields, which must not travel with it between writers.
+    bytes: CachePadded<AtomicUsize>,
     /// Bytes evicted or replaced since an insert last looked at the
     /// domain's backlog (it looks once per quarter of its allowance).
     retired_since_look: AtomicUsize,
@@ -328,7 +357,11 @@ where
     /// the backlog itself before it returns: an
     /// expedited grace period, then the domain's ready destructors and
     /// callbacks, on this thread. So, as with a budget, do not insert while
-    /// holding a lock that a deferred `Drop` of the domain takes.
+    /// holding a lock that a deferred `Drop` of the domain takes. Inside a
+    /// read-side section (a guard, or an online QSBR thread) that grace
+    /// period cannot end, so the insert leaves the backlog as it is: on a
+    /// QSBR domain the backlog is bounded by how often threads report
+    /// quiescent states, not by this allowance.
     ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(10_000).build();

@@ -107,9 +107,11 @@ where
             return Scanned::default();
         };
         let (freed, bytes, unlinked) = inner.evict(&mut policy, 0, ctl.nr_to_scan());
+        // Lowered before an insert can take the lock and refill what was
+        // evicted.
+        inner.cap.lower_to(inner.bytes.load(Ordering::Relaxed));
         drop(policy);
         drop(unlinked);
-        inner.cap.lower_to(inner.bytes.load(Ordering::Relaxed));
         ctl.set_scanned(freed);
         Scanned { freed, bytes }
     }

@@ -9,6 +9,7 @@
 //! the stripe lock of the range it changes.
 
 use std::borrow::Borrow;
+use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering;
 
@@ -282,14 +283,33 @@ pub(super) unsafe fn unlink_range(head: NonNull<Link>, range_bits: u32) -> Vec<N
 /// # Safety
 /// The caller owns the list (no reader or writer can reach it any more),
 /// and its entries are `Node<K, V>`s.
+/// If a key's or value's `Drop` panics, the rest of the list is still
+/// freed as the panic unwinds (as std's collections do; a second panic
+/// aborts).
 pub(super) unsafe fn free_all<K, V>(head: NonNull<Link>) {
-    let mut cur = Some(head);
-    while let Some(link) = cur {
-        // SAFETY: owned by the caller, read before it is freed.
-        cur = NonNull::new(unsafe { link.as_ref() }.next.load(Ordering::Relaxed));
-        // SAFETY: the caller's contract; each link is freed once.
-        unsafe { free::<K, V>(link) };
+    /// The links not yet freed: freed by its drop if one's drop unwinds.
+    struct Rest<K, V>(Option<NonNull<Link>>, PhantomData<(K, V)>);
+
+    impl<K, V> Rest<K, V> {
+        fn free(&mut self) {
+            while let Some(link) = self.0 {
+                // SAFETY: owned by `free_all`'s caller, read before it is
+                // freed; `self.0` moves past it first, so a panic in its
+                // drop leaves only the links after it.
+                self.0 = NonNull::new(unsafe { link.as_ref() }.next.load(Ordering::Relaxed));
+                // SAFETY: `free_all`'s contract; each link is freed once.
+                unsafe { free::<K, V>(link) };
+            }
+        }
     }
+
+    impl<K, V> Drop for Rest<K, V> {
+        fn drop(&mut self) {
+            self.free();
+        }
+    }
+
+    Rest::<K, V>(Some(head), PhantomData).free();
 }
 
 #[cfg(test)]

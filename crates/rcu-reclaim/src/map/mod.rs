@@ -86,6 +86,8 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
+use crossbeam_utils::CachePadded;
+
 use crate::domain::Rcu;
 use crate::guard::ReadSection;
 use crate::size::ReclaimSize;
@@ -178,7 +180,10 @@ pub struct RcuHashMap<K, V, S = RandomState> {
     stripes: Stripes,
     /// Held by the one thread resizing.
     resize: Mutex<()>,
-    len: AtomicUsize,
+    /// Entries in the map. On its own cache line: every write changes it,
+    /// and every lookup reads `table`, `hasher` and `rcu` (sharing a line
+    /// with it, each insert took that line from the readers' caches).
+    len: CachePadded<AtomicUsize>,
     /// The table never halves below this many buckets.
     min_buckets: usize,
     hasher: S,
@@ -321,7 +326,7 @@ impl<K, V, S> RcuHashMap<K, V, S> {
             buckets: AtomicUsize::new(buckets),
             stripes: Stripes::new(),
             resize: Mutex::new(()),
-            len: AtomicUsize::new(0),
+            len: CachePadded::new(AtomicUsize::new(0)),
             min_buckets: buckets,
             hasher,
             weigh,

@@ -37,20 +37,35 @@ pub struct Watermarks {
 }
 
 impl Watermarks {
-    /// The defaults for `limit`: high 80%, low 85%, min 95%.
+    /// The defaults for `limit`: high 80%, low 85%, min 95%; for a limit
+    /// so small that these percentages meet, the nearest ordered marks
+    /// (`high < low < min <= limit` holds for every limit of 2 bytes or
+    /// more; [`MIN_LIMIT`](Watermarks::MIN_LIMIT)).
     ///
     /// ```
-    /// let w = rcu_reclaim::reclaim::Watermarks::from_limit(100 << 20);
+    /// use rcu_reclaim::reclaim::Watermarks;
+    /// let w = Watermarks::from_limit(100 << 20);
     /// assert!(w.high < w.low && w.low < w.min);
+    /// let tiny = Watermarks::from_limit(10);
+    /// assert_eq!((tiny.high, tiny.low, tiny.min), (7, 8, 9));
     /// ```
     pub fn from_limit(limit: usize) -> Watermarks {
         let pct = |p: usize| limit / 100 * p + limit % 100 * p / 100;
-        Watermarks {
-            min: pct(95),
-            low: pct(85),
-            high: pct(80),
-        }
+        let min = pct(95).max(2).min(limit);
+        let low = pct(85).min(min.saturating_sub(1)).max(1);
+        let high = pct(80).min(low - 1);
+        Watermarks { min, low, high }
     }
+
+    /// The least limit for which ordered watermarks exist (`high` 0, `low`
+    /// 1, `min` 2).
+    ///
+    /// ```
+    /// use rcu_reclaim::reclaim::Watermarks;
+    /// let w = Watermarks::from_limit(Watermarks::MIN_LIMIT);
+    /// assert_eq!((w.high, w.low, w.min), (0, 1, 2));
+    /// ```
+    pub const MIN_LIMIT: usize = 2;
 }
 
 /// Why a [`MemoryBudget`] could not be made.
@@ -274,21 +289,50 @@ pub struct MemoryBudget {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// A budget stays consistent when a panic unwinds through one of its calls
+/// (its locks ignore poisoning); only its `dyn` usage function and its
+/// thread's handle kept the compiler from seeing that.
+///
+/// ```
+/// fn unwind_safe<T: std::panic::RefUnwindSafe>(_: &T) {}
+/// # use std::sync::Arc; use rcu_reclaim::{reclaim::*, Rcu};
+/// let b = MemoryBudget::new(1 << 30, Arc::new(Reclaimer::new(Rcu::global())), || 0);
+/// unwind_safe(&b);
+/// ```
+impl std::panic::UnwindSafe for MemoryBudget {}
+
+/// See the [`UnwindSafe`](std::panic::UnwindSafe) impl.
+impl std::panic::RefUnwindSafe for MemoryBudget {}
+
 impl MemoryBudget {
     /// A budget of `limit` bytes with the default watermarks, reclaiming
     /// with `reclaimer`; `usage` reports the bytes in use (the accounting
     /// allocator, a cgroup file, RSS...).
+    ///
+    /// # Panics
+    /// If `limit` is under [`Watermarks::MIN_LIMIT`] (2 bytes: no ordered
+    /// watermarks fit), or the background reclaimer's thread cannot be
+    /// started ([`with_watermarks`](MemoryBudget::with_watermarks) returns
+    /// both as errors).
     ///
     /// ```
     /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
     /// let b = MemoryBudget::new(256 << 20, Arc::new(Reclaimer::new(Rcu::global())), || 0);
     /// assert_eq!(b.watermarks(), Watermarks::from_limit(256 << 20));
     /// ```
+    #[track_caller]
     pub fn new(
         limit: usize,
         reclaimer: Arc<Reclaimer>,
         usage: impl Fn() -> usize + Send + Sync + 'static,
     ) -> MemoryBudget {
+        assert!(
+            limit >= Watermarks::MIN_LIMIT,
+            "MemoryBudget::new: a limit of {limit} bytes leaves no room for its watermarks \
+             (high < low < min <= limit); give a limit of at least Watermarks::MIN_LIMIT \
+             ({} bytes), in practice the bytes the process may use",
+            Watermarks::MIN_LIMIT
+        );
         Self::with_watermarks(limit, Watermarks::from_limit(limit), reclaimer, usage)
             .unwrap_or_else(|e| panic!("MemoryBudget::new: {e}"))
     }

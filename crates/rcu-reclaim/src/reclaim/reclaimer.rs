@@ -312,13 +312,23 @@ impl Reclaimer {
     /// for an expedited grace period only once the bytes it holds on those
     /// nodes could meet what is still wanted (so one reclaim waits about
     /// once, not at every priority), and at priority 0 runs a barrier on
-    /// those nodes ([`Rcu::run_callbacks`] describes the actions). Before giving up, if RCU holds bytes, a barrier. Runs with
-    /// this thread marked as reclaiming (the kernel's `PF_MEMALLOC`): a
+    /// those nodes ([`Rcu::run_callbacks`] describes the actions). Before
+    /// giving up, if RCU holds bytes, a barrier. Runs with this thread
+    /// marked as reclaiming (the kernel's `PF_MEMALLOC`): a
     /// nested call returns at once. `defer_drop` in a shrinker may still take
     /// a bulk page (4 KiB holding up to 255 objects), as the kernel's
     /// `kvfree_rcu` does from reclaim: the page lets reclaim free far more
     /// than it costs, where waiting for a grace period per evicted object
     /// would stall the allocating thread.
+    ///
+    /// Called inside a read-side section of the reclaimer's domain (a
+    /// guard, or an online QSBR thread), or from a callback, it cannot
+    /// wait for a grace period, which would wait for this thread: it frees
+    /// what shrinkers free and what RCU already has ready, and reports
+    /// out-of-memory if that falls short, even while RCU holds the bytes
+    /// (the [`OomReport`]'s `rcu_pending` says how many, and its
+    /// `reclaimed.waited_for_rcu` is `false`). Reclaim outside sections (for a QSBR
+    /// thread, through `QsbrThread::offline_while`) where that matters.
     ///
     /// ```
     /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());

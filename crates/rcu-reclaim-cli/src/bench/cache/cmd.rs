@@ -14,6 +14,7 @@ use super::run::{self, CacheRun};
 use super::trace::Trace;
 use super::{CacheUnderTest, CacheWorkload};
 use crate::args::{self, Int, CACHE_CAPACITY, CACHE_VALUE, ZIPF};
+use crate::stdout::outln;
 
 /// The cache scenario's flags (the threads, the duration and the rounds
 /// are the bench's).
@@ -182,7 +183,7 @@ pub fn child_main(w: &CacheWorkload, name: &str) -> Result<(), String> {
     let traces: Vec<Arc<Trace>> = Trace::for_threads(w)?.into_iter().map(Arc::new).collect();
     let r = run_one(name, w, &traces)?;
     let line = serde_json::to_string(&r).map_err(|e| e.to_string())?;
-    println!("{line}");
+    outln!("{line}");
     Ok(())
 }
 
