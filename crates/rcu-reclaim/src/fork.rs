@@ -53,6 +53,8 @@ use crate::sync::ForkHeld;
 #[must_use = "the domain stays stopped until the guard is resolved with parent() or child()"]
 pub struct ForkGuard<'a> {
     rcu: &'a Rcu,
+    /// The process that prepared the fork: `child` refuses to run in it.
+    pid: u32,
     // Dropped in this order: the reverse of the order they were taken in.
     pressure: Option<ForkHeld<'a, Option<Instant>>>,
     engine: Option<EngineLocks<'a>>,
@@ -111,6 +113,7 @@ impl Rcu {
         let pressure = inner.callbacks.pressure.lock_for_fork();
         ForkGuard {
             rcu: self,
+            pid: std::process::id(),
             pressure: Some(pressure),
             engine: Some(engine),
         }
@@ -138,6 +141,12 @@ impl ForkGuard<'_> {
     /// Call it only in a child process created by `fork()` right after
     /// [`Rcu::prepare_fork`] (it forgets the domain's threads).
     ///
+    /// # Panics
+    /// In the process that called `prepare_fork` (no `fork()` happened, or
+    /// this is the parent): ending the other threads' sections there would
+    /// free memory they still read. The guard is then released as by
+    /// [`parent`](ForkGuard::parent).
+    ///
     /// ```no_run
     /// let rcu = rcu_reclaim::Rcu::global();
     /// let guard = rcu.prepare_fork();
@@ -147,7 +156,15 @@ impl ForkGuard<'_> {
     ///     unsafe { libc::_exit(0) };
     /// }
     /// ```
+    #[track_caller]
     pub fn child(mut self) {
+        assert_ne!(
+            std::process::id(),
+            self.pid,
+            "rcu-reclaim: ForkGuard::child() called in the process that called prepare_fork(), \
+             not in a child created by fork(); call parent() here, and child() only in the \
+             child process (where fork() returned 0)"
+        );
         let rcu = self.rcu;
         let inner = rcu.inner();
         if let Some(engine) = self.engine.as_mut() {

@@ -42,6 +42,11 @@ const STALL_CHECK_YIELDS: u32 = 1024;
 const PARK_BACKOFF_MIN: Duration = Duration::from_micros(20);
 #[cfg(not(loom))]
 const PARK_BACKOFF_MAX: Duration = Duration::from_millis(1);
+/// How often a waiter looks whether the thread of an abandoned slot (one
+/// that exited inside a section) is gone yet: its thread-local destructors
+/// usually take microseconds.
+#[cfg(not(loom))]
+const ABANDONED_LOOK: Duration = Duration::from_micros(200);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitMode {
@@ -453,6 +458,17 @@ impl GracePeriods {
                 w.parks = 0;
             }
             while pause.is_none() && !quiescent(slot) {
+                // A thread that exited inside a section (see
+                // `reap_if_exited`): polled, never parked on, as no section
+                // exit of a gone thread will wake this waiter.
+                #[cfg(not(loom))]
+                if slot.abandoned.load(Ordering::Relaxed) {
+                    if !self.reap_if_exited(slot) {
+                        self.check_stall(slot, w.started);
+                        pause = Some(ABANDONED_LOOK);
+                    }
+                    continue;
+                }
                 w.rounds = w.rounds.saturating_add(1);
                 if !cfg!(loom) && w.rounds <= SPIN_ROUNDS {
                     spin_loop();
@@ -495,6 +511,24 @@ impl GracePeriods {
         pause
     }
 
+    /// With `gp_lock` held, for a slot whose thread exited inside a
+    /// section (abandoned, its section open: a guard kept in a
+    /// thread-local destroyed after the thread's registration, a leaked
+    /// guard or online QSBR registration, a raw section never unlocked):
+    /// once the thread is gone, no code of it can read any more, so its
+    /// section is ended here (the slot stays abandoned, never reused).
+    /// Returns whether it was. While the thread still runs its
+    /// thread-local destructors, a guard there may still read: wait.
+    #[cfg(not(loom))]
+    fn reap_if_exited(&self, slot: &Slot) -> bool {
+        let tid = lock(&slot.owner).tid;
+        if !crate::sys::thread_exited(tid) {
+            return false;
+        }
+        slot.ctr.store(0, Ordering::Release);
+        true
+    }
+
     /// Parks until a reader leaves its section (or a stall check is due).
     #[cfg(not(loom))]
     fn park_on(
@@ -510,7 +544,8 @@ impl GracePeriods {
         // `waiter`: either we see the slot cleared, or the reader sees -1 and
         // wakes us.
         self.writer_barrier();
-        if quiescent(slot) {
+        // Abandoned meanwhile (its thread exiting): polled instead.
+        if quiescent(slot) || slot.abandoned.load(Ordering::Relaxed) {
             registry.waiter.store(0, Ordering::Relaxed);
             return;
         }
@@ -529,10 +564,7 @@ impl GracePeriods {
         }
         let new = self.in_flight.load(Ordering::Relaxed);
         self.registry.for_each_slot(|slot| {
-            if slot.in_use.load(Ordering::Relaxed)
-                && !slot.abandoned.load(Ordering::Relaxed)
-                && !slot_quiescent(slot, new)
-            {
+            if slot.in_use.load(Ordering::Relaxed) && !slot_quiescent(slot, new) {
                 out.push((lock(&slot.owner).clone(), slot.qsbr.load(Ordering::Relaxed)));
             }
         });

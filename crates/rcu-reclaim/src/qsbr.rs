@@ -65,8 +65,9 @@
 //! offline thread has no way to take a guard, and forgetting the offline
 //! registration leaves it offline, which holds nothing up. Forgetting an
 //! online one (`mem::forget`) holds every grace period up until its
-//! thread exits, as a thread that never reports would; the exit puts it
-//! offline. A registration
+//! thread has exited, as a thread that never reports would; one kept in a
+//! thread-local stays online, and protects what its destructor reads,
+//! until it is dropped. A registration
 //! stays on its thread (its slot names the thread in stall reports, and
 //! "online" is a property of a thread):
 //!

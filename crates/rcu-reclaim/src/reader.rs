@@ -237,26 +237,25 @@ impl Drop for Registration {
         let slot = unsafe { &*self.slot };
         let abandoned = slot.nest.get() != 0;
         if abandoned {
-            // The thread exits inside a section (a guard was leaked, a raw
-            // section never ended, or a guard lives in a thread-local that
-            // is destroyed after this one): end it, or every later grace
-            // period would wait forever. The slot is not handed back: a
-            // guard dropped later on this thread still writes `nest`, which
-            // must never be another thread's.
+            // The thread exits inside a section: a guard lives in a
+            // thread-local destroyed after this one (and may still read),
+            // a guard was leaked, or a raw section never ended. The section
+            // stays open: a guard dropped later ends it (it holds the
+            // slot), and a grace period that finds the slot abandoned looks
+            // whether the thread is gone, and then stops waiting for it
+            // (`GracePeriods::reap_if_exited`). The slot is not handed
+            // back: a guard dropped later on this thread still writes
+            // `nest`, which must never be another thread's.
             // Not under the owner lock: stall checks take it with the
             // domain's grace-period lock held.
             let name = lock(&slot.owner).name.clone();
             tracing::warn!(
                 thread = %name,
                 depth = slot.nest.get(),
-                "rcu-reclaim: a thread exited inside a read-side section; the section is ended \
-                 (a ReadGuard was leaked or a read_lock_raw() never unlocked)"
+                "rcu-reclaim: a thread is exiting inside a read-side section; grace periods wait \
+                 until its guard drops or the thread is gone (a ReadGuard kept in a \
+                 thread-local or leaked, or a read_lock_raw() never unlocked)"
             );
-            slot.ctr.store(0, Ordering::Release);
-            if self.registry.flavor != Flavor::Memb {
-                fence(Ordering::SeqCst);
-            }
-            self.registry.wake_writer();
         }
         // Hand buffered deferred drops over (under the buffer's lock, so a
         // concurrent flush sees the page either here or in `orphans`).
@@ -268,6 +267,11 @@ impl Drop for Registration {
         });
         if abandoned {
             slot.abandoned.store(true, Ordering::Relaxed);
+            // Against a writer parking on the slot (it raises `waiter`,
+            // then its barrier, then looks at `abandoned`).
+            fence(Ordering::SeqCst);
+            // A writer parked on this slot looks again, now polling.
+            self.registry.wake_writer();
         } else {
             slot.in_use.store(false, Ordering::Release);
         }
@@ -600,11 +604,14 @@ struct QsbrOnline {
     slots: RefCell<Vec<(usize, *const Registry)>>,
 }
 
-/// At thread exit, every QSBR slot of the thread still registered is put
-/// offline: a registration leaked with `mem::forget` (safe code), or
-/// dropped only by a later thread-local destructor, must not hold up every
-/// grace period after its thread is gone. The slot stays claimed (its
-/// registration may still be dropped, and release it, later).
+/// At thread exit, every QSBR slot of the thread still registered is
+/// marked abandoned: its registration was leaked with `mem::forget` (safe
+/// code), or is kept in a thread-local destroyed later (whose destructor
+/// may still read through it). Either way it stays online while the thread
+/// runs; a grace period that finds the slot abandoned looks whether the
+/// thread is gone, and then stops waiting for it
+/// (`GracePeriods::reap_if_exited`). The slot stays claimed until its
+/// registration, if it is ever dropped, releases it.
 impl Drop for QsbrOnline {
     fn drop(&mut self) {
         for &(slot, registry) in self.slots.get_mut().iter() {
@@ -613,7 +620,10 @@ impl Drop for QsbrOnline {
             // its slots (freed only with the registry), alive; a listed
             // slot's registration has not been dropped.
             let (slot, registry) = unsafe { (&*(slot as *const Slot), &*registry) };
-            qsbr_offline(slot, registry);
+            slot.abandoned.store(true, Ordering::Relaxed);
+            // As in `Registration::drop`.
+            fence(Ordering::SeqCst);
+            registry.wake_writer();
         }
     }
 }

@@ -85,3 +85,12 @@ pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid has no arguments and cannot fail.
     unsafe { libc::gettid() }
 }
+
+/// Whether thread `tid` of this process has exited (`tgkill` with signal
+/// 0 checks without sending; `ESRCH`: no such thread in this process). A
+/// thread still running its thread-local destructors has not exited.
+pub(crate) fn thread_exited(tid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; the call only looks the thread up.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
+    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcu_reclaim::{Config, Rcu};
+use rcu_reclaim::{Config, Rcu, RcuCell};
 
 /// Runs `child` in a forked child process; returns its exit status.
 fn in_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
@@ -180,4 +180,41 @@ fn the_forking_threads_qsbr_registration_holds_in_the_child() {
         "the child's grace period ignored (or never saw) the thread"
     );
     drop(thread);
+}
+
+#[test]
+fn child_without_a_fork_panics_and_leaves_other_readers_protected() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cell = Arc::new(RcuCell::new_in(&rcu, Some(Box::new(1u64))));
+    let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (r, c) = (rcu.clone(), cell.clone());
+    let reader = std::thread::spawn(move || {
+        let guard = r.read_lock();
+        let v = c.load(&guard).copied();
+        inside_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        assert!(
+            r.in_read_section(),
+            "the section survived the refused child()"
+        );
+        v
+    });
+    inside_rx.recv().unwrap();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rcu.prepare_fork().child();
+    }));
+    let msg = refused.expect_err("child() ran in the parent");
+    let msg = msg
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or("");
+    assert!(msg.contains("not in a child created by fork()"), "{msg}");
+    // The domain runs again, and still waits for the reader.
+    let cookie = rcu.start_poll();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!rcu.poll(&cookie), "a grace period ended under the reader");
+    done_tx.send(()).unwrap();
+    assert_eq!(reader.join().unwrap(), Some(1));
+    rcu.synchronize();
 }

@@ -147,6 +147,133 @@ fn a_guard_outliving_the_registration_drops_cleanly() {
     slot_abandoned_and_domain_usable(rcu);
 }
 
+/// What a thread-local's destructor saw while reading through a section
+/// that outlived its thread's registration (see the two tests below).
+struct LateRead {
+    /// Set by the value's `Drop`.
+    dropped: std::sync::atomic::AtomicBool,
+    /// 1: the destructor holds a reference; 2: it saw the value alive
+    /// after waiting; 3: it saw it dropped.
+    stage: AtomicUsize,
+}
+
+impl LateRead {
+    const fn new() -> Self {
+        LateRead {
+            dropped: std::sync::atomic::AtomicBool::new(false),
+            stage: AtomicUsize::new(0),
+        }
+    }
+
+    /// In the destructor, holding a reference: wait while a writer tries
+    /// to free the value, then record whether it did.
+    fn hold(&self) {
+        self.stage.store(1, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(300));
+        let freed = self.dropped.load(Ordering::SeqCst);
+        self.stage
+            .store(if freed { 3 } else { 2 }, Ordering::SeqCst);
+    }
+
+    /// In the test: once the destructor holds its reference, replace the
+    /// value with `store_sync`; the destructor must never see it dropped.
+    fn replace_under_the_reader(&self, store_sync: impl FnOnce() + Send + 'static) {
+        while self.stage.load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+        }
+        let writer = thread::spawn(store_sync);
+        writer.join().unwrap();
+        assert_eq!(
+            self.stage.load(Ordering::SeqCst),
+            2,
+            "the value was freed while a thread-local destructor read it"
+        );
+    }
+}
+
+/// Dropped: marks `LateRead::dropped` of its static.
+struct Watched(&'static LateRead);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.0.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A guard kept in a thread-local destroyed after the thread's registration
+/// still protects what its destructor reads: the section stays open until
+/// the guard drops (before: the registration's teardown ended it, and a
+/// writer freed the value under the reader).
+#[test]
+fn a_guard_outliving_the_registration_still_protects_its_reads() {
+    use rcu_reclaim::ReadGuard;
+    use std::cell::RefCell;
+    static SEEN: LateRead = LateRead::new();
+    static RCU: std::sync::OnceLock<Rcu> = std::sync::OnceLock::new();
+    static CELL: std::sync::OnceLock<RcuCell<Watched>> = std::sync::OnceLock::new();
+    struct Holder(Option<ReadGuard<'static>>);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            if let Some(g) = &self.0 {
+                let _value = CELL.get().unwrap().load(g).unwrap();
+                SEEN.hold();
+            }
+        }
+    }
+    thread_local! {
+        static HELD: RefCell<Holder> = const { RefCell::new(Holder(None)) };
+    }
+    let rcu = RCU.get_or_init(|| Rcu::new(Config::new()).unwrap());
+    CELL.get_or_init(|| RcuCell::new_in(rcu, Some(Box::new(Watched(&SEEN)))));
+    let reader = thread::spawn(move || {
+        HELD.with(|_| {}); // destroyed after the registration
+        let g = RCU.get().unwrap().read_lock();
+        HELD.with(|h| h.borrow_mut().0 = Some(g));
+    });
+    SEEN.replace_under_the_reader(|| {
+        CELL.get().unwrap().store_sync(Box::new(Watched(&SEEN)));
+    });
+    reader.join().unwrap();
+    rcu.synchronize();
+}
+
+/// The same for an online QSBR registration kept in a thread-local: it
+/// stays online, and protects its reads, until it is dropped or its
+/// thread is gone.
+#[test]
+fn a_qsbr_registration_outliving_its_threads_exit_still_protects_its_reads() {
+    use rcu_reclaim::{Flavor, QsbrThread};
+    use std::cell::RefCell;
+    static SEEN: LateRead = LateRead::new();
+    static RCU: std::sync::OnceLock<Rcu> = std::sync::OnceLock::new();
+    static CELL: std::sync::OnceLock<RcuCell<Watched>> = std::sync::OnceLock::new();
+    struct Holder(Option<QsbrThread>);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            if let Some(t) = &self.0 {
+                let g = t.read_lock();
+                let _value = CELL.get().unwrap().load(&g).unwrap();
+                SEEN.hold();
+            }
+        }
+    }
+    thread_local! {
+        static HELD: RefCell<Holder> = const { RefCell::new(Holder(None)) };
+    }
+    let rcu = RCU.get_or_init(|| Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap());
+    CELL.get_or_init(|| RcuCell::new_in(rcu, Some(Box::new(Watched(&SEEN)))));
+    let reader = thread::spawn(move || {
+        HELD.with(|_| {}); // destroyed after the library's own
+        let t = RCU.get().unwrap().register_qsbr_thread();
+        HELD.with(|h| h.borrow_mut().0 = Some(t));
+    });
+    SEEN.replace_under_the_reader(|| {
+        CELL.get().unwrap().store_sync(Box::new(Watched(&SEEN)));
+    });
+    reader.join().unwrap();
+    rcu.synchronize();
+}
+
 /// Dropping the last handle of a domain inside one of its (raw) sections,
 /// with callbacks pending, returns at once; the callbacks run once the
 /// section ends (here: when the thread exits). Before, it hung in the
