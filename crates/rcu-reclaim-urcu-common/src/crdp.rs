@@ -247,6 +247,9 @@ pub struct CallRcuData {
     sleeping: AtomicBool,
     cpu_affinity: c_int,
     pub(crate) tid: OnceLock<libc::pthread_t>,
+    /// The process whose thread this is: a child forked without the fork
+    /// hooks has none (see `wait_drained`).
+    pid: u32,
     state: Mutex<State>,
     wake: Condvar,
     /// Signalled when `done` grows, or the thread pauses or stops.
@@ -273,6 +276,7 @@ impl CallRcuData {
             sleeping: AtomicBool::new(false),
             cpu_affinity,
             tid: OnceLock::new(),
+            pid: std::process::id(),
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             progress: Condvar::new(),
@@ -505,6 +509,17 @@ impl CallRcuData {
 
     /// Waits until everything queued before the call was invoked.
     pub(crate) fn wait_drained(&self) {
+        if self.pid != std::process::id() {
+            // Forked without `call_rcu_before_fork` / `_after_fork_child`:
+            // the thread stayed in the parent, and what was queued here
+            // would wait for ever (liburcu hangs silently).
+            crate::die(
+                "rcu_barrier() in a child process forked without the fork hooks: the call_rcu \
+                 threads stayed in the parent, so the callbacks queued here can never run; call \
+                 call_rcu_before_fork() before fork(), then call_rcu_after_fork_parent() in the \
+                 parent and call_rcu_after_fork_child() in the child",
+            );
+        }
         let target = self.queued.load(Ordering::SeqCst);
         let mut st = lock(&self.state);
         while st.done < target && !st.stopped && !st.freed {

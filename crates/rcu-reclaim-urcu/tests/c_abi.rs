@@ -188,6 +188,29 @@ fn synchronize_inside_a_section_aborts_with_the_reason() {
     }
 }
 
+/// A child forked without the fork hooks has no call_rcu thread: its
+/// `rcu_barrier` aborts, naming the hooks, where liburcu hangs.
+#[test]
+fn a_barrier_in_a_child_forked_without_the_hooks_says_so() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("fork_without_hooks", &[], &["-lurcu-memb"]);
+    let out = run_with_args(&exe, &[], Some(&env.dropin_dir));
+    assert!(
+        out.loaded_ours,
+        "the drop-in was not loaded:\n{}",
+        out.trace
+    );
+    assert_eq!(out.stdout, "aborted\n", "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "[error] rcu-reclaim-urcu: rcu_barrier() in a child process forked without the fork \
+             hooks"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn polled_grace_periods_and_extensions() {
     let Some(env) = Env::get(&MEMB) else { return };
