@@ -280,7 +280,9 @@ impl Config {
     /// `barrier`, `run_callbacks`, a pressure signal or `call_hurry` asks
     /// (lazy delay of an hour, no batch or overload trigger). For
     /// deterministic tests and benchmarks, and for reproducing "RCU at a
-    /// slowed normal pace".
+    /// slowed normal pace". Dropping the last handle runs what is queued,
+    /// but a callback that holds a clone of its own domain keeps that
+    /// handle alive: call `barrier` before dropping such a domain.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new().on_demand()).unwrap();
@@ -596,7 +598,11 @@ impl Drop for Rcu {
     /// section of the same domain (a raw one: a guard borrows its handle),
     /// it hands that work to a short-lived thread instead, which finishes
     /// once the callback's batch, or the section, has ended (at the latest
-    /// when the thread exits); waiting here would wait for itself.
+    /// when the thread exits); waiting here would wait for itself. A queued
+    /// callback that holds a clone of the domain is itself a handle: the
+    /// last handle is then the callback's, dropped when it runs (at the
+    /// domain's pace; never, on an [`on_demand`](Config::on_demand) domain
+    /// nobody calls `barrier` on).
     fn drop(&mut self) {
         if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;

@@ -13,7 +13,10 @@ use super::list::{is_dummy, Link, Node};
 /// no particular order; from [`iter`](super::RcuHashMap::iter).
 ///
 /// Every entry present for the whole walk is yielded exactly once; an
-/// entry inserted, replaced or removed meanwhile may or may not be. The
+/// entry inserted, replaced or removed meanwhile may or may not be. So a
+/// key removed and inserted again during the walk may be yielded twice,
+/// once for each of its entries (collect into a set, or walk while no
+/// writer runs, where that matters). The
 /// references live as long as the guard and the map's borrow.
 ///
 /// ```
