@@ -87,10 +87,47 @@ pub(crate) fn gettid() -> i32 {
 }
 
 /// Whether thread `tid` of this process has exited (`tgkill` with signal
-/// 0 checks without sending; `ESRCH`: no such thread in this process). A
-/// thread still running its thread-local destructors has not exited.
+/// 0 checks without sending; `ESRCH`: no such thread in this process;
+/// where a seccomp filter refuses the call, `/proc/self/task/<tid>` is
+/// looked for instead). A thread still running its thread-local
+/// destructors has not exited.
 pub(crate) fn thread_exited(tid: i32) -> bool {
     // SAFETY: signal 0 sends nothing; the call only looks the thread up.
     let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
-    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    if r == 0 {
+        return false;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => true,
+        _ => !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists(),
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_is_seen_to_exit() {
+        assert!(!thread_exited(gettid()), "this thread runs");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(gettid()).unwrap();
+            stop_rx.recv().unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        assert!(!thread_exited(tid), "the thread runs");
+        stop_tx.send(()).unwrap();
+        t.join().unwrap();
+        // The kernel releases the thread just after `join` returns.
+        let start = std::time::Instant::now();
+        while !thread_exited(tid) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "tid {tid} still there"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
