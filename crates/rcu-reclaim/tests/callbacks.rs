@@ -443,9 +443,15 @@ fn total_backlog_over_qovld_expedites() {
             .lazy_delay(Duration::from_millis(5)),
     )
     .unwrap();
-    for _ in 0..600 {
+    // Queued inside a section, so no grace period ends meanwhile: a plan
+    // made while this thread was descheduled mid-loop saw part of them,
+    // and a later one sees at least the rest (before, 600 calls split over
+    // two grace periods under load never showed 500 at once).
+    let guard = rcu.read_lock();
+    for _ in 0..1200 {
         rcu.call(|| {});
     }
+    drop(guard);
     wait_until("drain", Duration::from_secs(20), || rcu.pending() == 0);
     let s = rcu.stats();
     assert!(s.overload_expedited >= 1, "{s:?}");
