@@ -90,8 +90,8 @@
 //! [`insert`](RcuCache::insert)). The policy's
 //! queues are not counted: a clone of the key, an id and a weight per
 //! entry (at most twice the entries plus 1024, counting those of replaced
-//! or removed entries not yet dropped), and the ghost's hashes (about 24 bytes
-//! per entry).
+//! or removed entries not yet dropped), and the ghost's hashes (16 bytes a
+//! slot, two to four slots per entry).
 //!
 //! # Under pressure
 //! Tied to a [`Reclaimer`] (directly, through
