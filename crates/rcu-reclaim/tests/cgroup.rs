@@ -174,3 +174,85 @@ fn child(dir: &Path) {
     assert!(r.calls > 0, "reclaim never ran");
     println!("CHILD OK");
 }
+
+const ANCESTOR_CHILD: &str = "RCU_RECLAIM_CGROUP_ANCESTOR_CHILD";
+const ANCESTOR_TEST: &str = "a_budget_takes_the_limit_of_the_nearest_limited_ancestor";
+
+/// A process in a cgroup without a limit of its own, under a parent
+/// limited to 256 MiB (as a container's limit often sits on a parent): its
+/// budget is the parent's limit, measured by the parent's usage.
+#[test]
+fn a_budget_takes_the_limit_of_the_nearest_limited_ancestor() {
+    if let Some(name) = std::env::var_os(ANCESTOR_CHILD) {
+        let name = name.to_string_lossy().to_string();
+        let t = Instant::now();
+        while !fs::read_to_string("/proc/self/cgroup")
+            .unwrap()
+            .contains(&name)
+        {
+            assert!(t.elapsed() < Duration::from_secs(10), "never moved");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = Arc::new(Reclaimer::new(Rcu::global()));
+        let budget = budget_from_cgroup(r).expect("the parent's limit");
+        println!("CHILD LIMIT {}", budget.limit());
+        return;
+    }
+    let root = Path::new(V1_MEMORY_ROOT);
+    let outer = root.join(format!("rcu-reclaim-test-anc-{}", std::process::id()));
+    if !root.join("cgroup.procs").exists() || fs::create_dir(&outer).is_err() {
+        println!("skipped: cannot create a cgroup under {}", root.display());
+        return;
+    }
+    let _outer = Cleanup(outer.clone());
+    fs::write(outer.join("memory.limit_in_bytes"), (256 * MIB).to_string()).unwrap();
+    let inner = outer.join("inner");
+    fs::create_dir(&inner).unwrap();
+    let _inner = Cleanup(inner.clone());
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([ANCESTOR_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(
+            ANCESTOR_CHILD,
+            format!("{}/inner", outer.file_name().unwrap().to_string_lossy()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It waits until it is in `inner`.
+    fs::write(inner.join("cgroup.procs"), child.id().to_string()).unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the child did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("CHILD LIMIT {}", 256 * MIB)),
+        "{stdout}\n{stderr}"
+    );
+}
+
+/// Removing a watched cgroup signals every notification registered on it:
+/// reported as the source's error, not as critical pressure.
+#[test]
+fn a_removed_cgroup_is_an_error_not_critical_pressure() {
+    use rcu_reclaim::sources::PressureSource;
+    let root = Path::new(V1_MEMORY_ROOT);
+    let dir = root.join(format!("rcu-reclaim-test-rm-{}", std::process::id()));
+    if !root.join("cgroup.procs").exists() || fs::create_dir(&dir).is_err() {
+        println!("skipped: cannot create a cgroup under {}", root.display());
+        return;
+    }
+    let mut source = CgroupV1Source::open(&dir).unwrap();
+    fs::remove_dir(&dir).unwrap();
+    let first = source.wait(Duration::from_secs(5));
+    let e = first.expect_err("the removal was taken for pressure");
+    assert!(e.reason.contains("the cgroup was removed"), "{e}");
+}

@@ -69,7 +69,7 @@ fn a_failing_source_is_reported_and_retried_not_fatal() {
         e.contains("/nonexistent/memory.pressure") && e.contains("gone"),
         "{e}"
     );
-    assert!(e.contains("no fallback"), "{e}");
+    assert!(!e.contains("falling back"), "{e}");
 }
 
 #[test]
@@ -217,4 +217,73 @@ fn cgroup_v2_events_turn_counter_increases_into_levels() {
     let e = src.wait(Duration::from_millis(50)).unwrap_err();
     assert!(e.to_string().contains("memory.events"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A source that fails on every call, or returns at once without waiting:
+/// the monitor backs off (failures) and keeps to its tick (returns), where
+/// it used to retry in a loop (923 warnings a second at a 1 ms tick; 76 M
+/// calls a second for a source that never waits).
+#[test]
+fn a_monitor_backs_off_a_failing_source_and_never_spins_on_a_hasty_one() {
+    use rcu_reclaim::sources::{Level, PressureMonitor, PressureSource, SourceError};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    struct Counted {
+        calls: Arc<AtomicU64>,
+        fail: bool,
+    }
+    impl PressureSource for Counted {
+        fn describe(&self) -> String {
+            "counted".into()
+        }
+        fn wait(&mut self, _: Duration) -> Result<Option<Level>, SourceError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.fail {
+                Err(SourceError {
+                    file: "/nonexistent".into(),
+                    reason: "always fails".into(),
+                    fallback: None,
+                })
+            } else {
+                Ok(None)
+            }
+        }
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    for fail in [true, false] {
+        let calls = Arc::new(AtomicU64::new(0));
+        let source = Counted {
+            calls: calls.clone(),
+            fail,
+        };
+        // A 1 ms quiet time: a 1 ms tick.
+        let monitor =
+            PressureMonitor::start(&rcu, Box::new(source), Duration::from_millis(1), None);
+        thread::sleep(Duration::from_millis(500));
+        let start = Instant::now();
+        drop(monitor);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "drop waited out a backoff"
+        );
+        let n = calls.load(Ordering::Relaxed);
+        // Failing: 1, 2, 4, ... ms apart, about ten calls in 0.5 s; hasty:
+        // at most one per 1 ms tick.
+        let most = if fail { 30 } else { 600 };
+        assert!(n <= most, "fail {fail}: {n} calls in 0.5 s");
+        assert!(n >= 2, "fail {fail}: the source was not polled ({n})");
+    }
+}
+
+#[test]
+fn a_psi_window_beyond_the_kernels_limit_is_an_error_not_an_overflow() {
+    for window in [
+        Duration::from_secs(11),
+        Duration::from_secs(60),
+        Duration::MAX,
+    ] {
+        let e = PsiTrigger::open("/proc/pressure/memory", Duration::from_secs(1), window)
+            .expect_err("refused");
+        assert!(e.reason.contains("500 ms to 10 s"), "{window:?}: {e}");
+    }
 }

@@ -152,6 +152,15 @@ impl PressureSource for CgroupV1Source {
                 worst = worst.max(Some(*level));
             }
         }
+        // Removing the cgroup signals every registered eventfd: not
+        // pressure, and no event will follow.
+        if worst.is_some() && !self.dir.join("memory.pressure_level").exists() {
+            return Err(SourceError::new(
+                &self.dir,
+                "the cgroup was removed: no more pressure notifications come from it; watch \
+                 the cgroup the process is in now (CgroupV1Source::for_this_process)",
+            ));
+        }
         Ok(worst)
     }
 }

@@ -29,6 +29,11 @@ impl CounterFile {
     }
 
     /// The file's value now.
+    /// The file read.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub(crate) fn read(&self) -> Result<Option<u64>, SourceError> {
         let file = self.file.get_or_init(|| File::open(&self.path).ok());
         if let Some(file) = file {

@@ -123,7 +123,7 @@ impl fmt::Display for SourceError {
         write!(f, "{}: {}", self.file.display(), self.reason)?;
         match &self.fallback {
             Some(fb) => write!(f, "; falling back to {fb}"),
-            None => f.write_str("; no fallback source is available"),
+            None => Ok(()),
         }
     }
 }

@@ -1,12 +1,17 @@
 //! The pressure monitor: one thread that waits on a source and turns its
 //! events into RCU fast mode (and a wake-up of the budget's reclaimer).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{CgroupV1Source, CgroupV2, Level, PressureSource, PsiTrigger, RssSource, SourceError};
+use super::counter_file::CounterFile;
+use super::{
+    CgroupPaths, CgroupV1Source, CgroupV2, Level, PressureSource, PsiTrigger, RssSource,
+    SourceError, V1_MEMORY_ROOT, V2_ROOT,
+};
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
 use crate::reclaim::{MemoryBudget, Reclaimer};
@@ -183,8 +188,17 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
     let tick = quiet.clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut guard = None;
     let mut last = Instant::now();
+    // Errors in a row: each retry waits twice as long (up to
+    // `ERROR_BACKOFF_MAX`), and only the first of a run, or a new
+    // message, is logged as a warning.
+    let mut failing = 0u32;
     while !s.stop.load(Ordering::Relaxed) {
-        match source.wait(tick) {
+        let asked = Instant::now();
+        let result = source.wait(tick);
+        if result.is_ok() {
+            failing = 0;
+        }
+        match result {
             Ok(Some(level)) => {
                 s.events.fetch_add(1, Ordering::Relaxed);
                 if level == Level::Critical {
@@ -221,12 +235,29 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
                 if let Some(p) = source.psi() {
                     *lock(&s.psi) = Some(p);
                 }
+                // A source that returns at once without an event (it does
+                // not wait, or its file is gone): keep to the tick rather
+                // than spin.
+                if let Some(rest) = tick.checked_sub(asked.elapsed()) {
+                    pause(s, rest);
+                }
             }
             Err(e) => {
                 s.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "rcu-reclaim: pressure source failed; retrying");
-                *lock(&s.last_error) = Some(e.to_string());
-                thread::sleep(tick);
+                let text = e.to_string();
+                let mut last_error = lock(&s.last_error);
+                if failing == 0 || last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(error = %e, "rcu-reclaim: pressure source failed; retrying");
+                } else {
+                    tracing::debug!(error = %e, failing, "rcu-reclaim: pressure source still failing");
+                }
+                *last_error = Some(text);
+                drop(last_error);
+                let backoff = tick
+                    .saturating_mul(1 << failing.min(10))
+                    .min(ERROR_BACKOFF_MAX);
+                failing = failing.saturating_add(1);
+                pause(s, backoff);
             }
         }
         if guard.is_some() && last.elapsed() >= quiet {
@@ -235,6 +266,22 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
         }
     }
     s.active.store(false, Ordering::Relaxed);
+}
+
+/// The longest a monitor waits between retries of a failing source.
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Sleeps `d` in slices of at most 50 ms, returning early once the monitor
+/// is told to stop (so dropping it never waits for a whole backoff).
+fn pause(s: &Shared, d: Duration) {
+    let until = Instant::now() + d;
+    while !s.stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }
 
 /// The one-line setup: a monitor on the global domain with the best source
@@ -335,9 +382,13 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
 
 /// A [`MemoryBudget`] sized and measured by this process's cgroup: the limit
 /// from cgroup v2 (`memory.high`, else `memory.max`) or v1
-/// (`memory.limit_in_bytes`), usage from `memory.current` or
-/// `memory.usage_in_bytes`. The error names the files tried when neither
-/// cgroup sets a limit.
+/// (`memory.limit_in_bytes`), of the process's own cgroup or, if that sets
+/// none, of the nearest ancestor that does (a container's limit is often
+/// set on a parent); usage from that cgroup's `memory.current` or
+/// `memory.usage_in_bytes`. It only reads files, so a cgroup file system
+/// mounted read-only (as containers mount it) will do. The error names the
+/// files tried when no cgroup sets a limit, or a limit too small for a
+/// budget (under [`Watermarks::MIN_LIMIT`](crate::reclaim::Watermarks::MIN_LIMIT)).
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -350,35 +401,108 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
 pub fn budget_from_cgroup(
     reclaimer: Arc<crate::reclaim::Reclaimer>,
 ) -> Result<MemoryBudget, SourceError> {
-    let v2_err = match CgroupV2::for_this_process().and_then(|cg| Ok((cg.budget_limit()?, cg))) {
-        Ok((Some(limit), cg)) => {
-            return Ok(MemoryBudget::new(limit as usize, reclaimer, move || {
-                cg.current().unwrap_or(0) as usize
-            }))
+    let paths = CgroupPaths::for_this_process()?;
+    let v2 = match &paths.v2 {
+        Some(rel) => limited_ancestor(Path::new(V2_ROOT), rel, |dir| {
+            let cg = CgroupV2::open(dir)?;
+            Ok(cg.budget_limit()?.map(|limit| (limit, cg)))
+        }),
+        None => Err(SourceError::new(
+            "/proc/self/cgroup",
+            "the process is in no cgroup v2 hierarchy",
+        )),
+    };
+    let v2_err = match v2 {
+        Ok(Ok((limit, cg))) => {
+            return budget_of(limit, cg.dir().join("memory.max"), reclaimer, move || {
+                cg.current().unwrap_or(0)
+            })
         }
-        Ok((None, cg)) => format!("{}: no memory.high or memory.max set", cg.dir().display()),
+        Ok(Err(dir)) => format!("{}: no memory.high or memory.max set", dir.display()),
         Err(e) => format!("{}: {}", e.file.display(), e.reason),
     };
-    let v1 = CgroupV1Source::for_this_process();
-    match v1.as_ref().map_err(Clone::clone).map(|s| s.limit()) {
-        Ok(Ok(Some(limit))) => {
-            let v1 = v1.expect("checked above");
-            Ok(MemoryBudget::new(limit as usize, reclaimer, move || {
-                v1.usage().unwrap_or(0) as usize
-            }))
+    let v1 = match &paths.v1_memory {
+        Some(rel) => limited_ancestor(Path::new(V1_MEMORY_ROOT), rel, |dir| {
+            let path = dir.join("memory.limit_in_bytes");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| SourceError::new(&path, format!("cannot read: {e}")))?;
+            let limit = super::parse::parse_cgroup_bytes(&text)
+                .map_err(|e| SourceError::new(&path, e.to_string()))?;
+            Ok(limit.map(|l| (l, CounterFile::new(dir.join("memory.usage_in_bytes")))))
+        }),
+        None => Err(SourceError::new(
+            "/proc/self/cgroup",
+            "the process is in no cgroup v1 memory hierarchy",
+        )),
+    };
+    match v1 {
+        Ok(Ok((limit, usage))) => {
+            let file = usage.path().with_file_name("memory.limit_in_bytes");
+            budget_of(limit, file, reclaimer, move || {
+                usage.read().ok().flatten().unwrap_or(0)
+            })
         }
-        Ok(Ok(None)) => Err(SourceError {
+        Ok(Err(dir)) => Err(SourceError {
             fallback: Some("no budget: give MemoryBudget::new a limit".into()),
             ..SourceError::new(
-                "memory.limit_in_bytes",
+                dir.join("memory.limit_in_bytes"),
                 format!(
-                    "no cgroup sets a memory limit (cgroup v2: {v2_err}; cgroup v1: unlimited)"
+                    "no cgroup sets a memory limit (cgroup v2: {v2_err}; cgroup v1: unlimited \
+                     here and in every parent)"
                 ),
             )
         }),
-        Ok(Err(e)) | Err(e) => Err(SourceError {
+        Err(e) => Err(SourceError {
             reason: format!("{} (cgroup v2: {v2_err})", e.reason),
             ..e
         }),
     }
+}
+
+/// The limit of the nearest of `root/rel` and its ancestors (up to `root`)
+/// for which `limit` finds one, with what `limit` returned; `Ok(Err(dir))`
+/// (the process's own directory) when none sets one. Errors are those of
+/// the process's own directory; an ancestor that cannot be read ends the
+/// walk.
+fn limited_ancestor<T>(
+    root: &Path,
+    rel: &str,
+    limit: impl Fn(&Path) -> Result<Option<(u64, T)>, SourceError>,
+) -> Result<Result<(u64, T), PathBuf>, SourceError> {
+    let own = root.join(rel.trim_start_matches('/'));
+    if let Some(found) = limit(&own)? {
+        return Ok(Ok(found));
+    }
+    let mut dir = own.as_path();
+    while let Some(parent) = dir.parent().filter(|p| p.starts_with(root)) {
+        match limit(parent) {
+            Ok(Some(found)) => return Ok(Ok(found)),
+            Ok(None) => dir = parent,
+            Err(_) => break,
+        }
+    }
+    Ok(Err(own))
+}
+
+/// A budget of `limit` bytes (read from `file`) measured by `usage`, or
+/// the error for a limit too small for one.
+fn budget_of(
+    limit: u64,
+    file: PathBuf,
+    reclaimer: Arc<crate::reclaim::Reclaimer>,
+    usage: impl Fn() -> u64 + Send + Sync + 'static,
+) -> Result<MemoryBudget, SourceError> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if limit < crate::reclaim::Watermarks::MIN_LIMIT {
+        return Err(SourceError {
+            fallback: Some("no budget: give MemoryBudget::new a limit".into()),
+            ..SourceError::new(
+                file,
+                format!("a limit of {limit} bytes leaves no room for a budget's watermarks"),
+            )
+        });
+    }
+    Ok(MemoryBudget::new(limit, reclaimer, move || {
+        usize::try_from(usage()).unwrap_or(usize::MAX)
+    }))
 }

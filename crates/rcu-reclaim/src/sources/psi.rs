@@ -39,13 +39,20 @@ fn write_trigger(path: &Path, stall: Duration, window: Duration) -> std::io::Res
     Ok(file)
 }
 
+/// The longest window the kernel accepts for a PSI trigger.
+const PSI_MAX_WINDOW: Duration = Duration::from_secs(10);
+
+/// What windows the kernel accepts, for messages.
+const PSI_WINDOWS: &str = "the kernel accepts windows of 500 ms to 10 s (whole multiples of 2 s \
+                           without CAP_SYS_RESOURCE, and on some kernels even with it)";
+
 impl PsiTrigger {
     /// Opens `path` and registers the trigger. Where the kernel refuses the
     /// window with EINVAL (unprivileged triggers need a multiple of 2 s; on
     /// some machines even root is refused 1 s), retries once with the
     /// window rounded up to the next multiple of 2 s and the stall scaled to
     /// the same share; [`describe`](PressureSource::describe) reports the
-    /// window in use.
+    /// window in use. A window over 10 s (the kernel's limit) is an error.
     pub fn open(
         path: impl AsRef<Path>,
         stall: Duration,
@@ -56,6 +63,12 @@ impl PsiTrigger {
             return Err(SourceError::new(
                 &path,
                 format!("a PSI trigger needs 0 < stall <= window (got {stall:?} in {window:?})"),
+            ));
+        }
+        if window > PSI_MAX_WINDOW {
+            return Err(SourceError::new(
+                &path,
+                format!("the kernel refuses a PSI window of {window:?}: {PSI_WINDOWS}"),
             ));
         }
         match write_trigger(&path, stall, window) {
@@ -85,7 +98,8 @@ impl PsiTrigger {
                     Err(e2) => Err(SourceError::new(
                         &path,
                         format!(
-                            "trigger refused for window {window:?} ({e}) and {widened:?} ({e2})"
+                            "trigger refused for window {window:?} ({e}) and {widened:?} ({e2}); \
+                             {PSI_WINDOWS}"
                         ),
                     )),
                 }
