@@ -86,6 +86,26 @@ pub(crate) fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// Whether `file` lies on procfs or a cgroup file system (v1 or v2): the
+/// kernel files that pressure triggers and notifications are written to,
+/// as opposed to a regular file that a wrong path names (writing a trigger
+/// there would overwrite it and never fire).
+pub(crate) fn on_kernel_fs(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `st` is written by the call; the descriptor is open.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a valid `statfs` to fill.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    [
+        libc::PROC_SUPER_MAGIC,
+        libc::CGROUP_SUPER_MAGIC,
+        libc::CGROUP2_SUPER_MAGIC,
+    ]
+    .contains(&st.f_type)
+}
+
 /// Whether thread `tid` of this process has exited (`tgkill` with signal
 /// 0 checks without sending; `ESRCH`: no such thread in this process;
 /// where a seccomp filter refuses the call, `/proc/self/task/<tid>` is

@@ -287,3 +287,33 @@ fn a_psi_window_beyond_the_kernels_limit_is_an_error_not_an_overflow() {
         assert!(e.reason.contains("500 ms to 10 s"), "{window:?}: {e}");
     }
 }
+
+/// A path naming a regular file (a wrong path, a copy) is refused before
+/// anything is written to it.
+#[test]
+fn a_regular_file_is_no_pressure_source_and_is_left_untouched() {
+    use rcu_reclaim::sources::CgroupV1Source;
+    let dir = std::env::temp_dir().join(format!("rcu-reclaim-fake-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let psi = dir.join("memory");
+    std::fs::write(&psi, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n").unwrap();
+    for name in ["memory.pressure_level", "cgroup.event_control"] {
+        std::fs::write(dir.join(name), "original\n").unwrap();
+    }
+    let e = PsiTrigger::open(&psi, Duration::from_millis(500), Duration::from_secs(2))
+        .expect_err("a regular file accepted as a PSI file");
+    assert!(e.reason.contains("not a file of /proc"), "{e}");
+    let e = CgroupV1Source::open(&dir).expect_err("a plain directory accepted as a cgroup");
+    assert!(
+        e.reason.contains("not a file of a cgroup file system"),
+        "{e}"
+    );
+    assert!(std::fs::read_to_string(&psi)
+        .unwrap()
+        .starts_with("some avg10"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cgroup.event_control")).unwrap(),
+        "original\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

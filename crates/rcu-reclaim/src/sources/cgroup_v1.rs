@@ -58,8 +58,23 @@ impl CgroupV1Source {
         let dir = dir.into();
         let level_path = dir.join("memory.pressure_level");
         let control_path = dir.join("cgroup.event_control");
-        let level_file = File::open(&level_path)
-            .map_err(|e| SourceError::new(&level_path, format!("cannot open: {e}")))?;
+        let level_file = File::open(&level_path).map_err(|e| {
+            SourceError::new(
+                &level_path,
+                format!(
+                    "cannot open: {e} (is {} a cgroup v1 memory directory? they lie under {})",
+                    dir.display(),
+                    V1_MEMORY_ROOT
+                ),
+            )
+        })?;
+        if !crate::sys::on_kernel_fs(&level_file) {
+            return Err(SourceError::new(
+                &level_path,
+                "not a file of a cgroup file system (nothing was written): give a cgroup v1 \
+                 memory directory",
+            ));
+        }
         let mut fds = Vec::new();
         for (level, name) in [
             (Level::Low, "low"),

@@ -34,6 +34,12 @@ fn write_trigger(path: &Path, stall: Duration, window: Duration) -> std::io::Res
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
+    if !crate::sys::on_kernel_fs(&file) {
+        return Err(std::io::Error::other(
+            "not a file of /proc or of a cgroup file system (nothing was written): a PSI \
+             trigger goes to /proc/pressure/memory or a cgroup v2 memory.pressure",
+        ));
+    }
     let spec = format!("some {} {}\0", stall.as_micros(), window.as_micros());
     file.write_all(spec.as_bytes())?;
     Ok(file)
