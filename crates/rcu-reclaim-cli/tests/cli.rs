@@ -147,6 +147,22 @@ fn a_short_demo_shows_the_aware_run_within_budget_and_the_unaware_one_holding_mo
 /// kernel. Skipped (with the reason) where cgroups cannot be created.
 #[test]
 fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
+    // A cgroup left by a killed run (its pid is past any pid_max), where
+    // the demo makes its own: removed as the demo starts.
+    let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"));
+    let parent = if v2 {
+        Some(std::path::PathBuf::from("/sys/fs/cgroup"))
+    } else {
+        std::fs::read_to_string("/proc/self/cgroup")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+            .map(|p| std::path::Path::new("/sys/fs/cgroup/memory").join(p.trim_start_matches('/')))
+    };
+    let stale = parent
+        .map(|p| p.join("rcu-reclaim-demo-4194305-unaware"))
+        .filter(|d| std::fs::create_dir(d).is_ok());
     let out = bin()
         .args([
             "demo",
@@ -175,6 +191,11 @@ fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
         return;
     }
     assert!(out.status.success(), "{err}");
+    if let Some(stale) = stale {
+        let left = stale.exists();
+        let _ = std::fs::remove_dir(&stale);
+        assert!(!left, "{} was not removed: {err}", stale.display());
+    }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let limit = v["config"]["cgroup_limit"].as_u64().unwrap();
     let (unaware, aware) = (&v["unaware"], &v["aware"]);

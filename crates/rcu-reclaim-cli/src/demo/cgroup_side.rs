@@ -26,6 +26,34 @@ pub struct MemCgroup {
     v2: bool,
 }
 
+/// Removes the cgroups under `parent` that an earlier run of this program
+/// left behind when it was killed (`rcu-reclaim-demo-<pid>-…`,
+/// `rcu-reclaim-cache-<pid>-…`): its process is gone and no process is
+/// left in them. Others are left as they are.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = ["rcu-reclaim-demo-", "rcu-reclaim-cache-"]
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        let dir = entry.path();
+        let empty = fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
+        let gone = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
+        if gone && empty && fs::remove_dir(&dir).is_ok() {
+            eprintln!(
+                "rcu-reclaim: removed {}, left by a killed run",
+                dir.display()
+            );
+        }
+    }
+}
+
 /// Why `--cgroup-limit` cannot run here, and what to do instead.
 fn unavailable(why: String) -> String {
     format!(
@@ -59,9 +87,20 @@ impl MemCgroup {
                 V2_ROOT
             )));
         };
+        remove_stale(&parent);
         let dir = parent.join(name);
-        fs::create_dir(&dir)
-            .map_err(|e| unavailable(format!("cannot create {} ({e})", dir.display())))?;
+        fs::create_dir(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                format!(
+                    "--cgroup-limit: {} already exists (left by a run that was killed, whose \
+                     processes may still run in it): end the processes listed in its \
+                     cgroup.procs, then rmdir it",
+                    dir.display()
+                )
+            } else {
+                unavailable(format!("cannot create {} ({e})", dir.display()))
+            }
+        })?;
         let cg = MemCgroup { dir, v2 };
         let (limit_file, swap_file, swap_value) = if v2 {
             ("memory.max", "memory.swap.max", "0".to_string())
