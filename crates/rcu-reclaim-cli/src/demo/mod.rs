@@ -437,6 +437,25 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
         }
         out.push('\n');
     }
+    // A side killed before its first sample never ran: the limit is
+    // below what the program needs to start, not a result.
+    if let Some(limit) = cfg.cgroup_limit {
+        let unstarted: Vec<&str> = sides
+            .iter()
+            .filter(|s| s.samples.is_empty() && s.cgroup.as_ref().is_some_and(|c| c.oom_killed))
+            .map(|s| s.mode.as_str())
+            .collect();
+        if !unstarted.is_empty() {
+            let verb = if unstarted.len() > 1 { "were" } else { "was" };
+            out += &format!(
+                "\nnote: {} {verb} killed before the first sample: {} is less than the \
+                 program needs to start (its code, threads and first entries); give \
+                 --cgroup-limit 128M or more for a comparison\n",
+                unstarted.join(" and "),
+                mib(limit)
+            );
+        }
+    }
     out
 }
 
@@ -447,5 +466,51 @@ fn passes(by_priority: &[u64]) -> String {
     match by_priority.iter().rposition(|&n| n > 0) {
         Some(i) => format!("{started} ({} at {})", by_priority[i], 12 - i),
         None => "0".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_side_killed_before_its_first_sample_is_explained_not_tabled() {
+        let cfg = DemoConfig {
+            duration: Duration::from_secs(1),
+            budget: 8 << 20,
+            unaware_budget: None,
+            cgroup_limit: Some(16 << 20),
+            readers: 1,
+            writers: 1,
+            keys: 100,
+            payload_min: 1,
+            payload_max: 2,
+        };
+        let side = |mode: &str, samples: u64| SideReport {
+            mode: mode.into(),
+            samples: (0..samples)
+                .map(|i| Sample {
+                    ms: i * 50,
+                    ..Sample::default()
+                })
+                .collect(),
+            cgroup: Some(CgroupOutcome {
+                oom_killed: true,
+                oom_kills: 1,
+                ..CgroupOutcome::default()
+            }),
+            ..SideReport::default()
+        };
+        let both = table(&cfg, &[side("unaware", 0), side("aware", 0)]);
+        assert!(
+            both.contains("note: unaware and aware were killed before the first sample: 16.0 MiB"),
+            "{both}"
+        );
+        assert!(both.contains("give --cgroup-limit 128M or more"), "{both}");
+        let one = table(&cfg, &[side("unaware", 0), side("aware", 5)]);
+        assert!(one.contains("note: unaware was killed before"), "{one}");
+        let none = table(&cfg, &[side("unaware", 3), side("aware", 5)]);
+        assert!(!none.contains("note:"), "{none}");
     }
 }
