@@ -3,7 +3,7 @@
 //! call, which runs inside the caller's read-side section) against one
 //! filled through `get` and `insert` (outside it): 2 threads, a 64 MiB
 //! cache, skewed keys over 100 000, values of 1-64 KiB, 5 s each; the
-//! backlog sampled every 5 ms.
+//! backlog sampled every 5 ms. `T=1` runs one thread.
 //!
 //! ```text
 //! cargo run --release -p rcu-reclaim --example cache_aside_backlog -- get_or_insert_with
@@ -30,7 +30,11 @@ fn main() {
     let cache: Arc<RcuCache<u64, Vec<u8>>> =
         Arc::new(RcuCache::builder().max_bytes(64 << 20).build());
     let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..2u64)
+    let nthreads: u64 = std::env::var("T")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let threads: Vec<_> = (0..nthreads)
         .map(|t| {
             let (cache, stop) = (cache.clone(), stop.clone());
             std::thread::spawn(move || {
