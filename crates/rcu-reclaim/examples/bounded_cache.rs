@@ -9,11 +9,10 @@ fn main() {
     let mut hits = 0;
     for i in 0..20_000u64 {
         let key = i % 1000 % (i % 200 + 1); // small keys are asked for most
-        let guard = cache.domain().read_lock();
-        if cache.get(&key, &guard).is_some() {
+        if cache.get(&key, &cache.domain().read_lock()).is_some() {
             hits += 1;
         } else {
-            cache.insert(key, vec![0u8; 64 << 10]); // on a miss: load and cache
+            cache.insert(key, vec![0u8; 64 << 10]); // a miss: load, cache (no guard held)
         }
     }
     let (held, cap) = (cache.bytes() >> 10, cache.max_bytes() >> 10);
