@@ -1,7 +1,8 @@
 //! The backlog (evicted entries waiting to be freed, `Rcu::pending_bytes`)
 //! of an `RcuCache` filled through `get_or_insert_with` (the cache-aside
 //! call, which runs inside the caller's read-side section) against one
-//! filled through `get` and `insert` (outside it): 2 threads, a 64 MiB
+//! filled through `get` and `insert` (outside it), or `read_or_insert_with`
+//! (which makes and inserts outside it): 2 threads, a 64 MiB
 //! cache, skewed keys over 100 000, values of 1-64 KiB, 5 s each; the
 //! backlog sampled every 5 ms. `T=1` runs one thread.
 //!
@@ -19,11 +20,14 @@ fn main() {
     let mode = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "get_or_insert_with".into());
-    let aside = match mode.as_str() {
-        "get_or_insert_with" => true,
-        "insert" => false,
+    let call = match mode.as_str() {
+        "get_or_insert_with" => 0,
+        "insert" => 1,
+        "read_or_insert_with" => 2,
         other => {
-            eprintln!("unknown mode {other:?}: give get_or_insert_with or insert");
+            eprintln!(
+                "unknown mode {other:?}: give get_or_insert_with, insert or read_or_insert_with"
+            );
             std::process::exit(2);
         }
     };
@@ -47,13 +51,21 @@ fn main() {
                     // Skewed: low keys come up far more often.
                     let key = (x % 100_000) * (x % 7 + 1) % 100_000;
                     let size = 1024 + (key as usize).wrapping_mul(2_654_435_761) % (63 * 1024);
-                    let guard = cache.domain().read_lock();
-                    if aside {
-                        let v = cache.get_or_insert_with(key, || vec![key as u8; size], &guard);
-                        std::hint::black_box(v[0]);
-                    } else if cache.get(&key, &guard).is_none() {
-                        drop(guard);
-                        cache.insert(key, vec![key as u8; size]);
+                    let make = || vec![key as u8; size];
+                    match call {
+                        0 => {
+                            let guard = cache.domain().read_lock();
+                            let v = cache.get_or_insert_with(key, make, &guard);
+                            std::hint::black_box(v[0]);
+                        }
+                        1 => {
+                            if cache.get(&key, &cache.domain().read_lock()).is_none() {
+                                cache.insert(key, make());
+                            }
+                        }
+                        _ => {
+                            std::hint::black_box(cache.read_or_insert_with(key, make, |v| v[0]));
+                        }
                     }
                     ops += 1;
                 }

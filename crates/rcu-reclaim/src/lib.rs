@@ -128,17 +128,12 @@
 //!     .auto_pressure() // and when the machine or the cgroup is short
 //!     .build();
 //!
-//! // Cache-aside with large values: look, and on a miss make the value
-//! // and insert it after the guard is dropped, so the insert can free
-//! // the evicted entries' memory itself (`get_or_insert_with` does all
-//! // of it inside the caller's section; fine for small values).
-//! let key = 7u64;
-//! let hit = cache.get(&key, &cache.domain().read_lock()).is_some();
-//! if !hit {
-//!     cache.insert(key, vec![0u8; 64 << 10]);
-//! }
+//! // Cache-aside: on a miss the page is made and cached outside any
+//! // read-side section, so the insert can free what it evicts itself.
+//! let len = cache.read_or_insert_with(7u64, || vec![0u8; 64 << 10], |page| page.len());
+//! assert_eq!(len, 64 << 10);
 //! let guard = cache.domain().read_lock();
-//! assert_eq!(cache.get(&key, &guard).map(Vec::len), Some(64 << 10));
+//! assert_eq!(cache.get(&7, &guard).map(Vec::len), Some(64 << 10));
 //! assert!(cache.bytes() >= 64 << 10 && cache.bytes() <= cache.max_bytes());
 //! ```
 //!

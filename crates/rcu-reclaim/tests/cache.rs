@@ -494,3 +494,26 @@ fn foreign_garbage_in_the_domain_does_not_make_inserts_expedite() {
     drop(cache);
     rcu.barrier();
 }
+
+#[test]
+fn read_or_insert_with_makes_on_a_miss_only_and_reads_either_way() {
+    let rcu = on_demand();
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+    let made = AtomicUsize::new(0);
+    let make = |n: u8| {
+        made.fetch_add(1, Ordering::Relaxed);
+        vec![n; 1000]
+    };
+    // A miss: made once, read before it is shared, then cached.
+    assert_eq!(cache.read_or_insert_with(1u32, || make(7), |v| v[0]), 7);
+    assert_eq!(made.load(Ordering::Relaxed), 1);
+    assert_eq!(cache.len(), 1);
+    // A hit: the cached value, nothing made.
+    assert_eq!(cache.read_or_insert_with(1, || make(9), |v| v[0]), 7);
+    assert_eq!(made.load(Ordering::Relaxed), 1);
+    // Too large to cache: read, not kept.
+    let len = cache.read_or_insert_with(2, || vec![0u8; 2 << 20], Vec::len);
+    assert_eq!((len, cache.len()), (2 << 20, 1));
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
