@@ -63,26 +63,13 @@ fn cgroup_v1_pressure_drives_fast_mode_and_reclaim() {
     let _cleanup = Cleanup(dir.clone());
     fs::write(dir.join("memory.limit_in_bytes"), (100 * MIB).to_string()).unwrap();
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, &dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("the child did not finish in 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
+    let out = run_child(
+        TEST,
+        (CHILD, dir.as_os_str()),
+        &dir,
+        Duration::from_secs(120),
+    );
+    let status = out.status;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
@@ -98,13 +85,42 @@ fn cgroup_v1_pressure_drives_fast_mode_and_reclaim() {
     assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
 }
 
-fn child(dir: &Path) {
-    // Wait until the parent has moved us into the cgroup.
-    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+/// Runs this test binary's `test` alone in a child process with `env`
+/// set, moved into the cgroup `dir`; its output once it has exited (killed
+/// after `limit`).
+fn run_child(
+    test: &str,
+    env: (&str, &std::ffi::OsStr),
+    dir: &Path,
+    limit: Duration,
+) -> std::process::Output {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The child waits until it is in the cgroup (`wait_to_be_moved`).
+    fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the child did not finish in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// In a child of `run_child`: waits until the parent has moved this
+/// process into the cgroup whose path ends with `name`.
+fn wait_to_be_moved(name: &str) {
     let t = Instant::now();
     while !fs::read_to_string("/proc/self/cgroup")
         .unwrap()
-        .contains(&name)
+        .contains(name)
     {
         assert!(
             t.elapsed() < Duration::from_secs(10),
@@ -112,6 +128,10 @@ fn child(dir: &Path) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+fn child(dir: &Path) {
+    wait_to_be_moved(&dir.file_name().unwrap().to_string_lossy());
     let rcu = Rcu::new(Config::new()).unwrap();
     let source = CgroupV1Source::for_this_process().unwrap();
     let limit = source.limit().unwrap().expect("the parent set a limit") as usize;
@@ -184,15 +204,7 @@ const ANCESTOR_TEST: &str = "a_budget_takes_the_limit_of_the_nearest_limited_anc
 #[test]
 fn a_budget_takes_the_limit_of_the_nearest_limited_ancestor() {
     if let Some(name) = std::env::var_os(ANCESTOR_CHILD) {
-        let name = name.to_string_lossy().to_string();
-        let t = Instant::now();
-        while !fs::read_to_string("/proc/self/cgroup")
-            .unwrap()
-            .contains(&name)
-        {
-            assert!(t.elapsed() < Duration::from_secs(10), "never moved");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_to_be_moved(&name.to_string_lossy());
         let r = Arc::new(Reclaimer::new(Rcu::global()));
         let budget = budget_from_cgroup(r).expect("the parent's limit");
         println!("CHILD LIMIT {}", budget.limit());
@@ -209,27 +221,9 @@ fn a_budget_takes_the_limit_of_the_nearest_limited_ancestor() {
     let inner = outer.join("inner");
     fs::create_dir(&inner).unwrap();
     let _inner = Cleanup(inner.clone());
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([ANCESTOR_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(
-            ANCESTOR_CHILD,
-            format!("{}/inner", outer.file_name().unwrap().to_string_lossy()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // It waits until it is in `inner`.
-    fs::write(inner.join("cgroup.procs"), child.id().to_string()).unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the child did not finish in 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    let name = format!("{}/inner", outer.file_name().unwrap().to_string_lossy());
+    let env = (ANCESTOR_CHILD, std::ffi::OsStr::new(&name));
+    let out = run_child(ANCESTOR_TEST, env, &inner, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
