@@ -144,10 +144,11 @@ pub(crate) fn parse_statm(text: &str, page_size: u64) -> Result<u64, ParseError>
 }
 
 /// A byte count from a cgroup file: a number, or `max` (no limit). cgroup
-/// v1 writes "no limit" as a number near 2^63, which also reads as `None`.
+/// v1 writes "no limit" as a number near 2^63, which also reads as `None`,
+/// as does a number too large for a `u64`.
 pub(crate) fn parse_cgroup_bytes(text: &str) -> Result<Option<u64>, ParseError> {
     let t = text.trim();
-    if t == "max" {
+    if t == "max" || (t.len() > 19 && t.bytes().all(|b| b.is_ascii_digit())) {
         return Ok(None);
     }
     let v: u64 = t.parse().map_err(|_| {
@@ -279,6 +280,10 @@ mod tests {
         assert!(parse_cgroup_bytes("-5").is_err());
         let e = parse_cgroup_bytes("12x").unwrap_err();
         assert!(e.to_string().contains("neither a number nor 'max'"), "{e}");
+        // Beyond any limit, even beyond a u64: no limit.
+        assert_eq!(parse_cgroup_bytes("9223372036854771712\n"), Ok(None));
+        assert_eq!(parse_cgroup_bytes("99999999999999999999999"), Ok(None));
+        assert_eq!(parse_cgroup_bytes("268435456"), Ok(Some(268_435_456)));
         assert!(CgroupPaths::parse("1:cpu").is_err());
         let p = CgroupPaths::parse("4:memory,cpu:/x\n").unwrap();
         assert_eq!(p.v1_memory.as_deref(), Some("/x"));
