@@ -33,7 +33,8 @@ pub struct CgroupV1Source {
     fds: Vec<(Level, OwnedFd)>,
 }
 
-fn read_bytes(path: &Path) -> Result<Option<u64>, SourceError> {
+/// A cgroup byte-count file (a number, or no limit), or the error naming it.
+pub(crate) fn read_bytes(path: &Path) -> Result<Option<u64>, SourceError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| SourceError::new(path, format!("cannot read: {e}")))?;
     parse_cgroup_bytes(&text).map_err(|e| SourceError::new(path, e.to_string()))

@@ -423,11 +423,7 @@ pub fn budget_from_cgroup(
     };
     let v1 = match &paths.v1_memory {
         Some(rel) => limited_ancestor(Path::new(V1_MEMORY_ROOT), rel, |dir| {
-            let path = dir.join("memory.limit_in_bytes");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| SourceError::new(&path, format!("cannot read: {e}")))?;
-            let limit = super::parse::parse_cgroup_bytes(&text)
-                .map_err(|e| SourceError::new(&path, e.to_string()))?;
+            let limit = super::cgroup_v1::read_bytes(&dir.join("memory.limit_in_bytes"))?;
             Ok(limit.map(|l| (l, CounterFile::new(dir.join("memory.usage_in_bytes")))))
         }),
         None => Err(SourceError::new(
