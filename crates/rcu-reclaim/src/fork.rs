@@ -227,7 +227,8 @@ fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
             // the buffer's lock or fast path: the page's state is unknown,
             // so its objects are leaked, and the buffer is never touched
             // again (its lock stays held: `flush_locals` skips abandoned
-            // slots, and its counts no longer count as pending).
+            // slots but for a drain, whose count `take_in_child` zeroed,
+            // and its counts no longer count as pending).
             Err(()) => {
                 slot.local.reset_counts();
                 slot.abandoned.store(true, Ordering::Relaxed);

@@ -585,15 +585,16 @@ impl Callbacks {
             older_than.map_or(0, |d| usize::try_from(d.as_millis()).unwrap_or(usize::MAX));
         gp.registry().for_each_slot(|slot| {
             let local = &slot.local;
-            if slot.abandoned.load(Ordering::Relaxed) {
-                // Its thread is gone and its page was handed on, or (in a
-                // forked child) its buffer was caught locked: skip it.
-                return;
-            }
             if local.drain_count.load(Ordering::Relaxed) > 0 {
                 // A drain its thread has not finished (it stopped retiring,
                 // or exited: the drain stays in its slot) goes back to a
-                // shard as a ready page, for a worker or the barrier.
+                // shard as a ready page, for a worker or the barrier. Also
+                // from an abandoned slot (its thread exited inside a
+                // section, which leaves the drain behind): the slot is
+                // never reused, so nothing else would ever free it, and a
+                // dropped domain would wait for it forever. (A forked
+                // child's slot whose buffer was caught locked has its
+                // drain count zeroed, so its lock is never taken here.)
                 let since = local.drain_since_ms.load(Ordering::Relaxed);
                 let due = policy::drain_due_ms(&self.params, since).min(since + min_age);
                 if older_than.is_some() && now_ms < due {
@@ -606,6 +607,11 @@ impl Callbacks {
                     shard.publish(&st);
                     kick = true;
                 }
+            }
+            if slot.abandoned.load(Ordering::Relaxed) {
+                // Its thread is gone and its page was handed on, or (in a
+                // forked child) its buffer was caught locked: skip it.
+                return;
             }
             if local.count.load(Ordering::Relaxed) == 0 {
                 if older_than.is_none() {
