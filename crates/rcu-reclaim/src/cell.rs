@@ -421,7 +421,12 @@ impl<T> Retired<T> {
         T: Send + 'static,
     {
         let value = self.value.take().expect("value present until consumed");
-        if self.rcu.poll(&self.cookie) {
+        // Dropped here only if its drop takes no lock (`anywhere`): this is
+        // a retiring call (`RcuCell::store` is one), whose caller may hold
+        // a lock that the value's `Drop` takes, even when a grace period
+        // has already elapsed (another thread may complete one between the
+        // unlink and this call).
+        if anywhere && self.rcu.poll(&self.cookie) {
             drop(value);
         } else {
             self.rcu.defer_drop_as(value, bytes, anywhere);
