@@ -596,7 +596,8 @@ impl Callbacks {
                 // child's slot whose buffer was caught locked has its
                 // drain count zeroed, so its lock is never taken here.)
                 let since = local.drain_since_ms.load(Ordering::Relaxed);
-                let due = policy::drain_due_ms(&self.params, since).min(since + min_age);
+                let due =
+                    policy::drain_due_ms(&self.params, since).min(since.saturating_add(min_age));
                 if older_than.is_some() && now_ms < due {
                     let left = due - now_ms;
                     next_due = Some(next_due.map_or(left, |d| d.min(left)));
