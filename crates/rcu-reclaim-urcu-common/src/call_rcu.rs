@@ -45,9 +45,17 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
     unsafe { (*head).func = Some(func) };
     let mut default = DEFAULT.load(Ordering::Acquire);
     if default.is_null() {
-        // Created outside the section: creation takes `ALL`, which
-        // `before_fork` holds while it waits for grace periods.
-        F::offline_while(|| drop(default_crdp::<F>()));
+        if F::online() {
+            // An online QSBR thread may hold references read since its
+            // last quiescent state, and call_rcu is no quiescent state:
+            // created online, as liburcu does (going offline, even for a
+            // moment, would let a grace period end under those references).
+            drop(default_crdp::<F>());
+        } else {
+            // Created outside the section: creation takes `ALL`, which
+            // `before_fork` holds while it waits for grace periods.
+            F::offline_while(|| drop(default_crdp::<F>()));
+        }
         default = DEFAULT.load(Ordering::Acquire);
     }
     let mine = THREAD_CRDP.with(|t| t.get());
@@ -90,15 +98,16 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
 /// `call_rcu`'s slow path, when `push` said the backlog is over the mark:
 /// waits for the crdp's next batch, unless the caller is on a crdp thread
 /// (it would wait for itself, or for a crdp waiting for it: never held
-/// back) or in a section (the batch waits for readers: it yields the CPU
-/// once instead). Called outside `queue`'s own section, so the check sees
-/// the caller's.
+/// back) or in a section, an online QSBR thread's included (the batch
+/// waits for readers: it yields the CPU once instead; an online thread
+/// must not go offline here, call_rcu being no quiescent state). Called
+/// outside `queue`'s own section, so the check sees the caller's.
 #[cold]
 fn push_back<F: Flavor>(crdp: Arc<CallRcuData>) {
     if on_crdp_thread() {
         return;
     }
-    if F::in_read_section() {
+    if F::in_read_section() || F::online() {
         // The batch waits for this section: give the crdp threads the CPU
         // once instead (a bounded wait, no dependency). Four threads
         // flooding `call_rcu` inside `rcu_read_lock` on two cores (20

@@ -40,7 +40,10 @@ pub use fork::UrcuAtfork;
 /// `defer_rcu` queue flushed on its thread, `rcu_barrier`,
 /// `rcu_defer_barrier`, push-back in `call_rcu`, `call_rcu_before_fork`)
 /// runs inside [`offline_while`](Flavor::offline_while), after a check of
-/// [`in_read_section`](Flavor::in_read_section).
+/// [`in_read_section`](Flavor::in_read_section); `call_rcu`, which liburcu
+/// allows inside read-side sections, never puts an [`online`](Flavor::online)
+/// thread offline (its push-back yields the CPU instead, as inside a
+/// section).
 pub trait Flavor: 'static {
     /// The domain behind every exported function.
     fn rcu() -> &'static Rcu;
@@ -56,6 +59,17 @@ pub trait Flavor: 'static {
     /// liburcu-qsbr's `synchronize_rcu` does; memb: just `f()`). The caller
     /// checked [`in_read_section`](Flavor::in_read_section) first.
     fn offline_while<R>(f: impl FnOnce() -> R) -> R;
+
+    /// Whether the calling thread is an online QSBR reader: inside a
+    /// read-side section from one quiescent state to the next, which
+    /// [`offline_while`](Flavor::offline_while) would end. Calls that
+    /// liburcu allows inside read-side sections (`call_rcu`) must not put
+    /// such a thread offline, even for a moment: that is a quiescent state,
+    /// after which the references it read may be freed under it. Memb:
+    /// never.
+    fn online() -> bool {
+        false
+    }
 
     /// Called first by `call_rcu_before_fork`, before the domain is
     /// stopped for the fork (a QSBR drop-in drops the caller's registration

@@ -99,6 +99,10 @@ impl UrcuFlavor for Qsbr {
         reader::offline_while(f)
     }
 
+    fn online() -> bool {
+        reader::online()
+    }
+
     fn before_fork() {
         reader::before_fork();
     }

@@ -48,7 +48,7 @@ fn with_reg<R>(f: impl FnOnce(Option<&QsbrThread>) -> R) -> R {
 }
 
 /// Whether the thread is registered and online.
-fn online() -> bool {
+pub(crate) fn online() -> bool {
     with_reg(|t| t.is_some_and(QsbrThread::is_online))
 }
 

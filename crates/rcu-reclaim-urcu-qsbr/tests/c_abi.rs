@@ -97,6 +97,14 @@ fn call_rcu_flood_from_online_threads_then_barrier() {
     same_as_liburcu("call_rcu_flood");
 }
 
+/// `call_rcu` is no quiescent state, on its first call (which creates the
+/// default `call_rcu_data`) or past the push-back mark: an online reader
+/// holding a reference across it still holds up `synchronize_rcu`.
+#[test]
+fn call_rcu_from_an_online_reader_is_no_quiescent_state() {
+    same_as_liburcu("call_rcu_online");
+}
+
 #[test]
 fn defer_rcu_more_than_a_queue_then_barriers() {
     same_as_liburcu("defer");
