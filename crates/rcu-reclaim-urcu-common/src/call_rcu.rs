@@ -128,6 +128,17 @@ pub fn barrier<F: Flavor>() {
         eprintln!("[error] rcu-reclaim-urcu: rcu_barrier() called from within RCU read-side critical section.");
         return;
     }
+    if on_crdp_thread() {
+        // liburcu deadlocks here (its thread waits for itself). The heads
+        // queued on this thread before the call (the rest of the batch in
+        // hand, and what came after it) run only once this callback has
+        // returned: say so, rather than return as if they had run.
+        eprintln!(
+            "[error] rcu-reclaim-urcu: rcu_barrier() called from a call_rcu callback: it cannot \
+             wait for the callbacks queued on its own call_rcu thread, which run after this \
+             callback returns; it waits for the other call_rcu threads only."
+        );
+    }
     F::offline_while(|| {
         if crate::no_unwind(|| rcu.barrier()).is_none() {
             return; // called from a defer_rcu callback: reported by the panic hook

@@ -188,6 +188,33 @@ fn synchronize_inside_a_section_aborts_with_the_reason() {
     }
 }
 
+/// `rcu_barrier` from a call_rcu callback (liburcu deadlocks: its thread
+/// waits for itself) cannot wait for the callbacks queued on its own
+/// thread before it: it says so instead of returning as if they had run.
+#[test]
+fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("barrier_in_callback", &[], &["-lurcu-memb"]);
+    let out = run_with_args(&exe, &[], Some(&env.dropin_dir));
+    assert!(
+        out.loaded_ours,
+        "the drop-in was not loaded:\n{}",
+        out.trace
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout, "barrier returned; earlier callback ran: no\n",
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("[error] rcu-reclaim-urcu: rcu_barrier() called from a call_rcu callback"),
+        "no message:\n{}",
+        out.stderr
+    );
+}
+
 /// A child forked without the fork hooks has no call_rcu thread: its
 /// `rcu_barrier` aborts, naming the hooks, where liburcu hangs.
 #[test]
