@@ -174,10 +174,25 @@ pub fn wait_all_drained(here: bool) {
     }
 }
 
+/// Takes `ALL` for `create_call_rcu_data` and `set_cpu_call_rcu_data`.
+/// `before_fork` holds it while it waits for grace periods, so a caller
+/// waits for it offline, except an online QSBR thread: it may hold
+/// references read since its last quiescent state, and going offline, even
+/// for a moment, is a quiescent state that would let a grace period end
+/// under them. It waits online, as liburcu's callers do (and, as theirs,
+/// can then deadlock against a concurrent `fork` whose hooks wait for a
+/// grace period).
+fn lock_all<F: Flavor>() -> std::sync::MutexGuard<'static, Vec<Arc<CallRcuData>>> {
+    if F::online() {
+        all()
+    } else {
+        F::offline_while(all)
+    }
+}
+
 /// Creates a crdp with its own thread (bound to `cpu_affinity` if >= 0).
 pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> *mut CallRcuData {
-    // `ALL` is held across grace periods by `before_fork`.
-    let mut all = F::offline_while(all);
+    let mut all = lock_all::<F>();
     let crdp = CallRcuData::spawn(F::rcu(), cpu_affinity);
     all.push(crdp.clone());
     Arc::into_raw(crdp).cast_mut()
@@ -238,8 +253,7 @@ pub fn set_thread_call_rcu_data(crdp: *mut CallRcuData) {
 /// Installs `crdp` for `cpu`: 0, or `-EINVAL` (CPU out of range) or
 /// `-EEXIST` (one is installed and `crdp` is not NULL), with `errno` set.
 pub fn set_cpu_call_rcu_data<F: Flavor>(cpu: c_int, crdp: *mut CallRcuData) -> c_int {
-    // `ALL` is held across grace periods by `before_fork`.
-    let _all = F::offline_while(all);
+    let _all = lock_all::<F>();
     let Some(slot) = usize::try_from(cpu).ok().and_then(|c| per_cpu().get(c)) else {
         eprintln!("[error] rcu-reclaim-urcu: set CPU # out of range");
         return fail(libc::EINVAL);

@@ -807,7 +807,8 @@ impl Rcu {
             panic!(
                 "rcu-reclaim: {call} called on a thread that is online in the same QSBR domain; \
                  it would wait for the thread's own quiescent state forever. Call it through \
-                 QsbrThread::offline_while(|| ...), or use QsbrThread::synchronize()"
+                 QsbrThread::offline_while(|| ...), or use QsbrThread::synchronize() (with two \
+                 registrations on this thread, every one of them must be offline)"
             );
         }
     }
