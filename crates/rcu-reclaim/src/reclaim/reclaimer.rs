@@ -400,14 +400,7 @@ impl Reclaimer {
                     let mut ctl =
                         ShrinkControl::new(mask.clone(), priority, total.min(SHRINK_BATCH));
                     let got = s.scan(&mut ctl);
-                    if s.frees_via_rcu() {
-                        done.queued_via_rcu_bytes += got.bytes;
-                        pass.queued_via_rcu_bytes += got.bytes as u64;
-                    } else {
-                        done.freed_bytes += got.bytes;
-                        pass.freed_bytes += got.bytes as u64;
-                    }
-                    pass.scanned += ctl.scanned() as u64;
+                    book_scan(s.frees_via_rcu(), got, &ctl, &mut done, &mut pass);
                     total -= ctl.scanned().min(total);
                     if ctl.stopped() || ctl.scanned() == 0 {
                         break;
@@ -415,13 +408,7 @@ impl Reclaimer {
                 }
             }
         });
-        let mut st = lock(&self.stats);
-        st.passes += 1;
-        let p = &mut st.by_priority[usize::from(priority)];
-        p.passes += 1;
-        p.scanned += pass.scanned;
-        p.freed_bytes += pass.freed_bytes;
-        p.queued_via_rcu_bytes += pass.queued_via_rcu_bytes;
+        lock(&self.stats).add_pass(priority, &pass);
         done
     }
 
@@ -460,7 +447,9 @@ impl Reclaimer {
         }
         let mut st = lock(&self.stats);
         st.calls += 1;
-        st.time_us += start.elapsed().as_micros() as u64;
+        st.time_us = st
+            .time_us
+            .saturating_add(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
         if result.is_err() {
             st.ooms += 1;
         }
@@ -503,7 +492,8 @@ impl Reclaimer {
             for reg in &shrinkers {
                 self.shrink_one(reg, mask, priority, target, &mut done, &mut pass);
                 if done.freed_bytes >= target
-                    || (self.rcu_aware && done.freed_bytes + done.queued_via_rcu_bytes >= target)
+                    || (self.rcu_aware
+                        && done.freed_bytes.saturating_add(done.queued_via_rcu_bytes) >= target)
                 {
                     break;
                 }
@@ -514,20 +504,11 @@ impl Reclaimer {
                 let want = target - done.freed_bytes;
                 let report = self.rcu.run_callbacks_for(mask, priority, want);
                 let freed = rcu_freed_since(&done).max(report.bytes_freed);
-                done.freed_bytes += freed;
-                done.freed_by_rcu_bytes += freed;
-                pass.rcu_freed_bytes += freed as u64;
+                done.freed_bytes = done.freed_bytes.saturating_add(freed);
+                done.freed_by_rcu_bytes = done.freed_by_rcu_bytes.saturating_add(freed);
+                pass.rcu_freed_bytes = pass.rcu_freed_bytes.saturating_add(freed as u64);
             }
-            {
-                let mut st = lock(&self.stats);
-                st.passes += 1;
-                let p = &mut st.by_priority[usize::from(priority)];
-                p.passes += 1;
-                p.scanned += pass.scanned;
-                p.freed_bytes += pass.freed_bytes;
-                p.queued_via_rcu_bytes += pass.queued_via_rcu_bytes;
-                p.rcu_freed_bytes += pass.rcu_freed_bytes;
-            }
+            lock(&self.stats).add_pass(priority, &pass);
             if done.freed_bytes >= target {
                 return Ok(done);
             }
@@ -546,8 +527,8 @@ impl Reclaimer {
             // What RCU freed since the last pass's count (the barrier, or
             // a worker that emptied the queue before the barrier was due).
             let freed = rcu_freed_since(&done);
-            done.freed_bytes += freed;
-            done.freed_by_rcu_bytes += freed;
+            done.freed_bytes = done.freed_bytes.saturating_add(freed);
+            done.freed_by_rcu_bytes = done.freed_by_rcu_bytes.saturating_add(freed);
             if done.freed_bytes >= target {
                 return Ok(done);
             }
@@ -589,32 +570,63 @@ impl Reclaimer {
             let nr = total.min(SHRINK_BATCH);
             ctl = ShrinkControl::new(mask.clone(), priority, nr);
             let got = s.scan(&mut ctl);
-            if s.frees_via_rcu() {
-                done.queued_via_rcu_bytes += got.bytes;
-                pass.queued_via_rcu_bytes += got.bytes as u64;
-            } else {
-                done.freed_bytes += got.bytes;
-                pass.freed_bytes += got.bytes as u64;
-            }
-            pass.scanned += ctl.scanned() as u64;
+            book_scan(s.frees_via_rcu(), got, &ctl, done, pass);
             total -= ctl.scanned().min(total);
             // With the RCU loop on, what this call queued through RCU will
             // be freed by it (the pass ends with `run_callbacks`): evict
             // about the target and let a grace period free it, in steps,
             // rather than evict all the priority allows at once and hold
             // it all as garbage (the kernel's SWAP_CLUSTER_MAX steps).
-            let in_hand = done.freed_bytes
-                + if self.rcu_aware {
-                    done.queued_via_rcu_bytes
-                } else {
-                    0
-                };
+            let in_hand = done.freed_bytes.saturating_add(if self.rcu_aware {
+                done.queued_via_rcu_bytes
+            } else {
+                0
+            });
             if ctl.stopped() || ctl.scanned() == 0 || in_hand >= target {
                 break;
             }
         }
         reg.deferred
             .fetch_add(total.min(freeable.saturating_mul(2)), Ordering::Relaxed);
+    }
+}
+
+/// Books one `scan` call's report in `done` and `pass`. Shrinkers are
+/// the caller's code and may claim any count (`usize::MAX` bytes, say):
+/// every sum saturates, so a wrong report never overflows a counter (a
+/// panic in a debug build, a wrapped-around and far too small total in a
+/// release one).
+fn book_scan(
+    via_rcu: bool,
+    got: super::shrinker::Scanned,
+    ctl: &ShrinkControl,
+    done: &mut Reclaimed,
+    pass: &mut PriorityStats,
+) {
+    let bytes64 = u64::try_from(got.bytes).unwrap_or(u64::MAX);
+    if via_rcu {
+        done.queued_via_rcu_bytes = done.queued_via_rcu_bytes.saturating_add(got.bytes);
+        pass.queued_via_rcu_bytes = pass.queued_via_rcu_bytes.saturating_add(bytes64);
+    } else {
+        done.freed_bytes = done.freed_bytes.saturating_add(got.bytes);
+        pass.freed_bytes = pass.freed_bytes.saturating_add(bytes64);
+    }
+    let scanned = u64::try_from(ctl.scanned()).unwrap_or(u64::MAX);
+    pass.scanned = pass.scanned.saturating_add(scanned);
+}
+
+impl ReclaimStats {
+    /// Adds one pass at `priority` (saturating, see `book_scan`).
+    fn add_pass(&mut self, priority: u8, pass: &PriorityStats) {
+        self.passes = self.passes.saturating_add(1);
+        let p = &mut self.by_priority[usize::from(priority)];
+        p.passes = p.passes.saturating_add(1);
+        p.scanned = p.scanned.saturating_add(pass.scanned);
+        p.freed_bytes = p.freed_bytes.saturating_add(pass.freed_bytes);
+        p.queued_via_rcu_bytes = p
+            .queued_via_rcu_bytes
+            .saturating_add(pass.queued_via_rcu_bytes);
+        p.rcu_freed_bytes = p.rcu_freed_bytes.saturating_add(pass.rcu_freed_bytes);
     }
 }
 

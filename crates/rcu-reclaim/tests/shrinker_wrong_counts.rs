@@ -1,0 +1,63 @@
+//! Shrinkers are the caller's code: whatever counts they report, reclaim's
+//! sums and stats never overflow.
+
+use std::sync::Arc;
+
+use rcu_reclaim::pressure::NodeMask;
+use rcu_reclaim::reclaim::{Reclaimer, Scanned, ShrinkControl, Shrinker};
+use rcu_reclaim::{Config, Rcu};
+
+/// Claims `usize::MAX` bytes for every batch it scans.
+struct Boaster {
+    via_rcu: bool,
+}
+
+impl Shrinker for Boaster {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        1000
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        Scanned {
+            freed: ctl.nr_to_scan(),
+            bytes: usize::MAX,
+        }
+    }
+    fn frees_via_rcu(&self) -> bool {
+        self.via_rcu
+    }
+}
+
+#[test]
+fn a_shrinker_claiming_usize_max_bytes_overflows_no_count() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    for via_rcu in [false, true] {
+        for aware in [true, false] {
+            let r = Reclaimer::new(&rcu).rcu_loop(aware);
+            r.set_oom_handler(|_| {});
+            r.register(Arc::new(Boaster { via_rcu }));
+            r.register(Arc::new(Boaster { via_rcu }));
+            // Twice: the stats add up across calls too.
+            for _ in 0..2 {
+                let done = r.reclaim(usize::MAX, &NodeMask::all());
+                if let Ok(done) = &done {
+                    assert_eq!(done.freed_bytes, usize::MAX, "saturates: {done:?}");
+                }
+                let shrunk = r.shrink(0);
+                if via_rcu {
+                    assert_eq!(shrunk.queued_via_rcu_bytes, usize::MAX);
+                } else {
+                    assert_eq!(shrunk.freed_bytes, usize::MAX);
+                }
+            }
+            let st = r.stats();
+            assert_eq!(st.calls, 2);
+            let p0 = st.by_priority[0];
+            assert_eq!(
+                p0.freed_bytes.max(p0.queued_via_rcu_bytes),
+                u64::MAX,
+                "{st:?}"
+            );
+        }
+    }
+    rcu.barrier();
+}
