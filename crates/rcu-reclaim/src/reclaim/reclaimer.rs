@@ -455,10 +455,17 @@ impl Reclaimer {
         }
         drop(st);
         if let Err(OutOfMemory(report)) = &result {
-            match lock(&self.oom_handler).clone() {
+            // The handler is the caller's code: run it with the handler's
+            // lock released (a `match` on `lock(..).clone()` would hold the
+            // guard for the whole match, so a handler that replaced itself,
+            // or two threads' handlers that waited for each other, hung),
+            // and still marked no-reclaim, so a handler that reclaims gets
+            // `recursion_refused` instead of recursing into its own OOM.
+            let handler = lock(&self.oom_handler).clone();
+            no_reclaim(|| match handler {
                 Some(h) => h(report),
                 None => tracing::error!("rcu-reclaim: {report}"),
-            }
+            });
         }
         result
     }
