@@ -154,6 +154,7 @@ impl<T> RcuCell<T> {
             value: Some(unsafe { Box::from_raw(old) }),
             cookie: self.rcu.get_state(),
             rcu: self.rcu.clone(),
+            _shared: PhantomData,
         })
     }
 
@@ -308,11 +309,37 @@ impl<T: fmt::Debug> fmt::Debug for RcuCell<T> {
 /// };
 /// assert_eq!(*retired.into_box(), "old");
 /// ```
+///
+/// It derefs to the value that readers may still be reading on other
+/// threads, so it moves to another thread only if `T` is `Sync` as well as
+/// `Send` (as the cell itself does): a `Retired<Cell<_>>` stays put.
+///
+/// ```compile_fail,E0277
+/// use std::cell::Cell;
+/// let cell = rcu_reclaim::RcuCell::new(Cell::new(0));
+/// let guard = cell.domain().read_lock();
+/// let mine = cell.load(&guard).unwrap();
+/// let retired = cell.replace(Box::new(Cell::new(1))).unwrap();
+/// // error: `Cell<i32>` cannot be shared between threads safely
+/// std::thread::spawn(move || retired.set(2)); // would race with `mine`
+/// mine.set(3);
+/// ```
 pub struct Retired<T> {
     value: Option<Box<T>>,
     cookie: Cookie,
     rcu: Rcu,
+    /// Turns off the auto `Send` (which `Box<T>` would give for any
+    /// `T: Send`); the impls below say when it holds.
+    _shared: PhantomData<*const T>,
 }
+
+// SAFETY: a `Retired` on another thread hands out `&T` (`Deref`) while
+// readers on the unlinking thread may still hold `&T` to the same value
+// (needs `T: Sync`), and drops or returns the `T` there (needs `T: Send`).
+// Its other fields (`Cookie`, `Rcu`) are `Send` and `Sync`.
+unsafe impl<T: Send + Sync> Send for Retired<T> {}
+// SAFETY: `&Retired<T>` gives only `&T` (`Deref`, `cookie`, `is_safe`).
+unsafe impl<T: Sync> Sync for Retired<T> {}
 
 impl<T> Retired<T> {
     /// The grace-period cookie taken at the unlink.
@@ -471,7 +498,8 @@ impl<T> Deref for Retired<T> {
         // not freed while the `Retired` lives (freeing waits for the grace
         // period, in those methods or in `Drop`), and `&self` keeps it so
         // for the borrow. The access is shared, exactly what readers have,
-        // and `T: Sync` is already required to share the cell: no unsafe.
+        // and a `Retired` reaches another thread only if `T: Sync` (its
+        // `Send` and `Sync` impls): no unsafe.
         self.value.as_deref().expect("value present until consumed")
     }
 }
