@@ -185,6 +185,9 @@ impl Shared {
                 self.direct_wait_timeouts.fetch_add(1, Ordering::Relaxed);
                 return true;
             };
+            // Steps in a row that reclaim called met (by the bytes its
+            // shrinkers booked) but that brought usage no lower.
+            let mut no_progress = 0;
             loop {
                 let usage = (self.usage)();
                 if usage <= self.marks.high {
@@ -204,13 +207,27 @@ impl Shared {
                 // budget's too.
                 let goal = (usage - step).max(self.marks.high);
                 let met = || (self.usage)() <= goal;
+                // A shrinker that claims bytes it does not free (or usage
+                // that does not see them) would have every step "met" and
+                // this loop never end (the kernel's direct reclaim gives up
+                // after `MAX_RECLAIM_RETRIES` rounds without progress).
+                // After `MAX_NO_PROGRESS` such steps, one in which only the
+                // usage counts: it ends the loop with the reclaimer's own
+                // out-of-memory event (handler, `ReclaimStats::ooms`),
+                // unless the usage does fall.
+                let trust_booked = no_progress < MAX_NO_PROGRESS;
                 if self
                     .reclaimer
-                    .reclaim_until(step, &NodeMask::all(), &met)
+                    .reclaim_until(step, &NodeMask::all(), &met, trust_booked)
                     .is_err()
                 {
                     self.ooms.fetch_add(1, Ordering::Relaxed);
                     return false;
+                }
+                if (self.usage)() < usage {
+                    no_progress = 0;
+                } else {
+                    no_progress += 1;
                 }
             }
         })
@@ -222,6 +239,11 @@ impl Shared {
 fn reclaim_step(marks: &Watermarks) -> usize {
     (marks.min / 64).max(MIN_RECLAIM_STEP)
 }
+
+/// Steps of a reclaim to `high` in a row that may be met by the bytes
+/// booked while usage does not fall, before one must lower the usage
+/// itself (the kernel's `MAX_RECLAIM_RETRIES`).
+const MAX_NO_PROGRESS: u32 = 16;
 
 /// The smallest step of a reclaim to `high`.
 const MIN_RECLAIM_STEP: usize = 256 << 10;
@@ -424,7 +446,10 @@ impl MemoryBudget {
     /// Called by allocating code: over `min` (and allowed on this thread),
     /// reclaims directly back to `high` before returning; over `low`, wakes
     /// the background reclaimer. Returns false if direct reclaim ran out of
-    /// memory.
+    /// memory. Direct reclaim ends: should reclaim meet its steps by the
+    /// bytes the shrinkers report while usage does not fall (a shrinker
+    /// that claims more than it frees), after 16 such steps one more must
+    /// lower the usage itself, or it is out of memory.
     ///
     /// Inside a read-side section of the reclaimer's domain it never
     /// reclaims directly, and never waits: reclaim may wait for a grace

@@ -340,7 +340,7 @@ impl Reclaimer {
         target_bytes: usize,
         nodemask: &NodeMask,
     ) -> Result<Reclaimed, OutOfMemory> {
-        self.reclaim_until(target_bytes, nodemask, &|| false)
+        self.reclaim_until(target_bytes, nodemask, &|| false, true)
     }
 
     /// One pass of every shrinker at `priority` (12 gentle .. 0 desperate)
@@ -419,11 +419,19 @@ impl Reclaimer {
     /// under-counted, or its owner freed) the call succeeds. So an OOM is
     /// declared, counted and handed to the handler once, as one event,
     /// and the budget counts the same event.
+    ///
+    /// With `trust_booked` false the bytes shrinkers report are no measure
+    /// of success (a budget whose usage did not fall although reclaim
+    /// booked its steps as met: a shrinker claims more than it frees):
+    /// only `met()` ends the call early or makes it succeed, every
+    /// shrinker is called at every priority (one that over-claims does not
+    /// end the pass for the others), each evicting about `target_bytes`.
     pub(crate) fn reclaim_until(
         &self,
         target_bytes: usize,
         nodemask: &NodeMask,
         met: &dyn Fn() -> bool,
+        trust_booked: bool,
     ) -> Result<Reclaimed, OutOfMemory> {
         if !reclaim_allowed() {
             lock(&self.stats).recursion_refused += 1;
@@ -435,7 +443,7 @@ impl Reclaimer {
         let start = Instant::now();
         let span = tracing::debug_span!("reclaim", target_bytes, rcu_aware = self.rcu_aware);
         let _entered = span.enter();
-        let result = no_reclaim(|| self.reclaim_marked(target_bytes, nodemask, met));
+        let result = no_reclaim(|| self.reclaim_marked(target_bytes, nodemask, met, trust_booked));
         match &result {
             Ok(done) => tracing::debug!(
                 freed = done.freed_bytes,
@@ -475,6 +483,7 @@ impl Reclaimer {
         target: usize,
         mask: &NodeMask,
         met: &dyn Fn() -> bool,
+        trust_booked: bool,
     ) -> Result<Reclaimed, OutOfMemory> {
         let mut done = Reclaimed {
             priority: 12,
@@ -493,22 +502,36 @@ impl Reclaimer {
             (self.rcu.bytes_freed().saturating_sub(rcu_start) as usize)
                 .saturating_sub(done.freed_by_rcu_bytes)
         };
+        let reached = |done: &Reclaimed| {
+            if trust_booked {
+                done.freed_bytes >= target
+            } else {
+                met()
+            }
+        };
         for priority in (0..=12u8).rev() {
             done.priority = priority;
             let mut pass = PriorityStats::default();
             for reg in &shrinkers {
-                self.shrink_one(reg, mask, priority, target, &mut done, &mut pass);
-                if done.freed_bytes >= target
-                    || (self.rcu_aware
-                        && done.freed_bytes.saturating_add(done.queued_via_rcu_bytes) >= target)
+                let own = !trust_booked;
+                self.shrink_one(reg, mask, priority, target, own, &mut done, &mut pass);
+                if trust_booked
+                    && (done.freed_bytes >= target
+                        || (self.rcu_aware
+                            && done.freed_bytes.saturating_add(done.queued_via_rcu_bytes)
+                                >= target))
                 {
                     break;
                 }
             }
-            if self.rcu_aware && done.freed_bytes < target {
+            if self.rcu_aware && (!trust_booked || done.freed_bytes < target) {
                 // Count what RCU really freed meanwhile, on this thread or
                 // by its workers.
-                let want = target - done.freed_bytes;
+                let want = if trust_booked {
+                    target - done.freed_bytes
+                } else {
+                    target
+                };
                 let report = self.rcu.run_callbacks_for(mask, priority, want);
                 let freed = rcu_freed_since(&done).max(report.bytes_freed);
                 done.freed_bytes = done.freed_bytes.saturating_add(freed);
@@ -516,7 +539,7 @@ impl Reclaimer {
                 pass.rcu_freed_bytes = pass.rcu_freed_bytes.saturating_add(freed as u64);
             }
             lock(&self.stats).add_pass(priority, &pass);
-            if done.freed_bytes >= target {
+            if reached(&done) {
                 return Ok(done);
             }
         }
@@ -536,7 +559,7 @@ impl Reclaimer {
             let freed = rcu_freed_since(&done);
             done.freed_bytes = done.freed_bytes.saturating_add(freed);
             done.freed_by_rcu_bytes = done.freed_by_rcu_bytes.saturating_add(freed);
-            if done.freed_bytes >= target {
+            if trust_booked && done.freed_bytes >= target {
                 return Ok(done);
             }
         }
@@ -555,13 +578,17 @@ impl Reclaimer {
         }))
     }
 
-    /// One shrinker at one priority (the kernel's `do_shrink_slab`).
+    /// One shrinker at one priority (the kernel's `do_shrink_slab`); with
+    /// `own`, it stops at about `target` bytes of its own, whatever the
+    /// shrinkers before it booked.
+    #[allow(clippy::too_many_arguments)]
     fn shrink_one(
         &self,
         reg: &Registered,
         mask: &NodeMask,
         priority: u8,
         target: usize,
+        own: bool,
         done: &mut Reclaimed,
         pass: &mut PriorityStats,
     ) {
@@ -571,6 +598,14 @@ impl Reclaimer {
         if freeable == 0 {
             return;
         }
+        let in_hand = |done: &Reclaimed| {
+            done.freed_bytes.saturating_add(if self.rcu_aware {
+                done.queued_via_rcu_bytes
+            } else {
+                0
+            })
+        };
+        let before = if own { in_hand(done) } else { 0 };
         let deferred = reg.deferred.swap(0, Ordering::Relaxed);
         let mut total = scan_target(freeable, priority, s.seeks(), deferred);
         while total >= SHRINK_BATCH || (total > 0 && total >= freeable) {
@@ -584,12 +619,7 @@ impl Reclaimer {
             // about the target and let a grace period free it, in steps,
             // rather than evict all the priority allows at once and hold
             // it all as garbage (the kernel's SWAP_CLUSTER_MAX steps).
-            let in_hand = done.freed_bytes.saturating_add(if self.rcu_aware {
-                done.queued_via_rcu_bytes
-            } else {
-                0
-            });
-            if ctl.stopped() || ctl.scanned() == 0 || in_hand >= target {
+            if ctl.stopped() || ctl.scanned() == 0 || in_hand(done) - before >= target {
                 break;
             }
         }
