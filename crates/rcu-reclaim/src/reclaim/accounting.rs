@@ -82,10 +82,27 @@ fn fold_in(add: isize) {
     if add > 0 && reclaim_allowed() {
         if let Some(budget) = DIRECT.get() {
             // Over `min`, reclaim here before the allocation returns; over
-            // `low`, wake the background reclaimer.
-            budget.check();
+            // `low`, wake the background reclaimer. That runs the caller's
+            // code (shrinkers, the OOM handler, the usage function), and a
+            // panic in it must not unwind out of the global allocator
+            // (undefined behaviour): it is reported, the budget is left
+            // consistent (its turn and marks restore on unwind), and the
+            // allocation proceeds.
+            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| budget.check()));
+            if checked.is_err() {
+                reclaim_panicked();
+            }
         }
     }
+}
+
+#[cold]
+fn reclaim_panicked() {
+    tracing::error!(
+        "rcu-reclaim: direct reclaim from an allocation panicked (in a shrinker, the OOM \
+         handler or the budget's usage function); a panic cannot unwind out of the global \
+         allocator, so the allocation proceeds"
+    );
 }
 
 /// The budget that allocations check, once installed.
@@ -147,7 +164,10 @@ impl AccountingAlloc<System> {
     /// holding one of this crate's locks never reclaim from an allocation;
     /// code that allocates while holding a lock that a shrinker (or a
     /// `tracing` subscriber, which reclaim logs to) needs must use
-    /// `no_reclaim` too, as kernel code uses `GFP_NOFS`. Once per process; returns the budget back if one
+    /// `no_reclaim` too, as kernel code uses `GFP_NOFS`. A panic in the
+    /// reclaim an allocation runs (a shrinker's, say) never unwinds out of
+    /// the allocator: it is reported with `tracing::error!` and the
+    /// allocation proceeds. Once per process; returns the budget back if one
     /// is installed already.
     ///
     /// ```no_run
