@@ -524,7 +524,8 @@ impl fmt::Debug for MemoryBudget {
 
 /// The background reclaimer: sleeps until woken (or every 10 ms, so a
 /// budget nobody checks is still watched), then reclaims to `high` under a
-/// pressure signal on RCU.
+/// pressure signal on RCU. A panic in a reclaim is reported, and the
+/// thread goes on.
 fn background(shared: &Weak<Shared>) {
     loop {
         let Some(s) = shared.upgrade() else { return };
@@ -549,7 +550,18 @@ fn background(shared: &Weak<Shared>) {
                 .reclaimer
                 .rcu_loop_enabled()
                 .then(|| s.reclaimer.rcu().pressure_start_all());
-            s.reclaim_to_high(false);
+            // A panic in the caller's code (a shrinker, the OOM handler,
+            // the usage function) would end this thread, and with it
+            // background reclaim for the budget's lifetime: report it and
+            // go on (the reclaim turn and the marks restore on unwind).
+            let run =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.reclaim_to_high(false)));
+            if run.is_err() {
+                tracing::error!(
+                    "rcu-reclaim: background reclaim (rcu-kswapd) panicked in a shrinker, the \
+                     OOM handler or the usage function; it goes on at the next wake-up"
+                );
+            }
         }
     }
 }

@@ -1,0 +1,65 @@
+//! A shrinker that panics once on the background reclaimer's thread does
+//! not end background reclaim for the budget's lifetime.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer, Scanned, ShrinkControl, Shrinker};
+use rcu_reclaim::{Config, Rcu};
+
+const MIB: usize = 1 << 20;
+const UNIT: usize = 64 << 10;
+
+/// Holds `used` bytes in `UNIT` objects; its first scan panics.
+struct FlakyCache {
+    used: Arc<AtomicUsize>,
+    panicked: AtomicBool,
+}
+
+impl Shrinker for FlakyCache {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.used.load(Ordering::SeqCst) / UNIT
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("the first scan panics");
+        }
+        let n = ctl.nr_to_scan().min(self.count(ctl));
+        self.used.fetch_sub(n * UNIT, Ordering::SeqCst);
+        Scanned {
+            freed: n,
+            bytes: n * UNIT,
+        }
+    }
+}
+
+#[test]
+fn background_reclaim_outlives_a_panicking_shrinker() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    reclaimer.set_oom_handler(|_| {});
+    let used = Arc::new(AtomicUsize::new(0));
+    reclaimer.register(Arc::new(FlakyCache {
+        used: used.clone(),
+        panicked: AtomicBool::new(false),
+    }));
+    let u = used.clone();
+    let budget = MemoryBudget::new(64 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
+    let w = budget.watermarks();
+    // Over `low`, under `min`: only the background reclaimer works, and
+    // its first scan panics. It must go on reclaiming all the same.
+    used.store(w.low + 2 * MIB, Ordering::SeqCst);
+    assert!(budget.check());
+    let t = Instant::now();
+    while used.load(Ordering::SeqCst) > w.high {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "background reclaim stopped after a shrinker's panic: {:?}",
+            budget.stats()
+        );
+        let _ = budget.check();
+        thread::sleep(Duration::from_millis(5));
+    }
+}
