@@ -61,3 +61,38 @@ fn a_shrinker_claiming_usize_max_bytes_overflows_no_count() {
     }
     rcu.barrier();
 }
+
+/// Counts every object there could be and frees none of them.
+struct Endless;
+
+impl Shrinker for Endless {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        usize::MAX
+    }
+    fn scan(&self, _: &mut ShrinkControl) -> Scanned {
+        Scanned::default()
+    }
+}
+
+/// The scan arithmetic trusts `count`: a shrinker counting `usize::MAX`
+/// objects whose batches free nothing called `scan` about 2^50 times per
+/// pass (a hang). A turn now ends after `FRUITLESS_BATCHES` batches in a
+/// row that free nothing, and reclaim declares out-of-memory.
+#[test]
+fn a_shrinker_counting_usize_max_objects_that_frees_nothing_ends_in_an_oom() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let r = Reclaimer::new(&rcu);
+        r.set_oom_handler(|_| {});
+        r.register(Arc::new(Endless));
+        let oom = r.reclaim(1 << 20, &NodeMask::all()).is_err();
+        let shrunk = r.shrink(0);
+        let _ = tx.send((oom, shrunk.freed_bytes));
+    });
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(60)),
+        Ok((true, 0)),
+        "reclaim or shrink kept calling a shrinker that frees nothing"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::shrinker::{scan_target, ShrinkControl, Shrinker, SHRINK_BATCH};
+use super::shrinker::{scan_target, ShrinkControl, Shrinker, FRUITLESS_BATCHES, SHRINK_BATCH};
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
 use crate::sync::{lock, Mutex, NO_RECLAIM};
@@ -396,13 +396,15 @@ impl Reclaimer {
                 let s = &reg.shrinker;
                 let freeable = s.count(&ShrinkControl::new(mask.clone(), priority, 0));
                 let mut total = scan_target(freeable, priority, s.seeks(), 0);
+                let mut fruitless = 0;
                 while total > 0 {
                     let mut ctl =
                         ShrinkControl::new(mask.clone(), priority, total.min(SHRINK_BATCH));
                     let got = s.scan(&mut ctl);
+                    fruitless = fruitless_after(fruitless, &got);
                     book_scan(s.frees_via_rcu(), got, &ctl, &mut done, &mut pass);
                     total -= ctl.scanned().min(total);
-                    if ctl.stopped() || ctl.scanned() == 0 {
+                    if ctl.stopped() || ctl.scanned() == 0 || fruitless >= FRUITLESS_BATCHES {
                         break;
                     }
                 }
@@ -608,10 +610,12 @@ impl Reclaimer {
         let before = if own { in_hand(done) } else { 0 };
         let deferred = reg.deferred.swap(0, Ordering::Relaxed);
         let mut total = scan_target(freeable, priority, s.seeks(), deferred);
+        let mut fruitless = 0;
         while total >= SHRINK_BATCH || (total > 0 && total >= freeable) {
             let nr = total.min(SHRINK_BATCH);
             ctl = ShrinkControl::new(mask.clone(), priority, nr);
             let got = s.scan(&mut ctl);
+            fruitless = fruitless_after(fruitless, &got);
             book_scan(s.frees_via_rcu(), got, &ctl, done, pass);
             total -= ctl.scanned().min(total);
             // With the RCU loop on, what this call queued through RCU will
@@ -619,12 +623,26 @@ impl Reclaimer {
             // about the target and let a grace period free it, in steps,
             // rather than evict all the priority allows at once and hold
             // it all as garbage (the kernel's SWAP_CLUSTER_MAX steps).
-            if ctl.stopped() || ctl.scanned() == 0 || in_hand(done) - before >= target {
+            if ctl.stopped()
+                || ctl.scanned() == 0
+                || in_hand(done) - before >= target
+                || fruitless >= FRUITLESS_BATCHES
+            {
                 break;
             }
         }
         reg.deferred
             .fetch_add(total.min(freeable.saturating_mul(2)), Ordering::Relaxed);
+    }
+}
+
+/// Batches in a row that freed nothing, after one that reported `got`
+/// (see [`FRUITLESS_BATCHES`]).
+fn fruitless_after(fruitless: usize, got: &super::shrinker::Scanned) -> usize {
+    if got.freed == 0 && got.bytes == 0 {
+        fruitless + 1
+    } else {
+        0
     }
 }
 

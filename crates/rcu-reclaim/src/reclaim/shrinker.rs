@@ -5,6 +5,15 @@ use crate::pressure::NodeMask;
 /// Objects scanned per `scan` call (the kernel's `SHRINK_BATCH`).
 pub const SHRINK_BATCH: usize = 128;
 
+/// Batches in a row that free nothing after which one shrinker's turn in
+/// a pass ends (the rest of its scan target is deferred as usual). The
+/// scan arithmetic trusts `count`: a shrinker that counts `usize::MAX`
+/// objects and frees none would otherwise be called about 2^50 times. A
+/// second-chance cache whose first sweep frees nothing gets 131,072
+/// objects' worth of batches before its turn ends, and its next turn
+/// continues the sweep.
+pub(crate) const FRUITLESS_BATCHES: usize = 1024;
+
 /// What reclaim asks of a shrinker, and what the shrinker reports back.
 ///
 /// ```
