@@ -434,3 +434,44 @@ fn a_closure_under_a_stripe_lock_cannot_wait_for_a_grace_period() {
     assert!(map.update(1, |old| old.map(|v| v + 1)));
     assert_eq!(map.get(&1, &rcu.read_lock()), Some(&2));
 }
+
+#[test]
+fn len_never_wraps_below_zero_while_inserts_and_removes_race() {
+    // A remove that unlinks an entry before its insert has counted it
+    // must not take `len` below zero (it read 2^64 - 1 before the insert
+    // counted under the stripe lock).
+    const KEYS: u64 = 4;
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let map: Arc<RcuHashMap<u64, u64>> = Arc::new(RcuHashMap::new_in(&rcu));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (map, stop) = (map.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for k in 0..KEYS {
+                        if t % 2 == 0 {
+                            map.insert(k, k);
+                        } else {
+                            map.remove(&k);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let mut most = 0;
+    while start.elapsed() < Duration::from_secs(3) && most <= KEYS as usize {
+        most = most.max(map.len());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(most <= KEYS as usize, "len read {most} with {KEYS} keys");
+    let left = (0..KEYS)
+        .filter(|k| map.contains_key(k, &rcu.read_lock()))
+        .count();
+    assert_eq!(map.len(), left);
+}

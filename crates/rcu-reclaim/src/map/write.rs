@@ -34,6 +34,23 @@ where
         f(unsafe { (*table).head(hash) })
     }
 
+    /// Counts an entry about to be linked. Called under its stripe lock,
+    /// before the entry is visible: a writer that then removes it (after
+    /// taking that lock) subtracts only what was added, so `len` never
+    /// wraps below zero, not even for a moment.
+    #[inline]
+    fn count_new_entry(&self) {
+        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Uncounts `n` entries just unlinked, under their stripe lock: with
+    /// [`count_new_entry`](Self::count_new_entry), `len` never exceeds the
+    /// keys present plus those being linked under a lock right now.
+    #[inline]
+    fn uncount_entries(&self, n: usize) {
+        self.len.fetch_sub(n, Ordering::Relaxed);
+    }
+
     /// Hands an unlinked node to the domain, booking its size.
     fn retire(&self, node: NonNull<Node<K, V>>) {
         // Weighed before it becomes a `Box`: should the weigher (or a
@@ -80,6 +97,7 @@ where
                     Some(node)
                 }
                 Search::Absent { prev, next } => {
+                    self.count_new_entry();
                     // SAFETY: as above.
                     unsafe { list::link_between(prev, next, Node::link(new)) };
                     None
@@ -92,7 +110,6 @@ where
                 false
             }
             None => {
-                self.len.fetch_add(1, Ordering::Relaxed);
                 self.grow_if_needed();
                 true
             }
@@ -194,12 +211,12 @@ where
                     }
                     // SAFETY: found under the lock.
                     unsafe { list::unlink(prev, node.cast(), None) };
+                    self.uncount_entries(1);
                     Some(node)
                 }
                 Search::Absent { .. } => None,
             }
         })?;
-        self.len.fetch_sub(1, Ordering::Relaxed);
         self.shrink_if_needed();
         Some(Unlinked {
             map: self,
@@ -254,6 +271,7 @@ where
                         Search::Found { node, .. } => (node, false),
                         Search::Absent { prev, next } => {
                             let new = Node::new(sort, key, f());
+                            self.count_new_entry();
                             // SAFETY: as in `insert`.
                             unsafe { list::link_between(prev, next, Node::link(new)) };
                             (new, true)
@@ -261,7 +279,6 @@ where
                     }
                 });
                 if inserted {
-                    self.len.fetch_add(1, Ordering::Relaxed);
                     self.grow_if_needed();
                 }
                 node
@@ -316,11 +333,15 @@ where
                     let new = f(Some(old)).map(|v| Node::link(Node::new(sort, key, v)));
                     // SAFETY: as in `insert`.
                     unsafe { list::unlink(prev, node.cast(), new) };
+                    if new.is_none() {
+                        self.uncount_entries(1);
+                    }
                     (Some(node), new.is_some(), false)
                 }
                 Search::Absent { prev, next } => match f(None) {
                     Some(v) => {
                         let new = Node::new(sort, key, v);
+                        self.count_new_entry();
                         // SAFETY: as in `insert`.
                         unsafe { list::link_between(prev, next, Node::link(new)) };
                         (None, true, true)
@@ -330,15 +351,11 @@ where
             }
         });
         if let Some(old) = old {
-            if !present {
-                self.len.fetch_sub(1, Ordering::Relaxed);
-            }
             self.retire(old);
             if !present {
                 self.shrink_if_needed();
             }
         } else if added {
-            self.len.fetch_add(1, Ordering::Relaxed);
             self.grow_if_needed();
         }
         present
@@ -367,10 +384,11 @@ where
                 let table = self.table.load(Ordering::Acquire);
                 // SAFETY: as in `locked`; bucket `stripe` (< STRIPES) heads
                 // the stripe's range of the list, whose lock we hold.
-                removed.extend(unsafe { list::unlink_range((*table).bucket(stripe), STRIPE_BITS) });
+                let unlinked = unsafe { list::unlink_range((*table).bucket(stripe), STRIPE_BITS) };
+                self.uncount_entries(unlinked.len());
+                removed.extend(unlinked);
             }
         }
-        self.len.fetch_sub(removed.len(), Ordering::Relaxed);
         for link in removed {
             self.retire(link.cast());
         }
