@@ -475,3 +475,56 @@ fn len_never_wraps_below_zero_while_inserts_and_removes_race() {
         .count();
     assert_eq!(map.len(), left);
 }
+
+#[test]
+fn an_insert_whose_key_eq_panics_drops_its_key_and_value() {
+    use std::hash::{Hash, Hasher};
+    static PANICKY: AtomicBool = AtomicBool::new(false);
+    /// Every key hashes alike, so an insert compares keys; `eq` panics
+    /// while `PANICKY` is set.
+    struct Key(u32, Arc<AtomicUsize>);
+    impl Hash for Key {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            0u8.hash(h)
+        }
+    }
+    impl PartialEq for Key {
+        fn eq(&self, other: &Key) -> bool {
+            assert!(!PANICKY.load(Ordering::Relaxed), "eq panics");
+            self.0 == other.0
+        }
+    }
+    impl Eq for Key {}
+    impl Drop for Key {
+        fn drop(&mut self) {
+            self.1.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let live = Arc::new(AtomicUsize::new(0));
+    let key = |k| {
+        live.fetch_add(1, Ordering::Relaxed);
+        Key(k, live.clone())
+    };
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let map = RcuHashMap::with_weigher_in(
+        0,
+        std::collections::hash_map::RandomState::new(),
+        &rcu,
+        |_: &Key, _: &u32| 0,
+    );
+    map.insert(key(1), 1);
+    PANICKY.store(true, Ordering::Relaxed);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map.insert(key(2), 2)));
+    PANICKY.store(false, Ordering::Relaxed);
+    assert!(r.is_err());
+    assert_eq!(
+        live.load(Ordering::Relaxed),
+        1,
+        "the key that failed was dropped"
+    );
+    assert_eq!(map.len(), 1);
+    assert!(map.insert(key(2), 2));
+    drop(map);
+    rcu.barrier();
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}

@@ -84,13 +84,17 @@ where
     pub fn insert(&self, key: K, value: V) -> bool {
         let hash = self.hash(&key);
         let sort = key_sort(hash);
-        let new = Node::new(sort, key, value);
-        let replaced = self.locked(hash, |head| {
+        // Freed with its key and value should the search panic (the key's
+        // `Eq`) or the lock refuse a nested write, until it is linked.
+        let new = Unpublished(Node::new(sort, key, value));
+        let replaced = self.locked(hash, move |head| {
             // SAFETY: `new` is ours and unlinked; its key is never written.
-            let key = unsafe { &new.as_ref().key };
+            let key = unsafe { &new.0.as_ref().key };
             // SAFETY: `head` is the current table's dummy for `hash`, read
             // inside the section and under the stripe lock.
-            match unsafe { list::search::<K, V, K>(head, sort, key) } {
+            let found = unsafe { list::search::<K, V, K>(head, sort, key) };
+            let new = new.into_linked();
+            match found {
                 Search::Found { prev, node } => {
                     // SAFETY: found under the lock; `new` becomes the list's.
                     unsafe { list::unlink(prev, node.cast(), Some(Node::link(new))) };
@@ -451,6 +455,27 @@ where
 
     fn publish(&self, table: Box<Table>) {
         self.table.store(Box::into_raw(table), Ordering::Release);
+    }
+}
+
+/// A new node not yet linked: dropping it frees the node, its key and its
+/// value (a panic before the link leaks nothing).
+struct Unpublished<K, V>(NonNull<Node<K, V>>);
+
+impl<K, V> Unpublished<K, V> {
+    /// The node, about to be linked: from now on the list owns it.
+    fn into_linked(self) -> NonNull<Node<K, V>> {
+        let node = self.0;
+        std::mem::forget(self);
+        node
+    }
+}
+
+impl<K, V> Drop for Unpublished<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: from `Node::new` (`Box::leak`), never linked, so no one
+        // else can reach it.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }
 
