@@ -260,6 +260,33 @@ fn writing_to_a_cache_from_its_own_get_or_insert_with_panics() {
 }
 
 #[test]
+fn writing_to_a_map_from_a_write_of_another_nested_in_its_own_panics() {
+    // a's closure writes to b, whose closure writes to a: a's stripe is
+    // held further out, and the same key's stripe deadlocked silently.
+    let a = Arc::new(rcu_reclaim::RcuHashMap::new());
+    let b = Arc::new(rcu_reclaim::RcuHashMap::new());
+    let (a2, b2) = (a.clone(), b.clone());
+    let msg = panic_message_of(move || {
+        a2.update(1u32, |_| {
+            b2.update(1u32, |_| {
+                a2.insert(1u32, 5u32);
+                Some(1u32)
+            });
+            Some(1)
+        });
+    });
+    assert!(msg.contains(REENTRANT), "{msg}");
+    // Both maps' locks were released on the way out.
+    assert!(a.insert(1, 2));
+    assert!(b.insert(1, 2));
+    assert!(a.update(2, |_| {
+        b.update(2, |_| Some(2));
+        Some(2)
+    }));
+    assert_eq!((a.len(), b.len()), (2, 2));
+}
+
+#[test]
 fn reading_the_map_or_writing_another_inside_a_write_is_fine() {
     let a = rcu_reclaim::RcuHashMap::new();
     let b = rcu_reclaim::RcuHashMap::new();

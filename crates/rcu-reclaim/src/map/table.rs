@@ -184,17 +184,26 @@ pub(super) struct StripeLocked<'a> {
 }
 
 /// Marks the thread as holding a stripe of one map (by the address of its
-/// `Stripes`) until dropped, restoring the mark of an outer map's write
-/// (a closure may write to another map).
+/// `Stripes`) until dropped. Writes nest (a closure run under one map's
+/// lock may write to another map, whose closure may write to a third...),
+/// so the thread keeps the maps of all its writes in progress, innermost
+/// last, and a write to any of them panics, not only to the innermost.
 pub(super) struct Held {
-    #[cfg(not(loom))]
-    outer: usize,
+    _private: (),
 }
+
+/// The nested writes whose maps a thread keeps; deeper ones are not
+/// checked (never a false alarm, only a missed one).
+#[cfg(not(loom))]
+const NESTED: usize = 8;
 
 #[cfg(not(loom))]
 std::thread_local! {
-    /// The `Stripes` (address) one of whose locks this thread holds; 0: none.
-    static HOLDING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How many stripes of maps this thread holds (nested writes), and the
+    /// maps (`Stripes` addresses) of the first [`NESTED`] of them. No
+    /// destructor: usable by writes in other thread-locals' destructors.
+    static HOLDING: std::cell::Cell<(usize, [usize; NESTED])> =
+        const { std::cell::Cell::new((0, [0; NESTED])) };
 }
 
 impl Held {
@@ -204,9 +213,8 @@ impl Held {
         #[cfg(not(loom))]
         {
             let me = stripes as *const Stripes as usize;
-            let outer = HOLDING.with(|h| h.replace(me));
-            if outer == me {
-                HOLDING.with(|h| h.set(outer));
+            let (depth, mut maps) = HOLDING.get();
+            if maps[..depth.min(NESTED)].contains(&me) {
                 panic!(
                     "RcuHashMap: a closure run under one of the map's locks \
                      (`get_or_insert_with`, `update`, `remove_if`, or `RcuCache::get_or_insert_with`) \
@@ -214,20 +222,30 @@ impl Held {
                      make that write after the call returns"
                 );
             }
-            Held { outer }
+            if depth < NESTED {
+                maps[depth] = me;
+            }
+            HOLDING.set((depth + 1, maps));
         }
         #[cfg(loom)]
-        {
-            let _ = stripes;
-            Held {}
-        }
+        let _ = stripes;
+        Held { _private: () }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
+        // Stripe locks are released in the reverse order of taking them:
+        // this one is the innermost.
         #[cfg(not(loom))]
-        HOLDING.with(|h| h.set(self.outer));
+        {
+            let (depth, mut maps) = HOLDING.get();
+            let depth = depth - 1;
+            if depth < NESTED {
+                maps[depth] = 0;
+            }
+            HOLDING.set((depth, maps));
+        }
     }
 }
 
