@@ -517,3 +517,46 @@ fn read_or_insert_with_makes_on_a_miss_only_and_reads_either_way() {
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
 }
+
+#[test]
+fn get_or_insert_with_caches_no_entry_heavier_than_the_capacity() {
+    let rcu = on_demand();
+    let w = RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + 1000;
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(10 * w).build();
+    for k in 0..10u32 {
+        assert!(cache.insert(k, vec![0u8; 1000]));
+    }
+    let (len, bytes) = (cache.len(), cache.bytes());
+    assert_eq!((len, bytes), (10, 10 * w));
+    // `insert` refuses a value heavier than the cache...
+    assert!(!cache.insert(100, vec![1u8; 20 * w]));
+    assert_eq!((cache.len(), cache.bytes()), (len, bytes));
+    // ... and so does `get_or_insert_with`: it hands the value out for
+    // the guard's section, caches nothing and evicts nothing for it (it
+    // emptied the cache).
+    {
+        let guard = rcu.read_lock();
+        let v = cache.get_or_insert_with(100, || vec![1u8; 20 * w], &guard);
+        assert_eq!((v.len(), v[0]), (20 * w, 1));
+        assert!(cache.get(&100, &guard).is_none());
+    }
+    assert_eq!((cache.len(), cache.bytes()), (len, bytes));
+    // A weigher that claims half the address space: the bytes wrapped
+    // past zero, so the entry stayed cached and evicted nothing (debug:
+    // an overflow panic in the policy's queue).
+    let cache = RcuCache::builder()
+        .rcu(&rcu)
+        .max_bytes(1 << 20)
+        .weigher(|_: &u32, v: &u32| if *v == 0 { isize::MAX as usize } else { 10 })
+        .build();
+    assert!(cache.insert(1, 1));
+    let bytes = cache.bytes();
+    {
+        let guard = rcu.read_lock();
+        assert_eq!(*cache.get_or_insert_with(2, || 0, &guard), 0);
+    }
+    assert_eq!((cache.len(), cache.bytes()), (1, bytes));
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}

@@ -457,8 +457,10 @@ where
     /// cache-aside pattern in one call). `f` runs at most once, under the
     /// key's stripe lock of the map (so it must not write to this cache;
     /// other writers of that stripe wait for it). A value inserted here may
-    /// be evicted at once if the cache is full of more valuable entries;
-    /// the reference stays valid while the guard lasts.
+    /// be evicted at once if the cache is full of more valuable entries,
+    /// and one heavier than [`max_bytes`](RcuCache::max_bytes) is not
+    /// cached (as [`insert`](RcuCache::insert) refuses it; no other entry
+    /// is evicted for it); the reference stays valid while the guard lasts.
     ///
     /// `f`, and the evictions the insert makes, run inside the caller's
     /// read-side section, which no grace period can end while they run, so
@@ -505,17 +507,35 @@ where
             || {
                 let value = f();
                 let heap = inner.weigher.weigh(&queued, &value);
-                let entry = Entry::new(value, fresh_id(), heap, Self::ENTRY_OVERHEAD);
-                inner.bytes.fetch_add(entry.weight, Ordering::Relaxed);
-                made = Some((entry.id, entry.weight));
+                let mut entry = Entry::new(value, fresh_id(), heap, Self::ENTRY_OVERHEAD);
+                if entry.weight > inner.cap.max() {
+                    // Too heavy to cache (as `insert` refuses it): in the
+                    // map only until removed below, weighing nothing, so
+                    // neither it nor a write that replaces or removes it
+                    // meanwhile changes the bytes, and no other entry is
+                    // evicted for it.
+                    made = Some((entry.id, entry.weight, false));
+                    entry.weight = 0;
+                } else {
+                    inner.bytes.fetch_add(entry.weight, Ordering::Relaxed);
+                    made = Some((entry.id, entry.weight, true));
+                }
                 entry
             },
             guard,
         );
-        if let Some((id, weight)) = made {
-            self.queue_and_evict(Some((queued, id, weight, hash)));
-        } else {
-            entry.touch();
+        match made {
+            Some((id, weight, true)) => self.queue_and_evict(Some((queued, id, weight, hash))),
+            Some((id, weight, false)) => {
+                // Retired at once (unless replaced meanwhile: another id);
+                // the guard's section keeps it readable for the caller.
+                if inner.map.remove_if_hashed(hash, &queued, |e| e.id == id) {
+                    inner
+                        .retired_since_look
+                        .fetch_add(weight, Ordering::Relaxed);
+                }
+            }
+            None => entry.touch(),
         }
         &entry.value
     }
