@@ -151,6 +151,20 @@ pub(crate) fn drain_step(ready_backlog: usize) -> usize {
     }
 }
 
+/// The most bytes one retired object or callback books (1 TiB): what a
+/// caller claims beyond it (a weigher returning `usize::MAX`, say) is
+/// booked as this much, so that no sum of booked bytes (a page's, a
+/// shard's, the domain's) can overflow short of 16 million such claims in
+/// flight at once. An overflow panicked in a debug build inside a thread's
+/// bulk-page push, leaving its buffer marked as owned, and the next
+/// `barrier` or domain drop waited for it for ever.
+pub(crate) const MAX_BOOKED_BYTES: usize = 1 << 40;
+
+/// `bytes` as booked: at most [`MAX_BOOKED_BYTES`].
+pub(crate) fn booked(bytes: usize) -> usize {
+    bytes.min(MAX_BOOKED_BYTES)
+}
+
 /// Empty pages kept per shard so the fast path never allocates (kernel: 5).
 pub(crate) const SPARE_PAGES: usize = 64;
 

@@ -1221,3 +1221,21 @@ fn retiring_threads_pace_the_grace_periods_they_start() {
     assert!(s.gp_completed > 0, "{s:?}");
     rcu.barrier();
 }
+
+/// Booked sizes are the caller's claim: `usize::MAX` for each of a page's
+/// worth of deferred drops and callbacks overflowed the page's and the
+/// shard's sums (a panic inside the bulk-page push in a debug build, after
+/// which `barrier` and the domain's drop waited for ever). Each object now
+/// books at most `MAX_BOOKED_BYTES` (1 TiB).
+#[test]
+fn claims_of_usize_max_bytes_overflow_no_sum() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    for _ in 0..600 {
+        rcu.defer_drop_sized(Box::new(7u64), usize::MAX);
+        rcu.call_sized(|| {}, usize::MAX);
+    }
+    assert!(rcu.pending_bytes() >= 1 << 40);
+    rcu.barrier();
+    assert_eq!((rcu.pending(), rcu.pending_bytes()), (0, 0));
+    drop(rcu);
+}

@@ -528,3 +528,32 @@ fn an_insert_whose_key_eq_panics_drops_its_key_and_value() {
     rcu.barrier();
     assert_eq!(live.load(Ordering::Relaxed), 0);
 }
+
+/// A weigher is the caller's code and may claim any size: one claiming
+/// `usize::MAX` bytes for every entry overflowed the map's retire
+/// (`size_of` + the weight: a panic in a debug build, with the node leaked)
+/// and then the domain's sums of booked bytes, whose panic inside a
+/// thread's bulk-page push left its buffer marked as owned: the domain's
+/// drop then waited for it for ever. Each object now books at most 1 TiB.
+#[test]
+fn a_weigher_claiming_the_address_space_breaks_no_count() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let map = RcuHashMap::with_weigher_in(
+        0,
+        std::collections::hash_map::RandomState::new(),
+        &rcu,
+        |_: &u32, _: &u32| usize::MAX,
+    );
+    for k in 0..600u32 {
+        map.insert(k, k);
+    }
+    for k in 0..600u32 {
+        assert!(map.remove(&k));
+    }
+    assert!(rcu.pending_bytes() > 0);
+    drop(map);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+    assert_eq!(rcu.pending(), 0);
+    drop(rcu); // returns: no buffer left marked as owned
+}

@@ -54,7 +54,8 @@ impl Rcu {
     }
 
     /// As [`call`](Rcu::call), counting `bytes` as the memory the callback
-    /// frees, in [`pending_bytes`](Rcu::pending_bytes) and stats.
+    /// frees, in [`pending_bytes`](Rcu::pending_bytes) and stats (at most
+    /// 1 TiB: a larger claim is booked as 1 TiB, so no sum overflows).
     ///
     /// ```
     /// // On demand: nothing is freed until asked (with the default pace,
@@ -85,6 +86,7 @@ impl Rcu {
     }
 
     fn enqueue(&self, f: Box<dyn FnOnce() + Send>, bytes: usize, hurry: bool) {
+        let bytes = policy::booked(bytes);
         let inner = self.inner();
         let kick = inner.callbacks.enqueue(f, bytes, hurry);
         self.start_background(kick);
@@ -208,6 +210,7 @@ impl Rcu {
     /// for a value whose size [`ReclaimSize`] does not give (a type without
     /// it, a shared pointer known to be the last, a size measured
     /// elsewhere). `size_of::<T>()` books the value's inline bytes only.
+    /// A claim over 1 TiB is booked as 1 TiB, so no sum overflows.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
@@ -232,6 +235,7 @@ impl Rcu {
         bytes: usize,
         anywhere: bool,
     ) {
+        let bytes = policy::booked(bytes);
         let Err(value) = self.try_defer_drop_as(value, bytes, anywhere) else {
             return;
         };
@@ -294,6 +298,7 @@ impl Rcu {
         bytes: usize,
         plain: bool,
     ) -> Result<(), Box<T>> {
+        let bytes = policy::booked(bytes);
         let inner = self.inner();
         let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's slot, alive while the

@@ -60,7 +60,7 @@ where
             // SAFETY: unlinked by this thread and not yet handed on; shared
             // with readers only, who never write it.
             let n = unsafe { node.as_ref() };
-            size_of::<Node<K, V>>() + (self.weigh)(&n.key, &n.value)
+            size_of::<Node<K, V>>().saturating_add((self.weigh)(&n.key, &n.value))
         };
         // SAFETY: unlinked under its stripe lock, so no new reader can
         // reach it; the deferred drop waits for the readers that did.
