@@ -560,3 +560,52 @@ fn get_or_insert_with_caches_no_entry_heavier_than_the_capacity() {
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
 }
+
+/// A key whose `Eq` panics while `PANIC_EQ` is set and it is key 0.
+#[derive(Clone, Debug, Hash)]
+struct Touchy(u32);
+
+static PANIC_EQ: AtomicBool = AtomicBool::new(false);
+
+impl PartialEq for Touchy {
+    fn eq(&self, other: &Self) -> bool {
+        if (self.0 == 0 || other.0 == 0) && PANIC_EQ.load(Ordering::SeqCst) {
+            panic!("Touchy(0) refuses to be compared");
+        }
+        self.0 == other.0
+    }
+}
+
+impl Eq for Touchy {}
+
+impl rcu_reclaim::ReclaimSize for Touchy {
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// Eviction looks an entry up by its key: when the key's `Eq` panicked
+/// there, the queue item was already gone and the entry stayed in the
+/// cache, counted, and could never be evicted nor cleared. The item now
+/// leaves its queue only once the lookup has answered, and `clear` queues
+/// again what it did not get to.
+#[test]
+fn a_key_panicking_under_eviction_or_clear_leaves_its_entry_evictable() {
+    let cache: RcuCache<Touchy, u64> = RcuCache::builder()
+        .max_bytes(4 * RcuCache::<Touchy, u64>::ENTRY_OVERHEAD)
+        .build();
+    for k in 0..4 {
+        assert!(cache.insert(Touchy(k), 1));
+    }
+    assert_eq!(cache.len(), 4);
+    PANIC_EQ.store(true, Ordering::SeqCst);
+    // Touchy(0) is the oldest: this insert evicts it, and its lookup panics.
+    let r = std::panic::catch_unwind(|| cache.insert(Touchy(10), 1));
+    assert!(r.is_err());
+    let r = std::panic::catch_unwind(|| cache.clear());
+    assert!(r.is_err());
+    PANIC_EQ.store(false, Ordering::SeqCst);
+    cache.clear();
+    assert_eq!((cache.len(), cache.bytes()), (0, 0));
+    cache.domain().barrier();
+}

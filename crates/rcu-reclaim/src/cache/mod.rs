@@ -577,11 +577,31 @@ where
     /// assert_eq!(cache.bytes(), 0);
     /// ```
     pub fn clear(&self) {
-        let queued = lock(&self.inner.policy).drain();
+        /// Queues again what a clear has not removed when a key's `Eq` or
+        /// `Hash` panics under it, so those entries can still be evicted.
+        struct Requeue<'a, K> {
+            policy: &'a Mutex<S3Fifo<K>>,
+            queued: std::collections::VecDeque<(K, u64, usize, u64)>,
+        }
+        impl<K> Drop for Requeue<'_, K> {
+            fn drop(&mut self) {
+                if !self.queued.is_empty() {
+                    let mut policy = lock(self.policy);
+                    for (key, id, weight, hash) in self.queued.drain(..) {
+                        policy.push(key, id, weight, hash);
+                    }
+                }
+            }
+        }
+        let mut rest = Requeue {
+            policy: &self.inner.policy,
+            queued: lock(&self.inner.policy).drain().into(),
+        };
         let guard = self.domain().read_lock();
         let store = MapStore::new(&self.inner, &guard);
-        for (key, hash, id) in queued {
-            store.remove(&key, hash, id);
+        while let Some((key, id, _, hash)) = rest.queued.front() {
+            store.remove(key, *hash, *id);
+            rest.queued.pop_front();
             // Retired as it goes: a clear of a large cache holds no list.
             drop(store.unlinked.take());
         }

@@ -213,26 +213,35 @@ impl<K> S3Fifo<K> {
         let mut chances = self.len() * usize::from(MAX_FREQ) + 1;
         loop {
             let from_small = self.small.bytes > capacity / 10 || self.main.items.is_empty();
-            let item = if from_small {
-                self.small.pop()
+            let fifo = if from_small {
+                &mut self.small
             } else {
-                self.main.pop()
-            }?;
+                &mut self.main
+            };
+            // Looked at in place, and taken off its queue only once the
+            // store has answered: should the key's `Eq` or `Hash` panic in
+            // there, the item stays queued, so its entry can still be
+            // evicted, or cleared, later.
+            let head = fifo.items.front()?;
             let spared = chances > 0;
             // One lookup: the frequency, lowered at once if the entry is
             // spared (read while in small: promoted, counting afresh).
-            let seen = store.visit(&item.key, item.hash, item.id, |freq| {
+            let seen = store.visit(&head.key, head.hash, head.id, |freq| {
                 (freq > 0 && spared).then(|| if from_small { 0 } else { freq - 1 })
             });
             let Some(freq) = seen else {
+                fifo.pop();
                 continue; // removed or replaced: its bytes left with it
             };
             if freq > 0 && spared {
                 chances -= 1;
+                let item = fifo.pop().expect("the head looked at");
                 self.main.push(item);
                 continue;
             }
-            let Some(weight) = store.remove(&item.key, item.hash, item.id) else {
+            let removed = store.remove(&head.key, head.hash, head.id);
+            let item = fifo.pop().expect("the head looked at");
+            let Some(weight) = removed else {
                 continue; // replaced since `visit`: the new entry is queued
             };
             if from_small {
@@ -255,12 +264,12 @@ impl<K> S3Fifo<K> {
         }
     }
 
-    /// Takes every queued entry's key, hash and id, emptying the queues
-    /// (ghost stays).
-    pub(crate) fn drain(&mut self) -> Vec<(K, u64, u64)> {
+    /// Takes every queued entry's key, id, weight and hash (as `push`
+    /// takes them), emptying the queues (ghost stays).
+    pub(crate) fn drain(&mut self) -> Vec<(K, u64, usize, u64)> {
         let mut out = Vec::with_capacity(self.len());
         while let Some(item) = self.small.pop().or_else(|| self.main.pop()) {
-            out.push((item.key, item.hash, item.id));
+            out.push((item.key, item.id, item.weight, item.hash));
         }
         out
     }
