@@ -93,8 +93,10 @@ pub struct BenchArgs {
     budget_payload_max: usize,
     /// Backends to run (repeat the flag for several; rcu-reclaim always
     /// runs, as the ratios are against it: in the cache scenario, its
-    /// RcuCache). The cache scenario's: moka, quick_cache and papaya
-    /// (default: all). The others': rcu-reclaim-qsbr (a QSBR domain: free
+    /// RcuCache). The cache scenario's: moka, quick_cache and papaya,
+    /// and rcu-reclaim-collect and rcu-reclaim-ahash (RcuCache with
+    /// quick_cache's hasher, ahash, instead of std's SipHash) (default:
+    /// all). The others': rcu-reclaim-qsbr (a QSBR domain: free
     /// read sections, a quiescent state after every operation),
     /// crossbeam-epoch, seize, liburcu-memb and liburcu-qsbr (with
     /// --features liburcu), and the opt-in

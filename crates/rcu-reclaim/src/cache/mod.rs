@@ -117,7 +117,7 @@ use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -158,8 +158,8 @@ use shrink::Cap;
 /// };
 /// println!("{r}");
 /// ```
-pub struct RcuCache<K, V> {
-    inner: Arc<Inner<K, V>>,
+pub struct RcuCache<K, V, S = RandomState> {
+    inner: Arc<Inner<K, V, S>>,
     budget: Option<Arc<MemoryBudget>>,
     registered: Option<(Arc<Reclaimer>, ShrinkerId)>,
     monitor: Option<PressureMonitor>,
@@ -179,20 +179,20 @@ pub struct RcuCache<K, V> {
 /// assert!(r.is_err());
 /// assert!(cache.insert(1, 2));
 /// ```
-impl<K: std::panic::RefUnwindSafe, V: std::panic::RefUnwindSafe> std::panic::UnwindSafe
-    for RcuCache<K, V>
+impl<K: std::panic::RefUnwindSafe, V: std::panic::RefUnwindSafe, S: std::panic::RefUnwindSafe>
+    std::panic::UnwindSafe for RcuCache<K, V, S>
 {
 }
 
 /// See the [`UnwindSafe`](std::panic::UnwindSafe) impl.
-impl<K: std::panic::RefUnwindSafe, V: std::panic::RefUnwindSafe> std::panic::RefUnwindSafe
-    for RcuCache<K, V>
+impl<K: std::panic::RefUnwindSafe, V: std::panic::RefUnwindSafe, S: std::panic::RefUnwindSafe>
+    std::panic::RefUnwindSafe for RcuCache<K, V, S>
 {
 }
 
 /// What the cache's shrinker shares with it.
-pub(crate) struct Inner<K, V> {
-    map: RcuHashMap<K, Entry<V>>,
+pub(crate) struct Inner<K, V, S = RandomState> {
+    map: RcuHashMap<K, Entry<V>, S>,
     /// The policy lock: writers queue and evict under it; readers never
     /// take it, the shrinker only tries it.
     policy: Mutex<S3Fifo<K>>,
@@ -208,6 +208,19 @@ pub(crate) struct Inner<K, V> {
 }
 
 impl<K, V> RcuCache<K, V> {
+    /// A builder; see [`RcuCacheBuilder`].
+    ///
+    /// ```
+    /// let cache: rcu_reclaim::RcuCache<u32, String> =
+    ///     rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
+    /// assert_eq!(cache.max_bytes(), 1 << 20);
+    /// ```
+    pub fn builder() -> RcuCacheBuilder<K, V> {
+        RcuCacheBuilder::new()
+    }
+}
+
+impl<K, V, S> RcuCache<K, V, S> {
     /// Bytes each entry weighs besides its weigher's: the size of its map
     /// node (key, value, the cache's bookkeeping and the list link).
     ///
@@ -220,17 +233,6 @@ impl<K, V> RcuCache<K, V> {
     /// assert_eq!(cache.bytes(), overhead + 1000);
     /// ```
     pub const ENTRY_OVERHEAD: usize = RcuHashMap::<K, Entry<V>>::NODE_SIZE;
-
-    /// A builder; see [`RcuCacheBuilder`].
-    ///
-    /// ```
-    /// let cache: rcu_reclaim::RcuCache<u32, String> =
-    ///     rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
-    /// assert_eq!(cache.max_bytes(), 1 << 20);
-    /// ```
-    pub fn builder() -> RcuCacheBuilder<K, V> {
-        RcuCacheBuilder::new()
-    }
 
     /// The domain whose grace periods protect the cache's entries: take
     /// read guards from it.
@@ -305,9 +307,10 @@ impl<K, V> RcuCache<K, V> {
     }
 }
 
-impl<K, V> RcuCache<K, V>
+impl<K, V, S> RcuCache<K, V, S>
 where
     K: Hash + Eq,
+    S: BuildHasher,
 {
     /// The value of `key`, valid while both the guard and the borrow of
     /// the cache last. Takes no lock and allocates nothing; a hit sets the
@@ -336,10 +339,11 @@ where
     }
 }
 
-impl<K, V> RcuCache<K, V>
+impl<K, V, S> RcuCache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher,
 {
     /// Caches `value` for `key`, replacing (and retiring) the old value,
     /// then evicts until the cache is back under its capacity. A
@@ -698,10 +702,11 @@ const GARBAGE_RUN_PRIORITY: u8 = 1;
 /// Queued items beyond twice the entries before stale ones are dropped.
 const STALE_SLACK: usize = 1024;
 
-impl<K, V> Inner<K, V>
+impl<K, V, S> Inner<K, V, S>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher,
 {
     /// Evicts (at most `max` entries) until the bytes are at most
     /// `target`: the entries and bytes evicted, and the entries unlinked,
@@ -712,7 +717,7 @@ where
         policy: &mut S3Fifo<K>,
         target: usize,
         max: usize,
-    ) -> (usize, usize, Vec<EntryUnlinked<'_, K, V>>) {
+    ) -> (usize, usize, Vec<EntryUnlinked<'_, K, V, S>>) {
         let (mut n, mut bytes) = (0, 0);
         let guard = self.map.domain().read_lock();
         let store = MapStore::new(self, &guard);
@@ -731,27 +736,29 @@ where
 }
 
 /// An entry evicted from the cache's map, retired when dropped.
-type EntryUnlinked<'a, K, V> = Unlinked<'a, K, Entry<V>, RandomState>;
+type EntryUnlinked<'a, K, V, S> = Unlinked<'a, K, Entry<V>, S>;
 
 /// The cache's map as the policy's [`Store`], inside a read-side section.
 /// Entries it removes are unlinked at once and kept in `unlinked`, to be
 /// retired when that drops: after the caller has released the policy lock.
-struct MapStore<'a, 'g, K, V>
+struct MapStore<'a, 'g, K, V, S>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher,
 {
-    inner: &'a Inner<K, V>,
+    inner: &'a Inner<K, V, S>,
     guard: &'g ReadGuard<'g>,
-    unlinked: RefCell<Vec<EntryUnlinked<'a, K, V>>>,
+    unlinked: RefCell<Vec<EntryUnlinked<'a, K, V, S>>>,
 }
 
-impl<'a, 'g, K, V> MapStore<'a, 'g, K, V>
+impl<'a, 'g, K, V, S> MapStore<'a, 'g, K, V, S>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher,
 {
-    fn new(inner: &'a Inner<K, V>, guard: &'g ReadGuard<'g>) -> Self {
+    fn new(inner: &'a Inner<K, V, S>, guard: &'g ReadGuard<'g>) -> Self {
         MapStore {
             inner,
             guard,
@@ -760,10 +767,11 @@ where
     }
 }
 
-impl<K, V> Store<K> for MapStore<'_, '_, K, V>
+impl<K, V, S> Store<K> for MapStore<'_, '_, K, V, S>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher,
 {
     fn visit(
         &self,
@@ -796,7 +804,7 @@ where
     }
 }
 
-impl<K, V> Drop for RcuCache<K, V> {
+impl<K, V, S> Drop for RcuCache<K, V, S> {
     fn drop(&mut self) {
         // Stop the events first, then the shrinker; a reclaim pass that
         // still holds the shrinker finds the cache gone or finishes with it.
@@ -807,7 +815,7 @@ impl<K, V> Drop for RcuCache<K, V> {
     }
 }
 
-impl<K, V> fmt::Debug for RcuCache<K, V> {
+impl<K, V, S> fmt::Debug for RcuCache<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RcuCache")
             .field("len", &self.len())

@@ -2,7 +2,7 @@
 //! shrinker, and the capacity that stays lowered for a while after a
 //! shrink and then grows back.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
@@ -64,12 +64,13 @@ impl Cap {
 
 /// The shrinker a cache registers with its reclaimer. It holds the cache
 /// weakly: a dropped cache counts nothing.
-pub(crate) struct CacheShrinker<K, V>(pub(crate) Weak<Inner<K, V>>);
+pub(crate) struct CacheShrinker<K, V, S>(pub(crate) Weak<Inner<K, V, S>>);
 
-impl<K, V> Shrinker for CacheShrinker<K, V>
+impl<K, V, S> Shrinker for CacheShrinker<K, V, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
 {
     fn count(&self, _: &ShrinkControl) -> usize {
         self.0.upgrade().map_or(0, |inner| inner.map.len())

@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 
 use super::backends::{Moka, Papaya, QuickCache};
 use super::cgroup::{self, CgroupReport, CgroupRun};
-use super::ours::{Ours, OursCollect};
+use super::ours::{Ours, OursAhash, OursCollect};
 use super::report::{self, CacheScenarioReport};
 use super::run::{self, CacheRun};
 use super::trace::Trace;
@@ -159,6 +159,7 @@ pub fn available() -> Vec<&'static str> {
     vec![
         <Ours>::NAME,
         OursCollect::NAME,
+        OursAhash::NAME,
         Moka::NAME,
         QuickCache::NAME,
         Papaya::NAME,
@@ -227,6 +228,7 @@ fn run_one(name: &str, w: &CacheWorkload, traces: &[Arc<Trace>]) -> Result<Cache
     match name {
         <Ours>::NAME => run::run::<Ours>(w, traces),
         OursCollect::NAME => run::run::<OursCollect>(w, traces),
+        OursAhash::NAME => run::run::<OursAhash>(w, traces),
         Moka::NAME => run::run::<Moka>(w, traces),
         QuickCache::NAME => run::run::<QuickCache>(w, traces),
         Papaya::NAME => run::run::<Papaya>(w, traces),
@@ -239,6 +241,7 @@ fn bounded(name: &str) -> bool {
     match name {
         <Ours>::NAME => <Ours>::BOUNDED,
         OursCollect::NAME => OursCollect::BOUNDED,
+        OursAhash::NAME => OursAhash::BOUNDED,
         Moka::NAME => Moka::BOUNDED,
         QuickCache::NAME => QuickCache::BOUNDED,
         Papaya::NAME => Papaya::BOUNDED,

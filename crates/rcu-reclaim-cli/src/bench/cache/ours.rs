@@ -6,8 +6,12 @@
 //! followed by `Rcu::collect()` (no lock is held there), as the crate's
 //! README asks of a thread that updates in a loop: the thread then frees
 //! the values its evictions retired itself, a grace period later, instead
-//! of leaving them to the domain's worker.
+//! of leaving them to the domain's worker; and `rcu-reclaim-ahash`, the
+//! calls alone with keys hashed by ahash (`RcuCacheBuilder::hasher`),
+//! quick_cache's default hasher, instead of std's SipHash.
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use rcu_reclaim::reclaim::Reclaimer;
@@ -16,19 +20,44 @@ use rcu_reclaim::{Rcu, RcuCache};
 
 use super::{CacheUnderTest, CacheWorkload};
 
-/// `RcuCache<u64, Vec<u8>>`: lookups under a read guard, no lock; S3-FIFO
-/// eviction; evicted values freed a grace period later. `COLLECT`: each
-/// insert is followed by `Rcu::collect()`.
-pub struct Ours<const COLLECT: bool = false>(RcuCache<u64, Vec<u8>>);
+/// `RcuCache<u64, Vec<u8>, S>`: lookups under a read guard, no lock;
+/// S3-FIFO eviction; evicted values freed a grace period later. `COLLECT`:
+/// each insert is followed by `Rcu::collect()`.
+pub struct Ours<const COLLECT: bool = false, S = RandomState>(RcuCache<u64, Vec<u8>, S>);
 
 /// `rcu-reclaim-collect`.
 pub type OursCollect = Ours<true>;
 
-impl<const COLLECT: bool> CacheUnderTest for Ours<COLLECT> {
-    const NAME: &'static str = if COLLECT {
-        "rcu-reclaim-collect"
-    } else {
-        "rcu-reclaim"
+/// `rcu-reclaim-ahash`.
+pub type OursAhash = Ours<false, ahash::RandomState>;
+
+/// A key hasher the bench builds `Ours` with.
+pub trait KeyHasher: BuildHasher + Send + Sync + 'static {
+    /// The backend's name with this hasher, if not std's.
+    const NAME: Option<&'static str>;
+    /// A hasher with fresh random keys.
+    fn make() -> Self;
+}
+
+impl KeyHasher for RandomState {
+    const NAME: Option<&'static str> = None;
+    fn make() -> Self {
+        RandomState::new()
+    }
+}
+
+impl KeyHasher for ahash::RandomState {
+    const NAME: Option<&'static str> = Some("rcu-reclaim-ahash");
+    fn make() -> Self {
+        ahash::RandomState::new()
+    }
+}
+
+impl<const COLLECT: bool, S: KeyHasher> CacheUnderTest for Ours<COLLECT, S> {
+    const NAME: &'static str = match S::NAME {
+        Some(name) => name,
+        None if COLLECT => "rcu-reclaim-collect",
+        None => "rcu-reclaim",
     };
     const BOUNDED: bool = true;
 
@@ -36,7 +65,7 @@ impl<const COLLECT: bool> CacheUnderTest for Ours<COLLECT> {
     /// (`budget_from_cgroup`: its limit, its usage), which then evicts from
     /// it when the cgroup fills.
     fn new(w: &CacheWorkload) -> Result<Self, String> {
-        let builder = RcuCache::builder().max_bytes(w.capacity);
+        let builder = RcuCache::builder().max_bytes(w.capacity).hasher(S::make());
         if w.cgroup_limit.is_none() {
             return Ok(Ours(builder.build()));
         }
