@@ -11,6 +11,9 @@
 //! callgrind_annotate --inclusive=yes /tmp/cg.cache | grep -E 'cache_get|cache_insert'
 //! ```
 //!
+//! `callgrind_cache N ahash` hashes the keys with ahash
+//! (`RcuCacheBuilder::hasher`) instead of std's SipHash.
+//!
 //! Each get runs in `cache_get` and each insert in `cache_insert` (both
 //! `#[inline(never)]`; the value is built before `cache_insert`, so its
 //! allocation and fill are not counted): their inclusive instructions over
@@ -21,6 +24,9 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 
 use rcu_reclaim::RcuCache;
 
@@ -40,13 +46,13 @@ fn size_of_key(key: u64) -> usize {
 }
 
 #[inline(never)]
-fn cache_get(cache: &RcuCache<u64, Vec<u8>>, key: u64) -> Option<u8> {
+fn cache_get<S: BuildHasher>(cache: &RcuCache<u64, Vec<u8>, S>, key: u64) -> Option<u8> {
     let guard = cache.domain().read_lock();
     cache.get(&key, &guard).map(|v| v[0])
 }
 
 #[inline(never)]
-fn cache_insert(cache: &RcuCache<u64, Vec<u8>>, key: u64, value: Vec<u8>) {
+fn cache_insert<S: BuildHasher>(cache: &RcuCache<u64, Vec<u8>, S>, key: u64, value: Vec<u8>) {
     cache.insert(key, value);
 }
 
@@ -54,10 +60,23 @@ fn main() -> ExitCode {
     let n: u64 = match std::env::args().nth(1).map(|s| s.parse()) {
         Some(Ok(n)) => n,
         _ => {
-            eprintln!("usage: callgrind_cache OPERATIONS");
+            eprintln!("usage: callgrind_cache OPERATIONS [ahash]");
             return ExitCode::FAILURE;
         }
     };
+    match std::env::args().nth(2).as_deref() {
+        None => replay(n, RandomState::new()),
+        Some("ahash") => replay(n, ahash::RandomState::new()),
+        Some(other) => {
+            eprintln!("callgrind_cache: unknown hasher {other:?} (only ahash)");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Replays `n` operations on a cache whose keys `hasher` hashes.
+fn replay<S: BuildHasher + Send + Sync + 'static>(n: u64, hasher: S) {
     // Zipf(0.99) by inverse CDF; ranks scattered over the keys.
     let mut sum = 0.0;
     let mut cdf: Vec<f64> = (1..=KEYS)
@@ -67,7 +86,10 @@ fn main() -> ExitCode {
         })
         .collect();
     cdf.iter_mut().for_each(|c| *c /= sum);
-    let cache: RcuCache<u64, Vec<u8>> = RcuCache::builder().max_bytes(CAPACITY).build();
+    let cache = RcuCache::builder()
+        .max_bytes(CAPACITY)
+        .hasher(hasher)
+        .build();
     let (mut gets, mut hits, mut inserts) = (0u64, 0u64, 0u64);
     let mut state = 19u64;
     for _ in 0..n {
@@ -90,5 +112,4 @@ fn main() -> ExitCode {
         "{n} operations: {gets} gets ({hits} hits, ratio {:.3}), {inserts} inserts",
         hits as f64 / gets.max(1) as f64
     );
-    ExitCode::SUCCESS
 }

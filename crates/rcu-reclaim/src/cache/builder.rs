@@ -271,8 +271,9 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// with random keys, which resists hash flooding by keys an attacker
     /// chooses). A faster hasher (e.g. the `foldhash` or `ahash` crates')
     /// makes lookups and inserts cheaper where keys are trusted: the hash
-    /// is most of a hit's instructions (SipHash: about 70 of 170 for a
-    /// `u64` key). The eviction policy uses the same hash.
+    /// is most of a hit's instructions (`examples/callgrind_cache`, a
+    /// `u64` key: 173 instructions per hit with SipHash, 96 with ahash).
+    /// The eviction policy uses the same hash.
     ///
     /// ```
     /// use std::hash::{BuildHasherDefault, DefaultHasher};
