@@ -199,11 +199,13 @@ const NESTED: usize = 8;
 
 #[cfg(not(loom))]
 std::thread_local! {
-    /// How many stripes of maps this thread holds (nested writes), and the
-    /// maps (`Stripes` addresses) of the first [`NESTED`] of them. No
+    /// How many stripes of maps this thread holds (nested writes). No
     /// destructor: usable by writes in other thread-locals' destructors.
-    static HOLDING: std::cell::Cell<(usize, [usize; NESTED])> =
-        const { std::cell::Cell::new((0, [0; NESTED])) };
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The maps (`Stripes` addresses) of the first [`NESTED`] of them, one
+    /// cell each, so a write reads and writes one word, not the array.
+    static HOLDING: [std::cell::Cell<usize>; NESTED] =
+        const { [const { std::cell::Cell::new(0) }; NESTED] };
 }
 
 impl Held {
@@ -213,8 +215,9 @@ impl Held {
         #[cfg(not(loom))]
         {
             let me = stripes as *const Stripes as usize;
-            let (depth, mut maps) = HOLDING.get();
-            if maps[..depth.min(NESTED)].contains(&me) {
+            let depth = DEPTH.get();
+            let held = HOLDING.with(|maps| maps[..depth.min(NESTED)].iter().any(|m| m.get() == me));
+            if held {
                 panic!(
                     "RcuHashMap: a closure run under one of the map's locks \
                      (`get_or_insert_with`, `update`, `remove_if`, or `RcuCache::get_or_insert_with`) \
@@ -223,9 +226,9 @@ impl Held {
                 );
             }
             if depth < NESTED {
-                maps[depth] = me;
+                HOLDING.with(|maps| maps[depth].set(me));
             }
-            HOLDING.set((depth + 1, maps));
+            DEPTH.set(depth + 1);
         }
         #[cfg(loom)]
         let _ = stripes;
@@ -239,12 +242,11 @@ impl Drop for Held {
         // this one is the innermost.
         #[cfg(not(loom))]
         {
-            let (depth, mut maps) = HOLDING.get();
-            let depth = depth - 1;
+            let depth = DEPTH.get() - 1;
             if depth < NESTED {
-                maps[depth] = 0;
+                HOLDING.with(|maps| maps[depth].set(0));
             }
-            HOLDING.set((depth, maps));
+            DEPTH.set(depth);
         }
     }
 }
