@@ -297,7 +297,8 @@ impl<T: fmt::Debug> fmt::Debug for RcuCell<T> {
 /// other waiters), [`try_into_box`](Retired::try_into_box) never waits.
 /// [`defer_drop`](Retired::defer_drop) hands it to the callback engine.
 /// Dropping a `Retired` waits for the grace period, then drops the value, so
-/// nothing is freed early and nothing leaks.
+/// nothing is freed early and nothing leaks (unless that wait panics: the
+/// value is then leaked, never dropped as the panic unwinds).
 ///
 /// ```
 /// use rcu_reclaim::RcuCell;
@@ -524,8 +525,13 @@ impl<T> Drop for Retired<T> {
                      Retired until the ReadGuard is dropped"
                 );
             }
+            // Leaked, not dropped, should the wait panic (this thread holds
+            // the domain stopped for `fork()`, or a `tracing` subscriber
+            // panics on a stall report): readers on other threads may still
+            // hold the value, and the unwind must not free it under them.
+            let value = std::mem::ManuallyDrop::new(value);
             self.rcu.cond_synchronize(self.cookie);
-            drop(value);
+            drop(std::mem::ManuallyDrop::into_inner(value));
         }
     }
 }

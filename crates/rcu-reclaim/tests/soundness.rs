@@ -652,3 +652,60 @@ fn using_the_domain_while_holding_its_fork_guard_panics() {
         rcu.barrier();
     }
 }
+
+/// A value whose drop is recorded, so a test can tell whether it was
+/// dropped while a reader still had it (without reading freed memory).
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A `Retired` whose drop cannot wait for its grace period (the wait
+/// panics: here the thread holds the domain stopped for `fork()`) leaks
+/// the value rather than dropping it as the panic unwinds, under a reader
+/// on another thread that still holds it (before, it was dropped there).
+#[test]
+fn a_retired_whose_wait_panics_leaks_its_value_rather_than_freeing_it_under_readers() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cell = Arc::new(RcuCell::new_in(
+        &rcu,
+        Some(Box::new(DropFlag(dropped.clone()))),
+    ));
+    let (inside_tx, inside_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let reader = {
+        let cell = cell.clone();
+        let dropped = dropped.clone();
+        thread::spawn(move || {
+            let guard = cell.domain().read_lock();
+            let value = cell.load(&guard).expect("a value");
+            inside_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            // Still inside the section that loaded `value`.
+            let was_dropped = dropped.load(Ordering::SeqCst);
+            if !was_dropped {
+                assert!(!value.0.load(Ordering::SeqCst));
+            }
+            drop(guard);
+            was_dropped
+        })
+    };
+    inside_rx.recv().unwrap();
+    let old = cell.replace(None).expect("the value");
+    let fork = rcu.prepare_fork();
+    let res = quietly(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(old))));
+    fork.parent();
+    assert!(
+        res.is_err(),
+        "dropping the Retired waited with the fork guard held"
+    );
+    go_tx.send(()).unwrap();
+    assert!(
+        !reader.join().unwrap(),
+        "the Retired value was dropped before its grace period, under a reader"
+    );
+}
