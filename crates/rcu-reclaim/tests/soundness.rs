@@ -709,3 +709,78 @@ fn a_retired_whose_wait_panics_leaks_its_value_rather_than_freeing_it_under_read
         "the Retired value was dropped before its grace period, under a reader"
     );
 }
+
+/// A `tracing` subscriber that panics on every warning (safe code may
+/// install one): here it makes a grace-period wait panic at its stall
+/// report.
+struct PanicOnWarn;
+
+impl tracing::Subscriber for PanicOnWarn {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            panic!("a subscriber that panics on warnings");
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The no-page fallback of a deferred drop (wait for a grace period, then
+/// drop) leaks the value if the wait panics, rather than dropping it as
+/// the panic unwinds under a reader still holding it (before, it was
+/// dropped there): the value of an `RcuCell` replaced with `store_weighed`
+/// while bulk pages are refused, under a `tracing` subscriber that panics
+/// on the stall report of the reader.
+#[test]
+fn a_deferred_drop_whose_fallback_wait_panics_leaks_its_value_rather_than_freeing_it() {
+    use rcu_reclaim::pages::without_page_allocation;
+    let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_millis(20))).unwrap();
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cell = Arc::new(RcuCell::new_in(
+        &rcu,
+        Some(Box::new(DropFlag(dropped.clone()))),
+    ));
+    let (inside_tx, inside_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let reader = {
+        let cell = cell.clone();
+        let dropped = dropped.clone();
+        thread::spawn(move || {
+            let guard = cell.domain().read_lock();
+            let value = cell.load(&guard).expect("a value");
+            inside_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            // Still inside the section that loaded `value`.
+            let was_dropped = dropped.load(Ordering::SeqCst);
+            if !was_dropped {
+                assert!(!value.0.load(Ordering::SeqCst));
+            }
+            drop(guard);
+            was_dropped
+        })
+    };
+    inside_rx.recv().unwrap();
+    let res = quietly(|| {
+        tracing::subscriber::with_default(PanicOnWarn, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                without_page_allocation(|| {
+                    cell.store_weighed(Box::new(DropFlag(Arc::new(Default::default()))), |_| 8)
+                })
+            }))
+        })
+    });
+    assert!(res.is_err(), "the fallback's wait did not panic");
+    go_tx.send(()).unwrap();
+    assert!(
+        !reader.join().unwrap(),
+        "a deferred drop dropped its value before its grace period, under a reader"
+    );
+}

@@ -245,15 +245,25 @@ impl Rcu {
             .counters
             .fallback_syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Leaked, not dropped, should the wait or the queueing below panic
+        // (a `tracing` subscriber panicking on a stall report, say): readers
+        // may still hold the value, and the unwind must not free it under
+        // them. Only the callback that runs after the grace period drops it.
+        let value = std::mem::ManuallyDrop::new(value);
         if self.in_read_section() {
             // Cannot wait here: queue a (small) callback instead.
-            self.call_sized(move || drop(value), bytes);
+            self.call_sized(
+                move || drop(std::mem::ManuallyDrop::into_inner(value)),
+                bytes,
+            );
         } else {
             self.synchronize();
             // Freed after a grace period like any deferred drop: counted
             // (reclaim sees the progress in `bytes_freed`), and a panic is
             // reported to the hook like any deferred drop's.
-            inner.callbacks.run_inline(bytes, move || drop(value));
+            inner.callbacks.run_inline(bytes, move || {
+                drop(std::mem::ManuallyDrop::into_inner(value))
+            });
         }
     }
 
