@@ -61,8 +61,10 @@ impl Rcu {
 
     /// Hands the calling thread's reader slot back now instead of at thread
     /// exit (its buffered deferred drops go to the domain). Returns `false`,
-    /// and does nothing, inside a read-side section. A later `read_lock`
-    /// registers the thread again.
+    /// and does nothing, inside a read-side section, and inside an RCU
+    /// callback or deferred drop (a retire that frees ready values on its
+    /// thread goes on using the thread's slot after them). A later
+    /// `read_lock` registers the thread again.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
@@ -71,6 +73,13 @@ impl Rcu {
     /// assert_eq!(rcu.stats().registered_readers, 0);
     /// ```
     pub fn unregister_thread(&self) -> bool {
+        // A callback or destructor may run inside a call that holds this
+        // thread's slot as its owner (a retire running ready values from
+        // the thread's drain): handed back there, the slot could be claimed
+        // by another thread while that call still uses it.
+        if crate::callbacks::in_callback() {
+            return false;
+        }
         crate::reader::unregister(self.id())
     }
 

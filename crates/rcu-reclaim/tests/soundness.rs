@@ -784,3 +784,63 @@ fn a_deferred_drop_whose_fallback_wait_panics_leaks_its_value_rather_than_freein
         "a deferred drop dropped its value before its grace period, under a reader"
     );
 }
+
+/// `unregister_thread` from a destructor that a retire runs on the
+/// retiring thread (a type declared to drop anywhere, freed from the
+/// thread's drain) does nothing: the retire goes on using the thread's
+/// slot as its owner afterwards, and a slot handed back there could be
+/// claimed by another thread meanwhile, both then using its buffer as
+/// owners without the handshake (before, the slot was handed back).
+#[test]
+fn unregister_thread_inside_a_deferred_drop_run_by_a_retire_does_nothing() {
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+    static DOMAIN: OnceLock<Rcu> = OnceLock::new();
+    static HANDED_BACK_IN_RETIRE: AtomicUsize = AtomicUsize::new(0);
+    static DROPS_IN_RETIRE: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static IN_RETIRE: Cell<bool> = const { Cell::new(false) };
+    }
+    struct Unregisters([u64; 4]);
+    impl Drop for Unregisters {
+        fn drop(&mut self) {
+            std::hint::black_box(self.0);
+            if IN_RETIRE.with(Cell::get) {
+                DROPS_IN_RETIRE.fetch_add(1, Ordering::Relaxed);
+                if DOMAIN.get().unwrap().unregister_thread() {
+                    HANDED_BACK_IN_RETIRE.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    impl rcu_reclaim::ReclaimSize for Unregisters {
+        const DROPS_ANYWHERE: bool = true;
+        fn reclaim_size(&self) -> usize {
+            std::mem::size_of::<Self>()
+        }
+    }
+    let rcu = DOMAIN.get_or_init(|| Rcu::new(Config::new().pace_bytes(4 << 10)).unwrap());
+    thread::spawn(move || {
+        for i in 0..100_000u64 {
+            IN_RETIRE.with(|f| f.set(true));
+            rcu.defer_drop(Box::new(Unregisters([i; 4])));
+            IN_RETIRE.with(|f| f.set(false));
+            if DROPS_IN_RETIRE.load(Ordering::Relaxed) >= 100 {
+                break;
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    rcu.barrier();
+    assert!(
+        DROPS_IN_RETIRE.load(Ordering::Relaxed) > 0,
+        "no retire ran a deferred drop on its thread: {:?}",
+        rcu.stats()
+    );
+    assert_eq!(
+        HANDED_BACK_IN_RETIRE.load(Ordering::Relaxed),
+        0,
+        "a retire's deferred drop handed the retiring thread's slot back"
+    );
+}
