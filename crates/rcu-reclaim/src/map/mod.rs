@@ -172,6 +172,17 @@ use table::{Stripes, Table, STRIPES};
 /// let map: rcu_reclaim::RcuHashMap<u32, std::rc::Rc<u32>> = rcu_reclaim::RcuHashMap::new();
 /// shared(&map); // error: `Rc<u32>` cannot be shared between threads safely
 /// ```
+///
+/// It is invariant in its keys and values: a map of `&'static str` cannot
+/// pass for a map of shorter-lived strings, into which a caller could then
+/// insert one that readers would find after it died:
+///
+/// ```compile_fail
+/// use rcu_reclaim::RcuHashMap;
+/// fn shorten<'a>(m: &'a RcuHashMap<u32, &'static str>) -> &'a RcuHashMap<u32, &'a str> {
+///     m // error: lifetime may not live long enough
+/// }
+/// ```
 pub struct RcuHashMap<K, V, S = RandomState> {
     /// The current table; replaced only by a holder of `resize`.
     table: AtomicPtr<Table>,
@@ -193,8 +204,12 @@ pub struct RcuHashMap<K, V, S = RandomState> {
     /// value drop anywhere): retiring writers free ready entries themselves.
     drops_anywhere: bool,
     rcu: Rcu,
-    /// Owns the nodes; `*const ()` leaves `Send`/`Sync` to the impls below.
-    _owns: PhantomData<(Box<Node<K, V>>, *const ())>,
+    /// Owns the nodes; `*const ()` leaves `Send`/`Sync` to the impls below;
+    /// `fn(K, V) -> (K, V)` keeps the map invariant in `K` and `V` on its
+    /// own (readers get `&V` while writers store new values: a covariant
+    /// map would let a value of a shorter lifetime in), not only through
+    /// `weigh`.
+    _owns: PhantomData<(Box<Node<K, V>>, *const (), fn(K, V) -> (K, V))>,
 }
 
 // SAFETY: the map owns keys and values that readers on other threads
