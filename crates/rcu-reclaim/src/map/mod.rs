@@ -95,6 +95,9 @@ use crate::sync::{AtomicPtr, AtomicUsize, Mutex};
 use list::{key_sort, Node, Search};
 use table::{Stripes, Table, STRIPES};
 
+/// What a map's `PhantomData` stands for (see its `_owns`).
+type Owns<K, V> = (Box<Node<K, V>>, *const (), fn(K, V) -> (K, V));
+
 /// A concurrent hash map with lock-free lookups under a [`ReadGuard`](crate::ReadGuard) (or any [`ReadSection`]);
 /// removed and replaced entries are freed through its [`Rcu`] domain
 /// after a grace period, booking their real size. See the
@@ -209,7 +212,7 @@ pub struct RcuHashMap<K, V, S = RandomState> {
     /// own (readers get `&V` while writers store new values: a covariant
     /// map would let a value of a shorter lifetime in), not only through
     /// `weigh`.
-    _owns: PhantomData<(Box<Node<K, V>>, *const (), fn(K, V) -> (K, V))>,
+    _owns: PhantomData<Owns<K, V>>,
 }
 
 // SAFETY: the map owns keys and values that readers on other threads
