@@ -201,8 +201,7 @@
 //! for _event in 0..2 {
 //!     let guard = thread.read_lock(); // free
 //!     assert_eq!(routes.load(&guard).unwrap().len(), 2);
-//!     drop(guard);
-//!     thread.quiescent_state(); // nothing from the section is held
+//!     thread.quiescent_state(); // nothing from the section is held (the guard is Copy: no drop)
 //! }
 //! routes.store(Box::new(vec![3])); // the old one is freed after a grace period
 //! thread.offline_while(|| rcu.barrier()); // waits: offline meanwhile

@@ -313,8 +313,7 @@ impl Drop for Registration {
 /// for _event in 0..3 {
 ///     let guard = thread.read_lock();
 ///     assert!(cell.load(&guard).is_some());
-///     drop(guard);
-///     thread.quiescent_state(); // between events: no reference held
+///     thread.quiescent_state(); // between events: no reference held (a QsbrGuard is Copy: no drop)
 /// }
 /// cell.store(Box::new(String::from("v2"))); // never waits
 /// thread.offline_while(|| rcu.barrier()); // waiting: offline
@@ -590,7 +589,9 @@ impl fmt::Debug for QsbrOfflineThread {
 /// (the thread is in a section from one quiescent state to the next); what
 /// it adds is the borrow, which keeps the thread from reporting a
 /// quiescent state or going offline while anything read under it is alive.
-/// Pass it to [`RcuCell::load`](crate::RcuCell::load).
+/// Pass it to [`RcuCell::load`](crate::RcuCell::load). It is `Copy` and has
+/// no `Drop`: the section ends, for the borrow checker, at the last use of
+/// the guard and of what was read under it (`drop(guard)` does nothing).
 ///
 /// ```
 /// use rcu_reclaim::{Config, Flavor, Rcu, RcuCell, ReadSection};
