@@ -41,6 +41,17 @@ use std::sync::Arc;
 /// let v: Vec<u64> = Vec::with_capacity(100);
 /// assert_eq!(v.reclaim_size(), std::mem::size_of::<Vec<u64>>() + 800);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `ReclaimSize`: rcu-reclaim cannot tell how many bytes \
+               retiring it frees",
+    label = "`{Self}` has no `ReclaimSize`",
+    note = "for a struct, declare its heap-owning fields: `rcu_reclaim::reclaim_size!({Self} {{ \
+            field1, field2 }});` (add `; drops_anywhere` if its `Drop` takes no lock), or \
+            implement `ReclaimSize` by hand",
+    note = "or name the size yourself: `RcuCell::store_weighed`, `Retired::defer_drop_sized`, \
+            `Rcu::defer_drop_sized`; an `RcuCache` of such values takes \
+            `RcuCache::builder().weigher(..)`"
+)]
 pub trait ReclaimSize {
     /// Whether every value of the type owns no heap memory (its
     /// [`heap_size`](ReclaimSize::heap_size) is always 0): containers then
