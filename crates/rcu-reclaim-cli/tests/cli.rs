@@ -946,6 +946,59 @@ fn a_plot_that_cannot_be_written_fails_before_the_run() {
     std::fs::remove_file(&file).unwrap();
 }
 
+/// A plot that fails to write at the end (here `/dev/full`: a full disk) is
+/// an error, exit 1, and the results are still printed (the plot, small
+/// enough to sit in plotters' write buffer, used to be reported written).
+#[test]
+fn a_plot_that_fails_to_write_is_an_error_after_the_results() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full on this system");
+        return;
+    }
+    for args in [
+        &["demo", "--side", "aware", "--duration", "0.2"][..],
+        &["bench", "--scenario", "read-mostly", "--duration", "0.2"][..],
+        &[
+            "bench",
+            "--scenario",
+            "read-mostly",
+            "--duration",
+            "0.2",
+            "--json",
+        ][..],
+    ] {
+        let out = bin()
+            .args(args)
+            .args(
+                ["--rounds", "1", "--backend", "seize"]
+                    .iter()
+                    .filter(|_| args[0] == "bench"),
+            )
+            .args(["--plot", "/dev/full"])
+            .output()
+            .unwrap();
+        let (stdout, err) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write the plot /dev/full: No space left on device"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            stdout.contains("reads/s") || stdout.contains("reads_per_sec"),
+            "{args:?}: {stdout}"
+        );
+        assert!(!stdout.contains("plot: /dev/full"), "{args:?}: {stdout}");
+        if args.contains(&"--json") {
+            let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert!(v["plot"].is_null(), "{stdout}");
+        }
+    }
+}
+
 #[test]
 fn plot_and_no_plot_conflict() {
     for command in ["demo", "bench"] {

@@ -447,14 +447,16 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
         }
         None => None,
     };
+    // A plot that cannot be written still leaves the results printed.
     let plot = (!args.no_plot).then_some(&args.plot);
-    if let Some(path) = plot {
+    let plot_error = plot.and_then(|path| {
         let cache_row = cache
             .as_ref()
             .map(|c| move |row: &super::plot::Area<'_>| super::cache::plot::row(row, c));
         let extra = cache_row.as_ref().map(|f| f as super::plot::ExtraRow<'_>);
-        super::plot::write_svg(path, &reports, extra)?;
-    }
+        super::plot::write_svg(path, &reports, extra).err()
+    });
+    let plot = plot.filter(|_| plot_error.is_none());
     if args.json {
         let mut scenarios: Vec<AnyReport<'_>> = reports.iter().map(AnyReport::Dcache).collect();
         scenarios.extend(cache.as_ref().map(AnyReport::Cache));
@@ -490,5 +492,5 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
             outln!("plot: {}", path.display());
         }
     }
-    Ok(())
+    plot_error.map_or(Ok(()), Err)
 }

@@ -128,15 +128,28 @@ fn values(backends: &[BackendReport], f: fn(&BackendReport) -> f64) -> Vec<(Stri
 /// dentry-cache scenarios' rows.
 pub type ExtraRow<'r> = &'r dyn Fn(&Area<'_>) -> Result<(), String>;
 
-/// Writes the plot to `path` (SVG): a row per scenario, `extra`'s last.
+/// Writes the plot to `path` (SVG): a row per scenario, `extra`'s last;
+/// drawn in memory, then written in one call whose every error is reported.
 pub fn write_svg(
     path: &Path,
     scenarios: &[ScenarioReport],
     extra: Option<ExtraRow<'_>>,
 ) -> Result<(), String> {
-    let wrap = |e: String| format!("cannot write the plot {}: {e}", path.display());
+    let mut svg = String::new();
+    draw(&mut svg, path, scenarios, extra)?;
+    crate::args::write_plot(path, &svg)
+}
+
+/// Draws the plot into `svg` (`path` only names it in messages).
+fn draw(
+    svg: &mut String,
+    path: &Path,
+    scenarios: &[ScenarioReport],
+    extra: Option<ExtraRow<'_>>,
+) -> Result<(), String> {
+    let wrap = |e: String| format!("cannot draw the plot {}: {e}", path.display());
     let rows = (scenarios.len() + usize::from(extra.is_some())).max(1);
-    let root = SVGBackend::new(path, (1280, 340 * rows as u32)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (1280, 340 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| wrap(e.to_string()))?;
     let areas = root.split_evenly((rows, 1));
     for (s, row) in scenarios.iter().zip(&areas) {

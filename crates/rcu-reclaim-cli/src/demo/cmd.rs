@@ -187,10 +187,10 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
         }
         sides.push(side);
     }
+    // A plot that cannot be written still leaves the results printed.
     let plot = (!args.no_plot).then_some(&args.plot);
-    if let Some(path) = plot {
-        crate::demo::plot::write_svg(path, &cfg, &sides)?;
-    }
+    let plot_error = plot.and_then(|path| crate::demo::plot::write_svg(path, &cfg, &sides).err());
+    let plot = plot.filter(|_| plot_error.is_none());
     if args.json {
         let out = DemoOutput {
             config: &cfg,
@@ -206,5 +206,5 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
             outln!("\nplot: {}", path.display());
         }
     }
-    Ok(())
+    plot_error.map_or(Ok(()), Err)
 }

@@ -73,9 +73,22 @@ fn draw_legend<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Writes the plot to `path` (SVG).
+/// Writes the plot to `path` (SVG): drawn in memory, then written in one
+/// call whose every error is reported.
 pub fn write_svg(path: &Path, cfg: &DemoConfig, sides: &[SideReport]) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| format!("cannot write the plot {}: {e}", path.display());
+    let mut svg = String::new();
+    draw(&mut svg, path, cfg, sides)?;
+    crate::args::write_plot(path, &svg)
+}
+
+/// Draws the plot into `svg` (`path` only names it in messages).
+fn draw(
+    svg: &mut String,
+    path: &Path,
+    cfg: &DemoConfig,
+    sides: &[SideReport],
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("cannot draw the plot {}: {e}", path.display());
     let secs = cfg.duration.as_secs_f64();
     let top = sides
         .iter()
@@ -85,7 +98,7 @@ pub fn write_svg(path: &Path, cfg: &DemoConfig, sides: &[SideReport]) -> Result<
         .unwrap_or(1) as f64
         / MIB
         * 1.15;
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (chart_area, legend_area) = root.split_vertically(SIZE.1 - LEGEND_HEIGHT);
     let mut lines = Vec::new();
