@@ -11,6 +11,7 @@ use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io::ErrorKind as IoErrorKind;
 use std::marker::PhantomData;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use clap::builder::TypedValueParser;
@@ -479,12 +480,21 @@ pub fn check_plot_path(path: &Path) -> Result<(), String> {
     }
     let fix = "give --plot a path in a writable directory (or give --no-plot)";
     if path.exists() {
-        // Opened without truncating: the old plot stays until the new one.
+        // Opened without truncating: the old plot stays until the new one;
+        // and without blocking: a named pipe that no process reads would
+        // block the open for ever (ENXIO instead).
         return OpenOptions::new()
             .write(true)
+            .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map(drop)
-            .map_err(|e| format!("--plot {shown}: cannot write the file: {e}; {fix}"));
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENXIO) => format!(
+                    "--plot {shown} is a named pipe that no process reads; start its reader \
+                     first, or {fix}"
+                ),
+                _ => format!("--plot {shown}: cannot write the file: {e}; {fix}"),
+            });
     }
     match OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(f) => {

@@ -946,6 +946,32 @@ fn a_plot_that_cannot_be_written_fails_before_the_run() {
     std::fs::remove_file(&file).unwrap();
 }
 
+/// A named pipe that no process reads is refused at once: opening it to
+/// check it blocked for ever.
+#[test]
+fn a_plot_on_a_pipe_nobody_reads_fails_at_once() {
+    let fifo = temp_plot("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: mkfifo failed");
+        return;
+    }
+    let shown = fifo.display().to_string();
+    for command in ["demo", "bench"] {
+        let start = std::time::Instant::now();
+        usage_messages(&[(
+            &[command, "--duration", "30", "--plot", &shown][..],
+            &format!(
+                "--plot {shown} is a named pipe that no process reads; start its reader first, \
+                 or give --plot a path in a writable directory (or give --no-plot)"
+            ),
+        )]);
+        assert!(start.elapsed().as_secs() < 20, "{command} ran first");
+    }
+    std::fs::remove_file(&fifo).unwrap();
+}
+
 /// A plot that fails to write at the end (here `/dev/full`: a full disk) is
 /// an error, exit 1, and the results are still printed (the plot, small
 /// enough to sit in plotters' write buffer, used to be reported written).
