@@ -337,6 +337,11 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
             &["demo", "--cgroup-limit", "100M", "--unaware-budget", "1G"][..],
             "--unaware-budget",
         ),
+        (
+            &["demo", "--side", "aware", "--unaware-budget", "2G"][..],
+            "--unaware-budget sets the unaware run's budget, and --side aware runs only the \
+             aware one",
+        ),
         (&["demo", "--child"][..], "--side"),
         (
             &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],

@@ -104,6 +104,13 @@ impl DemoArgs {
                 ));
             }
         }
+        if !self.child && self.unaware_budget.is_some() && self.side == Side::Aware {
+            return Err(
+                "--unaware-budget sets the unaware run's budget, and --side aware \
+                        runs only the aware one: drop --unaware-budget, or give --side both"
+                    .into(),
+            );
+        }
         if self.child && self.side == Side::Both {
             return Err("--child runs one side: give --side unaware or --side aware".into());
         }
