@@ -228,6 +228,70 @@ fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
 /// in its own child and cgroup, ends either normally or at the hands of the
 /// OOM killer, and leaves no cgroup behind. (Who survives is the bench's
 /// finding, not this test's.)
+/// Without the right to create a cgroup (as nobody, where this test runs as
+/// root and has setpriv), --cgroup-limit exits 1 saying so, and each
+/// command says what it still does without the flag: the cache scenario has
+/// no --budget to fall back on.
+#[test]
+fn a_cgroup_limit_without_permission_says_what_runs_without_it() {
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !setpriv.exists() {
+        eprintln!("skipped: needs root and /usr/bin/setpriv to run as nobody");
+        return;
+    }
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &[
+                "demo",
+                "--duration",
+                "0.2",
+                "--no-plot",
+                "--cgroup-limit",
+                "256M",
+            ],
+            "or drop --cgroup-limit (the in-process --budget still applies)",
+        ),
+        (
+            &[
+                "bench",
+                "--scenario",
+                "cache",
+                "--duration",
+                "0.2",
+                "--rounds",
+                "1",
+                "--no-plot",
+                "--cgroup-limit",
+                "512M",
+            ],
+            "or drop --cgroup-limit (the caches then run side by side in this process, without \
+             the hog)",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_rcu-reclaim"))
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            eprintln!("skipped: nobody may create cgroups here (delegated)");
+            return;
+        }
+        if err.contains("Permission denied") && !err.contains("--cgroup-limit") {
+            eprintln!("skipped: nobody cannot run the test binary here: {err}");
+            return;
+        }
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn the_cache_bench_under_a_cgroup_runs_each_cache_in_its_own_child() {
     let out = bin()

@@ -24,6 +24,8 @@ use crate::demo::{mode_name, CgroupOutcome, DemoConfig, Sample, SideReport};
 pub struct MemCgroup {
     dir: PathBuf,
     v2: bool,
+    /// What the command still does without --cgroup-limit, for messages.
+    without: &'static str,
 }
 
 /// Removes the cgroups under `parent` that an earlier run of this program
@@ -54,19 +56,24 @@ fn remove_stale(parent: &Path) {
     }
 }
 
-/// Why `--cgroup-limit` cannot run here, and what to do instead.
-fn unavailable(why: String) -> String {
+/// What `demo` still does without --cgroup-limit (see [`MemCgroup::create`]).
+const DEMO_WITHOUT: &str = "the in-process --budget still applies";
+
+/// Why `--cgroup-limit` cannot run here, and what to do instead (`without`:
+/// what the command still does without it).
+fn unavailable(why: String, without: &str) -> String {
     format!(
         "--cgroup-limit: {why}; run as root on a machine with the memory cgroup controller, \
-         or drop --cgroup-limit (the in-process --budget still applies)"
+         or drop --cgroup-limit ({without})"
     )
 }
 
 impl MemCgroup {
     /// Creates a fresh cgroup `name` with a hard memory limit of `limit`
     /// bytes (and no swap to escape to): cgroup v2 where the unified
-    /// hierarchy has the memory controller, else cgroup v1.
-    pub fn create(name: &str, limit: usize) -> Result<MemCgroup, String> {
+    /// hierarchy has the memory controller, else cgroup v1. `without` says,
+    /// in the messages, what the command still does without --cgroup-limit.
+    pub fn create(name: &str, limit: usize, without: &'static str) -> Result<MemCgroup, String> {
         let own = CgroupPaths::for_this_process().unwrap_or_default();
         let v2_root = Path::new(V2_ROOT);
         let v2_ok = fs::read_to_string(v2_root.join("cgroup.subtree_control"))
@@ -81,11 +88,14 @@ impl MemCgroup {
                 .filter(|d| d.join("cgroup.procs").exists());
             (own_dir.unwrap_or_else(|| v1_root.to_path_buf()), false)
         } else {
-            return Err(unavailable(format!(
-                "no memory cgroup here (no memory controller in {}/cgroup.subtree_control, \
-                 no v1 hierarchy at {V1_MEMORY_ROOT})",
-                V2_ROOT
-            )));
+            return Err(unavailable(
+                format!(
+                    "no memory cgroup here (no memory controller in {}/cgroup.subtree_control, \
+                     no v1 hierarchy at {V1_MEMORY_ROOT})",
+                    V2_ROOT
+                ),
+                without,
+            ));
         };
         remove_stale(&parent);
         let dir = parent.join(name);
@@ -98,10 +108,10 @@ impl MemCgroup {
                     dir.display()
                 )
             } else {
-                unavailable(format!("cannot create {} ({e})", dir.display()))
+                unavailable(format!("cannot create {} ({e})", dir.display()), without)
             }
         })?;
-        let cg = MemCgroup { dir, v2 };
+        let cg = MemCgroup { dir, v2, without };
         let (limit_file, swap_file, swap_value) = if v2 {
             ("memory.max", "memory.swap.max", "0".to_string())
         } else {
@@ -120,8 +130,10 @@ impl MemCgroup {
 
     fn write(&self, file: &str, value: &str) -> Result<(), String> {
         let path = self.dir.join(file);
-        fs::write(&path, value)
-            .map_err(|e| unavailable(format!("cannot write {value} to {} ({e})", path.display())))
+        fs::write(&path, value).map_err(|e| {
+            let why = format!("cannot write {value} to {} ({e})", path.display());
+            unavailable(why, self.without)
+        })
     }
 
     /// "v1" or "v2".
@@ -160,10 +172,12 @@ impl MemCgroup {
     /// `cgroup.procs`, opened for the child to join before it execs.
     pub(crate) fn procs(&self) -> Result<File, String> {
         let path = self.dir.join("cgroup.procs");
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| unavailable(format!("cannot open {} ({e})", path.display())))
+        OpenOptions::new().write(true).open(&path).map_err(|e| {
+            unavailable(
+                format!("cannot open {} ({e})", path.display()),
+                self.without,
+            )
+        })
     }
 }
 
@@ -271,7 +285,7 @@ pub fn run_in_cgroup(
         std::process::id(),
         mode_name(aware)
     );
-    let cg = MemCgroup::create(&name, limit)?;
+    let cg = MemCgroup::create(&name, limit, DEMO_WITHOUT)?;
     let procs = cg.procs()?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut cmd = Command::new(exe);

@@ -23,6 +23,9 @@ use crate::demo::cgroup_side::{
     catch_interrupts, describe_exit, interrupted, write_pid, MemCgroup,
 };
 
+/// What `bench --scenario cache` still does without --cgroup-limit.
+const WITHOUT: &str = "the caches then run side by side in this process, without the hog";
+
 /// What the hog leaves the cache besides its capacity: the process's own
 /// memory (traces, threads, allocator) and some slack.
 pub const MARGIN: usize = 32 << 20;
@@ -66,6 +69,7 @@ pub fn run_in_cgroup(name: &str, capacity: usize, w: &CacheWorkload) -> Result<C
     let cg = MemCgroup::create(
         &format!("rcu-reclaim-cache-{}-{name}", std::process::id()),
         limit,
+        WITHOUT,
     )?;
     let procs = cg.procs()?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
