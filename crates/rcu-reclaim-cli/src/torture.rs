@@ -164,6 +164,18 @@ impl TortureArgs {
 /// Runs the torture; the process's exit code.
 pub fn main(args: TortureArgs) -> ExitCode {
     let config = args.config();
+    if config.has(Fault::ReaderStall) && config.duration < config.stall_timeout * 3 {
+        let least = config.stall_timeout * 3;
+        eprintln!(
+            "error: the stall fault (--faults stall, also in --faults all and --all) needs a \
+             --duration of at least three stall timeouts (3 x --stall-timeout-ms = {least:?}), \
+             not {:?}: give --duration {} or more, a shorter --stall-timeout-ms, or leave the \
+             stall fault out",
+            config.duration,
+            least.as_secs_f64()
+        );
+        return ExitCode::from(2);
+    }
     if let Err(e) = config.validate() {
         eprintln!("error: {e} (see rcu-reclaim torture --help)");
         return ExitCode::from(2);

@@ -76,7 +76,13 @@ fn bad_flags_exit_2_naming_the_flag() {
                 "--stall-timeout-ms",
                 "1000",
             ],
-            "three stall timeouts",
+            "needs a --duration of at least three stall timeouts (3 x --stall-timeout-ms = \
+             3s), not 1s: give --duration 3 or more",
+        ),
+        (
+            &["--all", "--duration", "0.5"],
+            "needs a --duration of at least three stall timeouts (3 x --stall-timeout-ms = \
+             600ms), not 500ms: give --duration 0.6 or more",
         ),
     ] {
         let out = torture(args);
