@@ -19,7 +19,7 @@ mod torture;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::stdout::{out, outln};
+use crate::stdout::{errln, out, outln};
 use clap::{Parser, Subcommand};
 use rcu_reclaim::reclaim::AccountingAlloc;
 use rcu_reclaim::{Config, Flavor, Rcu};
@@ -217,7 +217,7 @@ fn main() -> ExitCode {
                 .collect();
             if e.kind() == clap::error::ErrorKind::UnknownArgument {
                 if let Some(msg) = missing_value(&argv) {
-                    eprintln!("error: {msg}");
+                    errln!("error: {msg}");
                     return ExitCode::from(2);
                 }
             }
@@ -228,14 +228,14 @@ fn main() -> ExitCode {
         Command::Demo(args) => match args.config() {
             Ok(cfg) => demo::cmd::run(&args, cfg),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return ExitCode::from(2);
             }
         },
         Command::Bench(args) => match args.workloads() {
             Ok(w) => bench::cmd::run(&args, w),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return ExitCode::from(2);
             }
         },
@@ -248,7 +248,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rcu-reclaim: {e}");
+            errln!("rcu-reclaim: {e}");
             ExitCode::FAILURE
         }
     }

@@ -10,7 +10,7 @@ use rcu_reclaim::Flavor;
 use rcu_reclaim_torture::{self as torture, Fault, TortureConfig, UpdateMode};
 
 use crate::args::{self, Int};
-use crate::stdout::{out, outln};
+use crate::stdout::{errln, out, outln};
 
 #[derive(Args, Debug)]
 pub struct TortureArgs {
@@ -166,7 +166,7 @@ pub fn main(args: TortureArgs) -> ExitCode {
     let config = args.config();
     if config.has(Fault::ReaderStall) && config.duration < config.stall_timeout * 3 {
         let least = config.stall_timeout * 3;
-        eprintln!(
+        errln!(
             "error: the stall fault (--faults stall, also in --faults all and --all) needs a \
              --duration of at least three stall timeouts (3 x --stall-timeout-ms = {least:?}), \
              not {:?}: give --duration {} or more, a shorter --stall-timeout-ms, or leave the \
@@ -177,7 +177,7 @@ pub fn main(args: TortureArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     if let Err(e) = config.validate() {
-        eprintln!("error: {e} (see rcu-reclaim torture --help)");
+        errln!("error: {e} (see rcu-reclaim torture --help)");
         return ExitCode::from(2);
     }
     if config.has(Fault::CallbackPanic) {
@@ -192,16 +192,18 @@ pub fn main(args: TortureArgs) -> ExitCode {
     let result = torture::run_with_progress(&config, |p| {
         let secs = p.elapsed.as_secs();
         if !quiet && secs % every == 0 {
-            eprintln!(
+            errln!(
                 "rcu-torture: {secs:>5} s: {:.3e} reads, {} updates, {} grace periods",
-                p.reads as f64, p.updates, p.grace_periods
+                p.reads as f64,
+                p.updates,
+                p.grace_periods
             );
         }
     });
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -209,7 +211,7 @@ pub fn main(args: TortureArgs) -> ExitCode {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => outln!("{text}"),
             Err(e) => {
-                eprintln!("error: cannot serialize the report: {e}");
+                errln!("error: cannot serialize the report: {e}");
                 return ExitCode::FAILURE;
             }
         }

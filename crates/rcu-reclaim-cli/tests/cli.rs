@@ -811,6 +811,22 @@ fn a_full_stdout_is_an_error_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// An error message that cannot be written (standard error on a full
+/// disk) still ends with the error's exit status, not a panic's 101.
+#[test]
+fn a_full_stderr_still_exits_with_the_errors_status() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: no /dev/full on this system");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_rcu-reclaim"))
+        .args(["bench", "--backend", "no-such-backend"])
+        .stderr(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[test]
 fn a_size_that_overflows_says_so_and_names_the_largest_value() {
     usage_messages(&[

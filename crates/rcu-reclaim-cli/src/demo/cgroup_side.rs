@@ -19,6 +19,7 @@ use rcu_reclaim::sources::{CgroupPaths, MemoryEvents, V1_MEMORY_ROOT, V2_ROOT};
 use serde::{Deserialize, Serialize};
 
 use crate::demo::{mode_name, CgroupOutcome, DemoConfig, Sample, SideReport};
+use crate::stdout::errln;
 
 /// A memory cgroup this process created; removed when dropped.
 pub struct MemCgroup {
@@ -48,7 +49,7 @@ fn remove_stale(parent: &Path) {
         let empty = fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
         let gone = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
         if gone && empty && fs::remove_dir(&dir).is_ok() {
-            eprintln!(
+            errln!(
                 "rcu-reclaim: removed {}, left by a killed run",
                 dir.display()
             );
@@ -190,7 +191,7 @@ impl Drop for MemCgroup {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("rcu-reclaim: could not remove {}", self.dir.display());
+        errln!("rcu-reclaim: could not remove {}", self.dir.display());
     }
 }
 
