@@ -221,6 +221,128 @@ impl<T> RcuCell<T> {
         }
     }
 
+    /// Publishes `new` if the cell still holds `current` (the value a
+    /// [`load`](RcuCell::load) under `guard` returned, compared by
+    /// address; `None`: empty), and returns the previous value, which
+    /// readers may still be using. Otherwise hands `new` back with the
+    /// value the cell holds now. Several writers can so update a cell
+    /// without a lock: see [`update`](RcuCell::update), which loops on it.
+    ///
+    /// The guard keeps `current` from being freed and its address reused
+    /// by another value while the caller holds it, so a successful
+    /// exchange means no other writer published in between.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the cell.
+    ///
+    /// ```
+    /// use rcu_reclaim::RcuCell;
+    /// let cell = RcuCell::new(1);
+    /// let guard = cell.domain().read_lock();
+    /// let seen = cell.load(&guard);
+    /// cell.store(Box::new(2)); // another writer gets there first
+    /// let lost = cell.compare_exchange(seen, Some(Box::new(10)), &guard).unwrap_err();
+    /// assert_eq!(lost.current, Some(&2));
+    /// let won = cell.compare_exchange(lost.current, lost.new, &guard);
+    /// assert!(matches!(won, Ok(Some(_))));
+    /// drop(guard);
+    /// assert_eq!(cell.load(&cell.domain().read_lock()), Some(&10));
+    /// ```
+    #[track_caller]
+    pub fn compare_exchange<'g, G: ReadSection>(
+        &'g self,
+        current: Option<&T>,
+        new: Option<Box<T>>,
+        guard: &'g G,
+    ) -> Result<Option<Retired<T>>, CompareExchangeError<'g, T>> {
+        assert!(
+            guard.domain().id() == self.rcu.id(),
+            "rcu-reclaim: RcuCell::compare_exchange with a guard of domain {} on a cell of \
+             domain {}; take the guard from cell.domain().read_lock() (or the domain's QsbrThread)",
+            guard.domain().id(),
+            self.rcu.id()
+        );
+        let expected = current.map_or(ptr::null_mut(), |c| ptr::from_ref(c).cast_mut());
+        let new = into_raw(new);
+        match self
+            .ptr
+            .compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(old) if old.is_null() => Ok(None),
+            Ok(old) => Ok(Some(Retired {
+                // SAFETY: `old` came from `Box::into_raw` and was just
+                // unlinked; `Retired` releases it only after a grace period.
+                value: Some(unsafe { Box::from_raw(old) }),
+                cookie: self.rcu.get_state(),
+                rcu: self.rcu.clone(),
+                _shared: PhantomData,
+            })),
+            Err(now) => Err(CompareExchangeError {
+                // SAFETY: `new` came from `into_raw` above and was not
+                // published (the exchange failed).
+                new: (!new.is_null()).then(|| unsafe { Box::from_raw(new) }),
+                // SAFETY: as in `load`: a non-null pointer in the cell was
+                // published with Release and read with Acquire, and the
+                // guard (of this domain, checked above) keeps it from being
+                // freed for `'g`.
+                current: unsafe { now.as_ref() },
+            }),
+        }
+    }
+
+    /// Read-copy-update in one call: `f` makes the new value from the
+    /// current one (`None`: empty; returning `None` empties the cell), and
+    /// the cell publishes it unless another writer published first, in
+    /// which case `f` runs again on the newer value. Writers need no lock
+    /// (a lock-free loop on [`compare_exchange`](RcuCell::compare_exchange));
+    /// the old value is retired as by [`store`](RcuCell::store). `f` runs
+    /// inside a read-side section of the cell's domain: it must not wait
+    /// for a grace period, and a value it made that lost the race is
+    /// dropped there at once (it was never published). Returns how many
+    /// times `f` ran.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let hits = Arc::new(rcu_reclaim::RcuCell::new(0u64));
+    /// let writers: Vec<_> = (0..4)
+    ///     .map(|_| {
+    ///         let hits = hits.clone();
+    ///         std::thread::spawn(move || {
+    ///             for _ in 0..1000 {
+    ///                 hits.update(|n| Some(Box::new(n.map_or(0, |n| n + 1))));
+    ///             }
+    ///         })
+    ///     })
+    ///     .collect();
+    /// writers.into_iter().for_each(|w| w.join().unwrap());
+    /// assert_eq!(hits.load(&hits.domain().read_lock()), Some(&4000));
+    /// ```
+    pub fn update(&self, mut f: impl FnMut(Option<&T>) -> Option<Box<T>>) -> usize
+    where
+        T: ReclaimSize + Send + 'static,
+    {
+        let mut runs = 0;
+        let old = {
+            let guard = self.rcu.read_lock();
+            let mut current = self.load(&guard);
+            loop {
+                runs += 1;
+                match self.compare_exchange(current, f(current), &guard) {
+                    Ok(old) => break old,
+                    // The value `f` made lost the race: never published,
+                    // dropped here.
+                    Err(lost) => current = lost.current,
+                }
+            }
+            // The guard's section ends here: the retire below may free
+            // ready values.
+        };
+        if let Some(old) = old {
+            old.defer_drop();
+        }
+        runs
+    }
+
     /// Empties the cell, returning the old value.
     ///
     /// ```
@@ -265,6 +387,31 @@ impl<T> RcuCell<T> {
 /// assert!(cell.load(&cell.domain().read_lock()).is_none());
 /// ```
 #[cfg(not(loom))]
+/// A failed [`RcuCell::compare_exchange`]: the value the cell holds now,
+/// and the value that was not published, handed back.
+///
+/// ```
+/// let cell = rcu_reclaim::RcuCell::new(1);
+/// let guard = cell.domain().read_lock();
+/// let e = cell.compare_exchange(None, Some(Box::new(2)), &guard).unwrap_err();
+/// assert_eq!((e.current, e.new.as_deref()), (Some(&1), Some(&2)));
+/// ```
+pub struct CompareExchangeError<'g, T> {
+    /// What the cell holds now (valid while the guard lasts).
+    pub current: Option<&'g T>,
+    /// The value given to publish, back to the caller.
+    pub new: Option<Box<T>>,
+}
+
+impl<T: fmt::Debug> fmt::Debug for CompareExchangeError<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompareExchangeError")
+            .field("current", &self.current)
+            .field("new", &self.new)
+            .finish()
+    }
+}
+
 impl<T> Default for RcuCell<T> {
     fn default() -> Self {
         Self::new_in(Rcu::global(), None)

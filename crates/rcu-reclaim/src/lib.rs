@@ -303,7 +303,7 @@ mod wake_promise;
 
 #[cfg(not(loom))]
 pub use cache::{RcuCache, RcuCacheBuilder};
-pub use cell::{RcuCell, Retired};
+pub use cell::{CompareExchangeError, RcuCell, Retired};
 pub use domain::{Config, Error, Flavor, Rcu};
 pub use guard::{ReadGuard, ReadSection};
 pub use map::RcuHashMap;
