@@ -140,8 +140,40 @@ pub trait ReclaimSize {
 /// reclaim_size!(Route { prefix, hops }; drops_anywhere);
 /// assert!(drops_anywhere::<Route>());
 /// ```
+///
+/// A generic struct takes its parameters, with the bounds the impl needs,
+/// in brackets after `impl` (the fields named must then implement
+/// `ReclaimSize`: bound their type parameters by it):
+///
+/// ```
+/// use rcu_reclaim::{drops_anywhere, reclaim_size, ReclaimSize};
+/// struct Tagged<T> { tag: String, value: T }
+/// reclaim_size!(impl[T: ReclaimSize] Tagged<T> { tag, value }; drops_anywhere);
+/// let t = Tagged { tag: "v".into(), value: vec![0u8; 100] };
+/// assert_eq!(t.reclaim_size(), std::mem::size_of::<Tagged<Vec<u8>>>() + 1 + 100);
+/// assert!(drops_anywhere::<Tagged<Vec<u8>>>());
+/// ```
 #[macro_export]
 macro_rules! reclaim_size {
+    (impl[$($gen:tt)*] $ty:ty { $($field:tt),* $(,)? }) => {
+        impl<$($gen)*> $crate::ReclaimSize for $ty {
+            fn reclaim_size(&self) -> usize {
+                ::std::mem::size_of::<Self>()
+                    $(+ $crate::ReclaimSize::heap_size(&self.$field))*
+            }
+        }
+    };
+    (impl[$($gen:tt)*] $ty:ty { $($field:tt),* $(,)? }; drops_anywhere) => {
+        impl<$($gen)*> $crate::ReclaimSize for $ty {
+            const DROPS_ANYWHERE: bool = true $(&& $crate::__field_drops_anywhere(
+                |v: &Self| &v.$field,
+            ))*;
+            fn reclaim_size(&self) -> usize {
+                ::std::mem::size_of::<Self>()
+                    $(+ $crate::ReclaimSize::heap_size(&self.$field))*
+            }
+        }
+    };
     ($ty:ty { $($field:tt),* $(,)? }) => {
         impl $crate::ReclaimSize for $ty {
             fn reclaim_size(&self) -> usize {

@@ -195,3 +195,35 @@ fn drops_anywhere_follows_the_elements_and_the_declaration() {
         .name,
     );
 }
+
+/// `reclaim_size!(impl[..] ..)` on generic structs: sizes as for a plain
+/// struct, and `drops_anywhere` only where every named field's type does.
+#[test]
+fn reclaim_size_takes_generic_structs() {
+    use rcu_reclaim::{drops_anywhere, reclaim_size, ReclaimSize};
+    struct Pair<A, B> {
+        a: A,
+        b: B,
+    }
+    reclaim_size!(impl[A: ReclaimSize, B: ReclaimSize] Pair<A, B> { a, b }; drops_anywhere);
+    struct Plain<T> {
+        items: Vec<T>,
+        _n: u64,
+    }
+    reclaim_size!(impl[T: ReclaimSize] Plain<T> { items });
+    let p = Pair {
+        a: String::from("abc"),
+        b: vec![1u32; 4],
+    };
+    assert_eq!(
+        p.reclaim_size(),
+        size_of::<Pair<String, Vec<u32>>>() + 3 + 16
+    );
+    assert!(drops_anywhere::<Pair<String, Vec<u32>>>());
+    assert!(!drops_anywhere::<Pair<String, std::sync::Arc<String>>>());
+    let q = Plain {
+        items: vec![7u64; 3],
+        _n: 0,
+    };
+    assert_eq!(q.reclaim_size(), size_of::<Plain<u64>>() + 24);
+}
