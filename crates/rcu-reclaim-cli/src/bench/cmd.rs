@@ -94,9 +94,9 @@ pub struct BenchArgs {
     /// Backends to run (repeat the flag for several; rcu-reclaim always
     /// runs, as the ratios are against it: in the cache scenario, its
     /// RcuCache). The cache scenario's: moka, quick_cache and papaya,
-    /// and rcu-reclaim-collect and rcu-reclaim-ahash (RcuCache with
-    /// quick_cache's hasher, ahash, instead of std's SipHash) (default:
-    /// all). The others': rcu-reclaim-qsbr (a QSBR domain: free
+    /// rcu-reclaim-collect, and the opt-in rcu-reclaim-ahash (RcuCache
+    /// with quick_cache's hasher, ahash, instead of std's SipHash)
+    /// (default: all but the opt-in one). The others': rcu-reclaim-qsbr (a QSBR domain: free
     /// read sections, a quiescent state after every operation),
     /// crossbeam-epoch, seize, liburcu-memb and liburcu-qsbr (with
     /// --features liburcu), and the opt-in
@@ -326,7 +326,8 @@ impl BenchArgs {
             .filter(|n| self.backend.iter().any(|b| b == n))
             .collect();
         if named.is_empty() {
-            return Ok(all);
+            let opt_in = super::cache::cmd::OPT_IN;
+            return Ok(all.into_iter().filter(|n| !opt_in.contains(n)).collect());
         }
         // The first (rcu-reclaim's RcuCache, when the build has it) always runs.
         Ok(all

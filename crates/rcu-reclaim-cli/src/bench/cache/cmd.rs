@@ -154,17 +154,20 @@ impl CacheArgs {
 }
 
 /// The cache backends, rcu-reclaim's RcuCache (the one the ratios are
-/// against) first.
+/// against) first; the [`OPT_IN`] ones run only when named.
 pub fn available() -> Vec<&'static str> {
     vec![
         <Ours>::NAME,
         OursCollect::NAME,
-        OursAhash::NAME,
         Moka::NAME,
         QuickCache::NAME,
         Papaya::NAME,
+        OursAhash::NAME,
     ]
 }
+
+/// The cache backends that run only when named with `--backend`.
+pub const OPT_IN: [&str; 1] = [OursAhash::NAME];
 
 impl CacheArgs {
     /// Whether --cgroup-limit was given.
@@ -354,7 +357,8 @@ mod tests {
         };
         let names = available();
         let s = run(&w, &names, 2, &ProgressBar::hidden()).unwrap();
-        assert_eq!(s.backends.len(), 5);
+        assert_eq!(s.backends.len(), names.len());
+        assert_eq!(names.len(), 6);
         assert_eq!(s.backends[0].backend, "rcu-reclaim");
         assert_eq!(s.rounds, 2);
         for b in &s.backends {
