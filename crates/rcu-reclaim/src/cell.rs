@@ -380,13 +380,6 @@ impl<T> RcuCell<T> {
     }
 }
 
-/// An empty cell of the global domain.
-///
-/// ```
-/// let cell: rcu_reclaim::RcuCell<String> = Default::default();
-/// assert!(cell.load(&cell.domain().read_lock()).is_none());
-/// ```
-#[cfg(not(loom))]
 /// A failed [`RcuCell::compare_exchange`]: the value the cell holds now,
 /// and the value that was not published, handed back.
 ///
@@ -412,6 +405,13 @@ impl<T: fmt::Debug> fmt::Debug for CompareExchangeError<'_, T> {
     }
 }
 
+/// An empty cell of the global domain.
+///
+/// ```
+/// let cell: rcu_reclaim::RcuCell<String> = Default::default();
+/// assert!(cell.load(&cell.domain().read_lock()).is_none());
+/// ```
+#[cfg(not(loom))]
 impl<T> Default for RcuCell<T> {
     fn default() -> Self {
         Self::new_in(Rcu::global(), None)
