@@ -175,23 +175,10 @@ macro_rules! reclaim_size {
         }
     };
     ($ty:ty { $($field:tt),* $(,)? }) => {
-        impl $crate::ReclaimSize for $ty {
-            fn reclaim_size(&self) -> usize {
-                ::std::mem::size_of::<Self>()
-                    $(+ $crate::ReclaimSize::heap_size(&self.$field))*
-            }
-        }
+        $crate::reclaim_size!(impl[] $ty { $($field),* });
     };
     ($ty:ty { $($field:tt),* $(,)? }; drops_anywhere) => {
-        impl $crate::ReclaimSize for $ty {
-            const DROPS_ANYWHERE: bool = true $(&& $crate::__field_drops_anywhere(
-                |v: &Self| &v.$field,
-            ))*;
-            fn reclaim_size(&self) -> usize {
-                ::std::mem::size_of::<Self>()
-                    $(+ $crate::ReclaimSize::heap_size(&self.$field))*
-            }
-        }
+        $crate::reclaim_size!(impl[] $ty { $($field),* }; drops_anywhere);
     };
 }
 

@@ -9,13 +9,8 @@ use std::time::Duration;
 use rcu_reclaim::topology::Topology;
 use rcu_reclaim::{Config, Rcu};
 
-struct Plain(Arc<AtomicUsize>);
-rcu_reclaim::reclaim_size!(Plain {}; drops_anywhere);
-impl Drop for Plain {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::CountedPlain as Plain;
 
 /// Whatever the point at which the thread exits, a barrier frees every
 /// value it retired, and dropping the domain returns (it used to wait for

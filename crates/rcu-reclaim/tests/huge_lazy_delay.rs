@@ -9,13 +9,8 @@ use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, Rcu};
 
-struct Plain(Arc<AtomicUsize>);
-rcu_reclaim::reclaim_size!(Plain {}; drops_anywhere);
-impl Drop for Plain {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::CountedPlain as Plain;
 
 /// A thread that stops retiring leaves its drain (ready values that drop
 /// anywhere) for the grace-period thread, which computed when to take it

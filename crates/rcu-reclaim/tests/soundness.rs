@@ -663,6 +663,32 @@ impl Drop for DropFlag {
     }
 }
 
+/// A reader inside a section holding the cell's value, until told to go:
+/// it then says whether the value was dropped while it still held it.
+fn reader_holding(
+    cell: &Arc<RcuCell<DropFlag>>,
+    dropped: &Arc<std::sync::atomic::AtomicBool>,
+) -> (mpsc::Sender<()>, thread::JoinHandle<bool>) {
+    let (inside_tx, inside_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (cell, dropped) = (cell.clone(), dropped.clone());
+    let reader = thread::spawn(move || {
+        let guard = cell.domain().read_lock();
+        let value = cell.load(&guard).expect("a value");
+        inside_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        // Still inside the section that loaded `value`.
+        let was_dropped = dropped.load(Ordering::SeqCst);
+        if !was_dropped {
+            assert!(!value.0.load(Ordering::SeqCst));
+        }
+        drop(guard);
+        was_dropped
+    });
+    inside_rx.recv().unwrap();
+    (go_tx, reader)
+}
+
 /// A `Retired` whose drop cannot wait for its grace period (the wait
 /// panics: here the thread holds the domain stopped for `fork()`) leaks
 /// the value rather than dropping it as the panic unwinds, under a reader
@@ -675,26 +701,7 @@ fn a_retired_whose_wait_panics_leaks_its_value_rather_than_freeing_it_under_read
         &rcu,
         Some(Box::new(DropFlag(dropped.clone()))),
     ));
-    let (inside_tx, inside_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let reader = {
-        let cell = cell.clone();
-        let dropped = dropped.clone();
-        thread::spawn(move || {
-            let guard = cell.domain().read_lock();
-            let value = cell.load(&guard).expect("a value");
-            inside_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            // Still inside the section that loaded `value`.
-            let was_dropped = dropped.load(Ordering::SeqCst);
-            if !was_dropped {
-                assert!(!value.0.load(Ordering::SeqCst));
-            }
-            drop(guard);
-            was_dropped
-        })
-    };
-    inside_rx.recv().unwrap();
+    let (go_tx, reader) = reader_holding(&cell, &dropped);
     let old = cell.replace(None).expect("the value");
     let fork = rcu.prepare_fork();
     let res = quietly(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(old))));
@@ -748,26 +755,7 @@ fn a_deferred_drop_whose_fallback_wait_panics_leaks_its_value_rather_than_freein
         &rcu,
         Some(Box::new(DropFlag(dropped.clone()))),
     ));
-    let (inside_tx, inside_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let reader = {
-        let cell = cell.clone();
-        let dropped = dropped.clone();
-        thread::spawn(move || {
-            let guard = cell.domain().read_lock();
-            let value = cell.load(&guard).expect("a value");
-            inside_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            // Still inside the section that loaded `value`.
-            let was_dropped = dropped.load(Ordering::SeqCst);
-            if !was_dropped {
-                assert!(!value.0.load(Ordering::SeqCst));
-            }
-            drop(guard);
-            was_dropped
-        })
-    };
-    inside_rx.recv().unwrap();
+    let (go_tx, reader) = reader_holding(&cell, &dropped);
     let res = quietly(|| {
         tracing::subscriber::with_default(PanicOnWarn, || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -253,18 +253,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// assert!(cache.bytes() >= 4096);
     /// ```
     pub fn weigher<W2>(self, weigher: W2) -> RcuCacheBuilder<K, V, W2, S> {
-        RcuCacheBuilder {
-            max_bytes: self.max_bytes,
-            rcu: self.rcu,
-            budget: self.budget,
-            reclaimer: self.reclaimer,
-            auto_pressure: self.auto_pressure,
-            source: self.source,
-            weigher,
-            hasher: self.hasher,
-            regrow_after: self.regrow_after,
-            _types: PhantomData,
-        }
+        self.with(|_, hasher| (weigher, hasher))
     }
 
     /// Hashes keys with `hasher` (default: std's [`RandomState`], SipHash
@@ -286,6 +275,13 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// assert_eq!(cache.get(&7, &guard).map(Vec::len), Some(100));
     /// ```
     pub fn hasher<S2>(self, hasher: S2) -> RcuCacheBuilder<K, V, W, S2> {
+        self.with(|weigher, _| (weigher, hasher))
+    }
+
+    /// The same settings with the weigher and hasher `swap` makes of the
+    /// current ones (the two settings that change the builder's type).
+    fn with<W2, S2>(self, swap: impl FnOnce(W, S) -> (W2, S2)) -> RcuCacheBuilder<K, V, W2, S2> {
+        let (weigher, hasher) = swap(self.weigher, self.hasher);
         RcuCacheBuilder {
             max_bytes: self.max_bytes,
             rcu: self.rcu,
@@ -293,7 +289,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
             reclaimer: self.reclaimer,
             auto_pressure: self.auto_pressure,
             source: self.source,
-            weigher: self.weigher,
+            weigher,
             hasher,
             regrow_after: self.regrow_after,
             _types: PhantomData,

@@ -76,3 +76,15 @@ impl rcu_reclaim::reclaim::Shrinker for RcuCache {
         "rcu-cache"
     }
 }
+
+/// A value that drops anywhere (`reclaim_size!(..; drops_anywhere)`: a
+/// retiring thread may free it) and counts its drops.
+pub struct CountedPlain(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+rcu_reclaim::reclaim_size!(CountedPlain {}; drops_anywhere);
+
+impl Drop for CountedPlain {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
