@@ -43,6 +43,7 @@
 //! | an [`RcuCell`] to update | [`RcuCell::store`]: publish and retire the old value in one call; never blocks | the old value's `reclaim_size()` |
 //! | the same, a type without `ReclaimSize` or a custom size | [`RcuCell::store_weighed`] | `weigh(&old)` |
 //! | the same, and may block | [`RcuCell::store_sync`]: waits for the grace period and frees before returning, no backlog | nothing (nothing is queued) |
+//! | the same, from several writers without a lock, the new value made from the old | [`RcuCell::update`]: read-copy-update in one call (a [`RcuCell::compare_exchange`] loop that runs the closure again when another writer published first) | the old value's `reclaim_size()` |
 //! | the old value in hand ([`RcuCell::replace`], [`RcuCell::take`]; it derefs to the value) | [`Retired::defer_drop`]; [`Retired::into_box`] (waits only if needed) | `reclaim_size()`; nothing |
 //! | the same, a custom size | [`Retired::defer_drop_sized`] | the bytes given |
 //! | a `Box` readers may still see | [`Rcu::defer_drop`]: no allocation per object (two words in a 4 KiB bulk page) | `reclaim_size()` |
