@@ -32,6 +32,9 @@ struct Node {
     wake: Condvar,
     /// Signalled when a worker parks for `pause`.
     parked: Condvar,
+    /// `state.pause`, readable without the lock: a worker running batches
+    /// checks it between them.
+    pausing: AtomicBool,
 }
 
 fn wait<'a, T>(cv: &Condvar, g: std::sync::MutexGuard<'a, T>) -> std::sync::MutexGuard<'a, T> {
@@ -147,6 +150,7 @@ impl Workers {
         for n in self.nodes.iter() {
             let mut st = lock(&n.state);
             st.pause = true;
+            n.pausing.store(true, Ordering::Relaxed);
             n.wake.notify_all();
             while st.parked < st.running && !st.shutdown {
                 st = wait(&n.parked, st);
@@ -158,6 +162,7 @@ impl Workers {
     pub(crate) fn resume(&self) {
         for n in self.nodes.iter() {
             lock(&n.state).pause = false;
+            n.pausing.store(false, Ordering::Relaxed);
             n.wake.notify_all();
         }
     }
@@ -178,6 +183,7 @@ impl Workers {
         for n in self.nodes.iter() {
             let mut st = lock(&n.state);
             st.pause = false;
+            n.pausing.store(false, Ordering::Relaxed);
             st.running = 0;
             st.parked = 0;
             st.work = true;
@@ -270,6 +276,15 @@ fn run(node_slot: &Node, cpus: &[usize], domain: &Weak<dyn EngineHost>) {
                 if cbs.has_ready(inner.gp(), cpu) {
                     cbs.invoke_for_worker(inner.gp(), cpu, Some(cbs.params.blimit));
                     ran = true;
+                    // A `pause` (for `fork()`) waits for this worker to
+                    // park: under a steady stream of ready work this loop
+                    // would never end, so park between batches, holding no
+                    // lock, and look at the shards again after the resume.
+                    if node_slot.pausing.load(Ordering::Relaxed) {
+                        lock(&node_slot.state).work = true;
+                        ran = false;
+                        break;
+                    }
                     // Between batches, give the CPU away once per slice
                     // (the kernel's cond_resched()): yielding after every
                     // batch lets busy threads starve the worker, and the
