@@ -300,7 +300,8 @@ impl Config {
     }
 
     /// Callback worker threads per NUMA node, unpinned (default 1; see also
-    /// [`worker_per_cpu`](Config::worker_per_cpu)).
+    /// [`worker_per_cpu`](Config::worker_per_cpu)). From 1 to 1024: more
+    /// makes [`Rcu::new`] fail with [`Error::InvalidConfig`].
     ///
     /// ```
     /// let c = rcu_reclaim::Config::new().workers_per_node(2);
@@ -398,6 +399,13 @@ impl Config {
                 "lazy_batch ({}), pace_bytes ({}), blimit ({}), workers_per_node ({}) and qovld \
                  ({}) must be at least 1",
                 p.lazy_batch, p.pace_bytes, p.blimit, p.workers_per_node, p.qovld
+            ));
+        }
+        if p.workers_per_node > MAX_WORKERS_PER_NODE {
+            return bad(format!(
+                "workers_per_node ({}) must be at most {MAX_WORKERS_PER_NODE} (the default is 1; \
+                 for a worker per CPU use worker_per_cpu(true))",
+                p.workers_per_node
             ));
         }
         if p.qlowmark >= p.qhimark {
@@ -634,6 +642,11 @@ impl Drop for Rcu {
         }
     }
 }
+
+/// The most callback workers per node `Config::workers_per_node` accepts:
+/// each is a thread, started on the domain's first retire, and a value such
+/// as `usize::MAX` spawned threads until the process aborted.
+const MAX_WORKERS_PER_NODE: usize = 1024;
 
 #[cfg(not(loom))]
 static GLOBAL: OnceLock<Rcu> = OnceLock::new();
