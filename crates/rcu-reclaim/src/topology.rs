@@ -46,14 +46,26 @@ impl Topology {
     /// `nodes` nodes of `cpus_per_node` CPUs each, numbered node by node.
     /// Zero counts are raised to one.
     ///
+    /// # Panics
+    /// If `nodes * cpus_per_node` overflows `usize`.
+    ///
     /// ```
     /// let t = rcu_reclaim::topology::Topology::synthetic(2, 3);
     /// assert_eq!(t.node_of(4), 1);
     /// ```
     pub fn synthetic(nodes: usize, cpus_per_node: usize) -> Topology {
         let (nodes, per) = (nodes.max(1), cpus_per_node.max(1));
+        // Unchecked, a product past `usize::MAX` wrapped in release builds
+        // (to zero CPUs for `synthetic(1 << 32, 1 << 32)`, and a division
+        // by zero on the first `call`).
+        let cpus = nodes.checked_mul(per).unwrap_or_else(|| {
+            panic!(
+                "rcu-reclaim: Topology::synthetic({nodes}, {per}): nodes * cpus_per_node \
+                 overflows usize; use counts the machine could have"
+            )
+        });
         Topology {
-            node_of_cpu: (0..nodes * per).map(|c| c / per).collect(),
+            node_of_cpu: (0..cpus).map(|c| c / per).collect(),
             cpus_of_node: (0..nodes)
                 .map(|n| (n * per..(n + 1) * per).collect())
                 .collect(),
