@@ -39,12 +39,7 @@ fn same_as_liburcu_with(prog: &str, cflags: &[&str]) {
     let Some(env) = Env::get(&QSBR) else { return };
     // Linked against the drop-in (NEEDED: its SONAME, liburcu-qsbr.so.8).
     let exe = env.compile(prog, cflags, &["-lurcu-qsbr"]);
-    let ours = run(&exe, Some(&env.dropin_dir));
-    assert!(
-        ours.loaded_ours,
-        "{prog}: the drop-in was not the library the loader picked:\n{}",
-        ours.trace
-    );
+    let ours = env.run_ours(&exe, &[]);
     assert_eq!(
         ours.code,
         Some(0),
@@ -126,8 +121,7 @@ fn lgpl_source_programs_fail_to_load_rather_than_run_unprotected() {
         return;
     };
     let exe = env.compile("lgpl", &[], &[real.to_str().expect("a UTF-8 path")]);
-    let ours = run(&exe, Some(&env.dropin_dir));
-    assert!(ours.loaded_ours, "{}", ours.trace);
+    let ours = env.run_ours(&exe, &[]);
     assert_ne!(
         ours.code,
         Some(0),

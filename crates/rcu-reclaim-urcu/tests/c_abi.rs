@@ -10,7 +10,7 @@
 
 mod harness;
 
-use harness::{run, run_with_args, Env, MEMB};
+use harness::{run, Env, MEMB};
 
 /// Every symbol the issue lists (liburcu 0.13's memb ABI for programs built
 /// without `_LGPL_SOURCE`, 0.14's polled pair) plus our extensions.
@@ -69,12 +69,7 @@ fn same_as_liburcu(prog: &str) {
     let Some(env) = Env::get(&MEMB) else { return };
     // Linked against the drop-in (NEEDED: its SONAME, liburcu-memb.so.8).
     let exe = env.compile(prog, &[], &["-lurcu-memb"]);
-    let ours = run(&exe, Some(&env.dropin_dir));
-    assert!(
-        ours.loaded_ours,
-        "{prog}: the drop-in was not the library the loader picked:\n{}",
-        ours.trace
-    );
+    let ours = env.run_ours(&exe, &[]);
     assert_eq!(
         ours.code,
         Some(0),
@@ -129,12 +124,7 @@ fn call_rcu_flood_and_free_all_cpu_call_rcu_data_under_load() {
 fn a_call_rcu_flood_inside_sections_stays_bounded() {
     let Some(env) = Env::get(&MEMB) else { return };
     let exe = env.compile("call_rcu_flood_in_section", &[], &["-lurcu-memb"]);
-    let out = run_with_args(&exe, &[], Some(&env.dropin_dir));
-    assert!(
-        out.loaded_ours,
-        "the drop-in was not loaded:\n{}",
-        out.trace
-    );
+    let out = env.run_ours(&exe, &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, "callbacks run: 8000000 of 8000000\n");
     let peak_kb: u64 = out
@@ -168,12 +158,7 @@ fn synchronize_inside_a_section_aborts_with_the_reason() {
     let Some(env) = Env::get(&MEMB) else { return };
     let exe = env.compile("synchronize_in_section", &[], &["-lurcu-memb"]);
     for mode in ["single", "nested"] {
-        let out = run_with_args(&exe, &[mode], Some(&env.dropin_dir));
-        assert!(
-            out.loaded_ours,
-            "the drop-in was not loaded:\n{}",
-            out.trace
-        );
+        let out = env.run_ours(&exe, &[mode]);
         assert_eq!(out.stdout, "in section\n", "{mode}: {}", out.stderr);
         // Killed by SIGABRT: no exit code.
         assert_eq!(out.code, None, "{mode}: {}", out.stderr);
@@ -195,12 +180,7 @@ fn synchronize_inside_a_section_aborts_with_the_reason() {
 fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
     let Some(env) = Env::get(&MEMB) else { return };
     let exe = env.compile("barrier_in_callback", &[], &["-lurcu-memb"]);
-    let out = run_with_args(&exe, &[], Some(&env.dropin_dir));
-    assert!(
-        out.loaded_ours,
-        "the drop-in was not loaded:\n{}",
-        out.trace
-    );
+    let out = env.run_ours(&exe, &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
         out.stdout, "barrier returned; earlier callback ran: no\n",
@@ -221,12 +201,7 @@ fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
 fn a_barrier_in_a_child_forked_without_the_hooks_says_so() {
     let Some(env) = Env::get(&MEMB) else { return };
     let exe = env.compile("fork_without_hooks", &[], &["-lurcu-memb"]);
-    let out = run_with_args(&exe, &[], Some(&env.dropin_dir));
-    assert!(
-        out.loaded_ours,
-        "the drop-in was not loaded:\n{}",
-        out.trace
-    );
+    let out = env.run_ours(&exe, &[]);
     assert_eq!(out.stdout, "aborted\n", "{}", out.stderr);
     assert!(
         out.stderr.contains(

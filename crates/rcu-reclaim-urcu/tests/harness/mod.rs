@@ -150,6 +150,19 @@ impl Env {
         })
     }
 
+    /// Runs `exe` with `args` against the drop-in, checking that the
+    /// loader picked it (not Debian's library).
+    pub fn run_ours(&self, exe: &Path, args: &[&str]) -> Output {
+        let out = run_with_args(exe, args, Some(&self.dropin_dir));
+        assert!(
+            out.loaded_ours,
+            "{}: the drop-in was not the library the loader picked:\n{}",
+            exe.display(),
+            out.trace
+        );
+        out
+    }
+
     /// Compiles `tests/c/<prog>.c` (no `_LGPL_SOURCE`) with `libs`.
     pub fn compile(&self, prog: &str, cflags: &[&str], libs: &[&str]) -> PathBuf {
         let src = self.crate_dir.join("tests/c").join(format!("{prog}.c"));
