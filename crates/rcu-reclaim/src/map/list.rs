@@ -52,12 +52,13 @@ pub(super) fn dummy_sort(bucket: usize) -> u64 {
 }
 
 impl Link {
-    /// A new, unlinked dummy for `bucket`.
-    pub(super) fn dummy(bucket: usize) -> NonNull<Link> {
-        NonNull::from(Box::leak(Box::new(Link {
+    /// A new, unlinked dummy for `bucket` (dummies live in their table's
+    /// level arrays, not in allocations of their own).
+    pub(super) fn dummy(bucket: usize) -> Link {
+        Link {
             sort: dummy_sort(bucket),
             next: AtomicPtr::new(ptr::null_mut()),
-        })))
+        }
     }
 }
 
@@ -225,18 +226,17 @@ pub(super) unsafe fn unlink_dummy(parent: NonNull<Link>, dummy: NonNull<Link>) {
     }
 }
 
-/// Frees `link`, a dummy or a `Node<K, V>` by its sort key.
+/// Frees `link` if it is an entry (a `Node<K, V>`, by its sort key); a
+/// dummy belongs to its table's level array and is left alone.
 ///
 /// # Safety
 /// The caller owns `link` (unlinked, and no reader can reach it any more,
 /// or the whole list is being dropped), and entries are `Node<K, V>`s.
-pub(super) unsafe fn free<K, V>(link: NonNull<Link>) {
-    // SAFETY: the caller owns it, and it came from `Box::leak`: a bare
-    // `Link` for a dummy, a `Node<K, V>` (same address) for an entry.
+pub(super) unsafe fn free_entry<K, V>(link: NonNull<Link>) {
+    // SAFETY: the caller owns it; an entry came from `Box::leak` of a
+    // `Node<K, V>` (same address as its link).
     unsafe {
-        if is_dummy(link.as_ref().sort) {
-            drop(Box::from_raw(link.as_ptr()));
-        } else {
+        if !is_dummy(link.as_ref().sort) {
             drop(Box::from_raw(link.as_ptr().cast::<Node<K, V>>()));
         }
     }
@@ -278,7 +278,9 @@ pub(super) unsafe fn unlink_range(head: NonNull<Link>, range_bits: u32) -> Vec<N
     }
 }
 
-/// Frees the whole list from `head` on, dummies and entries.
+/// Frees every entry of the list from `head` on; the dummies, which it
+/// reads on the way, are left to the table that owns them
+/// ([`Table::free_levels`](super::table::Table::free_levels), after this).
 ///
 /// # Safety
 /// The caller owns the list (no reader or writer can reach it any more),
@@ -298,7 +300,7 @@ pub(super) unsafe fn free_all<K, V>(head: NonNull<Link>) {
                 // drop leaves only the links after it.
                 self.0 = NonNull::new(unsafe { link.as_ref() }.next.load(Ordering::Relaxed));
                 // SAFETY: `free_all`'s contract; each link is freed once.
-                unsafe { free::<K, V>(link) };
+                unsafe { free_entry::<K, V>(link) };
             }
         }
     }

@@ -20,9 +20,12 @@
 //! singly linked list sorted by the *bit-reversed* hash. Bit reversal makes
 //! the keys of bucket `b` of a table of `n` buckets (`hash % n == b`) a
 //! contiguous run of the list, for every power of two `n`, and a *dummy*
-//! link (no key, an even sort key) heads each run. The bucket table is an
-//! immutable array of pointers to those dummies: a shortcut into the list,
-//! nothing more.
+//! link (no key, an even sort key) heads each run. The dummies live in
+//! arrays, one per *level* (buckets `[0, 64)`, then `[64, 128)`,
+//! `[128, 256)`, ...: each doubling adds one), as liburcu's `rculfhash`
+//! keeps them, and the bucket table is an immutable list of those arrays:
+//! a lookup computes its dummy's address from the bucket number and reads
+//! it, with no pointer to its dummy to load first.
 //!
 //! **Readers** ([`get`](RcuHashMap::get), [`iter`](RcuHashMap::iter)) load
 //! the current table, jump to their bucket's dummy and walk forward until
@@ -52,7 +55,7 @@
 //! initial size) publishes the smaller table first, then unlinks the
 //! dummies it no longer names, under their stripe locks; a writer reads the
 //! table only after taking its stripe lock, so none starts from an unlinked
-//! dummy. Old tables and unlinked dummies are freed through the domain,
+//! dummy. Old tables and unlinked dummies (the top level's array) are freed through the domain,
 //! after a grace period, like entries. One thread resizes at a time (the
 //! one whose insert or remove crossed the threshold; the others go on).
 //!
@@ -61,7 +64,7 @@
 //! pointing to the entry); relinking an entry's chain pointer into a new
 //! table, as the kernel's `rhashtable` does, needs "nulls" markers and
 //! restarts in readers. Here a lookup follows one pointer per element, and
-//! a resize costs one dummy (16 bytes) per new bucket.
+//! a resize costs one dummy (16 bytes) per new bucket, in one allocation.
 //!
 //! # Guarantees
 //! A lookup that runs while a key is present throughout finds it, during
@@ -581,9 +584,19 @@ impl<K, V, S> Drop for RcuHashMap<K, V, S> {
         // returned borrows the map, so no reader or writer is left. The
         // list holds every live entry and dummy once (retired ones were
         // unlinked and are the domain's); the table came from `Box::into_raw`.
+        /// Frees the current table's dummies after the entries, even if
+        /// an entry's drop unwinds.
+        struct Levels(Box<Table>);
+        impl Drop for Levels {
+            fn drop(&mut self) {
+                // SAFETY: the map is being dropped and this is its current
+                // table, whose levels hold exactly the list's dummies.
+                unsafe { self.0.free_levels() }
+            }
+        }
         unsafe {
-            let table = Box::from_raw(table);
-            list::free_all::<K, V>(table.bucket(0));
+            let table = Levels(Box::from_raw(table));
+            list::free_all::<K, V>(table.0.bucket(0));
         }
     }
 }

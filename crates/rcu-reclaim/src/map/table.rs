@@ -21,27 +21,87 @@ pub(super) const STRIPES: usize = 2;
 /// `log2(STRIPES)`: the top bits of a sort key that name its stripe's range.
 pub(super) const STRIPE_BITS: u32 = STRIPES.trailing_zeros();
 
-/// A dummy's address in a table. Tables are immutable once published.
-struct Head(NonNull<Link>);
+/// The most levels a table can have: level 0 holds buckets `[0, STRIPES)`,
+/// level `k >= 1` holds `[STRIPES << (k - 1), STRIPES << k)`, and a table
+/// has at most `2^(usize::BITS - 2)` buckets.
+const LEVELS: usize = (usize::BITS - 2 - STRIPE_BITS + 1) as usize;
 
-// SAFETY: a `Head` is an address the table never dereferences or frees
-// itself (the list owns the dummies); sharing or sending it moves no data.
-unsafe impl Send for Head {}
-// SAFETY: as above.
-unsafe impl Sync for Head {}
-
-/// A bucket table: `heads[b]` is the dummy heading bucket `b`; the number
-/// of buckets is a power of two, at least [`STRIPES`].
-pub(super) struct Table {
-    heads: Box<[Head]>,
+/// The number of buckets (dummies) of level `level`.
+#[inline]
+fn level_len(level: usize) -> usize {
+    STRIPES << level.saturating_sub(1)
 }
+
+/// The first bucket of level `level`.
+#[inline]
+fn level_start(level: usize) -> usize {
+    if level == 0 {
+        0
+    } else {
+        STRIPES << (level - 1)
+    }
+}
+
+/// A new level of unlinked dummies, one allocation, for the buckets of
+/// level `level`: its first dummy.
+fn new_level(level: usize) -> NonNull<Link> {
+    let start = level_start(level);
+    let dummies: Box<[Link]> = (start..start + level_len(level)).map(Link::dummy).collect();
+    // `Box<[Link]>` of a non-zero length is never dangling.
+    NonNull::new(Box::into_raw(dummies).cast::<Link>()).expect("a level is never empty")
+}
+
+/// The dummies of one level, owned: dropping it frees them (after a grace
+/// period, once they are unlinked: see [`Table::unlink_upper_half`]).
+pub(super) struct Level {
+    dummies: Box<[Link]>,
+}
+
+impl Level {
+    /// The bytes freed with it.
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of_val::<[Link]>(&self.dummies)
+    }
+}
+
+/// A bucket table: bucket `b` is headed by a dummy of level
+/// `b`'s level; the number of buckets is a power of two, at least
+/// [`STRIPES`]. The dummies sit in arrays, one per level, so that a lookup
+/// reaches its bucket's dummy in one step from the table (its address is
+/// computed, not loaded: one cache miss fewer than an array of pointers to
+/// separately allocated dummies). A table names its levels' arrays but
+/// does not own them: a resize's new table shares them with the old one,
+/// and the map frees them ([`Table::free_levels`],
+/// [`Table::unlink_upper_half`]). Tables are immutable once published.
+pub(super) struct Table {
+    buckets: usize,
+    /// For each level in use, its array's address less its first bucket
+    /// (wrapping: the address bucket 0 would have in it), so that bucket
+    /// `b`'s dummy is at `base[level_of(b)] + b`; null past them.
+    base: [*mut Link; LEVELS],
+}
+
+// SAFETY: a `Table` holds addresses of dummies, which are shared through
+// the list (atomic `next`, immutable `sort`); the table never writes
+// through them, and frees them only in `free_levels`, whose caller owns
+// the list.
+unsafe impl Send for Table {}
+// SAFETY: as above; a published table is never written.
+unsafe impl Sync for Table {}
 
 impl Table {
     /// A table of `buckets` buckets with a new list of its dummies, empty
     /// of entries.
     pub(super) fn with_new_list(buckets: usize) -> Box<Table> {
         debug_assert!(buckets.is_power_of_two() && buckets >= STRIPES);
-        let heads: Box<[Head]> = (0..buckets).map(|b| Head(Link::dummy(b))).collect();
+        let mut table = Box::new(Table {
+            buckets,
+            base: [std::ptr::null_mut(); LEVELS],
+        });
+        let used = level_of(buckets - 1) + 1;
+        for (level, base) in table.base[..used].iter_mut().enumerate() {
+            *base = new_level(level).as_ptr().wrapping_sub(level_start(level));
+        }
         let mut order: Vec<usize> = (0..buckets).collect();
         order.sort_unstable_by_key(|&b| list::dummy_sort(b));
         for pair in order.windows(2) {
@@ -49,97 +109,158 @@ impl Table {
             // in sort order makes the list.
             unsafe {
                 list::link_between(
-                    heads[pair[0]].0,
+                    table.bucket(pair[0]),
                     std::ptr::null_mut(),
-                    heads[pair[1]].0.as_ptr(),
+                    table.bucket(pair[1]).as_ptr(),
                 )
             };
         }
-        Box::new(Table { heads })
+        table
     }
 
     /// The number of buckets.
     #[inline]
     pub(super) fn buckets(&self) -> usize {
-        self.heads.len()
+        self.buckets
     }
 
     /// The dummy heading the bucket of `hash`.
     #[inline]
     pub(super) fn head(&self, hash: u64) -> NonNull<Link> {
-        self.heads[hash as usize & (self.heads.len() - 1)].0
+        // SAFETY: masked below `buckets` (a power of two, not zero).
+        unsafe { self.dummy(hash as usize & (self.buckets - 1)) }
     }
 
-    /// The dummy heading bucket `bucket`.
+    /// The dummy heading bucket `bucket` (`< buckets()`).
     #[inline]
     pub(super) fn bucket(&self, bucket: usize) -> NonNull<Link> {
-        self.heads[bucket].0
+        assert!(bucket < self.buckets, "bucket {bucket} of {}", self.buckets);
+        // SAFETY: checked just above.
+        unsafe { self.dummy(bucket) }
+    }
+
+    /// The dummy of bucket `bucket`.
+    ///
+    /// # Safety
+    /// `bucket < buckets()`.
+    #[inline]
+    unsafe fn dummy(&self, bucket: usize) -> NonNull<Link> {
+        // `bucket < buckets`, so its level is in use and
+        // `bucket - level_start(level) < level_len(level)`: the address is
+        // inside the level's array (the wrapping offsets cancel out), and
+        // not null.
+        let level = level_of(bucket);
+        // SAFETY: as above.
+        unsafe { NonNull::new_unchecked(self.base[level].wrapping_add(bucket)) }
+    }
+
+    /// The first dummy of level `level` (in use).
+    fn first(&self, level: usize) -> *mut Link {
+        self.base[level].wrapping_add(level_start(level))
     }
 
     /// The bytes freed when the table is dropped (not its dummies).
     pub(super) fn bytes(&self) -> usize {
-        std::mem::size_of::<Table>() + std::mem::size_of_val::<[Head]>(&self.heads)
+        std::mem::size_of::<Table>()
     }
 
     /// A table of twice the buckets over the same list: a dummy for each
-    /// new bucket `b + n` is linked after the dummy of `b`, under `b`'s
-    /// stripe lock, before the table is returned for publishing. Readers
-    /// and writers of the other stripes go on meanwhile; a reader on the
-    /// old table walks over the new dummies.
+    /// new bucket `b + n` (a new level) is linked after the dummy of `b`,
+    /// under `b`'s stripe lock, before the table is returned for
+    /// publishing. Readers and writers of the other stripes go on
+    /// meanwhile; a reader on the old table walks over the new dummies.
     ///
     /// # Safety
     /// `self` is the map's current table, its dummies all linked, and the
     /// caller holds the map's resize lock (no other resize runs).
     pub(super) unsafe fn doubled(&self, stripes: &Stripes) -> Box<Table> {
-        let n = self.buckets();
-        let mut heads: Vec<Head> = self.heads.iter().map(|h| Head(h.0)).collect();
-        heads.extend((n..2 * n).map(|b| Head(Link::dummy(b))));
+        let n = self.buckets;
+        let mut base = self.base;
+        // The new level's first bucket is `n`.
+        base[level_of(n)] = new_level(level_of(n)).as_ptr().wrapping_sub(n);
+        let next = Box::new(Table {
+            buckets: 2 * n,
+            base,
+        });
         for stripe in 0..STRIPES {
             let _locked = stripes.lock(stripe);
             for b in (n + stripe..2 * n).step_by(STRIPES) {
                 // SAFETY: the new dummy is ours until linked; its parent
                 // (bucket `b - n`, same stripe) is linked and only this
                 // stripe's lock holder writes in its range.
-                unsafe { list::link_dummy(heads[b - n].0, heads[b].0) };
+                unsafe { list::link_dummy(next.bucket(b - n), next.bucket(b)) };
             }
         }
-        Box::new(Table {
-            heads: heads.into_boxed_slice(),
-        })
+        next
     }
 
     /// A table of half the buckets over the same list. Nothing is
     /// unlinked: after publishing it, the caller unlinks the upper half's
     /// dummies with [`unlink_upper_half`](Table::unlink_upper_half).
     pub(super) fn halved(&self) -> Box<Table> {
-        let n = self.buckets() / 2;
+        let n = self.buckets / 2;
         debug_assert!(n >= STRIPES);
-        Box::new(Table {
-            heads: self.heads[..n].iter().map(|h| Head(h.0)).collect(),
-        })
+        let mut base = self.base;
+        base[level_of(n)] = std::ptr::null_mut();
+        Box::new(Table { buckets: n, base })
     }
 
-    /// Unlinks the dummies of this table's upper half, each under its
-    /// stripe lock, and returns them for freeing after a grace period.
+    /// Unlinks the dummies of this table's upper half (its top level),
+    /// each under its stripe lock, and returns them, to be freed after a
+    /// grace period.
     ///
     /// # Safety
     /// The caller holds the resize lock and has published a table of half
     /// this one's buckets (from [`halved`](Table::halved)), so no writer
-    /// that takes a stripe lock from now on starts at these dummies.
-    pub(super) unsafe fn unlink_upper_half(&self, stripes: &Stripes) -> Vec<NonNull<Link>> {
-        let n = self.buckets() / 2;
-        let mut out = Vec::with_capacity(n);
+    /// that takes a stripe lock from now on starts at these dummies. It
+    /// calls this once per halving.
+    pub(super) unsafe fn unlink_upper_half(&self, stripes: &Stripes) -> Level {
+        let n = self.buckets / 2;
         for stripe in 0..STRIPES {
             let _locked = stripes.lock(stripe);
             for b in (n + stripe..2 * n).step_by(STRIPES) {
                 // SAFETY: under the stripe lock; the parent stays linked
                 // (it is in the published table) and precedes the dummy.
-                unsafe { list::unlink_dummy(self.heads[b - n].0, self.heads[b].0) };
-                out.push(self.heads[b].0);
+                unsafe { list::unlink_dummy(self.bucket(b - n), self.bucket(b)) };
             }
         }
-        out
+        let level = level_of(n);
+        // SAFETY: the level's array, from `new_level` (`Box::into_raw` of
+        // `level_len(level)` dummies); no published table names it any
+        // more, and the caller takes it once.
+        let dummies = unsafe {
+            Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.first(level),
+                level_len(level),
+            ))
+        };
+        Level { dummies }
     }
+
+    /// Frees the dummies of every level in use.
+    ///
+    /// # Safety
+    /// The caller owns the list (the map is being dropped) and this is its
+    /// current table: its levels are exactly the dummies left.
+    pub(super) unsafe fn free_levels(&self) {
+        for level in 0..=level_of(self.buckets - 1) {
+            // SAFETY: the caller's contract; each level, from `new_level`,
+            // is freed once.
+            drop(unsafe {
+                Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                    self.first(level),
+                    level_len(level),
+                ))
+            });
+        }
+    }
+}
+
+/// The level of bucket `bucket`: 0 below [`STRIPES`], else one more than
+/// the doublings from `STRIPES` to its top bit.
+#[inline]
+fn level_of(bucket: usize) -> usize {
+    (usize::BITS - (bucket >> STRIPE_BITS).leading_zeros()) as usize
 }
 
 /// The writers' locks, one per stripe ([`STRIPES`]).
@@ -270,6 +391,68 @@ mod tests {
     }
 
     #[test]
+    fn levels_place_every_bucket_in_its_own_dummy() {
+        assert_eq!((level_of(0), level_of(STRIPES - 1)), (0, 0));
+        assert_eq!((level_of(STRIPES), level_of(2 * STRIPES - 1)), (1, 1));
+        assert_eq!(level_of(2 * STRIPES), 2);
+        assert_eq!(level_of((1 << (usize::BITS - 2)) - 1), LEVELS - 1);
+        let stripes = Stripes::new();
+        let mut tables = vec![Table::with_new_list(4 * STRIPES)];
+        let head = tables[0].bucket(0);
+        // Three doublings, then three halvings: at each size every
+        // bucket's dummy is its own, distinct, and the list holds exactly
+        // the table's dummies, in order.
+        for step in 0..6 {
+            let t = tables.last().unwrap();
+            let n = t.buckets();
+            let mut seen = std::collections::HashSet::new();
+            for b in 0..n {
+                let d = t.bucket(b);
+                // SAFETY: the test owns the list; `t` names linked dummies.
+                assert_eq!(unsafe { d.as_ref() }.sort, list::dummy_sort(b));
+                assert!(seen.insert(d.as_ptr() as usize));
+                assert_eq!(t.head(b as u64), d);
+            }
+            let s = sorts(head);
+            assert_eq!(s.len(), n);
+            assert!(s.windows(2).all(|w| w[0] < w[1]));
+            let next = if step < 3 {
+                // SAFETY: single-threaded; `t` is current.
+                unsafe { t.doubled(&stripes) }
+            } else {
+                let small = t.halved();
+                // SAFETY: single-threaded; `small` stands for the
+                // published table; `t` is halved once.
+                drop(unsafe { t.unlink_upper_half(&stripes) });
+                small
+            };
+            tables.push(next);
+        }
+        let last = tables.last().unwrap();
+        assert_eq!(last.buckets(), 4 * STRIPES);
+        // SAFETY: the test owns the list; `last` names its dummies.
+        unsafe {
+            list::free_all::<(), ()>(head);
+            last.free_levels();
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "bucket")]
+    fn a_bucket_past_the_table_panics() {
+        /// Frees the table's dummies as the panic unwinds.
+        struct Owned(Box<Table>);
+        impl Drop for Owned {
+            fn drop(&mut self) {
+                // SAFETY: the test owns the list, all dummies.
+                unsafe { self.0.free_levels() }
+            }
+        }
+        let t = Owned(Table::with_new_list(STRIPES));
+        let _ = t.0.bucket(STRIPES);
+    }
+
+    #[test]
     fn doubling_and_halving_keep_the_list_sorted_and_complete() {
         let stripes = Stripes::new();
         let t = Table::with_new_list(STRIPES);
@@ -283,14 +466,14 @@ mod tests {
         let small = big.halved();
         // SAFETY: single-threaded; `small` stands for the published table.
         let gone = unsafe { big.unlink_upper_half(&stripes) };
-        assert_eq!(gone.len(), STRIPES);
+        assert_eq!(gone.dummies.len(), STRIPES);
         assert_eq!(sorts(head).len(), STRIPES);
         assert_eq!(small.buckets(), STRIPES);
-        for d in gone {
-            // SAFETY: unlinked and unreachable.
-            unsafe { list::free::<(), ()>(d) };
+        drop(gone);
+        // SAFETY: the test owns the list; `small` names its dummies.
+        unsafe {
+            list::free_all::<(), ()>(head);
+            small.free_levels();
         }
-        // SAFETY: the test owns the list.
-        unsafe { list::free_all::<(), ()>(head) };
     }
 }

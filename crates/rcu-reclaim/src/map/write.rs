@@ -429,12 +429,15 @@ where
                 // SAFETY: the current table, under the resize lock.
                 let next = unsafe { table.doubled(&self.stripes) };
                 self.publish(next);
-                (n * 2, Vec::new())
+                (n * 2, None)
             } else if n > self.min_buckets && len < n / 8 {
                 self.publish(table.halved());
                 // SAFETY: the halved table is published, under the resize
-                // lock.
-                (n / 2, unsafe { table.unlink_upper_half(&self.stripes) })
+                // lock, and this table is halved once (it is retired next).
+                (
+                    n / 2,
+                    Some(unsafe { table.unlink_upper_half(&self.stripes) }),
+                )
             } else {
                 return;
             };
@@ -444,11 +447,12 @@ where
             let old = unsafe { Box::from_raw(current) };
             let bytes = old.bytes();
             self.rcu.defer_drop_sized(old, bytes);
-            for dummy in unlinked {
-                // SAFETY: unlinked under its stripe lock and named by no
-                // published table; a bare `Link`, from `Box::leak`.
-                let dummy = unsafe { Box::from_raw(dummy.as_ptr()) };
-                self.rcu.defer_drop_sized(dummy, size_of::<Link>());
+            if let Some(level) = unlinked {
+                // Unlinked under their stripe locks and named by no
+                // published table: readers that walked onto them are in
+                // sections the deferred drop waits for.
+                let bytes = level.bytes();
+                self.rcu.defer_drop_sized(Box::new(level), bytes);
             }
         }
     }
