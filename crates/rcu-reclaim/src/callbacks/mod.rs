@@ -720,14 +720,10 @@ impl Callbacks {
         let older_than = policy::flush_pages_older_than(&self.params, pressured_any);
         let (_, local_due) = self.flush_locals(gp, older_than);
         let (total, _) = self.pending(gp);
-        let overloaded = policy::domain_overloaded(&self.params, total);
-        if overloaded && !self.overloaded.swap(true, Ordering::Relaxed) {
-            add(&self.counters.overload_expedited, 1);
-            tracing::debug!(
-                total,
-                "rcu-reclaim: backlog over qovld, expediting grace periods"
-            );
-        } else if !overloaded {
+        let mut overloaded = policy::domain_overloaded(&self.params, total);
+        if overloaded {
+            self.note_overload(total);
+        } else {
             self.overloaded.store(false, Ordering::Relaxed);
         }
         // Fast mode on pressured nodes: no lazy delay; expedite only while
@@ -736,12 +732,16 @@ impl Callbacks {
             .filter(|&n| fast && self.pressure.on_node(n))
             .map(|n| self.pending_on_node(n).1)
             .sum();
-        let expedite = policy::expedite(&self.params, overloaded, fast, pressured_bytes);
         let now = Instant::now();
         let mut target: Option<u64> = None;
         let mut deadline: Option<Duration> = local_due;
+        // What the shards hold as the loop sees them: threads hand pages
+        // to their shards while it runs, so the loop may request a grace
+        // period for more than `total` counted.
+        let mut on_shards = 0;
         for (cpu, shard) in self.shards.iter().enumerate() {
             let mut st = lock(&shard.state);
+            on_shards += st.totals().0;
             let pressured = fast && self.pressure.on_node(self.topology.node_of(cpu));
             let (unrequested, unrequested_bytes) = st.unrequested();
             let facts = ShardFacts {
@@ -765,6 +765,15 @@ impl Callbacks {
             }
             target = target.max(Self::needed(gp, &st, st.pages_requested));
         }
+        // A backlog over `qovld` that grew in during the loop: the grace
+        // period just requested for it is expedited too (else it would be
+        // seen only once that grace period had ended, with nothing left to
+        // expedite).
+        if !overloaded && target.is_some() && policy::domain_overloaded(&self.params, on_shards) {
+            overloaded = true;
+            self.note_overload(on_shards);
+        }
+        let expedite = policy::expedite(&self.params, overloaded, fast, pressured_bytes);
         GpPlan {
             target,
             mode: if expedite {
@@ -773,6 +782,18 @@ impl Callbacks {
                 WaitMode::Normal
             },
             next_deadline: deadline,
+        }
+    }
+
+    /// Marks the domain overloaded (a backlog of `total` over `qovld`),
+    /// counting and reporting each time it goes over.
+    fn note_overload(&self, total: usize) {
+        if !self.overloaded.swap(true, Ordering::Relaxed) {
+            add(&self.counters.overload_expedited, 1);
+            tracing::debug!(
+                total,
+                "rcu-reclaim: backlog over qovld, expediting grace periods"
+            );
         }
     }
 
