@@ -11,7 +11,7 @@
 //!   oldest entry has waited `lazy_delay` (the kernel's lazy RCU, for a
 //!   trickle). A thread's bulk page goes to its shard once it holds
 //!   `pace_bytes` (or is full), so memory, not only time and count, sets
-//!   the pace; it goes early, asking for a grace period, with an eighth of
+//!   the pace; it goes early, asking for a grace period, with a 32nd of
 //!   that once no grace period has started for [`EARLY_PAGE_QUIET`].
 //! * **Overload.** A shard over `qhimark` is overloaded until under
 //!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
@@ -90,14 +90,18 @@ pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 /// wait, no new grace period) every this many retires between hand-offs,
 /// so its garbage need not wait for its next hand-off (as crossbeam-epoch
 /// tries to advance its epoch every 128 pins), and looks whether its page
-/// is due early ([`page_due_early`]).
-pub(crate) const RETIRES_PER_ADVANCE: usize = 32;
+/// is due early ([`page_due_early`]). At 32 (with pages going early at an
+/// eighth of the pace), a read-mostly load's garbage waited for its
+/// thread's next look: 4.6–5.0× crossbeam-epoch's mean garbage, against
+/// 2.3–3.1× at 8 with a 32nd of the pace, at the same throughput (see
+/// BENCHMARKS.md, "A page goes early sooner").
+pub(crate) const RETIRES_PER_ADVANCE: usize = 8;
 
 /// A thread's bulk page holding at least `pace_bytes / EARLY_PAGE_DIVISOR`
 /// goes to its shard early, and asks for a grace period, when none has
 /// been started by a retiring thread for [`EARLY_PAGE_QUIET`]
 /// ([`page_due_early`]).
-pub(crate) const EARLY_PAGE_DIVISOR: usize = 8;
+pub(crate) const EARLY_PAGE_DIVISOR: usize = 32;
 
 /// See [`EARLY_PAGE_DIVISOR`]: at most one early grace period about every
 /// this long, so a moderate retire rate costs at most some 5,000
@@ -543,12 +547,13 @@ mod tests {
     }
 
     #[test]
-    fn a_page_goes_early_with_an_eighth_of_the_pace_after_a_quiet_spell() {
+    fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
         let p = Params::default();
-        let eighth = p.pace_bytes / EARLY_PAGE_DIVISOR;
+        let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
+        assert_eq!(early, 2 << 10);
         let quiet = || Some(EARLY_PAGE_QUIET);
-        assert!(page_due_early(&p, eighth, quiet));
-        assert!(!page_due_early(&p, eighth - 1, quiet));
+        assert!(page_due_early(&p, early, quiet));
+        assert!(!page_due_early(&p, early - 1, quiet));
         // Not while a grace period is in progress, nor soon after one began.
         assert!(!page_due_early(&p, p.pace_bytes, || None));
         assert!(!page_due_early(&p, p.pace_bytes, || Some(

@@ -739,7 +739,10 @@ fn a_busy_thread_frees_its_own_ready_pages() {
             .lazy_batch(per_page)
             .lazy_delay(Duration::from_secs(60)) // no lazy flush of the thread's page
             .retiring_thread_frees(true)
-            .producer_window(Duration::from_secs(60)),
+            .producer_window(Duration::from_secs(60))
+            // Pages go to their shard only when full (never early: a 32nd
+            // of this pace is more than a page of these objects holds).
+            .pace_bytes(1 << 20),
     )
     .unwrap();
     let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -832,7 +835,10 @@ fn collect_frees_ready_garbage_on_the_calling_thread() {
         Config::new()
             .lazy_batch(per_page)
             .lazy_delay(Duration::from_secs(60)) // no lazy flush of the thread's page
-            .producer_window(Duration::from_secs(60)),
+            .producer_window(Duration::from_secs(60))
+            // Pages go to their shard only when full (never early: a 32nd
+            // of this pace is more than a page of these objects holds).
+            .pace_bytes(1 << 20),
     )
     .unwrap();
     let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -876,7 +882,10 @@ fn collect_drives_grace_periods_itself() {
     let rcu = Rcu::new(
         Config::new()
             .lazy_delay(Duration::from_secs(60))
-            .producer_window(Duration::from_secs(60)),
+            .producer_window(Duration::from_secs(60))
+            // Pages go to their shard only when full (never early: a 32nd
+            // of this pace is more than a page of these objects holds).
+            .pace_bytes(1 << 20),
     )
     .unwrap();
     let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -907,7 +916,10 @@ fn collect_inside_a_section_runs_nothing() {
     let rcu = Rcu::new(
         Config::new()
             .lazy_delay(Duration::from_secs(60))
-            .producer_window(Duration::from_secs(60)),
+            .producer_window(Duration::from_secs(60))
+            // Pages go to their shard only when full (never early: a 32nd
+            // of this pace is more than a page of these objects holds).
+            .pace_bytes(1 << 20),
     )
     .unwrap();
     let (drops, on_maker) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -1013,20 +1025,21 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
 }
 
 /// A moderate retire rate does not wait for a whole `pace_bytes`: a page
-/// holding an eighth of it goes to its shard and asks for a grace period
-/// when none has started for a while, so its garbage is freed long before
-/// the lazy delay (a minute here) with no barrier.
+/// holding a 32nd of it goes to its shard and asks for a grace period
+/// when none has started for a while (the thread looks every 8 retires),
+/// so its garbage is freed long before the lazy delay (a minute here) with
+/// no barrier.
 #[test]
-fn a_page_with_an_eighth_of_the_pace_goes_early_when_grace_periods_are_quiet() {
+fn a_page_with_a_32nd_of_the_pace_goes_early_when_grace_periods_are_quiet() {
     let rcu = paced_by_bytes_only();
     thread::sleep(Duration::from_millis(2));
-    // 32 retires of about 512 bytes: 16 KiB, a quarter of the pace, in a
-    // page with room for 250.
-    for _ in 0..32 {
+    // 8 retires of about 512 bytes: 4 KiB, a 16th of the pace, in a page
+    // with room for 250.
+    for _ in 0..8 {
         rcu.defer_drop(Box::new(vec![0u8; 500]));
     }
     assert!(
-        rcu.stats().deferred_drops >= 32,
+        rcu.stats().deferred_drops >= 8,
         "the page did not go early: {:?}",
         rcu.stats()
     );
