@@ -346,6 +346,30 @@ fn a_drop_that_panics_as_the_map_drops_leaves_no_other_entry_undropped() {
 }
 
 #[test]
+fn a_capacity_past_the_address_space_panics_before_allocating() {
+    // No table of that many buckets fits in memory: the map panics at
+    // once, as a `Vec` would, rather than allocating (and writing) ever
+    // larger levels of dummies until one allocation fails and aborts.
+    for capacity in [
+        usize::MAX,
+        (1 << (usize::BITS - 2)) + 1,
+        1 << (usize::BITS - 2),
+    ] {
+        let made = std::panic::catch_unwind(|| {
+            let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+            RcuHashMap::<u64, u64>::with_capacity_in(capacity, &rcu).capacity()
+        });
+        let err = made.expect_err("a map of that capacity");
+        let msg = err
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| err.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        assert!(msg.contains("capacity overflow"), "{capacity}: {msg}");
+    }
+}
+
+#[test]
 fn a_64_kib_value_books_64_kib() {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();
     let map: RcuHashMap<u64, Vec<u8>> = RcuHashMap::new_in(&rcu);

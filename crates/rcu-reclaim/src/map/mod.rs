@@ -338,10 +338,12 @@ impl<K, V, S> RcuHashMap<K, V, S> {
         weigh: fn(&K, &V) -> usize,
         drops_anywhere: bool,
     ) -> Self {
+        // At most the largest table (2^62 buckets on 64 bits): a capacity
+        // whose next power of two is past it, or overflows, asks for that.
         let buckets = capacity
             .checked_next_power_of_two()
-            .unwrap_or(1 << (usize::BITS - 2))
-            .max(STRIPES);
+            .unwrap_or(usize::MAX)
+            .clamp(STRIPES, 1 << (usize::BITS - 2));
         RcuHashMap {
             table: AtomicPtr::new(Box::into_raw(Table::with_new_list(buckets))),
             buckets: AtomicUsize::new(buckets),

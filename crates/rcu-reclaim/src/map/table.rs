@@ -94,6 +94,16 @@ impl Table {
     /// of entries.
     pub(super) fn with_new_list(buckets: usize) -> Box<Table> {
         debug_assert!(buckets.is_power_of_two() && buckets >= STRIPES);
+        // The levels together hold `buckets` dummies. Checked before the
+        // first level is allocated: a table no allocation could hold panics
+        // at once (as a `Vec` of that many would), instead of allocating
+        // and filling ever larger levels until one fails and aborts.
+        assert!(
+            buckets
+                .checked_mul(std::mem::size_of::<Link>())
+                .is_some_and(|bytes| bytes <= isize::MAX as usize),
+            "capacity overflow: an RcuHashMap of {buckets} buckets"
+        );
         let mut table = Box::new(Table {
             buckets,
             base: [std::ptr::null_mut(); LEVELS],
