@@ -1,0 +1,302 @@
+//! `RcuHashMap` under repeated deep resizes: writers grow the table by
+//! many doublings and shrink it back by as many halvings, over and over,
+//! while readers look up and walk keys that stay present throughout. Every
+//! value is checked for poison where it is read, and dropped exactly once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use rcu_reclaim::{Config, Rcu, RcuHashMap, ReclaimSize};
+
+/// A live value's magic word.
+const ALIVE: u64 = 0xA11C_E0A1_1CE0_A11C;
+/// What a dropped value's magic word turns to.
+const POISON: u64 = 0xDEAD_DEAD_DEAD_DEAD;
+
+/// Counts each value's drops by id.
+struct Drops {
+    created: AtomicUsize,
+    drops: Vec<AtomicU8>,
+}
+
+impl Drops {
+    /// Room for `max` values' counts.
+    fn new(max: usize) -> Arc<Drops> {
+        Arc::new(Drops {
+            created: AtomicUsize::new(0),
+            drops: (0..max).map(|_| AtomicU8::new(0)).collect(),
+        })
+    }
+
+    /// Every value made so far was dropped exactly once.
+    fn assert_each_dropped_once(&self) {
+        let made = self.created.load(Ordering::Relaxed);
+        assert!(made <= self.drops.len(), "raise the id limit");
+        for (id, d) in self.drops[..made].iter().enumerate() {
+            assert_eq!(
+                d.load(Ordering::Relaxed),
+                1,
+                "value {id} dropped that many times"
+            );
+        }
+    }
+}
+
+/// A value whose magic word turns to poison when dropped.
+struct Val {
+    magic: AtomicU64,
+    key: u64,
+    id: usize,
+    drops: Arc<Drops>,
+}
+
+impl Val {
+    /// A new value of `key`, counted in `drops`.
+    fn new(drops: &Arc<Drops>, key: u64) -> Val {
+        Val {
+            magic: AtomicU64::new(ALIVE),
+            key,
+            id: drops.created.fetch_add(1, Ordering::Relaxed),
+            drops: drops.clone(),
+        }
+    }
+
+    /// Panics if a reader sees a dropped value or another key's.
+    fn check(&self, key: u64) {
+        assert_eq!(
+            self.magic.load(Ordering::Relaxed),
+            ALIVE,
+            "a reader saw poison"
+        );
+        assert_eq!(self.key, key);
+    }
+}
+
+impl Drop for Val {
+    fn drop(&mut self) {
+        self.magic.store(POISON, Ordering::Relaxed);
+        if let Some(d) = self.drops.drops.get(self.id) {
+            d.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ReclaimSize for Val {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// `default` rounds, or `MAP_STRESS_ROUNDS` of them for a longer run.
+fn rounds(default: usize) -> usize {
+    std::env::var("MAP_STRESS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Keys present from start to end.
+const FIXED: u64 = 128;
+
+/// Two writers grow the map by `churn` keys each and remove them all,
+/// `rounds` times; a third replaces the fixed keys; readers look up and
+/// walk the fixed keys throughout. Returns the (largest, smallest)
+/// capacities seen.
+fn churn(capacity: usize, churn: u64, rounds: usize) -> (usize, usize) {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let drops = Drops::new(FIXED as usize + 2 * churn as usize * rounds + 16_000_000);
+    let map: RcuHashMap<u64, Val> = RcuHashMap::with_capacity_in(capacity, &rcu);
+    let initial = map.capacity();
+    for k in 0..FIXED {
+        map.insert(k, Val::new(&drops, k));
+    }
+    let stop = AtomicBool::new(false);
+    let (max_cap, min_cap) = (AtomicUsize::new(0), AtomicUsize::new(usize::MAX));
+    let (lookups, walks) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    thread::scope(|s| {
+        let churners: Vec<_> = (1..=2u64)
+            .map(|w| {
+                let (map, drops, max_cap, min_cap) = (&map, &drops, &max_cap, &min_cap);
+                let (lookups, walks) = (&lookups, &walks);
+                s.spawn(move || {
+                    // Start once both readers run (a loaded machine may
+                    // otherwise run the writers first, and alone).
+                    while lookups.load(Ordering::Relaxed) == 0 || walks.load(Ordering::Relaxed) == 0
+                    {
+                        thread::yield_now();
+                    }
+                    let base = w << 40;
+                    for _ in 0..rounds {
+                        for k in base..base + churn {
+                            assert!(map.insert(k, Val::new(drops, k)));
+                        }
+                        max_cap.fetch_max(map.capacity(), Ordering::Relaxed);
+                        // Remove them all (an eighth by `update`, the
+                        // rest by `remove`), so the table halves down by
+                        // as many levels as it grew.
+                        for k in base..base + churn {
+                            if k % 8 == 0 {
+                                assert!(!map.update(k, |old| {
+                                    old.unwrap().check(k);
+                                    None
+                                }));
+                            } else {
+                                assert!(map.remove(&k));
+                            }
+                        }
+                        min_cap.fetch_min(map.capacity(), Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        {
+            let (map, stop, drops) = (&map, &stop, &drops);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for k in 0..FIXED {
+                        assert!(!map.insert(k, Val::new(drops, k)));
+                    }
+                    thread::yield_now();
+                }
+            });
+        }
+        {
+            let (map, stop, lookups) = (&map, &stop, &lookups);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let g = map.domain().read_lock();
+                    let mut found = Vec::with_capacity(FIXED as usize);
+                    for k in 0..FIXED {
+                        let v = map.get(&k, &g).unwrap_or_else(|| panic!("key {k} missed"));
+                        v.check(k);
+                        found.push(v);
+                    }
+                    // Hold them across a yield: replaced meanwhile, they
+                    // must stay intact until the section ends.
+                    thread::yield_now();
+                    for (k, v) in found.iter().enumerate() {
+                        v.check(k as u64);
+                    }
+                    lookups.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        {
+            let (map, stop, walks) = (&map, &stop, &walks);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let g = map.domain().read_lock();
+                    let mut seen = vec![0u8; FIXED as usize];
+                    for (k, v) in map.iter(&g) {
+                        v.check(*k);
+                        if *k < FIXED {
+                            seen[*k as usize] += 1;
+                        }
+                    }
+                    assert!(seen.iter().all(|&n| n == 1), "a walk saw {seen:?}");
+                    walks.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for c in churners {
+            c.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(lookups.into_inner() > 0 && walks.into_inner() > 0);
+    assert_eq!(map.len(), FIXED as usize);
+    assert!(map.capacity() >= initial);
+    {
+        let g = rcu.read_lock();
+        assert_eq!(map.iter(&g).count(), FIXED as usize);
+    }
+    let caps = (max_cap.into_inner(), min_cap.into_inner());
+    drop(map);
+    rcu.barrier();
+    drops.assert_each_dropped_once();
+    assert_eq!(rcu.pending_bytes(), 0);
+    caps
+}
+
+/// From 64 buckets up to 32 Ki and more, and back down, each round.
+#[test]
+fn deep_resizes_from_the_smallest_table() {
+    let (max, min) = churn(0, 20_000, rounds(3));
+    assert!(max >= 32_768, "grew to {max} only");
+    assert!(min <= max / 8, "shrank to {min} only (of {max})");
+}
+
+/// A map made for 1000 entries (1024 buckets, five levels) grows far
+/// and halves back to its initial size, never below it.
+#[test]
+fn deep_resizes_never_shrink_below_the_initial_size() {
+    let (max, min) = churn(1000, 20_000, rounds(2));
+    assert!(max >= 32_768, "grew to {max} only");
+    assert!(min >= 1024, "shrank to {min}, below the initial size");
+}
+
+/// `clear` (a stripe at a time) beside writers that grow and shrink the
+/// table, and a reader that walks it: nothing read is poisoned, every
+/// value dropped once, and the emptied map is back at its initial size.
+#[test]
+fn clear_beside_deep_resizes() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let drops = Drops::new(4_000_000);
+    let map: RcuHashMap<u64, Val> = RcuHashMap::new_in(&rcu);
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        let growers: Vec<_> = (1..=2u64)
+            .map(|w| {
+                let (map, drops) = (&map, &drops);
+                s.spawn(move || {
+                    let base = w << 40;
+                    for _ in 0..rounds(3) {
+                        for k in base..base + 15_000 {
+                            map.insert(k, Val::new(drops, k));
+                        }
+                        for k in base..base + 15_000 {
+                            map.remove(&k);
+                        }
+                    }
+                })
+            })
+            .collect();
+        {
+            let (map, stop) = (&map, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    map.clear();
+                    thread::yield_now();
+                }
+            });
+        }
+        {
+            let (map, stop) = (&map, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let g = map.domain().read_lock();
+                    for (k, v) in map.iter(&g) {
+                        v.check(*k);
+                    }
+                    for k in (1u64 << 40)..(1 << 40) + 64 {
+                        if let Some(v) = map.get(&k, &g) {
+                            v.check(k);
+                        }
+                    }
+                }
+            });
+        }
+        for g in growers {
+            g.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    map.clear();
+    assert!(map.is_empty());
+    assert_eq!(map.capacity(), 64);
+    drop(map);
+    rcu.barrier();
+    drops.assert_each_dropped_once();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
