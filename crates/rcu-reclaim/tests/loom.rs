@@ -508,4 +508,44 @@ mod map {
             reader.join().unwrap();
         });
     }
+
+    /// A key present throughout is found while a remove halves the table
+    /// (the smaller table published, then the top level's dummies unlinked
+    /// under the stripe locks and their array retired), and the retired
+    /// level is freed only after the reader's section.
+    #[test]
+    fn a_present_key_is_found_while_the_table_halves() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
+            let shared = Arc::new(Obj {
+                value: AtomicU64::new(1),
+            });
+            let map = map(&rcu);
+            let min = map.capacity();
+            // Grow to 8 times the initial size: 1 key left is then under an
+            // eighth, and the last remove halves.
+            let mut k = 1;
+            while map.capacity() < 8 * min {
+                map.insert(k, PoisonOnDrop(shared.clone()));
+                k += 1;
+            }
+            let big = map.capacity();
+            for j in 2..k - 1 {
+                assert!(map.remove(&j));
+            }
+            assert_eq!(map.capacity(), big);
+            let (r, m) = (rcu.clone(), map.clone());
+            let reader = thread::spawn(move || {
+                let g = r.read_lock();
+                let v = m.get(&1, &g).expect("key 1 missed");
+                assert_ne!(v.0.value.load(Ordering::Relaxed), POISON);
+            });
+            assert!(map.remove(&(k - 1)));
+            assert!(map.capacity() < big);
+            reader.join().unwrap();
+            rcu.barrier();
+        });
+    }
 }
