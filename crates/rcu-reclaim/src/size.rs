@@ -100,7 +100,9 @@ pub trait ReclaimSize {
     /// Bytes freed when the value is dropped, itself included.
     fn reclaim_size(&self) -> usize;
 
-    /// Bytes the value owns beyond itself: `reclaim_size() - size_of_val(self)`.
+    /// Bytes the value owns beyond itself: `reclaim_size() - size_of_val(self)`,
+    /// or 0 if an impl's `reclaim_size` leaves out the value's own bytes
+    /// (a mistake, but one that must not panic inside a retire).
     ///
     /// ```
     /// use rcu_reclaim::ReclaimSize;
@@ -111,7 +113,7 @@ pub trait ReclaimSize {
     where
         Self: Sized,
     {
-        self.reclaim_size() - size_of::<Self>()
+        self.reclaim_size().saturating_sub(size_of::<Self>())
     }
 }
 
@@ -409,6 +411,15 @@ mod tests {
         let b: Box<[u16]> = vec![0; 8].into_boxed_slice();
         assert_eq!(b.reclaim_size(), size_of::<Box<[u16]>>() + 16);
         assert_eq!(Box::new(vec![0u8; 5]).heap_size(), size_of::<Vec<u8>>() + 5);
+        // A `reclaim_size` that leaves out the value's own 64 bytes: wrong,
+        // but its `heap_size` is 0, not an overflow.
+        struct Wide(#[allow(dead_code)] [u8; 64]);
+        impl ReclaimSize for Wide {
+            fn reclaim_size(&self) -> usize {
+                8
+            }
+        }
+        assert_eq!(Wide([0; 64]).heap_size(), 0);
         let t = (1u8, String::from("abc"), Some(vec![0u32; 2]), [0u8; 3]);
         let want = std::mem::size_of_val(&t) + 3 + 8;
         assert_eq!(t.reclaim_size(), want);
