@@ -207,6 +207,16 @@ fn churn(capacity: usize, churn: u64, rounds: usize) -> (usize, usize) {
     assert!(lookups.into_inner() > 0 && walks.into_inner() > 0);
     assert_eq!(map.len(), FIXED as usize);
     assert!(map.capacity() >= initial);
+    // Every write that left the map too big for its entries asked for a
+    // halving, and none was lost to a resize running at the time: the map
+    // ends at the size its fixed keys need (a table halves while it holds
+    // fewer entries than an eighth of its buckets), or its initial size.
+    assert!(
+        map.capacity() <= (8 * FIXED as usize).max(initial),
+        "{} buckets left for {} entries (initial {initial})",
+        map.capacity(),
+        map.len()
+    );
     {
         let g = rcu.read_lock();
         assert_eq!(map.iter(&g).count(), FIXED as usize);

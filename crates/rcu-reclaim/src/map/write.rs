@@ -13,7 +13,7 @@ use super::list::{self, key_sort, Link, Node, Search};
 use super::table::{Stripes, Table, STRIPES, STRIPE_BITS};
 use super::RcuHashMap;
 use crate::guard::ReadSection;
-use crate::sync::try_lock;
+use crate::sync::{fence, try_lock};
 
 impl<K, V, S> RcuHashMap<K, V, S>
 where
@@ -412,12 +412,46 @@ where
         }
     }
 
-    /// Doubles or halves the table until the load fits, unless another
-    /// thread is resizing (it will see the load too).
+    /// Whether a table of `n` buckets holding `len` entries doubles
+    /// (`Some(true)`), halves (`Some(false)`) or stays.
+    fn resize_to(&self, n: usize, len: usize) -> Option<bool> {
+        if len > n && n < 1 << (usize::BITS - 2) {
+            Some(true)
+        } else if n > self.min_buckets && len < n / 8 {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Doubles or halves the table until the load fits. If another thread
+    /// is resizing, leaves it to that one, which looks at the load again
+    /// once it has let go of the lock: with the fences, either it sees the
+    /// count this thread changed, or this thread's `try_lock` comes after
+    /// its unlock and succeeds. (Without that second look, a request made
+    /// while the resizer was deciding to stop was lost until the next
+    /// write, and a map emptied then stayed at its largest size.)
     fn resize(&self) {
-        let Some(_resizing) = try_lock(&self.resize) else {
-            return;
-        };
+        loop {
+            fence(Ordering::SeqCst);
+            let Some(resizing) = try_lock(&self.resize) else {
+                return;
+            };
+            self.resize_locked();
+            drop(resizing);
+            fence(Ordering::SeqCst);
+            let n = self.buckets.load(Ordering::Relaxed);
+            if self
+                .resize_to(n, self.len.load(Ordering::Relaxed))
+                .is_none()
+            {
+                return;
+            }
+        }
+    }
+
+    /// [`resize`](Self::resize)'s work, under the resize lock.
+    fn resize_locked(&self) {
         loop {
             let current = self.table.load(Ordering::Acquire);
             // SAFETY: only a holder of the resize lock replaces (and
@@ -425,21 +459,22 @@ where
             let table = unsafe { &*current };
             let n = table.buckets();
             let len = self.len.load(Ordering::Relaxed);
-            let (next, unlinked) = if len > n && n < 1 << (usize::BITS - 2) {
-                // SAFETY: the current table, under the resize lock.
-                let next = unsafe { table.doubled(&self.stripes) };
-                self.publish(next);
-                (n * 2, None)
-            } else if n > self.min_buckets && len < n / 8 {
-                self.publish(table.halved());
-                // SAFETY: the halved table is published, under the resize
-                // lock, and this table is halved once (it is retired next).
-                (
-                    n / 2,
-                    Some(unsafe { table.unlink_upper_half(&self.stripes) }),
-                )
-            } else {
-                return;
+            let (next, unlinked) = match self.resize_to(n, len) {
+                Some(true) => {
+                    // SAFETY: the current table, under the resize lock.
+                    let next = unsafe { table.doubled(&self.stripes) };
+                    self.publish(next);
+                    (n * 2, None)
+                }
+                Some(false) => {
+                    self.publish(table.halved());
+                    // SAFETY: the halved table is published, under the
+                    // resize lock, and this table is halved once (it is
+                    // retired next).
+                    let level = unsafe { table.unlink_upper_half(&self.stripes) };
+                    (n / 2, Some(level))
+                }
+                None => return,
             };
             self.buckets.store(next, Ordering::Relaxed);
             // SAFETY: replaced above; readers that loaded it are in
