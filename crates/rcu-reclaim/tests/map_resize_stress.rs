@@ -99,13 +99,16 @@ fn rounds(default: usize) -> usize {
 /// Keys present from start to end.
 const FIXED: u64 = 128;
 
+/// The most values the thread that replaces the fixed keys makes.
+const REPLACEMENTS: usize = 4_000_000;
+
 /// Two writers grow the map by `churn` keys each and remove them all,
 /// `rounds` times; a third replaces the fixed keys; readers look up and
 /// walk the fixed keys throughout. Returns the (largest, smallest)
 /// capacities seen.
 fn churn(capacity: usize, churn: u64, rounds: usize) -> (usize, usize) {
     let rcu = Rcu::new(Config::new()).unwrap();
-    let drops = Drops::new(FIXED as usize + 2 * churn as usize * rounds + 16_000_000);
+    let drops = Drops::new(FIXED as usize + 2 * churn as usize * rounds + REPLACEMENTS);
     let map: RcuHashMap<u64, Val> = RcuHashMap::with_capacity_in(capacity, &rcu);
     let initial = map.capacity();
     for k in 0..FIXED {
@@ -153,10 +156,15 @@ fn churn(capacity: usize, churn: u64, rounds: usize) -> (usize, usize) {
         {
             let (map, stop, drops) = (&map, &stop, &drops);
             s.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
+                // At most `REPLACEMENTS` values (each needs a drop counter):
+                // on a slow machine the writers may outlast them, and the
+                // fixed keys then keep their last values.
+                let mut made = 0;
+                while !stop.load(Ordering::Relaxed) && made + FIXED as usize <= REPLACEMENTS {
                     for k in 0..FIXED {
                         assert!(!map.insert(k, Val::new(drops, k)));
                     }
+                    made += FIXED as usize;
                     thread::yield_now();
                 }
             });
