@@ -13,7 +13,7 @@ use super::{
     SourceError, V1_MEMORY_ROOT, V2_ROOT,
 };
 use crate::domain::Rcu;
-use crate::pressure::NodeMask;
+use crate::pressure::{NodeMask, PressureGuard};
 use crate::reclaim::{MemoryBudget, Reclaimer};
 use crate::sync::lock_std as lock;
 
@@ -52,6 +52,10 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     psi: Mutex<Option<super::PsiStats>>,
     passed_over: Mutex<Vec<String>>,
+    /// The pressure signal the thread holds, here rather than on its
+    /// stack so that a forked child, where the thread does not exist, can
+    /// still end it when it drops the monitor.
+    guard: Mutex<Option<PressureGuard>>,
 }
 
 /// Runs a [`PressureSource`] in a thread: each event raises a pressure
@@ -77,8 +81,14 @@ struct Shared {
 /// }
 /// drop(monitor); // stops the thread and ends the signal
 /// ```
+///
+/// In a child process created by `fork()` the monitor's thread does not
+/// exist: the monitor watches nothing there. Dropping it ends the signal it
+/// held at the fork; start a new monitor in the child to keep watching.
 pub struct PressureMonitor {
     shared: Arc<Shared>,
+    /// The process that started the thread (a forked child has none).
+    pid: u32,
     source: String,
     rcu: Rcu,
     thread: Option<JoinHandle<()>>,
@@ -115,6 +125,7 @@ impl PressureMonitor {
             last_error: Mutex::new(None),
             psi: Mutex::new(None),
             passed_over: Mutex::new(Vec::new()),
+            guard: Mutex::new(None),
         });
         let description = source.describe();
         tracing::info!(source = %description, "rcu-reclaim: pressure monitor started");
@@ -131,6 +142,7 @@ impl PressureMonitor {
             .ok();
         PressureMonitor {
             shared,
+            pid: std::process::id(),
             source: description,
             rcu: rcu.clone(),
             thread,
@@ -164,9 +176,28 @@ impl PressureMonitor {
 impl Drop for PressureMonitor {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        let Some(t) = self.thread.take() else { return };
+        if std::process::id() == self.pid {
             self.rcu.join_helper(t, "rcu-pressure");
+            return;
         }
+        // A forked child: the thread stayed in the parent, and joining
+        // (or detaching) its handle here would act on a thread that does
+        // not exist. End the signal it held, unless it was updating it at
+        // the fork (the lock is then held for ever).
+        std::mem::forget(t);
+        let guard = match self.shared.guard.try_lock() {
+            Ok(mut g) => g.take(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                tracing::warn!(
+                    "rcu-reclaim: a pressure monitor dropped in a forked child could not end                      its pressure signal (its thread was updating it at the fork)"
+                );
+                None
+            }
+        };
+        drop(guard);
+        self.shared.active.store(false, Ordering::Relaxed);
     }
 }
 
@@ -186,7 +217,8 @@ struct Link<'a> {
 
 fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, link: Link<'_>) {
     let tick = quiet.clamp(Duration::from_millis(1), Duration::from_millis(100));
-    let mut guard = None;
+    // Whether this thread holds the signal in `s.guard`.
+    let mut held = false;
     let mut last = Instant::now();
     // Errors in a row: each retry waits twice as long (up to
     // `ERROR_BACKOFF_MAX`), and only the first of a run, or a new
@@ -205,8 +237,10 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
                     s.critical.fetch_add(1, Ordering::Relaxed);
                 }
                 last = Instant::now();
-                if guard.is_none() {
-                    guard = Some(rcu.pressure_start_all());
+                if !held {
+                    let guard = rcu.pressure_start_all();
+                    *lock(&s.guard) = Some(guard);
+                    held = true;
                     s.episodes.fetch_add(1, Ordering::Relaxed);
                     s.active.store(true, Ordering::Relaxed);
                 }
@@ -260,11 +294,18 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
                 pause(s, backoff);
             }
         }
-        if guard.is_some() && last.elapsed() >= quiet {
-            guard = None;
-            s.active.store(false, Ordering::Relaxed);
+        if held && last.elapsed() >= quiet {
+            held = false;
+            end_signal(s);
         }
     }
+    end_signal(s);
+}
+
+/// Ends the signal the monitor holds, if any (dropped outside the lock).
+fn end_signal(s: &Shared) {
+    let guard = lock(&s.guard).take();
+    drop(guard);
     s.active.store(false, Ordering::Relaxed);
 }
 
