@@ -379,3 +379,41 @@ fn dropping_a_monitor_in_a_forked_child_ends_its_signal_without_panicking() {
     assert_eq!(code, 0, "the child failed (see its output)");
     drop(tx);
 }
+
+/// A monitor whose thread cannot be started (the user's process limit is
+/// reached) says so in its stats instead of looking like a quiet one.
+/// Needs root, to switch the forked child to an unprivileged user (root
+/// ignores RLIMIT_NPROC).
+#[test]
+fn a_monitor_that_cannot_start_its_thread_reports_why() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: needs root to run a child as an unprivileged user under RLIMIT_NPROC");
+        return;
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let code = in_forked_child(&rcu, || {
+        let limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain system calls on this (single-threaded) child.
+        let dropped = unsafe {
+            libc::setgid(65534) == 0
+                && libc::setuid(65534) == 0
+                && libc::setrlimit(libc::RLIMIT_NPROC, &limit) == 0
+        };
+        if !dropped || thread::Builder::new().spawn(|| ()).is_ok() {
+            println!("child: could not make thread creation fail; nothing to check");
+            return true;
+        }
+        let (_tx, source) = SyntheticSource::new();
+        let monitor = PressureMonitor::start(&rcu, Box::new(source), Duration::from_secs(1), None);
+        let s = monitor.stats();
+        println!("child: {s:?}");
+        s.errors == 1
+            && s.last_error
+                .is_some_and(|e| e.contains("cannot start the monitor thread"))
+    });
+    assert_eq!(code, 0, "the child failed (see its output)");
+}

@@ -138,8 +138,22 @@ impl PressureMonitor {
                     reclaimer: reclaimer.as_deref(),
                 };
                 run(&s, &r, source.as_mut(), quiet, link)
-            })
-            .ok();
+            });
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // No thread, no events: say so where the monitor reports.
+                let text = format!(
+                    "cannot start the monitor thread (rcu-pressure): {e}; no pressure events \
+                     are watched (raise the process or thread limit, e.g. RLIMIT_NPROC, and \
+                     start the monitor again)"
+                );
+                tracing::error!("rcu-reclaim: {text}");
+                shared.errors.store(1, Ordering::Relaxed);
+                *lock(&shared.last_error) = Some(text);
+                None
+            }
+        };
         PressureMonitor {
             shared,
             pid: std::process::id(),
