@@ -417,3 +417,20 @@ fn a_monitor_that_cannot_start_its_thread_reports_why() {
     });
     assert_eq!(code, 0, "the child failed (see its output)");
 }
+
+/// A cgroup v2 path that is missing or names a file is reported as such,
+/// not as a directory without the memory controller.
+#[test]
+fn a_cgroup_v2_path_that_is_no_directory_is_named_as_such() {
+    use rcu_reclaim::sources::CgroupV2;
+    let file = std::env::temp_dir().join(format!("rcu-reclaim-v2-file-{}", std::process::id()));
+    std::fs::write(&file, "not a cgroup\n").unwrap();
+    let e = CgroupV2::open(&file).unwrap_err();
+    assert!(e.reason.contains("is not a directory"), "{e}");
+    std::fs::remove_file(&file).unwrap();
+    let e = CgroupV2::open("/nonexistent/cgroup").unwrap_err();
+    assert!(e.reason.contains("does not exist"), "{e}");
+    // An existing directory without the file: no memory controller.
+    let e = CgroupV2::open(std::env::temp_dir()).unwrap_err();
+    assert!(e.reason.contains("memory controller is not enabled"), "{e}");
+}

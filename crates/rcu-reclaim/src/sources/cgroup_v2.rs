@@ -82,11 +82,26 @@ impl CgroupV2 {
     pub fn open(dir: impl Into<PathBuf>) -> Result<CgroupV2, SourceError> {
         let dir = dir.into();
         let current = dir.join("memory.current");
-        if !current.exists() {
-            return Err(SourceError::new(
-                current,
-                "missing: the memory controller is not enabled in this cgroup v2 directory",
-            ));
+        if let Err(e) = std::fs::metadata(&current) {
+            // Only a directory that exists and lacks the file is one without
+            // the memory controller; say what else went wrong.
+            let reason = match std::fs::metadata(&dir) {
+                Err(d) if d.kind() == std::io::ErrorKind::NotFound => format!(
+                    "{} does not exist: give a cgroup v2 directory (they lie under {V2_ROOT})",
+                    dir.display()
+                ),
+                Ok(m) if !m.is_dir() => format!(
+                    "{} is not a directory: give a cgroup v2 directory (they lie under \
+                     {V2_ROOT})",
+                    dir.display()
+                ),
+                _ if e.kind() == std::io::ErrorKind::NotFound => {
+                    "missing: the memory controller is not enabled in this cgroup v2 directory"
+                        .into()
+                }
+                _ => format!("cannot read: {e} (run as a user allowed to read the cgroup)"),
+            };
+            return Err(SourceError::new(current, reason));
         }
         Ok(CgroupV2 {
             current: CounterFile::new(current),
