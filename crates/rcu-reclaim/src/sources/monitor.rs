@@ -205,7 +205,8 @@ impl Drop for PressureMonitor {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
             Err(std::sync::TryLockError::WouldBlock) => {
                 tracing::warn!(
-                    "rcu-reclaim: a pressure monitor dropped in a forked child could not end                      its pressure signal (its thread was updating it at the fork)"
+                    "rcu-reclaim: a pressure monitor dropped in a forked child could not end \
+                     its pressure signal (its thread was updating it at the fork)"
                 );
                 None
             }
