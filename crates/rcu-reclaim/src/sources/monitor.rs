@@ -470,9 +470,10 @@ pub fn budget_from_cgroup(
     };
     let v2_err = match v2 {
         Ok(Ok((limit, cg))) => {
+            let unread = UnreadUsage::default();
             return budget_of(limit, cg.dir().join("memory.max"), reclaimer, move || {
-                cg.current().unwrap_or(0)
-            })
+                unread.or_zero(cg.current().map(Some))
+            });
         }
         Ok(Err(dir)) => format!("{}: no memory.high or memory.max set", dir.display()),
         Err(e) => format!("{}: {}", e.file.display(), e.reason),
@@ -490,9 +491,8 @@ pub fn budget_from_cgroup(
     match v1 {
         Ok(Ok((limit, usage))) => {
             let file = usage.path().with_file_name("memory.limit_in_bytes");
-            budget_of(limit, file, reclaimer, move || {
-                usage.read().ok().flatten().unwrap_or(0)
-            })
+            let unread = UnreadUsage::default();
+            budget_of(limit, file, reclaimer, move || unread.or_zero(usage.read()))
         }
         Ok(Err(dir)) => Err(SourceError {
             fallback: Some("no budget: give MemoryBudget::new a limit".into()),
@@ -538,6 +538,39 @@ fn limited_ancestor<T>(
 
 /// A budget of `limit` bytes (read from `file`) measured by `usage`, or
 /// the error for a limit too small for one.
+/// A cgroup budget's usage reads: one that fails counts as 0 bytes (the
+/// budget then reclaims nothing), and is reported, once for each run of
+/// failures, naming the file and why, instead of passing in silence.
+#[derive(Default)]
+struct UnreadUsage {
+    failing: AtomicBool,
+}
+
+impl UnreadUsage {
+    /// The usage `read` gave, or 0, reporting the first failure of a run.
+    fn or_zero(&self, read: Result<Option<u64>, SourceError>) -> u64 {
+        let (usage, error) = match read {
+            Ok(Some(bytes)) => (bytes, None),
+            Ok(None) => (0, Some("the usage file is empty".to_string())),
+            Err(e) => (0, Some(e.to_string())),
+        };
+        match error {
+            None => {
+                self.failing.store(false, Ordering::Relaxed);
+            }
+            Some(why) if !self.failing.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(
+                    error = %why,
+                    "rcu-reclaim: a cgroup budget cannot read its usage; counting 0 bytes \
+                     (no reclaim) until a read succeeds"
+                );
+            }
+            Some(_) => {}
+        }
+        usage
+    }
+}
+
 fn budget_of(
     limit: u64,
     file: PathBuf,
@@ -557,4 +590,26 @@ fn budget_of(
     Ok(MemoryBudget::new(limit, reclaimer, move || {
         usize::try_from(usage()).unwrap_or(usize::MAX)
     }))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unread_usage_counts_zero_and_is_reported_once_per_run_of_failures() {
+        let u = UnreadUsage::default();
+        assert_eq!(u.or_zero(Ok(Some(5))), 5);
+        assert!(!u.failing.load(Ordering::Relaxed));
+        let fail = || Err(SourceError::new("memory.current", "cannot read: gone"));
+        assert_eq!(u.or_zero(fail()), 0);
+        assert!(
+            u.failing.load(Ordering::Relaxed),
+            "the first failure reported"
+        );
+        assert_eq!(u.or_zero(Ok(None)), 0);
+        assert!(u.failing.load(Ordering::Relaxed), "still the same run");
+        assert_eq!(u.or_zero(Ok(Some(7))), 7);
+        assert!(!u.failing.load(Ordering::Relaxed), "a success ends the run");
+    }
 }
