@@ -418,6 +418,50 @@ fn a_monitor_that_cannot_start_its_thread_reports_why() {
     assert_eq!(code, 0, "the child failed (see its output)");
 }
 
+/// An unprivileged process refused a pressure file is told who may
+/// register notifications, not only "permission denied".
+#[test]
+fn a_refused_pressure_file_says_who_may_register() {
+    use rcu_reclaim::sources::{CgroupV1Source, PsiTrigger};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: needs root to run a child as an unprivileged user");
+        return;
+    }
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory/memory.pressure_level").exists();
+    let psi = std::path::Path::new("/proc/pressure/memory").exists();
+    if !v1 && !psi {
+        println!("skipped: neither a cgroup v1 memory controller nor PSI here");
+        return;
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let code = in_forked_child(&rcu, || {
+        // SAFETY: plain system calls on this (single-threaded) child.
+        if unsafe { libc::setgid(65534) != 0 || libc::setuid(65534) != 0 } {
+            println!("child: could not drop privileges; nothing to check");
+            return true;
+        }
+        let says_who = |e: &rcu_reclaim::sources::SourceError| {
+            println!("child: {e}");
+            !e.reason.contains("Permission denied") || e.reason.contains("run as root")
+        };
+        let v1_ok = !v1
+            || CgroupV1Source::open("/sys/fs/cgroup/memory")
+                .err()
+                .is_none_or(|e| says_who(&e));
+        let psi_ok = !psi
+            || PsiTrigger::open(
+                "/proc/pressure/memory",
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+            )
+            .err()
+            .is_none_or(|e| says_who(&e));
+        v1_ok && psi_ok
+    });
+    assert_eq!(code, 0, "the child failed (see its output)");
+}
+
 /// A cgroup v2 path that is missing or names a file is reported as such,
 /// not as a directory without the memory controller.
 #[test]

@@ -96,11 +96,19 @@ impl CgroupV1Source {
             let mut control = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&control_path)
-                .map_err(|e| SourceError::new(&control_path, format!("cannot open: {e}")))?;
+                .map_err(|e| {
+                    SourceError::new(
+                        &control_path,
+                        format!("cannot open: {e}{}", super::io_fix(&e)),
+                    )
+                })?;
             control.write_all(line.as_bytes()).map_err(|e| {
                 SourceError::new(
                     &control_path,
-                    format!("registering {name} notifications failed: {e}"),
+                    format!(
+                        "registering {name} notifications failed: {e}{}",
+                        super::io_fix(&e)
+                    ),
                 )
             })?;
             fds.push((level, fd));

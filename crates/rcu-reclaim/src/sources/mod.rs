@@ -118,6 +118,18 @@ impl SourceError {
     }
 }
 
+/// What to do about an I/O error on a pressure file, where the error
+/// alone does not say: for a permission refused, who may register
+/// notifications (empty for any other error).
+pub(crate) fn io_fix(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        " (registering memory-pressure notifications needs write access to this file: run as \
+         root, or have the cgroup delegated to this user)"
+    } else {
+        ""
+    }
+}
+
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.file.display(), self.reason)?;

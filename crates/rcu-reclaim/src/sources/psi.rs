@@ -112,7 +112,7 @@ impl PsiTrigger {
             }
             Err(e) => Err(SourceError::new(
                 &path,
-                format!("cannot register a PSI trigger: {e}"),
+                format!("cannot register a PSI trigger: {e}{}", super::io_fix(&e)),
             )),
         }
     }
