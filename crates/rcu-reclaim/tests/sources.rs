@@ -418,6 +418,24 @@ fn a_monitor_that_cannot_start_its_thread_reports_why() {
     assert_eq!(code, 0, "the child failed (see its output)");
 }
 
+/// The kernel's CPU, I/O and IRQ pressure files take PSI triggers too, but
+/// their stalls are not memory pressure: refused, naming the right files.
+#[test]
+fn a_psi_trigger_on_another_resource_is_refused() {
+    use rcu_reclaim::sources::PsiTrigger;
+    for path in [
+        "/proc/pressure/cpu",
+        "/proc/pressure/io",
+        "/sys/fs/cgroup/x/io.pressure",
+    ] {
+        let e = PsiTrigger::open(path, Duration::from_millis(500), Duration::from_secs(2))
+            .err()
+            .unwrap_or_else(|| panic!("{path} accepted"));
+        assert!(e.reason.contains("another resource"), "{e}");
+        assert!(e.reason.contains("/proc/pressure/memory"), "{e}");
+    }
+}
+
 /// An unprivileged process refused a pressure file is told who may
 /// register notifications, not only "permission denied".
 #[test]

@@ -65,6 +65,22 @@ impl PsiTrigger {
         window: Duration,
     ) -> Result<Self, SourceError> {
         let path = path.as_ref().to_path_buf();
+        // The kernel's other pressure files take the same triggers, but
+        // their stalls are not memory's: a monitor on one would report
+        // CPU, I/O or IRQ pressure as memory pressure.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if matches!(
+            name,
+            "cpu" | "io" | "irq" | "cpu.pressure" | "io.pressure" | "irq.pressure"
+        ) {
+            return Err(SourceError::new(
+                &path,
+                format!(
+                    "{name} is a pressure file for another resource: give /proc/pressure/memory \
+                     or a cgroup v2 memory.pressure"
+                ),
+            ));
+        }
         if stall.is_zero() || stall > window {
             return Err(SourceError::new(
                 &path,
