@@ -180,9 +180,24 @@ impl PressureMonitor {
             episodes: s.episodes.load(Ordering::Relaxed),
             active: s.active.load(Ordering::Relaxed),
             errors: s.errors.load(Ordering::Relaxed),
-            last_error: lock(&s.last_error).clone(),
-            psi: *lock(&s.psi),
-            passed_over: lock(&s.passed_over).clone(),
+            last_error: self.read(&s.last_error).flatten(),
+            psi: self.read(&s.psi).flatten(),
+            passed_over: self.read(&s.passed_over).unwrap_or_default(),
+        }
+    }
+
+    /// A copy of what `m` holds. In a forked child (where the monitor's
+    /// thread does not exist) a lock that thread held at the fork stays
+    /// held for ever: there the copy is taken only if the lock is free,
+    /// else `None`, so `stats` never blocks.
+    fn read<T: Clone>(&self, m: &Mutex<T>) -> Option<T> {
+        if std::process::id() == self.pid {
+            return Some(lock(m).clone());
+        }
+        match m.try_lock() {
+            Ok(v) => Some(v.clone()),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().clone()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 }
@@ -611,5 +626,26 @@ mod tests {
         assert!(u.failing.load(Ordering::Relaxed), "still the same run");
         assert_eq!(u.or_zero(Ok(Some(7))), 7);
         assert!(!u.failing.load(Ordering::Relaxed), "a success ends the run");
+    }
+
+    /// In a forked child, a lock the monitor's thread held at the fork is
+    /// held for ever: `stats` there reads what it can without blocking.
+    #[test]
+    fn stats_in_a_forked_child_skip_a_lock_held_at_the_fork() {
+        let rcu = Rcu::new(crate::Config::new()).unwrap();
+        let (_tx, source) = super::super::SyntheticSource::new();
+        let mut monitor =
+            PressureMonitor::start(&rcu, Box::new(source), Duration::from_secs(1), None);
+        *lock(&monitor.shared.last_error) = Some("an old error".into());
+        // As in a child: another process id than the one that started it.
+        let pid = monitor.pid;
+        monitor.pid = pid.wrapping_add(1);
+        {
+            let _held = lock(&monitor.shared.last_error);
+            let s = monitor.stats();
+            assert_eq!(s.last_error, None);
+        }
+        assert_eq!(monitor.stats().last_error.as_deref(), Some("an old error"));
+        monitor.pid = pid;
     }
 }
