@@ -159,8 +159,15 @@ fn child(dir: &Path) {
     let mut file = fs::File::create(&path).unwrap();
     let chunk = vec![7u8; MIB];
     let t = Instant::now();
-    for _ in 0..300 {
+    for i in 0..300 {
         file.write_all(&chunk).unwrap();
+        // Written back every 16 MiB: the page cache the kernel must
+        // reclaim is clean. Dirty pages in a cgroup v1 wait for writeback
+        // (which has no throttle there), and a slow disk then had the
+        // child OOM-killed before any reclaim could help.
+        if i % 16 == 15 {
+            file.sync_data().unwrap();
+        }
         if monitor.stats().events > 0
             && rcu.stats().fast_mode_entries > 0
             && reclaimer.stats().calls > 0
