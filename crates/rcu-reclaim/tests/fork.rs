@@ -2,32 +2,13 @@
 //! callbacks queued before the fork run in the child, new ones work, and a
 //! reader caught inside a section by the fork does not block the child.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rcu_reclaim::{Config, Rcu, RcuCell};
-
-/// Runs `child` in a forked child process; returns its exit status.
-fn in_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
-    let guard = rcu.prepare_fork();
-    // SAFETY: the child runs only the domain's code and `_exit`s; the
-    // domain was prepared for the fork.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        guard.child();
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(false);
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    guard.parent();
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status), "the child died: status {status}");
-    libc::WEXITSTATUS(status)
-}
 
 #[test]
 fn callbacks_queued_before_fork_run_in_the_child() {
@@ -42,7 +23,7 @@ fn callbacks_queued_before_fork_run_in_the_child() {
     // Start the background threads so the fork has some to lose.
     let _ = rcu.start_poll();
     assert_eq!(rcu.pending(), 1000);
-    let code = in_child(&rcu, || {
+    let code = common::in_forked_child(&rcu, || {
         let c = count.clone();
         rcu.call(move || {
             c.fetch_add(1, Ordering::SeqCst);
@@ -75,7 +56,7 @@ fn a_reader_inside_a_section_at_fork_does_not_block_the_child() {
         leave_rx.recv().unwrap();
     });
     entered_rx.recv().unwrap();
-    let code = in_child(&rcu, || {
+    let code = common::in_forked_child(&rcu, || {
         rcu.synchronize(); // the reader does not exist here
         true
     });
@@ -122,7 +103,7 @@ fn a_thread_inside_its_page_buffer_at_fork_does_not_block_the_child() {
     while pages.waiting.load(Ordering::SeqCst) == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let code = in_child(&rcu, || {
+    let code = common::in_forked_child(&rcu, || {
         // A hang here is a failure, not a stuck test run.
         // SAFETY: alarm has no preconditions.
         unsafe { libc::alarm(20) };
@@ -151,7 +132,7 @@ fn the_forking_threads_qsbr_registration_holds_in_the_child() {
     // The fork is prepared offline (it takes the grace-period lock).
     // SAFETY: no QSBR guard is alive or taken until the thread is online.
     unsafe { thread.thread_offline_unchecked() };
-    let code = in_child(&rcu, || {
+    let code = common::in_forked_child(&rcu, || {
         thread.thread_online_unchecked();
         // A reader thread of the child claims a free slot and hands it
         // back (offline) as it exits.

@@ -455,6 +455,24 @@ mod map {
         ))
     }
 
+    /// A domain, the object every value poisons when dropped, and an empty
+    /// map, for `body` under loom (preemption bound 2: the resize models
+    /// are large).
+    fn check_resize(
+        body: impl Fn(Rcu, Arc<Obj>, Arc<RcuHashMap<u64, PoisonOnDrop, Fixed>>) + Sync + Send + 'static,
+    ) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(move || {
+            let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
+            let shared = Arc::new(Obj {
+                value: AtomicU64::new(1),
+            });
+            let map = map(&rcu);
+            body(rcu, shared, map);
+        });
+    }
+
     /// A reader that finds an entry while a writer removes it never sees
     /// its value dropped: the map retires it through the domain.
     #[test]
@@ -484,14 +502,7 @@ mod map {
     /// table (its dummies linked under the stripe locks, then published).
     #[test]
     fn a_present_key_is_found_while_the_table_doubles() {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(|| {
-            let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
-            let shared = Arc::new(Obj {
-                value: AtomicU64::new(1),
-            });
-            let map = map(&rcu);
+        check_resize(|rcu, shared, map| {
             let before = map.capacity();
             for k in 0..before as u64 {
                 map.insert(k, PoisonOnDrop(shared.clone()));
@@ -515,14 +526,7 @@ mod map {
     /// level is freed only after the reader's section.
     #[test]
     fn a_present_key_is_found_while_the_table_halves() {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(|| {
-            let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
-            let shared = Arc::new(Obj {
-                value: AtomicU64::new(1),
-            });
-            let map = map(&rcu);
+        check_resize(|rcu, shared, map| {
             let min = map.capacity();
             // Grow to 8 times the initial size: 1 key left is then under an
             // eighth, and the last remove halves.

@@ -3,90 +3,13 @@
 //! while readers look up and walk keys that stay present throughout. Every
 //! value is checked for poison where it is read, and dropped exactly once.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
-use rcu_reclaim::{Config, Rcu, RcuHashMap, ReclaimSize};
-
-/// A live value's magic word.
-const ALIVE: u64 = 0xA11C_E0A1_1CE0_A11C;
-/// What a dropped value's magic word turns to.
-const POISON: u64 = 0xDEAD_DEAD_DEAD_DEAD;
-
-/// Counts each value's drops by id.
-struct Drops {
-    created: AtomicUsize,
-    drops: Vec<AtomicU8>,
-}
-
-impl Drops {
-    /// Room for `max` values' counts.
-    fn new(max: usize) -> Arc<Drops> {
-        Arc::new(Drops {
-            created: AtomicUsize::new(0),
-            drops: (0..max).map(|_| AtomicU8::new(0)).collect(),
-        })
-    }
-
-    /// Every value made so far was dropped exactly once.
-    fn assert_each_dropped_once(&self) {
-        let made = self.created.load(Ordering::Relaxed);
-        assert!(made <= self.drops.len(), "raise the id limit");
-        for (id, d) in self.drops[..made].iter().enumerate() {
-            assert_eq!(
-                d.load(Ordering::Relaxed),
-                1,
-                "value {id} dropped that many times"
-            );
-        }
-    }
-}
-
-/// A value whose magic word turns to poison when dropped.
-struct Val {
-    magic: AtomicU64,
-    key: u64,
-    id: usize,
-    drops: Arc<Drops>,
-}
-
-impl Val {
-    /// A new value of `key`, counted in `drops`.
-    fn new(drops: &Arc<Drops>, key: u64) -> Val {
-        Val {
-            magic: AtomicU64::new(ALIVE),
-            key,
-            id: drops.created.fetch_add(1, Ordering::Relaxed),
-            drops: drops.clone(),
-        }
-    }
-
-    /// Panics if a reader sees a dropped value or another key's.
-    fn check(&self, key: u64) {
-        assert_eq!(
-            self.magic.load(Ordering::Relaxed),
-            ALIVE,
-            "a reader saw poison"
-        );
-        assert_eq!(self.key, key);
-    }
-}
-
-impl Drop for Val {
-    fn drop(&mut self) {
-        self.magic.store(POISON, Ordering::Relaxed);
-        if let Some(d) = self.drops.drops.get(self.id) {
-            d.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl ReclaimSize for Val {
-    fn reclaim_size(&self) -> usize {
-        std::mem::size_of::<Self>()
-    }
-}
+use common::poison::{Drops, Val};
+use rcu_reclaim::{Config, Rcu, RcuHashMap};
 
 /// `default` rounds, or `MAP_STRESS_ROUNDS` of them for a longer run.
 fn rounds(default: usize) -> usize {

@@ -1,5 +1,7 @@
 //! Pressure sources and the monitor.
 
+mod common;
+
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -318,44 +320,6 @@ fn a_regular_file_is_no_pressure_source_and_is_left_untouched() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Runs `child` in a forked child of a process whose domain was prepared
-/// for the fork; the child's exit status (killed, and a failure, if it
-/// hangs for 20 s).
-fn in_forked_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
-    let guard = rcu.prepare_fork();
-    // SAFETY: the child runs only this crate's code and `_exit`s; the
-    // domain was prepared for the fork.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        guard.child();
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(false);
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    guard.parent();
-    let start = Instant::now();
-    let mut status = 0;
-    loop {
-        // SAFETY: polls our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            // SAFETY: kills and reaps our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("the child hung");
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    assert!(libc::WIFEXITED(status), "the child died: status {status}");
-    libc::WEXITSTATUS(status)
-}
-
 /// A child forked while a monitor holds a pressure signal has no monitor
 /// thread: dropping the monitor there neither panics nor hangs (it used to
 /// join a thread that does not exist, and panic), and it ends the signal
@@ -367,7 +331,7 @@ fn dropping_a_monitor_in_a_forked_child_ends_its_signal_without_panicking() {
     let monitor = PressureMonitor::start(&rcu, Box::new(source), Duration::from_secs(60), None);
     tx.send(Level::Critical).unwrap();
     wait_until("the monitor holds a signal", || rcu.pressure() == 1);
-    let code = in_forked_child(&rcu, || {
+    let code = common::in_forked_child(&rcu, || {
         let held = rcu.pressure();
         drop(monitor);
         println!(
@@ -392,7 +356,7 @@ fn a_monitor_that_cannot_start_its_thread_reports_why() {
         return;
     }
     let rcu = Rcu::new(Config::new()).unwrap();
-    let code = in_forked_child(&rcu, || {
+    let code = common::in_forked_child(&rcu, || {
         let limit = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -453,7 +417,7 @@ fn a_refused_pressure_file_says_who_may_register() {
         return;
     }
     let rcu = Rcu::new(Config::new()).unwrap();
-    let code = in_forked_child(&rcu, || {
+    let code = common::in_forked_child(&rcu, || {
         // SAFETY: plain system calls on this (single-threaded) child.
         if unsafe { libc::setgid(65534) != 0 || libc::setuid(65534) != 0 } {
             println!("child: could not drop privileges; nothing to check");

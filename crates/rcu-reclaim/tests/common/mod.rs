@@ -6,6 +6,8 @@ use std::thread;
 
 use rcu_reclaim::{Config, Flavor, Rcu};
 
+pub mod poison;
+
 /// A domain of each flavor this machine offers (mb always; memb where
 /// `membarrier` registers).
 pub fn domains() -> Vec<Rcu> {
@@ -87,4 +89,42 @@ impl Drop for CountedPlain {
     fn drop(&mut self) {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Runs `child` in a forked child of a process whose domain was prepared
+/// for the fork; the child's exit status (killed, and a failure, if it
+/// hangs for 20 s).
+pub fn in_forked_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
+    let guard = rcu.prepare_fork();
+    // SAFETY: the child runs only this crate's code and `_exit`s; the
+    // domain was prepared for the fork.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        guard.child();
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(false);
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    guard.parent();
+    let start = std::time::Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: polls our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the child hung");
+        }
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(libc::WIFEXITED(status), "the child died: status {status}");
+    libc::WEXITSTATUS(status)
 }
