@@ -280,7 +280,7 @@ pub(super) unsafe fn unlink_range(head: NonNull<Link>, range_bits: u32) -> Vec<N
 
 /// Frees every entry of the list from `head` on; the dummies, which it
 /// reads on the way, are left to the table that owns them
-/// ([`Table::free_levels`](super::table::Table::free_levels), after this).
+/// (the table's `free_levels`, after this).
 ///
 /// # Safety
 /// The caller owns the list (no reader or writer can reach it any more),
