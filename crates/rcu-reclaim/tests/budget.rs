@@ -1,6 +1,8 @@
 //! The memory budget: background reclaim between the watermarks, direct
 //! reclaim over `min`, no recursion from allocations inside shrinkers.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -28,12 +30,7 @@ impl Shrinker for Cache {
         if let Some(b) = self.budget.lock().unwrap().as_ref() {
             assert!(b.check());
         }
-        let n = ctl.nr_to_scan().min(self.count(ctl));
-        self.used.fetch_sub(n * UNIT, Ordering::SeqCst);
-        Scanned {
-            freed: n,
-            bytes: n * UNIT,
-        }
+        common::free_units(&self.used, UNIT, ctl)
     }
 }
 
@@ -272,12 +269,7 @@ impl Shrinker for Gated {
         while !self.open.load(Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(1));
         }
-        let n = ctl.nr_to_scan().min(self.count(ctl));
-        self.used.fetch_sub(n * UNIT, Ordering::SeqCst);
-        Scanned {
-            freed: n,
-            bytes: n * UNIT,
-        }
+        common::free_units(&self.used, UNIT, ctl)
     }
 }
 

@@ -2,6 +2,8 @@
 //! usage does not fall (a shrinker claims more than it frees) gives up with
 //! one out-of-memory event instead of reclaiming forever.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -46,12 +48,7 @@ impl Shrinker for Honest {
         self.0.load(Ordering::SeqCst) / (64 << 10)
     }
     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
-        let n = ctl.nr_to_scan().min(self.count(ctl));
-        self.0.fetch_sub(n * (64 << 10), Ordering::SeqCst);
-        Scanned {
-            freed: n,
-            bytes: n * (64 << 10),
-        }
+        common::free_units(&self.0, 64 << 10, ctl)
     }
 }
 
@@ -78,18 +75,28 @@ fn a_shrinker_claiming_bytes_it_never_frees_ends_in_one_oom() {
     });
 }
 
+/// A 16 MiB budget over the bytes in `used` (0 to start with), whose
+/// reclaimer (out-of-memory events ignored) asks the boaster first, then,
+/// with `honest`, a cache that really holds `used`.
+fn boasted_budget(honest: bool) -> (Arc<Reclaimer>, Arc<AtomicUsize>, MemoryBudget) {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let r = Arc::new(Reclaimer::new(&rcu));
+    r.set_oom_handler(|_| {});
+    r.register(Arc::new(Boaster));
+    let used = Arc::new(AtomicUsize::new(0));
+    if honest {
+        r.register(Arc::new(Honest(used.clone())));
+    }
+    let u = used.clone();
+    let budget = MemoryBudget::new(16 * MIB, r.clone(), move || u.load(Ordering::SeqCst));
+    (r, used, budget)
+}
+
 #[test]
 fn an_over_claiming_shrinker_does_not_starve_an_honest_one() {
     within(30, || {
-        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
-        let r = Arc::new(Reclaimer::new(&rcu));
-        r.set_oom_handler(|_| {});
         // The boaster is asked first, and meets every step on paper.
-        r.register(Arc::new(Boaster));
-        let used = Arc::new(AtomicUsize::new(0));
-        r.register(Arc::new(Honest(used.clone())));
-        let u = used.clone();
-        let budget = MemoryBudget::new(16 * MIB, r.clone(), move || u.load(Ordering::SeqCst));
+        let (_, used, budget) = boasted_budget(true);
         used.store(16 * MIB, Ordering::SeqCst);
         assert!(budget.check(), "the honest cache could free enough");
         assert!(used.load(Ordering::SeqCst) <= budget.watermarks().high);
@@ -100,13 +107,7 @@ fn an_over_claiming_shrinker_does_not_starve_an_honest_one() {
 #[test]
 fn dropping_a_budget_whose_background_reclaim_makes_no_progress_returns() {
     within(30, || {
-        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
-        let r = Arc::new(Reclaimer::new(&rcu));
-        r.set_oom_handler(|_| {});
-        r.register(Arc::new(Boaster));
-        let used = Arc::new(AtomicUsize::new(0));
-        let u = used.clone();
-        let budget = MemoryBudget::new(16 * MIB, r.clone(), move || u.load(Ordering::SeqCst));
+        let (r, used, budget) = boasted_budget(false);
         // Over `low`, under `min`: only the background reclaimer works.
         used.store(budget.watermarks().low + MIB / 2, Ordering::SeqCst);
         assert!(budget.check());

@@ -1,6 +1,8 @@
 //! A shrinker that panics once on the background reclaimer's thread does
 //! not end background reclaim for the budget's lifetime.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -26,12 +28,7 @@ impl Shrinker for FlakyCache {
         if !self.panicked.swap(true, Ordering::SeqCst) {
             panic!("the first scan panics");
         }
-        let n = ctl.nr_to_scan().min(self.count(ctl));
-        self.used.fetch_sub(n * UNIT, Ordering::SeqCst);
-        Scanned {
-            freed: n,
-            bytes: n * UNIT,
-        }
+        common::free_units(&self.used, UNIT, ctl)
     }
 }
 

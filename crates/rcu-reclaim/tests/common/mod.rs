@@ -128,3 +128,20 @@ pub fn in_forked_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
     assert!(libc::WIFEXITED(status), "the child died: status {status}");
     libc::WEXITSTATUS(status)
 }
+
+/// A shrinker's scan of a cache that holds `used` bytes in objects of
+/// `unit` bytes: frees as many objects as it is asked for (at most all),
+/// lowering `used`, and says so.
+pub fn free_units(
+    used: &std::sync::atomic::AtomicUsize,
+    unit: usize,
+    ctl: &rcu_reclaim::reclaim::ShrinkControl,
+) -> rcu_reclaim::reclaim::Scanned {
+    use std::sync::atomic::Ordering;
+    let n = ctl.nr_to_scan().min(used.load(Ordering::SeqCst) / unit);
+    used.fetch_sub(n * unit, Ordering::SeqCst);
+    rcu_reclaim::reclaim::Scanned {
+        freed: n,
+        bytes: n * unit,
+    }
+}
