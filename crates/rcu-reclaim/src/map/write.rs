@@ -400,16 +400,21 @@ where
     }
 
     fn grow_if_needed(&self) {
-        if self.len.load(Ordering::Relaxed) > self.buckets.load(Ordering::Relaxed) {
+        if self.load_resizes_to() == Some(true) {
             self.resize();
         }
     }
 
     fn shrink_if_needed(&self) {
-        let buckets = self.buckets.load(Ordering::Relaxed);
-        if buckets > self.min_buckets && self.len.load(Ordering::Relaxed) < buckets / 8 {
+        if self.load_resizes_to() == Some(false) {
             self.resize();
         }
+    }
+
+    /// [`resize_to`](Self::resize_to) for the published size and count.
+    fn load_resizes_to(&self) -> Option<bool> {
+        let n = self.buckets.load(Ordering::Relaxed);
+        self.resize_to(n, self.len.load(Ordering::Relaxed))
     }
 
     /// Whether a table of `n` buckets holding `len` entries doubles
@@ -440,11 +445,7 @@ where
             self.resize_locked();
             drop(resizing);
             fence(Ordering::SeqCst);
-            let n = self.buckets.load(Ordering::Relaxed);
-            if self
-                .resize_to(n, self.len.load(Ordering::Relaxed))
-                .is_none()
-            {
+            if self.load_resizes_to().is_none() {
                 return;
             }
         }

@@ -194,11 +194,7 @@ impl PressureMonitor {
         if std::process::id() == self.pid {
             return Some(lock(m).clone());
         }
-        match m.try_lock() {
-            Ok(v) => Some(v.clone()),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().clone()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+        try_lock_in_child(m).map(|v| v.clone())
     }
 }
 
@@ -215,10 +211,9 @@ impl Drop for PressureMonitor {
         // not exist. End the signal it held, unless it was updating it at
         // the fork (the lock is then held for ever).
         std::mem::forget(t);
-        let guard = match self.shared.guard.try_lock() {
-            Ok(mut g) => g.take(),
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
-            Err(std::sync::TryLockError::WouldBlock) => {
+        let guard = match try_lock_in_child(&self.shared.guard) {
+            Some(mut g) => g.take(),
+            None => {
                 tracing::warn!(
                     "rcu-reclaim: a pressure monitor dropped in a forked child could not end \
                      its pressure signal (its thread was updating it at the fork)"
@@ -330,6 +325,16 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
         }
     }
     end_signal(s);
+}
+
+/// `m` locked, in a forked child, if it is free (poisoned or not): a lock
+/// the monitor's thread held at the fork stays held there for ever.
+fn try_lock_in_child<T>(m: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// Ends the signal the monitor holds, if any (dropped outside the lock).
