@@ -250,9 +250,10 @@ pub(crate) fn exiters(sh: Arc<Shared>) {
     }
 }
 
-/// [`Fault::ReaderStall`]: a reader that holds one section for twice the
-/// stall timeout, then checks the element it loaded was not freed meanwhile
-/// (its pipe stage goes into the "Reader Pipe" histogram like any read).
+/// [`Fault::ReaderStall`]: a reader that holds one section for at least
+/// twice the stall timeout ([`hold_until_reported`]), then checks the
+/// element it loaded was not freed meanwhile (its pipe stage goes into the
+/// "Reader Pipe" histogram like any read).
 /// On a QSBR domain the reader is a registered thread, offline between
 /// episodes, that comes online and reports no quiescent state for twice
 /// the stall timeout (the stall warning must name it).
@@ -268,14 +269,38 @@ pub(crate) fn staller(sh: Arc<Shared>) {
             break;
         }
         let mut counts = ReadCounts::default();
+        let stall = || hold_until_reported(&sh, timeout);
         match qsbr.as_mut() {
             Some(r) => {
-                r.read(&sh, &mut counts, || thread::sleep(timeout * 2));
+                r.read(&sh, &mut counts, stall);
                 r.quiescent_state(&sh);
             }
-            None => read_once(&sh, &mut counts, || thread::sleep(timeout * 2)),
+            None => read_once(&sh, &mut counts, stall),
         }
         sh.merge_reads(&counts);
         sh.counters.stall_episodes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The inside of a stalled section: asks for a grace period as it begins
+/// (`start_poll` never blocks), so one comes to wait on this reader however
+/// slowly the writers run, then holds the section for twice `timeout`, and
+/// on until a stall has been reported since it began, up to ten times
+/// `timeout`. Under valgrind another reader (the flood's section of
+/// thousands of `call`s) can hold the grace period in progress for longer
+/// than the stall timeout, so the one this reader blocks may begin late; a
+/// fixed stall of twice the timeout then ended before the warning was due.
+/// A stall detector that never reports still fails the run: the section
+/// gives up after ten timeouts and the report finds nothing reported.
+fn hold_until_reported(sh: &Shared, timeout: Duration) {
+    let began = Instant::now();
+    let reported = sh.rcu.stats().stalls_reported;
+    sh.rcu.start_poll();
+    thread::sleep(timeout * 2);
+    while began.elapsed() < timeout * 10
+        && !sh.stop.load(Ordering::Relaxed)
+        && sh.rcu.stats().stalls_reported == reported
+    {
+        thread::sleep(timeout / 4);
     }
 }
