@@ -53,9 +53,24 @@ fn a_64_kib_vec_books_at_least_64_kib() {
 
 #[test]
 fn stays_within_max_bytes_under_a_churn_of_ten_times_its_capacity() {
+    churn_within_max_bytes(None);
+}
+
+#[test]
+fn stays_within_max_bytes_in_eight_shards() {
+    churn_within_max_bytes(Some(8));
+}
+
+/// Ten times the capacity inserted by one writer, the bound checked after
+/// each insert; `shards`: the policy's (default: one, at 1 MiB).
+fn churn_within_max_bytes(shards: Option<usize>) {
     let rcu = on_demand();
     let max = 1 << 20;
-    let cache = RcuCache::builder().rcu(&rcu).max_bytes(max).build();
+    let builder = RcuCache::builder().rcu(&rcu).max_bytes(max);
+    let cache = match shards {
+        Some(n) => builder.shards(n).build(),
+        None => builder.build(),
+    };
     let mut rng = Rng(1);
     let mut inserted = 0;
     while inserted < 10 * max {
@@ -76,11 +91,25 @@ fn stays_within_max_bytes_under_a_churn_of_ten_times_its_capacity() {
 
 #[test]
 fn concurrent_writers_exceed_it_by_at_most_their_entries_in_flight() {
+    concurrent_writers_within_max_bytes(2, 1);
+}
+
+#[test]
+fn concurrent_writers_of_four_shards_exceed_it_by_at_most_their_entries_in_flight() {
+    concurrent_writers_within_max_bytes(4, 4);
+}
+
+/// `writers` threads insert into a cache of `shards` shards; the bound
+/// holds but for the entries the others have in flight.
+fn concurrent_writers_within_max_bytes(writers: u64, shards: usize) {
     let rcu = on_demand();
     let max = 1 << 20;
     let biggest = RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + (16 << 10);
-    let cache = RcuCache::builder().rcu(&rcu).max_bytes(max).build();
-    let writers = 2;
+    let cache = RcuCache::builder()
+        .rcu(&rcu)
+        .max_bytes(max)
+        .shards(shards)
+        .build();
     std::thread::scope(|s| {
         for t in 0..writers {
             let cache = &cache;
@@ -96,6 +125,48 @@ fn concurrent_writers_exceed_it_by_at_most_their_entries_in_flight() {
         }
     });
     assert!(cache.bytes() <= max);
+    // The bytes booked equal the entries' weights, summed.
+    let weights: usize = (0..2000u32)
+        .filter_map(|k| {
+            let guard = rcu.read_lock();
+            cache
+                .get(&k, &guard)
+                .map(|v| RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + v.len())
+        })
+        .sum();
+    assert_eq!(cache.bytes(), weights);
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn an_entry_heavier_than_a_shards_share_is_cached_while_the_cache_has_room() {
+    let rcu = on_demand();
+    let max = 4 << 20;
+    let cache = RcuCache::builder()
+        .rcu(&rcu)
+        .max_bytes(max)
+        .shards(4)
+        .build();
+    // Half full, spread over the four shards (1 MiB shares).
+    for k in 0..1500u32 {
+        cache.insert(k, vec![0u8; 1 << 10]);
+    }
+    // Over twice a share, 64 KiB more than the cache has left: cached,
+    // the cache within its capacity, some entries evicted to make room.
+    let heavy = max - cache.bytes() + (64 << 10);
+    assert!(heavy > 2 << 20);
+    assert!(cache.insert(1 << 20, vec![7u8; heavy]));
+    assert!(cache.bytes() <= max, "{} > {max}", cache.bytes());
+    {
+        let guard = rcu.read_lock();
+        assert_eq!(cache.get(&(1 << 20), &guard).map(Vec::len), Some(heavy));
+    }
+    let left = (0..1500u32)
+        .filter(|k| cache.get(k, &rcu.read_lock()).is_some())
+        .count();
+    assert!((1400..1500).contains(&left), "{left} entries left");
     drop(cache);
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
@@ -163,11 +234,23 @@ fn a_budget_over_its_watermark_shrinks_the_cache_and_the_memory_is_freed() {
 
 #[test]
 fn a_pressure_event_shrinks_the_cache_which_then_grows_back() {
+    pressure_shrinks_and_regrows(1);
+}
+
+#[test]
+fn a_pressure_event_shrinks_every_shard() {
+    pressure_shrinks_and_regrows(4);
+}
+
+/// A cache of `shards` shards, full, shrinks by half on a critical event
+/// and grows back after `regrow_after`.
+fn pressure_shrinks_and_regrows(shards: usize) {
     let rcu = on_demand();
     let (events, source) = SyntheticSource::new();
     let cache = RcuCache::builder()
         .rcu(&rcu)
         .max_bytes(1 << 20)
+        .shards(shards)
         .pressure_source(Box::new(source))
         .regrow_after(Duration::from_millis(500))
         .build();

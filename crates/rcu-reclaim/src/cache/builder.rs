@@ -5,11 +5,11 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::entry::{entry_heap, HeapSize, Weigher};
-use super::policy::S3Fifo;
+use super::shards::Shards;
 use super::shrink::{CacheShrinker, Cap};
 use super::{Inner, RcuCache};
 use crate::domain::Rcu;
@@ -37,6 +37,7 @@ const QUIET: Duration = Duration::from_secs(2);
 /// | [`weigher`](RcuCacheBuilder::weigher) | how entries are weighed (default [`HeapSize`]) |
 /// | [`hasher`](RcuCacheBuilder::hasher) | how keys are hashed (default std's `RandomState`) |
 /// | [`regrow_after`](RcuCacheBuilder::regrow_after) | how long the capacity stays lowered after a shrink (default 1 s) |
+/// | [`shards`](RcuCacheBuilder::shards) | how many shards the eviction policy is split into (default: two per CPU, each at least 1 MiB of the capacity) |
 ///
 /// ```
 /// use std::sync::Arc;
@@ -65,6 +66,7 @@ pub struct RcuCacheBuilder<K, V, W = HeapSize, S = RandomState> {
     weigher: W,
     hasher: S,
     regrow_after: Duration,
+    shards: Option<usize>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -87,6 +89,7 @@ impl<K, V> RcuCacheBuilder<K, V> {
             weigher: HeapSize,
             hasher: RandomState::new(),
             regrow_after: Duration::from_secs(1),
+            shards: None,
             _types: PhantomData,
         }
     }
@@ -238,6 +241,30 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
         self
     }
 
+    /// Splits the eviction policy into `n` shards by key hash (rounded up
+    /// to a power of two, at most 64), each with its own lock and an equal
+    /// share of the capacity: writers of keys in different shards evict
+    /// side by side. By default two per CPU, as many as leave each shard
+    /// at least 1 MiB of the capacity (a cache under 2 MiB has one). One
+    /// shard evicts exactly by S3-FIFO's order over the whole cache; more
+    /// shards evict by it within each. The capacity holds for the cache
+    /// as a whole either way.
+    ///
+    /// ```
+    /// let cache = rcu_reclaim::RcuCache::builder()
+    ///     .max_bytes(4 << 20)
+    ///     .shards(1) // one lock, one order of eviction
+    ///     .build();
+    /// for i in 0..10_000u32 {
+    ///     cache.insert(i, vec![0u8; 1024]);
+    /// }
+    /// assert!(cache.bytes() <= 4 << 20);
+    /// ```
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
     /// Weighs entries with `weigher`: the heap bytes of a key and its
     /// value (the cache adds [`RcuCache::ENTRY_OVERHEAD`]). For types
     /// without [`ReclaimSize`](crate::ReclaimSize), or sizes of your
@@ -292,6 +319,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
             weigher,
             hasher,
             regrow_after: self.regrow_after,
+            shards: self.shards,
             _types: PhantomData,
         }
     }
@@ -329,6 +357,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
             weigher,
             hasher,
             regrow_after,
+            shards,
             _types,
         } = self;
         assert!(
@@ -377,8 +406,10 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
                 entry_heap::<K, V>,
                 weigher.drops_anywhere(),
             ),
-            policy: Mutex::new(S3Fifo::new()),
-            bytes: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
+            policy: Shards::new(shards.unwrap_or_else(|| {
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+                Shards::<K>::default_count(max, cpus)
+            })),
             retired_since_look: AtomicUsize::new(0),
             cap: Cap::new(max, regrow_after),
             weigher: Box::new(weigher),
@@ -423,6 +454,7 @@ impl<K, V, W, S> fmt::Debug for RcuCacheBuilder<K, V, W, S> {
             .field("budget", &self.budget)
             .field("auto_pressure", &self.auto_pressure)
             .field("regrow_after", &self.regrow_after)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }

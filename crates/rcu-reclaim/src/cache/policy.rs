@@ -2,8 +2,8 @@
 //! al., SOSP 2023), weighed in bytes. Why this one: the
 //! [module docs](super) give the measured hit ratios.
 //!
-//! Three FIFO queues of keys, held by writers only (under the cache's
-//! policy lock); readers never see them:
+//! Three FIFO queues of keys, held by writers only (under the lock of
+//! their policy shard: `shards.rs`); readers never see them:
 //!
 //! * **small** takes new keys, up to a thirty-second of the capacity in
 //!   bytes ([`SMALL_SHARE`]). An entry leaving it is promoted to *main* if

@@ -4,7 +4,7 @@
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Weak;
+use std::sync::{Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use super::Inner;
@@ -85,34 +85,16 @@ where
             ctl.set_scanned(0);
             return Scanned::default();
         };
-        // Tried, never waited for: the holder may be this very thread (an
-        // allocation under the lock that entered reclaim), or a writer
-        // waiting for the reclaim this pass is part of. A writer holds it
-        // only for one insert's eviction, so a few tries usually win it.
-        let mut policy = None;
-        for attempt in 0..POLICY_LOCK_TRIES {
-            match inner.policy.try_lock() {
-                Ok(p) => {
-                    policy = Some(p);
-                    break;
-                }
-                Err(std::sync::TryLockError::Poisoned(_)) => break,
-                Err(std::sync::TryLockError::WouldBlock) if attempt < POLICY_LOCK_SPINS => {
-                    std::hint::spin_loop()
-                }
-                Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
-            }
-        }
-        let Some(mut policy) = policy else {
+        // Each shard's lock tried, never waited for (`try_lock_queues`),
+        // up to `nr_to_scan` entries spread over the shards.
+        let last = inner.policy.count() - 1;
+        let Some((freed, bytes)) = inner.evict_across(0, ctl.nr_to_scan(), true, last) else {
             ctl.stop();
             return Scanned::default();
         };
-        let (freed, bytes, unlinked) = inner.evict(&mut policy, 0, ctl.nr_to_scan());
-        // Lowered before an insert can take the lock and refill what was
+        // Lowered to what is left, so inserts do not refill what was
         // evicted.
-        inner.cap.lower_to(inner.bytes.load(Ordering::Relaxed));
-        drop(policy);
-        drop(unlinked);
+        inner.cap.lower_to(inner.policy.bytes());
         ctl.set_scanned(freed);
         Scanned { freed, bytes }
     }
@@ -126,9 +108,28 @@ where
     }
 }
 
-/// Tries of the policy lock per scan (the first `POLICY_LOCK_SPINS` spin,
-/// the rest yield) before the pass gives up on this cache.
+/// A shard's queues for a reclaim pass, tried, never waited for: the
+/// holder may be this very thread (an allocation under the lock that
+/// entered reclaim), or a writer waiting for the reclaim this pass is part
+/// of. A writer holds it only for one insert's eviction, so a few tries
+/// usually win it: [`POLICY_LOCK_TRIES`], the first
+/// [`POLICY_LOCK_SPINS`] spinning, the rest yielding. `None`: busy, or
+/// poisoned.
+pub(crate) fn try_lock_queues<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    for attempt in 0..POLICY_LOCK_TRIES {
+        match m.try_lock() {
+            Ok(held) => return Some(held),
+            Err(TryLockError::Poisoned(_)) => return None,
+            Err(TryLockError::WouldBlock) if attempt < POLICY_LOCK_SPINS => std::hint::spin_loop(),
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
+}
+
+/// Tries of a shard's lock per scan (see [`try_lock_queues`]).
 const POLICY_LOCK_TRIES: u32 = 64;
+/// Of [`POLICY_LOCK_TRIES`], those that spin before the rest yield.
 const POLICY_LOCK_SPINS: u32 = 32;
 
 #[cfg(test)]

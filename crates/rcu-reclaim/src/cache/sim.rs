@@ -9,6 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
 use super::policy::{S3Fifo, Store, MAX_FREQ};
+use super::shards::evict_floor;
 
 const KEYS: usize = 100_000;
 const CAPACITY_KIB: usize = 64 << 10;
@@ -164,6 +165,64 @@ impl Policy for S3 {
     }
 }
 
+/// The cache's S3-FIFO code in `N` shards by hash, evicting as the cache
+/// does (`queue_and_evict`, `evict_across`): from the writer's shard down
+/// to its floor (`evict_floor`), then from the shards above their share,
+/// then any.
+struct S3Sharded<const N: usize> {
+    model: Model,
+    queues: Vec<S3Fifo<u32>>,
+    bytes: Vec<usize>,
+}
+
+impl<const N: usize> Default for S3Sharded<N> {
+    fn default() -> Self {
+        S3Sharded {
+            model: Model::default(),
+            queues: (0..N).map(|_| S3Fifo::new()).collect(),
+            bytes: vec![0; N],
+        }
+    }
+}
+
+impl<const N: usize> S3Sharded<N> {
+    /// Evicts from shard `i` while `over` says so.
+    fn evict_from(&mut self, i: usize, over: impl Fn(&Self) -> bool) {
+        while over(self) {
+            match self.queues[i].evict(CAPACITY_KIB / N, &self.model) {
+                Some(w) => self.bytes[i] -= w,
+                None => break,
+            }
+        }
+    }
+}
+
+impl<const N: usize> Policy for S3Sharded<N> {
+    fn get(&mut self, key: u32) -> bool {
+        self.model.hit(key, MAX_FREQ)
+    }
+
+    fn insert(&mut self, key: u32, weight: usize) {
+        let hash = mix(u64::from(key));
+        let own = ((hash >> 40) as usize) % N;
+        let id = self.model.add(key, weight);
+        self.queues[own].push(key, id, weight, hash);
+        self.bytes[own] += weight;
+        let share = CAPACITY_KIB / N;
+        let total = |me: &Self| me.model.bytes.get();
+        let floor = evict_floor(share);
+        self.evict_from(own, |me| total(me) > CAPACITY_KIB && me.bytes[own] > floor);
+        for pass in 0..2 {
+            for k in 1..=N {
+                let i = (own + k) % N;
+                self.evict_from(i, |me| {
+                    total(me) > CAPACITY_KIB && (pass == 1 || me.bytes[i] > share)
+                });
+            }
+        }
+    }
+}
+
 /// CLOCK with a counter up to `max_freq` (0: FIFO), as a queue of keys.
 struct Clock {
     model: Model,
@@ -258,6 +317,8 @@ fn run_all(warmup: usize, requests: usize) -> Vec<(&'static str, f64)> {
         ("clock", Box::new(Clock::new(1))),
         ("clock2", Box::new(Clock::new(MAX_FREQ))),
         ("s3fifo", Box::<S3>::default()),
+        ("s3fifo-4-shards", Box::<S3Sharded<4>>::default()),
+        ("s3fifo-32-shards", Box::<S3Sharded<32>>::default()),
     ];
     policies
         .iter_mut()
