@@ -7,7 +7,7 @@
 use std::os::raw::c_int;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -158,6 +158,27 @@ unsafe fn reverse_counting(newest: *mut RcuHead) -> (*mut RcuHead, u64) {
         }
     }
     (prev, len)
+}
+
+/// The chain whose newest head is `newest` (NULL: empty), counted, with
+/// the `bytes` its heads declared.
+///
+/// # Safety
+/// The chain is the caller's alone and every head of it is valid.
+unsafe fn chain_of(newest: *mut RcuHead, bytes: usize) -> Chain {
+    let (mut len, mut oldest, mut cur) = (0, ptr::null_mut(), newest);
+    while !cur.is_null() {
+        len += 1;
+        oldest = cur;
+        // SAFETY: per the contract.
+        cur = unsafe { (*cur).next };
+    }
+    Chain {
+        newest,
+        oldest,
+        len,
+        bytes,
+    }
 }
 
 /// Invokes a chain from `oldest` along `next`, each head once.
@@ -457,19 +478,8 @@ impl CallRcuData {
     /// Takes every queued head as a chain, counted, with its bytes.
     fn take(&self) -> Chain {
         let (newest, bytes) = self.take_raw();
-        let (mut len, mut oldest, mut cur) = (0, ptr::null_mut(), newest);
-        while !cur.is_null() {
-            len += 1;
-            oldest = cur;
-            // SAFETY: the heads of the taken stack are valid and ours.
-            cur = unsafe { (*cur).next };
-        }
-        Chain {
-            newest,
-            oldest,
-            len,
-            bytes,
-        }
+        // SAFETY: the stack was just taken whole: its heads are ours.
+        unsafe { chain_of(newest, bytes) }
     }
 
     /// Adds a chain taken from another crdp (freed, or lost in a fork).
@@ -562,15 +572,37 @@ impl CallRcuData {
 
     /// In a forked child, where the thread does not exist: marks the crdp
     /// freed and returns what it still held, for the new default crdp.
+    ///
+    /// Blocks on no lock of the crdp: another thread of the parent may have
+    /// held one at the fork (a `call_rcu` caller waking the thread or held
+    /// back holds `state`, a sized one `incoming_bytes`), and no thread
+    /// releases it in the child. Such a crdp is left as it is (it is
+    /// reachable from nothing once the caller rebuilt the registry; its
+    /// thread's reference keeps it, and its handle, from being dropped).
     pub(crate) fn abandon_in_child(&self) -> Chain {
-        let mut st = lock(&self.state);
-        if let Some(h) = st.handle.take() {
-            std::mem::forget(h); // the thread is the parent's
+        let st = match self.state.try_lock() {
+            Ok(st) => Some(st),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut st) = st {
+            if let Some(h) = st.handle.take() {
+                std::mem::forget(h); // the thread is the parent's
+            }
+            st.freed = true;
+            st.stopped = true;
         }
-        st.freed = true;
-        st.stopped = true;
-        drop(st);
-        self.take_queue()
+        let bytes = match self.incoming_bytes.try_lock() {
+            Ok(mut acc) => std::mem::take(&mut *acc),
+            Err(TryLockError::Poisoned(p)) => std::mem::take(&mut *p.into_inner()),
+            // A sized push was under way at the fork: what is queued here
+            // declared, at most, every byte not yet invoked (the thread was
+            // paused holding no batch).
+            Err(TryLockError::WouldBlock) => self.bytes.load(Ordering::Relaxed),
+        };
+        let newest = self.incoming.swap(ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: the stack was just taken whole: its heads are ours.
+        unsafe { chain_of(newest, bytes) }
     }
 
     /// What a stopped crdp still holds, counted as done here (its new crdp

@@ -195,6 +195,23 @@ fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
     );
 }
 
+/// Forks through the hooks while other threads flood `call_rcu`: a fork
+/// that finds a call_rcu_data's lock held by one of them (its push-back,
+/// its wake-up of the call_rcu thread) must still give the child a working
+/// `call_rcu` and `rcu_barrier` (before: `call_rcu_after_fork_child` waited
+/// for that lock forever). Ours only: liburcu's child hangs here too.
+#[test]
+fn forks_during_a_call_rcu_flood_give_working_children() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("fork_during_call_rcu", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "100 children forked during a call_rcu flood ran call_rcu and rcu_barrier\n"
+    );
+}
+
 /// A child forked without the fork hooks has no call_rcu thread: its
 /// `rcu_barrier` aborts, naming the hooks, where liburcu hangs.
 #[test]
