@@ -148,6 +148,14 @@ fn lone_callbacks_and_synchronize_with_and_without_readers() {
     same_as_liburcu("latency_sync");
 }
 
+/// Sections in a pthread key destructor and an atexit handler, which run
+/// after the library's thread-locals are destroyed (before: the read lock
+/// aborted there); the destructor's section still holds up a writer.
+#[test]
+fn sections_in_key_destructors_and_atexit_handlers() {
+    same_as_liburcu("section_in_destructor");
+}
+
 #[test]
 fn fork_with_pending_callbacks() {
     same_as_liburcu("fork");

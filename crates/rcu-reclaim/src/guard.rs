@@ -48,6 +48,8 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
     let s = unsafe { &*slot };
     let raw = s.raw_nest.get();
     if raw == 0 {
+        // A late slot claimed just for this look goes back at once.
+        crate::reader::release_if_late(rcu.registry(), slot);
         return false;
     }
     s.raw_nest.set(raw - 1);
@@ -58,6 +60,7 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
         slot: SlotRef(slot),
         _not_send: PhantomData,
     });
+    crate::reader::release_if_late(rcu.registry(), slot);
     true
 }
 

@@ -80,7 +80,7 @@ impl Rcu {
         if crate::callbacks::in_callback() {
             return false;
         }
-        crate::reader::unregister(self.id())
+        crate::reader::unregister(self.id(), self.registry())
     }
 
     /// Whether a full grace period has elapsed since a cookie whose

@@ -295,12 +295,15 @@ impl Drop for Registrations {
 struct Cache {
     domain_id: Cell<u64>,
     slot: Cell<*const Slot>,
+    /// The cached slot is a late one (see [`late_slot`]): no registration
+    /// holds it, and it goes back when its outermost raw section ends.
+    late: Cell<bool>,
 }
 
 #[cfg(not(loom))]
 thread_local! {
     static CACHE: Cache = const {
-        Cache { domain_id: Cell::new(0), slot: Cell::new(ptr::null()) }
+        Cache { domain_id: Cell::new(0), slot: Cell::new(ptr::null()), late: Cell::new(false) }
     };
     static REGISTRATIONS: Registrations = const {
         Registrations { list: RefCell::new(Vec::new()) }
@@ -309,7 +312,11 @@ thread_local! {
 
 #[cfg(loom)]
 loom::thread_local! {
-    static CACHE: Cache = Cache { domain_id: Cell::new(0), slot: Cell::new(ptr::null()) };
+    static CACHE: Cache = Cache {
+        domain_id: Cell::new(0),
+        slot: Cell::new(ptr::null()),
+        late: Cell::new(false),
+    };
     static REGISTRATIONS: Registrations = Registrations { list: RefCell::new(Vec::new()) };
 }
 
@@ -370,12 +377,76 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
             });
             slot
         }
-        Err(_) => panic!(
-            "rcu-reclaim: read_lock() called while this thread's thread-local storage is being \
-             destroyed (from another thread-local's destructor); take read-side sections before \
-             the thread starts exiting"
-        ),
+        Err(_) => late_slot(id, registry),
     }
+}
+
+/// A slot for a thread whose registrations were already destroyed: a
+/// section taken from a destructor that runs after them (another
+/// thread-local's, a pthread key's, an `atexit` handler's: C programs
+/// built for liburcu take sections and unregister there). No registration
+/// holds it, so nothing would hand it back at thread exit: it is kept in
+/// the cache (which has no destructor) and handed back when its outermost
+/// raw section ends ([`release_if_late`]) or the thread unregisters. (A
+/// guard's section, which ends without that check, leaves it claimed,
+/// quiescent, until then.) One such slot at a time per thread: a section
+/// of another domain taken inside it would claim a slot of its own and
+/// forget this one.
+#[cold]
+fn late_slot(id: u64, registry: &Registry) -> *const Slot {
+    let slot = registry.claim();
+    // As in `current_slot_slow`: the claim before the first section.
+    fence(Ordering::SeqCst);
+    // SAFETY: the slot was just claimed by this thread; `registry` (the
+    // domain's, alive while the caller's `&Rcu` is) keeps it alive.
+    let s = unsafe { &*slot };
+    // Not `current_owner`: the thread's `std::thread::current` may be gone.
+    *lock(&s.owner) = Owner {
+        name: "<exiting thread>".to_string(),
+        #[cfg(not(loom))]
+        tid: crate::sys::gettid(),
+        #[cfg(loom)]
+        tid: 0,
+    };
+    s.stall_reported.store(0, Ordering::Relaxed);
+    CACHE.with(|c| {
+        c.domain_id.set(id);
+        c.slot.set(slot);
+        c.late.set(true);
+    });
+    slot
+}
+
+/// After a raw section of `registry`'s domain ended on `slot`: hands a late
+/// slot (see [`late_slot`]) back once no section of it is open.
+#[inline]
+pub(crate) fn release_if_late(registry: &Registry, slot: *const Slot) {
+    CACHE.with(|c| {
+        if c.late.get() && c.slot.get() == slot {
+            release_late(c, registry);
+        }
+    });
+}
+
+#[cold]
+fn release_late(c: &Cache, registry: &Registry) {
+    // SAFETY: the cache holds this thread's late slot, kept alive by its
+    // domain's registry.
+    let slot = unsafe { &*c.slot.get() };
+    if slot.nest.get() != 0 {
+        return;
+    }
+    c.domain_id.set(0);
+    c.slot.set(ptr::null());
+    c.late.set(false);
+    // As a registration does at thread exit (`Registration::drop`).
+    slot.local.with_page_owner(|page| {
+        if let Some(p) = page.take() {
+            lock(&registry.orphans).push(p);
+        }
+        slot.local.reset_counts();
+    });
+    slot.in_use.store(false, Ordering::Release);
 }
 
 /// The calling thread, as a slot's owner.
@@ -409,12 +480,16 @@ pub(crate) fn nesting_in(id: u64) -> u64 {
 /// Hands this thread's slot in the domain numbered `id` back now rather
 /// than at thread exit; `false` (and nothing done) inside a read-side
 /// section.
-pub(crate) fn unregister(id: u64) -> bool {
+pub(crate) fn unregister(id: u64, registry: &Registry) -> bool {
     if nesting_in(id) > 0 {
         return false;
     }
     let _ = CACHE.try_with(|c| {
         if c.domain_id.get() == id {
+            if c.late.get() {
+                release_late(c, registry);
+                return;
+            }
             c.domain_id.set(0);
             c.slot.set(ptr::null());
         }

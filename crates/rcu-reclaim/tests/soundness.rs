@@ -237,6 +237,69 @@ fn a_guard_outliving_the_registration_still_protects_its_reads() {
     rcu.synchronize();
 }
 
+/// A raw section taken in a thread-local destructor that runs after the
+/// thread's registration was destroyed (the liburcu drop-in's read lock in
+/// a pthread key destructor or an `atexit` handler, which C programs use):
+/// it gets a slot of its own that protects its reads and goes back when
+/// the section ends, thread after thread (before: the read lock panicked,
+/// which aborts a destructor, and a C caller).
+#[test]
+fn a_raw_section_after_the_registration_is_destroyed_protects_and_hands_its_slot_back() {
+    static SEEN: LateRead = LateRead::new();
+    static RCU: std::sync::OnceLock<Rcu> = std::sync::OnceLock::new();
+    static CELL: std::sync::OnceLock<RcuCell<Watched>> = std::sync::OnceLock::new();
+    /// Reads in its destructor, through a raw section (and, to load, a
+    /// guard nested in it), while the test replaces the value if `watch`.
+    struct LateReader {
+        armed: bool,
+        watch: bool,
+    }
+    impl Drop for LateReader {
+        fn drop(&mut self) {
+            if !self.armed {
+                return;
+            }
+            let rcu = RCU.get().unwrap();
+            rcu.read_lock_raw();
+            rcu.read_lock_raw(); // nested
+            assert!(rcu.in_read_section());
+            let g = rcu.read_lock();
+            let _value = CELL.get().unwrap().load(&g).unwrap();
+            if self.watch {
+                SEEN.hold();
+            }
+            drop(g);
+            assert!(rcu.read_unlock_raw());
+            assert!(rcu.read_unlock_raw());
+            assert!(!rcu.in_read_section());
+            assert!(!rcu.read_unlock_raw(), "unbalanced");
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<LateReader> = const {
+            std::cell::RefCell::new(LateReader { armed: false, watch: false })
+        };
+    }
+    let rcu = RCU.get_or_init(|| Rcu::new(Config::new()).unwrap());
+    CELL.get_or_init(|| RcuCell::new_in(rcu, Some(Box::new(Watched(&SEEN)))));
+    let spawn = |watch: bool| {
+        thread::spawn(move || {
+            LATE.with(|l| *l.borrow_mut() = LateReader { armed: true, watch }); // destroyed after the registration
+            RCU.get().unwrap().register_thread();
+        })
+    };
+    let reader = spawn(true);
+    SEEN.replace_under_the_reader(|| {
+        CELL.get().unwrap().store_sync(Box::new(Watched(&SEEN)));
+    });
+    reader.join().unwrap();
+    for _ in 0..20 {
+        spawn(false).join().unwrap();
+        assert_eq!(rcu.stats().registered_readers, 0, "a late slot was kept");
+    }
+    rcu.synchronize();
+}
+
 /// The same for an online QSBR registration kept in a thread-local: it
 /// stays online, and protects its reads, until it is dropped or its
 /// thread is gone.
