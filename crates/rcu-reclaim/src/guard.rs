@@ -49,7 +49,7 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
     let raw = s.raw_nest.get();
     if raw == 0 {
         // A late slot claimed just for this look goes back at once.
-        crate::reader::release_if_late(rcu.registry(), slot);
+        crate::reader::release_if_late(rcu.registry(), s);
         return false;
     }
     s.raw_nest.set(raw - 1);
@@ -60,7 +60,7 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
         slot: SlotRef(slot),
         _not_send: PhantomData,
     });
-    crate::reader::release_if_late(rcu.registry(), slot);
+    crate::reader::release_if_late(rcu.registry(), s);
     true
 }
 

@@ -44,6 +44,11 @@ pub(crate) struct Slot {
     /// Of `nest`, the sections entered with `read_lock_raw` and not yet
     /// ended: a raw unlock may end only one of these, never a guard's.
     pub(crate) raw_nest: Cell<u64>,
+    /// A late slot (see [`late_slot`]): no registration holds it, and it
+    /// goes back when its outermost raw section ends. Written only by its
+    /// owner; here rather than in the thread-local cache so that ending a
+    /// raw section looks at a line it has just read (`raw_nest`).
+    pub(crate) late: Cell<bool>,
     /// Claimed by a live thread.
     pub(crate) in_use: AtomicBool,
     /// Its thread exited inside a section: still claimed (never reused),
@@ -84,6 +89,7 @@ impl Slot {
             ctr: AtomicU64::new(0),
             nest: Cell::new(0),
             raw_nest: Cell::new(0),
+            late: Cell::new(false),
             in_use: AtomicBool::new(true),
             abandoned: AtomicBool::new(false),
             next: AtomicPtr::new(ptr::null_mut()),
@@ -295,15 +301,12 @@ impl Drop for Registrations {
 struct Cache {
     domain_id: Cell<u64>,
     slot: Cell<*const Slot>,
-    /// The cached slot is a late one (see [`late_slot`]): no registration
-    /// holds it, and it goes back when its outermost raw section ends.
-    late: Cell<bool>,
 }
 
 #[cfg(not(loom))]
 thread_local! {
     static CACHE: Cache = const {
-        Cache { domain_id: Cell::new(0), slot: Cell::new(ptr::null()), late: Cell::new(false) }
+        Cache { domain_id: Cell::new(0), slot: Cell::new(ptr::null()) }
     };
     static REGISTRATIONS: Registrations = const {
         Registrations { list: RefCell::new(Vec::new()) }
@@ -312,11 +315,7 @@ thread_local! {
 
 #[cfg(loom)]
 loom::thread_local! {
-    static CACHE: Cache = Cache {
-        domain_id: Cell::new(0),
-        slot: Cell::new(ptr::null()),
-        late: Cell::new(false),
-    };
+    static CACHE: Cache = Cache { domain_id: Cell::new(0), slot: Cell::new(ptr::null()) };
     static REGISTRATIONS: Registrations = Registrations { list: RefCell::new(Vec::new()) };
 }
 
@@ -409,10 +408,10 @@ fn late_slot(id: u64, registry: &Registry) -> *const Slot {
         tid: 0,
     };
     s.stall_reported.store(0, Ordering::Relaxed);
+    s.late.set(true);
     CACHE.with(|c| {
         c.domain_id.set(id);
         c.slot.set(slot);
-        c.late.set(true);
     });
     slot
 }
@@ -420,25 +419,25 @@ fn late_slot(id: u64, registry: &Registry) -> *const Slot {
 /// After a raw section of `registry`'s domain ended on `slot`: hands a late
 /// slot (see [`late_slot`]) back once no section of it is open.
 #[inline]
-pub(crate) fn release_if_late(registry: &Registry, slot: *const Slot) {
-    CACHE.with(|c| {
-        if c.late.get() && c.slot.get() == slot {
-            release_late(c, registry);
-        }
-    });
+pub(crate) fn release_if_late(registry: &Registry, slot: &Slot) {
+    if slot.late.get() {
+        release_late(slot, registry);
+    }
 }
 
 #[cold]
-fn release_late(c: &Cache, registry: &Registry) {
-    // SAFETY: the cache holds this thread's late slot, kept alive by its
-    // domain's registry.
-    let slot = unsafe { &*c.slot.get() };
+fn release_late(slot: &Slot, registry: &Registry) {
     if slot.nest.get() != 0 {
         return;
     }
-    c.domain_id.set(0);
-    c.slot.set(ptr::null());
-    c.late.set(false);
+    // The cache has no destructor: always reachable.
+    CACHE.with(|c| {
+        if ptr::eq(c.slot.get(), slot) {
+            c.domain_id.set(0);
+            c.slot.set(ptr::null());
+        }
+    });
+    slot.late.set(false);
     // As a registration does at thread exit (`Registration::drop`).
     slot.local.with_page_owner(|page| {
         if let Some(p) = page.take() {
@@ -486,8 +485,11 @@ pub(crate) fn unregister(id: u64, registry: &Registry) -> bool {
     }
     let _ = CACHE.try_with(|c| {
         if c.domain_id.get() == id {
-            if c.late.get() {
-                release_late(c, registry);
+            // SAFETY: the cache holds this thread's slot of domain `id`,
+            // kept alive by `registry` (the domain's).
+            let slot = unsafe { &*c.slot.get() };
+            if slot.late.get() {
+                release_late(slot, registry);
                 return;
             }
             c.domain_id.set(0);
