@@ -96,28 +96,50 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
 }
 
 /// `call_rcu`'s slow path, when `push` said the backlog is over the mark:
-/// waits for the crdp's next batch, unless the caller is on a crdp thread
-/// (it would wait for itself, or for a crdp waiting for it: never held
-/// back) or in a section, an online QSBR thread's included (the batch
-/// waits for readers: it yields the CPU once instead; an online thread
-/// must not go offline here, call_rcu being no quiescent state). Called
-/// outside `queue`'s own section, so the check sees the caller's.
+/// as [`push_back_action`] says. Called outside `queue`'s own section, so
+/// the check sees the caller's.
 #[cold]
 fn push_back<F: Flavor>(crdp: Arc<CallRcuData>) {
-    if on_crdp_thread() {
-        return;
+    match push_back_action(on_crdp_thread(), F::in_read_section(), F::online()) {
+        PushBack::None => {}
+        PushBack::Yield => std::thread::yield_now(),
+        PushBack::Wait => F::offline_while(|| crdp.push_back()),
     }
-    if F::in_read_section() || F::online() {
-        // The batch waits for this section: give the crdp threads the CPU
-        // once instead (a bounded wait, no dependency). Four threads
-        // flooding `call_rcu` inside `rcu_read_lock` on two cores (20
-        // million callbacks) peaked at 650 MB without it, 28 MB with it
-        // (liburcu: 230-400 MB), in 0.7-1.7x liburcu's time (a noisy VM;
-        // BENCHMARKS.md).
-        std::thread::yield_now();
-        return;
+}
+
+/// What `call_rcu` does when its crdp's backlog is over the push-back mark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PushBack {
+    /// Nothing: the caller goes on.
+    None,
+    /// Gives the CPU away once (a bounded wait, no dependency).
+    Yield,
+    /// Waits, offline, for the crdp's next batch ([`CallRcuData::push_back`]).
+    Wait,
+}
+
+/// The push-back rule: a crdp thread is never held back (it would wait
+/// for itself, or for a crdp waiting for it). A caller inside a read-side
+/// section cannot wait for the batch, which waits for that section: it
+/// gives the crdp threads the CPU once instead. Four threads flooding
+/// `call_rcu` inside `rcu_read_lock` on two cores (20 million callbacks)
+/// peaked at 650 MB without it, 28 MB with it (liburcu: 230-400 MB), in
+/// 0.7-1.7x liburcu's time (BENCHMARKS.md). An online QSBR thread is not
+/// held back at all: it must not go offline here (`call_rcu` is no
+/// quiescent state), the batch waits for its next quiescent state, which
+/// no wait of its own brings closer, and a yield gave the CPU to whatever
+/// else ran: beside a reader looping over sections, four such threads
+/// queueing 4 million callbacks took 65 s with a yield per call over the
+/// mark, against 0.85 s without (139 MB at the peak; liburcu-qsbr 0.57 s,
+/// 117 MB). Anyone else waits for the batch.
+fn push_back_action(on_crdp_thread: bool, in_section: bool, online: bool) -> PushBack {
+    if on_crdp_thread || online {
+        PushBack::None
+    } else if in_section {
+        PushBack::Yield
+    } else {
+        PushBack::Wait
     }
-    F::offline_while(|| crdp.push_back());
 }
 
 /// `rcu_barrier`: waits until every callback queued before the call has
@@ -352,6 +374,27 @@ mod tests {
     use super::*;
     use rcu_reclaim::Rcu;
     use std::sync::Mutex;
+
+    #[test]
+    fn push_back_waits_outside_sections_yields_inside_and_spares_online_qsbr_threads() {
+        use PushBack::*;
+        // (crdp thread, in a section, online QSBR) -> action
+        let cases = [
+            ((false, false, false), Wait),
+            ((false, true, false), Yield),
+            ((false, false, true), None),
+            ((false, true, true), None),
+            ((true, false, false), None),
+            ((true, true, false), None),
+        ];
+        for ((crdp, section, online), want) in cases {
+            assert_eq!(
+                push_back_action(crdp, section, online),
+                want,
+                "crdp thread {crdp}, in a section {section}, online {online}"
+            );
+        }
+    }
 
     /// The memb drop-in's flavor, over the global domain.
     struct Memb;
