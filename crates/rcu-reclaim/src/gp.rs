@@ -47,6 +47,22 @@ const PARK_BACKOFF_MAX: Duration = Duration::from_millis(1);
 /// usually take microseconds.
 #[cfg(not(loom))]
 const ABANDONED_LOOK: Duration = Duration::from_micros(200);
+/// How often a waiter looks again at a slot whose thread is gone inside a
+/// guard's section (never ended: see `reap_if_exited`).
+#[cfg(not(loom))]
+const ABANDONED_FOR_GOOD_LOOK: Duration = Duration::from_millis(100);
+
+/// What `reap_if_exited` did with an abandoned slot.
+#[cfg(not(loom))]
+enum Reap {
+    /// Its thread is gone and it held raw sections only: ended.
+    Ended,
+    /// Its thread still runs its thread-local destructors.
+    NotYet,
+    /// Its thread is gone inside a guard's section: only that guard's (or
+    /// registration's) drop ends it, never a grace period.
+    Never,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitMode {
@@ -463,9 +479,18 @@ impl GracePeriods {
                 // exit of a gone thread will wake this waiter.
                 #[cfg(not(loom))]
                 if slot.abandoned.load(Ordering::Relaxed) {
-                    if !self.reap_if_exited(slot) {
-                        self.check_stall(slot, w.started);
-                        pause = Some(ABANDONED_LOOK);
+                    match self.reap_if_exited(slot) {
+                        Reap::Ended => {}
+                        Reap::NotYet => {
+                            self.check_stall(slot, w.started);
+                            pause = Some(ABANDONED_LOOK);
+                        }
+                        // Only a drop on a gone thread could end it: look
+                        // again at the stall checks' pace.
+                        Reap::Never => {
+                            let limit = self.check_stall(slot, w.started);
+                            pause = Some(limit.min(ABANDONED_FOR_GOOD_LOOK));
+                        }
                     }
                     continue;
                 }
@@ -514,19 +539,33 @@ impl GracePeriods {
     /// With `gp_lock` held, for a slot whose thread exited inside a
     /// section (abandoned, its section open: a guard kept in a
     /// thread-local destroyed after the thread's registration, a leaked
-    /// guard or online QSBR registration, a raw section never unlocked):
-    /// once the thread is gone, no code of it can read any more, so its
-    /// section is ended here (the slot stays abandoned, never reused).
-    /// Returns whether it was. While the thread still runs its
-    /// thread-local destructors, a guard there may still read: wait.
+    /// guard or online QSBR registration, a raw section never unlocked).
+    ///
+    /// Inside raw sections only, once the thread is gone no code of it can
+    /// read any more, and safe code got no reference from a raw section,
+    /// so the section is ended here (the slot stays abandoned, never
+    /// reused): [`Reap::Ended`]. While the thread still runs its
+    /// thread-local destructors, a guard there may still read:
+    /// [`Reap::NotYet`].
+    ///
+    /// A guard's section (not `Slot::raw_only`) is never ended here, even
+    /// once the thread is gone ([`Reap::Never`]): a leaked guard (or
+    /// registration) lends `&'static T`, and `&T` is `Send` for `T: Sync`,
+    /// so another thread may still read what was loaded under it (it read
+    /// freed memory when this ended the section). Such a slot holds grace
+    /// periods up for good, as a leaked guard does on a live thread; the
+    /// stall warning names the thread.
     #[cfg(not(loom))]
-    fn reap_if_exited(&self, slot: &Slot) -> bool {
+    fn reap_if_exited(&self, slot: &Slot) -> Reap {
         let tid = lock(&slot.owner).tid;
         if !crate::sys::thread_exited(tid) {
-            return false;
+            return Reap::NotYet;
+        }
+        if !slot.raw_only.load(Ordering::Relaxed) {
+            return Reap::Never;
         }
         slot.ctr.store(0, Ordering::Release);
-        true
+        Reap::Ended
     }
 
     /// Parks until a reader leaves its section (or a stall check is due).
@@ -583,7 +622,19 @@ impl GracePeriods {
         if section != 0 && slot.stall_reported.swap(section, Ordering::Relaxed) != section {
             let owner = lock(&slot.owner).clone();
             bump(&self.counters.stalls_reported);
-            let msg = if slot.qsbr.load(Ordering::Relaxed) {
+            let msg = if slot.abandoned.load(Ordering::Relaxed)
+                && !slot.raw_only.load(Ordering::Relaxed)
+            {
+                format!(
+                    "rcu-reclaim: reader stall: thread '{}' (tid {}) exited inside a read-side \
+                     section of domain {}: a ReadGuard or an online QsbrThread of it was leaked \
+                     (mem::forget, Box::leak) or kept in a thread-local that was never dropped. \
+                     What was read under it may still be referenced by other threads, so the \
+                     section never ends: grace periods of the domain wait for good (waited {:?}, \
+                     stall timeout {:?}). Drop guards and registrations before a thread exits",
+                    owner.name, owner.tid, self.id, waited, limit
+                )
+            } else if slot.qsbr.load(Ordering::Relaxed) {
                 format!(
                     "rcu-reclaim: reader stall: QSBR thread '{}' (tid {}) has not reported a \
                      quiescent state for a grace period of domain {} in {:?}, longer than the \

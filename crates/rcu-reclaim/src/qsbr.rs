@@ -64,10 +64,12 @@
 //! borrows it mutably for a closure ([`QsbrThread::offline_while`]): an
 //! offline thread has no way to take a guard, and forgetting the offline
 //! registration leaves it offline, which holds nothing up. Forgetting an
-//! online one (`mem::forget`) holds every grace period up until its
-//! thread has exited, as a thread that never reports would; one kept in a
-//! thread-local stays online, and protects what its destructor reads,
-//! until it is dropped. A registration
+//! online one (`mem::forget`, `Box::leak`) holds every grace period up for
+//! good, as a thread that never reports would, also once its thread has
+//! exited: a leaked registration's guard lends `&'static T`, which another
+//! thread may still read (the stall warning names the thread). One kept
+//! in a thread-local stays online, and protects what its destructor
+//! reads, until it is dropped. A registration
 //! stays on its thread (its slot names the thread in stall reports, and
 //! "online" is a property of a thread):
 //!

@@ -9,7 +9,8 @@ impl Rcu {
     /// [`read_unlock_raw`](Rcu::read_unlock_raw) on the same thread. Nests
     /// with guards and other raw sections, in any order. Prefer
     /// [`read_lock`](Rcu::read_lock) in Rust: a raw section that is never
-    /// ended holds up every grace period until the thread exits.
+    /// ended holds up every grace period until the thread exits (a leaked
+    /// guard, for good: a reference read under it may outlive the thread).
     ///
     /// Raw sections are counted apart from guards, so no sequence of safe
     /// calls can end a [`ReadGuard`](crate::ReadGuard)'s section early.

@@ -52,8 +52,20 @@ pub(crate) struct Slot {
     /// Claimed by a live thread.
     pub(crate) in_use: AtomicBool,
     /// Its thread exited inside a section: still claimed (never reused),
-    /// quiescent, and not counted as registered.
+    /// and not counted as registered.
     pub(crate) abandoned: AtomicBool,
+    /// Abandoned inside raw sections only ([`Rcu::read_lock_raw`]), which
+    /// lend safe code no reference: once the thread is gone the section
+    /// may be ended (`GracePeriods::reap_if_exited`). `false` for a slot
+    /// abandoned inside a [`ReadGuard`](crate::ReadGuard)'s section
+    /// (leaked, or kept in a thread-local destroyed later) or by an online
+    /// QSBR registration: what was read under it may live on in other
+    /// threads (a leaked guard lends `&'static T`, and `&T` is `Send` for
+    /// `T: Sync`), so only that guard's (or registration's) drop ends it.
+    /// `false` is the safe default: a stale read only delays the reaping.
+    ///
+    /// [`Rcu::read_lock_raw`]: crate::Rcu::read_lock_raw
+    pub(crate) raw_only: AtomicBool,
     /// Next slot in the registry's list; set once before the slot is published.
     next: AtomicPtr<CachePadded<Slot>>,
     /// Who owns the slot, for stall reports.
@@ -92,6 +104,7 @@ impl Slot {
             late: Cell::new(false),
             in_use: AtomicBool::new(true),
             abandoned: AtomicBool::new(false),
+            raw_only: AtomicBool::new(false),
             next: AtomicPtr::new(ptr::null_mut()),
             owner: Mutex::new(Owner::default()),
             stall_reported: AtomicU64::new(0),
@@ -147,6 +160,7 @@ impl Registry {
                     .is_ok()
             {
                 slot.abandoned.store(false, Ordering::Relaxed);
+                slot.raw_only.store(false, Ordering::Relaxed);
                 return slot as *const Slot;
             }
             cur = slot.next.load(Ordering::Acquire);
@@ -247,7 +261,11 @@ impl Drop for Registration {
             // thread-local destroyed after this one (and may still read),
             // a guard was leaked, or a raw section never ended. The section
             // stays open: a guard dropped later ends it (it holds the
-            // slot), and a grace period that finds the slot abandoned looks
+            // slot). A guard's section (`nest` counts more than the raw
+            // ones) is never ended otherwise: a leaked guard lends
+            // `&'static T`, which may have been sent to a thread that
+            // still reads it. Raw sections alone lend no reference to safe
+            // code: a grace period that finds such a slot abandoned looks
             // whether the thread is gone, and then stops waiting for it
             // (`GracePeriods::reap_if_exited`). The slot is not handed
             // back: a guard dropped later on this thread still writes
@@ -259,8 +277,9 @@ impl Drop for Registration {
                 thread = %name,
                 depth = slot.nest.get(),
                 "rcu-reclaim: a thread is exiting inside a read-side section; grace periods wait \
-                 until its guard drops or the thread is gone (a ReadGuard kept in a \
-                 thread-local or leaked, or a read_lock_raw() never unlocked)"
+                 until its guard drops (a ReadGuard kept in a thread-local; one that was leaked \
+                 holds them for good), or until the thread is gone for a read_lock_raw() never \
+                 unlocked"
             );
         }
         // Hand buffered deferred drops over (under the buffer's lock, so a
@@ -272,6 +291,8 @@ impl Drop for Registration {
             slot.local.reset_counts();
         });
         if abandoned {
+            slot.raw_only
+                .store(slot.nest.get() == slot.raw_nest.get(), Ordering::Relaxed);
             slot.abandoned.store(true, Ordering::Relaxed);
             // Against a writer parking on the slot (it raises `waiter`,
             // then its barrier, then looks at `abandoned`).
@@ -682,12 +703,13 @@ struct QsbrOnline {
 }
 
 /// At thread exit, every QSBR slot of the thread still registered is
-/// marked abandoned: its registration was leaked with `mem::forget` (safe
-/// code), or is kept in a thread-local destroyed later (whose destructor
-/// may still read through it). Either way it stays online while the thread
-/// runs; a grace period that finds the slot abandoned looks whether the
-/// thread is gone, and then stops waiting for it
-/// (`GracePeriods::reap_if_exited`). The slot stays claimed until its
+/// marked abandoned: its registration was leaked (`mem::forget`,
+/// `Box::leak`: safe code), or is kept in a thread-local destroyed later
+/// (whose destructor may still read through it). Either way it stays
+/// online, also once the thread is gone (`Slot::raw_only` is `false`): a guard of a
+/// leaked registration lends `&'static T`, which another thread may still
+/// read. Only the registration's drop puts it offline; the stall warning
+/// names the thread meanwhile. The slot stays claimed until its
 /// registration, if it is ever dropped, releases it.
 impl Drop for QsbrOnline {
     fn drop(&mut self) {

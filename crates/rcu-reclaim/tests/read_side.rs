@@ -92,15 +92,15 @@ fn threads_register_on_first_use_and_unregister_at_exit() {
     assert_eq!(rcu.stats().registered_readers, 0);
 }
 
-/// A thread that exits inside a section (its guard leaked) must not block
-/// grace periods forever.
+/// A thread that exits inside raw sections (never unlocked) must not block
+/// grace periods forever: no safe code holds a reference from them.
 #[test]
 fn thread_exiting_inside_a_section_releases_grace_periods() {
     for rcu in domains() {
         let r = rcu.clone();
         thread::spawn(move || {
-            std::mem::forget(r.read_lock());
-            std::mem::forget(r.read_lock());
+            r.read_lock_raw();
+            r.read_lock_raw();
         })
         .join()
         .unwrap();
@@ -110,17 +110,38 @@ fn thread_exiting_inside_a_section_releases_grace_periods() {
     }
 }
 
-/// A writer parked on a reader that then exits (leaking its guard) wakes up.
+/// A thread that exits with a guard leaked holds grace periods up for good:
+/// a reference read under the guard may have been sent to another thread
+/// (tests/soundness.rs shows one).
+#[test]
+fn thread_exiting_with_a_leaked_guard_holds_grace_periods_up() {
+    for rcu in domains() {
+        let r = rcu.clone();
+        thread::spawn(move || std::mem::forget(r.read_lock()))
+            .join()
+            .unwrap();
+        let cookie = rcu.start_poll();
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            !rcu.poll(&cookie),
+            "a grace period ended a leaked guard's section"
+        );
+        assert_eq!(rcu.late_readers().len(), 1, "{:?}", rcu.late_readers());
+        std::mem::forget(rcu); // dropping it would wait for good
+    }
+}
+
+/// A writer parked on a reader that then exits (inside a raw section,
+/// never unlocked) wakes up.
 #[test]
 fn thread_exit_during_a_section_wakes_a_waiting_writer() {
     for rcu in domains() {
         let (tx, rx) = mpsc::channel();
         let r = rcu.clone();
         let reader = thread::spawn(move || {
-            let g = r.read_lock();
+            r.read_lock_raw();
             tx.send(()).unwrap();
             thread::sleep(Duration::from_millis(100));
-            std::mem::forget(g);
         });
         rx.recv().unwrap();
         let start = Instant::now();

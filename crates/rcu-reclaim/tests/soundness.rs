@@ -110,17 +110,93 @@ fn slot_abandoned_and_domain_usable(rcu: &Rcu) {
     rcu.synchronize();
 }
 
-/// A thread that exits with a guard leaked releases grace periods, and its
-/// slot is not handed to another thread (a late guard drop on the exiting
-/// thread must never touch a slot someone else owns).
+/// A thread that exits inside raw sections only (never unlocked) releases
+/// grace periods once it is gone, and its slot is not handed to another
+/// thread (a late unlock on the exiting thread must never touch a slot
+/// someone else owns).
 #[test]
-fn a_thread_exiting_with_a_leaked_guard_abandons_its_slot() {
+fn a_thread_exiting_inside_a_raw_section_abandons_its_slot() {
     let rcu = Rcu::new(Config::new()).unwrap();
     let r = rcu.clone();
-    thread::spawn(move || std::mem::forget(r.read_lock()))
-        .join()
-        .unwrap();
+    thread::spawn(move || r.read_lock_raw()).join().unwrap();
     slot_abandoned_and_domain_usable(&rcu);
+}
+
+/// A value whose drop poisons it, to see a reference read after the free.
+struct Poisoned(std::sync::atomic::AtomicU64);
+
+const ALIVE: u64 = 0x600d_600d_600d_600d;
+
+impl Drop for Poisoned {
+    fn drop(&mut self) {
+        self.0.store(0xdead_dead_dead_dead, Ordering::SeqCst);
+    }
+}
+
+/// Whether a writer replacing `cell`'s value (and freeing the old one) is
+/// held up: it must not finish within `BLOCKED`. The writer runs on a
+/// thread of its own, left blocked for good when it is.
+fn freeing_is_held_up(cell: &'static RcuCell<Poisoned>) -> bool {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let old = cell.replace(Box::new(Poisoned(ALIVE.into()))).unwrap();
+        drop(old.into_box());
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(BLOCKED).is_err()
+}
+
+/// A guard leaked (`Box::leak`) lends a `&'static T`, which safe code may
+/// send to another thread (`&T` is `Send` for `T: Sync`). The reading
+/// thread then exits: its section must still hold grace periods up, for
+/// good. Before: a grace period ended the section of a thread that was
+/// gone, and the value was freed under the other thread's reference (it
+/// read freed memory).
+#[test]
+fn a_reference_from_a_leaked_guard_outlives_its_thread_safely() {
+    let rcu: &'static Rcu = Box::leak(Box::new(Rcu::new(Config::new()).unwrap()));
+    let cell: &'static RcuCell<Poisoned> = Box::leak(Box::new(RcuCell::new_in(
+        rcu,
+        Some(Box::new(Poisoned(ALIVE.into()))),
+    )));
+    let value: &'static Poisoned = thread::spawn(move || {
+        let guard: &'static rcu_reclaim::ReadGuard<'static> = Box::leak(Box::new(rcu.read_lock()));
+        cell.load(guard).unwrap()
+    })
+    .join()
+    .unwrap();
+    assert!(
+        freeing_is_held_up(cell),
+        "the value was freed under a reference from a leaked guard"
+    );
+    assert_eq!(value.0.load(Ordering::SeqCst), ALIVE);
+    assert_eq!(rcu.stats().registered_readers, 0, "the slot is not counted");
+}
+
+/// As above, with a leaked online QSBR registration and a leaked guard of
+/// it: the registration stays online once its thread is gone.
+#[test]
+fn a_reference_from_a_leaked_qsbr_registration_outlives_its_thread_safely() {
+    use rcu_reclaim::{Flavor, QsbrGuard, QsbrThread};
+    let rcu: &'static Rcu = Box::leak(Box::new(
+        Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap(),
+    ));
+    let cell: &'static RcuCell<Poisoned> = Box::leak(Box::new(RcuCell::new_in(
+        rcu,
+        Some(Box::new(Poisoned(ALIVE.into()))),
+    )));
+    let value: &'static Poisoned = thread::spawn(move || {
+        let thread: &'static QsbrThread = Box::leak(Box::new(rcu.register_qsbr_thread()));
+        let guard: &'static QsbrGuard<'static> = Box::leak(Box::new(thread.read_lock()));
+        cell.load(guard).unwrap()
+    })
+    .join()
+    .unwrap();
+    assert!(
+        freeing_is_held_up(cell),
+        "the value was freed under a reference from a leaked QSBR registration"
+    );
+    assert_eq!(value.0.load(Ordering::SeqCst), ALIVE);
 }
 
 /// A guard kept in a thread-local that is destroyed after the thread's
