@@ -665,11 +665,19 @@ impl<T> Drop for Retired<T> {
                 }
                 // Readers may still use it: leak it rather than free it early.
                 std::mem::forget(value);
+                // The section is a guard's (or a raw one), or the thread's
+                // online QSBR registration: name the fix for that one.
+                let fix = if crate::reader::nesting_in(self.rcu.id()) > 0 {
+                    "Keep the Retired until the ReadGuard is dropped"
+                } else {
+                    "The thread is online in this QSBR domain: drop the Retired inside \
+                     QsbrThread::offline_while(|| ...) or after QsbrThread::synchronize()"
+                };
                 panic!(
                     "rcu-reclaim: a Retired value was dropped inside a read-side section before \
                      its grace period elapsed; dropping it must wait for a grace period, which \
-                     cannot end while this section lasts (the value was leaked). Keep the \
-                     Retired until the ReadGuard is dropped"
+                     cannot end while this section lasts (the value was leaked). {fix}, or hand \
+                     it to Retired::defer_drop(), which never waits"
                 );
             }
             // Leaked, not dropped, should the wait panic (this thread holds

@@ -353,6 +353,21 @@ fn barrier_on_an_online_thread_panics_instead_of_waiting_for_itself() {
     rcu.barrier();
 }
 
+/// Dropping a `Retired` early on an online thread panics (it would wait
+/// for the thread's own quiescent state), naming the QSBR fix. Before: the
+/// message told the user to drop a ReadGuard the thread does not have.
+#[test]
+#[should_panic(
+    expected = "The thread is online in this QSBR domain: drop the Retired inside \
+                           QsbrThread::offline_while(|| ...) or after QsbrThread::synchronize()"
+)]
+fn dropping_a_retired_early_on_an_online_thread_names_the_qsbr_fix() {
+    let rcu = qsbr_on_demand();
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(1u64)));
+    let _thread = rcu.register_qsbr_thread();
+    drop(cell.replace(Box::new(2)));
+}
+
 #[test]
 #[should_panic(expected = "register_qsbr_thread() on a domain of the mb flavor")]
 fn registering_on_another_flavor_panics() {
