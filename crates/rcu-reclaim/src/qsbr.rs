@@ -80,6 +80,35 @@
 //! std::thread::spawn(move || drop(thread)); // error: `QsbrThread` is not `Send`
 //! ```
 //!
+//! Nor does a guard, even to a scoped thread that the registering thread
+//! outlives: the section is the registering thread's, which may report a
+//! quiescent state while the other thread still reads.
+//!
+//! ```compile_fail,E0277
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let thread = rcu.register_qsbr_thread();
+//! let guard = thread.read_lock();
+//! std::thread::scope(|s| {
+//!     s.spawn(move || cell.load(&guard).copied()); // error: `QsbrGuard` is not `Send`
+//! });
+//! ```
+//!
+//! A reference read online cannot be used while the thread is offline
+//! either ([`offline_while`](QsbrThread::offline_while) borrows the
+//! registration mutably):
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let mut thread = rcu.register_qsbr_thread();
+//! let guard = thread.read_lock();
+//! let value = cell.load(&guard).unwrap();
+//! thread.offline_while(|| println!("{value}")); // error: `thread` is borrowed by the guard
+//! ```
+//!
 //! # Waiting on an online thread
 //! An online thread is inside a section of its domain
 //! ([`Rcu::in_read_section`] is `true`), so a call that waits for a grace
