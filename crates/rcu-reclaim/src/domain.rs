@@ -610,13 +610,18 @@ impl Drop for Rcu {
     /// callback that holds a clone of the domain is itself a handle: the
     /// last handle is then the callback's, dropped when it runs (at the
     /// domain's pace; never, on an [`on_demand`](Config::on_demand) domain
-    /// nobody calls `barrier` on).
+    /// nobody calls `barrier` on). So does a domain that a thread left
+    /// inside a section as it exited (a leaked [`ReadGuard`](crate::ReadGuard)
+    /// or online [`QsbrThread`](crate::QsbrThread)): no grace period can
+    /// end, so its callbacks run only if that section ever ends (its guard,
+    /// kept in a thread-local, drops late), else never; the drop returns.
     fn drop(&mut self) {
         if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
         let in_section = self.in_read_section();
-        if !crate::callbacks::in_callback() && !in_section {
+        let left_open = self.registry.any_section_left_open();
+        if !crate::callbacks::in_callback() && !in_section && !left_open {
             self.inner.shut_down();
             return;
         }
@@ -626,6 +631,14 @@ impl Drop for Rcu {
                 "rcu-reclaim: the last handle of a domain was dropped inside one of its read-side \
                  sections; its callbacks run once the section ends (read_unlock_raw() before \
                  dropping the domain)"
+            );
+        } else if left_open {
+            tracing::warn!(
+                domain = self.id,
+                "rcu-reclaim: the last handle of a domain was dropped while a thread that exited \
+                 left one of its read-side sections open (a leaked ReadGuard or online \
+                 QsbrThread); no grace period can end, so its callbacks and deferred drops are \
+                 left to a background thread that runs them only if the section ever ends"
             );
         }
         #[cfg(not(loom))]

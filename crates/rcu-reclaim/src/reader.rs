@@ -203,6 +203,20 @@ impl Registry {
         any
     }
 
+    /// Whether a thread left a section open as it exited that only a drop
+    /// can end: a guard's, or an online QSBR registration's (see
+    /// `Slot::raw_only`). Until then no grace period of the domain ends.
+    pub(crate) fn any_section_left_open(&self) -> bool {
+        let mut any = false;
+        self.for_each_slot(|s| {
+            any |= s.in_use.load(Ordering::Acquire)
+                && s.abandoned.load(Ordering::Relaxed)
+                && !s.raw_only.load(Ordering::Relaxed)
+                && s.ctr.load(Ordering::Relaxed) != 0;
+        });
+        any
+    }
+
     /// Number of slots claimed by live threads.
     pub(crate) fn registered(&self) -> usize {
         let mut n = 0;

@@ -173,6 +173,35 @@ fn a_reference_from_a_leaked_guard_outlives_its_thread_safely() {
     assert_eq!(rcu.stats().registered_readers, 0, "the slot is not counted");
 }
 
+/// Dropping the last handle of a domain that a thread left inside a
+/// guard's section as it exited returns (no grace period can end, so the
+/// pending callbacks are never run, rather than run under a reference the
+/// guard lent). Before the fix above, the grace period ended that section;
+/// with it alone, the drop waited for good.
+#[test]
+fn dropping_a_domain_left_inside_a_section_by_an_exited_thread_returns() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = rcu.clone();
+    thread::spawn(move || std::mem::forget(r.read_lock()))
+        .join()
+        .unwrap();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = ran.clone();
+    rcu.call(move || r.store(true, Ordering::SeqCst));
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        drop(rcu);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(SOON)
+        .expect("dropping the domain waited for a section no grace period can end");
+    thread::sleep(BLOCKED);
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a callback ran without a grace period"
+    );
+}
+
 /// As above, with a leaked online QSBR registration and a leaked guard of
 /// it: the registration stays online once its thread is gone.
 #[test]
