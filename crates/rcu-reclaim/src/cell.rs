@@ -115,6 +115,16 @@ impl<T> RcuCell<T> {
     /// };
     /// println!("{r}");
     /// ```
+    ///
+    /// nor moves to a thread that may outlive the section (`&T` is `Send`
+    /// for `T: Sync`, but a spawned thread needs `'static`):
+    ///
+    /// ```compile_fail,E0597
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let guard = cell.domain().read_lock();
+    /// let r = cell.load(&guard).unwrap();
+    /// std::thread::spawn(move || println!("{r}")); // error: `guard` does not live long enough
+    /// ```
     #[inline]
     #[track_caller]
     pub fn load<'a, G: ReadSection>(&'a self, guard: &'a G) -> Option<&'a T> {

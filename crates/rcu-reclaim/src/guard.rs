@@ -129,6 +129,15 @@ impl ReadSection for ReadGuard<'_> {
 /// let guard = rcu_reclaim::Rcu::global().read_lock();
 /// std::thread::spawn(move || drop(guard)); // error: `ReadGuard` is not `Send`
 /// ```
+///
+/// It borrows its domain handle, which so outlives the section:
+///
+/// ```compile_fail,E0505
+/// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+/// let guard = rcu.read_lock();
+/// drop(rcu); // error: `rcu` is borrowed by the guard
+/// drop(guard);
+/// ```
 #[must_use = "the read-side section ends when the guard is dropped"]
 pub struct ReadGuard<'a> {
     rcu: &'a Rcu,
