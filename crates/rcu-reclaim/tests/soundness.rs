@@ -152,13 +152,20 @@ fn freeing_is_held_up(cell: &'static RcuCell<Poisoned>) -> bool {
 /// good. Before: a grace period ended the section of a thread that was
 /// gone, and the value was freed under the other thread's reference (it
 /// read freed memory).
-#[test]
-fn a_reference_from_a_leaked_guard_outlives_its_thread_safely() {
-    let rcu: &'static Rcu = Box::leak(Box::new(Rcu::new(Config::new()).unwrap()));
-    let cell: &'static RcuCell<Poisoned> = Box::leak(Box::new(RcuCell::new_in(
+/// A domain of `config` and a cell in it holding a live value, both
+/// leaked: what a `&'static` reference from a leaked section needs.
+fn leaked_cell(config: Config) -> (&'static Rcu, &'static RcuCell<Poisoned>) {
+    let rcu: &'static Rcu = Box::leak(Box::new(Rcu::new(config).unwrap()));
+    let cell = Box::leak(Box::new(RcuCell::new_in(
         rcu,
         Some(Box::new(Poisoned(ALIVE.into()))),
     )));
+    (rcu, cell)
+}
+
+#[test]
+fn a_reference_from_a_leaked_guard_outlives_its_thread_safely() {
+    let (rcu, cell) = leaked_cell(Config::new());
     let value: &'static Poisoned = thread::spawn(move || {
         let guard: &'static rcu_reclaim::ReadGuard<'static> = Box::leak(Box::new(rcu.read_lock()));
         cell.load(guard).unwrap()
@@ -207,13 +214,7 @@ fn dropping_a_domain_left_inside_a_section_by_an_exited_thread_returns() {
 #[test]
 fn a_reference_from_a_leaked_qsbr_registration_outlives_its_thread_safely() {
     use rcu_reclaim::{Flavor, QsbrGuard, QsbrThread};
-    let rcu: &'static Rcu = Box::leak(Box::new(
-        Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap(),
-    ));
-    let cell: &'static RcuCell<Poisoned> = Box::leak(Box::new(RcuCell::new_in(
-        rcu,
-        Some(Box::new(Poisoned(ALIVE.into()))),
-    )));
+    let (rcu, cell) = leaked_cell(Config::new().flavor(Flavor::Qsbr));
     let value: &'static Poisoned = thread::spawn(move || {
         let thread: &'static QsbrThread = Box::leak(Box::new(rcu.register_qsbr_thread()));
         let guard: &'static QsbrGuard<'static> = Box::leak(Box::new(thread.read_lock()));

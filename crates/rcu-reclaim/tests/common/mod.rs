@@ -18,6 +18,14 @@ pub fn domains() -> Vec<Rcu> {
     v
 }
 
+/// Whether no grace period of `rcu` ends within `wait`: one is asked for
+/// (`start_poll`), then looked at once `wait` has passed.
+pub fn grace_periods_held_up(rcu: &Rcu, wait: std::time::Duration) -> bool {
+    let cookie = rcu.start_poll();
+    thread::sleep(wait);
+    !rcu.poll(&cookie)
+}
+
 /// Holds a read-side section of `rcu` on another thread until the returned
 /// sender fires (or is dropped).
 pub fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
