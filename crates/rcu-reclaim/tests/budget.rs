@@ -347,7 +347,8 @@ impl Shrinker for UnderBooked {
 /// The OOM handler's calls, `ReclaimStats::ooms` and `BudgetStats::ooms`
 /// count the same events. Reclaim that frees the budget's usage back to
 /// `high` is no out-of-memory, even when the bytes booked for it say less
-/// (the program: the handler fired 260 times, the budget said 4);
+/// (a bounded cache of large entries once had the handler fire 260 times
+/// while the budget counted 4);
 /// reclaim that cannot is one, counted once by each.
 #[test]
 fn oom_handler_reclaim_stats_and_budget_count_the_same_events() {

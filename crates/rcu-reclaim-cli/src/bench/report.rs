@@ -1,5 +1,5 @@
 //! Turning the runs into figures: per backend over all rounds, ratios to
-//! rcu-reclaim, the targets, and the text table.
+//! rcu-reclaim, its targets, and the text table.
 
 use serde::Serialize;
 
@@ -60,7 +60,7 @@ pub struct BackendReport {
     pub samples: Vec<Sample>,
 }
 
-/// One of the targets, measured.
+/// One of the bench's targets, measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
     pub what: String,
@@ -219,7 +219,7 @@ pub fn scenario(
     }
 }
 
-/// The targets for the scenario, as ours / theirs.
+/// The bench's targets for the scenario, as ours / theirs.
 fn targets(scenario: &str, b: &[BackendReport]) -> Vec<Target> {
     let find = |n: &str| b.iter().find(|x| x.backend == n);
     let mut out = Vec::new();

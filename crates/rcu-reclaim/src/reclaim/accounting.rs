@@ -157,7 +157,7 @@ impl AccountingAlloc<System> {
         PEAK.load(Ordering::Relaxed)
     }
 
-    /// Makes allocations enforce `budget` (the optional direct
+    /// Makes allocations enforce `budget` (optional direct
     /// reclaim): every 16 KiB of growth a thread checks it, reclaiming
     /// directly over `min` and waking the background reclaimer over `low`.
     /// Threads inside reclaim, inside [`no_reclaim`](crate::reclaim::no_reclaim), or

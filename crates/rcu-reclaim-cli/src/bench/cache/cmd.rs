@@ -66,7 +66,7 @@ pub struct CacheArgs {
     cache_hog: Option<u64>,
 }
 
-/// Per cent of the trace that is gets (issue 19's workload).
+/// Per cent of the trace that is gets (the cache workload's default: 90).
 const GET_PERCENT: u32 = 90;
 /// The warm-up's share of each run.
 const WARMUP_SHARE: f64 = 0.2;

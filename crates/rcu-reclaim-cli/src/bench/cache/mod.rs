@@ -1,5 +1,5 @@
 //! `rcu-reclaim bench --scenario cache`: concurrent caches of large values
-//! on a Zipf key trace, side by side (issue 19, item 5).
+//! on a Zipf key trace, side by side.
 //!
 //! Every thread replays its own trace ([`trace`]): 90 % gets of a key
 //! drawn from Zipf(`s`) over `keys` keys ([`zipf`]), 10 % inserts of a

@@ -1,5 +1,5 @@
 //! The cache scenario's figures: per backend over all rounds, ratios to
-//! rcu-reclaim's RcuCache, the issue's targets, and the text table.
+//! rcu-reclaim's RcuCache, its targets, and the text table.
 
 use serde::Serialize;
 
@@ -178,7 +178,7 @@ pub fn scenario(
     }
 }
 
-/// Issue 19's targets for RcuCache (the first column, when it is
+/// The targets for RcuCache (the first column, when it is
 /// rcu-reclaim): its gets/s at least quick_cache's, its get p99 at most
 /// quick_cache's, its hit ratio at most 2 points below the better of
 /// moka's and quick_cache's.
