@@ -183,15 +183,28 @@ pub fn backlog() -> (usize, usize) {
 /// first invoking it on the calling thread if `here`. Skips the caller's
 /// own crdp (a callback waiting for its own crdp would wait for itself).
 /// The caller is outside any read-side section (offline, for QSBR).
+///
+/// A crdp freed meanwhile hands what it still holds over to the default
+/// one, possibly after this waited for the default: its wait then goes on
+/// with the default, up to those heads. One that is no longer listed was
+/// removed after the handover, so the default counted them before the
+/// wait for it began.
 pub fn wait_all_drained(here: bool) {
     let me = WORKER_OF.with(|t| t.get());
     let crdps: Vec<_> = all().clone();
     for c in crdps {
-        if !ptr::eq(Arc::as_ptr(&c), me) {
-            if here {
-                c.drain_here();
+        if ptr::eq(Arc::as_ptr(&c), me) {
+            continue;
+        }
+        if here {
+            c.drain_here();
+        }
+        let mut next = c.wait_drained();
+        while let Some((to, target)) = next {
+            if ptr::eq(Arc::as_ptr(&to), me) {
+                break;
             }
-            c.wait_drained();
+            next = to.wait_done(target);
         }
     }
 }
@@ -234,10 +247,13 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
     // SAFETY: per the contract, `crdp` is the reference `create` returned.
     let crdp = unsafe { Arc::from_raw(crdp.cast_const()) };
     // Its thread may be waiting for a grace period: offline meanwhile.
+    // Handed over before it leaves the list: a barrier that does not find
+    // it there finds its heads counted in the default's queue, and one that
+    // does follows them there (`wait_all_drained`).
     F::offline_while(|| {
         crdp.stop();
+        crdp.hand_over(&default_crdp::<F>());
         all().retain(|c| !Arc::ptr_eq(c, &crdp));
-        default_crdp::<F>().adopt(crdp.take_queue());
     });
 }
 
@@ -493,5 +509,89 @@ mod tests {
         assert_eq!(got, (0..1000).collect::<Vec<_>>());
         free_all_cpu_call_rcu_data::<Memb>();
         assert!((0..per_cpu().len() as c_int).all(|c| get_cpu_call_rcu_data(c).is_null()));
+    }
+
+    /// A C node with its `rcu_head` first; its callback sets its flag.
+    #[repr(C)]
+    struct Flagged {
+        head: RcuHead,
+        flag: &'static std::sync::atomic::AtomicBool,
+    }
+
+    unsafe extern "C" fn set_flag(head: *mut RcuHead) {
+        // SAFETY: every head queued with this callback is the first field of
+        // a boxed `Flagged`, handed over by the test below and invoked once.
+        let node = unsafe { Box::from_raw(head.cast::<Flagged>()) };
+        node.flag.store(true, Ordering::Release);
+    }
+
+    /// `rcu_barrier` against `call_rcu_data_free`: the callbacks a freed
+    /// crdp hands over to the default one are still covered by a barrier
+    /// that runs meanwhile (liburcu's contract: every callback queued
+    /// before the barrier has run when it returns). One thread creates a
+    /// crdp, queues a few callbacks on it and frees it, in a loop; another
+    /// notes how many were queued, calls `rcu_barrier` and checks that each
+    /// of them ran.
+    #[test]
+    fn a_barrier_covers_callbacks_handed_over_by_a_crdp_freed_meanwhile() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        use std::time::{Duration, Instant};
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        const MAX: usize = 1 << 20;
+        const PER_CRDP: usize = 16;
+        let flags: &'static [AtomicBool] =
+            Box::leak((0..MAX).map(|_| AtomicBool::new(false)).collect());
+        let queued = &*Box::leak(Box::new(AtomicUsize::new(0)));
+        let done = &*Box::leak(Box::new(AtomicBool::new(false)));
+        let run_for = Duration::from_secs(3);
+        let freer = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut next = 0;
+            while start.elapsed() < run_for && next + PER_CRDP <= MAX {
+                let crdp = create_call_rcu_data::<Memb>(0, -1);
+                set_thread_call_rcu_data(crdp);
+                for flag in &flags[next..next + PER_CRDP] {
+                    let node = Box::into_raw(Box::new(Flagged {
+                        head: RcuHead {
+                            next: ptr::null_mut(),
+                            func: None,
+                        },
+                        flag,
+                    }));
+                    // SAFETY: the node is ours to hand over until its callback.
+                    unsafe { queue::<Memb>(node.cast::<RcuHead>(), set_flag, 0) };
+                }
+                next += PER_CRDP;
+                queued.store(next, Ordering::Release);
+                set_thread_call_rcu_data(ptr::null_mut());
+                Memb::rcu().synchronize();
+                // SAFETY: uninstalled a grace period ago; created above,
+                // freed once.
+                unsafe { call_rcu_data_free::<Memb>(crdp) };
+            }
+            done.store(true, Ordering::Release);
+        });
+        let (mut checked, mut barriers, mut escaped) = (0, 0u64, Vec::new());
+        while !done.load(Ordering::Acquire) {
+            let before = queued.load(Ordering::Acquire);
+            barrier::<Memb>();
+            barriers += 1;
+            if let Some(i) = (checked..before).find(|&i| !flags[i].load(Ordering::Acquire)) {
+                escaped.push((i, before));
+            }
+            checked = before;
+        }
+        freer.join().unwrap();
+        barrier::<Memb>();
+        let total = queued.load(Ordering::Acquire);
+        assert!(flags[..total].iter().all(|f| f.load(Ordering::Acquire)));
+        assert!(
+            escaped.is_empty(),
+            "{} of {barriers} barriers returned before a callback queued before them had run \
+             (first: callback {} of the {} queued before it; {total} queued in all)",
+            escaped.len(),
+            escaped[0].0,
+            escaped[0].1
+        );
     }
 }

@@ -208,8 +208,14 @@ struct State {
     done: u64,
     stop: bool,
     stopped: bool,
-    /// Freed (or lost in a fork): what it still held went to the default.
+    /// Freed (or lost in a fork): what it still held went to the default,
+    /// and is counted in `done` here.
     freed: bool,
+    /// Once freed: the crdp that took what it still held, and that crdp's
+    /// `queued` once it held it. `rcu_barrier` waits for that crdp to get
+    /// there too: the heads it counted here may have been handed over
+    /// rather than invoked.
+    handed: Option<(Arc<CallRcuData>, u64)>,
     pause: bool,
     paused: bool,
     handle: Option<JoinHandle<()>>,
@@ -482,19 +488,27 @@ impl CallRcuData {
         unsafe { chain_of(newest, bytes) }
     }
 
-    /// Adds a chain taken from another crdp (freed, or lost in a fork).
-    pub(crate) fn adopt(&self, chain: Chain) {
+    /// Adds a chain taken from another crdp (freed, or lost in a fork);
+    /// returns `queued` once it is counted: once `done` reaches that, the
+    /// chain has been invoked.
+    ///
+    /// Counted after it is pushed: every head pushed before it was counted
+    /// before its own push (`push`), so fewer than that many heads come
+    /// before the chain's last, and the batches invoked in order cannot
+    /// reach that count without it.
+    pub(crate) fn adopt(&self, chain: Chain) -> u64 {
         if chain.is_empty() {
-            return;
+            return self.queued.load(Ordering::SeqCst);
         }
-        self.queued.fetch_add(chain.len, Ordering::Relaxed);
         {
             let mut acc = lock(&self.incoming_bytes);
             *acc += chain.bytes;
             self.bytes.fetch_add(chain.bytes, Ordering::Relaxed);
             self.push_chain(chain.newest, chain.oldest);
         }
+        let queued = self.queued.fetch_add(chain.len, Ordering::SeqCst) + chain.len;
         self.wake_if_sleeping();
+        queued
     }
 
     /// Heads queued and not yet invoked, and their bytes.
@@ -517,8 +531,17 @@ impl CallRcuData {
         self.run_batch()
     }
 
-    /// Waits until everything queued before the call was invoked.
-    pub(crate) fn wait_drained(&self) {
+    /// Waits until everything queued before the call was invoked here,
+    /// or handed over to another crdp when this one was freed: then
+    /// returns that crdp and the count its `done` must reach (see
+    /// [`wait_done`](Self::wait_done)).
+    pub(crate) fn wait_drained(&self) -> Option<(Arc<CallRcuData>, u64)> {
+        self.wait_done(self.queued.load(Ordering::SeqCst))
+    }
+
+    /// Waits until `done` reaches `target` (or the crdp was lost in a
+    /// fork); returns where what it still held went, if it was freed.
+    pub(crate) fn wait_done(&self, target: u64) -> Option<(Arc<CallRcuData>, u64)> {
         if self.pid != std::process::id() {
             // Forked without `call_rcu_before_fork` / `_after_fork_child`:
             // the thread stayed in the parent, and what was queued here
@@ -530,15 +553,17 @@ impl CallRcuData {
                  parent and call_rcu_after_fork_child() in the child",
             );
         }
-        let target = self.queued.load(Ordering::SeqCst);
         let mut st = lock(&self.state);
-        while st.done < target && !st.stopped && !st.freed {
+        // Not done when the thread stops: what it still holds is counted
+        // done only by `hand_over`, with where it went.
+        while st.done < target && !st.freed {
             st = wait(&self.progress, st);
         }
+        st.handed.clone()
     }
 
     /// Stops the thread after the batch in hand (what is still queued stays
-    /// queued: see `take_queue`); `join` unless the thread is the caller.
+    /// queued: see `hand_over`); `join` unless the thread is the caller.
     pub(crate) fn stop(&self) {
         let handle = {
             let mut st = lock(&self.state);
@@ -547,7 +572,6 @@ impl CallRcuData {
             while !st.stopped {
                 st = wait(&self.progress, st);
             }
-            st.freed = true;
             st.handle.take()
         };
         if let Some(h) = handle {
@@ -605,14 +629,23 @@ impl CallRcuData {
         unsafe { chain_of(newest, bytes) }
     }
 
-    /// What a stopped crdp still holds, counted as done here (its new crdp
-    /// counts it as queued).
-    pub(crate) fn take_queue(&self) -> Chain {
+    /// Hands what a stopped crdp still holds over to `to` (which counts it
+    /// as queued), then counts it as done here and marks this one freed,
+    /// noting where it went: a barrier that counted those heads here
+    /// follows them there (`wait_drained`), so they cannot escape it.
+    pub(crate) fn hand_over(&self, to: &Arc<CallRcuData>) {
         let chain = self.take();
-        self.taken.fetch_add(chain.len, Ordering::Relaxed);
+        let n = chain.len;
+        self.taken.fetch_add(n, Ordering::Relaxed);
         self.bytes.fetch_sub(chain.bytes, Ordering::Relaxed);
-        self.count_done(chain.len);
-        chain
+        let there = to.adopt(chain);
+        let mut st = lock(&self.state);
+        st.done += n;
+        st.freed = true;
+        if n > 0 {
+            st.handed = Some((to.clone(), there));
+        }
+        self.progress.notify_all();
     }
 }
 
