@@ -594,4 +594,70 @@ mod tests {
             escaped[0].1
         );
     }
+
+    /// `rcu_barrier` beside `rcu_reclaim_run_callbacks` (which runs a batch
+    /// of a crdp on the caller's thread): a batch run there must not let a
+    /// barrier count a newer batch's heads for an older batch still in the
+    /// crdp thread's hands. One thread floods `call_rcu` on the default
+    /// crdp, one loops over the run here, and the test thread notes how
+    /// many were queued, calls `rcu_barrier` and checks that each of them
+    /// ran.
+    #[test]
+    fn a_barrier_beside_runs_on_the_callers_thread_covers_every_older_callback() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        use std::time::{Duration, Instant};
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        const MAX: usize = 1 << 22;
+        let flags: &'static [AtomicBool] =
+            Box::leak((0..MAX).map(|_| AtomicBool::new(false)).collect());
+        let queued = &*Box::leak(Box::new(AtomicUsize::new(0)));
+        let done = &*Box::leak(Box::new(AtomicBool::new(false)));
+        let run_for = Duration::from_secs(3);
+        let flooder = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut next = 0;
+            while start.elapsed() < run_for && next < MAX {
+                let node = Box::into_raw(Box::new(Flagged {
+                    head: RcuHead {
+                        next: ptr::null_mut(),
+                        func: None,
+                    },
+                    flag: &flags[next],
+                }));
+                // SAFETY: the node is ours to hand over until its callback.
+                unsafe { queue::<Memb>(node.cast::<RcuHead>(), set_flag, 0) };
+                next += 1;
+                queued.store(next, Ordering::Release);
+            }
+            done.store(true, Ordering::Release);
+        });
+        let runner = std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                wait_all_drained(true);
+            }
+        });
+        let (mut checked, mut barriers, mut escaped) = (0, 0u64, Vec::new());
+        while !done.load(Ordering::Acquire) {
+            let before = queued.load(Ordering::Acquire);
+            barrier::<Memb>();
+            barriers += 1;
+            if let Some(i) = (checked..before).find(|&i| !flags[i].load(Ordering::Acquire)) {
+                escaped.push((i, before));
+            }
+            checked = before;
+        }
+        flooder.join().unwrap();
+        runner.join().unwrap();
+        barrier::<Memb>();
+        let total = queued.load(Ordering::Acquire);
+        assert!(flags[..total].iter().all(|f| f.load(Ordering::Acquire)));
+        assert!(
+            escaped.is_empty(),
+            "{} of {barriers} barriers returned before a callback queued before them had run \
+             (first: callback {} of the {} queued before it; {total} queued in all)",
+            escaped.len(),
+            escaped[0].0,
+            escaped[0].1
+        );
+    }
 }

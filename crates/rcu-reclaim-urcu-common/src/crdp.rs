@@ -281,6 +281,14 @@ pub struct CallRcuData {
     wake: Condvar,
     /// Signalled when `done` grows, or the thread pauses or stops.
     progress: Condvar,
+    /// Held while a batch is taken, waits for its grace period and is
+    /// invoked (by the thread, or by `drain_here` on a caller's), and by
+    /// `hand_over`: batches complete in the order they were taken, so
+    /// `done` reaches a count only once every head queued before that
+    /// count has run, which `rcu_barrier` relies on. (A batch run on a
+    /// caller's thread beside an older one in the thread's hands let a
+    /// barrier count its newer heads for the older ones and return early.)
+    batch: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -307,6 +315,7 @@ impl CallRcuData {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             progress: Condvar::new(),
+            batch: Mutex::new(()),
         });
         let me = crdp.clone();
         let handle = std::thread::Builder::new()
@@ -371,8 +380,15 @@ impl CallRcuData {
     }
 
     /// Takes what is queued, waits for its grace period and invokes it on
-    /// the calling thread; returns how many heads, and their bytes.
+    /// the calling thread, after any batch taken before it (`batch`);
+    /// returns how many heads, and their bytes.
     fn run_batch(&self) -> (usize, usize) {
+        let _in_order = lock(&self.batch);
+        self.run_batch_locked()
+    }
+
+    /// [`run_batch`](Self::run_batch) with `batch` held.
+    fn run_batch_locked(&self) -> (usize, usize) {
         let (newest, bytes) = self.take_raw();
         if newest.is_null() {
             return (0, 0);
@@ -528,7 +544,15 @@ impl CallRcuData {
         if lock(&self.state).pause {
             return (0, 0);
         }
-        self.run_batch()
+        // Only if no batch is in flight: the thread's, waiting for its
+        // grace period, completes first anyway, and this caller need not
+        // wait for it here (a barrier waits for it; reclaim moves on).
+        let _in_order = match self.batch.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return (0, 0),
+        };
+        self.run_batch_locked()
     }
 
     /// Waits until everything queued before the call was invoked here,
@@ -634,6 +658,9 @@ impl CallRcuData {
     /// noting where it went: a barrier that counted those heads here
     /// follows them there (`wait_drained`), so they cannot escape it.
     pub(crate) fn hand_over(&self, to: &Arc<CallRcuData>) {
+        // After a batch a caller's `drain_here` still runs: `freed` must
+        // not let a barrier stop waiting here before that batch is done.
+        let _in_order = lock(&self.batch);
         let chain = self.take();
         let n = chain.len;
         self.taken.fetch_add(n, Ordering::Relaxed);
