@@ -780,6 +780,10 @@ impl Rcu {
     pub fn in_read_section(&self) -> bool {
         reader::nesting_in(self.id) > 0
             || (self.flavor == Flavor::Qsbr && reader::qsbr_online_in(self.id))
+            // In a thread-local's destructor that runs after the thread's
+            // registrations are gone, a guard or online registration kept
+            // in such a thread-local is still open.
+            || reader::in_section_after_registrations(&self.registry)
     }
 
     pub(crate) fn registry(&self) -> &Arc<Registry> {
@@ -835,6 +839,15 @@ impl Rcu {
                  it would wait for the thread's own quiescent state forever. Call it through \
                  QsbrThread::offline_while(|| ...), or use QsbrThread::synchronize() (with two \
                  registrations on this thread, every one of them must be offline)"
+            );
+        }
+        if reader::in_section_after_registrations(&self.registry) {
+            panic!(
+                "rcu-reclaim: {call} called from a thread-local's destructor that runs after \
+                 the thread's registrations were destroyed, while a ReadGuard or an online \
+                 QsbrThread of the same domain, kept in a thread-local, is still open on this \
+                 thread; it would wait for itself forever. Drop the guard or registration \
+                 first (or take it out of the thread-local before the thread exits)"
             );
         }
     }

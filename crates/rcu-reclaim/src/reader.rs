@@ -812,3 +812,32 @@ pub(crate) fn qsbr_online_in(id: u64) -> bool {
 pub(crate) fn in_section(id: u64) -> bool {
     nesting_in(id) > 0 || qsbr_online_in(id)
 }
+
+/// For a thread whose thread-local registrations are already destroyed
+/// (it runs the destructor of a thread-local destroyed after them, where
+/// [`nesting_in`] and [`qsbr_online_in`] see no section): whether a slot of
+/// `registry` that this thread owns is still inside a section (a guard,
+/// or an online QSBR registration, kept in such a thread-local). A grace
+/// period would wait for this very thread. `false`, without a look at the
+/// slots, while the registrations are alive.
+#[cfg(not(loom))]
+pub(crate) fn in_section_after_registrations(registry: &Registry) -> bool {
+    let gone = REGISTRATIONS.try_with(|_| ()).is_err() || QSBR_ONLINE.try_with(|_| ()).is_err();
+    if !gone {
+        return false;
+    }
+    let tid = crate::sys::gettid();
+    let mut open = false;
+    registry.for_each_slot(|s| {
+        open |= s.in_use.load(Ordering::Acquire)
+            && s.ctr.load(Ordering::Relaxed) != 0
+            && lock(&s.owner).tid == tid;
+    });
+    open
+}
+
+/// Under loom no thread-local is destroyed before another's destructor.
+#[cfg(loom)]
+pub(crate) fn in_section_after_registrations(_: &Registry) -> bool {
+    false
+}

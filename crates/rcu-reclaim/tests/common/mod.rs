@@ -101,8 +101,16 @@ impl Drop for CountedPlain {
 
 /// Runs `child` in a forked child of a process whose domain was prepared
 /// for the fork; the child's exit status (killed, and a failure, if it
-/// hangs for 20 s).
+/// hangs for 20 s; a failure if it dies of a signal).
 pub fn in_forked_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
+    let status = forked_child_status(rcu, child);
+    assert!(libc::WIFEXITED(status), "the child died: status {status}");
+    libc::WEXITSTATUS(status)
+}
+
+/// As [`in_forked_child`], but the child's raw wait status, whether it
+/// exited or died of a signal.
+pub fn forked_child_status(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
     let guard = rcu.prepare_fork();
     // SAFETY: the child runs only this crate's code and `_exit`s; the
     // domain was prepared for the fork.
@@ -133,8 +141,7 @@ pub fn in_forked_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
         }
         thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert!(libc::WIFEXITED(status), "the child died: status {status}");
-    libc::WEXITSTATUS(status)
+    status
 }
 
 /// A shrinker's scan of a cache that holds `used` bytes in objects of
