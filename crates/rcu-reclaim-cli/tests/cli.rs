@@ -489,6 +489,40 @@ fn a_short_bench_reports_every_backend_and_loses_no_garbage() {
     assert!(svg.contains("<svg") && svg.contains("garbage over time"));
 }
 
+/// A scenario named twice, with another between, runs once, where it was
+/// first named.
+#[test]
+fn a_scenario_named_twice_runs_once() {
+    let v = run_json(&[
+        "bench",
+        "--scenario",
+        "read-mostly",
+        "--scenario",
+        "update-heavy",
+        "--scenario",
+        "read-mostly",
+        "--backend",
+        "rcu-reclaim",
+        "--duration",
+        "0.2",
+        "--rounds",
+        "1",
+        "--keys",
+        "1000",
+        "--threads",
+        "1",
+        "--no-plot",
+        "--json",
+    ]);
+    let names: Vec<&str> = v["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["read-mostly", "update-heavy"]);
+}
+
 #[test]
 fn bench_rejects_bad_arguments_naming_the_flag() {
     usage_errors(&[

@@ -183,8 +183,14 @@ impl BenchArgs {
                 Scenario::Budget,
             ]
         } else {
-            let mut s = self.scenario.clone();
-            s.dedup();
+            // Each once, in the order first named (`dedup` would keep a
+            // scenario named twice with another between).
+            let mut s: Vec<Scenario> = Vec::new();
+            for &x in &self.scenario {
+                if !s.contains(&x) {
+                    s.push(x);
+                }
+            }
             s
         };
         let cache = scenarios.contains(&Scenario::Cache);
