@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::stdout::{errln, out, outln};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rcu_reclaim::reclaim::AccountingAlloc;
 use rcu_reclaim::{Config, Flavor, Rcu};
 use serde::Serialize;
@@ -209,8 +209,11 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let argv: Vec<String> = std::env::args_os()
                 .map(|a| a.to_string_lossy().into_owned())
@@ -232,13 +235,18 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        Command::Bench(args) => match args.workloads() {
-            Ok(w) => bench::cmd::run(&args, w),
-            Err(e) => {
-                errln!("error: {e}");
-                return ExitCode::from(2);
+        Command::Bench(mut args) => {
+            if let Some(m) = matches.subcommand_matches("bench") {
+                args.set_cache_flags_given(bench::cmd::cache_flags_given(m));
             }
-        },
+            match args.workloads() {
+                Ok(w) => bench::cmd::run(&args, w),
+                Err(e) => {
+                    errln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         Command::Info {
             json,
             grace_periods,
@@ -260,7 +268,6 @@ fn main() -> ExitCode {
 /// positive), so clap takes `--duration` as the budget and then finds `5`
 /// unexpected. `None` where `argv` has no such pair.
 fn missing_value(argv: &[String]) -> Option<String> {
-    use clap::CommandFactory;
     let top = Cli::command();
     let sub = top.find_subcommand(argv.get(1)?)?;
     let long = |token: &str| {

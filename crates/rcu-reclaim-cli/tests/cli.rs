@@ -581,6 +581,20 @@ fn the_cache_scenario_rejects_bad_arguments_naming_the_flag() {
             vec!["bench", "--cgroup-limit", "512M"],
             "--cgroup-limit of bench applies to the cache scenario: add --scenario cache",
         ),
+        // The other cache flags are not ignored without the cache scenario
+        // either, a default value given included.
+        (
+            vec!["bench", "--zipf", "1.2"],
+            "--zipf applies to the cache scenario: add --scenario cache, or drop --zipf",
+        ),
+        (
+            vec!["bench", "--scenario", "budget", "--cache-capacity", "64M"],
+            "--cache-capacity applies to the cache scenario: add --scenario cache",
+        ),
+        (
+            vec!["bench", "--cache-value-max=16K"],
+            "--cache-value-max applies to the cache scenario",
+        ),
         (
             cache(&["--cache-guard", "1"]),
             "--cache-guard must be 2 to 64; 1 is too small",

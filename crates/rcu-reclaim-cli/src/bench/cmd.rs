@@ -130,6 +130,28 @@ pub struct BenchArgs {
     json: bool,
     #[command(flatten)]
     cache: CacheArgs,
+    /// The cache scenario's flags given on the command line (see
+    /// [`cache_flags_given`]).
+    #[arg(skip)]
+    cache_flags: Vec<String>,
+}
+
+/// The cache scenario's flags that `matches` (bench's) got from the
+/// command line, as typed (`--zipf`), but for the hidden ones and
+/// --cgroup-limit, which has its own message.
+pub fn cache_flags_given(matches: &clap::ArgMatches) -> Vec<String> {
+    use clap::parser::ValueSource;
+    CacheArgs::augment_args(clap::Command::new("bench"))
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && a.get_id() != "cgroup_limit")
+        .filter(|a| {
+            matches
+                .try_contains_id(a.get_id().as_str())
+                .unwrap_or(false)
+                && matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine)
+        })
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect()
 }
 
 /// What `bench` will run: the dentry-cache scenarios' workloads, and the
@@ -143,6 +165,13 @@ pub struct Plan {
 const MIN_RUN: f64 = 0.05;
 
 impl BenchArgs {
+    /// Records the cache scenario's flags given on the command line
+    /// ([`cache_flags_given`]), which [`workloads`](Self::workloads)
+    /// refuses without the cache scenario.
+    pub fn set_cache_flags_given(&mut self, flags: Vec<String>) {
+        self.cache_flags = flags;
+    }
+
     /// The scenarios' workloads; the message names the flag at fault.
     pub fn workloads(&self) -> Result<Plan, String> {
         for (min, max, what) in [
@@ -200,6 +229,11 @@ impl BenchArgs {
                  (demo has its own --cgroup-limit)"
                     .into(),
             );
+        }
+        if let (false, Some(flag)) = (cache, self.cache_flags.first()) {
+            return Err(format!(
+                "{flag} applies to the cache scenario: add --scenario cache, or drop {flag}"
+            ));
         }
         let dcache_named = self
             .backend
