@@ -12,7 +12,7 @@ mod harness;
 
 use harness::{run, Env, MEMB};
 
-/// Every symbol the issue lists (liburcu 0.13's memb ABI for programs built
+/// Every symbol of the drop-in's ABI (liburcu 0.13's memb ABI for programs built
 /// without `_LGPL_SOURCE`, 0.14's polled pair) plus our extensions.
 const EXPORTS: &[&str] = &[
     "urcu_memb_read_lock",
