@@ -242,7 +242,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     }
 
     /// Splits the eviction policy into `n` shards by key hash (rounded up
-    /// to a power of two, at most 64), each with its own lock and an equal
+    /// to a power of two, at most 64; 0 is taken as 1), each with its own lock and an equal
     /// share of the capacity: writers of keys in different shards evict
     /// side by side. By default two per CPU, as many as leave each shard
     /// at least 1 MiB of the capacity (a cache under 2 MiB has one). One
