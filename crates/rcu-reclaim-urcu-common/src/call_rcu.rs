@@ -571,28 +571,9 @@ mod tests {
             }
             done.store(true, Ordering::Release);
         });
-        let (mut checked, mut barriers, mut escaped) = (0, 0u64, Vec::new());
-        while !done.load(Ordering::Acquire) {
-            let before = queued.load(Ordering::Acquire);
-            barrier::<Memb>();
-            barriers += 1;
-            if let Some(i) = (checked..before).find(|&i| !flags[i].load(Ordering::Acquire)) {
-                escaped.push((i, before));
-            }
-            checked = before;
-        }
+        let barriers = barriers_until(done, queued, flags);
         freer.join().unwrap();
-        barrier::<Memb>();
-        let total = queued.load(Ordering::Acquire);
-        assert!(flags[..total].iter().all(|f| f.load(Ordering::Acquire)));
-        assert!(
-            escaped.is_empty(),
-            "{} of {barriers} barriers returned before a callback queued before them had run \
-             (first: callback {} of the {} queued before it; {total} queued in all)",
-            escaped.len(),
-            escaped[0].0,
-            escaped[0].1
-        );
+        barriers.check(queued, flags);
     }
 
     /// `rcu_barrier` beside `rcu_reclaim_run_callbacks` (which runs a batch
@@ -636,28 +617,61 @@ mod tests {
                 wait_all_drained(true);
             }
         });
-        let (mut checked, mut barriers, mut escaped) = (0, 0u64, Vec::new());
+        let barriers = barriers_until(done, queued, flags);
+        flooder.join().unwrap();
+        runner.join().unwrap();
+        barriers.check(queued, flags);
+    }
+
+    /// What [`barriers_until`] saw: how many barriers, and for each that
+    /// returned early, the first callback it had not waited for and how
+    /// many were queued before it.
+    struct Barriers {
+        count: u64,
+        escaped: Vec<(usize, usize)>,
+    }
+
+    /// Calls `rcu_barrier` until `done`, each time noting how many
+    /// callbacks were `queued` before it and checking, once it returns,
+    /// that each of them has set its flag.
+    fn barriers_until(
+        done: &std::sync::atomic::AtomicBool,
+        queued: &std::sync::atomic::AtomicUsize,
+        flags: &[std::sync::atomic::AtomicBool],
+    ) -> Barriers {
+        let (mut checked, mut count, mut escaped) = (0, 0u64, Vec::new());
         while !done.load(Ordering::Acquire) {
             let before = queued.load(Ordering::Acquire);
             barrier::<Memb>();
-            barriers += 1;
+            count += 1;
             if let Some(i) = (checked..before).find(|&i| !flags[i].load(Ordering::Acquire)) {
                 escaped.push((i, before));
             }
             checked = before;
         }
-        flooder.join().unwrap();
-        runner.join().unwrap();
-        barrier::<Memb>();
-        let total = queued.load(Ordering::Acquire);
-        assert!(flags[..total].iter().all(|f| f.load(Ordering::Acquire)));
-        assert!(
-            escaped.is_empty(),
-            "{} of {barriers} barriers returned before a callback queued before them had run \
-             (first: callback {} of the {} queued before it; {total} queued in all)",
-            escaped.len(),
-            escaped[0].0,
-            escaped[0].1
-        );
+        Barriers { count, escaped }
+    }
+
+    impl Barriers {
+        /// After the producers stopped: one more barrier runs every
+        /// callback, and none of the barriers returned early.
+        fn check(
+            &self,
+            queued: &std::sync::atomic::AtomicUsize,
+            flags: &[std::sync::atomic::AtomicBool],
+        ) {
+            barrier::<Memb>();
+            let total = queued.load(Ordering::Acquire);
+            assert!(flags[..total].iter().all(|f| f.load(Ordering::Acquire)));
+            assert!(
+                self.escaped.is_empty(),
+                "{} of {} barriers returned before a callback queued before them had run \
+                 (first: callback {} of the {} queued before it; {total} queued in all)",
+                self.escaped.len(),
+                self.count,
+                self.escaped[0].0,
+                self.escaped[0].1
+            );
+        }
     }
 }
