@@ -117,15 +117,7 @@ fn churn(capacity: usize, churn: u64, rounds: usize) -> (usize, usize) {
             let (map, stop, walks) = (&map, &stop, &walks);
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let g = map.domain().read_lock();
-                    let mut seen = vec![0u8; FIXED as usize];
-                    for (k, v) in map.iter(&g) {
-                        v.check(*k);
-                        if *k < FIXED {
-                            seen[*k as usize] += 1;
-                        }
-                    }
-                    assert!(seen.iter().all(|&n| n == 1), "a walk saw {seen:?}");
+                    common::walk_sees_each_fixed_key_once(&map, FIXED, |k, v| v.check(k));
                     walks.fetch_add(1, Ordering::Relaxed);
                 }
             });

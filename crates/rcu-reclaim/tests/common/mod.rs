@@ -18,6 +18,25 @@ pub fn domains() -> Vec<Rcu> {
     v
 }
 
+/// One walk of `map` under a fresh guard: each key below `fixed` (keys
+/// that stay in the map while others come and go) is seen exactly once;
+/// `check` looks at every entry the walk meets.
+pub fn walk_sees_each_fixed_key_once<V: Send + 'static>(
+    map: &rcu_reclaim::RcuHashMap<u64, V>,
+    fixed: u64,
+    check: impl Fn(u64, &V),
+) {
+    let g = map.domain().read_lock();
+    let mut seen = vec![0u8; fixed as usize];
+    for (k, v) in map.iter(&g) {
+        check(*k, v);
+        if *k < fixed {
+            seen[*k as usize] += 1;
+        }
+    }
+    assert!(seen.iter().all(|&n| n == 1), "a walk saw {seen:?}");
+}
+
 /// Whether no grace period of `rcu` ends within `wait`: one is asked for
 /// (`start_poll`), then looked at once `wait` has passed.
 pub fn grace_periods_held_up(rcu: &Rcu, wait: std::time::Duration) -> bool {
