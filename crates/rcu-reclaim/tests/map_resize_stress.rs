@@ -117,7 +117,7 @@ fn churn(capacity: usize, churn: u64, rounds: usize) -> (usize, usize) {
             let (map, stop, walks) = (&map, &stop, &walks);
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    common::walk_sees_each_fixed_key_once(&map, FIXED, |k, v| v.check(k));
+                    common::walk_sees_each_fixed_key_once(map, FIXED, |k, v| v.check(k));
                     walks.fetch_add(1, Ordering::Relaxed);
                 }
             });
