@@ -168,6 +168,19 @@ pub(crate) fn show_size(bytes: usize) -> String {
     format!("{bytes} B")
 }
 
+/// `bytes` where an exact figure is not needed (memory the machine has,
+/// say): in the largest unit it reaches, with one decimal unless whole
+/// ("22.8G", "16M"); `show_size` gives a value a flag accepts instead.
+pub(crate) fn show_size_about(bytes: usize) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift {
+            let v = format!("{:.1}", bytes as f64 / (1u64 << shift) as f64);
+            return format!("{}{unit}", v.strip_suffix(".0").unwrap_or(&v));
+        }
+    }
+    format!("{bytes} B")
+}
+
 /// A size flag's range and meaning: its value parser.
 #[derive(Clone, Copy, Debug)]
 pub struct Size {
@@ -527,6 +540,11 @@ mod tests {
         assert_eq!(show_size(1), "1 B");
         assert_eq!(show_size(1536), "1536 B");
         assert_eq!(show_size(3 << 40), "3T");
+        assert_eq!(show_size_about(23_866_536 << 10), "22.8G");
+        assert_eq!(show_size_about(16 << 20), "16M");
+        assert_eq!(show_size_about(1536), "1.5K");
+        assert_eq!(show_size_about(100), "100 B");
+        assert_eq!(show_size_about((23 << 30) - (1 << 20)), "23G");
     }
 
     #[test]

@@ -411,6 +411,22 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
             &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],
             "--payload-max",
         ),
+        (
+            &[
+                "demo",
+                "--payload-min",
+                "16M",
+                "--payload-max",
+                "16M",
+                "--budget",
+                "16M",
+            ][..],
+            "--payload-max (16M) must be at most an eighth of --budget (16M)",
+        ),
+        (
+            &["demo", "--payload-max", "8M", "--unaware-budget", "32M"][..],
+            "--payload-max (8M) must be at most an eighth of --unaware-budget (32M)",
+        ),
     ]);
 }
 

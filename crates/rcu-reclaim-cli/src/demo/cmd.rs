@@ -14,6 +14,10 @@ use crate::stdout::{out, outln};
 
 const MIB: usize = 1 << 20;
 
+/// `--payload-max` may be at most this fraction of a budget: a cache of a
+/// handful of entries, each a large share of the budget, only reclaims.
+const MIN_ENTRIES_PER_BUDGET: usize = 8;
+
 /// The demo's flags.
 #[derive(Args)]
 pub struct DemoArgs {
@@ -95,6 +99,23 @@ impl DemoArgs {
             (None, Some(l)) => (l / 4 * 3).max(16 * MIB),
             (None, None) => 96 * MIB,
         };
+        for (flag, b) in [
+            ("--budget", Some(budget)),
+            ("--unaware-budget", self.unaware_budget),
+        ] {
+            match b {
+                Some(b) if self.payload_max > b / MIN_ENTRIES_PER_BUDGET => {
+                    return Err(format!(
+                        "--payload-max ({}) must be at most an eighth of {flag} ({}): a cache \
+                         of a few entries that each fill a large share of the budget would do \
+                         nothing but reclaim; lower --payload-max or raise {flag}",
+                        args::show_size(self.payload_max),
+                        args::show_size(b)
+                    ))
+                }
+                _ => {}
+            }
+        }
         if let (Some(u), Some(l)) = (self.unaware_budget, self.cgroup_limit) {
             if u > l {
                 return Err(format!(

@@ -111,10 +111,10 @@ impl CacheArgs {
             Some(avail) if guard > avail / 2 => {
                 if avail / 2 < cap.saturating_mul(2) {
                     return Err(format!(
-                        "--cache-capacity {} is too large for this machine: {} of memory is \
-                         available, and a run needs twice the capacity (give at most {})",
+                        "--cache-capacity {} is too large for this machine: about {} of memory \
+                         is available, and a run needs twice the capacity (give at most {})",
                         show(cap),
-                        show(avail),
+                        args::show_size_about(avail),
                         show((avail / 4) & !((1 << 20) - 1)),
                     ));
                 }
