@@ -238,6 +238,7 @@ fn main() -> ExitCode {
         Command::Bench(mut args) => {
             if let Some(m) = matches.subcommand_matches("bench") {
                 args.set_cache_flags_given(bench::cmd::cache_flags_given(m));
+                args.set_scenario_flags_given(bench::cmd::scenario_flags_given(m));
             }
             match args.workloads() {
                 Ok(w) => bench::cmd::run(&args, w),

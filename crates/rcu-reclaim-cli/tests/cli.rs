@@ -542,6 +542,29 @@ fn a_scenario_named_twice_runs_once() {
 #[test]
 fn bench_rejects_bad_arguments_naming_the_flag() {
     usage_errors(&[
+        (
+            &["bench", "--scenario", "cache", "--keys", "1000"][..],
+            "--keys applies to the read-mostly, update-heavy, budget scenarios: add \
+             --scenario read-mostly, or drop --keys",
+        ),
+        (
+            &["bench", "--scenario", "read-mostly", "--budget", "128M"][..],
+            "--budget applies to the budget scenario: add --scenario budget, or drop --budget",
+        ),
+        (
+            &["bench", "--scenario", "budget", "--payload-max", "1K"][..],
+            "--payload-max applies to the read-mostly, update-heavy scenarios",
+        ),
+        (
+            &[
+                "bench",
+                "--scenario",
+                "update-heavy",
+                "--budget-payload-min",
+                "2K",
+            ][..],
+            "--budget-payload-min applies to the budget scenario",
+        ),
         (&["bench", "--duration", "0"][..], "--duration"),
         (&["bench", "--rounds", "0"][..], "--rounds"),
         (

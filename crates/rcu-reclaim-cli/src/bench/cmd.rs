@@ -134,6 +134,57 @@ pub struct BenchArgs {
     /// [`cache_flags_given`]).
     #[arg(skip)]
     cache_flags: Vec<String>,
+    /// The other scenarios' own flags given on the command line (see
+    /// [`scenario_flags_given`]).
+    #[arg(skip)]
+    scenario_flags: Vec<&'static str>,
+}
+
+/// The flags of the dentry-cache scenarios, each with the scenarios that
+/// use it: given for a run of none of them, a flag is refused, naming it,
+/// as the cache scenario's are.
+const SCENARIO_FLAGS: [(&str, &str, &[Scenario]); 6] = [
+    (
+        "keys",
+        "--keys",
+        &[
+            Scenario::ReadMostly,
+            Scenario::UpdateHeavy,
+            Scenario::Budget,
+        ],
+    ),
+    (
+        "payload_min",
+        "--payload-min",
+        &[Scenario::ReadMostly, Scenario::UpdateHeavy],
+    ),
+    (
+        "payload_max",
+        "--payload-max",
+        &[Scenario::ReadMostly, Scenario::UpdateHeavy],
+    ),
+    ("budget", "--budget", &[Scenario::Budget]),
+    (
+        "budget_payload_min",
+        "--budget-payload-min",
+        &[Scenario::Budget],
+    ),
+    (
+        "budget_payload_max",
+        "--budget-payload-max",
+        &[Scenario::Budget],
+    ),
+];
+
+/// Of [`SCENARIO_FLAGS`], those that `matches` (bench's) got from the
+/// command line, as typed (`--keys`).
+pub fn scenario_flags_given(matches: &clap::ArgMatches) -> Vec<&'static str> {
+    use clap::parser::ValueSource;
+    SCENARIO_FLAGS
+        .iter()
+        .filter(|(id, _, _)| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|&(_, flag, _)| flag)
+        .collect()
 }
 
 /// The cache scenario's flags that `matches` (bench's) got from the
@@ -170,6 +221,13 @@ impl BenchArgs {
     /// refuses without the cache scenario.
     pub fn set_cache_flags_given(&mut self, flags: Vec<String>) {
         self.cache_flags = flags;
+    }
+
+    /// Records the other scenarios' flags given on the command line
+    /// ([`scenario_flags_given`]), which [`workloads`](Self::workloads)
+    /// refuses when none of their scenarios runs.
+    pub fn set_scenario_flags_given(&mut self, flags: Vec<&'static str>) {
+        self.scenario_flags = flags;
     }
 
     /// The scenarios' workloads; the message names the flag at fault.
@@ -234,6 +292,17 @@ impl BenchArgs {
             return Err(format!(
                 "{flag} applies to the cache scenario: add --scenario cache, or drop {flag}"
             ));
+        }
+        for &(_, flag, uses) in &SCENARIO_FLAGS {
+            if self.scenario_flags.contains(&flag) && !uses.iter().any(|u| scenarios.contains(u)) {
+                let names: Vec<_> = uses.iter().map(|u| u.name()).collect();
+                return Err(format!(
+                    "{flag} applies to the {} scenario{}: add --scenario {}, or drop {flag}",
+                    names.join(", "),
+                    if names.len() > 1 { "s" } else { "" },
+                    names[0]
+                ));
+            }
         }
         let dcache_named = self
             .backend
