@@ -534,15 +534,11 @@ mod tests {
     /// of them ran.
     #[test]
     fn a_barrier_covers_callbacks_handed_over_by_a_crdp_freed_meanwhile() {
-        use std::sync::atomic::{AtomicBool, AtomicUsize};
         use std::time::{Duration, Instant};
         let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         const MAX: usize = 1 << 20;
         const PER_CRDP: usize = 16;
-        let flags: &'static [AtomicBool] =
-            Box::leak((0..MAX).map(|_| AtomicBool::new(false)).collect());
-        let queued = &*Box::leak(Box::new(AtomicUsize::new(0)));
-        let done = &*Box::leak(Box::new(AtomicBool::new(false)));
+        let (flags, queued, done) = barrier_stress_state(MAX);
         let run_for = Duration::from_secs(3);
         let freer = std::thread::spawn(move || {
             let start = Instant::now();
@@ -551,15 +547,7 @@ mod tests {
                 let crdp = create_call_rcu_data::<Memb>(0, -1);
                 set_thread_call_rcu_data(crdp);
                 for flag in &flags[next..next + PER_CRDP] {
-                    let node = Box::into_raw(Box::new(Flagged {
-                        head: RcuHead {
-                            next: ptr::null_mut(),
-                            func: None,
-                        },
-                        flag,
-                    }));
-                    // SAFETY: the node is ours to hand over until its callback.
-                    unsafe { queue::<Memb>(node.cast::<RcuHead>(), set_flag, 0) };
+                    queue_flagged(flag);
                 }
                 next += PER_CRDP;
                 queued.store(next, Ordering::Release);
@@ -585,28 +573,16 @@ mod tests {
     /// ran.
     #[test]
     fn a_barrier_beside_runs_on_the_callers_thread_covers_every_older_callback() {
-        use std::sync::atomic::{AtomicBool, AtomicUsize};
         use std::time::{Duration, Instant};
         let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         const MAX: usize = 1 << 22;
-        let flags: &'static [AtomicBool] =
-            Box::leak((0..MAX).map(|_| AtomicBool::new(false)).collect());
-        let queued = &*Box::leak(Box::new(AtomicUsize::new(0)));
-        let done = &*Box::leak(Box::new(AtomicBool::new(false)));
+        let (flags, queued, done) = barrier_stress_state(MAX);
         let run_for = Duration::from_secs(3);
         let flooder = std::thread::spawn(move || {
             let start = Instant::now();
             let mut next = 0;
             while start.elapsed() < run_for && next < MAX {
-                let node = Box::into_raw(Box::new(Flagged {
-                    head: RcuHead {
-                        next: ptr::null_mut(),
-                        func: None,
-                    },
-                    flag: &flags[next],
-                }));
-                // SAFETY: the node is ours to hand over until its callback.
-                unsafe { queue::<Memb>(node.cast::<RcuHead>(), set_flag, 0) };
+                queue_flagged(&flags[next]);
                 next += 1;
                 queued.store(next, Ordering::Release);
             }
@@ -621,6 +597,37 @@ mod tests {
         flooder.join().unwrap();
         runner.join().unwrap();
         barriers.check(queued, flags);
+    }
+
+    /// Queues a `call_rcu` of a boxed `Flagged` that sets `flag`.
+    fn queue_flagged(flag: &'static std::sync::atomic::AtomicBool) {
+        let node = Box::into_raw(Box::new(Flagged {
+            head: RcuHead {
+                next: ptr::null_mut(),
+                func: None,
+            },
+            flag,
+        }));
+        // SAFETY: the node is ours to hand over until its callback.
+        unsafe { queue::<Memb>(node.cast::<RcuHead>(), set_flag, 0) };
+    }
+
+    /// A barrier stress test's shared state, leaked (the callbacks and
+    /// threads outlive any borrow): `max` flags, the count of callbacks
+    /// queued so far, and whether the producers are done.
+    fn barrier_stress_state(
+        max: usize,
+    ) -> (
+        &'static [std::sync::atomic::AtomicBool],
+        &'static std::sync::atomic::AtomicUsize,
+        &'static std::sync::atomic::AtomicBool,
+    ) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        (
+            Box::leak((0..max).map(|_| AtomicBool::new(false)).collect()),
+            Box::leak(Box::new(AtomicUsize::new(0))),
+            Box::leak(Box::new(AtomicBool::new(false))),
+        )
     }
 
     /// What [`barriers_until`] saw: how many barriers, and for each that
