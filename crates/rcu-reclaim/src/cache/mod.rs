@@ -638,7 +638,7 @@ where
         let cap = inner.cap.get();
         if item.is_some() || shards.bytes() > cap {
             let shard = shards.of(hash);
-            let floor = shards::evict_floor(shards.share(cap));
+            let floor = shards.floor(cap);
             let mut queues = lock(&shard.queues);
             if let Some((key, id, weight)) = item {
                 queues.push(key, id, weight, hash);

@@ -124,6 +124,12 @@ impl<K> Shards<K> {
         capacity / self.shards.len()
     }
 
+    /// How far a writer evicts from its own shard of a cache of
+    /// `capacity` bytes: [`evict_floor`] of its share.
+    pub(crate) fn floor(&self, capacity: usize) -> usize {
+        evict_floor(self.share(capacity))
+    }
+
     /// The accounted bytes of every shard's entries.
     pub(crate) fn bytes(&self) -> usize {
         self.total.load(Ordering::Relaxed)
