@@ -114,6 +114,20 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// Hands the slot's buffered deferred drops over to `registry`'s
+    /// orphans as its thread lets the slot go (under the buffer's lock, so
+    /// a concurrent flush sees the page either here or in `orphans`).
+    fn orphan_buffered_page(&self, registry: &Registry) {
+        self.local.with_page_owner(|page| {
+            if let Some(p) = page.take() {
+                lock(&registry.orphans).push(p);
+            }
+            self.local.reset_counts();
+        });
+    }
+}
+
 /// The slots of one domain, plus the word a parked writer sleeps on.
 ///
 /// Shared (through `Arc`) by the domain and by every thread registered in it,
@@ -296,14 +310,7 @@ impl Drop for Registration {
                  unlocked"
             );
         }
-        // Hand buffered deferred drops over (under the buffer's lock, so a
-        // concurrent flush sees the page either here or in `orphans`).
-        slot.local.with_page_owner(|page| {
-            if let Some(p) = page.take() {
-                lock(&self.registry.orphans).push(p);
-            }
-            slot.local.reset_counts();
-        });
+        slot.orphan_buffered_page(&self.registry);
         if abandoned {
             slot.raw_only
                 .store(slot.nest.get() == slot.raw_nest.get(), Ordering::Relaxed);
@@ -474,12 +481,7 @@ fn release_late(slot: &Slot, registry: &Registry) {
     });
     slot.late.set(false);
     // As a registration does at thread exit (`Registration::drop`).
-    slot.local.with_page_owner(|page| {
-        if let Some(p) = page.take() {
-            lock(&registry.orphans).push(p);
-        }
-        slot.local.reset_counts();
-    });
+    slot.orphan_buffered_page(registry);
     slot.in_use.store(false, Ordering::Release);
 }
 
