@@ -549,8 +549,8 @@ impl CallRcuData {
         // wait for it here (a barrier waits for it; reclaim moves on).
         let _in_order = match self.batch.try_lock() {
             Ok(held) => held,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return (0, 0),
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return (0, 0),
         };
         self.run_batch_locked()
     }
