@@ -1,6 +1,9 @@
 //! Sets the shared library's SONAME: `librcu_reclaim_urcu.so` by default,
 //! or the value of `RCU_RECLAIM_URCU_SONAME` (`liburcu-memb.so.8` makes the
-//! library a drop-in for liburcu's memb flavor; see the README).
+//! library a drop-in for liburcu's memb flavor; see the README). Compiles
+//! `csrc/lgpl_reader.c` (the data that programs built with `_LGPL_SOURCE`
+//! read and write directly) and exports its symbols
+//! (`lgpl_reader.map`, beside rustc's own version script).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -18,4 +21,14 @@ fn main() {
         );
     }
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+
+    println!("cargo:rerun-if-changed=csrc/lgpl_reader.c");
+    println!("cargo:rerun-if-changed=lgpl_reader.map");
+    cc::Build::new()
+        .file("csrc/lgpl_reader.c")
+        .opt_level(2)
+        .warnings(true)
+        .compile("rcu_reclaim_urcu_lgpl");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/lgpl_reader.map");
 }

@@ -15,8 +15,12 @@
 //! reclaimer, and statistics as JSON.
 //!
 //! Everything runs on the process-wide domain [`rcu_reclaim::Rcu::global`].
-//! Programs built with `_LGPL_SOURCE` inline liburcu's read side and reach
-//! into its private TLS block; they cannot use this library.
+//! Programs built with `_LGPL_SOURCE` inline liburcu's read side, which
+//! reads and writes three symbols of liburcu's directly (`urcu_memb_gp`,
+//! the thread-local `urcu_memb_reader`, `urcu_memb_has_sys_membarrier`):
+//! the library defines them with liburcu's layout (`csrc/lgpl_reader.c`)
+//! and its grace periods wait for the sections they record on every thread
+//! registered with `rcu_register_thread` (`lgpl.rs`), polling them.
 //!
 //! `call_rcu` and its `call_rcu_data` family, `rcu_barrier`, `defer_rcu`,
 //! the fork hooks and the pointer helpers are written once, in
@@ -32,6 +36,7 @@
 
 mod ext;
 mod flavor;
+mod lgpl;
 mod reader;
 
 use rcu_reclaim::Rcu;
@@ -41,6 +46,13 @@ use rcu_reclaim_urcu_common::{die, no_unwind, Flavor};
 #[inline]
 fn rcu() -> &'static Rcu {
     Rcu::global()
+}
+
+/// Whether the calling thread is inside a read-side section: one entered
+/// through the library, or one inlined by a program built with
+/// `_LGPL_SOURCE`.
+fn in_read_section() -> bool {
+    rcu().in_read_section() || lgpl::in_section()
 }
 
 /// The memb flavor, for the shared half: any section blocks a wait, and
@@ -53,7 +65,7 @@ impl Flavor for Memb {
     }
 
     fn in_read_section() -> bool {
-        rcu().in_read_section()
+        in_read_section()
     }
 
     fn offline_while<R>(f: impl FnOnce() -> R) -> R {

@@ -21,15 +21,18 @@ pub extern "C" fn urcu_memb_read_unlock() {
 /// Whether the calling thread is inside a read-side critical section.
 #[no_mangle]
 pub extern "C" fn urcu_memb_read_ongoing() -> c_int {
-    c_int::from(rcu().in_read_section())
+    c_int::from(crate::in_read_section())
 }
 
 /// Registers the calling thread as a reader. liburcu requires it before the
 /// first `rcu_read_lock`; here threads also register on first use, so the
-/// call is optional and idempotent.
+/// call is optional and idempotent, except in a program built with
+/// `_LGPL_SOURCE`, whose inlined read side the domain sees only on
+/// threads registered this way (as with liburcu).
 #[no_mangle]
 pub extern "C" fn urcu_memb_register_thread() {
     rcu().register_thread();
+    crate::lgpl::attach();
 }
 
 /// Unregisters the calling thread (its slot goes back at once; a later
@@ -37,12 +40,14 @@ pub extern "C" fn urcu_memb_register_thread() {
 /// liburcu forbids, it prints an error and does nothing.
 #[no_mangle]
 pub extern "C" fn urcu_memb_unregister_thread() {
-    if !rcu().unregister_thread() {
+    if crate::lgpl::in_section() || !rcu().unregister_thread() {
         eprintln!(
             "[error] rcu-reclaim-urcu: rcu_unregister_thread() called inside a read-side \
              critical section; the thread stays registered"
         );
+        return;
     }
+    crate::lgpl::unregistered();
 }
 
 /// Waits until every read-side critical section that began before the call
@@ -52,7 +57,7 @@ pub extern "C" fn urcu_memb_synchronize_rcu() {
     // One call: with no reader registered it completes a grace period at
     // once without looking at thread-locals; the section check (refusal
     // here) is made only when a reader is registered.
-    if !rcu().try_synchronize() {
+    if crate::lgpl::in_section() || !rcu().try_synchronize() {
         die("synchronize_rcu() called inside a read-side critical section; it would wait for itself forever");
     }
 }

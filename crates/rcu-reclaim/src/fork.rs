@@ -199,6 +199,8 @@ fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
     let registry = rcu.registry();
     registry.waiter.store(0, Ordering::Relaxed);
     registry.for_each_slot(|slot| {
+        // A scan of a foreign counter in flight at the fork never ends here.
+        slot.foreign.forget_scans_in_child();
         if std::ptr::eq(slot, mine)
             || crate::reader::is_own_qsbr_slot(slot)
             || !slot.in_use.load(Ordering::Relaxed)
@@ -206,6 +208,7 @@ fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
             return;
         }
         slot.ctr.store(0, Ordering::Release);
+        slot.foreign.reset_in_child();
         // SAFETY: the slot's owner thread does not exist in the child, so
         // nothing else reads or writes `nest`.
         slot.nest.set(0);

@@ -125,6 +125,10 @@ pub(crate) struct GpCounters {
 /// grace period waiting for `new` protects).
 fn slot_quiescent(slot: &Slot, new: u64) -> bool {
     let v = slot.ctr.load(Ordering::Acquire);
+    #[cfg(not(loom))]
+    if !slot.foreign.quiescent(new) {
+        return false;
+    }
     v == 0 || v >= new
 }
 
@@ -353,8 +357,34 @@ impl GracePeriods {
         self.seq.store(s + 1, Ordering::Relaxed);
         self.writer_barrier();
         let new = self.registry.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
+        #[cfg(not(loom))]
+        self.publish_foreign_epoch(new);
         self.in_flight.store(new, Ordering::Relaxed);
         new
+    }
+
+    /// Stores reader counter `ctr` in the foreign readers' grace-period
+    /// word, if the domain has one (`foreign.rs`), where the domain's own
+    /// readers see it: right after the counter.
+    #[cfg(not(loom))]
+    fn publish_foreign_epoch(&self, ctr: u64) {
+        let word = self.registry.foreign_gp.load(Ordering::Relaxed);
+        if !word.is_null() {
+            // SAFETY: a `&'static AtomicUsize` (`publish_foreign_word`).
+            unsafe { &*word }.store(crate::foreign::gp_word(ctr), Ordering::Relaxed);
+        }
+    }
+
+    /// Makes `word` the foreign readers' grace-period word (`foreign.rs`),
+    /// holding the current epoch; under `gp_lock`, so no grace period
+    /// starting meanwhile leaves an older epoch there.
+    #[cfg(not(loom))]
+    pub(crate) fn publish_foreign_word(&self, word: &'static std::sync::atomic::AtomicUsize) {
+        let _held = lock(&self.gp_lock);
+        self.registry
+            .foreign_gp
+            .store(std::ptr::from_ref(word).cast_mut(), Ordering::Relaxed);
+        self.publish_foreign_epoch(self.registry.gp_ctr.load(Ordering::Relaxed));
     }
 
     /// With `gp_lock` held: ends the grace period in progress (the sequence
@@ -522,8 +552,9 @@ impl GracePeriods {
                     pause = Some(Duration::ZERO);
                     continue;
                 }
+                // A foreign reader's unlock wakes no one here: polled.
                 #[cfg(not(loom))]
-                if w.parks == 0 {
+                if w.parks == 0 && slot.foreign.quiescent(new) {
                     self.park_on(registry, slot, &quiescent, w.started);
                 } else {
                     let limit = self.check_stall(slot, w.started);

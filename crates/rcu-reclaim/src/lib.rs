@@ -279,6 +279,8 @@ mod domain;
 mod fast_mode;
 mod flavor;
 #[cfg(not(loom))]
+mod foreign;
+#[cfg(not(loom))]
 pub mod fork;
 mod gp;
 #[cfg(not(loom))]

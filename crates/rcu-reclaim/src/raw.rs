@@ -1,6 +1,10 @@
 //! Guard-less read-side sections, explicit thread registration and
 //! grace-period numbers, for foreign-function interfaces (the liburcu C ABI
-//! in `rcu-reclaim-urcu`), where a section begins and ends in separate calls.
+//! in `rcu-reclaim-urcu`), where a section begins and ends in separate calls;
+//! and foreign reader counters, for C whose read side never calls in (built
+//! with liburcu's `_LGPL_SOURCE`: see `foreign.rs`).
+
+use std::sync::atomic::AtomicUsize;
 
 use crate::domain::Rcu;
 
@@ -97,5 +101,101 @@ impl Rcu {
     /// ```
     pub fn poll_seq(&self, seq: u64) -> bool {
         self.inner().gp.done(seq)
+    }
+}
+
+/// Readers outside the library that follow liburcu's memb read-side
+/// protocol (C built with `_LGPL_SOURCE`): see `foreign.rs`.
+#[cfg(not(loom))]
+impl Rcu {
+    /// Hands the domain the grace-period word that foreign readers
+    /// following liburcu's memb read-side protocol copy at their outermost
+    /// `rcu_read_lock` (liburcu's `urcu_memb_gp.ctr`): from now on each
+    /// grace period stores its epoch there (see
+    /// [`attach_foreign_reader`](Rcu::attach_foreign_reader)). For C ABI
+    /// drop-ins; a second call replaces the word.
+    ///
+    /// # Safety
+    ///
+    /// No one else writes `word` from now on.
+    ///
+    /// ```
+    /// use std::sync::atomic::AtomicUsize;
+    /// static GP_WORD: AtomicUsize = AtomicUsize::new(1);
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// // SAFETY: only the domain writes GP_WORD.
+    /// unsafe { rcu.publish_foreign_gp_word(&GP_WORD) };
+    /// rcu.synchronize();
+    /// ```
+    pub unsafe fn publish_foreign_gp_word(&self, word: &'static AtomicUsize) {
+        self.inner().gp.publish_foreign_word(word);
+    }
+
+    /// Attaches `ctr`, a reader counter of the calling thread kept outside
+    /// this library by code that follows liburcu's memb read-side protocol
+    /// (C built with `_LGPL_SOURCE`: its `rcu_read_lock` copies the word
+    /// given to [`publish_foreign_gp_word`](Rcu::publish_foreign_gp_word)
+    /// into `ctr` at the outermost lock and counts nesting in its low
+    /// half), to the thread's registration (registering the thread if it
+    /// is not): every grace period then waits for the sections `ctr` says
+    /// began before it, polling (a foreign unlock wakes no waiter here).
+    /// Replaces a counter attached before.
+    ///
+    /// # Safety
+    ///
+    /// `ctr` stays valid until [`detach_foreign_reader`](Rcu::detach_foreign_reader)
+    /// returns on this thread, or the thread's registration ends
+    /// ([`unregister_thread`](Rcu::unregister_thread), or thread exit),
+    /// whichever comes first: a thread-local of the calling thread will do.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// static GP_WORD: AtomicUsize = AtomicUsize::new(1);
+    /// static READER: AtomicUsize = AtomicUsize::new(0);
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// unsafe {
+    ///     rcu.publish_foreign_gp_word(&GP_WORD);
+    ///     rcu.attach_foreign_reader(&READER);
+    /// }
+    /// // A section, as liburcu's inlined rcu_read_lock/unlock run it:
+    /// READER.store(GP_WORD.load(Ordering::Relaxed), Ordering::Relaxed);
+    /// assert!(rcu.foreign_reader_in_section());
+    /// READER.store(READER.load(Ordering::Relaxed) - 1, Ordering::Release);
+    /// rcu.synchronize(); // waited for nothing: the section has ended
+    /// rcu.detach_foreign_reader();
+    /// ```
+    pub unsafe fn attach_foreign_reader(&self, ctr: *const AtomicUsize) {
+        let slot = self.current_slot();
+        // SAFETY: `current_slot` returns this thread's live slot.
+        unsafe { &(*slot).foreign }.attach(ctr);
+    }
+
+    /// Detaches the calling thread's foreign reader counter, if any, and
+    /// waits until no grace period reads it; the thread's registration
+    /// stays. Its registration's end (unregistering, or thread exit) does
+    /// the same.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.detach_foreign_reader(); // none attached: nothing to do
+    /// ```
+    pub fn detach_foreign_reader(&self) {
+        // SAFETY: this thread's slot, alive while it is registered.
+        if let Some(slot) = unsafe { crate::reader::own_slot_in(self.id()).as_ref() } {
+            slot.foreign.detach();
+        }
+    }
+
+    /// Whether the calling thread's foreign reader counter is inside a
+    /// section (`false` if none is attached).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert!(!rcu.foreign_reader_in_section());
+    /// ```
+    pub fn foreign_reader_in_section(&self) -> bool {
+        // SAFETY: this thread's slot, alive while it is registered.
+        unsafe { crate::reader::own_slot_in(self.id()).as_ref() }
+            .is_some_and(|slot| slot.foreign.in_section())
     }
 }

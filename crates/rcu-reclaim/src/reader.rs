@@ -72,6 +72,10 @@ pub(crate) struct Slot {
     pub(crate) owner: Mutex<Owner>,
     /// The `ctr` value of the section last reported as stalled (once per stall).
     pub(crate) stall_reported: AtomicU64,
+    /// A reader counter outside this library that grace periods also wait
+    /// for (C built with liburcu's `_LGPL_SOURCE`: see `foreign.rs`).
+    #[cfg(not(loom))]
+    pub(crate) foreign: crate::foreign::ForeignReader,
     /// Claimed by a QSBR registration (`qsbr_register`), not a thread-local
     /// one: its stall is a missing quiescent state, not a long section.
     pub(crate) qsbr: AtomicBool,
@@ -108,6 +112,8 @@ impl Slot {
             next: AtomicPtr::new(ptr::null_mut()),
             owner: Mutex::new(Owner::default()),
             stall_reported: AtomicU64::new(0),
+            #[cfg(not(loom))]
+            foreign: Default::default(),
             qsbr: AtomicBool::new(false),
             local: LocalBuffer::default(),
         }
@@ -146,6 +152,9 @@ pub(crate) struct Registry {
     /// to adopt (nothing is lost).
     pub(crate) orphans: Mutex<Vec<BulkPage>>,
     pub(crate) flavor: Flavor,
+    /// The grace-period word of foreign readers (see `foreign.rs`), or null.
+    #[cfg(not(loom))]
+    pub(crate) foreign_gp: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicUsize>,
 }
 
 impl Registry {
@@ -157,6 +166,8 @@ impl Registry {
             alive: AtomicBool::new(true),
             orphans: Mutex::new(Vec::new()),
             flavor,
+            #[cfg(not(loom))]
+            foreign_gp: Default::default(),
         }
     }
 
@@ -283,6 +294,10 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // SAFETY: `self.registry` keeps the slot alive, and this thread owns it.
         let slot = unsafe { &*self.slot };
+        // The thread's foreign counter (a thread-local of its own) is let
+        // go with the registration, before the thread's memory is.
+        #[cfg(not(loom))]
+        slot.foreign.detach();
         let abandoned = slot.nest.get() != 0;
         if abandoned {
             // The thread exits inside a section: a guard lives in a

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "policy.rs",
             "locking.rs",
             "size.rs",
+            "foreign.rs",
         ],
     ),
     (

@@ -1,0 +1,158 @@
+/*
+ * What a program built against liburcu's headers with _LGPL_SOURCE reaches
+ * into directly: its inlined rcu_read_lock()/rcu_read_unlock() of the memb
+ * flavor read and write these three symbols, with liburcu 0.13's layout
+ * and sizes (urcu/static/urcu-common.h, urcu-memb.h), which programs
+ * compiled against liburcu copy at load time. Defined in C because Rust
+ * cannot define an exported thread-local. The library's Rust side reaches
+ * them only through the hidden functions below.
+ */
+#include <pthread.h>
+#include <stdint.h>
+
+/* liburcu's CAA_CACHE_LINE_SIZE for the architecture. */
+#if defined(__x86_64__) || defined(__i386__) || defined(__s390__) || defined(__s390x__)
+#define RCU_RECLAIM_LINE 128
+#elif defined(__powerpc__) || defined(__powerpc64__) || defined(__sparc__)
+#define RCU_RECLAIM_LINE 256
+#else
+#define RCU_RECLAIM_LINE 64
+#endif
+
+#define HIDDEN __attribute__((visibility("hidden")))
+
+struct rcu_reclaim_list_head {
+	struct rcu_reclaim_list_head *next, *prev;
+};
+
+/* liburcu's struct urcu_gp: ctr holds URCU_GP_COUNT (1) in its low half
+ * and, here, a grace-period epoch in its high half, written by the Rust
+ * side as grace periods start; futex stays 0 (no reader has to wake a
+ * waiter: grace periods poll foreign readers). */
+struct urcu_gp {
+	unsigned long ctr;
+	int32_t futex;
+} __attribute__((aligned(RCU_RECLAIM_LINE)));
+
+/* liburcu's struct urcu_reader: the inlined read side uses ctr alone. */
+struct urcu_reader {
+	unsigned long ctr;
+	char need_mb;
+	struct rcu_reclaim_list_head node __attribute__((aligned(RCU_RECLAIM_LINE)));
+	pthread_t tid;
+	unsigned int registered:1;
+};
+
+struct urcu_gp urcu_memb_gp = { .ctr = 1, .futex = 0 };
+
+/* 1 once the library knows its grace periods issue membarrier(): the
+ * inlined read side then uses compiler barriers; until then (and for the
+ * mb flavor) it issues full fences, which are right either way. */
+int urcu_memb_has_sys_membarrier;
+
+__thread struct urcu_reader urcu_memb_reader;
+
+HIDDEN unsigned long *rcu_reclaim_memb_reader_ctr(void)
+{
+	return &urcu_memb_reader.ctr;
+}
+
+HIDDEN void rcu_reclaim_memb_reader_mark(int registered)
+{
+	urcu_memb_reader.registered = registered ? 1 : 0;
+	urcu_memb_reader.tid = registered ? pthread_self() : 0;
+}
+
+HIDDEN unsigned long *rcu_reclaim_memb_gp_ctr(void)
+{
+	return &urcu_memb_gp.ctr;
+}
+
+HIDDEN void rcu_reclaim_memb_set_has_sys_membarrier(int has)
+{
+	__atomic_store_n(&urcu_memb_has_sys_membarrier, has, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * liburcu's futex fallbacks (urcu/futex.h), which the inlined read side
+ * names: its wake-up of a waiting grace period calls compat_futex_async()
+ * should the futex system call fail with ENOSYS. No grace period here
+ * waits on urcu_memb_gp.futex, so the inlined read side never gets that
+ * far; these follow liburcu's compat_futex.c all the same.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+#include <linux/futex.h>
+
+static pthread_mutex_t rcu_reclaim_compat_futex_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rcu_reclaim_compat_futex_cond = PTHREAD_COND_INITIALIZER;
+
+/* Waits on or wakes the futex word uaddr with a mutex and a condition
+ * variable (FUTEX_WAIT and FUTEX_WAKE only; a timeout is relative, as
+ * for the system call). */
+int compat_futex_noasync(int32_t *uaddr, int op, int32_t val,
+		const struct timespec *timeout, int32_t *uaddr2, int32_t val3)
+{
+	int ret = 0;
+
+	(void)uaddr2;
+	(void)val3;
+	pthread_mutex_lock(&rcu_reclaim_compat_futex_lock);
+	switch (op) {
+	case FUTEX_WAIT: {
+		struct timespec until;
+		if (timeout) {
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += timeout->tv_sec;
+			until.tv_nsec += timeout->tv_nsec;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+		}
+		while (__atomic_load_n(uaddr, __ATOMIC_SEQ_CST) == val) {
+			if (!timeout) {
+				pthread_cond_wait(&rcu_reclaim_compat_futex_cond,
+					&rcu_reclaim_compat_futex_lock);
+			} else if (pthread_cond_timedwait(&rcu_reclaim_compat_futex_cond,
+					&rcu_reclaim_compat_futex_lock, &until) == ETIMEDOUT) {
+				errno = ETIMEDOUT;
+				ret = -1;
+				break;
+			}
+		}
+		break;
+	}
+	case FUTEX_WAKE:
+		pthread_cond_broadcast(&rcu_reclaim_compat_futex_cond);
+		break;
+	default:
+		errno = EINVAL;
+		ret = -1;
+	}
+	pthread_mutex_unlock(&rcu_reclaim_compat_futex_lock);
+	return ret;
+}
+
+/* The async-signal-safe variant: FUTEX_WAIT polls the word every 10 ms,
+ * FUTEX_WAKE is a full fence (the waiter polls). */
+int compat_futex_async(int32_t *uaddr, int op, int32_t val,
+		const struct timespec *timeout, int32_t *uaddr2, int32_t val3)
+{
+	(void)timeout;
+	(void)uaddr2;
+	(void)val3;
+	switch (op) {
+	case FUTEX_WAIT:
+		while (__atomic_load_n(uaddr, __ATOMIC_SEQ_CST) == val)
+			(void)poll(NULL, 0, 10);
+		return 0;
+	case FUTEX_WAKE:
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		return 0;
+	default:
+		errno = EINVAL;
+		return -1;
+	}
+}
