@@ -24,8 +24,12 @@ fn main() {
 
     println!("cargo:rerun-if-changed=csrc/lgpl_reader.c");
     println!("cargo:rerun-if-changed=lgpl_reader.map");
+    let common = std::env::var("DEP_RCU_RECLAIM_URCU_COMMON_INCLUDE")
+        .expect("rcu-reclaim-urcu-common's build script gives its C's path");
+    println!("cargo:rerun-if-changed={common}/compat_futex.h");
     cc::Build::new()
         .file("csrc/lgpl_reader.c")
+        .include(&common)
         .opt_level(2)
         .warnings(true)
         .compile("rcu_reclaim_urcu_lgpl");

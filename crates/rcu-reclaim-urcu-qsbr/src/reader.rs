@@ -47,9 +47,10 @@ fn with_reg<R>(f: impl FnOnce(Option<&QsbrThread>) -> R) -> R {
     }
 }
 
-/// Whether the thread is registered and online.
+/// Whether the thread is registered and online (its liburcu reader block,
+/// which a program built with `_LGPL_SOURCE` writes itself, says so).
 pub(crate) fn online() -> bool {
-    with_reg(|t| t.is_some_and(QsbrThread::is_online))
+    with_reg(|t| t.is_some()) && crate::lgpl::online()
 }
 
 /// Whether the thread is inside a section entered while not online.
@@ -60,19 +61,28 @@ pub(crate) fn in_raw_section() -> bool {
 /// Runs `f` (a wait for grace periods) with the thread offline if it is
 /// online, and puts it back online after (also if `f` unwinds).
 pub(crate) fn offline_while<R>(f: impl FnOnce() -> R) -> R {
-    struct BackOnline(bool);
+    /// What goes back online after the wait: the reader block, the
+    /// registration's own flag.
+    struct BackOnline(bool, bool);
     impl Drop for BackOnline {
         fn drop(&mut self) {
-            if self.0 {
+            if self.1 {
                 with_reg(|t| {
                     if let Some(t) = t {
                         t.thread_online_unchecked();
                     }
                 });
             }
+            if self.0 {
+                crate::lgpl::go_online();
+            }
         }
     }
-    let was_online = with_reg(|t| match t {
+    let block_online = online();
+    if block_online {
+        crate::lgpl::go_offline();
+    }
+    let reg_online = with_reg(|t| match t {
         Some(t) if t.is_online() => {
             // SAFETY: the thread waits for a grace period: liburcu's
             // contract for these calls is that it holds no reference read
@@ -82,7 +92,7 @@ pub(crate) fn offline_while<R>(f: impl FnOnce() -> R) -> R {
         }
         _ => false,
     });
-    let _back = BackOnline(was_online);
+    let _back = BackOnline(block_online, reg_online);
     f()
 }
 
@@ -132,13 +142,10 @@ pub extern "C" fn urcu_qsbr_read_ongoing() -> c_int {
 /// Nothing on a thread that is not registered, or is offline.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_quiescent_state() {
-    let _ = ME.try_with(|me| {
-        if let Ok(mut reg) = me.reg.try_borrow_mut() {
-            if let Some(t) = reg.as_mut() {
-                t.quiescent_state();
-            }
-        }
-    });
+    // The reader block stands for the registration in grace periods.
+    if with_reg(|t| t.is_some()) {
+        crate::lgpl::quiescent_state();
+    }
 }
 
 /// Puts the thread offline: no grace period waits for it until
@@ -147,6 +154,7 @@ pub extern "C" fn urcu_qsbr_quiescent_state() {
 pub extern "C" fn urcu_qsbr_thread_offline() {
     with_reg(|t| {
         if let Some(t) = t {
+            crate::lgpl::go_offline();
             // SAFETY: liburcu's contract for `rcu_thread_offline`: the
             // thread holds no reference read in a section until it is
             // online again.
@@ -162,6 +170,7 @@ pub extern "C" fn urcu_qsbr_thread_online() {
     with_reg(|t| {
         if let Some(t) = t {
             t.thread_online_unchecked();
+            crate::lgpl::go_online();
         }
     });
 }
@@ -178,8 +187,15 @@ pub extern "C" fn urcu_qsbr_register_thread() {
             return;
         };
         match reg.as_ref() {
-            Some(t) => t.thread_online_unchecked(),
-            None => *reg = Some(rcu.register_qsbr_thread()),
+            Some(t) => {
+                t.thread_online_unchecked();
+                crate::lgpl::go_online();
+            }
+            None => {
+                let t = rcu.register_qsbr_thread();
+                crate::lgpl::attach(&t);
+                *reg = Some(t);
+            }
         }
     });
 }
@@ -192,6 +208,10 @@ pub extern "C" fn urcu_qsbr_unregister_thread() {
         .try_with(|me| me.reg.try_borrow_mut().ok().and_then(|mut r| r.take()))
         .ok()
         .flatten();
+    if reg.is_some() {
+        crate::lgpl::unregistering();
+    }
+    // Its drop detaches the block.
     drop(reg);
 }
 
@@ -233,7 +253,9 @@ pub(crate) fn before_fork() {
     let _ = ME.try_with(|me| {
         if let Ok(mut reg) = me.reg.try_borrow_mut() {
             if let Some(t) = reg.take() {
-                me.fork_saved.set(Some(t.is_online()));
+                me.fork_saved.set(Some(crate::lgpl::online()));
+                crate::lgpl::unregistering();
+                drop(t);
             }
         }
     });

@@ -126,8 +126,10 @@ pub(crate) struct GpCounters {
 fn slot_quiescent(slot: &Slot, new: u64) -> bool {
     let v = slot.ctr.load(Ordering::Acquire);
     #[cfg(not(loom))]
-    if !slot.foreign.quiescent(new) {
-        return false;
+    match slot.foreign.verdict(new) {
+        crate::foreign::Verdict::Slot => {}
+        crate::foreign::Verdict::HeldUp => return false,
+        crate::foreign::Verdict::Quiescent => return true,
     }
     v == 0 || v >= new
 }
@@ -371,7 +373,10 @@ impl GracePeriods {
         let word = self.registry.foreign_gp.load(Ordering::Relaxed);
         if !word.is_null() {
             // SAFETY: a `&'static AtomicUsize` (`publish_foreign_word`).
-            unsafe { &*word }.store(crate::foreign::gp_word(ctr), Ordering::Relaxed);
+            unsafe { &*word }.store(
+                crate::foreign::gp_word(ctr, self.registry.flavor == crate::Flavor::Qsbr),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -554,7 +559,7 @@ impl GracePeriods {
                 }
                 // A foreign reader's unlock wakes no one here: polled.
                 #[cfg(not(loom))]
-                if w.parks == 0 && slot.foreign.quiescent(new) {
+                if w.parks == 0 && slot.foreign.verdict(new) != crate::foreign::Verdict::HeldUp {
                     self.park_on(registry, slot, &quiescent, w.started);
                 } else {
                     let limit = self.check_stall(slot, w.started);

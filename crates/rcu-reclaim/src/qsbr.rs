@@ -493,6 +493,61 @@ impl QsbrThread {
         self.reg.online.get()
     }
 
+    /// Attaches `ctr`, the thread's counter kept outside this library by
+    /// code that follows liburcu's QSBR protocol (C built with
+    /// `_LGPL_SOURCE`: its inlined quiescent state copies the word given to
+    /// [`Rcu::publish_foreign_gp_word`] into `ctr`, going offline stores 0,
+    /// going online copies the word), to this registration: from now on
+    /// `ctr` stands for the registration's own state in every grace period
+    /// (a grace period waits while it is online on an epoch from before
+    /// it; polled). The caller keeps `ctr` in step with the registration
+    /// where both change (offline while it waits, say). Replaces a counter
+    /// attached before.
+    ///
+    /// # Safety
+    ///
+    /// `ctr` stays valid until [`detach_foreign_counter`](QsbrThread::detach_foreign_counter)
+    /// returns or the registration is dropped, whichever comes first.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// static GP_WORD: AtomicUsize = AtomicUsize::new(1);
+    /// static READER: AtomicUsize = AtomicUsize::new(0);
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let mut thread = rcu.register_qsbr_thread();
+    /// unsafe {
+    ///     rcu.publish_foreign_gp_word(&GP_WORD);
+    ///     thread.attach_foreign_counter(&READER);
+    /// }
+    /// // Online, as liburcu's inlined rcu_thread_online() leaves it:
+    /// READER.store(GP_WORD.load(Ordering::Relaxed), Ordering::SeqCst);
+    /// // Waiting, offline on both sides (as the C drop-in's synchronize_rcu):
+    /// READER.store(0, Ordering::SeqCst);
+    /// thread.offline_while(|| rcu.synchronize());
+    /// READER.store(GP_WORD.load(Ordering::Relaxed), Ordering::SeqCst);
+    /// thread.detach_foreign_counter();
+    /// ```
+    #[cfg(not(loom))]
+    pub unsafe fn attach_foreign_counter(&self, ctr: *const std::sync::atomic::AtomicUsize) {
+        self.reg.slot().foreign.attach(ctr, true);
+    }
+
+    /// Detaches the counter given to
+    /// [`attach_foreign_counter`](QsbrThread::attach_foreign_counter), if
+    /// any, and waits until no grace period reads it; the registration's
+    /// own state counts again.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// rcu.register_qsbr_thread().detach_foreign_counter(); // none: nothing to do
+    /// ```
+    #[cfg(not(loom))]
+    pub fn detach_foreign_counter(&self) {
+        self.reg.slot().foreign.detach();
+    }
+
     /// Puts the thread offline without giving up the online handle, for a
     /// C ABI whose `thread_offline()`/`thread_online()` are separate calls
     /// on a thread-local registration. Does nothing if it is offline

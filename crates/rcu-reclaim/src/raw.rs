@@ -167,7 +167,7 @@ impl Rcu {
     pub unsafe fn attach_foreign_reader(&self, ctr: *const AtomicUsize) {
         let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's live slot.
-        unsafe { &(*slot).foreign }.attach(ctr);
+        unsafe { &(*slot).foreign }.attach(ctr, false);
     }
 
     /// Detaches the calling thread's foreign reader counter, if any, and

@@ -717,6 +717,9 @@ pub(crate) fn qsbr_report_without_fence_a(slot: &Slot, registry: &Registry, ctr:
 
 /// Hands a QSBR slot back (it is offline: `ctr` reads `0`).
 pub(crate) fn qsbr_release(slot: &Slot) {
+    // Its foreign counter (a thread-local of the thread) goes with it.
+    #[cfg(not(loom))]
+    slot.foreign.detach();
     qsbr_own_slot(slot, None);
     slot.qsbr.store(false, Ordering::Relaxed);
     slot.in_use.store(false, Ordering::Release);

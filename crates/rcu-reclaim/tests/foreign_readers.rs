@@ -241,3 +241,70 @@ fn a_thread_that_exits_attached_is_let_go() {
     foreign_unlock();
     rcu.detach_foreign_reader();
 }
+
+#[test]
+fn a_qsbr_counter_stands_for_its_registration() {
+    use rcu_reclaim::{Config, Flavor};
+    let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    let gp = gp_word();
+    // SAFETY: only the domain writes `gp`.
+    unsafe { rcu.publish_foreign_gp_word(gp) };
+    let online = Arc::new(Barrier::new(2));
+    let offline = Arc::new(Barrier::new(2));
+    let reported = Arc::new(AtomicBool::new(false));
+    let main_done = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (rcu, online, offline, reported, main_done) = (
+            rcu.clone(),
+            online.clone(),
+            offline.clone(),
+            reported.clone(),
+            main_done.clone(),
+        );
+        thread::spawn(move || {
+            let reg = rcu.register_qsbr_thread();
+            BLOCK.with(|b| {
+                // Online, as liburcu's inlined rcu_thread_online() leaves it.
+                b.store(gp.load(Ordering::Relaxed), Ordering::SeqCst);
+                // SAFETY: the block outlives the registration (dropped below).
+                unsafe { reg.attach_foreign_counter(b) };
+            });
+            online.wait();
+            thread::sleep(Duration::from_millis(100));
+            reported.store(true, Ordering::SeqCst);
+            // An inlined quiescent state: the registration itself never
+            // reports, yet grace periods end.
+            BLOCK.with(|b| {
+                std::sync::atomic::fence(Ordering::SeqCst);
+                b.store(gp.load(Ordering::Relaxed), Ordering::SeqCst);
+                std::sync::atomic::fence(Ordering::SeqCst);
+            });
+            // Offline, as the inlined rcu_thread_offline() leaves it: no
+            // later grace period waits for the thread, though its
+            // registration is still online.
+            BLOCK.with(|b| b.store(0, Ordering::SeqCst));
+            offline.wait();
+            let start = std::time::Instant::now();
+            while !main_done.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
+                thread::sleep(Duration::from_millis(1));
+            }
+            let waited_for = !main_done.load(Ordering::SeqCst);
+            drop(reg);
+            waited_for
+        })
+    };
+    online.wait();
+    rcu.synchronize();
+    assert!(
+        reported.load(Ordering::SeqCst),
+        "a grace period ended before the foreign counter's quiescent state"
+    );
+    offline.wait();
+    rcu.synchronize();
+    main_done.store(true, Ordering::SeqCst);
+    assert!(
+        !thread.join().unwrap(),
+        "a grace period waited for a thread whose foreign counter is offline"
+    );
+    rcu.synchronize();
+}

@@ -1,8 +1,6 @@
 /* Built WITH _LGPL_SOURCE: rcu_quiescent_state, rcu_thread_offline/online
- * and rcu_read_ongoing are inlined and use liburcu's urcu_qsbr_gp and
- * urcu_qsbr_reader directly. It runs against liburcu-qsbr.so.8; the
- * drop-in does not export those symbols, so the loader refuses to start it
- * (the test checks that it fails to load, rather than run unprotected). */
+ * and rcu_read_ongoing are inlined and use urcu_qsbr_gp and
+ * urcu_qsbr_reader directly, which the drop-in defines as liburcu does. */
 #define _LGPL_SOURCE
 #include "common.h"
 

@@ -166,7 +166,17 @@ impl Env {
     /// Compiles `tests/c/<prog>.c` (no `_LGPL_SOURCE`) with `libs`.
     pub fn compile(&self, prog: &str, cflags: &[&str], libs: &[&str]) -> PathBuf {
         let src = self.crate_dir.join("tests/c").join(format!("{prog}.c"));
-        let exe = self.work.join(prog);
+        // One executable per set of flags: tests build the same program
+        // with different ones at the same time.
+        let flags: String = cflags
+            .iter()
+            .flat_map(|f| f.chars().filter(char::is_ascii_alphanumeric))
+            .collect();
+        let exe = self.work.join(if flags.is_empty() {
+            prog.to_string()
+        } else {
+            format!("{prog}-{flags}")
+        });
         let out = Command::new(&self.cc)
             .args(["-O2", "-Wall", "-Wextra", "-Werror", "-pthread"])
             .args(cflags)

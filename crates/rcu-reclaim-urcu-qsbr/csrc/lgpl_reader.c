@@ -1,0 +1,69 @@
+/*
+ * What a program built against liburcu's headers with _LGPL_SOURCE reaches
+ * into directly: its inlined rcu_quiescent_state(), rcu_thread_offline()/
+ * _online() and rcu_read_ongoing() of the QSBR flavor read urcu_qsbr_gp.ctr
+ * and write the calling thread's urcu_qsbr_reader.ctr, with liburcu
+ * 0.13's layout and sizes (urcu/static/urcu-qsbr.h), which programs
+ * compiled against liburcu copy at load time. Defined in C because Rust
+ * cannot define an exported thread-local. The library's Rust side reaches
+ * them only through the hidden functions below.
+ */
+#include <pthread.h>
+#include <stdint.h>
+
+/* liburcu's CAA_CACHE_LINE_SIZE for the architecture. */
+#if defined(__x86_64__) || defined(__i386__) || defined(__s390__) || defined(__s390x__)
+#define RCU_RECLAIM_LINE 128
+#elif defined(__powerpc__) || defined(__powerpc64__) || defined(__sparc__)
+#define RCU_RECLAIM_LINE 256
+#else
+#define RCU_RECLAIM_LINE 64
+#endif
+
+#define HIDDEN __attribute__((visibility("hidden")))
+
+struct rcu_reclaim_list_head {
+	struct rcu_reclaim_list_head *next, *prev;
+};
+
+/* liburcu's struct urcu_gp: ctr is liburcu's URCU_QSBR_GP_ONLINE (1) plus
+ * twice a grace-period epoch, written by the Rust side as grace periods
+ * start; futex stays 0 (grace periods poll foreign readers: no reader has
+ * to wake a waiter). */
+struct urcu_gp {
+	unsigned long ctr;
+	int32_t futex;
+} __attribute__((aligned(RCU_RECLAIM_LINE)));
+
+/* liburcu's struct urcu_qsbr_reader: the inlined code uses ctr, and
+ * waiting (which stays 0 here). */
+struct urcu_qsbr_reader {
+	unsigned long ctr;
+	struct rcu_reclaim_list_head node __attribute__((aligned(RCU_RECLAIM_LINE)));
+	int waiting;
+	pthread_t tid;
+	unsigned int registered:1;
+};
+
+struct urcu_gp urcu_qsbr_gp = { .ctr = 1, .futex = 0 };
+
+__thread struct urcu_qsbr_reader urcu_qsbr_reader;
+
+HIDDEN unsigned long *rcu_reclaim_qsbr_reader_ctr(void)
+{
+	return &urcu_qsbr_reader.ctr;
+}
+
+HIDDEN void rcu_reclaim_qsbr_reader_mark(int registered)
+{
+	urcu_qsbr_reader.registered = registered ? 1 : 0;
+	urcu_qsbr_reader.tid = registered ? pthread_self() : 0;
+}
+
+HIDDEN unsigned long *rcu_reclaim_qsbr_gp_ctr(void)
+{
+	return &urcu_qsbr_gp.ctr;
+}
+
+/* liburcu's futex fallbacks, which the inlined code names. */
+#include "compat_futex.h"

@@ -1,0 +1,112 @@
+//! The calling thread's liburcu reader block (`urcu_qsbr_reader.ctr`) and
+//! the grace-period word (`urcu_qsbr_gp.ctr`), defined in
+//! `csrc/lgpl_reader.c`. Programs built with `_LGPL_SOURCE` inline
+//! liburcu's quiescent states, which read the word and write the block
+//! without calling the library; this library's own calls write the block
+//! the same way. The block is the thread's state for grace periods: it is
+//! attached to the thread's registration
+//! (`QsbrThread::attach_foreign_counter`), where it stands for the
+//! registration's own counter, and `urcu_qsbr_gp.ctr` is the domain's
+//! foreign grace-period word (`Rcu::publish_foreign_gp_word`). The
+//! registration's own online flag is kept in step, for the domain's misuse
+//! checks.
+
+use std::os::raw::{c_int, c_ulong};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::Once;
+
+use rcu_reclaim::QsbrThread;
+
+use crate::rcu;
+
+extern "C" {
+    fn rcu_reclaim_qsbr_reader_ctr() -> *mut c_ulong;
+    fn rcu_reclaim_qsbr_reader_mark(registered: c_int);
+    fn rcu_reclaim_qsbr_gp_ctr() -> *mut c_ulong;
+}
+
+// `unsigned long` is the word both sides use: as wide as `usize` here.
+const _: () = assert!(size_of::<c_ulong>() == size_of::<AtomicUsize>());
+
+/// `urcu_qsbr_gp.ctr`: a process-lifetime `unsigned long`.
+fn gp() -> &'static AtomicUsize {
+    // SAFETY: a static of the C part, as wide and aligned as `AtomicUsize`.
+    unsafe { &*(rcu_reclaim_qsbr_gp_ctr() as *const AtomicUsize) }
+}
+
+/// The calling thread's `urcu_qsbr_reader.ctr`: 0 offline, else the
+/// grace-period word it last copied.
+fn block_ptr() -> *const AtomicUsize {
+    // SAFETY: returns the address of the calling thread's thread-local.
+    unsafe { rcu_reclaim_qsbr_reader_ctr() as *const AtomicUsize }
+}
+
+/// Runs `f` on the calling thread's block.
+fn with_block<R>(f: impl FnOnce(&AtomicUsize) -> R) -> R {
+    // SAFETY: the calling thread's thread-local (an `unsigned long`, as
+    // wide and aligned as `AtomicUsize`), alive while the thread runs,
+    // so for the whole call.
+    f(unsafe { &*block_ptr() })
+}
+
+/// Hands the domain `urcu_qsbr_gp.ctr`, once.
+fn install() {
+    static ONCE: Once = Once::new();
+    // SAFETY: from now on only the domain writes the word (inlined
+    // quiescent states only load it).
+    ONCE.call_once(|| unsafe { rcu().publish_foreign_gp_word(gp()) });
+}
+
+/// Whether the calling thread's block is online.
+pub(crate) fn online() -> bool {
+    with_block(|b| b.load(Ordering::Relaxed) != 0)
+}
+
+/// liburcu's `_urcu_qsbr_thread_offline`: no reference read before is
+/// used after.
+pub(crate) fn go_offline() {
+    fence(Ordering::SeqCst);
+    with_block(|b| b.store(0, Ordering::Relaxed));
+    fence(Ordering::SeqCst);
+}
+
+/// liburcu's `_urcu_qsbr_thread_online`.
+pub(crate) fn go_online() {
+    with_block(|b| b.store(gp().load(Ordering::Relaxed), Ordering::Relaxed));
+    fence(Ordering::SeqCst);
+}
+
+/// liburcu's `_urcu_qsbr_quiescent_state`, on an online thread (nothing
+/// on an offline one, which liburcu would put online).
+pub(crate) fn quiescent_state() {
+    with_block(|b| {
+        let word = gp().load(Ordering::Relaxed);
+        let mine = b.load(Ordering::Relaxed);
+        if mine == word || mine == 0 {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        b.store(word, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    });
+}
+
+/// Puts the block online and attaches it to `reg`, the calling thread's
+/// new registration.
+pub(crate) fn attach(reg: &QsbrThread) {
+    install();
+    go_online();
+    // SAFETY: the block is this thread's thread-local; `reg` is dropped
+    // (which detaches it) no later than the thread's exit.
+    unsafe {
+        reg.attach_foreign_counter(block_ptr());
+        rcu_reclaim_qsbr_reader_mark(1);
+    }
+}
+
+/// Puts the block offline as the thread unregisters.
+pub(crate) fn unregistering() {
+    go_offline();
+    // SAFETY: the calling thread's own block.
+    unsafe { rcu_reclaim_qsbr_reader_mark(0) };
+}
