@@ -28,15 +28,15 @@ struct rcu_reclaim_list_head {
 
 /* liburcu's struct urcu_gp: ctr is liburcu's URCU_QSBR_GP_ONLINE (1) plus
  * twice a grace-period epoch, written by the Rust side as grace periods
- * start; futex stays 0 (grace periods poll foreign readers: no reader has
- * to wake a waiter). */
+ * start; futex is -1 while a grace period is parked on it, as in liburcu. */
 struct urcu_gp {
 	unsigned long ctr;
 	int32_t futex;
 } __attribute__((aligned(RCU_RECLAIM_LINE)));
 
 /* liburcu's struct urcu_qsbr_reader: the inlined code uses ctr, and
- * waiting (which stays 0 here). */
+ * waiting (raised by a parked grace period: the next quiescent state then
+ * wakes it). */
 struct urcu_qsbr_reader {
 	unsigned long ctr;
 	struct rcu_reclaim_list_head node __attribute__((aligned(RCU_RECLAIM_LINE)));
@@ -63,6 +63,16 @@ HIDDEN void rcu_reclaim_qsbr_reader_mark(int registered)
 HIDDEN unsigned long *rcu_reclaim_qsbr_gp_ctr(void)
 {
 	return &urcu_qsbr_gp.ctr;
+}
+
+HIDDEN int32_t *rcu_reclaim_qsbr_gp_futex(void)
+{
+	return &urcu_qsbr_gp.futex;
+}
+
+HIDDEN int *rcu_reclaim_qsbr_reader_waiting(void)
+{
+	return &urcu_qsbr_reader.waiting;
 }
 
 /* liburcu's futex fallbacks, which the inlined code names. */

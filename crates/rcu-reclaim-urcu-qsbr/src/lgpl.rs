@@ -12,7 +12,7 @@
 //! checks.
 
 use std::os::raw::{c_int, c_ulong};
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Once;
 
 use rcu_reclaim::QsbrThread;
@@ -23,6 +23,8 @@ extern "C" {
     fn rcu_reclaim_qsbr_reader_ctr() -> *mut c_ulong;
     fn rcu_reclaim_qsbr_reader_mark(registered: c_int);
     fn rcu_reclaim_qsbr_gp_ctr() -> *mut c_ulong;
+    fn rcu_reclaim_qsbr_gp_futex() -> *mut i32;
+    fn rcu_reclaim_qsbr_reader_waiting() -> *mut c_int;
 }
 
 // `unsigned long` is the word both sides use: as wide as `usize` here.
@@ -49,12 +51,51 @@ fn with_block<R>(f: impl FnOnce(&AtomicUsize) -> R) -> R {
     f(unsafe { &*block_ptr() })
 }
 
-/// Hands the domain `urcu_qsbr_gp.ctr`, once.
+/// `urcu_qsbr_gp.futex`: -1 while a grace period is parked on it.
+fn futex() -> &'static AtomicI32 {
+    // SAFETY: an `int32_t` of a process-lifetime static of the C part.
+    unsafe { &*(rcu_reclaim_qsbr_gp_futex() as *const AtomicI32) }
+}
+
+/// The calling thread's `urcu_qsbr_reader.waiting`.
+fn waiting_ptr() -> *const AtomicI32 {
+    // SAFETY: returns the address of the calling thread's thread-local
+    // (an `int`, as wide and aligned as `AtomicI32`).
+    unsafe { rcu_reclaim_qsbr_reader_waiting() as *const AtomicI32 }
+}
+
+/// Hands the domain `urcu_qsbr_gp.ctr` and `urcu_qsbr_gp.futex`, once.
 fn install() {
     static ONCE: Once = Once::new();
     // SAFETY: from now on only the domain writes the word (inlined
-    // quiescent states only load it).
-    ONCE.call_once(|| unsafe { rcu().publish_foreign_gp_word(gp()) });
+    // quiescent states only load it), and only the domain and liburcu's
+    // wake-up protocol write the futex word.
+    ONCE.call_once(|| unsafe {
+        rcu().publish_foreign_gp_word(gp());
+        rcu().publish_foreign_futex(futex());
+    });
+}
+
+/// liburcu's `urcu_qsbr_wake_up_gp`: wakes a grace period parked on the
+/// futex word if it raised this thread's `waiting` flag.
+fn wake_up_gp() {
+    // SAFETY: the calling thread's thread-local, alive for the call.
+    let waiting = unsafe { &*waiting_ptr() };
+    if waiting.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    waiting.store(0, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    let f = futex();
+    if f.load(Ordering::Relaxed) != -1 {
+        return;
+    }
+    f.store(0, Ordering::Relaxed);
+    // SAFETY: FUTEX_WAKE on a live, aligned 32-bit word (not private:
+    // the waiter waits as liburcu's inlined readers wake).
+    unsafe {
+        libc::syscall(libc::SYS_futex, f.as_ptr(), libc::FUTEX_WAKE, 1);
+    }
 }
 
 /// Whether the calling thread's block is online.
@@ -68,6 +109,7 @@ pub(crate) fn go_offline() {
     fence(Ordering::SeqCst);
     with_block(|b| b.store(0, Ordering::Relaxed));
     fence(Ordering::SeqCst);
+    wake_up_gp();
 }
 
 /// liburcu's `_urcu_qsbr_thread_online`.
@@ -88,6 +130,8 @@ pub(crate) fn quiescent_state() {
         fence(Ordering::SeqCst);
         b.store(word, Ordering::Relaxed);
         fence(Ordering::SeqCst);
+        wake_up_gp();
+        fence(Ordering::SeqCst);
     });
 }
 
@@ -99,7 +143,7 @@ pub(crate) fn attach(reg: &QsbrThread) {
     // SAFETY: the block is this thread's thread-local; `reg` is dropped
     // (which detaches it) no later than the thread's exit.
     unsafe {
-        reg.attach_foreign_counter(block_ptr());
+        reg.attach_foreign_counter(block_ptr(), waiting_ptr());
         rcu_reclaim_qsbr_reader_mark(1);
     }
 }

@@ -31,10 +31,10 @@
 //! library's own calls write it the same way, and `rcu_register_thread`
 //! attaches it to the thread's registration in the domain
 //! ([`QsbrThread::attach_foreign_counter`](rcu_reclaim::QsbrThread::attach_foreign_counter)),
-//! where it stands for the registration's own counter. Grace periods poll
-//! such blocks (liburcu's inlined code wakes no waiter here): with readers
-//! reporting all the time, a `synchronize_rcu` takes tens of
-//! microseconds where liburcu's, woken by the readers, takes fewer.
+//! where it stands for the registration's own counter. A grace period held
+//! up by a block parks on `urcu_qsbr_gp.futex` with the block's `waiting`
+//! flag raised, and the thread's next quiescent state wakes it, inlined or
+//! not, as in liburcu.
 //!
 //! # Semantics, where liburcu leaves them open
 //! * A registered thread starts online. `rcu_read_lock` on an online

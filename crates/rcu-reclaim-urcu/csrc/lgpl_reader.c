@@ -27,8 +27,8 @@ struct rcu_reclaim_list_head {
 
 /* liburcu's struct urcu_gp: ctr holds URCU_GP_COUNT (1) in its low half
  * and, here, a grace-period epoch in its high half, written by the Rust
- * side as grace periods start; futex stays 0 (no reader has to wake a
- * waiter: grace periods poll foreign readers). */
+ * side as grace periods start; futex is -1 while a grace period is parked
+ * on it (an outermost unlock that sees -1 wakes it), as in liburcu. */
 struct urcu_gp {
 	unsigned long ctr;
 	int32_t futex;
@@ -66,6 +66,11 @@ HIDDEN void rcu_reclaim_memb_reader_mark(int registered)
 HIDDEN unsigned long *rcu_reclaim_memb_gp_ctr(void)
 {
 	return &urcu_memb_gp.ctr;
+}
+
+HIDDEN int32_t *rcu_reclaim_memb_gp_futex(void)
+{
+	return &urcu_memb_gp.futex;
 }
 
 HIDDEN void rcu_reclaim_memb_set_has_sys_membarrier(int has)

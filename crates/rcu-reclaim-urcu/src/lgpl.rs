@@ -10,7 +10,7 @@
 
 use std::cell::Cell;
 use std::os::raw::{c_int, c_ulong};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicI32, AtomicUsize};
 use std::sync::Once;
 
 use rcu_reclaim::Flavor;
@@ -21,6 +21,7 @@ extern "C" {
     fn rcu_reclaim_memb_reader_ctr() -> *mut c_ulong;
     fn rcu_reclaim_memb_reader_mark(registered: c_int);
     fn rcu_reclaim_memb_gp_ctr() -> *mut c_ulong;
+    fn rcu_reclaim_memb_gp_futex() -> *mut i32;
     fn rcu_reclaim_memb_set_has_sys_membarrier(has: c_int);
 }
 
@@ -32,9 +33,9 @@ thread_local! {
     static ATTACHED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Hands the domain `urcu_memb_gp.ctr`, once, and tells inlined readers
-/// whether grace periods issue `membarrier()` (then a compiler barrier is
-/// their fence; else they issue full fences).
+/// Hands the domain `urcu_memb_gp.ctr` and `urcu_memb_gp.futex`, once, and
+/// tells inlined readers whether grace periods issue `membarrier()` (then a
+/// compiler barrier is their fence; else they issue full fences).
 fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -44,6 +45,10 @@ fn install() {
         unsafe {
             let word = &*(rcu_reclaim_memb_gp_ctr() as *const AtomicUsize);
             rcu().publish_foreign_gp_word(word);
+            // `urcu_memb_gp.futex`: an `int32_t` of the same static,
+            // written only by the domain and by inlined unlocks that wake
+            // it (liburcu's protocol).
+            rcu().publish_foreign_futex(&*(rcu_reclaim_memb_gp_futex() as *const AtomicI32));
             rcu_reclaim_memb_set_has_sys_membarrier(c_int::from(rcu().flavor() == Flavor::Memb));
         }
     });

@@ -20,7 +20,8 @@
 //! the thread-local `urcu_memb_reader`, `urcu_memb_has_sys_membarrier`):
 //! the library defines them with liburcu's layout (`csrc/lgpl_reader.c`)
 //! and its grace periods wait for the sections they record on every thread
-//! registered with `rcu_register_thread` (`lgpl.rs`), polling them.
+//! registered with `rcu_register_thread` (`lgpl.rs`), woken by their
+//! outermost unlocks as liburcu's waiters are.
 //!
 //! `call_rcu` and its `call_rcu_data` family, `rcu_barrier`, `defer_rcu`,
 //! the fork hooks and the pointer helpers are written once, in

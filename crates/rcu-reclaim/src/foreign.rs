@@ -29,11 +29,11 @@
 //! domain's own readers use (`reader::section_enter`, `reader::qsbr_report`),
 //! so the same argument makes them safe. Epochs are compared modulo their
 //! width: a grace period in progress holds new ones back, so two epochs in
-//! play are never half the range apart. Grace periods poll foreign
-//! counters (a waiter never parks on one: liburcu's inlined code wakes no
-//! one here).
+//! play are never half the range apart. A grace period held up by a
+//! foreign counter parks on the domain's foreign futex word as liburcu's
+//! writers do (`GracePeriods::park_on_foreign`), or polls without one.
 
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
 /// Bits of a liburcu memb reader word below the epoch: the nesting count.
 const SHIFT: u32 = usize::BITS / 2;
@@ -92,6 +92,9 @@ pub(crate) struct ForeignReader {
     ctr: AtomicPtr<AtomicUsize>,
     /// Whether it follows the QSBR protocol (else memb's).
     qsbr: std::sync::atomic::AtomicBool,
+    /// QSBR: the block's `waiting` flag (a writer that parks raises it; the
+    /// thread's next quiescent state wakes it), or null.
+    waiting: AtomicPtr<AtomicI32>,
     /// Grace-period scans reading `ctr` now: a detach waits for them, so
     /// no scan reads a block after its thread let it go.
     scans: AtomicUsize,
@@ -142,12 +145,30 @@ impl ForeignReader {
         }
     }
 
-    /// Attaches `ctr`, following the QSBR protocol or memb's, in place of
-    /// the counter attached before (detached first).
-    pub(crate) fn attach(&self, ctr: *const AtomicUsize, qsbr: bool) {
+    /// Attaches `ctr`, following the QSBR protocol (with its `waiting`
+    /// flag) or memb's (`waiting` null), in place of the counter attached
+    /// before (detached first).
+    pub(crate) fn attach(&self, ctr: *const AtomicUsize, qsbr: bool, waiting: *const AtomicI32) {
         self.detach();
         self.qsbr.store(qsbr, Ordering::Relaxed);
+        self.waiting.store(waiting.cast_mut(), Ordering::Relaxed);
         self.ctr.store(ctr.cast_mut(), Ordering::SeqCst);
+    }
+
+    /// Raises the attached counter's `waiting` flag (QSBR), so that its
+    /// thread's next quiescent state wakes a writer parked on the foreign
+    /// futex word. Returns whether it could (a counter is attached).
+    pub(crate) fn raise_waiting(&self) -> bool {
+        self.scans.fetch_add(1, Ordering::SeqCst);
+        let attached = !self.ctr.load(Ordering::SeqCst).is_null();
+        let w = self.waiting.load(Ordering::Relaxed);
+        if attached && !w.is_null() {
+            // SAFETY: attached, so its block is live until a detach, which
+            // waits for this scan.
+            unsafe { &*w }.store(1, Ordering::Relaxed);
+        }
+        self.scans.fetch_sub(1, Ordering::Release);
+        attached
     }
 
     /// Detaches the counter and waits for the scans reading it.

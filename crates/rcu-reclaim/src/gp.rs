@@ -557,14 +557,25 @@ impl GracePeriods {
                     pause = Some(Duration::ZERO);
                     continue;
                 }
-                // A foreign reader's unlock wakes no one here: polled.
                 #[cfg(not(loom))]
-                if w.parks == 0 && slot.foreign.verdict(new) != crate::foreign::Verdict::HeldUp {
-                    self.park_on(registry, slot, &quiescent, w.started);
-                } else {
-                    let limit = self.check_stall(slot, w.started);
-                    let backoff = PARK_BACKOFF_MIN * (1u32 << w.parks.min(6));
-                    pause = Some(backoff.min(PARK_BACKOFF_MAX).min(limit));
+                {
+                    let backoff =
+                        (PARK_BACKOFF_MIN * (1u32 << w.parks.min(6))).min(PARK_BACKOFF_MAX);
+                    if slot.foreign.verdict(new) == crate::foreign::Verdict::HeldUp {
+                        // A foreign counter (C built with `_LGPL_SOURCE`):
+                        // its inlined code wakes no one here, the
+                        // drop-in's own calls do. Parked each round, for
+                        // the backoff at most: woken at once by the
+                        // drop-in's report, polled for the inlined one.
+                        if !self.park_on_foreign(registry, slot, &quiescent, w.started) {
+                            self.park_on(registry, slot, &quiescent, w.started, backoff);
+                        }
+                    } else if w.parks == 0 {
+                        self.park_on(registry, slot, &quiescent, w.started, Duration::MAX);
+                    } else {
+                        let limit = self.check_stall(slot, w.started);
+                        pause = Some(backoff.min(limit));
+                    }
                 }
                 w.parks = w.parks.saturating_add(1);
             }
@@ -612,8 +623,9 @@ impl GracePeriods {
         slot: &Slot,
         quiescent: &dyn Fn(&Slot) -> bool,
         started: Instant,
+        at_most: Duration,
     ) {
-        let timeout = self.check_stall(slot, started);
+        let timeout = self.check_stall(slot, started).min(at_most);
         registry.waiter.store(-1, Ordering::Relaxed);
         // Pairs with the reader's fence between clearing its slot and reading
         // `waiter`: either we see the slot cleared, or the reader sees -1 and
@@ -626,6 +638,42 @@ impl GracePeriods {
         }
         bump(&self.counters.writer_parks);
         crate::sys::futex_wait(&registry.waiter, -1, timeout);
+    }
+
+    /// With `gp_lock` held, for a slot held up by its foreign counter:
+    /// parks on the domain's foreign futex word as liburcu's writers do
+    /// (-1 in the word, the counter's `waiting` flag raised for QSBR, the
+    /// writer's barrier, a last look, then a wait that a reader seeing -1
+    /// ends by storing 0 and waking it). Returns `false`, doing nothing, if
+    /// the domain has no such word.
+    #[cfg(not(loom))]
+    fn park_on_foreign(
+        &self,
+        registry: &Registry,
+        slot: &Slot,
+        quiescent: &dyn Fn(&Slot) -> bool,
+        started: Instant,
+    ) -> bool {
+        let futex = registry.foreign_futex.load(Ordering::Acquire);
+        if futex.is_null() {
+            return false;
+        }
+        // SAFETY: a `&'static AtomicI32` (`Rcu::publish_foreign_futex`).
+        let futex = unsafe { &*futex };
+        let timeout = self.check_stall(slot, started);
+        futex.store(-1, Ordering::Relaxed);
+        slot.foreign.raise_waiting();
+        // Pairs with the reader's barrier between its counter's store and
+        // its look at the word: either the look below sees the counter
+        // moved on, or the reader sees -1 and wakes this writer.
+        self.writer_barrier();
+        if quiescent(slot) {
+            futex.store(0, Ordering::Relaxed);
+            return true;
+        }
+        bump(&self.counters.writer_parks);
+        crate::sys::futex_wait_shared(futex, -1, timeout);
+        true
     }
 
     /// The owners of the slots the grace period in progress still waits

@@ -500,13 +500,17 @@ impl QsbrThread {
     /// going online copies the word), to this registration: from now on
     /// `ctr` stands for the registration's own state in every grace period
     /// (a grace period waits while it is online on an epoch from before
-    /// it; polled). The caller keeps `ctr` in step with the registration
-    /// where both change (offline while it waits, say). Replaces a counter
-    /// attached before.
+    /// it). The caller keeps `ctr` in step with the registration
+    /// where both change (offline while it waits, say). `waiting` is the
+    /// block's flag (liburcu's `urcu_qsbr_reader.waiting`) that a grace
+    /// period parked on the domain's foreign futex word
+    /// ([`Rcu::publish_foreign_futex`]) raises, so that the thread's next
+    /// quiescent state wakes it; null: such a grace period polls. Replaces
+    /// a counter attached before.
     ///
     /// # Safety
     ///
-    /// `ctr` stays valid until [`detach_foreign_counter`](QsbrThread::detach_foreign_counter)
+    /// `ctr` and `waiting` (if not null) stay valid until [`detach_foreign_counter`](QsbrThread::detach_foreign_counter)
     /// returns or the registration is dropped, whichever comes first.
     ///
     /// ```
@@ -518,7 +522,7 @@ impl QsbrThread {
     /// let mut thread = rcu.register_qsbr_thread();
     /// unsafe {
     ///     rcu.publish_foreign_gp_word(&GP_WORD);
-    ///     thread.attach_foreign_counter(&READER);
+    ///     thread.attach_foreign_counter(&READER, std::ptr::null());
     /// }
     /// // Online, as liburcu's inlined rcu_thread_online() leaves it:
     /// READER.store(GP_WORD.load(Ordering::Relaxed), Ordering::SeqCst);
@@ -529,8 +533,12 @@ impl QsbrThread {
     /// thread.detach_foreign_counter();
     /// ```
     #[cfg(not(loom))]
-    pub unsafe fn attach_foreign_counter(&self, ctr: *const std::sync::atomic::AtomicUsize) {
-        self.reg.slot().foreign.attach(ctr, true);
+    pub unsafe fn attach_foreign_counter(
+        &self,
+        ctr: *const std::sync::atomic::AtomicUsize,
+        waiting: *const std::sync::atomic::AtomicI32,
+    ) {
+        self.reg.slot().foreign.attach(ctr, true, waiting);
     }
 
     /// Detaches the counter given to

@@ -131,6 +131,36 @@ impl Rcu {
         self.inner().gp.publish_foreign_word(word);
     }
 
+    /// Hands the domain the futex word through which foreign readers wake
+    /// a waiting grace period (liburcu's `urcu_memb_gp.futex`,
+    /// `urcu_qsbr_gp.futex`): a grace period held up by a foreign counter
+    /// then parks on it as liburcu's does (it stores -1, raises the
+    /// counter's `waiting` flag for QSBR, and sleeps until a reader that
+    /// sees -1 stores 0 and wakes it) instead of polling.
+    ///
+    /// # Safety
+    ///
+    /// Only the domain and readers following liburcu's wake-up protocol
+    /// write `futex`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicI32, AtomicUsize};
+    /// static GP_WORD: AtomicUsize = AtomicUsize::new(1);
+    /// static GP_FUTEX: AtomicI32 = AtomicI32::new(0);
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// unsafe {
+    ///     rcu.publish_foreign_gp_word(&GP_WORD);
+    ///     rcu.publish_foreign_futex(&GP_FUTEX);
+    /// }
+    /// rcu.synchronize();
+    /// ```
+    pub unsafe fn publish_foreign_futex(&self, futex: &'static std::sync::atomic::AtomicI32) {
+        self.registry().foreign_futex.store(
+            std::ptr::from_ref(futex).cast_mut(),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+
     /// Attaches `ctr`, a reader counter of the calling thread kept outside
     /// this library by code that follows liburcu's memb read-side protocol
     /// (C built with `_LGPL_SOURCE`: its `rcu_read_lock` copies the word
@@ -138,7 +168,8 @@ impl Rcu {
     /// into `ctr` at the outermost lock and counts nesting in its low
     /// half), to the thread's registration (registering the thread if it
     /// is not): every grace period then waits for the sections `ctr` says
-    /// began before it, polling (a foreign unlock wakes no waiter here).
+    /// began before it (woken through the word given to
+    /// [`publish_foreign_futex`](Rcu::publish_foreign_futex), else polling).
     /// Replaces a counter attached before.
     ///
     /// # Safety
@@ -167,7 +198,7 @@ impl Rcu {
     pub unsafe fn attach_foreign_reader(&self, ctr: *const AtomicUsize) {
         let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's live slot.
-        unsafe { &(*slot).foreign }.attach(ctr, false);
+        unsafe { &(*slot).foreign }.attach(ctr, false, std::ptr::null());
     }
 
     /// Detaches the calling thread's foreign reader counter, if any, and

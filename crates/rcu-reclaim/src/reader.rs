@@ -155,6 +155,10 @@ pub(crate) struct Registry {
     /// The grace-period word of foreign readers (see `foreign.rs`), or null.
     #[cfg(not(loom))]
     pub(crate) foreign_gp: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicUsize>,
+    /// The futex word foreign readers wake a parked writer through
+    /// (liburcu's `urcu_*_gp.futex`), or null.
+    #[cfg(not(loom))]
+    pub(crate) foreign_futex: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicI32>,
 }
 
 impl Registry {
@@ -168,6 +172,8 @@ impl Registry {
             flavor,
             #[cfg(not(loom))]
             foreign_gp: Default::default(),
+            #[cfg(not(loom))]
+            foreign_futex: Default::default(),
         }
     }
 

@@ -48,6 +48,21 @@ pub(crate) fn membarrier_private_expedited() {
 
 /// Sleeps while `*word == expected`, for at most `timeout`.
 pub(crate) fn futex_wait(word: &AtomicI32, expected: i32, timeout: Duration) {
+    futex_wait_op(
+        word,
+        libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+        expected,
+        timeout,
+    );
+}
+
+/// [`futex_wait`] on a word that other code wakes with a plain (not
+/// process-private) `FUTEX_WAKE`, as liburcu's inlined read side does.
+pub(crate) fn futex_wait_shared(word: &AtomicI32, expected: i32, timeout: Duration) {
+    futex_wait_op(word, libc::FUTEX_WAIT, expected, timeout);
+}
+
+fn futex_wait_op(word: &AtomicI32, op: libc::c_int, expected: i32, timeout: Duration) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -59,7 +74,7 @@ pub(crate) fn futex_wait(word: &AtomicI32, expected: i32, timeout: Duration) {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            op,
             expected,
             &ts as *const libc::timespec,
         );

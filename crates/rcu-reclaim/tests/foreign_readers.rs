@@ -267,7 +267,7 @@ fn a_qsbr_counter_stands_for_its_registration() {
                 // Online, as liburcu's inlined rcu_thread_online() leaves it.
                 b.store(gp.load(Ordering::Relaxed), Ordering::SeqCst);
                 // SAFETY: the block outlives the registration (dropped below).
-                unsafe { reg.attach_foreign_counter(b) };
+                unsafe { reg.attach_foreign_counter(b, std::ptr::null()) };
             });
             online.wait();
             thread::sleep(Duration::from_millis(100));
