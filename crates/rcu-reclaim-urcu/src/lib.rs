@@ -21,7 +21,11 @@
 //! the library defines them with liburcu's layout (`csrc/lgpl_reader.c`)
 //! and its grace periods wait for the sections they record on every thread
 //! registered with `rcu_register_thread` (`lgpl.rs`), woken by their
-//! outermost unlocks as liburcu's waiters are.
+//! outermost unlocks as liburcu's waiters are. A thread's block is let go
+//! with its registration, at the latest when its thread-locals are
+//! destroyed: an inlined section in a pthread key destructor, which runs
+//! later, is not waited for (liburcu waits for it until the thread
+//! unregisters).
 //!
 //! `call_rcu` and its `call_rcu_data` family, `rcu_barrier`, `defer_rcu`,
 //! the fork hooks and the pointer helpers are written once, in
