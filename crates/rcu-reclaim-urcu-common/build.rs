@@ -1,5 +1,6 @@
-//! Tells the drop-ins where the C they share lies (`csrc/`: liburcu's futex
-//! fallbacks, which programs built with `_LGPL_SOURCE` name): they read it
+//! Tells the drop-ins where the C they share lies (`csrc/`: liburcu's data
+//! layout and its futex fallbacks, which programs built with `_LGPL_SOURCE`
+//! reach and name): they read it
 //! as `DEP_RCU_RECLAIM_URCU_COMMON_INCLUDE` and compile it into their own
 //! library, which exports it.
 

@@ -27,6 +27,7 @@ fn main() {
     let common = std::env::var("DEP_RCU_RECLAIM_URCU_COMMON_INCLUDE")
         .expect("rcu-reclaim-urcu-common's build script gives its C's path");
     println!("cargo:rerun-if-changed={common}/compat_futex.h");
+    println!("cargo:rerun-if-changed={common}/urcu_layout.h");
     cc::Build::new()
         .file("csrc/lgpl_reader.c")
         .include(&common)

@@ -7,32 +7,7 @@
  * cannot define an exported thread-local. The library's Rust side reaches
  * them only through the hidden functions below.
  */
-#include <pthread.h>
-#include <stdint.h>
-
-/* liburcu's CAA_CACHE_LINE_SIZE for the architecture. */
-#if defined(__x86_64__) || defined(__i386__) || defined(__s390__) || defined(__s390x__)
-#define RCU_RECLAIM_LINE 128
-#elif defined(__powerpc__) || defined(__powerpc64__) || defined(__sparc__)
-#define RCU_RECLAIM_LINE 256
-#else
-#define RCU_RECLAIM_LINE 64
-#endif
-
-#define HIDDEN __attribute__((visibility("hidden")))
-
-struct rcu_reclaim_list_head {
-	struct rcu_reclaim_list_head *next, *prev;
-};
-
-/* liburcu's struct urcu_gp: ctr holds URCU_GP_COUNT (1) in its low half
- * and, here, a grace-period epoch in its high half, written by the Rust
- * side as grace periods start; futex is -1 while a grace period is parked
- * on it (an outermost unlock that sees -1 wakes it), as in liburcu. */
-struct urcu_gp {
-	unsigned long ctr;
-	int32_t futex;
-} __attribute__((aligned(RCU_RECLAIM_LINE)));
+#include "urcu_layout.h"
 
 /* liburcu's struct urcu_reader: the inlined read side uses ctr alone. */
 struct urcu_reader {
