@@ -81,6 +81,20 @@ fn readers_holding_across_a_yield_never_see_poison() {
     same_as_liburcu("hold_across_yield");
 }
 
+/// A thread that exits online without unregistering: the grace period in
+/// progress ends at its exit (it used to wait for the 21 s stall timeout,
+/// parked on a futex word nothing woke). Ours only: liburcu waits for ever.
+#[test]
+fn a_thread_exiting_online_lets_the_grace_period_in_progress_end() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    for flags in [&[][..], &["-D_LGPL_SOURCE"][..]] {
+        let exe = env.compile("exit_online", flags, &["-lurcu-qsbr"]);
+        let out = env.run_ours(&exe, &[]);
+        assert_eq!(out.code, Some(0), "{flags:?}: {}", out.stderr);
+        assert_eq!(out.stdout, "synchronize_rcu returned\n");
+    }
+}
+
 #[test]
 fn offline_threads_never_block_synchronize_rcu() {
     same_as_liburcu("offline");

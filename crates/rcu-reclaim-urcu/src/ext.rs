@@ -119,7 +119,7 @@ pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_l
     // another call_rcu thread waiting here too): what the engine ran is
     // reported, and the threads invoke it on their own.
     let mut deferred = 0;
-    if !rcu().in_read_section() && !call_rcu::on_crdp_thread() {
+    if !crate::in_read_section() && !call_rcu::on_crdp_thread() {
         call_rcu::wait_all_drained(true);
         deferred = defer::drain_here::<Memb>();
     }

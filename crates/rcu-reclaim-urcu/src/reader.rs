@@ -7,13 +7,18 @@ use crate::{die, rcu};
 /// Enters a read-side critical section (nestable).
 #[no_mangle]
 pub extern "C" fn urcu_memb_read_lock() {
+    // On a registered thread, the section is liburcu's, in the thread's
+    // reader block, as an inlined one (`_LGPL_SOURCE`) is: the two mix.
+    if crate::lgpl::read_lock() {
+        return;
+    }
     rcu().read_lock_raw();
 }
 
 /// Leaves the innermost read-side critical section.
 #[no_mangle]
 pub extern "C" fn urcu_memb_read_unlock() {
-    if !rcu().read_unlock_raw() {
+    if !crate::lgpl::read_unlock() && !rcu().read_unlock_raw() {
         die("rcu_read_unlock() called outside any read-side critical section (unbalanced unlock)");
     }
 }

@@ -123,6 +123,15 @@ fn programs_built_with_lgpl_source_inline_the_read_side() {
     same_as_liburcu("lgpl_fork");
 }
 
+/// Inlined and exported read-side calls on one thread pair with each other
+/// and see each other's sections, as on liburcu (both write the thread's
+/// `urcu_memb_reader.ctr`); readers alternating mixed pairs never see
+/// poison.
+#[test]
+fn inlined_and_exported_read_side_calls_mix() {
+    same_as_liburcu("lgpl_mixed");
+}
+
 #[test]
 fn per_cpu_and_per_thread_call_rcu_data() {
     same_as_liburcu("per_cpu");

@@ -42,6 +42,10 @@ const STALL_CHECK_YIELDS: u32 = 1024;
 const PARK_BACKOFF_MIN: Duration = Duration::from_micros(20);
 #[cfg(not(loom))]
 const PARK_BACKOFF_MAX: Duration = Duration::from_millis(1);
+/// The longest a waiter parks on the foreign futex word before it looks
+/// again: a wake-up that never comes (see `park_on_foreign`) costs this.
+#[cfg(not(loom))]
+const FOREIGN_PARK_MAX: Duration = Duration::from_millis(10);
 /// How often a waiter looks whether the thread of an abandoned slot (one
 /// that exited inside a section) is gone yet: its thread-local destructors
 /// usually take microseconds.
@@ -567,7 +571,14 @@ impl GracePeriods {
                         // drop-in's own calls do. Parked each round, for
                         // the backoff at most: woken at once by the
                         // drop-in's report, polled for the inlined one.
-                        if !self.park_on_foreign(registry, slot, &quiescent, w.started) {
+                        if !self.park_on_foreign(
+                            registry,
+                            slot,
+                            new,
+                            &quiescent,
+                            w.started,
+                            FOREIGN_PARK_MAX,
+                        ) {
                             self.park_on(registry, slot, &quiescent, w.started, backoff);
                         }
                     } else if w.parks == 0 {
@@ -651,8 +662,10 @@ impl GracePeriods {
         &self,
         registry: &Registry,
         slot: &Slot,
+        new: u64,
         quiescent: &dyn Fn(&Slot) -> bool,
         started: Instant,
+        at_most: Duration,
     ) -> bool {
         let futex = registry.foreign_futex.load(Ordering::Acquire);
         if futex.is_null() {
@@ -660,14 +673,21 @@ impl GracePeriods {
         }
         // SAFETY: a `&'static AtomicI32` (`Rcu::publish_foreign_futex`).
         let futex = unsafe { &*futex };
-        let timeout = self.check_stall(slot, started);
+        // At most `at_most`: a wake-up can still be missed (the counter
+        // detached by a thread's exit, or the foreign section ended before
+        // the -1 below while the slot's own section holds on, whose end
+        // wakes `registry.waiter`, not this word); then this polls.
+        let timeout = self.check_stall(slot, started).min(at_most);
         futex.store(-1, Ordering::Relaxed);
         slot.foreign.raise_waiting();
         // Pairs with the reader's barrier between its counter's store and
         // its look at the word: either the look below sees the counter
         // moved on, or the reader sees -1 and wakes this writer.
         self.writer_barrier();
-        if quiescent(slot) {
+        // Not held up by the foreign counter any more (but maybe by the
+        // slot's own section, whose end does not wake this word): the
+        // caller's loop looks again instead of parking here.
+        if quiescent(slot) || slot.foreign.verdict(new) != crate::foreign::Verdict::HeldUp {
             futex.store(0, Ordering::Relaxed);
             return true;
         }

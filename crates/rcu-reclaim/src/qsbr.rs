@@ -320,6 +320,11 @@ impl Drop for Registration {
         // gone, whether it unregistered online or not.
         self.go_offline();
         reader::qsbr_release(self.slot());
+        // The slot's foreign counter, if one was attached, is let go: a
+        // grace period parked on the foreign futex for it is woken by
+        // nothing else (the thread exits online, say).
+        #[cfg(not(loom))]
+        self.rcu.registry().wake_foreign_writer();
     }
 }
 
@@ -554,6 +559,7 @@ impl QsbrThread {
     #[cfg(not(loom))]
     pub fn detach_foreign_counter(&self) {
         self.reg.slot().foreign.detach();
+        self.reg.rcu.registry().wake_foreign_writer();
     }
 
     /// Puts the thread offline without giving up the online handle, for a

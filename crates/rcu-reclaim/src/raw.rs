@@ -214,6 +214,7 @@ impl Rcu {
         // SAFETY: this thread's slot, alive while it is registered.
         if let Some(slot) = unsafe { crate::reader::own_slot_in(self.id()).as_ref() } {
             slot.foreign.detach();
+            self.registry().wake_foreign_writer();
         }
     }
 

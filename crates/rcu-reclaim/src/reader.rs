@@ -267,6 +267,28 @@ impl Registry {
         }
     }
 
+    /// Wakes a grace period parked on the foreign futex word
+    /// (`GracePeriods::park_on_foreign`), if one is: called when a foreign
+    /// counter is detached (its thread unregisters or exits), which no
+    /// foreign reader's wake-up reports. liburcu's protocol: -1 means a
+    /// writer waits; store 0, then a shared `FUTEX_WAKE`.
+    #[cfg(not(loom))]
+    pub(crate) fn wake_foreign_writer(&self) {
+        let f = self.foreign_futex.load(Ordering::Acquire);
+        if f.is_null() {
+            return;
+        }
+        // SAFETY: a `&'static AtomicI32` (`Rcu::publish_foreign_futex`).
+        let f = unsafe { &*f };
+        // The detach's SeqCst swap orders the counter's release before
+        // this look (a writer stores -1, then its barrier, then looks).
+        fence(Ordering::SeqCst);
+        if f.load(Ordering::Relaxed) == -1 {
+            f.store(0, Ordering::Relaxed);
+            crate::sys::futex_wake_shared(f);
+        }
+    }
+
     #[cold]
     fn wake_writer_slow(&self) {
         if self.waiter.swap(0, Ordering::Relaxed) != 0 {
@@ -303,7 +325,12 @@ impl Drop for Registration {
         // The thread's foreign counter (a thread-local of its own) is let
         // go with the registration, before the thread's memory is.
         #[cfg(not(loom))]
-        slot.foreign.detach();
+        {
+            slot.foreign.detach();
+            // A grace period parked on the foreign futex for this counter
+            // is woken by nothing else.
+            self.registry.wake_foreign_writer();
+        }
         let abandoned = slot.nest.get() != 0;
         if abandoned {
             // The thread exits inside a section: a guard lives in a

@@ -95,6 +95,16 @@ pub(crate) fn futex_wake_all(word: &AtomicI32) {
     }
 }
 
+/// Wakes one thread sleeping in [`futex_wait_shared`] on `word` (a
+/// plain, not process-private, `FUTEX_WAKE`, as liburcu's readers issue).
+pub(crate) fn futex_wake_shared(word: &AtomicI32) {
+    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE only uses
+    // its address as a key.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
+    }
+}
+
 /// The kernel's id of the calling thread.
 pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid has no arguments and cannot fail.
