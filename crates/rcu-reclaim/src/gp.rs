@@ -693,6 +693,10 @@ impl GracePeriods {
         }
         bump(&self.counters.writer_parks);
         crate::sys::futex_wait_shared(futex, -1, timeout);
+        // Woken or timed out: no writer waits on the word now (the caller
+        // holds `gp_lock`), so no reader's unlock need make a system call
+        // to wake one (liburcu resets it the same way).
+        futex.store(0, Ordering::Relaxed);
         true
     }
 
