@@ -15,6 +15,13 @@
 //! build some files with `_LGPL_SOURCE` and some without). Elsewhere (a
 //! thread that never registered, or whose registration has ended at its
 //! exit) they take sections of the domain itself.
+//!
+//! A thread's block is let go with its registration, at the latest as its
+//! thread-locals are destroyed (`Rcu::attach_foreign_reader`): a section
+//! still open in it then no longer holds grace periods up, though the
+//! thread's later pthread key destructors might read under it (a section
+//! of the domain left open by an exiting thread holds them up until the
+//! thread is gone).
 
 use std::cell::Cell;
 use std::os::raw::{c_int, c_ulong};
