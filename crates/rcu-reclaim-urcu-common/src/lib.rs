@@ -82,6 +82,29 @@ pub trait Flavor: 'static {
     fn after_fork() {}
 }
 
+/// liburcu's `urcu_common_wake_up_gp` on a flavor's `urcu_*_gp.futex`: if
+/// a grace period is parked on the word (-1), stores 0 and wakes it with a
+/// plain (not process-private) `FUTEX_WAKE`, as liburcu's inlined read side
+/// does (the domain parks there: `Rcu::publish_foreign_futex`).
+///
+/// ```
+/// use std::sync::atomic::{AtomicI32, Ordering};
+/// let word = AtomicI32::new(-1);
+/// rcu_reclaim_urcu_common::wake_parked_grace_period(&word);
+/// assert_eq!(word.load(Ordering::Relaxed), 0);
+/// ```
+pub fn wake_parked_grace_period(futex: &std::sync::atomic::AtomicI32) {
+    use std::sync::atomic::Ordering;
+    if futex.load(Ordering::Relaxed) == -1 {
+        futex.store(0, Ordering::Relaxed);
+        // SAFETY: FUTEX_WAKE on a live, aligned 32-bit word; it only uses
+        // the address as a key.
+        unsafe {
+            libc::syscall(libc::SYS_futex, futex.as_ptr(), libc::FUTEX_WAKE, 1);
+        }
+    }
+}
+
 /// Prints `msg` as liburcu prints its errors and aborts the process: for
 /// misuse after which continuing would deadlock or free memory in use.
 #[cold]

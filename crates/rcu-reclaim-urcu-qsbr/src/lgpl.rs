@@ -86,16 +86,7 @@ fn wake_up_gp() {
     }
     waiting.store(0, Ordering::Relaxed);
     fence(Ordering::SeqCst);
-    let f = futex();
-    if f.load(Ordering::Relaxed) != -1 {
-        return;
-    }
-    f.store(0, Ordering::Relaxed);
-    // SAFETY: FUTEX_WAKE on a live, aligned 32-bit word (not private:
-    // the waiter waits as liburcu's inlined readers wake).
-    unsafe {
-        libc::syscall(libc::SYS_futex, f.as_ptr(), libc::FUTEX_WAKE, 1);
-    }
+    rcu_reclaim_urcu_common::wake_parked_grace_period(futex());
 }
 
 /// Whether the calling thread's block is online.

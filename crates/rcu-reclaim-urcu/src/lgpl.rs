@@ -222,15 +222,7 @@ fn wake_up_gp() {
     let f = GP_FUTEX.load(Ordering::Acquire);
     // SAFETY: set by `install` to a process-lifetime static (null only
     // before it, when no grace period can be parked on it).
-    let Some(f) = (unsafe { f.as_ref() }) else {
-        return;
-    };
-    if f.load(Ordering::Relaxed) == -1 {
-        f.store(0, Ordering::Relaxed);
-        // SAFETY: FUTEX_WAKE on a live, aligned 32-bit word; not private:
-        // the writer waits as liburcu's readers wake.
-        unsafe {
-            libc::syscall(libc::SYS_futex, f.as_ptr(), libc::FUTEX_WAKE, 1);
-        }
+    if let Some(f) = unsafe { f.as_ref() } {
+        rcu_reclaim_urcu_common::wake_parked_grace_period(f);
     }
 }
