@@ -104,16 +104,19 @@ impl Rcu {
     }
 }
 
-/// Readers outside the library that follow liburcu's memb read-side
-/// protocol (C built with `_LGPL_SOURCE`): see `foreign.rs`.
+/// Readers outside the library that follow liburcu's read-side protocols
+/// (C built with `_LGPL_SOURCE`): see `foreign.rs`.
 #[cfg(not(loom))]
 impl Rcu {
-    /// Hands the domain the grace-period word that foreign readers
-    /// following liburcu's memb read-side protocol copy at their outermost
-    /// `rcu_read_lock` (liburcu's `urcu_memb_gp.ctr`): from now on each
-    /// grace period stores its epoch there (see
-    /// [`attach_foreign_reader`](Rcu::attach_foreign_reader)). For C ABI
-    /// drop-ins; a second call replaces the word.
+    /// Hands the domain the grace-period word that foreign readers copy:
+    /// on a memb or mb domain, liburcu's `urcu_memb_gp.ctr`, which the
+    /// outermost inlined `rcu_read_lock` copies (see
+    /// [`attach_foreign_reader`](Rcu::attach_foreign_reader)); on a QSBR
+    /// domain, `urcu_qsbr_gp.ctr`, which an inlined quiescent state copies
+    /// (see [`QsbrThread::attach_foreign_counter`](crate::QsbrThread::attach_foreign_counter)).
+    /// From now on each grace period stores its epoch there, in that
+    /// flavor's encoding. For C ABI drop-ins; a second call replaces the
+    /// word.
     ///
     /// # Safety
     ///
