@@ -142,16 +142,11 @@ pub extern "C" fn urcu_qsbr_read_ongoing() -> c_int {
 /// Nothing on a thread that is not registered, or is offline.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_quiescent_state() {
-    let _ = ME.try_with(|me| {
-        if let Ok(mut reg) = me.reg.try_borrow_mut() {
-            if let Some(t) = reg.as_mut() {
-                // The reader block stands for the registration in grace
-                // periods (and wakes a writer parked on it, as liburcu's).
-                let _ = t;
-                crate::lgpl::quiescent_state();
-            }
-        }
-    });
+    // The reader block stands for the registration in grace periods (and
+    // wakes a writer parked on it, as liburcu's).
+    if with_reg(|t| t.is_some()) {
+        crate::lgpl::quiescent_state();
+    }
 }
 
 /// Puts the thread offline: no grace period waits for it until

@@ -101,31 +101,43 @@ pub(crate) struct ForeignReader {
 }
 
 impl ForeignReader {
-    /// What the attached counter (if any) says of the grace period
-    /// waiting for reader counter `new`.
-    pub(crate) fn verdict(&self, new: u64) -> Verdict {
+    /// Runs `f` on the attached counter, its `waiting` flag (QSBR, if
+    /// given) and whether it follows the QSBR protocol, as a scan that a
+    /// detach waits for; `None` if none is attached.
+    fn scan<R>(&self, f: impl FnOnce(&AtomicUsize, Option<&AtomicI32>, bool) -> R) -> Option<R> {
         if self.ctr.load(Ordering::Relaxed).is_null() {
-            return Verdict::Slot;
+            return None;
         }
         // Announce the scan before loading the pointer: `detach` clears it
         // before looking at `scans` (all SeqCst), so either this load sees
         // null or the detach waits for this scan.
         self.scans.fetch_add(1, Ordering::SeqCst);
         let p = self.ctr.load(Ordering::SeqCst);
-        let qsbr = self.qsbr.load(Ordering::Relaxed);
-        let verdict = if p.is_null() {
-            Verdict::Slot
         // SAFETY: non-null, so attached and not yet detached; `detach`
-        // waits for this scan before its caller may let the block go.
-        } else if holds_up(unsafe { &*p }.load(Ordering::Acquire), new, qsbr) {
-            Verdict::HeldUp
-        } else if qsbr {
-            Verdict::Quiescent
-        } else {
-            Verdict::Slot
-        };
+        // waits for this scan before its caller may let the block (and its
+        // `waiting` flag) go.
+        let r = unsafe { p.as_ref() }.map(|ctr| {
+            // SAFETY: set with the counter, alive as long as its block.
+            let waiting = unsafe { self.waiting.load(Ordering::Relaxed).as_ref() };
+            f(ctr, waiting, self.qsbr.load(Ordering::Relaxed))
+        });
         self.scans.fetch_sub(1, Ordering::Release);
-        verdict
+        r
+    }
+
+    /// What the attached counter (if any) says of the grace period
+    /// waiting for reader counter `new`.
+    pub(crate) fn verdict(&self, new: u64) -> Verdict {
+        self.scan(|ctr, _, qsbr| {
+            if holds_up(ctr.load(Ordering::Acquire), new, qsbr) {
+                Verdict::HeldUp
+            } else if qsbr {
+                Verdict::Quiescent
+            } else {
+                Verdict::Slot
+            }
+        })
+        .unwrap_or(Verdict::Slot)
     }
 
     /// Whether the attached counter is inside a section (memb) or online
@@ -157,18 +169,13 @@ impl ForeignReader {
 
     /// Raises the attached counter's `waiting` flag (QSBR), so that its
     /// thread's next quiescent state wakes a writer parked on the foreign
-    /// futex word. Returns whether it could (a counter is attached).
-    pub(crate) fn raise_waiting(&self) -> bool {
-        self.scans.fetch_add(1, Ordering::SeqCst);
-        let attached = !self.ctr.load(Ordering::SeqCst).is_null();
-        let w = self.waiting.load(Ordering::Relaxed);
-        if attached && !w.is_null() {
-            // SAFETY: attached, so its block is live until a detach, which
-            // waits for this scan.
-            unsafe { &*w }.store(1, Ordering::Relaxed);
-        }
-        self.scans.fetch_sub(1, Ordering::Release);
-        attached
+    /// futex word.
+    pub(crate) fn raise_waiting(&self) {
+        self.scan(|_, waiting, _| {
+            if let Some(w) = waiting {
+                w.store(1, Ordering::Relaxed);
+            }
+        });
     }
 
     /// Detaches the counter and waits for the scans reading it.
