@@ -412,3 +412,29 @@ fn synchronize_in_a_late_thread_local_destructor_while_online_does_not_hang() {
         "the child ended with status {status:#x}, not in the misuse abort"
     );
 }
+
+/// A cache used with another domain's guard names the cache (the type the
+/// caller made, and `cache.domain()`), not the map it is built on.
+#[test]
+fn a_cache_used_with_another_domains_guard_names_the_cache() {
+    for call in ["get", "get_or_insert_with"] {
+        let msg = panic_message_of(move || {
+            let a = Rcu::new(Config::new()).unwrap();
+            let b = Rcu::new(Config::new()).unwrap();
+            let cache: rcu_reclaim::RcuCache<u32, u32> =
+                rcu_reclaim::RcuCache::builder().rcu(&a).build();
+            cache.insert(1, 1);
+            let guard = b.read_lock();
+            match call {
+                "get" => drop(cache.get(&1, &guard)),
+                _ => drop(cache.get_or_insert_with(2, || 2, &guard)),
+            }
+        });
+        assert!(
+            msg.contains("RcuCache used with a guard of domain"),
+            "{call}: {msg}"
+        );
+        assert!(msg.contains("cache.domain().read_lock()"), "{call}: {msg}");
+        assert!(!msg.contains("RcuHashMap"), "{call}: {msg}");
+    }
+}

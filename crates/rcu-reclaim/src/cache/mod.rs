@@ -346,9 +346,25 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.check_guard(guard);
         let entry = self.inner.map.get(key, guard)?;
         entry.touch();
         Some(&entry.value)
+    }
+
+    /// Panics, naming the cache and the fix, if `guard` belongs to another
+    /// domain than the cache (the map below checks too, but its message
+    /// names a map the caller never made).
+    #[inline]
+    #[track_caller]
+    fn check_guard(&self, guard: &impl ReadSection) {
+        let ours = self.domain().id();
+        let theirs = guard.domain().id();
+        assert!(
+            theirs == ours,
+            "rcu-reclaim: RcuCache used with a guard of domain {theirs} on a cache of domain \
+             {ours}; take the guard from cache.domain().read_lock() (or the domain's QsbrThread)"
+        );
     }
 }
 
@@ -507,6 +523,7 @@ where
         f: impl FnOnce() -> V,
         guard: &'g G,
     ) -> &'g V {
+        self.check_guard(guard);
         let inner = &*self.inner;
         let hash = inner.map.hash(&key);
         if let Some(entry) = inner.map.get_hashed(hash, &key, guard) {
