@@ -827,10 +827,16 @@ impl Rcu {
         // One look at the thread's nesting; the QSBR list only on a QSBR
         // domain (an online thread there is in one long section).
         if reader::nesting_in(self.id) > 0 {
+            // A raw section has no guard to drop: name its end instead.
+            let fix = if reader::raw_nesting_in(self.id) > 0 {
+                "End the raw section first (read_unlock_raw(), and drop any ReadGuard)"
+            } else {
+                "Drop the ReadGuard first"
+            };
             panic!(
                 "rcu-reclaim: {call} called inside a read-side critical section of the same \
-                 domain; it would wait for itself forever. Drop the ReadGuard first, or use \
-                 start_poll()/poll() to wait without blocking"
+                 domain; it would wait for itself forever. {fix}, or use start_poll()/poll() to \
+                 wait without blocking"
             );
         }
         if self.flavor == Flavor::Qsbr && reader::qsbr_online_in(self.id) {

@@ -561,6 +561,24 @@ pub(crate) fn nesting_in(id: u64) -> u64 {
     }
 }
 
+/// How many of this thread's sections in the domain numbered `id` are raw
+/// ones (`Rcu::read_lock_raw`), for the misuse messages: a raw section
+/// has no guard to drop.
+pub(crate) fn raw_nesting_in(id: u64) -> u64 {
+    let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
+    let slot = match cached {
+        Some(s) => s,
+        None => own_slot_in(id),
+    };
+    if slot.is_null() {
+        0
+    } else {
+        // SAFETY: as in `nesting_in`: the slot is this thread's, kept alive
+        // by its registration.
+        unsafe { (*slot).raw_nest.get() }
+    }
+}
+
 /// Hands this thread's slot in the domain numbered `id` back now rather
 /// than at thread exit; `false` (and nothing done) inside a read-side
 /// section.

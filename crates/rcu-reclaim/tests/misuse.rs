@@ -438,3 +438,27 @@ fn a_cache_used_with_another_domains_guard_names_the_cache() {
         assert!(!msg.contains("RcuHashMap"), "{call}: {msg}");
     }
 }
+
+/// Waiting inside a raw section (`read_lock_raw`, no guard) names the way
+/// out that exists there, `read_unlock_raw()`, not a guard to drop.
+#[test]
+fn waiting_inside_a_raw_section_names_read_unlock_raw() {
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        rcu.read_lock_raw();
+        rcu.synchronize();
+    });
+    assert!(
+        msg.contains("synchronize() called inside a read-side critical section"),
+        "{msg}"
+    );
+    assert!(msg.contains("read_unlock_raw()"), "{msg}");
+    // With a guard, the fix is still to drop it.
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let _guard = rcu.read_lock();
+        rcu.barrier();
+    });
+    assert!(msg.contains("Drop the ReadGuard first"), "{msg}");
+    assert!(!msg.contains("read_unlock_raw"), "{msg}");
+}
