@@ -231,7 +231,7 @@ impl Rcu {
             reg: Registration {
                 rcu: self.clone(),
                 slot: SlotPtr(slot),
-                online: Cell::new(true),
+                online: OnlineFlag(Cell::new(true)),
             },
             _not_send: PhantomData,
         }
@@ -282,12 +282,35 @@ unsafe impl Sync for SlotPtr {}
 /// be sent between threads safely".
 enum QsbrThreadStaysOnItsThread {}
 
+/// Whether a registration's slot is online. `Sync` on its own, as
+/// [`SlotPtr`] is `Send` and `Sync`, so that the compiler's error for
+/// sharing a registration (and so for sending a [`QsbrGuard`], which
+/// borrows one) names [`QsbrThreadStaysOnItsThread`], not `Cell<bool>`,
+/// whose hint ("use `AtomicBool` instead") would send the user the wrong
+/// way.
+struct OnlineFlag(Cell<bool>);
+
+// SAFETY: an `OnlineFlag` is only inside a `Registration`, itself only
+// inside `QsbrThread` and `QsbrOfflineThread`, which are neither `Send`
+// nor `Sync` (`QsbrThreadStaysOnItsThread`): it is read and written only
+// on the registering thread.
+unsafe impl Sync for OnlineFlag {}
+
+impl std::ops::Deref for OnlineFlag {
+    type Target = Cell<bool>;
+
+    #[inline(always)]
+    fn deref(&self) -> &Cell<bool> {
+        &self.0
+    }
+}
+
 /// The state shared by the online and offline handles: the domain, the
 /// slot, and whether the slot is online. Dropping it unregisters.
 struct Registration {
     rcu: Rcu,
     slot: SlotPtr,
-    online: Cell<bool>,
+    online: OnlineFlag,
 }
 
 impl Registration {
@@ -722,5 +745,21 @@ impl fmt::Debug for QsbrGuard<'_> {
         f.debug_struct("QsbrGuard")
             .field("domain", &self.thread.reg.rcu.id())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only thing keeping a registration (and so a `QsbrThread`, or a
+    /// `QsbrGuard` borrowing one) on its thread is the
+    /// `QsbrThreadStaysOnItsThread` marker: the compiler's error for
+    /// sharing one then names that marker alone, not `Cell<bool>` with a
+    /// hint to use `AtomicBool`.
+    #[test]
+    fn only_the_marker_keeps_a_registration_on_its_thread() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<Registration>();
     }
 }
