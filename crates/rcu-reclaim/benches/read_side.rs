@@ -5,6 +5,10 @@
 //! and is timed with criterion's `iter_custom`, so the reported time per
 //! iteration is the time per pair for every row.
 //!
+//! `read_load` also times arc-swap's `load` and `load_full` and a
+//! crossbeam-epoch pin around an `Atomic::load`: the same one-`u64` read
+//! through each crate's snapshot cell.
+//!
 //! ```text
 //! cargo bench -p rcu-reclaim --bench read_side -- --warm-up-time 1 --measurement-time 3
 //! cargo bench -p rcu-reclaim --features liburcu --bench read_side -- --warm-up-time 1 --measurement-time 3
@@ -160,6 +164,31 @@ fn read_pair(c: &mut Criterion) {
             })
         })
     });
+    let swap = arc_swap::ArcSwap::from_pointee(7u64);
+    g.bench_function("arc_swap_load", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                black_box(arc_swap_loads(black_box(&swap), n));
+            })
+        })
+    });
+    g.bench_function("arc_swap_load_full", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                black_box(arc_swap_load_fulls(black_box(&swap), n));
+            })
+        })
+    });
+    let atomic = crossbeam_epoch::Atomic::new(7u64);
+    g.bench_function("crossbeam_epoch_atomic_load", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                black_box(crossbeam_load_pins(black_box(&atomic), n));
+            })
+        })
+    });
+    // SAFETY: no other thread can reach `atomic`; the loop above is done.
+    drop(unsafe { atomic.into_owned() });
     #[cfg(feature = "liburcu")]
     {
         let reg = urcu::Registered::new();

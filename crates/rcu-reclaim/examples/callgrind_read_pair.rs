@@ -29,6 +29,10 @@
 //! loop with a QSBR guard around each load: it must match `plain_load`) and
 //! `qsbr_qs` (`QsbrThread::quiescent_state`, no grace period meanwhile).
 //! The C counterpart for liburcu-qsbr is `csrc/callgrind_qsbr.c`.
+//!
+//! Other crates' snapshot reads, the same one-`u64` read: `arc_swap`
+//! (`ArcSwap::load`), `arc_swap_full` (`ArcSwap::load_full`) and
+//! `crossbeam_load` (a crossbeam-epoch pin around `Atomic::load`).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -38,8 +42,8 @@ use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 #[path = "../benches/support/read_pairs.rs"]
 mod read_pairs;
 use read_pairs::{
-    ours_load_pairs, ours_pairs, ours_pairs_nested, plain_loads, qsbr_load_sections,
-    qsbr_quiescent_states, qsbr_raw_loads,
+    arc_swap_load_fulls, arc_swap_loads, crossbeam_load_pins, ours_load_pairs, ours_pairs,
+    ours_pairs_nested, plain_loads, qsbr_load_sections, qsbr_quiescent_states, qsbr_raw_loads,
 };
 
 fn main() -> ExitCode {
@@ -48,12 +52,16 @@ fn main() -> ExitCode {
         (Some(v), Some(Ok(n))) => (v.as_str(), n),
         _ => {
             eprintln!(
-                "usage: callgrind_read_pair <memb|mb|nested|load|qsbr_load|qsbr_raw|plain_load|qsbr_qs> <pairs>"
+                "usage: callgrind_read_pair <memb|mb|nested|load|qsbr_load|qsbr_raw|plain_load|qsbr_qs|\
+                 arc_swap|arc_swap_full|crossbeam_load> <pairs>"
             );
             return ExitCode::from(2);
         }
     };
     if let Some(code) = qsbr_variant(variant, n) {
+        return code;
+    }
+    if let Some(code) = other_crate_variant(variant, n) {
         return code;
     }
     let global = Rcu::global();
@@ -63,7 +71,7 @@ fn main() -> ExitCode {
         other => {
             eprintln!(
                 "unknown variant {other:?}; expected memb, mb, nested, load, qsbr_load, \
-                 qsbr_raw, plain_load or qsbr_qs"
+                 qsbr_raw, plain_load, qsbr_qs, arc_swap, arc_swap_full or crossbeam_load"
             );
             return ExitCode::from(2);
         }
@@ -108,5 +116,32 @@ fn qsbr_variant(variant: &str, n: u64) -> Option<ExitCode> {
     // SAFETY: from `Box::into_raw` above, freed once.
     drop(unsafe { Box::from_raw(ptr.into_inner()) });
     println!("variant={variant} flavor={} n={n} sum={sum}", rcu.flavor());
+    Some(ExitCode::SUCCESS)
+}
+
+/// Runs another crate's snapshot read; `None` if `variant` is not one.
+fn other_crate_variant(variant: &str, n: u64) -> Option<ExitCode> {
+    let sum = match variant {
+        "arc_swap" | "arc_swap_full" => {
+            let cell = arc_swap::ArcSwap::from_pointee(1u64);
+            // The thread's debt slots are set up outside the measured loop.
+            black_box(cell.load());
+            if variant == "arc_swap" {
+                arc_swap_loads(black_box(&cell), black_box(n))
+            } else {
+                arc_swap_load_fulls(black_box(&cell), black_box(n))
+            }
+        }
+        "crossbeam_load" => {
+            let cell = crossbeam_epoch::Atomic::new(1u64);
+            drop(crossbeam_epoch::pin()); // registers the thread
+            let sum = crossbeam_load_pins(black_box(&cell), black_box(n));
+            // SAFETY: no other thread can reach `cell`.
+            drop(unsafe { cell.into_owned() });
+            sum
+        }
+        _ => return None,
+    };
+    println!("variant={variant} n={n} sum={sum}");
     Some(ExitCode::SUCCESS)
 }

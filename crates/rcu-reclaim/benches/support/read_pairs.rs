@@ -51,6 +51,49 @@ pub fn ours_load_pairs(rcu: &Rcu, cell: &RcuCell<u64>, n: u64) -> u64 {
     sum
 }
 
+/// `n` arc-swap loads (`ArcSwap::load`: a guard from the thread's debt
+/// slots), each reading the value: what a configuration snapshot costs a
+/// reader there.
+#[inline(never)]
+pub fn arc_swap_loads(cell: &arc_swap::ArcSwap<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let guard = cell.load();
+        sum = sum.wrapping_add(**guard);
+        drop(guard);
+    }
+    sum
+}
+
+/// `n` arc-swap `load_full`s (a fresh `Arc`: a reference-count increment
+/// and decrement), each reading the value.
+#[inline(never)]
+pub fn arc_swap_load_fulls(cell: &arc_swap::ArcSwap<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let value = cell.load_full();
+        sum = sum.wrapping_add(*value);
+        drop(value);
+    }
+    sum
+}
+
+/// `n` crossbeam-epoch sections, each loading an `Atomic` and reading the
+/// value (crossbeam-epoch's counterpart of `ours_load_pairs`).
+#[inline(never)]
+pub fn crossbeam_load_pins(cell: &crossbeam_epoch::Atomic<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let guard = crossbeam_epoch::pin();
+        let p = cell.load(std::sync::atomic::Ordering::Acquire, &guard);
+        // SAFETY: the benches store a valid value before the loop and never
+        // free it while it runs.
+        sum = sum.wrapping_add(*unsafe { p.deref() });
+        drop(guard);
+    }
+    sum
+}
+
 /// `n` crossbeam-epoch pins (pin, then drop the guard).
 #[inline(never)]
 pub fn crossbeam_pins(n: u64) {
