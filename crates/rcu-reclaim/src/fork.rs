@@ -201,10 +201,17 @@ fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
     registry.for_each_slot(|slot| {
         // A scan of a foreign counter in flight at the fork never ends here.
         slot.foreign.forget_scans_in_child();
-        if std::ptr::eq(slot, mine)
-            || crate::reader::is_own_qsbr_slot(slot)
-            || !slot.in_use.load(Ordering::Relaxed)
-        {
+        if std::ptr::eq(slot, mine) || crate::reader::is_own_qsbr_slot(slot) {
+            // The calling thread lives on, with a new thread id, in a new
+            // process: its stall reports must name it as it is here. (A
+            // try-lock: a thread reading the owner for a report at the fork
+            // left it held for good, and then the old name stays.)
+            if let Some(mut owner) = crate::sync::try_lock(&slot.owner) {
+                *owner = crate::reader::current_owner();
+            }
+            return;
+        }
+        if !slot.in_use.load(Ordering::Relaxed) {
             return;
         }
         slot.ctr.store(0, Ordering::Release);

@@ -730,7 +730,19 @@ impl GracePeriods {
         if section != 0 && slot.stall_reported.swap(section, Ordering::Relaxed) != section {
             let owner = lock(&slot.owner).clone();
             bump(&self.counters.stalls_reported);
-            let msg = if slot.abandoned.load(Ordering::Relaxed)
+            let here = crate::reader::current_pid();
+            let msg = if owner.pid != 0 && owner.pid != here {
+                format!(
+                    "rcu-reclaim: reader stall: thread '{}' (tid {}) of process {} was inside a \
+                     read-side section of domain {} when this process ({}) was forked from it \
+                     without Rcu::prepare_fork(); that thread does not exist here, so its section \
+                     never ends and grace periods of the domain wait for good (waited {:?}, stall \
+                     timeout {:?}). Call rcu.prepare_fork() before fork() and ForkGuard::child() in \
+                     the child (parent() in the parent); on the liburcu drop-in, \
+                     call_rcu_before_fork() and call_rcu_after_fork_child()",
+                    owner.name, owner.tid, owner.pid, self.id, here, waited, limit
+                )
+            } else if slot.abandoned.load(Ordering::Relaxed)
                 && !slot.raw_only.load(Ordering::Relaxed)
             {
                 format!(

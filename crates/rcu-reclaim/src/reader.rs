@@ -92,11 +92,16 @@ pub(crate) struct Slot {
 // section of the owner is open (else it is abandoned, never reused).
 unsafe impl Sync for Slot {}
 
-/// Name and kernel thread id of the thread owning a slot.
+/// Name, kernel thread id and process of the thread owning a slot.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Owner {
     pub(crate) name: String,
     pub(crate) tid: i32,
+    /// The process the thread ran in when it claimed the slot (0 under
+    /// loom): another one than the current process means the process was
+    /// forked without `Rcu::prepare_fork`, and the thread does not exist
+    /// here (the stall report says so).
+    pub(crate) pid: u32,
 }
 
 impl Slot {
@@ -496,6 +501,7 @@ fn late_slot(id: u64, registry: &Registry) -> *const Slot {
         tid: crate::sys::gettid(),
         #[cfg(loom)]
         tid: 0,
+        pid: current_pid(),
     };
     s.stall_reported.store(0, Ordering::Relaxed);
     s.late.set(true);
@@ -534,7 +540,7 @@ fn release_late(slot: &Slot, registry: &Registry) {
 }
 
 /// The calling thread, as a slot's owner.
-fn current_owner() -> Owner {
+pub(crate) fn current_owner() -> Owner {
     let thread = crate::sync::thread::current();
     Owner {
         name: thread.name().unwrap_or("<unnamed>").to_string(),
@@ -542,6 +548,16 @@ fn current_owner() -> Owner {
         tid: crate::sys::gettid(),
         #[cfg(loom)]
         tid: 0,
+        pid: current_pid(),
+    }
+}
+
+/// This process's id, for [`Owner::pid`] (0 under loom).
+pub(crate) fn current_pid() -> u32 {
+    if cfg!(loom) {
+        0
+    } else {
+        std::process::id()
     }
 }
 

@@ -199,3 +199,122 @@ fn child_without_a_fork_panics_and_leaves_other_readers_protected() {
     assert_eq!(reader.join().unwrap(), Some(1));
     rcu.synchronize();
 }
+
+/// A tracing writer that keeps what the library logs (its stall reports).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `rcu.synchronize()` on a new thread whose stall reports go to the
+/// returned log; waits until one is reported (at most 10 s).
+fn stall_report_of_a_synchronize(rcu: &Rcu) -> String {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let waiter = rcu.clone();
+    // Left waiting if the grace period never ends (the callers `_exit`).
+    std::thread::spawn(move || {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        waiter.synchronize();
+    });
+    let start = std::time::Instant::now();
+    while rcu.stats().stalls_reported == 0 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(50)); // the report's write
+    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    log
+}
+
+/// In a child prepared with `prepare_fork`, the forking thread's own stall
+/// is an ordinary one, reported under its thread id in the child, not as a
+/// thread lost by the fork.
+#[test]
+fn the_forking_threads_stall_in_the_child_is_reported_as_its_own() {
+    let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_millis(100))).unwrap();
+    drop(rcu.read_lock()); // the forking thread has its slot before the fork
+    let r = rcu.clone();
+    let code = common::in_forked_child(&rcu, move || {
+        let guard = r.read_lock();
+        let log = stall_report_of_a_synchronize(&r);
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let ok = log.contains("has held up a grace period")
+            && log.contains(&format!("(tid {tid})"))
+            && !log.contains("without Rcu::prepare_fork()");
+        if !ok {
+            eprintln!("child's stall report: {log:?}");
+        }
+        drop(guard);
+        ok
+    });
+    assert_eq!(code, 0, "the child's own stall was misreported");
+}
+
+/// Misuse: a process forked without `prepare_fork` while another thread was
+/// inside a read-side section. That thread does not exist in the child, so
+/// a grace period there waits for good; the stall report must say why and
+/// name the fix (`prepare_fork`, `ForkGuard::child`) rather than blame a
+/// slow reader.
+#[test]
+fn a_child_forked_without_prepare_fork_is_told_why_its_grace_period_stalls() {
+    use std::sync::mpsc;
+
+    // No background threads that could hold a lock at the fork: only the
+    // reader below is lost by it.
+    let rcu = Rcu::new(
+        Config::new()
+            .on_demand()
+            .stall_timeout(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let (in_section_tx, in_section_rx) = mpsc::channel();
+    let (leave_tx, leave_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    let reader = std::thread::Builder::new()
+        .name("held-across-fork".into())
+        .spawn(move || {
+            let _guard = r.read_lock();
+            in_section_tx.send(()).unwrap();
+            let _ = leave_rx.recv();
+        })
+        .unwrap();
+    in_section_rx.recv().unwrap();
+    // SAFETY: the child runs only this test's code and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let log = stall_report_of_a_synchronize(&rcu);
+        let ok = log.contains("held-across-fork")
+            && log.contains("forked from it without Rcu::prepare_fork()")
+            && log.contains("ForkGuard::child()");
+        if !ok {
+            eprintln!("child's stall report: {log:?}");
+        }
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    leave_tx.send(()).unwrap();
+    reader.join().unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child's stall report did not name the fork without prepare_fork: status {status}"
+    );
+    // The parent was not affected.
+    rcu.synchronize();
+}
