@@ -384,22 +384,31 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        fn policy_default(f: impl Fn(&crate::policy::Params) -> usize) -> usize {
+            f(&crate::policy::Params::default())
+        }
         let p = &self.params;
         let bad = |msg: String| Err(Error::InvalidConfig(msg));
         if self.stall_timeout.is_zero() {
             return bad("stall_timeout must be greater than zero (the default is 21 s)".into());
         }
-        if p.lazy_batch == 0
-            || p.pace_bytes == 0
-            || p.blimit == 0
-            || p.workers_per_node == 0
-            || p.qovld == 0
-        {
-            return bad(format!(
-                "lazy_batch ({}), pace_bytes ({}), blimit ({}), workers_per_node ({}) and qovld \
-                 ({}) must be at least 1",
-                p.lazy_batch, p.pace_bytes, p.blimit, p.workers_per_node, p.qovld
-            ));
+        let zero: Vec<String> = [
+            ("lazy_batch", p.lazy_batch, policy_default(|d| d.lazy_batch)),
+            ("pace_bytes", p.pace_bytes, policy_default(|d| d.pace_bytes)),
+            ("blimit", p.blimit, policy_default(|d| d.blimit)),
+            (
+                "workers_per_node",
+                p.workers_per_node,
+                policy_default(|d| d.workers_per_node),
+            ),
+            ("qovld", p.qovld, policy_default(|d| d.qovld)),
+        ]
+        .iter()
+        .filter(|(_, value, _)| *value == 0)
+        .map(|(name, _, default)| format!("{name} (the default is {default})"))
+        .collect();
+        if !zero.is_empty() {
+            return bad(format!("{} must be at least 1, not 0", zero.join(", ")));
         }
         if p.workers_per_node > MAX_WORKERS_PER_NODE {
             return bad(format!(

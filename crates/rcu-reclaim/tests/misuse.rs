@@ -462,3 +462,26 @@ fn waiting_inside_a_raw_section_names_read_unlock_raw() {
     assert!(msg.contains("Drop the ReadGuard first"), "{msg}");
     assert!(!msg.contains("read_unlock_raw"), "{msg}");
 }
+
+/// A zero where a count must be at least one: the error names that knob
+/// alone, with its default, not every knob the rule covers.
+#[test]
+fn a_zero_config_value_is_named_alone_with_its_default() {
+    let msg = match Rcu::new(Config::new().pace_bytes(0)) {
+        Err(rcu_reclaim::Error::InvalidConfig(msg)) => msg,
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("pace_bytes(0) was accepted"),
+    };
+    assert!(msg.contains("pace_bytes (the default is 65536)"), "{msg}");
+    for other in ["lazy_batch", "blimit", "workers_per_node", "qovld"] {
+        assert!(!msg.contains(other), "{msg}");
+    }
+    let msg = match Rcu::new(Config::new().blimit(0).qovld(0)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("blimit(0) and qovld(0) were accepted"),
+    };
+    assert!(
+        msg.contains("blimit (the default is 10)") && msg.contains("qovld (the default is 20000)"),
+        "{msg}"
+    );
+}
