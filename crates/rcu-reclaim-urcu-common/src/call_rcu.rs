@@ -165,7 +165,13 @@ pub fn barrier<F: Flavor>() {
         if crate::no_unwind(|| rcu.barrier()).is_none() {
             return; // called from a defer_rcu callback: reported by the panic hook
         }
-        wait_all_drained(false);
+        if wait_all_drained(false) {
+            eprintln!(
+                "[error] rcu-reclaim-urcu: rcu_barrier() called from a call_rcu callback while \
+                 another call_rcu thread's callback also waits in rcu_barrier(): it does not \
+                 wait for that thread's callbacks either (each would wait for the other for ever)."
+            );
+        }
     });
 }
 
@@ -189,9 +195,20 @@ pub fn backlog() -> (usize, usize) {
 /// with the default, up to those heads. One that is no longer listed was
 /// removed after the handover, so the default counted them before the
 /// wait for it began.
-pub fn wait_all_drained(here: bool) {
+///
+/// On a crdp's thread (a callback waiting here), the crdp is marked as
+/// waiting meanwhile, and crdps whose own thread waits the same way are
+/// not waited for (each would wait for the other for ever; liburcu
+/// deadlocks even with one): returns whether one was skipped.
+pub fn wait_all_drained(here: bool) -> bool {
     let me = WORKER_OF.with(|t| t.get());
     let crdps: Vec<_> = all().clone();
+    let mine = crdps.iter().find(|c| ptr::eq(Arc::as_ptr(c), me)).cloned();
+    if let Some(m) = &mine {
+        m.set_waiting_in_callback(true);
+    }
+    let in_callback = !me.is_null();
+    let mut skipped = false;
     for c in crdps {
         if ptr::eq(Arc::as_ptr(&c), me) {
             continue;
@@ -199,14 +216,22 @@ pub fn wait_all_drained(here: bool) {
         if here {
             c.drain_here();
         }
-        let mut next = c.wait_drained();
+        let target = c.queued_now();
+        let (mut next, stuck) = c.wait_done_or_stuck(target, in_callback);
+        skipped |= stuck;
         while let Some((to, target)) = next {
             if ptr::eq(Arc::as_ptr(&to), me) {
                 break;
             }
-            next = to.wait_done(target);
+            let (n, stuck) = to.wait_done_or_stuck(target, in_callback);
+            skipped |= stuck;
+            next = n;
         }
     }
+    if let Some(m) = &mine {
+        m.set_waiting_in_callback(false);
+    }
+    skipped
 }
 
 /// Takes `ALL` for `create_call_rcu_data` and `set_cpu_call_rcu_data`.

@@ -218,6 +218,11 @@ struct State {
     handed: Option<(Arc<CallRcuData>, u64)>,
     pause: bool,
     paused: bool,
+    /// The thread is inside a callback that waits for the other crdps
+    /// (`rcu_barrier` from a callback): it invokes nothing until they
+    /// drain. Another crdp's thread doing the same skips this one rather
+    /// than wait for it: each would wait for the other for ever.
+    waiting_in_callback: bool,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -275,7 +280,7 @@ pub struct CallRcuData {
     cpu_affinity: c_int,
     pub(crate) tid: OnceLock<libc::pthread_t>,
     /// The process whose thread this is: a child forked without the fork
-    /// hooks has none (see `wait_drained`).
+    /// hooks has none (see `wait_done_or_stuck`).
     pid: u32,
     state: Mutex<State>,
     wake: Condvar,
@@ -555,17 +560,40 @@ impl CallRcuData {
         self.run_batch_locked()
     }
 
+    /// Heads ever queued here: once `done` reaches the count read before
+    /// a wait, everything queued before it was invoked (or handed over).
+    pub(crate) fn queued_now(&self) -> u64 {
+        self.queued.load(Ordering::SeqCst)
+    }
+
     /// Waits until everything queued before the call was invoked here,
     /// or handed over to another crdp when this one was freed: then
     /// returns that crdp and the count its `done` must reach (see
-    /// [`wait_done`](Self::wait_done)).
+    /// [`wait_done_or_stuck`](Self::wait_done_or_stuck)).
+    #[cfg(test)]
     pub(crate) fn wait_drained(&self) -> Option<(Arc<CallRcuData>, u64)> {
-        self.wait_done(self.queued.load(Ordering::SeqCst))
+        self.wait_done_or_stuck(self.queued_now(), false).0
+    }
+
+    /// Marks this crdp's thread as waiting, inside a callback, for the
+    /// other crdps (or no longer), and wakes their waiters to see it.
+    pub(crate) fn set_waiting_in_callback(&self, waiting: bool) {
+        let mut st = lock(&self.state);
+        st.waiting_in_callback = waiting;
+        self.progress.notify_all();
     }
 
     /// Waits until `done` reaches `target` (or the crdp was lost in a
     /// fork); returns where what it still held went, if it was freed.
-    pub(crate) fn wait_done(&self, target: u64) -> Option<(Arc<CallRcuData>, u64)> {
+    /// With `unless_stuck` (the caller is
+    /// a crdp's thread inside a callback), it also stops waiting once this
+    /// crdp's thread waits inside a callback too (the second result then
+    /// says so): neither thread would invoke anything until the other did.
+    pub(crate) fn wait_done_or_stuck(
+        &self,
+        target: u64,
+        unless_stuck: bool,
+    ) -> (Option<(Arc<CallRcuData>, u64)>, bool) {
         if self.pid != std::process::id() {
             // Forked without `call_rcu_before_fork` / `_after_fork_child`:
             // the thread stayed in the parent, and what was queued here
@@ -581,9 +609,12 @@ impl CallRcuData {
         // Not done when the thread stops: what it still holds is counted
         // done only by `hand_over`, with where it went.
         while st.done < target && !st.freed {
+            if unless_stuck && st.waiting_in_callback {
+                return (None, true);
+            }
             st = wait(&self.progress, st);
         }
-        st.handed.clone()
+        (st.handed.clone(), false)
     }
 
     /// Stops the thread after the batch in hand (what is still queued stays
@@ -656,7 +687,7 @@ impl CallRcuData {
     /// Hands what a stopped crdp still holds over to `to` (which counts it
     /// as queued), then counts it as done here and marks this one freed,
     /// noting where it went: a barrier that counted those heads here
-    /// follows them there (`wait_drained`), so they cannot escape it.
+    /// follows them there (`wait_done_or_stuck`), so they cannot escape it.
     pub(crate) fn hand_over(&self, to: &Arc<CallRcuData>) {
         // After a batch a caller's `drain_here` still runs: `freed` must
         // not let a barrier stop waiting here before that batch is done.

@@ -230,6 +230,25 @@ fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
     );
 }
 
+/// The same misuse on two call_rcu threads at once: a callback on each
+/// calls `rcu_barrier`. Each waited for the other thread, busy in its own
+/// barrier, for ever (before: a silent hang after the first message; liburcu
+/// deadlocks too). Each now skips a thread whose callback waits the same way,
+/// and says so.
+#[test]
+fn barriers_in_callbacks_on_two_call_rcu_threads_both_return() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("barrier_in_two_callbacks", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "both barriers returned\n", "{}", out.stderr);
+    assert!(
+        out.stderr.contains("also waits in rcu_barrier()"),
+        "no message:\n{}",
+        out.stderr
+    );
+}
+
 /// Forks through the hooks while other threads flood `call_rcu`: a fork
 /// that finds a call_rcu_data's lock held by one of them (its push-back,
 /// its wake-up of the call_rcu thread) must still give the child a working
