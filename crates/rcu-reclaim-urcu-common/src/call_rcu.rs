@@ -261,6 +261,11 @@ pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> 
 /// Stops a crdp's thread and frees it; what it still holds goes to the
 /// default crdp. Refuses (silently, as liburcu) NULL and the default.
 ///
+/// Called from one of the crdp's own callbacks (liburcu waits there for
+/// its thread to stop, that is for itself, for ever), it says so and
+/// returns: a helper thread frees the crdp once the callback and the rest
+/// of the batch in hand have run.
+///
 /// # Safety
 /// `crdp` came from `create_call_rcu_data`, is no longer installed for any
 /// thread or CPU, a grace period has passed since it was removed, and it is
@@ -271,6 +276,28 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
     }
     // SAFETY: per the contract, `crdp` is the reference `create` returned.
     let crdp = unsafe { Arc::from_raw(crdp.cast_const()) };
+    if ptr::eq(Arc::as_ptr(&crdp), WORKER_OF.with(|t| t.get())) {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: call_rcu_data_free() called from a callback of that \
+             call_rcu_data: its thread cannot stop while it runs the callback; it is freed \
+             once the callback returns."
+        );
+        std::thread::Builder::new()
+            .name("urcu-crdp-free".into())
+            .spawn(move || free_stopped::<F>(crdp))
+            .unwrap_or_else(|e| {
+                crate::die(&format!(
+                    "cannot start a thread to free a call_rcu_data: {e}"
+                ))
+            });
+        return;
+    }
+    free_stopped::<F>(crdp);
+}
+
+/// `call_rcu_data_free` off the crdp's own thread: stops the thread, hands
+/// what it still holds to the default crdp and unlists it.
+fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     // Its thread may be waiting for a grace period: offline meanwhile.
     // Handed over before it leaves the list: a barrier that does not find
     // it there finds its heads counted in the default's queue, and one that

@@ -249,6 +249,29 @@ fn barriers_in_callbacks_on_two_call_rcu_threads_both_return() {
     );
 }
 
+/// A callback that frees its own `call_rcu_data`: `call_rcu_data_free`
+/// waited for the thread to stop, that is for itself (before: a silent
+/// hang, as with liburcu). It now returns, saying so, and the crdp is freed
+/// once the callback returns; the rest of its batch and later callbacks run.
+#[test]
+fn a_callback_freeing_its_own_call_rcu_data_returns() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("free_in_own_callback", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout, "free returned; callbacks run: 4\n",
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("call_rcu_data_free() called from a callback of that call_rcu_data"),
+        "no message:\n{}",
+        out.stderr
+    );
+}
+
 /// Forks through the hooks while other threads flood `call_rcu`: a fork
 /// that finds a call_rcu_data's lock held by one of them (its push-back,
 /// its wake-up of the call_rcu thread) must still give the child a working
