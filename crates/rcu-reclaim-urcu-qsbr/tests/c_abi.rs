@@ -95,6 +95,36 @@ fn a_thread_exiting_online_lets_the_grace_period_in_progress_end() {
     }
 }
 
+/// Misuse in callbacks that deadlocks liburcu-qsbr (and did ours): a
+/// callback freeing its own `call_rcu_data`, and callbacks on two
+/// call_rcu threads each calling `rcu_barrier`. Ours returns, saying so.
+#[test]
+fn misuse_in_callbacks_returns_with_a_message() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile("callback_misuse", &[], &["-lurcu-qsbr"]);
+    for (mode, stdout, message) in [
+        (
+            "free",
+            "free returned; callbacks run: 4\n",
+            "call_rcu_data_free() called from a callback of that call_rcu_data",
+        ),
+        (
+            "barriers",
+            "both barriers returned\n",
+            "also waits in rcu_barrier()",
+        ),
+    ] {
+        let out = env.run_ours(&exe, &[mode]);
+        assert_eq!(out.code, Some(0), "{mode}: {}", out.stderr);
+        assert_eq!(out.stdout, stdout, "{mode}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(message),
+            "{mode}: no message:\n{}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn offline_threads_never_block_synchronize_rcu() {
     same_as_liburcu("offline");
