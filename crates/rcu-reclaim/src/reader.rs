@@ -561,13 +561,16 @@ pub(crate) fn current_pid() -> u32 {
     }
 }
 
+/// This thread's slot in the domain numbered `id` (its cache, else its
+/// registrations), or null.
+fn own_slot_cached_in(id: u64) -> *const Slot {
+    let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
+    cached.unwrap_or_else(|| own_slot_in(id))
+}
+
 /// This thread's nesting depth in the domain numbered `id`.
 pub(crate) fn nesting_in(id: u64) -> u64 {
-    let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
-    let slot = match cached {
-        Some(s) => s,
-        None => own_slot_in(id),
-    };
+    let slot = own_slot_cached_in(id);
     if slot.is_null() {
         0
     } else {
@@ -581,11 +584,7 @@ pub(crate) fn nesting_in(id: u64) -> u64 {
 /// ones (`Rcu::read_lock_raw`), for the misuse messages: a raw section
 /// has no guard to drop.
 pub(crate) fn raw_nesting_in(id: u64) -> u64 {
-    let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
-    let slot = match cached {
-        Some(s) => s,
-        None => own_slot_in(id),
-    };
+    let slot = own_slot_cached_in(id);
     if slot.is_null() {
         0
     } else {

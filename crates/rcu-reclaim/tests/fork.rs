@@ -200,24 +200,10 @@ fn child_without_a_fork_panics_and_leaves_other_readers_protected() {
     rcu.synchronize();
 }
 
-/// A tracing writer that keeps what the library logs (its stall reports).
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs `rcu.synchronize()` on a new thread whose stall reports go to the
 /// returned log; waits until one is reported (at most 10 s).
 fn stall_report_of_a_synchronize(rcu: &Rcu) -> String {
-    let captured = Captured::default();
+    let captured = common::Captured::default();
     let sink = captured.clone();
     let waiter = rcu.clone();
     // Left waiting if the grace period never ends (the callers `_exit`).
