@@ -325,6 +325,12 @@ impl LocalBuffer {
         // lock, so nothing else touches the page.
         let page = self.page.with_mut(|p| unsafe { (*p).take() });
         self.reset_counts();
+        // The owner may have been caught between emptying its drain on its
+        // fast path (which stores the count, 0, but leaves the bytes) and
+        // republishing it (`refill_drain`, which it never reaches here):
+        // the drain's bytes would stay in `pending_bytes` for ever, with no
+        // object behind them. Publish what the drain really holds.
+        self.publish_drain();
         Ok(page)
     }
 
