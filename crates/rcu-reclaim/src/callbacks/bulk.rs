@@ -189,6 +189,14 @@ impl BulkPage {
         self.plain
     }
 
+    /// Marks the page as one no thread takes into its drain (as if one of
+    /// its objects did not drop anywhere): only a worker or a thread holding
+    /// its shard's `invoke` lock frees it. For what is left of a drain taken
+    /// from its thread, which a `barrier` must find on its shard.
+    pub(crate) fn keep_off_drains(&mut self) {
+        self.plain = false;
+    }
+
     /// Records `ptr` for dropping with `drop`; `plain`: dropping it takes
     /// no lock and waits for nothing (`drops_anywhere`), so a retiring
     /// thread may run it. The page must not be full.

@@ -103,9 +103,40 @@ impl Callbacks {
     }
 
     /// Takes `local`'s drain from its thread: counts what was taken as
-    /// freed and returns what is left (ready to free, by anyone).
-    pub(crate) fn steal_drain(&self, gp: &GracePeriods, local: &LocalBuffer) -> Option<BulkPage> {
-        let (page, done) = local.steal_drain(|| gp.writer_barrier())?;
-        self.settle(self.current_shard(), page, done)
+    /// freed and puts what is left on shard `cpu` as a ready page that no
+    /// drain takes back, before the buffer's lock is released. Returns
+    /// whether a page went to the shard.
+    ///
+    /// Under the lock, and kept off drains, so that a `barrier` finds the
+    /// objects: either still in the drain when it looks at the buffer (it
+    /// takes the lock), or on a shard, where its last `invoke_ready` pass
+    /// runs them (or waits for the worker running them). Handed on after
+    /// the lock, a drain taken by the grace-period thread's lazy flush was
+    /// in neither place while a `barrier` looked, and that `barrier`
+    /// returned before objects retired ahead of it were dropped; one taken
+    /// back into another thread's drain could slip past it the same way.
+    pub(crate) fn steal_drain_to_shard(
+        &self,
+        gp: &GracePeriods,
+        local: &LocalBuffer,
+        cpu: usize,
+    ) -> bool {
+        local.steal_drain(
+            || gp.writer_barrier(),
+            |taken| {
+                let Some((page, done)) = taken else {
+                    return false;
+                };
+                let Some(mut rest) = self.settle(cpu, page, done) else {
+                    return false;
+                };
+                rest.keep_off_drains();
+                let shard = &self.shards[cpu];
+                let mut st = lock(&shard.state);
+                st.push_ready_front(rest);
+                shard.publish(&st);
+                true
+            },
+        )
     }
 }

@@ -230,14 +230,20 @@ impl LocalBuffer {
     }
 
     /// Takes the drain from whichever thread owns it, as `steal` takes the
-    /// page: what is left of its page, and how many of its objects were
-    /// taken (dropped, or being dropped: see `dropping`).
-    pub(crate) fn steal_drain(&self, barrier: impl Fn()) -> Option<(BulkPage, usize)> {
+    /// page, and passes `f` what is left of its page and how many of its
+    /// objects were taken (dropped, or being dropped: see `dropping`),
+    /// still under the buffer's lock, so a concurrent `barrier` finds the
+    /// objects either here or where `f` put them, never in between.
+    pub(crate) fn steal_drain<R>(
+        &self,
+        barrier: impl Fn(),
+        f: impl FnOnce(Option<(BulkPage, usize)>) -> R,
+    ) -> R {
         self.with_owner_out(barrier, || {
             // SAFETY: the owner is kept out (see `with_owner_out`).
             let taken = self.drain.with_mut(|d| unsafe { (*d).take() });
             self.publish_drain();
-            taken
+            f(taken)
         })
     }
 
@@ -479,7 +485,7 @@ mod loom_tests {
                 }
                 b2.dropped(popped.len());
             });
-            let stolen = buf.steal_drain(|| fence(Ordering::SeqCst));
+            let stolen = buf.steal_drain(|| fence(Ordering::SeqCst), |taken| taken);
             buf.wait_for_drops();
             let taken = stolen.as_ref().map_or(0, |(_, done)| *done);
             assert!(

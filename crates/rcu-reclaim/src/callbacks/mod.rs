@@ -601,11 +601,7 @@ impl Callbacks {
                 if older_than.is_some() && now_ms < due {
                     let left = due - now_ms;
                     next_due = Some(next_due.map_or(left, |d| d.min(left)));
-                } else if let Some(rest) = self.steal_drain(gp, local) {
-                    let shard = &self.shards[self.current_shard()];
-                    let mut st = lock(&shard.state);
-                    st.push_ready_front(rest);
-                    shard.publish(&st);
+                } else if self.steal_drain_to_shard(gp, local, self.current_shard()) {
                     kick = true;
                 }
             }
@@ -1154,26 +1150,33 @@ impl Callbacks {
             }
         }
         // Threads' drains may have taken ready pages meanwhile (none queued
-        // before this barrier is left on a shard now): run what they hold,
-        // and wait for the objects their threads are dropping.
+        // before this barrier is left on a shard now, but for what is left
+        // of drains taken from their threads, which no drain takes back):
+        // take what they hold, and wait for the objects their threads are
+        // dropping.
         let cpu = self.current_shard();
         gp.registry().for_each_slot(|slot| {
             if slot.abandoned.load(Ordering::Relaxed) {
                 return;
             }
-            // After the buffer's lock: a drain filled under it is seen. The
-            // count is stored with release after the owner counts what it
-            // pops in `dropping`, so a drain read as emptied shows its
-            // drops in flight.
+            // After the buffer's lock: a drain filled under it is seen, and
+            // so is one taken meanwhile (it went to a shard under the
+            // lock). The count is stored with release after the owner
+            // counts what it pops in `dropping`, so a drain read as emptied
+            // shows its drops in flight.
             slot.local.wait_for_handoff();
             if slot.local.drain_count.load(Ordering::Acquire) > 0 {
-                if let Some(rest) = self.steal_drain(gp, &slot.local) {
-                    let _running = lock(&self.shards[cpu].invoke);
-                    self.run_entries(cpu, Vec::new(), vec![rest]);
-                }
+                self.steal_drain_to_shard(gp, &slot.local, cpu);
             }
             slot.local.wait_for_drops();
         });
+        // Drains taken from their threads (by this barrier, by another, or
+        // by a lazy flush, before the walk above reached their buffers)
+        // are ready pages on shards now: run them, or wait for the thread
+        // running them (it holds `invoke`).
+        for cpu in 0..self.shards.len() {
+            self.invoke_ready(gp, cpu, None);
+        }
     }
 
     /// Whether nothing at all is queued or buffered.
