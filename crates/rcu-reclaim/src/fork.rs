@@ -27,8 +27,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::callbacks::{BulkPage, EngineLocks};
+use crate::callbacks::{BulkPage, EngineLocks, WorkersForkHeld};
 use crate::domain::Rcu;
+use crate::gp_thread::GpThreadForkHeld;
 use crate::sync::ForkHeld;
 
 /// The domain's state held still across `fork()`, from
@@ -56,6 +57,8 @@ pub struct ForkGuard<'a> {
     /// The process that prepared the fork: `child` refuses to run in it.
     pid: u32,
     // Dropped in this order: the reverse of the order they were taken in.
+    kthread: Option<GpThreadForkHeld<'a>>,
+    workers: Option<WorkersForkHeld<'a>>,
     pressure: Option<ForkHeld<'a, Option<Instant>>>,
     engine: Option<EngineLocks<'a>>,
 }
@@ -111,9 +114,16 @@ impl Rcu {
             own_buffer,
         );
         let pressure = inner.callbacks.pressure.lock_for_fork();
+        // Last: a thread may wake a worker or ask the grace-period thread
+        // for a grace period while it holds one of the locks above (a
+        // callback asking for one under its shard's lock).
+        let workers = inner.callbacks.workers.hold_for_fork();
+        let kthread = inner.kthread.hold_for_fork();
         ForkGuard {
             rcu: self,
             pid: std::process::id(),
+            kthread: Some(kthread),
+            workers: Some(workers),
             pressure: Some(pressure),
             engine: Some(engine),
         }
@@ -170,8 +180,12 @@ impl ForkGuard<'_> {
         if let Some(engine) = self.engine.as_mut() {
             reset_in_child(rcu, &mut engine.orphans);
         }
-        inner.kthread.reset_in_child();
-        inner.callbacks.workers.reset_in_child();
+        if let Some(kthread) = self.kthread.as_mut() {
+            kthread.reset_in_child();
+        }
+        if let Some(workers) = self.workers.as_mut() {
+            workers.reset_in_child();
+        }
         self.release();
         if rcu.pending() > 0 {
             inner.callbacks.workers.ensure_started(inner);
@@ -180,6 +194,8 @@ impl ForkGuard<'_> {
     }
 
     fn release(&mut self) {
+        self.kthread = None;
+        self.workers = None;
         self.pressure = None;
         self.engine = None;
         let inner = self.rcu.inner();

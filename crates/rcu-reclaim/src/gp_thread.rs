@@ -161,11 +161,27 @@ impl GpThread {
         self.shared.wake.notify_all();
     }
 
+    /// Holds the thread's state across `fork()` (after `pause`): a thread
+    /// that asks for a grace period or kicks the thread takes its lock for
+    /// a moment, and one caught holding it at the fork would leave it held
+    /// for ever in the child, whose `reset_in_child` then never returned.
+    /// Taken after the domain's other locks (a callback, run under its
+    /// shard's lock, may ask for a grace period).
+    pub(crate) fn hold_for_fork(&self) -> GpThreadForkHeld<'_> {
+        GpThreadForkHeld(crate::sync::lock_for_fork(&self.shared.state))
+    }
+}
+
+/// The grace-period thread's state, held across `fork()`
+/// ([`GpThread::hold_for_fork`]).
+pub(crate) struct GpThreadForkHeld<'a>(crate::sync::ForkHeld<'a, State>);
+
+impl GpThreadForkHeld<'_> {
     /// In the child after `fork()`: the thread does not exist there. Forget
     /// it (its handle is leaked: joining or detaching a thread of the parent
     /// is undefined), so the next request starts a new one.
-    pub(crate) fn reset_in_child(&self) {
-        let mut st = lock(&self.shared.state);
+    pub(crate) fn reset_in_child(&mut self) {
+        let st = &mut *self.0;
         if let Some(h) = st.handle.take() {
             std::mem::forget(h);
         }
@@ -173,7 +189,9 @@ impl GpThread {
         st.pause = false;
         st.parked = false;
     }
+}
 
+impl GpThread {
     /// Stops the thread; joins it unless called from it.
     pub(crate) fn shutdown(&self) {
         let handle = {

@@ -70,6 +70,11 @@ impl<'a, T> LockedAll<'a, T> {
     pub(crate) fn new(held: Vec<ForkHeld<'a, T>>) -> Self {
         LockedAll(held)
     }
+
+    /// The locks' contents, in the order they were taken.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut ForkHeld<'a, T>> {
+        self.0.iter_mut()
+    }
 }
 
 #[cfg(not(loom))]
@@ -202,6 +207,11 @@ pub(crate) fn fence_before_rmw() {
 /// background threads): a plain guard, not marked, for `Condvar::wait`.
 /// Their critical sections must not allocate.
 pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The background threads' state is held across `fork()` too.
+    #[cfg(not(loom))]
+    if FORKING.with(std::cell::Cell::get) {
+        check_not_fork_held(m as *const std::sync::Mutex<T> as usize);
+    }
     match m.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),

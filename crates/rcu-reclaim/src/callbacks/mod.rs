@@ -63,6 +63,8 @@ pub(crate) use fork::EngineLocks;
 pub(crate) use local::LocalBuffer;
 use segcblist::{Entry, SegCbList};
 pub(crate) use worker::Workers;
+#[cfg(not(loom))]
+pub(crate) use worker::WorkersForkHeld;
 
 use crate::fast_mode::Pressure;
 use crate::gp::{GracePeriods, WaitMode};

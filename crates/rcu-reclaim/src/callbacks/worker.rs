@@ -167,21 +167,48 @@ impl Workers {
         }
     }
 
+    /// Holds the workers' state across `fork()` (after `pause`): a thread
+    /// that wakes a worker takes its group's lock for a moment, and one
+    /// caught holding it at the fork would leave it held for ever in the
+    /// child, whose `reset_in_child` then never returned. `threads` first,
+    /// as `ensure_started` takes them.
+    #[cfg(not(loom))]
+    pub(crate) fn hold_for_fork(&self) -> WorkersForkHeld<'_> {
+        use crate::sync::{lock_for_fork, LockedAll};
+        let threads = lock_for_fork(&self.threads);
+        let nodes = LockedAll::new(self.nodes.iter().map(|n| lock_for_fork(&n.state)).collect());
+        WorkersForkHeld {
+            workers: self,
+            nodes,
+            threads,
+        }
+    }
+}
+
+/// The workers' state, held across `fork()` ([`Workers::hold_for_fork`]).
+/// Fields drop in declaration order, the reverse of the order they were
+/// taken in: the groups' locks, then `threads`.
+#[cfg(not(loom))]
+pub(crate) struct WorkersForkHeld<'a> {
+    workers: &'a Workers,
+    nodes: crate::sync::LockedAll<'a, NodeState>,
+    threads: crate::sync::ForkHeld<'a, Threads>,
+}
+
+#[cfg(not(loom))]
+impl WorkersForkHeld<'_> {
     /// In the child after `fork()`: the workers do not exist there. Forget
     /// them (their handles are leaked), so `ensure_started` starts new ones;
     /// the new workers look at every shard once.
-    pub(crate) fn reset_in_child(&self) {
-        {
-            let mut t = lock(&self.threads);
-            for h in t.handles.drain(..) {
-                std::mem::forget(h);
-            }
-            t.ids.clear();
-            t.started = false;
-            self.started.store(false, Ordering::Release);
+    pub(crate) fn reset_in_child(&mut self) {
+        let t = &mut *self.threads;
+        for h in t.handles.drain(..) {
+            std::mem::forget(h);
         }
-        for n in self.nodes.iter() {
-            let mut st = lock(&n.state);
+        t.ids.clear();
+        t.started = false;
+        self.workers.started.store(false, Ordering::Release);
+        for (n, st) in self.workers.nodes.iter().zip(self.nodes.iter_mut()) {
             st.pause = false;
             n.pausing.store(false, Ordering::Relaxed);
             st.running = 0;
@@ -189,7 +216,9 @@ impl Workers {
             st.work = true;
         }
     }
+}
 
+impl Workers {
     /// Stops every worker and joins those that are not the calling thread.
     pub(crate) fn shutdown(&self) {
         for n in self.nodes.iter() {
