@@ -1,0 +1,134 @@
+//! Shared by the independent stress tests: values that poison themselves
+//! when dropped and a tracker that counts each value's drops.
+
+#![allow(dead_code)]
+
+use std::ptr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcu_reclaim::ReclaimSize;
+
+pub const LIVE: u64 = 0x5AFE_5AFE_5AFE_5AFE;
+pub const POISON: u64 = 0xDEAD_BEEF_DEAD_BEEF;
+pub const CAPACITY: usize = 1 << 22;
+
+/// Which values exist and how often each was dropped.
+pub struct Tracker {
+    /// 0: never made; 1: live; 2: dropped once; more: dropped again.
+    pub states: Vec<AtomicU8>,
+    pub next: AtomicUsize,
+    pub live: AtomicUsize,
+    pub bad_drops: AtomicUsize,
+}
+
+impl Tracker {
+    pub fn new() -> Arc<Tracker> {
+        Arc::new(Tracker {
+            states: (0..CAPACITY).map(|_| AtomicU8::new(0)).collect(),
+            next: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            bad_drops: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn full(&self) -> bool {
+        self.next.load(Ordering::Relaxed) >= CAPACITY - (1 << 16)
+    }
+
+    /// Every value made was dropped exactly once.
+    pub fn check_all_dropped(&self, what: &str) {
+        let made = self.next.load(Ordering::SeqCst).min(CAPACITY);
+        let mut not_dropped = 0;
+        let mut twice = 0;
+        for s in &self.states[..made] {
+            match s.load(Ordering::SeqCst) {
+                2 => {}
+                1 => not_dropped += 1,
+                _ => twice += 1,
+            }
+        }
+        assert_eq!(
+            (not_dropped, twice, self.bad_drops.load(Ordering::SeqCst)),
+            (0, 0, 0),
+            "{what}: {made} made; (never dropped, dropped twice, poisoned drops)"
+        );
+        assert_eq!(self.live.load(Ordering::SeqCst), 0, "{what}: live count");
+    }
+}
+
+pub struct Val {
+    pub id: usize,
+    magic: u64,
+    words: [u64; 4],
+    tracker: Arc<Tracker>,
+}
+
+impl Val {
+    pub fn new(t: &Arc<Tracker>) -> Box<Val> {
+        let id = t.next.fetch_add(1, Ordering::Relaxed);
+        assert!(id < CAPACITY, "tracker full");
+        t.states[id].store(1, Ordering::Relaxed);
+        t.live.fetch_add(1, Ordering::Relaxed);
+        Box::new(Val {
+            id,
+            magic: LIVE,
+            words: [id as u64; 4],
+            tracker: t.clone(),
+        })
+    }
+
+    pub fn unboxed(t: &Arc<Tracker>) -> Val {
+        *Val::new(t)
+    }
+
+    /// Panics if the value was freed (poisoned) or is torn.
+    pub fn check(&self) {
+        // SAFETY: the caller holds a read-side section protecting `self`.
+        let magic = unsafe { ptr::read_volatile(&self.magic) };
+        assert_eq!(magic, LIVE, "reader saw a dropped value (id {})", self.id);
+        for w in &self.words {
+            // SAFETY: as above.
+            let v = unsafe { ptr::read_volatile(w) };
+            assert_eq!(v, self.id as u64, "torn value");
+        }
+    }
+}
+
+impl Drop for Val {
+    fn drop(&mut self) {
+        // SAFETY: `self.magic` is a valid exclusive place.
+        let magic = unsafe { ptr::read_volatile(&self.magic) };
+        if magic != LIVE {
+            self.tracker.bad_drops.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { ptr::write_volatile(&mut self.magic, POISON) };
+        for w in self.words.iter_mut() {
+            // SAFETY: as above.
+            unsafe { ptr::write_volatile(w, POISON) };
+        }
+        let prev = self.tracker.states[self.id].fetch_add(1, Ordering::SeqCst);
+        if prev != 1 {
+            self.tracker.bad_drops.fetch_add(1, Ordering::SeqCst);
+        }
+        self.tracker.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl ReclaimSize for Val {
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Val>()
+    }
+}
+
+pub fn storm_ms() -> Duration {
+    let ms: u64 = std::env::var("RCU_ISTRESS_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1200);
+    Duration::from_millis(ms)
+}
