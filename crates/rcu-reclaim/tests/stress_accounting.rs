@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use istress::{storm_ms, Tracker, Val};
+use istress::{Tracker, Val};
 
 use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
@@ -125,19 +125,13 @@ fn barrier_covers_everything(config: Config, what: &'static str) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     println!(
         "{what}: {} barriers, {} values",
         barriers.load(Ordering::Relaxed),
         t.next.load(Ordering::Relaxed)
     );
-    rcu.barrier();
-    assert_eq!(rcu.pending(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
+    istress::assert_settled(&rcu);
     drop(cell);
     drop(rcu);
     t.check_all_dropped(what);
@@ -252,24 +246,13 @@ fn exact_accounting(config: Config, what: &'static str) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
-    rcu.barrier();
-    let after = rcu.stats();
-    assert_eq!(after.pending, 0);
-    assert_eq!(after.pending_bytes, 0);
-    assert_eq!(
-        after.bytes_freed - before.bytes_freed,
+    istress::storm_then_join(&stop, handles);
+    let after = istress::assert_exact_totals(
+        &rcu,
+        &before,
         booked.load(Ordering::Relaxed),
-        "{what}: bytes freed vs booked"
-    );
-    assert_eq!(
-        after.invoked - before.invoked,
         entries.load(Ordering::Relaxed),
-        "{what}: invoked vs queued"
+        what,
     );
     println!(
         "{what}: {} entries, {} bytes, {} fallback syncs",
@@ -421,11 +404,7 @@ fn polled_poison(flavor: Flavor) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     println!("{flavor}: {} values", t.next.load(Ordering::Relaxed));
     drop(cells);
     rcu.barrier();
@@ -572,24 +551,13 @@ fn flaky_pages(config: Config, what: &'static str) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
-    rcu.barrier();
-    let after = rcu.stats();
-    assert_eq!(after.pending, 0);
-    assert_eq!(after.pending_bytes, 0);
-    assert_eq!(
-        after.bytes_freed - before.bytes_freed,
+    istress::storm_then_join(&stop, handles);
+    let after = istress::assert_exact_totals(
+        &rcu,
+        &before,
         booked.load(Ordering::Relaxed),
-        "{what}: bytes"
-    );
-    assert_eq!(
-        after.invoked - before.invoked,
         entries.load(Ordering::Relaxed),
-        "{what}: entries"
+        what,
     );
     println!(
         "{what}: {} entries, {} fallback syncs",

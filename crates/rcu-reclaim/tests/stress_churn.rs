@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use istress::{storm_ms, Tracker, Val};
+use istress::{Tracker, Val};
 
 use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
@@ -136,11 +136,7 @@ fn thread_churn(config: Config, what: &str) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     println!(
         "{what}: {} threads, {} values",
         threads.load(Ordering::Relaxed),
@@ -154,9 +150,7 @@ fn thread_churn(config: Config, what: &str) {
         "{what}: pending_bytes after barrier"
     );
     drop(cells);
-    rcu.barrier();
-    assert_eq!(rcu.pending(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
+    istress::assert_settled(&rcu);
     drop(rcu);
     t.check_all_dropped(what);
 }
@@ -300,23 +294,15 @@ fn qsbr_churn() {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     println!(
         "qsbr: {} threads, {} values",
         churned.load(Ordering::Relaxed),
         t.next.load(Ordering::Relaxed)
     );
-    rcu.barrier();
-    assert_eq!(rcu.pending(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
+    istress::assert_settled(&rcu);
     drop(cells);
-    rcu.barrier();
-    assert_eq!(rcu.pending(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
+    istress::assert_settled(&rcu);
     drop(rcu);
     t.check_all_dropped("qsbr");
 }
@@ -445,9 +431,7 @@ fn fork_while_retiring(flavor: Flavor) {
     rcu.barrier();
     assert_eq!(rcu.pending(), 0);
     drop(cell);
-    rcu.barrier();
-    assert_eq!(rcu.pending(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
+    istress::assert_settled(&rcu);
     drop(rcu);
     t.check_all_dropped("fork");
 }
@@ -550,14 +534,8 @@ fn unregister_churn(config: Config, what: &'static str) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
-    rcu.barrier();
-    assert_eq!(rcu.pending(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
+    istress::storm_then_join(&stop, handles);
+    istress::assert_settled(&rcu);
     println!("{what}: {} values", t.next.load(Ordering::Relaxed));
     drop(cell);
     drop(rcu);
@@ -684,11 +662,7 @@ fn panic_storm(config: Config, what: &'static str) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     rcu.barrier();
     let s = rcu.stats();
     assert_eq!(s.pending, 0);

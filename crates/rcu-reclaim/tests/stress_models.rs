@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use istress::{storm_ms, Tracker, Val, CAPACITY};
+use istress::{Tracker, Val, CAPACITY};
 
 use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
@@ -113,11 +113,7 @@ fn cache_storm(shards: usize, what: &'static str) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     // Let a shrink in flight (on the source's thread) finish.
     thread::sleep(Duration::from_millis(50));
     let (len, sum) = {
@@ -237,11 +233,7 @@ fn caches_dropped_while_shrinking() {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     drop(budget);
     drop(reclaimer);
     rcu.barrier();
@@ -371,11 +363,7 @@ fn map_per_key_model() {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     assert_eq!(map.len(), 0);
     println!(
         "map model: {} ops, capacity {}",
@@ -476,11 +464,7 @@ fn cache_per_key_model() {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     drop(cache);
     rcu.barrier();
     drop(rcu);

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use istress::{storm_ms, Tracker, Val};
+use istress::{Tracker, Val};
 
 use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer, Scanned, ShrinkControl, Shrinker};
@@ -380,11 +380,7 @@ fn mixed_storm(config: Config, what: &str) {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     println!(
         "{what}: {} values, {} reads",
         t.next.load(Ordering::Relaxed),
@@ -564,11 +560,7 @@ fn many_domains() {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     println!(
         "domains: {} made, {} values",
         made.load(Ordering::Relaxed),
@@ -674,11 +666,7 @@ fn numa_cpu_hopping() {
             }
         }));
     }
-    thread::sleep(storm_ms());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    istress::storm_then_join(&stop, handles);
     // The cell's last value books its weigher's size when the cell drops?
     // It is dropped with the cell; count it apart.
     rcu.barrier();

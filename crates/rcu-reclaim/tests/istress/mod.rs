@@ -132,3 +132,53 @@ pub fn storm_ms() -> Duration {
         .unwrap_or(1200);
     Duration::from_millis(ms)
 }
+
+/// Lets the storm's threads run for [`storm_ms`], then stops them (`stop`)
+/// and joins them (a panic in one fails the test).
+pub fn storm_then_join(
+    stop: &std::sync::atomic::AtomicBool,
+    handles: Vec<std::thread::JoinHandle<()>>,
+) {
+    std::thread::sleep(storm_ms());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// After `barrier`, nothing is left queued in `rcu`, in objects or bytes.
+pub fn assert_settled(rcu: &rcu_reclaim::Rcu) {
+    rcu.barrier();
+    assert_eq!(rcu.pending(), 0);
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// After `barrier`: nothing pending, and what ran since `before` is
+/// exactly what was queued (`entries` objects and callbacks, `booked`
+/// bytes). Returns the stats read after the barrier.
+pub fn assert_exact_totals(
+    rcu: &rcu_reclaim::Rcu,
+    before: &rcu_reclaim::stats::Stats,
+    booked: u64,
+    entries: u64,
+    what: &str,
+) -> rcu_reclaim::stats::Stats {
+    rcu.barrier();
+    let after = rcu.stats();
+    assert_eq!(after.pending, 0, "{what}: objects pending after barrier");
+    assert_eq!(
+        after.pending_bytes, 0,
+        "{what}: bytes pending after barrier"
+    );
+    assert_eq!(
+        after.bytes_freed - before.bytes_freed,
+        booked,
+        "{what}: bytes freed against bytes booked"
+    );
+    assert_eq!(
+        after.invoked - before.invoked,
+        entries,
+        "{what}: run against queued"
+    );
+    after
+}
