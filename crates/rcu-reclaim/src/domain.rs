@@ -384,24 +384,18 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        fn policy_default(f: impl Fn(&crate::policy::Params) -> usize) -> usize {
-            f(&crate::policy::Params::default())
-        }
         let p = &self.params;
         let bad = |msg: String| Err(Error::InvalidConfig(msg));
         if self.stall_timeout.is_zero() {
             return bad("stall_timeout must be greater than zero (the default is 21 s)".into());
         }
+        let d = crate::policy::Params::default();
         let zero: Vec<String> = [
-            ("lazy_batch", p.lazy_batch, policy_default(|d| d.lazy_batch)),
-            ("pace_bytes", p.pace_bytes, policy_default(|d| d.pace_bytes)),
-            ("blimit", p.blimit, policy_default(|d| d.blimit)),
-            (
-                "workers_per_node",
-                p.workers_per_node,
-                policy_default(|d| d.workers_per_node),
-            ),
-            ("qovld", p.qovld, policy_default(|d| d.qovld)),
+            ("lazy_batch", p.lazy_batch, d.lazy_batch),
+            ("pace_bytes", p.pace_bytes, d.pace_bytes),
+            ("blimit", p.blimit, d.blimit),
+            ("workers_per_node", p.workers_per_node, d.workers_per_node),
+            ("qovld", p.qovld, d.qovld),
         ]
         .iter()
         .filter(|(_, value, _)| *value == 0)
