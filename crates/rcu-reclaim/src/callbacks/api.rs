@@ -336,9 +336,11 @@ impl Rcu {
         let count = local.count.load(std::sync::atomic::Ordering::Relaxed);
         let bytes_held = local.bytes.load(std::sync::atomic::Ordering::Relaxed);
         // Every `RETIRES_PER_ADVANCE` retires: a page with a few KiB goes
-        // early if no grace period has started for a while.
+        // early if no grace period has started for a while (a look at the
+        // clock: for a page of small objects, every fourth such point).
         let advance_point = count % policy::RETIRES_PER_ADVANCE == 0;
         let early = advance_point
+            && policy::quiet_look_due(count, bytes_held)
             && policy::page_due_early(&cbs.params, bytes_held, || inner.gp.retirer_quiet_for());
         let due = |p: &BulkPage| {
             early || p.is_full() || policy::page_due_by_bytes(&cbs.params, p.bytes())
