@@ -33,13 +33,13 @@ fn cache_storm(shards: usize, what: &'static str) {
     let rcu = Rcu::new(Config::new()).unwrap();
     let t = Tracker::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let (events, source) = SyntheticSource::new();
+    let (events, source, drained) = istress::drained_source();
     let cache: Arc<RcuCache<u64, Val>> = Arc::new(
         RcuCache::builder()
             .max_bytes(48 << 10)
             .shards(shards)
             .rcu(&rcu)
-            .pressure_source(Box::new(source))
+            .pressure_source(source)
             .regrow_after(Duration::from_millis(3))
             .weigher(|_: &u64, v: &Val| weight(v))
             .build(),
@@ -114,8 +114,8 @@ fn cache_storm(shards: usize, what: &'static str) {
         }));
     }
     istress::storm_then_join(&stop, handles);
-    // Let a shrink in flight (on the source's thread) finish.
-    thread::sleep(Duration::from_millis(50));
+    // Let a shrink in flight (on the monitor's thread) finish.
+    drained.wait();
     let (len, sum) = {
         let g = rcu.read_lock();
         let mut len = 0;

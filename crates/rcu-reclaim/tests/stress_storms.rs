@@ -20,7 +20,7 @@ use istress::{Tracker, Val};
 
 use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer, Scanned, ShrinkControl, Shrinker};
-use rcu_reclaim::sources::{Level, SyntheticSource};
+use rcu_reclaim::sources::Level;
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCache, RcuCell, RcuHashMap};
 
 /// A shrinker holding values; a scan retires some through RCU.
@@ -95,14 +95,14 @@ fn mixed_storm(config: Config, what: &str) {
     let budget = Arc::new(MemoryBudget::new(64 << 10, reclaimer.clone(), move || {
         live_for_budget.live.load(Ordering::Relaxed) * std::mem::size_of::<Val>()
     }));
-    let (events, source) = SyntheticSource::new();
+    let (events, source, drained) = istress::drained_source();
     let cache: Arc<RcuCache<u64, Val>> = Arc::new(
         RcuCache::builder()
             .max_bytes(8 << 10)
             .rcu(&rcu)
             .reclaimer(&reclaimer)
             .budget(&budget)
-            .pressure_source(Box::new(source))
+            .pressure_source(source)
             .regrow_after(Duration::from_millis(5))
             .weigher(|_: &u64, _: &Val| 128)
             .build(),
@@ -386,7 +386,10 @@ fn mixed_storm(config: Config, what: &str) {
         t.next.load(Ordering::Relaxed),
         reads.load(Ordering::Relaxed)
     );
-    // Reentrant callbacks may queue more after one barrier; settle.
+    // The cache's monitor may still be acting on an event the flapper sent
+    // (a shrink retires entries): wait for it, then let reentrant
+    // callbacks, which may queue more after one barrier, settle.
+    drained.wait();
     for _ in 0..10 {
         rcu.barrier();
     }

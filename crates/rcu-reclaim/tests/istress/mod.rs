@@ -182,3 +182,69 @@ pub fn assert_exact_totals(
     );
     after
 }
+
+/// A synthetic pressure source that tells the test when its monitor has
+/// acted on every event sent: the monitor asks for the next event only
+/// after it has handled the last one, so once every sender is gone and the
+/// monitor finds the channel closed, no shrink is left in flight.
+pub struct DrainedSource {
+    closed: Arc<std::sync::atomic::AtomicBool>,
+    rx: std::sync::mpsc::Receiver<rcu_reclaim::sources::Level>,
+}
+
+/// The sender, the source, and a handle that waits for the drain.
+pub fn drained_source() -> (
+    std::sync::mpsc::Sender<rcu_reclaim::sources::Level>,
+    Box<DrainedSource>,
+    Drained,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    (
+        tx,
+        Box::new(DrainedSource {
+            closed: closed.clone(),
+            rx,
+        }),
+        Drained(closed),
+    )
+}
+
+impl rcu_reclaim::sources::PressureSource for DrainedSource {
+    fn describe(&self) -> String {
+        "synthetic (drained)".into()
+    }
+
+    fn wait(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<rcu_reclaim::sources::Level>, rcu_reclaim::sources::SourceError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.rx.recv_timeout(timeout) {
+            Ok(level) => Ok(Some(level)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.closed.store(true, Ordering::SeqCst);
+                std::thread::sleep(timeout);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Waits until a [`DrainedSource`]'s monitor has handled every event.
+pub struct Drained(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drained {
+    /// Every sender must be dropped first; panics after 60 s.
+    pub fn wait(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !self.0.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pressure monitor did not reach the end of its events within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
