@@ -100,6 +100,21 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The median over rounds of `f(x) / f(ours)`, each round's ratio taken
+/// in that round. A round where rcu-reclaim did nothing (`f(ours)` is 0: a
+/// short round on a loaded machine can give its threads no time) has no
+/// ratio and is left out; it used to count as 0 and halve the median of
+/// two rounds, rcu-reclaim's against itself included.
+fn round_ratio(x: &[Round], ours: &[Round], f: fn(&Round) -> f64) -> f64 {
+    median(
+        x.iter()
+            .zip(ours)
+            .filter(|(_, o)| f(o) > 0.0)
+            .map(|(x, o)| f(x) / f(o))
+            .collect(),
+    )
+}
+
 pub(crate) fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         a / b
@@ -192,18 +207,9 @@ pub fn scenario(
         .collect();
     let ours = backends[0].clone();
     for b in &mut backends {
-        let per_round = |f: fn(&Round) -> f64| {
-            median(
-                b.rounds
-                    .iter()
-                    .zip(&ours.rounds)
-                    .map(|(x, o)| ratio(f(x), f(o)))
-                    .collect(),
-            )
-        };
         b.vs_rcu_reclaim = Ratios {
-            reads_per_sec: per_round(|r| r.reads_per_sec),
-            updates_per_sec: per_round(|r| r.updates_per_sec),
+            reads_per_sec: round_ratio(&b.rounds, &ours.rounds, |r| r.reads_per_sec),
+            updates_per_sec: round_ratio(&b.rounds, &ours.rounds, |r| r.updates_per_sec),
             peak_garbage: ratio(b.peak_garbage as f64, ours.peak_garbage as f64),
             peak_memory: ratio(b.peak_memory as f64, ours.peak_memory as f64),
         };
@@ -455,6 +461,21 @@ mod tests {
     }
 
     #[test]
+    fn a_round_where_rcu_reclaim_did_nothing_has_no_ratio() {
+        let ours = backend("rcu-reclaim", &[0.0, 100.0], 1);
+        let other = backend("seize", &[50.0, 200.0], 1);
+        let r = |r: &Round| r.reads_per_sec;
+        assert_eq!(round_ratio(&ours.rounds, &ours.rounds, r), 1.0);
+        assert_eq!(round_ratio(&other.rounds, &ours.rounds, r), 2.0);
+        // A round where the other did nothing is a ratio of 0.
+        let idle = backend("seize", &[50.0, 0.0], 1);
+        assert_eq!(round_ratio(&idle.rounds, &ours.rounds, r), 0.0);
+        // No round with data: no ratio.
+        let none = backend("rcu-reclaim", &[0.0, 0.0], 1);
+        assert_eq!(round_ratio(&other.rounds, &none.rounds, r), 0.0);
+    }
+
+    #[test]
     fn targets_compare_rcu_reclaim_with_the_others_round_by_round() {
         // Round by round, ours is twice crossbeam's rate; its garbage is a
         // quarter of crossbeam's.
@@ -465,15 +486,9 @@ mod tests {
         ];
         let ours = b[0].clone();
         for x in &mut b {
-            let r: Vec<f64> = x
-                .rounds
-                .iter()
-                .zip(&ours.rounds)
-                .map(|(a, o)| a.updates_per_sec / o.updates_per_sec)
-                .collect();
             x.vs_rcu_reclaim = Ratios {
-                reads_per_sec: median(r.clone()),
-                updates_per_sec: median(r),
+                reads_per_sec: round_ratio(&x.rounds, &ours.rounds, |r| r.reads_per_sec),
+                updates_per_sec: round_ratio(&x.rounds, &ours.rounds, |r| r.updates_per_sec),
                 peak_garbage: x.peak_garbage as f64 / ours.peak_garbage as f64,
                 peak_memory: 1.0,
             };
