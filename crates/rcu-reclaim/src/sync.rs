@@ -19,6 +19,31 @@ pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
+/// Runs `f`, catching a panic, as `catch_unwind` does, but never lets the
+/// caught panic's payload unwind either: a payload is the user's value
+/// (`std::panic::panic_any`), and its `Drop` may panic too. Dropped by the
+/// caller, such a payload unwound out of the very code that caught the
+/// first panic (a callback batch, losing the callbacks after it; a
+/// barrier; the global allocator). Here its drop is caught in turn, and a
+/// payload of that second panic is leaked, not dropped. `Err` carries the
+/// first panic's message, if it has one of text.
+pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Option<String>> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Ok(r),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned());
+            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(again);
+            }
+            Err(msg)
+        }
+    }
+}
+
 thread_local! {
     /// Set while this thread may not enter memory reclaim: it is reclaiming
     /// already, holds one of the crate's locks, or runs inside `no_reclaim`.

@@ -914,3 +914,58 @@ fn panics_in_callbacks_and_drops_are_counted_and_lose_nothing() {
     let q = qsbr();
     panicking_traffic(&q);
 }
+
+/// A panic payload whose own `Drop` panics.
+struct PayloadBomb;
+
+impl Drop for PayloadBomb {
+    fn drop(&mut self) {
+        panic!("the panic payload's drop panics");
+    }
+}
+
+/// A deferred value whose `Drop` panics with a [`PayloadBomb`].
+struct DropThrowsBomb(Arc<AtomicUsize>);
+
+impl Drop for DropThrowsBomb {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        std::panic::panic_any(PayloadBomb);
+    }
+}
+
+#[test]
+fn a_panic_payload_whose_drop_panics_loses_no_other_callback() {
+    for rcu in [on_demand(), Rcu::new(Config::new()).unwrap()] {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let bombs = Arc::new(AtomicUsize::new(0));
+        for i in 0..100 {
+            let r = ran.clone();
+            rcu.call(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            rcu.defer_drop(Box::new(Counted(dropped.clone())));
+            if i % 25 == 0 {
+                rcu.call(|| std::panic::panic_any(PayloadBomb));
+                rcu.defer_drop_sized(Box::new(DropThrowsBomb(bombs.clone())), 8);
+            }
+        }
+        // The barrier returns (it runs callbacks itself on demand), and
+        // runs every callback and drop, the bombs counted as panics.
+        rcu.barrier();
+        assert_eq!(ran.load(Ordering::SeqCst), 100);
+        assert_eq!(dropped.load(Ordering::SeqCst), 100);
+        assert_eq!(bombs.load(Ordering::SeqCst), 4);
+        assert_eq!(rcu.stats().callback_panics, 8);
+        assert_eq!(rcu.pending(), 0);
+        // This thread is not left "inside a callback": barrier and collect
+        // still work here.
+        let r = ran.clone();
+        rcu.call(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        rcu.barrier();
+        assert_eq!(ran.load(Ordering::SeqCst), 101);
+    }
+}

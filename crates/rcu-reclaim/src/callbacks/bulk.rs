@@ -7,9 +7,9 @@
 //! grace-period cookie and handed to a shard; once the cookie completes, the
 //! objects are dropped straight from the page, without a callback.
 
+use crate::sync::catch_panic;
 use std::alloc::Layout;
 use std::mem::MaybeUninit;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -254,12 +254,9 @@ impl BulkPage {
     }
 
     /// Drops every object (its grace period has elapsed), handing the
-    /// payload of each drop function that panicked to `on_panic`; returns
+    /// message of each drop function that panicked to `on_panic`; returns
     /// how many panicked. The page is empty afterwards.
-    pub(crate) fn drop_objects_with(
-        &mut self,
-        on_panic: &mut dyn FnMut(Box<dyn std::any::Any + Send>),
-    ) -> usize {
+    pub(crate) fn drop_objects_with(&mut self, on_panic: &mut dyn FnMut(Option<String>)) -> usize {
         // SAFETY: the page is owned by `self`.
         let d = unsafe { self.data.as_mut() };
         let mut panics = 0;
@@ -268,9 +265,9 @@ impl BulkPage {
             let e = unsafe { e.assume_init() };
             // SAFETY: `push`'s contract: the grace period has elapsed and
             // each entry is dropped once (len is reset below).
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| unsafe { (e.drop)(e.ptr) })) {
+            if let Err(msg) = catch_panic(|| unsafe { (e.drop)(e.ptr) }) {
                 panics += 1;
-                on_panic(payload);
+                on_panic(msg);
             }
         }
         d.len = 0;
@@ -283,7 +280,7 @@ impl BulkPage {
     /// payloads (for pages no domain reports on: tests and fork children).
     #[cfg(test)]
     pub(crate) fn drop_objects(&mut self) -> usize {
-        self.drop_objects_with(&mut drop)
+        self.drop_objects_with(&mut |_| {})
     }
 }
 

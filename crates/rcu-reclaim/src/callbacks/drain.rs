@@ -21,7 +21,7 @@
 //! waits for. A page's objects and bytes are counted as freed once, by
 //! whoever empties it.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use crate::sync::catch_panic;
 use std::sync::atomic::Ordering;
 
 use super::bulk::BulkPage;
@@ -41,9 +41,9 @@ impl Callbacks {
         for d in popped.items() {
             // SAFETY: the drain took it from a page whose grace period has
             // elapsed, once (`pos` moved past it), and nothing else runs it.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| unsafe { d.run() })) {
+            if let Err(msg) = catch_panic(|| unsafe { d.run() }) {
                 add(&self.counters.panics, 1);
-                self.report_panic(payload.as_ref());
+                self.report_panic(msg);
             }
         }
         IN_CALLBACK.with(|c| c.set(was));

@@ -43,9 +43,9 @@ pub(crate) mod local;
 mod segcblist;
 mod worker;
 
+use crate::sync::catch_panic;
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -1017,15 +1017,15 @@ impl Callbacks {
         for e in batch {
             n += e.count();
             bytes += e.bytes;
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(e.f)) {
+            if let Err(msg) = catch_panic(e.f) {
                 panics += 1;
-                self.report_panic(payload.as_ref());
+                self.report_panic(msg);
             }
         }
         for mut page in pages {
             n += page.len();
             bytes += page.bytes();
-            panics += page.drop_objects_with(&mut |payload| self.report_panic(payload.as_ref()));
+            panics += page.drop_objects_with(&mut |msg| self.report_panic(msg));
             add(&self.counters.pages_freed, 1);
             self.recycle(cpu, page);
         }
@@ -1036,17 +1036,15 @@ impl Callbacks {
         (n, bytes)
     }
 
-    fn report_panic(&self, payload: &(dyn std::any::Any + Send)) {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "<non-string panic payload>".to_string());
+    /// Reports a caught panic of a callback or deferred drop (`msg`: its
+    /// message, from [`catch_panic`]).
+    pub(crate) fn report_panic(&self, msg: Option<String>) {
+        let msg = msg.unwrap_or_else(|| "<non-string panic payload>".to_string());
         tracing::error!(panic = %msg, "rcu-reclaim: an RCU callback panicked; the remaining callbacks still run");
         if let Some(hook) = &self.panic_hook {
             // A panicking hook must not unwind out of the batch: the
             // callbacks after this one would be lost.
-            if catch_unwind(AssertUnwindSafe(|| hook(&msg))).is_err() {
+            if catch_panic(|| hook(&msg)).is_err() {
                 tracing::error!("rcu-reclaim: the on_callback_panic hook itself panicked");
             }
         }

@@ -88,7 +88,7 @@ fn fold_in(add: isize) {
             // (undefined behaviour): it is reported, the budget is left
             // consistent (its turn and marks restore on unwind), and the
             // allocation proceeds.
-            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| budget.check()));
+            let checked = crate::sync::catch_panic(|| budget.check());
             if checked.is_err() {
                 reclaim_panicked();
             }

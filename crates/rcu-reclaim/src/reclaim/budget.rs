@@ -554,8 +554,7 @@ fn background(shared: &Weak<Shared>) {
             // the usage function) would end this thread, and with it
             // background reclaim for the budget's lifetime: report it and
             // go on (the reclaim turn and the marks restore on unwind).
-            let run =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.reclaim_to_high(false)));
+            let run = crate::sync::catch_panic(|| s.reclaim_to_high(false));
             if run.is_err() {
                 tracing::error!(
                     "rcu-reclaim: background reclaim (rcu-kswapd) panicked in a shrinker, the \
