@@ -240,7 +240,11 @@ impl<T> RcuCell<T> {
     ///
     /// The guard keeps `current` from being freed and its address reused
     /// by another value while the caller holds it, so a successful
-    /// exchange means no other writer published in between.
+    /// exchange means no other writer published in between. Except for a
+    /// zero-sized `T`: every boxed value of it has the same (dangling)
+    /// address, so the exchange cannot tell them apart and succeeds
+    /// whenever the cell holds a value and `current` is `Some`, also after
+    /// other writers published (each value is still dropped once).
     ///
     /// # Panics
     /// If `guard` belongs to another domain than the cell.

@@ -969,3 +969,23 @@ fn a_panic_payload_whose_drop_panics_loses_no_other_callback() {
         assert_eq!(ran.load(Ordering::SeqCst), 101);
     }
 }
+
+/// As `RcuCell::compare_exchange`'s docs say: zero-sized values share one
+/// address, so an exchange against a value another writer replaced still
+/// succeeds (nothing is dropped twice or lost).
+#[test]
+fn a_zero_sized_compare_exchange_cannot_see_another_writer() {
+    let rcu = on_demand();
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(())));
+    let g = rcu.read_lock();
+    let seen = cell.load(&g);
+    cell.store(Box::new(()));
+    let won = cell.compare_exchange(seen, Some(Box::new(())), &g);
+    let old = won
+        .ok()
+        .flatten()
+        .expect("succeeds, and hands back the value replaced");
+    old.defer_drop();
+    drop(g);
+    rcu.barrier();
+}
