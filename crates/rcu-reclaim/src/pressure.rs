@@ -159,6 +159,15 @@ impl fmt::Debug for NodeMask {
 }
 
 /// Ends a pressure signal when dropped (see [`Rcu::pressure_start`]).
+///
+/// ```
+/// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new()).unwrap();
+/// {
+///     let _short = rcu.pressure_start_all(); // memory is short: fast mode
+///     assert!(rcu.pressure() > 0);
+/// } // dropped: the signal ends
+/// assert_eq!(rcu.pressure(), 0);
+/// ```
 #[must_use = "pressure ends when the guard is dropped"]
 pub struct PressureGuard {
     rcu: Rcu,
@@ -196,6 +205,13 @@ impl fmt::Debug for PressureGuard {
 }
 
 /// What [`Rcu::run_callbacks`] decided to do.
+///
+/// ```
+/// use rcu_reclaim::pressure::{NodeMask, RunAction};
+/// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new()).unwrap();
+/// // Nothing queued: nothing to do.
+/// assert_eq!(rcu.run_callbacks(&NodeMask::all(), 12).action, RunAction::Nothing);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -213,6 +229,17 @@ pub enum RunAction {
 
 /// What one [`Rcu::run_callbacks`] call did, so reclaim can count real
 /// progress rather than "queued for freeing".
+///
+/// ```
+/// use rcu_reclaim::pressure::NodeMask;
+/// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new()).unwrap();
+/// rcu.defer_drop(Box::new(vec![0u8; 1 << 20]));
+/// let report = rcu.run_callbacks(&NodeMask::all(), 0); // 0: the most urgent
+/// println!("{:?}: {} run, {} bytes freed in {:?}", report.action, report.invoked, report.bytes_freed, report.elapsed);
+/// assert!(report.invoked <= 1);
+/// rcu.barrier();
+/// assert_eq!(rcu.pending_bytes(), 0);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

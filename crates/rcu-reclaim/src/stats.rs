@@ -136,6 +136,16 @@ pub struct Stats {
 }
 
 /// One CPU's callback shard.
+///
+/// ```
+/// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new()).unwrap();
+/// rcu.defer_drop(Box::new([0u8; 256]));
+/// for sh in &rcu.stats().shards {
+///     println!("cpu {} (node {}): {} pending, {} bytes", sh.cpu, sh.node, sh.pending, sh.pending_bytes);
+/// }
+/// rcu.barrier();
+/// assert!(rcu.stats().shards.iter().all(|sh| sh.pending == 0));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

@@ -16,6 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Bytes in one bulk page.
+///
+/// ```
+/// // One page holds a few hundred deferred drops (a pointer and a function each).
+/// assert_eq!(rcu_reclaim::pages::BULK_PAGE_SIZE, 4096);
+/// ```
 pub const BULK_PAGE_SIZE: usize = 4096;
 
 /// One deferred drop: the object and the function that drops it.

@@ -115,6 +115,16 @@ impl fmt::Display for BudgetError {
 impl std::error::Error for BudgetError {}
 
 /// Counters of a [`MemoryBudget`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+/// let reclaimer = Arc::new(Reclaimer::new(rcu_reclaim::Rcu::global()));
+/// let budget = MemoryBudget::new(1 << 20, reclaimer, || 0); // nothing used
+/// budget.check();
+/// let s = budget.stats();
+/// assert_eq!((s.direct_reclaims, s.ooms), (0, 0));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

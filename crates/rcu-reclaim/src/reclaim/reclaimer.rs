@@ -38,6 +38,21 @@ pub fn reclaim_allowed() -> bool {
 }
 
 /// Identifies a registered shrinker.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rcu_reclaim::reclaim::{Reclaimer, Scanned, ShrinkControl, Shrinker};
+/// struct Empty;
+/// impl Shrinker for Empty {
+///     fn count(&self, _: &ShrinkControl) -> usize { 0 }
+///     fn scan(&self, _: &mut ShrinkControl) -> Scanned { Scanned::default() }
+/// }
+/// let reclaimer = Reclaimer::new(rcu_reclaim::Rcu::global());
+/// let a = reclaimer.register(Arc::new(Empty));
+/// let b = reclaimer.register(Arc::new(Empty));
+/// assert_ne!(a, b);
+/// assert!(reclaimer.unregister(a));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShrinkerId(u64);
 
@@ -49,6 +64,15 @@ struct Registered {
 }
 
 /// What a successful [`Reclaimer::reclaim`] did.
+///
+/// ```
+/// use rcu_reclaim::{pressure::NodeMask, reclaim::Reclaimer, Rcu};
+/// let rcu = Rcu::new(rcu_reclaim::Config::new()).unwrap();
+/// rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
+/// let done = Reclaimer::new(&rcu).reclaim(1 << 20, &NodeMask::all()).unwrap();
+/// assert_eq!(done.freed_by_rcu_bytes, 1 << 20); // RCU's backlog was freed
+/// assert!(done.freed_bytes >= 1 << 20);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -70,6 +94,15 @@ pub struct Reclaimed {
 }
 
 /// What reclaim saw when it gave up; passed to the OOM handler.
+///
+/// ```
+/// use rcu_reclaim::{pressure::NodeMask, reclaim::Reclaimer, Rcu};
+/// let reclaimer = Reclaimer::new(Rcu::global());
+/// reclaimer.set_oom_handler(|report| assert_eq!(report.target_bytes, 1 << 30));
+/// // Nothing to free: reclaim gives up, and the handler sees why.
+/// let err = reclaimer.reclaim(1 << 30, &NodeMask::all()).unwrap_err();
+/// assert!(err.0.shrinkers.is_empty());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -104,6 +137,16 @@ impl fmt::Display for OomReport {
 }
 
 /// Reclaim failed to meet its target; the report says why.
+///
+/// ```
+/// use rcu_reclaim::{pressure::NodeMask, reclaim::Reclaimer, Rcu};
+/// let reclaimer = Reclaimer::new(Rcu::global());
+/// reclaimer.set_oom_handler(|_| {}); // quiet
+/// match reclaimer.reclaim(1 << 30, &NodeMask::all()) {
+///     Ok(done) => println!("freed {} bytes", done.freed_bytes),
+///     Err(oom) => println!("{oom}"), // what was freed, what RCU still holds
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutOfMemory(pub OomReport);
 
@@ -116,6 +159,15 @@ impl fmt::Display for OutOfMemory {
 impl std::error::Error for OutOfMemory {}
 
 /// Per-priority counts, in [`ReclaimStats`].
+///
+/// ```
+/// use rcu_reclaim::reclaim::Reclaimer;
+/// let reclaimer = Reclaimer::new(rcu_reclaim::Rcu::global());
+/// reclaimer.shrink(2);
+/// let s = reclaimer.stats();
+/// assert_eq!(s.by_priority.len(), 13); // 12 (gentle) .. 0 (desperate)
+/// println!("priority 2: {:?}", s.by_priority[2]);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PriorityStats {
@@ -132,6 +184,12 @@ pub struct PriorityStats {
 }
 
 /// Counters of a [`Reclaimer`], serializable with serde.
+///
+/// ```
+/// use rcu_reclaim::reclaim::Reclaimer;
+/// let reclaimer = Reclaimer::new(rcu_reclaim::Rcu::global());
+/// assert_eq!(reclaimer.stats().calls, 0);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

@@ -3,6 +3,10 @@
 use crate::pressure::NodeMask;
 
 /// Objects scanned per `scan` call (the kernel's `SHRINK_BATCH`).
+///
+/// ```
+/// assert_eq!(rcu_reclaim::reclaim::SHRINK_BATCH, 128);
+/// ```
 pub const SHRINK_BATCH: usize = 128;
 
 /// Batches in a row that free nothing after which one shrinker's turn in

@@ -13,6 +13,10 @@ use super::parse::{parse_cgroup_bytes, CgroupPaths};
 use super::{Level, PressureSource, SourceError};
 
 /// Where the v1 memory hierarchy is mounted on common systems.
+///
+/// ```
+/// assert_eq!(rcu_reclaim::sources::V1_MEMORY_ROOT, "/sys/fs/cgroup/memory");
+/// ```
 pub const V1_MEMORY_ROOT: &str = "/sys/fs/cgroup/memory";
 
 /// Pressure-level events of a cgroup v1 memory cgroup.
@@ -42,6 +46,13 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Option<u64>, SourceError> {
 
 impl CgroupV1Source {
     /// The memory cgroup this process is in, from `/proc/self/cgroup`.
+    ///
+    /// ```
+    /// match rcu_reclaim::sources::CgroupV1Source::for_this_process() {
+    ///     Ok(source) => println!("{source:?}"),
+    ///     Err(e) => println!("no cgroup v1 memory controller: {e}"), // names the file
+    /// }
+    /// ```
     pub fn for_this_process() -> Result<Self, SourceError> {
         let paths = CgroupPaths::for_this_process()?;
         let rel = paths.v1_memory.ok_or_else(|| {
@@ -55,6 +66,16 @@ impl CgroupV1Source {
 
     /// Registers low, medium and critical notifications on the memory
     /// cgroup directory `dir`.
+    ///
+    /// ```
+    /// use rcu_reclaim::sources::{CgroupV1Source, V1_MEMORY_ROOT};
+    /// // The root memory cgroup takes no pressure-level notifications on some
+    /// // kernels: the error says which file refused.
+    /// match CgroupV1Source::open(V1_MEMORY_ROOT) {
+    ///     Ok(source) => println!("{source:?}"),
+    ///     Err(e) => println!("{e}"),
+    /// }
+    /// ```
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, SourceError> {
         let dir = dir.into();
         let level_path = dir.join("memory.pressure_level");

@@ -11,6 +11,10 @@ use super::parse::{parse_cgroup_bytes, CgroupPaths, MemoryEvents};
 use super::{Level, PressureSource, PsiTrigger, SourceError};
 
 /// Where the unified hierarchy is mounted on common systems.
+///
+/// ```
+/// assert_eq!(rcu_reclaim::sources::V2_ROOT, "/sys/fs/cgroup");
+/// ```
 pub const V2_ROOT: &str = "/sys/fs/cgroup";
 
 /// This process's cgroup v2 directory, when the memory controller is
@@ -62,6 +66,13 @@ impl MemoryEvents {
 impl CgroupV2 {
     /// Finds the directory from `/proc/self/cgroup`; an error names the
     /// file when there is no v2 cgroup or no memory controller in it.
+    ///
+    /// ```
+    /// match rcu_reclaim::sources::CgroupV2::for_this_process() {
+    ///     Ok(cgroup) => println!("in {cgroup:?}"),
+    ///     Err(e) => println!("no cgroup v2 memory controller: {e}"), // names the file
+    /// }
+    /// ```
     pub fn for_this_process() -> Result<CgroupV2, SourceError> {
         let paths = CgroupPaths::for_this_process()?;
         let rel = paths.v2.ok_or_else(|| {
@@ -214,6 +225,15 @@ pub struct CgroupV2Events {
 
 impl CgroupV2Events {
     /// Starts from the current counts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_reclaim::sources::{CgroupV2, CgroupV2Events};
+    /// if let Ok(cgroup) = CgroupV2::for_this_process() {
+    ///     let events = CgroupV2Events::new(cgroup, Duration::from_millis(100));
+    ///     println!("{events:?}");
+    /// }
+    /// ```
     pub fn new(cgroup: CgroupV2, interval: Duration) -> Result<Self, SourceError> {
         let last = cgroup.events()?;
         Ok(CgroupV2Events {

@@ -62,6 +62,11 @@ pub use psi::PsiTrigger;
 pub use rss::RssSource;
 
 /// How severe a pressure event is (cgroup v1's `memory.pressure_level`).
+///
+/// ```
+/// use rcu_reclaim::sources::Level;
+/// assert!(Level::Critical > Level::Medium && Level::Medium > Level::Low);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
@@ -98,6 +103,13 @@ pub trait PressureSource: Send {
 }
 
 /// A source could not be used: the file, why, and what happens instead.
+///
+/// ```
+/// use rcu_reclaim::sources::CgroupV1Source;
+/// let e = CgroupV1Source::open("/nonexistent/cgroup").unwrap_err();
+/// assert!(e.file.ends_with("memory.pressure_level"));
+/// println!("{e}"); // the file, why, and what to do
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceError {
     /// The file involved.
@@ -144,6 +156,15 @@ impl std::error::Error for SourceError {}
 
 /// Events sent through a channel: drives a [`PressureMonitor`]
 /// deterministically in tests and simulations.
+///
+/// ```
+/// use std::time::Duration;
+/// use rcu_reclaim::sources::{Level, PressureSource, SyntheticSource};
+/// let (events, mut source) = SyntheticSource::new();
+/// events.send(Level::Low).unwrap();
+/// assert_eq!(source.wait(Duration::from_millis(10)).unwrap(), Some(Level::Low));
+/// assert_eq!(source.wait(Duration::from_millis(10)).unwrap(), None);
+/// ```
 #[derive(Debug)]
 pub struct SyntheticSource {
     rx: mpsc::Receiver<Level>,

@@ -18,6 +18,19 @@ use crate::reclaim::{MemoryBudget, Reclaimer};
 use crate::sync::lock_std as lock;
 
 /// Counters of a [`PressureMonitor`].
+///
+/// ```
+/// use std::time::Duration;
+/// use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
+/// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new()).unwrap();
+/// let (events, source) = SyntheticSource::new();
+/// let monitor = PressureMonitor::start(&rcu, Box::new(source), Duration::from_millis(50), None);
+/// events.send(Level::Critical).unwrap();
+/// while monitor.stats().critical == 0 {
+///     std::thread::sleep(Duration::from_millis(1));
+/// }
+/// assert_eq!(monitor.stats().source, "synthetic");
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -96,6 +109,21 @@ pub struct PressureMonitor {
 
 impl PressureMonitor {
     /// Starts the monitor thread on `source`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
+    /// let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new()).unwrap();
+    /// let (events, source) = SyntheticSource::new();
+    /// // Pressure holds while events come, and 50 ms after the last.
+    /// let monitor = PressureMonitor::start(&rcu, Box::new(source), Duration::from_millis(50), None);
+    /// events.send(Level::Medium).unwrap();
+    /// while monitor.stats().events == 0 {
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// }
+    /// drop(monitor); // stops the thread and ends the signal
+    /// assert_eq!(rcu.pressure(), 0);
+    /// ```
     pub fn start(
         rcu: &Rcu,
         source: Box<dyn PressureSource>,

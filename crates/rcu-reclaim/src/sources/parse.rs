@@ -30,6 +30,12 @@ fn err(what: &'static str, reason: impl Into<String>) -> ParseError {
 }
 
 /// One line of a PSI file: the share of time some (or all) tasks stalled.
+///
+/// ```
+/// use rcu_reclaim::stats::PsiLine;
+/// let line = PsiLine::default();
+/// assert_eq!((line.avg10, line.total_us), (0.0, 0));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PsiLine {

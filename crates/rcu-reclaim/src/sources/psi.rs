@@ -59,6 +59,17 @@ impl PsiTrigger {
     /// window rounded up to the next multiple of 2 s and the stall scaled to
     /// the same share; [`describe`](PressureSource::describe) reports the
     /// window in use. A window over 10 s (the kernel's limit) is an error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_reclaim::sources::{PressureSource, PsiTrigger};
+    /// // 100 ms of stall within 2 s; without PSI (or the right to register), the
+    /// // error names the file and the fix.
+    /// match PsiTrigger::open("/proc/pressure/memory", Duration::from_millis(100), Duration::from_secs(2)) {
+    ///     Ok(trigger) => println!("watching {}", trigger.describe()),
+    ///     Err(e) => println!("no PSI trigger: {e}"),
+    /// }
+    /// ```
     pub fn open(
         path: impl AsRef<Path>,
         stall: Duration,

@@ -28,6 +28,14 @@ pub struct RssSource {
 
 impl RssSource {
     /// A source firing while RSS is above `threshold` bytes, read every `interval`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_reclaim::sources::{Level, PressureSource, RssSource};
+    /// // Fires at once: every process has more than 1 KiB resident.
+    /// let mut source = RssSource::new(1024, Duration::from_millis(10));
+    /// assert!(source.wait(Duration::from_millis(100)).unwrap().is_some());
+    /// ```
     pub fn new(threshold: u64, interval: Duration) -> RssSource {
         // SAFETY: sysconf has no memory-safety preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
