@@ -74,8 +74,19 @@ fn concurrent_callers_share_grace_periods() {
         .collect();
     barrier.wait();
     // Let every caller take its snapshot and queue behind the first grace
-    // period, which waits for the reader.
-    thread::sleep(Duration::from_millis(100));
+    // period, which waits for the reader: wait until each has called in (a
+    // fixed sleep let a loaded machine release the reader before some
+    // callers ran, and those then ran grace periods of their own).
+    let t = Instant::now();
+    while rcu.stats().synchronize_calls < callers as u64 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the callers never called synchronize: {:?}",
+            rcu.stats()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread::sleep(Duration::from_millis(20));
     stop.send(()).unwrap();
     for h in handles {
         h.join().unwrap();
@@ -194,15 +205,31 @@ fn a_parked_writer_is_woken_by_the_reader() {
     let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_secs(60))).unwrap();
     let (stop, reader) = hold_reader(&rcu);
     let w = rcu.clone();
-    let writer = thread::spawn(move || w.synchronize());
-    thread::sleep(Duration::from_millis(100));
-    let released = Instant::now();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writer = thread::spawn(move || {
+        w.synchronize();
+        done_tx.send(()).unwrap();
+    });
+    // The writer spins, yields, then parks: on a loaded machine its yields
+    // can take a time slice each, so wait for the park itself (a fixed
+    // 100 ms sleep sometimes released the reader first).
+    let t = Instant::now();
+    while rcu.stats().writer_parks == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the writer never parked"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
     stop.send(()).unwrap();
+    // Woken by the unlock, not by a timeout: its first park lasts until the
+    // stall check is due (60 s here), so a lost wake-up misses this bound
+    // however loaded the machine.
+    done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the parked writer was not woken by the reader's unlock");
     writer.join().unwrap();
     reader.join().unwrap();
-    // Woken by the unlock, not by a timeout (the park timeout is 1 s or more).
-    assert!(released.elapsed() < Duration::from_millis(900));
-    assert!(rcu.stats().writer_parks >= 1);
 }
 
 #[test]
