@@ -129,13 +129,22 @@ fn a_grace_period_waits_for_an_online_thread_until_it_reports() {
     loaded_rx.recv().unwrap();
     let old = cell.replace(Box::new(2)).unwrap();
     let cookie = rcu.start_poll();
-    thread::sleep(Duration::from_millis(50));
+    // `late_readers` is empty until the grace-period thread has begun the
+    // grace period start_poll asked for: wait for it (a fixed 50 ms sleep
+    // was sometimes too short for a loaded machine to schedule it).
+    assert!(
+        eventually(Duration::from_secs(20), || rcu
+            .late_readers()
+            .iter()
+            .any(|l| l.qsbr)),
+        "the online thread never showed as late: {:?}",
+        rcu.late_readers()
+    );
+    thread::sleep(Duration::from_millis(20));
     assert!(
         !rcu.poll(&cookie),
         "a grace period ended while an online thread had not reported"
     );
-    let late = rcu.late_readers();
-    assert!(late.iter().any(|l| l.qsbr), "{late:?}");
     check_tx.send(()).unwrap();
     assert!(eventually(Duration::from_secs(10), || rcu.poll(&cookie)));
     assert_eq!(*old.into_box(), 1);
@@ -278,13 +287,24 @@ fn concurrent_synchronize_callers_share_grace_periods() {
         .late_readers()
         .is_empty()));
     let before = rcu.completed_grace_periods();
+    let calls = rcu.stats().synchronize_calls;
     let waiters: Vec<_> = (0..4)
         .map(|_| {
             let r = rcu.clone();
             thread::spawn(move || r.synchronize())
         })
         .collect();
-    thread::sleep(Duration::from_millis(30));
+    // Every caller takes its snapshot while the first grace period is held
+    // up: wait until each has called in (a fixed 30 ms sleep let a loaded
+    // machine release the holder first; a caller that snapshots while the
+    // shared grace period runs needs a third).
+    assert!(
+        eventually(Duration::from_secs(20), || rcu.stats().synchronize_calls
+            >= calls + 4),
+        "the callers never called synchronize: {:?}",
+        rcu.stats()
+    );
+    thread::sleep(Duration::from_millis(20));
     assert!(!rcu.poll(&first));
     go.send(()).unwrap();
     holder.join().unwrap();
