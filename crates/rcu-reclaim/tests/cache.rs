@@ -245,6 +245,10 @@ fn a_pressure_event_shrinks_every_shard() {
 /// A cache of `shards` shards, full, shrinks by half on a critical event
 /// and grows back after `regrow_after`.
 fn pressure_shrinks_and_regrows(shards: usize) {
+    // Everything between the shrink and the inserts under what it left
+    // must happen within `regrow_after` (the capacity grows back lazily,
+    // by the clock): 500 ms was sometimes too short for a loaded machine.
+    let regrow = Duration::from_secs(3);
     let rcu = on_demand();
     let (events, source) = SyntheticSource::new();
     let cache = RcuCache::builder()
@@ -252,7 +256,7 @@ fn pressure_shrinks_and_regrows(shards: usize) {
         .max_bytes(1 << 20)
         .shards(shards)
         .pressure_source(Box::new(source))
-        .regrow_after(Duration::from_millis(500))
+        .regrow_after(regrow)
         .build();
     for i in 0..256u32 {
         cache.insert(i, vec![0u8; 1 << 10]);
@@ -281,7 +285,7 @@ fn pressure_shrinks_and_regrows(shards: usize) {
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0, "the evicted memory is freed");
     // After a quiet spell the cache may grow back to its cap.
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(regrow + Duration::from_millis(100));
     assert_eq!(cache.capacity_bytes(), cache.max_bytes());
     for i in 2000..2256u32 {
         cache.insert(i, vec![0u8; 1 << 10]);
@@ -315,13 +319,15 @@ fn a_monitor_linked_to_a_budget_shrinks_its_caches_though_the_budget_is_not_full
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    std::thread::sleep(Duration::from_millis(20));
+    // The shrink has begun; dropping the monitor joins its thread, so the
+    // shrink has ended (a fixed 20 ms sleep sometimes saw it half done on
+    // a loaded machine).
+    drop(monitor);
     let left = cache.len();
     assert!(
         (160..=190).contains(&left),
         "about an eighth goes: {left} left"
     );
-    drop(monitor);
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
     assert_eq!(budget.stats().ooms, 0);
@@ -394,9 +400,17 @@ fn the_shrinker_never_frees_an_entry_under_a_reader() {
             });
         }
         let mut rng = Rng(99);
-        let end = Instant::now() + Duration::from_millis(800);
+        // 800 ms, and on until the readers have checked enough entries (a
+        // loaded machine may hardly schedule them in 800 ms).
+        let start = Instant::now();
+        let end = start + Duration::from_millis(800);
         let mut round = 0;
-        while Instant::now() < end {
+        while Instant::now() < end || checked.load(Ordering::Relaxed) <= 100 {
+            // (The assertion below reports it; a panic here would leave
+            // the readers running and the scope waiting for them.)
+            if start.elapsed() > Duration::from_secs(60) {
+                break;
+            }
             for _ in 0..64 {
                 let body = vec![0u8; 1 + rng.below(4 << 10)];
                 cache.insert(rng.below(512) as u32, Canary { word: ALIVE, body });
