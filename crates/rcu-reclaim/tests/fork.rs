@@ -215,13 +215,17 @@ fn stall_report_of_a_synchronize(rcu: &Rcu) -> String {
         let _default = tracing::subscriber::set_default(subscriber);
         waiter.synchronize();
     });
+    // The count goes up before the report is formatted and written: wait
+    // for the report itself (a fixed 50 ms after the count was sometimes
+    // too short on a loaded machine, and the log read empty).
     let start = std::time::Instant::now();
-    while rcu.stats().stalls_reported == 0 && start.elapsed() < Duration::from_secs(10) {
+    loop {
+        let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        if log.contains("reader stall") || start.elapsed() > Duration::from_secs(10) {
+            return log;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(50)); // the report's write
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    log
 }
 
 /// In a child prepared with `prepare_fork`, the forking thread's own stall
