@@ -313,14 +313,18 @@ fn retire_then_park(rcu: &Rcu, n: u64) -> (std::sync::mpsc::Sender<()>, thread::
 #[test]
 fn a_live_thread_that_stops_in_the_middle_of_a_drain_strands_nothing() {
     let rcu = Rcu::new(Config::new().pace_bytes(4 << 10)).unwrap();
-    let (exit, h) = retire_then_park(&rcu, 20_003);
+    const N: u64 = 20_003;
+    let (exit, h) = retire_then_park(&rcu, N);
+    // Wait until all N have run, not until `pending()` reads 0: a worker
+    // takes a page off its queue (no longer pending) before it drops the
+    // page's values and counts them invoked.
     let start = std::time::Instant::now();
-    while rcu.pending() > 0 && start.elapsed() < std::time::Duration::from_secs(20) {
+    while rcu.stats().invoked < N && start.elapsed() < std::time::Duration::from_secs(20) {
         thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert_eq!(rcu.pending(), 0, "{:?}", rcu.stats());
     let s = rcu.stats();
     assert_eq!(s.invoked, s.deferred_drops, "{s:?}");
+    assert_eq!(rcu.pending(), 0, "{s:?}");
     exit.send(()).unwrap();
     h.join().unwrap();
 }
