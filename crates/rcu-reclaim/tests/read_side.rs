@@ -136,15 +136,24 @@ fn thread_exit_during_a_section_wakes_a_waiting_writer() {
     for rcu in domains() {
         let (tx, rx) = mpsc::channel();
         let r = rcu.clone();
+        // Set just before the thread exits: the grace period must not end
+        // before it (a lower bound on the time synchronize took instead
+        // failed when this thread was descheduled between the reader's
+        // send and the clock read).
+        let exiting = Arc::new(AtomicBool::new(false));
+        let e = exiting.clone();
         let reader = thread::spawn(move || {
             r.read_lock_raw();
             tx.send(()).unwrap();
             thread::sleep(Duration::from_millis(100));
+            e.store(true, Ordering::SeqCst);
         });
         rx.recv().unwrap();
-        let start = Instant::now();
         rcu.synchronize(); // parks on the reader, woken by its exit
-        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert!(
+            exiting.load(Ordering::SeqCst),
+            "synchronize returned while the reader's thread was inside its section"
+        );
         reader.join().unwrap();
     }
 }
