@@ -1,4 +1,5 @@
-//! Memory-pressure mode: the seed's `rcu_mempressure_start()/end()`, counted
+//! Memory-pressure mode: the `rcu_mempressure_start()/end()` proposed in the
+//! 2020 kernel discussion of RCU and the OOM killer (see the README), counted
 //! per NUMA node, and `run_callbacks(nodemask, priority)`, the call memory
 //! reclaim makes after each priority pass so that what its shrinkers queued
 //! for RCU is really freed before it escalates.

@@ -1,4 +1,4 @@
-//! Memory reclaim: the seed's failure reproduced and fixed, the kernel's
+//! Memory reclaim: the 2020 kernel discussion's failure reproduced and fixed, the kernel's
 //! scan arithmetic, deferred work, recursion and concurrent registration.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

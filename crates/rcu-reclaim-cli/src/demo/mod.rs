@@ -1,6 +1,6 @@
 //! `rcu-reclaim demo`: the dentry-cache workload under a memory budget, run
 //! once unaware of pressure (RCU at its lazy pace, reclaim never calling
-//! RCU: the kernel before the seed's fix) and once aware (this project).
+//! RCU: the kernel before the 2020 fix) and once aware (this project).
 //! Both sides run the same table ([`crate::dcache::Table`] on the
 //! rcu-reclaim backend, as `bench` does); only the reclaimer differs.
 

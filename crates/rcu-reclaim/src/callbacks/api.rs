@@ -602,8 +602,13 @@ impl Rcu {
         self.inner().callbacks.barrier(&self.inner().gp);
     }
 
-    /// Callbacks and deferred drops queued and not yet run (the seed's
-    /// `rcu_oom_count()`), including those buffered by threads.
+    /// Callbacks and deferred drops queued and not yet run (the
+    /// `rcu_oom_count()` of the 2020 kernel proposal), including those
+    /// buffered by threads. A batch that a worker (or a reclaiming thread)
+    /// has taken to run no longer counts, though it may still be running:
+    /// a count of 0 says nothing waits for a grace period, not that every
+    /// callback has returned. To wait for that, call
+    /// [`barrier`](Rcu::barrier); after it, the count is exact.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();

@@ -267,8 +267,8 @@ impl Reclaimer {
         }
     }
 
-    /// With `false`, reclaim never calls RCU — the kernel before the seed's
-    /// fix, kept for comparison: what shrinkers queue for RCU stays queued,
+    /// With `false`, reclaim never calls RCU — the kernel before the fix
+    /// discussed in 2020, kept for comparison: what shrinkers queue for RCU stays queued,
     /// reclaim escalates and declares out-of-memory while memory sits in RCU.
     ///
     /// ```

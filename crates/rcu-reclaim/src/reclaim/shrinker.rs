@@ -173,8 +173,9 @@ pub trait Shrinker: Send + Sync {
     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned;
 
     /// Whether what `scan` frees is only queued for RCU (`call`,
-    /// `defer_drop`) — the seed's `SHRINKER_KFREE_RCU`. Reclaim then counts
-    /// it as in flight, not freed, until RCU reports it freed.
+    /// `defer_drop`) — the `SHRINKER_KFREE_RCU` flag the 2020 kernel
+    /// discussion proposed. Reclaim then counts it as in flight, not
+    /// freed, until RCU reports it freed.
     fn frees_via_rcu(&self) -> bool {
         false
     }
