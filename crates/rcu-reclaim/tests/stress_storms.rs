@@ -92,7 +92,15 @@ fn mixed_storm(config: Config, what: &str) {
     });
     reclaimer.register(hoard.clone());
     let live_for_budget = t.clone();
+    // Off once the storm ends: the budget's background reclaimer (which
+    // looks every 10 ms) then starts no reclaim that would retire values
+    // while the checks below count what is pending.
+    let budget_on = Arc::new(AtomicBool::new(true));
+    let on = budget_on.clone();
     let budget = Arc::new(MemoryBudget::new(64 << 10, reclaimer.clone(), move || {
+        if !on.load(Ordering::SeqCst) {
+            return 0;
+        }
         live_for_budget.live.load(Ordering::Relaxed) * std::mem::size_of::<Val>()
     }));
     let (events, source, drained) = istress::drained_source();
@@ -381,6 +389,7 @@ fn mixed_storm(config: Config, what: &str) {
         }));
     }
     istress::storm_then_join(&stop, handles);
+    budget_on.store(false, Ordering::SeqCst);
     println!(
         "{what}: {} values, {} reads",
         t.next.load(Ordering::Relaxed),
