@@ -105,9 +105,13 @@
 //!   watermarks reclaim evicts from it, before it would declare
 //!   out-of-memory;
 //! * **the machine's pressure**, [`auto_pressure`](RcuCacheBuilder::auto_pressure):
-//!   PSI, cgroup v2 or v1 events, or RSS over the budget's `low` watermark
+//!   PSI, cgroup v2 or v1 events, or RSS over the budget's `low` watermark,
+//!   and under a cgroup limit the cgroup's usage polled against it
 //!   ([`sources::auto_pressure`]) shrink the cache by an eighth (medium) or
 //!   half (critical) per event, and RCU frees the evicted entries at once.
+//!   The poll runs every 20 ms: in a container, a program that can fill
+//!   its limit faster gives the cache a budget from
+//!   [`sources::budget_from_cgroup`] too, checked on every insert.
 //!
 //! After a shrink the cache stays at what was left for a second
 //! ([`regrow_after`](RcuCacheBuilder::regrow_after)); then it may grow

@@ -257,3 +257,67 @@ fn a_removed_cgroup_is_an_error_not_critical_pressure() {
     let e = first.expect_err("the removal was taken for pressure");
     assert!(e.reason.contains("the cgroup was removed"), "{e}");
 }
+
+const AUTO_CHILD: &str = "RCU_RECLAIM_CGROUP_AUTO_CHILD";
+const AUTO_TEST: &str = "an_auto_pressure_cache_survives_filling_past_its_cgroup_limit";
+
+/// A cache of 64 KiB values with `max_bytes` far above its cgroup's
+/// 100 MiB limit and `auto_pressure()` (no budget) is filled with 200 MiB:
+/// the monitor watches the cgroup's usage against its limit, so the cache
+/// shrinks before the OOM killer acts. It was OOM-killed in every run: auto_pressure picked the
+/// machine-wide /proc/pressure/memory, which a cgroup's limit never stirs,
+/// and the v1 memory.pressure_level events do not come either (anonymous
+/// memory without swap is OOM-killed without being scanned).
+#[test]
+fn an_auto_pressure_cache_survives_filling_past_its_cgroup_limit() {
+    if let Some(name) = std::env::var_os(AUTO_CHILD) {
+        wait_to_be_moved(&name.to_string_lossy());
+        let cache: rcu_reclaim::RcuCache<u64, Vec<u8>> = rcu_reclaim::RcuCache::builder()
+            .max_bytes(1 << 30)
+            .auto_pressure()
+            .build();
+        // 200 MiB at about 100 MiB/s: the monitor reads the usage every
+        // 20 ms, so it sees each 2 MiB of growth (a program that fills
+        // memory faster than its monitor polls needs a budget, which
+        // checks on every insert: budget_from_cgroup).
+        for i in 0..(200 * MIB / (64 << 10)) as u64 {
+            let mut v = vec![0u8; 64 << 10];
+            for b in v.iter_mut().step_by(4096) {
+                *b = i as u8 | 1; // touch every page
+            }
+            cache.insert(i, v);
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        println!("CHILD OK: cache {} MiB", cache.bytes() / MIB,);
+        return;
+    }
+    let root = Path::new(V1_MEMORY_ROOT);
+    let dir = root.join(format!("rcu-reclaim-test-auto-{}", std::process::id()));
+    if !root.join("cgroup.procs").exists() || fs::create_dir(&dir).is_err() {
+        println!(
+            "skipped: cannot create a cgroup under {} (no cgroup v1 memory hierarchy, or not \
+             root)",
+            root.display()
+        );
+        return;
+    }
+    let _cleanup = Cleanup(dir.clone());
+    fs::write(dir.join("memory.limit_in_bytes"), (100 * MIB).to_string()).unwrap();
+    let name = dir.file_name().unwrap().to_os_string();
+    let out = run_child(
+        AUTO_TEST,
+        (AUTO_CHILD, &name),
+        &dir,
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    let oom = fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}: {oom}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
+}

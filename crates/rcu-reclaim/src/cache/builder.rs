@@ -186,7 +186,8 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// cache owns a monitor with the best source available (as
     /// [`auto_pressure`](crate::sources::auto_pressure): PSI, cgroup v2,
     /// cgroup v1, then RSS above the budget's `low` watermark, or never
-    /// without a budget). A medium event evicts an eighth of the cache, a
+    /// without a budget; under a cgroup limit, with the cgroup's usage
+    /// polled against it). A medium event evicts an eighth of the cache, a
     /// critical one half ([`Reclaimer::shrink`]), with a budget its
     /// other caches too. Without a budget or reclaimer, the cache makes a
     /// reclaimer of its own.

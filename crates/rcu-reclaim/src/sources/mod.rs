@@ -5,6 +5,8 @@
 //!   v2 `memory.pressure`), waited on with `poll(POLLPRI)`;
 //! * [`CgroupV1Source`]: cgroup v1 `memory.pressure_level` notifications
 //!   (`cgroup.event_control` + eventfd), plus usage and limit;
+//! * [`CgroupUsageSource`]: polls a cgroup's usage against its limit
+//!   (what [`auto_pressure`] adds under a cgroup limit);
 //! * [`RssSource`]: polls `/proc/self/statm` against a threshold;
 //! * [`SyntheticSource`]: events sent by the program (tests, simulations).
 //!
@@ -37,6 +39,7 @@
 //! drop(monitor); // stops the thread and ends the signal
 //! ```
 
+mod cgroup_usage;
 mod cgroup_v1;
 mod cgroup_v2;
 mod counter_file;
@@ -50,6 +53,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub use cgroup_usage::{CgroupUsageSource, USAGE_POLL};
 pub use cgroup_v1::{CgroupV1Source, V1_MEMORY_ROOT};
 pub use cgroup_v2::{CgroupV2, CgroupV2Events, V2_ROOT};
 #[cfg(not(loom))]

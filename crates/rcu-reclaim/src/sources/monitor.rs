@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::cgroup_usage::WithUsage;
 use super::counter_file::CounterFile;
 use super::{
-    CgroupPaths, CgroupV1Source, CgroupV2, Level, PressureSource, PsiTrigger, RssSource,
-    SourceError, V1_MEMORY_ROOT, V2_ROOT,
+    CgroupPaths, CgroupUsageSource, CgroupV1Source, CgroupV2, Level, PressureSource, PsiTrigger,
+    RssSource, SourceError, V1_MEMORY_ROOT, V2_ROOT,
 };
 use crate::domain::Rcu;
 use crate::pressure::{NodeMask, PressureGuard};
@@ -394,7 +395,18 @@ fn pause(s: &Shared, d: Duration) {
 /// `memory.pressure_level` events, and finally an RSS poll every 100 ms
 /// against `rss_threshold` bytes (always available; `usize::MAX` turns it
 /// off). Each source passed over is logged and listed in
-/// [`MonitorStats::passed_over`] with the file and the reason. Byte counts
+/// [`MonitorStats::passed_over`] with the file and the reason.
+///
+/// Where a cgroup limits the process (its own or the nearest ancestor's,
+/// as [`budget_from_cgroup`] finds it), the cgroup's usage is watched too
+/// ([`CgroupUsageSource`]: read every 20 ms, medium over 85 % of the
+/// limit, critical over 95 %), and [`MonitorStats::source`] says so: the
+/// events above may never come before the cgroup's OOM killer (the
+/// machine-wide PSI file does not see a cgroup's limit, and anonymous
+/// memory without swap is killed without stalling or being scanned). A
+/// program that can allocate more than about 5 % of its limit in 20 ms
+/// needs a budget as well ([`budget_from_cgroup`]), which is checked on
+/// every insert. Byte counts
 /// are `usize` throughout the crate, as in [`MemoryBudget`]; to link the
 /// monitor to a budget, use [`auto_pressure_for`].
 ///
@@ -464,9 +476,13 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
         },
         &|| Ok(Box::new(CgroupV1Source::for_this_process()?)),
     ];
+    let mut picked = None;
     for open in candidates {
         match open() {
-            Ok(source) => return (source, passed_over),
+            Ok(source) => {
+                picked = Some(source);
+                break;
+            }
             Err(mut e) => {
                 e.fallback =
                     Some("the next source in line (PSI, cgroup v2, cgroup v1, RSS)".into());
@@ -475,13 +491,27 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
             }
         }
     }
-    (
+    let source = picked.unwrap_or_else(|| {
         Box::new(RssSource::new(
             u64::try_from(rss_threshold).unwrap_or(u64::MAX),
             Duration::from_millis(100),
-        )),
-        passed_over,
-    )
+        ))
+    });
+    // Under a cgroup limit, its usage too: the events above may never come
+    // before the cgroup's OOM killer (see CgroupUsageSource).
+    match CgroupUsageSource::for_this_process() {
+        Ok(usage) => (
+            Box::new(WithUsage {
+                events: source,
+                usage,
+            }),
+            passed_over,
+        ),
+        Err(e) => {
+            tracing::debug!("rcu-reclaim: no cgroup usage to watch: {e}");
+            (source, passed_over)
+        }
+    }
 }
 
 /// A [`MemoryBudget`] sized and measured by this process's cgroup: the limit
@@ -505,6 +535,28 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
 pub fn budget_from_cgroup(
     reclaimer: Arc<crate::reclaim::Reclaimer>,
 ) -> Result<MemoryBudget, SourceError> {
+    let CgroupLimit {
+        limit,
+        limit_file,
+        usage,
+    } = cgroup_limit()?;
+    let unread = UnreadUsage::default();
+    budget_of(limit, limit_file, reclaimer, move || {
+        unread.or_zero(usage.read())
+    })
+}
+
+/// The limit that binds this process and the usage file it is measured by.
+pub(crate) struct CgroupLimit {
+    pub(crate) limit: u64,
+    /// Where the limit was read (for messages).
+    pub(crate) limit_file: PathBuf,
+    pub(crate) usage: CounterFile,
+}
+
+/// The limit of the nearest cgroup (v2, then v1) of this process that sets
+/// one, and its usage file (see [`budget_from_cgroup`]).
+pub(crate) fn cgroup_limit() -> Result<CgroupLimit, SourceError> {
     let paths = CgroupPaths::for_this_process()?;
     let v2 = match &paths.v2 {
         Some(rel) => limited_ancestor(Path::new(V2_ROOT), rel, |dir| {
@@ -518,10 +570,11 @@ pub fn budget_from_cgroup(
     };
     let v2_err = match v2 {
         Ok(Ok((limit, cg))) => {
-            let unread = UnreadUsage::default();
-            return budget_of(limit, cg.dir().join("memory.max"), reclaimer, move || {
-                unread.or_zero(cg.current().map(Some))
-            });
+            return Ok(CgroupLimit {
+                limit,
+                limit_file: cg.dir().join("memory.max"),
+                usage: CounterFile::new(cg.dir().join("memory.current")),
+            })
         }
         Ok(Err(dir)) => format!("{}: no memory.high or memory.max set", dir.display()),
         Err(e) => format!("{}: {}", e.file.display(), e.reason),
@@ -537,11 +590,11 @@ pub fn budget_from_cgroup(
         )),
     };
     match v1 {
-        Ok(Ok((limit, usage))) => {
-            let file = usage.path().with_file_name("memory.limit_in_bytes");
-            let unread = UnreadUsage::default();
-            budget_of(limit, file, reclaimer, move || unread.or_zero(usage.read()))
-        }
+        Ok(Ok((limit, usage))) => Ok(CgroupLimit {
+            limit,
+            limit_file: usage.path().with_file_name("memory.limit_in_bytes"),
+            usage,
+        }),
         Ok(Err(dir)) => Err(SourceError {
             fallback: Some("no budget: give MemoryBudget::new a limit".into()),
             ..SourceError::new(

@@ -1,0 +1,274 @@
+//! A cgroup's usage polled against its limit: the signal that comes before
+//! the cgroup's OOM killer where the kernel's events do not. Anonymous
+//! memory without swap cannot be reclaimed, so a cgroup that reaches its
+//! limit is OOM-killed without stalling long enough for a PSI trigger, and
+//! (cgroup v1) without scanning enough pages for a `memory.pressure_level`
+//! event; the machine-wide `/proc/pressure/memory` does not see a cgroup's
+//! limit at all.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::counter_file::CounterFile;
+use super::{Level, PressureSource, SourceError};
+use crate::reclaim::Watermarks;
+
+/// How often [`CgroupUsageSource::for_this_process`] reads the usage file.
+pub const USAGE_POLL: Duration = Duration::from_millis(20);
+
+/// The least time between two events of the same level while usage stays
+/// over a mark: each event shrinks caches (an eighth, or half), and usage
+/// falls only once the memory is back with the kernel.
+const REPEAT: Duration = Duration::from_millis(100);
+
+/// Polls a cgroup's usage file (v2 `memory.current`, v1
+/// `memory.usage_in_bytes`) against its limit: a medium event above the
+/// `low` watermark of [`Watermarks::from_limit`] (85 %), a critical one
+/// above `min` (95 %); while usage stays over a mark, at most one event of
+/// its level each 100 ms. The file is kept open and read with `pread`
+/// (about half a microsecond).
+///
+/// ```
+/// use std::time::Duration;
+/// use rcu_reclaim::sources::{CgroupUsageSource, Level, PressureSource};
+/// let file = std::env::temp_dir().join(format!("usage-doc-{}", std::process::id()));
+/// std::fs::write(&file, "90\n").unwrap(); // a regular file stands for the kernel's
+/// let mut src = CgroupUsageSource::new(&file, 100, Duration::from_millis(1));
+/// assert_eq!(src.wait(Duration::from_millis(5)).unwrap(), Some(Level::Medium));
+/// std::fs::write(&file, "10\n").unwrap();
+/// std::thread::sleep(Duration::from_millis(2));
+/// assert_eq!(src.wait(Duration::from_millis(5)).unwrap(), None);
+/// # std::fs::remove_file(&file).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct CgroupUsageSource {
+    usage: CounterFile,
+    limit: u64,
+    marks: Watermarks,
+    interval: Duration,
+    next: Instant,
+    last: Option<(Instant, Level)>,
+}
+
+impl CgroupUsageSource {
+    /// Polls `usage_file` every `interval` against `limit` bytes.
+    pub fn new(usage_file: impl Into<PathBuf>, limit: u64, interval: Duration) -> Self {
+        let marks = Watermarks::from_limit(usize::try_from(limit).unwrap_or(usize::MAX));
+        CgroupUsageSource {
+            usage: CounterFile::new(usage_file.into()),
+            limit,
+            marks,
+            interval: interval.max(Duration::from_millis(1)),
+            next: Instant::now(),
+            last: None,
+        }
+    }
+
+    /// The usage of this process's cgroup against the limit that
+    /// [`budget_from_cgroup`](super::budget_from_cgroup) would use (the
+    /// nearest cgroup, v2 then v1, that sets one), polled every
+    /// [`USAGE_POLL`]. The error names the files tried when no cgroup sets
+    /// a limit.
+    ///
+    /// ```no_run
+    /// let src = rcu_reclaim::sources::CgroupUsageSource::for_this_process().unwrap();
+    /// println!("{} of {} bytes", src.usage().unwrap(), src.limit());
+    /// ```
+    pub fn for_this_process() -> Result<Self, SourceError> {
+        let found = super::monitor::cgroup_limit()?;
+        Ok(Self::new(found.usage.path(), found.limit, USAGE_POLL))
+    }
+
+    /// The limit in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The usage file's value now.
+    pub fn usage(&self) -> Result<u64, SourceError> {
+        Ok(self.usage.read()?.unwrap_or(u64::MAX))
+    }
+
+    /// The usage file.
+    pub fn file(&self) -> &Path {
+        self.usage.path()
+    }
+
+    /// How long until the next read is due (zero when it is).
+    pub(crate) fn until_next(&self) -> Duration {
+        self.next.saturating_duration_since(Instant::now())
+    }
+
+    /// Reads the usage now and returns the event it calls for, if any.
+    pub(crate) fn poll(&mut self) -> Result<Option<Level>, SourceError> {
+        self.next = super::instant_after(self.interval);
+        let usage = usize::try_from(self.usage()?).unwrap_or(usize::MAX);
+        let level = if usage > self.marks.min {
+            Level::Critical
+        } else if usage > self.marks.low {
+            Level::Medium
+        } else {
+            self.last = None;
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let due = match self.last {
+            Some((at, was)) => level > was || now.duration_since(at) >= REPEAT,
+            None => true,
+        };
+        if !due {
+            return Ok(None);
+        }
+        self.last = Some((now, level));
+        Ok(Some(level))
+    }
+}
+
+impl PressureSource for CgroupUsageSource {
+    fn describe(&self) -> String {
+        format!(
+            "usage of {} every {:?} against its limit of {} bytes (medium over {}, critical \
+             over {})",
+            self.usage.path().display(),
+            self.interval,
+            self.limit,
+            self.marks.low,
+            self.marks.min
+        )
+    }
+
+    /// Reads the usage each time a read is due, until an event or the
+    /// end of `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+        let deadline = super::instant_after(timeout);
+        loop {
+            let nap = self.until_next();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if nap > left {
+                std::thread::sleep(left);
+                return Ok(None);
+            }
+            std::thread::sleep(nap);
+            if let Some(level) = self.poll()? {
+                return Ok(Some(level));
+            }
+        }
+    }
+}
+
+/// An event source watched together with a cgroup's usage (see
+/// [`auto_pressure`](super::auto_pressure)): whichever speaks first.
+pub(crate) struct WithUsage {
+    pub(crate) events: Box<dyn PressureSource>,
+    pub(crate) usage: CgroupUsageSource,
+}
+
+impl PressureSource for WithUsage {
+    fn describe(&self) -> String {
+        format!(
+            "{}, and the {}",
+            self.events.describe(),
+            self.usage.describe()
+        )
+    }
+
+    /// Waits on the events between the usage's reads, until an event or
+    /// the end of `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+        let deadline = super::instant_after(timeout);
+        loop {
+            if self.usage.until_next().is_zero() {
+                if let Some(level) = self.usage.poll()? {
+                    return Ok(Some(level));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let asked = self.usage.until_next().min(left);
+            let start = Instant::now();
+            if let Some(level) = self.events.wait(asked)? {
+                return Ok(Some(level));
+            }
+            // A source that returns at once without an event: wait out
+            // what was asked of it rather than spin.
+            if let Some(rest) = asked.checked_sub(start.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+    }
+
+    fn psi(&self) -> Option<super::PsiStats> {
+        self.events.psi()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str, text: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("rcu-reclaim-usage-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn levels_follow_the_watermarks_and_repeat_at_most_each_100_ms() {
+        let path = temp("levels", "0\n");
+        let mut s = CgroupUsageSource::new(&path, 1000, Duration::from_millis(1));
+        assert_eq!(s.poll().unwrap(), None);
+        std::fs::write(&path, "851\n").unwrap();
+        assert_eq!(s.poll().unwrap(), Some(Level::Medium));
+        assert_eq!(s.poll().unwrap(), None, "the same level again at once");
+        std::fs::write(&path, "951\n").unwrap();
+        assert_eq!(
+            s.poll().unwrap(),
+            Some(Level::Critical),
+            "a worse level at once"
+        );
+        assert_eq!(s.poll().unwrap(), None);
+        std::thread::sleep(REPEAT);
+        assert_eq!(
+            s.poll().unwrap(),
+            Some(Level::Critical),
+            "and again 100 ms on"
+        );
+        std::fs::write(&path, "100\n").unwrap();
+        assert_eq!(s.poll().unwrap(), None);
+        std::fs::write(&path, "900\n").unwrap();
+        assert_eq!(
+            s.poll().unwrap(),
+            Some(Level::Medium),
+            "a new crossing at once"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_usage_file_is_an_error_naming_it() {
+        let mut s = CgroupUsageSource::new("/nonexistent/memory.current", 1 << 30, USAGE_POLL);
+        let e = s.wait(Duration::from_millis(1)).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/memory.current"), "{e}");
+    }
+
+    #[test]
+    fn with_usage_reports_the_poll_beside_a_silent_source() {
+        let path = temp("with", "990\n");
+        let (_tx, events) = super::super::SyntheticSource::new();
+        let mut s = WithUsage {
+            events: Box::new(events),
+            usage: CgroupUsageSource::new(&path, 1000, Duration::from_millis(5)),
+        };
+        assert!(s.describe().starts_with("synthetic, and the usage of"));
+        let t = Instant::now();
+        let mut got = None;
+        while got.is_none() && t.elapsed() < Duration::from_secs(2) {
+            got = s.wait(Duration::from_millis(100)).unwrap();
+        }
+        assert_eq!(got, Some(Level::Critical));
+        std::fs::remove_file(&path).unwrap();
+    }
+}
