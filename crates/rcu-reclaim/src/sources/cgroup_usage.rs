@@ -75,7 +75,14 @@ impl CgroupUsageSource {
     /// println!("{} of {} bytes", src.usage().unwrap(), src.limit());
     /// ```
     pub fn for_this_process() -> Result<Self, SourceError> {
-        let found = super::monitor::cgroup_limit()?;
+        let found = super::monitor::cgroup_limit().map_err(|e| SourceError {
+            fallback: Some(
+                "no usage poll: the kernel's events alone (or CgroupUsageSource::new with a \
+                 usage file and a limit)"
+                    .into(),
+            ),
+            ..e
+        })?;
         Ok(Self::new(found.usage.path(), found.limit, USAGE_POLL))
     }
 
@@ -160,16 +167,48 @@ impl PressureSource for CgroupUsageSource {
 /// [`auto_pressure`](super::auto_pressure)): whichever speaks first.
 pub(crate) struct WithUsage {
     pub(crate) events: Box<dyn PressureSource>,
-    pub(crate) usage: CgroupUsageSource,
+    /// `None` once the cgroup is gone: the events alone then.
+    pub(crate) usage: Option<CgroupUsageSource>,
+}
+
+impl WithUsage {
+    pub(crate) fn new(events: Box<dyn PressureSource>, usage: CgroupUsageSource) -> Self {
+        WithUsage {
+            events,
+            usage: Some(usage),
+        }
+    }
+
+    /// The usage's event, if a read is due; a cgroup removed (its usage
+    /// file gone) ends the poll, with an error that says so.
+    fn poll_usage(&mut self) -> Result<Option<Level>, SourceError> {
+        let Some(usage) = self.usage.as_mut().filter(|u| u.until_next().is_zero()) else {
+            return Ok(None);
+        };
+        match usage.poll() {
+            Err(e) if !usage.file().exists() => {
+                self.usage = None;
+                Err(SourceError::new(
+                    e.file,
+                    format!(
+                        "{}: the cgroup was removed (or is no longer this process's); its usage \
+                         is no longer polled, the kernel's events still are: start a new \
+                         monitor to watch the cgroup the process is in now",
+                        e.reason
+                    ),
+                ))
+            }
+            other => other,
+        }
+    }
 }
 
 impl PressureSource for WithUsage {
     fn describe(&self) -> String {
-        format!(
-            "{}, and the {}",
-            self.events.describe(),
-            self.usage.describe()
-        )
+        match &self.usage {
+            Some(u) => format!("{}, and the {}", self.events.describe(), u.describe()),
+            None => self.events.describe(),
+        }
     }
 
     /// Waits on the events between the usage's reads, until an event or
@@ -177,16 +216,20 @@ impl PressureSource for WithUsage {
     fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
         let deadline = super::instant_after(timeout);
         loop {
-            if self.usage.until_next().is_zero() {
-                if let Some(level) = self.usage.poll()? {
-                    return Ok(Some(level));
-                }
+            if let Some(level) = self.poll_usage()? {
+                return Ok(Some(level));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(None);
             }
-            let asked = self.usage.until_next().min(left);
+            let Some(usage) = &self.usage else {
+                return self.events.wait(left);
+            };
+            // In whole milliseconds, rounded up: poll(2) takes those, and
+            // a wait cut short by rounding down would wake twice a read.
+            let asked = usage.until_next().min(left);
+            let asked = Duration::from_millis(asked.as_micros().div_ceil(1000) as u64).min(left);
             let start = Instant::now();
             if let Some(level) = self.events.wait(asked)? {
                 return Ok(Some(level));
@@ -254,14 +297,40 @@ mod tests {
         assert!(e.to_string().contains("/nonexistent/memory.current"), "{e}");
     }
 
+    /// A removed cgroup (its usage file gone) is reported once, naming it
+    /// and what to do; the events are still watched, without the poll.
+    #[test]
+    fn with_usage_drops_the_poll_of_a_removed_cgroup_and_keeps_the_events() {
+        let path = temp("removed", "10\n");
+        let (tx, events) = super::super::SyntheticSource::new();
+        let mut s = WithUsage::new(
+            Box::new(events),
+            CgroupUsageSource::new(&path, 1000, Duration::from_millis(1)),
+        );
+        // Removed before the first read (a regular file kept open would
+        // still read; a removed cgroup's does not).
+        std::fs::remove_file(&path).unwrap();
+        let e = s.wait(Duration::from_millis(50)).unwrap_err();
+        assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
+        assert!(e.reason.contains("the cgroup was removed"), "{e}");
+        assert!(e.reason.contains("start a new monitor"), "{e}");
+        assert_eq!(s.describe(), "synthetic");
+        assert_eq!(s.wait(Duration::from_millis(5)).unwrap(), None);
+        tx.send(Level::Medium).unwrap();
+        assert_eq!(
+            s.wait(Duration::from_millis(50)).unwrap(),
+            Some(Level::Medium)
+        );
+    }
+
     #[test]
     fn with_usage_reports_the_poll_beside_a_silent_source() {
         let path = temp("with", "990\n");
         let (_tx, events) = super::super::SyntheticSource::new();
-        let mut s = WithUsage {
-            events: Box::new(events),
-            usage: CgroupUsageSource::new(&path, 1000, Duration::from_millis(5)),
-        };
+        let mut s = WithUsage::new(
+            Box::new(events),
+            CgroupUsageSource::new(&path, 1000, Duration::from_millis(5)),
+        );
         assert!(s.describe().starts_with("synthetic, and the usage of"));
         let t = Instant::now();
         let mut got = None;

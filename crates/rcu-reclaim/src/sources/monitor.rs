@@ -525,13 +525,7 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
     // Under a cgroup limit, its usage too: the events above may never come
     // before the cgroup's OOM killer (see CgroupUsageSource).
     match CgroupUsageSource::for_this_process() {
-        Ok(usage) => (
-            Box::new(WithUsage {
-                events: source,
-                usage,
-            }),
-            passed_over,
-        ),
+        Ok(usage) => (Box::new(WithUsage::new(source, usage)), passed_over),
         Err(e) => {
             tracing::debug!("rcu-reclaim: no cgroup usage to watch: {e}");
             (source, passed_over)
