@@ -345,3 +345,69 @@ fn an_auto_pressure_cache_survives_filling_past_its_cgroup_limit() {
     );
     assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
 }
+
+const BUDGET_CHILD: &str = "RCU_RECLAIM_CGROUP_BUDGET_CHILD";
+const BUDGET_TEST: &str = "a_cgroup_budget_reclaims_to_high_without_emptying_the_cache";
+
+/// A cache tied to `budget_from_cgroup` under a 100 MiB cgroup, filled
+/// with 200 MiB of 64 KiB values: reclaim brings the cgroup's usage back to
+/// the budget's `high` and keeps the rest of the cache. It emptied the
+/// cache: the values it evicted went back to glibc's free lists, not to
+/// the kernel, so the cgroup's usage never fell, and reclaim evicted step
+/// after step until nothing was left.
+#[test]
+fn a_cgroup_budget_reclaims_to_high_without_emptying_the_cache() {
+    if let Some(name) = std::env::var_os(BUDGET_CHILD) {
+        wait_to_be_moved(&name.to_string_lossy());
+        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+        reclaimer.set_oom_handler(|_| {});
+        let budget = Arc::new(budget_from_cgroup(reclaimer).unwrap());
+        let cache: rcu_reclaim::RcuCache<u64, Vec<u8>> = rcu_reclaim::RcuCache::builder()
+            .max_bytes(1 << 30)
+            .budget(&budget)
+            .build();
+        for i in 0..(200 * MIB / (64 << 10)) as u64 {
+            let mut v = vec![0u8; 64 << 10];
+            for b in v.iter_mut().step_by(4096) {
+                *b = i as u8 | 1; // touch every page
+            }
+            cache.insert(i, v);
+        }
+        println!(
+            "CHILD OK: cache {} MiB of a {} MiB budget; {:?}",
+            cache.bytes() / MIB,
+            budget.limit() / MIB,
+            budget.stats()
+        );
+        assert!(
+            cache.bytes() > budget.limit() / 4,
+            "reclaim left {} bytes in the cache",
+            cache.bytes()
+        );
+        return;
+    }
+    let root = Path::new(V1_MEMORY_ROOT);
+    let dir = root.join(format!("rcu-reclaim-test-budget-{}", std::process::id()));
+    if !root.join("cgroup.procs").exists() || fs::create_dir(&dir).is_err() {
+        println!(
+            "skipped: cannot create a cgroup under {} (no cgroup v1 memory hierarchy, or not \
+             root)",
+            root.display()
+        );
+        return;
+    }
+    let _cleanup = Cleanup(dir.clone());
+    fs::write(dir.join("memory.limit_in_bytes"), (100 * MIB).to_string()).unwrap();
+    let name = dir.file_name().unwrap().to_os_string();
+    let out = run_child(
+        BUDGET_TEST,
+        (BUDGET_CHILD, &name),
+        &dir,
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
+}

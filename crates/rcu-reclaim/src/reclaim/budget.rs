@@ -10,7 +10,7 @@
 //! it before the next, so the garbage a reclaim makes stays near one step.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -165,6 +165,9 @@ struct Shared {
     ooms: AtomicU64,
     deferred_in_section: AtomicU64,
     direct_wait_timeouts: AtomicU64,
+    /// Whether a reclaim step whose frees the usage does not show trims
+    /// the heap (usage read from the kernel: a cgroup's, RSS).
+    trims_heap: AtomicBool,
 }
 
 #[derive(Default)]
@@ -233,6 +236,13 @@ impl Shared {
                 {
                     self.ooms.fetch_add(1, Ordering::Relaxed);
                     return false;
+                }
+                // The kernel sees a free only once the allocator gives the
+                // page back: glibc keeps freed blocks for reuse, so a
+                // cgroup's usage did not fall and every step ended in
+                // out-of-memory until the whole cache was evicted.
+                if self.trims_heap.load(Ordering::Relaxed) && (self.usage)() >= usage {
+                    crate::sys::trim_heap();
                 }
                 if (self.usage)() < usage {
                     no_progress = 0;
@@ -404,6 +414,7 @@ impl MemoryBudget {
             ooms: AtomicU64::new(0),
             deferred_in_section: AtomicU64::new(0),
             direct_wait_timeouts: AtomicU64::new(0),
+            trims_heap: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&shared);
         let handle = thread::Builder::new()
@@ -415,6 +426,14 @@ impl MemoryBudget {
             shared,
             thread: Mutex::new(Some(handle)),
         })
+    }
+
+    /// Has reclaim trim the heap ([`crate::sys::trim_heap`]) after a step
+    /// whose frees the usage does not show: for usage the kernel counts
+    /// (a cgroup's, as [`budget_from_cgroup`](crate::sources::budget_from_cgroup)
+    /// sets it), where freed blocks the allocator keeps still count.
+    pub(crate) fn trim_heap_on_stall(&self) {
+        self.shared.trims_heap.store(true, Ordering::Relaxed);
     }
 
     /// The limit in bytes.

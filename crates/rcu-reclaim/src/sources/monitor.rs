@@ -327,7 +327,7 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
                 // none of the 64 KiB values of a cache emptied under a
                 // 100 MiB cgroup: RSS stayed at the limit).
                 if level >= Level::Medium && last_trim.elapsed() >= TRIM_EVERY {
-                    trim_heap();
+                    crate::sys::trim_heap();
                     last_trim = Instant::now();
                 }
             }
@@ -387,16 +387,6 @@ fn end_signal(s: &Shared) {
 
 /// The least time between two trims of the heap by a monitor.
 const TRIM_EVERY: Duration = Duration::from_millis(100);
-
-/// Gives the allocator's free pages back to the kernel (glibc's
-/// `malloc_trim`; elsewhere nothing).
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// The longest a monitor waits between retries of a failing source.
 const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -543,6 +533,10 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
 /// files tried when no cgroup sets a limit, or a limit too small for a
 /// budget (under [`Watermarks::MIN_LIMIT`](crate::reclaim::Watermarks::MIN_LIMIT)).
 ///
+/// The cgroup charges what the allocator holds, freed blocks included: a
+/// reclaim step whose frees the usage does not show trims the heap (glibc's
+/// `malloc_trim`), so that what reclaim evicted reaches the kernel.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use rcu_reclaim::Rcu;
@@ -560,9 +554,11 @@ pub fn budget_from_cgroup(
         usage,
     } = cgroup_limit()?;
     let unread = UnreadUsage::default();
-    budget_of(limit, limit_file, reclaimer, move || {
+    let budget = budget_of(limit, limit_file, reclaimer, move || {
         unread.or_zero(usage.read())
-    })
+    })?;
+    budget.trim_heap_on_stall();
+    Ok(budget)
 }
 
 /// The limit that binds this process and the usage file it is measured by.
