@@ -553,7 +553,8 @@ fn keys_whose_hash_or_eq_panic_or_lie_cause_no_hang_and_no_lost_drop() {
 #[test]
 fn clear_under_readers_frees_nothing_they_hold() {
     let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_millis(1))).unwrap();
-    let drops = Drops::new(400_000);
+    const IDS: usize = 4_000_000;
+    let drops = Drops::new(IDS);
     let map: Arc<RcuHashMap<u64, Val>> = Arc::new(RcuHashMap::new_in(&rcu));
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
@@ -574,11 +575,16 @@ fn clear_under_readers_frees_nothing_they_hold() {
         })
         .collect();
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(600) {
+    // At most as many values as `drops` has ids for: a release build made
+    // about 3 million in the 600 ms, against room for 400,000, and failed
+    // on "raise the id limit".
+    let mut rounds = 0;
+    while start.elapsed() < Duration::from_millis(600) && rounds < IDS / 500 {
         for k in 0..500 {
             map.insert(k, Val::new(&drops, k));
         }
         map.clear();
+        rounds += 1;
     }
     stop.store(true, Ordering::Relaxed);
     for r in readers {
