@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::counter_file::CounterFile;
-use super::{Level, PressureSource, SourceError};
+use super::{CgroupPaths, CgroupV2, Level, PressureSource, SourceError, V1_MEMORY_ROOT, V2_ROOT};
 use crate::reclaim::Watermarks;
 
 /// How often [`CgroupUsageSource::for_this_process`] reads the usage file.
@@ -65,7 +65,7 @@ impl CgroupUsageSource {
     }
 
     /// The usage of this process's cgroup against the limit that
-    /// [`budget_from_cgroup`](super::budget_from_cgroup) would use (the
+    /// [`budget_from_cgroup`](super::budget_from_cgroup)(super::budget_from_cgroup) would use (the
     /// nearest cgroup, v2 then v1, that sets one), polled every
     /// [`USAGE_POLL`]. The error names the files tried when no cgroup sets
     /// a limit.
@@ -75,7 +75,7 @@ impl CgroupUsageSource {
     /// println!("{} of {} bytes", src.usage().unwrap(), src.limit());
     /// ```
     pub fn for_this_process() -> Result<Self, SourceError> {
-        let found = super::monitor::cgroup_limit().map_err(|e| SourceError {
+        let found = cgroup_limit().map_err(|e| SourceError {
             fallback: Some(
                 "no usage poll: the kernel's events alone (or CgroupUsageSource::new with a \
                  usage file and a limit)"
@@ -163,14 +163,107 @@ impl PressureSource for CgroupUsageSource {
     }
 }
 
+/// The limit that binds this process and the usage file it is measured by.
+pub(crate) struct CgroupLimit {
+    pub(crate) limit: u64,
+    /// Where the limit was read (for messages).
+    pub(crate) limit_file: PathBuf,
+    pub(crate) usage: CounterFile,
+}
+
+/// The limit of the nearest cgroup (v2, then v1) of this process that sets
+/// one, and its usage file (see [`budget_from_cgroup`](super::budget_from_cgroup)).
+pub(crate) fn cgroup_limit() -> Result<CgroupLimit, SourceError> {
+    let paths = CgroupPaths::for_this_process()?;
+    let v2 = match &paths.v2 {
+        Some(rel) => limited_ancestor(Path::new(V2_ROOT), rel, |dir| {
+            let cg = CgroupV2::open(dir)?;
+            Ok(cg.budget_limit()?.map(|limit| (limit, cg)))
+        }),
+        None => Err(SourceError::new(
+            "/proc/self/cgroup",
+            "the process is in no cgroup v2 hierarchy",
+        )),
+    };
+    let v2_err = match v2 {
+        Ok(Ok((limit, cg))) => {
+            return Ok(CgroupLimit {
+                limit,
+                limit_file: cg.dir().join("memory.max"),
+                usage: CounterFile::new(cg.dir().join("memory.current")),
+            })
+        }
+        Ok(Err(dir)) => format!("{}: no memory.high or memory.max set", dir.display()),
+        Err(e) => format!("{}: {}", e.file.display(), e.reason),
+    };
+    let v1 = match &paths.v1_memory {
+        Some(rel) => limited_ancestor(Path::new(V1_MEMORY_ROOT), rel, |dir| {
+            let limit = super::cgroup_v1::read_bytes(&dir.join("memory.limit_in_bytes"))?;
+            Ok(limit.map(|l| (l, CounterFile::new(dir.join("memory.usage_in_bytes")))))
+        }),
+        None => Err(SourceError::new(
+            "/proc/self/cgroup",
+            "the process is in no cgroup v1 memory hierarchy",
+        )),
+    };
+    match v1 {
+        Ok(Ok((limit, usage))) => Ok(CgroupLimit {
+            limit,
+            limit_file: usage.path().with_file_name("memory.limit_in_bytes"),
+            usage,
+        }),
+        Ok(Err(dir)) => Err(SourceError {
+            fallback: Some("no budget: give MemoryBudget::new a limit".into()),
+            ..SourceError::new(
+                dir.join("memory.limit_in_bytes"),
+                format!(
+                    "no cgroup sets a memory limit (cgroup v2: {v2_err}; cgroup v1: unlimited \
+                     here and in every parent)"
+                ),
+            )
+        }),
+        Err(e) => Err(SourceError {
+            reason: format!("{} (cgroup v2: {v2_err})", e.reason),
+            ..e
+        }),
+    }
+}
+
+/// The limit of the nearest of `root/rel` and its ancestors (up to `root`)
+/// for which `limit` finds one, with what `limit` returned; `Ok(Err(dir))`
+/// (the process's own directory) when none sets one. Errors are those of
+/// the process's own directory; an ancestor that cannot be read ends the
+/// walk.
+fn limited_ancestor<T>(
+    root: &Path,
+    rel: &str,
+    limit: impl Fn(&Path) -> Result<Option<(u64, T)>, SourceError>,
+) -> Result<Result<(u64, T), PathBuf>, SourceError> {
+    let own = root.join(rel.trim_start_matches('/'));
+    if let Some(found) = limit(&own)? {
+        return Ok(Ok(found));
+    }
+    let mut dir = own.as_path();
+    while let Some(parent) = dir.parent().filter(|p| p.starts_with(root)) {
+        match limit(parent) {
+            Ok(Some(found)) => return Ok(Ok(found)),
+            Ok(None) => dir = parent,
+            Err(_) => break,
+        }
+    }
+    Ok(Err(own))
+}
+
 /// An event source watched together with a cgroup's usage (see
 /// [`auto_pressure`](super::auto_pressure)): whichever speaks first.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) struct WithUsage {
     pub(crate) events: Box<dyn PressureSource>,
     /// `None` once the cgroup is gone: the events alone then.
     pub(crate) usage: Option<CgroupUsageSource>,
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 impl WithUsage {
     pub(crate) fn new(events: Box<dyn PressureSource>, usage: CgroupUsageSource) -> Self {
         WithUsage {
@@ -247,7 +340,7 @@ impl PressureSource for WithUsage {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
