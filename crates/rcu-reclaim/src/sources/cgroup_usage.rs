@@ -14,6 +14,10 @@ use super::{CgroupPaths, CgroupV2, Level, PressureSource, SourceError, V1_MEMORY
 use crate::reclaim::Watermarks;
 
 /// How often [`CgroupUsageSource::for_this_process`] reads the usage file.
+///
+/// ```
+/// assert_eq!(rcu_reclaim::sources::USAGE_POLL, std::time::Duration::from_millis(20));
+/// ```
 pub const USAGE_POLL: Duration = Duration::from_millis(20);
 
 /// The least time between two events of the same level while usage stays
@@ -43,7 +47,7 @@ const REPEAT: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct CgroupUsageSource {
     usage: CounterFile,
-    limit: u64,
+    limit: usize,
     marks: Watermarks,
     interval: Duration,
     next: Instant,
@@ -51,9 +55,17 @@ pub struct CgroupUsageSource {
 }
 
 impl CgroupUsageSource {
-    /// Polls `usage_file` every `interval` against `limit` bytes.
-    pub fn new(usage_file: impl Into<PathBuf>, limit: u64, interval: Duration) -> Self {
-        let marks = Watermarks::from_limit(usize::try_from(limit).unwrap_or(usize::MAX));
+    /// Polls `usage_file` every `interval` (at least 1 ms) against `limit`
+    /// bytes (`usize`, as every byte count in the crate).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_reclaim::sources::CgroupUsageSource;
+    /// let src = CgroupUsageSource::new("/sys/fs/cgroup/memory.current", 512 << 20, Duration::from_millis(20));
+    /// assert_eq!(src.limit(), 512 << 20);
+    /// ```
+    pub fn new(usage_file: impl Into<PathBuf>, limit: usize, interval: Duration) -> Self {
+        let marks = Watermarks::from_limit(limit);
         CgroupUsageSource {
             usage: CounterFile::new(usage_file.into()),
             limit,
@@ -65,7 +77,7 @@ impl CgroupUsageSource {
     }
 
     /// The usage of this process's cgroup against the limit that
-    /// [`budget_from_cgroup`](super::budget_from_cgroup)(super::budget_from_cgroup) would use (the
+    /// [`budget_from_cgroup`](super::budget_from_cgroup) would use (the
     /// nearest cgroup, v2 then v1, that sets one), polled every
     /// [`USAGE_POLL`]. The error names the files tried when no cgroup sets
     /// a limit.
@@ -83,20 +95,45 @@ impl CgroupUsageSource {
             ),
             ..e
         })?;
-        Ok(Self::new(found.usage.path(), found.limit, USAGE_POLL))
+        let limit = usize::try_from(found.limit).unwrap_or(usize::MAX);
+        Ok(Self::new(found.usage.path(), limit, USAGE_POLL))
     }
 
     /// The limit in bytes.
-    pub fn limit(&self) -> u64 {
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let src = rcu_reclaim::sources::CgroupUsageSource::new("usage", 1 << 30, Duration::ZERO);
+    /// assert_eq!(src.limit(), 1 << 30);
+    /// ```
+    pub fn limit(&self) -> usize {
         self.limit
     }
 
-    /// The usage file's value now.
-    pub fn usage(&self) -> Result<u64, SourceError> {
-        Ok(self.usage.read()?.unwrap_or(u64::MAX))
+    /// The usage file's value now; an error names the file.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let file = std::env::temp_dir().join(format!("usage-now-{}", std::process::id()));
+    /// std::fs::write(&file, "4096\n").unwrap();
+    /// let src = rcu_reclaim::sources::CgroupUsageSource::new(&file, 1 << 20, Duration::ZERO);
+    /// assert_eq!(src.usage().unwrap(), 4096);
+    /// # std::fs::remove_file(&file).unwrap();
+    /// let gone = rcu_reclaim::sources::CgroupUsageSource::new("/nonexistent/usage", 1, Duration::ZERO);
+    /// assert!(gone.usage().unwrap_err().file.ends_with("usage"));
+    /// ```
+    pub fn usage(&self) -> Result<usize, SourceError> {
+        let bytes = self.usage.read()?.unwrap_or(u64::MAX);
+        Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
     }
 
     /// The usage file.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let src = rcu_reclaim::sources::CgroupUsageSource::new("/sys/fs/cgroup/memory.current", 1, Duration::ZERO);
+    /// assert_eq!(src.file(), std::path::Path::new("/sys/fs/cgroup/memory.current"));
+    /// ```
     pub fn file(&self) -> &Path {
         self.usage.path()
     }
@@ -109,7 +146,7 @@ impl CgroupUsageSource {
     /// Reads the usage now and returns the event it calls for, if any.
     pub(crate) fn poll(&mut self) -> Result<Option<Level>, SourceError> {
         self.next = super::instant_after(self.interval);
-        let usage = usize::try_from(self.usage()?).unwrap_or(usize::MAX);
+        let usage = self.usage()?;
         let level = if usage > self.marks.min {
             Level::Critical
         } else if usage > self.marks.low {
