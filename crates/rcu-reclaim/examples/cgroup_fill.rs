@@ -1,0 +1,255 @@
+//! Survival under a cgroup memory limit: run inside a memory cgroup the
+//! caller made (cgroup v1 here; as root), in one of five modes:
+//!
+//! * `cache`: an `RcuCache` with `max_bytes(1 GiB)` and `auto_pressure()`
+//!   filled with 400 MiB of 64 KiB values (`SLOW_US=600` sleeps that many
+//!   microseconds per insert: about 100 MiB/s);
+//! * `cache-budget`: the same, with a budget from `budget_from_cgroup`;
+//! * `cache-v1`: the cgroup v1 `memory.pressure_level` source alone;
+//! * `store`: a budget from the cgroup, 50 MiB held, two writers storing
+//!   1 MiB values into an `RcuCell` (and retiring 256 KiB ones) beside two
+//!   readers;
+//! * `hog` / `hog-budget`: an `auto_pressure` cache (with a budget) filled
+//!   beside a hog that grows to 60 MiB and frees it, five times.
+//!
+//! It prints `END survived` at the end; the cgroup's OOM killer ends it
+//! with status 137 otherwise.
+//!
+//! ```text
+//! cargo build --release -p rcu-reclaim --example cgroup_fill
+//! cg=/sys/fs/cgroup/memory/fill-$$; mkdir $cg
+//! echo $((100 << 20)) > $cg/memory.limit_in_bytes
+//! sh -c "echo \$\$ > $cg/cgroup.procs; exec target/release/examples/cgroup_fill cache"
+//! echo "status $?"; grep oom_kill $cg/memory.oom_control; rmdir $cg
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::reclaim::Reclaimer;
+use rcu_reclaim::sources::{auto_pressure_for, budget_from_cgroup};
+use rcu_reclaim::{Rcu, RcuCache, RcuCell};
+
+const MIB: usize = 1 << 20;
+
+fn rss() -> usize {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    s.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        * 4096
+}
+
+fn usage() -> usize {
+    let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let rel = cg
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, r)| r.to_string()))
+        .unwrap();
+    std::fs::read_to_string(format!("/sys/fs/cgroup/memory{rel}/memory.usage_in_bytes"))
+        .map(|s| s.trim().parse().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn page(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    let mut x = seed | 1;
+    for c in v.chunks_mut(4096) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c[0] = x as u8;
+        c[c.len() - 1] = (x >> 8) as u8;
+    }
+    v
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let t0 = Instant::now();
+    match mode.as_str() {
+        "cache" | "cache-budget" | "cache-v1" => {
+            let budget = (mode == "cache-budget").then(|| {
+                Arc::new(budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap())
+            });
+            let mut b = RcuCache::builder().max_bytes(1 << 30);
+            b = if mode == "cache-v1" {
+                b.pressure_source(Box::new(
+                    rcu_reclaim::sources::CgroupV1Source::for_this_process().unwrap(),
+                ))
+            } else {
+                b.auto_pressure()
+            };
+            if let Some(bu) = &budget {
+                b = b.budget(bu);
+            }
+            let cache: RcuCache<u64, Vec<u8>> = b.build();
+            let mut peak_rss = 0;
+            let m = rcu_reclaim::sources::auto_pressure(usize::MAX);
+            println!("auto_pressure would use: {:?}", m.stats());
+            drop(m);
+            let slow: u64 = std::env::var("SLOW_US")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            for i in 0..(400 * 16u64) {
+                cache.insert(i, page(i, 64 << 10));
+                if slow > 0 {
+                    std::thread::sleep(Duration::from_micros(slow));
+                }
+                peak_rss = peak_rss.max(rss());
+                if i % 320 == 0 {
+                    println!(
+                        "{:6.2}s ins {:4} MiB cache {:4} MiB cap {:5} MiB rss {:4} MiB cg {:4} MiB pend {} KiB",
+                        t0.elapsed().as_secs_f64(),
+                        i / 16,
+                        cache.bytes() / MIB,
+                        cache.capacity_bytes() / MIB,
+                        rss() / MIB,
+                        usage() / MIB,
+                        cache.domain().pending_bytes() >> 10
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            let before = rss();
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe { libc::malloc_trim(0) };
+            println!("malloc_trim: rss {} -> {} MiB", before / MIB, rss() / MIB);
+            println!(
+                "END survived; cache {} MiB, rss {} MiB, peak rss {} MiB, cg {} MiB",
+                cache.bytes() / MIB,
+                rss() / MIB,
+                peak_rss / MIB,
+                usage() / MIB
+            );
+        }
+        "store" => {
+            let budget =
+                Arc::new(budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap());
+            let monitor = auto_pressure_for(&budget);
+            println!(
+                "limit {} MiB, source {}",
+                budget.limit() / MIB,
+                monitor.stats().source
+            );
+            // baseline live data: 50 MiB
+            let _live: Vec<Vec<u8>> = (0..50).map(|i| page(i, MIB)).collect();
+            let cell = Arc::new(RcuCell::new(page(0, MIB)));
+            let stop = Arc::new(AtomicBool::new(false));
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (c, s) = (cell.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        while !s.load(Ordering::Relaxed) {
+                            let g = Rcu::global().read_lock();
+                            n += c.load(&g).map_or(0, |v| v[4096] as u64);
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let writers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (c, b) = (cell.clone(), budget.clone());
+                    std::thread::spawn(move || {
+                        for i in 0..3000u64 {
+                            c.store(Box::new(page(i * 2 + w, MIB)));
+                            if i % 2 == 0 {
+                                Rcu::global().defer_drop(Box::new(page(i, 256 << 10)));
+                            }
+                            b.check();
+                        }
+                    })
+                })
+                .collect();
+            let mut peak = 0;
+            while writers.iter().any(|w| !w.is_finished()) {
+                peak = peak.max(rss());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for w in writers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            for r in readers {
+                r.join().unwrap();
+            }
+            println!(
+                "END survived in {:.2}s; peak rss {} MiB; budget {:?}; monitor {:?}",
+                t0.elapsed().as_secs_f64(),
+                peak / MIB,
+                budget.stats(),
+                monitor.stats()
+            );
+        }
+        "hog" | "hog-budget" => {
+            let budget = (mode == "hog-budget").then(|| {
+                Arc::new(budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap())
+            });
+            let mut b = RcuCache::builder().max_bytes(1 << 30).auto_pressure();
+            if let Some(bu) = &budget {
+                b = b.budget(bu);
+            }
+            let cache: Arc<RcuCache<u64, Vec<u8>>> = Arc::new(b.build());
+            let stop = Arc::new(AtomicBool::new(false));
+            let (c2, s2) = (cache.clone(), stop.clone());
+            let filler = std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !s2.load(Ordering::Relaxed) {
+                    let key = i % 2000;
+                    if c2.get(&key, &c2.domain().read_lock()).is_none() {
+                        c2.insert(key, page(i, 64 << 10));
+                    }
+                    i += 1;
+                    if i % 64 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            });
+            // hog: grows to 60 MiB in 2 MiB steps, then frees, 5 cycles
+            for cycle in 0..5 {
+                let mut hog = Vec::new();
+                for s in 0..30 {
+                    hog.push(page(s, 2 * MIB));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                println!(
+                    "{:6.2}s cycle {cycle}: hog 60 MiB, cache {} MiB cap {} MiB rss {} MiB cg {} MiB",
+                    t0.elapsed().as_secs_f64(),
+                    cache.bytes() / MIB,
+                    cache.capacity_bytes() / MIB,
+                    rss() / MIB,
+                    usage() / MIB
+                );
+                drop(hog);
+                std::thread::sleep(Duration::from_millis(1500));
+                println!(
+                    "{:6.2}s cycle {cycle}: hog 0, cache {} MiB cap {} MiB rss {} MiB",
+                    t0.elapsed().as_secs_f64(),
+                    cache.bytes() / MIB,
+                    cache.capacity_bytes() / MIB,
+                    rss() / MIB
+                );
+            }
+            stop.store(true, Ordering::Relaxed);
+            filler.join().unwrap();
+            println!(
+                "END survived; cache {} MiB rss {} MiB",
+                cache.bytes() / MIB,
+                rss() / MIB
+            );
+        }
+        other => {
+            eprintln!(
+                "cgroup_fill: unknown mode {other:?}: give cache, cache-budget, cache-v1, store, \
+                 hog or hog-budget"
+            );
+            std::process::exit(2);
+        }
+    }
+}
