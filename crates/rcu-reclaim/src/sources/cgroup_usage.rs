@@ -30,7 +30,10 @@ const REPEAT: Duration = Duration::from_millis(100);
 /// `low` watermark of [`Watermarks::from_limit`] (85 %), a critical one
 /// above `min` (95 %); while usage stays over a mark, at most one event of
 /// its level each 100 ms. The file is kept open and read with `pread`
-/// (about half a microsecond).
+/// (about half a microsecond). Over a mark, the inactive page cache in the
+/// `memory.stat` beside a kernel usage file (`memory.current`,
+/// `memory.usage_in_bytes`) is left out: the cgroup charges file pages
+/// too, and the kernel reclaims those before it OOM-kills.
 ///
 /// ```
 /// use std::time::Duration;
@@ -47,6 +50,9 @@ const REPEAT: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct CgroupUsageSource {
     usage: CounterFile,
+    /// The `memory.stat` beside a kernel usage file, whose inactive page
+    /// cache is left out of the usage (`None` for another file).
+    stat: Option<PathBuf>,
     limit: usize,
     marks: Watermarks,
     interval: Duration,
@@ -66,8 +72,16 @@ impl CgroupUsageSource {
     /// ```
     pub fn new(usage_file: impl Into<PathBuf>, limit: usize, interval: Duration) -> Self {
         let marks = Watermarks::from_limit(limit);
+        let usage_file = usage_file.into();
+        let stat = match usage_file.file_name().and_then(|n| n.to_str()) {
+            Some("memory.current" | "memory.usage_in_bytes") => {
+                Some(usage_file.with_file_name("memory.stat"))
+            }
+            _ => None,
+        };
         CgroupUsageSource {
-            usage: CounterFile::new(usage_file.into()),
+            usage: CounterFile::new(usage_file),
+            stat,
             limit,
             marks,
             interval: interval.max(Duration::from_millis(1)),
@@ -146,7 +160,16 @@ impl CgroupUsageSource {
     /// Reads the usage now and returns the event it calls for, if any.
     pub(crate) fn poll(&mut self) -> Result<Option<Level>, SourceError> {
         self.next = super::instant_after(self.interval);
-        let usage = self.usage()?;
+        let mut usage = self.usage()?;
+        // Over a mark, leave out the page cache the kernel reclaims before
+        // it OOM-kills (the cgroup charges file pages too: a container
+        // that reads or writes files fills its limit with them, and caches
+        // would shrink for memory that is free for the taking).
+        if usage > self.marks.low {
+            if let Some(stat) = &self.stat {
+                usage = usage.saturating_sub(inactive_file(stat));
+            }
+        }
         let level = if usage > self.marks.min {
             Level::Critical
         } else if usage > self.marks.low {
@@ -198,6 +221,31 @@ impl PressureSource for CgroupUsageSource {
             }
         }
     }
+}
+
+/// The inactive page cache in a cgroup's `memory.stat` (v1's hierarchical
+/// `total_inactive_file`, else `inactive_file`, as v2 has it), in bytes: what
+/// the kernel reclaims before it OOM-kills (the working set that container
+/// runtimes judge by is the usage less it). 0 when the file cannot be read.
+fn inactive_file(stat: &Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(stat) else {
+        return 0;
+    };
+    let mut own = None;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (
+            words.next(),
+            words.next().and_then(|v| v.parse::<u64>().ok()),
+        ) {
+            (Some("total_inactive_file"), Some(v)) => {
+                return usize::try_from(v).unwrap_or(usize::MAX)
+            }
+            (Some("inactive_file"), Some(v)) => own = Some(v),
+            _ => {}
+        }
+    }
+    own.map_or(0, |v| usize::try_from(v).unwrap_or(usize::MAX))
 }
 
 /// The limit that binds this process and the usage file it is measured by.
@@ -386,6 +434,39 @@ mod tests {
             std::env::temp_dir().join(format!("rcu-reclaim-usage-{}-{name}", std::process::id()));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn inactive_page_cache_is_not_pressure() {
+        let dir = std::env::temp_dir().join(format!("rcu-reclaim-stat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (usage_file, key) in [
+            ("memory.usage_in_bytes", "total_inactive_file"),
+            ("memory.current", "inactive_file"),
+        ] {
+            let usage = dir.join(usage_file);
+            let stat = dir.join("memory.stat");
+            std::fs::write(&usage, "960\n").unwrap();
+            // Of 960 bytes charged, 300 are inactive page cache: 660 is
+            // under the medium mark (850).
+            std::fs::write(&stat, format!("cache 500\nactive_file 100\n{key} 300\n")).unwrap();
+            let mut s = CgroupUsageSource::new(&usage, 1000, Duration::from_millis(1));
+            assert_eq!(s.poll().unwrap(), None, "{usage_file}");
+            // The same charge of anonymous memory is critical.
+            std::fs::write(&stat, format!("{key} 0\n")).unwrap();
+            assert_eq!(s.poll().unwrap(), Some(Level::Critical), "{usage_file}");
+            // No memory.stat: the usage as it is.
+            std::fs::remove_file(&stat).unwrap();
+            std::thread::sleep(REPEAT);
+            assert_eq!(s.poll().unwrap(), Some(Level::Critical), "{usage_file}");
+            std::fs::remove_file(&usage).unwrap();
+        }
+        std::fs::remove_dir(&dir).unwrap();
+        // Another file's sibling memory.stat is not read.
+        let other = temp("other", "960\n");
+        let s = CgroupUsageSource::new(&other, 1000, Duration::from_millis(1));
+        assert!(s.stat.is_none());
+        std::fs::remove_file(&other).unwrap();
     }
 
     #[test]
