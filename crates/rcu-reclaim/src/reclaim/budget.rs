@@ -458,6 +458,19 @@ impl MemoryBudget {
         self.shared.marks
     }
 
+    /// The usage now, as the budget counts it (its usage function; for
+    /// [`budget_from_cgroup`](crate::sources::budget_from_cgroup), the
+    /// cgroup's charge less its inactive page cache).
+    ///
+    /// ```
+    /// # use std::sync::Arc; use rcu_reclaim::{reclaim::*, *};
+    /// let b = MemoryBudget::new(1000, Arc::new(Reclaimer::new(Rcu::global())), || 640);
+    /// assert_eq!(b.usage(), 640);
+    /// ```
+    pub fn usage(&self) -> usize {
+        (self.shared.usage)()
+    }
+
     /// The reclaimer the budget reclaims with: register the caches it may
     /// shrink there (an [`RcuCache`](crate::RcuCache) tied to the budget
     /// registers itself).

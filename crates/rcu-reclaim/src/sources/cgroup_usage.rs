@@ -73,12 +73,7 @@ impl CgroupUsageSource {
     pub fn new(usage_file: impl Into<PathBuf>, limit: usize, interval: Duration) -> Self {
         let marks = Watermarks::from_limit(limit);
         let usage_file = usage_file.into();
-        let stat = match usage_file.file_name().and_then(|n| n.to_str()) {
-            Some("memory.current" | "memory.usage_in_bytes") => {
-                Some(usage_file.with_file_name("memory.stat"))
-            }
-            _ => None,
-        };
+        let stat = stat_beside(&usage_file);
         CgroupUsageSource {
             usage: CounterFile::new(usage_file),
             stat,
@@ -246,6 +241,56 @@ fn inactive_file(stat: &Path) -> usize {
         }
     }
     own.map_or(0, |v| usize::try_from(v).unwrap_or(usize::MAX))
+}
+
+/// A cgroup's inactive page cache ([`inactive_file`]) for a budget, which
+/// reads its usage on every check: `memory.stat` is read at most every
+/// [`USAGE_POLL`] (it takes tens of microseconds), the value kept between.
+pub(crate) struct InactiveFile {
+    stat: PathBuf,
+    bytes: std::sync::atomic::AtomicUsize,
+    /// `clock::epoch_ms()` of the last read (0: never).
+    read_at: std::sync::atomic::AtomicUsize,
+}
+
+impl InactiveFile {
+    /// The cache beside a kernel usage file (`memory.current`,
+    /// `memory.usage_in_bytes`); `None` for another file.
+    pub(crate) fn beside(usage_file: &Path) -> Option<InactiveFile> {
+        stat_beside(usage_file).map(|stat| InactiveFile {
+            stat,
+            bytes: std::sync::atomic::AtomicUsize::new(0),
+            read_at: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// The inactive page cache, at most [`USAGE_POLL`] old (0 until the
+    /// first read has finished, or when the file cannot be read).
+    pub(crate) fn bytes(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = crate::clock::epoch_ms();
+        let at = self.read_at.load(Relaxed);
+        let poll = usize::try_from(USAGE_POLL.as_millis()).unwrap_or(usize::MAX);
+        if (at == 0 || now.saturating_sub(at) >= poll)
+            && self
+                .read_at
+                .compare_exchange(at, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.bytes.store(inactive_file(&self.stat), Relaxed);
+        }
+        self.bytes.load(Relaxed)
+    }
+}
+
+/// The `memory.stat` beside a kernel usage file, or `None`.
+fn stat_beside(usage_file: &Path) -> Option<PathBuf> {
+    match usage_file.file_name().and_then(|n| n.to_str()) {
+        Some("memory.current" | "memory.usage_in_bytes") => {
+            Some(usage_file.with_file_name("memory.stat"))
+        }
+        _ => None,
+    }
 }
 
 /// The limit that binds this process and the usage file it is measured by.
@@ -434,6 +479,32 @@ mod tests {
             std::env::temp_dir().join(format!("rcu-reclaim-usage-{}-{name}", std::process::id()));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn a_budgets_inactive_page_cache_is_read_at_most_every_poll() {
+        let dir = std::env::temp_dir().join(format!("rcu-reclaim-istat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let usage = dir.join("memory.current");
+        let stat = dir.join("memory.stat");
+        std::fs::write(&stat, "anon 10\ninactive_file 300\n").unwrap();
+        let cache = InactiveFile::beside(&usage).expect("a kernel usage file");
+        assert_eq!(cache.bytes(), 300);
+        // Within the poll the value is kept; after it, read anew.
+        std::fs::write(&stat, "inactive_file 50\n").unwrap();
+        let kept = cache.bytes();
+        std::thread::sleep(USAGE_POLL * 2);
+        assert_eq!(
+            cache.bytes(),
+            50,
+            "read again after the poll (kept {kept} before)"
+        );
+        // A stat file that is gone counts nothing.
+        std::fs::remove_file(&stat).unwrap();
+        std::thread::sleep(USAGE_POLL * 2);
+        assert_eq!(cache.bytes(), 0);
+        std::fs::remove_dir(&dir).unwrap();
+        assert!(InactiveFile::beside(Path::new("/tmp/usage")).is_none());
     }
 
     #[test]

@@ -532,6 +532,10 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
 /// files tried when no cgroup sets a limit, or a limit too small for a
 /// budget (under [`Watermarks::MIN_LIMIT`](crate::reclaim::Watermarks::MIN_LIMIT)).
 ///
+/// The usage is the cgroup's charge less its inactive page cache (from its
+/// `memory.stat`, read at most every 20 ms), which the kernel reclaims
+/// before it OOM-kills: the working set container runtimes judge by.
+///
 /// The cgroup charges what the allocator holds, freed blocks included: a
 /// reclaim step whose frees the usage does not show trims the heap (glibc's
 /// `malloc_trim`), so that what reclaim evicted reaches the kernel.
@@ -553,8 +557,15 @@ pub fn budget_from_cgroup(
         usage,
     } = cgroup_limit()?;
     let unread = UnreadUsage::default();
+    // The cgroup charges page cache too, which the kernel reclaims before
+    // it OOM-kills: a budget that counted it would evict caches for file
+    // pages no eviction frees (and, as usage would not fall, all of them).
+    let inactive = super::cgroup_usage::InactiveFile::beside(usage.path());
     let budget = budget_of(limit, limit_file, reclaimer, move || {
-        unread.or_zero(usage.read())
+        let cached = inactive.as_ref().map_or(0, |i| i.bytes());
+        unread
+            .or_zero(usage.read())
+            .saturating_sub(u64::try_from(cached).unwrap_or(u64::MAX))
     })?;
     budget.trim_heap_on_stall();
     Ok(budget)
