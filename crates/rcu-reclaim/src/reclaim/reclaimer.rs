@@ -66,12 +66,28 @@ struct Registered {
 /// What a successful [`Reclaimer::reclaim`] did.
 ///
 /// ```
-/// use rcu_reclaim::{pressure::NodeMask, reclaim::Reclaimer, Rcu};
-/// let rcu = Rcu::new(rcu_reclaim::Config::new()).unwrap();
-/// rcu.defer_drop_sized(Box::new(vec![0u8; 1 << 20]), 1 << 20);
-/// let done = Reclaimer::new(&rcu).reclaim(1 << 20, &NodeMask::all()).unwrap();
-/// assert_eq!(done.freed_by_rcu_bytes, 1 << 20); // RCU's backlog was freed
-/// assert!(done.freed_bytes >= 1 << 20);
+/// use std::sync::{Arc, Mutex};
+/// use rcu_reclaim::pressure::NodeMask;
+/// use rcu_reclaim::reclaim::{Reclaimer, Scanned, ShrinkControl, Shrinker};
+/// // A pool that frees at once (not through RCU).
+/// struct Pool(Mutex<Vec<Vec<u8>>>);
+/// impl Shrinker for Pool {
+///     fn count(&self, _: &ShrinkControl) -> usize {
+///         self.0.lock().unwrap().len()
+///     }
+///     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+///         let mut pool = self.0.lock().unwrap();
+///         let n = ctl.nr_to_scan().min(pool.len());
+///         let bytes = pool.drain(..n).map(|v| v.len()).sum();
+///         Scanned { freed: n, bytes }
+///     }
+/// }
+/// let pool = Arc::new(Pool(Mutex::new(vec![vec![0u8; 4096]; 256]))); // 1 MiB
+/// let reclaimer = Reclaimer::new(rcu_reclaim::Rcu::global());
+/// reclaimer.register(pool.clone());
+/// let done = reclaimer.reclaim(64 << 10, &NodeMask::all()).unwrap();
+/// assert!(done.freed_bytes >= 64 << 10);
+/// assert_eq!(done.queued_via_rcu_bytes, 0); // the pool frees at once
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
