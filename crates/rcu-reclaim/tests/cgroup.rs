@@ -342,35 +342,7 @@ fn an_auto_pressure_cache_survives_filling_past_its_cgroup_limit() {
         );
         return;
     }
-    let root = Path::new(V1_MEMORY_ROOT);
-    let dir = root.join(format!("rcu-reclaim-test-auto-{}", std::process::id()));
-    if !root.join("cgroup.procs").exists() || fs::create_dir(&dir).is_err() {
-        println!(
-            "skipped: cannot create a cgroup under {} (no cgroup v1 memory hierarchy, or not \
-             root)",
-            root.display()
-        );
-        return;
-    }
-    let _cleanup = Cleanup(dir.clone());
-    fs::write(dir.join("memory.limit_in_bytes"), (100 * MIB).to_string()).unwrap();
-    let name = dir.file_name().unwrap().to_os_string();
-    let out = run_child(
-        AUTO_TEST,
-        (AUTO_CHILD, &name),
-        &dir,
-        Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    let oom = fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "{}: {oom}\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
+    in_a_100_mib_cgroup("auto", AUTO_TEST, AUTO_CHILD);
 }
 
 const BUDGET_CHILD: &str = "RCU_RECLAIM_CGROUP_BUDGET_CHILD";
@@ -413,8 +385,15 @@ fn a_cgroup_budget_reclaims_to_high_without_emptying_the_cache() {
         );
         return;
     }
+    in_a_100_mib_cgroup("budget", BUDGET_TEST, BUDGET_CHILD);
+}
+
+/// Runs `test` again as a child (with `child_env` set to the cgroup's
+/// name) in a fresh 100 MiB cgroup v1, and checks that it survived and
+/// said `CHILD OK`; skips, saying why, where no cgroup can be made.
+fn in_a_100_mib_cgroup(tag: &str, test: &str, child_env: &str) {
     let root = Path::new(V1_MEMORY_ROOT);
-    let dir = root.join(format!("rcu-reclaim-test-budget-{}", std::process::id()));
+    let dir = root.join(format!("rcu-reclaim-test-{tag}-{}", std::process::id()));
     if !root.join("cgroup.procs").exists() || fs::create_dir(&dir).is_err() {
         println!(
             "skipped: cannot create a cgroup under {} (no cgroup v1 memory hierarchy, or not \
@@ -426,15 +405,15 @@ fn a_cgroup_budget_reclaims_to_high_without_emptying_the_cache() {
     let _cleanup = Cleanup(dir.clone());
     fs::write(dir.join("memory.limit_in_bytes"), (100 * MIB).to_string()).unwrap();
     let name = dir.file_name().unwrap().to_os_string();
-    let out = run_child(
-        BUDGET_TEST,
-        (BUDGET_CHILD, &name),
-        &dir,
-        Duration::from_secs(60),
-    );
+    let out = run_child(test, (child_env, &name), &dir, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    let oom = fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}: {oom}\n{stdout}\n{stderr}",
+        out.status
+    );
     assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
 }
