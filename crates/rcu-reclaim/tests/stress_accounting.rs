@@ -24,12 +24,8 @@ use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 /// by this thread, while other threads retire, collect, run callbacks and
 /// flap pressure (so pages move into other threads' drains and workers).
 fn barrier_covers_everything(config: Config, what: &'static str) {
-    let rcu = match Rcu::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            println!("skipped: {e}");
-            return;
-        }
+    let Some(rcu) = istress::domain_or_skip(config) else {
+        return;
     };
     let t = Tracker::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -162,12 +158,8 @@ fn barrier_covers_everything_qsbr() {
 /// collect racing) shows up exactly once in `bytes_freed`, and every entry
 /// once in `invoked`.
 fn exact_accounting(config: Config, what: &'static str) {
-    let rcu = match Rcu::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            println!("skipped: {e}");
-            return;
-        }
+    let Some(rcu) = istress::domain_or_skip(config) else {
+        return;
     };
     let t = Tracker::new();
     let stop = Arc::new(AtomicBool::new(false));

@@ -23,20 +23,12 @@ use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 /// pages behind) and exit, while others run barrier/synchronize/collect and
 /// flap pressure.
 fn thread_churn(config: Config, what: &str) {
-    let rcu = match Rcu::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            println!("skipped: {e}");
-            return;
-        }
+    let Some(rcu) = istress::domain_or_skip(config) else {
+        return;
     };
     let t = Tracker::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let cells: Arc<Vec<Arc<RcuCell<Val>>>> = Arc::new(
-        (0..4)
-            .map(|_| Arc::new(RcuCell::new_in(&rcu, Some(Val::new(&t)))))
-            .collect(),
-    );
+    let cells = istress::cells(&rcu, &t, 4);
     let threads = Arc::new(AtomicUsize::new(0));
     let mut handles = vec![];
     for s in 0..3u64 {
@@ -182,11 +174,7 @@ fn qsbr_churn() {
     let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
     let t = Tracker::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let cells: Arc<Vec<Arc<RcuCell<Val>>>> = Arc::new(
-        (0..4)
-            .map(|_| Arc::new(RcuCell::new_in(&rcu, Some(Val::new(&t)))))
-            .collect(),
-    );
+    let cells = istress::cells(&rcu, &t, 4);
     let mut handles = vec![];
     for r in 0..2u64 {
         let (rcu, cells, stop) = (rcu.clone(), cells.clone(), stop.clone());

@@ -70,20 +70,12 @@ fn reentrant_callback(rcu: Rcu, t: Arc<Tracker>, cell: Arc<RcuCell<Val>>, depth:
 
 /// Everything at once on one domain.
 fn mixed_storm(config: Config, what: &str) {
-    let rcu = match Rcu::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            println!("skipped: {e}");
-            return;
-        }
+    let Some(rcu) = istress::domain_or_skip(config) else {
+        return;
     };
     let t = Tracker::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let cells: Arc<Vec<Arc<RcuCell<Val>>>> = Arc::new(
-        (0..4)
-            .map(|_| Arc::new(RcuCell::new_in(&rcu, Some(Val::new(&t)))))
-            .collect(),
-    );
+    let cells = istress::cells(&rcu, &t, 4);
     let map: Arc<RcuHashMap<u64, Val>> = Arc::new(RcuHashMap::with_capacity_in(4, &rcu));
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     let hoard = Arc::new(Hoard {

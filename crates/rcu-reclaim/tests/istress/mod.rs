@@ -248,3 +248,28 @@ impl Drained {
         }
     }
 }
+
+/// A domain with `config`, or `None` after saying why the test is skipped
+/// (a configuration this machine cannot give, e.g. no `membarrier`).
+pub fn domain_or_skip(config: rcu_reclaim::Config) -> Option<rcu_reclaim::Rcu> {
+    match rcu_reclaim::Rcu::new(config) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            println!("skipped: {e}");
+            None
+        }
+    }
+}
+
+/// `n` cells of `rcu`, each holding a fresh value of `t`.
+pub fn cells(
+    rcu: &rcu_reclaim::Rcu,
+    t: &Arc<Tracker>,
+    n: usize,
+) -> Arc<Vec<Arc<rcu_reclaim::RcuCell<Val>>>> {
+    Arc::new(
+        (0..n)
+            .map(|_| Arc::new(rcu_reclaim::RcuCell::new_in(rcu, Some(Val::new(t)))))
+            .collect(),
+    )
+}
