@@ -42,9 +42,7 @@ fn thread_churn(config: Config, what: &str) {
         handles.push(thread::spawn(move || {
             let mut i = s;
             while !stop.load(Ordering::Relaxed) && !t.full() {
-                i = i
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                istress::step(&mut i);
                 let seed = i >> 33;
                 let (rcu, cells, t) = (rcu.clone(), cells.clone(), t.clone());
                 thread::spawn(move || {
@@ -216,9 +214,7 @@ fn qsbr_churn() {
         handles.push(thread::spawn(move || {
             let mut i = s;
             while !stop.load(Ordering::Relaxed) && !t.full() {
-                i = i
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                istress::step(&mut i);
                 let seed = i >> 33;
                 let (rcu, cells, t) = (rcu.clone(), cells.clone(), t.clone());
                 thread::spawn(move || {

@@ -52,9 +52,7 @@ fn cache_storm(shards: usize, what: &'static str) {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) && !t.full() {
                 i += 1;
-                k = k
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                istress::step(&mut k);
                 let key = (k >> 33) % 300;
                 match i % 12 {
                     0..=4 => {
@@ -271,9 +269,7 @@ fn map_per_key_model() {
             // Phases: grow to many keys, then shrink back.
             while !stop.load(Ordering::Relaxed) && !t.full() {
                 n += 1;
-                r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                istress::step(&mut r);
                 let phase_big = (n / 20_000) % 2 == 0;
                 let span = if phase_big { 4000 } else { 40 };
                 let key = ((r >> 33) % span) * W + w;
@@ -404,9 +400,7 @@ fn cache_per_key_model() {
             let mut model: std::collections::HashMap<u64, Option<usize>> = Default::default();
             let mut r = w + 5;
             while !stop.load(Ordering::Relaxed) && !t.full() {
-                r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                istress::step(&mut r);
                 let key = ((r >> 33) % 200) * W + w;
                 match (r >> 20) % 6 {
                     0..=2 => {

@@ -130,9 +130,7 @@ fn mixed_storm(config: Config, what: &str) {
                         v.check();
                     }
                 }
-                k = k
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                istress::step(&mut k);
                 if let Some(v) = map.get(&(k % 256), &g) {
                     v.check();
                 }
@@ -241,9 +239,7 @@ fn mixed_storm(config: Config, what: &str) {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) && !t.full() {
                 i += 1;
-                k = k
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                istress::step(&mut k);
                 let key = (k >> 33) % 256;
                 match i % 10 {
                     0 | 1 => {
@@ -609,9 +605,7 @@ fn numa_cpu_hopping() {
             let mut i = w;
             let mut b = 0u64;
             while !stop.load(Ordering::Relaxed) && !t.full() {
-                i = i
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                istress::step(&mut i);
                 let r = i >> 33;
                 override_current_cpu(match r % 8 {
                     7 => None,

@@ -273,3 +273,11 @@ pub fn cells(
             .collect(),
     )
 }
+
+/// Advances `x` one step of the storms' key stream (Knuth's MMIX linear
+/// congruential generator); callers take its high bits.
+pub fn step(x: &mut u64) {
+    *x = x
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+}
