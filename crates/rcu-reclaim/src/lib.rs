@@ -109,9 +109,11 @@
 //!   and under a cgroup limit the cgroup's usage polled against it
 //!   ([`sources::auto_pressure`]) shrink the cache by an eighth (medium) or
 //!   half (critical) per event, and RCU frees the evicted entries at once.
-//!   The poll runs every 20 ms: in a container, a program that can fill
-//!   its limit faster gives the cache a budget from
-//!   [`sources::budget_from_cgroup`] too, checked on every insert.
+//!   The poll runs every 20 ms (on cgroup v1 the kernel also signals each
+//!   crossing of 85 % and 95 % of the limit at once): in a container, a
+//!   program that can fill its limit faster than the cache shrinks, or
+//!   that shares it with another large allocator, gives the cache a budget
+//!   from [`sources::budget_from_cgroup`] too, checked on every insert.
 //!
 //! After a shrink the cache stays at what was left for a second
 //! ([`regrow_after`](RcuCacheBuilder::regrow_after)); then it may grow

@@ -417,3 +417,68 @@ fn in_a_100_mib_cgroup(tag: &str, test: &str, child_env: &str) {
     );
     assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
 }
+
+const CROSSING_CHILD: &str = "RCU_RECLAIM_CGROUP_CROSSING_CHILD";
+const CROSSING_TEST: &str = "a_crossing_of_a_usage_mark_is_signalled_by_the_kernel";
+
+/// On cgroup v1 the kernel signals when usage crosses a mark (usage
+/// thresholds through `cgroup.event_control`): a `CgroupUsageSource` that
+/// reads the usage only every 10 s reports a medium event as soon as the
+/// process fills past 85 % of its limit. A poll alone saw such a crossing
+/// up to 20 ms late (30 MB at the speed of a thread filling fresh
+/// memory), and `auto_pressure` caches filled at full speed were
+/// OOM-killed in 1 to 2 runs of 5.
+#[test]
+fn a_crossing_of_a_usage_mark_is_signalled_by_the_kernel() {
+    use rcu_reclaim::sources::{CgroupUsageSource, Level, PressureSource};
+    if let Some(name) = std::env::var_os(CROSSING_CHILD) {
+        wait_to_be_moved(&name.to_string_lossy());
+        let usage_file = Path::new(V1_MEMORY_ROOT)
+            .join(&name)
+            .join("memory.usage_in_bytes");
+        let mut source = CgroupUsageSource::new(&usage_file, 100 * MIB, Duration::from_secs(10));
+        assert!(source.signals_crossings(), "{}", source.describe());
+        // auto_pressure's monitor (PSI or cgroup v1 events, and the usage)
+        // wakes on the same signal.
+        let monitor = rcu_reclaim::sources::auto_pressure(usize::MAX);
+        let watched = monitor.stats().source;
+        assert!(
+            watched.contains("the kernel's signal of a crossing"),
+            "{watched}"
+        );
+        // The first read: far under the marks.
+        assert_eq!(source.wait(Duration::from_millis(1)).unwrap(), None);
+        let first_read = Instant::now();
+        let mut held = vec![0u8; 90 * MIB];
+        for b in held.iter_mut().step_by(4096) {
+            *b = 1; // charged page by page
+        }
+        let event = source.wait(Duration::from_millis(500)).unwrap();
+        // Within a second of the first read only the kernel's signal can
+        // have woken the source (its next read is a second on).
+        if first_read.elapsed() < Duration::from_millis(900) {
+            assert_eq!(event, Some(Level::Medium), "{}", source.describe());
+        }
+        while monitor.stats().events == 0 {
+            assert!(
+                first_read.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                monitor.stats()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::hint::black_box(&held);
+        println!(
+            "CHILD OK: {event:?} {:?} after the first read; monitor {:?}",
+            first_read.elapsed(),
+            monitor.stats()
+        );
+        return;
+    }
+    // Another file than a cgroup's usage takes no thresholds.
+    let other = std::env::temp_dir().join(format!("rcu-reclaim-usage-{}", std::process::id()));
+    fs::write(&other, "1\n").unwrap();
+    assert!(!CgroupUsageSource::new(&other, MIB, Duration::from_secs(1)).signals_crossings());
+    fs::remove_file(&other).unwrap();
+    in_a_100_mib_cgroup("crossing", CROSSING_TEST, CROSSING_CHILD);
+}

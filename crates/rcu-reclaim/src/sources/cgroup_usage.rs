@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::counter_file::CounterFile;
+use super::usage_thresholds::UsageThresholds;
 use super::{CgroupPaths, CgroupV2, Level, PressureSource, SourceError, V1_MEMORY_ROOT, V2_ROOT};
 use crate::reclaim::Watermarks;
 
@@ -19,6 +20,10 @@ use crate::reclaim::Watermarks;
 /// assert_eq!(rcu_reclaim::sources::USAGE_POLL, std::time::Duration::from_millis(20));
 /// ```
 pub const USAGE_POLL: Duration = Duration::from_millis(20);
+
+/// How often the usage is read while it is under the medium mark and the
+/// kernel signals crossings (cgroup v1 usage thresholds): a safety net.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// The least time between two events of the same level while usage stays
 /// over a mark: each event shrinks caches (an eighth, or half), and usage
@@ -30,7 +35,11 @@ const REPEAT: Duration = Duration::from_millis(100);
 /// `low` watermark of [`Watermarks::from_limit`] (85 %), a critical one
 /// above `min` (95 %); while usage stays over a mark, at most one event of
 /// its level each 100 ms. The file is kept open and read with `pread`
-/// (about half a microsecond). Over a mark, the inactive page cache in the
+/// (about half a microsecond). On cgroup v1, where `cgroup.event_control`
+/// is writable, the kernel also signals when usage crosses either mark
+/// (usage thresholds, checked every 128 pages charged on a CPU): a crossing
+/// is read at once instead of at the next poll, and under the medium mark
+/// the file is read once a second only. Over a mark, the inactive page cache in the
 /// `memory.stat` beside a kernel usage file (`memory.current`,
 /// `memory.usage_in_bytes`) is left out: the cgroup charges file pages
 /// too, and the kernel reclaims those before it OOM-kills.
@@ -58,6 +67,10 @@ pub struct CgroupUsageSource {
     interval: Duration,
     next: Instant,
     last: Option<(Instant, Level)>,
+    /// The kernel's signal of a crossing of either mark (cgroup v1).
+    thresholds: Option<UsageThresholds>,
+    /// A crossing was signalled: read the usage now.
+    woken: bool,
 }
 
 impl CgroupUsageSource {
@@ -74,6 +87,9 @@ impl CgroupUsageSource {
         let marks = Watermarks::from_limit(limit);
         let usage_file = usage_file.into();
         let stat = stat_beside(&usage_file);
+        let thresholds = UsageThresholds::register(&usage_file, &[marks.low, marks.min])
+            .map_err(|e| tracing::debug!("rcu-reclaim: usage polled without thresholds: {e}"))
+            .ok();
         CgroupUsageSource {
             usage: CounterFile::new(usage_file),
             stat,
@@ -82,7 +98,23 @@ impl CgroupUsageSource {
             interval: interval.max(Duration::from_millis(1)),
             next: Instant::now(),
             last: None,
+            thresholds,
+            woken: false,
         }
+    }
+
+    /// Whether the kernel signals this cgroup's crossings of the marks
+    /// (cgroup v1 usage thresholds, registered when `cgroup.event_control`
+    /// beside the usage file is writable); without, the usage is polled
+    /// alone.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let src = rcu_reclaim::sources::CgroupUsageSource::new("/tmp/usage", 1 << 30, Duration::ZERO);
+    /// assert!(!src.signals_crossings()); // not a cgroup's file
+    /// ```
+    pub fn signals_crossings(&self) -> bool {
+        self.thresholds.is_some()
     }
 
     /// The usage of this process's cgroup against the limit that
@@ -147,15 +179,52 @@ impl CgroupUsageSource {
         self.usage.path()
     }
 
-    /// How long until the next read is due (zero when it is).
+    /// How long until the next read is due (zero when it is, or when a
+    /// crossing was signalled).
     pub(crate) fn until_next(&self) -> Duration {
+        if self.woken {
+            return Duration::ZERO;
+        }
         self.next.saturating_duration_since(Instant::now())
+    }
+
+    /// The descriptor the kernel signals crossings on, for a combined
+    /// source to wake on ([`check_crossing`](Self::check_crossing) reads it).
+    pub(crate) fn crossing_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.thresholds.as_ref().map(UsageThresholds::fd)
+    }
+
+    /// Whether a crossing was signalled and not yet read (never waits).
+    pub(crate) fn check_crossing(&mut self) -> bool {
+        self.woken |= self.thresholds.as_ref().is_some_and(UsageThresholds::take);
+        self.woken
+    }
+
+    /// Stops listening for the kernel's signal (nobody waits on it): the
+    /// usage is polled at the interval alone.
+    pub(crate) fn ignore_crossings(&mut self) {
+        self.thresholds = None;
+    }
+
+    /// Waits up to `nap` for the next read: on the kernel's signal of a
+    /// crossing where there is one (which ends the nap early), else asleep.
+    fn nap(&mut self, nap: Duration) {
+        match &self.thresholds {
+            Some(t) => self.woken |= t.wait(nap),
+            None => std::thread::sleep(nap),
+        }
     }
 
     /// Reads the usage now and returns the event it calls for, if any.
     pub(crate) fn poll(&mut self) -> Result<Option<Level>, SourceError> {
+        self.woken = false;
         self.next = super::instant_after(self.interval);
         let mut usage = self.usage()?;
+        // Under the medium mark, the kernel's signal says when it is
+        // crossed: no need to read before then (but for a safety net).
+        if self.thresholds.is_some() && usage <= self.marks.low {
+            self.next = super::instant_after(IDLE_POLL);
+        }
         // Over a mark, leave out the page cache the kernel reclaims before
         // it OOM-kills (the cgroup charges file pages too: a container
         // that reads or writes files fills its limit with them, and caches
@@ -189,28 +258,36 @@ impl CgroupUsageSource {
 impl PressureSource for CgroupUsageSource {
     fn describe(&self) -> String {
         format!(
-            "usage of {} every {:?} against its limit of {} bytes (medium over {}, critical \
+            "usage of {} every {:?}{} against its limit of {} bytes (medium over {}, critical \
              over {})",
             self.usage.path().display(),
             self.interval,
+            if self.thresholds.is_some() {
+                " and on the kernel's signal of a crossing"
+            } else {
+                ""
+            },
             self.limit,
             self.marks.low,
             self.marks.min
         )
     }
 
-    /// Reads the usage each time a read is due, until an event or the
-    /// end of `timeout`.
+    /// Reads the usage each time a read is due or a crossing is signalled,
+    /// until an event or the end of `timeout`.
     fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
         let deadline = super::instant_after(timeout);
         loop {
             let nap = self.until_next();
             let left = deadline.saturating_duration_since(Instant::now());
             if nap > left {
-                std::thread::sleep(left);
-                return Ok(None);
+                self.nap(left);
+                if !self.woken {
+                    return Ok(None);
+                }
+            } else {
+                self.nap(nap);
             }
-            std::thread::sleep(nap);
             if let Some(level) = self.poll()? {
                 return Ok(Some(level));
             }
@@ -388,6 +465,7 @@ fn limited_ancestor<T>(
 /// [`auto_pressure`](super::auto_pressure)): whichever speaks first.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) struct WithUsage {
+    /// Declared (so dropped) before `usage`, whose descriptor it may poll.
     pub(crate) events: Box<dyn PressureSource>,
     /// `None` once the cgroup is gone: the events alone then.
     pub(crate) usage: Option<CgroupUsageSource>,
@@ -395,7 +473,15 @@ pub(crate) struct WithUsage {
 
 #[cfg_attr(loom, allow(dead_code))]
 impl WithUsage {
-    pub(crate) fn new(events: Box<dyn PressureSource>, usage: CgroupUsageSource) -> Self {
+    /// `events` also wakes on `usage`'s signal of a crossing, where both
+    /// can; else the usage is polled at its interval alone.
+    pub(crate) fn new(mut events: Box<dyn PressureSource>, mut usage: CgroupUsageSource) -> Self {
+        let woken_by_crossings = usage
+            .crossing_fd()
+            .is_some_and(|fd| events.wake_also_on(Some(fd)));
+        if !woken_by_crossings {
+            usage.ignore_crossings();
+        }
         WithUsage {
             events,
             usage: Some(usage),
@@ -410,6 +496,8 @@ impl WithUsage {
         };
         match usage.poll() {
             Err(e) if !usage.file().exists() => {
+                // Before the descriptor it wakes on is closed.
+                self.events.wake_also_on(None);
                 self.usage = None;
                 Err(SourceError::new(
                     e.file,
@@ -456,6 +544,10 @@ impl PressureSource for WithUsage {
             let start = Instant::now();
             if let Some(level) = self.events.wait(asked)? {
                 return Ok(Some(level));
+            }
+            // Woken by a crossing of the usage's marks: read it now.
+            if self.usage.as_mut().is_some_and(|u| u.check_crossing()) {
+                continue;
             }
             // A source that returns at once without an event: wait out
             // what was asked of it rather than spin.

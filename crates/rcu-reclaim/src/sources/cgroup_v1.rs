@@ -35,6 +35,8 @@ pub struct CgroupV1Source {
     usage: CounterFile,
     /// One eventfd per level, in `Level` order.
     fds: Vec<(Level, OwnedFd)>,
+    /// A descriptor that also ends a wait (`PressureSource::wake_also_on`).
+    also: Option<std::os::fd::RawFd>,
 }
 
 /// A cgroup byte-count file (a number, or no limit), or the error naming it.
@@ -135,7 +137,12 @@ impl CgroupV1Source {
             fds.push((level, fd));
         }
         let usage = CounterFile::new(dir.join("memory.usage_in_bytes"));
-        Ok(CgroupV1Source { dir, usage, fds })
+        Ok(CgroupV1Source {
+            dir,
+            usage,
+            fds,
+            also: None,
+        })
     }
 
     /// `memory.usage_in_bytes`. The file is kept open after the first
@@ -177,6 +184,8 @@ impl PressureSource for CgroupV1Source {
                 revents: 0,
             })
             .collect();
+        // After the levels' descriptors, which the loop below zips with.
+        super::usage_thresholds::push_also(&mut pfds, self.also);
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
         // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the call.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
@@ -207,5 +216,10 @@ impl PressureSource for CgroupV1Source {
             ));
         }
         Ok(worst)
+    }
+
+    fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
+        self.also = fd;
+        true
     }
 }

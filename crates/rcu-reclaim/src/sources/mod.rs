@@ -47,6 +47,7 @@ mod monitor;
 mod parse;
 mod psi;
 mod rss;
+mod usage_thresholds;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -103,6 +104,19 @@ pub trait PressureSource: Send {
     /// The PSI averages behind this source, for sources that have them.
     fn psi(&self) -> Option<PsiStats> {
         None
+    }
+
+    /// Lets [`wait`](PressureSource::wait) also end early, with
+    /// `Ok(None)`, once `fd` is readable (`None` stops it); returns whether
+    /// this source does. [`auto_pressure`] uses it to wake on a cgroup v1
+    /// usage threshold while a source waits on its own file. The source
+    /// only polls `fd`: the caller reads it, and keeps it open until it
+    /// calls this again or drops the source. Sources that wait in `poll(2)`
+    /// ([`PsiTrigger`], [`CgroupV1Source`]) do; the default does not.
+    #[doc(hidden)]
+    fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
+        let _ = fd;
+        false
     }
 }
 

@@ -414,13 +414,16 @@ fn pause(s: &Shared, d: Duration) {
 /// Where a cgroup limits the process (its own or the nearest ancestor's,
 /// as [`budget_from_cgroup`] finds it), the cgroup's usage is watched too
 /// ([`CgroupUsageSource`]: read every 20 ms, medium over 85 % of the
-/// limit, critical over 95 %), and [`MonitorStats::source`] says so: the
-/// events above may never come before the cgroup's OOM killer (the
-/// machine-wide PSI file does not see a cgroup's limit, and anonymous
-/// memory without swap is killed without stalling or being scanned). A
-/// program that can allocate more than about 5 % of its limit in 20 ms
-/// needs a budget as well ([`budget_from_cgroup`]), which is checked on
-/// every insert. Byte counts
+/// limit, critical over 95 %; on cgroup v1 the kernel also signals each
+/// crossing of those marks, which wakes the monitor at once), and
+/// [`MonitorStats::source`] says so: the events above may never come
+/// before the cgroup's OOM killer (the machine-wide PSI file does not see
+/// a cgroup's limit, and anonymous memory without swap is killed without
+/// stalling or being scanned). A program that can allocate more than about
+/// 5 % of its limit in the time a cache takes to shrink (a grace period and
+/// the frees), or beside another allocator that does (a memory hog in the
+/// same cgroup), needs a budget as well ([`budget_from_cgroup`]), which is
+/// checked on every insert. Byte counts
 /// are `usize` throughout the crate, as in [`MemoryBudget`]; to link the
 /// monitor to a budget, use [`auto_pressure_for`].
 ///

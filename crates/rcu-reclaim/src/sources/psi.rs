@@ -26,6 +26,8 @@ pub struct PsiTrigger {
     path: PathBuf,
     stall: Duration,
     window: Duration,
+    /// A descriptor that also ends a wait (`PressureSource::wake_also_on`).
+    also: Option<std::os::fd::RawFd>,
 }
 
 fn write_trigger(path: &Path, stall: Duration, window: Duration) -> std::io::Result<File> {
@@ -110,6 +112,7 @@ impl PsiTrigger {
                 path,
                 stall,
                 window,
+                also: None,
             }),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 let secs = window.as_secs_f64().max(2.0);
@@ -126,6 +129,7 @@ impl PsiTrigger {
                             path,
                             stall: scaled,
                             window: widened,
+                            also: None,
                         })
                     }
                     Err(e2) => Err(SourceError::new(
@@ -171,15 +175,17 @@ impl PressureSource for PsiTrigger {
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
-        let mut pfd = libc::pollfd {
+        let mut pfds = vec![libc::pollfd {
             fd: self.file.as_raw_fd(),
             events: libc::POLLPRI,
             revents: 0,
-        };
+        }];
+        // After the trigger's own descriptor (`pfds[0]`, checked below).
+        super::usage_thresholds::push_also(&mut pfds, self.also);
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call, and
-        // the count (1) matches.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the
+        // duration of the call.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -190,12 +196,19 @@ impl PressureSource for PsiTrigger {
         if n == 0 {
             return Ok(None);
         }
-        if pfd.revents & libc::POLLERR != 0 {
+        let own = pfds[0].revents;
+        if own & libc::POLLERR != 0 {
             return Err(SourceError::new(
                 &self.path,
                 "the trigger file went away (POLLERR)",
             ));
         }
-        Ok((pfd.revents & libc::POLLPRI != 0).then_some(Level::Medium))
+        // The extra descriptor alone: `Ok(None)` early, its owner reads it.
+        Ok((own & libc::POLLPRI != 0).then_some(Level::Medium))
+    }
+
+    fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
+        self.also = fd;
+        true
     }
 }
