@@ -36,6 +36,46 @@ use crate::synchronize::Cookie;
 /// let old: Box<Route> = old.into_box(); // waits for a grace period
 /// assert_eq!(old.next_hop, 1);
 /// ```
+///
+/// It moves to, and is shared with, other threads only if `T` is `Send`
+/// and `Sync` (readers on other threads borrow the value, writers there
+/// drop it). A cell of `Rc` stays on its thread:
+///
+/// ```compile_fail,E0277
+/// let cell = rcu_reclaim::RcuCell::new(std::rc::Rc::new(1));
+/// std::thread::spawn(move || drop(cell)); // error: `Rc<i32>` cannot be sent between threads safely
+/// ```
+///
+/// and a cell of `Cell` is not shared, not even with a scoped thread:
+///
+/// ```compile_fail,E0277
+/// let cell = rcu_reclaim::RcuCell::new(std::cell::Cell::new(1));
+/// std::thread::scope(|s| {
+///     // error: `Cell<i32>` cannot be shared between threads safely
+///     s.spawn(|| cell.load(&cell.domain().read_lock()).map(|c| c.get()));
+/// });
+/// ```
+///
+/// With a `Sync` value it is:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// let cell = rcu_reclaim::RcuCell::new(AtomicU32::new(1));
+/// std::thread::scope(|s| {
+///     s.spawn(|| cell.load(&cell.domain().read_lock()).map(|c| c.load(Ordering::Relaxed)));
+/// });
+/// ```
+///
+/// It is invariant in `T`: a cell of `&'static str` cannot pass for a cell
+/// of shorter-lived strings, into which a writer could then store one that
+/// readers would find after it died:
+///
+/// ```compile_fail
+/// use rcu_reclaim::RcuCell;
+/// fn shorten<'a>(c: &'a RcuCell<&'static str>) -> &'a RcuCell<&'a str> {
+///     c // error: lifetime may not live long enough
+/// }
+/// ```
 pub struct RcuCell<T> {
     ptr: AtomicPtr<T>,
     rcu: Rcu,
@@ -125,6 +165,56 @@ impl<T> RcuCell<T> {
     /// let r = cell.load(&guard).unwrap();
     /// std::thread::spawn(move || println!("{r}")); // error: `guard` does not live long enough
     /// ```
+    ///
+    /// (a scoped thread, which ends before the section, may read it:)
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let guard = cell.domain().read_lock();
+    /// let r = cell.load(&guard).unwrap();
+    /// std::thread::scope(|s| s.spawn(move || assert_eq!(*r, 1)).join().unwrap());
+    /// ```
+    ///
+    /// nor is it used after the guard is dropped:
+    ///
+    /// ```compile_fail,E0505
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let guard = cell.domain().read_lock();
+    /// let r = cell.load(&guard).unwrap();
+    /// drop(guard); // error: cannot move out of `guard` because it is borrowed
+    /// println!("{r}");
+    /// ```
+    ///
+    /// or forgotten (leaking a guard is safe, but only once nothing read
+    /// under it is in use):
+    ///
+    /// ```compile_fail,E0505
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let guard = cell.domain().read_lock();
+    /// let r = cell.load(&guard).unwrap();
+    /// std::mem::forget(guard); // error: cannot move out of `guard` because it is borrowed
+    /// println!("{r}");
+    /// ```
+    ///
+    /// nor returned from the function that took the guard:
+    ///
+    /// ```compile_fail,E0515
+    /// use rcu_reclaim::RcuCell;
+    /// fn first(cell: &RcuCell<u32>) -> &u32 {
+    ///     let guard = cell.domain().read_lock();
+    ///     cell.load(&guard).unwrap() // error: returns a value referencing data owned by the current function
+    /// }
+    /// ```
+    ///
+    /// nor does it outlive the cell, which frees its value when dropped:
+    ///
+    /// ```compile_fail,E0505
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let guard = rcu_reclaim::Rcu::global().read_lock();
+    /// let r = cell.load(&guard).unwrap();
+    /// drop(cell); // error: cannot move out of `cell` because it is borrowed
+    /// println!("{r}");
+    /// ```
     #[inline]
     #[track_caller]
     pub fn load<'a, G: ReadSection>(&'a self, guard: &'a G) -> Option<&'a T> {
@@ -197,6 +287,22 @@ impl<T> RcuCell<T> {
     /// cell.store(Box::new(String::from("v2")));
     /// assert_eq!(cell.load(&cell.domain().read_lock()).unwrap(), "v2");
     /// ```
+    ///
+    /// The old value is dropped later, maybe on another thread, so it must
+    /// be `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// let cell = rcu_reclaim::RcuCell::new(std::rc::Rc::new(1));
+    /// cell.store(Box::new(std::rc::Rc::new(2))); // error: `Rc<i32>` cannot be sent between threads safely
+    /// ```
+    ///
+    /// and `'static`, as it may be dropped after everything it borrows:
+    ///
+    /// ```compile_fail,E0597
+    /// let x = 1u32;
+    /// let cell = rcu_reclaim::RcuCell::new(&x);
+    /// cell.store(Box::new(&x)); // error: `x` does not live long enough
+    /// ```
     pub fn store(&self, value: Box<T>)
     where
         T: ReclaimSize + Send + 'static,
@@ -261,6 +367,16 @@ impl<T> RcuCell<T> {
     /// assert!(matches!(won, Ok(Some(_))));
     /// drop(guard);
     /// assert_eq!(cell.load(&cell.domain().read_lock()), Some(&10));
+    /// ```
+    ///
+    /// The value a failed exchange hands back lives no longer than the guard:
+    ///
+    /// ```compile_fail,E0505
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let guard = cell.domain().read_lock();
+    /// let e = cell.compare_exchange(None, Some(Box::new(2)), &guard).unwrap_err();
+    /// drop(guard); // error: cannot move out of `guard` because it is borrowed
+    /// println!("{:?}", e.current);
     /// ```
     #[track_caller]
     pub fn compare_exchange<'g, G: ReadSection>(
@@ -486,6 +602,14 @@ impl<T: fmt::Debug> fmt::Debug for RcuCell<T> {
 /// std::thread::spawn(move || retired.set(2)); // would race with `mine`
 /// mine.set(3);
 /// ```
+///
+/// Nor does a `Retired<Rc<_>>`, whose value is not `Send`:
+///
+/// ```compile_fail,E0277
+/// let cell = rcu_reclaim::RcuCell::new(std::rc::Rc::new(1));
+/// let retired = cell.take().unwrap();
+/// std::thread::spawn(move || drop(retired)); // error: `Rc<i32>` cannot be sent between threads safely
+/// ```
 pub struct Retired<T> {
     value: Option<Box<T>>,
     cookie: Cookie,
@@ -597,6 +721,13 @@ impl<T> Retired<T> {
     /// let bytes = std::mem::size_of::<Blob>() + old.0.capacity();
     /// old.defer_drop_sized(bytes);
     /// ```
+    ///
+    /// The value is dropped on another thread, so it must be `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// let cell = rcu_reclaim::RcuCell::new(std::rc::Rc::new(1));
+    /// cell.take().unwrap().defer_drop_sized(8); // error: `Rc<i32>` cannot be sent between threads safely
+    /// ```
     pub fn defer_drop_sized(self, bytes: usize)
     where
         T: Send + 'static,
@@ -649,6 +780,17 @@ impl<T> Retired<T> {
 /// let old = cell.replace(Box::new(vec![4])).unwrap();
 /// assert_eq!(old.len(), 3); // size what is being evicted
 /// old.defer_drop();
+/// ```
+///
+/// The reference lives no longer than the `Retired`, which hands the value
+/// on when consumed:
+///
+/// ```compile_fail,E0505
+/// let cell = rcu_reclaim::RcuCell::new(String::from("old"));
+/// let old = cell.take().unwrap();
+/// let s: &str = &old;
+/// old.defer_drop(); // error: cannot move out of `old` because it is borrowed
+/// println!("{s}");
 /// ```
 impl<T> Deref for Retired<T> {
     type Target = T;

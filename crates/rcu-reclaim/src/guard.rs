@@ -76,6 +76,19 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
 /// let rcu = Rcu::global();
 /// assert_eq!(domain_of(&rcu.read_lock()), rcu.id());
 /// ```
+///
+/// A type of another crate cannot pass for a section (it would let
+/// `load` read without holding grace periods up):
+///
+/// ```compile_fail,E0277
+/// use rcu_reclaim::{Rcu, ReadSection};
+/// struct NoSection(&'static Rcu);
+/// impl ReadSection for NoSection { // error: the trait bound `NoSection: Sealed` is not satisfied
+///     fn domain(&self) -> &Rcu {
+///         self.0
+///     }
+/// }
+/// ```
 pub trait ReadSection: sealed::Sealed {
     /// The domain whose grace periods this section holds up.
     ///
@@ -128,6 +141,17 @@ impl ReadSection for ReadGuard<'_> {
 /// ```compile_fail,E0277
 /// let guard = rcu_reclaim::Rcu::global().read_lock();
 /// std::thread::spawn(move || drop(guard)); // error: `ReadGuard` is not `Send`
+/// ```
+///
+/// nor is it shared, not even with a scoped thread (which could read under
+/// it after this thread has reported a quiescent state elsewhere):
+///
+/// ```compile_fail,E0277
+/// let cell = rcu_reclaim::RcuCell::new(1);
+/// let guard = cell.domain().read_lock();
+/// std::thread::scope(|s| {
+///     s.spawn(|| cell.load(&guard).copied()); // error: `ReadGuard` is not `Sync`
+/// });
 /// ```
 ///
 /// It borrows its domain handle, which so outlives the section:

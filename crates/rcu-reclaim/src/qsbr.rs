@@ -80,6 +80,28 @@
 //! std::thread::spawn(move || drop(thread)); // error: `QsbrThread` is not `Send`
 //! ```
 //!
+//! nor does an offline one (it would come online on another thread):
+//!
+//! ```compile_fail,E0277
+//! use rcu_reclaim::{Config, Flavor, Rcu};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let offline = rcu.register_qsbr_thread().thread_offline();
+//! std::thread::spawn(move || drop(offline.thread_online())); // error: `QsbrOfflineThread` is not `Send`
+//! ```
+//!
+//! and a registration is not shared with another thread, not even a
+//! scoped one, which would read under it while this thread reports:
+//!
+//! ```compile_fail,E0277
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let thread = rcu.register_qsbr_thread();
+//! std::thread::scope(|s| {
+//!     s.spawn(|| cell.load(&thread.read_lock()).copied()); // error: `QsbrThread` is not `Sync`
+//! });
+//! ```
+//!
 //! Nor does a guard, even to a scoped thread that the registering thread
 //! outlives: the section is the registering thread's, which may report a
 //! quiescent state while the other thread still reads.
@@ -107,6 +129,52 @@
 //! let guard = thread.read_lock();
 //! let value = cell.load(&guard).unwrap();
 //! thread.offline_while(|| println!("{value}")); // error: `thread` is borrowed by the guard
+//! ```
+//!
+//! nor while it waits for a grace period
+//! ([`synchronize`](QsbrThread::synchronize) goes offline for the wait):
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let mut thread = rcu.register_qsbr_thread();
+//! let guard = thread.read_lock();
+//! let value = cell.load(&guard).unwrap();
+//! thread.synchronize(); // error: `thread` is borrowed by the guard
+//! println!("{value}");
+//! ```
+//!
+//! nor after the registration is dropped (unregistered):
+//!
+//! ```compile_fail,E0505
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let thread = rcu.register_qsbr_thread();
+//! let guard = thread.read_lock();
+//! let value = cell.load(&guard).unwrap();
+//! drop(thread); // error: cannot move out of `thread` because it is borrowed
+//! println!("{value}");
+//! ```
+//!
+//! An offline registration has no guard to read under (a
+//! [`ReadGuard`](crate::ReadGuard) from its domain is one of its own):
+//!
+//! ```compile_fail,E0599
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let offline = rcu.register_qsbr_thread().thread_offline();
+//! println!("{:?}", cell.load(&offline.read_lock())); // error: no method named `read_lock`
+//! ```
+//!
+//! ```
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+//! let offline = rcu.register_qsbr_thread().thread_offline();
+//! assert_eq!(cell.load(&offline.domain().read_lock()), Some(&1));
 //! ```
 //!
 //! # Waiting on an online thread

@@ -173,6 +173,30 @@ use shrink::Cap;
 /// };
 /// println!("{r}");
 /// ```
+///
+/// nor the cache, which may be the last to hold its entries:
+///
+/// ```compile_fail,E0505
+/// let cache = rcu_reclaim::RcuCache::builder().build();
+/// cache.insert(1u32, 1u32);
+/// let guard = rcu_reclaim::Rcu::global().read_lock();
+/// let v = cache.get(&1, &guard).unwrap();
+/// drop(cache); // error: cannot move out of `cache` because it is borrowed
+/// println!("{v}");
+/// ```
+///
+/// Its keys and values are `Send` and `Sync` (readers on any thread share
+/// them, writers and the shrinker on any thread evict them):
+///
+/// ```compile_fail,E0277
+/// let cache = rcu_reclaim::RcuCache::builder().build();
+/// cache.insert(1u32, std::rc::Rc::new(1u32)); // error: `Rc<u32>` cannot be sent between threads safely
+/// ```
+///
+/// ```compile_fail,E0277
+/// let cache = rcu_reclaim::RcuCache::builder().build();
+/// cache.insert(1u32, std::cell::Cell::new(1u32)); // error: `Cell<u32>` cannot be shared between threads safely
+/// ```
 pub struct RcuCache<K, V, S = RandomState> {
     inner: Arc<Inner<K, V, S>>,
     budget: Option<Arc<MemoryBudget>>,
@@ -465,6 +489,14 @@ where
     /// let sum = cache.read_or_insert_with(7, || unreachable!(), |page| page.iter().map(|&b| b as u32).sum::<u32>());
     /// assert_eq!(sum, 4096);
     /// ```
+    ///
+    /// `read` sees the value for the call only: it cannot hand it out,
+    /// since the value may be evicted and freed once the call returns:
+    ///
+    /// ```compile_fail
+    /// let cache = rcu_reclaim::RcuCache::builder().build();
+    /// let s: &String = cache.read_or_insert_with(1u32, || String::from("v"), |v| v); // error: lifetime may not live long enough
+    /// ```
     pub fn read_or_insert_with<R>(
         &self,
         key: K,
@@ -515,6 +547,16 @@ where
     /// let v = cache.get_or_insert_with(7u32, || "loaded".to_string(), &guard);
     /// assert_eq!(v, "loaded");
     /// assert_eq!(cache.get_or_insert_with(7, || unreachable!(), &guard), "loaded");
+    /// ```
+    ///
+    /// The value lives no longer than the section:
+    ///
+    /// ```compile_fail,E0505
+    /// let cache = rcu_reclaim::RcuCache::builder().build();
+    /// let guard = cache.domain().read_lock();
+    /// let v = cache.get_or_insert_with(1u32, || 1u32, &guard);
+    /// drop(guard); // error: cannot move out of `guard` because it is borrowed
+    /// println!("{v}");
     /// ```
     #[track_caller]
     pub fn get_or_insert_with<'g, G: ReadSection>(

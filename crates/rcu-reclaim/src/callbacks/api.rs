@@ -49,6 +49,31 @@ impl Rcu {
     /// rcu.barrier();
     /// assert!(ran.load(Ordering::SeqCst));
     /// ```
+    ///
+    /// `f` runs later, on another thread, so it borrows nothing from the
+    /// caller:
+    ///
+    /// ```compile_fail,E0373
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let local = String::from("x");
+    /// rcu.call(|| println!("{local}")); // error: closure may outlive the current function
+    /// ```
+    ///
+    /// not even what a section read, which it may outlive:
+    ///
+    /// ```compile_fail,E0597
+    /// let cell = rcu_reclaim::RcuCell::new(String::from("v"));
+    /// let guard = cell.domain().read_lock();
+    /// let r = cell.load(&guard).unwrap();
+    /// cell.domain().call(move || println!("{r}")); // error: `guard` does not live long enough
+    /// ```
+    ///
+    /// and it is `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// let rc = std::rc::Rc::new(1);
+    /// rcu_reclaim::Rcu::global().call(move || println!("{rc}")); // error: `Rc<i32>` cannot be sent between threads safely
+    /// ```
     pub fn call(&self, f: impl FnOnce() + Send + 'static) {
         self.enqueue(Box::new(f), 0, false);
     }
@@ -183,6 +208,13 @@ impl Rcu {
     /// rcu.defer_drop(Box::new(std::rc::Rc::new(1))); // error: `Rc` is not `Send`
     /// ```
     ///
+    /// and `'static`, as it may be dropped after everything it borrows:
+    ///
+    /// ```compile_fail,E0597
+    /// let local = 7u32;
+    /// rcu_reclaim::Rcu::global().defer_drop(Box::new(&local)); // error: `local` does not live long enough
+    /// ```
+    ///
     /// ```
     /// use rcu_reclaim::{Rcu, RcuCell};
     /// let rcu = Rcu::global();
@@ -221,6 +253,13 @@ impl Rcu {
     /// rcu.defer_drop_sized(Box::new(Opaque(1)), std::mem::size_of::<Opaque>());
     /// assert_eq!(rcu.pending_bytes(), 10_008);
     /// rcu.barrier();
+    /// ```
+    ///
+    /// The value is dropped on another thread, so it must be `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// rcu.defer_drop_sized(Box::new(std::rc::Rc::new(1)), 8); // error: `Rc<i32>` cannot be sent between threads safely
     /// ```
     pub fn defer_drop_sized<T: Send + 'static>(&self, value: Box<T>, bytes: usize) {
         self.defer_drop_as(value, bytes, !std::mem::needs_drop::<T>());

@@ -171,7 +171,15 @@ type Owns<K, V> = (Box<Node<K, V>>, *const (), fn(K, V) -> (K, V));
 /// println!("{r}");
 /// ```
 ///
-/// It is `Send` and `Sync` only when its keys and values are:
+/// It is `Send` and `Sync` only when its keys and values are; a map of
+/// `Cell` values stays on its thread:
+///
+/// ```compile_fail,E0277
+/// let map: rcu_reclaim::RcuHashMap<u32, std::cell::Cell<u32>> = rcu_reclaim::RcuHashMap::new();
+/// std::thread::spawn(move || drop(map)); // error: `Cell<u32>` cannot be shared between threads safely
+/// ```
+///
+/// and one of `Rc` values is not shared:
 ///
 /// ```compile_fail,E0277
 /// fn shared<T: Sync>(_: &T) {}
@@ -426,6 +434,17 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// map.insert("b", 2);
     /// let guard = map.domain().read_lock();
     /// assert_eq!(map.iter(&guard).map(|(_, v)| v).sum::<i32>(), 3);
+    /// ```
+    ///
+    /// The entries live no longer than the section:
+    ///
+    /// ```compile_fail,E0505
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// map.insert(1, 1);
+    /// let guard = map.domain().read_lock();
+    /// let (k, v) = map.iter(&guard).next().unwrap();
+    /// drop(guard); // error: cannot move out of `guard` because it is borrowed
+    /// println!("{k} {v}");
     /// ```
     #[track_caller]
     pub fn iter<'g, G: ReadSection>(&'g self, guard: &'g G) -> Iter<'g, K, V> {

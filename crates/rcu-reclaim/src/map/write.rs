@@ -80,6 +80,22 @@ where
     /// assert!(!map.insert(1, "b"));
     /// assert_eq!(map.get(&1, &map.domain().read_lock()), Some(&"b"));
     /// ```
+    ///
+    /// A replaced entry is dropped later, maybe on another thread, so keys
+    /// and values are `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// map.insert(1, std::rc::Rc::new(1)); // error: `Rc<i32>` cannot be sent between threads safely
+    /// ```
+    ///
+    /// and `'static`, as they may be dropped after everything they borrow:
+    ///
+    /// ```compile_fail,E0597
+    /// let x = 1u32;
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// map.insert(1, &x); // error: `x` does not live long enough
+    /// ```
     #[track_caller]
     pub fn insert(&self, key: K, value: V) -> bool {
         let hash = self.hash(&key);
@@ -244,6 +260,16 @@ where
     /// assert_eq!(map.get_or_insert_with(1, || "new", &guard), &"new");
     /// assert_eq!(map.get_or_insert_with(1, || unreachable!(), &guard), &"new");
     /// ```
+    ///
+    /// The value lives no longer than the section:
+    ///
+    /// ```compile_fail,E0505
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// let guard = map.domain().read_lock();
+    /// let v = map.get_or_insert_with(1, || 1, &guard);
+    /// drop(guard); // error: cannot move out of `guard` because it is borrowed
+    /// println!("{v}");
+    /// ```
     #[track_caller]
     pub fn get_or_insert_with<'g, G: ReadSection>(
         &'g self,
@@ -309,6 +335,20 @@ where
     /// assert_eq!(map.get("hits", &map.domain().read_lock()), Some(&3));
     /// assert!(!map.update("hits", |_| None)); // removed
     /// assert!(map.is_empty());
+    /// ```
+    ///
+    /// `f` sees the current value under the lock only: it cannot keep it,
+    /// which may be freed once the call returns:
+    ///
+    /// ```compile_fail,E0521
+    /// let map = rcu_reclaim::RcuHashMap::new();
+    /// map.insert(1, String::from("one"));
+    /// let mut seen: Option<&String> = None;
+    /// map.update(1, |old| {
+    ///     seen = old; // error: borrowed data escapes outside of closure
+    ///     None
+    /// });
+    /// println!("{seen:?}");
     /// ```
     #[track_caller]
     pub fn update<F>(&self, key: K, f: F) -> bool

@@ -318,6 +318,22 @@ impl Reclaimer {
     /// let id = r.register(Arc::new(S));
     /// assert!(r.unregister(id));
     /// ```
+    ///
+    /// A shrinker runs on any thread until it is unregistered, so it
+    /// borrows nothing short-lived:
+    ///
+    /// ```compile_fail,E0597
+    /// use std::sync::{Arc, Mutex};
+    /// use rcu_reclaim::reclaim::{Reclaimer, Scanned, ShrinkControl, Shrinker};
+    /// struct Borrowing<'a>(&'a Mutex<Vec<u8>>);
+    /// impl Shrinker for Borrowing<'_> {
+    ///     fn count(&self, _: &ShrinkControl) -> usize { 0 }
+    ///     fn scan(&self, _: &mut ShrinkControl) -> Scanned { Scanned::default() }
+    /// }
+    /// let reclaimer = Reclaimer::new(rcu_reclaim::Rcu::global());
+    /// let local = Mutex::new(vec![0u8; 16]);
+    /// reclaimer.register(Arc::new(Borrowing(&local))); // error: `local` does not live long enough
+    /// ```
     pub fn register(&self, shrinker: Arc<dyn Shrinker>) -> ShrinkerId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.shrinkers).push(Arc::new(Registered {
