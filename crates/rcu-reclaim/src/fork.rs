@@ -149,7 +149,12 @@ impl ForkGuard<'_> {
     /// threads of the parent held stay counted.
     ///
     /// Call it only in a child process created by `fork()` right after
-    /// [`Rcu::prepare_fork`] (it forgets the domain's threads).
+    /// [`Rcu::prepare_fork`] (it forgets the domain's threads). A reference
+    /// this thread holds that another thread's section protects (one read
+    /// under that thread's guard and shared with this one, through a scoped
+    /// thread, say) must not be used after it: that section has ended, and
+    /// the next grace period may free what it points to. The `unsafe` of
+    /// the `fork()` call covers that promise.
     ///
     /// # Panics
     /// In the process that called `prepare_fork` (no `fork()` happened, or
