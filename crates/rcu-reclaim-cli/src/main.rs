@@ -224,6 +224,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
+            // clap's exit() ignores a failed write: `--help > /dev/full`
+            // would print nothing and still exit 0.
+            if !e.use_stderr() {
+                use std::io::Write;
+                if let Err(io) = e.print().and_then(|()| std::io::stdout().flush()) {
+                    stdout::exit_on(&io);
+                }
+                return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1));
+            }
             e.exit()
         }
     };

@@ -47,7 +47,7 @@ pub(crate) fn write(args: fmt::Arguments<'_>) {
 }
 
 /// Ends the program after a failed write to stdout.
-fn exit_on(e: &io::Error) -> ! {
+pub(crate) fn exit_on(e: &io::Error) -> ! {
     if e.kind() == io::ErrorKind::BrokenPipe {
         std::process::exit(0);
     }
