@@ -99,10 +99,9 @@ pub struct BenchArgs {
     /// (default: all but the opt-in one). The others': rcu-reclaim-qsbr (a QSBR domain: free
     /// read sections, a quiescent state after every operation),
     /// crossbeam-epoch, seize, liburcu-memb and liburcu-qsbr (with
-    /// --features liburcu), and the opt-in
-    /// rcu-reclaim-collect (each thread calls Rcu::collect after every
-    /// update, outside the update's lock: it frees its own ready garbage),
-    /// and the opt-in rcu-reclaim-inline (a domain with
+    /// --features liburcu), rcu-reclaim-collect (each thread calls
+    /// Rcu::collect after every update, outside the update's lock: it
+    /// frees its own ready garbage), and the opt-in rcu-reclaim-inline (a domain with
     /// Config::retiring_thread_frees: the retiring thread frees ready
     /// garbage itself) and rcu-reclaim-polled (frees on the retiring thread
     /// through the polled grace-period API). Default: all but the two
@@ -304,10 +303,12 @@ impl BenchArgs {
                 ));
             }
         }
-        let dcache_named = self
+        let dcache_named: Vec<&str> = self
             .backend
             .iter()
-            .any(|b| b != <Ours>::NAME && !super::cache::cmd::available().contains(&b.as_str()));
+            .map(String::as_str)
+            .filter(|b| *b != <Ours>::NAME && !super::cache::cmd::available().contains(b))
+            .collect();
         // rcu-reclaim runs in every scenario; the cache scenario's others
         // only there.
         if let Some(b) = self.backend.iter().find(|b| {
@@ -320,11 +321,23 @@ impl BenchArgs {
                 ));
             }
         }
-        if dcache_named && scenarios.iter().all(|s| *s == Scenario::Cache) {
+        if !dcache_named.is_empty() && scenarios.iter().all(|s| *s == Scenario::Cache) {
             return Err(format!(
-                "--scenario cache runs only its own backends ({}); \
-                 the other --backend names are for the other scenarios",
-                super::cache::cmd::available().join(", ")
+                "--backend {} {} in the cache scenario, which runs only its own backends ({}): \
+                 drop {}, or add a scenario {} in, e.g. --scenario update-heavy",
+                dcache_named.join(", --backend "),
+                if dcache_named.len() > 1 {
+                    "do not run"
+                } else {
+                    "does not run"
+                },
+                super::cache::cmd::available().join(", "),
+                if dcache_named.len() > 1 { "them" } else { "it" },
+                if dcache_named.len() > 1 {
+                    "they run"
+                } else {
+                    "it runs"
+                },
             ));
         }
         let base = Workload {
