@@ -601,7 +601,8 @@ fn the_cache_scenario_rejects_bad_arguments_naming_the_flag() {
         v.extend_from_slice(extra);
         v
     };
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    let cases: Vec<(Vec<&str>, &str)> =
+        vec![
         (cache(&["--cache-capacity", "0"]), "--cache-capacity"),
         (cache(&["--cache-capacity", "512K"]), "1M to 64G"),
         (
@@ -648,7 +649,12 @@ fn the_cache_scenario_rejects_bad_arguments_naming_the_flag() {
         ),
         (
             cache(&["--backend", "crossbeam-epoch"]),
-            "--scenario cache runs only its own backends",
+            "--backend crossbeam-epoch does not run in the cache scenario, which runs only its \
+             own backends (rcu-reclaim",
+        ),
+        (
+            cache(&["--backend", "seize", "--backend", "moka", "--backend", "rcu-reclaim-qsbr"]),
+            "--backend seize, --backend rcu-reclaim-qsbr do not run in the cache scenario",
         ),
         (
             vec!["bench", "--backend", "moka"],
@@ -896,6 +902,54 @@ fn a_full_stdout_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write to standard output"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `--help` and `--version` on a full disk fail as every other report
+/// does (clap alone would print nothing and exit 0); on a closed pipe
+/// they end quietly.
+#[test]
+fn help_and_version_on_a_full_stdout_are_errors() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: no /dev/full on this system");
+        return;
+    };
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["demo", "--help"],
+        &["bench", "-h"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rcu-reclaim"))
+            .args(args)
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write to standard output"),
+            "{args:?}: {err}"
+        );
+    }
+    for args in [&["--help"][..], &["--version"], &["torture", "--help"]] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty() && out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+/// `bench --help` calls opt-in exactly the backends that run only when
+/// named: rcu-reclaim-collect is in the default set.
+#[test]
+fn bench_help_names_the_default_backends_right() {
+    let help = String::from_utf8(bin().args(["bench", "--help"]).output().unwrap().stdout).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!help.contains("opt-in rcu-reclaim-collect"), "{help}");
+    assert!(help.contains("the opt-in rcu-reclaim-inline"), "{help}");
+    assert!(
+        help.contains("Default: all but the two opt-in ones"),
+        "{help}"
+    );
 }
 
 /// An error message that cannot be written (standard error on a full
