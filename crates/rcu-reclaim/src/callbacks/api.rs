@@ -543,6 +543,27 @@ impl Rcu {
     /// online QSBR thread is not in such a section here: what runs must
     /// not wait for a grace period, as anything run while online.)
     ///
+    /// On a [`Flavor::Qsbr`](crate::Flavor::Qsbr) domain, `collect` cannot
+    /// end a grace period that waits for the calling thread itself: an
+    /// online registered thread that retires in a loop must report a
+    /// [`quiescent_state`](crate::QsbrThread::quiescent_state) before it
+    /// collects, or none of its garbage becomes ready (10,000 stores of
+    /// 1 KiB then hold 10 MiB; with a report before each `collect`, about
+    /// half a MiB).
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+    /// let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    /// let mut me = rcu.register_qsbr_thread();
+    /// let cell = RcuCell::new_in(&rcu, Some(Box::new(vec![0u8; 1024])));
+    /// for i in 0..1000u32 {
+    ///     cell.store(Box::new(vec![i as u8; 1024]));
+    ///     me.quiescent_state(); // nothing from a section is held here
+    ///     rcu.collect(); // so the grace periods can end, and this frees
+    /// }
+    /// assert!(rcu.pending_bytes() < 1000 * 1024);
+    /// ```
+    ///
     /// ```
     /// use std::sync::Mutex;
     /// use rcu_reclaim::{Rcu, RcuCell};
