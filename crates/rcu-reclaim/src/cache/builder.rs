@@ -192,6 +192,12 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// other caches too. Without a budget or reclaimer, the cache makes a
     /// reclaimer of its own.
     ///
+    /// The monitor is a thread of its own per cache (and, under a cgroup
+    /// limit, a read of the cgroup's usage every 20 ms): a program with
+    /// many caches builds them with one [`budget`](RcuCacheBuilder::budget)
+    /// and without `auto_pressure`, and starts one monitor for all of them
+    /// with [`sources::auto_pressure_for`](crate::sources::auto_pressure_for).
+    ///
     /// ```
     /// let cache: rcu_reclaim::RcuCache<u64, Vec<u8>> = rcu_reclaim::RcuCache::builder()
     ///     .max_bytes(1 << 30)
