@@ -471,3 +471,43 @@ fn a_zero_config_value_is_named_alone_with_its_default() {
         "{msg}"
     );
 }
+
+/// Inserts into a cache from inside one read-side section: no grace period
+/// can end, so the backlog of evicted entries grows past the cache's
+/// allowance. The first such insert says so, once, naming the fix.
+#[test]
+fn inserting_into_a_cache_inside_a_section_warns_once_of_the_backlog() {
+    let captured = common::Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cache = rcu_reclaim::RcuCache::builder()
+        .max_bytes(1 << 20)
+        .rcu(&rcu)
+        .build();
+    {
+        let _guard = rcu.read_lock();
+        for i in 0..2_000u64 {
+            cache.insert(i, vec![0u8; 4 << 10]);
+        }
+        assert!(rcu.pending_bytes() > 2 << 20, "{}", rcu.pending_bytes());
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        log.matches("inside a read-side section").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("drop the guard first"), "{log}");
+    // Outside the section the next inserts free the backlog themselves.
+    for i in 0..2_000u64 {
+        cache.insert(i, vec![0u8; 4 << 10]);
+    }
+    assert!(rcu.pending_bytes() < 2 << 20, "{}", rcu.pending_bytes());
+    rcu.barrier();
+}

@@ -240,6 +240,9 @@ pub(crate) struct Inner<K, V, S = RandomState> {
     /// Bytes evicted or replaced since an insert last looked at the
     /// domain's backlog (it looks once per quarter of its allowance).
     retired_since_look: AtomicUsize,
+    /// An insert inside a read-side section found the backlog over the
+    /// allowance (warned once per cache).
+    backlog_warned: std::sync::atomic::AtomicBool,
     cap: Cap,
     weigher: Box<dyn Weigher<K, V>>,
 }
@@ -416,7 +419,8 @@ where
     /// callbacks, on this thread. So, as with a budget, do not insert while
     /// holding a lock that a deferred `Drop` of the domain takes. Inside a
     /// read-side section (a guard, or an online QSBR thread) that grace
-    /// period cannot end, so the insert leaves the backlog as it is: on a
+    /// period cannot end, so the insert leaves the backlog as it is (and,
+    /// the first time, logs a `tracing` warning naming the fix): on a
     /// QSBR domain the backlog is bounded by how often threads report
     /// quiescent states, not by this allowance.
     ///
@@ -752,6 +756,20 @@ where
             .fetch_sub(retired, Ordering::Relaxed);
         let rcu = inner.map.domain();
         let pending = rcu.pending_bytes();
+        if pending > allowance && rcu.flavor() != crate::Flavor::Qsbr && rcu.in_read_section() {
+            // No grace period can end while this thread's section lasts:
+            // say so once, since the backlog grows as long as inserts come
+            // from inside sections (on QSBR, between quiescent states, the
+            // documented way of that flavor).
+            if !inner.backlog_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "rcu-reclaim: RcuCache::insert inside a read-side section found {pending} \
+                     bytes waiting to be freed (the cache allows {allowance}): no grace period \
+                     can end while the section lasts, so nothing is freed; insert outside \
+                     sections (drop the guard first), or use read_or_insert_with"
+                );
+            }
+        }
         if pending > allowance {
             // Wanting the excess: this thread's own buffered page (where
             // its evictions went) is flushed first, and one expedited
