@@ -106,17 +106,20 @@ impl<T> RcuCell<T> {
         Self::new_in(Rcu::global(), Some(Box::new(value)))
     }
 
-    /// A cell of domain `rcu`, holding `value` or empty.
+    /// A cell of domain `rcu`, holding `value` (a `Box<T>`, or an
+    /// `Option<Box<T>>`: `None` for an empty cell).
     ///
     /// ```
     /// use rcu_reclaim::{Config, Rcu, RcuCell};
     /// let rcu = Rcu::new(Config::new()).unwrap();
-    /// let cell: RcuCell<u32> = RcuCell::new_in(&rcu, None);
-    /// assert!(cell.load(&rcu.read_lock()).is_none());
+    /// let empty: RcuCell<u32> = RcuCell::new_in(&rcu, None);
+    /// assert!(empty.load(&rcu.read_lock()).is_none());
+    /// let full = RcuCell::new_in(&rcu, Box::new(7u32));
+    /// assert_eq!(full.load(&rcu.read_lock()), Some(&7));
     /// ```
-    pub fn new_in(rcu: &Rcu, value: Option<Box<T>>) -> Self {
+    pub fn new_in(rcu: &Rcu, value: impl Into<Option<Box<T>>>) -> Self {
         RcuCell {
-            ptr: AtomicPtr::new(into_raw(value)),
+            ptr: AtomicPtr::new(into_raw(value.into())),
             rcu: rcu.clone(),
             _owns: PhantomData,
         }
