@@ -208,11 +208,7 @@ fn stall_report_of_a_synchronize(rcu: &Rcu) -> String {
     let waiter = rcu.clone();
     // Left waiting if the grace period never ends (the callers `_exit`).
     std::thread::spawn(move || {
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let _default = sink.on_this_thread();
         waiter.synchronize();
     });
     // The count goes up before the report is formatted and written: wait
@@ -220,7 +216,7 @@ fn stall_report_of_a_synchronize(rcu: &Rcu) -> String {
     // too short on a loaded machine, and the log read empty).
     let start = std::time::Instant::now();
     loop {
-        let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        let log = captured.text();
         if log.contains("reader stall") || start.elapsed() > Duration::from_secs(10) {
             return log;
         }

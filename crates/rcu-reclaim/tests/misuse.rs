@@ -101,12 +101,7 @@ fn domain_works_after_a_misuse_panic() {
 #[test]
 fn a_stalled_reader_is_reported_once_with_its_thread_name() {
     let captured = common::Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = captured.on_this_thread();
 
     let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_millis(100))).unwrap();
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -125,7 +120,7 @@ fn a_stalled_reader_is_reported_once_with_its_thread_name() {
 
     let stats = rcu.stats();
     assert_eq!(stats.stalls_reported, 1, "{stats:?}");
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert_eq!(log.matches("reader stall").count(), 1, "{log}");
     assert!(log.contains("slow-reader"), "{log}");
 
@@ -144,7 +139,7 @@ fn a_stalled_reader_is_reported_once_with_its_thread_name() {
     rcu.synchronize_expedited();
     reader.join().unwrap();
     assert_eq!(rcu.stats().stalls_reported, 2);
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(log.contains("slow-reader-2"), "{log}");
 }
 
@@ -478,12 +473,7 @@ fn a_zero_config_value_is_named_alone_with_its_default() {
 #[test]
 fn inserting_into_a_cache_inside_a_section_warns_once_of_the_backlog() {
     let captured = common::Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = captured.on_this_thread();
 
     let rcu = Rcu::new(Config::new()).unwrap();
     let cache = rcu_reclaim::RcuCache::builder()
@@ -497,7 +487,7 @@ fn inserting_into_a_cache_inside_a_section_warns_once_of_the_backlog() {
         }
         assert!(rcu.pending_bytes() > 2 << 20, "{}", rcu.pending_bytes());
     }
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert_eq!(
         log.matches("inside a read-side section").count(),
         1,

@@ -596,12 +596,7 @@ fn under_pressure_the_late_thread_is_named() {
 #[test]
 fn a_stall_warning_names_the_thread_that_has_not_reported() {
     let captured = common::Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = captured.on_this_thread();
     let rcu = Rcu::new(
         Config::new()
             .flavor(Flavor::Qsbr)
@@ -617,7 +612,7 @@ fn a_stall_warning_names_the_thread_that_has_not_reported() {
     r.join().unwrap();
     h.join().unwrap();
     assert_eq!(rcu.stats().stalls_reported, 1);
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(log.contains("qsbr-sleeper"), "{log}");
     assert!(log.contains("has not reported a quiescent state"), "{log}");
 }
