@@ -319,6 +319,7 @@ loom::thread_local! {
 }
 
 /// Whether the calling thread is running an RCU callback.
+#[inline]
 pub(crate) fn in_callback() -> bool {
     IN_CALLBACK.with(Cell::get)
 }
