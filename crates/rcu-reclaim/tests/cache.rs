@@ -535,6 +535,33 @@ fn evicted_memory_waiting_to_be_freed_stays_bounded() {
     assert_eq!(rcu.pending_bytes(), 0);
 }
 
+/// The allowance follows what the cache holds, not its cap: a cache capped
+/// at 1 GiB that holds 8 MiB (as a cgroup's limit and its pressure keep it)
+/// and churns by replacement keeps its backlog near 1 MiB. It let 128 MiB
+/// (an eighth of the cap) wait, in a container of 100 MiB.
+#[test]
+fn the_backlog_allowance_follows_what_the_cache_holds() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(1 << 30).build();
+    let allowance = 1 << 20;
+    let mut worst = 0;
+    for round in 0..4u64 {
+        for k in 0..128u64 {
+            cache.insert(k, vec![round as u8; 64 << 10]); // replaces from round 1
+            worst = worst.max(rcu.pending_bytes());
+        }
+    }
+    assert!(cache.bytes() < 9 << 20, "{}", cache.bytes());
+    assert!(
+        worst <= allowance + allowance / 4 + (64 << 10) + 4096,
+        "up to {worst} bytes waited to be freed for a cache of {} bytes",
+        cache.bytes()
+    );
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
 /// A cache no larger than 1 MiB allows a backlog of its whole capacity.
 #[test]
 fn a_small_caches_backlog_may_reach_its_capacity() {

@@ -410,7 +410,7 @@ where
     /// than [`max_bytes`](RcuCache::max_bytes). Tied to a budget, it then
     /// [checks](crate::reclaim::MemoryBudget::check) the budget, as
     /// allocating code does. The cache allows the domain a backlog of
-    /// entries waiting to be freed of an eighth of `max_bytes` (at least
+    /// entries waiting to be freed of an eighth of what it holds (at least
     /// 1 MiB, at most `max_bytes`); each time it has evicted or replaced a
     /// quarter of that, an insert looks at the backlog, and past the
     /// allowance (writers evicting faster than grace periods end) it frees
@@ -746,7 +746,11 @@ where
         // quarter of the allowance retired by this cache: the backlog's
         // total walks the threads, and a domain shared with other garbage
         // must not make every insert expedite.
-        let allowance = garbage_allowance(inner.cap.max());
+        // An eighth of what the cache holds, not of its cap: a cache capped
+        // at 1 GiB that a 100 MiB container keeps at 60 MiB must not let
+        // 128 MiB of evicted entries wait (at least 1 MiB, or the cap).
+        let held = inner.policy.bytes().max(GARBAGE_FLOOR);
+        let allowance = garbage_allowance(held.min(inner.cap.max()));
         let retired = inner.retired_since_look.load(Ordering::Relaxed);
         if retired <= allowance / GARBAGE_LOOKS {
             return;
@@ -781,7 +785,8 @@ where
 }
 
 /// The domain's backlog an insert lets pass before it frees it itself: an
-/// eighth of the capacity ([`GARBAGE_SHARE`]), at least 1 MiB
+/// eighth of the capacity (of what the cache holds, by the caller,
+/// [`GARBAGE_SHARE`]), at least 1 MiB
 /// ([`GARBAGE_FLOOR`]) but never more than the capacity. Chosen by
 /// measurement (BENCHMARKS.md, "A backlog an eighth of the capacity"):
 /// at the whole capacity, the bench's cache held 64 MiB and its heap
