@@ -281,6 +281,8 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
     // message, is logged as a warning.
     let mut failing = 0u32;
     let mut last_trim = Instant::now() - TRIM_EVERY;
+    // Bytes evicted and freed since the last trim.
+    let mut freed_since_trim = 0usize;
     while !s.stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
         let result = source.wait(tick);
@@ -308,26 +310,38 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
                 // give back a share, as the kernel's shrinkers do under
                 // reclaim, whatever the budget's own usage.
                 if let Some(r) = link.reclaimer {
-                    match level {
-                        Level::Critical => drop(r.shrink(2)),
-                        Level::Medium => drop(r.shrink(4)),
-                        Level::Low => {}
-                    }
+                    let done = match level {
+                        Level::Critical => r.shrink(2),
+                        Level::Medium => r.shrink(4),
+                        Level::Low => Default::default(),
+                    };
+                    // Freed at once, or queued for RCU (freed a grace
+                    // period on, by the run below or by the domain).
+                    freed_since_trim = freed_since_trim
+                        .saturating_add(done.freed_bytes)
+                        .saturating_add(done.queued_via_rcu_bytes);
                 }
                 // The level sets how hard RCU works for it right now, as
                 // reclaim's priority would: critical drains the backlog.
-                match level {
-                    Level::Critical => drop(rcu.run_callbacks(&NodeMask::all(), 0)),
-                    Level::Medium => drop(rcu.run_callbacks(&NodeMask::all(), 6)),
-                    Level::Low => {}
-                }
+                let run = match level {
+                    Level::Critical => rcu.run_callbacks(&NodeMask::all(), 0).bytes_freed,
+                    Level::Medium => rcu.run_callbacks(&NodeMask::all(), 6).bytes_freed,
+                    Level::Low => 0,
+                };
+                freed_since_trim = freed_since_trim.saturating_add(run);
                 // What was freed must reach the kernel to relieve it: the
                 // allocator keeps freed blocks for reuse (glibc gave back
                 // none of the 64 KiB values of a cache emptied under a
-                // 100 MiB cgroup: RSS stayed at the limit).
-                if level >= Level::Medium && last_trim.elapsed() >= TRIM_EVERY {
+                // 100 MiB cgroup: RSS stayed at the limit). At most every
+                // 100 ms, unless this event freed much more since the last
+                // trim (a second halving of a cache 50 ms after the first
+                // left 40 MiB charged until the OOM killer came).
+                if level >= Level::Medium
+                    && (last_trim.elapsed() >= TRIM_EVERY || freed_since_trim >= TRIM_BYTES)
+                {
                     crate::sys::trim_heap();
                     last_trim = Instant::now();
+                    freed_since_trim = 0;
                 }
             }
             Ok(None) => {
@@ -384,8 +398,11 @@ fn end_signal(s: &Shared) {
     s.active.store(false, Ordering::Relaxed);
 }
 
-/// The least time between two trims of the heap by a monitor.
+/// The least time between two trims of the heap by a monitor...
 const TRIM_EVERY: Duration = Duration::from_millis(100);
+
+/// ...unless its events freed this much since the last one.
+const TRIM_BYTES: usize = 8 << 20;
 
 /// The longest a monitor waits between retries of a failing source.
 const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(2);
