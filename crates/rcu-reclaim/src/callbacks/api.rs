@@ -356,11 +356,23 @@ impl Rcu {
         let ptr = Box::into_raw(value).cast::<()>();
         let cbs = &inner.callbacks;
         let mut popped = Popped::default();
+        // No drain step from inside a callback or a deferred drop (see
+        // `try_push`).
+        let may_pop = || !super::in_callback();
         // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
         // once, after a grace period, on any thread (`T: Send`); `plain`
         // only says where it may run.
-        let pushed_fast =
-            unsafe { local.try_push(self.flavor(), ptr, drop_box::<T>, bytes, plain, &mut popped) };
+        let pushed_fast = unsafe {
+            local.try_push(
+                self.flavor(),
+                ptr,
+                drop_box::<T>,
+                bytes,
+                plain,
+                may_pop,
+                &mut popped,
+            )
+        };
         if popped.len() > 0 {
             // A step of this thread's drain (see `drain.rs`): ready values
             // that drop anywhere, freed a few per retire.

@@ -163,11 +163,13 @@ impl LocalBuffer {
     ///
     /// With the push, it takes up to the drain's step of objects from its
     /// drain into `popped` (counted in `dropping`): the caller runs them,
-    /// then calls [`dropped`](Self::dropped). Not from inside a callback or
-    /// a deferred drop (the drain's included): a value that drops anywhere
-    /// may retire more from its `Drop`, and each such retire running the
-    /// next drain step nested the drops one inside another until the stack
-    /// overflowed.
+    /// then calls [`dropped`](Self::dropped), if `may_pop()`, asked only
+    /// when the drain holds something (the caller says no from inside a
+    /// callback or a deferred drop, the drain's included: a value that
+    /// drops anywhere may retire more from its `Drop`, and each such retire
+    /// running the next drain step nested the drops one inside another
+    /// until the stack overflowed).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn try_push(
         &self,
         flavor: Flavor,
@@ -175,6 +177,7 @@ impl LocalBuffer {
         drop: unsafe fn(*mut ()),
         bytes: usize,
         plain: bool,
+        may_pop: impl FnOnce() -> bool,
         popped: &mut Popped,
     ) -> bool {
         self.busy.store(true, Ordering::Relaxed);
@@ -183,7 +186,7 @@ impl LocalBuffer {
             self.busy.store(false, Ordering::Release);
             return false;
         }
-        if self.drain_count.load(Ordering::Relaxed) > 0 && !super::in_callback() {
+        if self.drain_count.load(Ordering::Relaxed) > 0 && may_pop() {
             // SAFETY: owner, busy, no stealer (see the `Sync` impl).
             let left = self.drain.with_mut(|d| unsafe { &mut *d }.pop_into(popped));
             let d = self.dropping.load(Ordering::Relaxed);
@@ -410,8 +413,17 @@ mod loom_tests {
                     // SAFETY: `p` is from `Box::into_raw`, dropped once by
                     // whoever ends up holding the page.
                     let mut popped = Popped::default();
-                    if !unsafe { b2.try_push(Flavor::Mb, p, drop_box::<u64>, 8, true, &mut popped) }
-                    {
+                    if !unsafe {
+                        b2.try_push(
+                            Flavor::Mb,
+                            p,
+                            drop_box::<u64>,
+                            8,
+                            true,
+                            || true,
+                            &mut popped,
+                        )
+                    } {
                         b2.with_page_owner(|page| {
                             let page = page.get_or_insert_with(|| {
                                 BulkPage::allocate(&a2).expect("system pages")
@@ -473,8 +485,17 @@ mod loom_tests {
                 let p = Box::into_raw(Box::new(7u64)).cast::<()>();
                 // SAFETY: from `Box::into_raw`; the page holding it is
                 // emptied below.
-                let pushed =
-                    unsafe { b2.try_push(Flavor::Mb, p, drop_box::<u64>, 8, true, &mut popped) };
+                let pushed = unsafe {
+                    b2.try_push(
+                        Flavor::Mb,
+                        p,
+                        drop_box::<u64>,
+                        8,
+                        true,
+                        || true,
+                        &mut popped,
+                    )
+                };
                 if !pushed {
                     b2.with_page_owner(|page| {
                         let page = page
