@@ -14,9 +14,12 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use std::cell::Cell;
+use std::marker::PhantomData;
+
 use crate::crdp::{
-    all, current_crdp, default_crdp, install_default, per_cpu, DEFAULT, PER_CPU, THREAD_CRDP,
-    WORKER_OF,
+    all, current_crdp, default_crdp, has_orphans, install_default, per_cpu, push_orphan,
+    take_orphans, DEFAULT, PER_CPU, THREAD_CRDP, WORKER_OF,
 };
 pub use crate::crdp::{CallRcuData, RcuFunc, RcuHead};
 use crate::Flavor;
@@ -25,6 +28,104 @@ use crate::Flavor;
 /// its callbacks).
 pub fn on_crdp_thread() -> bool {
     !WORKER_OF.with(|t| t.get()).is_null()
+}
+
+thread_local! {
+    /// Whether the thread is inside `call_rcu` or `rcu_barrier`, which may
+    /// hold locks (creating the default crdp, push-back, waking a crdp
+    /// thread): a `call_rcu` from a signal handler that interrupted one of
+    /// them must take none.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Held by a `call_rcu` or `rcu_barrier` that is not re-entrant: on its
+/// way out, hands the heads that re-entrant calls (signal handlers)
+/// queued meanwhile to the default crdp, before the thread leaves.
+struct Busy<F: Flavor> {
+    /// Whether this call set `BUSY` (not when the thread-locals are gone).
+    set: bool,
+    flavor: PhantomData<F>,
+}
+
+impl<F: Flavor> Busy<F> {
+    /// `None` if the calling thread is already inside `call_rcu` or
+    /// `rcu_barrier` (a signal handler interrupted it).
+    fn enter() -> Option<Busy<F>> {
+        match BUSY.try_with(|b| b.replace(true)) {
+            Ok(true) => None,
+            Ok(false) => Some(Busy {
+                set: true,
+                flavor: PhantomData,
+            }),
+            Err(_) => Some(Busy {
+                set: false,
+                flavor: PhantomData,
+            }),
+        }
+    }
+}
+
+impl<F: Flavor> Drop for Busy<F> {
+    fn drop(&mut self) {
+        loop {
+            deliver_orphans::<F>();
+            if !self.set {
+                return;
+            }
+            BUSY.with(|b| b.set(false));
+            // A handler that ran after the delivery above, with `BUSY`
+            // still set, left heads behind.
+            if !has_orphans() {
+                return;
+            }
+            BUSY.with(|b| b.set(true));
+        }
+    }
+}
+
+/// Hands the heads queued by re-entrant `call_rcu`s to the default crdp.
+fn deliver_orphans<F: Flavor>() {
+    if let Some(chain) = take_orphans() {
+        ensure_default::<F>();
+        default_crdp::<F>().adopt(chain);
+    }
+}
+
+/// Creates the default crdp if there is none yet, without putting an
+/// online QSBR thread offline.
+fn ensure_default<F: Flavor>() {
+    if !DEFAULT.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    if F::online() {
+        // An online QSBR thread may hold references read since its last
+        // quiescent state, and call_rcu is no quiescent state: created
+        // online, as liburcu does (going offline, even for a moment,
+        // would let a grace period end under those references).
+        drop(default_crdp::<F>());
+    } else {
+        // Created outside the section: creation takes `ALL`, which
+        // `before_fork` holds while it waits for grace periods.
+        F::offline_while(|| drop(default_crdp::<F>()));
+    }
+}
+
+/// The `func` of an exported `call_rcu`, which C may pass as NULL: that
+/// (or a NULL `head`) is a bug that liburcu turns into a segfault on its
+/// call_rcu thread, later; here it aborts at once, saying so.
+pub fn checked_func(head: *mut RcuHead, func: Option<RcuFunc>, name: &str) -> RcuFunc {
+    if head.is_null() {
+        crate::die(&format!(
+            "{name}() called with a NULL rcu_head: pass the address of a struct rcu_head \
+             that stays valid until the callback runs"
+        ));
+    }
+    func.unwrap_or_else(|| {
+        crate::die(&format!(
+            "{name}() called with a NULL callback function: liburcu would call NULL on its \
+             call_rcu thread; pass the function that frees the object"
+        ))
+    })
 }
 
 /// `call_rcu`: queues `head` (with `bytes` for the backlog) to run `func`
@@ -43,19 +144,17 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
     // SAFETY: the caller passes a valid head it hands over to us (`next` is
     // written when it is pushed).
     unsafe { (*head).func = Some(func) };
+    let Some(_busy) = Busy::<F>::enter() else {
+        // A signal handler interrupted this thread's own `call_rcu` or
+        // `rcu_barrier`, which may hold a lock taken below: the head waits
+        // lock-free for the interrupted call to hand it over on its way out.
+        // SAFETY: the caller hands the head over (`func` is set).
+        unsafe { push_orphan(head) };
+        return;
+    };
     let mut default = DEFAULT.load(Ordering::Acquire);
     if default.is_null() {
-        if F::online() {
-            // An online QSBR thread may hold references read since its
-            // last quiescent state, and call_rcu is no quiescent state:
-            // created online, as liburcu does (going offline, even for a
-            // moment, would let a grace period end under those references).
-            drop(default_crdp::<F>());
-        } else {
-            // Created outside the section: creation takes `ALL`, which
-            // `before_fork` holds while it waits for grace periods.
-            F::offline_while(|| drop(default_crdp::<F>()));
-        }
+        ensure_default::<F>();
         default = DEFAULT.load(Ordering::Acquire);
     }
     let mine = THREAD_CRDP.with(|t| t.get());
@@ -150,6 +249,10 @@ pub fn barrier<F: Flavor>() {
         eprintln!("[error] rcu-reclaim-urcu: rcu_barrier() called from within RCU read-side critical section.");
         return;
     }
+    // Heads queued from signal handlers wait on the orphan stack only
+    // while a call of this thread is interrupted: handed over first.
+    let _busy = Busy::<F>::enter();
+    deliver_orphans::<F>();
     if on_crdp_thread() {
         // liburcu deadlocks here (its thread waits for itself). The heads
         // queued on this thread before the call (the rest of the batch in
@@ -273,6 +376,46 @@ pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> 
 pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
     if crdp.is_null() || ptr::eq(crdp, DEFAULT.load(Ordering::Acquire)) {
         return;
+    }
+    // Under `ALL`, which `before_fork` holds across grace periods: offline.
+    if !F::offline_while(|| all().iter().any(|c| ptr::eq(Arc::as_ptr(c), crdp))) {
+        // liburcu frees it again (a double free, or a crash).
+        eprintln!(
+            "[error] rcu-reclaim-urcu: call_rcu_data_free() called on a call_rcu_data that is \
+             not live (freed already, or not from create_call_rcu_data()); ignored"
+        );
+        return;
+    }
+    if ptr::eq(crdp, THREAD_CRDP.with(|t| t.get())) {
+        // liburcu frees it under the thread, whose next call_rcu uses the
+        // freed memory.
+        eprintln!(
+            "[error] rcu-reclaim-urcu: call_rcu_data_free() called on the calling thread's own \
+             call_rcu_data; uninstalled first (call set_thread_call_rcu_data(NULL) before \
+             freeing it)"
+        );
+        THREAD_CRDP.with(|t| t.set(ptr::null()));
+    }
+    if let Some(table) = PER_CPU.get() {
+        let mut installed = false;
+        for slot in table.iter() {
+            installed |= slot
+                .compare_exchange(crdp, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+        }
+        if installed {
+            // liburcu frees it while call_rcu on that CPU still picks it.
+            eprintln!(
+                "[error] rcu-reclaim-urcu: call_rcu_data_free() called on a call_rcu_data still \
+                 installed for a CPU; uninstalled first (call set_cpu_call_rcu_data(cpu, NULL) \
+                 and synchronize_rcu() before freeing it)"
+            );
+            if !F::in_read_section() {
+                // A caller that chose it inside a section is done with it.
+                let rcu = F::rcu();
+                F::offline_while(|| rcu.synchronize());
+            }
+        }
     }
     // SAFETY: per the contract, `crdp` is the reference `create` returned.
     let crdp = unsafe { Arc::from_raw(crdp.cast_const()) };

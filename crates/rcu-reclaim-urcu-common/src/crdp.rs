@@ -39,6 +39,45 @@ thread_local! {
 pub(crate) static ALL: Mutex<Vec<Arc<CallRcuData>>> = Mutex::new(Vec::new());
 /// The default crdp (a reference held by `ALL`).
 pub(crate) static DEFAULT: AtomicPtr<CallRcuData> = AtomicPtr::new(ptr::null_mut());
+/// Heads queued by a `call_rcu` made from a signal handler that interrupted
+/// a `call_rcu` or `rcu_barrier` of its own thread, which may hold a lock
+/// the normal path takes (newest first, linked through `next`): the
+/// interrupted call hands them to the default crdp before it returns.
+static ORPHANS: AtomicPtr<RcuHead> = AtomicPtr::new(ptr::null_mut());
+
+/// Pushes `head` (its `func` set) on [`ORPHANS`]: lock-free, so safe in a
+/// signal handler.
+///
+/// # Safety
+/// `head` is valid and the caller's until it is invoked.
+pub(crate) unsafe fn push_orphan(head: *mut RcuHead) {
+    let mut top = ORPHANS.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the head is the caller's until the exchange publishes it.
+        unsafe { (*head).next = top };
+        match ORPHANS.compare_exchange_weak(top, head, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(t) => top = t,
+        }
+    }
+}
+
+/// Whether [`ORPHANS`] holds heads.
+pub(crate) fn has_orphans() -> bool {
+    !ORPHANS.load(Ordering::Acquire).is_null()
+}
+
+/// Takes every head of [`ORPHANS`], if any.
+pub(crate) fn take_orphans() -> Option<Chain> {
+    let newest = ORPHANS.swap(ptr::null_mut(), Ordering::AcqRel);
+    if newest.is_null() {
+        return None;
+    }
+    // SAFETY: the swap made the chain ours alone; each head is valid until
+    // invoked (the C caller's promise).
+    Some(unsafe { chain_of(newest, 0) })
+}
+
 /// Per-CPU choices (no references held: liburcu's caller frees them).
 pub(crate) static PER_CPU: OnceLock<Box<[AtomicPtr<CallRcuData>]>> = OnceLock::new();
 
@@ -708,6 +747,17 @@ impl CallRcuData {
 }
 
 fn set_affinity(cpu: c_int) {
+    // CPU_SET indexes a fixed set of CPU_SETSIZE bits (it panics past it).
+    let bits = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    if usize::try_from(cpu).map_or(true, |c| c >= bits) {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: cannot bind a call_rcu thread to CPU {cpu}: out of \
+             range (0..{}); it runs unbound (pass a CPU number below the number of CPUs, or \
+             -1 for none)",
+            bits
+        );
+        return;
+    }
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
     // sched_setaffinity get valid pointers to it.
     unsafe {

@@ -19,11 +19,11 @@ pub struct RcuFlavorStruct {
     /// `rcu_quiescent_state` (a no-op but for QSBR).
     pub read_quiescent_state: extern "C" fn(),
     /// `call_rcu`.
-    pub update_call_rcu: unsafe extern "C" fn(*mut RcuHead, RcuFunc),
+    pub update_call_rcu: unsafe extern "C" fn(*mut RcuHead, Option<RcuFunc>),
     /// `synchronize_rcu`.
     pub update_synchronize_rcu: extern "C" fn(),
     /// `defer_rcu`.
-    pub update_defer_rcu: unsafe extern "C" fn(DeferFunc, *mut c_void),
+    pub update_defer_rcu: unsafe extern "C" fn(Option<DeferFunc>, *mut c_void),
     /// `rcu_thread_offline` (a no-op but for QSBR).
     pub thread_offline: extern "C" fn(),
     /// `rcu_thread_online` (a no-op but for QSBR).

@@ -192,7 +192,8 @@ macro_rules! export_flavor {
         #[doc = "# Safety"]
         #[doc = "`head` is valid and untouched by the caller until `func` runs."]
         #[export_name = concat!("urcu_", $p, "_call_rcu")]
-        pub unsafe extern "C" fn call_rcu(head: *mut RcuHead, func: RcuFunc) {
+        pub unsafe extern "C" fn call_rcu(head: *mut RcuHead, func: Option<RcuFunc>) {
+            let func = $crate::call_rcu::checked_func(head, func, "call_rcu");
             // SAFETY: the caller's contract is `queue`'s.
             unsafe { $crate::call_rcu::queue::<$f>(head, func, 0) };
         }
@@ -320,7 +321,11 @@ macro_rules! export_flavor {
         #[doc = "# Safety"]
         #[doc = "`fct` may be called with `p` on another thread after a grace period."]
         #[export_name = concat!("urcu_", $p, "_defer_rcu")]
-        pub unsafe extern "C" fn defer_rcu(fct: DeferFunc, p: *mut ::std::ffi::c_void) {
+        pub unsafe extern "C" fn defer_rcu(fct: Option<DeferFunc>, p: *mut ::std::ffi::c_void) {
+            let Some(fct) = fct else {
+                $crate::die("defer_rcu() called with a NULL function: liburcu would call NULL \
+                             after the grace period; pass the function that frees the object");
+            };
             // SAFETY: the caller's contract is `defer_rcu`'s.
             unsafe { $crate::defer::defer_rcu::<$f>(fct, p) }
         }

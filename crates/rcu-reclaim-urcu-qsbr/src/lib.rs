@@ -49,8 +49,9 @@
 //! * `synchronize_rcu`, `rcu_barrier`, `rcu_defer_barrier` and a full
 //!   `defer_rcu` queue on an online thread put it offline for the wait and
 //!   back online after, as liburcu does; inside a section entered while not
-//!   online, `synchronize_rcu` would wait for itself: it prints the reason
-//!   and aborts (as the memb drop-in does in any section).
+//!   online (which liburcu does not protect), `synchronize_rcu` would wait
+//!   for itself: it says so, ends the section for the wait and enters it
+//!   again after, and returns, as liburcu's does.
 //! * `rcu_unregister_thread` works online or offline (it goes offline
 //!   first, as liburcu does); a thread that exits without unregistering is
 //!   unregistered at its exit and never holds up a later grace period

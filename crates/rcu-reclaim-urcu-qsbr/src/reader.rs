@@ -7,7 +7,7 @@ use std::os::raw::c_int;
 
 use rcu_reclaim::QsbrThread;
 
-use crate::{die, rcu};
+use crate::rcu;
 
 /// The calling thread's state in the drop-in.
 struct Me {
@@ -189,6 +189,13 @@ pub extern "C" fn urcu_qsbr_register_thread() {
         };
         match reg.as_ref() {
             Some(t) => {
+                // liburcu asserts (or, built without assertions, corrupts
+                // its registry).
+                eprintln!(
+                    "[error] rcu-reclaim-urcu: rcu_register_thread() called on a thread that is \
+                     already registered; it is only put online (call rcu_unregister_thread() \
+                     before registering again)"
+                );
                 t.thread_online_unchecked();
                 crate::lgpl::go_online();
             }
@@ -211,6 +218,12 @@ pub extern "C" fn urcu_qsbr_unregister_thread() {
         .flatten();
     if reg.is_some() {
         crate::lgpl::unregistering();
+    } else if ME.try_with(|_| ()).is_ok() {
+        // liburcu asserts (or unlinks a node it never linked).
+        eprintln!(
+            "[error] rcu-reclaim-urcu: rcu_unregister_thread() called on a thread that is not \
+             registered (no rcu_register_thread() before it); ignored"
+        );
     }
     // Its drop detaches the block.
     drop(reg);
@@ -221,11 +234,42 @@ pub extern "C" fn urcu_qsbr_unregister_thread() {
 /// offline meanwhile, as in liburcu.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_synchronize_rcu() {
-    if in_raw_section() {
-        die("synchronize_rcu() called inside a read-side critical section entered while not online; it would wait for itself forever");
-    }
     let rcu = rcu();
-    offline_while(|| rcu.synchronize());
+    without_raw_sections("synchronize_rcu", || offline_while(|| rcu.synchronize()));
+}
+
+/// Runs `f` (a wait for a grace period) with the thread's sections entered
+/// while not online ended, and enters them again after, saying so: such a
+/// section would make the wait wait for itself. liburcu-qsbr gives it no
+/// protection at all (its `rcu_read_lock` is empty, or only checks in
+/// debug builds), and its `synchronize_rcu` returns: so does this one.
+fn without_raw_sections<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    let n = ME.try_with(|me| me.raw.replace(0)).unwrap_or(0);
+    if n > 0 {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: {what}() called inside rcu_read_lock() on a thread that \
+             is not online (offline or not registered), whose section liburcu-qsbr does not \
+             protect: the section ends for the wait and starts again after it, so what it read \
+             before may be freed. Call rcu_read_unlock() first, or register the thread and keep \
+             it online."
+        );
+        for _ in 0..n {
+            let _ = rcu().read_unlock_raw();
+        }
+    }
+    /// Enters the sections again (also if `f` unwinds).
+    struct Again(u32);
+    impl Drop for Again {
+        fn drop(&mut self) {
+            for _ in 0..self.0 {
+                rcu().read_lock_raw();
+            }
+            let n = self.0;
+            let _ = ME.try_with(|me| me.raw.set(me.raw.get() + n));
+        }
+    }
+    let _again = Again(n);
+    f()
 }
 
 /// liburcu's exit hook (called at its unload): nothing to tear down here.
@@ -353,7 +397,7 @@ mod tests {
                     urcu_qsbr_register_thread();
                     for i in 0..EACH {
                         // SAFETY: `count` ignores its argument.
-                        unsafe { crate::common::defer_rcu(count, std::ptr::null_mut()) };
+                        unsafe { crate::common::defer_rcu(Some(count), std::ptr::null_mut()) };
                         if i % 64 == 0 {
                             urcu_qsbr_quiescent_state();
                         }

@@ -13,7 +13,7 @@
 #[path = "../../rcu-reclaim-urcu/tests/harness/mod.rs"]
 mod harness;
 
-use harness::{run, Env, QSBR};
+use harness::{run, run_with_args, Env, QSBR};
 
 /// What the real library exports that this one does not: the two locks of
 /// its futex fallbacks.
@@ -166,6 +166,57 @@ fn lgpl_source_programs_report_quiescent_states_inline() {
     same_as_liburcu_with("readers_writers", &["-D_LGPL_SOURCE"]);
     same_as_liburcu_with("offline", &["-D_LGPL_SOURCE"]);
     same_as_liburcu_with("fork", &["-D_LGPL_SOURCE"]);
+}
+
+/// `synchronize_rcu` inside `rcu_read_lock` on an offline thread (built
+/// with `DEBUG_RCU`, so the lock is a call): liburcu-qsbr does not protect
+/// that section and returns; ours aborted. It now ends the section for the
+/// wait, says so, and returns, printing what liburcu prints.
+#[test]
+fn synchronize_inside_a_lock_taken_offline_returns_with_a_message() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile("misuse", &["-DDEBUG_RCU"], &["-lurcu-qsbr"]);
+    let mode = "sync_in_offline_lock";
+    let ours = env.run_ours(&exe, &[mode]);
+    assert_eq!(ours.code, Some(0), "{}", ours.stderr);
+    assert_eq!(ours.stdout, "synchronize_rcu returned\n");
+    assert!(
+        ours.stderr.contains(
+            "synchronize_rcu() called inside rcu_read_lock() on a thread that is not online"
+        ),
+        "{}",
+        ours.stderr
+    );
+    if env.real_liburcu.is_some() {
+        let real = run_with_args(&exe, &[mode], None);
+        assert_eq!(real.code, Some(0), "{}", real.stderr);
+        assert_eq!(real.stdout, ours.stdout);
+    }
+}
+
+/// Registering twice and unregistering a thread never registered
+/// (liburcu asserts): ours goes on, saying so.
+#[test]
+fn registering_twice_or_unregistering_unregistered_is_reported() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile("misuse", &[], &["-lurcu-qsbr"]);
+    for (mode, out_line, msg) in [
+        (
+            "register_twice",
+            "registered twice\n",
+            "rcu_register_thread() called on a thread that is already registered",
+        ),
+        (
+            "unregister_unregistered",
+            "unregistered without registering\n",
+            "rcu_unregister_thread() called on a thread that is not registered",
+        ),
+    ] {
+        let out = env.run_ours(&exe, &[mode]);
+        assert_eq!(out.code, Some(0), "{mode}: {}", out.stderr);
+        assert_eq!(out.stdout, out_line, "{mode}");
+        assert!(out.stderr.contains(msg), "{mode}: {}", out.stderr);
+    }
 }
 
 #[test]

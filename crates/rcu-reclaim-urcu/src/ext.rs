@@ -79,9 +79,10 @@ pub extern "C" fn rcu_reclaim_pending_bytes() -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn rcu_reclaim_call_rcu_sized(
     head: *mut RcuHead,
-    func: RcuFunc,
+    func: Option<RcuFunc>,
     bytes: usize,
 ) {
+    let func = call_rcu::checked_func(head, func, "rcu_reclaim_call_rcu_sized");
     // SAFETY: the caller's contract is `call_rcu`'s, which is `queue`'s.
     unsafe { call_rcu::queue::<Memb>(head, func, bytes) };
 }

@@ -132,6 +132,12 @@ pub(crate) fn attach() {
     let _ = DETACH_AT_EXIT.try_with(|_| ());
 }
 
+/// Whether the calling thread is registered with `rcu_register_thread`
+/// (and has not unregistered).
+pub(crate) fn registered() -> bool {
+    attached().is_some()
+}
+
 /// Marks the calling thread's block unregistered (its registration has
 /// ended, which detached it).
 pub(crate) fn unregistered() {

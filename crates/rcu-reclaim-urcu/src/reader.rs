@@ -18,9 +18,25 @@ pub extern "C" fn urcu_memb_read_lock() {
 /// Leaves the innermost read-side critical section.
 #[no_mangle]
 pub extern "C" fn urcu_memb_read_unlock() {
-    if !crate::lgpl::read_unlock() && !rcu().read_unlock_raw() {
-        die("rcu_read_unlock() called outside any read-side critical section (unbalanced unlock)");
+    if crate::lgpl::read_unlock() || rcu().read_unlock_raw() {
+        return;
     }
+    if crate::lgpl::registered() {
+        // liburcu's counter underflows: the thread seems inside a section
+        // for ever, and every later grace period hangs.
+        die(
+            "rcu_read_unlock() called outside any read-side critical section (unbalanced \
+             unlock); every rcu_read_unlock() must match an earlier rcu_read_lock() on the same \
+             thread",
+        );
+    }
+    // On a thread that never registered, liburcu's counter underflows
+    // where no grace period looks: the program goes on. So does this one.
+    eprintln!(
+        "[error] rcu-reclaim-urcu: rcu_read_unlock() called outside any read-side critical \
+         section (unbalanced unlock) on an unregistered thread; ignored. Every \
+         rcu_read_unlock() must match an earlier rcu_read_lock() on the same thread."
+    );
 }
 
 /// Whether the calling thread is inside a read-side critical section.
@@ -36,6 +52,15 @@ pub extern "C" fn urcu_memb_read_ongoing() -> c_int {
 /// threads registered this way (as with liburcu).
 #[no_mangle]
 pub extern "C" fn urcu_memb_register_thread() {
+    if crate::lgpl::registered() {
+        // liburcu asserts (or, built without assertions, corrupts its
+        // registry).
+        eprintln!(
+            "[error] rcu-reclaim-urcu: rcu_register_thread() called on a thread that is already \
+             registered; ignored (call rcu_unregister_thread() before registering again)"
+        );
+        return;
+    }
     rcu().register_thread();
     crate::lgpl::attach();
 }
@@ -45,6 +70,16 @@ pub extern "C" fn urcu_memb_register_thread() {
 /// liburcu forbids, it prints an error and does nothing.
 #[no_mangle]
 pub extern "C" fn urcu_memb_unregister_thread() {
+    if !crate::lgpl::registered() && !rcu().in_read_section() {
+        // liburcu asserts (or unlinks a node it never linked). A thread
+        // registered implicitly by `rcu_read_lock` still lets its slot go.
+        eprintln!(
+            "[error] rcu-reclaim-urcu: rcu_unregister_thread() called on a thread that is not \
+             registered (no rcu_register_thread() before it); ignored"
+        );
+        let _ = rcu().unregister_thread();
+        return;
+    }
     if crate::lgpl::in_section() || !rcu().unregister_thread() {
         eprintln!(
             "[error] rcu-reclaim-urcu: rcu_unregister_thread() called inside a read-side \
@@ -63,7 +98,10 @@ pub extern "C" fn urcu_memb_synchronize_rcu() {
     // once without looking at thread-locals; the section check (refusal
     // here) is made only when a reader is registered.
     if crate::lgpl::in_section() || !rcu().try_synchronize() {
-        die("synchronize_rcu() called inside a read-side critical section; it would wait for itself forever");
+        die(
+            "synchronize_rcu() called inside a read-side critical section; it would wait for \
+             itself forever: call it after the section's rcu_read_unlock(), or use call_rcu()",
+        );
     }
 }
 

@@ -10,7 +10,7 @@
 
 mod harness;
 
-use harness::{run, Env, MEMB};
+use harness::{run, run_with_args, Env, MEMB};
 
 /// Every symbol of the drop-in's ABI (liburcu 0.13's memb ABI for programs built
 /// without `_LGPL_SOURCE`, 0.14's polled pair) plus our extensions.
@@ -302,6 +302,100 @@ fn a_barrier_in_a_child_forked_without_the_hooks_says_so() {
             "[error] rcu-reclaim-urcu: rcu_barrier() in a child process forked without the fork \
              hooks"
         ),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `misuse MODE` against both libraries: both succeed with the same
+/// output; returns ours's stderr.
+fn misuse_same_as_liburcu(mode: &str) -> Option<String> {
+    let env = Env::get(&MEMB)?;
+    let exe = env.compile("misuse", &[], &["-lurcu-memb"]);
+    let ours = env.run_ours(&exe, &[mode]);
+    assert_eq!(ours.code, Some(0), "{mode} on ours: {}", ours.stderr);
+    if env.real_liburcu.is_some() {
+        let real = run_with_args(&exe, &[mode], None);
+        assert_eq!(real.code, Some(0), "{mode} on liburcu: {}", real.stderr);
+        assert_eq!(ours.stdout, real.stdout, "{mode}: the libraries differ");
+    }
+    Some(ours.stderr)
+}
+
+/// `call_rcu` from a signal handler, from the first call on: a handler
+/// that interrupted this thread's own `call_rcu` (creating the default
+/// call_rcu_data, or in push-back) waited for the lock it held (before: a
+/// silent hang; liburcu completes). It now queues lock-free, and the
+/// interrupted call hands the heads over.
+#[test]
+fn call_rcu_from_a_signal_handler_during_a_flood() {
+    misuse_same_as_liburcu("signal");
+}
+
+/// A CPU number past `cpu_set_t` panicked in the call_rcu thread (before:
+/// abort); liburcu runs the thread unbound, and so does ours, saying so.
+#[test]
+fn a_call_rcu_data_for_an_impossible_cpu_runs_unbound() {
+    let Some(stderr) = misuse_same_as_liburcu("cpu_big") else {
+        return;
+    };
+    assert!(
+        stderr.contains("cannot bind a call_rcu thread to CPU 100000"),
+        "{stderr}"
+    );
+}
+
+/// An unbalanced `rcu_read_unlock` on a thread that never registered:
+/// liburcu goes on, and ours too (before: abort), saying so.
+#[test]
+fn an_unbalanced_unlock_on_an_unregistered_thread_is_reported_not_fatal() {
+    let Some(stderr) = misuse_same_as_liburcu("unlock_unreg") else {
+        return;
+    };
+    assert!(
+        stderr.contains("unbalanced unlock) on an unregistered thread"),
+        "{stderr}"
+    );
+}
+
+/// `call_rcu` with a NULL function (liburcu crashes on its call_rcu thread
+/// later; ours dropped it silently): aborts at the call, saying why.
+#[test]
+fn call_rcu_with_a_null_function_aborts_with_the_reason() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("misuse", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &["null_func"]);
+    assert_eq!(out.stdout, "queueing\n", "{}", out.stderr);
+    assert_eq!(out.code, None, "not killed by SIGABRT: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("[error] rcu-reclaim-urcu: call_rcu() called with a NULL callback function"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Freeing the thread's own, still installed call_rcu_data, then
+/// `call_rcu` (liburcu crashes; ours used the freed one), and freeing one
+/// twice (liburcu double-frees): each is reported and survived.
+#[test]
+fn freeing_an_installed_or_freed_call_rcu_data_is_reported() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("misuse", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &["free_mine"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "callbacks run: 1\n");
+    assert!(
+        out.stderr
+            .contains("called on the calling thread's own call_rcu_data"),
+        "{}",
+        out.stderr
+    );
+    let out = env.run_ours(&exe, &["free_twice"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "second free returned\n");
+    assert!(
+        out.stderr.contains("on a call_rcu_data that is not live"),
         "{}",
         out.stderr
     );
