@@ -14,12 +14,11 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use std::cell::Cell;
 use std::marker::PhantomData;
 
 use crate::crdp::{
     all, current_crdp, default_crdp, has_orphans, install_default, per_cpu, push_orphan,
-    take_orphans, DEFAULT, PER_CPU, THREAD_CRDP, WORKER_OF,
+    take_orphans, Caller, CALLER, DEFAULT, PER_CPU, WORKER_OF,
 };
 pub use crate::crdp::{CallRcuData, RcuFunc, RcuHead};
 use crate::Flavor;
@@ -30,61 +29,84 @@ pub fn on_crdp_thread() -> bool {
     !WORKER_OF.with(|t| t.get()).is_null()
 }
 
-thread_local! {
-    /// Whether the thread is inside `call_rcu` or `rcu_barrier`, which may
-    /// hold locks (creating the default crdp, push-back, waking a crdp
-    /// thread): a `call_rcu` from a signal handler that interrupted one of
-    /// them must take none.
-    static BUSY: Cell<bool> = const { Cell::new(false) };
-}
-
 /// Held by a `call_rcu` or `rcu_barrier` that is not re-entrant: on its
 /// way out, hands the heads that re-entrant calls (signal handlers)
 /// queued meanwhile to the default crdp, before the thread leaves.
 struct Busy<F: Flavor> {
-    /// Whether this call set `BUSY` (not when the thread-locals are gone).
-    set: bool,
+    /// This thread's [`Caller`], whose `busy` this call set (null when the
+    /// thread-locals are gone: nothing to clear).
+    caller: *const Caller,
     flavor: PhantomData<F>,
 }
 
 impl<F: Flavor> Busy<F> {
     /// `None` if the calling thread is already inside `call_rcu` or
     /// `rcu_barrier` (a signal handler interrupted it).
+    #[inline]
     fn enter() -> Option<Busy<F>> {
-        match BUSY.try_with(|b| b.replace(true)) {
-            Ok(true) => None,
-            Ok(false) => Some(Busy {
-                set: true,
+        // One thread-local access per call: the state's address is kept for
+        // the thread's crdp and for the exit. `CALLER` has no destructor,
+        // so its storage lasts as long as the thread, which drops the guard
+        // before it leaves this call.
+        match CALLER.try_with(|c| (c.busy.replace(true), c as *const Caller)) {
+            Ok((true, _)) => None,
+            Ok((false, caller)) => Some(Busy {
+                caller,
                 flavor: PhantomData,
             }),
             Err(_) => Some(Busy {
-                set: false,
+                caller: ptr::null(),
                 flavor: PhantomData,
             }),
         }
     }
+
+    /// The thread's `set_thread_call_rcu_data` choice (null: none).
+    #[inline]
+    fn thread_crdp(&self) -> *const CallRcuData {
+        if self.caller.is_null() {
+            return ptr::null();
+        }
+        // SAFETY: this thread's `CALLER`, alive as long as the thread (see
+        // `enter`); its cells are touched by this thread alone.
+        unsafe { (*self.caller).crdp.get() }
+    }
 }
 
 impl<F: Flavor> Drop for Busy<F> {
+    #[inline]
     fn drop(&mut self) {
         loop {
             deliver_orphans::<F>();
-            if !self.set {
+            if self.caller.is_null() {
                 return;
             }
-            BUSY.with(|b| b.set(false));
-            // A handler that ran after the delivery above, with `BUSY`
+            // SAFETY: as in `thread_crdp`; a signal handler runs on this
+            // thread, between its instructions.
+            let busy = unsafe { &(*self.caller).busy };
+            busy.set(false);
+            // A handler that ran after the delivery above, with `busy`
             // still set, left heads behind.
             if !has_orphans() {
                 return;
             }
-            BUSY.with(|b| b.set(true));
+            busy.set(true);
         }
     }
 }
 
 /// Hands the heads queued by re-entrant `call_rcu`s to the default crdp.
+#[inline]
 fn deliver_orphans<F: Flavor>() {
+    if has_orphans() {
+        deliver_orphans_now::<F>();
+    }
+}
+
+/// [`deliver_orphans`] once a handler left some.
+#[cold]
+#[inline(never)]
+fn deliver_orphans_now<F: Flavor>() {
     if let Some(chain) = take_orphans() {
         ensure_default::<F>();
         default_crdp::<F>().adopt(chain);
@@ -113,19 +135,28 @@ fn ensure_default<F: Flavor>() {
 /// The `func` of an exported `call_rcu`, which C may pass as NULL: that
 /// (or a NULL `head`) is a bug that liburcu turns into a segfault on its
 /// call_rcu thread, later; here it aborts at once, saying so.
+#[inline]
 pub fn checked_func(head: *mut RcuHead, func: Option<RcuFunc>, name: &str) -> RcuFunc {
-    if head.is_null() {
+    match func {
+        Some(func) if !head.is_null() => func,
+        _ => null_argument(head.is_null(), name),
+    }
+}
+
+/// `checked_func`'s end: a NULL head or function.
+#[cold]
+#[inline(never)]
+fn null_argument(null_head: bool, name: &str) -> ! {
+    if null_head {
         crate::die(&format!(
             "{name}() called with a NULL rcu_head: pass the address of a struct rcu_head \
              that stays valid until the callback runs"
         ));
     }
-    func.unwrap_or_else(|| {
-        crate::die(&format!(
-            "{name}() called with a NULL callback function: liburcu would call NULL on its \
-             call_rcu thread; pass the function that frees the object"
-        ))
-    })
+    crate::die(&format!(
+        "{name}() called with a NULL callback function: liburcu would call NULL on its \
+         call_rcu thread; pass the function that frees the object"
+    ))
 }
 
 /// `call_rcu`: queues `head` (with `bytes` for the backlog) to run `func`
@@ -144,7 +175,7 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
     // SAFETY: the caller passes a valid head it hands over to us (`next` is
     // written when it is pushed).
     unsafe { (*head).func = Some(func) };
-    let Some(_busy) = Busy::<F>::enter() else {
+    let Some(busy) = Busy::<F>::enter() else {
         // A signal handler interrupted this thread's own `call_rcu` or
         // `rcu_barrier`, which may hold a lock taken below: the head waits
         // lock-free for the interrupted call to hand it over on its way out.
@@ -157,7 +188,7 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
         ensure_default::<F>();
         default = DEFAULT.load(Ordering::Acquire);
     }
-    let mine = THREAD_CRDP.with(|t| t.get());
+    let mine = busy.thread_crdp();
     if !mine.is_null() || (PER_CPU.get().is_none() && !default.is_null()) {
         let crdp = if mine.is_null() {
             default.cast_const()
@@ -386,7 +417,7 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
         );
         return;
     }
-    if ptr::eq(crdp, THREAD_CRDP.with(|t| t.get())) {
+    if ptr::eq(crdp, CALLER.with(|c| c.crdp.get())) {
         // liburcu frees it under the thread, whose next call_rcu uses the
         // freed memory.
         eprintln!(
@@ -394,7 +425,7 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
              call_rcu_data; uninstalled first (call set_thread_call_rcu_data(NULL) before \
              freeing it)"
         );
-        THREAD_CRDP.with(|t| t.set(ptr::null()));
+        CALLER.with(|c| c.crdp.set(ptr::null()));
     }
     if let Some(table) = PER_CPU.get() {
         let mut installed = false;
@@ -470,7 +501,7 @@ pub fn get_cpu_call_rcu_data(cpu: c_int) -> *mut CallRcuData {
 
 /// The crdp installed for the calling thread, or NULL.
 pub fn get_thread_call_rcu_data() -> *mut CallRcuData {
-    THREAD_CRDP.with(|t| t.get()).cast_mut()
+    CALLER.with(|c| c.crdp.get()).cast_mut()
 }
 
 /// The crdp `call_rcu` uses on this thread now.
@@ -480,7 +511,7 @@ pub fn get_call_rcu_data<F: Flavor>() -> *mut CallRcuData {
 
 /// Installs `crdp` (or NULL) for the calling thread.
 pub fn set_thread_call_rcu_data(crdp: *mut CallRcuData) {
-    THREAD_CRDP.with(|t| t.set(crdp));
+    CALLER.with(|c| c.crdp.set(crdp));
 }
 
 /// Installs `crdp` for `cpu`: 0, or `-EINVAL` (CPU out of range) or
@@ -571,7 +602,7 @@ pub(crate) fn rebuild_in_child<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) {
             .iter()
             .for_each(|s| s.store(ptr::null_mut(), Ordering::Release));
     }
-    THREAD_CRDP.with(|t| t.set(ptr::null()));
+    CALLER.with(|c| c.crdp.set(ptr::null()));
     let new_default = install_default::<F>(all);
     for c in old {
         new_default.adopt(c.abandon_in_child());

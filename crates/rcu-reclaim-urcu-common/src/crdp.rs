@@ -27,9 +27,27 @@ pub type RcuFunc = unsafe extern "C" fn(*mut RcuHead);
 
 const _: () = assert!(std::mem::size_of::<RcuHead>() == 16);
 
-thread_local! {
+/// A thread's call_rcu state, in one thread-local (in a shared library
+/// each costs a `__tls_get_addr`, and `call_rcu` needs both).
+pub(crate) struct Caller {
     /// `set_thread_call_rcu_data`'s per-thread choice (no reference held).
-    pub(crate) static THREAD_CRDP: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
+    pub(crate) crdp: std::cell::Cell<*const CallRcuData>,
+    /// Whether the thread is inside `call_rcu` or `rcu_barrier`, which may
+    /// hold locks (creating the default crdp, push-back, waking a crdp
+    /// thread): a `call_rcu` from a signal handler that interrupted one of
+    /// them must take none.
+    pub(crate) busy: std::cell::Cell<bool>,
+}
+
+thread_local! {
+    /// This thread's [`Caller`] (no destructor: it lasts as long as the
+    /// thread).
+    pub(crate) static CALLER: Caller = const {
+        Caller {
+            crdp: std::cell::Cell::new(ptr::null()),
+            busy: std::cell::Cell::new(false),
+        }
+    };
     /// On a crdp's own thread: that crdp.
     pub(crate) static WORKER_OF: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
 }
@@ -63,6 +81,7 @@ pub(crate) unsafe fn push_orphan(head: *mut RcuHead) {
 }
 
 /// Whether [`ORPHANS`] holds heads.
+#[inline]
 pub(crate) fn has_orphans() -> bool {
     !ORPHANS.load(Ordering::Acquire).is_null()
 }
@@ -140,7 +159,7 @@ pub(crate) unsafe fn clone_raw(p: *const CallRcuData) -> Arc<CallRcuData> {
 /// (created if need be). Called inside a read-side section (liburcu's
 /// contract for per-CPU ones), where the crdp stays alive.
 pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
-    let t = THREAD_CRDP.with(|t| t.get());
+    let t = CALLER.with(|c| c.crdp.get());
     if !t.is_null() {
         return t;
     }
@@ -386,7 +405,7 @@ impl CallRcuData {
         }
         self.rcu.register_thread();
         // As liburcu: callbacks that queue callbacks use this crdp.
-        THREAD_CRDP.with(|t| t.set(Arc::as_ptr(&self)));
+        CALLER.with(|c| c.crdp.set(Arc::as_ptr(&self)));
         WORKER_OF.with(|t| t.set(Arc::as_ptr(&self)));
         loop {
             {
