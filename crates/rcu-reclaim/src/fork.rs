@@ -154,7 +154,12 @@ impl ForkGuard<'_> {
     /// under that thread's guard and shared with this one, through a scoped
     /// thread, say) must not be used after it: that section has ended, and
     /// the next grace period may free what it points to. The `unsafe` of
-    /// the `fork()` call covers that promise.
+    /// the `fork()` call covers that promise. Only the domain's own locks
+    /// are held still across the fork: the write locks of an
+    /// [`RcuHashMap`](crate::RcuHashMap) or [`RcuCache`](crate::RcuCache)
+    /// and a [`Reclaimer`](crate::reclaim::Reclaimer)'s are not, so in the
+    /// child, read the maps and caches other threads were writing at the
+    /// fork (their reads take no lock), and write to new ones.
     ///
     /// # Panics
     /// In the process that called `prepare_fork` (no `fork()` happened, or
