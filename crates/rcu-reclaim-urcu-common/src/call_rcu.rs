@@ -275,11 +275,20 @@ fn push_back_action(on_crdp_thread: bool, in_section: bool, online: bool) -> Pus
 /// `rcu_barrier`: waits until every callback queued before the call has
 /// been invoked (an online QSBR thread goes offline for the wait).
 pub fn barrier<F: Flavor>() {
-    let rcu = F::rcu();
     if F::in_read_section() {
-        eprintln!("[error] rcu-reclaim-urcu: rcu_barrier() called from within RCU read-side critical section.");
+        // liburcu-qsbr's sections taken offline protect nothing, and its
+        // barrier waits: so does this one, the sections ended meanwhile.
+        if F::outside_sections("rcu_barrier", barrier_now::<F>).is_none() {
+            eprintln!("[error] rcu-reclaim-urcu: rcu_barrier() called from within RCU read-side critical section.");
+        }
         return;
     }
+    barrier_now::<F>();
+}
+
+/// `rcu_barrier` outside any section it would wait for.
+fn barrier_now<F: Flavor>() {
+    let rcu = F::rcu();
     // Heads queued from signal handlers wait on the orphan stack only
     // while a call of this thread is interrupted: handed over first.
     let _busy = Busy::<F>::enter();

@@ -60,6 +60,17 @@ pub trait Flavor: 'static {
     /// checked [`in_read_section`](Flavor::in_read_section) first.
     fn offline_while<R>(f: impl FnOnce() -> R) -> R;
 
+    /// Runs `f` (a wait that `what` names) with the sections that
+    /// [`in_read_section`](Flavor::in_read_section) reports ended for the
+    /// wait and entered again after, saying so, where liburcu gives such
+    /// sections no protection and its wait returns (QSBR: sections taken
+    /// while not online); `None` where it cannot (memb: the section
+    /// protects what it reads, and liburcu refuses the wait).
+    fn outside_sections<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+        let _ = (what, f);
+        None
+    }
+
     /// Whether the calling thread is an online QSBR reader: inside a
     /// read-side section from one quiescent state to the next, which
     /// [`offline_while`](Flavor::offline_while) would end. Calls that

@@ -105,6 +105,10 @@ impl UrcuFlavor for Qsbr {
         reader::offline_while(f)
     }
 
+    fn outside_sections<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+        Some(reader::without_raw_sections(what, f))
+    }
+
     fn online() -> bool {
         reader::online()
     }

@@ -243,7 +243,7 @@ pub extern "C" fn urcu_qsbr_synchronize_rcu() {
 /// section would make the wait wait for itself. liburcu-qsbr gives it no
 /// protection at all (its `rcu_read_lock` is empty, or only checks in
 /// debug builds), and its `synchronize_rcu` returns: so does this one.
-fn without_raw_sections<R>(what: &str, f: impl FnOnce() -> R) -> R {
+pub(crate) fn without_raw_sections<R>(what: &str, f: impl FnOnce() -> R) -> R {
     let n = ME.try_with(|me| me.raw.replace(0)).unwrap_or(0);
     if n > 0 {
         eprintln!(

@@ -194,6 +194,30 @@ fn synchronize_inside_a_lock_taken_offline_returns_with_a_message() {
     }
 }
 
+/// The same for `rcu_barrier`: liburcu-qsbr waits for the callback
+/// queued in such a section; ours printed an error and returned before it
+/// ran. It now waits too, the section ended meanwhile, saying so.
+#[test]
+fn barrier_inside_a_lock_taken_offline_waits_with_a_message() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile("misuse", &["-DDEBUG_RCU"], &["-lurcu-qsbr"]);
+    let mode = "barrier_in_offline_lock";
+    let ours = env.run_ours(&exe, &[mode]);
+    assert_eq!(ours.code, Some(0), "{}", ours.stderr);
+    assert_eq!(ours.stdout, "rcu_barrier waited\n");
+    assert!(
+        ours.stderr
+            .contains("rcu_barrier() called inside rcu_read_lock() on a thread that is not online"),
+        "{}",
+        ours.stderr
+    );
+    if env.real_liburcu.is_some() {
+        let real = run_with_args(&exe, &[mode], None);
+        assert_eq!(real.code, Some(0), "{}", real.stderr);
+        assert_eq!(real.stdout, ours.stdout);
+    }
+}
+
 /// Registering twice and unregistering a thread never registered
 /// (liburcu asserts): ours goes on, saying so.
 #[test]
