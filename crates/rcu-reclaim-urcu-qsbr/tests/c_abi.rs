@@ -174,24 +174,11 @@ fn lgpl_source_programs_report_quiescent_states_inline() {
 /// wait, says so, and returns, printing what liburcu prints.
 #[test]
 fn synchronize_inside_a_lock_taken_offline_returns_with_a_message() {
-    let Some(env) = Env::get(&QSBR) else { return };
-    let exe = env.compile("misuse", &["-DDEBUG_RCU"], &["-lurcu-qsbr"]);
-    let mode = "sync_in_offline_lock";
-    let ours = env.run_ours(&exe, &[mode]);
-    assert_eq!(ours.code, Some(0), "{}", ours.stderr);
-    assert_eq!(ours.stdout, "synchronize_rcu returned\n");
-    assert!(
-        ours.stderr.contains(
-            "synchronize_rcu() called inside rcu_read_lock() on a thread that is not online"
-        ),
-        "{}",
-        ours.stderr
+    wait_inside_a_lock_taken_offline(
+        "sync_in_offline_lock",
+        "synchronize_rcu returned\n",
+        "synchronize_rcu() called inside rcu_read_lock() on a thread that is not online",
     );
-    if env.real_liburcu.is_some() {
-        let real = run_with_args(&exe, &[mode], None);
-        assert_eq!(real.code, Some(0), "{}", real.stderr);
-        assert_eq!(real.stdout, ours.stdout);
-    }
 }
 
 /// The same for `rcu_barrier`: liburcu-qsbr waits for the callback
@@ -199,18 +186,23 @@ fn synchronize_inside_a_lock_taken_offline_returns_with_a_message() {
 /// ran. It now waits too, the section ended meanwhile, saying so.
 #[test]
 fn barrier_inside_a_lock_taken_offline_waits_with_a_message() {
+    wait_inside_a_lock_taken_offline(
+        "barrier_in_offline_lock",
+        "rcu_barrier waited\n",
+        "rcu_barrier() called inside rcu_read_lock() on a thread that is not online",
+    );
+}
+
+/// Runs `misuse.c`'s `mode` (built with `DEBUG_RCU`) on ours: it exits 0,
+/// prints `stdout` and says `message` on stderr; Debian's, where
+/// installed, prints the same.
+fn wait_inside_a_lock_taken_offline(mode: &str, stdout: &str, message: &str) {
     let Some(env) = Env::get(&QSBR) else { return };
     let exe = env.compile("misuse", &["-DDEBUG_RCU"], &["-lurcu-qsbr"]);
-    let mode = "barrier_in_offline_lock";
     let ours = env.run_ours(&exe, &[mode]);
     assert_eq!(ours.code, Some(0), "{}", ours.stderr);
-    assert_eq!(ours.stdout, "rcu_barrier waited\n");
-    assert!(
-        ours.stderr
-            .contains("rcu_barrier() called inside rcu_read_lock() on a thread that is not online"),
-        "{}",
-        ours.stderr
-    );
+    assert_eq!(ours.stdout, stdout);
+    assert!(ours.stderr.contains(message), "{}", ours.stderr);
     if env.real_liburcu.is_some() {
         let real = run_with_args(&exe, &[mode], None);
         assert_eq!(real.code, Some(0), "{}", real.stderr);
