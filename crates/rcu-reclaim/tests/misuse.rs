@@ -269,6 +269,43 @@ fn writing_to_a_map_from_a_write_of_another_nested_in_its_own_panics() {
     assert_eq!((a.len(), b.len()), (2, 2));
 }
 
+/// Writes nested `depth` deep, one map each, the innermost running `last`.
+fn nest(maps: &[rcu_reclaim::RcuHashMap<u32, u32>], last: &dyn Fn()) {
+    match maps.split_first() {
+        None => last(),
+        Some((m, rest)) => {
+            m.update(1, |_| {
+                nest(rest, last);
+                Some(1)
+            });
+        }
+    }
+}
+
+#[test]
+fn a_write_deep_in_nested_writes_to_a_map_it_holds_panics() {
+    // Ten maps deep, the innermost writes to its own map, the tenth: the
+    // check once kept only the first eight maps, and this write deadlocked.
+    let maps: Arc<Vec<_>> = Arc::new((0..10).map(|_| rcu_reclaim::RcuHashMap::new()).collect());
+    let m = maps.clone();
+    let msg = panic_message_of(move || {
+        nest(&m, &|| {
+            m[9].insert(1, 5);
+        })
+    });
+    assert!(msg.contains(REENTRANT), "{msg}");
+    assert!(maps.iter().all(|m| m.insert(2, 2)), "every lock released");
+    // As deep as the thread can check, distinct maps nest fine; one
+    // deeper is refused, saying so, and every lock is released.
+    let deep: Arc<Vec<_>> = Arc::new((0..33).map(|_| rcu_reclaim::RcuHashMap::new()).collect());
+    nest(&deep[..32], &|| {});
+    assert!(deep[..32].iter().all(|m| m.len() == 1));
+    let d = deep.clone();
+    let msg = panic_message_of(move || nest(&d, &|| {}));
+    assert!(msg.contains("32 writes are already in progress"), "{msg}");
+    assert!(deep.iter().all(|m| m.insert(2, 2)), "every lock released");
+}
+
 #[test]
 fn reading_the_map_or_writing_another_inside_a_write_is_fine() {
     let a = rcu_reclaim::RcuHashMap::new();

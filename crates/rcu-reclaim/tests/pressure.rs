@@ -65,15 +65,14 @@ fn pressure_is_counted_per_node_across_threads_with_hysteresis() {
     assert!(!s.fast_mode);
 }
 
-/// Frees a 100 MB backlog of deferred drops (100 x 1 MiB) and returns how
-/// long it took for the backlog to reach zero with no barrier.
-fn drain_time(pressure: bool) -> Duration {
-    // A delay long enough that queueing 100 MiB never outlasts it, even on a
-    // loaded machine, and no pace by bytes (which would free it at once):
-    // the kernel's lazy pace, which pressure cancels.
+/// A domain whose lazy pace holds a 100 MB backlog (100 x 1 MiB deferred
+/// drops) for a minute: a delay no test run outlasts, and no pace by bytes
+/// (which would free it at once): the kernel's lazy pace, which pressure
+/// cancels.
+fn lazy_backlog() -> Rcu {
     let rcu = Rcu::new(
         Config::new()
-            .lazy_delay(Duration::from_millis(1500))
+            .lazy_delay(Duration::from_secs(60))
             .pace_bytes(usize::MAX),
     )
     .unwrap();
@@ -81,28 +80,36 @@ fn drain_time(pressure: bool) -> Duration {
         rcu.defer_drop(Box::new(vec![1u8; 1 << 20]));
     }
     assert!(rcu.pending_bytes() >= 100 << 20);
+    rcu
+}
+
+/// Pressure cancels the lazy delay: the backlog that the lazy pace still
+/// holds is freed with no barrier, while the delay has most of its minute
+/// to run. Behaviour, not speed: the lazy domain beside it still holds
+/// every byte afterwards.
+#[test]
+fn pressure_frees_a_100mb_backlog_the_lazy_pace_holds() {
+    let lazy = lazy_backlog();
+    let pressed = lazy_backlog();
     let start = Instant::now();
-    let _guard = pressure.then(|| rcu.pressure_start_all());
-    while rcu.pending_bytes() > 0 {
+    let _guard = pressed.pressure_start_all();
+    while pressed.pending_bytes() > 0 {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "backlog never drained"
+            start.elapsed() < Duration::from_secs(30),
+            "the backlog was not freed under pressure: {} bytes left",
+            pressed.pending_bytes()
         );
         thread::sleep(Duration::from_micros(200));
     }
-    start.elapsed()
-}
-
-#[test]
-fn pressure_frees_a_100mb_backlog_faster() {
-    let lazy = drain_time(false);
-    let fast = drain_time(true);
     println!(
-        "100 MB backlog drained in {lazy:?} lazily, {fast:?} under pressure ({:.1}x faster)",
-        lazy.as_secs_f64() / fast.as_secs_f64()
+        "100 MB backlog freed under pressure in {:?}",
+        start.elapsed()
     );
-    // Conservative: the lazy run waits for its 1.5 s delay.
-    assert!(fast * 2 < lazy, "lazy {lazy:?}, under pressure {fast:?}");
+    assert!(
+        lazy.pending_bytes() >= 100 << 20,
+        "the lazy pace freed its backlog early: {} bytes left",
+        lazy.pending_bytes()
+    );
 }
 
 #[test]

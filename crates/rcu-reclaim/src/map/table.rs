@@ -323,10 +323,11 @@ pub(super) struct Held {
     _private: (),
 }
 
-/// The nested writes whose maps a thread keeps; deeper ones are not
-/// checked (never a false alarm, only a missed one).
+/// The nested writes a thread may have in progress: a deeper one panics
+/// (it could not be checked, and an unchecked write to a map the thread
+/// already holds would deadlock).
 #[cfg(not(loom))]
-const NESTED: usize = 8;
+pub(super) const NESTED: usize = 32;
 
 #[cfg(not(loom))]
 std::thread_local! {
@@ -347,7 +348,7 @@ impl Held {
         {
             let me = stripes as *const Stripes as usize;
             let depth = DEPTH.get();
-            let held = HOLDING.with(|maps| maps[..depth.min(NESTED)].iter().any(|m| m.get() == me));
+            let held = HOLDING.with(|maps| maps[..depth].iter().any(|m| m.get() == me));
             if held {
                 panic!(
                     "RcuHashMap: a closure run under one of the map's locks \
@@ -356,9 +357,15 @@ impl Held {
                      make that write after the call returns"
                 );
             }
-            if depth < NESTED {
-                HOLDING.with(|maps| maps[depth].set(me));
+            if depth >= NESTED {
+                panic!(
+                    "RcuHashMap: {NESTED} writes are already in progress on this thread, each \
+                     inside the closure of the one before (`get_or_insert_with`, `update`, \
+                     `remove_if`): a deeper write is refused rather than risk a deadlock; \
+                     make the inner writes after the outer calls return"
+                );
             }
+            HOLDING.with(|maps| maps[depth].set(me));
             DEPTH.set(depth + 1);
         }
         #[cfg(loom)]
@@ -374,9 +381,7 @@ impl Drop for Held {
         #[cfg(not(loom))]
         {
             let depth = DEPTH.get() - 1;
-            if depth < NESTED {
-                HOLDING.with(|maps| maps[depth].set(0));
-            }
+            HOLDING.with(|maps| maps[depth].set(0));
             DEPTH.set(depth);
         }
     }
