@@ -168,7 +168,9 @@ where
     /// # Panics
     /// If called from a closure that another write of this map runs under
     /// its lock (`pred`, `update`'s `f`, `get_or_insert_with`'s `f`): that
-    /// would deadlock. The same holds for every write of the map.
+    /// would deadlock. The same holds for every write of the map, and for
+    /// a write nested more than 32 deep in other maps' closures (the
+    /// thread can check no further).
     ///
     /// ```
     /// let map = rcu_reclaim::RcuHashMap::new();
