@@ -446,7 +446,7 @@ impl GracePeriods {
             // Paced: a retiring thread starts one at most every
             // `RETIRER_GP_MIN_INTERVAL` (its next hand-off, or the
             // grace-period thread's fallback look, starts it later).
-            let now = self.base.elapsed().as_micros() as u64;
+            let now = crate::clock::elapsed(self.base).as_micros() as u64;
             let last = self.retirer_started_us.load(Ordering::Relaxed);
             if last != 0
                 && now.saturating_sub(last)
@@ -467,7 +467,7 @@ impl GracePeriods {
         if cfg!(loom) || self.seq.load(Ordering::Relaxed) & SEQ_STATE_MASK != 0 {
             return None;
         }
-        let now = self.base.elapsed().as_micros() as u64;
+        let now = crate::clock::elapsed(self.base).as_micros() as u64;
         let last = self.retirer_started_us.load(Ordering::Relaxed);
         Some(Duration::from_micros(now.saturating_sub(last)))
     }

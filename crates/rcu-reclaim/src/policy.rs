@@ -11,7 +11,7 @@
 //!   oldest entry has waited `lazy_delay` (the kernel's lazy RCU, for a
 //!   trickle). A thread's bulk page goes to its shard once it holds
 //!   `pace_bytes` (or is full), so memory, not only time and count, sets
-//!   the pace; it goes early, asking for a grace period, with a 32nd of
+//!   the pace; it goes early, asking for a grace period, with a 128th of
 //!   that once no grace period has started for [`EARLY_PAGE_QUIET`].
 //! * **Overload.** A shard over `qhimark` is overloaded until under
 //!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
@@ -75,7 +75,13 @@ impl Default for Params {
 /// Bytes not yet assigned a grace period that make a shard ask for one at
 /// once, and a thread's bulk page go to its shard (chosen by measurement:
 /// see BENCHMARKS.md, "Lean by default").
-pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
+/// The default [`Params::pace_bytes`]. Was 64 KiB; at 256 KiB a cache
+/// churning 1–64 KiB values hands a page to its shard (a lock, the shard's
+/// lines pulled from the grace-period thread's core, often a grace period
+/// and its `membarrier`) every eight retires instead of every two: an insert
+/// 1,000 → 835 ns, gets/s +4–16 % (BENCHMARKS.md, "A pace of 256 KiB").
+/// Small values are unaffected: a page of 255 of them is full first.
+pub(crate) const DEFAULT_PACE_BYTES: usize = 256 << 10;
 
 /// The least time between two grace periods a retiring thread starts
 /// itself (`try_advance`): each costs a `membarrier` (IPIs to every CPU
@@ -93,7 +99,7 @@ pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 /// is due early ([`page_due_early`]). At 32 (with pages going early at an
 /// eighth of the pace), a read-mostly load's garbage waited for its
 /// thread's next look: 4.6–5.0× crossbeam-epoch's mean garbage, against
-/// 2.3–3.1× at 8 with a 32nd of the pace, at the same throughput (see
+/// 2.3–3.1× at 8 with 2 KiB (then a 32nd of the pace), at the same throughput (see
 /// BENCHMARKS.md, "A page goes early sooner").
 pub(crate) const RETIRES_PER_ADVANCE: usize = 8;
 
@@ -101,7 +107,7 @@ pub(crate) const RETIRES_PER_ADVANCE: usize = 8;
 /// goes to its shard early, and asks for a grace period, when none has
 /// been started by a retiring thread for [`EARLY_PAGE_QUIET`]
 /// ([`page_due_early`]).
-pub(crate) const EARLY_PAGE_DIVISOR: usize = 32;
+pub(crate) const EARLY_PAGE_DIVISOR: usize = 128;
 
 /// See [`EARLY_PAGE_DIVISOR`]: at most one early grace period about every
 /// this long, so a moderate retire rate costs at most some 5,000
@@ -256,7 +262,7 @@ pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
 /// grace period (`None`: one is in progress).
 ///
 /// The byte pace alone lets a moderate retire rate wait: at 80 MiB/s a
-/// thread fills `pace_bytes` (64 KiB) in 0.8 ms, and in the read-mostly
+/// thread filled a `pace_bytes` of 64 KiB in 0.8 ms, and in the read-mostly
 /// bench garbage lived about 1.2 ms on average (crossbeam-epoch's 0.2 ms).
 /// A fast one is unaffected: its grace periods already start every
 /// 100–150 µs.
@@ -495,7 +501,7 @@ mod tests {
                 ..quiet
             },
             ShardFacts {
-                unrequested_bytes: 64 << 10,
+                unrequested_bytes: DEFAULT_PACE_BYTES,
                 ..quiet
             },
         ] {
@@ -529,7 +535,7 @@ mod tests {
         );
         assert!(!kick_after_enqueue(&p, false, false, 3, (mark - 1, 10)));
         assert!(batch_full(&p, 1000, 0) && !batch_full(&p, 999, 0));
-        assert!(batch_full(&p, 1, 64 << 10) && !batch_full(&p, 1, (64 << 10) - 1));
+        assert!(batch_full(&p, 1, mark) && !batch_full(&p, 1, mark - 1));
     }
 
     #[test]
@@ -561,7 +567,7 @@ mod tests {
     }
 
     #[test]
-    fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
+    fn a_page_goes_early_with_a_128th_of_the_pace_after_a_quiet_spell() {
         let p = Params::default();
         let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
         assert_eq!(early, 2 << 10);

@@ -410,6 +410,8 @@ impl Rcu {
             }
             return Ok(());
         }
+        // The slow path: its parts share one clock reading (see `clock.rs`).
+        let reading = crate::clock::one_reading();
         let mut kick = false;
         let mut handed_off = false;
         let mut handed_plain = false;
@@ -487,6 +489,8 @@ impl Rcu {
                 // backlog left while a grace period was held up drains.
                 // Outside the buffer's lock: the drops may defer more.
                 cbs.free_ready_pages(&inner.gp, cpu, policy::INLINE_FREE_PAGES);
+                // The drops may have run long.
+                reading.refresh();
             } else if handed_plain || advance_to.is_some() {
                 // Ready pages of plain values (no drop glue, or declared
                 // `DROPS_ANYWHERE`) are freed by this thread, where they
@@ -510,6 +514,8 @@ impl Rcu {
             kick |= self.fresh_page_needs_kick(since);
         }
         self.start_background(kick);
+        // The throttle below may wait.
+        drop(reading);
         // Not in a callback (a worker waiting for its own node's worker),
         // nor in reclaim (which frees through RCU to make room: holding it
         // back would hold back the memory it is after).

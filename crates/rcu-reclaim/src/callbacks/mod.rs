@@ -483,7 +483,7 @@ impl Callbacks {
         let mut st = lock(&shard.state);
         let was_idle = st.since.is_none();
         if was_idle || producer {
-            let now = Instant::now();
+            let now = crate::clock::now();
             if was_idle {
                 st.since = Some(now);
             }
@@ -1082,7 +1082,7 @@ impl Callbacks {
     fn pages_left_to_producer(&self, st: &ShardState, cpu: usize) -> bool {
         !self.pressure.on_node(self.topology.node_of(cpu))
             && st
-                .left_to_producer(Instant::now(), self.params.producer_window)
+                .left_to_producer(crate::clock::now(), self.params.producer_window)
                 .is_some()
     }
 

@@ -478,6 +478,7 @@ impl Reclaimer {
             done.recursion_refused = true;
             return done;
         }
+        let _clock = crate::clock::suspend();
         let shrinkers: Vec<Arc<Registered>> = lock(&self.shrinkers).clone();
         let mut pass = PriorityStats::default();
         no_reclaim(|| {
@@ -532,6 +533,8 @@ impl Reclaimer {
                 ..Reclaimed::default()
             });
         }
+        // Reclaim waits and paces itself: not on a retire's frozen clock.
+        let _clock = crate::clock::suspend();
         let start = Instant::now();
         let span = tracing::debug_span!("reclaim", target_bytes, rcu_aware = self.rcu_aware);
         let _entered = span.enter();
