@@ -739,3 +739,59 @@ fn a_key_panicking_under_eviction_or_clear_leaves_its_entry_evictable() {
     assert_eq!((cache.len(), cache.bytes()), (0, 0));
     cache.domain().barrier();
 }
+
+/// A value that counts itself alive.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `drop(cache); rcu.barrier()` frees every entry the cache held, even
+/// while another thread's reclaim passes keep scanning it: dropping the
+/// cache unregisters its shrinker, which waits for a pass in its scan, so
+/// no pass holds the cache past the drop (before, a pass in flight could
+/// keep it alive and its entries were retired after the barrier).
+#[test]
+fn a_dropped_cache_is_freed_by_the_next_barrier_while_reclaim_runs() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let stop = AtomicBool::new(false);
+    let alive = Arc::new(AtomicUsize::new(0));
+    /// Stops the reclaiming thread however the rounds end (a failed
+    /// assertion must not leave the scope waiting for it).
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                reclaimer.shrink(0);
+            }
+        });
+        let _stop = Stop(&stop);
+        for round in 0..200u32 {
+            let cache = RcuCache::builder()
+                .reclaimer(&reclaimer)
+                .max_bytes(64 << 10)
+                .weigher(|_: &u32, _: &Counted| 512)
+                .build();
+            for k in 0..200u32 {
+                alive.fetch_add(1, Ordering::SeqCst);
+                cache.insert(k, Counted(alive.clone()));
+            }
+            drop(cache);
+            rcu.barrier();
+            assert_eq!(
+                alive.load(Ordering::SeqCst),
+                0,
+                "round {round}: entries of a dropped cache outlived the barrier"
+            );
+        }
+    });
+}

@@ -70,7 +70,7 @@ fn storm_under_direct_reclaim() {
         rcu: rcu.clone(),
         vals: Mutex::new(Vec::new()),
     });
-    reclaimer.register(hoard.clone());
+    let hoard_id = reclaimer.register(hoard.clone());
     let base = AccountingAlloc::live_bytes();
     let limit = 12 * MIB;
     let budget = Arc::new(MemoryBudget::new(limit, reclaimer.clone(), move || {
@@ -239,7 +239,11 @@ fn storm_under_direct_reclaim() {
         s,
         AccountingAlloc::peak_bytes().saturating_sub(base) / MIB
     );
+    // The caches unregister their shrinkers as they drop, and the hoard's
+    // is unregistered here: each waits for a background reclaim pass still
+    // scanning it, so nothing is retired after the barriers below.
     drop(caches);
+    assert!(reclaimer.unregister(hoard_id));
     drop(map);
     drop(cell);
     rcu.barrier();

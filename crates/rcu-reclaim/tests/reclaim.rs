@@ -373,3 +373,117 @@ fn bytes_rcu_frees_before_reclaim_asks_still_count() {
     assert!(done.freed_by_rcu_bytes >= 64 << 10, "{done:?}");
     assert_eq!(reclaimer.stats().ooms, 0);
 }
+
+/// A shrinker whose scan waits, inside a pass, until it is let go.
+struct Blocking {
+    entered: AtomicBool,
+    release: AtomicBool,
+    scans: AtomicUsize,
+}
+
+impl Shrinker for Blocking {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        10
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        self.entered.store(true, Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        while !self.release.load(Ordering::SeqCst) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "never let go"
+            );
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.scans.fetch_add(1, Ordering::SeqCst);
+        ctl.set_scanned(ctl.nr_to_scan());
+        ctl.stop();
+        Scanned::default()
+    }
+}
+
+/// `unregister` returns only once a pass already calling the shrinker on
+/// another thread is done with it, and then the reclaimer holds no
+/// reference to it and never calls it again: what the shrinker's owner
+/// frees after unregistering (a cache's entries, retired as it drops) is
+/// not touched by a late scan.
+#[test]
+fn unregister_waits_for_a_pass_calling_the_shrinker() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = Arc::new(Reclaimer::new(&rcu));
+    let s = Arc::new(Blocking {
+        entered: AtomicBool::new(false),
+        release: AtomicBool::new(false),
+        scans: AtomicUsize::new(0),
+    });
+    let id = r.register(s.clone());
+    let pass = {
+        let r = r.clone();
+        thread::spawn(move || r.shrink(0))
+    };
+    while !s.entered.load(Ordering::SeqCst) {
+        thread::yield_now();
+    }
+    let unregistered = Arc::new(AtomicBool::new(false));
+    let unregistering = {
+        let (r, done) = (r.clone(), unregistered.clone());
+        thread::spawn(move || {
+            assert!(r.unregister(id));
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !unregistered.load(Ordering::SeqCst),
+        "unregister returned while a pass was still scanning"
+    );
+    s.release.store(true, Ordering::SeqCst);
+    unregistering.join().unwrap();
+    assert_eq!(s.scans.load(Ordering::SeqCst), 1);
+    assert_eq!(Arc::strong_count(&s), 1, "the reclaimer let go of it");
+    pass.join().unwrap();
+    r.shrink(0);
+    assert_eq!(s.scans.load(Ordering::SeqCst), 1, "called after unregister");
+    assert!(!r.unregister(id));
+}
+
+/// A shrinker that unregisters itself from its own scan (inside the
+/// pass) does not wait for itself.
+#[test]
+fn a_shrinker_may_unregister_itself_from_its_scan() {
+    struct SelfRemoving {
+        r: Arc<Reclaimer>,
+        id: Mutex<Option<rcu_reclaim::reclaim::ShrinkerId>>,
+        scans: AtomicUsize,
+    }
+    impl Shrinker for SelfRemoving {
+        fn count(&self, _: &ShrinkControl) -> usize {
+            10
+        }
+        fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+            self.scans.fetch_add(1, Ordering::SeqCst);
+            if let Some(id) = self.id.lock().unwrap().take() {
+                assert!(self.r.unregister(id));
+            }
+            ctl.set_scanned(ctl.nr_to_scan());
+            Scanned::default()
+        }
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = Arc::new(Reclaimer::new(&rcu));
+    let s = Arc::new(SelfRemoving {
+        r: r.clone(),
+        id: Mutex::new(None),
+        scans: AtomicUsize::new(0),
+    });
+    *s.id.lock().unwrap() = Some(r.register(s.clone()));
+    r.shrink(0);
+    let after = s.scans.load(Ordering::SeqCst);
+    assert!(after >= 1);
+    r.shrink(0);
+    assert_eq!(
+        s.scans.load(Ordering::SeqCst),
+        after,
+        "called after unregister"
+    );
+}

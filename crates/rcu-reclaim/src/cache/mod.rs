@@ -973,8 +973,13 @@ where
 
 impl<K, V, S> Drop for RcuCache<K, V, S> {
     fn drop(&mut self) {
-        // Stop the events first, then the shrinker; a reclaim pass that
-        // still holds the shrinker finds the cache gone or finishes with it.
+        // Stop the events first, then the shrinker. `unregister` waits for
+        // a reclaim pass scanning the cache on another thread, so the last
+        // reference to the cache's entries is this one, and they are
+        // retired as `inner` drops, before the drop returns (`drop(cache);
+        // rcu.barrier()` frees them all). Where it cannot wait (inside
+        // reclaim, a callback or a read-side section), the pass finishes
+        // with the cache and the entries are retired when it lets go.
         drop(self.monitor.take());
         if let Some((reclaimer, id)) = self.registered.take() {
             reclaimer.unregister(id);

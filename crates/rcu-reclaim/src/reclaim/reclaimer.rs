@@ -58,9 +58,53 @@ pub struct ShrinkerId(u64);
 
 struct Registered {
     id: u64,
-    shrinker: Arc<dyn Shrinker>,
+    /// `None` once unregistered: a pass holds a clone only while it calls
+    /// it ([`Registered::enter`]), so `unregister` drops the last one the
+    /// reclaimer had.
+    shrinker: Mutex<Option<Arc<dyn Shrinker>>>,
+    /// Passes calling it now (see `enter`); `unregister` waits for none.
+    calls: AtomicUsize,
     /// Scan work carried to the next call (the kernel's `nr_deferred`).
     deferred: AtomicUsize,
+}
+
+impl Registered {
+    /// The shrinker for one pass's calls, unless it was unregistered; the
+    /// pass's calls count as in progress until the guard drops.
+    fn enter(&self) -> Option<InCall<'_>> {
+        let held = lock(&self.shrinker);
+        let shrinker = held.as_ref()?.clone();
+        // Under the lock, so `unregister` (which takes the shrinker under
+        // it, then waits for `calls` to fall to 0) sees this call.
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        drop(held);
+        Some(InCall {
+            reg: self,
+            shrinker: Some(shrinker),
+        })
+    }
+}
+
+/// A pass's calls of one shrinker in progress (see [`Registered::enter`]).
+struct InCall<'a> {
+    reg: &'a Registered,
+    shrinker: Option<Arc<dyn Shrinker>>,
+}
+
+impl std::ops::Deref for InCall<'_> {
+    type Target = dyn Shrinker;
+    fn deref(&self) -> &(dyn Shrinker + 'static) {
+        &**self.shrinker.as_ref().expect("held until drop")
+    }
+}
+
+impl Drop for InCall<'_> {
+    fn drop(&mut self) {
+        // The pass's clone goes first: once `calls` is 0, the reclaimer
+        // holds no reference to an unregistered shrinker.
+        drop(self.shrinker.take());
+        self.reg.calls.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What a successful [`Reclaimer::reclaim`] did.
@@ -338,14 +382,26 @@ impl Reclaimer {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.shrinkers).push(Arc::new(Registered {
             id,
-            shrinker,
+            shrinker: Mutex::new(Some(shrinker)),
+            calls: AtomicUsize::new(0),
             deferred: AtomicUsize::new(0),
         }));
         ShrinkerId(id)
     }
 
-    /// Unregisters a shrinker; returns whether it was registered. A pass
-    /// already running may call it once more (it stays alive until then).
+    /// Unregisters a shrinker; returns whether it was registered. Once it
+    /// returns, no pass calls the shrinker again and the reclaimer holds no
+    /// reference to it: it waits for the calls of a pass already running
+    /// (on another thread) to end. So `drop(cache); rcu.barrier()` frees
+    /// everything the cache held, even with a reclaim pass in flight. Do
+    /// not call it while holding a lock the shrinker's `count` or `scan`
+    /// takes (the kernel's `unregister_shrinker` has the same rule). Called
+    /// inside reclaim (from a shrinker, or a destructor reclaim runs),
+    /// inside an RCU callback, or inside a read-side section of the
+    /// reclaimer's domain (an online QSBR thread included), where the pass
+    /// may be waiting for this very thread, it does not wait: a pass
+    /// already running may then call the shrinker once more, and keeps it
+    /// alive until then.
     ///
     /// ```
     /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
@@ -357,10 +413,32 @@ impl Reclaimer {
     /// assert!(!r.unregister(id));
     /// ```
     pub fn unregister(&self, id: ShrinkerId) -> bool {
-        let mut list = lock(&self.shrinkers);
-        let before = list.len();
-        list.retain(|r| r.id != id.0);
-        list.len() != before
+        let removed = {
+            let mut list = lock(&self.shrinkers);
+            let at = list.iter().position(|r| r.id == id.0);
+            at.map(|i| list.remove(i))
+        };
+        let Some(reg) = removed else {
+            return false;
+        };
+        // Dropped outside the lock: it may be the last reference.
+        let taken = lock(&reg.shrinker).take();
+        drop(taken);
+        // Not where the pass could be waiting for this thread: inside
+        // reclaim or a callback, or inside a read-side section of the domain
+        // (a scan that finds no bulk page waits for a grace period).
+        if reclaim_allowed() && !Rcu::in_callback() && !self.rcu.in_read_section() {
+            let mut spins = 0u32;
+            while reg.calls.load(Ordering::SeqCst) != 0 {
+                spins += 1;
+                if spins < 64 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            }
+        }
+        true
     }
 
     /// Called with the report when reclaim gives up (default: log it with
@@ -484,7 +562,9 @@ impl Reclaimer {
         no_reclaim(|| {
             let mask = NodeMask::all();
             for reg in &shrinkers {
-                let s = &reg.shrinker;
+                let Some(s) = reg.enter() else {
+                    continue;
+                };
                 let freeable = s.count(&ShrinkControl::new(mask.clone(), priority, 0));
                 let mut total = scan_target(freeable, priority, s.seeks(), 0);
                 let mut fruitless = 0;
@@ -666,7 +746,7 @@ impl Reclaimer {
             target_bytes: target,
             shrinkers: shrinkers
                 .iter()
-                .map(|r| (r.shrinker.name().to_string(), r.shrinker.count(&ctl)))
+                .filter_map(|r| r.enter().map(|s| (s.name().to_string(), s.count(&ctl))))
                 .collect(),
             rcu_pending: (self.rcu.pending(), self.rcu.pending_bytes()),
             reclaimed: done,
@@ -687,7 +767,9 @@ impl Reclaimer {
         done: &mut Reclaimed,
         pass: &mut PriorityStats,
     ) {
-        let s = &reg.shrinker;
+        let Some(s) = reg.enter() else {
+            return;
+        };
         let mut ctl = ShrinkControl::new(mask.clone(), priority, 0);
         let freeable = s.count(&ctl);
         if freeable == 0 {
