@@ -538,3 +538,71 @@ fn inserting_into_a_cache_inside_a_section_warns_once_of_the_backlog() {
     assert!(rcu.pending_bytes() < 2 << 20, "{}", rcu.pending_bytes());
     rcu.barrier();
 }
+
+/// Unregistering a shrinker while holding a lock its scan waits for, with
+/// a pass in that scan on another thread: `unregister` would wait for the
+/// pass forever. It gives up after a second, saying why and naming the
+/// shrinker, and the pass finishes once the lock is released.
+#[test]
+fn unregistering_a_shrinker_while_holding_a_lock_its_scan_takes_warns_instead_of_hanging() {
+    use rcu_reclaim::reclaim::{Reclaimer, Scanned, ShrinkControl, Shrinker};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    struct Locking {
+        lock: Mutex<()>,
+        entered: AtomicBool,
+    }
+    impl Shrinker for Locking {
+        fn count(&self, _: &ShrinkControl) -> usize {
+            10
+        }
+        fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+            self.entered.store(true, Ordering::SeqCst);
+            let _held = self.lock.lock().unwrap();
+            ctl.set_scanned(ctl.nr_to_scan());
+            ctl.stop();
+            Scanned::default()
+        }
+        fn name(&self) -> &str {
+            "locking-shrinker"
+        }
+    }
+    let captured = common::Captured::default();
+    let _default = captured.on_this_thread();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = Arc::new(Reclaimer::new(&rcu));
+    let s = Arc::new(Locking {
+        lock: Mutex::new(()),
+        entered: AtomicBool::new(false),
+    });
+    let id = r.register(s.clone());
+    let held = s.lock.lock().unwrap();
+    let pass = {
+        let r = r.clone();
+        thread::spawn(move || r.shrink(0))
+    };
+    while !s.entered.load(Ordering::SeqCst) {
+        thread::yield_now();
+    }
+    let (tx, rx) = mpsc::channel();
+    let waiter = {
+        let r = r.clone();
+        thread::spawn(move || {
+            let _default = captured.on_this_thread();
+            let _ = tx.send(r.unregister(id));
+            captured.text()
+        })
+    };
+    let unregistered = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("unregister hung on a lock its shrinker's scan waits for");
+    assert!(unregistered);
+    let log = waiter.join().unwrap();
+    assert!(
+        log.contains("locking-shrinker") && log.contains("release it before unregistering"),
+        "{log}"
+    );
+    drop(held);
+    pass.join().unwrap();
+}

@@ -64,6 +64,8 @@ struct Registered {
     shrinker: Mutex<Option<Arc<dyn Shrinker>>>,
     /// Passes calling it now (see `enter`); `unregister` waits for none.
     calls: AtomicUsize,
+    /// The shrinker's name, for `unregister`'s warning once it is gone.
+    name: String,
     /// Scan work carried to the next call (the kernel's `nr_deferred`).
     deferred: AtomicUsize,
 }
@@ -106,6 +108,9 @@ impl Drop for InCall<'_> {
         self.reg.calls.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// The longest `unregister` waits for a pass calling the shrinker.
+const UNREGISTER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a successful [`Reclaimer::reclaim`] did.
 ///
@@ -382,6 +387,7 @@ impl Reclaimer {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.shrinkers).push(Arc::new(Registered {
             id,
+            name: shrinker.name().to_string(),
             shrinker: Mutex::new(Some(shrinker)),
             calls: AtomicUsize::new(0),
             deferred: AtomicUsize::new(0),
@@ -395,7 +401,9 @@ impl Reclaimer {
     /// (on another thread) to end. So `drop(cache); rcu.barrier()` frees
     /// everything the cache held, even with a reclaim pass in flight. Do
     /// not call it while holding a lock the shrinker's `count` or `scan`
-    /// takes (the kernel's `unregister_shrinker` has the same rule). Called
+    /// takes (the kernel's `unregister_shrinker` has the same rule): it
+    /// waits one second at most, then warns naming the shrinker and
+    /// returns, the pass left to finish with it. Called
     /// inside reclaim (from a shrinker, or a destructor reclaim runs),
     /// inside an RCU callback, or inside a read-side section of the
     /// reclaimer's domain (an online QSBR thread included), where the pass
@@ -428,8 +436,29 @@ impl Reclaimer {
         // reclaim or a callback, or inside a read-side section of the domain
         // (a scan that finds no bulk page waits for a grace period).
         if reclaim_allowed() && !Rcu::in_callback() && !self.rcu.in_read_section() {
+            let start = Instant::now();
             let mut spins = 0u32;
             while reg.calls.load(Ordering::SeqCst) != 0 {
+                if start.elapsed() >= UNREGISTER_WAIT {
+                    // Never a hang: most likely this thread holds a lock
+                    // the scan waits for. Say so, and leave the pass to
+                    // finish with the shrinker (it keeps it alive).
+                    let msg = format!(
+                        "rcu-reclaim: Reclaimer::unregister waited {UNREGISTER_WAIT:?} for a \
+                         reclaim pass still calling shrinker '{}' on another thread and \
+                         returns without it: the pass may call it once more; if this thread \
+                         holds a lock the shrinker's count or scan takes, release it before \
+                         unregistering (or dropping its cache)",
+                        reg.name
+                    );
+                    tracing::warn!("{msg}");
+                    if tracing::dispatcher::get_default(|d| {
+                        d.is::<tracing::subscriber::NoSubscriber>()
+                    }) {
+                        eprintln!("{msg}");
+                    }
+                    break;
+                }
                 spins += 1;
                 if spins < 64 {
                     std::thread::yield_now();
