@@ -11,7 +11,7 @@
 //!   oldest entry has waited `lazy_delay` (the kernel's lazy RCU, for a
 //!   trickle). A thread's bulk page goes to its shard once it holds
 //!   `pace_bytes` (or is full), so memory, not only time and count, sets
-//!   the pace; it goes early, asking for a grace period, with a 128th of
+//!   the pace; it goes early, asking for a grace period, with a 32nd of
 //!   that once no grace period has started for [`EARLY_PAGE_QUIET`].
 //! * **Overload.** A shard over `qhimark` is overloaded until under
 //!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
@@ -75,13 +75,24 @@ impl Default for Params {
 /// Bytes not yet assigned a grace period that make a shard ask for one at
 /// once, and a thread's bulk page go to its shard (chosen by measurement:
 /// see BENCHMARKS.md, "Lean by default").
-/// The default [`Params::pace_bytes`]. Was 64 KiB; at 256 KiB a cache
-/// churning 1–64 KiB values hands a page to its shard (a lock, the shard's
-/// lines pulled from the grace-period thread's core, often a grace period
-/// and its `membarrier`) every eight retires instead of every two: an insert
-/// 1,000 → 835 ns, gets/s +4–16 % (BENCHMARKS.md, "A pace of 256 KiB").
-/// Small values are unaffected: a page of 255 of them is full first.
-pub(crate) const DEFAULT_PACE_BYTES: usize = 256 << 10;
+pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
+
+/// A page that holds `pace_bytes` goes to its shard once it also holds
+/// this many objects, or [`PAGE_BYTES_FACTOR`] times `pace_bytes`
+/// ([`page_due_by_bytes`]). Each hand-off costs a lock, the shard's cache
+/// lines pulled from the grace-period thread's core, and often a grace
+/// period and its `membarrier`: a cache churning 1–64 KiB values handed a
+/// page off every two retires, and its inserts took 1,000 ns instead of
+/// 835 with a page every eight (BENCHMARKS.md, "Where a cache insert's
+/// time goes"). Values of up to 8 KiB are unaffected (their 64 KiB holds 8
+/// of them), so their garbage waits no longer: a pace of 256 KiB for all
+/// (tried) raised the budget scenario's mean garbage of 1–8 KiB values by
+/// half.
+pub(crate) const PAGE_MIN_OBJECTS: usize = 8;
+
+/// See [`PAGE_MIN_OBJECTS`]: a page of large values goes at this many
+/// times `pace_bytes` whatever its count (256 KiB by default).
+pub(crate) const PAGE_BYTES_FACTOR: usize = 4;
 
 /// The least time between two grace periods a retiring thread starts
 /// itself (`try_advance`): each costs a `membarrier` (IPIs to every CPU
@@ -99,7 +110,7 @@ pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 /// is due early ([`page_due_early`]). At 32 (with pages going early at an
 /// eighth of the pace), a read-mostly load's garbage waited for its
 /// thread's next look: 4.6–5.0× crossbeam-epoch's mean garbage, against
-/// 2.3–3.1× at 8 with 2 KiB (then a 32nd of the pace), at the same throughput (see
+/// 2.3–3.1× at 8 with a 32nd of the pace, at the same throughput (see
 /// BENCHMARKS.md, "A page goes early sooner").
 pub(crate) const RETIRES_PER_ADVANCE: usize = 8;
 
@@ -107,7 +118,7 @@ pub(crate) const RETIRES_PER_ADVANCE: usize = 8;
 /// goes to its shard early, and asks for a grace period, when none has
 /// been started by a retiring thread for [`EARLY_PAGE_QUIET`]
 /// ([`page_due_early`]).
-pub(crate) const EARLY_PAGE_DIVISOR: usize = 128;
+pub(crate) const EARLY_PAGE_DIVISOR: usize = 32;
 
 /// See [`EARLY_PAGE_DIVISOR`]: at most one early grace period about every
 /// this long, so a moderate retire rate costs at most some 5,000
@@ -262,7 +273,7 @@ pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
 /// grace period (`None`: one is in progress).
 ///
 /// The byte pace alone lets a moderate retire rate wait: at 80 MiB/s a
-/// thread filled a `pace_bytes` of 64 KiB in 0.8 ms, and in the read-mostly
+/// thread fills `pace_bytes` (64 KiB) in 0.8 ms, and in the read-mostly
 /// bench garbage lived about 1.2 ms on average (crossbeam-epoch's 0.2 ms).
 /// A fast one is unaffected: its grace periods already start every
 /// 100–150 µs.
@@ -274,10 +285,12 @@ pub(crate) fn page_due_early(
     bytes >= p.pace_bytes / EARLY_PAGE_DIVISOR && quiet().is_some_and(|q| q >= EARLY_PAGE_QUIET)
 }
 
-/// Whether a thread's bulk page holding `bytes` goes to its shard before
-/// it is full.
-pub(crate) fn page_due_by_bytes(p: &Params, bytes: usize) -> bool {
+/// Whether a thread's bulk page holding `count` objects of `bytes` goes
+/// to its shard before it is full: `pace_bytes` in at least
+/// [`PAGE_MIN_OBJECTS`] objects, or [`PAGE_BYTES_FACTOR`] times that.
+pub(crate) fn page_due_by_bytes(p: &Params, bytes: usize, count: usize) -> bool {
     bytes >= p.pace_bytes
+        && (count >= PAGE_MIN_OBJECTS || bytes >= p.pace_bytes.saturating_mul(PAGE_BYTES_FACTOR))
 }
 
 /// What the pace says of one shard.
@@ -556,18 +569,23 @@ mod tests {
         };
         assert_eq!(shard_pace(&p, false, trickle), Pace::Wait(49 * MS));
         // A thread's page goes to its shard at the same mark.
-        assert!(page_due_by_bytes(&p, p.pace_bytes));
-        assert!(!page_due_by_bytes(&p, p.pace_bytes - 1));
+        assert!(page_due_by_bytes(&p, p.pace_bytes, PAGE_MIN_OBJECTS));
+        assert!(!page_due_by_bytes(&p, p.pace_bytes - 1, PAGE_MIN_OBJECTS));
+        // Fewer, larger objects: at four times the pace.
+        let big = p.pace_bytes * PAGE_BYTES_FACTOR;
+        assert!(!page_due_by_bytes(&p, p.pace_bytes, PAGE_MIN_OBJECTS - 1));
+        assert!(!page_due_by_bytes(&p, big - 1, PAGE_MIN_OBJECTS - 1));
+        assert!(page_due_by_bytes(&p, big, 1));
         let off = Params {
             pace_bytes: usize::MAX,
             ..Params::default()
         };
-        assert!(!page_due_by_bytes(&off, 1 << 40));
+        assert!(!page_due_by_bytes(&off, 1 << 40, 1 << 20));
         assert_eq!(shard_pace(&off, false, heavy), Pace::Wait(49 * MS));
     }
 
     #[test]
-    fn a_page_goes_early_with_a_128th_of_the_pace_after_a_quiet_spell() {
+    fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
         let p = Params::default();
         let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
         assert_eq!(early, 2 << 10);

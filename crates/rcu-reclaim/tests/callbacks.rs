@@ -1029,12 +1029,12 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
 }
 
 /// A moderate retire rate does not wait for a whole `pace_bytes`: a page
-/// holding a 128th of it goes to its shard and asks for a grace period
+/// holding a 32nd of it goes to its shard and asks for a grace period
 /// when none has started for a while (the thread looks every 8 retires),
 /// so its garbage is freed long before the lazy delay (a minute here) with
 /// no barrier.
 #[test]
-fn a_page_with_a_128th_of_the_pace_goes_early_when_grace_periods_are_quiet() {
+fn a_page_with_a_32nd_of_the_pace_goes_early_when_grace_periods_are_quiet() {
     let rcu = paced_by_bytes_only();
     thread::sleep(Duration::from_millis(2));
     // 8 retires of about 512 bytes: 4 KiB, a 16th of the pace, in a page
