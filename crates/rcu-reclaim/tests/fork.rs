@@ -304,3 +304,66 @@ fn a_child_forked_without_prepare_fork_is_told_why_its_grace_period_stalls() {
     // The parent was not affected.
     rcu.synchronize();
 }
+
+/// A shrinker whose scan holds on until released: a pass inside it at the
+/// fork stays in the parent.
+struct HeldScan {
+    entered: std::sync::atomic::AtomicBool,
+    release: std::sync::atomic::AtomicBool,
+}
+
+impl rcu_reclaim::reclaim::Shrinker for HeldScan {
+    fn count(&self, _: &rcu_reclaim::reclaim::ShrinkControl) -> usize {
+        10
+    }
+    fn scan(&self, ctl: &mut rcu_reclaim::reclaim::ShrinkControl) -> rcu_reclaim::reclaim::Scanned {
+        self.entered.store(true, Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        while !self.release.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ctl.set_scanned(ctl.nr_to_scan());
+        ctl.stop();
+        rcu_reclaim::reclaim::Scanned::default()
+    }
+}
+
+/// A reclaim pass on another thread, inside a shrinker at the fork, does
+/// not exist in the child: `unregister` there has no pass to wait for and
+/// returns at once, not after its one-second limit and a warning (a cache
+/// dropped in a pre-forked worker while `rcu-kswapd` scanned it).
+#[test]
+fn unregister_in_a_child_does_not_wait_for_a_pass_left_in_the_parent() {
+    use rcu_reclaim::reclaim::Reclaimer;
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = Arc::new(Reclaimer::new(&rcu));
+    let s = Arc::new(HeldScan {
+        entered: std::sync::atomic::AtomicBool::new(false),
+        release: std::sync::atomic::AtomicBool::new(false),
+    });
+    let id = r.register(s.clone());
+    let pass = {
+        let r = r.clone();
+        std::thread::spawn(move || r.shrink(0))
+    };
+    while !s.entered.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    let code = common::in_forked_child(&rcu, || {
+        let start = std::time::Instant::now();
+        let removed = r.unregister(id);
+        let took = start.elapsed();
+        if took >= Duration::from_millis(500) {
+            eprintln!("unregister in the child took {took:?}");
+        }
+        removed && took < Duration::from_millis(500)
+    });
+    s.release.store(true, Ordering::SeqCst);
+    pass.join().unwrap();
+    assert_eq!(
+        code, 0,
+        "unregister in the child waited for a pass that stayed in the parent"
+    );
+    // The child's unregister was its own: the parent's stands.
+    assert!(r.unregister(id));
+}

@@ -62,8 +62,12 @@ struct Registered {
     /// it ([`Registered::enter`]), so `unregister` drops the last one the
     /// reclaimer had.
     shrinker: Mutex<Option<Arc<dyn Shrinker>>>,
-    /// Passes calling it now (see `enter`); `unregister` waits for none.
-    calls: AtomicUsize,
+    /// Passes calling it now (see `enter`), and the process they run in:
+    /// the process id in the high 32 bits, the count in the low ones.
+    /// `unregister` waits for none in its own process: in a child made by
+    /// `fork()`, a pass that was calling it on another thread of the parent
+    /// does not exist and never ends, so its count is not the child's.
+    calls: AtomicU64,
     /// The shrinker's name, for `unregister`'s warning once it is gone.
     name: String,
     /// Scan work carried to the next call (the kernel's `nr_deferred`).
@@ -74,22 +78,38 @@ impl Registered {
     /// The shrinker for one pass's calls, unless it was unregistered; the
     /// pass's calls count as in progress until the guard drops.
     fn enter(&self) -> Option<InCall<'_>> {
+        let pid = u64::from(std::process::id());
         let held = lock(&self.shrinker);
         let shrinker = held.as_ref()?.clone();
         // Under the lock, so `unregister` (which takes the shrinker under
-        // it, then waits for `calls` to fall to 0) sees this call.
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        // it, then waits for `calls` to fall to 0) sees this call. Counted
+        // afresh in a process other than the one that counted so far (a
+        // forked child: the parent's passes are not in it).
+        let _ = self
+            .calls
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                Some(if w >> 32 == pid { w + 1 } else { pid << 32 | 1 })
+            });
         drop(held);
         Some(InCall {
             reg: self,
+            pid,
             shrinker: Some(shrinker),
         })
+    }
+
+    /// Whether a pass of this process calls it now.
+    fn called_here(&self) -> bool {
+        let w = self.calls.load(Ordering::SeqCst);
+        w >> 32 == u64::from(std::process::id()) && w & u64::from(u32::MAX) != 0
     }
 }
 
 /// A pass's calls of one shrinker in progress (see [`Registered::enter`]).
 struct InCall<'a> {
     reg: &'a Registered,
+    /// The process that counted it (see `Registered::calls`).
+    pid: u64,
     shrinker: Option<Arc<dyn Shrinker>>,
 }
 
@@ -105,7 +125,15 @@ impl Drop for InCall<'_> {
         // The pass's clone goes first: once `calls` is 0, the reclaimer
         // holds no reference to an unregistered shrinker.
         drop(self.shrinker.take());
-        self.reg.calls.fetch_sub(1, Ordering::SeqCst);
+        // Only from the count it was added to: a call the forking thread
+        // was in at the fork ends in the child, where that count is void.
+        let pid = self.pid;
+        let _ = self
+            .reg
+            .calls
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w >> 32 == pid && w & u64::from(u32::MAX) != 0).then(|| w - 1)
+            });
     }
 }
 
@@ -389,7 +417,7 @@ impl Reclaimer {
             id,
             name: shrinker.name().to_string(),
             shrinker: Mutex::new(Some(shrinker)),
-            calls: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
             deferred: AtomicUsize::new(0),
         }));
         ShrinkerId(id)
@@ -409,7 +437,9 @@ impl Reclaimer {
     /// reclaimer's domain (an online QSBR thread included), where the pass
     /// may be waiting for this very thread, it does not wait: a pass
     /// already running may then call the shrinker once more, and keeps it
-    /// alive until then.
+    /// alive until then. In a child made by `fork()`, a pass that was
+    /// calling it on another thread of the parent is not in the child and
+    /// is not waited for.
     ///
     /// ```
     /// let r = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
@@ -438,7 +468,7 @@ impl Reclaimer {
         if reclaim_allowed() && !Rcu::in_callback() && !self.rcu.in_read_section() {
             let start = Instant::now();
             let mut spins = 0u32;
-            while reg.calls.load(Ordering::SeqCst) != 0 {
+            while reg.called_here() {
                 if start.elapsed() >= UNREGISTER_WAIT {
                     // Never a hang: most likely this thread holds a lock
                     // the scan waits for. Say so, and leave the pass to
