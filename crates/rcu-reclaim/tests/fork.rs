@@ -367,3 +367,23 @@ fn unregister_in_a_child_does_not_wait_for_a_pass_left_in_the_parent() {
     // The child's unregister was its own: the parent's stands.
     assert!(r.unregister(id));
 }
+
+/// A budget made before a fork can be dropped in the child: its
+/// `rcu-kswapd` thread stayed in the parent, and the drop once tried to
+/// join it there and panicked.
+#[test]
+fn a_budget_made_before_a_fork_is_dropped_in_the_child() {
+    use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let r = Arc::new(Reclaimer::new(&rcu));
+    let budget = std::sync::Mutex::new(Some(MemoryBudget::new(1 << 30, r, || 0)));
+    let code = common::in_forked_child(&rcu, || {
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(budget.lock().unwrap().take());
+        }));
+        dropped.is_ok()
+    });
+    assert_eq!(code, 0, "dropping the budget in the child failed");
+    // The parent's budget and its thread are untouched.
+    drop(budget.lock().unwrap().take());
+}

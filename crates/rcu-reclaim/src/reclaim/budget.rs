@@ -307,7 +307,11 @@ impl Shared {
     }
 }
 
-/// A memory limit enforced by reclaim (see the module docs).
+/// A memory limit enforced by reclaim (see the module docs). In a child
+/// process created by `fork()` its background reclaimer (`rcu-kswapd`)
+/// does not exist: direct reclaim still works there, background reclaim
+/// does not, and dropping the budget is fine; make a new budget in the
+/// child to have both.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -329,6 +333,8 @@ pub struct MemoryBudget {
     limit: usize,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The process that started `rcu-kswapd` (a forked child has none).
+    pid: u32,
 }
 
 /// A budget stays consistent when a panic unwinds through one of its calls
@@ -425,6 +431,7 @@ impl MemoryBudget {
             limit,
             shared,
             thread: Mutex::new(Some(handle)),
+            pid: std::process::id(),
         })
     }
 
@@ -546,6 +553,18 @@ impl MemoryBudget {
 
 impl Drop for MemoryBudget {
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            // A forked child: `rcu-kswapd` stayed in the parent, and
+            // joining its handle here would wait on a thread that does not
+            // exist (it panicked). Its state lock may have been held at the
+            // fork: touch nothing shared.
+            let handle = match self.thread.get_mut() {
+                Ok(h) => h.take(),
+                Err(p) => p.into_inner().take(),
+            };
+            std::mem::forget(handle);
+            return;
+        }
         lock(&self.shared.state).shutdown = true;
         self.shared.wake.notify_all();
         let handle = lock(&self.thread).take();
