@@ -10,9 +10,12 @@
 //!   bytes or `lazy_batch` entries not yet assigned one; otherwise once its
 //!   oldest entry has waited `lazy_delay` (the kernel's lazy RCU, for a
 //!   trickle). A thread's bulk page goes to its shard once it holds
-//!   `pace_bytes` (or is full), so memory, not only time and count, sets
-//!   the pace; it goes early, asking for a grace period, with a 32nd of
-//!   that once no grace period has started for [`EARLY_PAGE_QUIET`].
+//!   `pace_bytes` in at least [`PAGE_MIN_OBJECTS`] objects (or four times
+//!   that in fewer), or [`PAGE_HANDOFF_OBJECTS`] objects of a 32nd of it,
+//!   or is full, so memory, not only time and count, sets the pace
+//!   ([`page_due_by_pace`]); it goes early, asking for a grace period, with
+//!   a 32nd of `pace_bytes` once no grace period has started for
+//!   [`EARLY_PAGE_QUIET`].
 //! * **Overload.** A shard over `qhimark` is overloaded until under
 //!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
 //! * **Batches.** A worker runs `max(blimit, pending >> 7)` callbacks at a
@@ -79,7 +82,7 @@ pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
 
 /// A page that holds `pace_bytes` goes to its shard once it also holds
 /// this many objects, or [`PAGE_BYTES_FACTOR`] times `pace_bytes`
-/// ([`page_due_by_bytes`]). Each hand-off costs a lock, the shard's cache
+/// ([`page_due_by_pace`]). Each hand-off costs a lock, the shard's cache
 /// lines pulled from the grace-period thread's core, and often a grace
 /// period and its `membarrier`: a cache churning 1–64 KiB values handed a
 /// page off every two retires, and its inserts took 1,000 ns instead of
@@ -97,11 +100,12 @@ pub(crate) const PAGE_BYTES_FACTOR: usize = 4;
 /// A page goes to its shard once it holds this many objects, half its
 /// capacity of 255, if they hold a 32nd of `pace_bytes` (the early page's
 /// 2 KiB; a page of tiny objects, little memory, still waits to be full):
-/// small objects then wait half as long for their page to fill. In the update-heavy bench (32–512 B
-/// values, 1–2 M retires a second per thread) a page of 255 took about
-/// 200 µs to fill, a quarter of the garbage's life; at 128 the mean
-/// garbage fell by about a fifth at the same throughput (BENCHMARKS.md,
-/// "A page of at least eight objects, at most 128").
+/// small objects then wait half as long for their page to fill. In the
+/// update-heavy bench (32–512 B values, 1–2 M retires a second per
+/// thread) a page of 255 took about 200 µs to fill, a quarter of the
+/// garbage's life; at 128 the mean garbage fell by 13–25 % for 2–5 % of
+/// the updates' throughput (BENCHMARKS.md, "Where a cache insert's time
+/// goes, and a page of at least eight objects, at most 128").
 pub(crate) const PAGE_HANDOFF_OBJECTS: usize = 128;
 
 /// The least time between two grace periods a retiring thread starts
@@ -299,7 +303,7 @@ pub(crate) fn page_due_early(
 /// to its shard before it is full: [`PAGE_HANDOFF_OBJECTS`] objects of a
 /// 32nd of `pace_bytes`, or `pace_bytes` in at least [`PAGE_MIN_OBJECTS`]
 /// objects, or [`PAGE_BYTES_FACTOR`] times that.
-pub(crate) fn page_due_by_bytes(p: &Params, bytes: usize, count: usize) -> bool {
+pub(crate) fn page_due_by_pace(p: &Params, bytes: usize, count: usize) -> bool {
     count >= PAGE_HANDOFF_OBJECTS && bytes >= p.pace_bytes / EARLY_PAGE_DIVISOR
         || bytes >= p.pace_bytes
             && (count >= PAGE_MIN_OBJECTS
@@ -582,24 +586,24 @@ mod tests {
         };
         assert_eq!(shard_pace(&p, false, trickle), Pace::Wait(49 * MS));
         // A thread's page goes to its shard at the same mark.
-        assert!(page_due_by_bytes(&p, p.pace_bytes, PAGE_MIN_OBJECTS));
-        assert!(!page_due_by_bytes(&p, p.pace_bytes - 1, PAGE_MIN_OBJECTS));
+        assert!(page_due_by_pace(&p, p.pace_bytes, PAGE_MIN_OBJECTS));
+        assert!(!page_due_by_pace(&p, p.pace_bytes - 1, PAGE_MIN_OBJECTS));
         // Fewer, larger objects: at four times the pace.
         let big = p.pace_bytes * PAGE_BYTES_FACTOR;
-        assert!(!page_due_by_bytes(&p, p.pace_bytes, PAGE_MIN_OBJECTS - 1));
-        assert!(!page_due_by_bytes(&p, big - 1, PAGE_MIN_OBJECTS - 1));
-        assert!(page_due_by_bytes(&p, big, 1));
+        assert!(!page_due_by_pace(&p, p.pace_bytes, PAGE_MIN_OBJECTS - 1));
+        assert!(!page_due_by_pace(&p, big - 1, PAGE_MIN_OBJECTS - 1));
+        assert!(page_due_by_pace(&p, big, 1));
         // Many small objects: at half a page, once they hold the early
         // page's 2 KiB; tiny ones wait for the page to fill.
         let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
-        assert!(page_due_by_bytes(&p, early, PAGE_HANDOFF_OBJECTS));
-        assert!(!page_due_by_bytes(&p, early - 1, PAGE_HANDOFF_OBJECTS));
-        assert!(!page_due_by_bytes(&p, 10 * early, PAGE_HANDOFF_OBJECTS - 1));
+        assert!(page_due_by_pace(&p, early, PAGE_HANDOFF_OBJECTS));
+        assert!(!page_due_by_pace(&p, early - 1, PAGE_HANDOFF_OBJECTS));
+        assert!(!page_due_by_pace(&p, 10 * early, PAGE_HANDOFF_OBJECTS - 1));
         let off = Params {
             pace_bytes: usize::MAX,
             ..Params::default()
         };
-        assert!(!page_due_by_bytes(&off, 1 << 40, PAGE_HANDOFF_OBJECTS - 1));
+        assert!(!page_due_by_pace(&off, 1 << 40, PAGE_HANDOFF_OBJECTS - 1));
         assert_eq!(shard_pace(&off, false, heavy), Pace::Wait(49 * MS));
     }
 

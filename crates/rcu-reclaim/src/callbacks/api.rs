@@ -394,12 +394,12 @@ impl Rcu {
             && policy::quiet_look_due(count, bytes_held)
             && policy::page_due_early(&cbs.params, bytes_held, || inner.gp.retirer_quiet_for());
         let due = |p: &BulkPage| {
-            early || p.is_full() || policy::page_due_by_bytes(&cbs.params, p.bytes(), p.len())
+            early || p.is_full() || policy::page_due_by_pace(&cbs.params, p.bytes(), p.len())
         };
         if pushed_fast
             && !early
             && count < super::bulk::capacity()
-            && !policy::page_due_by_bytes(&cbs.params, bytes_held, count)
+            && !policy::page_due_by_pace(&cbs.params, bytes_held, count)
         {
             if advance_point
                 && inner.gp.try_complete_in_progress()
