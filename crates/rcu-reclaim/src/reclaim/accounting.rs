@@ -1,5 +1,5 @@
 //! An accounting global allocator: live heap bytes, counted cheaply, for
-//! [`MemoryBudget`](crate::reclaim::MemoryBudget) and the demo.
+//! [`MemoryBudget`] and the demo.
 //!
 //! Each thread batches its allocations and frees in a thread-local delta and
 //! folds it into one global counter once it reaches ±16 KiB, so the fast
