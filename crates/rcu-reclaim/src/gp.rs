@@ -778,11 +778,7 @@ impl GracePeriods {
                 waited_ms = waited.as_millis() as u64,
                 "{msg}"
             );
-            // As the kernel prints its stall warnings whatever the log
-            // level: a stall is never silent for want of a subscriber.
-            if tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>()) {
-                eprintln!("{msg}");
-            }
+            crate::sys::eprint_if_unobserved(&msg);
         }
         limit.min(Duration::from_secs(1))
     }

@@ -148,6 +148,16 @@ pub(crate) fn thread_exited(tid: i32) -> bool {
     }
 }
 
+/// Prints `msg` on standard error when no `tracing` subscriber is
+/// installed (the caller has logged it through `tracing` already): as the
+/// kernel prints its stall warnings whatever the log level, a warning that
+/// names a stall or a misuse is never silent for want of a subscriber.
+pub(crate) fn eprint_if_unobserved(msg: &str) {
+    if tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>()) {
+        eprintln!("{msg}");
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

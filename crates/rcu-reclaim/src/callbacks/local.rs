@@ -399,6 +399,16 @@ mod loom_tests {
     use loom::thread;
     use std::sync::Arc;
 
+    /// The owner's fast push of `p`, a boxed `u64` booked as 8 plain bytes,
+    /// its drain free to pop into `popped`.
+    ///
+    /// # Safety
+    /// `p` is from `Box::<u64>::into_raw`, not queued yet.
+    unsafe fn push_u64(buf: &LocalBuffer, p: *mut (), popped: &mut Popped) -> bool {
+        // SAFETY: per the contract, `drop_box::<u64>` drops `p` once.
+        unsafe { buf.try_push(Flavor::Mb, p, drop_box::<u64>, 8, true, || true, popped) }
+    }
+
     #[test]
     fn owner_pushes_and_stealer_takes_never_overlap() {
         loom::model(|| {
@@ -413,17 +423,7 @@ mod loom_tests {
                     // SAFETY: `p` is from `Box::into_raw`, dropped once by
                     // whoever ends up holding the page.
                     let mut popped = Popped::default();
-                    if !unsafe {
-                        b2.try_push(
-                            Flavor::Mb,
-                            p,
-                            drop_box::<u64>,
-                            8,
-                            true,
-                            || true,
-                            &mut popped,
-                        )
-                    } {
+                    if !unsafe { push_u64(&b2, p, &mut popped) } {
                         b2.with_page_owner(|page| {
                             let page = page.get_or_insert_with(|| {
                                 BulkPage::allocate(&a2).expect("system pages")
@@ -485,17 +485,7 @@ mod loom_tests {
                 let p = Box::into_raw(Box::new(7u64)).cast::<()>();
                 // SAFETY: from `Box::into_raw`; the page holding it is
                 // emptied below.
-                let pushed = unsafe {
-                    b2.try_push(
-                        Flavor::Mb,
-                        p,
-                        drop_box::<u64>,
-                        8,
-                        true,
-                        || true,
-                        &mut popped,
-                    )
-                };
+                let pushed = unsafe { push_u64(&b2, p, &mut popped) };
                 if !pushed {
                     b2.with_page_owner(|page| {
                         let page = page

@@ -482,11 +482,7 @@ impl Reclaimer {
                         reg.name
                     );
                     tracing::warn!("{msg}");
-                    if tracing::dispatcher::get_default(|d| {
-                        d.is::<tracing::subscriber::NoSubscriber>()
-                    }) {
-                        eprintln!("{msg}");
-                    }
+                    crate::sys::eprint_if_unobserved(&msg);
                     break;
                 }
                 spins += 1;
