@@ -579,6 +579,14 @@ impl Rcu {
     ///     me.quiescent_state(); // nothing from a section is held here
     ///     rcu.collect(); // so the grace periods can end, and this frees
     /// }
+    /// // (On a loaded machine the loop may outrun every grace period: the
+    /// // thread goes on reporting and collecting, as an event loop would.)
+    /// let start = std::time::Instant::now();
+    /// while rcu.pending_bytes() >= 1000 * 1024 && start.elapsed().as_secs() < 10 {
+    ///     me.quiescent_state();
+    ///     rcu.collect();
+    ///     std::thread::yield_now();
+    /// }
     /// assert!(rcu.pending_bytes() < 1000 * 1024);
     /// ```
     ///
