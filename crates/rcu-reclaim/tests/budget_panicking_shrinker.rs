@@ -1,5 +1,6 @@
-//! A shrinker that panics once on the background reclaimer's thread does
-//! not end background reclaim for the budget's lifetime.
+//! A shrinker, or the usage function, that panics once on the background
+//! reclaimer's thread does not end background reclaim for the budget's
+//! lifetime.
 
 mod common;
 
@@ -54,6 +55,53 @@ fn background_reclaim_outlives_a_panicking_shrinker() {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "background reclaim stopped after a shrinker's panic: {:?}",
+            budget.stats()
+        );
+        let _ = budget.check();
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Frees `used` in `UNIT` objects; never panics.
+struct Cache(Arc<AtomicUsize>);
+
+impl Shrinker for Cache {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.0.load(Ordering::SeqCst) / UNIT
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        common::free_units(&self.0, UNIT, ctl)
+    }
+}
+
+#[test]
+fn background_reclaim_outlives_a_usage_function_that_panics_once() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    reclaimer.set_oom_handler(|_| {});
+    let used = Arc::new(AtomicUsize::new(0));
+    reclaimer.register(Arc::new(Cache(used.clone())));
+    let u = used.clone();
+    let panicked = AtomicBool::new(false);
+    // Its first call on the background reclaimer's thread panics (a
+    // transient failure to read the usage, say): the thread's first look
+    // at the usage, before any reclaim.
+    let budget = MemoryBudget::new(64 * MIB, reclaimer, move || {
+        if thread::current().name() == Some("rcu-kswapd") && !panicked.swap(true, Ordering::SeqCst)
+        {
+            panic!("the usage function fails once");
+        }
+        u.load(Ordering::SeqCst)
+    });
+    let w = budget.watermarks();
+    // Over `low`, under `min`: only the background reclaimer works.
+    used.store(w.low + 2 * MIB, Ordering::SeqCst);
+    assert!(budget.check());
+    let t = Instant::now();
+    while used.load(Ordering::SeqCst) > w.high {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "background reclaim stopped after the usage function panicked: {:?}",
             budget.stats()
         );
         let _ = budget.check();

@@ -604,24 +604,26 @@ fn background(shared: &Weak<Shared>) {
             }
             st.requested = false;
         }
-        if (s.usage)() > s.marks.low {
-            s.background_runs.fetch_add(1, Ordering::Relaxed);
-            // An RCU-unaware reclaimer (kept for comparison) signals nothing.
-            let _pressure = s
-                .reclaimer
-                .rcu_loop_enabled()
-                .then(|| s.reclaimer.rcu().pressure_start_all());
-            // A panic in the caller's code (a shrinker, the OOM handler,
-            // the usage function) would end this thread, and with it
-            // background reclaim for the budget's lifetime: report it and
-            // go on (the reclaim turn and the marks restore on unwind).
-            let run = crate::sync::catch_panic(|| s.reclaim_to_high(false));
-            if run.is_err() {
-                tracing::error!(
-                    "rcu-reclaim: background reclaim (rcu-kswapd) panicked in a shrinker, the \
-                     OOM handler or the usage function; it goes on at the next wake-up"
-                );
+        // A panic in the caller's code (a shrinker, the OOM handler, the
+        // usage function, here or in the reclaim) would end this thread,
+        // and with it background reclaim for the budget's lifetime: report
+        // it and go on (the reclaim turn and the marks restore on unwind).
+        let run = crate::sync::catch_panic(|| {
+            if (s.usage)() > s.marks.low {
+                s.background_runs.fetch_add(1, Ordering::Relaxed);
+                // An RCU-unaware reclaimer (kept for comparison) signals nothing.
+                let _pressure = s
+                    .reclaimer
+                    .rcu_loop_enabled()
+                    .then(|| s.reclaimer.rcu().pressure_start_all());
+                s.reclaim_to_high(false);
             }
+        });
+        if run.is_err() {
+            tracing::error!(
+                "rcu-reclaim: background reclaim (rcu-kswapd) panicked in a shrinker, the \
+                 OOM handler or the usage function; it goes on at the next wake-up"
+            );
         }
     }
 }
