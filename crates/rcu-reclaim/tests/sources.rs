@@ -469,3 +469,92 @@ fn a_cgroup_v2_path_that_is_no_directory_is_named_as_such() {
     let e = CgroupV2::open(std::env::temp_dir()).unwrap_err();
     assert!(e.reason.contains("memory controller is not enabled"), "{e}");
 }
+
+/// Its first `wait` says critical, its second panics, the rest are quiet.
+struct PanicsOnce(u32);
+
+impl PressureSource for PanicsOnce {
+    fn describe(&self) -> String {
+        "panics-once".into()
+    }
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+        self.0 += 1;
+        match self.0 {
+            1 => Ok(Some(Level::Critical)),
+            2 => panic!("the source fails"),
+            _ => {
+                thread::sleep(timeout);
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[test]
+fn a_source_that_panics_is_a_failing_source_and_its_signal_ends() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let monitor = PressureMonitor::start(
+        &rcu,
+        Box::new(PanicsOnce(0)),
+        Duration::from_millis(20),
+        None,
+    );
+    // The panic neither ends the monitor's thread with the signal held
+    // (the domain under pressure for the monitor's lifetime) nor goes
+    // unreported.
+    wait_until("the signal ends after the source panicked", || {
+        let s = monitor.stats();
+        s.episodes == 1 && !s.active && rcu.pressure() == 0
+    });
+    let s = monitor.stats();
+    assert_eq!(s.errors, 1, "{s:?}");
+    let e = s.last_error.unwrap();
+    assert!(
+        e.contains("panics-once") && e.contains("the source fails"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_budget_usage_that_panics_on_an_event_leaves_the_monitor_watching() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let panicked = AtomicBool::new(false);
+    // Over `min` (the event's check reclaims directly), and its first call
+    // on the monitor's thread panics.
+    let budget = Arc::new(MemoryBudget::new(
+        1 << 20,
+        Arc::new(Reclaimer::new(&rcu)),
+        move || {
+            if thread::current().name() == Some("rcu-pressure")
+                && !panicked.swap(true, Ordering::SeqCst)
+            {
+                panic!("the usage function fails");
+            }
+            0
+        },
+    ));
+    let (tx, source) = SyntheticSource::new();
+    let monitor = PressureMonitor::start(
+        &rcu,
+        Box::new(source),
+        Duration::from_millis(20),
+        Some(budget),
+    );
+    tx.send(Level::Medium).unwrap();
+    wait_until("the panic is reported", || monitor.stats().errors == 1);
+    assert!(monitor
+        .stats()
+        .last_error
+        .unwrap()
+        .contains("the usage function fails"));
+    wait_until("the first signal ends", || rcu.pressure() == 0);
+    // Still watching: the next event raises the signal again.
+    tx.send(Level::Medium).unwrap();
+    wait_until("a second episode", || monitor.stats().episodes == 2);
+    wait_until("the second signal ends", || rcu.pressure() == 0);
+}

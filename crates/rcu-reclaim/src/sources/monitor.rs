@@ -45,7 +45,8 @@ pub struct MonitorStats {
     pub episodes: u64,
     /// Whether the monitor holds a pressure signal on RCU now.
     pub active: bool,
-    /// Errors from the source (the monitor keeps retrying).
+    /// Errors from the source, and panics in it or in the reclaim its
+    /// events run (the monitor keeps retrying).
     pub errors: u64,
     /// The last error, if any.
     pub last_error: Option<String>,
@@ -160,7 +161,7 @@ impl PressureMonitor {
         });
         let description = source.describe();
         tracing::info!(source = %description, "rcu-reclaim: pressure monitor started");
-        let (s, r) = (shared.clone(), rcu.clone());
+        let (s, r, name) = (shared.clone(), rcu.clone(), description.clone());
         let thread = thread::Builder::new()
             .name("rcu-pressure".into())
             .spawn(move || {
@@ -168,7 +169,7 @@ impl PressureMonitor {
                     budget: budget.as_deref(),
                     reclaimer: reclaimer.as_deref(),
                 };
-                run(&s, &r, source.as_mut(), quiet, link)
+                run(&s, &r, (source.as_mut(), &name), quiet, link)
             });
         let thread = match thread {
             Ok(t) => Some(t),
@@ -271,7 +272,14 @@ struct Link<'a> {
     reclaimer: Option<&'a Reclaimer>,
 }
 
-fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, link: Link<'_>) {
+/// `source`: the source and its description (taken once, at the start).
+fn run(
+    s: &Shared,
+    rcu: &Rcu,
+    (source, name): (&mut dyn PressureSource, &str),
+    quiet: Duration,
+    link: Link<'_>,
+) {
     let tick = quiet.clamp(Duration::from_millis(1), Duration::from_millis(100));
     // Whether this thread holds the signal in `s.guard`.
     let mut held = false;
@@ -285,7 +293,18 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
     let mut freed_since_trim = 0usize;
     while !s.stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
-        let result = source.wait(tick);
+        // A source of the caller's that panics is a failing source: the
+        // thread goes on (with the backoff), and the signal it holds ends
+        // after `quiet` as usual instead of lasting as long as the monitor.
+        let result = crate::sync::catch_panic(|| source.wait(tick)).unwrap_or_else(|msg| {
+            Err(SourceError::new(
+                name,
+                format!(
+                    "the source panicked: {}",
+                    msg.as_deref().unwrap_or("(no message)")
+                ),
+            ))
+        });
         if result.is_ok() {
             failing = 0;
         }
@@ -303,23 +322,38 @@ fn run(s: &Shared, rcu: &Rcu, source: &mut dyn PressureSource, quiet: Duration, 
                     s.episodes.fetch_add(1, Ordering::Relaxed);
                     s.active.store(true, Ordering::Relaxed);
                 }
-                if let Some(b) = link.budget {
-                    b.check();
-                }
-                // The machine (or the cgroup) is short of memory: caches
-                // give back a share, as the kernel's shrinkers do under
-                // reclaim, whatever the budget's own usage.
-                if let Some(r) = link.reclaimer {
-                    let done = match level {
-                        Level::Critical => r.shrink(2),
-                        Level::Medium => r.shrink(4),
-                        Level::Low => Default::default(),
-                    };
-                    // Freed at once, or queued for RCU (freed a grace
-                    // period on, by the run below or by the domain).
-                    freed_since_trim = freed_since_trim
-                        .saturating_add(done.freed_bytes)
-                        .saturating_add(done.queued_via_rcu_bytes);
+                // The caller's code (the budget's usage function, a
+                // shrinker, the OOM handler) may panic: report it and go
+                // on watching, as the budget's background reclaimer does.
+                let linked = crate::sync::catch_panic(|| {
+                    if let Some(b) = link.budget {
+                        b.check();
+                    }
+                    // The machine (or the cgroup) is short of memory: caches
+                    // give back a share, as the kernel's shrinkers do under
+                    // reclaim, whatever the budget's own usage.
+                    if let Some(r) = link.reclaimer {
+                        let done = match level {
+                            Level::Critical => r.shrink(2),
+                            Level::Medium => r.shrink(4),
+                            Level::Low => Default::default(),
+                        };
+                        // Freed at once, or queued for RCU (freed a grace
+                        // period on, by the run below or by the domain).
+                        freed_since_trim = freed_since_trim
+                            .saturating_add(done.freed_bytes)
+                            .saturating_add(done.queued_via_rcu_bytes);
+                    }
+                });
+                if let Err(msg) = linked {
+                    let text = format!(
+                        "reclaim on a pressure event panicked (in the budget's usage function, a \
+                         shrinker or the OOM handler): {}",
+                        msg.as_deref().unwrap_or("(no message)")
+                    );
+                    tracing::error!("rcu-reclaim: {text}; the monitor goes on");
+                    s.errors.fetch_add(1, Ordering::Relaxed);
+                    *lock(&s.last_error) = Some(text);
                 }
                 // The level sets how hard RCU works for it right now, as
                 // reclaim's priority would: critical drains the backlog.
