@@ -119,7 +119,11 @@ pub(crate) fn flood(sh: Arc<Shared>) {
 /// or on all of them.
 pub(crate) fn flap(sh: Arc<Shared>) {
     let mut rng = Rng::new(sh.cfg.seed ^ 0xf1a9);
-    let half = Duration::from_secs_f64(0.5 / sh.cfg.pressure_hz);
+    // A rate near 0 makes a half period past what a `Duration` (or an
+    // `Instant` plus it) holds; a day (the CLI's longest run) is as good.
+    const LONGEST: Duration = Duration::from_secs(86_400);
+    let half =
+        Duration::try_from_secs_f64(0.5 / sh.cfg.pressure_hz).map_or(LONGEST, |d| d.min(LONGEST));
     let nodes = sh.rcu.topology().nodes() as u64;
     while !sh.stop.load(Ordering::Relaxed) {
         let guard = if rng.below(4) == 0 {

@@ -105,6 +105,16 @@ fn pressure_flapping_enters_fast_mode() {
 }
 
 #[test]
+fn a_pressure_rate_near_zero_holds_one_long_signal_instead_of_panicking() {
+    // 0.5 / hz seconds is past what a Duration holds: the flapping thread
+    // panicked converting it, and the run ended in FAILURE.
+    let mut c = config(300);
+    c.pressure_hz = 1e-300;
+    let r = run_ok(&c);
+    assert!(r.flaps <= 1, "{r}");
+}
+
+#[test]
 fn churn_and_reader_delays() {
     let mut c = config(1500);
     c.churn = true;
