@@ -573,6 +573,34 @@ fn bench_rejects_bad_arguments_naming_the_flag() {
         ),
         (&["bench", "--threads", "0"][..], "--threads"),
         (&["bench", "--keys", "5"][..], "--keys"),
+        // 10M keys of 16 MiB: 160 TiB, no machine's memory (the run
+        // allocated until the allocator aborted the process).
+        (
+            &[
+                "bench",
+                "--keys",
+                "10000000",
+                "--payload-min",
+                "16M",
+                "--payload-max",
+                "16M",
+                "--no-plot",
+            ][..],
+            "the read-mostly scenario's table of --keys 10000000 with payloads of 16M",
+        ),
+        (
+            &[
+                "bench",
+                "--scenario",
+                "budget",
+                "--keys",
+                "10000000",
+                "--budget-payload-max",
+                "16M",
+                "--no-plot",
+            ][..],
+            "or --budget-payload-max",
+        ),
         (&["bench", "--budget", "1M"][..], "16M to 64G"),
         (&["bench", "--scenario", "write-only"][..], "--scenario"),
         (

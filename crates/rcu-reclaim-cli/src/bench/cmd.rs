@@ -357,7 +357,7 @@ impl BenchArgs {
         } else {
             None
         };
-        let dcache = scenarios
+        let dcache: Vec<(Scenario, Workload)> = scenarios
             .into_iter()
             .filter_map(|s| {
                 let w = match s {
@@ -382,8 +382,44 @@ impl BenchArgs {
                 Some((s, w))
             })
             .collect();
+        check_memory(&dcache, super::cache::cmd::mem_available())?;
         Ok(Plan { dcache, cache })
     }
+}
+
+/// Refuses a scenario whose table could outgrow the machine: every key
+/// may come to hold a payload (crossbeam-epoch and seize have no budget, so
+/// not even the budget scenario bounds them), and runs with 16 MiB payloads
+/// took every byte of memory until the allocator aborted the process.
+/// The table's full size must fit in half of `avail` (`None`: unknown, no
+/// check), as the cache scenario's guard does.
+fn check_memory(dcache: &[(Scenario, Workload)], avail: Option<usize>) -> Result<(), String> {
+    let Some(avail) = avail else { return Ok(()) };
+    for (s, w) in dcache {
+        let mean = w.payload_min / 2 + w.payload_max / 2;
+        let need = usize::try_from(w.keys)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(mean.max(1));
+        if need > avail / 2 {
+            let payload = if *s == Scenario::Budget {
+                "--budget-payload-max"
+            } else {
+                "--payload-max"
+            };
+            return Err(format!(
+                "the {} scenario's table of --keys {} with payloads of {} on average may hold \
+                 about {}, and about {} of memory is available (a run may use half): lower \
+                 --keys (at most {} with these payloads) or {payload}",
+                s.name(),
+                w.keys,
+                args::show_size_about(mean),
+                args::show_size_about(need),
+                args::show_size_about(avail),
+                avail / 2 / mean.max(1),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The backends this build has, rcu-reclaim first.

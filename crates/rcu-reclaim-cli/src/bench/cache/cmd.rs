@@ -74,7 +74,7 @@ const WARMUP_SHARE: f64 = 0.2;
 const TRACE_OPS: usize = 1 << 23;
 
 /// MemAvailable from /proc/meminfo, in bytes.
-fn mem_available() -> Option<usize> {
+pub(crate) fn mem_available() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
