@@ -443,6 +443,19 @@ pub(crate) fn fast_until(completed: u64) -> u64 {
     completed + FAST_MODE_HOLD_GPS
 }
 
+/// How long the background reclaimer (`rcu-kswapd`) sleeps between looks
+/// nobody asked for: 10 ms, so a budget nobody checks is still watched;
+/// after `panics_in_a_row` looks that panicked (a shrinker, the OOM handler
+/// or the usage function failing every time), twice as long per panic, up
+/// to a second, so a broken callback is not run (and its panic message
+/// printed) a hundred times a second. A request (`MemoryBudget::check`
+/// over `low`) still wakes it at once.
+pub(crate) fn kswapd_idle_wait(panics_in_a_row: u32) -> Duration {
+    const IDLE: Duration = Duration::from_millis(10);
+    const MOST: Duration = Duration::from_secs(1);
+    IDLE.saturating_mul(1 << panics_in_a_row.min(7)).min(MOST)
+}
+
 /// Bytes pending on the nodes that make an expedited grace period worth it
 /// at `priority` (12 gentle .. 0 desperate): 64 KiB << priority, so 4 MiB at
 /// priority 6 and 64 KiB at priority 0.
@@ -490,6 +503,15 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn kswapd_looks_less_often_while_every_look_panics() {
+        assert_eq!(kswapd_idle_wait(0), 10 * MS);
+        assert_eq!(kswapd_idle_wait(1), 20 * MS);
+        assert_eq!(kswapd_idle_wait(6), 640 * MS);
+        assert_eq!(kswapd_idle_wait(7), Duration::from_secs(1));
+        assert_eq!(kswapd_idle_wait(u32::MAX), Duration::from_secs(1));
+    }
 
     #[test]
     fn overload_has_hysteresis_between_the_marks() {

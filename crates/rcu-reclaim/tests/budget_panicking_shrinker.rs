@@ -1,6 +1,7 @@
 //! A shrinker, or the usage function, that panics once on the background
 //! reclaimer's thread does not end background reclaim for the budget's
-//! lifetime.
+//! lifetime, and one that panics every time is looked at less and less
+//! often (while a request still wakes the reclaimer at once).
 
 mod common;
 
@@ -105,6 +106,49 @@ fn background_reclaim_outlives_a_usage_function_that_panics_once() {
             budget.stats()
         );
         let _ = budget.check();
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_usage_function_that_always_panics_is_looked_at_less_and_less_often() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let used = Arc::new(AtomicUsize::new(0));
+    reclaimer.register(Arc::new(Cache(used.clone())));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failing = Arc::new(AtomicBool::new(true));
+    let (u, c, f) = (used.clone(), calls.clone(), failing.clone());
+    // Broken on the background reclaimer's thread until told otherwise.
+    let budget = MemoryBudget::new(64 * MIB, reclaimer, move || {
+        if thread::current().name() == Some("rcu-kswapd") {
+            c.fetch_add(1, Ordering::SeqCst);
+            if f.load(Ordering::SeqCst) {
+                panic!("the usage function always fails on rcu-kswapd");
+            }
+        }
+        u.load(Ordering::SeqCst)
+    });
+    // Unasked, the thread looked every 10 ms (60 panics in 600 ms); now
+    // 10, 20, 40 ... ms apart: 6 in 600 ms.
+    thread::sleep(Duration::from_millis(600));
+    let looks = calls.load(Ordering::SeqCst);
+    assert!(
+        (1..=12).contains(&looks),
+        "{looks} panicking looks in 600 ms"
+    );
+    // Fixed, and asked: it reclaims at once, not after its long sleep.
+    failing.store(false, Ordering::SeqCst);
+    let w = budget.watermarks();
+    used.store(w.low + 2 * MIB, Ordering::SeqCst);
+    let t = Instant::now();
+    while used.load(Ordering::SeqCst) > w.high {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "background reclaim did not resume: {:?}",
+            budget.stats()
+        );
+        assert!(budget.check());
         thread::sleep(Duration::from_millis(5));
     }
 }

@@ -16,6 +16,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::reclaimer::{reclaim_allowed, Reclaimer};
+use crate::policy;
 use crate::pressure::NodeMask;
 use crate::sync::lock_std as lock;
 
@@ -586,19 +587,25 @@ impl fmt::Debug for MemoryBudget {
 /// The background reclaimer: sleeps until woken (or every 10 ms, so a
 /// budget nobody checks is still watched), then reclaims to `high` under a
 /// pressure signal on RCU. A panic in a reclaim is reported, and the
-/// thread goes on.
+/// thread goes on; while every look panics, its unasked looks come less
+/// often ([`policy::kswapd_idle_wait`]).
 fn background(shared: &Weak<Shared>) {
+    let mut panics_in_a_row: u32 = 0;
     loop {
         let Some(s) = shared.upgrade() else { return };
         {
-            let st = lock(&s.state);
+            let mut st = lock(&s.state);
             if st.shutdown {
                 return;
             }
-            let (mut st, _) = match s.wake.wait_timeout(st, Duration::from_millis(10)) {
-                Ok(r) => r,
-                Err(p) => p.into_inner(),
-            };
+            // A request made while the last reclaim ran is not waited for.
+            if !st.requested {
+                let idle = policy::kswapd_idle_wait(panics_in_a_row);
+                st = match s.wake.wait_timeout(st, idle) {
+                    Ok((st, _)) => st,
+                    Err(p) => p.into_inner().0,
+                };
+            }
             if st.shutdown {
                 return;
             }
@@ -620,10 +627,15 @@ fn background(shared: &Weak<Shared>) {
             }
         });
         if run.is_err() {
+            panics_in_a_row = panics_in_a_row.saturating_add(1);
             tracing::error!(
                 "rcu-reclaim: background reclaim (rcu-kswapd) panicked in a shrinker, the \
-                 OOM handler or the usage function; it goes on at the next wake-up"
+                 OOM handler or the usage function ({panics_in_a_row} in a row); it goes on at \
+                 the next request, or unasked after {:?}",
+                policy::kswapd_idle_wait(panics_in_a_row)
             );
+        } else {
+            panics_in_a_row = 0;
         }
     }
 }
