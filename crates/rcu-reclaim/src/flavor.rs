@@ -61,3 +61,22 @@ pub(crate) fn writer_barrier(flavor: Flavor) {
         _ => fence(Ordering::SeqCst),
     }
 }
+
+/// The reader's half of the pairing (the read side's fences, and the
+/// callback queues' owner fence that mirrors it): a compiler fence for memb,
+/// which the writer's `membarrier` turns into a full fence on every thread;
+/// a full fence otherwise.
+///
+/// Under Miri the memb flavor fences as mb does: Miri has no `membarrier`,
+/// and the writer's stand-in (`sys::membarrier`, a SeqCst fence on the
+/// writer alone) orders nothing on the readers' side, so a compiler fence
+/// here would let Miri run executions the kernel rules out and report
+/// use-after-frees that cannot happen.
+#[inline(always)]
+pub(crate) fn reader_fence(flavor: Flavor) {
+    match flavor {
+        #[cfg(not(miri))]
+        Flavor::Memb => std::sync::atomic::compiler_fence(Ordering::SeqCst),
+        _ => fence(Ordering::SeqCst),
+    }
+}

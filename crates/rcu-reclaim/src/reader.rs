@@ -21,13 +21,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr;
-use std::sync::atomic::{compiler_fence, Ordering};
+use std::sync::atomic::Ordering;
 
 use crossbeam_utils::CachePadded;
 
 use crate::callbacks::bulk::BulkPage;
 use crate::callbacks::local::LocalBuffer;
-use crate::flavor::Flavor;
+use crate::flavor::{reader_fence, Flavor};
 use crate::sync::{fence, lock, Arc, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Mutex};
 
 /// One thread's reader state in one domain.
@@ -651,13 +651,10 @@ pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, flavor: Flavor) {
     if n == 0 {
         let ctr = gp_ctr.load(Ordering::Relaxed);
         slot.ctr.store(ctr, Ordering::Relaxed);
-        match flavor {
-            // The writer's membarrier() turns this into a full fence.
-            Flavor::Memb => compiler_fence(Ordering::SeqCst),
-            // A QSBR domain's writers issue a fence, not `membarrier`: a
-            // guard section there is an mb one.
-            Flavor::Mb | Flavor::Qsbr => fence(Ordering::SeqCst),
-        }
+        // Memb: the writer's membarrier() turns this compiler fence into a
+        // full fence. A QSBR domain's writers issue a fence, not
+        // `membarrier`: a guard section there is an mb one.
+        reader_fence(flavor);
     }
     // 64 bits cannot wrap (see `Slot::nest`).
     slot.nest.set(n + 1);
@@ -683,12 +680,9 @@ pub(crate) fn section_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
     if n == 0 {
         // Release: the section's loads happen before a writer that sees 0.
         slot.ctr.store(0, Ordering::Release);
-        match flavor {
-            // A parked writer issues membarrier() after raising `waiter`,
-            // so this compiler fence cannot miss its flag.
-            Flavor::Memb => compiler_fence(Ordering::SeqCst),
-            Flavor::Mb | Flavor::Qsbr => fence(Ordering::SeqCst),
-        }
+        // Memb: a parked writer issues membarrier() after raising
+        // `waiter`, so the compiler fence cannot miss its flag.
+        reader_fence(flavor);
         registry.wake_writer();
     }
 }

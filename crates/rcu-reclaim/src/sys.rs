@@ -10,6 +10,7 @@ const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 
+#[cfg(not(miri))]
 fn membarrier(cmd: libc::c_int) -> io::Result<libc::c_long> {
     // SAFETY: membarrier takes two integer arguments (cmd, flags) and touches
     // no memory of ours; an unknown command fails with EINVAL.
@@ -19,6 +20,20 @@ fn membarrier(cmd: libc::c_int) -> io::Result<libc::c_long> {
     } else {
         Ok(r)
     }
+}
+
+/// Miri has no `membarrier`: the query offers the expedited command and
+/// every other command is a SeqCst fence on the calling thread only. That
+/// alone is not the kernel's barrier on every thread, so under Miri the
+/// memb flavor's readers issue a real fence too (`flavor::reader_fence`),
+/// as the mb flavor's do: the pairing Miri checks is then the mb one.
+#[cfg(miri)]
+fn membarrier(cmd: libc::c_int) -> io::Result<libc::c_long> {
+    if cmd == MEMBARRIER_CMD_QUERY {
+        return Ok(libc::c_long::from(MEMBARRIER_CMD_PRIVATE_EXPEDITED));
+    }
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    Ok(0)
 }
 
 /// Asks the kernel for `MEMBARRIER_CMD_PRIVATE_EXPEDITED` and registers the
@@ -115,6 +130,14 @@ pub(crate) fn gettid() -> i32 {
 /// kernel files that pressure triggers and notifications are written to,
 /// as opposed to a regular file that a wrong path names (writing a trigger
 /// there would overwrite it and never fire).
+#[cfg(miri)]
+pub(crate) fn on_kernel_fs(_file: &std::fs::File) -> bool {
+    // Miri has no `fstatfs` (nor procfs or cgroup file systems to find).
+    false
+}
+
+/// See the Miri version above.
+#[cfg(not(miri))]
 pub(crate) fn on_kernel_fs(file: &std::fs::File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: `st` is written by the call; the descriptor is open.
@@ -137,6 +160,20 @@ pub(crate) fn on_kernel_fs(file: &std::fs::File) -> bool {
 /// looked for instead). A thread still running its thread-local
 /// destructors has not exited.
 pub(crate) fn thread_exited(tid: i32) -> bool {
+    // Miri has neither `tgkill` nor `/proc`: every thread is taken to run
+    // still, the answer that never ends a section early (an exited thread's
+    // raw sections then hold grace periods up, as a live thread's would).
+    #[cfg(miri)]
+    {
+        let _ = tid;
+        false
+    }
+    #[cfg(not(miri))]
+    thread_exited_os(tid)
+}
+
+#[cfg(not(miri))]
+fn thread_exited_os(tid: i32) -> bool {
     // SAFETY: signal 0 sends nothing; the call only looks the thread up.
     let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
     if r == 0 {
@@ -163,6 +200,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "Miri has no tgkill nor /proc: threads never read as exited"
+    )]
     fn a_thread_is_seen_to_exit() {
         assert!(!thread_exited(gettid()), "this thread runs");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -191,7 +232,8 @@ mod tests {
 /// `malloc_trim`; elsewhere nothing): memory freed by `free` otherwise
 /// stays charged to the process (its RSS, its cgroup's usage).
 pub(crate) fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // Miri has no `malloc_trim` (its allocator is its own).
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(miri)))]
     // SAFETY: malloc_trim has no preconditions.
     unsafe {
         libc::malloc_trim(0);

@@ -173,11 +173,7 @@ impl Topology {
     /// The shard the calling thread should use: its current CPU (or the
     /// override set with `override_current_cpu`, a `testing` hook) folded into range.
     pub(crate) fn current_cpu(&self) -> usize {
-        let cpu = CPU_OVERRIDE.with(Cell::get).unwrap_or_else(|| {
-            // SAFETY: sched_getcpu takes no arguments; it returns -1 on error.
-            let c = unsafe { libc::sched_getcpu() };
-            usize::try_from(c).unwrap_or(0)
-        });
+        let cpu = CPU_OVERRIDE.with(Cell::get).unwrap_or_else(sched_getcpu);
         cpu % self.cpus()
     }
 }
@@ -189,6 +185,27 @@ impl fmt::Debug for Topology {
             .field("nodes", &self.cpus_of_node)
             .finish()
     }
+}
+
+/// The CPU the calling thread runs on (0 if the kernel cannot say).
+#[cfg(not(miri))]
+fn sched_getcpu() -> usize {
+    // SAFETY: sched_getcpu takes no arguments; it returns -1 on error.
+    let c = unsafe { libc::sched_getcpu() };
+    usize::try_from(c).unwrap_or(0)
+}
+
+/// Miri has no `sched_getcpu`: each thread gets a CPU of its own, numbered
+/// in the order threads first ask, so per-CPU sharding (and the stealing
+/// between shards) is still exercised.
+#[cfg(miri)]
+fn sched_getcpu() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static CPU: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    CPU.with(|c| *c)
 }
 
 /// Parses a kernel CPU list such as `0-3,8,10-11`.

@@ -9,11 +9,11 @@
 //! the writer's barrier and waits for the owner to leave.
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{compiler_fence, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::bulk::{bump_relaxed, BulkPage, Deferred};
-use crate::flavor::Flavor;
-use crate::sync::{fence, lock, AtomicBool, Mutex, UnsafeCell};
+use crate::flavor::{reader_fence, Flavor};
+use crate::sync::{lock, AtomicBool, Mutex, UnsafeCell};
 
 /// The most objects one retire may take from its drain.
 const STEP_MAX: usize = crate::policy::DRAIN_STEP_HURRY;
@@ -383,10 +383,7 @@ fn spin_until(done: impl Fn() -> bool) {
 /// The owner's half of the busy/steal handshake (mirrors the read side).
 #[inline]
 fn owner_fence(flavor: Flavor) {
-    match flavor {
-        Flavor::Memb => compiler_fence(Ordering::SeqCst),
-        Flavor::Mb | Flavor::Qsbr => fence(Ordering::SeqCst),
-    }
+    reader_fence(flavor);
 }
 
 /// Loom model of the busy/steal handshake on its own (the domain-level
@@ -395,6 +392,7 @@ fn owner_fence(flavor: Flavor) {
 mod loom_tests {
     use super::*;
     use crate::callbacks::bulk::{drop_box, PageAllocator, SystemPageAllocator};
+    use crate::sync::fence;
     use loom::sync::atomic::AtomicUsize as LoomUsize;
     use loom::thread;
     use std::sync::Arc;
