@@ -5,7 +5,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering;
 
 use crate::domain::Rcu;
@@ -251,14 +251,8 @@ impl<T> RcuCell<T> {
         if old.is_null() {
             return None;
         }
-        Some(Retired {
-            // SAFETY: `old` came from `Box::into_raw` and was just unlinked;
-            // `Retired` releases it only after a grace period.
-            value: Some(unsafe { Box::from_raw(old) }),
-            cookie: self.rcu.get_state(),
-            rcu: self.rcu.clone(),
-            _shared: PhantomData,
-        })
+        // SAFETY: `old` came from `Box::into_raw` and was just unlinked.
+        Some(unsafe { Retired::unlinked(old, &self.rcu) })
     }
 
     /// Publishes `value`, waits for a grace period, and drops the old value.
@@ -402,14 +396,8 @@ impl<T> RcuCell<T> {
             .compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(old) if old.is_null() => Ok(None),
-            Ok(old) => Ok(Some(Retired {
-                // SAFETY: `old` came from `Box::into_raw` and was just
-                // unlinked; `Retired` releases it only after a grace period.
-                value: Some(unsafe { Box::from_raw(old) }),
-                cookie: self.rcu.get_state(),
-                rcu: self.rcu.clone(),
-                _shared: PhantomData,
-            })),
+            // SAFETY: `old` came from `Box::into_raw` and was just unlinked.
+            Ok(old) => Ok(Some(unsafe { Retired::unlinked(old, &self.rcu) })),
             Err(now) => Err(CompareExchangeError {
                 // SAFETY: `new` came from `into_raw` above and was not
                 // published (the exchange failed).
@@ -614,12 +602,18 @@ impl<T: fmt::Debug> fmt::Debug for RcuCell<T> {
 /// std::thread::spawn(move || drop(retired)); // error: `Rc<i32>` cannot be sent between threads safely
 /// ```
 pub struct Retired<T> {
-    value: Option<Box<T>>,
+    /// The unlinked value, from `Box::into_raw`; `None` once consumed. A
+    /// raw pointer, not a `Box`, until its grace period has elapsed:
+    /// readers may still hold `&T` to it, and a `Box` asserts unique
+    /// access (under Stacked Borrows, making or moving one pops the
+    /// readers' shared borrows, so their next read is undefined behaviour;
+    /// Miri reported it on `tests/soundness.rs`).
+    value: Option<NonNull<T>>,
     cookie: Cookie,
     rcu: Rcu,
-    /// Turns off the auto `Send` (which `Box<T>` would give for any
-    /// `T: Send`); the impls below say when it holds.
-    _shared: PhantomData<*const T>,
+    /// Owns a `T` (it drops one); not `Send` or `Sync` by itself: the
+    /// impls below say when it is.
+    _shared: PhantomData<(T, *const T)>,
 }
 
 // SAFETY: a `Retired` on another thread hands out `&T` (`Deref`) while
@@ -631,6 +625,38 @@ unsafe impl<T: Send + Sync> Send for Retired<T> {}
 unsafe impl<T: Sync> Sync for Retired<T> {}
 
 impl<T> Retired<T> {
+    /// The value at `old`, just unlinked from a cell of `rcu`.
+    ///
+    /// # Safety
+    /// `old` is non-null, came from `Box::into_raw`, and is no longer
+    /// reachable by new readers; the `Retired` owns it from here.
+    unsafe fn unlinked(old: *mut T, rcu: &Rcu) -> Retired<T> {
+        Retired {
+            // SAFETY: non-null per our contract.
+            value: Some(unsafe { NonNull::new_unchecked(old) }),
+            cookie: rcu.get_state(),
+            rcu: rcu.clone(),
+            _shared: PhantomData,
+        }
+    }
+
+    /// Takes the value's pointer (the `Retired` is consumed, or being
+    /// dropped, after this).
+    fn take_ptr(&mut self) -> NonNull<T> {
+        self.value.take().expect("value present until consumed")
+    }
+
+    /// Takes the value as a `Box`.
+    ///
+    /// # Safety
+    /// No reader holds a reference to it any more (its grace period has
+    /// elapsed, or no reader ever saw it).
+    unsafe fn take_box(&mut self) -> Box<T> {
+        // SAFETY: from `Box::into_raw` (`unlinked`), taken once
+        // (`take_ptr` empties `value`), and unshared per our contract.
+        unsafe { Box::from_raw(self.take_ptr().as_ptr()) }
+    }
+
     /// The grace-period cookie taken at the unlink.
     ///
     /// ```
@@ -672,7 +698,8 @@ impl<T> Retired<T> {
             "Retired::into_box() (it waits for the value's grace period; \
              Retired::try_into_box() does not)",
         );
-        self.value.take().expect("value present until consumed")
+        // SAFETY: the grace period has elapsed.
+        unsafe { self.take_box() }
     }
 
     /// The value if a grace period has elapsed, else `self` back. Never blocks.
@@ -685,7 +712,8 @@ impl<T> Retired<T> {
     /// ```
     pub fn try_into_box(mut self) -> Result<Box<T>, Self> {
         if self.is_safe() {
-            Ok(self.value.take().expect("value present until consumed"))
+            // SAFETY: the grace period has elapsed.
+            Ok(unsafe { self.take_box() })
         } else {
             Err(self)
         }
@@ -743,16 +771,19 @@ impl<T> Retired<T> {
     where
         T: Send + 'static,
     {
-        let value = self.value.take().expect("value present until consumed");
         // Dropped here only if its drop takes no lock (`anywhere`): this is
         // a retiring call (`RcuCell::store` is one), whose caller may hold
         // a lock that the value's `Drop` takes, even when a grace period
         // has already elapsed (another thread may complete one between the
         // unlink and this call).
         if anywhere && self.rcu.poll(&self.cookie) {
-            drop(value);
+            // SAFETY: the grace period has elapsed.
+            drop(unsafe { self.take_box() });
         } else {
-            self.rcu.defer_drop_as(value, bytes, anywhere);
+            let ptr = self.take_ptr();
+            // SAFETY: from `Box::into_raw`, unlinked, and handed over (the
+            // `Retired` no longer holds it).
+            unsafe { self.rcu.defer_drop_raw(ptr, bytes, anywhere) };
         }
     }
 
@@ -771,7 +802,8 @@ impl<T> Retired<T> {
     /// assert_eq!(*b, 9);
     /// ```
     pub unsafe fn into_box_unchecked(mut self) -> Box<T> {
-        self.value.take().expect("value present until consumed")
+        // SAFETY: no reader holds it, per our contract.
+        unsafe { self.take_box() }
     }
 }
 
@@ -806,8 +838,11 @@ impl<T> Deref for Retired<T> {
         // period, in those methods or in `Drop`), and `&self` keeps it so
         // for the borrow. The access is shared, exactly what readers have,
         // and a `Retired` reaches another thread only if `T: Sync` (its
-        // `Send` and `Sync` impls): no unsafe.
-        self.value.as_deref().expect("value present until consumed")
+        // `Send` and `Sync` impls).
+        let p = self.value.expect("value present until consumed");
+        // SAFETY: as above: live, from `Box::into_raw`, and only ever
+        // shared (no `&mut T` exists until the grace period has elapsed).
+        unsafe { p.as_ref() }
     }
 }
 
@@ -817,13 +852,12 @@ impl<T> Drop for Retired<T> {
             if !self.rcu.poll(&self.cookie) && self.rcu.in_read_section() {
                 if std::thread::panicking() {
                     // Waiting would deadlock and panicking again would abort:
-                    // keep readers safe at the price of a leak.
+                    // keep readers safe at the price of a leak (the raw
+                    // pointer is simply not freed).
                     tracing::error!("rcu-reclaim: a Retired value dropped inside a read-side section during a panic was leaked");
-                    std::mem::forget(value);
                     return;
                 }
                 // Readers may still use it: leak it rather than free it early.
-                std::mem::forget(value);
                 // The section is a guard's (or a raw one), or the thread's
                 // online QSBR registration: name the fix for that one.
                 let fix = if crate::reader::nesting_in(self.rcu.id()) > 0 {
@@ -842,10 +876,12 @@ impl<T> Drop for Retired<T> {
             // Leaked, not dropped, should the wait panic (this thread holds
             // the domain stopped for `fork()`, or a `tracing` subscriber
             // panics on a stall report): readers on other threads may still
-            // hold the value, and the unwind must not free it under them.
-            let value = std::mem::ManuallyDrop::new(value);
+            // hold the value, and the unwind must not free it under them
+            // (a raw pointer is not freed by an unwind).
             self.rcu.cond_synchronize(self.cookie);
-            drop(std::mem::ManuallyDrop::into_inner(value));
+            // SAFETY: from `Box::into_raw`, taken once above, and its grace
+            // period has elapsed.
+            drop(unsafe { Box::from_raw(value.as_ptr()) });
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and the backlog queries, as methods of [`Rcu`].
 
 use std::cell::Cell;
+use std::ptr::NonNull;
 
 use super::local::Popped;
 use super::{bump_relaxed, drop_box, in_callback, BulkPage, Collected};
@@ -9,6 +10,34 @@ use crate::clock::epoch_ms;
 use crate::domain::Rcu;
 use crate::policy;
 use crate::size::ReclaimSize;
+
+/// `Box::into_raw`, as a `NonNull`.
+fn box_into_non_null<T>(value: Box<T>) -> NonNull<T> {
+    // SAFETY: `Box::into_raw` never returns null.
+    unsafe { NonNull::new_unchecked(Box::into_raw(value)) }
+}
+
+/// An unlinked value handed over by raw pointer (see
+/// [`Rcu::defer_drop_raw`]), carried to the callback that drops it after
+/// its grace period. No drop glue: if that callback never runs (a panic on
+/// the way), the value leaks rather than being freed under readers.
+struct HandedOver<T>(NonNull<T>);
+
+// SAFETY: the value is dropped (once) on whichever thread runs the
+// callback, which `T: Send` allows; nothing else is done with it.
+unsafe impl<T: Send> Send for HandedOver<T> {}
+
+impl<T> HandedOver<T> {
+    /// Drops the value.
+    ///
+    /// # Safety
+    /// Its grace period has elapsed (no reader holds it any more).
+    unsafe fn drop_now(self) {
+        // SAFETY: from `Box::into_raw` (`defer_drop_raw`'s contract), and
+        // dropped once (`self` is consumed); no reader is left, per ours.
+        unsafe { drop_box::<T>(self.0.as_ptr().cast()) }
+    }
+}
 
 thread_local! {
     /// Set while this thread must not allocate bulk pages (reclaim runs on
@@ -274,10 +303,35 @@ impl Rcu {
         bytes: usize,
         anywhere: bool,
     ) {
+        // SAFETY: fresh from `Box::into_raw`, handed over here.
+        unsafe { self.defer_drop_raw(box_into_non_null(value), bytes, anywhere) }
+    }
+
+    /// As `defer_drop_as`, for a value the caller holds by raw pointer
+    /// because readers may still hold `&T` to it: the library's own
+    /// retires (`Retired`, the map's nodes and tables) hand the unlinked
+    /// value over this way. Making a `Box` of it first would assert unique
+    /// access while those readers' shared borrows are live (Stacked
+    /// Borrows: their tags are popped, and a later read through them is
+    /// undefined behaviour; Miri reported it). The `Box` is made only
+    /// after the grace period, by `drop_box`.
+    ///
+    /// # Safety
+    /// `ptr` came from `Box::<T>::into_raw`, no new reader can reach it
+    /// (unlinked), and it is handed over: not used by the caller afterwards
+    /// except through references readers took before the unlink.
+    pub(crate) unsafe fn defer_drop_raw<T: Send + 'static>(
+        &self,
+        ptr: NonNull<T>,
+        bytes: usize,
+        anywhere: bool,
+    ) {
         let bytes = policy::booked(bytes);
-        let Err(value) = self.try_defer_drop_as(value, bytes, anywhere) else {
+        // SAFETY: per our contract.
+        let Err(ptr) = (unsafe { self.try_defer_drop_raw(ptr, bytes, anywhere) }) else {
             return;
         };
+        let value = HandedOver(ptr);
         let inner = self.inner();
         inner
             .callbacks
@@ -287,22 +341,21 @@ impl Rcu {
         // Leaked, not dropped, should the wait or the queueing below panic
         // (a `tracing` subscriber panicking on a stall report, say): readers
         // may still hold the value, and the unwind must not free it under
-        // them. Only the callback that runs after the grace period drops it.
-        let value = std::mem::ManuallyDrop::new(value);
+        // them (`HandedOver` has no drop glue). Only the callback that runs
+        // after the grace period drops it.
         if self.in_read_section() {
             // Cannot wait here: queue a (small) callback instead.
-            self.call_sized(
-                move || drop(std::mem::ManuallyDrop::into_inner(value)),
-                bytes,
-            );
+            // SAFETY (of `drop_now`): the callback runs after a grace period.
+            self.call_sized(move || unsafe { value.drop_now() }, bytes);
         } else {
             self.synchronize();
             // Freed after a grace period like any deferred drop: counted
             // (reclaim sees the progress in `bytes_freed`), and a panic is
             // reported to the hook like any deferred drop's.
-            inner.callbacks.run_inline(bytes, move || {
-                drop(std::mem::ManuallyDrop::into_inner(value))
-            });
+            // SAFETY (of `drop_now`): a grace period has elapsed.
+            inner
+                .callbacks
+                .run_inline(bytes, move || unsafe { value.drop_now() });
         }
     }
 
@@ -321,7 +374,11 @@ impl Rcu {
         value: Box<T>,
     ) -> Result<(), Box<T>> {
         let bytes = T::reclaim_size(&value);
-        self.try_defer_drop_as(value, bytes, crate::drops_anywhere::<T>())
+        let anywhere = crate::drops_anywhere::<T>();
+        // SAFETY: fresh from `Box::into_raw`, and ours again if refused.
+        unsafe { self.try_defer_drop_raw(box_into_non_null(value), bytes, anywhere) }
+            // SAFETY: refused, so not queued: the pointer from `into_raw` is ours.
+            .map_err(|p| unsafe { Box::from_raw(p.as_ptr()) })
     }
 
     /// As [`try_defer_drop`](Rcu::try_defer_drop), accounting `bytes`.
@@ -335,25 +392,33 @@ impl Rcu {
         value: Box<T>,
         bytes: usize,
     ) -> Result<(), Box<T>> {
-        self.try_defer_drop_as(value, bytes, !std::mem::needs_drop::<T>())
+        let anywhere = !std::mem::needs_drop::<T>();
+        // SAFETY: fresh from `Box::into_raw`, and ours again if refused.
+        unsafe { self.try_defer_drop_raw(box_into_non_null(value), bytes, anywhere) }
+            // SAFETY: refused, so not queued: the pointer from `into_raw` is ours.
+            .map_err(|p| unsafe { Box::from_raw(p.as_ptr()) })
     }
 
     /// The deferred drop itself; `plain` is `defer_drop_as`'s `anywhere`
     /// (a "plain" page holds only values that drop anywhere: a retiring
-    /// thread may free it).
-    fn try_defer_drop_as<T: Send + 'static>(
+    /// thread may free it). `Err` hands `value` back, not queued.
+    ///
+    /// # Safety
+    /// As [`defer_drop_raw`](Rcu::defer_drop_raw) (on `Err` the caller
+    /// owns `value` again).
+    unsafe fn try_defer_drop_raw<T: Send + 'static>(
         &self,
-        value: Box<T>,
+        value: NonNull<T>,
         bytes: usize,
         plain: bool,
-    ) -> Result<(), Box<T>> {
+    ) -> Result<(), NonNull<T>> {
         let bytes = policy::booked(bytes);
         let inner = self.inner();
         let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's slot, alive while the
         // thread is registered (for as long as this call runs).
         let local = unsafe { &(*slot).local };
-        let ptr = Box::into_raw(value).cast::<()>();
+        let ptr = value.as_ptr().cast::<()>();
         let cbs = &inner.callbacks;
         let mut popped = Popped::default();
         // No drain step from inside a callback or a deferred drop (see
@@ -463,8 +528,8 @@ impl Rcu {
                 // and a worker: the grace-period thread sees to both.
                 self.start_background(true);
             }
-            // SAFETY: `ptr` came from `Box::into_raw` above and was not queued.
-            return Err(unsafe { Box::from_raw(ptr.cast::<T>()) });
+            // Not queued: the caller's again.
+            return Err(value);
         }
         if let Some(target) = advance_to {
             // Drive the grace period from here (never waits): one started

@@ -62,10 +62,12 @@ where
             let n = unsafe { node.as_ref() };
             size_of::<Node<K, V>>().saturating_add((self.weigh)(&n.key, &n.value))
         };
-        // SAFETY: unlinked under its stripe lock, so no new reader can
-        // reach it; the deferred drop waits for the readers that did.
-        let node = unsafe { Box::from_raw(node.as_ptr()) };
-        self.rcu.defer_drop_as(node, bytes, self.drops_anywhere);
+        // SAFETY: from `Box::into_raw`, and unlinked under its stripe lock,
+        // so no new reader can reach it; the deferred drop waits for the
+        // readers that did. Handed over as a raw pointer, not a `Box`:
+        // those readers still hold `&Node`, which a `Box` (unique) would
+        // invalidate.
+        unsafe { self.rcu.defer_drop_raw(node, bytes, self.drops_anywhere) };
     }
 
     /// Inserts `value` for `key`: `true` if the key was new, `false` if it
@@ -520,11 +522,16 @@ where
                 None => return,
             };
             self.buckets.store(next, Ordering::Relaxed);
-            // SAFETY: replaced above; readers that loaded it are in
-            // sections the deferred drop waits for.
-            let old = unsafe { Box::from_raw(current) };
-            let bytes = old.bytes();
-            self.rcu.defer_drop_sized(old, bytes);
+            // SAFETY: replaced above (so non-null and live); readers that
+            // loaded it are in sections the deferred drop waits for, and
+            // read it only (`&Table`): handed over as a raw pointer, since
+            // a `Box` would claim it unique under them.
+            unsafe {
+                let bytes = (*current).bytes();
+                let old = std::ptr::NonNull::new_unchecked(current);
+                self.rcu
+                    .defer_drop_raw(old, bytes, !std::mem::needs_drop::<Table>());
+            }
             if let Some(level) = unlinked {
                 // Unlinked under their stripe locks and named by no
                 // published table: readers that walked onto them are in
