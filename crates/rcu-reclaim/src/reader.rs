@@ -793,7 +793,7 @@ struct QsbrOnline {
     /// This thread's QSBR slots (online or not) and their registries, by
     /// address: a forked child keeps them (`fork.rs` frees every other
     /// thread's slot), and the thread's exit puts them offline.
-    slots: RefCell<Vec<(usize, *const Registry)>>,
+    slots: RefCell<Vec<(*const Slot, *const Registry)>>,
 }
 
 /// At thread exit, every QSBR slot of the thread still registered is
@@ -812,7 +812,7 @@ impl Drop for QsbrOnline {
             // registration, which holds the domain, and so the registry and
             // its slots (freed only with the registry), alive; a listed
             // slot's registration has not been dropped.
-            let (slot, registry) = unsafe { (&*(slot as *const Slot), &*registry) };
+            let (slot, registry) = unsafe { (&*slot, &*registry) };
             slot.abandoned.store(true, Ordering::Relaxed);
             // As in `Registration::drop`.
             fence(Ordering::SeqCst);
@@ -846,8 +846,8 @@ fn qsbr_own_slot(slot: *const Slot, registry: Option<&Registry>) {
         let _ = QSBR_ONLINE.try_with(|o| {
             let mut slots = o.slots.borrow_mut();
             if let Some(registry) = registry {
-                slots.push((slot as usize, registry as *const Registry));
-            } else if let Some(i) = slots.iter().rposition(|&(x, _)| x == slot as usize) {
+                slots.push((slot, registry as *const Registry));
+            } else if let Some(i) = slots.iter().rposition(|&(x, _)| ptr::eq(x, slot)) {
                 slots.swap_remove(i);
             }
         });
@@ -857,7 +857,7 @@ fn qsbr_own_slot(slot: *const Slot, registry: Option<&Registry>) {
 /// Whether `slot` is a QSBR slot of this thread's.
 pub(crate) fn is_own_qsbr_slot(slot: *const Slot) -> bool {
     QSBR_ONLINE
-        .try_with(|o| o.slots.borrow().iter().any(|&(x, _)| x == slot as usize))
+        .try_with(|o| o.slots.borrow().iter().any(|&(x, _)| ptr::eq(x, slot)))
         .unwrap_or(false)
 }
 
