@@ -26,8 +26,11 @@ impl Rng {
 
 #[test]
 fn readers_beside_writers_never_see_a_dropped_value() {
-    const KEYS: u64 = 512;
-    const OPS: usize = 20_000;
+    // Miri interprets some 100 times slower: fewer keys and operations.
+    const KEYS: u64 = if cfg!(miri) { 32 } else { 512 };
+    const OPS: usize = if cfg!(miri) { 300 } else { 20_000 };
+    const CLEAR_EVERY: usize = if cfg!(miri) { 100 } else { 2000 };
+    const AFTER: usize = if cfg!(miri) { 10 } else { 1000 };
     let rcu = Rcu::new(Config::new()).unwrap();
     let drops = Drops::new(4 * OPS);
     let map: RcuHashMap<u64, Val> = RcuHashMap::new_in(&rcu);
@@ -54,7 +57,7 @@ fn readers_beside_writers_never_see_a_dropped_value() {
                             map.get_or_insert_with(k, || Val::new(drops, k), &g)
                                 .check(k);
                         }
-                        _ if i % 2000 == 0 => map.clear(),
+                        _ if i % CLEAR_EVERY == 0 => map.clear(),
                         _ => {
                             map.update(k, |_| Some(Val::new(drops, k)));
                         }
@@ -72,7 +75,7 @@ fn readers_beside_writers_never_see_a_dropped_value() {
                 // On a loaded machine the writers may finish before this
                 // thread first runs: it then reads what they left (a few
                 // rounds at most), so every run checks something.
-                while done.load(Ordering::Acquire) < 2 || (seen == 0 && after < 1000) {
+                while done.load(Ordering::Acquire) < 2 || (seen == 0 && after < AFTER) {
                     if done.load(Ordering::Acquire) == 2 {
                         after += 1;
                     }

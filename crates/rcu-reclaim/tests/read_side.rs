@@ -95,6 +95,10 @@ fn threads_register_on_first_use_and_unregister_at_exit() {
 /// A thread that exits inside raw sections (never unlocked) must not block
 /// grace periods forever: no safe code holds a reference from them.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot tell that a thread has exited (no tgkill, no /proc)"
+)]
 fn thread_exiting_inside_a_section_releases_grace_periods() {
     for rcu in domains() {
         let r = rcu.clone();
@@ -132,6 +136,10 @@ fn thread_exiting_with_a_leaked_guard_holds_grace_periods_up() {
 /// A writer parked on a reader that then exits (inside a raw section,
 /// never unlocked) wakes up.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot tell that a thread has exited (no tgkill, no /proc)"
+)]
 fn thread_exit_during_a_section_wakes_a_waiting_writer() {
     for rcu in domains() {
         let (tx, rx) = mpsc::channel();

@@ -115,6 +115,10 @@ fn slot_abandoned_and_domain_usable(rcu: &Rcu) {
 /// thread (a late unlock on the exiting thread must never touch a slot
 /// someone else owns).
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot tell that a thread has exited (no tgkill, no /proc)"
+)]
 fn a_thread_exiting_inside_a_raw_section_abandons_its_slot() {
     let rcu = Rcu::new(Config::new()).unwrap();
     let r = rcu.clone();
@@ -777,6 +781,7 @@ fn extreme_config_values_keep_the_domain_working() {
 /// panics nor returns early (before: `Instant + Duration::MAX` overflowed in
 /// the monitor thread).
 #[test]
+#[cfg_attr(miri, ignore = "reads /proc/self/statm, which Miri does not have")]
 fn a_source_with_an_endless_interval_does_not_panic() {
     use rcu_reclaim::sources::{PressureSource, RssSource};
     let mut src = RssSource::new(u64::MAX, Duration::MAX);

@@ -1033,7 +1033,8 @@ mod tests {
     #[test]
     fn rewriting_one_key_does_not_grow_the_queues_without_bound() {
         let cache = RcuCache::builder().max_bytes(1 << 20).build();
-        for i in 0..10_000u32 {
+        let rounds = if cfg!(miri) { 300 } else { 10_000u32 };
+        for i in 0..rounds {
             cache.insert(1u8, i);
         }
         assert!(cache.inner.policy.queued() <= 2 + STALE_SLACK);
@@ -1104,9 +1105,10 @@ mod tests {
 
     #[test]
     fn ids_are_unique_across_threads() {
+        const PER_THREAD: usize = if cfg!(miri) { 100 } else { 3000 };
         let ids: Vec<u64> = std::thread::scope(|s| {
             let threads: Vec<_> = (0..4)
-                .map(|_| s.spawn(|| (0..3000).map(|_| fresh_id()).collect::<Vec<_>>()))
+                .map(|_| s.spawn(|| (0..PER_THREAD).map(|_| fresh_id()).collect::<Vec<_>>()))
                 .collect();
             threads
                 .into_iter()

@@ -705,6 +705,7 @@ mod tests {
     /// In a forked child, a lock the monitor's thread held at the fork is
     /// held for ever: `stats` there reads what it can without blocking.
     #[test]
+    #[cfg_attr(miri, ignore = "forks, which Miri cannot")]
     fn stats_in_a_forked_child_skip_a_lock_held_at_the_fork() {
         let rcu = Rcu::new(crate::Config::new()).unwrap();
         let (_tx, source) = super::super::SyntheticSource::new();

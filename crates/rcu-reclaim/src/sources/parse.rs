@@ -332,6 +332,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc, which Miri does not have")]
     fn this_machines_files_parse() {
         if let Ok(t) = std::fs::read_to_string("/proc/pressure/memory") {
             PsiStats::parse(&t).unwrap();
