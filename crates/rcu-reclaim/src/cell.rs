@@ -783,7 +783,7 @@ impl<T> Retired<T> {
             let ptr = self.take_ptr();
             // SAFETY: from `Box::into_raw`, unlinked, and handed over (the
             // `Retired` no longer holds it).
-            unsafe { self.rcu.defer_drop_raw(ptr, bytes, anywhere) };
+            unsafe { self.rcu.defer_drop_raw_as(ptr, bytes, anywhere) };
         }
     }
 

@@ -1006,3 +1006,78 @@ fn unregister_thread_inside_a_deferred_drop_run_by_a_retire_does_nothing() {
         "a retire's deferred drop handed the retiring thread's slot back"
     );
 }
+
+/// A value of a structure built on `AtomicPtr`, retired with
+/// `Rcu::defer_drop_raw` while a reader on another thread still holds
+/// `&T` to it: the reader reads it intact until its section ends, it is
+/// dropped once, and no `Box` is made of it before then (Miri checks the
+/// aliasing: `.ci/miri` runs this test).
+#[test]
+fn a_value_retired_by_raw_pointer_stays_whole_under_a_live_reader() {
+    use std::sync::atomic::{AtomicBool, AtomicPtr};
+
+    struct Poisoned {
+        word: u64,
+        drops: Arc<AtomicUsize>,
+    }
+    impl Drop for Poisoned {
+        fn drop(&mut self) {
+            self.word = u64::MAX;
+            self.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    rcu_reclaim::reclaim_size!(Poisoned {});
+
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mk = |word| {
+        Box::into_raw(Box::new(Poisoned {
+            word,
+            drops: drops.clone(),
+        }))
+    };
+    let slot = Arc::new(AtomicPtr::new(mk(1)));
+    let (loaded_tx, loaded_rx) = mpsc::channel();
+    let retired = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (rcu, slot, retired) = (rcu.clone(), slot.clone(), retired.clone());
+        thread::spawn(move || {
+            let guard = rcu.read_lock();
+            // SAFETY: published values are freed only after a grace period.
+            let v: &Poisoned = unsafe { &*slot.load(Ordering::Acquire) };
+            loaded_tx.send(()).unwrap();
+            while !retired.load(Ordering::Acquire) {
+                thread::yield_now();
+            }
+            let word = v.word; // after the retire, inside the section
+            drop(guard);
+            word
+        })
+    };
+    loaded_rx.recv().unwrap();
+    let rounds = if cfg!(miri) { 3 } else { 100 };
+    for word in 2..rounds + 2 {
+        let old = slot.swap(mk(word), Ordering::AcqRel);
+        // SAFETY: from `Box::into_raw`, unlinked, not used again here.
+        unsafe { rcu.defer_drop_raw(old) };
+        if word == 2 {
+            retired.store(true, Ordering::Release);
+        }
+    }
+    assert_eq!(
+        reader.join().unwrap(),
+        1,
+        "the reader saw its value dropped"
+    );
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::SeqCst), rounds as usize);
+    // SAFETY: the last version, which no reader can reach any more.
+    drop(unsafe { Box::from_raw(slot.load(Ordering::Acquire)) });
+}
+
+#[test]
+#[should_panic(expected = "the pointer is null")]
+fn defer_drop_raw_of_a_null_pointer_panics_naming_it() {
+    // SAFETY: the call refuses the pointer before using it.
+    unsafe { Rcu::global().defer_drop_raw(std::ptr::null_mut::<u64>()) };
+}

@@ -18,7 +18,7 @@ fn box_into_non_null<T>(value: Box<T>) -> NonNull<T> {
 }
 
 /// An unlinked value handed over by raw pointer (see
-/// [`Rcu::defer_drop_raw`]), carried to the callback that drops it after
+/// [`Rcu::defer_drop_raw_as`]), carried to the callback that drops it after
 /// its grace period. No drop glue: if that callback never runs (a panic on
 /// the way), the value leaks rather than being freed under readers.
 struct HandedOver<T>(NonNull<T>);
@@ -33,7 +33,7 @@ impl<T> HandedOver<T> {
     /// # Safety
     /// Its grace period has elapsed (no reader holds it any more).
     unsafe fn drop_now(self) {
-        // SAFETY: from `Box::into_raw` (`defer_drop_raw`'s contract), and
+        // SAFETY: from `Box::into_raw` (`defer_drop_raw_as`'s contract), and
         // dropped once (`self` is consumed); no reader is left, per ours.
         unsafe { drop_box::<T>(self.0.as_ptr().cast()) }
     }
@@ -245,13 +245,16 @@ impl Rcu {
     /// ```
     ///
     /// ```
-    /// use rcu_reclaim::{Rcu, RcuCell};
-    /// let rcu = Rcu::global();
-    /// let cell = RcuCell::new([1u64; 8]);
-    /// let old = cell.replace(Box::new([2; 8])).unwrap();
-    /// // SAFETY: deferring the drop keeps it until a grace period elapses.
-    /// rcu.defer_drop(unsafe { old.into_box_unchecked() });
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// // A value no reader has seen (an unpublished draft, say):
+    /// rcu.defer_drop(Box::new([2u64; 8]));
     /// ```
+    ///
+    /// An `RcuCell`'s old version goes with [`Retired::defer_drop`](crate::Retired::defer_drop),
+    /// a value unlinked from a structure of your own with
+    /// [`defer_drop_raw`](Rcu::defer_drop_raw): readers may still hold
+    /// either, and a `Box` made of it while they do asserts a uniqueness
+    /// that does not hold.
     ///
     /// A 64 KiB buffer books 64 KiB, not the 24 bytes of its `Vec`:
     ///
@@ -294,6 +297,57 @@ impl Rcu {
         self.defer_drop_as(value, bytes, !std::mem::needs_drop::<T>());
     }
 
+    /// [`defer_drop`](Rcu::defer_drop) for a value reached through a raw
+    /// pointer, as a structure of your own built on `AtomicPtr` holds it:
+    /// the value is booked at its [`ReclaimSize`] and dropped (as the `Box`
+    /// it came from) after a grace period. Prefer this to rebuilding the
+    /// `Box` to call `defer_drop`: readers that loaded the pointer before
+    /// the unlink may still hold `&T`, and a `Box` asserts it is the only
+    /// way to the value, which Rust's aliasing rules (checked by Miri)
+    /// make undefined behaviour while they do.
+    ///
+    /// # Safety
+    /// `ptr` came from [`Box::into_raw`] of a `Box<T>`; no new reader can
+    /// reach it (it is unlinked); and the caller hands it over: it does not
+    /// use or free it afterwards (readers' references taken before the
+    /// unlink stay valid until their sections end).
+    ///
+    /// # Panics
+    /// If `ptr` is null (nothing is queued).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicPtr, Ordering};
+    /// use rcu_reclaim::{Config, Rcu};
+    /// let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    /// let slot = AtomicPtr::new(Box::into_raw(Box::new(vec![1u8; 4096])));
+    ///
+    /// let guard = rcu.read_lock();
+    /// // SAFETY: published values are freed only after a grace period.
+    /// let seen: &Vec<u8> = unsafe { &*slot.load(Ordering::Acquire) };
+    ///
+    /// // A writer publishes a new version and retires the old one.
+    /// let old = slot.swap(Box::into_raw(Box::new(vec![2u8; 4096])), Ordering::AcqRel);
+    /// // SAFETY: from `Box::into_raw`, unlinked, and not used again here.
+    /// unsafe { rcu.defer_drop_raw(old) };
+    /// assert_eq!(rcu.pending_bytes(), 4096 + 24); // booked at its heap size
+    /// assert_eq!(seen[0], 1); // still valid: the section is open
+    /// drop(guard);
+    /// rcu.barrier(); // freed now
+    /// assert_eq!(rcu.pending_bytes(), 0);
+    /// // SAFETY: the domain's last version, reached by no reader now.
+    /// drop(unsafe { Box::from_raw(slot.load(Ordering::Acquire)) });
+    /// ```
+    pub unsafe fn defer_drop_raw<T: ReclaimSize + Send + 'static>(&self, ptr: *mut T) {
+        let Some(ptr) = NonNull::new(ptr) else {
+            panic!("Rcu::defer_drop_raw: the pointer is null (pass what Box::into_raw returned)");
+        };
+        // SAFETY: a live value from `Box::into_raw` (our contract); a shared
+        // borrow beside the readers' ones, ended before the hand-over.
+        let bytes = T::reclaim_size(unsafe { ptr.as_ref() });
+        // SAFETY: per our contract.
+        unsafe { self.defer_drop_raw_as(ptr, bytes, crate::drops_anywhere::<T>()) }
+    }
+
     /// As `defer_drop_sized`; `anywhere`: dropping a `T` takes no lock and
     /// waits for nothing (`drops_anywhere`), so a retiring thread may free
     /// ready values of it.
@@ -304,7 +358,7 @@ impl Rcu {
         anywhere: bool,
     ) {
         // SAFETY: fresh from `Box::into_raw`, handed over here.
-        unsafe { self.defer_drop_raw(box_into_non_null(value), bytes, anywhere) }
+        unsafe { self.defer_drop_raw_as(box_into_non_null(value), bytes, anywhere) }
     }
 
     /// As `defer_drop_as`, for a value the caller holds by raw pointer
@@ -320,7 +374,7 @@ impl Rcu {
     /// `ptr` came from `Box::<T>::into_raw`, no new reader can reach it
     /// (unlinked), and it is handed over: not used by the caller afterwards
     /// except through references readers took before the unlink.
-    pub(crate) unsafe fn defer_drop_raw<T: Send + 'static>(
+    pub(crate) unsafe fn defer_drop_raw_as<T: Send + 'static>(
         &self,
         ptr: NonNull<T>,
         bytes: usize,
@@ -328,7 +382,7 @@ impl Rcu {
     ) {
         let bytes = policy::booked(bytes);
         // SAFETY: per our contract.
-        let Err(ptr) = (unsafe { self.try_defer_drop_raw(ptr, bytes, anywhere) }) else {
+        let Err(ptr) = (unsafe { self.try_defer_drop_raw_as(ptr, bytes, anywhere) }) else {
             return;
         };
         let value = HandedOver(ptr);
@@ -376,7 +430,7 @@ impl Rcu {
         let bytes = T::reclaim_size(&value);
         let anywhere = crate::drops_anywhere::<T>();
         // SAFETY: fresh from `Box::into_raw`, and ours again if refused.
-        unsafe { self.try_defer_drop_raw(box_into_non_null(value), bytes, anywhere) }
+        unsafe { self.try_defer_drop_raw_as(box_into_non_null(value), bytes, anywhere) }
             // SAFETY: refused, so not queued: the pointer from `into_raw` is ours.
             .map_err(|p| unsafe { Box::from_raw(p.as_ptr()) })
     }
@@ -394,7 +448,7 @@ impl Rcu {
     ) -> Result<(), Box<T>> {
         let anywhere = !std::mem::needs_drop::<T>();
         // SAFETY: fresh from `Box::into_raw`, and ours again if refused.
-        unsafe { self.try_defer_drop_raw(box_into_non_null(value), bytes, anywhere) }
+        unsafe { self.try_defer_drop_raw_as(box_into_non_null(value), bytes, anywhere) }
             // SAFETY: refused, so not queued: the pointer from `into_raw` is ours.
             .map_err(|p| unsafe { Box::from_raw(p.as_ptr()) })
     }
@@ -404,9 +458,9 @@ impl Rcu {
     /// thread may free it). `Err` hands `value` back, not queued.
     ///
     /// # Safety
-    /// As [`defer_drop_raw`](Rcu::defer_drop_raw) (on `Err` the caller
+    /// As [`defer_drop_raw_as`](Rcu::defer_drop_raw_as) (on `Err` the caller
     /// owns `value` again).
-    unsafe fn try_defer_drop_raw<T: Send + 'static>(
+    unsafe fn try_defer_drop_raw_as<T: Send + 'static>(
         &self,
         value: NonNull<T>,
         bytes: usize,

@@ -67,7 +67,7 @@ where
         // readers that did. Handed over as a raw pointer, not a `Box`:
         // those readers still hold `&Node`, which a `Box` (unique) would
         // invalidate.
-        unsafe { self.rcu.defer_drop_raw(node, bytes, self.drops_anywhere) };
+        unsafe { self.rcu.defer_drop_raw_as(node, bytes, self.drops_anywhere) };
     }
 
     /// Inserts `value` for `key`: `true` if the key was new, `false` if it
@@ -530,7 +530,7 @@ where
                 let bytes = (*current).bytes();
                 let old = std::ptr::NonNull::new_unchecked(current);
                 self.rcu
-                    .defer_drop_raw(old, bytes, !std::mem::needs_drop::<Table>());
+                    .defer_drop_raw_as(old, bytes, !std::mem::needs_drop::<Table>());
             }
             if let Some(level) = unlinked {
                 // Unlinked under their stripe locks and named by no
