@@ -46,7 +46,8 @@
 //! | the same, from several writers without a lock, the new value made from the old | [`RcuCell::update`]: read-copy-update in one call (a [`RcuCell::compare_exchange`] loop that runs the closure again when another writer published first) | the old value's `reclaim_size()` |
 //! | the old value in hand ([`RcuCell::replace`], [`RcuCell::take`]; it derefs to the value) | [`Retired::defer_drop`]; [`Retired::into_box`] (waits only if needed) | `reclaim_size()`; nothing |
 //! | the same, a custom size | [`Retired::defer_drop_sized`] | the bytes given |
-//! | a `Box` readers may still see | [`Rcu::defer_drop`]: no allocation per object (two words in a 4 KiB bulk page) | `reclaim_size()` |
+//! | a value unlinked from a structure of your own (a pointer from `Box::into_raw`, in an `AtomicPtr`) | [`Rcu::defer_drop_raw`] (`unsafe`: it is unlinked and handed over); not a `Box` rebuilt from it, which claims a uniqueness the readers still holding it deny | `reclaim_size()` |
+//! | a `Box` in hand, to drop after a grace period | [`Rcu::defer_drop`]: no allocation per object (two words in a 4 KiB bulk page) | `reclaim_size()` |
 //! | the same, a type without `ReclaimSize` or a custom size | [`Rcu::defer_drop_sized`] (`size_of::<T>()` for the inline bytes only) | the bytes given |
 //! | a path that must never block | [`Rcu::try_defer_drop`], [`Rcu::try_defer_drop_sized`]: hand the value back when no page can be had | `reclaim_size()`; the bytes given |
 //! | work other than a drop | [`Rcu::call`], [`Rcu::call_sized`]: any `FnOnce` after a grace period (one allocation each) | 0; the bytes given |
