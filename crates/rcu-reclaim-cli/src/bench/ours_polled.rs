@@ -42,11 +42,16 @@ impl Drop for PolledLocal<'_> {
     /// What is still waiting goes to the domain's ordinary deferred drop.
     fn drop(&mut self) {
         for (_, node, bytes) in self.queue.get_mut().drain(..) {
-            // SAFETY: each node was unlinked and retired once (it is in
-            // this queue only); deferring its drop keeps it alive for a
-            // grace period.
-            let node = unsafe { Box::from_raw(node) };
-            self.rcu.defer_drop_sized(node, bytes);
+            // SAFETY: the node is live until its grace period.
+            debug_assert_eq!(
+                rcu_reclaim::ReclaimSize::reclaim_size(unsafe { &*node }),
+                bytes
+            );
+            // SAFETY: each node came from `Box::into_raw`, was unlinked and
+            // retired once (it is in this queue only); deferring its drop
+            // keeps it alive for a grace period, and by pointer, as readers
+            // may still hold it.
+            unsafe { self.rcu.defer_drop_raw(node) };
         }
     }
 }

@@ -65,14 +65,19 @@ impl<const MODE: Mode> Backend for Ours<MODE> {
     }
 
     unsafe fn retire(&self, _: &ReadGuard<'_>, node: *mut Node, bytes: usize) {
-        // SAFETY: the caller guarantees `node` came from `Node::boxed`, is
-        // unlinked and retired once; the domain drops it only after a grace
-        // period, when no section that could have loaded it remains.
-        let node = unsafe { Box::from_raw(node) };
         // Books `bytes` (the node's `ReclaimSize`, set by the table before
-        // the retire) and lets the retiring thread free ready versions.
-        debug_assert_eq!(rcu_reclaim::ReclaimSize::reclaim_size(&*node), bytes);
-        self.rcu.defer_drop(node);
+        // the retire) and lets the retiring thread free ready versions. By
+        // pointer: readers may still hold the node, so no `Box` of it yet.
+        // SAFETY: `node` is live until the grace period (caller's promise).
+        debug_assert_eq!(
+            rcu_reclaim::ReclaimSize::reclaim_size(unsafe { &*node }),
+            bytes
+        );
+        // SAFETY: the caller guarantees `node` came from `Node::boxed`
+        // (`Box::into_raw`), is unlinked and retired once; the domain drops
+        // it only after a grace period, when no section that could have
+        // loaded it remains.
+        unsafe { self.rcu.defer_drop_raw(node) };
     }
 
     fn safe_point(&self, _: &()) {
@@ -126,15 +131,19 @@ impl Backend for OursQsbr {
     }
 
     unsafe fn retire(&self, _: &QsbrGuard<'_>, node: *mut Node, bytes: usize) {
-        // SAFETY: the caller guarantees `node` came from `Node::boxed`, is
-        // unlinked and retired once; the domain drops it only after a grace
-        // period, which waits for every online thread's next quiescent
-        // state (none is reported while a guard is alive: it borrows the
-        // registration, which `quiescent_state` takes mutably).
-        let node = unsafe { Box::from_raw(node) };
         // Never waits, online: a failed page allocation queues a callback.
-        debug_assert_eq!(rcu_reclaim::ReclaimSize::reclaim_size(&*node), bytes);
-        self.rcu.defer_drop(node);
+        // SAFETY: `node` is live until the grace period (caller's promise).
+        debug_assert_eq!(
+            rcu_reclaim::ReclaimSize::reclaim_size(unsafe { &*node }),
+            bytes
+        );
+        // SAFETY: the caller guarantees `node` came from `Node::boxed`
+        // (`Box::into_raw`), is unlinked and retired once; the domain drops
+        // it only after a grace period, which waits for every online
+        // thread's next quiescent state (none is reported while a guard is
+        // alive: it borrows the registration, which `quiescent_state` takes
+        // mutably).
+        unsafe { self.rcu.defer_drop_raw(node) };
     }
 
     #[inline]
