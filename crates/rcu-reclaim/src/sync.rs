@@ -211,12 +211,17 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<Locked<'_, T>> {
 /// (the Intel SDM's and AMD APM's memory-ordering rules: loads and stores
 /// are not reordered with locked instructions), so the pair costs no
 /// instruction (the kernel's `smp_mb__after_atomic()`, a compiler barrier
-/// on x86). Elsewhere, and under loom, a real `fence(SeqCst)`.
+/// on x86). Elsewhere, and under loom and Miri, a real `fence(SeqCst)`:
+/// both model the language's memory model, not x86's, and there a lock's
+/// acquiring read-modify-write is no fence, so the scan after it could
+/// read a reader's slot from before the reader's own SeqCst fence
+/// ([`reader_fence`](crate::flavor::reader_fence)) and end a grace period
+/// under it: a use-after-free the hardware never allows, reported as one.
 #[inline(always)]
 pub(crate) fn fence_after_lock() {
-    #[cfg(all(not(loom), any(target_arch = "x86", target_arch = "x86_64")))]
+    #[cfg(all(not(loom), not(miri), any(target_arch = "x86", target_arch = "x86_64")))]
     std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-    #[cfg(not(all(not(loom), any(target_arch = "x86", target_arch = "x86_64"))))]
+    #[cfg(not(all(not(loom), not(miri), any(target_arch = "x86", target_arch = "x86_64"))))]
     fence(std::sync::atomic::Ordering::SeqCst);
 }
 
