@@ -185,7 +185,9 @@ fn ten_thousand_short_lived_threads_lose_nothing() {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
-    let threads = 10_000;
+    // Under Miri, fewer (a thread costs it about a second), still several
+    // chunks.
+    let threads = if cfg!(miri) { 200 } else { 10_000 };
     for chunk in 0..threads / 100 {
         let hs: Vec<_> = (0..100)
             .map(|i| {
@@ -610,13 +612,15 @@ fn dropping_a_domain_runs_every_callback() {
 fn callbacks_run_in_queue_order_per_thread() {
     let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
-    for i in 0..5_000 {
+    // Under Miri, fewer: still several pages of 255.
+    let n = if cfg!(miri) { 800 } else { 5_000 };
+    for i in 0..n {
         let l = log.clone();
         rcu.call(move || l.lock().unwrap().push(i));
     }
     rcu.barrier();
     let log = log.lock().unwrap();
-    assert_eq!(*log, (0..5_000).collect::<Vec<_>>());
+    assert_eq!(*log, (0..n).collect::<Vec<_>>());
 }
 
 /// The last handle dropped inside a callback of its own domain: the domain
@@ -1089,6 +1093,10 @@ fn a_retiring_thread_completes_grace_periods_itself() {
 /// Per-CPU workers (opt-in): one pinned worker per CPU frees that CPU's
 /// queue without a barrier, and the workers are named after their CPU.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads the worker names in /proc/self/task, which Miri does not have"
+)]
 fn per_cpu_workers_free_their_cpus_garbage() {
     let rcu = Rcu::new(
         Config::new()

@@ -192,6 +192,9 @@ impl Captured {
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || sink.clone())
             .with_ansi(false)
+            // No timestamps: the tests never read them, and they read the
+            // wall clock, which Miri's isolation refuses.
+            .without_time()
             .finish();
         tracing::subscriber::set_default(subscriber)
     }
