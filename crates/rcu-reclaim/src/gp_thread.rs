@@ -4,7 +4,7 @@
 //! lazy rules (see `callbacks`), sleeping until the oldest lazily queued
 //! entry is due. Started on first use; stopped when the domain is dropped.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
@@ -18,13 +18,6 @@ use crate::wake_promise::WakePromise;
 
 #[derive(Default)]
 struct State {
-    /// Highest sequence value asked for by `start_poll`.
-    requested: u64,
-    /// Set when callbacks want attention before the lazy timer.
-    kicked: bool,
-    /// Look by this time (`epoch_ms`) at the latest: a fallback asked for by
-    /// a retiring thread that drives its own grace periods (`look_by`).
-    look_by: Option<u64>,
     shutdown: bool,
     /// Set by `pause` (before `fork()`): the thread parks at the top of its
     /// loop, holding nothing, until `resume`.
@@ -35,16 +28,64 @@ struct State {
     thread: Option<ThreadId>,
 }
 
-#[derive(Default)]
+/// `Shared::look_by` when no look is asked for.
+const NO_LOOK: u64 = u64::MAX;
+
 struct Shared {
     state: Mutex<State>,
+    /// Wakes the thread parked for `pause` (and `shutdown` there).
     wake: Condvar,
+    /// The doorbell the thread sleeps on between looks (a futex word):
+    /// every request bumps it after setting what it asks for, so a request
+    /// never waits for a lock the thread holds. A retiring thread kicks
+    /// from inside its read-side sections: blocked on the thread's state
+    /// lock while the thread, holding it, waited for a CPU behind the other
+    /// retiring thread, it held every grace period up for milliseconds
+    /// (the update-heavy bench's peaks of garbage).
+    bell: AtomicI32,
+    /// Highest sequence value asked for by `start_poll`.
+    requested: AtomicU64,
+    /// Set when callbacks want attention before the lazy timer.
+    kicked: AtomicBool,
+    /// Look by this time (`epoch_ms`) at the latest ([`NO_LOOK`]: none): a
+    /// fallback asked for by a retiring thread that drives its own grace
+    /// periods (`look_by`).
+    look_by: AtomicU64,
+    /// The thread has been started (and not stopped or lost to `fork()`):
+    /// a request only rings the bell.
+    running: AtomicBool,
     /// Signalled when the thread parks for `pause`.
     parked: Condvar,
     /// When the thread will next look at the callback queues unasked: the
     /// end of its timed sleep, or, while it runs a grace period, the time
     /// that grace period began (it looks again right after).
     promise: WakePromise,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            bell: AtomicI32::new(0),
+            requested: AtomicU64::new(0),
+            kicked: AtomicBool::new(false),
+            look_by: AtomicU64::new(NO_LOOK),
+            running: AtomicBool::new(false),
+            parked: Condvar::new(),
+            promise: WakePromise::default(),
+        }
+    }
+}
+
+impl Shared {
+    /// Wakes the thread from its sleep between looks, after the caller set
+    /// what it asks for: the thread reads the bell before looking at those,
+    /// and sleeps only while the bell still reads the same.
+    fn ring(&self) {
+        self.bell.fetch_add(1, Ordering::SeqCst);
+        crate::sys::futex_wake_all(&self.bell);
+    }
 }
 
 #[derive(Default)]
@@ -59,16 +100,14 @@ impl GpThread {
 
     /// Asks for grace periods until the sequence reaches `target`.
     pub(crate) fn request<H: EngineHost>(&self, inner: &Arc<H>, target: u64) {
-        let mut st = lock(&self.shared.state);
-        st.requested = st.requested.max(target);
-        self.wake_locked(st, inner, Some(target));
+        self.shared.requested.fetch_max(target, Ordering::SeqCst);
+        self.wake(inner, Some(target));
     }
 
     /// Asks the thread to look at the callback queues now.
     pub(crate) fn kick<H: EngineHost>(&self, inner: &Arc<H>) {
-        let mut st = lock(&self.shared.state);
-        st.kicked = true;
-        self.wake_locked(st, inner, None);
+        self.shared.kicked.store(true, Ordering::SeqCst);
+        self.wake(inner, None);
     }
 
     /// Makes sure the thread looks at the callback queues by `by_ms` (on
@@ -80,9 +119,21 @@ impl GpThread {
         if !self.shared.promise.must_kick_for(by_ms) {
             return;
         }
-        let mut st = lock(&self.shared.state);
-        st.look_by = Some(st.look_by.map_or(by_ms, |t| t.min(by_ms)));
-        self.wake_locked(st, inner, None);
+        self.shared
+            .look_by
+            .fetch_min(by_ms.min(NO_LOOK - 1), Ordering::SeqCst);
+        self.wake(inner, None);
+    }
+
+    /// Wakes the thread for what the caller just asked for: rings the bell
+    /// if the thread runs (no lock: callers may be inside read-side
+    /// sections, which a grace period waits for), else starts it.
+    fn wake<H: EngineHost>(&self, inner: &Arc<H>, target: Option<u64>) {
+        if self.shared.running.load(Ordering::SeqCst) {
+            self.shared.ring();
+        } else {
+            self.wake_locked(lock(&self.shared.state), inner, target);
+        }
     }
 
     fn wake_locked<H: EngineHost>(
@@ -111,6 +162,7 @@ impl GpThread {
                 Ok(h) => {
                     st.thread = Some(h.thread().id());
                     st.handle = Some(h);
+                    self.shared.running.store(true, Ordering::SeqCst);
                 }
                 Err(e) => {
                     // No thread: run the grace period here, so the cookie
@@ -128,7 +180,7 @@ impl GpThread {
                 }
             }
         }
-        self.shared.wake.notify_one();
+        self.shared.ring();
     }
 
     /// Whether a thread that has just buffered work due at `due_ms` (on the
@@ -146,7 +198,7 @@ impl GpThread {
     pub(crate) fn pause(&self) {
         let mut st = lock(&self.shared.state);
         st.pause = true;
-        self.shared.wake.notify_all();
+        self.shared.ring();
         while st.handle.is_some() && !st.parked && !st.shutdown {
             st = match self.shared.parked.wait(st) {
                 Ok(g) => g,
@@ -159,6 +211,7 @@ impl GpThread {
     pub(crate) fn resume(&self) {
         lock(&self.shared.state).pause = false;
         self.shared.wake.notify_all();
+        self.shared.ring();
     }
 
     /// Holds the thread's state across `fork()` (after `pause`): a thread
@@ -168,13 +221,16 @@ impl GpThread {
     /// Taken after the domain's other locks (a callback, run under its
     /// shard's lock, may ask for a grace period).
     pub(crate) fn hold_for_fork(&self) -> GpThreadForkHeld<'_> {
-        GpThreadForkHeld(crate::sync::lock_for_fork(&self.shared.state))
+        GpThreadForkHeld(
+            crate::sync::lock_for_fork(&self.shared.state),
+            &self.shared.running,
+        )
     }
 }
 
 /// The grace-period thread's state, held across `fork()`
 /// ([`GpThread::hold_for_fork`]).
-pub(crate) struct GpThreadForkHeld<'a>(crate::sync::ForkHeld<'a, State>);
+pub(crate) struct GpThreadForkHeld<'a>(crate::sync::ForkHeld<'a, State>, &'a AtomicBool);
 
 impl GpThreadForkHeld<'_> {
     /// In the child after `fork()`: the thread does not exist there. Forget
@@ -188,6 +244,9 @@ impl GpThreadForkHeld<'_> {
         st.thread = None;
         st.pause = false;
         st.parked = false;
+        // The next request starts a thread (and finds what was asked for
+        // before the fork in the atomics, which it reads first).
+        self.1.store(false, Ordering::SeqCst);
     }
 }
 
@@ -197,7 +256,9 @@ impl GpThread {
         let handle = {
             let mut st = lock(&self.shared.state);
             st.shutdown = true;
-            self.shared.wake.notify_one();
+            self.shared.running.store(false, Ordering::SeqCst);
+            self.shared.wake.notify_all();
+            self.shared.ring();
             if st.thread == Some(thread::current().id()) {
                 None // the thread dropped the last handle itself; it returns next
             } else {
@@ -231,12 +292,19 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
             if st.shutdown {
                 return;
             }
-            st.kicked = false;
+            shared.kicked.store(false, Ordering::SeqCst);
             // Whether the fallback look is due (else it bounds the sleep).
-            if st.look_by.is_some_and(|t| t <= epoch_ms() as u64) {
-                st.look_by = None;
+            let by = shared.look_by.load(Ordering::SeqCst);
+            if by != NO_LOOK && by <= epoch_ms() as u64 {
+                // A later (smaller or equal) ask made meanwhile stays.
+                let _ = shared.look_by.compare_exchange(
+                    by,
+                    NO_LOOK,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
             }
-            st.requested
+            shared.requested.load(Ordering::SeqCst)
         };
         let Some(inner) = domain.upgrade() else {
             return;
@@ -274,13 +342,21 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
         // Dropped outside the lock: it may be the last handle, whose drop
         // calls `shutdown`.
         drop(inner);
+        // Read before what the bell announces: a request made after this
+        // changes it, and the sleep below then returns at once.
+        let bell = shared.bell.load(Ordering::SeqCst);
         let st = lock(&shared.state);
-        if st.shutdown || st.pause || st.kicked || st.requested != requested {
+        if st.shutdown
+            || st.pause
+            || shared.kicked.load(Ordering::SeqCst)
+            || shared.requested.load(Ordering::SeqCst) != requested
+        {
             continue;
         }
-        let fallback = st
-            .look_by
-            .map(|t| Duration::from_millis(t.saturating_sub(epoch_ms() as u64).max(1)));
+        drop(st);
+        let by = shared.look_by.load(Ordering::SeqCst);
+        let fallback = (by != NO_LOOK)
+            .then(|| Duration::from_millis(by.saturating_sub(epoch_ms() as u64).max(1)));
         let deadline = [plan.next_deadline, fallback, driven]
             .into_iter()
             .flatten()
@@ -292,9 +368,55 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
                 let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                 let by = (epoch_ms() as u64).saturating_add(ms).saturating_add(1);
                 shared.promise.promise(by);
-                drop(shared.wake.wait_timeout(st, d));
+                crate::sys::futex_wait(&shared.bell, bell, d);
             }
-            None => drop(shared.wake.wait(st)),
+            // Asleep until rung: an hour's timeout only bounds one wait.
+            None => crate::sys::futex_wait(&shared.bell, bell, Duration::from_secs(3600)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::clock::epoch_ms;
+    use crate::sync::lock_std as lock;
+    use crate::{Config, Rcu};
+
+    /// Requests to a running grace-period thread ring its doorbell and
+    /// never wait for its state lock: a retiring thread kicks from inside
+    /// its read-side sections, and waiting there for the thread (holding
+    /// the lock, but off its CPU) held every grace period up. Here the
+    /// test holds the lock; before, the kick waited for it.
+    #[test]
+    fn a_request_never_waits_for_the_threads_state_lock() {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        rcu.call(|| {});
+        rcu.barrier();
+        let inner = rcu.inner().clone();
+        assert!(inner.kthread.shared.running.load(Ordering::SeqCst));
+        let shared = inner.kthread.shared.clone();
+        let held = lock(&shared.state);
+        let (tx, rx) = mpsc::channel();
+        let asker = std::thread::spawn(move || {
+            inner.kthread.kick(&inner);
+            inner.kthread.look_by(&inner, epoch_ms() as u64 + 1);
+            inner.kthread.request(&inner, inner.gp.snapshot());
+            tx.send(()).unwrap();
+        });
+        let returned = rx.recv_timeout(Duration::from_secs(5));
+        drop(held);
+        asker.join().unwrap();
+        assert!(
+            returned.is_ok(),
+            "a request waited for the thread's state lock"
+        );
+        // And what was asked for is done once the lock is free.
+        let cookie = rcu.start_poll();
+        rcu.cond_synchronize(cookie);
+        assert!(rcu.poll(&cookie));
     }
 }
