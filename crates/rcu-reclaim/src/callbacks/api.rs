@@ -539,13 +539,20 @@ impl Rcu {
         let pushed = local.with_page_owner(|page| {
             let mut hand_off_if_due = |page: &mut Option<BulkPage>| {
                 if page.as_ref().is_some_and(due) {
-                    let full = page.take().expect("checked above");
-                    handed_plain |= full.is_plain();
-                    local.reset_counts();
-                    let (k, target) = cbs.hand_off_own(&inner.gp, full, early);
-                    kick |= k;
-                    advance_to = target;
-                    handed_off = true;
+                    let due_page = page.take().expect("checked above");
+                    let plain = due_page.is_plain();
+                    match cbs.hand_off_own(&inner.gp, due_page, early) {
+                        Ok((k, target)) => {
+                            handed_plain |= plain;
+                            local.reset_counts();
+                            kick |= k;
+                            advance_to = target;
+                            handed_off = true;
+                        }
+                        // The shard's lock was held: the page (not full)
+                        // keeps filling, and goes at a later retire.
+                        Err(back) => *page = Some(back),
+                    }
                 }
             };
             // A page left full (by a fast push, or before a steal's reset).

@@ -30,7 +30,7 @@ use super::{add, Callbacks, IN_CALLBACK};
 use crate::clock::epoch_ms;
 use crate::gp::GracePeriods;
 use crate::policy;
-use crate::sync::lock;
+use crate::sync::{lock, try_lock};
 
 impl Callbacks {
     /// Runs what a retire took from `local`'s drain (ready objects that
@@ -83,7 +83,12 @@ impl Callbacks {
             }
             let shard = &self.shards[cpu];
             let (page, backlog) = {
-                let mut st = lock(&shard.state);
+                // The caller retires, maybe inside a read-side section: no
+                // wait for a lock a background thread holds (the page stays
+                // for the next refill, or the worker).
+                let Some(mut st) = try_lock(&shard.state) else {
+                    return false;
+                };
                 let seq = gp.seq();
                 let page = st.take_ready_plain(seq);
                 if page.is_some() {

@@ -437,7 +437,10 @@ impl Callbacks {
     /// shard's ready pages after this (see `Params::producer_window`). Returns
     /// whether to kick the grace-period thread.
     pub(crate) fn hand_off(&self, gp: &GracePeriods, page: BulkPage, producer: bool) -> bool {
-        self.hand_off_as(gp, page, producer, false, false).0
+        match self.hand_off_as(gp, page, producer, false, false, true) {
+            Ok((kick, _)) => kick,
+            Err(_) => unreachable!("a hand-off that waits for the lock takes the page"),
+        }
     }
 
     /// As `hand_off`, by the page's own thread (`own`), which then drives
@@ -448,16 +451,26 @@ impl Callbacks {
     /// lets it (`retiring_thread_frees`), or, by default, plain ones when
     /// it hands off a plain page. `early`: the page goes early
     /// (`policy::page_due_early`), and the shard is due whatever it holds.
+    ///
+    /// A page that is not full goes only if the shard's lock is free at
+    /// once (`Err` hands it back, to keep filling and try again at the
+    /// next retire): the caller may be inside a read-side section, and
+    /// waiting there for a lock held by a background thread that lost its
+    /// CPU held every grace period up for milliseconds (the update-heavy
+    /// bench's peaks of garbage). A full page waits for the lock.
     pub(crate) fn hand_off_own(
         &self,
         gp: &GracePeriods,
         page: BulkPage,
         early: bool,
-    ) -> (bool, Option<u64>) {
+    ) -> Result<(bool, Option<u64>), BulkPage> {
         let producer = self.params.retiring_thread_frees || page.is_plain();
-        self.hand_off_as(gp, page, producer, true, early)
+        let wait = page.is_full();
+        self.hand_off_as(gp, page, producer, true, early, wait)
     }
 
+    /// `wait`: wait for the shard's lock (else `Err` hands the page back
+    /// if it is held).
     fn hand_off_as(
         &self,
         gp: &GracePeriods,
@@ -465,14 +478,25 @@ impl Callbacks {
         producer: bool,
         own: bool,
         early: bool,
-    ) -> (bool, Option<u64>) {
+        wait: bool,
+    ) -> Result<(bool, Option<u64>), BulkPage> {
         if page.len() == 0 {
             self.recycle(self.current_shard(), page);
-            return (false, None);
+            return Ok((false, None));
         }
+        let shard = &self.shards[self.current_shard()];
+        let locked = if wait {
+            Some(lock(&shard.state))
+        } else {
+            try_lock(&shard.state)
+        };
+        let Some(mut st) = locked else {
+            return Err(page);
+        };
+        // Under the lock: a concurrent `barrier` that found the page gone
+        // from the thread finds it on the shard with its cookie.
         page.cookie = gp.snapshot();
         add(&self.counters.deferred_drops, page.len());
-        let shard = &self.shards[self.current_shard()];
         // A shard whose thread frees at its safe points (`collect`) gets
         // its pages' grace period at once: that thread is waiting to free.
         let collecting = shard.collector_recent(self.params.producer_window);
@@ -480,7 +504,6 @@ impl Callbacks {
         // plain ones.
         let frees_all = (producer && self.params.retiring_thread_frees) || collecting;
         let producer = producer || collecting;
-        let mut st = lock(&shard.state);
         let was_idle = st.since.is_none();
         if was_idle || producer {
             let now = crate::clock::now();
@@ -507,7 +530,7 @@ impl Callbacks {
         } else {
             None
         };
-        (kick || due, target)
+        Ok((kick || due, target))
     }
 
     /// The sequence value that completes the shard's waiting callbacks and
@@ -542,8 +565,12 @@ impl Callbacks {
 
     /// Whether shard `cpu` has pages whose grace period has elapsed that
     /// are not left to the thread handing it pages (see `has_ready`).
+    /// A retiring thread asks this, possibly inside a read-side section:
+    /// it does not wait for the shard's lock, and answers `true` (wake the
+    /// worker, which looks itself) while another thread holds it.
     pub(crate) fn worker_has_pages(&self, gp: &GracePeriods, cpu: usize) -> bool {
-        self.pages_for_worker(&lock(&self.shards[cpu].state), cpu, gp.seq())
+        try_lock(&self.shards[cpu].state)
+            .map_or(true, |st| self.pages_for_worker(&st, cpu, gp.seq()))
     }
 
     /// Wakes the worker that serves shard `cpu`.
@@ -556,7 +583,9 @@ impl Callbacks {
     /// `may_allocate`) a new one from the page allocator.
     pub(crate) fn fresh_page(&self, may_allocate: bool) -> Option<BulkPage> {
         let shard = &self.shards[self.current_shard()];
-        if let Some(p) = lock(&shard.state).spare.pop() {
+        // A retiring thread (maybe in a read-side section) does not wait
+        // for the shard's lock: a new page costs less than that wait.
+        if let Some(p) = try_lock(&shard.state).and_then(|mut st| st.spare.pop()) {
             return Some(p);
         }
         if may_allocate {
@@ -566,10 +595,15 @@ impl Callbacks {
         }
     }
 
+    /// Keeps an emptied page as one of shard `cpu`'s spares, or frees it
+    /// (the spares are full, or the shard's lock is held: a retiring thread
+    /// recycles, maybe inside a read-side section, where it must not wait
+    /// for a lock a background thread holds).
     fn recycle(&self, cpu: usize, page: BulkPage) {
-        let mut st = lock(&self.shards[cpu].state);
-        if st.spare.len() < SPARE_PAGES {
-            st.spare.push(page);
+        if let Some(mut st) = try_lock(&self.shards[cpu].state) {
+            if st.spare.len() < SPARE_PAGES {
+                st.spare.push(page);
+            }
         }
     }
 
@@ -1218,6 +1252,50 @@ mod tests {
         st.take_ready_pages(gp.seq(), usize::MAX, &mut ready);
         assert_eq!(ready.len(), 1, "only the front page is ready");
         assert_eq!(Callbacks::needed_all(gp, &st), all(&st));
+    }
+
+    /// Retires inside a read-side section never wait for a shard's lock
+    /// until a page is full: here every shard is held (as by a background
+    /// thread that lost its CPU while holding one), and 200 retires, each
+    /// past the hand-off pace from the 128th on, still return; before, the
+    /// 128th waited for the lock, holding every grace period up.
+    #[test]
+    fn retires_do_not_wait_for_a_held_shard_until_their_page_is_full() {
+        // The default pace: a page of 128 small objects is due.
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let inner = rcu.inner().clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let cbs = &inner.callbacks;
+            let guards: Vec<_> = cbs.shards.iter().map(|s| super::lock(&s.state)).collect();
+            held_tx.send(()).unwrap();
+            // Held until the retires are done, or for 10 s at most.
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+            drop(guards);
+        });
+        held_rx.recv().unwrap();
+        let retirer = {
+            let rcu = rcu.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                let guard = rcu.read_lock();
+                for i in 0..200u64 {
+                    rcu.defer_drop(Box::new([i; 8]));
+                }
+                drop(guard);
+                start.elapsed()
+            })
+        };
+        let took = retirer.join().unwrap();
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "200 retires took {took:?} while the shards were held"
+        );
+        rcu.barrier();
+        assert_eq!(rcu.pending(), 0);
     }
 
     /// A thread that cannot free the shard's ready pages because someone
