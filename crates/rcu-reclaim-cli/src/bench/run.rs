@@ -182,7 +182,12 @@ pub fn run<B: Contender>(
             .map_err(|e| format!("cannot start a worker thread: {e}"))?;
         handles.push(h);
     }
-    let mut samples = Vec::new();
+    // Sized for the whole run before the workers start: growing it meant a
+    // `realloc` on this thread, and once a `malloc_consolidate` in the
+    // arena the table was filled from, holding that arena's lock for
+    // milliseconds against the workers freeing what it holds (and,
+    // inside their read-side sections, against every grace period).
+    let mut samples = Vec::with_capacity((w.duration.as_millis() / 10) as usize + 16);
     while start.elapsed() < w.duration {
         thread::sleep(Duration::from_millis(10));
         let s = Sample {

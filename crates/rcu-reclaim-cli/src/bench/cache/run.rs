@@ -187,10 +187,12 @@ pub fn run<C: CacheUnderTest>(
             }
         }
     }
-    let mut samples = Vec::new();
+    let (mut peak_rss, end) = (0, w.warmup + w.duration);
+    // Sized for the whole run: no `realloc` on this thread while the
+    // workers run (see the dcache bench's sampler).
+    let mut samples = Vec::with_capacity((end.as_millis() / 10) as usize + 16);
     let mut stopped = None;
     let mut measured_from = None;
-    let (mut peak_rss, end) = (0, w.warmup + w.duration);
     while start.elapsed() < end {
         thread::sleep(Duration::from_millis(10));
         let elapsed = start.elapsed();
