@@ -68,6 +68,14 @@
 //!    node's state), a budget's wake-up
 //!    state, a monitor's counters, a reclaimer's shrinker list.
 //!
+//! A retiring call, often made inside a read-side section, waits for none
+//! of these held by a background thread: it takes a shard's queue state
+//! (6) only with a try-lock until its page is full (a page that is due
+//! keeps filling and goes at a later retire), and it asks the running
+//! grace-period thread for work by ringing a futex doorbell, without its
+//! state lock. A section blocked on a lock whose holder had lost its CPU
+//! held every grace period up for milliseconds.
+//!
 //! An [`RcuHashMap`](crate::RcuHashMap)'s locks (its resize lock, then
 //! one of its stripe locks) sit with your locks, above 3–7. An
 //! [`RcuCache`](crate::RcuCache)'s policy lock sits above its map's: a

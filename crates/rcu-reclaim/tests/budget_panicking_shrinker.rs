@@ -34,6 +34,23 @@ impl Shrinker for FlakyCache {
     }
 }
 
+/// Puts `used` over the budget's `low` (under `min`: only the background
+/// reclaimer works) and waits, 10 s at most, for it to reclaim to `high`.
+fn background_reclaims_to_high(budget: &MemoryBudget, used: &AtomicUsize, after: &str) {
+    let w = budget.watermarks();
+    used.store(w.low + 2 * MIB, Ordering::SeqCst);
+    let t = Instant::now();
+    while used.load(Ordering::SeqCst) > w.high {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "background reclaim stopped after {after}: {:?}",
+            budget.stats()
+        );
+        assert!(budget.check());
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn background_reclaim_outlives_a_panicking_shrinker() {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();
@@ -46,21 +63,8 @@ fn background_reclaim_outlives_a_panicking_shrinker() {
     }));
     let u = used.clone();
     let budget = MemoryBudget::new(64 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
-    let w = budget.watermarks();
-    // Over `low`, under `min`: only the background reclaimer works, and
-    // its first scan panics. It must go on reclaiming all the same.
-    used.store(w.low + 2 * MIB, Ordering::SeqCst);
-    assert!(budget.check());
-    let t = Instant::now();
-    while used.load(Ordering::SeqCst) > w.high {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "background reclaim stopped after a shrinker's panic: {:?}",
-            budget.stats()
-        );
-        let _ = budget.check();
-        thread::sleep(Duration::from_millis(5));
-    }
+    // Its first scan panics. It must go on reclaiming all the same.
+    background_reclaims_to_high(&budget, &used, "a shrinker's panic");
 }
 
 /// Frees `used` in `UNIT` objects; never panics.
@@ -94,20 +98,7 @@ fn background_reclaim_outlives_a_usage_function_that_panics_once() {
         }
         u.load(Ordering::SeqCst)
     });
-    let w = budget.watermarks();
-    // Over `low`, under `min`: only the background reclaimer works.
-    used.store(w.low + 2 * MIB, Ordering::SeqCst);
-    assert!(budget.check());
-    let t = Instant::now();
-    while used.load(Ordering::SeqCst) > w.high {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "background reclaim stopped after the usage function panicked: {:?}",
-            budget.stats()
-        );
-        let _ = budget.check();
-        thread::sleep(Duration::from_millis(5));
-    }
+    background_reclaims_to_high(&budget, &used, "the usage function panicked");
 }
 
 #[test]
@@ -139,16 +130,5 @@ fn a_usage_function_that_always_panics_is_looked_at_less_and_less_often() {
     );
     // Fixed, and asked: it reclaims at once, not after its long sleep.
     failing.store(false, Ordering::SeqCst);
-    let w = budget.watermarks();
-    used.store(w.low + 2 * MIB, Ordering::SeqCst);
-    let t = Instant::now();
-    while used.load(Ordering::SeqCst) > w.high {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "background reclaim did not resume: {:?}",
-            budget.stats()
-        );
-        assert!(budget.check());
-        thread::sleep(Duration::from_millis(5));
-    }
+    background_reclaims_to_high(&budget, &used, "the usage function was fixed");
 }
