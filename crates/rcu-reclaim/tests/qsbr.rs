@@ -535,9 +535,13 @@ fn pressure_and_run_callbacks_work_on_qsbr() {
         >= 4 << 20
         || rcu.pending_bytes() == 0));
     let report = rcu.run_callbacks(&all, 3);
+    // A worker the signal woke may have taken the page first: then the
+    // call finds less than the backlog that an expedited grace period is
+    // worth, and only runs what is ready (or finds nothing at all).
     assert!(
         matches!(report.action, RunAction::Expedited | RunAction::Barrier)
-            || (report.action == RunAction::Nothing && rcu.pending_bytes() == 0),
+            || (report.pending_before.1 < 4 << 20
+                && matches!(report.action, RunAction::InvokedReady | RunAction::Nothing)),
         "{report:?}"
     );
     assert!(

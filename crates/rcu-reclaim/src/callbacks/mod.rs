@@ -1260,6 +1260,10 @@ mod tests {
     /// past the hand-off pace from the 128th on, still return; before, the
     /// 128th waited for the lock, holding every grace period up.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "timing: Miri's clock runs with the interpreter, past the holder's 10 s"
+    )]
     fn retires_do_not_wait_for_a_held_shard_until_their_page_is_full() {
         // The default pace: a page of 128 small objects is due.
         let rcu = Rcu::new(Config::new()).unwrap();
@@ -1288,7 +1292,7 @@ mod tests {
             })
         };
         let took = retirer.join().unwrap();
-        done_tx.send(()).unwrap();
+        let _ = done_tx.send(()); // the holder may have given up already
         holder.join().unwrap();
         assert!(
             took < std::time::Duration::from_secs(5),
