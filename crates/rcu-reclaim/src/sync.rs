@@ -215,7 +215,7 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<Locked<'_, T>> {
 /// both model the language's memory model, not x86's, and there a lock's
 /// acquiring read-modify-write is no fence, so the scan after it could
 /// read a reader's slot from before the reader's own SeqCst fence
-/// ([`reader_fence`](crate::flavor::reader_fence)) and end a grace period
+/// (`flavor::reader_fence`) and end a grace period
 /// under it: a use-after-free the hardware never allows, reported as one.
 #[inline(always)]
 pub(crate) fn fence_after_lock() {
