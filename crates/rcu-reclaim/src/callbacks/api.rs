@@ -428,11 +428,7 @@ impl Rcu {
         value: Box<T>,
     ) -> Result<(), Box<T>> {
         let bytes = T::reclaim_size(&value);
-        let anywhere = crate::drops_anywhere::<T>();
-        // SAFETY: fresh from `Box::into_raw`, and ours again if refused.
-        unsafe { self.try_defer_drop_raw_as(box_into_non_null(value), bytes, anywhere) }
-            // SAFETY: refused, so not queued: the pointer from `into_raw` is ours.
-            .map_err(|p| unsafe { Box::from_raw(p.as_ptr()) })
+        self.try_defer_drop_as(value, bytes, crate::drops_anywhere::<T>())
     }
 
     /// As [`try_defer_drop`](Rcu::try_defer_drop), accounting `bytes`.
@@ -446,7 +442,17 @@ impl Rcu {
         value: Box<T>,
         bytes: usize,
     ) -> Result<(), Box<T>> {
-        let anywhere = !std::mem::needs_drop::<T>();
+        self.try_defer_drop_as(value, bytes, !std::mem::needs_drop::<T>())
+    }
+
+    /// `try_defer_drop_raw_as` for a `Box` the caller owns (no reader holds
+    /// it), handed back if refused.
+    fn try_defer_drop_as<T: Send + 'static>(
+        &self,
+        value: Box<T>,
+        bytes: usize,
+        anywhere: bool,
+    ) -> Result<(), Box<T>> {
         // SAFETY: fresh from `Box::into_raw`, and ours again if refused.
         unsafe { self.try_defer_drop_raw_as(box_into_non_null(value), bytes, anywhere) }
             // SAFETY: refused, so not queued: the pointer from `into_raw` is ours.
