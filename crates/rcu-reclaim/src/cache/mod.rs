@@ -162,6 +162,14 @@ use shrink::Cap;
 /// assert_eq!(cache.get("config", &guard).map(Vec::len), Some(3));
 /// ```
 ///
+/// Dropping the cache frees its entries before the drop returns (no
+/// reader can still hold one), waiting for a reclaim pass that is scanning
+/// it on another thread; entries it evicted earlier are the domain's, so
+/// `drop(cache); rcu.barrier()` frees everything. Dropped inside an RCU
+/// callback, a read-side section of its domain or reclaim, where that pass
+/// may be waiting for the dropping thread, it does not wait: the pass frees
+/// the entries when it finishes, on its own thread.
+///
 /// A reference does not outlive its section:
 ///
 /// ```compile_fail,E0597
@@ -975,11 +983,13 @@ impl<K, V, S> Drop for RcuCache<K, V, S> {
     fn drop(&mut self) {
         // Stop the events first, then the shrinker. `unregister` waits for
         // a reclaim pass scanning the cache on another thread, so the last
-        // reference to the cache's entries is this one, and they are
-        // retired as `inner` drops, before the drop returns (`drop(cache);
-        // rcu.barrier()` frees them all). Where it cannot wait (inside
-        // reclaim, a callback or a read-side section), the pass finishes
-        // with the cache and the entries are retired when it lets go.
+        // reference to the cache's entries is this one, and they are freed
+        // as `inner` drops (no reader can reach them any more), before the
+        // drop returns; what was evicted earlier waits in the domain
+        // (`drop(cache); rcu.barrier()` frees it all). Where it cannot wait
+        // (inside reclaim, a callback or a read-side section), the pass
+        // finishes with the cache and frees the entries when it lets go,
+        // on its own thread.
         drop(self.monitor.take());
         if let Some((reclaimer, id)) = self.registered.take() {
             reclaimer.unregister(id);
