@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A drop-in library under test: its package, its file and SONAME as
@@ -163,7 +163,8 @@ impl Env {
         out
     }
 
-    /// Compiles `tests/c/<prog>.c` (no `_LGPL_SOURCE`) with `libs`.
+    /// Compiles `tests/c/<prog>.c` (no `_LGPL_SOURCE`) with `libs`, once
+    /// per test binary for each set of flags.
     pub fn compile(&self, prog: &str, cflags: &[&str], libs: &[&str]) -> PathBuf {
         let src = self.crate_dir.join("tests/c").join(format!("{prog}.c"));
         // One executable per set of flags: tests build the same program
@@ -177,6 +178,15 @@ impl Env {
         } else {
             format!("{prog}-{flags}")
         });
+        // Tests that run the same program compile it at the same time:
+        // one of them ran the executable while another's linker rewrote
+        // it (`Permission denied`, or a half-written file). The first
+        // compiles it, under the lock; the others wait and reuse it.
+        static COMPILED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+        let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+        if compiled.contains(&exe) {
+            return exe;
+        }
         let out = Command::new(&self.cc)
             .args(["-O2", "-Wall", "-Wextra", "-Werror", "-pthread"])
             .args(cflags)
@@ -193,6 +203,7 @@ impl Env {
             src.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+        compiled.push(exe.clone());
         exe
     }
 }
