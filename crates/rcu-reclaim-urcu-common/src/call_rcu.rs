@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 
 use crate::crdp::{
     all, current_crdp, default_crdp, has_orphans, install_default, per_cpu, push_orphan,
-    take_orphans, Caller, CALLER, DEFAULT, PER_CPU, WORKER_OF,
+    take_orphans, Caller, ThreadHooks, CALLER, DEFAULT, PER_CPU, WORKER_OF,
 };
 pub use crate::crdp::{CallRcuData, RcuFunc, RcuHead};
 use crate::Flavor;
@@ -396,7 +396,7 @@ fn lock_all<F: Flavor>() -> std::sync::MutexGuard<'static, Vec<Arc<CallRcuData>>
 /// Creates a crdp with its own thread (bound to `cpu_affinity` if >= 0).
 pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> *mut CallRcuData {
     let mut all = lock_all::<F>();
-    let crdp = CallRcuData::spawn(F::rcu(), cpu_affinity);
+    let crdp = CallRcuData::spawn(F::rcu(), cpu_affinity, ThreadHooks::of::<F>());
     all.push(crdp.clone());
     Arc::into_raw(crdp).cast_mut()
 }

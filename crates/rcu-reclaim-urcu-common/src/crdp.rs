@@ -137,7 +137,7 @@ pub(crate) fn default_crdp<F: Flavor>() -> Arc<CallRcuData> {
 
 /// Creates the default crdp; the caller holds `ALL`.
 pub(crate) fn install_default<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) -> Arc<CallRcuData> {
-    let crdp = CallRcuData::spawn(F::rcu(), -1);
+    let crdp = CallRcuData::spawn(F::rcu(), -1, ThreadHooks::of::<F>());
     all.push(crdp.clone());
     DEFAULT.store(Arc::as_ptr(&crdp).cast_mut(), Ordering::Release);
     crdp
@@ -317,6 +317,35 @@ pub(crate) const PUSH_BACK_AT_PRESSURED: u64 = 10_000;
 /// holding a lock that a callback takes is slowed, never deadlocked.
 const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
 
+/// What a crdp's thread calls to be a reader of its flavor, as liburcu's
+/// `call_rcu` thread is: [`Flavor::register_callback_thread`] and the
+/// online/offline pair around each batch's invocation.
+#[derive(Clone, Copy)]
+pub(crate) struct ThreadHooks {
+    register: fn(),
+    online: fn(),
+    offline: fn(),
+}
+
+impl ThreadHooks {
+    /// The hooks of the flavor `F`.
+    pub(crate) fn of<F: Flavor>() -> ThreadHooks {
+        ThreadHooks {
+            register: F::register_callback_thread,
+            online: F::callback_thread_online,
+            offline: F::callback_thread_offline,
+        }
+    }
+
+    /// No hooks: the thread takes a slot of its domain only.
+    #[cfg(test)]
+    pub(crate) const NONE: ThreadHooks = ThreadHooks {
+        register: || {},
+        online: || {},
+        offline: || {},
+    };
+}
+
 /// liburcu's `struct call_rcu_data`: a queue of heads and the thread that
 /// waits for their grace period and invokes them, a whole batch at a time.
 /// (liburcu's `URCU_CALL_RCU_RT` flag, a worker that polls instead of
@@ -342,6 +371,8 @@ pub struct CallRcuData {
     /// The thread waits on `wake` for heads; `call_rcu` signals it only then.
     sleeping: AtomicBool,
     cpu_affinity: c_int,
+    /// What the thread calls to be a reader of the flavor.
+    hooks: ThreadHooks,
     pub(crate) tid: OnceLock<libc::pthread_t>,
     /// The process whose thread this is: a child forked without the fork
     /// hooks has none (see `wait_done_or_stuck`).
@@ -369,7 +400,11 @@ fn wait<'a>(cv: &Condvar, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
 }
 
 impl CallRcuData {
-    pub(crate) fn spawn(rcu: &'static Rcu, cpu_affinity: c_int) -> Arc<CallRcuData> {
+    pub(crate) fn spawn(
+        rcu: &'static Rcu,
+        cpu_affinity: c_int,
+        hooks: ThreadHooks,
+    ) -> Arc<CallRcuData> {
         let crdp = Arc::new(CallRcuData {
             rcu,
             incoming: AtomicPtr::new(ptr::null_mut()),
@@ -379,6 +414,7 @@ impl CallRcuData {
             incoming_bytes: Mutex::new(0),
             sleeping: AtomicBool::new(false),
             cpu_affinity,
+            hooks,
             tid: OnceLock::new(),
             pid: std::process::id(),
             state: Mutex::new(State::default()),
@@ -404,6 +440,10 @@ impl CallRcuData {
             set_affinity(self.cpu_affinity);
         }
         self.rcu.register_thread();
+        // A reader of the flavor, as liburcu's thread (offline, for QSBR,
+        // but while it invokes a batch): the callbacks' sections are
+        // waited for however they are entered.
+        (self.hooks.register)();
         // As liburcu: callbacks that queue callbacks use this crdp.
         CALLER.with(|c| c.crdp.set(Arc::as_ptr(&self)));
         WORKER_OF.with(|t| t.set(Arc::as_ptr(&self)));
@@ -453,11 +493,12 @@ impl CallRcuData {
     /// returns how many heads, and their bytes.
     fn run_batch(&self) -> (usize, usize) {
         let _in_order = lock(&self.batch);
-        self.run_batch_locked()
+        self.run_batch_locked(Some(self.hooks))
     }
 
-    /// [`run_batch`](Self::run_batch) with `batch` held.
-    fn run_batch_locked(&self) -> (usize, usize) {
+    /// [`run_batch`](Self::run_batch) with `batch` held; on the crdp's own
+    /// thread, with its `hooks` (online while it invokes the batch).
+    fn run_batch_locked(&self, hooks: Option<ThreadHooks>) -> (usize, usize) {
         let (newest, bytes) = self.take_raw();
         if newest.is_null() {
             return (0, 0);
@@ -471,8 +512,14 @@ impl CallRcuData {
         } else {
             rcu.synchronize();
         }
+        if let Some(h) = hooks {
+            (h.online)();
+        }
         // SAFETY: as above; `reverse_counting` linked them oldest first.
         unsafe { invoke_oldest_first(oldest) };
+        if let Some(h) = hooks {
+            (h.offline)();
+        }
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
         self.count_done(n);
         (n as usize, bytes)
@@ -621,7 +668,7 @@ impl CallRcuData {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return (0, 0),
         };
-        self.run_batch_locked()
+        self.run_batch_locked(None)
     }
 
     /// Heads ever queued here: once `done` reaches the count read before
@@ -822,7 +869,7 @@ mod tests {
     #[test]
     fn callers_fill_the_next_batch_while_one_waits_for_its_grace_period() {
         let rcu = Rcu::global();
-        let crdp = CallRcuData::spawn(rcu, -1);
+        let crdp = CallRcuData::spawn(rcu, -1, ThreadHooks::NONE);
         // A reader holds up every grace period until told to leave.
         let (entered_tx, entered) = mpsc::channel();
         let (leave, leave_rx) = mpsc::channel::<()>();
@@ -873,7 +920,7 @@ mod tests {
         let rcu: &'static Rcu = Box::leak(Box::new(
             Rcu::new(rcu_reclaim::Config::new()).expect("a domain"),
         ));
-        let crdp = CallRcuData::spawn(rcu, -1);
+        let crdp = CallRcuData::spawn(rcu, -1, ThreadHooks::NONE);
         let n = PUSH_BACK_AT_PRESSURED as usize + 3;
         let hs: &'static mut [RcuHead] = (0..n)
             .map(|_| RcuHead {

@@ -91,6 +91,27 @@ pub trait Flavor: 'static {
     /// `call_rcu_after_fork_child` (a QSBR drop-in restores the caller's
     /// registration here).
     fn after_fork() {}
+
+    /// Called once on each `call_rcu` thread as it starts (after it took a
+    /// slot of [`rcu`](Flavor::rcu)), before any callback runs: registers
+    /// it the way liburcu's own `call_rcu` thread is registered
+    /// (`rcu_register_thread`), so that grace periods wait for the
+    /// sections its callbacks read in however the program enters them
+    /// (inlined by `_LGPL_SOURCE`, or QSBR's empty `rcu_read_lock`). It
+    /// leaves a QSBR thread offline: see
+    /// [`callback_thread_online`](Flavor::callback_thread_online).
+    fn register_callback_thread() {}
+
+    /// Called on a `call_rcu` thread before it invokes a batch, after the
+    /// batch's grace period (QSBR: online, as liburcu's `call_rcu` thread
+    /// is while its callbacks run: what they read stays protected until
+    /// the batch is done).
+    fn callback_thread_online() {}
+
+    /// Called on a `call_rcu` thread once a batch is invoked (QSBR:
+    /// offline again, for its waits, as liburcu's thread goes offline
+    /// between batches).
+    fn callback_thread_offline() {}
 }
 
 /// liburcu's `urcu_common_wake_up_gp` on a flavor's `urcu_*_gp.futex`: if

@@ -59,6 +59,11 @@
 //!   Registering twice only puts the thread online (liburcu would corrupt
 //!   its registry); `rcu_quiescent_state`, `rcu_thread_offline` and
 //!   `rcu_thread_online` on a thread that is not registered do nothing.
+//! * The `call_rcu` threads are registered and online while they invoke
+//!   callbacks, offline otherwise, as liburcu-qsbr's: what a callback reads
+//!   is protected until it returns (a callback that waits for a grace
+//!   period to end, other than through `synchronize_rcu` or `rcu_barrier`,
+//!   which go offline, waits for itself, as with liburcu).
 //! * `call_rcu_before_fork` unregisters the calling thread for the fork
 //!   and the `after_fork` hooks register it again, online or offline as it
 //!   was; in the child, threads that do not exist there never hold up a
@@ -119,6 +124,19 @@ impl UrcuFlavor for Qsbr {
 
     fn after_fork() {
         reader::after_fork();
+    }
+
+    fn register_callback_thread() {
+        reader::urcu_qsbr_register_thread();
+        reader::urcu_qsbr_thread_offline();
+    }
+
+    fn callback_thread_online() {
+        reader::urcu_qsbr_thread_online();
+    }
+
+    fn callback_thread_offline() {
+        reader::urcu_qsbr_thread_offline();
     }
 }
 

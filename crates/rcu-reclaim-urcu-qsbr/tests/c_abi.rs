@@ -153,6 +153,19 @@ fn fork_with_pending_callbacks_from_an_online_thread() {
     same_as_liburcu("fork");
 }
 
+/// A call_rcu callback that reads RCU-protected data is protected until it
+/// returns, as on liburcu-qsbr, whose call_rcu thread is online while it
+/// invokes callbacks: `rcu_read_lock` is empty there (or inlined), so
+/// nothing else protects it. The drop-in's call_rcu threads were no QSBR
+/// readers (before: the callback read the poisoned old version, but with
+/// `DEBUG_RCU`).
+#[test]
+fn call_rcu_callbacks_read_online_as_liburcus_call_rcu_thread() {
+    for flags in [&[][..], &["-D_LGPL_SOURCE"][..], &["-DDEBUG_RCU"][..]] {
+        same_as_liburcu_with("section_in_callback", flags);
+    }
+}
+
 /// Programs built with `_LGPL_SOURCE`: `rcu_quiescent_state`,
 /// `rcu_thread_offline`/`online` and `rcu_read_ongoing` are inlined and
 /// read `urcu_qsbr_gp` and write `urcu_qsbr_reader` directly (before, the

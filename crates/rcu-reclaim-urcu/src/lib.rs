@@ -76,6 +76,13 @@ impl Flavor for Memb {
     fn offline_while<R>(f: impl FnOnce() -> R) -> R {
         f()
     }
+
+    fn register_callback_thread() {
+        // As `rcu_register_thread` (the thread has its slot already): a
+        // callback's inlined sections are recorded in the thread's block,
+        // which grace periods then wait for.
+        lgpl::attach();
+    }
 }
 
 /// `urcu_memb_call_rcu` and the rest of the shared half, under memb names.

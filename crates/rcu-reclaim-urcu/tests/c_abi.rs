@@ -183,6 +183,17 @@ fn sections_in_key_destructors_and_atexit_handlers() {
     same_as_liburcu("section_in_destructor");
 }
 
+/// A call_rcu callback's read-side section holds up a writer's
+/// `synchronize_rcu`, as on liburcu, whose call_rcu thread is a registered
+/// reader: built with `_LGPL_SOURCE`, the section is inlined into the
+/// call_rcu thread's `urcu_memb_reader`, which the drop-in's grace periods
+/// did not wait for (before: the callback read the poisoned old version).
+#[test]
+fn sections_in_call_rcu_callbacks_hold_up_grace_periods() {
+    same_as_liburcu("section_in_callback");
+    same_as_liburcu("lgpl_section_in_callback");
+}
+
 #[test]
 fn fork_with_pending_callbacks() {
     same_as_liburcu("fork");
