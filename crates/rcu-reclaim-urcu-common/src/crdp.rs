@@ -103,6 +103,25 @@ pub(crate) fn take_orphans() -> Option<Chain> {
     Some(unsafe { chain_of(newest, 0) })
 }
 
+/// Runs `f`, a wait for the `defer_rcu` flush lock, with the calling
+/// thread's crdp (if it is a crdp's thread, inside a callback) marked as
+/// waiting for it: `call_rcu_before_fork` holds that lock while it waits
+/// for the crdp threads to pause, and lets it go for a callback waiting
+/// for it (see [`CallRcuData::pause`]).
+pub(crate) fn waiting_for_flush<R>(f: impl FnOnce() -> R) -> R {
+    let me = WORKER_OF.with(|t| t.get());
+    if me.is_null() {
+        return f();
+    }
+    // SAFETY: the calling thread's own crdp, which its thread holds a
+    // reference to as long as it runs.
+    let crdp = unsafe { &*me };
+    crdp.set_waiting_for_flush(true);
+    let r = f();
+    crdp.set_waiting_for_flush(false);
+    r
+}
+
 /// Per-CPU choices (no references held: liburcu's caller frees them).
 pub(crate) static PER_CPU: OnceLock<Box<[AtomicPtr<CallRcuData>]>> = OnceLock::new();
 
@@ -287,6 +306,10 @@ struct State {
     /// drain. Another crdp's thread doing the same skips this one rather
     /// than wait for it: each would wait for the other for ever.
     waiting_in_callback: bool,
+    /// The thread is inside a callback that waits for the `defer_rcu`
+    /// flush lock, which `call_rcu_before_fork` holds while it waits for
+    /// the thread to pause: it cannot pause until it gets the lock.
+    waiting_for_flush: bool,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -745,14 +768,36 @@ impl CallRcuData {
         }
     }
 
-    /// Pauses the thread where it holds nothing (before fork).
-    pub(crate) fn pause(&self) {
+    /// Pauses the thread where it holds nothing (before fork). Returns
+    /// `false`, the pause requested but not reached, if one of its
+    /// callbacks waits for the `defer_rcu` flush lock (which the caller
+    /// holds: the thread cannot get there until it has it).
+    pub(crate) fn pause(&self) -> bool {
         let mut st = lock(&self.state);
         st.pause = true;
         self.wake.notify_all();
         while !st.paused && !st.stopped {
+            if st.waiting_for_flush {
+                return false;
+            }
             st = wait(&self.progress, st);
         }
+        true
+    }
+
+    /// Waits until the thread's callback no longer waits for the
+    /// `defer_rcu` flush lock (see [`pause`](Self::pause)).
+    pub(crate) fn wait_not_waiting_for_flush(&self) {
+        let mut st = lock(&self.state);
+        while st.waiting_for_flush {
+            st = wait(&self.progress, st);
+        }
+    }
+
+    fn set_waiting_for_flush(&self, waiting: bool) {
+        let mut st = lock(&self.state);
+        st.waiting_for_flush = waiting;
+        self.progress.notify_all();
     }
 
     pub(crate) fn resume(&self) {

@@ -169,7 +169,10 @@ fn flush_lock() -> Option<FlushGuard> {
     if FLUSHING.with(|f| f.replace(true)) {
         return None;
     }
-    Some(FlushGuard(lock(&FLUSH)))
+    // A callback on a crdp thread (`rcu_defer_barrier` in a `call_rcu`
+    // callback) says it waits here: `call_rcu_before_fork`, which holds
+    // the lock while it waits for that thread to pause, lets it go.
+    Some(FlushGuard(crate::crdp::waiting_for_flush(|| lock(&FLUSH))))
 }
 
 /// This thread's queue; at thread exit it is left to the defer thread.

@@ -66,12 +66,22 @@ fn atfork(pick: impl Fn(&UrcuAtfork) -> Option<unsafe extern "C" fn(*mut std::ff
 pub fn before_fork<F: Flavor>() {
     F::before_fork();
     // Waits for flushes and batches under way, which wait for grace periods.
-    let (flush, all) = F::offline_while(|| {
+    let (flush, all) = F::offline_while(|| loop {
         let flush = defer::before_fork();
         let all = all();
         atfork(|a| a.before_fork);
-        all.iter().for_each(|c| c.pause());
-        (flush, all)
+        // A crdp thread whose callback waits for the flush lock, held here,
+        // cannot pause (liburcu's hooks take no defer lock, and its
+        // callbacks may flush): everything is let go until the callback
+        // has the lock, then taken again.
+        let Some(stuck) = all.iter().find(|c| !c.pause()).cloned() else {
+            break (flush, all);
+        };
+        all.iter().for_each(|c| c.resume());
+        atfork(|a| a.after_fork_parent);
+        drop(all);
+        drop(flush);
+        stuck.wait_not_waiting_for_flush();
     });
     let defer = flush.map(defer::ForkHeld::new);
     let rcu = F::rcu();

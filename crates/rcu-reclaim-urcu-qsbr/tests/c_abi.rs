@@ -153,6 +153,31 @@ fn fork_with_pending_callbacks_from_an_online_thread() {
     same_as_liburcu("fork");
 }
 
+/// A fork through the hooks while a `call_rcu` callback is about to call
+/// `rcu_defer_barrier`: `call_rcu_before_fork` held the `defer_rcu` flush
+/// lock while it waited for the call_rcu thread to finish its batch, whose
+/// callback waited for that lock (before: a silent deadlock). Ours only:
+/// liburcu-qsbr can deadlock here too (its online call_rcu thread waits
+/// online for its defer mutex, whose holder waits for that thread).
+#[test]
+fn a_fork_waits_for_a_callback_flushing_defer_rcu() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile(
+        "fork_during_defer_barrier_in_callback",
+        &[],
+        &["-lurcu-qsbr"],
+    );
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "child: forked after the callback's barrier\n\
+         parent: callback and deferred call ran: 2\n",
+        "{}",
+        out.stderr
+    );
+}
+
 /// A call_rcu callback that reads RCU-protected data is protected until it
 /// returns, as on liburcu-qsbr, whose call_rcu thread is online while it
 /// invokes callbacks: `rcu_read_lock` is empty there (or inlined), so

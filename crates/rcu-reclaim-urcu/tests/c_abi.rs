@@ -283,6 +283,16 @@ fn a_callback_freeing_its_own_call_rcu_data_returns() {
     );
 }
 
+/// A fork through the hooks while a `call_rcu` callback is about to call
+/// `rcu_defer_barrier`: `call_rcu_before_fork` held the `defer_rcu` flush
+/// lock while it waited for the call_rcu thread to finish its batch, whose
+/// callback waited for that lock (before: a silent deadlock; liburcu's
+/// hooks take no defer lock, and it completes).
+#[test]
+fn a_fork_waits_for_a_callback_flushing_defer_rcu() {
+    same_as_liburcu("fork_during_defer_barrier_in_callback");
+}
+
 /// Forks through the hooks while other threads flood `call_rcu`: a fork
 /// that finds a call_rcu_data's lock held by one of them (its push-back,
 /// its wake-up of the call_rcu thread) must still give the child a working
