@@ -496,21 +496,29 @@ pub fn drain_all(domains: &[&Rcu], t: &Tracker, what: &str) {
     // a reclaim pass running on another thread to finish with it, and on a
     // loaded machine that thread may wait a while for a CPU before it lets
     // the structure's values go.
+    //
+    // Idle twice in a row, barriers between: the domains' counts are read
+    // one after the other, not at one instant, so a callback of one domain
+    // can queue into another that was already read as idle, and run its
+    // drop (`live` already down) before its panic reaches the hook. The
+    // second round of barriers waits for such a callback to end.
     let start = Instant::now();
     let deadline = start + Duration::from_secs(30);
-    loop {
+    let mut idle_rounds = 0;
+    while idle_rounds < 2 && Instant::now() < deadline {
         for d in domains {
             d.barrier();
         }
-        if domains
+        let idle = domains
             .iter()
             .all(|d| d.pending() == 0 && d.pending_bytes() == 0)
-            && t.live.load(Ordering::SeqCst) == 0
-            || Instant::now() >= deadline
-        {
-            break;
+            && t.live.load(Ordering::SeqCst) == 0;
+        if idle {
+            idle_rounds += 1;
+        } else {
+            idle_rounds = 0;
+            thread::sleep(Duration::from_millis(1));
         }
-        thread::sleep(Duration::from_millis(1));
     }
     if start.elapsed() > Duration::from_millis(200) {
         eprintln!(
