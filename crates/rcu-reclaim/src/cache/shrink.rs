@@ -113,13 +113,18 @@ where
 /// entered reclaim), or a writer waiting for the reclaim this pass is part
 /// of. A writer holds it only for one insert's eviction, so a few tries
 /// usually win it: [`POLICY_LOCK_TRIES`], the first
-/// [`POLICY_LOCK_SPINS`] spinning, the rest yielding. `None`: busy, or
-/// poisoned.
+/// [`POLICY_LOCK_SPINS`] spinning, the rest yielding. `None`: busy.
+///
+/// A poisoned lock is taken like any other, as the writers' `lock_std`
+/// takes it: a panic under it (a key's `Drop` as its queue item leaves)
+/// leaves the queues consistent, and refusing it made the shrinker skip
+/// that shard for the rest of the cache's life, so reclaim declared
+/// out-of-memory over a cache full of evictable entries.
 pub(crate) fn try_lock_queues<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     for attempt in 0..POLICY_LOCK_TRIES {
         match m.try_lock() {
             Ok(held) => return Some(held),
-            Err(TryLockError::Poisoned(_)) => return None,
+            Err(TryLockError::Poisoned(held)) => return Some(held.into_inner()),
             Err(TryLockError::WouldBlock) if attempt < POLICY_LOCK_SPINS => std::hint::spin_loop(),
             Err(TryLockError::WouldBlock) => std::thread::yield_now(),
         }

@@ -1,0 +1,99 @@
+//! User code that panics or lies inside the map, the cache and the cell
+//! (a key's `Hash`, `Eq` or `Drop`, a weigher, a `ReclaimSize`): once the
+//! panic is caught the structure stays usable, every value is dropped
+//! exactly once, and the byte counts stay right. Each body runs under a
+//! watchdog, so a deadlock fails the test instead of hanging it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use rcu_reclaim::reclaim::Reclaimer;
+use rcu_reclaim::{Config, Rcu, RcuCache, ReclaimSize};
+
+/// Runs `f` on a thread of its own and fails if it has not returned
+/// within 60 s (a deadlock), passing its panic on otherwise.
+fn watchdog(f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    let body = std::thread::spawn(move || {
+        let r = catch_unwind(AssertUnwindSafe(f));
+        let _ = done.send(());
+        if let Err(p) = r {
+            std::panic::resume_unwind(p);
+        }
+    });
+    match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => {
+            if let Err(p) = body.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        Err(_) => panic!("the test body has not returned in 60 s: a deadlock"),
+    }
+}
+
+/// A key whose `Drop` panics while `KEY_DROP_PANICS` is set and it is key 0.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Fussy(u32);
+
+static KEY_DROP_PANICS: AtomicBool = AtomicBool::new(false);
+
+impl Drop for Fussy {
+    fn drop(&mut self) {
+        if self.0 == 0 && KEY_DROP_PANICS.load(Ordering::SeqCst) {
+            panic!("Fussy(0) refuses to be dropped");
+        }
+    }
+}
+
+impl ReclaimSize for Fussy {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// A key's `Drop` that panicked under a policy shard's lock (its stale
+/// queue item dropped as an insert evicted) poisoned that lock, and the
+/// shrinker refused a poisoned lock: it never evicted from the shard
+/// again, and reclaim declared out-of-memory over a cache full of
+/// evictable entries. Writers ignored the poison all along.
+#[test]
+fn the_shrinker_still_evicts_from_a_shard_a_panic_poisoned() {
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let reclaimer = Arc::new(Reclaimer::new(&rcu));
+        let w = RcuCache::<Fussy, u64>::ENTRY_OVERHEAD;
+        let cache: RcuCache<Fussy, u64> = RcuCache::builder()
+            .max_bytes(4 * w)
+            .shards(1)
+            .reclaimer(&reclaimer)
+            .build();
+        for k in 0..4 {
+            assert!(cache.insert(Fussy(k), 1));
+        }
+        // Key 0's entry goes (its own key dropped after a grace period, by
+        // the barrier); its queue item, a clone of the key, stays queued.
+        assert!(cache.remove(&Fussy(0)));
+        rcu.barrier();
+        assert!(cache.insert(Fussy(10), 1));
+        KEY_DROP_PANICS.store(true, Ordering::SeqCst);
+        // Over the capacity: the eviction drops key 0's stale item first.
+        let r = catch_unwind(AssertUnwindSafe(|| cache.insert(Fussy(11), 1)));
+        KEY_DROP_PANICS.store(false, Ordering::SeqCst);
+        assert!(r.is_err(), "the stale item's drop did not run");
+        assert_eq!(cache.len(), 5);
+        let done = reclaimer.shrink(0);
+        assert!(done.queued_via_rcu_bytes + done.freed_bytes > 0, "{done:?}");
+        assert!(cache.len() < 5);
+        assert_eq!(cache.bytes(), cache.len() * w);
+        // Writers go on as before.
+        for k in 20..30 {
+            assert!(cache.insert(Fussy(k), 1));
+        }
+        assert!(cache.bytes() <= cache.max_bytes());
+        drop(cache);
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    });
+}
