@@ -5,12 +5,12 @@
 //! watchdog, so a deadlock fails the test instead of hanging it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use rcu_reclaim::reclaim::Reclaimer;
-use rcu_reclaim::{Config, Rcu, RcuCache, ReclaimSize};
+use rcu_reclaim::{Config, Rcu, RcuCache, RcuHashMap, ReclaimSize};
 
 /// Runs `f` on a thread of its own and fails if it has not returned
 /// within 60 s (a deadlock), passing its panic on otherwise.
@@ -94,6 +94,110 @@ fn the_shrinker_still_evicts_from_a_shard_a_panic_poisoned() {
         assert!(cache.bytes() <= cache.max_bytes());
         drop(cache);
         rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    });
+}
+
+/// A value that counts its drops.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A map's weigher runs as it retires an entry: one that panicked leaked
+/// that entry (never dropped), and in `clear` every entry after it too,
+/// all of them already uncounted. Now each is retired (the panicking one
+/// booking its node's size) and the panic goes on after.
+#[test]
+fn a_weigher_panicking_in_clear_leaks_no_entry() {
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let map = RcuHashMap::with_weigher_in(
+            0,
+            std::collections::hash_map::RandomState::new(),
+            &rcu,
+            |k: &u32, _: &Counted| {
+                assert!(*k % 10 != 7, "the weigher refuses key {k}");
+                0
+            },
+        );
+        for k in 0..100u32 {
+            map.insert(k, Counted(drops.clone()));
+        }
+        let r = catch_unwind(AssertUnwindSafe(|| map.clear()));
+        assert!(r.is_err(), "the weigher's panic reaches the caller");
+        assert_eq!(map.len(), 0);
+        // The map goes on.
+        for k in 0..3u32 {
+            assert!(map.insert(k, Counted(drops.clone())));
+        }
+        assert!(map.remove(&1));
+        assert_eq!(map.len(), 2);
+        drop(map);
+        rcu.barrier();
+        assert_eq!(drops.load(Ordering::SeqCst), 103, "an entry leaked");
+        assert_eq!(rcu.pending_bytes(), 0);
+    });
+}
+
+/// A value whose `ReclaimSize` panics for id 13, and that counts its drops.
+struct Grumpy(u32, Arc<AtomicUsize>);
+
+impl Drop for Grumpy {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl ReclaimSize for Grumpy {
+    fn reclaim_size(&self) -> usize {
+        assert!(self.0 != 13, "Grumpy(13) will not be weighed");
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// As above, through the default weigher (`ReclaimSize`): a remove, a
+/// replace and an update that retire an entry the weigher panics on drop
+/// it once all the same, after its grace period, and the map stays
+/// consistent.
+#[test]
+fn a_reclaim_size_panicking_as_an_entry_is_retired_leaks_it_not() {
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let map: RcuHashMap<u32, Grumpy> = RcuHashMap::new_in(&rcu);
+        let guard_drops = drops.clone();
+        let grumpy = move |id| Grumpy(id, guard_drops.clone());
+        for k in 0..3 {
+            map.insert(k, grumpy(13));
+        }
+        {
+            // A reader holding the entries keeps reading them.
+            let guard = rcu.read_lock();
+            let held = map.get(&0, &guard).unwrap();
+            let r = catch_unwind(AssertUnwindSafe(|| map.remove(&0)));
+            assert!(r.is_err(), "remove");
+            let r = catch_unwind(AssertUnwindSafe(|| map.insert(1, grumpy(0))));
+            assert!(r.is_err(), "replace");
+            let r = catch_unwind(AssertUnwindSafe(|| map.update(2, |_| None)));
+            assert!(r.is_err(), "update");
+            assert_eq!(held.0, 13);
+            assert_eq!(drops.load(Ordering::SeqCst), 0, "freed under a reader");
+        }
+        assert_eq!(map.len(), 1);
+        let guard = rcu.read_lock();
+        assert!(map.get(&0, &guard).is_none() && map.get(&2, &guard).is_none());
+        assert_eq!(map.get(&1, &guard).map(|g| g.0), Some(0));
+        drop(guard);
+        rcu.barrier();
+        assert_eq!(drops.load(Ordering::SeqCst), 3, "a retired entry leaked");
+        drop(map);
+        rcu.barrier();
+        assert_eq!(drops.load(Ordering::SeqCst), 4);
         assert_eq!(rcu.pending_bytes(), 0);
     });
 }

@@ -313,6 +313,13 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// [`ReclaimSize`], or a size of the caller's choosing (`|_, _| 0`
     /// books the node only).
     ///
+    /// `weigh` runs as an entry is retired, after the write that unlinked
+    /// it is done. Should it panic (or, with the default weigher, a
+    /// [`ReclaimSize`] impl), the entry is retired all the same, booking
+    /// the node's size alone, and the panic then reaches the caller of
+    /// that write (a [`clear`](RcuHashMap::clear) retires every entry it
+    /// removed first): nothing leaks and the map stays usable.
+    ///
     /// ```
     /// use std::collections::hash_map::RandomState;
     /// use rcu_reclaim::{Config, Rcu, RcuHashMap};

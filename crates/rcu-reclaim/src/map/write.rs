@@ -3,9 +3,11 @@
 //! after releasing the lock; an insert or remove that crosses a load
 //! threshold then resizes the table (see the [module docs](super)).
 
+use std::any::Any;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::mem::size_of;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
@@ -51,23 +53,34 @@ where
         self.len.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// Hands an unlinked node to the domain, booking its size.
+    /// Hands an unlinked node to the domain, booking its size. Should the
+    /// weigher (or a `ReclaimSize` impl) panic, the node is still handed
+    /// over, booking its `size_of` alone, and the panic goes on.
     fn retire(&self, node: NonNull<Node<K, V>>) {
-        // Weighed before it becomes a `Box`: should the weigher (or a
-        // `ReclaimSize` impl) panic, the node leaks instead of being freed
-        // under the readers that may still hold it.
-        let bytes = {
+        if let Err(panic) = self.retire_catching(node) {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    /// [`retire`](Self::retire), returning the weigher's panic instead of
+    /// unwinding with it: the node is retired either way. (Before, a
+    /// panicking weigher leaked the node, and a `clear` leaked every entry
+    /// after it, all of them already uncounted.)
+    fn retire_catching(&self, node: NonNull<Node<K, V>>) -> Result<(), Box<dyn Any + Send>> {
+        let heap = {
             // SAFETY: unlinked by this thread and not yet handed on; shared
             // with readers only, who never write it.
             let n = unsafe { node.as_ref() };
-            size_of::<Node<K, V>>().saturating_add((self.weigh)(&n.key, &n.value))
+            catch_unwind(AssertUnwindSafe(|| (self.weigh)(&n.key, &n.value)))
         };
+        let bytes = size_of::<Node<K, V>>().saturating_add(*heap.as_ref().unwrap_or(&0));
         // SAFETY: from `Box::into_raw`, and unlinked under its stripe lock,
         // so no new reader can reach it; the deferred drop waits for the
         // readers that did. Handed over as a raw pointer, not a `Box`:
         // those readers still hold `&Node`, which a `Box` (unique) would
         // invalidate.
         unsafe { self.rcu.defer_drop_raw_as(node, bytes, self.drops_anywhere) };
+        heap.map(drop)
     }
 
     /// Inserts `value` for `key`: `true` if the key was new, `false` if it
@@ -399,10 +412,11 @@ where
             }
         });
         if let Some(old) = old {
-            self.retire(old);
+            // Before the retire, which unwinds if the weigher panics.
             if !present {
                 self.shrink_if_needed();
             }
+            self.retire(old);
         } else if added {
             self.grow_if_needed();
         }
@@ -437,10 +451,21 @@ where
                 removed.extend(unlinked);
             }
         }
+        // Every entry is retired even if the weigher panics on some: the
+        // first panic goes on once they all are.
+        let mut first_panic = None;
         for link in removed {
-            self.retire(link.cast());
+            if let Err(panic) = self.retire_catching(link.cast()) {
+                match first_panic {
+                    None => first_panic = Some(panic),
+                    Some(_) => drop_payload(panic),
+                }
+            }
         }
         self.shrink_if_needed();
+        if let Some(panic) = first_panic {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     fn grow_if_needed(&self) {
@@ -547,6 +572,14 @@ where
     }
 }
 
+/// Drops a panic's payload that will not be resumed, without letting a
+/// panic of its own `Drop` unwind (that one's payload is leaked).
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
 /// A new node not yet linked: dropping it frees the node, its key and its
 /// value (a panic before the link leaks nothing).
 struct Unpublished<K, V>(NonNull<Node<K, V>>);
@@ -589,6 +622,13 @@ where
     S: BuildHasher,
 {
     fn drop(&mut self) {
-        self.map.retire(self.node);
+        if let Err(panic) = self.map.retire_catching(self.node) {
+            // Never a second panic while one unwinds (an abort).
+            if std::thread::panicking() {
+                drop_payload(panic);
+            } else {
+                std::panic::resume_unwind(panic);
+            }
+        }
     }
 }
