@@ -4,6 +4,7 @@
 //! exactly once, and the byte counts stay right. Each body runs under a
 //! watchdog, so a deadlock fails the test instead of hanging it.
 
+use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -199,5 +200,99 @@ fn a_reclaim_size_panicking_as_an_entry_is_retired_leaks_it_not() {
         rcu.barrier();
         assert_eq!(drops.load(Ordering::SeqCst), 4);
         assert_eq!(rcu.pending_bytes(), 0);
+    });
+}
+
+/// A key whose `Eq` is not reflexive for odd ids (as a NaN is not equal
+/// to itself).
+#[derive(Clone, Debug)]
+struct NotReflexive(u32);
+
+impl Hash for NotReflexive {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for NotReflexive {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 && self.0 % 2 == 0
+    }
+}
+
+impl Eq for NotReflexive {}
+
+impl ReclaimSize for NotReflexive {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// A key whose `Clone` makes a key unequal to the original (the cache
+/// queues a clone of each key it holds).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Drifting(u32, u32);
+
+impl Clone for Drifting {
+    fn clone(&self) -> Self {
+        Drifting(self.0, self.1 + 1)
+    }
+}
+
+impl ReclaimSize for Drifting {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// Fills a cache of 8 entries with 200 keys made by `key`, and checks
+/// that it keeps its bound, that `clear` empties it and the shrinker
+/// evicts from it.
+fn keeps_its_bound<K>(key: impl Fn(u32) -> K)
+where
+    K: Hash + Eq + Clone + ReclaimSize + Send + Sync + 'static,
+{
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let w = RcuCache::<K, u64>::ENTRY_OVERHEAD;
+    let cache: RcuCache<K, u64> = RcuCache::builder()
+        .reclaimer(&reclaimer)
+        .max_bytes(8 * w)
+        .shards(1)
+        .build();
+    for k in 0..200 {
+        assert!(cache.insert(key(k), 1));
+        assert!(cache.bytes() <= cache.max_bytes(), "over the capacity");
+    }
+    assert_eq!(cache.bytes(), cache.len() * w);
+    cache.clear();
+    assert_eq!((cache.len(), cache.bytes()), (0, 0), "clear left entries");
+    for k in 0..200 {
+        assert!(cache.insert(key(k), 1));
+    }
+    assert!(!cache.is_empty());
+    reclaimer.shrink(0);
+    assert_eq!(
+        (cache.len(), cache.bytes()),
+        (0, 0),
+        "the shrinker left entries"
+    );
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// Eviction looked entries up by their queued key: for a key not equal to
+/// itself, or to its clone (the queued one), the lookup missed, and the
+/// entry stayed in the cache for good, counted: the cache grew without
+/// bound past its capacity (3200 bytes of a 512-byte cache, every entry
+/// evictable one), and neither `clear` nor the shrinker could remove
+/// them. Eviction now finds an entry by the hash it was filed under and
+/// its id.
+#[test]
+fn a_cache_of_keys_whose_eq_or_clone_lies_keeps_its_bound() {
+    watchdog(|| {
+        keeps_its_bound(NotReflexive);
+        keeps_its_bound(|k| Drifting(k, 0));
     });
 }

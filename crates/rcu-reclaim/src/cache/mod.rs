@@ -117,6 +117,25 @@
 //! shrink, the capacity stays at what was left until
 //! [`regrow_after`](RcuCacheBuilder::regrow_after) (1 s by default) passes
 //! without another: then the cache may grow back to `max_bytes`.
+//!
+//! # Keys, weighers and values that misbehave
+//! A key's `Hash`, `Eq` and `Clone` and the weigher run only in the calls
+//! given that key or value ([`insert`](RcuCache::insert),
+//! [`get`](RcuCache::get), [`remove`](RcuCache::remove), ...), never
+//! under a policy shard's lock: should one panic, that call panics and the
+//! cache is left as it was (a `get_or_insert_with` closure likewise).
+//! Eviction, [`clear`](RcuCache::clear) and the shrinker find an entry by
+//! the hash it was filed under and its unique id, not by its key, so a
+//! key whose `Eq` panics or lies (not reflexive, a `Clone` unequal to its
+//! original, a `Hash` that changes) is still evicted and cleared, and the
+//! cache keeps its bound; lookups of such a key may miss, as in std's
+//! `HashMap`. A key or value whose `Drop` panics is dropped once all the
+//! same: evicted entries drop after their grace period as the domain's
+//! deferred frees, whose panics are caught and reported (see
+//! [`Config::on_callback_panic`](crate::Config::on_callback_panic)), and
+//! the panic of a queued key's clone as it leaves its queue reaches the
+//! call that dropped it (a writer, `clear`, a reclaim pass), the cache
+//! still usable.
 
 mod builder;
 mod entry;
@@ -614,7 +633,8 @@ where
             Some((id, weight, false)) => {
                 // Retired at once (unless replaced meanwhile: another id);
                 // the guard's section keeps it readable for the caller.
-                if inner.map.remove_if_hashed(hash, &queued, |e| e.id == id) {
+                // By id, as eviction finds entries: not the key's `Eq`.
+                if inner.map.unlink_hashed_by(hash, |e| e.id == id).is_some() {
                     inner
                         .retired_since_look
                         .fetch_add(weight, Ordering::Relaxed);
@@ -664,8 +684,9 @@ where
     /// assert_eq!(cache.bytes(), 0);
     /// ```
     pub fn clear(&self) {
-        /// Queues again what a clear has not removed when a key's `Eq` or
-        /// `Hash` panics under it, so those entries can still be evicted.
+        /// Queues again what a clear has not removed when a key's `Drop`
+        /// panics under it (its item leaving the queue), so those entries
+        /// can still be evicted.
         struct Requeue<'a, K> {
             policy: &'a Shards<K>,
             queued: std::collections::VecDeque<(K, u64, usize, u64)>,
@@ -948,17 +969,24 @@ where
     V: Send + 'static,
     S: BuildHasher,
 {
+    // Both find the entry by its hash and id, never by the key: the key's
+    // `Eq` is the user's code, and one that panicked here did so under the
+    // shard's lock, while one that is not reflexive (or a `Clone` that
+    // makes a key unequal to the original, the queued one) left its
+    // entries in the map for good, counted, over the capacity and out of
+    // `clear`'s reach. Ids are unique, and the hash is the one the entry
+    // was filed under.
     fn visit(
         &self,
-        key: &K,
+        _key: &K,
         hash: u64,
         id: u64,
         next: impl FnOnce(u8) -> Option<u8>,
     ) -> Option<u8> {
-        let e = self.inner.map.get_hashed(hash, key, self.guard)?;
-        if e.id != id {
-            return None;
-        }
+        let e = self
+            .inner
+            .map
+            .get_hashed_by(hash, |e| e.id == id, self.guard)?;
         let freq = e.freq();
         if let Some(f) = next(freq) {
             e.set_freq(f);
@@ -966,16 +994,18 @@ where
         Some(freq)
     }
 
-    fn remove(&self, key: &K, hash: u64, id: u64) -> Option<usize> {
-        let mut weight = None;
-        let unlinked = self.inner.map.unlink_if_hashed(hash, key, |e| {
-            weight = (e.id == id).then_some(e.weight);
-            weight.is_some()
+    fn remove(&self, _key: &K, hash: u64, id: u64) -> Option<usize> {
+        let mut weight = 0;
+        let unlinked = self.inner.map.unlink_hashed_by(hash, |e| {
+            let it = e.id == id;
+            if it {
+                weight = e.weight;
+            }
+            it
         })?;
         self.unlinked.borrow_mut().push(unlinked);
-        let w = weight?;
-        self.inner.policy.rebook(hash, w, 0);
-        Some(w)
+        self.inner.policy.rebook(hash, weight, 0);
+        Some(weight)
     }
 }
 

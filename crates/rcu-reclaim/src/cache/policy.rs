@@ -233,9 +233,10 @@ impl<K> S3Fifo<K> {
                 &mut self.main
             };
             // Looked at in place, and taken off its queue only once the
-            // store has answered: should the key's `Eq` or `Hash` panic in
-            // there, the item stays queued, so its entry can still be
-            // evicted, or cleared, later.
+            // store has answered: should the store panic in there, the item
+            // stays queued, so its entry can still be evicted, or cleared,
+            // later. (The cache's store runs none of the key's code: it
+            // finds entries by hash and id.)
             let head = fifo.items.front()?;
             let spared = chances > 0;
             // One lookup: the frequency, lowered at once if the entry is

@@ -118,6 +118,21 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
+    // SAFETY: the caller's contract, which is `search_by`'s.
+    unsafe { search_by(start, sort, |node: &Node<K, V>| node.key.borrow() == key) }
+}
+
+/// As [`search`], for the first entry of sort key `sort` that `is` picks
+/// (the cache finds its entries by id: no call of the key's `Eq`).
+///
+/// # Safety
+/// As [`search`].
+#[inline]
+pub(super) unsafe fn search_by<K, V>(
+    start: NonNull<Link>,
+    sort: u64,
+    mut is: impl FnMut(&Node<K, V>) -> bool,
+) -> Search<K, V> {
     let mut prev = start;
     loop {
         // SAFETY: `prev` is `start` or a link read from the list inside the
@@ -136,9 +151,9 @@ where
             // An odd sort key is an entry's: the link is the first field of
             // a `Node<K, V>` and `cur` carries the whole node's provenance.
             let node = cur.cast::<Node<K, V>>();
-            // SAFETY: as above; the node's key is never written after it
-            // was published.
-            if unsafe { node.as_ref() }.key.borrow() == key {
+            // SAFETY: as above; the node's key and value are never written
+            // after it was published.
+            if is(unsafe { node.as_ref() }) {
                 return Search::Found { prev, node };
             }
         }

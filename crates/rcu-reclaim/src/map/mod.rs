@@ -98,6 +98,12 @@ use crate::sync::{AtomicPtr, AtomicUsize, Mutex};
 use list::{key_sort, Node, Search};
 use table::{Stripes, Table, STRIPES};
 
+/// The debug builds' check of a hash a caller passes with its key: a key
+/// hashed twice (by the caller, then by the check) hashed differently.
+pub(crate) const HASH_CHANGED: &str =
+    "the key's `Hash` gave two hashes for one key (a `Hash` impl \
+     must hash a key alike every time, and agree with its `Eq`)";
+
 /// What a map's `PhantomData` stands for (see its `_owns`).
 type Owns<K, V> = (Box<Node<K, V>>, *const (), fn(K, V) -> (K, V));
 
@@ -509,7 +515,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        debug_assert_eq!(hash, self.hash(key), "a hash the map did not make");
+        debug_assert_eq!(hash, self.hash(key), "{HASH_CHANGED}");
         let table = self.table.load(Ordering::Acquire);
         // SAFETY: the caller's section began before this load, and a table
         // is freed only a grace period after a newer one is published; its
@@ -547,6 +553,33 @@ where
         // grace period after it is unlinked; the borrow of the map keeps it
         // from being dropped; a published value is never written.
         Some(unsafe { &(*node.as_ptr()).value })
+    }
+
+    /// The value of the first entry filed under `hash` (the map's hash of
+    /// its key, as [`hash`](Self::hash) made it when the entry was
+    /// written) that `is` accepts, found without calling the key's `Eq` or
+    /// `Hash`: the cache looks its queued entries up by their ids, so a key
+    /// whose `Eq` panics, or is not reflexive, is still found and evicted.
+    /// Takes no lock.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn get_hashed_by<'g, G: ReadSection>(
+        &'g self,
+        hash: u64,
+        mut is: impl FnMut(&V) -> bool,
+        guard: &'g G,
+    ) -> Option<&'g V> {
+        self.check_guard(guard);
+        let table = self.table.load(Ordering::Acquire);
+        // SAFETY: as in `find_hashed`.
+        let found = unsafe {
+            list::search_by::<K, V>((*table).head(hash), key_sort(hash), |n| is(&n.value))
+        };
+        match found {
+            // SAFETY: as in `get`.
+            Search::Found { node, .. } => Some(unsafe { &(*node.as_ptr()).value }),
+            Search::Absent { .. } => None,
+        }
     }
 
     /// [`get`](Self::get) for a key whose [`hash`](Self::hash) the caller

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use super::list::{self, key_sort, Link, Node, Search};
 use super::table::{Stripes, Table, STRIPES, STRIPE_BITS};
-use super::RcuHashMap;
+use super::{RcuHashMap, HASH_CHANGED};
 use crate::guard::ReadSection;
 use crate::sync::{fence, try_lock};
 
@@ -236,10 +236,36 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        debug_assert_eq!(hash, self.hash(key), "a hash the map did not make");
+        debug_assert_eq!(hash, self.hash(key), "{HASH_CHANGED}");
+        self.unlink_matching(hash, |n| n.key.borrow() == key, pred)
+    }
+
+    /// Unlinks the first entry filed under `hash` that `is` accepts, found
+    /// without calling the key's `Eq` or `Hash` (see
+    /// [`get_hashed_by`](RcuHashMap::get_hashed_by)); retired when the
+    /// handle drops, as with [`unlink_if_hashed`](Self::unlink_if_hashed).
+    /// `is` runs under the hash's stripe lock.
+    #[track_caller]
+    pub(crate) fn unlink_hashed_by(
+        &self,
+        hash: u64,
+        mut is: impl FnMut(&V) -> bool,
+    ) -> Option<Unlinked<'_, K, V, S>> {
+        self.unlink_matching(hash, |n| is(&n.value), |_| true)
+    }
+
+    /// Unlinks the first entry filed under `hash` that `is` picks, if
+    /// `pred` accepts its value.
+    #[track_caller]
+    fn unlink_matching(
+        &self,
+        hash: u64,
+        is: impl FnMut(&Node<K, V>) -> bool,
+        pred: impl FnOnce(&V) -> bool,
+    ) -> Option<Unlinked<'_, K, V, S>> {
         let removed = self.locked(hash, |head| {
             // SAFETY: as in `insert`.
-            match unsafe { list::search::<K, V, Q>(head, key_sort(hash), key) } {
+            match unsafe { list::search_by::<K, V>(head, key_sort(hash), is) } {
                 Search::Found { prev, node } => {
                     // SAFETY: linked, under the lock; a published value is
                     // never written.
@@ -382,7 +408,7 @@ where
     where
         F: FnOnce(Option<&V>) -> Option<V>,
     {
-        debug_assert_eq!(hash, self.hash(&key), "a hash the map did not make");
+        debug_assert_eq!(hash, self.hash(&key), "{HASH_CHANGED}");
         let sort = key_sort(hash);
         let (old, present, added) = self.locked(hash, |head| {
             // SAFETY: as in `insert`.
