@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use crate::domain::Rcu;
 use crate::guard::ReadSection;
 use crate::size::ReclaimSize;
-use crate::sync::AtomicPtr;
+use crate::sync::{weigh_caught, AtomicPtr};
 use crate::synchronize::Cookie;
 
 /// An RCU-protected, optionally empty, heap value.
@@ -329,8 +329,13 @@ impl<T> RcuCell<T> {
         T: Send + 'static,
     {
         if let Some(old) = self.replace(value) {
-            let bytes = weigh(&old);
+            // Retired even if `weigh` panics (booking the inline size),
+            // and the panic goes on after.
+            let (bytes, panic) = weigh_caught(std::mem::size_of::<T>(), || weigh(&old));
             old.defer_drop_sized(bytes);
+            if let Some(panic) = panic {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 
@@ -737,8 +742,13 @@ impl<T> Retired<T> {
     where
         T: ReclaimSize + Send + 'static,
     {
-        let bytes = T::reclaim_size(&self);
+        // Should `reclaim_size` panic, the value is still retired (booking
+        // its inline size), and the panic goes on after.
+        let (bytes, panic) = weigh_caught(std::mem::size_of::<T>(), || T::reclaim_size(&self));
         self.defer_drop_as(bytes, crate::drops_anywhere::<T>());
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// As [`defer_drop`](Retired::defer_drop), booking `bytes`: the opt-in

@@ -98,6 +98,15 @@ pub trait ReclaimSize {
     const DROPS_ANYWHERE: bool = false;
 
     /// Bytes freed when the value is dropped, itself included.
+    ///
+    /// It runs as the value is retired. Should it panic, the retiring call
+    /// ([`RcuCell::store`](crate::RcuCell::store),
+    /// [`Retired::defer_drop`](crate::Retired::defer_drop),
+    /// [`Rcu::defer_drop`](crate::Rcu::defer_drop) and `defer_drop_raw`, an
+    /// [`RcuHashMap`](crate::RcuHashMap) write) retires the value all the
+    /// same, booking its inline size, and then passes the panic on: the
+    /// value is dropped once, after its grace period, never leaked nor
+    /// dropped early.
     fn reclaim_size(&self) -> usize;
 
     /// Bytes the value owns beyond itself: `reclaim_size() - size_of_val(self)`,

@@ -44,6 +44,24 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Option<String>>
     }
 }
 
+/// Runs `weigh`, the user's sizing of a value about to be retired (a
+/// [`ReclaimSize`](crate::ReclaimSize) impl or a weigher), catching a
+/// panic so that the caller can still retire the value, booking
+/// `fallback` bytes, before it resumes the panic (the payload returned).
+/// Unwinding straight out of a retiring call lost the value: one handed
+/// over raw leaked; an unlinked one was dropped as the unwind went, on this
+/// thread after a blocking grace period (under the caller's locks, which
+/// its `Drop` may take), or leaked inside a read-side section.
+pub(crate) fn weigh_caught(
+    fallback: usize,
+    weigh: impl FnOnce() -> usize,
+) -> (usize, Option<Box<dyn std::any::Any + Send>>) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(weigh)) {
+        Ok(bytes) => (bytes, None),
+        Err(panic) => (fallback, Some(panic)),
+    }
+}
+
 thread_local! {
     /// Set while this thread may not enter memory reclaim: it is reclaiming
     /// already, holds one of the crate's locks, or runs inside `no_reclaim`.

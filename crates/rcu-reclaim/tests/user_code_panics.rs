@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use rcu_reclaim::reclaim::Reclaimer;
-use rcu_reclaim::{Config, Rcu, RcuCache, RcuHashMap, ReclaimSize};
+use rcu_reclaim::{Config, Rcu, RcuCache, RcuCell, RcuHashMap, ReclaimSize};
 
 /// Runs `f` on a thread of its own and fails if it has not returned
 /// within 60 s (a deadlock), passing its panic on otherwise.
@@ -294,5 +294,59 @@ fn a_cache_of_keys_whose_eq_or_clone_lies_keeps_its_bound() {
     watchdog(|| {
         keeps_its_bound(NotReflexive);
         keeps_its_bound(|k| Drifting(k, 0));
+    });
+}
+
+/// A retiring call whose `ReclaimSize` or weigher panicked lost the old
+/// value: `RcuCell::store` inside a read-side section leaked it, outside
+/// one it waited for a grace period and dropped it on the spot (a call
+/// that never blocks nor runs a destructor, under the caller's locks),
+/// and `Rcu::defer_drop_raw` leaked it. Each now retires it (booking its
+/// inline size) and the panic goes on after.
+#[test]
+fn a_cell_value_whose_size_panics_is_still_retired_once() {
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let dropped = || drops.load(Ordering::SeqCst);
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(Grumpy(13, drops.clone()))));
+        {
+            let guard = rcu.read_lock();
+            let held = cell.load(&guard).unwrap();
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                cell.store(Box::new(Grumpy(13, drops.clone())))
+            }));
+            assert!(r.is_err(), "store");
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                cell.update(|_| Some(Box::new(Grumpy(0, drops.clone()))))
+            }));
+            assert!(r.is_err(), "update");
+            assert_eq!((held.0, dropped()), (13, 0), "freed under a reader");
+        }
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            cell.store_weighed(Box::new(Grumpy(1, drops.clone())), |_| {
+                panic!("the weigher refuses")
+            })
+        }));
+        assert!(r.is_err(), "store_weighed");
+        assert_eq!(
+            dropped(),
+            0,
+            "the retiring call dropped the old value itself"
+        );
+        let raw = Box::into_raw(Box::new(Grumpy(13, drops.clone())));
+        // SAFETY: from `Box::into_raw`, never published, not used again.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { rcu.defer_drop_raw(raw) }));
+        assert!(r.is_err(), "defer_drop_raw");
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            rcu.defer_drop(Box::new(Grumpy(13, drops.clone())))
+        }));
+        assert!(r.is_err(), "defer_drop");
+        assert_eq!(dropped(), 0);
+        rcu.barrier();
+        assert_eq!(dropped(), 5, "a retired value leaked");
+        assert_eq!(rcu.pending_bytes(), 0);
+        drop(cell);
+        assert_eq!(dropped(), 6);
     });
 }

@@ -10,6 +10,7 @@ use crate::clock::epoch_ms;
 use crate::domain::Rcu;
 use crate::policy;
 use crate::size::ReclaimSize;
+use crate::sync::weigh_caught;
 
 /// `Box::into_raw`, as a `NonNull`.
 fn box_into_non_null<T>(value: Box<T>) -> NonNull<T> {
@@ -266,8 +267,13 @@ impl Rcu {
     /// rcu.barrier();
     /// ```
     pub fn defer_drop<T: ReclaimSize + Send + 'static>(&self, value: Box<T>) {
-        let bytes = T::reclaim_size(&value);
+        // Should `reclaim_size` panic, the value is still deferred (booking
+        // its inline size), and the panic goes on after.
+        let (bytes, panic) = weigh_caught(std::mem::size_of::<T>(), || T::reclaim_size(&value));
         self.defer_drop_as(value, bytes, crate::drops_anywhere::<T>());
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// As [`defer_drop`](Rcu::defer_drop), booking `bytes`: the opt-in
@@ -343,9 +349,15 @@ impl Rcu {
         };
         // SAFETY: a live value from `Box::into_raw` (our contract); a shared
         // borrow beside the readers' ones, ended before the hand-over.
-        let bytes = T::reclaim_size(unsafe { ptr.as_ref() });
+        let value = unsafe { ptr.as_ref() };
+        // Should `reclaim_size` panic, the value is still deferred (booking
+        // its inline size; it leaked), and the panic goes on after.
+        let (bytes, panic) = weigh_caught(std::mem::size_of::<T>(), || T::reclaim_size(value));
         // SAFETY: per our contract.
-        unsafe { self.defer_drop_raw_as(ptr, bytes, crate::drops_anywhere::<T>()) }
+        unsafe { self.defer_drop_raw_as(ptr, bytes, crate::drops_anywhere::<T>()) };
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// As `defer_drop_sized`; `anywhere`: dropping a `T` takes no lock and
