@@ -135,7 +135,8 @@
 //! [`Config::on_callback_panic`](crate::Config::on_callback_panic)), and
 //! the panic of a queued key's clone as it leaves its queue reaches the
 //! call that dropped it (a writer, `clear`, a reclaim pass), the cache
-//! still usable.
+//! still usable. Those clones are dropped with no lock of the cache held,
+//! so a key's `Drop` may even write to the cache.
 
 mod builder;
 mod entry;
@@ -741,13 +742,17 @@ where
                 .retired_since_look
                 .fetch_add(evicted, Ordering::Relaxed);
             let entries = inner.map.len() / shards.count();
-            if queues.len() > 2 * entries + STALE_SLACK {
+            let stale = (queues.len() > 2 * entries + STALE_SLACK).then(|| {
                 let guard = inner.map.domain().read_lock();
-                queues.retain_live(&MapStore::new(inner, &guard));
-            }
+                let store = MapStore::new(inner, &guard);
+                queues.retain_live(&store);
+                store.into_unlocked()
+            });
             drop(queues);
-            // Retired with the shard's lock released.
+            // Retired, and the stale keys dropped, with the shard's lock
+            // released.
             drop(unlinked);
+            drop(stale);
             if shards.bytes() > cap {
                 // This shard is down to its floor: the shards above their
                 // share make room.
@@ -905,14 +910,14 @@ where
 
     /// Evicts from one shard's `queues` (at most `max` entries) while
     /// `over` says so: the entries and bytes evicted, and the entries
-    /// unlinked, to drop (retiring them) once the caller has released the
-    /// shard's lock.
+    /// unlinked and keys discarded, to drop (retiring the entries) once the
+    /// caller has released the shard's lock.
     fn evict(
         &self,
         queues: &mut S3Fifo<K>,
         over: impl Fn() -> bool,
         max: usize,
-    ) -> (usize, usize, Vec<EntryUnlinked<'_, K, V, S>>) {
+    ) -> (usize, usize, Unlocked<'_, K, V, S>) {
         let (mut n, mut bytes) = (0, 0);
         let guard = self.map.domain().read_lock();
         let store = MapStore::new(self, &guard);
@@ -927,16 +932,32 @@ where
                 None => break,
             }
         }
-        (n, bytes, store.unlinked.into_inner())
+        (n, bytes, store.into_unlocked())
     }
 }
 
 /// An entry evicted from the cache's map, retired when dropped.
 type EntryUnlinked<'a, K, V, S> = Unlinked<'a, K, Entry<V>, S>;
 
+/// What a [`MapStore`] leaves to do once the shard's lock is released:
+/// the entries it unlinked, retired as this drops, then the keys of the
+/// queue items it discarded, dropped (their `Drop` may write to the cache,
+/// which under the lock waited for the lock).
+struct Unlocked<'a, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    // Fields drop in order: the entries are retired first.
+    _unlinked: Vec<EntryUnlinked<'a, K, V, S>>,
+    _keys: Vec<K>,
+}
+
 /// The cache's map as the policy's [`Store`], inside a read-side section.
 /// Entries it removes are unlinked at once and kept in `unlinked`, to be
-/// retired when that drops: after the caller has released the shard's lock.
+/// retired when that drops: after the caller has released the shard's
+/// lock, as the keys it is given to discard are dropped.
 struct MapStore<'a, 'g, K, V, S>
 where
     K: Hash + Eq + Send + 'static,
@@ -946,6 +967,7 @@ where
     inner: &'a Inner<K, V, S>,
     guard: &'g ReadGuard<'g>,
     unlinked: RefCell<Vec<EntryUnlinked<'a, K, V, S>>>,
+    discarded: RefCell<Vec<K>>,
 }
 
 impl<'a, 'g, K, V, S> MapStore<'a, 'g, K, V, S>
@@ -959,6 +981,15 @@ where
             inner,
             guard,
             unlinked: RefCell::new(Vec::new()),
+            discarded: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// What is left to do once the shard's lock is released.
+    fn into_unlocked(self) -> Unlocked<'a, K, V, S> {
+        Unlocked {
+            _unlinked: self.unlinked.into_inner(),
+            _keys: self.discarded.into_inner(),
         }
     }
 }
@@ -1006,6 +1037,10 @@ where
         self.unlinked.borrow_mut().push(unlinked);
         self.inner.policy.rebook(hash, weight, 0);
         Some(weight)
+    }
+
+    fn discard(&self, key: K) {
+        self.discarded.borrow_mut().push(key);
     }
 }
 

@@ -41,6 +41,14 @@ pub(crate) trait Store<K> {
         -> Option<u8>;
     /// Removes `key`'s entry `id` if it is still there: its weight.
     fn remove(&self, key: &K, hash: u64, id: u64) -> Option<usize>;
+    /// Takes the key of an item leaving the queues for good (stale or
+    /// evicted). The cache's store drops it only once the policy's lock
+    /// is released: a key's `Drop` is its user's code, and one that wrote
+    /// to the cache under that lock waited for the lock itself, for good.
+    /// By default the key is dropped at once.
+    fn discard(&self, key: K) {
+        drop(key);
+    }
 }
 
 /// Small holds up to this fraction of the capacity (in bytes): a
@@ -245,8 +253,10 @@ impl<K> S3Fifo<K> {
                 (freq > 0 && spared).then(|| if from_small { 0 } else { freq - 1 })
             });
             let Some(freq) = seen else {
-                fifo.pop();
-                continue; // removed or replaced: its bytes left with it
+                // Removed or replaced: its bytes left with it.
+                let item = fifo.pop().expect("the head looked at");
+                store.discard(item.key);
+                continue;
             };
             if freq > 0 && spared {
                 chances -= 1;
@@ -257,12 +267,15 @@ impl<K> S3Fifo<K> {
             let removed = store.remove(&head.key, head.hash, head.id);
             let item = fifo.pop().expect("the head looked at");
             let Some(weight) = removed else {
-                continue; // replaced since `visit`: the new entry is queued
+                // Replaced since `visit`: the new entry is queued.
+                store.discard(item.key);
+                continue;
             };
             if from_small {
                 let bound = self.len().max(64);
                 self.ghost.insert(item.hash, bound);
             }
+            store.discard(item.key);
             return Some(weight);
         }
     }
@@ -271,11 +284,23 @@ impl<K> S3Fifo<K> {
     /// replaced: a key rewritten while the cache is not full leaves one
     /// per write). Called when the queues hold far more items than the
     /// store has entries, so its cost is amortized over those writes.
+    /// The keys of the items dropped go to the store's
+    /// [`discard`](Store::discard).
     pub(crate) fn retain_live(&mut self, store: &impl Store<K>) {
         for fifo in [&mut self.small, &mut self.main] {
-            fifo.items
-                .retain(|i| store.visit(&i.key, i.hash, i.id, |_| None).is_some());
-            fifo.bytes = fifo.items.iter().map(|i| i.weight).sum();
+            // Each item in turn, from the head to the tail again: a live
+            // one goes back, keeping the order.
+            for _ in 0..fifo.items.len() {
+                let item = fifo.pop().expect("counted");
+                if store
+                    .visit(&item.key, item.hash, item.id, |_| None)
+                    .is_some()
+                {
+                    fifo.push(item);
+                } else {
+                    store.discard(item.key);
+                }
+            }
         }
     }
 
