@@ -423,3 +423,51 @@ fn a_key_whose_drop_writes_to_the_cache_does_not_deadlock_eviction() {
         assert_eq!(rcu.pending_bytes(), 0);
     });
 }
+
+/// The map a [`Registered`] key's `Drop` writes to.
+static REGISTRY: Mutex<Option<Weak<RcuHashMap<Registered, u32>>>> = Mutex::new(None);
+
+/// A key whose `Drop` (below id 1000) inserts another key into the map.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Registered(u32);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if self.0 < 1000 {
+            let map = REGISTRY.lock().unwrap().as_ref().and_then(Weak::upgrade);
+            if let Some(map) = map {
+                map.insert(Registered(self.0 + 1000), 0);
+            }
+        }
+    }
+}
+
+impl ReclaimSize for Registered {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// `update` dropped a key that no entry took (`f` made `None`) under the
+/// key's stripe lock: a key whose `Drop` wrote to the map panicked there as
+/// if `f` had written to it. Such a key is dropped with the lock released.
+#[test]
+fn a_key_dropped_by_a_write_may_write_to_the_map_from_its_drop() {
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let map = Arc::new(RcuHashMap::new_in(&rcu));
+        *REGISTRY.lock().unwrap() = Some(Arc::downgrade(&map));
+        // The argument keys of these calls are dropped inside them.
+        assert!(!map.update(Registered(1), |_| None), "absent, stays absent");
+        assert!(map.insert(Registered(2), 2));
+        assert!(!map.update(Registered(2), |_| None), "present, removed");
+        let guard = rcu.read_lock();
+        assert!(map.get(&Registered(1001), &guard).is_some());
+        assert!(map.get(&Registered(2), &guard).is_none());
+        drop(guard);
+        *REGISTRY.lock().unwrap() = None;
+        drop(Arc::try_unwrap(map).ok().unwrap());
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    });
+}

@@ -338,21 +338,24 @@ where
             Some(node) => node,
             None => {
                 let sort = key_sort(hash);
-                let (node, inserted) = self.locked(hash, |head| {
+                let (node, unused) = self.locked(hash, |head| {
                     // SAFETY: as in `insert`.
                     match unsafe { list::search::<K, V, K>(head, sort, &key) } {
-                        Search::Found { node, .. } => (node, false),
+                        // The key and `f` are handed out, to be dropped
+                        // with the lock released (see `update_hashed`).
+                        Search::Found { node, .. } => (node, Some((key, f))),
                         Search::Absent { prev, next } => {
                             let new = Node::new(sort, key, f());
                             self.count_new_entry();
                             // SAFETY: as in `insert`.
                             unsafe { list::link_between(prev, next, Node::link(new)) };
-                            (new, true)
+                            (new, None)
                         }
                     }
                 });
-                if inserted {
-                    self.grow_if_needed();
+                match unused {
+                    Some(unused) => drop(unused),
+                    None => self.grow_if_needed(),
                 }
                 node
             }
@@ -410,20 +413,31 @@ where
     {
         debug_assert_eq!(hash, self.hash(&key), "{HASH_CHANGED}");
         let sort = key_sort(hash);
-        let (old, present, added) = self.locked(hash, |head| {
+        // A key that no entry takes is handed out of the lock's scope
+        // (`unused`) and dropped after it: its `Drop` is the caller's code,
+        // and one that wrote to this map under the lock was refused as a
+        // write from `f`.
+        let (old, present, added, unused) = self.locked(hash, |head| {
             // SAFETY: as in `insert`.
             match unsafe { list::search::<K, V, K>(head, sort, &key) } {
                 Search::Found { prev, node } => {
                     // SAFETY: linked, under the lock; its value is never
                     // written after publication.
                     let old = unsafe { &node.as_ref().value };
-                    let new = f(Some(old)).map(|v| Node::link(Node::new(sort, key, v)));
-                    // SAFETY: as in `insert`.
-                    unsafe { list::unlink(prev, node.cast(), new) };
-                    if new.is_none() {
-                        self.uncount_entries(1);
+                    match f(Some(old)) {
+                        Some(v) => {
+                            let new = Node::link(Node::new(sort, key, v));
+                            // SAFETY: as in `insert`.
+                            unsafe { list::unlink(prev, node.cast(), Some(new)) };
+                            (Some(node), true, false, None)
+                        }
+                        None => {
+                            // SAFETY: as in `insert`.
+                            unsafe { list::unlink(prev, node.cast(), None) };
+                            self.uncount_entries(1);
+                            (Some(node), false, false, Some(key))
+                        }
                     }
-                    (Some(node), new.is_some(), false)
                 }
                 Search::Absent { prev, next } => match f(None) {
                     Some(v) => {
@@ -431,9 +445,9 @@ where
                         self.count_new_entry();
                         // SAFETY: as in `insert`.
                         unsafe { list::link_between(prev, next, Node::link(new)) };
-                        (None, true, true)
+                        (None, true, true, None)
                     }
-                    None => (None, false, false),
+                    None => (None, false, false, Some(key)),
                 },
             }
         });
@@ -446,6 +460,8 @@ where
         } else if added {
             self.grow_if_needed();
         }
+        // Last: the write is done whatever its `Drop` does.
+        drop(unused);
         present
     }
 
