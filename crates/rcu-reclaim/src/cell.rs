@@ -246,6 +246,7 @@ impl<T> RcuCell<T> {
     /// assert_eq!(*old.into_box(), 1);
     /// ```
     pub fn replace(&self, value: impl Into<Option<Box<T>>>) -> Option<Retired<T>> {
+        updating::check_not_in_update_of(self);
         let new = into_raw(value.into());
         let old = self.ptr.swap(new, Ordering::AcqRel);
         if old.is_null() {
@@ -394,6 +395,7 @@ impl<T> RcuCell<T> {
             guard.domain().id(),
             self.rcu.id()
         );
+        updating::check_not_in_update_of(self);
         let expected = current.map_or(ptr::null_mut(), |c| ptr::from_ref(c).cast_mut());
         let new = into_raw(new);
         match self
@@ -427,6 +429,12 @@ impl<T> RcuCell<T> {
     /// dropped there at once (it was never published). Returns how many
     /// times `f` ran.
     ///
+    /// # Panics
+    /// If `f` writes to this cell (`store`, `replace`, `take`,
+    /// `compare_exchange`, `update`), in that write: each such write would
+    /// make the exchange fail and `f` run again, for ever (an update nested
+    /// more than eight deep in other cells' updates is not checked).
+    ///
     /// ```
     /// use std::sync::Arc;
     /// let hits = Arc::new(rcu_reclaim::RcuCell::new(0u64));
@@ -453,7 +461,8 @@ impl<T> RcuCell<T> {
             let mut current = self.load(&guard);
             loop {
                 runs += 1;
-                match self.compare_exchange(current, f(current), &guard) {
+                let new = updating::run_for(self, || f(current));
+                match self.compare_exchange(current, new, &guard) {
                     Ok(old) => break old,
                     // The value `f` made lost the race: never published,
                     // dropped here.
@@ -503,6 +512,85 @@ impl<T> RcuCell<T> {
         let p = self.ptr.swap(ptr::null_mut(), Ordering::Relaxed);
         // SAFETY: as in `get_mut`; the cell no longer points to it.
         (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+    }
+}
+
+/// The cells whose [`RcuCell::update`] closure runs on this thread: a
+/// write to one of them from inside its closure panics instead of making
+/// the update retry for ever.
+mod updating {
+    /// Updates checked at once per thread (nested in each other's
+    /// closures); deeper ones run unchecked.
+    #[cfg(not(loom))]
+    const NESTED: usize = 8;
+
+    #[cfg(not(loom))]
+    std::thread_local! {
+        /// How many update closures run on this thread. No destructor.
+        static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// The cells (addresses) of the first [`NESTED`] of them.
+        static CELLS: [std::cell::Cell<usize>; NESTED] =
+            const { [const { std::cell::Cell::new(0) }; NESTED] };
+    }
+
+    /// Runs `f`, an update closure of `cell`, marking the thread as inside
+    /// it (also should `f` unwind).
+    pub(super) fn run_for<C, R>(cell: &C, f: impl FnOnce() -> R) -> R {
+        #[cfg(not(loom))]
+        {
+            /// Takes the mark back.
+            struct Mark;
+            impl Drop for Mark {
+                fn drop(&mut self) {
+                    let depth = DEPTH.get() - 1;
+                    if depth < NESTED {
+                        CELLS.with(|cells| cells[depth].set(0));
+                    }
+                    DEPTH.set(depth);
+                }
+            }
+            let depth = DEPTH.get();
+            if depth < NESTED {
+                CELLS.with(|cells| cells[depth].set(cell as *const C as usize));
+            }
+            DEPTH.set(depth + 1);
+            let _mark = Mark;
+            f()
+        }
+        #[cfg(loom)]
+        {
+            let _ = cell;
+            f()
+        }
+    }
+
+    /// Panics if `cell`'s update closure runs on this thread (one load of
+    /// a thread-local otherwise).
+    #[inline]
+    #[track_caller]
+    pub(super) fn check_not_in_update_of<C>(cell: &C) {
+        #[cfg(not(loom))]
+        if DEPTH.get() > 0 {
+            check_slow(cell as *const C as usize);
+        }
+        #[cfg(loom)]
+        let _ = cell;
+    }
+
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn check_slow(me: usize) {
+        let depth = DEPTH.get().min(NESTED);
+        if CELLS.with(|cells| cells[..depth].iter().any(|c| c.get() == me)) {
+            panic!(
+                "rcu-reclaim: RcuCell::update's closure wrote to the same cell (store, replace, \
+                 take, compare_exchange or update): the update could never publish (each such \
+                 write makes it run the closure again, for ever); return the new value from the \
+                 closure, or write after update returns"
+            );
+        }
     }
 }
 

@@ -471,3 +471,61 @@ fn a_key_dropped_by_a_write_may_write_to_the_map_from_its_drop() {
         assert_eq!(rcu.pending_bytes(), 0);
     });
 }
+
+/// An `RcuCell::update` whose closure wrote to the same cell never
+/// returned: each write made the exchange fail and the closure run again,
+/// retiring a value per round inside the update's section (so none could
+/// be freed). Such a write now panics, naming the mistake.
+#[test]
+fn an_update_closure_writing_to_its_own_cell_panics_instead_of_spinning() {
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(1u64)));
+        let other = RcuCell::new_in(&rcu, Some(Box::new(1u64)));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            cell.update(|v| {
+                cell.store(Box::new(v.copied().unwrap_or(0) + 100));
+                Some(Box::new(5))
+            })
+        }));
+        let payload = r.expect_err("a write to its own cell");
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("RcuCell::update's closure wrote to the same cell"),
+            "{msg}"
+        );
+        // Nested in an update of another cell, too.
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            cell.update(|v| {
+                other.update(|_| {
+                    drop(cell.take());
+                    Some(Box::new(0))
+                });
+                v.map(|v| Box::new(v + 1))
+            })
+        }));
+        assert!(r.is_err());
+        // The cells work as before: writes from another cell's update are
+        // fine, and the marks were taken back as the panics unwound.
+        assert_eq!(
+            cell.update(|v| {
+                other.store(Box::new(7));
+                v.map(|v| Box::new(v + 1))
+            }),
+            1
+        );
+        cell.store(Box::new(9));
+        let guard = rcu.read_lock();
+        assert_eq!(
+            (cell.load(&guard), other.load(&guard)),
+            (Some(&9), Some(&7))
+        );
+        drop(guard);
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    });
+}
