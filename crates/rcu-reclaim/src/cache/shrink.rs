@@ -116,10 +116,11 @@ where
 /// [`POLICY_LOCK_SPINS`] spinning, the rest yielding. `None`: busy.
 ///
 /// A poisoned lock is taken like any other, as the writers' `lock_std`
-/// takes it: a panic under it (a key's `Drop` as its queue item leaves)
-/// leaves the queues consistent, and refusing it made the shrinker skip
-/// that shard for the rest of the cache's life, so reclaim declared
-/// out-of-memory over a cache full of evictable entries.
+/// takes it: the queues stay consistent whatever panicked under it (no
+/// key's code runs there now: eviction finds entries by id, and drops the
+/// keys it is done with after the lock), and refusing it made the
+/// shrinker skip that shard for the rest of the cache's life, so reclaim
+/// declared out-of-memory over a cache full of evictable entries.
 pub(crate) fn try_lock_queues<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     for attempt in 0..POLICY_LOCK_TRIES {
         match m.try_lock() {
