@@ -187,6 +187,14 @@ fn resizes_never_hide_a_present_key() {
         for c in churners {
             c.join().unwrap();
         }
+        // On a loaded machine the churners may finish before a reader has
+        // had a CPU: let each complete a pass first (bounded).
+        let waited = std::time::Instant::now();
+        while (lookups.load(Ordering::Relaxed) == 0 || walks.load(Ordering::Relaxed) == 0)
+            && waited.elapsed() < std::time::Duration::from_secs(60)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         stop.store(true, Ordering::Relaxed);
     });
     let (max_cap, min_cap) = (max_cap.into_inner(), min_cap.into_inner());
