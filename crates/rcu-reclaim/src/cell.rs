@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering;
 
-use crate::domain::Rcu;
+use crate::domain::{Rcu, WaitInstead};
 use crate::guard::ReadSection;
 use crate::size::ReclaimSize;
 use crate::sync::{weigh_caught, AtomicPtr};
@@ -268,7 +268,10 @@ impl<T> RcuCell<T> {
     /// ```
     #[track_caller]
     pub fn store_sync(&self, value: Box<T>) {
-        self.rcu.assert_not_in_section("RcuCell::store_sync()");
+        self.rcu.assert_not_in_section(
+            "RcuCell::store_sync()",
+            WaitInstead::Retire("RcuCell::store()"),
+        );
         drop(self.replace(value).map(Retired::into_box));
     }
 
@@ -790,6 +793,7 @@ impl<T> Retired<T> {
             self.cookie,
             "Retired::into_box() (it waits for the value's grace period; \
              Retired::try_into_box() does not)",
+            WaitInstead::Retire("Retired::defer_drop()"),
         );
         // SAFETY: the grace period has elapsed.
         unsafe { self.take_box() }

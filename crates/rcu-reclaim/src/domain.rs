@@ -827,9 +827,11 @@ impl Rcu {
         }
     }
 
-    /// Panics, naming `call`, if this thread is inside a section of this domain.
+    /// Panics, naming `call` and, where it has one, the form of it that
+    /// does not wait (`instead`), if this thread is inside a section of
+    /// this domain.
     #[track_caller]
-    pub(crate) fn assert_not_in_section(&self, call: &str) {
+    pub(crate) fn assert_not_in_section(&self, call: &str, instead: WaitInstead) {
         // One look at the thread's nesting; the QSBR list only on a QSBR
         // domain (an online thread there is in one long section).
         if reader::nesting_in(self.id) > 0 {
@@ -839,18 +841,27 @@ impl Rcu {
             } else {
                 "Drop the ReadGuard first"
             };
+            let or = match instead {
+                WaitInstead::Poll => ", or use start_poll()/poll() to wait without blocking".into(),
+                WaitInstead::Nothing => String::new(),
+                WaitInstead::Retire(other) => format!(", or use {other}, which never waits"),
+            };
             panic!(
                 "rcu-reclaim: {call} called inside a read-side critical section of the same \
-                 domain; it would wait for itself forever. {fix}, or use start_poll()/poll() to \
-                 wait without blocking"
+                 domain; it would wait for itself forever. {fix}{or}"
             );
         }
         if self.flavor == Flavor::Qsbr && reader::qsbr_online_in(self.id) {
+            let or = match instead {
+                WaitInstead::Poll => ", or use QsbrThread::synchronize()".into(),
+                WaitInstead::Nothing => String::new(),
+                WaitInstead::Retire(other) => format!(", or use {other}, which never waits"),
+            };
             panic!(
                 "rcu-reclaim: {call} called on a thread that is online in the same QSBR domain; \
                  it would wait for the thread's own quiescent state forever. Call it through \
-                 QsbrThread::offline_while(|| ...), or use QsbrThread::synchronize() (with two \
-                 registrations on this thread, every one of them must be offline)"
+                 QsbrThread::offline_while(|| ...){or} (with two registrations on this thread, \
+                 every one of them must be offline)"
             );
         }
         if reader::in_section_after_registrations(&self.registry) {
@@ -863,6 +874,21 @@ impl Rcu {
             );
         }
     }
+}
+
+/// What a call that waits for a grace period offers instead inside a
+/// read-side section: its misuse panic names it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WaitInstead {
+    /// A grace-period wait: the polled API (`start_poll()` / `poll()`), or
+    /// `QsbrThread::synchronize()` on an online QSBR thread.
+    Poll,
+    /// No form that does not wait (`barrier()`, `prepare_fork()`): only
+    /// ending the section.
+    Nothing,
+    /// A call that frees after a grace period instead of waiting for it,
+    /// named here.
+    Retire(&'static str),
 }
 
 impl fmt::Debug for Rcu {

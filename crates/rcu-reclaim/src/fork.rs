@@ -90,7 +90,7 @@ impl Rcu {
     /// ```
     #[track_caller]
     pub fn prepare_fork(&self) -> ForkGuard<'_> {
-        self.assert_not_in_section("prepare_fork()");
+        self.assert_not_in_section("prepare_fork()", crate::domain::WaitInstead::Nothing);
         if crate::callbacks::in_callback() {
             panic!(
                 "rcu-reclaim: prepare_fork() called from inside an RCU callback; the domain \

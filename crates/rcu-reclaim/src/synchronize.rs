@@ -1,7 +1,7 @@
 //! The public grace-period API on [`Rcu`]: `synchronize`, expedited and
 //! polled waits, and their [`Cookie`].
 
-use crate::domain::Rcu;
+use crate::domain::{Rcu, WaitInstead};
 use crate::gp::{bump, WaitMode};
 
 /// A snapshot of a domain's grace-period sequence, from [`Rcu::get_state`] or
@@ -65,7 +65,7 @@ impl Rcu {
     #[track_caller]
     pub fn synchronize(&self) {
         if !self.try_synchronize() {
-            self.assert_not_in_section("synchronize()");
+            self.assert_not_in_section("synchronize()", WaitInstead::Poll);
             unreachable!("rcu-reclaim: try_synchronize() refused outside any section");
         }
     }
@@ -116,7 +116,7 @@ impl Rcu {
     /// ```
     #[track_caller]
     pub fn synchronize_expedited(&self) {
-        self.assert_not_in_section("synchronize_expedited()");
+        self.assert_not_in_section("synchronize_expedited()", WaitInstead::Poll);
         bump(&self.inner().gp.counters.expedited_calls);
         let target = self.inner().gp.snapshot();
         self.wait_for_seq(target, WaitMode::Expedited);
@@ -195,17 +195,17 @@ impl Rcu {
     /// ```
     #[track_caller]
     pub fn cond_synchronize(&self, cookie: Cookie) {
-        self.cond_synchronize_for(cookie, "cond_synchronize()");
+        self.cond_synchronize_for(cookie, "cond_synchronize()", WaitInstead::Poll);
     }
 
     /// [`cond_synchronize`](Rcu::cond_synchronize) on behalf of `call`,
     /// which a misuse panic names.
     #[track_caller]
-    pub(crate) fn cond_synchronize_for(&self, cookie: Cookie, call: &str) {
+    pub(crate) fn cond_synchronize_for(&self, cookie: Cookie, call: &str, instead: WaitInstead) {
         if self.poll(&cookie) {
             return;
         }
-        self.assert_not_in_section(call);
+        self.assert_not_in_section(call, instead);
         bump(&self.inner().gp.counters.synchronize_calls);
         self.wait_for_seq(cookie.seq, WaitMode::Normal);
     }

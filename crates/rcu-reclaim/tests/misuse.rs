@@ -4,7 +4,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use rcu_reclaim::{Config, Rcu, RcuCell};
+use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 
 mod common;
 
@@ -479,6 +479,63 @@ fn waiting_inside_a_raw_section_names_read_unlock_raw() {
     });
     assert!(msg.contains("Drop the ReadGuard first"), "{msg}");
     assert!(!msg.contains("read_unlock_raw"), "{msg}");
+}
+
+/// Each wait inside a section names the way out that exists for that call:
+/// the polled API for a grace-period wait, `store()` for `store_sync()`,
+/// `defer_drop()` for `into_box()`, and none for `barrier()` (the polled
+/// API does not wait for callbacks).
+#[test]
+fn waiting_inside_a_section_names_the_way_out_of_that_call() {
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let _guard = rcu.read_lock();
+        rcu.synchronize();
+    });
+    assert!(msg.contains("start_poll()/poll()"), "{msg}");
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let _guard = rcu.read_lock();
+        rcu.barrier();
+    });
+    assert!(msg.contains("barrier() called inside"), "{msg}");
+    assert!(!msg.contains("poll"), "{msg}");
+    let msg = panic_message_of(|| {
+        let cell = RcuCell::new_in(&Rcu::new(Config::new()).unwrap(), Some(Box::new(1)));
+        let _guard = cell.domain().read_lock();
+        cell.store_sync(Box::new(2));
+    });
+    assert!(
+        msg.contains("or use RcuCell::store(), which never waits"),
+        "{msg}"
+    );
+    assert!(!msg.contains("poll"), "{msg}");
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(1)));
+        let retired = cell.take().unwrap();
+        let _guard = rcu.read_lock();
+        let _ = retired.into_box();
+    });
+    assert!(
+        msg.contains("or use Retired::defer_drop(), which never waits"),
+        "{msg}"
+    );
+    // On an online QSBR thread: QsbrThread::synchronize() is the way out of
+    // synchronize() only.
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+        let _me = rcu.register_qsbr_thread();
+        rcu.synchronize();
+    });
+    assert!(msg.contains("or use QsbrThread::synchronize()"), "{msg}");
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+        let _me = rcu.register_qsbr_thread();
+        rcu.barrier();
+    });
+    assert!(msg.contains("QsbrThread::offline_while(|| ...)"), "{msg}");
+    assert!(!msg.contains("QsbrThread::synchronize()"), "{msg}");
 }
 
 /// A zero where a count must be at least one: the error names that knob

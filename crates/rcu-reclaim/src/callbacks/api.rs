@@ -822,7 +822,7 @@ impl Rcu {
     /// ```
     #[track_caller]
     pub fn barrier(&self) {
-        self.assert_not_in_section("barrier()");
+        self.assert_not_in_section("barrier()", crate::domain::WaitInstead::Nothing);
         if in_callback() {
             panic!(
                 "rcu-reclaim: barrier() called from inside an RCU callback; it would wait for \
