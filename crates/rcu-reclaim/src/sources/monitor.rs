@@ -102,6 +102,17 @@ struct Shared {
 /// In a child process created by `fork()` the monitor's thread does not
 /// exist: the monitor watches nothing there. Dropping it ends the signal it
 /// held at the fork; start a new monitor in the child to keep watching.
+///
+/// Dropping the monitor stops it, so one that is not kept watches nothing:
+/// bind it (`let _monitor = ...`, not `let _ = ...`) for as long as it
+/// should watch. A call whose monitor is thrown away is warned about:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// rcu_reclaim::sources::auto_pressure(512 << 20); // error: stopped at once
+/// ```
+#[must_use = "the monitor stops when it is dropped: keep it (`let _monitor = ...`) for as long as \
+              it should watch"]
 pub struct PressureMonitor {
     shared: Arc<Shared>,
     /// The process that started the thread (a forked child has none).
