@@ -245,6 +245,19 @@ impl<T> RcuCell<T> {
     /// let old = cell.replace(Box::new(2)).unwrap();
     /// assert_eq!(*old.into_box(), 1);
     /// ```
+    ///
+    /// Dropping the returned [`Retired`] waits for a grace period; to
+    /// publish without waiting, use [`store`](RcuCell::store), or hand the
+    /// old value to [`Retired::defer_drop`]. Throwing it away is warned
+    /// about:
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// cell.replace(Box::new(2)); // error: dropping the old value here waits
+    /// ```
+    #[must_use = "dropping the returned Retired waits for a grace period: to publish without \
+                  waiting use store(), or call defer_drop() on it"]
     pub fn replace(&self, value: impl Into<Option<Box<T>>>) -> Option<Retired<T>> {
         updating::check_not_in_update_of(self);
         let new = into_raw(value.into());
@@ -488,6 +501,8 @@ impl<T> RcuCell<T> {
     /// assert_eq!(*cell.take().unwrap().into_box(), 5);
     /// assert!(cell.take().is_none());
     /// ```
+    #[must_use = "dropping the returned Retired waits for a grace period: call defer_drop() on \
+                  it to free it without waiting"]
     pub fn take(&self) -> Option<Retired<T>> {
         self.replace(None)
     }
