@@ -12,6 +12,8 @@ use rcu_reclaim::{Config, Rcu};
 #[global_allocator]
 static ALLOC: AccountingAlloc = AccountingAlloc::system();
 
+mod common;
+
 const MIB: usize = 1 << 20;
 /// Tolerance: 16 KiB per thread that may hold an unfolded delta.
 const SLACK: usize = 1 << 20;
@@ -131,4 +133,17 @@ fn thread_churn_never_makes_the_count_drift() {
         after <= before + SLACK && after + SLACK >= before,
         "after freeing on {THREADS} short threads: {before} -> {after}"
     );
+}
+
+/// Here the accounting allocator is installed: a budget over its count
+/// makes no warning about a missing one.
+#[test]
+fn a_budget_over_live_bytes_with_the_accounting_allocator_does_not_warn() {
+    let log = common::Captured::default();
+    {
+        let _on = log.on_this_thread();
+        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+        let _budget = MemoryBudget::new(1 << 40, reclaimer, AccountingAlloc::live_bytes);
+    }
+    assert!(!log.text().contains("global allocator"), "{}", log.text());
 }

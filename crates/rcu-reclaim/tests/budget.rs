@@ -503,3 +503,35 @@ fn a_budget_too_small_for_watermarks_says_so() {
     let r = Arc::new(Reclaimer::new(Rcu::global()));
     let _ = MemoryBudget::new(1, r, || 0);
 }
+
+/// This test binary has no `AccountingAlloc` as its global allocator: a
+/// budget over `AccountingAlloc::live_bytes` would read 0 for ever and
+/// never reclaim, so making one says so and names the fix; a closure or
+/// any other usage is taken as it is.
+#[test]
+fn a_budget_over_live_bytes_without_the_accounting_allocator_warns() {
+    use rcu_reclaim::reclaim::AccountingAlloc;
+    let log = common::Captured::default();
+    {
+        let _on = log.on_this_thread();
+        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+        let _budget = MemoryBudget::new(64 * MIB, reclaimer.clone(), AccountingAlloc::live_bytes);
+    }
+    let text = log.text();
+    assert!(
+        text.contains("no AccountingAlloc is the global allocator")
+            && text.contains("#[global_allocator] static ALLOC: AccountingAlloc"),
+        "{text}"
+    );
+    let quiet = common::Captured::default();
+    {
+        let _on = quiet.on_this_thread();
+        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+        let _budget = MemoryBudget::new(64 * MIB, reclaimer, || 0);
+    }
+    assert!(
+        !quiet.text().contains("AccountingAlloc"),
+        "{}",
+        quiet.text()
+    );
+}

@@ -194,6 +194,21 @@ impl AccountingAlloc<System> {
     }
 }
 
+/// Whether an `AccountingAlloc` is the global allocator. Without one the
+/// counts stay 0 for ever; with one they move once any thread folds a
+/// batch, and this thread folds one when it allocates twice the batch, as
+/// the probe below does.
+pub(crate) fn is_global_allocator() -> bool {
+    let counted = || LIVE.load(Ordering::Relaxed) != 0 || PEAK.load(Ordering::Relaxed) != 0;
+    if counted() {
+        return true;
+    }
+    let probe = std::hint::black_box(vec![0u8; 2 * BATCH as usize]);
+    let seen = counted();
+    drop(probe);
+    seen
+}
+
 impl<A> AccountingAlloc<A> {
     /// Accounting around `inner`.
     ///

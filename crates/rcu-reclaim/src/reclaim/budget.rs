@@ -356,7 +356,11 @@ impl std::panic::RefUnwindSafe for MemoryBudget {}
 impl MemoryBudget {
     /// A budget of `limit` bytes with the default watermarks, reclaiming
     /// with `reclaimer`; `usage` reports the bytes in use (the accounting
-    /// allocator, a cgroup file, RSS...).
+    /// allocator, a cgroup file, RSS...). [`AccountingAlloc::live_bytes`](super::AccountingAlloc::live_bytes)
+    /// counts only where an `AccountingAlloc` is the `#[global_allocator]`;
+    /// without one it reads 0 and the budget never reclaims, so a budget
+    /// given it then warns (through `tracing`, or on standard error without
+    /// a subscriber).
     ///
     /// # Panics
     /// If `limit` is under [`Watermarks::MIN_LIMIT`] (2 bytes: no ordered
@@ -407,6 +411,14 @@ impl MemoryBudget {
     ) -> Result<MemoryBudget, BudgetError> {
         if !(marks.high < marks.low && marks.low < marks.min && marks.min <= limit) {
             return Err(BudgetError::UnorderedWatermarks { marks, limit });
+        }
+        if is_accounting_live_bytes(&usage) && !super::accounting::is_global_allocator() {
+            let msg = "rcu-reclaim: a MemoryBudget's usage is AccountingAlloc::live_bytes, but no \
+                       AccountingAlloc is the global allocator: it reads 0, and the budget never \
+                       reclaims. Install it: #[global_allocator] static ALLOC: AccountingAlloc = \
+                       AccountingAlloc::system();";
+            tracing::warn!("{msg}");
+            crate::sys::eprint_if_unobserved(msg);
         }
         let shared = Arc::new(Shared {
             usage: Arc::new(usage),
@@ -550,6 +562,15 @@ impl MemoryBudget {
             direct_wait_timeouts: s.direct_wait_timeouts.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Whether `usage` is [`AccountingAlloc::live_bytes`](super::AccountingAlloc::live_bytes)
+/// itself (its function item; a closure around it is not recognised).
+fn is_accounting_live_bytes<F: 'static>(_usage: &F) -> bool {
+    fn type_of<T: 'static>(_: &T) -> std::any::TypeId {
+        std::any::TypeId::of::<T>()
+    }
+    std::any::TypeId::of::<F>() == type_of(&super::AccountingAlloc::live_bytes)
 }
 
 impl Drop for MemoryBudget {
