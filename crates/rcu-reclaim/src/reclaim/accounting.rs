@@ -1,5 +1,5 @@
 //! An accounting global allocator: live heap bytes, counted cheaply, for
-//! [`MemoryBudget`] and the demo.
+//! [`MemoryBudget`](super::MemoryBudget) and the demo.
 //!
 //! Each thread batches its allocations and frees in a thread-local delta and
 //! folds it into one global counter once it reaches ±16 KiB, so the fast
@@ -15,7 +15,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::budget::MemoryBudget;
 use super::reclaimer::reclaim_allowed;
 
 /// Per-thread batch before the global counter is touched.
@@ -88,7 +87,7 @@ fn fold_in(add: isize) {
             // (undefined behaviour): it is reported, the budget is left
             // consistent (its turn and marks restore on unwind), and the
             // allocation proceeds.
-            let checked = crate::sync::catch_panic(|| budget.check());
+            let checked = crate::sync::catch_panic(|| budget.check_from_allocation());
             if checked.is_err() {
                 reclaim_panicked();
             }
@@ -105,8 +104,23 @@ fn reclaim_panicked() {
     );
 }
 
+/// What an allocation checks once a budget is enforced: the
+/// [`MemoryBudget`](super::MemoryBudget) (`budget.rs` implements this and
+/// `AccountingAlloc::enforce`, so this file, below the budget, never names
+/// it).
+pub(crate) trait DirectReclaim: Send + Sync {
+    /// Reclaims directly over `min`, wakes the background reclaimer over
+    /// `low` (`MemoryBudget::check`).
+    fn check_from_allocation(&self);
+}
+
 /// The budget that allocations check, once installed.
-static DIRECT: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
+static DIRECT: OnceLock<Arc<dyn DirectReclaim>> = OnceLock::new();
+
+/// Installs the budget allocations check; `false` if one is installed.
+pub(crate) fn install_direct(budget: Arc<dyn DirectReclaim>) -> bool {
+    DIRECT.set(budget).is_ok()
+}
 
 /// A [`GlobalAlloc`] that counts live bytes around another allocator.
 ///
@@ -155,33 +169,6 @@ impl AccountingAlloc<System> {
     /// ```
     pub fn peak_bytes() -> usize {
         PEAK.load(Ordering::Relaxed)
-    }
-
-    /// Makes allocations enforce `budget` (optional direct
-    /// reclaim): every 16 KiB of growth a thread checks it, reclaiming
-    /// directly over `min` and waking the background reclaimer over `low`.
-    /// Threads inside reclaim, inside [`no_reclaim`](crate::reclaim::no_reclaim), or
-    /// holding one of this crate's locks never reclaim from an allocation;
-    /// code that allocates while holding a lock that a shrinker (or a
-    /// `tracing` subscriber, which reclaim logs to) needs must use
-    /// `no_reclaim` too, as kernel code uses `GFP_NOFS`. A panic in the
-    /// reclaim an allocation runs (a shrinker's, say) never unwinds out of
-    /// the allocator: it is reported with `tracing::error!` and the
-    /// allocation proceeds. Once per process; returns the budget back if one
-    /// is installed already.
-    ///
-    /// ```no_run
-    /// use std::sync::Arc;
-    /// use rcu_reclaim::Rcu;
-    /// use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
-    /// #[global_allocator]
-    /// static ALLOC: AccountingAlloc = AccountingAlloc::system();
-    /// let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
-    /// let budget = MemoryBudget::new(512 << 20, reclaimer, AccountingAlloc::live_bytes);
-    /// AccountingAlloc::enforce(Arc::new(budget)).unwrap();
-    /// ```
-    pub fn enforce(budget: Arc<MemoryBudget>) -> Result<(), Arc<MemoryBudget>> {
-        DIRECT.set(budget)
     }
 
     /// Restarts the peak from the current live count.

@@ -573,6 +573,48 @@ fn is_accounting_live_bytes<F: 'static>(_usage: &F) -> bool {
     std::any::TypeId::of::<F>() == type_of(&super::AccountingAlloc::live_bytes)
 }
 
+// `AccountingAlloc::enforce` is here, with the budget it installs, so
+// that the allocator's file stays below this one (it checks the budget
+// through `accounting::DirectReclaim`).
+impl super::AccountingAlloc<std::alloc::System> {
+    /// Makes allocations enforce `budget` (optional direct
+    /// reclaim): every 16 KiB of growth a thread checks it, reclaiming
+    /// directly over `min` and waking the background reclaimer over `low`.
+    /// Threads inside reclaim, inside [`no_reclaim`](crate::reclaim::no_reclaim), or
+    /// holding one of this crate's locks never reclaim from an allocation;
+    /// code that allocates while holding a lock that a shrinker (or a
+    /// `tracing` subscriber, which reclaim logs to) needs must use
+    /// `no_reclaim` too, as kernel code uses `GFP_NOFS`. A panic in the
+    /// reclaim an allocation runs (a shrinker's, say) never unwinds out of
+    /// the allocator: it is reported with `tracing::error!` and the
+    /// allocation proceeds. Once per process; returns the budget back if one
+    /// is installed already.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use rcu_reclaim::Rcu;
+    /// use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
+    /// #[global_allocator]
+    /// static ALLOC: AccountingAlloc = AccountingAlloc::system();
+    /// let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+    /// let budget = MemoryBudget::new(512 << 20, reclaimer, AccountingAlloc::live_bytes);
+    /// AccountingAlloc::enforce(Arc::new(budget)).unwrap();
+    /// ```
+    pub fn enforce(budget: Arc<MemoryBudget>) -> Result<(), Arc<MemoryBudget>> {
+        if super::accounting::install_direct(budget.clone()) {
+            Ok(())
+        } else {
+            Err(budget)
+        }
+    }
+}
+
+impl super::accounting::DirectReclaim for MemoryBudget {
+    fn check_from_allocation(&self) {
+        self.check();
+    }
+}
+
 impl Drop for MemoryBudget {
     fn drop(&mut self) {
         if std::process::id() != self.pid {
