@@ -23,6 +23,8 @@ pub struct Ratios {
     /// Ratios of the peaks over all rounds.
     pub peak_garbage: f64,
     pub peak_memory: f64,
+    /// Ratio of the mean garbage over all rounds' samples.
+    pub mean_garbage: f64,
 }
 
 /// One backend over all rounds of a scenario.
@@ -212,6 +214,7 @@ pub fn scenario(
             updates_per_sec: round_ratio(&b.rounds, &ours.rounds, |r| r.updates_per_sec),
             peak_garbage: ratio(b.peak_garbage as f64, ours.peak_garbage as f64),
             peak_memory: ratio(b.peak_memory as f64, ours.peak_memory as f64),
+            mean_garbage: ratio(b.mean_garbage, ours.mean_garbage),
         };
     }
     let targets = targets(name, &backends);
@@ -251,6 +254,13 @@ fn targets(scenario: &str, b: &[BackendReport]) -> Vec<Target> {
         "read-mostly" => {
             push("liburcu-memb", "reads/s", |r| r.reads_per_sec, 1.0, true);
             push("crossbeam-epoch", "reads/s", |r| r.reads_per_sec, 1.2, true);
+            push(
+                "crossbeam-epoch",
+                "mean garbage",
+                |r| r.mean_garbage,
+                4.0,
+                false,
+            );
         }
         "update-heavy" => {
             push(
@@ -265,7 +275,14 @@ fn targets(scenario: &str, b: &[BackendReport]) -> Vec<Target> {
                 "crossbeam-epoch",
                 "peak garbage",
                 |r| r.peak_garbage,
-                0.5,
+                1.0,
+                false,
+            );
+            push(
+                "crossbeam-epoch",
+                "mean garbage",
+                |r| r.mean_garbage,
+                4.0,
                 false,
             );
         }
@@ -491,16 +508,25 @@ mod tests {
                 updates_per_sec: round_ratio(&x.rounds, &ours.rounds, |r| r.updates_per_sec),
                 peak_garbage: x.peak_garbage as f64 / ours.peak_garbage as f64,
                 peak_memory: 1.0,
+                // Ours holds 5x crossbeam-epoch's garbage on average.
+                mean_garbage: if x.backend == "crossbeam-epoch" {
+                    0.2
+                } else {
+                    1.0
+                },
             };
         }
         let t = targets("update-heavy", &b);
-        assert_eq!(t.len(), 3);
+        assert_eq!(t.len(), 4);
         assert!((t[0].value - 2.0).abs() < 1e-9 && t[0].met, "{t:?}");
         assert!((t[1].value - 0.5).abs() < 1e-9 && !t[1].met, "{t:?}");
         assert!((t[2].value - 0.25).abs() < 1e-9 && t[2].met, "{t:?}");
+        assert!((t[3].value - 5.0).abs() < 1e-9 && !t[3].met, "{t:?}");
+        assert!(t[3].what.contains("mean garbage") && t[3].goal == "<= 4");
         // No liburcu column: its target is left out, not invented.
         let t = targets("read-mostly", &b);
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.len(), 2);
         assert!(t[0].what.contains("crossbeam-epoch") && t[0].met);
+        assert!(t[1].what.contains("mean garbage") && !t[1].met, "{t:?}");
     }
 }
