@@ -1324,7 +1324,7 @@ fn bench_prints_its_targets_only_when_asked() {
     assert!(!plain.contains("target:"), "{plain}");
     let with = bench(&["--targets"]);
     let targets: Vec<&str> = with.lines().filter(|l| l.starts_with("target: ")).collect();
-    assert_eq!(targets.len(), 3, "{with}");
+    assert_eq!(targets.len(), 4, "{with}");
     assert!(
         targets[0].starts_with("target: rcu-reclaim updates/s / crossbeam-epoch's = ")
             && (targets[0].ends_with(": met") || targets[0].ends_with(": MISSED")),
@@ -1332,7 +1332,7 @@ fn bench_prints_its_targets_only_when_asked() {
     );
     let v: serde_json::Value = serde_json::from_str(&bench(&["--json"])).unwrap();
     let t = &v["scenarios"][0]["targets"];
-    assert_eq!(t.as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(t.as_array().map(Vec::len), Some(4), "{v}");
     assert!(t[0]["met"].is_boolean() && t[0]["goal"] == ">= 1", "{t}");
     let help = String::from_utf8(bin().args(["bench", "--help"]).output().unwrap().stdout).unwrap();
     assert!(help.contains("--targets"), "{help}");
