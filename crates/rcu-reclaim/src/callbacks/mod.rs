@@ -40,7 +40,6 @@ mod drain;
 #[cfg(not(loom))]
 mod fork;
 pub(crate) mod local;
-mod scratch;
 mod segcblist;
 mod worker;
 
@@ -62,7 +61,6 @@ pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
 #[cfg(not(loom))]
 pub(crate) use fork::EngineLocks;
 pub(crate) use local::LocalBuffer;
-use scratch::Scratch;
 use segcblist::{Entry, SegCbList};
 pub(crate) use worker::Workers;
 #[cfg(not(loom))]
@@ -958,23 +956,22 @@ impl Callbacks {
     ) -> (usize, usize) {
         let shard = &self.shards[cpu];
         let fast = self.pressure.on_node(self.topology.node_of(cpu));
-        let mut lists = Scratch::take();
+        let mut batch = Vec::new();
+        let mut pages = Vec::new();
         {
             let mut st = lock(&shard.state);
             let seq = gp.seq();
             st.list.advance(seq);
             let unlimited = st.overloaded || fast;
             let limit = policy::batch_limit(&self.params, limit, unlimited, st.list.len());
-            st.list.take_done(limit, &mut lists.batch);
-            st.take_ready_pages(seq, max_pages, &mut lists.pages);
+            st.list.take_done(limit, &mut batch);
+            st.take_ready_pages(seq, max_pages, &mut pages);
             if st.overloaded && policy::shard_overload_ends(&self.params, st.totals().0) {
                 st.overloaded = false;
             }
             shard.publish(&st);
         }
-        let done = self.run_entries(cpu, &mut lists);
-        lists.give_back();
-        done
+        self.run_entries(cpu, batch, pages)
     }
 
     /// Frees up to `max_pages` pages of shard `cpu` whose grace period has
@@ -994,18 +991,16 @@ impl Callbacks {
             self.workers.wake(self.worker_group(cpu));
             return;
         };
-        let mut lists = Scratch::take();
+        let mut pages = Vec::new();
         {
             let mut st = lock(&shard.state);
-            st.take_ready_pages(gp.seq(), max_pages, &mut lists.pages);
-            if !lists.pages.is_empty() {
-                shard.publish(&st);
+            st.take_ready_pages(gp.seq(), max_pages, &mut pages);
+            if pages.is_empty() {
+                return;
             }
+            shard.publish(&st);
         }
-        if !lists.pages.is_empty() {
-            self.run_entries(cpu, &mut lists);
-        }
-        lists.give_back();
+        self.run_entries(cpu, Vec::new(), pages);
     }
 
     /// Back-pressure on a thread that has just handed shard `cpu` a full
@@ -1050,12 +1045,11 @@ impl Callbacks {
     }
 
     /// Runs callbacks and drops pages taken from shard `cpu` (whose `invoke`
-    /// lock the caller holds), leaving `lists` empty for reuse. Returns
-    /// (callbacks and objects run, bytes).
-    fn run_entries(&self, cpu: usize, lists: &mut Scratch) -> (usize, usize) {
+    /// lock the caller holds). Returns (callbacks and objects run, bytes).
+    fn run_entries(&self, cpu: usize, batch: Vec<Entry>, pages: Vec<BulkPage>) -> (usize, usize) {
         let (mut n, mut bytes, mut panics) = (0, 0, 0);
         let was = IN_CALLBACK.with(|c| c.replace(true));
-        for e in lists.batch.drain(..) {
+        for e in batch {
             n += e.count();
             bytes += e.bytes;
             if let Err(msg) = catch_panic(e.f) {
@@ -1063,7 +1057,7 @@ impl Callbacks {
                 self.report_panic(msg);
             }
         }
-        for mut page in lists.pages.drain(..) {
+        for mut page in pages {
             n += page.len();
             bytes += page.bytes();
             panics += page.drop_objects_with(&mut |msg| self.report_panic(msg));
@@ -1095,10 +1089,8 @@ impl Callbacks {
     /// a grace period it waited for) as a one-entry batch of `run_entries`:
     /// counted as invoked, a panic reported as any callback's is.
     pub(crate) fn run_inline(&self, bytes: usize, drop: impl FnOnce() + Send + 'static) {
-        let mut lists = Scratch::take();
-        lists.batch.push(Entry::call(Box::new(drop), bytes));
-        self.run_entries(self.current_shard(), &mut lists);
-        lists.give_back();
+        let entry = Entry::call(Box::new(drop), bytes);
+        self.run_entries(self.current_shard(), vec![entry], Vec::new());
     }
 
     /// Whether shard `cpu` has work for its worker: ready callbacks, or
