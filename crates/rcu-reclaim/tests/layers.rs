@@ -34,7 +34,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "callbacks/bulk.rs",
             "callbacks/local.rs",
             "callbacks/segcblist.rs",
-            "callbacks/scratch.rs",
         ],
     ),
     ("readers", &["reader.rs"]),
