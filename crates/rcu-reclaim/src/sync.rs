@@ -36,11 +36,19 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Option<String>>
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned());
-            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-                std::mem::forget(again);
-            }
+            drop_payload(payload);
             Err(msg)
         }
+    }
+}
+
+/// Drops a caught panic's payload that will not be resumed (the user's
+/// value), without letting a panic of its own `Drop` unwind: that second
+/// payload is leaked.
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
     }
 }
 

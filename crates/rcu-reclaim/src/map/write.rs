@@ -7,7 +7,6 @@ use std::any::Any;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::mem::size_of;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
@@ -15,7 +14,7 @@ use super::list::{self, key_sort, Link, Node, Search};
 use super::table::{Stripes, Table, STRIPES, STRIPE_BITS};
 use super::{RcuHashMap, HASH_CHANGED};
 use crate::guard::ReadSection;
-use crate::sync::{fence, try_lock};
+use crate::sync::{drop_payload, fence, try_lock, weigh_caught};
 
 impl<K, V, S> RcuHashMap<K, V, S>
 where
@@ -67,20 +66,20 @@ where
     /// panicking weigher leaked the node, and a `clear` leaked every entry
     /// after it, all of them already uncounted.)
     fn retire_catching(&self, node: NonNull<Node<K, V>>) -> Result<(), Box<dyn Any + Send>> {
-        let heap = {
+        let (heap, panic) = {
             // SAFETY: unlinked by this thread and not yet handed on; shared
             // with readers only, who never write it.
             let n = unsafe { node.as_ref() };
-            catch_unwind(AssertUnwindSafe(|| (self.weigh)(&n.key, &n.value)))
+            weigh_caught(0, || (self.weigh)(&n.key, &n.value))
         };
-        let bytes = size_of::<Node<K, V>>().saturating_add(*heap.as_ref().unwrap_or(&0));
+        let bytes = size_of::<Node<K, V>>().saturating_add(heap);
         // SAFETY: from `Box::into_raw`, and unlinked under its stripe lock,
         // so no new reader can reach it; the deferred drop waits for the
         // readers that did. Handed over as a raw pointer, not a `Box`:
         // those readers still hold `&Node`, which a `Box` (unique) would
         // invalidate.
         unsafe { self.rcu.defer_drop_raw_as(node, bytes, self.drops_anywhere) };
-        heap.map(drop)
+        panic.map_or(Ok(()), Err)
     }
 
     /// Inserts `value` for `key`: `true` if the key was new, `false` if it
@@ -611,14 +610,6 @@ where
 
     fn publish(&self, table: Box<Table>) {
         self.table.store(Box::into_raw(table), Ordering::Release);
-    }
-}
-
-/// Drops a panic's payload that will not be resumed, without letting a
-/// panic of its own `Drop` unwind (that one's payload is leaked).
-fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
     }
 }
 
