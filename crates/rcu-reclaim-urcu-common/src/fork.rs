@@ -64,6 +64,12 @@ fn atfork(pick: impl Fn(&UrcuAtfork) -> Option<unsafe extern "C" fn(*mut std::ff
 /// `call_rcu_before_fork`: quiesces RCU before `fork()` (for
 /// `pthread_atfork` or a manual call).
 pub fn before_fork<F: Flavor>() {
+    // Process-wide state set up once, on first use, may be half set up by
+    // another thread right now; the child, lacking that thread, would wait
+    // for it for ever (its call_rcu thread registers, which uses it). Wait
+    // here until it is done.
+    let _ = F::rcu();
+    let _ = crate::crdp::per_cpu();
     F::before_fork();
     // Waits for flushes and batches under way, which wait for grace periods.
     let (flush, all) = F::offline_while(|| loop {

@@ -85,6 +85,9 @@ pub trait Flavor: 'static {
     /// Called first by `call_rcu_before_fork`, before the domain is
     /// stopped for the fork (a QSBR drop-in drops the caller's registration
     /// here: the domain's `prepare_fork` must not run on an online thread).
+    /// It also finishes the flavor's set-up done once on first use (such as
+    /// handing the domain the inlined readers' words), which another thread
+    /// may be in the middle of: the child would wait for it for ever.
     fn before_fork() {}
 
     /// Called last by `call_rcu_after_fork_parent` and

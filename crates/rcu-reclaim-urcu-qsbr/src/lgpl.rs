@@ -65,7 +65,7 @@ fn waiting_ptr() -> *const AtomicI32 {
 }
 
 /// Hands the domain `urcu_qsbr_gp.ctr` and `urcu_qsbr_gp.futex`, once.
-fn install() {
+pub(crate) fn install() {
     static ONCE: Once = Once::new();
     // SAFETY: from now on only the domain writes the word (inlined
     // quiescent states only load it), and only the domain and liburcu's

@@ -119,6 +119,9 @@ impl UrcuFlavor for Qsbr {
     }
 
     fn before_fork() {
+        // As memb's: finish a hand-over another thread may be in the middle
+        // of, or the child's call_rcu thread waits for it for ever.
+        lgpl::install();
         reader::before_fork();
     }
 

@@ -92,7 +92,7 @@ fn attached() -> Option<&'static AtomicUsize> {
 /// Hands the domain `urcu_memb_gp.ctr` and `urcu_memb_gp.futex`, once, and
 /// tells inlined readers whether grace periods issue `membarrier()` (then a
 /// compiler barrier is their fence; else they issue full fences).
-fn install() {
+pub(crate) fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: `urcu_memb_gp` is a process-lifetime static of the C

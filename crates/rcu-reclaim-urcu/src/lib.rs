@@ -77,6 +77,13 @@ impl Flavor for Memb {
         f()
     }
 
+    fn before_fork() {
+        // Another thread may be handing the words over right now (its
+        // first registration): the child's call_rcu thread would wait for
+        // that hand-over for ever.
+        lgpl::install();
+    }
+
     fn register_callback_thread() {
         // As `rcu_register_thread` (the thread has its slot already): a
         // callback's inlined sections are recorded in the thread's block,

@@ -98,6 +98,9 @@ impl Rcu {
                  not running a callback"
             );
         }
+        // The page clock starts on first use; another thread starting it now
+        // would leave it starting for ever in the child.
+        crate::clock::epoch_ms();
         let inner = self.inner();
         inner.kthread.pause();
         inner.callbacks.workers.pause();
