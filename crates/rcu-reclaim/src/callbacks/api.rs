@@ -554,6 +554,7 @@ impl Rcu {
         let mut handed_plain = false;
         let mut advance_to = None;
         let mut fresh_since = None;
+        let mut refused = false;
         let pushed = local.with_page_owner(|page| {
             let mut hand_off_if_due = |page: &mut Option<BulkPage>| {
                 if page.as_ref().is_some_and(due) {
@@ -568,8 +569,17 @@ impl Rcu {
                             handed_off = true;
                         }
                         // The shard's lock was held: the page (not full)
-                        // keeps filling, and goes at a later retire.
-                        Err(back) => *page = Some(back),
+                        // keeps filling, and goes at a later retire, or,
+                        // if this thread retires no more, at the
+                        // grace-period thread's next look (marked refused:
+                        // the lazy flush takes it whatever its age).
+                        Err(back) => {
+                            *page = Some(back);
+                            local
+                                .refused
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                            refused = true;
+                        }
                     }
                 }
             };
@@ -656,6 +666,19 @@ impl Rcu {
             // Let the grace-period thread time this page's lazy flush (at
             // once under pressure), unless it will look in time anyway.
             kick |= self.fresh_page_needs_kick(since);
+        }
+        if refused {
+            // A due page kept here (its shard's lock was held): the
+            // grace-period thread hands it on within `RETIRER_FALLBACK_MS`
+            // if this thread has not by then.
+            #[cfg(not(loom))]
+            inner
+                .kthread
+                .look_by(inner, epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS);
+            #[cfg(loom)]
+            {
+                kick = true;
+            }
         }
         self.start_background(kick);
         // The throttle below may wait.

@@ -1,6 +1,6 @@
 //! The callback engine's locks, held across `fork()` (by `Rcu::prepare_fork`).
 
-use super::{BulkPage, Callbacks, LocalBuffer, ShardState};
+use super::{BulkPage, Callbacks, InvokeLists, LocalBuffer, ShardState};
 use crate::sync::{lock_for_fork, ForkHeld, LockedAll};
 
 /// Every shard's locks, the forking thread's bulk-page buffer and the
@@ -16,7 +16,7 @@ pub(crate) struct EngineLocks<'a> {
     pub(crate) orphans: ForkHeld<'a, Vec<BulkPage>>,
     _own_buffer: ForkHeld<'a, ()>,
     _gp: ForkHeld<'a, ()>,
-    _invoke: LockedAll<'a, ()>,
+    _invoke: LockedAll<'a, InvokeLists>,
 }
 
 impl Callbacks {

@@ -127,6 +127,11 @@ pub(crate) struct LocalBuffer {
     pub(crate) bytes: AtomicUsize,
     /// When the page got its first object (ms since `epoch_ms`'s origin), or 0.
     pub(crate) since_ms: AtomicUsize,
+    /// The page was due to go to its shard but found the shard's lock held
+    /// (a retire never waits for it until the page is full): the next lazy
+    /// flush takes it whatever its age, in case its thread retires no more.
+    /// (A hint, as `count`: a plain std atomic even under loom.)
+    pub(crate) refused: std::sync::atomic::AtomicBool,
     /// A ready page the owner frees a few objects per retire (`drain.rs`),
     /// under the same handshake as `page`.
     drain: UnsafeCell<Drain>,
@@ -364,6 +369,7 @@ impl LocalBuffer {
         self.count.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);
         self.since_ms.store(0, Ordering::Relaxed);
+        self.refused.store(false, Ordering::Relaxed);
     }
 }
 
