@@ -693,12 +693,23 @@ impl Callbacks {
             }
             let since = local.since_ms.load(Ordering::Relaxed);
             let age = now_ms.saturating_sub(since);
-            // A page its thread found due but could not hand on (its
-            // shard's lock was held) goes now, whatever its age.
-            if older_than.is_some() && age < min_age && !local.refused.load(Ordering::Relaxed) {
-                let left = min_age - age;
-                next_due = Some(next_due.map_or(left, |d| d.min(left)));
-                return;
+            if older_than.is_some() && age < min_age {
+                // A page its thread found due but could not hand on (its
+                // shard's lock was held) goes now, whatever its age, unless
+                // the shard it would go to is held now: the hand-off below
+                // waits for that lock holding the thread's buffer, and the
+                // thread's next retire would wait behind it.
+                let left = if !local.refused.load(Ordering::Relaxed) {
+                    min_age - age
+                } else if try_lock(&self.shards[self.current_shard()].state).is_none() {
+                    policy::RETIRER_FALLBACK_MS as usize
+                } else {
+                    0
+                };
+                if left > 0 {
+                    next_due = Some(next_due.map_or(left, |d| d.min(left)));
+                    return;
+                }
             }
             local.steal(
                 || gp.writer_barrier(),
