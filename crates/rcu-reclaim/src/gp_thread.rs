@@ -88,6 +88,15 @@ impl Shared {
     }
 }
 
+/// How much later than asked a look may come (`GpThread::look_by`,
+/// `GpThread::must_kick_for`). The thread rounds its promise up to the next
+/// millisecond, so without the slack every ask made in the millisecond it
+/// went to sleep woke it again (a promise of `t + 6` against work due at
+/// `t + 5`), and that wake-up made a new promise: a thread retiring
+/// 64-byte values, refilling its drain every few microseconds, kept the
+/// grace-period thread waking tens of thousands of times a second.
+const LOOK_SLACK_MS: u64 = 1;
+
 #[derive(Default)]
 pub(crate) struct GpThread {
     shared: Arc<Shared>,
@@ -116,7 +125,12 @@ impl GpThread {
     /// periods on asks for this fallback instead of a kick: if it stops
     /// retiring, the thread finishes what it left in progress.
     pub(crate) fn look_by<H: EngineHost>(&self, inner: &Arc<H>, by_ms: u64) {
-        if !self.shared.promise.must_kick_for(by_ms) {
+        // A promise up to `LOOK_SLACK_MS` later will do (see there).
+        if !self
+            .shared
+            .promise
+            .must_kick_for(by_ms.saturating_add(LOOK_SLACK_MS))
+        {
             return;
         }
         self.shared
@@ -189,8 +203,12 @@ impl GpThread {
     /// page used to kick every time, a futex wake and a context switch per
     /// page. Call after publishing the work (`wake_promise.rs` has the
     /// pairing and its loom model).
+    /// A promise up to `LOOK_SLACK_MS` later than `due_ms` will do, as for
+    /// [`look_by`](GpThread::look_by).
     pub(crate) fn must_kick_for(&self, due_ms: usize) -> bool {
-        self.shared.promise.must_kick_for(due_ms as u64)
+        self.shared
+            .promise
+            .must_kick_for((due_ms as u64).saturating_add(LOOK_SLACK_MS))
     }
 
     /// Parks the thread at a point where it holds no lock (before

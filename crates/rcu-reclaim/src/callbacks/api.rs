@@ -555,13 +555,15 @@ impl Rcu {
         let mut advance_to = None;
         let mut fresh_since = None;
         let mut refused = false;
+        let mut idle_shard = false;
         let pushed = local.with_page_owner(|page| {
             let mut hand_off_if_due = |page: &mut Option<BulkPage>| {
                 if page.as_ref().is_some_and(due) {
                     let due_page = page.take().expect("checked above");
                     let plain = due_page.is_plain();
                     match cbs.hand_off_own(&inner.gp, due_page, early) {
-                        Ok((k, target)) => {
+                        Ok((k, idle, target)) => {
+                            idle_shard |= idle;
                             handed_plain |= plain;
                             local.reset_counts();
                             kick |= k;
@@ -626,14 +628,26 @@ impl Rcu {
             // about one page's worth of retires, not for the grace-period
             // thread to be scheduled. That thread is asked only to look
             // within `RETIRER_FALLBACK_MS`, in case this thread stops here.
-            if !inner.gp.try_advance(target) && !cbs.is_overloaded() {
+            // Reached: the page's grace period is over, and what frees it
+            // (this thread's drain, or the worker woken below) needs no
+            // grace-period thread either; a kick here woke that thread at
+            // every hand-off to an idle shard (every 10 µs for 64-byte
+            // values).
+            let reached = inner.gp.try_advance(target);
+            if !cbs.is_overloaded() {
                 #[cfg(not(loom))]
-                {
+                if !reached {
                     let by = epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS;
                     inner.kthread.look_by(inner, by);
                 }
                 kick = false;
             }
+        }
+        if idle_shard && !kick {
+            // The shard was idle: its pace (the lazy delay) needs the
+            // grace-period thread to look by then, unless it has promised
+            // to (it has, once asked for the fallback look above).
+            kick = self.fresh_page_needs_kick(epoch_ms());
         }
         if handed_off {
             let cpu = cbs.current_shard();
