@@ -635,10 +635,11 @@ impl Rcu {
             // values).
             let reached = inner.gp.try_advance(target);
             if !cbs.is_overloaded() {
-                #[cfg(not(loom))]
                 if !reached {
-                    let by = epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS;
-                    inner.kthread.look_by(inner, by);
+                    #[cfg(not(loom))]
+                    inner
+                        .kthread
+                        .look_by(inner, epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS);
                 }
                 kick = false;
             }
