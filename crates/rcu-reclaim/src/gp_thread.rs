@@ -139,6 +139,13 @@ impl GpThread {
         self.wake(inner, None);
     }
 
+    /// [`look_by`](GpThread::look_by) the retiring threads' fallback: within
+    /// `RETIRER_FALLBACK_MS`, in case the caller stops retiring (or
+    /// collecting) and leaves a grace period in progress or a page behind.
+    pub(crate) fn fallback_look<H: EngineHost>(&self, inner: &Arc<H>) {
+        self.look_by(inner, epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS);
+    }
+
     /// Wakes the thread for what the caller just asked for: rings the bell
     /// if the thread runs (no lock: callers may be inside read-side
     /// sections, which a grace period waits for), else starts it.

@@ -637,9 +637,7 @@ impl Rcu {
             if !cbs.is_overloaded() {
                 if !reached {
                     #[cfg(not(loom))]
-                    inner
-                        .kthread
-                        .look_by(inner, epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS);
+                    inner.kthread.fallback_look(inner);
                 }
                 kick = false;
             }
@@ -687,9 +685,7 @@ impl Rcu {
             // grace-period thread hands it on within `RETIRER_FALLBACK_MS`
             // if this thread has not by then.
             #[cfg(not(loom))]
-            inner
-                .kthread
-                .look_by(inner, epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS);
+            inner.kthread.fallback_look(inner);
             #[cfg(loom)]
             {
                 kick = true;
@@ -809,9 +805,7 @@ impl Rcu {
                 // As after a hand-off: the grace-period thread finishes the
                 // grace period if this thread stops calling.
                 #[cfg(not(loom))]
-                inner
-                    .kthread
-                    .look_by(inner, epoch_ms() as u64 + policy::RETIRER_FALLBACK_MS);
+                inner.kthread.fallback_look(inner);
                 0
             }
         }
