@@ -195,7 +195,10 @@ pub(crate) fn drain_step(ready_backlog: usize) -> usize {
 /// `barrier` or domain drop waited for it for ever.
 pub(crate) const MAX_BOOKED_BYTES: usize = 1 << 40;
 
-/// `bytes` as booked: at most [`MAX_BOOKED_BYTES`].
+/// `bytes` as booked: at most [`MAX_BOOKED_BYTES`]. Inline: the generic
+/// retiring calls are compiled in the caller's crate, which cannot inline
+/// it otherwise.
+#[inline]
 pub(crate) fn booked(bytes: usize) -> usize {
     bytes.min(MAX_BOOKED_BYTES)
 }

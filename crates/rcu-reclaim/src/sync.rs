@@ -42,6 +42,30 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Option<String>>
     }
 }
 
+/// Runs `run` on each of `items` as [`catch_panic`] would run each alone,
+/// with one `catch_unwind` for a run of them rather than one per item
+/// (about a fifth of a 64-byte deferred free's instructions went to
+/// entering and leaving it): a panic ends the run at the item that
+/// panicked, `on_panic` gets its message, and the next run starts with the
+/// item after it, so none is skipped and none runs twice. Returns how many
+/// panicked.
+pub(crate) fn run_each_caught<T>(
+    mut items: impl Iterator<Item = T>,
+    mut run: impl FnMut(T),
+    mut on_panic: impl FnMut(Option<String>),
+) -> usize {
+    let mut panics = 0;
+    loop {
+        match catch_panic(|| items.by_ref().for_each(&mut run)) {
+            Ok(()) => return panics,
+            Err(msg) => {
+                panics += 1;
+                on_panic(msg);
+            }
+        }
+    }
+}
+
 /// Drops a caught panic's payload that will not be resumed (the user's
 /// value), without letting a panic of its own `Drop` unwind: that second
 /// payload is leaked.
@@ -307,4 +331,36 @@ pub(crate) fn with_flag<R>(
     }
     let _restore = Restore(key, key.with(|c| c.replace(true)));
     f()
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::run_each_caught;
+
+    #[test]
+    fn each_item_runs_once_whichever_panic() {
+        // Panics at the first item, two in a row, and at the last: every
+        // item runs exactly once, in order, and each panic is reported.
+        let panicking = [0, 3, 4, 9];
+        let mut ran = Vec::new();
+        let mut messages = Vec::new();
+        let panics = run_each_caught(
+            0..10,
+            |i| {
+                ran.push(i);
+                if panicking.contains(&i) {
+                    panic!("item {i}");
+                }
+            },
+            |msg| messages.push(msg),
+        );
+        assert_eq!(ran, (0..10).collect::<Vec<_>>());
+        assert_eq!(panics, 4);
+        let expected: Vec<_> = panicking
+            .iter()
+            .map(|i| Some(format!("item {i}")))
+            .collect();
+        assert_eq!(messages, expected);
+        assert_eq!(run_each_caught(0..0, |_: i32| {}, |_| unreachable!()), 0);
+    }
 }

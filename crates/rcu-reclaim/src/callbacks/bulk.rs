@@ -7,7 +7,7 @@
 //! grace-period cookie and handed to a shard; once the cookie completes, the
 //! objects are dropped straight from the page, without a callback.
 
-use crate::sync::catch_panic;
+use crate::sync::run_each_caught;
 use std::alloc::Layout;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
@@ -264,17 +264,15 @@ impl BulkPage {
     pub(crate) fn drop_objects_with(&mut self, on_panic: &mut dyn FnMut(Option<String>)) -> usize {
         // SAFETY: the page is owned by `self`.
         let d = unsafe { self.data.as_mut() };
-        let mut panics = 0;
-        for e in &d.entries[..d.len] {
-            // SAFETY: entries below `len` were initialised by `push`.
-            let e = unsafe { e.assume_init() };
-            // SAFETY: `push`'s contract: the grace period has elapsed and
-            // each entry is dropped once (len is reset below).
-            if let Err(msg) = catch_panic(|| unsafe { (e.drop)(e.ptr) }) {
-                panics += 1;
-                on_panic(msg);
-            }
-        }
+        let panics = run_each_caught(
+            d.entries[..d.len].iter(),
+            // SAFETY: entries below `len` were initialised by `push`; per
+            // `push`'s contract the grace period has elapsed, and each entry
+            // is dropped once (`run_each_caught` runs each once; len is
+            // reset below).
+            |e| unsafe { e.assume_init().run() },
+            on_panic,
+        );
         d.len = 0;
         d.bytes = 0;
         self.plain = true;

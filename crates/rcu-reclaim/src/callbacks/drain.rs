@@ -21,7 +21,7 @@
 //! waits for. A page's objects and bytes are counted as freed once, by
 //! whoever empties it.
 
-use crate::sync::catch_panic;
+use crate::sync::run_each_caught;
 use std::sync::atomic::Ordering;
 
 use super::bulk::BulkPage;
@@ -38,14 +38,16 @@ impl Callbacks {
     /// reported and counted, never unwound into the retiring call.
     pub(crate) fn run_popped(&self, local: &LocalBuffer, popped: &Popped) {
         let was = IN_CALLBACK.with(|c| c.replace(true));
-        for d in popped.items() {
+        run_each_caught(
+            popped.items(),
             // SAFETY: the drain took it from a page whose grace period has
             // elapsed, once (`pos` moved past it), and nothing else runs it.
-            if let Err(msg) = catch_panic(|| unsafe { d.run() }) {
+            |d| unsafe { d.run() },
+            |msg| {
                 add(&self.counters.panics, 1);
                 self.report_panic(msg);
-            }
-        }
+            },
+        );
         IN_CALLBACK.with(|c| c.set(was));
         local.dropped(popped.len());
     }

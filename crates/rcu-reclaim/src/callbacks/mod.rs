@@ -43,7 +43,7 @@ pub(crate) mod local;
 mod segcblist;
 mod worker;
 
-use crate::sync::catch_panic;
+use crate::sync::{catch_panic, run_each_caught};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -1107,14 +1107,15 @@ impl Callbacks {
     fn run_entries(&self, cpu: usize, lists: &mut InvokeLists) -> (usize, usize) {
         let (mut n, mut bytes, mut panics) = (0, 0, 0);
         let was = IN_CALLBACK.with(|c| c.replace(true));
-        for e in lists.batch.drain(..) {
-            n += e.count();
-            bytes += e.bytes;
-            if let Err(msg) = catch_panic(e.f) {
-                panics += 1;
-                self.report_panic(msg);
-            }
-        }
+        panics += run_each_caught(
+            lists.batch.drain(..),
+            |e| {
+                n += e.count();
+                bytes += e.bytes;
+                (e.f)();
+            },
+            |msg| self.report_panic(msg),
+        );
         for mut page in lists.pages.drain(..) {
             n += page.len();
             bytes += page.bytes();
