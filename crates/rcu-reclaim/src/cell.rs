@@ -371,8 +371,28 @@ impl<T> RcuCell<T> {
     /// whenever the cell holds a value and `current` is `Some`, also after
     /// other writers published (each value is still dropped once).
     ///
+    /// The previous value comes back as a [`Retired`]: hand it to
+    /// [`Retired::defer_drop`] to book its heap size, or simply drop it;
+    /// dropped inside the section (as `.is_ok()` on the result does) it is
+    /// deferred at its inline size, never waited for.
+    ///
     /// # Panics
     /// If `guard` belongs to another domain than the cell.
+    ///
+    /// ```
+    /// use rcu_reclaim::RcuCell;
+    /// let cell = RcuCell::new(String::from("v1"));
+    /// let guard = cell.domain().read_lock();
+    /// let seen = cell.load(&guard);
+    /// // The previous value, dropped at once inside the section, is deferred.
+    /// assert!(cell.compare_exchange(seen, Some(Box::new("v2".into())), &guard).is_ok());
+    /// let seen = cell.load(&guard);
+    /// if let Ok(Some(old)) = cell.compare_exchange(seen, Some(Box::new("v3".into())), &guard) {
+    ///     old.defer_drop(); // books its heap bytes too
+    /// }
+    /// drop(guard);
+    /// cell.domain().barrier(); // both old values freed
+    /// ```
     ///
     /// ```
     /// use rcu_reclaim::RcuCell;
@@ -403,7 +423,10 @@ impl<T> RcuCell<T> {
         current: Option<&T>,
         new: Option<Box<T>>,
         guard: &'g G,
-    ) -> Result<Option<Retired<T>>, CompareExchangeError<'g, T>> {
+    ) -> Result<Option<Retired<T>>, CompareExchangeError<'g, T>>
+    where
+        T: Send + 'static,
+    {
         assert!(
             guard.domain().id() == self.rcu.id(),
             "rcu-reclaim: RcuCell::compare_exchange with a guard of domain {} on a cell of \
@@ -420,7 +443,9 @@ impl<T> RcuCell<T> {
         {
             Ok(old) if old.is_null() => Ok(None),
             // SAFETY: `old` came from `Box::into_raw` and was just unlinked.
-            Ok(old) => Ok(Some(unsafe { Retired::unlinked(old, &self.rcu) })),
+            Ok(old) => Ok(Some(
+                unsafe { Retired::unlinked(old, &self.rcu) }.deferring_in_section(),
+            )),
             Err(now) => Err(CompareExchangeError {
                 // SAFETY: `new` came from `into_raw` above and was not
                 // published (the exchange failed).
@@ -677,7 +702,14 @@ impl<T: fmt::Debug> fmt::Debug for RcuCell<T> {
 /// [`defer_drop`](Retired::defer_drop) hands it to the callback engine.
 /// Dropping a `Retired` waits for the grace period, then drops the value, so
 /// nothing is freed early and nothing leaks (unless that wait panics: the
-/// value is then leaked, never dropped as the panic unwinds).
+/// value is then leaked, never dropped as the panic unwinds). Inside a
+/// read-side section of its domain no grace period can end, so there the
+/// drop of one from [`RcuCell::compare_exchange`] (always called inside a
+/// section) hands the value to the callback engine, as
+/// [`defer_drop_sized`](Retired::defer_drop_sized) with its inline size
+/// would; one from [`RcuCell::replace`] or [`RcuCell::take`] (whose `T`
+/// need not be `Send`) panics, naming the fix, and leaks the value rather
+/// than free it under readers.
 ///
 /// ```
 /// use rcu_reclaim::RcuCell;
@@ -722,15 +754,26 @@ pub struct Retired<T> {
     value: Option<NonNull<T>>,
     cookie: Cookie,
     rcu: Rcu,
+    /// How `Drop` retires the value when it cannot wait (inside a
+    /// read-side section of the domain): set by the makers whose `T` is
+    /// `Send + 'static` (`compare_exchange`, whose caller is always in a
+    /// section); `None`: such a drop panics and leaks the value.
+    defer_in_section: Option<fn(Retired<T>)>,
     /// Owns a `T` (it drops one); not `Send` or `Sync` by itself: the
     /// impls below say when it is.
     _shared: PhantomData<(T, *const T)>,
 }
 
+/// `Retired::defer_in_section` for a `T` that may drop on another thread:
+/// booked at its inline size (no `ReclaimSize` bound is known here).
+fn defer_inline_size<T: Send + 'static>(retired: Retired<T>) {
+    retired.defer_drop_sized(std::mem::size_of::<T>());
+}
+
 // SAFETY: a `Retired` on another thread hands out `&T` (`Deref`) while
 // readers on the unlinking thread may still hold `&T` to the same value
 // (needs `T: Sync`), and drops or returns the `T` there (needs `T: Send`).
-// Its other fields (`Cookie`, `Rcu`) are `Send` and `Sync`.
+// Its other fields (`Cookie`, `Rcu`, a `fn` pointer) are `Send` and `Sync`.
 unsafe impl<T: Send + Sync> Send for Retired<T> {}
 // SAFETY: `&Retired<T>` gives only `&T` (`Deref`, `cookie`, `is_safe`).
 unsafe impl<T: Sync> Sync for Retired<T> {}
@@ -747,8 +790,19 @@ impl<T> Retired<T> {
             value: Some(unsafe { NonNull::new_unchecked(old) }),
             cookie: rcu.get_state(),
             rcu: rcu.clone(),
+            defer_in_section: None,
             _shared: PhantomData,
         }
+    }
+
+    /// Lets `Drop` inside a read-side section defer the value (see
+    /// `defer_in_section`) rather than panic.
+    fn deferring_in_section(mut self) -> Retired<T>
+    where
+        T: Send + 'static,
+    {
+        self.defer_in_section = Some(defer_inline_size::<T>);
+        self
     }
 
     /// Takes the value's pointer (the `Retired` is consumed, or being
@@ -967,6 +1021,18 @@ impl<T> Drop for Retired<T> {
     fn drop(&mut self) {
         if let Some(value) = self.value.take() {
             if !self.rcu.poll(&self.cookie) && self.rcu.in_read_section() {
+                if let Some(defer) = self.defer_in_section {
+                    // Cannot wait here: the callback engine frees it after
+                    // the grace period instead.
+                    defer(Retired {
+                        value: Some(value),
+                        cookie: self.cookie,
+                        rcu: self.rcu.clone(),
+                        defer_in_section: None,
+                        _shared: PhantomData,
+                    });
+                    return;
+                }
                 if std::thread::panicking() {
                     // Waiting would deadlock and panicking again would abort:
                     // keep readers safe at the price of a leak (the raw

@@ -119,3 +119,40 @@ fn a_compare_exchange_with_another_domains_guard_panics() {
     let guard = other.read_lock();
     let _ = cell.compare_exchange(None, Some(Box::new(2)), &guard);
 }
+
+/// Counts its drops.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_compare_exchange_result_dropped_in_its_section_is_deferred_not_waited_for() {
+    // `assert!(cell.compare_exchange(..).is_ok())` drops the previous value
+    // inside the section: it must neither panic, nor wait (no grace period
+    // can end), nor free the value under the section's reader.
+    for rcu in [
+        Rcu::new(Config::new().on_demand()).unwrap(),
+        Rcu::new(Config::new()).unwrap(),
+    ] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(Dropped(drops.clone()))));
+        let guard = rcu.read_lock();
+        let seen = cell.load(&guard);
+        let new = Box::new(Dropped(drops.clone()));
+        assert!(cell.compare_exchange(seen, Some(new), &guard).is_ok());
+        // The reader still holds the old value: not dropped yet.
+        let old: &Dropped = seen.unwrap();
+        assert_eq!(old.0.load(Ordering::SeqCst), 0);
+        assert_eq!(rcu.pending(), 1);
+        drop(guard);
+        rcu.barrier();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop(cell);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert_eq!(rcu.pending(), 0);
+    }
+}
