@@ -1037,7 +1037,10 @@ impl<T> Drop for Retired<T> {
                     // Waiting would deadlock and panicking again would abort:
                     // keep readers safe at the price of a leak (the raw
                     // pointer is simply not freed).
-                    tracing::error!("rcu-reclaim: a Retired value dropped inside a read-side section during a panic was leaked");
+                    crate::sys::error_loud(
+                        "rcu-reclaim: a Retired value dropped inside a read-side section during \
+                         a panic was leaked",
+                    );
                     return;
                 }
                 // Readers may still use it: leak it rather than free it early.

@@ -632,20 +632,20 @@ impl Drop for Rcu {
             return;
         }
         if in_section {
-            tracing::warn!(
-                domain = self.id,
-                "rcu-reclaim: the last handle of a domain was dropped inside one of its read-side \
-                 sections; its callbacks run once the section ends (read_unlock_raw() before \
-                 dropping the domain)"
-            );
+            crate::sys::warn_loud(&format!(
+                "rcu-reclaim: the last handle of domain {} was dropped inside one of its \
+                 read-side sections; its callbacks run once the section ends (drop the guard, or \
+                 read_unlock_raw(), before dropping the domain)",
+                self.id
+            ));
         } else if left_open {
-            tracing::warn!(
-                domain = self.id,
-                "rcu-reclaim: the last handle of a domain was dropped while a thread that exited \
-                 left one of its read-side sections open (a leaked ReadGuard or online \
+            crate::sys::warn_loud(&format!(
+                "rcu-reclaim: the last handle of domain {} was dropped while a thread that \
+                 exited left one of its read-side sections open (a leaked ReadGuard or online \
                  QsbrThread); no grace period can end, so its callbacks and deferred drops are \
-                 left to a background thread that runs them only if the section ever ends"
-            );
+                 left to a background thread that runs them only if the section ever ends",
+                self.id
+            ));
         }
         #[cfg(not(loom))]
         {
@@ -656,7 +656,9 @@ impl Drop for Rcu {
             if let Err(e) = spawned {
                 // The background threads finish the work; Inner's drop
                 // runs it again when they let go.
-                tracing::warn!(error = %e, "rcu-reclaim: cannot start a thread to shut the domain down");
+                crate::sys::warn_loud(&format!(
+                    "rcu-reclaim: cannot start a thread to shut the domain down: {e}"
+                ));
             }
         }
     }
@@ -823,7 +825,7 @@ impl Rcu {
                 "rcu-reclaim: not joining a helper that may wait for this thread"
             );
         } else if handle.join().is_err() {
-            tracing::error!(thread = what, "rcu-reclaim: a helper thread panicked");
+            crate::sys::error_loud(&format!("rcu-reclaim: a helper thread ({what}) panicked"));
         }
     }
 

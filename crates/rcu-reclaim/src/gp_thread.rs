@@ -190,7 +190,10 @@ impl GpThread {
                     // still completes (callbacks wait for barrier or a later
                     // try); a later request tries to spawn again.
                     drop(st);
-                    tracing::warn!(error = %e, "rcu-reclaim: cannot start the grace-period thread; running the grace period on the caller");
+                    crate::sys::warn_loud(&format!(
+                        "rcu-reclaim: cannot start the grace-period thread: {e}; running the \
+                         grace period on the caller"
+                    ));
                     // Never inside one of the domain's sections: the grace
                     // period would wait for the caller (`start_poll` and
                     // `call` never block).

@@ -354,14 +354,13 @@ impl Drop for Registration {
             // Not under the owner lock: stall checks take it with the
             // domain's grace-period lock held.
             let name = lock(&slot.owner).name.clone();
-            tracing::warn!(
-                thread = %name,
-                depth = slot.nest.get(),
-                "rcu-reclaim: a thread is exiting inside a read-side section; grace periods wait \
-                 until its guard drops (a ReadGuard kept in a thread-local; one that was leaked \
-                 holds them for good), or until the thread is gone for a read_lock_raw() never \
-                 unlocked"
-            );
+            crate::sys::warn_loud(&format!(
+                "rcu-reclaim: thread {name} is exiting inside a read-side section (depth {}); \
+                 grace periods wait until its guard drops (a ReadGuard kept in a thread-local; \
+                 one that was leaked holds them for good), or until the thread is gone for a \
+                 read_lock_raw() never unlocked",
+                slot.nest.get()
+            ));
         }
         slot.orphan_buffered_page(&self.registry);
         if abandoned {

@@ -189,15 +189,67 @@ fn thread_exited_os(tid: i32) -> bool {
 /// installed (the caller has logged it through `tracing` already): as the
 /// kernel prints its stall warnings whatever the log level, a warning that
 /// names a stall or a misuse is never silent for want of a subscriber.
+///
+/// Written with one `write(2)` of its own, not `eprintln!`: some of these
+/// warnings are raised while a thread exits (its thread-locals being
+/// destroyed) or inside the global allocator, where the standard error
+/// handle's lock and buffer are not to be relied on.
 pub(crate) fn eprint_if_unobserved(msg: &str) {
     if tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>()) {
-        eprintln!("{msg}");
+        for part in [msg.as_bytes(), b"\n"] {
+            // SAFETY: writes `part`'s initialised bytes to fd 2; a short
+            // or failed write only loses (part of) the message.
+            let _ = unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
+        }
     }
+}
+
+/// A `tracing` warning that names a misuse or a failure the user must
+/// act on, also printed on standard error when no subscriber is installed
+/// (see [`eprint_if_unobserved`]).
+pub(crate) fn warn_loud(msg: &str) {
+    tracing::warn!("{msg}");
+    eprint_if_unobserved(msg);
+}
+
+/// As [`warn_loud`], for an error (something was lost or not started).
+pub(crate) fn error_loud(msg: &str) {
+    tracing::error!("{msg}");
+    eprint_if_unobserved(msg);
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no pipe nor dup2")]
+    fn a_loud_warning_reaches_standard_error_without_a_subscriber() {
+        // Standard error, redirected to a pipe for the call.
+        let mut fds = [0; 2];
+        // SAFETY: plain syscalls on fds this test owns; fd 2 is restored
+        // before the pipe is read.
+        unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            let saved = libc::dup(2);
+            assert!(saved >= 0);
+            libc::dup2(fds[1], 2);
+            warn_loud("rcu-reclaim: test warning 7f3a");
+            libc::dup2(saved, 2);
+            libc::close(saved);
+            libc::close(fds[1]);
+        }
+        let mut out = Vec::new();
+        // SAFETY: `fds[0]` is the pipe's read end, owned here from now on.
+        let mut read_end =
+            unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0]) };
+        std::io::Read::read_to_end(&mut read_end, &mut out).unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.contains("rcu-reclaim: test warning 7f3a\n"),
+            "standard error got {out:?}"
+        );
+    }
 
     #[test]
     #[cfg_attr(

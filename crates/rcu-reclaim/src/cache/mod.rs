@@ -800,12 +800,12 @@ where
             // from inside sections (on QSBR, between quiescent states, the
             // documented way of that flavor).
             if !inner.backlog_warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
+                crate::sys::warn_loud(&format!(
                     "rcu-reclaim: RcuCache::insert inside a read-side section found {pending} \
                      bytes waiting to be freed (the cache allows {allowance}): no grace period \
                      can end while the section lasts, so nothing is freed; insert outside \
                      sections (drop the guard first), or use read_or_insert_with"
-                );
+                ));
             }
         }
         if pending > allowance {

@@ -292,10 +292,10 @@ impl Drop for BulkPage {
         // Objects still on the page are leaked rather than dropped early;
         // every path that discards a page empties it first.
         if self.len() != 0 {
-            tracing::error!(
-                objects = self.len(),
-                "rcu-reclaim: a bulk page was discarded with objects on it; they are leaked"
-            );
+            crate::sys::error_loud(&format!(
+                "rcu-reclaim: a bulk page was discarded with {} objects on it; they are leaked",
+                self.len()
+            ));
         }
         // SAFETY: `data` came from `self.alloc` with this layout.
         unsafe { self.alloc.deallocate(self.data.cast(), Self::layout()) };

@@ -123,7 +123,11 @@ impl Workers {
                     // domain drop invoke them too.
                     Err(e) => {
                         lock(&self.nodes[node].state).running -= 1;
-                        tracing::warn!(error = %e, node, "rcu-reclaim: cannot start a callback worker")
+                        crate::sys::warn_loud(&format!(
+                            "rcu-reclaim: cannot start a callback worker on node {node}: {e}; \
+                             the grace-period thread, barrier and the domain's drop run \
+                             callbacks instead"
+                        ))
                     }
                 }
             }

@@ -417,8 +417,7 @@ impl MemoryBudget {
                        AccountingAlloc is the global allocator: it reads 0, and the budget never \
                        reclaims. Install it: #[global_allocator] static ALLOC: AccountingAlloc = \
                        AccountingAlloc::system();";
-            tracing::warn!("{msg}");
-            crate::sys::eprint_if_unobserved(msg);
+            crate::sys::warn_loud(msg);
         }
         let shared = Arc::new(Shared {
             usage: Arc::new(usage),

@@ -481,8 +481,7 @@ impl Reclaimer {
                          unregistering (or dropping its cache)",
                         reg.name
                     );
-                    tracing::warn!("{msg}");
-                    crate::sys::eprint_if_unobserved(&msg);
+                    crate::sys::warn_loud(&msg);
                     break;
                 }
                 spins += 1;
@@ -702,7 +701,7 @@ impl Reclaimer {
             let handler = lock(&self.oom_handler).clone();
             no_reclaim(|| match handler {
                 Some(h) => h(report),
-                None => tracing::error!("rcu-reclaim: {report}"),
+                None => crate::sys::error_loud(&format!("rcu-reclaim: {report}")),
             });
         }
         result

@@ -191,7 +191,7 @@ impl PressureMonitor {
                      are watched (raise the process or thread limit, e.g. RLIMIT_NPROC, and \
                      start the monitor again)"
                 );
-                tracing::error!("rcu-reclaim: {text}");
+                crate::sys::error_loud(&format!("rcu-reclaim: {text}"));
                 shared.errors.store(1, Ordering::Relaxed);
                 *lock(&shared.last_error) = Some(text);
                 None
@@ -257,9 +257,9 @@ impl Drop for PressureMonitor {
         let guard = match try_lock_in_child(&self.shared.guard) {
             Some(mut g) => g.take(),
             None => {
-                tracing::warn!(
+                crate::sys::warn_loud(
                     "rcu-reclaim: a pressure monitor dropped in a forked child could not end \
-                     its pressure signal (its thread was updating it at the fork)"
+                     its pressure signal (its thread was updating it at the fork)",
                 );
                 None
             }
@@ -405,7 +405,11 @@ fn run(
                 let text = e.to_string();
                 let mut last_error = lock(&s.last_error);
                 if failing == 0 || last_error.as_deref() != Some(text.as_str()) {
-                    tracing::warn!(error = %e, "rcu-reclaim: pressure source failed; retrying");
+                    crate::sys::warn_loud(&format!(
+                        "rcu-reclaim: pressure source failed: {e}; no pressure events are \
+                         seen until it works (retrying, backing off; PressureMonitor::stats() \
+                         counts the errors)"
+                    ));
                 } else {
                     tracing::debug!(error = %e, failing, "rcu-reclaim: pressure source still failing");
                 }
@@ -659,11 +663,10 @@ impl UnreadUsage {
                 self.failing.store(false, Ordering::Relaxed);
             }
             Some(why) if !self.failing.swap(true, Ordering::Relaxed) => {
-                tracing::warn!(
-                    error = %why,
-                    "rcu-reclaim: a cgroup budget cannot read its usage; counting 0 bytes \
-                     (no reclaim) until a read succeeds"
-                );
+                crate::sys::warn_loud(&format!(
+                    "rcu-reclaim: a cgroup budget cannot read its usage: {why}; counting 0 \
+                     bytes (no reclaim) until a read succeeds"
+                ));
             }
             Some(_) => {}
         }
