@@ -49,8 +49,8 @@ use std::sync::Arc;
             field1, field2 }});` (add `; drops_anywhere` if its `Drop` takes no lock), or \
             implement `ReclaimSize` by hand",
     note = "or name the size yourself: `RcuCell::store_weighed`, `Retired::defer_drop_sized`, \
-            `Rcu::defer_drop_sized`; an `RcuCache` of such values takes \
-            `RcuCache::builder().weigher(..)`"
+            `Rcu::defer_drop_sized`; an `RcuHashMap` of such keys or values takes \
+            `RcuHashMap::with_weigher_in(..)`, an `RcuCache` `RcuCache::builder().weigher(..)`"
 )]
 pub trait ReclaimSize {
     /// Whether every value of the type owns no heap memory (its
@@ -246,8 +246,64 @@ plain!(
     f64,
     bool,
     char,
-    ()
+    (),
+    // Keys and values of routing tables, timers and the like.
+    std::net::Ipv4Addr,
+    std::net::Ipv6Addr,
+    std::net::IpAddr,
+    std::net::SocketAddrV4,
+    std::net::SocketAddrV6,
+    std::net::SocketAddr,
+    std::time::Duration,
+    std::time::Instant,
+    std::time::SystemTime,
+    std::cmp::Ordering,
+    std::num::NonZeroU8,
+    std::num::NonZeroU16,
+    std::num::NonZeroU32,
+    std::num::NonZeroU64,
+    std::num::NonZeroU128,
+    std::num::NonZeroUsize,
+    std::num::NonZeroI8,
+    std::num::NonZeroI16,
+    std::num::NonZeroI32,
+    std::num::NonZeroI64,
+    std::num::NonZeroI128,
+    std::num::NonZeroIsize,
+    // Counters kept beside a value (hits, a version).
+    std::sync::atomic::AtomicBool,
+    std::sync::atomic::AtomicU8,
+    std::sync::atomic::AtomicU16,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicI8,
+    std::sync::atomic::AtomicI16,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicI64,
+    std::sync::atomic::AtomicIsize
 );
+
+/// Owned strings of the OS and paths: their inline size and capacity.
+macro_rules! os_string {
+    ($($t:ty),*) => {$(
+        impl ReclaimSize for $t {
+            const DROPS_ANYWHERE: bool = true;
+            fn reclaim_size(&self) -> usize {
+                size_of::<Self>() + self.capacity()
+            }
+        }
+    )*};
+}
+
+os_string!(std::ffi::OsString, std::path::PathBuf);
+
+impl ReclaimSize for std::ffi::CString {
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.as_bytes_with_nul().len()
+    }
+}
 
 /// The heap of `items` beyond their inline size; no loop for plain types.
 #[inline]

@@ -227,3 +227,35 @@ fn reclaim_size_takes_generic_structs() {
     };
     assert_eq!(q.reclaim_size(), size_of::<Plain<u64>>() + 24);
 }
+
+#[test]
+fn a_routing_table_of_std_types_sizes_itself() {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+    assert!(<(Ipv4Addr, SocketAddr, IpAddr) as ReclaimSize>::PLAIN);
+    assert!(<(Duration, Instant, std::num::NonZeroU64) as ReclaimSize>::PLAIN);
+    assert!(<std::sync::atomic::AtomicU64 as ReclaimSize>::PLAIN);
+    let path = PathBuf::with_capacity(300);
+    assert_eq!(
+        path.reclaim_size(),
+        std::mem::size_of::<PathBuf>() + path.capacity()
+    );
+    let c = std::ffi::CString::new("abc").unwrap();
+    assert_eq!(
+        c.reclaim_size(),
+        std::mem::size_of::<std::ffi::CString>() + 4
+    );
+    // The map a routing table would declare, with no weigher.
+    let rcu = on_demand();
+    let routes: rcu_reclaim::RcuHashMap<Ipv4Addr, PathBuf> = rcu_reclaim::RcuHashMap::new_in(&rcu);
+    let key = Ipv4Addr::new(10, 0, 0, 1);
+    routes.insert(key, PathBuf::with_capacity(1000));
+    let before = rcu.pending_bytes();
+    routes.remove(&key);
+    assert!(
+        rcu.pending_bytes() - before >= 1000,
+        "the removed path's heap is booked"
+    );
+    rcu.barrier();
+}
