@@ -300,6 +300,21 @@ fn a_capacity_past_the_address_space_panics_before_allocating() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot ask the system for its memory size")]
+fn a_capacity_past_the_machines_memory_panics_before_allocating() {
+    // 2^40 buckets fit the address space, not a machine (16 TiB of
+    // dummies): the map says so at once instead of filling memory level by
+    // level until the OOM killer comes.
+    let made = std::panic::catch_unwind(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        RcuHashMap::<u64, u64>::with_capacity_in(1 << 40, &rcu).capacity()
+    });
+    let err = made.expect_err("a map of 2^40 buckets");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("more than this machine's memory"), "{msg}");
+}
+
+#[test]
 fn a_64_kib_value_books_64_kib() {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();
     let map: RcuHashMap<u64, Vec<u8>> = RcuHashMap::new_in(&rcu);

@@ -98,12 +98,21 @@ impl Table {
         // first level is allocated: a table no allocation could hold panics
         // at once (as a `Vec` of that many would), instead of allocating
         // and filling ever larger levels until one fails and aborts.
+        let bytes = buckets.checked_mul(std::mem::size_of::<Link>());
         assert!(
-            buckets
-                .checked_mul(std::mem::size_of::<Link>())
-                .is_some_and(|bytes| bytes <= isize::MAX as usize),
+            bytes.is_some_and(|bytes| bytes <= isize::MAX as usize),
             "capacity overflow: an RcuHashMap of {buckets} buckets"
         );
+        // One that fits the address space but not the machine would fill
+        // its memory level by level until the OOM killer came.
+        if let (Some(bytes), Some(memory)) = (bytes, physical_memory()) {
+            assert!(
+                bytes <= memory,
+                "rcu-reclaim: an RcuHashMap of {buckets} buckets needs {bytes} bytes for them, \
+                 more than this machine's memory ({memory} bytes); ask for a smaller capacity \
+                 (the map grows as entries come)"
+            );
+        }
         let mut table = Box::new(Table {
             buckets,
             base: [std::ptr::null_mut(); LEVELS],
@@ -112,16 +121,20 @@ impl Table {
         for (level, base) in table.base[..used].iter_mut().enumerate() {
             *base = new_level(level).as_ptr().wrapping_sub(level_start(level));
         }
-        let mut order: Vec<usize> = (0..buckets).collect();
-        order.sort_unstable_by_key(|&b| list::dummy_sort(b));
-        for pair in order.windows(2) {
+        // The dummies in sort order (`list::dummy_sort`, their bits
+        // reversed): the `i`-th is bucket `i` with its `log2(buckets)` bits
+        // reversed, so no list of them is built or sorted.
+        let bits = buckets.trailing_zeros();
+        let nth = |i: usize| ((i as u64).reverse_bits() >> (u64::BITS - bits)) as usize;
+        debug_assert!(buckets < 2 || list::dummy_sort(nth(0)) < list::dummy_sort(nth(1)));
+        for i in 1..buckets {
             // SAFETY: the dummies are new and not yet shared; linking them
             // in sort order makes the list.
             unsafe {
                 list::link_between(
-                    table.bucket(pair[0]),
+                    table.bucket(nth(i - 1)),
                     std::ptr::null_mut(),
-                    table.bucket(pair[1]).as_ptr(),
+                    table.bucket(nth(i)).as_ptr(),
                 )
             };
         }
@@ -271,6 +284,27 @@ impl Table {
 #[inline]
 fn level_of(bucket: usize) -> usize {
     (usize::BITS - (bucket >> STRIPE_BITS).leading_zeros()) as usize
+}
+
+/// The machine's physical memory in bytes, where the system says.
+fn physical_memory() -> Option<usize> {
+    #[cfg(any(miri, loom))]
+    {
+        None
+    }
+    #[cfg(not(any(miri, loom)))]
+    {
+        // SAFETY: `sysconf` reads system constants; no memory is passed.
+        let (pages, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let pages = usize::try_from(pages).ok()?;
+        let page = usize::try_from(page).ok()?;
+        Some(pages.saturating_mul(page))
+    }
 }
 
 /// The writers' locks, one per stripe ([`STRIPES`]).
