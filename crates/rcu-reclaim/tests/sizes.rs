@@ -233,9 +233,9 @@ fn a_routing_table_of_std_types_sizes_itself() {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::path::PathBuf;
     use std::time::{Duration, Instant};
-    assert!(<(Ipv4Addr, SocketAddr, IpAddr) as ReclaimSize>::PLAIN);
-    assert!(<(Duration, Instant, std::num::NonZeroU64) as ReclaimSize>::PLAIN);
-    assert!(<std::sync::atomic::AtomicU64 as ReclaimSize>::PLAIN);
+    const { assert!(<(Ipv4Addr, SocketAddr, IpAddr) as ReclaimSize>::PLAIN) };
+    const { assert!(<(Duration, Instant, std::num::NonZeroU64) as ReclaimSize>::PLAIN) };
+    const { assert!(<std::sync::atomic::AtomicU64 as ReclaimSize>::PLAIN) };
     let path = PathBuf::with_capacity(300);
     assert_eq!(
         path.reclaim_size(),
