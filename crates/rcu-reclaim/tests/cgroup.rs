@@ -139,7 +139,7 @@ fn child(dir: &Path) {
     wait_to_be_moved(&dir.file_name().unwrap().to_string_lossy());
     let rcu = Rcu::new(Config::new()).unwrap();
     let source = CgroupV1Source::for_this_process().unwrap();
-    let limit = source.limit().unwrap().expect("the parent set a limit") as usize;
+    let limit = source.limit().unwrap().expect("the parent set a limit");
     let cache = RcuCache::new(&rcu, 0);
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     reclaimer.set_oom_handler(|_| {});

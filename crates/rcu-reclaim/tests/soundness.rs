@@ -784,7 +784,7 @@ fn extreme_config_values_keep_the_domain_working() {
 #[cfg_attr(miri, ignore = "reads /proc/self/statm, which Miri does not have")]
 fn a_source_with_an_endless_interval_does_not_panic() {
     use rcu_reclaim::sources::{PressureSource, RssSource};
-    let mut src = RssSource::new(u64::MAX, Duration::MAX);
+    let mut src = RssSource::new(usize::MAX, Duration::MAX);
     assert!(src.wait(Duration::from_millis(1)).unwrap().is_none());
     assert!(src.wait(Duration::from_millis(1)).unwrap().is_none());
 }

@@ -136,7 +136,7 @@ impl CgroupUsageSource {
             ),
             ..e
         })?;
-        let limit = usize::try_from(found.limit).unwrap_or(usize::MAX);
+        let limit = found.limit;
         Ok(Self::new(found.usage.path(), limit, USAGE_POLL))
     }
 
@@ -372,7 +372,7 @@ fn stat_beside(usage_file: &Path) -> Option<PathBuf> {
 
 /// The limit that binds this process and the usage file it is measured by.
 pub(crate) struct CgroupLimit {
-    pub(crate) limit: u64,
+    pub(crate) limit: usize,
     /// Where the limit was read (for messages).
     pub(crate) limit_file: PathBuf,
     pub(crate) usage: CounterFile,
@@ -406,7 +406,12 @@ pub(crate) fn cgroup_limit() -> Result<CgroupLimit, SourceError> {
     let v1 = match &paths.v1_memory {
         Some(rel) => limited_ancestor(Path::new(V1_MEMORY_ROOT), rel, |dir| {
             let limit = super::cgroup_v1::read_bytes(&dir.join("memory.limit_in_bytes"))?;
-            Ok(limit.map(|l| (l, CounterFile::new(dir.join("memory.usage_in_bytes")))))
+            Ok(limit.map(|l| {
+                (
+                    super::bytes_usize(l),
+                    CounterFile::new(dir.join("memory.usage_in_bytes")),
+                )
+            }))
         }),
         None => Err(SourceError::new(
             "/proc/self/cgroup",
@@ -444,8 +449,8 @@ pub(crate) fn cgroup_limit() -> Result<CgroupLimit, SourceError> {
 fn limited_ancestor<T>(
     root: &Path,
     rel: &str,
-    limit: impl Fn(&Path) -> Result<Option<(u64, T)>, SourceError>,
-) -> Result<Result<(u64, T), PathBuf>, SourceError> {
+    limit: impl Fn(&Path) -> Result<Option<(usize, T)>, SourceError>,
+) -> Result<Result<(usize, T), PathBuf>, SourceError> {
     let own = root.join(rel.trim_start_matches('/'));
     if let Some(found) = limit(&own)? {
         return Ok(Ok(found));

@@ -154,8 +154,8 @@ impl CgroupV1Source {
     /// let src = rcu_reclaim::sources::CgroupV1Source::for_this_process().unwrap();
     /// println!("{} bytes", src.usage().unwrap());
     /// ```
-    pub fn usage(&self) -> Result<u64, SourceError> {
-        Ok(self.usage.read()?.unwrap_or(u64::MAX))
+    pub fn usage(&self) -> Result<usize, SourceError> {
+        Ok(self.usage.read()?.map_or(usize::MAX, super::bytes_usize))
     }
 
     /// `memory.limit_in_bytes`, or `None` for no limit.
@@ -164,8 +164,8 @@ impl CgroupV1Source {
     /// let src = rcu_reclaim::sources::CgroupV1Source::for_this_process().unwrap();
     /// println!("{:?}", src.limit().unwrap());
     /// ```
-    pub fn limit(&self) -> Result<Option<u64>, SourceError> {
-        read_bytes(&self.dir.join("memory.limit_in_bytes"))
+    pub fn limit(&self) -> Result<Option<usize>, SourceError> {
+        Ok(read_bytes(&self.dir.join("memory.limit_in_bytes"))?.map(super::bytes_usize))
     }
 }
 

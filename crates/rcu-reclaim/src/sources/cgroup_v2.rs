@@ -129,9 +129,11 @@ impl CgroupV2 {
         &self.dir
     }
 
-    fn bytes(&self, name: &str) -> Result<Option<u64>, SourceError> {
+    fn bytes(&self, name: &str) -> Result<Option<usize>, SourceError> {
         let path = self.dir.join(name);
-        parse_cgroup_bytes(&read(&path)?).map_err(|e| SourceError::new(&path, e.to_string()))
+        let bytes = parse_cgroup_bytes(&read(&path)?)
+            .map_err(|e| SourceError::new(&path, e.to_string()))?;
+        Ok(bytes.map(super::bytes_usize))
     }
 
     /// `memory.current`: bytes in use. The file is kept open after the
@@ -142,8 +144,8 @@ impl CgroupV2 {
     /// ```no_run
     /// println!("{}", rcu_reclaim::sources::CgroupV2::for_this_process().unwrap().current().unwrap());
     /// ```
-    pub fn current(&self) -> Result<u64, SourceError> {
-        Ok(self.current.read()?.unwrap_or(u64::MAX))
+    pub fn current(&self) -> Result<usize, SourceError> {
+        Ok(self.current.read()?.map_or(usize::MAX, super::bytes_usize))
     }
 
     /// `memory.max`: the hard limit, `None` for `max`.
@@ -151,7 +153,7 @@ impl CgroupV2 {
     /// ```no_run
     /// println!("{:?}", rcu_reclaim::sources::CgroupV2::for_this_process().unwrap().max().unwrap());
     /// ```
-    pub fn max(&self) -> Result<Option<u64>, SourceError> {
+    pub fn max(&self) -> Result<Option<usize>, SourceError> {
         self.bytes("memory.max")
     }
 
@@ -160,7 +162,7 @@ impl CgroupV2 {
     /// ```no_run
     /// println!("{:?}", rcu_reclaim::sources::CgroupV2::for_this_process().unwrap().high().unwrap());
     /// ```
-    pub fn high(&self) -> Result<Option<u64>, SourceError> {
+    pub fn high(&self) -> Result<Option<usize>, SourceError> {
         self.bytes("memory.high")
     }
 
@@ -173,7 +175,7 @@ impl CgroupV2 {
     ///     println!("budget {limit} bytes");
     /// }
     /// ```
-    pub fn budget_limit(&self) -> Result<Option<u64>, SourceError> {
+    pub fn budget_limit(&self) -> Result<Option<usize>, SourceError> {
         Ok(match (self.high()?, self.max()?) {
             (Some(h), Some(m)) => Some(h.min(m)),
             (h, m) => h.or(m),

@@ -66,6 +66,12 @@ pub use parse::{CgroupPaths, MemoryEvents, PsiLine, PsiStats};
 pub use psi::PsiTrigger;
 pub use rss::RssSource;
 
+/// A byte count read from the kernel (`u64`) as the crate counts bytes,
+/// `usize` (saturating; the same on 64-bit).
+pub(crate) fn bytes_usize(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
+
 /// How severe a pressure event is (cgroup v1's `memory.pressure_level`).
 ///
 /// ```

@@ -574,12 +574,8 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
             }
         }
     }
-    let source = picked.unwrap_or_else(|| {
-        Box::new(RssSource::new(
-            u64::try_from(rss_threshold).unwrap_or(u64::MAX),
-            Duration::from_millis(100),
-        ))
-    });
+    let source = picked
+        .unwrap_or_else(|| Box::new(RssSource::new(rss_threshold, Duration::from_millis(100))));
     // Under a cgroup limit, its usage too: the events above may never come
     // before the cgroup's OOM killer (see CgroupUsageSource).
     match CgroupUsageSource::for_this_process() {
@@ -675,12 +671,11 @@ impl UnreadUsage {
 }
 
 fn budget_of(
-    limit: u64,
+    limit: usize,
     file: PathBuf,
     reclaimer: Arc<crate::reclaim::Reclaimer>,
     usage: impl Fn() -> u64 + Send + Sync + 'static,
 ) -> Result<MemoryBudget, SourceError> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if limit < crate::reclaim::Watermarks::MIN_LIMIT {
         return Err(SourceError {
             fallback: Some("no budget: give MemoryBudget::new a limit".into()),
@@ -691,7 +686,7 @@ fn budget_of(
         });
     }
     Ok(MemoryBudget::new(limit, reclaimer, move || {
-        usize::try_from(usage()).unwrap_or(usize::MAX)
+        super::bytes_usize(usage())
     }))
 }
 

@@ -15,12 +15,12 @@ const STATM: &str = "/proc/self/statm";
 /// use rcu_reclaim::sources::{Level, PressureSource, RssSource};
 /// let mut low = RssSource::new(1, Duration::from_millis(1)); // 1 byte: always over
 /// assert_eq!(low.wait(Duration::from_millis(5)).unwrap(), Some(Level::Critical));
-/// let mut high = RssSource::new(u64::MAX, Duration::from_millis(1));
+/// let mut high = RssSource::new(usize::MAX, Duration::from_millis(1));
 /// assert_eq!(high.wait(Duration::from_millis(5)).unwrap(), None);
 /// ```
 #[derive(Debug)]
 pub struct RssSource {
-    threshold: u64,
+    threshold: usize,
     interval: Duration,
     page_size: u64,
     next: Instant,
@@ -36,7 +36,7 @@ impl RssSource {
     /// let mut source = RssSource::new(1024, Duration::from_millis(10));
     /// assert!(source.wait(Duration::from_millis(100)).unwrap().is_some());
     /// ```
-    pub fn new(threshold: u64, interval: Duration) -> RssSource {
+    pub fn new(threshold: usize, interval: Duration) -> RssSource {
         // SAFETY: sysconf has no memory-safety preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         RssSource {
@@ -53,10 +53,12 @@ impl RssSource {
     /// let s = rcu_reclaim::sources::RssSource::new(0, std::time::Duration::from_secs(1));
     /// assert!(s.rss().unwrap() > 0);
     /// ```
-    pub fn rss(&self) -> Result<u64, SourceError> {
+    pub fn rss(&self) -> Result<usize, SourceError> {
         let text = std::fs::read_to_string(STATM)
             .map_err(|e| SourceError::new(STATM, format!("cannot read: {e}")))?;
-        parse_statm(&text, self.page_size).map_err(|e| SourceError::new(STATM, e.to_string()))
+        let bytes = parse_statm(&text, self.page_size)
+            .map_err(|e| SourceError::new(STATM, e.to_string()))?;
+        Ok(super::bytes_usize(bytes))
     }
 }
 

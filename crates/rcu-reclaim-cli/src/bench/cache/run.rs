@@ -75,9 +75,9 @@ const STOP: u8 = 2;
 
 /// This process's RSS in bytes (0 if it cannot be read).
 pub fn rss() -> u64 {
-    RssSource::new(u64::MAX, Duration::from_secs(1))
+    RssSource::new(usize::MAX, Duration::from_secs(1))
         .rss()
-        .unwrap_or(0)
+        .map_or(0, |bytes| bytes as u64)
 }
 
 /// Gives the heap's free pages back to the kernel, so that each run's RSS
