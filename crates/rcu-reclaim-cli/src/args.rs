@@ -526,7 +526,12 @@ pub fn check_plot_path(path: &Path) -> Result<(), String> {
 /// buffered writer unflushed, so a plot under 8 KiB that failed to write,
 /// to a full disk or `/dev/full`, was reported as written.)
 pub fn write_plot(path: &Path, svg: &str) -> Result<(), String> {
-    std::fs::write(path, svg).map_err(|e| format!("cannot write the plot {}: {e}", path.display()))
+    std::fs::write(path, svg).map_err(|e| {
+        format!(
+            "cannot write the plot {}: {e}; give --plot a writable file, or --no-plot",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -465,8 +465,16 @@ fn a_cgroup_v2_path_that_is_no_directory_is_named_as_such() {
     std::fs::remove_file(&file).unwrap();
     let e = CgroupV2::open("/nonexistent/cgroup").unwrap_err();
     assert!(e.reason.contains("does not exist"), "{e}");
-    // An existing directory without the file: no memory controller.
+    // An existing directory that is no cgroup.
     let e = CgroupV2::open(std::env::temp_dir()).unwrap_err();
+    assert!(e.reason.contains("is not a cgroup v2 directory"), "{e}");
+    // A cgroup (it has cgroup.controllers) without the file: no memory
+    // controller.
+    let dir = std::env::temp_dir().join(format!("rcu-reclaim-v2-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cgroup.controllers"), "cpu io\n").unwrap();
+    let e = CgroupV2::open(&dir).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
     assert!(e.reason.contains("memory controller is not enabled"), "{e}");
 }
 

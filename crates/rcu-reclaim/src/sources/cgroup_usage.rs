@@ -425,7 +425,7 @@ pub(crate) fn cgroup_limit() -> Result<CgroupLimit, SourceError> {
             usage,
         }),
         Ok(Err(dir)) => Err(SourceError {
-            fallback: Some("no budget: give MemoryBudget::new a limit".into()),
+            fallback: Some(super::NO_CGROUP_BUDGET.into()),
             ..SourceError::new(
                 dir.join("memory.limit_in_bytes"),
                 format!(

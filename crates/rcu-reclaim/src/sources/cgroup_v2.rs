@@ -89,6 +89,8 @@ impl CgroupV2 {
     /// ```
     /// let e = rcu_reclaim::sources::CgroupV2::open("/nonexistent").unwrap_err();
     /// assert!(e.to_string().contains("memory.current"));
+    /// let e = rcu_reclaim::sources::CgroupV2::open(std::env::temp_dir()).unwrap_err();
+    /// assert!(e.to_string().contains("not a cgroup v2 directory"), "{e}");
     /// ```
     pub fn open(dir: impl Into<PathBuf>) -> Result<CgroupV2, SourceError> {
         let dir = dir.into();
@@ -106,8 +108,15 @@ impl CgroupV2 {
                      {V2_ROOT})",
                     dir.display()
                 ),
+                // A cgroup v2 directory always has `cgroup.controllers`.
+                _ if !dir.join("cgroup.controllers").exists() => format!(
+                    "{} is not a cgroup v2 directory (it has no cgroup.controllers): give one \
+                     (they lie under {V2_ROOT})",
+                    dir.display()
+                ),
                 _ if e.kind() == std::io::ErrorKind::NotFound => {
-                    "missing: the memory controller is not enabled in this cgroup v2 directory"
+                    "missing: the memory controller is not enabled in this cgroup v2 directory \
+                     (enable it in the parent's cgroup.subtree_control)"
                         .into()
                 }
                 _ => format!("cannot read: {e} (run as a user allowed to read the cgroup)"),

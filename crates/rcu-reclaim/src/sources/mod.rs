@@ -66,6 +66,11 @@ pub use parse::{CgroupPaths, MemoryEvents, PsiLine, PsiStats};
 pub use psi::PsiTrigger;
 pub use rss::RssSource;
 
+/// What a caller gets when no cgroup limit can make a budget (the error's
+/// `fallback`).
+pub(crate) const NO_CGROUP_BUDGET: &str =
+    "nothing: no budget is made (give MemoryBudget::new a limit of your own)";
+
 /// A byte count read from the kernel (`u64`) as the crate counts bytes,
 /// `usize` (saturating; the same on 64-bit).
 pub(crate) fn bytes_usize(bytes: u64) -> usize {

@@ -678,7 +678,7 @@ fn budget_of(
 ) -> Result<MemoryBudget, SourceError> {
     if limit < crate::reclaim::Watermarks::MIN_LIMIT {
         return Err(SourceError {
-            fallback: Some("no budget: give MemoryBudget::new a limit".into()),
+            fallback: Some(super::NO_CGROUP_BUDGET.into()),
             ..SourceError::new(
                 file,
                 format!("a limit of {limit} bytes leaves no room for a budget's watermarks"),
