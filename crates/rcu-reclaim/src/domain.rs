@@ -593,6 +593,21 @@ impl std::panic::UnwindSafe for Rcu {}
 /// See the [`UnwindSafe`](std::panic::UnwindSafe) impl.
 impl std::panic::RefUnwindSafe for Rcu {}
 
+/// A `Config` is settings and shared hooks (a page allocator, a panic
+/// hook) that nothing updates in place, so a panic cannot leave one half
+/// changed: it crosses `catch_unwind` as the domain does (the hooks' trait
+/// objects kept the compiler from seeing that).
+///
+/// ```
+/// let config = rcu_reclaim::Config::new().on_callback_panic(|msg| eprintln!("{msg}"));
+/// let r = std::panic::catch_unwind(|| config.clone().lazy_batch(0));
+/// assert!(r.is_ok());
+/// ```
+impl std::panic::UnwindSafe for Config {}
+
+/// See the [`UnwindSafe`](std::panic::UnwindSafe) impl of `Config`.
+impl std::panic::RefUnwindSafe for Config {}
+
 impl Clone for Rcu {
     fn clone(&self) -> Self {
         self.inner.handles.fetch_add(1, Ordering::Relaxed);
