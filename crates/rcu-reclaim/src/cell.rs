@@ -259,14 +259,40 @@ impl<T> RcuCell<T> {
     #[must_use = "dropping the returned Retired waits for a grace period: to publish without \
                   waiting use store(), or call defer_drop() on it"]
     pub fn replace(&self, value: impl Into<Option<Box<T>>>) -> Option<Retired<T>> {
-        updating::check_not_in_update_of(self);
-        let new = into_raw(value.into());
-        let old = self.ptr.swap(new, Ordering::AcqRel);
-        if old.is_null() {
-            return None;
-        }
+        let old = self.swap_out(value.into())?;
         // SAFETY: `old` came from `Box::into_raw` and was just unlinked.
-        Some(unsafe { Retired::unlinked(old, &self.rcu) })
+        Some(unsafe { Retired::unlinked(old.as_ptr(), &self.rcu) })
+    }
+
+    /// Publishes `value` and returns the value it unlinked (from
+    /// `Box::into_raw`; readers may still hold `&T` to it).
+    fn swap_out(&self, value: Option<Box<T>>) -> Option<NonNull<T>> {
+        updating::check_not_in_update_of(self);
+        let new = into_raw(value);
+        NonNull::new(self.ptr.swap(new, Ordering::AcqRel))
+    }
+
+    /// Publishes `value` and hands the old value, booked at `weigh(&old)`,
+    /// to the callback engine; a panic of `weigh` goes on after the old
+    /// value is retired (booking its inline size). No `Retired` is made:
+    /// it would clone the domain's handle, a reference count every writer
+    /// of every cell in the domain would increment and decrement.
+    fn store_retiring(&self, value: Box<T>, weigh: impl FnOnce(&T) -> usize, anywhere: bool)
+    where
+        T: Send + 'static,
+    {
+        let Some(old) = self.swap_out(Some(value)) else {
+            return;
+        };
+        // SAFETY: unlinked but not freed (it is handed over only below),
+        // and only shared, as readers have it.
+        let (bytes, panic) =
+            weigh_caught(std::mem::size_of::<T>(), || weigh(unsafe { old.as_ref() }));
+        // SAFETY: from `Box::into_raw`, unlinked, and handed over here.
+        unsafe { self.rcu.defer_drop_raw_as(old, bytes, anywhere) };
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// Publishes `value`, waits for a grace period, and drops the old value.
@@ -321,9 +347,7 @@ impl<T> RcuCell<T> {
     where
         T: ReclaimSize + Send + 'static,
     {
-        if let Some(old) = self.replace(value) {
-            old.defer_drop();
-        }
+        self.store_retiring(value, T::reclaim_size, crate::drops_anywhere::<T>());
     }
 
     /// As [`store`](RcuCell::store), booking `weigh(&old)` bytes for the
@@ -345,15 +369,7 @@ impl<T> RcuCell<T> {
     where
         T: Send + 'static,
     {
-        if let Some(old) = self.replace(value) {
-            // Retired even if `weigh` panics (booking the inline size),
-            // and the panic goes on after.
-            let (bytes, panic) = weigh_caught(std::mem::size_of::<T>(), || weigh(&old));
-            old.defer_drop_sized(bytes);
-            if let Some(panic) = panic {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        self.store_retiring(value, weigh, !std::mem::needs_drop::<T>());
     }
 
     /// Publishes `new` if the cell still holds `current` (the value a
