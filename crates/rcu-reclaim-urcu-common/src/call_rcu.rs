@@ -528,7 +528,11 @@ pub fn set_thread_call_rcu_data(crdp: *mut CallRcuData) {
 pub fn set_cpu_call_rcu_data<F: Flavor>(cpu: c_int, crdp: *mut CallRcuData) -> c_int {
     let _all = lock_all::<F>();
     let Some(slot) = usize::try_from(cpu).ok().and_then(|c| per_cpu().get(c)) else {
-        eprintln!("[error] rcu-reclaim-urcu: set CPU # out of range");
+        // Once per process, as liburcu's (a static `warned` flag).
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            eprintln!("[error] rcu-reclaim-urcu: set CPU # out of range");
+        }
         return fail(libc::EINVAL);
     };
     if !crdp.is_null() && !slot.load(Ordering::Acquire).is_null() {

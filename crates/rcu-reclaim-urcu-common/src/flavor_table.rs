@@ -5,9 +5,15 @@
 use std::ffi::c_void;
 use std::os::raw::c_int;
 
+use crate::poll::UrcuGpPollState;
 use crate::{DeferFunc, RcuFunc, RcuHead, UrcuAtfork};
 
-/// liburcu's `struct rcu_flavor_struct` (0.13 layout).
+/// liburcu's `struct rcu_flavor_struct`, 0.14's layout: 0.13's fourteen
+/// entries and the polled pair after them. A program built against 0.14's
+/// headers calls the pair through the table; one built against 0.13's
+/// reads only the first fourteen (as with liburcu 0.14 itself, a non-PIE
+/// 0.13 binary that copies the table is told by the dynamic linker that
+/// the symbol grew).
 #[repr(C)]
 pub struct RcuFlavorStruct {
     /// `rcu_read_lock`.
@@ -38,6 +44,10 @@ pub struct RcuFlavorStruct {
     pub register_rculfhash_atfork: unsafe extern "C" fn(*mut UrcuAtfork),
     /// `urcu_<flavor>_unregister_rculfhash_atfork`.
     pub unregister_rculfhash_atfork: unsafe extern "C" fn(*mut UrcuAtfork),
+    /// `start_poll_synchronize_rcu` (0.14).
+    pub update_start_poll_synchronize_rcu: extern "C" fn() -> UrcuGpPollState,
+    /// `poll_state_synchronize_rcu` (0.14).
+    pub update_poll_state_synchronize_rcu: extern "C" fn(UrcuGpPollState) -> bool,
 }
 
-const _: () = assert!(std::mem::size_of::<RcuFlavorStruct>() == 14 * 8);
+const _: () = assert!(std::mem::size_of::<RcuFlavorStruct>() == 16 * 8);

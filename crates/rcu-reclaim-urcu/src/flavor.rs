@@ -7,7 +7,8 @@ use crate::common::{
     barrier, call_rcu, defer_rcu, register_rculfhash_atfork, unregister_rculfhash_atfork,
 };
 use crate::reader::{
-    urcu_memb_read_lock, urcu_memb_read_ongoing, urcu_memb_read_unlock, urcu_memb_register_thread,
+    urcu_memb_poll_state_synchronize_rcu, urcu_memb_read_lock, urcu_memb_read_ongoing,
+    urcu_memb_read_unlock, urcu_memb_register_thread, urcu_memb_start_poll_synchronize_rcu,
     urcu_memb_synchronize_rcu, urcu_memb_unregister_thread,
 };
 
@@ -31,4 +32,6 @@ pub static urcu_memb_flavor: RcuFlavorStruct = RcuFlavorStruct {
     barrier,
     register_rculfhash_atfork,
     unregister_rculfhash_atfork,
+    update_start_poll_synchronize_rcu: urcu_memb_start_poll_synchronize_rcu,
+    update_poll_state_synchronize_rcu: urcu_memb_poll_state_synchronize_rcu,
 };

@@ -150,7 +150,13 @@ pub(crate) fn unregistered() {
 /// (inlined, or entered by this library's `rcu_read_lock` on a registered
 /// thread).
 pub(crate) fn in_section() -> bool {
-    attached().is_some_and(|b| b.load(Ordering::Relaxed) & NEST_MASK != 0)
+    depth() != 0
+}
+
+/// The nesting depth of the calling thread's section in its block (0 on a
+/// thread without one).
+pub(crate) fn depth() -> usize {
+    attached().map_or(0, |b| b.load(Ordering::Relaxed) & NEST_MASK)
 }
 
 /// liburcu's `urcu_memb_smp_mb_slave`.

@@ -36,8 +36,11 @@
 //! Every function here is called from C: none unwinds. Misuse that liburcu
 //! reports and survives (`rcu_barrier` inside a read-side section) prints an
 //! `[error]` line and returns; misuse that would deadlock or corrupt
-//! (`synchronize_rcu` inside a section, an unbalanced `rcu_read_unlock`)
-//! prints the reason and aborts.
+//! (`synchronize_rcu` inside a registered thread's section, an unbalanced
+//! `rcu_read_unlock`) prints the reason and aborts. `synchronize_rcu`
+//! inside the section of a thread that never registered, which liburcu
+//! neither protects nor waits for, ends that section for the wait, says
+//! so, and returns, as liburcu's does.
 
 mod ext;
 mod flavor;

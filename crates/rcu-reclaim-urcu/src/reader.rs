@@ -39,10 +39,18 @@ pub extern "C" fn urcu_memb_read_unlock() {
     );
 }
 
-/// Whether the calling thread is inside a read-side critical section.
+/// Whether the calling thread is inside a read-side critical section: as
+/// liburcu's, its nesting depth (0 outside).
 #[no_mangle]
 pub extern "C" fn urcu_memb_read_ongoing() -> c_int {
-    c_int::from(crate::in_read_section())
+    let depth = crate::lgpl::depth().saturating_add(rcu().read_depth());
+    match c_int::try_from(depth) {
+        // A section still open after the thread's registration is gone
+        // (in a thread-local's destructor) has no depth to give.
+        Ok(0) => c_int::from(crate::in_read_section()),
+        Ok(depth) => depth,
+        Err(_) => c_int::MAX,
+    }
 }
 
 /// Registers the calling thread as a reader. liburcu requires it before the
@@ -97,12 +105,47 @@ pub extern "C" fn urcu_memb_synchronize_rcu() {
     // One call: with no reader registered it completes a grace period at
     // once without looking at thread-locals; the section check (refusal
     // here) is made only when a reader is registered.
-    if crate::lgpl::in_section() || !rcu().try_synchronize() {
-        die(
-            "synchronize_rcu() called inside a read-side critical section; it would wait for \
-             itself forever: call it after the section's rcu_read_unlock(), or use call_rcu()",
-        );
+    if crate::lgpl::in_section() {
+        die_waiting_for_itself();
     }
+    if rcu().try_synchronize() {
+        return;
+    }
+    // Inside a section of a thread that never registered: liburcu does not
+    // wait for such a thread (its section protects nothing), and returns.
+    let depth = rcu().read_depth();
+    if crate::lgpl::registered() || depth == 0 {
+        die_waiting_for_itself();
+    }
+    eprintln!(
+        "[error] rcu-reclaim-urcu: synchronize_rcu() called inside rcu_read_lock() on a thread \
+         that never called rcu_register_thread(), whose section liburcu does not protect: the \
+         section ends for the wait and starts again after it, so what it read before may be \
+         freed. Call rcu_read_unlock() first, and register reader threads."
+    );
+    for _ in 0..depth {
+        let _ = rcu().read_unlock_raw();
+    }
+    /// Enters the sections again (also if the wait unwinds).
+    struct Again(usize);
+    impl Drop for Again {
+        fn drop(&mut self) {
+            for _ in 0..self.0 {
+                rcu().read_lock_raw();
+            }
+        }
+    }
+    let _again = Again(depth);
+    rcu().synchronize();
+}
+
+/// `synchronize_rcu` inside the caller's own section, which liburcu turns
+/// into a deadlock.
+fn die_waiting_for_itself() -> ! {
+    die(
+        "synchronize_rcu() called inside a read-side critical section; it would wait for itself \
+         forever: call it after the section's rcu_read_unlock(), or use call_rcu()",
+    )
 }
 
 /// Explicit initialisation (liburcu's `rcu_init`): creates the domain now.

@@ -219,6 +219,14 @@ fn synchronize_inside_a_section_aborts_with_the_reason() {
     }
 }
 
+/// The same on a thread that never registered: liburcu does not wait for
+/// it (its section protects nothing) and returns; so does the drop-in,
+/// saying what it does (it aborted).
+#[test]
+fn synchronize_inside_an_unregistered_threads_section_returns() {
+    same_as_liburcu("sync_unregistered_in_section");
+}
+
 /// `rcu_barrier` from a call_rcu callback (liburcu deadlocks: its thread
 /// waits for itself) cannot wait for the callbacks queued on its own
 /// thread before it: it says so instead of returning as if they had run.

@@ -809,6 +809,24 @@ impl Rcu {
             || reader::in_section_after_registrations(&self.registry)
     }
 
+    /// How many read-side sections of this domain the calling thread has
+    /// open, nested ([`ReadGuard`](crate::ReadGuard)s and raw sections; a
+    /// QSBR thread's online state is not counted: see
+    /// [`in_read_section`](Rcu::in_read_section)).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let outer = rcu.read_lock();
+    /// let inner = rcu.read_lock();
+    /// assert_eq!(rcu.read_depth(), 2);
+    /// drop(inner);
+    /// drop(outer);
+    /// assert_eq!(rcu.read_depth(), 0);
+    /// ```
+    pub fn read_depth(&self) -> usize {
+        usize::try_from(reader::nesting_in(self.id)).unwrap_or(usize::MAX)
+    }
+
     pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }

@@ -14,6 +14,15 @@ struct urcu_gp_poll_state {
 struct urcu_gp_poll_state urcu_memb_start_poll_synchronize_rcu(void);
 bool urcu_memb_poll_state_synchronize_rcu(struct urcu_gp_poll_state state);
 
+/* 0.14's flavor table: 0.13's fourteen entries, then the polled pair. */
+struct flavor14 {
+	void (*fns13[14])(void);
+	struct urcu_gp_poll_state (*update_start_poll_synchronize_rcu)(void);
+	bool (*update_poll_state_synchronize_rcu)(struct urcu_gp_poll_state);
+};
+/* The same symbol as 0.14's headers declare it (0.13's declare 14 entries). */
+extern const struct flavor14 memb_flavor14 __asm__("urcu_memb_flavor");
+
 struct obj {
 	char payload[1000];
 	struct rcu_head rcu;
@@ -129,6 +138,14 @@ int main(void)
 	rcu_flavor.read_lock();
 	CHECK(rcu_read_ongoing());
 	rcu_flavor.read_unlock();
+	/* As a program built against 0.14's headers calls the polled pair. */
+	const struct flavor14 *f14 = &memb_flavor14;
+	CHECK((const void *)f14 == (const void *)&rcu_flavor);
+	CHECK(f14->update_start_poll_synchronize_rcu == urcu_memb_start_poll_synchronize_rcu);
+	CHECK(f14->update_poll_state_synchronize_rcu == urcu_memb_poll_state_synchronize_rcu);
+	s = f14->update_start_poll_synchronize_rcu();
+	synchronize_rcu();
+	CHECK(f14->update_poll_state_synchronize_rcu(s));
 	printf("extensions ok\n");
 	return 0;
 }

@@ -55,7 +55,21 @@ int main(void)
 	struct node *ring[QUARANTINE] = { 0 };
 
 	rcu_init();
+	/* rcu_read_ongoing gives the nesting depth, unregistered or not. */
+	rcu_read_lock();
+	rcu_read_lock();
+	printf("nested, unregistered: ongoing %d\n", rcu_read_ongoing());
+	rcu_read_unlock();
+	rcu_read_unlock();
 	rcu_register_thread();
+	rcu_read_lock();
+	rcu_read_lock();
+	rcu_read_lock();
+	printf("nested, registered: ongoing %d\n", rcu_read_ongoing());
+	rcu_read_unlock();
+	rcu_read_unlock();
+	rcu_read_unlock();
+	printf("outside: ongoing %d\n", rcu_read_ongoing());
 	struct node *first = malloc(sizeof(*first));
 	first->magic = MAGIC_LIVE;
 	first->value = 0;
