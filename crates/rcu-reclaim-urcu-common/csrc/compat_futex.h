@@ -18,8 +18,11 @@
 #include <time.h>
 #include <linux/futex.h>
 
-static pthread_mutex_t rcu_reclaim_compat_futex_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t rcu_reclaim_compat_futex_cond = PTHREAD_COND_INITIALIZER;
+/* Their lock and condition variable, exported weak under liburcu's names,
+ * as liburcu's compat_futex.c exports them (liburcu-common and each flavor
+ * define them; the first loaded wins). */
+__attribute__((weak)) pthread_mutex_t __urcu_compat_futex_lock = PTHREAD_MUTEX_INITIALIZER;
+__attribute__((weak)) pthread_cond_t __urcu_compat_futex_cond = PTHREAD_COND_INITIALIZER;
 
 /* Waits on or wakes the futex word uaddr with a mutex and a condition
  * variable (FUTEX_WAIT and FUTEX_WAKE only; a timeout is relative, as
@@ -31,7 +34,7 @@ int compat_futex_noasync(int32_t *uaddr, int op, int32_t val,
 
 	(void)uaddr2;
 	(void)val3;
-	pthread_mutex_lock(&rcu_reclaim_compat_futex_lock);
+	pthread_mutex_lock(&__urcu_compat_futex_lock);
 	switch (op) {
 	case FUTEX_WAIT: {
 		struct timespec until;
@@ -46,10 +49,10 @@ int compat_futex_noasync(int32_t *uaddr, int op, int32_t val,
 		}
 		while (__atomic_load_n(uaddr, __ATOMIC_SEQ_CST) == val) {
 			if (!timeout) {
-				pthread_cond_wait(&rcu_reclaim_compat_futex_cond,
-					&rcu_reclaim_compat_futex_lock);
-			} else if (pthread_cond_timedwait(&rcu_reclaim_compat_futex_cond,
-					&rcu_reclaim_compat_futex_lock, &until) == ETIMEDOUT) {
+				pthread_cond_wait(&__urcu_compat_futex_cond,
+					&__urcu_compat_futex_lock);
+			} else if (pthread_cond_timedwait(&__urcu_compat_futex_cond,
+					&__urcu_compat_futex_lock, &until) == ETIMEDOUT) {
 				errno = ETIMEDOUT;
 				ret = -1;
 				break;
@@ -58,13 +61,13 @@ int compat_futex_noasync(int32_t *uaddr, int op, int32_t val,
 		break;
 	}
 	case FUTEX_WAKE:
-		pthread_cond_broadcast(&rcu_reclaim_compat_futex_cond);
+		pthread_cond_broadcast(&__urcu_compat_futex_cond);
 		break;
 	default:
 		errno = EINVAL;
 		ret = -1;
 	}
-	pthread_mutex_unlock(&rcu_reclaim_compat_futex_lock);
+	pthread_mutex_unlock(&__urcu_compat_futex_lock);
 	return ret;
 }
 

@@ -459,13 +459,11 @@ fn exports_every_symbol_of_the_memb_abi() {
     let ours = harness::dynamic_symbols(&env.lib);
     let missing: Vec<_> = EXPORTS.iter().filter(|s| !ours.contains(**s)).collect();
     assert!(missing.is_empty(), "not exported: {missing:?}");
-    // Everything the real library exports, but for the two locks of its
-    // futex fallbacks.
+    // Everything the real library exports.
     if let Some(real) = &env.real_liburcu {
-        let lgpl_only = ["__urcu_compat_futex_cond", "__urcu_compat_futex_lock"];
         let missing: Vec<_> = harness::dynamic_symbols(real)
             .into_iter()
-            .filter(|s| !lgpl_only.contains(&s.as_str()) && !ours.contains(s))
+            .filter(|s| !ours.contains(s))
             .collect();
         assert!(
             missing.is_empty(),
