@@ -148,6 +148,28 @@ pub fn die(msg: &str) -> ! {
     std::process::abort()
 }
 
+/// Runs `f` (a wait for a grace period) with `depth` of the calling
+/// thread's raw read-side sections of `rcu` ended, and enters them again
+/// after, also if `f` unwinds: for a section liburcu does not protect (an
+/// unregistered or offline thread's), which would make the wait wait for
+/// itself.
+pub fn with_raw_sections_ended<R>(rcu: &Rcu, depth: usize, f: impl FnOnce() -> R) -> R {
+    for _ in 0..depth {
+        let _ = rcu.read_unlock_raw();
+    }
+    /// Enters the sections again.
+    struct Again<'a>(&'a Rcu, usize);
+    impl Drop for Again<'_> {
+        fn drop(&mut self) {
+            for _ in 0..self.1 {
+                self.0.read_lock_raw();
+            }
+        }
+    }
+    let _again = Again(rcu, depth);
+    f()
+}
+
 /// Runs `f`, turning a panic of the library (misuse it detected and already
 /// described through the panic hook) into `None`, so nothing unwinds into C.
 pub fn no_unwind<R>(f: impl FnOnce() -> R) -> Option<R> {

@@ -253,23 +253,18 @@ pub(crate) fn without_raw_sections<R>(what: &str, f: impl FnOnce() -> R) -> R {
              before may be freed. Call rcu_read_unlock() first, or register the thread and keep \
              it online."
         );
-        for _ in 0..n {
-            let _ = rcu().read_unlock_raw();
-        }
     }
-    /// Enters the sections again (also if `f` unwinds).
-    struct Again(u32);
-    impl Drop for Again {
+    /// Counts the sections again once they are entered again (also if `f`
+    /// unwinds).
+    struct Recount(u32);
+    impl Drop for Recount {
         fn drop(&mut self) {
-            for _ in 0..self.0 {
-                rcu().read_lock_raw();
-            }
             let n = self.0;
             let _ = ME.try_with(|me| me.raw.set(me.raw.get() + n));
         }
     }
-    let _again = Again(n);
-    f()
+    let _recount = Recount(n);
+    rcu_reclaim_urcu_common::with_raw_sections_ended(rcu(), n as usize, f)
 }
 
 /// liburcu's exit hook (called at its unload): nothing to tear down here.

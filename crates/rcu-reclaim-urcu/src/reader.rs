@@ -123,20 +123,7 @@ pub extern "C" fn urcu_memb_synchronize_rcu() {
          section ends for the wait and starts again after it, so what it read before may be \
          freed. Call rcu_read_unlock() first, and register reader threads."
     );
-    for _ in 0..depth {
-        let _ = rcu().read_unlock_raw();
-    }
-    /// Enters the sections again (also if the wait unwinds).
-    struct Again(usize);
-    impl Drop for Again {
-        fn drop(&mut self) {
-            for _ in 0..self.0 {
-                rcu().read_lock_raw();
-            }
-        }
-    }
-    let _again = Again(depth);
-    rcu().synchronize();
+    rcu_reclaim_urcu_common::with_raw_sections_ended(rcu(), depth, || rcu().synchronize());
 }
 
 /// `synchronize_rcu` inside the caller's own section, which liburcu turns
