@@ -7,6 +7,9 @@ use std::thread;
 
 use rcu_reclaim::{Config, Rcu, RcuCell, ReclaimSize};
 
+mod common;
+use common::CountedPlain;
+
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// A version whose `check` is poisoned on drop.
@@ -120,15 +123,6 @@ fn a_compare_exchange_with_another_domains_guard_panics() {
     let _ = cell.compare_exchange(None, Some(Box::new(2)), &guard);
 }
 
-/// Counts its drops.
-struct Dropped(Arc<AtomicUsize>);
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn a_compare_exchange_result_dropped_in_its_section_is_deferred_not_waited_for() {
     // `assert!(cell.compare_exchange(..).is_ok())` drops the previous value
@@ -139,13 +133,13 @@ fn a_compare_exchange_result_dropped_in_its_section_is_deferred_not_waited_for()
         Rcu::new(Config::new()).unwrap(),
     ] {
         let drops = Arc::new(AtomicUsize::new(0));
-        let cell = RcuCell::new_in(&rcu, Some(Box::new(Dropped(drops.clone()))));
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(CountedPlain(drops.clone()))));
         let guard = rcu.read_lock();
         let seen = cell.load(&guard);
-        let new = Box::new(Dropped(drops.clone()));
+        let new = Box::new(CountedPlain(drops.clone()));
         assert!(cell.compare_exchange(seen, Some(new), &guard).is_ok());
         // The reader still holds the old value: not dropped yet.
-        let old: &Dropped = seen.unwrap();
+        let old: &CountedPlain = seen.unwrap();
         assert_eq!(old.0.load(Ordering::SeqCst), 0);
         assert_eq!(rcu.pending(), 1);
         drop(guard);
