@@ -28,6 +28,7 @@ fn main() {
         .expect("rcu-reclaim-urcu-common's build script gives its C's path");
     println!("cargo:rerun-if-changed={common}/compat_futex.h");
     println!("cargo:rerun-if-changed={common}/urcu_layout.h");
+    println!("cargo:rerun-if-changed={common}/flavor_table.h");
     cc::Build::new()
         .file("csrc/lgpl_reader.c")
         .include(&common)

@@ -2,8 +2,10 @@
 //!
 //! The half of rcu-reclaim's liburcu drop-ins that does not depend on the
 //! flavor: `call_rcu` and the `call_rcu_data` family, `rcu_barrier`, the
-//! `defer_rcu` family, the fork hooks, the pointer helpers and liburcu's
-//! `struct rcu_flavor_struct`. It is written once, here, and used by
+//! `defer_rcu` family, the fork hooks, the pointer helpers, and the C each
+//! drop-in compiles in (`csrc/`: liburcu's data layout, its futex
+//! fallbacks, and `struct rcu_flavor_struct` with the flavor's functions).
+//! It is written once, here, and used by
 //! `rcu-reclaim-urcu` (`liburcu-memb.so.8`) and `rcu-reclaim-urcu-qsbr`
 //! (`liburcu-qsbr.so.8`); it has no stable API of its own.
 //!
@@ -23,7 +25,6 @@
 pub mod call_rcu;
 mod crdp;
 pub mod defer;
-pub mod flavor_table;
 pub mod fork;
 pub mod pointer;
 pub mod poll;

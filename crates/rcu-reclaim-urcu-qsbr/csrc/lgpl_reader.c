@@ -53,3 +53,11 @@ HIDDEN int *rcu_reclaim_qsbr_reader_waiting(void)
 
 /* liburcu's futex fallbacks, which the inlined code names. */
 #include "compat_futex.h"
+
+/* urcu_qsbr_flavor. */
+#include "flavor_table.h"
+void urcu_qsbr_quiescent_state(void);
+void urcu_qsbr_thread_offline(void);
+void urcu_qsbr_thread_online(void);
+RCU_RECLAIM_FLAVOR_TABLE(qsbr, rcu_reclaim_qsbr_flavor, urcu_qsbr_quiescent_state,
+		urcu_qsbr_thread_offline, urcu_qsbr_thread_online);

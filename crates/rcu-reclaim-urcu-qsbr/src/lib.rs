@@ -72,7 +72,6 @@
 //!
 //! Every function here is called from C: none unwinds.
 
-mod flavor;
 mod lgpl;
 mod reader;
 

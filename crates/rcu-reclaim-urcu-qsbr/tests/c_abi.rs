@@ -296,6 +296,41 @@ fn exports_the_qsbr_abi_of_liburcu_0_13() {
     }
 }
 
+/// As the memb drop-in's: 0.13's size for `urcu_qsbr_flavor`, 0.14's
+/// polled pair after it.
+#[test]
+fn the_flavor_table_has_0_13s_size_and_0_14s_pair_after_it() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    assert_eq!(
+        harness::symbol_size(&env.lib, "urcu_qsbr_flavor"),
+        Some(14 * 8)
+    );
+    if let Some(real) = &env.real_liburcu {
+        assert_eq!(harness::symbol_size(real, "urcu_qsbr_flavor"), Some(14 * 8));
+    }
+    let path = std::ffi::CString::new(env.lib.to_str().unwrap()).unwrap();
+    // SAFETY: loads the drop-in (its initialisers only set up its state)
+    // and reads its table's 16 words and two symbols' addresses.
+    unsafe {
+        let lib = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        assert!(!lib.is_null());
+        let table = libc::dlsym(lib, c"urcu_qsbr_flavor".as_ptr()).cast::<*const libc::c_void>();
+        assert!(!table.is_null());
+        for (i, name) in [
+            (0, c"urcu_qsbr_read_lock"),
+            (3, c"urcu_qsbr_quiescent_state"),
+            (14, c"urcu_qsbr_start_poll_synchronize_rcu"),
+            (15, c"urcu_qsbr_poll_state_synchronize_rcu"),
+        ] {
+            assert_eq!(
+                *table.add(i),
+                libc::dlsym(lib, name.as_ptr()).cast_const(),
+                "{name:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn soname_default_and_drop_in() {
     let Some(env) = Env::get(&QSBR) else { return };

@@ -55,3 +55,11 @@ HIDDEN void rcu_reclaim_memb_set_has_sys_membarrier(int has)
 
 /* liburcu's futex fallbacks, which the inlined read side names. */
 #include "compat_futex.h"
+
+/* urcu_memb_flavor: the memb flavor has no quiescent states to report. */
+#include "flavor_table.h"
+static void rcu_reclaim_memb_noop(void)
+{
+}
+RCU_RECLAIM_FLAVOR_TABLE(memb, rcu_reclaim_memb_flavor, rcu_reclaim_memb_noop,
+		rcu_reclaim_memb_noop, rcu_reclaim_memb_noop);

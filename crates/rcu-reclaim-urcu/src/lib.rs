@@ -43,7 +43,6 @@
 //! so, and returns, as liburcu's does.
 
 mod ext;
-mod flavor;
 mod lgpl;
 mod reader;
 

@@ -472,6 +472,25 @@ fn exports_every_symbol_of_the_memb_abi() {
     }
 }
 
+/// The flavor table's symbol has 0.13's size, liburcu's here: a program
+/// built against it copies it at load without the loader's "has different
+/// size in shared object" warning (0.14's two entries follow it in memory:
+/// `c/extensions.c` calls them through it).
+#[test]
+fn the_flavor_tables_symbol_has_0_13s_size() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    assert_eq!(
+        harness::symbol_size(&env.lib, "urcu_memb_flavor"),
+        Some(14 * 8)
+    );
+    if let Some(real) = &env.real_liburcu {
+        assert_eq!(
+            harness::symbol_size(real, "urcu_memb_flavor"),
+            harness::symbol_size(&env.lib, "urcu_memb_flavor")
+        );
+    }
+}
+
 #[test]
 fn soname_default_and_drop_in() {
     let Some(env) = Env::get(&MEMB) else { return };

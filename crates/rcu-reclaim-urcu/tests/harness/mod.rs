@@ -289,6 +289,21 @@ pub fn dynamic_symbols(lib: &Path) -> HashSet<String> {
         .collect()
 }
 
+/// The size `nm -D -S` gives the dynamic symbol `name` of `lib`, if any.
+pub fn symbol_size(lib: &Path, name: &str) -> Option<u64> {
+    let out = Command::new("nm")
+        .args(["-D", "-S", "--defined-only"])
+        .arg(lib)
+        .output()
+        .expect("run nm");
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let f: Vec<_> = l.split_whitespace().collect();
+        (f.len() == 4 && f[3] == name)
+            .then(|| u64::from_str_radix(f[1], 16).ok())
+            .flatten()
+    })
+}
+
 /// The SONAME recorded in a shared library (`readelf -d`).
 pub fn soname(lib: &Path) -> Option<String> {
     let out = Command::new("readelf").arg("-d").arg(lib).output().ok()?;
