@@ -433,9 +433,11 @@ where
     /// then evicts until the cache is back under its capacity. A
     /// replacement keeps the old entry's standing with the eviction policy:
     /// its frequency and, at the same weight, its place in the queues (it
-    /// then queues nothing). Returns
-    /// `false`, dropping the value at once, if the entry alone weighs more
-    /// than [`max_bytes`](RcuCache::max_bytes). Tied to a budget, it then
+    /// then queues nothing). Returns whether the value is cached: `false`,
+    /// dropping the value at once, if the entry alone weighs more than
+    /// [`max_bytes`](RcuCache::max_bytes) (unlike
+    /// [`RcuHashMap::insert`](crate::RcuHashMap::insert), whose `bool` says
+    /// whether the key was new). Tied to a budget, it then
     /// [checks](crate::reclaim::MemoryBudget::check) the budget, as
     /// allocating code does. The cache allows the domain a backlog of
     /// entries waiting to be freed of an eighth of what it holds (at least
@@ -448,7 +450,8 @@ where
     /// holding a lock that a deferred `Drop` of the domain takes. Inside a
     /// read-side section (a guard, or an online QSBR thread) that grace
     /// period cannot end, so the insert leaves the backlog as it is (and,
-    /// the first time, logs a `tracing` warning naming the fix): on a
+    /// the first time, warns, naming the fix: through `tracing`, or on
+    /// standard error with no subscriber): on a
     /// QSBR domain the backlog is bounded by how often threads report
     /// quiescent states, not by this allowance.
     ///

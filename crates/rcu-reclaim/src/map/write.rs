@@ -86,7 +86,8 @@ where
     /// replaced a value (as `HashMap::insert` keeps the old key, this keeps
     /// the new one). The old entry is dropped after a grace period, its
     /// size booked. To read the old value, use
-    /// [`update`](RcuHashMap::update).
+    /// [`update`](RcuHashMap::update). (An [`RcuCache`](crate::RcuCache)'s
+    /// `insert` returns whether the value was cached instead.)
     ///
     /// ```
     /// let map = rcu_reclaim::RcuHashMap::new();
