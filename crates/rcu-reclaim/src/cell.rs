@@ -273,17 +273,25 @@ impl<T> RcuCell<T> {
     }
 
     /// Publishes `value` and hands the old value, booked at `weigh(&old)`,
-    /// to the callback engine; a panic of `weigh` goes on after the old
-    /// value is retired (booking its inline size). No `Retired` is made:
+    /// to the callback engine (`retire_unlinked`). No `Retired` is made:
     /// it would clone the domain's handle, a reference count every writer
     /// of every cell in the domain would increment and decrement.
     fn store_retiring(&self, value: Box<T>, weigh: impl FnOnce(&T) -> usize, anywhere: bool)
     where
         T: Send + 'static,
     {
-        let Some(old) = self.swap_out(Some(value)) else {
-            return;
-        };
+        if let Some(old) = self.swap_out(Some(value)) {
+            self.retire_unlinked(old, weigh, anywhere);
+        }
+    }
+
+    /// Hands `old`, just unlinked from this cell (from `Box::into_raw`),
+    /// to the callback engine, booked at `weigh(&old)`; a panic of `weigh`
+    /// goes on after the value is retired (booking its inline size).
+    fn retire_unlinked(&self, old: NonNull<T>, weigh: impl FnOnce(&T) -> usize, anywhere: bool)
+    where
+        T: Send + 'static,
+    {
         // SAFETY: unlinked but not freed (it is handed over only below),
         // and only shared, as readers have it.
         let (bytes, panic) =
@@ -443,6 +451,22 @@ impl<T> RcuCell<T> {
     where
         T: Send + 'static,
     {
+        let old = self.exchange(current, new, guard)?;
+        // SAFETY: `old` came from `Box::into_raw` and was just unlinked.
+        Ok(old.map(|old| {
+            unsafe { Retired::unlinked(old.as_ptr(), &self.rcu) }.deferring_in_section()
+        }))
+    }
+
+    /// `compare_exchange`, giving the unlinked value as the raw pointer it
+    /// is (from `Box::into_raw`; readers may still hold `&T` to it).
+    #[track_caller]
+    fn exchange<'g, G: ReadSection>(
+        &'g self,
+        current: Option<&T>,
+        new: Option<Box<T>>,
+        guard: &'g G,
+    ) -> Result<Option<NonNull<T>>, CompareExchangeError<'g, T>> {
         assert!(
             guard.domain().id() == self.rcu.id(),
             "rcu-reclaim: RcuCell::compare_exchange with a guard of domain {} on a cell of \
@@ -457,11 +481,7 @@ impl<T> RcuCell<T> {
             .ptr
             .compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(old) if old.is_null() => Ok(None),
-            // SAFETY: `old` came from `Box::into_raw` and was just unlinked.
-            Ok(old) => Ok(Some(
-                unsafe { Retired::unlinked(old, &self.rcu) }.deferring_in_section(),
-            )),
+            Ok(old) => Ok(NonNull::new(old)),
             Err(now) => Err(CompareExchangeError {
                 // SAFETY: `new` came from `into_raw` above and was not
                 // published (the exchange failed).
@@ -519,7 +539,7 @@ impl<T> RcuCell<T> {
             loop {
                 runs += 1;
                 let new = updating::run_for(self, || f(current));
-                match self.compare_exchange(current, new, &guard) {
+                match self.exchange(current, new, &guard) {
                     Ok(old) => break old,
                     // The value `f` made lost the race: never published,
                     // dropped here.
@@ -530,7 +550,8 @@ impl<T> RcuCell<T> {
             // ready values.
         };
         if let Some(old) = old {
-            old.defer_drop();
+            // No `Retired` (see `store_retiring`).
+            self.retire_unlinked(old, T::reclaim_size, crate::drops_anywhere::<T>());
         }
         runs
     }
