@@ -59,6 +59,25 @@ fn a_64_kib_vec_books_64_kib_however_it_is_retired() {
         want,
         "RcuCell::take + Retired::defer_drop"
     );
+    assert_eq!(
+        booked(|rcu| {
+            RcuCell::new_in(rcu, Some(buffer())).update(|_| Some(buffer()));
+        }),
+        want,
+        "RcuCell::update"
+    );
+    assert_eq!(
+        booked(|rcu| {
+            let cell = RcuCell::new_in(rcu, Some(buffer()));
+            let guard = rcu.read_lock();
+            let seen = cell.load(&guard);
+            if let Ok(Some(old)) = cell.compare_exchange(seen, Some(buffer()), &guard) {
+                old.defer_drop();
+            }
+        }),
+        want,
+        "RcuCell::compare_exchange + Retired::defer_drop"
+    );
 }
 
 #[test]
