@@ -388,10 +388,54 @@ fn a_cgroup_budget_reclaims_to_high_without_emptying_the_cache() {
     in_a_100_mib_cgroup("budget", BUDGET_TEST, BUDGET_CHILD);
 }
 
+const WARNED_CHILD: &str = "RCU_RECLAIM_CGROUP_WARNED_CHILD";
+const WARNED_TEST: &str = "caches_that_the_cgroup_limit_would_kill_first_are_warned_about";
+
+/// In a 100 MiB cgroup, a cache tied to a 1 GiB budget (the kernel's OOM
+/// killer acts before the budget reclaims) and one of 1 GiB with neither a
+/// budget nor a pressure source are each warned about, on standard error
+/// (no `tracing` subscriber), naming the fix; a cache well under the limit
+/// is not. Both were silent: a helper's program filling them was killed.
+#[test]
+fn caches_that_the_cgroup_limit_would_kill_first_are_warned_about() {
+    if let Some(name) = std::env::var_os(WARNED_CHILD) {
+        wait_to_be_moved(&name.to_string_lossy());
+        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+        let budget = Arc::new(rcu_reclaim::reclaim::MemoryBudget::new(
+            1 << 30,
+            reclaimer,
+            || 0,
+        ));
+        let _budgeted: rcu_reclaim::RcuCache<u64, Vec<u8>> =
+            rcu_reclaim::RcuCache::builder().budget(&budget).build();
+        let _big: rcu_reclaim::RcuCache<u64, Vec<u8>> =
+            rcu_reclaim::RcuCache::builder().max_bytes(1 << 30).build();
+        let _small: rcu_reclaim::RcuCache<u64, Vec<u8>> =
+            rcu_reclaim::RcuCache::builder().max_bytes(8 << 20).build();
+        println!("CHILD OK");
+        return;
+    }
+    let Some(stderr) = in_a_100_mib_cgroup("warned", WARNED_TEST, WARNED_CHILD) else {
+        return;
+    };
+    assert!(
+        stderr.contains("more than this process's cgroup memory limit")
+            && stderr.contains("budget_from_cgroup"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("with no budget and no pressure source")
+            && stderr.contains(".auto_pressure()"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("max_bytes 8388608"), "{stderr}");
+}
+
 /// Runs `test` again as a child (with `child_env` set to the cgroup's
 /// name) in a fresh 100 MiB cgroup v1, and checks that it survived and
-/// said `CHILD OK`; skips, saying why, where no cgroup can be made.
-fn in_a_100_mib_cgroup(tag: &str, test: &str, child_env: &str) {
+/// said `CHILD OK`; returns its standard error; skips (`None`), saying why,
+/// where no cgroup can be made.
+fn in_a_100_mib_cgroup(tag: &str, test: &str, child_env: &str) -> Option<String> {
     let root = Path::new(V1_MEMORY_ROOT);
     let dir = root.join(format!("rcu-reclaim-test-{tag}-{}", std::process::id()));
     if !root.join("cgroup.procs").exists() || fs::create_dir(&dir).is_err() {
@@ -400,7 +444,7 @@ fn in_a_100_mib_cgroup(tag: &str, test: &str, child_env: &str) {
              root)",
             root.display()
         );
-        return;
+        return None;
     }
     let _cleanup = Cleanup(dir.clone());
     fs::write(dir.join("memory.limit_in_bytes"), (100 * MIB).to_string()).unwrap();
@@ -416,6 +460,7 @@ fn in_a_100_mib_cgroup(tag: &str, test: &str, child_env: &str) {
         out.status
     );
     assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
+    Some(stderr.into_owned())
 }
 
 const CROSSING_CHILD: &str = "RCU_RECLAIM_CGROUP_CROSSING_CHILD";

@@ -405,6 +405,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
                 .map_or(DEFAULT_MAX_BYTES, |b| b.watermarks().high)
                 .min(isize::MAX as usize)
         });
+        warn_if_past_the_cgroup_limit(max, budget.as_deref(), monitored);
         let inner = Arc::new(Inner {
             map: RcuHashMap::with_weigher_as(
                 0,
@@ -464,5 +465,33 @@ impl<K, V, W, S> fmt::Debug for RcuCacheBuilder<K, V, W, S> {
             .field("regrow_after", &self.regrow_after)
             .field("shards", &self.shards)
             .finish_non_exhaustive()
+    }
+}
+
+/// Warns (loudly: see `sys::warn_loud`) when the process's cgroup memory
+/// limit comes before what would make this cache give memory back: a
+/// budget over the limit (the kernel's OOM killer acts first), or, with no
+/// budget and no pressure source, a capacity at or over it (the cache alone
+/// could fill the cgroup). Nothing is said where no cgroup sets a limit.
+fn warn_if_past_the_cgroup_limit(max: usize, budget: Option<&MemoryBudget>, monitored: bool) {
+    let Ok(cgroup) = crate::sources::cgroup_limit() else {
+        return;
+    };
+    let (limit, file) = (cgroup.limit, cgroup.limit_file.display());
+    match budget {
+        Some(b) if b.limit() > limit => crate::sys::warn_loud(&format!(
+            "rcu-reclaim: an RcuCache tied to a MemoryBudget of {} bytes, more than this \
+             process's cgroup memory limit of {limit} bytes ({file}): the cgroup's OOM killer \
+             acts before the budget reclaims; size the budget from the cgroup \
+             (rcu_reclaim::sources::budget_from_cgroup) or give it a limit below the cgroup's",
+            b.limit()
+        )),
+        None if !monitored && max >= limit => crate::sys::warn_loud(&format!(
+            "rcu-reclaim: an RcuCache of max_bytes {max} with no budget and no pressure source, \
+             in a cgroup with a memory limit of {limit} bytes ({file}): filled, the cache alone \
+             gets the process OOM-killed; give .max_bytes(..) well under the limit, or \
+             .auto_pressure() or .budget(..) so that pressure shrinks it"
+        )),
+        _ => {}
     }
 }

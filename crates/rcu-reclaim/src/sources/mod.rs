@@ -66,6 +66,8 @@ pub use parse::{CgroupPaths, MemoryEvents, PsiLine, PsiStats};
 pub use psi::PsiTrigger;
 pub use rss::RssSource;
 
+pub(crate) use cgroup_usage::cgroup_limit;
+
 /// What a caller gets when no cgroup limit can make a budget (the error's
 /// `fallback`).
 pub(crate) const NO_CGROUP_BUDGET: &str =
