@@ -218,14 +218,62 @@ pub(crate) fn error_loud(msg: &str) {
     eprint_if_unobserved(msg);
 }
 
+/// An error that may repeat many times a second (an out-of-memory report
+/// per allocation that reclaim could not satisfy): every one goes to
+/// `tracing`, but standard error gets at most one a second, saying how
+/// many it held back (a program a helper wrote printed 10,354 such lines
+/// in 15 s).
+pub(crate) struct LoudThrottle {
+    /// `clock::epoch_ms` of the last line printed (0: none yet).
+    last_ms: std::sync::atomic::AtomicUsize,
+    /// Reports held back since.
+    held: std::sync::atomic::AtomicUsize,
+}
+
+impl LoudThrottle {
+    pub(crate) const fn new() -> LoudThrottle {
+        LoudThrottle {
+            last_ms: std::sync::atomic::AtomicUsize::new(0),
+            held: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Reports `msg` as [`error_loud`] does, within the throttle.
+    pub(crate) fn error_loud(&self, msg: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        tracing::error!("{msg}");
+        let now = crate::clock::epoch_ms();
+        let last = self.last_ms.load(Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= 1000;
+        if !due
+            || self
+                .last_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            self.held.fetch_add(1, Relaxed);
+            return;
+        }
+        match self.held.swap(0, Relaxed) {
+            0 => eprint_if_unobserved(msg),
+            held => eprint_if_unobserved(&format!(
+                "{msg} ({held} more like it in the last {:.1} s not printed)",
+                now.saturating_sub(last) as f64 / 1000.0
+            )),
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
-    #[test]
-    #[cfg_attr(miri, ignore = "Miri has no pipe nor dup2")]
-    fn a_loud_warning_reaches_standard_error_without_a_subscriber() {
-        // Standard error, redirected to a pipe for the call.
+    /// What `f` writes to standard error (fd 2, redirected to a pipe while
+    /// it runs; other tests' lines written meanwhile land there too).
+    fn stderr_of(f: impl FnOnce()) -> String {
+        // One redirection at a time: two tests' would swap each other's.
+        static REDIRECTED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = REDIRECTED.lock().unwrap_or_else(|e| e.into_inner());
         let mut fds = [0; 2];
         // SAFETY: plain syscalls on fds this test owns; fd 2 is restored
         // before the pipe is read.
@@ -234,7 +282,7 @@ mod tests {
             let saved = libc::dup(2);
             assert!(saved >= 0);
             libc::dup2(fds[1], 2);
-            warn_loud("rcu-reclaim: test warning 7f3a");
+            f();
             libc::dup2(saved, 2);
             libc::close(saved);
             libc::close(fds[1]);
@@ -244,11 +292,32 @@ mod tests {
         let mut read_end =
             unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0]) };
         std::io::Read::read_to_end(&mut read_end, &mut out).unwrap();
-        let out = String::from_utf8_lossy(&out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no pipe nor dup2")]
+    fn a_loud_warning_reaches_standard_error_without_a_subscriber() {
+        let out = stderr_of(|| warn_loud("rcu-reclaim: test warning 7f3a"));
         assert!(
             out.contains("rcu-reclaim: test warning 7f3a\n"),
             "standard error got {out:?}"
         );
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no pipe nor dup2")]
+    fn a_throttled_error_prints_once_a_second_counting_the_rest() {
+        let throttle = LoudThrottle::new();
+        let out = stderr_of(|| {
+            for _ in 0..5 {
+                throttle.error_loud("rcu-reclaim: test error 9c1e");
+            }
+        });
+        assert_eq!(out.matches("test error 9c1e").count(), 1, "{out:?}");
+        std::thread::sleep(Duration::from_millis(1100));
+        let out = stderr_of(|| throttle.error_loud("rcu-reclaim: test error 9c1e"));
+        assert!(out.contains("(4 more like it in the last"), "{out:?}");
     }
 
     #[test]

@@ -222,6 +222,9 @@ impl fmt::Display for OomReport {
             self.rcu_pending.0,
             self.rcu_pending.1
         )?;
+        if self.shrinkers.is_empty() {
+            write!(f, " none registered (register a cache or another shrinker with the budget's reclaimer)")?;
+        }
         for (name, count) in &self.shrinkers {
             write!(f, " {name}={count}")?;
         }
@@ -701,7 +704,10 @@ impl Reclaimer {
             let handler = lock(&self.oom_handler).clone();
             no_reclaim(|| match handler {
                 Some(h) => h(report),
-                None => crate::sys::error_loud(&format!("rcu-reclaim: {report}")),
+                None => {
+                    static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
+                    REPORTS.error_loud(&format!("rcu-reclaim: {report}"));
+                }
             });
         }
         result
