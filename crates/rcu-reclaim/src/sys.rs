@@ -265,12 +265,12 @@ impl LoudThrottle {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// What `f` writes to standard error (fd 2, redirected to a pipe while
     /// it runs; other tests' lines written meanwhile land there too).
-    fn stderr_of(f: impl FnOnce()) -> String {
+    pub(crate) fn stderr_of(f: impl FnOnce()) -> String {
         // One redirection at a time: two tests' would swap each other's.
         static REDIRECTED: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one = REDIRECTED.lock().unwrap_or_else(|e| e.into_inner());

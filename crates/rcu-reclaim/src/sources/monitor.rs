@@ -302,6 +302,9 @@ fn run(
     let mut last_trim = Instant::now() - TRIM_EVERY;
     // Bytes evicted and freed since the last trim.
     let mut freed_since_trim = 0usize;
+    // A monitor with no budget or reclaimer shrinks nothing: said once, at
+    // its first critical event.
+    let mut told_bare = link.budget.is_some() || link.reclaimer.is_some();
     while !s.stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
         // A source of the caller's that panics is a failing source: the
@@ -324,6 +327,16 @@ fn run(
                 s.events.fetch_add(1, Ordering::Relaxed);
                 if level == Level::Critical {
                     s.critical.fetch_add(1, Ordering::Relaxed);
+                    if !told_bare {
+                        told_bare = true;
+                        crate::sys::warn_loud(&format!(
+                            "rcu-reclaim: critical memory pressure from {name}: this monitor \
+                             expedites RCU and frees its backlog, but no budget or reclaimer is \
+                             linked to it, so no cache shrinks; build caches with \
+                             RcuCacheBuilder::auto_pressure() or .budget(..), or link a budget \
+                             (auto_pressure_for(&budget))"
+                        ));
+                    }
                 }
                 last = Instant::now();
                 if !held {
@@ -693,6 +706,32 @@ fn budget_of(
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no pipe nor dup2")]
+    fn a_monitor_that_shrinks_nothing_says_so_at_its_first_critical_event() {
+        let rcu = Rcu::new(crate::Config::new()).unwrap();
+        let (events, source) = super::super::SyntheticSource::new();
+        let out = crate::sys::tests::stderr_of(|| {
+            let monitor =
+                PressureMonitor::start(&rcu, Box::new(source), Duration::from_millis(20), None);
+            for _ in 0..2 {
+                events.send(Level::Critical).unwrap();
+            }
+            let start = Instant::now();
+            while monitor.stats().critical < 2 && start.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(monitor);
+        });
+        assert_eq!(
+            out.matches("no budget or reclaimer is linked to it")
+                .count(),
+            1,
+            "{out}"
+        );
+        assert!(out.contains("RcuCacheBuilder::auto_pressure()"), "{out}");
+    }
 
     #[test]
     fn an_unread_usage_counts_zero_and_is_reported_once_per_run_of_failures() {
