@@ -304,6 +304,19 @@ pub fn symbol_size(lib: &Path, name: &str) -> Option<u64> {
     })
 }
 
+impl Env {
+    /// Asserts that the flavor table `name` has 0.13's size (fourteen
+    /// pointers), as liburcu's own has where it is installed: a program
+    /// built against it copies the table at load without the loader's
+    /// "has different size in shared object" warning.
+    pub fn assert_flavor_table_has_0_13s_size(&self, name: &str) {
+        assert_eq!(symbol_size(&self.lib, name), Some(14 * 8), "{name}");
+        if let Some(real) = &self.real_liburcu {
+            assert_eq!(symbol_size(real, name), Some(14 * 8), "liburcu's {name}");
+        }
+    }
+}
+
 /// The SONAME recorded in a shared library (`readelf -d`).
 pub fn soname(lib: &Path) -> Option<String> {
     let out = Command::new("readelf").arg("-d").arg(lib).output().ok()?;
