@@ -8,7 +8,10 @@
 //! * `cache-v1`: the cgroup v1 `memory.pressure_level` source alone;
 //! * `store`: a budget from the cgroup, 50 MiB held, two writers storing
 //!   1 MiB values into an `RcuCell` (and retiring 256 KiB ones) beside two
-//!   readers;
+//!   readers, each calling `MemoryBudget::check` after each store
+//!   (`NO_CHECK=1`: never, leaving it to the pressure source; `TRACE=1`
+//!   prints usage, pending bytes and the pressure throttle's count every
+//!   8 ms);
 //! * `hog` / `hog-budget`: an `auto_pressure` cache (with a budget) filled
 //!   beside a hog that grows to 60 MiB and frees it, five times.
 //!
@@ -156,21 +159,41 @@ fn main() {
             let writers: Vec<_> = (0..2)
                 .map(|w| {
                     let (c, b) = (cell.clone(), budget.clone());
+                    let check = std::env::var_os("NO_CHECK").is_none();
                     std::thread::spawn(move || {
                         for i in 0..3000u64 {
                             c.store(Box::new(page(i * 2 + w, MIB)));
                             if i % 2 == 0 {
                                 Rcu::global().defer_drop(Box::new(page(i, 256 << 10)));
                             }
-                            b.check();
+                            if check {
+                                b.check();
+                            }
                         }
                     })
                 })
                 .collect();
             let mut peak = 0;
+            let trace = std::env::var_os("TRACE").is_some();
+            let mut n = 0u64;
             while writers.iter().any(|w| !w.is_finished()) {
                 peak = peak.max(rss());
-                std::thread::sleep(Duration::from_millis(5));
+                if trace && n % 4 == 0 {
+                    let s = Rcu::global().stats();
+                    println!(
+                        "{:6.3}s rss {:3} MiB cg {:3} MiB pending {:3} MiB gps {} fast {} exp {} thr {}",
+                        t0.elapsed().as_secs_f64(),
+                        rss() / MIB,
+                        usage() / MIB,
+                        Rcu::global().pending_bytes() / MIB,
+                        s.gp_completed,
+                        Rcu::global().in_fast_mode(),
+                        s.expedited_gps,
+                        s.pressure_throttles,
+                    );
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(2));
             }
             for w in writers {
                 w.join().unwrap();

@@ -325,8 +325,11 @@ impl<T> RcuCell<T> {
     /// Publishes `value` and defers the drop of the old value until after a
     /// grace period ([`Rcu::defer_drop`]), booking the old value's
     /// [`ReclaimSize::reclaim_size`]: its heap included, so reclaim and
-    /// pressure see what the grace period will free. Never blocks (unless
-    /// no bulk page can be had); usable inside a read-side section. For a
+    /// pressure see what the grace period will free. Never blocks, unless
+    /// no bulk page can be had or, under memory pressure, garbage piles up
+    /// (it then waits at most 10 ms for it to be freed, never inside a
+    /// read-side section: see [`Rcu::defer_drop`]); usable inside a
+    /// read-side section. For a
     /// type without `ReclaimSize`, or a custom size, see
     /// [`store_weighed`](RcuCell::store_weighed).
     ///

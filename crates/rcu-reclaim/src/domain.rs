@@ -279,6 +279,26 @@ impl Config {
         self
     }
 
+    /// While a pressure signal is held, a thread retiring garbage (handing
+    /// off a page of deferred drops: `defer_drop`, `RcuCell::store`, the
+    /// map's and cache's removals) while more than this many bytes wait on
+    /// the domain's shards (for a grace period, or to be freed) waits until
+    /// half that is left, for at most 10 ms per page, moving grace periods
+    /// on itself; inside a read-side section of the domain it never waits.
+    /// So writers that retire faster than garbage can be freed cannot fill
+    /// a cgroup while the domain is in fast mode. Default 8 MiB;
+    /// `usize::MAX` turns it off. [`Stats::pressure_throttles`](crate::stats::Stats::pressure_throttles)
+    /// counts the waits.
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().pressure_throttle_bytes(32 << 20);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn pressure_throttle_bytes(mut self, bytes: usize) -> Self {
+        self.params.pressure_throttle_bytes = bytes;
+        self
+    }
+
     /// No background pace: queued callbacks and deferred drops wait until
     /// `barrier`, `run_callbacks`, a pressure signal or `call_hurry` asks
     /// (lazy delay of an hour, no batch or overload trigger). For

@@ -31,6 +31,10 @@
 //! * **Throttle.** A thread handing its shard a page while more than
 //!   [`THROTTLE_PAGES`] pages wait ready to free yields to the worker for at
 //!   most [`THROTTLE_MAX_WAIT`].
+//! * **Pressure throttle.** While a pressure signal is held, a thread
+//!   handing off a page while the shards hold more than
+//!   `pressure_throttle_bytes` waits (outside read-side sections) until
+//!   they hold half that, for at most [`PRESSURE_THROTTLE_MAX_WAIT`].
 //! * **`run_callbacks`.** What reclaim's call does at each priority.
 
 use std::time::{Duration, Instant};
@@ -50,6 +54,8 @@ pub(crate) struct Params {
     /// One worker per CPU, pinned to it, instead of `workers_per_node` per node.
     pub(crate) worker_per_cpu: bool,
     pub(crate) fast_min_bytes: usize,
+    /// See [`Config::pressure_throttle_bytes`](crate::Config::pressure_throttle_bytes).
+    pub(crate) pressure_throttle_bytes: usize,
     /// See [`Config::producer_window`](crate::Config::producer_window).
     pub(crate) producer_window: Duration,
     /// See [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees).
@@ -69,6 +75,7 @@ impl Default for Params {
             workers_per_node: 1,
             worker_per_cpu: false,
             fast_min_bytes: 1 << 20,
+            pressure_throttle_bytes: DEFAULT_PRESSURE_THROTTLE_BYTES,
             producer_window: Duration::from_millis(5),
             retiring_thread_frees: false,
         }
@@ -229,6 +236,30 @@ pub(crate) const THROTTLE_PAGES: usize = 16;
 
 /// The longest a retiring thread waits for the worker per page it hands off.
 pub(crate) const THROTTLE_MAX_WAIT: Duration = Duration::from_millis(2);
+
+/// Bytes on the shards above which, while a pressure signal is held, a
+/// thread handing off a page waits for them to be freed (chosen by
+/// measurement: see BENCHMARKS.md, "Writers wait under pressure").
+pub(crate) const DEFAULT_PRESSURE_THROTTLE_BYTES: usize = 8 << 20;
+
+/// The longest a retiring thread waits under pressure per page it hands off.
+pub(crate) const PRESSURE_THROTTLE_MAX_WAIT: Duration = Duration::from_millis(10);
+
+/// How long a thread waiting under pressure sleeps between looks (it gives
+/// its CPU to the grace-period thread and the workers).
+pub(crate) const PRESSURE_THROTTLE_NAP: Duration = Duration::from_micros(50);
+
+/// Whether a thread handing off a page while `signals` pressure signals
+/// are held and the shards hold `shard_bytes` waits for them to be freed.
+pub(crate) fn pressure_throttles(p: &Params, signals: usize, shard_bytes: usize) -> bool {
+    signals > 0 && shard_bytes > p.pressure_throttle_bytes
+}
+
+/// Whether a thread waiting under pressure may go on: the pressure ended,
+/// or the shards hold half the throttle's bytes or less.
+pub(crate) fn pressure_throttle_done(p: &Params, signals: usize, shard_bytes: usize) -> bool {
+    signals == 0 || shard_bytes <= p.pressure_throttle_bytes / 2
+}
 
 /// Whether a shard holding `count` entries becomes overloaded.
 pub(crate) fn shard_overloads(p: &Params, count: usize) -> bool {
@@ -728,6 +759,27 @@ mod tests {
     fn the_throttle_starts_over_its_mark_and_ends_at_half() {
         assert!(!throttles(THROTTLE_PAGES) && throttles(THROTTLE_PAGES + 1));
         assert!(throttle_done(THROTTLE_PAGES / 2) && !throttle_done(THROTTLE_PAGES / 2 + 1));
+    }
+
+    #[test]
+    fn writers_wait_only_under_pressure_and_over_the_throttle_until_half() {
+        let p = Params::default();
+        let mark = p.pressure_throttle_bytes;
+        // No signal: never, whatever waits.
+        assert!(!pressure_throttles(&p, 0, usize::MAX));
+        // A signal: only over the mark.
+        assert!(!pressure_throttles(&p, 1, mark));
+        assert!(pressure_throttles(&p, 1, mark + 1));
+        // Waits until half the mark, or the signal ends.
+        assert!(!pressure_throttle_done(&p, 1, mark / 2 + 1));
+        assert!(pressure_throttle_done(&p, 1, mark / 2));
+        assert!(pressure_throttle_done(&p, 0, mark * 4));
+        // Off when the mark is usize::MAX.
+        let off = Params {
+            pressure_throttle_bytes: usize::MAX,
+            ..Params::default()
+        };
+        assert!(!pressure_throttles(&off, 1, usize::MAX));
     }
 
     #[test]

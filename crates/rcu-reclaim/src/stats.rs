@@ -123,6 +123,12 @@ pub struct Stats {
     /// worker because its shard held more than 16 pages whose grace period
     /// had elapsed (domains without `Config::retiring_thread_frees`).
     pub producer_throttles: u64,
+    /// Times a thread handing off a page waited under memory pressure
+    /// because the shards held more than
+    /// [`Config::pressure_throttle_bytes`](crate::Config::pressure_throttle_bytes).
+    pub pressure_throttles: u64,
+    /// Microseconds those waits took, in all.
+    pub pressure_throttle_us: u64,
     /// Pressure signals held now (all nodes together).
     pub pressure: usize,
     /// Whether fast mode is in force (pressure or its hysteresis).
@@ -225,6 +231,8 @@ impl Rcu {
             lazy_flushes: get(&k.lazy_flushes),
             page_steals: get(&k.page_steals),
             producer_throttles: get(&k.throttles),
+            pressure_throttles: get(&k.pressure_throttles),
+            pressure_throttle_us: get(&k.pressure_throttle_us),
             pressure: cbs.pressure.total(),
             fast_mode: self.in_fast_mode(),
             fast_mode_entries: get(&cbs.pressure.entries),

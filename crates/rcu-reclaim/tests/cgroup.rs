@@ -591,3 +591,75 @@ fn an_auto_pressure_cache_beside_a_growing_hog_survives() {
     }
     in_a_100_mib_cgroup("hog", HOG_TEST, HOG_CHILD);
 }
+
+const WRITERS_CHILD: &str = "RCU_RECLAIM_CGROUP_WRITERS_CHILD";
+const WRITERS_TEST: &str = "writers_that_never_check_the_budget_survive_its_pressure";
+
+/// In a 100 MiB cgroup with 50 MiB held, two writers store 1 MiB values
+/// into an `RcuCell` at full speed (and retire 256 KiB ones) beside two
+/// readers, under `auto_pressure_for` a cgroup budget, and never call
+/// `MemoryBudget::check`: once the pressure source puts the domain in fast
+/// mode, the writers wait for their garbage (the pressure throttle), so
+/// what waits for a grace period cannot fill the cgroup. Without the
+/// throttle up to 28 MiB waited for grace periods that the grace-period
+/// thread, short of CPU, could not run, and the child was OOM-killed in 3
+/// runs of 3.
+#[test]
+fn writers_that_never_check_the_budget_survive_its_pressure() {
+    if let Some(name) = std::env::var_os(WRITERS_CHILD) {
+        wait_to_be_moved(&name.to_string_lossy());
+        let budget = Arc::new(budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap());
+        let _monitor = rcu_reclaim::sources::auto_pressure_for(&budget);
+        let touched = |seed: u64, len: usize| {
+            let mut v = vec![0u8; len];
+            for b in v.iter_mut().step_by(4096) {
+                *b = seed as u8 | 1; // touch every page
+            }
+            v
+        };
+        let _live: Vec<Vec<u8>> = (0..50).map(|i| touched(i, MIB)).collect();
+        let cell = Arc::new(rcu_reclaim::RcuCell::new(touched(0, MIB)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (c, s) = (cell.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                        let g = Rcu::global().read_lock();
+                        n += c.load(&g).map_or(0, |v| u64::from(v[4096]));
+                    }
+                    n
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let c = cell.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1500u64 {
+                        c.store(Box::new(touched(i * 2 + w, MIB)));
+                        if i % 2 == 0 {
+                            Rcu::global().defer_drop(Box::new(touched(i, 256 << 10)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        let s = Rcu::global().stats();
+        println!(
+            "CHILD OK: {} pressure throttles, {} ms waiting",
+            s.pressure_throttles,
+            s.pressure_throttle_us / 1000
+        );
+        return;
+    }
+    in_a_100_mib_cgroup("writers", WRITERS_TEST, WRITERS_CHILD);
+}

@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "callbacks/mod.rs",
             "callbacks/drain.rs",
+            "callbacks/throttle.rs",
             "callbacks/worker.rs",
             "callbacks/fork.rs",
         ],

@@ -215,7 +215,13 @@ impl Rcu {
     /// `size_of::<T>()` for a type that owns no heap memory and does not
     /// implement `ReclaimSize`). Never blocks unless no page
     /// can be had, in which case it waits for a grace period and drops at
-    /// once (inside a read-side section it queues a callback instead).
+    /// once (inside a read-side section it queues a callback instead), or
+    /// memory is short: while a pressure signal is held and more than
+    /// [`Config::pressure_throttle_bytes`](crate::Config::pressure_throttle_bytes)
+    /// (8 MiB) wait to be freed, a call that hands its thread's page to the
+    /// domain outside a read-side section waits, at most 10 ms, for them to
+    /// be freed (so writers cannot outrun their own garbage into the
+    /// out-of-memory killer).
     ///
     /// It never runs a destructor that might take a lock (nor any
     /// callback), so it may be called while holding a lock that some
@@ -394,7 +400,7 @@ impl Rcu {
     ) {
         let bytes = policy::booked(bytes);
         // SAFETY: per our contract.
-        let Err(ptr) = (unsafe { self.try_defer_drop_raw_as(ptr, bytes, anywhere) }) else {
+        let Err(ptr) = (unsafe { self.try_defer_drop_raw_as(ptr, bytes, anywhere, true) }) else {
             return;
         };
         let value = HandedOver(ptr);
@@ -426,7 +432,8 @@ impl Rcu {
     }
 
     /// As [`defer_drop`](Rcu::defer_drop) (booking `reclaim_size()`) but
-    /// never blocks: when no bulk page can be had, the value is handed back.
+    /// never blocks: when no bulk page can be had, the value is handed back,
+    /// and under memory pressure it does not wait for garbage to be freed.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::global();
@@ -466,14 +473,16 @@ impl Rcu {
         anywhere: bool,
     ) -> Result<(), Box<T>> {
         // SAFETY: fresh from `Box::into_raw`, and ours again if refused.
-        unsafe { self.try_defer_drop_raw_as(box_into_non_null(value), bytes, anywhere) }
+        unsafe { self.try_defer_drop_raw_as(box_into_non_null(value), bytes, anywhere, false) }
             // SAFETY: refused, so not queued: the pointer from `into_raw` is ours.
             .map_err(|p| unsafe { Box::from_raw(p.as_ptr()) })
     }
 
     /// The deferred drop itself; `plain` is `defer_drop_as`'s `anywhere`
     /// (a "plain" page holds only values that drop anywhere: a retiring
-    /// thread may free it). `Err` hands `value` back, not queued.
+    /// thread may free it). `Err` hands `value` back, not queued. With
+    /// `may_wait` (not for `try_defer_drop`, which never blocks) the
+    /// pressure throttle may make it wait (see `callbacks/throttle.rs`).
     ///
     /// # Safety
     /// As [`defer_drop_raw_as`](Rcu::defer_drop_raw_as) (on `Err` the caller
@@ -483,6 +492,7 @@ impl Rcu {
         value: NonNull<T>,
         bytes: usize,
         plain: bool,
+        may_wait: bool,
     ) -> Result<(), NonNull<T>> {
         let bytes = policy::booked(bytes);
         let inner = self.inner();
@@ -697,13 +707,19 @@ impl Rcu {
         // Not in a callback (a worker waiting for its own node's worker),
         // nor in reclaim (which frees through RCU to make room: holding it
         // back would hold back the memory it is after).
-        if handed_off
-            && !cbs.params.retiring_thread_frees
-            && !in_callback()
-            && !crate::sync::NO_RECLAIM.with(Cell::get)
-        {
-            cbs.throttle_producer(&inner.gp, cbs.current_shard());
+        if handed_off && !in_callback() && !crate::sync::NO_RECLAIM.with(Cell::get) {
+            if !cbs.params.retiring_thread_frees {
+                cbs.throttle_producer(&inner.gp, cbs.current_shard());
+            }
+            // Under pressure, outside a read-side section (waiting in one
+            // would hold up the very grace periods it waits for).
+            #[cfg(not(loom))]
+            if may_wait && cbs.pressure.total() > 0 && !self.in_read_section() {
+                cbs.throttle_under_pressure(&inner.gp, &|| self.start_background(true));
+            }
         }
+        #[cfg(loom)]
+        let _ = may_wait;
         Ok(())
     }
 

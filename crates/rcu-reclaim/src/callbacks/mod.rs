@@ -41,6 +41,7 @@ mod drain;
 mod fork;
 pub(crate) mod local;
 mod segcblist;
+mod throttle;
 mod worker;
 
 use crate::sync::{catch_panic, run_each_caught};
@@ -306,6 +307,8 @@ pub(crate) enum Collected {
 #[derive(Default)]
 pub(crate) struct CbCounters {
     pub(crate) throttles: AtomicU64,
+    pub(crate) pressure_throttles: AtomicU64,
+    pub(crate) pressure_throttle_us: AtomicU64,
     pub(crate) calls: AtomicU64,
     pub(crate) deferred_drops: AtomicU64,
     pub(crate) invoked: AtomicU64,
@@ -1058,47 +1061,6 @@ impl Callbacks {
             shard.publish(&st);
         }
         self.run_entries(cpu, &mut lists);
-    }
-
-    /// Back-pressure on a thread that has just handed shard `cpu` a full
-    /// page, when the domain does not let retiring threads free
-    /// (`retiring_thread_frees`), outside callbacks and reclaim: while the shard holds more than
-    /// `policy::THROTTLE_PAGES` pages whose grace period has elapsed, wake its
-    /// worker and give it the CPU, for at most `policy::THROTTLE_MAX_WAIT`.
-    /// Threads that retire faster than one worker frees would otherwise
-    /// grow the backlog without bound (two updating threads on two cores:
-    /// 810 MiB in 2 s). Only ready pages count: freeing them waits for no
-    /// read-side section, so this works inside one too. The thread runs no
-    /// destructor and holds no lock here, and the wait is bounded, so a
-    /// worker stuck on a lock the thread holds costs a delay, never a
-    /// deadlock.
-    pub(crate) fn throttle_producer(&self, gp: &GracePeriods, cpu: usize) {
-        let shard = &self.shards[cpu];
-        if shard.count.load(Ordering::Relaxed) <= policy::THROTTLE_PAGES * 255 {
-            return;
-        }
-        let ready = || lock(&shard.state).ready_pages(gp.seq(), policy::THROTTLE_PAGES + 1);
-        if !policy::throttles(ready()) {
-            return;
-        }
-        if self.pages_left_to_producer(&lock(&shard.state), cpu) {
-            // They are left to this thread, which frees plain pages itself
-            // (the worker would leave them to it): its drain takes
-            // `DRAIN_STEP_HURRY` objects per retire while the backlog is
-            // this large, so it shrinks without a pause here (freeing a
-            // throttle's worth at once kept the caller's read-side section
-            // open for milliseconds).
-            return;
-        }
-        add(&self.counters.throttles, 1);
-        self.workers.wake(self.worker_group(cpu));
-        let start = Instant::now();
-        while start.elapsed() < policy::THROTTLE_MAX_WAIT {
-            std::thread::yield_now();
-            if policy::throttle_done(ready()) {
-                break;
-            }
-        }
     }
 
     /// Runs callbacks and drops pages taken from shard `cpu` (whose `invoke`

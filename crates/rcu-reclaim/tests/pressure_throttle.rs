@@ -1,0 +1,161 @@
+//! The pressure throttle: while a pressure signal is held, a thread that
+//! retires faster than its garbage is freed waits for it (at most 10 ms per
+//! page it hands off), never inside a read-side section, never without
+//! pressure.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{Config, Rcu};
+
+const THROTTLE: usize = 1 << 20;
+const VALUE: usize = 512 << 10;
+/// What one retired value books: its buffer and the `Vec` itself.
+const BOOKED: usize = VALUE + std::mem::size_of::<Vec<u8>>();
+
+fn domain() -> Rcu {
+    Rcu::new(Config::new().pressure_throttle_bytes(THROTTLE)).unwrap()
+}
+
+/// Holds a read-side section of `rcu` on another thread (every grace
+/// period waits for it) until the returned sender is dropped.
+fn hold_grace_periods(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    let h = thread::spawn(move || {
+        let _guard = r.read_lock();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().unwrap();
+    (release_tx, h)
+}
+
+/// Retires `n` values of `VALUE` bytes (each makes its thread's page go to
+/// the shard at once); returns the longest single call.
+fn retire(rcu: &Rcu, n: usize) -> Duration {
+    (0..n)
+        .map(|i| {
+            let t = Instant::now();
+            rcu.defer_drop(Box::new(vec![i as u8; VALUE]));
+            t.elapsed()
+        })
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn under_pressure_a_writer_waits_for_its_garbage_but_only_briefly_behind_a_reader() {
+    let rcu = domain();
+    let (release, reader) = hold_grace_periods(&rcu);
+    let pressure = rcu.pressure_start_all();
+    // No grace period can end: past the throttle's 1 MiB, every hand-off
+    // waits its 10 ms and goes on.
+    let longest = retire(&rcu, 8);
+    let s = rcu.stats();
+    assert!(
+        s.pressure_throttles >= 4,
+        "8 values of 512 KiB under pressure, a 1 MiB throttle and no grace period: {} waits",
+        s.pressure_throttles
+    );
+    assert!(
+        s.pressure_throttle_us >= s.pressure_throttles * 10_000,
+        "each wait lasts until its 10 ms bound when nothing can be freed: {} waits, {} µs",
+        s.pressure_throttles,
+        s.pressure_throttle_us
+    );
+    assert!(
+        longest < Duration::from_secs(5),
+        "a retire waited {longest:?} behind a reader"
+    );
+    assert_eq!(
+        rcu.pending_bytes(),
+        8 * BOOKED,
+        "nothing is lost or freed early"
+    );
+    drop(release);
+    reader.join().unwrap();
+    pressure.end();
+    rcu.barrier();
+    assert_eq!(rcu.stats().bytes_freed, 8 * BOOKED as u64);
+}
+
+#[test]
+fn inside_a_read_side_section_a_writer_never_waits() {
+    let rcu = domain();
+    let pressure = rcu.pressure_start_all();
+    {
+        let _section = rcu.read_lock();
+        // Its own section holds every grace period up: a wait here would
+        // wait for itself.
+        retire(&rcu, 8);
+    }
+    assert_eq!(rcu.stats().pressure_throttles, 0);
+    pressure.end();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn without_pressure_a_writer_never_waits() {
+    let rcu = domain();
+    let (release, reader) = hold_grace_periods(&rcu);
+    retire(&rcu, 8);
+    assert_eq!(rcu.stats().pressure_throttles, 0);
+    drop(release);
+    reader.join().unwrap();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn the_throttle_can_be_turned_off() {
+    let rcu = Rcu::new(Config::new().pressure_throttle_bytes(usize::MAX)).unwrap();
+    let (release, reader) = hold_grace_periods(&rcu);
+    let pressure = rcu.pressure_start_all();
+    retire(&rcu, 8);
+    assert_eq!(rcu.stats().pressure_throttles, 0);
+    drop(release);
+    reader.join().unwrap();
+    pressure.end();
+    rcu.barrier();
+}
+
+#[test]
+fn once_grace_periods_can_end_a_waiting_writer_sees_its_garbage_freed() {
+    let rcu = domain();
+    let pressure = rcu.pressure_start_all();
+    // Nothing holds grace periods up: the writer's waits end when the
+    // shards are back at half the throttle, well before their bound.
+    retire(&rcu, 64);
+    let s = rcu.stats();
+    assert!(
+        s.bytes_freed >= 32 * BOOKED as u64,
+        "under pressure most of 64 retired values are freed while the writer retires: {} bytes",
+        s.bytes_freed
+    );
+    pressure.end();
+    rcu.barrier();
+    assert_eq!(rcu.stats().bytes_freed, 64 * BOOKED as u64);
+}
+
+#[test]
+fn try_defer_drop_never_waits_under_pressure() {
+    let rcu = domain();
+    let (release, reader) = hold_grace_periods(&rcu);
+    let pressure = rcu.pressure_start_all();
+    for i in 0..8u8 {
+        assert!(rcu.try_defer_drop(Box::new(vec![i; VALUE])).is_ok());
+    }
+    assert_eq!(rcu.stats().pressure_throttles, 0);
+    // `defer_drop` of the same would wait.
+    retire(&rcu, 1);
+    assert_eq!(rcu.stats().pressure_throttles, 1);
+    drop(release);
+    reader.join().unwrap();
+    pressure.end();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
