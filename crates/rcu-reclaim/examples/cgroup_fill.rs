@@ -134,10 +134,12 @@ fn main() {
             let budget =
                 Arc::new(budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap());
             let monitor = auto_pressure_for(&budget);
+            // NO_MONITOR=1: no pressure source at all (the monitor stops).
+            let monitor = (std::env::var_os("NO_MONITOR").is_none()).then_some(monitor);
             println!(
-                "limit {} MiB, source {}",
+                "limit {} MiB, source {:?}",
                 budget.limit() / MIB,
-                monitor.stats().source
+                monitor.as_ref().map(|m| m.stats().source)
             );
             // baseline live data: 50 MiB
             let _live: Vec<Vec<u8>> = (0..50).map(|i| page(i, MIB)).collect();
@@ -207,7 +209,7 @@ fn main() {
                 t0.elapsed().as_secs_f64(),
                 peak / MIB,
                 budget.stats(),
-                monitor.stats()
+                monitor.map(|m| m.stats())
             );
         }
         "hog" | "hog-budget" => {

@@ -283,7 +283,8 @@ impl Config {
     /// off a page of deferred drops: `defer_drop`, `RcuCell::store`, the
     /// map's and cache's removals) while more than this many bytes wait on
     /// the domain's shards (for a grace period, or to be freed) waits until
-    /// half that is left, for at most 10 ms per page, moving grace periods
+    /// half that is left, for at most 10 ms per page (100 ms while over
+    /// twice this), moving grace periods
     /// on itself; inside a read-side section of the domain it never waits.
     /// So writers that retire faster than garbage can be freed cannot fill
     /// a cgroup while the domain is in fast mode. Default 8 MiB;

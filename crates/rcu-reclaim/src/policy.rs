@@ -34,7 +34,8 @@
 //! * **Pressure throttle.** While a pressure signal is held, a thread
 //!   handing off a page while the shards hold more than
 //!   `pressure_throttle_bytes` waits (outside read-side sections) until
-//!   they hold half that, for at most [`PRESSURE_THROTTLE_MAX_WAIT`].
+//!   they hold half that, for at most [`PRESSURE_THROTTLE_MAX_WAIT`]
+//!   ([`PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER`] from over twice that).
 //! * **`run_callbacks`.** What reclaim's call does at each priority.
 
 use std::time::{Duration, Instant};
@@ -242,8 +243,14 @@ pub(crate) const THROTTLE_MAX_WAIT: Duration = Duration::from_millis(2);
 /// measurement: see BENCHMARKS.md, "Writers wait under pressure").
 pub(crate) const DEFAULT_PRESSURE_THROTTLE_BYTES: usize = 8 << 20;
 
-/// The longest a retiring thread waits under pressure per page it hands off.
+/// The longest a retiring thread waits under pressure per page it hands
+/// off, while the shards hold at most twice the throttle's bytes.
 pub(crate) const PRESSURE_THROTTLE_MAX_WAIT: Duration = Duration::from_millis(10);
+
+/// The longest such a wait lasts while the shards hold more than twice the
+/// throttle's bytes (the kernel's `balance_dirty_pages` pauses up to 200 ms
+/// the further dirty pages are over their limit).
+pub(crate) const PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER: Duration = Duration::from_millis(100);
 
 /// How long a thread waiting under pressure sleeps between looks (it gives
 /// its CPU to the grace-period thread and the workers).
@@ -253,6 +260,17 @@ pub(crate) const PRESSURE_THROTTLE_NAP: Duration = Duration::from_micros(50);
 /// are held and the shards hold `shard_bytes` waits for them to be freed.
 pub(crate) fn pressure_throttles(p: &Params, signals: usize, shard_bytes: usize) -> bool {
     signals > 0 && shard_bytes > p.pressure_throttle_bytes
+}
+
+/// How long a thread that starts waiting under pressure while the shards
+/// hold `shard_bytes` may wait at most: longer the further over it is, so
+/// writers that outrun stalled grace periods slow to their pace.
+pub(crate) fn pressure_throttle_max_wait(p: &Params, shard_bytes: usize) -> Duration {
+    if shard_bytes / 2 > p.pressure_throttle_bytes {
+        PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER
+    } else {
+        PRESSURE_THROTTLE_MAX_WAIT
+    }
 }
 
 /// Whether a thread waiting under pressure may go on: the pressure ended,
@@ -774,6 +792,19 @@ mod tests {
         assert!(!pressure_throttle_done(&p, 1, mark / 2 + 1));
         assert!(pressure_throttle_done(&p, 1, mark / 2));
         assert!(pressure_throttle_done(&p, 0, mark * 4));
+        // Waits longer the further over the mark it starts.
+        assert_eq!(
+            pressure_throttle_max_wait(&p, mark + 1),
+            PRESSURE_THROTTLE_MAX_WAIT
+        );
+        assert_eq!(
+            pressure_throttle_max_wait(&p, mark * 2 + 1),
+            PRESSURE_THROTTLE_MAX_WAIT
+        );
+        assert_eq!(
+            pressure_throttle_max_wait(&p, mark * 2 + 2),
+            PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER
+        );
         // Off when the mark is usize::MAX.
         let off = Params {
             pressure_throttle_bytes: usize::MAX,

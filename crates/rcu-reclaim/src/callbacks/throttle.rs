@@ -9,8 +9,8 @@
 //! * **Pressure throttle** (while a pressure signal is held): a thread
 //!   handing off a page while the shards hold more than
 //!   `Config::pressure_throttle_bytes` waits, outside any read-side
-//!   section, until they hold half that, for at most
-//!   `policy::PRESSURE_THROTTLE_MAX_WAIT` per hand-off, moving grace
+//!   section, until they hold half that, for at most 10 ms per hand-off
+//!   (100 ms when they hold over twice the mark), moving grace
 //!   periods on itself and waking the workers. Without it, two threads
 //!   storing 1 MiB values at full speed in a 100 MiB cgroup kept up to
 //!   28 MiB waiting for grace periods that the grace-period thread, short
@@ -86,14 +86,17 @@ impl Callbacks {
     /// shards hold more than `pressure_throttle_bytes`, it moves grace
     /// periods on (`try_advance`, which never waits), wakes the workers of
     /// shards with ready pages and naps, until they hold half that or
-    /// `PRESSURE_THROTTLE_MAX_WAIT` has passed. `kick` wakes the
+    /// `pressure_throttle_max_wait` has passed (10 ms; 100 ms when it
+    /// started over twice the throttle's bytes). `kick` wakes the
     /// grace-period thread (which expedites in fast mode).
     #[cfg(not(loom))]
     pub(crate) fn throttle_under_pressure(&self, gp: &GracePeriods, kick: &dyn Fn()) {
         let signals = || self.pressure.total();
-        if !policy::pressure_throttles(&self.params, signals(), self.shard_bytes()) {
+        let bytes = self.shard_bytes();
+        if !policy::pressure_throttles(&self.params, signals(), bytes) {
             return;
         }
+        let max_wait = policy::pressure_throttle_max_wait(&self.params, bytes);
         add(&self.counters.pressure_throttles, 1);
         let target = gp.snapshot();
         let start = Instant::now();
@@ -107,7 +110,7 @@ impl Callbacks {
             }
             std::thread::sleep(policy::PRESSURE_THROTTLE_NAP);
             if policy::pressure_throttle_done(&self.params, signals(), self.shard_bytes())
-                || start.elapsed() >= policy::PRESSURE_THROTTLE_MAX_WAIT
+                || start.elapsed() >= max_wait
             {
                 break;
             }
