@@ -1,5 +1,5 @@
 //! Survival under a cgroup memory limit: run inside a memory cgroup the
-//! caller made (cgroup v1 here; as root), in one of five modes:
+//! caller made (cgroup v1 here; as root), in one of these modes:
 //!
 //! * `cache`: an `RcuCache` with `max_bytes(1 GiB)` and `auto_pressure()`
 //!   filled with 400 MiB of 64 KiB values (`SLOW_US=600` sleeps that many
@@ -11,7 +11,8 @@
 //!   readers, each calling `MemoryBudget::check` after each store
 //!   (`NO_CHECK=1`: never, leaving it to the pressure source; `TRACE=1`
 //!   prints usage, pending bytes and the pressure throttle's count every
-//!   8 ms);
+//!   8 ms; `STUCK_MS=n`: a third reader holds one section for n ms);
+//! * `store-crossbeam`: `store`'s writers and readers on crossbeam-epoch;
 //! * `hog` / `hog-budget`: an `auto_pressure` cache (with a budget) filled
 //!   beside a hog that grows to 60 MiB and frees it, five times.
 //!
@@ -158,6 +159,24 @@ fn main() {
                     })
                 })
                 .collect();
+            // STUCK_MS=n: a third reader holds one section for n ms.
+            let stuck_ms: u64 = std::env::var("STUCK_MS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let stuck = (stuck_ms > 0).then(|| {
+                let c = cell.clone();
+                std::thread::Builder::new()
+                    .name("stuck-reader".into())
+                    .spawn(move || {
+                        std::thread::sleep(Duration::from_millis(200));
+                        let g = Rcu::global().read_lock();
+                        let v = c.load(&g).map_or(0, |v| v[4096]);
+                        std::thread::sleep(Duration::from_millis(stuck_ms));
+                        v
+                    })
+                    .unwrap()
+            });
             let writers: Vec<_> = (0..2)
                 .map(|w| {
                     let (c, b) = (cell.clone(), budget.clone());
@@ -204,12 +223,74 @@ fn main() {
             for r in readers {
                 r.join().unwrap();
             }
+            if let Some(s) = stuck {
+                s.join().unwrap();
+            }
             println!(
                 "END survived in {:.2}s; peak rss {} MiB; budget {:?}; monitor {:?}",
                 t0.elapsed().as_secs_f64(),
                 peak / MIB,
                 budget.stats(),
                 monitor.map(|m| m.stats())
+            );
+        }
+        "store-crossbeam" => {
+            // The `store` workload on crossbeam-epoch, for comparison (it
+            // has no pressure source, budget or throttle to use).
+            use crossbeam_epoch::{self as epoch, Atomic, Owned};
+            let _live: Vec<Vec<u8>> = (0..50).map(|i| page(i, MIB)).collect();
+            let cell = Arc::new(Atomic::new(page(0, MIB)));
+            let stop = Arc::new(AtomicBool::new(false));
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (c, s) = (cell.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        while !s.load(Ordering::Relaxed) {
+                            let g = epoch::pin();
+                            // SAFETY: pinned; the value is freed only
+                            // after every pinned thread moved on.
+                            n += unsafe { c.load(Ordering::Acquire, &g).deref()[4096] } as u64;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let writers: Vec<_> = (0..2u64)
+                .map(|w| {
+                    let c = cell.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..3000u64 {
+                            let g = epoch::pin();
+                            let old =
+                                c.swap(Owned::new(page(i * 2 + w, MIB)), Ordering::AcqRel, &g);
+                            // SAFETY: unlinked; freed after the pinned
+                            // threads that may hold it moved on.
+                            unsafe { g.defer_destroy(old) };
+                            if i % 2 == 0 {
+                                let v = page(i, 256 << 10);
+                                g.defer(move || drop(v));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut peak = 0;
+            while writers.iter().any(|w| !w.is_finished()) {
+                peak = peak.max(rss());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            for w in writers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            for r in readers {
+                r.join().unwrap();
+            }
+            println!(
+                "END survived in {:.2}s; peak rss {} MiB",
+                t0.elapsed().as_secs_f64(),
+                peak / MIB
             );
         }
         "hog" | "hog-budget" => {
@@ -272,7 +353,7 @@ fn main() {
         other => {
             eprintln!(
                 "cgroup_fill: unknown mode {other:?}: give cache, cache-budget, cache-v1, store, \
-                 hog or hog-budget"
+                 store-crossbeam, hog or hog-budget"
             );
             std::process::exit(2);
         }

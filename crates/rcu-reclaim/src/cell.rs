@@ -327,9 +327,16 @@ impl<T> RcuCell<T> {
     /// [`ReclaimSize::reclaim_size`]: its heap included, so reclaim and
     /// pressure see what the grace period will free. Never blocks, unless
     /// no bulk page can be had or, under memory pressure, garbage piles up
-    /// (it then waits at most 10 ms for it to be freed, never inside a
-    /// read-side section: see [`Rcu::defer_drop`]); usable inside a
-    /// read-side section. For a
+    /// (it then waits, at most 10 ms to 1 s, for it to be freed, never
+    /// inside a read-side section: see [`Rcu::defer_drop`]); usable inside a
+    /// read-side section. Memory stays bounded only where something puts the
+    /// domain under pressure (a monitor from
+    /// [`sources::auto_pressure`](crate::sources::auto_pressure), a
+    /// [`MemoryBudget`](crate::reclaim::MemoryBudget)) and readers leave
+    /// their sections: each value stored while a reader stays in its section
+    /// waits for that reader. For large values replaced at full speed,
+    /// [`store_sync`](RcuCell::store_sync) frees each old value before it
+    /// returns. For a
     /// type without `ReclaimSize`, or a custom size, see
     /// [`store_weighed`](RcuCell::store_weighed).
     ///

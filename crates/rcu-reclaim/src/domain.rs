@@ -22,6 +22,7 @@ use crate::topology::Topology;
 /// assert_eq!(rcu.config().stall_timeout_value(), Duration::from_secs(5));
 /// ```
 #[derive(Clone)]
+#[must_use = "a Config does nothing until a domain is made with it: `Rcu::new(config)`"]
 pub struct Config {
     flavor: Option<Flavor>,
     stall_timeout: Duration,
@@ -283,12 +284,17 @@ impl Config {
     /// off a page of deferred drops: `defer_drop`, `RcuCell::store`, the
     /// map's and cache's removals) while more than this many bytes wait on
     /// the domain's shards (for a grace period, or to be freed) waits until
-    /// half that is left, for at most 10 ms per page (100 ms while over
-    /// twice this), moving grace periods
-    /// on itself; inside a read-side section of the domain it never waits.
-    /// So writers that retire faster than garbage can be freed cannot fill
-    /// a cgroup while the domain is in fast mode. Default 8 MiB;
-    /// `usize::MAX` turns it off. [`Stats::pressure_throttles`](crate::stats::Stats::pressure_throttles)
+    /// half that is left, moving grace periods on itself, for at most 10 ms
+    /// per page (100 ms while over twice this, 1 s while over four times);
+    /// inside a read-side section of the domain it never waits. So writers
+    /// that retire faster than grace periods end slow down to their pace
+    /// once the domain is in fast mode. The wait is bounded, so it cannot
+    /// keep memory bounded behind a reader that stays in its section (every
+    /// value retired meanwhile waits for that reader): a wait of 100 ms or
+    /// more that runs out is reported (through `tracing`, or on standard
+    /// error without a subscriber), naming the threads the grace period
+    /// waits for. Default 8 MiB; `usize::MAX` turns it off.
+    /// [`Stats::pressure_throttles`](crate::stats::Stats::pressure_throttles)
     /// counts the waits.
     ///
     /// ```

@@ -35,7 +35,8 @@
 //!   handing off a page while the shards hold more than
 //!   `pressure_throttle_bytes` waits (outside read-side sections) until
 //!   they hold half that, for at most [`PRESSURE_THROTTLE_MAX_WAIT`]
-//!   ([`PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER`] from over twice that).
+//!   ([`PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER`] from over twice that,
+//!   [`PRESSURE_THROTTLE_MAX_WAIT_STALLED`] from over four times).
 //! * **`run_callbacks`.** What reclaim's call does at each priority.
 
 use std::time::{Duration, Instant};
@@ -252,6 +253,12 @@ pub(crate) const PRESSURE_THROTTLE_MAX_WAIT: Duration = Duration::from_millis(10
 /// the further dirty pages are over their limit).
 pub(crate) const PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER: Duration = Duration::from_millis(100);
 
+/// The longest such a wait lasts while the shards hold more than four
+/// times the throttle's bytes: a reader that stays in its section holds
+/// every free up, and a writer that went on after 100 ms still filled a
+/// 100 MiB cgroup behind a section held for 3 s.
+pub(crate) const PRESSURE_THROTTLE_MAX_WAIT_STALLED: Duration = Duration::from_secs(1);
+
 /// How long a thread waiting under pressure sleeps between looks (it gives
 /// its CPU to the grace-period thread and the workers).
 pub(crate) const PRESSURE_THROTTLE_NAP: Duration = Duration::from_micros(50);
@@ -266,7 +273,9 @@ pub(crate) fn pressure_throttles(p: &Params, signals: usize, shard_bytes: usize)
 /// hold `shard_bytes` may wait at most: longer the further over it is, so
 /// writers that outrun stalled grace periods slow to their pace.
 pub(crate) fn pressure_throttle_max_wait(p: &Params, shard_bytes: usize) -> Duration {
-    if shard_bytes / 2 > p.pressure_throttle_bytes {
+    if shard_bytes / 4 > p.pressure_throttle_bytes {
+        PRESSURE_THROTTLE_MAX_WAIT_STALLED
+    } else if shard_bytes / 2 > p.pressure_throttle_bytes {
         PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER
     } else {
         PRESSURE_THROTTLE_MAX_WAIT
@@ -804,6 +813,14 @@ mod tests {
         assert_eq!(
             pressure_throttle_max_wait(&p, mark * 2 + 2),
             PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER
+        );
+        assert_eq!(
+            pressure_throttle_max_wait(&p, mark * 4 + 3),
+            PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER
+        );
+        assert_eq!(
+            pressure_throttle_max_wait(&p, mark * 4 + 4),
+            PRESSURE_THROTTLE_MAX_WAIT_STALLED
         );
         // Off when the mark is usize::MAX.
         let off = Params {

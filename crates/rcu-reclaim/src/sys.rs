@@ -240,8 +240,20 @@ impl LoudThrottle {
 
     /// Reports `msg` as [`error_loud`] does, within the throttle.
     pub(crate) fn error_loud(&self, msg: &str) {
-        use std::sync::atomic::Ordering::Relaxed;
         tracing::error!("{msg}");
+        self.eprint_within(msg);
+    }
+
+    /// Reports `msg` as [`warn_loud`] does, within the throttle.
+    pub(crate) fn warn_loud(&self, msg: &str) {
+        tracing::warn!("{msg}");
+        self.eprint_within(msg);
+    }
+
+    /// Writes `msg` to standard error (without a `tracing` subscriber) if
+    /// none was written in the last second, else counts it as held back.
+    fn eprint_within(&self, msg: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
         let now = crate::clock::epoch_ms();
         let last = self.last_ms.load(Relaxed);
         let due = last == 0 || now.saturating_sub(last) >= 1000;

@@ -304,6 +304,9 @@ fn an_auto_pressure_cache_survives_filling_past_its_cgroup_limit() {
             .max_bytes(1 << 30)
             .auto_pressure()
             .build();
+        // Memory past the cgroup's limit is never free: the capacity is
+        // held to 80 % of it.
+        assert_eq!(cache.capacity_bytes(), 80 * MIB);
         // 200 MiB at about 100 MiB/s: the monitor reads the usage every
         // 20 ms, so it sees each 2 MiB of growth (a program that fills
         // memory faster than its monitor polls needs a budget, which

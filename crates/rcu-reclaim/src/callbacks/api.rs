@@ -219,10 +219,10 @@ impl Rcu {
     /// memory is short: while a pressure signal is held and more than
     /// [`Config::pressure_throttle_bytes`](crate::Config::pressure_throttle_bytes)
     /// (8 MiB) wait to be freed, a call that hands its thread's page to the
-    /// domain outside a read-side section waits, at most 10 ms (100 ms while
-    /// over twice that), for them to
-    /// be freed (so writers cannot outrun their own garbage into the
-    /// out-of-memory killer).
+    /// domain outside a read-side section waits for them to be freed, at
+    /// most 10 ms (100 ms while over twice that, 1 s over four times), so
+    /// writers do not outrun their own garbage into the out-of-memory killer
+    /// while grace periods can end.
     ///
     /// It never runs a destructor that might take a lock (nor any
     /// callback), so it may be called while holding a lock that some

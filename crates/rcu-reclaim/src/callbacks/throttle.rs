@@ -10,7 +10,9 @@
 //!   handing off a page while the shards hold more than
 //!   `Config::pressure_throttle_bytes` waits, outside any read-side
 //!   section, until they hold half that, for at most 10 ms per hand-off
-//!   (100 ms when they hold over twice the mark), moving grace
+//!   (100 ms when they hold over twice the mark, 1 s over four times:
+//!   the wait ends when a grace period cannot, and says who holds it up),
+//!   moving grace
 //!   periods on itself and waking the workers. Without it, two threads
 //!   storing 1 MiB values at full speed in a 100 MiB cgroup kept up to
 //!   28 MiB waiting for grace periods that the grace-period thread, short
@@ -87,7 +89,8 @@ impl Callbacks {
     /// periods on (`try_advance`, which never waits), wakes the workers of
     /// shards with ready pages and naps, until they hold half that or
     /// `pressure_throttle_max_wait` has passed (10 ms; 100 ms when it
-    /// started over twice the throttle's bytes). `kick` wakes the
+    /// started over twice the throttle's bytes, 1 s over four times); a
+    /// wait of 100 ms or more that ran out is reported (`report_held_up`). `kick` wakes the
     /// grace-period thread (which expedites in fast mode).
     #[cfg(not(loom))]
     pub(crate) fn throttle_under_pressure(&self, gp: &GracePeriods, kick: &dyn Fn()) {
@@ -115,9 +118,90 @@ impl Callbacks {
                 break;
             }
         }
+        let waited = start.elapsed();
         add(
             &self.counters.pressure_throttle_us,
-            usize::try_from(start.elapsed().as_micros()).unwrap_or(usize::MAX),
+            usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
         );
+        let left = self.shard_bytes();
+        if waited >= max_wait && max_wait >= policy::PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER {
+            self.report_held_up(gp, left, waited);
+        }
+    }
+
+    /// Says, loudly and at most once a second, that a thread retiring
+    /// under pressure waited its longest while `bytes` waited to be freed,
+    /// and names the readers the grace period in progress waits for: one
+    /// that stays in its section holds every free up (the stall warning
+    /// comes only after `stall_timeout`, 21 s by default, and the cgroup's
+    /// OOM killer may act first).
+    #[cfg(not(loom))]
+    fn report_held_up(&self, gp: &GracePeriods, bytes: usize, waited: std::time::Duration) {
+        static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
+        let late: Vec<String> = gp
+            .holdouts()
+            .into_iter()
+            .map(|(owner, qsbr)| {
+                let what = if qsbr { "online QSBR thread" } else { "thread" };
+                format!("{what} {:?} (tid {})", owner.name, owner.tid)
+            })
+            .collect();
+        let who = if late.is_empty() {
+            "the grace-period thread and workers could not keep up".to_string()
+        } else {
+            format!("the grace period waits for {}", late.join(", "))
+        };
+        REPORTS.warn_loud(&format!(
+            "rcu-reclaim: under memory pressure, a thread retiring garbage waited {} ms for it \
+             to be freed and goes on with {} MiB still waiting: {who}; keep read-side \
+             sections short (a section that lasts holds back every value retired meanwhile), \
+             or retire large values with RcuCell::store_sync",
+            waited.as_millis(),
+            bytes >> 20
+        ));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{Config, Rcu};
+
+    /// A wait that runs out behind a reader that stays in its section says
+    /// so on standard error (no `tracing` subscriber here) and names the
+    /// reader: a writer filled a 100 MiB cgroup behind a section held for
+    /// 3 s without a word (the stall warning comes after 21 s).
+    #[test]
+    fn a_wait_that_runs_out_names_the_reader_holding_it_up() {
+        let rcu = Rcu::new(Config::new().pressure_throttle_bytes(256 << 10)).unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let r = rcu.clone();
+        let reader = std::thread::Builder::new()
+            .name("slow-reader".into())
+            .spawn(move || {
+                let _section = r.read_lock();
+                held_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            })
+            .unwrap();
+        held_rx.recv().unwrap();
+        let pressure = rcu.pressure_start_all();
+        let stderr = crate::sys::tests::stderr_of(|| {
+            // 512 KiB: 10 ms; 1 MiB, over twice the mark: 100 ms, which
+            // runs out (no grace period can end) and is reported.
+            for i in 0..2u8 {
+                rcu.defer_drop(Box::new(vec![i; 512 << 10]));
+            }
+        });
+        assert!(
+            stderr.contains("under memory pressure") && stderr.contains("\"slow-reader\""),
+            "{stderr}"
+        );
+        assert_eq!(rcu.stats().pressure_throttles, 2);
+        drop(release_tx);
+        reader.join().unwrap();
+        pressure.end();
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
     }
 }

@@ -111,8 +111,8 @@ struct Shared {
 /// #![deny(unused_must_use)]
 /// rcu_reclaim::sources::auto_pressure(512 << 20); // error: stopped at once
 /// ```
-#[must_use = "the monitor stops when it is dropped: keep it (`let _monitor = ...`) for as long as \
-              it should watch"]
+#[must_use = "the monitor stops when it is dropped: keep it (`let _monitor = ...`, not \
+              `let _ = ...`, which drops it at once) for as long as it should watch"]
 pub struct PressureMonitor {
     shared: Arc<Shared>,
     /// The process that started the thread (a forked child has none).
