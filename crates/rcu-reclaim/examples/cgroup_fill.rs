@@ -11,7 +11,8 @@
 //!   readers, each calling `MemoryBudget::check` after each store
 //!   (`NO_CHECK=1`: never, leaving it to the pressure source; `TRACE=1`
 //!   prints usage, pending bytes and the pressure throttle's count every
-//!   8 ms; `STUCK_MS=n`: a third reader holds one section for n ms);
+//!   8 ms; `STUCK_MS=n`: a third reader holds one section for n ms;
+//!   `IN_GUARD=1`: each store inside a read-side section);
 //! * `store-crossbeam`: `store`'s writers and readers on crossbeam-epoch;
 //! * `hog` / `hog-budget`: an `auto_pressure` cache (with a budget) filled
 //!   beside a hog that grows to 60 MiB and frees it, five times.
@@ -181,9 +182,17 @@ fn main() {
                 .map(|w| {
                     let (c, b) = (cell.clone(), budget.clone());
                     let check = std::env::var_os("NO_CHECK").is_none();
+                    let in_guard = std::env::var_os("IN_GUARD").is_some();
                     std::thread::spawn(move || {
                         for i in 0..3000u64 {
-                            c.store(Box::new(page(i * 2 + w, MIB)));
+                            if in_guard {
+                                // Read, then replace, inside one section.
+                                let g = Rcu::global().read_lock();
+                                let seen = c.load(&g).map_or(0, |v| v[0]);
+                                c.store(Box::new(page(i * 2 + w + u64::from(seen), MIB)));
+                            } else {
+                                c.store(Box::new(page(i * 2 + w, MIB)));
+                            }
                             if i % 2 == 0 {
                                 Rcu::global().defer_drop(Box::new(page(i, 256 << 10)));
                             }

@@ -327,8 +327,9 @@ impl<T> RcuCell<T> {
     /// [`ReclaimSize::reclaim_size`]: its heap included, so reclaim and
     /// pressure see what the grace period will free. Never blocks, unless
     /// no bulk page can be had or, under memory pressure, garbage piles up
-    /// (it then waits, at most 10 ms to 1 s, for it to be freed, never
-    /// inside a read-side section: see [`Rcu::defer_drop`]); usable inside a
+    /// (it then waits, at most 10 ms to 1 s, for it to be freed; inside a
+    /// read-side section, the section waits when it ends: see
+    /// [`Rcu::defer_drop`]); usable inside a
     /// read-side section. Memory stays bounded only where something puts the
     /// domain under pressure (a monitor from
     /// [`sources::auto_pressure`](crate::sources::auto_pressure), a

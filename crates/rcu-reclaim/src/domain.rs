@@ -285,8 +285,12 @@ impl Config {
     /// map's and cache's removals) while more than this many bytes wait on
     /// the domain's shards (for a grace period, or to be freed) waits until
     /// half that is left, moving grace periods on itself, for at most 10 ms
-    /// per page (100 ms while over twice this, 1 s while over four times);
-    /// inside a read-side section of the domain it never waits. So writers
+    /// per page (100 ms while over twice this, 1 s while over four times).
+    /// Inside a read-side section of the domain it cannot wait (the grace
+    /// period waits for that very section): the section owes the wait and
+    /// pays it when its outermost guard drops (or its raw section ends; an
+    /// online QSBR registration, when it next reports a quiescent state or
+    /// goes offline; a section opened by foreign code owes nothing). So writers
     /// that retire faster than grace periods end slow down to their pace
     /// once the domain is in fast mode. The wait is bounded, so it cannot
     /// keep memory bounded behind a reader that stays in its section (every
@@ -730,7 +734,7 @@ impl Rcu {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let registry = Arc::new(Registry::new(flavor));
         tracing::debug!(domain = id, %flavor, "rcu-reclaim: domain created");
-        Ok(Rcu {
+        let rcu = Rcu {
             id,
             flavor,
             registry: registry.clone(),
@@ -749,7 +753,20 @@ impl Rcu {
                 #[cfg(not(loom))]
                 kthread: crate::gp_thread::GpThread::new(),
             }),
-        })
+        };
+        // The reader layer pays a pressure-throttle wait that a section
+        // owed, when it ends, through this hook (weak: the registry lives
+        // in the domain).
+        #[cfg(not(loom))]
+        {
+            let weak = Arc::downgrade(&rcu.inner);
+            let _ = rcu.registry.pay_owed.set(Box::new(move |payer| {
+                if let Some(inner) = weak.upgrade() {
+                    crate::callbacks::pay_owed_throttle(&inner, payer);
+                }
+            }));
+        }
+        Ok(rcu)
     }
 
     /// The process-wide domain, created with [`Config::default`] on first use

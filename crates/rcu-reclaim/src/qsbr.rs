@@ -394,6 +394,12 @@ impl Registration {
         if self.online.replace(false) {
             reader::qsbr_offline(self.slot(), self.rcu.registry());
             reader::qsbr_mark_offline(self.rcu.id());
+            // A retire while online would have waited for its garbage
+            // under memory pressure: offline, it waits now.
+            #[cfg(not(loom))]
+            if reader::take_owed_qsbr(self.rcu.registry()) {
+                self.rcu.pay_owed_throttle();
+            }
         }
     }
 
@@ -493,6 +499,9 @@ impl QsbrThread {
         // Offline (`thread_offline_unchecked`) the slot reads 0, never a
         // counter value: only then is `online` looked at.
         if slot.ctr.load(Ordering::Relaxed) != ctr && self.reg.online.get() {
+            // It also pays a pressure-throttle wait that a retire while
+            // online owed (offline: no reference from a section is alive,
+            // as `&mut self` proves).
             reader::qsbr_report(slot, self.reg.rcu.registry(), ctr);
         }
     }

@@ -164,7 +164,16 @@ pub(crate) struct Registry {
     /// (liburcu's `urcu_*_gp.futex`), or null.
     #[cfg(not(loom))]
     pub(crate) foreign_futex: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicI32>,
+    /// Pays a pressure-throttle wait owed by a section that has just ended
+    /// (set by the domain, which the registry cannot name: see
+    /// [`OWES_THROTTLE`]).
+    #[cfg(not(loom))]
+    pub(crate) pay_owed: std::sync::OnceLock<PayOwed>,
 }
+
+/// The domain's hook behind [`Registry::pay_owed`].
+#[cfg(not(loom))]
+pub(crate) type PayOwed = Box<dyn Fn(Payer) + Send + Sync>;
 
 impl Registry {
     pub(crate) fn new(flavor: Flavor) -> Self {
@@ -179,6 +188,8 @@ impl Registry {
             foreign_gp: Default::default(),
             #[cfg(not(loom))]
             foreign_futex: Default::default(),
+            #[cfg(not(loom))]
+            pay_owed: std::sync::OnceLock::new(),
         }
     }
 
@@ -359,13 +370,15 @@ impl Drop for Registration {
                  grace periods wait until its guard drops (a ReadGuard kept in a thread-local; \
                  one that was leaked holds them for good), or until the thread is gone for a \
                  read_lock_raw() never unlocked",
-                slot.nest.get()
+                slot.nest.get() & !OWES_THROTTLE
             ));
         }
         slot.orphan_buffered_page(&self.registry);
         if abandoned {
-            slot.raw_only
-                .store(slot.nest.get() == slot.raw_nest.get(), Ordering::Relaxed);
+            slot.raw_only.store(
+                slot.nest.get() & !OWES_THROTTLE == slot.raw_nest.get(),
+                Ordering::Relaxed,
+            );
             slot.abandoned.store(true, Ordering::Relaxed);
             // Against a writer parking on the slot (it raises `waiter`,
             // then its barrier, then looks at `abandoned`).
@@ -575,7 +588,7 @@ pub(crate) fn nesting_in(id: u64) -> u64 {
     } else {
         // SAFETY: a slot found in this thread's cache or registrations is
         // owned by this thread and kept alive by its registration.
-        unsafe { (*slot).nest.get() }
+        unsafe { (*slot).nest.get() & !OWES_THROTTLE }
     }
 }
 
@@ -659,8 +672,74 @@ pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, flavor: Flavor) {
     slot.nest.set(n + 1);
 }
 
+/// A bit of `Slot::nest`, set by a retire inside a section that the
+/// pressure throttle would have made wait (it cannot wait there: the grace
+/// period waits for this very section): the outermost exit, which then
+/// sees `nest` fall to this bit instead of 0, ends the section on its cold
+/// path and tells its caller to pay the wait (`Rcu::pay_owed_throttle`).
+/// The common exit costs nothing more.
+pub(crate) const OWES_THROTTLE: u64 = 1 << 62;
+
+/// Marks this thread's guard or raw section in the domain numbered `id`
+/// (if one is open) as owing the pressure throttle (see [`OWES_THROTTLE`]).
+/// Returns whether one was open.
+pub(crate) fn owe_throttle_in(id: u64) -> bool {
+    let slot = own_slot_cached_in(id);
+    // SAFETY: as in `nesting_in`: this thread's slot, alive while its
+    // registration is.
+    let Some(slot) = (unsafe { slot.as_ref() }) else {
+        return false;
+    };
+    let n = slot.nest.get();
+    if n & !OWES_THROTTLE == 0 {
+        return false;
+    }
+    slot.nest.set(n | OWES_THROTTLE);
+    true
+}
+
+thread_local! {
+    /// The registry (of a domain; null: none) in which an online QSBR
+    /// registration of this thread retired while the pressure throttle
+    /// would have made it wait: it pays when it next goes offline (at a
+    /// quiescent state that reports, `thread_offline`, `offline_while`).
+    static OWED_QSBR: Cell<*const Registry> = const { Cell::new(ptr::null()) };
+}
+
+/// Who pays an owed pressure-throttle wait (the domain's hook,
+/// [`Registry::pay_owed`]).
+#[cfg(not(loom))]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Payer {
+    /// The outermost exit of a guard or raw section.
+    SectionEnd,
+    /// An online QSBR registration, put offline for the wait by its
+    /// caller (the domain's marks still say online).
+    QsbrOffline,
+}
+
+/// Records that an online QSBR registration of this thread in the domain
+/// of `registry` owes the pressure throttle.
+pub(crate) fn owe_throttle_qsbr(registry: &Registry) {
+    let _ = OWED_QSBR.try_with(|o| o.set(registry));
+}
+
+/// Whether this thread owes the pressure throttle in the domain of
+/// `registry` as a QSBR thread; clears it.
+pub(crate) fn take_owed_qsbr(registry: &Registry) -> bool {
+    OWED_QSBR
+        .try_with(|o| {
+            ptr::eq(o.get(), registry) && {
+                o.set(ptr::null());
+                true
+            }
+        })
+        .unwrap_or(false)
+}
+
 /// Leaves a section on `slot` (this thread's, inside a section): the
-/// outermost one clears the snapshot and wakes a parked writer.
+/// outermost one clears the snapshot and wakes a parked writer; one that
+/// owes the pressure throttle (see [`OWES_THROTTLE`]) then pays it.
 #[inline]
 pub(crate) fn section_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
     // Never 0 here: the count is at least the number of live sections on
@@ -683,6 +762,36 @@ pub(crate) fn section_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
         // `waiter`, so the compiler fence cannot miss its flag.
         reader_fence(flavor);
         registry.wake_writer();
+    } else if owes_throttle_now(slot) {
+        owed_exit(slot, registry, flavor);
+    }
+}
+
+/// Whether `slot`'s count, just lowered by a nested-looking exit, is the
+/// bare [`OWES_THROTTLE`] bit (the outermost exit of a section that owes).
+/// Read afresh (volatile) rather than from the value just stored: the
+/// compiler then tests the count in memory on the common path (`cmpq $0`)
+/// instead of keeping it in a register for this test, one instruction per
+/// pair fewer where enter and exit meet in a loop.
+#[inline]
+fn owes_throttle_now(slot: &Slot) -> bool {
+    // SAFETY: `nest` is this thread's (a `Cell` only its owner touches),
+    // and the pointer is valid for the slot's lifetime.
+    unsafe { std::ptr::read_volatile(slot.nest.as_ptr()) == OWES_THROTTLE }
+}
+
+/// The outermost exit of a section that owes the pressure throttle: ends
+/// it as `section_exit` does, then pays (the domain's hook).
+#[cold]
+#[inline(never)]
+fn owed_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
+    slot.nest.set(0);
+    slot.ctr.store(0, Ordering::Release);
+    reader_fence(flavor);
+    registry.wake_writer();
+    #[cfg(not(loom))]
+    if let Some(pay) = registry.pay_owed.get() {
+        pay(Payer::SectionEnd);
     }
 }
 
@@ -762,6 +871,24 @@ pub(crate) fn qsbr_report(slot: &Slot, registry: &Registry, ctr: u64) {
     slot.ctr.store(ctr, Ordering::Relaxed);
     fence(Ordering::SeqCst); // B
     registry.wake_writer();
+    #[cfg(not(loom))]
+    if take_owed_qsbr(registry) {
+        pay_owed_offline(slot, registry);
+    }
+}
+
+/// After a quiescent state's report: a retire while online owed the
+/// pressure throttle (`owe_throttle_qsbr`), so the thread, which holds no
+/// reference now, goes offline, waits (the domain's hook) and comes back
+/// online.
+#[cfg(not(loom))]
+#[cold]
+fn pay_owed_offline(slot: &Slot, registry: &Registry) {
+    qsbr_offline(slot, registry);
+    if let Some(pay) = registry.pay_owed.get() {
+        pay(Payer::QsbrOffline);
+    }
+    qsbr_online(slot, &registry.gp_ctr);
 }
 
 /// A broken `qsbr_report` for the loom model's mutation check: without

@@ -1,7 +1,7 @@
 //! The pressure throttle: while a pressure signal is held, a thread that
 //! retires faster than its garbage is freed waits for it (at most 10 ms per
 //! page it hands off, 100 ms when far over), never inside a read-side
-//! section, never without pressure.
+//! section (which pays when it ends), never without pressure.
 
 use std::sync::mpsc;
 use std::thread;
@@ -89,19 +89,75 @@ fn under_pressure_a_writer_waits_for_its_garbage_but_only_briefly_behind_a_reade
 }
 
 #[test]
-fn inside_a_read_side_section_a_writer_never_waits() {
+fn inside_a_read_side_section_a_writer_waits_when_the_section_ends() {
     let rcu = domain();
     let pressure = rcu.pressure_start_all();
     {
-        let _section = rcu.read_lock();
-        // Its own section holds every grace period up: a wait here would
-        // wait for itself.
-        retire(&rcu, 8);
+        let _outer = rcu.read_lock();
+        {
+            let _section = rcu.read_lock();
+            // Its own section holds every grace period up: a wait here
+            // would wait for itself.
+            retire(&rcu, 8);
+            assert_eq!(rcu.stats().pressure_throttles, 0);
+            assert_eq!(rcu.read_depth(), 2);
+        }
+        // A nested section's end is not the section's end.
+        assert_eq!(rcu.stats().pressure_throttles, 0);
+        assert!(rcu.in_read_section());
     }
-    assert_eq!(rcu.stats().pressure_throttles, 0);
+    // The outermost guard's drop ended the section, then waited once (the
+    // writers that retire inside sections, as `compare_exchange` needs,
+    // filled a cgroup before).
+    assert!(!rcu.in_read_section());
+    assert_eq!(rcu.stats().pressure_throttles, 1);
+    // The next section owes nothing.
+    drop(rcu.read_lock());
+    assert_eq!(rcu.stats().pressure_throttles, 1);
     pressure.end();
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn a_raw_section_pays_at_its_unlock() {
+    let rcu = domain();
+    let pressure = rcu.pressure_start_all();
+    rcu.read_lock_raw();
+    retire(&rcu, 8);
+    assert_eq!(rcu.stats().pressure_throttles, 0);
+    assert!(rcu.read_unlock_raw());
+    assert_eq!(rcu.stats().pressure_throttles, 1);
+    pressure.end();
+    rcu.barrier();
+}
+
+#[test]
+fn an_online_qsbr_writer_pays_when_it_goes_offline() {
+    let rcu = Rcu::new(
+        Config::new()
+            .flavor(rcu_reclaim::Flavor::Qsbr)
+            .pressure_throttle_bytes(THROTTLE),
+    )
+    .unwrap();
+    let mut me = rcu.register_qsbr_thread();
+    let pressure = rcu.pressure_start_all();
+    let cell = rcu_reclaim::RcuCell::new_in(&rcu, Some(Box::new(vec![0u8; VALUE])));
+    for i in 0..8u8 {
+        cell.store(Box::new(vec![i; VALUE])); // online: cannot wait here
+    }
+    assert_eq!(rcu.stats().pressure_throttles, 0);
+    me.offline_while(|| ());
+    assert_eq!(rcu.stats().pressure_throttles, 1);
+    // Once more, paid at a quiescent state that reports.
+    for i in 0..8u8 {
+        cell.store(Box::new(vec![i; VALUE]));
+    }
+    let _started = rcu.start_poll(); // a grace period that waits for `me`
+    me.quiescent_state();
+    assert_eq!(rcu.stats().pressure_throttles, 2);
+    pressure.end();
+    me.offline_while(|| rcu.barrier());
 }
 
 #[test]

@@ -219,7 +219,8 @@ impl Rcu {
     /// memory is short: while a pressure signal is held and more than
     /// [`Config::pressure_throttle_bytes`](crate::Config::pressure_throttle_bytes)
     /// (8 MiB) wait to be freed, a call that hands its thread's page to the
-    /// domain outside a read-side section waits for them to be freed, at
+    /// domain waits for them to be freed (inside a read-side section, the
+    /// section waits when it ends), at
     /// most 10 ms (100 ms while over twice that, 1 s over four times), so
     /// writers do not outrun their own garbage into the out-of-memory killer
     /// while grace periods can end.
@@ -712,16 +713,45 @@ impl Rcu {
             if !cbs.params.retiring_thread_frees {
                 cbs.throttle_producer(&inner.gp, cbs.current_shard());
             }
-            // Under pressure, outside a read-side section (waiting in one
-            // would hold up the very grace periods it waits for).
+            // Under pressure: outside a read-side section it waits here;
+            // inside one (waiting would hold up the very grace periods it
+            // waits for) the section owes the wait, paid when it ends.
             #[cfg(not(loom))]
-            if may_wait && cbs.pressure.total() > 0 && !self.in_read_section() {
-                cbs.throttle_under_pressure(&inner.gp, &|| self.start_background(true));
+            if may_wait && cbs.pressure.total() > 0 {
+                if !self.in_read_section() && !self.foreign_reader_in_section() {
+                    cbs.throttle_under_pressure(&inner.gp, &|| self.start_background(true));
+                } else if cbs.pressure_throttle_due() {
+                    self.owe_throttle();
+                }
             }
         }
         #[cfg(loom)]
         let _ = may_wait;
         Ok(())
+    }
+
+    /// Marks the read-side section this thread is in as owing the
+    /// pressure throttle: a guard or raw section pays when its outermost
+    /// guard drops, an online QSBR registration when it next goes offline
+    /// (at a quiescent state that reports, `thread_offline`,
+    /// `offline_while`). A section opened by foreign code (liburcu's
+    /// inline read lock) owes nothing: its end is not seen here.
+    #[cfg(not(loom))]
+    fn owe_throttle(&self) {
+        if !crate::reader::owe_throttle_in(self.id())
+            && self.flavor() == crate::Flavor::Qsbr
+            && crate::reader::qsbr_online_in(self.id())
+        {
+            crate::reader::owe_throttle_qsbr(self.registry());
+        }
+    }
+
+    /// Pays a wait of the pressure throttle owed by a section that has just
+    /// ended (see `owe_throttle`).
+    #[cfg(not(loom))]
+    #[cold]
+    pub(crate) fn pay_owed_throttle(&self) {
+        pay_owed_throttle(self.inner(), crate::reader::Payer::SectionEnd);
     }
 
     /// A safe point: frees, on this thread, garbage of this CPU's shard
@@ -965,4 +995,39 @@ impl Rcu {
     pub fn topology(&self) -> &crate::topology::Topology {
         &self.inner().callbacks.topology
     }
+}
+
+/// Pays a wait of the pressure throttle owed by a section of the domain
+/// `inner` that has just ended (`Rcu::owe_throttle`), where the thread is
+/// in no other section of that domain (its own, a QSBR registration's, a
+/// foreign one), callback or reclaim. The domain's hook for the reader
+/// layer (`Registry::pay_owed`), which cannot name the domain.
+#[cfg(not(loom))]
+#[cold]
+pub(crate) fn pay_owed_throttle(
+    inner: &std::sync::Arc<crate::domain::Inner>,
+    payer: crate::reader::Payer,
+) {
+    let id = inner.id;
+    let foreign = || {
+        // SAFETY: this thread's slot, alive while it is registered.
+        unsafe { crate::reader::own_slot_in(id).as_ref() }
+            .is_some_and(|slot| slot.foreign.in_section())
+    };
+    // A QSBR registration paying at a quiescent state was put offline for
+    // the wait, though the domain's marks still count it online.
+    let online = || payer != crate::reader::Payer::QsbrOffline && crate::reader::qsbr_online_in(id);
+    if crate::reader::nesting_in(id) > 0
+        || online()
+        || crate::reader::in_section_after_registrations(&inner.registry)
+        || foreign()
+        || in_callback()
+        || crate::sync::NO_RECLAIM.with(Cell::get)
+    {
+        return;
+    }
+    inner.callbacks.throttle_under_pressure(&inner.gp, &|| {
+        inner.callbacks.workers.ensure_started(inner);
+        inner.kthread.kick(inner);
+    });
 }

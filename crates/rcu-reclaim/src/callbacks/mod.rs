@@ -56,6 +56,8 @@ use crate::clock::epoch_ms;
 pub(crate) use crate::policy::Params;
 use crate::policy::{self, Pace, ShardFacts, SPARE_PAGES};
 
+#[cfg(not(loom))]
+pub(crate) use api::pay_owed_throttle;
 pub use api::without_page_allocation;
 pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage};
 pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
