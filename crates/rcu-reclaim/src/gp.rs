@@ -56,6 +56,25 @@ const ABANDONED_LOOK: Duration = Duration::from_micros(200);
 #[cfg(not(loom))]
 const ABANDONED_FOR_GOOD_LOOK: Duration = Duration::from_millis(100);
 
+/// How long an expedited waiter yields to a reader still in its section
+/// before it parks as a normal waiter does (woken by the reader's exit):
+/// one that yielded for as long as a reader stayed in its section (a reader
+/// held up for seconds under memory pressure, which expedites) kept the
+/// grace-period thread at 87 % of a core.
+#[cfg(not(loom))]
+const EXPEDITED_YIELD_FOR: Duration = Duration::from_millis(2);
+
+/// Whether an expedited waiter still yields (see [`EXPEDITED_YIELD_FOR`]).
+#[cfg(not(loom))]
+fn expedited_yields(w: &ReaderWait) -> bool {
+    w.started.elapsed() < EXPEDITED_YIELD_FOR
+}
+
+#[cfg(loom)]
+fn expedited_yields(_: &ReaderWait) -> bool {
+    true
+}
+
 /// What `reap_if_exited` did with an abandoned slot.
 #[cfg(not(loom))]
 enum Reap {
@@ -539,7 +558,7 @@ impl GracePeriods {
                     continue;
                 }
                 if cfg!(loom)
-                    || mode == WaitMode::Expedited
+                    || (mode == WaitMode::Expedited && expedited_yields(w))
                     || w.rounds <= SPIN_ROUNDS + yield_rounds
                 {
                     if w.rounds % STALL_CHECK_YIELDS == 0
