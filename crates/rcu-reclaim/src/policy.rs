@@ -269,6 +269,10 @@ pub(crate) fn pressure_throttles(p: &Params, signals: usize, shard_bytes: usize)
     signals > 0 && shard_bytes > p.pressure_throttle_bytes
 }
 
+/// The most a call that retires many values (a map's `clear`, a cache
+/// insert's evictions) waits under pressure in all, whatever its hand-offs.
+pub(crate) const PRESSURE_THROTTLE_PER_CALL: Duration = Duration::from_secs(1);
+
 /// How long a thread that starts waiting under pressure while the shards
 /// hold `shard_bytes` may wait at most: longer the further over it is, so
 /// writers that outrun stalled grace periods slow to their pace.

@@ -221,3 +221,34 @@ fn try_defer_drop_never_waits_under_pressure() {
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
 }
+
+#[test]
+fn one_clear_waits_a_second_in_all_behind_a_reader() {
+    let rcu = domain();
+    let map = rcu_reclaim::RcuHashMap::new_in(&rcu);
+    for i in 0..64u32 {
+        map.insert(i, vec![i as u8; VALUE]);
+    }
+    let (release, reader) = hold_grace_periods(&rcu);
+    let pressure = rcu.pressure_start_all();
+    let t = Instant::now();
+    // 32 MiB behind a reader that holds every grace period up: each
+    // hand-off past 4 MiB would wait its 1 s (a minute and more); the
+    // call waits 1 s in all.
+    map.clear();
+    let took = t.elapsed();
+    let s = rcu.stats();
+    assert!(
+        s.pressure_throttle_us <= 1_500_000,
+        "one clear waited {} µs in {} waits",
+        s.pressure_throttle_us,
+        s.pressure_throttles
+    );
+    assert!(took < Duration::from_secs(5), "clear took {took:?}");
+    assert!(map.is_empty());
+    drop(release);
+    reader.join().unwrap();
+    pressure.end();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}

@@ -729,6 +729,13 @@ where
     /// cache lock held). With nothing to queue and the cache within its
     /// capacity, it takes no lock.
     fn queue_and_evict(&self, hash: u64, item: Option<(K, u64, usize)>) {
+        // One call: under memory pressure its evictions' retires wait 1 s
+        // in all at most, not each its own bound.
+        crate::callbacks::one_call(|| self.queue_and_evict_in_one_call(hash, item));
+    }
+
+    /// `queue_and_evict`'s body.
+    fn queue_and_evict_in_one_call(&self, hash: u64, item: Option<(K, u64, usize)>) {
         let inner = &*self.inner;
         let shards = &inner.policy;
         let cap = inner.cap.get();

@@ -65,6 +65,7 @@ pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
 pub(crate) use fork::EngineLocks;
 pub(crate) use local::LocalBuffer;
 use segcblist::{Entry, SegCbList};
+pub(crate) use throttle::one_call;
 pub(crate) use worker::Workers;
 #[cfg(not(loom))]
 pub(crate) use worker::WorkersForkHeld;

@@ -496,14 +496,18 @@ where
         // Every entry is retired even if the weigher panics on some: the
         // first panic goes on once they all are.
         let mut first_panic = None;
-        for link in removed {
-            if let Err(panic) = self.retire_catching(link.cast()) {
-                match first_panic {
-                    None => first_panic = Some(panic),
-                    Some(_) => drop_payload(panic),
+        // One call: under memory pressure its retires wait 1 s in all at
+        // most, not each its own bound.
+        crate::callbacks::one_call(|| {
+            for link in removed {
+                if let Err(panic) = self.retire_catching(link.cast()) {
+                    match first_panic {
+                        None => first_panic = Some(panic),
+                        Some(_) => drop_payload(panic),
+                    }
                 }
             }
-        }
+        });
         self.shrink_if_needed();
         if let Some(panic) = first_panic {
             std::panic::resume_unwind(panic);
