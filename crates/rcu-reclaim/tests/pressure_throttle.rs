@@ -1,11 +1,13 @@
 //! The pressure throttle: while a pressure signal is held, a thread that
 //! retires faster than its garbage is freed waits for it (at most 10 ms per
-//! page it hands off, 100 ms when far over), never inside a read-side
-//! section (which pays when it ends), never without pressure.
+//! page it hands off, 100 ms over twice the mark, 1 s over four times, 1 s
+//! per call that retires many), never inside a read-side section (which
+//! pays when it ends), never without pressure.
 
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::hold_reader;
 
 use rcu_reclaim::{Config, Rcu};
 
@@ -16,21 +18,6 @@ const BOOKED: usize = VALUE + std::mem::size_of::<Vec<u8>>();
 
 fn domain() -> Rcu {
     Rcu::new(Config::new().pressure_throttle_bytes(THROTTLE)).unwrap()
-}
-
-/// Holds a read-side section of `rcu` on another thread (every grace
-/// period waits for it) until the returned sender is dropped.
-fn hold_grace_periods(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
-    let (held_tx, held_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let r = rcu.clone();
-    let h = thread::spawn(move || {
-        let _guard = r.read_lock();
-        held_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    });
-    held_rx.recv().unwrap();
-    (release_tx, h)
 }
 
 /// Retires `n` values of `VALUE` bytes (each makes its thread's page go to
@@ -49,7 +36,7 @@ fn retire(rcu: &Rcu, n: usize) -> Duration {
 #[test]
 fn under_pressure_a_writer_waits_for_its_garbage_but_only_briefly_behind_a_reader() {
     let rcu = domain();
-    let (release, reader) = hold_grace_periods(&rcu);
+    let (release, reader) = hold_reader(&rcu);
     let pressure = rcu.pressure_start_all();
     // No grace period can end: past the throttle's 1 MiB, every hand-off
     // waits its 10 ms (100 ms past 2 MiB) and goes on.
@@ -163,7 +150,7 @@ fn an_online_qsbr_writer_pays_when_it_goes_offline() {
 #[test]
 fn without_pressure_a_writer_never_waits() {
     let rcu = domain();
-    let (release, reader) = hold_grace_periods(&rcu);
+    let (release, reader) = hold_reader(&rcu);
     retire(&rcu, 8);
     assert_eq!(rcu.stats().pressure_throttles, 0);
     drop(release);
@@ -175,7 +162,7 @@ fn without_pressure_a_writer_never_waits() {
 #[test]
 fn the_throttle_can_be_turned_off() {
     let rcu = Rcu::new(Config::new().pressure_throttle_bytes(usize::MAX)).unwrap();
-    let (release, reader) = hold_grace_periods(&rcu);
+    let (release, reader) = hold_reader(&rcu);
     let pressure = rcu.pressure_start_all();
     retire(&rcu, 8);
     assert_eq!(rcu.stats().pressure_throttles, 0);
@@ -206,7 +193,7 @@ fn once_grace_periods_can_end_a_waiting_writer_sees_its_garbage_freed() {
 #[test]
 fn try_defer_drop_never_waits_under_pressure() {
     let rcu = domain();
-    let (release, reader) = hold_grace_periods(&rcu);
+    let (release, reader) = hold_reader(&rcu);
     let pressure = rcu.pressure_start_all();
     for i in 0..8u8 {
         assert!(rcu.try_defer_drop(Box::new(vec![i; VALUE])).is_ok());
@@ -229,7 +216,7 @@ fn one_clear_waits_a_second_in_all_behind_a_reader() {
     for i in 0..64u32 {
         map.insert(i, vec![i as u8; VALUE]);
     }
-    let (release, reader) = hold_grace_periods(&rcu);
+    let (release, reader) = hold_reader(&rcu);
     let pressure = rcu.pressure_start_all();
     let t = Instant::now();
     // 32 MiB behind a reader that holds every grace period up: each
