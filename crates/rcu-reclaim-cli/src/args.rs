@@ -377,6 +377,8 @@ pub struct Float {
     hi: f64,
     /// The range with its unit, e.g. "0.2 to 3600 seconds".
     range: &'static str,
+    /// Seconds: a value may carry a unit (`500ms`, `30s`, `2m`, `1h`).
+    time: bool,
 }
 
 /// `--duration` of demo and bench.
@@ -384,6 +386,7 @@ pub const SECS: Float = Float {
     lo: 0.2,
     hi: 3600.0,
     range: "0.2 to 3600 seconds",
+    time: true,
 };
 
 /// `--duration` of torture.
@@ -398,6 +401,7 @@ pub const HZ: Float = Float {
     lo: 0.0,
     hi: 10_000.0,
     range: "0 (off) to 10000 Hz",
+    time: false,
 };
 
 /// `--zipf` of the bench's cache scenario.
@@ -405,6 +409,7 @@ pub const ZIPF: Float = Float {
     lo: 0.0,
     hi: 3.0,
     range: "0 (uniform) to 3",
+    time: false,
 };
 
 impl Float {
@@ -426,7 +431,12 @@ impl Float {
                 ));
             }
         }
-        match t.parse::<f64>() {
+        // A time may carry a unit: `500ms`, `30s`, `2m`, `1h` (`1.5 s` too).
+        let (number, scale) = match self.time {
+            true => split_time_unit(t),
+            false => (t, 1.0),
+        };
+        match number.parse::<f64>().map(|v| v * scale) {
             Ok(v) if v.is_nan() => Err(format!("{flag} must be a number, {range}, not {s:?}")),
             Ok(v) if v < self.lo => Err(format!("{flag} must be {range}; {t} is too small")),
             Ok(v) if v > self.hi => Err(format!("{flag} must be {range}; {t} is too large")),
@@ -434,6 +444,26 @@ impl Float {
             Err(_) => Err(format!("{flag} must be a number, {range}, not {s:?}")),
         }
     }
+}
+
+/// A time's number and its unit's factor to seconds (`ms`, `s`, `m`,
+/// `min`, `h`; none: seconds).
+fn split_time_unit(t: &str) -> (&str, f64) {
+    for (unit, scale) in [
+        ("ms", 0.001),
+        ("min", 60.0),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ] {
+        if let Some(number) = t.strip_suffix(unit) {
+            let number = number.trim_end();
+            if is_numeric(number) {
+                return (number, scale);
+            }
+        }
+    }
+    (t, 1.0)
 }
 
 impl TypedValueParser for Float {
@@ -668,6 +698,21 @@ mod tests {
             )
         );
         assert_eq!(SECS.check("--duration", "1.5"), Ok(1.5));
+        // With a unit, as the README writes durations.
+        assert_eq!(SECS.check("--duration", "1s"), Ok(1.0));
+        assert_eq!(SECS.check("--duration", "1.5 s"), Ok(1.5));
+        assert_eq!(SECS.check("--duration", "500ms"), Ok(0.5));
+        assert_eq!(SECS.check("--duration", "2m"), Ok(120.0));
+        assert_eq!(SECS.check("--duration", "2min"), Ok(120.0));
+        assert_eq!(TORTURE_SECS.check("--duration", "24h"), Ok(86_400.0));
+        assert_eq!(
+            SECS.check("--duration", "2h"),
+            Err("--duration must be 0.2 to 3600 seconds; 2h is too large".into())
+        );
+        assert_eq!(
+            SECS.check("--duration", "3 parsecs"),
+            Err("--duration must be a number, 0.2 to 3600 seconds, not \"3 parsecs\"".into())
+        );
         assert_eq!(TORTURE_SECS.check("--duration", "86400"), Ok(86_400.0));
         assert_eq!(
             HZ.check("--pressure-hz", "-2"),
