@@ -298,8 +298,7 @@ impl Config {
     /// more that runs out is reported (through `tracing`, or on standard
     /// error without a subscriber), naming the threads the grace period
     /// waits for. Default 8 MiB; `usize::MAX` turns it off.
-    /// [`Stats::pressure_throttles`](crate::stats::Stats::pressure_throttles)
-    /// counts the waits.
+    /// `Stats::pressure_throttles` (from `Rcu::stats`) counts the waits.
     ///
     /// ```
     /// let c = rcu_reclaim::Config::new().pressure_throttle_bytes(32 << 20);
