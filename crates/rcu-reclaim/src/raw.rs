@@ -229,8 +229,6 @@ impl Rcu {
     /// assert!(!rcu.foreign_reader_in_section());
     /// ```
     pub fn foreign_reader_in_section(&self) -> bool {
-        // SAFETY: this thread's slot, alive while it is registered.
-        unsafe { crate::reader::own_slot_in(self.id()).as_ref() }
-            .is_some_and(|slot| slot.foreign.in_section())
+        crate::reader::foreign_in_section(self.id())
     }
 }

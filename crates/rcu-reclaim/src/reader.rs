@@ -592,6 +592,15 @@ pub(crate) fn nesting_in(id: u64) -> u64 {
     }
 }
 
+/// Whether this thread's foreign reader counter in the domain numbered
+/// `id` (C built with `_LGPL_SOURCE`: see `foreign.rs`) is inside a
+/// section (`false` if none is attached).
+#[cfg(not(loom))]
+pub(crate) fn foreign_in_section(id: u64) -> bool {
+    // SAFETY: this thread's slot, alive while it is registered.
+    unsafe { own_slot_in(id).as_ref() }.is_some_and(|slot| slot.foreign.in_section())
+}
+
 /// How many of this thread's sections in the domain numbered `id` are raw
 /// ones (`Rcu::read_lock_raw`), for the misuse messages: a raw section
 /// has no guard to drop.

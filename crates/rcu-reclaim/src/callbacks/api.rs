@@ -1009,18 +1009,13 @@ pub(crate) fn pay_owed_throttle(
     payer: crate::reader::Payer,
 ) {
     let id = inner.id;
-    let foreign = || {
-        // SAFETY: this thread's slot, alive while it is registered.
-        unsafe { crate::reader::own_slot_in(id).as_ref() }
-            .is_some_and(|slot| slot.foreign.in_section())
-    };
     // A QSBR registration paying at a quiescent state was put offline for
     // the wait, though the domain's marks still count it online.
     let online = || payer != crate::reader::Payer::QsbrOffline && crate::reader::qsbr_online_in(id);
     if crate::reader::nesting_in(id) > 0
         || online()
         || crate::reader::in_section_after_registrations(&inner.registry)
-        || foreign()
+        || crate::reader::foreign_in_section(id)
         || in_callback()
         || crate::sync::NO_RECLAIM.with(Cell::get)
     {
