@@ -1016,9 +1016,15 @@ pub(crate) fn qsbr_mark_offline(id: u64) {
 
 /// Whether this thread has an online QSBR registration in domain `id`.
 pub(crate) fn qsbr_online_in(id: u64) -> bool {
+    qsbr_online_count_in(id) > 0
+}
+
+/// How many online QSBR registrations this thread has in domain `id` (a
+/// thread may register more than once).
+pub(crate) fn qsbr_online_count_in(id: u64) -> usize {
     QSBR_ONLINE
-        .try_with(|o| o.domains.borrow().contains(&id))
-        .unwrap_or(false)
+        .try_with(|o| o.domains.borrow().iter().filter(|&&d| d == id).count())
+        .unwrap_or(0)
 }
 
 /// Whether this thread is inside a read-side section of the domain numbered

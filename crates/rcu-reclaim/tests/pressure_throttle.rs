@@ -239,3 +239,31 @@ fn one_clear_waits_a_second_in_all_behind_a_reader() {
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
 }
+
+#[test]
+fn a_qsbr_thread_with_a_second_online_registration_never_waits_for_itself() {
+    let rcu = Rcu::new(
+        Config::new()
+            .flavor(rcu_reclaim::Flavor::Qsbr)
+            .pressure_throttle_bytes(THROTTLE),
+    )
+    .unwrap();
+    let mut a = rcu.register_qsbr_thread();
+    let b = rcu.register_qsbr_thread(); // online: holds every grace period up
+    let pressure = rcu.pressure_start_all();
+    let cell = rcu_reclaim::RcuCell::new_in(&rcu, Some(Box::new(vec![0u8; VALUE])));
+    for i in 0..8u8 {
+        cell.store(Box::new(vec![i; VALUE])); // online: owes the throttle
+    }
+    let t = Instant::now();
+    a.quiescent_state(); // would pay, but `b` keeps this thread in a section
+    let waited = t.elapsed();
+    assert!(
+        waited < Duration::from_millis(500),
+        "a quiescent state waited {waited:?} for a grace period its own thread holds up"
+    );
+    assert_eq!(rcu.stats().pressure_throttles, 0);
+    pressure.end();
+    drop(b);
+    a.offline_while(|| rcu.barrier());
+}

@@ -1010,8 +1010,13 @@ pub(crate) fn pay_owed_throttle(
 ) {
     let id = inner.id;
     // A QSBR registration paying at a quiescent state was put offline for
-    // the wait, though the domain's marks still count it online.
-    let online = || payer != crate::reader::Payer::QsbrOffline && crate::reader::qsbr_online_in(id);
+    // the wait, though the domain's marks still count it online; another
+    // online registration of this thread in the domain would hold up the
+    // very grace periods the wait is for.
+    let online = || {
+        let payer_counted = usize::from(payer == crate::reader::Payer::QsbrOffline);
+        crate::reader::qsbr_online_count_in(id) > payer_counted
+    };
     if crate::reader::nesting_in(id) > 0
         || online()
         || crate::reader::in_section_after_registrations(&inner.registry)
