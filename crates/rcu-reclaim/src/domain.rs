@@ -492,8 +492,11 @@ impl fmt::Display for Error {
             ),
             Error::InvalidConfig(msg) => write!(f, "invalid rcu-reclaim config: {msg}"),
             Error::GlobalAlreadyInitialized => f.write_str(
-                "the global RCU domain already exists (Rcu::global() or Rcu::init_global() ran \
-                 first); call Rcu::init_global() once, before any use of Rcu::global()",
+                "the global RCU domain already exists (Rcu::init_global() ran first, or \
+                 Rcu::global() did, maybe through a constructor that uses the global domain: \
+                 RcuCell::new, RcuHashMap::new, RcuCache::builder().build(), \
+                 sources::auto_pressure); call Rcu::init_global() once, first thing in main, \
+                 or build those with a domain of your own (Rcu::new, RcuCell::new_in, ...)",
             ),
         }
     }

@@ -10,6 +10,8 @@ use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
 use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
 use rcu_reclaim::{Config, Rcu, RcuCache};
 
+mod common;
+
 /// A deterministic stream of pseudo-random words (splitmix64).
 struct Rng(u64);
 
@@ -809,4 +811,28 @@ fn a_dropped_cache_is_freed_by_the_next_barrier_while_reclaim_runs() {
             );
         }
     });
+}
+
+#[test]
+fn inserts_on_a_qsbr_thread_that_never_reports_are_warned_about_once() {
+    let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr)).unwrap();
+    let cache = RcuCache::<u32, Vec<u8>>::builder()
+        .rcu(&rcu)
+        .max_bytes(4 << 20)
+        .build();
+    let mut me = rcu.register_qsbr_thread();
+    let log = common::Captured::default();
+    {
+        let _on = log.on_this_thread();
+        for k in 0..200u32 {
+            cache.insert(k, vec![k as u8; 64 << 10]); // never a quiescent state
+        }
+    }
+    let text = log.text();
+    assert!(
+        text.contains("online QSBR thread") && text.contains("quiescent_state()"),
+        "{text}"
+    );
+    assert_eq!(text.matches("online QSBR thread").count(), 1, "{text}");
+    me.offline_while(|| rcu.barrier());
 }

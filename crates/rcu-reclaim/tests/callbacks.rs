@@ -573,6 +573,28 @@ fn barrier_inside_a_callback_is_reported_not_a_hang() {
 }
 
 #[test]
+fn barrier_of_another_domain_inside_a_callback_is_refused_naming_the_cycle() {
+    // Two domains whose callbacks each wait for the other's barrier would
+    // deadlock; the refusal says why it covers other domains too.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    let a =
+        Rcu::new(Config::new().on_callback_panic(move |m| s2.lock().unwrap().push(m.to_string())))
+            .unwrap();
+    let b = Rcu::new(Config::new()).unwrap();
+    let b2 = b.clone();
+    a.call(move || b2.barrier());
+    a.barrier();
+    b.barrier();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("of any domain") && m.contains("another domain")),
+        "{seen:?}"
+    );
+}
+
+#[test]
 #[should_panic(expected = "barrier() called inside a read-side critical section")]
 fn barrier_inside_a_section_panics() {
     let rcu = Rcu::new(Config::new()).unwrap();

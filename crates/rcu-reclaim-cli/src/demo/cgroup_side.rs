@@ -249,6 +249,26 @@ pub(crate) fn catch_interrupts() {
     });
 }
 
+/// What a child started in a cgroup runs between fork and exec: it asks to
+/// be killed when its parent dies (so a parent killed with SIGKILL, or by
+/// a CI timeout, leaves no child running; the next run removes the empty
+/// cgroup), then joins the cgroup by writing its pid to `fd`. Only
+/// async-signal-safe calls; nothing is allocated.
+pub(crate) fn enter_cgroup_child(fd: i32, parent: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY: `prctl(PR_SET_PDEATHSIG)` and `getppid` are plain system
+    // calls with no memory arguments.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The parent died before the request took effect: no signal comes.
+        if libc::getppid() != parent {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        write_pid(fd, libc::getpid())
+    }
+}
+
 /// Writes `pid` in decimal to `fd` without allocating (runs between fork
 /// and exec).
 pub(crate) fn write_pid(fd: i32, pid: i32) -> std::io::Result<()> {
@@ -302,10 +322,12 @@ pub fn run_in_cgroup(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let fd = procs.as_raw_fd();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the closure runs in the forked child before exec; it only
-    // calls the async-signal-safe getpid and write, and allocates nothing.
+    // makes async-signal-safe system calls and allocates nothing.
     unsafe {
-        cmd.pre_exec(move || write_pid(fd, libc::getpid()));
+        cmd.pre_exec(move || enter_cgroup_child(fd, parent));
     }
     let mut child = cmd
         .spawn()

@@ -453,7 +453,8 @@ where
     /// the first time, warns, naming the fix: through `tracing`, or on
     /// standard error with no subscriber): on a
     /// QSBR domain the backlog is bounded by how often threads report
-    /// quiescent states, not by this allowance.
+    /// quiescent states, not by this allowance (an online thread's insert
+    /// warns, once, when the backlog passes four times the allowance).
     ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(10_000).build();
@@ -804,7 +805,22 @@ where
             .fetch_sub(retired, Ordering::Relaxed);
         let rcu = inner.map.domain();
         let pending = rcu.pending_bytes();
-        if pending > allowance && rcu.flavor() != crate::Flavor::Qsbr && rcu.in_read_section() {
+        let qsbr = rcu.flavor() == crate::Flavor::Qsbr;
+        if qsbr && pending > QSBR_WARN_TIMES * allowance && rcu.in_read_section() {
+            // Inserting between quiescent states is how QSBR works, but a
+            // backlog this far past the allowance means this thread (or
+            // another) reports too seldom.
+            if !inner.backlog_warned.swap(true, Ordering::Relaxed) {
+                crate::sys::warn_loud(&format!(
+                    "rcu-reclaim: RcuCache::insert on an online QSBR thread found {pending} \
+                     bytes waiting to be freed (the cache allows {allowance}): nothing is freed \
+                     until every online thread has reported a quiescent state; call \
+                     quiescent_state() between events, and put threads that wait or sleep \
+                     offline (offline_while)"
+                ));
+            }
+        }
+        if pending > allowance && !qsbr && rcu.in_read_section() {
             // No grace period can end while this thread's section lasts:
             // say so once, since the backlog grows as long as inserts come
             // from inside sections (on QSBR, between quiescent states, the
@@ -843,6 +859,12 @@ fn garbage_allowance(max_bytes: usize) -> usize {
 
 /// See [`garbage_allowance`].
 const GARBAGE_SHARE: usize = 8;
+
+/// On a QSBR domain, an insert by an online thread warns once the backlog
+/// passes this many times the allowance (inserting between quiescent
+/// states is that flavor's way; a backlog this far over is a thread that
+/// reports too seldom).
+const QSBR_WARN_TIMES: usize = 4;
 
 /// See [`garbage_allowance`].
 const GARBAGE_FLOOR: usize = 1 << 20;

@@ -888,8 +888,10 @@ impl Rcu {
     /// callbacks on the calling thread.
     ///
     /// # Panics
-    /// Inside a read-side section of this domain, or inside an RCU callback
-    /// (either would wait for itself).
+    /// Inside a read-side section of this domain (it would wait for
+    /// itself), or inside an RCU callback or a destructor that RCU runs, of
+    /// any domain: it could wait for that very callback, or, across two
+    /// domains, for a callback that waits for this one (a deadlock).
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
@@ -904,8 +906,10 @@ impl Rcu {
         self.assert_not_in_section("barrier()", crate::domain::WaitInstead::Nothing);
         if in_callback() {
             panic!(
-                "rcu-reclaim: barrier() called from inside an RCU callback; it would wait for \
-                 the callback itself. Queue the follow-up work with call() instead"
+                "rcu-reclaim: barrier() called from inside an RCU callback or a destructor run \
+                 by RCU (of any domain); it could wait for that callback itself, or for one of \
+                 another domain that waits for this one. Queue the follow-up work with call() \
+                 instead, or call barrier() after the callbacks have run"
             );
         }
         self.inner().callbacks.barrier(&self.inner().gp);

@@ -20,7 +20,7 @@ use super::run::CacheRun;
 use super::CacheWorkload;
 use crate::args::show_size;
 use crate::demo::cgroup_side::{
-    catch_interrupts, describe_exit, interrupted, write_pid, MemCgroup,
+    catch_interrupts, describe_exit, enter_cgroup_child, interrupted, MemCgroup,
 };
 
 /// What `bench --scenario cache` still does without --cgroup-limit.
@@ -91,10 +91,12 @@ pub fn run_in_cgroup(name: &str, capacity: usize, w: &CacheWorkload) -> Result<C
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let fd = procs.as_raw_fd();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the closure runs in the forked child before exec; it only
-    // calls the async-signal-safe getpid and write, and allocates nothing.
+    // makes async-signal-safe system calls and allocates nothing.
     unsafe {
-        cmd.pre_exec(move || write_pid(fd, libc::getpid()));
+        cmd.pre_exec(move || enter_cgroup_child(fd, parent));
     }
     let start = Instant::now();
     let mut child = cmd
