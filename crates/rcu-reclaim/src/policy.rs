@@ -29,8 +29,9 @@
 //!   `retiring_thread_frees`: then a thread that keeps handing pages to its
 //!   shard frees them within `producer_window` of its last hand-off.
 //! * **Throttle.** A thread handing its shard a page while more than
-//!   [`THROTTLE_PAGES`] pages wait ready to free yields to the worker for at
-//!   most [`THROTTLE_MAX_WAIT`].
+//!   [`THROTTLE_PAGES`] pages wait ready to free, or queueing a callback
+//!   while more than [`CALL_THROTTLE`] callbacks wait ready to run, yields
+//!   to the worker for at most [`THROTTLE_MAX_WAIT`].
 //! * **Pressure throttle.** While a pressure signal is held, a thread
 //!   handing off a page while the shards hold more than
 //!   `pressure_throttle_bytes` waits (outside read-side sections) until
@@ -235,6 +236,11 @@ pub(crate) const COLLECT_ADVANCE_EVERY: u32 = 8;
 /// Ready pages a shard may hold before a thread handing it a page waits
 /// for the worker.
 pub(crate) const THROTTLE_PAGES: usize = 16;
+
+/// Ready callbacks on a shard above which a thread queueing one waits for
+/// the worker (the producer throttle for `Rcu::call`; a page's worth of
+/// objects times `THROTTLE_PAGES`, as for pages).
+pub(crate) const CALL_THROTTLE: usize = THROTTLE_PAGES * 255;
 
 /// The longest a retiring thread waits for the worker per page it hands off.
 pub(crate) const THROTTLE_MAX_WAIT: Duration = Duration::from_millis(2);

@@ -121,7 +121,9 @@ pub struct Stats {
     pub page_steals: u64,
     /// Times a thread handing off a page waited (at most 2 ms) for the
     /// worker because its shard held more than 16 pages whose grace period
-    /// had elapsed (domains without `Config::retiring_thread_frees`).
+    /// had elapsed (domains without `Config::retiring_thread_frees`), or a
+    /// thread queueing a callback (`Rcu::call`) did because its shard held
+    /// more than 4,080 callbacks ready to run.
     pub producer_throttles: u64,
     /// Times a thread handing off a page waited under memory pressure
     /// because the shards held more than

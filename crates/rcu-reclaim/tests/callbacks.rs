@@ -1286,3 +1286,52 @@ fn claims_of_usize_max_bytes_overflow_no_sum() {
     assert_eq!((rcu.pending(), rcu.pending_bytes()), (0, 0));
     drop(rcu);
 }
+
+#[test]
+fn a_thread_queueing_callbacks_faster_than_the_worker_runs_them_waits_for_it() {
+    // One shard, one worker, and that worker held in a callback: callbacks
+    // queued after it become ready and cannot run, as when threads queue
+    // faster than a worker runs them. A caller then waits for the worker
+    // (bounded: 2 ms per call) instead of growing the backlog.
+    let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let holding = Arc::new(AtomicBool::new(false));
+    let h = holding.clone();
+    rcu.call_hurry(move || {
+        h.store(true, Ordering::SeqCst);
+        let _ = held.recv();
+    });
+    let t = Instant::now();
+    while !holding.load(Ordering::SeqCst) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the callback never ran"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let ran = Arc::new(AtomicUsize::new(0));
+    let mut queued = 0;
+    let mut longest = Duration::ZERO;
+    let start = Instant::now();
+    while rcu.stats().producer_throttles == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no caller waited with {queued} callbacks queued behind a held worker"
+        );
+        let r = ran.clone();
+        let t = Instant::now();
+        rcu.call_hurry(move || {
+            r.fetch_add(1, Ordering::Relaxed);
+        });
+        longest = longest.max(t.elapsed());
+        queued += 1;
+    }
+    assert!(queued > 4_000, "waited after only {queued} callbacks");
+    assert!(
+        longest >= Duration::from_millis(1),
+        "the wait lasted {longest:?}"
+    );
+    release.send(()).unwrap();
+    rcu.barrier();
+    assert_eq!(ran.load(Ordering::Relaxed), queued, "every callback ran");
+}

@@ -65,9 +65,14 @@ pub fn without_page_allocation<R>(f: impl FnOnce() -> R) -> R {
 
 impl Rcu {
     /// Runs `f` after a grace period: once every read-side section that
-    /// began before this call has ended. Never blocks; usable inside a
-    /// read-side section. The callback runs on a worker thread (or on a
-    /// thread calling [`barrier`](Rcu::barrier)).
+    /// began before this call has ended. Never waits for a grace period;
+    /// usable inside a read-side section and under any lock. The callback
+    /// runs on a worker thread (or on a thread calling
+    /// [`barrier`](Rcu::barrier)). A thread that queues callbacks faster
+    /// than the worker runs them is held back: while its CPU's shard holds
+    /// more than 4,080 callbacks ready to run, a call yields to the worker
+    /// for at most 2 ms (`Stats::producer_throttles`), so a flood of calls
+    /// cannot grow memory without bound.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,8 +148,12 @@ impl Rcu {
     fn enqueue(&self, f: Box<dyn FnOnce() + Send>, bytes: usize, hurry: bool) {
         let bytes = policy::booked(bytes);
         let inner = self.inner();
-        let kick = inner.callbacks.enqueue(f, bytes, hurry);
+        let (kick, cpu) = inner.callbacks.enqueue(f, bytes, hurry);
         self.start_background(kick);
+        #[cfg(not(loom))]
+        inner.callbacks.throttle_caller(&inner.gp, cpu);
+        #[cfg(loom)]
+        let _ = cpu;
     }
 
     /// Whether a page started at `since_ms` needs a kick of the

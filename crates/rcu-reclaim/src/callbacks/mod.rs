@@ -430,10 +430,16 @@ impl Callbacks {
     }
 
     /// Queues a callback on the current CPU's shard; returns whether the
-    /// grace-period thread should be woken.
-    pub(crate) fn enqueue(&self, f: Box<dyn FnOnce() + Send>, bytes: usize, hurry: bool) -> bool {
+    /// grace-period thread should be woken, and the shard.
+    pub(crate) fn enqueue(
+        &self,
+        f: Box<dyn FnOnce() + Send>,
+        bytes: usize,
+        hurry: bool,
+    ) -> (bool, usize) {
         add(&self.counters.calls, 1);
-        let shard = &self.shards[self.current_shard()];
+        let cpu = self.current_shard();
+        let shard = &self.shards[cpu];
         let mut st = lock(&shard.state);
         let was_idle = st.since.is_none();
         st.list.enqueue(Entry::call(f, bytes));
@@ -443,7 +449,7 @@ impl Callbacks {
         st.hurry |= hurry;
         let kick = self.after_enqueue(&mut st, was_idle, bytes);
         shard.publish(&st);
-        kick || hurry
+        (kick || hurry, cpu)
     }
 
     /// Overload, batch and byte checks after queueing `added_bytes`;

@@ -183,6 +183,19 @@ impl SegCbList {
         self.counts[DONE]
     }
 
+    /// Callbacks whose grace period has completed at `seq` (in `DONE`, or
+    /// in a waiting segment that `advance(seq)` would move there).
+    pub(crate) fn ready_len(&self, seq: u64) -> usize {
+        let waiting_ready = |s: usize| {
+            if !self.segs[s].is_empty() && seq >= self.tags[s] {
+                self.counts[s]
+            } else {
+                0
+            }
+        };
+        self.counts[DONE] + waiting_ready(WAIT) + waiting_ready(NEXT_READY)
+    }
+
     pub(crate) fn next_len(&self) -> usize {
         self.counts[NEXT]
     }
