@@ -140,6 +140,13 @@ impl ForeignReader {
         .unwrap_or(Verdict::Slot)
     }
 
+    /// The attached counter's value (`None` if none is attached), for a
+    /// stall report: a section of a C reader built with `_LGPL_SOURCE` (or
+    /// a drop-in's registered thread) counts there, not in the slot.
+    pub(crate) fn value(&self) -> Option<usize> {
+        self.scan(|ctr, _, _| ctr.load(Ordering::Relaxed))
+    }
+
     /// Whether the attached counter is inside a section (memb) or online
     /// (QSBR). Only the owning thread asks, before it detaches: the block
     /// is its own, and live.

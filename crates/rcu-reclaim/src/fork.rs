@@ -190,6 +190,7 @@ impl ForkGuard<'_> {
         );
         let rcu = self.rcu;
         let inner = rcu.inner();
+        inner.gp.adopt_process();
         if let Some(engine) = self.engine.as_mut() {
             reset_in_child(rcu, &mut engine.orphans);
         }

@@ -42,6 +42,12 @@ const STALL_CHECK_YIELDS: u32 = 1024;
 const PARK_BACKOFF_MIN: Duration = Duration::from_micros(20);
 #[cfg(not(loom))]
 const PARK_BACKOFF_MAX: Duration = Duration::from_millis(1);
+/// How long a process forked without `Rcu::prepare_fork` waits for
+/// `gp_lock` before it says that a thread of its parent holds it for good
+/// (see `GracePeriods::lock_gp`).
+#[cfg(not(loom))]
+const FORKED_GP_LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// The longest a waiter parks on the foreign futex word before it looks
 /// again: a wake-up that never comes (see `park_on_foreign`) costs this.
 #[cfg(not(loom))]
@@ -186,6 +192,11 @@ pub(crate) struct GracePeriods {
     /// When `try_advance` last started a grace period (µs since `base`).
     retirer_started_us: AtomicU64,
     base: Instant,
+    /// The process whose threads the domain knows: the one that created
+    /// it, or the child that `ForkGuard::child` made it ready in. In any
+    /// other process (forked without `prepare_fork`), `gp_lock` may be
+    /// held for good by a thread that does not exist there.
+    pid: std::sync::atomic::AtomicU32,
 }
 
 impl GracePeriods {
@@ -200,7 +211,58 @@ impl GracePeriods {
             stall_timeout,
             retirer_started_us: AtomicU64::new(0),
             base: Instant::now(),
+            pid: std::sync::atomic::AtomicU32::new(crate::reader::current_pid()),
         }
+    }
+
+    /// In a child made ready by `ForkGuard::child`: this is the domain's
+    /// process now.
+    #[cfg(not(loom))]
+    pub(crate) fn adopt_process(&self) {
+        self.pid
+            .store(crate::reader::current_pid(), Ordering::Relaxed);
+    }
+
+    /// Takes `gp_lock`. In a process forked without `Rcu::prepare_fork`,
+    /// a thread of the parent may have held it at the fork; that thread
+    /// does not exist here, so the lock is never released: after
+    /// `FORKED_GP_LOCK_WAIT` this panics, naming the fix, rather than
+    /// hang. (A grace period of the child's own threads lasting that long
+    /// is reported the same way: such a child is using a domain its fork
+    /// did not prepare.)
+    fn lock_gp(&self) -> crate::sync::Locked<'_, ()> {
+        #[cfg(not(loom))]
+        {
+            if let Some(held) = crate::sync::try_lock(&self.gp_lock) {
+                return held;
+            }
+            let here = crate::reader::current_pid();
+            let home = self.pid.load(Ordering::Relaxed);
+            if home != here {
+                let start = Instant::now();
+                loop {
+                    if let Some(held) = crate::sync::try_lock(&self.gp_lock) {
+                        return held;
+                    }
+                    if start.elapsed() >= FORKED_GP_LOCK_WAIT {
+                        panic!(
+                            "rcu-reclaim: a grace period of domain {} cannot start in process \
+                             {here}, forked from process {home} without Rcu::prepare_fork(): \
+                             the grace-period lock has been held for {:?}, most likely by a \
+                             thread of the parent that does not exist here, so it is never \
+                             released. Call rcu.prepare_fork() before fork() and \
+                             ForkGuard::child() in the child (parent() in the parent); on the \
+                             liburcu drop-in, call_rcu_before_fork() before fork() and \
+                             call_rcu_after_fork_child() in the child",
+                            self.id,
+                            start.elapsed()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        lock(&self.gp_lock)
     }
 
     /// The readers this domain's grace periods wait for.
@@ -248,7 +310,7 @@ impl GracePeriods {
             bump(&gp.counters.shared);
             return;
         }
-        let mut held = lock(&gp.gp_lock);
+        let mut held = gp.lock_gp();
         if gp.done(target) {
             bump(&gp.counters.shared);
             return;
@@ -289,7 +351,7 @@ impl GracePeriods {
                     } else {
                         std::thread::sleep(pause);
                     }
-                    held = lock(&gp.gp_lock);
+                    held = gp.lock_gp();
                 }
             }
         }
@@ -411,7 +473,7 @@ impl GracePeriods {
     /// starting meanwhile leaves an older epoch there.
     #[cfg(not(loom))]
     pub(crate) fn publish_foreign_word(&self, word: &'static std::sync::atomic::AtomicUsize) {
-        let _held = lock(&self.gp_lock);
+        let _held = self.lock_gp();
         self.registry
             .foreign_gp
             .store(std::ptr::from_ref(word).cast_mut(), Ordering::Relaxed);
@@ -748,7 +810,13 @@ impl GracePeriods {
         if waited < limit {
             return limit - waited;
         }
-        let section = slot.ctr.load(Ordering::Relaxed);
+        // A C reader's section counts in its foreign counter (the drop-in's
+        // registered threads, programs built with `_LGPL_SOURCE`).
+        let foreign = slot.foreign.value();
+        let section = match slot.ctr.load(Ordering::Relaxed) {
+            0 => foreign.map_or(0, |v| v as u64),
+            own => own,
+        };
         if section != 0 && slot.stall_reported.swap(section, Ordering::Relaxed) != section {
             let owner = lock(&slot.owner).clone();
             bump(&self.counters.stalls_reported);
@@ -777,20 +845,35 @@ impl GracePeriods {
                     owner.name, owner.tid, self.id, waited, limit
                 )
             } else if slot.qsbr.load(Ordering::Relaxed) {
+                let advice = if foreign.is_some() {
+                    "rcu_quiescent_state() regularly and go offline (rcu_thread_offline()) \
+                     before it blocks"
+                } else {
+                    "quiescent_state() regularly and go offline (offline_while, \
+                     thread_offline) before it blocks"
+                };
                 format!(
                     "rcu-reclaim: reader stall: QSBR thread '{}' (tid {}) has not reported a \
                      quiescent state for a grace period of domain {} in {:?}, longer than the \
-                     stall timeout {:?}; an online QSBR thread must call quiescent_state() \
-                     regularly and go offline (offline_while, thread_offline) before it blocks",
+                     stall timeout {:?}; an online QSBR thread must call {advice}",
                     owner.name, owner.tid, self.id, waited, limit
                 )
             } else {
                 format!(
                     "rcu-reclaim: reader stall: thread '{}' (tid {}) has held up a grace period \
                      of domain {} for {:?}, longer than the stall timeout {:?}; a read-side \
-                     section must not block or run for long (nor wait for something that needs \
+                     section{} must not block or run for long (nor wait for something that needs \
                      a grace period)",
-                    owner.name, owner.tid, self.id, waited, limit
+                    owner.name,
+                    owner.tid,
+                    self.id,
+                    waited,
+                    limit,
+                    if foreign.is_some() {
+                        " (rcu_read_lock() to rcu_read_unlock())"
+                    } else {
+                        ""
+                    }
                 )
             };
             tracing::warn!(

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, Rcu, RcuCell};
 
@@ -386,4 +386,82 @@ fn a_budget_made_before_a_fork_is_dropped_in_the_child() {
     assert_eq!(code, 0, "dropping the budget in the child failed");
     // The parent's budget and its thread are untouched.
     drop(budget.lock().unwrap().take());
+}
+
+/// A thread of the parent waits for a grace period (holding the domain's
+/// grace-period lock, parked on a reader) when another forks without
+/// `prepare_fork`: in the child that lock is held for good. A grace period
+/// there panics, naming the fix, instead of hanging.
+#[test]
+fn a_child_forked_while_a_parent_thread_held_the_grace_period_lock_is_told_not_hung() {
+    use std::sync::mpsc;
+
+    let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_secs(60))).unwrap();
+    let (in_section_tx, in_section_rx) = mpsc::channel();
+    let (leave_tx, leave_rx) = mpsc::channel::<()>();
+    let r = rcu.clone();
+    let reader = std::thread::spawn(move || {
+        let _guard = r.read_lock();
+        in_section_tx.send(()).unwrap();
+        let _ = leave_rx.recv();
+    });
+    in_section_rx.recv().unwrap();
+    let parks = rcu.stats().writer_parks;
+    let r = rcu.clone();
+    let waiter = std::thread::spawn(move || r.synchronize());
+    let start = Instant::now();
+    while rcu.stats().writer_parks == parks {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the waiter never parked"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: the child runs only this test's code and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rcu.synchronize()));
+        let msg = match r {
+            Ok(()) => String::from("synchronize returned"),
+            Err(p) => p
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| String::from("a panic without a message")),
+        };
+        let ok = msg.contains("without Rcu::prepare_fork()")
+            && msg.contains("grace-period lock")
+            && msg.contains("call_rcu_before_fork()")
+            && t.elapsed() < Duration::from_secs(10);
+        if !ok {
+            eprintln!("child: {msg:?} after {:?}", t.elapsed());
+        }
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    let start = Instant::now();
+    loop {
+        // SAFETY: polls our own child.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the child hung on the grace-period lock");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    leave_tx.send(()).unwrap();
+    reader.join().unwrap();
+    waiter.join().unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child was not told why its grace period cannot start: status {status}"
+    );
 }
