@@ -3,9 +3,12 @@
 # against Debian's libraries, same binaries, one library set at a time.
 # Run from anywhere:
 #   crates/rcu-reclaim-urcu/bench/liburcu_suite.sh [LIBURCU_SRC_DIR]
+# Needs: liburcu-dev (Debian's libraries, for the comparison), a deb-src
+# line in the apt sources (for `apt-get source`), and autoconf, automake
+# and libtool (`apt-get install -y autoconf automake libtool`: Debian's
+# patches touch Makefile.am, so the tree is regenerated before it builds).
 # LIBURCU_SRC_DIR: an unpacked liburcu 0.13.2 source tree (`apt-get source
-# liburcu`, which needs a deb-src line); configured and built here when it
-# has no Makefile yet. Without it, WORK/liburcu-0.13.2 is used (fetched with
+# liburcu`); configured and built here when it has no Makefile yet. Without it, WORK/liburcu-0.13.2 is used (fetched with
 # apt-get source when missing). The tree's tests are rewired: its
 # src/.libs/lib*.so.8 become links to WORK/cur/, which points at WORK/ours
 # (the drop-ins as liburcu.so.8, liburcu-memb.so.8 and liburcu-qsbr.so.8,
@@ -32,6 +35,9 @@ if [ ! -d "$src" ]; then
 fi
 src=$(cd "$src" && pwd)
 if [ ! -f "$src/Makefile" ]; then
+  for tool in autoreconf automake libtoolize; do
+    command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install -y autoconf automake libtool"; exit 1; }
+  done
   (cd "$src" && autoreconf -fi && ./configure && make -j2) >"$WORK/logs/build.log" 2>&1 || { echo "liburcu build failed: $WORK/logs/build.log"; exit 1; }
 fi
 # TESTS is empty in these directories by default: `make check` builds the programs only.
