@@ -812,7 +812,10 @@ impl GracePeriods {
         }
         // A C reader's section counts in its foreign counter (the drop-in's
         // registered threads, programs built with `_LGPL_SOURCE`).
+        #[cfg(not(loom))]
         let foreign = slot.foreign.value();
+        #[cfg(loom)]
+        let foreign: Option<usize> = None;
         let section = match slot.ctr.load(Ordering::Relaxed) {
             0 => foreign.map_or(0, |v| v as u64),
             own => own,
