@@ -133,12 +133,19 @@ impl Callbacks {
             // open for milliseconds).
             return;
         }
+        self.yield_to_worker(cpu, || policy::throttle_done(ready()));
+    }
+
+    /// Wakes the worker of shard `cpu` and gives it the CPU until `done`,
+    /// for at most `policy::THROTTLE_MAX_WAIT` (counted in
+    /// `producer_throttles`).
+    fn yield_to_worker(&self, cpu: usize, done: impl Fn() -> bool) {
         add(&self.counters.throttles, 1);
         self.workers.wake(self.worker_group(cpu));
         let start = Instant::now();
         while start.elapsed() < policy::THROTTLE_MAX_WAIT {
             std::thread::yield_now();
-            if policy::throttle_done(ready()) {
+            if done() {
                 break;
             }
         }
@@ -170,15 +177,7 @@ impl Callbacks {
         if ready() <= policy::CALL_THROTTLE {
             return;
         }
-        add(&self.counters.throttles, 1);
-        self.workers.wake(self.worker_group(cpu));
-        let start = Instant::now();
-        while start.elapsed() < policy::THROTTLE_MAX_WAIT {
-            std::thread::yield_now();
-            if ready() <= policy::CALL_THROTTLE / 2 {
-                break;
-            }
-        }
+        self.yield_to_worker(cpu, || ready() <= policy::CALL_THROTTLE / 2);
     }
 
     /// Bytes on the shards: waiting for a grace period, or ready to free
