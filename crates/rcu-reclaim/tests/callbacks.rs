@@ -1147,11 +1147,18 @@ fn per_cpu_workers_free_their_cpus_garbage() {
     }
     // The exited threads' partial pages went to their queues; everything
     // is freed by the workers, with no barrier.
-    wait_until(
-        "the workers to free it all",
-        Duration::from_secs(20),
-        || drops.load(Ordering::Relaxed) == 128,
-    );
+    let t = Instant::now();
+    while drops.load(Ordering::Relaxed) != 128 {
+        // Failed once in a full workspace run on the 2-core machine (not
+        // reproduced in 30 runs since): say where everything stood.
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for the workers to free it all: {} of 128 dropped; {:#?}",
+            drops.load(Ordering::Relaxed),
+            rcu.stats()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
     let names: Vec<String> = std::fs::read_dir("/proc/self/task")
         .unwrap()
         .flatten()
