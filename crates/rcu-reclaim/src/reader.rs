@@ -1016,7 +1016,9 @@ pub(crate) fn qsbr_mark_offline(id: u64) {
 
 /// Whether this thread has an online QSBR registration in domain `id`.
 pub(crate) fn qsbr_online_in(id: u64) -> bool {
-    qsbr_online_count_in(id) > 0
+    QSBR_ONLINE
+        .try_with(|o| o.domains.borrow().contains(&id))
+        .unwrap_or(false)
 }
 
 /// How many online QSBR registrations this thread has in domain `id` (a

@@ -249,12 +249,23 @@ pub(crate) fn catch_interrupts() {
     });
 }
 
+/// Makes the child that `cmd` spawns join the cgroup whose `cgroup.procs`
+/// is open as `procs` (see [`enter_cgroup_child`]), before it execs.
+pub(crate) fn join_cgroup_at_exec(cmd: &mut Command, procs: i32) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec; it only
+    // makes async-signal-safe system calls and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || enter_cgroup_child(procs, parent));
+    }
+}
+
 /// What a child started in a cgroup runs between fork and exec: it asks to
 /// be killed when its parent dies (so a parent killed with SIGKILL, or by
 /// a CI timeout, leaves no child running; the next run removes the empty
 /// cgroup), then joins the cgroup by writing its pid to `fd`. Only
 /// async-signal-safe calls; nothing is allocated.
-pub(crate) fn enter_cgroup_child(fd: i32, parent: libc::pid_t) -> std::io::Result<()> {
+fn enter_cgroup_child(fd: i32, parent: libc::pid_t) -> std::io::Result<()> {
     // SAFETY: `prctl(PR_SET_PDEATHSIG)` and `getppid` are plain system
     // calls with no memory arguments.
     unsafe {
@@ -271,7 +282,7 @@ pub(crate) fn enter_cgroup_child(fd: i32, parent: libc::pid_t) -> std::io::Resul
 
 /// Writes `pid` in decimal to `fd` without allocating (runs between fork
 /// and exec).
-pub(crate) fn write_pid(fd: i32, pid: i32) -> std::io::Result<()> {
+fn write_pid(fd: i32, pid: i32) -> std::io::Result<()> {
     let mut buf = [0u8; 12];
     let mut i = buf.len();
     let mut n = pid.unsigned_abs();
@@ -321,14 +332,7 @@ pub fn run_in_cgroup(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let fd = procs.as_raw_fd();
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs in the forked child before exec; it only
-    // makes async-signal-safe system calls and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || enter_cgroup_child(fd, parent));
-    }
+    join_cgroup_at_exec(&mut cmd, procs.as_raw_fd());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the {} child in {name}: {e}", mode_name(aware)))?;

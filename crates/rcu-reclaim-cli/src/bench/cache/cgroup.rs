@@ -9,7 +9,7 @@
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use super::run::CacheRun;
 use super::CacheWorkload;
 use crate::args::show_size;
 use crate::demo::cgroup_side::{
-    catch_interrupts, describe_exit, enter_cgroup_child, interrupted, MemCgroup,
+    catch_interrupts, describe_exit, interrupted, join_cgroup_at_exec, MemCgroup,
 };
 
 /// What `bench --scenario cache` still does without --cgroup-limit.
@@ -90,14 +90,7 @@ pub fn run_in_cgroup(name: &str, capacity: usize, w: &CacheWorkload) -> Result<C
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let fd = procs.as_raw_fd();
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs in the forked child before exec; it only
-    // makes async-signal-safe system calls and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || enter_cgroup_child(fd, parent));
-    }
+    join_cgroup_at_exec(&mut cmd, procs.as_raw_fd());
     let start = Instant::now();
     let mut child = cmd
         .spawn()
