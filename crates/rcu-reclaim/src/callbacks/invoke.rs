@@ -1,0 +1,235 @@
+//! Running what is ready: a shard's ready callbacks and pages, on a
+//! worker, a barrier's thread, a reclaimer or a thread at its safe point.
+
+use std::sync::atomic::Ordering;
+
+use super::segcblist::Entry;
+use super::shard::{InvokeLists, ShardState};
+use super::{add, Callbacks, Collected, IN_CALLBACK};
+use crate::clock::epoch_ms;
+use crate::gp::GracePeriods;
+use crate::policy;
+use crate::sync::{catch_panic, lock, run_each_caught, try_lock};
+
+impl Callbacks {
+    /// Runs up to `limit` ready callbacks of shard `cpu` on this thread, and
+    /// drops its ready pages. Returns (callbacks and objects run, bytes).
+    pub(crate) fn invoke_ready(
+        &self,
+        gp: &GracePeriods,
+        cpu: usize,
+        limit: Option<usize>,
+    ) -> (usize, usize) {
+        let mut lists = lock(&self.shards[cpu].invoke);
+        self.invoke_locked(&mut lists, gp, cpu, limit, usize::MAX)
+    }
+
+    /// As `invoke_ready(.., None)`, but skips a shard someone is running
+    /// (`None`): reclaim never waits for a worker, and a callback that calls
+    /// `run_callbacks` does not deadlock on its own shard.
+    pub(crate) fn try_invoke_ready(&self, gp: &GracePeriods, cpu: usize) -> Option<(usize, usize)> {
+        let mut lists = try_lock(&self.shards[cpu].invoke)?;
+        Some(self.invoke_locked(&mut lists, gp, cpu, None, usize::MAX))
+    }
+
+    /// A safe point of the calling thread (`Rcu::collect`): drives the
+    /// grace period the shard's oldest entry waits for (`try_advance`,
+    /// which never waits) and runs what shard `cpu` has ready, here — up to
+    /// `policy::COLLECT_PAGES` pages and as many callbacks as a worker's
+    /// batch — unless nothing waits (a lock-free look) or someone else is
+    /// running the shard. Marks the shard as freed by its own thread, so
+    /// pages handed to it are left to that thread for `producer_window`
+    /// rather than woken a worker for.
+    pub(crate) fn collect(&self, gp: &GracePeriods, cpu: usize, tick: u32) -> Collected {
+        let shard = &self.shards[cpu];
+        // This shard's garbage is freed here from now on. The clock is
+        // read on the thread's first call and every `COLLECT_MARK_EVERY`th
+        // after, and the line written only when the millisecond changed.
+        if tick % policy::COLLECT_MARK_EVERY == 0 {
+            let now = epoch_ms();
+            if shard.collected_ms.load(Ordering::Relaxed) != now {
+                shard.collected_ms.store(now, Ordering::Relaxed);
+            }
+        }
+        let at = shard.ready_at.load(Ordering::Relaxed);
+        if at == u64::MAX {
+            return Collected::Ran(0);
+        }
+        if !gp.done(at) {
+            // Drive the grace period the oldest entry waits for (never
+            // waits: completes the one in progress if its readers have
+            // moved on, and starts the next if still needed), on every
+            // `COLLECT_ADVANCE_EVERY`th call: each try takes `gp_lock` and
+            // scans the readers.
+            if tick % policy::COLLECT_ADVANCE_EVERY != 0 {
+                return Collected::Ran(0);
+            }
+            if !gp.try_advance(at) {
+                return Collected::Waiting;
+            }
+        }
+        let Some(mut lists) = try_lock(&shard.invoke) else {
+            return Collected::Ran(0);
+        };
+        Collected::Ran(
+            self.invoke_locked(&mut lists, gp, cpu, None, policy::COLLECT_PAGES)
+                .0,
+        )
+    }
+
+    /// The body of `invoke_ready`; the caller holds the shard's `invoke`
+    /// lock, which holds `lists`.
+    pub(super) fn invoke_locked(
+        &self,
+        lists: &mut InvokeLists,
+        gp: &GracePeriods,
+        cpu: usize,
+        limit: Option<usize>,
+        max_pages: usize,
+    ) -> (usize, usize) {
+        let shard = &self.shards[cpu];
+        let fast = self.pressure.on_node(self.topology.node_of(cpu));
+        {
+            let mut st = lock(&shard.state);
+            let seq = gp.seq();
+            st.list.advance(seq);
+            let unlimited = st.overloaded || fast;
+            let limit = policy::batch_limit(&self.params, limit, unlimited, st.list.len());
+            st.list.take_done(limit, &mut lists.batch);
+            st.take_ready_pages(seq, max_pages, &mut lists.pages);
+            if st.overloaded && policy::shard_overload_ends(&self.params, st.totals().0) {
+                st.overloaded = false;
+            }
+            shard.publish(&st);
+        }
+        self.run_entries(cpu, lists)
+    }
+
+    /// Frees up to `max_pages` pages of shard `cpu` whose grace period has
+    /// completed, on the calling thread (the kernel frees such pages
+    /// directly, without a callback). Called by `defer_drop` after handing
+    /// off a full page where the domain opts in (`retiring_thread_frees`),
+    /// so a thread that produces garbage also frees what is ready, on the
+    /// core that allocated it. (By default a thread frees only values that
+    /// drop anywhere, in steps: `drain.rs`.) If a worker, a barrier or
+    /// another thread is running the shard, wakes the node's worker
+    /// instead: the holder may be a thread preempted in the middle of its
+    /// own inline free, and ready pages left to threads that keep failing
+    /// here piled up to 93 MiB in a 2-second run (2 threads on 2 cores).
+    pub(crate) fn free_ready_pages(&self, gp: &GracePeriods, cpu: usize, max_pages: usize) {
+        let shard = &self.shards[cpu];
+        let Some(mut lists) = try_lock(&shard.invoke) else {
+            self.workers.wake(self.worker_group(cpu));
+            return;
+        };
+        {
+            let mut st = lock(&shard.state);
+            st.take_ready_pages(gp.seq(), max_pages, &mut lists.pages);
+            if lists.pages.is_empty() {
+                return;
+            }
+            shard.publish(&st);
+        }
+        self.run_entries(cpu, &mut lists);
+    }
+
+    /// Runs callbacks and drops pages taken from shard `cpu` (whose `invoke`
+    /// lock the caller holds), leaving `lists` empty for the next batch.
+    /// Returns (callbacks and objects run, bytes).
+    pub(super) fn run_entries(&self, cpu: usize, lists: &mut InvokeLists) -> (usize, usize) {
+        let (mut n, mut bytes, mut panics) = (0, 0, 0);
+        let was = IN_CALLBACK.with(|c| c.replace(true));
+        panics += run_each_caught(
+            lists.batch.drain(..),
+            |e| {
+                n += e.count();
+                bytes += e.bytes;
+                (e.f)();
+            },
+            |msg| self.report_panic(msg),
+        );
+        for mut page in lists.pages.drain(..) {
+            n += page.len();
+            bytes += page.bytes();
+            panics += page.drop_objects_with(&mut |msg| self.report_panic(msg));
+            add(&self.counters.pages_freed, 1);
+            self.recycle(cpu, page);
+        }
+        lists.trim();
+        IN_CALLBACK.with(|c| c.set(was));
+        add(&self.counters.invoked, n);
+        add(&self.counters.bytes_freed, bytes);
+        add(&self.counters.panics, panics);
+        (n, bytes)
+    }
+
+    /// Reports a caught panic of a callback or deferred drop (`msg`: its
+    /// message, from [`catch_panic`]).
+    pub(crate) fn report_panic(&self, msg: Option<String>) {
+        let msg = msg.unwrap_or_else(|| "<non-string panic payload>".to_string());
+        tracing::error!(panic = %msg, "rcu-reclaim: an RCU callback panicked; the remaining callbacks still run");
+        if let Some(hook) = &self.panic_hook {
+            // A panicking hook must not unwind out of the batch: the
+            // callbacks after this one would be lost.
+            if catch_panic(|| hook(&msg)).is_err() {
+                tracing::error!("rcu-reclaim: the on_callback_panic hook itself panicked");
+            }
+        }
+    }
+
+    /// Runs `drop` (a deferred drop the caller's thread runs itself, after
+    /// a grace period it waited for) as a one-entry batch of `run_entries`:
+    /// counted as invoked, a panic reported as any callback's is.
+    pub(crate) fn run_inline(&self, bytes: usize, drop: impl FnOnce() + Send + 'static) {
+        let mut lists = InvokeLists {
+            batch: vec![Entry::call(Box::new(drop), bytes)],
+            pages: Vec::new(),
+        };
+        self.run_entries(self.current_shard(), &mut lists);
+    }
+
+    /// Whether shard `cpu` has work for its worker: ready callbacks, or
+    /// ready pages that are not left to the thread that frees its own
+    /// (within `producer_window` of its last hand-off, unless pressured; as
+    /// `after_gp` decides).
+    pub(crate) fn has_ready(&self, gp: &GracePeriods, cpu: usize) -> bool {
+        let seq = gp.seq();
+        let mut st = lock(&self.shards[cpu].state);
+        st.list.advance(seq);
+        st.list.done_len() > 0 || self.pages_for_worker(&st, cpu, seq)
+    }
+
+    /// Whether the shard has ready pages that are not left to its producer.
+    pub(super) fn pages_for_worker(&self, st: &ShardState, cpu: usize, seq: u64) -> bool {
+        st.pages_ready(seq) && !self.pages_left_to_producer(st, cpu)
+    }
+
+    /// Whether the shard's ready pages are left to the thread handing it
+    /// pages (it frees its own: `retiring_thread_frees` or `Rcu::collect`)
+    /// for now: within `producer_window` of its last hand-off, and no
+    /// pressure on the shard's node.
+    pub(super) fn pages_left_to_producer(&self, st: &ShardState, cpu: usize) -> bool {
+        !self.pressure.on_node(self.topology.node_of(cpu))
+            && st
+                .left_to_producer(crate::clock::now(), self.params.producer_window)
+                .is_some()
+    }
+
+    /// As `invoke_ready`, for the shard's worker: pages left to their
+    /// producer (see `has_ready`) stay for it; a worker running anyway
+    /// (woken for callbacks, or for another shard) does not take them.
+    pub(crate) fn invoke_for_worker(
+        &self,
+        gp: &GracePeriods,
+        cpu: usize,
+        limit: Option<usize>,
+    ) -> (usize, usize) {
+        let mut lists = lock(&self.shards[cpu].invoke);
+        let max_pages = if self.pages_left_to_producer(&lock(&self.shards[cpu].state), cpu) {
+            0
+        } else {
+            usize::MAX
+        };
+        self.invoke_locked(&mut lists, gp, cpu, limit, max_pages)
+    }
+}

@@ -1,0 +1,218 @@
+//! A shard: one CPU's segmented callback list and queue of sealed bulk
+//! pages, under its lock, with lock-free mirrors of its totals.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::segcblist::{Entry, SegCbList};
+use super::BulkPage;
+use crate::clock::epoch_ms;
+use crate::policy;
+use crate::sync::Mutex;
+
+#[derive(Default)]
+pub(super) struct ShardState {
+    pub(super) list: SegCbList,
+    /// Sealed pages, each waiting for its own cookie.
+    pub(super) pages: VecDeque<BulkPage>,
+    /// The highest cookie of any page queued here since the shard began
+    /// (not lowered when pages leave: only pages whose cookie is done do).
+    /// Not done, it is a queued page's; done, every queued page's is.
+    pub(super) pages_max_cookie: u64,
+    pub(super) page_objects: usize,
+    pub(super) page_bytes: usize,
+    /// Pages (from the front) whose grace period has been asked for.
+    pub(super) pages_requested: usize,
+    pub(super) spare: Vec<BulkPage>,
+    /// When the oldest entry not yet assigned a grace period was queued.
+    pub(super) since: Option<Instant>,
+    pub(super) hurry: bool,
+    pub(super) overloaded: bool,
+    /// When a thread last handed its own full page to this shard (it frees
+    /// ready pages as it does: see `Params::producer_window`).
+    pub(super) last_handoff: Option<Instant>,
+    /// That thread frees only plain pages (values that drop anywhere; the
+    /// default): pages are left to it only while the front one is plain.
+    pub(super) producer_plain_only: bool,
+}
+
+impl ShardState {
+    pub(super) fn totals(&self) -> (usize, usize) {
+        (
+            self.list.len() + self.page_objects,
+            self.list.bytes() + self.page_bytes,
+        )
+    }
+
+    /// Queues a sealed page, keeping the totals and `pages_max_cookie`.
+    pub(super) fn push_page(&mut self, page: BulkPage) {
+        self.page_objects += page.len();
+        self.page_bytes += page.bytes();
+        self.pages_max_cookie = self.pages_max_cookie.max(page.cookie);
+        self.pages.push_back(page);
+    }
+
+    /// Queues a page whose grace period has already elapsed (what a drain
+    /// left) at the front, where it is ready at once.
+    pub(super) fn push_ready_front(&mut self, page: BulkPage) {
+        self.page_objects += page.len();
+        self.page_bytes += page.bytes();
+        self.pages_requested += 1;
+        self.pages.push_front(page);
+    }
+
+    /// Whether the front page's grace period has completed (whether or not
+    /// the shard asked for one: a page is sealed with a cookie, and any
+    /// grace period that reaches it makes the page safe to free).
+    pub(super) fn pages_ready(&self, seq: u64) -> bool {
+        self.pages.front().is_some_and(|p| seq >= p.cookie)
+    }
+
+    /// Moves up to `max` pages whose grace period has elapsed from the
+    /// front to `out`, keeping the totals.
+    pub(super) fn take_ready_pages(&mut self, seq: u64, max: usize, out: &mut Vec<BulkPage>) {
+        let mut taken = 0;
+        while taken < max && self.pages_ready(seq) {
+            out.push(self.pop_front_page().expect("front exists"));
+            taken += 1;
+        }
+    }
+
+    /// Takes the front page off the queue, keeping the totals.
+    pub(super) fn pop_front_page(&mut self) -> Option<BulkPage> {
+        let p = self.pages.pop_front()?;
+        self.pages_requested = self.pages_requested.saturating_sub(1);
+        self.page_objects -= p.len();
+        self.page_bytes -= p.bytes();
+        Some(p)
+    }
+
+    /// The front page, if its grace period has elapsed and its values drop
+    /// anywhere (what a retiring thread's drain may take), keeping the totals.
+    pub(super) fn take_ready_plain(&mut self, seq: u64) -> Option<BulkPage> {
+        if !self.pages_ready(seq) || !self.pages.front().is_some_and(BulkPage::is_plain) {
+            return None;
+        }
+        self.pop_front_page()
+    }
+
+    /// Pages at the front whose grace period has elapsed (counted up to
+    /// `max`): work for a worker, which no section can hold up.
+    pub(super) fn ready_pages(&self, seq: u64, max: usize) -> usize {
+        self.pages
+            .iter()
+            .take(max)
+            .take_while(|p| seq >= p.cookie)
+            .count()
+    }
+
+    /// How much longer ready pages are left to the thread that hands pages
+    /// to this shard (within `window` of its last hand-off); `None` once a
+    /// worker should free them.
+    pub(super) fn left_to_producer(&self, now: Instant, window: Duration) -> Option<Duration> {
+        if self.producer_plain_only && !self.pages.front().is_some_and(BulkPage::is_plain) {
+            // It would stop at this page: a worker frees it (and what
+            // follows, lest the shard wait behind it).
+            return None;
+        }
+        policy::left_to_producer(self.last_handoff, now, window)
+    }
+
+    /// The sequence value at which the oldest page or callback becomes
+    /// ready (0: something already is; `u64::MAX`: nothing waits).
+    pub(super) fn ready_at(&self) -> u64 {
+        let page = self.pages.front().map(|p| p.cookie);
+        page.into_iter()
+            .chain(self.list.earliest_gp())
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Entries not yet assigned a grace period, and their bytes.
+    pub(super) fn unrequested(&self) -> (usize, usize) {
+        self.pages.iter().skip(self.pages_requested).fold(
+            (self.list.next_len(), self.list.next_bytes()),
+            |(n, b), p| (n + p.len(), b + p.bytes()),
+        )
+    }
+}
+
+pub(crate) struct Shard {
+    pub(super) state: Mutex<ShardState>,
+    /// Held while running this shard's ready entries: one runner at a time
+    /// keeps queue order, and `barrier` takes it to wait for a running batch.
+    /// It holds the runner's lists, reused from batch to batch.
+    pub(super) invoke: Mutex<InvokeLists>,
+    pub(super) count: AtomicUsize,
+    pub(super) bytes: AtomicUsize,
+    /// The sequence value at which the shard's oldest entry becomes ready
+    /// (`u64::MAX`: nothing waits), for `collect`'s lock-free look. A hint:
+    /// a stale value costs a look or a delay, never an early free.
+    pub(super) ready_at: AtomicU64,
+    /// When (`epoch_ms`) a thread last called `Rcu::collect` on this
+    /// shard; 0: never. Ready pages are left to such a
+    /// thread for `producer_window`, as to a `retiring_thread_frees` one.
+    pub(super) collected_ms: AtomicUsize,
+}
+
+/// What a batch takes from its shard to run: callbacks and pages. Kept in
+/// the shard's `invoke` lock and reused rather than freed after each batch:
+/// a list of 80 pages is 2 KiB, over glibc's per-thread cache sizes, and
+/// grown last it sits at the top of the heap, where freeing it leaves a
+/// free chunk of 64 KiB or more, and glibc then consolidates every
+/// fast-bin chunk first. Those chunks are the objects the batch has just
+/// freed, so each batch paid for merging thousands of them, and the
+/// allocations after it came from the merged chunk on glibc's slow path
+/// (`defer_profile` under callgrind: 19 of its 20 `malloc_consolidate`
+/// calls came from dropping the page list).
+#[derive(Default)]
+pub(crate) struct InvokeLists {
+    pub(super) batch: Vec<Entry>,
+    pub(super) pages: Vec<BulkPage>,
+}
+
+impl InvokeLists {
+    /// Lists longer than this are freed after their batch, not kept: a
+    /// shard that once ran a huge backlog does not hold its lists for good.
+    pub(super) const KEEP_AT_MOST: usize = 4096;
+
+    /// Frees lists grown past [`KEEP_AT_MOST`](Self::KEEP_AT_MOST) (they
+    /// are empty: `run_entries` drained them).
+    pub(super) fn trim(&mut self) {
+        if self.batch.capacity() > Self::KEEP_AT_MOST {
+            self.batch = Vec::new();
+        }
+        if self.pages.capacity() > Self::KEEP_AT_MOST {
+            self.pages = Vec::new();
+        }
+    }
+}
+
+impl Shard {
+    pub(super) fn new() -> Self {
+        Shard {
+            state: Mutex::new(ShardState::default()),
+            invoke: Mutex::new(InvokeLists::default()),
+            count: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            ready_at: AtomicU64::new(u64::MAX),
+            collected_ms: AtomicUsize::new(0),
+        }
+    }
+
+    /// Mirrors the shard's totals and its first readiness for lock-free
+    /// queries.
+    pub(super) fn publish(&self, st: &ShardState) {
+        let (n, b) = st.totals();
+        self.count.store(n, Ordering::Relaxed);
+        self.bytes.store(b, Ordering::Relaxed);
+        self.ready_at.store(st.ready_at(), Ordering::Relaxed);
+    }
+
+    /// Whether a thread called `Rcu::collect` on this shard within `window`.
+    pub(super) fn collector_recent(&self, window: Duration) -> bool {
+        let at = self.collected_ms.load(Ordering::Relaxed);
+        at != 0 && epoch_ms().saturating_sub(at) as u128 <= window.as_millis()
+    }
+}
