@@ -282,6 +282,7 @@ pub mod cache;
 mod callbacks;
 mod cell;
 mod clock;
+mod config;
 mod domain;
 mod fast_mode;
 mod flavor;
@@ -302,6 +303,7 @@ pub mod qsbr;
 mod raw;
 mod reader;
 pub mod reclaim;
+mod retired;
 mod size;
 pub mod sources;
 pub mod stats;
@@ -313,11 +315,12 @@ mod wake_promise;
 
 #[cfg(not(loom))]
 pub use cache::{RcuCache, RcuCacheBuilder};
-pub use cell::{CompareExchangeError, RcuCell, Retired};
+pub use cell::{CompareExchangeError, RcuCell};
 pub use domain::{Config, Error, Flavor, Rcu};
 pub use guard::{ReadGuard, ReadSection};
 pub use map::RcuHashMap;
 pub use qsbr::{LateReader, QsbrGuard, QsbrOfflineThread, QsbrThread};
+pub use retired::Retired;
 #[doc(hidden)]
 pub use size::field_drops_anywhere as __field_drops_anywhere;
 pub use size::{drops_anywhere, ReclaimSize};

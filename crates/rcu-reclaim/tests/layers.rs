@@ -42,6 +42,11 @@ const LAYERS: &[(&str, &[&str])] = &[
         "callback engine",
         &[
             "callbacks/mod.rs",
+            "callbacks/shard.rs",
+            "callbacks/plan.rs",
+            "callbacks/flush.rs",
+            "callbacks/invoke.rs",
+            "callbacks/barrier.rs",
             "callbacks/drain.rs",
             "callbacks/throttle.rs",
             "callbacks/worker.rs",
@@ -49,7 +54,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("grace-period thread", &["gp_thread.rs"]),
-    ("domain", &["domain.rs"]),
+    ("domain", &["domain.rs", "config.rs"]),
     (
         "public API",
         &[
@@ -59,6 +64,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "synchronize.rs",
             "callbacks/api.rs",
             "cell.rs",
+            "retired.rs",
             "pressure.rs",
             "fork.rs",
             "pages.rs",

@@ -1,0 +1,213 @@
+//! Eviction: taking entries out of the cache's shards by their policy
+//! (`evict`, `evict_across`), and the cache's map as the policy's
+//! [`Store`], whose unlinked entries are retired, and discarded keys
+//! dropped, once the shard's lock is released ([`Unlocked`]).
+
+use std::cell::RefCell;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::Ordering;
+
+use super::entry::Entry;
+use super::policy::{S3Fifo, Store};
+use super::{lock, shrink, Inner};
+use crate::guard::ReadGuard;
+use crate::map::Unlinked;
+
+impl<K, V, S> Inner<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    /// Evicts from the shards in turn until the cache holds at most
+    /// `target` bytes, at most `max` entries in all: first each shard down
+    /// to its share of `target` (at most its share of `max`, so that a
+    /// reclaim pass evicts by every shard's policy), then, should the
+    /// cache still be over, whatever any shard holds. With `try_only` (a
+    /// reclaim pass) a shard whose lock stays busy is skipped
+    /// ([`try_lock_queues`](shrink::try_lock_queues)), and `None` says that
+    /// none could be had; else each lock is waited for, one at a time.
+    /// The shards are taken in turn from the one after shard `last` (a
+    /// writer's own shard goes last: it has evicted what it could).
+    /// Returns the entries and bytes evicted, each shard's retired once
+    /// its lock is released.
+    pub(super) fn evict_across(
+        &self,
+        target: usize,
+        max: usize,
+        try_only: bool,
+        last: usize,
+    ) -> Option<(usize, usize)> {
+        let shards = &self.policy;
+        let share = shards.share(target);
+        let per_shard = max.div_ceil(shards.count());
+        let (mut n, mut bytes, mut locked) = (0, 0, false);
+        for pass in 0..2 {
+            for shard in shards.iter_ending_at(last) {
+                if n >= max || shards.bytes() <= target {
+                    return Some((n, bytes));
+                }
+                let held = if try_only {
+                    shrink::try_lock_queues(&shard.queues)
+                } else {
+                    Some(lock(&shard.queues))
+                };
+                let Some(mut queues) = held else {
+                    continue;
+                };
+                locked = true;
+                let (k, b, unlinked) = if pass == 0 {
+                    let over = || shard.bytes.load(Ordering::Relaxed) > share;
+                    self.evict(&mut queues, over, per_shard.min(max - n))
+                } else {
+                    self.evict(&mut queues, || shards.bytes() > target, max - n)
+                };
+                drop(queues);
+                drop(unlinked);
+                n += k;
+                bytes += b;
+            }
+        }
+        locked.then_some((n, bytes))
+    }
+
+    /// Evicts from one shard's `queues` (at most `max` entries) while
+    /// `over` says so: the entries and bytes evicted, and the entries
+    /// unlinked and keys discarded, to drop (retiring the entries) once the
+    /// caller has released the shard's lock.
+    pub(super) fn evict(
+        &self,
+        queues: &mut S3Fifo<K>,
+        over: impl Fn() -> bool,
+        max: usize,
+    ) -> (usize, usize, Unlocked<'_, K, V, S>) {
+        let (mut n, mut bytes) = (0, 0);
+        let guard = self.map.domain().read_lock();
+        let store = MapStore::new(self, &guard);
+        // Small's size is a share of the shard's share of `max_bytes`.
+        let cap = self.policy.share(self.cap.max());
+        while n < max && over() {
+            match queues.evict(cap, &store) {
+                Some(w) => {
+                    n += 1;
+                    bytes += w;
+                }
+                None => break,
+            }
+        }
+        (n, bytes, store.into_unlocked())
+    }
+}
+
+/// An entry evicted from the cache's map, retired when dropped.
+pub(super) type EntryUnlinked<'a, K, V, S> = Unlinked<'a, K, Entry<V>, S>;
+
+/// What a [`MapStore`] leaves to do once the shard's lock is released:
+/// the entries it unlinked, retired as this drops, then the keys of the
+/// queue items it discarded, dropped (their `Drop` may write to the cache,
+/// which under the lock waited for the lock).
+pub(super) struct Unlocked<'a, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    // Fields drop in order: the entries are retired first.
+    _unlinked: Vec<EntryUnlinked<'a, K, V, S>>,
+    _keys: Vec<K>,
+}
+
+/// The cache's map as the policy's [`Store`], inside a read-side section.
+/// Entries it removes are unlinked at once and kept in `unlinked`, to be
+/// retired when that drops: after the caller has released the shard's
+/// lock, as the keys it is given to discard are dropped.
+pub(super) struct MapStore<'a, 'g, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    inner: &'a Inner<K, V, S>,
+    guard: &'g ReadGuard<'g>,
+    unlinked: RefCell<Vec<EntryUnlinked<'a, K, V, S>>>,
+    discarded: RefCell<Vec<K>>,
+}
+
+impl<'a, 'g, K, V, S> MapStore<'a, 'g, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    pub(super) fn new(inner: &'a Inner<K, V, S>, guard: &'g ReadGuard<'g>) -> Self {
+        MapStore {
+            inner,
+            guard,
+            unlinked: RefCell::new(Vec::new()),
+            discarded: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Retires the entries unlinked so far (with no shard lock held).
+    pub(super) fn retire_unlinked(&self) {
+        drop(self.unlinked.take());
+    }
+
+    /// What is left to do once the shard's lock is released.
+    pub(super) fn into_unlocked(self) -> Unlocked<'a, K, V, S> {
+        Unlocked {
+            _unlinked: self.unlinked.into_inner(),
+            _keys: self.discarded.into_inner(),
+        }
+    }
+}
+
+impl<K, V, S> Store<K> for MapStore<'_, '_, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    // Both find the entry by its hash and id, never by the key: the key's
+    // `Eq` is the user's code, and one that panicked here did so under the
+    // shard's lock, while one that is not reflexive (or a `Clone` that
+    // makes a key unequal to the original, the queued one) left its
+    // entries in the map for good, counted, over the capacity and out of
+    // `clear`'s reach. Ids are unique, and the hash is the one the entry
+    // was filed under.
+    fn visit(
+        &self,
+        _key: &K,
+        hash: u64,
+        id: u64,
+        next: impl FnOnce(u8) -> Option<u8>,
+    ) -> Option<u8> {
+        let e = self
+            .inner
+            .map
+            .get_hashed_by(hash, |e| e.id == id, self.guard)?;
+        let freq = e.freq();
+        if let Some(f) = next(freq) {
+            e.set_freq(f);
+        }
+        Some(freq)
+    }
+
+    fn remove(&self, _key: &K, hash: u64, id: u64) -> Option<usize> {
+        let mut weight = 0;
+        let unlinked = self.inner.map.unlink_hashed_by(hash, |e| {
+            let it = e.id == id;
+            if it {
+                weight = e.weight;
+            }
+            it
+        })?;
+        self.unlinked.borrow_mut().push(unlinked);
+        self.inner.policy.rebook(hash, weight, 0);
+        Some(weight)
+    }
+
+    fn discard(&self, key: K) {
+        self.discarded.borrow_mut().push(key);
+    }
+}
