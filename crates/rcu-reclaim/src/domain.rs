@@ -237,14 +237,22 @@ impl Rcu {
             }),
         };
         // The reader layer pays a pressure-throttle wait that a section
-        // owed, when it ends, through this hook (weak: the registry lives
-        // in the domain).
+        // owed, when it ends, through these hooks (weak: the registry lives
+        // in the domain), and hands on an exited thread's page.
         #[cfg(not(loom))]
         {
             let weak = Arc::downgrade(&rcu.inner);
             let _ = rcu.registry.pay_owed.set(Box::new(move |payer| {
                 if let Some(inner) = weak.upgrade() {
                     crate::callbacks::pay_owed_throttle(&inner, payer);
+                }
+            }));
+            // A thread that exits leaves its buffered page in the
+            // registry's orphans: the grace-period thread takes it now.
+            let weak = Arc::downgrade(&rcu.inner);
+            let _ = rcu.registry.adopt_orphans.set(Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.kthread.kick(&inner);
                 }
             }));
         }

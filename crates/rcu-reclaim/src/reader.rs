@@ -130,12 +130,21 @@ impl Slot {
     /// orphans as its thread lets the slot go (under the buffer's lock, so
     /// a concurrent flush sees the page either here or in `orphans`).
     fn orphan_buffered_page(&self, registry: &Registry) {
-        self.local.with_page_owner(|page| {
-            if let Some(p) = page.take() {
-                lock(&registry.orphans).push(p);
-            }
+        let orphaned = self.local.with_page_owner(|page| {
+            let orphaned = page.take().map(|p| lock(&registry.orphans).push(p));
             self.local.reset_counts();
+            orphaned.is_some()
         });
+        // No retire of this thread will hand the page on: the domain's
+        // grace-period thread adopts it now, not at its next lazy look.
+        #[cfg(not(loom))]
+        if orphaned {
+            if let Some(adopt) = registry.adopt_orphans.get() {
+                adopt();
+            }
+        }
+        #[cfg(loom)]
+        let _ = orphaned;
     }
 }
 
@@ -169,6 +178,10 @@ pub(crate) struct Registry {
     /// [`OWES_THROTTLE`]).
     #[cfg(not(loom))]
     pub(crate) pay_owed: std::sync::OnceLock<PayOwed>,
+    /// Asks the domain to adopt `orphans` at once (set by the domain: it
+    /// kicks its grace-period thread).
+    #[cfg(not(loom))]
+    pub(crate) adopt_orphans: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// The domain's hook behind [`Registry::pay_owed`].
@@ -190,6 +203,8 @@ impl Registry {
             foreign_futex: Default::default(),
             #[cfg(not(loom))]
             pay_owed: std::sync::OnceLock::new(),
+            #[cfg(not(loom))]
+            adopt_orphans: std::sync::OnceLock::new(),
         }
     }
 

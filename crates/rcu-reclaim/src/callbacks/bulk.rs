@@ -258,19 +258,27 @@ impl BulkPage {
         (done, bytes)
     }
 
-    /// Drops every object (its grace period has elapsed), handing the
+    /// Drops every object (its grace period has elapsed), calling
+    /// `starting` before each (the runner's progress mark), handing the
     /// message of each drop function that panicked to `on_panic`; returns
     /// how many panicked. The page is empty afterwards.
-    pub(crate) fn drop_objects_with(&mut self, on_panic: &mut dyn FnMut(Option<String>)) -> usize {
+    pub(crate) fn drop_objects_with(
+        &mut self,
+        starting: &dyn Fn(),
+        on_panic: &mut dyn FnMut(Option<String>),
+    ) -> usize {
         // SAFETY: the page is owned by `self`.
         let d = unsafe { self.data.as_mut() };
         let panics = run_each_caught(
             d.entries[..d.len].iter(),
-            // SAFETY: entries below `len` were initialised by `push`; per
-            // `push`'s contract the grace period has elapsed, and each entry
-            // is dropped once (`run_each_caught` runs each once; len is
-            // reset below).
-            |e| unsafe { e.assume_init().run() },
+            |e| {
+                starting();
+                // SAFETY: entries below `len` were initialised by `push`;
+                // per `push`'s contract the grace period has elapsed, and
+                // each entry is dropped once (`run_each_caught` runs each
+                // once; len is reset below).
+                unsafe { e.assume_init().run() }
+            },
             on_panic,
         );
         d.len = 0;
@@ -283,7 +291,7 @@ impl BulkPage {
     /// payloads (for pages no domain reports on: tests and fork children).
     #[cfg(test)]
     pub(crate) fn drop_objects(&mut self) -> usize {
-        self.drop_objects_with(&mut |_| {})
+        self.drop_objects_with(&|| {}, &mut |_| {})
     }
 }
 

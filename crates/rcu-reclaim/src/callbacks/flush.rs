@@ -89,7 +89,7 @@ impl Callbacks {
                         if older_than.is_some() {
                             add(&self.counters.lazy_flushes, 1);
                         }
-                        kick |= self.hand_off(gp, page, false);
+                        kick |= self.hand_off(gp, page, true);
                     }
                 },
             );
@@ -100,7 +100,7 @@ impl Callbacks {
             // Held while handing off, so `barrier` never misses a page in transit.
             let mut orphans = lock(&gp.registry().orphans);
             for page in orphans.drain(..) {
-                kick |= self.hand_off(gp, page, false);
+                kick |= self.hand_off(gp, page, true);
             }
         }
         (kick, next_due.map(|ms| Duration::from_millis(ms as u64)))

@@ -139,9 +139,12 @@ impl Callbacks {
     pub(super) fn run_entries(&self, cpu: usize, lists: &mut InvokeLists) -> (usize, usize) {
         let (mut n, mut bytes, mut panics) = (0, 0, 0);
         let was = IN_CALLBACK.with(|c| c.replace(true));
+        let mark = &self.shards[cpu].runner;
+        mark.running.store(true, Ordering::Relaxed);
         panics += run_each_caught(
             lists.batch.drain(..),
             |e| {
+                mark.bump();
                 n += e.count();
                 bytes += e.bytes;
                 (e.f)();
@@ -151,10 +154,11 @@ impl Callbacks {
         for mut page in lists.pages.drain(..) {
             n += page.len();
             bytes += page.bytes();
-            panics += page.drop_objects_with(&mut |msg| self.report_panic(msg));
+            panics += page.drop_objects_with(&|| mark.bump(), &mut |msg| self.report_panic(msg));
             add(&self.counters.pages_freed, 1);
             self.recycle(cpu, page);
         }
+        mark.running.store(false, Ordering::Relaxed);
         lists.trim();
         IN_CALLBACK.with(|c| c.set(was));
         add(&self.counters.invoked, n);
@@ -231,5 +235,15 @@ impl Callbacks {
             usize::MAX
         };
         self.invoke_locked(&mut lists, gp, cpu, limit, max_pages)
+    }
+
+    /// Whether a runner (a worker, or a thread running a barrier or
+    /// reclaim) has spent `policy::WORKER_STUCK_MS` or more on one
+    /// callback, or one page of destructors, of any shard: a throttled
+    /// thread waiting for it stops waiting (it may hold the lock that item
+    /// waits for).
+    pub(crate) fn runner_stuck(&self) -> bool {
+        let now = epoch_ms();
+        self.shards.iter().any(|s| s.runner.stuck(now))
     }
 }

@@ -283,12 +283,14 @@ impl Callbacks {
         )
     }
 
-    /// Seals a full (or stolen, or orphaned) page and hands it to the
-    /// current shard. `producer`: the page's own thread, which frees the
-    /// shard's ready pages after this (see `Params::producer_window`). Returns
-    /// whether to kick the grace-period thread.
-    pub(crate) fn hand_off(&self, gp: &GracePeriods, page: BulkPage, producer: bool) -> bool {
-        match self.hand_off_as(gp, page, producer, false, false, true) {
+    /// Seals a page that is not the caller's own (stolen from its thread,
+    /// or orphaned by one that exited), or the caller's own handed on early
+    /// (reclaim, which then waits for a grace period itself), and hands it
+    /// to the current shard. `adopted`: a stolen or orphaned page, which
+    /// asks for a grace period at the next plan (see `hand_off_as`).
+    /// Returns whether to kick the grace-period thread.
+    pub(crate) fn hand_off(&self, gp: &GracePeriods, page: BulkPage, adopted: bool) -> bool {
+        match self.hand_off_as(gp, page, false, false, false, true, adopted) {
             Ok((kick, _, _)) => kick,
             Err(_) => unreachable!("a hand-off that waits for the lock takes the page"),
         }
@@ -323,11 +325,12 @@ impl Callbacks {
     ) -> Result<(bool, bool, Option<u64>), BulkPage> {
         let producer = self.params.retiring_thread_frees || page.is_plain();
         let wait = page.is_full();
-        self.hand_off_as(gp, page, producer, true, early, wait)
+        self.hand_off_as(gp, page, producer, true, early, wait, false)
     }
 
     /// `wait`: wait for the shard's lock (else `Err` hands the page back
-    /// if it is held).
+    /// if it is held). `adopted`: see `hand_off`.
+    #[allow(clippy::too_many_arguments)]
     fn hand_off_as(
         &self,
         gp: &GracePeriods,
@@ -336,6 +339,7 @@ impl Callbacks {
         own: bool,
         early: bool,
         wait: bool,
+        adopted: bool,
     ) -> Result<(bool, bool, Option<u64>), BulkPage> {
         if page.len() == 0 {
             self.recycle(self.current_shard(), page);
@@ -374,6 +378,17 @@ impl Callbacks {
         }
         let added = page.bytes();
         st.push_page(page);
+        if adopted {
+            // A page taken from its thread (a lazy flush: it has waited its
+            // lazy delay there already) or left by a thread that exited: no
+            // later retire of that thread will carry it along, and a
+            // shard's own lazy delay after the one it waited would make a
+            // trickle wait twice as long (with a long `lazy_delay`, an
+            // exited thread's last few objects waited for the next flush,
+            // then that delay again). The next plan gives it a grace
+            // period.
+            st.hurry = true;
+        }
         // The page's own thread weighs the idle shard's kick itself (see
         // `hand_off_own`).
         let kick = self.after_enqueue(&mut st, was_idle && !own, added);

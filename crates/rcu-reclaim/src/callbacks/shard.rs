@@ -2,7 +2,9 @@
 //! pages, under its lock, with lock-free mirrors of its totals.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
 use super::segcblist::{Entry, SegCbList};
@@ -154,6 +156,48 @@ pub(crate) struct Shard {
     /// shard; 0: never. Ready pages are left to such a
     /// thread for `producer_window`, as to a `retiring_thread_frees` one.
     pub(super) collected_ms: AtomicUsize,
+    /// What the shard's runner is doing, for a throttled thread that
+    /// stops waiting for a runner stuck on one item (`Callbacks::runner_stuck`).
+    pub(super) runner: CachePadded<RunnerMark>,
+}
+
+/// A shard's runner's progress (a hint: races between observers, or with
+/// a thread running a one-entry batch beside the runner, only delay or
+/// hasten a throttled thread's decision to stop waiting).
+#[derive(Default)]
+pub(crate) struct RunnerMark {
+    /// Bumped before each callback and each deferred drop a runner starts.
+    pub(super) progress: AtomicUsize,
+    /// Whether a runner is inside a batch.
+    pub(super) running: AtomicBool,
+    /// The `progress` a throttled thread last saw, and when (`epoch_ms`).
+    pub(super) seen: AtomicUsize,
+    pub(super) seen_ms: AtomicUsize,
+}
+
+impl RunnerMark {
+    /// Counts one more item started (only a shard's runner writes it).
+    #[inline]
+    pub(crate) fn bump(&self) {
+        let p = self.progress.load(Ordering::Relaxed);
+        self.progress.store(p.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether a runner has been on one item for `policy::WORKER_STUCK_MS`
+    /// or more by `now_ms`: no item started since a look at least that
+    /// long ago (every look that finds progress notes it).
+    pub(super) fn stuck(&self, now_ms: usize) -> bool {
+        if !self.running.load(Ordering::Relaxed) {
+            return false;
+        }
+        let p = self.progress.load(Ordering::Relaxed);
+        if self.seen.load(Ordering::Relaxed) != p || self.seen_ms.load(Ordering::Relaxed) == 0 {
+            self.seen.store(p, Ordering::Relaxed);
+            self.seen_ms.store(now_ms, Ordering::Relaxed);
+            return false;
+        }
+        policy::worker_stuck(self.seen_ms.load(Ordering::Relaxed), now_ms)
+    }
 }
 
 /// What a batch takes from its shard to run: callbacks and pages. Kept in
@@ -198,6 +242,7 @@ impl Shard {
             bytes: AtomicUsize::new(0),
             ready_at: AtomicU64::new(u64::MAX),
             collected_ms: AtomicUsize::new(0),
+            runner: CachePadded::new(RunnerMark::default()),
         }
     }
 

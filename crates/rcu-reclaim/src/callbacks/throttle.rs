@@ -31,7 +31,11 @@
 //! before; 13 of 14 survived after.
 //!
 //! Both waits are bounded, so a worker or a reader stuck on a lock the
-//! retiring thread holds costs it a delay, never a deadlock.
+//! retiring thread holds costs it a delay, never a deadlock; and both stop
+//! once a worker has spent `policy::WORKER_STUCK_MS` on one callback or
+//! page of destructors (`Callbacks::runner_stuck`): a writer that retires
+//! under a lock the values' `Drop` takes waited up to 1 s per retire under
+//! pressure, for a worker blocked on that very lock.
 
 #[cfg(not(loom))]
 use std::cell::Cell;
@@ -145,7 +149,9 @@ impl Callbacks {
         let start = Instant::now();
         while start.elapsed() < policy::THROTTLE_MAX_WAIT {
             std::thread::yield_now();
-            if done() {
+            if done() || self.runner_stuck() {
+                // Done, or the worker is stuck on one item (maybe on a
+                // lock this thread holds): waiting longer cannot help.
                 break;
             }
         }
@@ -235,6 +241,14 @@ impl Callbacks {
             {
                 break;
             }
+            if self.runner_stuck() {
+                // A worker (or a thread running a barrier or reclaim) has
+                // spent `WORKER_STUCK_MS` on one callback or destructor: if
+                // it waits for a lock this thread holds, the wait would run
+                // to its bound (up to 1 s per retire) and free nothing.
+                self.report_stuck(start.elapsed());
+                break;
+            }
         }
         let waited = start.elapsed();
         spent_in_call(waited);
@@ -246,6 +260,23 @@ impl Callbacks {
         if waited >= max_wait && max_wait >= policy::PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER {
             self.report_held_up(gp, left, waited);
         }
+    }
+
+    /// Says, loudly and at most once a second, that a thread retiring
+    /// under pressure stopped waiting after `waited` because a runner has
+    /// spent `policy::WORKER_STUCK_MS` or more on one item.
+    #[cfg(not(loom))]
+    fn report_stuck(&self, waited: std::time::Duration) {
+        static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
+        REPORTS.warn_loud(&format!(
+            "rcu-reclaim: under memory pressure, a thread retiring garbage stopped waiting for \
+             it after {} ms: a worker has spent {} ms or more on one callback or destructor. \
+             If that callback or Drop takes a lock the retiring thread holds, retire outside \
+             that lock (or with try_defer_drop, which never waits): every retire under it \
+             waits for nothing, and the garbage is freed only once the lock is released",
+            waited.as_millis(),
+            policy::WORKER_STUCK_MS
+        ));
     }
 
     /// Says, loudly and at most once a second, that a thread retiring
