@@ -815,7 +815,8 @@ where
             // another) reports too seldom.
             if !inner.backlog_warned.swap(true, Ordering::Relaxed) {
                 crate::sys::warn_loud(&format!(
-                    "rcu-reclaim: RcuCache::insert on an online QSBR thread found {pending} \
+                    "rcu-reclaim: an RcuCache write (insert or get_or_insert_with) on an online QSBR \
+                     thread found {pending} \
                      bytes waiting to be freed (the cache allows {allowance}): nothing is freed \
                      until every online thread has reported a quiescent state; call \
                      quiescent_state() between events, and put threads that wait or sleep \
@@ -830,10 +831,12 @@ where
             // documented way of that flavor).
             if !inner.backlog_warned.swap(true, Ordering::Relaxed) {
                 crate::sys::warn_loud(&format!(
-                    "rcu-reclaim: RcuCache::insert inside a read-side section found {pending} \
+                    "rcu-reclaim: an RcuCache write (insert or get_or_insert_with) inside a \
+                     read-side section found {pending} \
                      bytes waiting to be freed (the cache allows {allowance}): no grace period \
                      can end while the section lasts, so nothing is freed; insert outside \
-                     sections (drop the guard first), or use read_or_insert_with"
+                     sections (drop the guard first), or use read_or_insert_with instead of \
+                     get_or_insert_with"
                 ));
             }
         }
