@@ -264,7 +264,7 @@ impl BulkPage {
     /// how many panicked. The page is empty afterwards.
     pub(crate) fn drop_objects_with(
         &mut self,
-        starting: &dyn Fn(),
+        starting: impl Fn(),
         on_panic: &mut dyn FnMut(Option<String>),
     ) -> usize {
         // SAFETY: the page is owned by `self`.
@@ -291,7 +291,7 @@ impl BulkPage {
     /// payloads (for pages no domain reports on: tests and fork children).
     #[cfg(test)]
     pub(crate) fn drop_objects(&mut self) -> usize {
-        self.drop_objects_with(&|| {}, &mut |_| {})
+        self.drop_objects_with(|| {}, &mut |_| {})
     }
 }
 

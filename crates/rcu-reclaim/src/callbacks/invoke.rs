@@ -154,7 +154,7 @@ impl Callbacks {
         for mut page in lists.pages.drain(..) {
             n += page.len();
             bytes += page.bytes();
-            panics += page.drop_objects_with(&|| mark.bump(), &mut |msg| self.report_panic(msg));
+            panics += page.drop_objects_with(|| mark.bump(), &mut |msg| self.report_panic(msg));
             add(&self.counters.pages_freed, 1);
             self.recycle(cpu, page);
         }
