@@ -300,7 +300,7 @@ impl Config {
     /// more that runs out is reported (through `tracing`, or on standard
     /// error without a subscriber), naming the threads the grace period
     /// waits for. A wait also ends once a worker has spent 5 ms on one
-    /// callback or page of destructors (it may be blocked on a lock the
+    /// callback or destructor, asleep (it may be blocked on a lock the
     /// retiring thread holds: retire outside locks that a deferred `Drop`
     /// takes; this warns). Default 8 MiB; `usize::MAX` turns it off.
     /// `Stats::pressure_throttles` (from `Rcu::stats`) counts the waits.

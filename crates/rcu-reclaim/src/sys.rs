@@ -185,6 +185,29 @@ fn thread_exited_os(tid: i32) -> bool {
     }
 }
 
+/// Whether thread `tid` of this process is blocked (asleep in the kernel:
+/// state `S` or `D` in `/proc/self/task/<tid>/stat`, as on a futex), not
+/// running or waiting for a CPU; `None` where that cannot be read (no
+/// procfs, Miri).
+pub(crate) fn thread_blocked(tid: i32) -> Option<bool> {
+    #[cfg(miri)]
+    {
+        let _ = tid;
+        None
+    }
+    #[cfg(not(miri))]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+        // The state follows the command name, which is in parentheses and
+        // may itself hold spaces or parentheses.
+        let state = stat
+            .get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .next()?;
+        Some(matches!(state, "S" | "D"))
+    }
+}
+
 /// Prints `msg` on standard error when no `tracing` subscriber is
 /// installed (the caller has logged it through `tracing` already): as the
 /// kernel prints its stall warnings whatever the log level, a warning that

@@ -140,7 +140,7 @@ impl Callbacks {
         let (mut n, mut bytes, mut panics) = (0, 0, 0);
         let was = IN_CALLBACK.with(|c| c.replace(true));
         let mark = &self.shards[cpu].runner;
-        mark.running.store(true, Ordering::Relaxed);
+        mark.start();
         panics += run_each_caught(
             lists.batch.drain(..),
             |e| {

@@ -2,7 +2,7 @@
 //! pages, under its lock, with lock-free mirrors of its totals.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
@@ -173,6 +173,18 @@ pub(crate) struct RunnerMark {
     /// The `progress` a throttled thread last saw, and when (`epoch_ms`).
     pub(super) seen: AtomicUsize,
     pub(super) seen_ms: AtomicUsize,
+    /// The runner's thread id (`gettid`), set as a batch starts.
+    pub(super) tid: AtomicI32,
+    /// When (`epoch_ms`) a throttled thread last looked whether the runner
+    /// is blocked, and what it found (a look reads procfs: at most one a
+    /// millisecond).
+    pub(super) looked_ms: AtomicUsize,
+    pub(super) blocked: AtomicBool,
+}
+
+thread_local! {
+    /// The calling thread's id, for `RunnerMark::start`.
+    static TID: i32 = crate::sys::gettid();
 }
 
 impl RunnerMark {
@@ -183,9 +195,19 @@ impl RunnerMark {
         self.progress.store(p.wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// Whether a runner has been on one item for `policy::WORKER_STUCK_MS`
-    /// or more by `now_ms`: no item started since a look at least that
-    /// long ago (every look that finds progress notes it).
+    /// Marks a batch started on the calling thread.
+    pub(super) fn start(&self) {
+        let tid = TID.try_with(|t| *t).unwrap_or(0);
+        self.tid.store(tid, Ordering::Relaxed);
+        self.running.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a runner is stuck by `now_ms`: on one item for
+    /// `policy::WORKER_STUCK_MS` or more (no item started since a look at
+    /// least that long ago; every look that finds progress notes it), and
+    /// asleep in the kernel (on a lock, say), where that can be read: a
+    /// runner that only lost its CPU, as on a loaded machine, is waited
+    /// for (a throttled thread's naps give it the CPU back).
     pub(super) fn stuck(&self, now_ms: usize) -> bool {
         if !self.running.load(Ordering::Relaxed) {
             return false;
@@ -196,7 +218,16 @@ impl RunnerMark {
             self.seen_ms.store(now_ms, Ordering::Relaxed);
             return false;
         }
-        policy::worker_stuck(self.seen_ms.load(Ordering::Relaxed), now_ms)
+        if !policy::worker_stuck(self.seen_ms.load(Ordering::Relaxed), now_ms) {
+            return false;
+        }
+        if self.looked_ms.load(Ordering::Relaxed) != now_ms {
+            self.looked_ms.store(now_ms, Ordering::Relaxed);
+            let blocked = crate::sys::thread_blocked(self.tid.load(Ordering::Relaxed));
+            self.blocked
+                .store(blocked.unwrap_or(true), Ordering::Relaxed);
+        }
+        self.blocked.load(Ordering::Relaxed)
     }
 }
 

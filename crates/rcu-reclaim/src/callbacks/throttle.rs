@@ -33,7 +33,8 @@
 //! Both waits are bounded, so a worker or a reader stuck on a lock the
 //! retiring thread holds costs it a delay, never a deadlock; and both stop
 //! once a worker has spent `policy::WORKER_STUCK_MS` on one callback or
-//! page of destructors (`Callbacks::runner_stuck`): a writer that retires
+//! destructor and is asleep in the kernel (`Callbacks::runner_stuck`; a
+//! worker that only lost its CPU is waited for): a writer that retires
 //! under a lock the values' `Drop` takes waited up to 1 s per retire under
 //! pressure, for a worker blocked on that very lock.
 
