@@ -287,10 +287,10 @@ impl Callbacks {
     /// or orphaned by one that exited), or the caller's own handed on early
     /// (reclaim, which then waits for a grace period itself), and hands it
     /// to the current shard. `adopted`: a stolen or orphaned page, which
-    /// asks for a grace period at the next plan (see `hand_off_as`).
-    /// Returns whether to kick the grace-period thread.
+    /// goes early (see `hand_off_as`): it asks for a grace period at the
+    /// next plan. Returns whether to kick the grace-period thread.
     pub(crate) fn hand_off(&self, gp: &GracePeriods, page: BulkPage, adopted: bool) -> bool {
-        match self.hand_off_as(gp, page, false, false, false, true, adopted) {
+        match self.hand_off_as(gp, page, false, false, adopted, true) {
             Ok((kick, _, _)) => kick,
             Err(_) => unreachable!("a hand-off that waits for the lock takes the page"),
         }
@@ -325,12 +325,14 @@ impl Callbacks {
     ) -> Result<(bool, bool, Option<u64>), BulkPage> {
         let producer = self.params.retiring_thread_frees || page.is_plain();
         let wait = page.is_full();
-        self.hand_off_as(gp, page, producer, true, early, wait, false)
+        self.hand_off_as(gp, page, producer, true, early, wait)
     }
 
     /// `wait`: wait for the shard's lock (else `Err` hands the page back
-    /// if it is held). `adopted`: see `hand_off`.
-    #[allow(clippy::too_many_arguments)]
+    /// if it is held). `early`: the shard is due whatever it holds (its
+    /// `hurry`): the page's own thread asks for the grace period here,
+    /// the grace-period thread at its next plan for a page adopted from
+    /// its thread.
     fn hand_off_as(
         &self,
         gp: &GracePeriods,
@@ -339,7 +341,6 @@ impl Callbacks {
         own: bool,
         early: bool,
         wait: bool,
-        adopted: bool,
     ) -> Result<(bool, bool, Option<u64>), BulkPage> {
         if page.len() == 0 {
             self.recycle(self.current_shard(), page);
@@ -378,17 +379,15 @@ impl Callbacks {
         }
         let added = page.bytes();
         st.push_page(page);
-        if adopted {
-            // A page taken from its thread (a lazy flush: it has waited its
-            // lazy delay there already) or left by a thread that exited: no
-            // later retire of that thread will carry it along, and a
-            // shard's own lazy delay after the one it waited would make a
-            // trickle wait twice as long (with a long `lazy_delay`, an
-            // exited thread's last few objects waited for the next flush,
-            // then that delay again). The next plan gives it a grace
-            // period.
-            st.hurry = true;
-        }
+        // An early page makes the shard due. For a page adopted from its
+        // thread (taken by a lazy flush, after waiting its lazy delay
+        // there, or left by a thread that exited) no later retire of that
+        // thread will carry it along, and a shard's own lazy delay after
+        // the one it waited would make a trickle wait twice as long (with
+        // a long `lazy_delay`, an exited thread's last few objects waited
+        // for the next flush, then that delay again): the next plan gives
+        // it a grace period.
+        st.hurry |= early;
         // The page's own thread weighs the idle shard's kick itself (see
         // `hand_off_own`).
         let kick = self.after_enqueue(&mut st, was_idle && !own, added);
@@ -396,7 +395,6 @@ impl Callbacks {
         let (unrequested, unrequested_bytes) = st.unrequested();
         let due = st.hurry
             || collecting
-            || early
             || policy::batch_full(&self.params, unrequested, unrequested_bytes);
         let target = if own && due {
             self.request_all(gp, &mut st);
