@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::segcblist::Entry;
-use super::shard::{InvokeLists, ShardState};
+use super::shard::{InvokeLists, RunnerMark, ShardState};
 use super::{add, Callbacks, Collected, IN_CALLBACK};
 use crate::clock::epoch_ms;
 use crate::gp::GracePeriods;
@@ -134,12 +134,22 @@ impl Callbacks {
     }
 
     /// Runs callbacks and drops pages taken from shard `cpu` (whose `invoke`
-    /// lock the caller holds), leaving `lists` empty for the next batch.
-    /// Returns (callbacks and objects run, bytes).
+    /// lock the caller holds), leaving `lists` empty for the next batch,
+    /// and marks its progress on the shard's `runner`. Returns (callbacks
+    /// and objects run, bytes).
     pub(super) fn run_entries(&self, cpu: usize, lists: &mut InvokeLists) -> (usize, usize) {
+        self.run_entries_marked(cpu, lists, &self.shards[cpu].runner)
+    }
+
+    /// `run_entries`, marking progress on `mark`.
+    fn run_entries_marked(
+        &self,
+        cpu: usize,
+        lists: &mut InvokeLists,
+        mark: &RunnerMark,
+    ) -> (usize, usize) {
         let (mut n, mut bytes, mut panics) = (0, 0, 0);
         let was = IN_CALLBACK.with(|c| c.replace(true));
-        let mark = &self.shards[cpu].runner;
         mark.start();
         panics += run_each_caught(
             lists.batch.drain(..),
@@ -183,13 +193,15 @@ impl Callbacks {
 
     /// Runs `drop` (a deferred drop the caller's thread runs itself, after
     /// a grace period it waited for) as a one-entry batch of `run_entries`:
-    /// counted as invoked, a panic reported as any callback's is.
+    /// counted as invoked, a panic reported as any callback's is. It runs
+    /// beside the shard's runner (without its `invoke` lock), so it marks
+    /// its progress on a mark of its own, not on the runner's.
     pub(crate) fn run_inline(&self, bytes: usize, drop: impl FnOnce() + Send + 'static) {
         let mut lists = InvokeLists {
             batch: vec![Entry::call(Box::new(drop), bytes)],
             pages: Vec::new(),
         };
-        self.run_entries(self.current_shard(), &mut lists);
+        self.run_entries_marked(self.current_shard(), &mut lists, &RunnerMark::default());
     }
 
     /// Whether shard `cpu` has work for its worker: ready callbacks, or

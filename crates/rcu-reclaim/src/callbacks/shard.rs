@@ -161,9 +161,8 @@ pub(crate) struct Shard {
     pub(super) runner: CachePadded<RunnerMark>,
 }
 
-/// A shard's runner's progress (a hint: races between observers, or with
-/// a thread running a one-entry batch beside the runner, only delay or
-/// hasten a throttled thread's decision to stop waiting).
+/// A shard's runner's progress (a hint: races between observers only
+/// delay or hasten a throttled thread's decision to stop waiting).
 #[derive(Default)]
 pub(crate) struct RunnerMark {
     /// Bumped before each callback and each deferred drop a runner starts.
