@@ -149,7 +149,12 @@ fn info_text(info: &Info) -> String {
     out += &info_field("flavor:", &info.flavor.to_string());
     out += &info_field("membarrier:", &info.membarrier);
     out += &info_field("cpus:", &info.cpus.to_string());
-    let mean = |ns: u64| format!("{:?} mean over {n}", Duration::from_nanos(ns));
+    let mean = |ns: u64| {
+        format!(
+            "{:?} mean over {n}, no reader in a section (the fast path)",
+            Duration::from_nanos(ns)
+        )
+    };
     out += &info_field("synchronize():", &mean(info.synchronize_mean_ns));
     out += &info_field(
         "synchronize_expedited():",

@@ -476,7 +476,7 @@ fn a_short_bench_reports_every_backend_and_loses_no_garbage() {
         let backends = s["backends"].as_array().unwrap();
         assert_eq!(backends.len(), names.len(), "{s}");
         for b in backends {
-            let tag = format!("{} / {}", s["scenario"], b["backend"]);
+            let tag = format!("{} / {}: {b}", s["scenario"], b["backend"]);
             assert!(b["reads_per_sec"].as_f64().unwrap() > 0.0, "{tag}");
             assert!(b["updates_per_sec"].as_f64().unwrap() > 0.0, "{tag}");
             assert_eq!(b["rounds"].as_array().unwrap().len(), 2, "{tag}");

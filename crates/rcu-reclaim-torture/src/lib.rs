@@ -173,7 +173,8 @@ pub enum Fault {
     /// `Stats::callback_panics` must count exactly those, and the rest run.
     CallbackPanic,
     /// Every other bulk-page allocation fails: `defer_drop` falls back to
-    /// waiting for a grace period, once per failure (`Stats::fallback_syncs`).
+    /// waiting for a grace period, and `call` to queueing on its shard,
+    /// once per failure (`Stats::fallback_syncs`).
     PageAllocFailure,
     /// Threads queue callbacks and a partly filled page of deferred drops,
     /// then exit at once; all of it must still run.

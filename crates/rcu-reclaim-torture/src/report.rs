@@ -296,7 +296,7 @@ impl TortureReport {
                 f.push("no page allocation was failed".into());
             } else if s.fallback_syncs != self.page_alloc_failures {
                 f.push(format!(
-                    "{} page allocations failed but defer_drop fell back {} times",
+                    "{} page allocations failed but defer_drop and call fell back {} times",
                     self.page_alloc_failures, s.fallback_syncs
                 ));
             }

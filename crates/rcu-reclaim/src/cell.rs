@@ -106,7 +106,11 @@ impl<T> RcuCell<T> {
     }
 
     /// A cell of domain `rcu`, holding `value` (a `Box<T>`, or an
-    /// `Option<Box<T>>`: `None` for an empty cell).
+    /// `Option<Box<T>>`: `None` for an empty cell). Unlike
+    /// [`new`](RcuCell::new), it does not box a plain value for you:
+    /// write `RcuCell::new_in(&rcu, Box::new(5u32))` (with a bare `5u32`
+    /// the compiler says that `Option<Box<_>>: From<u32>` is not
+    /// satisfied).
     ///
     /// ```
     /// use rcu_reclaim::{Config, Rcu, RcuCell};

@@ -154,7 +154,8 @@ impl Config {
     /// (BENCHMARKS.md, "Scaling on a quiet 16-core machine").
     ///
     /// The price: a retiring call then runs destructors of other objects
-    /// (retired earlier on this CPU, by any thread), so it must not be made
+    /// and callbacks (retired or queued earlier on this CPU, by any
+    /// thread), so it must not be made
     /// while holding a lock that any deferred `Drop` takes, or the thread
     /// deadlocks itself. With the default, retiring calls run only the
     /// drops of values that drop anywhere

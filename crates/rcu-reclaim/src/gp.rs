@@ -231,9 +231,24 @@ impl GracePeriods {
     /// is reported the same way: such a child is using a domain its fork
     /// did not prepare.)
     fn lock_gp(&self) -> crate::sync::Locked<'_, ()> {
+        self.lock_after_fork(&self.gp_lock, "a grace period", "the grace-period lock")
+    }
+
+    /// Takes `m`, a lock of this domain that a thread of the parent may
+    /// have held at a fork the domain was not prepared for (as
+    /// [`lock_gp`](Self::lock_gp) says); `what` cannot proceed without it,
+    /// and `which` names it in the panic.
+    pub(crate) fn lock_after_fork<'a, T>(
+        &self,
+        m: &'a Mutex<T>,
+        what: &str,
+        which: &str,
+    ) -> crate::sync::Locked<'a, T> {
+        #[cfg(loom)]
+        let _ = (what, which);
         #[cfg(not(loom))]
         {
-            if let Some(held) = crate::sync::try_lock(&self.gp_lock) {
+            if let Some(held) = crate::sync::try_lock(m) {
                 return held;
             }
             let here = crate::reader::current_pid();
@@ -241,14 +256,14 @@ impl GracePeriods {
             if home != here {
                 let start = Instant::now();
                 loop {
-                    if let Some(held) = crate::sync::try_lock(&self.gp_lock) {
+                    if let Some(held) = crate::sync::try_lock(m) {
                         return held;
                     }
                     if start.elapsed() >= FORKED_GP_LOCK_WAIT {
                         panic!(
-                            "rcu-reclaim: a grace period of domain {} cannot start in process \
+                            "rcu-reclaim: {what} of domain {} cannot proceed in process \
                              {here}, forked from process {home} without Rcu::prepare_fork(): \
-                             the grace-period lock has been held for {:?}, most likely by a \
+                             {which} has been held for {:?}, most likely by a \
                              thread of the parent that does not exist here, so it is never \
                              released. Call rcu.prepare_fork() before fork() and \
                              ForkGuard::child() in the child (parent() in the parent); on the \
@@ -262,7 +277,7 @@ impl GracePeriods {
                 }
             }
         }
-        lock(&self.gp_lock)
+        lock(m)
     }
 
     /// The readers this domain's grace periods wait for.

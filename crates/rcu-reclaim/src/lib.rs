@@ -50,7 +50,7 @@
 //! | a `Box` in hand, to drop after a grace period | [`Rcu::defer_drop`]: no allocation per object (two words in a 4 KiB bulk page) | `reclaim_size()` |
 //! | the same, a type without `ReclaimSize` or a custom size | [`Rcu::defer_drop_sized`] (`size_of::<T>()` for the inline bytes only) | the bytes given |
 //! | a path that must never block | [`Rcu::try_defer_drop`], [`Rcu::try_defer_drop_sized`]: hand the value back when no page can be had | `reclaim_size()`; the bytes given |
-//! | work other than a drop | [`Rcu::call`], [`Rcu::call_sized`]: any `FnOnce` after a grace period (one allocation each) | 0; the bytes given |
+//! | work other than a drop | [`Rcu::call`]: any `FnOnce` after a grace period, buffered in the thread's bulk page as `defer_drop` is (no allocation when it captures at most a pointer, one otherwise); [`Rcu::call_sized`]: the same, queued on the CPU's shard at once | 0; the bytes given |
 //! | a callback someone waits for | [`Rcu::call_hurry`]: asks for a grace period now instead of the lazy batch | 0 |
 //! | to wait for everything queued | [`Rcu::barrier`]: before unloading, shutting down, or checking a backlog | |
 //!
@@ -86,6 +86,35 @@
 //! assert!(drops_anywhere::<Route>());
 //! let table = RcuCell::new(Route { prefix: "10.0.0.0/8".into(), hops: vec![1, 2] });
 //! table.store(Box::new(Route { prefix: "10.0.0.0/8".into(), hops: vec![3] }));
+//! ```
+//!
+//! ## Coming from arc-swap or crossbeam-epoch
+//!
+//! | there | here |
+//! |---|---|
+//! | `ArcSwap::load` | [`RcuCell::load`] inside [`Rcu::read_lock`]: a `&T` tied to the guard, no reference count touched |
+//! | `ArcSwap::store(Arc::new(v))` | [`RcuCell::store`]`(Box::new(v))`: the old value is freed after a grace period |
+//! | `ArcSwap::rcu(\|old\| new)` | [`RcuCell::update`] |
+//! | `ArcSwap::load_full` (a snapshot kept across `.await` or a long call) | an `RcuCell<Arc<T>>`, and `Arc::clone` of what `load` returns: a guard is `!Send`, and while it lives it holds back every grace period |
+//! | `crossbeam_epoch::pin()` | [`Rcu::read_lock`] (a [`ReadGuard`]) |
+//! | `Atomic<T>` and `Shared<'g, T>` | [`RcuCell<T>`], or an `AtomicPtr<T>` of your own read under a guard |
+//! | `Guard::defer_destroy(shared)` | `unsafe {` [`Rcu::defer_drop_raw`]`(ptr) }` for a value readers may still hold; [`Rcu::defer_drop`] for a `Box` you own |
+//! | `Guard::defer(closure)` | [`Rcu::call`]: the closure runs on a worker thread (by default never inside a retiring call), so it may take locks the retiring thread holds |
+//! | repinning and `Guard::flush` until the garbage is gone | [`Rcu::barrier`]: returns once everything queued before it has run |
+//! | `Collector::new()` | [`Rcu::new`] (a domain with its own grace periods, workers and backlog); [`Rcu::global`] is the default one |
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rcu_reclaim::{Rcu, RcuCell};
+//!
+//! let config = RcuCell::new(Arc::new(String::from("v1")));
+//! // As `ArcSwap::load_full`: an owned snapshot to keep past the section.
+//! let snapshot: Arc<String> = {
+//!     let guard = Rcu::global().read_lock();
+//!     Arc::clone(config.load(&guard).unwrap())
+//! };
+//! config.store(Box::new(Arc::new(String::from("v2"))));
+//! assert_eq!(*snapshot, "v1");
 //! ```
 //!
 //! ## Bounding memory

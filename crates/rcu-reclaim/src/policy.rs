@@ -494,6 +494,19 @@ pub(crate) fn batch_limit(
     }
 }
 
+/// How many ready bulk pages a run may take: one for a worker's batch
+/// (`asked`), so that it parks for `fork()` between pages and yields once
+/// per slice (a page may hold 255 callbacks queued with `call`, each
+/// running as long as it likes), everything for others, and everything
+/// under overload or fast mode. `allowed` (0 while the shard's ready
+/// pages are left to the thread handing it pages) caps it.
+pub(crate) fn batch_pages(asked: Option<usize>, unlimited: bool, allowed: usize) -> usize {
+    match asked {
+        Some(_) if !unlimited => allowed.min(1),
+        _ => allowed,
+    }
+}
+
 /// How much longer a shard's ready pages are left to the thread that last
 /// handed it a page (at `last_handoff`), or `None` once a worker should
 /// free them.
@@ -783,6 +796,15 @@ mod tests {
         );
         assert_eq!(batch_limit(&p, Some(10), true, 100), usize::MAX);
         assert_eq!(batch_limit(&p, None, false, 100), usize::MAX);
+    }
+
+    #[test]
+    fn a_workers_batch_takes_one_page_unless_unlimited() {
+        assert_eq!(batch_pages(Some(10), false, usize::MAX), 1);
+        assert_eq!(batch_pages(Some(10), false, 0), 0, "left to the producer");
+        assert_eq!(batch_pages(Some(10), true, usize::MAX), usize::MAX);
+        assert_eq!(batch_pages(None, false, usize::MAX), usize::MAX);
+        assert_eq!(batch_pages(None, false, 4), 4);
     }
 
     #[test]

@@ -103,8 +103,9 @@ pub struct Stats {
     pub bytes_freed: u64,
     /// Bulk pages emptied after their grace period.
     pub pages_freed: u64,
-    /// `defer_drop`s that found no page and waited for a grace period
-    /// (or queued a callback) instead.
+    /// Retires that found no bulk page: `defer_drop`s that waited for a
+    /// grace period (or queued a callback) instead, and `call`s queued on
+    /// their shard instead.
     pub fallback_syncs: u64,
     /// Callbacks and deferred drops that panicked (caught; the rest ran).
     pub callback_panics: u64,

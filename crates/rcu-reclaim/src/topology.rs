@@ -244,7 +244,7 @@ thread_local! {
 /// use rcu_reclaim::{Config, Rcu};
 /// let rcu = Rcu::new(Config::new().topology(Topology::synthetic(4, 1))).unwrap();
 /// override_current_cpu(Some(3));
-/// rcu.call(|| {});
+/// rcu.call_sized(|| {}, 64); // with bytes: on CPU 3's shard at once
 /// override_current_cpu(None);
 /// assert_eq!(rcu.pending_on_node(3), 1);
 /// rcu.barrier();

@@ -107,6 +107,9 @@ fn a_thread_inside_its_page_buffer_at_fork_does_not_block_the_child() {
         // A hang here is a failure, not a stuck test run.
         // SAFETY: alarm has no preconditions.
         unsafe { libc::alarm(20) };
+        // The child's own `call` takes a bulk page: this process's pages
+        // come (the parent's retirer is not here to be held).
+        pages.open.store(true, Ordering::SeqCst);
         let ran = Arc::new(AtomicUsize::new(0));
         let c = ran.clone();
         rcu.call(move || {

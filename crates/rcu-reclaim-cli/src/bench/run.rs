@@ -92,7 +92,9 @@ fn worker<B: Backend>(
     };
     let span = (w.payload_max - w.payload_min + 1) as u64;
     let mut tick = 0u32;
-    while !stop.load(Ordering::Relaxed) {
+    // At least one batch: a worker that starts late in a short run on a
+    // loaded machine still measures something.
+    loop {
         for _ in 0..BATCH {
             let key = rng.skewed(w.keys);
             if rng.below(1000) < w.read_permille {
@@ -125,6 +127,9 @@ fn worker<B: Backend>(
                     }
                 }
             }
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
         }
     }
     let guard = table.backend().pin(&local);
@@ -163,14 +168,19 @@ pub fn run<B: Contender>(
     let stop = Arc::new(AtomicBool::new(false));
     AccountingAlloc::reset_peak();
     let engine_start = table.backend().engine();
-    let start = Instant::now();
+    // The clock starts once every worker runs: on a loaded machine a short
+    // run could end before a late worker had started (a 0.1 s debug run
+    // measured no reads at all).
+    let started = Arc::new(std::sync::Barrier::new(w.threads + 1));
     let mut handles = Vec::new();
     for t in 0..w.threads {
         let (table, w, stop) = (table.clone(), w.clone(), stop.clone());
         let check = budget.as_ref().map(|b| b.check.clone());
+        let started = started.clone();
         let h = thread::Builder::new()
             .name(format!("bench-{}", B::NAME))
             .spawn(move || {
+                started.wait();
                 worker(
                     &table,
                     &w,
@@ -182,6 +192,8 @@ pub fn run<B: Contender>(
             .map_err(|e| format!("cannot start a worker thread: {e}"))?;
         handles.push(h);
     }
+    started.wait();
+    let start = Instant::now();
     // Sized for the whole run before the workers start: growing it meant a
     // `realloc` on this thread, and once a `malloc_consolidate` in the
     // arena the table was filled from, holding that arena's lock for

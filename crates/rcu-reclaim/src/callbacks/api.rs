@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
+use super::bulk::{closure_word, fits_word, run_box, run_word, word, word_closure, Kind, Word};
 use super::local::Popped;
 use super::{bump_relaxed, drop_box, in_callback, BulkPage, Collected};
 use crate::clock::epoch_ms;
@@ -36,7 +37,7 @@ impl<T> HandedOver<T> {
     unsafe fn drop_now(self) {
         // SAFETY: from `Box::into_raw` (`defer_drop_raw_as`'s contract), and
         // dropped once (`self` is consumed); no reader is left, per ours.
-        unsafe { drop_box::<T>(self.0.as_ptr().cast()) }
+        unsafe { drop_box::<T>(word(self.0.as_ptr().cast())) }
     }
 }
 
@@ -67,12 +68,26 @@ impl Rcu {
     /// Runs `f` after a grace period: once every read-side section that
     /// began before this call has ended. Never waits for a grace period;
     /// usable inside a read-side section and under any lock. The callback
-    /// runs on a worker thread (or on a thread calling
-    /// [`barrier`](Rcu::barrier)). A thread that queues callbacks faster
-    /// than the worker runs them is held back: while its CPU's shard holds
-    /// more than 4,080 callbacks ready to run, a call yields to the worker
-    /// for at most 2 ms (`Stats::producer_throttles`), so a flood of calls
-    /// cannot grow memory without bound.
+    /// runs on a worker thread, or on a thread calling
+    /// [`barrier`](Rcu::barrier) or [`collect`](Rcu::collect) (and, in a
+    /// domain that opted into
+    /// [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees),
+    /// in retiring calls).
+    ///
+    /// Callbacks are buffered as deferred drops are: in this thread's bulk
+    /// page, which goes to its CPU's shard when full or due by the pace
+    /// (at the latest after [`Config::lazy_delay`](crate::Config::lazy_delay)),
+    /// so a call takes no lock; a callback whose captures fit in a pointer
+    /// (one `Box`, `Arc` or reference, or none) is stored in the page
+    /// itself, without a `Box` of its own. ([`call_sized`](Rcu::call_sized)
+    /// with bytes to free queues on the shard at once, where pressure sees
+    /// them.) Callbacks carry no order among themselves. A thread that queues faster than the worker runs them
+    /// is held back: while its CPU's shard holds more than 16 pages ready
+    /// to run, a call that hands off a page yields to the worker for at
+    /// most 2 ms (`Stats::producer_throttles`), so a flood of calls cannot
+    /// grow memory without bound; and while a pressure signal is held, it
+    /// waits for garbage to be freed as [`defer_drop`](Rcu::defer_drop)
+    /// does.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,12 +125,70 @@ impl Rcu {
     /// rcu_reclaim::Rcu::global().call(move || println!("{rc}")); // error: `Rc<i32>` cannot be sent between threads safely
     /// ```
     pub fn call(&self, f: impl FnOnce() + Send + 'static) {
-        self.enqueue(Box::new(f), 0, false);
+        self.call_as(f, 0);
+    }
+
+    /// `call` and `call_sized`: a callback that books no bytes goes into
+    /// this thread's bulk page, as its entry when its captures fit in a
+    /// pointer (one `Box`, `Arc` or reference, or none), else boxed, and
+    /// runs where values that do not drop anywhere run; one that books
+    /// bytes, or finds no page, is boxed and queued on its CPU's shard.
+    fn call_as<F: FnOnce() + Send + 'static>(&self, f: F, bytes: usize) {
+        if bytes > 0 || cfg!(loom) {
+            // Memory that pressure and `run_callbacks` act on per node: on
+            // its CPU's shard at once.
+            self.enqueue(Box::new(f), bytes, false);
+            return;
+        }
+        #[cfg(not(loom))]
+        if fits_word::<F>() {
+            // SAFETY: `run_word::<F>` runs the callback stored by
+            // `closure_word` once, after a grace period, on any thread
+            // (`F: Send`); a `Call` entry runs only where callbacks run.
+            let refused =
+                unsafe { self.try_push_entry(closure_word(f), run_word::<F>, 0, Kind::Call, true) };
+            let Err(w) = refused else {
+                return;
+            };
+            // SAFETY: refused, so the word is ours again, read once here.
+            let f = unsafe { word_closure::<F>(w) };
+            self.call_without_page(Box::new(f));
+            return;
+        }
+        #[cfg(not(loom))]
+        {
+            let b = Box::into_raw(Box::new(f));
+            // SAFETY: `run_box::<F>` runs and frees the boxed callback
+            // once, after a grace period, on any thread (`F: Send`).
+            let refused =
+                unsafe { self.try_push_entry(word(b.cast()), run_box::<F>, 0, Kind::Call, true) };
+            if refused.is_ok() {
+                return;
+            }
+            // SAFETY: refused, so the box is ours again.
+            let f = unsafe { Box::from_raw(b) };
+            self.call_without_page(f);
+        }
+    }
+
+    /// A callback that found no bulk page (the page allocator had none)
+    /// is queued on the shard instead, counted in
+    /// [`Stats::fallback_syncs`](crate::stats::Stats::fallback_syncs).
+    #[cfg(not(loom))]
+    fn call_without_page(&self, f: Box<dyn FnOnce() + Send>) {
+        let counters = &self.inner().callbacks.counters;
+        counters
+            .fallback_syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.enqueue(f, 0, false);
     }
 
     /// As [`call`](Rcu::call), counting `bytes` as the memory the callback
     /// frees, in [`pending_bytes`](Rcu::pending_bytes) and stats (at most
-    /// 1 TiB: a larger claim is booked as 1 TiB, so no sum overflows).
+    /// 1 TiB: a larger claim is booked as 1 TiB, so no sum overflows). With
+    /// bytes to free, the callback is queued on this CPU's shard at once
+    /// (not buffered in the thread's page), where memory pressure and
+    /// [`run_callbacks`](Rcu::run_callbacks) see it.
     ///
     /// ```
     /// // On demand: nothing is freed until asked (with the default pace,
@@ -128,7 +201,7 @@ impl Rcu {
     /// assert_eq!(rcu.pending_bytes(), 0);
     /// ```
     pub fn call_sized(&self, f: impl FnOnce() + Send + 'static, bytes: usize) {
-        self.enqueue(Box::new(f), bytes, false);
+        self.call_as(f, bytes);
     }
 
     /// As [`call`](Rcu::call), but asks for a grace period at once instead
@@ -427,9 +500,10 @@ impl Rcu {
         // them (`HandedOver` has no drop glue). Only the callback that runs
         // after the grace period drops it.
         if self.in_read_section() {
-            // Cannot wait here: queue a (small) callback instead.
+            // Cannot wait here: queue a (small) callback on the shard
+            // instead (not through a page: none could be had).
             // SAFETY (of `drop_now`): the callback runs after a grace period.
-            self.call_sized(move || unsafe { value.drop_now() }, bytes);
+            self.enqueue(Box::new(move || unsafe { value.drop_now() }), bytes, false);
         } else {
             self.synchronize();
             // Freed after a grace period like any deferred drop: counted
@@ -498,6 +572,7 @@ impl Rcu {
     /// # Safety
     /// As [`defer_drop_raw_as`](Rcu::defer_drop_raw_as) (on `Err` the caller
     /// owns `value` again).
+    #[inline]
     unsafe fn try_defer_drop_raw_as<T: Send + 'static>(
         &self,
         value: NonNull<T>,
@@ -505,32 +580,46 @@ impl Rcu {
         plain: bool,
         may_wait: bool,
     ) -> Result<(), NonNull<T>> {
+        let w = word(value.as_ptr().cast());
+        // SAFETY: `drop_box::<T>` drops the value once, after a grace
+        // period, on any thread (`T: Send`), per our contract.
+        unsafe { self.try_push_entry(w, drop_box::<T>, bytes, Kind::of(plain), may_wait) }
+            .map_err(|_| value)
+    }
+
+    /// Pushes one entry, `run(ptr)`, into this thread's bulk page (a
+    /// deferred drop, or a small callback stored inline), handing the page
+    /// on when it is due. `Err` hands `ptr` back, not queued.
+    ///
+    /// # Safety
+    /// `run(ptr)` is sound to call exactly once, on any thread, after a
+    /// grace period; on `Err` it is the caller's again.
+    #[inline]
+    unsafe fn try_push_entry(
+        &self,
+        ptr: Word,
+        run: unsafe fn(Word),
+        bytes: usize,
+        kind: Kind,
+        may_wait: bool,
+    ) -> Result<(), Word> {
+        let plain = kind == Kind::Plain;
         let bytes = policy::booked(bytes);
         let inner = self.inner();
         let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's slot, alive while the
         // thread is registered (for as long as this call runs).
         let local = unsafe { &(*slot).local };
-        let ptr = value.as_ptr().cast::<()>();
         let cbs = &inner.callbacks;
         let mut popped = Popped::default();
         // No drain step from inside a callback or a deferred drop (see
         // `try_push`).
         let may_pop = || !super::in_callback();
-        // SAFETY: this thread owns the slot; `drop_box::<T>(ptr)` is sound
-        // once, after a grace period, on any thread (`T: Send`); `plain`
-        // only says where it may run.
-        let pushed_fast = unsafe {
-            local.try_push(
-                self.flavor(),
-                ptr,
-                drop_box::<T>,
-                bytes,
-                plain,
-                may_pop,
-                &mut popped,
-            )
-        };
+        // SAFETY: this thread owns the slot; `run(ptr)` is sound once,
+        // after a grace period, on any thread (our contract); `kind` only
+        // says where it may run.
+        let pushed_fast =
+            unsafe { local.try_push(self.flavor(), ptr, run, bytes, kind, may_pop, &mut popped) };
         if popped.len() > 0 {
             // A step of this thread's drain (see `drain.rs`): ready values
             // that drop anywhere, freed a few per retire.
@@ -567,6 +656,11 @@ impl Rcu {
                 self.refill_own_drain(local);
             }
             return Ok(());
+        }
+        if local.allocating.load(std::sync::atomic::Ordering::Relaxed) {
+            // Retired by the page allocator while this thread's slow path
+            // is in it (holding the buffer's lock): no page for this one.
+            return Err(ptr);
         }
         // The slow path: its parts share one clock reading (see `clock.rs`).
         let reading = crate::clock::one_reading();
@@ -610,7 +704,8 @@ impl Rcu {
             hand_off_if_due(page);
             if !pushed_fast {
                 if page.is_none() {
-                    *page = cbs.fresh_page(!NO_PAGE_ALLOC.with(Cell::get));
+                    *page =
+                        local.while_allocating(|| cbs.fresh_page(!NO_PAGE_ALLOC.with(Cell::get)));
                     if page.is_some() {
                         let now = epoch_ms();
                         local
@@ -623,8 +718,8 @@ impl Rcu {
                     return false;
                 };
                 // SAFETY: the page has room (fresh, or not due hence not
-                // full), and the contract of `drop_box` holds as above.
-                unsafe { p.push(ptr, drop_box::<T>, bytes, plain) };
+                // full), and the contract of `run` holds as above.
+                unsafe { p.push(ptr, run, bytes, kind) };
                 bump_relaxed(&local.count, 1);
                 bump_relaxed(&local.bytes, bytes);
                 hand_off_if_due(page);
@@ -641,7 +736,7 @@ impl Rcu {
                 self.start_background(true);
             }
             // Not queued: the caller's again.
-            return Err(value);
+            return Err(ptr);
         }
         if let Some(target) = advance_to {
             // Drive the grace period from here (never waits): one started
@@ -962,8 +1057,10 @@ impl Rcu {
     /// use rcu_reclaim::topology::Topology;
     /// use rcu_reclaim::{Config, Rcu};
     /// let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 2))).unwrap();
-    /// rcu.call(|| {}); // on this thread's CPU, folded into 0..2
-    /// assert_eq!(rcu.pending_on_cpu(0) + rcu.pending_on_cpu(1), 1);
+    /// rcu.call(|| {}); // buffered in this thread's page: on no shard yet
+    /// assert_eq!(rcu.pending_on_cpu(0) + rcu.pending_on_cpu(1), 0);
+    /// rcu.call_hurry(|| {}); // queued at once, on this thread's CPU (folded into 0..2)
+    /// assert!(rcu.pending_on_cpu(0) + rcu.pending_on_cpu(1) >= 1);
     /// rcu.barrier();
     /// ```
     pub fn pending_on_cpu(&self, cpu: usize) -> usize {

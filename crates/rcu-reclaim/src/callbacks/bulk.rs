@@ -1,6 +1,9 @@
 //! Headless deferred drops in page-sized bulk arrays (the kernel's
 //! `kvfree_rcu_bulk_data`): two words per object — its pointer and its drop
-//! function — and no allocation per object.
+//! function — and no allocation per object. Callbacks queued with `call`
+//! ride in the same pages: a closure no larger than a pointer is stored in
+//! the entry's first word, with a function that runs it; a larger one is
+//! boxed and the entry holds the box.
 //!
 //! Each thread fills a page of its own (its `LocalBuffer`, in `local.rs`).
 //! A full or stolen page is sealed with a
@@ -23,11 +26,42 @@ use std::sync::Arc;
 /// ```
 pub const BULK_PAGE_SIZE: usize = 4096;
 
+/// A page entry's word: the object's pointer, or a small callback's
+/// captures stored inline (`Rcu::call`), whose bytes need not all be
+/// initialised (padding), hence `MaybeUninit`.
+pub(crate) type Word = MaybeUninit<*mut ()>;
+
+/// What a page entry is, which says where it may run and how it is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A value that drops anywhere (`drops_anywhere`): dropping it takes
+    /// no lock and waits for nothing, so a retiring thread may do it.
+    Plain,
+    /// A value whose drop may take a lock: run by a worker, or by a thread
+    /// at its safe point (`collect`), as callbacks are.
+    Drop,
+    /// A callback queued with `call` whose captures fit in the word: run as
+    /// `Drop` values are, and counted as a callback.
+    Call,
+}
+
+impl Kind {
+    /// `Plain` when `plain`, else `Drop`.
+    #[inline]
+    pub(crate) fn of(plain: bool) -> Kind {
+        if plain {
+            Kind::Plain
+        } else {
+            Kind::Drop
+        }
+    }
+}
+
 /// One deferred drop: the object and the function that drops it.
 #[derive(Clone, Copy)]
 pub(crate) struct Deferred {
-    ptr: *mut (),
-    drop: unsafe fn(*mut ()),
+    ptr: Word,
+    drop: unsafe fn(Word),
 }
 
 impl Deferred {
@@ -57,8 +91,10 @@ const _: () = assert!(std::mem::size_of::<PageData>() <= BULK_PAGE_SIZE);
 /// Where bulk pages come from. Inject one with
 /// [`Config::page_allocator`](crate::Config::page_allocator) to observe or
 /// fail page allocations: when it returns `None`, `defer_drop` falls back to
-/// waiting for a grace period and dropping at once, and `try_defer_drop`
-/// hands the object back.
+/// waiting for a grace period and dropping at once, `call` to queueing its
+/// callback on the shard, and `try_defer_drop` hands the object back.
+/// `allocate` runs on a retiring thread inside its buffer's lock; a retire
+/// it makes into the same domain on that thread takes the same fallback.
 ///
 /// # Safety
 /// The library writes deferred drops into the pages it is given, so an
@@ -142,6 +178,8 @@ pub(crate) struct BulkPage {
     /// declares `ReclaimSize::DROPS_ANYWHERE`): dropping them takes no lock
     /// and waits for nothing, so a retiring thread may do it.
     plain: bool,
+    /// How many of the entries are callbacks (`Kind::Call`).
+    calls: usize,
 }
 
 // SAFETY: the page owns its objects, which are all `Send` (enforced by
@@ -168,6 +206,7 @@ impl BulkPage {
             alloc: alloc.clone(),
             cookie: 0,
             plain: true,
+            calls: 0,
         })
     }
 
@@ -182,6 +221,12 @@ impl BulkPage {
 
     pub(crate) fn bytes(&self) -> usize {
         self.data().bytes
+    }
+
+    /// How many entries are callbacks queued with `call` (the rest are
+    /// deferred drops).
+    pub(crate) fn calls(&self) -> usize {
+        self.calls
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -202,27 +247,29 @@ impl BulkPage {
         self.plain = false;
     }
 
-    /// Records `ptr` for dropping with `drop`; `plain`: dropping it takes
-    /// no lock and waits for nothing (`drops_anywhere`), so a retiring
-    /// thread may run it. The page must not be full.
+    /// Records `ptr` for dropping with `drop`; `kind` says where it may run
+    /// (a `Kind::Plain` entry takes no lock and waits for nothing, so a
+    /// retiring thread may run it) and how it is counted. The page must not
+    /// be full.
     ///
     /// # Safety
     /// `drop(ptr)` must be sound to call exactly once, on any thread, after
-    /// a grace period (`plain` affects only where it runs, not soundness).
+    /// a grace period (`kind` affects only where it runs, not soundness).
     pub(crate) unsafe fn push(
         &mut self,
-        ptr: *mut (),
-        drop: unsafe fn(*mut ()),
+        ptr: Word,
+        drop: unsafe fn(Word),
         bytes: usize,
-        plain: bool,
+        kind: Kind,
     ) {
-        self.plain &= plain;
+        self.plain &= kind == Kind::Plain;
         // SAFETY: the page is owned by `self`; `len < CAPACITY` per the contract.
         let d = unsafe { self.data.as_mut() };
         debug_assert!(d.len < CAPACITY);
         d.entries[d.len] = MaybeUninit::new(Deferred { ptr, drop });
         d.len += 1;
         d.bytes += bytes;
+        self.calls += usize::from(kind == Kind::Call);
     }
 
     /// Entries `range` (below `len`), still on the page.
@@ -252,6 +299,8 @@ impl BulkPage {
         d.entries.copy_within(done..d.len, 0);
         d.len -= done;
         d.bytes -= bytes;
+        // Only plain pages are drained, and they hold no callbacks.
+        debug_assert_eq!(self.calls, 0);
         if d.len == 0 {
             self.plain = true;
         }
@@ -283,6 +332,7 @@ impl BulkPage {
         );
         d.len = 0;
         d.bytes = 0;
+        self.calls = 0;
         self.plain = true;
         panics
     }
@@ -313,10 +363,69 @@ impl Drop for BulkPage {
 /// Drops a `Box<T>` from its raw pointer.
 ///
 /// # Safety
-/// `p` came from `Box::<T>::into_raw` and is not used afterwards.
-pub(crate) unsafe fn drop_box<T>(p: *mut ()) {
+/// `p` holds a pointer from `Box::<T>::into_raw`, not used afterwards.
+pub(crate) unsafe fn drop_box<T>(p: Word) {
+    // SAFETY: per the contract (an initialised pointer from `into_raw`).
+    drop(unsafe { Box::from_raw(p.assume_init().cast::<T>()) });
+}
+
+/// A pointer as a page entry's word.
+#[inline]
+pub(crate) fn word(p: *mut ()) -> Word {
+    MaybeUninit::new(p)
+}
+
+/// Whether a callback of type `F` fits in a page entry's word (its size and
+/// alignment at most a pointer's), so `call` stores it inline.
+pub(crate) const fn fits_word<F>() -> bool {
+    std::mem::size_of::<F>() <= std::mem::size_of::<Word>()
+        && std::mem::align_of::<F>() <= std::mem::align_of::<Word>()
+}
+
+/// `f` stored in a page entry's word.
+///
+/// # Panics
+/// If `F` does not fit (`fits_word`); callers check first.
+#[inline]
+pub(crate) fn closure_word<F>(f: F) -> Word {
+    assert!(fits_word::<F>());
+    let mut w = Word::uninit();
+    // SAFETY: `F` fits in the word's size and alignment (checked above),
+    // and the word is ours to write.
+    unsafe { w.as_mut_ptr().cast::<F>().write(f) };
+    w
+}
+
+/// Takes back the callback `closure_word` stored.
+///
+/// # Safety
+/// `w` came from `closure_word::<F>` and is read once.
+#[inline]
+pub(crate) unsafe fn word_closure<F>(w: Word) -> F {
+    // SAFETY: per the contract, `w` holds an `F` (written at its start,
+    // suitably aligned), read once.
+    unsafe { w.as_ptr().cast::<F>().read() }
+}
+
+/// Runs the boxed callback whose pointer `w` holds (a page entry of
+/// `Kind::Call` too large for the word).
+///
+/// # Safety
+/// `w` holds a pointer from `Box::<F>::into_raw`, not used afterwards.
+pub(crate) unsafe fn run_box<F: FnOnce()>(w: Word) {
+    // SAFETY: per the contract (an initialised pointer from `into_raw`).
+    let f = unsafe { Box::from_raw(w.assume_init().cast::<F>()) };
+    f();
+}
+
+/// Runs the callback stored in `w` (a page entry of `Kind::Call`).
+///
+/// # Safety
+/// As `word_closure`; `F` is `Send`, so any thread may run it.
+pub(crate) unsafe fn run_word<F: FnOnce()>(w: Word) {
     // SAFETY: per the contract.
-    drop(unsafe { Box::from_raw(p.cast::<T>()) });
+    let f = unsafe { word_closure::<F>(w) };
+    f();
 }
 
 /// Adds `n` to a counter only one thread writes at a time.
@@ -353,9 +462,9 @@ mod tests {
         let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
         let mut page = BulkPage::allocate(&alloc).unwrap();
         for _ in 0..capacity() {
-            let p = Box::into_raw(Box::new(Counted)).cast::<()>();
+            let p = word(Box::into_raw(Box::new(Counted)).cast::<()>());
             // SAFETY: `p` is from `Box::into_raw` and dropped once below.
-            unsafe { page.push(p, drop_box::<Counted>, 1, false) };
+            unsafe { page.push(p, drop_box::<Counted>, 1, Kind::Drop) };
         }
         assert!(page.is_full());
         assert_eq!(page.bytes(), capacity());

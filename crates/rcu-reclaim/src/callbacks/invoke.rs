@@ -20,7 +20,13 @@ impl Callbacks {
         cpu: usize,
         limit: Option<usize>,
     ) -> (usize, usize) {
-        let mut lists = lock(&self.shards[cpu].invoke);
+        // After a fork the domain was not prepared for, a worker of the
+        // parent may have held it: panic, naming the fix, rather than hang.
+        let mut lists = gp.lock_after_fork(
+            &self.shards[cpu].invoke,
+            "running callbacks",
+            "a shard's run lock",
+        );
         self.invoke_locked(&mut lists, gp, cpu, limit, usize::MAX)
     }
 
@@ -94,6 +100,7 @@ impl Callbacks {
             let seq = gp.seq();
             st.list.advance(seq);
             let unlimited = st.overloaded || fast;
+            let max_pages = policy::batch_pages(limit, unlimited, max_pages);
             let limit = policy::batch_limit(&self.params, limit, unlimited, st.list.len());
             st.list.take_done(limit, &mut lists.batch);
             st.take_ready_pages(seq, max_pages, &mut lists.pages);

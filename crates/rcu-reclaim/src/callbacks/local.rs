@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::bulk::{bump_relaxed, BulkPage, Deferred};
+use super::bulk::{bump_relaxed, BulkPage, Deferred, Kind, Word};
 use crate::flavor::{reader_fence, Flavor};
 use crate::sync::{lock, AtomicBool, Mutex, UnsafeCell};
 
@@ -132,6 +132,11 @@ pub(crate) struct LocalBuffer {
     /// flush takes it whatever its age, in case its thread retires no more.
     /// (A hint, as `count`: a plain std atomic even under loom.)
     pub(crate) refused: std::sync::atomic::AtomicBool,
+    /// The owner is in the page allocator, inside its slow path (under
+    /// `lock`): a retire that the allocator makes on this thread finds no
+    /// page here and takes the fallback instead of locking again. (Only the
+    /// owner reads and writes it: a plain std atomic even under loom.)
+    pub(crate) allocating: std::sync::atomic::AtomicBool,
     /// A ready page the owner frees a few objects per retire (`drain.rs`),
     /// under the same handshake as `page`.
     drain: UnsafeCell<Drain>,
@@ -178,13 +183,18 @@ impl LocalBuffer {
     pub(crate) unsafe fn try_push(
         &self,
         flavor: Flavor,
-        ptr: *mut (),
-        drop: unsafe fn(*mut ()),
+        ptr: Word,
+        drop: unsafe fn(Word),
         bytes: usize,
-        plain: bool,
+        kind: Kind,
         may_pop: impl FnOnce() -> bool,
         popped: &mut Popped,
     ) -> bool {
+        if self.allocating.load(std::sync::atomic::Ordering::Relaxed) {
+            // Re-entered from the page allocator: the page is the slow
+            // path's (see `allocating`).
+            return false;
+        }
         self.busy.store(true, Ordering::Relaxed);
         owner_fence(flavor);
         if self.steal.load(Ordering::Acquire) {
@@ -205,7 +215,7 @@ impl LocalBuffer {
             match unsafe { &mut *p } {
                 Some(page) if !page.is_full() => {
                     // SAFETY: the page has room; `drop(ptr)` per our contract.
-                    unsafe { page.push(ptr, drop, bytes, plain) };
+                    unsafe { page.push(ptr, drop, bytes, kind) };
                     true
                 }
                 _ => false,
@@ -219,6 +229,21 @@ impl LocalBuffer {
         }
         self.busy.store(false, Ordering::Release);
         pushed
+    }
+
+    /// Runs `f` (the owner's call into the page allocator) marked as
+    /// `allocating`, unmarked again even if it panics.
+    pub(crate) fn while_allocating<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Unmark<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Unmark<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.allocating
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _unmark = Unmark(&self.allocating);
+        f()
     }
 
     /// After running what [`try_push`](Self::try_push) popped (`n` objects).
@@ -397,7 +422,7 @@ fn owner_fence(flavor: Flavor) {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use crate::callbacks::bulk::{drop_box, PageAllocator, SystemPageAllocator};
+    use crate::callbacks::bulk::{drop_box, word, PageAllocator, SystemPageAllocator};
     use crate::sync::fence;
     use loom::sync::atomic::AtomicUsize as LoomUsize;
     use loom::thread;
@@ -410,7 +435,17 @@ mod loom_tests {
     /// `p` is from `Box::<u64>::into_raw`, not queued yet.
     unsafe fn push_u64(buf: &LocalBuffer, p: *mut (), popped: &mut Popped) -> bool {
         // SAFETY: per the contract, `drop_box::<u64>` drops `p` once.
-        unsafe { buf.try_push(Flavor::Mb, p, drop_box::<u64>, 8, true, || true, popped) }
+        unsafe {
+            buf.try_push(
+                Flavor::Mb,
+                word(p),
+                drop_box::<u64>,
+                8,
+                Kind::Plain,
+                || true,
+                popped,
+            )
+        }
     }
 
     #[test]
@@ -433,7 +468,7 @@ mod loom_tests {
                                 BulkPage::allocate(&a2).expect("system pages")
                             });
                             // SAFETY: as above; a fresh or stolen-and-replaced page has room.
-                            unsafe { page.push(p, drop_box::<u64>, 8, true) };
+                            unsafe { page.push(word(p), drop_box::<u64>, 8, Kind::Plain) };
                         });
                     }
                 }
@@ -479,7 +514,7 @@ mod loom_tests {
             for _ in 0..2 {
                 let p = Box::into_raw(Box::new(Counted(drops.clone()))).cast::<()>();
                 // SAFETY: from `Box::into_raw`, dropped once by the drain.
-                unsafe { ready.push(p, drop_box::<Counted>, 8, true) };
+                unsafe { ready.push(word(p), drop_box::<Counted>, 8, Kind::Plain) };
             }
             buf.with_drain_owner(|d| *d = Drain::new(ready, 1));
             buf.with_page_owner(|p| *p = BulkPage::allocate(&alloc));
@@ -495,7 +530,7 @@ mod loom_tests {
                         let page = page
                             .get_or_insert_with(|| BulkPage::allocate(&a2).expect("system pages"));
                         // SAFETY: as above.
-                        unsafe { page.push(p, drop_box::<u64>, 8, true) };
+                        unsafe { page.push(word(p), drop_box::<u64>, 8, Kind::Plain) };
                     });
                 }
                 for d in popped.items() {

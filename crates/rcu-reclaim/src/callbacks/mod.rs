@@ -358,7 +358,8 @@ impl Callbacks {
         // Under the lock: a concurrent `barrier` that found the page gone
         // from the thread finds it on the shard with its cookie.
         page.cookie = gp.snapshot();
-        add(&self.counters.deferred_drops, page.len());
+        add(&self.counters.deferred_drops, page.len() - page.calls());
+        add(&self.counters.calls, page.calls());
         // A shard whose thread frees at its safe points (`collect`) gets
         // its pages' grace period at once: that thread is waiting to free.
         let collecting = shard.collector_recent(self.params.producer_window);

@@ -145,6 +145,12 @@ impl Callbacks {
     /// for at most `policy::THROTTLE_MAX_WAIT` (counted in
     /// `producer_throttles`).
     fn yield_to_worker(&self, cpu: usize, done: impl Fn() -> bool) {
+        if self.runner_stuck() {
+            // Seen stuck already: not even one yield (on a loaded CPU a
+            // yield costs a time slice, and a caller holding the lock the
+            // worker waits for paid it at every call).
+            return;
+        }
         add(&self.counters.throttles, 1);
         self.workers.wake(self.worker_group(cpu));
         let start = Instant::now();
@@ -223,6 +229,11 @@ impl Callbacks {
         }
         let max_wait = left_in_call(policy::pressure_throttle_max_wait(&self.params, bytes));
         if max_wait.is_zero() {
+            return;
+        }
+        if self.runner_stuck() {
+            // Seen stuck already: not even one nap per retire.
+            self.report_stuck(std::time::Duration::ZERO);
             return;
         }
         add(&self.counters.pressure_throttles, 1);

@@ -15,6 +15,9 @@ use crate::sync::lock_std as lock;
 /// How long a worker runs batches before yielding the CPU.
 const YIELD_SLICE: Duration = Duration::from_millis(1);
 
+/// How long `pause` waits for workers to park between its warnings.
+const PAUSE_WARN_AFTER: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct NodeState {
     work: bool,
@@ -149,15 +152,32 @@ impl Workers {
     }
 
     /// Parks every worker where it holds no lock (before `fork()`); returns
-    /// once all running workers are parked.
+    /// once all running workers are parked. A worker parks between
+    /// batches, so a callback or deferred `Drop` that never returns (one
+    /// waiting for a lock the forking thread holds) keeps it from parking:
+    /// every `PAUSE_WARN_AFTER` the wait says so on standard error, naming
+    /// the likely cause, rather than hanging in silence.
     pub(crate) fn pause(&self) {
+        let start = Instant::now();
+        let mut warned = 0u32;
         for n in self.nodes.iter() {
             let mut st = lock(&n.state);
             st.pause = true;
             n.pausing.store(true, Ordering::Relaxed);
             n.wake.notify_all();
             while st.parked < st.running && !st.shutdown {
-                st = wait(&n.parked, st);
+                st = match n.parked.wait_timeout(st, PAUSE_WARN_AFTER) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+                let waited = start.elapsed();
+                if waited >= PAUSE_WARN_AFTER * (warned + 1) {
+                    warned += 1;
+                    crate::sys::warn_loud(&format!(
+                        "rcu-reclaim: prepare_fork() has waited {} s for a callback worker                          to park: a callback or deferred Drop has not returned. If it waits                          for a lock the forking thread holds, prepare_fork() never returns:                          call it without holding any lock that a callback or deferred Drop                          takes",
+                        waited.as_secs()
+                    ));
+                }
             }
         }
     }

@@ -112,7 +112,8 @@ impl CacheArgs {
                 if avail / 2 < cap.saturating_mul(2) {
                     return Err(format!(
                         "--cache-capacity {} is too large for this machine: about {} of memory \
-                         is available, and a run needs twice the capacity (give at most {})",
+                         is available, a run may use twice the capacity, and it is held to half \
+                         of what is available (give at most {})",
                         show(cap),
                         args::show_size_about(avail),
                         show((avail / 4) & !((1 << 20) - 1)),
