@@ -1,19 +1,32 @@
-//! A fixed amount of `defer_drop` work for profilers (callgrind, perf).
+//! A fixed amount of `defer_drop` (or, with `call`, `Rcu::call`) work for
+//! profilers (callgrind, perf): 64-byte boxes, a barrier every 10,000.
 //!
 //! ```text
 //! valgrind --tool=callgrind target/release/examples/defer_profile 200000
+//! valgrind --tool=callgrind target/release/examples/defer_profile 200000 call
 //! ```
 use std::hint::black_box;
 
 fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let call = match args.next().as_deref() {
+        None | Some("defer") => false,
+        Some("call") => true,
+        Some(other) => {
+            eprintln!("usage: defer_profile [N] [defer|call] (not {other:?})");
+            std::process::exit(2);
+        }
+    };
     let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new().on_demand()).unwrap();
     for chunk in 0..n / 10_000 {
         for i in 0..10_000 {
-            rcu.defer_drop(Box::new([black_box(chunk * 10_000 + i); 8]));
+            let b = Box::new([black_box(chunk * 10_000 + i); 8]);
+            if call {
+                rcu.call(move || drop(b));
+            } else {
+                rcu.defer_drop(b);
+            }
         }
         rcu.barrier();
     }

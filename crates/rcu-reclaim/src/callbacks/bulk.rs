@@ -255,6 +255,7 @@ impl BulkPage {
     /// # Safety
     /// `drop(ptr)` must be sound to call exactly once, on any thread, after
     /// a grace period (`kind` affects only where it runs, not soundness).
+    #[inline(always)]
     pub(crate) unsafe fn push(
         &mut self,
         ptr: Word,
@@ -269,7 +270,9 @@ impl BulkPage {
         d.entries[d.len] = MaybeUninit::new(Deferred { ptr, drop });
         d.len += 1;
         d.bytes += bytes;
-        self.calls += usize::from(kind == Kind::Call);
+        if kind == Kind::Call {
+            self.calls += 1;
+        }
     }
 
     /// Entries `range` (below `len`), still on the page.
@@ -472,5 +475,63 @@ mod tests {
         assert_eq!(page.drop_objects(), 0);
         assert_eq!(DROPS.load(Ordering::SeqCst) - before, capacity());
         assert_eq!(page.len(), 0);
+    }
+
+    /// A page of callbacks stored in their words (none captured; a padded
+    /// pair; a `Box`) and boxed (larger than a word) beside a deferred
+    /// drop: each runs once, with what it captured, and the page counts
+    /// its callbacks.
+    #[test]
+    fn callbacks_ride_in_a_page_inline_or_boxed() {
+        static RAN: AtomicUsize = AtomicUsize::new(0);
+        fn push_call<F: FnOnce() + Send + 'static>(page: &mut BulkPage, f: F) {
+            if fits_word::<F>() {
+                // SAFETY: `run_word::<F>` runs the callback stored by
+                // `closure_word` once (below).
+                unsafe { page.push(closure_word(f), run_word::<F>, 0, Kind::Call) };
+            } else {
+                let b = word(Box::into_raw(Box::new(f)).cast());
+                // SAFETY: `run_box::<F>` runs and frees the box once.
+                unsafe { page.push(b, run_box::<F>, 0, Kind::Call) };
+            }
+        }
+        let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
+        let mut page = BulkPage::allocate(&alloc).unwrap();
+        let pair = (7u8, 0x1234_5678u32); // 3 bytes of padding
+        let boxed = Box::new(41u64);
+        let big = [3u64; 4];
+        assert!(fits_word::<fn()>() && !fits_word::<[u64; 4]>());
+        push_call(&mut page, || {
+            RAN.fetch_add(1, Ordering::SeqCst);
+        });
+        push_call(&mut page, move || {
+            let p = std::hint::black_box(pair);
+            assert_eq!(p, (7, 0x1234_5678));
+            RAN.fetch_add(1, Ordering::SeqCst);
+        });
+        push_call(&mut page, move || {
+            assert_eq!(*boxed + 1, 42);
+            RAN.fetch_add(1, Ordering::SeqCst);
+        });
+        push_call(&mut page, move || {
+            assert_eq!(big.iter().sum::<u64>(), 12);
+            RAN.fetch_add(1, Ordering::SeqCst);
+        });
+        // A value of its own (the other test counts `Counted` drops).
+        struct Value;
+        impl Drop for Value {
+            fn drop(&mut self) {
+                RAN.fetch_add(100, Ordering::SeqCst);
+            }
+        }
+        let p = word(Box::into_raw(Box::new(Value)).cast());
+        // SAFETY: from `Box::into_raw`, dropped once below.
+        unsafe { page.push(p, drop_box::<Value>, 8, Kind::Drop) };
+        assert_eq!((page.len(), page.calls(), page.bytes()), (5, 4, 8));
+        assert!(!page.is_plain());
+        assert_eq!(page.drop_objects(), 0);
+        assert_eq!(RAN.load(Ordering::SeqCst), 104, "four callbacks and a drop");
+        assert_eq!((page.len(), page.calls()), (0, 0));
+        assert!(page.is_plain());
     }
 }

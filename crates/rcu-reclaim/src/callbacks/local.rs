@@ -169,7 +169,6 @@ impl LocalBuffer {
     /// # Safety
     /// Called only by the thread that owns the slot holding this buffer;
     /// `drop(ptr)` as in [`BulkPage::push`].
-    #[inline]
     ///
     /// With the push, it takes up to the drain's step of objects from its
     /// drain into `popped` (counted in `dropping`): the caller runs them,
@@ -180,6 +179,7 @@ impl LocalBuffer {
     /// running the next drain step nested the drops one inside another
     /// until the stack overflowed).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub(crate) unsafe fn try_push(
         &self,
         flavor: Flavor,
