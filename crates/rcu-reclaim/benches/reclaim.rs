@@ -2,8 +2,8 @@
 //! its free, reclamation included (each measured batch ends with a drain).
 //!
 //! * ours: `Rcu::defer_drop` (bulk pages), the same with `Rcu::collect`
-//!   after each (the thread's safe point), and `Rcu::call` (a boxed
-//!   closure), drained with `barrier()`;
+//!   after each (the thread's safe point), and `Rcu::call` (a closure
+//!   owning the box, stored in the thread's bulk page), drained with `barrier()`;
 //! * crossbeam-epoch: `Guard::defer_destroy`, drained by repinning and
 //!   flushing until its garbage is collected (it has no barrier);
 //! * seize: `Collector::retire` with `reclaim::boxed`, drained by dropping the
