@@ -440,11 +440,20 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
     // A side killed before its first sample never ran: the limit is
     // below what the program needs to start, not a result.
     if let Some(limit) = cfg.cgroup_limit {
+        let killed = |s: &&SideReport| s.cgroup.as_ref().is_some_and(|c| c.oom_killed);
         let unstarted: Vec<&str> = sides
             .iter()
-            .filter(|s| s.samples.is_empty() && s.cgroup.as_ref().is_some_and(|c| c.oom_killed))
+            .filter(|s| s.samples.is_empty() && killed(s))
             .map(|s| s.mode.as_str())
             .collect();
+        if unstarted.is_empty() && sides.len() > 1 && sides.iter().all(|s| killed(&s)) {
+            out += &format!(
+                "\nnote: both sides were killed by the kernel's OOM killer: {} leaves too \
+                 little room beside the program's code, threads and first entries for a \
+                 comparison; give --cgroup-limit 128M or more\n",
+                mib(limit)
+            );
+        }
         if !unstarted.is_empty() {
             let verb = if unstarted.len() > 1 { "were" } else { "was" };
             out += &format!(
@@ -475,7 +484,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn a_side_killed_before_its_first_sample_is_explained_not_tabled() {
+    fn a_side_killed_before_its_first_sample_or_both_killed_is_explained() {
         let cfg = DemoConfig {
             duration: Duration::from_secs(1),
             budget: 8 << 20,
@@ -510,7 +519,14 @@ mod tests {
         assert!(both.contains("give --cgroup-limit 128M or more"), "{both}");
         let one = table(&cfg, &[side("unaware", 0), side("aware", 5)]);
         assert!(one.contains("note: unaware was killed before"), "{one}");
-        let none = table(&cfg, &[side("unaware", 3), side("aware", 5)]);
+        let late = table(&cfg, &[side("unaware", 3), side("aware", 5)]);
+        assert!(
+            late.contains("note: both sides were killed by the kernel's OOM killer: 16.0 MiB"),
+            "{late}"
+        );
+        let mut survived = side("aware", 5);
+        survived.cgroup = Some(CgroupOutcome::default());
+        let none = table(&cfg, &[side("unaware", 3), survived]);
         assert!(!none.contains("note:"), "{none}");
     }
 }
