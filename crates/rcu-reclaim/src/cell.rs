@@ -226,10 +226,10 @@ impl<T> RcuCell<T> {
     pub fn load<'a, G: ReadSection>(&'a self, guard: &'a G) -> Option<&'a T> {
         assert!(
             guard.domain().id() == self.rcu.id(),
-            "rcu-reclaim: RcuCell::load with a ReadGuard of domain {} on a cell of domain {}; \
+            "rcu-reclaim: RcuCell::load with a ReadGuard of {} on a cell of {}; \
              take the guard from cell.domain().read_lock() (or the domain's QsbrThread)",
-            guard.domain().id(),
-            self.rcu.id()
+            Rcu::name_of(guard.domain().id()),
+            Rcu::name_of(self.rcu.id())
         );
         let p = self.ptr.load(Ordering::Acquire);
         // SAFETY: a non-null pointer in the cell came from `Box::into_raw`
@@ -483,10 +483,10 @@ impl<T> RcuCell<T> {
     ) -> Result<Option<NonNull<T>>, CompareExchangeError<'g, T>> {
         assert!(
             guard.domain().id() == self.rcu.id(),
-            "rcu-reclaim: RcuCell::compare_exchange with a guard of domain {} on a cell of \
-             domain {}; take the guard from cell.domain().read_lock() (or the domain's QsbrThread)",
-            guard.domain().id(),
-            self.rcu.id()
+            "rcu-reclaim: RcuCell::compare_exchange with a guard of {} on a cell of \
+             {}; take the guard from cell.domain().read_lock() (or the domain's QsbrThread)",
+            Rcu::name_of(guard.domain().id()),
+            Rcu::name_of(self.rcu.id())
         );
         updating::check_not_in_update_of(self);
         let expected = current.map_or(ptr::null_mut(), |c| ptr::from_ref(c).cast_mut());

@@ -303,6 +303,15 @@ impl Rcu {
         self.id
     }
 
+    /// "domain N", or "domain N (the global one, `Rcu::global()`)", for
+    /// messages that name a domain by id.
+    pub(crate) fn name_of(id: u64) -> String {
+        match GLOBAL.get() {
+            Some(g) if g.id == id => format!("domain {id} (the global one, Rcu::global())"),
+            _ => format!("domain {id}"),
+        }
+    }
+
     /// The flavor chosen at creation.
     ///
     /// ```

@@ -475,10 +475,10 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     fn check_guard(&self, guard: &impl ReadSection) {
         assert!(
             guard.domain().id() == self.rcu.id(),
-            "rcu-reclaim: RcuHashMap used with a ReadGuard of domain {} on a map of domain {}; \
+            "rcu-reclaim: RcuHashMap used with a ReadGuard of {} on a map of {}; \
              take the guard from map.domain().read_lock() (or the domain's QsbrThread)",
-            guard.domain().id(),
-            self.rcu.id()
+            Rcu::name_of(guard.domain().id()),
+            Rcu::name_of(self.rcu.id())
         );
     }
 }
