@@ -306,10 +306,11 @@ impl Rcu {
     /// "domain N", or "domain N (the global one, `Rcu::global()`)", for
     /// messages that name a domain by id.
     pub(crate) fn name_of(id: u64) -> String {
-        match GLOBAL.get() {
-            Some(g) if g.id == id => format!("domain {id} (the global one, Rcu::global())"),
-            _ => format!("domain {id}"),
+        #[cfg(not(loom))]
+        if GLOBAL.get().is_some_and(|g| g.id == id) {
+            return format!("domain {id} (the global one, Rcu::global())");
         }
+        format!("domain {id}")
     }
 
     /// The flavor chosen at creation.
