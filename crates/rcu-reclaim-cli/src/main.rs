@@ -380,7 +380,10 @@ mod tests {
             assert!(!value.starts_with(' '), "{line:?}");
         }
         assert!(
-            text.contains("\nsynchronize_expedited():  623ns mean over 5\n"),
+            text.contains(
+                "\nsynchronize_expedited():  623ns mean over 5, no reader in a section (the fast \
+                 path)\n"
+            ),
             "{text}"
         );
         assert!(
