@@ -200,6 +200,13 @@ pub extern "C" fn urcu_qsbr_register_thread() {
                 crate::lgpl::go_online();
             }
             None => {
+                // Publish the inlined readers' words first, while this
+                // thread is not yet online: publishing takes the
+                // grace-period lock, and a grace period in progress that
+                // waits for this thread, once online, held it for ever
+                // (until the stall timeout: `test_urcu_qsbr 2 2 1` took
+                // 21 s about one run in ten).
+                crate::lgpl::install();
                 let t = rcu.register_qsbr_thread();
                 crate::lgpl::attach(&t);
                 *reg = Some(t);
