@@ -19,7 +19,8 @@
 # WORK=DIR (default /tmp/liburcu-suite); LIBSETS="ours deb" (default);
 # FULL=1 adds run-urcu-tests.sh 1 (the benchmark suite's urcu_1_seconds.tap:
 # 859 runs, about 35 minutes a set on 2 cores).
-# Prints one RESULT line per run (pass, FAIL, HANG or CRASH, exit status,
+# Prints one RESULT line per run (pass, FAIL, HANG, CRASH or STALL: passed
+# after our stall warning, which a correct run never prints; exit status,
 # seconds, command) and each suite's totals; logs stay in WORK/logs.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -92,7 +93,10 @@ run() { # run LIBDIR LABEL PROGRAM ARGS...
   rc=$?
   e=$((($(date +%s%N) - s) / 100000000))
   st=pass
-  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then st=HANG; elif [ $rc -gt 128 ]; then st=CRASH; elif [ $rc -ne 0 ]; then st=FAIL; fi
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then st=HANG; elif [ $rc -gt 128 ]; then st=CRASH; elif [ $rc -ne 0 ]; then st=FAIL
+  # A run that passed after a grace period stalled past the stall timeout
+  # (21 s) was held up, not fast: a deadlock broken only by time.
+  elif grep -q 'rcu-reclaim: reader stall' "$WORK/logs/last.out"; then st=STALL; fi
   echo "RESULT $set $st $rc $((e / 10)).$((e % 10))s $label ${*:2}"
   [ $st = pass ] || tail -5 "$WORK/logs/last.out" | sed 's/^/    | /'
 }
