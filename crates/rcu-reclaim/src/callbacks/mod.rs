@@ -1,9 +1,11 @@
 //! The callback engine: per-CPU shards of segmented callback lists and bulk
 //! pages, the grace periods that retire them, and the workers that run them.
 //!
-//! * `call` queues a boxed closure on the current CPU's shard.
 //! * `defer_drop` appends two words to the thread's own bulk page; a full
 //!   page is sealed with a grace-period cookie and handed to the shard.
+//!   `call` appends its closure the same way (stored in the entry when it
+//!   fits in a pointer, else boxed); `call_sized` with bytes and
+//!   `call_hurry` queue a boxed closure on the current CPU's shard.
 //! * A thread's page goes to its shard when full or when it holds
 //!   `pace_bytes`; a shard that then holds a batch or `pace_bytes` not yet
 //!   assigned a grace period gets one at once, and the handing thread moves
@@ -17,7 +19,7 @@
 //!   overload or barrier — runs it, advances the lists and wakes the
 //!   workers (one per node, or one pinned per CPU with `worker_per_cpu`).
 //! * Workers run ready callbacks in batches of `max(blimit, pending >> 7)`
-//!   and drop ready pages, yielding between batches. Callbacks and deferred
+//!   and one ready page per batch, yielding between batches. Callbacks and deferred
 //!   drops never run inside a retiring call (`call`, `defer_drop`,
 //!   `RcuCell::store`), as the kernel never runs them inside `call_rcu`:
 //!   a caller may hold a lock that some destructor takes. The exception is
