@@ -132,7 +132,9 @@ impl Rcu {
     /// this thread's bulk page, as its entry when its captures fit in a
     /// pointer (one `Box`, `Arc` or reference, or none), else boxed, and
     /// runs where values that do not drop anywhere run; one that books
-    /// bytes, or finds no page, is boxed and queued on its CPU's shard.
+    /// bytes, or finds no page (counted in
+    /// [`Stats::fallback_syncs`](crate::stats::Stats::fallback_syncs)), is
+    /// boxed and queued on its CPU's shard.
     fn call_as<F: FnOnce() + Send + 'static>(&self, f: F, bytes: usize) {
         if bytes > 0 || cfg!(loom) {
             // Memory that pressure and `run_callbacks` act on per node: on
@@ -140,42 +142,27 @@ impl Rcu {
             self.enqueue(Box::new(f), bytes, false);
             return;
         }
-        #[cfg(not(loom))]
-        if fits_word::<F>() {
-            // SAFETY: `run_word::<F>` runs the callback stored by
-            // `closure_word` once, after a grace period, on any thread
-            // (`F: Send`); a `Call` entry runs only where callbacks run.
-            let refused =
-                unsafe { self.try_push_entry(closure_word(f), run_word::<F>, 0, Kind::Call, true) };
-            let Err(w) = refused else {
-                return;
-            };
-            // SAFETY: refused, so the word is ours again, read once here.
-            let f = unsafe { word_closure::<F>(w) };
-            self.call_without_page(Box::new(f));
+        let inline = fits_word::<F>();
+        let (w, run): (Word, unsafe fn(Word)) = if inline {
+            (closure_word(f), run_word::<F>)
+        } else {
+            (word(Box::into_raw(Box::new(f)).cast()), run_box::<F>)
+        };
+        // SAFETY: `run` runs the callback the word holds (stored by
+        // `closure_word`, or boxed) once, after a grace period, on any
+        // thread (`F: Send`); a `Call` entry runs only where callbacks run.
+        let Err(w) = (unsafe { self.try_push_entry(w, run, 0, Kind::Call, true) }) else {
             return;
-        }
-        #[cfg(not(loom))]
-        {
-            let b = Box::into_raw(Box::new(f));
-            // SAFETY: `run_box::<F>` runs and frees the boxed callback
-            // once, after a grace period, on any thread (`F: Send`).
-            let refused =
-                unsafe { self.try_push_entry(word(b.cast()), run_box::<F>, 0, Kind::Call, true) };
-            if refused.is_ok() {
-                return;
-            }
-            // SAFETY: refused, so the box is ours again.
-            let f = unsafe { Box::from_raw(b) };
-            self.call_without_page(f);
-        }
-    }
-
-    /// A callback that found no bulk page (the page allocator had none)
-    /// is queued on the shard instead, counted in
-    /// [`Stats::fallback_syncs`](crate::stats::Stats::fallback_syncs).
-    #[cfg(not(loom))]
-    fn call_without_page(&self, f: Box<dyn FnOnce() + Send>) {
+        };
+        // Refused (no page), so the word is ours again: the callback goes
+        // to the shard. (One push site: `try_push_entry` is inlined.)
+        let f: Box<dyn FnOnce() + Send> = if inline {
+            // SAFETY: the word holds an `F` from `closure_word`, read once.
+            Box::new(unsafe { word_closure::<F>(w) })
+        } else {
+            // SAFETY: the word holds the pointer from `Box::into_raw`.
+            unsafe { Box::from_raw(w.assume_init().cast::<F>()) }
+        };
         let counters = &self.inner().callbacks.counters;
         counters
             .fallback_syncs
