@@ -46,7 +46,7 @@
 //! | the same, from several writers without a lock, the new value made from the old | [`RcuCell::update`]: read-copy-update in one call (a [`RcuCell::compare_exchange`] loop that runs the closure again when another writer published first) | the old value's `reclaim_size()` |
 //! | the old value in hand ([`RcuCell::replace`], [`RcuCell::take`]; it derefs to the value) | [`Retired::defer_drop`]; [`Retired::into_box`] (waits only if needed) | `reclaim_size()`; nothing |
 //! | the same, a custom size | [`Retired::defer_drop_sized`] | the bytes given |
-//! | a value unlinked from a structure of your own (a pointer from `Box::into_raw`, in an `AtomicPtr`) | [`Rcu::defer_drop_raw`] (`unsafe`: it is unlinked and handed over); not a `Box` rebuilt from it, which claims a uniqueness the readers still holding it deny | `reclaim_size()` |
+//! | a value unlinked from a structure of your own (a pointer from `Box::into_raw`, in an `AtomicPtr`) | [`Rcu::defer_drop_raw`] (`unsafe`: it is unlinked and handed over); not a `Box` rebuilt from it, which claims a uniqueness the readers still holding it deny ([a whole example](#a-structure-of-your-own)) | `reclaim_size()` |
 //! | a `Box` in hand, to drop after a grace period | [`Rcu::defer_drop`]: no allocation per object (two words in a 4 KiB bulk page) | `reclaim_size()` |
 //! | the same, a type without `ReclaimSize` or a custom size | [`Rcu::defer_drop_sized`] (`size_of::<T>()` for the inline bytes only) | the bytes given |
 //! | a path that must never block | [`Rcu::try_defer_drop`], [`Rcu::try_defer_drop_sized`]: hand the value back when no page can be had | `reclaim_size()`; the bytes given |
@@ -86,6 +86,101 @@
 //! assert!(drops_anywhere::<Route>());
 //! let table = RcuCell::new(Route { prefix: "10.0.0.0/8".into(), hops: vec![1, 2] });
 //! table.store(Box::new(Route { prefix: "10.0.0.0/8".into(), hops: vec![3] }));
+//! ```
+//!
+//! ## A structure of your own
+//!
+//! A linked structure whose readers run lock-free and whose writers
+//! serialise on a lock: readers follow `AtomicPtr` links inside a
+//! section; a writer unlinks a node and retires it with
+//! [`Rcu::defer_drop_raw`] (not a `Box` rebuilt from it, which would claim
+//! a uniqueness that readers still holding it deny); the structure's own
+//! `Drop`, which no reader can overlap (it has `&mut self`), frees what is
+//! left at once. The links are left out of [`reclaim_size!`]: they own
+//! nothing.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicPtr, Ordering};
+//! use std::sync::Mutex;
+//! use rcu_reclaim::{reclaim_size, Rcu, ReadSection};
+//!
+//! struct Node { key: u64, value: String, next: AtomicPtr<Node> }
+//! reclaim_size!(Node { value }; drops_anywhere);
+//!
+//! struct List { head: AtomicPtr<Node>, writer: Mutex<()> }
+//!
+//! impl List {
+//!     fn get<'g>(&'g self, key: u64, section: &'g impl ReadSection) -> Option<&'g str> {
+//!         // A section of another domain would not hold back this one's frees.
+//!         assert_eq!(section.domain().id(), Rcu::global().id(), "a guard of Rcu::global()");
+//!         let mut p = self.head.load(Ordering::Acquire);
+//!         // SAFETY: nodes reachable inside the section are freed only after
+//!         // a grace period, which the section holds back.
+//!         while let Some(n) = unsafe { p.as_ref() } {
+//!             if n.key == key {
+//!                 return Some(&n.value);
+//!             }
+//!             p = n.next.load(Ordering::Acquire);
+//!         }
+//!         None
+//!     }
+//!     fn push(&self, key: u64, value: String) {
+//!         let _w = self.writer.lock().unwrap();
+//!         let next = AtomicPtr::new(self.head.load(Ordering::Relaxed));
+//!         let node = Box::into_raw(Box::new(Node { key, value, next }));
+//!         self.head.store(node, Ordering::Release); // publish
+//!     }
+//!     fn remove(&self, key: u64) -> bool {
+//!         let _w = self.writer.lock().unwrap();
+//!         let mut link = &self.head;
+//!         // SAFETY: only writers unlink, and this one holds the lock.
+//!         while let Some(n) = unsafe { link.load(Ordering::Relaxed).as_ref() } {
+//!             if n.key == key {
+//!                 let p = link.load(Ordering::Relaxed);
+//!                 link.store(n.next.load(Ordering::Relaxed), Ordering::Release); // unlink
+//!                 // SAFETY: from `Box::into_raw`, unlinked, not used again here.
+//!                 unsafe { Rcu::global().defer_drop_raw(p) };
+//!                 return true;
+//!             }
+//!             link = &n.next;
+//!         }
+//!         false
+//!     }
+//! }
+//!
+//! impl Drop for List {
+//!     fn drop(&mut self) {
+//!         let mut p = *self.head.get_mut();
+//!         while !p.is_null() {
+//!             // SAFETY: `&mut self`: no reader or writer is left.
+//!             let mut node = unsafe { Box::from_raw(p) };
+//!             p = *node.next.get_mut();
+//!         }
+//!     }
+//! }
+//!
+//! let list = List { head: AtomicPtr::default(), writer: Mutex::new(()) };
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         for k in 0..1000 {
+//!             list.push(k, format!("v{k}"));
+//!             if k % 2 == 1 {
+//!                 assert!(list.remove(k - 1));
+//!             }
+//!         }
+//!     });
+//!     s.spawn(|| {
+//!         for k in 0..1000 {
+//!             let guard = Rcu::global().read_lock();
+//!             if let Some(v) = list.get(k, &guard) {
+//!                 assert_eq!(v, format!("v{k}"));
+//!             }
+//!         }
+//!     });
+//! });
+//! let guard = Rcu::global().read_lock();
+//! assert_eq!(list.get(999, &guard), Some("v999"));
+//! assert_eq!(list.get(0, &guard), None);
 //! ```
 //!
 //! ## Coming from arc-swap or crossbeam-epoch
