@@ -145,14 +145,14 @@ impl Callbacks {
     /// for at most `policy::THROTTLE_MAX_WAIT` (counted in
     /// `producer_throttles`).
     fn yield_to_worker(&self, cpu: usize, done: impl Fn() -> bool) {
+        self.workers.wake(self.worker_group(cpu));
         if self.runner_stuck() {
-            // Seen stuck already: not even one yield (on a loaded CPU a
-            // yield costs a time slice, and a caller holding the lock the
-            // worker waits for paid it at every call).
+            // Seen stuck already: woken, but not even one yield (on a
+            // loaded CPU a yield costs a time slice, and a caller holding
+            // the lock the worker waits for paid it at every call).
             return;
         }
         add(&self.counters.throttles, 1);
-        self.workers.wake(self.worker_group(cpu));
         let start = Instant::now();
         while start.elapsed() < policy::THROTTLE_MAX_WAIT {
             std::thread::yield_now();
@@ -231,34 +231,33 @@ impl Callbacks {
         if max_wait.is_zero() {
             return;
         }
-        if self.runner_stuck() {
-            // Seen stuck already: not even one nap per retire.
-            self.report_stuck(std::time::Duration::ZERO);
-            return;
-        }
         add(&self.counters.pressure_throttles, 1);
         let target = gp.snapshot();
         let start = Instant::now();
         kick();
         loop {
+            // Grace periods moved on and workers woken at every round, the
+            // first included.
             gp.try_advance(target);
             for cpu in 0..self.shards.len() {
                 if self.worker_has_pages(gp, cpu) {
                     self.wake_worker(cpu);
                 }
             }
-            std::thread::sleep(policy::PRESSURE_THROTTLE_NAP);
-            if policy::pressure_throttle_done(&self.params, signals(), self.shard_bytes())
-                || start.elapsed() >= max_wait
-            {
-                break;
-            }
             if self.runner_stuck() {
                 // A worker (or a thread running a barrier or reclaim) has
                 // spent `WORKER_STUCK_MS` on one callback or destructor: if
                 // it waits for a lock this thread holds, the wait would run
                 // to its bound (up to 1 s per retire) and free nothing.
+                // Looked at before each nap, the first too: a retire that
+                // finds it stuck already does not nap at all.
                 self.report_stuck(start.elapsed());
+                break;
+            }
+            std::thread::sleep(policy::PRESSURE_THROTTLE_NAP);
+            if policy::pressure_throttle_done(&self.params, signals(), self.shard_bytes())
+                || start.elapsed() >= max_wait
+            {
                 break;
             }
         }
