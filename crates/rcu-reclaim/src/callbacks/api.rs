@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use super::bulk::{closure_word, fits_word, run_box, run_word, word, word_closure, Kind, Word};
+use super::bulk::{call_back, call_entry, word, Kind, Word};
 use super::local::Popped;
 use super::{bump_relaxed, drop_box, in_callback, BulkPage, Collected};
 use crate::clock::epoch_ms;
@@ -81,13 +81,13 @@ impl Rcu {
     /// (one `Box`, `Arc` or reference, or none) is stored in the page
     /// itself, without a `Box` of its own. ([`call_sized`](Rcu::call_sized)
     /// with bytes to free queues on the shard at once, where pressure sees
-    /// them.) Callbacks carry no order among themselves. A thread that queues faster than the worker runs them
-    /// is held back: while its CPU's shard holds more than 16 pages ready
-    /// to run, a call that hands off a page yields to the worker for at
-    /// most 2 ms (`Stats::producer_throttles`), so a flood of calls cannot
-    /// grow memory without bound; and while a pressure signal is held, it
-    /// waits for garbage to be freed as [`defer_drop`](Rcu::defer_drop)
-    /// does.
+    /// them.) Callbacks carry no order among themselves. A thread that
+    /// queues faster than the worker runs them is held back: while its
+    /// CPU's shard holds more than 16 pages ready to run, a call that hands
+    /// off a page yields to the worker for at most 2 ms
+    /// (`Stats::producer_throttles`), so a flood of calls cannot grow
+    /// memory without bound; and while a pressure signal is held, it waits
+    /// for garbage to be freed as [`defer_drop`](Rcu::defer_drop) does.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,32 +142,27 @@ impl Rcu {
             self.enqueue(Box::new(f), bytes, false);
             return;
         }
-        let inline = fits_word::<F>();
-        let (w, run): (Word, unsafe fn(Word)) = if inline {
-            (closure_word(f), run_word::<F>)
-        } else {
-            (word(Box::into_raw(Box::new(f)).cast()), run_box::<F>)
-        };
-        // SAFETY: `run` runs the callback the word holds (stored by
-        // `closure_word`, or boxed) once, after a grace period, on any
-        // thread (`F: Send`); a `Call` entry runs only where callbacks run.
+        let (w, run) = call_entry(f);
+        // SAFETY: `run` runs the callback the entry holds once, after a
+        // grace period, on any thread (`F: Send`); a `Call` entry runs only
+        // where callbacks run.
         let Err(w) = (unsafe { self.try_push_entry(w, run, 0, Kind::Call, true) }) else {
             return;
         };
-        // Refused (no page), so the word is ours again: the callback goes
-        // to the shard. (One push site: `try_push_entry` is inlined.)
-        let f: Box<dyn FnOnce() + Send> = if inline {
-            // SAFETY: the word holds an `F` from `closure_word`, read once.
-            Box::new(unsafe { word_closure::<F>(w) })
-        } else {
-            // SAFETY: the word holds the pointer from `Box::into_raw`.
-            unsafe { Box::from_raw(w.assume_init().cast::<F>()) }
-        };
+        // Refused (no page): the callback goes to the shard. (One push
+        // site: `try_push_entry` is inlined.)
+        // SAFETY: the entry from `call_entry::<F>` was not pushed.
+        let f = unsafe { call_back::<F>(w) };
+        self.count_fallback();
+        self.enqueue(f, 0, false);
+    }
+
+    /// Counts a retire that found no bulk page (`Stats::fallback_syncs`).
+    fn count_fallback(&self) {
         let counters = &self.inner().callbacks.counters;
         counters
             .fallback_syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.enqueue(f, 0, false);
     }
 
     /// As [`call`](Rcu::call), counting `bytes` as the memory the callback
@@ -476,11 +471,7 @@ impl Rcu {
         };
         let value = HandedOver(ptr);
         let inner = self.inner();
-        inner
-            .callbacks
-            .counters
-            .fallback_syncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count_fallback();
         // Leaked, not dropped, should the wait or the queueing below panic
         // (a `tracing` subscriber panicking on a stall report, say): readers
         // may still hold the value, and the unwind must not free it under

@@ -380,34 +380,56 @@ pub(crate) fn word(p: *mut ()) -> Word {
 
 /// Whether a callback of type `F` fits in a page entry's word (its size and
 /// alignment at most a pointer's), so `call` stores it inline.
-pub(crate) const fn fits_word<F>() -> bool {
+const fn fits_word<F>() -> bool {
     std::mem::size_of::<F>() <= std::mem::size_of::<Word>()
         && std::mem::align_of::<F>() <= std::mem::align_of::<Word>()
 }
 
-/// `f` stored in a page entry's word.
-///
-/// # Panics
-/// If `F` does not fit (`fits_word`); callers check first.
+/// A callback as a page entry (`Kind::Call`): the word and the function
+/// that runs what it holds once. A closure that fits in the word
+/// (`fits_word`: one `Box`, `Arc` or reference, or none) is stored in it;
+/// a larger one is boxed and the word holds the box. Take it back, if the
+/// entry is never pushed, with [`call_back`].
 #[inline]
-pub(crate) fn closure_word<F>(f: F) -> Word {
-    assert!(fits_word::<F>());
-    let mut w = Word::uninit();
-    // SAFETY: `F` fits in the word's size and alignment (checked above),
-    // and the word is ours to write.
-    unsafe { w.as_mut_ptr().cast::<F>().write(f) };
-    w
+pub(crate) fn call_entry<F: FnOnce() + Send + 'static>(f: F) -> (Word, unsafe fn(Word)) {
+    if fits_word::<F>() {
+        let mut w = Word::uninit();
+        // SAFETY: `F` fits in the word's size and alignment, and the word
+        // is ours to write.
+        unsafe { w.as_mut_ptr().cast::<F>().write(f) };
+        (w, run_word::<F>)
+    } else {
+        (word(Box::into_raw(Box::new(f)).cast()), run_box::<F>)
+    }
 }
 
-/// Takes back the callback `closure_word` stored.
+/// The callback of an entry from [`call_entry::<F>`](call_entry) that was
+/// not pushed, boxed.
 ///
 /// # Safety
-/// `w` came from `closure_word::<F>` and is read once.
+/// `w` came from `call_entry::<F>` and is used once, here, instead of
+/// running it.
 #[inline]
-pub(crate) unsafe fn word_closure<F>(w: Word) -> F {
-    // SAFETY: per the contract, `w` holds an `F` (written at its start,
-    // suitably aligned), read once.
-    unsafe { w.as_ptr().cast::<F>().read() }
+pub(crate) unsafe fn call_back<F: FnOnce() + Send + 'static>(w: Word) -> Box<dyn FnOnce() + Send> {
+    if fits_word::<F>() {
+        // SAFETY: per the contract, the word holds an `F`, read once.
+        Box::new(unsafe { w.as_ptr().cast::<F>().read() })
+    } else {
+        // SAFETY: per the contract, the word holds the pointer from
+        // `Box::into_raw`.
+        unsafe { Box::from_raw(w.assume_init().cast::<F>()) }
+    }
+}
+
+/// Runs the callback stored in `w` (a page entry of `Kind::Call`).
+///
+/// # Safety
+/// `w` came from `call_entry::<F>` for an `F` that fits in it, and is run
+/// once; `F` is `Send`, so any thread may run it.
+unsafe fn run_word<F: FnOnce()>(w: Word) {
+    // SAFETY: per the contract, the word holds an `F`, read once.
+    let f = unsafe { w.as_ptr().cast::<F>().read() };
+    f();
 }
 
 /// Runs the boxed callback whose pointer `w` holds (a page entry of
@@ -415,19 +437,9 @@ pub(crate) unsafe fn word_closure<F>(w: Word) -> F {
 ///
 /// # Safety
 /// `w` holds a pointer from `Box::<F>::into_raw`, not used afterwards.
-pub(crate) unsafe fn run_box<F: FnOnce()>(w: Word) {
+unsafe fn run_box<F: FnOnce()>(w: Word) {
     // SAFETY: per the contract (an initialised pointer from `into_raw`).
     let f = unsafe { Box::from_raw(w.assume_init().cast::<F>()) };
-    f();
-}
-
-/// Runs the callback stored in `w` (a page entry of `Kind::Call`).
-///
-/// # Safety
-/// As `word_closure`; `F` is `Send`, so any thread may run it.
-pub(crate) unsafe fn run_word<F: FnOnce()>(w: Word) {
-    // SAFETY: per the contract.
-    let f = unsafe { word_closure::<F>(w) };
     f();
 }
 
@@ -485,15 +497,9 @@ mod tests {
     fn callbacks_ride_in_a_page_inline_or_boxed() {
         static RAN: AtomicUsize = AtomicUsize::new(0);
         fn push_call<F: FnOnce() + Send + 'static>(page: &mut BulkPage, f: F) {
-            if fits_word::<F>() {
-                // SAFETY: `run_word::<F>` runs the callback stored by
-                // `closure_word` once (below).
-                unsafe { page.push(closure_word(f), run_word::<F>, 0, Kind::Call) };
-            } else {
-                let b = word(Box::into_raw(Box::new(f)).cast());
-                // SAFETY: `run_box::<F>` runs and frees the box once.
-                unsafe { page.push(b, run_box::<F>, 0, Kind::Call) };
-            }
+            let (w, run) = call_entry(f);
+            // SAFETY: `run` runs the callback `call_entry` stored once (below).
+            unsafe { page.push(w, run, 0, Kind::Call) };
         }
         let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
         let mut page = BulkPage::allocate(&alloc).unwrap();
