@@ -78,14 +78,20 @@ fn under_pressure_a_writer_waits_for_its_garbage_but_only_briefly_behind_a_reade
 #[test]
 fn inside_a_read_side_section_a_writer_waits_when_the_section_ends() {
     let rcu = domain();
+    // Another thread's reader holds grace periods up past the section's
+    // end, so the garbage is still there when the payment looks (else a
+    // grace period could end and a worker free it between the two, and
+    // the payment would rightly owe nothing: 1 run in 200).
+    let (release, reader) = hold_reader(&rcu);
     let pressure = rcu.pressure_start_all();
     {
         let _outer = rcu.read_lock();
         {
             let _section = rcu.read_lock();
             // Its own section holds every grace period up: a wait here
-            // would wait for itself.
-            retire(&rcu, 8);
+            // would wait for itself. 1.5 MiB, over the 1 MiB mark (a
+            // payment waits 10 ms).
+            retire(&rcu, 3);
             assert_eq!(rcu.stats().pressure_throttles, 0);
             assert_eq!(rcu.read_depth(), 2);
         }
@@ -101,6 +107,8 @@ fn inside_a_read_side_section_a_writer_waits_when_the_section_ends() {
     // The next section owes nothing.
     drop(rcu.read_lock());
     assert_eq!(rcu.stats().pressure_throttles, 1);
+    drop(release);
+    reader.join().unwrap();
     pressure.end();
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
@@ -109,14 +117,24 @@ fn inside_a_read_side_section_a_writer_waits_when_the_section_ends() {
 #[test]
 fn a_raw_section_pays_at_its_unlock() {
     let rcu = domain();
+    // As above: the garbage outlives the section's end.
+    let (release, reader) = hold_reader(&rcu);
     let pressure = rcu.pressure_start_all();
     rcu.read_lock_raw();
-    retire(&rcu, 8);
+    retire(&rcu, 3);
     assert_eq!(rcu.stats().pressure_throttles, 0);
     assert!(rcu.read_unlock_raw());
-    assert_eq!(rcu.stats().pressure_throttles, 1);
+    let s = rcu.stats();
+    assert_eq!(s.pressure_throttles, 1, "waits: {s:?}");
+    assert!(
+        s.pressure_throttle_us >= 10_000,
+        "a payment with nothing freeable waits its 10 ms bound: {s:?}"
+    );
+    drop(release);
+    reader.join().unwrap();
     pressure.end();
     rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
 }
 
 #[test]
