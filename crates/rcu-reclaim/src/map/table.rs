@@ -330,15 +330,67 @@ impl Stripes {
     /// `remove_if`, a cache's `get_or_insert_with`) wrote to the same map,
     /// which would otherwise deadlock, silently, on the same stripe or on
     /// another thread's write going the other way.
+    ///
+    /// Or if this write runs inside a closure of another map's write (the
+    /// thread holds that map's stripe) and waits [`CROSSED_WAIT`] for this
+    /// stripe: another thread most likely holds it and, from a closure of
+    /// its own, waits for the stripe this thread holds (two threads writing
+    /// each other's maps from their closures). The panic unwinds this
+    /// thread's closures and releases its stripes, so the other goes on; a
+    /// write that is not nested waits as long as the lock is held.
     #[inline]
     #[track_caller]
     pub(super) fn lock(&self, stripe: usize) -> StripeLocked<'_> {
-        let held = Held::enter(self);
+        let (held, nested) = Held::enter(self);
+        let m = &self.0[stripe];
         StripeLocked {
-            _locked: lock(&self.0[stripe]),
+            _locked: if nested { lock_nested(m) } else { lock(m) },
             _held: held,
         }
     }
+}
+
+/// How long a write nested in another map's closure waits for its stripe
+/// before it takes the wait for a lock-order deadlock and panics.
+#[cfg(not(loom))]
+pub(super) const CROSSED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Locks `m` for a write nested in another map's closure: at most
+/// [`CROSSED_WAIT`] (see [`Stripes::lock`]).
+#[cfg(not(loom))]
+#[cold]
+#[track_caller]
+fn lock_nested(m: &Mutex<()>) -> Locked<'_, ()> {
+    let start = std::time::Instant::now();
+    let mut tries = 0u32;
+    loop {
+        if let Some(l) = crate::sync::try_lock(m) {
+            return l;
+        }
+        if start.elapsed() >= CROSSED_WAIT {
+            panic!(
+                "RcuHashMap: a write made inside the closure of another map's or cache's write \
+                 (`get_or_insert_with`, `update`, `remove_if`, `RcuCache::get_or_insert_with`, \
+                 which run it under one of their locks) waited {} s for one of this map's \
+                 locks: another thread most likely holds it while it writes, from a closure of \
+                 its own, to the map this closure came from, and each waits for the other (a \
+                 lock-order deadlock). Make such writes after the outer call returns, or nest \
+                 maps in the same order on every thread",
+                CROSSED_WAIT.as_secs()
+            );
+        }
+        tries += 1;
+        if tries < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}
+
+#[cfg(loom)]
+fn lock_nested(m: &Mutex<()>) -> Locked<'_, ()> {
+    lock(m)
 }
 
 /// A stripe lock held; see [`Stripes::lock`].
@@ -375,11 +427,13 @@ std::thread_local! {
 }
 
 impl Held {
+    /// Marks this thread as holding a stripe of `stripes`; says whether it
+    /// already held a stripe of another map (a nested write).
     #[track_caller]
-    fn enter(stripes: &Stripes) -> Held {
+    fn enter(stripes: &Stripes) -> (Held, bool) {
         // Not under loom: its threads share one OS thread's locals.
         #[cfg(not(loom))]
-        {
+        let nested = {
             let me = stripes as *const Stripes as usize;
             let depth = DEPTH.get();
             let held = HOLDING.with(|maps| maps[..depth].iter().any(|m| m.get() == me));
@@ -401,10 +455,14 @@ impl Held {
             }
             HOLDING.with(|maps| maps[depth].set(me));
             DEPTH.set(depth + 1);
-        }
+            depth > 0
+        };
         #[cfg(loom)]
-        let _ = stripes;
-        Held { _private: () }
+        let nested = {
+            let _ = stripes;
+            false
+        };
+        (Held { _private: () }, nested)
     }
 }
 

@@ -185,7 +185,12 @@ where
     /// its lock (`pred`, `update`'s `f`, `get_or_insert_with`'s `f`): that
     /// would deadlock. The same holds for every write of the map, and for
     /// a write nested more than 32 deep in other maps' closures (the
-    /// thread can check no further).
+    /// thread can check no further). A write that such a closure makes to
+    /// *another* map or cache waits at most 2 s for its key's lock, then
+    /// panics, naming the likely cause: another thread holding that lock
+    /// while it writes, from a closure of its own, to this map (each would
+    /// wait for the other for ever). Make such writes after the call
+    /// returns, or nest maps in the same order on every thread.
     ///
     /// ```
     /// let map = rcu_reclaim::RcuHashMap::new();
@@ -295,7 +300,8 @@ where
     /// # Panics
     /// If `guard` belongs to another domain than the map; if `f` writes to
     /// this map (`insert`, `remove`, `update`, ...), in that write, which
-    /// would otherwise deadlock.
+    /// would otherwise deadlock; if `f` writes to another map or cache and
+    /// waits 2 s for its key's lock (see [`remove_if`](Self::remove_if)).
     ///
     /// ```
     /// let map = rcu_reclaim::RcuHashMap::new();
@@ -369,7 +375,9 @@ where
     /// (`None` if absent): `Some(v)` inserts or replaces, `None` removes.
     /// Atomic for the key: `f` runs under the key's stripe lock (so it must
     /// not write to this map: such a write panics, where it would
-    /// deadlock), and no other write to the key runs meanwhile.
+    /// deadlock; a write to another map or cache from `f` panics after
+    /// waiting 2 s for its key's lock, see [`remove_if`](Self::remove_if)),
+    /// and no other write to the key runs meanwhile.
     /// Returns whether the key is present afterwards. A replaced or removed
     /// entry is dropped after a grace period, its size booked.
     ///
