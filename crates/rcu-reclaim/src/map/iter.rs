@@ -28,10 +28,43 @@ use super::list::{is_dummy, Link, Node};
 /// keys.sort();
 /// assert_eq!(keys, [1, 2]);
 /// ```
+///
+/// It walks inside its thread's section, so it stays on that thread:
+///
+/// ```compile_fail,E0277
+/// let map = rcu_reclaim::RcuHashMap::new();
+/// map.insert(1, "one");
+/// let guard = map.domain().read_lock();
+/// let iter = map.iter(&guard);
+/// std::thread::scope(|s| {
+///     // error: `*const IterStaysWithItsSection` cannot be sent between threads safely
+///     s.spawn(move || iter.count());
+/// });
+/// ```
 pub struct Iter<'g, K, V> {
-    next: *const Link,
+    next: NextLink,
     _entries: PhantomData<&'g (K, V)>,
+    _not_send: PhantomData<*const IterStaysWithItsSection>,
 }
+
+/// Why an [`Iter`] is neither `Send` nor `Sync`: it walks the map inside
+/// its thread's read-side section. The iterator holds a
+/// `PhantomData<*const IterStaysWithItsSection>`, so the compiler's error
+/// for sending one reads "`*const IterStaysWithItsSection` cannot be sent
+/// between threads safely" rather than naming a private link type.
+enum IterStaysWithItsSection {}
+
+/// The next link of a walk. `Send`/`Sync` on its own so that the
+/// compiler's error for sending an [`Iter`] names
+/// [`IterStaysWithItsSection`].
+#[derive(Clone, Copy)]
+struct NextLink(*const Link);
+
+// SAFETY: a `NextLink` is only ever inside an `Iter`, which is neither
+// `Send` nor `Sync` (`IterStaysWithItsSection`).
+unsafe impl Send for NextLink {}
+// SAFETY: as above.
+unsafe impl Sync for NextLink {}
 
 impl<'g, K, V> Iter<'g, K, V> {
     /// An iterator from the list's first element on.
@@ -42,8 +75,9 @@ impl<'g, K, V> Iter<'g, K, V> {
     /// map both last for `'g`.
     pub(super) unsafe fn new(head: NonNull<Link>) -> Self {
         Iter {
-            next: head.as_ptr(),
+            next: NextLink(head.as_ptr()),
             _entries: PhantomData,
+            _not_send: PhantomData,
         }
     }
 }
@@ -53,11 +87,11 @@ impl<'g, K, V> Iterator for Iter<'g, K, V> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let cur = NonNull::new(self.next.cast_mut())?;
+            let cur = NonNull::new(self.next.0.cast_mut())?;
             // SAFETY: a link reached from the list inside the section the
             // iterator borrows (see `new`): not freed before it ends.
             let link = unsafe { cur.as_ref() };
-            self.next = link.next.load(Ordering::Acquire);
+            self.next = NextLink(link.next.load(Ordering::Acquire));
             if !is_dummy(link.sort) {
                 // SAFETY: an entry's link is the first field of its
                 // `Node<K, V>`, and `cur` carries the node's provenance; the
