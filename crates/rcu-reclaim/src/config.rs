@@ -315,6 +315,46 @@ impl Config {
         self
     }
 
+    /// Garbage on the shards above which, with no pressure signal held, a
+    /// thread that hands off a page waits for a *held-up* grace period:
+    /// one in progress for longer than [`held_up_after`](Self::held_up_after)
+    /// (500 µs by default, several times a usual one). A grace period that
+    /// long waits for a reader that is not running (preempted inside its
+    /// section, on a machine with more runnable threads than cores): a
+    /// writer that kept retiring meanwhile would pile up garbage that
+    /// nothing can free, so it sleeps instead (in naps of 50 µs, giving
+    /// its CPU away) until that grace period ends, for at most 2 ms. A
+    /// reader still in its section after that is not merely preempted: no
+    /// thread waits on that grace period again. As under pressure, a
+    /// section cannot wait for itself: inside one the wait is owed and
+    /// paid when it ends (see
+    /// [`pressure_throttle_bytes`](Self::pressure_throttle_bytes)).
+    /// Default 512 KiB; `usize::MAX` turns it off. `Stats::held_up_waits`
+    /// counts the waits, `Stats::held_up_wait_us` their time.
+    ///
+    /// ```
+    /// // A writer that must never sleep for a reader's sake:
+    /// let c = rcu_reclaim::Config::new().held_up_bytes(usize::MAX);
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn held_up_bytes(mut self, bytes: usize) -> Self {
+        self.params.held_up_bytes = bytes;
+        self
+    }
+
+    /// How long a grace period must have been in progress before a writer
+    /// waits for it ([`held_up_bytes`](Self::held_up_bytes)). Default
+    /// 500 µs.
+    ///
+    /// ```
+    /// let c = rcu_reclaim::Config::new().held_up_after(std::time::Duration::from_millis(2));
+    /// # let _ = rcu_reclaim::Rcu::new(c).unwrap();
+    /// ```
+    pub fn held_up_after(mut self, after: std::time::Duration) -> Self {
+        self.params.held_up_after = after;
+        self
+    }
+
     /// No background pace: queued callbacks and deferred drops wait until
     /// `barrier`, `run_callbacks`, a pressure signal or `call_hurry` asks
     /// (lazy delay of an hour, no batch or overload trigger). For

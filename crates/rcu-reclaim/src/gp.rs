@@ -191,6 +191,12 @@ pub(crate) struct GracePeriods {
     stall_timeout: Duration,
     /// When `try_advance` last started a grace period (µs since `base`).
     retirer_started_us: AtomicU64,
+    /// When the grace period in progress started (µs since `base`; 0 under
+    /// loom). Stale while none is in progress.
+    started_us: AtomicU64,
+    /// The grace period (`seq` while in progress) that a held-up wait ran
+    /// to its bound on: no thread waits on it again.
+    held_up_gave_up: AtomicU64,
     base: Instant,
     /// The process whose threads the domain knows: the one that created
     /// it, or the child that `ForkGuard::child` made it ready in. In any
@@ -210,6 +216,8 @@ impl GracePeriods {
             registry,
             stall_timeout,
             retirer_started_us: AtomicU64::new(0),
+            started_us: AtomicU64::new(0),
+            held_up_gave_up: AtomicU64::new(u64::MAX),
             base: Instant::now(),
             pid: std::sync::atomic::AtomicU32::new(crate::reader::current_pid()),
         }
@@ -460,6 +468,11 @@ impl GracePeriods {
             return self.in_flight.load(Ordering::Relaxed);
         }
         self.seq.store(s + 1, Ordering::Relaxed);
+        #[cfg(not(loom))]
+        self.started_us.store(
+            crate::clock::elapsed(self.base).as_micros() as u64,
+            Ordering::Relaxed,
+        );
         self.writer_barrier();
         let new = self.registry.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
         #[cfg(not(loom))]
@@ -569,6 +582,34 @@ impl GracePeriods {
         let now = crate::clock::elapsed(self.base).as_micros() as u64;
         let last = self.retirer_started_us.load(Ordering::Relaxed);
         Some(Duration::from_micros(now.saturating_sub(last)))
+    }
+
+    /// The grace period in progress (`seq`) and how long ago it started,
+    /// unless none is, or a held-up wait has already run to its bound on it
+    /// ([`gave_up_on`](Self::gave_up_on)).
+    #[cfg(not(loom))]
+    pub(crate) fn held_up(&self) -> Option<(u64, Duration)> {
+        let s = self.seq.load(Ordering::Relaxed);
+        if s & SEQ_STATE_MASK == 0 || self.held_up_gave_up.load(Ordering::Relaxed) == s {
+            return None;
+        }
+        let now = crate::clock::elapsed(self.base).as_micros() as u64;
+        let started = self.started_us.load(Ordering::Relaxed);
+        Some((s, Duration::from_micros(now.saturating_sub(started))))
+    }
+
+    /// Completes grace period `s` (in progress when [`held_up`](Self::held_up)
+    /// returned it) if its readers have all moved on; returns whether it
+    /// has ended (by this call or another).
+    #[cfg(not(loom))]
+    pub(crate) fn try_end(&self, s: u64) -> bool {
+        self.try_advance((s | SEQ_STATE_MASK) + 1)
+    }
+
+    /// Records that a held-up wait on grace period `s` ran to its bound.
+    #[cfg(not(loom))]
+    pub(crate) fn gave_up_on(&self, s: u64) {
+        self.held_up_gave_up.store(s, Ordering::Relaxed);
     }
 
     /// Completes the grace period in progress, if there is one and every

@@ -59,6 +59,10 @@ pub(crate) struct Params {
     pub(crate) fast_min_bytes: usize,
     /// See [`Config::pressure_throttle_bytes`](crate::Config::pressure_throttle_bytes).
     pub(crate) pressure_throttle_bytes: usize,
+    /// See [`Config::held_up_bytes`](crate::Config::held_up_bytes).
+    pub(crate) held_up_bytes: usize,
+    /// See [`Config::held_up_after`](crate::Config::held_up_after).
+    pub(crate) held_up_after: Duration,
     /// See [`Config::producer_window`](crate::Config::producer_window).
     pub(crate) producer_window: Duration,
     /// See [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees).
@@ -79,6 +83,8 @@ impl Default for Params {
             worker_per_cpu: false,
             fast_min_bytes: 1 << 20,
             pressure_throttle_bytes: DEFAULT_PRESSURE_THROTTLE_BYTES,
+            held_up_bytes: DEFAULT_HELD_UP_BYTES,
+            held_up_after: DEFAULT_HELD_UP_AFTER,
             producer_window: Duration::from_millis(5),
             retiring_thread_frees: false,
         }
@@ -250,6 +256,14 @@ pub(crate) const THROTTLE_MAX_WAIT: Duration = Duration::from_millis(2);
 /// measurement: see BENCHMARKS.md, "Writers wait under pressure").
 pub(crate) const DEFAULT_PRESSURE_THROTTLE_BYTES: usize = 8 << 20;
 
+/// Default of [`Config::held_up_bytes`](crate::Config::held_up_bytes).
+pub(crate) const DEFAULT_HELD_UP_BYTES: usize = 512 << 10;
+
+/// Default of [`Config::held_up_after`](crate::Config::held_up_after):
+/// several times a grace period's usual length (about 150 µs with two
+/// threads updating on two cores).
+pub(crate) const DEFAULT_HELD_UP_AFTER: Duration = Duration::from_micros(500);
+
 /// The longest a retiring thread waits under pressure per page it hands
 /// off, while the shards hold at most twice the throttle's bytes.
 pub(crate) const PRESSURE_THROTTLE_MAX_WAIT: Duration = Duration::from_millis(10);
@@ -312,6 +326,23 @@ pub(crate) fn pressure_throttle_max_wait(p: &Params, shard_bytes: usize) -> Dura
 pub(crate) fn pressure_throttle_done(p: &Params, signals: usize, shard_bytes: usize) -> bool {
     signals == 0 || shard_bytes <= p.pressure_throttle_bytes / 2
 }
+
+/// Whether a thread handing off a page with no pressure signal held waits
+/// for the grace period in progress: it has lasted `age` (`None`: none is
+/// in progress, or a wait already ran to its bound on it), over
+/// `held_up_after`, while the shards hold more than `held_up_bytes`. A
+/// grace period that long is held up by a reader that is not running (on
+/// a machine with fewer cores than runnable threads, one preempted inside
+/// its section): the writer, which would retire at full speed meanwhile
+/// and nothing could be freed, gives its CPU away until it ends.
+pub(crate) fn held_up_waits(p: &Params, shard_bytes: usize, age: Option<Duration>) -> bool {
+    matches!(age, Some(a) if a >= p.held_up_after) && shard_bytes > p.held_up_bytes
+}
+
+/// The most a held-up wait lasts (about a scheduler's time slice): a
+/// reader still in its section then is not merely preempted, and no
+/// thread waits on that grace period again.
+pub(crate) const HELD_UP_MAX_WAIT: Duration = Duration::from_millis(2);
 
 /// Whether a shard holding `count` entries becomes overloaded.
 pub(crate) fn shard_overloads(p: &Params, count: usize) -> bool {
@@ -833,6 +864,30 @@ mod tests {
     fn the_throttle_starts_over_its_mark_and_ends_at_half() {
         assert!(!throttles(THROTTLE_PAGES) && throttles(THROTTLE_PAGES + 1));
         assert!(throttle_done(THROTTLE_PAGES / 2) && !throttle_done(THROTTLE_PAGES / 2 + 1));
+    }
+
+    #[test]
+    fn writers_wait_for_a_grace_period_only_when_it_is_held_up_and_they_are_over_the_mark() {
+        let p = Params::default();
+        let (mark, after) = (p.held_up_bytes, p.held_up_after);
+        // None in progress (or given up on): never.
+        assert!(!held_up_waits(&p, usize::MAX, None));
+        // Young: a usual grace period, whatever waits.
+        assert!(!held_up_waits(&p, usize::MAX, Some(after / 2)));
+        // Old, but under the mark: the trickle goes on.
+        assert!(!held_up_waits(&p, mark, Some(after * 10)));
+        // Old and over the mark.
+        assert!(held_up_waits(&p, mark + 1, Some(after)));
+        // Turned off.
+        let off = Params {
+            held_up_bytes: usize::MAX,
+            ..Params::default()
+        };
+        assert!(!held_up_waits(
+            &off,
+            usize::MAX,
+            Some(Duration::from_secs(60))
+        ));
     }
 
     #[test]

@@ -132,6 +132,14 @@ pub struct Stats {
     pub pressure_throttles: u64,
     /// Microseconds those waits took, in all.
     pub pressure_throttle_us: u64,
+    /// Times a thread handing off a page, with no pressure signal, waited
+    /// for a held-up grace period: one in progress for longer than
+    /// [`Config::held_up_after`](crate::Config::held_up_after) while the
+    /// shards held more than
+    /// [`Config::held_up_bytes`](crate::Config::held_up_bytes).
+    pub held_up_waits: u64,
+    /// Microseconds those waits took, in all.
+    pub held_up_wait_us: u64,
     /// Pressure signals held now (all nodes together).
     pub pressure: usize,
     /// Whether fast mode is in force (pressure or its hysteresis).
@@ -236,6 +244,8 @@ impl Rcu {
             producer_throttles: get(&k.throttles),
             pressure_throttles: get(&k.pressure_throttles),
             pressure_throttle_us: get(&k.pressure_throttle_us),
+            held_up_waits: get(&k.held_up_waits),
+            held_up_wait_us: get(&k.held_up_wait_us),
             pressure: cbs.pressure.total(),
             fast_mode: self.in_fast_mode(),
             fast_mode_entries: get(&cbs.pressure.entries),

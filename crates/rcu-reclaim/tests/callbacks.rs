@@ -1446,8 +1446,12 @@ fn a_thread_queueing_callbacks_faster_than_the_worker_runs_them_waits_for_it() {
         queued += 1;
     }
     assert!(queued > 4_000, "waited after only {queued} callbacks");
+    // A real wait, not a glance: the caller gives the worker its CPU until
+    // the backlog falls back (at most 2 ms). It ends sooner when the worker
+    // catches up sooner: 282 µs once in a full suite run, where the other
+    // tests' threads left the worker more CPU than usual.
     assert!(
-        longest >= Duration::from_millis(1),
+        longest >= Duration::from_micros(100),
         "the wait lasted {longest:?}"
     );
     rcu.barrier();

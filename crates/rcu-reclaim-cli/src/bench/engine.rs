@@ -1,7 +1,8 @@
 //! What rcu-reclaim's own machinery cost during a run: grace periods and
-//! `membarrier` calls per second, and the CPU time of its grace-period
-//! thread and callback workers (read from `/proc/self/task`), so a faster
-//! pace is weighed against what it spends.
+//! `membarrier` calls per second, the CPU time of its grace-period thread
+//! and callback workers (read from `/proc/self/task`), and the writers'
+//! waits for held-up grace periods, so a faster pace is weighed against
+//! what it spends.
 
 use serde::Serialize;
 
@@ -14,18 +15,23 @@ pub struct EngineSample {
     pub gp_thread_ticks: u64,
     /// CPU time (clock ticks) of its callback workers so far.
     pub worker_ticks: u64,
+    /// Writers' waits for held-up grace periods so far, and their time (µs).
+    pub held_up_waits: u64,
+    pub held_up_wait_us: u64,
 }
 
 impl EngineSample {
-    /// The counters of domain `id` with `grace_periods` and `membarriers`
-    /// from its stats, and its threads' CPU time from `/proc`.
-    pub fn take(id: u64, grace_periods: u64, membarriers: u64) -> EngineSample {
-        let (gp_thread_ticks, worker_ticks) = thread_ticks(id);
+    /// The counters of a domain from its stats `s`, and its threads' CPU
+    /// time from `/proc`.
+    pub fn take(s: &rcu_reclaim::stats::Stats) -> EngineSample {
+        let (gp_thread_ticks, worker_ticks) = thread_ticks(s.domain);
         EngineSample {
-            grace_periods,
-            membarriers,
+            grace_periods: s.gp_completed,
+            membarriers: s.membarriers,
             gp_thread_ticks,
             worker_ticks,
+            held_up_waits: s.held_up_waits,
+            held_up_wait_us: s.held_up_wait_us,
         }
     }
 }
@@ -41,6 +47,10 @@ pub struct EngineReport {
     pub gp_thread_cpu_pct: f64,
     /// The callback workers' CPU time together, % of one CPU.
     pub workers_cpu_pct: f64,
+    /// Writers' waits for held-up grace periods per second.
+    pub held_up_waits_per_sec: f64,
+    /// Their time, % of one thread's time.
+    pub held_up_wait_pct: f64,
 }
 
 impl EngineReport {
@@ -61,6 +71,8 @@ impl EngineReport {
             },
             gp_thread_cpu_pct: cpu(a.gp_thread_ticks, b.gp_thread_ticks),
             workers_cpu_pct: cpu(a.worker_ticks, b.worker_ticks),
+            held_up_waits_per_sec: per_s(a.held_up_waits, b.held_up_waits),
+            held_up_wait_pct: per_s(a.held_up_wait_us, b.held_up_wait_us) / 1e4,
         }
     }
 
@@ -75,6 +87,8 @@ impl EngineReport {
                 membarriers_per_retired_mib: m(|r| r.membarriers_per_retired_mib),
                 gp_thread_cpu_pct: m(|r| r.gp_thread_cpu_pct),
                 workers_cpu_pct: m(|r| r.workers_cpu_pct),
+                held_up_waits_per_sec: m(|r| r.held_up_waits_per_sec),
+                held_up_wait_pct: m(|r| r.held_up_wait_pct),
             }
         })
     }
@@ -151,11 +165,16 @@ mod tests {
             membarriers: 100,
             gp_thread_ticks: 0,
             worker_ticks: 0,
+            held_up_waits: 10,
+            held_up_wait_us: 20_000,
         };
         let r = EngineReport::between(&a, &b, 2.0, 50 << 20);
         assert_eq!(r.grace_periods_per_sec, 100.0);
         assert_eq!(r.membarriers_per_sec, 50.0);
         assert_eq!(r.membarriers_per_retired_mib, 2.0);
+        assert_eq!(r.held_up_waits_per_sec, 5.0);
+        // 20 ms of waits in 2 s: 1 % of one thread's time.
+        assert_eq!(r.held_up_wait_pct, 1.0);
         let m = EngineReport::mean(&[r.clone(), EngineReport::default()]).unwrap();
         assert_eq!(m.grace_periods_per_sec, 50.0);
         assert!(EngineReport::mean(&[]).is_none());

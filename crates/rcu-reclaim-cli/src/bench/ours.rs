@@ -70,8 +70,7 @@ impl Contender for OursQsbr {
 }
 
 fn engine_sample(rcu: &Rcu) -> super::engine::EngineSample {
-    let s = rcu.stats();
-    super::engine::EngineSample::take(s.domain, s.gp_completed, s.membarriers)
+    super::engine::EngineSample::take(&rcu.stats())
 }
 
 /// A `MemoryBudget` and a `Reclaimer` on `rcu` with the table as shrinker.

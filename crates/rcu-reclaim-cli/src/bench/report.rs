@@ -330,7 +330,7 @@ pub fn table(s: &ScenarioReport) -> String {
     fn engine(b: &BackendReport, f: impl Fn(&super::EngineReport) -> String) -> String {
         b.engine.as_ref().map_or_else(|| "-".to_string(), f)
     }
-    let rows: [(&str, Cell); 14] = [
+    let rows: [(&str, Cell); 15] = [
         ("reads/s", |b| format!("{:.2} M", b.reads_per_sec / 1e6)),
         ("  x rcu-reclaim", |b| {
             format!("{:.2}", b.vs_rcu_reclaim.reads_per_sec)
@@ -367,6 +367,14 @@ pub fn table(s: &ScenarioReport) -> String {
         ("gp / worker CPU", |b| {
             engine(b, |e| {
                 format!("{:.0} % / {:.0} %", e.gp_thread_cpu_pct, e.workers_cpu_pct)
+            })
+        }),
+        ("held-up waits/s", |b| {
+            engine(b, |e| {
+                format!(
+                    "{:.0} ({:.1} %)",
+                    e.held_up_waits_per_sec, e.held_up_wait_pct
+                )
             })
         }),
     ];

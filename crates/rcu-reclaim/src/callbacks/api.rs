@@ -808,6 +808,15 @@ impl Rcu {
                 } else if cbs.pressure_throttle_due() {
                     self.owe_throttle();
                 }
+            } else if may_wait && cbs.held_up_due(&inner.gp) {
+                // No pressure, but a grace period held up by a reader that
+                // is not running: the same wait, shorter (see
+                // `Config::held_up_bytes`).
+                if !self.in_read_section() && !self.foreign_reader_in_section() {
+                    cbs.wait_held_up(&inner.gp, &|| self.start_background(true));
+                } else {
+                    self.owe_throttle();
+                }
             }
         }
         #[cfg(loom)]
@@ -1117,8 +1126,13 @@ pub(crate) fn pay_owed_throttle(
     {
         return;
     }
-    inner.callbacks.throttle_under_pressure(&inner.gp, &|| {
+    let kick = || {
         inner.callbacks.workers.ensure_started(inner);
         inner.kthread.kick(inner);
-    });
+    };
+    if inner.callbacks.pressure.total() > 0 {
+        inner.callbacks.throttle_under_pressure(&inner.gp, &kick);
+    } else {
+        inner.callbacks.wait_held_up(&inner.gp, &kick);
+    }
 }

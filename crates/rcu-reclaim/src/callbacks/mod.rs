@@ -119,6 +119,8 @@ pub(crate) struct CbCounters {
     pub(crate) throttles: AtomicU64,
     pub(crate) pressure_throttles: AtomicU64,
     pub(crate) pressure_throttle_us: AtomicU64,
+    pub(crate) held_up_waits: AtomicU64,
+    pub(crate) held_up_wait_us: AtomicU64,
     pub(crate) calls: AtomicU64,
     pub(crate) deferred_drops: AtomicU64,
     pub(crate) invoked: AtomicU64,

@@ -273,6 +273,55 @@ impl Callbacks {
         }
     }
 
+    /// Whether a thread that has just handed off a page waits for a
+    /// held-up grace period (see `Config::held_up_bytes`): no pressure
+    /// signal (the pressure throttle covers that), one in progress too
+    /// long, the shards over the mark.
+    #[cfg(not(loom))]
+    pub(crate) fn held_up_due(&self, gp: &GracePeriods) -> bool {
+        self.pressure.total() == 0
+            && policy::held_up_waits(&self.params, self.shard_bytes(), gp.held_up().map(|h| h.1))
+    }
+
+    /// The held-up wait (see `Config::held_up_bytes`), for a thread that
+    /// has just handed off a page (or whose section owed it), outside
+    /// read-side sections of this domain, callbacks and reclaim: naps until
+    /// the grace period in progress ends, moving it on (`try_end`, which
+    /// never waits), for at most `policy::HELD_UP_MAX_WAIT`; one that runs
+    /// out marks that grace period so that no thread waits on it again.
+    /// `kick` wakes the grace-period thread.
+    #[cfg(not(loom))]
+    pub(crate) fn wait_held_up(&self, gp: &GracePeriods, kick: &dyn Fn()) {
+        let Some((seq, age)) = gp.held_up() else {
+            return;
+        };
+        if self.pressure.total() > 0
+            || !policy::held_up_waits(&self.params, self.shard_bytes(), Some(age))
+        {
+            return;
+        }
+        let max_wait = left_in_call(policy::HELD_UP_MAX_WAIT);
+        if max_wait.is_zero() {
+            return;
+        }
+        add(&self.counters.held_up_waits, 1);
+        let start = Instant::now();
+        kick();
+        while !gp.try_end(seq) {
+            if start.elapsed() >= max_wait {
+                gp.gave_up_on(seq);
+                break;
+            }
+            std::thread::sleep(policy::PRESSURE_THROTTLE_NAP);
+        }
+        let waited = start.elapsed();
+        spent_in_call(waited);
+        add(
+            &self.counters.held_up_wait_us,
+            usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
+        );
+    }
+
     /// Says, loudly and at most once a second, that a thread retiring
     /// under pressure stopped waiting after `waited` because a runner has
     /// spent `policy::WORKER_STUCK_MS` or more on one item.

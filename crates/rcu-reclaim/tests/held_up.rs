@@ -1,0 +1,159 @@
+//! The held-up wait: with no pressure signal, a thread that hands off a
+//! page while a grace period has been in progress for longer than
+//! `Config::held_up_after` and the shards hold more than
+//! `Config::held_up_bytes` sleeps until that grace period ends, for at most
+//! 2 ms, and no thread waits on a grace period again once a wait on it ran
+//! out; never inside a read-side section (which pays when it ends).
+
+use std::time::{Duration, Instant};
+
+mod common;
+use common::hold_reader;
+
+use rcu_reclaim::{Config, Rcu};
+
+const VALUE: usize = 64 << 10;
+
+/// Retires `n` values of `VALUE` bytes (each fills its thread's page, which
+/// goes to the shard at once).
+fn retire(rcu: &Rcu, n: usize) {
+    for i in 0..n {
+        rcu.defer_drop(Box::new(vec![i as u8; VALUE]));
+    }
+}
+
+/// Starts a grace period (which the held reader holds up) and lets it age
+/// past `held_up_after` (500 µs by default).
+fn held_up_grace_period(rcu: &Rcu) {
+    let _cookie = rcu.start_poll();
+    let t = Instant::now();
+    while !rcu.stats().gp_in_progress {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no grace period started"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    std::thread::sleep(Duration::from_millis(2));
+}
+
+#[test]
+fn a_writer_waits_once_for_a_grace_period_a_reader_holds_up() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (release, reader) = hold_reader(&rcu);
+    held_up_grace_period(&rcu);
+    // 2 MiB retired past the 512 KiB mark behind a grace period 2 ms old:
+    // the first hand-off over the mark waits its 2 ms, in vain (the reader
+    // stays), and then no one waits on that grace period again.
+    let t = Instant::now();
+    retire(&rcu, 32);
+    let took = t.elapsed();
+    let s = rcu.stats();
+    assert_eq!(
+        s.held_up_waits, 1,
+        "one wait per held-up grace period: {s:?}"
+    );
+    assert!(
+        s.held_up_wait_us >= 2_000,
+        "a wait that nothing ends lasts its 2 ms bound: {s:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "32 retires took {took:?} behind a reader"
+    );
+    assert_eq!(s.pressure_throttles, 0, "no pressure, no pressure throttle");
+    assert_eq!(
+        rcu.pending_bytes(),
+        32 * (VALUE + std::mem::size_of::<Vec<u8>>()),
+        "nothing freed early, nothing lost"
+    );
+    drop(release);
+    reader.join().unwrap();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn a_wait_ends_with_the_grace_period() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (release, reader) = hold_reader(&rcu);
+    held_up_grace_period(&rcu);
+    // The reader leaves as soon as a writer waits for it (as a preempted
+    // one would when it runs again).
+    let watcher = {
+        let rcu = rcu.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while rcu.stats().held_up_waits == 0 && t.elapsed() < Duration::from_secs(20) {
+                std::thread::yield_now();
+            }
+            drop(release);
+        })
+    };
+    let completed = rcu.stats().gp_completed;
+    retire(&rcu, 32);
+    watcher.join().unwrap();
+    reader.join().unwrap();
+    let s = rcu.stats();
+    assert!(s.held_up_waits >= 1, "no writer waited: {s:?}");
+    assert!(
+        s.gp_completed > completed,
+        "the held-up grace period ended: {s:?}"
+    );
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn inside_a_read_side_section_the_wait_is_paid_when_it_ends() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (release, reader) = hold_reader(&rcu);
+    held_up_grace_period(&rcu);
+    {
+        let _section = rcu.read_lock();
+        retire(&rcu, 32);
+        // Its own section holds every grace period up: it cannot wait.
+        assert_eq!(rcu.stats().held_up_waits, 0);
+    }
+    let s = rcu.stats();
+    assert_eq!(
+        s.held_up_waits, 1,
+        "paid once when the section ended: {s:?}"
+    );
+    drop(release);
+    reader.join().unwrap();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn no_wait_under_the_mark_when_turned_off_or_under_pressure() {
+    for (config, what) in [
+        (Config::new().held_up_bytes(usize::MAX), "turned off"),
+        (Config::new().held_up_bytes(4 << 20), "under the mark"),
+        (
+            Config::new().held_up_after(Duration::from_secs(3600)),
+            "a grace period younger than held_up_after",
+        ),
+    ] {
+        let rcu = Rcu::new(config).unwrap();
+        let (release, reader) = hold_reader(&rcu);
+        held_up_grace_period(&rcu);
+        retire(&rcu, 32);
+        assert_eq!(rcu.stats().held_up_waits, 0, "{what}");
+        drop(release);
+        reader.join().unwrap();
+        rcu.barrier();
+    }
+    // Under pressure the pressure throttle waits instead.
+    let rcu = Rcu::new(Config::new().pressure_throttle_bytes(usize::MAX)).unwrap();
+    let (release, reader) = hold_reader(&rcu);
+    let pressure = rcu.pressure_start_all();
+    held_up_grace_period(&rcu);
+    retire(&rcu, 32);
+    assert_eq!(rcu.stats().held_up_waits, 0, "under pressure");
+    drop(release);
+    reader.join().unwrap();
+    pressure.end();
+    rcu.barrier();
+}
