@@ -1,4 +1,4 @@
-//! The held-up wait: with no pressure signal, a thread that hands off a
+//! The held-up wait: unless the pressure throttle waits, a thread that hands off a
 //! page while a grace period has been in progress for longer than
 //! `Config::held_up_after` and the shards hold more than
 //! `Config::held_up_bytes` sleeps until that grace period ends, for at most
@@ -127,7 +127,7 @@ fn inside_a_read_side_section_the_wait_is_paid_when_it_ends() {
 }
 
 #[test]
-fn no_wait_under_the_mark_when_turned_off_or_under_pressure() {
+fn no_wait_under_the_mark_or_turned_off_and_the_pressure_throttle_first() {
     for (config, what) in [
         (Config::new().held_up_bytes(usize::MAX), "turned off"),
         (Config::new().held_up_bytes(4 << 20), "under the mark"),
@@ -145,13 +145,41 @@ fn no_wait_under_the_mark_when_turned_off_or_under_pressure() {
         reader.join().unwrap();
         rcu.barrier();
     }
-    // Under pressure the pressure throttle waits instead.
+    // Under pressure, over the pressure throttle's mark, the pressure
+    // throttle waits instead (its mark set under the held-up mark here);
+    // under its mark, the held-up wait does.
+    let rcu = Rcu::new(Config::new().pressure_throttle_bytes(256 << 10)).unwrap();
+    let (release, reader) = hold_reader(&rcu);
+    let pressure = rcu.pressure_start_all();
+    held_up_grace_period(&rcu);
+    retire(&rcu, 32);
+    let s = rcu.stats();
+    assert_eq!(
+        s.held_up_waits, 0,
+        "over the pressure throttle's mark: {s:?}"
+    );
+    assert!(
+        s.pressure_throttles > 0,
+        "the pressure throttle waited: {s:?}"
+    );
+    drop(release);
+    reader.join().unwrap();
+    pressure.end();
+    rcu.barrier();
     let rcu = Rcu::new(Config::new().pressure_throttle_bytes(usize::MAX)).unwrap();
     let (release, reader) = hold_reader(&rcu);
     let pressure = rcu.pressure_start_all();
     held_up_grace_period(&rcu);
     retire(&rcu, 32);
-    assert_eq!(rcu.stats().held_up_waits, 0, "under pressure");
+    let s = rcu.stats();
+    assert_eq!(
+        s.pressure_throttles, 0,
+        "under the pressure throttle's mark: {s:?}"
+    );
+    assert_eq!(
+        s.held_up_waits, 1,
+        "the held-up wait, under pressure too: {s:?}"
+    );
     drop(release);
     reader.join().unwrap();
     pressure.end();

@@ -802,16 +802,16 @@ impl Rcu {
             // inside one (waiting would hold up the very grace periods it
             // waits for) the section owes the wait, paid when it ends.
             #[cfg(not(loom))]
-            if may_wait && cbs.pressure.total() > 0 {
+            if may_wait && cbs.pressure_throttle_due() {
                 if !self.in_read_section() && !self.foreign_reader_in_section() {
                     cbs.throttle_under_pressure(&inner.gp, &|| self.start_background(true));
-                } else if cbs.pressure_throttle_due() {
+                } else {
                     self.owe_throttle();
                 }
             } else if may_wait && cbs.held_up_due(&inner.gp) {
-                // No pressure, but a grace period held up by a reader that
-                // is not running: the same wait, shorter (see
-                // `Config::held_up_bytes`).
+                // Under the pressure throttle's mark (or no pressure), but a
+                // grace period held up by a reader that is not running: the
+                // same wait, shorter (see `Config::held_up_bytes`).
                 if !self.in_read_section() && !self.foreign_reader_in_section() {
                     cbs.wait_held_up(&inner.gp, &|| self.start_background(true));
                 } else {
@@ -1130,7 +1130,7 @@ pub(crate) fn pay_owed_throttle(
         inner.callbacks.workers.ensure_started(inner);
         inner.kthread.kick(inner);
     };
-    if inner.callbacks.pressure.total() > 0 {
+    if inner.callbacks.pressure_throttle_due() {
         inner.callbacks.throttle_under_pressure(&inner.gp, &kick);
     } else {
         inner.callbacks.wait_held_up(&inner.gp, &kick);
