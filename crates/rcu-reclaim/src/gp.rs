@@ -467,12 +467,14 @@ impl GracePeriods {
             // for its readers now is as a scan that took that long would be.
             return self.in_flight.load(Ordering::Relaxed);
         }
-        self.seq.store(s + 1, Ordering::Relaxed);
+        // The start time first: `held_up` (a heuristic for a bounded wait,
+        // relaxed) then rarely pairs the new `seq` with the last start.
         #[cfg(not(loom))]
         self.started_us.store(
             crate::clock::elapsed(self.base).as_micros() as u64,
             Ordering::Relaxed,
         );
+        self.seq.store(s + 1, Ordering::Relaxed);
         self.writer_barrier();
         let new = self.registry.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
         #[cfg(not(loom))]
@@ -588,7 +590,13 @@ impl GracePeriods {
     /// unless none is, or a held-up wait has already run to its bound on it
     /// ([`gave_up_on`](Self::gave_up_on)).
     #[cfg(not(loom))]
+    /// Never on a QSBR domain: its grace periods wait for every online
+    /// thread's next report, so a long one is the usual, not a reader that
+    /// is not running.
     pub(crate) fn held_up(&self) -> Option<(u64, Duration)> {
+        if self.registry.flavor == crate::Flavor::Qsbr {
+            return None;
+        }
         let s = self.seq.load(Ordering::Relaxed);
         if s & SEQ_STATE_MASK == 0 || self.held_up_gave_up.load(Ordering::Relaxed) == s {
             return None;

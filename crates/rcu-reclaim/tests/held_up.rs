@@ -185,3 +185,28 @@ fn no_wait_under_the_mark_or_turned_off_and_the_pressure_throttle_first() {
     pressure.end();
     rcu.barrier();
 }
+
+#[test]
+fn qsbr_domains_do_not_wait() {
+    // A QSBR grace period waits for every online thread's next report:
+    // long as a rule, not a sign of a reader that is not running.
+    let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr)).unwrap();
+    let (online_tx, online_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let rcu = rcu.clone();
+        std::thread::spawn(move || {
+            let _online = rcu.register_qsbr_thread();
+            online_tx.send(()).unwrap();
+            let _ = stop_rx.recv();
+        })
+    };
+    online_rx.recv().unwrap();
+    held_up_grace_period(&rcu);
+    retire(&rcu, 32);
+    assert_eq!(rcu.stats().held_up_waits, 0);
+    drop(stop_tx);
+    holder.join().unwrap();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
