@@ -37,40 +37,52 @@ fn held_up_grace_period(rcu: &Rcu) {
     std::thread::sleep(Duration::from_millis(2));
 }
 
-#[test]
-fn a_writer_waits_once_for_a_grace_period_a_reader_holds_up() {
-    let rcu = Rcu::new(Config::new()).unwrap();
+/// Runs `body` on a domain of `config` behind a grace period that another
+/// thread's reader holds up (under a pressure signal if `pressure`), then
+/// lets the reader go and checks that everything retired is freed.
+fn behind_a_reader(config: Config, pressure: bool, body: impl FnOnce(&Rcu)) {
+    let rcu = Rcu::new(config).unwrap();
     let (release, reader) = hold_reader(&rcu);
+    let signal = pressure.then(|| rcu.pressure_start_all());
     held_up_grace_period(&rcu);
-    // 2 MiB retired past the 512 KiB mark behind a grace period 2 ms old:
-    // the first hand-off over the mark waits its 2 ms, in vain (the reader
-    // stays), and then no one waits on that grace period again.
-    let t = Instant::now();
-    retire(&rcu, 32);
-    let took = t.elapsed();
-    let s = rcu.stats();
-    assert_eq!(
-        s.held_up_waits, 1,
-        "one wait per held-up grace period: {s:?}"
-    );
-    assert!(
-        s.held_up_wait_us >= 2_000,
-        "a wait that nothing ends lasts its 2 ms bound: {s:?}"
-    );
-    assert!(
-        took < Duration::from_secs(2),
-        "32 retires took {took:?} behind a reader"
-    );
-    assert_eq!(s.pressure_throttles, 0, "no pressure, no pressure throttle");
-    assert_eq!(
-        rcu.pending_bytes(),
-        32 * (VALUE + std::mem::size_of::<Vec<u8>>()),
-        "nothing freed early, nothing lost"
-    );
+    body(&rcu);
     drop(release);
     reader.join().unwrap();
+    drop(signal);
     rcu.barrier();
-    assert_eq!(rcu.pending_bytes(), 0);
+    assert_eq!(rcu.pending_bytes(), 0, "everything retired is freed");
+}
+
+#[test]
+fn a_writer_waits_once_for_a_grace_period_a_reader_holds_up() {
+    behind_a_reader(Config::new(), false, |rcu| {
+        // 2 MiB retired past the 512 KiB mark behind a grace period 2 ms
+        // old: the first hand-off over the mark waits its 2 ms, in vain
+        // (the reader stays), and then no one waits on that grace period
+        // again.
+        let t = Instant::now();
+        retire(rcu, 32);
+        let took = t.elapsed();
+        let s = rcu.stats();
+        assert_eq!(
+            s.held_up_waits, 1,
+            "one wait per held-up grace period: {s:?}"
+        );
+        assert!(
+            s.held_up_wait_us >= 2_000,
+            "a wait that nothing ends lasts its 2 ms bound: {s:?}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "32 retires took {took:?} behind a reader"
+        );
+        assert_eq!(s.pressure_throttles, 0, "no pressure, no pressure throttle");
+        assert_eq!(
+            rcu.pending_bytes(),
+            32 * (VALUE + std::mem::size_of::<Vec<u8>>()),
+            "nothing freed early, nothing lost"
+        );
+    });
 }
 
 #[test]
@@ -106,24 +118,19 @@ fn a_wait_ends_with_the_grace_period() {
 
 #[test]
 fn inside_a_read_side_section_the_wait_is_paid_when_it_ends() {
-    let rcu = Rcu::new(Config::new()).unwrap();
-    let (release, reader) = hold_reader(&rcu);
-    held_up_grace_period(&rcu);
-    {
-        let _section = rcu.read_lock();
-        retire(&rcu, 32);
-        // Its own section holds every grace period up: it cannot wait.
-        assert_eq!(rcu.stats().held_up_waits, 0);
-    }
-    let s = rcu.stats();
-    assert_eq!(
-        s.held_up_waits, 1,
-        "paid once when the section ended: {s:?}"
-    );
-    drop(release);
-    reader.join().unwrap();
-    rcu.barrier();
-    assert_eq!(rcu.pending_bytes(), 0);
+    behind_a_reader(Config::new(), false, |rcu| {
+        {
+            let _section = rcu.read_lock();
+            retire(rcu, 32);
+            // Its own section holds every grace period up: it cannot wait.
+            assert_eq!(rcu.stats().held_up_waits, 0);
+        }
+        let s = rcu.stats();
+        assert_eq!(
+            s.held_up_waits, 1,
+            "paid once when the section ended: {s:?}"
+        );
+    });
 }
 
 #[test]
@@ -136,54 +143,46 @@ fn no_wait_under_the_mark_or_turned_off_and_the_pressure_throttle_first() {
             "a grace period younger than held_up_after",
         ),
     ] {
-        let rcu = Rcu::new(config).unwrap();
-        let (release, reader) = hold_reader(&rcu);
-        held_up_grace_period(&rcu);
-        retire(&rcu, 32);
-        assert_eq!(rcu.stats().held_up_waits, 0, "{what}");
-        drop(release);
-        reader.join().unwrap();
-        rcu.barrier();
+        behind_a_reader(config, false, |rcu| {
+            retire(rcu, 32);
+            assert_eq!(rcu.stats().held_up_waits, 0, "{what}");
+        });
     }
     // Under pressure, over the pressure throttle's mark, the pressure
     // throttle waits instead (its mark set under the held-up mark here);
     // under its mark, the held-up wait does.
-    let rcu = Rcu::new(Config::new().pressure_throttle_bytes(256 << 10)).unwrap();
-    let (release, reader) = hold_reader(&rcu);
-    let pressure = rcu.pressure_start_all();
-    held_up_grace_period(&rcu);
-    retire(&rcu, 32);
-    let s = rcu.stats();
-    assert_eq!(
-        s.held_up_waits, 0,
-        "over the pressure throttle's mark: {s:?}"
+    behind_a_reader(
+        Config::new().pressure_throttle_bytes(256 << 10),
+        true,
+        |rcu| {
+            retire(rcu, 32);
+            let s = rcu.stats();
+            assert_eq!(
+                s.held_up_waits, 0,
+                "over the pressure throttle's mark: {s:?}"
+            );
+            assert!(
+                s.pressure_throttles > 0,
+                "the pressure throttle waited: {s:?}"
+            );
+        },
     );
-    assert!(
-        s.pressure_throttles > 0,
-        "the pressure throttle waited: {s:?}"
+    behind_a_reader(
+        Config::new().pressure_throttle_bytes(usize::MAX),
+        true,
+        |rcu| {
+            retire(rcu, 32);
+            let s = rcu.stats();
+            assert_eq!(
+                s.pressure_throttles, 0,
+                "under the pressure throttle's mark: {s:?}"
+            );
+            assert_eq!(
+                s.held_up_waits, 1,
+                "the held-up wait, under pressure too: {s:?}"
+            );
+        },
     );
-    drop(release);
-    reader.join().unwrap();
-    pressure.end();
-    rcu.barrier();
-    let rcu = Rcu::new(Config::new().pressure_throttle_bytes(usize::MAX)).unwrap();
-    let (release, reader) = hold_reader(&rcu);
-    let pressure = rcu.pressure_start_all();
-    held_up_grace_period(&rcu);
-    retire(&rcu, 32);
-    let s = rcu.stats();
-    assert_eq!(
-        s.pressure_throttles, 0,
-        "under the pressure throttle's mark: {s:?}"
-    );
-    assert_eq!(
-        s.held_up_waits, 1,
-        "the held-up wait, under pressure too: {s:?}"
-    );
-    drop(release);
-    reader.join().unwrap();
-    pressure.end();
-    rcu.barrier();
 }
 
 #[test]
