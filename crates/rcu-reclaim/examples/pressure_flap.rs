@@ -18,8 +18,9 @@ use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::{Config, Rcu, RcuCell};
 
 /// One second of 2 readers + 1 writer, with pressure toggled at `hz`
-/// (0: never). Returns (reads/s, updates/s).
-fn workload(hz: u32) -> (f64, f64) {
+/// (0: never). Returns (reads/s, updates/s, the writer's held-up waits/s
+/// and the share of its time they took).
+fn workload(hz: u32) -> (f64, f64, f64, f64) {
     let rcu = Rcu::new(Config::new()).unwrap();
     let cell = Arc::new(RcuCell::new_in(&rcu, Some(Box::new([0u8; 1024]))));
     let stop = Arc::new(AtomicBool::new(false));
@@ -63,9 +64,12 @@ fn workload(hz: u32) -> (f64, f64) {
         h.join().unwrap();
     }
     rcu.barrier();
+    let st = rcu.stats();
     (
         reads.load(Ordering::Relaxed) as f64 / secs,
         updates as f64 / secs,
+        st.held_up_waits as f64 / secs,
+        st.held_up_wait_us as f64 / 1e6 / secs,
     )
 }
 
@@ -90,16 +94,20 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let rates = [0u32, 100, 1000];
-    let mut sums = [(0.0f64, 0.0f64); 3];
+    let mut sums = [(0.0f64, 0.0f64, 0.0f64, 0.0f64); 3];
     for _ in 0..rounds {
         for (i, &hz) in rates.iter().enumerate() {
-            let (r, u) = workload(hz);
+            let (r, u, w, t) = workload(hz);
             sums[i].0 += r;
             sums[i].1 += u;
+            sums[i].2 += w;
+            sums[i].3 += t;
         }
     }
-    println!("| pressure | reads/s | updates/s | reads vs none | updates vs none |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| pressure | reads/s | updates/s | reads vs none | updates vs none | held-up waits/s (writer's time) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (i, &hz) in rates.iter().enumerate() {
         let (r, u) = (sums[i].0 / rounds as f64, sums[i].1 / rounds as f64);
         let label = if hz == 0 {
@@ -108,11 +116,13 @@ fn main() {
             format!("flapping at {hz} Hz")
         };
         println!(
-            "| {label} | {:.1} M | {:.2} M | {:.1}% | {:.1}% |",
+            "| {label} | {:.1} M | {:.2} M | {:.1}% | {:.1}% | {:.0} ({:.1}%) |",
             r / 1e6,
             u / 1e6,
             100.0 * r / (sums[0].0 / rounds as f64),
-            100.0 * u / (sums[0].1 / rounds as f64)
+            100.0 * u / (sums[0].1 / rounds as f64),
+            sums[i].2 / rounds as f64,
+            100.0 * sums[i].3 / rounds as f64
         );
     }
 

@@ -315,9 +315,11 @@ impl Config {
         self
     }
 
-    /// Garbage on the shards above which a thread that hands off a page
-    /// waits for a *held-up* grace period (with or without pressure, as
-    /// long as the pressure throttle does not make it wait instead):
+    /// Garbage on the shards above which, with no pressure signal held
+    /// (fast mode expedites grace periods then, and
+    /// [`pressure_throttle_bytes`](Self::pressure_throttle_bytes) bounds
+    /// the garbage), a thread that hands off a page waits for a *held-up*
+    /// grace period:
     /// one in progress for longer than [`held_up_after`](Self::held_up_after)
     /// (500 µs by default, several times a usual one). A grace period that
     /// long waits for a reader that is not running (preempted inside its

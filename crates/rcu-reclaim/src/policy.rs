@@ -38,8 +38,8 @@
 //!   they hold half that, for at most [`PRESSURE_THROTTLE_MAX_WAIT`]
 //!   ([`PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER`] from over twice that,
 //!   [`PRESSURE_THROTTLE_MAX_WAIT_STALLED`] from over four times).
-//! * **Held-up wait.** A thread handing off a page (the pressure throttle
-//!   not due) while a grace period has been in progress for
+//! * **Held-up wait.** A thread handing off a page, no pressure signal
+//!   held, while a grace period has been in progress for
 //!   `held_up_after` and the shards hold more than `held_up_bytes` naps
 //!   until it ends, for at most [`HELD_UP_MAX_WAIT`], once per grace
 //!   period ([`held_up_waits`]): its reader is not running, and garbage
@@ -333,7 +333,7 @@ pub(crate) fn pressure_throttle_done(p: &Params, signals: usize, shard_bytes: us
     signals == 0 || shard_bytes <= p.pressure_throttle_bytes / 2
 }
 
-/// Whether a thread handing off a page (the pressure throttle not due) waits
+/// Whether a thread handing off a page (no pressure signal held) waits
 /// for the grace period in progress: it has lasted `age` (`None`: none is
 /// in progress, or a wait already ran to its bound on it), over
 /// `held_up_after`, while the shards hold more than `held_up_bytes`. A

@@ -132,7 +132,7 @@ pub struct Stats {
     pub pressure_throttles: u64,
     /// Microseconds those waits took, in all.
     pub pressure_throttle_us: u64,
-    /// Times a thread handing off a page (the pressure throttle not due) waited
+    /// Times a thread handing off a page, with no pressure signal, waited
     /// for a held-up grace period: one in progress for longer than
     /// [`Config::held_up_after`](crate::Config::held_up_after) while the
     /// shards held more than

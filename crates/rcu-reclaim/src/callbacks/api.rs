@@ -809,9 +809,9 @@ impl Rcu {
                     self.owe_throttle();
                 }
             } else if may_wait && cbs.held_up_due(&inner.gp) {
-                // Under the pressure throttle's mark (or no pressure), but a
-                // grace period held up by a reader that is not running: the
-                // same wait, shorter (see `Config::held_up_bytes`).
+                // No pressure, but a grace period held up by a reader that
+                // is not running: the same wait, shorter (see
+                // `Config::held_up_bytes`).
                 if !self.in_read_section() && !self.foreign_reader_in_section() {
                     cbs.wait_held_up(&inner.gp, &|| self.start_background(true));
                 } else {
