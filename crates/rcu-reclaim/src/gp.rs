@@ -262,27 +262,18 @@ impl GracePeriods {
             let here = crate::reader::current_pid();
             let home = self.pid.load(Ordering::Relaxed);
             if home != here {
-                let start = Instant::now();
-                loop {
-                    if let Some(held) = crate::sync::try_lock(m) {
-                        return held;
-                    }
-                    if start.elapsed() >= FORKED_GP_LOCK_WAIT {
-                        panic!(
-                            "rcu-reclaim: {what} of domain {} cannot proceed in process \
-                             {here}, forked from process {home} without Rcu::prepare_fork(): \
-                             {which} has been held for {:?}, most likely by a \
-                             thread of the parent that does not exist here, so it is never \
-                             released. Call rcu.prepare_fork() before fork() and \
-                             ForkGuard::child() in the child (parent() in the parent); on the \
-                             liburcu drop-in, call_rcu_before_fork() before fork() and \
-                             call_rcu_after_fork_child() in the child",
-                            self.id,
-                            start.elapsed()
-                        );
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                return crate::sync::lock_within(m, FORKED_GP_LOCK_WAIT, |waited| {
+                    panic!(
+                        "rcu-reclaim: {what} of domain {} cannot proceed in process {here}, \
+                         forked from process {home} without Rcu::prepare_fork(): {which} has \
+                         been held for {waited:?}, most likely by a thread of the parent that \
+                         does not exist here, so it is never released. Call rcu.prepare_fork() \
+                         before fork() and ForkGuard::child() in the child (parent() in the \
+                         parent); on the liburcu drop-in, call_rcu_before_fork() before fork() \
+                         and call_rcu_after_fork_child() in the child",
+                        self.id
+                    )
+                });
             }
         }
         lock(m)

@@ -254,6 +254,38 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<Locked<'_, T>> {
     }
 }
 
+/// As [`lock`], for a wait that may never end (a lock-order deadlock, a
+/// holder that does not exist in a forked child): tries, yielding then
+/// napping, and once `limit` has passed without the lock returns what
+/// `stuck` makes of the time waited (it panics, naming the cause and the
+/// fix).
+#[cfg(not(loom))]
+#[cold]
+#[track_caller]
+pub(crate) fn lock_within<'a, T>(
+    m: &'a Mutex<T>,
+    limit: std::time::Duration,
+    stuck: impl FnOnce(std::time::Duration) -> Locked<'a, T>,
+) -> Locked<'a, T> {
+    let start = std::time::Instant::now();
+    let mut tries = 0u32;
+    loop {
+        if let Some(held) = try_lock(m) {
+            return held;
+        }
+        let waited = start.elapsed();
+        if waited >= limit {
+            return stuck(waited);
+        }
+        tries += 1;
+        if tries < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}
+
 /// A SeqCst fence placed right after this thread *acquired a lock* (a
 /// successful atomic read-modify-write), with [`fence_before_rmw`] right
 /// before the acquisition: on x86 and x86-64 every read-modify-write is a

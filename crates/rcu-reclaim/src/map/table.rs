@@ -361,31 +361,18 @@ pub(super) const CROSSED_WAIT: std::time::Duration = std::time::Duration::from_s
 #[cold]
 #[track_caller]
 fn lock_nested(m: &Mutex<()>) -> Locked<'_, ()> {
-    let start = std::time::Instant::now();
-    let mut tries = 0u32;
-    loop {
-        if let Some(l) = crate::sync::try_lock(m) {
-            return l;
-        }
-        if start.elapsed() >= CROSSED_WAIT {
-            panic!(
-                "RcuHashMap: a write made inside the closure of another map's or cache's write \
-                 (`get_or_insert_with`, `update`, `remove_if`, `RcuCache::get_or_insert_with`, \
-                 which run it under one of their locks) waited {} s for one of this map's \
-                 locks: another thread most likely holds it while it writes, from a closure of \
-                 its own, to the map this closure came from, and each waits for the other (a \
-                 lock-order deadlock). Make such writes after the outer call returns, or nest \
-                 maps in the same order on every thread",
-                CROSSED_WAIT.as_secs()
-            );
-        }
-        tries += 1;
-        if tries < 64 {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
-    }
+    crate::sync::lock_within(m, CROSSED_WAIT, |_| {
+        panic!(
+            "RcuHashMap: a write made inside the closure of another map's or cache's write \
+             (`get_or_insert_with`, `update`, `remove_if`, `RcuCache::get_or_insert_with`, \
+             which run it under one of their locks) waited {} s for one of this map's \
+             locks: another thread most likely holds it while it writes, from a closure of \
+             its own, to the map this closure came from, and each waits for the other (a \
+             lock-order deadlock). Make such writes after the outer call returns, or nest \
+             maps in the same order on every thread",
+            CROSSED_WAIT.as_secs()
+        )
+    })
 }
 
 #[cfg(loom)]
