@@ -579,11 +579,10 @@ impl GracePeriods {
 
     /// The grace period in progress (`seq`) and how long ago it started,
     /// unless none is, or a held-up wait has already run to its bound on it
-    /// ([`gave_up_on`](Self::gave_up_on)).
+    /// ([`gave_up_on`](Self::gave_up_on)). Never on a QSBR domain: its
+    /// grace periods wait for every online thread's next report, so a long
+    /// one is the usual, not a reader that is not running.
     #[cfg(not(loom))]
-    /// Never on a QSBR domain: its grace periods wait for every online
-    /// thread's next report, so a long one is the usual, not a reader that
-    /// is not running.
     pub(crate) fn held_up(&self) -> Option<(u64, Duration)> {
         if self.registry.flavor == crate::Flavor::Qsbr {
             return None;

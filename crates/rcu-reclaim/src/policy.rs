@@ -336,13 +336,18 @@ pub(crate) fn pressure_throttle_done(p: &Params, signals: usize, shard_bytes: us
 /// Whether a thread handing off a page (no pressure signal held) waits
 /// for the grace period in progress: it has lasted `age` (`None`: none is
 /// in progress, or a wait already ran to its bound on it), over
-/// `held_up_after`, while the shards hold more than `held_up_bytes`. A
+/// `held_up_after`, while the shards hold more than `held_up_bytes`
+/// (`shard_bytes`, asked only for a grace period that old). A
 /// grace period that long is held up by a reader that is not running (on
 /// a machine with fewer cores than runnable threads, one preempted inside
 /// its section): the writer, which would retire at full speed meanwhile
 /// and nothing could be freed, gives its CPU away until it ends.
-pub(crate) fn held_up_waits(p: &Params, shard_bytes: usize, age: Option<Duration>) -> bool {
-    matches!(age, Some(a) if a >= p.held_up_after) && shard_bytes > p.held_up_bytes
+pub(crate) fn held_up_waits(
+    p: &Params,
+    age: Option<Duration>,
+    shard_bytes: impl FnOnce() -> usize,
+) -> bool {
+    matches!(age, Some(a) if a >= p.held_up_after) && shard_bytes() > p.held_up_bytes
 }
 
 /// The most a held-up wait lasts (about a scheduler's time slice): a
@@ -876,14 +881,15 @@ mod tests {
     fn writers_wait_for_a_grace_period_only_when_it_is_held_up_and_they_are_over_the_mark() {
         let p = Params::default();
         let (mark, after) = (p.held_up_bytes, p.held_up_after);
+        let bytes = |b: usize| move || b;
         // None in progress (or given up on): never.
-        assert!(!held_up_waits(&p, usize::MAX, None));
-        // Young: a usual grace period, whatever waits.
-        assert!(!held_up_waits(&p, usize::MAX, Some(after / 2)));
+        assert!(!held_up_waits(&p, None, bytes(usize::MAX)));
+        // Young: a usual grace period, whatever waits (not even summed).
+        assert!(!held_up_waits(&p, Some(after / 2), || unreachable!()));
         // Old, but under the mark: the trickle goes on.
-        assert!(!held_up_waits(&p, mark, Some(after * 10)));
+        assert!(!held_up_waits(&p, Some(after * 10), bytes(mark)));
         // Old and over the mark.
-        assert!(held_up_waits(&p, mark + 1, Some(after)));
+        assert!(held_up_waits(&p, Some(after), bytes(mark + 1)));
         // Turned off.
         let off = Params {
             held_up_bytes: usize::MAX,
@@ -891,8 +897,8 @@ mod tests {
         };
         assert!(!held_up_waits(
             &off,
-            usize::MAX,
-            Some(Duration::from_secs(60))
+            Some(Duration::from_secs(60)),
+            bytes(usize::MAX)
         ));
     }
 

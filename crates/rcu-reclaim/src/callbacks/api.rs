@@ -802,13 +802,13 @@ impl Rcu {
             // inside one (waiting would hold up the very grace periods it
             // waits for) the section owes the wait, paid when it ends.
             #[cfg(not(loom))]
-            if may_wait && cbs.pressure_throttle_due() {
+            if may_wait && cbs.pressure.total() > 0 {
                 if !self.in_read_section() && !self.foreign_reader_in_section() {
                     cbs.throttle_under_pressure(&inner.gp, &|| self.start_background(true));
-                } else {
+                } else if cbs.pressure_throttle_due() {
                     self.owe_throttle();
                 }
-            } else if may_wait && cbs.held_up_due(&inner.gp) {
+            } else if may_wait && cbs.held_up(&inner.gp).is_some() {
                 // No pressure, but a grace period held up by a reader that
                 // is not running: the same wait, shorter (see
                 // `Config::held_up_bytes`).
@@ -1130,7 +1130,7 @@ pub(crate) fn pay_owed_throttle(
         inner.callbacks.workers.ensure_started(inner);
         inner.kthread.kick(inner);
     };
-    if inner.callbacks.pressure_throttle_due() {
+    if inner.callbacks.pressure.total() > 0 {
         inner.callbacks.throttle_under_pressure(&inner.gp, &kick);
     } else {
         inner.callbacks.wait_held_up(&inner.gp, &kick);

@@ -273,16 +273,20 @@ impl Callbacks {
         }
     }
 
-    /// Whether a thread that has just handed off a page waits for a
-    /// held-up grace period (see `Config::held_up_bytes`): no pressure
-    /// signal held (fast mode expedites grace periods, and the pressure
-    /// throttle bounds the garbage; waiting here as well cost writers
-    /// 10-30 % of their updates under a flapping signal), one in progress
-    /// too long, the shards over the mark.
+    /// The grace period a thread that has just handed off a page waits for
+    /// as held up (see `Config::held_up_bytes`), if any: no pressure signal
+    /// held (fast mode expedites grace periods, and the pressure throttle
+    /// bounds the garbage; waiting here as well cost writers 10-30 % of
+    /// their updates under a flapping signal), one in progress too long,
+    /// the shards over the mark. Their bytes are summed only for a grace
+    /// period already old enough: a hand-off looks at every one.
     #[cfg(not(loom))]
-    pub(crate) fn held_up_due(&self, gp: &GracePeriods) -> bool {
-        self.pressure.total() == 0
-            && policy::held_up_waits(&self.params, self.shard_bytes(), gp.held_up().map(|h| h.1))
+    pub(crate) fn held_up(&self, gp: &GracePeriods) -> Option<u64> {
+        if self.pressure.total() > 0 {
+            return None;
+        }
+        let (seq, age) = gp.held_up()?;
+        policy::held_up_waits(&self.params, Some(age), || self.shard_bytes()).then_some(seq)
     }
 
     /// The held-up wait (see `Config::held_up_bytes`), for a thread that
@@ -294,14 +298,9 @@ impl Callbacks {
     /// `kick` wakes the grace-period thread.
     #[cfg(not(loom))]
     pub(crate) fn wait_held_up(&self, gp: &GracePeriods, kick: &dyn Fn()) {
-        let Some((seq, age)) = gp.held_up() else {
+        let Some(seq) = self.held_up(gp) else {
             return;
         };
-        if self.pressure.total() > 0
-            || !policy::held_up_waits(&self.params, self.shard_bytes(), Some(age))
-        {
-            return;
-        }
         let max_wait = left_in_call(policy::HELD_UP_MAX_WAIT);
         if max_wait.is_zero() {
             return;
