@@ -664,9 +664,11 @@ impl GracePeriods {
                         }
                         // Only a drop on a gone thread could end it: look
                         // again at the stall checks' pace.
+                        // Reported at once, not after the stall timeout:
+                        // nothing can end this section any more.
                         Reap::Never => {
-                            let limit = self.check_stall(slot, w.started);
-                            pause = Some(limit.min(ABANDONED_FOR_GOOD_LOOK));
+                            self.report_stall(slot, w.started.elapsed(), Duration::ZERO);
+                            pause = Some(ABANDONED_FOR_GOOD_LOOK);
                         }
                     }
                     continue;
@@ -864,6 +866,14 @@ impl GracePeriods {
         if waited < limit {
             return limit - waited;
         }
+        self.report_stall(slot, waited, limit);
+        limit.min(Duration::from_secs(1))
+    }
+
+    /// Reports `slot`'s section once (per section) as holding up a grace
+    /// period for `waited`, past `limit` (zero for a section that can
+    /// never end: a guard's, on a thread that is gone).
+    fn report_stall(&self, slot: &Slot, waited: Duration, limit: Duration) {
         // A C reader's section counts in its foreign counter (the drop-in's
         // registered threads, programs built with `_LGPL_SOURCE`).
         #[cfg(not(loom))]
@@ -897,9 +907,10 @@ impl GracePeriods {
                      section of domain {}: a ReadGuard or an online QsbrThread of it was leaked \
                      (mem::forget, Box::leak) or kept in a thread-local that was never dropped. \
                      What was read under it may still be referenced by other threads, so the \
-                     section never ends: grace periods of the domain wait for good (waited {:?}, \
-                     stall timeout {:?}). Drop guards and registrations before a thread exits",
-                    owner.name, owner.tid, self.id, waited, limit
+                     section never ends: grace periods of the domain wait for good (reported \
+                     as soon as a grace period found the thread gone). Drop guards and \
+                     registrations before a thread exits",
+                    owner.name, owner.tid, self.id
                 )
             } else if slot.qsbr.load(Ordering::Relaxed) {
                 let advice = if foreign.is_some() {
@@ -942,6 +953,5 @@ impl GracePeriods {
             );
             crate::sys::eprint_if_unobserved(&msg);
         }
-        limit.min(Duration::from_secs(1))
     }
 }

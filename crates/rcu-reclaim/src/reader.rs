@@ -363,6 +363,7 @@ impl Drop for Registration {
             self.registry.wake_foreign_writer();
         }
         let abandoned = slot.nest.get() != 0;
+        let raw_only = slot.nest.get() & !OWES_THROTTLE == slot.raw_nest.get();
         if abandoned {
             // The thread exits inside a section: a guard lives in a
             // thread-local destroyed after this one (and may still read),
@@ -379,21 +380,32 @@ impl Drop for Registration {
             // `nest`, which must never be another thread's.
             // Not under the owner lock: stall checks take it with the
             // domain's grace-period lock held.
+            // A guard kept in a thread-local destroyed after this one is
+            // not a mistake: it drops in a moment, so only `tracing` hears
+            // of it. A leaked one is reported loudly by the first grace
+            // period that finds its thread gone (`GracePeriods::
+            // report_stall`); a raw section never unlocked is a bug.
             let name = lock(&slot.owner).name.clone();
-            crate::sys::warn_loud(&format!(
-                "rcu-reclaim: thread {name} is exiting inside a read-side section (depth {}); \
-                 grace periods wait until its guard drops (a ReadGuard kept in a thread-local; \
-                 one that was leaked holds them for good), or until the thread is gone for a \
-                 read_lock_raw() never unlocked",
-                slot.nest.get() & !OWES_THROTTLE
-            ));
+            let depth = slot.nest.get() & !OWES_THROTTLE;
+            if raw_only {
+                crate::sys::warn_loud(&format!(
+                    "rcu-reclaim: thread {name} is exiting inside {depth} read_lock_raw() \
+                     section(s) it never unlocked; grace periods wait until the thread is gone. \
+                     Call read_unlock_raw() (rcu_read_unlock() in C) before the thread exits"
+                ));
+            } else {
+                tracing::debug!(
+                    thread = %name,
+                    depth,
+                    "rcu-reclaim: a thread is exiting inside a read-side section; grace \
+                     periods wait until its guard drops (a ReadGuard kept in a thread-local \
+                     drops in a moment; a leaked one holds them for good and is reported)"
+                );
+            }
         }
         slot.orphan_buffered_page(&self.registry);
         if abandoned {
-            slot.raw_only.store(
-                slot.nest.get() & !OWES_THROTTLE == slot.raw_nest.get(),
-                Ordering::Relaxed,
-            );
+            slot.raw_only.store(raw_only, Ordering::Relaxed);
             slot.abandoned.store(true, Ordering::Relaxed);
             // Against a writer parking on the slot (it raises `waiter`,
             // then its barrier, then looks at `abandoned`).

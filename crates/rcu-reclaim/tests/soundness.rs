@@ -182,6 +182,10 @@ fn a_reference_from_a_leaked_guard_outlives_its_thread_safely() {
     );
     assert_eq!(value.0.load(Ordering::SeqCst), ALIVE);
     assert_eq!(rcu.stats().registered_readers, 0, "the slot is not counted");
+    // Reported at once (its thread is gone, nothing can end the section),
+    // not after the 21 s stall timeout, and once only.
+    thread::sleep(BLOCKED);
+    assert_eq!(rcu.stats().stalls_reported, 1, "{:?}", rcu.stats());
 }
 
 /// Dropping the last handle of a domain that a thread left inside a
@@ -255,6 +259,8 @@ fn a_guard_outliving_the_registration_drops_cleanly() {
     .join()
     .expect("the exiting thread's destructors ran without panicking");
     slot_abandoned_and_domain_usable(rcu);
+    // Not a mistake: no stall is reported for it.
+    assert_eq!(rcu.stats().stalls_reported, 0, "{:?}", rcu.stats());
 }
 
 /// What a thread-local's destructor saw while reading through a section
