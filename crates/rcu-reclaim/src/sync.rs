@@ -254,8 +254,8 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<Locked<'_, T>> {
     }
 }
 
-/// As [`lock`], for a wait that may never end (a lock-order deadlock, a
-/// holder that does not exist in a forked child): tries, yielding then
+/// As [`lock`], for a wait that may never end (a holder that does not
+/// exist in a forked child): tries, yielding then
 /// napping, and once `limit` has passed without the lock returns what
 /// `stuck` makes of the time waited (it panics, naming the cause and the
 /// fix).

@@ -579,9 +579,9 @@ where
     /// If `guard` belongs to another domain than the cache; if `f` writes
     /// to this cache (`insert`, `remove`, `get_or_insert_with`), in that
     /// write, which would otherwise deadlock; if `f` writes to another
-    /// cache or map and waits 2 s for its key's lock (two threads writing
-    /// each other's caches from these closures would otherwise wait for
-    /// each other for ever: see
+    /// cache or map whose key's lock another thread holds while it waits
+    /// for this one (two threads writing each other's caches from these
+    /// closures would otherwise wait for each other for ever: see
     /// [`RcuHashMap::remove_if`](crate::RcuHashMap::remove_if)).
     ///
     /// ```

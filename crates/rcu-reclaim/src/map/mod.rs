@@ -73,6 +73,8 @@
 //! no write is running, and [`clear`](RcuHashMap::clear) empties one
 //! stripe at a time.
 
+#[cfg(not(loom))]
+mod crossed;
 mod iter;
 mod list;
 mod table;

@@ -7,7 +7,7 @@
 use std::ptr::NonNull;
 
 use super::list::{self, Link};
-use crate::sync::{lock, Locked, Mutex};
+use crate::sync::{lock, try_lock, Locked, Mutex};
 
 /// Writers' locks, by the low bits of the hash. Every table has at least
 /// this many buckets, so each bucket, and each range of the list a writer
@@ -196,7 +196,7 @@ impl Table {
     /// # Safety
     /// `self` is the map's current table, its dummies all linked, and the
     /// caller holds the map's resize lock (no other resize runs).
-    pub(super) unsafe fn doubled(&self, stripes: &Stripes) -> Box<Table> {
+    pub(super) unsafe fn doubled(&self, stripes: &Locking<'_>) -> Box<Table> {
         let n = self.buckets;
         let mut base = self.base;
         // The new level's first bucket is `n`.
@@ -206,7 +206,7 @@ impl Table {
             base,
         });
         for stripe in 0..STRIPES {
-            let _locked = stripes.lock(stripe);
+            let _locked = stripes.stripe(stripe);
             for b in (n + stripe..2 * n).step_by(STRIPES) {
                 // SAFETY: the new dummy is ours until linked; its parent
                 // (bucket `b - n`, same stripe) is linked and only this
@@ -237,10 +237,10 @@ impl Table {
     /// this one's buckets (from [`halved`](Table::halved)), so no writer
     /// that takes a stripe lock from now on starts at these dummies. It
     /// calls this once per halving.
-    pub(super) unsafe fn unlink_upper_half(&self, stripes: &Stripes) -> Level {
+    pub(super) unsafe fn unlink_upper_half(&self, stripes: &Locking<'_>) -> Level {
         let n = self.buckets / 2;
         for stripe in 0..STRIPES {
-            let _locked = stripes.lock(stripe);
+            let _locked = stripes.stripe(stripe);
             for b in (n + stripe..2 * n).step_by(STRIPES) {
                 // SAFETY: under the stripe lock; the parent stays linked
                 // (it is in the published table) and precedes the dummy.
@@ -332,52 +332,104 @@ impl Stripes {
     /// another thread's write going the other way.
     ///
     /// Or if this write runs inside a closure of another map's write (the
-    /// thread holds that map's stripe) and waits [`CROSSED_WAIT`] for this
-    /// stripe: another thread most likely holds it and, from a closure of
-    /// its own, waits for the stripe this thread holds (two threads writing
-    /// each other's maps from their closures). The panic unwinds this
-    /// thread's closures and releases its stripes, so the other goes on; a
-    /// write that is not nested waits as long as the lock is held.
+    /// thread holds that map's stripe) and waits for this stripe in a
+    /// cycle of such waits: another thread holds it and, from a closure of
+    /// its own, waits for a stripe this thread holds (two threads writing
+    /// each other's maps from their closures; see [`super::crossed`]). The
+    /// panic unwinds this thread's closures and releases its stripes, so
+    /// the other goes on. A wait that closes no cycle lasts as long as the
+    /// lock is held.
     #[inline]
     #[track_caller]
     pub(super) fn lock(&self, stripe: usize) -> StripeLocked<'_> {
-        let (held, nested) = Held::enter(self);
         let m = &self.0[stripe];
+        let (held, nested) = Held::enter(self, m);
         StripeLocked {
             _locked: if nested { lock_nested(m) } else { lock(m) },
             _held: held,
         }
     }
+
+    /// Every stripe, if none is held now (`None` otherwise, none kept):
+    /// how a resize made inside another map's closure takes them, as one
+    /// that waited for a stripe there could be part of a deadlock.
+    pub(super) fn try_lock_all(&self) -> Option<AllStripes<'_>> {
+        let mut all = AllStripes(Vec::with_capacity(STRIPES));
+        for m in self.0.iter() {
+            all.0.push(try_lock(m)?);
+        }
+        Some(all)
+    }
 }
 
-/// How long a write nested in another map's closure waits for its stripe
-/// before it takes the wait for a lock-order deadlock and panics.
-#[cfg(not(loom))]
-pub(super) const CROSSED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Every stripe of a map, held (see [`Stripes::try_lock_all`]).
+pub(super) struct AllStripes<'a>(Vec<Locked<'a, ()>>);
 
-/// Locks `m` for a write nested in another map's closure: at most
-/// [`CROSSED_WAIT`] (see [`Stripes::lock`]).
+impl Drop for AllStripes<'_> {
+    fn drop(&mut self) {
+        // In the reverse order of taking them: each guard restores the
+        // no-reclaim mark it found.
+        while let Some(locked) = self.0.pop() {
+            drop(locked);
+        }
+    }
+}
+
+/// How a resize takes the stripe of each bucket it links or unlinks.
+pub(super) enum Locking<'a> {
+    /// Each stripe in turn, waiting for it.
+    EachInTurn(&'a Stripes),
+    /// All of them, held already ([`Stripes::try_lock_all`]).
+    AllHeld(&'a AllStripes<'a>),
+}
+
+impl Locking<'_> {
+    /// Stripe `stripe`, locked for the caller's scope (nothing to lock if
+    /// all are held).
+    fn stripe(&self, stripe: usize) -> Option<StripeLocked<'_>> {
+        match self {
+            Locking::EachInTurn(stripes) => Some(stripes.lock(stripe)),
+            Locking::AllHeld(all) => {
+                debug_assert_eq!(all.0.len(), STRIPES);
+                None
+            }
+        }
+    }
+}
+
+/// Locks `m` for a write nested in another map's closure (see
+/// [`Stripes::lock`]): the stripes this thread holds are those of its
+/// writes in progress, the innermost (this one, `m`) excepted.
 #[cfg(not(loom))]
 #[cold]
 #[track_caller]
 fn lock_nested(m: &Mutex<()>) -> Locked<'_, ()> {
-    crate::sync::lock_within(m, CROSSED_WAIT, |_| {
-        panic!(
-            "RcuHashMap: a write made inside the closure of another map's or cache's write \
-             (`get_or_insert_with`, `update`, `remove_if`, `RcuCache::get_or_insert_with`, \
-             which run it under one of their locks) waited {} s for one of this map's \
-             locks: another thread most likely holds it while it writes, from a closure of \
-             its own, to the map this closure came from, and each waits for the other (a \
-             lock-order deadlock). Make such writes after the outer call returns, or nest \
-             maps in the same order on every thread",
-            CROSSED_WAIT.as_secs()
-        )
-    })
+    let depth = DEPTH.get();
+    let mut holds = [0usize; NESTED];
+    LOCKS.with(|locks| {
+        for (h, l) in holds.iter_mut().zip(&locks[..depth - 1]) {
+            *h = l.get();
+        }
+    });
+    super::crossed::lock_nested(m, &holds[..depth - 1])
 }
 
 #[cfg(loom)]
 fn lock_nested(m: &Mutex<()>) -> Locked<'_, ()> {
     lock(m)
+}
+
+/// Whether this thread is inside the closure of a map's write (it holds
+/// one of that map's stripes).
+pub(super) fn nested_now() -> bool {
+    #[cfg(not(loom))]
+    {
+        DEPTH.get() > 0
+    }
+    #[cfg(loom)]
+    {
+        false
+    }
 }
 
 /// A stripe lock held; see [`Stripes::lock`].
@@ -411,13 +463,17 @@ std::thread_local! {
     /// cell each, so a write reads and writes one word, not the array.
     static HOLDING: [std::cell::Cell<usize>; NESTED] =
         const { [const { std::cell::Cell::new(0) }; NESTED] };
+    /// The stripe locks (addresses) of the same writes, for the crossed
+    /// waits' registry (`super::crossed`).
+    static LOCKS: [std::cell::Cell<usize>; NESTED] =
+        const { [const { std::cell::Cell::new(0) }; NESTED] };
 }
 
 impl Held {
-    /// Marks this thread as holding a stripe of `stripes`; says whether it
-    /// already held a stripe of another map (a nested write).
+    /// Marks this thread as holding stripe `m` of `stripes`; says whether
+    /// it already held a stripe of another map (a nested write).
     #[track_caller]
-    fn enter(stripes: &Stripes) -> (Held, bool) {
+    fn enter(stripes: &Stripes, m: &Mutex<()>) -> (Held, bool) {
         // Not under loom: its threads share one OS thread's locals.
         #[cfg(not(loom))]
         let nested = {
@@ -441,12 +497,13 @@ impl Held {
                 );
             }
             HOLDING.with(|maps| maps[depth].set(me));
+            LOCKS.with(|locks| locks[depth].set(m as *const Mutex<()> as usize));
             DEPTH.set(depth + 1);
             depth > 0
         };
         #[cfg(loom)]
         let nested = {
-            let _ = stripes;
+            let _ = (stripes, m);
             false
         };
         (Held { _private: () }, nested)
@@ -512,12 +569,12 @@ mod tests {
             assert!(s.windows(2).all(|w| w[0] < w[1]));
             let next = if step < 3 {
                 // SAFETY: single-threaded; `t` is current.
-                unsafe { t.doubled(&stripes) }
+                unsafe { t.doubled(&Locking::EachInTurn(&stripes)) }
             } else {
                 let small = t.halved();
                 // SAFETY: single-threaded; `small` stands for the
                 // published table; `t` is halved once.
-                drop(unsafe { t.unlink_upper_half(&stripes) });
+                drop(unsafe { t.unlink_upper_half(&Locking::EachInTurn(&stripes)) });
                 small
             };
             tables.push(next);
@@ -553,13 +610,13 @@ mod tests {
         let head = t.bucket(0);
         assert_eq!(sorts(head).len(), STRIPES);
         // SAFETY: single-threaded; `t` is current.
-        let big = unsafe { t.doubled(&stripes) };
+        let big = unsafe { t.doubled(&Locking::EachInTurn(&stripes)) };
         let s = sorts(head);
         assert_eq!(s.len(), 2 * STRIPES);
         assert!(s.windows(2).all(|w| w[0] < w[1]));
         let small = big.halved();
         // SAFETY: single-threaded; `small` stands for the published table.
-        let gone = unsafe { big.unlink_upper_half(&stripes) };
+        let gone = unsafe { big.unlink_upper_half(&Locking::EachInTurn(&stripes)) };
         assert_eq!(gone.dummies.len(), STRIPES);
         assert_eq!(sorts(head).len(), STRIPES);
         assert_eq!(small.buckets(), STRIPES);

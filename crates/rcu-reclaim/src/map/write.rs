@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
 use super::list::{self, key_sort, Link, Node, Search};
-use super::table::{Stripes, Table, STRIPES, STRIPE_BITS};
+use super::table::{nested_now, Locking, Stripes, Table, STRIPES, STRIPE_BITS};
 use super::{RcuHashMap, HASH_CHANGED};
 use crate::guard::ReadSection;
 use crate::sync::{drop_payload, fence, try_lock, weigh_caught};
@@ -186,11 +186,13 @@ where
     /// would deadlock. The same holds for every write of the map, and for
     /// a write nested more than 32 deep in other maps' closures (the
     /// thread can check no further). A write that such a closure makes to
-    /// *another* map or cache waits at most 2 s for its key's lock, then
-    /// panics, naming the likely cause: another thread holding that lock
-    /// while it writes, from a closure of its own, to this map (each would
-    /// wait for the other for ever). Make such writes after the call
-    /// returns, or nest maps in the same order on every thread.
+    /// *another* map or cache waits for its key's lock as long as another
+    /// thread holds it, unless that thread waits in turn, from a closure
+    /// of its own, for a lock this one holds (two threads writing each
+    /// other's maps from their closures): one of them then panics, naming
+    /// the deadlock, and its locks are released as it unwinds. Make such
+    /// writes after the call returns, or nest maps in the same order on
+    /// every thread.
     ///
     /// ```
     /// let map = rcu_reclaim::RcuHashMap::new();
@@ -285,11 +287,13 @@ where
                 Search::Absent { .. } => None,
             }
         })?;
-        self.shrink_if_needed();
-        Some(Unlinked {
+        // Owned first: should the shrink unwind, the node is still retired.
+        let unlinked = Unlinked {
             map: self,
             node: removed,
-        })
+        };
+        self.shrink_if_needed();
+        Some(unlinked)
     }
 
     /// The value of `key`, inserting `f()` first if the key is absent.
@@ -300,8 +304,9 @@ where
     /// # Panics
     /// If `guard` belongs to another domain than the map; if `f` writes to
     /// this map (`insert`, `remove`, `update`, ...), in that write, which
-    /// would otherwise deadlock; if `f` writes to another map or cache and
-    /// waits 2 s for its key's lock (see [`remove_if`](Self::remove_if)).
+    /// would otherwise deadlock; if `f` writes to another map or cache
+    /// whose key's lock another thread holds while it waits for this one
+    /// (see [`remove_if`](Self::remove_if)).
     ///
     /// ```
     /// let map = rcu_reclaim::RcuHashMap::new();
@@ -375,8 +380,8 @@ where
     /// (`None` if absent): `Some(v)` inserts or replaces, `None` removes.
     /// Atomic for the key: `f` runs under the key's stripe lock (so it must
     /// not write to this map: such a write panics, where it would
-    /// deadlock; a write to another map or cache from `f` panics after
-    /// waiting 2 s for its key's lock, see [`remove_if`](Self::remove_if)),
+    /// deadlock; a write to another map or cache from `f` panics if it
+    /// closes a deadlock, see [`remove_if`](Self::remove_if)),
     /// and no other write to the key runs meanwhile.
     /// Returns whether the key is present afterwards. A replaced or removed
     /// entry is dropped after a grace period, its size booked.
@@ -460,11 +465,17 @@ where
             }
         });
         if let Some(old) = old {
-            // Before the retire, which unwinds if the weigher panics.
+            // Owned first (should the shrink unwind, it is still retired),
+            // retired after the shrink (its retire unwinds if the weigher
+            // panics).
+            let old = Unlinked {
+                map: self,
+                node: old,
+            };
             if !present {
                 self.shrink_if_needed();
             }
-            self.retire(old);
+            drop(old);
         } else if added {
             self.grow_if_needed();
         }
@@ -488,7 +499,12 @@ where
     /// ```
     #[track_caller]
     pub fn clear(&self) {
-        let mut removed = Vec::new();
+        // Entries unlinked are retired even if a stripe's wait unwinds
+        // midway (a crossed write's deadlock panic).
+        let mut removed = Cleared {
+            map: self,
+            links: Vec::new(),
+        };
         {
             let _section = self.rcu.read_lock();
             for stripe in 0..STRIPES {
@@ -498,9 +514,10 @@ where
                 // the stripe's range of the list, whose lock we hold.
                 let unlinked = unsafe { list::unlink_range((*table).bucket(stripe), STRIPE_BITS) };
                 self.uncount_entries(unlinked.len());
-                removed.extend(unlinked);
+                removed.links.extend(unlinked);
             }
         }
+        let removed = std::mem::take(&mut removed.links);
         // Every entry is retired even if the weigher panics on some: the
         // first panic goes on once they all are.
         let mut first_panic = None;
@@ -565,7 +582,18 @@ where
             let Some(resizing) = try_lock(&self.resize) else {
                 return;
             };
-            self.resize_locked();
+            if nested_now() {
+                // Inside another map's closure, a wait for a stripe could
+                // close a deadlock, and a panic in the middle of a resize
+                // would leave it half done: every stripe at once or none,
+                // the resize left to a later write then.
+                let Some(all) = self.stripes.try_lock_all() else {
+                    return;
+                };
+                self.resize_locked(&Locking::AllHeld(&all));
+            } else {
+                self.resize_locked(&Locking::EachInTurn(&self.stripes));
+            }
             drop(resizing);
             fence(Ordering::SeqCst);
             if self.load_resizes_to().is_none() {
@@ -575,7 +603,7 @@ where
     }
 
     /// [`resize`](Self::resize)'s work, under the resize lock.
-    fn resize_locked(&self) {
+    fn resize_locked(&self, stripes: &Locking<'_>) {
         loop {
             let current = self.table.load(Ordering::Acquire);
             // SAFETY: only a holder of the resize lock replaces (and
@@ -586,7 +614,7 @@ where
             let (next, unlinked) = match self.resize_to(n, len) {
                 Some(true) => {
                     // SAFETY: the current table, under the resize lock.
-                    let next = unsafe { table.doubled(&self.stripes) };
+                    let next = unsafe { table.doubled(stripes) };
                     self.publish(next);
                     (n * 2, None)
                 }
@@ -595,7 +623,7 @@ where
                     // SAFETY: the halved table is published, under the
                     // resize lock, and this table is halved once (it is
                     // retired next).
-                    let level = unsafe { table.unlink_upper_half(&self.stripes) };
+                    let level = unsafe { table.unlink_upper_half(stripes) };
                     (n / 2, Some(level))
                 }
                 None => return,
@@ -623,6 +651,33 @@ where
 
     fn publish(&self, table: Box<Table>) {
         self.table.store(Box::into_raw(table), Ordering::Release);
+    }
+}
+
+/// Entries that [`RcuHashMap::clear`] has unlinked, retired if it unwinds
+/// before its own loop retires them.
+struct Cleared<'m, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    map: &'m RcuHashMap<K, V, S>,
+    links: Vec<NonNull<Link>>,
+}
+
+impl<K, V, S> Drop for Cleared<'_, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    fn drop(&mut self) {
+        for link in self.links.drain(..) {
+            if let Err(panic) = self.map.retire_catching(link.cast()) {
+                drop_payload(panic);
+            }
+        }
     }
 }
 
