@@ -189,12 +189,15 @@ fn hold_stripe(
     t
 }
 
-/// Every value made was dropped once, after the maps are gone and their
-/// grace periods over.
-fn assert_all_dropped_once(made_before: usize, dropped_before: usize) {
+/// Runs `f` (one such test at a time), then asserts that every value it
+/// made was dropped once, its maps gone and their grace periods over.
+fn each_value_dropped_once(f: impl FnOnce()) {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (made, dropped) = (MADE.load(Ordering::SeqCst), DROPPED.load(Ordering::SeqCst));
+    f();
     rcu_reclaim::Rcu::global().barrier();
-    let made = MADE.load(Ordering::SeqCst) - made_before;
-    let dropped = DROPPED.load(Ordering::SeqCst) - dropped_before;
+    let made = MADE.load(Ordering::SeqCst) - made;
+    let dropped = DROPPED.load(Ordering::SeqCst) - dropped;
     assert_eq!(made, dropped, "made {made} values, dropped {dropped}");
 }
 
@@ -203,9 +206,7 @@ fn assert_all_dropped_once(made_before: usize, dropped_before: usize) {
 /// waits for it and goes on (before: it panicked, mid-write).
 #[test]
 fn a_nested_write_waits_for_a_slow_closure_of_another_thread() {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let (made, dropped) = (MADE.load(Ordering::SeqCst), DROPPED.load(Ordering::SeqCst));
-    {
+    each_value_dropped_once(|| {
         let x: Arc<RcuHashMap<u64, Counted>> = Arc::new(RcuHashMap::new());
         let y: Arc<RcuHashMap<u64, Counted>> = Arc::new(RcuHashMap::new());
         let holder = hold_stripe(&y, 5, Duration::from_millis(2500));
@@ -217,8 +218,7 @@ fn a_nested_write_waits_for_a_slow_closure_of_another_thread() {
         assert!(start.elapsed() >= Duration::from_secs(2));
         holder.join().unwrap();
         assert_eq!((x.len(), y.len()), (1, 1));
-    }
-    assert_all_dropped_once(made, dropped);
+    });
 }
 
 /// Nested writes that resize the map (it doubles, then halves, then a
@@ -228,14 +228,13 @@ fn a_nested_write_waits_for_a_slow_closure_of_another_thread() {
 /// a `clear` leaked entries and left the table half resized).
 #[test]
 fn nested_resizes_and_clears_beside_a_held_stripe_lose_nothing() {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let (made, dropped) = (MADE.load(Ordering::SeqCst), DROPPED.load(Ordering::SeqCst));
-    {
+    each_value_dropped_once(|| {
         let x: Arc<RcuHashMap<u64, Counted>> = Arc::new(RcuHashMap::new());
         let y: Arc<RcuHashMap<u64, Counted>> = Arc::new(RcuHashMap::new());
-        // Key 0's stripe is held while the others are written.
+        // Key 0's stripe is held meanwhile: the keys that fall in it wait
+        // for it, and no resize can take every stripe at once.
         let holder = hold_stripe(&y, 0, Duration::from_millis(300));
-        let keys: Vec<u64> = (1..2000u64).filter(|k| k % 64 != 0).collect();
+        let keys: Vec<u64> = (1..2000u64).collect();
         x.update(1, |_| {
             for &k in &keys {
                 y.insert(k, Counted::new());
@@ -266,8 +265,7 @@ fn nested_resizes_and_clears_beside_a_held_stripe_lose_nothing() {
         }
         let g = y.domain().read_lock();
         assert!(keys.iter().all(|k| y.get(k, &g).is_some()));
-    }
-    assert_all_dropped_once(made, dropped);
+    });
 }
 
 /// A `clear` nested in another map's closure that closes a deadlock
@@ -276,9 +274,7 @@ fn nested_resizes_and_clears_beside_a_held_stripe_lose_nothing() {
 /// the clear had unlinked is still dropped, once.
 #[test]
 fn a_clear_interrupted_by_a_deadlock_panic_drops_what_it_unlinked() {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let (made, dropped) = (MADE.load(Ordering::SeqCst), DROPPED.load(Ordering::SeqCst));
-    {
+    each_value_dropped_once(|| {
         let x: Arc<RcuHashMap<u64, Counted>> = Arc::new(RcuHashMap::new());
         let y: Arc<RcuHashMap<u64, Counted, Known>> =
             Arc::new(RcuHashMap::with_capacity_and_hasher_in(
@@ -312,8 +308,7 @@ fn a_clear_interrupted_by_a_deadlock_panic_drops_what_it_unlinked() {
             },
         );
         assert_named(&panics);
-    }
-    assert_all_dropped_once(made, dropped);
+    });
 }
 
 /// A hasher the test can compute a key's stripe with.

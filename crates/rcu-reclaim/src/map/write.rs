@@ -499,12 +499,9 @@ where
     /// ```
     #[track_caller]
     pub fn clear(&self) {
-        // Entries unlinked are retired even if a stripe's wait unwinds
-        // midway (a crossed write's deadlock panic).
-        let mut removed = Cleared {
-            map: self,
-            links: Vec::new(),
-        };
+        // Owned as they are unlinked: retired even if a stripe's wait
+        // unwinds midway (a crossed write's deadlock panic).
+        let mut removed: Vec<Unlinked<'_, K, V, S>> = Vec::new();
         {
             let _section = self.rcu.read_lock();
             for stripe in 0..STRIPES {
@@ -514,18 +511,20 @@ where
                 // the stripe's range of the list, whose lock we hold.
                 let unlinked = unsafe { list::unlink_range((*table).bucket(stripe), STRIPE_BITS) };
                 self.uncount_entries(unlinked.len());
-                removed.links.extend(unlinked);
+                removed.extend(unlinked.into_iter().map(|link| Unlinked {
+                    map: self,
+                    node: link.cast(),
+                }));
             }
         }
-        let removed = std::mem::take(&mut removed.links);
         // Every entry is retired even if the weigher panics on some: the
         // first panic goes on once they all are.
         let mut first_panic = None;
         // One call: under memory pressure its retires wait 1 s in all at
         // most, not each its own bound.
         crate::callbacks::one_call(|| {
-            for link in removed {
-                if let Err(panic) = self.retire_catching(link.cast()) {
+            for unlinked in removed {
+                if let Err(panic) = self.retire_catching(unlinked.into_node()) {
                     match first_panic {
                         None => first_panic = Some(panic),
                         Some(_) => drop_payload(panic),
@@ -654,33 +653,6 @@ where
     }
 }
 
-/// Entries that [`RcuHashMap::clear`] has unlinked, retired if it unwinds
-/// before its own loop retires them.
-struct Cleared<'m, K, V, S>
-where
-    K: Hash + Eq + Send + 'static,
-    V: Send + 'static,
-    S: BuildHasher,
-{
-    map: &'m RcuHashMap<K, V, S>,
-    links: Vec<NonNull<Link>>,
-}
-
-impl<K, V, S> Drop for Cleared<'_, K, V, S>
-where
-    K: Hash + Eq + Send + 'static,
-    V: Send + 'static,
-    S: BuildHasher,
-{
-    fn drop(&mut self) {
-        for link in self.links.drain(..) {
-            if let Err(panic) = self.map.retire_catching(link.cast()) {
-                drop_payload(panic);
-            }
-        }
-    }
-}
-
 /// A new node not yet linked: dropping it frees the node, its key and its
 /// value (a panic before the link leaks nothing).
 struct Unpublished<K, V>(NonNull<Node<K, V>>);
@@ -714,6 +686,20 @@ where
 {
     map: &'m RcuHashMap<K, V, S>,
     node: NonNull<Node<K, V>>,
+}
+
+impl<K, V, S> Unlinked<'_, K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    /// The node, for the caller to retire.
+    fn into_node(self) -> NonNull<Node<K, V>> {
+        let node = self.node;
+        std::mem::forget(self);
+        node
+    }
 }
 
 impl<K, V, S> Drop for Unlinked<'_, K, V, S>
