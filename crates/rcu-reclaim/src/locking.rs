@@ -43,7 +43,7 @@
 //! | `call_sized` with bytes, `call_hurry` | when its CPU's shard holds more than 4,080 callbacks ready to run, the worker, for at most 2 ms per call (not in a callback or in reclaim) | — (bounded: a worker stuck on a lock the caller holds costs a delay, and no wait starts once the worker has spent 5 ms on one callback, asleep) |
 //! | `defer_drop*`, `RcuCell::store`, `Retired::defer_drop` | a bulk page's allocation; a grace period only when no page can be had (never inside a section); when its CPU's shard holds more than 16 pages ready to free, the worker, for at most 2 ms per page handed off (not in a callback or in reclaim); and, under memory pressure with more than `Config::pressure_throttle_bytes` (8 MiB) waiting, grace periods and the workers, for at most 10 ms per page (100 ms over twice that, 1 s over four times; not in a callback or in reclaim; a read-side section, a foreign one excepted, waits when it ends instead, a QSBR registration when it next goes offline or reports a quiescent state; never `try_defer_drop`); and, with more than `Config::held_up_bytes` (512 KiB) waiting behind a grace period in progress for over `held_up_after` (500 µs), that grace period, for at most 2 ms, once per grace period (as the pressure wait: not in a callback or reclaim, paid at a section's end) | — (the waits are bounded or need no lock; a lock held across the call that a reader takes inside its section makes the pressure wait run its full bound; one that a deferred `Drop` or callback takes ends each wait once the worker has spent 5 ms on that item asleep in the kernel, which warns) |
 //! | [`RcuHashMap`](crate::RcuHashMap) writes (`insert`, `remove`, `update`, `get_or_insert_with`, `clear`) | another write to the same stripe (one bucket's walk, or a resize linking that stripe's dummies), then what `defer_drop*` may wait for, with no map lock held (a resize holds only its own lock, which other writers try-lock; made inside another map's closure, it takes every stripe at once, without waiting, or leaves the resize to a later write) | a lock your code in the map's closures takes |
-//! | [`RcuCache`](crate::RcuCache) writes (`insert`, `get_or_insert_with`, `remove`, `clear`) | the map's write (above); then the cache's policy lock, held while the key is queued and entries are evicted (map writes under it); then, with a budget, [`MemoryBudget::check`](crate::reclaim::MemoryBudget::check), with no cache lock held | a lock your weigher or `f` takes; a lock that code under 1 or 2 takes, when tied to a budget (the check may reclaim directly) |
+//! | [`RcuCache`](crate::RcuCache) writes (`insert`, `get_or_insert_with`, `remove`, `clear`) | the map's write (above); then the cache's policy lock, held while the key is queued and entries are evicted (map writes under it, which never wait for a stripe: a busy entry is passed over); then, with a budget, [`MemoryBudget::check`](crate::reclaim::MemoryBudget::check), with no cache lock held | a lock your weigher or `f` takes; a lock that code under 1 or 2 takes, when tied to a budget (the check may reclaim directly) |
 //! | `read_lock`, `read_unlock_raw`, `start_poll`, `poll`, `pending*`, `stats`, `RcuHashMap`'s `get`, `contains_key` and `iter`, `RcuCache`'s `get`, `len` and `bytes` | nothing | — |
 //!
 //! A reader that holds up a grace period longer than
@@ -81,8 +81,11 @@
 //! An [`RcuHashMap`](crate::RcuHashMap)'s locks (its resize lock, then
 //! one of its stripe locks) sit with your locks, above 3–7. An
 //! [`RcuCache`](crate::RcuCache)'s policy lock sits above its map's: a
-//! writer evicts under it, and its map writes take the stripe and resize
-//! locks. Its shrinker (under 1) only try-locks it and reports a stop,
+//! writer evicts under it, and its map writes try-lock the stripes (an
+//! entry whose stripe another thread holds, a `get_or_insert_with`
+//! closure that may wait for this policy lock through a map of yours, is
+//! passed over, never waited for) and take the resize lock. Its shrinker
+//! (under 1) only try-locks it and reports a stop,
 //! and a write releases it before checking the budget, so direct reclaim
 //! never runs under it.
 //!

@@ -320,3 +320,99 @@ fn stripe_of(key: u64) -> u64 {
     use std::hash::BuildHasher;
     Known::default().hash_one(key) & 63
 }
+
+/// Hashes a `u64` key to itself: a key's stripe is its low 6 bits, and a
+/// cache of one policy shard keeps every key in it.
+#[derive(Clone, Default)]
+struct Identity;
+
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl std::hash::BuildHasher for Identity {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+/// Three threads, each making calls the docs allow, once closed a cycle
+/// through a lock the crossed-writes check cannot see: T3's
+/// `get_or_insert_with` loader holds the cache's stripe 0 and writes to a
+/// map stripe that T1 holds; T1, inside that map's `update`, inserts into
+/// the cache and waits for its policy lock; T2 holds that lock, evicting,
+/// and waited for stripe 0. An eviction now passes over an entry whose
+/// stripe another thread holds (the cache is over its capacity until a
+/// later eviction), so all three finish.
+#[test]
+fn an_eviction_never_waits_for_a_stripe_under_its_policy_lock() {
+    let map: Arc<RcuHashMap<u64, u64, Identity>> = Arc::new(
+        RcuHashMap::with_capacity_and_hasher_in(0, Identity, rcu_reclaim::Rcu::global()),
+    );
+    let per = RcuCache::<u64, Vec<u8>>::ENTRY_OVERHEAD + 1000;
+    let cache: Arc<RcuCache<u64, Vec<u8>, Identity>> = Arc::new(
+        RcuCache::<u64, Vec<u8>>::builder()
+            .hasher(Identity)
+            .shards(1)
+            .max_bytes(per * 16)
+            .build(),
+    );
+    // Full, every entry in the cache's stripe 0.
+    for i in 1..=16u64 {
+        assert!(cache.insert(i * 64, vec![1; 1000]));
+    }
+    let loader_in = Arc::new(Barrier::new(2));
+    let (m3, c3, in3) = (map.clone(), cache.clone(), loader_in.clone());
+    let t3 = std::thread::spawn(move || {
+        let g = c3.domain().read_lock();
+        let _ = c3.get_or_insert_with(
+            17 * 64,
+            || {
+                in3.wait();
+                std::thread::sleep(Duration::from_millis(400));
+                m3.insert(5, 5); // stripe 5: T1's
+                vec![3; 1000]
+            },
+            &g,
+        );
+    });
+    loader_in.wait();
+    let c2 = cache.clone();
+    let t2 = std::thread::spawn(move || assert!(c2.insert(2, vec![2; 1000])));
+    std::thread::sleep(Duration::from_millis(100));
+    let (m1, c1) = (map.clone(), cache.clone());
+    let t1 = std::thread::spawn(move || {
+        m1.update(5, |_| {
+            assert!(c1.insert(3, vec![4; 1000]));
+            Some(1)
+        });
+    });
+    let start = Instant::now();
+    while !(t1.is_finished() && t2.is_finished() && t3.is_finished()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the three writers deadlocked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in [t1, t2, t3] {
+        t.join().expect("no writer panics");
+    }
+    assert_eq!(map.len(), 1);
+    // Within its capacity again once an eviction finds the stripes free.
+    assert!(cache.insert(4, vec![5; 1000]));
+    assert!(cache.bytes() <= cache.max_bytes(), "{}", cache.bytes());
+}

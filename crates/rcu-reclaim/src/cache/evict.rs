@@ -8,10 +8,10 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::Ordering;
 
 use super::entry::Entry;
-use super::policy::{S3Fifo, Store};
+use super::policy::{Busy, S3Fifo, Store};
 use super::{lock, shrink, Inner};
 use crate::guard::ReadGuard;
-use crate::map::Unlinked;
+use crate::map::{StripeBusy, Unlinked};
 
 impl<K, V, S> Inner<K, V, S>
 where
@@ -148,6 +148,34 @@ where
         }
     }
 
+    /// Removes the entry `id` filed under `hash` if it is still there (its
+    /// weight), waiting for its stripe if `wait`, else `Err(Busy)` when
+    /// another thread holds it.
+    pub(super) fn take(&self, hash: u64, id: u64, wait: bool) -> Result<Option<usize>, Busy> {
+        let mut weight = 0;
+        let is = |e: &Entry<V>| {
+            let it = e.id == id;
+            if it {
+                weight = e.weight;
+            }
+            it
+        };
+        let unlinked = if wait {
+            self.inner.map.unlink_hashed_by(hash, is)
+        } else {
+            self.inner
+                .map
+                .try_unlink_hashed_by(hash, is)
+                .map_err(|StripeBusy| Busy)?
+        };
+        let Some(unlinked) = unlinked else {
+            return Ok(None);
+        };
+        self.unlinked.borrow_mut().push(unlinked);
+        self.inner.policy.rebook(hash, weight, 0);
+        Ok(Some(weight))
+    }
+
     /// Retires the entries unlinked so far (with no shard lock held).
     pub(super) fn retire_unlinked(&self) {
         drop(self.unlinked.take());
@@ -193,18 +221,12 @@ where
         Some(freq)
     }
 
-    fn remove(&self, _key: &K, hash: u64, id: u64) -> Option<usize> {
-        let mut weight = 0;
-        let unlinked = self.inner.map.unlink_hashed_by(hash, |e| {
-            let it = e.id == id;
-            if it {
-                weight = e.weight;
-            }
-            it
-        })?;
-        self.unlinked.borrow_mut().push(unlinked);
-        self.inner.policy.rebook(hash, weight, 0);
-        Some(weight)
+    // Never waits for the entry's stripe: this thread holds the policy
+    // shard's lock, and the stripe's holder (a `get_or_insert_with`
+    // closure) may be writing to a map whose writer, inside its own
+    // closure, waits for that shard lock.
+    fn remove(&self, _key: &K, hash: u64, id: u64) -> Result<Option<usize>, Busy> {
+        self.take(hash, id, false)
     }
 
     fn discard(&self, key: K) {

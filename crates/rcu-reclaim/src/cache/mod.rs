@@ -167,7 +167,6 @@ use crate::sources::PressureMonitor;
 use crate::sync::lock_std as lock;
 use entry::{fresh_id, Entry};
 use evict::MapStore;
-use policy::Store;
 use shards::Shards;
 use shrink::Cap;
 
@@ -721,8 +720,9 @@ where
         };
         let guard = self.domain().read_lock();
         let store = MapStore::new(&self.inner, &guard);
-        while let Some((key, id, _, hash)) = rest.queued.front() {
-            store.remove(key, *hash, *id);
+        while let Some(&(_, id, _, hash)) = rest.queued.front() {
+            // No shard lock held here: it waits for the stripe.
+            let _ = store.take(hash, id, true);
             rest.queued.pop_front();
             // Retired as it goes: a clear of a large cache holds no list.
             store.retire_unlinked();

@@ -40,7 +40,9 @@ pub(crate) trait Store<K> {
     fn visit(&self, key: &K, hash: u64, id: u64, next: impl FnOnce(u8) -> Option<u8>)
         -> Option<u8>;
     /// Removes `key`'s entry `id` if it is still there: its weight.
-    fn remove(&self, key: &K, hash: u64, id: u64) -> Option<usize>;
+    /// `Err(Busy)` leaves it there: another thread holds it locked (and
+    /// may be waiting for the lock the evicting thread holds).
+    fn remove(&self, key: &K, hash: u64, id: u64) -> Result<Option<usize>, Busy>;
     /// Takes the key of an item leaving the queues for good (stale or
     /// evicted). The cache's store drops it only once the policy's lock
     /// is released: a key's `Drop` is its user's code, and one that wrote
@@ -50,6 +52,11 @@ pub(crate) trait Store<K> {
         drop(key);
     }
 }
+
+/// An entry [`Store::remove`] could not take now: skipped, tried again
+/// when the queue comes round to it.
+#[derive(Debug)]
+pub(crate) struct Busy;
 
 /// Small holds up to this fraction of the capacity (in bytes): a
 /// sixty-fourth, where S3-FIFO's paper takes a tenth. Chosen by
@@ -232,6 +239,9 @@ impl<K> S3Fifo<K> {
         // Readers may raise frequencies as fast as this lowers them: after
         // this many second chances, the next entry goes whatever it says.
         let mut chances = self.len() * usize::from(MAX_FREQ) + 1;
+        // Entries locked by other threads are passed over, each at most
+        // once in this call: with every one busy, nothing is evicted now.
+        let mut busy_left = self.len();
         loop {
             let from_small =
                 self.small.bytes > capacity / SMALL_SHARE || self.main.items.is_empty();
@@ -266,6 +276,12 @@ impl<K> S3Fifo<K> {
             }
             let removed = store.remove(&head.key, head.hash, head.id);
             let item = fifo.pop().expect("the head looked at");
+            let Ok(removed) = removed else {
+                // Busy: to its queue's tail, as it was.
+                fifo.push(item);
+                busy_left = busy_left.checked_sub(1)?;
+                continue;
+            };
             let Some(weight) = removed else {
                 // Replaced since `visit`: the new entry is queued.
                 store.discard(item.key);
@@ -321,9 +337,13 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    /// Entries by key: (id, freq, weight).
+    /// Entries by key: (id, freq, weight); and the keys locked by other
+    /// threads (busy).
     #[derive(Default)]
-    struct Model(RefCell<HashMap<u32, (u64, u8, usize)>>);
+    struct Model(
+        RefCell<HashMap<u32, (u64, u8, usize)>>,
+        RefCell<std::collections::HashSet<u32>>,
+    );
 
     impl Model {
         fn freq(&self, key: &u32, id: u64) -> Option<u8> {
@@ -347,11 +367,16 @@ mod tests {
             }
             Some(freq)
         }
-        fn remove(&self, key: &u32, _: u64, id: u64) -> Option<usize> {
+        fn remove(&self, key: &u32, _: u64, id: u64) -> Result<Option<usize>, Busy> {
+            if self.1.borrow().contains(key) {
+                return Err(Busy);
+            }
             let mut m = self.0.borrow_mut();
-            let w = m.get(key).filter(|e| e.0 == id)?.2;
+            let Some(w) = m.get(key).filter(|e| e.0 == id).map(|e| e.2) else {
+                return Ok(None);
+            };
             m.remove(key);
-            Some(w)
+            Ok(Some(w))
         }
     }
 
@@ -403,6 +428,27 @@ mod tests {
         assert_eq!(p.evict(100, &store), None);
         p.push(1, 3, 5, 1); // in ghost: straight to main
         assert_eq!((p.small.items.len(), p.main.items.len()), (0, 1));
+    }
+
+    #[test]
+    fn an_entry_locked_by_another_thread_is_passed_over_not_waited_for() {
+        let (store, mut p) = (Model::default(), S3Fifo::new());
+        for k in 0..4u32 {
+            store.0.borrow_mut().insert(k, (u64::from(k), 0, 1));
+            p.push(k, u64::from(k), 1, u64::from(k));
+        }
+        store.1.borrow_mut().insert(0);
+        assert_eq!(p.evict(1, &store), Some(1));
+        assert!(store.freq(&0, 0).is_some(), "the busy entry stays");
+        assert!(store.freq(&1, 1).is_none(), "the next one goes");
+        // All busy: nothing is evicted, and the call returns.
+        store.1.borrow_mut().extend([2, 3]);
+        assert_eq!(p.evict(1, &store), None);
+        assert_eq!(p.len(), 3, "still queued");
+        // Free again: evicted in turn.
+        store.1.borrow_mut().clear();
+        assert_eq!(p.evict(1, &store), Some(1));
+        assert_eq!(p.len(), 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
-use super::policy::{S3Fifo, Store, MAX_FREQ};
+use super::policy::{Busy, S3Fifo, Store, MAX_FREQ};
 use super::shards::evict_floor;
 
 const KEYS: usize = 100_000;
@@ -135,8 +135,8 @@ impl Store<u32> for Model {
         Some(freq)
     }
 
-    fn remove(&self, key: &u32, _: u64, id: u64) -> Option<usize> {
-        Model::remove(self, key, id)
+    fn remove(&self, key: &u32, _: u64, id: u64) -> Result<Option<usize>, Busy> {
+        Ok(Model::remove(self, key, id))
     }
 }
 

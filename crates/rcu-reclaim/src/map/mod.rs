@@ -81,7 +81,7 @@ mod table;
 mod write;
 
 pub use iter::Iter;
-pub(crate) use write::Unlinked;
+pub(crate) use write::{StripeBusy, Unlinked};
 
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;

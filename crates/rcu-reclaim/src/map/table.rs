@@ -350,6 +350,18 @@ impl Stripes {
         }
     }
 
+    /// [`lock`](Stripes::lock) without waiting: `None` if another thread
+    /// holds the stripe (panics as `lock` does if this thread does).
+    #[track_caller]
+    pub(super) fn try_lock(&self, stripe: usize) -> Option<StripeLocked<'_>> {
+        let m = &self.0[stripe];
+        let (held, _) = Held::enter(self, m);
+        Some(StripeLocked {
+            _locked: try_lock(m)?,
+            _held: held,
+        })
+    }
+
     /// Every stripe, if none is held now (`None` otherwise, none kept):
     /// how a resize made inside another map's closure takes them, as one
     /// that waited for a stripe there could be part of a deadlock.

@@ -26,13 +26,33 @@ where
     /// read-side section and with the hash's stripe locked.
     #[track_caller]
     fn locked<R>(&self, hash: u64, f: impl FnOnce(NonNull<Link>) -> R) -> R {
+        match self.locked_if(hash, true, f) {
+            Ok(r) => r,
+            Err(StripeBusy) => unreachable!("a waiting lock is never busy"),
+        }
+    }
+
+    /// [`locked`](Self::locked), or, unless `wait`, `Err(StripeBusy)`
+    /// without running `f` if another thread holds the stripe.
+    #[track_caller]
+    fn locked_if<R>(
+        &self,
+        hash: u64,
+        wait: bool,
+        f: impl FnOnce(NonNull<Link>) -> R,
+    ) -> Result<R, StripeBusy> {
         let _section = self.rcu.read_lock();
-        let _locked = self.stripes.lock(Stripes::of(hash));
+        let stripe = Stripes::of(hash);
+        let _locked = if wait {
+            self.stripes.lock(stripe)
+        } else {
+            self.stripes.try_lock(stripe).ok_or(StripeBusy)?
+        };
         // Read after the lock: a halving publishes its table before it
         // unlinks dummies under this lock, so this table's are linked.
         let table = self.table.load(Ordering::Acquire);
         // SAFETY: as in `find`: the section keeps the table allocated.
-        f(unsafe { (*table).head(hash) })
+        Ok(f(unsafe { (*table).head(hash) }))
     }
 
     /// Counts an entry about to be linked. Called under its stripe lock,
@@ -244,7 +264,8 @@ where
         Q: Hash + Eq + ?Sized,
     {
         debug_assert_eq!(hash, self.hash(key), "{HASH_CHANGED}");
-        self.unlink_matching(hash, |n| n.key.borrow() == key, pred)
+        self.unlink_matching(hash, |n| n.key.borrow() == key, pred, true)
+            .unwrap_or_else(|StripeBusy| unreachable!("a waiting lock is never busy"))
     }
 
     /// Unlinks the first entry filed under `hash` that `is` accepts, found
@@ -258,7 +279,23 @@ where
         hash: u64,
         mut is: impl FnMut(&V) -> bool,
     ) -> Option<Unlinked<'_, K, V, S>> {
-        self.unlink_matching(hash, |n| is(&n.value), |_| true)
+        self.unlink_matching(hash, |n| is(&n.value), |_| true, true)
+            .unwrap_or_else(|StripeBusy| unreachable!("a waiting lock is never busy"))
+    }
+
+    /// [`unlink_hashed_by`](Self::unlink_hashed_by) without waiting for
+    /// the hash's stripe: `Err(StripeBusy)` if another thread holds it. For
+    /// a caller holding a lock of its own that the stripe's holder may be
+    /// waiting for (a cache evicting under its policy shard's lock, while
+    /// a `get_or_insert_with` closure holds the stripe and writes to a map
+    /// whose writer waits for that shard lock: a deadlock, were it to wait).
+    #[track_caller]
+    pub(crate) fn try_unlink_hashed_by(
+        &self,
+        hash: u64,
+        mut is: impl FnMut(&V) -> bool,
+    ) -> Result<Option<Unlinked<'_, K, V, S>>, StripeBusy> {
+        self.unlink_matching(hash, |n| is(&n.value), |_| true, false)
     }
 
     /// Unlinks the first entry filed under `hash` that `is` picks, if
@@ -269,8 +306,9 @@ where
         hash: u64,
         is: impl FnMut(&Node<K, V>) -> bool,
         pred: impl FnOnce(&V) -> bool,
-    ) -> Option<Unlinked<'_, K, V, S>> {
-        let removed = self.locked(hash, |head| {
+        wait: bool,
+    ) -> Result<Option<Unlinked<'_, K, V, S>>, StripeBusy> {
+        let removed = self.locked_if(hash, wait, |head| {
             // SAFETY: as in `insert`.
             match unsafe { list::search_by::<K, V>(head, key_sort(hash), is) } {
                 Search::Found { prev, node } => {
@@ -287,13 +325,16 @@ where
                 Search::Absent { .. } => None,
             }
         })?;
+        let Some(removed) = removed else {
+            return Ok(None);
+        };
         // Owned first: should the shrink unwind, the node is still retired.
         let unlinked = Unlinked {
             map: self,
             node: removed,
         };
         self.shrink_if_needed();
-        Some(unlinked)
+        Ok(Some(unlinked))
     }
 
     /// The value of `key`, inserting `f()` first if the key is absent.
@@ -652,6 +693,10 @@ where
         self.table.store(Box::into_raw(table), Ordering::Release);
     }
 }
+
+/// A stripe lock held by another thread, where the caller would not wait.
+#[derive(Debug)]
+pub(crate) struct StripeBusy;
 
 /// A new node not yet linked: dropping it frees the node, its key and its
 /// value (a panic before the link leaks nothing).
