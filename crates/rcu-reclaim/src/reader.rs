@@ -760,6 +760,35 @@ pub(crate) fn owe_throttle_qsbr(registry: &Registry) {
     let _ = OWED_QSBR.try_with(|o| o.set(registry));
 }
 
+#[cfg(not(loom))]
+thread_local! {
+    /// Work an online QSBR registration of this thread owes besides the
+    /// pressure throttle (a budget's direct reclaim), run when it pays.
+    static OWED_WORK: Cell<Option<fn()>> = const { Cell::new(None) };
+}
+
+/// Records that an online QSBR registration of this thread in the domain
+/// of `registry` owes `work`, to run where it pays the pressure throttle
+/// (offline, at its next quiescent state that reports, or going offline).
+#[cfg(not(loom))]
+pub(crate) fn owe_at_quiescent_state(registry: &Registry, work: fn()) {
+    owe_throttle_qsbr(registry);
+    let _ = OWED_WORK.try_with(|w| w.set(Some(work)));
+}
+
+/// The work this thread owes (see `owe_at_quiescent_state`), taken.
+#[cfg(not(loom))]
+pub(crate) fn take_owed_work() -> Option<fn()> {
+    OWED_WORK.try_with(Cell::take).ok().flatten()
+}
+
+/// Whether this thread's only section of domain `id` is an online QSBR
+/// registration (no guard or raw section inside it).
+#[cfg(not(loom))]
+pub(crate) fn qsbr_only_section_in(id: u64) -> bool {
+    nesting_in(id) == 0 && qsbr_online_in(id)
+}
+
 /// Whether this thread owes the pressure throttle in the domain of
 /// `registry` as a QSBR thread; clears it.
 pub(crate) fn take_owed_qsbr(registry: &Registry) -> bool {

@@ -1109,6 +1109,19 @@ pub(crate) fn pay_owed_throttle(
     payer: crate::reader::Payer,
 ) {
     let id = inner.id;
+    // Work an online QSBR registration owes besides (a budget's direct
+    // reclaim), with the payer counted offline: it looks whether the
+    // thread is in a section again, and owes it again if so.
+    if let Some(work) = crate::reader::take_owed_work() {
+        let qsbr = payer == crate::reader::Payer::QsbrOffline;
+        if qsbr {
+            crate::reader::qsbr_mark_offline(id);
+        }
+        work();
+        if qsbr {
+            crate::reader::qsbr_mark_online(id);
+        }
+    }
     // A QSBR registration paying at a quiescent state was put offline for
     // the wait, though the domain's marks still count it online; another
     // online registration of this thread in the domain would hold up the

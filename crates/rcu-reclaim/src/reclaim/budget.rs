@@ -148,6 +148,11 @@ pub struct BudgetStats {
     /// Direct reclaims that gave up waiting (after one second) for a
     /// reclaim already running and let the allocation proceed.
     pub direct_wait_timeouts: u64,
+    /// Of [`deferred_in_section`](Self::deferred_in_section): checks on an
+    /// online thread of a QSBR reclaimer's domain, whose direct reclaim
+    /// then ran at the thread's next reporting quiescent state (or when it
+    /// went offline), the budget checked again there.
+    pub owed_reclaims: u64,
 }
 
 type Usage = Arc<dyn Fn() -> usize + Send + Sync>;
@@ -166,6 +171,7 @@ struct Shared {
     ooms: AtomicU64,
     deferred_in_section: AtomicU64,
     direct_wait_timeouts: AtomicU64,
+    owed_reclaims: AtomicU64,
     /// Whether a reclaim step whose frees the usage does not show trims
     /// the heap (usage read from the kernel: a cgroup's, RSS).
     trims_heap: AtomicBool,
@@ -431,6 +437,7 @@ impl MemoryBudget {
             direct_reclaims: AtomicU64::new(0),
             ooms: AtomicU64::new(0),
             deferred_in_section: AtomicU64::new(0),
+            owed_reclaims: AtomicU64::new(0),
             direct_wait_timeouts: AtomicU64::new(0),
             trims_heap: AtomicBool::new(false),
         });
@@ -517,7 +524,11 @@ impl MemoryBudget {
     /// period (or for a reclaim already running, which may be waiting for
     /// one), and the section holds every grace period up. It wakes the
     /// background reclaimer, counts [`BudgetStats::deferred_in_section`]
-    /// and returns true. Allocating inside a section is ordinary Rust.
+    /// and returns true. Allocating inside a section is ordinary Rust. On
+    /// an online thread of a QSBR reclaimer domain (in no guard section),
+    /// the direct reclaim is owed instead, and runs at the thread's next
+    /// quiescent state that reports, or when it goes offline
+    /// ([`BudgetStats::owed_reclaims`]).
     ///
     /// ```
     /// # use std::sync::Arc; use rcu_reclaim::{pressure::*, reclaim::*, sources::*, stats::*, *};
@@ -525,23 +536,7 @@ impl MemoryBudget {
     /// assert!(b.check());
     /// ```
     pub fn check(&self) -> bool {
-        let s = &self.shared;
-        let usage = (s.usage)();
-        if usage > s.marks.min && reclaim_allowed() {
-            if !s.reclaimer.rcu().in_read_section() {
-                s.direct_reclaims.fetch_add(1, Ordering::Relaxed);
-                return s.reclaim_to_high(true);
-            }
-            s.deferred_in_section.fetch_add(1, Ordering::Relaxed);
-        }
-        if usage > s.marks.low {
-            let mut st = lock(&s.state);
-            if !st.requested {
-                st.requested = true;
-                s.wake.notify_one();
-            }
-        }
-        true
+        check_shared(&self.shared)
     }
 
     /// A snapshot of the counters.
@@ -558,8 +553,80 @@ impl MemoryBudget {
             direct_reclaims: s.direct_reclaims.load(Ordering::Relaxed),
             ooms: s.ooms.load(Ordering::Relaxed),
             deferred_in_section: s.deferred_in_section.load(Ordering::Relaxed),
+            owed_reclaims: s.owed_reclaims.load(Ordering::Relaxed),
             direct_wait_timeouts: s.direct_wait_timeouts.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// [`MemoryBudget::check`] on the budget's shared state.
+fn check_shared(s: &Arc<Shared>) -> bool {
+    let usage = (s.usage)();
+    if usage > s.marks.min && reclaim_allowed() {
+        let rcu = s.reclaimer.rcu();
+        if !rcu.in_read_section() {
+            s.direct_reclaims.fetch_add(1, Ordering::Relaxed);
+            return s.reclaim_to_high(true);
+        }
+        s.deferred_in_section.fetch_add(1, Ordering::Relaxed);
+        #[cfg(not(loom))]
+        owe_at_quiescent_state(s, rcu);
+    }
+    if usage > s.marks.low {
+        let mut st = lock(&s.state);
+        if !st.requested {
+            st.requested = true;
+            s.wake.notify_one();
+        }
+    }
+    true
+}
+
+thread_local! {
+    /// The budget (a `Weak<Shared>` made raw; null: none) whose direct
+    /// reclaim an online QSBR registration of this thread owes. No
+    /// destructor: set from inside the global allocator.
+    #[cfg(not(loom))]
+    static OWED_RECLAIM: std::cell::Cell<*const Shared> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Over `min` on an online QSBR thread of the reclaimer's domain (and in
+/// no other section of it), direct reclaim cannot run: it may wait for a
+/// grace period, which this thread's online state holds up. The thread
+/// owes it instead and runs it at its next quiescent state that reports,
+/// or when it goes offline, as it pays a pressure-throttle wait (an event
+/// loop that reports every iteration reclaims an iteration later).
+#[cfg(not(loom))]
+fn owe_at_quiescent_state(s: &Arc<Shared>, rcu: &crate::Rcu) {
+    if rcu.flavor() != crate::Flavor::Qsbr || !crate::reader::qsbr_only_section_in(rcu.id()) {
+        return;
+    }
+    let _ = OWED_RECLAIM.try_with(|owed| {
+        let old = owed.replace(Weak::into_raw(Arc::downgrade(s)));
+        if !old.is_null() {
+            // SAFETY: from `Weak::into_raw` above, taken back once.
+            drop(unsafe { Weak::from_raw(old) });
+        }
+    });
+    crate::reader::owe_at_quiescent_state(rcu.registry(), pay_owed_reclaim);
+}
+
+/// Runs the direct reclaim this thread owes (see
+/// `owe_at_quiescent_state`), now offline.
+#[cfg(not(loom))]
+fn pay_owed_reclaim() {
+    let owed = OWED_RECLAIM
+        .try_with(|owed| owed.replace(std::ptr::null()))
+        .unwrap_or(std::ptr::null());
+    if owed.is_null() {
+        return;
+    }
+    // SAFETY: from `Weak::into_raw` in `owe_at_quiescent_state`, taken
+    // back once (the cell is cleared above).
+    let weak = unsafe { Weak::from_raw(owed) };
+    if let Some(s) = weak.upgrade() {
+        s.owed_reclaims.fetch_add(1, Ordering::Relaxed);
+        check_shared(&s);
     }
 }
 
