@@ -35,7 +35,17 @@ impl Shrinker for Cache {
 }
 
 fn setup(limit: usize) -> (Arc<AtomicUsize>, Arc<Cache>, Arc<MemoryBudget>, Rcu) {
-    let rcu = Rcu::new(Config::new()).unwrap();
+    setup_in(Config::new(), limit, |used| used.load(Ordering::SeqCst))
+}
+
+/// [`setup`] in a domain of `config`, the budget reading the usage as
+/// `usage` makes it of the cache's count.
+fn setup_in(
+    config: Config,
+    limit: usize,
+    usage: impl Fn(&AtomicUsize) -> usize + Send + Sync + 'static,
+) -> (Arc<AtomicUsize>, Arc<Cache>, Arc<MemoryBudget>, Rcu) {
+    let rcu = Rcu::new(config).unwrap();
     let used = Arc::new(AtomicUsize::new(0));
     let cache = Arc::new(Cache {
         used: used.clone(),
@@ -44,9 +54,7 @@ fn setup(limit: usize) -> (Arc<AtomicUsize>, Arc<Cache>, Arc<MemoryBudget>, Rcu)
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     reclaimer.register(cache.clone());
     let u = used.clone();
-    let budget = Arc::new(MemoryBudget::new(limit, reclaimer, move || {
-        u.load(Ordering::SeqCst)
-    }));
+    let budget = Arc::new(MemoryBudget::new(limit, reclaimer, move || usage(&u)));
     (used, cache, budget, rcu)
 }
 
@@ -545,25 +553,20 @@ fn a_budget_over_live_bytes_without_the_accounting_allocator_warns() {
 /// a stress run).
 #[test]
 fn an_online_qsbr_thread_reclaims_at_its_next_quiescent_state() {
-    let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr)).unwrap();
-    let used = Arc::new(AtomicUsize::new(0));
-    let cache = Arc::new(Cache {
-        used: used.clone(),
-        budget: Mutex::new(None),
-    });
-    let reclaimer = Arc::new(Reclaimer::new(&rcu));
-    reclaimer.register(cache.clone());
     // Only this thread sees the usage: the background reclaimer, woken
     // by the check, finds nothing to do, so what reclaims is this thread.
     let me = thread::current().id();
-    let u = used.clone();
-    let budget = MemoryBudget::new(100 * MIB, reclaimer, move || {
-        if thread::current().id() == me {
-            u.load(Ordering::SeqCst)
-        } else {
-            0
-        }
-    });
+    let (used, _cache, budget, rcu) = setup_in(
+        Config::new().flavor(rcu_reclaim::Flavor::Qsbr),
+        100 * MIB,
+        move |used| {
+            if thread::current().id() == me {
+                used.load(Ordering::SeqCst)
+            } else {
+                0
+            }
+        },
+    );
     let w = budget.watermarks();
     let mut online = rcu.register_qsbr_thread();
 
