@@ -109,21 +109,25 @@ pub(crate) fn go_online() {
     fence(Ordering::SeqCst);
 }
 
-/// liburcu's `_urcu_qsbr_quiescent_state`, on an online thread (nothing
-/// on an offline one, which liburcu would put online).
-pub(crate) fn quiescent_state() {
+/// liburcu's `_urcu_qsbr_quiescent_state`, on an online thread. `false`
+/// on an offline one (nothing done): liburcu's stores the grace-period
+/// counter there, which puts the thread online, and the caller does so.
+pub(crate) fn quiescent_state() -> bool {
     with_block(|b| {
         let word = gp().load(Ordering::Relaxed);
         let mine = b.load(Ordering::Relaxed);
-        if mine == word || mine == 0 {
-            return;
+        if mine == 0 {
+            return false;
         }
-        fence(Ordering::SeqCst);
-        b.store(word, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        wake_up_gp();
-        fence(Ordering::SeqCst);
-    });
+        if mine != word {
+            fence(Ordering::SeqCst);
+            b.store(word, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            wake_up_gp();
+            fence(Ordering::SeqCst);
+        }
+        true
+    })
 }
 
 /// Puts the block online and attaches it to `reg`, the calling thread's

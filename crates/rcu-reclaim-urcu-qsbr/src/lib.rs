@@ -58,7 +58,9 @@
 //!   (liburcu leaves the dead thread in its registry).
 //!   Registering twice only puts the thread online (liburcu would corrupt
 //!   its registry); `rcu_quiescent_state`, `rcu_thread_offline` and
-//!   `rcu_thread_online` on a thread that is not registered do nothing.
+//!   `rcu_thread_online` on a thread that is not registered do nothing;
+//!   `rcu_quiescent_state` on an offline thread puts it online, as
+//!   liburcu's does (it stores the grace-period counter).
 //! * The `call_rcu` threads are registered and online while they invoke
 //!   callbacks, offline otherwise, as liburcu-qsbr's: what a callback reads
 //!   is protected until it returns (a callback that waits for a grace

@@ -139,13 +139,17 @@ pub extern "C" fn urcu_qsbr_read_ongoing() -> c_int {
 
 /// Reports a quiescent state: the thread holds no reference read before
 /// the call. Two loads and a compare when no grace period waits for it.
-/// Nothing on a thread that is not registered, or is offline.
+/// Nothing on a thread that is not registered. On an offline thread it
+/// puts the thread online, as liburcu's does (it stores the grace-period
+/// counter, which is what being online is): an event loop that comes back
+/// from a blocking wait this way reads protected. (Before, the thread
+/// stayed offline, and a grace period freed what it then read.)
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_quiescent_state() {
     // The reader block stands for the registration in grace periods (and
     // wakes a writer parked on it, as liburcu's).
-    if with_reg(|t| t.is_some()) {
-        crate::lgpl::quiescent_state();
+    if with_reg(|t| t.is_some()) && !crate::lgpl::quiescent_state() {
+        urcu_qsbr_thread_online();
     }
 }
 

@@ -46,6 +46,32 @@ static void *blinker(void *arg)
 	return NULL;
 }
 
+/* An event loop that comes back from a blocking wait with
+ * rcu_quiescent_state() instead of rcu_thread_online(): liburcu's stores
+ * the grace-period counter, which puts the thread online, so what it reads
+ * next is protected until its next quiescent state. */
+struct obj { long magic; };
+static struct obj *shared;
+static atomic_int holding, checked;
+
+static void *returner(void *arg)
+{
+	(void)arg;
+	rcu_register_thread();
+	rcu_thread_offline();
+	usleep(1000);
+	rcu_quiescent_state();
+	printf("quiescent state while offline: ongoing %d\n", !!rcu_read_ongoing());
+	struct obj *o = rcu_dereference(shared);
+	atomic_store(&holding, 1);
+	usleep(100000);
+	printf("returner read %s\n", o->magic == 42 ? "intact" : "freed memory");
+	atomic_store(&checked, 1);
+	rcu_quiescent_state();
+	rcu_unregister_thread();
+	return NULL;
+}
+
 static void *leaver(void *arg)
 {
 	(void)arg;
@@ -105,6 +131,21 @@ int main(void)
 	rcu_unregister_thread();
 	printf("unregistered again: ongoing %d\n", !!rcu_read_ongoing());
 	synchronize_rcu();
+
+	struct obj *o = malloc(sizeof *o);
+	CHECK(o != NULL);
+	o->magic = 42;
+	rcu_assign_pointer(shared, o);
+	pthread_t r;
+	CHECK(pthread_create(&r, NULL, returner, NULL) == 0);
+	while (!atomic_load(&holding))
+		usleep(100);
+	rcu_assign_pointer(shared, NULL);
+	synchronize_rcu(); /* waits for the returner's next quiescent state */
+	CHECK(atomic_load(&checked));
+	o->magic = 0xdead;
+	pthread_join(r, NULL);
+	free(o);
 	printf("done\n");
 	return 0;
 }
