@@ -293,6 +293,7 @@ fn barrier_now<F: Flavor>() {
     // while a call of this thread is interrupted: handed over first.
     let _busy = Busy::<F>::enter();
     deliver_orphans::<F>();
+    crate::crdp::sweep_dead::<F>();
     if on_crdp_thread() {
         // liburcu deadlocks here (its thread waits for itself). The heads
         // queued on this thread before the call (the rest of the batch in
@@ -402,7 +403,11 @@ pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> 
 }
 
 /// Stops a crdp's thread and frees it; what it still holds goes to the
-/// default crdp. Refuses (silently, as liburcu) NULL and the default.
+/// default crdp. Refuses (silently, as liburcu) NULL and the default. Its
+/// memory is kept, flagged dead: a thread that still has it installed
+/// (liburcu's `call_rcu` there uses freed memory) says so on its next
+/// `call_rcu` and goes to the default, and `rcu_barrier` hands what
+/// reached it meanwhile to the default, so nothing is lost.
 ///
 /// Called from one of the crdp's own callbacks (liburcu waits there for
 /// its thread to stop, that is for itself, for ever), it says so and
@@ -485,11 +490,19 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     // Handed over before it leaves the list: a barrier that does not find
     // it there finds its heads counted in the default's queue, and one that
     // does follows them there (`wait_all_drained`).
+    // Dead first: a thread that still has it installed (a misuse) stops
+    // choosing it; what it queued meanwhile is swept to the default.
+    crdp.dead.store(true, Ordering::Release);
     F::offline_while(|| {
         crdp.stop();
         crdp.hand_over(&default_crdp::<F>());
         all().retain(|c| !Arc::ptr_eq(c, &crdp));
     });
+    // Kept allocated: another thread may still hold its pointer.
+    crate::crdp::DEAD
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(crdp);
 }
 
 /// The default crdp (created on first use).
@@ -732,6 +745,38 @@ mod tests {
         unsafe { call_rcu_data_free::<Memb>(crdp) };
         // SAFETY: pthread_self has no preconditions.
         assert_ne!(thread, unsafe { libc::pthread_self() });
+    }
+
+    /// A crdp freed while another thread still has it installed (a misuse:
+    /// liburcu's `call_rcu` there then uses freed memory, and crashed or
+    /// lost the callbacks): that thread's next `call_rcu` goes to the
+    /// default, and every callback runs by the barrier.
+    #[test]
+    fn a_crdp_freed_while_installed_elsewhere_loses_nothing() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let crdp = create_call_rcu_data::<Memb>(0, -1) as usize;
+        let log = new_log();
+        let (installed, freed) = (
+            Arc::new(std::sync::Barrier::new(2)),
+            Arc::new(std::sync::Barrier::new(2)),
+        );
+        let (i, f) = (installed.clone(), freed.clone());
+        let user = std::thread::spawn(move || {
+            set_thread_call_rcu_data(crdp as *mut CallRcuData);
+            queue_nodes(0..1, log);
+            i.wait();
+            f.wait();
+            queue_nodes(1..100, log);
+            barrier::<Memb>();
+        });
+        installed.wait();
+        Memb::rcu().synchronize();
+        // SAFETY (of the test): created above and freed once; still
+        // installed on `user`, which is the misuse under test.
+        unsafe { call_rcu_data_free::<Memb>(crdp as *mut CallRcuData) };
+        freed.wait();
+        user.join().unwrap();
+        assert_eq!(*log.lock().unwrap(), (0..100).collect::<Vec<_>>());
     }
 
     #[test]

@@ -55,6 +55,12 @@ thread_local! {
 /// Every live crdp (each entry holds a reference); the lock is liburcu's
 /// `call_rcu_mutex`, held across fork.
 pub(crate) static ALL: Mutex<Vec<Arc<CallRcuData>>> = Mutex::new(Vec::new());
+/// Every crdp `call_rcu_data_free` has freed, kept allocated and flagged
+/// [`CallRcuData::dead`]: a thread that still has one installed (liburcu's
+/// caller must uninstall it everywhere first; its `call_rcu` then uses
+/// freed memory) finds it dead and goes to the default, its stray heads
+/// handed over (see [`sweep_dead`]).
+pub(crate) static DEAD: Mutex<Vec<Arc<CallRcuData>>> = Mutex::new(Vec::new());
 /// The default crdp (a reference held by `ALL`).
 pub(crate) static DEFAULT: AtomicPtr<CallRcuData> = AtomicPtr::new(ptr::null_mut());
 /// Heads queued by a `call_rcu` made from a signal handler that interrupted
@@ -180,14 +186,20 @@ pub(crate) unsafe fn clone_raw(p: *const CallRcuData) -> Arc<CallRcuData> {
 pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
     let t = CALLER.with(|c| c.crdp.get());
     if !t.is_null() {
-        return t;
+        // SAFETY: a crdp's allocation is never freed (`DEAD` keeps those
+        // `call_rcu_data_free` took).
+        if !unsafe { &*t }.dead.load(Ordering::Acquire) {
+            return t;
+        }
+        freed_while_installed::<F>();
     }
     if let Some(table) = PER_CPU.get() {
         // SAFETY: sched_getcpu has no preconditions.
         let cpu = unsafe { libc::sched_getcpu() };
         if let Some(slot) = usize::try_from(cpu).ok().and_then(|c| table.get(c)) {
             let p = slot.load(Ordering::Acquire);
-            if !p.is_null() {
+            // SAFETY: as above.
+            if !p.is_null() && !unsafe { &*p }.dead.load(Ordering::Acquire) {
                 return p;
             }
         }
@@ -197,6 +209,43 @@ pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
         Arc::as_ptr(&default_crdp::<F>())
     } else {
         p
+    }
+}
+
+/// This thread's installed crdp was freed (by another thread, while it
+/// was installed here): said once per thread, uninstalled, and what
+/// reached it after its hand-over goes to the default.
+#[cold]
+fn freed_while_installed<F: Flavor>() {
+    CALLER.with(|c| c.crdp.set(ptr::null()));
+    eprintln!(
+        "[error] rcu-reclaim-urcu: call_rcu() on a thread whose call_rcu_data was freed by \
+         call_rcu_data_free() while still installed for it; this thread now uses the default \
+         call_rcu_data (call set_thread_call_rcu_data(NULL) on every thread using one before \
+         freeing it)"
+    );
+    sweep_dead::<F>();
+}
+
+/// Hands what reached a freed crdp after its hand-over (a `call_rcu` that
+/// picked it just before it was marked dead) to the default crdp; every
+/// `rcu_barrier` does so first, so none is left behind.
+pub(crate) fn sweep_dead<F: Flavor>() {
+    // Copied out: `DEAD` is held only for a moment, never across another
+    // lock (the default's creation takes `ALL`, which fork holds).
+    let stray: Vec<Arc<CallRcuData>> = DEAD
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|c| !c.incoming.load(Ordering::Acquire).is_null())
+        .cloned()
+        .collect();
+    if stray.is_empty() {
+        return;
+    }
+    let default = default_crdp::<F>();
+    for crdp in stray {
+        crdp.hand_over(&default);
     }
 }
 
@@ -393,6 +442,8 @@ pub struct CallRcuData {
     incoming_bytes: Mutex<usize>,
     /// The thread waits on `wake` for heads; `call_rcu` signals it only then.
     sleeping: AtomicBool,
+    /// Freed by `call_rcu_data_free` (kept in [`DEAD`]): never chosen again.
+    pub(crate) dead: AtomicBool,
     cpu_affinity: c_int,
     /// What the thread calls to be a reader of the flavor.
     hooks: ThreadHooks,
@@ -436,6 +487,7 @@ impl CallRcuData {
             bytes: AtomicUsize::new(0),
             incoming_bytes: Mutex::new(0),
             sleeping: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
             cpu_affinity,
             hooks,
             tid: OnceLock::new(),
