@@ -68,7 +68,13 @@ static void *writer(void *arg)
 		n->grave = NULL;
 		struct obj *old;
 		if ((i + id) % 2) {
+			/* Under the lock too: an xchg between the other
+			 * writer's load and store retired the same object
+			 * twice (and lost this one); the test's bug, seen as a
+			 * double free at the end. */
+			pthread_mutex_lock(&assign_lock);
 			old = rcu_xchg_pointer(&shared, n);
+			pthread_mutex_unlock(&assign_lock);
 		} else {
 			pthread_mutex_lock(&assign_lock);
 			old = shared;
