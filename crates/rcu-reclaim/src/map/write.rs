@@ -26,10 +26,7 @@ where
     /// read-side section and with the hash's stripe locked.
     #[track_caller]
     fn locked<R>(&self, hash: u64, f: impl FnOnce(NonNull<Link>) -> R) -> R {
-        match self.locked_if(hash, true, f) {
-            Ok(r) => r,
-            Err(StripeBusy) => unreachable!("a waiting lock is never busy"),
-        }
+        waited(self.locked_if(hash, true, f))
     }
 
     /// [`locked`](Self::locked), or, unless `wait`, `Err(StripeBusy)`
@@ -264,8 +261,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         debug_assert_eq!(hash, self.hash(key), "{HASH_CHANGED}");
-        self.unlink_matching(hash, |n| n.key.borrow() == key, pred, true)
-            .unwrap_or_else(|StripeBusy| unreachable!("a waiting lock is never busy"))
+        waited(self.unlink_matching(hash, |n| n.key.borrow() == key, pred, true))
     }
 
     /// Unlinks the first entry filed under `hash` that `is` accepts, found
@@ -279,8 +275,7 @@ where
         hash: u64,
         mut is: impl FnMut(&V) -> bool,
     ) -> Option<Unlinked<'_, K, V, S>> {
-        self.unlink_matching(hash, |n| is(&n.value), |_| true, true)
-            .unwrap_or_else(|StripeBusy| unreachable!("a waiting lock is never busy"))
+        waited(self.unlink_matching(hash, |n| is(&n.value), |_| true, true))
     }
 
     /// [`unlink_hashed_by`](Self::unlink_hashed_by) without waiting for
@@ -697,6 +692,14 @@ where
 /// A stripe lock held by another thread, where the caller would not wait.
 #[derive(Debug)]
 pub(crate) struct StripeBusy;
+
+/// The result of a call that waited for its stripe (never busy).
+fn waited<R>(r: Result<R, StripeBusy>) -> R {
+    match r {
+        Ok(r) => r,
+        Err(StripeBusy) => unreachable!("a waiting lock is never busy"),
+    }
+}
 
 /// A new node not yet linked: dropping it frees the node, its key and its
 /// value (a panic before the link leaks nothing).
