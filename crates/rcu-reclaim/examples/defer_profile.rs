@@ -1,9 +1,14 @@
 //! A fixed amount of `defer_drop` (or, with `call`, `Rcu::call`) work for
 //! profilers (callgrind, perf): 64-byte boxes, a barrier every 10,000.
+//! The domain runs grace periods on demand only (so the count does not
+//! depend on timing); `background` gives it the default configuration, as
+//! the criterion bench `reclaim` has (grace periods in the background,
+//! frees partly on the retiring thread).
 //!
 //! ```text
 //! valgrind --tool=callgrind target/release/examples/defer_profile 200000
 //! valgrind --tool=callgrind target/release/examples/defer_profile 200000 call
+//! valgrind --tool=callgrind target/release/examples/defer_profile 200000 defer background
 //! ```
 use std::hint::black_box;
 
@@ -14,11 +19,23 @@ fn main() {
         None | Some("defer") => false,
         Some("call") => true,
         Some(other) => {
-            eprintln!("usage: defer_profile [N] [defer|call] (not {other:?})");
+            eprintln!(
+                "usage: defer_profile [N] [defer|call] [on-demand|background] (not {other:?})"
+            );
             std::process::exit(2);
         }
     };
-    let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new().on_demand()).unwrap();
+    let config = match args.next().as_deref() {
+        None | Some("on-demand") => rcu_reclaim::Config::new().on_demand(),
+        Some("background") => rcu_reclaim::Config::new(),
+        Some(other) => {
+            eprintln!(
+                "usage: defer_profile [N] [defer|call] [on-demand|background] (not {other:?})"
+            );
+            std::process::exit(2);
+        }
+    };
+    let rcu = rcu_reclaim::Rcu::new(config).unwrap();
     for chunk in 0..n / 10_000 {
         for i in 0..10_000 {
             let b = Box::new([black_box(chunk * 10_000 + i); 8]);

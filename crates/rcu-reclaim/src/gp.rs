@@ -87,7 +87,8 @@ fn expedited_yields(_: &ReaderWait) -> bool {
 /// What `reap_if_exited` did with an abandoned slot.
 #[cfg(not(loom))]
 enum Reap {
-    /// Its thread is gone and it held raw sections only: ended.
+    /// Its thread is gone and it held raw sections only: ended. Or its
+    /// last guard handed it back meanwhile: no longer abandoned.
     Ended,
     /// Its thread still runs its thread-local destructors.
     NotYet,
@@ -755,8 +756,17 @@ impl GracePeriods {
     /// stall warning names the thread.
     #[cfg(not(loom))]
     fn reap_if_exited(&self, slot: &Slot) -> Reap {
-        let tid = lock(&slot.owner).tid;
-        if !crate::sys::thread_exited(tid) {
+        // Held throughout: a guard's last drop hands an abandoned slot
+        // back under this lock (`reader::release_abandoned`), and another
+        // thread may claim it at once; the section ended here must be the
+        // gone thread's, never the new owner's.
+        let owner = lock(&slot.owner);
+        if !slot.abandoned.load(Ordering::Relaxed) {
+            // Handed back meanwhile: an ordinary slot again (the caller
+            // looks at it afresh).
+            return Reap::Ended;
+        }
+        if !crate::sys::thread_exited(owner.tid) {
             return Reap::NotYet;
         }
         if !slot.raw_only.load(Ordering::Relaxed) {

@@ -49,10 +49,15 @@ pub(crate) struct Slot {
     /// owner; here rather than in the thread-local cache so that ending a
     /// raw section looks at a line it has just read (`raw_nest`).
     pub(crate) late: Cell<bool>,
+    /// What the outermost exit of a section its thread abandoned does (see
+    /// `flagged_exit`). Written only by its owner.
+    abandoned_exit: Cell<AbandonedExit>,
     /// Claimed by a live thread.
     pub(crate) in_use: AtomicBool,
-    /// Its thread exited inside a section: still claimed (never reused),
-    /// and not counted as registered.
+    /// Its thread exited inside a section: still claimed, and not counted
+    /// as registered. A guard's section hands the slot back when its last
+    /// guard drops (`abandoned_exit`); raw sections only, never (their
+    /// thread cannot end them any more).
     pub(crate) abandoned: AtomicBool,
     /// Abandoned inside raw sections only ([`Rcu::read_lock_raw`]), which
     /// lend safe code no reference: once the thread is gone the section
@@ -83,14 +88,30 @@ pub(crate) struct Slot {
     pub(crate) local: LocalBuffer,
 }
 
-// SAFETY: every field but `nest` and `raw_nest` is an atomic, a mutex or
-// `Sync` (`local`). `nest` and `raw_nest` are read and written only by the
-// thread that claimed the slot (through `read_lock`, `ReadGuard::drop`, the
-// raw pair and that thread's registration), and a slot is claimed by one
+// SAFETY: every field but the `Cell`s (`nest`, `raw_nest`, `late`,
+// `abandoned_exit`) is an atomic, a mutex or `Sync` (`local`). The `Cell`s
+// are read and written only by the thread that claimed the slot (through
+// `read_lock`, `ReadGuard::drop`, the raw pair, `claim` and that thread's
+// registration; a forked child resets those of threads that do not exist
+// there, before any other thread runs), and a slot is claimed by one
 // thread at a time: claiming is a CAS on `in_use`, and the slot is handed
-// back only from the owner's thread-exit destructor, and only when no
-// section of the owner is open (else it is abandoned, never reused).
+// back only from the owner's thread-exit destructor when no section of the
+// owner is open, or else (abandoned) by the owner's last guard drop, after
+// which nothing of that thread can reach it (`release_abandoned`).
 unsafe impl Sync for Slot {}
+
+/// Whether the outermost exit of a section hands its slot back: set when
+/// the slot's thread lets its registration go inside a guard's section (a
+/// guard kept in a thread-local destroyed later), so that a thread that
+/// exits with such a guard leaves no slot claimed for good.
+#[derive(Clone, Copy, Default)]
+enum AbandonedExit {
+    #[default]
+    No,
+    /// Hand the slot back; `owed`: the section owed the pressure throttle
+    /// before it was abandoned.
+    Release { owed: bool },
+}
 
 /// Name, kernel thread id and process of the thread owning a slot.
 #[derive(Clone, Debug, Default)]
@@ -111,6 +132,7 @@ impl Slot {
             nest: Cell::new(0),
             raw_nest: Cell::new(0),
             late: Cell::new(false),
+            abandoned_exit: Cell::new(AbandonedExit::No),
             in_use: AtomicBool::new(true),
             abandoned: AtomicBool::new(false),
             raw_only: AtomicBool::new(false),
@@ -223,6 +245,10 @@ impl Registry {
             {
                 slot.abandoned.store(false, Ordering::Relaxed);
                 slot.raw_only.store(false, Ordering::Relaxed);
+                // Left set only by a slot a forked child freed (its owner
+                // does not exist there): this thread's sections must never
+                // hand the slot back.
+                slot.abandoned_exit.set(AbandonedExit::No);
                 return slot as *const Slot;
             }
             cur = slot.next.load(Ordering::Acquire);
@@ -376,8 +402,9 @@ impl Drop for Registration {
             // code: a grace period that finds such a slot abandoned looks
             // whether the thread is gone, and then stops waiting for it
             // (`GracePeriods::reap_if_exited`). The slot is not handed
-            // back: a guard dropped later on this thread still writes
-            // `nest`, which must never be another thread's.
+            // back now: a guard dropped later on this thread still writes
+            // `nest`, which must never be another thread's. The last such
+            // drop hands it back (`abandoned_exit`, set below).
             // Not under the owner lock: stall checks take it with the
             // domain's grace-period lock held.
             // A guard kept in a thread-local destroyed after this one is
@@ -407,6 +434,20 @@ impl Drop for Registration {
         if abandoned {
             slot.raw_only.store(raw_only, Ordering::Relaxed);
             slot.abandoned.store(true, Ordering::Relaxed);
+            // A guard's section: the guard's drop hands the slot back when
+            // the last section ends (a raw section is never ended on this
+            // thread again: its unlock would find no registration). The
+            // throttle bit routes that exit to `flagged_exit`, which reads
+            // whether a wait was really owed from `abandoned_exit` (no
+            // section of this thread can come to owe one any more: its
+            // retires no longer find this slot).
+            if !raw_only {
+                let n = slot.nest.get();
+                slot.abandoned_exit.set(AbandonedExit::Release {
+                    owed: n & OWES_THROTTLE != 0,
+                });
+                slot.nest.set(n | OWES_THROTTLE);
+            }
             // Against a writer parking on the slot (it raises `waiter`,
             // then its barrier, then looks at `abandoned`).
             fence(Ordering::SeqCst);
@@ -827,37 +868,78 @@ pub(crate) fn section_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
         // `waiter`, so the compiler fence cannot miss its flag.
         reader_fence(flavor);
         registry.wake_writer();
-    } else if owes_throttle_now(slot) {
-        owed_exit(slot, registry, flavor);
+    } else if flagged_outermost_now(slot) {
+        flagged_exit(slot, registry, flavor);
     }
 }
 
 /// Whether `slot`'s count, just lowered by a nested-looking exit, is the
-/// bare [`OWES_THROTTLE`] bit (the outermost exit of a section that owes).
-/// Read afresh (volatile) rather than from the value just stored: the
-/// compiler then tests the count in memory on the common path (`cmpq $0`)
-/// instead of keeping it in a register for this test, one instruction per
-/// pair fewer where enter and exit meet in a loop.
+/// bare [`OWES_THROTTLE`] bit: the outermost exit of a section that owes
+/// the pressure throttle, or of one whose slot goes back at its end
+/// (`Slot::abandoned_exit`). Read afresh (volatile) rather than from the
+/// value just stored: the compiler then tests the count in memory on the
+/// common path (`cmpq $0`) instead of keeping it in a register for this
+/// test, one instruction per pair fewer where enter and exit meet in a
+/// loop. (An exact compare: a masked test of two flag bits made the
+/// compiler stop unswitching `RcuCell::load`'s loop on the flavor, 25 →
+/// 32 instructions per section.)
 #[inline]
-fn owes_throttle_now(slot: &Slot) -> bool {
+fn flagged_outermost_now(slot: &Slot) -> bool {
     // SAFETY: `nest` is this thread's (a `Cell` only its owner touches),
     // and the pointer is valid for the slot's lifetime.
     unsafe { std::ptr::read_volatile(slot.nest.as_ptr()) == OWES_THROTTLE }
 }
 
-/// The outermost exit of a section that owes the pressure throttle: ends
-/// it as `section_exit` does, then pays (the domain's hook).
+/// The outermost exit of a flagged section (see `flagged_outermost_now`):
+/// ends it as `section_exit` does; then, for a slot its thread abandoned
+/// with this guard's section open, hands the slot back; then pays an owed
+/// pressure-throttle wait (the domain's hook).
 #[cold]
 #[inline(never)]
-fn owed_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
+fn flagged_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
+    // Read before the slot can go back to another thread.
+    let abandoned = slot.abandoned_exit.take();
     slot.nest.set(0);
     slot.ctr.store(0, Ordering::Release);
     reader_fence(flavor);
     registry.wake_writer();
+    let owes = match abandoned {
+        AbandonedExit::No => true,
+        AbandonedExit::Release { owed } => {
+            release_abandoned(slot, registry);
+            owed
+        }
+    };
     #[cfg(not(loom))]
-    if let Some(pay) = registry.pay_owed.get() {
-        pay(Payer::SectionEnd);
+    if owes {
+        if let Some(pay) = registry.pay_owed.get() {
+            pay(Payer::SectionEnd);
+        }
     }
+    #[cfg(loom)]
+    let _ = owes;
+}
+
+/// Hands back a slot abandoned with a guard's section open (see
+/// `Slot::abandoned_exit`), now that its last section has ended: nothing of
+/// this thread touches it again (its registrations are gone, so a later
+/// section here claims a slot of its own), and no reference lent under it
+/// is alive (each guard's borrow ended with its drop). Under the owner
+/// lock, so that a grace period looking at the abandoned slot
+/// (`GracePeriods::reap_if_exited`, which holds that lock) never acts on
+/// it after another thread has claimed it.
+#[cold]
+fn release_abandoned(slot: &Slot, registry: &Registry) {
+    // Anything this thread retired after its registration went would be
+    // in another slot; handed over for form's sake (an empty page is a
+    // lock and a look).
+    slot.orphan_buffered_page(registry);
+    {
+        let _owner = lock(&slot.owner);
+        slot.abandoned.store(false, Ordering::Relaxed);
+        slot.raw_only.store(false, Ordering::Relaxed);
+    }
+    slot.in_use.store(false, Ordering::Release);
 }
 
 #[cold]

@@ -266,6 +266,147 @@ fn a_guard_outliving_the_registration_drops_cleanly() {
     assert_eq!(rcu.stats().stalls_reported, 0, "{:?}", rcu.stats());
 }
 
+/// Threads that exit with a guard kept in a thread-local leave no slot
+/// claimed once those guards drop: a grace period with no reader left
+/// completes at once, without the writer's barrier (before: each such
+/// thread's slot stayed claimed for good, so every later grace period of
+/// the domain paid the barrier and the scan, and thread churn grew the
+/// registry without bound).
+#[test]
+fn threads_exiting_with_a_guard_in_a_thread_local_give_their_slots_back() {
+    use rcu_reclaim::ReadGuard;
+    use std::cell::RefCell;
+    thread_local! {
+        static HELD: RefCell<Option<ReadGuard<'static>>> = const { RefCell::new(None) };
+    }
+    let rcu: &'static Rcu = Box::leak(Box::new(Rcu::new(Config::new()).unwrap()));
+    rcu.synchronize();
+    let before = rcu.stats().membarriers;
+    rcu.synchronize();
+    assert_eq!(
+        rcu.stats().membarriers,
+        before,
+        "a grace period of a domain no thread reads in issues no barrier"
+    );
+    for _ in 0..20 {
+        thread::spawn(move || {
+            HELD.with(|_| {}); // destroyed after the registration
+            let outer = rcu.read_lock();
+            let inner = rcu.read_lock();
+            HELD.with(|h| *h.borrow_mut() = Some(outer));
+            drop(inner);
+        })
+        .join()
+        .unwrap();
+    }
+    let before = rcu.stats().membarriers;
+    rcu.synchronize();
+    assert_eq!(
+        rcu.stats().membarriers,
+        before,
+        "a slot of an exited thread is still claimed: {:?}",
+        rcu.stats()
+    );
+    assert_eq!(rcu.stats().registered_readers, 0);
+    assert_eq!(rcu.stats().stalls_reported, 0);
+    slot_abandoned_and_domain_usable(rcu);
+}
+
+/// The same under churn: threads that read through a guard kept in a
+/// thread-local (in its destructor, after the registration is gone) while
+/// a writer replaces the value and other threads claim the slots handed
+/// back; no reader ever sees a dropped value.
+#[test]
+fn slots_handed_back_by_late_guards_never_end_another_threads_section() {
+    use rcu_reclaim::ReadGuard;
+    use std::cell::RefCell;
+    use std::sync::atomic::AtomicBool;
+    const ALIVE: u64 = 0xA11CE;
+    struct Checked(std::sync::atomic::AtomicU64);
+    impl Drop for Checked {
+        fn drop(&mut self) {
+            self.0.store(0xDEAD, Ordering::SeqCst);
+        }
+    }
+    impl rcu_reclaim::ReclaimSize for Checked {
+        fn reclaim_size(&self) -> usize {
+            std::mem::size_of::<Self>()
+        }
+    }
+    static RCU: std::sync::OnceLock<Rcu> = std::sync::OnceLock::new();
+    static CELL: std::sync::OnceLock<RcuCell<Checked>> = std::sync::OnceLock::new();
+    static BAD: AtomicUsize = AtomicUsize::new(0);
+    struct Holder(Option<ReadGuard<'static>>);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            if let Some(g) = &self.0 {
+                let v = CELL.get().unwrap().load(g).unwrap();
+                for _ in 0..200 {
+                    if v.0.load(Ordering::SeqCst) != ALIVE {
+                        BAD.fetch_add(1, Ordering::SeqCst);
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+    thread_local! {
+        static HELD: RefCell<Holder> = const { RefCell::new(Holder(None)) };
+    }
+    let rcu = RCU.get_or_init(|| Rcu::new(Config::new()).unwrap());
+    let cell = CELL.get_or_init(|| {
+        RcuCell::new_in(
+            rcu,
+            Some(Box::new(Checked(std::sync::atomic::AtomicU64::new(ALIVE)))),
+        )
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                cell.store(Box::new(Checked(std::sync::atomic::AtomicU64::new(ALIVE))));
+                thread::yield_now();
+            }
+        })
+    };
+    let rounds = if cfg!(miri) { 3 } else { 150 };
+    let churners: Vec<_> = (0..2)
+        .map(|_| {
+            thread::spawn(move || {
+                for i in 0..rounds {
+                    thread::spawn(move || {
+                        HELD.with(|_| {}); // destroyed after the registration
+                        let g = RCU.get().unwrap().read_lock();
+                        if i % 2 == 0 {
+                            // Also a plain section on the same thread.
+                            let _ = CELL.get().unwrap().load(&g);
+                        }
+                        HELD.with(|h| h.borrow_mut().0 = Some(g));
+                    })
+                    .join()
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in churners {
+        c.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(
+        BAD.load(Ordering::SeqCst),
+        0,
+        "a late reader saw a dropped value"
+    );
+    rcu.barrier();
+    assert_eq!(rcu.stats().registered_readers, 0);
+    let before = rcu.stats().membarriers;
+    rcu.synchronize();
+    assert_eq!(rcu.stats().membarriers, before, "a slot is still claimed");
+}
+
 /// What a thread-local's destructor saw while reading through a section
 /// that outlived its thread's registration (see the two tests below).
 struct LateRead {
