@@ -388,74 +388,81 @@ impl Drop for Registration {
             // is woken by nothing else.
             self.registry.wake_foreign_writer();
         }
-        let abandoned = slot.nest.get() != 0;
-        let raw_only = slot.nest.get() & !OWES_THROTTLE == slot.raw_nest.get();
-        if abandoned {
-            // The thread exits inside a section: a guard lives in a
-            // thread-local destroyed after this one (and may still read),
-            // a guard was leaked, or a raw section never ended. The section
-            // stays open: a guard dropped later ends it (it holds the
-            // slot). A guard's section (`nest` counts more than the raw
-            // ones) is never ended otherwise: a leaked guard lends
-            // `&'static T`, which may have been sent to a thread that
-            // still reads it. Raw sections alone lend no reference to safe
-            // code: a grace period that finds such a slot abandoned looks
-            // whether the thread is gone, and then stops waiting for it
-            // (`GracePeriods::reap_if_exited`). The slot is not handed
-            // back now: a guard dropped later on this thread still writes
-            // `nest`, which must never be another thread's. The last such
-            // drop hands it back (`abandoned_exit`, set below).
-            // Not under the owner lock: stall checks take it with the
-            // domain's grace-period lock held.
-            // A guard kept in a thread-local destroyed after this one is
-            // not a mistake: it drops in a moment, so only `tracing` hears
-            // of it. A leaked one is reported loudly by the first grace
-            // period that finds its thread gone (`GracePeriods::
-            // report_stall`); a raw section never unlocked is a bug.
-            let name = lock(&slot.owner).name.clone();
-            let depth = slot.nest.get() & !OWES_THROTTLE;
-            if raw_only {
-                crate::sys::warn_loud(&format!(
-                    "rcu-reclaim: thread {name} is exiting inside {depth} read_lock_raw() \
+        let_go(slot, &self.registry);
+    }
+}
+
+/// Lets this thread's `slot` of `registry` go as the thread exits (its
+/// registration's drop, or a late slot's at thread exit): handed back if
+/// no section of it is open, else abandoned with the section open.
+fn let_go(slot: &Slot, registry: &Registry) {
+    let abandoned = slot.nest.get() != 0;
+    let raw_only = slot.nest.get() & !OWES_THROTTLE == slot.raw_nest.get();
+    if abandoned {
+        // The thread exits inside a section: a guard lives in a
+        // thread-local destroyed after this one (and may still read),
+        // a guard was leaked, or a raw section never ended. The section
+        // stays open: a guard dropped later ends it (it holds the
+        // slot). A guard's section (`nest` counts more than the raw
+        // ones) is never ended otherwise: a leaked guard lends
+        // `&'static T`, which may have been sent to a thread that
+        // still reads it. Raw sections alone lend no reference to safe
+        // code: a grace period that finds such a slot abandoned looks
+        // whether the thread is gone, and then stops waiting for it
+        // (`GracePeriods::reap_if_exited`). The slot is not handed
+        // back now: a guard dropped later on this thread still writes
+        // `nest`, which must never be another thread's. The last such
+        // drop hands it back (`abandoned_exit`, set below).
+        // Not under the owner lock: stall checks take it with the
+        // domain's grace-period lock held.
+        // A guard kept in a thread-local destroyed after this one is
+        // not a mistake: it drops in a moment, so only `tracing` hears
+        // of it. A leaked one is reported loudly by the first grace
+        // period that finds its thread gone (`GracePeriods::
+        // report_stall`); a raw section never unlocked is a bug.
+        let name = lock(&slot.owner).name.clone();
+        let depth = slot.nest.get() & !OWES_THROTTLE;
+        if raw_only {
+            crate::sys::warn_loud(&format!(
+                "rcu-reclaim: thread {name} is exiting inside {depth} read_lock_raw() \
                      section(s) it never unlocked; grace periods wait until the thread is gone. \
                      Call read_unlock_raw() (rcu_read_unlock() in C) before the thread exits"
-                ));
-            } else {
-                tracing::debug!(
-                    thread = %name,
-                    depth,
-                    "rcu-reclaim: a thread is exiting inside a read-side section; grace \
-                     periods wait until its guard drops (a ReadGuard kept in a thread-local \
-                     drops in a moment; a leaked one holds them for good and is reported)"
-                );
-            }
-        }
-        slot.orphan_buffered_page(&self.registry);
-        if abandoned {
-            slot.raw_only.store(raw_only, Ordering::Relaxed);
-            slot.abandoned.store(true, Ordering::Relaxed);
-            // A guard's section: the guard's drop hands the slot back when
-            // the last section ends (a raw section is never ended on this
-            // thread again: its unlock would find no registration). The
-            // throttle bit routes that exit to `flagged_exit`, which reads
-            // whether a wait was really owed from `abandoned_exit` (no
-            // section of this thread can come to owe one any more: its
-            // retires no longer find this slot).
-            if !raw_only {
-                let n = slot.nest.get();
-                slot.abandoned_exit.set(AbandonedExit::Release {
-                    owed: n & OWES_THROTTLE != 0,
-                });
-                slot.nest.set(n | OWES_THROTTLE);
-            }
-            // Against a writer parking on the slot (it raises `waiter`,
-            // then its barrier, then looks at `abandoned`).
-            fence(Ordering::SeqCst);
-            // A writer parked on this slot looks again, now polling.
-            self.registry.wake_writer();
+            ));
         } else {
-            slot.in_use.store(false, Ordering::Release);
+            tracing::debug!(
+                thread = %name,
+                depth,
+                "rcu-reclaim: a thread is exiting inside a read-side section; grace \
+                 periods wait until its guard drops (a ReadGuard kept in a thread-local \
+                 drops in a moment; a leaked one holds them for good and is reported)"
+            );
         }
+    }
+    slot.orphan_buffered_page(registry);
+    if abandoned {
+        slot.raw_only.store(raw_only, Ordering::Relaxed);
+        slot.abandoned.store(true, Ordering::Relaxed);
+        // A guard's section: the guard's drop hands the slot back when
+        // the last section ends (a raw section is never ended on this
+        // thread again: its unlock would find no registration). The
+        // throttle bit routes that exit to `flagged_exit`, which reads
+        // whether a wait was really owed from `abandoned_exit` (no
+        // section of this thread can come to owe one any more: its
+        // retires no longer find this slot).
+        if !raw_only {
+            let n = slot.nest.get();
+            slot.abandoned_exit.set(AbandonedExit::Release {
+                owed: n & OWES_THROTTLE != 0,
+            });
+            slot.nest.set(n | OWES_THROTTLE);
+        }
+        // Against a writer parking on the slot (it raises `waiter`,
+        // then its barrier, then looks at `abandoned`).
+        fence(Ordering::SeqCst);
+        // A writer parked on this slot looks again, now polling.
+        registry.wake_writer();
+    } else {
+        slot.in_use.store(false, Ordering::Release);
     }
 }
 
@@ -556,18 +563,27 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
 }
 
 /// A slot for a thread whose registrations were already destroyed: a
-/// section taken from a destructor that runs after them (another
+/// section or a retire from a destructor that runs after them (another
 /// thread-local's, a pthread key's, an `atexit` handler's: C programs
-/// built for liburcu take sections and unregister there). No registration
-/// holds it, so nothing would hand it back at thread exit: it is kept in
+/// built for liburcu take sections and unregister there). It is kept in
 /// the cache (which has no destructor) and handed back when its outermost
-/// raw section ends ([`release_if_late`]) or the thread unregisters. (A
-/// guard's section, which ends without that check, leaves it claimed,
-/// quiescent, until then.) One such slot at a time per thread: a section
-/// of another domain taken inside it would claim a slot of its own and
-/// forget this one.
+/// raw section ends ([`release_if_late`]) or the thread unregisters, else
+/// when the thread exits (a pthread key's destructor, which glibc runs
+/// after every thread-local's: [`late_exit`]). One late slot per domain:
+/// the cache holds one at a time, and a section of another domain taken
+/// inside this one's finds it again through `late_exit`'s list.
 #[cold]
-fn late_slot(id: u64, registry: &Registry) -> *const Slot {
+fn late_slot(id: u64, registry: &Arc<Registry>) -> *const Slot {
+    // This thread's late slot of the domain, if the cache lost it to
+    // another domain's: a section open in it must be found again.
+    #[cfg(not(loom))]
+    if let Some(slot) = late_exit::find(id) {
+        CACHE.with(|c| {
+            c.domain_id.set(id);
+            c.slot.set(slot);
+        });
+        return slot;
+    }
     let slot = registry.claim();
     // As in `current_slot_slow`: the claim before the first section.
     fence(Ordering::SeqCst);
@@ -585,6 +601,8 @@ fn late_slot(id: u64, registry: &Registry) -> *const Slot {
     };
     s.stall_reported.store(0, Ordering::Relaxed);
     s.late.set(true);
+    #[cfg(not(loom))]
+    late_exit::remember(id, registry, slot);
     CACHE.with(|c| {
         c.domain_id.set(id);
         c.slot.set(slot);
@@ -614,9 +632,122 @@ fn release_late(slot: &Slot, registry: &Registry) {
         }
     });
     slot.late.set(false);
+    // Kept until the slot is handed back: it may hold the last reference
+    // to the registry, which owns the slot.
+    #[cfg(not(loom))]
+    let _listed = late_exit::forget(slot);
     // As a registration does at thread exit (`Registration::drop`).
     slot.orphan_buffered_page(registry);
     slot.in_use.store(false, Ordering::Release);
+}
+
+/// Late slots (see [`late_slot`]) still claimed when their thread exits go
+/// back then: each is listed under a pthread key whose destructor glibc
+/// runs once the thread's thread-local destructors are done (and runs
+/// again, up to `PTHREAD_DESTRUCTOR_ITERATIONS` rounds, for a value set
+/// by another key's destructor). Before this list, every thread that
+/// took a section or retired from such a destructor left its slot
+/// claimed for good: the registry grew with thread churn, and no later
+/// grace period of the domain could skip its barrier.
+#[cfg(not(loom))]
+mod late_exit {
+    use std::ffi::c_void;
+    use std::ptr;
+    use std::sync::OnceLock;
+
+    use super::{let_go, Registry, Slot, CACHE};
+    use crate::sync::Arc;
+
+    /// This thread's late slots still claimed: the domain's id, its
+    /// registry, the slot.
+    type Listed = Vec<(u64, Arc<Registry>, *const Slot)>;
+
+    /// The key (made if `create`), or `None` if none was made yet, or if
+    /// the process ran out of them (late slots then stay claimed at
+    /// thread exit, and one per domain is not guaranteed).
+    fn key(create: bool) -> Option<libc::pthread_key_t> {
+        static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+        if !create {
+            return KEY.get().copied().flatten();
+        }
+        *KEY.get_or_init(|| {
+            let mut key: libc::pthread_key_t = 0;
+            // SAFETY: `key` is a valid place for the new key, and the
+            // destructor has the signature pthread calls it with.
+            let rc = unsafe { libc::pthread_key_create(&mut key, Some(at_thread_exit)) };
+            (rc == 0).then_some(key)
+        })
+    }
+
+    /// This thread's list, created if `create` (null if none or if it
+    /// could not be stored).
+    fn listed(create: bool) -> *mut Listed {
+        let Some(key) = key(create) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `key` is a live key; the value is this thread's.
+        let list = unsafe { libc::pthread_getspecific(key) }.cast::<Listed>();
+        if !list.is_null() || !create {
+            return list;
+        }
+        let list = Box::into_raw(Box::new(Listed::new()));
+        // SAFETY: as above; on success the value is freed by
+        // `at_thread_exit` (or never, on a thread that does not exit).
+        if unsafe { libc::pthread_setspecific(key, list.cast()) } != 0 {
+            // SAFETY: `list` was just made by `Box::into_raw` and not stored.
+            drop(unsafe { Box::from_raw(list) });
+            return ptr::null_mut();
+        }
+        list
+    }
+
+    /// Lists `slot`, a late slot this thread has just claimed in
+    /// `registry`, the registry of the domain numbered `id`.
+    pub(super) fn remember(id: u64, registry: &Arc<Registry>, slot: *const Slot) {
+        // SAFETY: this thread's list, reached only from this thread, and
+        // not borrowed elsewhere during this call.
+        if let Some(list) = unsafe { listed(true).as_mut() } {
+            list.push((id, registry.clone(), slot));
+        }
+    }
+
+    /// This thread's late slot in the domain numbered `id`, if it has one.
+    pub(super) fn find(id: u64) -> Option<*const Slot> {
+        // SAFETY: as in `remember`.
+        let list = unsafe { listed(false).as_ref() }?;
+        list.iter().find(|e| e.0 == id).map(|e| e.2)
+    }
+
+    /// Takes `slot` off this thread's list as it goes back; returns its
+    /// registry's reference, for the caller to drop once done with the slot.
+    pub(super) fn forget(slot: *const Slot) -> Option<Arc<Registry>> {
+        // SAFETY: as in `remember`.
+        let list = unsafe { listed(false).as_mut() }?;
+        let i = list.iter().position(|e| ptr::eq(e.2, slot))?;
+        Some(list.swap_remove(i).1)
+    }
+
+    /// The key's destructor: lets each listed slot go as a registration
+    /// does at thread exit (handed back, or abandoned with a section
+    /// still open).
+    unsafe extern "C" fn at_thread_exit(list: *mut c_void) {
+        // SAFETY: the value was made by `Box::into_raw` in `listed`; glibc
+        // cleared it before this call, so it is freed once, here.
+        let list = unsafe { Box::from_raw(list.cast::<Listed>()) };
+        for (_, registry, slot) in *list {
+            // SAFETY: listed slots are this thread's and still claimed;
+            // `registry` keeps them alive.
+            let slot = unsafe { &*slot };
+            let _ = CACHE.try_with(|c| {
+                if ptr::eq(c.slot.get(), slot) {
+                    c.domain_id.set(0);
+                    c.slot.set(ptr::null());
+                }
+            });
+            slot.late.set(false);
+            let_go(slot, &registry);
+        }
+    }
 }
 
 /// The calling thread, as a slot's owner.
@@ -645,7 +776,13 @@ pub(crate) fn current_pid() -> u32 {
 /// registrations), or null.
 fn own_slot_cached_in(id: u64) -> *const Slot {
     let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
-    cached.unwrap_or_else(|| own_slot_in(id))
+    let slot = cached.unwrap_or_else(|| own_slot_in(id));
+    // A late slot the cache lost to another domain's (see `late_slot`).
+    #[cfg(not(loom))]
+    if slot.is_null() {
+        return late_exit::find(id).unwrap_or(ptr::null());
+    }
+    slot
 }
 
 /// This thread's nesting depth in the domain numbered `id`.

@@ -407,6 +407,124 @@ fn slots_handed_back_by_late_guards_never_end_another_threads_section() {
     assert_eq!(rcu.stats().membarriers, before, "a slot is still claimed");
 }
 
+/// Threads whose thread-local destructors read through a guard or retire
+/// after the thread's registration is gone (a late slot: a thread-local
+/// flushing into a shared map at thread exit takes one) leave no slot
+/// claimed, and lose nothing they retired.
+#[test]
+fn guards_taken_after_the_registration_leave_no_slot_claimed() {
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    impl rcu_reclaim::ReclaimSize for Counted {
+        fn reclaim_size(&self) -> usize {
+            0
+        }
+    }
+    struct Flush(&'static Rcu);
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            let g = self.0.read_lock();
+            let inner = self.0.read_lock();
+            drop(g);
+            drop(inner);
+            let _again = self.0.read_lock();
+            self.0.defer_drop(Box::new(Counted));
+        }
+    }
+    thread_local! {
+        static FLUSH: std::cell::RefCell<Option<Flush>> = const { std::cell::RefCell::new(None) };
+    }
+    let rcu: &'static Rcu = Box::leak(Box::new(Rcu::new(Config::new()).unwrap()));
+    for _ in 0..20 {
+        thread::spawn(move || {
+            FLUSH.with(|_| {}); // destroyed after the registration
+            drop(rcu.read_lock());
+            FLUSH.with(|f| *f.borrow_mut() = Some(Flush(rcu)));
+        })
+        .join()
+        .unwrap();
+    }
+    rcu.synchronize();
+    let before = rcu.stats().membarriers;
+    rcu.synchronize();
+    assert_eq!(
+        rcu.stats().membarriers,
+        before,
+        "a slot of an exited thread is still claimed: {:?}",
+        rcu.stats()
+    );
+    rcu.barrier();
+    assert_eq!(DROPPED.load(Ordering::SeqCst), 20, "a late retire was lost");
+    slot_abandoned_and_domain_usable(rcu);
+}
+
+/// Raw sections of two domains, correctly paired, in a thread-local
+/// destructor that runs after the thread's registrations: each unlock ends
+/// its own domain's section, whatever the order, and the section is seen
+/// (before: the second domain's late slot made the first's unlock claim a
+/// fresh slot and return `false`, leaving the first section open for good
+/// and every later grace period of that domain waiting).
+#[test]
+fn late_raw_sections_of_two_domains_each_end() {
+    use std::sync::OnceLock;
+    static A: OnceLock<Rcu> = OnceLock::new();
+    static B: OnceLock<Rcu> = OnceLock::new();
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    struct Late(bool);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            let (a, b) = (A.get().unwrap(), B.get().unwrap());
+            a.read_lock_raw();
+            b.read_lock_raw();
+            let in_a = a.in_read_section();
+            let (first, second) = if self.0 { (b, a) } else { (a, b) };
+            let u1 = first.read_unlock_raw();
+            let u2 = second.read_unlock_raw();
+            SEEN.lock().unwrap().push(format!(
+                "in A {in_a}, unlocks {u1} {u2}, after: A {} B {}",
+                a.in_read_section(),
+                b.in_read_section()
+            ));
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
+    }
+    let a = A.get_or_init(|| Rcu::new(Config::new()).unwrap());
+    let b = B.get_or_init(|| Rcu::new(Config::new()).unwrap());
+    for nested in [true, false] {
+        thread::spawn(move || {
+            LATE.with(|l| *l.borrow_mut() = Some(Late(nested))); // destroyed after the registrations
+            drop(A.get().unwrap().read_lock());
+            drop(B.get().unwrap().read_lock());
+        })
+        .join()
+        .unwrap();
+        for d in [a, b] {
+            let (tx, rx) = mpsc::channel();
+            let d2 = d.clone();
+            thread::spawn(move || {
+                d2.synchronize();
+                let _ = tx.send(());
+            });
+            assert!(
+                rx.recv_timeout(SOON).is_ok(),
+                "a grace period waits for a section that was ended: {:?}",
+                SEEN.lock().unwrap()
+            );
+        }
+    }
+    assert_eq!(
+        *SEEN.lock().unwrap(),
+        ["in A true, unlocks true true, after: A false B false"; 2],
+    );
+}
+
 /// What a thread-local's destructor saw while reading through a section
 /// that outlived its thread's registration (see the two tests below).
 struct LateRead {
