@@ -526,3 +526,43 @@ fn a_weigher_claiming_the_address_space_breaks_no_count() {
     assert_eq!(rcu.pending(), 0);
     drop(rcu); // returns: no buffer left marked as owned
 }
+
+/// An iterator walks on over the dummies of a level that a halving
+/// unlinked and retired meanwhile; the level is freed after the grace
+/// period, through the pointer it was allocated with. Run under Miri
+/// (`.ci/miri`): the level was retired as a `Box` made while the
+/// iterator could still read it, which Stacked Borrows reported as
+/// undefined behaviour at its deallocation.
+#[test]
+fn an_iterator_walks_dummies_of_a_level_a_halving_retired() {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::BuildHasherDefault;
+    for steps in 1..=4 {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let map = RcuHashMap::with_capacity_and_hasher_in(
+            0,
+            BuildHasherDefault::<DefaultHasher>::default(),
+            &rcu,
+        );
+        for i in 0..65u64 {
+            map.insert(i, i); // more than 64: doubles to 128 buckets
+        }
+        assert_eq!(map.capacity(), 128);
+        {
+            let guard = rcu.read_lock();
+            let mut it = map.iter(&guard);
+            for _ in 0..steps {
+                it.next();
+            }
+            for i in 0..60u64 {
+                map.remove(&i); // 5 left: halves to 64, retiring the top level
+            }
+            assert_eq!(map.capacity(), 64);
+            for (k, v) in it {
+                assert_eq!(k, v);
+            }
+        }
+        rcu.barrier();
+        assert_eq!(map.len(), 5);
+    }
+}

@@ -529,3 +529,172 @@ fn an_update_closure_writing_to_its_own_cell_panics_instead_of_spinning() {
         assert_eq!(rcu.pending_bytes(), 0);
     });
 }
+
+/// A key that collides with every other (so writes call its `Eq`), whose
+/// `Eq` panics for key 13, and whose `Drop` of key 13 writes to the map in
+/// `UNWINDING_MAP`; values of 99 write to it from their `Drop` too.
+#[derive(Clone, Debug)]
+struct Collides(u64);
+
+impl Hash for Collides {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        0u8.hash(h);
+    }
+}
+
+impl PartialEq for Collides {
+    fn eq(&self, other: &Self) -> bool {
+        if self.0 == 13 || other.0 == 13 {
+            panic!("Collides(13) refuses to be compared");
+        }
+        self.0 == other.0
+    }
+}
+
+impl Eq for Collides {}
+
+impl ReclaimSize for Collides {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// A value whose `Drop` (of 99) writes to the map in `UNWINDING_MAP`.
+struct WritesOnDrop(u64);
+
+impl ReclaimSize for WritesOnDrop {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+type UnwindingMap = RcuHashMap<Collides, WritesOnDrop>;
+static UNWINDING_MAP: Mutex<Option<Weak<UnwindingMap>>> = Mutex::new(None);
+static DROP_WRITES: AtomicUsize = AtomicUsize::new(0);
+
+/// Inserts a fresh key into `UNWINDING_MAP` (from a `Drop`).
+fn write_from_drop() {
+    let map = UNWINDING_MAP
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(Weak::upgrade);
+    if let Some(map) = map {
+        let n = DROP_WRITES.fetch_add(1, Ordering::SeqCst) as u64;
+        map.insert(Collides(1000 + n), WritesOnDrop(0));
+    }
+}
+
+impl Drop for Collides {
+    fn drop(&mut self) {
+        if self.0 == 13 {
+            write_from_drop();
+        }
+    }
+}
+
+impl Drop for WritesOnDrop {
+    fn drop(&mut self) {
+        if self.0 == 99 {
+            write_from_drop();
+        }
+    }
+}
+
+/// A write whose key's `Eq` (or whose cache's weigher) panics under the
+/// stripe lock unwinds out of the lock before the write's own key and
+/// value drop, so their `Drop` may write to the same map. Before, they
+/// dropped in the closure run under the lock: the nested-write check
+/// panicked while the first panic unwound, and the process aborted.
+#[test]
+fn a_panic_under_a_write_drops_its_key_and_value_after_the_lock() {
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let map: Arc<UnwindingMap> = Arc::new(RcuHashMap::new_in(&rcu));
+        *UNWINDING_MAP.lock().unwrap() = Some(Arc::downgrade(&map));
+        assert!(map.insert(Collides(1), WritesOnDrop(1)));
+        let writes = || DROP_WRITES.load(Ordering::SeqCst);
+
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            map.insert(Collides(13), WritesOnDrop(99));
+        }));
+        assert!(r.is_err(), "the key's Eq panic reaches the caller");
+        assert_eq!(writes(), 2, "the key's and the value's drops wrote");
+
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let v = WritesOnDrop(99);
+            map.update(Collides(13), move |_| Some(v));
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            writes(),
+            4,
+            "the key and the closure dropped after the lock"
+        );
+
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let guard = rcu.read_lock();
+            let v = WritesOnDrop(99);
+            map.get_or_insert_with(Collides(13), move || v, &guard);
+        }));
+        assert!(r.is_err());
+        assert_eq!(writes(), 6);
+
+        let guard = rcu.read_lock();
+        for k in [1, 1000, 1005] {
+            assert!(map.get(&Collides(k), &guard).is_some(), "key {k}");
+        }
+        drop(guard);
+        *UNWINDING_MAP.lock().unwrap() = None;
+        drop(Arc::try_unwrap(map).ok().unwrap());
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    });
+}
+
+/// A value whose `Drop` writes to its cache.
+struct WritesToCache(u32);
+
+static UNWINDING_CACHE: Mutex<Option<Weak<RcuCache<u32, WritesToCache>>>> = Mutex::new(None);
+
+impl Drop for WritesToCache {
+    fn drop(&mut self) {
+        let cache = UNWINDING_CACHE
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(Weak::upgrade);
+        if let (Some(cache), 99) = (cache, self.0) {
+            cache.insert(7, WritesToCache(0));
+        }
+    }
+}
+
+/// The same for a cache whose weigher panics on a value its
+/// `get_or_insert_with` loaded: the value drops after the stripe lock.
+#[test]
+fn a_weigher_panic_drops_the_loaded_value_after_the_lock() {
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let cache = Arc::new(
+            RcuCache::builder()
+                .rcu(&rcu)
+                .weigher(|_: &u32, v: &WritesToCache| {
+                    assert!(v.0 != 99, "the weigher refuses 99");
+                    8
+                })
+                .build(),
+        );
+        *UNWINDING_CACHE.lock().unwrap() = Some(Arc::downgrade(&cache));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let guard = rcu.read_lock();
+            cache.get_or_insert_with(1, || WritesToCache(99), &guard);
+        }));
+        assert!(r.is_err(), "the weigher's panic reaches the caller");
+        let guard = rcu.read_lock();
+        assert!(cache.get(&7, &guard).is_some(), "the value's drop wrote");
+        assert!(cache.get(&1, &guard).is_none());
+        drop(guard);
+        *UNWINDING_CACHE.lock().unwrap() = None;
+    });
+}

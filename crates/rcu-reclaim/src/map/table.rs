@@ -53,14 +53,35 @@ fn new_level(level: usize) -> NonNull<Link> {
 
 /// The dummies of one level, owned: dropping it frees them (after a grace
 /// period, once they are unlinked: see [`Table::unlink_upper_half`]).
+///
+/// A raw pointer, not a `Box`, until the drop: readers that entered before
+/// the grace period may still walk these dummies through shared
+/// references, and a `Box` made meanwhile (moved around, retired) would
+/// assert unique access to memory they read (Miri's Stacked Borrows
+/// reported the deallocation, through a tag that such a read had
+/// invalidated, as undefined behaviour).
 pub(super) struct Level {
-    dummies: Box<[Link]>,
+    dummies: NonNull<[Link]>,
 }
+
+// SAFETY: a `Level` owns its array (no table names it any more) and only
+// frees it; `Link`s are atomics, which any thread may drop.
+unsafe impl Send for Level {}
 
 impl Level {
     /// The bytes freed with it.
     pub(super) fn bytes(&self) -> usize {
-        std::mem::size_of_val::<[Link]>(&self.dummies)
+        self.dummies.len() * std::mem::size_of::<Link>()
+    }
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        // SAFETY: the array came from `Box::into_raw` in `new_level` with
+        // this length, is owned by this `Level` alone, and is dropped once,
+        // after the grace period that followed its unlinking (no reader
+        // reaches it any more).
+        drop(unsafe { Box::from_raw(self.dummies.as_ptr()) });
     }
 }
 
@@ -248,16 +269,14 @@ impl Table {
             }
         }
         let level = level_of(n);
-        // SAFETY: the level's array, from `new_level` (`Box::into_raw` of
+        // The level's array, from `new_level` (`Box::into_raw` of
         // `level_len(level)` dummies); no published table names it any
-        // more, and the caller takes it once.
-        let dummies = unsafe {
-            Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.first(level),
-                level_len(level),
-            ))
-        };
-        Level { dummies }
+        // more, and the caller takes it once. Owned as a raw pointer until
+        // it is freed (see `Level`).
+        let dummies = std::ptr::slice_from_raw_parts_mut(self.first(level), level_len(level));
+        Level {
+            dummies: NonNull::new(dummies).expect("a level is never empty"),
+        }
     }
 
     /// Frees the dummies of every level in use.

@@ -133,15 +133,19 @@ where
         let hash = self.hash(&key);
         let sort = key_sort(hash);
         // Freed with its key and value should the search panic (the key's
-        // `Eq`) or the lock refuse a nested write, until it is linked.
-        let new = Unpublished(Node::new(sort, key, value));
-        let replaced = self.locked(hash, move |head| {
+        // `Eq`) or the lock refuse a nested write, until it is linked. In
+        // this frame, not the closure's: a panic then drops them once the
+        // lock is released, so a `Drop` that writes to this map does not
+        // panic again while unwinding (which aborts the process).
+        let mut new = Some(Unpublished(Node::new(sort, key, value)));
+        let replaced = self.locked(hash, |head| {
+            let unpublished = new.as_ref().expect("linked once");
             // SAFETY: `new` is ours and unlinked; its key is never written.
-            let key = unsafe { &new.0.as_ref().key };
+            let key = unsafe { &unpublished.0.as_ref().key };
             // SAFETY: `head` is the current table's dummy for `hash`, read
             // inside the section and under the stripe lock.
             let found = unsafe { list::search::<K, V, K>(head, sort, key) };
-            let new = new.into_linked();
+            let new = new.take().expect("linked once").into_linked();
             match found {
                 Search::Found { prev, node } => {
                     // SAFETY: found under the lock; `new` becomes the list's.
@@ -385,24 +389,29 @@ where
             Some(node) => node,
             None => {
                 let sort = key_sort(hash);
-                let (node, unused) = self.locked(hash, |head| {
+                // The key and `f`, unless an entry takes them, are dropped
+                // in this frame with the lock released (see
+                // `update_hashed`), also when the search (the key's `Eq`)
+                // or `f` panics.
+                let (mut key, mut f) = (Some(key), Some(f));
+                let (node, added) = self.locked(hash, |head| {
+                    let k = key.as_ref().expect("taken once");
                     // SAFETY: as in `insert`.
-                    match unsafe { list::search::<K, V, K>(head, sort, &key) } {
-                        // The key and `f` are handed out, to be dropped
-                        // with the lock released (see `update_hashed`).
-                        Search::Found { node, .. } => (node, Some((key, f))),
+                    match unsafe { list::search::<K, V, K>(head, sort, k) } {
+                        Search::Found { node, .. } => (node, false),
                         Search::Absent { prev, next } => {
-                            let new = Node::new(sort, key, f());
+                            let value = f.take().expect("called once")();
+                            let new = Node::new(sort, key.take().expect("taken once"), value);
                             self.count_new_entry();
                             // SAFETY: as in `insert`.
                             unsafe { list::link_between(prev, next, Node::link(new)) };
-                            (new, None)
+                            (new, true)
                         }
                     }
                 });
-                match unused {
-                    Some(unused) => drop(unused),
-                    None => self.grow_if_needed(),
+                drop((key, f));
+                if added {
+                    self.grow_if_needed();
                 }
                 node
             }
@@ -462,41 +471,46 @@ where
     {
         debug_assert_eq!(hash, self.hash(&key), "{HASH_CHANGED}");
         let sort = key_sort(hash);
-        // A key that no entry takes is handed out of the lock's scope
-        // (`unused`) and dropped after it: its `Drop` is the caller's code,
-        // and one that wrote to this map under the lock was refused as a
-        // write from `f`.
-        let (old, present, added, unused) = self.locked(hash, |head| {
+        // A key that no entry takes stays in this frame and is dropped
+        // after the lock's scope: its `Drop` is the caller's code, and one
+        // that wrote to this map under the lock was refused as a write from
+        // `f` (or, when the search or `f` panicked, panicked again while
+        // unwinding, which aborts the process).
+        let (mut key, mut f) = (Some(key), Some(f));
+        let (old, present, added) = self.locked(hash, |head| {
+            let mut f = |v| f.take().expect("called once")(v);
+            let k = key.as_ref().expect("taken once");
             // SAFETY: as in `insert`.
-            match unsafe { list::search::<K, V, K>(head, sort, &key) } {
+            match unsafe { list::search::<K, V, K>(head, sort, k) } {
                 Search::Found { prev, node } => {
                     // SAFETY: linked, under the lock; its value is never
                     // written after publication.
                     let old = unsafe { &node.as_ref().value };
                     match f(Some(old)) {
                         Some(v) => {
-                            let new = Node::link(Node::new(sort, key, v));
+                            let k = key.take().expect("taken once");
+                            let new = Node::link(Node::new(sort, k, v));
                             // SAFETY: as in `insert`.
                             unsafe { list::unlink(prev, node.cast(), Some(new)) };
-                            (Some(node), true, false, None)
+                            (Some(node), true, false)
                         }
                         None => {
                             // SAFETY: as in `insert`.
                             unsafe { list::unlink(prev, node.cast(), None) };
                             self.uncount_entries(1);
-                            (Some(node), false, false, Some(key))
+                            (Some(node), false, false)
                         }
                     }
                 }
                 Search::Absent { prev, next } => match f(None) {
                     Some(v) => {
-                        let new = Node::new(sort, key, v);
+                        let new = Node::new(sort, key.take().expect("taken once"), v);
                         self.count_new_entry();
                         // SAFETY: as in `insert`.
                         unsafe { list::link_between(prev, next, Node::link(new)) };
-                        (None, true, true, None)
+                        (None, true, true)
                     }
-                    None => (None, false, false, Some(key)),
+                    None => (None, false, false),
                 },
             }
         });
@@ -516,7 +530,7 @@ where
             self.grow_if_needed();
         }
         // Last: the write is done whatever its `Drop` does.
-        drop(unused);
+        drop((key, f));
         present
     }
 
