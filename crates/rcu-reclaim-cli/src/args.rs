@@ -436,12 +436,22 @@ impl Float {
             true => split_time_unit(t),
             false => (t, 1.0),
         };
+        // A time's unit, named where a number did not parse (`15S`).
+        let units = if self.time {
+            " (a unit may follow: ms, s, m, min, h)"
+        } else {
+            ""
+        };
         match number.parse::<f64>().map(|v| v * scale) {
-            Ok(v) if v.is_nan() => Err(format!("{flag} must be a number, {range}, not {s:?}")),
+            Ok(v) if v.is_nan() => Err(format!(
+                "{flag} must be a number, {range}{units}, not {s:?}"
+            )),
             Ok(v) if v < self.lo => Err(format!("{flag} must be {range}; {t} is too small")),
             Ok(v) if v > self.hi => Err(format!("{flag} must be {range}; {t} is too large")),
             Ok(v) => Ok(v),
-            Err(_) => Err(format!("{flag} must be a number, {range}, not {s:?}")),
+            Err(_) => Err(format!(
+                "{flag} must be a number, {range}{units}, not {s:?}"
+            )),
         }
     }
 }
@@ -684,11 +694,11 @@ mod tests {
         );
         assert_eq!(
             SECS.check("--duration", "NaN"),
-            Err("--duration must be a number, 0.2 to 3600 seconds, not \"NaN\"".into())
+            Err("--duration must be a number, 0.2 to 3600 seconds (a unit may follow: ms, s, m, min, h), not \"NaN\"".into())
         );
         assert_eq!(
             SECS.check("--duration", "soon"),
-            Err("--duration must be a number, 0.2 to 3600 seconds, not \"soon\"".into())
+            Err("--duration must be a number, 0.2 to 3600 seconds (a unit may follow: ms, s, m, min, h), not \"soon\"".into())
         );
         assert_eq!(
             SECS.check("--duration", "--json"),
@@ -711,7 +721,7 @@ mod tests {
         );
         assert_eq!(
             SECS.check("--duration", "3 parsecs"),
-            Err("--duration must be a number, 0.2 to 3600 seconds, not \"3 parsecs\"".into())
+            Err("--duration must be a number, 0.2 to 3600 seconds (a unit may follow: ms, s, m, min, h), not \"3 parsecs\"".into())
         );
         assert_eq!(TORTURE_SECS.check("--duration", "86400"), Ok(86_400.0));
         assert_eq!(

@@ -83,6 +83,11 @@ struct Info {
     cgroup_limit: Option<u64>,
     /// ...or why there is none.
     cgroup_limit_error: Option<String>,
+    /// The same in a few words, for the text output: the file and the
+    /// reason's first clause (the whole chain of cgroup v1 and v2 lookups,
+    /// and the library's fallback, are for `--json`).
+    #[serde(skip)]
+    cgroup_limit_why: Option<String>,
     stats: rcu_reclaim::stats::Stats,
 }
 
@@ -168,9 +173,12 @@ fn info_text(info: &Info) -> String {
     for p in &info.pressure_passed_over {
         out += &info_field("  passed over:", p);
     }
-    let cgroup = match (&info.cgroup_limit, &info.cgroup_limit_error) {
+    let cgroup = match (&info.cgroup_limit, &info.cgroup_limit_why) {
         (Some(limit), _) => format!("{limit} bytes"),
-        (None, e) => format!("none ({})", e.as_deref().unwrap_or("?")),
+        (None, why) => format!(
+            "none: {} (--json gives the whole reason)",
+            why.as_deref().unwrap_or("?")
+        ),
     };
     out += &info_field("cgroup memory limit:", &cgroup);
     out
@@ -188,13 +196,16 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
     let cgroup_limit = rcu_reclaim::sources::budget_from_cgroup(std::sync::Arc::new(
         rcu_reclaim::reclaim::Reclaimer::new(rcu),
     ))
-    .map(|b| b.limit() as u64)
-    .map_err(|e| e.to_string());
+    .map(|b| b.limit() as u64);
     let info = Info {
         pressure_source: source.source,
         pressure_passed_over: source.passed_over,
         cgroup_limit: cgroup_limit.as_ref().ok().copied(),
-        cgroup_limit_error: cgroup_limit.err(),
+        cgroup_limit_why: cgroup_limit.as_ref().err().map(|e| {
+            let first = e.reason.split(" (").next().unwrap_or_default();
+            format!("{}: {first}", e.file.display())
+        }),
+        cgroup_limit_error: cgroup_limit.err().map(|e| e.to_string()),
         version: env!("CARGO_PKG_VERSION"),
         flavor: rcu.flavor(),
         membarrier,
@@ -360,6 +371,7 @@ mod tests {
             pressure_passed_over: vec!["cgroup v1: no memory controller".into()],
             cgroup_limit: None,
             cgroup_limit_error: Some(long.clone()),
+            cgroup_limit_why: Some(long.clone()),
             stats: Rcu::global().stats(),
         };
         let text = info_text(&info);
@@ -390,14 +402,16 @@ mod tests {
             text.contains("\n  passed over:            cgroup v1"),
             "{text}"
         );
-        // The whole error is there, wrapped.
+        // The whole reason given is there, wrapped.
         let cgroup: String = text
             .split("cgroup memory limit:")
             .nth(1)
             .unwrap()
             .split_whitespace()
             .collect();
-        let want: String = format!("none ({long})").split_whitespace().collect();
+        let want: String = format!("none: {long} (--json gives the whole reason)")
+            .split_whitespace()
+            .collect();
         assert_eq!(cgroup, want);
     }
 }

@@ -1165,7 +1165,7 @@ fn integer_flags_say_their_range_for_any_bad_value() {
         ),
         (
             &["demo", "--duration", "soon"][..],
-            "--duration must be a number, 0.2 to 3600 seconds, not \"soon\"",
+            "--duration must be a number, 0.2 to 3600 seconds (a unit may follow: ms, s, m, min, h), not \"soon\"",
         ),
     ]);
 }

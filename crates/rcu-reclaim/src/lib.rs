@@ -6,8 +6,8 @@
 //! Readers enter a read-side section with [`Rcu::read_lock`] — on the default
 //! *memb* flavor a load, a store and a compiler fence — and load
 //! [`RcuCell`]s inside it. Writers publish new versions with
-//! [`RcuCell::replace`] and free the old ones once a grace period has
-//! elapsed: every section that could have seen them has ended.
+//! [`RcuCell::store`], which frees the old one once a grace period has
+//! elapsed: every section that could have seen it has ended.
 //!
 //! ```
 //! use rcu_reclaim::{Rcu, RcuCell};
@@ -21,11 +21,33 @@
 //! assert_eq!(servers[0], "10.0.0.1");
 //! drop(guard);
 //!
-//! // Writer: publish, then free the old version after a grace period.
-//! let old = config.replace(Box::new(vec!["10.0.0.2"])).unwrap();
-//! rcu.synchronize();
-//! drop(old.into_box());
+//! // Writer: publish; the old version is freed after a grace period.
+//! config.store(Box::new(vec!["10.0.0.2"]));
 //! ```
+//!
+//! A struct of your own says which of its fields own heap memory, so that
+//! the bytes a retire frees are counted (see
+//! [which call to pick](#retiring-a-value-which-call-to-pick)); list every
+//! such field:
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use rcu_reclaim::{reclaim_size, RcuCell};
+//!
+//! struct AppConfig {
+//!     upstreams: Vec<String>,
+//!     limits: HashMap<String, u64>,
+//!     port: u16,
+//! }
+//! reclaim_size!(AppConfig { upstreams, limits });
+//!
+//! let config = RcuCell::new(AppConfig { upstreams: vec![], limits: HashMap::new(), port: 80 });
+//! config.store(Box::new(AppConfig { upstreams: vec!["a".into()], limits: HashMap::new(), port: 81 }));
+//! ```
+//!
+//! To wait for the grace period yourself, [`RcuCell::replace`] hands the
+//! old value back as a [`Retired`], and [`Retired::into_box`] waits for
+//! the grace period when needed (outside any read-side section).
 //!
 //! ## Retiring a value: which call to pick
 //! Every way to retire memory ends the same way (freed after a grace

@@ -607,9 +607,13 @@ fn under_pressure_the_late_thread_is_named() {
 fn a_stall_warning_names_the_thread_that_has_not_reported() {
     let captured = common::Captured::default();
     let _default = captured.on_this_thread();
+    // On demand: no grace-period thread takes the wait over (and reports
+    // the stall to its own subscriber, not this thread's) while
+    // `synchronize` sleeps between looks, as one did on a loaded machine.
     let rcu = Rcu::new(
         Config::new()
             .flavor(Flavor::Qsbr)
+            .on_demand()
             .stall_timeout(Duration::from_millis(100)),
     )
     .unwrap();

@@ -26,7 +26,8 @@ pub struct DemoArgs {
     duration: f64,
     /// Memory budget the process reclaims against, e.g. 256M, 1.5G or
     /// 512MiB (16M to 64G; at most --cgroup-limit; K, M, G and T are powers of
-    /// 1024). Default 96M, or 3/4 of --cgroup-limit.
+    /// 1024). Default 96M, or 3/4 of --cgroup-limit (at least 16M: under a
+    /// limit of about 24M the budget is the whole limit).
     #[arg(long, allow_hyphen_values = true, value_parser = args::BUDGET)]
     budget: Option<usize>,
     /// A budget for the unaware run alone (16M to 64G), e.g. 2G: its

@@ -111,7 +111,10 @@ impl<K, V> Default for RcuCacheBuilder<K, V> {
 impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// The capacity in accounted bytes (see [`RcuCache::bytes`]), at most
     /// `isize::MAX` (no heap holds more; a larger value is taken as that,
-    /// so the cache's byte counts cannot overflow).
+    /// so the cache's byte counts cannot overflow). With
+    /// [`auto_pressure`](RcuCacheBuilder::auto_pressure) and no budget,
+    /// under a cgroup memory limit, it is held to 80 % of that limit
+    /// ([`RcuCache::max_bytes`] tells what was kept).
     ///
     /// ```
     /// let cache: rcu_reclaim::RcuCache<u8, u8> =
