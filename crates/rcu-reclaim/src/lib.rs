@@ -266,6 +266,14 @@
 //! ([`regrow_after`](RcuCacheBuilder::regrow_after)); then it may grow
 //! back to its cap. Byte counts are `usize` throughout.
 //!
+//! Freed entries go back to the allocator, which keeps much of that memory
+//! for later allocations: the process's resident size (and its cgroup's
+//! usage) falls when glibc gives pages back to the kernel. The pressure
+//! monitor and a budget's reclaim ask it to (`malloc_trim`) after they
+//! free; a program that empties a cache with no pressure signalled (a
+//! `clear` followed by [`Rcu::barrier`]) and wants its resident size down
+//! at once calls `libc::malloc_trim(0)` itself.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
