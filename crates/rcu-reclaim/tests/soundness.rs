@@ -110,6 +110,20 @@ fn slot_abandoned_and_domain_usable(rcu: &Rcu) {
     rcu.synchronize();
 }
 
+/// No slot of `rcu` is claimed: a grace period completes at once, without
+/// the writer's barrier (a claimed slot, even a quiescent one, costs one).
+fn assert_no_slot_claimed(rcu: &Rcu) {
+    rcu.synchronize();
+    let before = rcu.stats().membarriers;
+    rcu.synchronize();
+    assert_eq!(
+        rcu.stats().membarriers,
+        before,
+        "a slot of an exited thread is still claimed: {:?}",
+        rcu.stats()
+    );
+}
+
 /// A thread that exits inside raw sections only (never unlocked) releases
 /// grace periods once it is gone, and its slot is not handed to another
 /// thread (a late unlock on the exiting thread must never touch a slot
@@ -299,14 +313,7 @@ fn threads_exiting_with_a_guard_in_a_thread_local_give_their_slots_back() {
         .join()
         .unwrap();
     }
-    let before = rcu.stats().membarriers;
-    rcu.synchronize();
-    assert_eq!(
-        rcu.stats().membarriers,
-        before,
-        "a slot of an exited thread is still claimed: {:?}",
-        rcu.stats()
-    );
+    assert_no_slot_claimed(rcu);
     assert_eq!(rcu.stats().registered_readers, 0);
     assert_eq!(rcu.stats().stalls_reported, 0);
     slot_abandoned_and_domain_usable(rcu);
@@ -402,9 +409,7 @@ fn slots_handed_back_by_late_guards_never_end_another_threads_section() {
     );
     rcu.barrier();
     assert_eq!(rcu.stats().registered_readers, 0);
-    let before = rcu.stats().membarriers;
-    rcu.synchronize();
-    assert_eq!(rcu.stats().membarriers, before, "a slot is still claimed");
+    assert_no_slot_claimed(rcu);
 }
 
 /// Threads whose thread-local destructors read through a guard or retire
@@ -449,15 +454,7 @@ fn guards_taken_after_the_registration_leave_no_slot_claimed() {
         .join()
         .unwrap();
     }
-    rcu.synchronize();
-    let before = rcu.stats().membarriers;
-    rcu.synchronize();
-    assert_eq!(
-        rcu.stats().membarriers,
-        before,
-        "a slot of an exited thread is still claimed: {:?}",
-        rcu.stats()
-    );
+    assert_no_slot_claimed(rcu);
     rcu.barrier();
     assert_eq!(DROPPED.load(Ordering::SeqCst), 20, "a late retire was lost");
     slot_abandoned_and_domain_usable(rcu);
