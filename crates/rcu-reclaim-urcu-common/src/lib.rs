@@ -171,6 +171,38 @@ pub fn with_raw_sections_ended<R>(rcu: &Rcu, depth: usize, f: impl FnOnce() -> R
     f()
 }
 
+/// Runs `f` (a thread's registration or unregistration) with every
+/// signal blocked on the calling thread, restoring its mask after, also
+/// if `f` unwinds. A handler that takes a read-side section while the
+/// thread is halfway through registering (liburcu's own read side copes:
+/// its section only touches the thread's counter) would re-enter the
+/// registration's state here (its thread-local list, the domain being
+/// made) and abort or deadlock; liburcu's docs ask programs to block
+/// signals around registration, and this does it for them. Two
+/// `pthread_sigmask` calls per registration.
+pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the mask.
+    struct Restore(libc::sigset_t);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: `self.0` is the mask `pthread_sigmask` returned.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+        }
+    }
+    // SAFETY: `sigset_t` is plain data; `sigfillset` and `pthread_sigmask`
+    // get valid pointers (the signals the kernel refuses to block, SIGKILL
+    // and SIGSTOP, are left out by it silently).
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    };
+    let _restore = Restore(old);
+    f()
+}
+
 /// Runs `f`, turning a panic of the library (misuse it detected and already
 /// described through the panic hook) into `None`, so nothing unwinds into C.
 pub fn no_unwind<R>(f: impl FnOnce() -> R) -> Option<R> {

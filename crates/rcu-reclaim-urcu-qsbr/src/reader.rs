@@ -184,6 +184,12 @@ pub extern "C" fn urcu_qsbr_thread_online() {
 /// call only puts it online (liburcu's last step).
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_register_thread() {
+    rcu_reclaim_urcu_common::with_signals_blocked(register_thread);
+}
+
+/// `urcu_qsbr_register_thread`'s body, run with signals blocked (see
+/// `with_signals_blocked`).
+fn register_thread() {
     let rcu = rcu();
     let _ = ME.try_with(|me| {
         // Never borrowed across a call out of this module: the borrow
@@ -223,6 +229,11 @@ pub extern "C" fn urcu_qsbr_register_thread() {
 /// for it). Nothing if it is not registered.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_unregister_thread() {
+    rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread);
+}
+
+/// `urcu_qsbr_unregister_thread`'s body, run with signals blocked.
+fn unregister_thread() {
     let reg = ME
         .try_with(|me| me.reg.try_borrow_mut().ok().and_then(|mut r| r.take()))
         .ok()

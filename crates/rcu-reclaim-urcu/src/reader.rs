@@ -60,6 +60,11 @@ pub extern "C" fn urcu_memb_read_ongoing() -> c_int {
 /// threads registered this way (as with liburcu).
 #[no_mangle]
 pub extern "C" fn urcu_memb_register_thread() {
+    rcu_reclaim_urcu_common::with_signals_blocked(register_thread);
+}
+
+/// `urcu_memb_register_thread`'s body, run with signals blocked.
+fn register_thread() {
     if crate::lgpl::registered() {
         // liburcu asserts (or, built without assertions, corrupts its
         // registry).
@@ -78,6 +83,11 @@ pub extern "C" fn urcu_memb_register_thread() {
 /// liburcu forbids, it prints an error and does nothing.
 #[no_mangle]
 pub extern "C" fn urcu_memb_unregister_thread() {
+    rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread);
+}
+
+/// `urcu_memb_unregister_thread`'s body, run with signals blocked.
+fn unregister_thread() {
     if !crate::lgpl::registered() && !rcu().in_read_section() {
         // liburcu asserts (or unlinks a node it never linked). A thread
         // registered implicitly by `rcu_read_lock` still lets its slot go.

@@ -72,10 +72,15 @@ const EXPORTS: &[&str] = &[
 /// Builds `prog`, runs it against liburcu and against ours, and checks both
 /// succeed with the same output.
 fn same_as_liburcu(prog: &str) {
+    same_as_liburcu_with(prog, &[]);
+}
+
+/// [`same_as_liburcu`], the program run with `args`.
+fn same_as_liburcu_with(prog: &str, args: &[&str]) {
     let Some(env) = Env::get(&MEMB) else { return };
     // Linked against the drop-in (NEEDED: its SONAME, liburcu-memb.so.8).
     let exe = env.compile(prog, &[], &["-lurcu-memb"]);
-    let ours = env.run_ours(&exe, &[]);
+    let ours = env.run_ours(&exe, args);
     assert_eq!(
         ours.code,
         Some(0),
@@ -84,7 +89,7 @@ fn same_as_liburcu(prog: &str) {
     );
     match &env.real_liburcu {
         Some(_) => {
-            let real = run(&exe, None);
+            let real = run_with_args(&exe, args, None);
             assert_eq!(
                 real.code,
                 Some(0),
@@ -104,6 +109,17 @@ fn same_as_liburcu(prog: &str) {
 #[test]
 fn readers_writers_xchg_synchronize_poison() {
     same_as_liburcu("readers_writers");
+}
+
+/// Sections in a signal handler that interrupts the thread's own
+/// `rcu_register_thread` (or `rcu_unregister_thread`), with the library
+/// made by that registration or before it: no poisoned read, no hang, no
+/// abort (before: a deadlock on the domain being made, or an abort on the
+/// registration's list borrowed twice). Registration now blocks signals.
+#[test]
+fn sections_in_a_signal_handler_that_interrupts_registration() {
+    same_as_liburcu_with("signal_in_register", &[]);
+    same_as_liburcu_with("signal_in_register", &["init"]);
 }
 
 #[test]

@@ -524,7 +524,13 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
     // borrowed: they must not enter direct reclaim, which reads it.
     let found = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
         REGISTRATIONS.try_with(|regs| {
-            let mut list = regs.list.borrow_mut();
+            // Borrowed already: this is a signal handler that interrupted
+            // the thread's own registration (a C program's handler taking
+            // a section): it takes a late slot, handed back when its raw
+            // section ends, rather than panicking inside the handler.
+            let Ok(mut list) = regs.list.try_borrow_mut() else {
+                return ptr::null();
+            };
             list.retain(|r| r.domain_id == id || r.registry.alive.load(Ordering::Relaxed));
             if let Some(r) = list.iter().find(|r| r.domain_id == id) {
                 return r.slot;
@@ -551,14 +557,14 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
         })
     });
     match found {
-        Ok(slot) => {
+        Ok(slot) if !slot.is_null() => {
             CACHE.with(|c| {
                 c.domain_id.set(id);
                 c.slot.set(slot);
             });
             slot
         }
-        Err(_) => late_slot(id, registry),
+        _ => late_slot(id, registry),
     }
 }
 
