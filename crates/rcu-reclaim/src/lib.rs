@@ -216,7 +216,7 @@
 //! | `crossbeam_epoch::pin()` | [`Rcu::read_lock`] (a [`ReadGuard`]) |
 //! | `Atomic<T>` and `Shared<'g, T>` | [`RcuCell<T>`], or an `AtomicPtr<T>` of your own read under a guard |
 //! | `Guard::defer_destroy(shared)` | `unsafe {` [`Rcu::defer_drop_raw`]`(ptr) }` for a value readers may still hold; [`Rcu::defer_drop`] for a `Box` you own |
-//! | `Guard::defer(closure)` | [`Rcu::call`]: the closure runs on a worker thread (by default never inside a retiring call), so it may take locks the retiring thread holds |
+//! | `Guard::defer(closure)` | [`Rcu::call`]: the closure runs on a worker thread (by default never inside a retiring call), so it may take locks the retiring thread holds; [`Rcu::call_sized`] for a closure that owns memory, so that pressure and reclaim count it |
 //! | repinning and `Guard::flush` until the garbage is gone | [`Rcu::barrier`]: returns once everything queued before it has run |
 //! | `Collector::new()` | [`Rcu::new`] (a domain with its own grace periods, workers and backlog); [`Rcu::global`] is the default one |
 //!

@@ -384,3 +384,30 @@ fn a_writer_holding_a_lock_its_values_drop_takes_does_not_wait_out_every_bound()
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
 }
+
+/// `call_sized` books its bytes on the shard at once: under pressure a
+/// flood of them waits as `defer_drop`'s does (before: never throttled, so
+/// four threads of them outran a 100 MiB cgroup's pressure signal).
+#[test]
+fn call_sized_waits_under_pressure_as_defer_drop_does() {
+    let rcu = domain();
+    let (release, reader) = hold_reader(&rcu);
+    let pressure = rcu.pressure_start_all();
+    let start = Instant::now();
+    for i in 0..8 {
+        let v = vec![i as u8; VALUE];
+        rcu.call_sized(move || drop(v), VALUE);
+    }
+    let s = rcu.stats();
+    assert!(
+        s.pressure_throttles >= 4,
+        "8 callbacks of 512 KiB under pressure, a 1 MiB throttle and no grace period: {} waits",
+        s.pressure_throttles
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    drop(release);
+    reader.join().unwrap();
+    pressure.end();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0, "nothing is lost");
+}

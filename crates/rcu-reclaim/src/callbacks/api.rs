@@ -89,6 +89,12 @@ impl Rcu {
     /// memory without bound; and while a pressure signal is held, it waits
     /// for garbage to be freed as [`defer_drop`](Rcu::defer_drop) does.
     ///
+    /// A callback given to `call` books no bytes: pressure, the budget's
+    /// reclaim and the pressure throttle do not see what it will free. A
+    /// closure that owns memory (a buffer it drops) gives its size with
+    /// [`call_sized`](Rcu::call_sized), or the value is retired with
+    /// [`defer_drop`](Rcu::defer_drop), which weighs it.
+    ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::sync::Arc;
@@ -170,7 +176,10 @@ impl Rcu {
     /// 1 TiB: a larger claim is booked as 1 TiB, so no sum overflows). With
     /// bytes to free, the callback is queued on this CPU's shard at once
     /// (not buffered in the thread's page), where memory pressure and
-    /// [`run_callbacks`](Rcu::run_callbacks) see it.
+    /// [`run_callbacks`](Rcu::run_callbacks) see it; while a pressure
+    /// signal is held, the call waits for garbage to be freed as
+    /// [`defer_drop`](Rcu::defer_drop) does (the pressure throttle; inside
+    /// a read-side section the section pays when it ends).
     ///
     /// ```
     /// // On demand: nothing is freed until asked (with the default pace,
@@ -206,9 +215,37 @@ impl Rcu {
         let (kick, cpu) = inner.callbacks.enqueue(f, bytes, hurry);
         self.start_background(kick);
         #[cfg(not(loom))]
-        inner.callbacks.throttle_caller(&inner.gp, cpu);
+        {
+            inner.callbacks.throttle_caller(&inner.gp, cpu);
+            // Memory booked on the shard is what the pressure throttle
+            // counts: a `call_sized` flood waits under pressure as
+            // `defer_drop`'s does (before, it went on unthrottled).
+            if bytes > 0 && !in_callback() && !crate::sync::NO_RECLAIM.with(Cell::get) {
+                self.wait_under_pressure();
+            }
+        }
         #[cfg(loom)]
         let _ = cpu;
+    }
+
+    /// While a pressure signal is held, a retire that booked memory waits
+    /// for garbage to be freed (the pressure throttle) outside a read-side
+    /// section; inside one (waiting would hold up the very grace periods
+    /// it waits for) the section owes the wait, paid when it ends. Returns
+    /// whether a signal was held.
+    #[cfg(not(loom))]
+    fn wait_under_pressure(&self) -> bool {
+        let inner = self.inner();
+        let cbs = &inner.callbacks;
+        if cbs.pressure.total() == 0 {
+            return false;
+        }
+        if !self.in_read_section() && !self.foreign_reader_in_section() {
+            cbs.throttle_under_pressure(&inner.gp, &|| self.start_background(true));
+        } else if cbs.pressure_throttle_due() {
+            self.owe_throttle();
+        }
+        true
     }
 
     /// Whether a page started at `since_ms` needs a kick of the
@@ -798,17 +835,10 @@ impl Rcu {
             if !cbs.params.retiring_thread_frees {
                 cbs.throttle_producer(&inner.gp, cbs.current_shard());
             }
-            // Under pressure: outside a read-side section it waits here;
-            // inside one (waiting would hold up the very grace periods it
-            // waits for) the section owes the wait, paid when it ends.
             #[cfg(not(loom))]
-            if may_wait && cbs.pressure.total() > 0 {
-                if !self.in_read_section() && !self.foreign_reader_in_section() {
-                    cbs.throttle_under_pressure(&inner.gp, &|| self.start_background(true));
-                } else if cbs.pressure_throttle_due() {
-                    self.owe_throttle();
-                }
-            } else if may_wait && cbs.held_up(&inner.gp).is_some() {
+            let pressed = may_wait && self.wait_under_pressure();
+            #[cfg(not(loom))]
+            if !pressed && may_wait && cbs.held_up(&inner.gp).is_some() {
                 // No pressure, but a grace period held up by a reader that
                 // is not running: the same wait, shorter (see
                 // `Config::held_up_bytes`).

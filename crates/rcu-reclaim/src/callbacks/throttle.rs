@@ -331,10 +331,12 @@ impl Callbacks {
         static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
         REPORTS.warn_loud(&format!(
             "rcu-reclaim: under memory pressure, a thread retiring garbage stopped waiting for \
-             it after {} ms: a worker has spent {} ms or more on one callback or destructor. \
-             If that callback or Drop takes a lock the retiring thread holds, retire outside \
-             that lock (or with try_defer_drop, which never waits): every retire under it \
-             waits for nothing, and the garbage is freed only once the lock is released",
+             it after {} ms: a worker has spent {} ms or more on one callback or destructor \
+             (a slow free: the allocator's lock, or the kernel reclaiming memory for the \
+             cgroup, can take that long). If that callback or Drop takes a lock the retiring \
+             thread holds, retire outside that lock (or with try_defer_drop, which never \
+             waits): every retire under it waits for nothing, and the garbage is freed only \
+             once the lock is released",
             waited.as_millis(),
             policy::WORKER_STUCK_MS
         ));
