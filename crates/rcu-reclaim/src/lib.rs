@@ -263,8 +263,8 @@
 //!   from [`sources::budget_from_cgroup`] too, checked on every insert.
 //!
 //! After a shrink the cache stays at what was left for a second
-//! ([`regrow_after`](RcuCacheBuilder::regrow_after)); then it may grow
-//! back to its cap. Byte counts are `usize` throughout.
+//! ([`regrow_after`](RcuCacheBuilder::regrow_after)); then it grows back
+//! to its cap in steps, doubling every quarter second. Byte counts are `usize` throughout.
 //!
 //! Freed entries go back to the allocator, which keeps much of that memory
 //! for later allocations: the process's resident size (and its cgroup's

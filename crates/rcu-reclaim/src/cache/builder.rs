@@ -247,8 +247,11 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
         self
     }
 
-    /// How long the capacity stays at what a shrink left before it may
-    /// grow back to `max_bytes` (default 1 s; each shrink restarts it).
+    /// How long the capacity stays at what a shrink left before it grows
+    /// back (default 1 s; each shrink restarts it). It then grows in
+    /// steps, doubling (from at least a sixteenth of `max_bytes`) every
+    /// quarter of this time, up to `max_bytes`, so that pressure that
+    /// comes again finds the cache on its way up, not back at its cap.
     ///
     /// ```
     /// use std::time::Duration;

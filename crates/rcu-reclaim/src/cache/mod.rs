@@ -116,7 +116,8 @@
 //! and [frees via RCU](crate::reclaim::Shrinker::frees_via_rcu). After a
 //! shrink, the capacity stays at what was left until
 //! [`regrow_after`](RcuCacheBuilder::regrow_after) (1 s by default) passes
-//! without another: then the cache may grow back to `max_bytes`.
+//! without another: then the cache grows back to `max_bytes` in steps,
+//! doubling every quarter of that time.
 //!
 //! # Keys, weighers and values that misbehave
 //! A key's `Hash`, `Eq` and `Clone` and the weigher run only in the calls

@@ -11,7 +11,12 @@ use super::Inner;
 use crate::reclaim::{Scanned, ShrinkControl, Shrinker};
 
 /// The capacity of a cache: `max`, or lower after a shrink until
-/// `regrow_after` passes without another.
+/// `regrow_after` passes without another; then it grows back in steps,
+/// doubling (from at least a sixteenth of `max`) every quarter of
+/// `regrow_after`, so that a cache refilled at full speed gives the
+/// pressure signal time to come again before it is back at `max` (in one
+/// jump, an audit's cache refilled 16 MiB in 60 ms in a cgroup whose
+/// allocator still held what the shrink had freed, and was OOM-killed).
 pub(crate) struct Cap {
     max: usize,
     now: AtomicUsize,
@@ -40,12 +45,23 @@ impl Cap {
     pub(crate) fn get(&self) -> usize {
         let now = self.now.load(Ordering::Relaxed);
         if now < self.max {
-            let since = self
-                .millis()
-                .saturating_sub(self.shrunk_at.load(Ordering::Relaxed));
-            if u128::from(since) >= self.regrow_after.as_millis() {
-                self.now.store(self.max, Ordering::Relaxed);
-                return self.max;
+            let at = self.millis();
+            let quiet = u64::try_from(self.regrow_after.as_millis()).unwrap_or(u64::MAX);
+            let since = at.saturating_sub(self.shrunk_at.load(Ordering::Relaxed));
+            if since >= quiet {
+                let next = now.saturating_mul(2).max(self.max / 16).min(self.max);
+                if self
+                    .now
+                    .compare_exchange(now, next, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                    && next < self.max
+                {
+                    // The next step a quarter of the quiet time on (a
+                    // shrink meanwhile restarts the whole wait).
+                    self.shrunk_at
+                        .store(at.saturating_sub(quiet - quiet / 4), Ordering::Relaxed);
+                }
+                return self.now.load(Ordering::Relaxed);
             }
         }
         now
@@ -150,6 +166,26 @@ mod tests {
         cap.lower_to(500); // never raised by a shrink
         assert_eq!(cap.get(), 300);
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(cap.get(), 1000);
+        // Back in steps: doubled, then doubled again a quarter of the
+        // quiet time later, up to the cap.
+        assert_eq!(cap.get(), 600);
+        let start = Instant::now();
+        let mut seen = vec![600];
+        while cap.get() < 1000 {
+            assert!(start.elapsed() < Duration::from_secs(10), "{seen:?}");
+            std::thread::sleep(Duration::from_millis(1));
+            if seen.last() != Some(&cap.get()) {
+                seen.push(cap.get());
+            }
+        }
+        assert_eq!(seen, [600, 1000]);
+    }
+
+    #[test]
+    fn a_capacity_shrunk_far_grows_back_from_a_sixteenth() {
+        let cap = Cap::new(1600, Duration::ZERO);
+        cap.lower_to(0);
+        let steps: Vec<usize> = (0..6).map(|_| cap.get()).collect();
+        assert_eq!(steps, [100, 200, 400, 800, 1600, 1600]);
     }
 }
