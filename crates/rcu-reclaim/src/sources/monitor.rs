@@ -303,7 +303,8 @@ fn run(
     // Bytes evicted and freed since the last trim.
     let mut freed_since_trim = 0usize;
     // A monitor with no budget or reclaimer shrinks nothing: said once, at
-    // its first critical event.
+    // its first critical event while a cache exists that nothing shrinks
+    // (a program of cells and maps alone has no cache to be told about).
     let mut told_bare = link.budget.is_some() || link.reclaimer.is_some();
     while !s.stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
@@ -327,12 +328,13 @@ fn run(
                 s.events.fetch_add(1, Ordering::Relaxed);
                 if level == Level::Critical {
                     s.critical.fetch_add(1, Ordering::Relaxed);
-                    if !told_bare {
+                    if !told_bare && crate::cache::UNSHRUNK_CACHES.load(Ordering::Relaxed) > 0 {
                         told_bare = true;
                         crate::sys::warn_loud(&format!(
                             "rcu-reclaim: critical memory pressure from {name}: this monitor \
                              expedites RCU and frees its backlog, but no budget or reclaimer is \
-                             linked to it, so no cache shrinks; build caches with \
+                             linked to it, and an RcuCache registered no shrinker, so it does \
+                             not shrink; build caches with \
                              RcuCacheBuilder::auto_pressure() or .budget(..), or link a budget \
                              (auto_pressure_for(&budget))"
                         ));
@@ -711,6 +713,8 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri has no pipe nor dup2")]
     fn a_monitor_that_shrinks_nothing_says_so_at_its_first_critical_event() {
         let rcu = Rcu::new(crate::Config::new()).unwrap();
+        // A cache that registered no shrinker: what the warning is about.
+        let _bare: crate::RcuCache<u8, u8> = crate::RcuCache::builder().rcu(&rcu).build();
         let (events, source) = super::super::SyntheticSource::new();
         let out = crate::sys::tests::stderr_of(|| {
             let monitor =
