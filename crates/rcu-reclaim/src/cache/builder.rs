@@ -467,7 +467,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
             None => None,
         };
         if registered.is_none() {
-            super::UNSHRUNK_CACHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::sources::UNSHRUNK_CACHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         RcuCache {
             inner,

@@ -897,12 +897,6 @@ const GARBAGE_RUN_PRIORITY: u8 = 1;
 /// Queued items beyond twice the entries before stale ones are dropped.
 const STALE_SLACK: usize = 1024;
 
-/// Live caches that registered no shrinker (no budget, reclaimer or
-/// pressure source): no pressure monitor can shrink them, which a monitor
-/// with nothing to shrink says at its first critical event, only while
-/// one exists (a program with no such cache has nothing to be told).
-pub(crate) static UNSHRUNK_CACHES: AtomicUsize = AtomicUsize::new(0);
-
 impl<K, V, S> Drop for RcuCache<K, V, S> {
     fn drop(&mut self) {
         // Stop the events first, then the shrinker. `unregister` waits for
@@ -920,7 +914,7 @@ impl<K, V, S> Drop for RcuCache<K, V, S> {
                 reclaimer.unregister(id);
             }
             None => {
-                UNSHRUNK_CACHES.fetch_sub(1, Ordering::Relaxed);
+                crate::sources::UNSHRUNK_CACHES.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }

@@ -59,6 +59,7 @@ pub use cgroup_v1::{CgroupV1Source, V1_MEMORY_ROOT};
 pub use cgroup_v2::{CgroupV2, CgroupV2Events, V2_ROOT};
 #[cfg(not(loom))]
 pub(crate) use monitor::auto_pressure_in;
+pub(crate) use monitor::UNSHRUNK_CACHES;
 #[cfg(not(loom))]
 pub use monitor::{auto_pressure, auto_pressure_for};
 pub use monitor::{budget_from_cgroup, MonitorStats, PressureMonitor};

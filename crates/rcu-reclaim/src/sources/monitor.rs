@@ -17,6 +17,14 @@ use crate::pressure::{NodeMask, PressureGuard};
 use crate::reclaim::{MemoryBudget, Reclaimer};
 use crate::sync::lock_std as lock;
 
+/// Live caches that registered no shrinker (no budget, reclaimer or
+/// pressure source; counted by the cache, a layer above): no pressure
+/// monitor can shrink them, which a monitor with nothing to shrink says at
+/// its first critical event, only while one exists (a program with no such
+/// cache has nothing to be told).
+pub(crate) static UNSHRUNK_CACHES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 /// Counters of a [`PressureMonitor`].
 ///
 /// ```
@@ -328,7 +336,7 @@ fn run(
                 s.events.fetch_add(1, Ordering::Relaxed);
                 if level == Level::Critical {
                     s.critical.fetch_add(1, Ordering::Relaxed);
-                    if !told_bare && crate::cache::UNSHRUNK_CACHES.load(Ordering::Relaxed) > 0 {
+                    if !told_bare && UNSHRUNK_CACHES.load(Ordering::Relaxed) > 0 {
                         told_bare = true;
                         crate::sys::warn_loud(&format!(
                             "rcu-reclaim: critical memory pressure from {name}: this monitor \
