@@ -44,6 +44,11 @@
 //!   until it ends, for at most [`HELD_UP_MAX_WAIT`], once per grace
 //!   period ([`held_up_waits`]): its reader is not running, and garbage
 //!   retired meanwhile could not be freed.
+//! * **Headroom.** Under a memory limit the domain knows, a thread
+//!   handing off a page while the shards hold more than
+//!   [`headroom_allowance`] (half of what would take the usage to the
+//!   limit's medium mark) waits, signal or not, until they hold half that,
+//!   for at most [`HEADROOM_MAX_WAIT`].
 //! * **`run_callbacks`.** What reclaim's call does at each priority.
 
 use std::time::{Duration, Instant};
@@ -354,6 +359,48 @@ pub(crate) fn held_up_waits(
 /// reader still in its section then is not merely preempted, and no
 /// thread waits on that grace period again.
 pub(crate) const HELD_UP_MAX_WAIT: Duration = Duration::from_millis(2);
+
+/// The least garbage a memory limit allows before retiring threads wait
+/// for it ([`headroom_allowance`]): below it the usage is never read.
+pub(crate) const HEADROOM_FLOOR: usize = 2 << 20;
+
+/// How often a retiring thread reads the usage while the shards hold more
+/// than [`HEADROOM_FLOOR`] and no more than the allowance: the rest of the
+/// process may have grown meanwhile. Over the allowance, every
+/// millisecond.
+pub(crate) const HEADROOM_READ_EVERY_MS: usize = 5;
+
+/// The longest a thread waits for its garbage per hand-off under a memory
+/// limit: as long as the pressure throttle waits behind a stalled grace
+/// period. A writer that went on after 2 ms (the held-up wait) piled 64 MiB
+/// of 1 MiB values in 160 ms behind a preempted reader.
+pub(crate) const HEADROOM_MAX_WAIT: Duration = PRESSURE_THROTTLE_MAX_WAIT_STALLED;
+
+/// The garbage (bytes on the shards) a domain under a memory limit may
+/// hold: half of what would take the usage to `mark` (the limit's medium
+/// watermark) were the rest of the process to stay as it was when `usage`
+/// (which counts `garbage`) was read; at least [`HEADROOM_FLOOR`].
+pub(crate) fn headroom_allowance(mark: usize, usage: usize, garbage: usize) -> usize {
+    let rest = usage.saturating_sub(garbage);
+    (mark.saturating_sub(rest) / 2).max(HEADROOM_FLOOR)
+}
+
+/// Whether a thread handing off a page waits for `garbage` to be freed
+/// under a memory limit that allows `allow`.
+pub(crate) fn headroom_waits(allow: usize, garbage: usize) -> bool {
+    garbage > allow
+}
+
+/// Whether such a wait is over: the shards hold half the allowance.
+pub(crate) fn headroom_wait_done(allow: usize, garbage: usize) -> bool {
+    garbage <= allow / 2
+}
+
+/// Whether the usage is read anew, `age_ms` after the last read, by a
+/// thread that finds the shards `over` the allowance or not.
+pub(crate) fn headroom_reads(over: bool, age_ms: usize) -> bool {
+    age_ms >= if over { 1 } else { HEADROOM_READ_EVERY_MS }
+}
 
 /// Whether a shard holding `count` entries becomes overloaded.
 pub(crate) fn shard_overloads(p: &Params, count: usize) -> bool {

@@ -315,6 +315,68 @@ impl Rcu {
         }
     }
 
+    /// Bounds the garbage this domain holds (values retired and not yet
+    /// freed) by a memory limit, with or without a pressure signal: a
+    /// thread that retires while the garbage is over half of what would
+    /// take `usage()` to `mark` bytes (the rest of the process as it was at
+    /// the last read; at least 2 MiB) waits, outside read-side sections,
+    /// for grace periods to end and the garbage to be freed, until it is
+    /// under half of that again, for at most 1 s per retire. The retiring
+    /// thread reads `usage` itself (only while the garbage is over 2 MiB,
+    /// at most every 5 ms, and every millisecond while over), so the bound
+    /// needs no monitor thread that gets a CPU in time. `usage` returns the
+    /// bytes in use, or `None` when it cannot tell (nothing waits then).
+    ///
+    /// [`sources::bound_garbage_by_cgroup`](crate::sources::bound_garbage_by_cgroup)
+    /// sets it from the process's cgroup (as
+    /// [`auto_pressure`](crate::sources::auto_pressure) and
+    /// [`budget_from_cgroup`](crate::sources::budget_from_cgroup) do);
+    /// `Stats::headroom_waits` counts the waits. A new call replaces the
+    /// bound.
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// // 85 MiB is where the process is short of memory; it uses 30.
+    /// rcu.bound_garbage(85 << 20, || Some(30 << 20));
+    /// assert!(rcu.garbage_bounded());
+    /// rcu.defer_drop(Box::new(vec![0u8; 64 << 10]));
+    /// assert_eq!(rcu.stats().headroom_waits, 0); // 27 MiB allowed
+    /// rcu.unbound_garbage();
+    /// assert!(!rcu.garbage_bounded());
+    /// ```
+    pub fn bound_garbage(
+        &self,
+        mark: usize,
+        usage: impl Fn() -> Option<usize> + Send + Sync + 'static,
+    ) {
+        self.inner()
+            .callbacks
+            .set_headroom(Some(crate::callbacks::Headroom::new(mark, Box::new(usage))));
+    }
+
+    /// Removes the bound of [`bound_garbage`](Rcu::bound_garbage).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// rcu.bound_garbage(64 << 20, || None);
+    /// rcu.unbound_garbage();
+    /// assert!(!rcu.garbage_bounded());
+    /// ```
+    pub fn unbound_garbage(&self) {
+        self.inner().callbacks.set_headroom(None);
+    }
+
+    /// Whether a memory limit bounds this domain's garbage
+    /// ([`bound_garbage`](Rcu::bound_garbage)).
+    ///
+    /// ```
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert!(!rcu.garbage_bounded());
+    /// ```
+    pub fn garbage_bounded(&self) -> bool {
+        self.inner().callbacks.has_headroom()
+    }
+
     /// Bytes freed by callbacks and deferred drops of this domain so far,
     /// on any thread: reclaim reads it around a call to credit frees that
     /// workers did on its behalf.

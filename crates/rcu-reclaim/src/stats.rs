@@ -140,6 +140,11 @@ pub struct Stats {
     pub held_up_waits: u64,
     /// Microseconds those waits took, in all.
     pub held_up_wait_us: u64,
+    /// Times a thread retiring memory waited because the garbage was over
+    /// what a memory limit allows ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage)).
+    pub headroom_waits: u64,
+    /// Microseconds those waits took, in all.
+    pub headroom_wait_us: u64,
     /// Pressure signals held now (all nodes together).
     pub pressure: usize,
     /// Whether fast mode is in force (pressure or its hysteresis).
@@ -246,6 +251,8 @@ impl Rcu {
             pressure_throttle_us: get(&k.pressure_throttle_us),
             held_up_waits: get(&k.held_up_waits),
             held_up_wait_us: get(&k.held_up_wait_us),
+            headroom_waits: get(&k.headroom_waits),
+            headroom_wait_us: get(&k.headroom_wait_us),
             pressure: cbs.pressure.total(),
             fast_mode: self.in_fast_mode(),
             fast_mode_entries: get(&cbs.pressure.entries),

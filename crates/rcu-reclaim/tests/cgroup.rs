@@ -666,3 +666,93 @@ fn writers_that_never_check_the_budget_survive_its_pressure() {
     }
     in_a_100_mib_cgroup("writers", WRITERS_TEST, WRITERS_CHILD);
 }
+
+const BOUND_CHILD: &str = "RCU_RECLAIM_CGROUP_BOUND_CHILD";
+const BOUND_TEST: &str =
+    "writers_behind_a_stalled_reader_keep_to_the_cgroup_limit_without_a_signal";
+
+/// Two writers store 1 MiB values beside 40 MiB of live data in a 100 MiB
+/// cgroup, while a reader holds its section for 150 ms every 200 ms (as a
+/// reader preempted on a loaded machine does), with no pressure monitor:
+/// the garbage is bounded by the cgroup's limit (`bound_garbage_by_cgroup`)
+/// and the writers wait for it, so the usage stays under the limit's
+/// medium mark. Without the bound the child was OOM-killed (set
+/// `RCU_RECLAIM_CGROUP_UNBOUND=1` to see it): a monitor reads the usage
+/// every 20 ms at best, from a thread that, on a loaded machine, may not
+/// get a CPU, and two writers had piled 64 MiB of garbage in 160 ms.
+#[test]
+fn writers_behind_a_stalled_reader_keep_to_the_cgroup_limit_without_a_signal() {
+    if let Some(name) = std::env::var_os(BOUND_CHILD) {
+        let name = name.to_string_lossy().into_owned();
+        wait_to_be_moved(&name);
+        let rcu = Rcu::global();
+        if std::env::var_os("RCU_RECLAIM_CGROUP_UNBOUND").is_none() {
+            let limit = rcu_reclaim::sources::bound_garbage_by_cgroup(rcu).unwrap();
+            assert_eq!(limit, 100 * MIB);
+        }
+        let touched = |seed: u64, len: usize| {
+            let mut v = vec![0u8; len];
+            for b in v.iter_mut().step_by(4096) {
+                *b = seed as u8 | 1; // touch every page
+            }
+            v
+        };
+        let _live: Vec<Vec<u8>> = (0..40).map(|i| touched(i, MIB)).collect();
+        let cell = Arc::new(rcu_reclaim::RcuCell::new(touched(0, MIB)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (c, s) = (cell.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    let g = Rcu::global().read_lock();
+                    n += c.load(&g).map_or(0, |v| u64::from(v[4096]));
+                    std::thread::sleep(Duration::from_millis(150));
+                    drop(g);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                n
+            })
+        };
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let c = cell.clone();
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    let mut i = 0;
+                    while start.elapsed() < Duration::from_secs(2) {
+                        c.store(Box::new(touched(i * 2 + w, MIB)));
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap();
+        let peak: usize = fs::read_to_string(
+            Path::new(V1_MEMORY_ROOT)
+                .join(&name)
+                .join("memory.max_usage_in_bytes"),
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        let s = rcu.stats();
+        println!(
+            "CHILD OK: peak usage {} MiB, {} waits, {} ms waiting",
+            peak / MIB,
+            s.headroom_waits,
+            s.headroom_wait_us / 1000
+        );
+        assert!(s.headroom_waits > 0, "{s:?}");
+        // 85 MiB is the medium mark; the values being written and the
+        // allocator's slack come on top of the garbage the bound counts.
+        assert!(peak < 90 * MIB, "peak usage {} MiB", peak / MIB);
+        return;
+    }
+    in_a_100_mib_cgroup("bound", BOUND_TEST, BOUND_CHILD);
+}

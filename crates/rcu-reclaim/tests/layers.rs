@@ -51,6 +51,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "callbacks/throttle.rs",
             "callbacks/worker.rs",
             "callbacks/fork.rs",
+            "callbacks/headroom.rs",
         ],
     ),
     ("grace-period thread", &["gp_thread.rs"]),

@@ -221,6 +221,7 @@ impl Rcu {
             // counts: a `call_sized` flood waits under pressure as
             // `defer_drop`'s does (before, it went on unthrottled).
             if bytes > 0 && !in_callback() && !crate::sync::NO_RECLAIM.with(Cell::get) {
+                self.wait_for_headroom();
                 self.wait_under_pressure();
             }
         }
@@ -246,6 +247,27 @@ impl Rcu {
             self.owe_throttle();
         }
         true
+    }
+
+    /// Under a memory limit the domain knows (`headroom.rs`), a retire
+    /// that booked memory waits while the garbage is over the limit's
+    /// allowance, outside a read-side section; inside one the section owes
+    /// the wait, as under pressure. Returns whether it waited.
+    #[cfg(not(loom))]
+    fn wait_for_headroom(&self) -> bool {
+        let inner = self.inner();
+        let cbs = &inner.callbacks;
+        if !cbs.has_headroom() {
+            return false;
+        }
+        if !self.in_read_section() && !self.foreign_reader_in_section() {
+            cbs.wait_for_headroom(&inner.gp, &|| self.start_background(true))
+        } else {
+            if cbs.over_headroom().is_some() {
+                self.owe_throttle();
+            }
+            false
+        }
     }
 
     /// Whether a page started at `since_ms` needs a kick of the
@@ -836,9 +858,11 @@ impl Rcu {
                 cbs.throttle_producer(&inner.gp, cbs.current_shard());
             }
             #[cfg(not(loom))]
+            let bounded = may_wait && self.wait_for_headroom();
+            #[cfg(not(loom))]
             let pressed = may_wait && self.wait_under_pressure();
             #[cfg(not(loom))]
-            if !pressed && may_wait && cbs.held_up(&inner.gp).is_some() {
+            if !pressed && !bounded && may_wait && cbs.held_up(&inner.gp).is_some() {
                 // No pressure, but a grace period held up by a reader that
                 // is not running: the same wait, shorter (see
                 // `Config::held_up_bytes`).
@@ -1173,9 +1197,10 @@ pub(crate) fn pay_owed_throttle(
         inner.callbacks.workers.ensure_started(inner);
         inner.kthread.kick(inner);
     };
+    let bounded = inner.callbacks.wait_for_headroom(&inner.gp, &kick);
     if inner.callbacks.pressure.total() > 0 {
         inner.callbacks.throttle_under_pressure(&inner.gp, &kick);
-    } else {
+    } else if !bounded {
         inner.callbacks.wait_held_up(&inner.gp, &kick);
     }
 }

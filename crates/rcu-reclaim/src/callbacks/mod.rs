@@ -51,6 +51,7 @@ mod drain;
 mod flush;
 #[cfg(not(loom))]
 mod fork;
+mod headroom;
 mod invoke;
 pub(crate) mod local;
 mod plan;
@@ -75,6 +76,8 @@ pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage};
 pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
 #[cfg(not(loom))]
 pub(crate) use fork::EngineLocks;
+#[cfg_attr(loom, allow(unused_imports))]
+pub(crate) use headroom::Headroom;
 pub(crate) use local::LocalBuffer;
 use segcblist::Entry;
 use shard::{InvokeLists, Shard, ShardState};
@@ -121,6 +124,8 @@ pub(crate) struct CbCounters {
     pub(crate) pressure_throttle_us: AtomicU64,
     pub(crate) held_up_waits: AtomicU64,
     pub(crate) held_up_wait_us: AtomicU64,
+    pub(crate) headroom_waits: AtomicU64,
+    pub(crate) headroom_wait_us: AtomicU64,
     pub(crate) calls: AtomicU64,
     pub(crate) deferred_drops: AtomicU64,
     pub(crate) invoked: AtomicU64,
@@ -153,6 +158,8 @@ pub(crate) struct Callbacks {
     panic_hook: Option<PanicHook>,
     /// Set while the total backlog is over `qovld`.
     overloaded: AtomicBool,
+    /// The bound on garbage under a memory limit (`headroom.rs`).
+    headroom: headroom::HeadroomState,
 }
 
 #[cfg(not(loom))]
@@ -207,6 +214,7 @@ impl Callbacks {
             workers,
             panic_hook,
             overloaded: AtomicBool::new(false),
+            headroom: headroom::HeadroomState::default(),
         }
     }
 

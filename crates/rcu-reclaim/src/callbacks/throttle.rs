@@ -196,7 +196,7 @@ impl Callbacks {
     /// Bytes on the shards: waiting for a grace period, or ready to free
     /// (what threads still buffer in their pages is not counted; under
     /// pressure the grace-period thread takes those at once).
-    fn shard_bytes(&self) -> usize {
+    pub(super) fn shard_bytes(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.bytes.load(Ordering::Relaxed))
@@ -232,6 +232,62 @@ impl Callbacks {
             return;
         }
         add(&self.counters.pressure_throttles, 1);
+        let waited = self.wait_for_frees(gp, kick, max_wait, &|bytes| {
+            policy::pressure_throttle_done(&self.params, signals(), bytes)
+        });
+        add(
+            &self.counters.pressure_throttle_us,
+            usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
+        );
+        if waited >= max_wait && max_wait >= policy::PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER {
+            self.report_held_up(gp, self.shard_bytes(), waited, "under memory pressure");
+        }
+    }
+
+    /// The bound under a memory limit (`headroom.rs`), for a thread that
+    /// has just handed off a page (or whose section owed it), outside
+    /// read-side sections of this domain, callbacks and reclaim: while the
+    /// shards hold more than the limit's allowance, waits as the pressure
+    /// throttle does until they hold half of it, for at most
+    /// `policy::HEADROOM_MAX_WAIT`; a wait that runs out is reported.
+    /// Returns whether it waited.
+    #[cfg(not(loom))]
+    pub(crate) fn wait_for_headroom(&self, gp: &GracePeriods, kick: &dyn Fn()) -> bool {
+        let Some(allow) = self.over_headroom() else {
+            return false;
+        };
+        let max_wait = left_in_call(policy::HEADROOM_MAX_WAIT);
+        if max_wait.is_zero() {
+            return false;
+        }
+        add(&self.counters.headroom_waits, 1);
+        let waited = self.wait_for_frees(gp, kick, max_wait, &|bytes| {
+            policy::headroom_wait_done(allow, bytes)
+        });
+        add(
+            &self.counters.headroom_wait_us,
+            usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
+        );
+        if waited >= max_wait {
+            self.report_held_up(gp, self.shard_bytes(), waited, "near its memory limit");
+        }
+        true
+    }
+
+    /// The wait of the pressure throttle and the headroom bound: moves
+    /// grace periods on (`try_advance`, which never waits), wakes the
+    /// workers of shards with ready pages and naps, until `done` holds of
+    /// the shards' bytes or `max_wait` has passed, or a runner is stuck
+    /// (which is reported). `kick` wakes the grace-period thread. Returns
+    /// how long it waited (counted against the current call's limit).
+    #[cfg(not(loom))]
+    fn wait_for_frees(
+        &self,
+        gp: &GracePeriods,
+        kick: &dyn Fn(),
+        max_wait: Duration,
+        done: &dyn Fn(usize) -> bool,
+    ) -> Duration {
         let target = gp.snapshot();
         let start = Instant::now();
         kick();
@@ -255,22 +311,13 @@ impl Callbacks {
                 break;
             }
             std::thread::sleep(policy::PRESSURE_THROTTLE_NAP);
-            if policy::pressure_throttle_done(&self.params, signals(), self.shard_bytes())
-                || start.elapsed() >= max_wait
-            {
+            if done(self.shard_bytes()) || start.elapsed() >= max_wait {
                 break;
             }
         }
         let waited = start.elapsed();
         spent_in_call(waited);
-        add(
-            &self.counters.pressure_throttle_us,
-            usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
-        );
-        let left = self.shard_bytes();
-        if waited >= max_wait && max_wait >= policy::PRESSURE_THROTTLE_MAX_WAIT_FAR_OVER {
-            self.report_held_up(gp, left, waited);
-        }
+        waited
     }
 
     /// The grace period a thread that has just handed off a page waits for
@@ -343,13 +390,19 @@ impl Callbacks {
     }
 
     /// Says, loudly and at most once a second, that a thread retiring
-    /// under pressure waited its longest while `bytes` waited to be freed,
+    /// under pressure (or near its memory limit: `why`) waited its longest while `bytes` waited to be freed,
     /// and names the readers the grace period in progress waits for: one
     /// that stays in its section holds every free up (the stall warning
     /// comes only after `stall_timeout`, 21 s by default, and the cgroup's
     /// OOM killer may act first).
     #[cfg(not(loom))]
-    fn report_held_up(&self, gp: &GracePeriods, bytes: usize, waited: std::time::Duration) {
+    fn report_held_up(
+        &self,
+        gp: &GracePeriods,
+        bytes: usize,
+        waited: std::time::Duration,
+        why: &str,
+    ) {
         static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
         let late: Vec<String> = gp
             .holdouts()
@@ -365,8 +418,8 @@ impl Callbacks {
             format!("the grace period waits for {}", late.join(", "))
         };
         REPORTS.warn_loud(&format!(
-            "rcu-reclaim: under memory pressure, a thread retiring garbage waited {} ms for it \
-             to be freed and goes on with {} MiB still waiting: {who}; keep read-side \
+            "rcu-reclaim: {why}, a thread retiring garbage waited {} ms for it to be freed and \
+             goes on with {} MiB still waiting: {who}; keep read-side \
              sections short (a section that lasts holds back every value retired meanwhile), \
              or retire large values with RcuCell::store_sync",
             waited.as_millis(),

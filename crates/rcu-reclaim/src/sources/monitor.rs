@@ -557,6 +557,9 @@ pub(crate) fn auto_pressure_in(
     reclaimer: Option<Arc<Reclaimer>>,
 ) -> PressureMonitor {
     let (source, passed_over) = best_source(rss_threshold);
+    // A signal may come too late (its thread short of CPU): the garbage is
+    // bounded by the cgroup's limit as well, by the retiring threads.
+    super::bound_garbage_if_limited(rcu);
     let quiet = Duration::from_secs(2);
     let monitor = PressureMonitor::start_linked(rcu, source, quiet, budget, reclaimer);
     *lock(&monitor.shared.passed_over) = passed_over;
@@ -656,6 +659,7 @@ pub fn budget_from_cgroup(
             .saturating_sub(u64::try_from(cached).unwrap_or(u64::MAX))
     })?;
     budget.trim_heap_on_stall();
+    super::bound_garbage_if_limited(budget.reclaimer().rcu());
     Ok(budget)
 }
 

@@ -1,0 +1,212 @@
+//! The bound on garbage under a memory limit: a domain that knows the
+//! limit of the cgroup it runs in (and how to read its usage) keeps the
+//! garbage waiting for grace periods within what the cgroup has left.
+//!
+//! A thread handing off a page while the shards hold more than the
+//! allowance (`policy::headroom_allowance`: half of what would take the
+//! usage to its medium mark, were everything else to stay) waits, outside
+//! read-side sections, for grace periods to end and the garbage to be
+//! freed, until the shards hold half the allowance, for at most
+//! `policy::HEADROOM_MAX_WAIT` per hand-off. Unlike the pressure throttle,
+//! it needs no pressure signal, and so no monitor thread that gets a CPU
+//! in time: on a loaded machine a reader preempted inside its section
+//! held a grace period up while two writers of 1 MiB values piled 64 MiB
+//! of garbage in 160 ms, and the cgroup's OOM killer acted before the
+//! monitor had read the usage once.
+//!
+//! The usage is read by the retiring thread itself (a `pread` of the
+//! cgroup's usage file, half a microsecond), only while the shards hold
+//! more than `policy::HEADROOM_FLOOR`, and at most every
+//! `policy::HEADROOM_READ_EVERY_MS` (every millisecond while over the
+//! allowance).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::Callbacks;
+use crate::clock::epoch_ms;
+use crate::policy;
+use crate::sync::lock_std;
+
+/// Reads the usage a limit is measured by, in bytes (`None`: unreadable).
+pub(crate) type UsageReader = Box<dyn Fn() -> Option<usize> + Send + Sync>;
+
+/// A memory limit the garbage must fit in: the usage at which its cgroup
+/// is under pressure (its medium watermark), and how to read the usage.
+pub(crate) struct Headroom {
+    /// Usage past which the cgroup is under pressure.
+    pub(crate) mark: usize,
+    pub(crate) usage: UsageReader,
+    /// `epoch_ms()` of the last read (0: never).
+    read_ms: AtomicUsize,
+}
+
+impl Headroom {
+    pub(crate) fn new(mark: usize, usage: UsageReader) -> Headroom {
+        Headroom {
+            mark,
+            usage,
+            read_ms: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// The engine's bound (see the module docs).
+pub(crate) struct HeadroomState {
+    /// The shards' bytes allowed at the last read; `usize::MAX` while no
+    /// limit is known (the common case costs one load per hand-off).
+    allow: AtomicUsize,
+    limit: std::sync::Mutex<Option<Arc<Headroom>>>,
+}
+
+impl Default for HeadroomState {
+    fn default() -> Self {
+        HeadroomState {
+            allow: AtomicUsize::new(usize::MAX),
+            limit: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Callbacks {
+    /// Bounds the garbage by `limit` from now on (`None`: no bound).
+    pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
+        let on = limit.is_some();
+        *lock_std(&self.headroom.limit) = limit.map(Arc::new);
+        // 0 makes the next hand-off over the floor read the usage.
+        self.headroom
+            .allow
+            .store(if on { 0 } else { usize::MAX }, Ordering::Relaxed);
+    }
+
+    /// Whether a limit bounds the garbage.
+    pub(crate) fn has_headroom(&self) -> bool {
+        self.headroom.allow.load(Ordering::Relaxed) != usize::MAX
+    }
+
+    /// The allowance, if the shards hold more than it now: reads the
+    /// usage anew when the last read is older than
+    /// `policy::HEADROOM_READ_EVERY_MS` (or a millisecond, while over).
+    pub(crate) fn over_headroom(&self) -> Option<usize> {
+        let allow = self.headroom.allow.load(Ordering::Relaxed);
+        if allow == usize::MAX {
+            return None;
+        }
+        let garbage = self.shard_bytes();
+        if garbage <= policy::HEADROOM_FLOOR {
+            return None;
+        }
+        let limit = lock_std(&self.headroom.limit).clone()?;
+        let now = epoch_ms();
+        let age = now.saturating_sub(limit.read_ms.load(Ordering::Relaxed));
+        if !policy::headroom_reads(garbage > allow, age) {
+            return policy::headroom_waits(allow, garbage).then_some(allow);
+        }
+        limit.read_ms.store(now, Ordering::Relaxed);
+        let usage = (limit.usage)()?;
+        let allow = policy::headroom_allowance(limit.mark, usage, garbage);
+        self.headroom.allow.store(allow, Ordering::Relaxed);
+        policy::headroom_waits(allow, garbage).then_some(allow)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Headroom;
+    use crate::{Config, Rcu};
+
+    /// A domain under a mark of 64 MiB whose usage is `live` bytes and
+    /// its garbage (the default pace: a page of 1 MiB values goes to its
+    /// shard at once).
+    fn limited(live: &Arc<AtomicUsize>) -> Rcu {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let live = live.clone();
+        let inner = Arc::downgrade(rcu.inner());
+        rcu.inner().callbacks.set_headroom(Some(Headroom::new(
+            64 << 20,
+            Box::new(move || {
+                let inner = inner.upgrade()?;
+                Some(live.load(Ordering::Relaxed) + inner.callbacks.pending(&inner.gp).1)
+            }),
+        )));
+        rcu
+    }
+
+    /// Garbage over half the room left waits for a grace period (a
+    /// reader that leaves after 100 ms); under it, none waits.
+    #[test]
+    fn garbage_over_the_room_left_waits_for_its_grace_period() {
+        // 40 MiB live under a 64 MiB mark: 12 MiB of garbage allowed.
+        let usage = Arc::new(AtomicUsize::new(40 << 20));
+        let rcu = limited(&usage);
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let r = rcu.clone();
+        let reader = std::thread::spawn(move || {
+            let _section = r.read_lock();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        });
+        held_rx.recv().unwrap();
+        // 8 MiB: within the allowance, no wait.
+        for i in 0..8u8 {
+            rcu.defer_drop_sized(Box::new(vec![i; 1 << 20]), 1 << 20);
+        }
+        assert_eq!(rcu.stats().headroom_waits, 0);
+        // 8 more: over it, the next hand-off waits until the reader has
+        // left and the garbage is freed.
+        let t = std::time::Instant::now();
+        for i in 0..8u8 {
+            rcu.defer_drop_sized(Box::new(vec![i; 1 << 20]), 1 << 20);
+        }
+        let s = rcu.stats();
+        assert!(s.headroom_waits >= 1, "{s:?}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(50),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(rcu.pending_bytes() <= 12 << 20, "{}", rcu.pending_bytes());
+        reader.join().unwrap();
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    }
+
+    /// A usage read anew lifts the bound: with the cgroup nearly empty the
+    /// same garbage waits for nothing.
+    #[test]
+    fn room_left_is_read_anew_by_the_retiring_thread() {
+        let usage = Arc::new(AtomicUsize::new(58 << 20));
+        let rcu = limited(&usage);
+        let inner = rcu.inner();
+        let cbs = &inner.callbacks;
+        assert!(cbs.has_headroom());
+        // Nothing waits: the shards hold no more than the floor.
+        assert_eq!(cbs.over_headroom(), None);
+        let guard = rcu.read_lock();
+        for i in 0..4u8 {
+            // Inside a section: owed, not waited.
+            rcu.defer_drop_sized(Box::new(vec![i; 1 << 20]), 1 << 20);
+        }
+        assert!(rcu.pending_bytes() >= 4 << 20);
+        // 58 MiB live: 3 MiB allowed (half of 64 - 58), 2.5 MiB if the
+        // last page is still this thread's (counted as live).
+        let allow = cbs.over_headroom();
+        assert!(
+            matches!(allow, Some(a) if (5 << 19..=3 << 20).contains(&a)),
+            "{allow:?}"
+        );
+        usage.store(8 << 20, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(
+            2 * crate::policy::HEADROOM_READ_EVERY_MS as u64,
+        ));
+        assert_eq!(cbs.over_headroom(), None, "read anew: 30 MiB allowed");
+        drop(guard);
+        cbs.set_headroom(None);
+        assert!(!cbs.has_headroom());
+        rcu.barrier();
+    }
+}
