@@ -483,8 +483,10 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
     free_stopped::<F>(crdp);
 }
 
-/// `call_rcu_data_free` off the crdp's own thread: stops the thread, hands
-/// what it still holds to the default crdp and unlists it.
+/// `call_rcu_data_free` off the crdp's own thread: stops the thread (once
+/// it has run what it held, or finished the batch in hand: see
+/// `CallRcuData::stop`), hands what is still queued to the default crdp
+/// and unlists it.
 fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     // Its thread may be waiting for a grace period: offline meanwhile.
     // Handed over before it leaves the list: a barrier that does not find
@@ -493,8 +495,14 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     // Dead first: a thread that still has it installed (a misuse) stops
     // choosing it; what it queued meanwhile is swept to the default.
     crdp.dead.store(true, Ordering::Release);
+    // As liburcu, the thread runs what is queued before it stops, which
+    // takes a grace period; not if the caller is inside a read-side section
+    // (liburcu deadlocks there: the thread waits for the caller's section,
+    // the caller for the thread). Then it stops at once, and what is
+    // queued goes to the default crdp.
+    let now = F::in_read_section();
     F::offline_while(|| {
-        crdp.stop();
+        crdp.stop(now);
         crdp.hand_over(&default_crdp::<F>());
         all().retain(|c| !Arc::ptr_eq(c, &crdp));
     });

@@ -339,6 +339,11 @@ struct State {
     /// it to catch up with `queued`.
     done: u64,
     stop: bool,
+    /// With `stop`: the thread stops without taking what is queued into a
+    /// last batch (the freeing caller is inside a read-side section, which
+    /// that batch's grace period would wait for while the caller waits for
+    /// the thread).
+    stop_now: bool,
     stopped: bool,
     /// Freed (or lost in a fork): what it still held went to the default,
     /// and is counted in `done` here.
@@ -509,7 +514,11 @@ impl CallRcuData {
     }
 
     /// The thread: take what was queued, wait for a grace period, invoke
-    /// it; park for fork; stop (after the batch in hand) on free.
+    /// it; park for fork; stop on free. As liburcu's `call_rcu_thread`, it
+    /// looks at the stop request only after a batch: asked to stop while
+    /// idle, it first takes what is queued and runs it; asked while it runs
+    /// a batch, it finishes that batch and stops, leaving what was queued
+    /// behind it for `hand_over`.
     fn run(self: Arc<Self>) {
         if self.cpu_affinity >= 0 {
             set_affinity(self.cpu_affinity);
@@ -534,32 +543,41 @@ impl CallRcuData {
                     st.paused = false;
                     continue;
                 }
-                if st.stop {
+                if st.stop && st.stop_now {
                     st.stopped = true;
                     self.progress.notify_all();
                     return;
                 }
-                if self.incoming.load(Ordering::Acquire).is_null() {
-                    // Pairs with `push_chain` and `wake_if_sleeping`: the
-                    // store and load here and the push's exchange and load
-                    // of `sleeping` are all SeqCst, so in their single
-                    // order either the push's exchange comes before this
-                    // load (which sees its head), or this store comes
-                    // before the push's load (which sees `sleeping`).
-                    self.sleeping.store(true, Ordering::SeqCst);
-                    if self.incoming.load(Ordering::SeqCst).is_null() {
-                        st = wait(&self.wake, st);
-                    }
-                    self.sleeping.store(false, Ordering::Relaxed);
-                    let idle_wake = !st.pause && !st.stop;
-                    drop(st);
-                    if idle_wake && !self.rcu.in_fast_mode() {
-                        std::thread::sleep(GATHER);
-                    }
-                    continue;
+            }
+            if !self.incoming.load(Ordering::Acquire).is_null() {
+                self.run_batch();
+            }
+            let mut st = lock(&self.state);
+            if st.stop {
+                // What was queued since the batch was taken stays queued
+                // (the freeing caller hands it to the default crdp).
+                st.stopped = true;
+                self.progress.notify_all();
+                return;
+            }
+            if self.incoming.load(Ordering::Acquire).is_null() {
+                // Pairs with `push_chain` and `wake_if_sleeping`: the
+                // store and load here and the push's exchange and load
+                // of `sleeping` are all SeqCst, so in their single
+                // order either the push's exchange comes before this
+                // load (which sees its head), or this store comes
+                // before the push's load (which sees `sleeping`).
+                self.sleeping.store(true, Ordering::SeqCst);
+                if self.incoming.load(Ordering::SeqCst).is_null() {
+                    st = wait(&self.wake, st);
+                }
+                self.sleeping.store(false, Ordering::Relaxed);
+                let idle_wake = !st.pause && !st.stop;
+                drop(st);
+                if idle_wake && !self.rcu.in_fast_mode() {
+                    std::thread::sleep(GATHER);
                 }
             }
-            self.run_batch();
         }
     }
 
@@ -803,12 +821,16 @@ impl CallRcuData {
         (st.handed.clone(), false)
     }
 
-    /// Stops the thread after the batch in hand (what is still queued stays
-    /// queued: see `hand_over`); `join` unless the thread is the caller.
-    pub(crate) fn stop(&self) {
+    /// Stops the thread, as liburcu's `call_rcu_data_free` does: once it
+    /// has finished the batch in hand or, idle, taken what is queued and
+    /// run it (unless `now`: then it takes nothing more). What is still
+    /// queued then stays queued (see `hand_over`). Returns once the thread
+    /// has stopped, and `join`s it.
+    pub(crate) fn stop(&self, now: bool) {
         let handle = {
             let mut st = lock(&self.state);
             st.stop = true;
+            st.stop_now |= now;
             self.wake.notify_all();
             while !st.stopped {
                 st = wait(&self.progress, st);
@@ -963,6 +985,37 @@ mod tests {
             .leak()
     }
 
+    static RAN_BEFORE_STOP: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count_before_stop(_: *mut RcuHead) {
+        RAN_BEFORE_STOP.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// As liburcu's `call_rcu_data_free`: the thread, asked to stop while
+    /// idle, first runs what is queued (before: it stopped at once, and
+    /// everything went to the default crdp).
+    #[test]
+    fn a_thread_stopped_while_idle_runs_what_is_queued_first() {
+        let rcu: &'static Rcu = Box::leak(Box::new(
+            Rcu::new(rcu_reclaim::Config::new()).expect("a domain"),
+        ));
+        let crdp = CallRcuData::spawn(rcu, -1, ThreadHooks::NONE);
+        let hs: &'static mut [RcuHead] = (0..3)
+            .map(|_| RcuHead {
+                next: ptr::null_mut(),
+                func: Some(count_before_stop),
+            })
+            .collect::<Vec<_>>()
+            .leak();
+        for h in hs.iter_mut() {
+            crdp.push(h, 0);
+        }
+        crdp.stop(false);
+        assert_eq!(RAN_BEFORE_STOP.load(Ordering::Relaxed), 3);
+        assert!(crdp.incoming.load(Ordering::Relaxed).is_null());
+        assert_eq!(lock(&crdp.state).done, 3);
+    }
+
     #[test]
     fn callers_fill_the_next_batch_while_one_waits_for_its_grace_period() {
         let rcu = Rcu::global();
@@ -1002,7 +1055,7 @@ mod tests {
         crdp.wait_drained();
         assert_eq!(crdp.backlog().0, 0);
         assert_eq!(RAN.load(Ordering::Relaxed), 2 * PUSH_BACK_AT as usize + 1);
-        crdp.stop();
+        crdp.stop(false);
     }
 
     static RAN_PRESSURED: AtomicUsize = AtomicUsize::new(0);
@@ -1047,6 +1100,6 @@ mod tests {
         assert!(!crdp.push(&mut rest[1], 0));
         crdp.wait_drained();
         assert_eq!(RAN_PRESSURED.load(Ordering::Relaxed), n);
-        crdp.stop();
+        crdp.stop(false);
     }
 }

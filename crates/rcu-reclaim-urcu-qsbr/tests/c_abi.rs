@@ -121,6 +121,17 @@ fn misuse_in_callbacks_returns_with_a_message() {
     }
 }
 
+/// `call_rcu_data_free` as liburcu's: asked to stop while idle, the
+/// thread first runs the callbacks queued on it (they have run, on that
+/// thread, when the free returns; before: they went to the default
+/// call_rcu_data at once and ran there later); asked while it runs a
+/// batch, the free waits for the batch to end, and what was queued behind
+/// it runs on the default thread, by `rcu_barrier` at the latest.
+#[test]
+fn call_rcu_data_free_lets_the_thread_run_what_it_holds() {
+    same_as_liburcu("call_rcu_data_free");
+}
+
 #[test]
 fn offline_threads_never_block_synchronize_rcu() {
     same_as_liburcu("offline");

@@ -148,6 +148,17 @@ fn inlined_and_exported_read_side_calls_mix() {
     same_as_liburcu("lgpl_mixed");
 }
 
+/// `call_rcu_data_free` as liburcu's: asked to stop while idle, the
+/// thread first runs the callbacks queued on it (they have run, on that
+/// thread, when the free returns; before: they went to the default
+/// call_rcu_data at once and ran there later); asked while it runs a
+/// batch, the free waits for the batch to end, and what was queued behind
+/// it runs on the default thread, by `rcu_barrier` at the latest.
+#[test]
+fn call_rcu_data_free_lets_the_thread_run_what_it_holds() {
+    same_as_liburcu("call_rcu_data_free");
+}
+
 #[test]
 fn per_cpu_and_per_thread_call_rcu_data() {
     same_as_liburcu("per_cpu");
