@@ -30,6 +30,13 @@ const SEQ_STATE_MASK: u64 = 3;
 const SPIN_ROUNDS: u32 = 100;
 /// Yield rounds (after spinning) before a normal waiter parks.
 const YIELD_ROUNDS: u32 = 20;
+/// In a process forked without `Rcu::prepare_fork`, how long a slot
+/// claimed in the parent holds up a grace period before it is reported
+/// (if the stall timeout is longer): its thread most likely does not exist
+/// here, and the section never ends. Not at once: the thread that forked
+/// came along, still in its parent's slot, and its own sections end.
+const FORKED_STALL_REPORT: Duration = Duration::from_secs(1);
+
 /// Under loom (no clock), how often a yielding waiter checks for stalls.
 /// Elsewhere an expedited waiter, which never parks, reads the clock at
 /// every yield: on an oversubscribed CPU one yield can take a whole time
@@ -870,14 +877,38 @@ impl GracePeriods {
 
     /// Reports `slot` once if it has held up the grace period past the stall
     /// timeout; returns how long to park before checking again.
+    ///
+    /// In a process forked without `Rcu::prepare_fork`, a slot claimed in
+    /// the parent is reported after [`FORKED_STALL_REPORT`] instead (if the
+    /// stall timeout is longer): its thread most likely does not exist here
+    /// (only the thread that forked came along), so its section can never
+    /// end. The grace period still waits for it (what was read under it may
+    /// have been handed to the thread that forked).
     fn check_stall(&self, slot: &Slot, started: Instant) -> Duration {
         let limit = self.stall_timeout;
         let waited = started.elapsed();
         if waited < limit {
-            return limit - waited;
+            if self.pid.load(Ordering::Relaxed) == crate::reader::current_pid() {
+                return limit - waited;
+            }
+            let early = limit.min(FORKED_STALL_REPORT);
+            if waited < early {
+                return early - waited;
+            }
+            if self.of_another_process(slot) {
+                self.report_stall(slot, waited, limit);
+            }
+            return (limit - waited).min(Duration::from_secs(1));
         }
         self.report_stall(slot, waited, limit);
         limit.min(Duration::from_secs(1))
+    }
+
+    /// Whether `slot` was claimed by a thread of another process (the one
+    /// this process was forked from without `Rcu::prepare_fork`).
+    fn of_another_process(&self, slot: &Slot) -> bool {
+        let owner = lock(&slot.owner).pid;
+        owner != 0 && owner != crate::reader::current_pid()
     }
 
     /// Reports `slot`'s section once (per section) as holding up a grace
@@ -900,14 +931,18 @@ impl GracePeriods {
             let here = crate::reader::current_pid();
             let msg = if owner.pid != 0 && owner.pid != here {
                 format!(
-                    "rcu-reclaim: reader stall: thread '{}' (tid {}) of process {} was inside a \
-                     read-side section of domain {} when this process ({}) was forked from it \
-                     without Rcu::prepare_fork(); that thread does not exist here, so its section \
-                     never ends and grace periods of the domain wait for good (waited {:?}, stall \
-                     timeout {:?}). Call rcu.prepare_fork() before fork() and ForkGuard::child() in \
-                     the child (parent() in the parent); on the liburcu drop-in, \
-                     call_rcu_before_fork() and call_rcu_after_fork_child()",
-                    owner.name, owner.tid, owner.pid, self.id, here, waited, limit
+                    "rcu-reclaim: reader stall: thread '{}' (tid {}) of process {}, registered \
+                     before this process ({}) was forked from it without Rcu::prepare_fork(), has \
+                     held up a grace period of domain {} for {:?} (stall timeout {:?}): inside a \
+                     read-side section (or, QSBR, online) at the fork, it does not exist here \
+                     (unless it is the thread that forked, which runs on here), so its section \
+                     never ends and grace periods of the domain wait for good. Call \
+                     rcu.prepare_fork() before fork() and ForkGuard::child() in the child \
+                     (parent() in the parent); on the liburcu drop-in, call_rcu_before_fork() \
+                     before fork(), call_rcu_after_fork_parent() in the parent and \
+                     call_rcu_after_fork_child() in the child (urcu_memb_call_rcu_before_fork() \
+                     etc., or register the three once with pthread_atfork())",
+                    owner.name, owner.tid, owner.pid, here, self.id, waited, limit
                 )
             } else if slot.abandoned.load(Ordering::Relaxed)
                 && !slot.raw_only.load(Ordering::Relaxed)
