@@ -919,6 +919,26 @@ mod tests {
     }
 
     #[test]
+    fn garbage_under_a_limit_may_take_half_the_room_left_to_its_mark() {
+        const MIB: usize = 1 << 20;
+        // 85 MiB mark, 40 MiB in use of which 10 garbage: 30 MiB live,
+        // 55 left, 27.5 allowed.
+        assert_eq!(
+            headroom_allowance(85 * MIB, 40 * MIB, 10 * MIB),
+            55 * MIB / 2
+        );
+        // Live data past the mark (or usage under the garbage): the floor.
+        assert_eq!(headroom_allowance(85 * MIB, 90 * MIB, 0), HEADROOM_FLOOR);
+        assert_eq!(headroom_allowance(85 * MIB, 0, 10 * MIB), 85 * MIB / 2);
+        assert!(!headroom_waits(8 * MIB, 8 * MIB) && headroom_waits(8 * MIB, 8 * MIB + 1));
+        assert!(headroom_wait_done(8 * MIB, 4 * MIB) && !headroom_wait_done(8 * MIB, 4 * MIB + 1));
+        // Usage read every few ms, every ms while over.
+        assert!(!headroom_reads(false, HEADROOM_READ_EVERY_MS - 1));
+        assert!(headroom_reads(false, HEADROOM_READ_EVERY_MS));
+        assert!(!headroom_reads(true, 0) && headroom_reads(true, 1));
+    }
+
+    #[test]
     fn the_throttle_starts_over_its_mark_and_ends_at_half() {
         assert!(!throttles(THROTTLE_PAGES) && throttles(THROTTLE_PAGES + 1));
         assert!(throttle_done(THROTTLE_PAGES / 2) && !throttle_done(THROTTLE_PAGES / 2 + 1));
