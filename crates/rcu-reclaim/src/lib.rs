@@ -266,6 +266,16 @@
 //! ([`regrow_after`](RcuCacheBuilder::regrow_after)); then it grows back
 //! to its cap in steps, doubling every quarter second. Byte counts are `usize` throughout.
 //!
+//! What waits for a grace period is bounded as well: in a cgroup with a
+//! memory limit, a domain served by [`sources::auto_pressure`] (a cache's
+//! `auto_pressure` included) or by a budget from
+//! [`sources::budget_from_cgroup`] makes a thread that retires while its
+//! garbage is over half of the room left below 85 % of the limit wait for
+//! that garbage to be freed, with or without a pressure signal
+//! ([`Rcu::bound_garbage`], [`sources::bound_garbage_by_cgroup`]): a reader
+//! preempted in its section on a loaded machine no longer lets writers of
+//! large values pile garbage up to the limit.
+//!
 //! Freed entries go back to the allocator, which keeps much of that memory
 //! for later allocations: the process's resident size (and its cgroup's
 //! usage) falls when glibc gives pages back to the kernel. The pressure

@@ -508,7 +508,11 @@ fn pause(s: &Shared, d: Duration) {
 /// [`MonitorStats::source`] says so: the events above may never come
 /// before the cgroup's OOM killer (the machine-wide PSI file does not see
 /// a cgroup's limit, and anonymous memory without swap is killed without
-/// stalling or being scanned). A program that can allocate more than about
+/// stalling or being scanned). The domain's garbage is bounded by that
+/// limit as well ([`bound_garbage_by_cgroup`](super::bound_garbage_by_cgroup)):
+/// retiring threads read the usage themselves and wait for their garbage
+/// while it is over half of the room left below 85 %, which needs no
+/// monitor thread that gets a CPU in time. A program that can allocate more than about
 /// 5 % of its limit in the time a cache takes to shrink (a grace period and
 /// the frees), or beside another allocator that does (a memory hog in the
 /// same cgroup), needs a budget as well ([`budget_from_cgroup`]), which is
@@ -625,7 +629,9 @@ pub(crate) fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec
 ///
 /// The usage is the cgroup's charge less its inactive page cache (from its
 /// `memory.stat`, read at most every 20 ms), which the kernel reclaims
-/// before it OOM-kills: the working set container runtimes judge by.
+/// before it OOM-kills: the working set container runtimes judge by. The
+/// reclaimer's domain has its garbage bounded by the same limit
+/// ([`bound_garbage_by_cgroup`](super::bound_garbage_by_cgroup)).
 ///
 /// The cgroup charges what the allocator holds, freed blocks included: a
 /// reclaim step whose frees the usage does not show trims the heap (glibc's
