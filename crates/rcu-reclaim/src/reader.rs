@@ -474,7 +474,7 @@ struct Registrations {
 impl Drop for Registrations {
     fn drop(&mut self) {
         // Forget the fast-path cache first: the slots are being handed back.
-        let _ = CACHE.try_with(|c| c.domain_id.set(0));
+        let _ = CACHE.try_with(Cache::clear);
         self.list.get_mut().clear();
     }
 }
@@ -483,6 +483,34 @@ impl Drop for Registrations {
 struct Cache {
     domain_id: Cell<u64>,
     slot: Cell<*const Slot>,
+}
+
+impl Cache {
+    /// Names `slot` as this thread's in the domain numbered `id`.
+    fn set(&self, id: u64, slot: *const Slot) {
+        self.domain_id.set(id);
+        self.slot.set(slot);
+    }
+
+    /// Names no domain.
+    fn clear(&self) {
+        self.set(0, ptr::null());
+    }
+}
+
+/// Names `slot` in this thread's cache as its slot in the domain `id`.
+fn cache_set(id: u64, slot: *const Slot) {
+    CACHE.with(|c| c.set(id, slot));
+}
+
+/// Clears this thread's cache if it names `slot` (being handed back). The
+/// cache has no destructor: reachable even while the thread exits.
+fn cache_forget(slot: &Slot) {
+    let _ = CACHE.try_with(|c| {
+        if ptr::eq(c.slot.get(), slot) {
+            c.clear();
+        }
+    });
 }
 
 #[cfg(not(loom))]
@@ -558,10 +586,7 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
     });
     match found {
         Ok(slot) if !slot.is_null() => {
-            CACHE.with(|c| {
-                c.domain_id.set(id);
-                c.slot.set(slot);
-            });
+            cache_set(id, slot);
             slot
         }
         _ => late_slot(id, registry),
@@ -584,10 +609,7 @@ fn late_slot(id: u64, registry: &Arc<Registry>) -> *const Slot {
     // another domain's: a section open in it must be found again.
     #[cfg(not(loom))]
     if let Some(slot) = late_exit::find(id) {
-        CACHE.with(|c| {
-            c.domain_id.set(id);
-            c.slot.set(slot);
-        });
+        cache_set(id, slot);
         return slot;
     }
     let slot = registry.claim();
@@ -609,10 +631,7 @@ fn late_slot(id: u64, registry: &Arc<Registry>) -> *const Slot {
     s.late.set(true);
     #[cfg(not(loom))]
     late_exit::remember(id, registry, slot);
-    CACHE.with(|c| {
-        c.domain_id.set(id);
-        c.slot.set(slot);
-    });
+    cache_set(id, slot);
     slot
 }
 
@@ -630,13 +649,7 @@ fn release_late(slot: &Slot, registry: &Registry) {
     if slot.nest.get() != 0 {
         return;
     }
-    // The cache has no destructor: always reachable.
-    CACHE.with(|c| {
-        if ptr::eq(c.slot.get(), slot) {
-            c.domain_id.set(0);
-            c.slot.set(ptr::null());
-        }
-    });
+    cache_forget(slot);
     slot.late.set(false);
     // Kept until the slot is handed back: it may hold the last reference
     // to the registry, which owns the slot.
@@ -661,7 +674,7 @@ mod late_exit {
     use std::ptr;
     use std::sync::OnceLock;
 
-    use super::{let_go, Registry, Slot, CACHE};
+    use super::{cache_forget, let_go, Registry, Slot};
     use crate::sync::Arc;
 
     /// This thread's late slots still claimed: the domain's id, its
@@ -744,12 +757,7 @@ mod late_exit {
             // SAFETY: listed slots are this thread's and still claimed;
             // `registry` keeps them alive.
             let slot = unsafe { &*slot };
-            let _ = CACHE.try_with(|c| {
-                if ptr::eq(c.slot.get(), slot) {
-                    c.domain_id.set(0);
-                    c.slot.set(ptr::null());
-                }
-            });
+            cache_forget(slot);
             slot.late.set(false);
             let_go(slot, &registry);
         }
@@ -842,8 +850,7 @@ pub(crate) fn unregister(id: u64, registry: &Registry) -> bool {
                 release_late(slot, registry);
                 return;
             }
-            c.domain_id.set(0);
-            c.slot.set(ptr::null());
+            c.clear();
         }
     });
     crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
