@@ -73,10 +73,19 @@ impl Callbacks {
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
         let on = limit.is_some();
         *lock_std(&self.headroom.limit) = limit.map(Arc::new);
-        // 0 makes the next hand-off over the floor read the usage.
-        self.headroom
-            .allow
-            .store(if on { 0 } else { usize::MAX }, Ordering::Relaxed);
+        // The least allowance until the first read (which the next
+        // hand-off over it makes: the limit was never read). Never less: a
+        // thread that finds another reading uses it meanwhile, and waits
+        // until the shards hold half of it (at 0 it waited its full bound
+        // for an empty domain).
+        self.headroom.allow.store(
+            if on {
+                policy::HEADROOM_FLOOR
+            } else {
+                usize::MAX
+            },
+            Ordering::Relaxed,
+        );
     }
 
     /// Whether a limit bounds the garbage.
@@ -184,6 +193,12 @@ mod tests {
         let inner = rcu.inner();
         let cbs = &inner.callbacks;
         assert!(cbs.has_headroom());
+        // Before the first read, the floor: a thread that found another
+        // reading waited with an allowance of 0, for its full bound.
+        assert_eq!(
+            cbs.headroom.allow.load(Ordering::Relaxed),
+            crate::policy::HEADROOM_FLOOR
+        );
         // Nothing waits: the shards hold no more than the floor.
         assert_eq!(cbs.over_headroom(), None);
         let guard = rcu.read_lock();
