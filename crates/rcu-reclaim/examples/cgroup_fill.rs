@@ -12,6 +12,7 @@
 //!   (`NO_CHECK=1`: never, leaving it to the pressure source; `TRACE=1`
 //!   prints usage, pending bytes and the pressure throttle's count every
 //!   8 ms; `STUCK_MS=n`: a third reader holds one section for n ms;
+//!   `AUTO_ONLY=1`: no budget, only `auto_pressure(512 MiB)`;
 //!   `IN_GUARD=1`: each store inside a read-side section);
 //! * `store-crossbeam`: `store`'s writers and readers on crossbeam-epoch;
 //! * `hog` / `hog-budget`: an `auto_pressure` cache (with a budget) filled
@@ -33,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcu_reclaim::reclaim::Reclaimer;
-use rcu_reclaim::sources::{auto_pressure_for, budget_from_cgroup};
+use rcu_reclaim::sources::{auto_pressure, auto_pressure_for, budget_from_cgroup};
 use rcu_reclaim::{Rcu, RcuCache, RcuCell};
 
 const MIB: usize = 1 << 20;
@@ -133,14 +134,19 @@ fn main() {
             );
         }
         "store" => {
-            let budget =
-                Arc::new(budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap());
-            let monitor = auto_pressure_for(&budget);
+            // AUTO_ONLY=1: no budget, only `auto_pressure` (and no check).
+            let budget = std::env::var_os("AUTO_ONLY").is_none().then(|| {
+                Arc::new(budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap())
+            });
+            let monitor = match &budget {
+                Some(budget) => auto_pressure_for(budget),
+                None => auto_pressure(512 << 20),
+            };
             // NO_MONITOR=1: no pressure source at all (the monitor stops).
             let monitor = (std::env::var_os("NO_MONITOR").is_none()).then_some(monitor);
             println!(
-                "limit {} MiB, source {:?}",
-                budget.limit() / MIB,
+                "limit {:?} MiB, source {:?}",
+                budget.as_ref().map(|b| b.limit() / MIB),
                 monitor.as_ref().map(|m| m.stats().source)
             );
             // baseline live data: 50 MiB
@@ -196,7 +202,7 @@ fn main() {
                             if i % 2 == 0 {
                                 Rcu::global().defer_drop(Box::new(page(i, 256 << 10)));
                             }
-                            if check {
+                            if let Some(b) = b.as_ref().filter(|_| check) {
                                 b.check();
                             }
                         }
@@ -239,7 +245,7 @@ fn main() {
                 "END survived in {:.2}s; peak rss {} MiB; budget {:?}; monitor {:?}",
                 t0.elapsed().as_secs_f64(),
                 peak / MIB,
-                budget.stats(),
+                budget.map(|b| b.stats()),
                 monitor.map(|m| m.stats())
             );
         }
