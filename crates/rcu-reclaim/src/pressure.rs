@@ -325,7 +325,10 @@ impl Rcu {
     /// thread reads `usage` itself (only while the garbage is over 2 MiB,
     /// at most every 5 ms, and every millisecond while over), so the bound
     /// needs no monitor thread that gets a CPU in time. `usage` returns the
-    /// bytes in use, or `None` when it cannot tell (nothing waits then).
+    /// bytes in use, or `None` when it cannot tell (nothing waits then);
+    /// it runs on a retiring thread, which may hold the caller's locks, so
+    /// it must not block on them, retire, or panic (a panic is caught,
+    /// reported, and bounds nothing).
     ///
     /// [`sources::bound_garbage_by_cgroup`](crate::sources::bound_garbage_by_cgroup)
     /// sets it from the process's cgroup (as

@@ -51,6 +51,10 @@ impl Headroom {
     }
 }
 
+/// The allowance while the usage cannot be read: nothing waits (the
+/// usage is read again at the usual pace).
+const UNKNOWN: usize = usize::MAX - 1;
+
 /// The engine's bound (see the module docs).
 pub(crate) struct HeadroomState {
     /// The shards' bytes allowed at the last read; `usize::MAX` while no
@@ -112,7 +116,27 @@ impl Callbacks {
             return policy::headroom_waits(allow, garbage).then_some(allow);
         }
         limit.read_ms.store(now, Ordering::Relaxed);
-        let usage = (limit.usage)()?;
+        // The user's reader runs on a retiring thread, maybe inside a
+        // `Drop` (where a panic escaping would abort): caught, and the
+        // bound then waits for nothing.
+        let usage = match crate::sync::catch_panic(|| (limit.usage)()) {
+            Ok(Some(usage)) => usage,
+            Ok(None) => {
+                // Unknown: nothing waits until a read (in a few ms) tells.
+                self.headroom.allow.store(UNKNOWN, Ordering::Relaxed);
+                return None;
+            }
+            Err(msg) => {
+                self.headroom.allow.store(UNKNOWN, Ordering::Relaxed);
+                static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
+                REPORTS.warn_loud(&format!(
+                    "rcu-reclaim: the usage reader of Rcu::bound_garbage panicked ({}); the \
+                     garbage is not bounded until it returns a value: a reader must not panic",
+                    msg.as_deref().unwrap_or("no message")
+                ));
+                return None;
+            }
+        };
         let allow = policy::headroom_allowance(limit.mark, usage, garbage);
         self.headroom.allow.store(allow, Ordering::Relaxed);
         policy::headroom_waits(allow, garbage).then_some(allow)
@@ -223,5 +247,24 @@ mod tests {
         cbs.set_headroom(None);
         assert!(!cbs.has_headroom());
         rcu.barrier();
+    }
+
+    /// A usage reader that panics bounds nothing and says so; the retire
+    /// that ran it goes on (inside a `Drop` a panic escaping would abort).
+    #[test]
+    fn a_usage_reader_that_panics_is_reported_not_propagated() {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        rcu.bound_garbage(64 << 20, || panic!("no usage here"));
+        let guard = rcu.read_lock();
+        let stderr = crate::sys::tests::stderr_of(|| {
+            for i in 0..4u8 {
+                rcu.defer_drop_sized(Box::new(vec![i; 1 << 20]), 1 << 20);
+            }
+            assert_eq!(rcu.inner().callbacks.over_headroom(), None);
+        });
+        assert!(stderr.contains("no usage here"), "{stderr}");
+        drop(guard);
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
     }
 }
