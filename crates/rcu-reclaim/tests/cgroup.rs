@@ -613,13 +613,6 @@ fn writers_that_never_check_the_budget_survive_its_pressure() {
         wait_to_be_moved(&name.to_string_lossy());
         let budget = Arc::new(budget_from_cgroup(Arc::new(Reclaimer::new(Rcu::global()))).unwrap());
         let _monitor = rcu_reclaim::sources::auto_pressure_for(&budget);
-        let touched = |seed: u64, len: usize| {
-            let mut v = vec![0u8; len];
-            for b in v.iter_mut().step_by(4096) {
-                *b = seed as u8 | 1; // touch every page
-            }
-            v
-        };
         let _live: Vec<Vec<u8>> = (0..50).map(|i| touched(i, MIB)).collect();
         let cell = Arc::new(rcu_reclaim::RcuCell::new(touched(0, MIB)));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -690,13 +683,6 @@ fn writers_behind_a_stalled_reader_keep_to_the_cgroup_limit_without_a_signal() {
             let limit = rcu_reclaim::sources::bound_garbage_by_cgroup(rcu).unwrap();
             assert_eq!(limit, 100 * MIB);
         }
-        let touched = |seed: u64, len: usize| {
-            let mut v = vec![0u8; len];
-            for b in v.iter_mut().step_by(4096) {
-                *b = seed as u8 | 1; // touch every page
-            }
-            v
-        };
         let _live: Vec<Vec<u8>> = (0..40).map(|i| touched(i, MIB)).collect();
         let cell = Arc::new(rcu_reclaim::RcuCell::new(touched(0, MIB)));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -755,4 +741,13 @@ fn writers_behind_a_stalled_reader_keep_to_the_cgroup_limit_without_a_signal() {
         return;
     }
     in_a_100_mib_cgroup("bound", BOUND_TEST, BOUND_CHILD);
+}
+
+/// `len` bytes with every page touched (charged to the cgroup).
+fn touched(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    for b in v.iter_mut().step_by(4096) {
+        *b = seed as u8 | 1;
+    }
+    v
 }
