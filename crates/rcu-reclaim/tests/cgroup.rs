@@ -391,6 +391,66 @@ fn a_cgroup_budget_reclaims_to_high_without_emptying_the_cache() {
     in_a_100_mib_cgroup("budget", BUDGET_TEST, BUDGET_CHILD);
 }
 
+const HEAVY_CHILD: &str = "RCU_RECLAIM_CGROUP_HEAVY_CHILD";
+const HEAVY_TEST: &str = "a_cgroup_budget_evicts_heavy_values_by_the_step_not_the_whole_cache";
+
+/// As `a_cgroup_budget_reclaims_to_high_without_emptying_the_cache`, with
+/// values of 64 KiB..1 MiB: once the cache has filled to the budget,
+/// reclaim keeps it over half the limit (the usage back at `high`, 80 %). Each of the budget's steps (1.5 MiB) evicted a
+/// batch of 128 values, 46 to 58 MiB, the whole cache: it was emptied
+/// again and again with the cgroup's usage far under `high`.
+#[test]
+fn a_cgroup_budget_evicts_heavy_values_by_the_step_not_the_whole_cache() {
+    if let Some(name) = std::env::var_os(HEAVY_CHILD) {
+        wait_to_be_moved(&name.to_string_lossy());
+        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+        reclaimer.set_oom_handler(|_| {});
+        let budget = Arc::new(budget_from_cgroup(reclaimer).unwrap());
+        let cache: rcu_reclaim::RcuCache<u64, Vec<u8>> = rcu_reclaim::RcuCache::builder()
+            .max_bytes(1 << 30)
+            .budget(&budget)
+            .build();
+        // The least the cache held once it had first reached 60 MiB.
+        let (mut full, mut least) = (false, usize::MAX);
+        let mut filled = 0;
+        for i in 0u64.. {
+            // 64 KiB..1 MiB, mixed (splitmix64's finaliser)
+            let mut h = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h ^= h >> 31;
+            let len = (64 + h % (1024 - 63)) as usize * 1024;
+            if filled + len > 300 * MIB {
+                break;
+            }
+            filled += len;
+            let mut v = vec![0u8; len];
+            for b in v.iter_mut().step_by(4096) {
+                *b = i as u8 | 1; // touch every page
+            }
+            cache.insert(i, v);
+            full |= cache.bytes() >= 60 * MIB;
+            if full {
+                least = least.min(cache.bytes());
+            }
+        }
+        println!(
+            "CHILD OK: cache {} MiB, at least {} MiB once full, of a {} MiB budget; {:?}",
+            cache.bytes() / MIB,
+            least / MIB,
+            budget.limit() / MIB,
+            budget.stats()
+        );
+        assert!(full, "the cache never reached 60 MiB");
+        assert!(
+            least > budget.limit() / 2,
+            "reclaim left {least} bytes in the cache ({:?})",
+            budget.stats()
+        );
+        return;
+    }
+    in_a_100_mib_cgroup("heavy", HEAVY_TEST, HEAVY_CHILD);
+}
+
 const WARNED_CHILD: &str = "RCU_RECLAIM_CGROUP_WARNED_CHILD";
 const WARNED_TEST: &str = "caches_that_the_cgroup_limit_would_kill_first_are_warned_about";
 

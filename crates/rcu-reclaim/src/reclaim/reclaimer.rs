@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::shrinker::{scan_target, ShrinkControl, Shrinker, FRUITLESS_BATCHES, SHRINK_BATCH};
+use super::shrinker::{
+    scan_target, Scanned, ShrinkControl, Shrinker, FRUITLESS_BATCHES, SHRINK_BATCH,
+};
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
 use crate::sync::{lock, Mutex, NO_RECLAIM};
@@ -835,39 +837,80 @@ impl Reclaimer {
         if freeable == 0 {
             return;
         }
+        // What this reclaim has evicted, each byte once: freed at once, or
+        // queued for RCU (whether RCU has freed it since or not; what it
+        // freed is in `freed_bytes` too, and was counted twice, so that
+        // pieces sized by the bytes still wanted shrank to one object
+        // while the target was far off).
         let in_hand = |done: &Reclaimed| {
-            done.freed_bytes.saturating_add(if self.rcu_aware {
-                done.queued_via_rcu_bytes
+            if self.rcu_aware {
+                let direct = done.freed_bytes.saturating_sub(done.freed_by_rcu_bytes);
+                direct.saturating_add(done.queued_via_rcu_bytes.max(done.freed_by_rcu_bytes))
             } else {
-                0
-            })
+                done.freed_bytes
+            }
         };
         let before = if own { in_hand(done) } else { 0 };
         let deferred = reg.deferred.swap(0, Ordering::Relaxed);
         let mut total = scan_target(freeable, priority, s.seeks(), deferred);
         let mut fruitless = 0;
-        while total >= SHRINK_BATCH || (total > 0 && total >= freeable) {
-            let nr = total.min(SHRINK_BATCH);
-            ctl = ShrinkControl::new(mask.clone(), priority, nr);
-            let got = s.scan(&mut ctl);
-            fruitless = fruitless_after(fruitless, &got);
-            book_scan(s.frees_via_rcu(), got, &ctl, done, pass);
-            total -= ctl.scanned().min(total);
-            // With the RCU loop on, what this call queued through RCU will
-            // be freed by it (the pass ends with `run_callbacks`): evict
-            // about the target and let a grace period free it, in steps,
-            // rather than evict all the priority allows at once and hold
-            // it all as garbage (the kernel's SWAP_CLUSTER_MAX steps).
-            if ctl.stopped()
-                || ctl.scanned() == 0
-                || in_hand(done) - before >= target
-                || fruitless >= FRUITLESS_BATCHES
-            {
+        // What this call's scans evicted: the bytes an object weighs here.
+        let mut seen = Scanned::default();
+        'batches: while total >= SHRINK_BATCH || (total > 0 && total >= freeable) {
+            // The kernel's batch of objects, scanned in pieces sized by the
+            // bytes still wanted: `SHRINK_BATCH` objects of a cache of
+            // 64 KiB..1 MiB values were 50 MiB, the whole cache, for a
+            // budget's step of 1.5 MiB (each step emptied it again).
+            let mut batch = total.min(SHRINK_BATCH);
+            let mut got_in_batch = Scanned::default();
+            while batch > 0 {
+                let wanted = target.saturating_sub(in_hand(done) - before);
+                let nr = piece_of_batch(batch, wanted, seen);
+                ctl = ShrinkControl::new(mask.clone(), priority, nr);
+                let got = s.scan(&mut ctl);
+                seen.freed = seen.freed.saturating_add(got.freed);
+                seen.bytes = seen.bytes.saturating_add(got.bytes);
+                got_in_batch.freed = got_in_batch.freed.saturating_add(got.freed);
+                got_in_batch.bytes = got_in_batch.bytes.saturating_add(got.bytes);
+                book_scan(s.frees_via_rcu(), got, &ctl, done, pass);
+                let scanned = ctl.scanned().min(batch);
+                total -= scanned.min(total);
+                batch -= scanned;
+                // With the RCU loop on, what this call queued through RCU
+                // will be freed by it (the pass ends with `run_callbacks`):
+                // evict about the target and let a grace period free it,
+                // in steps, rather than evict all the priority allows at
+                // once and hold it all as garbage (the kernel's
+                // SWAP_CLUSTER_MAX steps).
+                if ctl.stopped() || scanned == 0 || in_hand(done) - before >= target {
+                    break 'batches;
+                }
+            }
+            fruitless = fruitless_after(fruitless, &got_in_batch);
+            if fruitless >= FRUITLESS_BATCHES {
                 break;
             }
         }
         reg.deferred
             .fetch_add(total.min(freeable.saturating_mul(2)), Ordering::Relaxed);
+    }
+}
+
+/// The objects to scan next out of the `batch` left of a kernel batch,
+/// for `wanted` bytes more, by what `seen` says this shrinker's scans
+/// evicted so far in this call: a single object first, to learn the
+/// weight; then as many as weigh `wanted` at the weight seen on average
+/// (rounded down, at least one), but at most as many as were seen (so a
+/// light first object does not size a piece of heavy ones); the whole
+/// rest where the shrinker reports no bytes. A scan then overshoots its
+/// target by about an object, not by a batch (128 objects).
+fn piece_of_batch(batch: usize, wanted: usize, seen: Scanned) -> usize {
+    if seen.freed == 0 {
+        return 1.min(batch);
+    }
+    match seen.bytes / seen.freed {
+        0 => batch,
+        weight => (wanted / weight).clamp(1, seen.freed).min(batch),
     }
 }
 
