@@ -170,17 +170,25 @@ mod tests {
     }
 
     /// Garbage over half the room left waits for a grace period (a
-    /// reader that leaves after 100 ms); under it, none waits.
+    /// reader that leaves 100 ms after the second batch starts); under
+    /// it, none waits.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "timing: a reader leaves after 100 ms of the interpreter's clock, which \
+                  megabytes of writes outrun"
+    )]
     fn garbage_over_the_room_left_waits_for_its_grace_period() {
         // 40 MiB live under a 64 MiB mark: 12 MiB of garbage allowed.
         let usage = Arc::new(AtomicUsize::new(40 << 20));
         let rcu = limited(&usage);
         let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let r = rcu.clone();
         let reader = std::thread::spawn(move || {
             let _section = r.read_lock();
             held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
             std::thread::sleep(Duration::from_millis(100));
         });
         held_rx.recv().unwrap();
@@ -191,6 +199,7 @@ mod tests {
         assert_eq!(rcu.stats().headroom_waits, 0);
         // 8 more: over it, the next hand-off waits until the reader has
         // left and the garbage is freed.
+        go_tx.send(()).unwrap();
         let t = std::time::Instant::now();
         for i in 0..8u8 {
             rcu.defer_drop_sized(Box::new(vec![i; 1 << 20]), 1 << 20);
