@@ -560,6 +560,12 @@ impl CallRcuData {
                 self.progress.notify_all();
                 return;
             }
+            // A pause asked for while the batch ran (its notification
+            // went to no waiter) is answered at the top of the loop, not
+            // slept through: `pause` (before fork) would wait for good.
+            if st.pause {
+                continue;
+            }
             if self.incoming.load(Ordering::Acquire).is_null() {
                 // Pairs with `push_chain` and `wake_if_sleeping`: the
                 // store and load here and the push's exchange and load

@@ -328,6 +328,15 @@ fn a_fork_waits_for_a_callback_flushing_defer_rcu() {
     same_as_liburcu("fork_during_defer_barrier_in_callback");
 }
 
+/// The fork hooks asked while the call_rcu thread runs a batch, 300
+/// times: the thread answers the pause after the batch (before: it could
+/// sleep with the pause pending, and `call_rcu_before_fork` waited for
+/// good; liburcu's own `test_urcu_fork` hung so).
+#[test]
+fn a_pause_asked_during_a_batch_is_answered() {
+    same_as_liburcu("pause_during_batch");
+}
+
 /// Forks through the hooks while other threads flood `call_rcu`: a fork
 /// that finds a call_rcu_data's lock held by one of them (its push-back,
 /// its wake-up of the call_rcu thread) must still give the child a working
