@@ -145,6 +145,13 @@ pub struct Stats {
     pub headroom_waits: u64,
     /// Microseconds those waits took, in all.
     pub headroom_wait_us: u64,
+    /// Times a thread queueing a [`call`](crate::Rcu::call) (which books
+    /// no bytes) waited because more than 4,096 entries were outstanding
+    /// (queued, ready, or in a worker's hands) while a pressure signal was
+    /// held or the usage was over a memory limit's mark.
+    pub call_backlog_waits: u64,
+    /// Microseconds those waits took, in all.
+    pub call_backlog_wait_us: u64,
     /// Pressure signals held now (all nodes together).
     pub pressure: usize,
     /// Whether fast mode is in force (pressure or its hysteresis).
@@ -253,6 +260,8 @@ impl Rcu {
             held_up_wait_us: get(&k.held_up_wait_us),
             headroom_waits: get(&k.headroom_waits),
             headroom_wait_us: get(&k.headroom_wait_us),
+            call_backlog_waits: get(&k.call_backlog_waits),
+            call_backlog_wait_us: get(&k.call_backlog_wait_us),
             pressure: cbs.pressure.total(),
             fast_mode: self.in_fast_mode(),
             fast_mode_entries: get(&cbs.pressure.entries),

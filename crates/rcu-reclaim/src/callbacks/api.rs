@@ -220,9 +220,13 @@ impl Rcu {
             // Memory booked on the shard is what the pressure throttle
             // counts: a `call_sized` flood waits under pressure as
             // `defer_drop`'s does (before, it went on unthrottled).
-            if bytes > 0 && !in_callback() && !crate::sync::NO_RECLAIM.with(Cell::get) {
-                self.wait_for_headroom();
-                self.wait_under_pressure();
+            if !in_callback() && !crate::sync::NO_RECLAIM.with(Cell::get) {
+                if bytes > 0 {
+                    self.wait_for_headroom();
+                    self.wait_under_pressure();
+                } else {
+                    self.wait_for_call_backlog();
+                }
             }
         }
         #[cfg(loom)]
@@ -247,6 +251,25 @@ impl Rcu {
             self.owe_throttle();
         }
         true
+    }
+
+    /// Under a memory limit the domain knows or while a pressure signal is
+    /// held, a `call` that books no bytes waits while too many entries are
+    /// outstanding (`Callbacks::wait_for_call_backlog`), outside a
+    /// read-side section; inside one the section owes the wait, as under
+    /// pressure. Without a limit or a signal: two loads.
+    #[cfg(not(loom))]
+    fn wait_for_call_backlog(&self) {
+        let inner = self.inner();
+        let cbs = &inner.callbacks;
+        if !cbs.has_headroom() && cbs.pressure.total() == 0 {
+            return;
+        }
+        if !self.in_read_section() && !self.foreign_reader_in_section() {
+            cbs.wait_for_call_backlog(&inner.gp, &|| self.start_background(true));
+        } else if cbs.call_backlog_due() {
+            self.owe_throttle();
+        }
     }
 
     /// Under a memory limit the domain knows (`headroom.rs`), a retire
@@ -872,6 +895,12 @@ impl Rcu {
                     self.owe_throttle();
                 }
             }
+            // Callbacks that book no bytes, which none of the waits above
+            // sees: bounded by their count under pressure or a limit.
+            #[cfg(not(loom))]
+            if may_wait && kind == Kind::Call && bytes == 0 {
+                self.wait_for_call_backlog();
+            }
         }
         #[cfg(loom)]
         let _ = may_wait;
@@ -1203,4 +1232,6 @@ pub(crate) fn pay_owed_throttle(
     } else if !bounded {
         inner.callbacks.wait_held_up(&inner.gp, &kick);
     }
+    // Owed by a `call` that booked no bytes, maybe.
+    inner.callbacks.wait_for_call_backlog(&inner.gp, &kick);
 }

@@ -20,7 +20,7 @@
 //! `policy::HEADROOM_READ_EVERY_MS` (every millisecond while over the
 //! allowance).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::Callbacks;
@@ -39,6 +39,10 @@ pub(crate) struct Headroom {
     pub(crate) usage: UsageReader,
     /// `epoch_ms()` of the last read (0: never).
     read_ms: AtomicUsize,
+    /// `epoch_ms()` of the last read for `usage_over_mark` (0: never).
+    over_read_ms: AtomicUsize,
+    /// Whether the usage was over `mark` at that read.
+    over: AtomicBool,
 }
 
 impl Headroom {
@@ -47,6 +51,8 @@ impl Headroom {
             mark,
             usage,
             read_ms: AtomicUsize::new(0),
+            over_read_ms: AtomicUsize::new(0),
+            over: AtomicBool::new(false),
         }
     }
 }
@@ -95,6 +101,35 @@ impl Callbacks {
     /// Whether a limit bounds the garbage.
     pub(crate) fn has_headroom(&self) -> bool {
         self.headroom.allow.load(Ordering::Relaxed) != usize::MAX
+    }
+
+    /// Whether a memory limit is known and the usage is over its mark:
+    /// read anew when the last read for this is older than
+    /// `policy::HEADROOM_READ_EVERY_MS` (a millisecond while over). For
+    /// `wait_for_call_backlog`, which has no bytes to weigh (a `call`
+    /// books none). A usage that cannot be read, or a reader that panics
+    /// (reported by `over_headroom`), is not over.
+    pub(crate) fn usage_over_mark(&self) -> bool {
+        if !self.has_headroom() {
+            return false;
+        }
+        let Some(limit) = lock_std(&self.headroom.limit).clone() else {
+            return false;
+        };
+        let was = limit.over.load(Ordering::Relaxed);
+        let now = epoch_ms();
+        let last = limit.over_read_ms.load(Ordering::Relaxed);
+        // 0: never read (the clock counts from the process's start).
+        if last != 0 && !policy::headroom_reads(was, now.saturating_sub(last)) {
+            return was;
+        }
+        limit.over_read_ms.store(now, Ordering::Relaxed);
+        let over = matches!(
+            crate::sync::catch_panic(|| (limit.usage)()),
+            Ok(Some(usage)) if usage > limit.mark
+        );
+        limit.over.store(over, Ordering::Relaxed);
+        over
     }
 
     /// The allowance, if the shards hold more than it now: reads the

@@ -126,6 +126,8 @@ pub(crate) struct CbCounters {
     pub(crate) held_up_wait_us: AtomicU64,
     pub(crate) headroom_waits: AtomicU64,
     pub(crate) headroom_wait_us: AtomicU64,
+    pub(crate) call_backlog_waits: AtomicU64,
+    pub(crate) call_backlog_wait_us: AtomicU64,
     pub(crate) calls: AtomicU64,
     pub(crate) deferred_drops: AtomicU64,
     pub(crate) invoked: AtomicU64,

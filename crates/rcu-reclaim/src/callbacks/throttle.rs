@@ -232,7 +232,7 @@ impl Callbacks {
             return;
         }
         add(&self.counters.pressure_throttles, 1);
-        let waited = self.wait_for_frees(gp, kick, max_wait, &|bytes| {
+        let waited = self.wait_for_frees(gp, kick, max_wait, true, &|bytes| {
             policy::pressure_throttle_done(&self.params, signals(), bytes)
         });
         add(
@@ -261,7 +261,7 @@ impl Callbacks {
             return false;
         }
         add(&self.counters.headroom_waits, 1);
-        let waited = self.wait_for_frees(gp, kick, max_wait, &|bytes| {
+        let waited = self.wait_for_frees(gp, kick, max_wait, true, &|bytes| {
             policy::headroom_wait_done(allow, bytes)
         });
         add(
@@ -274,11 +274,79 @@ impl Callbacks {
         true
     }
 
+    /// Entries handed to the shards (callbacks and deferred drops) and not
+    /// yet run: waiting for a grace period, ready, or taken by a worker
+    /// that has not finished its batch (`invoked` is counted at a batch's
+    /// end). What threads still buffer in their pages is not counted.
+    pub(crate) fn outstanding(&self) -> u64 {
+        let c = &self.counters;
+        // `invoked` first: an entry is counted queued before it runs.
+        let invoked = c.invoked.load(Ordering::Relaxed);
+        let queued = c.calls.load(Ordering::Relaxed) + c.deferred_drops.load(Ordering::Relaxed);
+        queued.saturating_sub(invoked)
+    }
+
+    /// Whether a thread that has just queued a `call` booking no bytes
+    /// should wait for the backlog (`wait_for_call_backlog`): more than
+    /// `policy::CALL_BACKLOG` entries outstanding while a pressure signal
+    /// is held or the usage is over a known limit's mark.
+    #[cfg(not(loom))]
+    pub(crate) fn call_backlog_due(&self) -> bool {
+        self.outstanding() > policy::CALL_BACKLOG
+            && (self.pressure.total() > 0 || self.usage_over_mark())
+    }
+
+    /// The bound on callbacks that book no bytes, for a thread that has
+    /// just queued one (or whose section owed the wait), outside read-side
+    /// sections of this domain, callbacks and reclaim: while
+    /// `call_backlog_due`, waits as the pressure throttle does (moving
+    /// grace periods on, waking the workers) until the entries outstanding
+    /// are half what they were, for at most `policy::call_backlog_max_wait`
+    /// (within the current call's limit). Neither the pressure throttle
+    /// nor the headroom bound sees such callbacks (they count bytes), and
+    /// the producer throttle counts only what waits ready on the shard,
+    /// not what a worker has taken: four threads queueing closures that
+    /// own 4 KiB each in a 100 MiB cgroup were OOM-killed in every run,
+    /// most of the backlog in the worker's hands. The callbacks still run
+    /// on the workers only (the caller may hold a lock one takes), so the
+    /// caller only waits, and the wait is bounded. Returns whether it
+    /// waited.
+    #[cfg(not(loom))]
+    pub(crate) fn wait_for_call_backlog(&self, gp: &GracePeriods, kick: &dyn Fn()) -> bool {
+        if !self.call_backlog_due() {
+            return false;
+        }
+        let backlog = self.outstanding();
+        let mut max_wait = policy::call_backlog_max_wait(backlog);
+        if self.runner_stuck() {
+            // A worker asleep in the kernel for 5 ms on one callback: near
+            // a cgroup's limit, its frees and faults wait for reclaim, and
+            // stopping at once (as the byte-counting waits do) let the
+            // flood on (OOM-killed 2 runs of 3). It may also wait for a
+            // lock this thread holds: the wait goes on, but for no more
+            // than the short bound, so that costs a delay, not a deadlock.
+            max_wait = max_wait.min(policy::PRESSURE_THROTTLE_MAX_WAIT);
+        }
+        let max_wait = left_in_call(max_wait);
+        if max_wait.is_zero() {
+            return false;
+        }
+        add(&self.counters.call_backlog_waits, 1);
+        let target = backlog / 2;
+        let waited =
+            self.wait_for_frees(gp, kick, max_wait, false, &|_| self.outstanding() <= target);
+        add(
+            &self.counters.call_backlog_wait_us,
+            usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
+        );
+        true
+    }
+
     /// The wait of the pressure throttle and the headroom bound: moves
     /// grace periods on (`try_advance`, which never waits), wakes the
     /// workers of shards with ready pages and naps, until `done` holds of
-    /// the shards' bytes or `max_wait` has passed, or a runner is stuck
-    /// (which is reported). `kick` wakes the grace-period thread. Returns
+    /// the shards' bytes or `max_wait` has passed, or (`stop_if_stuck`) a
+    /// runner is stuck (which is reported). `kick` wakes the grace-period thread. Returns
     /// how long it waited (counted against the current call's limit).
     #[cfg(not(loom))]
     fn wait_for_frees(
@@ -286,6 +354,7 @@ impl Callbacks {
         gp: &GracePeriods,
         kick: &dyn Fn(),
         max_wait: Duration,
+        stop_if_stuck: bool,
         done: &dyn Fn(usize) -> bool,
     ) -> Duration {
         let target = gp.snapshot();
@@ -300,7 +369,7 @@ impl Callbacks {
                     self.wake_worker(cpu);
                 }
             }
-            if self.runner_stuck() {
+            if stop_if_stuck && self.runner_stuck() {
                 // A worker (or a thread running a barrier or reclaim) has
                 // spent `WORKER_STUCK_MS` on one callback or destructor: if
                 // it waits for a lock this thread holds, the wait would run
@@ -431,6 +500,52 @@ impl Callbacks {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use crate::{Config, Rcu};
+
+    /// The entries outstanding, which the bound on `call`s counts, come
+    /// back to 0 once everything has run (a count that drifted up would
+    /// make every `call` under pressure wait), and a flood of `call`s
+    /// under a limit whose usage is over its mark, behind a reader that
+    /// holds every grace period up, waits (it booked no bytes, so no other
+    /// wait saw it).
+    #[test]
+    fn calls_that_book_no_bytes_wait_for_their_backlog_under_a_limit() {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        // Usage over the mark: the bound applies from the first read.
+        rcu.bound_garbage(64 << 20, || Some(80 << 20));
+        let cbs = &rcu.inner().callbacks;
+        assert!(cbs.usage_over_mark());
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let r = rcu.clone();
+        let reader = std::thread::spawn(move || {
+            let _section = r.read_lock();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        });
+        held_rx.recv().unwrap();
+        go_tx.send(()).unwrap();
+        let n = 3 * crate::policy::CALL_BACKLOG as usize;
+        for i in 0..n {
+            let v = vec![i as u8; 16];
+            rcu.call(move || drop(v));
+        }
+        let s = rcu.stats();
+        assert!(s.call_backlog_waits >= 1, "{s:?}");
+        reader.join().unwrap();
+        rcu.barrier();
+        assert_eq!(cbs.outstanding(), 0, "{:?}", rcu.stats());
+        // Without a limit or a signal, nothing waits.
+        rcu.unbound_garbage();
+        let before = rcu.stats().call_backlog_waits;
+        for i in 0..n {
+            let v = vec![i as u8; 16];
+            rcu.call(move || drop(v));
+        }
+        assert_eq!(rcu.stats().call_backlog_waits, before);
+        rcu.barrier();
+        assert_eq!(cbs.outstanding(), 0);
+    }
 
     /// A wait that runs out behind a reader that stays in its section says
     /// so on standard error (no `tracing` subscriber here) and names the
