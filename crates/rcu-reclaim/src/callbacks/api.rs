@@ -90,7 +90,13 @@ impl Rcu {
     /// for garbage to be freed as [`defer_drop`](Rcu::defer_drop) does.
     ///
     /// A callback given to `call` books no bytes: pressure, the budget's
-    /// reclaim and the pressure throttle do not see what it will free. A
+    /// reclaim and the pressure throttle do not see what it will free.
+    /// Only its count is bounded: while a pressure signal is held, or the
+    /// usage of a memory limit the domain knows ([`Rcu::bound_garbage`])
+    /// is over three quarters of its mark, a call that hands off a page
+    /// while more than 4,096 callbacks and deferred values are outstanding
+    /// waits (outside read-side sections) until they are half as many, for
+    /// at most 10 ms (100 ms over 16,384; `Stats::call_backlog_waits`). A
     /// closure that owns memory (a buffer it drops) gives its size with
     /// [`call_sized`](Rcu::call_sized), or the value is retired with
     /// [`defer_drop`](Rcu::defer_drop), which weighs it.

@@ -103,7 +103,8 @@ impl Callbacks {
         self.headroom.allow.load(Ordering::Relaxed) != usize::MAX
     }
 
-    /// Whether a memory limit is known and the usage is over its mark:
+    /// Whether a memory limit is known and the usage is over three
+    /// quarters of its mark (`policy::call_backlog_usage_over`):
     /// read anew when the last read for this is older than
     /// `policy::HEADROOM_READ_EVERY_MS` (a millisecond while over). For
     /// `wait_for_call_backlog`, which has no bytes to weigh (a `call`
@@ -126,7 +127,7 @@ impl Callbacks {
         limit.over_read_ms.store(now, Ordering::Relaxed);
         let over = matches!(
             crate::sync::catch_panic(|| (limit.usage)()),
-            Ok(Some(usage)) if usage > limit.mark
+            Ok(Some(usage)) if policy::call_backlog_usage_over(limit.mark, usage)
         );
         limit.over.store(over, Ordering::Relaxed);
         over

@@ -21,6 +21,16 @@
 //!   of CPU, could not run, and were OOM-killed in 3 runs of 3 although a
 //!   pressure source had put the domain in fast mode.
 //!
+//! * **Call backlog** (a pressure signal held, or a known memory limit's
+//!   usage over three quarters of its mark): `call` books no bytes, so a
+//!   thread handing off a page of calls while more than
+//!   `policy::CALL_BACKLOG` entries are outstanding (queued, ready or in a
+//!   worker's hands) waits until they are half as many, for at most 10 ms
+//!   (100 ms far over). Four threads queueing closures that owned 4 KiB
+//!   each in a 100 MiB cgroup were OOM-killed in every run before.
+//! * **Headroom** (`headroom.rs`): under a known memory limit, garbage
+//!   over half of the room left below its mark waits, signal or not.
+//!
 //! A retire inside a read-side section cannot wait for a grace period
 //! (it waits for that very section): the section owes the wait and pays it
 //! when it ends (`reader::OWES_THROTTLE`, through the domain's hook
