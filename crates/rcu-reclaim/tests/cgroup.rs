@@ -361,13 +361,7 @@ const BUDGET_TEST: &str = "a_cgroup_budget_reclaims_to_high_without_emptying_the
 fn a_cgroup_budget_reclaims_to_high_without_emptying_the_cache() {
     if let Some(name) = std::env::var_os(BUDGET_CHILD) {
         wait_to_be_moved(&name.to_string_lossy());
-        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
-        reclaimer.set_oom_handler(|_| {});
-        let budget = Arc::new(budget_from_cgroup(reclaimer).unwrap());
-        let cache: rcu_reclaim::RcuCache<u64, Vec<u8>> = rcu_reclaim::RcuCache::builder()
-            .max_bytes(1 << 30)
-            .budget(&budget)
-            .build();
+        let (budget, cache) = cache_on_a_cgroup_budget();
         for i in 0..(200 * MIB / (64 << 10)) as u64 {
             let mut v = vec![0u8; 64 << 10];
             for b in v.iter_mut().step_by(4096) {
@@ -403,13 +397,7 @@ const HEAVY_TEST: &str = "a_cgroup_budget_evicts_heavy_values_by_the_step_not_th
 fn a_cgroup_budget_evicts_heavy_values_by_the_step_not_the_whole_cache() {
     if let Some(name) = std::env::var_os(HEAVY_CHILD) {
         wait_to_be_moved(&name.to_string_lossy());
-        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
-        reclaimer.set_oom_handler(|_| {});
-        let budget = Arc::new(budget_from_cgroup(reclaimer).unwrap());
-        let cache: rcu_reclaim::RcuCache<u64, Vec<u8>> = rcu_reclaim::RcuCache::builder()
-            .max_bytes(1 << 30)
-            .budget(&budget)
-            .build();
+        let (budget, cache) = cache_on_a_cgroup_budget();
         // The least the cache held once it had first reached 60 MiB.
         let (mut full, mut least) = (false, usize::MAX);
         let mut filled = 0;
@@ -778,15 +766,7 @@ fn writers_behind_a_stalled_reader_keep_to_the_cgroup_limit_without_a_signal() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         reader.join().unwrap();
-        let peak: usize = fs::read_to_string(
-            Path::new(V1_MEMORY_ROOT)
-                .join(&name)
-                .join("memory.max_usage_in_bytes"),
-        )
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        let peak = peak_usage(&name);
         let s = rcu.stats();
         println!(
             "CHILD OK: peak usage {} MiB, {} waits, {} ms waiting",
@@ -846,15 +826,7 @@ fn a_flood_of_calls_that_book_no_bytes_keeps_to_the_cgroup_limit() {
             w.join().unwrap();
         }
         rcu.barrier();
-        let peak: usize = fs::read_to_string(
-            Path::new(V1_MEMORY_ROOT)
-                .join(&name)
-                .join("memory.max_usage_in_bytes"),
-        )
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        let peak = peak_usage(&name);
         let s = rcu.stats();
         println!(
             "CHILD OK: peak usage {} MiB, {} backlog waits, {} ms waiting",
@@ -866,4 +838,33 @@ fn a_flood_of_calls_that_book_no_bytes_keeps_to_the_cgroup_limit() {
         return;
     }
     in_a_100_mib_cgroup("calls", CALLS_TEST, CALLS_CHILD);
+}
+
+/// A cache of up to 1 GiB tied to a budget from this process's cgroup
+/// (whose reclaimer declares out-of-memory quietly).
+fn cache_on_a_cgroup_budget() -> (
+    Arc<rcu_reclaim::reclaim::MemoryBudget>,
+    rcu_reclaim::RcuCache<u64, Vec<u8>>,
+) {
+    let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+    reclaimer.set_oom_handler(|_| {});
+    let budget = Arc::new(budget_from_cgroup(reclaimer).unwrap());
+    let cache = rcu_reclaim::RcuCache::builder()
+        .max_bytes(1 << 30)
+        .budget(&budget)
+        .build();
+    (budget, cache)
+}
+
+/// The highest usage of the cgroup v1 `name` so far.
+fn peak_usage(name: &str) -> usize {
+    fs::read_to_string(
+        Path::new(V1_MEMORY_ROOT)
+            .join(name)
+            .join("memory.max_usage_in_bytes"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap()
 }
