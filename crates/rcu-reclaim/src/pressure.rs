@@ -330,10 +330,9 @@ impl Rcu {
     /// it must not block on them, retire, or panic (a panic is caught,
     /// reported, and bounds nothing).
     ///
-    /// [`sources::bound_garbage_by_cgroup`](crate::sources::bound_garbage_by_cgroup)
-    /// sets it from the process's cgroup (as
-    /// [`auto_pressure`](crate::sources::auto_pressure) and
-    /// [`budget_from_cgroup`](crate::sources::budget_from_cgroup) do);
+    /// `sources::bound_garbage_by_cgroup` sets it from the process's
+    /// cgroup (as `sources::auto_pressure` and `budget_from_cgroup` do; the
+    /// sources, a layer above, are not named from here);
     /// `Stats::headroom_waits` counts the waits. A new call replaces the
     /// bound.
     ///
