@@ -20,7 +20,7 @@
 //! `policy::HEADROOM_READ_EVERY_MS` (every millisecond while over the
 //! allowance).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::Callbacks;
@@ -39,10 +39,8 @@ pub(crate) struct Headroom {
     pub(crate) usage: UsageReader,
     /// `epoch_ms()` of the last read (0: never).
     read_ms: AtomicUsize,
-    /// `epoch_ms()` of the last read for `usage_over_mark` (0: never).
-    over_read_ms: AtomicUsize,
-    /// Whether the usage was over `mark` at that read.
-    over: AtomicBool,
+    /// The usage at that read (`UNREAD`: none yet, or it could not be read).
+    last: AtomicUsize,
 }
 
 impl Headroom {
@@ -51,11 +49,13 @@ impl Headroom {
             mark,
             usage,
             read_ms: AtomicUsize::new(0),
-            over_read_ms: AtomicUsize::new(0),
-            over: AtomicBool::new(false),
+            last: AtomicUsize::new(UNREAD),
         }
     }
 }
+
+/// A usage not read, or unreadable.
+const UNREAD: usize = usize::MAX;
 
 /// The allowance while the usage cannot be read: nothing waits (the
 /// usage is read again at the usual pace).
@@ -103,78 +103,80 @@ impl Callbacks {
         self.headroom.allow.load(Ordering::Relaxed) != usize::MAX
     }
 
-    /// Whether a memory limit is known and the usage is over three
-    /// quarters of its mark (`policy::call_backlog_usage_over`):
-    /// read anew when the last read for this is older than
-    /// `policy::HEADROOM_READ_EVERY_MS` (a millisecond while over). For
-    /// `wait_for_call_backlog`, which has no bytes to weigh (a `call`
-    /// books none). A usage that cannot be read, or a reader that panics
-    /// (reported by `over_headroom`), is not over.
-    pub(crate) fn usage_over_mark(&self) -> bool {
-        if !self.has_headroom() {
-            return false;
-        }
-        let Some(limit) = lock_std(&self.headroom.limit).clone() else {
-            return false;
-        };
-        let was = limit.over.load(Ordering::Relaxed);
-        let now = epoch_ms();
-        let last = limit.over_read_ms.load(Ordering::Relaxed);
-        // 0: never read (the clock counts from the process's start).
-        if last != 0 && !policy::headroom_reads(was, now.saturating_sub(last)) {
-            return was;
-        }
-        limit.over_read_ms.store(now, Ordering::Relaxed);
-        let over = matches!(
-            crate::sync::catch_panic(|| (limit.usage)()),
-            Ok(Some(usage)) if policy::call_backlog_usage_over(limit.mark, usage)
-        );
-        limit.over.store(over, Ordering::Relaxed);
-        over
-    }
-
-    /// The allowance, if the shards hold more than it now: reads the
-    /// usage anew when the last read is older than
-    /// `policy::HEADROOM_READ_EVERY_MS` (or a millisecond, while over).
-    pub(crate) fn over_headroom(&self) -> Option<usize> {
-        let allow = self.headroom.allow.load(Ordering::Relaxed);
-        if allow == usize::MAX {
-            return None;
-        }
-        let garbage = self.shard_bytes();
-        if garbage <= policy::HEADROOM_FLOOR {
-            return None;
-        }
+    /// The limit and its usage: the last read's, or read anew (and the
+    /// allowance with it) when that is older than
+    /// `policy::HEADROOM_READ_EVERY_MS` (a millisecond when `over`).
+    /// `None` for the usage: no limit, or it cannot be read.
+    fn limit_usage(&self, over: bool) -> Option<(Arc<Headroom>, Option<usize>)> {
         let limit = lock_std(&self.headroom.limit).clone()?;
         let now = epoch_ms();
-        let age = now.saturating_sub(limit.read_ms.load(Ordering::Relaxed));
-        if !policy::headroom_reads(garbage > allow, age) {
-            return policy::headroom_waits(allow, garbage).then_some(allow);
+        let last = limit.read_ms.load(Ordering::Relaxed);
+        // 0: never read (the clock counts from the process's start).
+        if last != 0 && !policy::headroom_reads(over, now.saturating_sub(last)) {
+            let usage = limit.last.load(Ordering::Relaxed);
+            return Some((limit, (usage != UNREAD).then_some(usage)));
         }
         limit.read_ms.store(now, Ordering::Relaxed);
-        // The user's reader runs on a retiring thread, maybe inside a
-        // `Drop` (where a panic escaping would abort): caught, and the
-        // bound then waits for nothing.
-        let usage = match crate::sync::catch_panic(|| (limit.usage)()) {
-            Ok(Some(usage)) => usage,
-            Ok(None) => {
-                // Unknown: nothing waits until a read (in a few ms) tells.
-                self.headroom.allow.store(UNKNOWN, Ordering::Relaxed);
-                return None;
-            }
+        let usage = self.read_usage(&limit);
+        limit.last.store(usage.unwrap_or(UNREAD), Ordering::Relaxed);
+        // Unknown: nothing waits until a read (in a few ms) tells.
+        let allow = usage.map_or(UNKNOWN, |u| {
+            policy::headroom_allowance(limit.mark, u, self.shard_bytes())
+        });
+        self.headroom.allow.store(allow, Ordering::Relaxed);
+        Some((limit, usage))
+    }
+
+    /// The limit's usage now, by the user's reader, which runs on a
+    /// retiring thread, maybe inside a `Drop` (where a panic escaping
+    /// would abort): a panic is caught and reported, and reads as `None`.
+    fn read_usage(&self, limit: &Headroom) -> Option<usize> {
+        match crate::sync::catch_panic(|| (limit.usage)()) {
+            Ok(usage) => usage,
             Err(msg) => {
-                self.headroom.allow.store(UNKNOWN, Ordering::Relaxed);
                 static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
                 REPORTS.warn_loud(&format!(
                     "rcu-reclaim: the usage reader of Rcu::bound_garbage panicked ({}); the \
                      garbage is not bounded until it returns a value: a reader must not panic",
                     msg.as_deref().unwrap_or("no message")
                 ));
-                return None;
+                None
             }
-        };
-        let allow = policy::headroom_allowance(limit.mark, usage, garbage);
-        self.headroom.allow.store(allow, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a memory limit is known and the usage is over three
+    /// quarters of its mark (`policy::call_backlog_usage_over`), by the
+    /// last read or a new one (see `limit_usage`). For
+    /// `wait_for_call_backlog`, which has no bytes to weigh (a `call`
+    /// books none). A usage that cannot be read is not over.
+    pub(crate) fn usage_over_mark(&self) -> bool {
+        if !self.has_headroom() {
+            return false;
+        }
+        let over =
+            |limit: &Headroom, usage: usize| policy::call_backlog_usage_over(limit.mark, usage);
+        let cached = lock_std(&self.headroom.limit).as_ref().is_some_and(|l| {
+            let u = l.last.load(Ordering::Relaxed);
+            u != UNREAD && over(l, u)
+        });
+        matches!(self.limit_usage(cached), Some((limit, Some(u))) if over(&limit, u))
+    }
+
+    /// The allowance, if the shards hold more than it now: reads the
+    /// usage anew when the last read is older than
+    /// `policy::HEADROOM_READ_EVERY_MS` (or a millisecond, while over).
+    pub(crate) fn over_headroom(&self) -> Option<usize> {
+        if self.headroom.allow.load(Ordering::Relaxed) == usize::MAX {
+            return None;
+        }
+        let garbage = self.shard_bytes();
+        if garbage <= policy::HEADROOM_FLOOR {
+            return None;
+        }
+        let over = garbage > self.headroom.allow.load(Ordering::Relaxed);
+        self.limit_usage(over)?;
+        let allow = self.headroom.allow.load(Ordering::Relaxed);
         policy::headroom_waits(allow, garbage).then_some(allow)
     }
 }
