@@ -220,16 +220,7 @@ mod tests {
         // 40 MiB live under a 64 MiB mark: 12 MiB of garbage allowed.
         let usage = Arc::new(AtomicUsize::new(40 << 20));
         let rcu = limited(&usage);
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let r = rcu.clone();
-        let reader = std::thread::spawn(move || {
-            let _section = r.read_lock();
-            held_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            std::thread::sleep(Duration::from_millis(100));
-        });
-        held_rx.recv().unwrap();
+        let (go_tx, reader) = super::super::reader_held_until_go(&rcu, 100);
         // 8 MiB: within the allowance, no wait.
         for i in 0..8u8 {
             rcu.defer_drop_sized(Box::new(vec![i; 1 << 20]), 1 << 20);

@@ -164,6 +164,26 @@ pub(crate) struct Callbacks {
     headroom: headroom::HeadroomState,
 }
 
+/// For the engine's tests: a reader that holds a section of `rcu` (in
+/// place when this returns) until it is told to go, then `ms` longer.
+#[cfg(all(test, not(loom)))]
+fn reader_held_until_go(
+    rcu: &crate::Rcu,
+    ms: u64,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let r = rcu.clone();
+    let reader = std::thread::spawn(move || {
+        let _section = r.read_lock();
+        held_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+    });
+    held_rx.recv().unwrap();
+    (go_tx, reader)
+}
+
 #[cfg(not(loom))]
 thread_local! {
     /// Set while this thread runs RCU callbacks.

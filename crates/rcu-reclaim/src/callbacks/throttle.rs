@@ -529,16 +529,7 @@ mod tests {
         rcu.bound_garbage(64 << 20, || Some(80 << 20));
         let cbs = &rcu.inner().callbacks;
         assert!(cbs.usage_over_mark());
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let r = rcu.clone();
-        let reader = std::thread::spawn(move || {
-            let _section = r.read_lock();
-            held_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        });
-        held_rx.recv().unwrap();
+        let (go_tx, reader) = super::super::reader_held_until_go(&rcu, 100);
         go_tx.send(()).unwrap();
         let n = 3 * crate::policy::CALL_BACKLOG as usize;
         for i in 0..n {
