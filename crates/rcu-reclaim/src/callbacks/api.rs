@@ -251,11 +251,13 @@ impl Rcu {
         if cbs.pressure.total() == 0 {
             return false;
         }
-        if !self.in_read_section() && !self.foreign_reader_in_section() {
-            cbs.throttle_under_pressure(&inner.gp, &|| self.start_background(true));
-        } else if cbs.pressure_throttle_due() {
-            self.owe_throttle();
-        }
+        self.wait_or_owe(
+            |kick| {
+                cbs.throttle_under_pressure(&inner.gp, kick);
+                true
+            },
+            || cbs.pressure_throttle_due(),
+        );
         true
     }
 
@@ -271,11 +273,10 @@ impl Rcu {
         if !cbs.has_headroom() && cbs.pressure.total() == 0 {
             return;
         }
-        if !self.in_read_section() && !self.foreign_reader_in_section() {
-            cbs.wait_for_call_backlog(&inner.gp, &|| self.start_background(true));
-        } else if cbs.call_backlog_due() {
-            self.owe_throttle();
-        }
+        self.wait_or_owe(
+            |kick| cbs.wait_for_call_backlog(&inner.gp, kick),
+            || cbs.call_backlog_due(),
+        );
     }
 
     /// Under a memory limit the domain knows (`headroom.rs`), a retire
@@ -289,14 +290,31 @@ impl Rcu {
         if !cbs.has_headroom() {
             return false;
         }
+        self.wait_or_owe(
+            |kick| cbs.wait_for_headroom(&inner.gp, kick),
+            || cbs.over_headroom().is_some(),
+        )
+    }
+
+    /// Outside a read-side section (its own or a foreign one) runs `wait`,
+    /// given the kick that starts the grace-period machinery, and returns
+    /// what it returns (whether it waited); inside one, where waiting
+    /// would hold up the very grace periods it waits for, the section owes
+    /// the wait (paid when it ends) if `due` says one is due, and this
+    /// returns `false`.
+    #[cfg(not(loom))]
+    fn wait_or_owe(
+        &self,
+        wait: impl FnOnce(&dyn Fn()) -> bool,
+        due: impl FnOnce() -> bool,
+    ) -> bool {
         if !self.in_read_section() && !self.foreign_reader_in_section() {
-            cbs.wait_for_headroom(&inner.gp, &|| self.start_background(true))
-        } else {
-            if cbs.over_headroom().is_some() {
-                self.owe_throttle();
-            }
-            false
+            return wait(&|| self.start_background(true));
         }
+        if due() {
+            self.owe_throttle();
+        }
+        false
     }
 
     /// Whether a page started at `since_ms` needs a kick of the
@@ -895,11 +913,13 @@ impl Rcu {
                 // No pressure, but a grace period held up by a reader that
                 // is not running: the same wait, shorter (see
                 // `Config::held_up_bytes`).
-                if !self.in_read_section() && !self.foreign_reader_in_section() {
-                    cbs.wait_held_up(&inner.gp, &|| self.start_background(true));
-                } else {
-                    self.owe_throttle();
-                }
+                self.wait_or_owe(
+                    |kick| {
+                        cbs.wait_held_up(&inner.gp, kick);
+                        true
+                    },
+                    || true,
+                );
             }
             // Callbacks that book no bytes, which none of the waits above
             // sees: bounded by their count under pressure or a limit.
