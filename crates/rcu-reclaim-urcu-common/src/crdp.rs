@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rcu_reclaim::pressure::MemoryState;
 use rcu_reclaim::Rcu;
 
 use crate::Flavor;
@@ -387,9 +388,18 @@ const GATHER: Duration = Duration::from_millis(5);
 /// longer stays in the caches and a hash-table flood slowed. At 50,000
 /// both run faster than liburcu in no more memory.
 pub(crate) const PUSH_BACK_AT: u64 = 50_000;
-/// The push-back mark while the domain is in fast mode (under memory
-/// pressure): the engine's `qhimark` default.
-pub(crate) const PUSH_BACK_AT_PRESSURED: u64 = 10_000;
+/// The push-back mark while memory is short for the domain
+/// ([`Rcu::memory_state`] `Short`: a pressure signal, or the usage of the
+/// process's memory cgroup over three quarters of its mark, 85 % of the
+/// limit; [`CallRcuData::spawn`] bounds the domain by that limit). A
+/// callback's memory is the caller's, which the library cannot weigh: at
+/// the ordinary marks four threads queueing heads of 4 KiB objects held
+/// 200–400 MB and were OOM-killed in a 100 MiB cgroup, as with liburcu.
+pub(crate) const PUSH_BACK_AT_SHORT: u64 = 4_096;
+/// The push-back mark while the cgroup's usage is over its mark
+/// ([`Rcu::memory_state`] `OverMark`): a flood of heads of 16 KiB objects
+/// was killed with [`PUSH_BACK_AT_SHORT`] alone (64 MiB a batch).
+pub(crate) const PUSH_BACK_AT_OVER: u64 = 256;
 /// The longest one `call_rcu` waits: a bound, not a dependency, so a caller
 /// holding a lock that a callback takes is slowed, never deadlocked.
 const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
@@ -479,11 +489,21 @@ fn wait<'a>(cv: &Condvar, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
 }
 
 impl CallRcuData {
+    /// A crdp and its thread. The first one a process spawns bounds the
+    /// domain by the memory limit of the process's cgroup, if one sets a
+    /// limit (`sources::bound_garbage_by_cgroup`), so that the push-back
+    /// knows when memory is short ([`PUSH_BACK_AT_SHORT`]).
     pub(crate) fn spawn(
         rcu: &'static Rcu,
         cpu_affinity: c_int,
         hooks: ThreadHooks,
     ) -> Arc<CallRcuData> {
+        static BOUND: std::sync::Once = std::sync::Once::new();
+        BOUND.call_once(|| {
+            if !rcu.garbage_bounded() {
+                let _ = rcu_reclaim::sources::bound_garbage_by_cgroup(rcu);
+            }
+        });
         let crdp = Arc::new(CallRcuData {
             rcu,
             incoming: AtomicPtr::new(ptr::null_mut()),
@@ -648,11 +668,18 @@ impl CallRcuData {
     }
 
     /// Whether `waiting` heads not yet taken into a batch are over the
-    /// push-back mark ([`PUSH_BACK_AT`], or [`PUSH_BACK_AT_PRESSURED`] in
-    /// fast mode).
+    /// push-back mark: [`PUSH_BACK_AT`], or [`PUSH_BACK_AT_SHORT`] or
+    /// [`PUSH_BACK_AT_OVER`] while memory is short (two loads to tell,
+    /// without a pressure signal or a memory limit).
     #[inline]
     fn over_mark(&self, waiting: u64) -> bool {
-        waiting > PUSH_BACK_AT_PRESSURED && (waiting > PUSH_BACK_AT || self.rcu.in_fast_mode())
+        waiting > PUSH_BACK_AT_OVER
+            && (waiting > PUSH_BACK_AT
+                || match self.rcu.memory_state() {
+                    MemoryState::OverMark => true,
+                    MemoryState::Short => waiting > PUSH_BACK_AT_SHORT,
+                    MemoryState::Plenty => false,
+                })
     }
 
     /// Push-back, when `push` said the backlog is over the mark: waits for
@@ -1077,7 +1104,7 @@ mod tests {
             Rcu::new(rcu_reclaim::Config::new()).expect("a domain"),
         ));
         let crdp = CallRcuData::spawn(rcu, -1, ThreadHooks::NONE);
-        let n = PUSH_BACK_AT_PRESSURED as usize + 3;
+        let n = PUSH_BACK_AT_SHORT as usize + 3;
         let hs: &'static mut [RcuHead] = (0..n)
             .map(|_| RcuHead {
                 next: ptr::null_mut(),
@@ -1085,7 +1112,7 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .leak();
-        let (first, rest) = hs.split_at_mut(PUSH_BACK_AT_PRESSURED as usize + 1);
+        let (first, rest) = hs.split_at_mut(PUSH_BACK_AT_SHORT as usize + 1);
         crdp.pause();
         // Past the pressured mark, without pressure: not held back.
         for h in first.iter_mut() {
@@ -1095,7 +1122,7 @@ mod tests {
         assert!(rcu.in_fast_mode());
         assert!(
             crdp.push(&mut rest[0], 0),
-            "in fast mode, over 10,000: push-back"
+            "under pressure, over 4,096: push-back"
         );
         pressure.end();
         crdp.resume();
@@ -1106,6 +1133,56 @@ mod tests {
         assert!(!crdp.push(&mut rest[1], 0));
         crdp.wait_drained();
         assert_eq!(RAN_PRESSURED.load(Ordering::Relaxed), n);
+        crdp.stop(false);
+    }
+
+    static RAN_LIMITED: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count_limited(_: *mut RcuHead) {
+        RAN_LIMITED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Under a memory limit the domain knows (as `spawn` sets from the
+    /// process's cgroup): nothing held back while the usage is low, past
+    /// 256 waiting heads while it is over the limit's mark, past 4,096
+    /// while it is over three quarters of it; all of them run.
+    #[test]
+    fn near_a_memory_limit_callers_are_held_back_sooner_still() {
+        let rcu: &'static Rcu = Box::leak(Box::new(
+            Rcu::new(rcu_reclaim::Config::new()).expect("a domain"),
+        ));
+        let usage = Arc::new(AtomicUsize::new(10 << 20));
+        let read = usage.clone();
+        rcu.bound_garbage(80 << 20, move || Some(read.load(Ordering::Relaxed)));
+        let crdp = CallRcuData::spawn(rcu, -1, ThreadHooks::NONE);
+        let n = PUSH_BACK_AT_SHORT as usize + 2;
+        let mut hs = (0..n).map(|_| RcuHead {
+            next: ptr::null_mut(),
+            func: Some(count_limited),
+        });
+        let mut heads = || -> &'static mut RcuHead { Box::leak(Box::new(hs.next().unwrap())) };
+        // The usage is read at most every 5 ms (every 1 ms while short).
+        let set = |bytes: usize| {
+            usage.store(bytes, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(6));
+        };
+        crdp.pause();
+        for _ in 0..=PUSH_BACK_AT_OVER {
+            assert!(!crdp.push(heads(), 0), "held back with plenty of memory");
+        }
+        set(90 << 20);
+        assert!(crdp.push(heads(), 0), "over the mark, over 256: push-back");
+        set(70 << 20);
+        let mut pushed = PUSH_BACK_AT_OVER as usize + 2;
+        while pushed < PUSH_BACK_AT_SHORT as usize {
+            assert!(!crdp.push(heads(), 0), "short, {pushed} waiting: held back");
+            pushed += 1;
+        }
+        assert!(crdp.push(heads(), 0), "short, over 4,096: push-back");
+        assert!(crdp.push(heads(), 0));
+        crdp.resume();
+        crdp.wait_drained();
+        assert_eq!(RAN_LIMITED.load(Ordering::Relaxed), n);
         crdp.stop(false);
     }
 }

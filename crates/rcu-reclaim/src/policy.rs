@@ -386,14 +386,41 @@ pub(crate) const HEADROOM_MAX_WAIT: Duration = PRESSURE_THROTTLE_MAX_WAIT_STALLE
 /// ready but not yet run by the worker.
 pub(crate) const CALL_BACKLOG: u64 = 4096;
 
-/// Whether `usage` is high enough, under a memory limit whose medium mark
-/// is `mark`, for that wait: over three quarters of the mark (64 MiB of a
-/// 100 MiB cgroup). At the mark itself four threads' flood peaked at
-/// 85 MiB and was OOM-killed in 1 run of 10 on a loaded machine: the
-/// backlog it bounds is not booked in bytes, so the wait starts with room
-/// to spare.
-pub(crate) fn call_backlog_usage_over(mark: usize, usage: usize) -> bool {
-    usage > mark - mark / 4
+/// How short memory is for a domain (`Rcu::memory_state`), from a pressure
+/// signal or the usage of a memory limit the domain knows
+/// (`Rcu::bound_garbage`).
+///
+/// ```
+/// use rcu_reclaim::pressure::MemoryState;
+/// assert!(MemoryState::Plenty < MemoryState::Short);
+/// assert!(MemoryState::Short < MemoryState::OverMark);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MemoryState {
+    /// No pressure signal, and the usage (if a limit is known) under three
+    /// quarters of the limit's mark.
+    Plenty,
+    /// A pressure signal is held, or the usage is over three quarters of
+    /// the mark (64 MiB of a 100 MiB cgroup, whose mark is 85 MiB): work
+    /// whose memory the domain cannot weigh is held back from here.
+    Short,
+    /// The usage is over the mark itself: the limit is near.
+    OverMark,
+}
+
+/// The state a memory limit whose medium mark is `mark` is in at `usage`.
+/// Short from three quarters of the mark: at the mark itself four threads'
+/// flood of `call`s peaked at 85 MiB and was OOM-killed in 1 run of 10 on
+/// a loaded machine: the backlog held back is not booked in bytes, so the
+/// wait starts with room to spare.
+pub(crate) fn memory_state(mark: usize, usage: usize) -> MemoryState {
+    if usage > mark {
+        MemoryState::OverMark
+    } else if usage > mark - mark / 4 {
+        MemoryState::Short
+    } else {
+        MemoryState::Plenty
+    }
 }
 
 /// The longest that wait lasts per hand-off (a page of calls): 10 ms, or
@@ -967,8 +994,10 @@ mod tests {
         assert!(!headroom_reads(false, HEADROOM_READ_EVERY_MS - 1));
         assert!(headroom_reads(false, HEADROOM_READ_EVERY_MS));
         assert!(!headroom_reads(true, 0) && headroom_reads(true, 1));
-        assert!(!call_backlog_usage_over(80 * MIB, 60 * MIB));
-        assert!(call_backlog_usage_over(80 * MIB, 60 * MIB + 1));
+        assert_eq!(memory_state(80 * MIB, 60 * MIB), MemoryState::Plenty);
+        assert_eq!(memory_state(80 * MIB, 60 * MIB + 1), MemoryState::Short);
+        assert_eq!(memory_state(80 * MIB, 80 * MIB), MemoryState::Short);
+        assert_eq!(memory_state(80 * MIB, 80 * MIB + 1), MemoryState::OverMark);
     }
 
     #[test]

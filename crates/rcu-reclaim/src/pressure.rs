@@ -56,6 +56,7 @@ use std::time::{Duration, Instant};
 use crate::callbacks::without_page_allocation;
 use crate::domain::Rcu;
 use crate::gp::WaitMode;
+pub use crate::policy::MemoryState;
 use crate::policy::{self, RunWork};
 
 /// The bound on node ids a [`NodeMask`] holds (a mask is a bitmap).
@@ -377,6 +378,37 @@ impl Rcu {
     /// ```
     pub fn garbage_bounded(&self) -> bool {
         self.inner().callbacks.has_headroom()
+    }
+
+    /// How short memory is for this domain: [`MemoryState::OverMark`] while
+    /// the usage of the memory limit given to
+    /// [`bound_garbage`](Rcu::bound_garbage) is over its mark,
+    /// [`MemoryState::Short`] while it is over three quarters of the mark
+    /// or a pressure signal is held, else [`MemoryState::Plenty`]. The
+    /// usage is the last one read, read anew when older than 5 ms (1 ms
+    /// while short); one that cannot be read counts as plenty. For code
+    /// that queues work holding memory the domain cannot weigh (callbacks
+    /// that book no bytes, a queue of its own) and would hold its
+    /// producers back: the domain's own [`call`](Rcu::call) does so past
+    /// 4,096 callbacks outstanding from `Short` on, and the liburcu
+    /// drop-in's `call_rcu` past 4,096 waiting callbacks when `Short`, 256
+    /// when `OverMark`. Without a bound or a signal: two loads.
+    ///
+    /// ```
+    /// use rcu_reclaim::pressure::MemoryState;
+    /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
+    /// assert_eq!(rcu.memory_state(), MemoryState::Plenty);
+    /// // A limit whose mark is 80 MiB, with 70 MiB in use.
+    /// rcu.bound_garbage(80 << 20, || Some(70 << 20));
+    /// assert_eq!(rcu.memory_state(), MemoryState::Short);
+    /// rcu.bound_garbage(80 << 20, || Some(90 << 20));
+    /// assert_eq!(rcu.memory_state(), MemoryState::OverMark);
+    /// rcu.unbound_garbage();
+    /// let _signal = rcu.pressure_start(0);
+    /// assert_eq!(rcu.memory_state(), MemoryState::Short);
+    /// ```
+    pub fn memory_state(&self) -> MemoryState {
+        self.inner().callbacks.memory_state()
     }
 
     /// Bytes freed by callbacks and deferred drops of this domain so far,

@@ -153,7 +153,14 @@ impl Env {
     /// Runs `exe` with `args` against the drop-in, checking that the
     /// loader picked it (not Debian's library).
     pub fn run_ours(&self, exe: &Path, args: &[&str]) -> Output {
-        let out = run_with_args(exe, args, Some(&self.dropin_dir));
+        self.run_ours_in(exe, args, None)
+    }
+
+    /// As [`run_ours`](Env::run_ours), in the cgroup `cgroup` (a
+    /// directory of a cgroup hierarchy) from its first instruction when
+    /// given.
+    pub fn run_ours_in(&self, exe: &Path, args: &[&str], cgroup: Option<&Path>) -> Output {
+        let out = run_cmd(exe, args, Some(&self.dropin_dir), cgroup);
         assert!(
             out.loaded_ours,
             "{}: the drop-in was not the library the loader picked:\n{}",
@@ -349,6 +356,12 @@ pub fn run(exe: &Path, dropin: Option<&Path>) -> Output {
 
 /// As [`run`], with command-line arguments.
 pub fn run_with_args(exe: &Path, args: &[&str], dropin: Option<&Path>) -> Output {
+    run_cmd(exe, args, dropin, None)
+}
+
+/// As [`run_with_args`], in the cgroup `cgroup` when given: a shell moves
+/// itself there, then runs `exe` in its place.
+fn run_cmd(exe: &Path, args: &[&str], dropin: Option<&Path>, cgroup: Option<&Path>) -> Output {
     let env_of = |cmd: &mut Command| {
         cmd.env_remove("LD_LIBRARY_PATH");
         if let Some(dir) = dropin {
@@ -368,7 +381,16 @@ pub fn run_with_args(exe: &Path, args: &[&str], dropin: Option<&Path>) -> Output
             .lines()
             .any(|l| l.contains(&format!("{name} => {}", d.display())))
     });
-    let mut cmd = Command::new(exe);
+    let mut cmd = match cgroup {
+        Some(dir) => {
+            let mut sh = Command::new("/bin/sh");
+            sh.args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
+                .arg(dir)
+                .arg(exe);
+            sh
+        }
+        None => Command::new(exe),
+    };
     cmd.args(args);
     env_of(&mut cmd);
     let mut child = cmd

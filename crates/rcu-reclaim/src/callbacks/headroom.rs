@@ -20,12 +20,12 @@
 //! `policy::HEADROOM_READ_EVERY_MS` (every millisecond while over the
 //! allowance).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::Callbacks;
 use crate::clock::epoch_ms;
-use crate::policy;
+use crate::policy::{self, MemoryState};
 use crate::sync::lock_std;
 
 /// Reads the usage a limit is measured by, in bytes (`None`: unreadable).
@@ -37,25 +37,13 @@ pub(crate) struct Headroom {
     /// Usage past which the cgroup is under pressure.
     pub(crate) mark: usize,
     pub(crate) usage: UsageReader,
-    /// `epoch_ms()` of the last read (0: never).
-    read_ms: AtomicUsize,
-    /// The usage at that read (`UNREAD`: none yet, or it could not be read).
-    last: AtomicUsize,
 }
 
 impl Headroom {
     pub(crate) fn new(mark: usize, usage: UsageReader) -> Headroom {
-        Headroom {
-            mark,
-            usage,
-            read_ms: AtomicUsize::new(0),
-            last: AtomicUsize::new(UNREAD),
-        }
+        Headroom { mark, usage }
     }
 }
-
-/// A usage not read, or unreadable.
-const UNREAD: usize = usize::MAX;
 
 /// The allowance while the usage cannot be read: nothing waits (the
 /// usage is read again at the usual pace).
@@ -66,6 +54,13 @@ pub(crate) struct HeadroomState {
     /// The shards' bytes allowed at the last read; `usize::MAX` while no
     /// limit is known (the common case costs one load per hand-off).
     allow: AtomicUsize,
+    /// `epoch_ms()` of the last read of the limit's usage (0: never).
+    read_ms: AtomicUsize,
+    /// The limit's `MemoryState` at that read, as a `u8` (`Plenty` before
+    /// the first read, or when the usage cannot be read).
+    state: AtomicU8,
+    /// The limit; `allow` and `state` are stored under it (a read of the
+    /// usage, outside it, stores nothing for a limit replaced meanwhile).
     limit: std::sync::Mutex<Option<Arc<Headroom>>>,
 }
 
@@ -73,7 +68,19 @@ impl Default for HeadroomState {
     fn default() -> Self {
         HeadroomState {
             allow: AtomicUsize::new(usize::MAX),
+            read_ms: AtomicUsize::new(0),
+            state: AtomicU8::new(MemoryState::Plenty as u8),
             limit: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl HeadroomState {
+    fn state(&self) -> MemoryState {
+        match self.state.load(Ordering::Relaxed) {
+            s if s == MemoryState::OverMark as u8 => MemoryState::OverMark,
+            s if s == MemoryState::Short as u8 => MemoryState::Short,
+            _ => MemoryState::Plenty,
         }
     }
 }
@@ -82,7 +89,12 @@ impl Callbacks {
     /// Bounds the garbage by `limit` from now on (`None`: no bound).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
         let on = limit.is_some();
-        *lock_std(&self.headroom.limit) = limit.map(Arc::new);
+        let mut held = lock_std(&self.headroom.limit);
+        *held = limit.map(Arc::new);
+        self.headroom.read_ms.store(0, Ordering::Relaxed);
+        self.headroom
+            .state
+            .store(MemoryState::Plenty as u8, Ordering::Relaxed);
         // The least allowance until the first read (which the next
         // hand-off over it makes: the limit was never read). Never less: a
         // thread that finds another reading uses it meanwhile, and waits
@@ -103,28 +115,40 @@ impl Callbacks {
         self.headroom.allow.load(Ordering::Relaxed) != usize::MAX
     }
 
-    /// The limit and its usage: the last read's, or read anew (and the
-    /// allowance with it) when that is older than
-    /// `policy::HEADROOM_READ_EVERY_MS` (a millisecond when `over`).
-    /// `None` for the usage: no limit, or it cannot be read.
-    fn limit_usage(&self, over: bool) -> Option<(Arc<Headroom>, Option<usize>)> {
-        let limit = lock_std(&self.headroom.limit).clone()?;
+    /// Reads the limit's usage anew, and sets the allowance and the
+    /// memory state from it, when the last read is older than
+    /// `policy::HEADROOM_READ_EVERY_MS` (a millisecond when `over`). One
+    /// thread reads at a time; the others go on with the last read's
+    /// figures meanwhile.
+    fn refresh_limit(&self, over: bool) {
         let now = epoch_ms();
-        let last = limit.read_ms.load(Ordering::Relaxed);
+        let last = self.headroom.read_ms.load(Ordering::Relaxed);
         // 0: never read (the clock counts from the process's start).
         if last != 0 && !policy::headroom_reads(over, now.saturating_sub(last)) {
-            let usage = limit.last.load(Ordering::Relaxed);
-            return Some((limit, (usage != UNREAD).then_some(usage)));
+            return;
         }
-        limit.read_ms.store(now, Ordering::Relaxed);
+        if self
+            .headroom
+            .read_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let Some(limit) = lock_std(&self.headroom.limit).clone() else {
+            return;
+        };
         let usage = self.read_usage(&limit);
-        limit.last.store(usage.unwrap_or(UNREAD), Ordering::Relaxed);
         // Unknown: nothing waits until a read (in a few ms) tells.
         let allow = usage.map_or(UNKNOWN, |u| {
             policy::headroom_allowance(limit.mark, u, self.shard_bytes())
         });
-        self.headroom.allow.store(allow, Ordering::Relaxed);
-        Some((limit, usage))
+        let state = usage.map_or(MemoryState::Plenty, |u| policy::memory_state(limit.mark, u));
+        let held = lock_std(&self.headroom.limit);
+        if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, &limit)) {
+            self.headroom.allow.store(allow, Ordering::Relaxed);
+            self.headroom.state.store(state as u8, Ordering::Relaxed);
+        }
     }
 
     /// The limit's usage now, by the user's reader, which runs on a
@@ -145,22 +169,22 @@ impl Callbacks {
         }
     }
 
-    /// Whether a memory limit is known and the usage is over three
-    /// quarters of its mark (`policy::call_backlog_usage_over`), by the
-    /// last read or a new one (see `limit_usage`). For
-    /// `wait_for_call_backlog`, which has no bytes to weigh (a `call`
-    /// books none). A usage that cannot be read is not over.
-    pub(crate) fn usage_over_mark(&self) -> bool {
-        if !self.has_headroom() {
-            return false;
+    /// How short memory is: the known limit's state by the last read or
+    /// a new one (see `refresh_limit`; a usage that cannot be read is
+    /// `Plenty`), and at least `Short` while a pressure signal is held.
+    /// Without a limit or a signal: two loads.
+    pub(crate) fn memory_state(&self) -> MemoryState {
+        let limit = if self.has_headroom() {
+            self.refresh_limit(self.headroom.state() != MemoryState::Plenty);
+            self.headroom.state()
+        } else {
+            MemoryState::Plenty
+        };
+        if self.pressure.total() > 0 {
+            limit.max(MemoryState::Short)
+        } else {
+            limit
         }
-        let over =
-            |limit: &Headroom, usage: usize| policy::call_backlog_usage_over(limit.mark, usage);
-        let cached = lock_std(&self.headroom.limit).as_ref().is_some_and(|l| {
-            let u = l.last.load(Ordering::Relaxed);
-            u != UNREAD && over(l, u)
-        });
-        matches!(self.limit_usage(cached), Some((limit, Some(u))) if over(&limit, u))
     }
 
     /// The allowance, if the shards hold more than it now: reads the
@@ -175,7 +199,7 @@ impl Callbacks {
             return None;
         }
         let over = garbage > self.headroom.allow.load(Ordering::Relaxed);
-        self.limit_usage(over)?;
+        self.refresh_limit(over);
         let allow = self.headroom.allow.load(Ordering::Relaxed);
         policy::headroom_waits(allow, garbage).then_some(allow)
     }

@@ -303,7 +303,7 @@ impl Callbacks {
     #[cfg(not(loom))]
     pub(crate) fn call_backlog_due(&self) -> bool {
         self.outstanding() > policy::CALL_BACKLOG
-            && (self.pressure.total() > 0 || self.usage_over_mark())
+            && self.memory_state() != policy::MemoryState::Plenty
     }
 
     /// The bound on callbacks that book no bytes, for a thread that has
@@ -528,7 +528,7 @@ mod tests {
         // Usage over the mark: the bound applies from the first read.
         rcu.bound_garbage(64 << 20, || Some(80 << 20));
         let cbs = &rcu.inner().callbacks;
-        assert!(cbs.usage_over_mark());
+        assert_eq!(cbs.memory_state(), crate::policy::MemoryState::OverMark);
         let (go_tx, reader) = super::super::reader_held_until_go(&rcu, 100);
         go_tx.send(()).unwrap();
         let n = 3 * crate::policy::CALL_BACKLOG as usize;
