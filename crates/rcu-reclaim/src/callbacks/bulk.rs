@@ -150,6 +150,9 @@ pub unsafe trait PageAllocator: Send + Sync + 'static {
 /// let p = SystemPageAllocator.allocate(layout).unwrap();
 /// // SAFETY: `p` came from `allocate` with `layout`.
 /// unsafe { SystemPageAllocator.deallocate(p, layout) };
+/// // A zero-sized layout has no memory to give (the global allocator
+/// // must never be asked for one).
+/// assert!(SystemPageAllocator.allocate(Layout::new::<()>()).is_none());
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemPageAllocator;
@@ -157,7 +160,12 @@ pub struct SystemPageAllocator;
 // SAFETY: pages come from the global allocator with the layout asked for.
 unsafe impl PageAllocator for SystemPageAllocator {
     fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
-        // SAFETY: the layout has a non-zero size (a page).
+        // A safe call: anyone may ask for a zero-sized layout, which the
+        // global allocator must never be given.
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: the layout's size is not zero (checked above).
         NonNull::new(unsafe { std::alloc::alloc(layout) })
     }
 
@@ -465,6 +473,22 @@ mod tests {
         fn drop(&mut self) {
             DROPS.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// `allocate` is a safe method of a public type: a zero-sized layout
+    /// went to `std::alloc::alloc`, which is undefined behaviour (Miri:
+    /// "creating allocation with size 0"; glibc's `malloc(0)` hands back a
+    /// pointer that the caller then could not use).
+    #[test]
+    fn the_system_page_allocator_refuses_a_zero_sized_layout() {
+        for align in [1, 8, 4096] {
+            let layout = Layout::from_size_align(0, align).unwrap();
+            assert!(SystemPageAllocator.allocate(layout).is_none());
+        }
+        let page = Layout::from_size_align(BULK_PAGE_SIZE, 8).unwrap();
+        let p = SystemPageAllocator.allocate(page).unwrap();
+        // SAFETY: from `allocate` with the same layout, not used again.
+        unsafe { SystemPageAllocator.deallocate(p, page) };
     }
 
     #[test]
