@@ -68,8 +68,10 @@ impl Rcu {
     /// exit (its buffered deferred drops go to the domain). Returns `false`,
     /// and does nothing, inside a read-side section, and inside an RCU
     /// callback or deferred drop (a retire that frees ready values on its
-    /// thread goes on using the thread's slot after them). A later
-    /// `read_lock` registers the thread again.
+    /// thread goes on using the thread's slot after them), and inside the
+    /// domain's [`PageAllocator`](crate::pages::PageAllocator) called from
+    /// a retire on this thread (which holds the slot's buffer meanwhile).
+    /// A later `read_lock` registers the thread again.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();

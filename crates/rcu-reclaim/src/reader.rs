@@ -838,7 +838,7 @@ pub(crate) fn raw_nesting_in(id: u64) -> u64 {
 /// than at thread exit; `false` (and nothing done) inside a read-side
 /// section.
 pub(crate) fn unregister(id: u64, registry: &Registry) -> bool {
-    if nesting_in(id) > 0 {
+    if nesting_in(id) > 0 || allocating_in(id) {
         return false;
     }
     let _ = CACHE.try_with(|c| {
@@ -866,6 +866,25 @@ pub(crate) fn unregister(id: u64, registry: &Registry) -> bool {
         });
     });
     true
+}
+
+/// Whether this thread is in the page allocator of the domain numbered
+/// `id`, from a retire's slow path that holds its slot's buffer (the
+/// allocator is the user's code, and may call `unregister_thread`): its
+/// registered slot or, past its registrations' teardown, the late slot
+/// that the fast-path cache names.
+fn allocating_in(id: u64) -> bool {
+    let allocating = |slot: *const Slot| {
+        // SAFETY: this thread's slot of domain `id` (registered, or the
+        // cache's late one), alive while the thread holds it, which it
+        // does for this call.
+        unsafe { slot.as_ref() }.is_some_and(|s| s.local.allocating.load(Ordering::Relaxed))
+    };
+    let cached = CACHE
+        .try_with(|c| (c.domain_id.get() == id).then(|| c.slot.get()))
+        .ok()
+        .flatten();
+    allocating(own_slot_in(id)) || cached.is_some_and(allocating)
 }
 
 /// This thread's slot in the domain numbered `id`, or null if it is not
