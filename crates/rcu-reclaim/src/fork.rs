@@ -51,6 +51,14 @@ use crate::sync::ForkHeld;
 ///     _ => guard.parent(),
 /// }
 /// ```
+///
+/// It holds the domain's locks, so it is resolved on the thread that
+/// prepared the fork (the one thread a child has), never sent to another:
+///
+/// ```compile_fail,E0277
+/// let guard = rcu_reclaim::Rcu::global().prepare_fork();
+/// std::thread::spawn(move || guard.parent()); // error: `MutexGuard<..>` cannot be sent between threads safely
+/// ```
 #[must_use = "the domain stays stopped until the guard is resolved with parent() or child()"]
 pub struct ForkGuard<'a> {
     rcu: &'a Rcu,

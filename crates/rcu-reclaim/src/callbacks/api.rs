@@ -136,6 +136,16 @@ impl Rcu {
     /// let rc = std::rc::Rc::new(1);
     /// rcu_reclaim::Rcu::global().call(move || println!("{rc}")); // error: `Rc<i32>` cannot be sent between threads safely
     /// ```
+    ///
+    /// so a read guard, whose section begins and ends on its own thread,
+    /// cannot be moved into it to end there (even one of the global
+    /// domain, which is `'static`):
+    ///
+    /// ```compile_fail,E0277
+    /// let rcu = rcu_reclaim::Rcu::global();
+    /// let guard = rcu.read_lock();
+    /// rcu.call(move || drop(guard)); // error: `*const ReadGuardStaysOnItsThread` cannot be sent between threads safely
+    /// ```
     pub fn call(&self, f: impl FnOnce() + Send + 'static) {
         self.call_as(f, 0);
     }
