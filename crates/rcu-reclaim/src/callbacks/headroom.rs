@@ -82,12 +82,15 @@ impl Callbacks {
     /// Bounds the garbage by `limit` from now on (`None`: no bound).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
         let on = limit.is_some();
-        *lock_std(&self.headroom.limit) = limit.map(Arc::new);
+        let mut current = lock_std(&self.headroom.limit);
+        let old = std::mem::replace(&mut *current, limit.map(Arc::new));
         // The least allowance until the first read (which the next
         // hand-off over it makes: the limit was never read). Never less: a
         // thread that finds another reading uses it meanwhile, and waits
         // until the shards hold half of it (at 0 it waited its full bound
-        // for an empty domain).
+        // for an empty domain). Stored under the lock, as a read's
+        // allowance is (`limit_usage`), so that a read of the replaced
+        // limit still in flight cannot overwrite it.
         self.headroom.allow.store(
             if on {
                 policy::HEADROOM_FLOOR
@@ -96,6 +99,11 @@ impl Callbacks {
             },
             Ordering::Relaxed,
         );
+        drop(current);
+        // The old reader is dropped outside the lock: what it owns may
+        // retire through this domain as it drops, and a retire over the
+        // allowance takes the lock.
+        drop(old);
     }
 
     /// Whether a limit bounds the garbage.
@@ -117,13 +125,22 @@ impl Callbacks {
             return Some((limit, (usage != UNREAD).then_some(usage)));
         }
         limit.read_ms.store(now, Ordering::Relaxed);
-        let usage = self.read_usage(&limit);
+        // A usage of `usize::MAX` is over any mark, not unread.
+        let usage = self.read_usage(&limit).map(|u| u.min(UNREAD - 1));
         limit.last.store(usage.unwrap_or(UNREAD), Ordering::Relaxed);
         // Unknown: nothing waits until a read (in a few ms) tells.
         let allow = usage.map_or(UNKNOWN, |u| {
             policy::headroom_allowance(limit.mark, u, self.shard_bytes())
         });
-        self.headroom.allow.store(allow, Ordering::Relaxed);
+        // Only while this limit is still the domain's: the reader ran
+        // without the lock, and a bound removed or replaced meanwhile
+        // (`set_headroom`) must not get this one's allowance (an unbound
+        // domain read as bounded for good).
+        let current = lock_std(&self.headroom.limit);
+        if current.as_ref().is_some_and(|l| Arc::ptr_eq(l, &limit)) {
+            self.headroom.allow.store(allow, Ordering::Relaxed);
+        }
+        drop(current);
         Some((limit, usage))
     }
 

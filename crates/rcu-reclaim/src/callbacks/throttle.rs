@@ -271,8 +271,10 @@ impl Callbacks {
             return false;
         }
         add(&self.counters.headroom_waits, 1);
+        // Done as well once the bound is removed: the limit waited for is
+        // gone (before, the wait ran on to its full second).
         let waited = self.wait_for_frees(gp, kick, max_wait, true, &|bytes| {
-            policy::headroom_wait_done(allow, bytes)
+            !self.has_headroom() || policy::headroom_wait_done(allow, bytes)
         });
         add(
             &self.counters.headroom_wait_us,
