@@ -486,3 +486,139 @@ fn a_forked_child_retires_under_the_bound() {
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
 }
+
+/// A usage reader that breaks the rule and retires through its own
+/// domain (and waits for its callbacks): no deadlock, no runaway
+/// recursion, nothing lost.
+#[test]
+fn a_usage_reader_that_retires_and_waits_does_not_hang() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (r, d) = (rcu.clone(), drops.clone());
+    let depth = Arc::new(AtomicUsize::new(0));
+    let max_depth = Arc::new(AtomicUsize::new(0));
+    let (dp, mx) = (depth.clone(), max_depth.clone());
+    rcu.bound_garbage(8 * MIB, move || {
+        let now = dp.fetch_add(1, Ordering::SeqCst) + 1;
+        mx.fetch_max(now, Ordering::SeqCst);
+        r.defer_drop_sized(counted(&d, MIB), MIB);
+        r.call_sized(|| {}, MIB);
+        r.call(|| {});
+        if now == 1 {
+            r.barrier();
+            r.synchronize();
+        }
+        dp.fetch_sub(1, Ordering::SeqCst);
+        Some(7 * MIB)
+    });
+    let (r, d) = (rcu.clone(), drops.clone());
+    within(Duration::from_secs(30), "a retiring reader", move || {
+        for i in 0..32 {
+            if i % 2 == 0 {
+                let _g = r.read_lock();
+                r.defer_drop_sized(counted(&d, MIB), MIB);
+            } else {
+                r.defer_drop_sized(counted(&d, MIB), MIB);
+            }
+        }
+        r.unbound_garbage();
+    });
+    rcu.barrier();
+    let reads_retired = drops.load(Ordering::Relaxed) - 32;
+    assert!(
+        max_depth.load(Ordering::SeqCst) < 64,
+        "recursed {max_depth:?} deep"
+    );
+    let s = rcu.stats();
+    assert_eq!(s.deferred_drops as usize, 32 + reads_retired, "{s:?}");
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// A queued callback holds the bound's reader's domain handle, the last
+/// other handle is dropped: the queued drops still run once the bound is
+/// removed from a callback or the reader's own handle is let go.
+#[test]
+fn a_reader_that_owns_a_handle_is_let_go_by_unbound() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let r = rcu.clone();
+    rcu.bound_garbage(64 * MIB, move || Some(r.pending_bytes()));
+    for _ in 0..4 {
+        rcu.defer_drop_sized(counted(&drops, MIB), MIB);
+    }
+    rcu.unbound_garbage();
+    within(Duration::from_secs(10), "dropping the domain", move || {
+        drop(rcu)
+    });
+    assert_eq!(drops.load(Ordering::Relaxed), 4);
+}
+
+/// A retire from a `Drop` that runs while a panic unwinds, under a usage
+/// reader that panics too: the reader's panic is caught inside the
+/// retire, so the process neither aborts nor loses the value.
+#[test]
+fn a_panicking_reader_during_unwinding_does_not_abort() {
+    struct RetireOnDrop(Rcu, Arc<AtomicUsize>);
+    impl Drop for RetireOnDrop {
+        fn drop(&mut self) {
+            for _ in 0..4 {
+                self.0.defer_drop_sized(counted(&self.1, MIB), MIB);
+            }
+        }
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    rcu.bound_garbage(0, || panic!("usage reader failed while unwinding"));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (stop_reader, reader) = common::hold_reader(&rcu);
+    let (r, d) = (rcu.clone(), drops.clone());
+    let unwound = std::panic::catch_unwind(move || {
+        let _on_unwind = RetireOnDrop(r, d);
+        panic!("the caller fails");
+    });
+    assert!(unwound.is_err());
+    drop(stop_reader);
+    reader.join().unwrap();
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::Relaxed), 4);
+}
+
+/// Forks while another thread rebinds the garbage bound in a loop (and a
+/// writer reads the usage): the child binds, retires over the floor and
+/// frees everything. Before, the bound's lock was not among the locks
+/// `prepare_fork` holds, so a child forked while the rebinding thread held
+/// it waited for it for ever (killed after 20 s).
+#[test]
+#[cfg_attr(miri, ignore = "fork")]
+fn forking_while_another_thread_rebinds_leaves_the_child_usable() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (r, s) = (rcu.clone(), stop.clone());
+    let rebinder = thread::spawn(move || {
+        let mut i = 0usize;
+        while !s.load(Ordering::Relaxed) {
+            i += 1;
+            if i % 2 == 0 {
+                r.bound_garbage(64 * MIB, || Some(0));
+            } else {
+                r.unbound_garbage();
+            }
+        }
+    });
+    for _ in 0..100 {
+        let r = rcu.clone();
+        let status = common::in_forked_child(&rcu, move || {
+            r.bound_garbage(64 * MIB, || Some(0));
+            for i in 0..4u8 {
+                r.defer_drop_sized(Box::new(vec![i; MIB]), MIB);
+            }
+            r.unbound_garbage();
+            r.barrier();
+            r.pending_bytes() == 0
+        });
+        assert_eq!(status, 0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    rebinder.join().unwrap();
+    rcu.unbound_garbage();
+    rcu.barrier();
+}

@@ -82,8 +82,9 @@ impl Callbacks {
     /// Bounds the garbage by `limit` from now on (`None`: no bound).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
         let on = limit.is_some();
+        let limit = limit.map(Arc::new);
         let mut current = lock_std(&self.headroom.limit);
-        let old = std::mem::replace(&mut *current, limit.map(Arc::new));
+        let old = std::mem::replace(&mut *current, limit);
         // The least allowance until the first read (which the next
         // hand-off over it makes: the limit was never read). Never less: a
         // thread that finds another reading uses it meanwhile, and waits
@@ -195,6 +196,22 @@ impl Callbacks {
         self.limit_usage(over)?;
         let allow = self.headroom.allow.load(Ordering::Relaxed);
         policy::headroom_waits(allow, garbage).then_some(allow)
+    }
+}
+
+/// The bound's lock, one of those held across `fork()`
+/// (`Callbacks::lock_for_fork`): a thread binding or reading the bound at
+/// the fork left it held for ever in the child, whose next bind, or retire
+/// over the floor, waited for it.
+#[cfg(not(loom))]
+pub(super) type HeadroomForkHeld<'a> = crate::sync::ForkHeld<'a, Option<Arc<Headroom>>>;
+
+#[cfg(not(loom))]
+impl Callbacks {
+    /// Takes the bound's lock for `fork()` (a leaf: nothing is locked
+    /// under it, so it is taken last).
+    pub(super) fn lock_headroom_for_fork(&self) -> HeadroomForkHeld<'_> {
+        crate::sync::lock_for_fork(&self.headroom.limit)
     }
 }
 
