@@ -622,3 +622,36 @@ fn forking_while_another_thread_rebinds_leaves_the_child_usable() {
     rcu.unbound_garbage();
     rcu.barrier();
 }
+
+/// Online QSBR threads retiring under a bound with usage at the mark: the
+/// waits they owe are paid at their quiescent states, offline, so they
+/// never wait for themselves (two online writers, each one a reader the
+/// other's grace periods wait for, would each wait out 1 s per hand-off).
+#[test]
+fn online_qsbr_writers_under_a_bound_do_not_wait_for_each_other() {
+    let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr)).unwrap();
+    rcu.bound_garbage(64 * MIB, || Some(64 * MIB));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let go = Arc::new(Barrier::new(2));
+    let mut hs = Vec::new();
+    for _ in 0..2 {
+        let (r, d, go) = (rcu.clone(), drops.clone(), go.clone());
+        hs.push(thread::spawn(move || {
+            let mut t = r.register_qsbr_thread();
+            go.wait();
+            for _ in 0..24 {
+                r.defer_drop_sized(counted(&d, MIB), MIB);
+                t.quiescent_state();
+            }
+            drop(t);
+        }));
+    }
+    let r = rcu.clone();
+    within(Duration::from_secs(15), "QSBR writers", move || {
+        for h in hs {
+            h.join().unwrap();
+        }
+        r.barrier();
+    });
+    assert_eq!(drops.load(Ordering::Relaxed), 48);
+}
