@@ -357,7 +357,8 @@ impl Rcu {
             .set_headroom(Some(crate::callbacks::Headroom::new(mark, Box::new(usage))));
     }
 
-    /// Removes the bound of [`bound_garbage`](Rcu::bound_garbage).
+    /// Removes the bound of [`bound_garbage`](Rcu::bound_garbage); threads
+    /// waiting for their garbage under it go on at once.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();

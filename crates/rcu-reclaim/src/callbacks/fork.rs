@@ -1,10 +1,12 @@
 //! The callback engine's locks, held across `fork()` (by `Rcu::prepare_fork`).
 
+use super::headroom::HeadroomForkHeld;
 use super::{BulkPage, Callbacks, InvokeLists, LocalBuffer, ShardState};
 use crate::sync::{lock_for_fork, ForkHeld, LockedAll};
 
-/// Every shard's locks, the forking thread's bulk-page buffer and the
-/// orphaned pages, in the order the engine takes them (`invoke` before
+/// Every shard's locks, the forking thread's bulk-page buffer, the
+/// orphaned pages and the garbage bound's (`headroom.rs`, a leaf, last),
+/// in the order the engine takes them (`invoke` before
 /// `gp_lock` before a buffer before `orphans` before `state`:
 /// `flush_locals` hands orphaned pages to shards holding `orphans`). Fields
 /// drop in declaration order, the reverse of the order they were taken in,
@@ -12,6 +14,8 @@ use crate::sync::{lock_for_fork, ForkHeld, LockedAll};
 /// (each `Locked` restores the thread's no-reclaim mark on drop, so only
 /// the reverse order leaves the mark as it was before the fork).
 pub(crate) struct EngineLocks<'a> {
+    /// The garbage bound's lock, a leaf taken last.
+    _headroom: HeadroomForkHeld<'a>,
     _states: LockedAll<'a, ShardState>,
     pub(crate) orphans: ForkHeld<'a, Vec<BulkPage>>,
     _own_buffer: ForkHeld<'a, ()>,
@@ -46,7 +50,9 @@ impl Callbacks {
                 .map(|s| lock_for_fork(&s.state))
                 .collect(),
         );
+        let headroom = self.lock_headroom_for_fork();
         EngineLocks {
+            _headroom: headroom,
             _states: states,
             orphans,
             _own_buffer: own_buffer,

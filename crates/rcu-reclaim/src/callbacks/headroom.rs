@@ -89,8 +89,9 @@ impl Callbacks {
     /// Bounds the garbage by `limit` from now on (`None`: no bound).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
         let on = limit.is_some();
-        let mut held = lock_std(&self.headroom.limit);
-        *held = limit.map(Arc::new);
+        let limit = limit.map(Arc::new);
+        let mut current = lock_std(&self.headroom.limit);
+        let old = std::mem::replace(&mut *current, limit);
         self.headroom.read_ms.store(0, Ordering::Relaxed);
         self.headroom
             .state
@@ -99,7 +100,9 @@ impl Callbacks {
         // hand-off over it makes: the limit was never read). Never less: a
         // thread that finds another reading uses it meanwhile, and waits
         // until the shards hold half of it (at 0 it waited its full bound
-        // for an empty domain).
+        // for an empty domain). Stored under the lock, as a read's
+        // allowance is (`refresh_limit`), so that a read of the replaced
+        // limit still in flight cannot overwrite it.
         self.headroom.allow.store(
             if on {
                 policy::HEADROOM_FLOOR
@@ -108,6 +111,11 @@ impl Callbacks {
             },
             Ordering::Relaxed,
         );
+        drop(current);
+        // The old reader is dropped outside the lock: what it owns may
+        // retire through this domain as it drops, and a retire over the
+        // allowance takes the lock.
+        drop(old);
     }
 
     /// Whether a limit bounds the garbage.
@@ -202,6 +210,22 @@ impl Callbacks {
         self.refresh_limit(over);
         let allow = self.headroom.allow.load(Ordering::Relaxed);
         policy::headroom_waits(allow, garbage).then_some(allow)
+    }
+}
+
+/// The bound's lock, one of those held across `fork()`
+/// (`Callbacks::lock_for_fork`): a thread binding or reading the bound at
+/// the fork left it held for ever in the child, whose next bind, or retire
+/// over the floor, waited for it.
+#[cfg(not(loom))]
+pub(super) type HeadroomForkHeld<'a> = crate::sync::ForkHeld<'a, Option<Arc<Headroom>>>;
+
+#[cfg(not(loom))]
+impl Callbacks {
+    /// Takes the bound's lock for `fork()` (a leaf: nothing is locked
+    /// under it, so it is taken last).
+    pub(super) fn lock_headroom_for_fork(&self) -> HeadroomForkHeld<'_> {
+        crate::sync::lock_for_fork(&self.headroom.limit)
     }
 }
 

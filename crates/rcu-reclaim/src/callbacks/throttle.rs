@@ -271,8 +271,10 @@ impl Callbacks {
             return false;
         }
         add(&self.counters.headroom_waits, 1);
+        // Done as well once the bound is removed: the limit waited for is
+        // gone (before, the wait ran on to its full second).
         let waited = self.wait_for_frees(gp, kick, max_wait, true, &|bytes| {
-            policy::headroom_wait_done(allow, bytes)
+            !self.has_headroom() || policy::headroom_wait_done(allow, bytes)
         });
         add(
             &self.counters.headroom_wait_us,
@@ -343,8 +345,11 @@ impl Callbacks {
         }
         add(&self.counters.call_backlog_waits, 1);
         let target = backlog / 2;
-        let waited =
-            self.wait_for_frees(gp, kick, max_wait, false, &|_| self.outstanding() <= target);
+        // Done as well once memory is no longer short (the bound removed,
+        // the signal ended, the usage down), as the headroom bound's wait.
+        let waited = self.wait_for_frees(gp, kick, max_wait, false, &|_| {
+            self.outstanding() <= target || self.memory_state() == policy::MemoryState::Plenty
+        });
         add(
             &self.counters.call_backlog_wait_us,
             usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
