@@ -53,6 +53,35 @@ impl fmt::Display for Flavor {
     }
 }
 
+/// Parses the name [`Display`](fmt::Display) gives (`memb`, `mb`, `qsbr`;
+/// any case), e.g. from an environment variable or a configuration file;
+/// anything else is [`Error::InvalidConfig`](crate::Error::InvalidConfig),
+/// naming the flavors.
+///
+/// ```
+/// use rcu_reclaim::{Config, Flavor, Rcu};
+/// let flavor: Flavor = "mb".parse().unwrap();
+/// let rcu = Rcu::new(Config::new().flavor(flavor)).unwrap();
+/// assert_eq!(rcu.flavor().to_string().parse::<Flavor>(), Ok(Flavor::Mb));
+/// let err = "fast".parse::<Flavor>().unwrap_err();
+/// assert!(err.to_string().contains("memb, mb or qsbr"), "{err}");
+/// ```
+impl std::str::FromStr for Flavor {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "memb" => Ok(Flavor::Memb),
+            "mb" => Ok(Flavor::Mb),
+            "qsbr" => Ok(Flavor::Qsbr),
+            _ => Err(crate::Error::InvalidConfig(format!(
+                "unknown flavor {s:?}: use memb, mb or qsbr (or leave the flavor unset for the \
+                 best one the kernel offers)"
+            ))),
+        }
+    }
+}
+
 /// The writer's half of the read-side barrier pairing.
 pub(crate) fn writer_barrier(flavor: Flavor) {
     match flavor {

@@ -22,7 +22,9 @@ use std::sync::Arc;
 /// which retire time cannot know; size such a value with a `_sized` call
 /// when it is known to be the last).
 ///
-/// A struct opts in with [`reclaim_size!`](crate::reclaim_size), or by hand:
+/// A struct opts in with [`reclaim_size!`](crate::reclaim_size), or by hand
+/// (an enum whose variants own heap memory does it by hand, with a `match`:
+/// see the macro's docs):
 ///
 /// ```
 /// use rcu_reclaim::ReclaimSize;
@@ -46,8 +48,10 @@ use std::sync::Arc;
                retiring it frees",
     label = "`{Self}` has no `ReclaimSize`",
     note = "for a struct, declare its heap-owning fields: `rcu_reclaim::reclaim_size!({Self} {{ \
-            field1, field2 }});` (add `; drops_anywhere` if its `Drop` takes no lock), or \
-            implement `ReclaimSize` by hand",
+            field1, field2 }});` (add `; drops_anywhere` if its `Drop` takes no lock); for a \
+            type that owns no heap, `rcu_reclaim::reclaim_size!({Self});`; for an enum whose \
+            variants own heap, implement `ReclaimSize` by hand with a `match` (see the \
+            `reclaim_size!` docs)",
     note = "or name the size yourself: `RcuCell::store_weighed`, `Retired::defer_drop_sized`, \
             `Rcu::defer_drop_sized`; an `RcuHashMap` of such keys or values takes \
             `RcuHashMap::with_weigher_in(..)`, an `RcuCache` `RcuCache::builder().weigher(..)`"
@@ -164,6 +168,47 @@ pub trait ReclaimSize {
 /// assert_eq!(t.reclaim_size(), std::mem::size_of::<Tagged<Vec<u8>>>() + 1 + 100);
 /// assert!(drops_anywhere::<Tagged<Vec<u8>>>());
 /// ```
+///
+/// A type that owns no heap memory at all (a unit struct, an enum of
+/// plain variants, a struct of numbers) is named alone: its size is
+/// `size_of` the type.
+///
+/// ```
+/// use rcu_reclaim::{reclaim_size, ReclaimSize, RcuCell};
+/// #[derive(Clone, Copy)]
+/// enum Protocol { Tcp, Udp }
+/// reclaim_size!(Protocol);
+/// struct Limits { rps: u32, burst: u32 }
+/// reclaim_size!(Limits; drops_anywhere);
+/// assert_eq!(Protocol::Udp.reclaim_size(), std::mem::size_of::<Protocol>());
+/// let proto = RcuCell::new(Protocol::Tcp);
+/// proto.store(Box::new(Protocol::Udp));
+/// ```
+///
+/// The macro reads named fields (`self.field`), so an enum whose variants
+/// own heap memory implements [`ReclaimSize`] by hand, with a `match`
+/// (`reclaim_size!(Value { Big })` fails with "no field `Big` on type
+/// `&Value`"):
+///
+/// ```
+/// use rcu_reclaim::{ReclaimSize, RcuCell};
+/// enum Value { Small(u64), Big(Vec<u8>), Text { body: String } }
+/// impl ReclaimSize for Value {
+///     fn reclaim_size(&self) -> usize {
+///         std::mem::size_of::<Self>()
+///             + match self {
+///                 Value::Small(_) => 0,
+///                 Value::Big(bytes) => bytes.heap_size(),
+///                 Value::Text { body } => body.heap_size(),
+///             }
+///     }
+///     // Each variant's fields drop anywhere (no `Drop` that takes a lock).
+///     const DROPS_ANYWHERE: bool = true;
+/// }
+/// assert_eq!(Value::Big(vec![0; 100]).reclaim_size(), std::mem::size_of::<Value>() + 100);
+/// let cell = RcuCell::new(Value::Small(1));
+/// cell.store(Box::new(Value::Text { body: "hello".into() }));
+/// ```
 #[macro_export]
 macro_rules! reclaim_size {
     (impl[$($gen:tt)*] $ty:ty { $($field:tt),* $(,)? }) => {
@@ -190,6 +235,12 @@ macro_rules! reclaim_size {
     };
     ($ty:ty { $($field:tt),* $(,)? }; drops_anywhere) => {
         $crate::reclaim_size!(impl[] $ty { $($field),* }; drops_anywhere);
+    };
+    ($ty:ty) => {
+        $crate::reclaim_size!(impl[] $ty {});
+    };
+    ($ty:ty; drops_anywhere) => {
+        $crate::reclaim_size!(impl[] $ty {}; drops_anywhere);
     };
 }
 

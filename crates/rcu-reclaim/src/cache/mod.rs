@@ -410,6 +410,31 @@ where
         Some(&entry.value)
     }
 
+    /// Whether `key` is cached, without counting as a use of it (unlike
+    /// [`get`](RcuCache::get), it leaves the entry's standing with the
+    /// eviction policy as it was). Takes no lock.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the cache.
+    ///
+    /// ```
+    /// let cache = rcu_reclaim::RcuCache::builder().build();
+    /// cache.insert(String::from("k"), vec![0u8; 16]);
+    /// let guard = cache.domain().read_lock();
+    /// assert!(cache.contains_key("k", &guard));
+    /// assert!(!cache.contains_key("x", &guard));
+    /// ```
+    #[inline]
+    #[track_caller]
+    pub fn contains_key<Q, G: ReadSection>(&self, key: &Q, guard: &G) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.check_guard(guard);
+        self.inner.map.contains_key(key, guard)
+    }
+
     /// Panics, naming the cache and the fix, if `guard` belongs to another
     /// domain than the cache (the map below checks too, but its message
     /// names a map the caller never made).

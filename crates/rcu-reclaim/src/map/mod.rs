@@ -297,6 +297,39 @@ impl<K: ReclaimSize, V: ReclaimSize> RcuHashMap<K, V> {
     }
 }
 
+#[cfg(not(loom))]
+impl<K: ReclaimSize, V: ReclaimSize, S> RcuHashMap<K, V, S> {
+    /// An empty map of the global domain hashing with `hasher` (as
+    /// `HashMap::with_hasher`): a faster hasher than std's SipHash where
+    /// keys are trusted, e.g. the `ahash` or `foldhash` crates'.
+    ///
+    /// ```
+    /// use std::hash::{BuildHasherDefault, DefaultHasher};
+    /// use rcu_reclaim::RcuHashMap;
+    /// let map = RcuHashMap::with_hasher(BuildHasherDefault::<DefaultHasher>::default());
+    /// map.insert("10.0.0.0/8", 1u32);
+    /// assert_eq!(map.get("10.0.0.0/8", &map.domain().read_lock()), Some(&1));
+    /// ```
+    pub fn with_hasher(hasher: S) -> Self {
+        Self::with_capacity_and_hasher(0, hasher)
+    }
+
+    /// An empty map of the global domain that holds `capacity` entries
+    /// before its table first grows, hashing with `hasher` (as
+    /// `HashMap::with_capacity_and_hasher`).
+    ///
+    /// ```
+    /// use std::hash::{BuildHasherDefault, DefaultHasher};
+    /// use rcu_reclaim::RcuHashMap;
+    /// let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    /// let map: RcuHashMap<u32, u32, _> = RcuHashMap::with_capacity_and_hasher(1000, hasher);
+    /// assert!(map.capacity() >= 1000);
+    /// ```
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
+        Self::with_capacity_and_hasher_in(capacity, hasher, Rcu::global())
+    }
+}
+
 impl<K: ReclaimSize, V: ReclaimSize, S> RcuHashMap<K, V, S> {
     /// An empty map of domain `rcu` hashing with `hasher`.
     ///
@@ -637,6 +670,59 @@ where
 impl<K: ReclaimSize, V: ReclaimSize> Default for RcuHashMap<K, V> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A map of the global domain holding the pairs (a later pair replaces an
+/// earlier one of the same key, as in `HashMap`), for a table built at
+/// start-up; for a map of another domain, [`new_in`](RcuHashMap::new_in)
+/// then [`extend`](Extend::extend).
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use rcu_reclaim::RcuHashMap;
+/// let routes: RcuHashMap<Ipv4Addr, &str> = [
+///     (Ipv4Addr::new(10, 0, 0, 1), "eth0"),
+///     (Ipv4Addr::new(10, 0, 0, 2), "eth1"),
+/// ]
+/// .into_iter()
+/// .collect();
+/// assert_eq!(routes.len(), 2);
+/// ```
+#[cfg(not(loom))]
+impl<K, V> FromIterator<(K, V)> for RcuHashMap<K, V>
+where
+    K: ReclaimSize + Hash + Eq + Send + 'static,
+    V: ReclaimSize + Send + 'static,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let mut map = Self::new();
+        map.extend(pairs);
+        map
+    }
+}
+
+/// Inserts each pair, as [`insert`](RcuHashMap::insert) does (a replaced
+/// value is freed after a grace period). `insert` takes `&self`, so a map
+/// shared between threads is filled with a loop of `insert`s instead.
+///
+/// ```
+/// use rcu_reclaim::{Config, Rcu, RcuHashMap};
+/// let rcu = Rcu::new(Config::new()).unwrap();
+/// let mut map = RcuHashMap::new_in(&rcu);
+/// map.extend((0..100u32).map(|i| (i, i * 2)));
+/// assert_eq!(map.get(&7, &rcu.read_lock()), Some(&14));
+/// ```
+impl<K, V, S> Extend<(K, V)> for RcuHashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, pairs: I) {
+        for (key, value) in pairs {
+            self.insert(key, value);
+        }
     }
 }
 

@@ -111,14 +111,96 @@ pub enum Level {
 /// assert_eq!(src.wait(Duration::from_millis(10)).unwrap(), Some(Level::Medium));
 /// assert_eq!(src.wait(Duration::from_millis(1)).unwrap(), None);
 /// ```
+///
+/// A source of your own (a gauge the kernel does not see: an arena's
+/// usage, a quota shared by several processes) implements the trait and
+/// is given to [`PressureMonitor::start`], to
+/// [`RcuCacheBuilder::pressure_source`](crate::RcuCacheBuilder::pressure_source).
+/// The monitor calls
+/// [`wait`](PressureSource::wait) in a loop on its own thread; each event
+/// expedites RCU (and, for a cache, shrinks it by an eighth for
+/// [`Level::Medium`], by half for [`Level::Critical`]), so a polling source
+/// reports at most one event per poll:
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use rcu_reclaim::sources::{Level, PressureSource, SourceError};
+/// use rcu_reclaim::RcuCache;
+///
+/// /// Medium over 80 % of a quota, critical over 95 %, read every 20 ms.
+/// struct Quota {
+///     used: Arc<AtomicUsize>,
+///     quota: usize,
+/// }
+///
+/// impl PressureSource for Quota {
+///     fn describe(&self) -> String {
+///         format!("application quota of {} bytes, polled every 20 ms", self.quota)
+///     }
+///     fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+///         std::thread::sleep(timeout.min(Duration::from_millis(20)));
+///         let used = self.used.load(Ordering::Relaxed);
+///         Ok(if used > self.quota / 100 * 95 {
+///             Some(Level::Critical)
+///         } else if used > self.quota / 100 * 80 {
+///             Some(Level::Medium)
+///         } else {
+///             None // no event (also what a timeout returns)
+///         })
+///     }
+/// }
+///
+/// let used = Arc::new(AtomicUsize::new(0));
+/// let source = Quota { used: used.clone(), quota: 1 << 30 };
+/// let cache = RcuCache::builder().max_bytes(16 << 20).pressure_source(Box::new(source)).build();
+/// for i in 0..64u32 {
+///     cache.insert(i, vec![0u8; 64 << 10]);
+/// }
+/// used.store(1 << 30, Ordering::Relaxed); // the quota is spent: critical
+/// while cache.len() == 64 {
+///     std::thread::sleep(Duration::from_millis(1));
+/// }
+/// ```
 pub trait PressureSource: Send {
-    /// A description for reports and stats (kind, file, settings).
+    /// A description for reports and stats (kind, file, settings):
+    /// [`MonitorStats::source`] and the monitor's log lines show it.
+    ///
+    /// ```
+    /// use rcu_reclaim::sources::{PressureSource, RssSource};
+    /// let rss = RssSource::new(1 << 30, std::time::Duration::from_millis(100));
+    /// assert!(rss.describe().contains("RSS"));
+    /// ```
     fn describe(&self) -> String;
 
-    /// Waits up to `timeout` for the next event; `Ok(None)` on timeout.
+    /// Waits up to `timeout` for the next event: `Ok(Some(level))` for an
+    /// event, `Ok(None)` on timeout or when there is nothing to report
+    /// (returning early is fine: the monitor calls again once the
+    /// `timeout` it gave has passed), `Err` for a source that cannot be read (the monitor
+    /// logs it, counts it in [`MonitorStats::errors`] and retries with a
+    /// growing backoff). It runs on the monitor's thread, never inside a
+    /// read-side section, and may block.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_reclaim::sources::{Level, PressureSource, SyntheticSource};
+    /// let (events, mut source) = SyntheticSource::new();
+    /// assert_eq!(source.wait(Duration::from_millis(1)).unwrap(), None); // timed out
+    /// events.send(Level::Critical).unwrap();
+    /// assert_eq!(source.wait(Duration::from_secs(1)).unwrap(), Some(Level::Critical));
+    /// ```
     fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError>;
 
-    /// The PSI averages behind this source, for sources that have them.
+    /// The PSI averages behind this source, for sources that have them
+    /// (the default: `None`); the monitor publishes them in
+    /// [`MonitorStats::psi`].
+    ///
+    /// ```
+    /// use rcu_reclaim::sources::{PressureSource, SyntheticSource};
+    /// let (_events, source) = SyntheticSource::new();
+    /// assert!(source.psi().is_none());
+    /// ```
     fn psi(&self) -> Option<PsiStats> {
         None
     }
