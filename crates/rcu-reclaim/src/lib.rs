@@ -274,7 +274,10 @@
 //! that garbage to be freed, with or without a pressure signal
 //! ([`Rcu::bound_garbage`], [`sources::bound_garbage_by_cgroup`]): a reader
 //! preempted in its section on a loaded machine no longer lets writers of
-//! large values pile garbage up to the limit.
+//! large values pile garbage up to the limit. Work whose memory the domain
+//! cannot weigh (closures given to [`Rcu::call`], a queue of your own) is
+//! held back by count instead, from the moment [`Rcu::memory_state`] says
+//! memory is short.
 //!
 //! Freed entries go back to the allocator, which keeps much of that memory
 //! for later allocations: the process's resident size (and its cgroup's

@@ -386,8 +386,9 @@ impl Rcu {
     /// [`bound_garbage`](Rcu::bound_garbage) is over its mark,
     /// [`MemoryState::Short`] while it is over three quarters of the mark
     /// or a pressure signal is held, else [`MemoryState::Plenty`]. The
-    /// usage is the last one read, read anew when older than 5 ms (1 ms
-    /// while short); one that cannot be read counts as plenty. For code
+    /// usage is the last one read, read anew when older than a
+    /// millisecond (by one thread at a time); one that cannot be read
+    /// counts as plenty. For code
     /// that queues work holding memory the domain cannot weigh (callbacks
     /// that book no bytes, a queue of its own) and would hold its
     /// producers back: the domain's own [`call`](Rcu::call) does so past
