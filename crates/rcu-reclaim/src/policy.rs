@@ -386,6 +386,22 @@ pub(crate) const HEADROOM_MAX_WAIT: Duration = PRESSURE_THROTTLE_MAX_WAIT_STALLE
 /// ready but not yet run by the worker.
 pub(crate) const CALL_BACKLOG: u64 = 4096;
 
+/// The same mark while the usage is over the limit's mark itself
+/// (`MemoryState::OverMark`): four threads queueing closures that owned
+/// 16 KiB each (64 MiB at `CALL_BACKLOG`) were OOM-killed in a 100 MiB
+/// cgroup within 0.3 s with `CALL_BACKLOG` alone.
+pub(crate) const CALL_BACKLOG_OVER: u64 = 256;
+
+/// The entries outstanding past which a `call` that books no bytes waits
+/// in memory state `state` (`None`: it never waits).
+pub(crate) fn call_backlog_mark(state: MemoryState) -> Option<u64> {
+    match state {
+        MemoryState::Plenty => None,
+        MemoryState::Short => Some(CALL_BACKLOG),
+        MemoryState::OverMark => Some(CALL_BACKLOG_OVER),
+    }
+}
+
 /// How short memory is for a domain (`Rcu::memory_state`), from a pressure
 /// signal or the usage of a memory limit the domain knows
 /// (`Rcu::bound_garbage`).
@@ -998,6 +1014,12 @@ mod tests {
         assert_eq!(memory_state(80 * MIB, 60 * MIB + 1), MemoryState::Short);
         assert_eq!(memory_state(80 * MIB, 80 * MIB), MemoryState::Short);
         assert_eq!(memory_state(80 * MIB, 80 * MIB + 1), MemoryState::OverMark);
+        assert_eq!(call_backlog_mark(MemoryState::Plenty), None);
+        assert_eq!(call_backlog_mark(MemoryState::Short), Some(CALL_BACKLOG));
+        assert_eq!(
+            call_backlog_mark(MemoryState::OverMark),
+            Some(CALL_BACKLOG_OVER)
+        );
     }
 
     #[test]

@@ -392,7 +392,8 @@ impl Rcu {
     /// that queues work holding memory the domain cannot weigh (callbacks
     /// that book no bytes, a queue of its own) and would hold its
     /// producers back: the domain's own [`call`](Rcu::call) does so past
-    /// 4,096 callbacks outstanding from `Short` on, and the liburcu
+    /// 4,096 callbacks outstanding when `Short`, 256 when `OverMark`, and
+    /// the liburcu
     /// drop-in's `call_rcu` past 4,096 waiting callbacks when `Short`, 256
     /// when `OverMark`. Without a bound or a signal: two loads.
     ///

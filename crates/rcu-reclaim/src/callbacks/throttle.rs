@@ -25,9 +25,10 @@
 //!   usage over three quarters of its mark): `call` books no bytes, so a
 //!   thread handing off a page of calls while more than
 //!   `policy::CALL_BACKLOG` entries are outstanding (queued, ready or in a
-//!   worker's hands) waits until they are half as many, for at most 10 ms
-//!   (100 ms far over). Four threads queueing closures that owned 4 KiB
-//!   each in a 100 MiB cgroup were OOM-killed in every run before.
+//!   worker's hands; `CALL_BACKLOG_OVER` over the limit's mark itself)
+//!   waits until they are half as many, for at most 10 ms (100 ms far
+//!   over). Four threads queueing closures that owned 4 KiB each in a
+//!   100 MiB cgroup were OOM-killed in every run before.
 //! * **Headroom** (`headroom.rs`): under a known memory limit, garbage
 //!   over half of the room left below its mark waits, signal or not.
 //!
@@ -299,13 +300,14 @@ impl Callbacks {
     }
 
     /// Whether a thread that has just queued a `call` booking no bytes
-    /// should wait for the backlog (`wait_for_call_backlog`): more than
-    /// `policy::CALL_BACKLOG` entries outstanding while a pressure signal
-    /// is held or the usage is over a known limit's mark.
+    /// should wait for the backlog (`wait_for_call_backlog`): more entries
+    /// outstanding than `policy::call_backlog_mark` allows in the memory
+    /// state (4,096 while short, 256 over a known limit's mark).
     #[cfg(not(loom))]
     pub(crate) fn call_backlog_due(&self) -> bool {
-        self.outstanding() > policy::CALL_BACKLOG
-            && self.memory_state() != policy::MemoryState::Plenty
+        let outstanding = self.outstanding();
+        outstanding > policy::CALL_BACKLOG_OVER
+            && policy::call_backlog_mark(self.memory_state()).is_some_and(|m| outstanding > m)
     }
 
     /// The bound on callbacks that book no bytes, for a thread that has
@@ -556,6 +558,40 @@ mod tests {
         assert_eq!(rcu.stats().call_backlog_waits, before);
         rcu.barrier();
         assert_eq!(cbs.outstanding(), 0);
+    }
+
+    /// Between `CALL_BACKLOG_OVER` and `CALL_BACKLOG` entries outstanding
+    /// behind a reader that holds grace periods up: a `call` waits while
+    /// the usage is over the limit's mark, not while it is only short
+    /// (over three quarters of it). Closures owning 16 KiB each were
+    /// OOM-killed in a 100 MiB cgroup with the one mark of 4,096.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "timing: the reader leaves after 100 ms of the interpreter's clock, which \
+                  2,048 calls outrun"
+    )]
+    fn over_the_limits_mark_calls_wait_behind_a_smaller_backlog() {
+        let waits_at = |usage: usize| {
+            let rcu = Rcu::new(Config::new()).unwrap();
+            rcu.bound_garbage(64 << 20, move || Some(usage));
+            let (go_tx, reader) = super::super::reader_held_until_go(&rcu, 100);
+            go_tx.send(()).unwrap();
+            for i in 0..2048usize {
+                let v = vec![i as u8; 16];
+                rcu.call(move || drop(v));
+            }
+            let waits = rcu.stats().call_backlog_waits;
+            reader.join().unwrap();
+            rcu.barrier();
+            assert_eq!(rcu.inner().callbacks.outstanding(), 0);
+            waits
+        };
+        assert_eq!(waits_at(50 << 20), 0, "short, under 4,096 outstanding");
+        assert!(
+            waits_at(80 << 20) >= 1,
+            "over the mark, over 256 outstanding"
+        );
     }
 
     /// A wait that runs out behind a reader that stays in its section says
