@@ -6,7 +6,7 @@
 //! anything twice, lose a callback or hang.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -235,4 +235,185 @@ fn unregistering_inside_the_wait_a_raw_section_owed_hands_back_no_other_threads_
     );
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
+}
+
+mod page_allocator {
+    //! The page allocator runs inside a retire's slow path, which holds the
+    //! thread's slot and its buffer's lock.
+    use super::*;
+    use rcu_reclaim::pages::{PageAllocator, SystemPageAllocator};
+    use std::alloc::Layout;
+    use std::ptr::NonNull;
+
+    type Action = Box<dyn Fn(&Rcu) -> String + Send + Sync>;
+
+    struct Probe {
+        rcu: OnceLock<Rcu>,
+        action: Action,
+        armed: AtomicBool,
+        seen: Mutex<Option<String>>,
+    }
+
+    struct Alloc(Arc<Probe>);
+
+    // SAFETY: every page comes from `SystemPageAllocator`.
+    unsafe impl PageAllocator for Alloc {
+        fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
+            if let Some(rcu) = self.0.rcu.get() {
+                if self.0.armed.swap(false, Ordering::SeqCst) {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        (self.0.action)(rcu)
+                    }));
+                    *self.0.seen.lock().unwrap() = Some(match r {
+                        Ok(s) => s,
+                        Err(p) => format!(
+                            "panicked: {}",
+                            p.downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+            SystemPageAllocator.allocate(layout)
+        }
+
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            // SAFETY: forwarded; the page came from the system allocator.
+            unsafe { SystemPageAllocator.deallocate(ptr, layout) }
+        }
+    }
+
+    /// Retires on a fresh thread until the allocator has run `action`;
+    /// returns what it said.
+    fn probe(config: Config, action: impl Fn(&Rcu) -> String + Send + Sync + 'static) -> String {
+        let p = Arc::new(Probe {
+            rcu: OnceLock::new(),
+            action: Box::new(action),
+            armed: AtomicBool::new(true),
+            seen: Mutex::new(None),
+        });
+        let rcu = Rcu::new(config.page_allocator(Arc::new(Alloc(p.clone())))).unwrap();
+        p.rcu.set(rcu.clone()).ok().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (r, d, p2) = (rcu.clone(), drops.clone(), p.clone());
+        let n = within(
+            "a retire whose page allocator calls into the domain",
+            move || {
+                let mut n = 0;
+                while p2.seen.lock().unwrap().is_none() {
+                    r.defer_drop_sized(Box::new(Counted(d.clone())), 8);
+                    n += 1;
+                }
+                // A few more, through the page just allocated.
+                for _ in 0..100 {
+                    r.defer_drop_sized(Box::new(Counted(d.clone())), 8);
+                    n += 1;
+                }
+                n
+            },
+        );
+        let r = rcu.clone();
+        within("the barrier after", move || r.barrier());
+        assert_eq!(drops.load(Ordering::SeqCst), n, "a deferred drop was lost");
+        let seen = p.seen.lock().unwrap().take().unwrap();
+        // The allocator's `Arc` holds the domain: let it go.
+        drop(p.rcu.get().cloned());
+        seen
+    }
+
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Says whether the allocator's call was refused with the panic that
+    /// names the problem.
+    fn refused(s: &str) -> bool {
+        s.starts_with("panicked: rcu-reclaim: ") && s.contains("page allocator")
+    }
+
+    /// `barrier` takes every thread's buffer, this one's too, which the
+    /// retire in the allocator holds: the thread hung for good, silently.
+    /// Now refused with a panic that says why (caught here); the retire
+    /// and a later barrier go on, and no deferred drop is lost.
+    #[test]
+    fn barrier_inside_the_page_allocator_is_refused_not_a_hang() {
+        let s = probe(Config::new(), |rcu| {
+            rcu.barrier();
+            "ran".into()
+        });
+        assert!(refused(&s), "{s}");
+    }
+
+    /// `prepare_fork` takes this thread's buffer to hold it across the
+    /// fork: it hung as `barrier` did. Refused before the domain's
+    /// background threads are paused (the barrier after runs).
+    #[test]
+    fn prepare_fork_inside_the_page_allocator_is_refused_not_a_hang() {
+        let s = probe(Config::new(), |rcu| {
+            rcu.prepare_fork().parent();
+            "ran".into()
+        });
+        assert!(refused(&s), "{s}");
+    }
+
+    /// `run_callbacks` at priority 0 hands every thread's page on (this
+    /// one's too), as a barrier does: refused the same way.
+    #[test]
+    fn run_callbacks_inside_the_page_allocator_never_hangs() {
+        let s = probe(Config::new(), |rcu| {
+            rcu.run_callbacks(&rcu_reclaim::pressure::NodeMask::all(), 0);
+            rcu.run_callbacks_for(&rcu_reclaim::pressure::NodeMask::all(), 0, 1 << 20);
+            "ran".into()
+        });
+        assert!(s == "ran" || refused(&s), "{s}");
+    }
+
+    /// A reclaimer of the domain run from the allocator: its own call
+    /// does nothing or is refused; never a hang.
+    #[test]
+    fn reclaim_inside_the_page_allocator_never_hangs() {
+        let s = probe(Config::new(), |rcu| {
+            let r = rcu_reclaim::reclaim::Reclaimer::new(rcu);
+            let done = r.reclaim(1 << 20, &rcu_reclaim::pressure::NodeMask::all());
+            format!("ran: {}", done.is_ok())
+        });
+        assert!(s.starts_with("ran") || refused(&s), "{s}");
+    }
+
+    /// What takes no buffer of this thread runs: a grace period (outside
+    /// any section), a collect, sections raw and guarded (the raw unlock
+    /// ends only the raw section it opened), registering again; the
+    /// unregistration is refused (`false`), as before.
+    #[test]
+    fn sections_grace_periods_and_collect_inside_the_page_allocator_run() {
+        let s = probe(Config::new(), |rcu| {
+            rcu.synchronize();
+            rcu.collect();
+            rcu.register_thread();
+            rcu.read_lock_raw();
+            let a = rcu.read_unlock_raw();
+            let b = rcu.read_unlock_raw();
+            drop(rcu.read_lock());
+            format!("{a} {b} {}", rcu.unregister_thread())
+        });
+        assert_eq!(s, "true false false");
+    }
+
+    /// A QSBR registration of its own made and dropped in the allocator
+    /// (its slot is not the one the retire holds).
+    #[test]
+    fn a_qsbr_registration_inside_the_page_allocator_comes_and_goes() {
+        let s = probe(Config::new().flavor(rcu_reclaim::Flavor::Qsbr), |rcu| {
+            let mut t = rcu.register_qsbr_thread();
+            t.quiescent_state();
+            drop(t);
+            "ran".into()
+        });
+        assert_eq!(s, "ran");
+    }
 }
