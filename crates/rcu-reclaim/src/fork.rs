@@ -106,12 +106,6 @@ impl Rcu {
                  not running a callback"
             );
         }
-        // The page clock starts on first use; another thread starting it now
-        // would leave it starting for ever in the child.
-        crate::clock::epoch_ms();
-        let inner = self.inner();
-        inner.kthread.pause();
-        inner.callbacks.workers.pause();
         // This thread's own bulk-page buffer is held across the fork too: a
         // stealer holding it at the fork would leave it locked for ever in
         // the child, whose only thread is this one.
@@ -119,6 +113,15 @@ impl Rcu {
         // SAFETY: `current_slot` returns this thread's slot, alive while the
         // thread is registered (for as long as the guard borrows `self`).
         let own_buffer = unsafe { &(*own).local };
+        // From the page allocator, run by a retire on this thread that
+        // holds that buffer: refused before anything is paused.
+        own_buffer.refuse_if_allocating_here("prepare_fork()");
+        // The page clock starts on first use; another thread starting it now
+        // would leave it starting for ever in the child.
+        crate::clock::epoch_ms();
+        let inner = self.inner();
+        inner.kthread.pause();
+        inner.callbacks.workers.pause();
         let engine = inner.callbacks.lock_for_fork(
             &inner.registry.orphans,
             || inner.gp.lock_gp_for_fork(),

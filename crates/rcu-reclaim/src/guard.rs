@@ -53,6 +53,10 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
         return false;
     }
     s.raw_nest.set(raw - 1);
+    // Read while the slot is surely this thread's: the drop below may pay
+    // a wait the section owed, whose user code may unregister the thread,
+    // and the slot may then be another thread's (its late one, even).
+    let late = s.late.get();
     // The guard `raw_enter` forgot, rebuilt on the same thread: dropping it
     // ends the section exactly as the original would have.
     drop(ReadGuard {
@@ -60,7 +64,9 @@ pub(crate) fn raw_exit(rcu: &Rcu) -> bool {
         slot: SlotRef(slot),
         _not_send: PhantomData,
     });
-    crate::reader::release_if_late(rcu.registry(), s);
+    if late {
+        crate::reader::release_if_still_late(rcu.id(), rcu.registry(), slot);
+    }
     true
 }
 

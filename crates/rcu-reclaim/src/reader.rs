@@ -644,6 +644,30 @@ pub(crate) fn release_if_late(registry: &Registry, slot: &Slot) {
     }
 }
 
+/// As [`release_if_late`], after `raw_exit` ended a raw section on `slot`,
+/// which was this thread's late slot of the domain numbered `id` when
+/// that section began to end: ending it may have paid a wait it owed,
+/// and that wait runs user code (a `bound_garbage` usage reader, a
+/// shrinker's scan) that may call `unregister_thread`, which hands the
+/// slot back at once, for another thread to claim as its own late slot.
+/// The slot is looked at again only if it is still this thread's: listed
+/// as its late slot, or named by its cache (which names only its own).
+#[cold]
+pub(crate) fn release_if_still_late(id: u64, registry: &Registry, slot: *const Slot) {
+    #[cfg(not(loom))]
+    let listed = late_exit::find(id).is_some_and(|s| ptr::eq(s, slot));
+    #[cfg(loom)]
+    let listed = false;
+    let cached = CACHE
+        .try_with(|c| c.domain_id.get() == id && ptr::eq(c.slot.get(), slot))
+        .unwrap_or(false);
+    if listed || cached {
+        // SAFETY: this thread's slot (listed or cached: both forget a slot
+        // before it goes back), alive while `registry` is.
+        release_if_late(registry, unsafe { &*slot });
+    }
+}
+
 #[cold]
 fn release_late(slot: &Slot, registry: &Registry) {
     if slot.nest.get() != 0 {

@@ -15,6 +15,32 @@ use super::bulk::{bump_relaxed, BulkPage, Deferred, Kind, Word};
 use crate::flavor::{reader_fence, Flavor};
 use crate::sync::{lock, AtomicBool, Mutex, UnsafeCell};
 
+#[cfg(not(loom))]
+thread_local! {
+    /// The buffer whose page this thread's page allocator is allocating
+    /// (`LocalBuffer::while_allocating`; null: none). The allocator is the
+    /// user's code, run by a retire that holds that buffer's lock: a call
+    /// from it that takes the lock again is refused. No destructor: read
+    /// from retires at any point of the thread's exit.
+    static ALLOCATING_FOR: std::cell::Cell<*const LocalBuffer> =
+        const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// The panic of `LocalBuffer::refuse_if_allocating_here`.
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn allocator_reentered(what: &str) -> ! {
+    panic!(
+        "rcu-reclaim: {what} called from inside the domain's page allocator \
+         (Config::page_allocator) while it allocates a page for a retire on this same thread; \
+         that retire holds the thread's buffer of deferred drops, which this call needs: it \
+         would wait for itself for ever. From the allocator, only retire into the domain \
+         (defer_drop, call); make this call after the retire has returned"
+    )
+}
+
 /// The most objects one retire may take from its drain.
 const STEP_MAX: usize = crate::policy::DRAIN_STEP_HURRY;
 
@@ -234,16 +260,51 @@ impl LocalBuffer {
     /// Runs `f` (the owner's call into the page allocator) marked as
     /// `allocating`, unmarked again even if it panics.
     pub(crate) fn while_allocating<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Unmark<'a>(&'a std::sync::atomic::AtomicBool);
+        struct Unmark<'a>(&'a std::sync::atomic::AtomicBool, *const LocalBuffer);
         impl Drop for Unmark<'_> {
             fn drop(&mut self) {
                 self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+                #[cfg(not(loom))]
+                let _ = ALLOCATING_FOR.try_with(|a| a.set(self.1));
             }
         }
         self.allocating
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let _unmark = Unmark(&self.allocating);
+        #[cfg(not(loom))]
+        let before = ALLOCATING_FOR
+            .try_with(|a| a.replace(self))
+            .unwrap_or(std::ptr::null());
+        #[cfg(loom)]
+        let before = std::ptr::null();
+        let _unmark = Unmark(&self.allocating, before);
         f()
+    }
+
+    /// Refuses, with a panic that says so, to go on with `what` on the
+    /// thread whose page allocator is allocating this buffer's page (see
+    /// `ALLOCATING_FOR`): the retire that called the allocator holds the
+    /// buffer's lock, and `what` would wait for it for ever (before: the
+    /// thread hung, silently). Called before anything is changed.
+    pub(crate) fn refuse_if_allocating_here(&self, what: &str) {
+        #[cfg(not(loom))]
+        if ALLOCATING_FOR
+            .try_with(|a| std::ptr::eq(a.get(), self))
+            .unwrap_or(false)
+        {
+            allocator_reentered(what);
+        }
+        #[cfg(loom)]
+        let _ = what;
+    }
+
+    /// The buffer's lock, refused (a panic) on the thread whose page
+    /// allocator is allocating this buffer's page, which holds it.
+    fn lock_buffer(&self) -> crate::sync::Locked<'_, ()> {
+        self.refuse_if_allocating_here(
+            "a call that takes this thread's buffer of deferred drops (barrier(), \
+             run_callbacks(), Reclaimer::reclaim(), prepare_fork())",
+        );
+        lock(&self.lock)
     }
 
     /// After running what [`try_push`](Self::try_push) popped (`n` objects).
@@ -259,7 +320,7 @@ impl LocalBuffer {
 
     /// Runs `f` with exclusive access to the drain, as its owner.
     pub(crate) fn with_drain_owner<R>(&self, f: impl FnOnce(&mut Drain) -> R) -> R {
-        let _held = lock(&self.lock);
+        let _held = self.lock_buffer();
         // SAFETY: as `with_page_owner`.
         let r = self.drain.with_mut(|d| f(unsafe { &mut *d }));
         self.publish_drain();
@@ -311,7 +372,7 @@ impl LocalBuffer {
     /// path, then runs `f`. The owner, seeing `steal`, takes the slow path,
     /// which needs the lock: `f` has the page and the drain to itself.
     fn with_owner_out<R>(&self, barrier: impl Fn(), f: impl FnOnce() -> R) -> R {
-        let _held = lock(&self.lock);
+        let _held = self.lock_buffer();
         self.steal.store(true, Ordering::Relaxed);
         barrier();
         spin_until(|| !self.busy.load(Ordering::Acquire));
@@ -322,7 +383,7 @@ impl LocalBuffer {
 
     /// Runs `f` with exclusive access to the page, as its owner (slow path).
     pub(crate) fn with_page_owner<R>(&self, f: impl FnOnce(&mut Option<BulkPage>) -> R) -> R {
-        let _held = lock(&self.lock);
+        let _held = self.lock_buffer();
         // SAFETY: holding `lock` as the owner: no stealer runs, and the owner
         // is not on its fast path (it is here).
         self.page.with_mut(|p| f(unsafe { &mut *p }))
@@ -381,13 +442,14 @@ impl LocalBuffer {
     /// buffer: see `Rcu::prepare_fork`).
     #[cfg(not(loom))]
     pub(crate) fn lock_for_fork(&self) -> crate::sync::ForkHeld<'_, ()> {
+        self.refuse_if_allocating_here("prepare_fork()");
         crate::sync::lock_for_fork(&self.lock)
     }
 
     /// Waits until no stealer or slow-path owner holds the buffer: one that
     /// has emptied the page (its counts read 0) has then handed it on.
     pub(crate) fn wait_for_handoff(&self) {
-        drop(lock(&self.lock));
+        drop(self.lock_buffer());
     }
 
     pub(crate) fn reset_counts(&self) {
