@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A call_rcu flood of heavy objects (flood_heavy.c: 4 threads, objects of
+# A call_rcu flood of heavy objects (tests/c/flood_heavy.c: 4 threads, objects of
 # SIZE bytes written and freed by their callbacks) in a fresh cgroup v1
 # with a 100 MiB memory limit, liburcu-memb.so.8 vs rcu-reclaim-urcu
 # dropped in, interleaved: the rate, the cgroup's peak usage, and whether
@@ -20,7 +20,7 @@ RCU_RECLAIM_URCU_SONAME=liburcu-memb.so.8 CARGO_TARGET_DIR=$target \
   cargo build --release --quiet -p rcu-reclaim-urcu
 mkdir -p "$target/lib"
 cp "$target/release/librcu_reclaim_urcu.so" "$target/lib/liburcu-memb.so.8"
-gcc -O2 -o "$target/flood_heavy" crates/rcu-reclaim-urcu/bench/flood_heavy.c -pthread -lurcu-memb
+gcc -O2 -o "$target/flood_heavy" crates/rcu-reclaim-urcu/tests/c/flood_heavy.c -pthread -lurcu-memb
 for size in "${sizes[@]}"; do
   for round in $(seq "${ROUNDS:-3}"); do
     for l in "liburcu=" "rcu-reclaim-urcu=$target/lib"; do

@@ -13,31 +13,9 @@ use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::{Config, Rcu};
 
 mod common;
+use common::within;
 
 const MIB: usize = 1 << 20;
-
-/// Runs `f` on a thread and fails (rather than hangs) if it has not
-/// finished within `limit`.
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let v = f();
-        let _ = tx.send(());
-        v
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) => h.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {limit:?}"),
-    }
-}
 
 /// A value that counts its drops.
 struct Counted(#[allow(dead_code)] Vec<u8>, Arc<AtomicUsize>);
@@ -52,6 +30,24 @@ fn counted(drops: &Arc<AtomicUsize>, bytes: usize) -> Box<Counted> {
     Box::new(Counted(vec![1u8; bytes], drops.clone()))
 }
 
+/// Bounds `rcu` under a 64 MiB mark by a reader whose first read says
+/// so on the returned receiver and blocks until the returned sender
+/// sends; later reads return 0 at once.
+fn bound_by_a_reader_that_blocks_once(rcu: &Rcu) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let entered_tx = std::sync::Mutex::new(Some(entered_tx));
+    rcu.bound_garbage(64 * MIB, move || {
+        if let Some(tx) = entered_tx.lock().unwrap().take() {
+            tx.send(()).unwrap();
+            let _ = release_rx.lock().unwrap().recv();
+        }
+        Some(0)
+    });
+    (entered_rx, release_tx)
+}
+
 /// `unbound_garbage` while a retiring thread is inside the usage reader:
 /// the bound is gone once both are done. Before, the reader's result was
 /// stored as the allowance after the unbind had cleared it, so
@@ -59,18 +55,7 @@ fn counted(drops: &Arc<AtomicUsize>, bytes: usize) -> Box<Counted> {
 #[test]
 fn unbinding_while_the_usage_is_read_leaves_the_domain_unbound() {
     let rcu = Rcu::new(Config::new()).unwrap();
-    let (entered_tx, entered_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let release_rx = std::sync::Mutex::new(release_rx);
-    let entered_tx = std::sync::Mutex::new(Some(entered_tx));
-    rcu.bound_garbage(64 * MIB, move || {
-        // The first read blocks until released; later ones return at once.
-        if let Some(tx) = entered_tx.lock().unwrap().take() {
-            tx.send(()).unwrap();
-            let _ = release_rx.lock().unwrap().recv();
-        }
-        Some(0)
-    });
+    let (entered_rx, release_tx) = bound_by_a_reader_that_blocks_once(&rcu);
     let drops = Arc::new(AtomicUsize::new(0));
     let r = rcu.clone();
     let d = drops.clone();
@@ -103,17 +88,7 @@ fn unbinding_while_the_usage_is_read_leaves_the_domain_unbound() {
 #[test]
 fn rebinding_while_the_old_usage_is_read_keeps_the_old_reader_out() {
     let rcu = Rcu::new(Config::new()).unwrap();
-    let (entered_tx, entered_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let release_rx = std::sync::Mutex::new(release_rx);
-    let entered_tx = std::sync::Mutex::new(Some(entered_tx));
-    rcu.bound_garbage(64 * MIB, move || {
-        if let Some(tx) = entered_tx.lock().unwrap().take() {
-            tx.send(()).unwrap();
-            let _ = release_rx.lock().unwrap().recv();
-        }
-        Some(0)
-    });
+    let (entered_rx, release_tx) = bound_by_a_reader_that_blocks_once(&rcu);
     let r = rcu.clone();
     let writer = thread::spawn(move || {
         let _g = r.read_lock();

@@ -7,34 +7,22 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
 use rcu_reclaim::{Config, Rcu};
+
+mod common;
 
 const MIB: usize = 1 << 20;
 /// Every wait of these tests is for another thread's step, never for a
 /// duration: this only turns a hang into a failure.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Runs `f` on a thread and fails (rather than hangs) if it has not
-/// finished within `DEADLINE`; a panic in `f` fails the caller.
+/// `common::within` with the file's deadline.
 fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let v = f();
-        let _ = tx.send(());
-        v
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(()) => h.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {DEADLINE:?}"),
-    }
+    common::within(DEADLINE, what, f)
 }
 
 /// A one-shot signal between threads, waited for with the deadline.

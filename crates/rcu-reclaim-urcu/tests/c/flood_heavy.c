@@ -2,8 +2,8 @@
  * allocate an object of SIZE bytes, write it, and queue its rcu_head
  * with a callback that frees it. Prints the rate, every callback's run
  * after rcu_barrier, and the peak resident memory (sampled every 100 ms).
- * flood_cgroup.sh runs it in a memory cgroup against liburcu and the
- * drop-in.
+ * The test a_call_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit
+ * and bench/flood_cgroup.sh run it in a memory cgroup.
  *   flood_heavy THREADS SECONDS SIZE */
 #define _GNU_SOURCE
 #include <urcu/urcu-memb.h>
