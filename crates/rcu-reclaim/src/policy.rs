@@ -392,6 +392,22 @@ pub(crate) const CALL_BACKLOG: u64 = 4096;
 /// cgroup within 0.3 s with `CALL_BACKLOG` alone.
 pub(crate) const CALL_BACKLOG_OVER: u64 = 256;
 
+/// How far ahead `Rcu::memory_state` looks: the usage projected
+/// `USAGE_LOOKAHEAD_MS` ahead at the pace it grew since the last read.
+pub(crate) const USAGE_LOOKAHEAD_MS: usize = 8;
+
+/// The usage `USAGE_LOOKAHEAD_MS` after a read of `usage`, at the pace it
+/// grew from `before` (the read `age_ms` earlier; `None`: no earlier
+/// read, or it was long ago, a second or more); never below `usage`.
+pub(crate) fn usage_ahead(usage: usize, before: Option<usize>, age_ms: usize) -> usize {
+    match before {
+        Some(b) if usage > b && (1..1000).contains(&age_ms) => {
+            usage.saturating_add((usage - b) / age_ms * USAGE_LOOKAHEAD_MS)
+        }
+        _ => usage,
+    }
+}
+
 /// The entries outstanding past which a `call` that books no bytes waits
 /// in memory state `state` (`None`: it never waits).
 pub(crate) fn call_backlog_mark(state: MemoryState) -> Option<u64> {
@@ -1014,6 +1030,16 @@ mod tests {
         assert_eq!(memory_state(80 * MIB, 60 * MIB + 1), MemoryState::Short);
         assert_eq!(memory_state(80 * MIB, 80 * MIB), MemoryState::Short);
         assert_eq!(memory_state(80 * MIB, 80 * MIB + 1), MemoryState::OverMark);
+        // 2 MiB a millisecond: that much a millisecond ahead; shrinking,
+        // or a read long ago, or none: the usage itself.
+        assert_eq!(
+            usage_ahead(60 * MIB, Some(56 * MIB), 2),
+            60 * MIB + 2 * MIB * USAGE_LOOKAHEAD_MS
+        );
+        assert_eq!(usage_ahead(60 * MIB, Some(64 * MIB), 2), 60 * MIB);
+        assert_eq!(usage_ahead(60 * MIB, Some(10 * MIB), 1000), 60 * MIB);
+        assert_eq!(usage_ahead(60 * MIB, None, 1), 60 * MIB);
+        assert_eq!(usage_ahead(usize::MAX - 1, Some(0), 1), usize::MAX);
         assert_eq!(call_backlog_mark(MemoryState::Plenty), None);
         assert_eq!(call_backlog_mark(MemoryState::Short), Some(CALL_BACKLOG));
         assert_eq!(

@@ -387,8 +387,10 @@ impl Rcu {
     /// [`MemoryState::Short`] while it is over three quarters of the mark
     /// or a pressure signal is held, else [`MemoryState::Plenty`]. The
     /// usage is the last one read, read anew when older than a
-    /// millisecond (by one thread at a time); one that cannot be read
-    /// counts as plenty. For code
+    /// millisecond (by one thread at a time), and projected 8 ms ahead at
+    /// the pace it grew since the read before (a flood fills a cgroup
+    /// faster than reads a millisecond apart see); one that cannot be
+    /// read counts as plenty. For code
     /// that queues work holding memory the domain cannot weigh (callbacks
     /// that book no bytes, a queue of its own) and would hold its
     /// producers back: the domain's own [`call`](Rcu::call) does so past

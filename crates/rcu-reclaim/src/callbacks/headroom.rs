@@ -45,6 +45,9 @@ impl Headroom {
     }
 }
 
+/// No usage read yet (`HeadroomState::last_usage`).
+const UNREAD: usize = usize::MAX;
+
 /// The allowance while the usage cannot be read: nothing waits (the
 /// usage is read again at the usual pace).
 const UNKNOWN: usize = usize::MAX - 1;
@@ -59,6 +62,9 @@ pub(crate) struct HeadroomState {
     /// The limit's `MemoryState` at that read, as a `u8` (`Plenty` before
     /// the first read, or when the usage cannot be read).
     state: AtomicU8,
+    /// The usage at that read (`UNREAD`: none, or it could not be read),
+    /// from which the next read projects the usage's growth.
+    last_usage: AtomicUsize,
     /// The limit; `allow` and `state` are stored under it (a read of the
     /// usage, outside it, stores nothing for a limit replaced meanwhile).
     limit: std::sync::Mutex<Option<Arc<Headroom>>>,
@@ -70,6 +76,7 @@ impl Default for HeadroomState {
             allow: AtomicUsize::new(usize::MAX),
             read_ms: AtomicUsize::new(0),
             state: AtomicU8::new(MemoryState::Plenty as u8),
+            last_usage: AtomicUsize::new(UNREAD),
             limit: std::sync::Mutex::new(None),
         }
     }
@@ -93,6 +100,7 @@ impl Callbacks {
         let mut current = lock_std(&self.headroom.limit);
         let old = std::mem::replace(&mut *current, limit);
         self.headroom.read_ms.store(0, Ordering::Relaxed);
+        self.headroom.last_usage.store(UNREAD, Ordering::Relaxed);
         self.headroom
             .state
             .store(MemoryState::Plenty as u8, Ordering::Relaxed);
@@ -151,11 +159,22 @@ impl Callbacks {
         let allow = usage.map_or(UNKNOWN, |u| {
             policy::headroom_allowance(limit.mark, u, self.shard_bytes())
         });
-        let state = usage.map_or(MemoryState::Plenty, |u| policy::memory_state(limit.mark, u));
+        // The state by the usage a few milliseconds ahead, at the pace it
+        // grew since the last read: work held back by count (callbacks of
+        // 64 KiB) fills a cgroup faster than reads a millisecond apart see.
+        let before = self.headroom.last_usage.load(Ordering::Relaxed);
+        let state = usage.map_or(MemoryState::Plenty, |u| {
+            let age = now.saturating_sub(last);
+            let ahead = policy::usage_ahead(u, (before != UNREAD).then_some(before), age);
+            policy::memory_state(limit.mark, ahead)
+        });
         let held = lock_std(&self.headroom.limit);
         if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, &limit)) {
             self.headroom.allow.store(allow, Ordering::Relaxed);
             self.headroom.state.store(state as u8, Ordering::Relaxed);
+            self.headroom
+                .last_usage
+                .store(usage.unwrap_or(UNREAD), Ordering::Relaxed);
         }
     }
 
