@@ -329,7 +329,10 @@ impl Rcu {
     /// bytes in use, or `None` when it cannot tell (nothing waits then);
     /// it runs on a retiring thread, which may hold the caller's locks, so
     /// it must not block on them, retire, or panic (a panic is caught,
-    /// reported, and bounds nothing).
+    /// reported, and bounds nothing). The domain keeps `usage` until the
+    /// bound is replaced or removed: a reader that owns a clone of the
+    /// domain keeps it alive (and its queued drops unrun) until then, so
+    /// give it what it reads, not the `Rcu`.
     ///
     /// `sources::bound_garbage_by_cgroup` sets it from the process's
     /// cgroup (as `sources::auto_pressure` and `budget_from_cgroup` do; the
