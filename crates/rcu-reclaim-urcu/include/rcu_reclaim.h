@@ -33,6 +33,14 @@ size_t rcu_reclaim_pending(void);
  * rcu_reclaim_call_rcu_sized() (plain call_rcu() declares 0). */
 size_t rcu_reclaim_pending_bytes(void);
 
+/*
+ * How short memory is: 0 plenty; 1 short (a pressure signal is held, or
+ * the usage of the process's memory cgroup is over three quarters of 85 %
+ * of its limit); 2 over that 85 % mark. call_rcu() holds its callers back
+ * sooner from 1 on; a program's own queues can do the same.
+ */
+int rcu_reclaim_memory_state(void);
+
 /* call_rcu(), declaring that func will free `bytes` bytes. */
 void rcu_reclaim_call_rcu_sized(struct rcu_head *head,
 				void (*func)(struct rcu_head *head),

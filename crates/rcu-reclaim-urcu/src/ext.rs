@@ -71,6 +71,21 @@ pub extern "C" fn rcu_reclaim_pending_bytes() -> usize {
     rcu().pending_bytes() + call_rcu::backlog().1
 }
 
+/// How short memory is for the domain (`Rcu::memory_state`): 0 plenty, 1
+/// short (a pressure signal, or the usage of the process's memory cgroup
+/// over three quarters of 85 % of its limit), 2 over that 85 % mark. For
+/// a program's own queues, to hold their producers back as `call_rcu`
+/// does.
+#[no_mangle]
+pub extern "C" fn rcu_reclaim_memory_state() -> c_int {
+    use rcu_reclaim::pressure::MemoryState;
+    match rcu().memory_state() {
+        MemoryState::Plenty => 0,
+        MemoryState::Short => 1,
+        MemoryState::OverMark => 2,
+    }
+}
+
 /// `call_rcu`, declaring the bytes `func` will free, so the backlog and
 /// pressure decisions see them.
 ///

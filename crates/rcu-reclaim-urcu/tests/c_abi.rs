@@ -57,6 +57,7 @@ const EXPORTS: &[&str] = &[
     "rcu_reclaim_pressure_end",
     "rcu_reclaim_pending",
     "rcu_reclaim_pending_bytes",
+    "rcu_reclaim_memory_state",
     "rcu_reclaim_call_rcu_sized",
     "rcu_reclaim_run_callbacks",
     "rcu_reclaim_stats_json",

@@ -86,8 +86,12 @@ int main(void)
 	CHECK(rcu_reclaim_pending() == 0);
 	CHECK(rcu_reclaim_pending_bytes() == 0);
 
-	/* Pressure signals nest and must be paired. */
+	/* Pressure signals nest and must be paired; memory is short while
+	 * one is held. */
+	int before = rcu_reclaim_memory_state();
+	CHECK(before >= 0 && before <= 2);
 	CHECK(rcu_reclaim_pressure_start(-1) == 0);
+	CHECK(rcu_reclaim_memory_state() >= 1);
 	CHECK(rcu_reclaim_pressure_start(0) == 0);
 	CHECK(rcu_reclaim_pressure_start(100000) == -EINVAL);
 	char *json = rcu_reclaim_stats_json();
