@@ -794,6 +794,9 @@ fn touched(seed: u64, len: usize) -> Vec<u8> {
 
 const CALLS_CHILD: &str = "RCU_RECLAIM_CGROUP_CALLS_CHILD";
 const CALLS_TEST: &str = "a_flood_of_calls_that_book_no_bytes_keeps_to_the_cgroup_limit";
+const HEAVY_CALLS_CHILD: &str = "RCU_RECLAIM_CGROUP_HEAVY_CALLS_CHILD";
+const HEAVY_CALLS_TEST: &str =
+    "a_flood_of_heavy_calls_that_book_no_bytes_keeps_to_the_cgroup_limit";
 
 /// Four threads queue, for 2 s, `call` closures that each own 4 KiB (and
 /// book none) in a 100 MiB cgroup, with `auto_pressure` kept alive: the
@@ -805,39 +808,58 @@ const CALLS_TEST: &str = "a_flood_of_calls_that_book_no_bytes_keeps_to_the_cgrou
 #[test]
 fn a_flood_of_calls_that_book_no_bytes_keeps_to_the_cgroup_limit() {
     if let Some(name) = std::env::var_os(CALLS_CHILD) {
-        let name = name.to_string_lossy().into_owned();
-        wait_to_be_moved(&name);
-        let rcu = Rcu::global();
-        let _monitor = rcu_reclaim::sources::auto_pressure(512 << 20);
-        let ws: Vec<_> = (0..4u64)
-            .map(|w| {
-                std::thread::spawn(move || {
-                    let start = Instant::now();
-                    let mut i = 0u64;
-                    while start.elapsed() < Duration::from_secs(2) {
-                        let v = touched(i ^ w, 4096);
-                        Rcu::global().call(move || drop(v));
-                        i += 1;
-                    }
-                })
-            })
-            .collect();
-        for w in ws {
-            w.join().unwrap();
-        }
-        rcu.barrier();
-        let peak = peak_usage(&name);
-        let s = rcu.stats();
-        println!(
-            "CHILD OK: peak usage {} MiB, {} backlog waits, {} ms waiting",
-            peak / MIB,
-            s.call_backlog_waits,
-            s.call_backlog_wait_us / 1000
-        );
-        assert!(s.call_backlog_waits > 0, "{s:?}");
+        flood_of_calls(&name.to_string_lossy(), 4096);
         return;
     }
     in_a_100_mib_cgroup("calls", CALLS_TEST, CALLS_CHILD);
+}
+
+/// The same with closures that own 64 KiB each: a thread's page of calls
+/// (252 entries, 16 MiB of such closures) went to its shard only when
+/// full, and the bound looks at the backlog per page handed off: killed
+/// in every run. While memory is short a page of calls now goes at 16
+/// entries, and over the limit's mark 256 outstanding make callers wait.
+#[test]
+fn a_flood_of_heavy_calls_that_book_no_bytes_keeps_to_the_cgroup_limit() {
+    if let Some(name) = std::env::var_os(HEAVY_CALLS_CHILD) {
+        flood_of_calls(&name.to_string_lossy(), 64 << 10);
+        return;
+    }
+    in_a_100_mib_cgroup("heavy-calls", HEAVY_CALLS_TEST, HEAVY_CALLS_CHILD);
+}
+
+/// The child of the two tests above, in the cgroup `name`: four threads
+/// queue closures owning `bytes` each for 2 s.
+fn flood_of_calls(name: &str, bytes: usize) {
+    wait_to_be_moved(name);
+    let rcu = Rcu::global();
+    let _monitor = rcu_reclaim::sources::auto_pressure(512 << 20);
+    let ws: Vec<_> = (0..4u64)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut i = 0u64;
+                while start.elapsed() < Duration::from_secs(2) {
+                    let v = touched(i ^ w, bytes);
+                    Rcu::global().call(move || drop(v));
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for w in ws {
+        w.join().unwrap();
+    }
+    rcu.barrier();
+    let peak = peak_usage(name);
+    let s = rcu.stats();
+    println!(
+        "CHILD OK: peak usage {} MiB, {} backlog waits, {} ms waiting",
+        peak / MIB,
+        s.call_backlog_waits,
+        s.call_backlog_wait_us / 1000
+    );
+    assert!(s.call_backlog_waits > 0, "{s:?}");
 }
 
 /// A cache of up to 1 GiB tied to a budget from this process's cgroup

@@ -737,6 +737,21 @@ impl Rcu {
         let early = advance_point
             && policy::quiet_look_due(count, bytes_held)
             && policy::page_due_early(&cbs.params, bytes_held, || inner.gp.retirer_quiet_for());
+        // Calls that book no bytes, which no pace sees: while memory is
+        // short, their page goes at `CALL_PAGE_WHEN_SHORT` entries, for the
+        // call backlog's bound (looked at per hand-off) to see them.
+        // Looked at where the early page is (every `RETIRES_PER_ADVANCE`
+        // retires; a branch on the others), and handed off as one: its
+        // shard is due at once.
+        #[cfg(not(loom))]
+        let short_calls = advance_point
+            && kind == Kind::Call
+            && bytes == 0
+            && count >= policy::CALL_PAGE_WHEN_SHORT
+            && cbs.memory_short_cached();
+        #[cfg(loom)]
+        let short_calls = false;
+        let early = early || short_calls;
         let due = |p: &BulkPage| {
             early || p.is_full() || policy::page_due_by_pace(&cbs.params, p.bytes(), p.len())
         };

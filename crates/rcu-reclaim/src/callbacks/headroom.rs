@@ -217,6 +217,15 @@ impl Callbacks {
         }
     }
 
+    /// Whether memory was short at the last look (a pressure signal held,
+    /// or the last read of a known limit's usage not `Plenty`), without
+    /// reading the usage: for the retire's fast path. Two loads.
+    #[inline]
+    pub(crate) fn memory_short_cached(&self) -> bool {
+        self.pressure.total() > 0
+            || (self.has_headroom() && self.headroom.state() != MemoryState::Plenty)
+    }
+
     /// The allowance, if the shards hold more than it now: reads the
     /// usage anew when the last read is older than
     /// `policy::HEADROOM_READ_EVERY_MS` (or a millisecond, while over).

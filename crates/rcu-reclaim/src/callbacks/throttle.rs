@@ -331,14 +331,18 @@ impl Callbacks {
             return false;
         }
         let backlog = self.outstanding();
-        let mut max_wait = policy::call_backlog_max_wait(backlog);
-        if self.runner_stuck() {
+        let state = self.memory_state();
+        let mut max_wait = policy::call_backlog_max_wait(backlog, state);
+        if self.runner_stuck() && state != policy::MemoryState::OverMark {
             // A worker asleep in the kernel for 5 ms on one callback: near
             // a cgroup's limit, its frees and faults wait for reclaim, and
             // stopping at once (as the byte-counting waits do) let the
             // flood on (OOM-killed 2 runs of 3). It may also wait for a
             // lock this thread holds: the wait goes on, but for no more
-            // than the short bound, so that costs a delay, not a deadlock.
+            // than the short bound, so that costs a delay, not a deadlock;
+            // over the limit's mark, the longer one (a loaded machine's
+            // worker is often stuck there, and 10 ms let floods of 64 KiB
+            // closures on).
             max_wait = max_wait.min(policy::PRESSURE_THROTTLE_MAX_WAIT);
         }
         let max_wait = left_in_call(max_wait);
