@@ -76,6 +76,12 @@ fn register_thread() {
     }
     rcu().register_thread();
     crate::lgpl::attach();
+    // Sets up the thread-locals that `call_rcu`'s push-back looks at
+    // (`in_read_section`) here, with signals blocked: set up first inside a
+    // signal handler, which a held-back `call_rcu` may run in, their
+    // destructors' registration called `calloc`, and hung for good when
+    // the handler had interrupted `malloc`.
+    let _ = crate::in_read_section();
 }
 
 /// Unregisters the calling thread (its slot goes back at once; a later

@@ -270,6 +270,59 @@ fn a_call_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit() {
     }
 }
 
+/// `call_rcu` from signal handlers during a flood of heavy objects in a
+/// 100 MiB memory cgroup: 4 threads queue heads of 4 KiB objects while
+/// another signals them every 100 us, and each handler queues a head too.
+/// Before, the drop-in's look at the memory state (the cgroup's
+/// `memory.stat`, read into a `String`) ran inside handlers that had
+/// interrupted `malloc`, and the program hung for good in `malloc`'s arena
+/// lock (liburcu: OOM-killed). Needs root and a cgroup v1 memory
+/// hierarchy; says why and passes without running where there is none.
+#[test]
+fn call_rcu_from_signal_handlers_in_a_limited_cgroup_does_not_hang() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let root = std::path::Path::new("/sys/fs/cgroup/memory");
+    if !root.join("cgroup.procs").exists() {
+        println!(
+            "skipped: no cgroup v1 memory hierarchy at {}",
+            root.display()
+        );
+        return;
+    }
+    let exe = env.compile("call_rcu_signal_in_cgroup", &[], &["-lurcu-memb"]);
+    let dir = root.join(format!("rcu-reclaim-urcu-signal-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir(&dir) {
+        println!(
+            "skipped: cannot create {} ({e}); run as root",
+            dir.display()
+        );
+        return;
+    }
+    let limited = std::fs::write(
+        dir.join("memory.limit_in_bytes"),
+        (100u64 << 20).to_string(),
+    );
+    let out = limited.map(|()| env.run_ours_in(&exe, &["150000", "4096"], Some(&dir)));
+    let oom = std::fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+    for _ in 0..50 {
+        if std::fs::remove_dir(&dir).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = out.unwrap_or_else(|e| panic!("cannot set the limit of {}: {e}", dir.display()));
+    let killed = oom
+        .lines()
+        .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"));
+    assert!(
+        !killed && out.code == Some(0),
+        "exit {:?}, {oom}\n{}",
+        out.code,
+        out.stderr
+    );
+    assert_eq!(out.stdout, "callbacks run: all\n");
+}
+
 #[test]
 fn defer_rcu_flood_unregister_and_barrier() {
     same_as_liburcu("defer_flood");

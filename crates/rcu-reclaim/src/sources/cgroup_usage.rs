@@ -299,9 +299,39 @@ impl PressureSource for CgroupUsageSource {
 /// `total_inactive_file`, else `inactive_file`, as v2 has it), in bytes: what
 /// the kernel reclaims before it OOM-kills (the working set that container
 /// runtimes judge by is the usage less it). 0 when the file cannot be read.
+///
+/// Read into a buffer on the stack, allocating nothing (unless the file
+/// outgrows it): the drop-in's `call_rcu` looks at the memory state, and
+/// may be called from a signal handler that interrupted `malloc` (four
+/// threads whose handlers queued heads in a limited cgroup hung for good
+/// in `malloc`'s arena lock, called by `read_to_string` here).
 fn inactive_file(stat: &Path) -> usize {
-    let Ok(text) = std::fs::read_to_string(stat) else {
+    use std::io::Read;
+    let mut buf = [0u8; 8192];
+    let mut len = 0;
+    let Ok(mut file) = std::fs::File::open(stat) else {
         return 0;
+    };
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return 0,
+        }
+    }
+    let owned;
+    let text = if len < buf.len() {
+        match std::str::from_utf8(&buf[..len]) {
+            Ok(text) => text,
+            Err(_) => return 0,
+        }
+    } else {
+        let Ok(text) = std::fs::read_to_string(stat) else {
+            return 0;
+        };
+        owned = text;
+        &owned
     };
     let mut own = None;
     for line in text.lines() {
