@@ -315,6 +315,16 @@ pub(crate) fn fence_before_rmw() {
     std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
+/// [`lock_std`] that never waits: `None` while another holder has it (on
+/// this thread, maybe, under a signal handler that interrupted it).
+pub(crate) fn try_lock_std<T>(m: &std::sync::Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// [`lock`] for the std mutexes that pair with a `Condvar` (in the
 /// background threads): a plain guard, not marked, for `Condvar::wait`.
 /// Their critical sections must not allocate.

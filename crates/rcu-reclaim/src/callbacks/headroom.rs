@@ -26,7 +26,7 @@ use std::sync::Arc;
 use super::Callbacks;
 use crate::clock::epoch_ms;
 use crate::policy::{self, MemoryState};
-use crate::sync::lock_std;
+use crate::sync::{lock_std, try_lock_std};
 
 /// Reads the usage a limit is measured by, in bytes (`None`: unreadable).
 pub(crate) type UsageReader = Box<dyn Fn() -> Option<usize> + Send + Sync>;
@@ -151,7 +151,10 @@ impl Callbacks {
         {
             return;
         }
-        let Some(limit) = lock_std(&self.headroom.limit).clone() else {
+        // Never waits for the lock: a signal handler that interrupted its
+        // holder on this thread (the liburcu drop-in's `call_rcu` looks at
+        // the memory state) would wait for ever; the last read serves.
+        let Some(limit) = try_lock_std(&self.headroom.limit).and_then(|l| l.clone()) else {
             return;
         };
         let usage = self.read_usage(&limit);
@@ -168,7 +171,9 @@ impl Callbacks {
             let ahead = policy::usage_ahead(u, (before != UNREAD).then_some(before), age);
             policy::memory_state(limit.mark, ahead)
         });
-        let held = lock_std(&self.headroom.limit);
+        let Some(held) = try_lock_std(&self.headroom.limit) else {
+            return;
+        };
         if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, &limit)) {
             self.headroom.allow.store(allow, Ordering::Relaxed);
             self.headroom.state.store(state as u8, Ordering::Relaxed);
