@@ -19,6 +19,15 @@
 //! more than `policy::HEADROOM_FLOOR`, and at most every
 //! `policy::HEADROOM_READ_EVERY_MS` (every millisecond while over the
 //! allowance).
+//!
+//! The same reads give the domain's memory state (`Rcu::memory_state`:
+//! plenty, short from three quarters of the mark, over the mark), with
+//! the usage projected a few milliseconds ahead at the pace it grew; it
+//! is read a millisecond old at most when asked for, by one thread at a
+//! time, never waiting for the limit's lock (the liburcu drop-in asks
+//! from `call_rcu`, which a signal handler may call). Work the domain
+//! cannot weigh is held back by it: `call`s that book no bytes, and the
+//! drop-in's `call_rcu` heads.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
