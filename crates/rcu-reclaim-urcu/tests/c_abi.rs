@@ -204,54 +204,22 @@ fn a_call_rcu_flood_inside_sections_stays_bounded() {
 #[test]
 fn a_call_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit() {
     let Some(env) = Env::get(&MEMB) else { return };
-    let root = std::path::Path::new("/sys/fs/cgroup/memory");
-    if !root.join("cgroup.procs").exists() {
-        println!(
-            "skipped: no cgroup v1 memory hierarchy at {}",
-            root.display()
-        );
-        return;
-    }
     let exe = env.compile("flood_heavy", &[], &["-lurcu-memb"]);
     for size in ["4096", "16384"] {
-        let dir = root.join(format!(
-            "rcu-reclaim-urcu-test-{}-{size}",
-            std::process::id()
-        ));
-        if let Err(e) = std::fs::create_dir(&dir) {
-            println!(
-                "skipped: cannot create {} ({e}); run as root",
-                dir.display()
-            );
+        let Some(run) = env.run_ours_in_100_mib("flood", &exe, &["4", "2", size]) else {
             return;
-        }
-        let limited = std::fs::write(
-            dir.join("memory.limit_in_bytes"),
-            (100u64 << 20).to_string(),
-        );
-        let out = limited.map(|()| env.run_ours_in(&exe, &["4", "2", size], Some(&dir)));
-        let oom = std::fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
-        let peak =
-            std::fs::read_to_string(dir.join("memory.max_usage_in_bytes")).unwrap_or_default();
-        for _ in 0..50 {
-            if std::fs::remove_dir(&dir).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let out = out.unwrap_or_else(|e| panic!("cannot set the limit of {}: {e}", dir.display()));
-        let killed = oom
-            .lines()
-            .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"));
+        };
+        let out = &run.out;
         println!(
             "{size}-byte objects: {} cgroup peak {} bytes",
             out.stdout.trim(),
-            peak.trim()
+            run.peak
         );
         assert!(
-            !killed && out.code == Some(0),
-            "{size}-byte objects: exit {:?}, {oom}\n{}",
+            !run.killed && out.code == Some(0),
+            "{size}-byte objects: exit {:?}, {}\n{}",
             out.code,
+            run.oom,
             out.stderr
         );
         // "R M calls/s, RUN of CALLED callbacks run, peak rss P MB"
@@ -281,46 +249,18 @@ fn a_call_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit() {
 #[test]
 fn call_rcu_from_signal_handlers_in_a_limited_cgroup_does_not_hang() {
     let Some(env) = Env::get(&MEMB) else { return };
-    let root = std::path::Path::new("/sys/fs/cgroup/memory");
-    if !root.join("cgroup.procs").exists() {
-        println!(
-            "skipped: no cgroup v1 memory hierarchy at {}",
-            root.display()
-        );
-        return;
-    }
     let exe = env.compile("call_rcu_signal_in_cgroup", &[], &["-lurcu-memb"]);
-    let dir = root.join(format!("rcu-reclaim-urcu-signal-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir(&dir) {
-        println!(
-            "skipped: cannot create {} ({e}); run as root",
-            dir.display()
-        );
+    let Some(run) = env.run_ours_in_100_mib("signal", &exe, &["150000", "4096"]) else {
         return;
-    }
-    let limited = std::fs::write(
-        dir.join("memory.limit_in_bytes"),
-        (100u64 << 20).to_string(),
-    );
-    let out = limited.map(|()| env.run_ours_in(&exe, &["150000", "4096"], Some(&dir)));
-    let oom = std::fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
-    for _ in 0..50 {
-        if std::fs::remove_dir(&dir).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let out = out.unwrap_or_else(|e| panic!("cannot set the limit of {}: {e}", dir.display()));
-    let killed = oom
-        .lines()
-        .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"));
+    };
     assert!(
-        !killed && out.code == Some(0),
-        "exit {:?}, {oom}\n{}",
-        out.code,
-        out.stderr
+        !run.killed && run.out.code == Some(0),
+        "exit {:?}, {}\n{}",
+        run.out.code,
+        run.oom,
+        run.out.stderr
     );
-    assert_eq!(out.stdout, "callbacks run: all\n");
+    assert_eq!(run.out.stdout, "callbacks run: all\n");
 }
 
 #[test]

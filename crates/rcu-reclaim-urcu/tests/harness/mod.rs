@@ -170,6 +170,57 @@ impl Env {
         out
     }
 
+    /// Runs `exe` with `args` against the drop-in in a fresh cgroup v1
+    /// whose memory limit is 100 MiB (`tag` names it), from its first
+    /// instruction: its output, and whether the OOM killer ended it. `None`
+    /// (the reason printed) where no such cgroup can be made: no v1
+    /// memory hierarchy, or not root.
+    #[allow(dead_code)] // the memb drop-in's tests only
+    pub fn run_ours_in_100_mib(&self, tag: &str, exe: &Path, args: &[&str]) -> Option<CgroupRun> {
+        let root = Path::new("/sys/fs/cgroup/memory");
+        if !root.join("cgroup.procs").exists() {
+            println!(
+                "skipped: no cgroup v1 memory hierarchy at {}",
+                root.display()
+            );
+            return None;
+        }
+        let dir = root.join(format!("rcu-reclaim-urcu-{tag}-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&dir) {
+            println!(
+                "skipped: cannot create {} ({e}); run as root",
+                dir.display()
+            );
+            return None;
+        }
+        let limited = std::fs::write(
+            dir.join("memory.limit_in_bytes"),
+            (100u64 << 20).to_string(),
+        );
+        let out = limited.map(|()| self.run_ours_in(exe, args, Some(&dir)));
+        let oom = std::fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+        let peak = std::fs::read_to_string(dir.join("memory.max_usage_in_bytes"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0);
+        for _ in 0..50 {
+            if std::fs::remove_dir(&dir).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = out.unwrap_or_else(|e| panic!("cannot set the limit of {}: {e}", dir.display()));
+        let killed = oom
+            .lines()
+            .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"));
+        Some(CgroupRun {
+            out,
+            killed,
+            oom,
+            peak,
+        })
+    }
+
     /// Compiles `tests/c/<prog>.c` (no `_LGPL_SOURCE`) with `libs`, once
     /// per test binary for each set of flags.
     pub fn compile(&self, prog: &str, cflags: &[&str], libs: &[&str]) -> PathBuf {
@@ -332,6 +383,18 @@ pub fn soname(lib: &Path) -> Option<String> {
     let start = line.find('[')? + 1;
     let end = line.rfind(']')?;
     Some(line[start..end].to_string())
+}
+
+/// A run in a memory cgroup (`Env::run_ours_in_100_mib`).
+#[allow(dead_code)] // the memb drop-in's tests only
+pub struct CgroupRun {
+    pub out: Output,
+    /// Whether the cgroup's OOM killer ended it.
+    pub killed: bool,
+    /// The cgroup's `memory.oom_control`, for messages.
+    pub oom: String,
+    /// The cgroup's peak usage, in bytes.
+    pub peak: u64,
 }
 
 pub struct Output {
