@@ -402,7 +402,7 @@ pub(crate) const USAGE_LOOKAHEAD_MS: usize = 8;
 pub(crate) fn usage_ahead(usage: usize, before: Option<usize>, age_ms: usize) -> usize {
     match before {
         Some(b) if usage > b && (1..1000).contains(&age_ms) => {
-            usage.saturating_add((usage - b) / age_ms * USAGE_LOOKAHEAD_MS)
+            usage.saturating_add(((usage - b) / age_ms).saturating_mul(USAGE_LOOKAHEAD_MS))
         }
         _ => usage,
     }
