@@ -35,6 +35,8 @@ use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer, Watermarks};
 use rcu_reclaim::sources::{Level, SyntheticSource};
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCache, RcuHashMap, ReclaimSize};
 
+mod common;
+
 const LIVE: u64 = 0x5AFE_C0DE_5AFE_C0DE;
 const POISON: u64 = 0xDEAD_BEEF_DEAD_BEEF;
 /// Ids a run may hand out (a state byte each).
@@ -76,17 +78,7 @@ impl Tracker {
 
     fn check_all_dropped(&self, what: &str) {
         let made = self.next.load(Ordering::SeqCst).min(MAX_VALUES);
-        let (mut never, mut twice, mut first_never) = (0, 0, None);
-        for (id, s) in self.states[..made].iter().enumerate() {
-            match s.load(Ordering::SeqCst) {
-                2 => {}
-                1 => {
-                    never += 1;
-                    first_never.get_or_insert(id);
-                }
-                _ => twice += 1,
-            }
-        }
+        let (never, twice, first_never) = common::drop_tally(&self.states[..made]);
         assert_eq!(
             (never, twice, self.bad_drops.load(Ordering::SeqCst)),
             (0, 0, 0),

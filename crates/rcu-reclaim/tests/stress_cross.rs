@@ -13,6 +13,7 @@
 //! Each test runs for well under a few seconds on 2 cores;
 //! `RCU_RECLAIM_LONG_STRESS=<seconds>` runs longer storms.
 
+mod common;
 mod xstress;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

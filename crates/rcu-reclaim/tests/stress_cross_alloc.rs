@@ -11,6 +11,7 @@
 //!
 //! One test in this binary: the allocator's count is process-wide.
 
+mod common;
 mod xstress;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

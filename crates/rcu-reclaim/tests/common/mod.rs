@@ -238,3 +238,21 @@ pub fn within<T: Send + 'static>(
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {limit:?}"),
     }
 }
+
+/// The drop tally of values whose states are 1 (made) or 2 (dropped once),
+/// anything else dropped more than once: how many were never dropped, how
+/// many twice or more, and the first never dropped.
+pub fn drop_tally(states: &[std::sync::atomic::AtomicU8]) -> (usize, usize, Option<usize>) {
+    let (mut never, mut twice, mut first_never) = (0, 0, None);
+    for (id, s) in states.iter().enumerate() {
+        match s.load(std::sync::atomic::Ordering::SeqCst) {
+            2 => {}
+            1 => {
+                never += 1;
+                first_never.get_or_insert(id);
+            }
+            _ => twice += 1,
+        }
+    }
+    (never, twice, first_never)
+}

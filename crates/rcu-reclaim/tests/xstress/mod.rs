@@ -71,18 +71,7 @@ impl Tracker {
     /// Every value made was dropped exactly once, and no read saw poison.
     pub fn assert_clean(&self, what: &str) {
         let made = self.made();
-        let (mut never, mut twice) = (0, 0);
-        let mut first_never = None;
-        for (id, s) in self.states[..made].iter().enumerate() {
-            match s.load(Ordering::SeqCst) {
-                2 => {}
-                1 => {
-                    never += 1;
-                    first_never.get_or_insert(id);
-                }
-                _ => twice += 1,
-            }
-        }
+        let (never, twice, first_never) = crate::common::drop_tally(&self.states[..made]);
         assert_eq!(
             (
                 never,
