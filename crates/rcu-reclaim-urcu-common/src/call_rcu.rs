@@ -272,6 +272,14 @@ fn push_back_action(on_crdp_thread: bool, in_section: bool, online: bool) -> Pus
     }
 }
 
+/// How short memory is for `F`'s domain (`Rcu::memory_state`), the domain
+/// bounded by the process's cgroup first if no `call_rcu` thread has done
+/// so yet (as the first one does).
+pub fn memory_state<F: Flavor>() -> rcu_reclaim::pressure::MemoryState {
+    crate::crdp::bound_by_cgroup(F::rcu());
+    F::rcu().memory_state()
+}
+
 /// `rcu_barrier`: waits until every callback queued before the call has
 /// been invoked (an online QSBR thread goes offline for the wait).
 pub fn barrier<F: Flavor>() {

@@ -144,6 +144,19 @@ pub(crate) fn per_cpu() -> &'static [AtomicPtr<CallRcuData>] {
     })
 }
 
+/// Bounds `rcu` by the memory limit of the process's cgroup, if one sets
+/// a limit and nothing bound it before (`sources::bound_garbage_by_cgroup`),
+/// once per process: what `call_rcu`'s push-back and
+/// `rcu_reclaim_memory_state` judge memory by.
+pub(crate) fn bound_by_cgroup(rcu: &Rcu) {
+    static BOUND: std::sync::Once = std::sync::Once::new();
+    BOUND.call_once(|| {
+        if !rcu.garbage_bounded() {
+            let _ = rcu_reclaim::sources::bound_garbage_by_cgroup(rcu);
+        }
+    });
+}
+
 /// The default crdp, created on first use.
 pub(crate) fn default_crdp<F: Flavor>() -> Arc<CallRcuData> {
     let p = DEFAULT.load(Ordering::Acquire);
@@ -505,12 +518,7 @@ impl CallRcuData {
         cpu_affinity: c_int,
         hooks: ThreadHooks,
     ) -> Arc<CallRcuData> {
-        static BOUND: std::sync::Once = std::sync::Once::new();
-        BOUND.call_once(|| {
-            if !rcu.garbage_bounded() {
-                let _ = rcu_reclaim::sources::bound_garbage_by_cgroup(rcu);
-            }
-        });
+        bound_by_cgroup(rcu);
         let crdp = Arc::new(CallRcuData {
             rcu,
             incoming: AtomicPtr::new(ptr::null_mut()),

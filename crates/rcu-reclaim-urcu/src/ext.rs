@@ -79,7 +79,7 @@ pub extern "C" fn rcu_reclaim_pending_bytes() -> usize {
 #[no_mangle]
 pub extern "C" fn rcu_reclaim_memory_state() -> c_int {
     use rcu_reclaim::pressure::MemoryState;
-    match rcu().memory_state() {
+    match call_rcu::memory_state::<crate::Memb>() {
         MemoryState::Plenty => 0,
         MemoryState::Short => 1,
         MemoryState::OverMark => 2,

@@ -592,6 +592,30 @@ fn polled_grace_periods_and_extensions() {
     assert_eq!(out.stdout, "extensions ok\n");
 }
 
+/// `rcu_reclaim_memory_state()` in a 100 MiB cgroup before any
+/// `call_rcu`: 0 at first, 2 once the program has written 88 MiB (over 85 %
+/// of the limit). Before, the domain was bounded by the cgroup only when
+/// the first `call_rcu` thread started: the answer stayed 0. Needs root
+/// and a cgroup v1 memory hierarchy; says why and passes without running
+/// where there is none.
+#[test]
+fn the_memory_state_reads_the_cgroup_before_any_call_rcu() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let include = format!("-I{}", env.crate_dir.join("include").display());
+    let exe = env.compile("memory_state_in_cgroup", &[&include], &["-lurcu-memb"]);
+    let Some(run) = env.run_ours_in_100_mib("state", &exe, &[]) else {
+        return;
+    };
+    assert!(
+        !run.killed && run.out.code == Some(0),
+        "exit {:?}, {}\n{}",
+        run.out.code,
+        run.oom,
+        run.out.stderr
+    );
+    assert_eq!(run.out.stdout, "before 0, after 2\n");
+}
+
 #[test]
 fn exports_every_symbol_of_the_memb_abi() {
     let Some(env) = Env::get(&MEMB) else { return };

@@ -630,3 +630,44 @@ fn online_qsbr_writers_under_a_bound_do_not_wait_for_each_other() {
     });
     assert_eq!(drops.load(Ordering::Relaxed), 48);
 }
+
+/// A usage reader that asks its own domain's memory state, and takes a
+/// few milliseconds (a read on a loaded machine): the nested look does not
+/// read the usage again from inside the reader. Before, each nested look
+/// found the last read a millisecond old and called the reader again,
+/// until the stack overflowed and the process aborted.
+#[test]
+fn a_usage_reader_asking_its_domains_memory_state_does_not_recurse() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let me = Arc::new(std::sync::OnceLock::<Rcu>::new());
+    let depth = Arc::new(AtomicUsize::new(0));
+    let deepest = Arc::new(AtomicUsize::new(0));
+    let (m, d, most) = (me.clone(), depth.clone(), deepest.clone());
+    rcu.bound_garbage(80 * MIB, move || {
+        let at = d.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(at, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(2));
+        // Three deep is already wrong: stop there rather than overflow.
+        if at < 3 {
+            if let Some(r) = m.get() {
+                let _ = r.memory_state();
+            }
+        }
+        d.fetch_sub(1, Ordering::SeqCst);
+        Some(10 * MIB)
+    });
+    me.set(rcu.clone()).ok();
+    let r = rcu.clone();
+    within(Duration::from_secs(10), "memory_state", move || {
+        for _ in 0..5 {
+            let _ = r.memory_state();
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    assert_eq!(
+        deepest.load(Ordering::SeqCst),
+        1,
+        "the usage reader was called again from inside itself"
+    );
+    rcu.unbound_garbage();
+}

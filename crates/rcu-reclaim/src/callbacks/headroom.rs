@@ -152,6 +152,14 @@ impl Callbacks {
         if last != 0 && !policy::headroom_reads(over, now.saturating_sub(last)) {
             return;
         }
+        // Not from inside a usage reader on this thread: one that asks its
+        // domain's memory state (or retires over the allowance) a
+        // millisecond into its read read again, and again, until the
+        // stack overflowed and the process aborted.
+        #[cfg(not(loom))]
+        if READING.with(std::cell::Cell::get) {
+            return;
+        }
         if self
             .headroom
             .read_ms
@@ -196,6 +204,8 @@ impl Callbacks {
     /// retiring thread, maybe inside a `Drop` (where a panic escaping
     /// would abort): a panic is caught and reported, and reads as `None`.
     fn read_usage(&self, limit: &Headroom) -> Option<usize> {
+        #[cfg(not(loom))]
+        let _reading = Reading::enter();
         match crate::sync::catch_panic(|| (limit.usage)()) {
             Ok(usage) => usage,
             Err(msg) => {
@@ -255,6 +265,32 @@ impl Callbacks {
         self.refresh_limit(over);
         let allow = self.headroom.allow.load(Ordering::Relaxed);
         policy::headroom_waits(allow, garbage).then_some(allow)
+    }
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    /// Whether this thread is inside a usage reader (`read_usage`).
+    static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as inside a usage reader until dropped (even by a
+/// panic), restoring what it was.
+#[cfg(not(loom))]
+struct Reading(bool);
+
+#[cfg(not(loom))]
+impl Reading {
+    fn enter() -> Reading {
+        Reading(READING.with(|r| r.replace(true)))
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let was = self.0;
+        let _ = READING.try_with(|r| r.set(was));
     }
 }
 
