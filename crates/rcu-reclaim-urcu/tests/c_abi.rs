@@ -215,13 +215,7 @@ fn a_call_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit() {
             out.stdout.trim(),
             run.peak
         );
-        assert!(
-            !run.killed && out.code == Some(0),
-            "{size}-byte objects: exit {:?}, {}\n{}",
-            out.code,
-            run.oom,
-            out.stderr
-        );
+        run.assert_lived(&format!("{size}-byte objects"));
         // "R M calls/s, RUN of CALLED callbacks run, peak rss P MB"
         let counts: Vec<&str> = out
             .stdout
@@ -253,13 +247,7 @@ fn call_rcu_from_signal_handlers_in_a_limited_cgroup_does_not_hang() {
     let Some(run) = env.run_ours_in_100_mib("signal", &exe, &["150000", "4096"]) else {
         return;
     };
-    assert!(
-        !run.killed && run.out.code == Some(0),
-        "exit {:?}, {}\n{}",
-        run.out.code,
-        run.oom,
-        run.out.stderr
-    );
+    run.assert_lived("the program");
     assert_eq!(run.out.stdout, "callbacks run: all\n");
 }
 
@@ -606,13 +594,7 @@ fn the_memory_state_reads_the_cgroup_before_any_call_rcu() {
     let Some(run) = env.run_ours_in_100_mib("state", &exe, &[]) else {
         return;
     };
-    assert!(
-        !run.killed && run.out.code == Some(0),
-        "exit {:?}, {}\n{}",
-        run.out.code,
-        run.oom,
-        run.out.stderr
-    );
+    run.assert_lived("the program");
     assert_eq!(run.out.stdout, "before 0, after 2\n");
 }
 

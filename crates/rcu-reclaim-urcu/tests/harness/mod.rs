@@ -397,6 +397,21 @@ pub struct CgroupRun {
     pub peak: u64,
 }
 
+#[allow(dead_code)] // the memb drop-in's tests only
+impl CgroupRun {
+    /// Fails, naming `what`, unless the program exited with 0 and the
+    /// cgroup's OOM killer left it alone.
+    pub fn assert_lived(&self, what: &str) {
+        assert!(
+            !self.killed && self.out.code == Some(0),
+            "{what}: exit {:?}, {}\n{}",
+            self.out.code,
+            self.oom,
+            self.out.stderr
+        );
+    }
+}
+
 pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,

@@ -305,9 +305,21 @@ impl Callbacks {
     /// state (4,096 while short, 256 over a known limit's mark).
     #[cfg(not(loom))]
     pub(crate) fn call_backlog_due(&self) -> bool {
+        self.call_backlog_due_state().is_some()
+    }
+
+    /// The memory state a `call_backlog_due` wait is due in (`None`: not
+    /// due); the state is read only past `CALL_BACKLOG_OVER` entries.
+    #[cfg(not(loom))]
+    fn call_backlog_due_state(&self) -> Option<policy::MemoryState> {
         let outstanding = self.outstanding();
-        outstanding > policy::CALL_BACKLOG_OVER
-            && policy::call_backlog_mark(self.memory_state()).is_some_and(|m| outstanding > m)
+        if outstanding <= policy::CALL_BACKLOG_OVER {
+            return None;
+        }
+        let state = self.memory_state();
+        policy::call_backlog_mark(state)
+            .is_some_and(|m| outstanding > m)
+            .then_some(state)
     }
 
     /// The bound on callbacks that book no bytes, for a thread that has
@@ -327,11 +339,11 @@ impl Callbacks {
     /// waited.
     #[cfg(not(loom))]
     pub(crate) fn wait_for_call_backlog(&self, gp: &GracePeriods, kick: &dyn Fn()) -> bool {
-        if !self.call_backlog_due() {
+        // The state the wait is due in also sets how long it may last.
+        let Some(state) = self.call_backlog_due_state() else {
             return false;
-        }
+        };
         let backlog = self.outstanding();
-        let state = self.memory_state();
         let mut max_wait = policy::call_backlog_max_wait(backlog, state);
         if self.runner_stuck() && state != policy::MemoryState::OverMark {
             // A worker asleep in the kernel for 5 ms on one callback: near
