@@ -660,16 +660,21 @@ where
     }
 }
 
-/// An empty map of the global domain.
+/// An empty map of the global domain, with the hasher's default (as
+/// `HashMap`'s `Default`).
 ///
 /// ```
+/// use std::hash::{BuildHasherDefault, DefaultHasher};
 /// let map: rcu_reclaim::RcuHashMap<u32, String> = Default::default();
 /// assert!(map.is_empty());
+/// let fixed: rcu_reclaim::RcuHashMap<u32, u32, BuildHasherDefault<DefaultHasher>> =
+///     Default::default();
+/// assert!(fixed.is_empty());
 /// ```
 #[cfg(not(loom))]
-impl<K: ReclaimSize, V: ReclaimSize> Default for RcuHashMap<K, V> {
+impl<K: ReclaimSize, V: ReclaimSize, S: Default> Default for RcuHashMap<K, V, S> {
     fn default() -> Self {
-        Self::new()
+        Self::with_hasher(S::default())
     }
 }
 
@@ -688,15 +693,22 @@ impl<K: ReclaimSize, V: ReclaimSize> Default for RcuHashMap<K, V> {
 /// .into_iter()
 /// .collect();
 /// assert_eq!(routes.len(), 2);
+///
+/// // With another hasher, as `HashMap` collects with one (its `Default`):
+/// use std::hash::{BuildHasherDefault, DefaultHasher};
+/// let fixed: RcuHashMap<u8, u8, BuildHasherDefault<DefaultHasher>> =
+///     (0..10u8).map(|i| (i, i)).collect();
+/// assert_eq!(fixed.len(), 10);
 /// ```
 #[cfg(not(loom))]
-impl<K, V> FromIterator<(K, V)> for RcuHashMap<K, V>
+impl<K, V, S> FromIterator<(K, V)> for RcuHashMap<K, V, S>
 where
     K: ReclaimSize + Hash + Eq + Send + 'static,
     V: ReclaimSize + Send + 'static,
+    S: BuildHasher + Default,
 {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
-        let mut map = Self::new();
+        let mut map = Self::with_hasher(S::default());
         map.extend(pairs);
         map
     }
