@@ -171,7 +171,9 @@ pub trait ReclaimSize {
 ///
 /// A type that owns no heap memory at all (a unit struct, an enum of
 /// plain variants, a struct of numbers) is named alone: its size is
-/// `size_of` the type.
+/// `size_of` the type. That form refuses, at compile time, a type with
+/// drop glue, whose heap it would leave out; one that owns no heap but has
+/// a `Drop` of its own is named with no fields, `reclaim_size!(T {})`.
 ///
 /// ```
 /// use rcu_reclaim::{reclaim_size, ReclaimSize, RcuCell};
@@ -183,6 +185,12 @@ pub trait ReclaimSize {
 /// assert_eq!(Protocol::Udp.reclaim_size(), std::mem::size_of::<Protocol>());
 /// let proto = RcuCell::new(Protocol::Tcp);
 /// proto.store(Box::new(Protocol::Udp));
+/// ```
+///
+/// ```compile_fail
+/// // `Route` owns a `String`: the heapless form would book 24 bytes.
+/// struct Route { prefix: String }
+/// rcu_reclaim::reclaim_size!(Route);
 /// ```
 ///
 /// The macro reads named fields (`self.field`), so an enum whose variants
@@ -237,10 +245,40 @@ macro_rules! reclaim_size {
         $crate::reclaim_size!(impl[] $ty { $($field),* }; drops_anywhere);
     };
     ($ty:ty) => {
+        $crate::__reclaim_size_owns_no_heap!($ty);
         $crate::reclaim_size!(impl[] $ty {});
     };
     ($ty:ty; drops_anywhere) => {
+        $crate::__reclaim_size_owns_no_heap!($ty);
         $crate::reclaim_size!(impl[] $ty {}; drops_anywhere);
+    };
+}
+
+/// For [`reclaim_size!`](crate::reclaim_size)`(T)`, the form for types that
+/// own no heap memory: refuses, at compile time, a type with drop glue
+/// (a `String`, `Vec` or `Box` field, or a `Drop` of its own), which would
+/// otherwise book its inline bytes alone. Such a type names its
+/// heap-owning fields, or `{}` if it owns none.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __reclaim_size_owns_no_heap {
+    ($ty:ty) => {
+        const _: () = ::std::assert!(
+            !::std::mem::needs_drop::<$ty>(),
+            ::std::concat!(
+                "`reclaim_size!(",
+                ::std::stringify!($ty),
+                ")` is for types that own no heap memory, and `",
+                ::std::stringify!($ty),
+                "` has drop glue (a field that owns memory, or a `Drop` of its own): name the \
+                 fields that own heap memory, `reclaim_size!(",
+                ::std::stringify!($ty),
+                " {{ field1, field2 }})`, so that their bytes are booked; if it owns none (only a \
+                 `Drop` of its own), write `reclaim_size!(",
+                ::std::stringify!($ty),
+                " {{}})`"
+            )
+        );
     };
 }
 
