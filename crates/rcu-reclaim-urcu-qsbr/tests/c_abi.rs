@@ -345,3 +345,21 @@ fn soname_default_and_drop_in() {
         Some("liburcu-qsbr.so.8")
     );
 }
+
+/// Stress, 1 s: readers announce quiescent states, go offline and online
+/// around sleeps, `synchronize_rcu` and `rcu_barrier`, re-register; 3
+/// updaters replace pointers (`call_rcu` or `synchronize_rcu` then free,
+/// poisoning) and make and free per-thread `call_rcu_data`: no poison
+/// seen, every callback once. Also with `_LGPL_SOURCE`, and (ours only:
+/// liburcu-qsbr's registry keeps the dead thread) with readers exiting
+/// online.
+#[test]
+fn stress_online_offline_with_call_rcu_floods() {
+    same_as_liburcu("stress_online_offline");
+    same_as_liburcu_with("stress_online_offline", &["-D_LGPL_SOURCE"]);
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile("stress_online_offline", &[], &["-lurcu-qsbr"]);
+    let out = env.run_ours(&exe, &["1", "exit-online"]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "poison seen: 0\nqsbr: ok\n");
+}

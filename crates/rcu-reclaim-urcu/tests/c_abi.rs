@@ -636,3 +636,70 @@ fn soname_default_and_drop_in() {
         Some("liburcu-memb.so.8")
     );
 }
+
+/// Runs the stress program `prog` with `args`, built with `cflags`,
+/// against ours and, where `both`, against liburcu: each must exit 0
+/// (the program's watchdog turns a hang into exit 2) and, where both
+/// ran, print the same verdicts.
+fn stress(prog: &str, cflags: &[&str], args: &[&str], both: bool) {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile(prog, cflags, &["-lurcu-memb"]);
+    let ours = env.run_ours(&exe, args);
+    assert_eq!(
+        ours.code,
+        Some(0),
+        "{prog} {cflags:?} {args:?} against rcu-reclaim-urcu failed:\n{}{}",
+        ours.stdout,
+        ours.stderr
+    );
+    if both && env.real_liburcu.is_some() {
+        let real = run_with_args(&exe, args, None);
+        assert_eq!(real.code, Some(0), "{prog} on liburcu: {}", real.stderr);
+        assert_eq!(ours.stdout, real.stdout, "{prog}: the libraries differ");
+    }
+}
+
+/// Stress, 1 s: 8 threads mix `call_rcu`, `defer_rcu`, `synchronize_rcu`,
+/// `rcu_barrier`, nested sections, per-thread `call_rcu_data` made and
+/// freed, register/unregister churn, while another thread makes and frees
+/// the per-CPU `call_rcu_data`: every callback runs exactly once. Then
+/// with `_LGPL_SOURCE`, and (ours only: liburcu's registry keeps the dead
+/// thread's TLS and crashes) with threads exiting registered, their
+/// `call_rcu_data` still installed.
+#[test]
+fn stress_mixed_calls_run_every_callback_once() {
+    stress("stress_mix", &[], &["8", "1"], true);
+    stress("stress_mix", &["-D_LGPL_SOURCE"], &["8", "1"], true);
+    stress("stress_mix", &[], &["8", "1", "exit-registered"], false);
+}
+
+/// Stress: callbacks that queue three more each (trees five deep), some
+/// on per-thread `call_rcu_data` freed while their trees still grow, some
+/// calling `synchronize_rcu`, while an unregistered thread loops on
+/// `rcu_barrier`: every callback runs exactly once and the trees end.
+#[test]
+fn stress_callbacks_queueing_callbacks_end_and_run_once() {
+    stress("stress_chain", &[], &[], true);
+    stress("stress_chain", &["-D_LGPL_SOURCE"], &[], true);
+}
+
+/// Stress, 1 s: handlers that take a section and `call_rcu` interrupt
+/// threads inside `create_call_rcu_data`, `call_rcu_data_free`,
+/// `rcu_barrier`, `synchronize_rcu`, register/unregister and `defer_rcu`:
+/// no hang, every callback once.
+#[test]
+fn stress_call_rcu_from_signal_handlers_during_churn() {
+    stress("stress_signal_churn", &[], &[], true);
+}
+
+/// Stress: 10 forks through the call_rcu hooks during floods on the
+/// default, a per-thread and the per-CPU `call_rcu_data` and `defer_rcu`,
+/// with handlers queueing `call_rcu`; each child uses `call_rcu`,
+/// `defer_rcu`, a `call_rcu_data` of its own, `synchronize_rcu` and
+/// `rcu_barrier` and sees its callbacks run once. Ours only: liburcu's
+/// children hang (its call_rcu lock held at the fork).
+#[test]
+fn stress_forks_during_floods() {
+    stress("stress_fork", &[], &["10"], false);
+    stress("stress_fork", &["-D_LGPL_SOURCE"], &["10"], false);
+}
