@@ -119,6 +119,10 @@ impl UrcuFlavor for Qsbr {
         reader::online()
     }
 
+    fn push_back_owed() {
+        lgpl::report_due();
+    }
+
     fn before_fork() {
         // As memb's: finish a hand-over another thread may be in the middle
         // of, or the child's call_rcu thread waits for it for ever.
