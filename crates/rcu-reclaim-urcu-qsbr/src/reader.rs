@@ -436,6 +436,96 @@ mod tests {
         urcu_qsbr_synchronize_rcu();
     }
 
+    static OWED_RAN: AtomicU32 = AtomicU32::new(0);
+
+    unsafe extern "C" fn count_owed(_: *mut rcu_reclaim_urcu_common::RcuHead) {
+        OWED_RAN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Queues heads (leaked) on the calling thread's crdp until a
+    /// `call_rcu` owes the push-back; returns how many it queued.
+    fn call_rcu_until_owed() -> u32 {
+        const MOST: usize = 400_000;
+        // `struct rcu_head` is two words, written by `call_rcu`.
+        let heads: &'static mut [[usize; 2]] = vec![[0usize; 2]; MOST].leak();
+        for (i, h) in heads.iter_mut().enumerate() {
+            let head = std::ptr::from_mut(h).cast::<rcu_reclaim_urcu_common::RcuHead>();
+            // SAFETY: a leaked head, as wide and aligned as liburcu's
+            // `rcu_head`, handed over for good.
+            unsafe { crate::common::call_rcu(head, Some(count_owed)) };
+            if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
+                return i as u32 + 1;
+            }
+        }
+        panic!("{MOST} call_rcu on an online thread never owed the push-back");
+    }
+
+    /// An online thread's `call_rcu` over the push-back mark owes the wait
+    /// (it returns at once: the batch waits for this very thread, which
+    /// never reports meanwhile) and pays it at its next quiescent state,
+    /// or as it goes offline or unregisters; inside a section taken while
+    /// it was offline it keeps the debt. Before, it owed nothing and was
+    /// never held back.
+    #[test]
+    fn an_online_thread_owes_the_push_back_and_pays_it_at_quiescent_points() {
+        use rcu_reclaim_urcu_common::call_rcu::owes_push_back;
+        std::thread::spawn(|| {
+            urcu_qsbr_register_thread();
+            let own = crate::common::create_call_rcu_data(0, -1);
+            crate::common::set_thread_call_rcu_data(own);
+            let mut queued = 0;
+
+            // At a quiescent state (its slow path: the owing call moved
+            // the thread's block back a grace period).
+            queued += call_rcu_until_owed();
+            assert_eq!(
+                urcu_qsbr_read_ongoing(),
+                1,
+                "call_rcu put the thread offline"
+            );
+            urcu_qsbr_quiescent_state();
+            assert!(!owes_push_back(), "not paid at the quiescent state");
+            assert_eq!(urcu_qsbr_read_ongoing(), 1, "not back online");
+
+            // Going offline.
+            queued += call_rcu_until_owed();
+            urcu_qsbr_thread_offline();
+            assert!(!owes_push_back(), "not paid going offline");
+            urcu_qsbr_thread_online();
+
+            // Inside a section taken while offline: kept, then paid at the
+            // first quiescent state after it.
+            urcu_qsbr_thread_offline();
+            urcu_qsbr_read_lock();
+            urcu_qsbr_thread_online();
+            queued += call_rcu_until_owed();
+            urcu_qsbr_quiescent_state();
+            assert!(owes_push_back(), "paid inside a section");
+            urcu_qsbr_read_unlock();
+            queued += call_rcu_until_owed();
+            urcu_qsbr_quiescent_state();
+            assert!(!owes_push_back(), "not paid once the section ended");
+
+            // Unregistering.
+            queued += call_rcu_until_owed();
+            crate::common::set_thread_call_rcu_data(std::ptr::null_mut());
+            urcu_qsbr_unregister_thread();
+            assert!(!owes_push_back(), "not paid at unregistration");
+
+            crate::common::barrier();
+            assert_eq!(
+                OWED_RAN.load(Ordering::Relaxed),
+                queued,
+                "a callback was lost"
+            );
+            // SAFETY: installed nowhere any more, and a grace period
+            // (the barrier's) has passed since.
+            unsafe { crate::common::call_rcu_data_free(own) };
+        })
+        .join()
+        .unwrap();
+    }
+
     static RAN: AtomicU32 = AtomicU32::new(0);
 
     unsafe extern "C" fn count(_: *mut c_void) {
