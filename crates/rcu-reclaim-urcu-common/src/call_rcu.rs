@@ -347,9 +347,10 @@ fn may_pay(on_crdp_thread: bool, in_section: bool) -> bool {
 /// reported, or as it goes offline or unregisters), where it holds no
 /// reference read before: offline for the wait ([`Flavor::offline_while`];
 /// back online after if it was), it waits for the crdp's batch
-/// (`CallRcuData::push_back`: until it has run, 1 ms at most), again while the backlog stays over the
-/// mark, once per call that owed at most, so bounded as the waits of a
-/// thread that may wait in `call_rcu` are. Inside a section the batch
+/// (`CallRcuData::push_back`: until it has run, 1 ms at most), again
+/// while the backlog stays over the mark, once per call that owed at
+/// most, so bounded as the waits of a thread that may wait in `call_rcu`
+/// are. Inside a section the batch
 /// waits for, or on a crdp thread, it keeps the debt and returns.
 #[cold]
 #[inline(never)]
