@@ -336,10 +336,19 @@ pub fn owes_push_back() -> bool {
 }
 
 /// Whether a thread that owes a push-back may pay it now: never on a crdp
-/// thread (it would wait for itself) nor inside a read-side section the
-/// batch waits for (the debt is kept for a later quiescent state).
-fn may_pay(on_crdp_thread: bool, in_section: bool) -> bool {
-    !on_crdp_thread && !in_section
+/// thread (it would wait for itself), inside a read-side section the
+/// batch waits for, nor from a signal handler that interrupted the
+/// thread's own `call_rcu` or `rcu_barrier` (`Caller::busy`: it may hold
+/// the crdp's lock that the wait takes); the debt is kept for a later
+/// quiescent point.
+fn may_pay(on_crdp_thread: bool, in_section: bool, in_call_rcu: bool) -> bool {
+    !on_crdp_thread && !in_section && !in_call_rcu
+}
+
+/// Whether the calling thread is inside its own `call_rcu` or
+/// `rcu_barrier` (a signal handler interrupted it).
+fn in_call_rcu() -> bool {
+    CALLER.try_with(|c| c.busy.get()).unwrap_or(true)
 }
 
 /// Pays the push-back the calling thread owes ([`owes_push_back`]), at a
@@ -351,11 +360,12 @@ fn may_pay(on_crdp_thread: bool, in_section: bool) -> bool {
 /// while the backlog stays over the mark, once per call that owed at
 /// most, so bounded as the waits of a thread that may wait in `call_rcu`
 /// are. Inside a section the batch
-/// waits for, or on a crdp thread, it keeps the debt and returns.
+/// waits for, on a crdp thread, or in a signal handler that interrupted
+/// the thread's `call_rcu`, it keeps the debt and returns.
 #[cold]
 #[inline(never)]
 pub fn pay_owed_push_back<F: Flavor>() {
-    if !may_pay(on_crdp_thread(), F::in_read_section()) {
+    if !may_pay(on_crdp_thread(), F::in_read_section(), in_call_rcu()) {
         return;
     }
     let Ok((crdp, waits)) = OWED.try_with(|o| (o.crdp.take(), o.waits.replace(0))) else {
@@ -872,6 +882,15 @@ mod tests {
             pay_owed_push_back::<Toy>();
             assert!(owes_push_back(), "paid inside a section");
             assert_eq!(TOY_OFFLINE_WAITS.get(), 0);
+            TOY_SECTION.set(false);
+
+            // In a signal handler that interrupted the thread's own
+            // call_rcu (which may hold the crdp's lock): kept.
+            CALLER.with(|c| c.busy.set(true));
+            pay_owed_push_back::<Toy>();
+            assert!(owes_push_back(), "paid inside call_rcu");
+            assert_eq!(TOY_OFFLINE_WAITS.get(), 0);
+            CALLER.with(|c| c.busy.set(false));
 
             // At a quiescent state: offline, one wait per owed call while
             // the backlog stays over the mark (it does: the grace period
