@@ -9,6 +9,7 @@
 //! batch itself (`rcu_reclaim_run_callbacks`). A freed `call_rcu_data`
 //! stops after the batch in hand and passes the rest to the default one.
 
+use std::cell::Cell;
 use std::os::raw::{c_int, c_ulong};
 use std::ptr;
 use std::sync::atomic::Ordering;
@@ -234,6 +235,10 @@ fn push_back<F: Flavor>(crdp: Arc<CallRcuData>) {
         PushBack::None => {}
         PushBack::Yield => std::thread::yield_now(),
         PushBack::Wait => F::offline_while(|| crdp.push_back()),
+        PushBack::Owe => {
+            owe_push_back(crdp);
+            F::push_back_owed();
+        }
     }
 }
 
@@ -246,6 +251,9 @@ enum PushBack {
     Yield,
     /// Waits, offline, for the crdp's next batch ([`CallRcuData::push_back`]).
     Wait,
+    /// Owes that wait, paid at the thread's next quiescent state that
+    /// reports or when it goes offline ([`pay_owed_push_back`]).
+    Owe,
 }
 
 /// The push-back rule: a crdp thread is never held back (it would wait
@@ -254,22 +262,133 @@ enum PushBack {
 /// gives the crdp threads the CPU once instead. Four threads flooding
 /// `call_rcu` inside `rcu_read_lock` on two cores (20 million callbacks)
 /// peaked at 650 MB without it, 28 MB with it (liburcu: 230-400 MB), in
-/// 0.7-1.7x liburcu's time (BENCHMARKS.md). An online QSBR thread is not
-/// held back at all: it must not go offline here (`call_rcu` is no
-/// quiescent state), the batch waits for its next quiescent state, which
-/// no wait of its own brings closer, and a yield gave the CPU to whatever
-/// else ran: beside a reader looping over sections, four such threads
-/// queueing 4 million callbacks took 65 s with a yield per call over the
-/// mark, against 0.85 s without (139 MB at the peak; liburcu-qsbr 0.57 s,
-/// 117 MB). Anyone else waits for the batch.
+/// 0.7-1.7x liburcu's time (BENCHMARKS.md).
+///
+/// An online QSBR thread *owes* the wait instead ([`PushBack::Owe`]): it
+/// must not go offline here (`call_rcu` is no quiescent state: the
+/// references it read since its last one would be freed under it), the
+/// batch waits for its next quiescent state, which no wait of its own
+/// brings closer, and a yield gave the CPU to whatever else ran (beside a
+/// reader looping over sections, four such threads queueing 4 million
+/// callbacks took 65 s with a yield per call over the mark, against 0.85 s
+/// without). So the call returns at once, counting one wait owed, and the
+/// thread pays at its next quiescent state that reports (the grace-period
+/// counter moved: the crdp waits for it) or when it goes offline
+/// (`rcu_thread_offline`, `rcu_unregister_thread`): there it holds no
+/// reference, goes offline and waits for the batch as anyone else does,
+/// once per owed call while the backlog stays over the mark
+/// ([`pay_owed_push_back`]). Four online threads flooding heads of 4–64
+/// KiB objects in a 100 MiB memory cgroup were OOM-killed without it, as
+/// with liburcu-qsbr. An online thread in a section taken while it was
+/// offline (liburcu's misuse) owes too, and pays once that section ends.
+/// Anyone else waits for the batch.
 fn push_back_action(on_crdp_thread: bool, in_section: bool, online: bool) -> PushBack {
-    if on_crdp_thread || online {
+    if on_crdp_thread {
         PushBack::None
+    } else if online {
+        PushBack::Owe
     } else if in_section {
         PushBack::Yield
     } else {
         PushBack::Wait
     }
+}
+
+/// A push-back owed by an online QSBR thread ([`PushBack::Owe`]).
+struct Owed {
+    /// The crdp whose backlog was over the mark (the last one, if the
+    /// thread queued on several): kept alive until the debt is paid or
+    /// dropped, so paying never touches a freed crdp (one stopped or freed
+    /// meanwhile makes no one wait).
+    crdp: Cell<Option<Arc<CallRcuData>>>,
+    /// Calls over the mark since the thread last paid: the most waits it
+    /// pays (one each, as a thread that may wait makes).
+    waits: Cell<u32>,
+}
+
+thread_local! {
+    /// The calling thread's owed push-back (none: `waits` is 0).
+    static OWED: Owed = const {
+        Owed {
+            crdp: Cell::new(None),
+            waits: Cell::new(0),
+        }
+    };
+}
+
+/// Records that the calling (online QSBR) thread owes a push-back wait
+/// for `crdp`.
+fn owe_push_back(crdp: Arc<CallRcuData>) {
+    let _ = OWED.try_with(|o| {
+        o.waits.set(o.waits.get().saturating_add(1));
+        // The older crdp, if another, is let go: the wait is for the
+        // backlog the thread fills now.
+        drop(o.crdp.replace(Some(crdp)));
+    });
+}
+
+/// Whether the calling thread owes a push-back (`call_rcu` over the mark
+/// while it was an online QSBR thread). A thread-local load: the
+/// drop-in checks it on the slow path of its quiescent state only.
+#[inline]
+pub fn owes_push_back() -> bool {
+    OWED.try_with(|o| o.waits.get() != 0).unwrap_or(false)
+}
+
+/// Whether a thread that owes a push-back may pay it now: never on a crdp
+/// thread (it would wait for itself), inside a read-side section the
+/// batch waits for, nor from a signal handler that interrupted the
+/// thread's own `call_rcu` or `rcu_barrier` (`Caller::busy`: it may hold
+/// the crdp's lock that the wait takes); the debt is kept for a later
+/// quiescent point.
+fn may_pay(on_crdp_thread: bool, in_section: bool, in_call_rcu: bool) -> bool {
+    !on_crdp_thread && !in_section && !in_call_rcu
+}
+
+/// Whether the calling thread is inside its own `call_rcu` or
+/// `rcu_barrier` (a signal handler interrupted it).
+fn in_call_rcu() -> bool {
+    CALLER.try_with(|c| c.busy.get()).unwrap_or(true)
+}
+
+/// Pays the push-back the calling thread owes ([`owes_push_back`]), at a
+/// quiescent point of an online QSBR thread (after its quiescent state
+/// reported, or as it goes offline or unregisters), where it holds no
+/// reference read before: offline for the wait ([`Flavor::offline_while`];
+/// back online after if it was), it waits for the crdp's batch
+/// (`CallRcuData::push_back`: until it has run, 1 ms at most), again
+/// while the backlog stays over the mark, once per call that owed at
+/// most, so bounded as the waits of a thread that may wait in `call_rcu`
+/// are. Inside a section the batch
+/// waits for, on a crdp thread, or in a signal handler that interrupted
+/// the thread's `call_rcu`, it keeps the debt and returns.
+#[cold]
+#[inline(never)]
+pub fn pay_owed_push_back<F: Flavor>() {
+    if !may_pay(on_crdp_thread(), F::in_read_section(), in_call_rcu()) {
+        return;
+    }
+    let Ok((crdp, waits)) = OWED.try_with(|o| (o.crdp.take(), o.waits.replace(0))) else {
+        return;
+    };
+    let Some(crdp) = crdp else { return };
+    F::offline_while(|| {
+        for _ in 0..waits {
+            if !crdp.over_mark_now() {
+                break;
+            }
+            crdp.push_back();
+        }
+    });
+}
+
+/// Drops the push-back the calling thread owes, unpaid: for
+/// `call_rcu_before_fork` (no wait there; the crdp may not be the child's).
+pub fn forget_owed_push_back() {
+    let _ = OWED.try_with(|o| {
+        o.waits.set(0);
+        drop(o.crdp.take());
+    });
 }
 
 /// How short memory is for `F`'s domain (`Rcu::memory_state`), the domain
@@ -660,16 +779,17 @@ mod tests {
     use std::sync::Mutex;
 
     #[test]
-    fn push_back_waits_outside_sections_yields_inside_and_spares_online_qsbr_threads() {
+    fn push_back_waits_outside_sections_yields_inside_and_online_qsbr_threads_owe_it() {
         use PushBack::*;
         // (crdp thread, in a section, online QSBR) -> action
         let cases = [
             ((false, false, false), Wait),
             ((false, true, false), Yield),
-            ((false, false, true), None),
-            ((false, true, true), None),
+            ((false, false, true), Owe),
+            ((false, true, true), Owe),
             ((true, false, false), None),
             ((true, true, false), None),
+            ((true, false, true), None),
         ];
         for ((crdp, section, online), want) in cases {
             assert_eq!(
@@ -678,6 +798,136 @@ mod tests {
                 "crdp thread {crdp}, in a section {section}, online {online}"
             );
         }
+    }
+
+    /// A QSBR-like flavor whose state each test thread sets: online or
+    /// not, inside a section it cannot leave or not; it counts the waits
+    /// made offline.
+    struct Toy;
+    thread_local! {
+        static TOY_ONLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        static TOY_SECTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        static TOY_OFFLINE_WAITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    impl Flavor for Toy {
+        fn rcu() -> &'static Rcu {
+            Rcu::global()
+        }
+        fn in_read_section() -> bool {
+            TOY_SECTION.get()
+        }
+        fn offline_while<R>(f: impl FnOnce() -> R) -> R {
+            TOY_OFFLINE_WAITS.set(TOY_OFFLINE_WAITS.get() + 1);
+            f()
+        }
+        fn online() -> bool {
+            TOY_ONLINE.get()
+        }
+    }
+
+    unsafe extern "C" fn ignore(_: *mut RcuHead) {}
+
+    /// An online QSBR thread whose `call_rcu` finds the backlog over the
+    /// mark owes the wait, and pays it at a quiescent point outside any
+    /// section it cannot leave (offline, waiting while the backlog stays
+    /// over the mark, once per owed call at most); inside one it keeps the
+    /// debt. Before, it was not held back at all.
+    #[test]
+    fn an_online_qsbr_thread_owes_the_push_back_and_pays_it_outside_sections() {
+        let rcu: &'static Rcu = Box::leak(Box::new(
+            Rcu::new(rcu_reclaim::Config::new()).expect("a domain"),
+        ));
+        let crdp = crate::crdp::CallRcuData::spawn(rcu, -1, crate::crdp::ThreadHooks::NONE);
+        // A reader of the domain holds up every grace period until told to
+        // leave: the batch in hand waits, the backlog behind it stays.
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (leave, leave_rx) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _g = rcu.read_lock();
+            entered_tx.send(()).unwrap();
+            let _ = leave_rx.recv();
+        });
+        entered.recv().unwrap();
+        let n = crate::crdp::PUSH_BACK_AT as usize + 2;
+        let heads: &'static mut [RcuHead] = (0..n)
+            .map(|_| RcuHead {
+                next: std::ptr::null_mut(),
+                func: Some(ignore),
+            })
+            .collect::<Vec<_>>()
+            .leak();
+        let (first, rest) = heads.split_first_mut().unwrap();
+        crdp.push(first, 0);
+        while crdp.taken_now() == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let over = rest.iter_mut().map(|h| crdp.push(h, 0)).last();
+        assert_eq!(over, Some(true), "the backlog is over the mark");
+        assert!(crdp.over_mark_now());
+
+        std::thread::spawn(move || {
+            TOY_ONLINE.set(true);
+            assert!(!owes_push_back());
+            push_back::<Toy>(crdp.clone());
+            push_back::<Toy>(crdp.clone());
+            assert!(owes_push_back(), "online: the wait is owed");
+            assert_eq!(
+                TOY_OFFLINE_WAITS.get(),
+                0,
+                "call_rcu put the thread offline"
+            );
+
+            // Inside a section the batch waits for: kept.
+            TOY_SECTION.set(true);
+            pay_owed_push_back::<Toy>();
+            assert!(owes_push_back(), "paid inside a section");
+            assert_eq!(TOY_OFFLINE_WAITS.get(), 0);
+            TOY_SECTION.set(false);
+
+            // In a signal handler that interrupted the thread's own
+            // call_rcu (which may hold the crdp's lock): kept.
+            CALLER.with(|c| c.busy.set(true));
+            pay_owed_push_back::<Toy>();
+            assert!(owes_push_back(), "paid inside call_rcu");
+            assert_eq!(TOY_OFFLINE_WAITS.get(), 0);
+            CALLER.with(|c| c.busy.set(false));
+
+            // At a quiescent state: offline, one wait per owed call while
+            // the backlog stays over the mark (it does: the grace period
+            // is held up), so two waits of a millisecond at least.
+            TOY_SECTION.set(false);
+            let t = std::time::Instant::now();
+            pay_owed_push_back::<Toy>();
+            let waited = t.elapsed();
+            assert!(!owes_push_back(), "the debt was not paid");
+            assert_eq!(TOY_OFFLINE_WAITS.get(), 1, "not paid offline");
+            assert!(
+                waited >= 2 * crate::crdp::PUSH_BACK_WAIT,
+                "paid {waited:?}, not a wait for each call"
+            );
+            // Nothing owed: nothing paid.
+            pay_owed_push_back::<Toy>();
+            assert_eq!(TOY_OFFLINE_WAITS.get(), 1);
+
+            // A debt dropped (before a fork) is not paid.
+            push_back::<Toy>(crdp.clone());
+            forget_owed_push_back();
+            assert!(!owes_push_back());
+
+            // Offline, the thread waits at once and owes nothing.
+            TOY_ONLINE.set(false);
+            push_back::<Toy>(crdp.clone());
+            assert!(!owes_push_back());
+            assert_eq!(TOY_OFFLINE_WAITS.get(), 2);
+
+            leave.send(()).unwrap();
+            reader.join().unwrap();
+            crdp.wait_drained();
+            assert_eq!(crdp.backlog().0, 0);
+            crdp.stop(false);
+        })
+        .join()
+        .unwrap();
     }
 
     /// The memb drop-in's flavor, over the global domain.

@@ -419,7 +419,7 @@ pub(crate) const PUSH_BACK_AT_OVER: u64 = 256;
 const MEMORY_LOOK_EVERY: u64 = 64;
 /// The longest one `call_rcu` waits: a bound, not a dependency, so a caller
 /// holding a lock that a callback takes is slowed, never deadlocked.
-const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
+pub(crate) const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
 
 /// What a crdp's thread calls to be a reader of its flavor, as liburcu's
 /// `call_rcu` thread is: [`Flavor::register_callback_thread`] and the
@@ -717,6 +717,13 @@ impl CallRcuData {
         state
     }
 
+    /// Whether the heads queued and not yet taken into a batch are over the
+    /// push-back mark now (as `push` judges it).
+    pub(crate) fn over_mark_now(&self) -> bool {
+        let queued = self.queued.load(Ordering::Relaxed);
+        self.over_mark(queued.saturating_sub(self.taken.load(Ordering::Relaxed)))
+    }
+
     /// Push-back, when `push` said the backlog is over the mark: waits for
     /// the batch in hand to be invoked (the thread then takes the next at
     /// once) or [`PUSH_BACK_WAIT`]. The caller is outside
@@ -830,6 +837,12 @@ impl CallRcuData {
             Err(TryLockError::WouldBlock) => return (0, 0),
         };
         self.run_batch_locked(None)
+    }
+
+    /// Heads taken into batches so far.
+    #[cfg(test)]
+    pub(crate) fn taken_now(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
     }
 
     /// Heads ever queued here: once `done` reaches the count read before

@@ -43,8 +43,8 @@ pub use fork::UrcuAtfork;
 /// runs inside [`offline_while`](Flavor::offline_while), after a check of
 /// [`in_read_section`](Flavor::in_read_section); `call_rcu`, which liburcu
 /// allows inside read-side sections, never puts an [`online`](Flavor::online)
-/// thread offline (its push-back yields the CPU instead, as inside a
-/// section).
+/// thread offline (its push-back is owed instead, and paid at the thread's
+/// next quiescent state: see [`Flavor::push_back_owed`]).
 pub trait Flavor: 'static {
     /// The domain behind every exported function.
     fn rcu() -> &'static Rcu;
@@ -82,6 +82,13 @@ pub trait Flavor: 'static {
     fn online() -> bool {
         false
     }
+
+    /// Called when `call_rcu` on an [`online`](Flavor::online) thread
+    /// found the backlog over the push-back mark and recorded the wait as
+    /// owed (`call_rcu::owes_push_back`): the flavor makes the thread's
+    /// next quiescent state take the path that pays it
+    /// (`call_rcu::pay_owed_push_back`). Memb: never called.
+    fn push_back_owed() {}
 
     /// Called first by `call_rcu_before_fork`, before the domain is
     /// stopped for the fork (a QSBR drop-in drops the caller's registration

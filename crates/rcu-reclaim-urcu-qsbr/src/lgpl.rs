@@ -112,6 +112,12 @@ pub(crate) fn go_online() {
 /// liburcu's `_urcu_qsbr_quiescent_state`, on an online thread. `false`
 /// on an offline one (nothing done): liburcu's stores the grace-period
 /// counter there, which puts the thread online, and the caller does so.
+///
+/// When the word moved (a grace period waits, as the `call_rcu` threads'
+/// do), the slow path reports, then pays a push-back that a `call_rcu`
+/// over the mark owed (`reader::reported_quiescent_state`, out of line:
+/// the common case, the word unmoved, runs the same instructions as
+/// without it).
 pub(crate) fn quiescent_state() -> bool {
     with_block(|b| {
         let word = gp().load(Ordering::Relaxed);
@@ -125,9 +131,30 @@ pub(crate) fn quiescent_state() -> bool {
             fence(Ordering::SeqCst);
             wake_up_gp();
             fence(Ordering::SeqCst);
+            crate::reader::reported_quiescent_state();
         }
         true
     })
+}
+
+/// Makes the calling (online) thread's next quiescent state take its slow
+/// path, where it pays a push-back its `call_rcu` owed
+/// (`reader::reported_quiescent_state`): the block, if it holds the
+/// current word, goes one grace period back. That only makes grace
+/// periods wait for the thread's next quiescent state, as if it had not
+/// reported its last (the domain's writers, and liburcu's inlined
+/// readers, compare the block with the word: an older epoch holds a
+/// grace period up; the block stays odd, so online). The quiescent
+/// state's common path is untouched.
+pub(crate) fn report_due() {
+    with_block(|b| {
+        let mine = b.load(Ordering::Relaxed);
+        if mine != 0 && mine == gp().load(Ordering::Relaxed) {
+            // The epoch is the word's upper bits (`(epoch << 1) | 1`):
+            // one epoch back, wrapping as the domain's comparison does.
+            b.store(mine.wrapping_sub(2), Ordering::Relaxed);
+        }
+    });
 }
 
 /// Puts the block online and attaches it to `reg`, the calling thread's

@@ -34,7 +34,12 @@
 //! where it stands for the registration's own counter. A grace period held
 //! up by a block parks on `urcu_qsbr_gp.futex` with the block's `waiting`
 //! flag raised, and the thread's next quiescent state wakes it, inlined or
-//! not, as in liburcu.
+//! not, as in liburcu. Such a program's inlined quiescent states and
+//! `rcu_thread_offline` never reach the library, so its online threads are
+//! not held back by `call_rcu`'s push-back (below) until they unregister:
+//! an over-the-mark `call_rcu` only moves the thread's block a grace
+//! period back, and its next inlined quiescent state takes liburcu's slow
+//! path (three fences) and reports, as liburcu's own would.
 //!
 //! # Semantics, where liburcu leaves them open
 //! * A registered thread starts online. `rcu_read_lock` on an online
@@ -61,6 +66,17 @@
 //!   `rcu_thread_online` on a thread that is not registered do nothing;
 //!   `rcu_quiescent_state` on an offline thread puts it online, as
 //!   liburcu's does (it stores the grace-period counter).
+//! * `call_rcu` on an online thread never puts it offline (it may be
+//!   inside a read-side section). Past the push-back mark (the memb
+//!   drop-in's, tighter under a cgroup's memory limit) it owes the wait
+//!   that an offline caller makes at once, and pays it, offline, at its
+//!   next quiescent state (the owing call moves the thread's reader block
+//!   a grace period back, so that this quiescent state takes its slow
+//!   path: the common path is unchanged), at `rcu_thread_offline`, or
+//!   before `rcu_unregister_thread`; never inside a section taken while
+//!   not online, and a fork drops the debt (`reader::pay_owed_push_back`).
+//!   liburcu-qsbr never holds such a thread back, and a flood of heavy
+//!   objects from online threads is OOM-killed in a 100 MiB cgroup.
 //! * The `call_rcu` threads are registered and online while they invoke
 //!   callbacks, offline otherwise, as liburcu-qsbr's: what a callback reads
 //!   is protected until it returns (a callback that waits for a grace
@@ -117,6 +133,10 @@ impl UrcuFlavor for Qsbr {
 
     fn online() -> bool {
         reader::online()
+    }
+
+    fn push_back_owed() {
+        lgpl::report_due();
     }
 
     fn before_fork() {

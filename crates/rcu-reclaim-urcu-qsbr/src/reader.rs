@@ -137,8 +137,35 @@ pub extern "C" fn urcu_qsbr_read_ongoing() -> c_int {
     c_int::from(online() || in_raw_section())
 }
 
+/// Pays the push-back that the thread's `call_rcu`s owed while it was
+/// online and the backlog was over the mark
+/// ([`pay_owed_push_back`](rcu_reclaim_urcu_common::call_rcu::pay_owed_push_back)):
+/// offline, it waits for the `call_rcu` thread's batch. Called at
+/// quiescent points only (a quiescent state that reported, going offline,
+/// unregistering), where the thread holds no reference read before; the
+/// debt stays, unpaid, inside a section taken while the thread was not
+/// online, and on a `call_rcu` thread.
+#[cold]
+#[inline(never)]
+pub(crate) fn pay_owed_push_back() {
+    rcu_reclaim_urcu_common::call_rcu::pay_owed_push_back::<crate::Qsbr>();
+}
+
+/// After a quiescent state that reported (the grace-period word had
+/// moved): pays a push-back the thread owes. Out of line, so that the
+/// quiescent state's common path is what it was without it.
+#[cold]
+#[inline(never)]
+pub(crate) fn reported_quiescent_state() {
+    if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
+        pay_owed_push_back();
+    }
+}
+
 /// Reports a quiescent state: the thread holds no reference read before
-/// the call. Two loads and a compare when no grace period waits for it.
+/// the call. Two loads and a compare when no grace period waits for it;
+/// when one does, it also pays a push-back its `call_rcu`s owed
+/// ([`pay_owed_push_back`]).
 /// Nothing on a thread that is not registered. On an offline thread it
 /// puts the thread online, as liburcu's does (it stores the grace-period
 /// counter, which is what being online is): an event loop that comes back
@@ -154,7 +181,9 @@ pub extern "C" fn urcu_qsbr_quiescent_state() {
 }
 
 /// Puts the thread offline: no grace period waits for it until
-/// `rcu_thread_online`. Nothing if it is not registered or offline.
+/// `rcu_thread_online`. Nothing if it is not registered or offline. Then,
+/// offline, pays a push-back its `call_rcu`s owed while it was online
+/// ([`pay_owed_push_back`]).
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_thread_offline() {
     with_reg(|t| {
@@ -166,6 +195,9 @@ pub extern "C" fn urcu_qsbr_thread_offline() {
             unsafe { t.thread_offline_unchecked() };
         }
     });
+    if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
+        pay_owed_push_back();
+    }
 }
 
 /// Puts the thread back online. Nothing if it is not registered or
@@ -226,9 +258,14 @@ fn register_thread() {
 }
 
 /// Unregisters the calling thread (offline first, so no grace period waits
-/// for it). Nothing if it is not registered.
+/// for it). Nothing if it is not registered. A push-back its `call_rcu`s
+/// owed while it was online is paid first, offline ([`pay_owed_push_back`]:
+/// unregistering is a quiescent point), outside the signal mask.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_unregister_thread() {
+    if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
+        pay_owed_push_back();
+    }
     rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread);
 }
 
@@ -310,8 +347,11 @@ pub extern "C" fn urcu_qsbr_poll_state_synchronize_rcu(state: UrcuGpPollState) -
 
 /// Before the fork: the registration is dropped (the domain cannot be
 /// stopped for the fork with the caller online, and its slot would not
-/// survive the child's reset), remembering whether it was online.
+/// survive the child's reset), remembering whether it was online. A
+/// push-back the thread owes is dropped unpaid: no wait here, and its
+/// `call_rcu` thread is not the child's.
 pub(crate) fn before_fork() {
+    rcu_reclaim_urcu_common::call_rcu::forget_owed_push_back();
     let _ = ME.try_with(|me| {
         if let Ok(mut reg) = me.reg.try_borrow_mut() {
             if let Some(t) = reg.take() {
@@ -394,6 +434,96 @@ mod tests {
         .join()
         .unwrap();
         urcu_qsbr_synchronize_rcu();
+    }
+
+    static OWED_RAN: AtomicU32 = AtomicU32::new(0);
+
+    unsafe extern "C" fn count_owed(_: *mut rcu_reclaim_urcu_common::RcuHead) {
+        OWED_RAN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Queues heads (leaked) on the calling thread's crdp until a
+    /// `call_rcu` owes the push-back; returns how many it queued.
+    fn call_rcu_until_owed() -> u32 {
+        const MOST: usize = 400_000;
+        // `struct rcu_head` is two words, written by `call_rcu`.
+        let heads: &'static mut [[usize; 2]] = vec![[0usize; 2]; MOST].leak();
+        for (i, h) in heads.iter_mut().enumerate() {
+            let head = std::ptr::from_mut(h).cast::<rcu_reclaim_urcu_common::RcuHead>();
+            // SAFETY: a leaked head, as wide and aligned as liburcu's
+            // `rcu_head`, handed over for good.
+            unsafe { crate::common::call_rcu(head, Some(count_owed)) };
+            if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
+                return i as u32 + 1;
+            }
+        }
+        panic!("{MOST} call_rcu on an online thread never owed the push-back");
+    }
+
+    /// An online thread's `call_rcu` over the push-back mark owes the wait
+    /// (it returns at once: the batch waits for this very thread, which
+    /// never reports meanwhile) and pays it at its next quiescent state,
+    /// or as it goes offline or unregisters; inside a section taken while
+    /// it was offline it keeps the debt. Before, it owed nothing and was
+    /// never held back.
+    #[test]
+    fn an_online_thread_owes_the_push_back_and_pays_it_at_quiescent_points() {
+        use rcu_reclaim_urcu_common::call_rcu::owes_push_back;
+        std::thread::spawn(|| {
+            urcu_qsbr_register_thread();
+            let own = crate::common::create_call_rcu_data(0, -1);
+            crate::common::set_thread_call_rcu_data(own);
+            let mut queued = 0;
+
+            // At a quiescent state (its slow path: the owing call moved
+            // the thread's block back a grace period).
+            queued += call_rcu_until_owed();
+            assert_eq!(
+                urcu_qsbr_read_ongoing(),
+                1,
+                "call_rcu put the thread offline"
+            );
+            urcu_qsbr_quiescent_state();
+            assert!(!owes_push_back(), "not paid at the quiescent state");
+            assert_eq!(urcu_qsbr_read_ongoing(), 1, "not back online");
+
+            // Going offline.
+            queued += call_rcu_until_owed();
+            urcu_qsbr_thread_offline();
+            assert!(!owes_push_back(), "not paid going offline");
+            urcu_qsbr_thread_online();
+
+            // Inside a section taken while offline: kept, then paid at the
+            // first quiescent state after it.
+            urcu_qsbr_thread_offline();
+            urcu_qsbr_read_lock();
+            urcu_qsbr_thread_online();
+            queued += call_rcu_until_owed();
+            urcu_qsbr_quiescent_state();
+            assert!(owes_push_back(), "paid inside a section");
+            urcu_qsbr_read_unlock();
+            queued += call_rcu_until_owed();
+            urcu_qsbr_quiescent_state();
+            assert!(!owes_push_back(), "not paid once the section ended");
+
+            // Unregistering.
+            queued += call_rcu_until_owed();
+            crate::common::set_thread_call_rcu_data(std::ptr::null_mut());
+            urcu_qsbr_unregister_thread();
+            assert!(!owes_push_back(), "not paid at unregistration");
+
+            crate::common::barrier();
+            assert_eq!(
+                OWED_RAN.load(Ordering::Relaxed),
+                queued,
+                "a callback was lost"
+            );
+            // SAFETY: installed nowhere any more, and a grace period
+            // (the barrier's) has passed since.
+            unsafe { crate::common::call_rcu_data_free(own) };
+        })
+        .join()
+        .unwrap();
     }
 
     static RAN: AtomicU32 = AtomicU32::new(0);

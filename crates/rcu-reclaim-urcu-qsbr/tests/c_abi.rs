@@ -132,6 +132,50 @@ fn call_rcu_data_free_lets_the_thread_run_what_it_holds() {
     same_as_liburcu("call_rcu_data_free");
 }
 
+/// A `call_rcu` flood of heavy objects from online QSBR threads in a
+/// 100 MiB memory cgroup: 4 registered threads, online throughout, queue
+/// heads of 4 KiB, then 16 KiB objects (a quiescent state every 64 calls),
+/// then 64 KiB objects (one every 16 calls: 4 MiB between two quiescent
+/// states of a thread is more than a grace period can keep to), for 2 s
+/// each. An online thread cannot wait in `call_rcu` (no quiescent state):
+/// over the push-back mark it owes the wait and pays it, offline, at its
+/// next quiescent state. Before, it was not held back at all and the
+/// program was OOM-killed at every size, as it is on liburcu-qsbr. Needs
+/// root and a cgroup v1 memory hierarchy; says why and passes without
+/// running where there is none.
+#[test]
+fn online_threads_flooding_call_rcu_with_heavy_objects_keep_to_the_cgroup_limit() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile("flood_heavy", &[], &["-lurcu-qsbr"]);
+    for (size, every) in [("4096", "64"), ("16384", "64"), ("65536", "16")] {
+        let Some(run) = env.run_ours_in_100_mib("qsbr-flood", &exe, &["4", "2", size, every])
+        else {
+            return;
+        };
+        let out = &run.out;
+        let what = format!("{size}-byte objects, a quiescent state every {every} calls");
+        println!(
+            "{what}: {} cgroup peak {} bytes",
+            out.stdout.trim(),
+            run.peak
+        );
+        run.assert_lived(&what);
+        // "R M calls/s, RUN of CALLED callbacks run, peak rss P MB"
+        let counts: Vec<&str> = out
+            .stdout
+            .split(", ")
+            .nth(1)
+            .unwrap_or("")
+            .split(' ')
+            .collect();
+        assert!(
+            counts.len() > 2 && counts[0] == counts[2] && counts[0] != "0",
+            "{what}: not every callback ran: {}",
+            out.stdout
+        );
+    }
+}
+
 #[test]
 fn offline_threads_never_block_synchronize_rcu() {
     same_as_liburcu("offline");

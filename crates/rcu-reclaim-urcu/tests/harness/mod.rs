@@ -175,7 +175,6 @@ impl Env {
     /// instruction: its output, and whether the OOM killer ended it. `None`
     /// (the reason printed) where no such cgroup can be made: no v1
     /// memory hierarchy, or not root.
-    #[allow(dead_code)] // the memb drop-in's tests only
     pub fn run_ours_in_100_mib(&self, tag: &str, exe: &Path, args: &[&str]) -> Option<CgroupRun> {
         let root = Path::new("/sys/fs/cgroup/memory");
         if !root.join("cgroup.procs").exists() {
@@ -386,7 +385,6 @@ pub fn soname(lib: &Path) -> Option<String> {
 }
 
 /// A run in a memory cgroup (`Env::run_ours_in_100_mib`).
-#[allow(dead_code)] // the memb drop-in's tests only
 pub struct CgroupRun {
     pub out: Output,
     /// Whether the cgroup's OOM killer ended it.
@@ -397,7 +395,6 @@ pub struct CgroupRun {
     pub peak: u64,
 }
 
-#[allow(dead_code)] // the memb drop-in's tests only
 impl CgroupRun {
     /// Fails, naming `what`, unless the program exited with 0 and the
     /// cgroup's OOM killer left it alone.
