@@ -3,7 +3,8 @@
  * pointers and call_rcu/synchronize_rcu the old ones (poisoned on free),
  * threads come and go (some exiting online when argv[2] given),
  * per-thread crdps churn. No poison seen, every callback once. */
-#include "stress.h"
+#define QSBR
+#include "stress.h" /* rcu-reclaim-urcu/tests/c: the harness adds -I */
 #define SLOTS 64
 #define POISON 0x5a5a5a5aL
 struct obj { struct rcu_head h; long id; long val; };

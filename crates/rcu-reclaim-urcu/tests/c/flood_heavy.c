@@ -4,9 +4,24 @@
  * after rcu_barrier, and the peak resident memory (sampled every 100 ms).
  * The test a_call_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit
  * and bench/flood_cgroup.sh run it in a memory cgroup.
- *   flood_heavy THREADS SECONDS SIZE */
+ *   flood_heavy THREADS SECONDS SIZE
+ * Built with QSBR defined (the QSBR drop-in's tests/c/flood_heavy.c), the
+ * threads are QSBR threads, online throughout, reporting a quiescent state
+ * every EVERY calls (64 if not given):
+ *   flood_heavy THREADS SECONDS SIZE [EVERY] */
 #define _GNU_SOURCE
+#ifdef QSBR
+#include <urcu-qsbr.h>
+#define MAX_ARGS 5
+#else
 #include <urcu/urcu-memb.h>
+#define rcu_register_thread urcu_memb_register_thread
+#define rcu_unregister_thread urcu_memb_unregister_thread
+#define call_rcu urcu_memb_call_rcu
+#define rcu_barrier urcu_memb_barrier
+#define rcu_quiescent_state() ((void)0)
+#define MAX_ARGS 4
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +37,7 @@ struct obj {
 static size_t size;
 static atomic_long done, calls;
 static atomic_int stop;
+static long every = 64;
 
 static void free_obj(struct rcu_head *h)
 {
@@ -32,18 +48,19 @@ static void free_obj(struct rcu_head *h)
 static void *flooder(void *arg)
 {
 	(void)arg;
-	urcu_memb_register_thread();
+	rcu_register_thread();
 	long n = 0;
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		struct obj *o = malloc(sizeof(*o) + size);
 		if (!o)
 			abort();
 		memset(o->data, (int)n, size);
-		urcu_memb_call_rcu(&o->head, free_obj);
-		n++;
+		call_rcu(&o->head, free_obj);
+		if (++n % every == 0)
+			rcu_quiescent_state();
 	}
 	atomic_fetch_add(&calls, n);
-	urcu_memb_unregister_thread();
+	rcu_unregister_thread();
 	return NULL;
 }
 
@@ -63,14 +80,17 @@ static long rss_kb(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s THREADS SECONDS SIZE\n", argv[0]);
+	if (argc < 4 || argc > MAX_ARGS) {
+		fprintf(stderr, "usage: %s THREADS SECONDS SIZE%s\n", argv[0],
+			MAX_ARGS == 5 ? " [EVERY]" : "");
 		return 2;
 	}
 	int threads = atoi(argv[1]), secs = atoi(argv[2]);
 	size = (size_t)atol(argv[3]);
-	if (threads < 1 || threads > 64 || secs < 1) {
-		fprintf(stderr, "THREADS: 1 to 64, SECONDS: at least 1\n");
+	if (argc == 5)
+		every = atol(argv[4]);
+	if (threads < 1 || threads > 64 || secs < 1 || every < 1) {
+		fprintf(stderr, "THREADS: 1 to 64, SECONDS and EVERY: at least 1\n");
 		return 2;
 	}
 	pthread_t t[64];
@@ -87,7 +107,7 @@ int main(int argc, char **argv)
 	atomic_store(&stop, 1);
 	for (int i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
-	urcu_memb_barrier();
+	rcu_barrier();
 	printf("%.2f M calls/s, %ld of %ld callbacks run, peak rss %ld MB\n",
 	       atomic_load(&calls) / (double)secs / 1e6, atomic_load(&done),
 	       atomic_load(&calls), peak / 1024);

@@ -247,6 +247,12 @@ impl Env {
         let out = Command::new(&self.cc)
             .args(["-O2", "-Wall", "-Wextra", "-Werror", "-pthread"])
             .args(cflags)
+            // Headers shared by both drop-ins' programs (`stress.h`) live
+            // beside the memb drop-in's.
+            .arg(format!(
+                "-I{}",
+                self.crate_dir.join("../rcu-reclaim-urcu/tests/c").display()
+            ))
             .arg("-o")
             .arg(&exe)
             .arg(&src)
