@@ -153,27 +153,9 @@ fn online_threads_flooding_call_rcu_with_heavy_objects_keep_to_the_cgroup_limit(
         else {
             return;
         };
-        let out = &run.out;
-        let what = format!("{size}-byte objects, a quiescent state every {every} calls");
-        println!(
-            "{what}: {} cgroup peak {} bytes",
-            out.stdout.trim(),
-            run.peak
-        );
-        run.assert_lived(&what);
-        // "R M calls/s, RUN of CALLED callbacks run, peak rss P MB"
-        let counts: Vec<&str> = out
-            .stdout
-            .split(", ")
-            .nth(1)
-            .unwrap_or("")
-            .split(' ')
-            .collect();
-        assert!(
-            counts.len() > 2 && counts[0] == counts[2] && counts[0] != "0",
-            "{what}: not every callback ran: {}",
-            out.stdout
-        );
+        run.assert_flood_lived_and_ran_all(&format!(
+            "{size}-byte objects, a quiescent state every {every} calls"
+        ));
     }
 }
 

@@ -209,26 +209,7 @@ fn a_call_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit() {
         let Some(run) = env.run_ours_in_100_mib("flood", &exe, &["4", "2", size]) else {
             return;
         };
-        let out = &run.out;
-        println!(
-            "{size}-byte objects: {} cgroup peak {} bytes",
-            out.stdout.trim(),
-            run.peak
-        );
-        run.assert_lived(&format!("{size}-byte objects"));
-        // "R M calls/s, RUN of CALLED callbacks run, peak rss P MB"
-        let counts: Vec<&str> = out
-            .stdout
-            .split(", ")
-            .nth(1)
-            .unwrap_or("")
-            .split(' ')
-            .collect();
-        assert!(
-            counts.len() > 2 && counts[0] == counts[2] && counts[0] != "0",
-            "{size}-byte objects: not every callback ran: {}",
-            out.stdout
-        );
+        run.assert_flood_lived_and_ran_all(&format!("{size}-byte objects"));
     }
 }
 

@@ -413,6 +413,32 @@ impl CgroupRun {
             self.out.stderr
         );
     }
+
+    /// For `flood_heavy.c`: prints what `what`'s run measured, then fails
+    /// unless it lived ([`assert_lived`](Self::assert_lived)) and ran every
+    /// callback it queued (its line: "R M calls/s, RUN of CALLED callbacks
+    /// run, peak rss P MB").
+    pub fn assert_flood_lived_and_ran_all(&self, what: &str) {
+        let out = &self.out;
+        println!(
+            "{what}: {} cgroup peak {} bytes",
+            out.stdout.trim(),
+            self.peak
+        );
+        self.assert_lived(what);
+        let counts: Vec<&str> = out
+            .stdout
+            .split(", ")
+            .nth(1)
+            .unwrap_or("")
+            .split(' ')
+            .collect();
+        assert!(
+            counts.len() > 2 && counts[0] == counts[2] && counts[0] != "0",
+            "{what}: not every callback ran: {}",
+            out.stdout
+        );
+    }
 }
 
 pub struct Output {
