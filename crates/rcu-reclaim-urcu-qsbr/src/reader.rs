@@ -255,6 +255,11 @@ fn register_thread() {
             }
         }
     });
+    // Sets up the thread-local of a push-back its `call_rcu`s may owe
+    // here, where signals are blocked: set up first inside a signal
+    // handler's `call_rcu`, its destructor's registration may call
+    // `calloc`, which hangs for good if the handler interrupted `malloc`.
+    let _ = rcu_reclaim_urcu_common::call_rcu::owes_push_back();
 }
 
 /// Unregisters the calling thread (offline first, so no grace period waits
