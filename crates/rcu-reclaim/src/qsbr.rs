@@ -401,17 +401,32 @@ impl Registration {
         unsafe { &*self.slot.0 }
     }
 
+    /// Puts the slot offline, then pays what a retire or a budget check
+    /// while online owed. The payment runs the caller's code (a budget's
+    /// usage function, shrinkers, the OOM handler), which may panic: the
+    /// registration is offline by then, on both sides, and a caller that
+    /// must come back online arms that before it calls this
+    /// ([`QsbrThread::offline_while`]).
     fn go_offline(&self) {
-        if self.online.replace(false) {
-            reader::qsbr_offline(self.slot(), self.rcu.registry());
-            reader::qsbr_mark_offline(self.rcu.id());
-            // A retire while online would have waited for its garbage
-            // under memory pressure: offline, it waits now.
+        if self.go_offline_unpaid() {
             #[cfg(not(loom))]
-            if reader::take_owed_qsbr(self.rcu.registry()) {
-                self.rcu.pay_owed_throttle();
-            }
+            self.rcu.pay_owed_throttle();
         }
+    }
+
+    /// Puts the slot offline; returns whether a retire or a budget check
+    /// while online owed a payment (`Rcu::pay_owed_throttle`), for the
+    /// caller to make once its own state is consistent.
+    fn go_offline_unpaid(&self) -> bool {
+        if !self.online.replace(false) {
+            return false;
+        }
+        reader::qsbr_offline(self.slot(), self.rcu.registry());
+        reader::qsbr_mark_offline(self.rcu.id());
+        // A retire while online would have waited for its garbage under
+        // memory pressure: offline, it waits now (nothing is owed under
+        // loom, which builds no pressure throttle).
+        cfg!(not(loom)) && reader::take_owed_qsbr(self.rcu.registry())
     }
 
     fn go_online(&self) {
@@ -426,13 +441,20 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // Offline first: no later grace period waits for a thread that is
         // gone, whether it unregistered online or not.
-        self.go_offline();
+        let owes = self.go_offline_unpaid();
         reader::qsbr_release(self.slot());
         // The slot's foreign counter, if one was attached, is let go: a
         // grace period parked on the foreign futex for it is woken by
         // nothing else (the thread exits online, say).
         #[cfg(not(loom))]
         self.rcu.registry().wake_foreign_writer();
+        // What was owed is paid once the slot is handed back: the payment
+        // runs the caller's code, and a panic there left the slot claimed
+        // for good when it was paid first.
+        if owes {
+            #[cfg(not(loom))]
+            self.rcu.pay_owed_throttle();
+        }
     }
 }
 
@@ -571,8 +593,12 @@ impl QsbrThread {
                 self.0.go_online();
             }
         }
-        self.reg.go_offline();
+        // Armed first: going offline pays what the thread owes (a
+        // budget's direct reclaim, the caller's code), and a panic there
+        // must leave the thread online as its type says, or its guards
+        // would protect nothing once the panic is caught.
         let _online = Online(&self.reg);
+        self.reg.go_offline();
         f()
     }
 
