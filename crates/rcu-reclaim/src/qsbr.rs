@@ -577,7 +577,11 @@ impl QsbrThread {
 
     /// Runs `f` with the thread offline, then puts it back online (also if
     /// `f` panics): for blocking calls (a sleep, I/O, a lock, or a wait for
-    /// a grace period of this domain such as [`Rcu::barrier`]).
+    /// a grace period of this domain such as [`Rcu::barrier`]). A thread
+    /// put offline with
+    /// [`thread_offline_unchecked`](QsbrThread::thread_offline_unchecked)
+    /// stays offline, as liburcu's `synchronize_rcu` leaves an offline
+    /// caller.
     ///
     /// ```
     /// use rcu_reclaim::{Config, Flavor, Rcu};
@@ -587,17 +591,21 @@ impl QsbrThread {
     /// thread.offline_while(|| rcu.barrier());
     /// ```
     pub fn offline_while<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        struct Online<'a>(&'a Registration);
+        /// Puts the registration back online when dropped if it was
+        /// online (`true`) before.
+        struct Online<'a>(&'a Registration, bool);
         impl Drop for Online<'_> {
             fn drop(&mut self) {
-                self.0.go_online();
+                if self.1 {
+                    self.0.go_online();
+                }
             }
         }
         // Armed first: going offline pays what the thread owes (a
         // budget's direct reclaim, the caller's code), and a panic there
         // must leave the thread online as its type says, or its guards
         // would protect nothing once the panic is caught.
-        let _online = Online(&self.reg);
+        let _online = Online(&self.reg, self.reg.online.get());
         self.reg.go_offline();
         f()
     }
@@ -605,6 +613,8 @@ impl QsbrThread {
     /// Waits for a grace period of the thread's domain, with the thread
     /// offline meanwhile (as liburcu's `synchronize_rcu` on an online QSBR
     /// thread): `&mut self` proves no reference from a section is alive.
+    /// It comes back online after, unless it was offline
+    /// ([`thread_offline_unchecked`](QsbrThread::thread_offline_unchecked)).
     /// [`Rcu::synchronize`] on an online thread would wait for itself, and
     /// panics instead.
     ///

@@ -1001,3 +1001,30 @@ fn a_panic_paying_owed_reclaim_as_the_registration_drops_still_unregisters() {
     );
     rcu.synchronize();
 }
+
+/// `offline_while` and `synchronize` on a thread put offline with
+/// `thread_offline_unchecked` leave it offline, as liburcu's
+/// `synchronize_rcu` leaves an offline caller (and as `is_online`'s docs
+/// say: offline until `thread_online_unchecked`). Before, they put it
+/// online on the way out: a thread that went on believing it was offline
+/// and blocked held every grace period up.
+#[test]
+fn offline_while_and_synchronize_leave_an_unchecked_offline_thread_offline() {
+    let rcu = qsbr_on_demand();
+    let mut thread = rcu.register_qsbr_thread();
+    // SAFETY: no guard of the thread is taken or used while it is offline.
+    unsafe { thread.thread_offline_unchecked() };
+    thread.synchronize();
+    assert!(!thread.is_online(), "synchronize put the thread online");
+    assert!(!rcu.in_read_section());
+    thread.offline_while(|| ());
+    assert!(!thread.is_online(), "offline_while put the thread online");
+    assert!(
+        !common::grace_periods_held_up(&rcu, Duration::from_millis(100)),
+        "an offline thread held a grace period up"
+    );
+    thread.thread_online_unchecked();
+    assert!(thread.is_online());
+    thread.offline_while(|| assert!(!rcu.in_read_section()));
+    assert!(thread.is_online(), "an online thread comes back online");
+}
