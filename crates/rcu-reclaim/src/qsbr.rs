@@ -42,6 +42,23 @@
 //! println!("{value}");
 //! ```
 //!
+//! The same holds for what [`RcuHashMap::get`](crate::RcuHashMap::get) and
+//! [`RcuCache::get`](crate::RcuCache::get) lend under the guard:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCache, RcuHashMap};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let map = RcuHashMap::new_in(&rcu);
+//! map.insert(1u32, String::from("one"));
+//! let cache: RcuCache<u32, String> = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+//! cache.insert(1, String::from("one"));
+//! let mut thread = rcu.register_qsbr_thread();
+//! let guard = thread.read_lock();
+//! let (a, b) = (map.get(&1, &guard).unwrap(), cache.get(&1, &guard).unwrap());
+//! thread.quiescent_state(); // error: `thread` is borrowed by the guard
+//! println!("{a} {b}");
+//! ```
+//!
 //! The reference cannot outlive its guard either, nor be kept across a
 //! quiescent state by keeping the guard:
 //!
