@@ -42,6 +42,23 @@
 //! println!("{value}");
 //! ```
 //!
+//! The same holds for what [`RcuHashMap::get`](crate::RcuHashMap::get) and
+//! [`RcuCache::get`](crate::RcuCache::get) lend under the guard:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCache, RcuHashMap};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let map = RcuHashMap::new_in(&rcu);
+//! map.insert(1u32, String::from("one"));
+//! let cache: RcuCache<u32, String> = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+//! cache.insert(1, String::from("one"));
+//! let mut thread = rcu.register_qsbr_thread();
+//! let guard = thread.read_lock();
+//! let (a, b) = (map.get(&1, &guard).unwrap(), cache.get(&1, &guard).unwrap());
+//! thread.quiescent_state(); // error: `thread` is borrowed by the guard
+//! println!("{a} {b}");
+//! ```
+//!
 //! The reference cannot outlive its guard either, nor be kept across a
 //! quiescent state by keeping the guard:
 //!
@@ -401,17 +418,32 @@ impl Registration {
         unsafe { &*self.slot.0 }
     }
 
+    /// Puts the slot offline, then pays what a retire or a budget check
+    /// while online owed. The payment runs the caller's code (a budget's
+    /// usage function, shrinkers, the OOM handler), which may panic: the
+    /// registration is offline by then, on both sides, and a caller that
+    /// must come back online arms that before it calls this
+    /// ([`QsbrThread::offline_while`]).
     fn go_offline(&self) {
-        if self.online.replace(false) {
-            reader::qsbr_offline(self.slot(), self.rcu.registry());
-            reader::qsbr_mark_offline(self.rcu.id());
-            // A retire while online would have waited for its garbage
-            // under memory pressure: offline, it waits now.
+        if self.go_offline_unpaid() {
             #[cfg(not(loom))]
-            if reader::take_owed_qsbr(self.rcu.registry()) {
-                self.rcu.pay_owed_throttle();
-            }
+            self.rcu.pay_owed_throttle();
         }
+    }
+
+    /// Puts the slot offline; returns whether a retire or a budget check
+    /// while online owed a payment (`Rcu::pay_owed_throttle`), for the
+    /// caller to make once its own state is consistent.
+    fn go_offline_unpaid(&self) -> bool {
+        if !self.online.replace(false) {
+            return false;
+        }
+        reader::qsbr_offline(self.slot(), self.rcu.registry());
+        reader::qsbr_mark_offline(self.rcu.id());
+        // A retire while online would have waited for its garbage under
+        // memory pressure: offline, it waits now (nothing is owed under
+        // loom, which builds no pressure throttle).
+        cfg!(not(loom)) && reader::take_owed_qsbr(self.rcu.registry())
     }
 
     fn go_online(&self) {
@@ -426,13 +458,20 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // Offline first: no later grace period waits for a thread that is
         // gone, whether it unregistered online or not.
-        self.go_offline();
+        let owes = self.go_offline_unpaid();
         reader::qsbr_release(self.slot());
         // The slot's foreign counter, if one was attached, is let go: a
         // grace period parked on the foreign futex for it is woken by
         // nothing else (the thread exits online, say).
         #[cfg(not(loom))]
         self.rcu.registry().wake_foreign_writer();
+        // What was owed is paid once the slot is handed back: the payment
+        // runs the caller's code, and a panic there left the slot claimed
+        // for good when it was paid first.
+        if owes {
+            #[cfg(not(loom))]
+            self.rcu.pay_owed_throttle();
+        }
     }
 }
 
@@ -555,7 +594,11 @@ impl QsbrThread {
 
     /// Runs `f` with the thread offline, then puts it back online (also if
     /// `f` panics): for blocking calls (a sleep, I/O, a lock, or a wait for
-    /// a grace period of this domain such as [`Rcu::barrier`]).
+    /// a grace period of this domain such as [`Rcu::barrier`]). A thread
+    /// put offline with
+    /// [`thread_offline_unchecked`](QsbrThread::thread_offline_unchecked)
+    /// stays offline, as liburcu's `synchronize_rcu` leaves an offline
+    /// caller.
     ///
     /// ```
     /// use rcu_reclaim::{Config, Flavor, Rcu};
@@ -565,20 +608,30 @@ impl QsbrThread {
     /// thread.offline_while(|| rcu.barrier());
     /// ```
     pub fn offline_while<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        struct Online<'a>(&'a Registration);
+        /// Puts the registration back online when dropped if it was
+        /// online (`true`) before.
+        struct Online<'a>(&'a Registration, bool);
         impl Drop for Online<'_> {
             fn drop(&mut self) {
-                self.0.go_online();
+                if self.1 {
+                    self.0.go_online();
+                }
             }
         }
+        // Armed first: going offline pays what the thread owes (a
+        // budget's direct reclaim, the caller's code), and a panic there
+        // must leave the thread online as its type says, or its guards
+        // would protect nothing once the panic is caught.
+        let _online = Online(&self.reg, self.reg.online.get());
         self.reg.go_offline();
-        let _online = Online(&self.reg);
         f()
     }
 
     /// Waits for a grace period of the thread's domain, with the thread
     /// offline meanwhile (as liburcu's `synchronize_rcu` on an online QSBR
     /// thread): `&mut self` proves no reference from a section is alive.
+    /// It comes back online after, unless it was offline
+    /// ([`thread_offline_unchecked`](QsbrThread::thread_offline_unchecked)).
     /// [`Rcu::synchronize`] on an online thread would wait for itself, and
     /// panics instead.
     ///

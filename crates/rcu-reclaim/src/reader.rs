@@ -1224,11 +1224,21 @@ pub(crate) fn qsbr_report(slot: &Slot, registry: &Registry, ctr: u64) {
 #[cfg(not(loom))]
 #[cold]
 fn pay_owed_offline(slot: &Slot, registry: &Registry) {
+    /// Puts the slot back online when dropped, also if the payment
+    /// panics (it runs the caller's code: a budget's usage function,
+    /// shrinkers, the OOM handler): the registration still says online, and
+    /// its guards, after the panic is caught, would protect nothing.
+    struct BackOnline<'a>(&'a Slot, &'a Registry);
+    impl Drop for BackOnline<'_> {
+        fn drop(&mut self) {
+            qsbr_online(self.0, &self.1.gp_ctr);
+        }
+    }
     qsbr_offline(slot, registry);
+    let _online = BackOnline(slot, registry);
     if let Some(pay) = registry.pay_owed.get() {
         pay(Payer::QsbrOffline);
     }
-    qsbr_online(slot, &registry.gp_ctr);
 }
 
 /// A broken `qsbr_report` for the loom model's mutation check: without

@@ -848,3 +848,183 @@ fn the_map_and_the_cache_read_under_a_qsbr_guard_and_free_after_quiescent_states
     assert_eq!(rcu.pending_bytes(), 0);
     drop(off);
 }
+
+/// A budget over its limit on this thread, whose usage function panics on
+/// this thread once `USAGE_PANICS` is set (other threads, the background
+/// reclaimer's, see no usage): a check on an online QSBR thread owes the
+/// direct reclaim, which then runs, and panics, where the thread pays it.
+fn owing_budget(rcu: &Rcu) -> rcu_reclaim::reclaim::MemoryBudget {
+    use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+    const LIMIT: usize = 64 << 20;
+    let me = thread::current().id();
+    let budget = MemoryBudget::new(LIMIT, Arc::new(Reclaimer::new(rcu)), move || {
+        if thread::current().id() != me {
+            0
+        } else if USAGE_PANICS.with(|p| p.get()) {
+            panic!("the usage function panics");
+        } else {
+            LIMIT
+        }
+    });
+    assert!(budget.check());
+    assert_eq!(
+        budget.stats().deferred_in_section,
+        1,
+        "owed, not run online"
+    );
+    budget
+}
+
+thread_local! {
+    static USAGE_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a value read under `thread`'s guard stays alive while another
+/// thread replaces it and waits for a grace period: before, a registration
+/// whose owed reclaim panicked read with its slot offline, and the other
+/// thread freed the value under the reader's reference.
+fn reads_are_protected(rcu: &Rcu, thread: &QsbrThread) -> bool {
+    let drops = common::poison::Drops::new(2);
+    let cell = Arc::new(RcuCell::new_in(
+        rcu,
+        Some(Box::new(common::poison::Val::new(&drops, 0))),
+    ));
+    let guard = thread.read_lock();
+    let value = cell.load(&guard).unwrap();
+    value.check(0);
+    let (c, r) = (cell.clone(), rcu.clone());
+    let (d2, done) = (drops.clone(), Arc::new(AtomicBool::new(false)));
+    let done2 = done.clone();
+    let writer = thread::spawn(move || {
+        drop(c.replace(Box::new(common::poison::Val::new(&d2, 1))));
+        r.synchronize();
+        r.barrier();
+        done2.store(true, Ordering::SeqCst);
+    });
+    thread::sleep(Duration::from_millis(200));
+    // Only the count is looked at: reading a freed value would be the bug.
+    let protected = drops.dropped(0) == 0 && !done.load(Ordering::SeqCst);
+    if protected {
+        value.check(0);
+    }
+    // Let the writer finish: this thread reports from offline.
+    let _ = value;
+    thread_offline_briefly(thread);
+    writer.join().unwrap();
+    protected
+}
+
+/// Lets a waiting writer through without `&mut` (the test keeps the guard's
+/// borrow until here): offline and back, through the unchecked pair.
+fn thread_offline_briefly(thread: &QsbrThread) {
+    // SAFETY: no reference read under the thread's guards is used after
+    // this point (the caller's last use is above).
+    unsafe { thread.thread_offline_unchecked() };
+    thread::sleep(Duration::from_millis(50));
+    thread.thread_online_unchecked();
+}
+
+/// A panic in work the thread pays as it goes offline (a budget's owed
+/// direct reclaim: the usage function, a shrinker, the OOM handler) left
+/// `offline_while` before it armed its way back online: the `QsbrThread`
+/// said online but its slot was offline, so after the caught panic its
+/// guards protected nothing (a writer freed a value under its reader).
+#[test]
+fn a_panic_paying_owed_reclaim_in_offline_while_leaves_the_thread_online() {
+    let rcu = qsbr_on_demand();
+    let mut thread = rcu.register_qsbr_thread();
+    let _budget = owing_budget(&rcu);
+    USAGE_PANICS.with(|p| p.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        thread.offline_while(|| ());
+    }));
+    USAGE_PANICS.with(|p| p.set(false));
+    assert!(r.is_err(), "the usage function's panic reaches the caller");
+    assert!(
+        reads_are_protected(&rcu, &thread),
+        "a guard of the thread protected nothing after the panic"
+    );
+    assert!(thread.is_online());
+    assert!(rcu.in_read_section(), "the domain's marks lost the thread");
+    thread.quiescent_state();
+}
+
+/// As above, for the reclaim paid at a quiescent state that reports: the
+/// slot was put offline for the payment and the domain's marks cleared,
+/// and neither came back when the payment panicked.
+#[test]
+fn a_panic_paying_owed_reclaim_at_a_quiescent_state_leaves_the_thread_online() {
+    let rcu = qsbr_on_demand();
+    let mut thread = rcu.register_qsbr_thread();
+    let budget = owing_budget(&rcu);
+    USAGE_PANICS.with(|p| p.set(true));
+    let _cookie = rcu.start_poll();
+    let start = Instant::now();
+    let mut panicked = false;
+    while !panicked {
+        assert!(start.elapsed() < Duration::from_secs(10), "never paid");
+        panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            thread.quiescent_state();
+        }))
+        .is_err();
+        thread::yield_now();
+    }
+    USAGE_PANICS.with(|p| p.set(false));
+    assert_eq!(budget.stats().owed_reclaims, 1);
+    assert!(
+        reads_are_protected(&rcu, &thread),
+        "a guard of the thread protected nothing after the panic"
+    );
+    assert!(thread.is_online());
+    assert!(rcu.in_read_section(), "the domain's marks lost the thread");
+    thread.quiescent_state();
+}
+
+/// Dropping a registration that owes a reclaim whose payment panics still
+/// unregisters it: the slot is handed back (before, the panic left the
+/// drop before the release, and the slot stayed claimed for good).
+#[test]
+fn a_panic_paying_owed_reclaim_as_the_registration_drops_still_unregisters() {
+    let rcu = qsbr_on_demand();
+    let before = rcu.stats().registered_readers;
+    let thread = rcu.register_qsbr_thread();
+    let _budget = owing_budget(&rcu);
+    USAGE_PANICS.with(|p| p.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(thread)));
+    USAGE_PANICS.with(|p| p.set(false));
+    assert!(r.is_err(), "the usage function's panic reaches the caller");
+    assert!(!rcu.in_read_section());
+    assert_eq!(
+        rcu.stats().registered_readers,
+        before,
+        "the slot stayed claimed"
+    );
+    rcu.synchronize();
+}
+
+/// `offline_while` and `synchronize` on a thread put offline with
+/// `thread_offline_unchecked` leave it offline, as liburcu's
+/// `synchronize_rcu` leaves an offline caller (and as `is_online`'s docs
+/// say: offline until `thread_online_unchecked`). Before, they put it
+/// online on the way out: a thread that went on believing it was offline
+/// and blocked held every grace period up.
+#[test]
+fn offline_while_and_synchronize_leave_an_unchecked_offline_thread_offline() {
+    let rcu = qsbr_on_demand();
+    let mut thread = rcu.register_qsbr_thread();
+    // SAFETY: no guard of the thread is taken or used while it is offline.
+    unsafe { thread.thread_offline_unchecked() };
+    thread.synchronize();
+    assert!(!thread.is_online(), "synchronize put the thread online");
+    assert!(!rcu.in_read_section());
+    thread.offline_while(|| ());
+    assert!(!thread.is_online(), "offline_while put the thread online");
+    assert!(
+        !common::grace_periods_held_up(&rcu, Duration::from_millis(100)),
+        "an offline thread held a grace period up"
+    );
+    thread.thread_online_unchecked();
+    assert!(thread.is_online());
+    thread.offline_while(|| assert!(!rcu.in_read_section()));
+    assert!(thread.is_online(), "an online thread comes back online");
+}

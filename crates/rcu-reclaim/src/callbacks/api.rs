@@ -1247,14 +1247,21 @@ pub(crate) fn pay_owed_throttle(
     // reclaim), with the payer counted offline: it looks whether the
     // thread is in a section again, and owes it again if so.
     if let Some(work) = crate::reader::take_owed_work() {
-        let qsbr = payer == crate::reader::Payer::QsbrOffline;
-        if qsbr {
+        /// Marks the payer online again when dropped, also if `work` (the
+        /// caller's code: a budget's usage function, shrinkers, the OOM
+        /// handler) panics: the registration comes back online, and calls
+        /// that wait must go on seeing it in a section.
+        struct MarkOnline(u64);
+        impl Drop for MarkOnline {
+            fn drop(&mut self) {
+                crate::reader::qsbr_mark_online(self.0);
+            }
+        }
+        let _marked = (payer == crate::reader::Payer::QsbrOffline).then(|| {
             crate::reader::qsbr_mark_offline(id);
-        }
+            MarkOnline(id)
+        });
         work();
-        if qsbr {
-            crate::reader::qsbr_mark_online(id);
-        }
     }
     // A QSBR registration paying at a quiescent state was put offline for
     // the wait, though the domain's marks still count it online; another
