@@ -34,6 +34,13 @@ fn is_numeric(rest: &str) -> bool {
     rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') || rest.parse::<f64>().is_ok()
 }
 
+/// `rest` (what follows a leading '-') is a zero: digits that are all 0,
+/// with an optional fraction of zeros (`0`, `0.0`, `.0`).
+fn is_zero(rest: &str) -> bool {
+    let (whole, fraction) = rest.split_once('.').unwrap_or((rest, ""));
+    whole.len() + fraction.len() > 0 && whole.bytes().chain(fraction.bytes()).all(|b| b == b'0')
+}
+
 /// Why a text is not a size (see [`parse_size`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SizeError {
@@ -316,7 +323,11 @@ impl<T> Int<T> {
     /// The value of `flag` given as `s`, or the message.
     pub(crate) fn check(&self, flag: &str, s: &str) -> Result<u64, String> {
         let (lo, hi) = (self.lo, self.hi);
-        let t = s.trim();
+        let mut t = s.trim();
+        // `-0` is 0, which a range from 0 takes.
+        if let Some(rest) = t.strip_prefix('-').filter(|r| lo == 0 && is_zero(r)) {
+            t = rest;
+        }
         if let Some(rest) = t.strip_prefix('-') {
             if is_numeric(rest) {
                 return Err(if lo == 0 {
@@ -416,7 +427,11 @@ impl Float {
     /// The value of `flag` given as `s`, or the message.
     pub(crate) fn check(&self, flag: &str, s: &str) -> Result<f64, String> {
         let range = self.range;
-        let t = s.trim();
+        let mut t = s.trim();
+        // `-0` is 0, which a range from 0 takes.
+        if let Some(rest) = t.strip_prefix('-').filter(|r| self.lo == 0.0 && is_zero(r)) {
+            t = rest;
+        }
         if let Some(rest) = t.strip_prefix('-') {
             if is_numeric(rest) {
                 return Err(if self.lo == 0.0 {
@@ -666,6 +681,12 @@ mod tests {
             Err("--nodes must not be negative (0 to 64), not -1".into())
         );
         assert_eq!(nodes.check("--nodes", "0"), Ok(0));
+        // -0 is 0: taken where 0 is, refused where it is not.
+        assert_eq!(nodes.check("--nodes", "-0"), Ok(0));
+        assert_eq!(
+            readers.check("--readers", "-0"),
+            Err("--readers must be positive (1 to 64), not -0".into())
+        );
         let seed = Int::<u64>::new(0, u64::MAX);
         assert_eq!(seed.check("--seed", &u64::MAX.to_string()), Ok(u64::MAX));
         assert!(seed
@@ -729,6 +750,17 @@ mod tests {
             Err("--pressure-hz must not be negative (0 (off) to 10000 Hz), not -2".into())
         );
         assert_eq!(HZ.check("--pressure-hz", "0"), Ok(0.0));
+        // -0 is 0: taken where 0 is, refused where it is not.
+        assert_eq!(HZ.check("--pressure-hz", "-0"), Ok(0.0));
+        assert_eq!(ZIPF.check("--zipf", "-0.0"), Ok(0.0));
+        assert_eq!(
+            ZIPF.check("--zipf", "-0.01"),
+            Err("--zipf must not be negative (0 (uniform) to 3), not -0.01".into())
+        );
+        assert_eq!(
+            SECS.check("--duration", "-0"),
+            Err("--duration must be positive (0.2 to 3600 seconds), not -0".into())
+        );
     }
 
     #[test]

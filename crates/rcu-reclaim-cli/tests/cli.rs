@@ -367,6 +367,133 @@ fn the_cache_bench_under_a_cgroup_runs_each_cache_in_its_own_child() {
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
 
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal or the ssh session
+/// closed) while a cgroup demo's child runs: the demo stops its child,
+/// removes the cgroup, says so and exits 1, leaving no process and no
+/// cgroup behind. (SIGHUP once killed the parent outright, leaving the
+/// cgroup for the next run to remove.)
+#[test]
+fn a_signal_mid_run_leaves_no_cgroup_and_no_child() {
+    use std::time::{Duration, Instant};
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let mut demo = bin()
+            .args(["demo", "--duration", "20", "--cgroup-limit", "112M"])
+            .args(["--budget", "64M", "--side", "aware", "--no-plot"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = demo.id();
+        let name = format!("rcu-reclaim-demo-{pid}-");
+        let ours = || -> Vec<String> {
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
+                .iter()
+                .flat_map(|root| walk(std::path::Path::new(root), 4))
+                .filter(|p| p.contains(&name))
+                .collect()
+        };
+        // The child's pid, once it has joined its cgroup.
+        let start = Instant::now();
+        let child = loop {
+            if let Some(s) = demo.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut err).unwrap();
+                assert!(err.contains("--cgroup-limit:"), "{s}: {err}");
+                println!("skipped: {err}");
+                return;
+            }
+            let procs = ours()
+                .first()
+                .and_then(|d| std::fs::read_to_string(format!("{d}/cgroup.procs")).ok());
+            if let Some(child) = procs.and_then(|p| p.lines().next()?.trim().parse::<i32>().ok()) {
+                break child;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no child in a cgroup"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+        let out = demo.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "signal {sig}: {err}");
+        assert!(err.contains("interrupted"), "signal {sig}: {err}");
+        assert!(!err.contains("panicked"), "signal {sig}: {err}");
+        assert!(
+            ours().is_empty(),
+            "signal {sig}: cgroups left: {:?}",
+            ours()
+        );
+        // The child is gone (not even a zombie: the demo reaped it).
+        assert!(
+            !std::path::Path::new(&format!("/proc/{child}")).exists(),
+            "signal {sig}: child {child} still runs"
+        );
+    }
+}
+
+/// The internal flags of the cache scenario's children, given by hand: each
+/// is refused, saying it is internal and what to run instead, where a whole
+/// bench once ran with the flag ignored (`--cache-child` without the cache
+/// scenario, `--cache-hog` without `--cache-child`), or the other scenarios
+/// ran unseen before the child's line.
+#[test]
+fn the_cache_childs_internal_flags_given_by_hand_are_refused() {
+    let fix = "run `rcu-reclaim bench --scenario cache --cgroup-limit SIZE`";
+    let needs = "--cache-child is internal (one cache's run in a child of --cgroup-limit): it \
+                 needs --scenario cache alone, --cgroup-limit and --cache-hog";
+    let no_plot = ["--no-plot", "--duration", "0.2", "--rounds", "1"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["bench"];
+        v.extend_from_slice(extra);
+        v.extend_from_slice(&no_plot);
+        v
+    };
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (with(&["--cache-child", "moka"]), needs.to_string()),
+        (
+            with(&["--cache-child", "moka", "--scenario", "cache"]),
+            needs.to_string(),
+        ),
+        (
+            with(&[
+                "--cache-child",
+                "moka",
+                "--scenario",
+                "cache",
+                "--scenario",
+                "budget",
+                "--cgroup-limit",
+                "512M",
+                "--cache-hog",
+                "5",
+            ]),
+            needs.to_string(),
+        ),
+        (
+            with(&["--cache-child", "nope", "--scenario", "cache"]),
+            "--cache-child is internal (one cache's run in a child of --cgroup-limit), and \
+             \"nope\" is not a cache backend (one of rcu-reclaim, "
+                .to_string(),
+        ),
+        (
+            with(&["--cache-hog", "5", "--scenario", "cache"]),
+            "--cache-hog is internal".to_string(),
+        ),
+        (with(&["--cache-hog", "5"]), fix.to_string()),
+    ];
+    for (args, needle) in &cases {
+        let out = bin().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle.as_str()), "{args:?}: {err}");
+        assert!(err.contains(fix), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: ran");
+    }
+}
+
 /// Directories under `dir`, `depth` levels deep.
 fn walk(dir: &std::path::Path, depth: usize) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -394,12 +521,14 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
         (&["demo", "--cgroup-limit", "1M"][..], "--cgroup-limit"),
         (
             &["demo", "--cgroup-limit", "100M", "--budget", "200M"][..],
-            "must not exceed --cgroup-limit",
+            "--budget (200M) must not exceed --cgroup-limit (100M): lower --budget or raise \
+             --cgroup-limit",
         ),
         (&["demo", "--side", "sideways"][..], "--side"),
         (
             &["demo", "--cgroup-limit", "100M", "--unaware-budget", "1G"][..],
-            "--unaware-budget",
+            "--unaware-budget (1G) must not exceed --cgroup-limit (100M): lower \
+             --unaware-budget or raise --cgroup-limit",
         ),
         (
             &["demo", "--side", "aware", "--unaware-budget", "2G"][..],
@@ -409,7 +538,8 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
         (&["demo", "--child"][..], "--side"),
         (
             &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],
-            "--payload-max",
+            "--payload-max (1M) must be at least --payload-min (2M): raise --payload-max or \
+             lower --payload-min",
         ),
         (
             &[
@@ -605,7 +735,8 @@ fn bench_rejects_bad_arguments_naming_the_flag() {
         (&["bench", "--scenario", "write-only"][..], "--scenario"),
         (
             &["bench", "--payload-min", "2K", "--payload-max", "1K"][..],
-            "--payload-max",
+            "--payload-max (1K) must be at least --payload-min (2K): raise --payload-max or \
+             lower --payload-min",
         ),
         (
             &[
@@ -615,7 +746,8 @@ fn bench_rejects_bad_arguments_naming_the_flag() {
                 "--budget-payload-max",
                 "1M",
             ][..],
-            "--budget-payload-max",
+            "--budget-payload-max (1M) must be at least --budget-payload-min (2M): raise \
+             --budget-payload-max",
         ),
     ]);
 }
@@ -669,7 +801,8 @@ fn the_cache_scenario_rejects_bad_arguments_naming_the_flag() {
         ),
         (
             cache(&["--cache-value-min", "8K", "--cache-value-max", "4K"]),
-            "--cache-value-max (4K) must be at least --cache-value-min (8K)",
+            "--cache-value-max (4K) must be at least --cache-value-min (8K): raise \
+             --cache-value-max or lower --cache-value-min",
         ),
         (
             cache(&["--cache-capacity", "1M", "--cache-value-max", "2M"]),

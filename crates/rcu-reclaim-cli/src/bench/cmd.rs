@@ -241,7 +241,10 @@ impl BenchArgs {
         ] {
             if max < min {
                 return Err(format!(
-                    "{what}-max ({max} B) must be at least {what}-min ({min} B)"
+                    "{what}-max ({}) must be at least {what}-min ({}): raise {what}-max or \
+                     lower {what}-min",
+                    args::show_size(max),
+                    args::show_size(min)
                 ));
             }
         }
@@ -280,6 +283,7 @@ impl BenchArgs {
             s
         };
         let cache = scenarios.contains(&Scenario::Cache);
+        self.cache.check_internal(scenarios == [Scenario::Cache])?;
         if self.cache.cgroup() && !cache {
             return Err(
                 "--cgroup-limit of bench applies to the cache scenario: add --scenario cache \

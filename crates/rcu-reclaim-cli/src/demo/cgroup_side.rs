@@ -218,24 +218,25 @@ pub fn child_main(cfg: &DemoConfig, aware: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Set by SIGINT or SIGTERM while a child runs: the parent kills the child,
-/// removes the cgroup and stops, rather than dying with the cgroup left.
+/// Set by SIGINT, SIGTERM or SIGHUP (the terminal or the ssh session
+/// closed) while a child runs: the parent kills the child, removes the
+/// cgroup and stops, rather than dying with the cgroup left.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
-/// Whether SIGINT or SIGTERM came since [`catch_interrupts`].
+/// Whether SIGINT, SIGTERM or SIGHUP came since [`catch_interrupts`].
 pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
-/// Routes SIGINT and SIGTERM to `INTERRUPTED` (once).
+/// Routes SIGINT, SIGTERM and SIGHUP to `INTERRUPTED` (once).
 pub(crate) fn catch_interrupts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        for sig in [libc::SIGINT, libc::SIGTERM] {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             // SAFETY: a zeroed sigaction with a handler that only stores to
             // an atomic (async-signal-safe); SA_RESTART keeps reads going.
             unsafe {

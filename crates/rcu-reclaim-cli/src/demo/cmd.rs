@@ -84,16 +84,19 @@ impl DemoArgs {
     pub fn config(&self) -> Result<DemoConfig, String> {
         if self.payload_max < self.payload_min {
             return Err(format!(
-                "--payload-max ({} B) must be at least --payload-min ({} B)",
-                self.payload_max, self.payload_min
+                "--payload-max ({}) must be at least --payload-min ({}): raise --payload-max \
+                 or lower --payload-min",
+                args::show_size(self.payload_max),
+                args::show_size(self.payload_min)
             ));
         }
         let budget = match (self.budget, self.cgroup_limit) {
             (Some(b), Some(l)) if b > l => {
                 return Err(format!(
-                    "--budget ({} MiB) must not exceed --cgroup-limit ({} MiB)",
-                    b / MIB,
-                    l / MIB
+                    "--budget ({}) must not exceed --cgroup-limit ({}): lower --budget or \
+                     raise --cgroup-limit (or drop --budget: 3/4 of the limit)",
+                    args::show_size(b),
+                    args::show_size(l)
                 ))
             }
             (Some(b), _) => b,
@@ -120,9 +123,10 @@ impl DemoArgs {
         if let (Some(u), Some(l)) = (self.unaware_budget, self.cgroup_limit) {
             if u > l {
                 return Err(format!(
-                    "--unaware-budget ({} MiB) must not exceed --cgroup-limit ({} MiB)",
-                    u / MIB,
-                    l / MIB
+                    "--unaware-budget ({}) must not exceed --cgroup-limit ({}): lower \
+                     --unaware-budget or raise --cgroup-limit",
+                    args::show_size(u),
+                    args::show_size(l)
                 ));
             }
         }

@@ -93,7 +93,8 @@ impl CacheArgs {
         );
         if max < min {
             return Err(format!(
-                "--cache-value-max ({}) must be at least --cache-value-min ({})",
+                "--cache-value-max ({}) must be at least --cache-value-min ({}): raise \
+                 --cache-value-max or lower --cache-value-min",
                 show(max),
                 show(min)
             ));
@@ -179,6 +180,41 @@ impl CacheArgs {
     /// The backend this process runs as the child of --cgroup-limit.
     pub fn child(&self) -> Option<&str> {
         self.cache_child.as_deref()
+    }
+
+    /// Refuses the internal flags given other than as --cgroup-limit gives
+    /// them to its child (`--scenario cache` alone, `--cache-child` naming a
+    /// cache backend, with `--cgroup-limit` and `--cache-hog`): given by
+    /// hand, they were ignored (a whole bench ran), or the other scenarios
+    /// ran unseen before the child's line. `cache_only`: the cache
+    /// scenario is the only one named.
+    pub fn check_internal(&self, cache_only: bool) -> Result<(), String> {
+        const FIX: &str = "run `rcu-reclaim bench --scenario cache --cgroup-limit SIZE`, which \
+                           passes them to its children";
+        let Some(name) = self.cache_child.as_deref() else {
+            if self.cache_hog.is_some() {
+                return Err(format!(
+                    "--cache-hog is internal (the hog's peak for a child of --cgroup-limit, \
+                     given with --cache-child): drop it; to run the caches beside a hog, {FIX}"
+                ));
+            }
+            return Ok(());
+        };
+        let internal = "--cache-child is internal (one cache's run in a child of \
+                        --cgroup-limit)";
+        if !available().contains(&name) {
+            return Err(format!(
+                "{internal}, and {name:?} is not a cache backend (one of {}); {FIX}",
+                available().join(", ")
+            ));
+        }
+        if !cache_only || self.cgroup_limit.is_none() || self.cache_hog.is_none() {
+            return Err(format!(
+                "{internal}: it needs --scenario cache alone, --cgroup-limit and --cache-hog; \
+                 {FIX}, or drop --cache-child to run the bench here"
+            ));
+        }
+        Ok(())
     }
 }
 
