@@ -7,6 +7,7 @@
 # memory hierarchy at /sys/fs/cgroup/memory. Run from the repository root:
 #   crates/rcu-reclaim-urcu/bench/flood_cgroup.sh [SECONDS [SIZE...]]
 # ROUNDS=N (default 3) rounds of each size, both libraries in each.
+# DEFER=1: the objects are freed through defer_rcu instead of call_rcu.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 secs=${1:-5}
@@ -20,7 +21,9 @@ RCU_RECLAIM_URCU_SONAME=liburcu-memb.so.8 CARGO_TARGET_DIR=$target \
   cargo build --release --quiet -p rcu-reclaim-urcu
 mkdir -p "$target/lib"
 cp "$target/release/librcu_reclaim_urcu.so" "$target/lib/liburcu-memb.so.8"
-gcc -O2 -o "$target/flood_heavy" crates/rcu-reclaim-urcu/tests/c/flood_heavy.c -pthread -lurcu-memb
+flags=()
+[ -n "${DEFER:-}" ] && flags=(-DDEFER)
+gcc -O2 "${flags[@]}" -o "$target/flood_heavy" crates/rcu-reclaim-urcu/tests/c/flood_heavy.c -pthread -lurcu-memb
 for size in "${sizes[@]}"; do
   for round in $(seq "${ROUNDS:-3}"); do
     for l in "liburcu=" "rcu-reclaim-urcu=$target/lib"; do

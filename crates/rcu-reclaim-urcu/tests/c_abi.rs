@@ -201,6 +201,24 @@ fn a_call_rcu_flood_inside_sections_stays_bounded() {
 /// objects (200–400 MB waiting at the ordinary push-back mark), as it is
 /// on liburcu. Needs root and a cgroup v1 memory hierarchy; says why and
 /// passes without running where there is none.
+/// `defer_rcu` of heavy objects in a 100 MiB memory cgroup: 4 threads
+/// defer the frees of 16 KiB objects for 2 s (`flood_heavy.c` built with
+/// `DEFER`). liburcu's queue of 4,096 entries per thread knows nothing of
+/// memory: the four hold 256 MiB (258 MB peak resident without a limit),
+/// and the program was OOM-killed, as it is on liburcu. Now a thread
+/// flushes its own queue at 128 entries while usage is over the limit's
+/// mark. Needs root and a cgroup v1 memory hierarchy; says why
+/// and passes without running where there is none.
+#[test]
+fn a_defer_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("flood_heavy", &["-DDEFER"], &["-lurcu-memb"]);
+    let Some(run) = env.run_ours_in_100_mib("defer-flood", &exe, &["4", "2", "16384"]) else {
+        return;
+    };
+    run.assert_flood_lived_and_ran_all("defer_rcu of 16384-byte objects");
+}
+
 #[test]
 fn a_call_rcu_flood_of_heavy_objects_keeps_to_the_cgroup_limit() {
     let Some(env) = Env::get(&MEMB) else { return };

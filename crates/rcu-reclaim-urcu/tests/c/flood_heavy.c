@@ -8,18 +8,26 @@
  * Built with QSBR defined (the QSBR drop-in's tests/c/flood_heavy.c), the
  * threads are QSBR threads, online throughout, reporting a quiescent state
  * every EVERY calls (64 if not given):
- *   flood_heavy THREADS SECONDS SIZE [EVERY] */
+ *   flood_heavy THREADS SECONDS SIZE [EVERY]
+ * Built with DEFER defined (memb), the objects are freed through
+ * defer_rcu instead, and rcu_defer_barrier waits for them. */
 #define _GNU_SOURCE
 #ifdef QSBR
 #include <urcu-qsbr.h>
+#define QUIESCENT() rcu_quiescent_state()
 #define MAX_ARGS 5
+#elif defined(DEFER)
+#define RCU_MEMBARRIER /* the memb flavor, with the rcu_* names mapped */
+#include <urcu.h>
+#define QUIESCENT() ((void)0)
+#define MAX_ARGS 4
 #else
 #include <urcu/urcu-memb.h>
 #define rcu_register_thread urcu_memb_register_thread
 #define rcu_unregister_thread urcu_memb_unregister_thread
 #define call_rcu urcu_memb_call_rcu
 #define rcu_barrier urcu_memb_barrier
-#define rcu_quiescent_state() ((void)0)
+#define QUIESCENT() ((void)0)
 #define MAX_ARGS 4
 #endif
 #include <pthread.h>
@@ -39,27 +47,46 @@ static atomic_long done, calls;
 static atomic_int stop;
 static long every = 64;
 
+#ifndef DEFER
 static void free_obj(struct rcu_head *h)
 {
 	free(caa_container_of(h, struct obj, head));
 	atomic_fetch_add_explicit(&done, 1, memory_order_relaxed);
 }
+#else
+static void free_deferred(void *p)
+{
+	free(p);
+	atomic_fetch_add_explicit(&done, 1, memory_order_relaxed);
+}
+#endif
 
 static void *flooder(void *arg)
 {
 	(void)arg;
 	rcu_register_thread();
+#ifdef DEFER
+	if (rcu_defer_register_thread())
+		abort();
+#endif
 	long n = 0;
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		struct obj *o = malloc(sizeof(*o) + size);
 		if (!o)
 			abort();
 		memset(o->data, (int)n, size);
+#ifdef DEFER
+		defer_rcu(free_deferred, o);
+#else
 		call_rcu(&o->head, free_obj);
+#endif
 		if (++n % every == 0)
-			rcu_quiescent_state();
+			QUIESCENT();
 	}
 	atomic_fetch_add(&calls, n);
+#ifdef DEFER
+	rcu_defer_unregister_thread();
+#endif
 	rcu_unregister_thread();
 	return NULL;
 }
@@ -108,6 +135,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
 	rcu_barrier();
+#ifdef DEFER
+	rcu_defer_barrier();
+#endif
 	printf("%.2f M calls/s, %ld of %ld callbacks run, peak rss %ld MB\n",
 	       atomic_load(&calls) / (double)secs / 1e6, atomic_load(&done),
 	       atomic_load(&calls), peak / 1024);
