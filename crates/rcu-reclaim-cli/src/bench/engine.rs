@@ -4,12 +4,14 @@
 //! waits for held-up grace periods, so a faster pace is weighed against
 //! what it spends.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Counters of a domain at one moment.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EngineSample {
     pub grace_periods: u64,
+    /// Of those, run in expedited mode.
+    pub expedited_gps: u64,
     pub membarriers: u64,
     /// CPU time (clock ticks) of the domain's grace-period thread so far.
     pub gp_thread_ticks: u64,
@@ -27,6 +29,7 @@ impl EngineSample {
         let (gp_thread_ticks, worker_ticks) = thread_ticks(s.domain);
         EngineSample {
             grace_periods: s.gp_completed,
+            expedited_gps: s.expedited_gps,
             membarriers: s.membarriers,
             gp_thread_ticks,
             worker_ticks,
@@ -37,9 +40,11 @@ impl EngineSample {
 }
 
 /// The engine's cost over a run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct EngineReport {
     pub grace_periods_per_sec: f64,
+    /// Of those, expedited (a writer or a reclaimer waiting for one).
+    pub expedited_per_sec: f64,
     pub membarriers_per_sec: f64,
     /// `membarrier` calls per MiB retired.
     pub membarriers_per_retired_mib: f64,
@@ -63,6 +68,7 @@ impl EngineReport {
         let membarriers = b.membarriers.saturating_sub(a.membarriers) as f64;
         EngineReport {
             grace_periods_per_sec: per_s(a.grace_periods, b.grace_periods),
+            expedited_per_sec: per_s(a.expedited_gps, b.expedited_gps),
             membarriers_per_sec: per_s(a.membarriers, b.membarriers),
             membarriers_per_retired_mib: if retired > 0 {
                 membarriers / (retired as f64 / (1 << 20) as f64)
@@ -83,6 +89,7 @@ impl EngineReport {
             let m = |f: fn(&EngineReport) -> f64| reports.iter().map(f).sum::<f64>() / n;
             EngineReport {
                 grace_periods_per_sec: m(|r| r.grace_periods_per_sec),
+                expedited_per_sec: m(|r| r.expedited_per_sec),
                 membarriers_per_sec: m(|r| r.membarriers_per_sec),
                 membarriers_per_retired_mib: m(|r| r.membarriers_per_retired_mib),
                 gp_thread_cpu_pct: m(|r| r.gp_thread_cpu_pct),
@@ -162,6 +169,7 @@ mod tests {
         let a = EngineSample::default();
         let b = EngineSample {
             grace_periods: 200,
+            expedited_gps: 30,
             membarriers: 100,
             gp_thread_ticks: 0,
             worker_ticks: 0,
@@ -170,6 +178,7 @@ mod tests {
         };
         let r = EngineReport::between(&a, &b, 2.0, 50 << 20);
         assert_eq!(r.grace_periods_per_sec, 100.0);
+        assert_eq!(r.expedited_per_sec, 15.0);
         assert_eq!(r.membarriers_per_sec, 50.0);
         assert_eq!(r.membarriers_per_retired_mib, 2.0);
         assert_eq!(r.held_up_waits_per_sec, 5.0);

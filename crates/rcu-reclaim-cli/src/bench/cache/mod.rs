@@ -52,6 +52,12 @@ pub trait CacheUnderTest: Send + Sync + Sized + 'static {
     /// Its entries.
     fn len(&self) -> usize;
 
+    /// rcu-reclaim's: its domain's engine counters now (grace periods,
+    /// `membarrier` calls, its threads' CPU time); none for the others.
+    fn engine(&self) -> Option<crate::bench::engine::EngineSample> {
+        None
+    }
+
     /// Frees everything, so that the next run starts from the same memory
     /// (rcu-reclaim: after the grace periods its frees wait for).
     fn finish(self) {

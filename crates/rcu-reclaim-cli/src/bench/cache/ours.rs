@@ -94,6 +94,12 @@ impl<const COLLECT: bool, S: KeyHasher> CacheUnderTest for Ours<COLLECT, S> {
         self.0.len()
     }
 
+    fn engine(&self) -> Option<crate::bench::engine::EngineSample> {
+        Some(crate::bench::engine::EngineSample::take(
+            &self.0.domain().stats(),
+        ))
+    }
+
     /// Drops the cache, then waits until the values it retired are freed.
     fn finish(self) {
         drop(self);

@@ -46,6 +46,10 @@ pub struct CacheBackendReport {
     pub get_p50_ns: u32,
     pub get_p99_ns: u32,
     pub latency_samples: usize,
+    /// The process's CPU time per second measured, user and system (in
+    /// CPUs: 2.0 is two CPUs busy all the time).
+    pub cpu_user: f64,
+    pub cpu_sys: f64,
     /// Highest RSS above the run's start, over all rounds (10 ms samples).
     pub peak_rss: u64,
     /// Highest heap in use above the run's start (the accounting
@@ -63,6 +67,8 @@ pub struct CacheBackendReport {
     pub rounds: Vec<CacheRound>,
     /// The first round's memory samples.
     pub samples: Vec<MemSample>,
+    /// rcu-reclaim: what its engine spent, mean over rounds.
+    pub engine: Option<crate::bench::EngineReport>,
 }
 
 /// The cache scenario.
@@ -108,6 +114,16 @@ fn summarize(name: &str, bounded: bool, runs: &[CacheRun]) -> CacheBackendReport
         get_p50_ns: percentile(&lat, 0.50),
         get_p99_ns: percentile(&lat, 0.99),
         latency_samples: lat.len(),
+        cpu_user: if secs > 0.0 {
+            runs.iter().map(|r| r.cpu_user_secs).sum::<f64>() / secs
+        } else {
+            0.0
+        },
+        cpu_sys: if secs > 0.0 {
+            runs.iter().map(|r| r.cpu_sys_secs).sum::<f64>() / secs
+        } else {
+            0.0
+        },
         peak_rss: runs.iter().map(|r| r.peak_rss).max().unwrap_or(0),
         peak_accounted: runs.iter().map(|r| r.peak_accounted).max().unwrap_or(0),
         bytes_held: last.and_then(|r| r.bytes_held),
@@ -128,6 +144,12 @@ fn summarize(name: &str, bounded: bool, runs: &[CacheRun]) -> CacheBackendReport
             })
             .collect(),
         samples: runs.first().map(|r| r.samples.clone()).unwrap_or_default(),
+        engine: crate::bench::EngineReport::mean(
+            &runs
+                .iter()
+                .filter_map(|r| r.engine.clone())
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 
@@ -253,7 +275,7 @@ pub fn table(s: &CacheScenarioReport) -> String {
     let ours = s.backends.first().map_or("", |b| b.backend.as_str());
     let x = format!("  x {ours}");
     type Cell = fn(&CacheBackendReport) -> String;
-    let rows: [(&str, Cell); 12] = [
+    let rows: [(&str, Cell); 13] = [
         ("gets/s", |b| format!("{:.3} M", b.gets_per_sec / 1e6)),
         (&x, |b| ratio_cell(b.vs_rcu_reclaim.gets_per_sec)),
         ("inserts/s", |b| format!("{:.1} k", b.inserts_per_sec / 1e3)),
@@ -261,6 +283,9 @@ pub fn table(s: &CacheScenarioReport) -> String {
         ("hit ratio", |b| format!("{:.3}", b.hit_ratio)),
         ("get p50 / p99", |b| {
             format!("{} / {} ns", b.get_p50_ns, b.get_p99_ns)
+        }),
+        ("CPUs user / sys", |b| {
+            format!("{:.1} / {:.1}", b.cpu_user, b.cpu_sys)
         }),
         ("peak RSS", |b| {
             format!("{:.1} MiB", b.peak_rss as f64 / MIB)
@@ -327,6 +352,18 @@ pub fn table(s: &CacheScenarioReport) -> String {
                 human(w.memory_guard),
             );
         }
+        if let Some(e) = &b.engine {
+            out += &format!(
+                "{} engine: {:.0} grace periods/s ({:.0} expedited), {:.0} membarriers/s, \
+                 gp / worker CPU {:.0} % / {:.0} %\n",
+                b.backend,
+                e.grace_periods_per_sec,
+                e.expedited_per_sec,
+                e.membarriers_per_sec,
+                e.gp_thread_cpu_pct,
+                e.workers_cpu_pct,
+            );
+        }
         if b.wrong_values > 0 {
             out += &format!(
                 "{}: {} hits returned another key's value\n",
@@ -357,6 +394,44 @@ mod tests {
             }),
             ..CacheRun::default()
         }
+    }
+
+    #[test]
+    fn the_table_shows_cpu_time_per_second_and_the_engines_cost() {
+        let mut ours = run(1000, 600, 2.0, 100, false);
+        ours.cpu_user_secs = 3.0;
+        ours.cpu_sys_secs = 1.0;
+        ours.engine = Some(crate::bench::EngineReport {
+            grace_periods_per_sec: 9000.0,
+            expedited_per_sec: 12.0,
+            membarriers_per_sec: 9001.0,
+            gp_thread_cpu_pct: 2.0,
+            ..Default::default()
+        });
+        let other = run(1000, 600, 2.0, 100, false);
+        let s = scenario(
+            &workload(),
+            &[("rcu-reclaim", true), ("quick_cache", true)],
+            &[vec![ours], vec![other]],
+        );
+        assert!((s.backends[0].cpu_user - 1.5).abs() < 1e-9);
+        let text = table(&s);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("CPUs user / sys"))
+            .unwrap();
+        assert!(
+            line.contains("1.5 / 0.5") && line.ends_with("0.0 / 0.0"),
+            "{line}"
+        );
+        assert!(
+            text.contains(
+                "rcu-reclaim engine: 9000 grace periods/s (12 expedited), 9001 membarriers/s, \
+                 gp / worker CPU 2 % / 0 %"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("quick_cache engine"), "{text}");
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub struct CacheRun {
     pub entries: usize,
     pub stopped: Option<Stopped>,
     pub samples: Vec<MemSample>,
+    /// The process's CPU time over the measured time, user and system,
+    /// seconds (every thread: workers, sampler, the engine's threads).
+    #[serde(default)]
+    pub cpu_user_secs: f64,
+    #[serde(default)]
+    pub cpu_sys_secs: f64,
+    /// rcu-reclaim: what its engine spent over the measured time.
+    #[serde(default)]
+    pub engine: Option<crate::bench::EngineReport>,
     /// Grow-and-shrink cycles the hog completed (`--cgroup-limit`).
     pub hog_cycles: usize,
 }
@@ -88,6 +97,18 @@ fn trim_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The process's CPU time so far, user and system, in seconds.
+fn cpu_times() -> (f64, f64) {
+    // SAFETY: an all-zero `rusage` is a valid value of that plain C struct.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is a valid, writable `rusage`; RUSAGE_SELF needs nothing else.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(r.ru_utime), secs(r.ru_stime))
 }
 
 fn worker<C: CacheUnderTest>(
@@ -193,12 +214,16 @@ pub fn run<C: CacheUnderTest>(
     let mut samples = Vec::with_capacity((end.as_millis() / 10) as usize + 16);
     let mut stopped = None;
     let mut measured_from = None;
+    let mut engine_start = None;
+    let mut cpu_start = (0.0, 0.0);
     while start.elapsed() < end {
         thread::sleep(Duration::from_millis(10));
         let elapsed = start.elapsed();
         if measured_from.is_none() && elapsed >= w.warmup {
             phase.store(MEASURE, Ordering::Relaxed);
             measured_from = Some(Instant::now());
+            engine_start = cache.engine();
+            cpu_start = cpu_times();
         }
         let s = MemSample {
             ms: elapsed.as_millis() as u64,
@@ -216,6 +241,8 @@ pub fn run<C: CacheUnderTest>(
             break;
         }
     }
+    let engine_end = cache.engine();
+    let cpu_end = cpu_times();
     phase.store(STOP, Ordering::Relaxed);
     let hog_cycles = hog.map_or(0, Hog::stop);
     let secs = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
@@ -259,6 +286,19 @@ pub fn run<C: CacheUnderTest>(
         stopped,
         samples,
         hog_cycles,
+        cpu_user_secs: if measured_from.is_some() {
+            cpu_end.0 - cpu_start.0
+        } else {
+            0.0
+        },
+        cpu_sys_secs: if measured_from.is_some() {
+            cpu_end.1 - cpu_start.1
+        } else {
+            0.0
+        },
+        engine: engine_start
+            .zip(engine_end)
+            .map(|(a, b)| crate::bench::EngineReport::between(&a, &b, secs, 0)),
         ..out
     })
 }
