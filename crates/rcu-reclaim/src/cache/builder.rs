@@ -439,6 +439,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
             })),
             retired_since_look: AtomicUsize::new(0),
             backlog_warned: std::sync::atomic::AtomicBool::new(false),
+            backlog_runner: std::sync::atomic::AtomicBool::new(false),
             cap: Cap::new(max, regrow_after),
             weigher: Box::new(weigher),
         });
