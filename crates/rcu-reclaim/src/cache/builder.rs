@@ -273,6 +273,16 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// shards evict by it within each. The capacity holds for the cache
     /// as a whole either way.
     ///
+    /// What a shard costs in hit ratio depends on how many entries its
+    /// share holds, so set the count yourself when your entries are much
+    /// smaller or larger than the default assumes. In the crate's
+    /// simulation (Zipf 0.99), a share of about 30 entries of 1–64 KiB
+    /// cost 0.8 points against one shard, 8 entries 2 points; entries of
+    /// 64–256 B lost at most 0.3 points down to shares of 16 KiB (60
+    /// entries). Many writers on few shards wait for each other: a 4 MiB
+    /// cache of small values written by 16 threads ran 1.8× as many gets a
+    /// second in 64 shards as in its default 4, at the same hit ratio.
+    ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder()
     ///     .max_bytes(4 << 20)

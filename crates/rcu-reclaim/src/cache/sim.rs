@@ -165,31 +165,32 @@ impl Policy for S3 {
     }
 }
 
-/// The cache's S3-FIFO code in `N` shards by hash, evicting as the cache
+/// The cache's S3-FIFO code in `n` shards by hash, evicting as the cache
 /// does (`queue_and_evict`, `evict_across`): from the writer's shard down
 /// to its floor (`evict_floor`), then from the shards above their share,
-/// then any.
-struct S3Sharded<const N: usize> {
+/// then any; `cap` in the trace's units.
+struct S3Sharded {
     model: Model,
     queues: Vec<S3Fifo<u32>>,
     bytes: Vec<usize>,
+    cap: usize,
 }
 
-impl<const N: usize> Default for S3Sharded<N> {
-    fn default() -> Self {
+impl S3Sharded {
+    fn new(n: usize, cap: usize) -> Self {
         S3Sharded {
             model: Model::default(),
-            queues: (0..N).map(|_| S3Fifo::new()).collect(),
-            bytes: vec![0; N],
+            queues: (0..n).map(|_| S3Fifo::new()).collect(),
+            bytes: vec![0; n],
+            cap,
         }
     }
-}
 
-impl<const N: usize> S3Sharded<N> {
     /// Evicts from shard `i` while `over` says so.
     fn evict_from(&mut self, i: usize, over: impl Fn(&Self) -> bool) {
+        let share = self.cap / self.queues.len();
         while over(self) {
-            match self.queues[i].evict(CAPACITY_KIB / N, &self.model) {
+            match self.queues[i].evict(share, &self.model) {
                 Some(w) => self.bytes[i] -= w,
                 None => break,
             }
@@ -197,26 +198,27 @@ impl<const N: usize> S3Sharded<N> {
     }
 }
 
-impl<const N: usize> Policy for S3Sharded<N> {
+impl Policy for S3Sharded {
     fn get(&mut self, key: u32) -> bool {
         self.model.hit(key, MAX_FREQ)
     }
 
     fn insert(&mut self, key: u32, weight: usize) {
+        let n = self.queues.len();
         let hash = mix(u64::from(key));
-        let own = ((hash >> 40) as usize) % N;
+        let own = ((hash >> 40) as usize) % n;
         let id = self.model.add(key, weight);
         self.queues[own].push(key, id, weight, hash);
         self.bytes[own] += weight;
-        let share = CAPACITY_KIB / N;
+        let (cap, share) = (self.cap, self.cap / n);
         let total = |me: &Self| me.model.bytes.get();
         let floor = evict_floor(share);
-        self.evict_from(own, |me| total(me) > CAPACITY_KIB && me.bytes[own] > floor);
+        self.evict_from(own, |me| total(me) > cap && me.bytes[own] > floor);
         for pass in 0..2 {
-            for k in 1..=N {
-                let i = (own + k) % N;
+            for k in 1..=n {
+                let i = (own + k) % n;
                 self.evict_from(i, |me| {
-                    total(me) > CAPACITY_KIB && (pass == 1 || me.bytes[i] > share)
+                    total(me) > cap && (pass == 1 || me.bytes[i] > share)
                 });
             }
         }
@@ -290,6 +292,17 @@ impl Policy for Random {
 
 /// The hit ratio of `policy` over `requests` requests after `warmup`.
 fn hit_ratio(policy: &mut dyn Policy, zipf: &Zipf, warmup: usize, requests: usize) -> f64 {
+    hit_ratio_sized(policy, zipf, warmup, requests, kib)
+}
+
+/// [`hit_ratio`] with each key's weight from `size`.
+fn hit_ratio_sized(
+    policy: &mut dyn Policy,
+    zipf: &Zipf,
+    warmup: usize,
+    requests: usize,
+    size: fn(u32) -> usize,
+) -> f64 {
     let mut rng = Rng(42);
     let mut hits = 0;
     for i in 0..warmup + requests {
@@ -297,10 +310,53 @@ fn hit_ratio(policy: &mut dyn Policy, zipf: &Zipf, warmup: usize, requests: usiz
         if policy.get(key) {
             hits += usize::from(i >= warmup);
         } else {
-            policy.insert(key, kib(key));
+            policy.insert(key, size(key));
         }
     }
     hits as f64 / requests as f64
+}
+
+/// A key's value size in bytes, 64..=256, fixed per key (with the entry's
+/// overhead, as the cache weighs it, about 100 bytes more).
+fn small_bytes(key: u32) -> usize {
+    100 + 64 + (mix(u64::from(key) ^ 0x5eed) % 193) as usize
+}
+
+/// A key's value size in bytes, 1..=64 KiB.
+fn large_bytes(key: u32) -> usize {
+    kib(key) << 10
+}
+
+/// A trace's value sizes: their range's name and each key's size.
+type Sizes = (&'static str, fn(u32) -> usize);
+
+/// One row of [`shard_table`]: the sizes' name, the capacity, and
+/// `(shards, hit ratio)` for each count.
+type ShardRow = (&'static str, usize, Vec<(usize, f64)>);
+
+/// S3-FIFO's hit ratio by shard count: for each value-size range and
+/// capacity (bytes), `(shards, hit ratio)` for each count in `counts`.
+fn shard_table(warmup: usize, requests: usize, counts: &[usize]) -> Vec<ShardRow> {
+    let zipf = Zipf::new(KEYS, 0.99);
+    let cases: [(Sizes, usize); 4] = [
+        (("1-64 KiB", large_bytes), 64 << 20),
+        (("1-64 KiB", large_bytes), 4 << 20),
+        (("64-256 B", small_bytes), 4 << 20),
+        (("64-256 B", small_bytes), 1 << 20),
+    ];
+    cases
+        .iter()
+        .map(|&((sizes, size), cap)| {
+            let row = counts
+                .iter()
+                .map(|&n| {
+                    let mut p = S3Sharded::new(n, cap);
+                    (n, hit_ratio_sized(&mut p, &zipf, warmup, requests, size))
+                })
+                .collect();
+            (sizes, cap, row)
+        })
+        .collect()
 }
 
 /// Every policy's hit ratio, by name.
@@ -317,8 +373,11 @@ fn run_all(warmup: usize, requests: usize) -> Vec<(&'static str, f64)> {
         ("clock", Box::new(Clock::new(1))),
         ("clock2", Box::new(Clock::new(MAX_FREQ))),
         ("s3fifo", Box::<S3>::default()),
-        ("s3fifo-4-shards", Box::<S3Sharded<4>>::default()),
-        ("s3fifo-32-shards", Box::<S3Sharded<32>>::default()),
+        ("s3fifo-4-shards", Box::new(S3Sharded::new(4, CAPACITY_KIB))),
+        (
+            "s3fifo-32-shards",
+            Box::new(S3Sharded::new(32, CAPACITY_KIB)),
+        ),
     ];
     policies
         .iter_mut()
@@ -332,6 +391,55 @@ fn s3fifo_beats_clock_and_random_on_a_zipf_trace() {
     println!("{ratios:?}");
     assert!(ratios["s3fifo"] > ratios["random"] + 0.03, "{ratios:?}");
     assert!(ratios["s3fifo"] > ratios["clock"], "{ratios:?}");
+}
+
+/// What a shard's share costs depends on the entries it holds: with the
+/// bench's 1-64 KiB values, shares of `shards::MIN_SHARE` (the least the
+/// builder gives a shard by default, about 32 entries) cost under a point
+/// of hit ratio against one shard, a quarter of it over a point.
+#[test]
+fn the_default_least_share_costs_under_a_point_with_large_values() {
+    let zipf = Zipf::new(KEYS, 0.99);
+    for cap in [64 << 20, 4 << 20] {
+        let ratio = |n| {
+            hit_ratio_sized(
+                &mut S3Sharded::new(n, cap),
+                &zipf,
+                50_000,
+                100_000,
+                large_bytes,
+            )
+        };
+        let one = ratio(1);
+        let least = ratio(cap / super::shards::MIN_SHARE);
+        let quarter = ratio(4 * cap / super::shards::MIN_SHARE);
+        assert!(
+            least > one - 0.01,
+            "{cap}: {one:.3} in one shard, {least:.3} in shares of MIN_SHARE"
+        );
+        assert!(
+            quarter < one - 0.01,
+            "{cap}: {one:.3} in one shard, {quarter:.3} in quarter shares"
+        );
+    }
+}
+
+/// Hit ratio by shard count (release: about 20 s).
+#[test]
+#[ignore]
+fn shard_share_table() {
+    let counts = [1, 4, 16, 64];
+    println!(
+        "| values | capacity | {} |",
+        counts.map(|n| format!("{n} shards")).join(" | ")
+    );
+    for (sizes, cap, row) in shard_table(200_000, 1_000_000, &counts) {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|(n, r)| format!("{r:.3} ({} KiB shares)", (cap / n) >> 10))
+            .collect();
+        println!("| {sizes} | {} MiB | {} |", cap >> 20, cells.join(" | "));
+    }
 }
 
 /// The numbers in the module docs (release: about 5 s).
