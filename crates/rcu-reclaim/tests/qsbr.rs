@@ -907,21 +907,18 @@ fn reads_are_protected(rcu: &Rcu, thread: &QsbrThread) -> bool {
     if protected {
         value.check(0);
     }
-    // Let the writer finish: this thread reports from offline.
+    // Let the writer finish: this thread stays offline until it has (its
+    // `barrier` waits for grace periods too; a thread back online before
+    // that, joining it, held them up for good under Miri's slow clock).
+    // Without `&mut`: the test keeps the guard's borrow until here.
     let _ = value;
-    thread_offline_briefly(thread);
-    writer.join().unwrap();
-    protected
-}
-
-/// Lets a waiting writer through without `&mut` (the test keeps the guard's
-/// borrow until here): offline and back, through the unchecked pair.
-fn thread_offline_briefly(thread: &QsbrThread) {
     // SAFETY: no reference read under the thread's guards is used after
-    // this point (the caller's last use is above).
+    // this point (the last use is above).
     unsafe { thread.thread_offline_unchecked() };
-    thread::sleep(Duration::from_millis(50));
+    let joined = writer.join();
     thread.thread_online_unchecked();
+    joined.unwrap();
+    protected
 }
 
 /// A panic in work the thread pays as it goes offline (a budget's owed
