@@ -607,6 +607,28 @@ fn under_pressure_the_late_thread_is_named() {
 fn a_stall_warning_names_the_thread_that_has_not_reported() {
     let captured = common::Captured::default();
     let _default = captured.on_this_thread();
+    // `tracing` caches each call site's interest process-wide, and a site
+    // first reached by two threads at once (the other tests of this binary
+    // report stalls too) can stay cached as "never": the stall was
+    // counted and its line lost, 8 runs in 20 on a loaded machine. Then
+    // the site is registered, the cache rebuilt, and a second stall logs.
+    for attempt in 0..2 {
+        if attempt > 0 {
+            tracing::callsite::rebuild_interest_cache();
+        }
+        stall_once();
+        if captured.text().contains("qsbr-sleeper") {
+            break;
+        }
+    }
+    let log = captured.text();
+    assert!(log.contains("qsbr-sleeper"), "{log}");
+    assert!(log.contains("has not reported a quiescent state"), "{log}");
+}
+
+/// A grace period of a fresh QSBR domain held up past its stall timeout
+/// by an online thread named `qsbr-sleeper`, reported once.
+fn stall_once() {
     // On demand: no grace-period thread takes the wait over (and reports
     // the stall to its own subscriber, not this thread's) while
     // `synchronize` sleeps between looks, as one did on a loaded machine.
@@ -626,9 +648,6 @@ fn a_stall_warning_names_the_thread_that_has_not_reported() {
     r.join().unwrap();
     h.join().unwrap();
     assert_eq!(rcu.stats().stalls_reported, 1);
-    let log = captured.text();
-    assert!(log.contains("qsbr-sleeper"), "{log}");
-    assert!(log.contains("has not reported a quiescent state"), "{log}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1016,8 +1035,11 @@ fn offline_while_and_synchronize_leave_an_unchecked_offline_thread_offline() {
     assert!(!rcu.in_read_section());
     thread.offline_while(|| ());
     assert!(!thread.is_online(), "offline_while put the thread online");
+    // Until it completes, not a fixed time: under Miri's slow clock a
+    // grace period can take longer than 100 ms with no thread holding it.
+    let cookie = rcu.start_poll();
     assert!(
-        !common::grace_periods_held_up(&rcu, Duration::from_millis(100)),
+        eventually(Duration::from_secs(20), || rcu.poll(&cookie)),
         "an offline thread held a grace period up"
     );
     thread.thread_online_unchecked();
