@@ -620,6 +620,9 @@ fn a_short_bench_reports_every_backend_and_loses_no_garbage() {
                 b["read_p50_ns"].as_u64().unwrap() <= b["read_p99_ns"].as_u64().unwrap(),
                 "{tag}"
             );
+            // Two threads busy: the process's CPU time is counted.
+            assert!(b["cpu_user"].as_f64().unwrap() > 0.0, "{tag}");
+            assert!(b["cpu_sys"].as_f64().unwrap() >= 0.0, "{tag}");
         }
         // Ratios are against rcu-reclaim, which is 1 against itself.
         assert_eq!(backends[0]["vs_rcu_reclaim"]["reads_per_sec"], 1.0);
@@ -886,7 +889,14 @@ fn a_short_cache_bench_reports_every_cache_side_by_side() {
             assert!(b["gets_per_sec"].as_f64().unwrap() > 0.0, "{tag}");
             let hits = b["hit_ratio"].as_f64().unwrap();
             assert!(hits > 0.0 && hits <= 1.0, "{tag}: {hits}");
+            assert!(b["cpu_user"].as_f64().unwrap() > 0.0, "{tag}");
         }
+        // Only rcu-reclaim's caches have an engine to report.
+        assert_eq!(
+            b["engine"].is_null(),
+            !tag.starts_with("rcu-reclaim"),
+            "{tag}"
+        );
         if b["bounded"] == true {
             let held = b["bytes_held"].as_u64().unwrap();
             assert!(held <= 8 << 20, "{tag}: {held}");

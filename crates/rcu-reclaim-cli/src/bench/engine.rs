@@ -101,6 +101,19 @@ impl EngineReport {
     }
 }
 
+/// The process's CPU time so far, user and system, in seconds (every
+/// thread: the bench's, the engine's, its own sampler).
+pub fn process_cpu_secs() -> (f64, f64) {
+    // SAFETY: an all-zero `rusage` is a valid value of that plain C struct.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is a valid, writable `rusage`; RUSAGE_SELF needs nothing else.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(r.ru_utime), secs(r.ru_stime))
+}
+
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

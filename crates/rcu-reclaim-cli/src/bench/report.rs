@@ -44,6 +44,10 @@ pub struct BackendReport {
     pub read_p50_ns: u32,
     pub read_p99_ns: u32,
     pub latency_samples: usize,
+    /// The process's CPU time per second of the runs, user and system (in
+    /// CPUs: 2.0 is two CPUs busy all the time).
+    pub cpu_user: f64,
+    pub cpu_sys: f64,
     pub cache_hit_ratio: f64,
     pub retired_bytes: u64,
     pub freed_bytes: u64,
@@ -166,6 +170,8 @@ fn summarize(name: &str, runs: &[RunResult]) -> BackendReport {
         read_p50_ns: percentile(&lat, 0.50),
         read_p99_ns: percentile(&lat, 0.99),
         latency_samples: lat.len(),
+        cpu_user: runs.iter().map(|r| r.cpu_user_secs).sum::<f64>() / secs,
+        cpu_sys: runs.iter().map(|r| r.cpu_sys_secs).sum::<f64>() / secs,
         cache_hit_ratio: hits as f64 / reads.max(1) as f64,
         retired_bytes: retired,
         freed_bytes: freed,
@@ -330,7 +336,7 @@ pub fn table(s: &ScenarioReport) -> String {
     fn engine(b: &BackendReport, f: impl Fn(&super::EngineReport) -> String) -> String {
         b.engine.as_ref().map_or_else(|| "-".to_string(), f)
     }
-    let rows: [(&str, Cell); 15] = [
+    let rows: [(&str, Cell); 16] = [
         ("reads/s", |b| format!("{:.2} M", b.reads_per_sec / 1e6)),
         ("  x rcu-reclaim", |b| {
             format!("{:.2}", b.vs_rcu_reclaim.reads_per_sec)
@@ -341,6 +347,9 @@ pub fn table(s: &ScenarioReport) -> String {
         }),
         ("read p50 / p99", |b| {
             format!("{} / {} ns", b.read_p50_ns, b.read_p99_ns)
+        }),
+        ("CPUs user / sys", |b| {
+            format!("{:.1} / {:.1}", b.cpu_user, b.cpu_sys)
         }),
         ("peak garbage", |b| {
             format!("{:.2} MiB", b.peak_garbage as f64 / MIB)
@@ -455,6 +464,8 @@ mod tests {
             read_p50_ns: 0,
             read_p99_ns: 0,
             latency_samples: 0,
+            cpu_user: 0.0,
+            cpu_sys: 0.0,
             cache_hit_ratio: 0.0,
             retired_bytes: 0,
             freed_bytes: 0,

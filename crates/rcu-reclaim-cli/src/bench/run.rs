@@ -59,6 +59,9 @@ pub struct RunResult {
     pub pressure: Option<PressureReport>,
     /// rcu-reclaim: what its grace periods and threads cost.
     pub engine: Option<super::EngineReport>,
+    /// The process's CPU time over the run, user and system, seconds.
+    pub cpu_user_secs: f64,
+    pub cpu_sys_secs: f64,
 }
 
 /// Lookups timed: one in this many.
@@ -194,6 +197,7 @@ pub fn run<B: Contender>(
     }
     started.wait();
     let start = Instant::now();
+    let cpu_start = super::engine::process_cpu_secs();
     // Sized for the whole run before the workers start: growing it meant a
     // `realloc` on this thread, and once a `malloc_consolidate` in the
     // arena the table was filled from, holding that arena's lock for
@@ -211,6 +215,7 @@ pub fn run<B: Contender>(
         samples.push(s);
     }
     stop.store(true, Ordering::Relaxed);
+    let cpu_end = super::engine::process_cpu_secs();
     let mut out = WorkerOut::default();
     for h in handles {
         let o = h
@@ -250,5 +255,7 @@ pub fn run<B: Contender>(
         evicted,
         pressure,
         engine,
+        cpu_user_secs: cpu_end.0 - cpu_start.0,
+        cpu_sys_secs: cpu_end.1 - cpu_start.1,
     })
 }

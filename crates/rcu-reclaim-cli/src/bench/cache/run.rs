@@ -99,18 +99,6 @@ fn trim_heap() {
     }
 }
 
-/// The process's CPU time so far, user and system, in seconds.
-fn cpu_times() -> (f64, f64) {
-    // SAFETY: an all-zero `rusage` is a valid value of that plain C struct.
-    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `r` is a valid, writable `rusage`; RUSAGE_SELF needs nothing else.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) } != 0 {
-        return (0.0, 0.0);
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(r.ru_utime), secs(r.ru_stime))
-}
-
 fn worker<C: CacheUnderTest>(
     cache: &C,
     trace: &Trace,
@@ -223,7 +211,7 @@ pub fn run<C: CacheUnderTest>(
             phase.store(MEASURE, Ordering::Relaxed);
             measured_from = Some(Instant::now());
             engine_start = cache.engine();
-            cpu_start = cpu_times();
+            cpu_start = crate::bench::engine::process_cpu_secs();
         }
         let s = MemSample {
             ms: elapsed.as_millis() as u64,
@@ -242,7 +230,7 @@ pub fn run<C: CacheUnderTest>(
         }
     }
     let engine_end = cache.engine();
-    let cpu_end = cpu_times();
+    let cpu_end = crate::bench::engine::process_cpu_secs();
     phase.store(STOP, Ordering::Relaxed);
     let hog_cycles = hog.map_or(0, Hog::stop);
     let secs = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
