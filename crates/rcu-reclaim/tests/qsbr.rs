@@ -647,7 +647,17 @@ fn stall_once() {
     rcu.synchronize();
     r.join().unwrap();
     h.join().unwrap();
-    assert_eq!(rcu.stats().stalls_reported, 1);
+    let stalls = rcu.stats().stalls_reported;
+    if cfg!(miri) {
+        // Under Miri's slow clock, with the binary's other tests sharing
+        // the interpreter, the sleeper can also hold a second grace period
+        // past the timeout between its quiescent state and its exit: a
+        // second stall, of another section, reported once too.
+        assert!((1..=2).contains(&stalls), "{stalls}");
+    } else {
+        // Once per stall, however many looks find it past the timeout.
+        assert_eq!(stalls, 1);
+    }
 }
 
 // ---------------------------------------------------------------------------
