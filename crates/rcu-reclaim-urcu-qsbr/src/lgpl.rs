@@ -115,7 +115,7 @@ pub(crate) fn go_online() {
 ///
 /// When the word moved (a grace period waits, as the `call_rcu` threads'
 /// do), the slow path reports, then pays a push-back that a `call_rcu`
-/// over the mark owed (`reader::reported_quiescent_state`, out of line:
+/// over the mark owed (`reported_quiescent_state`, out of line:
 /// the common case, the word unmoved, runs the same instructions as
 /// without it).
 pub(crate) fn quiescent_state() -> bool {
@@ -131,7 +131,7 @@ pub(crate) fn quiescent_state() -> bool {
             fence(Ordering::SeqCst);
             wake_up_gp();
             fence(Ordering::SeqCst);
-            crate::reader::reported_quiescent_state();
+            reported_quiescent_state();
         }
         true
     })
@@ -139,7 +139,7 @@ pub(crate) fn quiescent_state() -> bool {
 
 /// Makes the calling (online) thread's next quiescent state take its slow
 /// path, where it pays a push-back its `call_rcu` owed
-/// (`reader::reported_quiescent_state`): the block, if it holds the
+/// (`reported_quiescent_state`): the block, if it holds the
 /// current word, goes one grace period back. That only makes grace
 /// periods wait for the thread's next quiescent state, as if it had not
 /// reported its last (the domain's writers, and liburcu's inlined
@@ -175,4 +175,29 @@ pub(crate) fn unregistering() {
     go_offline();
     // SAFETY: the calling thread's own block.
     unsafe { rcu_reclaim_qsbr_reader_mark(0) };
+}
+
+/// Pays the push-back that the thread's `call_rcu`s owed while it was
+/// online and the backlog was over the mark
+/// ([`pay_owed_push_back`](rcu_reclaim_urcu_common::call_rcu::pay_owed_push_back)):
+/// offline, it waits for the `call_rcu` thread's batch. Called at
+/// quiescent points only (a quiescent state that reported, going offline,
+/// unregistering), where the thread holds no reference read before; the
+/// debt stays, unpaid, inside a section taken while the thread was not
+/// online, and on a `call_rcu` thread.
+#[cold]
+#[inline(never)]
+pub(crate) fn pay_owed_push_back() {
+    rcu_reclaim_urcu_common::call_rcu::pay_owed_push_back::<crate::Qsbr>();
+}
+
+/// After a quiescent state that reported (the grace-period word had
+/// moved): pays a push-back the thread owes. Out of line, so that the
+/// quiescent state's common path is what it was without it.
+#[cold]
+#[inline(never)]
+pub(crate) fn reported_quiescent_state() {
+    if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
+        pay_owed_push_back();
+    }
 }

@@ -74,7 +74,7 @@
 //!   a grace period back, so that this quiescent state takes its slow
 //!   path: the common path is unchanged), at `rcu_thread_offline`, or
 //!   before `rcu_unregister_thread`; never inside a section taken while
-//!   not online, and a fork drops the debt (`reader::pay_owed_push_back`).
+//!   not online, and a fork drops the debt (`lgpl::pay_owed_push_back`).
 //!   liburcu-qsbr never holds such a thread back, and a flood of heavy
 //!   objects from online threads is OOM-killed in a 100 MiB cgroup.
 //! * The `call_rcu` threads are registered and online while they invoke

@@ -137,35 +137,10 @@ pub extern "C" fn urcu_qsbr_read_ongoing() -> c_int {
     c_int::from(online() || in_raw_section())
 }
 
-/// Pays the push-back that the thread's `call_rcu`s owed while it was
-/// online and the backlog was over the mark
-/// ([`pay_owed_push_back`](rcu_reclaim_urcu_common::call_rcu::pay_owed_push_back)):
-/// offline, it waits for the `call_rcu` thread's batch. Called at
-/// quiescent points only (a quiescent state that reported, going offline,
-/// unregistering), where the thread holds no reference read before; the
-/// debt stays, unpaid, inside a section taken while the thread was not
-/// online, and on a `call_rcu` thread.
-#[cold]
-#[inline(never)]
-pub(crate) fn pay_owed_push_back() {
-    rcu_reclaim_urcu_common::call_rcu::pay_owed_push_back::<crate::Qsbr>();
-}
-
-/// After a quiescent state that reported (the grace-period word had
-/// moved): pays a push-back the thread owes. Out of line, so that the
-/// quiescent state's common path is what it was without it.
-#[cold]
-#[inline(never)]
-pub(crate) fn reported_quiescent_state() {
-    if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
-        pay_owed_push_back();
-    }
-}
-
 /// Reports a quiescent state: the thread holds no reference read before
 /// the call. Two loads and a compare when no grace period waits for it;
 /// when one does, it also pays a push-back its `call_rcu`s owed
-/// ([`pay_owed_push_back`]).
+/// ([`pay_owed_push_back`](crate::lgpl::pay_owed_push_back)).
 /// Nothing on a thread that is not registered. On an offline thread it
 /// puts the thread online, as liburcu's does (it stores the grace-period
 /// counter, which is what being online is): an event loop that comes back
@@ -183,7 +158,7 @@ pub extern "C" fn urcu_qsbr_quiescent_state() {
 /// Puts the thread offline: no grace period waits for it until
 /// `rcu_thread_online`. Nothing if it is not registered or offline. Then,
 /// offline, pays a push-back its `call_rcu`s owed while it was online
-/// ([`pay_owed_push_back`]).
+/// ([`pay_owed_push_back`](crate::lgpl::pay_owed_push_back)).
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_thread_offline() {
     with_reg(|t| {
@@ -196,7 +171,7 @@ pub extern "C" fn urcu_qsbr_thread_offline() {
         }
     });
     if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
-        pay_owed_push_back();
+        crate::lgpl::pay_owed_push_back();
     }
 }
 
@@ -264,12 +239,12 @@ fn register_thread() {
 
 /// Unregisters the calling thread (offline first, so no grace period waits
 /// for it). Nothing if it is not registered. A push-back its `call_rcu`s
-/// owed while it was online is paid first, offline ([`pay_owed_push_back`]:
+/// owed while it was online is paid first, offline ([`pay_owed_push_back`](crate::lgpl::pay_owed_push_back):
 /// unregistering is a quiescent point), outside the signal mask.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_unregister_thread() {
     if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
-        pay_owed_push_back();
+        crate::lgpl::pay_owed_push_back();
     }
     rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread);
 }
