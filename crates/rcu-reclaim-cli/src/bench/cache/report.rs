@@ -95,6 +95,14 @@ fn per_sec(n: u64, secs: f64) -> f64 {
 fn summarize(name: &str, bounded: bool, runs: &[CacheRun]) -> CacheBackendReport {
     let secs: f64 = runs.iter().map(|r| r.secs).sum();
     let sum = |f: fn(&CacheRun) -> u64| runs.iter().map(f).sum::<u64>();
+    let cpu_per_sec = |f: fn(&CacheRun) -> f64| {
+        let cpu: f64 = runs.iter().map(f).sum();
+        if secs > 0.0 {
+            cpu / secs
+        } else {
+            0.0
+        }
+    };
     let (gets, hits) = (sum(|r| r.gets), sum(|r| r.hits));
     let (puts, fills) = (sum(|r| r.puts), sum(|r| r.fills));
     let mut lat: Vec<u32> = runs
@@ -114,16 +122,8 @@ fn summarize(name: &str, bounded: bool, runs: &[CacheRun]) -> CacheBackendReport
         get_p50_ns: percentile(&lat, 0.50),
         get_p99_ns: percentile(&lat, 0.99),
         latency_samples: lat.len(),
-        cpu_user: if secs > 0.0 {
-            runs.iter().map(|r| r.cpu_user_secs).sum::<f64>() / secs
-        } else {
-            0.0
-        },
-        cpu_sys: if secs > 0.0 {
-            runs.iter().map(|r| r.cpu_sys_secs).sum::<f64>() / secs
-        } else {
-            0.0
-        },
+        cpu_user: cpu_per_sec(|r| r.cpu_user_secs),
+        cpu_sys: cpu_per_sec(|r| r.cpu_sys_secs),
         peak_rss: runs.iter().map(|r| r.peak_rss).max().unwrap_or(0),
         peak_accounted: runs.iter().map(|r| r.peak_accounted).max().unwrap_or(0),
         bytes_held: last.and_then(|r| r.bytes_held),

@@ -203,7 +203,7 @@ pub fn run<C: CacheUnderTest>(
     let mut stopped = None;
     let mut measured_from = None;
     let mut engine_start = None;
-    let mut cpu_start = (0.0, 0.0);
+    let mut cpu_start = None;
     while start.elapsed() < end {
         thread::sleep(Duration::from_millis(10));
         let elapsed = start.elapsed();
@@ -211,7 +211,7 @@ pub fn run<C: CacheUnderTest>(
             phase.store(MEASURE, Ordering::Relaxed);
             measured_from = Some(Instant::now());
             engine_start = cache.engine();
-            cpu_start = crate::bench::engine::process_cpu_secs();
+            cpu_start = Some(crate::bench::engine::process_cpu_secs());
         }
         let s = MemSample {
             ms: elapsed.as_millis() as u64,
@@ -274,16 +274,8 @@ pub fn run<C: CacheUnderTest>(
         stopped,
         samples,
         hog_cycles,
-        cpu_user_secs: if measured_from.is_some() {
-            cpu_end.0 - cpu_start.0
-        } else {
-            0.0
-        },
-        cpu_sys_secs: if measured_from.is_some() {
-            cpu_end.1 - cpu_start.1
-        } else {
-            0.0
-        },
+        cpu_user_secs: cpu_start.map_or(0.0, |(user, _)| cpu_end.0 - user),
+        cpu_sys_secs: cpu_start.map_or(0.0, |(_, sys)| cpu_end.1 - sys),
         engine: engine_start
             .zip(engine_end)
             .map(|(a, b)| crate::bench::EngineReport::between(&a, &b, secs, 0)),
