@@ -447,7 +447,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
                 let cpus = std::thread::available_parallelism().map_or(1, usize::from);
                 Shards::<K>::default_count(max, cpus)
             })),
-            retired_since_look: AtomicUsize::new(0),
+            retired_since_look: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
             backlog_warned: std::sync::atomic::AtomicBool::new(false),
             backlog_runner: std::sync::atomic::AtomicBool::new(false),
             cap: Cap::new(max, regrow_after),

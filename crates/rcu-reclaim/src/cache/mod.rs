@@ -151,6 +151,7 @@ mod sim;
 pub use builder::RcuCacheBuilder;
 pub use entry::{HeapSize, Weigher};
 
+use crossbeam_utils::CachePadded;
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -269,8 +270,10 @@ pub(crate) struct Inner<K, V, S = RandomState> {
     /// shrinker only tries them.
     policy: Shards<K>,
     /// Bytes evicted or replaced since an insert last looked at the
-    /// domain's backlog (it looks once per quarter of its allowance).
-    retired_since_look: AtomicUsize,
+    /// domain's backlog (it looks once per quarter of its allowance),
+    /// added from the shards' own counts ([`Shards::retired`]); on a line
+    /// of its own, away from the capacity and weigher every insert reads.
+    retired_since_look: CachePadded<AtomicUsize>,
     /// An insert inside a read-side section found the backlog over the
     /// allowance (warned once per cache).
     backlog_warned: std::sync::atomic::AtomicBool,
@@ -527,9 +530,7 @@ where
         });
         let push = match replaced {
             Some((old_weight, kept)) => {
-                inner
-                    .retired_since_look
-                    .fetch_add(old_weight, Ordering::Relaxed);
+                inner.policy.retired(hash, old_weight);
                 // Same id: the old entry's queue item stands for this one.
                 (!kept).then_some(queued)
             }
@@ -682,9 +683,7 @@ where
                 // the guard's section keeps it readable for the caller.
                 // By id, as eviction finds entries: not the key's `Eq`.
                 if inner.map.unlink_hashed_by(hash, |e| e.id == id).is_some() {
-                    inner
-                        .retired_since_look
-                        .fetch_add(weight, Ordering::Relaxed);
+                    inner.policy.retired(hash, weight);
                 }
             }
             None => entry.touch(),
@@ -792,16 +791,18 @@ where
             }
             let over = || shards.bytes() > cap && shard.bytes.load(Ordering::Relaxed) > floor;
             let (_, evicted, unlinked) = inner.evict(&mut queues, over, usize::MAX);
-            inner
-                .retired_since_look
-                .fetch_add(evicted, Ordering::Relaxed);
-            let entries = inner.map.len() / shards.count();
-            let stale = (queues.len() > 2 * entries + STALE_SLACK).then(|| {
-                let guard = inner.map.domain().read_lock();
-                let store = MapStore::new(inner, &guard);
-                queues.retain_live(&store);
-                store.into_unlocked()
-            });
+            inner.policy.retired(hash, evicted);
+            // The map's count (a line every writer writes) is read only
+            // once the queues are past the slack.
+            let queued = queues.len();
+            let stale = (queued > STALE_SLACK
+                && queued > 2 * (inner.map.len() / shards.count()) + STALE_SLACK)
+                .then(|| {
+                    let guard = inner.map.domain().read_lock();
+                    let store = MapStore::new(inner, &guard);
+                    queues.retain_live(&store);
+                    store.into_unlocked()
+                });
             drop(queues);
             // Retired, and the stale keys dropped, with the shard's lock
             // released.
@@ -812,9 +813,7 @@ where
                 // share make room.
                 let last = shards.index(hash);
                 if let Some((_, evicted)) = inner.evict_across(cap, usize::MAX, false, last) {
-                    inner
-                        .retired_since_look
-                        .fetch_add(evicted, Ordering::Relaxed);
+                    inner.policy.retired(hash, evicted);
                 }
             }
         }
@@ -839,8 +838,24 @@ where
         // 128 MiB of evicted entries wait (at least 1 MiB, or the cap).
         let held = inner.policy.bytes().max(GARBAGE_FLOOR);
         let allowance = garbage_allowance(held.min(inner.cap.max()));
-        let retired = inner.retired_since_look.load(Ordering::Relaxed);
-        if retired <= allowance / GARBAGE_LOOKS {
+        // Counted per shard, and added to the cache's count once a shard
+        // holds its share of half a look's worth: the cache's count,
+        // written by every writer, is then written once per that share,
+        // not at every eviction. At most half a look's worth waits in the
+        // shards' counts, and the cache's looks at the other half: a look
+        // still comes once a quarter of the allowance is retired.
+        let half_look = allowance / GARBAGE_LOOKS / 2;
+        let shard = inner.policy.of(hash);
+        let counted = shard.retired.load(Ordering::Relaxed);
+        if counted <= half_look / inner.policy.count() {
+            return;
+        }
+        shard.retired.fetch_sub(counted, Ordering::Relaxed);
+        let retired = inner
+            .retired_since_look
+            .fetch_add(counted, Ordering::Relaxed)
+            .saturating_add(counted);
+        if retired <= half_look {
             return;
         }
         inner

@@ -40,6 +40,13 @@ const SHARDS_PER_CPU: usize = 2;
 pub(crate) struct Shard<K> {
     pub(crate) queues: Mutex<S3Fifo<K>>,
     pub(crate) bytes: AtomicUsize,
+    /// Bytes of this shard's entries evicted or replaced since an insert
+    /// of its keys last looked at the domain's backlog (see
+    /// `RcuCache::queue_and_evict`). Per shard, on the line its writers
+    /// own already: one counter for the cache, on the line of its
+    /// capacity and weigher, took that line from every other writer at
+    /// every insert.
+    pub(crate) retired: AtomicUsize,
 }
 
 /// How far a writer evicts from its own shard, of `share` bytes, before
@@ -70,6 +77,7 @@ impl<K> Shards<K> {
                     CachePadded::new(Shard {
                         queues: Mutex::new(S3Fifo::new()),
                         bytes: AtomicUsize::new(0),
+                        retired: AtomicUsize::new(0),
                     })
                 })
                 .collect(),
@@ -128,6 +136,14 @@ impl<K> Shards<K> {
     /// `capacity` bytes: [`evict_floor`] of its share.
     pub(crate) fn floor(&self, capacity: usize) -> usize {
         evict_floor(self.share(capacity))
+    }
+
+    /// Books `bytes` of `hash`'s shard as evicted or replaced (see
+    /// [`Shard::retired`]).
+    pub(crate) fn retired(&self, hash: u64, bytes: usize) {
+        if bytes > 0 {
+            self.of(hash).retired.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 
     /// The accounted bytes of every shard's entries.
