@@ -15,7 +15,8 @@
 //!   or is full, so memory, not only time and count, sets the pace
 //!   ([`page_due_by_pace`]); it goes early, asking for a grace period, with
 //!   a 32nd of `pace_bytes` once no grace period has started for
-//!   [`EARLY_PAGE_QUIET`].
+//!   [`EARLY_PAGE_QUIET`], or, while they start more often, once it is
+//!   [`EARLY_PAGE_AGE_MS`] old.
 //! * **Overload.** A shard over `qhimark` is overloaded until under
 //!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
 //! * **Batches.** A worker runs `max(blimit, pending >> 7)` callbacks at a
@@ -557,20 +558,36 @@ pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
 /// Whether a thread's bulk page holding `bytes` goes to its shard early,
 /// and asks for a grace period at once, when `quiet` (called only if the
 /// bytes are enough) says how long ago a retiring thread last started a
-/// grace period (`None`: one is in progress).
+/// grace period (`None`: one is in progress), or, while grace periods come
+/// often, when `age_ms` (called only then) says the page has held its
+/// first object for [`EARLY_PAGE_AGE_MS`].
 ///
 /// The byte pace alone lets a moderate retire rate wait: at 80 MiB/s a
 /// thread fills `pace_bytes` (64 KiB) in 0.8 ms, and in the read-mostly
 /// bench garbage lived about 1.2 ms on average (crossbeam-epoch's 0.2 ms).
 /// A fast one is unaffected: its grace periods already start every
-/// 100–150 µs.
+/// 100–150 µs. With many threads each retiring moderately, other threads
+/// start grace periods that often, so no page ever found a quiet spell and
+/// each waited to fill: at 16 threads the read-mostly bench's garbage
+/// lived 2.2 ms on average (4.3–4.9× crossbeam-epoch's mean garbage). Its
+/// page joins those grace periods once it is a millisecond old.
 pub(crate) fn page_due_early(
     p: &Params,
     bytes: usize,
     quiet: impl FnOnce() -> Option<Duration>,
+    age_ms: impl FnOnce() -> usize,
 ) -> bool {
-    bytes >= p.pace_bytes / EARLY_PAGE_DIVISOR && quiet().is_some_and(|q| q >= EARLY_PAGE_QUIET)
+    bytes >= p.pace_bytes / EARLY_PAGE_DIVISOR
+        && match quiet() {
+            Some(q) if q >= EARLY_PAGE_QUIET => true,
+            _ => age_ms() >= EARLY_PAGE_AGE_MS,
+        }
 }
+
+/// See [`page_due_early`]: a page at least this old (on the millisecond
+/// clock, so between this and one more millisecond) goes early while grace
+/// periods come often.
+pub(crate) const EARLY_PAGE_AGE_MS: usize = 1;
 
 /// Whether a thread's bulk page holding `count` objects of `bytes` goes
 /// to its shard before it is full: [`PAGE_HANDOFF_OBJECTS`] objects of a
@@ -921,15 +938,39 @@ mod tests {
         let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
         assert_eq!(early, 2 << 10);
         let quiet = || Some(EARLY_PAGE_QUIET);
-        assert!(page_due_early(&p, early, quiet));
-        assert!(!page_due_early(&p, early - 1, quiet));
-        // Not while a grace period is in progress, nor soon after one began.
-        assert!(!page_due_early(&p, p.pace_bytes, || None));
-        assert!(!page_due_early(&p, p.pace_bytes, || Some(
-            EARLY_PAGE_QUIET - Duration::from_micros(1)
-        )));
+        let young = || 0;
+        assert!(page_due_early(&p, early, quiet, || unreachable!()));
+        assert!(!page_due_early(&p, early - 1, quiet, young));
+        // Not while a grace period is in progress, nor soon after one
+        // began, while the page is young.
+        assert!(!page_due_early(&p, p.pace_bytes, || None, young));
+        assert!(!page_due_early(
+            &p,
+            p.pace_bytes,
+            || Some(EARLY_PAGE_QUIET - Duration::from_micros(1)),
+            young
+        ));
         // The clock is read only when the bytes are enough.
-        assert!(!page_due_early(&p, 0, || unreachable!()));
+        assert!(!page_due_early(&p, 0, || unreachable!(), || unreachable!()));
+    }
+
+    #[test]
+    fn a_page_goes_early_once_old_while_grace_periods_come_often() {
+        let p = Params::default();
+        let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
+        let old = || EARLY_PAGE_AGE_MS;
+        let soon = || Some(EARLY_PAGE_QUIET - Duration::from_micros(1));
+        assert!(page_due_early(&p, early, soon, old));
+        assert!(page_due_early(&p, early, || None, old));
+        assert!(!page_due_early(
+            &p,
+            early,
+            || None,
+            || EARLY_PAGE_AGE_MS - 1
+        ));
+        // An old page still needs its bytes (a trickle waits for the
+        // lazy flush).
+        assert!(!page_due_early(&p, early - 1, || None, old));
     }
 
     #[test]

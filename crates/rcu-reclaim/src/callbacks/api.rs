@@ -14,6 +14,19 @@ use crate::size::ReclaimSize;
 use crate::sync::weigh_caught;
 
 /// `Box::into_raw`, as a `NonNull`.
+/// How long this thread's bulk page has held its first object, in
+/// milliseconds (`0` if it has none, and always under loom, whose
+/// executions a clock would make differ).
+fn page_age_ms(local: &super::local::LocalBuffer) -> usize {
+    if cfg!(loom) {
+        return 0;
+    }
+    match local.since_ms.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => 0,
+        since => epoch_ms().saturating_sub(since),
+    }
+}
+
 fn box_into_non_null<T>(value: Box<T>) -> NonNull<T> {
     // SAFETY: `Box::into_raw` never returns null.
     unsafe { NonNull::new_unchecked(Box::into_raw(value)) }
@@ -736,7 +749,12 @@ impl Rcu {
         let advance_point = count % policy::RETIRES_PER_ADVANCE == 0;
         let early = advance_point
             && policy::quiet_look_due(count, bytes_held)
-            && policy::page_due_early(&cbs.params, bytes_held, || inner.gp.retirer_quiet_for());
+            && policy::page_due_early(
+                &cbs.params,
+                bytes_held,
+                || inner.gp.retirer_quiet_for(),
+                || page_age_ms(local),
+            );
         // Calls that book no bytes, which no pace sees: while memory is
         // short, their page goes at `CALL_PAGE_WHEN_SHORT` entries, for the
         // call backlog's bound (looked at per hand-off) to see them.
