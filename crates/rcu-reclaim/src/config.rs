@@ -332,7 +332,7 @@ impl Config {
     /// section cannot wait for itself: inside one the wait is owed and
     /// paid when it ends (see
     /// [`pressure_throttle_bytes`](Self::pressure_throttle_bytes)).
-    /// Not on a [`Flavor::Qsbr`](crate::Flavor::Qsbr) domain, whose grace
+    /// Not on a [`Flavor::Qsbr`] domain, whose grace
     /// periods wait for every online thread's next report and are long as
     /// a rule. Default 512 KiB; `usize::MAX` turns it off. `Stats::held_up_waits`
     /// counts the waits, `Stats::held_up_wait_us` their time.

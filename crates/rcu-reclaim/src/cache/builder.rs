@@ -301,7 +301,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// Weighs entries with `weigher`: the heap bytes of a key and its
     /// value (the cache adds [`RcuCache::ENTRY_OVERHEAD`]). For types
     /// without [`ReclaimSize`](crate::ReclaimSize), or sizes of your
-    /// choosing. Any [`Weigher`](crate::cache::Weigher) goes, so a closure
+    /// choosing. Any [`Weigher`] goes, so a closure
     /// must name both parameter types (`|_: &u32, v: &Page| ..`): with
     /// one left out, the compiler cannot infer the closure's signature
     /// and says "implementation of `FnOnce` is not general enough".
