@@ -584,6 +584,17 @@ pub(crate) fn page_due_early(
         }
 }
 
+/// At an advance point of a page holding `count` objects, past the quiet
+/// look: whether to read the clock for the page's age ([`page_due_early`]).
+/// Every fourth advance point: while grace periods come often (one is in
+/// progress most of the time) the age is what reads the clock, and a
+/// thread retiring a million objects a second would read it at every
+/// eighth retire for a page that fills long before it is a millisecond
+/// old. A slow thread's page goes at most 32 retires late.
+pub(crate) fn age_look_due(count: usize) -> bool {
+    count % (4 * RETIRES_PER_ADVANCE) == 0
+}
+
 /// See [`page_due_early`]: a page at least this old (on the millisecond
 /// clock, so between this and one more millisecond) goes early while grace
 /// periods come often.
@@ -971,6 +982,10 @@ mod tests {
         // An old page still needs its bytes (a trickle waits for the
         // lazy flush).
         assert!(!page_due_early(&p, early - 1, || None, old));
+        // Its age is read at every fourth advance point.
+        let a = RETIRES_PER_ADVANCE;
+        assert!(!age_look_due(a) && !age_look_due(2 * a) && !age_look_due(3 * a));
+        assert!(age_look_due(4 * a) && age_look_due(8 * a));
     }
 
     #[test]

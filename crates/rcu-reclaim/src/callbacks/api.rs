@@ -14,11 +14,12 @@ use crate::size::ReclaimSize;
 use crate::sync::weigh_caught;
 
 /// `Box::into_raw`, as a `NonNull`.
-/// How long this thread's bulk page has held its first object, in
-/// milliseconds (`0` if it has none, and always under loom, whose
-/// executions a clock would make differ).
-fn page_age_ms(local: &super::local::LocalBuffer) -> usize {
-    if cfg!(loom) {
+/// How long this thread's bulk page, holding `count` objects, has held its
+/// first object, in milliseconds: `0` if it has none, unless its age is
+/// due a look ([`policy::age_look_due`]), and always under loom, whose
+/// executions a clock would make differ.
+fn page_age_ms(local: &super::local::LocalBuffer, count: usize) -> usize {
+    if cfg!(loom) || !policy::age_look_due(count) {
         return 0;
     }
     match local.since_ms.load(std::sync::atomic::Ordering::Relaxed) {
@@ -753,7 +754,7 @@ impl Rcu {
                 &cbs.params,
                 bytes_held,
                 || inner.gp.retirer_quiet_for(),
-                || page_age_ms(local),
+                || page_age_ms(local, count),
             );
         // Calls that book no bytes, which no pace sees: while memory is
         // short, their page goes at `CALL_PAGE_WHEN_SHORT` entries, for the
