@@ -47,6 +47,13 @@ where
                 if n >= max || shards.bytes() <= target {
                     return Some((n, bytes));
                 }
+                // The first pass evicts only from shards above their share:
+                // one at or under it is passed over without taking its lock
+                // (with 16 writers, an insert over the capacity locked every
+                // shard in turn to find the few above theirs).
+                if pass == 0 && shard.bytes.load(Ordering::Relaxed) <= share {
+                    continue;
+                }
                 let held = if try_only {
                     shrink::try_lock_queues(&shard.queues)
                 } else {

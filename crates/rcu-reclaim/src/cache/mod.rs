@@ -1036,6 +1036,44 @@ mod tests {
     }
 
     #[test]
+    fn evicting_across_shards_passes_over_those_within_their_share_unlocked() {
+        let rcu = crate::Rcu::new(Config::new().on_demand()).unwrap();
+        let cache: RcuCache<u64, Vec<u8>> = RcuCache::builder()
+            .rcu(&rcu)
+            .max_bytes(64 << 20)
+            .shards(2)
+            .build();
+        for k in 0..64u64 {
+            cache.insert(k, vec![0u8; 1000]);
+        }
+        let inner = &*cache.inner;
+        let shard = |i: usize| inner.policy.iter().nth(i).expect("two shards");
+        let bytes = |i: usize| shard(i).bytes.load(Ordering::Relaxed);
+        let (big, small) = if bytes(0) > bytes(1) { (0, 1) } else { (1, 0) };
+        assert!(bytes(big) > bytes(small), "{} / {}", bytes(0), bytes(1));
+        // Each shard's share of the target is what the small one holds:
+        // only the big one is above its share, and the small one, locked
+        // here, comes first in the order from the big one.
+        let target = 2 * bytes(small);
+        let held = crate::sync::lock_std(&shard(small).queues);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _ = tx.send(inner.evict_across(target, usize::MAX, false, big));
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+            drop(held);
+            let (n, evicted) = got
+                .expect("it waited for the lock of a shard within its share")
+                .expect("it locked the shard above its share");
+            assert!(n > 0 && evicted > 0, "{n} entries, {evicted} bytes");
+        });
+        assert!(inner.policy.bytes() <= target);
+        drop(cache);
+        rcu.barrier();
+    }
+
+    #[test]
     fn one_insert_at_a_time_claims_the_backlog_run_and_a_panic_releases_it() {
         let flag = std::sync::atomic::AtomicBool::new(false);
         let first = BacklogRun::claim(&flag).expect("free");
