@@ -15,9 +15,9 @@ use crate::sync::weigh_caught;
 
 /// `Box::into_raw`, as a `NonNull`.
 /// How long this thread's bulk page, holding `count` objects, has held its
-/// first object, in milliseconds: `0` if it has none, unless its age is
-/// due a look ([`policy::age_look_due`]), and always under loom, whose
-/// executions a clock would make differ.
+/// first object, in milliseconds. `0` (no clock read) when the page has no
+/// object, when its age is not due a look ([`policy::age_look_due`]), and
+/// always under loom, whose executions a clock would make differ.
 fn page_age_ms(local: &super::local::LocalBuffer, count: usize) -> usize {
     if cfg!(loom) || !policy::age_look_due(count) {
         return 0;
