@@ -54,6 +54,12 @@
 //! default: the heap its key and value own, per
 //! [`ReclaimSize`](crate::ReclaimSize)); exactly what the map books when
 //! it retires the entry. An entry heavier than the capacity is not cached.
+//! The node counts against `max_bytes` as memory does: 80 bytes for a
+//! `u64` key and a `Vec<u8>` value, so a cache of 64–256-byte values
+//! holds about a third fewer entries than a cache that counts values only
+//! (quick_cache with `value.len() + 8` as its weight, in the bench: at
+//! 4 MiB it kept 0.863 of the gets against this cache's 0.829, in 11.6
+//! MiB of heap against 10.0). Size such a cache by the memory it may use.
 //!
 //! # The eviction policy, by measured hit ratio
 //! S3-FIFO (`src/cache/policy.rs`): a small FIFO for new keys, a main one run as
