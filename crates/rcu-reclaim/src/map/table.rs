@@ -6,8 +6,6 @@
 
 use std::ptr::NonNull;
 
-use crossbeam_utils::CachePadded;
-
 use super::list::{self, Link};
 use crate::sync::{lock, try_lock, Locked, Mutex};
 
@@ -328,19 +326,15 @@ fn physical_memory() -> Option<usize> {
     }
 }
 
-/// The writers' locks, one per stripe ([`STRIPES`]), each on a cache
-/// line of its own: packed, sixteen locks shared a line, and with 16
-/// threads writing a cache every lock and unlock took that line from the
-/// writers of fifteen other stripes.
-pub(super) struct Stripes(Box<[CachePadded<Mutex<()>>]>);
+/// The writers' locks, one per stripe ([`STRIPES`]), packed: sixteen to a
+/// cache line. Padding each to a line of its own (8 KiB per map instead of
+/// 256 bytes) made no measurable difference to a 16-thread cache
+/// (BENCHMARKS.md, twenty-second session).
+pub(super) struct Stripes(Box<[Mutex<()>]>);
 
 impl Stripes {
     pub(super) fn new() -> Self {
-        Stripes(
-            (0..STRIPES)
-                .map(|_| CachePadded::new(Mutex::new(())))
-                .collect(),
-        )
+        Stripes((0..STRIPES).map(|_| Mutex::new(())).collect())
     }
 
     /// The stripe of `hash`.
