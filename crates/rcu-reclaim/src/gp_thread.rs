@@ -305,6 +305,8 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
     crate::sync::NO_RECLAIM.with(|c| c.set(true));
     // Grace periods retiring threads had completed at the last look.
     let mut retirer_gps: Option<u64> = None;
+    // When this thread last started waiting for a normal grace period.
+    let mut last_normal: Option<std::time::Instant> = None;
     loop {
         let requested = {
             let mut st = lock(&shared.state);
@@ -357,6 +359,17 @@ fn run(shared: &Shared, domain: &Weak<dyn EngineHost>) {
             if !driving {
                 // Promise to look again right after this grace period.
                 shared.promise.promise(epoch_ms() as u64);
+                if plan.mode == WaitMode::Normal {
+                    // Spaced (`GP_THREAD_MIN_INTERVAL`): a short sleep, with
+                    // the promise standing, so threads queueing meanwhile
+                    // do not kick; what they queue waits for the next look,
+                    // right after this grace period. `inner` is held: a
+                    // drop of the domain meanwhile waits this long.
+                    if let Some(gap) = policy::gp_thread_gap(last_normal.map(|t| t.elapsed())) {
+                        thread::sleep(gap);
+                    }
+                    last_normal = Some(std::time::Instant::now());
+                }
                 gp.wait_for_seq(target, plan.mode);
                 retirer_gps = Some(gp.counters.polled_gps.load(Ordering::Relaxed));
                 cbs.after_gp(gp);

@@ -144,6 +144,27 @@ pub(crate) const PAGE_HANDOFF_OBJECTS: usize = 128;
 /// much longer than the grace period itself.
 pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 
+/// The least time between two normal grace periods the grace-period thread
+/// starts (expedited ones, for pressure, overload or a poll, are never held
+/// back). Back to back, a 16-thread cache churning 32 KiB values had it
+/// run 35,000 grace periods a second: 71 % of a CPU, a `membarrier` (an
+/// IPI to every CPU running the process) every 28 µs, and every shard's
+/// lock taken by each look, on a machine whose CPUs all ran the cache's
+/// threads. Spaced, the thread took 6-13 % of a CPU and the cache's gets
+/// rose by about a tenth (BENCHMARKS.md, "The grace-period thread's
+/// pace"). Garbage waits at most this much longer for a grace period than
+/// it would back to back; retiring threads keep the same spacing
+/// ([`RETIRER_GP_MIN_INTERVAL`]).
+pub(crate) const GP_THREAD_MIN_INTERVAL: Duration = Duration::from_micros(200);
+
+/// How long the grace-period thread waits before it starts a normal grace
+/// period, its last having started `since_last` ago (`None`: it has run
+/// none yet): what is left of [`GP_THREAD_MIN_INTERVAL`], or nothing.
+pub(crate) fn gp_thread_gap(since_last: Option<Duration>) -> Option<Duration> {
+    let left = GP_THREAD_MIN_INTERVAL.checked_sub(since_last?)?;
+    (!left.is_zero()).then_some(left)
+}
+
 /// A retiring thread tries to complete the grace period in progress
 /// (`GracePeriods::try_complete_in_progress`: a look at the readers, no
 /// wait, no new grace period) every this many retires between hand-offs,
@@ -879,6 +900,18 @@ mod tests {
             ..ShardFacts::default()
         };
         assert_eq!(shard_pace(&p, false, empty), Pace::Idle);
+    }
+
+    #[test]
+    fn the_grace_period_thread_spaces_its_normal_grace_periods() {
+        use super::{gp_thread_gap, GP_THREAD_MIN_INTERVAL as I};
+        // The first, and any after a pause as long as the interval, at once.
+        assert_eq!(gp_thread_gap(None), None);
+        assert_eq!(gp_thread_gap(Some(I)), None);
+        assert_eq!(gp_thread_gap(Some(I * 3)), None);
+        // Back to back: the rest of the interval.
+        assert_eq!(gp_thread_gap(Some(Duration::ZERO)), Some(I));
+        assert_eq!(gp_thread_gap(Some(I / 4)), Some(I - I / 4));
     }
 
     #[test]
