@@ -612,7 +612,7 @@ impl<T> RcuCell<T> {
 /// The cells whose [`RcuCell::update`] closure runs on this thread: a
 /// write to one of them from inside its closure panics instead of making
 /// the update retry for ever.
-mod updating {
+pub(crate) mod updating {
     /// Updates checked at once per thread (nested in each other's
     /// closures); deeper ones run unchecked.
     #[cfg(not(loom))]
@@ -655,6 +655,20 @@ mod updating {
         {
             let _ = cell;
             f()
+        }
+    }
+
+    /// Whether an update closure runs on this thread (inside the
+    /// read-side section its update holds): for the misuse panic of a
+    /// wait there, which names `RcuCell::update` rather than a guard.
+    pub(crate) fn running() -> bool {
+        #[cfg(not(loom))]
+        {
+            DEPTH.get() > 0
+        }
+        #[cfg(loom)]
+        {
+            false
         }
     }
 

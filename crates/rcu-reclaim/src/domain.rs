@@ -414,8 +414,18 @@ impl Rcu {
         // One look at the thread's nesting; the QSBR list only on a QSBR
         // domain (an online thread there is in one long section).
         if reader::nesting_in(self.id) > 0 {
-            // A raw section has no guard to drop: name its end instead.
-            let fix = if reader::raw_nesting_in(self.id) > 0 {
+            // A section a write holds around the caller's code has no
+            // guard of the caller's to drop: name that write. A raw
+            // section has none either: name its end instead.
+            let fix = if crate::map::in_locked_write() {
+                "The section is the one an RcuHashMap or RcuCache write holds while it runs \
+                 your code under its key's lock (update's closure, remove_if's predicate, \
+                 get_or_insert_with's closure, a key's Hash or Eq): wait after that call returns \
+                 (and after dropping any ReadGuard of yours)"
+            } else if crate::cell::updating::running() {
+                "The section is the one RcuCell::update holds while its closure runs: wait \
+                 after that call returns (and after dropping any ReadGuard of yours)"
+            } else if reader::raw_nesting_in(self.id) > 0 {
                 "End the raw section first (read_unlock_raw(), and drop any ReadGuard)"
             } else {
                 "Drop the ReadGuard first"

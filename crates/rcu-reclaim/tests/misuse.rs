@@ -538,6 +538,79 @@ fn waiting_inside_a_section_names_the_way_out_of_that_call() {
     assert!(!msg.contains("QsbrThread::synchronize()"), "{msg}");
 }
 
+/// A wait inside a closure that a map or cell write runs in its own
+/// read-side section (`RcuHashMap::update`'s `f`, `remove_if`'s `pred`,
+/// `RcuCell::update`'s `f`) names that call, not a `ReadGuard` the caller
+/// never took. Before: "Drop the ReadGuard first", with no guard in sight.
+#[test]
+fn waiting_inside_a_write_closure_names_the_write_not_a_guard() {
+    use rcu_reclaim::RcuHashMap;
+    type Write = fn(&Rcu, &RcuHashMap<u32, u32>);
+    let map_closures: [(&str, Write); 3] = [
+        ("update", |rcu, map| {
+            map.update(1, |_| {
+                rcu.synchronize();
+                Some(2)
+            });
+        }),
+        ("remove_if", |rcu, map| {
+            map.remove_if(&1, |_| {
+                rcu.barrier();
+                true
+            });
+        }),
+        ("get_or_insert_with", |rcu, map| {
+            let guard = rcu.read_lock();
+            map.get_or_insert_with(
+                7,
+                || {
+                    rcu.synchronize_expedited();
+                    7
+                },
+                &guard,
+            );
+        }),
+    ];
+    for (call, write) in map_closures {
+        let msg = panic_message_of(move || {
+            let rcu = Rcu::new(Config::new()).unwrap();
+            let map = RcuHashMap::new_in(&rcu);
+            map.insert(1u32, 1u32);
+            write(&rcu, &map);
+        });
+        assert!(
+            msg.contains("called inside a read-side critical section"),
+            "{call}: {msg}"
+        );
+        assert!(msg.contains("RcuHashMap"), "{call}: {msg}");
+        assert!(msg.contains("after that call returns"), "{call}: {msg}");
+    }
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+        cell.update(|old| {
+            rcu.synchronize();
+            old.map(|v| Box::new(v + 1))
+        });
+    });
+    assert!(
+        msg.contains("called inside a read-side critical section"),
+        "{msg}"
+    );
+    assert!(msg.contains("RcuCell::update"), "{msg}");
+    assert!(!msg.contains("Drop the ReadGuard first"), "{msg}");
+    // The same on a QSBR domain, from a thread that is not registered.
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+        let map = RcuHashMap::new_in(&rcu);
+        map.update(1u32, |_| {
+            rcu.barrier();
+            Some(1u32)
+        });
+    });
+    assert!(msg.contains("RcuHashMap"), "{msg}");
+}
+
 /// A zero where a count must be at least one: the error names that knob
 /// alone, with its default, not every knob the rule covers.
 #[test]

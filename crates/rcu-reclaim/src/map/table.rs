@@ -503,6 +503,22 @@ std::thread_local! {
         const { [const { std::cell::Cell::new(0) }; NESTED] };
 }
 
+/// Whether this thread holds a stripe lock of some map: it runs code that
+/// a map (or cache) write runs under its key's lock, inside the read-side
+/// section that write holds (`update`'s `f`, `remove_if`'s `pred`,
+/// `get_or_insert_with`'s `f`, a key's `Hash` or `Eq`). For the misuse
+/// panic of a wait there, which names that write rather than a guard.
+pub(crate) fn in_locked_write() -> bool {
+    #[cfg(not(loom))]
+    {
+        DEPTH.get() > 0
+    }
+    #[cfg(loom)]
+    {
+        false
+    }
+}
+
 impl Held {
     /// Marks this thread as holding stripe `m` of `stripes`; says whether
     /// it already held a stripe of another map (a nested write).

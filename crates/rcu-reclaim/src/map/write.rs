@@ -198,8 +198,9 @@ where
     /// `pred` runs under the key's stripe lock (so it must not write to
     /// this map), and no other write to the key runs meanwhile: a cache
     /// evicts with it the entry it examined, never a newer one that
-    /// replaced it. The entry is dropped after a grace period, its size
-    /// booked.
+    /// replaced it. As `update`'s `f`, `pred` runs inside a read-side
+    /// section the write holds: it must not wait for a grace period. The
+    /// entry is dropped after a grace period, its size booked.
     ///
     /// # Panics
     /// If called from a closure that another write of this map runs under
@@ -339,7 +340,8 @@ where
     /// The value of `key`, inserting `f()` first if the key is absent.
     /// `f` runs at most once, and only if its value is inserted; it runs
     /// under the key's stripe lock, so it must not write to this map
-    /// (reading it is fine).
+    /// (reading it is fine), and inside `guard`'s section, so it must not
+    /// wait for a grace period.
     ///
     /// # Panics
     /// If `guard` belongs to another domain than the map; if `f` writes to
@@ -427,7 +429,10 @@ where
     /// not write to this map: such a write panics, where it would
     /// deadlock; a write to another map or cache from `f` panics if it
     /// closes a deadlock, see [`remove_if`](Self::remove_if)),
-    /// and no other write to the key runs meanwhile.
+    /// and no other write to the key runs meanwhile. `f` also runs inside
+    /// a read-side section the write holds: it must not wait for a grace
+    /// period or for callbacks (`synchronize`, `barrier`, `store_sync`,
+    /// `Retired::into_box`), which panics, naming this call.
     /// Returns whether the key is present afterwards. A replaced or removed
     /// entry is dropped after a grace period, its size booked.
     ///
