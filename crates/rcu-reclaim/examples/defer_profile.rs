@@ -9,7 +9,12 @@
 //! valgrind --tool=callgrind target/release/examples/defer_profile 200000
 //! valgrind --tool=callgrind target/release/examples/defer_profile 200000 call
 //! valgrind --tool=callgrind target/release/examples/defer_profile 200000 defer background
+//! valgrind --tool=callgrind target/release/examples/defer_profile 200000 crossbeam
 //! ```
+//!
+//! `crossbeam` runs the criterion bench's crossbeam-epoch loop instead
+//! (`defer_destroy`, then eight pin+flush rounds per 10,000), to compare
+//! what glibc's `malloc`/`free` cost each.
 use std::hint::black_box;
 
 fn main() {
@@ -18,9 +23,10 @@ fn main() {
     let call = match args.next().as_deref() {
         None | Some("defer") => false,
         Some("call") => true,
+        Some("crossbeam") => return crossbeam(n),
         Some(other) => {
             eprintln!(
-                "usage: defer_profile [N] [defer|call] [on-demand|background] (not {other:?})"
+                "usage: defer_profile [N] [defer|call|crossbeam] [on-demand|background] (not {other:?})"
             );
             std::process::exit(2);
         }
@@ -30,7 +36,7 @@ fn main() {
         Some("background") => rcu_reclaim::Config::new(),
         Some(other) => {
             eprintln!(
-                "usage: defer_profile [N] [defer|call] [on-demand|background] (not {other:?})"
+                "usage: defer_profile [N] [defer|call|crossbeam] [on-demand|background] (not {other:?})"
             );
             std::process::exit(2);
         }
@@ -46,5 +52,20 @@ fn main() {
             }
         }
         rcu.barrier();
+    }
+}
+
+fn crossbeam(n: u64) {
+    use crossbeam_epoch::{self as epoch, Owned};
+    for chunk in 0..n / 10_000 {
+        for i in 0..10_000 {
+            let g = epoch::pin();
+            let p = Owned::new([black_box(chunk * 10_000 + i); 8]).into_shared(&g);
+            // SAFETY: `p` was never published; destroying it later is sound.
+            unsafe { g.defer_destroy(p) };
+        }
+        for _ in 0..8 {
+            epoch::pin().flush();
+        }
     }
 }

@@ -221,6 +221,20 @@ const _: () = assert!(
 /// and 64-byte retires took 27 ns instead of 25).
 pub(crate) const DRAIN_STEP_KEEPING_UP: usize = 1;
 
+/// A thread takes its drain's objects at every this-many-th retire (its
+/// page's count a multiple of it), this many steps at once (a hurrying
+/// drain, [`DRAIN_STEP_HURRY`], at every retire): the same frees per
+/// retire, one entry into the drop machinery (the in-callback mark, the
+/// unwind guard, the count `barrier` waits for) per four. Four frees after
+/// four allocations still fit glibc's per-thread cache (seven chunks a
+/// size), so a step of one keeps each allocation on the memory the last
+/// free gave back; at eight, every eighth allocation would miss it.
+pub(crate) const DRAIN_EVERY: usize = 4;
+const _: () = assert!(
+    DRAIN_STEP * DRAIN_EVERY <= DRAIN_STEP_HURRY,
+    "a drain behind a backlog takes its steps whole (at most a hurrying step at once)"
+);
+
 /// The drain's step while the shard holds [`THROTTLE_PAGES`] ready pages
 /// or more (after a grace period held up by a long reader).
 pub(crate) const DRAIN_STEP_HURRY: usize = 8;

@@ -41,8 +41,20 @@ fn allocator_reentered(what: &str) -> ! {
     )
 }
 
-/// The most objects one retire may take from its drain.
+/// The most objects one retire takes from its drain. (A drain at this
+/// step takes it at every retire; below it, `DRAIN_EVERY` steps at every
+/// `DRAIN_EVERY`-th, up to this many.) Small: `Popped` holds that many
+/// on every retiring call's stack, and the compiler zeroes it there (at
+/// 32 entries, a 520-byte `memset` per retire: 49 instructions).
 const STEP_MAX: usize = crate::policy::DRAIN_STEP_HURRY;
+
+/// Whether a retire that finds `count` objects on its thread's page takes
+/// from its drain: every `DRAIN_EVERY`-th (the count runs 0, 1, 2, ... from
+/// each fresh page, so every residue comes round).
+#[inline]
+pub(crate) fn drain_point(count: usize) -> bool {
+    count % crate::policy::DRAIN_EVERY == 0
+}
 
 /// A ready page being freed in steps by its thread.
 #[derive(Default)]
@@ -50,7 +62,8 @@ pub(crate) struct Drain {
     page: Option<BulkPage>,
     /// Objects taken from the front of the page so far.
     pos: usize,
-    /// Objects to take per retire.
+    /// Objects to take per retire (taken `DRAIN_EVERY` retires' worth at
+    /// a time).
     step: usize,
 }
 
@@ -77,15 +90,29 @@ impl Drain {
         }
     }
 
-    /// Takes up to `step` objects into `out` (empty); returns how many
-    /// are left.
+    /// Whether a retire that finds `count` objects on its thread's page
+    /// takes from this drain: at every [`drain_point`], or at every retire
+    /// while it hurries.
+    #[inline]
+    pub(crate) fn due(&self, count: usize) -> bool {
+        self.step >= STEP_MAX || drain_point(count)
+    }
+
+    /// Objects one taking takes: `DRAIN_EVERY` steps, at most `STEP_MAX`.
+    #[inline]
+    fn batch(&self) -> usize {
+        (self.step * crate::policy::DRAIN_EVERY).min(STEP_MAX)
+    }
+
+    /// Takes up to [`batch`](Self::batch) objects into `out` (empty);
+    /// returns how many are left.
     #[inline]
     pub(crate) fn pop_into(&mut self, out: &mut Popped) -> usize {
         let Some(page) = &self.page else {
             return 0;
         };
         let left = page.entries(self.pos..page.len());
-        let n = left.len().min(self.step);
+        let n = left.len().min(self.batch());
         out.fill(&left[..n]);
         self.pos += n;
         left.len() - n
@@ -196,8 +223,10 @@ impl LocalBuffer {
     /// Called only by the thread that owns the slot holding this buffer;
     /// `drop(ptr)` as in [`BulkPage::push`].
     ///
-    /// With the push, it takes up to the drain's step of objects from its
-    /// drain into `popped` (counted in `dropping`): the caller runs them,
+    /// With the push, at every `DRAIN_EVERY`-th retire ([`drain_point`]),
+    /// it takes up to that many of the drain's steps of objects (at every
+    /// retire while the drain hurries: `Drain::due`) from its drain into
+    /// `popped` (counted in `dropping`): the caller runs them,
     /// then calls [`dropped`](Self::dropped), if `may_pop()`, asked only
     /// when the drain holds something (the caller says no from inside a
     /// callback or a deferred drop, the drain's included: a value that
@@ -227,14 +256,20 @@ impl LocalBuffer {
             self.busy.store(false, Ordering::Release);
             return false;
         }
-        if self.drain_count.load(Ordering::Relaxed) > 0 && may_pop() {
-            // SAFETY: owner, busy, no stealer (see the `Sync` impl).
-            let left = self.drain.with_mut(|d| unsafe { &mut *d }.pop_into(popped));
-            let d = self.dropping.load(Ordering::Relaxed);
-            self.dropping
-                .store(d.wrapping_add(popped.len()), Ordering::Relaxed);
-            // Release: see `Callbacks::barrier`.
-            self.drain_count.store(left, Ordering::Release);
+        if self.drain_count.load(Ordering::Relaxed) > 0 {
+            let count = self.count.load(Ordering::Relaxed);
+            let left = self.drain.with_mut(|d| {
+                // SAFETY: owner, busy, no stealer (see the `Sync` impl).
+                let d = unsafe { &mut *d };
+                (d.due(count) && may_pop()).then(|| d.pop_into(popped))
+            });
+            if let Some(left) = left {
+                let d = self.dropping.load(Ordering::Relaxed);
+                self.dropping
+                    .store(d.wrapping_add(popped.len()), Ordering::Relaxed);
+                // Release: see `Callbacks::barrier`.
+                self.drain_count.store(left, Ordering::Release);
+            }
         }
         let pushed = self.page.with_mut(|p| {
             // SAFETY: owner, busy, no stealer (see the `Sync` impl).
@@ -626,5 +661,114 @@ mod loom_tests {
             });
             assert_eq!(drops.load(Ordering::SeqCst), 2);
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::callbacks::bulk::{drop_box, word, PageAllocator, SystemPageAllocator};
+    use crate::policy::{DRAIN_EVERY, DRAIN_STEP, DRAIN_STEP_HURRY, DRAIN_STEP_KEEPING_UP};
+    use std::sync::Arc;
+
+    /// A drain of `n` boxed `u64`s at `step`, beside an empty bulk page.
+    fn buffer_with_drain(alloc: &Arc<dyn PageAllocator>, n: usize, step: usize) -> LocalBuffer {
+        let buf = LocalBuffer::default();
+        let mut ready = BulkPage::allocate(alloc).expect("system pages");
+        for i in 0..n {
+            let p = Box::into_raw(Box::new(i as u64)).cast::<()>();
+            // SAFETY: from `Box::into_raw`, dropped once by the drain.
+            unsafe { ready.push(word(p), drop_box::<u64>, 8, Kind::Plain) };
+        }
+        buf.with_drain_owner(|d| *d = Drain::new(ready, step));
+        buf.with_page_owner(|p| *p = BulkPage::allocate(alloc));
+        buf
+    }
+
+    /// Retires `retires` boxed `u64`s into `buf` as its owner, running what
+    /// each takes from the drain; returns how many each retire took.
+    fn retire(buf: &LocalBuffer, retires: usize) -> Vec<usize> {
+        (0..retires)
+            .map(|_| {
+                let mut popped = Popped::default();
+                let p = Box::into_raw(Box::new(7u64)).cast::<()>();
+                // SAFETY: this thread owns `buf`; `p` is from `Box::into_raw`
+                // and its page is emptied by the caller.
+                let pushed = unsafe {
+                    buf.try_push(
+                        Flavor::Mb,
+                        word(p),
+                        drop_box::<u64>,
+                        8,
+                        Kind::Plain,
+                        || true,
+                        &mut popped,
+                    )
+                };
+                assert!(pushed, "the page has room");
+                let n = popped.len();
+                for d in popped.items() {
+                    // SAFETY: popped from a ready page, once.
+                    unsafe { d.run() };
+                }
+                buf.dropped(n);
+                n
+            })
+            .collect()
+    }
+
+    fn empty(buf: &LocalBuffer) {
+        buf.with_page_owner(|page| {
+            if let Some(mut page) = page.take() {
+                page.drop_objects();
+            }
+        });
+        buf.with_drain_owner(|d| {
+            if let Some((mut rest, done)) = d.take() {
+                rest.forget_front(done);
+                rest.drop_objects();
+            }
+        });
+    }
+
+    /// A drain's objects go `DRAIN_EVERY` steps at a time, at every
+    /// `DRAIN_EVERY`-th retire (so four frees follow four allocations and
+    /// glibc's thread cache recycles them), and at every retire while it
+    /// hurries; the rate per retire is its step either way.
+    #[test]
+    fn a_drain_takes_its_steps_together_at_every_fourth_retire_unless_it_hurries() {
+        let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
+        let retires = 4 * DRAIN_EVERY;
+        for (step, per_take, every) in [
+            (DRAIN_STEP_KEEPING_UP, DRAIN_EVERY, DRAIN_EVERY),
+            (DRAIN_STEP, DRAIN_STEP * DRAIN_EVERY, DRAIN_EVERY),
+            (DRAIN_STEP_HURRY, DRAIN_STEP_HURRY, 1),
+        ] {
+            let buf = buffer_with_drain(&alloc, 200, step);
+            let taken = retire(&buf, retires);
+            for (i, n) in taken.iter().enumerate() {
+                let want = if i % every == 0 { per_take } else { 0 };
+                assert_eq!(*n, want, "step {step}, retire {i}: {taken:?}");
+            }
+            assert_eq!(taken.iter().sum::<usize>(), step * retires, "step {step}");
+            assert_eq!(
+                buf.drain_count.load(Ordering::Relaxed),
+                200 - step * retires
+            );
+            assert_eq!(buf.dropping.load(Ordering::Relaxed), 0);
+            empty(&buf);
+        }
+    }
+
+    /// The last objects of a drain go at its next point, however few.
+    #[test]
+    fn a_drain_short_of_a_batch_goes_whole() {
+        let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
+        let buf = buffer_with_drain(&alloc, DRAIN_EVERY - 1, DRAIN_STEP_KEEPING_UP);
+        let taken = retire(&buf, DRAIN_EVERY + 1);
+        assert_eq!(taken[0], DRAIN_EVERY - 1, "{taken:?}");
+        assert_eq!(taken.iter().sum::<usize>(), DRAIN_EVERY - 1);
+        assert_eq!(buf.drain_count.load(Ordering::Relaxed), 0);
+        empty(&buf);
     }
 }
