@@ -96,3 +96,44 @@ fn a_shrinker_counting_usize_max_objects_that_frees_nothing_ends_in_an_oom() {
         "reclaim or shrink kept calling a shrinker that frees nothing"
     );
 }
+
+/// Says it freed 1 MiB per batch and frees nothing.
+struct Liar;
+
+impl Shrinker for Liar {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        1000
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        Scanned {
+            freed: ctl.nr_to_scan(),
+            bytes: 1 << 20,
+        }
+    }
+}
+
+/// A budget whose usage never falls, beside a shrinker that claims to
+/// free plenty: the out-of-memory report says the counted bytes covered
+/// the target while the measure did not come down, rather than only
+/// "freed 40 MiB of 1 MiB ... out of memory".
+#[test]
+fn an_oom_after_counted_frees_covering_the_target_says_the_measure_did_not_fall() {
+    use rcu_reclaim::reclaim::MemoryBudget;
+    use std::sync::Mutex;
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let seen = reports.clone();
+    reclaimer.set_oom_handler(move |r| seen.lock().unwrap().push(r.to_string()));
+    reclaimer.register(Arc::new(Liar));
+    let budget = MemoryBudget::new(64 << 20, reclaimer, || 80 << 20);
+    budget.check();
+    let reports = reports.lock().unwrap();
+    assert!(!reports.is_empty(), "no OOM reported: {:?}", budget.stats());
+    let last = reports.last().unwrap();
+    assert!(
+        last.contains("did not fall") && last.contains("may report more than it frees"),
+        "{last}"
+    );
+    rcu.barrier();
+}

@@ -263,6 +263,12 @@ impl<K: ReclaimSize, V: ReclaimSize> RcuHashMap<K, V> {
     /// An empty map of the global domain that holds `capacity` entries
     /// before its table first grows (and never shrinks below that).
     ///
+    /// # Panics
+    /// If the table for `capacity` entries would need more bytes than
+    /// `usize` counts ("capacity overflow", as `Vec::with_capacity`) or
+    /// than the machine has memory: the message names the size. Ask for
+    /// less; the map grows as entries come.
+    ///
     /// ```
     /// let map: rcu_reclaim::RcuHashMap<u32, u32> = rcu_reclaim::RcuHashMap::with_capacity(1000);
     /// assert!(map.capacity() >= 1000);
@@ -287,6 +293,9 @@ impl<K: ReclaimSize, V: ReclaimSize> RcuHashMap<K, V> {
 
     /// An empty map of domain `rcu` that holds `capacity` entries before
     /// its table first grows.
+    ///
+    /// # Panics
+    /// As [`with_capacity`](RcuHashMap::with_capacity).
     ///
     /// ```
     /// use rcu_reclaim::{Rcu, RcuHashMap};

@@ -230,6 +230,15 @@ impl fmt::Display for OomReport {
         for (name, count) in &self.shrinkers {
             write!(f, " {name}={count}")?;
         }
+        if self.target_bytes > 0 && self.reclaimed.freed_bytes >= self.target_bytes {
+            // Counted as freed, yet the measure of memory did not come down.
+            write!(
+                f,
+                "; the bytes counted as freed cover the target, but the memory measured did not \
+                 fall to it: a shrinker may report more than it frees (its `scan` must return \
+                 the bytes its objects really held), or other code allocated meanwhile"
+            )?;
+        }
         Ok(())
     }
 }
