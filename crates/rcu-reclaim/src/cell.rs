@@ -612,16 +612,19 @@ impl<T> RcuCell<T> {
 /// The cells whose [`RcuCell::update`] closure runs on this thread: a
 /// write to one of them from inside its closure panics instead of making
 /// the update retry for ever.
-pub(crate) mod updating {
+mod updating {
     /// Updates checked at once per thread (nested in each other's
     /// closures); deeper ones run unchecked.
     #[cfg(not(loom))]
     const NESTED: usize = 8;
 
+    /// How many update closures run on this thread, in a thread-local of
+    /// `sync`, where the domain's misuse panic reads it.
+    #[cfg(not(loom))]
+    use crate::sync::CELL_UPDATE_DEPTH as DEPTH;
+
     #[cfg(not(loom))]
     std::thread_local! {
-        /// How many update closures run on this thread. No destructor.
-        static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         /// The cells (addresses) of the first [`NESTED`] of them.
         static CELLS: [std::cell::Cell<usize>; NESTED] =
             const { [const { std::cell::Cell::new(0) }; NESTED] };
@@ -655,20 +658,6 @@ pub(crate) mod updating {
         {
             let _ = cell;
             f()
-        }
-    }
-
-    /// Whether an update closure runs on this thread (inside the
-    /// read-side section its update holds): for the misuse panic of a
-    /// wait there, which names `RcuCell::update` rather than a guard.
-    pub(crate) fn running() -> bool {
-        #[cfg(not(loom))]
-        {
-            DEPTH.get() > 0
-        }
-        #[cfg(loom)]
-        {
-            false
         }
     }
 

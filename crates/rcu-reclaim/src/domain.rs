@@ -417,12 +417,12 @@ impl Rcu {
             // A section a write holds around the caller's code has no
             // guard of the caller's to drop: name that write. A raw
             // section has none either: name its end instead.
-            let fix = if crate::map::in_locked_write() {
+            let fix = if crate::sync::in_map_write() {
                 "The section is the one an RcuHashMap or RcuCache write holds while it runs \
                  your code under its key's lock (update's closure, remove_if's predicate, \
                  get_or_insert_with's closure, a key's Hash or Eq): wait after that call returns \
                  (and after dropping any ReadGuard of yours)"
-            } else if crate::cell::updating::running() {
+            } else if crate::sync::in_cell_update() {
                 "The section is the one RcuCell::update holds while its closure runs: wait \
                  after that call returns (and after dropping any ReadGuard of yours)"
             } else if reader::raw_nesting_in(self.id) > 0 {

@@ -100,6 +100,47 @@ thread_local! {
     pub(crate) static NO_RECLAIM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+#[cfg(not(loom))]
+std::thread_local! {
+    /// How many stripe locks of maps this thread holds (nested map writes:
+    /// `map::table::Held`). Kept here, below the domain, so that a wait's
+    /// misuse panic can name the write whose section it is in. No
+    /// destructor: usable by writes in other thread-locals' destructors.
+    pub(crate) static MAP_WRITE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How many `RcuCell::update` closures run on this thread
+    /// (`cell::updating`), likewise. No destructor.
+    pub(crate) static CELL_UPDATE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread runs code that a map (or cache) write runs under
+/// its key's lock, inside the read-side section that write holds
+/// (`update`'s `f`, `remove_if`'s `pred`, `get_or_insert_with`'s `f`, a
+/// key's `Hash` or `Eq`): for the misuse panic of a wait there.
+pub(crate) fn in_map_write() -> bool {
+    #[cfg(not(loom))]
+    {
+        MAP_WRITE_DEPTH.get() > 0
+    }
+    #[cfg(loom)]
+    {
+        false
+    }
+}
+
+/// Whether an `RcuCell::update` closure runs on this thread (inside the
+/// read-side section its update holds): for the misuse panic of a wait
+/// there.
+pub(crate) fn in_cell_update() -> bool {
+    #[cfg(not(loom))]
+    {
+        CELL_UPDATE_DEPTH.get() > 0
+    }
+    #[cfg(loom)]
+    {
+        false
+    }
+}
+
 /// A held lock of the crate. While any is held the thread is marked
 /// no-reclaim, so an allocation made under the lock can never enter direct
 /// reclaim, which may need the same lock (the kernel's `GFP_NOFS` idea).

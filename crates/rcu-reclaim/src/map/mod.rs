@@ -81,7 +81,6 @@ mod table;
 mod write;
 
 pub use iter::Iter;
-pub(crate) use table::in_locked_write;
 pub(crate) use write::{StripeBusy, Unlinked};
 
 use std::borrow::Borrow;

@@ -490,9 +490,6 @@ pub(super) const NESTED: usize = 32;
 
 #[cfg(not(loom))]
 std::thread_local! {
-    /// How many stripes of maps this thread holds (nested writes). No
-    /// destructor: usable by writes in other thread-locals' destructors.
-    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// The maps (`Stripes` addresses) of the first [`NESTED`] of them, one
     /// cell each, so a write reads and writes one word, not the array.
     static HOLDING: [std::cell::Cell<usize>; NESTED] =
@@ -503,21 +500,10 @@ std::thread_local! {
         const { [const { std::cell::Cell::new(0) }; NESTED] };
 }
 
-/// Whether this thread holds a stripe lock of some map: it runs code that
-/// a map (or cache) write runs under its key's lock, inside the read-side
-/// section that write holds (`update`'s `f`, `remove_if`'s `pred`,
-/// `get_or_insert_with`'s `f`, a key's `Hash` or `Eq`). For the misuse
-/// panic of a wait there, which names that write rather than a guard.
-pub(crate) fn in_locked_write() -> bool {
-    #[cfg(not(loom))]
-    {
-        DEPTH.get() > 0
-    }
-    #[cfg(loom)]
-    {
-        false
-    }
-}
+/// How many stripes of maps this thread holds (nested writes), in a
+/// thread-local of `sync`, where the domain's misuse panic reads it.
+#[cfg(not(loom))]
+use crate::sync::MAP_WRITE_DEPTH as DEPTH;
 
 impl Held {
     /// Marks this thread as holding stripe `m` of `stripes`; says whether
