@@ -90,15 +90,26 @@ fn cgroup_v1_page_cache_pressure_drives_fast_mode_without_evicting_the_cache() {
     assert!(stdout.contains("CHILD OK"), "{stdout}\n{stderr}");
 }
 
+/// Held while a child runs: one child at a time. Each child fills its own
+/// 100 MiB cgroup and has its monitor race the fill; run side by side (the
+/// harness runs this file's tests in parallel), a dozen of them on two
+/// CPUs starved each other's monitors, and one in a CI run was OOM-killed
+/// at a peak that alone it keeps 3-5 MiB under the limit.
+static ONE_CHILD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs this test binary's `test` alone in a child process with `env`
 /// set, moved into the cgroup `dir`; its output once it has exited (killed
-/// after `limit`).
+/// after `limit`). Children run one at a time ([`ONE_CHILD_AT_A_TIME`]).
 fn run_child(
     test: &str,
     env: (&str, &std::ffi::OsStr),
     dir: &Path,
     limit: Duration,
 ) -> std::process::Output {
+    // A test that failed while holding it poisons it; the others go on.
+    let _alone = ONE_CHILD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(env.0, env.1)
@@ -504,6 +515,15 @@ fn in_a_100_mib_cgroup(tag: &str, test: &str, child_env: &str) -> Option<String>
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
+    // How close it came: the cgroup's peak usage.
+    if let Ok(peak) = fs::read_to_string(dir.join("memory.max_usage_in_bytes")) {
+        if let Ok(peak) = peak.trim().parse::<usize>() {
+            println!(
+                "{tag}: peak usage {:.1} MiB of 100",
+                peak as f64 / MIB as f64
+            );
+        }
+    }
     let oom = fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
     assert!(
         out.status.success(),
