@@ -17,6 +17,9 @@ std::thread_local! {
     /// Whether a [`OneReading`] is open on this thread, and its reading once
     /// taken. No destructor: usable from other thread-locals' destructors.
     static READING: Cell<(bool, Option<Instant>)> = const { Cell::new((false, None)) };
+    /// The open reading as [`epoch_ms`] (0: not worked out yet). Apart
+    /// from `READING`, whose every [`now`] copies it in and out.
+    static READING_MS: Cell<usize> = const { Cell::new(0) };
 }
 
 /// While alive, [`now`] on this thread returns one reading of the clock
@@ -33,6 +36,7 @@ pub(crate) fn one_reading() -> OneReading {
         let (open, _) = r.get();
         if !open {
             r.set((true, None));
+            READING_MS.set(0);
         }
         !open
     });
@@ -44,6 +48,7 @@ impl OneReading {
     /// the next [`now`] reads the clock again.
     pub(crate) fn refresh(&self) {
         READING.with(|r| r.set((true, None)));
+        READING_MS.set(0);
     }
 }
 
@@ -51,6 +56,7 @@ impl Drop for OneReading {
     fn drop(&mut self) {
         if self.outermost {
             READING.with(|r| r.set((false, None)));
+            READING_MS.set(0);
         }
     }
 }
@@ -61,18 +67,21 @@ impl Drop for OneReading {
 /// retire's slow path), whose own pace must not see a frozen clock.
 pub(crate) struct Suspended {
     saved: (bool, Option<Instant>),
+    saved_ms: usize,
 }
 
 /// Suspends this thread's [`OneReading`], if one is open; see [`Suspended`].
 pub(crate) fn suspend() -> Suspended {
     Suspended {
         saved: READING.with(|r| r.replace((false, None))),
+        saved_ms: READING_MS.replace(0),
     }
 }
 
 impl Drop for Suspended {
     fn drop(&mut self) {
         READING.with(|r| r.set(self.saved));
+        READING_MS.set(self.saved_ms);
     }
 }
 
@@ -100,10 +109,35 @@ pub(crate) fn elapsed(since: Instant) -> std::time::Duration {
 }
 
 /// Milliseconds since the first call in this process (a coarse clock for
-/// page ages; 0 is never returned, so 0 can mean "empty").
+/// page ages; 0 is never returned, so 0 can mean "empty"). Inside a
+/// [`OneReading`], worked out once from its reading: a retire's slow path
+/// asks for it four or five times (the fresh page, the drain, the kicks,
+/// the fallback look), about 80 instructions each.
 pub(crate) fn epoch_ms() -> usize {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    elapsed(*START.get_or_init(Instant::now)).as_millis() as usize + 1
+    let start = *START.get_or_init(Instant::now);
+    // Not under loom: its threads share one OS thread's locals.
+    if cfg!(loom) || !READING.with(|r| r.get().0) {
+        return ms_since(start, Instant::now());
+    }
+    match READING_MS.get() {
+        0 => {
+            let ms = ms_since(start, now());
+            READING_MS.set(ms);
+            ms
+        }
+        ms => ms,
+    }
+}
+
+/// [`epoch_ms`] at `now`, the epoch being `start` (at least 1).
+fn ms_since(start: Instant, now: Instant) -> usize {
+    let d = now.saturating_duration_since(start);
+    // `as_millis`, without its `u128`.
+    (d.as_secs() as usize)
+        .saturating_mul(1000)
+        .saturating_add(d.subsec_millis() as usize)
+        .saturating_add(1)
 }
 
 #[cfg(all(test, not(loom)))]
@@ -135,6 +169,32 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         assert!(now() > second, "closed: fresh readings again");
         assert_eq!(elapsed(now() + Duration::from_secs(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn epoch_ms_inside_a_reading_is_its_reading() {
+        let before = epoch_ms();
+        assert!(before >= 1);
+        let reading = one_reading();
+        let first = epoch_ms();
+        assert!(first >= before);
+        let at = now();
+        std::thread::sleep(Duration::from_millis(3));
+        assert_eq!(epoch_ms(), first, "worked out once per reading");
+        assert_eq!(now(), at, "from the same reading as `now`");
+        {
+            let _s = suspend();
+            assert!(epoch_ms() > first, "suspended: the clock afresh");
+            let _nested = one_reading();
+            assert!(epoch_ms() > first, "a reading opened inside is its own");
+        }
+        assert_eq!(epoch_ms(), first, "the outer reading is back");
+        reading.refresh();
+        let second = epoch_ms();
+        assert!(second > first, "a refresh reads the clock again");
+        drop(reading);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(epoch_ms() > second, "closed: fresh readings again");
     }
 
     #[test]

@@ -895,8 +895,10 @@ impl Rcu {
             // to (it has, once asked for the fallback look above).
             kick = self.fresh_page_needs_kick(epoch_ms());
         }
+        // The shard handed to, once (`sched_getcpu`), for the drain and the
+        // throttle below.
+        let cpu = if handed_off { cbs.current_shard() } else { 0 };
         if handed_off {
-            let cpu = cbs.current_shard();
             if cbs.params.retiring_thread_frees {
                 // Opted in: this thread frees its shard's ready pages, up
                 // to `INLINE_FREE_PAGES` per page it hands off, so a
@@ -946,7 +948,7 @@ impl Rcu {
         // back would hold back the memory it is after).
         if handed_off && !in_callback() && !crate::sync::NO_RECLAIM.with(Cell::get) {
             if !cbs.params.retiring_thread_frees {
-                cbs.throttle_producer(&inner.gp, cbs.current_shard());
+                cbs.throttle_producer(&inner.gp, cpu);
             }
             #[cfg(not(loom))]
             let bounded = may_wait && self.wait_for_headroom();

@@ -286,14 +286,21 @@ impl Callbacks {
             st.since = Some(Instant::now());
         }
         st.hurry |= hurry;
-        let kick = self.after_enqueue(&mut st, was_idle, bytes);
+        let (kick, _) = self.after_enqueue(&mut st, was_idle, bytes);
         shard.publish(&st);
         (kick || hurry, cpu)
     }
 
     /// Overload, batch and byte checks after queueing `added_bytes`;
-    /// returns whether to kick.
-    fn after_enqueue(&self, st: &mut ShardState, was_idle: bool, added_bytes: usize) -> bool {
+    /// returns whether to kick, and the shard's entries not yet assigned a
+    /// grace period with their bytes (`unrequested`: a walk of its pages,
+    /// which a hand-off needs again).
+    fn after_enqueue(
+        &self,
+        st: &mut ShardState,
+        was_idle: bool,
+        added_bytes: usize,
+    ) -> (bool, (usize, usize)) {
         let (count, _) = st.totals();
         let mut kick = was_idle;
         if policy::shard_overloads(&self.params, count) && !st.overloaded {
@@ -308,13 +315,14 @@ impl Callbacks {
         // Overload cancels the lazy delay for everything queued meanwhile.
         st.hurry |= st.overloaded;
         let (unrequested, unrequested_bytes) = st.unrequested();
-        policy::kick_after_enqueue(
+        let kick = policy::kick_after_enqueue(
             &self.params,
             kick,
             st.overloaded,
             unrequested,
             (unrequested_bytes, added_bytes),
-        )
+        );
+        (kick, (unrequested, unrequested_bytes))
     }
 
     /// Seals a page that is not the caller's own (stolen from its thread,
@@ -425,9 +433,9 @@ impl Callbacks {
         st.hurry |= early;
         // The page's own thread weighs the idle shard's kick itself (see
         // `hand_off_own`).
-        let kick = self.after_enqueue(&mut st, was_idle && !own, added);
+        let (kick, (unrequested, unrequested_bytes)) =
+            self.after_enqueue(&mut st, was_idle && !own, added);
         shard.publish(&st);
-        let (unrequested, unrequested_bytes) = st.unrequested();
         let due = st.hurry
             || collecting
             || policy::batch_full(&self.params, unrequested, unrequested_bytes);
