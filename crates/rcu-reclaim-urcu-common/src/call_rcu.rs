@@ -402,6 +402,16 @@ pub fn memory_state<F: Flavor>() -> rcu_reclaim::pressure::MemoryState {
 /// `rcu_barrier`: waits until every callback queued before the call has
 /// been invoked (an online QSBR thread goes offline for the wait).
 pub fn barrier<F: Flavor>() {
+    if crate::fork::forking_here() {
+        // liburcu waits for its paused call_rcu threads for ever.
+        eprintln!(
+            "[error] rcu-reclaim-urcu: rcu_barrier() called between call_rcu_before_fork() and \
+             call_rcu_after_fork_parent() / call_rcu_after_fork_child(): the call_rcu threads \
+             are paused for the fork and cannot run the callbacks it would wait for; it returns \
+             at once. Call it before call_rcu_before_fork() or after the after_fork hook."
+        );
+        return;
+    }
     if F::in_read_section() {
         // liburcu-qsbr's sections taken offline protect nothing, and its
         // barrier waits: so does this one, the sections ended meanwhile.

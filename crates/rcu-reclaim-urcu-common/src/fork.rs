@@ -11,6 +11,7 @@
 //! defer thread drains the queues of the threads the child lacks.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rcu_reclaim::fork::ForkGuard;
@@ -29,6 +30,8 @@ pub struct UrcuAtfork {
 }
 
 struct Held {
+    /// The process that called `before_fork` (the parent, once forked).
+    pid: u32,
     // Dropped in this order.
     domain: Option<ForkGuard<'static>>,
     defer: Option<defer::ForkHeld>,
@@ -39,6 +42,86 @@ thread_local! {
     /// What `before_fork` holds until the matching `after_fork_*` (the same
     /// thread: the one that forks).
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// How many threads are between `call_rcu_before_fork` and the matching
+/// `after_fork_*` (0 or 1 but for misuse): lets [`forking_here`] skip the
+/// thread-local look on every other call.
+static IN_WINDOW: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the calling thread is between its `call_rcu_before_fork` and
+/// the matching `call_rcu_after_fork_parent` / `_child`, holding the
+/// `call_rcu_data` list, the `defer_rcu` locks and the domain stopped for
+/// the fork. One relaxed load of a global on every other thread.
+#[inline]
+pub fn forking_here() -> bool {
+    IN_WINDOW.load(Ordering::Relaxed) != 0 && forking_here_slow()
+}
+
+#[cold]
+fn forking_here_slow() -> bool {
+    HELD.try_with(|h| h.try_borrow().map_or(true, |h| h.is_some()))
+        .unwrap_or(false)
+}
+
+/// Ends the process, saying why, where `what` (a call made between
+/// `call_rcu_before_fork` and the matching `after_fork_*` on the thread
+/// that forks) needs what that thread holds for the fork: it would wait
+/// for itself for ever (liburcu hangs there without a word).
+pub(crate) fn die_in_window(what: &str) -> ! {
+    crate::die(&format!(
+        "{what} called between call_rcu_before_fork() and call_rcu_after_fork_parent() / \
+         call_rcu_after_fork_child() on the thread that forks: it needs the call_rcu_data \
+         list or the defer_rcu queues, which that thread holds for the fork, so it would wait \
+         for itself for ever. Make the call before call_rcu_before_fork() or after the \
+         after_fork hook"
+    ))
+}
+
+/// Runs `f` (`synchronize_rcu`, `rcu_register_thread`, ...: a call that
+/// needs the domain running), on a thread between its
+/// `call_rcu_before_fork` and the matching `after_fork_*`, with the domain
+/// let go for the call and stopped again after it, as liburcu's grace
+/// periods run there (its hooks stop only the call_rcu threads); `f()`
+/// elsewhere. The call_rcu threads and the `defer_rcu` locks stay held.
+pub fn domain_resumed_for<F: Flavor, R>(f: impl FnOnce() -> R) -> R {
+    if !forking_here() {
+        return f();
+    }
+    let guard = HELD.with(|h| {
+        let mut h = h.try_borrow_mut().ok()?;
+        let held = h.as_mut()?;
+        if held.pid != std::process::id() {
+            // The child, before `after_fork_child`: the domain's threads
+            // of the parent are not here to let go.
+            crate::die(
+                "a call that waits for a grace period (synchronize_rcu, rcu_register_thread, \
+                 ...) made in the child of fork() before call_rcu_after_fork_child(): the \
+                 domain is still stopped for the fork. Call call_rcu_after_fork_child() first",
+            );
+        }
+        held.domain.take()
+    });
+    let Some(guard) = guard else {
+        return f();
+    };
+    guard.parent();
+    let r = f();
+    let again = if F::in_read_section() {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: fork() prepared inside a read-side critical section; \
+             the child may not be able to run grace periods"
+        );
+        None
+    } else {
+        crate::no_unwind(|| F::rcu().prepare_fork())
+    };
+    HELD.with(|h| {
+        if let Some(held) = h.borrow_mut().as_mut() {
+            held.domain = again;
+        }
+    });
+    r
 }
 
 /// liburcu-cds's registered hooks and their reference count.
@@ -64,6 +147,15 @@ fn atfork(pick: impl Fn(&UrcuAtfork) -> Option<unsafe extern "C" fn(*mut std::ff
 /// `call_rcu_before_fork`: quiesces RCU before `fork()` (for
 /// `pthread_atfork` or a manual call).
 pub fn before_fork<F: Flavor>() {
+    if forking_here() {
+        // liburcu deadlocks on its own call_rcu lock, without a word.
+        eprintln!(
+            "[error] rcu-reclaim-urcu: call_rcu_before_fork() called again before \
+             call_rcu_after_fork_parent() or call_rcu_after_fork_child(); ignored (each \
+             before_fork must be followed by one of them)"
+        );
+        return;
+    }
     // Process-wide state set up once, on first use, may be half set up by
     // another thread right now; the child, lacking that thread, would wait
     // for it for ever (its call_rcu thread registers, which uses it). Wait
@@ -100,12 +192,30 @@ pub fn before_fork<F: Flavor>() {
     } else {
         crate::no_unwind(|| rcu.prepare_fork())
     };
-    HELD.with(|h| *h.borrow_mut() = Some(Held { domain, defer, all }));
+    let pid = std::process::id();
+    HELD.with(|h| {
+        *h.borrow_mut() = Some(Held {
+            pid,
+            domain,
+            defer,
+            all,
+        })
+    });
+    IN_WINDOW.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What `before_fork` holds on this thread, taken for an `after_fork_*`.
+fn take_held() -> Option<Held> {
+    let held = HELD.with(|h| h.borrow_mut().take());
+    if held.is_some() {
+        IN_WINDOW.fetch_sub(1, Ordering::Relaxed);
+    }
+    held
 }
 
 /// `call_rcu_after_fork_parent`: resumes RCU in the parent after `fork()`.
 pub fn after_fork_parent<F: Flavor>() {
-    let Some(held) = HELD.with(|h| h.borrow_mut().take()) else {
+    let Some(held) = take_held() else {
         eprintln!(
             "[error] rcu-reclaim-urcu: call_rcu_after_fork_parent() without call_rcu_before_fork()"
         );
@@ -127,7 +237,7 @@ pub fn after_fork_parent<F: Flavor>() {
 /// after `fork()`: callbacks queued before the fork still run, new ones
 /// work.
 pub fn after_fork_child<F: Flavor>() {
-    let Some(mut held) = HELD.with(|h| h.borrow_mut().take()) else {
+    let Some(mut held) = take_held() else {
         eprintln!(
             "[error] rcu-reclaim-urcu: call_rcu_after_fork_child() without call_rcu_before_fork()"
         );

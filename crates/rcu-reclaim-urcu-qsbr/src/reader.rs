@@ -273,8 +273,14 @@ fn unregister_thread() {
 /// offline meanwhile, as in liburcu.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_synchronize_rcu() {
-    let rcu = rcu();
-    without_raw_sections("synchronize_rcu", || offline_while(|| rcu.synchronize()));
+    // Between `call_rcu_before_fork` and its `after_fork_*`, where
+    // liburcu's grace periods run (its hooks pause only the call_rcu
+    // threads), the domain is let go for the wait (before: a panic in the
+    // domain, which held it stopped, and an abort).
+    rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Qsbr, _>(|| {
+        let rcu = rcu();
+        without_raw_sections("synchronize_rcu", || offline_while(|| rcu.synchronize()));
+    });
 }
 
 /// Runs `f` (a wait for a grace period) with the thread's sections entered

@@ -187,6 +187,16 @@ fn fork_with_pending_callbacks_from_an_online_thread() {
     same_as_liburcu("fork");
 }
 
+/// `synchronize_rcu` between `call_rcu_before_fork` and
+/// `call_rcu_after_fork_parent` on the forking thread, as liburcu-qsbr
+/// allows: the domain is let go for the wait (before: the domain, held
+/// stopped for the fork, panicked inside the exported function and the
+/// program aborted). Same output as liburcu.
+#[test]
+fn grace_periods_between_the_fork_hooks_run() {
+    same_as_liburcu("fork_window");
+}
+
 /// A fork through the hooks while a `call_rcu` callback is about to call
 /// `rcu_defer_barrier`: `call_rcu_before_fork` held the `defer_rcu` flush
 /// lock while it waited for the call_rcu thread to finish its batch, whose

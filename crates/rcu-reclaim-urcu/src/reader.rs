@@ -60,7 +60,11 @@ pub extern "C" fn urcu_memb_read_ongoing() -> c_int {
 /// threads registered this way (as with liburcu).
 #[no_mangle]
 pub extern "C" fn urcu_memb_register_thread() {
-    rcu_reclaim_urcu_common::with_signals_blocked(register_thread);
+    // Between `call_rcu_before_fork` and its `after_fork_*` (where liburcu
+    // registers as anywhere), with the domain let go for the call.
+    rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(|| {
+        rcu_reclaim_urcu_common::with_signals_blocked(register_thread)
+    });
 }
 
 /// `urcu_memb_register_thread`'s body, run with signals blocked.
@@ -89,7 +93,9 @@ fn register_thread() {
 /// liburcu forbids, it prints an error and does nothing.
 #[no_mangle]
 pub extern "C" fn urcu_memb_unregister_thread() {
-    rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread);
+    rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(|| {
+        rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread)
+    });
 }
 
 /// `urcu_memb_unregister_thread`'s body, run with signals blocked.
@@ -118,6 +124,15 @@ fn unregister_thread() {
 /// has ended.
 #[no_mangle]
 pub extern "C" fn urcu_memb_synchronize_rcu() {
+    // Between `call_rcu_before_fork` and its `after_fork_*`, where
+    // liburcu's grace periods run (its hooks pause only the call_rcu
+    // threads), the domain is let go for the wait (before: a panic in the
+    // domain, which held it stopped, and an abort).
+    rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(synchronize_rcu);
+}
+
+/// `urcu_memb_synchronize_rcu`'s body.
+fn synchronize_rcu() {
     // One call: with no reader registered it completes a grace period at
     // once without looking at thread-locals; the section check (refusal
     // here) is made only when a reader is registered.

@@ -462,6 +462,66 @@ fn a_child_forked_without_the_hooks_under_a_reader_is_told_why_it_hangs() {
     }
 }
 
+/// `synchronize_rcu`, `rcu_register_thread` and `rcu_unregister_thread`
+/// between `call_rcu_before_fork` and `call_rcu_after_fork_parent` on the
+/// forking thread, as liburcu allows (its hooks pause only the call_rcu
+/// threads): the domain is let go for the call (before: the domain, held
+/// stopped for the fork, panicked inside the exported function and the
+/// program aborted). Same output as liburcu.
+#[test]
+fn grace_periods_between_the_fork_hooks_run() {
+    same_as_liburcu_with("fork_window", &["sync"]);
+}
+
+/// Misuse between the fork hooks, where liburcu hangs without a word:
+/// `call_rcu_before_fork` twice (before: ours hung too) is refused, saying
+/// so; `rcu_barrier` (ours: a panic message, then a return) says why it
+/// cannot wait and returns; the first `call_rcu` of the process, which
+/// needs the `call_rcu_data` list the hooks hold (before: a silent hang),
+/// and `synchronize_rcu` in the child before `call_rcu_after_fork_child`
+/// (before: a panic) abort, naming the hooks.
+#[test]
+fn misuse_between_the_fork_hooks_is_reported() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("fork_window", &[], &["-lurcu-memb"]);
+    for (mode, said) in [
+        ("twice", "call_rcu_before_fork() called again before"),
+        (
+            "barrier",
+            "rcu_barrier() called between call_rcu_before_fork()",
+        ),
+    ] {
+        let out = env.run_ours(&exe, &[mode]);
+        assert_eq!(out.code, Some(0), "{mode}: {}", out.stderr);
+        assert!(
+            out.stdout.ends_with("child 0, parent ran 2\n"),
+            "{mode}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(out.stderr.contains(said), "{mode}: {}", out.stderr);
+    }
+    let out = env.run_ours(&exe, &["first"]);
+    assert_eq!(out.code, None, "first: {}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "queueing\n");
+    assert!(
+        out.stderr.contains(
+            "called between call_rcu_before_fork() and call_rcu_after_fork_parent() / \
+             call_rcu_after_fork_child() on the thread that forks"
+        ),
+        "first: {}",
+        out.stderr
+    );
+    let out = env.run_ours(&exe, &["child"]);
+    assert_eq!(out.stdout, "child aborted\n", "child: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("in the child of fork() before call_rcu_after_fork_child()"),
+        "child: {}",
+        out.stderr
+    );
+}
+
 /// `misuse MODE` against both libraries: both succeed with the same
 /// output; returns ours's stderr.
 fn misuse_same_as_liburcu(mode: &str) -> Option<String> {
