@@ -107,7 +107,20 @@ pub fn domain_resumed_for<F: Flavor, R>(f: impl FnOnce() -> R) -> R {
     };
     guard.parent();
     let r = f();
-    let again = if F::in_read_section() {
+    let again = stop_domain_for_fork::<F>();
+    HELD.with(|h| {
+        if let Some(held) = h.borrow_mut().as_mut() {
+            held.domain = again;
+        }
+    });
+    r
+}
+
+/// Stops the flavor's domain for `fork()` (`Rcu::prepare_fork`), unless
+/// the caller is inside a read-side section, where it cannot (it says so,
+/// and the fork goes on with the domain running).
+fn stop_domain_for_fork<F: Flavor>() -> Option<ForkGuard<'static>> {
+    if F::in_read_section() {
         eprintln!(
             "[error] rcu-reclaim-urcu: fork() prepared inside a read-side critical section; \
              the child may not be able to run grace periods"
@@ -115,13 +128,7 @@ pub fn domain_resumed_for<F: Flavor, R>(f: impl FnOnce() -> R) -> R {
         None
     } else {
         crate::no_unwind(|| F::rcu().prepare_fork())
-    };
-    HELD.with(|h| {
-        if let Some(held) = h.borrow_mut().as_mut() {
-            held.domain = again;
-        }
-    });
-    r
+    }
 }
 
 /// liburcu-cds's registered hooks and their reference count.
@@ -182,16 +189,7 @@ pub fn before_fork<F: Flavor>() {
         stuck.wait_not_waiting_for_flush();
     });
     let defer = flush.map(defer::ForkHeld::new);
-    let rcu = F::rcu();
-    let domain = if F::in_read_section() {
-        eprintln!(
-            "[error] rcu-reclaim-urcu: fork() prepared inside a read-side critical section; \
-             the child may not be able to run grace periods"
-        );
-        None
-    } else {
-        crate::no_unwind(|| rcu.prepare_fork())
-    };
+    let domain = stop_domain_for_fork::<F>();
     let pid = std::process::id();
     HELD.with(|h| {
         *h.borrow_mut() = Some(Held {
