@@ -444,6 +444,10 @@ pub(crate) struct ThreadHooks {
     register: fn(),
     online: fn(),
     offline: fn(),
+    /// Whether the thread is in a read-side section it could not leave
+    /// for a wait ([`Flavor::in_read_section`]): after a batch, offline,
+    /// one a callback left open.
+    in_section: fn() -> bool,
 }
 
 impl ThreadHooks {
@@ -453,6 +457,7 @@ impl ThreadHooks {
             register: F::register_callback_thread,
             online: F::callback_thread_online,
             offline: F::callback_thread_offline,
+            in_section: F::in_read_section,
         }
     }
 
@@ -462,6 +467,7 @@ impl ThreadHooks {
         register: || {},
         online: || {},
         offline: || {},
+        in_section: || false,
     };
 }
 
@@ -669,6 +675,18 @@ impl CallRcuData {
         unsafe { invoke_oldest_first(oldest) };
         if let Some(h) = hooks {
             (h.offline)();
+            // The batch began outside any section (its `synchronize` would
+            // have refused one): a section open now is one a callback left
+            // open, which every later grace period would wait for, this
+            // thread's next batch included (liburcu hangs without a word).
+            if (h.in_section)() {
+                crate::die(
+                    "a call_rcu callback returned inside a read-side critical section \
+                     (an rcu_read_lock() without its rcu_read_unlock()): every grace period \
+                     would wait for the call_rcu thread for ever. Balance the callback's \
+                     rcu_read_lock() and rcu_read_unlock()",
+                );
+            }
         }
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
         self.count_done(n);

@@ -284,6 +284,27 @@ fn fork_with_pending_callbacks() {
     same_as_liburcu("fork");
 }
 
+/// A callback that leaves a section open: every later grace period would
+/// wait for the call_rcu thread for ever (liburcu hangs without a word;
+/// the drop-in hung too, and said only, after 21 s, that the thread stalled).
+#[test]
+fn a_callback_that_leaves_a_section_open_aborts_with_the_reason() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("section_left_open_in_callback", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.stdout, "queued\n", "{}", out.stderr);
+    // Killed by SIGABRT: no exit code.
+    assert_eq!(out.code, None, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "a call_rcu callback returned inside a read-side critical section (an \
+             rcu_read_lock() without its rcu_read_unlock())"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn synchronize_inside_a_section_aborts_with_the_reason() {
     let Some(env) = Env::get(&MEMB) else { return };
