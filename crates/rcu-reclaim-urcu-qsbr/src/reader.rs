@@ -188,7 +188,8 @@ pub extern "C" fn urcu_qsbr_thread_online() {
 }
 
 /// Registers the calling thread as a reader; it starts online. A second
-/// call only puts it online (liburcu's last step).
+/// call only puts it online (liburcu's last step; liburcu asserts), saying
+/// so, and the `rcu_unregister_thread` that pairs with it is ignored.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_register_thread() {
     rcu_reclaim_urcu_common::with_signals_blocked(register_thread);
@@ -215,6 +216,7 @@ fn register_thread() {
                 );
                 t.thread_online_unchecked();
                 crate::lgpl::go_online();
+                rcu_reclaim_urcu_common::ignored_registrations::ignored();
             }
             None => {
                 // Publish the inlined readers' words first, while this
@@ -251,6 +253,9 @@ pub extern "C" fn urcu_qsbr_unregister_thread() {
 
 /// `urcu_qsbr_unregister_thread`'s body, run with signals blocked.
 fn unregister_thread() {
+    if rcu_reclaim_urcu_common::ignored_registrations::take_one() {
+        return;
+    }
     let reg = ME
         .try_with(|me| me.reg.try_borrow_mut().ok().and_then(|mut r| r.take()))
         .ok()
@@ -403,6 +408,8 @@ mod tests {
             urcu_qsbr_synchronize_rcu(); // would wait for itself online
             assert_eq!(urcu_qsbr_read_ongoing(), 1, "back online");
             urcu_qsbr_register_thread(); // twice: still one registration
+            urcu_qsbr_unregister_thread(); // pairs with the ignored one
+            assert_eq!(urcu_qsbr_read_ongoing(), 1, "still registered");
             urcu_qsbr_unregister_thread();
             assert_eq!(urcu_qsbr_read_ongoing(), 0);
             urcu_qsbr_unregister_thread(); // not registered: nothing

@@ -57,7 +57,9 @@ pub extern "C" fn urcu_memb_read_ongoing() -> c_int {
 /// first `rcu_read_lock`; here threads also register on first use, so the
 /// call is optional and idempotent, except in a program built with
 /// `_LGPL_SOURCE`, whose inlined read side the domain sees only on
-/// threads registered this way (as with liburcu).
+/// threads registered this way (as with liburcu). A second call on a
+/// registered thread (liburcu asserts) is reported and ignored, and so is
+/// the `rcu_unregister_thread` that pairs with it.
 #[no_mangle]
 pub extern "C" fn urcu_memb_register_thread() {
     // Between `call_rcu_before_fork` and its `after_fork_*` (where liburcu
@@ -76,6 +78,7 @@ fn register_thread() {
             "[error] rcu-reclaim-urcu: rcu_register_thread() called on a thread that is already \
              registered; ignored (call rcu_unregister_thread() before registering again)"
         );
+        rcu_reclaim_urcu_common::ignored_registrations::ignored();
         return;
     }
     rcu().register_thread();
@@ -100,6 +103,9 @@ pub extern "C" fn urcu_memb_unregister_thread() {
 
 /// `urcu_memb_unregister_thread`'s body, run with signals blocked.
 fn unregister_thread() {
+    if rcu_reclaim_urcu_common::ignored_registrations::take_one() {
+        return;
+    }
     if !crate::lgpl::registered() && !rcu().in_read_section() {
         // liburcu asserts (or unlinks a node it never linked). A thread
         // registered implicitly by `rcu_read_lock` still lets its slot go.

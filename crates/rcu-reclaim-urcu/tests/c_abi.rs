@@ -284,6 +284,31 @@ fn fork_with_pending_callbacks() {
     same_as_liburcu("fork");
 }
 
+/// A callback registers the call_rcu thread again, then unregisters it:
+/// the register is ignored (liburcu asserts), and so is its unregister,
+/// which before unregistered the call_rcu thread itself, so that a later
+/// callback's inlined section was not waited for (the poison was read).
+#[test]
+fn an_ignored_registration_in_a_callback_keeps_the_call_rcu_thread_registered() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("lgpl_register_in_callback", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout, "the callback's section read 1\n",
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("already registered")
+            && out
+                .stderr
+                .contains("pairs with an rcu_register_thread() that was ignored"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A callback that leaves a section open: every later grace period would
 /// wait for the call_rcu thread for ever (liburcu hangs without a word;
 /// the drop-in hung too, and said only, after 21 s, that the thread stalled).

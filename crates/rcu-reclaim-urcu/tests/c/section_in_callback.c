@@ -49,9 +49,28 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+#ifdef REGISTER_IN_CALLBACK_FIRST
+/* A callback that registers the call_rcu thread again (liburcu asserts;
+ * the drop-in ignores it) and then unregisters: the unregister must be
+ * ignored too, or it unregistered the call_rcu thread itself, whose
+ * inlined sections grace periods then did not wait for. */
+static struct rcu_head first;
+
+static void registers_again(struct rcu_head *h)
+{
+	(void)h;
+	rcu_register_thread();
+	rcu_unregister_thread();
+}
+#endif
+
 int main(void)
 {
 	rcu_register_thread();
+#ifdef REGISTER_IN_CALLBACK_FIRST
+	call_rcu(&first, registers_again);
+	rcu_barrier();
+#endif
 	gp = malloc(sizeof(*gp));
 	CHECK(gp != NULL);
 	gp->value = 1;
