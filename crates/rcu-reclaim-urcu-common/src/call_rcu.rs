@@ -655,15 +655,20 @@ pub fn get_default_call_rcu_data<F: Flavor>() -> *mut CallRcuData {
     Arc::as_ptr(&default_crdp::<F>()).cast_mut()
 }
 
-/// The crdp installed for `cpu`, or NULL.
+/// The crdp installed for `cpu`, or NULL. Once the per-CPU table exists,
+/// a CPU out of its range says so, once per process (as liburcu's).
 pub fn get_cpu_call_rcu_data(cpu: c_int) -> *mut CallRcuData {
     let Some(table) = PER_CPU.get() else {
         return ptr::null_mut();
     };
-    usize::try_from(cpu)
-        .ok()
-        .and_then(|c| table.get(c))
-        .map_or(ptr::null_mut(), |s| s.load(Ordering::Acquire))
+    let Some(slot) = usize::try_from(cpu).ok().and_then(|c| table.get(c)) else {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            eprintln!("[error] rcu-reclaim-urcu: get CPU # out of range");
+        }
+        return ptr::null_mut();
+    };
+    slot.load(Ordering::Acquire)
 }
 
 /// The crdp installed for the calling thread, or NULL.
