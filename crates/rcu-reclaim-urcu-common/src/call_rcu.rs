@@ -402,7 +402,7 @@ pub fn memory_state<F: Flavor>() -> rcu_reclaim::pressure::MemoryState {
 /// `rcu_barrier`: waits until every callback queued before the call has
 /// been invoked (an online QSBR thread goes offline for the wait).
 pub fn barrier<F: Flavor>() {
-    if crate::fork::forking_here() {
+    if crate::fork_window::forking_here() {
         // liburcu waits for its paused call_rcu threads for ever.
         eprintln!(
             "[error] rcu-reclaim-urcu: rcu_barrier() called between call_rcu_before_fork() and \

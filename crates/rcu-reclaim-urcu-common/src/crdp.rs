@@ -137,10 +137,10 @@ pub(crate) fn all() -> MutexGuard<'static, Vec<Arc<CallRcuData>>> {
         Ok(all) => all,
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
         Err(std::sync::TryLockError::WouldBlock) => {
-            if crate::fork::forking_here() {
+            if crate::fork_window::forking_here() {
                 // Held by this thread's `call_rcu_before_fork`: std's mutex
                 // would wait for ever.
-                crate::fork::die_in_window(
+                crate::fork_window::die_in_window(
                     "A call that needs the call_rcu_data list (the first call_rcu, \
                      create_call_rcu_data, create_all_cpu_call_rcu_data, call_rcu_data_free, \
                      ...)",

@@ -166,10 +166,10 @@ fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
         Ok(g) => g,
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
         Err(std::sync::TryLockError::WouldBlock) => {
-            if crate::fork::forking_here() {
+            if crate::fork_window::forking_here() {
                 // Held by this thread's `call_rcu_before_fork` (`ForkHeld`):
                 // std's mutex would wait for ever.
-                crate::fork::die_in_window(
+                crate::fork_window::die_in_window(
                     "A defer_rcu call that needs the queue list (the thread's first defer_rcu \
                      or rcu_defer_register_thread, ...)",
                 );
@@ -396,7 +396,7 @@ pub fn unregister_thread<F: Flavor>() {
 }
 
 fn misuse<F: Flavor>(what: &str, then: &str) {
-    let place = if crate::fork::forking_here() {
+    let place = if crate::fork_window::forking_here() {
         "between call_rcu_before_fork() and call_rcu_after_fork_parent() / _child(), which \
          hold the defer_rcu flush for the fork"
     } else if F::in_read_section() {

@@ -11,13 +11,13 @@
 //! defer thread drains the queues of the threads the child lacks.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rcu_reclaim::fork::ForkGuard;
 
 use crate::call_rcu::{self, CallRcuData};
 use crate::crdp::all;
+use crate::fork_window::{self, forking_here};
 use crate::{defer, Flavor};
 
 /// liburcu's `struct urcu_atfork`, registered by liburcu-cds's hash table.
@@ -42,40 +42,6 @@ thread_local! {
     /// What `before_fork` holds until the matching `after_fork_*` (the same
     /// thread: the one that forks).
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
-}
-
-/// How many threads are between `call_rcu_before_fork` and the matching
-/// `after_fork_*` (0 or 1 but for misuse): lets [`forking_here`] skip the
-/// thread-local look on every other call.
-static IN_WINDOW: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether the calling thread is between its `call_rcu_before_fork` and
-/// the matching `call_rcu_after_fork_parent` / `_child`, holding the
-/// `call_rcu_data` list, the `defer_rcu` locks and the domain stopped for
-/// the fork. One relaxed load of a global on every other thread.
-#[inline]
-pub fn forking_here() -> bool {
-    IN_WINDOW.load(Ordering::Relaxed) != 0 && forking_here_slow()
-}
-
-#[cold]
-fn forking_here_slow() -> bool {
-    HELD.try_with(|h| h.try_borrow().map_or(true, |h| h.is_some()))
-        .unwrap_or(false)
-}
-
-/// Ends the process, saying why, where `what` (a call made between
-/// `call_rcu_before_fork` and the matching `after_fork_*` on the thread
-/// that forks) needs what that thread holds for the fork: it would wait
-/// for itself for ever (liburcu hangs there without a word).
-pub(crate) fn die_in_window(what: &str) -> ! {
-    crate::die(&format!(
-        "{what} called between call_rcu_before_fork() and call_rcu_after_fork_parent() / \
-         call_rcu_after_fork_child() on the thread that forks: it needs the call_rcu_data \
-         list or the defer_rcu queues, which that thread holds for the fork, so it would wait \
-         for itself for ever. Make the call before call_rcu_before_fork() or after the \
-         after_fork hook"
-    ))
 }
 
 /// Runs `f` (`synchronize_rcu`, `rcu_register_thread`, ...: a call that
@@ -199,14 +165,14 @@ pub fn before_fork<F: Flavor>() {
             all,
         })
     });
-    IN_WINDOW.fetch_add(1, Ordering::Relaxed);
+    fork_window::enter();
 }
 
 /// What `before_fork` holds on this thread, taken for an `after_fork_*`.
 fn take_held() -> Option<Held> {
     let held = HELD.with(|h| h.borrow_mut().take());
     if held.is_some() {
-        IN_WINDOW.fetch_sub(1, Ordering::Relaxed);
+        fork_window::leave();
     }
     held
 }

@@ -26,6 +26,7 @@ pub mod call_rcu;
 mod crdp;
 pub mod defer;
 pub mod fork;
+mod fork_window;
 pub mod ignored_registrations;
 pub mod pointer;
 pub mod poll;
