@@ -133,22 +133,11 @@ pub(crate) fn waiting_for_flush<R>(f: impl FnOnce() -> R) -> R {
 pub(crate) static PER_CPU: OnceLock<Box<[AtomicPtr<CallRcuData>]>> = OnceLock::new();
 
 pub(crate) fn all() -> MutexGuard<'static, Vec<Arc<CallRcuData>>> {
-    match ALL.try_lock() {
-        Ok(all) => all,
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => {
-            if crate::fork_window::forking_here() {
-                // Held by this thread's `call_rcu_before_fork`: std's mutex
-                // would wait for ever.
-                crate::fork_window::die_in_window(
-                    "A call that needs the call_rcu_data list (the first call_rcu, \
-                     create_call_rcu_data, create_all_cpu_call_rcu_data, call_rcu_data_free, \
-                     ...)",
-                );
-            }
-            ALL.lock().unwrap_or_else(|p| p.into_inner())
-        }
-    }
+    crate::fork_window::lock_outside(
+        &ALL,
+        "A call that needs the call_rcu_data list (the first call_rcu, create_call_rcu_data, \
+         create_all_cpu_call_rcu_data, call_rcu_data_free, ...)",
+    )
 }
 
 pub(crate) fn per_cpu() -> &'static [AtomicPtr<CallRcuData>] {

@@ -162,21 +162,11 @@ static SLEEPING: AtomicBool = AtomicBool::new(false);
 static FALLBACK: AtomicUsize = AtomicUsize::new(0);
 
 fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
-    match m.try_lock() {
-        Ok(g) => g,
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => {
-            if crate::fork_window::forking_here() {
-                // Held by this thread's `call_rcu_before_fork` (`ForkHeld`):
-                // std's mutex would wait for ever.
-                crate::fork_window::die_in_window(
-                    "A defer_rcu call that needs the queue list (the thread's first defer_rcu \
-                     or rcu_defer_register_thread, ...)",
-                );
-            }
-            m.lock().unwrap_or_else(|p| p.into_inner())
-        }
-    }
+    crate::fork_window::lock_outside(
+        m,
+        "A defer_rcu call that needs the queue list (the thread's first defer_rcu or \
+         rcu_defer_register_thread, ...)",
+    )
 }
 
 thread_local! {

@@ -7,6 +7,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// How many threads are in the window (0 or 1 but for misuse): lets
 /// [`forking_here`] skip the thread-local look on every other call.
@@ -49,4 +50,22 @@ pub(crate) fn die_in_window(what: &str) -> ! {
          for itself for ever. Make the call before call_rcu_before_fork() or after the \
          after_fork hook"
     ))
+}
+
+/// Locks `m`, one of the locks `call_rcu_before_fork` holds for the fork
+/// (a poisoned one as it is); on the forking thread inside the window,
+/// where it would wait for itself, dies instead, naming `what` needs it.
+pub(crate) fn lock_outside<T>(m: &'static Mutex<T>, what: &str) -> MutexGuard<'static, T> {
+    match m.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            if forking_here() {
+                // Held by this thread's `call_rcu_before_fork`: std's mutex
+                // would wait for ever.
+                die_in_window(what);
+            }
+            m.lock().unwrap_or_else(|p| p.into_inner())
+        }
+    }
 }
