@@ -516,21 +516,18 @@ fn owner_fence(flavor: Flavor) {
 
 /// Loom model of the busy/steal handshake on its own (the domain-level
 /// models in `tests/loom.rs` cover call and barrier).
-#[cfg(all(test, loom))]
-mod loom_tests {
+/// What both test modules use.
+#[cfg(test)]
+mod test_support {
     use super::*;
-    use crate::callbacks::bulk::{drop_box, word, PageAllocator, SystemPageAllocator};
-    use crate::sync::fence;
-    use loom::sync::atomic::AtomicUsize as LoomUsize;
-    use loom::thread;
-    use std::sync::Arc;
+    use crate::callbacks::bulk::{drop_box, word};
 
     /// The owner's fast push of `p`, a boxed `u64` booked as 8 plain bytes,
     /// its drain free to pop into `popped`.
     ///
     /// # Safety
     /// `p` is from `Box::<u64>::into_raw`, not queued yet.
-    unsafe fn push_u64(buf: &LocalBuffer, p: *mut (), popped: &mut Popped) -> bool {
+    pub(super) unsafe fn push_u64(buf: &LocalBuffer, p: *mut (), popped: &mut Popped) -> bool {
         // SAFETY: per the contract, `drop_box::<u64>` drops `p` once.
         unsafe {
             buf.try_push(
@@ -544,6 +541,17 @@ mod loom_tests {
             )
         }
     }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::test_support::push_u64;
+    use super::*;
+    use crate::callbacks::bulk::{drop_box, word, PageAllocator, SystemPageAllocator};
+    use crate::sync::fence;
+    use loom::sync::atomic::AtomicUsize as LoomUsize;
+    use loom::thread;
+    use std::sync::Arc;
 
     #[test]
     fn owner_pushes_and_stealer_takes_never_overlap() {
@@ -666,6 +674,7 @@ mod loom_tests {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::test_support::push_u64;
     use super::*;
     use crate::callbacks::bulk::{drop_box, word, PageAllocator, SystemPageAllocator};
     use crate::policy::{DRAIN_EVERY, DRAIN_STEP, DRAIN_STEP_HURRY, DRAIN_STEP_KEEPING_UP};
@@ -692,19 +701,8 @@ mod tests {
             .map(|_| {
                 let mut popped = Popped::default();
                 let p = Box::into_raw(Box::new(7u64)).cast::<()>();
-                // SAFETY: this thread owns `buf`; `p` is from `Box::into_raw`
-                // and its page is emptied by the caller.
-                let pushed = unsafe {
-                    buf.try_push(
-                        Flavor::Mb,
-                        word(p),
-                        drop_box::<u64>,
-                        8,
-                        Kind::Plain,
-                        || true,
-                        &mut popped,
-                    )
-                };
+                // SAFETY: `p` is from `Box::into_raw`, not queued yet.
+                let pushed = unsafe { push_u64(buf, p, &mut popped) };
                 assert!(pushed, "the page has room");
                 let n = popped.len();
                 for d in popped.items() {
