@@ -297,6 +297,45 @@ fn with_no_registered_reader_a_grace_period_skips_the_barrier() {
     assert!(rcu.unregister_thread());
 }
 
+/// Each `membarrier` is timed: `Stats::membarrier_us` holds their time, in
+/// microseconds, no more than the wall time the calls took (a unit slip, ns
+/// reported as µs, would break that), and some of it (a system call takes
+/// well over 100 ns, so 200 of them over 20 µs).
+#[test]
+fn membarriers_are_timed_in_microseconds() {
+    let rcu = match Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Memb)) {
+        Ok(rcu) => rcu,
+        Err(e) => {
+            eprintln!("skipped: no memb flavor here ({e})");
+            return;
+        }
+    };
+    rcu.register_thread();
+    let before = rcu.stats();
+    let start = std::time::Instant::now();
+    for _ in 0..200 {
+        rcu.synchronize();
+    }
+    let wall_us = u64::try_from(start.elapsed().as_micros()).unwrap();
+    let after = rcu.stats();
+    assert!(rcu.unregister_thread());
+    let calls = after.membarriers - before.membarriers;
+    let us = after.membarrier_us - before.membarrier_us;
+    assert!(calls >= 200, "{calls} membarriers for 200 grace periods");
+    assert!(us >= 1, "{calls} membarriers timed at {us} µs");
+    assert!(
+        us <= wall_us,
+        "{us} µs in membarrier within {wall_us} µs of wall time"
+    );
+    // Only the memb flavor calls it.
+    let mb = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Mb)).unwrap();
+    mb.register_thread();
+    mb.synchronize();
+    let s = mb.stats();
+    assert!(mb.unregister_thread());
+    assert_eq!((s.membarriers, s.membarrier_us), (0, 0));
+}
+
 /// Readers that register while grace periods skip their barrier on an
 /// empty registry: each new thread's first section must still see every
 /// pointer retired before a grace period that found no reader.

@@ -1,5 +1,5 @@
 //! What rcu-reclaim's own machinery cost during a run: grace periods and
-//! `membarrier` calls per second, the CPU time of its grace-period thread
+//! `membarrier` calls per second and what each took, the CPU time of its grace-period thread
 //! and callback workers (read from `/proc/self/task`), and the writers'
 //! waits for held-up grace periods, so a faster pace is weighed against
 //! what it spends.
@@ -13,6 +13,8 @@ pub struct EngineSample {
     /// Of those, run in expedited mode.
     pub expedited_gps: u64,
     pub membarriers: u64,
+    /// Their time so far, in microseconds.
+    pub membarrier_us: u64,
     /// CPU time (clock ticks) of the domain's grace-period thread so far.
     pub gp_thread_ticks: u64,
     /// CPU time (clock ticks) of its callback workers so far.
@@ -31,6 +33,7 @@ impl EngineSample {
             grace_periods: s.gp_completed,
             expedited_gps: s.expedited_gps,
             membarriers: s.membarriers,
+            membarrier_us: s.membarrier_us,
             gp_thread_ticks,
             worker_ticks,
             held_up_waits: s.held_up_waits,
@@ -48,6 +51,14 @@ pub struct EngineReport {
     pub membarriers_per_sec: f64,
     /// `membarrier` calls per MiB retired.
     pub membarriers_per_retired_mib: f64,
+    /// What one `membarrier` call took on average, in µs (an interrupt to
+    /// every CPU running one of the process's threads: dearer in a virtual
+    /// machine).
+    #[serde(default)]
+    pub membarrier_us_each: f64,
+    /// The callers' time in `membarrier`, % of one CPU.
+    #[serde(default)]
+    pub membarrier_cpu_pct: f64,
     /// The grace-period thread's CPU time, % of one CPU.
     pub gp_thread_cpu_pct: f64,
     /// The callback workers' CPU time together, % of one CPU.
@@ -75,6 +86,12 @@ impl EngineReport {
             } else {
                 0.0
             },
+            membarrier_us_each: if membarriers > 0.0 {
+                b.membarrier_us.saturating_sub(a.membarrier_us) as f64 / membarriers
+            } else {
+                0.0
+            },
+            membarrier_cpu_pct: per_s(a.membarrier_us, b.membarrier_us) / 1e4,
             gp_thread_cpu_pct: cpu(a.gp_thread_ticks, b.gp_thread_ticks),
             workers_cpu_pct: cpu(a.worker_ticks, b.worker_ticks),
             held_up_waits_per_sec: per_s(a.held_up_waits, b.held_up_waits),
@@ -92,6 +109,8 @@ impl EngineReport {
                 expedited_per_sec: m(|r| r.expedited_per_sec),
                 membarriers_per_sec: m(|r| r.membarriers_per_sec),
                 membarriers_per_retired_mib: m(|r| r.membarriers_per_retired_mib),
+                membarrier_us_each: m(|r| r.membarrier_us_each),
+                membarrier_cpu_pct: m(|r| r.membarrier_cpu_pct),
                 gp_thread_cpu_pct: m(|r| r.gp_thread_cpu_pct),
                 workers_cpu_pct: m(|r| r.workers_cpu_pct),
                 held_up_waits_per_sec: m(|r| r.held_up_waits_per_sec),
@@ -184,6 +203,7 @@ mod tests {
             grace_periods: 200,
             expedited_gps: 30,
             membarriers: 100,
+            membarrier_us: 1_500,
             gp_thread_ticks: 0,
             worker_ticks: 0,
             held_up_waits: 10,
@@ -194,6 +214,9 @@ mod tests {
         assert_eq!(r.expedited_per_sec, 15.0);
         assert_eq!(r.membarriers_per_sec, 50.0);
         assert_eq!(r.membarriers_per_retired_mib, 2.0);
+        // 1.5 ms in 100 calls over 2 s: 15 µs each, 0.075 % of a CPU.
+        assert_eq!(r.membarrier_us_each, 15.0);
+        assert!((r.membarrier_cpu_pct - 0.075).abs() < 1e-12);
         assert_eq!(r.held_up_waits_per_sec, 5.0);
         // 20 ms of waits in 2 s: 1 % of one thread's time.
         assert_eq!(r.held_up_wait_pct, 1.0);

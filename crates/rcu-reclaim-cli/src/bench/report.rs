@@ -336,7 +336,7 @@ pub fn table(s: &ScenarioReport) -> String {
     fn engine(b: &BackendReport, f: impl Fn(&super::EngineReport) -> String) -> String {
         b.engine.as_ref().map_or_else(|| "-".to_string(), f)
     }
-    let rows: [(&str, Cell); 16] = [
+    let rows: [(&str, Cell); 17] = [
         ("reads/s", |b| format!("{:.2} M", b.reads_per_sec / 1e6)),
         ("  x rcu-reclaim", |b| {
             format!("{:.2}", b.vs_rcu_reclaim.reads_per_sec)
@@ -372,6 +372,14 @@ pub fn table(s: &ScenarioReport) -> String {
         }),
         ("membarriers/s", |b| {
             engine(b, |e| format!("{:.0}", e.membarriers_per_sec))
+        }),
+        ("  each / CPU", |b| {
+            engine(b, |e| {
+                format!(
+                    "{:.1} us / {:.1} %",
+                    e.membarrier_us_each, e.membarrier_cpu_pct
+                )
+            })
         }),
         ("gp / worker CPU", |b| {
             engine(b, |e| {

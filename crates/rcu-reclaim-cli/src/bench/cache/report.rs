@@ -354,12 +354,14 @@ pub fn table(s: &CacheScenarioReport) -> String {
         }
         if let Some(e) = &b.engine {
             out += &format!(
-                "{} engine: {:.0} grace periods/s ({:.0} expedited), {:.0} membarriers/s, \
-                 gp / worker CPU {:.0} % / {:.0} %\n",
+                "{} engine: {:.0} grace periods/s ({:.0} expedited), {:.0} membarriers/s \
+                 ({:.1} us each, {:.1} % of a CPU), gp / worker CPU {:.0} % / {:.0} %\n",
                 b.backend,
                 e.grace_periods_per_sec,
                 e.expedited_per_sec,
                 e.membarriers_per_sec,
+                e.membarrier_us_each,
+                e.membarrier_cpu_pct,
                 e.gp_thread_cpu_pct,
                 e.workers_cpu_pct,
             );
@@ -405,6 +407,8 @@ mod tests {
             grace_periods_per_sec: 9000.0,
             expedited_per_sec: 12.0,
             membarriers_per_sec: 9001.0,
+            membarrier_us_each: 14.5,
+            membarrier_cpu_pct: 13.1,
             gp_thread_cpu_pct: 2.0,
             ..Default::default()
         });
@@ -426,8 +430,8 @@ mod tests {
         );
         assert!(
             text.contains(
-                "rcu-reclaim engine: 9000 grace periods/s (12 expedited), 9001 membarriers/s, \
-                 gp / worker CPU 2 % / 0 %"
+                "rcu-reclaim engine: 9000 grace periods/s (12 expedited), 9001 membarriers/s \
+                 (14.5 us each, 13.1 % of a CPU), gp / worker CPU 2 % / 0 %"
             ),
             "{text}"
         );
