@@ -597,7 +597,7 @@ impl GracePeriods {
             return;
         }
         bump(&self.counters.membarriers);
-        // Timed (two clock reads, some 40 ns, against 1-15 µs for the call):
+        // Timed (two clock reads, some 40 ns, against 3-20 µs for the call):
         // what each costs depends on the machine (an IPI to every CPU
         // running one of our threads; through a hypervisor, many times
         // dearer), and `Stats::membarrier_us` lets a user see it.

@@ -87,11 +87,12 @@ pub struct Stats {
     pub membarriers: u64,
     /// Time spent in those `membarrier` calls, in microseconds (divide by
     /// [`membarriers`](Self::membarriers) for the mean). Each interrupts
-    /// every CPU running one of the process's threads: about 1-5 µs on
-    /// bare metal, but 10-15 µs measured in KVM and Firecracker guests,
-    /// where the interrupt goes through the hypervisor. Where it is dear
-    /// and updates are frequent, the [QSBR flavor](crate::Flavor::Qsbr)
-    /// has no `membarrier` at all.
+    /// every CPU running one of the process's threads; in the KVM and
+    /// Firecracker guests this crate is measured on, a call took 3-20 µs,
+    /// the most when it had to interrupt a running thread (the interrupt
+    /// goes through the hypervisor). Where it is dear and updates are
+    /// frequent, the [QSBR flavor](crate::Flavor::Qsbr) has no
+    /// `membarrier` at all.
     ///
     /// ```
     /// use rcu_reclaim::{Config, Flavor, Rcu};
