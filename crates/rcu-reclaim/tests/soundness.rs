@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use rcu_reclaim::{Config, Rcu, RcuCell};
 
+mod common;
+
 /// Long enough for an unblocked writer to finish many times over.
 const BLOCKED: Duration = Duration::from_millis(300);
 /// Generous bound for something that must happen (slow CI, valgrind).
@@ -1189,6 +1191,10 @@ fn a_deferred_drop_whose_fallback_wait_panics_leaks_its_value_rather_than_freein
         Some(Box::new(DropFlag(dropped.clone()))),
     ));
     let (go_tx, reader) = reader_holding(&cell, &dropped);
+    // Else another test's stall report, logged first from a thread with no
+    // subscriber, could keep the report here from reaching `PanicOnWarn`,
+    // and the wait would never end.
+    common::two_dispatchers_at_least();
     let res = quietly(|| {
         tracing::subscriber::with_default(PanicOnWarn, || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -180,6 +180,20 @@ pub fn free_units(
     }
 }
 
+/// Call before installing a thread's own subscriber (`set_default`,
+/// `with_default`) in a test binary whose other tests log from other
+/// threads: keeps a second dispatcher alive for the whole process, so that
+/// tracing-core (0.1.36) never takes its one-dispatcher shortcut. With a
+/// single dispatcher registered, a callsite first reached on a thread with
+/// no subscriber caches `Interest::never` (tokio-rs/tracing#3611), and the
+/// library's warnings never reach the subscriber of the thread that wants
+/// them: a stall report from another test's thread first made a test
+/// whose subscriber panics on that report wait for good.
+pub fn two_dispatchers_at_least() {
+    static KEEP: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    KEEP.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+}
+
 /// A tracing writer that keeps what the library logs (its stall reports),
 /// for tests that read them back.
 #[derive(Clone, Default)]
@@ -188,6 +202,7 @@ pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 impl Captured {
     /// Keeps what the library logs on this thread until the guard drops.
     pub fn on_this_thread(&self) -> tracing::subscriber::DefaultGuard {
+        two_dispatchers_at_least();
         let sink = self.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || sink.clone())
