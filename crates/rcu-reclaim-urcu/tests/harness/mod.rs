@@ -277,26 +277,34 @@ pub fn current_soname() -> String {
     std::env::var(lib.soname_var).unwrap_or_else(|_| lib.default_soname.into())
 }
 
-/// Builds the cdylib with the profile and target directory of this test
-/// binary (`target/<profile>/deps/c_abi-*`) and returns its path.
+/// Builds the cdylib with the profile, target directory and target of
+/// this test binary (`target/<profile>/deps/c_abi-*`, or
+/// `target/<triple>/<profile>/deps/c_abi-*` when built with `--target`, as
+/// sanitizer builds are: see `.ci/asan`) and returns its path.
 fn build_library(lib: &Lib) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test binary lies in <target>/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("<target>/<profile>");
+    let mut target_dir = profile_dir.parent().expect("<target>/<profile>");
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        lib.package,
-        "--lib",
-        "--target-dir",
-    ])
-    .arg(target_dir)
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.args(["build", "--quiet", "-p", lib.package, "--lib"]);
+    // Cargo marks the root of a target directory with CACHEDIR.TAG; a
+    // directory below it named like a triple (`x86_64-unknown-linux-gnu`)
+    // holding the profile is a `--target` build's.
+    if let (Some(root), Some(triple)) = (
+        target_dir.parent(),
+        target_dir.file_name().and_then(|n| n.to_str()),
+    ) {
+        if root.join("CACHEDIR.TAG").exists() && triple.matches('-').count() >= 2 {
+            cmd.arg("--target").arg(triple);
+            target_dir = root;
+        }
+    }
+    cmd.arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => {}
         Some("release") => {
