@@ -292,12 +292,16 @@ fn build_library(lib: &Lib) -> PathBuf {
     cmd.args(["build", "--quiet", "-p", lib.package, "--lib"]);
     // Cargo marks the root of a target directory with CACHEDIR.TAG; a
     // directory below it named like a triple (`x86_64-unknown-linux-gnu`)
-    // holding the profile is a `--target` build's.
+    // holding the profile, and not itself a target directory (such as
+    // `target/urcu-dropin-old`, two hyphens), is a `--target` build's.
     if let (Some(root), Some(triple)) = (
         target_dir.parent(),
         target_dir.file_name().and_then(|n| n.to_str()),
     ) {
-        if root.join("CACHEDIR.TAG").exists() && triple.matches('-').count() >= 2 {
+        if root.join("CACHEDIR.TAG").exists()
+            && !target_dir.join("CACHEDIR.TAG").exists()
+            && triple.matches('-').count() >= 2
+        {
             cmd.arg("--target").arg(triple);
             target_dir = root;
         }
