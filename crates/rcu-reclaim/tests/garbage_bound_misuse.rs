@@ -546,7 +546,7 @@ fn a_panicking_reader_during_unwinding_does_not_abort() {
     let drops = Arc::new(AtomicUsize::new(0));
     let (stop_reader, reader) = common::hold_reader(&rcu);
     let (r, d) = (rcu.clone(), drops.clone());
-    let unwound = std::panic::catch_unwind(move || {
+    let unwound = common::deliberate_panic(move || {
         let _on_unwind = RetireOnDrop(r, d);
         panic!("the caller fails");
     });

@@ -127,13 +127,31 @@ pub fn in_forked_child(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
     libc::WEXITSTATUS(status)
 }
 
+/// Held across a test's `fork()` and around a panic a test raises on
+/// purpose ([`deliberate_panic`]): a panic holds the standard library's
+/// panic-hook and backtrace locks while its message is written, and a
+/// child forked meanwhile inherits them held, so a panic in the child (an
+/// expected misuse panic) then waits for good in its hook.
+pub static FORK_OR_PANIC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f`, which panics on purpose, never while a test of this binary
+/// forks (see [`FORK_OR_PANIC`]).
+pub fn deliberate_panic<R>(
+    f: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> std::thread::Result<R> {
+    let _turn = FORK_OR_PANIC.lock().unwrap_or_else(|p| p.into_inner());
+    std::panic::catch_unwind(f)
+}
+
 /// As [`in_forked_child`], but the child's raw wait status, whether it
 /// exited or died of a signal.
 pub fn forked_child_status(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
     let guard = rcu.prepare_fork();
+    let turn = FORK_OR_PANIC.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: the child runs only this crate's code and `_exit`s; the
     // domain was prepared for the fork.
     let pid = unsafe { libc::fork() };
+    drop(turn);
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
         guard.child();
