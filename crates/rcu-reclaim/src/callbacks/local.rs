@@ -514,38 +514,31 @@ fn owner_fence(flavor: Flavor) {
     reader_fence(flavor);
 }
 
-/// Loom model of the busy/steal handshake on its own (the domain-level
-/// models in `tests/loom.rs` cover call and barrier).
-/// What both test modules use.
+/// The owner's fast push of `p`, a boxed `u64` booked as 8 plain bytes,
+/// its drain free to pop into `popped`: what both test modules push.
+///
+/// # Safety
+/// `p` is from `Box::<u64>::into_raw`, not queued yet.
 #[cfg(test)]
-mod test_support {
-    use super::*;
-    use crate::callbacks::bulk::{drop_box, word};
-
-    /// The owner's fast push of `p`, a boxed `u64` booked as 8 plain bytes,
-    /// its drain free to pop into `popped`.
-    ///
-    /// # Safety
-    /// `p` is from `Box::<u64>::into_raw`, not queued yet.
-    pub(super) unsafe fn push_u64(buf: &LocalBuffer, p: *mut (), popped: &mut Popped) -> bool {
-        // SAFETY: per the contract, `drop_box::<u64>` drops `p` once.
-        unsafe {
-            buf.try_push(
-                Flavor::Mb,
-                word(p),
-                drop_box::<u64>,
-                8,
-                Kind::Plain,
-                || true,
-                popped,
-            )
-        }
+unsafe fn push_u64(buf: &LocalBuffer, p: *mut (), popped: &mut Popped) -> bool {
+    // SAFETY: per the contract, `drop_box::<u64>` drops `p` once.
+    unsafe {
+        buf.try_push(
+            Flavor::Mb,
+            super::bulk::word(p),
+            super::bulk::drop_box::<u64>,
+            8,
+            Kind::Plain,
+            || true,
+            popped,
+        )
     }
 }
 
+/// Loom model of the busy/steal handshake on its own (the domain-level
+/// models in `tests/loom.rs` cover call and barrier).
 #[cfg(all(test, loom))]
 mod loom_tests {
-    use super::test_support::push_u64;
     use super::*;
     use crate::callbacks::bulk::{drop_box, word, PageAllocator, SystemPageAllocator};
     use crate::sync::fence;
@@ -674,7 +667,6 @@ mod loom_tests {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::test_support::push_u64;
     use super::*;
     use crate::callbacks::bulk::{drop_box, word, PageAllocator, SystemPageAllocator};
     use crate::policy::{DRAIN_EVERY, DRAIN_STEP, DRAIN_STEP_HURRY, DRAIN_STEP_KEEPING_UP};
