@@ -283,13 +283,8 @@ fn a_child_forked_without_prepare_fork_is_told_why_its_grace_period_stalls() {
         })
         .unwrap();
     in_section_rx.recv().unwrap();
-    let turn = common::FORK_OR_PANIC
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    // SAFETY: the child runs only this test's code and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    drop(turn);
-    assert!(pid >= 0, "fork failed");
+    // The child runs only this test's code and `_exit`s.
+    let pid = common::fork();
     if pid == 0 {
         let log = stall_report_of_a_synchronize(&rcu);
         let ok = log.contains("held-across-fork")
@@ -426,13 +421,8 @@ fn a_child_forked_while_a_parent_thread_held_the_grace_period_lock_is_told_not_h
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let turn = common::FORK_OR_PANIC
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    // SAFETY: the child runs only this test's code and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    drop(turn);
-    assert!(pid >= 0, "fork failed");
+    // The child runs only this test's code and `_exit`s.
+    let pid = common::fork();
     if pid == 0 {
         let t = Instant::now();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rcu.synchronize()));

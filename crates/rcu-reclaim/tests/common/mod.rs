@@ -143,16 +143,24 @@ pub fn deliberate_panic<R>(
     std::panic::catch_unwind(f)
 }
 
+/// `fork()`, never while a test of this binary panics on purpose (see
+/// [`FORK_OR_PANIC`]); the child must run only the test's code and
+/// `_exit`.
+pub fn fork() -> libc::pid_t {
+    let _turn = FORK_OR_PANIC.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: the caller's child runs only its test's code and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    pid
+}
+
 /// As [`in_forked_child`], but the child's raw wait status, whether it
 /// exited or died of a signal.
 pub fn forked_child_status(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
     let guard = rcu.prepare_fork();
-    let turn = FORK_OR_PANIC.lock().unwrap_or_else(|p| p.into_inner());
-    // SAFETY: the child runs only this crate's code and `_exit`s; the
-    // domain was prepared for the fork.
-    let pid = unsafe { libc::fork() };
-    drop(turn);
-    assert!(pid >= 0, "fork failed");
+    // The child runs only this crate's code and `_exit`s; the domain was
+    // prepared for the fork.
+    let pid = fork();
     if pid == 0 {
         guard.child();
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(false);
