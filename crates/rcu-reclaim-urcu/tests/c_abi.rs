@@ -753,10 +753,10 @@ fn soname_default_and_drop_in() {
 }
 
 /// Runs the stress program `prog` with `args`, built with `cflags`,
-/// against ours and, where `both`, against liburcu: each must exit 0
-/// (the program's watchdog turns a hang into exit 2) and, where both
+/// against ours and, as `reference` says, against liburcu: each must exit
+/// 0 (the program's watchdog turns a hang into exit 2) and, where both
 /// ran, print the same verdicts.
-fn stress(prog: &str, cflags: &[&str], args: &[&str], both: bool) {
+fn stress(prog: &str, cflags: &[&str], args: &[&str], reference: Reference) {
     let Some(env) = Env::get(&MEMB) else { return };
     let exe = env.compile(prog, cflags, &["-lurcu-memb"]);
     let ours = env.run_ours(&exe, args);
@@ -767,11 +767,47 @@ fn stress(prog: &str, cflags: &[&str], args: &[&str], both: bool) {
         ours.stdout,
         ours.stderr
     );
-    if both && env.real_liburcu.is_some() {
+    if reference == Reference::Skip || env.real_liburcu.is_none() {
+        return;
+    }
+    // Debian's liburcu is the yardstick, not the library under test. Where
+    // it has been seen to hang now and then (handlers calling `call_rcu`
+    // while the interrupted thread is inside liburcu's own locks: one clean
+    // clone's CI run and one AddressSanitizer run), it gets a second try,
+    // and two hangs in a row are noted and leave the comparison out.
+    let tries = if reference == Reference::MayHang {
+        2
+    } else {
+        1
+    };
+    for attempt in 1..=tries {
         let real = run_with_args(&exe, args, None);
+        let hung = real.code == Some(2) && real.stderr.contains("HANG");
+        if hung && attempt < tries {
+            continue;
+        }
+        if hung && reference == Reference::MayHang {
+            eprintln!(
+                "note: {prog} hung {tries} times on Debian's liburcu (seen before \
+                 on that library); compared against ours only"
+            );
+            return;
+        }
         assert_eq!(real.code, Some(0), "{prog} on liburcu: {}", real.stderr);
         assert_eq!(ours.stdout, real.stdout, "{prog}: the libraries differ");
+        return;
     }
+}
+
+/// What [`stress`] does with Debian's liburcu, where it is installed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reference {
+    /// Run it too: it must pass and print what ours prints.
+    Compare,
+    /// Compare, but a hang of liburcu's (twice running) is noted, not failed.
+    MayHang,
+    /// Ours only: liburcu is known to fail this program.
+    Skip,
 }
 
 /// Stress, 1 s: 8 threads mix `call_rcu`, `defer_rcu`, `synchronize_rcu`,
@@ -783,9 +819,19 @@ fn stress(prog: &str, cflags: &[&str], args: &[&str], both: bool) {
 /// `call_rcu_data` still installed.
 #[test]
 fn stress_mixed_calls_run_every_callback_once() {
-    stress("stress_mix", &[], &["8", "1"], true);
-    stress("stress_mix", &["-D_LGPL_SOURCE"], &["8", "1"], true);
-    stress("stress_mix", &[], &["8", "1", "exit-registered"], false);
+    stress("stress_mix", &[], &["8", "1"], Reference::Compare);
+    stress(
+        "stress_mix",
+        &["-D_LGPL_SOURCE"],
+        &["8", "1"],
+        Reference::Compare,
+    );
+    stress(
+        "stress_mix",
+        &[],
+        &["8", "1", "exit-registered"],
+        Reference::Skip,
+    );
 }
 
 /// Stress: callbacks that queue three more each (trees five deep), some
@@ -794,8 +840,8 @@ fn stress_mixed_calls_run_every_callback_once() {
 /// `rcu_barrier`: every callback runs exactly once and the trees end.
 #[test]
 fn stress_callbacks_queueing_callbacks_end_and_run_once() {
-    stress("stress_chain", &[], &[], true);
-    stress("stress_chain", &["-D_LGPL_SOURCE"], &[], true);
+    stress("stress_chain", &[], &[], Reference::Compare);
+    stress("stress_chain", &["-D_LGPL_SOURCE"], &[], Reference::Compare);
 }
 
 /// Stress, 1 s: handlers that take a section and `call_rcu` interrupt
@@ -804,7 +850,7 @@ fn stress_callbacks_queueing_callbacks_end_and_run_once() {
 /// no hang, every callback once.
 #[test]
 fn stress_call_rcu_from_signal_handlers_during_churn() {
-    stress("stress_signal_churn", &[], &[], true);
+    stress("stress_signal_churn", &[], &[], Reference::MayHang);
 }
 
 /// Stress: 10 forks through the call_rcu hooks during floods on the
@@ -815,6 +861,6 @@ fn stress_call_rcu_from_signal_handlers_during_churn() {
 /// children hang (its call_rcu lock held at the fork).
 #[test]
 fn stress_forks_during_floods() {
-    stress("stress_fork", &[], &["10"], false);
-    stress("stress_fork", &["-D_LGPL_SOURCE"], &["10"], false);
+    stress("stress_fork", &[], &["10"], Reference::Skip);
+    stress("stress_fork", &["-D_LGPL_SOURCE"], &["10"], Reference::Skip);
 }
