@@ -771,9 +771,6 @@ impl Rcu {
         #[cfg(loom)]
         let short_calls = false;
         let early = early || short_calls;
-        let due = |p: &BulkPage| {
-            early || p.is_full() || policy::page_due_by_pace(&cbs.params, p.bytes(), p.len())
-        };
         if pushed_fast
             && !early
             && count < super::bulk::capacity()
@@ -788,6 +785,39 @@ impl Rcu {
             }
             return Ok(());
         }
+        // SAFETY: as for this function (the same contract, passed on).
+        unsafe { self.push_entry_slow(ptr, run, bytes, kind, may_wait, pushed_fast, early) }
+    }
+
+    /// The rest of [`try_push_entry`](Rcu::try_push_entry), out of line:
+    /// a page that is due (full, over its pace, or early), no page, or a
+    /// fast push refused. Kept apart so the fast path's frame stays small
+    /// (inlined, its registers were saved and restored at every retire).
+    ///
+    /// # Safety
+    /// As for `try_push_entry`; `pushed_fast` says whether `ptr` is already
+    /// in this thread's page.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn push_entry_slow(
+        &self,
+        ptr: Word,
+        run: unsafe fn(Word),
+        bytes: usize,
+        kind: Kind,
+        may_wait: bool,
+        pushed_fast: bool,
+        early: bool,
+    ) -> Result<(), Word> {
+        let inner = self.inner();
+        let slot = self.current_slot();
+        // SAFETY: `current_slot` returns this thread's slot, alive while the
+        // thread is registered (for as long as this call runs).
+        let local = unsafe { &(*slot).local };
+        let cbs = &inner.callbacks;
+        let due = |p: &BulkPage| {
+            early || p.is_full() || policy::page_due_by_pace(&cbs.params, p.bytes(), p.len())
+        };
         if local.allocating.load(std::sync::atomic::Ordering::Relaxed) {
             // Retired by the page allocator while this thread's slow path
             // is in it (holding the buffer's lock): no page for this one.
