@@ -843,3 +843,96 @@ fn inserts_on_a_qsbr_thread_that_never_reports_are_warned_about_once() {
     assert_eq!(text.matches("online QSBR thread").count(), 1, "{text}");
     me.offline_while(|| rcu.barrier());
 }
+
+/// `get_or_insert_with` of entries too heavy to cache (linked, then
+/// unlinked at once, the caller reading the value under its guard) races
+/// with inserts, removes and clears of the same keys and with the
+/// shrinker under a pressure signal: no reader sees a freed value, and
+/// every value is dropped exactly once.
+#[test]
+fn too_heavy_entries_read_under_the_guard_race_safely_with_writers_and_the_shrinker() {
+    use common::poison::{Drops, Val};
+    use rcu_reclaim::pressure::NodeMask;
+    common::within(Duration::from_secs(30), "race", || {
+        let rcu = Rcu::new(Config::new().lazy_delay(Duration::from_millis(1))).unwrap();
+        let drops = Drops::new(4_000_000);
+        // Room for about 20 entries; every 4th key's value outweighs it all.
+        let cache: RcuCache<u64, Val> = RcuCache::builder()
+            .rcu(&rcu)
+            .max_bytes(20 * (RcuCache::<u64, Val>::ENTRY_OVERHEAD + 64))
+            .shards(2)
+            .weigher(|k: &u64, _: &Val| if k % 4 == 0 { 1 << 30 } else { 64 })
+            .build();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for t in 0..3u64 {
+                let (cache, drops, stop, rcu) = (&cache, &drops, &stop, &rcu);
+                s.spawn(move || {
+                    let mut i = t;
+                    while !stop.load(Ordering::Relaxed) {
+                        let k = i % 64;
+                        {
+                            let g = rcu.read_lock();
+                            let v = cache.get_or_insert_with(k, || Val::new(drops, k), &g);
+                            v.check(k);
+                            if let Some(v) = cache.get(&(k ^ 1), &g) {
+                                v.check(k ^ 1);
+                            }
+                            if i % 7 == 0 {
+                                cache.insert(k, Val::new(drops, k));
+                            }
+                            if i % 11 == 0 {
+                                cache.remove(&(k ^ 2));
+                            }
+                            v.check(k);
+                        }
+                        if i % 500 == 0 {
+                            cache.clear();
+                        }
+                        i += 3;
+                    }
+                });
+            }
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(400) {
+                let _p = rcu.pressure_start_all();
+                rcu.run_callbacks(&NodeMask::all(), 0);
+                std::thread::yield_now();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        drop(cache);
+        rcu.barrier();
+        drops.assert_each_dropped_once();
+    });
+}
+
+/// Shard counts and byte bounds at their extremes (0, 1, odd, past the
+/// most shards, `usize::MAX`) build a working cache: no arithmetic
+/// overflow, no division by zero.
+#[test]
+fn extreme_shard_counts_and_byte_bounds_build_a_working_cache() {
+    for shards in [0usize, 1, 3, 1 << 20, usize::MAX] {
+        for max in [0usize, 1, 100, usize::MAX] {
+            let cache: RcuCache<u32, Vec<u8>> = RcuCache::builder()
+                .rcu(&on_demand())
+                .max_bytes(max)
+                .shards(shards)
+                .regrow_after(Duration::MAX)
+                .build();
+            for i in 0..100u32 {
+                cache.insert(i, vec![0; 10]);
+            }
+            assert!(cache.bytes() <= max, "{shards} shards, {max} bytes");
+            {
+                let g = cache.domain().read_lock();
+                assert_eq!(
+                    cache.get_or_insert_with(1000, || vec![1; 100], &g).len(),
+                    100
+                );
+            }
+            cache.clear();
+            assert_eq!((cache.len(), cache.bytes()), (0, 0));
+        }
+    }
+}
