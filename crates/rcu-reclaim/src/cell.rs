@@ -523,8 +523,9 @@ impl<T> RcuCell<T> {
     /// # Panics
     /// If `f` writes to this cell (`store`, `replace`, `take`,
     /// `compare_exchange`, `update`), in that write: each such write would
-    /// make the exchange fail and `f` run again, for ever (an update nested
-    /// more than eight deep in other cells' updates is not checked).
+    /// make the exchange fail and `f` run again, for ever; also when the
+    /// write comes from an update of another cell nested inside `f`, however
+    /// deep.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -613,8 +614,8 @@ impl<T> RcuCell<T> {
 /// write to one of them from inside its closure panics instead of making
 /// the update retry for ever.
 mod updating {
-    /// Updates checked at once per thread (nested in each other's
-    /// closures); deeper ones run unchecked.
+    /// Updates marked in a fixed array per thread (nested in each other's
+    /// closures); deeper ones go on a growable list.
     #[cfg(not(loom))]
     const NESTED: usize = 8;
 
@@ -628,6 +629,11 @@ mod updating {
         /// The cells (addresses) of the first [`NESTED`] of them.
         static CELLS: [std::cell::Cell<usize>; NESTED] =
             const { [const { std::cell::Cell::new(0) }; NESTED] };
+        /// The cells of the updates nested deeper, in order. Once this
+        /// thread-local is gone (an update run from a late thread-local
+        /// destructor), the deeper ones run unchecked.
+        static DEEPER: std::cell::RefCell<Vec<usize>> =
+            const { std::cell::RefCell::new(Vec::new()) };
     }
 
     /// Runs `f`, an update closure of `cell`, marking the thread as inside
@@ -642,13 +648,18 @@ mod updating {
                     let depth = DEPTH.get() - 1;
                     if depth < NESTED {
                         CELLS.with(|cells| cells[depth].set(0));
+                    } else {
+                        let _ = DEEPER.try_with(|d| d.borrow_mut().pop());
                     }
                     DEPTH.set(depth);
                 }
             }
             let depth = DEPTH.get();
+            let me = cell as *const C as usize;
             if depth < NESTED {
-                CELLS.with(|cells| cells[depth].set(cell as *const C as usize));
+                CELLS.with(|cells| cells[depth].set(me));
+            } else {
+                let _ = DEEPER.try_with(|d| d.borrow_mut().push(me));
             }
             DEPTH.set(depth + 1);
             let _mark = Mark;
@@ -679,8 +690,14 @@ mod updating {
     #[inline(never)]
     #[track_caller]
     fn check_slow(me: usize) {
-        let depth = DEPTH.get().min(NESTED);
-        if CELLS.with(|cells| cells[..depth].iter().any(|c| c.get() == me)) {
+        let depth = DEPTH.get();
+        let in_first = CELLS.with(|cells| cells[..depth.min(NESTED)].iter().any(|c| c.get() == me));
+        let in_deeper = || {
+            DEEPER
+                .try_with(|d| d.borrow().contains(&me))
+                .unwrap_or(false)
+        };
+        if in_first || (depth > NESTED && in_deeper()) {
             panic!(
                 "rcu-reclaim: RcuCell::update's closure wrote to the same cell (store, replace, \
                  take, compare_exchange or update): the update could never publish (each such \

@@ -530,6 +530,68 @@ fn an_update_closure_writing_to_its_own_cell_panics_instead_of_spinning() {
     });
 }
 
+/// Updates nested deeper than the eight a thread marks in its fixed array
+/// were unchecked: the innermost closure's write to the cell of an update
+/// nine or more levels out spun for ever. Every depth is checked now, and
+/// the marks are all taken back as the panic unwinds.
+#[test]
+fn a_write_to_a_cell_whose_update_is_nested_deep_panics_at_any_depth() {
+    /// Runs an update of `cells[i]`, with the updates of `cells[i + 1..]`
+    /// nested inside it; the innermost writes to `cells[target]`.
+    fn nest(cells: &[RcuCell<u64>], i: usize, target: usize) {
+        if i == cells.len() {
+            cells[target].store(Box::new(99));
+            return;
+        }
+        cells[i].update(|v| {
+            nest(cells, i + 1, target);
+            v.map(|v| Box::new(v + 1))
+        });
+    }
+    watchdog(|| {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let cells: Vec<RcuCell<u64>> = (0..20)
+            .map(|_| RcuCell::new_in(&rcu, Some(Box::new(1u64))))
+            .collect();
+        for target in [0, 7, 8, 9, 19] {
+            let r = catch_unwind(AssertUnwindSafe(|| nest(&cells, 0, target)));
+            let payload = r.expect_err("a write to the cell of an enclosing update");
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            assert!(
+                msg.contains("RcuCell::update's closure wrote to the same cell"),
+                "target {target}: {msg}"
+            );
+        }
+        // No mark is left behind: nested writes to cells whose updates are
+        // not open (the store goes to a cell after the nest) work.
+        let (open, free) = cells.split_at(10);
+        fn nest_then_store(open: &[RcuCell<u64>], free: &RcuCell<u64>) {
+            match open.split_first() {
+                None => free.store(Box::new(5)),
+                Some((first, rest)) => {
+                    first.update(|v| {
+                        nest_then_store(rest, free);
+                        v.map(|v| Box::new(v + 1))
+                    });
+                }
+            }
+        }
+        for f in free {
+            nest_then_store(open, f);
+        }
+        let guard = rcu.read_lock();
+        assert!(free.iter().all(|c| c.load(&guard) == Some(&5)));
+        drop(guard);
+        drop(cells);
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+    });
+}
+
 /// A key that collides with every other (so writes call its `Eq`), whose
 /// `Eq` panics for key 13, and whose `Drop` of key 13 writes to the map in
 /// `UNWINDING_MAP`; values of 99 write to it from their `Drop` too.
