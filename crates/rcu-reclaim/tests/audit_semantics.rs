@@ -6,6 +6,7 @@
 //! and panics in callbacks and deferred drops.
 
 mod common;
+use common::Counted;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -24,21 +25,6 @@ fn qsbr() -> Rcu {
 
 fn on_demand() -> Rcu {
     Rcu::new(Config::new().on_demand()).unwrap()
-}
-
-/// Counts drops of a plain value.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl ReclaimSize for Counted {
-    fn reclaim_size(&self) -> usize {
-        std::mem::size_of::<Self>()
-    }
 }
 
 // ---------------------------------------------------------------------------

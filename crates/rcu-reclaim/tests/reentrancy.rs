@@ -15,6 +15,7 @@ use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCache, RcuCell, RcuHashMap, ReclaimSize};
 
 mod common;
+use common::Counted;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -39,21 +40,6 @@ fn configs() -> Vec<(&'static str, Config)> {
         ),
         ("retiring_frees", Config::new().retiring_thread_frees(true)),
     ]
-}
-
-/// Counts its drops.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl ReclaimSize for Counted {
-    fn reclaim_size(&self) -> usize {
-        std::mem::size_of::<Self>()
-    }
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

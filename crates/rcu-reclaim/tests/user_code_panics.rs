@@ -13,6 +13,8 @@ use std::time::Duration;
 use rcu_reclaim::reclaim::Reclaimer;
 use rcu_reclaim::{Config, Rcu, RcuCache, RcuCell, RcuHashMap, ReclaimSize};
 
+mod common;
+
 /// Runs `f` on a thread of its own and fails if it has not returned
 /// within 30 s (a deadlock), passing its panic on otherwise.
 fn watchdog(f: impl FnOnce() + Send + 'static) {
@@ -488,12 +490,7 @@ fn an_update_closure_writing_to_its_own_cell_panics_instead_of_spinning() {
                 Some(Box::new(5))
             })
         }));
-        let payload = r.expect_err("a write to its own cell");
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = common::panic_text(&*r.expect_err("a write to its own cell"));
         assert!(
             msg.contains("RcuCell::update's closure wrote to the same cell"),
             "{msg}"
@@ -555,12 +552,8 @@ fn a_write_to_a_cell_whose_update_is_nested_deep_panics_at_any_depth() {
             .collect();
         for target in [0, 7, 8, 9, 19] {
             let r = catch_unwind(AssertUnwindSafe(|| nest(&cells, 0, target)));
-            let payload = r.expect_err("a write to the cell of an enclosing update");
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let msg =
+                common::panic_text(&*r.expect_err("a write to the cell of an enclosing update"));
             assert!(
                 msg.contains("RcuCell::update's closure wrote to the same cell"),
                 "target {target}: {msg}"

@@ -106,6 +106,32 @@ impl rcu_reclaim::reclaim::Shrinker for RcuCache {
     }
 }
 
+/// A value that counts its drops (booking its inline size; it does not
+/// drop anywhere, so a worker frees it).
+pub struct Counted(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl rcu_reclaim::ReclaimSize for Counted {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// The text of a caught panic's payload (`""` if it is neither a `&str`
+/// nor a `String`).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// A value that drops anywhere (`reclaim_size!(..; drops_anywhere)`: a
 /// retiring thread may free it) and counts its drops.
 pub struct CountedPlain(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
