@@ -283,7 +283,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
-use crate::domain::Rcu;
+use crate::domain::{Rcu, WaitInstead};
 use crate::flavor::Flavor;
 use crate::guard::{sealed, ReadSection};
 use crate::reader::{self, Slot};
@@ -472,6 +472,19 @@ impl Registration {
     }
 }
 
+/// Puts a registration back online when dropped if it was online (`true`)
+/// before: `offline_while` and `synchronize` leave the thread as its type
+/// says, also when they unwind.
+struct Online<'a>(&'a Registration, bool);
+
+impl Drop for Online<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.go_online();
+        }
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         // Offline first: no later grace period waits for a thread that is
@@ -626,16 +639,6 @@ impl QsbrThread {
     /// thread.offline_while(|| rcu.barrier());
     /// ```
     pub fn offline_while<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        /// Puts the registration back online when dropped if it was
-        /// online (`true`) before.
-        struct Online<'a>(&'a Registration, bool);
-        impl Drop for Online<'_> {
-            fn drop(&mut self) {
-                if self.1 {
-                    self.0.go_online();
-                }
-            }
-        }
         // Armed first: going offline pays what the thread owes (a
         // budget's direct reclaim, the caller's code), and a panic there
         // must leave the thread online as its type says, or its guards
@@ -662,9 +665,30 @@ impl QsbrThread {
     /// thread.synchronize();
     /// assert!(rcu.poll(&old.cookie()));
     /// ```
+    ///
+    /// # Panics
+    /// If another registration of this thread in the same domain is
+    /// online (the grace period would wait for its report), or inside a
+    /// [`ReadGuard`](crate::ReadGuard)'s section of the domain; the panic
+    /// names the caller's line.
+    #[track_caller]
     pub fn synchronize(&mut self) {
         let rcu = self.reg.rcu.clone();
-        self.offline_while(|| rcu.synchronize());
+        let others = reader::qsbr_online_count_in(rcu.id())
+            .saturating_sub(usize::from(self.reg.online.get()));
+        assert!(
+            others == 0,
+            "rcu-reclaim: QsbrThread::synchronize() called while {others} other QsbrThread \
+             registration(s) of this thread in the same domain are online; the grace period \
+             would wait for their quiescent states forever. Put them offline first \
+             (thread_offline(), or call this inside their offline_while(|| ...)), or drop them"
+        );
+        // As `offline_while`, without a closure, so that a misuse panic
+        // below names the caller's line.
+        let _online = Online(&self.reg, self.reg.online.get());
+        self.reg.go_offline();
+        rcu.assert_not_in_section("QsbrThread::synchronize()", WaitInstead::Poll);
+        rcu.synchronize();
     }
 
     /// Whether the thread is online (always, for a `QsbrThread`; after
