@@ -234,6 +234,30 @@
 //! assert_eq!(*snapshot, "v1");
 //! ```
 //!
+//! A retired `Arc` books only its pointer ([`ReclaimSize`] for `Arc`: its
+//! drop frees the pointee only if it was the last owner), so
+//! [`RcuCell::store`] of an `RcuCell<Arc<T>>` hides a large pointee from
+//! pressure and reclaim. Where the cell holds the only long-lived owner,
+//! book the pointee with [`RcuCell::store_weighed`]:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rcu_reclaim::{Config, Rcu, RcuCell, ReclaimSize};
+//!
+//! let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+//! let table = RcuCell::new_in(&rcu, Box::new(Arc::new(vec![0u8; 1 << 20])));
+//! table.store(Box::new(Arc::new(vec![1u8; 1 << 20])));
+//! assert_eq!(rcu.pending_bytes(), 8); // the pointer only: 1 MiB unseen
+//! // The pointee too, while no snapshot shares it:
+//! let weigh = |old: &Arc<Vec<u8>>| {
+//!     let pointee = if Arc::strong_count(old) == 1 { old.as_ref().reclaim_size() } else { 0 };
+//!     old.reclaim_size() + pointee
+//! };
+//! table.store_weighed(Box::new(Arc::new(vec![2u8; 1 << 20])), weigh);
+//! assert_eq!(rcu.pending_bytes(), 8 + 8 + (24 + (1 << 20)));
+//! rcu.barrier();
+//! ```
+//!
 //! ## Bounding memory
 //! A cache of large values is where a program's memory goes. An
 //! [`RcuCache`] bounds it three ways, in one builder, and frees what it
