@@ -660,6 +660,42 @@ fn read_or_insert_with_makes_on_a_miss_only_and_reads_either_way() {
     assert_eq!(rcu.pending_bytes(), 0);
 }
 
+/// A refused insert (the entry is heavier than the cache) for a key that
+/// is cached must not leave the older value to be served: the caller has
+/// a newer one, and a cache-aside reader would read the stale one for as
+/// long as it stays cached.
+#[test]
+fn a_refused_replacement_leaves_no_stale_value_behind() {
+    let rcu = on_demand();
+    let w = RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + 1000;
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(10 * w).build();
+    assert!(cache.insert(1, vec![1u8; 1000]));
+    assert!(cache.insert(2, vec![2u8; 1000]));
+    assert!(
+        !cache.insert(1, vec![9u8; 20 * w]),
+        "heavier than the cache"
+    );
+    {
+        let guard = rcu.read_lock();
+        assert_eq!(
+            cache.get(&1, &guard),
+            None,
+            "the old value of key 1 is stale"
+        );
+        assert_eq!(
+            cache.get(&2, &guard).map(|v| v[0]),
+            Some(2),
+            "other keys stay"
+        );
+    }
+    assert_eq!((cache.len(), cache.bytes()), (1, w));
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+    // A refused insert of a key that is not cached changes nothing.
+    assert!(!cache.insert(3, vec![9u8; 20 * w]));
+    assert_eq!((cache.len(), cache.bytes()), (1, w));
+}
+
 #[test]
 fn get_or_insert_with_caches_no_entry_heavier_than_the_capacity() {
     let rcu = on_demand();

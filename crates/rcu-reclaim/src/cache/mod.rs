@@ -53,7 +53,8 @@
 //! weight, frequency and link) plus its weigher's bytes ([`HeapSize`] by
 //! default: the heap its key and value own, per
 //! [`ReclaimSize`](crate::ReclaimSize)); exactly what the map books when
-//! it retires the entry. An entry heavier than the capacity is not cached.
+//! it retires the entry. An entry heavier than the capacity is not cached
+//! (and the key's older value, if cached, is removed: it would be stale).
 //! The node counts against `max_bytes` as memory does: 80 bytes for a
 //! `u64` key and a `Vec<u8>` value, so a cache of 64–256-byte values
 //! holds about a third fewer entries than a cache that counts values only
@@ -475,7 +476,8 @@ where
     /// replacement keeps the old entry's standing with the eviction policy:
     /// its frequency and, at the same weight, its place in the queues (it
     /// then queues nothing). Returns whether the value is cached: `false`,
-    /// dropping the value at once, if the entry alone weighs more than
+    /// dropping the value at once and removing the key's older value (it
+    /// would be stale), if the entry alone weighs more than
     /// [`max_bytes`](RcuCache::max_bytes) (unlike
     /// [`RcuHashMap::insert`](crate::RcuHashMap::insert), whose `bool` says
     /// whether the key was new). Tied to a budget, it then
@@ -504,12 +506,18 @@ where
     /// assert!(cache.insert(1u32, vec![0u8; 100]));
     /// assert!(!cache.insert(2u32, vec![0u8; 20_000])); // too big to cache
     /// assert_eq!(cache.len(), 1);
+    /// // Nor is a stale value kept for a key whose new value is refused:
+    /// assert!(!cache.insert(1u32, vec![1u8; 20_000]));
+    /// assert!(cache.get(&1, &cache.domain().read_lock()).is_none());
     /// ```
     pub fn insert(&self, key: K, value: V) -> bool {
         let inner = &*self.inner;
         let heap = inner.weigher.weigh(&key, &value);
         let weight = Self::ENTRY_OVERHEAD.saturating_add(heap);
         if weight > inner.cap.max() {
+            // The key's cached value, if any, is older than this one:
+            // readers must not find it after this insert returns.
+            self.remove(&key);
             return false;
         }
         let hash = inner.map.hash(&key);
