@@ -660,6 +660,48 @@ fn read_or_insert_with_makes_on_a_miss_only_and_reads_either_way() {
     assert_eq!(rcu.pending_bytes(), 0);
 }
 
+/// The pass a pressure event runs (`Reclaimer::shrink`: priority 2 for a
+/// critical event, 4 for a medium one) shrinks a cache of a few large
+/// values too: the kernel's share of 3 entries at priority 2, or 15 at 4,
+/// rounds down to none, and such a cache (here 3 or 15 MiB) never gave
+/// anything back however many events came.
+#[test]
+fn a_pressure_pass_shrinks_a_cache_of_a_few_large_values() {
+    let rcu = on_demand();
+    // A cache of `n` entries of 1 MiB, alone with its reclaimer.
+    let cache_of = |n: u32| {
+        let reclaimer = Arc::new(Reclaimer::new(&rcu));
+        let cache = RcuCache::builder()
+            .rcu(&rcu)
+            .max_bytes(64 << 20)
+            .reclaimer(&reclaimer)
+            .build();
+        for k in 0..n {
+            assert!(cache.insert(k, vec![0u8; 1 << 20]));
+        }
+        assert_eq!(cache.len(), n as usize);
+        (reclaimer, cache)
+    };
+    let (reclaimer, cache) = cache_of(3);
+    let done = reclaimer.shrink(2); // critical
+    assert_eq!(cache.len(), 2, "{done:?}");
+    assert!(done.queued_via_rcu_bytes >= 1 << 20, "{done:?}");
+    // Down to the last entry, one event at a time; an empty cache gives
+    // nothing and is not scanned.
+    while !cache.is_empty() {
+        let before = cache.len();
+        reclaimer.shrink(2);
+        assert!(cache.len() < before);
+    }
+    assert_eq!(reclaimer.shrink(2).queued_via_rcu_bytes, 0);
+    let (reclaimer, cache) = cache_of(15);
+    let done = reclaimer.shrink(4); // medium
+    assert_eq!(cache.len(), 14, "{done:?}");
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
 /// A refused insert (the entry is heavier than the cache) for a key that
 /// is cached must not leave the older value to be served: the caller has
 /// a newer one, and a cache-aside reader would read the stale one for as

@@ -583,7 +583,9 @@ impl Reclaimer {
     /// with no byte target, the answer to a pressure event that says memory
     /// is short but not how much is wanted: each shrinker scans
     /// [`scan_target`] of its objects (at priority 4, an eighth of them;
-    /// at 2, half), even fewer than [`SHRINK_BATCH`]. What they queue for
+    /// at 2, half), even fewer than [`SHRINK_BATCH`], and at least one
+    /// (a share of a few objects rounds down to none, and a cache of a
+    /// few large values would never shrink). What they queue for
     /// RCU is left to RCU (its pressure signal, or the caller's
     /// [`Rcu::run_callbacks`]); never declares out-of-memory. A
     /// [`PressureMonitor`](crate::sources::PressureMonitor) linked to a
@@ -634,7 +636,11 @@ impl Reclaimer {
                     continue;
                 };
                 let freeable = s.count(&ShrinkControl::new(mask.clone(), priority, 0));
-                let mut total = scan_target(freeable, priority, s.seeks(), 0);
+                // At least one object of a shrinker that has any: the
+                // kernel's share rounds a small count down to nothing, and
+                // a cache of a few large values (fewer than 4 entries at
+                // priority 2, 16 at 4) never shrank for any event.
+                let mut total = scan_target(freeable, priority, s.seeks(), 0).max(freeable.min(1));
                 let mut fruitless = 0;
                 while total > 0 {
                     let mut ctl =
