@@ -279,7 +279,8 @@
 //!   PSI, cgroup v2 or v1 events, or RSS over the budget's `low` watermark,
 //!   and under a cgroup limit the cgroup's usage polled against it
 //!   ([`sources::auto_pressure`]) shrink the cache by an eighth (medium) or
-//!   half (critical) per event, and RCU frees the evicted entries at once.
+//!   half (critical) per event, at least one entry, and RCU frees the
+//!   evicted entries at once.
 //!   The poll runs every 20 ms (on cgroup v1 the kernel also signals each
 //!   crossing of 85 % and 95 % of the limit at once): in a container, a
 //!   program that can fill its limit faster than the cache shrinks, or
