@@ -328,11 +328,14 @@ impl<T> RcuCell<T> {
     /// Publishes `value` and defers the drop of the old value until after a
     /// grace period ([`Rcu::defer_drop`]), booking the old value's
     /// [`ReclaimSize::reclaim_size`]: its heap included, so reclaim and
-    /// pressure see what the grace period will free. Never blocks, unless
-    /// no bulk page can be had or, under memory pressure, garbage piles up
-    /// (it then waits, at most 10 ms to 1 s, for it to be freed; inside a
-    /// read-side section, the section waits when it ends: see
-    /// [`Rcu::defer_drop`]); usable inside a
+    /// pressure see what the grace period will free. Never blocks for
+    /// long: it waits, bounded, only while garbage piles up (a grace
+    /// period held up by a preempted reader, at most 2 ms; under a
+    /// pressure signal, 10 ms to 1 s; in a domain whose garbage is bounded
+    /// by a memory limit, as [`sources::auto_pressure`](crate::sources::auto_pressure)
+    /// sets it in a cgroup, at most 1 s) or when no bulk page can be had;
+    /// inside a read-side section the section pays when it ends. The
+    /// [`locking`](crate::locking) table lists every wait. Usable inside a
     /// read-side section. Memory stays bounded only where something puts the
     /// domain under pressure (a monitor from
     /// [`sources::auto_pressure`](crate::sources::auto_pressure), a
@@ -348,6 +351,19 @@ impl<T> RcuCell<T> {
     /// let cell = rcu_reclaim::RcuCell::new(String::from("v1"));
     /// cell.store(Box::new(String::from("v2")));
     /// assert_eq!(cell.load(&cell.domain().read_lock()).unwrap(), "v2");
+    /// ```
+    ///
+    /// With the garbage bounded (a process at 97 MiB of a 100 MiB mark),
+    /// a store whose old value fills the room left waits for it to be
+    /// freed before it returns, with no pressure signal:
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Rcu, RcuCell};
+    /// let rcu = Rcu::new(Config::new()).unwrap();
+    /// rcu.bound_garbage(100 << 20, || Some(97 << 20));
+    /// let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 << 20]));
+    /// cell.store(Box::new(vec![1u8; 4 << 20]));
+    /// assert!(rcu.stats().headroom_waits >= 1);
     /// ```
     ///
     /// The old value is dropped later, maybe on another thread, so it must

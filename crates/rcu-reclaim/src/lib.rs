@@ -62,7 +62,7 @@
 //!
 //! | you have | call | books |
 //! |---|---|---|
-//! | an [`RcuCell`] to update | [`RcuCell::store`]: publish and retire the old value in one call; never blocks, except while garbage piles up behind a grace period (a bounded wait: see [`Config::held_up_bytes`] and, under memory pressure, [`Config::pressure_throttle_bytes`]) | the old value's `reclaim_size()` |
+//! | an [`RcuCell`] to update | [`RcuCell::store`]: publish and retire the old value in one call; never blocks, except while garbage piles up behind a grace period (a bounded wait: see [`Config::held_up_bytes`], under memory pressure [`Config::pressure_throttle_bytes`], and under a memory limit [`Rcu::bound_garbage`]; [`locking`] lists every wait) | the old value's `reclaim_size()` |
 //! | the same, a type without `ReclaimSize` or a custom size | [`RcuCell::store_weighed`] | `weigh(&old)` |
 //! | the same, and may block | [`RcuCell::store_sync`]: waits for the grace period and frees before returning, no backlog | nothing (nothing is queued) |
 //! | the same, from several writers without a lock, the new value made from the old | [`RcuCell::update`]: read-copy-update in one call (a [`RcuCell::compare_exchange`] loop that runs the closure again when another writer published first) | the old value's `reclaim_size()` |

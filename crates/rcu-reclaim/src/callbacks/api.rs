@@ -417,7 +417,12 @@ impl Rcu {
     /// section waits when it ends), at
     /// most 10 ms (100 ms while over twice that, 1 s over four times), so
     /// writers do not outrun their own garbage into the out-of-memory killer
-    /// while grace periods can end.
+    /// while grace periods can end. It also waits, bounded, while garbage
+    /// piles up behind a grace period held up by a preempted reader (at
+    /// most 2 ms), or over a garbage bound ([`Rcu::bound_garbage`], which
+    /// [`sources::auto_pressure`](crate::sources::auto_pressure) sets in a
+    /// memory-limited cgroup; at most 1 s): the [`locking`](crate::locking)
+    /// table lists every wait.
     ///
     /// It never runs a destructor that might take a lock (nor any
     /// callback), so it may be called while holding a lock that some
