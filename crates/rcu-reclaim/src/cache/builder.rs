@@ -192,7 +192,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// cgroup v1, then RSS above the budget's `low` watermark, or never
     /// without a budget; under a cgroup limit, with the cgroup's usage
     /// polled against it). A medium event evicts an eighth of the cache, a
-    /// critical one half ([`Reclaimer::shrink`]), with a budget its
+    /// critical one half, at least one entry ([`Reclaimer::shrink`]), with a budget its
     /// other caches too. Without a budget or reclaimer, the cache makes a
     /// reclaimer of its own.
     ///

@@ -26,7 +26,7 @@ pub const USAGE_POLL: Duration = Duration::from_millis(20);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// The least time between two events of the same level while usage stays
-/// over a mark: each event shrinks caches (an eighth, or half), and usage
+/// over a mark: each event shrinks caches (an eighth, or half, at least one entry), and usage
 /// falls only once the memory is back with the kernel.
 const REPEAT: Duration = Duration::from_millis(100);
 

@@ -119,7 +119,8 @@ pub enum Level {
 /// The monitor calls
 /// [`wait`](PressureSource::wait) in a loop on its own thread; each event
 /// expedites RCU (and, for a cache, shrinks it by an eighth for
-/// [`Level::Medium`], by half for [`Level::Critical`]), so a polling source
+/// [`Level::Medium`], by half for [`Level::Critical`], at least one
+/// entry), so a polling source
 /// reports at most one event per poll:
 ///
 /// ```
