@@ -177,8 +177,12 @@ impl Config {
     /// [`Rcu::collect`](crate::Rcu::collect), counted from its last
     /// collect that freed something. After that, or at once under memory
     /// pressure, a callback worker frees them. Zero wakes a worker for
-    /// every ready page at once. With neither, workers free ready pages at
-    /// once and this has no effect.
+    /// every ready page at once. With neither, it applies to pages of
+    /// values that drop anywhere ([`drops_anywhere`](crate::drops_anywhere),
+    /// as `Vec<u8>`), which a thread that keeps handing them off frees
+    /// itself; a worker frees every other page at once. A thread that
+    /// waits for its garbage to be freed (over a garbage bound, say) gives
+    /// its pages to the worker for the wait.
     ///
     /// ```
     /// use std::time::Duration;

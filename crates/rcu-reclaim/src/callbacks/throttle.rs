@@ -59,7 +59,7 @@ use std::time::Instant;
 use super::{add, Callbacks};
 use crate::gp::GracePeriods;
 use crate::policy;
-use crate::sync::lock;
+use crate::sync::{lock, try_lock};
 
 #[cfg(not(loom))]
 thread_local! {
@@ -392,6 +392,14 @@ impl Callbacks {
     ) -> Duration {
         let target = gp.snapshot();
         let start = Instant::now();
+        // This thread frees nothing while it naps: ready pages left to it
+        // as its shard's producer (`producer_window`) go to the worker
+        // now. Without a pressure signal (the headroom and call-backlog
+        // waits) the worker left them alone, and each wait lasted the
+        // window (5 ms) for garbage whose grace period had ended.
+        if let Some(mut st) = try_lock(&self.shards[self.current_shard()].state) {
+            st.last_handoff = None;
+        }
         kick();
         loop {
             // Grace periods moved on and workers woken at every round, the

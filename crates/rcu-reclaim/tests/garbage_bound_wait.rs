@@ -1,0 +1,36 @@
+//! The wait over a garbage bound (`Rcu::bound_garbage`, which
+//! `sources::auto_pressure` and `budget_from_cgroup` set in a cgroup with
+//! a memory limit) ends once the garbage is freed: with no pressure signal
+//! and no reader, that is a grace period and a worker's pass, not the
+//! `producer_window` for which the waiting thread's own ready pages are
+//! left to it (it frees nothing while it naps).
+
+use std::time::Duration;
+
+use rcu_reclaim::{Config, Rcu, RcuCell};
+
+const MIB: usize = 1 << 20;
+
+/// Each store retires 4 MiB of `Vec<u8>` (values that drop anywhere, so
+/// their pages are left to the retiring thread) in a process at 97 MiB of
+/// a 100 MiB mark: every store waits, and returns once that garbage is
+/// freed. With an hour's window the wait ran to its bound (1 s) instead,
+/// and the store returned with its garbage still pending.
+#[test]
+fn a_store_over_the_bound_returns_once_its_garbage_is_freed() {
+    let rcu = Rcu::new(Config::new().producer_window(Duration::from_secs(3600))).unwrap();
+    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 * MIB]));
+    for i in 1..=4u8 {
+        cell.store(Box::new(vec![i; 4 * MIB]));
+        assert!(
+            rcu.pending_bytes() < 4 * MIB,
+            "store {i} returned with its 4 MiB of garbage unfreed: {:?}",
+            rcu.stats()
+        );
+    }
+    assert!(rcu.stats().headroom_waits >= 1);
+    rcu.unbound_garbage();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
