@@ -702,6 +702,53 @@ fn a_pressure_pass_shrinks_a_cache_of_a_few_large_values() {
     assert_eq!(rcu.pending_bytes(), 0);
 }
 
+/// After a shrink the capacity stays lowered (`regrow_after`): an entry
+/// heavier than it is refused, as one heavier than `max_bytes` is. It was
+/// inserted, reported cached, and then evicted with every other entry.
+#[test]
+fn an_entry_heavier_than_the_lowered_capacity_is_refused_and_evicts_nothing() {
+    let rcu = on_demand();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let cache = RcuCache::builder()
+        .rcu(&rcu)
+        .max_bytes(16 << 20)
+        .shards(1)
+        .regrow_after(Duration::from_secs(3600))
+        .reclaimer(&reclaimer)
+        .build();
+    for k in 0..4u32 {
+        assert!(cache.insert(k, vec![0u8; 3 << 20]));
+    }
+    reclaimer.shrink(2); // half: the capacity is held at what is left
+    let (len, bytes, cap) = (cache.len(), cache.bytes(), cache.capacity_bytes());
+    assert_eq!(len, 2);
+    assert!(cap < 8 << 20, "lowered to what is left: {cap}");
+    // Under max_bytes, over the capacity now: refused, nothing evicted.
+    assert!(!cache.insert(100, vec![1u8; 12 << 20]));
+    assert_eq!((cache.len(), cache.bytes()), (len, bytes));
+    {
+        let guard = rcu.read_lock();
+        assert!(cache.get(&100, &guard).is_none());
+        // get_or_insert_with hands it out for the section, caches nothing.
+        let v = cache.get_or_insert_with(101, || vec![2u8; 12 << 20], &guard);
+        assert_eq!(v.len(), 12 << 20);
+    }
+    assert_eq!((cache.len(), cache.bytes()), (len, bytes));
+    // A key that is cached loses its older value, as over max_bytes.
+    let cached = (0..4u32)
+        .find(|k| cache.get(k, &rcu.read_lock()).is_some())
+        .unwrap();
+    assert!(!cache.insert(cached, vec![3u8; 12 << 20]));
+    assert!(cache.get(&cached, &rcu.read_lock()).is_none());
+    assert_eq!(cache.len(), len - 1);
+    // What fits the lowered capacity is cached.
+    assert!(cache.insert(200, vec![4u8; 1 << 20]));
+    assert!(cache.get(&200, &rcu.read_lock()).is_some());
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
 /// A refused insert (the entry is heavier than the cache) for a key that
 /// is cached must not leave the older value to be served: the caller has
 /// a newer one, and a cache-aside reader would read the stale one for as

@@ -477,8 +477,9 @@ where
     /// its frequency and, at the same weight, its place in the queues (it
     /// then queues nothing). Returns whether the value is cached: `false`,
     /// dropping the value at once and removing the key's older value (it
-    /// would be stale), if the entry alone weighs more than
-    /// [`max_bytes`](RcuCache::max_bytes) (unlike
+    /// would be stale), if the entry alone weighs more than the capacity
+    /// ([`capacity_bytes`](RcuCache::capacity_bytes): [`max_bytes`](RcuCache::max_bytes),
+    /// or less for a while after a shrink) (unlike
     /// [`RcuHashMap::insert`](crate::RcuHashMap::insert), whose `bool` says
     /// whether the key was new). Tied to a budget, it then
     /// [checks](crate::reclaim::MemoryBudget::check) the budget, as
@@ -514,7 +515,10 @@ where
         let inner = &*self.inner;
         let heap = inner.weigher.weigh(&key, &value);
         let weight = Self::ENTRY_OVERHEAD.saturating_add(heap);
-        if weight > inner.cap.max() {
+        // The capacity now: after a shrink it stays lowered for a while,
+        // and an entry heavier than that would only be evicted again, with
+        // every other entry before it.
+        if weight > inner.cap.get() {
             // The key's cached value, if any, is older than this one:
             // readers must not find it after this insert returns.
             self.remove(&key);
@@ -605,7 +609,7 @@ where
     /// key's stripe lock of the map (so it must not write to this cache;
     /// other writers of that stripe wait for it). A value inserted here may
     /// be evicted at once if the cache is full of more valuable entries,
-    /// and one heavier than [`max_bytes`](RcuCache::max_bytes) is not
+    /// and one heavier than the capacity ([`capacity_bytes`](RcuCache::capacity_bytes)) is not
     /// cached (as [`insert`](RcuCache::insert) refuses it; no other entry
     /// is evicted for it); the reference stays valid while the guard lasts.
     ///
@@ -674,7 +678,7 @@ where
                 let heap = inner.weigher.weigh(&queued, loaded.insert(f()));
                 let value = loaded.take().expect("just loaded");
                 let mut entry = Entry::new(value, fresh_id(), heap, Self::ENTRY_OVERHEAD);
-                if entry.weight > inner.cap.max() {
+                if entry.weight > inner.cap.get() {
                     // Too heavy to cache (as `insert` refuses it): in the
                     // map only until removed below, weighing nothing, so
                     // neither it nor a write that replaces or removes it
