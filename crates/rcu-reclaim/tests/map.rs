@@ -566,3 +566,87 @@ fn an_iterator_walks_dummies_of_a_level_a_halving_retired() {
         assert_eq!(map.len(), 5);
     }
 }
+
+/// `retain` beside writers and readers: of the keys no one else touches,
+/// exactly the odd ones go (through the shrinks the removals cause);
+/// churned keys are judged on the value `remove_if` holds; readers never
+/// see a dropped value, and every value is dropped exactly once.
+#[test]
+fn retain_beside_writers_removes_exactly_what_it_rejects() {
+    const FIXED: u64 = 4096; // keys 0..FIXED: only retain touches them
+    const CHURNED: u64 = 512; // keys FIXED..FIXED+CHURNED: a writer's
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let drops = Drops::new(1 << 20);
+    let map: Arc<RcuHashMap<u64, Val>> = Arc::new(RcuHashMap::new_in(&rcu));
+    for k in 0..FIXED + CHURNED {
+        map.insert(k, Val::new(&drops, k));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (map, drops, stop, writes) = (map.clone(), drops.clone(), stop.clone(), writes.clone());
+        thread::spawn(move || {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            while !stop.load(Ordering::Relaxed) {
+                writes.fetch_add(1, Ordering::Relaxed);
+                let k = FIXED + rng.below(CHURNED);
+                if rng.below(2) == 0 {
+                    map.insert(k, Val::new(&drops, k));
+                } else {
+                    map.remove(&k);
+                }
+            }
+        })
+    };
+    let reader = {
+        let (map, stop) = (map.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+            while !stop.load(Ordering::Relaxed) {
+                let guard = map.domain().read_lock();
+                let k = rng.below(FIXED + CHURNED);
+                if let Some(v) = map.get(&k, &guard) {
+                    v.check(k);
+                }
+                for (k, v) in map.iter(&guard).take(64) {
+                    v.check(*k);
+                }
+            }
+        })
+    };
+    while writes.load(Ordering::Relaxed) < 1000 {
+        thread::yield_now();
+    }
+    let offered = AtomicUsize::new(0);
+    let before = writes.load(Ordering::Relaxed);
+    map.retain(|k, v| {
+        v.check(*k);
+        if *k < FIXED {
+            offered.fetch_add(1, Ordering::Relaxed);
+        }
+        if k % 128 == 0 {
+            thread::yield_now(); // let the writer and reader in meanwhile
+        }
+        *k >= FIXED || k % 2 == 0
+    });
+    let during = writes.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    reader.join().unwrap();
+    // Each fixed key was offered once, and only the even ones are left.
+    assert_eq!(offered.load(Ordering::Relaxed), FIXED as usize);
+    eprintln!("{during} writes ran during the retain");
+    let guard = rcu.read_lock();
+    for k in 0..FIXED {
+        assert_eq!(map.get(&k, &guard).is_some(), k % 2 == 0, "key {k}");
+    }
+    drop(guard);
+    // Every churned key judged: a `retain` keeping none of them leaves
+    // none behind once the writer has stopped.
+    map.retain(|k, _| *k < FIXED);
+    assert_eq!(map.len(), FIXED as usize / 2);
+    drop(map);
+    rcu.barrier();
+    drops.assert_each_dropped_once();
+    assert_eq!(rcu.pending_bytes(), 0);
+}

@@ -124,6 +124,17 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     ///     rcu_reclaim::RcuCache::builder().max_bytes(usize::MAX).build();
     /// assert_eq!(huge.max_bytes(), isize::MAX as usize);
     /// ```
+    ///
+    /// Every entry weighs at least [`RcuCache::ENTRY_OVERHEAD`] bytes
+    /// besides its value's heap: a capacity below that (`max_bytes(0)`,
+    /// say) makes a cache that holds nothing, every insert refused, which
+    /// is one way to turn caching off:
+    ///
+    /// ```
+    /// let off: rcu_reclaim::RcuCache<u8, u8> = rcu_reclaim::RcuCache::builder().max_bytes(0).build();
+    /// assert!(!off.insert(1, 1));
+    /// assert!(off.is_empty());
+    /// ```
     pub fn max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = Some(bytes.min(isize::MAX as usize));
         self

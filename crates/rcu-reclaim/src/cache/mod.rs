@@ -475,9 +475,13 @@ where
     /// then evicts until the cache is back under its capacity. A
     /// replacement keeps the old entry's standing with the eviction policy:
     /// its frequency and, at the same weight, its place in the queues (it
-    /// then queues nothing). Returns whether the value is cached: `false`,
-    /// dropping the value at once and removing the key's older value (it
-    /// would be stale), if the entry alone weighs more than the capacity
+    /// then queues nothing). Returns whether the value was taken in:
+    /// `true` once it is published (like any new entry, it may be the very
+    /// one the eviction after it takes, S3-FIFO evicting new entries that
+    /// were never read first, so `true` does not promise that a later
+    /// `get` finds it); `false`, dropping the value at once and removing
+    /// the key's older value (it would be stale), if the entry alone weighs
+    /// more than the capacity
     /// ([`capacity_bytes`](RcuCache::capacity_bytes): [`max_bytes`](RcuCache::max_bytes),
     /// or less for a while after a shrink) (unlike
     /// [`RcuHashMap::insert`](crate::RcuHashMap::insert), whose `bool` says

@@ -232,6 +232,43 @@ where
         self.remove_if_hashed(self.hash(key), key, pred)
     }
 
+    /// Keeps only the entries for which `f` returns `true`: each entry
+    /// present for the whole call is offered to `f` once, and removed (as
+    /// by [`remove_if`](Self::remove_if): dropped after a grace period, its
+    /// size booked) if `f` says `false`. An entry inserted or replaced
+    /// meanwhile may or may not be offered; one that `f` kept and another
+    /// thread replaced stays replaced. For a routing table, say: drop every
+    /// route through a next hop that went down.
+    ///
+    /// The walk is one read-side section of the map's domain (grace
+    /// periods wait for it), and `f` runs as `remove_if`'s `pred` does,
+    /// under the entry's lock: it must not wait for a grace period nor
+    /// write to this map.
+    ///
+    /// # Panics
+    /// As [`remove_if`](Self::remove_if), if `f` writes to this map or the
+    /// call is made from a closure that another write of this map runs.
+    ///
+    /// ```
+    /// let routes = rcu_reclaim::RcuHashMap::new();
+    /// for (prefix, hop) in [("10.0.0.0/8", 1), ("10.1.0.0/16", 2), ("192.168.0.0/16", 1)] {
+    ///     routes.insert(prefix, hop);
+    /// }
+    /// routes.retain(|_, hop| *hop != 1); // next hop 1 went down
+    /// let guard = routes.domain().read_lock();
+    /// let left: Vec<_> = routes.iter(&guard).collect();
+    /// assert_eq!(left, [(&"10.1.0.0/16", &2)]);
+    /// ```
+    #[track_caller]
+    pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
+        let guard = self.rcu.read_lock();
+        for (key, _) in self.iter(&guard) {
+            // The value looked at is the one `remove_if` holds locked, so
+            // an entry replaced since the walk reached it is judged anew.
+            self.remove_if(key, |value| !f(key, value));
+        }
+    }
+
     /// [`remove_if`](Self::remove_if) for a key whose
     /// [`hash`](RcuHashMap::hash) the caller has.
     #[track_caller]
