@@ -571,7 +571,7 @@ pub fn check_plot_path(path: &Path) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(format!(
-            "--plot {shown}: cannot write in the directory {}: {e}; {fix}",
+            "--plot {shown}: cannot create the file (in {}): {e}; {fix}",
             dir.display()
         )),
     }

@@ -272,6 +272,7 @@ impl<K: ReclaimSize, V: ReclaimSize> RcuHashMap<K, V> {
     /// let map: rcu_reclaim::RcuHashMap<u32, u32> = rcu_reclaim::RcuHashMap::with_capacity(1000);
     /// assert!(map.capacity() >= 1000);
     /// ```
+    #[track_caller]
     pub fn with_capacity(capacity: usize) -> Self {
         Self::with_capacity_in(capacity, Rcu::global())
     }
@@ -301,6 +302,7 @@ impl<K: ReclaimSize, V: ReclaimSize> RcuHashMap<K, V> {
     /// let map: RcuHashMap<u32, u32> = RcuHashMap::with_capacity_in(100, Rcu::global());
     /// assert!(map.capacity() >= 100);
     /// ```
+    #[track_caller]
     pub fn with_capacity_in(capacity: usize, rcu: &Rcu) -> Self {
         Self::with_capacity_and_hasher_in(capacity, RandomState::new(), rcu)
     }
@@ -334,6 +336,7 @@ impl<K: ReclaimSize, V: ReclaimSize, S> RcuHashMap<K, V, S> {
     /// let map: RcuHashMap<u32, u32, _> = RcuHashMap::with_capacity_and_hasher(1000, hasher);
     /// assert!(map.capacity() >= 1000);
     /// ```
+    #[track_caller]
     pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
         Self::with_capacity_and_hasher_in(capacity, hasher, Rcu::global())
     }
@@ -351,6 +354,7 @@ impl<K: ReclaimSize, V: ReclaimSize, S> RcuHashMap<K, V, S> {
     /// map.insert(1u8, 2u8);
     /// assert_eq!(map.len(), 1);
     /// ```
+    #[track_caller]
     pub fn with_capacity_and_hasher_in(capacity: usize, hasher: S, rcu: &Rcu) -> Self {
         let anywhere = crate::drops_anywhere::<K>() && crate::drops_anywhere::<V>();
         Self::with_weigher_as(capacity, hasher, rcu, heap_of::<K, V>, anywhere)
@@ -383,6 +387,7 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// assert!(rcu.pending_bytes() >= 1000);
     /// rcu.barrier();
     /// ```
+    #[track_caller]
     pub fn with_weigher_in(
         capacity: usize,
         hasher: S,
@@ -396,6 +401,7 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// As `with_weigher_in`; `drops_anywhere`: dropping a key and a value
     /// takes no lock and waits for nothing (see
     /// [`ReclaimSize::DROPS_ANYWHERE`]), so writers free ready entries.
+    #[track_caller]
     pub(crate) fn with_weigher_as(
         capacity: usize,
         hasher: S,

@@ -113,6 +113,7 @@ unsafe impl Sync for Table {}
 impl Table {
     /// A table of `buckets` buckets with a new list of its dummies, empty
     /// of entries.
+    #[track_caller]
     pub(super) fn with_new_list(buckets: usize) -> Box<Table> {
         debug_assert!(buckets.is_power_of_two() && buckets >= STRIPES);
         // The levels together hold `buckets` dummies. Checked before the
