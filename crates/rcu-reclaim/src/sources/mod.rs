@@ -7,7 +7,8 @@
 //!   (`cgroup.event_control` + eventfd), plus usage and limit;
 //! * [`CgroupUsageSource`]: polls a cgroup's usage against its limit
 //!   (what [`auto_pressure`] adds under a cgroup limit);
-//! * [`RssSource`]: polls `/proc/self/statm` against a threshold;
+//! * [`RssSource`]: polls `/proc/self/statm` against a threshold
+//!   ([`rss_bytes`] reads it once);
 //! * [`SyntheticSource`]: events sent by the program (tests, simulations).
 //!
 //! All implement [`PressureSource`]; [`PressureMonitor`] runs one in a
@@ -68,7 +69,7 @@ pub use monitor::{auto_pressure, auto_pressure_for};
 pub use monitor::{budget_from_cgroup, MonitorStats, PressureMonitor};
 pub use parse::{CgroupPaths, MemoryEvents, PsiLine, PsiStats};
 pub use psi::PsiTrigger;
-pub use rss::RssSource;
+pub use rss::{rss_bytes, RssSource};
 
 pub(crate) use cgroup_usage::cgroup_limit;
 

@@ -37,29 +37,51 @@ impl RssSource {
     /// assert!(source.wait(Duration::from_millis(100)).unwrap().is_some());
     /// ```
     pub fn new(threshold: usize, interval: Duration) -> RssSource {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         RssSource {
             threshold,
             interval: interval.max(Duration::from_millis(1)),
-            page_size: u64::try_from(page).unwrap_or(4096),
+            page_size: page_size(),
             next: Instant::now(),
         }
     }
 
-    /// Current RSS in bytes.
+    /// Current RSS in bytes (as [`rss_bytes`]).
     ///
     /// ```
     /// let s = rcu_reclaim::sources::RssSource::new(0, std::time::Duration::from_secs(1));
     /// assert!(s.rss().unwrap() > 0);
     /// ```
     pub fn rss(&self) -> Result<usize, SourceError> {
-        let text = std::fs::read_to_string(STATM)
-            .map_err(|e| SourceError::new(STATM, format!("cannot read: {e}")))?;
-        let bytes = parse_statm(&text, self.page_size)
-            .map_err(|e| SourceError::new(STATM, e.to_string()))?;
-        Ok(super::bytes_usize(bytes))
+        read_rss(self.page_size)
     }
+}
+
+/// This process's resident memory in bytes, from `/proc/self/statm`: what
+/// [`RssSource`] compares with its threshold, for code that wants to log
+/// or check it without a pressure source.
+///
+/// ```
+/// let before = rcu_reclaim::sources::rss_bytes().unwrap();
+/// let block = vec![1u8; 32 << 20]; // touched: resident
+/// assert!(rcu_reclaim::sources::rss_bytes().unwrap() >= before + (16 << 20));
+/// drop(block);
+/// ```
+pub fn rss_bytes() -> Result<usize, SourceError> {
+    read_rss(page_size())
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page).unwrap_or(4096)
+}
+
+fn read_rss(page_size: u64) -> Result<usize, SourceError> {
+    let text = std::fs::read_to_string(STATM)
+        .map_err(|e| SourceError::new(STATM, format!("cannot read: {e}")))?;
+    let bytes =
+        parse_statm(&text, page_size).map_err(|e| SourceError::new(STATM, e.to_string()))?;
+    Ok(super::bytes_usize(bytes))
 }
 
 impl PressureSource for RssSource {
