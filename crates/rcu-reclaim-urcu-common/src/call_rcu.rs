@@ -779,6 +779,10 @@ pub(crate) fn rebuild_in_child<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) {
             .for_each(|s| s.store(ptr::null_mut(), Ordering::Release));
     }
     CALLER.with(|c| c.crdp.set(ptr::null()));
+    // A callback that forked: in the child its thread runs no crdp (the
+    // one it ran is abandoned below), so it waits for every crdp's
+    // callbacks, the ones it adopts included.
+    WORKER_OF.with(|t| t.set(ptr::null()));
     let new_default = install_default::<F>(all);
     for c in old {
         new_default.adopt(c.abandon_in_child());

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rcu_reclaim::fork::ForkGuard;
 
 use crate::call_rcu::{self, CallRcuData};
-use crate::crdp::all;
+use crate::crdp::{all, WORKER_OF};
 use crate::fork_window::{self, forking_here};
 use crate::{defer, Flavor};
 
@@ -136,6 +136,11 @@ pub fn before_fork<F: Flavor>() {
     let _ = F::rcu();
     let _ = crate::crdp::per_cpu();
     F::before_fork();
+    // On a call_rcu thread (a callback that forks, the hooks installed by
+    // `pthread_atfork`), that thread's crdp is paused where it is: in the
+    // callback, holding none of its locks but its batch order, which the
+    // forking thread keeps in the child (liburcu waits for it for ever).
+    let me = WORKER_OF.with(|t| t.get());
     // Waits for flushes and batches under way, which wait for grace periods.
     let (flush, all) = F::offline_while(|| loop {
         let flush = defer::before_fork();
@@ -145,7 +150,11 @@ pub fn before_fork<F: Flavor>() {
         // cannot pause (liburcu's hooks take no defer lock, and its
         // callbacks may flush): everything is let go until the callback
         // has the lock, then taken again.
-        let Some(stuck) = all.iter().find(|c| !c.pause()).cloned() else {
+        let Some(stuck) = all
+            .iter()
+            .find(|c| !std::ptr::eq(Arc::as_ptr(c), me) && !c.pause())
+            .cloned()
+        else {
             break (flush, all);
         };
         all.iter().for_each(|c| c.resume());

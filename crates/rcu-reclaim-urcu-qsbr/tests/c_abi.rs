@@ -197,6 +197,24 @@ fn grace_periods_between_the_fork_hooks_run() {
     same_as_liburcu("fork_window");
 }
 
+/// `fork()` from a `call_rcu` callback with the hooks installed by
+/// `pthread_atfork`: `call_rcu_before_fork` waited for the caller's own
+/// call_rcu thread to pause (before: a silent hang, as on liburcu-qsbr, so
+/// ours only). The child uses call_rcu and exits; the parent's callbacks
+/// around the fork each run once.
+#[test]
+fn fork_from_a_call_rcu_callback() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile("fork_in_callback", &[], &["-lurcu-qsbr"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout, "child exit status 0\ncallbacks around a fork in a callback: ok\n",
+        "{}",
+        out.stderr
+    );
+}
+
 /// A fork through the hooks while a `call_rcu` callback is about to call
 /// `rcu_defer_barrier`: `call_rcu_before_fork` held the `defer_rcu` flush
 /// lock while it waited for the call_rcu thread to finish its batch, whose

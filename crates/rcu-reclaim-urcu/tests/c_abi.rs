@@ -294,6 +294,25 @@ fn fork_with_pending_callbacks() {
     same_as_liburcu("fork");
 }
 
+/// `fork()` from a `call_rcu` callback with liburcu's hooks installed by
+/// `pthread_atfork` (a callback that spawns a helper): `call_rcu_before_fork`
+/// waited for the caller's own call_rcu thread to pause, which it never
+/// does while it runs the callback (before: a silent hang; liburcu hangs
+/// the same way, so ours only). The child uses call_rcu and exits; the
+/// parent's callbacks around the fork each run once.
+#[test]
+fn fork_from_a_call_rcu_callback() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("fork_in_callback", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout, "child exit status 0\ncallbacks around a fork in a callback: ok\n",
+        "{}",
+        out.stderr
+    );
+}
+
 /// A callback registers the call_rcu thread again, then unregisters it:
 /// the register is ignored (liburcu asserts), and so is its unregister,
 /// which before unregistered the call_rcu thread itself, so that a later
