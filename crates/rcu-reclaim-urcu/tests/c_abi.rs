@@ -294,6 +294,31 @@ fn fork_with_pending_callbacks() {
     same_as_liburcu("fork");
 }
 
+/// liburcu-cds's `cds_lfht` on the drop-in: it reaches the flavor only
+/// through `urcu_memb_flavor` (read side, `call_rcu`, `synchronize_rcu`,
+/// registration of its resize worker) and registers its fork hooks with
+/// `urcu_memb_register_rculfhash_atfork`. Lookups during replaces,
+/// deletes and resizes never see a freed node, and every node is freed
+/// once. Forking through the hooks meanwhile is ours only: liburcu's
+/// children wait for the parent's readers, caught in their sections at
+/// the fork, for ever.
+#[test]
+fn cds_lfht_from_liburcu_cds_on_the_drop_in() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("lfht", &[], &["-lurcu-cds", "-lurcu-memb"]);
+    let ours = env.run_ours(&exe, &[]);
+    assert_eq!(ours.code, Some(0), "{}", ours.stderr);
+    assert_eq!(ours.stdout, "freed 40960 bad 0\n", "{}", ours.stderr);
+    if env.real_liburcu.is_some() {
+        let real = run_with_args(&exe, &[], None);
+        assert_eq!(real.code, Some(0), "liburcu: {}", real.stderr);
+        assert_eq!(ours.stdout, real.stdout);
+    }
+    let out = env.run_ours(&exe, &["fork"]);
+    assert_eq!(out.code, Some(0), "fork: {}", out.stderr);
+    assert_eq!(out.stdout, "freed 40960 bad 0\n", "fork: {}", out.stderr);
+}
+
 /// `fork()` from a `call_rcu` callback with liburcu's hooks installed by
 /// `pthread_atfork` (a callback that spawns a helper): `call_rcu_before_fork`
 /// waited for the caller's own call_rcu thread to pause, which it never
