@@ -70,14 +70,31 @@ thread_local! {
     /// first, and a read lock in a later destructor takes a section of the
     /// domain (which still protects it) instead of the detached block.
     static DETACH_AT_EXIT: DetachAtExit = const { DetachAtExit };
+    /// The thread was registered when its thread-locals were destroyed:
+    /// its exit ended the registration, and an `rcu_unregister_thread` in
+    /// a later pthread key destructor pairs with it (liburcu keeps the
+    /// thread registered until then). No destructor.
+    static EXITED_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 struct DetachAtExit;
 
 impl Drop for DetachAtExit {
     fn drop(&mut self) {
-        let _ = ATTACHED.try_with(|a| a.set(std::ptr::null()));
+        let was = ATTACHED.try_with(|a| a.replace(std::ptr::null()));
+        if was.is_ok_and(|b| !b.is_null()) {
+            let _ = EXITED_REGISTERED.try_with(|e| e.set(true));
+        }
     }
+}
+
+/// Whether the thread's exit ended its registration (see
+/// `EXITED_REGISTERED`); clears the mark, so that it pairs with one
+/// `rcu_unregister_thread` only.
+pub(crate) fn take_exited_registered() -> bool {
+    EXITED_REGISTERED
+        .try_with(|e| e.replace(false))
+        .unwrap_or(false)
 }
 
 /// The calling thread's block, if attached.

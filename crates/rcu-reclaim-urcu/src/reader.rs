@@ -81,6 +81,9 @@ fn register_thread() {
         rcu_reclaim_urcu_common::ignored_registrations::ignored();
         return;
     }
+    // A registration in a pthread key destructor, after the thread's exit
+    // ended the one before: its own unregistration pairs with it.
+    let _ = crate::lgpl::take_exited_registered();
     rcu().register_thread();
     crate::lgpl::attach();
     // Sets up the thread-locals that `call_rcu`'s push-back looks at
@@ -104,6 +107,15 @@ pub extern "C" fn urcu_memb_unregister_thread() {
 /// `urcu_memb_unregister_thread`'s body, run with signals blocked.
 fn unregister_thread() {
     if rcu_reclaim_urcu_common::ignored_registrations::take_one() {
+        return;
+    }
+    if !crate::lgpl::registered() && crate::lgpl::take_exited_registered() {
+        // In a pthread key destructor of a thread registered at its exit,
+        // which ended the registration (the domain's thread-locals were
+        // destroyed first): liburcu's thread is still registered there,
+        // and this is its unregistration. A section taken since then
+        // registered it implicitly: its slot goes back.
+        let _ = rcu().unregister_thread();
         return;
     }
     if !crate::lgpl::registered() && !rcu().in_read_section() {

@@ -191,6 +191,24 @@ fn a_call_rcu_flood_under_the_callbacks_lock_is_not_held_back() {
     same_as_liburcu("flood_under_callbacks_lock");
 }
 
+/// `rcu_unregister_thread` in a pthread key destructor of a registered
+/// thread (lazy registration, ended at thread exit): the thread's exit
+/// had already unregistered it, before the key destructors run, and the
+/// call printed "[error] ... not registered" for every thread, where
+/// liburcu, whose thread stays registered until then, prints nothing.
+#[test]
+fn unregistering_in_a_pthread_key_destructor_is_not_an_error() {
+    same_as_liburcu("unregister_in_key_destructor");
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("unregister_in_key_destructor", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(
+        out.stdout,
+        "unregistered in key destructors: 8, callbacks run: 8\n"
+    );
+    assert!(!out.stderr.contains("[error]"), "{}", out.stderr);
+}
+
 /// Queued inside sections, 8 million callbacks (512 MB of nodes if none
 /// were freed meanwhile) run in a bounded backlog: the callers yield to
 /// the call_rcu threads once over the push-back mark (before: 650 MB for
