@@ -197,6 +197,31 @@ fn grace_periods_between_the_fork_hooks_run() {
     same_as_liburcu("fork_window");
 }
 
+/// liburcu-cds's `cds_lfht` on the QSBR drop-in, with and without
+/// `_LGPL_SOURCE`: it reaches the flavor only through `urcu_qsbr_flavor`
+/// (its resize worker registers and goes offline/online through the
+/// table). Online readers never see a freed node during replaces, deletes
+/// and resizes, and every node is freed once, as on liburcu-qsbr.
+#[test]
+fn cds_lfht_from_liburcu_cds_on_the_drop_in() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    for cflags in [&[][..], &["-D_LGPL_SOURCE"][..]] {
+        let exe = env.compile("lfht", cflags, &["-lurcu-cds", "-lurcu-qsbr"]);
+        let ours = env.run_ours(&exe, &[]);
+        assert_eq!(ours.code, Some(0), "{cflags:?}: {}", ours.stderr);
+        assert_eq!(
+            ours.stdout, "freed 40960 bad 0\n",
+            "{cflags:?}: {}",
+            ours.stderr
+        );
+        if env.real_liburcu.is_some() {
+            let real = run(&exe, None);
+            assert_eq!(real.code, Some(0), "{cflags:?} on liburcu: {}", real.stderr);
+            assert_eq!(ours.stdout, real.stdout, "{cflags:?}");
+        }
+    }
+}
+
 /// `fork()` from a `call_rcu` callback with the hooks installed by
 /// `pthread_atfork`: `call_rcu_before_fork` waited for the caller's own
 /// call_rcu thread to pause (before: a silent hang, as on liburcu-qsbr, so
