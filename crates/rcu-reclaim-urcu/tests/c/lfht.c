@@ -23,6 +23,7 @@ static struct cds_lfht *ht;
 static volatile int stop;
 static unsigned long freed, bad;
 
+static void noop(struct rcu_head *h) { (void)h; }
 static unsigned long hash(unsigned long k) { return k * 0x9E3779B97F4A7C15ul; }
 static int match(struct cds_lfht_node *n, const void *key) {
 	return caa_container_of(n, struct node, n)->key == *(const unsigned long *)key;
@@ -86,6 +87,13 @@ int main(int argc, char **argv) {
 	int dofork = argc > 1 && !strcmp(argv[1], "fork");
 	ht = cds_lfht_new(1, 1, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	CHECK(ht);
+	/* The default call_rcu_data exists before the forks: a writer's first
+	 * call_rcu, made inside a section, creates it under the lock that
+	 * call_rcu_before_fork holds while it waits for a grace period, which
+	 * waits for that section (a deadlock on liburcu as on ours). */
+	static struct rcu_head warm;
+	call_rcu(&warm, noop);
+	rcu_barrier();
 	pthread_t r[3], w[2];
 	for (long i = 0; i < 3; i++) pthread_create(&r[i], NULL, reader, NULL);
 	for (long i = 0; i < 2; i++) pthread_create(&w[i], NULL, writer, (void *)i);
