@@ -23,6 +23,27 @@ fn a_short_run_with_every_option_succeeds() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("injected"));
 }
 
+/// `--quiet` keeps the library's stall reports, one per injected stall,
+/// off standard error; the report still counts them.
+#[test]
+fn quiet_keeps_the_injected_stalls_reports_off_stderr() {
+    let out = torture(&[
+        "--duration",
+        "1",
+        "--faults",
+        "stall",
+        "--stall-timeout-ms",
+        "100",
+        "--quiet",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("stalls injected"), "{text}");
+    assert!(!text.contains("stalls injected 0"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("reader stall"), "{err}");
+}
+
 #[test]
 fn a_qsbr_run_succeeds() {
     let out = torture(&["--duration", "0.5", "--flavor", "qsbr", "--quiet"]);
