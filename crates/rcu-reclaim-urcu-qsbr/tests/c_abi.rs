@@ -230,13 +230,10 @@ fn cds_lfht_from_liburcu_cds_on_the_drop_in() {
 #[test]
 fn fork_from_a_call_rcu_callback() {
     let Some(env) = Env::get(&QSBR) else { return };
-    let exe = env.compile("fork_in_callback", &[], &["-lurcu-qsbr"]);
-    let out = env.run_ours(&exe, &[]);
-    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(
-        out.stdout, "child exit status 0\ncallbacks around a fork in a callback: ok\n",
-        "{}",
-        out.stderr
+    env.assert_ours_prints(
+        "fork_in_callback",
+        &["-lurcu-qsbr"],
+        "child exit status 0\ncallbacks around a fork in a callback: ok\n",
     );
 }
 

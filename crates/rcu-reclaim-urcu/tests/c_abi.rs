@@ -357,13 +357,10 @@ fn cds_lfht_from_liburcu_cds_on_the_drop_in() {
 #[test]
 fn fork_from_a_call_rcu_callback() {
     let Some(env) = Env::get(&MEMB) else { return };
-    let exe = env.compile("fork_in_callback", &[], &["-lurcu-memb"]);
-    let out = env.run_ours(&exe, &[]);
-    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(
-        out.stdout, "child exit status 0\ncallbacks around a fork in a callback: ok\n",
-        "{}",
-        out.stderr
+    env.assert_ours_prints(
+        "fork_in_callback",
+        &["-lurcu-memb"],
+        "child exit status 0\ncallbacks around a fork in a callback: ok\n",
     );
 }
 
@@ -374,13 +371,10 @@ fn fork_from_a_call_rcu_callback() {
 #[test]
 fn an_ignored_registration_in_a_callback_keeps_the_call_rcu_thread_registered() {
     let Some(env) = Env::get(&MEMB) else { return };
-    let exe = env.compile("lgpl_register_in_callback", &[], &["-lurcu-memb"]);
-    let out = env.run_ours(&exe, &[]);
-    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(
-        out.stdout, "the callback's section read 1\n",
-        "{}",
-        out.stderr
+    let out = env.assert_ours_prints(
+        "lgpl_register_in_callback",
+        &["-lurcu-memb"],
+        "the callback's section read 1\n",
     );
     assert!(
         out.stderr.contains("already registered")
