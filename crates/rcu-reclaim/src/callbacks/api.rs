@@ -791,7 +791,7 @@ impl Rcu {
             return Ok(());
         }
         // SAFETY: as for this function (the same contract, passed on).
-        unsafe { self.push_entry_slow(ptr, run, bytes, kind, may_wait, pushed_fast, early) }
+        unsafe { self.push_entry_slow(local, ptr, run, bytes, kind, may_wait, pushed_fast, early) }
     }
 
     /// The rest of [`try_push_entry`](Rcu::try_push_entry), out of line:
@@ -800,12 +800,13 @@ impl Rcu {
     /// (inlined, its registers were saved and restored at every retire).
     ///
     /// # Safety
-    /// As for `try_push_entry`; `pushed_fast` says whether `ptr` is already
-    /// in this thread's page.
+    /// As for `try_push_entry`; `local` is this thread's buffer in the
+    /// domain, and `pushed_fast` says whether `ptr` is already in its page.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn push_entry_slow(
         &self,
+        local: &super::LocalBuffer,
         ptr: Word,
         run: unsafe fn(Word),
         bytes: usize,
@@ -815,10 +816,6 @@ impl Rcu {
         early: bool,
     ) -> Result<(), Word> {
         let inner = self.inner();
-        let slot = self.current_slot();
-        // SAFETY: `current_slot` returns this thread's slot, alive while the
-        // thread is registered (for as long as this call runs).
-        let local = unsafe { &(*slot).local };
         let cbs = &inner.callbacks;
         let due = |p: &BulkPage| {
             early || p.is_full() || policy::page_due_by_pace(&cbs.params, p.bytes(), p.len())
