@@ -303,26 +303,16 @@ fn a_capacity_past_the_address_space_panics_before_allocating() {
 /// (`#[track_caller]` down to the table).
 #[test]
 fn a_capacity_panic_points_at_the_callers_line() {
-    let at = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let seen = at.clone();
-    let before = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if let Some(l) = info.location() {
-            seen.lock()
-                .unwrap()
-                .push(format!("{}:{}", l.file(), l.line()));
-        }
-    }));
     let line = line!() + 3;
-    let made = std::panic::catch_unwind(|| {
+    let (_, file, at) = common::panic_site(|| {
         let rcu = Rcu::new(Config::new().on_demand()).unwrap();
-        RcuHashMap::<u64, u64>::with_capacity_in(usize::MAX, &rcu).capacity()
+        RcuHashMap::<u64, u64>::with_capacity_in(usize::MAX, &rcu).capacity();
     });
-    std::panic::set_hook(before);
-    assert!(made.is_err());
-    let here = format!("{}:{line}", file!());
-    let at = at.lock().unwrap();
-    assert!(at.contains(&here), "panicked at {at:?}, not {here}");
+    assert_eq!(
+        (file.as_str(), at),
+        (file!(), line),
+        "not the caller's line"
+    );
 }
 
 #[test]

@@ -3,39 +3,11 @@
 //! registration online, as its type says.
 //!
 //! Its own test binary: the panic hook that records where a panic was
-//! raised is process-wide.
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+//! raised is process-wide (`common::panic_site`).
 
 use rcu_reclaim::{Config, Flavor, Rcu};
 
-/// The panic hook is process-wide: the tests take turns.
-static TURN: Mutex<()> = Mutex::new(());
-
-/// Runs `f`, which must panic, and returns its message and the file of
-/// the line the panic names.
-fn panic_of(f: impl FnOnce()) -> (String, String) {
-    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
-    let file = Arc::new(Mutex::new(String::new()));
-    let seen = file.clone();
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if let Some(at) = info.location() {
-            *seen.lock().unwrap() = at.file().to_string();
-        }
-    }));
-    let r = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    let p = r.expect_err("the misuse did not panic");
-    let msg = p
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    let file = file.lock().unwrap().clone();
-    (msg, file)
-}
+mod common;
 
 fn qsbr() -> Rcu {
     Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap()
@@ -46,7 +18,7 @@ fn a_second_online_registration_is_named_at_the_callers_line() {
     let rcu = qsbr();
     let mut a = rcu.register_qsbr_thread();
     let b = rcu.register_qsbr_thread();
-    let (msg, file) = panic_of(|| a.synchronize());
+    let (msg, file, _) = common::panic_site(|| a.synchronize());
     assert!(
         msg.contains("QsbrThread::synchronize()") && msg.contains("other QsbrThread"),
         "the message names the call and the other registration: {msg}"
@@ -70,7 +42,7 @@ fn a_guard_section_on_a_qsbr_thread_is_named_at_the_callers_line() {
     let rcu = qsbr();
     let mut a = rcu.register_qsbr_thread();
     let guard = rcu.read_lock();
-    let (msg, file) = panic_of(|| a.synchronize());
+    let (msg, file, _) = common::panic_site(|| a.synchronize());
     assert!(
         msg.contains("QsbrThread::synchronize()") && msg.contains("Drop the ReadGuard"),
         "{msg}"

@@ -132,6 +132,34 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_default()
 }
 
+/// Runs `f`, which must panic on this thread, and returns its message
+/// and the file and line the panic names (what `#[track_caller]` moves
+/// to the caller). The panic hook is process-wide: callers take turns, and
+/// panics of other threads meanwhile are passed to the hook before.
+pub fn panic_site(f: impl FnOnce()) -> (String, String, u32) {
+    use std::sync::{Arc, Mutex};
+    static TURN: Mutex<()> = Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let me = std::thread::current().id();
+    let site = Arc::new(Mutex::new((String::new(), 0)));
+    let seen = site.clone();
+    let before = Arc::new(std::panic::take_hook());
+    let others = before.clone();
+    std::panic::set_hook(Box::new(move |info| match info.location() {
+        Some(at) if std::thread::current().id() == me => {
+            *seen.lock().unwrap() = (at.file().to_string(), at.line());
+        }
+        _ => others(info),
+    }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    drop(std::panic::take_hook());
+    let before = Arc::try_unwrap(before).unwrap_or_else(|_| panic!("hook still shared"));
+    std::panic::set_hook(before);
+    let payload = r.expect_err("the call did not panic");
+    let (file, line) = site.lock().unwrap().clone();
+    (panic_text(&*payload), file, line)
+}
+
 /// A value that drops anywhere (`reclaim_size!(..; drops_anywhere)`: a
 /// retiring thread may free it) and counts its drops.
 pub struct CountedPlain(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
