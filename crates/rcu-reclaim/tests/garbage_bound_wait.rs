@@ -5,6 +5,7 @@
 //! `producer_window` for which the waiting thread's own ready pages are
 //! left to it (it frees nothing while it naps).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rcu_reclaim::{Config, Rcu, RcuCell};
@@ -30,6 +31,48 @@ fn a_store_over_the_bound_returns_once_its_garbage_is_freed() {
         );
     }
     assert!(rcu.stats().headroom_waits >= 1);
+    rcu.unbound_garbage();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// As above, on a machine busier than it has CPUs (three threads spin
+/// beside the storing one), where the storing thread migrates between its
+/// hand-off and its wait, finds its shard's lock held, or takes its own
+/// garbage into its drain as the grace period ends. One run in four left
+/// 4 MiB unfreed after some store: the wait handed to the worker only the
+/// shard of the CPU it waited on (tried once), a page refused by a held
+/// lock stayed with the thread, and garbage in the thread's own drain was
+/// not counted against the bound at all.
+#[test]
+fn a_store_over_the_bound_returns_once_its_garbage_is_freed_on_a_busy_machine() {
+    let rcu = Rcu::new(Config::new().producer_window(Duration::from_secs(3600))).unwrap();
+    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 * MIB]));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for i in 1..=16u8 {
+                cell.store(Box::new(vec![i; 4 * MIB]));
+                assert!(
+                    rcu.pending_bytes() < 4 * MIB,
+                    "store {i} returned with its 4 MiB of garbage unfreed: {:?}",
+                    rcu.stats()
+                );
+            }
+        }));
+        stop.store(true, Ordering::Relaxed);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
     rcu.unbound_garbage();
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);

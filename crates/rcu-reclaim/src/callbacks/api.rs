@@ -315,7 +315,16 @@ impl Rcu {
             return false;
         }
         self.wait_or_owe(
-            |kick| cbs.wait_for_headroom(&inner.gp, kick),
+            |kick| {
+                // SAFETY: `current_slot` returns this thread's slot, alive
+                // while the thread is registered (for as long as this call
+                // runs).
+                let local = unsafe { &(*self.current_slot()).local };
+                if cbs.give_up_own_garbage(&inner.gp, local) {
+                    kick();
+                }
+                cbs.wait_for_headroom(&inner.gp, kick)
+            },
             || cbs.over_headroom().is_some(),
         )
     }
@@ -1151,16 +1160,7 @@ impl Rcu {
         if local.count.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             return;
         }
-        let cbs = &inner.callbacks;
-        // Under the buffer's lock, as a full page is handed off, so a
-        // concurrent `barrier` finds the page here or in the shard.
-        let kick = local.with_page_owner(|page| match page.take() {
-            Some(full) => {
-                local.reset_counts();
-                cbs.hand_off(&inner.gp, full, false)
-            }
-            None => false,
-        });
+        let kick = inner.callbacks.hand_off_buffered(&inner.gp, local);
         self.start_background(kick);
     }
 
@@ -1337,6 +1337,14 @@ pub(crate) fn pay_owed_throttle(
         inner.callbacks.workers.ensure_started(inner);
         inner.kthread.kick(inner);
     };
+    if inner.callbacks.has_headroom() {
+        // SAFETY: `current_slot` returns this thread's slot, alive while
+        // the thread is registered (for as long as this call runs).
+        let local = unsafe { &(*crate::reader::current_slot(id, &inner.registry)).local };
+        if inner.callbacks.give_up_own_garbage(&inner.gp, local) {
+            kick();
+        }
+    }
     let bounded = inner.callbacks.wait_for_headroom(&inner.gp, &kick);
     if inner.callbacks.pressure.total() > 0 {
         inner.callbacks.throttle_under_pressure(&inner.gp, &kick);

@@ -254,10 +254,17 @@ impl Callbacks {
     /// usage anew when the last read is older than
     /// `policy::HEADROOM_READ_EVERY_MS` (or a millisecond, while over).
     pub(crate) fn over_headroom(&self) -> Option<usize> {
+        self.over_headroom_with(0)
+    }
+
+    /// As [`over_headroom`](Callbacks::over_headroom), counting `own`
+    /// bytes besides the shards' (what the calling thread holds in its
+    /// page and drain, which no worker frees while it waits).
+    pub(crate) fn over_headroom_with(&self, own: usize) -> Option<usize> {
         if self.headroom.allow.load(Ordering::Relaxed) == usize::MAX {
             return None;
         }
-        let garbage = self.shard_bytes();
+        let garbage = self.shard_bytes() + own;
         if garbage <= policy::HEADROOM_FLOOR {
             return None;
         }
@@ -265,6 +272,33 @@ impl Callbacks {
         self.refresh_limit(over);
         let allow = self.headroom.allow.load(Ordering::Relaxed);
         policy::headroom_waits(allow, garbage).then_some(allow)
+    }
+
+    /// For a thread about to wait over the bound (outside read-side
+    /// sections, callbacks and reclaim): when what it holds itself (its
+    /// buffered page, and ready values in its drain) would take the
+    /// garbage over the allowance, hands both to its shard, where the wait
+    /// sees them and a worker frees them. Left with the thread, they were
+    /// freed only at its next retires or after `producer_window`: a thread
+    /// whose retire took its own 4 MiB value into its drain as the grace
+    /// period ended found the shards under the bound, did not wait, and
+    /// returned holding it. Returns whether the grace-period thread must be
+    /// woken.
+    #[cfg(not(loom))]
+    pub(crate) fn give_up_own_garbage(
+        &self,
+        gp: &crate::gp::GracePeriods,
+        local: &super::LocalBuffer,
+    ) -> bool {
+        let own = local.bytes.load(Ordering::Relaxed) + local.drain_bytes.load(Ordering::Relaxed);
+        if own == 0 || self.over_headroom_with(own).is_none() {
+            return false;
+        }
+        let mut kick = self.hand_off_buffered(gp, local);
+        if local.drain_count.load(Ordering::Acquire) > 0 {
+            kick |= self.steal_drain_to_shard(gp, local, self.current_shard());
+        }
+        kick
     }
 }
 

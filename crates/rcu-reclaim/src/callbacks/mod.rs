@@ -338,6 +338,21 @@ impl Callbacks {
         }
     }
 
+    /// Hands the page `local` buffers, if any, to the current shard, by
+    /// its owner (outside its fast path). Under the buffer's lock, as a
+    /// full page is handed off, so a concurrent `barrier` finds the page
+    /// there or on the shard. Returns whether the grace-period thread must
+    /// be woken.
+    pub(crate) fn hand_off_buffered(&self, gp: &GracePeriods, local: &LocalBuffer) -> bool {
+        local.with_page_owner(|page| match page.take() {
+            Some(p) => {
+                local.reset_counts();
+                self.hand_off(gp, p, false)
+            }
+            None => false,
+        })
+    }
+
     /// As `hand_off`, by the page's own thread (`own`), which then drives
     /// the grace period itself: when the shard is due (a batch, or
     /// `pace_bytes`), its entries are assigned a grace period at once and
@@ -366,7 +381,10 @@ impl Callbacks {
         early: bool,
     ) -> Result<(bool, bool, Option<u64>), BulkPage> {
         let producer = self.params.retiring_thread_frees || page.is_plain();
-        let wait = page.is_full();
+        // A full page waits for the shard's lock; so does any due page
+        // under a garbage bound, which sees only what the shards hold (a
+        // page kept here on a held lock left a 4 MiB value outside it).
+        let wait = page.is_full() || self.has_headroom();
         self.hand_off_as(gp, page, producer, true, early, wait)
     }
 

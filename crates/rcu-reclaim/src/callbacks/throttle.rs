@@ -392,21 +392,13 @@ impl Callbacks {
     ) -> Duration {
         let target = gp.snapshot();
         let start = Instant::now();
-        // This thread frees nothing while it naps: ready pages left to it
-        // as its shard's producer (`producer_window`) go to the worker
-        // now. Without a pressure signal (the headroom and call-backlog
-        // waits) the worker left them alone, and each wait lasted the
-        // window (5 ms) for garbage whose grace period had ended.
-        if let Some(mut st) = try_lock(&self.shards[self.current_shard()].state) {
-            st.last_handoff = None;
-        }
         kick();
         loop {
             // Grace periods moved on and workers woken at every round, the
             // first included.
             gp.try_advance(target);
             for cpu in 0..self.shards.len() {
-                if self.worker_has_pages(gp, cpu) {
+                if self.hand_ready_to_worker(gp, cpu) {
                     self.wake_worker(cpu);
                 }
             }
@@ -444,6 +436,24 @@ impl Callbacks {
         }
         let (seq, age) = gp.held_up()?;
         policy::held_up_waits(&self.params, Some(age), || self.shard_bytes()).then_some(seq)
+    }
+
+    /// For a waiting thread, which frees nothing while it naps: shard
+    /// `cpu`'s ready pages left to the thread that hands it pages
+    /// (`producer_window`) go to its worker now. Without a pressure signal
+    /// (the headroom and call-backlog waits) the worker left them alone,
+    /// and each wait lasted the window (5 ms) for garbage whose grace
+    /// period had ended. Every shard, at every round: the waiting thread
+    /// may have handed its pages to another CPU's shard than the one it
+    /// waits on (migrated meanwhile), and a shard's lock held at one round
+    /// is free at the next. Returns whether its worker has pages to free
+    /// (or the lock was held: woken in doubt).
+    #[cfg(not(loom))]
+    fn hand_ready_to_worker(&self, gp: &GracePeriods, cpu: usize) -> bool {
+        try_lock(&self.shards[cpu].state).map_or(true, |mut st| {
+            st.last_handoff = None;
+            self.pages_for_worker(&st, cpu, gp.seq())
+        })
     }
 
     /// The held-up wait (see `Config::held_up_bytes`), for a thread that
