@@ -322,7 +322,10 @@ impl Rcu {
     /// take `usage()` to `mark` bytes (the rest of the process as it was at
     /// the last read; at least 2 MiB) waits, outside read-side sections,
     /// for grace periods to end and the garbage to be freed, until it is
-    /// under half of that again, for at most 1 s per retire. The retiring
+    /// under half of that again, for at most 1 s per retire. What a
+    /// retiring thread holds itself (its buffered page, and ready values it
+    /// frees a few per retire) counts too: when it would take the garbage
+    /// over, it goes to the workers and the thread waits for it. The retiring
     /// thread reads `usage` itself (only while the garbage is over 2 MiB,
     /// at most every 5 ms, and every millisecond while over), so the bound
     /// needs no monitor thread that gets a CPU in time. `usage` returns the
