@@ -109,6 +109,34 @@ impl Callbacks {
         })
     }
 
+    /// The owner drops what is left of its drain at once, instead of a few
+    /// objects per retire: for a thread about to wait for its garbage to
+    /// be freed (outside read-side sections, callbacks and reclaim), which
+    /// would free nothing while it waits. Its objects are ready and drop
+    /// anywhere, so running them here costs what the steps would, without
+    /// the `membarrier` of a steal or a worker's cross-thread frees.
+    /// Returns whether the drain held anything.
+    #[cfg(not(loom))]
+    pub(crate) fn finish_own_drain(&self, local: &LocalBuffer, cpu: usize) -> bool {
+        let Some((page, done)) = local.take_drain_to_drop() else {
+            return false;
+        };
+        let Some(mut rest) = self.settle(cpu, page, done) else {
+            return true;
+        };
+        let (n, bytes) = (rest.len(), rest.bytes());
+        let was = IN_CALLBACK.with(|c| c.replace(true));
+        let panics = rest.drop_objects_with(|| {}, &mut |msg| self.report_panic(msg));
+        IN_CALLBACK.with(|c| c.set(was));
+        add(&self.counters.invoked, n);
+        add(&self.counters.bytes_freed, bytes);
+        add(&self.counters.pages_freed, 1);
+        add(&self.counters.panics, panics);
+        self.recycle(cpu, rest);
+        local.dropped(n);
+        true
+    }
+
     /// Takes `local`'s drain from its thread: counts what was taken as
     /// freed and puts what is left on shard `cpu` as a ready page that no
     /// drain takes back, before the buffer's lock is released. Returns

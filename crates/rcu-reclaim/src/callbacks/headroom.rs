@@ -277,13 +277,13 @@ impl Callbacks {
     /// For a thread about to wait over the bound (outside read-side
     /// sections, callbacks and reclaim): when what it holds itself (its
     /// buffered page, and ready values in its drain) would take the
-    /// garbage over the allowance, hands both to its shard, where the wait
-    /// sees them and a worker frees them. Left with the thread, they were
-    /// freed only at its next retires or after `producer_window`: a thread
-    /// whose retire took its own 4 MiB value into its drain as the grace
-    /// period ended found the shards under the bound, did not wait, and
-    /// returned holding it. Returns whether the grace-period thread must be
-    /// woken.
+    /// garbage over the allowance, it frees its drain now and hands its
+    /// page to its shard, where the wait sees it. Left with the thread,
+    /// they were freed only at its next retires or after
+    /// `producer_window`: a thread whose retire took its own 4 MiB value
+    /// into its drain as the grace period ended found the shards under the
+    /// bound, did not wait, and returned holding it. Returns whether the
+    /// grace-period thread must be woken.
     #[cfg(not(loom))]
     pub(crate) fn give_up_own_garbage(
         &self,
@@ -294,11 +294,10 @@ impl Callbacks {
         if own == 0 || self.over_headroom_with(own).is_none() {
             return false;
         }
-        let mut kick = self.hand_off_buffered(gp, local);
-        if local.drain_count.load(Ordering::Acquire) > 0 {
-            kick |= self.steal_drain_to_shard(gp, local, self.current_shard());
+        if local.drain_count.load(Ordering::Relaxed) > 0 {
+            self.finish_own_drain(local, self.current_shard());
         }
-        kick
+        self.hand_off_buffered(gp, local)
     }
 }
 

@@ -355,6 +355,24 @@ impl LocalBuffer {
         lock(&self.lock)
     }
 
+    /// The owner's drain, taken whole to be dropped by the owner itself
+    /// (see `Callbacks::finish_own_drain`): its objects not yet taken are
+    /// counted in `dropping` before the drain shows empty, so a `barrier`
+    /// that finds it empty waits for their drops. The owner calls
+    /// [`dropped`](Self::dropped) with that count once they have run.
+    #[cfg(not(loom))]
+    pub(crate) fn take_drain_to_drop(&self) -> Option<(BulkPage, usize)> {
+        self.with_drain_owner(|drain| {
+            let taken = drain.take();
+            if let Some((page, done)) = &taken {
+                let d = self.dropping.load(Ordering::Relaxed);
+                self.dropping
+                    .store(d.wrapping_add(page.len() - done), Ordering::Relaxed);
+            }
+            taken
+        })
+    }
+
     /// After running what [`try_push`](Self::try_push) popped (`n` objects).
     pub(crate) fn dropped(&self, n: usize) {
         if n == 0 {
