@@ -781,6 +781,29 @@ mod tests {
         }
     }
 
+    /// A drain taken whole by its owner (a thread about to wait for its
+    /// garbage drops it itself) shows empty at once, with what it had left
+    /// counted in `dropping` until the owner has dropped it: a `barrier`
+    /// that finds the drain empty waits for those drops.
+    #[test]
+    fn a_drain_taken_whole_by_its_owner_counts_its_rest_as_dropping() {
+        let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
+        let buf = buffer_with_drain(&alloc, 50, DRAIN_STEP);
+        let popped: usize = retire(&buf, DRAIN_EVERY).iter().sum();
+        assert!(popped > 0 && popped < 50);
+        let (mut page, done) = buf.take_drain_to_drop().expect("the drain holds a page");
+        assert_eq!(done, popped);
+        assert_eq!(buf.drain_count.load(Ordering::Relaxed), 0);
+        assert_eq!(buf.drain_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(buf.dropping.load(Ordering::Relaxed), 50 - popped);
+        page.forget_front(done);
+        assert_eq!(page.drop_objects(), 0);
+        buf.dropped(50 - popped);
+        assert_eq!(buf.dropping.load(Ordering::Relaxed), 0);
+        assert!(buf.take_drain_to_drop().is_none(), "taken once");
+        empty(&buf);
+    }
+
     /// The last objects of a drain go at its next point, however few.
     #[test]
     fn a_drain_short_of_a_batch_goes_whole() {
