@@ -12,17 +12,20 @@ use rcu_reclaim::{Config, Rcu, RcuCell};
 
 const MIB: usize = 1 << 20;
 
-/// Each store retires 4 MiB of `Vec<u8>` (values that drop anywhere, so
-/// their pages are left to the retiring thread) in a process at 97 MiB of
-/// a 100 MiB mark: every store waits, and returns once that garbage is
-/// freed. With an hour's window the wait ran to its bound (1 s) instead,
-/// and the store returned with its garbage still pending.
-#[test]
-fn a_store_over_the_bound_returns_once_its_garbage_is_freed() {
+/// A domain whose ready pages stay with their producer for an hour, its
+/// garbage bounded as in a process at 97 MiB of a 100 MiB mark.
+fn bounded_domain() -> Rcu {
     let rcu = Rcu::new(Config::new().producer_window(Duration::from_secs(3600))).unwrap();
     rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
-    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 * MIB]));
-    for i in 1..=4u8 {
+    rcu
+}
+
+/// `stores` stores of 4 MiB into a cell of `rcu`, each checked to return
+/// with the 4 MiB it retired freed; then the bound is removed and nothing
+/// is left pending after a barrier.
+fn store_each_freed_on_return(rcu: &Rcu, stores: u8) {
+    let cell = RcuCell::new_in(rcu, Box::new(vec![0u8; 4 * MIB]));
+    for i in 1..=stores {
         cell.store(Box::new(vec![i; 4 * MIB]));
         assert!(
             rcu.pending_bytes() < 4 * MIB,
@@ -31,9 +34,20 @@ fn a_store_over_the_bound_returns_once_its_garbage_is_freed() {
         );
     }
     assert!(rcu.stats().headroom_waits >= 1);
+    drop(cell);
     rcu.unbound_garbage();
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// Each store retires 4 MiB of `Vec<u8>` (values that drop anywhere, so
+/// their pages are left to the retiring thread) in a process at 97 MiB of
+/// a 100 MiB mark: every store waits, and returns once that garbage is
+/// freed. With an hour's window the wait ran to its bound (1 s) instead,
+/// and the store returned with its garbage still pending.
+#[test]
+fn a_store_over_the_bound_returns_once_its_garbage_is_freed() {
+    store_each_freed_on_return(&bounded_domain(), 4);
 }
 
 /// As above, on a machine busier than it has CPUs (three threads spin
@@ -46,8 +60,7 @@ fn a_store_over_the_bound_returns_once_its_garbage_is_freed() {
 /// not counted against the bound at all.
 #[test]
 fn a_store_over_the_bound_returns_once_its_garbage_is_freed_on_a_busy_machine() {
-    let rcu = Rcu::new(Config::new().producer_window(Duration::from_secs(3600))).unwrap();
-    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
+    let rcu = bounded_domain();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..3 {
@@ -57,23 +70,12 @@ fn a_store_over_the_bound_returns_once_its_garbage_is_freed_on_a_busy_machine() 
                 }
             });
         }
-        let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 * MIB]));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for i in 1..=16u8 {
-                cell.store(Box::new(vec![i; 4 * MIB]));
-                assert!(
-                    rcu.pending_bytes() < 4 * MIB,
-                    "store {i} returned with its 4 MiB of garbage unfreed: {:?}",
-                    rcu.stats()
-                );
-            }
+            store_each_freed_on_return(&rcu, 16)
         }));
         stop.store(true, Ordering::Relaxed);
         if let Err(panic) = outcome {
             std::panic::resume_unwind(panic);
         }
     });
-    rcu.unbound_garbage();
-    rcu.barrier();
-    assert_eq!(rcu.pending_bytes(), 0);
 }
