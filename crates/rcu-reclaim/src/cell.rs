@@ -354,8 +354,9 @@ impl<T> RcuCell<T> {
     /// ```
     ///
     /// With the garbage bounded (a process at 97 MiB of a 100 MiB mark),
-    /// a store whose old value fills the room left waits for it to be
-    /// freed before it returns, with no pressure signal:
+    /// a store whose old value fills the room left returns once it is
+    /// freed (waiting for it if need be: `Stats::headroom_waits`), with no
+    /// pressure signal:
     ///
     /// ```
     /// use rcu_reclaim::{Config, Rcu, RcuCell};
@@ -363,7 +364,7 @@ impl<T> RcuCell<T> {
     /// rcu.bound_garbage(100 << 20, || Some(97 << 20));
     /// let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 << 20]));
     /// cell.store(Box::new(vec![1u8; 4 << 20]));
-    /// assert!(rcu.stats().headroom_waits >= 1);
+    /// assert!(rcu.pending_bytes() < 4 << 20);
     /// ```
     ///
     /// The old value is dropped later, maybe on another thread, so it must

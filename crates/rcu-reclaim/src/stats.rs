@@ -158,7 +158,8 @@ pub struct Stats {
     /// Microseconds those waits took, in all.
     pub held_up_wait_us: u64,
     /// Times a thread retiring memory waited because the garbage was over
-    /// what a memory limit allows ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage)).
+    /// what a memory limit allows ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage)),
+    /// or freed there the ready garbage it held itself, which was enough.
     pub headroom_waits: u64,
     /// Microseconds those waits took, in all.
     pub headroom_wait_us: u64,

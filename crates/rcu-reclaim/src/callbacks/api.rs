@@ -320,10 +320,7 @@ impl Rcu {
                 // while the thread is registered (for as long as this call
                 // runs).
                 let local = unsafe { &(*self.current_slot()).local };
-                if cbs.give_up_own_garbage(&inner.gp, local) {
-                    kick();
-                }
-                cbs.wait_for_headroom(&inner.gp, kick)
+                cbs.bound_own_garbage(&inner.gp, local, kick)
             },
             || cbs.over_headroom().is_some(),
         )
@@ -1337,15 +1334,12 @@ pub(crate) fn pay_owed_throttle(
         inner.callbacks.workers.ensure_started(inner);
         inner.kthread.kick(inner);
     };
-    if inner.callbacks.has_headroom() {
+    let bounded = inner.callbacks.has_headroom() && {
         // SAFETY: `current_slot` returns this thread's slot, alive while
         // the thread is registered (for as long as this call runs).
         let local = unsafe { &(*crate::reader::current_slot(id, &inner.registry)).local };
-        if inner.callbacks.give_up_own_garbage(&inner.gp, local) {
-            kick();
-        }
-    }
-    let bounded = inner.callbacks.wait_for_headroom(&inner.gp, &kick);
+        inner.callbacks.bound_own_garbage(&inner.gp, local, &kick)
+    };
     if inner.callbacks.pressure.total() > 0 {
         inner.callbacks.throttle_under_pressure(&inner.gp, &kick);
     } else if !bounded {

@@ -282,22 +282,32 @@ impl Callbacks {
     /// they were freed only at its next retires or after
     /// `producer_window`: a thread whose retire took its own 4 MiB value
     /// into its drain as the grace period ended found the shards under the
-    /// bound, did not wait, and returned holding it. Returns whether the
-    /// grace-period thread must be woken.
+    /// bound, did not wait, and returned holding it. Then `wait_for_headroom`
+    /// waits if the shards are still over; `kick` wakes the grace-period
+    /// thread. Returns whether the thread waited or freed its own garbage
+    /// (counted in `Stats::headroom_waits` either way, once).
     #[cfg(not(loom))]
-    pub(crate) fn give_up_own_garbage(
+    pub(crate) fn bound_own_garbage(
         &self,
         gp: &crate::gp::GracePeriods,
         local: &super::LocalBuffer,
+        kick: &dyn Fn(),
     ) -> bool {
         let own = local.bytes.load(Ordering::Relaxed) + local.drain_bytes.load(Ordering::Relaxed);
-        if own == 0 || self.over_headroom_with(own).is_none() {
-            return false;
+        let gave_up = own > 0 && self.over_headroom_with(own).is_some();
+        if gave_up {
+            if local.drain_count.load(Ordering::Relaxed) > 0 {
+                self.finish_own_drain(local, self.current_shard());
+            }
+            if self.hand_off_buffered(gp, local) {
+                kick();
+            }
         }
-        if local.drain_count.load(Ordering::Relaxed) > 0 {
-            self.finish_own_drain(local, self.current_shard());
+        let waited = self.wait_for_headroom(gp, kick);
+        if gave_up && !waited {
+            super::add(&self.counters.headroom_waits, 1);
         }
-        self.hand_off_buffered(gp, local)
+        gave_up || waited
     }
 }
 
