@@ -5,11 +5,11 @@
 //! `producer_window` for which the waiting thread's own ready pages are
 //! left to it (it frees nothing while it naps).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use rcu_reclaim::{Config, Rcu, RcuCell};
+use rcu_reclaim::{Config, Rcu, RcuCell, ReclaimSize};
 
 const MIB: usize = 1 << 20;
 
@@ -107,4 +107,103 @@ fn one_store_over_the_bound_returns_with_its_garbage_freed() {
         cell.store(Box::new(vec![1u8; 4 * MIB]));
         assert!(rcu.pending_bytes() < 4 * MIB, "{:?}", rcu.stats());
     }
+}
+
+/// A value that records its drop, a little slowly (a barrier that does not
+/// wait for it has time to look), and books 1 MiB (its drops run anywhere,
+/// so it goes through its thread's drain).
+struct Val {
+    id: usize,
+    dropped: Arc<Vec<AtomicU8>>,
+}
+
+impl Drop for Val {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(100) {
+            std::hint::spin_loop();
+        }
+        self.dropped[self.id].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl ReclaimSize for Val {
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        MIB
+    }
+}
+
+/// Threads over the bound free their own drains whole as they wait (the
+/// owner takes the drain and drops it outside the buffer's lock); a
+/// `barrier` on another thread must still wait for every value retired
+/// before it: each retiring thread publishes the last id it retired, and a
+/// third thread checks, after each of its barriers, that every value up
+/// to what it read before has been dropped, and only once.
+#[test]
+fn a_barrier_waits_for_drains_their_threads_free_over_the_bound() {
+    const VALUES: usize = 1 << 21;
+    let _serial = one_at_a_time();
+    let rcu = Rcu::new(Config::new().producer_window(Duration::from_secs(3600))).unwrap();
+    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
+    let dropped: Arc<Vec<AtomicU8>> = Arc::new((0..VALUES).map(|_| AtomicU8::new(0)).collect());
+    // Each writer retires ids w, w + 2, w + 4, ... and publishes the last.
+    let retired_upto: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    let stop = AtomicBool::new(false);
+    let barriers = AtomicUsize::new(0);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    std::thread::scope(|s| {
+        for w in 0..2usize {
+            let (rcu, dropped, upto, stop) = (&rcu, &dropped, &retired_upto[w], &stop);
+            s.spawn(move || {
+                let mut id = w;
+                while id < VALUES && !stop.load(Ordering::Relaxed) {
+                    rcu.defer_drop(Box::new(Val {
+                        id,
+                        dropped: dropped.clone(),
+                    }));
+                    upto.store(id + 1, Ordering::Release);
+                    id += 2;
+                }
+            });
+        }
+        s.spawn(|| {
+            while Instant::now() < deadline {
+                let seen = [
+                    retired_upto[0].load(Ordering::Acquire),
+                    retired_upto[1].load(Ordering::Acquire),
+                ];
+                rcu.barrier();
+                barriers.fetch_add(1, Ordering::Relaxed);
+                for (w, &upto) in seen.iter().enumerate() {
+                    if let Some(id) = (w..upto)
+                        .step_by(2)
+                        .find(|&id| dropped[id].load(Ordering::SeqCst) != 1)
+                    {
+                        stop.store(true, Ordering::Relaxed);
+                        panic!(
+                            "value {id}, retired before barrier() began, was dropped {} times \
+                             when it returned",
+                            dropped[id].load(Ordering::SeqCst)
+                        );
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+    assert!(barriers.load(Ordering::Relaxed) > 0);
+    assert!(rcu.stats().headroom_waits > 0, "{:?}", rcu.stats());
+    rcu.unbound_garbage();
+    rcu.barrier();
+    assert_eq!(rcu.pending(), 0);
+    let total: usize = retired_upto
+        .iter()
+        .map(|u| u.load(Ordering::Relaxed))
+        .max()
+        .unwrap();
+    assert!(
+        (0..total).all(|id| dropped[id].load(Ordering::SeqCst) <= 1),
+        "a value was dropped twice"
+    );
 }
