@@ -153,8 +153,8 @@ fn a_barrier_waits_for_drains_their_threads_free_over_the_bound() {
     let barriers = AtomicUsize::new(0);
     let deadline = Instant::now() + Duration::from_secs(2);
     std::thread::scope(|s| {
-        for w in 0..2usize {
-            let (rcu, dropped, upto, stop) = (&rcu, &dropped, &retired_upto[w], &stop);
+        for (w, upto) in retired_upto.iter().enumerate() {
+            let (rcu, dropped, stop) = (&rcu, &dropped, &stop);
             s.spawn(move || {
                 let mut id = w;
                 while id < VALUES && !stop.load(Ordering::Relaxed) {
