@@ -360,7 +360,7 @@ impl LocalBuffer {
     /// counted in `dropping` before the drain shows empty, so a `barrier`
     /// that finds it empty waits for their drops. The owner calls
     /// [`dropped`](Self::dropped) with that count once they have run.
-    #[cfg(not(loom))]
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn take_drain_to_drop(&self) -> Option<(BulkPage, usize)> {
         self.with_drain_owner(|drain| {
             let taken = drain.take();
@@ -620,6 +620,61 @@ mod loom_tests {
                 }
             });
             assert_eq!(dropped.load(Ordering::Relaxed), 2);
+        });
+    }
+
+    /// A drain its owner takes whole to drop itself (a thread about to wait
+    /// over a garbage bound) against `barrier`'s look at the buffer: the
+    /// barrier finds the drain (and takes it) or finds it empty with its
+    /// objects counted in `dropping`, so once it has waited for the drops,
+    /// every object that was in the drain has been dropped, once.
+    #[test]
+    fn a_drain_its_owner_drops_whole_is_waited_for_by_a_barrier() {
+        struct Counted(loom::sync::Arc<LoomUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        loom::model(|| {
+            let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
+            let drops = loom::sync::Arc::new(LoomUsize::new(0));
+            let buf = loom::sync::Arc::new(LocalBuffer::default());
+            let mut ready = BulkPage::allocate(&alloc).expect("system pages");
+            for _ in 0..2 {
+                let p = Box::into_raw(Box::new(Counted(drops.clone()))).cast::<()>();
+                // SAFETY: from `Box::into_raw`, dropped once by whoever
+                // takes the drain.
+                unsafe { ready.push(word(p), drop_box::<Counted>, 8, Kind::Plain) };
+            }
+            buf.with_drain_owner(|d| *d = Drain::new(ready, 1));
+            let b2 = buf.clone();
+            let owner = thread::spawn(move || {
+                if let Some((mut page, done)) = b2.take_drain_to_drop() {
+                    page.forget_front(done);
+                    let n = page.len();
+                    page.drop_objects();
+                    b2.dropped(n);
+                }
+            });
+            // `barrier`'s look at a thread's buffer (`Callbacks::barrier`).
+            let stolen = if buf.drain_count.load(Ordering::Acquire) > 0 {
+                buf.steal_drain(|| fence(Ordering::SeqCst), |taken| taken)
+            } else {
+                None
+            };
+            if let Some((mut rest, done)) = stolen {
+                rest.forget_front(done);
+                rest.drop_objects();
+            }
+            buf.wait_for_drops();
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                2,
+                "the barrier went on while the drain's objects were being dropped"
+            );
+            owner.join().unwrap();
+            assert_eq!(drops.load(Ordering::SeqCst), 2);
         });
     }
 
