@@ -47,6 +47,11 @@ pub struct TortureArgs {
     /// 50 with --all).
     #[arg(long, allow_hyphen_values = true, value_parser = args::HZ)]
     pressure_hz: Option<f64>,
+    /// A garbage bound (Rcu::bound_garbage) whose usage jumps near its mark
+    /// every 5 ms while 4 MiB is retired: retiring threads wait for their
+    /// garbage (on with --all; the run fails if none ever waited).
+    #[arg(long)]
+    garbage_bound: bool,
     /// Thread churn: short-lived readers start and exit throughout the run.
     #[arg(long)]
     churn: bool,
@@ -66,8 +71,9 @@ pub struct TortureArgs {
     /// Stall timeout in milliseconds (10 to 60000; default 1000, or 200 with --all).
     #[arg(long, allow_hyphen_values = true, value_parser = Int::<u32>::new(10, 60_000))]
     stall_timeout_ms: Option<u32>,
-    /// Every option and every fault (flood, pressure flapping, churn, reader
-    /// stalls, 2x2 topology, all faults); other flags still apply.
+    /// Every option and every fault (flood, pressure flapping, a garbage
+    /// bound, churn, reader stalls, 2x2 topology, all faults); other flags
+    /// still apply.
     #[arg(long)]
     all: bool,
     /// A deliberately broken RCU (writers free without grace periods), to
@@ -140,6 +146,7 @@ impl TortureArgs {
         if let Some(hz) = self.pressure_hz {
             c.pressure_hz = hz;
         }
+        c.garbage_bound |= self.garbage_bound;
         c.churn |= self.churn;
         c.reader_stalls |= self.reader_stalls;
         if let Some(n) = self.nodes {

@@ -138,6 +138,30 @@ pub(crate) fn flap(sh: Arc<Shared>) {
     }
 }
 
+/// The mark of the torture's garbage bound (`TortureConfig::garbage_bound`).
+pub(crate) const BOUND_MARK: usize = 64 << 20;
+
+/// The garbage bound's side load: every 5 ms the usage the bound reads
+/// jumps to 1 MiB under its mark (the allowance falls to its 2 MiB floor)
+/// and this thread retires 4 MiB, booked, in eight values of 512 KiB that
+/// drop anywhere (through its drain: a few bytes each in fact), so its
+/// hand-offs, and the writers' and readers' beside them, wait for the
+/// garbage; 2 ms later the usage falls back to nothing (no bound) for 3 ms.
+pub(crate) fn bound(sh: Arc<Shared>) {
+    const BOOKED: usize = 512 << 10;
+    while !sh.stop.load(Ordering::Relaxed) {
+        sh.bound_usage
+            .store(BOUND_MARK - (1 << 20), Ordering::Relaxed);
+        for i in 0..8u64 {
+            sh.rcu.defer_drop_sized(Box::new([i; 4]), BOOKED);
+        }
+        nap(&sh, Duration::from_millis(2));
+        sh.bound_usage.store(0, Ordering::Relaxed);
+        sh.counters.bound_flips.fetch_add(1, Ordering::Relaxed);
+        nap(&sh, Duration::from_millis(3));
+    }
+}
+
 /// Every 20 ms: queue callbacks and deferred drops on every CPU of the
 /// topology, from this thread and from a helper thread, then `barrier()`;
 /// any of them not yet run when it returns is a barrier error (the

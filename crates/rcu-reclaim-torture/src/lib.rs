@@ -54,7 +54,7 @@ mod ring;
 mod threads;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -270,6 +270,15 @@ pub struct TortureConfig {
     pub qhimark: usize,
     /// Pressure signals raised and dropped per second (0 = off, up to 10,000).
     pub pressure_hz: f64,
+    /// The domain's garbage bounded by a memory limit
+    /// ([`Rcu::bound_garbage`](rcu_reclaim::Rcu::bound_garbage)) whose
+    /// usage jumps to just under its mark and back every 5 ms, while a
+    /// thread retires 4 MiB (booked) in 512 KiB values each time it is
+    /// near: retiring threads wait for their garbage, free their own
+    /// drains and hand off their pages over the bound (writers and readers
+    /// inside sections too, which owe the wait). The run fails if no
+    /// retire ever waited.
+    pub garbage_bound: bool,
     /// Short-lived reader threads, one after another, alongside the readers.
     pub churn: bool,
     /// Random delays inside reader sections (spins, yields, rare sleeps).
@@ -307,6 +316,7 @@ impl Default for TortureConfig {
             flood: false,
             qhimark: 10_000,
             pressure_hz: 0.0,
+            garbage_bound: false,
             churn: false,
             reader_stalls: false,
             nodes: 0,
@@ -332,7 +342,7 @@ impl TortureConfig {
     }
 
     /// Every option and every fault at once, for `duration`: floods
-    /// (qhimark 2,000), pressure flapping at 50 Hz, churn, reader delays,
+    /// (qhimark 2,000), pressure flapping at 50 Hz, a garbage bound, churn, reader delays,
     /// a 2-node × 2-CPU synthetic topology, stall timeout 200 ms.
     ///
     /// ```
@@ -347,6 +357,7 @@ impl TortureConfig {
             flood: true,
             qhimark: 2_000,
             pressure_hz: 50.0,
+            garbage_bound: true,
             churn: true,
             reader_stalls: true,
             nodes: 2,
@@ -461,6 +472,7 @@ pub(crate) struct Counters {
     barrier_errors: AtomicU64,
     floods: AtomicU64,
     flaps: AtomicU64,
+    bound_flips: AtomicU64,
     churned: AtomicU64,
     exited_with_callbacks: AtomicU64,
     stall_episodes: AtomicU64,
@@ -479,6 +491,8 @@ pub(crate) struct Shared {
     reads_progress: AtomicU64,
     pages: Option<Arc<FailingPages>>,
     hook_calls: Arc<AtomicU64>,
+    /// The usage the garbage bound reads (`TortureConfig::garbage_bound`).
+    bound_usage: Arc<AtomicUsize>,
 }
 
 impl Shared {

@@ -113,6 +113,9 @@ pub struct TortureReport {
     pub floods: u64,
     /// Pressure signals raised and dropped.
     pub flaps: u64,
+    /// Times the garbage bound's usage went near its mark and back
+    /// (`TortureConfig::garbage_bound`).
+    pub bound_flips: u64,
     /// Short-lived reader threads run.
     pub churned_threads: u64,
     /// Threads that exited right after queueing callbacks.
@@ -189,6 +192,7 @@ impl TortureReport {
             callbacks_early: get(&sh.ledger.early),
             floods: get(&c.floods),
             flaps: get(&c.flaps),
+            bound_flips: get(&c.bound_flips),
             churned_threads: get(&c.churned),
             exited_with_callbacks: get(&c.exited_with_callbacks),
             stall_episodes: get(&c.stall_episodes),
@@ -326,8 +330,18 @@ impl TortureReport {
                 self.flaps
             ));
         }
+        if self.bound_flips >= BOUND_FLIPS_TO_JUDGE && s.headroom_waits == 0 {
+            f.push(format!(
+                "the garbage bound went near its mark {} times but no retire waited",
+                self.bound_flips
+            ));
+        }
     }
 }
+
+/// Flips of the garbage bound after which a run in which no retire ever
+/// waited fails (fewer: a run too short to judge).
+const BOUND_FLIPS_TO_JUDGE: u64 = 10;
 
 fn hist(h: &[u64; PIPE_LEN + 1]) -> String {
     h.iter().map(|n| format!(" {n}")).collect()
@@ -420,6 +434,15 @@ impl fmt::Display for TortureReport {
             s.gp_completed, s.normal_gps, s.expedited_gps, self.floods, s.overload_events,
             self.flaps, s.fast_mode_entries, self.churned_threads,
         )?;
+        if cfg.garbage_bound {
+            writeln!(
+                f,
+                "{t} garbage bound: near its mark {} times; retires that waited {} ({} ms in all)",
+                self.bound_flips,
+                s.headroom_waits,
+                s.headroom_wait_us / 1000,
+            )?;
+        }
         writeln!(
             f,
             "{t} faults: panics injected {} caught {} (hook {}); page allocations failed {} (fallbacks {}); exited with callbacks {}; stalls injected {} (reported {})",

@@ -1,7 +1,7 @@
 //! Running a torture: start the threads, wait, stop them, drain every pipe
 //! and callback, then judge.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -67,7 +67,14 @@ pub fn run_with_progress(
         reads_progress: AtomicU64::new(0),
         pages,
         hook_calls,
+        bound_usage: Arc::new(AtomicUsize::new(0)),
     });
+    if config.garbage_bound {
+        let usage = sh.bound_usage.clone();
+        sh.rcu.bound_garbage(faults::BOUND_MARK, move || {
+            Some(usage.load(Ordering::Relaxed))
+        });
+    }
     let start = Instant::now();
     let handles = start_threads(&sh);
     let mut next_progress = Duration::from_secs(1);
@@ -96,6 +103,8 @@ pub fn run_with_progress(
             thread_panics.push(format!("thread {name} panicked: {msg}"));
         }
     }
+    // The bound's waits would only slow the final barriers down.
+    sh.rcu.unbound_garbage();
     let drained = drain(&sh);
     let stats = sh.rcu.stats();
     Ok(TortureReport::judge(
@@ -128,6 +137,9 @@ fn start_threads(sh: &Arc<Shared>) -> Vec<(String, JoinHandle<()>)> {
     }
     if cfg.pressure_hz > 0.0 {
         jobs.push(("rcu-torture-flap".into(), |s, _| faults::flap(s), 0));
+    }
+    if cfg.garbage_bound {
+        jobs.push(("rcu-torture-bound".into(), |s, _| faults::bound(s), 0));
     }
     if cfg.churn {
         jobs.push(("rcu-torture-churn".into(), |s, _| faults::churn(s), 0));

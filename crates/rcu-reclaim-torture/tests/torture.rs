@@ -105,6 +105,27 @@ fn pressure_flapping_enters_fast_mode() {
 }
 
 #[test]
+fn a_garbage_bound_near_its_mark_makes_retires_wait_on_each_flavor() {
+    // Writers and readers retire beside a thread that books 4 MiB each time
+    // the bound's usage goes near its mark: their hand-offs wait (online
+    // QSBR writers owe the wait and pay it at a quiescent state), nothing
+    // is freed early, and every callback still runs.
+    for flavor in [Flavor::Memb, Flavor::Qsbr] {
+        let mut c = config(1500);
+        c.flavor = Some(flavor);
+        c.writers = 2;
+        c.garbage_bound = true;
+        let r = run_ok(&c);
+        assert!(r.bound_flips > 0, "{flavor:?}: {r}");
+        assert!(r.stats.headroom_waits > 0, "{flavor:?}: {r}");
+        assert!(
+            r.to_string().contains("garbage bound: near its mark"),
+            "{r}"
+        );
+    }
+}
+
+#[test]
 fn a_pressure_rate_near_zero_holds_one_long_signal_instead_of_panicking() {
     // 0.5 / hz seconds is past what a Duration holds: the flapping thread
     // panicked converting it, and the run ended in FAILURE.
