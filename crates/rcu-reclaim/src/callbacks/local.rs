@@ -623,6 +623,33 @@ mod loom_tests {
         });
     }
 
+    /// A value that counts its drops.
+    struct Counted(loom::sync::Arc<LoomUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A buffer whose drain holds two ready `Counted` values (one taken
+    /// per step), and their drop count.
+    fn buffer_with_counted_drain(
+        alloc: &Arc<dyn PageAllocator>,
+    ) -> (loom::sync::Arc<LocalBuffer>, loom::sync::Arc<LoomUsize>) {
+        let drops = loom::sync::Arc::new(LoomUsize::new(0));
+        let buf = loom::sync::Arc::new(LocalBuffer::default());
+        let mut ready = BulkPage::allocate(alloc).expect("system pages");
+        for _ in 0..2 {
+            let p = Box::into_raw(Box::new(Counted(drops.clone()))).cast::<()>();
+            // SAFETY: from `Box::into_raw`, dropped once by whoever takes
+            // the drain.
+            unsafe { ready.push(word(p), drop_box::<Counted>, 8, Kind::Plain) };
+        }
+        buf.with_drain_owner(|d| *d = Drain::new(ready, 1));
+        (buf, drops)
+    }
+
     /// A drain its owner takes whole to drop itself (a thread about to wait
     /// over a garbage bound) against `barrier`'s look at the buffer: the
     /// barrier finds the drain (and takes it) or finds it empty with its
@@ -630,24 +657,9 @@ mod loom_tests {
     /// every object that was in the drain has been dropped, once.
     #[test]
     fn a_drain_its_owner_drops_whole_is_waited_for_by_a_barrier() {
-        struct Counted(loom::sync::Arc<LoomUsize>);
-        impl Drop for Counted {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         loom::model(|| {
             let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
-            let drops = loom::sync::Arc::new(LoomUsize::new(0));
-            let buf = loom::sync::Arc::new(LocalBuffer::default());
-            let mut ready = BulkPage::allocate(&alloc).expect("system pages");
-            for _ in 0..2 {
-                let p = Box::into_raw(Box::new(Counted(drops.clone()))).cast::<()>();
-                // SAFETY: from `Box::into_raw`, dropped once by whoever
-                // takes the drain.
-                unsafe { ready.push(word(p), drop_box::<Counted>, 8, Kind::Plain) };
-            }
-            buf.with_drain_owner(|d| *d = Drain::new(ready, 1));
+            let (buf, drops) = buffer_with_counted_drain(&alloc);
             let b2 = buf.clone();
             let owner = thread::spawn(move || {
                 if let Some((mut page, done)) = b2.take_drain_to_drop() {
@@ -684,23 +696,9 @@ mod loom_tests {
     /// and each object is dropped once, by the owner or by the stealer.
     #[test]
     fn a_stolen_drain_leaves_no_drop_in_flight() {
-        struct Counted(loom::sync::Arc<LoomUsize>);
-        impl Drop for Counted {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         loom::model(|| {
             let alloc: Arc<dyn PageAllocator> = Arc::new(SystemPageAllocator);
-            let drops = loom::sync::Arc::new(LoomUsize::new(0));
-            let buf = loom::sync::Arc::new(LocalBuffer::default());
-            let mut ready = BulkPage::allocate(&alloc).expect("system pages");
-            for _ in 0..2 {
-                let p = Box::into_raw(Box::new(Counted(drops.clone()))).cast::<()>();
-                // SAFETY: from `Box::into_raw`, dropped once by the drain.
-                unsafe { ready.push(word(p), drop_box::<Counted>, 8, Kind::Plain) };
-            }
-            buf.with_drain_owner(|d| *d = Drain::new(ready, 1));
+            let (buf, drops) = buffer_with_counted_drain(&alloc);
             buf.with_page_owner(|p| *p = BulkPage::allocate(&alloc));
             let (b2, a2) = (buf.clone(), alloc.clone());
             let owner = thread::spawn(move || {
