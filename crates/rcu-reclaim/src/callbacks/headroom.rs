@@ -294,20 +294,24 @@ impl Callbacks {
         kick: &dyn Fn(),
     ) -> bool {
         let own = local.bytes.load(Ordering::Relaxed) + local.drain_bytes.load(Ordering::Relaxed);
-        let gave_up = own > 0 && self.over_headroom_with(own).is_some();
-        if gave_up {
+        let gave_up = (own > 0 && self.over_headroom_with(own).is_some()).then(|| {
+            let start = std::time::Instant::now();
             if local.drain_count.load(Ordering::Relaxed) > 0 {
                 self.finish_own_drain(local, self.current_shard());
             }
             if self.hand_off_buffered(gp, local) {
                 kick();
             }
-        }
+            start.elapsed()
+        });
         let waited = self.wait_for_headroom(gp, kick);
-        if gave_up && !waited {
+        if let (Some(took), false) = (gave_up, waited) {
+            // Counted as a wait, with its time (at least a microsecond).
             super::add(&self.counters.headroom_waits, 1);
+            let us = usize::try_from(took.as_micros()).unwrap_or(usize::MAX);
+            super::add(&self.counters.headroom_wait_us, us.max(1));
         }
-        gave_up || waited
+        gave_up.is_some() || waited
     }
 }
 
