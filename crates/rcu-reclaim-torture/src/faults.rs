@@ -150,14 +150,16 @@ pub(crate) const BOUND_MARK: usize = 64 << 20;
 pub(crate) fn bound(sh: Arc<Shared>) {
     const BOOKED: usize = 512 << 10;
     while !sh.stop.load(Ordering::Relaxed) {
+        // Counted as it goes near: the retires below may wait up to a
+        // second each behind a stalled reader.
         sh.bound_usage
             .store(BOUND_MARK - (1 << 20), Ordering::Relaxed);
+        sh.counters.bound_flips.fetch_add(1, Ordering::Relaxed);
         for i in 0..8u64 {
             sh.rcu.defer_drop_sized(Box::new([i; 4]), BOOKED);
         }
         nap(&sh, Duration::from_millis(2));
         sh.bound_usage.store(0, Ordering::Relaxed);
-        sh.counters.bound_flips.fetch_add(1, Ordering::Relaxed);
         nap(&sh, Duration::from_millis(3));
     }
 }
