@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::marker::PhantomData;
 
 use crate::crdp::{
-    all, current_crdp, default_crdp, has_orphans, install_default, per_cpu, push_orphan,
-    take_orphans, Caller, ThreadHooks, CALLER, DEFAULT, PER_CPU, WORKER_OF,
+    all, chosen_crdp, current_crdp, default_crdp, has_orphans, install_default, per_cpu,
+    push_orphan, take_orphans, Caller, ThreadHooks, CALLER, DEFAULT, PER_CPU, WORKER_OF,
 };
 pub use crate::crdp::{CallRcuData, RcuFunc, RcuHead};
 use crate::Flavor;
@@ -184,14 +184,18 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
         unsafe { push_orphan(head) };
         return;
     };
-    let mut default = DEFAULT.load(Ordering::Acquire);
-    if default.is_null() {
-        ensure_default::<F>();
-        default = DEFAULT.load(Ordering::Acquire);
-    }
     let mine = busy.thread_crdp();
-    if !mine.is_null() || (PER_CPU.get().is_none() && !default.is_null()) {
+    if !mine.is_null() || PER_CPU.get().is_none() {
         let crdp = if mine.is_null() {
+            // Created only when it takes the callback: a program whose
+            // threads all have their own crdp never makes one (liburcu
+            // neither), so a `call_rcu` from a signal handler that
+            // interrupted `malloc` there allocates nothing.
+            let mut default = DEFAULT.load(Ordering::Acquire);
+            if default.is_null() {
+                ensure_default::<F>();
+                default = DEFAULT.load(Ordering::Acquire);
+            }
             default.cast_const()
         } else {
             mine
@@ -210,8 +214,18 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
     // A per-CPU crdp may be chosen: a section of the domain's own (on any
     // thread, online or not) keeps it alive while it is used.
     let rcu = F::rcu();
-    rcu.read_lock_raw();
-    let crdp = current_crdp::<F>();
+    let crdp = loop {
+        rcu.read_lock_raw();
+        let crdp = chosen_crdp::<F>();
+        if !crdp.is_null() {
+            break crdp;
+        }
+        // No crdp for this CPU and no default yet: the default is created
+        // outside the section (creation takes `ALL`, which `before_fork`
+        // holds while it waits for grace periods), then chosen again.
+        rcu.read_unlock_raw();
+        ensure_default::<F>();
+    };
     // SAFETY: inside the section the chosen crdp stays alive (liburcu's
     // contract: a crdp is freed a grace period after it was uninstalled).
     let over = unsafe { (*crdp).push(head, bytes) };

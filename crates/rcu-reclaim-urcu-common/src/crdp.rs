@@ -202,6 +202,20 @@ pub(crate) unsafe fn clone_raw(p: *const CallRcuData) -> Arc<CallRcuData> {
 /// (created if need be). Called inside a read-side section (liburcu's
 /// contract for per-CPU ones), where the crdp stays alive.
 pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
+    let p = chosen_crdp::<F>();
+    if p.is_null() {
+        Arc::as_ptr(&default_crdp::<F>())
+    } else {
+        p
+    }
+}
+
+/// [`current_crdp`] without creating the default: null when the thread
+/// has none, its CPU has none and no default exists yet. `call_rcu` uses
+/// it so that a thread or per-CPU crdp takes a callback without the
+/// default's creation, which allocates and takes `ALL`: a `call_rcu` from
+/// a signal handler that interrupted `malloc` must not allocate.
+pub(crate) fn chosen_crdp<F: Flavor>() -> *const CallRcuData {
     let t = CALLER.with(|c| c.crdp.get());
     if !t.is_null() {
         // SAFETY: a crdp's allocation is never freed (`DEAD` keeps those
@@ -222,12 +236,7 @@ pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
             }
         }
     }
-    let p = DEFAULT.load(Ordering::Acquire);
-    if p.is_null() {
-        Arc::as_ptr(&default_crdp::<F>())
-    } else {
-        p
-    }
+    DEFAULT.load(Ordering::Acquire)
 }
 
 /// This thread's installed crdp was freed (by another thread, while it

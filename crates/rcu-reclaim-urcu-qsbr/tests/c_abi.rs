@@ -423,6 +423,17 @@ fn soname_default_and_drop_in() {
     );
 }
 
+/// Stress, 1 s: two online threads loop on `malloc`/`free` (reporting
+/// quiescent states) while the main thread, offline, signals them and each
+/// handler queues a `call_rcu`, with a `call_rcu_data` for every CPU and
+/// no default one: no handler waits for the `malloc` lock its thread
+/// holds, every callback runs once, and no default `call_rcu_data` is
+/// created, as with liburcu-qsbr.
+#[test]
+fn call_rcu_from_handlers_that_interrupted_malloc() {
+    same_as_liburcu("signal_in_malloc_qsbr");
+}
+
 /// Stress, 1 s: readers announce quiescent states, go offline and online
 /// around sleeps, `synchronize_rcu` and `rcu_barrier`, re-register; 3
 /// updaters replace pointers (`call_rcu` or `synchronize_rcu` then free,

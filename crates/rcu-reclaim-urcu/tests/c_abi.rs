@@ -920,6 +920,24 @@ fn stress_call_rcu_from_signal_handlers_during_churn() {
     stress("stress_signal_churn", &[], &[], Reference::MayHang);
 }
 
+/// Stress, 1 s: two threads loop on `malloc`/`free` while the main thread
+/// signals them and each handler queues a `call_rcu`, with a
+/// `call_rcu_data` for every CPU and no default one: no handler waits for
+/// the `malloc` lock its thread holds (the drop-in once created the
+/// default from such a handler and hung, about once in 50 runs of
+/// `stress_fork`), every callback runs once, and, as with liburcu, no
+/// default `call_rcu_data` is created (no thread is started for one).
+#[test]
+fn stress_call_rcu_from_handlers_that_interrupted_malloc() {
+    stress("signal_in_malloc", &[], &["1"], Reference::MayHang);
+    stress(
+        "signal_in_malloc",
+        &["-D_LGPL_SOURCE"],
+        &["1"],
+        Reference::MayHang,
+    );
+}
+
 /// Stress: 10 forks through the call_rcu hooks during floods on the
 /// default, a per-thread and the per-CPU `call_rcu_data` and `defer_rcu`,
 /// with handlers queueing `call_rcu`; each child uses `call_rcu`,
