@@ -32,7 +32,8 @@ pub fn on_crdp_thread() -> bool {
 
 /// Held by a `call_rcu` or `rcu_barrier` that is not re-entrant: on its
 /// way out, hands the heads that re-entrant calls (signal handlers)
-/// queued meanwhile to the default crdp, before the thread leaves.
+/// queued meanwhile to a crdp ([`deliver_orphans_now`]), before the thread
+/// leaves.
 struct Busy<F: Flavor> {
     /// This thread's [`Caller`], whose `busy` this call set (null when the
     /// thread-locals are gone: nothing to clear).
@@ -96,7 +97,7 @@ impl<F: Flavor> Drop for Busy<F> {
     }
 }
 
-/// Hands the heads queued by re-entrant `call_rcu`s to the default crdp.
+/// Hands the heads queued by re-entrant `call_rcu`s to a crdp.
 #[inline]
 fn deliver_orphans<F: Flavor>() {
     if has_orphans() {
@@ -108,10 +109,29 @@ fn deliver_orphans<F: Flavor>() {
 #[cold]
 #[inline(never)]
 fn deliver_orphans_now<F: Flavor>() {
-    if let Some(chain) = take_orphans() {
-        ensure_default::<F>();
-        default_crdp::<F>().adopt(chain);
+    let Some(chain) = take_orphans() else {
+        return;
+    };
+    // To the crdp a `call_rcu` of this thread would pick now (its own, its
+    // CPU's), chosen inside a section as `queue` does; to the default only
+    // when there is neither, created outside the section. Never created
+    // needlessly: this runs on the way out of a handler's `call_rcu` too,
+    // where the handler may have interrupted `malloc` (creating the
+    // default allocates) while another thread forks (`before_fork` holds
+    // `ALL`, which creating it takes, and fork waits for malloc's locks).
+    let rcu = F::rcu();
+    rcu.read_lock_raw();
+    let crdp = chosen_crdp::<F>();
+    if !crdp.is_null() {
+        // SAFETY: inside the section the chosen crdp stays alive (as in
+        // `queue`).
+        unsafe { (*crdp).adopt(chain) };
+        rcu.read_unlock_raw();
+        return;
     }
+    rcu.read_unlock_raw();
+    ensure_default::<F>();
+    default_crdp::<F>().adopt(chain);
 }
 
 /// Creates the default crdp if there is none yet, without putting an

@@ -4,7 +4,9 @@
  * call_rcu allocates nothing, so the handler cannot wait for the malloc
  * lock the thread it interrupted holds. liburcu creates its default
  * call_rcu_data only for a call_rcu that has no other, and so must the
- * drop-in: the program checks that no thread was started for one.
+ * drop-in: the program checks that no thread was started for one, also
+ * for the heads of handlers that interrupted a call_rcu of their thread
+ * (a third thread floods call_rcu).
  * Argument: seconds of signals (default 1). Built with -DQSBR (the QSBR
  * drop-in's tests include this file), the threads report quiescent
  * states and the main thread is offline while it signals. */
@@ -15,7 +17,7 @@
 static struct rcu_head heads[POOL];
 static atomic_long taken, pool_ran;
 static atomic_int stop;
-static pthread_t mallocers[2];
+static pthread_t threads[3]; /* two mallocers, a caller */
 
 static void pool_cb(struct rcu_head *h) { (void)h; atomic_fetch_add(&pool_ran, 1); }
 
@@ -60,6 +62,25 @@ static void *mallocer(void *arg)
 	return NULL;
 }
 
+/* Queues callbacks as fast as it can: a handler that interrupts its
+ * call_rcu leaves its head for that call to hand over on its way out (to
+ * a per-CPU call_rcu_data, not a default one made for it). */
+static void *caller(void *arg)
+{
+	(void)arg;
+	rcu_register_thread();
+	while (!atomic_load(&stop)) {
+		call_rcu(&mknode()->h, cb);
+		while (atomic_load(&next_id) > MAXCB / 2 && !atomic_load(&stop))
+			usleep(1000);
+#ifdef QSBR
+		rcu_quiescent_state();
+#endif
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	double secs = argc > 1 ? atof(argv[1]) : 1;
@@ -73,21 +94,21 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
 	sigemptyset(&sa.sa_mask);
 	CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
-	for (int i = 0; i < 2; i++)
-		CHECK(pthread_create(&mallocers[i], NULL, mallocer, NULL) == 0);
+	for (int i = 0; i < 3; i++)
+		CHECK(pthread_create(&threads[i], NULL, i < 2 ? mallocer : caller, NULL) == 0);
 #ifdef QSBR
 	rcu_thread_offline();
 #endif
 	double end = now() + secs;
 	long sent = 0;
 	while (now() < end && atomic_load(&taken) < POOL - 1000) {
-		for (int i = 0; i < 2; i++, sent++)
-			CHECK(pthread_kill(mallocers[i], SIGUSR1) == 0);
+		for (int i = 0; i < 3; i++, sent++)
+			CHECK(pthread_kill(threads[i], SIGUSR1) == 0);
 		usleep(50);
 	}
 	atomic_store(&stop, 1);
-	for (int i = 0; i < 2; i++)
-		CHECK(pthread_join(mallocers[i], NULL) == 0);
+	for (int i = 0; i < 3; i++)
+		CHECK(pthread_join(threads[i], NULL) == 0);
 #ifdef QSBR
 	rcu_thread_online();
 #endif
