@@ -256,7 +256,15 @@ impl Size {
         let range = format!("the {what} must be {min} to {max}");
         let problem = |e: SizeError| e.problem(s);
         match parse_size(s) {
-            Ok(v) if v < self.min => Err(format!("{flag} {s:?} is too small: {range}")),
+            Ok(v) if v < self.min => {
+                let bare = split_unit(s.trim()).1.is_empty();
+                let hint = if bare {
+                    format!(" (a number without a unit is bytes: {v} B; add one, e.g. {flag} {example})")
+                } else {
+                    String::new()
+                };
+                Err(format!("{flag} {s:?} is too small: {range}{hint}"))
+            }
             Ok(v) if v > self.max => Err(format!("{flag} {s:?} is too large: {range}")),
             Ok(v) => Ok(v),
             Err(SizeError::Negative) => Err(format!("{flag} must be positive, not {s:?}: {range}")),
@@ -631,6 +639,13 @@ mod tests {
         let e = BUDGET.check("--budget", "1M").unwrap_err();
         assert!(
             e.contains("\"1M\" is too small") && e.contains("16M to 64G"),
+            "{e}"
+        );
+        assert!(!e.contains("without a unit"), "{e}");
+        // A bare number is bytes: said, with an example, when too small.
+        let e = BUDGET.check("--budget", "1.5").unwrap_err();
+        assert!(
+            e.contains("without a unit is bytes: 1 B") && e.contains("--budget 256M"),
             "{e}"
         );
         assert_eq!(BUDGET.check("--budget", "1.5G"), Ok(3 << 29));

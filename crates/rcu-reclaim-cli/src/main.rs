@@ -44,14 +44,19 @@ enum Command {
     /// The dentry-cache workload under a memory budget, unaware of pressure
     /// and then aware, side by side.
     Demo(demo::cmd::DemoArgs),
-    /// Torture test in the style of the kernel's rcutorture: readers check
-    /// the pipe stage of what they read while writers retire elements through
-    /// every kind of grace period, with optional floods, pressure flapping,
-    /// churn and injected faults. Ends with SUCCESS (exit 0) or FAILURE (exit 1).
+    /// Torture test in the style of the kernel's rcutorture: SUCCESS (exit 0)
+    /// or FAILURE (exit 1).
+    ///
+    /// Readers check the pipe stage of what they read while writers retire
+    /// elements through every kind of grace period, with optional floods,
+    /// pressure flapping, churn and injected faults.
     Torture(torture::TortureArgs),
-    /// The dentry-cache workload on rcu-reclaim, crossbeam-epoch, seize and
-    /// liburcu (built with --features liburcu), interleaved: throughput,
-    /// read latency, peak memory and garbage, side by side.
+    /// Compare rcu-reclaim with crossbeam-epoch, seize and liburcu, side by
+    /// side.
+    ///
+    /// The dentry-cache workload (or `--scenario cache`) on each backend,
+    /// interleaved: throughput, read latency, peak memory and garbage.
+    /// liburcu's backends need a build with `--features liburcu`.
     Bench(bench::cmd::BenchArgs),
     /// Report the flavor this machine gets, the pressure source and cgroup
     /// limit it would use, and time a few grace periods.

@@ -102,7 +102,8 @@ pub const PIPE_LEN: usize = 10;
 pub enum UpdateMode {
     /// `synchronize()`, one stage per call.
     Sync,
-    /// `synchronize_expedited()`.
+    /// `synchronize_expedited()` (named `exp`, in JSON too).
+    #[serde(rename = "exp")]
     Expedited,
     /// `start_poll()` then `poll()` until done, or `cond_synchronize()`.
     Poll,
@@ -252,6 +253,7 @@ pub struct TortureConfig {
     /// Writer threads (1 to 64; default 1).
     pub writers: usize,
     /// How long the readers and writers run (default 10 s).
+    #[serde(serialize_with = "report::secs")]
     pub duration: Duration,
     /// Forced flavor, or `None` to detect. With [`Flavor::Qsbr`] the
     /// readers (and the stalled reader, the churn threads and the
@@ -263,6 +265,7 @@ pub struct TortureConfig {
     /// Update modes the writers rotate through (default: all).
     pub modes: Vec<UpdateMode>,
     /// Mean pause between a writer's updates (0 to 1 s; default 100 µs).
+    #[serde(serialize_with = "report::secs")]
     pub writer_delay: Duration,
     /// Bursts of `2 × qhimark` callbacks every 100 ms.
     pub flood: bool,
@@ -291,6 +294,7 @@ pub struct TortureConfig {
     pub faults: Vec<Fault>,
     /// The domain's stall timeout (default 1 s; [`Fault::ReaderStall`]
     /// needs a run of at least three of them).
+    #[serde(serialize_with = "report::secs")]
     pub stall_timeout: Duration,
     /// Elements in the ring (0 = 1024 per writer).
     pub pool: usize,

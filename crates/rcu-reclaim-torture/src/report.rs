@@ -27,6 +27,7 @@ use super::{Fault, Shared, TortureConfig, UpdateMode, PIPE_LEN};
 #[non_exhaustive]
 pub struct Progress {
     /// Time since the threads started.
+    #[serde(serialize_with = "secs")]
     pub elapsed: Duration,
     /// Reads so far (counted in batches of 1024).
     pub reads: u64,
@@ -76,6 +77,7 @@ pub struct TortureReport {
     /// The flavor the domain got.
     pub flavor: Flavor,
     /// How long readers and writers ran.
+    #[serde(serialize_with = "secs")]
     pub elapsed: Duration,
     /// Read-side sections that loaded and checked an element.
     pub reads: u64,
@@ -459,4 +461,10 @@ impl fmt::Display for TortureReport {
             if self.success() { "SUCCESS" } else { "FAILURE" }
         )
     }
+}
+
+/// A duration in JSON: seconds, as a number (serde's default is an object
+/// of `secs` and `nanos`).
+pub(crate) fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }

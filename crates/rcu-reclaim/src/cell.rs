@@ -259,8 +259,24 @@ impl<T> RcuCell<T> {
     /// let cell = rcu_reclaim::RcuCell::new(1);
     /// cell.replace(Box::new(2)); // error: dropping the old value here waits
     /// ```
+    ///
+    /// Mind the drop order inside a read-side section: a `Retired` dropped
+    /// while a guard of its domain is alive would wait for a grace period
+    /// that the guard holds up, so it panics (naming the fix) and leaks the
+    /// value. A binding made after the guard's is dropped before it: hand
+    /// the old value to [`Retired::defer_drop`], or end the section first.
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let guard = cell.domain().read_lock();
+    /// let old = cell.replace(Box::new(2)).unwrap();
+    /// assert_eq!(*old, 1); // readers may still see it: it derefs until freed
+    /// old.defer_drop(); // freed after the grace period, without waiting
+    /// assert_eq!(cell.load(&guard), Some(&2));
+    /// ```
     #[must_use = "dropping the returned Retired waits for a grace period: to publish without \
                   waiting use store(), or call defer_drop() on it"]
+    #[track_caller]
     pub fn replace(&self, value: impl Into<Option<Box<T>>>) -> Option<Retired<T>> {
         let old = self.swap_out(value.into())?;
         // SAFETY: `old` came from `Box::into_raw` and was just unlinked.
@@ -269,6 +285,7 @@ impl<T> RcuCell<T> {
 
     /// Publishes `value` and returns the value it unlinked (from
     /// `Box::into_raw`; readers may still hold `&T` to it).
+    #[track_caller]
     fn swap_out(&self, value: Option<Box<T>>) -> Option<NonNull<T>> {
         updating::check_not_in_update_of(self);
         let new = into_raw(value);
@@ -279,6 +296,7 @@ impl<T> RcuCell<T> {
     /// to the callback engine (`retire_unlinked`). No `Retired` is made:
     /// it would clone the domain's handle, a reference count every writer
     /// of every cell in the domain would increment and decrement.
+    #[track_caller]
     fn store_retiring(&self, value: Box<T>, weigh: impl FnOnce(&T) -> usize, anywhere: bool)
     where
         T: Send + 'static,
@@ -382,6 +400,7 @@ impl<T> RcuCell<T> {
     /// let cell = rcu_reclaim::RcuCell::new(&x);
     /// cell.store(Box::new(&x)); // error: `x` does not live long enough
     /// ```
+    #[track_caller]
     pub fn store(&self, value: Box<T>)
     where
         T: ReclaimSize + Send + 'static,
@@ -404,6 +423,7 @@ impl<T> RcuCell<T> {
     /// assert_eq!(rcu.pending_bytes(), 1000);
     /// rcu.barrier();
     /// ```
+    #[track_caller]
     pub fn store_weighed(&self, value: Box<T>, weigh: impl FnOnce(&T) -> usize)
     where
         T: Send + 'static,
@@ -560,6 +580,7 @@ impl<T> RcuCell<T> {
     /// writers.into_iter().for_each(|w| w.join().unwrap());
     /// assert_eq!(hits.load(&hits.domain().read_lock()), Some(&4000));
     /// ```
+    #[track_caller]
     pub fn update(&self, mut f: impl FnMut(Option<&T>) -> Option<Box<T>>) -> usize
     where
         T: ReclaimSize + Send + 'static,
@@ -597,6 +618,7 @@ impl<T> RcuCell<T> {
     /// ```
     #[must_use = "dropping the returned Retired waits for a grace period: call defer_drop() on \
                   it to free it without waiting"]
+    #[track_caller]
     pub fn take(&self) -> Option<Retired<T>> {
         self.replace(None)
     }

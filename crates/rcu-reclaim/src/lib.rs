@@ -74,7 +74,7 @@
 //! | a path that must never block | [`Rcu::try_defer_drop`], [`Rcu::try_defer_drop_sized`]: hand the value back when no page can be had | `reclaim_size()`; the bytes given |
 //! | work other than a drop | [`Rcu::call`]: any `FnOnce` after a grace period, buffered in the thread's bulk page as `defer_drop` is (no allocation when it captures at most a pointer, one otherwise); [`Rcu::call_sized`]: the same, queued on the CPU's shard at once | 0; the bytes given |
 //! | a callback someone waits for | [`Rcu::call_hurry`]: asks for a grace period now instead of the lazy batch | 0 |
-//! | to wait for everything queued | [`Rcu::barrier`]: before unloading, shutting down, or checking a backlog | |
+//! | to wait for everything queued | [`Rcu::barrier`]: before unloading, shutting down (what is queued at process exit is not run), or checking a backlog | |
 //!
 //! ```
 //! use rcu_reclaim::{Config, Rcu, RcuCell};
@@ -515,6 +515,8 @@ pub use qsbr::{LateReader, QsbrGuard, QsbrOfflineThread, QsbrThread};
 pub use retired::Retired;
 #[doc(hidden)]
 pub use size::field_drops_anywhere as __field_drops_anywhere;
+#[doc(hidden)]
+pub use size::field_shared as __field_shared;
 pub use size::{drops_anywhere, ReclaimSize};
 pub use synchronize::Cookie;
 

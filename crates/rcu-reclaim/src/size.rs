@@ -101,6 +101,29 @@ pub trait ReclaimSize {
     /// ```
     const DROPS_ANYWHERE: bool = false;
 
+    /// Whether a value of the type may hold shared pointers (`Arc`, `Rc`),
+    /// whose pointees [`reclaim_size`](ReclaimSize::reclaim_size) leaves
+    /// out: retiring one owner frees its pointer only. That is the right
+    /// count for reclamation, and the wrong one for a byte capacity: an
+    /// [`RcuCache`](crate::RcuCache) weighed by `ReclaimSize` (its
+    /// default weigher) refuses, at compile time, keys or values that say
+    /// so, asking for a [`weigher`](crate::RcuCacheBuilder::weigher)
+    /// that counts the memory an entry keeps alive.
+    ///
+    /// `true` for `Arc` and `Rc`, and for the std containers, `Option`,
+    /// `Box` and tuples that hold them; a struct sized by
+    /// [`reclaim_size!`](crate::reclaim_size) says it when a field it names
+    /// does.
+    ///
+    /// ```
+    /// use rcu_reclaim::ReclaimSize;
+    /// use std::sync::Arc;
+    /// assert!(<Arc<Vec<u8>> as ReclaimSize>::SHARED);
+    /// assert!(<(u64, Option<Arc<str>>) as ReclaimSize>::SHARED);
+    /// assert!(!<Vec<u8> as ReclaimSize>::SHARED);
+    /// ```
+    const SHARED: bool = false;
+
     /// Bytes freed when the value is dropped, itself included.
     ///
     /// It runs as the value is retired. Should it panic, the retiring call
@@ -221,6 +244,7 @@ pub trait ReclaimSize {
 macro_rules! reclaim_size {
     (impl[$($gen:tt)*] $ty:ty { $($field:tt),* $(,)? }) => {
         impl<$($gen)*> $crate::ReclaimSize for $ty {
+            const SHARED: bool = false $(|| $crate::__field_shared(|v: &Self| &v.$field))*;
             fn reclaim_size(&self) -> usize {
                 ::std::mem::size_of::<Self>()
                     $(+ $crate::ReclaimSize::heap_size(&self.$field))*
@@ -232,6 +256,7 @@ macro_rules! reclaim_size {
             const DROPS_ANYWHERE: bool = true $(&& $crate::__field_drops_anywhere(
                 |v: &Self| &v.$field,
             ))*;
+            const SHARED: bool = false $(|| $crate::__field_shared(|v: &Self| &v.$field))*;
             fn reclaim_size(&self) -> usize {
                 ::std::mem::size_of::<Self>()
                     $(+ $crate::ReclaimSize::heap_size(&self.$field))*
@@ -304,6 +329,14 @@ pub const fn drops_anywhere<T: ReclaimSize + ?Sized>() -> bool {
 #[doc(hidden)]
 pub const fn field_drops_anywhere<S, F: ReclaimSize>(_f: fn(&S) -> &F) -> bool {
     drops_anywhere::<F>()
+}
+
+/// For [`reclaim_size!`](crate::reclaim_size): whether the field `f`
+/// selects may hold shared pointers ([`ReclaimSize::SHARED`]; the closure
+/// only names the field's type; it is never called).
+#[doc(hidden)]
+pub const fn field_shared<S, F: ReclaimSize + ?Sized>(_f: fn(&S) -> &F) -> bool {
+    F::SHARED
 }
 
 macro_rules! plain {
@@ -421,6 +454,7 @@ impl ReclaimSize for Box<str> {
 /// The buffer (its capacity) plus each element's own heap; visits the
 /// elements only when `T` is not [`PLAIN`](ReclaimSize::PLAIN).
 impl<T: ReclaimSize> ReclaimSize for Vec<T> {
+    const SHARED: bool = T::SHARED;
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.capacity() * size_of::<T>() + items_heap(self.iter())
@@ -429,6 +463,7 @@ impl<T: ReclaimSize> ReclaimSize for Vec<T> {
 
 /// As `Vec`.
 impl<T: ReclaimSize> ReclaimSize for VecDeque<T> {
+    const SHARED: bool = T::SHARED;
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.capacity() * size_of::<T>() + items_heap(self.iter())
@@ -436,6 +471,7 @@ impl<T: ReclaimSize> ReclaimSize for VecDeque<T> {
 }
 
 impl<T: ReclaimSize> ReclaimSize for Box<[T]> {
+    const SHARED: bool = T::SHARED;
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + std::mem::size_of_val::<[T]>(self) + items_heap(self.iter())
@@ -443,6 +479,7 @@ impl<T: ReclaimSize> ReclaimSize for Box<[T]> {
 }
 
 impl<T: ReclaimSize> ReclaimSize for Box<T> {
+    const SHARED: bool = T::SHARED;
     const PLAIN: bool = false;
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
@@ -451,6 +488,7 @@ impl<T: ReclaimSize> ReclaimSize for Box<T> {
 }
 
 impl<T: ReclaimSize, const N: usize> ReclaimSize for [T; N] {
+    const SHARED: bool = T::SHARED;
     const PLAIN: bool = T::PLAIN;
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
@@ -459,6 +497,7 @@ impl<T: ReclaimSize, const N: usize> ReclaimSize for [T; N] {
 }
 
 impl<T: ReclaimSize> ReclaimSize for Option<T> {
+    const SHARED: bool = T::SHARED;
     const PLAIN: bool = T::PLAIN;
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
@@ -471,6 +510,7 @@ macro_rules! tuple {
         impl<$($t: ReclaimSize),+> ReclaimSize for ($($t,)+) {
             const PLAIN: bool = $($t::PLAIN)&&+;
             const DROPS_ANYWHERE: bool = $(drops_anywhere::<$t>())&&+;
+            const SHARED: bool = $($t::SHARED)||+;
             fn reclaim_size(&self) -> usize {
                 size_of::<Self>() $(+ self.$i.heap_size())+
             }
@@ -486,6 +526,7 @@ tuple!(A.0, B.1, C.2, D.3);
 /// The pointer only: the pointee is freed by the last owner's drop, which
 /// retiring one owner does not know it is.
 impl<T: ?Sized> ReclaimSize for Arc<T> {
+    const SHARED: bool = true;
     const PLAIN: bool = true;
     /// Only if the pointee has no drop glue: the last owner's drop runs it.
     const DROPS_ANYWHERE: bool = !std::mem::needs_drop::<T>();
@@ -496,6 +537,7 @@ impl<T: ?Sized> ReclaimSize for Arc<T> {
 
 /// As `Arc`: the pointer only.
 impl<T: ?Sized> ReclaimSize for Rc<T> {
+    const SHARED: bool = true;
     const PLAIN: bool = true;
     /// As `Arc`.
     const DROPS_ANYWHERE: bool = !std::mem::needs_drop::<T>();
@@ -515,6 +557,7 @@ impl<T: ?Sized> ReclaimSize for &T {
 /// An approximation: the table (capacity slots of a key and a value, plus
 /// a control byte each) and each entry's own heap.
 impl<K: ReclaimSize, V: ReclaimSize, S> ReclaimSize for HashMap<K, V, S> {
+    const SHARED: bool = K::SHARED || V::SHARED;
     const DROPS_ANYWHERE: bool =
         drops_anywhere::<K>() && drops_anywhere::<V>() && !std::mem::needs_drop::<S>();
     fn reclaim_size(&self) -> usize {
@@ -527,6 +570,7 @@ impl<K: ReclaimSize, V: ReclaimSize, S> ReclaimSize for HashMap<K, V, S> {
 
 /// As `HashMap`.
 impl<T: ReclaimSize, S> ReclaimSize for HashSet<T, S> {
+    const SHARED: bool = T::SHARED;
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>() && !std::mem::needs_drop::<S>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.capacity() * (size_of::<T>() + 1) + items_heap(self.iter())
@@ -536,6 +580,7 @@ impl<T: ReclaimSize, S> ReclaimSize for HashSet<T, S> {
 /// An approximation: each entry inline (nodes hold up to 11, about
 /// two-thirds full) and each entry's own heap.
 impl<K: ReclaimSize, V: ReclaimSize> ReclaimSize for BTreeMap<K, V> {
+    const SHARED: bool = K::SHARED || V::SHARED;
     const DROPS_ANYWHERE: bool = drops_anywhere::<K>() && drops_anywhere::<V>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>()
@@ -547,6 +592,7 @@ impl<K: ReclaimSize, V: ReclaimSize> ReclaimSize for BTreeMap<K, V> {
 
 /// As `BTreeMap`.
 impl<T: ReclaimSize> ReclaimSize for BTreeSet<T> {
+    const SHARED: bool = T::SHARED;
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.len() * size_of::<T>() * 3 / 2 + items_heap(self.iter())
@@ -599,4 +645,28 @@ mod tests {
         assert!(!<Box<u8>>::PLAIN);
         assert!(!<(u8, Vec<u8>)>::PLAIN);
     };
+
+    #[test]
+    fn shared_pointers_are_said_through_containers_and_the_macro() {
+        struct Node {
+            body: Vec<u8>,
+            parent: Option<Arc<String>>,
+        }
+        crate::reclaim_size!(Node { body, parent });
+        struct Leaf {
+            body: Vec<u8>,
+        }
+        crate::reclaim_size!(Leaf { body }; drops_anywhere);
+        assert!(<Arc<u8>>::SHARED && <Rc<[u8]>>::SHARED);
+        assert!(<Vec<Option<Arc<u8>>>>::SHARED && <Box<Rc<u8>>>::SHARED);
+        assert!(<(u8, String, Arc<u8>)>::SHARED && <HashMap<u8, Arc<u8>>>::SHARED);
+        assert!(Node::SHARED && !Leaf::SHARED);
+        assert!(!<(u8, String)>::SHARED && !<Vec<Box<[u8]>>>::SHARED && !<&str>::SHARED);
+        let n = Node {
+            body: vec![0; 10],
+            parent: None,
+        };
+        assert_eq!(n.reclaim_size(), size_of::<Node>() + 10);
+        assert!(n.parent.is_none());
+    }
 }

@@ -45,6 +45,8 @@ impl Side {
 /// Settings of one demo (validated by the CLI).
 #[derive(Clone, Debug, Serialize)]
 pub struct DemoConfig {
+    /// In JSON: seconds, as a number.
+    #[serde(serialize_with = "secs")]
     pub duration: Duration,
     /// The budget the process reclaims against (bytes the accounting
     /// allocator counts as live).
@@ -529,4 +531,10 @@ mod tests {
         let none = table(&cfg, &[side("unaware", 3), survived]);
         assert!(!none.contains("note:"), "{none}");
     }
+}
+
+/// A duration in JSON: seconds, as a number (serde's default is an object
+/// of `secs` and `nanos`).
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }

@@ -116,6 +116,12 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// under a cgroup memory limit, it is held to 80 % of that limit
     /// ([`RcuCache::max_bytes`] tells what was kept).
     ///
+    /// Entries are weighed by [`ReclaimSize`](crate::ReclaimSize) unless a
+    /// [`weigher`](RcuCacheBuilder::weigher) is given. Keys or values that
+    /// hold an `Arc` or `Rc` need one: `ReclaimSize` counts the pointer,
+    /// not what it keeps alive, and the default weigher refuses them at
+    /// compile time ([`HeapSize`](super::HeapSize)).
+    ///
     /// ```
     /// let cache: rcu_reclaim::RcuCache<u8, u8> =
     ///     rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();

@@ -135,6 +135,29 @@ pub trait Weigher<K, V>: Send + Sync + 'static {
 /// use rcu_reclaim::cache::{HeapSize, Weigher};
 /// assert_eq!(HeapSize.weigh(&7u64, &String::with_capacity(100)), 100);
 /// ```
+///
+/// Keys and values that hold an `Arc` or `Rc` ([`ReclaimSize::SHARED`])
+/// are refused at compile time: `ReclaimSize` counts such a pointer, not
+/// the memory behind it, so the cache's byte capacity would bound nothing.
+/// Such a cache names its weight:
+///
+/// ```compile_fail
+/// use std::sync::Arc;
+/// let cache = rcu_reclaim::RcuCache::builder().max_bytes(8 << 20).build();
+/// cache.insert(1u64, Arc::new(vec![0u8; 256 << 10])); // error: weighed by its pointer
+/// ```
+///
+/// ```
+/// use std::sync::Arc;
+/// let cache = rcu_reclaim::RcuCache::builder()
+///     .max_bytes(8 << 20)
+///     .weigher(|_: &u64, v: &Arc<Vec<u8>>| v.len())
+///     .build();
+/// for k in 0..100 {
+///     cache.insert(k, Arc::new(vec![0u8; 256 << 10]));
+/// }
+/// assert!(cache.bytes() <= 8 << 20);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeapSize;
 
@@ -143,6 +166,16 @@ impl<K: ReclaimSize, V: ReclaimSize> Weigher<K, V> for HeapSize {
         crate::drops_anywhere::<K>() && crate::drops_anywhere::<V>()
     }
     fn weigh(&self, key: &K, value: &V) -> usize {
+        const {
+            assert!(
+                !K::SHARED && !V::SHARED,
+                "rcu-reclaim: an RcuCache whose keys or values hold an Arc or Rc cannot be \
+                 weighed by ReclaimSize, which counts such a pointer and not the memory it keeps \
+                 alive (the byte capacity would bound nothing); give the builder a weigher that \
+                 counts it, e.g. RcuCache::builder().weigher(|_key, value: &Arc<Vec<u8>>| \
+                 value.len())"
+            )
+        };
         key.heap_size().saturating_add(value.heap_size())
     }
 }

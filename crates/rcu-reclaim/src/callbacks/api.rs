@@ -1165,6 +1165,15 @@ impl Rcu {
     /// by any thread, has run (the kernel's `rcu_barrier`). Runs ready
     /// callbacks on the calling thread.
     ///
+    /// **At process exit**: what is still queued when the process exits
+    /// (`main` returns, `std::process::exit`) is not run, as with liburcu's
+    /// `call_rcu` and crossbeam-epoch's deferred functions: the memory goes
+    /// back to the system with the process, but a callback with an effect
+    /// beyond memory (a flush, a count, a file closed) must be waited for.
+    /// Call `barrier` on the domains you use, [`Rcu::global`] included,
+    /// before returning from `main`. A dropped [`Rcu`] of your own runs
+    /// what it holds (see its `Drop`); the global domain is never dropped.
+    ///
     /// # Panics
     /// Inside a read-side section of this domain (it would wait for
     /// itself), or inside an RCU callback or a destructor that RCU runs, of
