@@ -657,11 +657,13 @@ mod tests {
             body: Vec<u8>,
         }
         crate::reclaim_size!(Leaf { body }; drops_anywhere);
-        assert!(<Arc<u8>>::SHARED && <Rc<[u8]>>::SHARED);
-        assert!(<Vec<Option<Arc<u8>>>>::SHARED && <Box<Rc<u8>>>::SHARED);
-        assert!(<(u8, String, Arc<u8>)>::SHARED && <HashMap<u8, Arc<u8>>>::SHARED);
-        assert!(Node::SHARED && !Leaf::SHARED);
-        assert!(!<(u8, String)>::SHARED && !<Vec<Box<[u8]>>>::SHARED && !<&str>::SHARED);
+        const {
+            assert!(<Arc<u8>>::SHARED && <Rc<[u8]>>::SHARED);
+            assert!(<Vec<Option<Arc<u8>>>>::SHARED && <Box<Rc<u8>>>::SHARED);
+            assert!(<(u8, String, Arc<u8>)>::SHARED && <HashMap<u8, Arc<u8>>>::SHARED);
+            assert!(Node::SHARED && !Leaf::SHARED);
+            assert!(!<(u8, String)>::SHARED && !<Vec<Box<[u8]>>>::SHARED && !<&str>::SHARED);
+        }
         let n = Node {
             body: vec![0; 10],
             parent: None,

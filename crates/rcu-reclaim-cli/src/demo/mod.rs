@@ -480,6 +480,12 @@ fn passes(by_priority: &[u64]) -> String {
     }
 }
 
+/// A duration in JSON: seconds, as a number (serde's default is an object
+/// of `secs` and `nanos`).
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,10 +537,4 @@ mod tests {
         let none = table(&cfg, &[side("unaware", 3), survived]);
         assert!(!none.contains("note:"), "{none}");
     }
-}
-
-/// A duration in JSON: seconds, as a number (serde's default is an object
-/// of `secs` and `nanos`).
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
 }
