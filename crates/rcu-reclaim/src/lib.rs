@@ -266,8 +266,10 @@
 //!
 //! * **its own cap**, [`max_bytes`](RcuCacheBuilder::max_bytes): entries
 //!   are weighed by their real sizes ([`ReclaimSize`]: a 64 KiB `Vec<u8>`
-//!   weighs 64 KiB, plus the entry's overhead) and evicted by S3-FIFO, a
-//!   policy picked by measured hit ratio (see [`cache`]);
+//!   weighs 64 KiB, plus the entry's overhead; shared values, `Arc` or
+//!   `Rc`, take a [`weigher`](RcuCacheBuilder::weigher), as the default
+//!   refuses them at compile time) and evicted by S3-FIFO, a policy picked
+//!   by measured hit ratio (see [`cache`]);
 //! * **the process's budget**, [`budget`](RcuCacheBuilder::budget): a
 //!   [`MemoryBudget`](reclaim::MemoryBudget) with watermarks over what
 //!   the process uses (here the [`AccountingAlloc`](reclaim::AccountingAlloc)'s
