@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a C test program against the drop-in again and again until one run
 # takes longer than LIMIT seconds, then writes every thread's backtrace (of
-# the program and of its children) with gdb, and kills it. For hangs that
+# the program and of its children) with gdb, and kills it; or until one
+# run fails (exits non-zero), then writes its output. For hangs that
 # come once in tens of runs, e.g. stress_fork under load:
 #   cargo test -p rcu-reclaim-urcu --test c_abi stress_forks   # builds it
 #   crates/rcu-reclaim-urcu/bench/catch_hang.sh target/tmp/c_abi/stress_fork-DLGPLSOURCE 10
@@ -34,5 +35,11 @@ while [ $SECONDS -lt $end ]; do
     exit 1
   fi
   wait $pid
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    { echo "run $n of $exe $* failed with exit status $rc"; echo "== its output"; cat "$OUT.run"; } > "$OUT"
+    echo "failed at run $n (exit $rc): output in $OUT"
+    exit 1
+  fi
 done
-echo "no run of $n took over ${LIMIT}s"
+echo "no run of $n took over ${LIMIT}s or failed"
