@@ -135,8 +135,8 @@ pub(crate) static PER_CPU: OnceLock<Box<[AtomicPtr<CallRcuData>]>> = OnceLock::n
 pub(crate) fn all() -> MutexGuard<'static, Vec<Arc<CallRcuData>>> {
     crate::fork_window::lock_outside(
         &ALL,
-        "A call that needs the call_rcu_data list (the first call_rcu, create_call_rcu_data, \
-         create_all_cpu_call_rcu_data, call_rcu_data_free, ...)",
+        "A call that needs the call_rcu_data list (the call_rcu that creates the default one, \
+         create_call_rcu_data, create_all_cpu_call_rcu_data, call_rcu_data_free, ...)",
     )
 }
 
