@@ -1057,11 +1057,27 @@ impl GracePeriods {
                     owner.name, owner.tid, self.id, waited, limit
                 )
             } else {
+                #[cfg(not(loom))]
+                let waiting_on = slot.waiting_on.load(Ordering::Relaxed);
+                #[cfg(loom)]
+                let waiting_on = 0;
+                let waiting = if waiting_on != 0 {
+                    format!(
+                        ". Inside this section the thread is itself waiting for a grace period of \
+                         domain {waiting_on}: if a section of domain {waiting_on} waits for one of \
+                         domain {} (directly or through other waits), neither wait ever ends (a \
+                         cycle); do not wait for one domain's grace periods inside a section of \
+                         another that may wait for it",
+                        self.id
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
                     "rcu-reclaim: reader stall: thread '{}' (tid {}) has held up a grace period \
                      of domain {} for {:?}, longer than the stall timeout {:?}; a read-side \
                      section{} must not block or run for long (nor wait for something that needs \
-                     a grace period)",
+                     a grace period){waiting}",
                     owner.name,
                     owner.tid,
                     self.id,

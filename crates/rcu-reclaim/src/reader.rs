@@ -84,6 +84,11 @@ pub(crate) struct Slot {
     /// Claimed by a QSBR registration (`qsbr_register`), not a thread-local
     /// one: its stall is a missing quiescent state, not a long section.
     pub(crate) qsbr: AtomicBool,
+    /// The domain (its number; 0: none) whose grace period the owner waits
+    /// for while inside a section on this slot ([`mark_waiting`]): a stall
+    /// report on this slot names the wait, which may close a cycle.
+    #[cfg(not(loom))]
+    pub(crate) waiting_on: AtomicU64,
     /// The owner's page of deferred drops.
     pub(crate) local: LocalBuffer,
 }
@@ -142,6 +147,8 @@ impl Slot {
             #[cfg(not(loom))]
             foreign: Default::default(),
             qsbr: AtomicBool::new(false),
+            #[cfg(not(loom))]
+            waiting_on: AtomicU64::new(0),
             local: LocalBuffer::default(),
         }
     }
@@ -821,6 +828,57 @@ fn own_slot_cached_in(id: u64) -> *const Slot {
         return late_exit::find(id).unwrap_or(ptr::null());
     }
     slot
+}
+
+/// The slots [`mark_waiting`] marked; unmarked when dropped.
+#[cfg(not(loom))]
+pub(crate) struct WaitMarks {
+    slots: [*const Slot; 4],
+    len: usize,
+}
+
+#[cfg(not(loom))]
+impl Drop for WaitMarks {
+    fn drop(&mut self) {
+        for &slot in &self.slots[..self.len] {
+            // SAFETY: this thread's slots, marked by `mark_waiting` on this
+            // thread, which cannot let its registrations go while it waits.
+            unsafe { (*slot).waiting_on.store(0, Ordering::Relaxed) };
+        }
+    }
+}
+
+/// Marks this thread's sections of other domains than the one numbered
+/// `id` (up to four) as waiting for a grace period of that one, until the
+/// marks are dropped: a stall report of such a section then says what its
+/// thread waits for (two threads, each inside a section of one domain and
+/// waiting for the other's grace period, wait for good). Cheap next to a
+/// wait: a walk over the thread's registrations.
+#[cfg(not(loom))]
+pub(crate) fn mark_waiting(id: u64) -> WaitMarks {
+    let mut marks = WaitMarks {
+        slots: [ptr::null(); 4],
+        len: 0,
+    };
+    let _ = REGISTRATIONS.try_with(|regs| {
+        let Ok(list) = regs.list.try_borrow() else {
+            return;
+        };
+        for r in list.iter().filter(|r| r.domain_id != id) {
+            if marks.len == marks.slots.len() {
+                break;
+            }
+            // SAFETY: a registered slot of this thread, alive while the
+            // registration is (this thread's, kept for this call).
+            let slot = unsafe { &*r.slot };
+            if slot.nest.get() & !OWES_THROTTLE > 0 {
+                slot.waiting_on.store(id, Ordering::Relaxed);
+                marks.slots[marks.len] = r.slot;
+                marks.len += 1;
+            }
+        }
+    });
+    marks
 }
 
 /// This thread's nesting depth in the domain numbered `id`.

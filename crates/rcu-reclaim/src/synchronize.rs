@@ -237,6 +237,10 @@ impl Rcu {
     }
 
     fn wait_for_seq(&self, target: u64, mode: WaitMode) {
+        // A stall report of a section this thread holds in another domain
+        // names this wait.
+        #[cfg(not(loom))]
+        let _marks = crate::reader::mark_waiting(self.id());
         self.inner().gp.wait_for_seq(target, mode);
     }
 }

@@ -98,6 +98,80 @@ fn domain_works_after_a_misuse_panic() {
     rcu.synchronize();
 }
 
+/// A stalled section whose thread is itself waiting for another domain's
+/// grace period says so: two such threads, each inside a section of one
+/// domain waiting for the other's, would wait for good, and the report
+/// names that cycle's half.
+#[test]
+fn a_stall_report_names_the_other_domain_its_thread_waits_for() {
+    let captured = common::Captured::default();
+    let _default = captured.on_this_thread();
+    let a = Rcu::new(Config::new().stall_timeout(Duration::from_millis(100))).unwrap();
+    let b = Rcu::new(Config::new()).unwrap();
+    // A reader of `b` holds its grace periods up until released.
+    let (b_in_tx, b_in_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let bb = b.clone();
+    let holder = thread::spawn(move || {
+        let _g = bb.read_lock();
+        b_in_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    });
+    b_in_rx.recv().unwrap();
+    // Inside a section of `a`, a thread waits for a grace period of `b`.
+    let (aa, bb) = (a.clone(), b.clone());
+    let waiter = thread::Builder::new()
+        .name("in-a-waiting-for-b".into())
+        .spawn(move || {
+            let _g = aa.read_lock();
+            bb.synchronize();
+        })
+        .unwrap();
+    while b.stats().synchronize_calls == 0 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    // Waiting for `a` stalls on that thread (past 100 ms), then ends once
+    // `b`'s reader lets go.
+    let release = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(600));
+        release_tx.send(()).unwrap();
+    });
+    a.synchronize();
+    for t in [release, holder, waiter] {
+        t.join().unwrap();
+    }
+    let log = captured.text();
+    assert!(log.contains("in-a-waiting-for-b"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "itself waiting for a grace period of domain {}",
+            b.id()
+        )),
+        "{log}"
+    );
+    // The mark is gone once the wait is over: a later stall of a plain
+    // section says nothing of it.
+    let (in_tx, in_rx) = mpsc::channel();
+    let aa = a.clone();
+    let plain = thread::Builder::new()
+        .name("in-a-sleeping".into())
+        .spawn(move || {
+            let _g = aa.read_lock();
+            in_tx.send(()).unwrap();
+            thread::sleep(Duration::from_millis(300));
+        })
+        .unwrap();
+    in_rx.recv().unwrap();
+    a.synchronize();
+    plain.join().unwrap();
+    let log = captured.text();
+    let last = log.rsplit("reader stall").next().unwrap_or_default();
+    assert!(
+        last.contains("in-a-sleeping") && !last.contains("itself waiting"),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_stalled_reader_is_reported_once_with_its_thread_name() {
     let captured = common::Captured::default();
