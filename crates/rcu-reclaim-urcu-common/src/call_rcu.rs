@@ -113,25 +113,74 @@ fn deliver_orphans_now<F: Flavor>() {
         return;
     };
     // To the crdp a `call_rcu` of this thread would pick now (its own, its
-    // CPU's), chosen inside a section as `queue` does; to the default only
-    // when there is neither, created outside the section. Never created
-    // needlessly: this runs on the way out of a handler's `call_rcu` too,
-    // where the handler may have interrupted `malloc` (creating the
-    // default allocates) while another thread forks (`before_fork` holds
-    // `ALL`, which creating it takes, and fork waits for malloc's locks).
-    let rcu = F::rcu();
-    rcu.read_lock_raw();
-    let crdp = chosen_crdp::<F>();
-    if !crdp.is_null() {
-        // SAFETY: inside the section the chosen crdp stays alive (as in
-        // `queue`).
-        unsafe { (*crdp).adopt(chain) };
-        rcu.read_unlock_raw();
-        return;
+    // CPU's; the default, made for it, only when there is neither). This
+    // runs on the way out of a handler's `call_rcu` too, where the handler
+    // may have interrupted `malloc` (creating the default allocates) while
+    // another thread forks (`before_fork` holds `ALL`, which creating it
+    // takes, and fork waits for malloc's locks).
+    let mine = CALLER.with(|c| c.crdp.get());
+    in_chosen_crdp::<F, _>(mine, |crdp| {
+        crdp.adopt(chain);
+    });
+}
+
+/// Runs `f` on the crdp a `call_rcu` of this thread would pick now: `mine`
+/// (the thread's own, if not null), its CPU's, else the default. The
+/// default is created only when there is no other, so a program whose
+/// threads or CPUs all have their own never makes one (liburcu neither),
+/// and a `call_rcu` from a signal handler that interrupted `malloc` there
+/// allocates nothing.
+///
+/// The thread's own crdp and the default need no section: only this
+/// thread can uninstall its own (liburcu's contract frees a crdp only once
+/// it is installed nowhere), and the default is never freed (only replaced
+/// in a forked child, where no other thread runs). A per-CPU one is chosen
+/// inside a section of the domain, which keeps it alive while `f` runs (a
+/// crdp is freed a grace period after it was uninstalled), and the default,
+/// if none, is created outside it: creation takes `ALL`, which
+/// `before_fork` holds while it waits for grace periods. An online QSBR
+/// thread is in a section already, until its next quiescent state (which
+/// `call_rcu` is not), as liburcu-qsbr's no-op `rcu_read_lock` there says:
+/// it takes none of its own (a raw section would, on the thread's first,
+/// set up the domain's thread-local reader slot, which allocates: a
+/// handler that had interrupted `malloc` hung there).
+fn in_chosen_crdp<F: Flavor, R>(mine: *const CallRcuData, f: impl FnOnce(&CallRcuData) -> R) -> R {
+    if !mine.is_null() || PER_CPU.get().is_none() {
+        let crdp = if mine.is_null() {
+            let mut default = DEFAULT.load(Ordering::Acquire);
+            if default.is_null() {
+                ensure_default::<F>();
+                default = DEFAULT.load(Ordering::Acquire);
+            }
+            default.cast_const()
+        } else {
+            mine
+        };
+        // SAFETY: alive, as said above.
+        return f(unsafe { &*crdp });
     }
-    rcu.read_unlock_raw();
-    ensure_default::<F>();
-    default_crdp::<F>().adopt(chain);
+    let rcu = F::rcu();
+    let section = !F::online();
+    let crdp = loop {
+        if section {
+            rcu.read_lock_raw();
+        }
+        let crdp = chosen_crdp::<F>();
+        if !crdp.is_null() {
+            break crdp;
+        }
+        if section {
+            rcu.read_unlock_raw();
+        }
+        ensure_default::<F>();
+    };
+    // SAFETY: inside the section the chosen crdp stays alive (see above;
+    // the default is never freed).
+    let r = f(unsafe { &*crdp });
+    if section {
+        rcu.read_unlock_raw();
+    }
+    r
 }
 
 /// Creates the default crdp if there is none yet, without putting an
@@ -204,60 +253,16 @@ pub unsafe fn queue<F: Flavor>(head: *mut RcuHead, func: RcuFunc, bytes: usize) 
         unsafe { push_orphan(head) };
         return;
     };
-    let mine = busy.thread_crdp();
-    if !mine.is_null() || PER_CPU.get().is_none() {
-        let crdp = if mine.is_null() {
-            // Created only when it takes the callback: a program whose
-            // threads all have their own crdp never makes one (liburcu
-            // neither), so a `call_rcu` from a signal handler that
-            // interrupted `malloc` there allocates nothing.
-            let mut default = DEFAULT.load(Ordering::Acquire);
-            if default.is_null() {
-                ensure_default::<F>();
-                default = DEFAULT.load(Ordering::Acquire);
-            }
-            default.cast_const()
-        } else {
-            mine
-        };
-        // SAFETY: the thread's crdp stays installed while this thread is
-        // here (only this thread can uninstall it, and liburcu's contract
-        // frees a crdp only once it is installed nowhere); the default one
-        // is never freed (only replaced in a forked child, where no other
-        // thread runs).
-        if unsafe { (*crdp).push(head, bytes) } {
-            // SAFETY: as above, the crdp is alive.
-            push_back::<F>(unsafe { crate::crdp::clone_raw(crdp) });
-        }
-        return;
+    // Over the mark, a reference taken while the crdp is surely alive
+    // keeps it alive after (an `Arc` clone only on this slow path).
+    let over = in_chosen_crdp::<F, _>(busy.thread_crdp(), |crdp| {
+        // SAFETY: `crdp` is alive (see `in_chosen_crdp`).
+        crdp.push(head, bytes)
+            .then(|| unsafe { crate::crdp::clone_raw(crdp) })
+    });
+    if let Some(crdp) = over {
+        push_back::<F>(crdp);
     }
-    // A per-CPU crdp may be chosen: a section of the domain's own (on any
-    // thread, online or not) keeps it alive while it is used.
-    let rcu = F::rcu();
-    let crdp = loop {
-        rcu.read_lock_raw();
-        let crdp = chosen_crdp::<F>();
-        if !crdp.is_null() {
-            break crdp;
-        }
-        // No crdp for this CPU and no default yet: the default is created
-        // outside the section (creation takes `ALL`, which `before_fork`
-        // holds while it waits for grace periods), then chosen again.
-        rcu.read_unlock_raw();
-        ensure_default::<F>();
-    };
-    // SAFETY: inside the section the chosen crdp stays alive (liburcu's
-    // contract: a crdp is freed a grace period after it was uninstalled).
-    let over = unsafe { (*crdp).push(head, bytes) };
-    if !over {
-        rcu.read_unlock_raw();
-        return;
-    }
-    // SAFETY: as above; the reference taken inside the section keeps it
-    // alive after it (an `Arc` clone only on this slow path).
-    let crdp = unsafe { crate::crdp::clone_raw(crdp) };
-    rcu.read_unlock_raw();
-    push_back::<F>(crdp);
 }
 
 /// `call_rcu`'s slow path, when `push` said the backlog is over the mark:

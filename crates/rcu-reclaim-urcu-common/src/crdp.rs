@@ -576,10 +576,19 @@ impl CallRcuData {
             batch: Mutex::new(()),
         });
         let me = crdp.clone();
-        let handle = std::thread::Builder::new()
-            .name("urcu-call-rcu".into())
-            .spawn(move || me.run())
-            .unwrap_or_else(|e| crate::die(&format!("cannot start a call_rcu thread: {e}")));
+        // Started with every signal blocked, which it keeps: a handler of
+        // the program's on this thread could interrupt it holding its own
+        // locks (its `call_rcu` would queue here and wait for `state`, held
+        // by the thread it interrupted: seen with SIGALRM every 100 µs), or
+        // run before the thread's runtime is set up (Rust aborts: "current
+        // thread handle already set"). Process-directed signals go to the
+        // program's threads instead.
+        let handle = crate::with_signals_blocked(|| {
+            std::thread::Builder::new()
+                .name("urcu-call-rcu".into())
+                .spawn(move || me.run())
+        })
+        .unwrap_or_else(|e| crate::die(&format!("cannot start a call_rcu thread: {e}")));
         use std::os::unix::thread::JoinHandleExt;
         let _ = crdp.tid.set(handle.as_pthread_t());
         lock(&crdp.state).handle = Some(handle);

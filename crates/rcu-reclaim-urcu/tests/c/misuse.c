@@ -31,8 +31,8 @@
 #define MAX_SIG 100000
 
 static atomic_long ran;
-/* The signal may land on any thread, the call_rcu threads included: each
- * handler takes its own head. */
+/* The signal may land on any thread (liburcu's call_rcu threads included;
+ * the drop-in's block signals): each handler takes its own head. */
 static atomic_long nsig;
 static struct rcu_head sig_heads[MAX_SIG];
 static struct rcu_head heads[FLOOD];
