@@ -646,14 +646,16 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
              call_rcu_data: its thread cannot stop while it runs the callback; it is freed \
              once the callback returns."
         );
-        std::thread::Builder::new()
-            .name("urcu-crdp-free".into())
-            .spawn(move || free_stopped::<F>(crdp))
-            .unwrap_or_else(|e| {
-                crate::die(&format!(
-                    "cannot start a thread to free a call_rcu_data: {e}"
-                ))
-            });
+        crate::with_signals_blocked(|| {
+            std::thread::Builder::new()
+                .name("urcu-crdp-free".into())
+                .spawn(move || free_stopped::<F>(crdp))
+        })
+        .unwrap_or_else(|e| {
+            crate::die(&format!(
+                "cannot start a thread to free a call_rcu_data: {e}"
+            ))
+        });
         return;
     }
     free_stopped::<F>(crdp);

@@ -455,10 +455,14 @@ fn start_flusher<F: Flavor>() {
     if *started {
         return;
     }
-    std::thread::Builder::new()
-        .name("urcu-defer".into())
-        .spawn(flusher::<F>)
-        .unwrap_or_else(|e| crate::die(&format!("cannot start the defer thread: {e}")));
+    // Signals blocked for good there, as in the call_rcu threads: a
+    // program's handler never runs inside the flusher's locks.
+    crate::with_signals_blocked(|| {
+        std::thread::Builder::new()
+            .name("urcu-defer".into())
+            .spawn(flusher::<F>)
+    })
+    .unwrap_or_else(|e| crate::die(&format!("cannot start the defer thread: {e}")));
     *started = true;
 }
 

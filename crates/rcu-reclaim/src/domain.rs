@@ -183,9 +183,10 @@ impl Drop for Rcu {
         #[cfg(not(loom))]
         {
             let inner = self.inner.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("rcu-drop-{}", self.id))
-                .spawn(move || inner.shut_down());
+            let spawned = crate::sys::spawn_quiet(
+                std::thread::Builder::new().name(format!("rcu-drop-{}", self.id)),
+                move || inner.shut_down(),
+            );
             if let Err(e) = spawned {
                 // The background threads finish the work; Inner's drop
                 // runs it again when they let go.

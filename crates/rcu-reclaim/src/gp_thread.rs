@@ -175,9 +175,10 @@ impl GpThread {
             // allocations must not enter direct reclaim, which may kick
             // this very thread and take the lock again.
             let spawned = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
-                thread::Builder::new()
-                    .name(format!("rcu-gp-{}", inner.id()))
-                    .spawn(move || run(&shared, &weak))
+                crate::sys::spawn_quiet(
+                    thread::Builder::new().name(format!("rcu-gp-{}", inner.id())),
+                    move || run(&shared, &weak),
+                )
             });
             match spawned {
                 Ok(h) => {

@@ -208,6 +208,52 @@ pub(crate) fn thread_blocked(tid: i32) -> Option<bool> {
     }
 }
 
+/// Starts one of the library's own threads (grace periods, callback
+/// workers, the pressure monitor, `rcu-kswapd`) with every signal blocked,
+/// as a library's helper threads should be: a signal meant for the program
+/// (a `SIGALRM` timer, a `SIGUSR1` that its handler answers with a
+/// `call_rcu`) then lands on one of the program's threads, never inside
+/// the library's own critical sections, where a handler that queues work
+/// or takes a read-side section would wait for a lock the interrupted code
+/// holds. The new thread inherits the mask; the caller's is restored.
+/// Faults (`SIGSEGV`, `SIGBUS`) still end the process as before.
+pub(crate) fn spawn_quiet<F, T>(
+    builder: std::thread::Builder,
+    f: F,
+) -> io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    #[cfg(miri)]
+    {
+        builder.spawn(f)
+    }
+    #[cfg(not(miri))]
+    {
+        /// Restores the caller's mask, also if the spawn unwinds.
+        struct Restore(libc::sigset_t);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: `self.0` is the mask `pthread_sigmask` returned.
+                unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+            }
+        }
+        // SAFETY: `sigset_t` is plain data; `sigfillset` and
+        // `pthread_sigmask` get valid pointers (SIGKILL and SIGSTOP, which
+        // cannot be blocked, are left out by the kernel silently).
+        let old = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            old
+        };
+        let _restore = Restore(old);
+        builder.spawn(f)
+    }
+}
+
 /// Prints `msg` on standard error when no `tracing` subscriber is
 /// installed (the caller has logged it through `tracing` already): as the
 /// kernel prints its stall warnings whatever the log level, a warning that

@@ -104,18 +104,17 @@ impl Workers {
                 // Under `threads` (a std lock, unmarked): no direct
                 // reclaim from the spawn's allocations.
                 let spawned = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
-                    thread::Builder::new()
-                        .name(if pin.is_some() {
-                            format!("rcu-cb-{}-c{node}", inner.id())
-                        } else {
-                            format!("rcu-cb-{}-n{node}.{k}", inner.id())
-                        })
-                        .spawn(move || {
-                            if let Some(cpu) = pin {
-                                pin_to_cpu(cpu);
-                            }
-                            run(&nodes[node], &groups[node], &domain)
-                        })
+                    let name = if pin.is_some() {
+                        format!("rcu-cb-{}-c{node}", inner.id())
+                    } else {
+                        format!("rcu-cb-{}-n{node}.{k}", inner.id())
+                    };
+                    crate::sys::spawn_quiet(thread::Builder::new().name(name), move || {
+                        if let Some(cpu) = pin {
+                            pin_to_cpu(cpu);
+                        }
+                        run(&nodes[node], &groups[node], &domain)
+                    })
                 });
                 match spawned {
                     Ok(h) => {

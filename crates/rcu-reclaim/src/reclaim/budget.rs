@@ -442,10 +442,11 @@ impl MemoryBudget {
             trims_heap: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&shared);
-        let handle = thread::Builder::new()
-            .name("rcu-kswapd".into())
-            .spawn(move || background(&weak))
-            .map_err(|e| BudgetError::NoThread(e.to_string()))?;
+        let handle = crate::sys::spawn_quiet(
+            thread::Builder::new().name("rcu-kswapd".into()),
+            move || background(&weak),
+        )
+        .map_err(|e| BudgetError::NoThread(e.to_string()))?;
         Ok(MemoryBudget {
             limit,
             shared,

@@ -181,15 +181,16 @@ impl PressureMonitor {
         let description = source.describe();
         tracing::info!(source = %description, "rcu-reclaim: pressure monitor started");
         let (s, r, name) = (shared.clone(), rcu.clone(), description.clone());
-        let thread = thread::Builder::new()
-            .name("rcu-pressure".into())
-            .spawn(move || {
+        let thread = crate::sys::spawn_quiet(
+            thread::Builder::new().name("rcu-pressure".into()),
+            move || {
                 let link = Link {
                     budget: budget.as_deref(),
                     reclaimer: reclaimer.as_deref(),
                 };
                 run(&s, &r, (source.as_mut(), &name), quiet, link)
-            });
+            },
+        );
         let thread = match thread {
             Ok(t) => Some(t),
             Err(e) => {
