@@ -1073,6 +1073,16 @@ mod tests {
         assert_ne!(thread, unsafe { libc::pthread_self() });
     }
 
+    #[test]
+    fn call_rcu_threads_block_the_programs_signals() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let crdp = create_call_rcu_data::<Memb>(0, -1);
+        crate::assert_threads_block_signals("urcu-call-rcu");
+        Memb::rcu().synchronize();
+        // SAFETY: never installed; created above, freed once.
+        unsafe { call_rcu_data_free::<Memb>(crdp) };
+    }
+
     /// A crdp freed while another thread still has it installed (a misuse:
     /// liburcu's `call_rcu` there then uses freed memory, and crashed or
     /// lost the callbacks): that thread's next `call_rcu` goes to the

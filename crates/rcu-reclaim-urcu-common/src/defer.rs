@@ -633,6 +633,15 @@ mod tests {
     }
 
     #[test]
+    fn the_defer_thread_blocks_the_programs_signals() {
+        let c = counters(10);
+        defer_all(c);
+        urcu_memb_defer_barrier();
+        assert!(all_once(c));
+        crate::assert_threads_block_signals("urcu-defer");
+    }
+
+    #[test]
     fn thread_exit_without_unregister_leaves_the_queue_to_be_drained() {
         let c = counters(100);
         let queue = std::thread::spawn(move || {

@@ -212,6 +212,57 @@ pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The blocked-signal masks (`SigBlk` in `/proc`) of this process's
+/// threads named `name`: for tests that the library's threads block the
+/// program's signals.
+#[cfg(test)]
+pub(crate) fn blocked_masks_of(name: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = entry.expect("a task").path();
+        let (Ok(comm), Ok(status)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue; // exited meanwhile
+        };
+        if comm.trim() != name {
+            continue;
+        }
+        let hex = status.lines().find_map(|l| l.strip_prefix("SigBlk:"));
+        out.push(u64::from_str_radix(hex.expect("SigBlk").trim(), 16).expect("hex"));
+    }
+    out
+}
+
+/// Asserts that every thread named `name` (at least one) blocks the
+/// signals a program handles.
+#[cfg(test)]
+pub(crate) fn assert_threads_block_signals(name: &str) {
+    // A Rust thread names itself once it runs: wait for it.
+    let start = std::time::Instant::now();
+    let mut masks = blocked_masks_of(name);
+    while masks.is_empty() && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        masks = blocked_masks_of(name);
+    }
+    assert!(!masks.is_empty(), "no thread named {name}");
+    for sig in [
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGINT,
+        libc::SIGTERM,
+    ] {
+        for m in &masks {
+            assert!(
+                m & (1 << (sig - 1)) != 0,
+                "a {name} thread leaves signal {sig} unblocked: {m:#x}"
+            );
+        }
+    }
+}
+
 /// Runs `f`, turning a panic of the library (misuse it detected and already
 /// described through the panic hook) into `None`, so nothing unwinds into C.
 pub fn no_unwind<R>(f: impl FnOnce() -> R) -> Option<R> {
