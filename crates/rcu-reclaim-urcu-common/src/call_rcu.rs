@@ -401,12 +401,22 @@ fn in_call_rcu() -> bool {
 /// are. Inside a section the batch
 /// waits for, on a crdp thread, or in a signal handler that interrupted
 /// the thread's `call_rcu`, it keeps the debt and returns.
+///
+/// The payment marks the thread busy as its `call_rcu` does: it waits
+/// holding the crdp's `state` lock, and a signal handler's `call_rcu`
+/// that interrupted it would otherwise pay its own push-back there and
+/// wait for that lock, held by the code it interrupted (a hang, seen with
+/// `signal_in_malloc_qsbr`: 1 run in 31). The handler's head goes on the
+/// orphan stack instead, handed over on the way out.
 #[cold]
 #[inline(never)]
 pub fn pay_owed_push_back<F: Flavor>() {
     if !may_pay(on_crdp_thread(), F::in_read_section(), in_call_rcu()) {
         return;
     }
+    let Some(_busy) = Busy::<F>::enter() else {
+        return;
+    };
     let Ok((crdp, waits)) = OWED.try_with(|o| (o.crdp.take(), o.waits.replace(0))) else {
         return;
     };
@@ -868,6 +878,9 @@ mod tests {
         static TOY_ONLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         static TOY_SECTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         static TOY_OFFLINE_WAITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        /// Whether the thread was marked busy (inside `call_rcu`, for a
+        /// handler's) at each offline wait.
+        static TOY_BUSY_WHILE_OFFLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
     }
     impl Flavor for Toy {
         fn rcu() -> &'static Rcu {
@@ -878,6 +891,7 @@ mod tests {
         }
         fn offline_while<R>(f: impl FnOnce() -> R) -> R {
             TOY_OFFLINE_WAITS.set(TOY_OFFLINE_WAITS.get() + 1);
+            TOY_BUSY_WHILE_OFFLINE.set(TOY_BUSY_WHILE_OFFLINE.get() && in_call_rcu());
             f()
         }
         fn online() -> bool {
@@ -961,6 +975,12 @@ mod tests {
             let waited = t.elapsed();
             assert!(!owes_push_back(), "the debt was not paid");
             assert_eq!(TOY_OFFLINE_WAITS.get(), 1, "not paid offline");
+            assert!(
+                TOY_BUSY_WHILE_OFFLINE.get(),
+                "the payment waits holding the crdp's lock: a handler's call_rcu \
+                 there must see the thread busy (and leave its head as an orphan)"
+            );
+            assert!(!in_call_rcu(), "still marked busy after the payment");
             assert!(
                 waited >= 2 * crate::crdp::PUSH_BACK_WAIT,
                 "paid {waited:?}, not a wait for each call"
