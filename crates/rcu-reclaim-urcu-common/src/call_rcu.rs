@@ -1135,6 +1135,43 @@ mod tests {
         assert_eq!(*log.lock().unwrap(), (0..100).collect::<Vec<_>>());
     }
 
+    /// A head that lands on a crdp after `call_rcu_data_free` took its
+    /// queue (a `call_rcu` that chose it just before) is counted as a
+    /// stray, and the next barrier hands it to the default; with no stray,
+    /// a barrier does not scan the freed crdps at all (thousands of
+    /// create/free cycles made every barrier slower).
+    #[test]
+    fn a_head_pushed_on_a_freed_crdp_is_swept_by_the_next_barrier() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..200 {
+            let c = create_call_rcu_data::<Memb>(0, -1);
+            // SAFETY: created above, never installed, freed once.
+            unsafe { call_rcu_data_free::<Memb>(c) };
+        }
+        barrier::<Memb>();
+        assert_eq!(crate::crdp::strays(), 0, "freeing alone leaves no stray");
+        let crdp = create_call_rcu_data::<Memb>(0, -1);
+        // SAFETY: a live crdp of ours; it stays allocated once freed.
+        let kept = unsafe { crate::crdp::clone_raw(crdp) };
+        // SAFETY: created above, never installed, freed once.
+        unsafe { call_rcu_data_free::<Memb>(crdp) };
+        let log = new_log();
+        let node = Box::into_raw(Box::new(Node {
+            head: RcuHead {
+                next: ptr::null_mut(),
+                func: Some(log_and_free),
+            },
+            id: 7,
+            log,
+        }));
+        // As a `call_rcu` that chose it before it died would.
+        kept.push(node.cast::<RcuHead>(), 0);
+        assert_eq!(crate::crdp::strays(), 1, "the late head was not counted");
+        barrier::<Memb>();
+        assert_eq!(*log.lock().unwrap(), vec![7], "the late head did not run");
+        assert_eq!(crate::crdp::strays(), 0);
+    }
+
     #[test]
     fn per_cpu_crdps_take_the_heads_inside_a_section() {
         let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
