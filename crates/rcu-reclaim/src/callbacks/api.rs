@@ -13,6 +13,11 @@ use crate::policy;
 use crate::size::ReclaimSize;
 use crate::sync::weigh_caught;
 
+/// Garbage, in bytes, past which a retire that owes its wait because it
+/// runs inside its own section says so (once per domain).
+#[cfg(not(loom))]
+const OWN_SECTION_WARN_BYTES: usize = 16 << 20;
+
 /// `Box::into_raw`, as a `NonNull`.
 /// How long this thread's bulk page, holding `count` objects, has held its
 /// first object, in milliseconds. `0` (no clock read) when the page has no
@@ -343,8 +348,61 @@ impl Rcu {
         }
         if due() {
             self.owe_throttle();
+            if !self
+                .inner()
+                .callbacks
+                .own_section_warned
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                self.warn_retiring_in_own_section();
+            }
         }
         false
+    }
+
+    /// Once per domain, when a thread that retires inside a read-side
+    /// section (or on an online QSBR registration) would have waited for
+    /// garbage to be freed because memory is short, and
+    /// [`OWN_SECTION_WARN_BYTES`] or more wait for a grace period: says
+    /// that its own section holds them up. A thread that stores in a loop
+    /// under a guard (or never reports a quiescent state) otherwise grows
+    /// the garbage until the process is killed for memory, silently (a new
+    /// user's program was, at 100 MiB in a 128 MiB cgroup).
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    fn warn_retiring_in_own_section(&self) {
+        let pending = self.pending_bytes();
+        let cbs = &self.inner().callbacks;
+        if pending < OWN_SECTION_WARN_BYTES
+            || cbs
+                .own_section_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let me = std::thread::current();
+        let name = me.name().unwrap_or("<unnamed>");
+        let (where_, fix) = if crate::reader::qsbr_only_section_in(self.id()) {
+            (
+                "on an online QSBR registration, which has not reported a quiescent state since",
+                "call quiescent_state() between retires (between events), and put the thread \
+                 offline (offline_while) where it waits",
+            )
+        } else {
+            (
+                "inside a read-side section",
+                "retire outside sections: drop the guard before RcuCell::store, \
+                 RcuHashMap::insert or remove, defer_drop",
+            )
+        };
+        crate::sys::warn_loud(&format!(
+            "rcu-reclaim: memory is short and thread '{name}' retires {where_} in domain {}, \
+             where it cannot wait for garbage to be freed: {pending} bytes wait for a grace \
+             period, and no grace period can end while its section lasts, so they grow until \
+             it ends; {fix}",
+            self.id()
+        ));
     }
 
     /// Whether a page started at `since_ms` needs a kick of the

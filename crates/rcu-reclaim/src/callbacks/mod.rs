@@ -162,6 +162,9 @@ pub(crate) struct Callbacks {
     overloaded: AtomicBool,
     /// The bound on garbage under a memory limit (`headroom.rs`).
     headroom: headroom::HeadroomState,
+    /// Set once a thread was told that it retires inside its own section
+    /// while memory is short (`Rcu::warn_retiring_in_own_section`).
+    pub(crate) own_section_warned: AtomicBool,
 }
 
 /// For the engine's tests: a reader that holds a section of `rcu` (in
@@ -236,6 +239,7 @@ impl Callbacks {
             workers,
             panic_hook,
             overloaded: AtomicBool::new(false),
+            own_section_warned: AtomicBool::new(false),
             headroom: headroom::HeadroomState::default(),
         }
     }
