@@ -566,3 +566,28 @@ fn a_budget_usage_that_panics_on_an_event_leaves_the_monitor_watching() {
     wait_until("a second episode", || monitor.stats().episodes == 2);
     wait_until("the second signal ends", || rcu.pressure() == 0);
 }
+
+/// A monitor dropped where its thread cannot be joined (in a callback, as
+/// when it belongs to a value freed through RCU) still ends its pressure
+/// signal before the drop returns: no signal outlives its monitor.
+#[test]
+fn a_monitor_dropped_in_a_callback_ends_its_signal_at_once() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (tx, source) = SyntheticSource::new();
+    let monitor = PressureMonitor::start(&rcu, Box::new(source), Duration::from_secs(60), None);
+    tx.send(Level::Critical).unwrap();
+    wait_until("pressure raised", || rcu.pressure() == 1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let r = rcu.clone();
+    rcu.call(move || {
+        drop(monitor);
+        done_tx.send(r.pressure()).unwrap();
+    });
+    rcu.barrier();
+    assert_eq!(
+        done_rx.recv().unwrap(),
+        0,
+        "the signal outlived the monitor's drop"
+    );
+    drop(tx);
+}

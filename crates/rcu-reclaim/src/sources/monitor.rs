@@ -252,10 +252,18 @@ impl PressureMonitor {
 
 impl Drop for PressureMonitor {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        // SeqCst, before `end_signal` below takes the lock: the thread
+        // either sees the stop after it starts a signal, or its signal is
+        // there to be taken (see `run`).
+        self.shared.stop.store(true, Ordering::SeqCst);
         let Some(t) = self.thread.take() else { return };
         if std::process::id() == self.pid {
             self.rcu.join_helper(t, "rcu-pressure");
+            // Not joined (dropped in a callback, a read-side section, or on
+            // the thread itself): the thread stops at its next look, up to
+            // a tick later; its signal ends now, so a pressure signal never
+            // outlives its monitor.
+            end_signal(&self.shared);
             return;
         }
         // A forked child: the thread stayed in the parent, and joining
@@ -356,6 +364,12 @@ fn run(
                     held = true;
                     s.episodes.fetch_add(1, Ordering::Relaxed);
                     s.active.store(true, Ordering::Relaxed);
+                    // A monitor dropped meanwhile may have ended the signal
+                    // already (before this one was set): end this one.
+                    if s.stop.load(Ordering::SeqCst) {
+                        end_signal(s);
+                        break;
+                    }
                 }
                 // The caller's code (the budget's usage function, a
                 // shrinker, the OOM handler) may panic: report it and go
