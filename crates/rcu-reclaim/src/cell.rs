@@ -226,7 +226,7 @@ impl<T> RcuCell<T> {
     pub fn load<'a, G: ReadSection>(&'a self, guard: &'a G) -> Option<&'a T> {
         assert!(
             guard.domain().id() == self.rcu.id(),
-            "rcu-reclaim: RcuCell::load with a ReadGuard of {} on a cell of {}; \
+            "rcu-reclaim: RcuCell::load with a guard (ReadGuard or QsbrGuard) of {} on a cell of {}; \
              take the guard from cell.domain().read_lock() (or the domain's QsbrThread)",
             Rcu::name_of(guard.domain().id()),
             Rcu::name_of(self.rcu.id())

@@ -421,7 +421,8 @@ impl Rcu {
             let fix = if crate::sync::in_map_write() {
                 "The section is the one an RcuHashMap or RcuCache write holds while it runs \
                  your code under its key's lock (update's closure, remove_if's predicate, \
-                 get_or_insert_with's closure, a key's Hash or Eq): wait after that call returns \
+                 retain's predicate, get_or_insert_with's closure, a key's Hash or Eq): wait \
+                 after that call returns \
                  (and after dropping any ReadGuard of yours)"
             } else if crate::sync::in_cell_update() {
                 "The section is the one RcuCell::update holds while its closure runs: wait \

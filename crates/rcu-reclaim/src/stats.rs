@@ -102,7 +102,13 @@ pub struct Stats {
     /// assert_eq!((s.membarriers, s.membarrier_us), (0, 0)); // fences only
     /// ```
     pub membarrier_us: u64,
-    /// Threads currently registered as readers.
+    /// Threads that have a slot in the domain now: every thread that took
+    /// a read-side section of it, retired into it or registered a
+    /// `QsbrThread`, until it exits or unregisters (the slot also holds
+    /// the thread's buffered garbage). On a QSBR domain a thread that
+    /// only retires (an unregistered writer's `store`) has one too,
+    /// though only online `QsbrThread`s hold grace periods up; a stall
+    /// report names the one that does.
     pub registered_readers: usize,
     /// Callbacks and deferred drops not yet run (as [`Rcu::pending`]).
     pub pending: usize,

@@ -66,7 +66,7 @@ fn dropping_retired_inside_a_section_panics() {
 }
 
 #[test]
-#[should_panic(expected = "ReadGuard of domain")]
+#[should_panic(expected = "guard (ReadGuard or QsbrGuard) of domain")]
 fn loading_with_another_domains_guard_panics() {
     let a = Rcu::new(Config::new()).unwrap();
     let b = Rcu::new(Config::new()).unwrap();

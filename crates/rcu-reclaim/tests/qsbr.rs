@@ -396,7 +396,7 @@ fn registering_on_another_flavor_panics() {
 }
 
 #[test]
-#[should_panic(expected = "RcuCell::load with a ReadGuard of domain")]
+#[should_panic(expected = "RcuCell::load with a guard (ReadGuard or QsbrGuard) of domain")]
 fn a_qsbr_guard_of_another_domain_is_refused() {
     let (a, b) = (qsbr(), qsbr());
     let cell = RcuCell::new_in(&a, Some(Box::new(1)));

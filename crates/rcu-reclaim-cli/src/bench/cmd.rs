@@ -452,8 +452,13 @@ impl BenchArgs {
         let cache = super::cache::cmd::available();
         for b in &self.backend {
             if !all.contains(&b.as_str()) && !cache.contains(&b.as_str()) {
-                let hint = if b == "liburcu-memb" || b == "liburcu-qsbr" {
-                    " (this build has no liburcu: build with --features liburcu)"
+                let hint = if b.starts_with("liburcu") || b.starts_with("urcu") {
+                    if cfg!(feature = "liburcu") {
+                        " (liburcu's backends are liburcu-memb and liburcu-qsbr)"
+                    } else {
+                        " (this build has no liburcu: build with --features liburcu, whose \
+                         backends are liburcu-memb and liburcu-qsbr)"
+                    }
                 } else {
                     ""
                 };

@@ -135,7 +135,7 @@ pub(super) fn lock_nested<'a>(m: &'a Mutex<()>, holds: &[usize]) -> Locked<'a, (
             drop(entry);
             panic!(
                 "RcuHashMap: deadlock: a write made inside the closure of another map's or \
-                 cache's write (`get_or_insert_with`, `update`, `remove_if`, \
+                 cache's write (`get_or_insert_with`, `update`, `remove_if`, `retain`, \
                  `RcuCache::get_or_insert_with`, which run it under one of their locks) waits \
                  for one of this map's locks, held by another thread that waits, from a closure \
                  of its own, for a lock this thread holds ({threads} threads, each waiting for \

@@ -525,7 +525,7 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     fn check_guard(&self, guard: &impl ReadSection) {
         assert!(
             guard.domain().id() == self.rcu.id(),
-            "rcu-reclaim: RcuHashMap used with a ReadGuard of {} on a map of {}; \
+            "rcu-reclaim: RcuHashMap used with a guard (ReadGuard or QsbrGuard) of {} on a map of {}; \
              take the guard from map.domain().read_lock() (or the domain's QsbrThread)",
             Rcu::name_of(guard.domain().id()),
             Rcu::name_of(self.rcu.id())

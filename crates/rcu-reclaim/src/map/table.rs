@@ -520,7 +520,8 @@ impl Held {
             if held {
                 panic!(
                     "RcuHashMap: a closure run under one of the map's locks \
-                     (`get_or_insert_with`, `update`, `remove_if`, or `RcuCache::get_or_insert_with`) \
+                     (`get_or_insert_with`, `update`, `remove_if`, `retain`, or \
+                     `RcuCache::get_or_insert_with`) \
                      wrote to the same map or cache, which would deadlock; \
                      make that write after the call returns"
                 );
@@ -529,7 +530,7 @@ impl Held {
                 panic!(
                     "RcuHashMap: {NESTED} writes are already in progress on this thread, each \
                      inside the closure of the one before (`get_or_insert_with`, `update`, \
-                     `remove_if`): a deeper write is refused rather than risk a deadlock; \
+                     `remove_if`, `retain`): a deeper write is refused rather than risk a deadlock; \
                      make the inner writes after the outer calls return"
                 );
             }
