@@ -12,6 +12,26 @@
 //! assert_eq!(map.get("apple", &guard), None);
 //! ```
 //!
+//! # A map, or a table in a cell?
+//!
+//! `RcuHashMap` is for entries that change one at a time (a cache, a
+//! session table, routes added and withdrawn one by one): each write
+//! touches one key, and a reader sees each key's latest value. A table
+//! that is replaced as a whole (a routing table or a configuration
+//! reloaded from a file) is better held in an
+//! [`RcuCell`](crate::RcuCell)`<HashMap<..>>`: readers see the old table or
+//! the new one, never a mix of the two, and the old table is freed as one
+//! value after a grace period.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use rcu_reclaim::RcuCell;
+//! let routes = RcuCell::new(HashMap::from([(10u32, "eth0")]));
+//! routes.store(Box::new(HashMap::from([(10, "eth1"), (20, "eth0")]))); // whole table
+//! let g = routes.domain().read_lock();
+//! assert_eq!(routes.load(&g).unwrap()[&20], "eth0");
+//! ```
+//!
 //! # Design
 //!
 //! **One list, many shortcuts** (the split-ordered list of Shalev and
