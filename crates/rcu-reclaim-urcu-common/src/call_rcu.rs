@@ -715,7 +715,8 @@ pub fn get_cpu_call_rcu_data(cpu: c_int) -> *mut CallRcuData {
     let Some(slot) = usize::try_from(cpu).ok().and_then(|c| table.get(c)) else {
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if !WARNED.swap(true, Ordering::Relaxed) {
-            eprintln!("[error] rcu-reclaim-urcu: get CPU # out of range");
+            // liburcu's own words, for programs or tools that look for them.
+            eprintln!("[error] liburcu: get CPU # out of range");
         }
         return ptr::null_mut();
     };
@@ -745,7 +746,8 @@ pub fn set_cpu_call_rcu_data<F: Flavor>(cpu: c_int, crdp: *mut CallRcuData) -> c
         // Once per process, as liburcu's (a static `warned` flag).
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if !WARNED.swap(true, Ordering::Relaxed) {
-            eprintln!("[error] rcu-reclaim-urcu: set CPU # out of range");
+            // liburcu's own words, as for `get` above.
+            eprintln!("[error] liburcu: set CPU # out of range");
         }
         return fail(libc::EINVAL);
     };

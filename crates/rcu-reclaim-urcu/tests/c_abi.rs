@@ -163,12 +163,12 @@ fn call_rcu_data_free_lets_the_thread_run_what_it_holds() {
 #[test]
 fn per_cpu_and_per_thread_call_rcu_data() {
     same_as_liburcu("per_cpu");
-    // CPUs out of range (ncpus, then -1) are said once, as liburcu does.
+    // CPUs out of range (ncpus, then -1) are said once, in liburcu's words.
     let Some(env) = Env::get(&MEMB) else { return };
     let exe = env.compile("per_cpu", &[], &["-lurcu-memb"]);
     let out = env.run_ours(&exe, &[]);
     assert_eq!(
-        out.stderr.matches("get CPU # out of range").count(),
+        out.stderr.matches("[error] liburcu: get CPU # out of range").count(),
         1,
         "{}",
         out.stderr

@@ -50,7 +50,10 @@ fn storing_inside_a_section_while_memory_is_short_says_the_section_holds_it_up()
     };
     assert!(log.contains("stores-in-its-section"), "{log}");
     assert!(log.contains("inside a read-side section"), "{log}");
-    assert!(log.contains("drop the guard before RcuCell::store"), "{log}");
+    assert!(
+        log.contains("drop the guard before RcuCell::store"),
+        "{log}"
+    );
     assert_eq!(log.matches("memory is short").count(), 1, "once: {log}");
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
