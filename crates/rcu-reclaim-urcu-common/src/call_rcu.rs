@@ -625,7 +625,7 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
              call_rcu_data; uninstalled first (call set_thread_call_rcu_data(NULL) before \
              freeing it)"
         );
-        CALLER.with(|c| c.crdp.set(ptr::null()));
+        crate::crdp::install_for_thread(ptr::null());
     }
     if let Some(table) = PER_CPU.get() {
         let mut installed = false;
@@ -694,11 +694,14 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
         crdp.hand_over(&default_crdp::<F>());
         all().retain(|c| !Arc::ptr_eq(c, &crdp));
     });
-    // Kept allocated: another thread may still hold its pointer.
+    // Kept allocated while another thread may still reach it; those that
+    // none can any more are let go.
+    let died = F::rcu().get_state();
     crate::crdp::DEAD
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push(crdp);
+        .push((crdp, died));
+    crate::crdp::prune_dead::<F>();
 }
 
 /// The default crdp (created on first use).
@@ -735,7 +738,7 @@ pub fn get_call_rcu_data<F: Flavor>() -> *mut CallRcuData {
 
 /// Installs `crdp` (or NULL) for the calling thread.
 pub fn set_thread_call_rcu_data(crdp: *mut CallRcuData) {
-    CALLER.with(|c| c.crdp.set(crdp));
+    crate::crdp::install_for_thread(crdp);
 }
 
 /// Installs `crdp` for `cpu`: 0, or `-EINVAL` (CPU out of range) or
@@ -831,7 +834,7 @@ pub(crate) fn rebuild_in_child<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) {
             .iter()
             .for_each(|s| s.store(ptr::null_mut(), Ordering::Release));
     }
-    CALLER.with(|c| c.crdp.set(ptr::null()));
+    crate::crdp::install_for_thread(ptr::null());
     // A callback that forked: in the child its thread runs no crdp (the
     // one it ran is abandoned below), so it waits for every crdp's
     // callbacks, the ones it adopts included.
@@ -1172,6 +1175,59 @@ mod tests {
         barrier::<Memb>();
         assert_eq!(*log.lock().unwrap(), vec![7], "the late head did not run");
         assert_eq!(crate::crdp::strays(), 0);
+    }
+
+    /// A crdp made and freed per short-lived thread (installed there,
+    /// uninstalled before the free, as liburcu asks) is let go once
+    /// nothing can reach it: the freed ones kept stay few however many
+    /// cycles run. One freed while still installed is kept until its
+    /// thread lets go of it.
+    #[test]
+    fn freed_crdps_that_nothing_reaches_are_let_go() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        for i in 0..300 {
+            let crdp = create_call_rcu_data::<Memb>(0, -1) as usize;
+            std::thread::spawn(move || {
+                set_thread_call_rcu_data(crdp as *mut CallRcuData);
+                queue_nodes(i..i + 1, new_log());
+                set_thread_call_rcu_data(ptr::null_mut());
+            })
+            .join()
+            .unwrap();
+            // SAFETY: created above, uninstalled, freed once.
+            unsafe { call_rcu_data_free::<Memb>(crdp as *mut CallRcuData) };
+        }
+        barrier::<Memb>();
+        let kept = crate::crdp::dead_kept();
+        assert!(kept <= 4, "{kept} freed crdps kept after 300 cycles");
+
+        // Freed while installed on a thread that goes on: kept, and let go
+        // once that thread uninstalls it.
+        let crdp = create_call_rcu_data::<Memb>(0, -1) as usize;
+        let (installed_tx, installed_rx) = std::sync::mpsc::channel();
+        let (freed_tx, freed_rx) = std::sync::mpsc::channel::<()>();
+        let user = std::thread::spawn(move || {
+            set_thread_call_rcu_data(crdp as *mut CallRcuData);
+            installed_tx.send(()).unwrap();
+            freed_rx.recv().unwrap();
+            set_thread_call_rcu_data(ptr::null_mut());
+        });
+        installed_rx.recv().unwrap();
+        // SAFETY (of the test): created above and freed once; still
+        // installed on `user`, the misuse kept allocated for.
+        unsafe { call_rcu_data_free::<Memb>(crdp as *mut CallRcuData) };
+        Memb::rcu().synchronize();
+        crate::crdp::prune_dead::<Memb>();
+        let held = crate::crdp::dead_kept();
+        assert!(held >= 1, "a crdp installed on a live thread was let go");
+        freed_tx.send(()).unwrap();
+        user.join().unwrap();
+        Memb::rcu().synchronize();
+        crate::crdp::prune_dead::<Memb>();
+        assert!(
+            crate::crdp::dead_kept() < held,
+            "not let go once uninstalled"
+        );
     }
 
     #[test]

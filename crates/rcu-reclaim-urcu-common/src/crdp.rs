@@ -56,12 +56,18 @@ thread_local! {
 /// Every live crdp (each entry holds a reference); the lock is liburcu's
 /// `call_rcu_mutex`, held across fork.
 pub(crate) static ALL: Mutex<Vec<Arc<CallRcuData>>> = Mutex::new(Vec::new());
-/// Every crdp `call_rcu_data_free` has freed, kept allocated and flagged
-/// [`CallRcuData::dead`]: a thread that still has one installed (liburcu's
-/// caller must uninstall it everywhere first; its `call_rcu` then uses
-/// freed memory) finds it dead and goes to the default, its stray heads
-/// handed over (see [`sweep_dead`]).
-pub(crate) static DEAD: Mutex<Vec<Arc<CallRcuData>>> = Mutex::new(Vec::new());
+/// Every crdp `call_rcu_data_free` has freed and that may still be
+/// reached, kept allocated and flagged [`CallRcuData::dead`], with a
+/// cookie of a grace period started after it died: a thread that still
+/// has one installed (liburcu's caller must uninstall it everywhere first;
+/// its `call_rcu` then uses freed memory) finds it dead and goes to the
+/// default, its stray heads handed over (see [`sweep_dead`]). One that no
+/// thread has installed, with nothing queued, a grace period after it died
+/// (when no `call_rcu` that read it from the per-CPU table can still hold
+/// it) is let go ([`prune_dead`]): a program that makes and frees a crdp
+/// per short-lived thread kept 250 bytes per cycle for good before.
+pub(crate) static DEAD: Mutex<Vec<(Arc<CallRcuData>, rcu_reclaim::Cookie)>> =
+    Mutex::new(Vec::new());
 /// Heads pushed on a crdp already dead (see [`CallRcuData::push`]), not
 /// yet swept: [`sweep_dead`], which every `rcu_barrier` runs, scans
 /// [`DEAD`] only when this is not 0. A program that creates and frees a
@@ -73,6 +79,56 @@ static STRAYS: AtomicUsize = AtomicUsize::new(0);
 #[cfg(test)]
 pub(crate) fn strays() -> usize {
     STRAYS.load(Ordering::Relaxed)
+}
+
+/// The freed crdps still kept, for tests.
+#[cfg(test)]
+pub(crate) fn dead_kept() -> usize {
+    DEAD.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
+/// Sets this thread's `set_thread_call_rcu_data` choice to `new` (null:
+/// none), counting the threads each crdp is installed for
+/// ([`CallRcuData::installs`]), which keep a freed one allocated.
+pub(crate) fn install_for_thread(new: *const CallRcuData) {
+    let Ok(old) = CALLER.try_with(|c| c.crdp.replace(new)) else {
+        return;
+    };
+    if ptr::eq(old, new) {
+        return;
+    }
+    // SAFETY: `new` is null or a live crdp: liburcu's contract for
+    // `set_thread_call_rcu_data`, and the library's own calls pass one
+    // they hold.
+    if let Some(n) = unsafe { new.as_ref() } {
+        n.installs.fetch_add(1, Ordering::Relaxed);
+    }
+    // SAFETY: `old` was installed here and counted, which kept it
+    // allocated (`prune_dead` lets go only of uninstalled ones).
+    if let Some(o) = unsafe { old.as_ref() } {
+        // Release: what this thread did with it comes before its drop.
+        o.installs.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Lets go of the freed crdps nothing can reach any more (see [`DEAD`]).
+pub(crate) fn prune_dead<F: Flavor>() {
+    let rcu = F::rcu();
+    let mut gone = Vec::new();
+    {
+        let mut dead = DEAD.lock().unwrap_or_else(|p| p.into_inner());
+        dead.retain(|(c, cookie)| {
+            let unreachable = c.installs.load(Ordering::Acquire) == 0
+                && c.incoming.load(Ordering::Acquire).is_null()
+                && rcu.poll(cookie);
+            if unreachable {
+                gone.push(c.clone());
+            }
+            !unreachable
+        });
+    }
+    // Dropped outside the lock.
+    drop(gone);
 }
 /// The default crdp (a reference held by `ALL`).
 pub(crate) static DEFAULT: AtomicPtr<CallRcuData> = AtomicPtr::new(ptr::null_mut());
@@ -256,7 +312,7 @@ pub(crate) fn chosen_crdp<F: Flavor>() -> *const CallRcuData {
 /// reached it after its hand-over goes to the default.
 #[cold]
 fn freed_while_installed<F: Flavor>() {
-    CALLER.with(|c| c.crdp.set(ptr::null()));
+    install_for_thread(ptr::null());
     eprintln!(
         "[error] rcu-reclaim-urcu: call_rcu() on a thread whose call_rcu_data was freed by \
          call_rcu_data_free() while still installed for it; this thread now uses the default \
@@ -289,8 +345,8 @@ fn sweep_dead_now<F: Flavor>() {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .filter(|c| !c.incoming.load(Ordering::Acquire).is_null())
-        .cloned()
+        .filter(|(c, _)| !c.incoming.load(Ordering::Acquire).is_null())
+        .map(|(c, _)| c.clone())
         .collect();
     if stray.is_empty() {
         return;
@@ -529,6 +585,9 @@ pub struct CallRcuData {
     memory: AtomicU8,
     /// Freed by `call_rcu_data_free` (kept in [`DEAD`]): never chosen again.
     pub(crate) dead: AtomicBool,
+    /// Threads that have it installed (`set_thread_call_rcu_data`, and its
+    /// own thread): while any does, a freed one stays allocated.
+    pub(crate) installs: AtomicUsize,
     /// Callbacks begun by invocations of batches, ever (each counted as it
     /// begins); with `invoking`, whether a batch's invocation moves.
     invoked: AtomicU64,
@@ -588,6 +647,7 @@ impl CallRcuData {
             sleeping: AtomicBool::new(false),
             memory: AtomicU8::new(MemoryState::Plenty as u8),
             dead: AtomicBool::new(false),
+            installs: AtomicUsize::new(0),
             invoked: AtomicU64::new(0),
             invoking: AtomicBool::new(false),
             stalled_at: AtomicU64::new(0),
@@ -635,8 +695,16 @@ impl CallRcuData {
         // but while it invokes a batch): the callbacks' sections are
         // waited for however they are entered.
         (self.hooks.register)();
-        // As liburcu: callbacks that queue callbacks use this crdp.
-        CALLER.with(|c| c.crdp.set(Arc::as_ptr(&self)));
+        // As liburcu: callbacks that queue callbacks use this crdp (until
+        // the thread ends, whatever a callback installed instead).
+        struct Uninstall;
+        impl Drop for Uninstall {
+            fn drop(&mut self) {
+                install_for_thread(ptr::null());
+            }
+        }
+        install_for_thread(Arc::as_ptr(&self));
+        let _uninstall = Uninstall;
         WORKER_OF.with(|t| t.set(Arc::as_ptr(&self)));
         loop {
             {

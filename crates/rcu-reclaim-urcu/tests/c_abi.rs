@@ -168,7 +168,9 @@ fn per_cpu_and_per_thread_call_rcu_data() {
     let exe = env.compile("per_cpu", &[], &["-lurcu-memb"]);
     let out = env.run_ours(&exe, &[]);
     assert_eq!(
-        out.stderr.matches("[error] liburcu: get CPU # out of range").count(),
+        out.stderr
+            .matches("[error] liburcu: get CPU # out of range")
+            .count(),
         1,
         "{}",
         out.stderr
