@@ -286,8 +286,9 @@ pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
 pub(crate) fn chosen_crdp<F: Flavor>() -> *const CallRcuData {
     let t = CALLER.with(|c| c.crdp.get());
     if !t.is_null() {
-        // SAFETY: a crdp's allocation is never freed (`DEAD` keeps those
-        // `call_rcu_data_free` took).
+        // SAFETY: installed here, so counted in its `installs`: a freed
+        // one stays allocated (in `DEAD`) while any thread has it
+        // installed (`prune_dead`).
         if !unsafe { &*t }.dead.load(Ordering::Acquire) {
             return t;
         }
