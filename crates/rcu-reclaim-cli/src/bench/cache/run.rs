@@ -207,7 +207,7 @@ pub fn run<C: CacheUnderTest>(
     // The measured window lasts `duration` from where it started: a
     // sampler woken late (a loaded machine) starts it late, and a fixed
     // end cut it short (0.12 s measured of a 0.2 s run).
-    while measured_from.map_or(true, |t: Instant| t.elapsed() < w.duration) {
+    while measured_from.is_none_or(|t: Instant| t.elapsed() < w.duration) {
         thread::sleep(Duration::from_millis(10));
         let elapsed = start.elapsed();
         if measured_from.is_none() && elapsed >= w.warmup {
