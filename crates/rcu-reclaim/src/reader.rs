@@ -1010,20 +1010,18 @@ pub(crate) const OWES_THROTTLE: u64 = 1 << 62;
 
 /// Marks this thread's guard or raw section in the domain numbered `id`
 /// (if one is open) as owing the pressure throttle (see [`OWES_THROTTLE`]).
-/// Returns whether one was open.
-pub(crate) fn owe_throttle_in(id: u64) -> bool {
+/// Returns `None` if none was open, else whether it owed already.
+pub(crate) fn owe_throttle_in(id: u64) -> Option<bool> {
     let slot = own_slot_cached_in(id);
     // SAFETY: as in `nesting_in`: this thread's slot, alive while its
     // registration is.
-    let Some(slot) = (unsafe { slot.as_ref() }) else {
-        return false;
-    };
+    let slot = unsafe { slot.as_ref() }?;
     let n = slot.nest.get();
     if n & !OWES_THROTTLE == 0 {
-        return false;
+        return None;
     }
     slot.nest.set(n | OWES_THROTTLE);
-    true
+    Some(n & OWES_THROTTLE != 0)
 }
 
 thread_local! {
@@ -1048,8 +1046,11 @@ pub(crate) enum Payer {
 
 /// Records that an online QSBR registration of this thread in the domain
 /// of `registry` owes the pressure throttle.
-pub(crate) fn owe_throttle_qsbr(registry: &Registry) {
-    let _ = OWED_QSBR.try_with(|o| o.set(registry));
+/// Returns whether it owed already (since its last payment).
+pub(crate) fn owe_throttle_qsbr(registry: &Registry) -> bool {
+    OWED_QSBR
+        .try_with(|o| std::ptr::eq(o.replace(registry), registry))
+        .unwrap_or(false)
 }
 
 #[cfg(not(loom))]
@@ -1064,7 +1065,7 @@ thread_local! {
 /// (offline, at its next quiescent state that reports, or going offline).
 #[cfg(not(loom))]
 pub(crate) fn owe_at_quiescent_state(registry: &Registry, work: fn()) {
-    owe_throttle_qsbr(registry);
+    let _ = owe_throttle_qsbr(registry);
     let _ = OWED_WORK.try_with(|w| w.set(Some(work)));
 }
 

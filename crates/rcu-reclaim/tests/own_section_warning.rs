@@ -24,6 +24,18 @@ fn short_of_memory(flavor: Option<Flavor>) -> Rcu {
     rcu
 }
 
+/// Stores 20 MiB, waits past the warning's delay, then stores 4 more:
+/// inside one section, the later stores find it owing for that long.
+fn store_for_a_while(cell: &RcuCell<Vec<u8>>) {
+    for i in 0..20u8 {
+        cell.store(Box::new(vec![i; MIB]));
+    }
+    thread::sleep(std::time::Duration::from_millis(250));
+    for i in 20..24u8 {
+        cell.store(Box::new(vec![i; MIB]));
+    }
+}
+
 #[test]
 fn storing_inside_a_section_while_memory_is_short_says_the_section_holds_it_up() {
     let captured = common::Captured::default();
@@ -38,9 +50,7 @@ fn storing_inside_a_section_while_memory_is_short_says_the_section_holds_it_up()
                 .spawn_scoped(s, move || {
                     let _log = sink.on_this_thread();
                     let _g = rcu.read_lock();
-                    for i in 0..24u8 {
-                        cell.store(Box::new(vec![i; MIB]));
-                    }
+                    store_for_a_while(cell);
                 })
                 .unwrap()
                 .join()
@@ -69,9 +79,7 @@ fn an_online_qsbr_thread_that_never_reports_is_told_to_call_quiescent_state() {
         s.spawn(move || {
             let _log = captured.on_this_thread();
             let mut me = rcu.register_qsbr_thread();
-            for i in 0..24u8 {
-                cell.store(Box::new(vec![i; MIB]));
-            }
+            store_for_a_while(cell);
             me.quiescent_state();
         });
     });
@@ -87,8 +95,14 @@ fn storing_outside_sections_says_nothing() {
     let _log = captured.on_this_thread();
     let rcu = short_of_memory(None);
     let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; MIB]));
+    store_for_a_while(&cell);
+    // Short sections that each store once, as a writer under pressure
+    // does: each owes and soon pays, none for long.
     for i in 0..24u8 {
+        let _g = rcu.read_lock();
         cell.store(Box::new(vec![i; MIB]));
+        drop(_g);
+        thread::sleep(std::time::Duration::from_millis(10));
     }
     rcu.barrier();
     let log = captured.text();

@@ -14,9 +14,14 @@ use crate::size::ReclaimSize;
 use crate::sync::weigh_caught;
 
 /// Garbage, in bytes, past which a retire that owes its wait because it
-/// runs inside its own section says so (once per domain).
+/// runs inside its own section says so (once per domain)...
 #[cfg(not(loom))]
 const OWN_SECTION_WARN_BYTES: usize = 16 << 20;
+
+/// ...once that section has owed its waits this long, in milliseconds
+/// (a writer's short sections under pressure each owe and soon pay).
+#[cfg(not(loom))]
+const OWN_SECTION_WARN_MS: usize = 200;
 
 /// `Box::into_raw`, as a `NonNull`.
 /// How long this thread's bulk page, holding `count` objects, has held its
@@ -347,22 +352,48 @@ impl Rcu {
             return wait(&|| self.start_background(true));
         }
         if due() {
-            self.owe_throttle();
+            let again = self.owe_throttle();
             if !self
                 .inner()
                 .callbacks
                 .own_section_warned
                 .load(std::sync::atomic::Ordering::Relaxed)
             {
-                self.warn_retiring_in_own_section();
+                self.note_owing_in_own_section(again);
             }
         }
         false
     }
 
+    /// Times how long this thread's section (or online QSBR stretch) has
+    /// owed its waits (`again`: it owed already), and past
+    /// [`OWN_SECTION_WARN_MS`] warns ([`warn_retiring_in_own_section`]): a
+    /// section that retires now and then under pressure and soon ends is
+    /// the normal case, one that goes on retiring for that long holds up
+    /// what it retires.
+    #[cfg(not(loom))]
+    fn note_owing_in_own_section(&self, again: Option<bool>) {
+        thread_local! {
+            /// The domain and the time (`epoch_ms`) at which this thread's
+            /// current section first owed a wait.
+            static OWING_SINCE: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+        }
+        let Some(again) = again else { return };
+        let now = epoch_ms();
+        let _ = OWING_SINCE.try_with(|since| {
+            let (id, at) = since.get();
+            if !again || id != self.id() {
+                since.set((self.id(), now));
+            } else if now.saturating_sub(at) >= OWN_SECTION_WARN_MS {
+                self.warn_retiring_in_own_section();
+            }
+        });
+    }
+
     /// Once per domain, when a thread that retires inside a read-side
     /// section (or on an online QSBR registration) would have waited for
-    /// garbage to be freed because memory is short, and
+    /// garbage to be freed because memory is short, for
+    /// [`OWN_SECTION_WARN_MS`] in one section, and
     /// [`OWN_SECTION_WARN_BYTES`] or more wait for a grace period: says
     /// that its own section holds them up. A thread that stores in a loop
     /// under a guard (or never reports a quiescent state) otherwise grows
@@ -1081,14 +1112,19 @@ impl Rcu {
     /// (at a quiescent state that reports, `thread_offline`,
     /// `offline_while`). A section opened by foreign code (liburcu's
     /// inline read lock) owes nothing: its end is not seen here.
+    ///
+    /// Returns whether that section (or online stretch) owed already:
+    /// `None` when it owes nothing (a foreign section).
     #[cfg(not(loom))]
-    fn owe_throttle(&self) {
-        if !crate::reader::owe_throttle_in(self.id())
+    fn owe_throttle(&self) -> Option<bool> {
+        let owed = crate::reader::owe_throttle_in(self.id());
+        if owed.is_none()
             && self.flavor() == crate::Flavor::Qsbr
             && crate::reader::qsbr_online_in(self.id())
         {
-            crate::reader::owe_throttle_qsbr(self.registry());
+            return Some(crate::reader::owe_throttle_qsbr(self.registry()));
         }
+        owed
     }
 
     /// Pays a wait of the pressure throttle owed by a section that has just
