@@ -312,7 +312,7 @@ pub(crate) fn chosen_crdp<F: Flavor>() -> *const CallRcuData {
 /// was installed here): said once per thread, uninstalled, and what
 /// reached it after its hand-over goes to the default.
 #[cold]
-fn freed_while_installed<F: Flavor>() {
+pub(crate) fn freed_while_installed<F: Flavor>() {
     install_for_thread(ptr::null());
     eprintln!(
         "[error] rcu-reclaim-urcu: call_rcu() on a thread whose call_rcu_data was freed by \
@@ -327,6 +327,20 @@ fn freed_while_installed<F: Flavor>() {
 /// picked it just before it was marked dead) to the default crdp; every
 /// `rcu_barrier` does so first, so none is left behind.
 pub(crate) fn sweep_dead<F: Flavor>() {
+    if STRAYS.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    sweep_dead_counted::<F>();
+}
+
+/// [`sweep_dead`] once a stray was counted: one sweep at a time, so that
+/// two do not both take off the same count (a stray counted meanwhile
+/// then went unswept), and a barrier that finds a sweep running waits
+/// for its hand-over.
+#[cold]
+fn sweep_dead_counted<F: Flavor>() {
+    static SWEEP: Mutex<()> = Mutex::new(());
+    let _one = lock(&SWEEP);
     // Acquire: a push counted here is seen by the scan below (it came
     // before its count). One counted later stays counted for the next.
     let strays = STRAYS.load(Ordering::Acquire);
@@ -589,6 +603,8 @@ pub struct CallRcuData {
     /// Threads that have it installed (`set_thread_call_rcu_data`, and its
     /// own thread): while any does, a freed one stays allocated.
     pub(crate) installs: AtomicUsize,
+    /// Claimed by the `call_rcu_data_free` that frees it (under `ALL`).
+    pub(crate) freeing: AtomicBool,
     /// Callbacks begun by invocations of batches, ever (each counted as it
     /// begins); with `invoking`, whether a batch's invocation moves.
     invoked: AtomicU64,
@@ -649,6 +665,7 @@ impl CallRcuData {
             memory: AtomicU8::new(MemoryState::Plenty as u8),
             dead: AtomicBool::new(false),
             installs: AtomicUsize::new(0),
+            freeing: AtomicBool::new(false),
             invoked: AtomicU64::new(0),
             invoking: AtomicBool::new(false),
             stalled_at: AtomicU64::new(0),
