@@ -594,6 +594,12 @@ fn lock_all<F: Flavor>() -> std::sync::MutexGuard<'static, Vec<Arc<CallRcuData>>
 
 /// Creates a crdp with its own thread (bound to `cpu_affinity` if >= 0).
 pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> *mut CallRcuData {
+    // Busy, as `call_rcu` is: this takes locks (`ALL`, a crdp's) that a
+    // signal handler's `call_rcu` would wait for; its head goes on the
+    // orphan stack instead, handed over when this returns (a handler
+    // interrupting a free's hand-over waited for the default's lock the
+    // free held: 3 hangs in 54 runs of a C stress with signals).
+    let _busy = Busy::<F>::enter();
     let mut all = lock_all::<F>();
     let crdp = CallRcuData::spawn(F::rcu(), cpu_affinity, ThreadHooks::of::<F>());
     all.push(crdp.clone());
@@ -617,6 +623,12 @@ pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> 
 /// thread or CPU, a grace period has passed since it was removed, and it is
 /// freed once.
 pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
+    // Busy, as `call_rcu` is: this takes locks (`ALL`, a crdp's) that a
+    // signal handler's `call_rcu` would wait for; its head goes on the
+    // orphan stack instead, handed over when this returns (a handler
+    // interrupting a free's hand-over waited for the default's lock the
+    // free held: 3 hangs in 54 runs of a C stress with signals).
+    let _busy = Busy::<F>::enter();
     if crdp.is_null() || ptr::eq(crdp, DEFAULT.load(Ordering::Acquire)) {
         return;
     }
@@ -735,6 +747,7 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
 
 /// The default crdp (created on first use).
 pub fn get_default_call_rcu_data<F: Flavor>() -> *mut CallRcuData {
+    let _busy = Busy::<F>::enter(); // as in `call_rcu_data_free`
     Arc::as_ptr(&default_crdp::<F>()).cast_mut()
 }
 
@@ -773,6 +786,7 @@ pub fn set_thread_call_rcu_data(crdp: *mut CallRcuData) {
 /// Installs `crdp` for `cpu`: 0, or `-EINVAL` (CPU out of range) or
 /// `-EEXIST` (one is installed and `crdp` is not NULL), with `errno` set.
 pub fn set_cpu_call_rcu_data<F: Flavor>(cpu: c_int, crdp: *mut CallRcuData) -> c_int {
+    let _busy = Busy::<F>::enter(); // as in `call_rcu_data_free`
     let _all = lock_all::<F>();
     let Some(slot) = usize::try_from(cpu).ok().and_then(|c| per_cpu().get(c)) else {
         // Once per process, as liburcu's (a static `warned` flag).
@@ -798,6 +812,7 @@ fn fail(errno: c_int) -> c_int {
 
 /// Creates and installs a crdp for every CPU that has none; 0 on success.
 pub fn create_all_cpu_call_rcu_data<F: Flavor>(flags: c_ulong) -> c_int {
+    let _busy = Busy::<F>::enter(); // as in `call_rcu_data_free`
     for cpu in 0..per_cpu().len() as c_int {
         if !get_cpu_call_rcu_data(cpu).is_null() {
             continue;
@@ -817,6 +832,7 @@ pub fn create_all_cpu_call_rcu_data<F: Flavor>(flags: c_ulong) -> c_int {
 
 /// Uninstalls and frees every per-CPU crdp (their callbacks still run).
 pub fn free_all_cpu_call_rcu_data<F: Flavor>() {
+    let _busy = Busy::<F>::enter(); // as in `call_rcu_data_free`
     let Some(table) = PER_CPU.get() else {
         return;
     };

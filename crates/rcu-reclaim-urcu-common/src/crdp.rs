@@ -1005,7 +1005,10 @@ impl CallRcuData {
         if chain.is_empty() {
             return self.queued.load(Ordering::SeqCst);
         }
-        {
+        if chain.bytes == 0 {
+            // No bytes to book with the batch: no lock, as `push`.
+            self.push_chain(chain.newest, chain.oldest);
+        } else {
             let mut acc = lock(&self.incoming_bytes);
             *acc += chain.bytes;
             self.bytes.fetch_add(chain.bytes, Ordering::Relaxed);
