@@ -154,7 +154,7 @@ fn in_chosen_crdp<F: Flavor, R>(
         // once, uninstalled, and the call goes where it would without it
         // (before, it went on queueing on the freed one, whose heads ran
         // only at the next rcu_barrier's sweep).
-        crate::crdp::freed_while_installed::<F>();
+        crate::crdp::freed_while_installed();
         mine = ptr::null();
     }
     if !mine.is_null() || PER_CPU.get().is_none() {
@@ -177,7 +177,7 @@ fn in_chosen_crdp<F: Flavor, R>(
         if section {
             rcu.read_lock_raw();
         }
-        let crdp = chosen_crdp::<F>();
+        let crdp = chosen_crdp();
         if !crdp.is_null() {
             break crdp;
         }
@@ -491,7 +491,6 @@ fn barrier_now<F: Flavor>() {
     // while a call of this thread is interrupted: handed over first.
     let _busy = Busy::<F>::enter();
     deliver_orphans::<F>();
-    crate::crdp::sweep_dead::<F>();
     if on_crdp_thread() {
         // liburcu deadlocks here (its thread waits for itself). The heads
         // queued on this thread before the call (the rest of the batch in
@@ -504,6 +503,10 @@ fn barrier_now<F: Flavor>() {
         );
     }
     F::offline_while(|| {
+        // Offline: the sweep hands heads over under a crdp's batch lock,
+        // whose holder may be waiting for a grace period (an online QSBR
+        // thread sweeping held it up: a hang, 3 runs in 10 of a C stress).
+        crate::crdp::sweep_dead::<F>();
         if crate::no_unwind(|| rcu.barrier()).is_none() {
             return; // called from a defer_rcu callback: reported by the panic hook
         }
@@ -743,6 +746,12 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     // those that none can any more are let go.
     drop(crdp);
     crate::crdp::prune_dead::<F>();
+    // Heads that reached a freed crdp after its hand-over (this one's, or
+    // another's) go to the default now, offline, unless the caller is in
+    // a section the hand-over could wait for; else the next barrier does.
+    if !F::in_read_section() {
+        F::offline_while(crate::crdp::sweep_dead::<F>);
+    }
 }
 
 /// The default crdp (created on first use).

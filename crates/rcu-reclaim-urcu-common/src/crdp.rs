@@ -270,7 +270,7 @@ pub(crate) unsafe fn clone_raw(p: *const CallRcuData) -> Arc<CallRcuData> {
 /// (created if need be). Called inside a read-side section (liburcu's
 /// contract for per-CPU ones), where the crdp stays alive.
 pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
-    let p = chosen_crdp::<F>();
+    let p = chosen_crdp();
     if p.is_null() {
         Arc::as_ptr(&default_crdp::<F>())
     } else {
@@ -283,7 +283,7 @@ pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
 /// it so that a thread or per-CPU crdp takes a callback without the
 /// default's creation, which allocates and takes `ALL`: a `call_rcu` from
 /// a signal handler that interrupted `malloc` must not allocate.
-pub(crate) fn chosen_crdp<F: Flavor>() -> *const CallRcuData {
+pub(crate) fn chosen_crdp() -> *const CallRcuData {
     let t = CALLER.with(|c| c.crdp.get());
     if !t.is_null() {
         // SAFETY: installed here, so counted in its `installs`: a freed
@@ -292,7 +292,7 @@ pub(crate) fn chosen_crdp<F: Flavor>() -> *const CallRcuData {
         if !unsafe { &*t }.dead.load(Ordering::Acquire) {
             return t;
         }
-        freed_while_installed::<F>();
+        freed_while_installed();
     }
     if let Some(table) = PER_CPU.get() {
         // SAFETY: sched_getcpu has no preconditions.
@@ -309,10 +309,11 @@ pub(crate) fn chosen_crdp<F: Flavor>() -> *const CallRcuData {
 }
 
 /// This thread's installed crdp was freed (by another thread, while it
-/// was installed here): said once per thread, uninstalled, and what
-/// reached it after its hand-over goes to the default.
+/// was installed here): said once per thread and uninstalled; what
+/// reached it after its hand-over goes to the default at the next
+/// barrier or free ([`sweep_dead`]).
 #[cold]
-pub(crate) fn freed_while_installed<F: Flavor>() {
+pub(crate) fn freed_while_installed() {
     install_for_thread(ptr::null());
     eprintln!(
         "[error] rcu-reclaim-urcu: call_rcu() on a thread whose call_rcu_data was freed by \
@@ -320,7 +321,10 @@ pub(crate) fn freed_while_installed<F: Flavor>() {
          call_rcu_data (call set_thread_call_rcu_data(NULL) on every thread using one before \
          freeing it)"
     );
-    sweep_dead::<F>();
+    // Not swept here: a sweep hands heads over under a crdp's batch
+    // lock, whose holder may wait for a grace period that this thread,
+    // inside `call_rcu` (online, for QSBR), holds up. The next barrier
+    // sweeps, offline, as does the next free.
 }
 
 /// Hands what reached a freed crdp after its hand-over (a `call_rcu` that
