@@ -190,26 +190,7 @@ pub fn with_raw_sections_ended<R>(rcu: &Rcu, depth: usize, f: impl FnOnce() -> R
 /// signals around registration, and this does it for them. Two
 /// `pthread_sigmask` calls per registration.
 pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
-    /// Restores the mask.
-    struct Restore(libc::sigset_t);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: `self.0` is the mask `pthread_sigmask` returned.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
-        }
-    }
-    // SAFETY: `sigset_t` is plain data; `sigfillset` and `pthread_sigmask`
-    // get valid pointers (the signals the kernel refuses to block, SIGKILL
-    // and SIGSTOP, are left out by it silently).
-    let old = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        old
-    };
-    let _restore = Restore(old);
-    f()
+    rcu_reclaim::__with_signals_blocked(f)
 }
 
 /// The blocked-signal masks (`SigBlk` in `/proc`) of this process's

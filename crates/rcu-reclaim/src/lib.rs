@@ -521,6 +521,8 @@ pub use size::field_drops_anywhere as __field_drops_anywhere;
 pub use size::field_shared as __field_shared;
 pub use size::{drops_anywhere, ReclaimSize};
 pub use synchronize::Cookie;
+#[doc(hidden)]
+pub use sys::with_signals_blocked as __with_signals_blocked;
 
 /// The README's examples, compiled and run as doc tests (the build script
 /// finds the README, in a checkout or in a package).

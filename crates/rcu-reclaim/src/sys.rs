@@ -225,13 +225,23 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    with_signals_blocked(|| builder.spawn(f))
+}
+
+/// Runs `f` with every signal blocked on the calling thread, restoring
+/// its mask after, also if `f` unwinds: threads it starts inherit the
+/// full mask ([`spawn_quiet`]; the liburcu drop-ins' threads and
+/// registrations use it too). Two `pthread_sigmask` calls; under Miri,
+/// which has none, just `f`.
+#[doc(hidden)]
+pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(miri)]
     {
-        builder.spawn(f)
+        f()
     }
     #[cfg(not(miri))]
     {
-        /// Restores the caller's mask, also if the spawn unwinds.
+        /// Restores the caller's mask.
         struct Restore(libc::sigset_t);
         impl Drop for Restore {
             fn drop(&mut self) {
@@ -250,7 +260,7 @@ where
             old
         };
         let _restore = Restore(old);
-        builder.spawn(f)
+        f()
     }
 }
 
