@@ -22,9 +22,10 @@
 //! let guard = rcu.pressure_start_all(); // fast mode while held
 //! let report = rcu.run_callbacks(&NodeMask::all(), 0);
 //! // Freed by this call (a barrier, at priority 0), unless the domain's
-//! // worker, which the signal woke, got there first.
+//! // worker, which the signal woke, got there first (before the call, or
+//! // during its barrier).
 //! match report.action {
-//!     RunAction::Barrier => assert_eq!(report.bytes_freed, 1 << 20),
+//!     RunAction::Barrier => assert!(report.bytes_freed <= 1 << 20),
 //!     other => assert_eq!(other, RunAction::Nothing),
 //! }
 //! guard.end();
