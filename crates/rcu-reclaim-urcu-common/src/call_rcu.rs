@@ -144,19 +144,11 @@ fn deliver_orphans_now<F: Flavor>() {
 /// it takes none of its own (a raw section would, on the thread's first,
 /// set up the domain's thread-local reader slot, which allocates: a
 /// handler that had interrupted `malloc` hung there).
-fn in_chosen_crdp<F: Flavor, R>(
-    mut mine: *const CallRcuData,
-    f: impl FnOnce(&CallRcuData) -> R,
-) -> R {
-    // SAFETY: the thread's own, installed here: counted, so allocated.
-    if !mine.is_null() && unsafe { &*mine }.dead.load(Ordering::Acquire) {
-        // Freed by another thread while installed here (a misuse): said
-        // once, uninstalled, and the call goes where it would without it
-        // (before, it went on queueing on the freed one, whose heads ran
-        // only at the next rcu_barrier's sweep).
-        crate::crdp::freed_while_installed();
-        mine = ptr::null();
-    }
+fn in_chosen_crdp<F: Flavor, R>(mine: *const CallRcuData, f: impl FnOnce(&CallRcuData) -> R) -> R {
+    // One freed by another thread while installed here is dropped (before,
+    // the call went on queueing on it, its heads run only at the next
+    // rcu_barrier's sweep).
+    let mine = crate::crdp::live_own(mine);
     if !mine.is_null() || PER_CPU.get().is_none() {
         let crdp = if mine.is_null() {
             let mut default = DEFAULT.load(Ordering::Acquire);

@@ -68,7 +68,7 @@ pub(crate) static ALL: Mutex<Vec<Arc<CallRcuData>>> = Mutex::new(Vec::new());
 /// per short-lived thread kept 250 bytes per cycle for good before.
 pub(crate) static DEAD: Mutex<Vec<(Arc<CallRcuData>, rcu_reclaim::Cookie)>> =
     Mutex::new(Vec::new());
-/// Heads pushed on a crdp already dead (see [`CallRcuData::push`]), not
+/// Chains pushed on a crdp already dead (see `CallRcuData::push_chain`), not
 /// yet swept: [`sweep_dead`], which every `rcu_barrier` runs, scans
 /// [`DEAD`] only when this is not 0. A program that creates and frees a
 /// crdp per short-lived thread gathers thousands of dead ones, and the
@@ -284,15 +284,9 @@ pub(crate) fn current_crdp<F: Flavor>() -> *const CallRcuData {
 /// default's creation, which allocates and takes `ALL`: a `call_rcu` from
 /// a signal handler that interrupted `malloc` must not allocate.
 pub(crate) fn chosen_crdp() -> *const CallRcuData {
-    let t = CALLER.with(|c| c.crdp.get());
+    let t = live_own(CALLER.with(|c| c.crdp.get()));
     if !t.is_null() {
-        // SAFETY: installed here, so counted in its `installs`: a freed
-        // one stays allocated (in `DEAD`) while any thread has it
-        // installed (`prune_dead`).
-        if !unsafe { &*t }.dead.load(Ordering::Acquire) {
-            return t;
-        }
-        freed_while_installed();
+        return t;
     }
     if let Some(table) = PER_CPU.get() {
         // SAFETY: sched_getcpu has no preconditions.
@@ -308,12 +302,27 @@ pub(crate) fn chosen_crdp() -> *const CallRcuData {
     DEFAULT.load(Ordering::Acquire)
 }
 
+/// `own`, this thread's installed crdp (or null), if it is live; one
+/// another thread freed while it was installed here (a misuse) is
+/// uninstalled, said once ([`freed_while_installed`]), and null is
+/// returned: the call goes where it would without it.
+pub(crate) fn live_own(own: *const CallRcuData) -> *const CallRcuData {
+    // SAFETY: installed here, so counted in its `installs`: a freed one
+    // stays allocated (in `DEAD`) while any thread has it installed
+    // (`prune_dead`).
+    if !own.is_null() && unsafe { &*own }.dead.load(Ordering::Acquire) {
+        freed_while_installed();
+        return ptr::null();
+    }
+    own
+}
+
 /// This thread's installed crdp was freed (by another thread, while it
 /// was installed here): said once per thread and uninstalled; what
 /// reached it after its hand-over goes to the default at the next
 /// barrier or free ([`sweep_dead`]).
 #[cold]
-pub(crate) fn freed_while_installed() {
+fn freed_while_installed() {
     install_for_thread(ptr::null());
     eprintln!(
         "[error] rcu-reclaim-urcu: call_rcu() on a thread whose call_rcu_data was freed by \
