@@ -109,15 +109,7 @@ fn a_stall_report_names_the_other_domain_its_thread_waits_for() {
     let a = Rcu::new(Config::new().stall_timeout(Duration::from_millis(100))).unwrap();
     let b = Rcu::new(Config::new()).unwrap();
     // A reader of `b` holds its grace periods up until released.
-    let (b_in_tx, b_in_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let bb = b.clone();
-    let holder = thread::spawn(move || {
-        let _g = bb.read_lock();
-        b_in_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    });
-    b_in_rx.recv().unwrap();
+    let (release_tx, holder) = common::hold_reader(&b);
     // Inside a section of `a`, a thread waits for a grace period of `b`.
     let (aa, bb) = (a.clone(), b.clone());
     let waiter = thread::Builder::new()
