@@ -79,7 +79,10 @@ impl<F: Flavor> Drop for Busy<F> {
     #[inline]
     fn drop(&mut self) {
         loop {
-            deliver_orphans::<F>();
+            // Left aside while a fork holds the hand-offs: the fork's
+            // parent hands them on (trying again here would spin until
+            // then, and the fork may wait for a lock this thread holds).
+            let aside = !deliver_orphans::<F>();
             if self.caller.is_null() {
                 return;
             }
@@ -89,7 +92,7 @@ impl<F: Flavor> Drop for Busy<F> {
             busy.set(false);
             // A handler that ran after the delivery above, with `busy`
             // still set, left heads behind.
-            if !has_orphans() {
+            if aside || !has_orphans() {
                 return;
             }
             busy.set(true);
@@ -97,31 +100,52 @@ impl<F: Flavor> Drop for Busy<F> {
     }
 }
 
-/// Hands the heads queued by re-entrant `call_rcu`s to a crdp.
+/// Hands the heads queued by re-entrant `call_rcu`s to a crdp (on the
+/// way out of a `call_rcu`, maybe a handler's: not while a fork holds the
+/// hand-offs, see [`crate::crdp::try_handing_off`]).
+/// Returns `false` if it left them aside for a fork.
 #[inline]
-fn deliver_orphans<F: Flavor>() {
+fn deliver_orphans<F: Flavor>() -> bool {
+    !has_orphans() || deliver_orphans_now::<F>(false)
+}
+
+/// Hands the heads queued by re-entrant `call_rcu`s to a crdp, waiting
+/// for a fork under way: for `rcu_barrier` (a heads a handler queued
+/// before it began is covered), and for the forking thread once the
+/// parent resumes (heads left aside during the fork).
+pub(crate) fn deliver_orphans_waiting<F: Flavor>() {
     if has_orphans() {
-        deliver_orphans_now::<F>();
+        deliver_orphans_now::<F>(true);
     }
 }
 
-/// [`deliver_orphans`] once a handler left some.
+/// [`deliver_orphans`] once a handler left some; `false` if it left them
+/// aside for a fork.
 #[cold]
 #[inline(never)]
-fn deliver_orphans_now<F: Flavor>() {
-    let Some(chain) = take_orphans() else {
-        return;
-    };
+fn deliver_orphans_now<F: Flavor>(wait_for_fork: bool) -> bool {
     // To the crdp a `call_rcu` of this thread would pick now (its own, its
     // CPU's; the default, made for it, only when there is neither). This
     // runs on the way out of a handler's `call_rcu` too, where the handler
     // may have interrupted `malloc` (creating the default allocates) while
     // another thread forks (`before_fork` holds `ALL`, which creating it
-    // takes, and fork waits for malloc's locks).
+    // takes, and fork waits for malloc's locks). The crdp is chosen first:
+    // taking the heads then pushing them is a hand-off, which must not
+    // wait for `ALL`.
     let mine = CALLER.with(|c| c.crdp.get());
     in_chosen_crdp::<F, _>(mine, |crdp| {
-        crdp.adopt(chain);
-    });
+        let hand = || {
+            if let Some(chain) = take_orphans() {
+                crdp.adopt(chain);
+            }
+        };
+        if wait_for_fork {
+            crate::crdp::handing_off(hand);
+            true
+        } else {
+            crate::crdp::try_handing_off(hand)
+        }
+    })
 }
 
 /// Runs `f` on the crdp a `call_rcu` of this thread would pick now: `mine`
@@ -482,7 +506,7 @@ fn barrier_now<F: Flavor>() {
     // Heads queued from signal handlers wait on the orphan stack only
     // while a call of this thread is interrupted: handed over first.
     let _busy = Busy::<F>::enter();
-    deliver_orphans::<F>();
+    deliver_orphans_waiting::<F>();
     if on_crdp_thread() {
         // liburcu deadlocks here (its thread waits for itself). The heads
         // queued on this thread before the call (the rest of the batch in
@@ -1345,6 +1369,80 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn call_rcu_before_fork_waits_for_a_chain_being_handed_over() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Barrier;
+        static MOVED: AtomicBool = AtomicBool::new(false);
+        let started = std::sync::Arc::new(Barrier::new(2));
+        let s = started.clone();
+        // A thread with a chain in its hands: taken from one queue, not
+        // yet on the other, for 200 ms.
+        let mover = std::thread::spawn(move || {
+            crate::crdp::handing_off(|| {
+                s.wait();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                MOVED.store(true, Ordering::SeqCst);
+            })
+        });
+        started.wait();
+        crate::fork::before_fork::<Memb>();
+        // A fork here would copy the chain only if it was pushed.
+        let moved = MOVED.load(Ordering::SeqCst);
+        crate::fork::after_fork_parent::<Memb>();
+        mover.join().unwrap();
+        assert!(
+            moved,
+            "call_rcu_before_fork returned with a chain between two queues"
+        );
+        // The forking thread, in its window, hands chains over itself
+        // (the child's rebuild does) without waiting for itself.
+        crate::fork::before_fork::<Memb>();
+        let ran = crate::crdp::handing_off(|| true);
+        crate::fork::after_fork_parent::<Memb>();
+        assert!(ran);
+    }
+
+    #[test]
+    fn a_handlers_heads_wait_aside_during_a_fork_and_the_parent_hands_them_on() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let log = new_log();
+        // Made before: a handler's call_rcu must not have to make it.
+        get_default_call_rcu_data::<Memb>();
+        crate::fork::before_fork::<Memb>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // A head a handler's `call_rcu` left on the orphan stack (its
+            // thread was inside another call), then that call's way out,
+            // which must not wait for the fork: the fork may wait for a
+            // lock the interrupted code holds (`malloc`'s).
+            let node = Box::into_raw(Box::new(Node {
+                head: RcuHead {
+                    next: ptr::null_mut(),
+                    func: Some(log_and_free),
+                },
+                id: 7,
+                log,
+            }));
+            // SAFETY: the node is ours to hand over until its callback.
+            unsafe { crate::crdp::push_orphan(node.cast::<RcuHead>()) };
+            deliver_orphans::<Memb>();
+            let _ = tx.send(has_orphans());
+        });
+        let left_aside = rx.recv_timeout(std::time::Duration::from_secs(10));
+        crate::fork::after_fork_parent::<Memb>();
+        assert_eq!(
+            left_aside,
+            Ok(true),
+            "a call_rcu's hand-off during a fork waited for it, or took the heads"
+        );
+        // The parent's hook handed them on.
+        assert!(!has_orphans());
+        barrier::<Memb>();
+        assert_eq!(*log.lock().unwrap(), vec![7]);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //!
 //! Before the fork the `call_rcu_data` list is locked, every crdp thread
 //! and the domain's background threads are parked where they hold nothing
-//! ([`rcu_reclaim::Rcu::prepare_fork`]), and the `defer_rcu` flush lock and
-//! queue list are held (no flush under way); after it, the parent resumes
-//! them all, and the child rebuilds: the domain starts new threads for what
-//! was queued before the fork, a new default crdp (with a live thread)
-//! takes over every callback the old crdps held, as in liburcu, and a new
-//! defer thread drains the queues of the threads the child lacks.
+//! ([`rcu_reclaim::Rcu::prepare_fork`]), the `defer_rcu` flush lock and
+//! queue list are held (no flush under way), and so is the hand-off lock
+//! (no chain of heads is between two queues: `crdp::handing_off`); after
+//! it, the parent resumes them all, and the child rebuilds: the domain
+//! starts new threads for what was queued before the fork, a new default
+//! crdp (with a live thread) takes over every callback the old crdps held,
+//! as in liburcu, and a new defer thread drains the queues of the threads
+//! the child lacks.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +38,8 @@ struct Held {
     domain: Option<ForkGuard<'static>>,
     defer: Option<defer::ForkHeld>,
     all: MutexGuard<'static, Vec<Arc<CallRcuData>>>,
+    /// No chain of heads is between two queues (`crdp::handing_off`).
+    handoffs: crate::crdp::HandoffsHeld,
 }
 
 thread_local! {
@@ -165,6 +169,8 @@ pub fn before_fork<F: Flavor>() {
     });
     let defer = flush.map(defer::ForkHeld::new);
     let domain = stop_domain_for_fork::<F>();
+    // Last: a thread handing a chain over waits for nothing held above.
+    let handoffs = crate::crdp::hold_handoffs();
     let pid = std::process::id();
     HELD.with(|h| {
         *h.borrow_mut() = Some(Held {
@@ -172,6 +178,7 @@ pub fn before_fork<F: Flavor>() {
             domain,
             defer,
             all,
+            handoffs,
         })
     });
     fork_window::enter();
@@ -203,6 +210,10 @@ pub fn after_fork_parent<F: Flavor>() {
     held.all.iter().for_each(|c| c.resume());
     atfork(|a| a.after_fork_parent);
     drop(held.all);
+    drop(held.handoffs);
+    // Heads a handler's `call_rcu` left aside while the fork held the
+    // hand-offs (see `crdp::try_handing_off`).
+    call_rcu::deliver_orphans_waiting::<F>();
     F::after_fork();
 }
 
