@@ -1303,6 +1303,29 @@ mod tests {
             crate::crdp::dead_kept() < held,
             "not let go once uninstalled"
         );
+
+        // Installed on threads that end without uninstalling it, then
+        // freed: the threads' ends uninstalled it, so it is let go.
+        let before = crate::crdp::dead_kept();
+        for i in 0..50 {
+            let crdp = create_call_rcu_data::<Memb>(0, -1) as usize;
+            std::thread::spawn(move || {
+                set_thread_call_rcu_data(crdp as *mut CallRcuData);
+                queue_nodes(i..i + 1, new_log());
+            })
+            .join()
+            .unwrap();
+            // SAFETY: created above; the thread that used it has ended.
+            unsafe { call_rcu_data_free::<Memb>(crdp as *mut CallRcuData) };
+        }
+        Memb::rcu().synchronize();
+        crate::crdp::prune_dead::<Memb>();
+        let kept = crate::crdp::dead_kept();
+        assert!(
+            kept <= before + 4,
+            "{} of 50 crdps freed after their threads ended kept",
+            kept - before
+        );
     }
 
     /// Two threads freeing one crdp at once (a double free): one frees

@@ -87,15 +87,39 @@ pub(crate) fn dead_kept() -> usize {
     DEAD.lock().unwrap_or_else(|p| p.into_inner()).len()
 }
 
+/// Uninstalls the thread's crdp when the thread ends: a thread may end
+/// with its own still set (liburcu asks only that no thread uses a crdp
+/// when it is freed, and an ended thread uses none), and its count in
+/// [`CallRcuData::installs`] would keep the crdp allocated once freed.
+struct UninstallAtExit;
+
+impl Drop for UninstallAtExit {
+    fn drop(&mut self) {
+        install_for_thread(ptr::null());
+    }
+}
+
+thread_local! {
+    /// Touched when a thread installs a crdp, which registers its
+    /// destructor (`CALLER` has none: a signal handler uses it).
+    static UNINSTALL_AT_EXIT: UninstallAtExit = const { UninstallAtExit };
+}
+
 /// Sets this thread's `set_thread_call_rcu_data` choice to `new` (null:
 /// none), counting the threads each crdp is installed for
-/// ([`CallRcuData::installs`]), which keep a freed one allocated.
+/// ([`CallRcuData::installs`]), which keep a freed one allocated; the
+/// thread's end uninstalls it.
 pub(crate) fn install_for_thread(new: *const CallRcuData) {
     let Ok(old) = CALLER.try_with(|c| c.crdp.replace(new)) else {
         return;
     };
     if ptr::eq(old, new) {
         return;
+    }
+    if !new.is_null() {
+        // Registers the destructor on the thread's first install; during
+        // the thread's own teardown, nothing (the count then stays).
+        let _ = UNINSTALL_AT_EXIT.try_with(|_| ());
     }
     // SAFETY: `new` is null or a live crdp: liburcu's contract for
     // `set_thread_call_rcu_data`, and the library's own calls pass one
