@@ -106,24 +106,40 @@ impl<F: Flavor> Drop for Busy<F> {
 /// Returns `false` if it left them aside for a fork.
 #[inline]
 fn deliver_orphans<F: Flavor>() -> bool {
-    !has_orphans() || deliver_orphans_now::<F>(false)
+    !has_orphans() || deliver_orphans_now::<F>()
 }
 
-/// Hands the heads queued by re-entrant `call_rcu`s to a crdp, waiting
-/// for a fork under way: for `rcu_barrier` (a heads a handler queued
-/// before it began is covered), and for the forking thread once the
-/// parent resumes (heads left aside during the fork).
-pub(crate) fn deliver_orphans_waiting<F: Flavor>() {
-    if has_orphans() {
-        deliver_orphans_now::<F>(true);
+/// For `rcu_barrier` (outside any section): waits, offline, for the
+/// hand-offs in flight (a chain another thread has taken and not yet
+/// pushed, which the barrier must count) and for a fork under way, then
+/// hands on the heads that handlers left aside. Never waits for the
+/// hand-off lock inside a section (a per-CPU crdp is chosen in one) or
+/// online: a fork holds it, and its thread may wait for a grace period
+/// in its window (an atfork handler's `synchronize_rcu`).
+pub(crate) fn deliver_orphans_for_barrier<F: Flavor>() {
+    loop {
+        F::offline_while(crate::crdp::wait_for_handoffs);
+        if deliver_orphans::<F>() {
+            return;
+        }
     }
+}
+
+/// For `call_rcu_after_fork_parent`: hands on the heads that handlers left
+/// aside while the fork held the hand-offs, marked busy as `call_rcu` is
+/// (a handler that interrupts the hand-off leaves its head aside instead
+/// of waiting for the lock this thread holds). A fork that another thread
+/// began meanwhile hands them on after it.
+pub(crate) fn deliver_orphans_after_fork<F: Flavor>() {
+    let _busy = Busy::<F>::enter();
+    deliver_orphans::<F>();
 }
 
 /// [`deliver_orphans`] once a handler left some; `false` if it left them
 /// aside for a fork.
 #[cold]
 #[inline(never)]
-fn deliver_orphans_now<F: Flavor>(wait_for_fork: bool) -> bool {
+fn deliver_orphans_now<F: Flavor>() -> bool {
     // To the crdp a `call_rcu` of this thread would pick now (its own, its
     // CPU's; the default, made for it, only when there is neither). This
     // runs on the way out of a handler's `call_rcu` too, where the handler
@@ -134,17 +150,11 @@ fn deliver_orphans_now<F: Flavor>(wait_for_fork: bool) -> bool {
     // wait for `ALL`.
     let mine = CALLER.with(|c| c.crdp.get());
     in_chosen_crdp::<F, _>(mine, |crdp| {
-        let hand = || {
+        crate::crdp::try_handing_off(|| {
             if let Some(chain) = take_orphans() {
                 crdp.adopt(chain);
             }
-        };
-        if wait_for_fork {
-            crate::crdp::handing_off(hand);
-            true
-        } else {
-            crate::crdp::try_handing_off(hand)
-        }
+        })
     })
 }
 
@@ -506,7 +516,7 @@ fn barrier_now<F: Flavor>() {
     // Heads queued from signal handlers wait on the orphan stack only
     // while a call of this thread is interrupted: handed over first.
     let _busy = Busy::<F>::enter();
-    deliver_orphans_waiting::<F>();
+    deliver_orphans_for_barrier::<F>();
     if on_crdp_thread() {
         // liburcu deadlocks here (its thread waits for itself). The heads
         // queued on this thread before the call (the rest of the batch in
@@ -755,7 +765,7 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     let now = F::in_read_section();
     F::offline_while(|| {
         crdp.stop(now);
-        crdp.hand_over(&default_crdp::<F>());
+        crdp.hand_over(&default_crdp::<F>(), F::in_read_section());
         all().retain(|c| !Arc::ptr_eq(c, &crdp));
     });
     // Kept allocated (in `DEAD`) while another thread may still reach it;
@@ -1405,7 +1415,7 @@ mod tests {
         // A thread with a chain in its hands: taken from one queue, not
         // yet on the other, for 200 ms.
         let mover = std::thread::spawn(move || {
-            crate::crdp::handing_off(|| {
+            crate::crdp::handing_off(false, || {
                 s.wait();
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 MOVED.store(true, Ordering::SeqCst);
@@ -1424,7 +1434,7 @@ mod tests {
         // The forking thread, in its window, hands chains over itself
         // (the child's rebuild does) without waiting for itself.
         crate::fork::before_fork::<Memb>();
-        let ran = crate::crdp::handing_off(|| true);
+        let ran = crate::crdp::handing_off(false, || true);
         crate::fork::after_fork_parent::<Memb>();
         assert!(ran);
     }

@@ -87,22 +87,56 @@ pub(crate) fn dead_kept() -> usize {
     DEAD.lock().unwrap_or_else(|p| p.into_inner()).len()
 }
 
-/// Uninstalls the thread's crdp when the thread ends: a thread may end
-/// with its own still set (liburcu asks only that no thread uses a crdp
-/// when it is freed, and an ended thread uses none), and its count in
-/// [`CallRcuData::installs`] would keep the crdp allocated once freed.
-struct UninstallAtExit;
-
-impl Drop for UninstallAtExit {
-    fn drop(&mut self) {
-        install_for_thread(ptr::null());
-    }
+/// The pthread key whose destructor uninstalls a thread's crdp when the
+/// thread ends: a thread may end with its own still set (liburcu asks only
+/// that no thread uses a crdp when it is freed, and an ended thread uses
+/// none), and its count in [`CallRcuData::installs`] would keep the crdp
+/// allocated once freed. A key, not a Rust thread-local: glibc runs those
+/// before the program's own key destructors, which may still look the
+/// crdp up (`get_thread_call_rcu_data`) to free it. `None`: no key could
+/// be made (the count then stays, as before).
+fn uninstall_key() -> Option<libc::pthread_key_t> {
+    static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+    *KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer and a destructor of the right type.
+        (unsafe { libc::pthread_key_create(&mut key, Some(uninstall_at_exit)) } == 0).then_some(key)
+    })
 }
 
-thread_local! {
-    /// Touched when a thread installs a crdp, which registers its
-    /// destructor (`CALLER` has none: a signal handler uses it).
-    static UNINSTALL_AT_EXIT: UninstallAtExit = const { UninstallAtExit };
+/// Rounds of key destructors this one waits through before it
+/// uninstalls: glibc runs up to `PTHREAD_DESTRUCTOR_ITERATIONS` (4)
+/// rounds, each over the keys in the order they were made, so a key the
+/// program made after this one has its destructor run in the first round
+/// with the crdp still set.
+const UNINSTALL_ROUND: usize = 4;
+
+/// The key's destructor: re-arms itself for the next round (its value
+/// counts the rounds) until [`UNINSTALL_ROUND`], then uninstalls.
+unsafe extern "C" fn uninstall_at_exit(value: *mut libc::c_void) {
+    let round = value as usize;
+    if round < UNINSTALL_ROUND {
+        if let Some(key) = uninstall_key() {
+            // SAFETY: our key; a non-null value makes glibc run another
+            // round (a failure leaves the crdp installed: the count stays).
+            unsafe { libc::pthread_setspecific(key, (round + 1) as *const libc::c_void) };
+            return;
+        }
+    }
+    install_for_thread(ptr::null());
+}
+
+/// Arms [`uninstall_key`] for the calling thread (on its first install).
+fn uninstall_at_thread_exit() {
+    let Some(key) = uninstall_key() else {
+        return;
+    };
+    // SAFETY: our key; the value is a round count, never dereferenced.
+    unsafe {
+        if libc::pthread_getspecific(key).is_null() {
+            libc::pthread_setspecific(key, 1 as *const libc::c_void);
+        }
+    }
 }
 
 /// Sets this thread's `set_thread_call_rcu_data` choice to `new` (null:
@@ -117,9 +151,7 @@ pub(crate) fn install_for_thread(new: *const CallRcuData) {
         return;
     }
     if !new.is_null() {
-        // Registers the destructor on the thread's first install; during
-        // the thread's own teardown, nothing (the count then stays).
-        let _ = UNINSTALL_AT_EXIT.try_with(|_| ());
+        uninstall_at_thread_exit();
     }
     // SAFETY: `new` is null or a live crdp: liburcu's contract for
     // `set_thread_call_rcu_data`, and the library's own calls pass one
@@ -263,14 +295,41 @@ impl Drop for Handing {
     }
 }
 
+/// [`HANDOFF`] for the calling thread, once no other hand-off holds it;
+/// `None` while a fork holds it or waits to take it.
+fn lock_unless_forking() -> Option<Handing> {
+    loop {
+        match HANDOFF.try_lock() {
+            Ok(held) => return Some(Handing::new(held)),
+            Err(TryLockError::Poisoned(p)) => return Some(Handing::new(p.into_inner())),
+            Err(TryLockError::WouldBlock) => {
+                // SeqCst: `hold_handoffs` sets it before it waits for the
+                // lock, so no caller waits for a fork it cannot see.
+                if FORKING.load(Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
 /// Runs `f`, which moves a chain of heads from one queue to another, with
-/// [`HANDOFF`] held: never across a fork. Waits for a fork under way; for
-/// calls that a signal handler does not make (`rcu_barrier`, a free).
-pub(crate) fn handing_off<R>(f: impl FnOnce() -> R) -> R {
+/// [`HANDOFF`] held: never across a fork. Waits for a fork under way,
+/// except `in_section` (inside a read-side section: a free made there),
+/// where the fork's thread may wait for this very section (a
+/// `synchronize_rcu` in its window): `f` then runs without the lock, and
+/// a child forked while it runs may miss that chain. For calls that a
+/// signal handler does not make (a free, a barrier's sweep).
+pub(crate) fn handing_off<R>(in_section: bool, f: impl FnOnce() -> R) -> R {
     if holds_handoffs() {
         return f();
     }
-    let _held = Handing::new(lock(&HANDOFF));
+    let _held = if in_section {
+        lock_unless_forking()
+    } else {
+        Some(Handing::new(lock(&HANDOFF)))
+    };
     f()
 }
 
@@ -279,33 +338,28 @@ pub(crate) fn handing_off<R>(f: impl FnOnce() -> R) -> R {
 /// holds [`HANDOFF`] it runs nothing and returns `false` (the chain stays
 /// where it is: the orphan stack, which the fork's child takes over and
 /// its parent hands on after it); while another hand-off does, it waits.
+/// Its caller is marked busy (`call_rcu`'s `Busy`): a handler that
+/// interrupts the hand-off queues aside instead of waiting for the lock
+/// its own thread holds.
 pub(crate) fn try_handing_off(f: impl FnOnce()) -> bool {
     if holds_handoffs() {
         f();
         return true;
     }
-    loop {
-        match HANDOFF.try_lock() {
-            Ok(held) => {
-                let _held = Handing::new(held);
-                f();
-                return true;
-            }
-            Err(TryLockError::Poisoned(p)) => {
-                let _held = Handing::new(p.into_inner());
-                f();
-                return true;
-            }
-            Err(TryLockError::WouldBlock) => {
-                // SeqCst: `hold_handoffs` sets it before it waits for the
-                // lock, so a handler does not wait for a fork it cannot
-                // see (the fork waits for `malloc`, which it interrupted).
-                if FORKING.load(Ordering::SeqCst) {
-                    return false;
-                }
-                std::thread::yield_now();
-            }
+    match lock_unless_forking() {
+        Some(_held) => {
+            f();
+            true
         }
+        None => false,
+    }
+}
+
+/// Waits until no chain is between two queues and no fork holds the
+/// hand-offs (for `rcu_barrier`, offline, outside any section).
+pub(crate) fn wait_for_handoffs() {
+    if !holds_handoffs() {
+        drop(lock(&HANDOFF));
     }
 }
 
@@ -511,7 +565,7 @@ fn sweep_dead_now<F: Flavor>() {
     }
     let default = default_crdp::<F>();
     for crdp in stray {
-        crdp.hand_over(&default);
+        crdp.hand_over(&default, false);
     }
 }
 
@@ -1350,11 +1404,13 @@ impl CallRcuData {
     /// as queued), then counts it as done here and marks this one freed,
     /// noting where it went: a barrier that counted those heads here
     /// follows them there (`wait_done_or_stuck`), so they cannot escape it.
-    pub(crate) fn hand_over(&self, to: &Arc<CallRcuData>) {
+    /// `in_section`: the caller is inside a read-side section (see
+    /// [`handing_off`]).
+    pub(crate) fn hand_over(&self, to: &Arc<CallRcuData>, in_section: bool) {
         // After a batch a caller's `drain_here` still runs: `freed` must
         // not let a barrier stop waiting here before that batch is done.
         let _in_order = lock(&self.batch);
-        let (n, there) = handing_off(|| {
+        let (n, there) = handing_off(in_section, || {
             let chain = self.take();
             let n = chain.len;
             self.taken.fetch_add(n, Ordering::Relaxed);

@@ -213,7 +213,7 @@ pub fn after_fork_parent<F: Flavor>() {
     drop(held.handoffs);
     // Heads a handler's `call_rcu` left aside while the fork held the
     // hand-offs (see `crdp::try_handing_off`).
-    call_rcu::deliver_orphans_waiting::<F>();
+    call_rcu::deliver_orphans_after_fork::<F>();
     F::after_fork();
 }
 

@@ -434,6 +434,15 @@ fn call_rcu_from_handlers_that_interrupted_malloc() {
     same_as_liburcu("signal_in_malloc_qsbr");
 }
 
+/// Stress, about 1 s: 200 forks, each with a `synchronize_rcu` in the fork
+/// window, beside an online thread's handler queueing `call_rcu`s and a
+/// thread looping on `rcu_barrier`: the barrier once waited, online, for
+/// the fork's hand-off lock (a hang in every run). Every callback once.
+#[test]
+fn a_grace_period_in_the_fork_window_beside_barriers_and_handlers() {
+    same_as_liburcu("sync_in_fork_window_qsbr");
+}
+
 /// Stress, 1 s: readers announce quiescent states, go offline and online
 /// around sleeps, `synchronize_rcu` and `rcu_barrier`, re-register; 3
 /// updaters replace pointers (`call_rcu` or `synchronize_rcu` then free,

@@ -965,3 +965,25 @@ fn stress_forks_during_floods() {
 fn forks_lose_no_chain_being_handed_over() {
     stress("fork_during_handoff", &[], &["300"], Reference::Skip);
 }
+
+/// Stress, about 1 s: 200 forks, each with a `synchronize_rcu` between
+/// `call_rcu_before_fork` and `fork` (as an atfork prepare handler may),
+/// while a handler queues `call_rcu`s and a thread loops on
+/// `rcu_barrier`: the barrier once waited for the fork's hand-off lock
+/// inside a read-side section, and the grace period for it (a hang in
+/// every run). Every callback runs once, as on liburcu.
+#[test]
+fn a_grace_period_in_the_fork_window_beside_barriers_and_handlers() {
+    stress("sync_in_fork_window", &[], &["200"], Reference::MayHang);
+}
+
+/// Threads that end with their own `call_rcu_data` installed, freed by a
+/// pthread key destructor of the program's that finds it with
+/// `get_thread_call_rcu_data` (the key made after the drop-in's own):
+/// each finds it, every callback runs once, no `call_rcu` thread is left
+/// behind, as with liburcu. The drop-in's uninstall at a thread's end once
+/// ran first (a Rust thread-local destructor): 20 of 20 found NULL.
+#[test]
+fn a_call_rcu_data_freed_in_a_key_destructor() {
+    stress("crdp_freed_in_key_destructor", &[], &[], Reference::Compare);
+}
