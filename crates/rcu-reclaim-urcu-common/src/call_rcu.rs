@@ -1144,6 +1144,19 @@ mod tests {
         }
     }
 
+    /// A node whose callback (set) logs `id` in `log`, for a test to push
+    /// by hand.
+    fn logged_node(id: usize, log: &'static Mutex<Vec<usize>>) -> *mut Node {
+        Box::into_raw(Box::new(Node {
+            head: RcuHead {
+                next: ptr::null_mut(),
+                func: Some(log_and_free),
+            },
+            id,
+            log,
+        }))
+    }
+
     fn new_log() -> &'static Mutex<Vec<usize>> {
         Box::leak(Box::new(Mutex::new(Vec::new())))
     }
@@ -1246,14 +1259,7 @@ mod tests {
         // SAFETY: created above, never installed, freed once.
         unsafe { call_rcu_data_free::<Memb>(crdp) };
         let log = new_log();
-        let node = Box::into_raw(Box::new(Node {
-            head: RcuHead {
-                next: ptr::null_mut(),
-                func: Some(log_and_free),
-            },
-            id: 7,
-            log,
-        }));
+        let node = logged_node(7, log);
         // As a `call_rcu` that chose it before it died would.
         kept.push(node.cast::<RcuHead>(), 0);
         assert_eq!(crate::crdp::strays(), 1, "the late head was not counted");
@@ -1452,14 +1458,7 @@ mod tests {
             // thread was inside another call), then that call's way out,
             // which must not wait for the fork: the fork may wait for a
             // lock the interrupted code holds (`malloc`'s).
-            let node = Box::into_raw(Box::new(Node {
-                head: RcuHead {
-                    next: ptr::null_mut(),
-                    func: Some(log_and_free),
-                },
-                id: 7,
-                log,
-            }));
+            let node = logged_node(7, log);
             // SAFETY: the node is ours to hand over until its callback.
             unsafe { crate::crdp::push_orphan(node.cast::<RcuHead>()) };
             deliver_orphans::<Memb>();

@@ -8,7 +8,6 @@
  * a chain in some thread's hands at the fork would be lost there. The
  * parent checks exactly-once at the end. Arguments: forks (default 300). */
 #include "stress.h"
-#include <sys/wait.h>
 static atomic_int stop;
 static atomic_long returned; /* call_rcus that returned */
 static pthread_t churners[4];
@@ -113,9 +112,7 @@ int main(int argc, char **argv)
 			_exit(atomic_load(&double_run) ? 4 : 0);
 		}
 		call_rcu_after_fork_parent();
-		int st;
-		CHECK(waitpid(p, &st, 0) == p);
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { bad++; fprintf(stderr, "child %d: status %x\n", f, st); }
+		if (!child_ok(p, f)) bad++;
 	}
 	atomic_store(&stop, 1);
 	pthread_join(sg, NULL);

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <sys/wait.h>
 #ifdef QSBR
 #include <urcu-qsbr.h>
 #else
@@ -48,6 +49,17 @@ static inline struct node *mknode(void)
 
 static inline void watchdog(int s) { (void)s; static const char m[] = "HANG: watchdog fired\n"; write(2, m, sizeof m - 1); _exit(2); }
 static inline void arm(int secs) { signal(SIGALRM, watchdog); alarm(secs); }
+
+/* Waits for the child `p` of fork number `f`: 1 if it exited with 0, else
+ * says how it ended and returns 0. */
+static inline int child_ok(pid_t p, int f)
+{
+	int st;
+	CHECK(waitpid(p, &st, 0) == p);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 1;
+	fprintf(stderr, "child %d: status %x\n", f, st);
+	return 0;
+}
 
 static inline double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 

@@ -5,7 +5,6 @@
  * rcu_barrier, checks its own callbacks ran exactly once, and exits. The
  * parent checks exactly-once at the end. */
 #include "stress.h"
-#include <sys/wait.h>
 static atomic_int stop;
 static pthread_t flooders[8];
 static int nflood = 4;
@@ -110,9 +109,7 @@ int main(int argc, char **argv)
 		pid_t p = fork();
 		if (p == 0) { call_rcu_after_fork_child(); child(); }
 		call_rcu_after_fork_parent();
-		int st;
-		CHECK(waitpid(p, &st, 0) == p);
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { bad++; fprintf(stderr, "child %d: status %x\n", f, st); }
+		if (!child_ok(p, f)) bad++;
 	}
 	atomic_store(&stop, 1);
 	pthread_join(sg, NULL);
