@@ -886,19 +886,31 @@ fn storm(config: Config, what: &str) {
     );
     assert!(w.cache.bytes() <= w.cache.max_bytes());
 
-    // Settle: nothing left in flight, in values or bytes.
+    // Settle: nothing left in flight, in values or bytes. The last swapped
+    // cache's monitor and the budget's `rcu-kswapd` may still retire what
+    // a pressure event or a reclaim begun before the stop evicts (after a
+    // barrier, on a loaded machine: 21 values once in a CI run), so the
+    // barrier is repeated until one finds nothing retired meanwhile; a
+    // value that never runs still fails.
     {
         let w = w.clone();
         within("final barrier", Duration::from_secs(30), move || {
             w.rcu.unbound_garbage();
             w.rcu.barrier();
+            for _ in 0..100 {
+                if w.rcu.pending() == 0 {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(10));
+                w.rcu.barrier();
+            }
         });
     }
-    assert_eq!(rcu.pending(), 0, "{what}: pending after barrier");
+    assert_eq!(rcu.pending(), 0, "{what}: pending after barriers");
     assert_eq!(
         rcu.pending_bytes(),
         0,
-        "{what}: pending bytes after barrier"
+        "{what}: pending bytes after barriers"
     );
     {
         let w = w.clone();
