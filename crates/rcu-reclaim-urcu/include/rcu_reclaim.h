@@ -55,6 +55,9 @@ void rcu_reclaim_call_rcu_sized(struct rcu_head *head,
  * waited for (one grace period) and run here too, at any priority.
  * Returns the number of callbacks run, or -EINVAL for a node or priority
  * out of range. Not from inside a read-side critical section or a callback.
+ * Not beside a fork() through the call_rcu fork hooks: a batch this call
+ * has taken from a call_rcu thread's queue and not yet run when another
+ * thread forks does not run in the child (it runs in the parent).
  */
 long rcu_reclaim_run_callbacks(int node, int priority);
 
