@@ -126,13 +126,13 @@ pub(crate) fn deliver_orphans_for_barrier<F: Flavor>() {
 }
 
 /// For `call_rcu_after_fork_parent`: hands on the heads that handlers left
-/// aside while the fork held the hand-offs, marked busy as `call_rcu` is
-/// (a handler that interrupts the hand-off leaves its head aside instead
-/// of waiting for the lock this thread holds). A fork that another thread
-/// began meanwhile hands them on after it.
+/// aside while the fork held the hand-offs, as the way out of a `call_rcu`
+/// does (`Busy`'s drop), busy meanwhile (a handler that interrupts the
+/// hand-off leaves its head aside instead of waiting for the lock this
+/// thread holds). A fork that another thread began meanwhile hands them on
+/// after it.
 pub(crate) fn deliver_orphans_after_fork<F: Flavor>() {
-    let _busy = Busy::<F>::enter();
-    deliver_orphans::<F>();
+    drop(Busy::<F>::enter());
 }
 
 /// [`deliver_orphans`] once a handler left some; `false` if it left them
