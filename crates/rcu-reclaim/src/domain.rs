@@ -407,6 +407,27 @@ impl Rcu {
         }
     }
 
+    /// How to leave the read-side section this thread holds in this
+    /// domain (its nesting is above 0), for a misuse panic: the section a
+    /// map or cache write or `RcuCell::update` holds around the caller's
+    /// code has no guard of the caller's to drop, so the message names
+    /// that call; a raw section names its end.
+    pub(crate) fn section_fix(&self) -> &'static str {
+        if crate::sync::in_map_write() {
+            "The section is the one an RcuHashMap or RcuCache write holds while it runs \
+             your code under its key's lock (update's closure, remove_if's predicate, \
+             retain's predicate, get_or_insert_with's closure, a key's Hash or Eq): do \
+             this after that call returns (and after dropping any ReadGuard of yours)"
+        } else if crate::sync::in_cell_update() {
+            "The section is the one RcuCell::update holds while its closure runs: do \
+             this after that call returns (and after dropping any ReadGuard of yours)"
+        } else if reader::raw_nesting_in(self.id) > 0 {
+            "End the raw section first (read_unlock_raw(), and drop any ReadGuard)"
+        } else {
+            "Drop the ReadGuard first"
+        }
+    }
+
     /// Panics, naming `call` and, where it has one, the form of it that
     /// does not wait (`instead`), if this thread is inside a section of
     /// this domain.
@@ -415,23 +436,7 @@ impl Rcu {
         // One look at the thread's nesting; the QSBR list only on a QSBR
         // domain (an online thread there is in one long section).
         if reader::nesting_in(self.id) > 0 {
-            // A section a write holds around the caller's code has no
-            // guard of the caller's to drop: name that write. A raw
-            // section has none either: name its end instead.
-            let fix = if crate::sync::in_map_write() {
-                "The section is the one an RcuHashMap or RcuCache write holds while it runs \
-                 your code under its key's lock (update's closure, remove_if's predicate, \
-                 retain's predicate, get_or_insert_with's closure, a key's Hash or Eq): wait \
-                 after that call returns \
-                 (and after dropping any ReadGuard of yours)"
-            } else if crate::sync::in_cell_update() {
-                "The section is the one RcuCell::update holds while its closure runs: wait \
-                 after that call returns (and after dropping any ReadGuard of yours)"
-            } else if reader::raw_nesting_in(self.id) > 0 {
-                "End the raw section first (read_unlock_raw(), and drop any ReadGuard)"
-            } else {
-                "Drop the ReadGuard first"
-            };
+            let fix = self.section_fix();
             let or = match instead {
                 WaitInstead::Poll => ", or use start_poll()/poll() to wait without blocking".into(),
                 WaitInstead::Nothing => String::new(),

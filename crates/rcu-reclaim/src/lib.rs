@@ -476,6 +476,8 @@ pub mod cache;
 mod callbacks;
 mod cell;
 mod clock;
+#[cfg(doctest)]
+mod compile_fail;
 mod config;
 mod domain;
 mod fast_mode;

@@ -366,7 +366,7 @@ impl<T> Drop for Retired<T> {
                 // The section is a guard's (or a raw one), or the thread's
                 // online QSBR registration: name the fix for that one.
                 let fix = if crate::reader::nesting_in(self.rcu.id()) > 0 {
-                    "Keep the Retired until the ReadGuard is dropped"
+                    self.rcu.section_fix()
                 } else {
                     "The thread is online in this QSBR domain: drop the Retired inside \
                      QsbrThread::offline_while(|| ...) or after QsbrThread::synchronize()"

@@ -622,6 +622,57 @@ fn waiting_inside_a_write_closure_names_the_write_not_a_guard() {
     assert!(msg.contains("RcuHashMap"), "{msg}");
 }
 
+/// A `Retired` dropped inside the section a write runs the caller's code
+/// in names that write, as a wait there does, not a `ReadGuard` the
+/// caller never took; inside a raw section, its end. Before: "Keep the
+/// Retired until the ReadGuard is dropped" in all three.
+#[test]
+fn a_retired_dropped_inside_a_write_closure_names_the_write() {
+    use rcu_reclaim::RcuHashMap;
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let (a, b) = (
+            RcuCell::new_in(&rcu, Some(Box::new(1u32))),
+            RcuCell::new_in(&rcu, Some(Box::new(2u32))),
+        );
+        a.update(|v| {
+            drop(b.replace(Box::new(3)));
+            v.map(|x| Box::new(x + 1))
+        });
+    });
+    assert!(
+        msg.contains("Retired value was dropped inside a read-side section"),
+        "{msg}"
+    );
+    assert!(msg.contains("RcuCell::update"), "{msg}");
+    assert!(!msg.contains("ReadGuard is dropped"), "{msg}");
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let map = RcuHashMap::new_in(&rcu);
+        map.insert(1u32, 1u32);
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(2u32)));
+        map.update(1, |_| {
+            drop(cell.replace(Box::new(3)));
+            Some(2)
+        });
+    });
+    assert!(msg.contains("RcuHashMap"), "{msg}");
+    assert!(msg.contains("after that call returns"), "{msg}");
+    let msg = panic_message_of(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(2u32)));
+        rcu.read_lock_raw();
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(cell.replace(Box::new(3)));
+        }));
+        rcu.read_unlock_raw();
+        if let Err(panic) = dropped {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    assert!(msg.contains("End the raw section first"), "{msg}");
+}
+
 /// A zero where a count must be at least one: the error names that knob
 /// alone, with its default, not every knob the rule covers.
 #[test]

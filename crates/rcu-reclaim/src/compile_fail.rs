@@ -1,0 +1,236 @@
+//! Programs that must not compile: a reference handed out under a
+//! read-side section kept past its end, a section's handle sent where
+//! its thread cannot follow, a value a deferred drop could outlive.
+//! Built only by `cargo test --doc` (`cfg(doctest)`); the items' own docs
+//! hold the common cases, this module the ones a reviewer found missing.
+//! Each block names the error it must fail with; a nightly rustdoc
+//! (`cargo +nightly test -p rcu-reclaim --doc compile_fail`) checks it,
+//! so that a block failing for another reason (a typo, an API rename)
+//! fails the test (a stable one checks only that the block fails).
+//!
+//! # References out of a write's closure
+//!
+//! `remove_if`'s predicate sees a value the call may free:
+//!
+//! ```compile_fail,E0521
+//! let map = rcu_reclaim::RcuHashMap::new();
+//! map.insert(1u32, String::from("a"));
+//! let mut seen: Option<&String> = None;
+//! map.remove_if(&1, |v| {
+//!     seen = Some(v);
+//!     true
+//! });
+//! println!("{seen:?}");
+//! ```
+//!
+//! nor does `retain`'s:
+//!
+//! ```compile_fail,E0521
+//! let map = rcu_reclaim::RcuHashMap::new();
+//! map.insert(1u32, String::from("a"));
+//! let mut seen: Vec<&String> = vec![];
+//! map.retain(|_, v| {
+//!     seen.push(v);
+//!     false
+//! });
+//! println!("{seen:?}");
+//! ```
+//!
+//! `RcuCell::update`'s closure sees the value it replaces:
+//!
+//! ```compile_fail,E0521
+//! let cell = rcu_reclaim::RcuCell::new(String::from("a"));
+//! let mut seen: Option<&String> = None;
+//! cell.update(|old| {
+//!     seen = old;
+//!     Some(Box::new(String::new()))
+//! });
+//! println!("{seen:?}");
+//! ```
+//!
+//! and `store_weighed`'s weigher the value it retires:
+//!
+//! ```compile_fail,E0521
+//! let cell = rcu_reclaim::RcuCell::new(String::from("a"));
+//! let mut seen: Option<&String> = None;
+//! cell.store_weighed(Box::new(String::new()), |old| {
+//!     seen = Some(old);
+//!     0
+//! });
+//! println!("{seen:?}");
+//! ```
+//!
+//! A cache's weigher cannot keep what it weighs:
+//!
+//! ```compile_fail,E0521
+//! use std::sync::Mutex;
+//! static KEEP: Mutex<Option<&'static String>> = Mutex::new(None);
+//! let cache = rcu_reclaim::RcuCache::builder()
+//!     .weigher(|_: &u32, v: &String| {
+//!         *KEEP.lock().unwrap() = Some(v);
+//!         1
+//!     })
+//!     .build();
+//! cache.insert(1u32, String::new());
+//! ```
+//!
+//! # References past a section's end
+//!
+//! A borrow of a `Retired` ends when it is turned back into a `Box`:
+//!
+//! ```compile_fail,E0505
+//! let cell = rcu_reclaim::RcuCell::new(String::from("a"));
+//! let old = cell.take().unwrap();
+//! let s: &String = &old;
+//! drop(old.try_into_box());
+//! println!("{s}");
+//! ```
+//!
+//! A cell that lives for ever still lends for the guard's life alone:
+//!
+//! ```compile_fail,E0597
+//! use rcu_reclaim::{Rcu, RcuCell};
+//! let cell: &'static RcuCell<u32> = Box::leak(Box::new(RcuCell::new(1)));
+//! let g = Rcu::global().read_lock();
+//! let r: &'static u32 = cell.load(&g).unwrap();
+//! drop(g);
+//! println!("{r}");
+//! ```
+//!
+//! nor can a `compare_exchange` error, which holds the current value,
+//! leave for another thread:
+//!
+//! ```compile_fail,E0597
+//! let cell: &'static rcu_reclaim::RcuCell<u32> =
+//!     Box::leak(Box::new(rcu_reclaim::RcuCell::new(1)));
+//! let g = cell.domain().read_lock();
+//! let e = cell.compare_exchange(None, None, &g).unwrap_err();
+//! std::thread::spawn(move || println!("{:?}", e.current));
+//! ```
+//!
+//! # QSBR: nothing from a section outlives a quiescent state
+//!
+//! Not the current value of a failed `compare_exchange`:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let mut t = rcu.register_qsbr_thread();
+//! let g = t.read_lock();
+//! let e = cell.compare_exchange(None, Some(Box::new(2)), &g).unwrap_err();
+//! t.quiescent_state();
+//! println!("{:?}", e.current);
+//! ```
+//!
+//! nor a map's `get_or_insert_with`:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuHashMap};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let map = RcuHashMap::new_in(&rcu);
+//! let mut t = rcu.register_qsbr_thread();
+//! let g = t.read_lock();
+//! let v = map.get_or_insert_with(1u32, || 1u32, &g);
+//! t.quiescent_state();
+//! println!("{v}");
+//! ```
+//!
+//! A moved `QsbrGuard` still borrows its registration:
+//!
+//! ```compile_fail,E0505
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let t = rcu.register_qsbr_thread();
+//! let g = t.read_lock();
+//! let g2 = g;
+//! let r = cell.load(&g2).unwrap();
+//! let t2 = t.thread_offline();
+//! println!("{r}");
+//! drop(t2);
+//! ```
+//!
+//! A guard of a registration made for one statement lends for that
+//! statement alone:
+//!
+//! ```compile_fail,E0716
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let r = cell.load(&rcu.register_qsbr_thread().read_lock()).unwrap();
+//! println!("{r}");
+//! ```
+//!
+//! and nothing read inside `offline_while` comes out of it:
+//!
+//! ```compile_fail,E0515
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let mut t = rcu.register_qsbr_thread();
+//! let t2 = rcu.register_qsbr_thread();
+//! let r = t.offline_while(|| cell.load(&t2.read_lock()));
+//! println!("{r:?}");
+//! ```
+//!
+//! # Handles that stay on their thread
+//!
+//! A `ReadGuard` is the section of the thread that took it, even in an
+//! `Arc`:
+//!
+//! ```compile_fail,E0277
+//! let g = std::sync::Arc::new(rcu_reclaim::Rcu::global().read_lock());
+//! std::thread::spawn(move || drop(g));
+//! ```
+//!
+//! an offline QSBR registration is its thread's too:
+//!
+//! ```compile_fail,E0277
+//! use rcu_reclaim::{Config, Flavor, Rcu};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let t = rcu.register_qsbr_thread().thread_offline();
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         let _ = t.domain();
+//!     });
+//! });
+//! ```
+//!
+//! and a map's iterator, which holds a guard's borrow, is not shared
+//! with another thread:
+//!
+//! ```compile_fail,E0277
+//! let map = rcu_reclaim::RcuHashMap::new();
+//! map.insert(1u32, 1u32);
+//! let g = map.domain().read_lock();
+//! let it = map.iter(&g);
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         let _ = &it;
+//!     });
+//! });
+//! ```
+//!
+//! # Values that a deferred drop could outlive
+//!
+//! A map with a weigher of its own still drops its values on another
+//! thread, so they are `Send`:
+//!
+//! ```compile_fail,E0599
+//! use std::collections::hash_map::RandomState;
+//! use std::rc::Rc;
+//! let m: rcu_reclaim::RcuHashMap<u32, Rc<u32>> =
+//!     rcu_reclaim::RcuHashMap::with_weigher_in(16, RandomState::new(), rcu_reclaim::Rcu::global(), |_, _| 0);
+//! m.insert(1, Rc::new(1));
+//! ```
+//!
+//! and a cache of `&'static str` is not one of shorter-lived strings,
+//! which it could drop after they are gone:
+//!
+//! ```compile_fail
+//! use rcu_reclaim::RcuCache;
+//! fn shorten<'a>(c: &'a RcuCache<u32, &'static str>) -> &'a RcuCache<u32, &'a str> {
+//!     c // error: lifetime may not live long enough
+//! }
+//! ```
