@@ -258,7 +258,10 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Demo(args) => match args.config() {
+        Command::Demo(args) => match args
+            .config()
+            .and_then(|cfg| args.check_room(&cfg).map(|()| cfg))
+        {
             Ok(cfg) => demo::cmd::run(&args, cfg),
             Err(e) => {
                 errln!("error: {e}");

@@ -560,6 +560,36 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
     ]);
 }
 
+/// A budget larger than the memory the process can get is refused before
+/// the run (exit 2, naming the flag, the room and a budget that fits),
+/// instead of the kernel killing the demo before it printed anything.
+#[test]
+fn demo_refuses_a_budget_the_machine_cannot_hold() {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let available_kib: Option<u64> = text
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+    match available_kib {
+        Some(kib) if kib < 60 << 20 => {}
+        other => {
+            eprintln!("skipped: MemAvailable is {other:?} KiB, room for a 64G budget or unknown");
+            return;
+        }
+    }
+    usage_errors(&[
+        (
+            &["demo", "--budget", "64G", "--no-plot"][..],
+            "--budget (64G) does not fit: a run under it peaks at about",
+        ),
+        (
+            &["demo", "--unaware-budget", "64G", "--no-plot"][..],
+            "--unaware-budget (64G) does not fit",
+        ),
+        (&["demo", "--budget", "64G", "--no-plot"][..], "or less"),
+    ]);
+}
+
 /// A short bench (debug build): every backend runs every scenario, reports
 /// throughput, and frees every byte it retired.
 #[test]

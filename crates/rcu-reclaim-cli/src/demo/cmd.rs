@@ -55,7 +55,8 @@ pub struct DemoArgs {
     /// Smallest payload, e.g. 1K (1 B to 16M).
     #[arg(long, default_value = "1K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     payload_min: usize,
-    /// Largest payload, e.g. 64K (at least --payload-min, at most 16M).
+    /// Largest payload, e.g. 64K (at least --payload-min; at most 16M and an
+    /// eighth of each budget: 12M under the default 96M budget).
     #[arg(long, default_value = "64K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     payload_max: usize,
     /// Which runs: both (default), unaware or aware.
@@ -80,6 +81,15 @@ pub struct DemoArgs {
 }
 
 impl DemoArgs {
+    /// Checks `cfg` against the memory this process can get now
+    /// ([`check_room`]); a `--child` run is checked by its parent.
+    pub fn check_room(&self, cfg: &DemoConfig) -> Result<(), String> {
+        if self.child {
+            return Ok(());
+        }
+        check_room(cfg, Room::of_this_process().as_ref())
+    }
+
     /// Checks the flags against each other; the message names the flag.
     pub fn config(&self) -> Result<DemoConfig, String> {
         if self.payload_max < self.payload_min {
@@ -187,6 +197,96 @@ fn bar(cfg: &DemoConfig, aware: bool, json: bool) -> ProgressBar {
     bar
 }
 
+/// The memory this process can get: the least of its cgroup's limit and
+/// the machine's available memory, with where each figure came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    /// Bytes.
+    pub bytes: usize,
+    /// What sets it, for the message: "this process's cgroup memory limit
+    /// (FILE)" or "the memory available now (/proc/meminfo)".
+    pub what: String,
+}
+
+impl Room {
+    /// This process's room now; `None` if neither figure can be read.
+    pub fn of_this_process() -> Option<Room> {
+        let cgroup = rcu_reclaim::sources::CgroupUsageSource::for_this_process()
+            .ok()
+            .map(|c| Room {
+                bytes: c.limit(),
+                what: format!(
+                    "this process's cgroup memory limit, beside {}",
+                    c.file().display()
+                ),
+            });
+        let available = crate::bench::cache::cmd::mem_available().map(|bytes| Room {
+            bytes,
+            what: "the memory available now, MemAvailable in /proc/meminfo".into(),
+        });
+        [cgroup, available]
+            .into_iter()
+            .flatten()
+            .min_by_key(|r| r.bytes)
+    }
+}
+
+/// What a run under `budget` may hold at its peak, beyond the budget the
+/// accounting allocator counts: the allocator's own overhead and
+/// fragmentation (an eighth), and the binary, stacks and tables (16 MiB).
+fn peak_for(budget: usize) -> usize {
+    budget.saturating_add(budget / 8).saturating_add(16 * MIB)
+}
+
+/// Refuses a demo that the memory it can get (`room`) would not hold: the
+/// kernel would kill it, printing nothing (the table comes at the end).
+/// Under `--cgroup-limit`, each side's cgroup sits below this process's,
+/// so that limit is what must fit; without it, the budgets themselves.
+pub fn check_room(cfg: &DemoConfig, room: Option<&Room>) -> Result<(), String> {
+    let Some(room) = room else { return Ok(()) };
+    let show = args::show_size;
+    let (flag, needed, value) = match (cfg.cgroup_limit, cfg.unaware_budget) {
+        (Some(limit), _) => ("--cgroup-limit", limit, limit),
+        (None, Some(u)) if u > cfg.budget => ("--unaware-budget", peak_for(u), u),
+        (None, _) => ("--budget", peak_for(cfg.budget), cfg.budget),
+    };
+    if needed <= room.bytes {
+        return Ok(());
+    }
+    let fits = if flag == "--cgroup-limit" {
+        room.bytes
+    } else {
+        // The largest budget whose peak fits, rounded down to a MiB.
+        (room.bytes.saturating_sub(16 * MIB) / 9 * 8) / MIB * MIB
+    };
+    let why = if flag == "--cgroup-limit" {
+        format!(
+            "each side's cgroup sits below this process's, which has {} ({}): the kernel \
+             would kill the whole demo, not the side under test",
+            args::show_size_about(room.bytes),
+            room.what
+        )
+    } else {
+        format!(
+            "a run under it peaks at about {} (the budget, the allocator's overhead and the \
+             program), more than {} ({}): the kernel would kill the demo before it printed \
+             anything",
+            args::show_size_about(needed),
+            args::show_size_about(room.bytes),
+            room.what
+        )
+    };
+    let advice = if fits >= 16 * MIB {
+        format!("lower {flag} to {} or less", show(fits))
+    } else {
+        "free some memory, or run it where more is free".into()
+    };
+    Err(format!(
+        "{flag} ({}) does not fit: {why}; {advice}",
+        show(value)
+    ))
+}
+
 /// Runs the demo as the arguments say.
 pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
     if args.child {
@@ -207,7 +307,16 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
             Some(limit) => {
                 crate::demo::cgroup_side::run_in_cgroup(&cfg, aware, limit, &mut on_sample)?
             }
-            None => demo::run_side(&cfg, aware, &mut on_sample),
+            None => {
+                let side = demo::run_side(&cfg, aware, &mut on_sample);
+                // The next side starts from what the kernel holds, not on
+                // top of what glibc kept of this one's frees (its arenas'
+                // free chunks): both sides in one process peaked at 1.7x
+                // the budget's RSS, each alone at the budget plus 25 MiB.
+                // SAFETY: malloc_trim has no preconditions.
+                unsafe { libc::malloc_trim(0) };
+                side
+            }
         };
         match &side.cgroup {
             Some(c) if c.oom_killed => {
@@ -240,4 +349,73 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
         }
     }
     plot_error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        demo: DemoArgs,
+    }
+
+    fn cfg(argv: &[&str]) -> DemoConfig {
+        let argv = ["demo", "--no-plot"]
+            .into_iter()
+            .chain(argv.iter().copied());
+        Cli::parse_from(argv).demo.config().unwrap()
+    }
+
+    fn room(mib: usize) -> Room {
+        Room {
+            bytes: mib * MIB,
+            what: "this process's cgroup memory limit, beside x".into(),
+        }
+    }
+
+    #[test]
+    fn a_budget_the_room_holds_runs() {
+        assert_eq!(check_room(&cfg(&[]), Some(&room(128))), Ok(()));
+        assert_eq!(check_room(&cfg(&["--budget", "512M"]), None), Ok(()));
+        // 96M: a peak of 96 + 12 + 16 MiB.
+        assert_eq!(check_room(&cfg(&[]), Some(&room(124))), Ok(()));
+    }
+
+    #[test]
+    fn a_budget_over_the_room_is_refused_naming_the_flag_the_room_and_what_fits() {
+        let e = check_room(&cfg(&["--budget", "512M"]), Some(&room(384))).unwrap_err();
+        assert!(e.starts_with("--budget (512M) does not fit"), "{e}");
+        assert!(
+            e.contains("more than 384M (this process's cgroup memory limit"),
+            "{e}"
+        );
+        assert!(e.contains("lower --budget to 327M or less"), "{e}");
+        // Its advice is itself accepted.
+        assert_eq!(
+            check_room(&cfg(&["--budget", "327M"]), Some(&room(384))),
+            Ok(())
+        );
+        assert!(check_room(&cfg(&["--budget", "328M"]), Some(&room(384))).is_err());
+        // The unaware budget, when larger, is the one that must fit.
+        let e = check_room(&cfg(&["--unaware-budget", "2G"]), Some(&room(384))).unwrap_err();
+        assert!(e.starts_with("--unaware-budget (2G) does not fit"), "{e}");
+        // Too little room for any budget says so.
+        let e = check_room(&cfg(&["--budget", "16M"]), Some(&room(20))).unwrap_err();
+        assert!(
+            e.ends_with("free some memory, or run it where more is free"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cgroup_limit_over_the_room_is_refused() {
+        let c = cfg(&["--cgroup-limit", "1G", "--budget", "100M"]);
+        let e = check_room(&c, Some(&room(512))).unwrap_err();
+        assert!(e.starts_with("--cgroup-limit (1G) does not fit"), "{e}");
+        assert!(e.contains("lower --cgroup-limit to 512M or less"), "{e}");
+        assert_eq!(check_room(&c, Some(&room(1024))), Ok(()));
+    }
 }
