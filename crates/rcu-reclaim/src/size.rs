@@ -197,6 +197,9 @@ pub trait ReclaimSize {
 /// `size_of` the type. That form refuses, at compile time, a type with
 /// drop glue, whose heap it would leave out; one that owns no heap but has
 /// a `Drop` of its own is named with no fields, `reclaim_size!(T {})`.
+/// That form books the inline bytes and checks nothing: never use it for
+/// an enum whose variants own heap memory (implement [`ReclaimSize`] by
+/// hand, below), which it would count at `size_of` alone.
 ///
 /// ```
 /// use rcu_reclaim::{reclaim_size, ReclaimSize, RcuCell};
@@ -295,11 +298,13 @@ macro_rules! __reclaim_size_owns_no_heap {
                 ::std::stringify!($ty),
                 ")` is for types that own no heap memory, and `",
                 ::std::stringify!($ty),
-                "` has drop glue (a field that owns memory, or a `Drop` of its own): name the \
-                 fields that own heap memory, `reclaim_size!(",
+                "` has drop glue (a field that owns memory, or a `Drop` of its own). A struct \
+                 names its fields that own heap memory, `reclaim_size!(",
                 ::std::stringify!($ty),
-                " {{ field1, field2 }})`, so that their bytes are booked; if it owns none (only a \
-                 `Drop` of its own), write `reclaim_size!(",
+                " {{ field1, field2 }})`, so that their bytes are booked; an enum whose variants \
+                 own heap memory implements `ReclaimSize` by hand, with a `match` over its \
+                 variants (`reclaim_size!` cannot see them); only a type whose drop glue frees no \
+                 heap memory (a `Drop` of its own, say) is `reclaim_size!(",
                 ::std::stringify!($ty),
                 " {{}})`"
             )
