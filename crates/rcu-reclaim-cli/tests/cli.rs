@@ -560,8 +560,8 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
     ]);
 }
 
-/// A budget larger than the memory the process can get is refused before
-/// the run (exit 2, naming the flag, the room and a budget that fits),
+/// A budget larger than the memory the process can get, with a table
+/// large enough to fill it (ten million keys), is refused before the run (exit 2, naming the flag, the room and a budget that fits),
 /// instead of the kernel killing the demo before it printed anything.
 #[test]
 fn demo_refuses_a_budget_the_machine_cannot_hold() {
@@ -577,16 +577,21 @@ fn demo_refuses_a_budget_the_machine_cannot_hold() {
             return;
         }
     }
+    // The run, were it not refused, would end within a second.
+    let big = ["--keys", "10000000", "--duration", "0.5", "--no-plot"];
+    let with =
+        |flags: &[&'static str]| -> Vec<&'static str> { [&["demo"][..], flags, &big[..]].concat() };
+    let (budget, unaware) = (
+        with(&["--budget", "64G"]),
+        with(&["--unaware-budget", "64G"]),
+    );
     usage_errors(&[
         (
-            &["demo", "--budget", "64G", "--no-plot"][..],
+            &budget[..],
             "--budget (64G) does not fit: a run under it peaks at about",
         ),
-        (
-            &["demo", "--unaware-budget", "64G", "--no-plot"][..],
-            "--unaware-budget (64G) does not fit",
-        ),
-        (&["demo", "--budget", "64G", "--no-plot"][..], "or less"),
+        (&unaware[..], "--unaware-budget (64G) does not fit"),
+        (&budget[..], "or less"),
     ]);
 }
 

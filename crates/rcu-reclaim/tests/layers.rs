@@ -80,6 +80,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // `RcuCache` on it, with reclaim and sources): on top, users of the
     // domain like any program.
     ("containers", &["map/", "cache/"]),
+    // Doc tests alone (`cfg(doctest)`): programs that must not compile,
+    // written against the public API like any user's.
+    ("compile-fail doc tests", &["compile_fail.rs"]),
 ];
 
 /// The layer of `file` (a path under `src/`), by exact name or folder.

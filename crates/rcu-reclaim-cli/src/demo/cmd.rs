@@ -250,7 +250,13 @@ pub fn check_room(cfg: &DemoConfig, room: Option<&Room>) -> Result<(), String> {
         (None, Some(u)) if u > cfg.budget => ("--unaware-budget", peak_for(u), u),
         (None, _) => ("--budget", peak_for(cfg.budget), cfg.budget),
     };
-    if needed <= room.bytes {
+    // A table too small to fill the budget never reaches it: every key at
+    // the largest payload, and as much again waiting for grace periods.
+    let table = usize::try_from(cfg.keys)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(cfg.payload_max)
+        .saturating_mul(2);
+    if needed.min(peak_for(table)) <= room.bytes {
         return Ok(());
     }
     let fits = if flag == "--cgroup-limit" {
@@ -408,6 +414,16 @@ mod tests {
             e.ends_with("free some memory, or run it where more is free"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_table_too_small_to_fill_the_budget_runs_whatever_the_budget() {
+        let small = ["--keys", "100", "--payload-max", "2K"];
+        let c = cfg(&[&small[..], &["--budget", "32G"]].concat());
+        assert_eq!(check_room(&c, Some(&room(64))), Ok(()));
+        // 100 000 keys of up to 64K can fill it: refused.
+        let c = cfg(&["--keys", "100000", "--budget", "32G"]);
+        assert!(check_room(&c, Some(&room(64))).is_err());
     }
 
     #[test]
