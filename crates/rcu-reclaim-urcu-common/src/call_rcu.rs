@@ -536,7 +536,7 @@ fn barrier_now<F: Flavor>() {
         if crate::no_unwind(|| rcu.barrier()).is_none() {
             return; // called from a defer_rcu callback: reported by the panic hook
         }
-        if wait_all_drained(false) {
+        if wait_all_drained(false).0 {
             eprintln!(
                 "[error] rcu-reclaim-urcu: rcu_barrier() called from a call_rcu callback while \
                  another call_rcu thread's callback also waits in rcu_barrier(): it does not \
@@ -570,8 +570,9 @@ pub fn backlog() -> (usize, usize) {
 /// On a crdp's thread (a callback waiting here), the crdp is marked as
 /// waiting meanwhile, and crdps whose own thread waits the same way are
 /// not waited for (each would wait for the other for ever; liburcu
-/// deadlocks even with one): returns whether one was skipped.
-pub fn wait_all_drained(here: bool) -> bool {
+/// deadlocks even with one): returns whether one was skipped, and how
+/// many callbacks ran on the calling thread (`here`).
+pub fn wait_all_drained(here: bool) -> (bool, usize) {
     let me = WORKER_OF.with(|t| t.get());
     let crdps: Vec<_> = all().clone();
     let mine = crdps.iter().find(|c| ptr::eq(Arc::as_ptr(c), me)).cloned();
@@ -579,13 +580,13 @@ pub fn wait_all_drained(here: bool) -> bool {
         m.set_waiting_in_callback(true);
     }
     let in_callback = !me.is_null();
-    let mut skipped = false;
+    let (mut skipped, mut ran_here) = (false, 0);
     for c in crdps {
         if ptr::eq(Arc::as_ptr(&c), me) {
             continue;
         }
         if here {
-            c.drain_here();
+            ran_here += c.drain_here().0;
         }
         let target = c.queued_now();
         let (mut next, stuck) = c.wait_done_or_stuck(target, in_callback);
@@ -602,7 +603,7 @@ pub fn wait_all_drained(here: bool) -> bool {
     if let Some(m) = &mine {
         m.set_waiting_in_callback(false);
     }
-    skipped
+    (skipped, ran_here)
 }
 
 /// Takes `ALL` for `create_call_rcu_data` and `set_cpu_call_rcu_data`.
@@ -681,12 +682,16 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
     }
     if ptr::eq(crdp, CALLER.with(|c| c.crdp.get())) {
         // liburcu frees it under the thread, whose next call_rcu uses the
-        // freed memory.
-        eprintln!(
-            "[error] rcu-reclaim-urcu: call_rcu_data_free() called on the calling thread's own \
-             call_rcu_data; uninstalled first (call set_thread_call_rcu_data(NULL) before \
-             freeing it)"
-        );
+        // freed memory. Its own thread (a callback freeing it) has it
+        // installed as liburcu's does, not by the program: the error
+        // below names that misuse instead.
+        if !ptr::eq(crdp.cast_const(), WORKER_OF.with(|t| t.get())) {
+            eprintln!(
+                "[error] rcu-reclaim-urcu: call_rcu_data_free() called on the calling thread's \
+                 own call_rcu_data; uninstalled first (call set_thread_call_rcu_data(NULL) \
+                 before freeing it)"
+            );
+        }
         crate::crdp::install_for_thread(ptr::null());
     }
     if let Some(table) = PER_CPU.get() {

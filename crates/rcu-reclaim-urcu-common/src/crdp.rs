@@ -619,17 +619,123 @@ unsafe fn reverse_counting(newest: *mut RcuHead) -> (*mut RcuHead, u64) {
 /// The chain is the caller's alone and every head of it is valid.
 unsafe fn chain_of(newest: *mut RcuHead, bytes: usize) -> Chain {
     let (mut len, mut oldest, mut cur) = (0, ptr::null_mut(), newest);
+    // Brent's cycle check: `mark` is the head at the last power of two,
+    // and a walk that comes back to it is going round a cycle (a head
+    // queued twice, see `cut_cycle`), which it would for ever.
+    let (mut mark, mut power, mut since) = (newest, 1u64, 0u64);
     while !cur.is_null() {
         len += 1;
         oldest = cur;
         // SAFETY: per the contract.
         cur = unsafe { (*cur).next };
+        since += 1;
+        if cur == mark {
+            // SAFETY: per the contract; the chain is the caller's.
+            let (last, distinct) = unsafe { cut_cycle(newest) };
+            report_queued_twice(last);
+            return Chain {
+                newest,
+                oldest: last,
+                len: distinct,
+                bytes,
+            };
+        }
+        if since == power {
+            (mark, power, since) = (cur, power * 2, 0);
+        }
     }
     Chain {
         newest,
         oldest,
         len,
         bytes,
+    }
+}
+
+/// The next head of `h`.
+///
+/// # Safety
+/// `h` is a valid head of a chain the caller owns.
+unsafe fn next_of(h: *mut RcuHead) -> *mut RcuHead {
+    // SAFETY: per the contract.
+    unsafe { (*h).next }
+}
+
+/// Cuts the cycle that the chain from `first` runs into, so that the chain
+/// holds each of its heads once, and returns its last head (the one whose
+/// `next` it cleared) and how many heads it holds.
+///
+/// A head queued twice before its callback ran (`call_rcu` with a head
+/// already queued) makes one: its second push links it above heads pushed
+/// after its first, whose oldest links back to it. (Its first `next`, the
+/// heads queued before it, is lost: they never run, as with liburcu,
+/// whose queue loses heads silently too.) A chain with no cycle is only
+/// counted.
+///
+/// # Safety
+/// The chain is the caller's alone and each of its heads is valid.
+unsafe fn cut_cycle(first: *mut RcuHead) -> (*mut RcuHead, u64) {
+    // SAFETY (every `next_of` below): the heads are reached along the
+    // chain, which the caller owns.
+    // Brent: the cycle's length, `lambda`.
+    let (mut power, mut lambda) = (1u64, 1u64);
+    let (mut tortoise, mut hare) = (first, unsafe { next_of(first) });
+    while tortoise != hare {
+        if hare.is_null() {
+            return unsafe { chain_end(first) };
+        }
+        if power == lambda {
+            (tortoise, power, lambda) = (hare, power * 2, 0);
+        }
+        hare = unsafe { next_of(hare) };
+        lambda += 1;
+    }
+    // The cycle's first head, `mu` heads from `first`: walk two pointers
+    // `lambda` apart until they meet there.
+    let (mut start, mut ahead) = (first, first);
+    for _ in 0..lambda {
+        ahead = unsafe { next_of(ahead) };
+    }
+    let mut mu = 0;
+    while start != ahead {
+        (start, ahead, mu) = unsafe { (next_of(start), next_of(ahead), mu + 1) };
+    }
+    let mut last = start;
+    for _ in 1..lambda {
+        last = unsafe { next_of(last) };
+    }
+    // SAFETY: as above.
+    unsafe { (*last).next = ptr::null_mut() };
+    (last, mu + lambda)
+}
+
+/// The last head of the chain from `first` (no cycle), and its length.
+///
+/// # Safety
+/// As [`cut_cycle`].
+unsafe fn chain_end(first: *mut RcuHead) -> (*mut RcuHead, u64) {
+    let (mut last, mut len, mut cur) = (first, 0, first);
+    while !cur.is_null() {
+        (last, len) = (cur, len + 1);
+        // SAFETY: per the contract.
+        cur = unsafe { next_of(cur) };
+    }
+    (last, len)
+}
+
+/// Says, once per process, that a queue of `call_rcu` heads had a cycle:
+/// a head queued twice (`head`: the cycle's last, near that head).
+fn report_queued_twice(head: *mut RcuHead) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: an rcu_head was passed to call_rcu() again before its \
+             callback ran (near head {head:p}): the call_rcu queue it went into was corrupted. \
+             Each head still reachable in it runs once, but the heads queued there before that \
+             head's first call_rcu() may never run, and rcu_barrier() then stops waiting for \
+             that queue once it is empty. Pass a head to call_rcu() again only once its \
+             callback has started"
+        );
     }
 }
 
@@ -685,12 +791,20 @@ struct State {
     /// drain. Another crdp's thread doing the same skips this one rather
     /// than wait for it: each would wait for the other for ever.
     waiting_in_callback: bool,
+    /// A batch ran into a cycle (a head queued twice, `cut_cycle`): heads
+    /// counted as queued may never run, so `done` may never reach a
+    /// barrier's count; barriers stop waiting once the queue is empty.
+    lost_heads: bool,
     /// The thread is inside a callback that waits for the `defer_rcu`
     /// flush lock, which `call_rcu_before_fork` holds while it waits for
     /// the thread to pause: it cannot pause until it gets the lock.
     waiting_for_flush: bool,
     handle: Option<JoinHandle<()>>,
 }
+
+/// How often a barrier looks whether a queue that lost heads is empty
+/// (`State::lost_heads`).
+const LOST_HEADS_LOOK: Duration = Duration::from_millis(5);
 
 /// How long the thread, woken from idle, lets callbacks gather before it
 /// waits for their grace period (liburcu polls every 10 ms). Under memory
@@ -993,7 +1107,19 @@ impl CallRcuData {
             return (0, 0);
         }
         // SAFETY: the taken heads are ours alone, each valid until invoked.
-        let (oldest, n) = unsafe { reverse_counting(newest) };
+        let (mut oldest, mut n) = unsafe { reverse_counting(newest) };
+        if n > 1 && oldest == newest {
+            // Reversed in place, a chain that runs into a cycle (a head
+            // queued twice) comes back to its newest head, so a longer
+            // chain cannot end there; reversed, it still runs into one
+            // (`cut_cycle`). Its heads run once each, newest first.
+            // SAFETY: as above.
+            let (last, distinct) = unsafe { cut_cycle(oldest) };
+            report_queued_twice(last);
+            (oldest, n) = (newest, distinct);
+            lock(&self.state).lost_heads = true;
+            self.progress.notify_all();
+        }
         self.taken.fetch_add(n, Ordering::Relaxed);
         let rcu = self.rcu;
         if rcu.in_fast_mode() {
@@ -1038,6 +1164,20 @@ impl CallRcuData {
     /// `bytes` is not 0; wakes the thread only if it sleeps.
     #[inline]
     pub(crate) fn push(&self, head: *mut RcuHead, bytes: usize) -> bool {
+        if self.incoming.load(Ordering::Relaxed) == head {
+            // Queued already and not yet taken: pushed again, it would
+            // link to itself, and its batch would run it for ever.
+            static SAID: AtomicBool = AtomicBool::new(false);
+            if !SAID.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "[error] rcu-reclaim-urcu: call_rcu() called with an rcu_head ({head:p}) \
+                     that is already queued, its callback not yet run: this call is ignored \
+                     (liburcu's queue would be corrupted). Pass a head to call_rcu() again \
+                     only once its callback has started"
+                );
+            }
+            return false;
+        }
         let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
         if bytes == 0 {
             self.push_chain(head, head);
@@ -1302,9 +1442,29 @@ impl CallRcuData {
             if unless_stuck && st.waiting_in_callback {
                 return (None, true);
             }
+            if st.lost_heads {
+                // No count to wait for: look every few milliseconds
+                // whether the queue is empty and no batch is in hand.
+                if self.drained() {
+                    break;
+                }
+                st = self
+                    .progress
+                    .wait_timeout(st, LOST_HEADS_LOOK)
+                    .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+                continue;
+            }
             st = wait(&self.progress, st);
         }
         (st.handed.clone(), false)
+    }
+
+    /// Whether nothing is queued here and no batch is in hand (a look, for
+    /// barriers once heads were lost: `State::lost_heads`).
+    fn drained(&self) -> bool {
+        self.incoming.load(Ordering::Acquire).is_null()
+            && !self.invoking.load(Ordering::Relaxed)
+            && !matches!(self.batch.try_lock(), Err(TryLockError::WouldBlock))
     }
 
     /// Stops the thread, as liburcu's `call_rcu_data_free` does: once it
@@ -1473,6 +1633,93 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .leak()
+    }
+
+    /// Pushes `order` (indices into `hs`) as `push_chain` links a stack:
+    /// each head's `next` is the head pushed before it. Returns the top.
+    fn stack_of(hs: &mut [RcuHead], order: &[usize]) -> *mut RcuHead {
+        let mut top: *mut RcuHead = ptr::null_mut();
+        for &i in order {
+            hs[i].next = top;
+            top = &mut hs[i];
+        }
+        top
+    }
+
+    /// The heads of a chain from `first`, in order, as indices into `hs`.
+    fn walk(hs: &[RcuHead], first: *mut RcuHead) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut cur = first;
+        while !cur.is_null() {
+            assert!(out.len() <= hs.len(), "still a cycle: {out:?}");
+            out.push(hs.iter().position(|h| ptr::eq(h, cur)).unwrap());
+            // SAFETY: a head of `hs`.
+            cur = unsafe { (*cur).next };
+        }
+        out
+    }
+
+    /// A head pushed again before it was taken makes a cycle; `chain_of`
+    /// cuts it, so every head still reachable is in the chain once (the
+    /// heads pushed before the head's first push are lost).
+    #[test]
+    fn chain_of_cuts_the_cycle_a_head_pushed_twice_makes() {
+        for gap in [0, 1, 5] {
+            let hs = heads(10);
+            // 0, then 1, then `gap` others, then 1 again, then one more.
+            let mut order = vec![0, 1];
+            order.extend(2..2 + gap);
+            order.extend([1, 2 + gap]);
+            let top = stack_of(hs, &order);
+            // SAFETY: the heads are this test's.
+            let chain = unsafe { chain_of(top, 0) };
+            let got = walk(hs, chain.newest);
+            let mut want = vec![2 + gap, 1];
+            want.extend((2..2 + gap).rev());
+            assert_eq!(got, want, "gap {gap}");
+            assert_eq!(chain.len, want.len() as u64, "gap {gap}");
+            assert!(
+                ptr::eq(chain.oldest, &hs[*want.last().unwrap()]),
+                "gap {gap}"
+            );
+        }
+    }
+
+    /// A chain with no cycle is untouched by the check.
+    #[test]
+    fn chain_of_leaves_a_chain_without_a_cycle_as_it_is() {
+        for n in [1, 2, 3, 7, 64, 100] {
+            let hs = heads(n);
+            let order: Vec<_> = (0..n).collect();
+            let top = stack_of(hs, &order);
+            // SAFETY: the heads are this test's.
+            let chain = unsafe { chain_of(top, 0) };
+            assert_eq!(chain.len, n as u64);
+            assert_eq!(walk(hs, chain.newest), (0..n).rev().collect::<Vec<_>>());
+        }
+    }
+
+    /// Reversed in place, a chain running into a cycle comes back to its
+    /// newest head (the batch's test for one), and `cut_cycle` then leaves
+    /// each reachable head once.
+    #[test]
+    fn a_reversed_chain_with_a_cycle_ends_at_its_newest_and_is_cut() {
+        for gap in [0, 1, 5] {
+            let hs = heads(10);
+            let mut order = vec![0, 1];
+            order.extend(2..2 + gap);
+            order.extend([1, 2 + gap]);
+            let top = stack_of(hs, &order);
+            // SAFETY: the heads are this test's.
+            let (oldest, n) = unsafe { reverse_counting(top) };
+            assert!(ptr::eq(oldest, top) && n > 1, "gap {gap}");
+            // SAFETY: as above.
+            let (_, distinct) = unsafe { cut_cycle(oldest) };
+            let mut got = walk(hs, oldest);
+            assert_eq!(distinct, got.len() as u64, "gap {gap}");
+            got.sort_unstable();
+            assert_eq!(got, (1..3 + gap).collect::<Vec<_>>(), "gap {gap}");
+        }
     }
 
     static RAN_BEFORE_STOP: AtomicUsize = AtomicUsize::new(0);

@@ -51,6 +51,10 @@
 //!   (as the memb flavor's, with a fence), which `rcu_read_unlock` ends:
 //!   what the thread reads is protected. `rcu_read_ongoing` is 1 online or
 //!   inside such a section, else 0 (liburcu returns its reader counter).
+//!   Only a program built with `DEBUG_RCU` calls the library for these:
+//!   without it, liburcu's header makes `rcu_read_lock`/`unlock` empty
+//!   inline functions (with or without `_LGPL_SOURCE`), so no library can
+//!   protect such a reader.
 //! * `synchronize_rcu`, `rcu_barrier`, `rcu_defer_barrier` and a full
 //!   `defer_rcu` queue on an online thread put it offline for the wait and
 //!   back online after, as liburcu does; inside a section entered while not

@@ -1,7 +1,8 @@
 /*
  * rcu_reclaim.h: extensions of rcu-reclaim-urcu, the liburcu memb-flavor
- * drop-in backed by rcu-reclaim. Include it next to <urcu/urcu-memb.h>
- * and link with the library (librcu_reclaim_urcu.so, or the drop-in built
+ * drop-in backed by rcu-reclaim. Include it after liburcu's own header
+ * (<urcu.h> for the rcu_* names, <urcu/urcu-memb.h> for the urcu_memb_*
+ * ones) and link with the library (librcu_reclaim_urcu.so, or the drop-in built
  * as liburcu-memb.so.8). Programs that only use liburcu's API need nothing
  * from here.
  */

@@ -108,9 +108,10 @@ pub unsafe extern "C" fn rcu_reclaim_call_rcu_sized(
 /// call_rcu threads hold is taken, waited for (one grace period) and invoked
 /// here too, and so is what every thread's `defer_rcu` queue holds, so all
 /// of it has run when it returns. Returns how many callbacks the engine
-/// released for running plus the `defer_rcu` entries run (each of them has
-/// run by the time it returns), or `-EINVAL` for a node or priority out of
-/// range. Do not call it inside a read-side section or from a callback.
+/// released for running plus the `call_rcu` callbacks and `defer_rcu`
+/// entries run here (each of them has run by the time it returns), or
+/// `-EINVAL` for a node or priority out of range. Do not call it inside a
+/// read-side section or from a callback.
 #[no_mangle]
 pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_long {
     let Ok(priority) = u8::try_from(priority) else {
@@ -134,12 +135,12 @@ pub extern "C" fn rcu_reclaim_run_callbacks(node: c_int, priority: c_int) -> c_l
     // threads could wait for the caller (a callback that synchronizes, or
     // another call_rcu thread waiting here too): what the engine ran is
     // reported, and the threads invoke it on their own.
-    let mut deferred = 0;
+    let (mut here, mut deferred) = (0, 0);
     if !crate::in_read_section() && !call_rcu::on_crdp_thread() {
-        call_rcu::wait_all_drained(true);
+        here = call_rcu::wait_all_drained(true).1;
         deferred = defer::drain_here::<Memb>();
     }
-    (report.invoked + deferred) as c_long
+    (report.invoked + here + deferred) as c_long
 }
 
 /// The domain's statistics as a JSON object (a NUL-terminated string the

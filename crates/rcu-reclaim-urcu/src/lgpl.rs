@@ -165,9 +165,38 @@ pub(crate) fn unregistered() {
 
 /// Whether the calling thread is inside a section recorded in its block
 /// (inlined, or entered by this library's `rcu_read_lock` on a registered
-/// thread).
+/// thread). A block taken below 0 by a stray inlined `rcu_read_unlock` is
+/// set back to 0 first ([`repair_underflow`]).
 pub(crate) fn in_section() -> bool {
-    depth() != 0
+    depth() != 0 && !repair_underflow()
+}
+
+/// Whether the calling thread's block said it left more sections than it
+/// entered: an inlined `rcu_read_unlock` without its `rcu_read_lock`
+/// takes the word below 0, which reads as a section nested half a word
+/// deep (liburcu does not check). Then says so, once per process, and
+/// sets the word back to 0 (no section), as if the stray unlock had not
+/// run: the thread's later calls, and every grace period, see it outside
+/// any section. No thread nests that deep.
+pub(crate) fn repair_underflow() -> bool {
+    let Some(block) = attached() else {
+        return false;
+    };
+    if block.load(Ordering::Relaxed) & NEST_MASK <= NEST_MASK / 2 {
+        return false;
+    }
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "[error] rcu-reclaim-urcu: rcu_read_unlock() was called more often than \
+             rcu_read_lock() on a thread (a program built with _LGPL_SOURCE: its inlined \
+             rcu_read_unlock() took the thread's reader count below zero, which reads as a \
+             section that never ends). The count is set back to zero; balance every \
+             rcu_read_unlock() with an rcu_read_lock()"
+        );
+    }
+    block.store(0, Ordering::SeqCst);
+    true
 }
 
 /// The nesting depth of the calling thread's section in its block (0 on a

@@ -6,7 +6,7 @@
 //! `LD_LIBRARY_PATH`.
 //!
 //! The library exports what a program compiled against liburcu 0.13's
-//! headers *without* `_LGPL_SOURCE` calls for the memb flavor (the read
+//! headers calls for the memb flavor, with or without `_LGPL_SOURCE` (the read
 //! side, `synchronize_rcu`, `call_rcu` and its `call_rcu_data` family,
 //! `rcu_barrier`, the fork hooks, the `defer_rcu` family, the pointer
 //! helpers, the `urcu_memb_flavor` table) plus liburcu 0.14's polled grace

@@ -482,11 +482,84 @@ fn barriers_in_callbacks_on_two_call_rcu_threads_both_return() {
 /// waited for the thread to stop, that is for itself (before: a silent
 /// hang, as with liburcu). It now returns, saying so, and the crdp is freed
 /// once the callback returns; the rest of its batch and later callbacks run.
+/// An rcu_head passed to call_rcu() again before its callback ran: on top
+/// of its queue, the second call is refused; with other heads queued
+/// between, the queue runs into a cycle, which is cut: every head still
+/// reachable runs once (those queued before the head's first call are
+/// lost, as liburcu loses heads too), the barrier returns, and later
+/// callbacks and barriers work. Before: a head linked to itself ran for
+/// ever, and `rcu_barrier` never returned (or a freeing callback freed
+/// twice).
+#[test]
+fn an_rcu_head_queued_twice_runs_once_and_hangs_nothing() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("call_rcu_twice", &[], &["-lurcu-memb"]);
+    for (gap, expected, message) in [
+        (
+            "0",
+            "ran 3, at most 1 each\nlater: 4\n",
+            "that is already queued",
+        ),
+        (
+            "1",
+            "ran 3, at most 1 each\nlater: 4\n",
+            "was passed to call_rcu() again",
+        ),
+        (
+            "10",
+            "ran 12, at most 1 each\nlater: 4\n",
+            "was passed to call_rcu() again",
+        ),
+    ] {
+        let out = env.run_ours(&exe, &[gap]);
+        assert_eq!(out.code, Some(0), "gap {gap}: {}", out.stderr);
+        assert_eq!(out.stdout, expected, "gap {gap}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(message),
+            "gap {gap}: no message:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// Built with `_LGPL_SOURCE`, a stray `rcu_read_unlock` takes the inlined
+/// reader count below zero: the drop-in says so, sets it back to zero and
+/// goes on (liburcu's `synchronize_rcu` on that thread then waits for
+/// ever). Before, the thread was taken for one inside a section that
+/// never ends: misleading errors, then an abort.
+#[test]
+fn a_stray_inlined_unlock_is_named_and_repaired() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("lgpl_unbalanced_unlock", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "synchronize_rcu returned\nanother thread's synchronize_rcu returned\n\
+         callbacks run: 1\nunregistered\n",
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("rcu_read_unlock() was called more often than rcu_read_lock()"),
+        "no message:\n{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("inside a read-side"), "{}", out.stderr);
+}
+
 #[test]
 fn a_callback_freeing_its_own_call_rcu_data_returns() {
     let Some(env) = Env::get(&MEMB) else { return };
     let exe = env.compile("free_in_own_callback", &[], &["-lurcu-memb"]);
-    let out = env.run_ours(&exe, &[]);
+    for how in ["uninstall", "keep"] {
+        a_callback_frees_its_own(&env.run_ours(&exe, &[how]));
+    }
+}
+
+/// [`a_callback_freeing_its_own_call_rcu_data_returns`]'s checks of a run.
+fn a_callback_frees_its_own(out: &harness::Output) {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
         out.stdout, "free returned; callbacks run: 4\n",
@@ -497,6 +570,13 @@ fn a_callback_freeing_its_own_call_rcu_data_returns() {
         out.stderr
             .contains("call_rcu_data_free() called from a callback of that call_rcu_data"),
         "no message:\n{}",
+        out.stderr
+    );
+    // Not also told to uninstall it: its own thread has it installed, as
+    // liburcu's has, not the program.
+    assert!(
+        !out.stderr.contains("set_thread_call_rcu_data(NULL)"),
+        "{}",
         out.stderr
     );
 }

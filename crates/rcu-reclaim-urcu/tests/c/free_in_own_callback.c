@@ -5,10 +5,14 @@
  * queued after it still run, and rcu_barrier waits for them. */
 #include "common.h"
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 static struct rcu_head heads[4];
 static atomic_int ran, freed;
+/* 0 (argv[1] "keep"): the callback frees it as its thread has it, without
+ * set_thread_call_rcu_data(NULL) first. */
+static int uninstall = 1;
 
 static void count(struct rcu_head *head)
 {
@@ -21,14 +25,16 @@ static void free_own(struct rcu_head *head)
 	(void)head;
 	/* On a call_rcu thread, the thread's call_rcu_data is its own. */
 	struct call_rcu_data *me = get_thread_call_rcu_data();
-	set_thread_call_rcu_data(NULL);
+	if (uninstall)
+		set_thread_call_rcu_data(NULL);
 	call_rcu_data_free(me);
 	atomic_fetch_add(&ran, 1);
 	atomic_store(&freed, 1);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	uninstall = !(argc > 1 && !strcmp(argv[1], "keep"));
 	rcu_register_thread();
 	struct call_rcu_data *crdp = create_call_rcu_data(0, -1);
 	CHECK(crdp != NULL);
