@@ -539,11 +539,11 @@ impl Callbacks {
         };
         REPORTS.warn_loud(&format!(
             "rcu-reclaim: {why}, a thread retiring garbage waited {} ms for it to be freed and \
-             goes on with {} MiB still waiting: {who}; keep read-side \
+             goes on with {} KiB still waiting: {who}; keep read-side \
              sections short (a section that lasts holds back every value retired meanwhile), \
              or retire large values with RcuCell::store_sync",
             waited.as_millis(),
-            bytes >> 20
+            bytes.div_ceil(1024)
         ));
     }
 }
