@@ -1334,10 +1334,13 @@ impl Rcu {
     /// use rcu_reclaim::topology::Topology;
     /// use rcu_reclaim::{Config, Rcu};
     /// let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 2))).unwrap();
+    /// // A reader holds the grace period up, so nothing runs meanwhile.
+    /// let guard = rcu.read_lock();
     /// rcu.call(|| {}); // buffered in this thread's page: on no shard yet
     /// assert_eq!(rcu.pending_on_cpu(0) + rcu.pending_on_cpu(1), 0);
     /// rcu.call_hurry(|| {}); // queued at once, on this thread's CPU (folded into 0..2)
     /// assert!(rcu.pending_on_cpu(0) + rcu.pending_on_cpu(1) >= 1);
+    /// drop(guard);
     /// rcu.barrier();
     /// ```
     pub fn pending_on_cpu(&self, cpu: usize) -> usize {
