@@ -1659,18 +1659,24 @@ mod tests {
         out
     }
 
+    /// Ten heads, of which are pushed 0, then 1, then `gap` others, then 1
+    /// again, then one more; and the stack's top.
+    fn pushed_twice(gap: usize) -> (&'static mut [RcuHead], *mut RcuHead) {
+        let hs = heads(10);
+        let mut order = vec![0, 1];
+        order.extend(2..2 + gap);
+        order.extend([1, 2 + gap]);
+        let top = stack_of(hs, &order);
+        (hs, top)
+    }
+
     /// A head pushed again before it was taken makes a cycle; `chain_of`
     /// cuts it, so every head still reachable is in the chain once (the
     /// heads pushed before the head's first push are lost).
     #[test]
     fn chain_of_cuts_the_cycle_a_head_pushed_twice_makes() {
         for gap in [0, 1, 5] {
-            let hs = heads(10);
-            // 0, then 1, then `gap` others, then 1 again, then one more.
-            let mut order = vec![0, 1];
-            order.extend(2..2 + gap);
-            order.extend([1, 2 + gap]);
-            let top = stack_of(hs, &order);
+            let (hs, top) = pushed_twice(gap);
             // SAFETY: the heads are this test's.
             let chain = unsafe { chain_of(top, 0) };
             let got = walk(hs, chain.newest);
@@ -1705,11 +1711,7 @@ mod tests {
     #[test]
     fn a_reversed_chain_with_a_cycle_ends_at_its_newest_and_is_cut() {
         for gap in [0, 1, 5] {
-            let hs = heads(10);
-            let mut order = vec![0, 1];
-            order.extend(2..2 + gap);
-            order.extend([1, 2 + gap]);
-            let top = stack_of(hs, &order);
+            let (hs, top) = pushed_twice(gap);
             // SAFETY: the heads are this test's.
             let (oldest, n) = unsafe { reverse_counting(top) };
             assert!(ptr::eq(oldest, top) && n > 1, "gap {gap}");
