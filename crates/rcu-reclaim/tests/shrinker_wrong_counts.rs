@@ -137,3 +137,42 @@ fn an_oom_after_counted_frees_covering_the_target_says_the_measure_did_not_fall(
     );
     rcu.barrier();
 }
+
+/// Counts `usize::MAX` objects (an underflowed `len - n`) and reports
+/// freeing whatever it is asked to scan; counts its calls.
+struct Underflowed(std::sync::atomic::AtomicUsize);
+
+impl Shrinker for Underflowed {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        usize::MAX
+    }
+    fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Scanned {
+            freed: ctl.nr_to_scan(),
+            bytes: ctl.nr_to_scan() * 64,
+        }
+    }
+}
+
+/// `shrink` ends its turn with such a shrinker after at most 16 Mi objects
+/// (131,072 calls of 128). Before, `shrink(2)` scanned a quarter of
+/// `usize::MAX` objects: 450 million calls in 10 s and counting, and a
+/// pressure monitor calling it could not be dropped.
+#[test]
+fn shrink_ends_with_a_shrinker_whose_count_is_absurd() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let r = Reclaimer::new(&rcu);
+    let liar = Arc::new(Underflowed(Default::default()));
+    r.register(liar.clone());
+    for priority in [12, 2, 0] {
+        liar.0.store(0, std::sync::atomic::Ordering::Relaxed);
+        let done = r.shrink(priority);
+        let calls = liar.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            calls <= (1 << 24) / 128,
+            "priority {priority}: {calls} calls"
+        );
+        assert!(done.freed_bytes > 0, "priority {priority}: {done:?}");
+    }
+}

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::shrinker::{
-    scan_target, Scanned, ShrinkControl, Shrinker, FRUITLESS_BATCHES, SHRINK_BATCH,
+    scan_target, Scanned, ShrinkControl, Shrinker, FRUITLESS_BATCHES, MAX_SCAN_PER_TURN,
+    SHRINK_BATCH,
 };
 use crate::domain::Rcu;
 use crate::pressure::NodeMask;
@@ -585,7 +586,9 @@ impl Reclaimer {
     /// [`scan_target`] of its objects (at priority 4, an eighth of them;
     /// at 2, half), even fewer than [`SHRINK_BATCH`], and at least one
     /// (a share of a few objects rounds down to none, and a cache of a
-    /// few large values would never shrink). What they queue for
+    /// few large values would never shrink), and at most 16 Mi objects
+    /// a call (a shrinker counting `usize::MAX` and reporting frees it
+    /// does not make would otherwise keep the caller for ever). What they queue for
     /// RCU is left to RCU (its pressure signal, or the caller's
     /// [`Rcu::run_callbacks`]); never declares out-of-memory. A
     /// [`PressureMonitor`](crate::sources::PressureMonitor) linked to a
@@ -640,7 +643,9 @@ impl Reclaimer {
                 // kernel's share rounds a small count down to nothing, and
                 // a cache of a few large values (fewer than 4 entries at
                 // priority 2, 16 at 4) never shrank for any event.
-                let mut total = scan_target(freeable, priority, s.seeks(), 0).max(freeable.min(1));
+                let mut total = scan_target(freeable, priority, s.seeks(), 0)
+                    .max(freeable.min(1))
+                    .min(MAX_SCAN_PER_TURN);
                 let mut fruitless = 0;
                 while total > 0 {
                     let mut ctl =

@@ -18,6 +18,17 @@ pub const SHRINK_BATCH: usize = 128;
 /// continues the sweep.
 pub(crate) const FRUITLESS_BATCHES: usize = 1024;
 
+/// Objects one shrinker may scan in one turn of [`Reclaimer::shrink`]
+/// (16 Mi; at priority 2, a quarter of a cache of 64 Mi objects): the
+/// scan arithmetic trusts `count`, and a shrinker that counts `usize::MAX`
+/// (an underflowed `len - n`, say) and reports freeing what it is asked
+/// would otherwise be called about 2^55 times in one turn, holding the
+/// caller (a pressure monitor, whose drop then waits) for ever. The rest
+/// of the target is dropped: the next call counts again.
+///
+/// [`Reclaimer::shrink`]: super::Reclaimer::shrink
+pub(crate) const MAX_SCAN_PER_TURN: usize = 1 << 24;
+
 /// What reclaim asks of a shrinker, and what the shrinker reports back.
 ///
 /// ```
