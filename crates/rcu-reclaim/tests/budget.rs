@@ -512,6 +512,29 @@ fn a_budget_too_small_for_watermarks_says_so() {
     let _ = MemoryBudget::new(1, r, || 0);
 }
 
+/// Without an `AccountingAlloc` as the global allocator (as in this test
+/// binary), `AccountingAlloc::enforce` installs a budget no allocation
+/// ever checks: it says so and names the fix (before: `Ok(())`, and
+/// nothing). The one test here that enforces: once per process.
+#[test]
+fn enforcing_a_budget_without_the_accounting_allocator_warns() {
+    use rcu_reclaim::reclaim::AccountingAlloc;
+    let log = common::Captured::default();
+    {
+        let _on = log.on_this_thread();
+        let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+        let budget = Arc::new(MemoryBudget::new(1 << 40, reclaimer, || 0));
+        assert!(AccountingAlloc::enforce(budget).is_ok());
+    }
+    let text = log.text();
+    assert!(
+        text.contains(
+            "AccountingAlloc::enforce() was called, but no AccountingAlloc is the global"
+        ) && text.contains("#[global_allocator] static ALLOC: AccountingAlloc"),
+        "{text}"
+    );
+}
+
 /// This test binary has no `AccountingAlloc` as its global allocator: a
 /// budget over `AccountingAlloc::live_bytes` would read 0 for ever and
 /// never reclaim, so making one says so and names the fix; a closure or

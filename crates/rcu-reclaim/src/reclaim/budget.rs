@@ -667,7 +667,19 @@ impl super::AccountingAlloc<std::alloc::System> {
     /// let budget = MemoryBudget::new(512 << 20, reclaimer, AccountingAlloc::live_bytes);
     /// AccountingAlloc::enforce(Arc::new(budget)).unwrap();
     /// ```
+    ///
+    /// Only allocations through an `AccountingAlloc` that is the program's
+    /// `#[global_allocator]` check the budget: without one, nothing ever
+    /// does, and the call says so (through `tracing`, or on standard error
+    /// with no subscriber), naming the fix.
     pub fn enforce(budget: Arc<MemoryBudget>) -> Result<(), Arc<MemoryBudget>> {
+        if !super::accounting::is_global_allocator() {
+            crate::sys::warn_loud(
+                "rcu-reclaim: AccountingAlloc::enforce() was called, but no AccountingAlloc is the \
+                 global allocator: no allocation will ever check the budget. Install it: \
+                 #[global_allocator] static ALLOC: AccountingAlloc = AccountingAlloc::system();",
+            );
+        }
         if super::accounting::install_direct(budget.clone()) {
             Ok(())
         } else {
