@@ -391,6 +391,53 @@ fn a_monitor_that_cannot_start_its_thread_reports_why() {
     assert_eq!(code, 0, "the child failed (see its output)");
 }
 
+/// A PSI trigger is written into the file it opens: any file but a memory
+/// pressure file is refused before anything is written (a cgroup v1
+/// `memory.force_empty` given by mistake emptied the cgroup's page cache,
+/// and the open succeeded).
+#[test]
+fn a_psi_trigger_is_written_into_memory_pressure_files_alone() {
+    use rcu_reclaim::sources::PsiTrigger;
+    let dir = std::env::temp_dir().join(format!("rcu-reclaim-psi-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in [
+        "memory.force_empty",
+        "cgroup.event_control",
+        "statm",
+        "pressure",
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, "original\n").unwrap();
+        let e = PsiTrigger::open(&path, Duration::from_millis(500), Duration::from_secs(2))
+            .err()
+            .unwrap_or_else(|| panic!("{name} accepted"));
+        assert!(e.reason.contains("not a memory pressure file"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "original\n",
+            "{name} written"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    // The file of the report, in a real (empty) cgroup v1 memory cgroup,
+    // where the old checks let it through: root and a v1 hierarchy only.
+    let cg = Path::new("/sys/fs/cgroup/memory")
+        .join(format!("rcu-reclaim-psi-names-{}", std::process::id()));
+    if std::fs::create_dir(&cg).is_err() {
+        println!("skipped the cgroup file: no cgroup v1 memory hierarchy, or not root");
+        return;
+    }
+    let e = PsiTrigger::open(
+        cg.join("memory.force_empty"),
+        Duration::from_millis(500),
+        Duration::from_secs(2),
+    )
+    .err();
+    std::fs::remove_dir(&cg).unwrap();
+    let e = e.expect("memory.force_empty accepted as a PSI file");
+    assert!(e.reason.contains("not a memory pressure file"), "{e}");
+}
+
 /// The kernel's CPU, I/O and IRQ pressure files take PSI triggers too, but
 /// their stalls are not memory pressure: refused, naming the right files.
 #[test]

@@ -60,7 +60,9 @@ impl PsiTrigger {
     /// some machines even root is refused 1 s), retries once with the
     /// window rounded up to the next multiple of 2 s and the stall scaled to
     /// the same share; [`describe`](PressureSource::describe) reports the
-    /// window in use. A window over 10 s (the kernel's limit) is an error.
+    /// window in use. A window over 10 s (the kernel's limit) is an error,
+    /// and so is a file other than a memory pressure file (`memory` or
+    /// `memory.pressure`): the trigger is written into it.
     ///
     /// ```
     /// use std::time::Duration;
@@ -92,6 +94,18 @@ impl PsiTrigger {
                     "{name} is a pressure file for another resource: give /proc/pressure/memory \
                      or a cgroup v2 memory.pressure"
                 ),
+            ));
+        }
+        // The trigger is written into the file: into any other kernel
+        // file it would be a write with effects of its own (a cgroup v1
+        // `memory.force_empty` emptied the cgroup's page cache, and `open`
+        // then succeeded).
+        if !matches!(name, "memory" | "memory.pressure") {
+            return Err(SourceError::new(
+                &path,
+                "not a memory pressure file (a PSI trigger is written into it): give \
+                 /proc/pressure/memory or a cgroup v2 memory.pressure"
+                    .to_string(),
             ));
         }
         if stall.is_zero() || stall > window {
