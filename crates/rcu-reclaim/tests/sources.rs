@@ -638,3 +638,37 @@ fn a_monitor_dropped_in_a_callback_ends_its_signal_at_once() {
     );
     drop(tx);
 }
+
+/// A usage file that reads "max" (or a count no machine holds) is a limit
+/// file given by mistake: an error naming the file and the right one.
+/// Before: a usage of `usize::MAX`, critical pressure on every poll, and
+/// no error.
+#[test]
+fn a_usage_file_that_reads_unlimited_is_an_error() {
+    use rcu_reclaim::sources::CgroupUsageSource;
+    let dir = std::env::temp_dir().join(format!("rcu-reclaim-usage-max-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for text in ["max\n", "9223372036854771712\n", "123456789012345678901\n"] {
+        let file = dir.join("memory.current");
+        std::fs::write(&file, text).unwrap();
+        let src = CgroupUsageSource::new(&file, 1 << 20, Duration::ZERO);
+        let e = src
+            .usage()
+            .err()
+            .unwrap_or_else(|| panic!("{text:?} read as a usage"));
+        assert!(e.file.ends_with("memory.current"), "{e}");
+        assert!(e.reason.contains("not a usage"), "{e}");
+    }
+    std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
+    let src = CgroupUsageSource::new(dir.join("memory.current"), 1 << 20, Duration::ZERO);
+    assert_eq!(src.usage().unwrap(), 4096);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A limit of 0 bytes would put every usage over it: refused, naming the
+/// fix.
+#[test]
+#[should_panic(expected = "CgroupUsageSource::new with a limit of 0 bytes")]
+fn a_usage_source_with_a_limit_of_zero_is_refused() {
+    let _ = rcu_reclaim::sources::CgroupUsageSource::new("/nonexistent", 0, Duration::ZERO);
+}

@@ -83,7 +83,17 @@ impl CgroupUsageSource {
     /// let src = CgroupUsageSource::new("/sys/fs/cgroup/memory.current", 512 << 20, Duration::from_millis(20));
     /// assert_eq!(src.limit(), 512 << 20);
     /// ```
+    ///
+    /// # Panics
+    /// If `limit` is 0: every usage would be over it, and the source would
+    /// report critical pressure on every poll.
+    #[track_caller]
     pub fn new(usage_file: impl Into<PathBuf>, limit: usize, interval: Duration) -> Self {
+        assert!(
+            limit > 0,
+            "rcu-reclaim: CgroupUsageSource::new with a limit of 0 bytes: every usage would be \
+             over it; give the cgroup's limit (CgroupUsageSource::for_this_process() reads it)"
+        );
         let marks = Watermarks::from_limit(limit);
         let usage_file = usage_file.into();
         let stat = stat_beside(&usage_file);
@@ -164,7 +174,15 @@ impl CgroupUsageSource {
     /// assert!(gone.usage().unwrap_err().file.ends_with("usage"));
     /// ```
     pub fn usage(&self) -> Result<usize, SourceError> {
-        let bytes = self.usage.read()?.unwrap_or(u64::MAX);
+        let Some(bytes) = self.usage.read()? else {
+            // "max", or a count no machine holds: a limit file's value.
+            return Err(SourceError::new(
+                self.usage.path(),
+                "reads as unlimited: that is a limit file's value (memory.max, \
+                 memory.limit_in_bytes), not a usage; give memory.current (v2) or \
+                 memory.usage_in_bytes (v1)",
+            ));
+        };
         Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
     }
 
