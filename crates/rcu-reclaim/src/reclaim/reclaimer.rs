@@ -451,8 +451,9 @@ impl Reclaimer {
     /// inside an RCU callback, or inside a read-side section of the
     /// reclaimer's domain (an online QSBR thread included), where the pass
     /// may be waiting for this very thread, it does not wait: a pass
-    /// already running may then call the shrinker once more, and keeps it
-    /// alive until then. In a child made by `fork()`, a pass that was
+    /// already running may go on calling the shrinker until its turn in
+    /// that pass ends (a turn is many batches), and keeps it alive until
+    /// then. In a child made by `fork()`, a pass that was
     /// calling it on another thread of the parent is not in the child and
     /// is not waited for.
     ///
@@ -491,7 +492,7 @@ impl Reclaimer {
                     let msg = format!(
                         "rcu-reclaim: Reclaimer::unregister waited {UNREGISTER_WAIT:?} for a \
                          reclaim pass still calling shrinker '{}' on another thread and \
-                         returns without it: the pass may call it once more; if this thread \
+                         returns without it: the pass may go on calling it until its turn ends; if this thread \
                          holds a lock the shrinker's count or scan takes, release it before \
                          unregistering (or dropping its cache)",
                         reg.name
