@@ -13,24 +13,13 @@ static atomic_long returned; /* call_rcus that returned */
 static pthread_t churners[4];
 static const int nchurn = 4;
 
-/* handlers must not malloc: each thread refills a pool they take from */
-static __thread struct node *pool[32];
-static __thread volatile int pooln;
+#include "signal_pool.h"
 static void handler(int s)
 {
 	(void)s;
 	if (pooln > 0) {
 		call_rcu(&pool[--pooln]->h, cb);
 		atomic_fetch_add(&returned, 1);
-	}
-}
-static void refill(void)
-{
-	while (pooln < 32) {
-		struct node *n = mknode();
-		sigset_t b, o; sigfillset(&b); pthread_sigmask(SIG_BLOCK, &b, &o);
-		pool[pooln++] = n;
-		pthread_sigmask(SIG_SETMASK, &o, NULL);
 	}
 }
 static void q(void) { call_rcu(&mknode()->h, cb); atomic_fetch_add(&returned, 1); }
@@ -45,7 +34,7 @@ static void *churn(void *arg)
 		set_thread_call_rcu_data(c);
 		r = r * 1103515245u + 12345u;
 		int n = 1 + (r >> 8) % 400;
-		for (int i = 0; i < n; i++) { refill(); q(); }
+		for (int i = 0; i < n; i++) { refill_to(32); q(); }
 		/* a long call: the handlers' heads gather aside meanwhile */
 		if ((r >> 20) % 4 == 0) rcu_barrier();
 		set_thread_call_rcu_data(NULL);

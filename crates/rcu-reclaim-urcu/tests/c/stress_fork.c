@@ -9,9 +9,7 @@ static atomic_int stop;
 static pthread_t flooders[8];
 static int nflood = 4;
 
-/* handlers must not malloc: each thread refills a pool they take from */
-static __thread struct node *pool[64];
-static __thread volatile int pooln;
+#include "signal_pool.h"
 static void sigcb(struct rcu_head *h)
 {
 	struct node *n = caa_container_of(h, struct node, h);
@@ -20,15 +18,6 @@ static void sigcb(struct rcu_head *h)
 	free(n);
 }
 static void handler(int s) { (void)s; if (pooln > 0) { struct node *n = pool[--pooln]; call_rcu(&n->h, sigcb); } }
-static void refill(void)
-{
-	while (pooln < 64) {
-		struct node *n = mknode();
-		sigset_t b, o; sigfillset(&b); pthread_sigmask(SIG_BLOCK, &b, &o);
-		pool[pooln++] = n;
-		pthread_sigmask(SIG_SETMASK, &o, NULL);
-	}
-}
 static void dfn(void *p) { cb((struct rcu_head *)p); }
 
 static void *flood(void *arg)

@@ -6,8 +6,7 @@
 static atomic_int stop;
 #define NT 4
 static pthread_t thr[NT];
-static __thread struct node *pool[64];
-static __thread volatile int pooln;
+#include "signal_pool.h"
 static atomic_long handled;
 static void handler(int s)
 {
@@ -16,15 +15,6 @@ static void handler(int s)
 	(void)rcu_read_ongoing();
 	rcu_read_unlock();
 	if (pooln > 0) { struct node *n = pool[--pooln]; call_rcu(&n->h, cb); atomic_fetch_add(&handled, 1); }
-}
-static void refill(void)
-{
-	while (pooln < 64) {
-		struct node *n = mknode();
-		sigset_t b, o; sigfillset(&b); pthread_sigmask(SIG_BLOCK, &b, &o);
-		pool[pooln++] = n;
-		pthread_sigmask(SIG_SETMASK, &o, NULL);
-	}
 }
 static void dfn(void *p) { cb((struct rcu_head *)p); }
 static void *worker(void *arg)

@@ -13,13 +13,8 @@
 #endif
 static atomic_int stop;
 static pthread_t gen;
-static __thread struct node *pool[64];
-static __thread volatile int pooln;
+#include "signal_pool.h"
 static void handler(int s) { (void)s; if (pooln > 0) call_rcu(&pool[--pooln]->h, cb); }
-static void refill(void) {
-	while (pooln < 64) { struct node *n = mknode(); sigset_t b, o; sigfillset(&b);
-		pthread_sigmask(SIG_BLOCK, &b, &o); pool[pooln++] = n; pthread_sigmask(SIG_SETMASK, &o, NULL); }
-}
 static void *generator(void *a) { (void)a; rcu_register_thread();
 	while (!atomic_load(&stop)) { refill(); for (int i = 0; i < 50; i++) call_rcu(&mknode()->h, cb);
 #ifdef QSBR
