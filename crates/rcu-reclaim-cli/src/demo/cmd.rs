@@ -110,7 +110,7 @@ impl DemoArgs {
                 ))
             }
             (Some(b), _) => b,
-            (None, Some(l)) => (l / 4 * 3).max(16 * MIB),
+            (None, Some(l)) => (l / 4 * 3).max(MIN_BUDGET),
             (None, None) => 96 * MIB,
         };
         for (flag, b) in [
@@ -231,11 +231,26 @@ impl Room {
     }
 }
 
+/// The least budget (and cgroup limit) the flags take.
+const MIN_BUDGET: usize = 16 * MIB;
+
+/// What a demo holds beyond the bytes its budget counts: the binary,
+/// stacks and tables.
+const PROGRAM_BYTES: usize = 16 * MIB;
+
 /// What a run under `budget` may hold at its peak, beyond the budget the
 /// accounting allocator counts: the allocator's own overhead and
-/// fragmentation (an eighth), and the binary, stacks and tables (16 MiB).
+/// fragmentation (an eighth), and [`PROGRAM_BYTES`].
 fn peak_for(budget: usize) -> usize {
-    budget.saturating_add(budget / 8).saturating_add(16 * MIB)
+    budget
+        .saturating_add(budget / 8)
+        .saturating_add(PROGRAM_BYTES)
+}
+
+/// The largest budget whose [`peak_for`] fits in `room` bytes, rounded
+/// down to a MiB.
+fn largest_budget_within(room: usize) -> usize {
+    room.saturating_sub(PROGRAM_BYTES) / 9 * 8 / MIB * MIB
 }
 
 /// Refuses a demo that the memory it can get (`room`) would not hold: the
@@ -259,30 +274,26 @@ pub fn check_room(cfg: &DemoConfig, room: Option<&Room>) -> Result<(), String> {
     if needed.min(peak_for(table)) <= room.bytes {
         return Ok(());
     }
-    let fits = if flag == "--cgroup-limit" {
-        room.bytes
-    } else {
-        // The largest budget whose peak fits, rounded down to a MiB.
-        (room.bytes.saturating_sub(16 * MIB) / 9 * 8) / MIB * MIB
-    };
-    let why = if flag == "--cgroup-limit" {
-        format!(
+    let (fits, why) = if cfg.cgroup_limit.is_some() {
+        let why = format!(
             "each side's cgroup sits below this process's, which has {} ({}): the kernel \
              would kill the whole demo, not the side under test",
             args::show_size_about(room.bytes),
             room.what
-        )
+        );
+        (room.bytes, why)
     } else {
-        format!(
+        let why = format!(
             "a run under it peaks at about {} (the budget, the allocator's overhead and the \
              program), more than {} ({}): the kernel would kill the demo before it printed \
              anything",
             args::show_size_about(needed),
             args::show_size_about(room.bytes),
             room.what
-        )
+        );
+        (largest_budget_within(room.bytes), why)
     };
-    let advice = if fits >= 16 * MIB {
+    let advice = if fits >= MIN_BUDGET {
         format!("lower {flag} to {} or less", show(fits))
     } else {
         "free some memory, or run it where more is free".into()

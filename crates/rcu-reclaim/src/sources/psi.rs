@@ -80,32 +80,25 @@ impl PsiTrigger {
         window: Duration,
     ) -> Result<Self, SourceError> {
         let path = path.as_ref().to_path_buf();
-        // The kernel's other pressure files take the same triggers, but
-        // their stalls are not memory's: a monitor on one would report
-        // CPU, I/O or IRQ pressure as memory pressure.
+        // The trigger is written into the file: memory pressure files
+        // alone. The kernel's other pressure files take the same triggers,
+        // but their stalls are not memory's (a monitor on one would report
+        // CPU, I/O or IRQ pressure as memory pressure); into any other
+        // kernel file it would be a write with effects of its own (a cgroup
+        // v1 `memory.force_empty` emptied the cgroup's page cache, and
+        // `open` then succeeded).
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if matches!(
-            name,
-            "cpu" | "io" | "irq" | "cpu.pressure" | "io.pressure" | "irq.pressure"
-        ) {
+        let wrong = match name {
+            "memory" | "memory.pressure" => None,
+            "cpu" | "io" | "irq" | "cpu.pressure" | "io.pressure" | "irq.pressure" => {
+                Some(format!("{name} is a pressure file for another resource"))
+            }
+            _ => Some("not a memory pressure file (a PSI trigger is written into it)".into()),
+        };
+        if let Some(wrong) = wrong {
             return Err(SourceError::new(
                 &path,
-                format!(
-                    "{name} is a pressure file for another resource: give /proc/pressure/memory \
-                     or a cgroup v2 memory.pressure"
-                ),
-            ));
-        }
-        // The trigger is written into the file: into any other kernel
-        // file it would be a write with effects of its own (a cgroup v1
-        // `memory.force_empty` emptied the cgroup's page cache, and `open`
-        // then succeeded).
-        if !matches!(name, "memory" | "memory.pressure") {
-            return Err(SourceError::new(
-                &path,
-                "not a memory pressure file (a PSI trigger is written into it): give \
-                 /proc/pressure/memory or a cgroup v2 memory.pressure"
-                    .to_string(),
+                format!("{wrong}: give /proc/pressure/memory or a cgroup v2 memory.pressure"),
             ));
         }
         if stall.is_zero() || stall > window {
