@@ -29,6 +29,7 @@ pub struct Config {
     pub(crate) flavor: Option<Flavor>,
     pub(crate) stall_timeout: Duration,
     pub(crate) simulate_no_membarrier: bool,
+    pub(crate) adaptive_reader_fences: bool,
     pub(crate) topology: Option<Topology>,
     pub(crate) params: Params,
     pub(crate) page_allocator: std::sync::Arc<dyn PageAllocator>,
@@ -41,6 +42,7 @@ impl Default for Config {
             flavor: None,
             stall_timeout: Duration::from_secs(21),
             simulate_no_membarrier: false,
+            adaptive_reader_fences: true,
             topology: None,
             params: Params::default(),
             page_allocator: std::sync::Arc::new(SystemPageAllocator),
@@ -54,6 +56,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("flavor", &self.flavor)
             .field("stall_timeout", &self.stall_timeout)
+            .field("adaptive_reader_fences", &self.adaptive_reader_fences)
             .field("topology", &self.topology)
             .field("params", &self.params)
             .finish_non_exhaustive()
@@ -96,6 +99,34 @@ impl Config {
     /// ```
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout;
+        self
+    }
+
+    /// Whether a memb domain may switch its readers to fences while its
+    /// grace periods come so often that their `membarrier`s would cost
+    /// more (default `true`). Each `membarrier` interrupts every CPU running
+    /// one of the process's threads (3-20 µs a call in virtual machines);
+    /// past about 2 % of a CPU in them (some 1,300 grace periods a second
+    /// at 15 µs each), the domain's readers issue a fence on entering their
+    /// outermost section (about 2 ns) and its grace periods a fence instead
+    /// of `membarrier`, until grace periods are rare again. `false` keeps
+    /// the read side at a load, a store and a compiler fence always, for
+    /// readers whose every nanosecond counts more than the writers' time.
+    /// `Stats::reader_fences` says whether the mode is on,
+    /// `Stats::fenced_gps` how many grace periods it spared `membarrier`.
+    /// No effect on mb or QSBR domains, whose readers always fence.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Rcu};
+    /// let rcu = Rcu::new(Config::new().adaptive_reader_fences(false)).unwrap();
+    /// for _ in 0..10_000 {
+    ///     rcu.synchronize();
+    /// }
+    /// assert_eq!(rcu.stats().fenced_gps, 0);
+    /// assert!(!rcu.config().adaptive_reader_fences_value());
+    /// ```
+    pub fn adaptive_reader_fences(mut self, adaptive: bool) -> Self {
+        self.adaptive_reader_fences = adaptive;
         self
     }
 
@@ -459,6 +490,16 @@ impl Config {
     /// ```
     pub fn flavor_value(&self) -> Option<Flavor> {
         self.flavor
+    }
+
+    /// Whether a memb domain may switch its readers to fences (see
+    /// [`adaptive_reader_fences`](Self::adaptive_reader_fences)).
+    ///
+    /// ```
+    /// assert!(rcu_reclaim::Config::new().adaptive_reader_fences_value());
+    /// ```
+    pub fn adaptive_reader_fences_value(&self) -> bool {
+        self.adaptive_reader_fences
     }
 
     /// The stall timeout.

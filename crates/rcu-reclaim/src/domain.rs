@@ -230,7 +230,12 @@ impl Rcu {
                     config.page_allocator.clone(),
                     config.panic_hook.clone(),
                 ),
-                gp: GracePeriods::new(id, registry.clone(), config.stall_timeout),
+                gp: GracePeriods::new(
+                    id,
+                    registry.clone(),
+                    config.stall_timeout,
+                    config.adaptive_reader_fences,
+                ),
                 config,
                 registry,
                 #[cfg(not(loom))]
@@ -323,6 +328,18 @@ impl Rcu {
     /// ```
     pub fn flavor(&self) -> Flavor {
         self.flavor
+    }
+
+    /// The mutation check of the loom model of reader fences: the domain's
+    /// readers stop fencing while its grace periods still skip
+    /// `membarrier` (under loom, always). Never use it: the model must fail
+    /// with it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn unfence_readers_for_loom_mutation(&self) {
+        self.registry
+            .fence_reads
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The configuration the domain was created with.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::flavor::writer_barrier;
 use crate::reader::{Owner, Registry, Slot};
+use crate::reader_fences::{ReaderFences, StartBarrier};
 use crate::sync::{fence, lock, thread, Arc, AtomicU64, Mutex};
 
 const SEQ_STATE_MASK: u64 = 3;
@@ -254,6 +255,9 @@ pub(crate) struct GracePeriods {
     /// to its bound on: no thread waits on it again.
     held_up_gave_up: AtomicU64,
     base: Instant,
+    /// Whether its readers fence and its grace periods skip `membarrier`
+    /// (see `reader_fences.rs`).
+    pub(crate) fences: ReaderFences,
     /// The process whose threads the domain knows: the one that created
     /// it, or the child that `ForkGuard::child` made it ready in. In any
     /// other process (forked without `prepare_fork`), `gp_lock` may be
@@ -262,8 +266,18 @@ pub(crate) struct GracePeriods {
 }
 
 impl GracePeriods {
-    pub(crate) fn new(id: u64, registry: Arc<Registry>, stall_timeout: Duration) -> Self {
+    /// The grace periods of domain `id`, whose readers are `registry`'s;
+    /// `adaptive_fences`: whether a memb domain may switch its readers to
+    /// fences (`Config::adaptive_reader_fences`).
+    pub(crate) fn new(
+        id: u64,
+        registry: Arc<Registry>,
+        stall_timeout: Duration,
+        adaptive_fences: bool,
+    ) -> Self {
+        let fixed = Registry::reads_always_fenced(registry.flavor);
         GracePeriods {
+            fences: ReaderFences::new(fixed, adaptive_fences),
             seq: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             gp_lock: Mutex::new(()),
@@ -544,17 +558,41 @@ impl GracePeriods {
         // The start time first: `held_up` (a heuristic for a bounded wait,
         // relaxed) then rarely pairs the new `seq` with the last start.
         #[cfg(not(loom))]
-        self.started_us.store(
-            crate::clock::elapsed(self.base).as_micros() as u64,
-            Ordering::Relaxed,
-        );
+        let now_us = crate::clock::elapsed(self.base).as_micros() as u64;
+        #[cfg(not(loom))]
+        self.started_us.store(now_us, Ordering::Relaxed);
         self.seq.store(s + 1, Ordering::Relaxed);
-        self.writer_barrier();
+        self.start_barrier(
+            #[cfg(not(loom))]
+            now_us,
+        );
         let new = self.registry.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
         #[cfg(not(loom))]
         self.publish_foreign_epoch(new);
         self.in_flight.store(new, Ordering::Relaxed);
         new
+    }
+
+    /// A grace period's start barrier: the writer's barrier, or, while the
+    /// domain's readers fence (`reader_fences.rs`), a fence.
+    fn start_barrier(&self, #[cfg(not(loom))] now_us: u64) {
+        #[cfg(loom)]
+        let now_us = 0;
+        #[cfg(not(loom))]
+        let foreign = !self.registry.foreign_gp.load(Ordering::Relaxed).is_null();
+        #[cfg(loom)]
+        let foreign = false;
+        let c = &self.counters;
+        let n = c.membarriers.load(Ordering::Relaxed);
+        let each = (n > 0).then(|| c.membarrier_ns.load(Ordering::Relaxed) / n);
+        let flag = &self.registry.fence_reads;
+        match self.fences.at_start(flag, now_us, each, foreign) {
+            StartBarrier::Fence => fence(Ordering::SeqCst),
+            StartBarrier::Flavor => {
+                self.writer_barrier();
+                self.fences.issued_membarrier(flag);
+            }
+        }
     }
 
     /// Stores reader counter `ctr` in the foreign readers' grace-period
@@ -581,6 +619,15 @@ impl GracePeriods {
         self.registry
             .foreign_gp
             .store(std::ptr::from_ref(word).cast_mut(), Ordering::Relaxed);
+        // Foreign readers never fence: every grace period from now on
+        // issues `membarrier` (`reader_fences.rs`), this one too if it
+        // started with a fence.
+        if ReaderFences::on(&self.registry.fence_reads)
+            && !Registry::reads_always_fenced(self.registry.flavor)
+        {
+            self.fences.disarm(&self.registry.fence_reads);
+            self.writer_barrier();
+        }
         self.publish_foreign_epoch(self.registry.gp_ctr.load(Ordering::Relaxed));
     }
 

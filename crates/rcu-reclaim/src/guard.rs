@@ -206,10 +206,11 @@ impl<'a> ReadGuard<'a> {
     #[inline]
     pub(crate) fn enter(rcu: &'a Rcu) -> Self {
         let slot = rcu.current_slot();
+        let registry = rcu.registry();
         // SAFETY: `current_slot` returns this thread's slot, kept alive by the
         // thread's registration for as long as the thread runs; the guard is
         // `!Send`, so it is dropped on this thread.
-        reader::section_enter(unsafe { &*slot }, &rcu.registry().gp_ctr, rcu.flavor());
+        reader::section_enter(unsafe { &*slot }, &registry.gp_ctr, &registry.fence_reads);
         ReadGuard {
             rcu,
             slot: SlotRef(slot),

@@ -498,6 +498,7 @@ pub mod pressure;
 pub mod qsbr;
 mod raw;
 mod reader;
+mod reader_fences;
 pub mod reclaim;
 mod retired;
 mod size;

@@ -17,6 +17,9 @@
 //!   a 32nd of `pace_bytes` once no grace period has started for
 //!   [`EARLY_PAGE_QUIET`], or, while they start more often, once it is
 //!   [`EARLY_PAGE_AGE_MS`] old.
+//! * **Reader fences.** A memb domain's readers fence, and its grace
+//!   periods skip `membarrier`, while `membarrier` would take over
+//!   [`FENCE_READS_ON_SHARE`] of a CPU ([`fence_reads`]).
 //! * **Overload.** A shard over `qhimark` is overloaded until under
 //!   `qlowmark`; a domain whose backlog is over `qovld` expedites.
 //! * **Batches.** A worker runs `max(blimit, pending >> 7)` callbacks at a
@@ -163,6 +166,40 @@ pub(crate) const GP_THREAD_MIN_INTERVAL: Duration = Duration::from_micros(200);
 pub(crate) fn gp_thread_gap(since_last: Option<Duration>) -> Option<Duration> {
     let left = GP_THREAD_MIN_INTERVAL.checked_sub(since_last?)?;
     (!left.is_zero()).then_some(left)
+}
+
+/// Reader fences ([`reader_fences`](crate::reader_fences)): a memb domain
+/// switches its readers to fences, and its grace periods from `membarrier`
+/// to a fence, once its grace periods' `membarrier`s would take this share
+/// of a CPU (in parts per 10,000: 2 %), and back under a quarter of it.
+/// Each `membarrier` also interrupts every CPU running one of the
+/// process's threads, readers included, while a fence costs a reader some
+/// nanoseconds per section. Chosen by measurement (BENCHMARKS.md, "Reader
+/// fences").
+pub(crate) const FENCE_READS_ON_SHARE: u64 = 200;
+
+/// The `membarrier` cost assumed before a domain has timed one.
+pub(crate) const MEMBARRIER_NS_GUESS: u64 = 5_000;
+
+/// Whether a memb domain's readers should fence (see
+/// [`FENCE_READS_ON_SHARE`]): `on` whether they do now, `gps` grace periods
+/// started in the last `elapsed_us`, each `membarrier` costing
+/// `membarrier_ns_each` (`None`: none timed yet).
+pub(crate) fn fence_reads(
+    on: bool,
+    gps: u64,
+    elapsed_us: u64,
+    membarrier_ns_each: Option<u64>,
+) -> bool {
+    let each = membarrier_ns_each.unwrap_or(MEMBARRIER_NS_GUESS);
+    // In parts per 10,000 of one CPU: gps × each ns over elapsed µs × 1000.
+    let share = gps.saturating_mul(each).saturating_mul(10) / elapsed_us.max(1);
+    let mark = if on {
+        FENCE_READS_ON_SHARE / 4
+    } else {
+        FENCE_READS_ON_SHARE
+    };
+    share >= mark
 }
 
 /// A retiring thread tries to complete the grace period in progress
@@ -850,6 +887,23 @@ pub(crate) fn run_work(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reader_fences_follow_the_membarrier_share_with_hysteresis() {
+        // 15 µs a membarrier (a KVM guest): 1,333 a second is 2 % of a CPU.
+        let each = Some(15_000);
+        assert!(!fence_reads(false, 26, 20_000, each)); // 1,300 a second
+        assert!(fence_reads(false, 27, 20_000, each)); // 1,350 a second
+                                                       // Once on, it stays on down to a quarter of the mark.
+        assert!(fence_reads(true, 7, 20_000, each));
+        assert!(!fence_reads(true, 6, 20_000, each));
+        // A cheap membarrier (2 µs, bare metal) needs 10,000 a second.
+        assert!(!fence_reads(false, 199, 20_000, Some(2_000)));
+        assert!(fence_reads(false, 200, 20_000, Some(2_000)));
+        // No time elapsed, or none timed yet: no division by zero, a guess.
+        assert!(fence_reads(false, 1, 0, None));
+        assert!(!fence_reads(false, 0, 20_000, None));
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

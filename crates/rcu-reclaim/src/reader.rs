@@ -187,6 +187,11 @@ pub(crate) struct Registry {
     /// outermost `read_lock`, writers bump it once per grace period.
     pub(crate) gp_ctr: CachePadded<AtomicU64>,
     head: AtomicPtr<CachePadded<Slot>>,
+    /// Readers fence on entering their outermost section (mb, QSBR, or a
+    /// memb domain whose grace periods skip `membarrier`: see
+    /// `reader_fences.rs`). Beside `waiter`, which every outermost exit
+    /// reads: a line the section touches anyway.
+    pub(crate) fence_reads: AtomicBool,
     /// `-1` while a writer is parked waiting for readers, else `0`.
     pub(crate) waiter: AtomicI32,
     /// Cleared when the domain is dropped; dead registrations are pruned.
@@ -218,9 +223,13 @@ pub(crate) struct Registry {
 pub(crate) type PayOwed = Box<dyn Fn(Payer) + Send + Sync>;
 
 impl Registry {
+    /// A registry of `flavor`'s readers; those of an mb or QSBR domain
+    /// (or any under Miri or loom, which have no `membarrier`) fence for
+    /// good, a memb domain's while its grace periods say so.
     pub(crate) fn new(flavor: Flavor) -> Self {
         Registry {
             gp_ctr: CachePadded::new(AtomicU64::new(1)),
+            fence_reads: AtomicBool::new(Self::reads_always_fenced(flavor)),
             head: AtomicPtr::new(ptr::null_mut()),
             waiter: AtomicI32::new(0),
             alive: AtomicBool::new(true),
@@ -235,6 +244,11 @@ impl Registry {
             #[cfg(not(loom))]
             adopt_orphans: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Whether `flavor`'s readers always fence (see [`Registry::new`]).
+    pub(crate) fn reads_always_fenced(flavor: Flavor) -> bool {
+        flavor != Flavor::Memb || cfg!(miri) || cfg!(loom)
     }
 
     /// Claims a free slot or appends a new one.
@@ -984,17 +998,24 @@ pub(crate) fn own_slot_in(id: u64) -> *const Slot {
 }
 
 /// Enters a section on `slot` (this thread's): the outermost one snapshots
-/// the domain's reader counter `gp_ctr`, then the flavor's fence.
+/// the domain's reader counter `gp_ctr`, then fences if `fence_reads` says
+/// readers fence (mb, QSBR, or a memb domain in fence mode: see
+/// `reader_fences.rs`).
 #[inline]
-pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, flavor: Flavor) {
+pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
     let n = slot.nest.get();
     if n == 0 {
         let ctr = gp_ctr.load(Ordering::Relaxed);
         slot.ctr.store(ctr, Ordering::Relaxed);
-        // Memb: the writer's membarrier() turns this compiler fence into a
-        // full fence. A QSBR domain's writers issue a fence, not
-        // `membarrier`: a guard section there is an mb one.
-        reader_fence(flavor);
+        // The mode is read after the slot store in program order:
+        // a reader that finds the bit clear there is ordered by the
+        // `membarrier` that armed fence mode (`reader_fences.rs`). Memb
+        // without the bit: the writer's membarrier() turns this compiler
+        // fence into a full fence.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if fence_reads.load(Ordering::Relaxed) {
+            fence(Ordering::SeqCst);
+        }
     }
     // 64 bits cannot wrap (see `Slot::nest`).
     slot.nest.set(n + 1);

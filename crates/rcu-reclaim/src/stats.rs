@@ -102,6 +102,22 @@ pub struct Stats {
     /// assert_eq!((s.membarriers, s.membarrier_us), (0, 0)); // fences only
     /// ```
     pub membarrier_us: u64,
+    /// Whether the domain's readers fence now: always on an mb or QSBR
+    /// domain; on a memb domain while its grace periods come so often that
+    /// `membarrier` would cost more (see
+    /// [`Config::adaptive_reader_fences`](crate::Config::adaptive_reader_fences)).
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Flavor, Rcu};
+    /// let mb = Rcu::new(Config::new().flavor(Flavor::Mb)).unwrap();
+    /// assert!(mb.stats().reader_fences);
+    /// ```
+    pub reader_fences: bool,
+    /// Grace periods a memb domain started with a fence instead of
+    /// `membarrier`, its readers fencing.
+    pub fenced_gps: u64,
+    /// Times a memb domain switched its readers to fences.
+    pub reader_fence_switches: u64,
     /// Threads that have a slot in the domain now: every thread that took
     /// a read-side section of it, retired into it or registered a
     /// `QsbrThread`, until it exits or unregisters (the slot also holds
@@ -251,6 +267,9 @@ impl Rcu {
             retirer_gps: get(&c.polled_gps),
             membarriers: get(&c.membarriers),
             membarrier_us: get(&c.membarrier_ns) / 1_000,
+            reader_fences: crate::reader_fences::ReaderFences::on(&self.registry().fence_reads),
+            fenced_gps: get(&gp.fences.fenced_gps),
+            reader_fence_switches: get(&gp.fences.switches_on),
             registered_readers: self.registry().registered(),
             pending,
             pending_bytes,

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "locking.rs",
             "size.rs",
             "foreign.rs",
+            "reader_fences.rs",
         ],
     ),
     (

@@ -57,6 +57,83 @@ fn reader_never_sees_an_object_poisoned_after_synchronize() {
     });
 }
 
+/// The model above as a function of the domain, for the reader-fence
+/// mutation below (the object freed once the reader is done: the poison
+/// is the check).
+fn poison_model(make: fn() -> Rcu) {
+    loom::model(move || {
+        let rcu = make();
+        let cell = loom::sync::Arc::new(RcuCell::new_in(&rcu, Some(Obj::boxed(1))));
+        let (r, c) = (rcu.clone(), cell.clone());
+        let reader = thread::spawn(move || {
+            let g = r.read_lock();
+            if let Some(obj) = c.load(&g) {
+                assert_ne!(obj.value.load(Ordering::Relaxed), POISON, "poisoned");
+            }
+            drop(g);
+        });
+        let old = cell.replace(Obj::boxed(2)).unwrap();
+        rcu.synchronize();
+        // SAFETY: a grace period elapsed after the unlink.
+        let old = unsafe { old.into_box_unchecked() };
+        old.value.store(POISON, Ordering::Relaxed);
+        // Freed after the reader is done, so that a mutant's reader sees
+        // the poison (an assertion) rather than loom's freed object.
+        reader.join().unwrap();
+        drop(old);
+    });
+}
+
+/// Reader fences (`reader_fences.rs`): a domain whose grace periods skip
+/// `membarrier` relies on the fence its readers issue when the domain's
+/// flag says so (under loom every domain is in that state). The model
+/// passes with the flag set, as the domain leaves it ...
+#[test]
+fn readers_that_fence_by_the_flag_are_protected() {
+    poison_model(|| Rcu::new(Config::new()).unwrap());
+}
+
+/// ... and fails when the flag is cleared under the same grace periods:
+/// the readers' fence, chosen by the flag, is what protects them.
+#[test]
+fn mutation_readers_unfenced_under_fenced_grace_periods_fails_the_model() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "mutant_readers_unfenced_under_fenced_grace_periods",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("running 1 test"), "{text}");
+    assert!(
+        !out.status.success(),
+        "the mutant passed the model:\n{text}"
+    );
+    assert!(
+        text.contains("poisoned") || text.contains("Causality violation"),
+        "the mutant failed for another reason:\n{text}"
+    );
+}
+
+#[test]
+#[ignore = "a mutant that must fail; run (and checked to fail) by \
+            mutation_readers_unfenced_under_fenced_grace_periods_fails_the_model"]
+fn mutant_readers_unfenced_under_fenced_grace_periods() {
+    poison_model(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        rcu.unfence_readers_for_loom_mutation();
+        rcu
+    });
+}
+
 /// The same with a polled cookie completed by another thread's grace period:
 /// the freeing thread never ran one itself.
 #[test]

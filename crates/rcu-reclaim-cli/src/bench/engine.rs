@@ -13,6 +13,9 @@ pub struct EngineSample {
     /// Of those, run in expedited mode.
     pub expedited_gps: u64,
     pub membarriers: u64,
+    /// Grace periods started with a fence instead of `membarrier`, the
+    /// readers fencing (`Stats::fenced_gps`).
+    pub fenced_gps: u64,
     /// Their time so far, in microseconds.
     pub membarrier_us: u64,
     /// CPU time (clock ticks) of the domain's grace-period thread so far.
@@ -33,6 +36,7 @@ impl EngineSample {
             grace_periods: s.gp_completed,
             expedited_gps: s.expedited_gps,
             membarriers: s.membarriers,
+            fenced_gps: s.fenced_gps,
             membarrier_us: s.membarrier_us,
             gp_thread_ticks,
             worker_ticks,
@@ -49,6 +53,10 @@ pub struct EngineReport {
     /// Of those, expedited (a writer or a reclaimer waiting for one).
     pub expedited_per_sec: f64,
     pub membarriers_per_sec: f64,
+    /// Grace periods per second that started with a fence instead of
+    /// `membarrier`, the readers fencing (adaptive reader fences).
+    #[serde(default)]
+    pub fenced_gps_per_sec: f64,
     /// `membarrier` calls per MiB retired.
     pub membarriers_per_retired_mib: f64,
     /// What one `membarrier` call took on average, in µs (an interrupt to
@@ -81,6 +89,7 @@ impl EngineReport {
             grace_periods_per_sec: per_s(a.grace_periods, b.grace_periods),
             expedited_per_sec: per_s(a.expedited_gps, b.expedited_gps),
             membarriers_per_sec: per_s(a.membarriers, b.membarriers),
+            fenced_gps_per_sec: per_s(a.fenced_gps, b.fenced_gps),
             membarriers_per_retired_mib: if retired > 0 {
                 membarriers / (retired as f64 / (1 << 20) as f64)
             } else {
@@ -108,6 +117,7 @@ impl EngineReport {
                 grace_periods_per_sec: m(|r| r.grace_periods_per_sec),
                 expedited_per_sec: m(|r| r.expedited_per_sec),
                 membarriers_per_sec: m(|r| r.membarriers_per_sec),
+                fenced_gps_per_sec: m(|r| r.fenced_gps_per_sec),
                 membarriers_per_retired_mib: m(|r| r.membarriers_per_retired_mib),
                 membarrier_us_each: m(|r| r.membarrier_us_each),
                 membarrier_cpu_pct: m(|r| r.membarrier_cpu_pct),

@@ -336,7 +336,7 @@ pub fn table(s: &ScenarioReport) -> String {
     fn engine(b: &BackendReport, f: impl Fn(&super::EngineReport) -> String) -> String {
         b.engine.as_ref().map_or_else(|| "-".to_string(), f)
     }
-    let rows: [(&str, Cell); 17] = [
+    let rows: [(&str, Cell); 18] = [
         ("reads/s", |b| format!("{:.2} M", b.reads_per_sec / 1e6)),
         ("  x rcu-reclaim", |b| {
             format!("{:.2}", b.vs_rcu_reclaim.reads_per_sec)
@@ -372,6 +372,9 @@ pub fn table(s: &ScenarioReport) -> String {
         }),
         ("membarriers/s", |b| {
             engine(b, |e| format!("{:.0}", e.membarriers_per_sec))
+        }),
+        ("fenced grace periods/s", |b| {
+            engine(b, |e| format!("{:.0}", e.fenced_gps_per_sec))
         }),
         ("  each / CPU", |b| {
             engine(b, |e| {

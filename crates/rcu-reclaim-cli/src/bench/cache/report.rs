@@ -354,11 +354,13 @@ pub fn table(s: &CacheScenarioReport) -> String {
         }
         if let Some(e) = &b.engine {
             out += &format!(
-                "{} engine: {:.0} grace periods/s ({:.0} expedited), {:.0} membarriers/s \
-                 ({:.1} us each, {:.1} % of a CPU), gp / worker CPU {:.0} % / {:.0} %\n",
+                "{} engine: {:.0} grace periods/s ({:.0} expedited, {:.0} fenced), {:.0} \
+                 membarriers/s ({:.1} us each, {:.1} % of a CPU), gp / worker CPU {:.0} % / \
+                 {:.0} %\n",
                 b.backend,
                 e.grace_periods_per_sec,
                 e.expedited_per_sec,
+                e.fenced_gps_per_sec,
                 e.membarriers_per_sec,
                 e.membarrier_us_each,
                 e.membarrier_cpu_pct,
@@ -407,6 +409,7 @@ mod tests {
             grace_periods_per_sec: 9000.0,
             expedited_per_sec: 12.0,
             membarriers_per_sec: 9001.0,
+            fenced_gps_per_sec: 3.0,
             membarrier_us_each: 14.5,
             membarrier_cpu_pct: 13.1,
             gp_thread_cpu_pct: 2.0,
@@ -430,8 +433,8 @@ mod tests {
         );
         assert!(
             text.contains(
-                "rcu-reclaim engine: 9000 grace periods/s (12 expedited), 9001 membarriers/s \
-                 (14.5 us each, 13.1 % of a CPU), gp / worker CPU 2 % / 0 %"
+                "rcu-reclaim engine: 9000 grace periods/s (12 expedited, 3 fenced), 9001 \
+                 membarriers/s (14.5 us each, 13.1 % of a CPU), gp / worker CPU 2 % / 0 %"
             ),
             "{text}"
         );

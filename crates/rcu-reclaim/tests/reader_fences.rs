@@ -1,0 +1,159 @@
+//! Adaptive reader fences: a memb domain whose grace periods come often
+//! switches its readers to fences and its grace periods off `membarrier`,
+//! and back when they are rare; readers stay protected across the switches.
+
+mod common;
+use common::poison::{Drops, Val};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+
+/// A memb domain, or `None` (saying why) where the kernel has no
+/// `membarrier`.
+fn memb(config: Config) -> Option<Rcu> {
+    match Rcu::new(config.flavor(Flavor::Memb)) {
+        Ok(rcu) => Some(rcu),
+        Err(e) => {
+            eprintln!("skipped: no memb flavor here ({e})");
+            None
+        }
+    }
+}
+
+/// Runs grace periods back to back for `d` (this thread holds a slot, so
+/// each is a real one).
+fn burst(rcu: &Rcu, d: Duration) {
+    drop(rcu.read_lock());
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        rcu.synchronize();
+    }
+}
+
+/// A few grace periods, `gap` apart.
+fn trickle(rcu: &Rcu, n: usize, gap: Duration) {
+    for _ in 0..n {
+        thread::sleep(gap);
+        rcu.synchronize();
+    }
+}
+
+#[test]
+fn frequent_grace_periods_switch_readers_to_fences_and_rare_ones_back() {
+    let Some(rcu) = memb(Config::new()) else {
+        return;
+    };
+    assert!(
+        !rcu.stats().reader_fences,
+        "a new memb domain starts unfenced"
+    );
+    burst(&rcu, Duration::from_millis(150));
+    let s = rcu.stats();
+    assert!(s.reader_fences, "{s:#?}");
+    assert!(s.reader_fence_switches >= 1, "{s:#?}");
+    assert!(s.fenced_gps > 0, "{s:#?}");
+    // Grace periods that fenced issued no membarrier.
+    let gps = s.normal_gps + s.expedited_gps;
+    assert!(
+        s.membarriers + s.fenced_gps <= gps + s.writer_parks + 64,
+        "{s:#?}"
+    );
+    // Rare grace periods: back to membarrier once a window has seen them.
+    trickle(&rcu, 4, Duration::from_millis(30));
+    let s = rcu.stats();
+    assert!(!s.reader_fences, "{s:#?}");
+    let before = s.membarriers;
+    rcu.synchronize();
+    assert!(rcu.stats().membarriers > before, "membarrier again");
+}
+
+#[test]
+fn readers_stay_protected_while_the_mode_switches() {
+    let Some(rcu) = memb(Config::new()) else {
+        return;
+    };
+    let drops = Drops::new(2_000_000);
+    let cell = Arc::new(RcuCell::new_in(&rcu, Some(Box::new(Val::new(&drops, 7)))));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (rcu, cell, stop) = (rcu.clone(), cell.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let g = rcu.read_lock();
+                    if let Some(v) = cell.load(&g) {
+                        v.check(7);
+                    }
+                    drop(g);
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let writer = {
+        let (rcu, cell, drops) = (rcu.clone(), cell.clone(), drops.clone());
+        thread::spawn(move || {
+            for _ in 0..6 {
+                // Busy: stores, each waited for, grace periods back to back.
+                let end = Instant::now() + Duration::from_millis(80);
+                while Instant::now() < end {
+                    cell.store(Box::new(Val::new(&drops, 7)));
+                    rcu.synchronize();
+                }
+                // Quiet: a few stores, far apart.
+                for _ in 0..4 {
+                    thread::sleep(Duration::from_millis(25));
+                    cell.store(Box::new(Val::new(&drops, 7)));
+                    rcu.synchronize();
+                }
+            }
+        })
+    };
+    writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    let s = rcu.stats();
+    assert!(
+        s.reader_fence_switches >= 2,
+        "switched on, off and on: {s:#?}"
+    );
+    assert!(s.fenced_gps > 0, "{s:#?}");
+    drop(cell);
+    rcu.barrier();
+    drops.assert_each_dropped_once();
+}
+
+#[test]
+fn adaptive_reader_fences_off_keeps_membarrier() {
+    let Some(rcu) = memb(Config::new().adaptive_reader_fences(false)) else {
+        return;
+    };
+    burst(&rcu, Duration::from_millis(100));
+    let s = rcu.stats();
+    assert!(!s.reader_fences, "{s:#?}");
+    assert_eq!((s.fenced_gps, s.reader_fence_switches), (0, 0), "{s:#?}");
+    assert!(s.membarriers >= s.normal_gps, "{s:#?}");
+}
+
+#[test]
+fn mb_and_qsbr_readers_always_fence() {
+    for flavor in [Flavor::Mb, Flavor::Qsbr] {
+        let rcu = Rcu::new(Config::new().flavor(flavor)).unwrap();
+        assert!(rcu.stats().reader_fences, "{flavor}");
+        burst(&rcu, Duration::from_millis(30));
+        let s = rcu.stats();
+        assert!(s.reader_fences, "{flavor}");
+        assert_eq!(
+            (s.fenced_gps, s.reader_fence_switches, s.membarriers),
+            (0, 0, 0)
+        );
+    }
+}
