@@ -244,6 +244,41 @@ pub(crate) fn assert_threads_block_signals(name: &str) {
     }
 }
 
+/// Runs `f` and gives the caller its `errno` back as it found it, also if
+/// `f` unwinds. liburcu's functions leave `errno` alone; here the library's
+/// first use (which reads `/sys`, setting it to 0), a `call_rcu_data`'s
+/// creation (which looks for the cgroup's memory files: `ENOENT`) and a
+/// `call_rcu` held back under a flood (a futex wait that times out:
+/// `ETIMEDOUT`) changed it, under a program that reads `errno` after such a
+/// call, or whose signal handler calls `call_rcu` while the code it
+/// interrupted is about to read it.
+pub fn keeping_errno<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the saved value back.
+    struct Restore(std::os::raw::c_int);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: the calling thread's `errno`, always valid.
+            unsafe { *libc::__errno_location() = self.0 };
+        }
+    }
+    // SAFETY: as above.
+    let _restore = Restore(unsafe { *libc::__errno_location() });
+    f()
+}
+
+/// [`keeping_errno`] for a function that reports a failure through `errno`
+/// (a non-zero return): `errno` is given back only on success.
+pub fn keeping_errno_on_success(f: impl FnOnce() -> std::os::raw::c_int) -> std::os::raw::c_int {
+    // SAFETY: the calling thread's `errno`, always valid.
+    let saved = unsafe { *libc::__errno_location() };
+    let ret = f();
+    if ret == 0 {
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = saved };
+    }
+    ret
+}
+
 /// Runs `f`, turning a panic of the library (misuse it detected and already
 /// described through the panic hook) into `None`, so nothing unwinds into C.
 pub fn no_unwind<R>(f: impl FnOnce() -> R) -> Option<R> {
@@ -324,21 +359,27 @@ macro_rules! export_flavor {
         #[doc = "`head` is valid and untouched by the caller until `func` runs."]
         #[export_name = concat!("urcu_", $p, "_call_rcu")]
         pub unsafe extern "C" fn call_rcu(head: *mut RcuHead, func: Option<RcuFunc>) {
-            let func = $crate::call_rcu::checked_func(head, func, "call_rcu");
-            // SAFETY: the caller's contract is `queue`'s.
-            unsafe { $crate::call_rcu::queue::<$f>(head, func, 0) };
+            $crate::keeping_errno(|| {
+                let func = $crate::call_rcu::checked_func(head, func, "call_rcu");
+                // SAFETY: the caller's contract is `queue`'s.
+                unsafe { $crate::call_rcu::queue::<$f>(head, func, 0) };
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_barrier` (`rcu_barrier`): waits until every callback queued before the call has run.")]
         #[export_name = concat!("urcu_", $p, "_barrier")]
         pub extern "C" fn barrier() {
-            $crate::call_rcu::barrier::<$f>();
+            $crate::keeping_errno(|| {
+                $crate::call_rcu::barrier::<$f>();
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_create_call_rcu_data`: a crdp with its own thread (bound to `cpu_affinity` if >= 0).")]
         #[export_name = concat!("urcu_", $p, "_create_call_rcu_data")]
         pub extern "C" fn create_call_rcu_data(flags: c_ulong, cpu_affinity: c_int) -> *mut CallRcuData {
-            $crate::call_rcu::create_call_rcu_data::<$f>(flags, cpu_affinity)
+            $crate::keeping_errno(|| {
+                $crate::call_rcu::create_call_rcu_data::<$f>(flags, cpu_affinity)
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_call_rcu_data_free`: stops a crdp's thread and frees it; what it holds goes to the default crdp.")]
@@ -347,14 +388,18 @@ macro_rules! export_flavor {
         #[doc = "`crdp` came from `create_call_rcu_data`, is installed nowhere, a grace period has passed since it was removed, and it is freed once."]
         #[export_name = concat!("urcu_", $p, "_call_rcu_data_free")]
         pub unsafe extern "C" fn call_rcu_data_free(crdp: *mut CallRcuData) {
-            // SAFETY: the caller's contract is `call_rcu_data_free`'s.
-            unsafe { $crate::call_rcu::call_rcu_data_free::<$f>(crdp) }
+            $crate::keeping_errno(|| {
+                // SAFETY: the caller's contract is `call_rcu_data_free`'s.
+                unsafe { $crate::call_rcu::call_rcu_data_free::<$f>(crdp) }
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_get_default_call_rcu_data`: the default crdp (created on first use).")]
         #[export_name = concat!("urcu_", $p, "_get_default_call_rcu_data")]
         pub extern "C" fn get_default_call_rcu_data() -> *mut CallRcuData {
-            $crate::call_rcu::get_default_call_rcu_data::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::call_rcu::get_default_call_rcu_data::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_get_cpu_call_rcu_data`: the crdp installed for `cpu`, or NULL.")]
@@ -372,7 +417,9 @@ macro_rules! export_flavor {
         #[doc = concat!("`urcu_", $p, "_get_call_rcu_data`: the crdp `call_rcu` uses on this thread now.")]
         #[export_name = concat!("urcu_", $p, "_get_call_rcu_data")]
         pub extern "C" fn get_call_rcu_data() -> *mut CallRcuData {
-            $crate::call_rcu::get_call_rcu_data::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::call_rcu::get_call_rcu_data::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_set_thread_call_rcu_data`: installs `crdp` (or NULL) for the calling thread.")]
@@ -384,19 +431,25 @@ macro_rules! export_flavor {
         #[doc = concat!("`urcu_", $p, "_set_cpu_call_rcu_data`: installs `crdp` for `cpu`: 0, `-EINVAL` or `-EEXIST` (with `errno`).")]
         #[export_name = concat!("urcu_", $p, "_set_cpu_call_rcu_data")]
         pub extern "C" fn set_cpu_call_rcu_data(cpu: c_int, crdp: *mut CallRcuData) -> c_int {
-            $crate::call_rcu::set_cpu_call_rcu_data::<$f>(cpu, crdp)
+            $crate::keeping_errno_on_success(|| {
+                $crate::call_rcu::set_cpu_call_rcu_data::<$f>(cpu, crdp)
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_create_all_cpu_call_rcu_data`: a crdp for every CPU that has none; 0 on success.")]
         #[export_name = concat!("urcu_", $p, "_create_all_cpu_call_rcu_data")]
         pub extern "C" fn create_all_cpu_call_rcu_data(flags: c_ulong) -> c_int {
-            $crate::call_rcu::create_all_cpu_call_rcu_data::<$f>(flags)
+            $crate::keeping_errno_on_success(|| {
+                $crate::call_rcu::create_all_cpu_call_rcu_data::<$f>(flags)
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_free_all_cpu_call_rcu_data`: uninstalls and frees every per-CPU crdp.")]
         #[export_name = concat!("urcu_", $p, "_free_all_cpu_call_rcu_data")]
         pub extern "C" fn free_all_cpu_call_rcu_data() {
-            $crate::call_rcu::free_all_cpu_call_rcu_data::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::call_rcu::free_all_cpu_call_rcu_data::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_get_call_rcu_thread`: the thread that invokes `crdp`'s callbacks.")]
@@ -412,19 +465,25 @@ macro_rules! export_flavor {
         #[doc = concat!("`urcu_", $p, "_call_rcu_before_fork`: quiesces RCU before `fork()`.")]
         #[export_name = concat!("urcu_", $p, "_call_rcu_before_fork")]
         pub extern "C" fn call_rcu_before_fork() {
-            $crate::fork::before_fork::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::fork::before_fork::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_call_rcu_after_fork_parent`: resumes RCU in the parent.")]
         #[export_name = concat!("urcu_", $p, "_call_rcu_after_fork_parent")]
         pub extern "C" fn call_rcu_after_fork_parent() {
-            $crate::fork::after_fork_parent::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::fork::after_fork_parent::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_call_rcu_after_fork_child`: makes RCU and call_rcu usable in the child.")]
         #[export_name = concat!("urcu_", $p, "_call_rcu_after_fork_child")]
         pub extern "C" fn call_rcu_after_fork_child() {
-            $crate::fork::after_fork_child::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::fork::after_fork_child::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_register_rculfhash_atfork`: registers liburcu-cds's fork hooks.")]
@@ -453,36 +512,46 @@ macro_rules! export_flavor {
         #[doc = "`fct` may be called with `p` on another thread after a grace period."]
         #[export_name = concat!("urcu_", $p, "_defer_rcu")]
         pub unsafe extern "C" fn defer_rcu(fct: Option<DeferFunc>, p: *mut ::std::ffi::c_void) {
-            let Some(fct) = fct else {
-                $crate::die("defer_rcu() called with a NULL function: liburcu would call NULL \
-                             after the grace period; pass the function that frees the object");
-            };
-            // SAFETY: the caller's contract is `defer_rcu`'s.
-            unsafe { $crate::defer::defer_rcu::<$f>(fct, p) }
+            $crate::keeping_errno(|| {
+                let Some(fct) = fct else {
+                    $crate::die("defer_rcu() called with a NULL function: liburcu would call NULL \
+                                 after the grace period; pass the function that frees the object");
+                };
+                // SAFETY: the caller's contract is `defer_rcu`'s.
+                unsafe { $crate::defer::defer_rcu::<$f>(fct, p) }
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_defer_register_thread`: creates the calling thread's `defer_rcu` queue; 0.")]
         #[export_name = concat!("urcu_", $p, "_defer_register_thread")]
         pub extern "C" fn defer_register_thread() -> c_int {
-            $crate::defer::register_thread::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::defer::register_thread::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_defer_unregister_thread`: runs what the thread deferred and drops its queue.")]
         #[export_name = concat!("urcu_", $p, "_defer_unregister_thread")]
         pub extern "C" fn defer_unregister_thread() {
-            $crate::defer::unregister_thread::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::defer::unregister_thread::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_defer_barrier`: runs everything deferred before the call, by any thread.")]
         #[export_name = concat!("urcu_", $p, "_defer_barrier")]
         pub extern "C" fn defer_barrier() {
-            $crate::defer::barrier::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::defer::barrier::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_defer_barrier_thread`: runs what this thread deferred.")]
         #[export_name = concat!("urcu_", $p, "_defer_barrier_thread")]
         pub extern "C" fn defer_barrier_thread() {
-            $crate::defer::barrier_thread::<$f>()
+            $crate::keeping_errno(|| {
+                $crate::defer::barrier_thread::<$f>()
+            })
         }
 
         #[doc = concat!("`urcu_", $p, "_defer_exit`: accepted for compatibility; nothing to tear down.")]

@@ -188,7 +188,11 @@ pub(crate) fn unregistering() {
 #[cold]
 #[inline(never)]
 pub(crate) fn pay_owed_push_back() {
-    rcu_reclaim_urcu_common::call_rcu::pay_owed_push_back::<crate::Qsbr>();
+    // Its wait (a futex wait that times out) sets `errno`: the caller's
+    // `rcu_quiescent_state` or `rcu_thread_offline` leaves it alone.
+    rcu_reclaim_urcu_common::keeping_errno(|| {
+        rcu_reclaim_urcu_common::call_rcu::pay_owed_push_back::<crate::Qsbr>()
+    });
 }
 
 /// After a quiescent state that reported (the grace-period word had

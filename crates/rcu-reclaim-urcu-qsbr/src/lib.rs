@@ -109,8 +109,12 @@ static DOMAIN: OnceLock<Rcu> = OnceLock::new();
 #[inline]
 fn rcu() -> &'static Rcu {
     DOMAIN.get_or_init(|| {
-        Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr))
-            .unwrap_or_else(|e| die(&format!("cannot create the QSBR domain: {e}")))
+        // Reading `/sys` set the caller's `errno` to 0 (liburcu leaves it
+        // alone).
+        rcu_reclaim_urcu_common::keeping_errno(|| {
+            Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr))
+                .unwrap_or_else(|e| die(&format!("cannot create the QSBR domain: {e}")))
+        })
     })
 }
 

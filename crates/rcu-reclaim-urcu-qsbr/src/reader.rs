@@ -192,7 +192,9 @@ pub extern "C" fn urcu_qsbr_thread_online() {
 /// so, and the `rcu_unregister_thread` that pairs with it is ignored.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_register_thread() {
-    rcu_reclaim_urcu_common::with_signals_blocked(register_thread);
+    rcu_reclaim_urcu_common::keeping_errno(|| {
+        rcu_reclaim_urcu_common::with_signals_blocked(register_thread)
+    });
 }
 
 /// `urcu_qsbr_register_thread`'s body, run with signals blocked (see
@@ -245,10 +247,12 @@ fn register_thread() {
 /// unregistering is a quiescent point), outside the signal mask.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_unregister_thread() {
-    if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
-        crate::lgpl::pay_owed_push_back();
-    }
-    rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread);
+    rcu_reclaim_urcu_common::keeping_errno(|| {
+        if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
+            crate::lgpl::pay_owed_push_back();
+        }
+        rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread)
+    });
 }
 
 /// `urcu_qsbr_unregister_thread`'s body, run with signals blocked.
@@ -282,9 +286,11 @@ pub extern "C" fn urcu_qsbr_synchronize_rcu() {
     // liburcu's grace periods run (its hooks pause only the call_rcu
     // threads), the domain is let go for the wait (before: a panic in the
     // domain, which held it stopped, and an abort).
-    rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Qsbr, _>(|| {
-        let rcu = rcu();
-        without_raw_sections("synchronize_rcu", || offline_while(|| rcu.synchronize()));
+    rcu_reclaim_urcu_common::keeping_errno(|| {
+        rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Qsbr, _>(|| {
+            let rcu = rcu();
+            without_raw_sections("synchronize_rcu", || offline_while(|| rcu.synchronize()));
+        })
     });
 }
 
@@ -327,7 +333,7 @@ pub use rcu_reclaim_urcu_common::poll::UrcuGpPollState;
 /// Never waits: an online caller stays online.
 #[no_mangle]
 pub extern "C" fn urcu_qsbr_start_poll_synchronize_rcu() -> UrcuGpPollState {
-    rcu_reclaim_urcu_common::poll::start(rcu())
+    rcu_reclaim_urcu_common::keeping_errno(|| rcu_reclaim_urcu_common::poll::start(rcu()))
 }
 
 /// Whether a grace period has elapsed since `state` was taken (0.14).

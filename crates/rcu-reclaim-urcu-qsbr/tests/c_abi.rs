@@ -63,6 +63,14 @@ fn readers_report_quiescent_states_writers_poison_after_synchronize() {
     same_as_liburcu("readers_writers");
 }
 
+/// `errno` is the caller's after every call, as with liburcu-qsbr (before:
+/// 0 after the first registration, `ENOENT` after the first `call_rcu`,
+/// `ETIMEDOUT` after a quiescent state that paid a flood's push-back).
+#[test]
+fn calls_leave_errno_alone() {
+    same_as_liburcu("errno_kept");
+}
+
 /// With `DEBUG_RCU`, `rcu_read_lock`/`unlock` are calls into the library
 /// instead of empty inline functions.
 #[test]

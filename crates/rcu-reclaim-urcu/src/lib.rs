@@ -52,7 +52,21 @@ use rcu_reclaim_urcu_common::{die, no_unwind, Flavor};
 /// The domain behind every exported function.
 #[inline]
 fn rcu() -> &'static Rcu {
-    Rcu::global()
+    match DOMAIN.get() {
+        Some(rcu) => rcu,
+        None => first_use(),
+    }
+}
+
+/// The domain, once made.
+static DOMAIN: std::sync::OnceLock<&'static Rcu> = std::sync::OnceLock::new();
+
+/// Makes the domain, keeping the caller's `errno` (reading `/sys` set it to
+/// 0 under the program's first call, where liburcu leaves it alone).
+#[cold]
+#[inline(never)]
+fn first_use() -> &'static Rcu {
+    rcu_reclaim_urcu_common::keeping_errno(|| *DOMAIN.get_or_init(Rcu::global))
 }
 
 /// Whether the calling thread is inside a read-side section: one entered

@@ -64,8 +64,10 @@ pub extern "C" fn urcu_memb_read_ongoing() -> c_int {
 pub extern "C" fn urcu_memb_register_thread() {
     // Between `call_rcu_before_fork` and its `after_fork_*` (where liburcu
     // registers as anywhere), with the domain let go for the call.
-    rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(|| {
-        rcu_reclaim_urcu_common::with_signals_blocked(register_thread)
+    rcu_reclaim_urcu_common::keeping_errno(|| {
+        rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(|| {
+            rcu_reclaim_urcu_common::with_signals_blocked(register_thread)
+        })
     });
 }
 
@@ -99,8 +101,10 @@ fn register_thread() {
 /// liburcu forbids, it prints an error and does nothing.
 #[no_mangle]
 pub extern "C" fn urcu_memb_unregister_thread() {
-    rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(|| {
-        rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread)
+    rcu_reclaim_urcu_common::keeping_errno(|| {
+        rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(|| {
+            rcu_reclaim_urcu_common::with_signals_blocked(unregister_thread)
+        })
     });
 }
 
@@ -146,7 +150,9 @@ pub extern "C" fn urcu_memb_synchronize_rcu() {
     // liburcu's grace periods run (its hooks pause only the call_rcu
     // threads), the domain is let go for the wait (before: a panic in the
     // domain, which held it stopped, and an abort).
-    rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(synchronize_rcu);
+    rcu_reclaim_urcu_common::keeping_errno(|| {
+        rcu_reclaim_urcu_common::fork::domain_resumed_for::<crate::Memb, _>(synchronize_rcu)
+    });
 }
 
 /// `urcu_memb_synchronize_rcu`'s body.
@@ -195,7 +201,7 @@ pub use rcu_reclaim_urcu_common::poll::UrcuGpPollState;
 /// Starts a grace period if needed and returns a snapshot to poll (0.14).
 #[no_mangle]
 pub extern "C" fn urcu_memb_start_poll_synchronize_rcu() -> UrcuGpPollState {
-    rcu_reclaim_urcu_common::poll::start(rcu())
+    rcu_reclaim_urcu_common::keeping_errno(|| rcu_reclaim_urcu_common::poll::start(rcu()))
 }
 
 /// Whether a grace period has elapsed since `state` was taken (0.14).

@@ -123,6 +123,14 @@ fn sections_in_a_signal_handler_that_interrupts_registration() {
     same_as_liburcu_with("signal_in_register", &["init"]);
 }
 
+/// `errno` is the caller's after every call, as with liburcu (before: 0
+/// after the program's first call, `ENOENT` after the first `call_rcu`,
+/// `ETIMEDOUT` after a `call_rcu` held back under a flood).
+#[test]
+fn calls_leave_errno_alone() {
+    same_as_liburcu("errno_kept");
+}
+
 #[test]
 fn call_rcu_and_defer_rcu_with_barriers() {
     same_as_liburcu("call_rcu_barrier");
