@@ -45,6 +45,25 @@ static void sync_in_callback(struct rcu_head *head)
 	__atomic_store_n(&cb_done, 1, __ATOMIC_SEQ_CST);
 }
 
+static int reader_in, reader_out;
+
+/* Holds a read-side section until told: no grace period completes
+ * meanwhile, so callbacks queued then stay pending however slowly this
+ * program runs (a loaded machine once took longer than the lazy pace,
+ * and a grace period ran some of them before they were counted). */
+static void *hold_section(void *arg)
+{
+	(void)arg;
+	rcu_register_thread();
+	rcu_read_lock();
+	__atomic_store_n(&reader_in, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&reader_out, __ATOMIC_SEQ_CST))
+		poll(NULL, 0, 1);
+	rcu_read_unlock();
+	rcu_unregister_thread();
+	return NULL;
+}
+
 int main(void)
 {
 	rcu_register_thread();
@@ -70,12 +89,18 @@ int main(void)
 	rcu_barrier();
 	CHECK(rcu_reclaim_pending() == 0);
 	CHECK(rcu_reclaim_pending_bytes() == 0);
+	pthread_t holder;
+	CHECK(pthread_create(&holder, NULL, hold_section, NULL) == 0);
+	while (!__atomic_load_n(&reader_in, __ATOMIC_SEQ_CST))
+		poll(NULL, 0, 1);
 	for (int i = 0; i < 10; i++) {
 		struct obj *o = malloc(sizeof(*o));
 		rcu_reclaim_call_rcu_sized(&o->rcu, free_obj, sizeof(*o));
 	}
 	CHECK(rcu_reclaim_pending() == 10);
 	CHECK(rcu_reclaim_pending_bytes() == 10 * sizeof(struct obj));
+	__atomic_store_n(&reader_out, 1, __ATOMIC_SEQ_CST);
+	CHECK(pthread_join(holder, NULL) == 0);
 	CHECK(rcu_reclaim_run_callbacks(-1, 13) == -EINVAL);
 	CHECK(rcu_reclaim_run_callbacks(100000, 0) == -EINVAL);
 	/* At priority 0 it is a barrier: nothing is left when it returns
