@@ -30,6 +30,7 @@ pub struct Config {
     pub(crate) stall_timeout: Duration,
     pub(crate) simulate_no_membarrier: bool,
     pub(crate) adaptive_reader_fences: bool,
+    pub(crate) simulate_membarrier_ns: Option<u64>,
     pub(crate) topology: Option<Topology>,
     pub(crate) params: Params,
     pub(crate) page_allocator: std::sync::Arc<dyn PageAllocator>,
@@ -43,6 +44,7 @@ impl Default for Config {
             stall_timeout: Duration::from_secs(21),
             simulate_no_membarrier: false,
             adaptive_reader_fences: true,
+            simulate_membarrier_ns: None,
             topology: None,
             params: Params::default(),
             page_allocator: std::sync::Arc::new(SystemPageAllocator),
@@ -106,9 +108,9 @@ impl Config {
     /// grace periods come so often that their `membarrier`s would cost
     /// more (default `true`). Each `membarrier` interrupts every CPU running
     /// one of the process's threads (3-20 µs a call in virtual machines);
-    /// past about 2 % of a CPU in them (some 1,300 grace periods a second
-    /// at 15 µs each), the domain's readers issue a fence on entering their
-    /// outermost section (about 2 ns) and its grace periods a fence instead
+    /// past 5 % of a CPU in them (some 3,300 grace periods a second at
+    /// 15 µs each), the domain's readers issue a fence on entering their
+    /// outermost section (2-10 ns) and its grace periods a fence instead
     /// of `membarrier`, until grace periods are rare again. `false` keeps
     /// the read side at a load, a store and a compiler fence always, for
     /// readers whose every nanosecond counts more than the writers' time.
@@ -127,6 +129,26 @@ impl Config {
     /// ```
     pub fn adaptive_reader_fences(mut self, adaptive: bool) -> Self {
         self.adaptive_reader_fences = adaptive;
+        self
+    }
+
+    /// Makes the reader-fence policy ([`adaptive_reader_fences`](Self::adaptive_reader_fences))
+    /// weigh each `membarrier` as costing `cost` instead of the time the
+    /// domain measured, so tests can drive the switch both ways wherever
+    /// they run (a `membarrier` took 0.8 µs on one run of a test machine
+    /// and 15 µs on the next).
+    ///
+    /// A test hook, only with the `testing` feature: not for production.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_reclaim::{Config, Rcu};
+    /// let c = Config::new().simulate_membarrier_cost(Duration::from_micros(50));
+    /// # let _ = Rcu::new(c).unwrap();
+    /// ```
+    #[cfg(feature = "testing")]
+    pub fn simulate_membarrier_cost(mut self, cost: Duration) -> Self {
+        self.simulate_membarrier_ns = Some(u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX));
         self
     }
 

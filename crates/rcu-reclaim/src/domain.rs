@@ -235,6 +235,7 @@ impl Rcu {
                     registry.clone(),
                     config.stall_timeout,
                     config.adaptive_reader_fences,
+                    config.simulate_membarrier_ns,
                 ),
                 config,
                 registry,

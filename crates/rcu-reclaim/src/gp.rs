@@ -258,6 +258,8 @@ pub(crate) struct GracePeriods {
     /// Whether its readers fence and its grace periods skip `membarrier`
     /// (see `reader_fences.rs`).
     pub(crate) fences: ReaderFences,
+    /// `Config::simulate_membarrier_cost`: the policy's `membarrier` cost.
+    assumed_membarrier_ns: Option<u64>,
     /// The process whose threads the domain knows: the one that created
     /// it, or the child that `ForkGuard::child` made it ready in. In any
     /// other process (forked without `prepare_fork`), `gp_lock` may be
@@ -268,16 +270,20 @@ pub(crate) struct GracePeriods {
 impl GracePeriods {
     /// The grace periods of domain `id`, whose readers are `registry`'s;
     /// `adaptive_fences`: whether a memb domain may switch its readers to
-    /// fences (`Config::adaptive_reader_fences`).
+    /// fences (`Config::adaptive_reader_fences`); `membarrier_ns`: the cost
+    /// its policy assumes for a `membarrier` instead of the measured one
+    /// (`Config::simulate_membarrier_cost`).
     pub(crate) fn new(
         id: u64,
         registry: Arc<Registry>,
         stall_timeout: Duration,
         adaptive_fences: bool,
+        membarrier_ns: Option<u64>,
     ) -> Self {
         let fixed = Registry::reads_always_fenced(registry.flavor);
         GracePeriods {
             fences: ReaderFences::new(fixed, adaptive_fences),
+            assumed_membarrier_ns: membarrier_ns,
             seq: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             gp_lock: Mutex::new(()),
@@ -584,7 +590,9 @@ impl GracePeriods {
         let foreign = false;
         let c = &self.counters;
         let n = c.membarriers.load(Ordering::Relaxed);
-        let each = (n > 0).then(|| c.membarrier_ns.load(Ordering::Relaxed) / n);
+        let each = self
+            .assumed_membarrier_ns
+            .or_else(|| (n > 0).then(|| c.membarrier_ns.load(Ordering::Relaxed) / n));
         let flag = &self.registry.fence_reads;
         match self.fences.at_start(flag, now_us, each, foreign) {
             StartBarrier::Fence => fence(Ordering::SeqCst),

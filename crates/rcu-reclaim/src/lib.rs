@@ -4,7 +4,9 @@
 //! pressure.
 //!
 //! Readers enter a read-side section with [`Rcu::read_lock`] — on the default
-//! *memb* flavor a load, a store and a compiler fence — and load
+//! *memb* flavor a load, a store, a compiler fence and a look at one flag
+//! (a fence as well while grace periods come thousands of times a second:
+//! [`Config::adaptive_reader_fences`]) — and load
 //! [`RcuCell`]s inside it. Writers publish new versions with
 //! [`RcuCell::store`], which frees the old one once a grace period has
 //! elapsed: every section that could have seen it has ended.

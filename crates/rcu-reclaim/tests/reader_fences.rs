@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 
 /// A memb domain, or `None` (saying why) where the kernel has no
-/// `membarrier`.
+/// `membarrier`. Its policy weighs each `membarrier` as 50 µs, whatever
+/// this machine's take: back-to-back grace periods then switch to fences,
+/// a few a second back.
 fn memb(config: Config) -> Option<Rcu> {
+    let config = config.simulate_membarrier_cost(Duration::from_micros(50));
     match Rcu::new(config.flavor(Flavor::Memb)) {
         Ok(rcu) => Some(rcu),
         Err(e) => {
