@@ -432,9 +432,9 @@ impl fmt::Display for TortureReport {
         )?;
         writeln!(
             f,
-            "{t} grace periods {} (normal {}, expedited {}); floods {} (overloads {}); flaps {} (fast-mode entries {}); churned threads {}",
-            s.gp_completed, s.normal_gps, s.expedited_gps, self.floods, s.overload_events,
-            self.flaps, s.fast_mode_entries, self.churned_threads,
+            "{t} grace periods {} (normal {}, expedited {}, fenced {}; readers switched to fences {} times); floods {} (overloads {}); flaps {} (fast-mode entries {}); churned threads {}",
+            s.gp_completed, s.normal_gps, s.expedited_gps, s.fenced_gps, s.reader_fence_switches,
+            self.floods, s.overload_events, self.flaps, s.fast_mode_entries, self.churned_threads,
         )?;
         if cfg.garbage_bound {
             writeln!(

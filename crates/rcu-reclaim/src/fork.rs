@@ -34,7 +34,8 @@ use crate::sync::ForkHeld;
 
 /// The domain's state held still across `fork()`, from
 /// [`Rcu::prepare_fork`]. Call [`parent`](ForkGuard::parent) in the parent
-/// and [`child`](ForkGuard::child) in the child; dropping it is `parent`.
+/// and [`child`](ForkGuard::child) in the child; dropping it is `parent`
+/// (in a child, where `parent` panics, it warns instead).
 ///
 /// ```no_run
 /// let rcu = rcu_reclaim::Rcu::global();
@@ -148,12 +149,30 @@ impl ForkGuard<'_> {
     /// In the parent after `fork()` (or if it failed): lets the domain run
     /// again.
     ///
+    /// # Panics
+    /// In a child created by `fork()` (another process than the one that
+    /// called `prepare_fork`): there the domain's background threads do not
+    /// exist, so letting it run as in the parent would leave
+    /// [`start_poll`](Rcu::start_poll) cookies that never complete and
+    /// callbacks that run only at a `barrier`; call
+    /// [`child`](ForkGuard::child) there. The guard is then released as by
+    /// dropping it.
+    ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::global();
     /// rcu.prepare_fork().parent();
     /// rcu.synchronize();
     /// ```
-    pub fn parent(self) {}
+    #[track_caller]
+    pub fn parent(self) {
+        assert_eq!(
+            std::process::id(),
+            self.pid,
+            "rcu-reclaim: ForkGuard::parent() called in a child created by fork(), not in the \
+             process that called prepare_fork(); call child() in the child process (where \
+             fork() returned 0), and parent() only in the parent"
+        );
+    }
 
     /// In the child after `fork()`: makes the domain usable by this process,
     /// the calling thread being its only thread. Sections other threads were
@@ -291,6 +310,19 @@ fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
 impl Drop for ForkGuard<'_> {
     fn drop(&mut self) {
         if self.engine.is_some() {
+            // Dropped unresolved in a child of the fork (not by the panic of
+            // `parent()` there, which names the fix itself): the domain's
+            // threads are not here, so say so rather than leave it half
+            // working in silence. A warning, not a panic: this may run in a
+            // thread-local's destructor as the child exits.
+            if std::process::id() != self.pid && !std::thread::panicking() {
+                crate::sys::warn_loud(
+                    "rcu-reclaim: a ForkGuard was dropped in a child created by fork() without \
+                     ForkGuard::child(): the domain's background threads do not exist here, \
+                     so start_poll() cookies never complete and callbacks run only at a \
+                     barrier(). Call guard.child() in the child (where fork() returned 0)",
+                );
+            }
             self.release();
         }
     }
