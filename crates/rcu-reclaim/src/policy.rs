@@ -178,9 +178,9 @@ pub(crate) fn gp_thread_gap(since_last: Option<Duration>) -> Option<Duration> {
 /// no count here sees: a reader doing ten million sections a second pays
 /// 2-10 % of its CPU. So the mark is high enough that only dear
 /// `membarrier`s (3-20 µs in the virtual machines measured: 2,500-17,000
-/// grace periods a second) at rates the pace allows switch; on bare metal,
-/// where a `membarrier` takes about a microsecond, none does. See
-/// BENCHMARKS.md, "Reader fences".
+/// grace periods a second) at rates the pace allows switch; where one
+/// takes a microsecond, the mark would need 50,000 a second, more than
+/// the pace allows. See BENCHMARKS.md, "Reader fences".
 pub(crate) const FENCE_READS_ON_SHARE: u64 = 500;
 
 /// The `membarrier` cost assumed before a domain has timed one.
@@ -903,7 +903,7 @@ mod tests {
         // Once on, it stays on down to a quarter of the mark.
         assert!(fence_reads(true, 17, 20_000, each));
         assert!(!fence_reads(true, 16, 20_000, each));
-        // A cheap membarrier (1 µs, bare metal) needs 50,000 a second.
+        // A cheap membarrier (1 µs) needs 50,000 a second.
         assert!(!fence_reads(false, 999, 20_000, Some(1_000)));
         assert!(fence_reads(false, 1_000, 20_000, Some(1_000)));
         // No time elapsed, or none timed yet: no division by zero, a guess.
