@@ -213,6 +213,7 @@ mod tests {
             grace_periods: 200,
             expedited_gps: 30,
             membarriers: 100,
+            fenced_gps: 60,
             membarrier_us: 1_500,
             gp_thread_ticks: 0,
             worker_ticks: 0,
@@ -223,6 +224,7 @@ mod tests {
         assert_eq!(r.grace_periods_per_sec, 100.0);
         assert_eq!(r.expedited_per_sec, 15.0);
         assert_eq!(r.membarriers_per_sec, 50.0);
+        assert_eq!(r.fenced_gps_per_sec, 30.0);
         assert_eq!(r.membarriers_per_retired_mib, 2.0);
         // 1.5 ms in 100 calls over 2 s: 15 µs each, 0.075 % of a CPU.
         assert_eq!(r.membarrier_us_each, 15.0);
