@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::flavor::writer_barrier;
 use crate::reader::{Owner, Registry, Slot};
 use crate::reader_fences::{ReaderFences, StartBarrier};
+use crate::sync::ForkedFrom;
 use crate::sync::{fence, lock, thread, Arc, AtomicU64, Mutex};
 
 const SEQ_STATE_MASK: u64 = 3;
@@ -56,11 +57,6 @@ const STALL_CHECK_YIELDS: u32 = 1024;
 const PARK_BACKOFF_MIN: Duration = Duration::from_micros(20);
 #[cfg(not(loom))]
 const PARK_BACKOFF_MAX: Duration = Duration::from_millis(1);
-/// How long a process forked without `Rcu::prepare_fork` waits for
-/// `gp_lock` before it says that a thread of its parent holds it for good
-/// (see `GracePeriods::lock_gp`).
-#[cfg(not(loom))]
-const FORKED_GP_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// The longest a waiter parks on the foreign futex word before it looks
 /// again: a wake-up that never comes (see `park_on_foreign`) costs this.
@@ -310,7 +306,7 @@ impl GracePeriods {
     /// Takes `gp_lock`. In a process forked without `Rcu::prepare_fork`,
     /// a thread of the parent may have held it at the fork; that thread
     /// does not exist here, so the lock is never released: after
-    /// `FORKED_GP_LOCK_WAIT` this panics, naming the fix, rather than
+    /// `sync::FORKED_WAIT` this panics, naming the fix, rather than
     /// hang. (A grace period of the child's own threads lasting that long
     /// is reported the same way: such a child is using a domain its fork
     /// did not prepare.)
@@ -354,7 +350,7 @@ impl GracePeriods {
     pub(crate) fn lock_after_fork<'a, T>(
         &self,
         m: &'a Mutex<T>,
-        what: &str,
+        what: &'static str,
         which: &str,
     ) -> crate::sync::Locked<'a, T> {
         #[cfg(loom)]
@@ -364,24 +360,27 @@ impl GracePeriods {
             if let Some(held) = crate::sync::try_lock(m) {
                 return held;
             }
-            let here = crate::reader::current_pid();
-            let home = self.pid.load(Ordering::Relaxed);
-            if home != here {
-                return crate::sync::lock_within(m, FORKED_GP_LOCK_WAIT, |waited| {
-                    panic!(
-                        "rcu-reclaim: {what} of domain {} cannot proceed in process {here}, \
-                         forked from process {home} without Rcu::prepare_fork(): {which} has \
-                         been held for {waited:?}, most likely by a thread of the parent that \
-                         does not exist here, so it is never released. Call rcu.prepare_fork() \
-                         before fork() and ForkGuard::child() in the child (parent() in the \
-                         parent); on the liburcu drop-in, call_rcu_before_fork() before fork() \
-                         and call_rcu_after_fork_child() in the child",
-                        self.id
-                    )
+            if let Some(f) = self.forked_unprepared(what) {
+                return crate::sync::lock_within(m, crate::sync::FORKED_WAIT, |waited| {
+                    f.stuck(which, waited)
                 });
             }
         }
         lock(m)
+    }
+
+    /// In a process forked from the domain's without `Rcu::prepare_fork`
+    /// (where threads of the parent may have held its locks and flags at
+    /// the fork, for good): the domain and its process, with `what` (the
+    /// call), for `sync::ForkedWaits`. `None` in the domain's own process
+    /// (or a child that `ForkGuard::child` made ready).
+    pub(crate) fn forked_unprepared(&self, what: &'static str) -> Option<ForkedFrom> {
+        let home = self.pid.load(Ordering::Relaxed);
+        (home != crate::reader::current_pid()).then_some(ForkedFrom {
+            domain: self.id,
+            home,
+            what,
+        })
     }
 
     /// The readers this domain's grace periods wait for.

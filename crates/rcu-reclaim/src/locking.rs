@@ -44,7 +44,8 @@
 //! | `defer_drop*`, `RcuCell::store`, `Retired::defer_drop` | a bulk page's allocation; a grace period only when no page can be had (never inside a section); when its CPU's shard holds more than 16 pages ready to free, the worker, for at most 2 ms per page handed off (not in a callback or in reclaim); and, under memory pressure with more than `Config::pressure_throttle_bytes` (8 MiB) waiting, grace periods and the workers, for at most 10 ms per page (100 ms over twice that, 1 s over four times; not in a callback or in reclaim; a read-side section, a foreign one excepted, waits when it ends instead, a QSBR registration when it next goes offline or reports a quiescent state; never `try_defer_drop`); and, with more than `Config::held_up_bytes` (512 KiB) waiting behind a grace period in progress for over `held_up_after` (500 µs), that grace period, for at most 2 ms, once per grace period (as the pressure wait: not in a callback or reclaim, paid at a section's end); and, in a domain whose garbage is bounded ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage), which [`sources::auto_pressure`](crate::sources::auto_pressure) and [`sources::budget_from_cgroup`](crate::sources::budget_from_cgroup) set under a cgroup memory limit) while the garbage is over half of the room left below the mark, grace periods and the workers, for at most 1 s per retire, with or without a pressure signal (outside read-side sections; `Stats::headroom_waits`) | — (the waits are bounded or need no lock; a lock held across the call that a reader takes inside its section makes the pressure wait run its full bound; one that a deferred `Drop` or callback takes ends each wait once the worker has spent 5 ms on that item asleep in the kernel, which warns) |
 //! | [`RcuHashMap`](crate::RcuHashMap) writes (`insert`, `remove`, `update`, `get_or_insert_with`, `clear`) | another write to the same stripe (one bucket's walk, or a resize linking that stripe's dummies), then what `defer_drop*` may wait for, with no map lock held (a resize holds only its own lock, which other writers try-lock; made inside another map's closure, it takes every stripe at once, without waiting, or leaves the resize to a later write) | a lock your code in the map's closures takes |
 //! | [`RcuCache`](crate::RcuCache) writes (`insert`, `get_or_insert_with`, `remove`, `clear`) | the map's write (above); then the cache's policy lock, held while the key is queued and entries are evicted (map writes under it, which never wait for a stripe: a busy entry is passed over); then, with a budget, [`MemoryBudget::check`](crate::reclaim::MemoryBudget::check), with no cache lock held | a lock your weigher or `f` takes; a lock that code under 1 or 2 takes, when tied to a budget (the check may reclaim directly) |
-//! | `read_lock`, `read_unlock_raw`, `start_poll`, `poll`, `pending*`, `stats`, `RcuHashMap`'s `get`, `contains_key` and `iter`, `RcuCache`'s `get`, `len` and `bytes` | nothing | — |
+//! | `read_lock`, `read_unlock_raw`, `start_poll`, `poll`, `pending*`, `RcuHashMap`'s `get`, `contains_key` and `iter`, `RcuCache`'s `get`, `len` and `bytes` | nothing | — |
+//! | `stats` | each shard's queue lock and fast mode's clock, in turn, for a few loads each (no wait of the library's holds them longer) | — |
 //!
 //! A reader that holds up a grace period longer than
 //! [`Config::stall_timeout`](crate::Config::stall_timeout) is reported with
@@ -98,7 +99,13 @@
 //! the thread it reclaims for. `prepare_fork` takes 2, 3, the forking
 //! thread's own 4, 5 and 6 in that order and holds them across `fork()`;
 //! in the child, another thread's buffer caught locked (its thread does
-//! not exist there) is skipped for ever, its page leaked.
+//! not exist there) is skipped for ever, its page leaked. In a child
+//! forked *without* `prepare_fork`, where a thread of the parent may have
+//! held any of these at the fork (and does not exist there), the
+//! grace-period lock, the shards' run locks, and every lock and other
+//! thread's retire that `barrier`, a flush or `stats` waits for are given
+//! up on after 2 s with a panic naming `prepare_fork`, rather than waited
+//! for in silence.
 //!
 //! The library's background threads — the grace-period thread
 //! (`rcu-gp-<domain>`) and the workers — never enter direct reclaim, and

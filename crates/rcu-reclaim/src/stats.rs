@@ -244,6 +244,9 @@ impl Rcu {
     /// ```
     pub fn stats(&self) -> Stats {
         let gp = &self.inner().gp;
+        // In a child forked without `prepare_fork`, a lock a thread of the
+        // parent held at the fork is given up on, naming the fix.
+        let _forked = crate::sync::ForkedWaits::scope(gp.forked_unprepared("stats()"));
         let c = &gp.counters;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let seq = gp.seq();

@@ -280,6 +280,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> Locked<'_, T> {
     if FORKING.with(std::cell::Cell::get) {
         check_not_fork_held(m as *const Mutex<T> as usize);
     }
+    if let Some(held) = try_lock(m) {
+        return held;
+    }
+    #[cfg(not(loom))]
+    if let Some(f) = ForkedWaits::current() {
+        return lock_within(m, FORKED_WAIT, |waited| {
+            f.stuck("a lock of the domain", waited)
+        });
+    }
     mark(match m.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
@@ -324,6 +333,100 @@ pub(crate) fn lock_within<'a, T>(
         } else {
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
+    }
+}
+
+/// How long a process forked without `Rcu::prepare_fork` waits for a
+/// lock or a flag of a domain that a thread of its parent may have held at
+/// the fork (such a thread does not exist here, so it is never released)
+/// before it says so ([`forked_unprepared`]).
+#[cfg(not(loom))]
+pub(crate) const FORKED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[cfg(not(loom))]
+thread_local! {
+    /// See [`ForkedWaits`].
+    static FORKED_FROM: std::cell::Cell<Option<ForkedFrom>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A domain's call running in a process forked from the domain's without
+/// `Rcu::prepare_fork` (see [`ForkedWaits`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ForkedFrom {
+    /// The domain's number and the process it belongs to.
+    pub(crate) domain: u64,
+    pub(crate) home: u32,
+    /// The call, for the panic.
+    pub(crate) what: &'static str,
+}
+
+impl ForkedFrom {
+    /// The panic of a wait that cannot end: `which` has been held for
+    /// `waited`, most likely by a thread of the parent.
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn stuck(self, which: &str, waited: std::time::Duration) -> ! {
+        panic!(
+            "rcu-reclaim: {} of domain {} cannot proceed in process {}, forked from process {} \
+             without Rcu::prepare_fork(): {which} has been held for {waited:?}, most likely by \
+             a thread of the parent that does not exist here, so it is never released. Call \
+             rcu.prepare_fork() before fork() and ForkGuard::child() in the child (parent() in \
+             the parent); on the liburcu drop-in, call_rcu_before_fork() before fork() and \
+             call_rcu_after_fork_child() in the child",
+            self.what,
+            self.domain,
+            std::process::id(),
+            self.home,
+        )
+    }
+}
+
+/// While alive, every [`lock`] this thread waits for, and its waits on
+/// other threads' retires (`callbacks::local`), give up after
+/// [`FORKED_WAIT`] with a panic naming `Rcu::prepare_fork`. Set by the
+/// calls that take locks and flags of every thread (`barrier`, the
+/// flushes, `stats`) in a process forked from the domain's without it,
+/// where a thread of the parent caught holding one at the fork does not
+/// exist and never lets go (before: such a child's `barrier` or `stats()`
+/// hung, silently, in 5 of 40 forks of a busy parent).
+pub(crate) struct ForkedWaits {
+    #[cfg(not(loom))]
+    before: Option<ForkedFrom>,
+}
+
+impl ForkedWaits {
+    /// Makes this thread's waits give up as above if `forked` says the
+    /// process is such a child (`GracePeriods::forked_unprepared`); else
+    /// changes nothing.
+    pub(crate) fn scope(forked: Option<ForkedFrom>) -> ForkedWaits {
+        #[cfg(not(loom))]
+        {
+            let before = match forked {
+                Some(f) => FORKED_FROM.try_with(|c| c.replace(Some(f))).ok().flatten(),
+                None => Self::current(),
+            };
+            ForkedWaits { before }
+        }
+        #[cfg(loom)]
+        {
+            let _ = forked;
+            ForkedWaits {}
+        }
+    }
+
+    /// The call in force on this thread, if any.
+    #[cfg(not(loom))]
+    pub(crate) fn current() -> Option<ForkedFrom> {
+        FORKED_FROM.try_with(std::cell::Cell::get).ok().flatten()
+    }
+}
+
+impl Drop for ForkedWaits {
+    fn drop(&mut self) {
+        #[cfg(not(loom))]
+        let _ = FORKED_FROM.try_with(|c| c.set(self.before));
     }
 }
 

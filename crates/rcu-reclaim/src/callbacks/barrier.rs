@@ -21,6 +21,9 @@ impl Callbacks {
     /// has run (entries keep queue order, so everything before it has too).
     pub(crate) fn barrier(&self, gp: &GracePeriods) {
         add(&self.counters.barriers, 1);
+        // In a child forked without `prepare_fork`, a wait on what a thread
+        // of the parent held at the fork gives up, naming the fix.
+        let _forked = crate::sync::ForkedWaits::scope(gp.forked_unprepared("a barrier"));
         self.flush_locals(gp, None);
         let markers: Vec<Arc<AtomicBool>> = self
             .shards

@@ -346,7 +346,9 @@ impl LocalBuffer {
     }
 
     /// The buffer's lock, refused (a panic) on the thread whose page
-    /// allocator is allocating this buffer's page, which holds it.
+    /// allocator is allocating this buffer's page, which holds it (and,
+    /// as every lock, given up on in a process forked without
+    /// `prepare_fork`: see `sync::ForkedWaits`).
     fn lock_buffer(&self) -> crate::sync::Locked<'_, ()> {
         self.refuse_if_allocating_here(
             "a call that takes this thread's buffer of deferred drops (barrier(), \
@@ -526,14 +528,26 @@ impl LocalBuffer {
     }
 }
 
-/// Spins, then yields, until `done`.
+/// Spins, then yields, until `done`: another thread's retire in progress
+/// (`busy`) or its drops (`dropping`). In a process forked without
+/// `Rcu::prepare_fork` (see `sync::ForkedWaits`) that thread may not exist
+/// here: after `sync::FORKED_WAIT` this panics, naming the fix.
 fn spin_until(done: impl Fn() -> bool) {
     let mut spins = 0u32;
+    #[cfg(not(loom))]
+    let forked = crate::sync::ForkedWaits::current().map(|f| (f, std::time::Instant::now()));
     while !done() {
         spins += 1;
         if !cfg!(loom) && spins < 64 {
             std::hint::spin_loop();
         } else {
+            #[cfg(not(loom))]
+            if let Some((f, since)) = forked {
+                let waited = since.elapsed();
+                if waited >= crate::sync::FORKED_WAIT {
+                    f.stuck("a thread's retire or drops in progress", waited);
+                }
+            }
             crate::sync::thread::yield_now();
         }
     }
