@@ -628,12 +628,21 @@ impl GracePeriods {
             .store(std::ptr::from_ref(word).cast_mut(), Ordering::Relaxed);
         // Foreign readers never fence: every grace period from now on
         // issues `membarrier` (`reader_fences.rs`), this one too if it
-        // started with a fence.
+        // started with a fence. The `membarrier` comes before the flag is
+        // cleared: a grace period that started with a fence may be in
+        // progress (waiting without `gp_lock`), and a reader of ours that
+        // sees the flag clear, unfenced, may have snapshotted its new
+        // counter; seeing a store made after the `membarrier` places the
+        // reader's barrier before the rest of its section, which then sees
+        // every unlink made before that grace period. Cleared first, the
+        // barrier could fall after the section's loads (reordered before
+        // the snapshot's load on Arm), which the scan would then not wait
+        // for (tests/loom_fence_protocol.rs).
         if ReaderFences::on(&self.registry.fence_reads)
             && !Registry::reads_always_fenced(self.registry.flavor)
         {
-            self.fences.disarm(&self.registry.fence_reads);
             self.writer_barrier();
+            self.fences.disarm(&self.registry.fence_reads);
         }
         self.publish_foreign_epoch(self.registry.gp_ctr.load(Ordering::Relaxed));
     }

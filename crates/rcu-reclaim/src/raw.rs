@@ -183,6 +183,12 @@ impl Rcu {
     /// returns on this thread, or the thread's registration ends
     /// ([`unregister_thread`](Rcu::unregister_thread), or thread exit),
     /// whichever comes first: a thread-local of the calling thread will do.
+    /// The domain's grace-period word was published
+    /// ([`publish_foreign_gp_word`](Rcu::publish_foreign_gp_word)) before
+    /// the counter's first section: only that keeps a memb domain off
+    /// adaptive reader fences (`Config::adaptive_reader_fences`), whose
+    /// grace periods skip the `membarrier` that a foreign reader's
+    /// compiler barrier relies on.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};

@@ -50,7 +50,9 @@
 //! way), and a domain with foreign readers (C built with liburcu's
 //! `_LGPL_SOURCE`, whose inlined read side knows nothing of the flag):
 //! such a domain never enters the mode, and one that gains foreign readers
-//! leaves it.
+//! leaves it (`GracePeriods::publish_foreign_word`: `membarrier` first,
+//! then the flag cleared, as a grace period that started with a fence may
+//! be in progress then; the other order is unsound on Arm, see there).
 //!
 //! # When
 //!

@@ -160,3 +160,75 @@ fn mb_and_qsbr_readers_always_fence() {
         );
     }
 }
+
+/// A foreign grace-period word published while a grace period that started
+/// with a fence is in progress (waiting, without `gp_lock`, for a reader):
+/// the domain leaves fence mode with a `membarrier` (issued before the
+/// flag is cleared: `GracePeriods::publish_foreign_word`, and the loom model
+/// in tests/loom_fence_protocol.rs), and no later grace period fences.
+#[test]
+fn a_foreign_word_published_mid_fenced_grace_period_leaves_fence_mode() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    static WORD: AtomicUsize = AtomicUsize::new(1);
+    let Some(rcu) = memb(Config::new()) else {
+        return;
+    };
+    burst(&rcu, Duration::from_millis(150));
+    assert!(rcu.stats().reader_fences, "{:#?}", rcu.stats());
+    // One reader holds the next grace period up; another's sections wake
+    // it from its park, so that it then waits without `gp_lock`.
+    let (held, release) = (mpsc::channel(), mpsc::channel::<()>());
+    let holder = {
+        let rcu = rcu.clone();
+        let (tx, rx) = (held.0, release.1);
+        thread::spawn(move || {
+            let g = rcu.read_lock();
+            tx.send(()).unwrap();
+            rx.recv().unwrap();
+            drop(g);
+        })
+    };
+    held.1.recv().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let waker = {
+        let (rcu, stop) = (rcu.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                drop(rcu.read_lock());
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let fenced = rcu.stats().fenced_gps;
+    let cookie = rcu.start_poll();
+    let t0 = Instant::now();
+    while !rcu.stats().gp_in_progress {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never started");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let s = rcu.stats();
+    let started_fenced = s.fenced_gps > fenced;
+    // SAFETY: only the domain writes WORD.
+    unsafe { rcu.publish_foreign_gp_word(&WORD) };
+    let after = rcu.stats();
+    release.0.send(()).unwrap();
+    holder.join().unwrap();
+    while !rcu.poll(&cookie) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    stop.store(true, Ordering::Relaxed);
+    waker.join().unwrap();
+    assert!(!after.reader_fences, "{after:#?}");
+    if started_fenced {
+        assert!(after.membarriers > s.membarriers, "{after:#?}");
+    } else {
+        eprintln!("the grace period did not start fenced (a slow machine): not checked");
+    }
+    let before = rcu.stats();
+    burst(&rcu, Duration::from_millis(100));
+    let s = rcu.stats();
+    assert!(!s.reader_fences, "{s:#?}");
+    assert_eq!(s.fenced_gps, before.fenced_gps, "{s:#?}");
+    assert!(s.membarriers > before.membarriers, "{s:#?}");
+}
