@@ -1005,20 +1005,47 @@ pub(crate) fn own_slot_in(id: u64) -> *const Slot {
 pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
     let n = slot.nest.get();
     if n == 0 {
-        let ctr = gp_ctr.load(Ordering::Relaxed);
-        slot.ctr.store(ctr, Ordering::Relaxed);
-        // The mode is read after the slot store in program order:
-        // a reader that finds the bit clear there is ordered by the
-        // `membarrier` that armed fence mode (`reader_fences.rs`). Memb
-        // without the bit: the writer's membarrier() turns this compiler
-        // fence into a full fence.
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if fence_reads.load(Ordering::Relaxed) {
-            fence(Ordering::SeqCst);
-        }
+        snapshot(slot, gp_ctr, fence_reads);
     }
     // 64 bits cannot wrap (see `Slot::nest`).
     slot.nest.set(n + 1);
+    if n == 0 {
+        // A signal handler that ran a whole section of this domain between
+        // the snapshot and the count above found the count 0, so its
+        // outermost exit cleared the slot under this section: take the
+        // snapshot again (a handler from now on sees a nested section and
+        // leaves the slot alone). The slot is never 0 after a snapshot
+        // (the counter starts at 1).
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if slot.ctr.load(Ordering::Relaxed) == 0 {
+            snapshot_again(slot, gp_ctr, fence_reads);
+        }
+    }
+}
+
+/// The outermost entry's snapshot: the domain's reader counter `gp_ctr`
+/// into `slot`, then a fence if `fence_reads` says readers fence.
+#[inline(always)]
+fn snapshot(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
+    let ctr = gp_ctr.load(Ordering::Relaxed);
+    slot.ctr.store(ctr, Ordering::Relaxed);
+    // The mode is read after the slot store in program order:
+    // a reader that finds the bit clear there is ordered by the
+    // `membarrier` that armed fence mode (`reader_fences.rs`). Memb
+    // without the bit: the writer's membarrier() turns this compiler
+    // fence into a full fence.
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    if fence_reads.load(Ordering::Relaxed) {
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// [`snapshot`] after a signal handler's section cleared the slot inside
+/// `section_enter` (see there).
+#[cold]
+#[inline(never)]
+fn snapshot_again(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
+    snapshot(slot, gp_ctr, fence_reads);
 }
 
 /// A bit of `Slot::nest`, set by a retire inside a section that the
