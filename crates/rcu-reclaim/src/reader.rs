@@ -1004,23 +1004,26 @@ pub(crate) fn own_slot_in(id: u64) -> *const Slot {
 #[inline]
 pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
     let n = slot.nest.get();
-    if n == 0 {
-        snapshot(slot, gp_ctr, fence_reads);
-    }
     // 64 bits cannot wrap (see `Slot::nest`).
     slot.nest.set(n + 1);
-    if n == 0 {
-        // A signal handler that ran a whole section of this domain between
-        // the snapshot and the count above found the count 0, so its
-        // outermost exit cleared the slot under this section: take the
-        // snapshot again (a handler from now on sees a nested section and
-        // leaves the slot alone). The slot is never 0 after a snapshot
-        // (the counter starts at 1).
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if slot.ctr.load(Ordering::Relaxed) == 0 {
-            snapshot_again(slot, gp_ctr, fence_reads);
-        }
+    // The count before the snapshot, for signal handlers that take a
+    // section of this domain: one that runs between the two sees a nested
+    // section, so its exit leaves the slot alone (with the snapshot first,
+    // its outermost exit cleared the slot under the interrupted section,
+    // which then ran unprotected: tests/signal_section_window.rs); and one
+    // that finds the slot still 0 there (the snapshot below not stored
+    // yet) takes the snapshot itself, for its own reads. A nested entry
+    // otherwise finds the slot set (the counter starts at 1).
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    if n == 0 || slot.ctr.load(Ordering::Relaxed) == 0 {
+        snapshot(slot, gp_ctr, fence_reads);
     }
+    // The same count again, after the fences: the compiler then knows it
+    // at the section's exit, and stores the lowered count there instead
+    // of loading it (a handler in between leaves the count as it found
+    // it). Without this store a pair took 1.22 ns instead of 1.04 here;
+    // with the branches split by `n`, 1.5-1.7 ns.
+    slot.nest.set(n + 1);
 }
 
 /// The outermost entry's snapshot: the domain's reader counter `gp_ctr`
@@ -1038,14 +1041,6 @@ fn snapshot(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
     if fence_reads.load(Ordering::Relaxed) {
         fence(Ordering::SeqCst);
     }
-}
-
-/// [`snapshot`] after a signal handler's section cleared the slot inside
-/// `section_enter` (see there).
-#[cold]
-#[inline(never)]
-fn snapshot_again(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
-    snapshot(slot, gp_ctr, fence_reads);
 }
 
 /// A bit of `Slot::nest`, set by a retire inside a section that the
