@@ -1630,16 +1630,35 @@ fn forking_with_the_global_domain_prepared_while_private_domains_are_busy() {
                 return 4;
             }
             // The private domain was not prepared. Its non-blocking calls
-            // must not hang. (Its synchronize waits for good on the reader
+            // must not hang: they return, or (`stats`, on a lock a thread
+            // of the parent held at the fork) panic within 2 s naming
+            // prepare_fork. (Its synchronize waits for good on the reader
             // of the parent caught in a section, with a stall report naming
             // prepare_fork after 1 s: the library's documented choice,
             // tests/fork.rs, a_child_forked_without_prepare_fork_is_told_...)
-            private.call(|| {});
-            let c = private.start_poll();
-            let _ = private.poll(&c);
-            let _ = private.pending();
-            let _ = private.stats();
-            0
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                private.call(|| {});
+                let c = private.start_poll();
+                let _ = private.poll(&c);
+                let _ = private.pending();
+                let _ = private.stats();
+            }));
+            match r {
+                Ok(()) => 0,
+                Err(e) => {
+                    let m = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    if m.contains("prepare_fork") {
+                        0
+                    } else {
+                        eprintln!("unclear panic in the unprepared domain: {m}");
+                        5
+                    }
+                }
+            }
         });
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
