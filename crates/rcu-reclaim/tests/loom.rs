@@ -14,6 +14,10 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 use rcu_reclaim::{Config, Rcu, RcuCell};
 
+#[path = "common/loom_mutant.rs"]
+mod loom_mutant;
+use loom_mutant::mutant_fails;
+
 const POISON: u64 = u64::MAX;
 
 struct Obj {
@@ -100,33 +104,6 @@ fn mutation_readers_unfenced_under_fenced_grace_periods_fails_the_model() {
     mutant_fails(
         "mutant_readers_unfenced_under_fenced_grace_periods",
         &["poisoned", "Causality violation"],
-    );
-}
-
-/// Runs the ignored test `name` (a mutant of a model) in a child process
-/// and checks that the model fails it, its output showing one of `signs`
-/// (loom's "Causality violation", or the model's own assertion). A child,
-/// because a model that panics leaves loom objects to be dropped outside
-/// the model, which aborts the process.
-fn mutant_fails(name: &str, signs: &[&str]) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--ignored", "--test-threads=1"])
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("running 1 test"), "{text}");
-    assert!(
-        !out.status.success(),
-        "the mutant {name} passed the model:\n{text}"
-    );
-    assert!(
-        signs.iter().any(|s| text.contains(s)),
-        "the mutant {name} failed for another reason:\n{text}"
     );
 }
 
