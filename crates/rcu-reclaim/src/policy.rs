@@ -168,7 +168,7 @@ pub(crate) fn gp_thread_gap(since_last: Option<Duration>) -> Option<Duration> {
     (!left.is_zero()).then_some(left)
 }
 
-/// Reader fences ([`reader_fences`](crate::reader_fences)): a memb domain
+/// Reader fences (`reader_fences.rs`): a memb domain
 /// switches its readers to fences, and its grace periods from `membarrier`
 /// to a fence, once its grace periods' `membarrier`s would take this share
 /// of a CPU (in parts per 10,000: 5 %), and back under a quarter of it.
