@@ -360,7 +360,8 @@ impl GracePeriods {
             if let Some(held) = crate::sync::try_lock(m) {
                 return held;
             }
-            if let Some(f) = self.forked_unprepared(what) {
+            let f = self.fork_check(what);
+            if f.forked() {
                 return crate::sync::lock_within(m, crate::sync::FORKED_WAIT, |waited| {
                     f.stuck(which, waited)
                 });
@@ -369,18 +370,17 @@ impl GracePeriods {
         lock(m)
     }
 
-    /// In a process forked from the domain's without `Rcu::prepare_fork`
-    /// (where threads of the parent may have held its locks and flags at
-    /// the fork, for good): the domain and its process, with `what` (the
-    /// call), for `sync::ForkedWaits`. `None` in the domain's own process
-    /// (or a child that `ForkGuard::child` made ready).
-    pub(crate) fn forked_unprepared(&self, what: &'static str) -> Option<ForkedFrom> {
-        let home = self.pid.load(Ordering::Relaxed);
-        (home != crate::reader::current_pid()).then_some(ForkedFrom {
+    /// The domain and its process, with `what` (the call), for the waits
+    /// that give up in a process forked from it without
+    /// `Rcu::prepare_fork` (`sync::ForkedWaits`; `ForkedFrom::forked`
+    /// says whether this is such a process, looked at only once a wait
+    /// blocks).
+    pub(crate) fn fork_check(&self, what: &'static str) -> ForkedFrom {
+        ForkedFrom {
             domain: self.id,
-            home,
+            home: self.pid.load(Ordering::Relaxed),
             what,
-        })
+        }
     }
 
     /// The readers this domain's grace periods wait for.
@@ -638,9 +638,7 @@ impl GracePeriods {
         // barrier could fall after the section's loads (reordered before
         // the snapshot's load on Arm), which the scan would then not wait
         // for (tests/loom_fence_protocol.rs).
-        if ReaderFences::on(&self.registry.fence_reads)
-            && !Registry::reads_always_fenced(self.registry.flavor)
-        {
+        if self.fences.switched_on(&self.registry.fence_reads) {
             self.writer_barrier();
             self.fences.disarm(&self.registry.fence_reads);
         }

@@ -1032,11 +1032,10 @@ pub(crate) fn section_enter(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &Atomi
 fn snapshot(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
     let ctr = gp_ctr.load(Ordering::Relaxed);
     slot.ctr.store(ctr, Ordering::Relaxed);
-    // The mode is read after the slot store in program order:
-    // a reader that finds the bit clear there is ordered by the
-    // `membarrier` that armed fence mode (`reader_fences.rs`). Memb
-    // without the bit: the writer's membarrier() turns this compiler
-    // fence into a full fence.
+    // The flag is read after the slot store in program order: a reader
+    // that finds it clear there is ordered by the `membarrier` that armed
+    // fence mode (`reader_fences.rs`). Memb with the flag clear: the
+    // writer's membarrier() turns this compiler fence into a full fence.
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
     if fence_reads.load(Ordering::Relaxed) {
         fence(Ordering::SeqCst);
@@ -1314,8 +1313,8 @@ pub(crate) fn qsbr_offline(slot: &Slot, registry: &Registry) {
 /// before the load of `waiter` (see `qsbr_offline`).
 #[inline(never)]
 pub(crate) fn qsbr_report(slot: &Slot, registry: &Registry, ctr: u64) {
+    // The store is a release too, for ThreadSanitizer (see `qsbr_offline`).
     fence(Ordering::SeqCst); // A
-                             // Release for ThreadSanitizer's sake (see `qsbr_offline`).
     slot.ctr.store(ctr, Ordering::Release);
     fence(Ordering::SeqCst); // B
     registry.wake_writer();

@@ -182,6 +182,12 @@ impl ReaderFences {
         self.armed.store(false, Ordering::Relaxed);
     }
 
+    /// Whether a memb domain's readers fence now because its grace periods
+    /// switched them (never for a domain whose readers fence for good).
+    pub(crate) fn switched_on(&self, fence_reads: &AtomicBool) -> bool {
+        !self.fixed && fence_reads.load(Ordering::Relaxed)
+    }
+
     /// Whether the domain's readers fence now.
     pub(crate) fn on(fence_reads: &AtomicBool) -> bool {
         fence_reads.load(Ordering::Relaxed)

@@ -246,7 +246,7 @@ impl Rcu {
         let gp = &self.inner().gp;
         // In a child forked without `prepare_fork`, a lock a thread of the
         // parent held at the fork is given up on, naming the fix.
-        let _forked = crate::sync::ForkedWaits::scope(gp.forked_unprepared("stats()"));
+        let _forked = crate::sync::ForkedWaits::scope(gp.fork_check("stats()"));
         let c = &gp.counters;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let seq = gp.seq();

@@ -284,7 +284,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> Locked<'_, T> {
         return held;
     }
     #[cfg(not(loom))]
-    if let Some(f) = ForkedWaits::current() {
+    if let Some(f) = ForkedWaits::current().filter(|f| f.forked()) {
         return lock_within(m, FORKED_WAIT, |waited| {
             f.stuck("a lock of the domain", waited)
         });
@@ -339,7 +339,7 @@ pub(crate) fn lock_within<'a, T>(
 /// How long a process forked without `Rcu::prepare_fork` waits for a
 /// lock or a flag of a domain that a thread of its parent may have held at
 /// the fork (such a thread does not exist here, so it is never released)
-/// before it says so ([`forked_unprepared`]).
+/// before it says so ([`ForkedFrom::stuck`]).
 #[cfg(not(loom))]
 pub(crate) const FORKED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -350,8 +350,9 @@ thread_local! {
         const { std::cell::Cell::new(None) };
 }
 
-/// A domain's call running in a process forked from the domain's without
-/// `Rcu::prepare_fork` (see [`ForkedWaits`]).
+/// A domain's call that gives up on its waits if it runs in a process
+/// forked from the domain's without `Rcu::prepare_fork` (see
+/// [`ForkedWaits`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ForkedFrom {
     /// The domain's number and the process it belongs to.
@@ -362,6 +363,13 @@ pub(crate) struct ForkedFrom {
 }
 
 impl ForkedFrom {
+    /// Whether this process is not the domain's (forked from it without
+    /// `prepare_fork`, or `ForkGuard::child` not called yet): a system
+    /// call, so asked only once a wait blocks.
+    pub(crate) fn forked(&self) -> bool {
+        self.home != crate::reader::current_pid()
+    }
+
     /// The panic of a wait that cannot end: `which` has been held for
     /// `waited`, most likely by a thread of the parent.
     #[cfg(not(loom))]
@@ -385,11 +393,12 @@ impl ForkedFrom {
 
 /// While alive, every [`lock`] this thread waits for, and its waits on
 /// other threads' retires (`callbacks::local`), give up after
-/// [`FORKED_WAIT`] with a panic naming `Rcu::prepare_fork`. Set by the
-/// calls that take locks and flags of every thread (`barrier`, the
-/// flushes, `stats`) in a process forked from the domain's without it,
-/// where a thread of the parent caught holding one at the fork does not
-/// exist and never lets go (before: such a child's `barrier` or `stats()`
+/// [`FORKED_WAIT`] with a panic naming `Rcu::prepare_fork`, in a process
+/// forked from the domain's without it ([`ForkedFrom::forked`], looked at
+/// once a wait blocks). Set by the calls that take locks and flags of
+/// every thread (`barrier`, the flushes, `stats`): in such a process, a
+/// thread of the parent caught holding one at the fork does not exist and
+/// never lets go (before: such a child's `barrier` or `stats()`
 /// hung, silently, in 5 of 40 forks of a busy parent).
 pub(crate) struct ForkedWaits {
     #[cfg(not(loom))]
@@ -397,21 +406,17 @@ pub(crate) struct ForkedWaits {
 }
 
 impl ForkedWaits {
-    /// Makes this thread's waits give up as above if `forked` says the
-    /// process is such a child (`GracePeriods::forked_unprepared`); else
-    /// changes nothing.
-    pub(crate) fn scope(forked: Option<ForkedFrom>) -> ForkedWaits {
+    /// Makes this thread's waits give up as above for the call `f`
+    /// (`GracePeriods::fork_check`).
+    pub(crate) fn scope(f: ForkedFrom) -> ForkedWaits {
         #[cfg(not(loom))]
         {
-            let before = match forked {
-                Some(f) => FORKED_FROM.try_with(|c| c.replace(Some(f))).ok().flatten(),
-                None => Self::current(),
-            };
+            let before = FORKED_FROM.try_with(|c| c.replace(Some(f))).ok().flatten();
             ForkedWaits { before }
         }
         #[cfg(loom)]
         {
-            let _ = forked;
+            let _ = f;
             ForkedWaits {}
         }
     }

@@ -23,7 +23,7 @@ impl Callbacks {
         add(&self.counters.barriers, 1);
         // In a child forked without `prepare_fork`, a wait on what a thread
         // of the parent held at the fork gives up, naming the fix.
-        let _forked = crate::sync::ForkedWaits::scope(gp.forked_unprepared("a barrier"));
+        let _forked = crate::sync::ForkedWaits::scope(gp.fork_check("a barrier"));
         self.flush_locals(gp, None);
         let markers: Vec<Arc<AtomicBool>> = self
             .shards

@@ -21,7 +21,7 @@ impl Callbacks {
     ) -> (bool, Option<Duration>) {
         // In a child forked without `prepare_fork`, a wait on a thread of
         // the parent caught in a retire gives up, naming the fix.
-        let _forked = crate::sync::ForkedWaits::scope(gp.forked_unprepared("a flush"));
+        let _forked = crate::sync::ForkedWaits::scope(gp.fork_check("a flush"));
         let mut kick = false;
         let mut next_due: Option<usize> = None;
         let now_ms = epoch_ms();

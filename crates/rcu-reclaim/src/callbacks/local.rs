@@ -534,18 +534,28 @@ impl LocalBuffer {
 /// here: after `sync::FORKED_WAIT` this panics, naming the fix.
 fn spin_until(done: impl Fn() -> bool) {
     let mut spins = 0u32;
+    // Whether the waits give up (`sync::ForkedWaits`), and since when:
+    // looked at once, when the spinning ends.
     #[cfg(not(loom))]
-    let forked = crate::sync::ForkedWaits::current().map(|f| (f, std::time::Instant::now()));
+    #[allow(clippy::option_option)]
+    let mut forked: Option<Option<(crate::sync::ForkedFrom, std::time::Instant)>> = None;
     while !done() {
         spins += 1;
         if !cfg!(loom) && spins < 64 {
             std::hint::spin_loop();
         } else {
             #[cfg(not(loom))]
-            if let Some((f, since)) = forked {
-                let waited = since.elapsed();
-                if waited >= crate::sync::FORKED_WAIT {
-                    f.stuck("a thread's retire or drops in progress", waited);
+            {
+                let look = || {
+                    crate::sync::ForkedWaits::current()
+                        .filter(|f| f.forked())
+                        .map(|f| (f, std::time::Instant::now()))
+                };
+                if let Some((f, since)) = *forked.get_or_insert_with(look) {
+                    let waited = since.elapsed();
+                    if waited >= crate::sync::FORKED_WAIT {
+                        f.stuck("a thread's retire or drops in progress", waited);
+                    }
                 }
             }
             crate::sync::thread::yield_now();
