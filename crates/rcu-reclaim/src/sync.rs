@@ -366,8 +366,9 @@ impl ForkedFrom {
     /// Whether this process is not the domain's (forked from it without
     /// `prepare_fork`, or `ForkGuard::child` not called yet): a system
     /// call, so asked only once a wait blocks.
+    #[cfg(not(loom))]
     pub(crate) fn forked(&self) -> bool {
-        self.home != crate::reader::current_pid()
+        self.home != std::process::id()
     }
 
     /// The panic of a wait that cannot end: `which` has been held for
