@@ -1780,8 +1780,11 @@ fn store_sync_whose_old_value_panics_leaves_the_cell_consistent() {
 /// `shard_snapshot` -> a shard's state lock (and `fast_mode`'s clock
 /// lock). Fixed: those calls give up on every lock and every other
 /// thread's retire after 2 s there, naming `prepare_fork`
-/// (`sync::ForkedWaits`). `UNPREPARED_FORKS` sets the forks (default 12;
-/// each stuck child costs the test 2 s).
+/// (`sync::ForkedWaits`). Later (thirty-second session): the child's own
+/// `call_sized`, `call_hurry` and a retire's page hand-off blocked on such
+/// a lock for good (14 children of 30 hung in `Callbacks::enqueue`); they
+/// give up the same way now. `UNPREPARED_FORKS` sets the forks (default
+/// 12; each stuck child costs the test 2 s).
 #[test]
 fn an_unprepared_child_never_hangs_silently_on_a_shard_lock_held_at_the_fork() {
     let _w = watchdog("unprepared_shard_lock", 300);
@@ -1795,10 +1798,13 @@ fn an_unprepared_child_never_hangs_silently_on_a_shard_lock_held_at_the_fork() {
                 while !stop.load(Ordering::Relaxed) {
                     r.call(|| {});
                     r.defer_drop(Box::new([0u8; 256]));
+                    r.call_sized(|| {}, 4096);
+                    r.call_hurry(|| {});
                     i += 1;
                     if i % 512 == 0 {
                         r.barrier();
                         let _ = r.stats();
+                        let _ = r.collect();
                     }
                 }
             })
@@ -1813,6 +1819,18 @@ fn an_unprepared_child_never_hangs_silently_on_a_shard_lock_held_at_the_fork() {
         thread::sleep(ms(5));
         let status = in_child(&rcu, false, |_| {
             let r = catch_unwind(AssertUnwindSafe(|| {
+                // Every write-side call, enough of them to hand pages off.
+                for i in 0..8_000u64 {
+                    match i % 4 {
+                        0 => rcu.call(|| {}),
+                        1 => rcu.call_sized(|| {}, 4096),
+                        2 => rcu.call_hurry(|| {}),
+                        _ => rcu.defer_drop(Box::new([0u8; 256])),
+                    }
+                    if i % 2_000 == 0 {
+                        let _ = rcu.collect();
+                    }
+                }
                 let _ = rcu.stats();
                 rcu.barrier();
             }));

@@ -252,6 +252,10 @@ impl Rcu {
     fn enqueue(&self, f: Box<dyn FnOnce() + Send>, bytes: usize, hurry: bool) {
         let bytes = policy::booked(bytes);
         let inner = self.inner();
+        // In a process forked without `prepare_fork`, a shard lock a
+        // parent's thread held at the fork is never released: the waits
+        // below give up, naming the fix, instead of hanging.
+        let _forked = crate::sync::ForkedWaits::scope(inner.gp.fork_check("a call"));
         let (kick, cpu) = inner.callbacks.enqueue(f, bytes, hurry);
         self.start_background(kick);
         #[cfg(not(loom))]
@@ -912,6 +916,8 @@ impl Rcu {
     ) -> Result<(), Word> {
         let inner = self.inner();
         let cbs = &inner.callbacks;
+        // The hand-off's locks, as in `enqueue`.
+        let _forked = crate::sync::ForkedWaits::scope(inner.gp.fork_check("a retire"));
         let due = |p: &BulkPage| {
             early || p.is_full() || policy::page_due_by_pace(&cbs.params, p.bytes(), p.len())
         };
@@ -1227,6 +1233,7 @@ impl Rcu {
         });
         let inner = self.inner();
         let cbs = &inner.callbacks;
+        let _forked = crate::sync::ForkedWaits::scope(inner.gp.fork_check("collect()"));
         match cbs.collect(&inner.gp, cbs.current_shard(), tick) {
             Collected::Ran(n) => n,
             Collected::Waiting => {
