@@ -238,6 +238,7 @@ impl ForkGuard<'_> {
     }
 
     fn release(&mut self) {
+        self.rcu.inner().gp.fork_guard_released();
         self.kthread = None;
         self.workers = None;
         self.pressure = None;
@@ -320,7 +321,10 @@ impl Drop for ForkGuard<'_> {
                     "rcu-reclaim: a ForkGuard was dropped in a child created by fork() without \
                      ForkGuard::child(): the domain's background threads do not exist here, \
                      so start_poll() cookies never complete and callbacks run only at a \
-                     barrier(). Call guard.child() in the child (where fork() returned 0)",
+                     barrier(); and the sections that the parent's other threads were in at \
+                     the fork are never ended here, so synchronize(), barrier() and \
+                     store_sync() wait for good if any thread was reading. Call \
+                     guard.child() in the child (where fork() returned 0)",
                 );
             }
             self.release();

@@ -32,6 +32,11 @@ const SEQ_STATE_MASK: u64 = 3;
 const SPIN_ROUNDS: u32 = 100;
 /// Yield rounds (after spinning) before a normal waiter parks.
 const YIELD_ROUNDS: u32 = 20;
+/// How long a waiter for `gp_lock` waits for an unresolved `ForkGuard`
+/// (`Rcu::prepare_fork`) before it says so, then waits on.
+#[cfg(not(loom))]
+const FORK_GUARD_WAIT: Duration = Duration::from_secs(5);
+
 /// Spins, then yields, of a waiter for `gp_lock` that watches the
 /// sequence before it blocks on the lock (`lock_gp_unless_done`).
 #[cfg(not(loom))]
@@ -261,6 +266,11 @@ pub(crate) struct GracePeriods {
     /// other process (forked without `prepare_fork`), `gp_lock` may be
     /// held for good by a thread that does not exist there.
     pid: std::sync::atomic::AtomicU32,
+    /// Whether a `ForkGuard` holds `gp_lock` (from `prepare_fork` until
+    /// the guard is resolved or dropped): a waiter that finds the lock
+    /// held that long says so (`lock_after_fork`).
+    #[cfg(not(loom))]
+    held_for_fork: std::sync::atomic::AtomicBool,
 }
 
 impl GracePeriods {
@@ -292,6 +302,8 @@ impl GracePeriods {
             held_up_gave_up: AtomicU64::new(u64::MAX),
             base: Instant::now(),
             pid: std::sync::atomic::AtomicU32::new(crate::reader::current_pid()),
+            #[cfg(not(loom))]
+            held_for_fork: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -366,8 +378,29 @@ impl GracePeriods {
                     f.stuck(which, waited)
                 });
             }
+            if self.held_for_fork.load(Ordering::Relaxed) {
+                return crate::sync::lock_within(m, FORK_GUARD_WAIT, |waited| {
+                    self.warn_fork_guard_unresolved(what, waited);
+                    lock(m)
+                });
+            }
         }
         lock(m)
+    }
+
+    /// Says, once a waiter has waited `waited` for a lock that a
+    /// `ForkGuard` holds, that the guard was never resolved.
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    fn warn_fork_guard_unresolved(&self, what: &str, waited: Duration) {
+        crate::sys::warn_loud(&format!(
+            "rcu-reclaim: {what} of domain {} has waited {waited:?} for the domain to come back \
+             from prepare_fork(): its ForkGuard was never resolved. Call fork(), then \
+             guard.parent() in the parent and guard.child() in the child, or drop the guard; \
+             a guard leaked with mem::forget stops the domain for good. Waiting on",
+            self.id
+        ));
     }
 
     /// The domain and its process, with `what` (the call), for the waits
@@ -412,7 +445,15 @@ impl GracePeriods {
     /// Holds off every grace period (across `fork()`).
     #[cfg(not(loom))]
     pub(crate) fn lock_gp_for_fork(&self) -> crate::sync::ForkHeld<'_, ()> {
-        crate::sync::lock_for_fork(&self.gp_lock)
+        let held = crate::sync::lock_for_fork(&self.gp_lock);
+        self.held_for_fork.store(true, Ordering::Relaxed);
+        held
+    }
+
+    /// The `ForkGuard` that holds `gp_lock` is about to let it go.
+    #[cfg(not(loom))]
+    pub(crate) fn fork_guard_released(&self) {
+        self.held_for_fork.store(false, Ordering::Relaxed);
     }
 }
 
@@ -1078,13 +1119,14 @@ impl GracePeriods {
             let msg = if owner.pid != 0 && owner.pid != here {
                 format!(
                     "rcu-reclaim: reader stall: thread '{}' (tid {}) of process {}, registered \
-                     before this process ({}) was forked from it without Rcu::prepare_fork(), has \
+                     before this process ({}) was forked from it without Rcu::prepare_fork() \
+                     (or with it, but without ForkGuard::child() in this child), has \
                      held up a grace period of domain {} for {:?} (stall timeout {:?}): inside a \
                      read-side section (or, QSBR, online) at the fork, it does not exist here \
                      (unless it is the thread that forked, which runs on here), so its section \
                      never ends and grace periods of the domain wait for good. Call \
                      rcu.prepare_fork() before fork() and ForkGuard::child() in the child \
-                     (parent() in the parent); on the liburcu drop-in, call_rcu_before_fork() \
+                     (parent() in the parent), which ends those sections; on the liburcu drop-in, call_rcu_before_fork() \
                      before fork(), call_rcu_after_fork_parent() in the parent and \
                      call_rcu_after_fork_child() in the child (urcu_memb_call_rcu_before_fork() \
                      etc., or register the three once with pthread_atfork())",

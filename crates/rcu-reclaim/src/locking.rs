@@ -52,6 +52,32 @@
 //! its thread name, through `tracing` and on standard error when no
 //! subscriber is installed: a wait on a reader is never silent.
 //!
+//! ## Signal handlers
+//!
+//! A signal handler may take a read-side section
+//! ([`read_lock`](crate::Rcu::read_lock), a guard's
+//! [`RcuCell::load`](crate::RcuCell::load), a map's `get`), nested in a
+//! section of the thread it interrupted or not, **on a thread already
+//! registered in that domain**: by
+//! [`register_thread`](crate::Rcu::register_thread), or by any earlier
+//! section of that domain on the thread. A thread's first section
+//! registers it, and registering allocates: a handler that interrupted
+//! `malloc` on an unregistered thread would wait for good on `malloc`'s
+//! own lock. So register each thread a handler may run on (at its start,
+//! before the signal can arrive), as liburcu asks of `rcu_register_thread`.
+//! Nothing else is async-signal-safe: `call`, `defer_drop*`, stores and
+//! the waits allocate or take locks. The library's own threads run with
+//! every signal blocked, so a handler never runs on them.
+//!
+//! ```
+//! let rcu = rcu_reclaim::Rcu::global();
+//! // At the start of every thread whose signals may run a handler that reads:
+//! rcu.register_thread();
+//! // ...then, in the handler, a section costs what it costs anywhere:
+//! let guard = rcu.read_lock();
+//! drop(guard);
+//! ```
+//!
 //! ## The lock order
 //!
 //! Inside the library, locks are taken only in this order (a lock may be

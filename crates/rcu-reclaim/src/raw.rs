@@ -54,6 +54,12 @@ impl Rcu {
     /// Registers the calling thread as a reader now (it is otherwise
     /// registered by its first `read_lock`). Idempotent.
     ///
+    /// Registering allocates, so a thread on which a signal handler may
+    /// take a section of this domain registers first, before the signal
+    /// can arrive: a handler's first section on an unregistered thread
+    /// that interrupted `malloc` would wait on `malloc`'s lock for good
+    /// (see [Signal handlers](crate::locking#signal-handlers)).
+    ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
     /// rcu.register_thread();

@@ -459,6 +459,22 @@ fn let_go(slot: &Slot, registry: &Registry) {
             );
         }
     }
+    #[cfg(not(loom))]
+    if crate::sync::holds_fork_locks() {
+        // This thread holds the domain stopped for fork() (a `ForkGuard`
+        // leaked with `mem::forget`, never resolved): its own buffer's
+        // lock among the rest, so handing its page on would wait on
+        // itself. The page stays, and so does the slot (never reused: its
+        // buffer stays locked).
+        crate::sys::warn_loud(
+            "rcu-reclaim: a thread is exiting while it holds a domain stopped for fork() (a \
+             ForkGuard from prepare_fork() that was leaked, never resolved with parent() or \
+             child()): the domain stays stopped for good, and this thread's deferred work \
+             is never run. Resolve or drop the guard before the thread exits",
+        );
+        slot.abandoned.store(true, Ordering::Relaxed);
+        return;
+    }
     slot.orphan_buffered_page(registry);
     if abandoned {
         slot.raw_only.store(raw_only, Ordering::Relaxed);

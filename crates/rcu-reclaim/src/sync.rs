@@ -250,11 +250,24 @@ pub(crate) fn lock_for_fork<T>(m: &Mutex<T>) -> ForkHeld<'_, T> {
     ForkHeld { held, addr }
 }
 
+/// Whether this thread holds locks of a domain stopped for `fork()` (a
+/// `ForkGuard` alive on it, or leaked).
+#[cfg(not(loom))]
+pub(crate) fn holds_fork_locks() -> bool {
+    FORKING.with(std::cell::Cell::get)
+}
+
 #[cfg(not(loom))]
 #[cold]
 #[inline(never)]
 fn check_not_fork_held(addr: usize) {
-    if FORK_HELD.with(|h| h.borrow().contains(&addr)) {
+    // `try_with`: at the thread's exit the list may be gone already (a
+    // guard leaked on this thread); `Registrations`' drop does not lock
+    // then (`reader::let_go`).
+    if FORK_HELD
+        .try_with(|h| h.borrow().contains(&addr))
+        .unwrap_or(false)
+    {
         panic!(
             "rcu-reclaim: this thread holds the domain stopped for fork() (a ForkGuard from \
              prepare_fork()), and this call would wait for it. Call fork() and resolve the \

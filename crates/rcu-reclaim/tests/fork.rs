@@ -468,3 +468,54 @@ fn a_child_forked_while_a_parent_thread_held_the_grace_period_lock_is_told_not_h
         "the child was not told why its grace period cannot start: status {status}"
     );
 }
+
+/// A `ForkGuard` leaked with `mem::forget` (safe code) on a thread that
+/// then exits: before, the thread's exit aborted the whole process with
+/// an unrelated error ("cannot access a Thread Local Storage value during
+/// or after destruction"), and a `synchronize` on another thread waited
+/// for good in silence. Now the exiting thread says what it holds, and the
+/// waiter says, after 5 s, that the guard was never resolved (it still
+/// waits: the domain is stopped for good). In a forked child, as the
+/// domain is.
+#[test]
+fn a_leaked_fork_guard_is_named_not_an_abort_at_thread_exit() {
+    let status = common::forked_child_status(Rcu::global(), || {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let captured = common::Captured::default();
+        let (sink, r) = (captured.clone(), rcu.clone());
+        let exited = std::thread::spawn(move || {
+            // Kept for the thread-local destructors, where the warning
+            // comes from (tracing's thread-local was made first, so it is
+            // destroyed after the library's).
+            std::mem::forget(sink.on_this_thread());
+            r.defer_drop(Box::new(7u64));
+            std::mem::forget(r.prepare_fork());
+        })
+        .join()
+        .is_ok();
+        let (sink, r) = (captured.clone(), rcu.clone());
+        let waiter = std::thread::spawn(move || {
+            let _default = sink.on_this_thread();
+            r.synchronize();
+        });
+        let start = Instant::now();
+        while !captured.text().contains("its ForkGuard was never resolved")
+            && start.elapsed() < Duration::from_secs(15)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = captured.text();
+        let ok = exited
+            && !waiter.is_finished()
+            && log.contains("exiting while it holds a domain stopped for fork()")
+            && log.contains("its ForkGuard was never resolved");
+        if !ok {
+            eprintln!("exited: {exited}; log: {log}");
+        }
+        ok
+    });
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child ended with status {status:#x}"
+    );
+}

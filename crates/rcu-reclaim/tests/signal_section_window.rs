@@ -4,7 +4,8 @@
 //! the slot under the interrupted section, which a grace period then did
 //! not wait for (a reader saw poison: mb in 2.5 s, memb in reader-fence
 //! mode in 19 s, before the fix). `PROBE_FLAVOR` (mb, the default; memb;
-//! memb-fenced) and `PROBE_SECS` (default 3).
+//! memb-fenced) and `PROBE_SECS` (default 3). And a handler's sections on
+//! a registered thread interrupting `malloc`.
 
 mod common;
 use common::poison::{Drops, Val};
@@ -53,6 +54,10 @@ fn a_signal_handler_section_inside_section_enter_leaves_the_section_protected() 
     let reader = {
         let (rcu, p, stop) = (rcu.clone(), p.clone(), stop.clone());
         thread::spawn(move || {
+            // Registered before the first signal can come: a handler's
+            // first section on an unregistered thread registers it, which
+            // allocates (and `send` may be inside `malloc`).
+            rcu.register_thread();
             // SAFETY: no preconditions.
             tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
             let mut n = 0u64;
@@ -108,4 +113,94 @@ fn a_signal_handler_section_inside_section_enter_leaves_the_section_protected() 
         rcu.stats().reader_fences
     );
     r.unwrap();
+}
+
+static ALLOC_RCU: std::sync::OnceLock<(Rcu, rcu_reclaim::RcuCell<u64>)> =
+    std::sync::OnceLock::new();
+static ALLOC_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn reading_handler(_: libc::c_int) {
+    let (rcu, cell) = ALLOC_RCU.get().unwrap();
+    let outer = rcu.read_lock();
+    let inner = rcu.read_lock();
+    assert_eq!(cell.load(&inner).copied(), Some(7));
+    drop(inner);
+    drop(outer);
+    ALLOC_HANDLED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A handler that takes sections (a guard, a nested one, `RcuCell::load`)
+/// on a thread registered beforehand, while that thread allocates and
+/// frees at full speed and a writer retires: no section of a registered
+/// thread allocates or takes a lock, so a handler that interrupted
+/// `malloc` never waits on `malloc`'s lock (an unregistered thread's first
+/// section registers it, which allocates: the `locking` module's "Signal
+/// handlers" says to register first). Hung, before, in 3 of 3 runs of an
+/// audit's program whose threads were not registered.
+#[test]
+fn a_handlers_sections_on_a_registered_thread_never_wait_on_malloc() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cell = rcu_reclaim::RcuCell::new_in(&rcu, Box::new(7u64));
+    ALLOC_RCU.set((rcu.clone(), cell)).ok().unwrap();
+    // SAFETY: installing a handler that only takes sections and loads.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = reading_handler as extern "C" fn(libc::c_int) as usize;
+        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let allocator = {
+        let (rcu, stop) = (rcu.clone(), stop.clone());
+        thread::spawn(move || {
+            rcu.register_thread();
+            // SAFETY: no preconditions.
+            tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                kept.push(vec![i as u8; 16 + i % 4000]);
+                if kept.len() > 64 {
+                    kept.swap_remove(i % 64);
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    let tid = tid_rx.recv().unwrap();
+    let signaller = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: the allocating thread outlives this loop.
+                unsafe { libc::pthread_kill(tid, libc::SIGUSR2) };
+                thread::yield_now();
+            }
+        })
+    };
+    let (rcu_w, cell) = ALLOC_RCU.get().map(|(r, c)| (r, c)).unwrap();
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        // Retires (its old value waits for the handlers' sections).
+        cell.store(Box::new(7));
+        rcu_w.defer_drop(Box::new([0u8; 64]));
+    }
+    // A thread stuck in `malloc`'s lock never sees `stop`: the join
+    // below would hang, so look first.
+    stop.store(true, Ordering::Relaxed);
+    signaller.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !allocator.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        allocator.is_finished(),
+        "the allocating thread did not finish: a handler's section waited on malloc's lock"
+    );
+    let allocs = allocator.join().unwrap();
+    let handled = ALLOC_HANDLED.load(Ordering::Relaxed);
+    eprintln!("allocations {allocs}, handler sections {handled}");
+    assert!(handled > 0, "no signal was handled");
+    drop(rcu);
 }
