@@ -8,7 +8,9 @@
 //! [`ForkGuard::parent`] releases everything, and [`ForkGuard::child`]
 //! releases everything, forgets the threads, ends the read-side sections
 //! of threads that do not exist in the child, and starts new threads so
-//! that callbacks queued before the fork still run. This is what liburcu's
+//! that callbacks queued before the fork still run (but for a page that a
+//! thread was writing at the very moment of the fork: see
+//! [`ForkGuard::child`]). This is what liburcu's
 //! `call_rcu_before_fork` / `call_rcu_after_fork_parent` /
 //! `call_rcu_after_fork_child` do for its call_rcu threads.
 //!
@@ -180,6 +182,16 @@ impl ForkGuard<'_> {
     /// deferred drops are adopted, and new background threads are started
     /// for what was queued before the fork. Pressure signals that other
     /// threads of the parent held stay counted.
+    ///
+    /// One exception: a thread of the parent caught at the fork inside a
+    /// retire (`call`, `defer_drop*`, a store), or inside another thread's
+    /// hand-off of its bulk page, left that page half written. Its entries,
+    /// up to one page of that thread, are then neither run nor freed in the
+    /// child (the parent runs its own copies): in the child, their memory
+    /// stays allocated and their callbacks do not run. (An audit saw this
+    /// in 3 of 40 forks of a parent whose threads retired without pause.)
+    /// A program that needs every callback queued before the fork to run in
+    /// the child as well stops its retiring threads before it forks.
     ///
     /// Call it only in a child process created by `fork()` right after
     /// [`Rcu::prepare_fork`] (it forgets the domain's threads). A reference
