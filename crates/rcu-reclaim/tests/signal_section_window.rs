@@ -27,6 +27,36 @@ extern "C" fn handler(_: libc::c_int) {
     HANDLED.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Installs `handler` for `sig` (the handlers here only take sections,
+/// load and count).
+fn install(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: a zeroed `sigaction` with only the handler set is valid;
+    // the handlers are async-signal-safe on registered threads.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as usize;
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Sends `sig` to thread `tid` over and over until `stop`; `tid` must
+/// outlive the returned thread (join it first).
+fn signal_until(
+    tid: libc::pthread_t,
+    sig: libc::c_int,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: the caller keeps `tid` alive until this thread ends.
+            unsafe { libc::pthread_kill(tid, sig) };
+            for _ in 0..200 {
+                std::hint::spin_loop();
+            }
+        }
+    })
+}
+
 #[test]
 fn a_signal_handler_section_inside_section_enter_leaves_the_section_protected() {
     let config = match std::env::var("PROBE_FLAVOR").as_deref() {
@@ -43,12 +73,7 @@ fn a_signal_handler_section_inside_section_enter_leaves_the_section_protected() 
     RCU.set(rcu.clone()).ok().unwrap();
     let drops = Drops::new(1); // counts unchecked: ids past it are ignored
     let p = Arc::new(AtomicPtr::new(Box::into_raw(Box::new(Val::new(&drops, 1)))));
-    // SAFETY: installing a handler that only takes a raw section.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = handler as extern "C" fn(libc::c_int) as usize;
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
-    }
+    install(libc::SIGUSR1, handler);
     let stop = Arc::new(AtomicBool::new(false));
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let reader = {
@@ -76,18 +101,7 @@ fn a_signal_handler_section_inside_section_enter_leaves_the_section_protected() 
         })
     };
     let tid = tid_rx.recv().unwrap();
-    let signaller = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                // SAFETY: the reader thread outlives this loop (joined after it).
-                unsafe { libc::pthread_kill(tid, libc::SIGUSR1) };
-                for _ in 0..200 {
-                    std::hint::spin_loop();
-                }
-            }
-        })
-    };
+    let signaller = signal_until(tid, libc::SIGUSR1, stop.clone());
     let secs: u64 = std::env::var("PROBE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -142,12 +156,7 @@ fn a_handlers_sections_on_a_registered_thread_never_wait_on_malloc() {
     let rcu = Rcu::new(Config::new()).unwrap();
     let cell = rcu_reclaim::RcuCell::new_in(&rcu, Box::new(7u64));
     ALLOC_RCU.set((rcu.clone(), cell)).ok().unwrap();
-    // SAFETY: installing a handler that only takes sections and loads.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = reading_handler as extern "C" fn(libc::c_int) as usize;
-        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
-    }
+    install(libc::SIGUSR2, reading_handler);
     let stop = Arc::new(AtomicBool::new(false));
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let allocator = {
@@ -169,16 +178,7 @@ fn a_handlers_sections_on_a_registered_thread_never_wait_on_malloc() {
         })
     };
     let tid = tid_rx.recv().unwrap();
-    let signaller = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                // SAFETY: the allocating thread outlives this loop.
-                unsafe { libc::pthread_kill(tid, libc::SIGUSR2) };
-                thread::yield_now();
-            }
-        })
-    };
+    let signaller = signal_until(tid, libc::SIGUSR2, stop.clone());
     let (rcu_w, cell) = ALLOC_RCU.get().map(|(r, c)| (r, c)).unwrap();
     let end = Instant::now() + Duration::from_secs(2);
     while Instant::now() < end {
