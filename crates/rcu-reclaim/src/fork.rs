@@ -8,9 +8,8 @@
 //! [`ForkGuard::parent`] releases everything, and [`ForkGuard::child`]
 //! releases everything, forgets the threads, ends the read-side sections
 //! of threads that do not exist in the child, and starts new threads so
-//! that callbacks queued before the fork still run (but for a page that a
-//! thread was writing at the very moment of the fork: see
-//! [`ForkGuard::child`]). This is what liburcu's
+//! that callbacks queued before the fork still run (see
+//! [`ForkGuard::child`] for the one exception). This is what liburcu's
 //! `call_rcu_before_fork` / `call_rcu_after_fork_parent` /
 //! `call_rcu_after_fork_child` do for its call_rcu threads.
 //!
@@ -29,9 +28,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::callbacks::{BulkPage, EngineLocks, WorkersForkHeld};
+use crate::callbacks::{BulkPage, EngineLocks, HeldForFork, WorkersForkHeld};
 use crate::domain::Rcu;
 use crate::gp_thread::GpThreadForkHeld;
+use crate::reader::Slot;
 use crate::sync::ForkHeld;
 
 /// The domain's state held still across `fork()`, from
@@ -68,6 +68,9 @@ pub struct ForkGuard<'a> {
     /// The process that prepared the fork: `child` refuses to run in it.
     pid: u32,
     // Dropped in this order: the reverse of the order they were taken in.
+    /// Other threads' buffers of deferred drops whose lock was free at
+    /// `prepare_fork`, held with their owners kept out.
+    buffers: Vec<HeldForFork<'a>>,
     kthread: Option<GpThreadForkHeld<'a>>,
     workers: Option<WorkersForkHeld<'a>>,
     pressure: Option<ForkHeld<'a, Option<Instant>>>,
@@ -78,7 +81,9 @@ impl Rcu {
     /// Gets the domain ready for `fork()`: parks its background threads
     /// where they hold no lock and takes its locks, so the child inherits a
     /// consistent domain. Grace periods and callbacks wait until the guard is
-    /// resolved; call `fork()` next, then [`ForkGuard::parent`] or
+    /// resolved, and so do other threads' retires once their bulk page
+    /// needs its slow path (their pages are held, so the child finds each
+    /// whole); call `fork()` next, then [`ForkGuard::parent`] or
     /// [`ForkGuard::child`].
     ///
     /// # Panics
@@ -125,27 +130,104 @@ impl Rcu {
         let inner = self.inner();
         inner.kthread.pause();
         inner.callbacks.workers.pause();
-        let engine = inner.callbacks.lock_for_fork(
-            &inner.registry.orphans,
-            || inner.gp.lock_gp_for_fork(),
-            own_buffer,
-        );
-        let pressure = inner.callbacks.pressure.lock_for_fork();
-        // Last: a thread may wake a worker or ask the grace-period thread
-        // for a grace period while it holds one of the locks above (a
-        // callback asking for one under its shard's lock).
-        let workers = inner.callbacks.workers.hold_for_fork();
-        let kthread = inner.kthread.hold_for_fork();
-        ForkGuard {
-            rcu: self,
-            pid: std::process::id(),
-            kthread: Some(kthread),
-            workers: Some(workers),
-            pressure: Some(pressure),
-            engine: Some(engine),
+        let mut attempt = 0;
+        loop {
+            let engine = inner.callbacks.lock_for_fork(
+                &inner.registry.orphans,
+                || inner.gp.lock_gp_for_fork(),
+                own_buffer,
+            );
+            let pressure = inner.callbacks.pressure.lock_for_fork();
+            // Last: a thread may wake a worker or ask the grace-period
+            // thread for a grace period while it holds one of the locks
+            // above (a callback asking for one under its shard's lock).
+            let workers = inner.callbacks.workers.hold_for_fork();
+            let kthread = inner.kthread.hold_for_fork();
+            let (buffers, missed) = self.hold_buffers_for_fork(own);
+            if missed == 0 || attempt == FORK_BUFFER_TRIES {
+                return ForkGuard {
+                    rcu: self,
+                    pid: std::process::id(),
+                    buffers,
+                    kthread: Some(kthread),
+                    workers: Some(workers),
+                    pressure: Some(pressure),
+                    engine: Some(engine),
+                };
+            }
+            // A retire's slow path (or a steal) held a buffer, most likely
+            // waiting for one of the locks just taken: let them all go,
+            // in the reverse order, so it can finish, and try again.
+            drop(buffers);
+            drop(kthread);
+            drop(workers);
+            drop(pressure);
+            inner.gp.fork_guard_released();
+            drop(engine);
+            std::thread::sleep(std::time::Duration::from_micros(50 << attempt.min(5)));
+            attempt += 1;
         }
     }
 }
+
+impl Rcu {
+    /// The other threads' buffers of deferred drops, each held if its lock
+    /// is free, with its owner kept off its fast path: a thread caught at
+    /// the fork inside a retire left its page half written, and the child
+    /// could neither run nor free it (3 of 40 forks of a parent whose
+    /// threads retired without pause lost a page so). Last in
+    /// `prepare_fork`, with every other lock held, and without waiting for
+    /// a lock: an owner's slow path holding its buffer may be waiting for
+    /// one of those (the child leaves such a page alone, as before). No
+    /// callback runs now (they run under the shard run locks held), so
+    /// no retire from one can be kept waiting on a held buffer.
+    ///
+    /// Returns the buffers held and how many claimed slots' buffers were
+    /// busy (`prepare_fork` then lets everything go and tries again, up to
+    /// [`FORK_BUFFER_TRIES`] times).
+    fn hold_buffers_for_fork(
+        &self,
+        own: *const crate::reader::Slot,
+    ) -> (Vec<HeldForFork<'_>>, usize) {
+        let inner = self.inner();
+        let mut held = Vec::new();
+        let mut missed = 0;
+        inner.registry.for_each_slot(|slot| {
+            // Not this thread's own (its guard slot's buffer is held as a
+            // fork lock already; its QSBR registrations' are its own too).
+            if std::ptr::eq(slot, own)
+                || crate::reader::is_own_qsbr_slot(slot)
+                || !slot.in_use.load(Ordering::Acquire)
+            {
+                return;
+            }
+            // SAFETY: slots are freed only when the registry is dropped,
+            // and the registry lives as long as `self`, which the guard
+            // borrows.
+            let slot: &Slot = unsafe { &*(slot as *const Slot) };
+            match slot.local.try_hold_for_fork() {
+                Some(h) => held.push(h),
+                None => missed += 1,
+            }
+        });
+        if !held.is_empty() {
+            // One barrier for all: each owner then either sees `steal` at
+            // its next retire, or is seen on its fast path below.
+            inner.gp.writer_barrier();
+            for h in &held {
+                h.wait_owner_out();
+            }
+        }
+        (held, missed)
+    }
+}
+
+/// How many more times `prepare_fork` lets its locks go and takes them
+/// again while another thread's buffer of deferred drops is busy (a
+/// retire's slow path waiting for one of them), sleeping 50 µs, then
+/// twice as long each time up to 1.6 ms (about 10 ms in all); then it
+/// forks without that buffer, whose page the child leaves alone.
+const FORK_BUFFER_TRIES: u32 = 12;
 
 impl ForkGuard<'_> {
     /// In the parent after `fork()` (or if it failed): lets the domain run
@@ -183,15 +265,14 @@ impl ForkGuard<'_> {
     /// for what was queued before the fork. Pressure signals that other
     /// threads of the parent held stay counted.
     ///
-    /// One exception: a thread of the parent caught at the fork inside a
-    /// retire (`call`, `defer_drop*`, a store), or inside another thread's
-    /// hand-off of its bulk page, left that page half written. Its entries,
-    /// up to one page of that thread, are then neither run nor freed in the
-    /// child (the parent runs its own copies): in the child, their memory
-    /// stays allocated and their callbacks do not run. (An audit saw this
-    /// in 3 of 40 forks of a parent whose threads retired without pause.)
-    /// A program that needs every callback queued before the fork to run in
-    /// the child as well stops its retiring threads before it forks.
+    /// [`Rcu::prepare_fork`] keeps every other thread out of its bulk page
+    /// across the fork (a retire of that thread waits for the guard), so
+    /// the child finds each page whole. One exception: a thread whose page
+    /// stayed busy (its retire's slow path, or another thread's hand-off of
+    /// it, held up for about 10 ms while `prepare_fork` let its locks go
+    /// and tried again) is forked without; its entries, up to a page and a
+    /// drain of that thread, are then neither run nor freed in the child
+    /// (the parent runs its own copies).
     ///
     /// Call it only in a child process created by `fork()` right after
     /// [`Rcu::prepare_fork`] (it forgets the domain's threads). A reference
@@ -233,8 +314,13 @@ impl ForkGuard<'_> {
         let rcu = self.rcu;
         let inner = rcu.inner();
         inner.gp.adopt_process();
+        // The buffers held across the fork are whole: let them go first
+        // (no other thread exists here), so `reset_in_child` takes their
+        // pages whatever their owners' `busy` said.
+        let held_out: Vec<*const crate::callbacks::LocalBuffer> =
+            self.buffers.drain(..).map(|h| h.buffer()).collect();
         if let Some(engine) = self.engine.as_mut() {
-            reset_in_child(rcu, &mut engine.orphans);
+            reset_in_child(rcu, &mut engine.orphans, &held_out);
         }
         if let Some(kthread) = self.kthread.as_mut() {
             kthread.reset_in_child();
@@ -251,6 +337,7 @@ impl ForkGuard<'_> {
 
     fn release(&mut self) {
         self.rcu.inner().gp.fork_guard_released();
+        self.buffers.clear();
         self.kthread = None;
         self.workers = None;
         self.pressure = None;
@@ -267,7 +354,15 @@ impl ForkGuard<'_> {
 /// of deferred drops into `orphans` and frees the slots for reuse. The
 /// calling thread's own slots (its guard slot and its QSBR registrations,
 /// which live on in the child) are left as they are.
-fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
+///
+/// `held_out`: the buffers the forking thread held across the fork with
+/// their owners kept out (`Rcu::hold_buffers_for_fork`): whole, whatever
+/// their `busy` flags say.
+fn reset_in_child(
+    rcu: &Rcu,
+    orphans: &mut Vec<BulkPage>,
+    held_out: &[*const crate::callbacks::LocalBuffer],
+) {
     let mine = crate::reader::own_slot_in(rcu.id());
     let registry = rcu.registry();
     registry.waiter.store(0, Ordering::Relaxed);
@@ -294,7 +389,8 @@ fn reset_in_child(rcu: &Rcu, orphans: &mut Vec<BulkPage>) {
         slot.nest.set(0);
         slot.raw_nest.set(0);
         let owner_free = crate::sync::try_lock(&slot.owner).is_some();
-        match slot.local.take_in_child() {
+        let whole = held_out.iter().any(|&b| std::ptr::eq(b, &slot.local));
+        match slot.local.take_in_child(whole) {
             Ok(page) if owner_free => {
                 orphans.extend(page);
                 slot.abandoned.store(false, Ordering::Relaxed);

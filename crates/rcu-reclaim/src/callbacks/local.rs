@@ -476,8 +476,14 @@ impl LocalBuffer {
     /// exist there: takes its page. `Err` if the owner was inside the
     /// buffer's lock or fast path at the fork, when the page's state is
     /// unknown (it is then left alone, and the slot never reused).
+    ///
+    /// `held_out`: the forking thread held this buffer across the fork
+    /// with its owner kept out ([`try_hold_for_fork`](Self::try_hold_for_fork)),
+    /// so the page and the drain are whole whatever `busy` says (an owner
+    /// that had just raised it, seen `steal` and not yet lowered it, was
+    /// about to leave them alone).
     #[cfg(not(loom))]
-    pub(crate) fn take_in_child(&self) -> Result<Option<BulkPage>, ()> {
+    pub(crate) fn take_in_child(&self, held_out: bool) -> Result<Option<BulkPage>, ()> {
         // The owner's drops in flight (if any) never finish here, and the
         // drain's state is unknown if it was inside its fast path: its
         // objects are then leaked, as the page's are.
@@ -487,7 +493,7 @@ impl LocalBuffer {
             self.drain_bytes.store(0, Ordering::Relaxed);
             return Err(());
         };
-        if self.busy.load(Ordering::Acquire) {
+        if !held_out && self.busy.load(Ordering::Acquire) {
             self.drain_count.store(0, Ordering::Relaxed);
             self.drain_bytes.store(0, Ordering::Relaxed);
             return Err(());
@@ -504,6 +510,24 @@ impl LocalBuffer {
         // object behind them. Publish what the drain really holds.
         self.publish_drain();
         Ok(page)
+    }
+
+    /// Another thread's buffer, held across `fork()` if its lock is free
+    /// now (`None` if not: a stealer or its owner's slow path has it, and
+    /// the child then leaves its page alone, as `take_in_child` says): its
+    /// `steal` raised, so the owner takes its slow path, which waits for
+    /// the lock, from its next retire on. [`HeldForFork::wait_owner_out`]
+    /// then waits out a retire already on its fast path. Never waits
+    /// itself: `prepare_fork` calls it holding the domain's other locks,
+    /// which a slow path holding this lock may be waiting for.
+    #[cfg(not(loom))]
+    pub(crate) fn try_hold_for_fork(&self) -> Option<HeldForFork<'_>> {
+        let held = crate::sync::try_lock(&self.lock)?;
+        self.steal.store(true, Ordering::Relaxed);
+        Some(HeldForFork {
+            buf: self,
+            _held: held,
+        })
     }
 
     /// Holds the buffer's lock across `fork()` (the forking thread's own
@@ -525,6 +549,39 @@ impl LocalBuffer {
         self.bytes.store(0, Ordering::Relaxed);
         self.since_ms.store(0, Ordering::Relaxed);
         self.refused.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Another thread's buffer held across `fork()` by `prepare_fork`
+/// ([`LocalBuffer::try_hold_for_fork`]): its lock, with `steal` raised,
+/// lowered again when this drops (before the lock is released).
+#[cfg(not(loom))]
+pub(crate) struct HeldForFork<'a> {
+    buf: &'a LocalBuffer,
+    _held: crate::sync::Locked<'a, ()>,
+}
+
+#[cfg(not(loom))]
+impl HeldForFork<'_> {
+    /// After the domain's writer barrier (issued once for every held
+    /// buffer): waits until the owner is off its fast path. It then sees
+    /// `steal` at its next retire and waits for the lock; a retire's fast
+    /// path takes no lock and waits for nothing, so this ends.
+    pub(crate) fn wait_owner_out(&self) {
+        spin_until(|| !self.buf.busy.load(Ordering::Acquire));
+    }
+
+    /// The buffer held.
+    pub(crate) fn buffer(&self) -> *const LocalBuffer {
+        self.buf
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for HeldForFork<'_> {
+    fn drop(&mut self) {
+        // Before the lock (a field) is released.
+        self.buf.steal.store(false, Ordering::Release);
     }
 }
 

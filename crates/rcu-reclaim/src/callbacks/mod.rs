@@ -78,6 +78,8 @@ pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
 pub(crate) use fork::EngineLocks;
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use headroom::Headroom;
+#[cfg(not(loom))]
+pub(crate) use local::HeldForFork;
 pub(crate) use local::LocalBuffer;
 use segcblist::Entry;
 use shard::{InvokeLists, Shard, ShardState};
