@@ -108,6 +108,18 @@
 //! std::thread::spawn(move || println!("{:?}", e.current));
 //! ```
 //!
+//! nor does an item of a map's iterator outlive the guard the iterator
+//! borrowed:
+//!
+//! ```compile_fail,E0505
+//! let map = rcu_reclaim::RcuHashMap::new();
+//! map.insert(1u32, String::from("a"));
+//! let g = map.domain().read_lock();
+//! let first = map.iter(&g).next().unwrap().1;
+//! drop(g);
+//! println!("{first}");
+//! ```
+//!
 //! # QSBR: nothing from a section outlives a quiescent state
 //!
 //! Not the current value of a failed `compare_exchange`:
@@ -194,6 +206,20 @@
 //!     s.spawn(|| {
 //!         let _ = t.domain();
 //!     });
+//! });
+//! ```
+//!
+//! a QSBR guard, though `Copy`, cannot be handed to another thread (a
+//! scoped one included) to load under:
+//!
+//! ```compile_fail,E0277
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let t = rcu.register_qsbr_thread();
+//! let g = t.read_lock();
+//! std::thread::scope(|s| {
+//!     s.spawn(move || println!("{:?}", cell.load(&g)));
 //! });
 //! ```
 //!
