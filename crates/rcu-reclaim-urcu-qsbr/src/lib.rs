@@ -118,6 +118,22 @@ fn rcu() -> &'static Rcu {
     })
 }
 
+/// Makes the domain as the library loads, as liburcu sets its flavors up
+/// in a constructor: a program's first call may then come from a signal
+/// handler (`rcu_read_ongoing`, or a section on a registered thread),
+/// which, made on first use, could interrupt the domain's making on its
+/// own thread and wait for it for good, or re-enter `malloc` (an audit: 3
+/// of 5 runs hung). Making a domain starts no thread.
+#[used]
+#[link_section = ".init_array"]
+static MAKE_DOMAIN_AT_LOAD: extern "C" fn() = make_domain_at_load;
+
+extern "C" fn make_domain_at_load() {
+    if rcu_reclaim_urcu_common::no_unwind(rcu).is_none() {
+        die("cannot create the QSBR domain as the library loads");
+    }
+}
+
 /// The QSBR flavor, for the shared half: an online thread goes offline for
 /// the waits, and only a section entered while not online blocks them.
 struct Qsbr;

@@ -31,11 +31,31 @@ thread_local! {
             fork_saved: Cell::new(None),
         }
     };
+    /// Whether this thread has written `ME` yet. No destructor, so reading
+    /// it allocates nothing: `ME` has one, registered (with an allocation)
+    /// on its first use, and a query from a signal handler that interrupted
+    /// `malloc` on a thread that never registered (`rcu_read_ongoing`)
+    /// waited on `malloc`'s lock for good (an audit: 5 runs of 5). The
+    /// queries answer "not registered, no section" without touching `ME`.
+    static ME_USED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread may have state in `ME` (see `ME_USED`).
+fn me_used() -> bool {
+    ME_USED.with(Cell::get)
+}
+
+/// Notes that this thread is about to write `ME`.
+fn mark_me_used() {
+    ME_USED.with(|u| u.set(true));
 }
 
 /// Runs `f` on the thread's registration (`None`: not registered, or the
 /// thread is exiting and its state is gone). Never held across a wait.
 fn with_reg<R>(f: impl FnOnce(Option<&QsbrThread>) -> R) -> R {
+    if !me_used() {
+        return f(None);
+    }
     let mut f = Some(f);
     let r = ME.try_with(|me| match me.reg.try_borrow() {
         Ok(reg) => (f.take().expect("called once"))(reg.as_ref()),
@@ -55,7 +75,7 @@ pub(crate) fn online() -> bool {
 
 /// Whether the thread is inside a section entered while not online.
 pub(crate) fn in_raw_section() -> bool {
-    ME.try_with(|me| me.raw.get() > 0).unwrap_or(false)
+    me_used() && ME.try_with(|me| me.raw.get() > 0).unwrap_or(false)
 }
 
 /// Runs `f` (a wait for grace periods) with the thread offline if it is
@@ -105,6 +125,7 @@ pub extern "C" fn urcu_qsbr_read_lock() {
         return;
     }
     rcu().read_lock_raw();
+    mark_me_used();
     if ME.try_with(|me| me.raw.set(me.raw.get() + 1)).is_err() {
         // The thread is exiting: nothing to count in; the unlock ends the
         // domain's raw section all the same.
@@ -201,6 +222,7 @@ pub extern "C" fn urcu_qsbr_register_thread() {
 /// `with_signals_blocked`).
 fn register_thread() {
     let rcu = rcu();
+    mark_me_used();
     let _ = ME.try_with(|me| {
         // Never borrowed across a call out of this module: the borrow
         // cannot fail, and nothing may unwind into C if it did.
@@ -300,7 +322,11 @@ pub extern "C" fn urcu_qsbr_synchronize_rcu() {
 /// protection at all (its `rcu_read_lock` is empty, or only checks in
 /// debug builds), and its `synchronize_rcu` returns: so does this one.
 pub(crate) fn without_raw_sections<R>(what: &str, f: impl FnOnce() -> R) -> R {
-    let n = ME.try_with(|me| me.raw.replace(0)).unwrap_or(0);
+    let n = if me_used() {
+        ME.try_with(|me| me.raw.replace(0)).unwrap_or(0)
+    } else {
+        0
+    };
     if n > 0 {
         eprintln!(
             "[error] rcu-reclaim-urcu: {what}() called inside rcu_read_lock() on a thread that \
@@ -349,6 +375,9 @@ pub extern "C" fn urcu_qsbr_poll_state_synchronize_rcu(state: UrcuGpPollState) -
 /// `call_rcu` thread is not the child's.
 pub(crate) fn before_fork() {
     rcu_reclaim_urcu_common::call_rcu::forget_owed_push_back();
+    if !me_used() {
+        return;
+    }
     let _ = ME.try_with(|me| {
         if let Ok(mut reg) = me.reg.try_borrow_mut() {
             if let Some(t) = reg.take() {
@@ -363,6 +392,9 @@ pub(crate) fn before_fork() {
 /// After the fork, in the parent and in the child: the registration dropped
 /// by [`before_fork`] is taken again, online or offline as it was.
 pub(crate) fn after_fork() {
+    if !me_used() {
+        return;
+    }
     let Some(was_online) = ME.try_with(|me| me.fork_saved.take()).ok().flatten() else {
         return;
     };

@@ -442,6 +442,14 @@ fn call_rcu_from_handlers_that_interrupted_malloc() {
     same_as_liburcu("signal_in_malloc_qsbr");
 }
 
+/// The memb drop-in's `read_ongoing_in_handlers`: `rcu_read_ongoing()`
+/// from handlers that interrupted `malloc` on threads never registered
+/// (before: 3 runs in 5 hung as the first call, 5 in 5 on fresh threads).
+#[test]
+fn read_ongoing_in_handlers_that_interrupted_malloc() {
+    same_as_liburcu("read_ongoing_in_handlers_qsbr");
+}
+
 /// Stress, about 1 s: 200 forks, each with a `synchronize_rcu` in the fork
 /// window, beside an online thread's handler queueing `call_rcu`s and a
 /// thread looping on `rcu_barrier`: the barrier once waited, online, for

@@ -1010,6 +1010,22 @@ fn stress_call_rcu_from_signal_handlers_during_churn() {
     stress("stress_signal_churn", &[], &[], Reference::MayHang);
 }
 
+/// `rcu_read_ongoing()` from handlers that interrupted `malloc` on threads
+/// that never registered: first as the program's first liburcu call, then
+/// on 100 short-lived threads. The domain is made as the library loads
+/// (before: at the first call, which a handler could interrupt and wait
+/// for; 4 runs in 10 hung), and the query touches no thread-local with a
+/// destructor (before: it registered one, which allocates; 5 in 5 hung).
+#[test]
+fn read_ongoing_in_handlers_that_interrupted_malloc() {
+    stress(
+        "read_ongoing_in_handlers",
+        &[],
+        &["100"],
+        Reference::MayHang,
+    );
+}
+
 /// Stress, 1 s: two threads loop on `malloc`/`free` while the main thread
 /// signals them and each handler queues a `call_rcu`, with a
 /// `call_rcu_data` for every CPU and no default one: no handler waits for

@@ -558,6 +558,35 @@ thread_local! {
     static REGISTRATIONS: Registrations = const {
         Registrations { list: RefCell::new(Vec::new()) }
     };
+    /// Whether this thread has used `REGISTRATIONS` (or `QSBR_ONLINE`)
+    /// yet. No destructor, so reading it allocates nothing: a thread-local
+    /// with one registers that destructor on its first use, which
+    /// allocates, and a query from a signal handler that interrupted
+    /// `malloc` on a thread that never registered (`in_read_section`, the
+    /// drop-in's `rcu_read_ongoing`) waited on `malloc`'s lock for good.
+    /// Such queries answer "none" without touching them.
+    static TOUCHED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks `REGISTRATIONS` and `QSBR_ONLINE` as possibly in use on this
+/// thread (before either is first touched).
+#[cfg(not(loom))]
+fn touch_registrations() {
+    let _ = TOUCHED.try_with(|t| t.set(true));
+}
+
+/// Whether this thread may have a registration (see `TOUCHED`).
+#[cfg(not(loom))]
+fn registrations_touched() -> bool {
+    TOUCHED.try_with(Cell::get).unwrap_or(true)
+}
+
+#[cfg(loom)]
+fn touch_registrations() {}
+
+#[cfg(loom)]
+fn registrations_touched() -> bool {
+    true
 }
 
 #[cfg(loom)]
@@ -587,6 +616,7 @@ pub(crate) fn current_slot(id: u64, registry: &Arc<Registry>) -> *const Slot {
 fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
     // Allocations below happen while the thread's registration list is
     // borrowed: they must not enter direct reclaim, which reads it.
+    touch_registrations();
     let found = crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
         REGISTRATIONS.try_with(|regs| {
             // Borrowed already: this is a signal handler that interrupted
@@ -1002,6 +1032,9 @@ fn allocating_in(id: u64) -> bool {
 /// This thread's slot in the domain numbered `id`, or null if it is not
 /// registered there.
 pub(crate) fn own_slot_in(id: u64) -> *const Slot {
+    if !registrations_touched() {
+        return ptr::null();
+    }
     REGISTRATIONS
         .try_with(|regs| {
             regs.list
@@ -1441,6 +1474,7 @@ loom::thread_local! {
 /// Records a QSBR slot of this thread, claimed in `registry` (`Some`), or
 /// forgets it (`None`).
 fn qsbr_own_slot(slot: *const Slot, registry: Option<&Registry>) {
+    touch_registrations();
     crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
         let _ = QSBR_ONLINE.try_with(|o| {
             let mut slots = o.slots.borrow_mut();
@@ -1455,6 +1489,9 @@ fn qsbr_own_slot(slot: *const Slot, registry: Option<&Registry>) {
 
 /// Whether `slot` is a QSBR slot of this thread's.
 pub(crate) fn is_own_qsbr_slot(slot: *const Slot) -> bool {
+    if !registrations_touched() {
+        return false;
+    }
     QSBR_ONLINE
         .try_with(|o| o.slots.borrow().iter().any(|&(x, _)| ptr::eq(x, slot)))
         .unwrap_or(false)
@@ -1463,6 +1500,7 @@ pub(crate) fn is_own_qsbr_slot(slot: *const Slot) -> bool {
 /// Records that this thread has one more online QSBR registration in the
 /// domain numbered `id`.
 pub(crate) fn qsbr_mark_online(id: u64) {
+    touch_registrations();
     crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
         let _ = QSBR_ONLINE.try_with(|o| o.domains.borrow_mut().push(id));
     });
@@ -1480,6 +1518,9 @@ pub(crate) fn qsbr_mark_offline(id: u64) {
 
 /// Whether this thread has an online QSBR registration in domain `id`.
 pub(crate) fn qsbr_online_in(id: u64) -> bool {
+    if !registrations_touched() {
+        return false;
+    }
     QSBR_ONLINE
         .try_with(|o| o.domains.borrow().contains(&id))
         .unwrap_or(false)
@@ -1488,6 +1529,9 @@ pub(crate) fn qsbr_online_in(id: u64) -> bool {
 /// How many online QSBR registrations this thread has in domain `id` (a
 /// thread may register more than once).
 pub(crate) fn qsbr_online_count_in(id: u64) -> usize {
+    if !registrations_touched() {
+        return 0;
+    }
     QSBR_ONLINE
         .try_with(|o| o.domains.borrow().iter().filter(|&&d| d == id).count())
         .unwrap_or(0)
@@ -1509,6 +1553,11 @@ pub(crate) fn in_section(id: u64) -> bool {
 /// slots, while the registrations are alive.
 #[cfg(not(loom))]
 pub(crate) fn in_section_after_registrations(registry: &Registry) -> bool {
+    // A thread that never registered owns no slot (and is not made to
+    // register a destructor here).
+    if !registrations_touched() {
+        return false;
+    }
     let gone = REGISTRATIONS.try_with(|_| ()).is_err() || QSBR_ONLINE.try_with(|_| ()).is_err();
     if !gone {
         return false;
