@@ -1562,3 +1562,46 @@ fn info_text_aligns_its_values_in_lines_under_100_characters_but_for_long_paths(
         );
     }
 }
+
+/// A demo under a cgroup limit too small to start in: a side killed before
+/// its first sample measured nothing, so the run fails (exit 1, naming the
+/// limit to give) instead of exiting 0 with an empty table. Either way,
+/// the exit status and the sides' samples agree. Needs root and a cgroup
+/// v1 memory hierarchy; says why and passes without running where there
+/// is none.
+#[test]
+fn a_demo_whose_sides_never_started_fails() {
+    let out = bin()
+        .args([
+            "demo",
+            "--duration",
+            "0.5",
+            "--cgroup-limit",
+            "16M",
+            "--json",
+            "--no-plot",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("--cgroup-limit:") {
+        println!("skipped: {err}");
+        return;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unstarted = ["unaware", "aware"].iter().any(|side| {
+        let s = &v[side];
+        s["samples"].as_array().is_some_and(|a| a.is_empty())
+            && s["cgroup"]["oom_killed"].as_bool() == Some(true)
+    });
+    assert_eq!(
+        out.status.success(),
+        !unstarted,
+        "exit status {:?} but a side unstarted: {unstarted}; stderr: {err}",
+        out.status.code()
+    );
+    if unstarted {
+        assert!(err.contains("killed before the first sample"), "{err}");
+        assert!(err.contains("--cgroup-limit 128M or more"), "{err}");
+    }
+}

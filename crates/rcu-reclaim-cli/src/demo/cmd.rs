@@ -365,7 +365,27 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
             outln!("\nplot: {}", path.display());
         }
     }
-    plot_error.map_or(Ok(()), Err)
+    if let Some(e) = plot_error {
+        return Err(e);
+    }
+    // A side killed before its first sample measured nothing (the table's
+    // note says why): not a successful run.
+    let unstarted: Vec<&str> = sides
+        .iter()
+        .filter(|s| s.samples.is_empty() && s.cgroup.as_ref().is_some_and(|c| c.oom_killed))
+        .map(|s| s.mode.as_str())
+        .collect();
+    if !unstarted.is_empty() {
+        let which = match unstarted.as_slice() {
+            [one] => format!("the {one} side was"),
+            _ => "both sides were".to_string(),
+        };
+        return Err(format!(
+            "{which} killed before the first sample, so nothing was compared; give \
+             --cgroup-limit 128M or more"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
