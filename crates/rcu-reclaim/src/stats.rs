@@ -35,6 +35,18 @@ pub use crate::sources::{MonitorStats, PsiLine, PsiStats};
 /// A snapshot of a domain's counters, serializable with serde (with the
 /// `serde` feature).
 ///
+/// What an operator logs first:
+///
+/// | field | says |
+/// |---|---|
+/// | [`pending_bytes`](Stats::pending_bytes), [`pending`](Stats::pending) | memory (and entries) waiting for a grace period: the garbage |
+/// | [`gp_completed`](Stats::gp_completed) | grace periods so far (their rate: the pace) |
+/// | [`bytes_freed`](Stats::bytes_freed), [`invoked`](Stats::invoked) | what was freed and run |
+/// | [`stalls_reported`](Stats::stalls_reported) | readers that held a grace period past `stall_timeout` |
+/// | [`callback_panics`](Stats::callback_panics) | callbacks and deferred drops that panicked (the rest still ran) |
+/// | [`pressure_throttles`](Stats::pressure_throttles), [`headroom_waits`](Stats::headroom_waits) | retires made to wait for memory to come back |
+/// | [`membarrier_us`](Stats::membarrier_us), [`reader_fences`](Stats::reader_fences) | what grace periods cost the machine |
+///
 /// ```
 /// let rcu = rcu_reclaim::Rcu::global();
 /// rcu.synchronize();

@@ -120,7 +120,10 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// [`weigher`](RcuCacheBuilder::weigher) is given. Keys or values that
     /// hold an `Arc` or `Rc` need one: `ReclaimSize` counts the pointer,
     /// not what it keeps alive, and the default weigher refuses them at
-    /// compile time ([`HeapSize`](super::HeapSize)).
+    /// compile time ([`HeapSize`](super::HeapSize)). The refusal is an
+    /// error of `cargo build` (E0080, evaluated as the cache's code is
+    /// generated), which `cargo check` and editors do not show; its
+    /// message names the weigher to write.
     ///
     /// ```
     /// let cache: rcu_reclaim::RcuCache<u8, u8> =

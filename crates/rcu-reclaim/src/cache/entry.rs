@@ -139,7 +139,9 @@ pub trait Weigher<K, V>: Send + Sync + 'static {
 /// Keys and values that hold an `Arc` or `Rc` ([`ReclaimSize::SHARED`])
 /// are refused at compile time: `ReclaimSize` counts such a pointer, not
 /// the memory behind it, so the cache's byte capacity would bound nothing.
-/// Such a cache names its weight:
+/// (`cargo build` reports it, E0080, as the cache's code is generated;
+/// `cargo check` does not, and the error points into this crate: its
+/// message names the weigher to write.) Such a cache names its weight:
 ///
 /// ```compile_fail
 /// use std::sync::Arc;
