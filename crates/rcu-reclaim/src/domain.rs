@@ -262,6 +262,12 @@ impl Rcu {
                     inner.kthread.kick(&inner);
                 }
             }));
+            // What a stalled reader holds back, for its stall report.
+            let weak = Arc::downgrade(&rcu.inner);
+            let _ = rcu.registry.backlog_bytes.set(Box::new(move || {
+                weak.upgrade()
+                    .map_or(0, |inner| inner.callbacks.pending_bytes_unlocked(&inner.gp))
+            }));
         }
         Ok(rcu)
     }

@@ -216,6 +216,10 @@ pub(crate) struct Registry {
     /// kicks its grace-period thread).
     #[cfg(not(loom))]
     pub(crate) adopt_orphans: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The bytes waiting for a grace period, for stall reports (set by the
+    /// domain; lock-free: a report runs under the grace-period lock).
+    #[cfg(not(loom))]
+    pub(crate) backlog_bytes: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
 }
 
 /// The domain's hook behind [`Registry::pay_owed`].
@@ -243,6 +247,8 @@ impl Registry {
             pay_owed: std::sync::OnceLock::new(),
             #[cfg(not(loom))]
             adopt_orphans: std::sync::OnceLock::new(),
+            #[cfg(not(loom))]
+            backlog_bytes: std::sync::OnceLock::new(),
         }
     }
 

@@ -451,3 +451,15 @@ pub(crate) fn trim_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// `bytes` for a message: "1.5 MiB", "64 KiB" or "512 B".
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn show_bytes(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    } else if bytes >= 1 << 10 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
+    }
+}

@@ -531,6 +531,22 @@ impl Callbacks {
         (n, b)
     }
 
+    /// The bytes of [`pending`](Self::pending) without the exited threads'
+    /// pages (whose list is behind a lock): for a stall report, made under
+    /// the grace-period lock.
+    pub(crate) fn pending_bytes_unlocked(&self, gp: &GracePeriods) -> usize {
+        let mut b = 0;
+        gp.registry().for_each_slot(|slot| {
+            let local = &slot.local;
+            b += local.bytes.load(Ordering::Relaxed) + local.drain_bytes.load(Ordering::Relaxed);
+        });
+        b + self
+            .shards
+            .iter()
+            .map(|s| s.bytes.load(Ordering::Relaxed))
+            .sum::<usize>()
+    }
+
     /// Pending callbacks and bytes queued on `cpu`'s shard (folded into range).
     pub(crate) fn pending_on_cpu(&self, cpu: usize) -> (usize, usize) {
         let s = &self.shards[cpu % self.shards.len()];
