@@ -308,8 +308,13 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
 /// How one table row renders a side.
 type Column = Box<dyn Fn(&SideReport) -> String>;
 
+/// `b` in MiB, or in GiB from 1 GiB on ("65536.0 MiB" read badly).
 fn mib(b: usize) -> String {
-    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+    if b >= 1 << 30 {
+        format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+    }
 }
 
 /// The side-by-side table.
