@@ -204,3 +204,80 @@ fn a_handlers_sections_on_a_registered_thread_never_wait_on_malloc() {
     assert!(handled > 0, "no signal was handled");
     drop(rcu);
 }
+
+static QUERY_RCU: std::sync::OnceLock<Rcu> = std::sync::OnceLock::new();
+static QUERIES: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn querying_handler(_: libc::c_int) {
+    let rcu = QUERY_RCU.get().unwrap();
+    assert!(!rcu.in_read_section());
+    QUERIES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `in_read_section()` in a handler that interrupted `malloc` on a thread
+/// that never registered anywhere: it answers `false` without touching the
+/// thread's registrations, whose first use registers a destructor, which
+/// allocates (the C drop-in's `rcu_read_ongoing()` on such threads hung in
+/// 5 runs of 5 before). Short-lived threads that allocate, signalled while
+/// they do.
+#[test]
+fn in_read_section_in_a_handler_on_a_thread_never_registered_allocates_nothing() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    QUERY_RCU.set(rcu).ok().unwrap();
+    install(libc::SIGURG, querying_handler);
+    // A handler stuck on `malloc`'s lock can take the test thread with it
+    // (an arena they share): a watchdog that needs no allocation ends the
+    // process, saying why, rather than leave the test hanging.
+    static DONE: AtomicBool = AtomicBool::new(false);
+    thread::spawn(|| {
+        let start = Instant::now();
+        while !DONE.load(Ordering::Relaxed) {
+            if start.elapsed() > Duration::from_secs(60) {
+                let m = b"in_read_section in a handler hung on malloc's lock (60 s)\n";
+                // SAFETY: writes a static buffer to stderr, then exits.
+                unsafe {
+                    libc::write(2, m.as_ptr().cast(), m.len());
+                    libc::_exit(3);
+                }
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    for _ in 0..40 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let worker = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                // SAFETY: no preconditions.
+                tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
+                let mut kept: Vec<Vec<u8>> = Vec::new();
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    kept.push(vec![i as u8; 16 + i % 2000]);
+                    if kept.len() > 16 {
+                        kept.swap_remove(i % 16);
+                    }
+                    i += 1;
+                }
+            })
+        };
+        let tid = tid_rx.recv().unwrap();
+        let signaller = signal_until(tid, libc::SIGURG, stop.clone());
+        thread::sleep(Duration::from_millis(20));
+        stop.store(true, Ordering::Relaxed);
+        signaller.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !worker.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            worker.is_finished(),
+            "a thread never registered did not finish: a handler's in_read_section() waited \
+             on malloc's lock"
+        );
+        worker.join().unwrap();
+    }
+    DONE.store(true, Ordering::Relaxed);
+    assert!(QUERIES.load(Ordering::Relaxed) > 0, "no signal was handled");
+}
