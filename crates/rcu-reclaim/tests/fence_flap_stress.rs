@@ -194,10 +194,7 @@ fn memb(cost: Duration) -> Option<Rcu> {
 
 #[test]
 fn readers_stay_protected_while_the_mode_flaps() {
-    let secs: u64 = std::env::var("FENCE_FLAP_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let secs: u64 = common::env_or("FENCE_FLAP_SECS", 3);
     let run_for = Duration::from_secs(secs);
     // At 300 µs a membarrier: 4 grace periods in a window switch on, one
     // in a window of 30 ms switches back.

@@ -203,30 +203,6 @@ fn child_without_a_fork_panics_and_leaves_other_readers_protected() {
     rcu.synchronize();
 }
 
-/// Runs `rcu.synchronize()` on a new thread whose stall reports go to the
-/// returned log; waits until one is reported (at most 10 s).
-fn stall_report_of_a_synchronize(rcu: &Rcu) -> String {
-    let captured = common::Captured::default();
-    let sink = captured.clone();
-    let waiter = rcu.clone();
-    // Left waiting if the grace period never ends (the callers `_exit`).
-    std::thread::spawn(move || {
-        let _default = sink.on_this_thread();
-        waiter.synchronize();
-    });
-    // The count goes up before the report is formatted and written: wait
-    // for the report itself (a fixed 50 ms after the count was sometimes
-    // too short on a loaded machine, and the log read empty).
-    let start = std::time::Instant::now();
-    loop {
-        let log = captured.text();
-        if log.contains("reader stall") || start.elapsed() > Duration::from_secs(10) {
-            return log;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// In a child prepared with `prepare_fork`, the forking thread's own stall
 /// is an ordinary one, reported under its thread id in the child, not as a
 /// thread lost by the fork.
@@ -237,7 +213,7 @@ fn the_forking_threads_stall_in_the_child_is_reported_as_its_own() {
     let r = rcu.clone();
     let code = common::in_forked_child(&rcu, move || {
         let guard = r.read_lock();
-        let log = stall_report_of_a_synchronize(&r);
+        let log = common::stall_report_of_a_synchronize(&r);
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
         let ok = log.contains("has held up a grace period")
@@ -286,7 +262,7 @@ fn a_child_forked_without_prepare_fork_is_told_why_its_grace_period_stalls() {
     // The child runs only this test's code and `_exit`s.
     let pid = common::fork();
     if pid == 0 {
-        let log = stall_report_of_a_synchronize(&rcu);
+        let log = common::stall_report_of_a_synchronize(&rcu);
         let ok = log.contains("held-across-fork")
             && log.contains("forked from it without Rcu::prepare_fork()")
             && log.contains("ForkGuard::child()");
@@ -552,10 +528,7 @@ fn callbacks_of_threads_retiring_at_the_fork_all_run_in_the_child() {
             })
         })
         .collect();
-    let rounds: usize = std::env::var("FORK_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
+    let rounds: usize = common::env_or("FORK_ROUNDS", 12);
     let mut short = Vec::new();
     for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(10));
@@ -604,7 +577,7 @@ fn callbacks_of_threads_retiring_at_the_fork_all_run_in_the_child() {
 /// the child for good (an audit: 1 child in 300–600 here, 11 in 300 with a
 /// QSBR domain). `prepare_fork` now holds the free slots' buffers too.
 /// Threads that retire once and exit keep freeing slots. A child still
-/// running after 10 s counts as hung (6 of 600 before the fix).
+/// running after 20 s counts as hung (6 of 600 before the fix).
 /// `FORK_ROUNDS` sets the forks (default 300, about a second).
 #[test]
 fn a_prepared_childs_barrier_never_waits_on_a_free_slot() {
@@ -625,45 +598,21 @@ fn a_prepared_childs_barrier_never_waits_on_a_free_slot() {
             })
         })
         .collect();
-    let rounds: usize = std::env::var("FORK_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let mut hung = 0;
-    for _ in 0..rounds {
+    let rounds: usize = common::env_or("FORK_ROUNDS", 300);
+    for round in 0..rounds {
         std::thread::sleep(Duration::from_micros(300));
-        let guard = rcu.prepare_fork();
-        // SAFETY: the child runs only this crate's code and `_exit`s.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            guard.child();
+        // A child that hangs is killed after 20 s, and the test fails.
+        let status = common::forked_child_status(&rcu, || {
             rcu.barrier();
-            // SAFETY: ends the child without the parent's destructors.
-            unsafe { libc::_exit(0) };
-        }
-        guard.parent();
-        let start = Instant::now();
-        let mut status = 0;
-        // SAFETY: polls, and if need be kills, our own child.
-        while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != pid {
-            if start.elapsed() > Duration::from_secs(10) {
-                hung += 1;
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, &mut status, 0);
-                }
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+            true
+        });
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child {round} of {rounds}: status {status:#x}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(
-        hung, 0,
-        "{hung} of {rounds} children hung in their first barrier"
-    );
 }

@@ -479,20 +479,9 @@ fn a_stall_report_says_how_much_waits_to_be_freed() {
     });
     entered.recv().unwrap();
     rcu.defer_drop_sized(Box::new(vec![0u8; 3 << 20]), 3 << 20);
-    let captured = common::Captured::default();
-    let (sink, waiter) = (captured.clone(), rcu.clone());
-    let sync = thread::spawn(move || {
-        let _default = sink.on_this_thread();
-        waiter.synchronize();
-    });
-    let start = Instant::now();
-    while !captured.text().contains("reader stall") && start.elapsed() < Duration::from_secs(10) {
-        thread::sleep(Duration::from_millis(10));
-    }
+    let log = common::stall_report_of_a_synchronize(&rcu);
     release.send(()).unwrap();
     reader.join().unwrap();
-    sync.join().unwrap();
-    let log = captured.text();
     assert!(
         log.contains("Meanwhile 3.0 MiB waits to be freed (Rcu::pending_bytes)"),
         "{log}"

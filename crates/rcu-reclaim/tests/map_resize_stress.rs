@@ -13,10 +13,7 @@ use rcu_reclaim::{Config, Rcu, RcuHashMap};
 
 /// `default` rounds, or `MAP_STRESS_ROUNDS` of them for a longer run.
 fn rounds(default: usize) -> usize {
-    std::env::var("MAP_STRESS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(default)
+    common::env_or("MAP_STRESS_ROUNDS", default)
 }
 
 /// Keys present from start to end.

@@ -716,10 +716,7 @@ impl Drop for Poisoned {
 
 #[test]
 fn poison_stress() {
-    let secs: f64 = std::env::var("RCU_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
+    let secs: f64 = common::env_or("RCU_STRESS_SECS", 1.0);
     let duration = Duration::from_secs_f64(secs);
     let rcu = Rcu::new(
         Config::new()

@@ -57,6 +57,44 @@ fn signal_until(
     })
 }
 
+/// A thread that allocates and frees at full speed until `stop` (after
+/// registering in `register`'s domain, if given, before anything else),
+/// and its pthread id, for the signaller. Returns its allocation count.
+fn allocating_thread(
+    register: Option<Rcu>,
+    stop: Arc<AtomicBool>,
+) -> (thread::JoinHandle<usize>, libc::pthread_t) {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let h = thread::spawn(move || {
+        if let Some(rcu) = register {
+            rcu.register_thread();
+        }
+        // SAFETY: no preconditions.
+        tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        let mut i = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            kept.push(vec![i as u8; 16 + i % 4000]);
+            if kept.len() > 64 {
+                kept.swap_remove(i % 64);
+            }
+            i += 1;
+        }
+        i
+    });
+    (h, tid_rx.recv().unwrap())
+}
+
+/// Whether `h`'s thread ends within `limit` (a thread stuck on `malloc`'s
+/// lock in a handler never does: a join would hang).
+fn finished_within<T>(h: &thread::JoinHandle<T>, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !h.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    h.is_finished()
+}
+
 #[test]
 fn a_signal_handler_section_inside_section_enter_leaves_the_section_protected() {
     let config = match std::env::var("PROBE_FLAVOR").as_deref() {
@@ -102,10 +140,7 @@ fn a_signal_handler_section_inside_section_enter_leaves_the_section_protected() 
     };
     let tid = tid_rx.recv().unwrap();
     let signaller = signal_until(tid, libc::SIGUSR1, stop.clone());
-    let secs: u64 = std::env::var("PROBE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let secs: u64 = common::env_or("PROBE_SECS", 3);
     let end = Instant::now() + Duration::from_secs(secs);
     let mut writes = 0u64;
     while Instant::now() < end && !reader.is_finished() {
@@ -158,26 +193,7 @@ fn a_handlers_sections_on_a_registered_thread_never_wait_on_malloc() {
     ALLOC_RCU.set((rcu.clone(), cell)).ok().unwrap();
     install(libc::SIGUSR2, reading_handler);
     let stop = Arc::new(AtomicBool::new(false));
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let allocator = {
-        let (rcu, stop) = (rcu.clone(), stop.clone());
-        thread::spawn(move || {
-            rcu.register_thread();
-            // SAFETY: no preconditions.
-            tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
-            let mut kept: Vec<Vec<u8>> = Vec::new();
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                kept.push(vec![i as u8; 16 + i % 4000]);
-                if kept.len() > 64 {
-                    kept.swap_remove(i % 64);
-                }
-                i += 1;
-            }
-            i
-        })
-    };
-    let tid = tid_rx.recv().unwrap();
+    let (allocator, tid) = allocating_thread(Some(rcu.clone()), stop.clone());
     let signaller = signal_until(tid, libc::SIGUSR2, stop.clone());
     let (rcu_w, cell) = ALLOC_RCU.get().map(|(r, c)| (r, c)).unwrap();
     let end = Instant::now() + Duration::from_secs(2);
@@ -190,12 +206,8 @@ fn a_handlers_sections_on_a_registered_thread_never_wait_on_malloc() {
     // below would hang, so look first.
     stop.store(true, Ordering::Relaxed);
     signaller.join().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !allocator.is_finished() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
     assert!(
-        allocator.is_finished(),
+        finished_within(&allocator, Duration::from_secs(20)),
         "the allocating thread did not finish: a handler's section waited on malloc's lock"
     );
     let allocs = allocator.join().unwrap();
@@ -245,34 +257,13 @@ fn in_read_section_in_a_handler_on_a_thread_never_registered_allocates_nothing()
     });
     for _ in 0..40 {
         let stop = Arc::new(AtomicBool::new(false));
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let worker = {
-            let stop = stop.clone();
-            thread::spawn(move || {
-                // SAFETY: no preconditions.
-                tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
-                let mut kept: Vec<Vec<u8>> = Vec::new();
-                let mut i = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    kept.push(vec![i as u8; 16 + i % 2000]);
-                    if kept.len() > 16 {
-                        kept.swap_remove(i % 16);
-                    }
-                    i += 1;
-                }
-            })
-        };
-        let tid = tid_rx.recv().unwrap();
+        let (worker, tid) = allocating_thread(None, stop.clone());
         let signaller = signal_until(tid, libc::SIGURG, stop.clone());
         thread::sleep(Duration::from_millis(20));
         stop.store(true, Ordering::Relaxed);
         signaller.join().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !worker.is_finished() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
         assert!(
-            worker.is_finished(),
+            finished_within(&worker, Duration::from_secs(20)),
             "a thread never registered did not finish: a handler's in_read_section() waited \
              on malloc's lock"
         );

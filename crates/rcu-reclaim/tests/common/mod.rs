@@ -8,6 +8,15 @@ use rcu_reclaim::{Config, Flavor, Rcu};
 
 pub mod poison;
 
+/// The environment variable `name` parsed as a `T` (a test's knob for a
+/// longer run: `FORK_ROUNDS`, `RCU_STRESS_SECS`, ...), else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A domain of each flavor this machine offers (mb always; memb where
 /// `membarrier` registers).
 pub fn domains() -> Vec<Rcu> {
@@ -297,6 +306,31 @@ impl Captured {
     /// What was logged so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Runs `rcu.synchronize()` on a new thread whose stall reports go to the
+/// returned log; waits until one is reported (at most 10 s).
+pub fn stall_report_of_a_synchronize(rcu: &Rcu) -> String {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let waiter = rcu.clone();
+    // Left waiting if the grace period never ends (a caller in a forked
+    // child `_exit`s; others end the stall, and the thread returns).
+    std::thread::spawn(move || {
+        let _default = sink.on_this_thread();
+        waiter.synchronize();
+    });
+    // The count goes up before the report is formatted and written: wait
+    // for the report itself (a fixed 50 ms after the count was sometimes
+    // too short on a loaded machine, and the log read empty).
+    let start = std::time::Instant::now();
+    loop {
+        let log = captured.text();
+        if log.contains("reader stall") || start.elapsed() > std::time::Duration::from_secs(10) {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
