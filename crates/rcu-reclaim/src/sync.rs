@@ -253,6 +253,7 @@ pub(crate) fn lock_for_fork<T>(m: &Mutex<T>) -> ForkHeld<'_, T> {
 /// Whether this thread holds locks of a domain stopped for `fork()` (a
 /// `ForkGuard` alive on it, or leaked).
 #[cfg(not(loom))]
+#[inline]
 pub(crate) fn holds_fork_locks() -> bool {
     FORKING.with(std::cell::Cell::get)
 }
@@ -290,7 +291,7 @@ impl<T> Drop for LockedAll<'_, T> {
 /// it half-updated), so a poisoned lock is safe to keep using.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> Locked<'_, T> {
     #[cfg(not(loom))]
-    if FORKING.with(std::cell::Cell::get) {
+    if holds_fork_locks() {
         check_not_fork_held(m as *const Mutex<T> as usize);
     }
     if let Some(held) = try_lock(m) {

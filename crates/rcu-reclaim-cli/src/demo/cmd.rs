@@ -370,11 +370,7 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
     }
     // A side killed before its first sample measured nothing (the table's
     // note says why): not a successful run.
-    let unstarted: Vec<&str> = sides
-        .iter()
-        .filter(|s| s.samples.is_empty() && s.cgroup.as_ref().is_some_and(|c| c.oom_killed))
-        .map(|s| s.mode.as_str())
-        .collect();
+    let unstarted = demo::unstarted_sides(&sides);
     if !unstarted.is_empty() {
         let which = match unstarted.as_slice() {
             [one] => format!("the {one} side was"),

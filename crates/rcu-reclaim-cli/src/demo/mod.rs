@@ -308,6 +308,21 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
 /// How one table row renders a side.
 type Column = Box<dyn Fn(&SideReport) -> String>;
 
+/// Whether the kernel's OOM killer ended `side` (run in a cgroup).
+fn oom_killed(side: &SideReport) -> bool {
+    side.cgroup.as_ref().is_some_and(|c| c.oom_killed)
+}
+
+/// The sides killed before their first sample: the cgroup's limit was
+/// below what the program needs to start, so they measured nothing.
+pub fn unstarted_sides(sides: &[SideReport]) -> Vec<&str> {
+    sides
+        .iter()
+        .filter(|s| s.samples.is_empty() && oom_killed(s))
+        .map(|s| s.mode.as_str())
+        .collect()
+}
+
 /// `b` in MiB, or in GiB from 1 GiB on ("65536.0 MiB" read badly).
 fn mib(b: usize) -> String {
     if b >= 1 << 30 {
@@ -447,13 +462,8 @@ pub fn table(cfg: &DemoConfig, sides: &[SideReport]) -> String {
     // A side killed before its first sample never ran: the limit is
     // below what the program needs to start, not a result.
     if let Some(limit) = cfg.cgroup_limit {
-        let killed = |s: &&SideReport| s.cgroup.as_ref().is_some_and(|c| c.oom_killed);
-        let unstarted: Vec<&str> = sides
-            .iter()
-            .filter(|s| s.samples.is_empty() && killed(s))
-            .map(|s| s.mode.as_str())
-            .collect();
-        if unstarted.is_empty() && sides.len() > 1 && sides.iter().all(|s| killed(&s)) {
+        let unstarted = unstarted_sides(sides);
+        if unstarted.is_empty() && sides.len() > 1 && sides.iter().all(oom_killed) {
             out += &format!(
                 "\nnote: both sides were killed by the kernel's OOM killer: {} leaves too \
                  little room beside the program's code, threads and first entries for a \

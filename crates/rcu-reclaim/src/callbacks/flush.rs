@@ -111,16 +111,23 @@ impl Callbacks {
 
     /// Objects buffered in threads' pages, and their bytes.
     pub(super) fn local_totals(&self, gp: &GracePeriods) -> (usize, usize) {
+        let (mut n, mut b) = Self::slot_totals(gp);
+        for page in lock(&gp.registry().orphans).iter() {
+            n += page.len();
+            b += page.bytes();
+        }
+        (n, b)
+    }
+
+    /// The threads' pages and drains alone (lock-free: the mirrored
+    /// counts), without the exited threads' pages.
+    pub(super) fn slot_totals(gp: &GracePeriods) -> (usize, usize) {
         let (mut n, mut b) = (0, 0);
         gp.registry().for_each_slot(|slot| {
             let local = &slot.local;
             n += local.count.load(Ordering::Relaxed) + local.drain_count.load(Ordering::Relaxed);
             b += local.bytes.load(Ordering::Relaxed) + local.drain_bytes.load(Ordering::Relaxed);
         });
-        for page in lock(&gp.registry().orphans).iter() {
-            n += page.len();
-            b += page.bytes();
-        }
         (n, b)
     }
 

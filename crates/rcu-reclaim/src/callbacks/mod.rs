@@ -523,28 +523,26 @@ impl Callbacks {
 
     /// Callbacks and deferred drops not yet run, and their bytes.
     pub(crate) fn pending(&self, gp: &GracePeriods) -> (usize, usize) {
-        let (mut n, mut b) = self.local_totals(gp);
-        for s in self.shards.iter() {
-            n += s.count.load(Ordering::Relaxed);
-            b += s.bytes.load(Ordering::Relaxed);
-        }
-        (n, b)
+        let (n, b) = self.local_totals(gp);
+        let (sn, sb) = self.shard_totals();
+        (n + sn, b + sb)
+    }
+
+    /// Callbacks and bytes queued on the shards.
+    fn shard_totals(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, b), s| {
+            (
+                n + s.count.load(Ordering::Relaxed),
+                b + s.bytes.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// The bytes of [`pending`](Self::pending) without the exited threads'
     /// pages (whose list is behind a lock): for a stall report, made under
     /// the grace-period lock.
     pub(crate) fn pending_bytes_unlocked(&self, gp: &GracePeriods) -> usize {
-        let mut b = 0;
-        gp.registry().for_each_slot(|slot| {
-            let local = &slot.local;
-            b += local.bytes.load(Ordering::Relaxed) + local.drain_bytes.load(Ordering::Relaxed);
-        });
-        b + self
-            .shards
-            .iter()
-            .map(|s| s.bytes.load(Ordering::Relaxed))
-            .sum::<usize>()
+        Self::slot_totals(gp).1 + self.shard_totals().1
     }
 
     /// Pending callbacks and bytes queued on `cpu`'s shard (folded into range).
