@@ -198,10 +198,19 @@ pub(crate) fn pay_owed_push_back() {
 /// After a quiescent state that reported (the grace-period word had
 /// moved): pays a push-back the thread owes. Out of line, so that the
 /// quiescent state's common path is what it was without it.
+///
+/// A debt it may not pay here (inside a section taken while the thread
+/// was offline) moves the block back again ([`report_due`]), so that the
+/// first quiescent state after the section takes this path and pays,
+/// whether or not a grace period waits by then.
 #[cold]
 #[inline(never)]
 pub(crate) fn reported_quiescent_state() {
-    if rcu_reclaim_urcu_common::call_rcu::owes_push_back() {
+    use rcu_reclaim_urcu_common::call_rcu::owes_push_back;
+    if owes_push_back() {
         pay_owed_push_back();
+        if owes_push_back() {
+            report_due();
+        }
     }
 }
