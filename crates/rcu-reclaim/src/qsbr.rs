@@ -339,7 +339,7 @@ impl Rcu {
              with Config::new().flavor(Flavor::Qsbr)",
             self.flavor()
         );
-        let slot = reader::qsbr_register(self.registry());
+        let slot = reader::qsbr_register(self.registry(), self.id());
         reader::qsbr_mark_online(self.id());
         QsbrThread {
             reg: Registration {

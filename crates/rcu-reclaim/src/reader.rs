@@ -1037,17 +1037,26 @@ fn allocating_in(id: u64) -> bool {
 
 /// This thread's slot in the domain numbered `id`, or null if it is not
 /// registered there.
+///
+/// Null too in a signal handler that interrupted this thread's own change
+/// of its registrations (`current_slot_slow` registering it in another
+/// domain, its list borrowed mutably): a `borrow()` there panicked, which
+/// cannot unwind out of a handler, and aborted the process
+/// (`Rcu::in_read_section` in a handler while its thread took its first
+/// section of a domain, or alternated between two). The handler then sees
+/// no section of this domain on the thread, as it sees none of a domain
+/// the thread is registering in.
 pub(crate) fn own_slot_in(id: u64) -> *const Slot {
     if !registrations_touched() {
         return ptr::null();
     }
     REGISTRATIONS
         .try_with(|regs| {
-            regs.list
-                .borrow()
-                .iter()
-                .find(|r| r.domain_id == id)
-                .map_or(ptr::null(), |r| r.slot)
+            regs.list.try_borrow().map_or(ptr::null(), |list| {
+                list.iter()
+                    .find(|r| r.domain_id == id)
+                    .map_or(ptr::null(), |r| r.slot)
+            })
         })
         .unwrap_or(ptr::null())
 }
@@ -1310,7 +1319,7 @@ fn unbalanced_exit() -> ! {
 /// Claims a slot of `registry` for the calling thread's QSBR registration
 /// and puts it online. The slot is the registration's alone (not in the
 /// thread-local list above); `qsbr_release` hands it back.
-pub(crate) fn qsbr_register(registry: &Registry) -> *const Slot {
+pub(crate) fn qsbr_register(registry: &Registry, id: u64) -> *const Slot {
     let slot = registry.claim();
     // SAFETY: the slot was just claimed by this thread (CAS on `in_use`),
     // and slots are freed only with their registry, which the caller holds.
@@ -1322,7 +1331,7 @@ pub(crate) fn qsbr_register(registry: &Registry) -> *const Slot {
     // (`complete_if_no_reader`) or offline is ordered by the fence in
     // `qsbr_online` as for any thread coming online.
     qsbr_online(s, &registry.gp_ctr);
-    qsbr_own_slot(slot, Some(registry));
+    qsbr_own_slot(slot, Some((registry, id)));
     slot
 }
 
@@ -1428,10 +1437,40 @@ pub(crate) fn qsbr_release(slot: &Slot) {
 /// for a grace period refuse to wait for the calling thread itself.
 struct QsbrOnline {
     domains: RefCell<Vec<u64>>,
-    /// This thread's QSBR slots (online or not) and their registries, by
-    /// address: a forked child keeps them (`fork.rs` frees every other
-    /// thread's slot), and the thread's exit puts them offline.
-    slots: RefCell<Vec<(*const Slot, *const Registry)>>,
+    /// This thread's QSBR slots (online or not), their registries, by
+    /// address, and their domains' numbers: a forked child keeps them
+    /// (`fork.rs` frees every other thread's slot), the thread's exit puts
+    /// them offline, and a signal handler that interrupted a change of
+    /// `domains` counts the online ones from them (`online_count`).
+    slots: RefCell<Vec<(*const Slot, *const Registry, u64)>>,
+}
+
+impl QsbrOnline {
+    /// How many online QSBR registrations this thread has in domain `id`.
+    ///
+    /// `domains` is borrowed mutably only inside this thread's own
+    /// `qsbr_mark_online`/`qsbr_mark_offline`: finding it so, this is a
+    /// signal handler that interrupted one of them (`Rcu::in_read_section`
+    /// in a handler), where a `borrow()` panicked, and a panic cannot
+    /// unwind out of a handler: the process aborted. It counts the slots
+    /// that are online instead: a slot is put online before it is marked
+    /// and offline before it is unmarked, so they already say what the
+    /// interrupted call is bringing about. (`slots` is never borrowed
+    /// mutably at the same time.)
+    fn online_count(&self, id: u64) -> usize {
+        if let Ok(domains) = self.domains.try_borrow() {
+            return domains.iter().filter(|&&d| d == id).count();
+        }
+        self.slots.try_borrow().map_or(0, |slots| {
+            slots
+                .iter()
+                // SAFETY: a listed slot is alive (see `QsbrOnline::drop`).
+                .filter(|&&(slot, _, d)| {
+                    d == id && unsafe { &*slot }.ctr.load(Ordering::Relaxed) != 0
+                })
+                .count()
+        })
+    }
 }
 
 /// At thread exit, every QSBR slot of the thread still registered is
@@ -1445,7 +1484,7 @@ struct QsbrOnline {
 /// registration, if it is ever dropped, releases it.
 impl Drop for QsbrOnline {
     fn drop(&mut self) {
-        for &(slot, registry) in self.slots.get_mut().iter() {
+        for &(slot, registry, _) in self.slots.get_mut().iter() {
             // SAFETY: a slot is listed from its claim to its release by its
             // registration, which holds the domain, and so the registry and
             // its slots (freed only with the registry), alive; a listed
@@ -1477,16 +1516,16 @@ loom::thread_local! {
     };
 }
 
-/// Records a QSBR slot of this thread, claimed in `registry` (`Some`), or
-/// forgets it (`None`).
-fn qsbr_own_slot(slot: *const Slot, registry: Option<&Registry>) {
+/// Records a QSBR slot of this thread, claimed in `registry` of the
+/// domain numbered `id` (`Some`), or forgets it (`None`).
+fn qsbr_own_slot(slot: *const Slot, registry: Option<(&Registry, u64)>) {
     touch_registrations();
     crate::sync::with_flag(&crate::sync::NO_RECLAIM, || {
         let _ = QSBR_ONLINE.try_with(|o| {
             let mut slots = o.slots.borrow_mut();
-            if let Some(registry) = registry {
-                slots.push((slot, registry as *const Registry));
-            } else if let Some(i) = slots.iter().rposition(|&(x, _)| ptr::eq(x, slot)) {
+            if let Some((registry, id)) = registry {
+                slots.push((slot, registry as *const Registry, id));
+            } else if let Some(i) = slots.iter().rposition(|&(x, _, _)| ptr::eq(x, slot)) {
                 slots.swap_remove(i);
             }
         });
@@ -1499,7 +1538,7 @@ pub(crate) fn is_own_qsbr_slot(slot: *const Slot) -> bool {
         return false;
     }
     QSBR_ONLINE
-        .try_with(|o| o.slots.borrow().iter().any(|&(x, _)| ptr::eq(x, slot)))
+        .try_with(|o| o.slots.borrow().iter().any(|&(x, _, _)| ptr::eq(x, slot)))
         .unwrap_or(false)
 }
 
@@ -1528,7 +1567,7 @@ pub(crate) fn qsbr_online_in(id: u64) -> bool {
         return false;
     }
     QSBR_ONLINE
-        .try_with(|o| o.domains.borrow().contains(&id))
+        .try_with(|o| o.online_count(id) > 0)
         .unwrap_or(false)
 }
 
@@ -1539,7 +1578,7 @@ pub(crate) fn qsbr_online_count_in(id: u64) -> usize {
         return 0;
     }
     QSBR_ONLINE
-        .try_with(|o| o.domains.borrow().iter().filter(|&&d| d == id).count())
+        .try_with(|o| o.online_count(id))
         .unwrap_or(0)
 }
 
