@@ -1058,3 +1058,50 @@ fn offline_while_and_synchronize_leave_an_unchecked_offline_thread_offline() {
     thread.offline_while(|| assert!(!rcu.in_read_section()));
     assert!(thread.is_online(), "an online thread comes back online");
 }
+
+/// A callback that `collect()` runs on an online thread and that waits for
+/// a grace period of the domain cannot put that thread offline: its panic
+/// says where it runs and what fixes it (queue the follow-up with `call`,
+/// or collect offline), not the `offline_while` advice meant for the
+/// thread's own code.
+#[test]
+fn a_callback_that_waits_on_an_online_thread_is_told_where_it_runs() {
+    let rcu = qsbr();
+    let mut t = rcu.register_qsbr_thread();
+    let me = thread::current().id();
+    let msgs: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let cell = Arc::new(RcuCell::new_in(&rcu, Some(Box::new(0u32))));
+    let start = Instant::now();
+    while msgs.lock().unwrap().len() < 2 && start.elapsed() < Duration::from_secs(20) {
+        for wait in [true, false] {
+            let (r, m, c) = (rcu.clone(), msgs.clone(), cell.clone());
+            rcu.call(move || {
+                if thread::current().id() != me {
+                    return; // a worker ran it: nothing to see
+                }
+                let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if wait {
+                        r.synchronize();
+                    } else {
+                        drop(c.replace(Box::new(1)));
+                    }
+                }));
+                if let Err(p) = p {
+                    m.lock().unwrap().push(common::panic_text(&*p));
+                }
+            });
+        }
+        t.quiescent_state();
+        rcu.collect();
+    }
+    let msgs = msgs.lock().unwrap().clone();
+    assert!(!msgs.is_empty(), "collect() never ran a callback on this thread");
+    for msg in &msgs {
+        assert!(
+            msg.contains("RCU callback") && msg.contains("collect()"),
+            "the panic names the callback and collect(): {msg}"
+        );
+        assert!(!msg.contains("or use QsbrThread::synchronize()"), "{msg}");
+    }
+    t.offline_while(|| rcu.barrier());
+}
