@@ -492,11 +492,22 @@ impl Rcu {
                 WaitInstead::Nothing => String::new(),
                 WaitInstead::Retire(other) => format!(", or use {other}, which never waits"),
             };
+            // Called inside one registration's `offline_while` with another
+            // still online, the advice alone read as if it had not been
+            // followed: the count says which case this is.
+            let online = reader::qsbr_online_count_in(self.id);
+            let which = if online > 1 {
+                format!("{online} QsbrThread registrations of this thread are online there")
+            } else {
+                "a QsbrThread registration of this thread is online there (if this is inside \
+                 another registration's offline_while, this one is still online)"
+                    .into()
+            };
             panic!(
-                "rcu-reclaim: {call} called on a thread that is online in the same QSBR domain; \
-                 it would wait for the thread's own quiescent state forever. Call it through \
-                 QsbrThread::offline_while(|| ...){or} (with two registrations on this thread, \
-                 every one of them must be offline)"
+                "rcu-reclaim: {call} called on a thread that is online in the same QSBR domain \
+                 ({which}); it would wait for the thread's own quiescent state forever. Call it \
+                 through QsbrThread::offline_while(|| ...){or} (with two registrations on this \
+                 thread, every one of them must be offline)"
             );
         }
         if reader::in_section_after_registrations(&self.registry) {

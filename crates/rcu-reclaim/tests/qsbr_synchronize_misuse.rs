@@ -55,3 +55,22 @@ fn a_guard_section_on_a_qsbr_thread_is_named_at_the_callers_line() {
     assert!(a.is_online(), "back online after the panic");
     a.synchronize();
 }
+
+/// `Rcu::synchronize` inside one registration's `offline_while` while a
+/// second registration of the thread is online: the panic says that one is
+/// still online, not only the `offline_while` advice already followed.
+#[test]
+fn a_wait_inside_offline_while_names_the_registration_still_online() {
+    let rcu = qsbr();
+    let mut a = rcu.register_qsbr_thread();
+    let b = rcu.register_qsbr_thread();
+    let (msg, _, _) = common::panic_site(|| a.offline_while(|| rcu.synchronize()));
+    assert!(
+        msg.contains("another registration's offline_while, this one is still online"),
+        "{msg}"
+    );
+    let (msg, _, _) = common::panic_site(|| rcu.synchronize());
+    assert!(msg.contains("2 QsbrThread registrations of this thread are online"), "{msg}");
+    drop(b);
+    a.offline_while(|| rcu.synchronize());
+}
