@@ -186,6 +186,118 @@
 //! println!("{r:?}");
 //! ```
 //!
+//! nor a guard kept in a struct of the caller's:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, QsbrGuard, Rcu, RcuCell};
+//! struct Holder<'a> {
+//!     g: QsbrGuard<'a>,
+//! }
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let mut t = rcu.register_qsbr_thread();
+//! let h = Holder { g: t.read_lock() };
+//! let r = cell.load(&h.g).unwrap();
+//! t.quiescent_state();
+//! println!("{r}");
+//! ```
+//!
+//! nor a registration shared through an `Rc`, which `Rc::get_mut` would
+//! report through:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let mut t = std::rc::Rc::new(rcu.register_qsbr_thread());
+//! let g = t.read_lock();
+//! let r = cell.load(&g).unwrap();
+//! std::rc::Rc::get_mut(&mut t).unwrap().quiescent_state();
+//! println!("{r}");
+//! ```
+//!
+//! nor one leaked (`&'static mut`), whose guard lends for as long as the
+//! cell lives:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, QsbrThread, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell: &'static RcuCell<u32> = Box::leak(Box::new(RcuCell::new_in(&rcu, Some(Box::new(1)))));
+//! let t: &'static mut QsbrThread = Box::leak(Box::new(rcu.register_qsbr_thread()));
+//! let g = t.read_lock();
+//! let r: &'static u32 = cell.load(Box::leak(Box::new(g))).unwrap();
+//! t.quiescent_state();
+//! println!("{r}");
+//! ```
+//!
+//! nor a registration swapped for another while its guard lends (the
+//! other one then dropped):
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let mut a = rcu.register_qsbr_thread();
+//! let mut b = rcu.register_qsbr_thread();
+//! let g = a.read_lock();
+//! let r = cell.load(&g).unwrap();
+//! std::mem::swap(&mut a, &mut b);
+//! drop(b);
+//! println!("{r}");
+//! ```
+//!
+//! nor an item of a map's walk:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuHashMap};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let map = RcuHashMap::new_in(&rcu);
+//! map.insert(1u32, String::from("x"));
+//! let mut t = rcu.register_qsbr_thread();
+//! let g = t.read_lock();
+//! let (_, v) = map.iter(&g).next().unwrap();
+//! t.quiescent_state();
+//! println!("{v}");
+//! ```
+//!
+//! nor one handed to a scoped thread while the registering thread
+//! reports:
+//!
+//! ```compile_fail,E0502
+//! use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let cell = RcuCell::new_in(&rcu, Some(Box::new(1u32)));
+//! let mut t = rcu.register_qsbr_thread();
+//! let g = t.read_lock();
+//! let r = cell.load(&g).unwrap();
+//! std::thread::scope(|s| {
+//!     s.spawn(|| println!("{r}"));
+//!     t.quiescent_state();
+//! });
+//! ```
+//!
+//! A registration kept in a thread-local lends nothing out of `with`:
+//!
+//! ```compile_fail,E0515
+//! use std::cell::RefCell;
+//! use std::sync::OnceLock;
+//! use rcu_reclaim::{Config, Flavor, QsbrThread, Rcu, RcuCell};
+//! thread_local! {
+//!     static T: RefCell<Option<QsbrThread>> = const { RefCell::new(None) };
+//! }
+//! static CELL: OnceLock<RcuCell<u32>> = OnceLock::new();
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let _ = CELL.set(RcuCell::new_in(&rcu, Some(Box::new(1))));
+//! T.with(|t| *t.borrow_mut() = Some(rcu.register_qsbr_thread()));
+//! let r: &'static u32 = T.with(|t| {
+//!     let b = t.borrow();
+//!     let g = b.as_ref().unwrap().read_lock();
+//!     CELL.get().unwrap().load(&g).unwrap()
+//! });
+//! T.with(|t| t.borrow_mut().as_mut().unwrap().quiescent_state());
+//! println!("{r}");
+//! ```
+//!
 //! # Handles that stay on their thread
 //!
 //! A `ReadGuard` is the section of the thread that took it, even in an
