@@ -85,6 +85,12 @@ fn an_online_qsbr_thread_that_never_reports_is_told_to_call_quiescent_state() {
     });
     let log = captured.text();
     assert!(log.contains("online QSBR registration"), "{log}");
+    // Says for how long, not "has not reported a quiescent state since in
+    // domain N" (a sentence cut short).
+    assert!(
+        log.contains("has not reported a quiescent state to a grace period for 200 ms"),
+        "{log}"
+    );
     assert!(log.contains("call quiescent_state()"), "{log}");
     rcu.barrier();
 }

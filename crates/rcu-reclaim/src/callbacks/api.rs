@@ -420,13 +420,17 @@ impl Rcu {
         let name = me.name().unwrap_or("<unnamed>");
         let (where_, fix) = if crate::reader::qsbr_only_section_in(self.id()) {
             (
-                "on an online QSBR registration, which has not reported a quiescent state since",
+                format!(
+                    "on an online QSBR registration that has not reported a quiescent state to \
+                     a grace period for {OWN_SECTION_WARN_MS} ms or more (a quiescent_state() \
+                     call reports only once a grace period has begun)"
+                ),
                 "call quiescent_state() between retires (between events), and put the thread \
                  offline (offline_while) where it waits",
             )
         } else {
             (
-                "inside a read-side section",
+                "inside a read-side section".to_string(),
                 "retire outside sections: drop the guard before RcuCell::store, \
                  RcuHashMap::insert or remove, defer_drop",
             )
