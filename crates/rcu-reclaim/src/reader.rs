@@ -1212,10 +1212,12 @@ pub(crate) fn qsbr_only_section_in(id: u64) -> bool {
 pub(crate) fn take_owed_qsbr(registry: &Registry) -> bool {
     OWED_QSBR
         .try_with(|owed| {
-            owed.iter().find(|o| ptr::eq(o.get(), registry)).is_some_and(|o| {
-                o.set(ptr::null());
-                true
-            })
+            owed.iter()
+                .find(|o| ptr::eq(o.get(), registry))
+                .is_some_and(|o| {
+                    o.set(ptr::null());
+                    true
+                })
         })
         .unwrap_or(false)
 }
@@ -1596,9 +1598,7 @@ pub(crate) fn qsbr_online_count_in(id: u64) -> usize {
     if !registrations_touched() {
         return 0;
     }
-    QSBR_ONLINE
-        .try_with(|o| o.online_count(id))
-        .unwrap_or(0)
+    QSBR_ONLINE.try_with(|o| o.online_count(id)).unwrap_or(0)
 }
 
 /// Whether this thread is inside a read-side section of the domain numbered

@@ -1095,7 +1095,10 @@ fn a_callback_that_waits_on_an_online_thread_is_told_where_it_runs() {
         rcu.collect();
     }
     let msgs = msgs.lock().unwrap().clone();
-    assert!(!msgs.is_empty(), "collect() never ran a callback on this thread");
+    assert!(
+        !msgs.is_empty(),
+        "collect() never ran a callback on this thread"
+    );
     for msg in &msgs {
         assert!(
             msg.contains("RCU callback") && msg.contains("collect()"),

@@ -73,7 +73,10 @@ fn under_signals<S: 'static>(
             }
         }
     });
-    let secs = std::env::var("PROBE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let secs = std::env::var("PROBE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);
     signaler.join().unwrap();
@@ -98,7 +101,10 @@ fn a_handler_asks_while_its_thread_goes_offline_and_online() {
         },
     );
     eprintln!("{steps} flips, {handled} signals handled");
-    assert!(steps > 0 && handled > 0, "no signal landed during the flips");
+    assert!(
+        steps > 0 && handled > 0,
+        "no signal landed during the flips"
+    );
 }
 
 /// Run after the test above, not beside it: one worker at a time gets
@@ -119,5 +125,8 @@ fn a_handler_asks_while_its_thread_alternates_between_two_domains() {
         },
     );
     eprintln!("{steps} alternations, {handled} signals handled");
-    assert!(steps > 0 && handled > 0, "no signal landed during the alternations");
+    assert!(
+        steps > 0 && handled > 0,
+        "no signal landed during the alternations"
+    );
 }

@@ -70,7 +70,10 @@ fn a_wait_inside_offline_while_names_the_registration_still_online() {
         "{msg}"
     );
     let (msg, _, _) = common::panic_site(|| rcu.synchronize());
-    assert!(msg.contains("2 QsbrThread registrations of this thread are online"), "{msg}");
+    assert!(
+        msg.contains("2 QsbrThread registrations of this thread are online"),
+        "{msg}"
+    );
     drop(b);
     a.offline_while(|| rcu.synchronize());
 }
