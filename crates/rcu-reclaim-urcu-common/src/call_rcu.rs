@@ -622,6 +622,25 @@ fn lock_all<F: Flavor>() -> std::sync::MutexGuard<'static, Vec<Arc<CallRcuData>>
     }
 }
 
+/// Takes `ALL` for `call_rcu_data_free`, which is no quiescent state in
+/// liburcu: an online QSBR thread takes it online while no other thread
+/// holds it for long (a few tries: a concurrent create or free lets it go
+/// soon); else, as every other caller, it waits offline, since
+/// `before_fork` holds it while it waits for grace periods (liburcu's free
+/// takes its lock only once the thread has stopped, so a fork does not
+/// hold it up there).
+fn lock_all_for_free<F: Flavor>() -> std::sync::MutexGuard<'static, Vec<Arc<CallRcuData>>> {
+    if F::online() {
+        for _ in 0..100 {
+            if let Some(all) = crate::crdp::try_all() {
+                return all;
+            }
+            std::thread::yield_now();
+        }
+    }
+    F::offline_while(all)
+}
+
 /// Creates a crdp with its own thread (bound to `cpu_affinity` if >= 0).
 pub fn create_call_rcu_data<F: Flavor>(_flags: c_ulong, cpu_affinity: c_int) -> *mut CallRcuData {
     // Busy, as `call_rcu` is: this takes locks (`ALL`, a crdp's) that a
@@ -666,12 +685,12 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
     // Claimed there: of two threads freeing it at once (a double free),
     // one goes on and the other is refused, where both used to take the
     // reference `create` returned (a use after free once it is released).
-    let claimed = F::offline_while(|| {
-        all()
-            .iter()
-            .find(|c| ptr::eq(Arc::as_ptr(c), crdp))
-            .is_some_and(|c| !c.freeing.swap(true, Ordering::Relaxed))
-    });
+    // An online QSBR thread takes it online if it can: the free is no
+    // quiescent state in liburcu.
+    let claimed = lock_all_for_free::<F>()
+        .iter()
+        .find(|c| ptr::eq(Arc::as_ptr(c), crdp))
+        .is_some_and(|c| !c.freeing.swap(true, Ordering::Relaxed));
     if !claimed {
         // liburcu frees it again (a double free, or a crash).
         eprintln!(
@@ -767,12 +786,26 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     // (liburcu deadlocks there: the thread waits for the caller's section,
     // the caller for the thread). Then it stops at once, and what is
     // queued goes to the default crdp.
-    let now = F::in_read_section();
-    F::offline_while(|| {
-        crdp.stop(now);
-        crdp.hand_over(&default_crdp::<F>(), F::in_read_section());
-        all().retain(|c| !Arc::ptr_eq(c, &crdp));
-    });
+    //
+    // An online QSBR thread, which may hold references read since its last
+    // quiescent state, stays online when the thread is idle, as liburcu's
+    // caller does (going offline, even for a moment, let a grace period end
+    // under those references: the free is no quiescent state in liburcu);
+    // what is queued goes to the default crdp without waiting for a
+    // hand-off lock a fork may hold. Offline only where liburcu's thread
+    // would wait for a grace period this caller holds up (a deadlock
+    // there).
+    if F::online() && crdp.stop_if_idle() {
+        crdp.hand_over(&default_crdp::<F>(), true);
+        lock_all_for_free::<F>().retain(|c| !Arc::ptr_eq(c, &crdp));
+    } else {
+        let now = F::in_read_section();
+        F::offline_while(|| {
+            crdp.stop(now);
+            crdp.hand_over(&default_crdp::<F>(), F::in_read_section());
+            all().retain(|c| !Arc::ptr_eq(c, &crdp));
+        });
+    }
     // Kept allocated (in `DEAD`) while another thread may still reach it;
     // those that none can any more are let go.
     drop(crdp);
@@ -780,7 +813,7 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     // Heads that reached a freed crdp after its hand-over (this one's, or
     // another's) go to the default now, offline, unless the caller is in
     // a section the hand-over could wait for; else the next barrier does.
-    if !F::in_read_section() {
+    if !F::in_read_section() && !F::online() {
         F::offline_while(crate::crdp::sweep_dead::<F>);
     }
 }

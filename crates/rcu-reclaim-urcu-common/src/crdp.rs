@@ -392,6 +392,15 @@ pub(crate) fn all() -> MutexGuard<'static, Vec<Arc<CallRcuData>>> {
     )
 }
 
+/// [`ALL`] if no other thread holds it (a poisoned one as it is).
+pub(crate) fn try_all() -> Option<MutexGuard<'static, Vec<Arc<CallRcuData>>>> {
+    match ALL.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 pub(crate) fn per_cpu() -> &'static [AtomicPtr<CallRcuData>] {
     PER_CPU.get_or_init(|| {
         // SAFETY: sysconf has no preconditions.
@@ -1485,6 +1494,39 @@ impl CallRcuData {
         };
         if let Some(h) = handle {
             let _ = h.join();
+        }
+    }
+
+    /// For a caller that must not go offline (an online QSBR thread, whose
+    /// every wait offline is a quiescent state): stops the thread as
+    /// `stop(true)` does, online, unless it has a batch in hand (whose
+    /// grace period such a caller holds up: liburcu's thread waits for it
+    /// there, and liburcu's `call_rcu_data_free` for ever) or is paused for
+    /// a fork. Returns whether it stopped; if not, the stop stays asked for
+    /// and [`stop`](Self::stop), offline, finishes it.
+    pub(crate) fn stop_if_idle(&self) -> bool {
+        let mut st = lock(&self.state);
+        st.stop = true;
+        st.stop_now = true;
+        self.wake.notify_all();
+        loop {
+            if st.stopped {
+                let handle = st.handle.take();
+                drop(st);
+                if let Some(h) = handle {
+                    let _ = h.join();
+                }
+                return true;
+            }
+            if st.paused || matches!(self.batch.try_lock(), Err(TryLockError::WouldBlock)) {
+                return false;
+            }
+            // Between its look at `stop` and a batch: looked at again soon.
+            st = self
+                .progress
+                .wait_timeout(st, Duration::from_millis(1))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 

@@ -283,6 +283,15 @@ fn call_rcu_callbacks_read_online_as_liburcus_call_rcu_thread() {
     }
 }
 
+/// `call_rcu_data_free` of an idle call_rcu_data is no quiescent state:
+/// an online reader that calls it inside its section still holds up a
+/// writer's grace period (before: the drop-in went offline for the free,
+/// and the reader read the writer's poison, every run).
+#[test]
+fn freeing_an_idle_call_rcu_data_online_is_no_quiescent_state() {
+    same_as_liburcu("crdp_free_online");
+}
+
 /// Programs built with `_LGPL_SOURCE`: `rcu_quiescent_state`,
 /// `rcu_thread_offline`/`online` and `rcu_read_ongoing` are inlined and
 /// read `urcu_qsbr_gp` and write `urcu_qsbr_reader` directly (before, the
