@@ -289,7 +289,9 @@ fn call_rcu_callbacks_read_online_as_liburcus_call_rcu_thread() {
 /// and the reader read the writer's poison, every run).
 #[test]
 fn freeing_an_idle_call_rcu_data_online_is_no_quiescent_state() {
-    same_as_liburcu("crdp_free_online");
+    for flags in [&[][..], &["-D_LGPL_SOURCE"][..]] {
+        same_as_liburcu_with("crdp_free_online", flags);
+    }
 }
 
 /// Programs built with `_LGPL_SOURCE`: `rcu_quiescent_state`,
