@@ -196,6 +196,42 @@ fn flush_lock() -> Option<FlushGuard> {
     Some(FlushGuard(crate::crdp::waiting_for_flush(|| lock(&FLUSH))))
 }
 
+/// Takes [`FLUSH`] if no one holds it, without waiting: for an online QSBR
+/// thread, which must not wait for it online (its holder may wait for a
+/// grace period that this thread holds up).
+fn try_flush_lock() -> Option<FlushGuard> {
+    if FLUSHING.with(|f| f.get()) {
+        return None;
+    }
+    let guard = match FLUSH.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    FLUSHING.with(|f| f.set(true));
+    Some(FlushGuard(guard))
+}
+
+/// For an online QSBR thread's barrier or unregistration: whether it can
+/// return at once, online, as liburcu's does when nothing is queued (its
+/// grace period is skipped, so the call is no quiescent state). True when
+/// the flush lock was free (no flush is running entries it took out of
+/// a queue) and `empty` says, under it, that nothing waits. Otherwise
+/// the caller goes offline and waits, as before: going offline even for
+/// an empty barrier was a quiescent state liburcu's caller never passes,
+/// and a grace period could end under its references.
+fn nothing_queued_online<F: Flavor>(empty: impl FnOnce() -> bool) -> bool {
+    if !F::online() {
+        return false;
+    }
+    let Some(flush) = try_flush_lock() else {
+        return false;
+    };
+    let nothing = FALLBACK.load(Ordering::Acquire) == 0 && empty();
+    drop(flush);
+    nothing
+}
+
 /// This thread's queue; at thread exit it is left to the defer thread.
 struct Mine(RefCell<Option<Arc<Queue>>>);
 
@@ -367,6 +403,10 @@ pub fn unregister_thread<F: Flavor>() {
     let Some(q) = MINE.try_with(|m| m.0.borrow_mut().take()).ok().flatten() else {
         return;
     };
+    if may_flush::<F>() && nothing_queued_online::<F>(|| q.len() == 0) {
+        lock(&QUEUES).retain(|x| !Arc::ptr_eq(x, &q));
+        return;
+    }
     let flushed = may_flush::<F>()
         && F::offline_while(|| {
             let Some(flush) = flush_lock() else {
@@ -403,6 +443,9 @@ pub fn barrier<F: Flavor>() {
     if !may_flush::<F>() {
         return misuse::<F>("rcu_defer_barrier", "it returns at once");
     }
+    if nothing_queued_online::<F>(|| lock(&QUEUES).iter().all(|q| q.len() == 0)) {
+        return;
+    }
     F::offline_while(|| {
         let Some(flush) = flush_lock() else {
             return misuse::<F>("rcu_defer_barrier", "it returns at once");
@@ -420,6 +463,13 @@ pub fn barrier<F: Flavor>() {
 pub fn barrier_thread<F: Flavor>() {
     if !may_flush::<F>() {
         return misuse::<F>("rcu_defer_barrier_thread", "it returns at once");
+    }
+    let mine_empty = || {
+        MINE.try_with(|m| m.0.borrow().as_ref().map_or(true, |q| q.len() == 0))
+            .unwrap_or(true)
+    };
+    if nothing_queued_online::<F>(mine_empty) {
+        return;
     }
     F::offline_while(|| {
         let Some(flush) = flush_lock() else {

@@ -294,6 +294,17 @@ fn freeing_an_idle_call_rcu_data_online_is_no_quiescent_state() {
     }
 }
 
+/// `rcu_defer_barrier`, `rcu_defer_barrier_thread` and
+/// `rcu_defer_unregister_thread` with nothing queued are no quiescent
+/// state, as liburcu skips their grace period (before: the drop-in went
+/// offline for each, and the reader read the writer's poison).
+#[test]
+fn defer_barriers_with_nothing_queued_online_are_no_quiescent_state() {
+    for flags in [&[][..], &["-D_LGPL_SOURCE"][..]] {
+        same_as_liburcu_with("defer_barrier_online", flags);
+    }
+}
+
 /// Programs built with `_LGPL_SOURCE`: `rcu_quiescent_state`,
 /// `rcu_thread_offline`/`online` and `rcu_read_ongoing` are inlined and
 /// read `urcu_qsbr_gp` and write `urcu_qsbr_reader` directly (before, the
