@@ -574,6 +574,14 @@ where
     /// replaces the earlier). Returns what `read` returns. Call it outside
     /// read-side sections of the cache's domain, as `insert`.
     ///
+    /// On a hit, `read` runs inside a read-side section of the cache's
+    /// domain (only the section keeps the cached value alive while it
+    /// reads): like `get_or_insert_with`'s `f`, it must not wait for a
+    /// grace period (`synchronize`, `barrier`, `store_sync` panic there),
+    /// and while it runs no grace period of the domain ends. On a miss it
+    /// runs in no section. So keep `read` short and free of such waits, or
+    /// a call that works on a cold cache panics once the key is cached.
+    ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
     /// let len = cache.read_or_insert_with(7u32, || vec![1u8; 4096], |page| page.len());
@@ -581,6 +589,10 @@ where
     /// // Cached now: `make` is not called again.
     /// let sum = cache.read_or_insert_with(7, || unreachable!(), |page| page.iter().map(|&b| b as u32).sum::<u32>());
     /// assert_eq!(sum, 4096);
+    /// // On a miss `read` runs in no section; on a hit, in one.
+    /// let rcu = cache.domain().clone();
+    /// assert!(!cache.read_or_insert_with(8, || vec![0u8; 1], |_| rcu.in_read_section()));
+    /// assert!(cache.read_or_insert_with(8, || unreachable!(), |_| rcu.in_read_section()));
     /// ```
     ///
     /// `read` sees the value for the call only: it cannot hand it out,
