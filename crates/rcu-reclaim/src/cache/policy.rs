@@ -82,7 +82,12 @@ struct Item<K> {
 /// until they reach the head).
 struct Fifo<K> {
     items: VecDeque<Item<K>>,
-    bytes: usize,
+    /// In `u128`: each weight is at most the capacity (`isize::MAX`), but
+    /// stale items of replaced entries count too, and three of a weigher's
+    /// near-`isize::MAX` weights overflowed a `usize` (a panic under the
+    /// shard's lock in debug builds, leaving the new entry unqueued: never
+    /// evicted nor cleared).
+    bytes: u128,
 }
 
 impl<K> Fifo<K> {
@@ -94,13 +99,13 @@ impl<K> Fifo<K> {
     }
 
     fn push(&mut self, item: Item<K>) {
-        self.bytes += item.weight;
+        self.bytes += item.weight as u128;
         self.items.push_back(item);
     }
 
     fn pop(&mut self) -> Option<Item<K>> {
         let item = self.items.pop_front()?;
-        self.bytes -= item.weight;
+        self.bytes -= item.weight as u128;
         Some(item)
     }
 }
@@ -244,7 +249,7 @@ impl<K> S3Fifo<K> {
         let mut busy_left = self.len();
         loop {
             let from_small =
-                self.small.bytes > capacity / SMALL_SHARE || self.main.items.is_empty();
+                self.small.bytes > (capacity / SMALL_SHARE) as u128 || self.main.items.is_empty();
             let fifo = if from_small {
                 &mut self.small
             } else {
@@ -413,8 +418,12 @@ mod tests {
                 assert!(p.evict(cap, &store).is_some());
             }
         }
-        assert_eq!(p.small.bytes, cap / SMALL_SHARE, "small's bytes");
-        assert_eq!(p.main.bytes, cap - cap / SMALL_SHARE, "main's bytes");
+        assert_eq!(p.small.bytes, (cap / SMALL_SHARE) as u128, "small's bytes");
+        assert_eq!(
+            p.main.bytes,
+            (cap - cap / SMALL_SHARE) as u128,
+            "main's bytes"
+        );
     }
 
     #[test]
@@ -484,5 +493,21 @@ mod tests {
         p.retain_live(&store);
         assert_eq!(p.len(), 1);
         assert_eq!(p.small.bytes, 1);
+    }
+
+    #[test]
+    fn stale_items_of_huge_weights_do_not_overflow_a_queues_sum() {
+        // A key rewritten with weights near the largest capacity
+        // (`isize::MAX`) leaves stale items whose weights, summed, passed
+        // `usize::MAX` at the third (an overflow panic in debug builds).
+        let (store, mut p) = (Model::default(), S3Fifo::new());
+        let huge = isize::MAX as usize;
+        for id in 0..4 {
+            store.0.borrow_mut().insert(7, (id, 0, huge));
+            p.push(7, id, huge, 7);
+        }
+        assert_eq!(p.small.bytes, 4 * huge as u128);
+        assert_eq!(p.evict(huge, &store), Some(huge));
+        assert_eq!((p.len(), p.small.bytes), (0, 0));
     }
 }
