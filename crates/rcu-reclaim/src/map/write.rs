@@ -469,7 +469,11 @@ where
     /// and no other write to the key runs meanwhile. `f` also runs inside
     /// a read-side section the write holds: it must not wait for a grace
     /// period or for callbacks (`synchronize`, `barrier`, `store_sync`,
-    /// `Retired::into_box`), which panics, naming this call.
+    /// `Retired::into_box`), which panics, naming this call. The panic
+    /// covers the map's own domain only: a wait for a grace period of
+    /// another domain is not refused, and deadlocks, silently, once a
+    /// reader of that domain writes a key of this stripe (it waits for the
+    /// lock `f` holds, the grace period for it).
     /// Returns whether the key is present afterwards. A replaced or removed
     /// entry is dropped after a grace period, its size booked.
     ///
