@@ -505,6 +505,11 @@ where
     /// QSBR domain the backlog is bounded by how often threads report
     /// quiescent states, not by this allowance (an online thread's insert
     /// warns, once, when the backlog passes four times the allowance).
+    /// Made from a closure that another map's or cache's write runs under
+    /// its lock (a `get_or_insert_with` loader filling this cache), or
+    /// wherever reclaim is not allowed ([`no_reclaim`](crate::reclaim::no_reclaim)),
+    /// it leaves the backlog to a later insert too: its grace period could
+    /// wait for a reader of this domain that waits for that lock.
     ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(10_000).build();
@@ -928,6 +933,17 @@ where
                      get_or_insert_with"
                 ));
             }
+        }
+        if pending > allowance && !crate::reclaim::reclaim_allowed() {
+            // Under one of the crate's locks: a write made in the closure
+            // of another map's or cache's write (`get_or_insert_with`'s
+            // loader filling a second-level cache), which holds that map's
+            // stripe. A grace period of this domain could wait for a
+            // reader of it blocked on that very stripe, for ever (before,
+            // such a loader and a reader of this domain writing the first
+            // cache deadlocked). Left to a later insert, as direct reclaim
+            // is (`MemoryBudget::check`).
+            return;
         }
         if pending > allowance {
             // One insert at a time frees the backlog: with many writers,
