@@ -47,7 +47,8 @@ impl Cap {
         if now < self.max {
             let at = self.millis();
             let quiet = u64::try_from(self.regrow_after.as_millis()).unwrap_or(u64::MAX);
-            let since = at.saturating_sub(self.shrunk_at.load(Ordering::Relaxed));
+            let shrunk_at = self.shrunk_at.load(Ordering::Relaxed);
+            let since = at.saturating_sub(shrunk_at);
             if since >= quiet {
                 let next = now.saturating_mul(2).max(self.max / 16).min(self.max);
                 if self
@@ -56,10 +57,17 @@ impl Cap {
                     .is_ok()
                     && next < self.max
                 {
-                    // The next step a quarter of the quiet time on (a
-                    // shrink meanwhile restarts the whole wait).
-                    self.shrunk_at
-                        .store(at.saturating_sub(quiet - quiet / 4), Ordering::Relaxed);
+                    // The next step a quarter of the quiet time on, unless
+                    // a shrink stamped its time meanwhile: that restarts
+                    // the whole wait, and a plain store here overwrote it
+                    // (the lowered capacity grew back a quarter of the
+                    // quiet time after that shrink, not all of it).
+                    let _ = self.shrunk_at.compare_exchange(
+                        shrunk_at,
+                        at.saturating_sub(quiet - quiet / 4),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                 }
                 return self.now.load(Ordering::Relaxed);
             }
