@@ -224,6 +224,11 @@
 //! `min` there is owed, and runs at the thread's next quiescent state that
 //! reports or when it goes offline
 //! ([`BudgetStats::owed_reclaims`](crate::reclaim::BudgetStats::owed_reclaims)).
+//! A panic in that reclaim (a shrinker's, the OOM handler's, the usage
+//! function's) reaches the caller of `quiescent_state`, `thread_offline`
+//! or `offline_while`; paid as the registration is dropped, it is
+//! reported instead (a drop may run while the thread unwinds, or in a
+//! thread-local's destructor, where a panic would abort the process).
 //! A budget then holds as well as the threads report: in a stress test
 //! whose three online threads each allocated 64 KiB and more between two
 //! reports, live memory peaked at 3.3–3.8 times a 48 MiB budget (4–5
@@ -498,10 +503,25 @@ impl Drop for Registration {
         self.rcu.registry().wake_foreign_writer();
         // What was owed is paid once the slot is handed back: the payment
         // runs the caller's code, and a panic there left the slot claimed
-        // for good when it was paid first.
+        // for good when it was paid first. That code's panic is caught and
+        // reported, never unwound out of this destructor: a registration
+        // is dropped while its thread unwinds (a panic on an online
+        // thread) or by a thread-local's destructor at thread exit, where
+        // a second panic aborts the process ("panic in a destructor during
+        // cleanup", "thread local panicked on drop").
         if owes {
             #[cfg(not(loom))]
-            self.rcu.pay_owed_throttle();
+            if let Err(msg) = crate::sync::catch_panic(|| self.rcu.pay_owed_throttle()) {
+                // Reported through `tracing`, whose subscriber may panic too.
+                let _ = crate::sync::catch_panic(|| {
+                    crate::sys::error_loud(&format!(
+                        "rcu-reclaim: the direct reclaim a QsbrThread owed, paid as it was \
+                         dropped, panicked (in the budget's usage function, a shrinker or the \
+                         OOM handler): {}; the registration is released all the same",
+                        msg.as_deref().unwrap_or("(no message)")
+                    ));
+                });
+            }
         }
     }
 }

@@ -1009,7 +1009,11 @@ fn a_panic_paying_owed_reclaim_at_a_quiescent_state_leaves_the_thread_online() {
 
 /// Dropping a registration that owes a reclaim whose payment panics still
 /// unregisters it: the slot is handed back (before, the panic left the
-/// drop before the release, and the slot stayed claimed for good).
+/// drop before the release, and the slot stayed claimed for good). The
+/// panic is reported, not unwound out of the drop: a registration is also
+/// dropped while its thread unwinds, or by a thread-local's destructor,
+/// where a panic out of it aborted the process
+/// (`tests/audit_panic_qsbr_owed.rs`).
 #[test]
 fn a_panic_paying_owed_reclaim_as_the_registration_drops_still_unregisters() {
     let rcu = qsbr_on_demand();
@@ -1019,7 +1023,10 @@ fn a_panic_paying_owed_reclaim_as_the_registration_drops_still_unregisters() {
     USAGE_PANICS.with(|p| p.set(true));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(thread)));
     USAGE_PANICS.with(|p| p.set(false));
-    assert!(r.is_err(), "the usage function's panic reaches the caller");
+    assert!(
+        r.is_ok(),
+        "the usage function's panic unwound out of the registration's drop"
+    );
     assert!(!rcu.in_read_section());
     assert_eq!(
         rcu.stats().registered_readers,
