@@ -188,12 +188,19 @@ impl Callbacks {
     /// message, from [`catch_panic`]).
     pub(crate) fn report_panic(&self, msg: Option<String>) {
         let msg = msg.unwrap_or_else(|| "<non-string panic payload>".to_string());
-        tracing::error!(panic = %msg, "rcu-reclaim: an RCU callback panicked; the remaining callbacks still run");
+        // Neither a panicking hook nor a panicking `tracing` subscriber (the
+        // program's code too) may unwind out of the batch: the callbacks
+        // after this one were dropped unrun, and the thread was left marked
+        // as running a callback (a later `barrier` on it refused, naming a
+        // callback it was not in).
+        let _ = catch_panic(|| {
+            tracing::error!(panic = %msg, "rcu-reclaim: an RCU callback panicked; the remaining callbacks still run");
+        });
         if let Some(hook) = &self.panic_hook {
-            // A panicking hook must not unwind out of the batch: the
-            // callbacks after this one would be lost.
             if catch_panic(|| hook(&msg)).is_err() {
-                tracing::error!("rcu-reclaim: the on_callback_panic hook itself panicked");
+                let _ = catch_panic(|| {
+                    tracing::error!("rcu-reclaim: the on_callback_panic hook itself panicked");
+                });
             }
         }
     }
