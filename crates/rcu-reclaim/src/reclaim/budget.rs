@@ -236,12 +236,17 @@ impl Shared {
                 // out-of-memory event (handler, `ReclaimStats::ooms`),
                 // unless the usage does fall.
                 let trust_booked = no_progress < MAX_NO_PROGRESS;
+                // Counted as the reclaimer declares it, before its OOM
+                // handler runs: a handler that panics unwinds past the
+                // `Err` (the budget's count stayed behind the reclaimer's).
+                let declared = || {
+                    self.ooms.fetch_add(1, Ordering::Relaxed);
+                };
                 if self
                     .reclaimer
-                    .reclaim_until(step, &NodeMask::all(), &met, trust_booked)
+                    .reclaim_until(step, &NodeMask::all(), &met, trust_booked, &declared)
                     .is_err()
                 {
-                    self.ooms.fetch_add(1, Ordering::Relaxed);
                     return false;
                 }
                 // The kernel sees a free only once the allocator gives the

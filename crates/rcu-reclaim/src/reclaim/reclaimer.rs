@@ -578,7 +578,7 @@ impl Reclaimer {
         target_bytes: usize,
         nodemask: &NodeMask,
     ) -> Result<Reclaimed, OutOfMemory> {
-        self.reclaim_until(target_bytes, nodemask, &|| false, true)
+        self.reclaim_until(target_bytes, nodemask, &|| false, true, &|| ())
     }
 
     /// One pass of every shrinker at `priority` (12 gentle .. 0 desperate)
@@ -679,12 +679,17 @@ impl Reclaimer {
     /// only `met()` ends the call early or makes it succeed, every
     /// shrinker is called at every priority (one that over-claims does not
     /// end the pass for the others), each evicting about `target_bytes`.
+    ///
+    /// `declared` runs once an out-of-memory is declared and counted,
+    /// before the handler: the caller counts the event as its own there,
+    /// since a handler that panics unwinds past the `Err` it would see.
     pub(crate) fn reclaim_until(
         &self,
         target_bytes: usize,
         nodemask: &NodeMask,
         met: &dyn Fn() -> bool,
         trust_booked: bool,
+        declared: &dyn Fn(),
     ) -> Result<Reclaimed, OutOfMemory> {
         if !reclaim_allowed() {
             lock(&self.stats).recursion_refused += 1;
@@ -717,6 +722,9 @@ impl Reclaimer {
             st.ooms += 1;
         }
         drop(st);
+        if result.is_err() {
+            declared();
+        }
         if let Err(OutOfMemory(report)) = &result {
             // The handler is the caller's code: run it with the handler's
             // lock released (a `match` on `lock(..).clone()` would hold the
