@@ -513,7 +513,7 @@ impl Drop for Registration {
             #[cfg(not(loom))]
             if let Err(msg) = crate::sync::catch_panic(|| self.rcu.pay_owed_throttle()) {
                 // Reported through `tracing`, whose subscriber may panic too.
-                let _ = crate::sync::catch_panic(|| {
+                crate::sync::report_caught(|| {
                     crate::sys::error_loud(&format!(
                         "rcu-reclaim: the direct reclaim a QsbrThread owed, paid as it was \
                          dropped, panicked (in the budget's usage function, a shrinker or the \

@@ -42,6 +42,15 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Option<String>>
     }
 }
 
+/// Runs `report`, a `tracing` event (or `sys::error_loud`) that reports a
+/// caught panic of the program's code, catching a panic of the subscriber,
+/// which is the program's code too: unwinding from the report undid what
+/// the catch protected (a background thread ended, the rest of a callback
+/// batch was lost, a panic left the global allocator).
+pub(crate) fn report_caught(report: impl FnOnce()) {
+    let _ = catch_panic(report);
+}
+
 /// Runs `run` on each of `items` as [`catch_panic`] would run each alone,
 /// with one `catch_unwind` for a run of them rather than one per item
 /// (about a fifth of a 64-byte deferred free's instructions went to

@@ -1,12 +1,20 @@
-//! Audit probe: a `tracing` subscriber that panics on the library's error
-//! event for a panicking callback. The remaining callbacks must still run,
-//! the worker must survive, and a later barrier must not hang or refuse.
+//! A `tracing` subscriber that panics on the library's error events (the
+//! program's code, as a callback or a shrinker is). Where the library
+//! reports a caught panic of the program's code, the subscriber's panic
+//! must not undo the catch: the rest of a callback batch must still run,
+//! the barrier that ran it return, its thread not stay marked as in a
+//! callback, and a budget's background reclaimer go on.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, Rcu};
+
+fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| tracing::subscriber::set_global_default(Panicky).unwrap());
+}
 
 struct Panicky;
 impl tracing::Subscriber for Panicky {
@@ -58,7 +66,7 @@ fn run(rcu: &Rcu) -> (bool, bool, usize) {
 
 #[test]
 fn a_panicking_subscriber_loses_no_callback() {
-    tracing::subscriber::set_global_default(Panicky).unwrap();
+    install();
     let mut bad = Vec::new();
     for on_demand in [false, true] {
         let rcu = Rcu::new(if on_demand {
@@ -78,4 +86,64 @@ fn a_panicking_subscriber_loses_no_callback() {
         std::mem::forget(rcu);
     }
     assert!(bad.is_empty(), "{bad:#?}");
+}
+
+struct OnceFailing {
+    fail_next: std::sync::atomic::AtomicBool,
+    scans: AtomicUsize,
+}
+impl rcu_reclaim::reclaim::Shrinker for OnceFailing {
+    fn count(&self, _: &rcu_reclaim::reclaim::ShrinkControl) -> usize {
+        1000
+    }
+    fn scan(&self, ctl: &mut rcu_reclaim::reclaim::ShrinkControl) -> rcu_reclaim::reclaim::Scanned {
+        self.scans.fetch_add(1, Ordering::SeqCst);
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            panic!("the shrinker panics once (deliberate)");
+        }
+        rcu_reclaim::reclaim::Scanned {
+            freed: ctl.nr_to_scan(),
+            bytes: 1 << 20,
+        }
+    }
+}
+
+/// The budget's background reclaimer reports a caught panic of the
+/// program's code through `tracing`; a subscriber that panics there must
+/// not end the thread (background reclaim for the budget's lifetime).
+#[test]
+fn a_panicking_subscriber_does_not_end_background_reclaim() {
+    use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+    install();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let shrinker = Arc::new(OnceFailing {
+        fail_next: std::sync::atomic::AtomicBool::new(true),
+        scans: AtomicUsize::new(0),
+    });
+    reclaimer.register(shrinker.clone());
+    let used = Arc::new(AtomicUsize::new(0));
+    let u = used.clone();
+    let budget = MemoryBudget::new(64 << 20, reclaimer, move || u.load(Ordering::SeqCst));
+    // Between low (85 %) and min (95 %): only the background thread reclaims.
+    used.store(56 << 20, Ordering::SeqCst);
+    budget.check();
+    let start = Instant::now();
+    while shrinker.fail_next.load(Ordering::SeqCst) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never scanned");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The panic happened; now it must keep answering requests.
+    let scans = shrinker.scans.load(Ordering::SeqCst);
+    let start = Instant::now();
+    while shrinker.scans.load(Ordering::SeqCst) == scans {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "background reclaim stopped after the subscriber's panic: {:?}",
+            budget.stats()
+        );
+        budget.check();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    used.store(0, Ordering::SeqCst);
 }

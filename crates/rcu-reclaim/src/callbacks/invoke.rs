@@ -193,12 +193,12 @@ impl Callbacks {
         // after this one were dropped unrun, and the thread was left marked
         // as running a callback (a later `barrier` on it refused, naming a
         // callback it was not in).
-        let _ = catch_panic(|| {
+        crate::sync::report_caught(|| {
             tracing::error!(panic = %msg, "rcu-reclaim: an RCU callback panicked; the remaining callbacks still run");
         });
         if let Some(hook) = &self.panic_hook {
             if catch_panic(|| hook(&msg)).is_err() {
-                let _ = catch_panic(|| {
+                crate::sync::report_caught(|| {
                     tracing::error!("rcu-reclaim: the on_callback_panic hook itself panicked");
                 });
             }

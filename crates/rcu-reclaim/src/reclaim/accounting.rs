@@ -97,11 +97,13 @@ fn fold_in(add: isize) {
 
 #[cold]
 fn reclaim_panicked() {
-    tracing::error!(
-        "rcu-reclaim: direct reclaim from an allocation panicked (in a shrinker, the OOM \
-         handler or the budget's usage function); a panic cannot unwind out of the global \
-         allocator, so the allocation proceeds"
-    );
+    crate::sync::report_caught(|| {
+        tracing::error!(
+            "rcu-reclaim: direct reclaim from an allocation panicked (in a shrinker, the OOM \
+             handler or the budget's usage function); a panic cannot unwind out of the global \
+             allocator, so the allocation proceeds"
+        );
+    });
 }
 
 /// What an allocation checks once a budget is enforced: the

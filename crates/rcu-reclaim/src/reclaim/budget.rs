@@ -775,12 +775,14 @@ fn background(shared: &Weak<Shared>) {
         });
         if run.is_err() {
             panics_in_a_row = panics_in_a_row.saturating_add(1);
-            tracing::error!(
-                "rcu-reclaim: background reclaim (rcu-kswapd) panicked in a shrinker, the \
-                 OOM handler or the usage function ({panics_in_a_row} in a row); it goes on at \
-                 the next request, or unasked after {:?}",
-                policy::kswapd_idle_wait(panics_in_a_row)
-            );
+            crate::sync::report_caught(|| {
+                tracing::error!(
+                    "rcu-reclaim: background reclaim (rcu-kswapd) panicked in a shrinker, the \
+                     OOM handler or the usage function ({panics_in_a_row} in a row); it goes on \
+                     at the next request, or unasked after {:?}",
+                    policy::kswapd_idle_wait(panics_in_a_row)
+                );
+            });
         } else {
             panics_in_a_row = 0;
         }

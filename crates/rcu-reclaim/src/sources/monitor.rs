@@ -400,7 +400,9 @@ fn run(
                          shrinker or the OOM handler): {}",
                         msg.as_deref().unwrap_or("(no message)")
                     );
-                    tracing::error!("rcu-reclaim: {text}; the monitor goes on");
+                    crate::sync::report_caught(|| {
+                        tracing::error!("rcu-reclaim: {text}; the monitor goes on");
+                    });
                     s.errors.fetch_add(1, Ordering::Relaxed);
                     *lock(&s.last_error) = Some(text);
                 }
