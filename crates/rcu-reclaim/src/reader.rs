@@ -1292,7 +1292,22 @@ fn flagged_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
     #[cfg(not(loom))]
     if owes {
         if let Some(pay) = registry.pay_owed.get() {
-            pay(Payer::SectionEnd);
+            // The payment may run the program's code (a budget's direct
+            // reclaim that a QSBR registration of this thread owed: its
+            // usage function, shrinkers, OOM handler). A section ends in a
+            // guard's drop, also while the thread unwinds or in a
+            // thread-local's destructor, where a panic out of it aborted
+            // the process: it is caught and reported here.
+            if let Err(msg) = crate::sync::catch_panic(|| pay(Payer::SectionEnd)) {
+                crate::sync::report_caught(|| {
+                    crate::sys::error_loud(&format!(
+                        "rcu-reclaim: work paid as a read-side section ended (the direct \
+                         reclaim a QSBR registration of this thread owed) panicked (in the \
+                         budget's usage function, a shrinker or the OOM handler): {}",
+                        msg.as_deref().unwrap_or("(no message)")
+                    ));
+                });
+            }
         }
     }
     #[cfg(loom)]

@@ -36,7 +36,35 @@ fn scenario(mode: &str) {
     reclaimer.register(shrinker.clone());
     let used = Arc::new(AtomicUsize::new(0));
     let u = used.clone();
-    let budget = MemoryBudget::new(64 << 20, reclaimer, move || u.load(Ordering::SeqCst));
+    static USAGE_PANICS: AtomicBool = AtomicBool::new(false);
+    let budget = MemoryBudget::new(64 << 20, reclaimer, move || {
+        if USAGE_PANICS.load(Ordering::SeqCst) {
+            panic!("the usage function panics (deliberate)");
+        }
+        u.load(Ordering::SeqCst)
+    });
+    if mode == "guard" {
+        // The owed reclaim is paid where any section that owes the
+        // pressure throttle ends: here a guard of another domain, dropped
+        // as the thread unwinds.
+        let _thread = rcu.register_qsbr_thread();
+        used.store(63 << 20, Ordering::SeqCst);
+        budget.check(); // owed
+        let other = Rcu::new(Config::new().on_demand()).unwrap();
+        let _pressure = other.pressure_start_all();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let _g = other.read_lock();
+            for _ in 0..400 {
+                other.defer_drop_sized(Box::new(vec![0u8; 64 << 10]), 64 << 10);
+            }
+            USAGE_PANICS.store(true, Ordering::SeqCst);
+            panic!("user code panics inside a guard (deliberate)");
+        }));
+        USAGE_PANICS.store(false, Ordering::SeqCst);
+        println!("caught: {}", r.is_err());
+        println!("SURVIVED");
+        return;
+    }
     if mode == "tls" {
         thread_local! {
             static REG: std::cell::RefCell<Option<rcu_reclaim::QsbrThread>> =
@@ -120,6 +148,15 @@ fn an_owed_reclaim_whose_shrinker_panics_in_a_plain_drop_is_caught() {
 #[test]
 fn an_owed_reclaim_whose_shrinker_panics_in_a_thread_local_destructor_does_not_abort() {
     let (code, text) = run_child("tls");
+    assert!(
+        text.contains("SURVIVED"),
+        "the process died (exit {code:?}):\n{text}"
+    );
+}
+
+#[test]
+fn an_owed_reclaim_paid_by_a_guard_dropped_in_an_unwind_does_not_abort() {
+    let (code, text) = run_child("guard");
     assert!(
         text.contains("SURVIVED"),
         "the process died (exit {code:?}):\n{text}"
