@@ -199,7 +199,8 @@ fn readers_stay_protected_while_the_mode_flaps() {
     // At 300 µs a membarrier: 4 grace periods in a window switch on, one
     // in a window of 30 ms switches back.
     let cost = Duration::from_micros(300);
-    let drops = Drops::new(usize::try_from(secs).unwrap() * 400_000 + 100_000);
+    // Room for ten times `secs` (see the writers).
+    let drops = Drops::new(usize::try_from(secs).unwrap() * 10 * 400_000 + 100_000);
     let mut targets = Vec::new();
     for key in 0..3u64 {
         let Some(rcu) = memb(cost) else { return };
@@ -270,7 +271,13 @@ fn readers_stay_protected_while_the_mode_flaps() {
                 let mut writes = 0u64;
                 // Staggered, so the domains switch at different times.
                 thread::sleep(Duration::from_millis(7 * w as u64));
-                while start.elapsed() < run_for {
+                // Past `run_for` only while the domain has not flapped
+                // yet (a loaded machine's writers may miss the windows:
+                // 1 full-suite run in 4 ended unflapped), up to ten times
+                // as long.
+                while start.elapsed() < run_for
+                    || (t.rcu.stats().reader_fence_switches < 2 && start.elapsed() < 10 * run_for)
+                {
                     // Busy: two windows of grace periods (the first
                     // switches on at its end, the second runs fenced).
                     let busy_end = Instant::now() + 2 * WINDOW + WINDOW / 4;

@@ -21,7 +21,10 @@ fn callbacks_queued_before_fork_run_in_the_child() {
     let started = rcu.start_poll();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !rcu.poll(&started) {
-        assert!(Instant::now() < deadline, "the first grace period never ended");
+        assert!(
+            Instant::now() < deadline,
+            "the first grace period never ended"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     for _ in 0..1000 {
