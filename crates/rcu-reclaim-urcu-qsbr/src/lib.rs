@@ -90,7 +90,14 @@
 //!   and the `after_fork` hooks register it again, online or offline as it
 //!   was; in the child, threads that do not exist there never hold up a
 //!   grace period (liburcu's child waits forever for a thread that was
-//!   online at the fork).
+//!   online at the fork). Unregistered, an online forking thread passes a
+//!   quiescent state there (liburcu's does not): the hooks are called,
+//!   as from `pthread_atfork`, where it holds no reference read before.
+//! * Where liburcu waits for nothing, the call stays online and is no
+//!   quiescent state: `rcu_defer_barrier`, `rcu_defer_barrier_thread` and
+//!   `rcu_defer_unregister_thread` with nothing queued (the flush lock
+//!   tried, never waited for online), `call_rcu_data_free` of an idle
+//!   `call_rcu_data` (its thread stopped online).
 //!
 //! Every function here is called from C: none unwinds.
 
