@@ -512,11 +512,13 @@ impl Rcu {
         }
         if reader::in_section_after_registrations(&self.registry) {
             panic!(
-                "rcu-reclaim: {call} called from a thread-local's destructor that runs after \
-                 the thread's registrations were destroyed, while a ReadGuard or an online \
-                 QsbrThread of the same domain, kept in a thread-local, is still open on this \
-                 thread; it would wait for itself forever. Drop the guard or registration \
-                 first (or take it out of the thread-local before the thread exits)"
+                "rcu-reclaim: {call} called after this thread's registrations were destroyed \
+                 (from a thread-local's destructor as the thread exits, or from an atexit \
+                 handler or static destructor as the process exits), while a read-side \
+                 section of the same domain is still open on this thread (a ReadGuard or an \
+                 online QsbrThread kept in a thread-local, or leaked with mem::forget); it \
+                 would wait for itself forever. Drop the guard or registration first (take it \
+                 out of the thread-local before the thread exits; never forget a guard)"
             );
         }
     }
