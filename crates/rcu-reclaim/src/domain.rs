@@ -473,18 +473,20 @@ impl Rcu {
         }
         if self.flavor == Flavor::Qsbr && reader::qsbr_online_in(self.id) {
             // An RCU callback or a destructor that RCU runs, run on an
-            // online thread (`collect()` runs them where it is called): its
+            // online thread (a call there ran ready ones; `collect()` no
+            // longer does, on an online thread): its
             // code cannot put the thread offline, so the advice below
             // (offline_while) is no fix for it.
             if crate::callbacks::in_callback() {
                 panic!(
                     "rcu-reclaim: {call} called inside an RCU callback (or a destructor that RCU \
-                     runs) that runs on a thread online in the same QSBR domain (Rcu::collect() \
-                     runs ready callbacks on the thread that calls it); it would wait for that \
-                     thread's own quiescent state forever, and the callback cannot put the thread \
-                     offline. In the callback, queue the follow-up work with call() (or use \
-                     start_poll()/poll()) instead of waiting; or call collect() on QSBR threads \
-                     only inside QsbrThread::offline_while(|| ...), where callbacks may wait"
+                     runs) that runs on a thread online in the same QSBR domain (a call on that \
+                     thread ran ready callbacks there); it would wait for that thread's own \
+                     quiescent state forever, and the callback cannot put the thread offline. In \
+                     the callback, queue the follow-up work with call() (or use \
+                     start_poll()/poll()) instead of waiting; or make calls that run callbacks on \
+                     QSBR threads only inside QsbrThread::offline_while(|| ...), where callbacks \
+                     may wait"
                 );
             }
             let or = match instead {

@@ -368,12 +368,12 @@ impl<T> Drop for Retired<T> {
                 let fix = if crate::reader::nesting_in(self.rcu.id()) > 0 {
                     self.rcu.section_fix()
                 } else if crate::callbacks::in_callback() {
-                    // Run by `collect()` on an online thread: the callback
-                    // cannot put that thread offline.
+                    // Run on an online thread: the callback cannot put
+                    // that thread offline.
                     "It was dropped inside an RCU callback (or a destructor that RCU runs) \
-                     running on a thread online in this QSBR domain (Rcu::collect() runs ready \
-                     callbacks on the thread that calls it), which the callback cannot put \
-                     offline: call collect() on QSBR threads only inside \
+                     running on a thread online in this QSBR domain (a call on that thread ran \
+                     ready callbacks there), which the callback cannot put offline: make calls \
+                     that run callbacks on QSBR threads only inside \
                      QsbrThread::offline_while(|| ...)"
                 } else {
                     "The thread is online in this QSBR domain: drop the Retired inside \

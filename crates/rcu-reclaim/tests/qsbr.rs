@@ -1066,52 +1066,54 @@ fn offline_while_and_synchronize_leave_an_unchecked_offline_thread_offline() {
     assert!(thread.is_online(), "an online thread comes back online");
 }
 
-/// A callback that `collect()` runs on an online thread and that waits for
-/// a grace period of the domain cannot put that thread offline: its panic
-/// says where it runs and what fixes it (queue the follow-up with `call`,
-/// or collect offline), not the `offline_while` advice meant for the
-/// thread's own code.
+/// `collect()` on an online thread runs no callback there: a callback may
+/// wait for a grace period of the domain (legitimate on a worker), which
+/// on an online thread would wait for itself. Before, `collect()` ran such
+/// callbacks here, where they panicked and their work was lost (1 to 20 of
+/// 20 per run, by timing). Values that drop anywhere are still freed here.
 #[test]
-fn a_callback_that_waits_on_an_online_thread_is_told_where_it_runs() {
+fn collect_on_an_online_thread_leaves_callbacks_that_may_wait_to_workers() {
     let rcu = qsbr();
     let mut t = rcu.register_qsbr_thread();
     let me = thread::current().id();
-    let msgs: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let (here, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let cell = Arc::new(RcuCell::new_in(&rcu, Some(Box::new(0u32))));
-    let start = Instant::now();
-    while msgs.lock().unwrap().len() < 2 && start.elapsed() < Duration::from_secs(20) {
-        for wait in [true, false] {
-            let (r, m, c) = (rcu.clone(), msgs.clone(), cell.clone());
-            rcu.call(move || {
-                if thread::current().id() != me {
-                    return; // a worker ran it: nothing to see
-                }
-                let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    if wait {
-                        r.synchronize();
-                    } else {
-                        drop(c.replace(Box::new(1)));
-                    }
-                }));
-                if let Err(p) = p {
-                    m.lock().unwrap().push(common::panic_text(&*p));
-                }
-            });
-        }
+    const ROUNDS: usize = 200;
+    for i in 0..ROUNDS {
+        let (r, c, here, done) = (rcu.clone(), cell.clone(), here.clone(), done.clone());
+        rcu.call(move || {
+            if thread::current().id() == me {
+                here.fetch_add(1, Ordering::SeqCst);
+            }
+            if i % 2 == 0 {
+                r.synchronize();
+            } else {
+                drop(c.replace(Box::new(i as u32)));
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+        // Plain garbage too, which this thread may free.
+        rcu.defer_drop(Box::new([i as u64; 8]));
         t.quiescent_state();
         rcu.collect();
     }
-    let msgs = msgs.lock().unwrap().clone();
-    assert!(
-        !msgs.is_empty(),
-        "collect() never ran a callback on this thread"
-    );
-    for msg in &msgs {
-        assert!(
-            msg.contains("RCU callback") && msg.contains("collect()"),
-            "the panic names the callback and collect(): {msg}"
-        );
-        assert!(!msg.contains("or use QsbrThread::synchronize()"), "{msg}");
+    let start = Instant::now();
+    while done.load(Ordering::SeqCst) < ROUNDS && start.elapsed() < Duration::from_secs(30) {
+        t.quiescent_state();
+        rcu.collect();
+        thread::sleep(Duration::from_millis(1));
     }
+    assert_eq!(
+        here.load(Ordering::SeqCst),
+        0,
+        "a callback ran in collect()"
+    );
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        ROUNDS,
+        "a callback's work was lost"
+    );
+    assert_eq!(rcu.stats().callback_panics, 0);
     t.offline_while(|| rcu.barrier());
+    assert_eq!(rcu.pending(), 0);
 }

@@ -1173,9 +1173,11 @@ impl Rcu {
     /// The contract: call it only where this thread holds no lock that a
     /// deferred destructor or callback takes (they run here). Inside a
     /// read-side section of this domain, or inside an RCU callback, it does
-    /// nothing: what it would run might wait for a grace period. (An
-    /// online QSBR thread is not in such a section here: what runs must
-    /// not wait for a grace period, as anything run while online.)
+    /// nothing: what it would run might wait for a grace period. On an
+    /// online QSBR thread, for the same reason, it runs no callback and no
+    /// destructor that might wait (the workers run those): it frees only
+    /// values that drop anywhere ([`drops_anywhere`](crate::drops_anywhere)),
+    /// as a retire's own steps do.
     ///
     /// On a [`Flavor::Qsbr`](crate::Flavor::Qsbr) domain, `collect` cannot
     /// end a grace period that waits for the calling thread itself: an
@@ -1238,7 +1240,11 @@ impl Rcu {
         let inner = self.inner();
         let cbs = &inner.callbacks;
         let _forked = crate::sync::ForkedWaits::scope(inner.gp.fork_check("collect()"));
-        match cbs.collect(&inner.gp, cbs.current_shard(), tick) {
+        // On an online QSBR thread, only what cannot wait for a grace
+        // period (values that drop anywhere) runs here.
+        let plain_only =
+            self.flavor() == crate::Flavor::Qsbr && crate::reader::qsbr_online_in(self.id());
+        match cbs.collect(&inner.gp, cbs.current_shard(), tick, plain_only) {
             Collected::Ran(n) => n,
             Collected::Waiting => {
                 // As after a hand-off: the grace-period thread finishes the

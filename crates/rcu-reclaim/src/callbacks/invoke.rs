@@ -46,12 +46,25 @@ impl Callbacks {
     /// running the shard. Marks the shard as freed by its own thread, so
     /// pages handed to it are left to that thread for `producer_window`
     /// rather than woken a worker for.
-    pub(crate) fn collect(&self, gp: &GracePeriods, cpu: usize, tick: u32) -> Collected {
+    ///
+    /// `plain_only` (an online QSBR thread): it frees only ready pages of
+    /// values that drop anywhere, as a retire's drain does, and leaves
+    /// callbacks and other destructors to the workers: those may wait for
+    /// a grace period, which on an online thread waits for itself (it
+    /// panicked, and the callback's work was lost). The shard is not
+    /// marked as freed by this thread then.
+    pub(crate) fn collect(
+        &self,
+        gp: &GracePeriods,
+        cpu: usize,
+        tick: u32,
+        plain_only: bool,
+    ) -> Collected {
         let shard = &self.shards[cpu];
         // This shard's garbage is freed here from now on. The clock is
         // read on the thread's first call and every `COLLECT_MARK_EVERY`th
         // after, and the line written only when the millisecond changed.
-        if tick % policy::COLLECT_MARK_EVERY == 0 {
+        if !plain_only && tick % policy::COLLECT_MARK_EVERY == 0 {
             let now = epoch_ms();
             if shard.collected_ms.load(Ordering::Relaxed) != now {
                 shard.collected_ms.store(now, Ordering::Relaxed);
@@ -77,6 +90,20 @@ impl Callbacks {
         let Some(mut lists) = try_lock(&shard.invoke) else {
             return Collected::Ran(0);
         };
+        if plain_only {
+            {
+                let mut st = lock(&shard.state);
+                let seq = gp.seq();
+                while lists.pages.len() < policy::COLLECT_PAGES {
+                    let Some(page) = st.take_ready_plain(seq) else {
+                        break;
+                    };
+                    lists.pages.push(page);
+                }
+                shard.publish(&st);
+            }
+            return Collected::Ran(self.run_entries(cpu, &mut lists).0);
+        }
         Collected::Ran(
             self.invoke_locked(&mut lists, gp, cpu, None, policy::COLLECT_PAGES)
                 .0,
