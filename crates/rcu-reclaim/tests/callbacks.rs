@@ -159,8 +159,7 @@ fn callbacks_run_without_anyone_synchronizing() {
 fn barrier_is_ordered_and_complete_under_concurrent_producers() {
     let rcu = Rcu::new(Config::new()).unwrap();
     let total = Arc::new(AtomicUsize::new(0));
-    let producers = 4;
-    let per = 2_000;
+    let (producers, per, every) = if cfg!(miri) { (3, 120, 40) } else { (4, 2_000, 500) };
     let handles: Vec<_> = (0..producers)
         .map(|p| {
             let (rcu, total) = (rcu.clone(), total.clone());
@@ -184,7 +183,7 @@ fn barrier_is_ordered_and_complete_under_concurrent_producers() {
                         }
                         rcu.defer_drop(Box::new(Bump(m, t)));
                     }
-                    if i % 500 == 499 {
+                    if i % every == every - 1 {
                         rcu.barrier();
                         // Everything this thread queued before the barrier ran.
                         assert_eq!(mine.load(Ordering::SeqCst), i + 1, "producer {p}");
@@ -228,12 +227,13 @@ fn concurrent_barriers_never_miss_a_page_in_transit() {
             }
         })
     };
+    let rounds = if cfg!(miri) { 40 } else { 3_000 };
     let handles: Vec<_> = (0..3)
         .map(|t| {
             let rcu = rcu.clone();
             thread::spawn(move || {
                 let mine = Arc::new(AtomicUsize::new(0));
-                for round in 1..=3_000 {
+                for round in 1..=rounds {
                     rcu.defer_drop(Box::new(Bump(mine.clone())));
                     rcu.barrier();
                     let ran = mine.load(Ordering::SeqCst);
@@ -357,7 +357,7 @@ fn deferred_drops_happen_only_after_a_grace_period() {
             })
         })
         .collect();
-    let updates = 20_000u64;
+    let updates = if cfg!(miri) { 600u64 } else { 20_000 };
     for g in 2..updates + 2 {
         // The old version goes into the bulk pages as `defer_drop`'s do
         // (a `Box` made of it would assert uniqueness under the readers).

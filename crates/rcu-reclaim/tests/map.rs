@@ -589,10 +589,14 @@ fn an_iterator_walks_dummies_of_a_level_a_halving_retired() {
 /// see a dropped value, and every value is dropped exactly once.
 #[test]
 fn retain_beside_writers_removes_exactly_what_it_rejects() {
-    const FIXED: u64 = 4096; // keys 0..FIXED: only retain touches them
-    const CHURNED: u64 = 512; // keys FIXED..FIXED+CHURNED: a writer's
+    // keys 0..FIXED: only retain touches them
+    const FIXED: u64 = if cfg!(miri) { 96 } else { 4096 };
+    // keys FIXED..FIXED+CHURNED: a writer's
+    const CHURNED: u64 = if cfg!(miri) { 24 } else { 512 };
+    const YIELD_EVERY: u64 = if cfg!(miri) { 8 } else { 128 };
+    const WRITES_FIRST: usize = if cfg!(miri) { 40 } else { 1000 };
     let rcu = Rcu::new(Config::new()).unwrap();
-    let drops = Drops::new(1 << 20);
+    let drops = Drops::new(if cfg!(miri) { 1 << 14 } else { 1 << 20 });
     let map: Arc<RcuHashMap<u64, Val>> = Arc::new(RcuHashMap::new_in(&rcu));
     for k in 0..FIXED + CHURNED {
         map.insert(k, Val::new(&drops, k));
@@ -630,7 +634,7 @@ fn retain_beside_writers_removes_exactly_what_it_rejects() {
             }
         })
     };
-    while writes.load(Ordering::Relaxed) < 1000 {
+    while writes.load(Ordering::Relaxed) < WRITES_FIRST {
         thread::yield_now();
     }
     let offered = AtomicUsize::new(0);
@@ -640,7 +644,7 @@ fn retain_beside_writers_removes_exactly_what_it_rejects() {
         if *k < FIXED {
             offered.fetch_add(1, Ordering::Relaxed);
         }
-        if k % 128 == 0 {
+        if k % YIELD_EVERY == 0 {
             thread::yield_now(); // let the writer and reader in meanwhile
         }
         *k >= FIXED || k % 2 == 0
