@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use rcu_reclaim::topology::Topology;
 use rcu_reclaim::{Config, Rcu, ReclaimSize};
 
-// Under Miri, a few dozen rounds: the workers stop once the ids run out,
+// Under Miri, a few rounds: the workers stop once the ids run out,
 // and the test with them (the interpreter's clock, which runs seconds in
 // a few rounds, is no measure).
-const VALUES: usize = if cfg!(miri) { 1 << 13 } else { 1 << 23 };
+const VALUES: usize = if cfg!(miri) { 1 << 11 } else { 1 << 23 };
 
 struct Dropped(Vec<AtomicU8>);
 

@@ -236,7 +236,10 @@ mod page_allocator {
     type Action = Box<dyn Fn(&Rcu) -> String + Send + Sync>;
 
     struct Probe {
-        rcu: OnceLock<Rcu>,
+        /// The domain, taken out at the end: a clone kept here (the
+        /// domain's config holds the allocator, which holds this) made a
+        /// cycle that leaked the domain and its threads.
+        rcu: Mutex<Option<Rcu>>,
         action: Action,
         armed: AtomicBool,
         seen: Mutex<Option<String>>,
@@ -247,10 +250,11 @@ mod page_allocator {
     // SAFETY: every page comes from `SystemPageAllocator`.
     unsafe impl PageAllocator for Alloc {
         fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
-            if let Some(rcu) = self.0.rcu.get() {
+            let rcu = self.0.rcu.lock().unwrap().clone();
+            if let Some(rcu) = rcu {
                 if self.0.armed.swap(false, Ordering::SeqCst) {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        (self.0.action)(rcu)
+                        (self.0.action)(&rcu)
                     }));
                     *self.0.seen.lock().unwrap() = Some(match r {
                         Ok(s) => s,
@@ -277,13 +281,13 @@ mod page_allocator {
     /// returns what it said.
     fn probe(config: Config, action: impl Fn(&Rcu) -> String + Send + Sync + 'static) -> String {
         let p = Arc::new(Probe {
-            rcu: OnceLock::new(),
+            rcu: Mutex::new(None),
             action: Box::new(action),
             armed: AtomicBool::new(true),
             seen: Mutex::new(None),
         });
         let rcu = Rcu::new(config.page_allocator(Arc::new(Alloc(p.clone())))).unwrap();
-        p.rcu.set(rcu.clone()).ok().unwrap();
+        *p.rcu.lock().unwrap() = Some(rcu.clone());
         let drops = Arc::new(AtomicUsize::new(0));
         let (r, d, p2) = (rcu.clone(), drops.clone(), p.clone());
         let n = within(
@@ -307,7 +311,7 @@ mod page_allocator {
         assert_eq!(drops.load(Ordering::SeqCst), n, "a deferred drop was lost");
         let seen = p.seen.lock().unwrap().take().unwrap();
         // The allocator's `Arc` holds the domain: let it go.
-        drop(p.rcu.get().cloned());
+        drop(p.rcu.lock().unwrap().take());
         seen
     }
 
