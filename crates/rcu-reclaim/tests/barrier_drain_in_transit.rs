@@ -108,7 +108,10 @@ fn barrier_waits_for_a_drain_taken_from_its_thread() {
         thread::sleep(Duration::from_millis(10));
     }
     stop.store(true, Ordering::Relaxed);
-    eprintln!("{} values retired", next.load(Ordering::Relaxed).min(VALUES));
+    eprintln!(
+        "{} values retired",
+        next.load(Ordering::Relaxed).min(VALUES)
+    );
     let mut failed = None;
     for h in handles {
         if let Err(e) = h.join() {

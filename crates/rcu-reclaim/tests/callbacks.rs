@@ -159,7 +159,11 @@ fn callbacks_run_without_anyone_synchronizing() {
 fn barrier_is_ordered_and_complete_under_concurrent_producers() {
     let rcu = Rcu::new(Config::new()).unwrap();
     let total = Arc::new(AtomicUsize::new(0));
-    let (producers, per, every) = if cfg!(miri) { (3, 120, 40) } else { (4, 2_000, 500) };
+    let (producers, per, every) = if cfg!(miri) {
+        (3, 120, 40)
+    } else {
+        (4, 2_000, 500)
+    };
     let handles: Vec<_> = (0..producers)
         .map(|p| {
             let (rcu, total) = (rcu.clone(), total.clone());
