@@ -394,11 +394,7 @@ pub(crate) fn all() -> MutexGuard<'static, Vec<Arc<CallRcuData>>> {
 
 /// [`ALL`] if no other thread holds it (a poisoned one as it is).
 pub(crate) fn try_all() -> Option<MutexGuard<'static, Vec<Arc<CallRcuData>>>> {
-    match ALL.try_lock() {
-        Ok(g) => Some(g),
-        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
+    try_lock(&ALL)
 }
 
 pub(crate) fn per_cpu() -> &'static [AtomicPtr<CallRcuData>] {
@@ -959,6 +955,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `m` if no other holder has it (a poisoned one as it is), without
+/// waiting.
+pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(held) => Some(held),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 fn wait<'a>(cv: &Condvar, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
     cv.wait(g).unwrap_or_else(|p| p.into_inner())
 }
@@ -1385,10 +1391,8 @@ impl CallRcuData {
         // Only if no batch is in flight: the thread's, waiting for its
         // grace period, completes first anyway, and this caller need not
         // wait for it here (a barrier waits for it; reclaim moves on).
-        let _in_order = match self.batch.try_lock() {
-            Ok(held) => held,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return (0, 0),
+        let Some(_in_order) = try_lock(&self.batch) else {
+            return (0, 0);
         };
         self.run_batch_locked(None)
     }
@@ -1577,12 +1581,7 @@ impl CallRcuData {
     /// reachable from nothing once the caller rebuilt the registry; its
     /// thread's reference keeps it, and its handle, from being dropped).
     pub(crate) fn abandon_in_child(&self) -> Chain {
-        let st = match self.state.try_lock() {
-            Ok(st) => Some(st),
-            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        };
-        if let Some(mut st) = st {
+        if let Some(mut st) = try_lock(&self.state) {
             if let Some(h) = st.handle.take() {
                 std::mem::forget(h); // the thread is the parent's
             }

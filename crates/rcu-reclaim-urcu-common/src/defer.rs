@@ -203,11 +203,7 @@ fn try_flush_lock() -> Option<FlushGuard> {
     if FLUSHING.with(|f| f.get()) {
         return None;
     }
-    let guard = match FLUSH.try_lock() {
-        Ok(g) => g,
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return None,
-    };
+    let guard = crate::crdp::try_lock(&FLUSH)?;
     FLUSHING.with(|f| f.set(true));
     Some(FlushGuard(guard))
 }

@@ -511,17 +511,16 @@ impl Drop for Registration {
         // cleanup", "thread local panicked on drop").
         if owes {
             #[cfg(not(loom))]
-            if let Err(msg) = crate::sync::catch_panic(|| self.rcu.pay_owed_throttle()) {
-                // Reported through `tracing`, whose subscriber may panic too.
-                crate::sync::report_caught(|| {
-                    crate::sys::error_loud(&format!(
+            crate::sync::run_reporting_panic(
+                || self.rcu.pay_owed_throttle(),
+                |msg| {
+                    format!(
                         "rcu-reclaim: the direct reclaim a QsbrThread owed, paid as it was \
                          dropped, panicked (in the budget's usage function, a shrinker or the \
-                         OOM handler): {}; the registration is released all the same",
-                        msg.as_deref().unwrap_or("(no message)")
-                    ));
-                });
-            }
+                         OOM handler): {msg}; the registration is released all the same"
+                    )
+                },
+            );
         }
     }
 }

@@ -1298,16 +1298,16 @@ fn flagged_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
             // guard's drop, also while the thread unwinds or in a
             // thread-local's destructor, where a panic out of it aborted
             // the process: it is caught and reported here.
-            if let Err(msg) = crate::sync::catch_panic(|| pay(Payer::SectionEnd)) {
-                crate::sync::report_caught(|| {
-                    crate::sys::error_loud(&format!(
+            crate::sync::run_reporting_panic(
+                || pay(Payer::SectionEnd),
+                |msg| {
+                    format!(
                         "rcu-reclaim: work paid as a read-side section ended (the direct \
                          reclaim a QSBR registration of this thread owed) panicked (in the \
-                         budget's usage function, a shrinker or the OOM handler): {}",
-                        msg.as_deref().unwrap_or("(no message)")
-                    ));
-                });
-            }
+                         budget's usage function, a shrinker or the OOM handler): {msg}"
+                    )
+                },
+            );
         }
     }
     #[cfg(loom)]

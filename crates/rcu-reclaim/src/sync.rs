@@ -51,6 +51,19 @@ pub(crate) fn report_caught(report: impl FnOnce()) {
     let _ = catch_panic(report);
 }
 
+/// Runs `f`, the program's code called from where no panic may leave (a
+/// destructor, which may run while its thread unwinds or at thread exit,
+/// where a second panic aborts the process): a panic is caught and
+/// reported loudly as `describe` words it from the panic's message.
+#[cfg(not(loom))]
+pub(crate) fn run_reporting_panic(f: impl FnOnce(), describe: impl FnOnce(&str) -> String) {
+    if let Err(msg) = catch_panic(f) {
+        report_caught(|| {
+            crate::sys::error_loud(&describe(msg.as_deref().unwrap_or("(no message)")));
+        });
+    }
+}
+
 /// Runs `run` on each of `items` as [`catch_panic`] would run each alone,
 /// with one `catch_unwind` for a run of them rather than one per item
 /// (about a fifth of a 64-byte deferred free's instructions went to

@@ -5,6 +5,8 @@
 //! the barrier that ran it return, its thread not stay marked as in a
 //! callback, and a budget's background reclaimer go on.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,26 +15,9 @@ use rcu_reclaim::{Config, Rcu};
 
 fn install() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| tracing::subscriber::set_global_default(Panicky).unwrap());
-}
-
-struct Panicky;
-impl tracing::Subscriber for Panicky {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, e: &tracing::Event<'_>) {
-        if *e.metadata().level() == tracing::Level::ERROR && !std::thread::panicking() {
-            panic!("the subscriber panics on an error event (deliberate)");
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
+    ONCE.call_once(|| {
+        tracing::subscriber::set_global_default(common::PanicsOn(tracing::Level::ERROR)).unwrap()
+    });
 }
 
 /// Queues 1000 callbacks (the 11th panics), then two barriers on another

@@ -1152,29 +1152,6 @@ fn a_retired_whose_wait_panics_leaks_its_value_rather_than_freeing_it_under_read
     );
 }
 
-/// A `tracing` subscriber that panics on every warning (safe code may
-/// install one): here it makes a grace-period wait panic at its stall
-/// report.
-struct PanicOnWarn;
-
-impl tracing::Subscriber for PanicOnWarn {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            panic!("a subscriber that panics on warnings");
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 /// The no-page fallback of a deferred drop (wait for a grace period, then
 /// drop) leaks the value if the wait panics, rather than dropping it as
 /// the panic unwinds under a reader still holding it (before, it was
@@ -1192,11 +1169,11 @@ fn a_deferred_drop_whose_fallback_wait_panics_leaks_its_value_rather_than_freein
     ));
     let (go_tx, reader) = reader_holding(&cell, &dropped);
     // Else another test's stall report, logged first from a thread with no
-    // subscriber, could keep the report here from reaching `PanicOnWarn`,
+    // subscriber, could keep the report here from reaching the subscriber that panics on warnings (`common::PanicsOn`),
     // and the wait would never end.
     common::two_dispatchers_at_least();
     let res = quietly(|| {
-        tracing::subscriber::with_default(PanicOnWarn, || {
+        tracing::subscriber::with_default(common::PanicsOn(tracing::Level::WARN), || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 without_page_allocation(|| {
                     cell.store_weighed(Box::new(DropFlag(Arc::new(Default::default()))), |_| 8)

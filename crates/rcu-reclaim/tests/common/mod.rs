@@ -283,6 +283,28 @@ pub fn two_dispatchers_at_least() {
     KEEP.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
 }
 
+/// A `tracing` subscriber that panics on every event of its level (safe
+/// code may install one), unless its thread is already unwinding.
+pub struct PanicsOn(pub tracing::Level);
+
+impl tracing::Subscriber for PanicsOn {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == self.0 && !std::thread::panicking() {
+            panic!("the subscriber panics on a {} event (deliberate)", self.0);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 /// A tracing writer that keeps what the library logs (its stall reports),
 /// for tests that read them back.
 #[derive(Clone, Default)]
