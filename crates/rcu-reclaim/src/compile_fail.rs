@@ -372,3 +372,23 @@
 //!     c // error: lifetime may not live long enough
 //! }
 //! ```
+//!
+//! # `reclaim_size!` spelled as an `impl` block
+//!
+//! A generic struct's parameters go in brackets; `impl<T>`, the spelling
+//! of an `impl` block that a new user writes first, failed with "expected
+//! identifier, found `<`", naming neither the macro's form nor the fix. It
+//! is refused with an error that shows the bracket form (no error code: a
+//! `compile_error!`):
+//!
+//! ```compile_fail
+//! struct Node<T> { value: T }
+//! rcu_reclaim::reclaim_size!(impl<T: rcu_reclaim::ReclaimSize> Node<T> { value });
+//! ```
+//!
+//! (the same with `; drops_anywhere`):
+//!
+//! ```compile_fail
+//! struct Node<T> { value: T }
+//! rcu_reclaim::reclaim_size!(impl<T: rcu_reclaim::ReclaimSize> Node<T> { value }; drops_anywhere);
+//! ```

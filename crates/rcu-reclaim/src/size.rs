@@ -44,14 +44,19 @@ use std::sync::Arc;
 /// assert_eq!(v.reclaim_size(), std::mem::size_of::<Vec<u64>>() + 800);
 /// ```
 #[diagnostic::on_unimplemented(
+    // The message says the fix too: where rustc also suggests borrowing
+    // (`&T` implements the trait, and `defer_drop`'s `T` comes from its
+    // argument), it shows neither the label nor the notes below.
     message = "`{Self}` does not implement `ReclaimSize`: rcu-reclaim cannot tell how many bytes \
-               retiring it frees",
+               retiring it frees; declare its heap-owning fields with \
+               `rcu_reclaim::reclaim_size!` (or name the bytes with a `_sized` call)",
     label = "`{Self}` has no `ReclaimSize`",
     note = "for a struct, declare its heap-owning fields: `rcu_reclaim::reclaim_size!({Self} {{ \
             field1, field2 }});` (add `; drops_anywhere` if its `Drop` takes no lock); for a \
             type that owns no heap, `rcu_reclaim::reclaim_size!({Self});`; for an enum whose \
             variants own heap, implement `ReclaimSize` by hand with a `match` (see the \
-            `reclaim_size!` docs)",
+            `reclaim_size!` docs); a generic struct's parameters go in brackets after `impl`: \
+            `rcu_reclaim::reclaim_size!(impl[T: ReclaimSize] Name<T> {{ field1 }});`",
     note = "or name the size yourself: `RcuCell::store_weighed`, `Retired::defer_drop_sized`, \
             `Rcu::defer_drop_sized`; an `RcuHashMap` of such keys or values takes \
             `RcuHashMap::with_weigher_in(..)`, an `RcuCache` `RcuCache::builder().weigher(..)`"
@@ -192,6 +197,23 @@ pub trait ReclaimSize {
 /// assert!(drops_anywhere::<Tagged<Vec<u8>>>());
 /// ```
 ///
+/// Brackets, not the angle brackets of an `impl` block: `impl<T> Tagged<T>`
+/// is refused with an error that shows this form, and `Tagged<T> { .. }`
+/// without `impl[..]` does not declare `T` ("cannot find type `T`"). A
+/// generic struct whose fields own no heap (a lock-free stack's node,
+/// whose element is moved out before the node is retired) names no field:
+///
+/// ```
+/// use std::mem::ManuallyDrop;
+/// use std::sync::atomic::AtomicPtr;
+/// use rcu_reclaim::{reclaim_size, ReclaimSize};
+/// struct Node<T> { data: ManuallyDrop<T>, next: AtomicPtr<Node<T>> }
+/// reclaim_size!(impl[T] Node<T> {});
+/// let n = Node { data: ManuallyDrop::new(String::from("moved out")), next: AtomicPtr::default() };
+/// assert_eq!(n.reclaim_size(), std::mem::size_of::<Node<String>>());
+/// # drop(ManuallyDrop::into_inner(n.data));
+/// ```
+///
 /// A type that owns no heap memory at all (a unit struct, an enum of
 /// plain variants, a struct of numbers) is named alone: its size is
 /// `size_of` the type. That form refuses, at compile time, a type with
@@ -265,6 +287,16 @@ macro_rules! reclaim_size {
                     $(+ $crate::ReclaimSize::heap_size(&self.$field))*
             }
         }
+    };
+    // `impl<T> Name<T> ..`, the spelling of an `impl` block: the brackets
+    // are what the macro reads (a `ty` fragment cannot follow `impl<..>`).
+    (impl < $($rest:tt)*) => {
+        ::std::compile_error!(
+            "`reclaim_size!` takes a generic struct's parameters in brackets, not angle \
+             brackets: write `reclaim_size!(impl[T: ReclaimSize] Name<T> { field1, field2 })` \
+             (bound by `ReclaimSize` the parameters of the fields named; `impl[T] Name<T> {}` \
+             for a struct whose fields own no heap)"
+        );
     };
     ($ty:ty { $($field:tt),* $(,)? }) => {
         $crate::reclaim_size!(impl[] $ty { $($field),* });
