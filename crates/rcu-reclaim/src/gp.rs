@@ -1180,7 +1180,9 @@ impl GracePeriods {
                     "rcu-reclaim: reader stall: thread '{}' (tid {}) has held up a grace period \
                      of domain {} for {:?}, longer than the stall timeout {:?}; a read-side \
                      section{} must not block or run for long (nor wait for something that needs \
-                     a grace period){waiting}",
+                     a grace period): end it before a blocking call (a sleep, I/O, a lock that \
+                     a thread waiting for a grace period may hold), taking out a copy{} of what \
+                     must outlive it{waiting}",
                     owner.name,
                     owner.tid,
                     self.id,
@@ -1190,6 +1192,11 @@ impl GracePeriods {
                         " (rcu_read_lock() to rcu_read_unlock())"
                     } else {
                         ""
+                    },
+                    if foreign.is_some() {
+                        ""
+                    } else {
+                        " (or an `Arc` clone, from an `RcuCell<Arc<T>>`)"
                     }
                 )
             };

@@ -189,6 +189,12 @@ fn a_stalled_reader_is_reported_once_with_its_thread_name() {
     let log = captured.text();
     assert_eq!(log.matches("reader stall").count(), 1, "{log}");
     assert!(log.contains("slow-reader"), "{log}");
+    // It names the fix, not only the problem: a new user who held a guard
+    // across a blocking call read "must not block" and no way out.
+    assert!(
+        log.contains("end it before a blocking call") && log.contains("`Arc` clone"),
+        "{log}"
+    );
 
     // An expedited grace period (never parks) reports stalls too.
     let (ready_tx, ready_rx) = mpsc::channel();
