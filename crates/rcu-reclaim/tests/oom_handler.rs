@@ -73,3 +73,25 @@ fn oom_handlers_on_two_threads_run_concurrently() {
         assert_eq!(r.stats().ooms, 2);
     });
 }
+
+/// An OOM report whose shrinkers are all empty says the memory is held
+/// outside them, and what to do: a new user's cache, emptied by a memory
+/// hog in the same cgroup, read "shrinkers: RcuCache=0" and no more.
+#[test]
+fn an_oom_report_with_every_shrinker_empty_says_the_memory_is_elsewhere() {
+    within(20, || {
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let r = Arc::new(Reclaimer::new(&rcu));
+        let cache: rcu_reclaim::RcuCache<u32, Vec<u8>> =
+            rcu_reclaim::RcuCache::builder().reclaimer(&r).build();
+        r.set_oom_handler(|_| {});
+        let err = r.reclaim(1 << 20, &NodeMask::all()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("RcuCache=0"), "{text}");
+        assert!(
+            text.contains("every shrinker is empty: what holds the memory is outside them"),
+            "{text}"
+        );
+        drop(cache);
+    });
+}

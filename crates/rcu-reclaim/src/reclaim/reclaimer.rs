@@ -231,6 +231,19 @@ impl fmt::Display for OomReport {
         for (name, count) in &self.shrinkers {
             write!(f, " {name}={count}")?;
         }
+        if self.shrinkers.iter().all(|(_, count)| *count == 0)
+            && !self.shrinkers.is_empty()
+            && self.reclaimed.freed_bytes < self.target_bytes
+        {
+            // A new user's cache, emptied by a memory hog beside it, read
+            // "RcuCache=0" and could not tell what held the memory.
+            write!(
+                f,
+                "; every shrinker is empty: what holds the memory is outside them (other \
+                 allocations in the process or its cgroup, or free memory the allocator keeps): \
+                 shed that load, or give the budget a higher limit"
+            )?;
+        }
         if self.target_bytes > 0 && self.reclaimed.freed_bytes >= self.target_bytes {
             // Counted as freed, yet the measure of memory did not come down.
             write!(
@@ -737,7 +750,11 @@ impl Reclaimer {
                 Some(h) => h(report),
                 None => {
                     static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
-                    REPORTS.error_loud(&format!("rcu-reclaim: {report}"));
+                    REPORTS.error_loud(&format!(
+                        "rcu-reclaim: {report} (no OOM handler is set: \
+                         Reclaimer::set_oom_handler takes this report, to shed load or to keep \
+                         quiet)"
+                    ));
                 }
             });
         }
