@@ -217,6 +217,8 @@
 //! | `ArcSwap::load_full` (a snapshot kept across `.await` or a long call) | an `RcuCell<Arc<T>>`, and `Arc::clone` of what `load` returns: a guard is `!Send`, and while it lives it holds back every grace period |
 //! | `crossbeam_epoch::pin()` | [`Rcu::read_lock`] (a [`ReadGuard`]) |
 //! | `Atomic<T>` and `Shared<'g, T>` | [`RcuCell<T>`], or an `AtomicPtr<T>` of your own read under a guard |
+//! | `Owned::new(v)`; `Atomic::load`, `swap`, `compare_exchange` | `Box::into_raw(Box::new(v))`; the `AtomicPtr`'s own calls, with the same orderings (no guard argument: the section is what protects) |
+//! | `Shared::as_ref`, `deref` | `unsafe { ptr.as_ref() }`, valid while the section that loaded the pointer lasts |
 //! | `Guard::defer_destroy(shared)` | `unsafe {` [`Rcu::defer_drop_raw`]`(ptr) }` for a value readers may still hold; [`Rcu::defer_drop`] for a `Box` you own |
 //! | `Guard::defer(closure)` | [`Rcu::call`]: the closure runs on a worker thread (by default never inside a retiring call), so it may take locks the retiring thread holds; [`Rcu::call_sized`] for a closure that owns memory, so that pressure and reclaim count it |
 //! | repinning and `Guard::flush` until the garbage is gone | [`Rcu::barrier`]: returns once everything queued before it has run |
@@ -234,6 +236,89 @@
 //! };
 //! config.store(Box::new(Arc::new(String::from("v2"))));
 //! assert_eq!(*snapshot, "v1");
+//! ```
+//!
+//! crossbeam-epoch's Treiber stack, ported: the node's element is moved
+//! out before the node is retired, so the node owns no heap (a generic
+//! struct's parameters go in brackets in [`reclaim_size!`]), and `pop`
+//! runs inside a section, which keeps the head it read (and its `next`)
+//! from being freed and reused under its `compare_exchange`:
+//!
+//! ```
+//! use std::mem::ManuallyDrop;
+//! use std::ptr;
+//! use std::sync::atomic::{AtomicPtr, Ordering::{Acquire, Relaxed, Release}};
+//! use rcu_reclaim::{reclaim_size, Rcu};
+//!
+//! struct Node<T> { data: ManuallyDrop<T>, next: AtomicPtr<Node<T>> }
+//! reclaim_size!(impl[T] Node<T> {}); // `data` is moved out first
+//!
+//! pub struct Stack<T> { head: AtomicPtr<Node<T>> }
+//!
+//! impl<T: Send + 'static> Stack<T> {
+//!     pub fn push(&self, t: T) {
+//!         // crossbeam: Owned::new(Node { .. })
+//!         let n = Box::into_raw(Box::new(Node { data: ManuallyDrop::new(t), next: AtomicPtr::default() }));
+//!         loop {
+//!             let head = self.head.load(Relaxed);
+//!             // SAFETY: `n` is not published yet: this thread owns it.
+//!             unsafe { (*n).next.store(head, Relaxed) };
+//!             if self.head.compare_exchange(head, n, Release, Relaxed).is_ok() {
+//!                 return;
+//!             }
+//!         }
+//!     }
+//!     pub fn pop(&self) -> Option<T> {
+//!         let _guard = Rcu::global().read_lock(); // crossbeam: epoch::pin()
+//!         loop {
+//!             let head = self.head.load(Acquire);
+//!             // SAFETY: a node reachable inside the section is not freed before it ends.
+//!             let h = unsafe { head.as_ref() }?;
+//!             let next = h.next.load(Relaxed);
+//!             if self.head.compare_exchange(head, next, Relaxed, Relaxed).is_ok() {
+//!                 // SAFETY: this thread unlinked `head`: it alone moves the element
+//!                 // out and retires the node (crossbeam: guard.defer_destroy(head)).
+//!                 unsafe {
+//!                     let data = ManuallyDrop::into_inner(ptr::read(&h.data));
+//!                     Rcu::global().defer_drop_raw(head);
+//!                     return Some(data);
+//!                 }
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! impl<T> Drop for Stack<T> {
+//!     fn drop(&mut self) {
+//!         let mut p = *self.head.get_mut();
+//!         while !p.is_null() {
+//!             // SAFETY: `&mut self`: no reader or writer is left.
+//!             let mut n = unsafe { Box::from_raw(p) };
+//!             unsafe { ManuallyDrop::drop(&mut n.data) };
+//!             p = *n.next.get_mut();
+//!         }
+//!     }
+//! }
+//!
+//! let stack = Stack { head: AtomicPtr::default() };
+//! std::thread::scope(|s| {
+//!     for t in 0..2 {
+//!         let stack = &stack;
+//!         s.spawn(move || {
+//!             for i in 0..1000 {
+//!                 stack.push(format!("{t}-{i}"));
+//!                 if i % 2 == 0 {
+//!                     assert!(stack.pop().is_some());
+//!                 }
+//!             }
+//!         });
+//!     }
+//! });
+//! let mut left = 0;
+//! while stack.pop().is_some() {
+//!     left += 1;
+//! }
+//! assert_eq!(left, 1000);
 //! ```
 //!
 //! A retired `Arc` books only its pointer ([`ReclaimSize`] for `Arc`: its
