@@ -128,6 +128,26 @@ impl ReadSection for ReadGuard<'_> {
 /// domain that started after the guard was taken can complete, so objects read
 /// through [`RcuCell::load`](crate::RcuCell::load) stay valid.
 ///
+/// Keep a section short. While it lasts, every grace period of the domain
+/// waits, and every free behind them: do not hold a guard across a
+/// blocking call (a sleep, I/O, a channel, or a lock that a thread waiting
+/// for a grace period may hold, which deadlocks the two). Take out a copy,
+/// or an `Arc` clone from an `RcuCell<Arc<T>>`, of what must outlive it,
+/// and drop the guard first; a section that holds a grace period up past
+/// [`Config::stall_timeout`](crate::Config::stall_timeout) is reported with
+/// its thread's name.
+///
+/// ```
+/// use rcu_reclaim::{Rcu, RcuCell};
+/// let upstream = RcuCell::new(String::from("10.0.0.1:80"));
+/// let addr: String = {
+///     let guard = Rcu::global().read_lock();
+///     upstream.load(&guard).cloned().unwrap_or_default()
+/// }; // the section ends here, before the blocking call
+/// std::thread::sleep(std::time::Duration::from_millis(1)); // stands for a connect(addr)
+/// assert_eq!(addr, "10.0.0.1:80");
+/// ```
+///
 /// Guards nest and are `!Send`: a section begins and ends on one thread.
 ///
 /// ```

@@ -292,7 +292,8 @@
 //!     fn drop(&mut self) {
 //!         let mut p = *self.head.get_mut();
 //!         while !p.is_null() {
-//!             // SAFETY: `&mut self`: no reader or writer is left.
+//!             // SAFETY: `&mut self`: no reader or writer is left, and a node
+//!             // still linked holds its element (`pop` unlinks before it moves out).
 //!             let mut n = unsafe { Box::from_raw(p) };
 //!             unsafe { ManuallyDrop::drop(&mut n.data) };
 //!             p = *n.next.get_mut();
