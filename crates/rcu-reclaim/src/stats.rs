@@ -146,7 +146,11 @@ pub struct Stats {
     pub shards: Vec<ShardStats>,
     /// Callbacks queued with `call*`.
     pub callbacks_queued: u64,
-    /// Objects deferred with `defer_drop*` whose bulk page has reached a shard.
+    /// Objects deferred with `defer_drop*` (and the library's own retires)
+    /// whose bulk page has reached a shard, or that took the no-page
+    /// fallback (`fallback_syncs`). After a [`barrier`](crate::Rcu::barrier),
+    /// with no thread retiring meanwhile, `callbacks_queued +
+    /// deferred_drops == invoked`.
     pub deferred_drops: u64,
     /// Callbacks and deferred drops run.
     pub invoked: u64,

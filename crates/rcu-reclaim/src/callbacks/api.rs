@@ -250,13 +250,19 @@ impl Rcu {
     }
 
     fn enqueue(&self, f: Box<dyn FnOnce() + Send>, bytes: usize, hurry: bool) {
+        self.enqueue_as(f, bytes, hurry, false);
+    }
+
+    /// `enqueue`; `deferred`: a deferred drop's no-page fallback, counted
+    /// as a deferred drop rather than a call.
+    fn enqueue_as(&self, f: Box<dyn FnOnce() + Send>, bytes: usize, hurry: bool, deferred: bool) {
         let bytes = policy::booked(bytes);
         let inner = self.inner();
         // In a process forked without `prepare_fork`, a shard lock a
         // parent's thread held at the fork is never released: the waits
         // below give up, naming the fix, instead of hanging.
         let _forked = crate::sync::ForkedWaits::scope(inner.gp.fork_check("a call"));
-        let (kick, cpu) = inner.callbacks.enqueue(f, bytes, hurry);
+        let (kick, cpu) = inner.callbacks.enqueue(f, bytes, hurry, deferred);
         self.start_background(kick);
         #[cfg(not(loom))]
         {
@@ -719,9 +725,22 @@ impl Rcu {
             // Cannot wait here: queue a (small) callback on the shard
             // instead (not through a page: none could be had).
             // SAFETY (of `drop_now`): the callback runs after a grace period.
-            self.enqueue(Box::new(move || unsafe { value.drop_now() }), bytes, false);
+            self.enqueue_as(
+                Box::new(move || unsafe { value.drop_now() }),
+                bytes,
+                false,
+                true,
+            );
         } else {
             self.synchronize();
+            // Counted as deferred before it runs (and is counted as run),
+            // so `deferred_drops + callbacks_queued - invoked` (the stats'
+            // books, the call backlog's outstanding entries) stays exact.
+            inner
+                .callbacks
+                .counters
+                .deferred_drops
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // Freed after a grace period like any deferred drop: counted
             // (reclaim sees the progress in `bytes_freed`), and a panic is
             // reported to the hook like any deferred drop's.

@@ -275,14 +275,21 @@ impl Callbacks {
     }
 
     /// Queues a callback on the current CPU's shard; returns whether the
-    /// grace-period thread should be woken, and the shard.
+    /// grace-period thread should be woken, and the shard. `deferred`: it
+    /// is a deferred drop's no-page fallback, counted as a deferred drop
+    /// (not in `Stats::callbacks_queued`, which counts `call*`).
     pub(crate) fn enqueue(
         &self,
         f: Box<dyn FnOnce() + Send>,
         bytes: usize,
         hurry: bool,
+        deferred: bool,
     ) -> (bool, usize) {
-        add(&self.counters.calls, 1);
+        if deferred {
+            add(&self.counters.deferred_drops, 1);
+        } else {
+            add(&self.counters.calls, 1);
+        }
         let cpu = self.current_shard();
         let shard = &self.shards[cpu];
         let mut st = lock(&shard.state);
