@@ -445,6 +445,12 @@ impl Rcu {
         } else if crate::sync::in_cell_update() {
             "The section is the one RcuCell::update holds while its closure runs: do \
              this after that call returns (and after dropping any ReadGuard of yours)"
+        } else if crate::callbacks::in_callback() {
+            "The section is not this code's: it runs inside an RCU callback or a destructor \
+             that RCU runs, which run_callbacks, reclaim, or another domain's barrier or last \
+             handle's drop ran on a thread inside a read-side section of this domain. A \
+             callback must not wait for a grace period (on a worker it holds up every callback \
+             of its node): queue the follow-up work with call() instead"
         } else if reader::raw_nesting_in(self.id) > 0 {
             "End the raw section first (read_unlock_raw(), and drop any ReadGuard)"
         } else {

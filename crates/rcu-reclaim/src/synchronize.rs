@@ -54,6 +54,14 @@ impl Rcu {
     ///
     /// # Panics
     /// Inside a read-side section of this domain (it would wait for itself).
+    /// That includes an RCU callback or a deferred drop's destructor that
+    /// [`run_callbacks`](Rcu::run_callbacks), reclaim, or another domain's
+    /// [`barrier`](Rcu::barrier) ran on a thread inside such a section: a
+    /// callback must not wait for a grace period (see
+    /// [`Rcu::in_callback`]); on a worker it would not panic but would hold
+    /// up the other callbacks of its node, and inside another domain's
+    /// section (a barrier or reclaim called there ran it) it could wait for
+    /// good. Queue follow-up work with [`call`](Rcu::call) instead.
     ///
     /// ```
     /// use rcu_reclaim::{Rcu, RcuCell};
