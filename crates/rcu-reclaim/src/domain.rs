@@ -448,9 +448,9 @@ impl Rcu {
         } else if crate::callbacks::in_callback() {
             "The section is not this code's: it runs inside an RCU callback or a destructor \
              that RCU runs, which run_callbacks, reclaim, or another domain's barrier or last \
-             handle's drop ran on a thread inside a read-side section of this domain. A \
-             callback must not wait for a grace period (on a worker it holds up every callback \
-             of its node): queue the follow-up work with call() instead"
+             handle's drop ran on a thread inside a read-side section of this domain, where \
+             no grace-period wait can end. Queue the follow-up work with call() (or poll with \
+             start_poll()/poll()) instead of waiting in a callback"
         } else if reader::raw_nesting_in(self.id) > 0 {
             "End the raw section first (read_unlock_raw(), and drop any ReadGuard)"
         } else {

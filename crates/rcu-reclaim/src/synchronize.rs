@@ -56,12 +56,14 @@ impl Rcu {
     /// Inside a read-side section of this domain (it would wait for itself).
     /// That includes an RCU callback or a deferred drop's destructor that
     /// [`run_callbacks`](Rcu::run_callbacks), reclaim, or another domain's
-    /// [`barrier`](Rcu::barrier) ran on a thread inside such a section: a
-    /// callback must not wait for a grace period (see
-    /// [`Rcu::in_callback`]); on a worker it would not panic but would hold
-    /// up the other callbacks of its node, and inside another domain's
-    /// section (a barrier or reclaim called there ran it) it could wait for
-    /// good. Queue follow-up work with [`call`](Rcu::call) instead.
+    /// [`barrier`](Rcu::barrier) ran on a thread inside such a section. So
+    /// a callback should not wait for a grace period (see
+    /// [`Rcu::in_callback`]): on a worker the wait completes but holds up
+    /// the other callbacks of its node; run where the caller is inside a
+    /// section of this domain it panics; and run by a barrier or reclaim
+    /// called inside a section of another domain that it waits for, it
+    /// waits for good. Queue follow-up work with [`call`](Rcu::call)
+    /// instead.
     ///
     /// ```
     /// use rcu_reclaim::{Rcu, RcuCell};
