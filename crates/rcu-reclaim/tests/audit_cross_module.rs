@@ -39,6 +39,8 @@ const S_CACHE: usize = 7;
 const S_STATS: usize = 8;
 const S_CYCLE: usize = 9;
 const S_NO_PAGE: usize = 10;
+const S_QSBR_CELL: usize = 11;
+const S_LAST: usize = 12;
 
 /// A value that knows whether it is alive: reading it after its drop
 /// (before the allocator reuses the memory, which is when a
@@ -950,6 +952,168 @@ fn cell_contention_with_pressure_and_run_callbacks() {
         assert_eq!(live(S_CELL), 0);
     }
     assert_eq!(POISON_READS[S_CELL].load(Ordering::SeqCst), 0);
+}
+
+/// The same on a QSBR domain: online registered writers (updating and
+/// compare-exchanging between quiescent states), unregistered writers,
+/// a registered reader, a pressure signal and `run_callbacks` beside them.
+#[test]
+fn qsbr_cell_contention_online_and_unregistered_writers() {
+    let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    let cell = Arc::new(RcuCell::new_in(
+        &rcu,
+        Some(Box::new(Tracked::new(S_QSBR_CELL, 0, 128))),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let increments = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for w in 0..4usize {
+        let (rcu, cell, increments) = (rcu.clone(), cell.clone(), increments.clone());
+        threads.push(thread::spawn(move || {
+            let mut me = (w < 2).then(|| rcu.register_qsbr_thread());
+            let start = Instant::now();
+            let mut i = 0usize;
+            while i < 1000 || start.elapsed() < Duration::from_secs(2) {
+                i += 1;
+                match &mut me {
+                    Some(me) if i % 2 == 0 => loop {
+                        let g = me.read_lock();
+                        let cur = cell.load(&g);
+                        let v = cur.map_or(0, Tracked::check);
+                        let new = Box::new(Tracked::new(S_QSBR_CELL, v + 1, 64 + i % 256));
+                        if cell.compare_exchange(cur, Some(new), &g).is_ok() {
+                            break;
+                        }
+                    },
+                    _ => {
+                        cell.update(|old| {
+                            let v = old.map_or(0, Tracked::check);
+                            Some(Box::new(Tracked::new(S_QSBR_CELL, v + 1, 64 + i % 256)))
+                        });
+                    }
+                }
+                increments.fetch_add(1, Ordering::Relaxed);
+                if let Some(me) = &mut me {
+                    me.quiescent_state();
+                    if i % 100 == 0 {
+                        me.offline_while(|| thread::sleep(Duration::from_micros(50)));
+                    }
+                }
+                if i % 32 == 0 {
+                    rcu.collect();
+                }
+            }
+        }));
+    }
+    let mut helpers = Vec::new();
+    {
+        let (rcu, stop) = (rcu.clone(), stop.clone());
+        helpers.push(thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let g = rcu.pressure_start_all();
+                thread::sleep(Duration::from_micros(200));
+                drop(g);
+                thread::yield_now();
+            }
+        }));
+    }
+    {
+        let (rcu, stop) = (rcu.clone(), stop.clone());
+        helpers.push(thread::spawn(move || {
+            let mut p = 0u8;
+            while !stop.load(Ordering::Relaxed) {
+                rcu.run_callbacks(&NodeMask::all(), p);
+                p = (p + 5) % 13;
+                thread::sleep(Duration::from_micros(100));
+            }
+        }));
+    }
+    {
+        let (rcu, stop, cell) = (rcu.clone(), stop.clone(), cell.clone());
+        helpers.push(thread::spawn(move || {
+            let mut me = rcu.register_qsbr_thread();
+            let mut last = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let v = cell.load(&me.read_lock()).map_or(0, Tracked::check);
+                assert!(v >= last, "the cell went back from {last} to {v}");
+                last = v;
+                me.quiescent_state();
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in helpers {
+        h.join().unwrap();
+    }
+    let total = increments.load(Ordering::SeqCst);
+    let mut me = rcu.register_qsbr_thread();
+    assert_eq!(cell.load(&me.read_lock()).map(Tracked::check), Some(total));
+    me.quiescent_state();
+    drop(me);
+    rcu.barrier();
+    assert_eq!(live(S_QSBR_CELL), 1);
+    drop(cell);
+    assert_quiescent_books(&rcu);
+    assert_eq!(live(S_QSBR_CELL), 0);
+    assert_eq!(POISON_READS[S_QSBR_CELL].load(Ordering::SeqCst), 0);
+}
+
+/// Last handles dropped where the drop cannot wait: inside another
+/// domain's callback (with callbacks, deferred drops and a cell's values
+/// pending, on a lazy or an on-demand domain), and inside a raw section on
+/// a thread that then exits without unlocking it (documented: the work
+/// goes to a short-lived thread, done once the section ends).
+#[test]
+fn last_handles_dropped_in_callbacks_and_raw_sections() {
+    let mut expect = 0;
+    for round in 0..40 {
+        let a = Rcu::new(Config::new()).unwrap();
+        let b = Rcu::new(if round % 2 == 0 {
+            Config::new()
+        } else {
+            Config::new().flavor(Flavor::Mb).on_demand()
+        })
+        .unwrap();
+        for i in 0..10 {
+            b.defer_drop(Box::new(Tracked::new(S_LAST, i, 8)));
+            let t = Tracked::new(S_LAST, i, 8);
+            b.call(move || drop(t));
+        }
+        let c = RcuCell::new_in(&b, Some(Box::new(Tracked::new(S_LAST, 0, 8))));
+        c.store(Box::new(Tracked::new(S_LAST, 1, 8)));
+        expect += 22;
+        a.call(move || {
+            assert!(Rcu::in_callback());
+            drop(c);
+            drop(b); // the last handle, inside a callback of another domain
+        });
+        if round % 3 == 0 {
+            a.barrier();
+        }
+        drop(a);
+    }
+    for _ in 0..10 {
+        let b = Rcu::new(Config::new()).unwrap();
+        for i in 0..10 {
+            b.defer_drop(Box::new(Tracked::new(S_LAST, i, 8)));
+        }
+        expect += 10;
+        thread::spawn(move || {
+            b.read_lock_raw();
+            drop(b); // inside its own raw section, never unlocked
+        })
+        .join()
+        .unwrap();
+    }
+    assert_eq!(CREATED[S_LAST].load(Ordering::SeqCst), expect);
+    assert!(
+        eventually(20, || live(S_LAST) == 0),
+        "{} values of dropped domains never dropped",
+        live(S_LAST)
+    );
 }
 
 // ---------------------------------------------------------------------
