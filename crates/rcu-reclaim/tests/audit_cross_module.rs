@@ -41,6 +41,7 @@ const S_CYCLE: usize = 9;
 const S_NO_PAGE: usize = 10;
 const S_QSBR_CELL: usize = 11;
 const S_LAST: usize = 12;
+const S_NODES: usize = 13;
 
 /// A value that knows whether it is alive: reading it after its drop
 /// (before the allocator reuses the memory, which is when a
@@ -1114,6 +1115,131 @@ fn last_handles_dropped_in_callbacks_and_raw_sections() {
         "{} values of dropped domains never dropped",
         live(S_LAST)
     );
+}
+
+/// A synthetic topology (4 nodes of 2 CPUs), threads that move between
+/// CPUs while they retire (their buffered page goes to whichever shard
+/// they are on), pressure raised and dropped per node, and `run_callbacks`
+/// on one node at a time: nothing is lost or run twice, the per-node
+/// backlogs add up to the total at quiescence, and the books balance.
+#[test]
+fn per_node_pressure_and_run_callbacks_with_migrating_retirers() {
+    use rcu_reclaim::topology::{override_current_cpu, Topology};
+    for per_cpu in [false, true] {
+        let rcu = Rcu::new(
+            Config::new()
+                .topology(Topology::synthetic(4, 2))
+                .worker_per_cpu(per_cpu)
+                .retiring_thread_frees(per_cpu),
+        )
+        .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls_ran = Arc::new(AtomicUsize::new(0));
+        let calls_made = Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::new();
+        for w in 0..3usize {
+            let (rcu, calls_ran, calls_made) = (rcu.clone(), calls_ran.clone(), calls_made.clone());
+            threads.push(thread::spawn(move || {
+                let cell = RcuCell::new_in(&rcu, Some(Box::new(Tracked::new(S_NODES, 0, 8))));
+                let start = Instant::now();
+                let mut i = 0usize;
+                while i < 3000 || start.elapsed() < Duration::from_secs(2) {
+                    i += 1;
+                    if i % 37 == 0 {
+                        override_current_cpu(Some((i / 37 + w) % 8));
+                    }
+                    match i % 5 {
+                        0 => rcu.defer_drop(Box::new(Tracked::new(S_NODES, i as u64, 32))),
+                        1 => rcu.defer_drop(Box::new(Plain(Tracked::new(S_NODES, i as u64, 16)))),
+                        2 => {
+                            let r = calls_ran.clone();
+                            let t = Tracked::new(S_NODES, i as u64, 8);
+                            calls_made.fetch_add(1, Ordering::Relaxed);
+                            if i % 2 == 0 {
+                                rcu.call(move || {
+                                    t.check();
+                                    r.fetch_add(1, Ordering::Relaxed);
+                                });
+                            } else {
+                                rcu.call_sized(
+                                    move || {
+                                        t.check();
+                                        r.fetch_add(1, Ordering::Relaxed);
+                                    },
+                                    4096,
+                                );
+                            }
+                        }
+                        3 => cell.store(Box::new(Tracked::new(S_NODES, i as u64, 64))),
+                        _ => {
+                            let g = rcu.read_lock();
+                            cell.load(&g).map(Tracked::check);
+                            rcu.defer_drop(Box::new(Tracked::new(S_NODES, i as u64, 8)));
+                        }
+                    }
+                    if i % 101 == 0 {
+                        rcu.collect();
+                    }
+                }
+                override_current_cpu(None);
+                drop(cell);
+            }));
+        }
+        let mut helpers = Vec::new();
+        {
+            let (rcu, stop) = (rcu.clone(), stop.clone());
+            helpers.push(thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let a = rcu.pressure_start(n % 4);
+                    let b = rcu.pressure_start((n + 1) % 4);
+                    thread::sleep(Duration::from_micros(300));
+                    drop(a);
+                    thread::sleep(Duration::from_micros(100));
+                    b.end();
+                    n += 1;
+                }
+            }));
+        }
+        {
+            let (rcu, stop) = (rcu.clone(), stop.clone());
+            helpers.push(thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let mask = NodeMask::node(n % 4).with((n + 2) % 4);
+                    let (count, bytes) = rcu.pending_on(&mask);
+                    let _ = (count, bytes);
+                    rcu.run_callbacks(&mask, (n % 13) as u8);
+                    n += 1;
+                    thread::sleep(Duration::from_micros(200));
+                }
+            }));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in helpers {
+            h.join().unwrap();
+        }
+        // Quiescent: the per-node and per-CPU backlogs add up.
+        let total = rcu.pending();
+        let by_node: usize = (0..4).map(|n| rcu.pending_on_node(n)).sum();
+        let by_cpu: usize = (0..8).map(|c| rcu.pending_on_cpu(c)).sum();
+        assert_eq!(by_node, by_cpu, "per-node and per-CPU backlogs disagree");
+        assert!(by_node <= total, "shards hold {by_node}, total {total}");
+        assert_quiescent_books(&rcu);
+        for n in 0..4 {
+            assert_eq!(rcu.pending_on_node(n), 0);
+            assert_eq!(rcu.pending_bytes_on_node(n), 0);
+        }
+        assert_eq!(
+            calls_ran.load(Ordering::SeqCst),
+            calls_made.load(Ordering::SeqCst)
+        );
+        assert_eq!(live(S_NODES), 0, "values leaked or dropped twice");
+    }
+    assert_eq!(POISON_READS[S_NODES].load(Ordering::SeqCst), 0);
 }
 
 // ---------------------------------------------------------------------
