@@ -43,6 +43,7 @@ const S_QSBR_CELL: usize = 11;
 const S_LAST: usize = 12;
 const S_NODES: usize = 13;
 const S_CACHE_LIFE: usize = 14;
+const S_BARRIER: usize = 15;
 
 /// A value that knows whether it is alive: reading it after its drop
 /// (before the allocator reuses the memory, which is when a
@@ -1712,6 +1713,103 @@ fn caches_with_budgets_and_monitors_dropped_in_callbacks_and_sections() {
         );
     }
     assert_eq!(POISON_READS[S_CACHE_LIFE].load(Ordering::SeqCst), 0);
+}
+
+/// `barrier` waits for everything queued before it by any thread: a
+/// callback, deferred drop or cell store that another thread made (still
+/// in its buffered page, on a shard, or taken by a worker) before telling
+/// the barrier's caller has run when the barrier returns, while the
+/// pressure signal flaps, `run_callbacks` runs beside it, and the
+/// retiring threads move between CPUs of a synthetic topology.
+#[test]
+fn barrier_covers_what_other_threads_queued_before_it() {
+    use rcu_reclaim::topology::{override_current_cpu, Topology};
+    use std::sync::mpsc;
+    let rcu = Rcu::new(Config::new().topology(Topology::synthetic(2, 2))).unwrap();
+    const N: usize = 4000;
+    let flags: Arc<Vec<AtomicU8>> = Arc::new((0..N).map(|_| AtomicU8::new(0)).collect());
+    let (tx, rx) = mpsc::channel::<(usize, usize)>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for w in 0..3usize {
+        let (rcu, flags, tx) = (rcu.clone(), flags.clone(), tx.clone());
+        threads.push(thread::spawn(move || {
+            for i in (w..N).step_by(3) {
+                if i % 13 == 0 {
+                    override_current_cpu(Some(i % 4));
+                }
+                let f = flags.clone();
+                match i % 3 {
+                    0 => rcu.call(move || {
+                        assert_eq!(f[i].fetch_add(1, Ordering::SeqCst), 0);
+                    }),
+                    1 => {
+                        let t = Tracked::new(S_BARRIER, i as u64, 8);
+                        rcu.call_hurry(move || {
+                            t.check();
+                            assert_eq!(f[i].fetch_add(1, Ordering::SeqCst), 0);
+                        })
+                    }
+                    _ => {
+                        // A deferred drop: its drop marks the flag.
+                        struct Mark(Arc<Vec<AtomicU8>>, usize);
+                        reclaim_size!(Mark {});
+                        impl Drop for Mark {
+                            fn drop(&mut self) {
+                                assert_eq!(self.0[self.1].fetch_add(1, Ordering::SeqCst), 0);
+                            }
+                        }
+                        rcu.defer_drop(Box::new(Mark(f, i)));
+                    }
+                }
+                tx.send((i, w)).unwrap();
+                if i % 4 == 0 {
+                    // Let barriers interleave with the queueing.
+                    thread::sleep(Duration::from_micros(50));
+                }
+            }
+            override_current_cpu(None);
+        }));
+    }
+    drop(tx);
+    let mut helpers = Vec::new();
+    {
+        let (rcu, stop) = (rcu.clone(), stop.clone());
+        helpers.push(thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let g = rcu.pressure_start(0);
+                thread::sleep(Duration::from_micros(150));
+                drop(g);
+                rcu.run_callbacks(&NodeMask::all(), 8);
+                thread::sleep(Duration::from_micros(150));
+            }
+        }));
+    }
+    let mut checked = 0;
+    let mut batch = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        rcu.barrier();
+        for (i, w) in batch.drain(..) {
+            assert_eq!(
+                flags[i].load(Ordering::SeqCst),
+                1,
+                "item {i} of thread {w}, queued before the barrier, had not run after it"
+            );
+            checked += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads.into_iter().chain(helpers) {
+        t.join().unwrap();
+    }
+    assert_eq!(checked, N);
+    assert!(rcu.stats().barriers > 10, "{:?}", rcu.stats());
+    assert_quiescent_books(&rcu);
+    assert_eq!(live(S_BARRIER), 0);
 }
 
 // ---------------------------------------------------------------------
