@@ -339,12 +339,33 @@ fn callback_chains_retire_write_and_race_barriers_global_domain() {
 /// callback's own guard.
 #[test]
 fn run_callbacks_inside_a_section_with_a_synchronizing_callback() {
+    use rcu_reclaim::topology::{override_current_cpu, Topology};
+    use std::sync::mpsc;
     let messages = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let m2 = messages.clone();
+    // One node of two CPUs: one worker, kept busy on CPU 0's shard below
+    // so that what CPU 1's shard holds waits for this thread.
     let rcu = Rcu::new(
-        Config::new().on_callback_panic(move |msg| m2.lock().unwrap().push(msg.to_string())),
+        Config::new()
+            .topology(Topology::synthetic(1, 2))
+            .on_callback_panic(move |msg| m2.lock().unwrap().push(msg.to_string())),
     )
     .unwrap();
+    let (release, blocked) = mpsc::channel::<()>();
+    let started = Arc::new(AtomicBool::new(false));
+    override_current_cpu(Some(0));
+    {
+        let started = started.clone();
+        rcu.call_hurry(move || {
+            started.store(true, Ordering::SeqCst);
+            let _ = blocked.recv_timeout(Duration::from_secs(20));
+        });
+    }
+    assert!(
+        eventually(10, || started.load(Ordering::SeqCst)),
+        "the worker never ran the blocker"
+    );
+    override_current_cpu(Some(1));
     let outcome = Arc::new(AtomicUsize::new(0)); // +1: refused, +1000: waited
     for i in 0..20 {
         let (r2, o2) = (rcu.clone(), outcome.clone());
@@ -362,14 +383,10 @@ fn run_callbacks_inside_a_section_with_a_synchronizing_callback() {
             }
         });
     }
-    // Let the grace period pass so the callbacks are ready, then run them
-    // from inside a section.
+    override_current_cpu(None);
+    // Let their grace period pass, then run them from inside a section.
     let cookie = rcu.start_poll();
-    let start = Instant::now();
-    while !rcu.poll(&cookie) {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        thread::yield_now();
-    }
+    assert!(eventually(10, || rcu.poll(&cookie)));
     let mut ran_here = 0;
     {
         let _g = rcu.read_lock();
@@ -377,24 +394,25 @@ fn run_callbacks_inside_a_section_with_a_synchronizing_callback() {
             ran_here += rcu.run_callbacks(&NodeMask::all(), p).invoked;
         }
     }
+    release.send(()).unwrap();
     rcu.barrier();
     let o = outcome.load(Ordering::SeqCst);
     let panics = rcu.stats().callback_panics as usize;
     assert_eq!(
-        o % 1000 + o / 1000 + panics,
-        20,
-        "every callback ran exactly once: {o}, {panics} panicked"
+        ran_here, 20,
+        "run_callbacks ran CPU 1's ready callbacks here"
     );
-    eprintln!("ran_here {ran_here} panics {panics} o {o}");
-    // The odd ones that ran here panicked; the even ones refused.
-    assert!(panics <= ran_here);
-    assert_eq!(o % 1000 + panics, ran_here, "ran here: refused or panicked");
-    for msg in messages.lock().unwrap().iter() {
+    // Inside the section: the even ones refused, the odd ones panicked.
+    assert_eq!((o, panics), (10, 10), "every callback ran exactly once");
+    let messages = messages.lock().unwrap();
+    assert_eq!(messages.len(), 10);
+    for msg in messages.iter() {
         assert!(
             msg.contains("inside an RCU callback") && msg.contains("call()"),
             "the misuse panic names the callback, not a guard of its own: {msg}"
         );
     }
+    drop(messages);
     assert_quiescent_books(&rcu);
 }
 
