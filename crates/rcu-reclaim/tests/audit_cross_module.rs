@@ -23,7 +23,7 @@ const ALIVE: u64 = 0xA11C_E0F0_0D15_EA5E;
 const DEAD: u64 = 0xDEAD_DEAD_DEAD_DEAD;
 
 /// One slot of counters per test (the tests of this file run in parallel).
-const SLOTS: usize = 16;
+const SLOTS: usize = 24;
 static CREATED: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 static DROPPED: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 static POISON_READS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
@@ -44,6 +44,7 @@ const S_LAST: usize = 12;
 const S_NODES: usize = 13;
 const S_CACHE_LIFE: usize = 14;
 const S_BARRIER: usize = 15;
+const S_QSBR_MAP: usize = 16;
 
 /// A value that knows whether it is alive: reading it after its drop
 /// (before the allocator reuses the memory, which is when a
@@ -1386,6 +1387,96 @@ fn map_iteration_across_resizes_and_loader_races() {
     assert_quiescent_books(&rcu);
     assert_eq!(live(S_MAP), 0);
     assert_eq!(POISON_READS[S_MAP].load(Ordering::SeqCst), 0);
+}
+
+/// The same walk on a QSBR domain: online walkers that report between
+/// walks, writers that are registered and report between writes (and one
+/// that is not registered at all), and tables retired across resizes.
+#[test]
+fn qsbr_map_iteration_across_resizes() {
+    let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+    let map: Arc<RcuHashMap<u64, Tracked>> = Arc::new(RcuHashMap::with_capacity_in(4, &rcu));
+    const STABLE: u64 = 32;
+    for k in 0..STABLE {
+        map.insert(k, Tracked::new(S_QSBR_MAP, k << 32, 0));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for w in 0..2u64 {
+        let (rcu, map, stop) = (rcu.clone(), map.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let mut me = (w == 0).then(|| rcu.register_qsbr_thread());
+            let base = 1_000_000 * (w + 1);
+            let mut waves = 0;
+            while !stop.load(Ordering::Relaxed) || waves < 2 {
+                for k in 0..1200 {
+                    let val = ((waves as u64) << 40) | (base + k);
+                    map.insert(base + k, Tracked::new(S_QSBR_MAP, val, 0));
+                    if let Some(me) = &mut me {
+                        me.quiescent_state();
+                    }
+                }
+                for k in 0..1200 {
+                    map.remove(&(base + k));
+                    if let Some(me) = &mut me {
+                        if k % 8 == 0 {
+                            me.quiescent_state();
+                        }
+                    }
+                }
+                if let Some(me) = &mut me {
+                    me.quiescent_state();
+                    rcu.collect();
+                }
+                waves += 1;
+            }
+        }));
+    }
+    let walks = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (rcu, map, stop, walks) = (rcu.clone(), map.clone(), stop.clone(), walks.clone());
+        threads.push(thread::spawn(move || {
+            let mut me = rcu.register_qsbr_thread();
+            while !stop.load(Ordering::Relaxed) {
+                {
+                    let g = me.read_lock();
+                    let mut stable = vec![0u32; STABLE as usize];
+                    let mut seen = HashSet::new();
+                    for (k, v) in map.iter(&g) {
+                        let val = v.check();
+                        // A key re-inserted by a later wave may be yielded
+                        // once per entry (documented), never one entry twice.
+                        assert!(
+                            seen.insert((*k, val)),
+                            "entry ({k}, {val:#x}) yielded twice"
+                        );
+                        if *k < STABLE {
+                            assert_eq!(val, *k << 32);
+                            stable[*k as usize] += 1;
+                        } else {
+                            assert_eq!(val & ((1 << 40) - 1), *k);
+                        }
+                    }
+                    assert!(stable.iter().all(|&n| n == 1), "stable keys: {stable:?}");
+                }
+                me.quiescent_state();
+                walks.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(walks.load(Ordering::Relaxed) > 0);
+    assert_eq!(map.len(), STABLE as usize);
+    rcu.barrier();
+    assert_eq!(live(S_QSBR_MAP), STABLE as isize);
+    drop(map);
+    assert_quiescent_books(&rcu);
+    assert_eq!(live(S_QSBR_MAP), 0);
+    assert_eq!(POISON_READS[S_QSBR_MAP].load(Ordering::SeqCst), 0);
 }
 
 // ---------------------------------------------------------------------
