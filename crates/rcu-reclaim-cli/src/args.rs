@@ -432,6 +432,11 @@ pub const ZIPF: Float = Float {
 };
 
 impl Float {
+    /// The least value the flag takes.
+    pub(crate) const fn least(&self) -> f64 {
+        self.lo
+    }
+
     /// The value of `flag` given as `s`, or the message.
     pub(crate) fn check(&self, flag: &str, s: &str) -> Result<f64, String> {
         let range = self.range;

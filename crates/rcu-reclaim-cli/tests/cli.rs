@@ -790,6 +790,66 @@ fn bench_rejects_bad_arguments_naming_the_flag() {
     ]);
 }
 
+/// --rounds that cut --duration into runs of exactly the shortest allowed
+/// (0.05 s) run, though the division lands a hair under it in floating
+/// point (0.3 / 6, 1.7 / 34): they were refused, the second told to use at
+/// most the 34 rounds it gave.
+#[test]
+fn rounds_that_cut_the_duration_into_runs_of_exactly_the_least_are_taken() {
+    let report = run_json(&[
+        "bench",
+        "--scenario",
+        "read-mostly",
+        "--backend",
+        "rcu-reclaim",
+        "--keys",
+        "100",
+        "--duration",
+        "0.3",
+        "--rounds",
+        "6",
+        "--no-plot",
+        "--json",
+    ]);
+    assert!(report.to_string().contains("rcu-reclaim"), "{report}");
+    usage_messages(&[(
+        &["bench", "--duration", "1.7", "--rounds", "35", "--no-plot"][..],
+        "--rounds 35 cuts --duration 1.7 s into runs shorter than 0.05 s; use at most 34 \
+         rounds or a longer --duration",
+    )]);
+}
+
+/// The cache scenario under --cgroup-limit runs each cache's round in a
+/// child given the round's time as its --duration, which takes 0.2 s at
+/// least: rounds shorter than that are refused before any run, naming the
+/// fix, where every child once failed with a usage error and the bench
+/// still exited 0 with a table of nothing.
+#[test]
+fn cgroup_cache_rounds_shorter_than_a_childs_least_duration_are_refused() {
+    let cache = [
+        "bench",
+        "--scenario",
+        "cache",
+        "--cgroup-limit",
+        "256M",
+        "--no-plot",
+    ];
+    usage_messages(&[
+        (
+            &[&cache[..], &["--duration", "0.2", "--rounds", "4"]].concat()[..],
+            "--rounds 4 cuts --duration 0.2 s into rounds shorter than 0.2 s, and under \
+             --cgroup-limit each cache's round runs in a child that needs at least 0.2 s: use \
+             at most 1 round, or give a --duration of at least 0.8 s",
+        ),
+        (
+            &[&cache[..], &["--duration", "0.7", "--rounds", "4"]].concat()[..],
+            "--rounds 4 cuts --duration 0.7 s into rounds shorter than 0.2 s, and under \
+             --cgroup-limit each cache's round runs in a child that needs at least 0.2 s: use \
+             at most 3 rounds, or give a --duration of at least 0.8 s",
+        ),
+    ]);
+}
+
 /// The cache scenario's flags: a bad value exits 2 naming its flag, before
 /// any run.
 #[test]

@@ -216,6 +216,14 @@ pub struct Plan {
 /// The shortest run the rounds may cut a backend's time into.
 const MIN_RUN: f64 = 0.05;
 
+/// The most rounds `duration` seconds can be cut into, each at least
+/// `least` seconds: 0.3 s makes 6 runs of 0.05 s, though 0.3 / 6 is a hair
+/// under 0.05 in floating point (which once refused `--duration 0.3
+/// --rounds 6`, and told `--duration 1.7 --rounds 34` to use at most 34).
+fn most_rounds(duration: f64, least: f64) -> f64 {
+    (duration / least * (1.0 + 1e-12)).floor()
+}
+
 impl BenchArgs {
     /// Records the cache scenario's flags given on the command line
     /// ([`cache_flags_given`]), which [`workloads`](Self::workloads)
@@ -251,13 +259,13 @@ impl BenchArgs {
             }
         }
         let per_run = self.duration / f64::from(self.rounds);
-        if per_run < MIN_RUN {
+        if f64::from(self.rounds) > most_rounds(self.duration, MIN_RUN) {
             return Err(format!(
                 "--rounds {} cuts --duration {} s into runs shorter than {MIN_RUN} s; \
                  use at most {} rounds or a longer --duration",
                 self.rounds,
                 self.duration,
-                (self.duration / MIN_RUN).floor().max(1.0)
+                most_rounds(self.duration, MIN_RUN).max(1.0)
             ));
         }
         self.backends()?;
@@ -286,6 +294,31 @@ impl BenchArgs {
         };
         let cache = scenarios.contains(&Scenario::Cache);
         self.cache.check_internal(scenarios == [Scenario::Cache])?;
+        // Under --cgroup-limit each cache's round runs in a child given
+        // the round's time as its --duration, which takes no less than
+        // args::SECS's least: a shorter round was refused by every child.
+        let least = args::SECS.least();
+        if cache
+            && self.cache.cgroup()
+            && self.cache.child().is_none()
+            && f64::from(self.rounds) > most_rounds(self.duration, least)
+        {
+            let rounds = most_rounds(self.duration, least);
+            return Err(format!(
+                "--rounds {} cuts --duration {} s into rounds shorter than {least} s, and under \
+                 --cgroup-limit each cache's round runs in a child that needs at least {least} \
+                 s: {}give a --duration of at least {:.1} s",
+                self.rounds,
+                self.duration,
+                if rounds >= 1.0 {
+                    let s = if rounds == 1.0 { "" } else { "s" };
+                    format!("use at most {rounds} round{s}, or ")
+                } else {
+                    String::new()
+                },
+                least * f64::from(self.rounds)
+            ));
+        }
         if self.cache.cgroup() && !cache {
             return Err(
                 "--cgroup-limit of bench applies to the cache scenario: add --scenario cache \
