@@ -310,13 +310,27 @@ fn missing_value(argv: &[String]) -> Option<String> {
     };
     argv[2..].windows(2).find_map(|pair| {
         let (opt, next) = (&pair[0], &pair[1]);
-        long(opt).filter(|a| !opt.contains('=') && a.get_action().takes_values())?;
-        long(next)?;
-        Some(format!(
-            "{opt} is missing its value ({next:?} is an option of its own): give it one \
-             before {next}; rcu-reclaim {} --help says what it takes",
-            argv[1]
-        ))
+        let arg = long(opt).filter(|a| !opt.contains('=') && a.get_action().takes_values())?;
+        if long(next).is_some() {
+            return Some(format!(
+                "{opt} is missing its value ({next:?} is an option of its own): give it one \
+                 before {next}; rcu-reclaim {} --help says what it takes",
+                argv[1]
+            ));
+        }
+        // A value that starts with '-' (`--flavor -5`, `--plot -x.svg`),
+        // which clap takes for an unknown option where the option does not
+        // take such values (the numeric ones do, and say what is wrong).
+        if next.starts_with('-') && next != "-" && next != "--" && !arg.is_allow_hyphen_values_set()
+        {
+            return Some(format!(
+                "{opt} is missing its value ({next:?} starts with '-', so it was taken for an \
+                 option): to give {opt} a value that starts with '-', write {opt}={next}; \
+                 rcu-reclaim {} --help says what it takes",
+                argv[1]
+            ));
+        }
+        None
     })
 }
 
@@ -347,6 +361,21 @@ mod tests {
             None
         );
         assert_eq!(missing_value(&argv("rcu-reclaim nope --a --b")), None);
+        // A value that starts with '-' where the option takes no such
+        // values: the fix is the '=' form.
+        let msg = missing_value(&argv("rcu-reclaim torture --flavor -5")).unwrap();
+        assert!(
+            msg.starts_with("--flavor is missing its value (\"-5\" starts with '-'"),
+            "{msg}"
+        );
+        assert!(msg.contains("write --flavor=-5"), "{msg}");
+        let msg = missing_value(&argv("rcu-reclaim demo --plot -x.svg")).unwrap();
+        assert!(msg.contains("write --plot=-x.svg"), "{msg}");
+        assert_eq!(missing_value(&argv("rcu-reclaim demo --no-plot -x")), None);
+        assert_eq!(
+            missing_value(&argv("rcu-reclaim demo --plot a.svg -x")),
+            None
+        );
         assert_eq!(missing_value(&argv("rcu-reclaim")), None);
     }
 

@@ -1151,6 +1151,39 @@ fn a_flag_where_a_value_belongs_is_named() {
     ]);
 }
 
+/// A value that starts with '-' given to an option that takes no such
+/// values (a flavor, a scenario, a plot path): clap took it for an unknown
+/// option ("unexpected argument '-5' found"), naming no fix; the message
+/// now says the value is missing and how to give one starting with '-'.
+#[test]
+fn a_value_starting_with_a_dash_names_the_equals_form() {
+    usage_messages(&[
+        (
+            &["torture", "--flavor", "-5"][..],
+            "--flavor is missing its value (\"-5\" starts with '-', so it was taken for an \
+             option): to give --flavor a value that starts with '-', write --flavor=-5; \
+             rcu-reclaim torture --help says what it takes",
+        ),
+        (
+            &["bench", "--scenario", "-x"][..],
+            "--scenario is missing its value (\"-x\" starts with '-', so it was taken for an \
+             option): to give --scenario a value that starts with '-', write --scenario=-x; \
+             rcu-reclaim bench --help says what it takes",
+        ),
+        (
+            &["demo", "--plot", "-x.svg", "--duration", "0.2"][..],
+            "--plot is missing its value (\"-x.svg\" starts with '-', so it was taken for an \
+             option): to give --plot a value that starts with '-', write --plot=-x.svg; \
+             rcu-reclaim demo --help says what it takes",
+        ),
+    ]);
+    // The '=' form then reaches the value's own check.
+    usage_errors(&[(
+        &["torture", "--flavor=-5"][..],
+        "unknown flavor \"-5\"; use auto, memb, mb or qsbr",
+    )]);
+}
+
 /// A report that cannot be written (a full disk) ends with a message and
 /// exit status 1, not a panic.
 #[test]
