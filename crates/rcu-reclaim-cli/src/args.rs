@@ -577,6 +577,33 @@ pub fn check_plot_path(path: &Path) -> Result<(), String> {
                 _ => format!("--plot {shown}: cannot write the file: {e}; {fix}"),
             });
     }
+    // A symbolic link to a file not made yet (or to nowhere): writing the
+    // plot follows it, where the probe below, which follows no link, met
+    // the link and said "File exists" (refusing a link it could write,
+    // and naming the directory for one it could not).
+    if let Ok(target) = std::fs::read_link(path) {
+        return match OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+        {
+            Ok(f) => {
+                drop(f);
+                // The file the probe made at the end of the links.
+                if let Ok(made) = path.canonicalize() {
+                    let _ = std::fs::remove_file(made);
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "--plot {shown} is a symbolic link to {}, which cannot be created: {e}; give \
+                 --plot another path, or point the link where a file can be made (or give \
+                 --no-plot)",
+                target.display()
+            )),
+        };
+    }
     match OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(f) => {
             drop(f);
@@ -805,5 +832,13 @@ mod tests {
         assert_eq!(check_plot_path(&file), Ok(()));
         assert!(!file.exists());
         assert!(check_plot_path(Path::new("")).is_err());
+        // A link to a file not made yet: probed through the link, and the
+        // file it made removed (the link stays).
+        let link = dir.join(format!("rcu-reclaim-args-link-{}", std::process::id()));
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(check_plot_path(&link), Ok(()));
+        assert!(!file.exists());
+        assert!(link.symlink_metadata().is_ok());
+        std::fs::remove_file(&link).unwrap();
     }
 }

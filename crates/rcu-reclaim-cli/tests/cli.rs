@@ -1471,6 +1471,54 @@ fn a_plot_that_cannot_be_written_fails_before_the_run() {
     std::fs::remove_file(&file).unwrap();
 }
 
+/// A plot path that is a symbolic link to a file not made yet is written
+/// through the link (the check before the run once refused it with "File
+/// exists ... give --plot a path in a writable directory"); a link to
+/// nowhere is refused naming the link and where it points.
+#[test]
+fn a_plot_through_a_symbolic_link_is_written_or_refused_naming_the_link() {
+    let dir = std::env::temp_dir().join(format!("rcu-reclaim-plot-link-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let link = dir.join("plot.svg");
+    let target = dir.join("target.svg");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = bin()
+        .args([
+            "demo",
+            "--duration",
+            "0.2",
+            "--side",
+            "aware",
+            "--keys",
+            "100",
+        ])
+        .arg("--plot")
+        .arg(&link)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        std::fs::read_to_string(&target)
+            .unwrap()
+            .starts_with("<svg"),
+        "{err}"
+    );
+    let nowhere = dir.join("nowhere.svg");
+    std::os::unix::fs::symlink("/no/such/dir/x.svg", &nowhere).unwrap();
+    let shown = nowhere.display().to_string();
+    usage_messages(&[(
+        &["demo", "--duration", "30", "--plot", &shown][..],
+        &format!(
+            "--plot {shown} is a symbolic link to /no/such/dir/x.svg, which cannot be created: \
+             No such file or directory (os error 2); give --plot another path, or point the \
+             link where a file can be made (or give --no-plot)"
+        ),
+    )]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A named pipe that no process reads is refused at once: opening it to
 /// check it blocked for ever.
 #[test]
