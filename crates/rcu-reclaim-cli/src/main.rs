@@ -258,16 +258,21 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Demo(args) => match args
-            .config()
-            .and_then(|cfg| args.check_room(&cfg).map(|()| cfg))
-        {
-            Ok(cfg) => demo::cmd::run(&args, cfg),
-            Err(e) => {
-                errln!("error: {e}");
-                return ExitCode::from(2);
+        Command::Demo(mut args) => {
+            if let Some(m) = matches.subcommand_matches("demo") {
+                args.set_plot_given(m);
             }
-        },
+            match args
+                .config()
+                .and_then(|cfg| args.check_room(&cfg).map(|()| cfg))
+            {
+                Ok(cfg) => demo::cmd::run(&args, cfg),
+                Err(e) => {
+                    errln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         Command::Bench(mut args) => {
             if let Some(m) = matches.subcommand_matches("bench") {
                 args.set_cache_flags_given(bench::cmd::cache_flags_given(m));

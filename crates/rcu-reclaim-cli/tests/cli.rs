@@ -495,6 +495,36 @@ fn the_cache_childs_internal_flags_given_by_hand_are_refused() {
 }
 
 /// Directories under `dir`, `depth` levels deep.
+/// demo's internal --child (one side's run in a child of --cgroup-limit,
+/// streaming JSON lines) given by hand with a flag it ignores: refused,
+/// naming the flag and what to run instead, where the run went ahead
+/// without the plot, the JSON report or the cgroup asked for.
+#[test]
+fn the_demo_childs_flag_given_by_hand_with_one_it_ignores_is_refused() {
+    let child = ["demo", "--child", "--side", "aware", "--duration", "0.2"];
+    let fix = "drop --child; to run each side in a memory cgroup, run `rcu-reclaim demo \
+               --cgroup-limit SIZE`";
+    let plot = temp_plot("demo-child");
+    let plot = plot.to_str().unwrap();
+    for (extra, flag) in [
+        (&["--plot", plot][..], "--plot"),
+        (&["--no-plot"][..], "--no-plot"),
+        (&["--json"][..], "--json"),
+        (&["--cgroup-limit", "256M"][..], "--cgroup-limit"),
+        (&["--unaware-budget", "1G"][..], "--unaware-budget"),
+    ] {
+        let args = [&child[..], extra].concat();
+        usage_messages(&[(
+            &args[..],
+            &format!(
+                "--child is internal (one side's run in a child of --cgroup-limit, which \
+                 streams JSON lines) and ignores {flag}: {fix}"
+            ),
+        )]);
+    }
+    assert!(!std::path::Path::new(plot).exists());
+}
+
 fn walk(dir: &std::path::Path, depth: usize) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();

@@ -78,9 +78,19 @@ pub struct DemoArgs {
     /// Internal: run one side and stream JSON lines (used by --cgroup-limit).
     #[arg(long, hide = true)]
     child: bool,
+    /// Whether --plot was given on the command line (not its default),
+    /// which `--child` refuses ([`DemoArgs::set_plot_given`]).
+    #[arg(skip)]
+    plot_given: bool,
 }
 
 impl DemoArgs {
+    /// Records whether --plot was given on the command line.
+    pub fn set_plot_given(&mut self, matches: &clap::ArgMatches) {
+        self.plot_given =
+            matches.value_source("plot") == Some(clap::parser::ValueSource::CommandLine);
+    }
+
     /// Checks `cfg` against the memory this process can get now
     /// ([`check_room`]); a `--child` run is checked by its parent.
     pub fn check_room(&self, cfg: &DemoConfig) -> Result<(), String> {
@@ -146,6 +156,25 @@ impl DemoArgs {
                         runs only the aware one: drop --unaware-budget, or give --side both"
                     .into(),
             );
+        }
+        // --child is what --cgroup-limit runs in each side's cgroup: it
+        // streams JSON lines and writes no table, JSON report or plot, so
+        // these flags given by hand with it were ignored without a word.
+        if self.child {
+            let given = [
+                ("--cgroup-limit", self.cgroup_limit.is_some()),
+                ("--unaware-budget", self.unaware_budget.is_some()),
+                ("--json", self.json),
+                ("--plot", self.plot_given),
+                ("--no-plot", self.no_plot),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "--child is internal (one side's run in a child of --cgroup-limit, which \
+                     streams JSON lines) and ignores {flag}: drop --child; to run each side in \
+                     a memory cgroup, run `rcu-reclaim demo --cgroup-limit SIZE`"
+                ));
+            }
         }
         if self.child && self.side == Side::Both {
             return Err("--child runs one side: give --side unaware or --side aware".into());
