@@ -400,6 +400,30 @@ pub struct Float {
     time: bool,
 }
 
+/// The most threads --readers and --writers of demo, and --threads of
+/// bench, take.
+pub const MAX_THREADS: u64 = 64;
+
+/// Under --cgroup-limit, `what` (each side, each cache) runs in a child
+/// given the count of threads as `flag`, which takes at most
+/// [`MAX_THREADS`]; `n` is that count, `default` how its default is made.
+/// A default past the most (one per CPU on a machine of more CPUs) made
+/// every child refuse it, and the run measured nothing.
+pub(crate) fn check_child_threads(
+    flag: &str,
+    n: usize,
+    what: &str,
+    default: &str,
+) -> Result<(), String> {
+    if u64::try_from(n).unwrap_or(u64::MAX) <= MAX_THREADS {
+        return Ok(());
+    }
+    Err(format!(
+        "--cgroup-limit runs {what} in a child that takes at most {MAX_THREADS} {flag}, and the \
+         default here is {n} ({default}): give {flag} {MAX_THREADS} or fewer"
+    ))
+}
+
 /// `--duration` of demo and bench.
 pub const SECS: Float = Float {
     lo: 0.2,

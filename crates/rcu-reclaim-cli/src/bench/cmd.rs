@@ -69,7 +69,8 @@ pub struct BenchArgs {
     rounds: u16,
     /// Worker threads, each mixing lookups and updates (1 to 64). Default:
     /// one per CPU.
-    #[arg(long, allow_hyphen_values = true, value_parser = Int::<u16>::new(1, 64))]
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = Int::<u16>::new(1, args::MAX_THREADS))]
     threads: Option<u16>,
     /// Distinct keys (100 to 10000000).
     #[arg(long, default_value_t = 50_000, allow_hyphen_values = true,
@@ -241,6 +242,11 @@ impl BenchArgs {
 
     /// The scenarios' workloads; the message names the flag at fault.
     pub fn workloads(&self) -> Result<Plan, String> {
+        self.workloads_on(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// [`workloads`](Self::workloads) on a machine of `cpus` CPUs.
+    fn workloads_on(&self, cpus: usize) -> Result<Plan, String> {
         for (min, max, what) in [
             (self.payload_min, self.payload_max, "--payload"),
             (
@@ -273,7 +279,6 @@ impl BenchArgs {
         if !self.no_plot {
             args::check_plot_path(&self.plot)?;
         }
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = self.threads.map_or(cpus, usize::from);
         let scenarios = if self.scenario.is_empty() {
             vec![
@@ -297,6 +302,9 @@ impl BenchArgs {
         // Under --cgroup-limit each cache's round runs in a child given
         // the round's time as its --duration, which takes no less than
         // args::SECS's least: a shorter round was refused by every child.
+        if cache && self.cache.cgroup() && self.cache.child().is_none() {
+            args::check_child_threads("--threads", threads, "each cache", "one per CPU")?;
+        }
         let least = args::SECS.least();
         if cache
             && self.cache.cgroup()
@@ -715,4 +723,41 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
         }
     }
     plot_error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn plan(argv: &[&str], cpus: usize) -> Result<Plan, String> {
+        let argv = ["bench", "--no-plot"].iter().chain(argv.iter()).copied();
+        Cli::parse_from(argv).bench.workloads_on(cpus)
+    }
+
+    /// On a machine of more CPUs than --threads takes (here 96), the cache
+    /// scenario's default threads under --cgroup-limit are refused, naming
+    /// the flag: each cache's child was given --threads 96 and refused it,
+    /// and the bench printed a table where nothing survived and exited 0.
+    #[test]
+    fn default_threads_past_what_the_cgroup_child_takes_are_refused() {
+        let cache = ["--scenario", "cache", "--cgroup-limit", "256M"];
+        let e = plan(&cache, 96).err().unwrap();
+        assert_eq!(
+            e,
+            "--cgroup-limit runs each cache in a child that takes at most 64 --threads, and the \
+             default here is 96 (one per CPU): give --threads 64 or fewer"
+        );
+        // Its advice is taken; without the cgroup the default stands.
+        let with_64 = [&cache[..], &["--threads", "64"]].concat();
+        assert_eq!(plan(&with_64, 96).err(), None);
+        let plan = plan(&["--scenario", "cache"], 96).unwrap();
+        assert_eq!(plan.cache.map(|w| w.threads), Some(96));
+    }
 }

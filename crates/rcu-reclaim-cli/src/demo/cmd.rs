@@ -42,11 +42,12 @@ pub struct DemoArgs {
     /// Reader threads (1 to 64). Default: the CPUs left by the writers (at
     /// least 1): more busy threads than CPUs preempt readers inside their
     /// sections and stretch every grace period.
-    #[arg(long, allow_hyphen_values = true, value_parser = Int::<u16>::new(1, 64))]
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = Int::<u16>::new(1, args::MAX_THREADS))]
     readers: Option<u16>,
     /// Writer threads (1 to 64).
     #[arg(long, default_value_t = 1, allow_hyphen_values = true,
-          value_parser = Int::<u16>::new(1, 64))]
+          value_parser = Int::<u16>::new(1, args::MAX_THREADS))]
     writers: u16,
     /// Distinct keys (100 to 100000000).
     #[arg(long, default_value_t = 20_000, allow_hyphen_values = true,
@@ -102,6 +103,11 @@ impl DemoArgs {
 
     /// Checks the flags against each other; the message names the flag.
     pub fn config(&self) -> Result<DemoConfig, String> {
+        self.config_on(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// [`config`](Self::config) on a machine of `cpus` CPUs.
+    fn config_on(&self, cpus: usize) -> Result<DemoConfig, String> {
         if self.payload_max < self.payload_min {
             return Err(format!(
                 "--payload-max ({}) must be at least --payload-min ({}): raise --payload-max \
@@ -182,10 +188,17 @@ impl DemoArgs {
         if !self.child && !self.no_plot {
             args::check_plot_path(&self.plot)?;
         }
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let readers = self
             .readers
             .map_or(cpus.saturating_sub(self.writers.into()).max(1), usize::from);
+        if self.cgroup_limit.is_some() && !self.child {
+            args::check_child_threads(
+                "--readers",
+                readers,
+                "each side",
+                "the CPUs left by the writers",
+            )?;
+        }
         Ok(DemoConfig {
             duration: Duration::from_secs_f64(self.duration),
             budget,
@@ -436,6 +449,35 @@ mod tests {
             bytes: mib * MIB,
             what: "this process's cgroup memory limit, beside x".into(),
         }
+    }
+
+    /// On a machine of more CPUs than --readers takes (here 96), the
+    /// default readers under --cgroup-limit are refused, naming the flag:
+    /// each side's child was given --readers 95 and refused it, and the
+    /// demo printed a table of zeros and exited 0.
+    #[test]
+    fn default_readers_past_what_the_cgroup_child_takes_are_refused() {
+        let parse = |argv: &[&str]| {
+            Cli::parse_from(["demo", "--no-plot"].iter().chain(argv.iter()).copied()).demo
+        };
+        let e = parse(&["--cgroup-limit", "256M"])
+            .config_on(96)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "--cgroup-limit runs each side in a child that takes at most 64 --readers, and the \
+             default here is 95 (the CPUs left by the writers): give --readers 64 or fewer"
+        );
+        // Its advice is taken; without the cgroup the default stands.
+        let ok = parse(&["--cgroup-limit", "256M", "--readers", "64"]).config_on(96);
+        assert_eq!(ok.map(|c| c.readers), Ok(64));
+        assert_eq!(parse(&[]).config_on(96).map(|c| c.readers), Ok(95));
+        assert_eq!(
+            parse(&["--cgroup-limit", "256M", "--writers", "32"])
+                .config_on(96)
+                .map(|c| c.readers),
+            Ok(64)
+        );
     }
 
     #[test]
