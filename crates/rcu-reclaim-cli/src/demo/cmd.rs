@@ -423,6 +423,21 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
              --cgroup-limit 128M or more"
         ));
     }
+    // A side whose child ended otherwise before its first sample (its own
+    // error, which it printed above, or a signal) measured nothing either.
+    let failed = demo::failed_sides(&sides);
+    if !failed.is_empty() {
+        let each: Vec<String> = failed
+            .iter()
+            .map(|(mode, exit)| format!("the {mode} side's child ended ({exit})"))
+            .collect();
+        let its = if failed.len() == 1 { "its" } else { "their" };
+        return Err(format!(
+            "{} before {its} first sample, so nothing was compared (a message of the child's, \
+             if any, is above)",
+            each.join(" and ")
+        ));
+    }
     Ok(())
 }
 

@@ -305,6 +305,21 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
     report
 }
 
+/// The sides whose child ended before its first sample other than by the
+/// OOM killer (an error of its own, exit code 2 or a panic's 101, or
+/// another signal), each with how it ended: they measured nothing, and a
+/// table of zeros once stood for them with exit status 0.
+pub fn failed_sides(sides: &[SideReport]) -> Vec<(&str, &str)> {
+    sides
+        .iter()
+        .filter(|s| s.samples.is_empty())
+        .filter_map(|s| {
+            let c = s.cgroup.as_ref()?;
+            (!c.oom_killed && c.exit != "exit code 0").then_some((s.mode.as_str(), c.exit.as_str()))
+        })
+        .collect()
+}
+
 /// How one table row renders a side.
 type Column = Box<dyn Fn(&SideReport) -> String>;
 
@@ -551,5 +566,39 @@ mod tests {
         survived.cgroup = Some(CgroupOutcome::default());
         let none = table(&cfg, &[side("unaware", 3), survived]);
         assert!(!none.contains("note:"), "{none}");
+    }
+
+    /// A child that ended before its first sample by an error of its own
+    /// (its usage error, a panic) or a signal other than the OOM killer's
+    /// is a failed side; one the OOM killer ended is an unstarted side
+    /// (its own message), and one with samples measured something.
+    #[test]
+    fn a_side_whose_child_failed_before_its_first_sample_is_named() {
+        let side = |mode: &str, samples: usize, exit: &str, oom_killed: bool| SideReport {
+            mode: mode.into(),
+            samples: vec![Sample::default(); samples],
+            cgroup: Some(CgroupOutcome {
+                oom_killed,
+                exit: exit.into(),
+                ..CgroupOutcome::default()
+            }),
+            ..SideReport::default()
+        };
+        let sides = [
+            side("unaware", 0, "exit code 2", false),
+            side("aware", 0, "killed by signal 6", false),
+        ];
+        assert_eq!(
+            failed_sides(&sides),
+            [("unaware", "exit code 2"), ("aware", "killed by signal 6")]
+        );
+        let sides = [
+            side("unaware", 0, "killed by the OOM killer", true),
+            side("aware", 4, "exit code 101", false),
+        ];
+        assert!(failed_sides(&sides).is_empty());
+        assert!(failed_sides(&[side("aware", 0, "exit code 0", false)]).is_empty());
+        // In this process (no cgroup) a side never fails so.
+        assert!(failed_sides(&[SideReport::default()]).is_empty());
     }
 }
