@@ -722,7 +722,17 @@ pub fn run(args: &BenchArgs, plan: Plan) -> Result<(), String> {
             outln!("plot: {}", path.display());
         }
     }
-    plot_error.map_or(Ok(()), Err)
+    if let Some(e) = plot_error {
+        return Err(e);
+    }
+    // A child that failed on its own measured nothing: not a success.
+    match cgroup
+        .as_ref()
+        .and_then(|c| super::cache::cgroup::failed_runs(&c.entries))
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

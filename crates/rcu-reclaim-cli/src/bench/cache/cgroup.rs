@@ -242,6 +242,32 @@ pub fn report(
     }
 }
 
+/// The runs whose child exited with a code other than 0, each as "column
+/// round N: exit code C": an error of the child's own (its message is
+/// above the table: a usage error's 2, a panic's 101), not an outcome of
+/// the memory limit (the OOM killer's SIGKILL, a run past its time), so
+/// the bench fails. `None` where there is none.
+pub fn failed_runs(entries: &[CgroupEntry]) -> Option<String> {
+    let failed: Vec<String> = entries
+        .iter()
+        .flat_map(|e| {
+            e.exits
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.starts_with("exit code ") && x.as_str() != "exit code 0")
+                .map(move |(i, x)| format!("{} round {}: {x}", e.column, i + 1))
+        })
+        .collect();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "{} of the cache scenario's children failed on their own ({}), not by the memory \
+             limit: their messages are above, and the table counts them as not survived",
+            failed.len(),
+            failed.join(", ")
+        )
+    })
+}
+
 const MIB: f64 = (1 << 20) as f64;
 
 /// The report as a text table.
@@ -367,5 +393,42 @@ mod tests {
         assert!(text
             .lines()
             .any(|l| l.starts_with("survived") && l.ends_with("1/1")));
+        // The OOM killer's runs and the finished ones are results.
+        assert_eq!(failed_runs(&r.entries), None);
+    }
+
+    /// A child that exited with a code other than 0 (its own usage error,
+    /// a panic) failed on its own: the bench names it and fails, where it
+    /// once exited 0 with a table where such columns had not survived.
+    #[test]
+    fn a_child_that_failed_on_its_own_fails_the_bench() {
+        let w = crate::bench::cache::trace::tests::workload();
+        let run = |exit: &str| CgroupRun {
+            run: None,
+            exit: exit.into(),
+            oom_killed: false,
+            peak_usage: None,
+            secs: 0.1,
+            version: "v1",
+        };
+        let r = report(
+            &CacheWorkload {
+                cgroup_limit: Some(512 << 20),
+                ..w
+            },
+            &[("moka", 64 << 20), ("papaya", 64 << 20)],
+            &[
+                vec![run("exit code 2"), run("killed by signal 9")],
+                vec![run("killed: ran past its time"), run("exit code 101")],
+            ],
+        );
+        assert_eq!(
+            failed_runs(&r.entries).as_deref(),
+            Some(
+                "2 of the cache scenario's children failed on their own (moka round 1: exit code \
+                 2, papaya round 2: exit code 101), not by the memory limit: their messages are \
+                 above, and the table counts them as not survived"
+            )
+        );
     }
 }
