@@ -271,7 +271,9 @@ impl TortureReport {
         }
         if self.reads == 0 || self.updates.iter().all(|&(_, n)| n == 0) {
             f.push(
-                "the run did no reads or no updates (too short, or the threads were starved)"
+                "the run did no reads or no updates (too short, or the threads were starved): \
+                 run it longer (`--duration`) or with fewer threads than CPUs \
+                 (`--readers`, `--writers`)"
                     .into(),
             );
         }
