@@ -611,6 +611,113 @@ pub use size::field_drops_anywhere as __field_drops_anywhere;
 #[doc(hidden)]
 pub use size::field_shared as __field_shared;
 pub use size::{drops_anywhere, ReclaimSize};
+
+/// Derives [`ReclaimSize`](trait@ReclaimSize) for a struct or an enum:
+/// its own size plus the [`heap_size`](ReclaimSize::heap_size) of
+/// **every** field, so that a field added later is counted without being
+/// listed anywhere. Each field's type must implement `ReclaimSize`.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use rcu_reclaim::{RcuCell, ReclaimSize};
+///
+/// #[derive(ReclaimSize)]
+/// struct Page {
+///     title: String,
+///     body: Vec<u8>,
+///     links: HashMap<String, u32>,
+///     views: u64,
+/// }
+/// let p = Page { title: "home".into(), body: vec![0; 1 << 16], links: HashMap::new(), views: 0 };
+/// assert_eq!(p.reclaim_size(), std::mem::size_of::<Page>() + 4 + (1 << 16));
+///
+/// let page = RcuCell::new(p);
+/// page.store(Box::new(Page { title: "new".into(), body: vec![], links: HashMap::new(), views: 1 }));
+/// ```
+///
+/// An enum counts the fields of the variant the value is (a `match`):
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// #[derive(ReclaimSize)]
+/// enum Value { Small(u64), Big(Vec<u8>), Text { body: String } }
+/// assert_eq!(Value::Big(vec![0; 100]).reclaim_size(), std::mem::size_of::<Value>() + 100);
+/// assert_eq!(Value::Small(7).reclaim_size(), std::mem::size_of::<Value>());
+/// ```
+///
+/// What it declares besides the size:
+///
+/// * [`SHARED`](ReclaimSize::SHARED) when a field does (an `Arc` or `Rc`
+///   in it: an [`RcuCache`](crate::RcuCache) then asks for a weigher);
+/// * [`PLAIN`](ReclaimSize::PLAIN) when every field is plain (owns no
+///   heap) and none is skipped;
+/// * [`DROPS_ANYWHERE`](ReclaimSize::DROPS_ANYWHERE) only when the type
+///   says `#[reclaim_size(drops_anywhere)]`, your word that its own `Drop`,
+///   if it has one, takes no lock and waits for no grace period; it is
+///   then declared if every field drops anywhere too (checked for each
+///   field, except skipped ones, which are your word).
+///
+/// ```
+/// use std::sync::Arc;
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+///
+/// #[derive(ReclaimSize)]
+/// #[reclaim_size(drops_anywhere)]
+/// struct Route { prefix: String, hops: Vec<u32> }
+/// assert!(drops_anywhere::<Route>());
+///
+/// #[derive(ReclaimSize)]
+/// struct Node { body: Vec<u8>, parent: Option<Arc<String>> }
+/// assert!(<Node as ReclaimSize>::SHARED && !<Route as ReclaimSize>::SHARED);
+///
+/// #[derive(ReclaimSize)]
+/// struct Point { x: f64, y: f64 }
+/// assert!(<Point as ReclaimSize>::PLAIN);
+/// ```
+///
+/// A field whose type does not implement `ReclaimSize` and owns no heap
+/// memory (a link, a handle), or whose memory you count elsewhere, is
+/// marked `#[reclaim_size(skip)]`: it is then counted by its inline bytes
+/// alone (its part of `size_of` the type), never by what it points to.
+///
+/// ```
+/// use std::sync::atomic::AtomicPtr;
+/// use rcu_reclaim::ReclaimSize;
+///
+/// #[derive(ReclaimSize)]
+/// #[reclaim_size(drops_anywhere)]
+/// struct Node {
+///     value: String,
+///     #[reclaim_size(skip)] // a link: owns nothing
+///     next: AtomicPtr<Node>,
+/// }
+/// let n = Node { value: "abc".into(), next: AtomicPtr::default() };
+/// assert_eq!(n.reclaim_size(), std::mem::size_of::<Node>() + 3);
+/// ```
+///
+/// A generic type gets a `ReclaimSize` bound on each field type that
+/// names a type parameter (beside the bounds it has):
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// #[derive(ReclaimSize)]
+/// struct Tagged<T> { tag: String, value: T }
+/// let t = Tagged { tag: "v".into(), value: vec![0u8; 100] };
+/// assert_eq!(t.reclaim_size(), std::mem::size_of::<Tagged<Vec<u8>>>() + 1 + 100);
+/// ```
+///
+/// The attributes: on the type, `#[reclaim_size(drops_anywhere)]` and
+/// `#[reclaim_size(crate = "path")]` (where the crate is not
+/// `::rcu_reclaim`: renamed in `Cargo.toml`, or re-exported by another);
+/// on a field, `#[reclaim_size(skip)]`. Anything else is a compile error
+/// that names them. A union does not derive `ReclaimSize` (which field is
+/// live is not known): implement it by hand.
+///
+/// The derive comes with the `derive` feature, on by default. Without
+/// it, or for the heapless form, [`reclaim_size!`] does the same for a
+/// struct given its heap-owning fields by name.
+#[cfg(feature = "derive")]
+pub use rcu_reclaim_derive::ReclaimSize;
 pub use synchronize::Cookie;
 #[doc(hidden)]
 pub use sys::with_signals_blocked as __with_signals_blocked;

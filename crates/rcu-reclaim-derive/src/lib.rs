@@ -1,0 +1,351 @@
+//! `#[derive(ReclaimSize)]` for rcu-reclaim.
+//!
+//! rcu-reclaim books the bytes each retired value frees through its trait
+//! `ReclaimSize`: the value's own size plus the heap memory it owns. This
+//! crate derives that trait for a struct or an enum, counting **every**
+//! field, so that a field added later is counted without anyone listing
+//! it. Use it through rcu-reclaim, which re-exports it beside the trait as
+//! `rcu_reclaim::ReclaimSize` (its `derive` feature, on by default); the
+//! examples and the full rules are on that re-export.
+//!
+//! What the derive writes, for a type `T`:
+//!
+//! * `reclaim_size`: `size_of::<T>()` plus the `heap_size` of every field
+//!   (of the variant the value is, for an enum), except the fields marked
+//!   `#[reclaim_size(skip)]`, which count only their inline bytes (already
+//!   in `size_of::<T>()`).
+//! * `SHARED`: whether any field not skipped says `SHARED` (may hold an
+//!   `Arc` or `Rc`).
+//! * `PLAIN`: whether every field says `PLAIN` (owns no heap), and no
+//!   field is skipped (a skipped field may own heap the derive cannot see).
+//! * `DROPS_ANYWHERE`: only with `#[reclaim_size(drops_anywhere)]` on the
+//!   type (your word that its own `Drop`, if any, takes no lock and waits
+//!   for no grace period), and then only if every field not skipped drops
+//!   anywhere too (a skipped field is your word).
+//! * For a generic type, a `FieldType: ReclaimSize` bound for each field
+//!   (not skipped) whose type names a type parameter; the type's own
+//!   bounds are kept.
+//!
+//! The attributes: on the type, `#[reclaim_size(drops_anywhere)]` and
+//! `#[reclaim_size(crate = "path")]` (where rcu-reclaim is not
+//! `::rcu_reclaim`, e.g. renamed in `Cargo.toml`); on a field,
+//! `#[reclaim_size(skip)]`. A union does not derive it (which field is
+//! live is not known): implement `ReclaimSize` by hand.
+
+use proc_macro::TokenStream;
+use proc_macro2::{TokenStream as TokenStream2, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{
+    parse_macro_input, Attribute, Data, DeriveInput, Error, Fields, Ident, Index, LitStr, Path,
+    Result, Type, WherePredicate,
+};
+
+/// Derives rcu-reclaim's `ReclaimSize` for a struct or an enum: its own
+/// size plus the heap of every field. Used as `rcu_reclaim::ReclaimSize`,
+/// where the examples and the attributes are documented (see the crate's
+/// docs for the rules).
+#[proc_macro_derive(ReclaimSize, attributes(reclaim_size))]
+pub fn derive_reclaim_size(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand(&input)
+        .unwrap_or_else(Error::into_compile_error)
+        .into()
+}
+
+const CONTAINER_FORMS: &str =
+    "`#[reclaim_size(drops_anywhere)]` or `#[reclaim_size(crate = \"path\")]`";
+const FIELD_FORMS: &str = "`#[reclaim_size(skip)]`";
+
+/// What the attributes on the type say.
+struct ContainerAttrs {
+    drops_anywhere: bool,
+    krate: Path,
+}
+
+/// One field: how to reach it, its type, whether it is skipped.
+struct Field<'a> {
+    ty: &'a Type,
+    skip: bool,
+}
+
+fn expand(input: &DeriveInput) -> Result<TokenStream2> {
+    let attrs = container_attrs(&input.attrs)?;
+    let krate = &attrs.krate;
+    let trait_path = quote!(#krate::ReclaimSize);
+
+    // Every field of the type (of every variant), and the body of
+    // `reclaim_size` beyond `size_of::<Self>()`.
+    let mut fields: Vec<Field> = Vec::new();
+    let heap = match &input.data {
+        Data::Struct(data) => {
+            let mut terms = Vec::new();
+            for (i, field) in data.fields.iter().enumerate() {
+                let skip = field_skipped(&field.attrs)?;
+                fields.push(Field {
+                    ty: &field.ty,
+                    skip,
+                });
+                if skip {
+                    continue;
+                }
+                let member = match &field.ident {
+                    Some(ident) => quote!(#ident),
+                    None => Index::from(i).into_token_stream(),
+                };
+                let ty = &field.ty;
+                terms.push(quote_spanned! {ty.span()=>
+                    <#ty as #trait_path>::heap_size(&self.#member)
+                });
+            }
+            quote!(#(+ #terms)*)
+        }
+        Data::Enum(data) => {
+            let mut arms = TokenStream2::new();
+            for variant in &data.variants {
+                let name = &variant.ident;
+                let mut terms = Vec::new();
+                let mut bindings = Vec::new();
+                for (i, field) in variant.fields.iter().enumerate() {
+                    let skip = field_skipped(&field.attrs)?;
+                    fields.push(Field {
+                        ty: &field.ty,
+                        skip,
+                    });
+                    let binding = format_ident!("__reclaim_size_field{}", i);
+                    let member = match &field.ident {
+                        Some(ident) => quote!(#ident),
+                        None => Index::from(i).into_token_stream(),
+                    };
+                    if skip {
+                        continue;
+                    }
+                    let ty = &field.ty;
+                    terms.push(quote_spanned! {ty.span()=>
+                        <#ty as #trait_path>::heap_size(#binding)
+                    });
+                    bindings.push(quote!(#member: ref #binding));
+                }
+                let pattern = match &variant.fields {
+                    Fields::Unit => quote!(Self::#name),
+                    _ => quote!(Self::#name { #(#bindings,)* .. }),
+                };
+                let heap = if terms.is_empty() {
+                    quote!(0)
+                } else {
+                    quote!(#(#terms)+*)
+                };
+                arms.extend(quote!(#pattern => #heap,));
+            }
+            // `*self` and `ref` bindings: an enum without variants matches
+            // nothing, where `match self` would need an arm for the reference.
+            if data.variants.is_empty() {
+                // No value: `match *self {}` alone (added to a `usize`, its
+                // type would fall back to `()`).
+                return Ok(empty_enum(input, &trait_path));
+            }
+            quote!(+ match *self { #arms })
+        }
+        Data::Union(data) => {
+            return Err(Error::new(
+                data.union_token.span(),
+                "`#[derive(ReclaimSize)]` does not support unions: which field is live is not \
+                 known. Implement `ReclaimSize` by hand (`fn reclaim_size(&self) -> usize`: \
+                 `size_of::<Self>()` plus the heap the live field owns)",
+            ));
+        }
+    };
+
+    // A field whose type names the type itself (`Box<Self>`, `Vec<Tree<T>>`)
+    // is counted, but stays out of the constants and the bounds: its
+    // `SHARED` or `DROPS_ANYWHERE` would be computed from the one being
+    // defined (a cycle rustc rejects), and its bound from the impl itself.
+    let name = &input.ident;
+    let own = [name.clone(), Ident::new("Self", name.span())];
+    let own: Vec<&Ident> = own.iter().collect();
+    let kept: Vec<&Type> = fields.iter().filter(|f| !f.skip).map(|f| f.ty).collect();
+    let (recursive, kept): (Vec<&Type>, Vec<&Type>) = kept
+        .into_iter()
+        .partition(|ty| names_any(ty.to_token_stream(), &own));
+    let any_skipped = fields.iter().any(|f| f.skip);
+
+    // `FieldType: ReclaimSize` for each field type that names a type
+    // parameter (a concrete field type needs no bound: its impl is checked
+    // where it is used, and a bound on it would only move the error).
+    let params: Vec<&Ident> = input.generics.type_params().map(|p| &p.ident).collect();
+    let mut generics = input.generics.clone();
+    if !params.is_empty() {
+        let where_clause = generics.make_where_clause();
+        let mut bounded: Vec<String> = Vec::new();
+        for ty in &kept {
+            if !names_any(ty.to_token_stream(), &params) {
+                continue;
+            }
+            let key = ty.to_token_stream().to_string();
+            if bounded.contains(&key) {
+                continue;
+            }
+            bounded.push(key);
+            let predicate: WherePredicate = syn::parse_quote!(#ty: #trait_path);
+            where_clause.predicates.push(predicate);
+        }
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+
+    // A recursive field is taken as shared when it names `Arc` or `Rc` (the
+    // std's shared pointers); through a `Box`, `Vec` or `Option` it adds
+    // nothing the other fields do not say.
+    let arc_rc = [
+        Ident::new("Arc", name.span()),
+        Ident::new("Rc", name.span()),
+    ];
+    let arc_rc: Vec<&Ident> = arc_rc.iter().collect();
+    let recursive_shared = recursive
+        .iter()
+        .any(|ty| names_any(ty.to_token_stream(), &arc_rc));
+    let shared = if recursive_shared {
+        quote!(true)
+    } else if kept.is_empty() {
+        quote!(false)
+    } else {
+        let each = kept.iter().map(|ty| quote!(<#ty as #trait_path>::SHARED));
+        quote!(#(#each)||*)
+    };
+    // Not plain if a field is skipped (it may own heap the derive cannot
+    // see) or recursive (a type that holds itself does so through a pointer).
+    let plain = if any_skipped || !recursive.is_empty() {
+        quote!(false)
+    } else {
+        let each = kept.iter().map(|ty| quote!(&& <#ty as #trait_path>::PLAIN));
+        quote!(true #(#each)*)
+    };
+    let drops_anywhere = if attrs.drops_anywhere {
+        let each = kept
+            .iter()
+            .map(|ty| quote!(&& #krate::drops_anywhere::<#ty>()));
+        quote! {
+            const DROPS_ANYWHERE: bool = true #(#each)*;
+        }
+    } else {
+        TokenStream2::new()
+    };
+
+    Ok(quote! {
+        #[automatically_derived]
+        impl #impl_generics #trait_path for #name #ty_generics #where_clause {
+            const PLAIN: bool = #plain;
+            const SHARED: bool = #shared;
+            #drops_anywhere
+            #[inline]
+            fn reclaim_size(&self) -> usize {
+                ::core::mem::size_of::<Self>() #heap
+            }
+        }
+    })
+}
+
+/// The impl for an enum without variants, which has no value to size.
+fn empty_enum(input: &DeriveInput, trait_path: &TokenStream2) -> TokenStream2 {
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #trait_path for #name #ty_generics #where_clause {
+            const PLAIN: bool = true;
+            const DROPS_ANYWHERE: bool = true;
+            fn reclaim_size(&self) -> usize {
+                match *self {}
+            }
+        }
+    }
+}
+
+/// Whether `tokens` (a type) names any of `params`.
+fn names_any(tokens: TokenStream2, params: &[&Ident]) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => params.iter().any(|p| **p == ident),
+        TokenTree::Group(group) => names_any(group.stream(), params),
+        _ => false,
+    })
+}
+
+/// The `#[reclaim_size(..)]` attributes of the type.
+fn container_attrs(attrs: &[Attribute]) -> Result<ContainerAttrs> {
+    let mut out = ContainerAttrs {
+        drops_anywhere: false,
+        krate: syn::parse_quote!(::rcu_reclaim),
+    };
+    let mut krate_seen = false;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("reclaim_size")) {
+        list_of(attr, CONTAINER_FORMS, "on the type")?;
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("drops_anywhere") {
+                if out.drops_anywhere {
+                    return Err(meta.error("`drops_anywhere` is given twice"));
+                }
+                out.drops_anywhere = true;
+                Ok(())
+            } else if meta.path.is_ident("crate") {
+                if krate_seen {
+                    return Err(meta.error("`crate` is given twice"));
+                }
+                krate_seen = true;
+                let lit: LitStr = meta.value()?.parse()?;
+                out.krate = lit.parse()?;
+                Ok(())
+            } else if meta.path.is_ident("skip") {
+                Err(meta.error(format!(
+                    "`skip` goes on a field, not on the type: `#[reclaim_size(skip)]` before \
+                     the field to leave out; on the type, {CONTAINER_FORMS}"
+                )))
+            } else {
+                Err(meta.error(format!(
+                    "unknown `reclaim_size` attribute: on the type, {CONTAINER_FORMS}; on a \
+                     field, {FIELD_FORMS}"
+                )))
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+/// Whether a field is marked `#[reclaim_size(skip)]`.
+fn field_skipped(attrs: &[Attribute]) -> Result<bool> {
+    let mut skip = false;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("reclaim_size")) {
+        list_of(attr, FIELD_FORMS, "on a field")?;
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("skip") {
+                if skip {
+                    return Err(meta.error("`skip` is given twice"));
+                }
+                skip = true;
+                Ok(())
+            } else if meta.path.is_ident("drops_anywhere") || meta.path.is_ident("crate") {
+                Err(meta.error(format!(
+                    "`{}` goes on the type, not on a field: {CONTAINER_FORMS} before the \
+                     `struct` or `enum`; on a field, {FIELD_FORMS}",
+                    meta.path.to_token_stream()
+                )))
+            } else {
+                Err(meta.error(format!(
+                    "unknown `reclaim_size` attribute: on a field, {FIELD_FORMS}; on the type, \
+                     {CONTAINER_FORMS}"
+                )))
+            }
+        })?;
+    }
+    Ok(skip)
+}
+
+/// An error, spanned at the attribute, unless it is a list:
+/// `#[reclaim_size(..)]`.
+fn list_of(attr: &Attribute, forms: &str, place: &str) -> Result<()> {
+    match &attr.meta {
+        syn::Meta::List(_) => Ok(()),
+        _ => Err(Error::new(
+            attr.span(),
+            format!("`reclaim_size` takes arguments in parentheses: {place}, {forms}"),
+        )),
+    }
+}

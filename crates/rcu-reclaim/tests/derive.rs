@@ -1,0 +1,454 @@
+//! `#[derive(ReclaimSize)]`: every field counted (structs of each shape,
+//! enums, generics), `skip`, `drops_anywhere`, `SHARED` and `PLAIN`, and
+//! the derived sizes booked by the default calls of a cell, a map and a
+//! cache.
+
+use std::collections::HashMap;
+use std::mem::size_of;
+use std::sync::atomic::AtomicPtr;
+use std::sync::Arc;
+
+use rcu_reclaim::{drops_anywhere, Config, Rcu, RcuCache, RcuCell, RcuHashMap, ReclaimSize};
+
+const KIB64: usize = 64 << 10;
+
+fn on_demand() -> Rcu {
+    Rcu::new(Config::new().on_demand()).unwrap()
+}
+
+#[derive(ReclaimSize)]
+struct Page {
+    title: String,
+    body: Vec<u8>,
+    links: HashMap<String, u32>,
+    views: u64,
+}
+
+fn page() -> Page {
+    let mut links = HashMap::new();
+    links.insert(String::from("next"), 2);
+    links.insert(String::from("prev"), 0);
+    let mut body = Vec::with_capacity(KIB64);
+    body.push(1);
+    Page {
+        title: String::from("home"),
+        body,
+        links,
+        views: 0,
+    }
+}
+
+#[test]
+fn a_named_struct_counts_every_field() {
+    let p = page();
+    assert_eq!(p.views, 0);
+    let want = size_of::<Page>() + p.title.heap_size() + p.body.heap_size() + p.links.heap_size();
+    assert_eq!(p.reclaim_size(), want);
+    assert_eq!(p.body.heap_size(), KIB64);
+    assert!(p.links.heap_size() >= 2 * (size_of::<(String, u32)>() + 4));
+    // The fields' own sizes are inside `size_of::<Page>()`, not added again.
+    assert_eq!(p.heap_size(), want - size_of::<Page>());
+    const {
+        assert!(!Page::PLAIN && !Page::SHARED && !Page::DROPS_ANYWHERE);
+    }
+    // Without `drops_anywhere` it is not declared, though every field drops anywhere.
+    assert!(!drops_anywhere::<Page>());
+}
+
+#[derive(ReclaimSize)]
+struct Blob(Vec<u8>, u32, String);
+
+#[derive(ReclaimSize)]
+struct Marker;
+
+#[derive(ReclaimSize)]
+struct Empty {}
+
+#[test]
+fn tuple_and_unit_structs() {
+    let b = Blob(vec![0; 100], 7, String::with_capacity(5));
+    assert_eq!(b.1, 7);
+    assert_eq!(b.reclaim_size(), size_of::<Blob>() + 100 + 5);
+    assert_eq!(Marker.reclaim_size(), 0);
+    assert_eq!(Empty {}.reclaim_size(), 0);
+    const {
+        assert!(Marker::PLAIN && Empty::PLAIN && !Blob::PLAIN);
+        assert!(!Marker::SHARED);
+    }
+    // In containers, each element's heap too.
+    let blobs = vec![
+        Blob(vec![0; 10], 0, String::new()),
+        Blob(vec![0; 20], 0, String::new()),
+    ];
+    assert_eq!(
+        blobs.reclaim_size(),
+        size_of::<Vec<Blob>>() + 2 * size_of::<Blob>() + 30
+    );
+}
+
+#[derive(ReclaimSize)]
+enum Value {
+    Nothing,
+    Small(u64),
+    Big(Vec<u8>),
+    Text { body: String, lang: [u8; 2] },
+    Pair(String, Box<Value>),
+}
+
+#[derive(ReclaimSize)]
+enum Never {}
+
+#[test]
+fn an_enum_counts_the_fields_of_its_variant() {
+    let s = size_of::<Value>();
+    assert_eq!(Value::Nothing.reclaim_size(), s);
+    assert_eq!(Value::Small(3).reclaim_size(), s);
+    assert_eq!(Value::Big(vec![0; KIB64]).reclaim_size(), s + KIB64);
+    let text = Value::Text {
+        body: String::from("hello"),
+        lang: *b"en",
+    };
+    assert_eq!(text.reclaim_size(), s + 5);
+    // A recursive one: the box's pointee and its heap.
+    let pair = Value::Pair(String::from("ab"), Box::new(Value::Big(vec![0; 10])));
+    assert_eq!(pair.reclaim_size(), s + 2 + (s + 10));
+    const {
+        assert!(!Value::PLAIN && !Value::SHARED && !Value::DROPS_ANYWHERE);
+        assert!(Never::PLAIN && !Never::SHARED);
+    }
+    if let Value::Text { lang, .. } = text {
+        assert_eq!(&lang, b"en");
+    }
+}
+
+#[derive(ReclaimSize)]
+#[reclaim_size(drops_anywhere)]
+enum Route {
+    Direct { prefix: String },
+    Via(String, Vec<u32>),
+}
+
+#[test]
+fn a_plain_enum_is_plain() {
+    #[derive(ReclaimSize, Clone, Copy)]
+    enum Protocol {
+        Tcp,
+        Udp(u16),
+    }
+    const {
+        assert!(Protocol::PLAIN);
+    }
+    assert_eq!(Protocol::Udp(53).reclaim_size(), size_of::<Protocol>());
+    assert_eq!(
+        vec![Protocol::Tcp; 4].reclaim_size(),
+        size_of::<Vec<Protocol>>() + 4 * size_of::<Protocol>()
+    );
+    assert!(drops_anywhere::<Route>());
+    let r = Route::Via(String::from("gw"), vec![1, 2]);
+    assert_eq!(r.reclaim_size(), size_of::<Route>() + 2 + 8);
+    assert_eq!(
+        Route::Direct {
+            prefix: String::from("10/8")
+        }
+        .reclaim_size(),
+        size_of::<Route>() + 4
+    );
+}
+
+#[derive(ReclaimSize)]
+struct Tagged<T> {
+    tag: String,
+    value: T,
+}
+
+#[derive(ReclaimSize)]
+#[reclaim_size(drops_anywhere)]
+struct Pair<'a, A, B: Clone, const N: usize>
+where
+    A: Default,
+{
+    a: Vec<A>,
+    b: Option<B>,
+    name: &'a str,
+    fixed: [u8; N],
+}
+
+/// Generic over a type that has no `ReclaimSize`: a skipped field names
+/// it, and gets no bound.
+#[derive(ReclaimSize)]
+struct Handle<H> {
+    label: String,
+    #[reclaim_size(skip)]
+    handle: H,
+}
+
+struct NoSize;
+
+#[test]
+fn generic_types_bound_the_fields_that_name_a_parameter() {
+    let t = Tagged {
+        tag: String::from("v"),
+        value: vec![0u8; 100],
+    };
+    assert_eq!(t.reclaim_size(), size_of::<Tagged<Vec<u8>>>() + 1 + 100);
+    assert_eq!(
+        Tagged {
+            tag: String::new(),
+            value: 1u8
+        }
+        .reclaim_size(),
+        size_of::<Tagged<u8>>()
+    );
+    const {
+        assert!(!<Tagged<u8>>::PLAIN && !<Tagged<u8>>::SHARED);
+        assert!(<Tagged<Arc<u8>>>::SHARED);
+    }
+    let p: Pair<'_, String, Vec<u8>, 3> = Pair {
+        a: vec![String::from("xyz")],
+        b: Some(vec![0; 9]),
+        name: "static",
+        fixed: [0; 3],
+    };
+    assert_eq!(p.name, "static");
+    assert_eq!(p.fixed, [0; 3]);
+    let want = size_of::<Pair<'_, String, Vec<u8>, 3>>() + (size_of::<String>() + 3) + 9;
+    assert_eq!(p.reclaim_size(), want);
+    assert!(drops_anywhere::<Pair<'static, String, Vec<u8>, 3>>());
+    let h = Handle {
+        label: String::from("fd"),
+        handle: NoSize,
+    };
+    let NoSize = h.handle;
+    assert_eq!(
+        Handle {
+            label: String::from("fd"),
+            handle: NoSize
+        }
+        .reclaim_size(),
+        size_of::<Handle<NoSize>>() + 2
+    );
+}
+
+/// A link that owns nothing, skipped: counted by its inline bytes.
+#[derive(ReclaimSize)]
+#[reclaim_size(drops_anywhere)]
+struct Node {
+    value: String,
+    #[reclaim_size(skip)]
+    next: AtomicPtr<Node>,
+}
+
+/// A skipped field that owns heap: the derive cannot see it (by design:
+/// the user said so), so only its inline bytes are counted.
+#[derive(ReclaimSize)]
+struct Counted {
+    #[reclaim_size(skip)]
+    elsewhere: Vec<u8>,
+    id: u64,
+}
+
+#[test]
+fn a_skipped_field_counts_its_inline_bytes_only() {
+    let n = Node {
+        value: String::from("abc"),
+        next: AtomicPtr::default(),
+    };
+    assert!(n.next.into_inner().is_null());
+    let n = Node {
+        value: String::from("abc"),
+        next: AtomicPtr::default(),
+    };
+    assert_eq!(n.reclaim_size(), size_of::<Node>() + 3);
+    let c = Counted {
+        elsewhere: vec![0; 1000],
+        id: 1,
+    };
+    assert_eq!(c.elsewhere.len() as u64 + c.id, 1001);
+    assert_eq!(c.reclaim_size(), size_of::<Counted>());
+    const {
+        // A skipped field may own heap: never PLAIN.
+        assert!(!Counted::PLAIN);
+        // Its `drops_anywhere` is the user's word.
+        assert!(Node::DROPS_ANYWHERE);
+        assert!(!Counted::DROPS_ANYWHERE);
+    }
+}
+
+/// Drops anywhere but for one field, whose destructor takes a lock.
+struct Locky(Vec<u8>);
+impl Drop for Locky {
+    fn drop(&mut self) {
+        eprintln!("{} bytes", self.0.len()); // stderr's lock
+    }
+}
+rcu_reclaim::reclaim_size!(Locky { 0 });
+
+#[derive(ReclaimSize)]
+#[reclaim_size(drops_anywhere)]
+struct HoldsLocky {
+    name: String,
+    inner: Locky,
+}
+
+#[derive(ReclaimSize)]
+#[reclaim_size(drops_anywhere)]
+struct SharesString {
+    name: String,
+    owner: Arc<String>, // the last owner's drop runs the String's: not anywhere
+}
+
+#[derive(ReclaimSize)]
+#[reclaim_size(drops_anywhere)]
+struct SharesBytes {
+    owner: Option<Arc<[u8]>>,
+}
+
+#[test]
+fn drops_anywhere_needs_the_attribute_and_every_field() {
+    assert!(drops_anywhere::<Node>());
+    assert!(!drops_anywhere::<HoldsLocky>());
+    assert!(!drops_anywhere::<SharesString>());
+    assert!(drops_anywhere::<SharesBytes>());
+    let h = HoldsLocky {
+        name: String::from("x"),
+        inner: Locky(vec![0; 4]),
+    };
+    assert_eq!(h.reclaim_size(), size_of::<HoldsLocky>() + 1 + 4);
+}
+
+#[test]
+fn shared_when_a_field_holds_an_arc() {
+    #[derive(ReclaimSize)]
+    struct Snapshot {
+        version: u64,
+        data: Arc<Vec<u8>>,
+    }
+    #[derive(ReclaimSize)]
+    enum Either {
+        Owned(Vec<u8>),
+        Shared(Option<Arc<str>>),
+    }
+    #[derive(ReclaimSize)]
+    struct SkipsTheArc {
+        body: Vec<u8>,
+        #[reclaim_size(skip)]
+        parent: Arc<Vec<u8>>,
+    }
+    const {
+        assert!(Snapshot::SHARED && Either::SHARED && SharesString::SHARED);
+        // A skipped field is out of SHARED as of everything else.
+        assert!(!SkipsTheArc::SHARED);
+        // An Arc is plain (a pointer), so is a struct of plain fields.
+        assert!(Snapshot::PLAIN && !Either::PLAIN);
+    }
+    let s = Snapshot {
+        version: 1,
+        data: Arc::new(vec![0; KIB64]),
+    };
+    assert_eq!(s.version, 1);
+    // The pointer only.
+    assert_eq!(s.reclaim_size(), size_of::<Snapshot>());
+    assert_eq!(
+        Either::Owned(vec![0; 3]).reclaim_size(),
+        size_of::<Either>() + 3
+    );
+    assert_eq!(Either::Shared(None).reclaim_size(), size_of::<Either>());
+    let k = SkipsTheArc {
+        body: vec![0; 8],
+        parent: Arc::new(vec![]),
+    };
+    assert!(k.parent.is_empty());
+    assert_eq!(k.reclaim_size(), size_of::<SkipsTheArc>() + 8);
+}
+
+#[test]
+fn a_cell_books_the_derived_size() {
+    let rcu = on_demand();
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(page())));
+    let old_size = page().reclaim_size();
+    cell.store(Box::new(page()));
+    assert_eq!(rcu.pending_bytes(), old_size);
+    let cell = RcuCell::new_in(&rcu, Some(Box::new(Value::Big(vec![0; KIB64]))));
+    cell.store(Box::new(Value::Nothing));
+    assert_eq!(rcu.pending_bytes(), old_size + size_of::<Value>() + KIB64);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn a_map_books_the_derived_size() {
+    let rcu = on_demand();
+    let map: RcuHashMap<u64, Page> = RcuHashMap::new_in(&rcu);
+    map.insert(1, page());
+    let size = page().reclaim_size();
+    assert!(map.remove(&1));
+    let booked = rcu.pending_bytes();
+    assert!(booked >= size, "{booked} < {size}");
+    assert!(booked <= size + 128, "{booked}");
+    // Replacing books the old value too.
+    map.insert(2, page());
+    map.insert(2, page());
+    assert!(rcu.pending_bytes() >= booked + size);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+#[test]
+fn a_cache_weighs_by_the_derived_size() {
+    let rcu = on_demand();
+    let cache: RcuCache<u32, Page> = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+    let heap = page().heap_size();
+    cache.insert(1, page());
+    assert_eq!(cache.bytes(), RcuCache::<u32, Page>::ENTRY_OVERHEAD + heap);
+    // A value of 64 KiB each: the cap holds about 15 of them.
+    for key in 2..40 {
+        cache.insert(key, page());
+    }
+    assert!(cache.bytes() <= 1 << 20);
+    assert!(cache.len() < 20, "{}", cache.len());
+    drop(cache);
+    rcu.barrier();
+}
+
+/// A type that holds itself (through a `Box`, a `Vec`, an `Arc`): every
+/// level is counted; the recursive fields stay out of the constants, which
+/// would otherwise be defined by themselves.
+#[derive(ReclaimSize)]
+#[reclaim_size(drops_anywhere)]
+enum Tree<T> {
+    Leaf(T),
+    Node(Vec<Tree<T>>, Option<Box<Self>>),
+}
+
+#[derive(ReclaimSize)]
+struct Chain {
+    name: String,
+    parent: Option<std::rc::Rc<Chain>>,
+}
+
+#[test]
+fn a_recursive_type_counts_every_level() {
+    let s = size_of::<Tree<String>>();
+    let leaf = || Tree::Leaf(String::from("ab"));
+    let tree = Tree::Node(vec![leaf(), leaf()], Some(Box::new(leaf())));
+    let children = 2 * s + 2 * 2;
+    let boxed = s + 2;
+    assert_eq!(tree.reclaim_size(), s + children + boxed);
+    const {
+        assert!(!<Tree<u8>>::PLAIN && !<Tree<u8>>::SHARED);
+        // The attribute's word for the recursive fields, checked for `T`.
+        assert!(<Tree<String>>::DROPS_ANYWHERE);
+        assert!(!<Tree<Locky>>::DROPS_ANYWHERE);
+        // An `Rc` of itself: shared.
+        assert!(Chain::SHARED && !Chain::PLAIN);
+    }
+    let root = std::rc::Rc::new(Chain {
+        name: String::from("root"),
+        parent: None,
+    });
+    let child = Chain {
+        name: String::from("c"),
+        parent: Some(root),
+    };
+    assert_eq!(child.reclaim_size(), size_of::<Chain>() + 1);
+}
