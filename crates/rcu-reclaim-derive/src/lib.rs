@@ -73,6 +73,23 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
     let attrs = container_attrs(&input.attrs)?;
     let krate = &attrs.krate;
     let trait_path = quote!(#krate::ReclaimSize);
+    let name = &input.ident;
+    // A field whose type names the type itself (`Box<Self>`, `Vec<Tree<T>>`)
+    // is counted, but stays out of the constants and the bounds: its
+    // `SHARED` or `DROPS_ANYWHERE` would be computed from the one being
+    // defined (a cycle rustc rejects), and its bound from the impl itself.
+    let own = [name.clone(), Ident::new("Self", name.span())];
+    let own: Vec<&Ident> = own.iter().collect();
+    let is_recursive = |ty: &Type| names_any(ty.to_token_stream(), &own);
+    // A field's heap: through `__derive_field` (as the constants read it),
+    // so that a field type without the trait is one error, at the field.
+    let heap_term = |ty: &Type, place: TokenStream2| {
+        if is_recursive(ty) {
+            quote_spanned!(ty.span()=> #trait_path::heap_size(#place))
+        } else {
+            quote_spanned!(ty.span()=> (#krate::__derive_field::<#ty>().heap_size)(#place))
+        }
+    };
 
     // Every field of the type (of every variant), and the body of
     // `reclaim_size` beyond `size_of::<Self>()`.
@@ -94,9 +111,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
                     None => Index::from(i).into_token_stream(),
                 };
                 let ty = &field.ty;
-                terms.push(quote_spanned! {ty.span()=>
-                    <#ty as #trait_path>::heap_size(&self.#member)
-                });
+                terms.push(heap_term(ty, quote!(&self.#member)));
             }
             quote!(#(+ #terms)*)
         }
@@ -121,9 +136,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
                         continue;
                     }
                     let ty = &field.ty;
-                    terms.push(quote_spanned! {ty.span()=>
-                        <#ty as #trait_path>::heap_size(#binding)
-                    });
+                    terms.push(heap_term(ty, quote!(#binding)));
                     bindings.push(quote!(#member: ref #binding));
                 }
                 let pattern = match &variant.fields {
@@ -156,17 +169,9 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
         }
     };
 
-    // A field whose type names the type itself (`Box<Self>`, `Vec<Tree<T>>`)
-    // is counted, but stays out of the constants and the bounds: its
-    // `SHARED` or `DROPS_ANYWHERE` would be computed from the one being
-    // defined (a cycle rustc rejects), and its bound from the impl itself.
-    let name = &input.ident;
-    let own = [name.clone(), Ident::new("Self", name.span())];
-    let own: Vec<&Ident> = own.iter().collect();
     let kept: Vec<&Type> = fields.iter().filter(|f| !f.skip).map(|f| f.ty).collect();
-    let (recursive, kept): (Vec<&Type>, Vec<&Type>) = kept
-        .into_iter()
-        .partition(|ty| names_any(ty.to_token_stream(), &own));
+    let (recursive, kept): (Vec<&Type>, Vec<&Type>) =
+        kept.into_iter().partition(|ty| is_recursive(ty));
     let any_skipped = fields.iter().any(|f| f.skip);
 
     // `FieldType: ReclaimSize` for each field type that names a type
@@ -208,7 +213,9 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
     } else if kept.is_empty() {
         quote!(false)
     } else {
-        let each = kept.iter().map(|ty| quote!(<#ty as #trait_path>::SHARED));
+        let each = kept
+            .iter()
+            .map(|ty| quote_spanned!(ty.span()=> #krate::__derive_field::<#ty>().shared));
         quote!(#(#each)||*)
     };
     // Not plain if a field is skipped (it may own heap the derive cannot
@@ -216,13 +223,15 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
     let plain = if any_skipped || !recursive.is_empty() {
         quote!(false)
     } else {
-        let each = kept.iter().map(|ty| quote!(&& <#ty as #trait_path>::PLAIN));
+        let each = kept
+            .iter()
+            .map(|ty| quote_spanned!(ty.span()=> && #krate::__derive_field::<#ty>().plain));
         quote!(true #(#each)*)
     };
     let drops_anywhere = if attrs.drops_anywhere {
-        let each = kept
-            .iter()
-            .map(|ty| quote!(&& #krate::drops_anywhere::<#ty>()));
+        let each = kept.iter().map(
+            |ty| quote_spanned!(ty.span()=> && #krate::__derive_field::<#ty>().drops_anywhere),
+        );
         quote! {
             const DROPS_ANYWHERE: bool = true #(#each)*;
         }
@@ -343,8 +352,8 @@ fn field_skipped(attrs: &[Attribute]) -> Result<bool> {
 fn list_of(attr: &Attribute, forms: &str, place: &str) -> Result<()> {
     match &attr.meta {
         syn::Meta::List(_) => Ok(()),
-        _ => Err(Error::new(
-            attr.span(),
+        _ => Err(Error::new_spanned(
+            attr,
             format!("`reclaim_size` takes arguments in parentheses: {place}, {forms}"),
         )),
     }

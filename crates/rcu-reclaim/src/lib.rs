@@ -610,6 +610,8 @@ pub use retired::Retired;
 pub use size::field_drops_anywhere as __field_drops_anywhere;
 #[doc(hidden)]
 pub use size::field_shared as __field_shared;
+#[doc(hidden)]
+pub use size::{derive_field as __derive_field, DeriveField as __DeriveField};
 pub use size::{drops_anywhere, ReclaimSize};
 
 /// Derives [`ReclaimSize`](trait@ReclaimSize) for a struct or an enum:

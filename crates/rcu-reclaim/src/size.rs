@@ -48,15 +48,19 @@ use std::sync::Arc;
     // (`&T` implements the trait, and `defer_drop`'s `T` comes from its
     // argument), it shows neither the label nor the notes below.
     message = "`{Self}` does not implement `ReclaimSize`: rcu-reclaim cannot tell how many bytes \
-               retiring it frees; declare its heap-owning fields with \
-               `rcu_reclaim::reclaim_size!` (or name the bytes with a `_sized` call)",
+               retiring it frees; add `#[derive(rcu_reclaim::ReclaimSize)]` to it, or declare its \
+               heap-owning fields with `rcu_reclaim::reclaim_size!` (or name the bytes with a \
+               `_sized` call)",
     label = "`{Self}` has no `ReclaimSize`",
-    note = "for a struct, declare its heap-owning fields: `rcu_reclaim::reclaim_size!({Self} {{ \
-            field1, field2 }});` (add `; drops_anywhere` if its `Drop` takes no lock); for a \
-            type that owns no heap, `rcu_reclaim::reclaim_size!({Self});`; for an enum whose \
-            variants own heap, implement `ReclaimSize` by hand with a `match` (see the \
-            `reclaim_size!` docs); a generic struct's parameters go in brackets after `impl`: \
-            `rcu_reclaim::reclaim_size!(impl[T: ReclaimSize] Name<T> {{ field1 }});`",
+    note = "for a struct or an enum of yours, `#[derive(rcu_reclaim::ReclaimSize)]` counts every \
+            field (`#[reclaim_size(drops_anywhere)]` on the type if its `Drop` takes no lock); \
+            a field of a derived type whose type lacks `ReclaimSize` and owns no heap is marked \
+            `#[reclaim_size(skip)]` (only its inline bytes are counted)",
+    note = "without the derive: `rcu_reclaim::reclaim_size!({Self} {{ field1, field2 }});` \
+            names the heap-owning fields (a generic struct's parameters in brackets: \
+            `reclaim_size!(impl[T: ReclaimSize] Name<T> {{ field1 }})`), \
+            `rcu_reclaim::reclaim_size!({Self});` a type that owns no heap, or implement \
+            `ReclaimSize` by hand",
     note = "or name the size yourself: `RcuCell::store_weighed`, `Retired::defer_drop_sized`, \
             `Rcu::defer_drop_sized`; an `RcuHashMap` of such keys or values takes \
             `RcuHashMap::with_weigher_in(..)`, an `RcuCache` `RcuCache::builder().weigher(..)`"
@@ -366,6 +370,33 @@ pub const fn drops_anywhere<T: ReclaimSize + ?Sized>() -> bool {
 #[doc(hidden)]
 pub const fn field_drops_anywhere<S, F: ReclaimSize>(_f: fn(&S) -> &F) -> bool {
     drops_anywhere::<F>()
+}
+
+/// For `#[derive(ReclaimSize)]`: what the derive reads of one field's type.
+/// Every use goes through [`derive_field`], so that a field type without
+/// `ReclaimSize` is one error (the same at each use, reported once), at
+/// the field, with the trait's notes.
+#[doc(hidden)]
+pub struct DeriveField<F> {
+    /// [`ReclaimSize::PLAIN`].
+    pub plain: bool,
+    /// [`ReclaimSize::SHARED`].
+    pub shared: bool,
+    /// [`drops_anywhere`].
+    pub drops_anywhere: bool,
+    /// [`ReclaimSize::heap_size`].
+    pub heap_size: fn(&F) -> usize,
+}
+
+/// For `#[derive(ReclaimSize)]`: see [`DeriveField`].
+#[doc(hidden)]
+pub const fn derive_field<F: ReclaimSize>() -> DeriveField<F> {
+    DeriveField {
+        plain: F::PLAIN,
+        shared: F::SHARED,
+        drops_anywhere: drops_anywhere::<F>(),
+        heap_size: F::heap_size,
+    }
 }
 
 /// For [`reclaim_size!`](crate::reclaim_size): whether the field `f`
