@@ -32,6 +32,8 @@
 //! `#[reclaim_size(skip)]`. A union does not derive it (which field is
 //! live is not known): implement `ReclaimSize` by hand.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 use proc_macro2::{TokenStream as TokenStream2, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};

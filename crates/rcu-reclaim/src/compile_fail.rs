@@ -392,3 +392,83 @@
 //! struct Node<T> { value: T }
 //! rcu_reclaim::reclaim_size!(impl<T: rcu_reclaim::ReclaimSize> Node<T> { value }; drops_anywhere);
 //! ```
+//!
+//! # `#[derive(ReclaimSize)]`
+//!
+//! A field whose type has no `ReclaimSize` (one error, at the field's
+//! type, whose note names `#[reclaim_size(skip)]`):
+//!
+//! ```compile_fail,E0277
+//! struct Handle(u32);
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! struct Conn {
+//!     name: String,
+//!     handle: Handle, // error: `Handle` does not implement `ReclaimSize`
+//! }
+//! ```
+//!
+//! in an enum's variant too:
+//!
+//! ```compile_fail,E0277
+//! struct Handle(u32);
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! enum Conn {
+//!     Open(String, Handle), // error: `Handle` does not implement `ReclaimSize`
+//!     Closed,
+//! }
+//! ```
+//!
+//! A union, whose live field is not known:
+//!
+//! ```compile_fail
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! union Bits { // error: `#[derive(ReclaimSize)]` does not support unions
+//!     int: u32,
+//!     float: f32,
+//! }
+//! ```
+//!
+//! An attribute it does not know:
+//!
+//! ```compile_fail
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! #[reclaim_size(drop_anywhere)] // error: unknown `reclaim_size` attribute
+//! struct Route {
+//!     prefix: String,
+//! }
+//! ```
+//!
+//! `drops_anywhere` on a field (it is said of the whole type):
+//!
+//! ```compile_fail
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! struct Route {
+//!     #[reclaim_size(drops_anywhere)] // error: `drops_anywhere` goes on the type
+//!     prefix: String,
+//! }
+//! ```
+//!
+//! and `skip` on the type (it is said of a field):
+//!
+//! ```compile_fail
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! #[reclaim_size(skip)] // error: `skip` goes on a field, not on the type
+//! struct Route {
+//!     prefix: String,
+//! }
+//! ```
+//!
+//! A cache weighed by `ReclaimSize` refuses a derived value with an `Arc`
+//! field (`SHARED`), as it refuses the `Arc` itself (E0080, as the cache's
+//! code is generated):
+//!
+//! ```compile_fail
+//! use std::sync::Arc;
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! struct Snapshot {
+//!     version: u64,
+//!     data: Arc<Vec<u8>>,
+//! }
+//! let cache = rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
+//! cache.insert(1u32, Snapshot { version: 1, data: Arc::new(vec![0; 1 << 16]) });
+//! ```

@@ -27,21 +27,21 @@
 //! config.store(Box::new(vec!["10.0.0.2"]));
 //! ```
 //!
-//! A struct of your own says which of its fields own heap memory, so that
-//! the bytes a retire frees are counted (see
-//! [which call to pick](#retiring-a-value-which-call-to-pick)); list every
-//! such field:
+//! A struct or an enum of your own derives [`ReclaimSize`](derive@ReclaimSize),
+//! so that the bytes a retire frees are counted (see
+//! [which call to pick](#retiring-a-value-which-call-to-pick)): the derive
+//! counts the heap of every field, a field added later included.
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use rcu_reclaim::{reclaim_size, RcuCell};
+//! use rcu_reclaim::{RcuCell, ReclaimSize};
 //!
+//! #[derive(ReclaimSize)]
 //! struct AppConfig {
 //!     upstreams: Vec<String>,
 //!     limits: HashMap<String, u64>,
 //!     port: u16,
 //! }
-//! reclaim_size!(AppConfig { upstreams, limits });
 //!
 //! let config = RcuCell::new(AppConfig { upstreams: vec![], limits: HashMap::new(), port: 80 });
 //! config.store(Box::new(AppConfig { upstreams: vec!["a".into()], limits: HashMap::new(), port: 81 }));
@@ -59,8 +59,9 @@
 //! owns: 64 KiB + 24 B for a 64 KiB `Vec<u8>`), so reclaim and pressure see
 //! what a grace period will free; a type without [`ReclaimSize`] does not
 //! compile with them. An unknown or custom size is an opt-in: the `_sized`
-//! and `_weighed` calls book what they are told. A struct gets
-//! `ReclaimSize` from [`reclaim_size!`] (or a manual impl).
+//! and `_weighed` calls book what they are told. A struct or an enum gets
+//! `ReclaimSize` from [`#[derive(ReclaimSize)]`](derive@ReclaimSize) (or
+//! [`reclaim_size!`], or a manual impl).
 //!
 //! | you have | call | books |
 //! |---|---|---|
@@ -94,8 +95,9 @@
 //! whether the value *drops anywhere* ([`drops_anywhere`]: no drop glue,
 //! or [`ReclaimSize::DROPS_ANYWHERE`], which `String`, `Vec`, `Box`,
 //! `Option`, tuples and the std maps declare when their elements do, and
-//! `reclaim_size!(T { .. }; drops_anywhere)` declares for a struct whose
-//! own `Drop`, if any, takes no lock). Ready values of such types are freed
+//! `#[reclaim_size(drops_anywhere)]` beside the derive declares for a type
+//! whose own `Drop`, if any, takes no lock, and whose fields all drop
+//! anywhere). Ready values of such types are freed
 //! by the thread that keeps retiring them, where they were allocated and
 //! while its cache still holds them; anything else goes to a worker thread,
 //! since its destructor might take a lock the retiring caller holds. The
@@ -104,9 +106,10 @@
 //! with [`Rcu::collect`].
 //!
 //! ```
-//! use rcu_reclaim::{drops_anywhere, reclaim_size, RcuCell};
+//! use rcu_reclaim::{drops_anywhere, RcuCell, ReclaimSize};
+//! #[derive(ReclaimSize)]
+//! #[reclaim_size(drops_anywhere)]
 //! struct Route { prefix: String, hops: Vec<u32> }
-//! reclaim_size!(Route { prefix, hops }; drops_anywhere);
 //! assert!(drops_anywhere::<Route>());
 //! let table = RcuCell::new(Route { prefix: "10.0.0.0/8".into(), hops: vec![1, 2] });
 //! table.store(Box::new(Route { prefix: "10.0.0.0/8".into(), hops: vec![3] }));
@@ -120,16 +123,23 @@
 //! [`Rcu::defer_drop_raw`] (not a `Box` rebuilt from it, which would claim
 //! a uniqueness that readers still holding it deny); the structure's own
 //! `Drop`, which no reader can overlap (it has `&mut self`), frees what is
-//! left at once. The links are left out of [`reclaim_size!`]: they own
+//! left at once. The links are skipped by the derive
+//! (`#[reclaim_size(skip)]`: `AtomicPtr` has no `ReclaimSize`): they own
 //! nothing.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicPtr, Ordering};
 //! use std::sync::Mutex;
-//! use rcu_reclaim::{reclaim_size, Rcu, ReadSection};
+//! use rcu_reclaim::{Rcu, ReadSection, ReclaimSize};
 //!
-//! struct Node { key: u64, value: String, next: AtomicPtr<Node> }
-//! reclaim_size!(Node { value }; drops_anywhere);
+//! #[derive(ReclaimSize)]
+//! #[reclaim_size(drops_anywhere)]
+//! struct Node {
+//!     key: u64,
+//!     value: String,
+//!     #[reclaim_size(skip)]
+//!     next: AtomicPtr<Node>,
+//! }
 //!
 //! struct List { head: AtomicPtr<Node>, writer: Mutex<()> }
 //!
@@ -517,7 +527,7 @@
 //! [`Error`], [`Flavor`], [`Cookie`], the QSBR registration and guard
 //! ([`QsbrThread`], [`QsbrOfflineThread`], [`QsbrGuard`], with
 //! [`ReadSection`] over both kinds of guard and [`LateReader`]), and
-//! [`ReclaimSize`] (at the root because
+//! [`ReclaimSize`], the trait and its derive (at the root because
 //! retiring a value with [`Rcu::defer_drop`] asks for it). The
 //! rest is grouped by concept:
 //!
@@ -536,6 +546,8 @@
 //! | [`locking`] | documentation only: where code runs, what may block, the lock order |
 //!
 //! ## Features
+//! * `derive` (on by default): [`#[derive(ReclaimSize)]`](derive@ReclaimSize),
+//!   from the `rcu-reclaim-derive` crate.
 //! * `serde`: `serde::Serialize` for the stats snapshots and reports.
 //! * `testing`: test hooks, **not for production**:
 //!   `topology::override_current_cpu` and `Config::simulate_no_membarrier`.

@@ -3,7 +3,8 @@
 //! [`RcuCell::store`](crate::RcuCell::store),
 //! [`Retired::defer_drop`](crate::Retired::defer_drop)) books its real
 //! size, and the [`reclaim_size!`](crate::reclaim_size) macro that lets a
-//! struct opt in.
+//! struct opt in (`#[derive(ReclaimSize)]`, the first way, is the
+//! `rcu-reclaim-derive` crate's, re-exported beside the trait).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::mem::size_of;
@@ -22,9 +23,21 @@ use std::sync::Arc;
 /// which retire time cannot know; size such a value with a `_sized` call
 /// when it is known to be the last).
 ///
-/// A struct opts in with [`reclaim_size!`](crate::reclaim_size), or by hand
-/// (an enum whose variants own heap memory does it by hand, with a `match`:
-/// see the macro's docs):
+/// A struct or an enum of yours opts in with `#[derive(ReclaimSize)]`
+/// (the `derive` feature, on by default), which counts every field's heap;
+/// a field whose type has no `ReclaimSize` and owns no heap is marked
+/// `#[reclaim_size(skip)]`:
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// #[derive(ReclaimSize)]
+/// struct Entry { key: String, body: Vec<u8>, hits: u64 }
+/// let e = Entry { key: "k".into(), body: vec![0; 4096], hits: 0 };
+/// assert_eq!(e.reclaim_size(), std::mem::size_of::<Entry>() + 1 + 4096);
+/// ```
+///
+/// or with [`reclaim_size!`](crate::reclaim_size), given the heap-owning
+/// fields by name, or by hand:
 ///
 /// ```
 /// use rcu_reclaim::ReclaimSize;
@@ -120,9 +133,9 @@ pub trait ReclaimSize {
     /// that counts the memory an entry keeps alive.
     ///
     /// `true` for `Arc` and `Rc`, and for the std containers, `Option`,
-    /// `Box` and tuples that hold them; a struct sized by
-    /// [`reclaim_size!`](crate::reclaim_size) says it when a field it names
-    /// does.
+    /// `Box` and tuples that hold them; a type that derives `ReclaimSize`
+    /// says it when a field does (one it skips aside), and a struct sized by
+    /// [`reclaim_size!`](crate::reclaim_size) when a field it names does.
     ///
     /// ```
     /// use rcu_reclaim::ReclaimSize;
@@ -165,6 +178,12 @@ pub trait ReclaimSize {
 /// Implements [`ReclaimSize`] for a struct as its own size plus the
 /// [`heap_size`](ReclaimSize::heap_size) of the fields named (each must
 /// implement `ReclaimSize`); fields left out count only their inline bytes.
+///
+/// `#[derive(ReclaimSize)]` does the same for every field, and for enums
+/// (a field added later is counted without being listed): prefer it for a
+/// type of your own. The macro stays for the heapless form below, which
+/// checks at compile time that the type has no drop glue, and for the
+/// code that uses it.
 ///
 /// ```
 /// use rcu_reclaim::{reclaim_size, ReclaimSize};
@@ -246,9 +265,9 @@ pub trait ReclaimSize {
 /// ```
 ///
 /// The macro reads named fields (`self.field`), so an enum whose variants
-/// own heap memory implements [`ReclaimSize`] by hand, with a `match`
-/// (`reclaim_size!(Value { Big })` fails with "no field `Big` on type
-/// `&Value`"):
+/// own heap memory derives `ReclaimSize`, or implements it by hand, with a
+/// `match` (`reclaim_size!(Value { Big })` fails with "no field `Big` on
+/// type `&Value`"):
 ///
 /// ```
 /// use rcu_reclaim::{ReclaimSize, RcuCell};
@@ -335,12 +354,11 @@ macro_rules! __reclaim_size_owns_no_heap {
                 ")` is for types that own no heap memory, and `",
                 ::std::stringify!($ty),
                 "` has drop glue (a field that owns memory, or a `Drop` of its own). A struct \
-                 names its fields that own heap memory, `reclaim_size!(",
+                 or enum of yours takes `#[derive(ReclaimSize)]`, which counts every field; a \
+                 struct can also name its fields that own heap memory, `reclaim_size!(",
                 ::std::stringify!($ty),
-                " {{ field1, field2 }})`, so that their bytes are booked; an enum whose variants \
-                 own heap memory implements `ReclaimSize` by hand, with a `match` over its \
-                 variants (`reclaim_size!` cannot see them); only a type whose drop glue frees no \
-                 heap memory (a `Drop` of its own, say) is `reclaim_size!(",
+                " {{ field1, field2 }})`, so that their bytes are booked; only a type whose drop \
+                 glue frees no heap memory (a `Drop` of its own, say) is `reclaim_size!(",
                 ::std::stringify!($ty),
                 " {{}})`"
             )
