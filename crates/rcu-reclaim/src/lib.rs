@@ -662,7 +662,7 @@ pub use size::{drops_anywhere, ReclaimSize};
 /// What it declares besides the size:
 ///
 /// * [`SHARED`](ReclaimSize::SHARED) when a field does (an `Arc` or `Rc`
-///   in it: an [`RcuCache`](crate::RcuCache) then asks for a weigher);
+///   in it: an [`RcuCache`] then asks for a weigher);
 /// * [`PLAIN`](ReclaimSize::PLAIN) when every field is plain (owns no
 ///   heap) and none is skipped;
 /// * [`DROPS_ANYWHERE`](ReclaimSize::DROPS_ANYWHERE) only when the type
