@@ -26,6 +26,14 @@
 //!   (not skipped) whose type names a type parameter; the type's own
 //!   bounds are kept.
 //!
+//! A field whose type names the type itself (`Box<Self>`, `Vec<Tree<T>>`:
+//! a recursive type) is counted, but stays out of the constants, which
+//! would otherwise be defined by themselves (a cycle rustc rejects): the
+//! type is then not `PLAIN`, is `SHARED` only if such a field names `Arc`
+//! or `Rc` (or another field is), and such a field's `DROPS_ANYWHERE` is
+//! your word, as a skipped field's is. It gets no bound either (the impl
+//! being derived is its bound).
+//!
 //! The attributes: on the type, `#[reclaim_size(drops_anywhere)]` and
 //! `#[reclaim_size(crate = "path")]` (where rcu-reclaim is not
 //! `::rcu_reclaim`, e.g. renamed in `Cargo.toml`); on a field,
@@ -65,7 +73,7 @@ struct ContainerAttrs {
     krate: Path,
 }
 
-/// One field: how to reach it, its type, whether it is skipped.
+/// One field: its type, and whether it is skipped.
 struct Field<'a> {
     ty: &'a Type,
     skip: bool,

@@ -720,6 +720,26 @@ pub use size::{drops_anywhere, ReclaimSize};
 /// assert_eq!(t.reclaim_size(), std::mem::size_of::<Tagged<Vec<u8>>>() + 1 + 100);
 /// ```
 ///
+/// A type that holds itself (a tree of `Box<Self>` or `Vec<Self>`) is
+/// counted at every level. Its fields that name the type stay out of the
+/// constants, which would otherwise be defined by themselves: the type is
+/// then not `PLAIN`, is `SHARED` only if such a field names `Arc` or `Rc`
+/// (or another field is shared), and such a field drops anywhere on your
+/// word, as a skipped one does. Two types that hold each other (`A` holds a
+/// `Box<B>`, `B` an `Option<Box<A>>`) are still a cycle rustc rejects:
+/// implement one of them by hand.
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// #[derive(ReclaimSize)]
+/// enum Tree { Leaf(String), Node(Vec<Tree>) }
+/// let t = Tree::Node(vec![Tree::Leaf("ab".into())]);
+/// assert_eq!(t.reclaim_size(), 2 * std::mem::size_of::<Tree>() + 2);
+/// ```
+///
+/// Fields are read by reference, so a `#[repr(packed)]` type implements
+/// `ReclaimSize` by hand.
+///
 /// The attributes: on the type, `#[reclaim_size(drops_anywhere)]` and
 /// `#[reclaim_size(crate = "path")]` (where the crate is not
 /// `::rcu_reclaim`: renamed in `Cargo.toml`, or re-exported by another);
