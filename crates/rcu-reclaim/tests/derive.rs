@@ -452,3 +452,24 @@ fn a_recursive_type_counts_every_level() {
     };
     assert_eq!(child.reclaim_size(), size_of::<Chain>() + 1);
 }
+
+/// `#[reclaim_size(crate = "..")]`: the crate under another name.
+mod renamed {
+    use rcu_reclaim as rr;
+
+    #[derive(rr::ReclaimSize)]
+    #[reclaim_size(crate = "rr", drops_anywhere)]
+    pub struct Entry {
+        pub key: String,
+    }
+}
+
+#[test]
+fn the_crate_under_another_name() {
+    let e = renamed::Entry {
+        key: String::from("abc"),
+    };
+    assert_eq!(e.key.len(), 3);
+    assert_eq!(e.reclaim_size(), size_of::<renamed::Entry>() + 3);
+    assert!(drops_anywhere::<renamed::Entry>());
+}
