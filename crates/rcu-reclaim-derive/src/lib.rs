@@ -51,10 +51,8 @@ use syn::{
     Result, Type, WherePredicate,
 };
 
-/// Derives rcu-reclaim's `ReclaimSize` for a struct or an enum: its own
-/// size plus the heap of every field. Used as `rcu_reclaim::ReclaimSize`,
-/// where the examples and the attributes are documented (see the crate's
-/// docs for the rules).
+/// (From the `rcu-reclaim-derive` crate, whose documentation lists what
+/// the derive writes for each field, constant and bound.)
 #[proc_macro_derive(ReclaimSize, attributes(reclaim_size))]
 pub fn derive_reclaim_size(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
