@@ -366,3 +366,68 @@ fn list_of(attr: &Attribute, forms: &str, place: &str) -> Result<()> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(src: &str) -> std::result::Result<String, String> {
+        let input: DeriveInput = syn::parse_str(src).map_err(|e| e.to_string())?;
+        expand(&input)
+            .map(|t| t.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bounds_only_the_fields_that_name_a_parameter() {
+        let out = expand_str("struct S<T, U> { a: Vec<T>, b: String, #[reclaim_size(skip)] c: U }")
+            .unwrap();
+        assert!(
+            out.contains("Vec < T > : :: rcu_reclaim :: ReclaimSize"),
+            "{out}"
+        );
+        assert!(!out.contains("String : :: rcu_reclaim"), "{out}");
+        assert!(!out.contains("U : :: rcu_reclaim"), "{out}");
+        assert!(out.contains("const PLAIN : bool = false"), "{out}");
+        assert!(!out.contains("DROPS_ANYWHERE"), "{out}");
+    }
+
+    #[test]
+    fn recursive_fields_stay_out_of_the_constants_and_bounds() {
+        let out = expand_str("enum T<X> { Leaf(X), Node(Vec<T<X>>, Option<Box<Self>>) }").unwrap();
+        assert!(!out.contains("Vec < T < X > > :"), "{out}");
+        assert!(!out.contains("__derive_field :: < Vec < T"), "{out}");
+        assert!(out.contains("X : :: rcu_reclaim :: ReclaimSize"), "{out}");
+        let out = expand_str("struct C { up: Option<std::sync::Arc<C>> }").unwrap();
+        assert!(out.contains("const SHARED : bool = true"), "{out}");
+    }
+
+    #[test]
+    fn the_crate_path_is_taken() {
+        let out = expand_str("#[reclaim_size(crate = \"my::rr\")] struct S { a: String }").unwrap();
+        assert!(out.contains("my :: rr :: ReclaimSize"), "{out}");
+        assert!(!out.contains(":: rcu_reclaim"), "{out}");
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_forms() {
+        let err = expand_str("union U { a: u32 }").unwrap_err();
+        assert!(err.contains("does not support unions"), "{err}");
+        let err = expand_str("#[reclaim_size(nope)] struct S;").unwrap_err();
+        assert!(
+            err.contains("unknown") && err.contains("drops_anywhere"),
+            "{err}"
+        );
+        let err = expand_str("#[reclaim_size(skip)] struct S;").unwrap_err();
+        assert!(err.contains("goes on a field"), "{err}");
+        let err = expand_str("struct S { #[reclaim_size(drops_anywhere)] a: u8 }").unwrap_err();
+        assert!(err.contains("goes on the type"), "{err}");
+        let err = expand_str("struct S { #[reclaim_size] a: u8 }").unwrap_err();
+        assert!(err.contains("parentheses"), "{err}");
+        let err =
+            expand_str("#[reclaim_size(drops_anywhere, drops_anywhere)] struct S;").unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+        let err = expand_str("#[reclaim_size(crate = 7)] struct S;").unwrap_err();
+        assert!(err.contains("expected string literal"), "{err}");
+    }
+}
