@@ -17,8 +17,9 @@ use std::sync::Arc;
 ///
 /// Implemented for the primitives, `()`, `String`, `Vec`, `VecDeque`,
 /// `Box`, `Box<[T]>`, `Box<str>`, references (the pointer only), arrays,
-/// `Option`, tuples up to 4, the std maps and sets (approximated: their buffers or nodes plus each
-/// element's own heap), and shared pointers (`Arc`, `Rc`, counted as the
+/// `Option`, `Cow`, tuples up to 4, the std maps and sets (approximated:
+/// their buffers or nodes plus each element's own heap), `PhantomData`,
+/// `AtomicPtr` (the pointer only), and shared pointers (`Arc`, `Rc`, counted as the
 /// pointer only: dropping one frees its pointee only if it was the last,
 /// which retire time cannot know; size such a value with a `_sized` call
 /// when it is known to be the last).
@@ -629,6 +630,71 @@ impl<T: ?Sized> ReclaimSize for Rc<T> {
     const DROPS_ANYWHERE: bool = !std::mem::needs_drop::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>()
+    }
+}
+
+/// Nothing at all: a marker of a generic struct (often beside an
+/// `AtomicPtr<T>` of a lock-free node), so that such a struct can derive
+/// [`ReclaimSize`] without marking it `#[reclaim_size(skip)]`.
+///
+/// ```
+/// use std::marker::PhantomData;
+/// use rcu_reclaim::ReclaimSize;
+/// #[derive(ReclaimSize)]
+/// struct Tagged<T> { name: String, _kind: PhantomData<fn() -> T> }
+/// let t: Tagged<u8> = Tagged { name: "abc".into(), _kind: PhantomData };
+/// assert_eq!(t.reclaim_size(), std::mem::size_of::<Tagged<u8>>() + 3);
+/// ```
+impl<T: ?Sized> ReclaimSize for std::marker::PhantomData<T> {
+    const PLAIN: bool = true;
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// The pointer only: an `AtomicPtr` owns nothing its drop frees (a
+/// lock-free node's link; what it points to is retired on its own).
+///
+/// ```
+/// use std::sync::atomic::AtomicPtr;
+/// use rcu_reclaim::ReclaimSize;
+/// #[derive(ReclaimSize)]
+/// struct Node { key: u64, next: AtomicPtr<Node> }
+/// let n = Node { key: 1, next: AtomicPtr::default() };
+/// assert_eq!(n.reclaim_size(), std::mem::size_of::<Node>());
+/// ```
+impl<T> ReclaimSize for std::sync::atomic::AtomicPtr<T> {
+    const PLAIN: bool = true;
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// A borrowed `Cow` owns nothing; an owned one what its value owns.
+///
+/// ```
+/// use std::borrow::Cow;
+/// use rcu_reclaim::ReclaimSize;
+/// let borrowed: Cow<'static, str> = Cow::Borrowed("static");
+/// let owned: Cow<'static, str> = Cow::Owned(String::with_capacity(100));
+/// assert_eq!(borrowed.heap_size(), 0);
+/// assert_eq!(owned.heap_size(), 100);
+/// ```
+impl<B> ReclaimSize for std::borrow::Cow<'_, B>
+where
+    B: ?Sized + ToOwned,
+    B::Owned: ReclaimSize,
+{
+    const SHARED: bool = <B::Owned as ReclaimSize>::SHARED;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<B::Owned>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+            + match self {
+                std::borrow::Cow::Borrowed(_) => 0,
+                std::borrow::Cow::Owned(o) => o.heap_size(),
+            }
     }
 }
 
