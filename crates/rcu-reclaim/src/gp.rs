@@ -442,6 +442,15 @@ impl GracePeriods {
         self.seq.load(Ordering::Acquire) >= target
     }
 
+    /// A broken `done` for the loom model's mutation check
+    /// (`Rcu::poll_relaxed_for_loom_mutation`): a relaxed load, which does
+    /// not acquire the completing grace period's release. The model must
+    /// fail.
+    #[cfg(loom)]
+    pub(crate) fn done_relaxed(&self, target: u64) -> bool {
+        self.seq.load(Ordering::Relaxed) >= target
+    }
+
     /// Holds off every grace period (across `fork()`).
     #[cfg(not(loom))]
     pub(crate) fn lock_gp_for_fork(&self) -> crate::sync::ForkHeld<'_, ()> {

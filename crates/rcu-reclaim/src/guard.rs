@@ -248,6 +248,19 @@ impl<'a> ReadGuard<'a> {
     pub fn domain(&self) -> &'a Rcu {
         self.rcu
     }
+
+    /// The mutation check of the loom model of a guard's section: ends
+    /// the section as the guard's drop does, but with a relaxed store of
+    /// the slot's `0`, which no longer orders the section's reads before a
+    /// writer that reads it. Never use it: the model must fail with it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn unlock_relaxed_for_loom_mutation(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: as in `drop`: the guard's slot, on the thread that owns it.
+        let s = unsafe { &**this.slot };
+        reader::section_exit_relaxed(s, this.rcu.registry(), this.rcu.flavor());
+    }
 }
 
 impl Drop for ReadGuard<'_> {

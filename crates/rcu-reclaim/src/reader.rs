@@ -1252,6 +1252,21 @@ pub(crate) fn section_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
     }
 }
 
+/// A broken `section_exit` for the loom model's mutation check (see
+/// `ReadGuard::unlock_relaxed_for_loom_mutation`): the outermost exit
+/// clears the slot with a relaxed store, so a writer that reads the `0`
+/// frees with no order after the section's reads. The model must fail.
+#[cfg(loom)]
+pub(crate) fn section_exit_relaxed(slot: &Slot, registry: &Registry, flavor: Flavor) {
+    let n = slot.nest.get() - 1;
+    slot.nest.set(n);
+    if n == 0 {
+        slot.ctr.store(0, Ordering::Relaxed);
+        reader_fence(flavor);
+        registry.wake_writer();
+    }
+}
+
 /// Whether `slot`'s count, just lowered by a nested-looking exit, is the
 /// bare [`OWES_THROTTLE`] bit: the outermost exit of a section that owes
 /// the pressure throttle, or of one whose slot goes back at its end

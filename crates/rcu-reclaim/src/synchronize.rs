@@ -191,6 +191,17 @@ impl Rcu {
         self.inner().gp.done(cookie.seq)
     }
 
+    /// The mutation check of the loom model of polled cookies: `poll` with
+    /// a relaxed load of the sequence, which no longer orders the grace
+    /// period's scan (and the readers' exits it acquired) before what the
+    /// caller does next. Never use it: the model must fail with it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn poll_relaxed_for_loom_mutation(&self, cookie: &Cookie) -> bool {
+        self.check_cookie(cookie);
+        self.inner().gp.done_relaxed(cookie.seq)
+    }
+
     /// Waits for a grace period only if none has elapsed since `cookie`.
     ///
     /// # Panics

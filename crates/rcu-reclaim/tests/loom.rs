@@ -12,7 +12,7 @@
 
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
-use rcu_reclaim::{Config, Rcu, RcuCell};
+use rcu_reclaim::{Config, Cookie, Rcu, RcuCell, ReadGuard};
 
 #[path = "common/loom_mutant.rs"]
 mod loom_mutant;
@@ -59,6 +59,94 @@ fn reader_never_sees_an_object_poisoned_after_synchronize() {
         drop(old);
         reader.join().unwrap();
     });
+}
+
+/// An object whose word is a loom `UnsafeCell`: loom reports any read of
+/// it that a later write is not ordered after ("Causality violation"),
+/// whether or not the read would have seen the write. (A word that is an
+/// atomic shows only what a load returns, and loom never lets a load
+/// return a store that comes later in its execution: the poison of an
+/// atomic word is missed however weak the ordering that should have kept
+/// the reader's load before it.)
+struct Data {
+    word: loom::cell::UnsafeCell<u64>,
+}
+
+// SAFETY: the word is read by readers and written by the writer only in
+// the orders the RCU protocol under test enforces; loom checks every
+// access against that order.
+unsafe impl Sync for Data {}
+
+impl Data {
+    fn boxed(v: u64) -> Box<Data> {
+        Box::new(Data {
+            word: loom::cell::UnsafeCell::new(v),
+        })
+    }
+
+    fn check(&self) {
+        // SAFETY: the access is checked by loom (the point of the model).
+        let v = self.word.with(|p| unsafe { *p });
+        assert_ne!(
+            v, POISON,
+            "a reader saw an object poisoned after its grace period"
+        );
+    }
+
+    /// The writer's poison, once the object is its own again.
+    fn poison(self: Box<Data>) {
+        // SAFETY: checked by loom: ordered after every reader's access
+        // unless the protocol (or the mutant) is broken.
+        self.word.with_mut(|p| unsafe { *p = POISON });
+    }
+}
+
+/// A guard's section against `synchronize`, on a `Data` object: the
+/// section's exit (`unlock`, the guard's drop in the protocol) must order
+/// the section's read of the old object before the writer's poison, which
+/// follows its scan's acquire of the slot's `0`.
+fn guard_exit_model(unlock: fn(ReadGuard<'_>)) {
+    loom::model(move || {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let cell = loom::sync::Arc::new(RcuCell::new_in(&rcu, Some(Data::boxed(1))));
+        let (r, c) = (rcu.clone(), cell.clone());
+        let reader = thread::spawn(move || {
+            let g = r.read_lock();
+            if let Some(d) = c.load(&g) {
+                d.check();
+            }
+            unlock(g);
+        });
+        let old = cell.replace(Data::boxed(2)).unwrap();
+        rcu.synchronize();
+        // SAFETY: a grace period elapsed after the unlink.
+        unsafe { old.into_box_unchecked() }.poison();
+        reader.join().unwrap();
+    });
+}
+
+#[test]
+fn a_guards_exit_orders_its_reads_before_the_free() {
+    guard_exit_model(|g| drop(g));
+}
+
+/// Mutation check: a section ended with a relaxed store of its slot's `0`
+/// (`reader::section_exit_relaxed`, built only under loom) is not ordered
+/// before the writer that reads it: the model fails. (Every other model
+/// here that reads through a guard reads an atomic word, and passes it.)
+#[test]
+fn mutation_a_guard_unlocked_with_a_relaxed_store_fails_the_model() {
+    mutant_fails(
+        "mutant_guard_unlocked_with_a_relaxed_store",
+        &["Causality violation"],
+    );
+}
+
+#[test]
+#[ignore = "a mutant that must fail; run (and checked to fail) by \
+            mutation_a_guard_unlocked_with_a_relaxed_store_fails_the_model"]
+fn mutant_guard_unlocked_with_a_relaxed_store() {
+    guard_exit_model(|g| g.unlock_relaxed_for_loom_mutation());
 }
 
 /// The model above as a function of the domain, for the reader-fence
@@ -146,6 +234,61 @@ fn polled_cookie_completed_by_another_thread_protects_readers() {
         gp.join().unwrap();
         reader.join().unwrap();
     });
+}
+
+/// The model above on a `Data` object, with the cookie taken after the
+/// unlink and polled (`poll`) while another thread's `synchronize` runs,
+/// a poll that says the grace period is over must order the readers'
+/// sections that grace period waited for before the caller's free.
+fn polled_model(poll: fn(&Rcu, &Cookie) -> bool) {
+    loom::model(move || {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let cell = loom::sync::Arc::new(RcuCell::new_in(&rcu, Some(Data::boxed(1))));
+        let (r, c) = (rcu.clone(), cell.clone());
+        let reader = thread::spawn(move || {
+            let g = r.read_lock();
+            if let Some(d) = c.load(&g) {
+                d.check();
+            }
+        });
+        let r2 = rcu.clone();
+        let old = cell.replace(Data::boxed(2)).unwrap();
+        let cookie = rcu.get_state();
+        let gp = thread::spawn(move || r2.synchronize());
+        // Polled a few times, yielding between (a single poll does not
+        // see the other thread's grace period end within the preemption
+        // bound; an unbounded loop runs past loom's branch limit).
+        for _ in 0..4 {
+            if poll(&rcu, &cookie) {
+                // SAFETY: a grace period that started after the unlink ended.
+                unsafe { old.into_box_unchecked() }.poison();
+                break;
+            }
+            thread::yield_now();
+        }
+        gp.join().unwrap();
+        reader.join().unwrap();
+    });
+}
+
+#[test]
+fn a_polled_cookie_orders_the_sections_it_waited_for_before_the_free() {
+    polled_model(Rcu::poll);
+}
+
+/// Mutation check: a poll whose load of the sequence is relaxed
+/// (`GracePeriods::done_relaxed`, built only under loom) does not acquire
+/// the other thread's grace period: the model fails.
+#[test]
+fn mutation_a_relaxed_poll_fails_the_model() {
+    mutant_fails("mutant_relaxed_poll", &["Causality violation"]);
+}
+
+#[test]
+#[ignore = "a mutant that must fail; run (and checked to fail) by \
+            mutation_a_relaxed_poll_fails_the_model"]
+fn mutant_relaxed_poll() {
+    polled_model(Rcu::poll_relaxed_for_loom_mutation);
 }
 
 /// Poisons its object when dropped, as a free would.
@@ -324,36 +467,9 @@ mod callbacks {
 /// violation"), whether or not the read would have seen the write.
 mod qsbr {
     use super::*;
-    use loom::cell::UnsafeCell;
     use loom::sync::Arc;
     use rcu_reclaim::topology::Topology;
     use rcu_reclaim::{Flavor, QsbrThread};
-
-    struct Data {
-        word: UnsafeCell<u64>,
-    }
-
-    // SAFETY: the word is read by readers and written by the writer only
-    // in the orders the RCU protocol under test enforces; loom checks every
-    // access against that order.
-    unsafe impl Sync for Data {}
-
-    impl Data {
-        fn boxed(v: u64) -> Box<Data> {
-            Box::new(Data {
-                word: UnsafeCell::new(v),
-            })
-        }
-
-        fn check(&self) {
-            // SAFETY: the access is checked by loom (the point of the model).
-            let v = self.word.with(|p| unsafe { *p });
-            assert_ne!(
-                v, POISON,
-                "a QSBR reader saw an object poisoned after its grace period"
-            );
-        }
-    }
 
     fn domain() -> Rcu {
         Rcu::new(
