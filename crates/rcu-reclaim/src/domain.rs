@@ -349,6 +349,20 @@ impl Rcu {
             .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// For loom models of publication alone (nothing freed): the domain's
+    /// read-side sections stop fencing, as a memb domain's do between its
+    /// grace periods' `membarrier`s, so a model sees the orderings that
+    /// publish (a map's links, a cell's pointer) without the sections'
+    /// fences. Its grace periods are then unsound (loom has no
+    /// `membarrier`): a model that frees must not use it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn unfenced_sections_for_loom(&self) {
+        self.registry
+            .fence_reads
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The configuration the domain was created with.
     ///
     /// ```

@@ -655,6 +655,75 @@ mod map {
         });
     }
 
+    /// A value whose word is a loom `UnsafeCell` written as it is made (by
+    /// the inserting thread): loom reports a reader's read of it that the
+    /// making is not ordered before.
+    struct Made(loom::cell::UnsafeCell<u64>);
+    rcu_reclaim::reclaim_size!(Made {});
+
+    // SAFETY: the word is written only when the value is made, before it
+    // is published; loom checks every read against that write.
+    unsafe impl Sync for Made {}
+
+    type Insert = fn(&RcuHashMap<u64, Made, Fixed>, u64, Made) -> bool;
+
+    /// A reader that finds an entry while another thread inserts it sees
+    /// the entry as it was made: the link's Release store, acquired by the
+    /// reader's walk, publishes the node's key and value. (The models
+    /// above read values made before the reader started, which pass with
+    /// the link relaxed.) The domain's sections do not fence
+    /// (`Rcu::unfenced_sections_for_loom`), as a memb domain's do not
+    /// between its grace periods' `membarrier`s: a fence at the entry of
+    /// the insert's own section, after the value was made, would release
+    /// it with the relaxed link (and loom makes each `SeqCst` fence acquire
+    /// everything before every earlier one). The inserting thread
+    /// registers before the value is made, for its registration's fence
+    /// too. Nothing is freed, so grace periods (unsound without
+    /// `membarrier`, which loom lacks) play no part.
+    fn insert_model(insert: Insert) {
+        loom::model(move || {
+            let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
+            rcu.unfenced_sections_for_loom();
+            drop(rcu.read_lock());
+            let map: Arc<RcuHashMap<u64, Made, Fixed>> = Arc::new(
+                RcuHashMap::with_capacity_and_hasher_in(0, Fixed::default(), &rcu),
+            );
+            let (r, m) = (rcu.clone(), map.clone());
+            let reader = thread::spawn(move || {
+                let g = r.read_lock();
+                if let Some(v) = m.get(&1, &g) {
+                    // SAFETY: checked by loom (the point of the model).
+                    assert_eq!(v.0.with(|p| unsafe { *p }), 7);
+                }
+            });
+            assert!(insert(&map, 1, Made(loom::cell::UnsafeCell::new(7))));
+            reader.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn an_inserted_value_is_seen_as_it_was_made() {
+        insert_model(RcuHashMap::insert);
+    }
+
+    /// Mutation check: an insert that links its node with a relaxed store
+    /// (`list::with_relaxed_links`, built only under loom) publishes a
+    /// value the reader's read is not ordered after: the model fails.
+    #[test]
+    fn mutation_an_insert_linked_relaxed_fails_the_model() {
+        super::mutant_fails(
+            "map::mutant_insert_linked_relaxed",
+            &["Causality violation"],
+        );
+    }
+
+    #[test]
+    #[ignore = "a mutant that must fail; run (and checked to fail) by \
+                mutation_an_insert_linked_relaxed_fails_the_model"]
+    fn mutant_insert_linked_relaxed() {
+        insert_model(RcuHashMap::insert_relaxed_for_loom_mutation);
+    }
+
     /// A key present throughout is found while another insert doubles the
     /// table (its dummies linked under the stripe locks, then published).
     #[test]

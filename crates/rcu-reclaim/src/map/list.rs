@@ -172,9 +172,36 @@ pub(super) unsafe fn search_by<K, V>(
 pub(super) unsafe fn link_between(prev: NonNull<Link>, next: *mut Link, new: *mut Link) {
     // SAFETY: `new` is the caller's, not yet visible to anyone.
     unsafe { (*new).next.store(next, Ordering::Relaxed) };
+    #[cfg(not(loom))]
+    let publish = Ordering::Release;
+    #[cfg(loom)]
+    let publish = if RELAXED_LINKS.with(std::cell::Cell::get) {
+        Ordering::Relaxed
+    } else {
+        Ordering::Release
+    };
     // SAFETY: `prev` is linked and only this lock's holder writes its
     // `next`; Release publishes `new`'s fields with it.
-    unsafe { prev.as_ref() }.next.store(new, Ordering::Release);
+    unsafe { prev.as_ref() }.next.store(new, publish);
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    /// Whether this thread's links are published with a relaxed store:
+    /// the loom model's mutation check, set only around
+    /// `RcuHashMap::insert_relaxed_for_loom_mutation`.
+    static RELAXED_LINKS: std::cell::Cell<bool> = std::cell::Cell::new(false);
+}
+
+/// Runs `f` (an insert, for the loom model's mutation check) with this
+/// thread's links published relaxed: a reader that finds the new node
+/// does not acquire its fields. The model must fail.
+#[cfg(loom)]
+pub(super) fn with_relaxed_links<R>(f: impl FnOnce() -> R) -> R {
+    RELAXED_LINKS.with(|r| r.set(true));
+    let out = f();
+    RELAXED_LINKS.with(|r| r.set(false));
+    out
 }
 
 /// Unlinks `old` (which follows `prev`), putting `new` in its place if

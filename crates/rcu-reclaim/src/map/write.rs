@@ -172,6 +172,16 @@ where
         }
     }
 
+    /// The mutation check of the loom model of an insert: `insert` with
+    /// the new node linked by a relaxed store, which no longer publishes
+    /// its key and value to a reader that finds it. Never use it: the
+    /// model must fail with it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn insert_relaxed_for_loom_mutation(&self, key: K, value: V) -> bool {
+        list::with_relaxed_links(|| self.insert(key, value))
+    }
+
     /// Removes `key`: `true` if it was present. The entry is dropped after
     /// a grace period, its size booked; readers that found it keep reading
     /// it until then.
