@@ -530,8 +530,9 @@ impl GracePeriods {
     /// A whole grace period at once, if no thread is registered as a reader
     /// and no grace period is in progress or being run (`gp_lock` free):
     /// `synchronize`'s fast path, which skips the snapshot's fence (the
-    /// lock's acquisition, with [`fence_after_lock`](crate::sync::fence_after_lock),
-    /// orders the caller's unlinks before the scan) and counts the call
+    /// sequence marked by a read-modify-write, with
+    /// [`fence_after_lock`](crate::sync::fence_after_lock), orders the
+    /// caller's unlinks and the mark before the scan) and counts the call
     /// itself. Returns whether it completed one.
     ///
     /// The caller is never inside a section of this domain when it returns
@@ -549,11 +550,17 @@ impl GracePeriods {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return false,
         };
-        // The lock was just taken by a read-modify-write: on x86 that is
-        // the fence `complete_if_no_reader` needs (one locked instruction
-        // fewer on the whole path).
+        let s = self.seq.load(Ordering::Relaxed);
+        if s & SEQ_STATE_MASK != 0 {
+            return false;
+        }
+        self.mark_no_reader_try();
+        // Marked by a read-modify-write: on x86 that is the fence the scan
+        // needs (see `complete_if_no_reader`), one locked instruction where
+        // a store and a fence would be two.
+        self.seq.swap(s + 1, Ordering::Relaxed);
         crate::sync::fence_after_lock();
-        if !self.complete_if_no_reader_fenced(WaitMode::Normal) {
+        if !self.complete_if_no_reader_marked(s, WaitMode::Normal) {
             return false;
         }
         bump_locked(&self.counters.synchronize_calls_no_reader);
@@ -573,26 +580,48 @@ impl GracePeriods {
     /// section sees every unlink made before the grace period. A thread that unregistered ended its sections first (release
     /// store of `in_use`, acquired by the scan); an abandoned slot stays
     /// claimed.
+    ///
+    /// The sequence is marked in progress *before* the fence, as a grace
+    /// period's start marks it before its barrier: another thread's
+    /// snapshot that reads it unmarked then comes before the fence, and
+    /// its unlinks are seen by any reader the scan misses. Marked after
+    /// the scan (as it was), a thread could unlink and take its snapshot
+    /// between the scan and the mark, while a reader that registered
+    /// after the scan held the unlinked object: this grace period then
+    /// completed that snapshot's cookie, and the object was freed under
+    /// the reader (`tests/loom.rs`,
+    /// `a_polled_cookie_orders_the_sections_it_waited_for_before_the_free`).
     fn complete_if_no_reader(&self, mode: WaitMode) -> bool {
-        if self.seq.load(Ordering::Relaxed) & SEQ_STATE_MASK != 0 {
-            return false;
-        }
-        fence(Ordering::SeqCst);
-        self.complete_if_no_reader_fenced(mode)
-    }
-
-    /// [`complete_if_no_reader`](Self::complete_if_no_reader) for a caller
-    /// that issued the full fence itself, after its unlinks and after
-    /// taking `gp_lock`.
-    fn complete_if_no_reader_fenced(&self, mode: WaitMode) -> bool {
         let s = self.seq.load(Ordering::Relaxed);
         if s & SEQ_STATE_MASK != 0 {
             return false;
         }
+        self.mark_no_reader_try();
+        self.seq.store(s + 1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        self.complete_if_no_reader_marked(s, mode)
+    }
+
+    /// Before the sequence is marked for a no-reader try: a start time
+    /// that [`held_up`](Self::held_up) takes for a grace period that has
+    /// only just started (none that it would wait on), should it look
+    /// while the mark stands.
+    fn mark_no_reader_try(&self) {
+        #[cfg(not(loom))]
+        self.started_us.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// [`complete_if_no_reader`](Self::complete_if_no_reader) once the
+    /// sequence, read as `s`, has been marked `s + 1`, and a full fence
+    /// issued after the mark (and after the caller's unlinks). With a
+    /// reader registered, the mark is taken back (`s` again: a snapshot
+    /// that read the mark asked for one grace period more, no less), and
+    /// nothing else is done.
+    fn complete_if_no_reader_marked(&self, s: u64, mode: WaitMode) -> bool {
         if self.registry.any_claimed() {
+            self.seq.store(s, Ordering::Relaxed);
             return false;
         }
-        self.seq.store(s + 1, Ordering::Relaxed);
         self.complete(s);
         bump_locked(match mode {
             WaitMode::Normal => &self.counters.normal_gps,

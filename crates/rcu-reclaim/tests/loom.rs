@@ -237,11 +237,16 @@ fn polled_cookie_completed_by_another_thread_protects_readers() {
 }
 
 /// The model above on a `Data` object, with the cookie taken after the
-/// unlink and polled (`poll`) while another thread's `synchronize` runs,
-/// a poll that says the grace period is over must order the readers'
-/// sections that grace period waited for before the caller's free.
+/// unlink while another thread's `synchronize` runs (started before it,
+/// so the snapshot's fence matters: a grace period already past its
+/// barrier must not count for the cookie), then polled (`poll`): a poll
+/// that says the grace period is over must order the readers' sections
+/// that grace period waited for before the caller's free.
 fn polled_model(poll: fn(&Rcu, &Cookie) -> bool) {
-    loom::model(move || {
+    // Three threads, and polls in a loop: bound 2 keeps it to seconds.
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(move || {
         let rcu = Rcu::new(Config::new()).unwrap();
         let cell = loom::sync::Arc::new(RcuCell::new_in(&rcu, Some(Data::boxed(1))));
         let (r, c) = (rcu.clone(), cell.clone());
@@ -252,9 +257,9 @@ fn polled_model(poll: fn(&Rcu, &Cookie) -> bool) {
             }
         });
         let r2 = rcu.clone();
+        let gp = thread::spawn(move || r2.synchronize());
         let old = cell.replace(Data::boxed(2)).unwrap();
         let cookie = rcu.get_state();
-        let gp = thread::spawn(move || r2.synchronize());
         // Polled a few times, yielding between (a single poll does not
         // see the other thread's grace period end within the preemption
         // bound; an unbounded loop runs past loom's branch limit).
