@@ -242,7 +242,7 @@ fn polled_cookie_completed_by_another_thread_protects_readers() {
 /// barrier must not count for the cookie), then polled (`poll`): a poll
 /// that says the grace period is over must order the readers' sections
 /// that grace period waited for before the caller's free.
-fn polled_model(poll: fn(&Rcu, &Cookie) -> bool) {
+fn polled_model(grace_period: fn(&Rcu), poll: fn(&Rcu, &Cookie) -> bool) {
     // Three threads, and polls in a loop: bound 2 keeps it to seconds.
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
@@ -257,7 +257,7 @@ fn polled_model(poll: fn(&Rcu, &Cookie) -> bool) {
             }
         });
         let r2 = rcu.clone();
-        let gp = thread::spawn(move || r2.synchronize());
+        let gp = thread::spawn(move || grace_period(&r2));
         let old = cell.replace(Data::boxed(2)).unwrap();
         let cookie = rcu.get_state();
         // Polled a few times, yielding between (a single poll does not
@@ -278,7 +278,16 @@ fn polled_model(poll: fn(&Rcu, &Cookie) -> bool) {
 
 #[test]
 fn a_polled_cookie_orders_the_sections_it_waited_for_before_the_free() {
-    polled_model(Rcu::poll);
+    polled_model(Rcu::synchronize, Rcu::poll);
+}
+
+/// The same with the other thread's grace period expedited: its
+/// `wait_for_seq` tries the no-reader fast path first itself
+/// (`complete_if_no_reader`, whose fence this one needs), where
+/// `synchronize` tries `complete_now_if_no_reader`.
+#[test]
+fn a_polled_cookie_orders_the_sections_an_expedited_grace_period_waited_for() {
+    polled_model(Rcu::synchronize_expedited, Rcu::poll);
 }
 
 /// Mutation check: a poll whose load of the sequence is relaxed
@@ -293,7 +302,7 @@ fn mutation_a_relaxed_poll_fails_the_model() {
 #[ignore = "a mutant that must fail; run (and checked to fail) by \
             mutation_a_relaxed_poll_fails_the_model"]
 fn mutant_relaxed_poll() {
-    polled_model(Rcu::poll_relaxed_for_loom_mutation);
+    polled_model(Rcu::synchronize, Rcu::poll_relaxed_for_loom_mutation);
 }
 
 /// Poisons its object when dropped, as a free would.
