@@ -224,6 +224,17 @@ fn slot_quiescent(slot: &Slot, new: u64) -> bool {
     v == 0 || v >= new
 }
 
+/// What [`GracePeriods::complete_now_if_no_reader`] did.
+pub(crate) enum FastPath {
+    /// Completed a grace period: no reader was registered.
+    Completed,
+    /// Started one (a reader was registered): the caller waits for its
+    /// end, this sequence value.
+    Started(u64),
+    /// Nothing: the lock was held, or a grace period was in progress.
+    NotTried,
+}
+
 pub(crate) fn bump(c: &StdAtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -533,14 +544,16 @@ impl GracePeriods {
     /// sequence marked by a read-modify-write, with
     /// [`fence_after_lock`](crate::sync::fence_after_lock), orders the
     /// caller's unlinks and the mark before the scan) and counts the call
-    /// itself. Returns whether it completed one.
+    /// itself. With a reader registered, the grace period it marked goes
+    /// on (started, not waited for): [`FastPath::Started`] says when it
+    /// ends.
     ///
     /// The caller is never inside a section of this domain when it returns
     /// `true`: a thread in a section (or online in a QSBR domain) holds a
     /// claimed slot, which makes the scan fail. So `synchronize` checks for
     /// misuse only after this fails, and its no-reader path reads no
     /// thread-local at all.
-    pub(crate) fn complete_now_if_no_reader(&self) -> bool {
+    pub(crate) fn complete_now_if_no_reader(&self) -> FastPath {
         // Not `sync::try_lock`: nothing here allocates, so the no-reclaim
         // mark (two thread-local accesses) is not needed. A poisoned lock
         // is used as `sync::lock` uses it.
@@ -548,11 +561,11 @@ impl GracePeriods {
         let _held = match self.gp_lock.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return false,
+            Err(std::sync::TryLockError::WouldBlock) => return FastPath::NotTried,
         };
         let s = self.seq.load(Ordering::Relaxed);
         if s & SEQ_STATE_MASK != 0 {
-            return false;
+            return FastPath::NotTried;
         }
         self.mark_no_reader_try();
         // Marked by a read-modify-write: on x86 that is the fence the scan
@@ -561,10 +574,13 @@ impl GracePeriods {
         self.seq.swap(s + 1, Ordering::Relaxed);
         crate::sync::fence_after_lock();
         if !self.complete_if_no_reader_marked(s, WaitMode::Normal) {
-            return false;
+            // Started, after the caller's unlinks: its end is the caller's
+            // target (a snapshot now would read the mark and ask for one
+            // grace period more).
+            return FastPath::Started((s | SEQ_STATE_MASK) + 1);
         }
         bump_locked(&self.counters.synchronize_calls_no_reader);
-        true
+        FastPath::Completed
     }
 
     /// With `gp_lock` held: if no grace period is in progress and no thread
@@ -614,12 +630,19 @@ impl GracePeriods {
     /// [`complete_if_no_reader`](Self::complete_if_no_reader) once the
     /// sequence, read as `s`, has been marked `s + 1`, and a full fence
     /// issued after the mark (and after the caller's unlinks). With a
-    /// reader registered, the mark is taken back (`s` again: a snapshot
-    /// that read the mark asked for one grace period more, no less), and
-    /// nothing else is done.
+    /// reader registered, the grace period so marked goes on as any other
+    /// (its barrier, the counter's bump: `start_marked`), left in progress
+    /// for the caller's wait (or a later one) to finish: the sequence
+    /// never goes back, so a snapshot taken earlier never asks for more
+    /// than one taken later.
     fn complete_if_no_reader_marked(&self, s: u64, mode: WaitMode) -> bool {
         if self.registry.any_claimed() {
-            self.seq.store(s, Ordering::Relaxed);
+            #[cfg(not(loom))]
+            let now_us = self.start_clock();
+            self.start_marked(
+                #[cfg(not(loom))]
+                now_us,
+            );
             return false;
         }
         self.complete(s);
@@ -642,10 +665,26 @@ impl GracePeriods {
         // The start time first: `held_up` (a heuristic for a bounded wait,
         // relaxed) then rarely pairs the new `seq` with the last start.
         #[cfg(not(loom))]
-        let now_us = crate::clock::elapsed(self.base).as_micros() as u64;
-        #[cfg(not(loom))]
-        self.started_us.store(now_us, Ordering::Relaxed);
+        let now_us = self.start_clock();
         self.seq.store(s + 1, Ordering::Relaxed);
+        self.start_marked(
+            #[cfg(not(loom))]
+            now_us,
+        )
+    }
+
+    /// The start time of a grace period, stored for `held_up`.
+    #[cfg(not(loom))]
+    fn start_clock(&self) -> u64 {
+        let now_us = crate::clock::elapsed(self.base).as_micros() as u64;
+        self.started_us.store(now_us, Ordering::Relaxed);
+        now_us
+    }
+
+    /// With `gp_lock` held and the sequence just marked in progress: the
+    /// rest of a grace period's start (the barrier, the counter's bump);
+    /// returns the counter value it waits for.
+    fn start_marked(&self, #[cfg(not(loom))] now_us: u64) -> u64 {
         self.start_barrier(
             #[cfg(not(loom))]
             now_us,

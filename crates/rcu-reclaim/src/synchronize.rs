@@ -2,7 +2,7 @@
 //! polled waits, and their [`Cookie`].
 
 use crate::domain::{Rcu, WaitInstead};
-use crate::gp::{bump, WaitMode};
+use crate::gp::{bump, FastPath, WaitMode};
 
 /// A snapshot of a domain's grace-period sequence, from [`Rcu::get_state`] or
 /// [`Rcu::start_poll`]: [`Rcu::poll`] says whether a full grace period has
@@ -100,14 +100,16 @@ impl Rcu {
     /// ```
     pub fn try_synchronize(&self) -> bool {
         let gp = &self.inner().gp;
-        if gp.complete_now_if_no_reader() {
-            return true;
-        }
+        let started = match gp.complete_now_if_no_reader() {
+            FastPath::Completed => return true,
+            FastPath::Started(target) => Some(target),
+            FastPath::NotTried => None,
+        };
         if self.in_read_section() {
             return false;
         }
         bump(&gp.counters.synchronize_calls);
-        let target = gp.snapshot();
+        let target = started.unwrap_or_else(|| gp.snapshot());
         self.wait_for_seq(target, WaitMode::Normal);
         true
     }
