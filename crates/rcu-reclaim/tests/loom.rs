@@ -94,7 +94,7 @@ impl Data {
     }
 
     /// The writer's poison, once the object is its own again.
-    fn poison(self: Box<Data>) {
+    fn poison(&self) {
         // SAFETY: checked by loom: ordered after every reader's access
         // unless the protocol (or the mutant) is broken.
         self.word.with_mut(|p| unsafe { *p = POISON });
