@@ -738,6 +738,53 @@ mod map {
         insert_model(RcuHashMap::insert_relaxed_for_loom_mutation);
     }
 
+    /// An insert over a present key (the new node put in the old one's
+    /// place by `unlink`): a reader that finds the key sees the old value,
+    /// made before it started, or the new one as it was made. The rest as
+    /// in `insert_model`.
+    fn replace_model(insert: Insert) {
+        loom::model(move || {
+            let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
+            rcu.unfenced_sections_for_loom();
+            let map: Arc<RcuHashMap<u64, Made, Fixed>> = Arc::new(
+                RcuHashMap::with_capacity_and_hasher_in(0, Fixed::default(), &rcu),
+            );
+            map.insert(1, Made(loom::cell::UnsafeCell::new(5)));
+            let (r, m) = (rcu.clone(), map.clone());
+            let reader = thread::spawn(move || {
+                let g = r.read_lock();
+                let v = m.get(&1, &g).expect("key 1 missed");
+                // SAFETY: checked by loom (the point of the model).
+                let v = v.0.with(|p| unsafe { *p });
+                assert!(v == 5 || v == 7, "{v}");
+            });
+            assert!(!insert(&map, 1, Made(loom::cell::UnsafeCell::new(7))));
+            reader.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_replacing_value_is_seen_as_it_was_made() {
+        replace_model(RcuHashMap::insert);
+    }
+
+    /// Mutation check: the replacing node put in place with a relaxed
+    /// store (`list::with_relaxed_links`, as above): the model fails.
+    #[test]
+    fn mutation_a_replace_linked_relaxed_fails_the_model() {
+        super::mutant_fails(
+            "map::mutant_replace_linked_relaxed",
+            &["Causality violation"],
+        );
+    }
+
+    #[test]
+    #[ignore = "a mutant that must fail; run (and checked to fail) by \
+                mutation_a_replace_linked_relaxed_fails_the_model"]
+    fn mutant_replace_linked_relaxed() {
+        replace_model(RcuHashMap::insert_relaxed_for_loom_mutation);
+    }
+
     /// A key present throughout is found while another insert doubles the
     /// table (its dummies linked under the stripe locks, then published).
     #[test]

@@ -172,23 +172,26 @@ pub(super) unsafe fn search_by<K, V>(
 pub(super) unsafe fn link_between(prev: NonNull<Link>, next: *mut Link, new: *mut Link) {
     // SAFETY: `new` is the caller's, not yet visible to anyone.
     unsafe { (*new).next.store(next, Ordering::Relaxed) };
-    #[cfg(not(loom))]
-    let publish = Ordering::Release;
-    #[cfg(loom)]
-    let publish = if RELAXED_LINKS.with(std::cell::Cell::get) {
-        Ordering::Relaxed
-    } else {
-        Ordering::Release
-    };
     // SAFETY: `prev` is linked and only this lock's holder writes its
     // `next`; Release publishes `new`'s fields with it.
-    unsafe { prev.as_ref() }.next.store(new, publish);
+    unsafe { prev.as_ref() }.next.store(new, publish());
+}
+
+/// The order of a store that links a node in (Release), or under loom,
+/// while a mutation check asks for it, Relaxed (`with_relaxed_links`).
+#[inline(always)]
+fn publish() -> Ordering {
+    #[cfg(loom)]
+    if RELAXED_LINKS.with(std::cell::Cell::get) {
+        return Ordering::Relaxed;
+    }
+    Ordering::Release
 }
 
 #[cfg(loom)]
 loom::thread_local! {
-    /// Whether this thread's links are published with a relaxed store:
-    /// the loom model's mutation check, set only around
+    /// Whether this thread's links (and replacements) are published with a
+    /// relaxed store: the loom model's mutation check, set only around
     /// `RcuHashMap::insert_relaxed_for_loom_mutation`.
     static RELAXED_LINKS: std::cell::Cell<bool> = std::cell::Cell::new(false);
 }
@@ -223,9 +226,7 @@ pub(super) unsafe fn unlink(prev: NonNull<Link>, old: NonNull<Link>, new: Option
         None => after,
     };
     // SAFETY: as in `link_between`.
-    unsafe { prev.as_ref() }
-        .next
-        .store(replacement, Ordering::Release);
+    unsafe { prev.as_ref() }.next.store(replacement, publish());
 }
 
 /// Links the unlinked dummy `dummy` into place after `parent`, the dummy of
