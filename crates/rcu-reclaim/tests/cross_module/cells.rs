@@ -63,30 +63,7 @@ fn cell_contention_with_pressure_and_run_callbacks() {
                 }
             }));
         }
-        let mut helpers = Vec::new();
-        {
-            let (rcu, stop) = (rcu.clone(), stop.clone());
-            helpers.push(thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let g = rcu.pressure_start_all();
-                    thread::sleep(Duration::from_micros(200));
-                    drop(g);
-                    thread::yield_now();
-                }
-            }));
-        }
-        {
-            let (rcu, stop) = (rcu.clone(), stop.clone());
-            helpers.push(thread::spawn(move || {
-                let mut p = 0u8;
-                while !stop.load(Ordering::Relaxed) {
-                    let r = rcu.run_callbacks(&NodeMask::all(), p);
-                    let _ = r;
-                    p = (p + 3) % 13;
-                    thread::sleep(Duration::from_micros(100));
-                }
-            }));
-        }
+        let mut helpers = pressure_and_run_callbacks(&rcu, &stop, 3);
         {
             let (rcu, stop, cell) = (rcu.clone(), stop.clone(), cell.clone());
             helpers.push(thread::spawn(move || {
@@ -177,29 +154,7 @@ fn qsbr_cell_contention_online_and_unregistered_writers() {
             }
         }));
     }
-    let mut helpers = Vec::new();
-    {
-        let (rcu, stop) = (rcu.clone(), stop.clone());
-        helpers.push(thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let g = rcu.pressure_start_all();
-                thread::sleep(Duration::from_micros(200));
-                drop(g);
-                thread::yield_now();
-            }
-        }));
-    }
-    {
-        let (rcu, stop) = (rcu.clone(), stop.clone());
-        helpers.push(thread::spawn(move || {
-            let mut p = 0u8;
-            while !stop.load(Ordering::Relaxed) {
-                rcu.run_callbacks(&NodeMask::all(), p);
-                p = (p + 5) % 13;
-                thread::sleep(Duration::from_micros(100));
-            }
-        }));
-    }
+    let mut helpers = pressure_and_run_callbacks(&rcu, &stop, 5);
     {
         let (rcu, stop, cell) = (rcu.clone(), stop.clone(), cell.clone());
         helpers.push(thread::spawn(move || {
@@ -231,4 +186,37 @@ fn qsbr_cell_contention_online_and_unregistered_writers() {
     assert_quiescent_books(&rcu);
     assert_eq!(live(S_QSBR_CELL), 0);
     assert_eq!(POISON_READS[S_QSBR_CELL].load(Ordering::SeqCst), 0);
+}
+
+/// Two helper threads until `stop`: one holding a pressure signal on every
+/// node 200 µs at a time, one calling `run_callbacks` at priorities that
+/// step by `step` (mod 13) every 100 µs.
+fn pressure_and_run_callbacks(
+    rcu: &Rcu,
+    stop: &Arc<AtomicBool>,
+    step: u8,
+) -> Vec<thread::JoinHandle<()>> {
+    let pressure = {
+        let (rcu, stop) = (rcu.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let g = rcu.pressure_start_all();
+                thread::sleep(Duration::from_micros(200));
+                drop(g);
+                thread::yield_now();
+            }
+        })
+    };
+    let runner = {
+        let (rcu, stop) = (rcu.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut p = 0u8;
+            while !stop.load(Ordering::Relaxed) {
+                rcu.run_callbacks(&NodeMask::all(), p);
+                p = (p + step) % 13;
+                thread::sleep(Duration::from_micros(100));
+            }
+        })
+    };
+    vec![pressure, runner]
 }
