@@ -344,6 +344,48 @@ fn a_polled_cookie_orders_the_sections_an_expedited_grace_period_waited_for() {
     polled_model(Rcu::synchronize_expedited, Rcu::poll);
 }
 
+/// The polled model with a reader that takes a section, hands its slot
+/// back (`unregister_thread`) and takes another section (claiming a slot
+/// again, the one it gave back if no other thread took it): the slot's
+/// release and re-claim fall anywhere in the other thread's no-reader try
+/// (`complete_now_if_no_reader`: mark, fence, scan of `in_use`). A slot
+/// seen free by the scan is claimed again only before a fence that the
+/// second section's read follows, so either the scan sees it claimed or
+/// that read sees the unlink.
+#[test]
+fn a_slot_given_back_and_claimed_again_is_never_taken_for_quiescent() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let cell = loom::sync::Arc::new(RcuCell::new_in(&rcu, Some(Data::boxed(1))));
+        let (r, c) = (rcu.clone(), cell.clone());
+        let reader = thread::spawn(move || {
+            if let Some(d) = c.load(&r.read_lock()) {
+                d.check();
+            }
+            assert!(r.unregister_thread());
+            if let Some(d) = c.load(&r.read_lock()) {
+                d.check();
+            }
+        });
+        let r2 = rcu.clone();
+        let gp = thread::spawn(move || r2.synchronize());
+        let old = cell.replace(Data::boxed(2)).unwrap();
+        let cookie = rcu.get_state();
+        for _ in 0..4 {
+            if rcu.poll(&cookie) {
+                // SAFETY: a grace period that started after the unlink ended.
+                unsafe { old.into_box_unchecked() }.poison();
+                break;
+            }
+            thread::yield_now();
+        }
+        gp.join().unwrap();
+        reader.join().unwrap();
+    });
+}
+
 /// Mutation check: a poll whose load of the sequence is relaxed
 /// (`GracePeriods::done_relaxed`, built only under loom) does not acquire
 /// the other thread's grace period: the model fails.
@@ -646,6 +688,53 @@ mod qsbr {
             drop(old);
             reader.join().unwrap();
         });
+    }
+
+    /// The polled model of `tests/loom.rs` with a QSBR thread that
+    /// registers (claims a slot, comes online) while another thread runs
+    /// `synchronize` (`grace_period`), whose no-reader try may scan the
+    /// slots at any point of the registration: a registration the scan
+    /// misses is online only after the fence in `qsbr_online`, so its
+    /// section sees the unlink; one it sees starts a grace period that
+    /// waits for the thread's report (here: its unregistration).
+    fn registration_polled_model(grace_period: fn(&Rcu)) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(move || {
+            let rcu = domain();
+            let cell = Arc::new(RcuCell::new_in(&rcu, Some(Data::boxed(1))));
+            let (r, c) = (rcu.clone(), cell.clone());
+            let reader = thread::spawn(move || {
+                let t = r.register_qsbr_thread();
+                if let Some(d) = c.load(&t.read_lock()) {
+                    d.check();
+                }
+            });
+            let r2 = rcu.clone();
+            let gp = thread::spawn(move || grace_period(&r2));
+            let old = cell.replace(Data::boxed(2)).unwrap();
+            let cookie = rcu.get_state();
+            for _ in 0..4 {
+                if rcu.poll(&cookie) {
+                    // SAFETY: a grace period that started after the unlink ended.
+                    unsafe { old.into_box_unchecked() }.poison();
+                    break;
+                }
+                thread::yield_now();
+            }
+            gp.join().unwrap();
+            reader.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_registration_during_a_no_reader_try_is_waited_for_or_sees_the_unlink() {
+        registration_polled_model(Rcu::synchronize);
+    }
+
+    #[test]
+    fn a_registration_during_an_expedited_no_reader_try_is_waited_for_or_sees_the_unlink() {
+        registration_polled_model(Rcu::synchronize_expedited);
     }
 
     /// Offline and back online: a grace period may end while the thread is
