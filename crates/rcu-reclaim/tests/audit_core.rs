@@ -1445,7 +1445,17 @@ fn in_child(
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        unsafe { libc::alarm(20) };
+        // A child that hangs prints where, when its alarm goes off.
+        // SAFETY: installs a handler for the child's own alarm (the
+        // library's threads block every signal, so it runs on this one);
+        // `alarm` has no memory effects.
+        unsafe {
+            libc::signal(
+                libc::SIGALRM,
+                hung_child_backtrace as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+            libc::alarm(20);
+        }
         let code = catch_unwind(AssertUnwindSafe(|| f(guard))).unwrap_or(101);
         unsafe { libc::_exit(code) };
     }
@@ -1455,6 +1465,24 @@ fn in_child(
     let mut status = 0;
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     status
+}
+
+/// A forked child's `SIGALRM` handler: writes the hung thread's backtrace
+/// to stderr (past the test harness's capture, which the child's exit
+/// would lose) and exits as the alarm would have ended it. Not
+/// async-signal-safe (it allocates); the child is hung anyway, and a
+/// failure here still fails the test.
+extern "C" fn hung_child_backtrace(_: libc::c_int) {
+    let trace = format!(
+        "forked child hung; its backtrace:\n{}\n",
+        std::backtrace::Backtrace::force_capture()
+    );
+    // SAFETY: writes `trace`'s bytes to fd 2, then ends the process.
+    unsafe {
+        libc::write(2, trace.as_ptr().cast(), trace.len());
+        libc::signal(libc::SIGALRM, libc::SIG_DFL);
+        libc::raise(libc::SIGALRM);
+    }
 }
 
 fn describe(status: i32) -> String {
