@@ -736,11 +736,7 @@ impl Rcu {
             // Counted as deferred before it runs (and is counted as run),
             // so `deferred_drops + callbacks_queued - invoked` (the stats'
             // books, the call backlog's outstanding entries) stays exact.
-            inner
-                .callbacks
-                .counters
-                .deferred_drops
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            super::add(&inner.callbacks.counters.deferred_drops, 1);
             // Freed after a grace period like any deferred drop: counted
             // (reclaim sees the progress in `bytes_freed`), and a panic is
             // reported to the hook like any deferred drop's.

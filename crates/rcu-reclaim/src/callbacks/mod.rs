@@ -144,7 +144,7 @@ pub(crate) struct CbCounters {
     pub(crate) page_steals: AtomicU64,
 }
 
-fn add(c: &AtomicU64, n: usize) {
+pub(super) fn add(c: &AtomicU64, n: usize) {
     c.fetch_add(n as u64, Ordering::Relaxed);
 }
 
