@@ -302,6 +302,10 @@ impl Rcu {
 
     fn start_pressure(&self, node: Option<usize>) -> PressureGuard {
         let inner = self.inner();
+        // The fast-mode clock's lock, which the parent's grace-period
+        // thread takes: given up on in a child forked without
+        // `prepare_fork`, naming the fix.
+        let _forked = crate::sync::ForkedWaits::scope(inner.gp.fork_check("pressure_start"));
         let p = &inner.callbacks.pressure;
         // A node beyond the domain's topology wraps around, as CPUs do.
         let node = node.map(|n| n % p.nodes());
@@ -468,6 +472,8 @@ impl Rcu {
     /// ```
     pub fn in_fast_mode(&self) -> bool {
         let inner = self.inner();
+        // As in `start_pressure`.
+        let _forked = crate::sync::ForkedWaits::scope(inner.gp.fork_check("in_fast_mode()"));
         inner.callbacks.pressure.observe(inner.gp.completed())
     }
 

@@ -530,6 +530,11 @@ impl Callbacks {
 
     /// Callbacks and deferred drops not yet run, and their bytes.
     pub(crate) fn pending(&self, gp: &GracePeriods) -> (usize, usize) {
+        // The exited threads' pages are behind a lock that the parent's
+        // grace-period thread takes at every pass: in a child forked
+        // without `prepare_fork` it may be held for ever, and is given up
+        // on, naming the fix, as `stats()` does.
+        let _forked = crate::sync::ForkedWaits::scope(gp.fork_check("pending()"));
         let (n, b) = self.local_totals(gp);
         let (sn, sb) = self.shard_totals();
         (n + sn, b + sb)
@@ -589,6 +594,55 @@ mod tests {
     use crate::sync::lock;
     use crate::{Config, Rcu};
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// In a child forked without `prepare_fork` while a thread of the
+    /// parent held the exited threads' pages (the grace-period thread
+    /// takes their lock at every pass), `pending()` gives up on that lock
+    /// within seconds, naming the fix, as `stats()` does; it waited for
+    /// ever (a forked child in `audit_core` hung once in CI).
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot fork")]
+    fn pending_in_a_child_forked_unprepared_does_not_hang_on_the_orphans_lock() {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let registry = rcu.inner().gp.registry().clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _orphans = lock(&registry.orphans);
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        // SAFETY: the child runs only this test's code and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: alarm has no preconditions; a hang kills the child.
+            unsafe { libc::alarm(20) };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rcu.pending()));
+            let named = r.err().is_some_and(|e| {
+                e.downcast_ref::<String>()
+                    .is_some_and(|m| m.contains("prepare_fork") && m.contains("pending()"))
+            });
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(if named { 0 } else { 3 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(
+            libc::WIFEXITED(status),
+            "the child died of a signal (hung in pending()): status {status}"
+        );
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "pending() did not panic naming prepare_fork"
+        );
+        assert_eq!(rcu.pending(), 0);
+    }
 
     /// What all of a shard's pages need, read from their highest cookie,
     /// is what walking them finds, whatever order the cookies were queued
