@@ -126,6 +126,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
         Data::Enum(data) => {
             let mut arms = TokenStream2::new();
             for variant in &data.variants {
+                no_variant_attrs(&variant.attrs)?;
                 let name = &variant.ident;
                 let mut terms = Vec::new();
                 let mut bindings = Vec::new();
@@ -297,6 +298,7 @@ fn container_attrs(attrs: &[Attribute]) -> Result<ContainerAttrs> {
         list_of(attr, CONTAINER_FORMS, "on the type")?;
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("drops_anywhere") {
+                no_value(&meta, "`#[reclaim_size(drops_anywhere)]`")?;
                 if out.drops_anywhere {
                     return Err(meta.error("`drops_anywhere` is given twice"));
                 }
@@ -326,6 +328,35 @@ fn container_attrs(attrs: &[Attribute]) -> Result<ContainerAttrs> {
     Ok(out)
 }
 
+/// An error for a `#[reclaim_size(..)]` on an enum's variant, which
+/// says nothing there (it was ignored: a `skip` meant for the variant's
+/// fields left them counted without a word).
+fn no_variant_attrs(attrs: &[Attribute]) -> Result<()> {
+    match attrs.iter().find(|a| a.path().is_ident("reclaim_size")) {
+        None => Ok(()),
+        Some(attr) => Err(Error::new_spanned(
+            attr,
+            format!(
+                "`reclaim_size` does not go on a variant: to leave a variant's fields out, put \
+                 {FIELD_FORMS} on each of them (`Variant(#[reclaim_size(skip)] Handle)`); on \
+                 the type, {CONTAINER_FORMS}"
+            ),
+        )),
+    }
+}
+
+/// An error for a value given to a flag that takes none
+/// (`#[reclaim_size(skip = true)]`), which syn reports as "expected `,`".
+fn no_value(meta: &syn::meta::ParseNestedMeta, forms: &str) -> Result<()> {
+    if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!(
+            "`{}` takes no value: write {forms}",
+            meta.path.to_token_stream()
+        )));
+    }
+    Ok(())
+}
+
 /// Whether a field is marked `#[reclaim_size(skip)]`.
 fn field_skipped(attrs: &[Attribute]) -> Result<bool> {
     let mut skip = false;
@@ -333,6 +364,7 @@ fn field_skipped(attrs: &[Attribute]) -> Result<bool> {
         list_of(attr, FIELD_FORMS, "on a field")?;
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("skip") {
+                no_value(&meta, FIELD_FORMS)?;
                 if skip {
                     return Err(meta.error("`skip` is given twice"));
                 }
@@ -429,5 +461,30 @@ mod tests {
         assert!(err.contains("twice"), "{err}");
         let err = expand_str("#[reclaim_size(crate = 7)] struct S;").unwrap_err();
         assert!(err.contains("expected string literal"), "{err}");
+    }
+
+    /// On a variant the attribute was ignored: `skip` there left the
+    /// variant's fields counted, and a typo passed without a word.
+    #[test]
+    fn an_attribute_on_a_variant_is_an_error_naming_the_field_form() {
+        for attr in ["skip", "drops_anywhere", "nope"] {
+            let src = format!("enum E {{ #[reclaim_size({attr})] A(String), B }}");
+            let err = expand_str(&src).unwrap_err();
+            assert!(
+                err.contains("does not go on a variant") && err.contains("on each of them"),
+                "{attr}: {err}"
+            );
+        }
+        let ok = expand_str("enum E { A(#[reclaim_size(skip)] String), B }").unwrap();
+        assert!(ok.contains("Self :: A"), "{ok}");
+    }
+
+    /// A value given to a flag names the flag, not a missing comma.
+    #[test]
+    fn a_value_given_to_a_flag_says_it_takes_none() {
+        let err = expand_str("struct S { #[reclaim_size(skip = true)] a: u8 }").unwrap_err();
+        assert!(err.contains("`skip` takes no value"), "{err}");
+        let err = expand_str("#[reclaim_size(drops_anywhere(yes))] struct S;").unwrap_err();
+        assert!(err.contains("`drops_anywhere` takes no value"), "{err}");
     }
 }
