@@ -120,6 +120,45 @@
 //! println!("{first}");
 //! ```
 //!
+//! A reference kept in a struct of the caller's lives no longer than the
+//! guard it was read under:
+//!
+//! ```compile_fail,E0597
+//! use rcu_reclaim::{Rcu, RcuCell};
+//! struct Holder<'a> {
+//!     value: &'a u32,
+//! }
+//! let cell = RcuCell::new(1u32);
+//! let holder;
+//! {
+//!     let g = Rcu::global().read_lock();
+//!     holder = Holder { value: cell.load(&g).unwrap() }; // error: `g` does not live long enough
+//! }
+//! println!("{}", holder.value);
+//! ```
+//!
+//! nor can it be published in a cell of `'static` references, whose
+//! readers would find it after the section (and the value) ended:
+//!
+//! ```compile_fail,E0597
+//! use rcu_reclaim::{Rcu, RcuCell};
+//! let src = RcuCell::new(1u32);
+//! let dst: RcuCell<&'static u32> = RcuCell::new(&0);
+//! let g = Rcu::global().read_lock();
+//! dst.store(Box::new(src.load(&g).unwrap())); // error: `src` does not live long enough
+//! ```
+//!
+//! and the owner's `get_mut` waits until no reference read under a guard
+//! is alive:
+//!
+//! ```compile_fail,E0502
+//! let mut cell = rcu_reclaim::RcuCell::new(1u32);
+//! let g = cell.domain().read_lock();
+//! let r = cell.load(&g).unwrap();
+//! *cell.get_mut().unwrap() = 2; // error: `cell` is also borrowed as immutable
+//! println!("{r}");
+//! ```
+//!
 //! # QSBR: nothing from a section outlives a quiescent state
 //!
 //! Not the current value of a failed `compare_exchange`:
@@ -335,6 +374,17 @@
 //! });
 //! ```
 //!
+//! not even one of a leaked registration, whose `'static` borrow
+//! satisfies `thread::spawn` (only `!Sync` keeps it home):
+//!
+//! ```compile_fail,E0277
+//! use rcu_reclaim::{Config, Flavor, QsbrThread, Rcu};
+//! let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
+//! let t: &'static QsbrThread = Box::leak(Box::new(rcu.register_qsbr_thread()));
+//! let g = t.read_lock();
+//! std::thread::spawn(move || drop(g)); // error: `QsbrThreadStaysOnItsThread` cannot be shared
+//! ```
+//!
 //! and a map's iterator, which holds a guard's borrow, is not shared
 //! with another thread:
 //!
@@ -363,6 +413,14 @@
 //! m.insert(1, Rc::new(1));
 //! ```
 //!
+//! and so are its keys, which it drops there too:
+//!
+//! ```compile_fail,E0599
+//! use std::rc::Rc;
+//! let m: rcu_reclaim::RcuHashMap<Rc<u32>, u32> = rcu_reclaim::RcuHashMap::new();
+//! m.insert(Rc::new(1), 1); // error: `Rc<u32>: Send` is not satisfied
+//! ```
+//!
 //! and a cache of `&'static str` is not one of shorter-lived strings,
 //! which it could drop after they are gone:
 //!
@@ -371,6 +429,51 @@
 //! fn shorten<'a>(c: &'a RcuCache<u32, &'static str>) -> &'a RcuCache<u32, &'a str> {
 //!     c // error: lifetime may not live long enough
 //! }
+//! ```
+//!
+//! # Code the library runs on its own threads
+//!
+//! A shrinker runs on whichever thread reclaims, so it is `Send` and
+//! `Sync`:
+//!
+//! ```compile_fail,E0277
+//! use std::rc::Rc;
+//! use std::sync::Arc;
+//! use rcu_reclaim::reclaim::{Reclaimer, Scanned, ShrinkControl, Shrinker};
+//! struct Counts(Rc<u32>);
+//! impl Shrinker for Counts { // error: `Rc<u32>` cannot be shared between threads safely
+//!     fn count(&self, _: &ShrinkControl) -> usize { 0 }
+//!     fn scan(&self, _: &mut ShrinkControl) -> Scanned { Scanned::default() }
+//! }
+//! let reclaimer = Reclaimer::new(rcu_reclaim::Rcu::global());
+//! reclaimer.register(Arc::new(Counts(Rc::new(1))));
+//! ```
+//!
+//! and so are the closures the library keeps and calls from any thread:
+//! the OOM handler,
+//!
+//! ```compile_fail,E0277
+//! let reclaimer = rcu_reclaim::reclaim::Reclaimer::new(rcu_reclaim::Rcu::global());
+//! let seen = std::rc::Rc::new(std::cell::Cell::new(0));
+//! reclaimer.set_oom_handler(move |_| seen.set(seen.get() + 1)); // error: `Rc<Cell<i32>>` cannot be sent
+//! ```
+//!
+//! the callback-panic hook,
+//!
+//! ```compile_fail,E0277
+//! let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
+//! let _ = rcu_reclaim::Config::new()
+//!     .on_callback_panic(move |msg| log.borrow_mut().push(msg.into())); // error: `Rc<..>` cannot be sent
+//! ```
+//!
+//! and a cache's weigher (the shrinker weighs on the reclaiming thread):
+//!
+//! ```compile_fail,E0277
+//! let unit = std::rc::Rc::new(1usize);
+//! let cache = rcu_reclaim::RcuCache::builder()
+//!     .weigher(move |_: &u32, _: &u32| *unit) // error: `Rc<usize>` cannot be sent
+//!     .build();
+//! cache.insert(1, 1);
 //! ```
 //!
 //! # `reclaim_size!` spelled as an `impl` block
@@ -454,6 +557,29 @@
 //! #[derive(rcu_reclaim::ReclaimSize)]
 //! #[reclaim_size(skip)] // error: `skip` goes on a field, not on the type
 //! struct Route {
+//!     prefix: String,
+//! }
+//! ```
+//!
+//! nor on an enum's variant, where it was ignored (the variant's fields
+//! were counted all the same); `skip` goes on each of its fields:
+//!
+//! ```compile_fail
+//! struct Handle(u32);
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! enum Conn {
+//!     #[reclaim_size(skip)] // error: `reclaim_size` does not go on a variant
+//!     Open(String, Handle),
+//!     Closed,
+//! }
+//! ```
+//!
+//! A flag given a value (the error names the flag, not a missing comma):
+//!
+//! ```compile_fail
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! struct Route {
+//!     #[reclaim_size(skip = true)] // error: `skip` takes no value
 //!     prefix: String,
 //! }
 //! ```
