@@ -526,6 +526,72 @@ pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
     }
 }
 
+/// The sites of the callbacks engine's handshake whose ordering the loom
+/// mutation audit weakens, one at a time (BENCHMARKS.md, "The callbacks
+/// handshake's orderings, mutated"): an Acquire or Release made Relaxed,
+/// or a fence left out.
+#[cfg(loom)]
+pub(crate) const LOOM_MUTATION_SITES: &[&str] = &[
+    "try_push.owner_fence",
+    "try_push.steal_acquire",
+    "try_push.busy_release_refused",
+    "try_push.drain_count_release",
+    "try_push.busy_release",
+    "dropped.release",
+    "wait_for_drops.acquire",
+    "publish_drain.release",
+    "with_owner_out.barrier",
+    "with_owner_out.busy_acquire",
+    "with_owner_out.steal_release",
+    "barrier.marker_release",
+    "barrier.marker_acquire",
+    "barrier.drain_count_acquire",
+];
+
+/// Whether the loom mutation audit weakens `site` in this run: the
+/// environment variable `RCU_LOOM_MUTATE` names it (one of
+/// [`LOOM_MUTATION_SITES`]; another name panics, so a typo mutates
+/// nothing silently). Loom builds only: elsewhere, `false`.
+#[cfg(loom)]
+pub(crate) fn mutated_for_loom(site: &str) -> bool {
+    static CHOSEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let chosen = CHOSEN.get_or_init(|| {
+        let v = std::env::var("RCU_LOOM_MUTATE")
+            .ok()
+            .filter(|v| !v.is_empty());
+        if let Some(v) = &v {
+            assert!(
+                LOOM_MUTATION_SITES.contains(&v.as_str()),
+                "RCU_LOOM_MUTATE={v}: no such site (see sync::LOOM_MUTATION_SITES)"
+            );
+        }
+        v
+    });
+    debug_assert!(LOOM_MUTATION_SITES.contains(&site), "{site}");
+    chosen.as_deref() == Some(site)
+}
+
+/// Outside loom no site is ever mutated.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) const fn mutated_for_loom(_site: &str) -> bool {
+    false
+}
+
+/// `ord`, or `Relaxed` where the loom mutation audit weakens `site`
+/// ([`mutated_for_loom`]); `ord` itself in every other build.
+#[inline(always)]
+pub(crate) fn ord_for_loom(
+    site: &str,
+    ord: std::sync::atomic::Ordering,
+) -> std::sync::atomic::Ordering {
+    if mutated_for_loom(site) {
+        std::sync::atomic::Ordering::Relaxed
+    } else {
+        ord
+    }
+}
+
 /// `UnsafeCell` with loom's closure API, so code that hands out raw access
 /// is checked by loom and compiles to a plain cell otherwise.
 #[cfg(loom)]

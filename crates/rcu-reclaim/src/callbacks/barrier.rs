@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::segcblist::Entry;
 use super::{add, Callbacks};
 use crate::gp::{GracePeriods, WaitMode};
-use crate::sync::lock;
+use crate::sync::{lock, ord_for_loom};
 
 impl Callbacks {
     /// Waits until everything queued before the call, by any thread, has run.
@@ -33,7 +33,10 @@ impl Callbacks {
                 let r = ran.clone();
                 let mut st = lock(&shard.state);
                 st.list.enqueue(Entry::marker(Box::new(move || {
-                    r.store(true, Ordering::Release)
+                    r.store(
+                        true,
+                        ord_for_loom("barrier.marker_release", Ordering::Release),
+                    )
                 })));
                 ran
             })
@@ -54,7 +57,10 @@ impl Callbacks {
                 // its segment's grace period was raised meanwhile.
                 self.invoke_ready(gp, cpu, None);
             }
-            if markers.iter().all(|m| m.load(Ordering::Acquire)) {
+            if markers
+                .iter()
+                .all(|m| m.load(ord_for_loom("barrier.marker_acquire", Ordering::Acquire)))
+            {
                 break;
             }
         }
@@ -68,16 +74,9 @@ impl Callbacks {
             if slot.abandoned.load(Ordering::Relaxed) {
                 return;
             }
-            // After the buffer's lock: a drain filled under it is seen, and
-            // so is one taken meanwhile (it went to a shard under the
-            // lock). The count is stored with release after the owner
-            // counts what it pops in `dropping`, so a drain read as emptied
-            // shows its drops in flight.
-            slot.local.wait_for_handoff();
-            if slot.local.drain_count.load(Ordering::Acquire) > 0 {
-                self.steal_drain_to_shard(gp, &slot.local, cpu);
-            }
-            slot.local.wait_for_drops();
+            slot.local.wait_out_drain(|| {
+                let _ = self.steal_drain_to_shard(gp, &slot.local, cpu);
+            });
         });
         // Drains taken from their threads (by this barrier, by another, or
         // by a lazy flush, before the walk above reached their buffers)
