@@ -512,12 +512,18 @@ mod callbacks {
                 r.barrier();
                 assert_eq!(a2.load(Ordering::Relaxed), 1);
             });
-            let b2 = b.clone();
-            rcu.call(move || {
-                b2.fetch_add(1, Ordering::Relaxed);
+            // On a thread of its own, as `t` (see
+            // `stealing_a_page_from_a_busy_owner_loses_nothing`).
+            let (r, b2) = (rcu.clone(), b.clone());
+            let u = thread::spawn(move || {
+                let b3 = b2.clone();
+                r.call(move || {
+                    b3.fetch_add(1, Ordering::Relaxed);
+                });
+                r.barrier();
+                assert_eq!(b2.load(Ordering::Relaxed), 1);
             });
-            rcu.barrier();
-            assert_eq!(b.load(Ordering::Relaxed), 1);
+            u.join().unwrap();
             t.join().unwrap();
             rcu.barrier();
             assert_eq!(a.load(Ordering::Relaxed), 1);
