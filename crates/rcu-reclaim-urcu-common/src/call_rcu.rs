@@ -742,19 +742,34 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
              call_rcu_data: its thread cannot stop while it runs the callback; it is freed \
              once the callback returns."
         );
-        crate::with_signals_blocked(|| {
-            std::thread::Builder::new()
-                .name("urcu-crdp-free".into())
-                .spawn(move || free_stopped::<F>(crdp))
-        })
-        .unwrap_or_else(|e| {
-            crate::die(&format!(
-                "cannot start a thread to free a call_rcu_data: {e}"
-            ))
-        });
+        free_on_helper::<F>(crdp);
+        return;
+    }
+    if F::in_read_section() {
+        // Its thread stops only once the batch in hand has run, and that
+        // batch's grace period waits for the caller's section: stopping
+        // it here waited for ever (as liburcu's free does) whenever the
+        // thread had taken a batch. Freed once the section has ended.
+        free_on_helper::<F>(crdp);
         return;
     }
     free_stopped::<F>(crdp);
+}
+
+/// [`free_stopped`] on a short-lived thread, for a caller that cannot wait
+/// for `crdp`'s thread to stop (its own callback, or a read-side section
+/// the thread's batch waits for).
+fn free_on_helper<F: Flavor>(crdp: Arc<CallRcuData>) {
+    crate::with_signals_blocked(|| {
+        std::thread::Builder::new()
+            .name("urcu-crdp-free".into())
+            .spawn(move || free_stopped::<F>(crdp))
+    })
+    .unwrap_or_else(|e| {
+        crate::die(&format!(
+            "cannot start a thread to free a call_rcu_data: {e}"
+        ))
+    });
 }
 
 /// `call_rcu_data_free` off the crdp's own thread: stops the thread (once
@@ -784,8 +799,9 @@ fn free_stopped<F: Flavor>(crdp: Arc<CallRcuData>) {
     // As liburcu, the thread runs what is queued before it stops, which
     // takes a grace period; not if the caller is inside a read-side section
     // (liburcu deadlocks there: the thread waits for the caller's section,
-    // the caller for the thread). Then it stops at once, and what is
-    // queued goes to the default crdp.
+    // the caller for the thread). Then it takes nothing more, and what is
+    // queued goes to the default crdp. (`call_rcu_data_free` runs this on
+    // a helper thread for such a caller: the batch in hand waits for it.)
     //
     // An online QSBR thread, which may hold references read since its last
     // quiescent state, stays online when the thread is idle, as liburcu's
@@ -914,12 +930,17 @@ pub fn free_all_cpu_call_rcu_data<F: Flavor>() {
         .map(|s| s.swap(ptr::null_mut(), Ordering::AcqRel))
         .filter(|p| !p.is_null())
         .collect();
-    // call_rcu may still be using them inside its read-side section.
-    if F::in_read_section() {
-        crate::die("free_all_cpu_call_rcu_data() called inside a read-side critical section; it would wait for itself forever");
+    // call_rcu may still be using them inside its read-side section: a
+    // grace period first, as liburcu waits for one. Not inside the
+    // caller's own section (liburcu deadlocks there; ours aborted): as
+    // `call_rcu_data_free` of a crdp still installed for a CPU, each is
+    // then kept allocated on `DEAD` until a grace period after this
+    // (`prune_dead`), and its thread stops at once, handing what it holds
+    // to the default crdp (`free_stopped`).
+    if !F::in_read_section() {
+        let rcu = F::rcu();
+        F::offline_while(|| rcu.synchronize());
     }
-    let rcu = F::rcu();
-    F::offline_while(|| rcu.synchronize());
     for p in old {
         // SAFETY: uninstalled a grace period ago; created by
         // `create_all_cpu_call_rcu_data` or the caller, freed once here.

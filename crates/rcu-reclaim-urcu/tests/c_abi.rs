@@ -557,6 +557,26 @@ fn a_stray_inlined_unlock_is_named_and_repaired() {
     assert!(!out.stderr.contains("inside a read-side"), "{}", out.stderr);
 }
 
+/// `call_rcu_data_free` / `free_all_cpu_call_rcu_data` inside a
+/// read-side section while the call_rcu thread has a batch in hand (whose
+/// grace period the section holds up): liburcu waits for ever; ours hung
+/// too (and aborted for `free_all`). Both return, and every callback runs
+/// once the section ends.
+#[test]
+fn freeing_call_rcu_data_inside_a_section_returns() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("crdp_free_in_section", &[], &["-lurcu-memb"]);
+    for mode in ["one", "all"] {
+        let out = env.run_ours(&exe, &[mode]);
+        assert_eq!(out.code, Some(0), "{mode}: {}", out.stderr);
+        assert_eq!(
+            out.stdout, "freed inside the section\ncallbacks run: 2\n",
+            "{mode}: {}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn a_callback_freeing_its_own_call_rcu_data_returns() {
     let Some(env) = Env::get(&MEMB) else { return };
