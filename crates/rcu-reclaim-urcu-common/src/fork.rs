@@ -77,7 +77,7 @@ pub fn domain_resumed_for<F: Flavor, R>(f: impl FnOnce() -> R) -> R {
     };
     guard.parent();
     let r = f();
-    let again = stop_domain_for_fork::<F>();
+    let again = stop_domain_for_fork::<F>(false);
     HELD.with(|h| {
         if let Some(held) = h.borrow_mut().as_mut() {
             held.domain = again;
@@ -86,15 +86,22 @@ pub fn domain_resumed_for<F: Flavor, R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Says that `fork()` is prepared inside a read-side section.
+fn say_fork_in_section() {
+    eprintln!(
+        "[error] rcu-reclaim-urcu: fork() prepared inside a read-side critical section; \
+         the child may not be able to run grace periods"
+    );
+}
+
 /// Stops the flavor's domain for `fork()` (`Rcu::prepare_fork`), unless
-/// the caller is inside a read-side section, where it cannot (it says so,
-/// and the fork goes on with the domain running).
-fn stop_domain_for_fork<F: Flavor>() -> Option<ForkGuard<'static>> {
+/// the caller is inside a read-side section, where it cannot (it says so
+/// unless `said`, and the fork goes on with the domain running).
+fn stop_domain_for_fork<F: Flavor>(said: bool) -> Option<ForkGuard<'static>> {
     if F::in_read_section() {
-        eprintln!(
-            "[error] rcu-reclaim-urcu: fork() prepared inside a read-side critical section; \
-             the child may not be able to run grace periods"
-        );
+        if !said {
+            say_fork_in_section();
+        }
         None
     } else {
         crate::no_unwind(|| F::rcu().prepare_fork())
@@ -145,6 +152,13 @@ pub fn before_fork<F: Flavor>() {
     // callback, holding none of its locks but its batch order, which the
     // forking thread keeps in the child (liburcu waits for it for ever).
     let me = WORKER_OF.with(|t| t.get());
+    // Said before the pauses below: a call_rcu thread whose batch waits
+    // for a grace period this section holds up never pauses, and the
+    // caller waits for it for ever (as liburcu's does), silently before.
+    let in_section = F::in_read_section();
+    if in_section {
+        say_fork_in_section();
+    }
     // Waits for flushes and batches under way, which wait for grace periods.
     let (flush, all) = F::offline_while(|| loop {
         let flush = defer::before_fork();
@@ -168,7 +182,7 @@ pub fn before_fork<F: Flavor>() {
         stuck.wait_not_waiting_for_flush();
     });
     let defer = flush.map(defer::ForkHeld::new);
-    let domain = stop_domain_for_fork::<F>();
+    let domain = stop_domain_for_fork::<F>(in_section);
     // Last: a thread handing a chain over waits for nothing held above.
     let handoffs = crate::crdp::hold_handoffs();
     let pid = std::process::id();

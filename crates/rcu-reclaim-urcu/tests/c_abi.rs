@@ -577,6 +577,15 @@ fn freeing_call_rcu_data_inside_a_section_returns() {
     }
 }
 
+/// `call_rcu_before_fork` inside a read-side section while a call_rcu
+/// thread has a batch in hand waits for ever (liburcu too): it says why
+/// first, where it used to hang without a word.
+#[test]
+fn fork_hooks_inside_a_section_say_why_they_wait() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    env.assert_ours_prints("fork_hooks_in_section", &["-lurcu-memb"], "told\n");
+}
+
 #[test]
 fn a_callback_freeing_its_own_call_rcu_data_returns() {
     let Some(env) = Env::get(&MEMB) else { return };
