@@ -9,7 +9,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rcu_reclaim::pressure::MemoryState;
 use rcu_reclaim::Rcu;
@@ -926,6 +926,10 @@ pub struct CallRcuData {
     invoked: AtomicU64,
     /// A batch is being invoked.
     invoking: AtomicBool,
+    /// A batch waits for its grace period (`run_batch_locked`): a thread
+    /// inside a read-side section that waits for it to pause waits for
+    /// ever (see [`pause_in_section`](Self::pause_in_section)).
+    awaiting_gp: AtomicBool,
     /// `invoked + 1` when a push-back wait ran out while the invocation
     /// in hand did not begin one callback (0: none): callers do not wait
     /// again until it does (see [`push_back`](Self::push_back)).
@@ -965,6 +969,12 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     }
 }
 
+/// How long [`CallRcuData::pause_in_section`] lets a call_rcu thread wait
+/// for one grace period before it ends the process: the grace period
+/// waits for the caller's own section, unless it had started before that
+/// section did and only another reader holds it up.
+const PAUSE_IN_SECTION_LIMIT: Duration = Duration::from_secs(2);
+
 fn wait<'a>(cv: &Condvar, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
     cv.wait(g).unwrap_or_else(|p| p.into_inner())
 }
@@ -994,6 +1004,7 @@ impl CallRcuData {
             freeing: AtomicBool::new(false),
             invoked: AtomicU64::new(0),
             invoking: AtomicBool::new(false),
+            awaiting_gp: AtomicBool::new(false),
             stalled_at: AtomicU64::new(0),
             cpu_affinity,
             hooks,
@@ -1137,11 +1148,13 @@ impl CallRcuData {
         }
         self.taken.fetch_add(n, Ordering::Relaxed);
         let rcu = self.rcu;
+        self.awaiting_gp.store(true, Ordering::Relaxed);
         if rcu.in_fast_mode() {
             rcu.synchronize_expedited();
         } else {
             rcu.synchronize();
         }
+        self.awaiting_gp.store(false, Ordering::Relaxed);
         if let Some(h) = hooks {
             (h.online)();
         }
@@ -1547,6 +1560,45 @@ impl CallRcuData {
                 return false;
             }
             st = wait(&self.progress, st);
+        }
+        true
+    }
+
+    /// [`pause`](Self::pause), for a caller inside a read-side section
+    /// that grace periods wait for (`call_rcu_before_fork` there): a
+    /// thread whose batch waits for its grace period never pauses, since
+    /// that grace period waits for the caller's section, and the caller
+    /// waits for the thread. liburcu's hook waits for ever without a word;
+    /// here, once the thread has waited [`PAUSE_IN_SECTION_LIMIT`] for one
+    /// grace period, the process ends, saying why and what to change.
+    pub(crate) fn pause_in_section(&self) -> bool {
+        let mut st = lock(&self.state);
+        st.pause = true;
+        self.wake.notify_all();
+        let mut awaiting_since: Option<Instant> = None;
+        while !st.paused && !st.stopped {
+            if st.waiting_for_flush {
+                return false;
+            }
+            if !self.awaiting_gp.load(Ordering::Relaxed) {
+                awaiting_since = None;
+            } else if awaiting_since.get_or_insert_with(Instant::now).elapsed()
+                >= PAUSE_IN_SECTION_LIMIT
+            {
+                crate::die(&format!(
+                    "call_rcu_before_fork() was called inside a read-side critical section, \
+                     and a call_rcu thread has waited {} s for a grace period that this \
+                     section holds up: it cannot pause for the fork, and the fork would \
+                     wait for it for ever. End the section (rcu_read_unlock()) before \
+                     call_rcu_before_fork() and fork()",
+                    PAUSE_IN_SECTION_LIMIT.as_secs()
+                ));
+            }
+            st = self
+                .progress
+                .wait_timeout(st, Duration::from_millis(10))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         true
     }
