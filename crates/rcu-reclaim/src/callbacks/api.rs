@@ -484,8 +484,9 @@ impl Rcu {
 
     /// Refills this thread's emptied drain from its CPU's shard, making
     /// sure the grace-period thread will look in case the thread stops
-    /// retiring before it empties the drain again.
-    fn refill_own_drain(&self, local: &super::LocalBuffer) {
+    /// retiring before it empties the drain again (or with ready pages
+    /// left to it on the shard: see `refill_drain`).
+    pub(super) fn refill_own_drain(&self, local: &super::LocalBuffer) {
         let inner = self.inner();
         let cbs = &inner.callbacks;
         if cbs.refill_drain(&inner.gp, local, cbs.current_shard()) {

@@ -70,9 +70,14 @@ impl Callbacks {
     /// The owner's step after its hand-off or after it emptied its drain:
     /// an emptied page is counted and recycled, and the drain takes the
     /// next ready page of values that drop anywhere from shard `cpu` (its
-    /// step set by the shard's ready backlog). Returns whether the drain
-    /// got a page (so the grace-period thread must look within
-    /// `producer_window`, in case this thread stops retiring).
+    /// step set by the shard's ready backlog). Returns whether the
+    /// grace-period thread must look within `producer_window`, in case
+    /// this thread stops retiring: the drain got a page, ready pages are
+    /// left on the shard, or the shard's lock was held, so whether any are
+    /// is not known. (Only a drain that got a page said so before: when
+    /// the lock was held, the shard's ready pages, left to this thread for
+    /// `producer_window`, had no look coming after it, and a thread that
+    /// stopped retiring then could strand them until the next `barrier`.)
     pub(crate) fn refill_drain(&self, gp: &GracePeriods, local: &LocalBuffer, cpu: usize) -> bool {
         local.with_drain_owner(|drain| {
             if drain.left() > 0 {
@@ -84,22 +89,29 @@ impl Callbacks {
                 let _ = self.settle(cpu, page, done);
             }
             let shard = &self.shards[cpu];
-            let (page, backlog) = {
+            let (page, backlog, left_ready) = {
                 // The caller retires, maybe inside a read-side section: no
                 // wait for a lock a background thread holds (the page stays
-                // for the next refill, or the worker).
+                // for the next refill, or the worker once the grace-period
+                // thread has looked after `producer_window`).
                 let Some(mut st) = try_lock(&shard.state) else {
-                    return false;
+                    return true;
                 };
                 let seq = gp.seq();
                 let page = st.take_ready_plain(seq);
                 if page.is_some() {
                     shard.publish(&st);
                 }
-                (page, st.ready_pages(seq, policy::THROTTLE_PAGES))
+                (
+                    page,
+                    st.ready_pages(seq, policy::THROTTLE_PAGES),
+                    st.pages_ready(seq),
+                )
             };
             let Some(page) = page else {
-                return false;
+                // Ready pages no drain takes (of values that do not drop
+                // anywhere) go to a worker: the look wakes it.
+                return left_ready;
             };
             *drain = Drain::new(page, policy::drain_step(backlog));
             local

@@ -830,4 +830,65 @@ mod tests {
         drop(held);
         assert!(cbs.workers.work_requested(0));
     }
+
+    /// A thread whose drain is empty and whose shard holds ready pages
+    /// left to it (`producer_window` after its last hand-off) makes sure
+    /// the grace-period thread looks once the window is over, even when
+    /// its refill finds the shard's lock held: if the thread then stops
+    /// retiring, a worker frees those pages. Before, only a refill that
+    /// took a page asked for the look, and a thread that stopped just
+    /// after a refill refused by a held lock stranded the pages until the
+    /// next `barrier`.
+    #[test]
+    #[cfg_attr(miri, ignore = "timing: waits for the grace-period thread's look")]
+    fn ready_pages_left_to_a_thread_whose_refill_found_the_shard_held_are_freed() {
+        static DROPPED: AtomicUsize = AtomicUsize::new(0);
+        struct Counted;
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                DROPPED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        const N: usize = 16;
+        // No lazy look: only a kick or a promised look frees anything.
+        let rcu = Rcu::new(Config::new().lazy_delay(std::time::Duration::from_secs(600))).unwrap();
+        let inner = rcu.inner().clone();
+        let (cbs, gp) = (&inner.callbacks, &inner.gp);
+        // A ready page of values that drop anywhere on shard 0, handed off
+        // just now by this thread (its producer).
+        let mut page = BulkPage::allocate(&cbs.alloc).unwrap();
+        for _ in 0..N {
+            let p = super::bulk::word(Box::into_raw(Box::new(Counted)).cast());
+            // SAFETY: from `Box::into_raw`, dropped once by whoever frees
+            // the page (no reader ever saw it).
+            unsafe { page.push(p, super::drop_box::<Counted>, 8, super::bulk::Kind::Plain) };
+        }
+        page.cookie = gp.seq(); // ready: no reader ever held these
+        {
+            let mut st = lock(&cbs.shards[0].state);
+            st.push_page(page);
+            st.last_handoff = Some(std::time::Instant::now());
+            st.producer_plain_only = true;
+            cbs.shards[0].publish(&st);
+        }
+        // This thread's drain is empty; its refill finds its shard held
+        // (every shard: whichever CPU it runs on).
+        // SAFETY: this thread's slot, alive while it is registered (the
+        // whole test).
+        let local = unsafe { &(*rcu.current_slot()).local };
+        {
+            let _held: Vec<_> = cbs.shards.iter().map(|s| lock(&s.state)).collect();
+            rcu.refill_own_drain(local);
+        }
+        // The thread retires no more: a worker frees the page, no barrier.
+        let start = std::time::Instant::now();
+        while DROPPED.load(Ordering::SeqCst) < N
+            && start.elapsed() < std::time::Duration::from_secs(5)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let dropped = DROPPED.load(Ordering::SeqCst);
+        rcu.barrier();
+        assert_eq!(dropped, N, "the ready page was stranded: {:?}", rcu.stats());
+    }
 }
