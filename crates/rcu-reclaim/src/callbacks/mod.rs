@@ -891,4 +891,69 @@ mod tests {
         rcu.barrier();
         assert_eq!(dropped, N, "the ready page was stranded: {:?}", rcu.stats());
     }
+
+    /// Ready pages of a shard whose front page goes to a worker (a drain's
+    /// rest, kept off drains) while the plain pages behind it are still in
+    /// their producer's window: the worker frees the front page, finds the
+    /// rest left to the producer, and the grace-period thread looks again
+    /// when the window ends, so a producer that has stopped strands
+    /// nothing. Before, its plan set no deadline (the front page sent the
+    /// shard to the worker), and the plain pages stayed until the next
+    /// `barrier` (`tests/plain_frees.rs`'s stopped-thread test under load).
+    #[test]
+    #[cfg_attr(miri, ignore = "timing: waits for the grace-period thread's look")]
+    fn plain_pages_behind_a_front_page_for_the_worker_are_freed_after_the_window() {
+        static DROPPED: AtomicUsize = AtomicUsize::new(0);
+        struct Counted;
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                DROPPED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        const N: usize = 8;
+        // No lazy look; a window the worker's first batch surely falls in.
+        let rcu = Rcu::new(
+            Config::new()
+                .lazy_delay(std::time::Duration::from_secs(600))
+                .producer_window(std::time::Duration::from_millis(300)),
+        )
+        .unwrap();
+        let inner = rcu.inner().clone();
+        let (cbs, gp) = (&inner.callbacks, &inner.gp);
+        let page_of = |kind: super::bulk::Kind| {
+            let mut page = BulkPage::allocate(&cbs.alloc).unwrap();
+            for _ in 0..N {
+                let p = super::bulk::word(Box::into_raw(Box::new(Counted)).cast());
+                // SAFETY: from `Box::into_raw`, dropped once by whoever
+                // frees the page (no reader ever saw it).
+                unsafe { page.push(p, super::drop_box::<Counted>, 8, kind) };
+            }
+            page.cookie = gp.seq(); // ready: no reader ever held these
+            page
+        };
+        {
+            let mut st = lock(&cbs.shards[0].state);
+            st.push_page(page_of(super::bulk::Kind::Drop));
+            st.push_page(page_of(super::bulk::Kind::Plain));
+            st.last_handoff = Some(std::time::Instant::now());
+            st.producer_plain_only = true;
+            cbs.shards[0].publish(&st);
+        }
+        cbs.workers.ensure_started(&inner);
+        inner.kthread.kick(&inner);
+        let start = std::time::Instant::now();
+        while DROPPED.load(Ordering::SeqCst) < 2 * N
+            && start.elapsed() < std::time::Duration::from_secs(5)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let dropped = DROPPED.load(Ordering::SeqCst);
+        rcu.barrier();
+        assert_eq!(
+            dropped,
+            2 * N,
+            "the plain page was stranded: {:?}",
+            rcu.stats()
+        );
+    }
 }

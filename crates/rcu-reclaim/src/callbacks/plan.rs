@@ -88,8 +88,15 @@ impl Callbacks {
                 Pace::Idle => {}
             }
             if !pressured && st.pages_ready(gp.seq()) {
-                // Look again when a worker should take them (`after_gp`).
-                if let Some(left) = st.left_to_producer(now, self.params.producer_window) {
+                // Look again when a worker should take them (`after_gp`):
+                // at the end of the producer's window even when the front
+                // page goes to a worker now (not plain). The worker takes
+                // one page per batch and then finds the plain pages behind
+                // it left to the producer again; with no look after the
+                // window, a producer that had stopped stranded them for
+                // good (`tests/plain_frees.rs`'s stopped-thread test, 3 to
+                // 8 runs in 180 on two loaded cores, 100-190 values kept).
+                if let Some(left) = st.producer_window_left(now, self.params.producer_window) {
                     deadline = Some(deadline.map_or(left, |d| d.min(left)));
                 }
             }

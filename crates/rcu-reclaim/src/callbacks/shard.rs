@@ -121,6 +121,15 @@ impl ShardState {
         policy::left_to_producer(self.last_handoff, now, window)
     }
 
+    /// How much longer the thread that hands pages to this shard has its
+    /// window (`window` after its last hand-off), whatever the front page
+    /// is: once a worker has freed a front page that
+    /// [`left_to_producer`](Self::left_to_producer) sent to it, the ready
+    /// plain pages behind it are left to that thread again until then.
+    pub(super) fn producer_window_left(&self, now: Instant, window: Duration) -> Option<Duration> {
+        policy::left_to_producer(self.last_handoff, now, window)
+    }
+
     /// The sequence value at which the oldest page or callback becomes
     /// ready (0: something already is; `u64::MAX`: nothing waits).
     pub(super) fn ready_at(&self) -> u64 {
