@@ -102,7 +102,15 @@ fn readers_stay_protected_while_the_mode_switches() {
     let writer = {
         let (rcu, cell, drops) = (rcu.clone(), cell.clone(), drops.clone());
         thread::spawn(move || {
-            for _ in 0..6 {
+            // Six rounds, or more until the mode has switched on, off and
+            // on and a fenced grace period has run: on a slow machine (an
+            // AddressSanitizer build on two loaded cores) six rounds saw
+            // the switches but no fenced grace period.
+            for round in 0..60 {
+                let s = rcu.stats();
+                if round >= 6 && s.reader_fence_switches >= 2 && s.fenced_gps > 0 {
+                    break;
+                }
                 // Busy: stores, each waited for, grace periods back to back.
                 let end = Instant::now() + Duration::from_millis(80);
                 while Instant::now() < end {
