@@ -353,10 +353,21 @@ pub(crate) fn lock_within<'a, T>(
     limit: std::time::Duration,
     stuck: impl FnOnce(std::time::Duration) -> Locked<'a, T>,
 ) -> Locked<'a, T> {
+    retry_within(|| try_lock(m), limit, stuck)
+}
+
+/// Tries `attempt`, yielding then napping, until it succeeds or `limit`
+/// has passed; then returns what `stuck` makes of the time waited.
+#[cfg(not(loom))]
+fn retry_within<G>(
+    mut attempt: impl FnMut() -> Option<G>,
+    limit: std::time::Duration,
+    stuck: impl FnOnce(std::time::Duration) -> G,
+) -> G {
     let start = std::time::Instant::now();
     let mut tries = 0u32;
     loop {
-        if let Some(held) = try_lock(m) {
+        if let Some(held) = attempt() {
             return held;
         }
         let waited = start.elapsed();
@@ -514,16 +525,42 @@ pub(crate) fn try_lock_std<T>(m: &std::sync::Mutex<T>) -> Option<std::sync::Mute
 /// [`lock`] for the std mutexes that pair with a `Condvar` (in the
 /// background threads): a plain guard, not marked, for `Condvar::wait`.
 /// Their critical sections must not allocate.
+///
+/// In a call that gives up on its waits in a process forked without
+/// `Rcu::prepare_fork` ([`ForkedWaits`]), a lock held past [`FORKED_WAIT`]
+/// is given up on as [`lock`] gives up: a retire that woke a worker waited
+/// for ever in such a child on the workers' lock, which a thread of the
+/// parent held at the fork.
 pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The background threads' state is held across `fork()` too.
     #[cfg(not(loom))]
     if FORKING.with(std::cell::Cell::get) {
         check_not_fork_held(m as *const std::sync::Mutex<T> as usize);
     }
+    if let Some(held) = try_lock_std(m) {
+        return held;
+    }
+    #[cfg(not(loom))]
+    if let Some(f) = ForkedWaits::current().filter(|f| f.forked()) {
+        return lock_std_within(m, FORKED_WAIT, |waited| {
+            f.stuck("a lock of the domain's background threads", waited)
+        });
+    }
     match m.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// [`lock_within`] for the std mutexes of [`lock_std`].
+#[cfg(not(loom))]
+#[cold]
+fn lock_std_within<'a, T>(
+    m: &'a std::sync::Mutex<T>,
+    limit: std::time::Duration,
+    stuck: impl FnOnce(std::time::Duration) -> std::sync::MutexGuard<'a, T>,
+) -> std::sync::MutexGuard<'a, T> {
+    retry_within(|| try_lock_std(m), limit, stuck)
 }
 
 /// The sites of the callbacks engine's handshake whose ordering the loom
