@@ -96,8 +96,14 @@ mod loom_tests {
             let work = Arc::new(AtomicBool::new(false));
             promise.promise(5);
             let publisher = publisher(&promise, &work);
-            promise.clear_before_look();
-            let seen = work.load(Ordering::Relaxed);
+            // The look on a thread of its own (racing from the model's main
+            // thread, a side meets the other in few interleavings).
+            let (p, w) = (promise.clone(), work.clone());
+            let look = thread::spawn(move || {
+                p.clear_before_look();
+                w.load(Ordering::Relaxed)
+            });
+            let seen = look.join().unwrap();
             let kicked = publisher.join().unwrap();
             assert!(seen || kicked, "work published but neither seen nor kicked");
         });
@@ -111,11 +117,15 @@ mod loom_tests {
             let promise = Arc::new(WakePromise::default());
             let work = Arc::new(AtomicBool::new(false));
             let publisher = publisher(&promise, &work);
-            promise.clear_before_look();
-            let first = work.load(Ordering::Relaxed);
-            promise.promise(7); // sleeps until 7, before the work's due time
-            promise.clear_before_look();
-            let second = work.load(Ordering::Relaxed);
+            let (p, w) = (promise.clone(), work.clone());
+            let looks = thread::spawn(move || {
+                p.clear_before_look();
+                let first = w.load(Ordering::Relaxed);
+                p.promise(7); // sleeps until 7, before the work's due time
+                p.clear_before_look();
+                (first, w.load(Ordering::Relaxed))
+            });
+            let (first, second) = looks.join().unwrap();
             let kicked = publisher.join().unwrap();
             assert!(first || second || kicked, "the work was lost");
         });

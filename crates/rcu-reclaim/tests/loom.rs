@@ -51,12 +51,18 @@ fn reader_never_sees_an_object_poisoned_after_synchronize() {
             }
             drop(g);
         });
-        let old = cell.replace(Obj::boxed(2)).unwrap();
-        rcu.synchronize();
-        // SAFETY: a grace period elapsed after the unlink.
-        let old = unsafe { old.into_box_unchecked() };
-        old.value.store(POISON, Ordering::Relaxed);
-        drop(old);
+        // The writer on a thread of its own: racing from the model's main
+        // thread, it met the reader in few interleavings (see
+        // BENCHMARKS.md, "Loom models with a side on the main thread").
+        let writer = thread::spawn(move || {
+            let old = cell.replace(Obj::boxed(2)).unwrap();
+            rcu.synchronize();
+            // SAFETY: a grace period elapsed after the unlink.
+            let old = unsafe { old.into_box_unchecked() };
+            old.value.store(POISON, Ordering::Relaxed);
+            drop(old);
+        });
+        writer.join().unwrap();
         reader.join().unwrap();
     });
 }
@@ -117,10 +123,13 @@ fn guard_exit_model(unlock: fn(ReadGuard<'_>)) {
             }
             unlock(g);
         });
-        let old = cell.replace(Data::boxed(2)).unwrap();
-        rcu.synchronize();
-        // SAFETY: a grace period elapsed after the unlink.
-        unsafe { old.into_box_unchecked() }.poison();
+        let writer = thread::spawn(move || {
+            let old = cell.replace(Data::boxed(2)).unwrap();
+            rcu.synchronize();
+            // SAFETY: a grace period elapsed after the unlink.
+            unsafe { old.into_box_unchecked() }.poison();
+        });
+        writer.join().unwrap();
         reader.join().unwrap();
     });
 }
@@ -165,17 +174,20 @@ fn exchange_model(mutant: bool) {
                 d.check();
             }
         });
-        let g = rcu.read_lock();
-        let current = cell.load(&g);
-        let new = Data::boxed(2);
-        let old = if mutant {
-            cell.compare_exchange_without_release_for_loom_mutation(current, new, &g)
-        } else {
-            cell.compare_exchange(current, Some(new), &g).ok().flatten()
-        };
-        drop(g);
-        // Waits for a grace period, then frees the old value.
-        drop(old);
+        let writer = thread::spawn(move || {
+            let g = rcu.read_lock();
+            let current = cell.load(&g);
+            let new = Data::boxed(2);
+            let old = if mutant {
+                cell.compare_exchange_without_release_for_loom_mutation(current, new, &g)
+            } else {
+                cell.compare_exchange(current, Some(new), &g).ok().flatten()
+            };
+            drop(g);
+            // Waits for a grace period, then frees the old value.
+            drop(old);
+        });
+        writer.join().unwrap();
         reader.join().unwrap();
     });
 }
@@ -218,11 +230,15 @@ fn poison_model(make: fn() -> Rcu) {
             }
             drop(g);
         });
-        let old = cell.replace(Obj::boxed(2)).unwrap();
-        rcu.synchronize();
-        // SAFETY: a grace period elapsed after the unlink.
-        let old = unsafe { old.into_box_unchecked() };
-        old.value.store(POISON, Ordering::Relaxed);
+        let writer = thread::spawn(move || {
+            let old = cell.replace(Obj::boxed(2)).unwrap();
+            rcu.synchronize();
+            // SAFETY: a grace period elapsed after the unlink.
+            let old = unsafe { old.into_box_unchecked() };
+            old.value.store(POISON, Ordering::Relaxed);
+            old
+        });
+        let old = writer.join().unwrap();
         // Freed after the reader is done, so that a mutant's reader sees
         // the poison (an assertion) rather than loom's freed object.
         reader.join().unwrap();
@@ -274,18 +290,17 @@ fn polled_cookie_completed_by_another_thread_protects_readers() {
                 assert_ne!(obj.value.load(Ordering::Relaxed), POISON);
             }
         });
-        let r2 = rcu.clone();
-        let old = cell.replace(Obj::boxed(2)).unwrap();
-        let gp = thread::spawn(move || r2.synchronize());
-        if let Ok(old) = old.try_into_box() {
-            // The other thread's grace period covered the unlink.
-            old.value.store(POISON, Ordering::Relaxed);
-        } else {
+        let writer = thread::spawn(move || {
+            let r2 = rcu.clone();
+            let old = cell.replace(Obj::boxed(2)).unwrap();
+            let gp = thread::spawn(move || r2.synchronize());
+            if let Ok(old) = old.try_into_box() {
+                // The other thread's grace period covered the unlink.
+                old.value.store(POISON, Ordering::Relaxed);
+            }
             gp.join().unwrap();
-            reader.join().unwrap();
-            return;
-        }
-        gp.join().unwrap();
+        });
+        writer.join().unwrap();
         reader.join().unwrap();
     });
 }
@@ -312,19 +327,22 @@ fn polled_model(grace_period: fn(&Rcu), poll: fn(&Rcu, &Cookie) -> bool) {
         });
         let r2 = rcu.clone();
         let gp = thread::spawn(move || grace_period(&r2));
-        let old = cell.replace(Data::boxed(2)).unwrap();
-        let cookie = rcu.get_state();
-        // Polled a few times, yielding between (a single poll does not
-        // see the other thread's grace period end within the preemption
-        // bound; an unbounded loop runs past loom's branch limit).
-        for _ in 0..4 {
-            if poll(&rcu, &cookie) {
-                // SAFETY: a grace period that started after the unlink ended.
-                unsafe { old.into_box_unchecked() }.poison();
-                break;
+        let writer = thread::spawn(move || {
+            let old = cell.replace(Data::boxed(2)).unwrap();
+            let cookie = rcu.get_state();
+            // Polled a few times, yielding between (a single poll does not
+            // see the other thread's grace period end within the preemption
+            // bound; an unbounded loop runs past loom's branch limit).
+            for _ in 0..4 {
+                if poll(&rcu, &cookie) {
+                    // SAFETY: a grace period that started after the unlink ended.
+                    unsafe { old.into_box_unchecked() }.poison();
+                    break;
+                }
+                thread::yield_now();
             }
-            thread::yield_now();
-        }
+        });
+        writer.join().unwrap();
         gp.join().unwrap();
         reader.join().unwrap();
     });
@@ -371,16 +389,19 @@ fn a_slot_given_back_and_claimed_again_is_never_taken_for_quiescent() {
         });
         let r2 = rcu.clone();
         let gp = thread::spawn(move || r2.synchronize());
-        let old = cell.replace(Data::boxed(2)).unwrap();
-        let cookie = rcu.get_state();
-        for _ in 0..4 {
-            if rcu.poll(&cookie) {
-                // SAFETY: a grace period that started after the unlink ended.
-                unsafe { old.into_box_unchecked() }.poison();
-                break;
+        let writer = thread::spawn(move || {
+            let old = cell.replace(Data::boxed(2)).unwrap();
+            let cookie = rcu.get_state();
+            for _ in 0..4 {
+                if rcu.poll(&cookie) {
+                    // SAFETY: a grace period that started after the unlink ended.
+                    unsafe { old.into_box_unchecked() }.poison();
+                    break;
+                }
+                thread::yield_now();
             }
-            thread::yield_now();
-        }
+        });
+        writer.join().unwrap();
         gp.join().unwrap();
         reader.join().unwrap();
     });
@@ -444,10 +465,14 @@ fn grace_periods_driven_by_the_retiring_thread_protect_readers() {
             drop(g);
         });
         // Unlink, then retire; a second retire drives the grace period on.
-        slot.store(false, Ordering::Release);
-        rcu.defer_drop(Box::new(PoisonOnDrop(shared.clone())));
-        rcu.defer_drop(Box::new(0u8));
-        rcu.defer_drop(Box::new(0u8));
+        let (r, o) = (rcu.clone(), shared.clone());
+        let writer = thread::spawn(move || {
+            slot.store(false, Ordering::Release);
+            r.defer_drop(Box::new(PoisonOnDrop(o)));
+            r.defer_drop(Box::new(0u8));
+            r.defer_drop(Box::new(0u8));
+        });
+        writer.join().unwrap();
         reader.join().unwrap();
         rcu.barrier();
         assert_eq!(shared.value.load(Ordering::Relaxed), POISON);
@@ -477,9 +502,12 @@ fn nested_reader_is_protected_until_outermost_unlock() {
             }
             drop(outer);
         });
-        let old = cell.replace(Obj::boxed(2)).unwrap();
-        let old = old.into_box();
-        old.value.store(POISON, Ordering::Relaxed);
+        let writer = thread::spawn(move || {
+            let old = cell.replace(Obj::boxed(2)).unwrap();
+            let old = old.into_box();
+            old.value.store(POISON, Ordering::Relaxed);
+        });
+        writer.join().unwrap();
         reader.join().unwrap();
     });
 }
@@ -644,14 +672,17 @@ mod qsbr {
                     d.check();
                 }
             });
-            let old = cell.replace(Data::boxed(2)).unwrap();
-            rcu.synchronize();
-            // SAFETY: a grace period elapsed after the unlink.
-            let old = unsafe { old.into_box_unchecked() };
-            // SAFETY: checked by loom: ordered after every reader's access
-            // unless the protocol (or the mutant) is broken.
-            old.word.with_mut(|p| unsafe { *p = POISON });
-            drop(old);
+            let writer = thread::spawn(move || {
+                let old = cell.replace(Data::boxed(2)).unwrap();
+                rcu.synchronize();
+                // SAFETY: a grace period elapsed after the unlink.
+                let old = unsafe { old.into_box_unchecked() };
+                // SAFETY: checked by loom: ordered after every reader's access
+                // unless the protocol (or the mutant) is broken.
+                old.word.with_mut(|p| unsafe { *p = POISON });
+                drop(old);
+            });
+            writer.join().unwrap();
             reader.join().unwrap();
         });
     }
@@ -710,14 +741,17 @@ mod qsbr {
                     unsafe { (*p).check() };
                 }
             });
-            let old = cell.replace(Data::boxed(2)).unwrap();
-            rcu.synchronize();
-            // SAFETY: a grace period elapsed after the unlink.
-            let old = unsafe { old.into_box_unchecked() };
-            // SAFETY: checked by loom: ordered after every reader's access
-            // unless the protocol (or the mutant) is broken.
-            old.word.with_mut(|p| unsafe { *p = POISON });
-            drop(old);
+            let writer = thread::spawn(move || {
+                let old = cell.replace(Data::boxed(2)).unwrap();
+                rcu.synchronize();
+                // SAFETY: a grace period elapsed after the unlink.
+                let old = unsafe { old.into_box_unchecked() };
+                // SAFETY: checked by loom: ordered after every reader's access
+                // unless the protocol (or the mutant) is broken.
+                old.word.with_mut(|p| unsafe { *p = POISON });
+                drop(old);
+            });
+            writer.join().unwrap();
             reader.join().unwrap();
         });
     }
@@ -744,16 +778,19 @@ mod qsbr {
             });
             let r2 = rcu.clone();
             let gp = thread::spawn(move || grace_period(&r2));
-            let old = cell.replace(Data::boxed(2)).unwrap();
-            let cookie = rcu.get_state();
-            for _ in 0..4 {
-                if rcu.poll(&cookie) {
-                    // SAFETY: a grace period that started after the unlink ended.
-                    unsafe { old.into_box_unchecked() }.poison();
-                    break;
+            let writer = thread::spawn(move || {
+                let old = cell.replace(Data::boxed(2)).unwrap();
+                let cookie = rcu.get_state();
+                for _ in 0..4 {
+                    if rcu.poll(&cookie) {
+                        // SAFETY: a grace period that started after the unlink ended.
+                        unsafe { old.into_box_unchecked() }.poison();
+                        break;
+                    }
+                    thread::yield_now();
                 }
-                thread::yield_now();
-            }
+            });
+            writer.join().unwrap();
             gp.join().unwrap();
             reader.join().unwrap();
         });
@@ -837,8 +874,12 @@ mod map {
                     assert_ne!(v.0.value.load(Ordering::Relaxed), POISON);
                 }
             });
-            assert!(map.remove(&1));
-            rcu.barrier();
+            let (r, m) = (rcu.clone(), map.clone());
+            let writer = thread::spawn(move || {
+                assert!(m.remove(&1));
+                r.barrier();
+            });
+            writer.join().unwrap();
             assert_eq!(shared.value.load(Ordering::Relaxed), POISON);
             reader.join().unwrap();
         });
@@ -873,7 +914,6 @@ mod map {
         loom::model(move || {
             let rcu = Rcu::new(Config::new().topology(Topology::synthetic(1, 1))).unwrap();
             rcu.unfenced_sections_for_loom();
-            drop(rcu.read_lock());
             let map: Arc<RcuHashMap<u64, Made, Fixed>> = Arc::new(
                 RcuHashMap::with_capacity_and_hasher_in(0, Fixed::default(), &rcu),
             );
@@ -885,7 +925,13 @@ mod map {
                     assert_eq!(v.0.with(|p| unsafe { *p }), 7);
                 }
             });
-            assert!(insert(&map, 1, Made(loom::cell::UnsafeCell::new(7))));
+            // The inserting thread registers before the value is made.
+            let (r, m) = (rcu.clone(), map.clone());
+            let writer = thread::spawn(move || {
+                drop(r.read_lock());
+                assert!(insert(&m, 1, Made(loom::cell::UnsafeCell::new(7))));
+            });
+            writer.join().unwrap();
             reader.join().unwrap();
         });
     }
@@ -933,7 +979,12 @@ mod map {
                 let v = v.0.with(|p| unsafe { *p });
                 assert!(v == 5 || v == 7, "{v}");
             });
-            assert!(!insert(&map, 1, Made(loom::cell::UnsafeCell::new(7))));
+            let (r, m) = (rcu.clone(), map.clone());
+            let writer = thread::spawn(move || {
+                drop(r.read_lock());
+                assert!(!insert(&m, 1, Made(loom::cell::UnsafeCell::new(7))));
+            });
+            writer.join().unwrap();
             reader.join().unwrap();
         });
     }
@@ -976,7 +1027,11 @@ mod map {
                     assert!(m.get(&k, &g).is_some(), "key {k} missed");
                 }
             });
-            map.insert(before as u64, PoisonOnDrop(shared.clone()));
+            let (m, s) = (map.clone(), shared.clone());
+            let writer = thread::spawn(move || {
+                m.insert(before as u64, PoisonOnDrop(s));
+            });
+            writer.join().unwrap();
             assert_eq!(map.capacity(), 2 * before);
             reader.join().unwrap();
         });
@@ -1008,7 +1063,11 @@ mod map {
                 let v = m.get(&1, &g).expect("key 1 missed");
                 assert_ne!(v.0.value.load(Ordering::Relaxed), POISON);
             });
-            assert!(map.remove(&(k - 1)));
+            let m = map.clone();
+            let writer = thread::spawn(move || {
+                assert!(m.remove(&(k - 1)));
+            });
+            writer.join().unwrap();
             assert!(map.capacity() < big);
             reader.join().unwrap();
             rcu.barrier();

@@ -145,24 +145,29 @@ fn switch_on(arm: bool) {
                 r.finish(u64::from(arm));
             })
         };
-        // G0: sets the flag, then membarrier (armed), bump, scan.
-        s.flag.store(true, Ordering::Relaxed);
-        if arm {
-            membarrier(&s, 1);
-        } else {
+        // The writer on a thread of its own (racing from the model's main
+        // thread, a side meets the other in few interleavings).
+        let w = thread::spawn(move || {
+            // G0: sets the flag, then membarrier (armed), bump, scan.
+            s.flag.store(true, Ordering::Relaxed);
+            if arm {
+                membarrier(&s, 1);
+            } else {
+                fence(Ordering::SeqCst);
+            }
+            let new = s.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
+            scan(&s, new);
+            // G: the unlink, the snapshot's fence, the start's fence (armed:
+            // no membarrier), bump, scan, free.
+            s.ptr.store(2, Ordering::Release);
             fence(Ordering::SeqCst);
-        }
-        let new = s.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
-        scan(&s, new);
-        // G: the unlink, the snapshot's fence, the start's fence (armed:
-        // no membarrier), bump, scan, free.
-        s.ptr.store(2, Ordering::Release);
-        fence(Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let new = s.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
-        scan(&s, new);
-        // SAFETY: checked by loom.
-        s.old.with_mut(|v| unsafe { *v = 0xdead });
+            fence(Ordering::SeqCst);
+            let new = s.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
+            scan(&s, new);
+            // SAFETY: checked by loom.
+            s.old.with_mut(|v| unsafe { *v = 0xdead });
+        });
+        w.join().unwrap();
         r.join().unwrap();
     });
 }
@@ -206,23 +211,27 @@ fn foreign_publish_mid_grace_period(barrier_first: bool) {
                 r.finish(1);
             })
         };
-        // G: unlink, fences (armed), bump.
-        s.ptr.store(2, Ordering::Release);
-        fence(Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let new = s.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
-        // publish_foreign_word (under gp_lock, while G waits unlocked).
-        if barrier_first {
-            membarrier(&s, 1);
-            s.flag.store(false, Ordering::Relaxed);
-        } else {
-            s.flag.store(false, Ordering::Relaxed);
-            membarrier(&s, 1);
-        }
-        // G's last scan, then the free.
-        scan(&s, new);
-        // SAFETY: checked by loom.
-        s.old.with_mut(|v| unsafe { *v = 0xdead });
+        // The writer on a thread of its own, as in `switch_on`.
+        let w = thread::spawn(move || {
+            // G: unlink, fences (armed), bump.
+            s.ptr.store(2, Ordering::Release);
+            fence(Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let new = s.gp_ctr.fetch_add(1, Ordering::Relaxed) + 1;
+            // publish_foreign_word (under gp_lock, while G waits unlocked).
+            if barrier_first {
+                membarrier(&s, 1);
+                s.flag.store(false, Ordering::Relaxed);
+            } else {
+                s.flag.store(false, Ordering::Relaxed);
+                membarrier(&s, 1);
+            }
+            // G's last scan, then the free.
+            scan(&s, new);
+            // SAFETY: checked by loom.
+            s.old.with_mut(|v| unsafe { *v = 0xdead });
+        });
+        w.join().unwrap();
         r.join().unwrap();
     });
 }
