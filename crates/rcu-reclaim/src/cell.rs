@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use crate::domain::{Rcu, WaitInstead};
 use crate::guard::ReadSection;
 use crate::size::ReclaimSize;
-use crate::sync::{weigh_caught, AtomicPtr};
+use crate::sync::{acq_rel_for_loom, ord_for_loom, weigh_caught, AtomicPtr};
 use crate::Retired;
 
 /// An RCU-protected, optionally empty, heap value.
@@ -231,7 +231,9 @@ impl<T> RcuCell<T> {
             Rcu::name_of(guard.domain().id()),
             Rcu::name_of(self.rcu.id())
         );
-        let p = self.ptr.load(Ordering::Acquire);
+        let p = self
+            .ptr
+            .load(ord_for_loom("cell.load.acquire", Ordering::Acquire));
         // SAFETY: a non-null pointer in the cell came from `Box::into_raw`
         // and was published with Release. It is freed only after being
         // unlinked and a grace period elapsing (`Retired`), or when the cell
@@ -289,7 +291,10 @@ impl<T> RcuCell<T> {
     fn swap_out(&self, value: Option<Box<T>>) -> Option<NonNull<T>> {
         updating::check_not_in_update_of(self);
         let new = into_raw(value);
-        NonNull::new(self.ptr.swap(new, Ordering::AcqRel))
+        NonNull::new(self.ptr.swap(
+            new,
+            acq_rel_for_loom("cell.swap_out.release_half", "cell.swap_out.acquire_half"),
+        ))
     }
 
     /// Publishes `value` and hands the old value, booked at `weigh(&old)`,
@@ -564,10 +569,12 @@ impl<T> RcuCell<T> {
         updating::check_not_in_update_of(self);
         let expected = current.map_or(ptr::null_mut(), |c| ptr::from_ref(c).cast_mut());
         let new = into_raw(new);
-        match self
-            .ptr
-            .compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match self.ptr.compare_exchange(
+            expected,
+            new,
+            acq_rel_for_loom("cell.exchange.release_half", "cell.exchange.acquire_half"),
+            Ordering::Acquire,
+        ) {
             Ok(old) => Ok(NonNull::new(old)),
             Err(now) => Err(CompareExchangeError {
                 // SAFETY: `new` came from `into_raw` above and was not

@@ -24,7 +24,7 @@ use crate::flavor::writer_barrier;
 use crate::reader::{Owner, Registry, Slot};
 use crate::reader_fences::{ReaderFences, StartBarrier};
 use crate::sync::ForkedFrom;
-use crate::sync::{fence, lock, thread, Arc, AtomicU64, Mutex};
+use crate::sync::{fence, lock, mutated_for_loom, ord_for_loom, thread, Arc, AtomicU64, Mutex};
 
 const SEQ_STATE_MASK: u64 = 3;
 
@@ -214,7 +214,9 @@ pub(crate) struct GpCounters {
 /// after the readers' counter reached `new` (so it cannot hold anything the
 /// grace period waiting for `new` protects).
 fn slot_quiescent(slot: &Slot, new: u64) -> bool {
-    let v = slot.ctr.load(Ordering::Acquire);
+    let v = slot
+        .ctr
+        .load(ord_for_loom("gp.slot_quiescent.acquire", Ordering::Acquire));
     #[cfg(not(loom))]
     match slot.foreign.verdict(new) {
         crate::foreign::Verdict::Slot => {}
@@ -433,15 +435,23 @@ impl GracePeriods {
     }
 
     pub(crate) fn seq(&self) -> u64 {
-        self.seq.load(Ordering::Acquire)
+        self.seq
+            .load(ord_for_loom("gp.seq.acquire", Ordering::Acquire))
     }
 
     /// The `seq` value that proves a full grace period after this call.
     pub(crate) fn snapshot(&self) -> u64 {
         // Orders the caller's earlier unlinks before reading the sequence: a
         // grace period that had not started by now will see them.
-        fence(Ordering::SeqCst);
-        (self.seq.load(Ordering::Acquire) + 2 * SEQ_STATE_MASK + 1) & !SEQ_STATE_MASK
+        if !mutated_for_loom("gp.snapshot.fence") {
+            fence(Ordering::SeqCst);
+        }
+        (self
+            .seq
+            .load(ord_for_loom("gp.snapshot.acquire", Ordering::Acquire))
+            + 2 * SEQ_STATE_MASK
+            + 1)
+            & !SEQ_STATE_MASK
     }
 
     /// Grace periods completed so far (the sequence without its state bits).
@@ -450,7 +460,9 @@ impl GracePeriods {
     }
 
     pub(crate) fn done(&self, target: u64) -> bool {
-        self.seq.load(Ordering::Acquire) >= target
+        self.seq
+            .load(ord_for_loom("gp.done.acquire", Ordering::Acquire))
+            >= target
     }
 
     /// A broken `done` for the loom model's mutation check
@@ -614,7 +626,9 @@ impl GracePeriods {
         }
         self.mark_no_reader_try();
         self.seq.store(s + 1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        if !mutated_for_loom("gp.complete_if_no_reader.fence") {
+            fence(Ordering::SeqCst);
+        }
         self.complete_if_no_reader_marked(s, mode)
     }
 
@@ -712,7 +726,11 @@ impl GracePeriods {
             .or_else(|| (n > 0).then(|| c.membarrier_ns.load(Ordering::Relaxed) / n));
         let flag = &self.registry.fence_reads;
         match self.fences.at_start(flag, now_us, each, foreign) {
-            StartBarrier::Fence => fence(Ordering::SeqCst),
+            StartBarrier::Fence => {
+                if !mutated_for_loom("gp.start_barrier.fence") {
+                    fence(Ordering::SeqCst)
+                }
+            }
             StartBarrier::Flavor => {
                 self.writer_barrier();
                 self.fences.issued_membarrier(flag);
@@ -766,7 +784,10 @@ impl GracePeriods {
     /// With `gp_lock` held: ends the grace period in progress (the sequence
     /// read `s` when it was started or resumed).
     fn complete(&self, s: u64) {
-        self.seq.store((s | SEQ_STATE_MASK) + 1, Ordering::Release);
+        self.seq.store(
+            (s | SEQ_STATE_MASK) + 1,
+            ord_for_loom("gp.complete.release", Ordering::Release),
+        );
     }
 
     /// The writer's half of the read-side barrier pairing, counted.
@@ -1043,7 +1064,8 @@ impl GracePeriods {
         if !slot.raw_only.load(Ordering::Relaxed) {
             return Reap::Never;
         }
-        slot.ctr.store(0, Ordering::Release);
+        slot.ctr
+            .store(0, ord_for_loom("gp.reap.release", Ordering::Release));
         Reap::Ended
     }
 
@@ -1088,7 +1110,10 @@ impl GracePeriods {
         started: Instant,
         at_most: Duration,
     ) -> bool {
-        let futex = registry.foreign_futex.load(Ordering::Acquire);
+        let futex = registry.foreign_futex.load(ord_for_loom(
+            "gp.park_on_foreign.acquire",
+            Ordering::Acquire,
+        ));
         if futex.is_null() {
             return false;
         }
@@ -1127,7 +1152,12 @@ impl GracePeriods {
     /// move on as it is read.
     pub(crate) fn holdouts(&self) -> Vec<(Owner, bool)> {
         let mut out = Vec::new();
-        if self.seq.load(Ordering::Acquire) & SEQ_STATE_MASK == 0 {
+        if self
+            .seq
+            .load(ord_for_loom("gp.holdouts.acquire", Ordering::Acquire))
+            & SEQ_STATE_MASK
+            == 0
+        {
             return out;
         }
         let new = self.in_flight.load(Ordering::Relaxed);

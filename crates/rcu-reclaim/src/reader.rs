@@ -28,7 +28,10 @@ use crossbeam_utils::CachePadded;
 use crate::callbacks::bulk::BulkPage;
 use crate::callbacks::local::LocalBuffer;
 use crate::flavor::{reader_fence, Flavor};
-use crate::sync::{fence, lock, Arc, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Mutex};
+use crate::sync::{
+    acq_rel_for_loom, fence, lock, mutated_for_loom, ord_for_loom, Arc, AtomicBool, AtomicI32,
+    AtomicPtr, AtomicU64, Mutex,
+};
 
 /// One thread's reader state in one domain.
 pub(crate) struct Slot {
@@ -259,7 +262,9 @@ impl Registry {
 
     /// Claims a free slot or appends a new one.
     pub(crate) fn claim(&self) -> *const Slot {
-        let mut cur = self.head.load(Ordering::Acquire);
+        let mut cur = self
+            .head
+            .load(ord_for_loom("reader.claim.head_acquire", Ordering::Acquire));
         while !cur.is_null() {
             // SAFETY: slots in the list are freed only by `Registry::drop`,
             // and `self` is alive.
@@ -267,7 +272,12 @@ impl Registry {
             if !slot.in_use.load(Ordering::Relaxed)
                 && slot
                     .in_use
-                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(
+                        false,
+                        true,
+                        ord_for_loom("reader.claim.in_use_acquire", Ordering::Acquire),
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
             {
                 slot.abandoned.store(false, Ordering::Relaxed);
@@ -278,18 +288,28 @@ impl Registry {
                 slot.abandoned_exit.set(AbandonedExit::No);
                 return slot as *const Slot;
             }
-            cur = slot.next.load(Ordering::Acquire);
+            cur = slot
+                .next
+                .load(ord_for_loom("reader.claim.next_acquire", Ordering::Acquire));
         }
         let new = Box::into_raw(Box::new(CachePadded::new(Slot::new())));
-        let mut head = self.head.load(Ordering::Acquire);
+        let mut head = self.head.load(ord_for_loom(
+            "reader.claim.push_head_acquire",
+            Ordering::Acquire,
+        ));
         loop {
             // SAFETY: `new` is ours until the CAS below publishes it.
             let new_ref: &Slot = unsafe { &*new };
             new_ref.next.store(head, Ordering::Relaxed);
-            match self
-                .head
-                .compare_exchange(head, new, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.head.compare_exchange(
+                head,
+                new,
+                acq_rel_for_loom(
+                    "reader.claim.push.release_half",
+                    "reader.claim.push.acquire_half",
+                ),
+                Ordering::Acquire,
+            ) {
                 Ok(_) => break,
                 Err(h) => head = h,
             }
@@ -300,12 +320,18 @@ impl Registry {
 
     /// Walks every slot of the registry (in use or not).
     pub(crate) fn for_each_slot(&self, mut f: impl FnMut(&Slot)) {
-        let mut cur = self.head.load(Ordering::Acquire);
+        let mut cur = self.head.load(ord_for_loom(
+            "reader.for_each_slot.head_acquire",
+            Ordering::Acquire,
+        ));
         while !cur.is_null() {
             // SAFETY: slots are freed only by `Registry::drop`, and `self` is alive.
             let slot = unsafe { &**cur };
             f(slot);
-            cur = slot.next.load(Ordering::Acquire);
+            cur = slot.next.load(ord_for_loom(
+                "reader.for_each_slot.next_acquire",
+                Ordering::Acquire,
+            ));
         }
     }
 
@@ -314,7 +340,12 @@ impl Registry {
     /// handed back after its thread's last section ended.
     pub(crate) fn any_claimed(&self) -> bool {
         let mut any = false;
-        self.for_each_slot(|s| any |= s.in_use.load(Ordering::Acquire));
+        self.for_each_slot(|s| {
+            any |= s.in_use.load(ord_for_loom(
+                "reader.any_claimed.acquire",
+                Ordering::Acquire,
+            ))
+        });
         any
     }
 
@@ -324,8 +355,10 @@ impl Registry {
     pub(crate) fn any_section_left_open(&self) -> bool {
         let mut any = false;
         self.for_each_slot(|s| {
-            any |= s.in_use.load(Ordering::Acquire)
-                && s.abandoned.load(Ordering::Relaxed)
+            any |= s.in_use.load(ord_for_loom(
+                "reader.any_section_left_open.acquire",
+                Ordering::Acquire,
+            )) && s.abandoned.load(Ordering::Relaxed)
                 && !s.raw_only.load(Ordering::Relaxed)
                 && s.ctr.load(Ordering::Relaxed) != 0;
         });
@@ -358,7 +391,10 @@ impl Registry {
     /// writer waits; store 0, then a shared `FUTEX_WAKE`.
     #[cfg(not(loom))]
     pub(crate) fn wake_foreign_writer(&self) {
-        let f = self.foreign_futex.load(Ordering::Acquire);
+        let f = self.foreign_futex.load(ord_for_loom(
+            "reader.wake_foreign_writer.acquire",
+            Ordering::Acquire,
+        ));
         if f.is_null() {
             return;
         }
@@ -366,7 +402,9 @@ impl Registry {
         let f = unsafe { &*f };
         // The detach's SeqCst swap orders the counter's release before
         // this look (a writer stores -1, then its barrier, then looks).
-        fence(Ordering::SeqCst);
+        if !mutated_for_loom("reader.wake_foreign_writer.fence") {
+            fence(Ordering::SeqCst);
+        }
         if f.load(Ordering::Relaxed) == -1 {
             f.store(0, Ordering::Relaxed);
             crate::sys::futex_wake_shared(f);
@@ -501,11 +539,16 @@ fn let_go(slot: &Slot, registry: &Registry) {
         }
         // Against a writer parking on the slot (it raises `waiter`,
         // then its barrier, then looks at `abandoned`).
-        fence(Ordering::SeqCst);
+        if !mutated_for_loom("reader.let_go.fence") {
+            fence(Ordering::SeqCst);
+        }
         // A writer parked on this slot looks again, now polling.
         registry.wake_writer();
     } else {
-        slot.in_use.store(false, Ordering::Release);
+        slot.in_use.store(
+            false,
+            ord_for_loom("reader.let_go.release", Ordering::Release),
+        );
     }
 }
 
@@ -642,7 +685,9 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
             // period that finds no slot claimed skips its barrier and its
             // wait (`GracePeriods::complete_if_no_reader`), so this section
             // must see what was unlinked before that grace period's scan.
-            fence(Ordering::SeqCst);
+            if !mutated_for_loom("reader.current_slot_slow.fence") {
+                fence(Ordering::SeqCst);
+            }
             let owner = current_owner();
             // SAFETY: the slot was just claimed by this thread and is kept alive
             // by `registry`, which the registration holds.
@@ -687,7 +732,9 @@ fn late_slot(id: u64, registry: &Arc<Registry>) -> *const Slot {
     }
     let slot = registry.claim();
     // As in `current_slot_slow`: the claim before the first section.
-    fence(Ordering::SeqCst);
+    if !mutated_for_loom("reader.late_slot.fence") {
+        fence(Ordering::SeqCst);
+    }
     // SAFETY: the slot was just claimed by this thread; `registry` (the
     // domain's, alive while the caller's `&Rcu` is) keeps it alive.
     let s = unsafe { &*slot };
@@ -754,7 +801,10 @@ fn release_late(slot: &Slot, registry: &Registry) {
     let _listed = late_exit::forget(slot);
     // As a registration does at thread exit (`Registration::drop`).
     slot.orphan_buffered_page(registry);
-    slot.in_use.store(false, Ordering::Release);
+    slot.in_use.store(
+        false,
+        ord_for_loom("reader.release_late.release", Ordering::Release),
+    );
 }
 
 /// Late slots (see [`late_slot`]) still claimed when their thread exits go
@@ -1101,7 +1151,7 @@ fn snapshot(slot: &Slot, gp_ctr: &AtomicU64, fence_reads: &AtomicBool) {
     // fence mode (`reader_fences.rs`). Memb with the flag clear: the
     // writer's membarrier() turns this compiler fence into a full fence.
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
-    if fence_reads.load(Ordering::Relaxed) {
+    if fence_reads.load(Ordering::Relaxed) && !mutated_for_loom("reader.snapshot.fence") {
         fence(Ordering::SeqCst);
     }
 }
@@ -1242,10 +1292,15 @@ pub(crate) fn section_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
     slot.nest.set(n);
     if n == 0 {
         // Release: the section's loads happen before a writer that sees 0.
-        slot.ctr.store(0, Ordering::Release);
+        slot.ctr.store(
+            0,
+            ord_for_loom("reader.section_exit.release", Ordering::Release),
+        );
         // Memb: a parked writer issues membarrier() after raising
         // `waiter`, so the compiler fence cannot miss its flag.
-        reader_fence(flavor);
+        if !mutated_for_loom("reader.section_exit.fence") {
+            reader_fence(flavor);
+        }
         registry.wake_writer();
     } else if flagged_outermost_now(slot) {
         flagged_exit(slot, registry, flavor);
@@ -1294,8 +1349,13 @@ fn flagged_exit(slot: &Slot, registry: &Registry, flavor: Flavor) {
     // Read before the slot can go back to another thread.
     let abandoned = slot.abandoned_exit.take();
     slot.nest.set(0);
-    slot.ctr.store(0, Ordering::Release);
-    reader_fence(flavor);
+    slot.ctr.store(
+        0,
+        ord_for_loom("reader.flagged_exit.release", Ordering::Release),
+    );
+    if !mutated_for_loom("reader.flagged_exit.fence") {
+        reader_fence(flavor);
+    }
     registry.wake_writer();
     let owes = match abandoned {
         AbandonedExit::No => true,
@@ -1348,7 +1408,10 @@ fn release_abandoned(slot: &Slot, registry: &Registry) {
         slot.abandoned.store(false, Ordering::Relaxed);
         slot.raw_only.store(false, Ordering::Relaxed);
     }
-    slot.in_use.store(false, Ordering::Release);
+    slot.in_use.store(
+        false,
+        ord_for_loom("reader.release_abandoned.release", Ordering::Release),
+    );
 }
 
 #[cold]
@@ -1396,7 +1459,9 @@ pub(crate) fn qsbr_register(registry: &Registry, id: u64) -> *const Slot {
 pub(crate) fn qsbr_online(slot: &Slot, gp_ctr: &AtomicU64) {
     slot.ctr
         .store(gp_ctr.load(Ordering::Relaxed), Ordering::Relaxed);
-    fence(Ordering::SeqCst);
+    if !mutated_for_loom("reader.qsbr_online.fence") {
+        fence(Ordering::SeqCst);
+    }
 }
 
 /// Puts a QSBR slot offline (`0`): no grace period waits for it.
@@ -1406,14 +1471,21 @@ pub(crate) fn qsbr_online(slot: &Slot, gp_ctr: &AtomicU64) {
 /// store before the load of `waiter` (against a parked writer, which raises
 /// `waiter`, then fences, then looks at the slot).
 pub(crate) fn qsbr_offline(slot: &Slot, registry: &Registry) {
-    fence(Ordering::SeqCst);
+    if !mutated_for_loom("reader.qsbr_offline.fence_before") {
+        fence(Ordering::SeqCst);
+    }
     // Release as well as the fence: the same on x86 and Arm (no extra
     // instruction after a full fence), and ThreadSanitizer, which does not
     // model a fence before a relaxed store, then sees the release (it
     // reported the writer's free against the section's reads in 8 of 80
     // runs of a QSBR stress; 0 of 80 with these stores).
-    slot.ctr.store(0, Ordering::Release);
-    fence(Ordering::SeqCst);
+    slot.ctr.store(
+        0,
+        ord_for_loom("reader.qsbr_offline.release", Ordering::Release),
+    );
+    if !mutated_for_loom("reader.qsbr_offline.fence_after") {
+        fence(Ordering::SeqCst);
+    }
     registry.wake_writer();
 }
 
@@ -1429,9 +1501,16 @@ pub(crate) fn qsbr_offline(slot: &Slot, registry: &Registry) {
 #[inline(never)]
 pub(crate) fn qsbr_report(slot: &Slot, registry: &Registry, ctr: u64) {
     // The store is a release too, for ThreadSanitizer (see `qsbr_offline`).
-    fence(Ordering::SeqCst); // A
-    slot.ctr.store(ctr, Ordering::Release);
-    fence(Ordering::SeqCst); // B
+    if !mutated_for_loom("reader.qsbr_report.fence_a") {
+        fence(Ordering::SeqCst); // A
+    }
+    slot.ctr.store(
+        ctr,
+        ord_for_loom("reader.qsbr_report.release", Ordering::Release),
+    );
+    if !mutated_for_loom("reader.qsbr_report.fence_b") {
+        fence(Ordering::SeqCst); // B
+    }
     registry.wake_writer();
     #[cfg(not(loom))]
     if take_owed_qsbr(registry) {
@@ -1480,7 +1559,10 @@ pub(crate) fn qsbr_release(slot: &Slot) {
     slot.foreign.detach();
     qsbr_own_slot(slot, None);
     slot.qsbr.store(false, Ordering::Relaxed);
-    slot.in_use.store(false, Ordering::Release);
+    slot.in_use.store(
+        false,
+        ord_for_loom("reader.qsbr_release.release", Ordering::Release),
+    );
 }
 
 /// The domains in which this thread has an online QSBR registration (one
@@ -1543,7 +1625,9 @@ impl Drop for QsbrOnline {
             let (slot, registry) = unsafe { (&*slot, &*registry) };
             slot.abandoned.store(true, Ordering::Relaxed);
             // As in `Registration::drop`.
-            fence(Ordering::SeqCst);
+            if !mutated_for_loom("reader.slot_drop.fence") {
+                fence(Ordering::SeqCst);
+            }
             registry.wake_writer();
         }
     }
@@ -1659,8 +1743,10 @@ pub(crate) fn in_section_after_registrations(registry: &Registry) -> bool {
     let tid = crate::sys::gettid();
     let mut open = false;
     registry.for_each_slot(|s| {
-        open |= s.in_use.load(Ordering::Acquire)
-            && s.ctr.load(Ordering::Relaxed) != 0
+        open |= s.in_use.load(ord_for_loom(
+            "reader.in_section_after_registrations.acquire",
+            Ordering::Acquire,
+        )) && s.ctr.load(Ordering::Relaxed) != 0
             && lock(&s.owner).tid == tid;
     });
     open

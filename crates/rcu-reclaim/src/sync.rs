@@ -583,6 +583,73 @@ pub(crate) const LOOM_MUTATION_SITES: &[&str] = &[
     "barrier.marker_release",
     "barrier.marker_acquire",
     "barrier.drain_count_acquire",
+    // The grace periods, the read side, `RcuCell` and the map (BENCHMARKS.md,
+    // "Memory orderings, mutated one at a time"); an `AcqRel` has two
+    // sites, one for each half left out.
+    "gp.slot_quiescent.acquire",
+    "gp.seq.acquire",
+    "gp.snapshot.fence",
+    "gp.snapshot.acquire",
+    "gp.done.acquire",
+    "gp.complete_if_no_reader.fence",
+    "gp.start_barrier.fence",
+    "gp.complete.release",
+    "gp.reap.release",
+    "gp.park_on_foreign.acquire",
+    "gp.holdouts.acquire",
+    "reader.claim.head_acquire",
+    "reader.claim.in_use_acquire",
+    "reader.claim.next_acquire",
+    "reader.claim.push_head_acquire",
+    "reader.claim.push.release_half",
+    "reader.claim.push.acquire_half",
+    "reader.for_each_slot.head_acquire",
+    "reader.for_each_slot.next_acquire",
+    "reader.any_claimed.acquire",
+    "reader.any_section_left_open.acquire",
+    "reader.wake_foreign_writer.acquire",
+    "reader.wake_foreign_writer.fence",
+    "reader.let_go.fence",
+    "reader.let_go.release",
+    "reader.current_slot_slow.fence",
+    "reader.late_slot.fence",
+    "reader.release_late.release",
+    "reader.snapshot.fence",
+    "reader.section_exit.release",
+    "reader.section_exit.fence",
+    "reader.flagged_exit.release",
+    "reader.flagged_exit.fence",
+    "reader.release_abandoned.release",
+    "reader.qsbr_online.fence",
+    "reader.qsbr_offline.fence_before",
+    "reader.qsbr_offline.release",
+    "reader.qsbr_offline.fence_after",
+    "reader.qsbr_report.fence_a",
+    "reader.qsbr_report.release",
+    "reader.qsbr_report.fence_b",
+    "reader.qsbr_release.release",
+    "reader.slot_drop.fence",
+    "reader.in_section_after_registrations.acquire",
+    "cell.load.acquire",
+    "cell.swap_out.release_half",
+    "cell.swap_out.acquire_half",
+    "cell.exchange.release_half",
+    "cell.exchange.acquire_half",
+    "map.iter.next_acquire",
+    "map.search_by.acquire",
+    "map.publish.release",
+    "map.link_dummy.acquire",
+    "map.unlink_dummy.acquire",
+    "map.unlink_range.acquire",
+    "map.iter.table_acquire",
+    "map.find_hashed.table_acquire",
+    "map.get_hashed_by.table_acquire",
+    "map.locked_if.table_acquire",
+    "map.clear.table_acquire",
+    "map.resize.fence_before",
+    "map.resize.fence_after",
+    "map.resize_locked.table_acquire",
+    "map.publish_table.release",
 ];
 
 /// Whether the loom mutation audit weakens `site` in this run: the
@@ -626,6 +693,24 @@ pub(crate) fn ord_for_loom(
         std::sync::atomic::Ordering::Relaxed
     } else {
         ord
+    }
+}
+
+/// `AcqRel`, or one half of it alone where the loom mutation audit
+/// weakens the other: `Acquire` where it weakens `release_site`, `Release`
+/// where it weakens `acquire_site` ([`mutated_for_loom`]); `AcqRel` itself
+/// in every other build.
+#[inline(always)]
+pub(crate) fn acq_rel_for_loom(
+    release_site: &str,
+    acquire_site: &str,
+) -> std::sync::atomic::Ordering {
+    if mutated_for_loom(release_site) {
+        std::sync::atomic::Ordering::Acquire
+    } else if mutated_for_loom(acquire_site) {
+        std::sync::atomic::Ordering::Release
+    } else {
+        std::sync::atomic::Ordering::AcqRel
     }
 }
 

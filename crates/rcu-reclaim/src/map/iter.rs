@@ -7,6 +7,8 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
+use crate::sync::ord_for_loom;
+
 use super::list::{is_dummy, Link, Node};
 
 /// The entries of an [`RcuHashMap`](super::RcuHashMap), as `(&K, &V)`, in
@@ -91,7 +93,10 @@ impl<'g, K, V> Iterator for Iter<'g, K, V> {
             // SAFETY: a link reached from the list inside the section the
             // iterator borrows (see `new`): not freed before it ends.
             let link = unsafe { cur.as_ref() };
-            self.next = NextLink(link.next.load(Ordering::Acquire));
+            self.next = NextLink(
+                link.next
+                    .load(ord_for_loom("map.iter.next_acquire", Ordering::Acquire)),
+            );
             if !is_dummy(link.sort) {
                 // SAFETY: an entry's link is the first field of its
                 // `Node<K, V>`, and `cur` carries the node's provenance; the

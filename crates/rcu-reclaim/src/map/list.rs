@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering;
 
-use crate::sync::AtomicPtr;
+use crate::sync::{ord_for_loom, AtomicPtr};
 
 /// What every element of the list starts with: its place in the order and
 /// the next element. A dummy is a bare `Link`; an entry is a [`Node`],
@@ -137,7 +137,9 @@ pub(super) unsafe fn search_by<K, V>(
     loop {
         // SAFETY: `prev` is `start` or a link read from the list inside the
         // caller's section, so it is still allocated (see the contract).
-        let next = unsafe { prev.as_ref() }.next.load(Ordering::Acquire);
+        let next = unsafe { prev.as_ref() }
+            .next
+            .load(ord_for_loom("map.search_by.acquire", Ordering::Acquire));
         let Some(cur) = NonNull::new(next) else {
             return Search::Absent { prev, next };
         };
@@ -185,7 +187,7 @@ fn publish() -> Ordering {
     if RELAXED_LINKS.with(std::cell::Cell::get) {
         return Ordering::Relaxed;
     }
-    Ordering::Release
+    ord_for_loom("map.publish.release", Ordering::Release)
 }
 
 #[cfg(loom)]
@@ -240,7 +242,9 @@ pub(super) unsafe fn link_dummy(parent: NonNull<Link>, dummy: NonNull<Link>) {
     let mut prev = parent;
     loop {
         // SAFETY: links from `parent` on are in the locked range.
-        let next = unsafe { prev.as_ref() }.next.load(Ordering::Acquire);
+        let next = unsafe { prev.as_ref() }
+            .next
+            .load(ord_for_loom("map.link_dummy.acquire", Ordering::Acquire));
         match NonNull::new(next) {
             // SAFETY: as above.
             Some(cur) if unsafe { cur.as_ref() }.sort < sort => prev = cur,
@@ -259,7 +263,9 @@ pub(super) unsafe fn unlink_dummy(parent: NonNull<Link>, dummy: NonNull<Link>) {
     let mut prev = parent;
     loop {
         // SAFETY: links from `parent` on are in the locked range.
-        let next = unsafe { prev.as_ref() }.next.load(Ordering::Acquire);
+        let next = unsafe { prev.as_ref() }
+            .next
+            .load(ord_for_loom("map.unlink_dummy.acquire", Ordering::Acquire));
         let cur = NonNull::new(next).expect("a linked dummy is reachable from its parent");
         if cur == dummy {
             // SAFETY: the caller's contract.
@@ -301,7 +307,9 @@ pub(super) unsafe fn unlink_range(head: NonNull<Link>, range_bits: u32) -> Vec<N
     loop {
         // SAFETY: links from `head` on, up to the range's end, are in the
         // locked range.
-        let next = unsafe { prev.as_ref() }.next.load(Ordering::Acquire);
+        let next = unsafe { prev.as_ref() }
+            .next
+            .load(ord_for_loom("map.unlink_range.acquire", Ordering::Acquire));
         let Some(cur) = NonNull::new(next) else {
             return out;
         };

@@ -116,7 +116,7 @@ use crossbeam_utils::CachePadded;
 use crate::domain::Rcu;
 use crate::guard::ReadSection;
 use crate::size::ReclaimSize;
-use crate::sync::{AtomicPtr, AtomicUsize, Mutex};
+use crate::sync::{ord_for_loom, AtomicPtr, AtomicUsize, Mutex};
 use list::{key_sort, Node, Search};
 use table::{Stripes, Table, STRIPES};
 
@@ -532,7 +532,9 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     #[track_caller]
     pub fn iter<'g, G: ReadSection>(&'g self, guard: &'g G) -> Iter<'g, K, V> {
         self.check_guard(guard);
-        let table = self.table.load(Ordering::Acquire);
+        let table = self
+            .table
+            .load(ord_for_loom("map.iter.table_acquire", Ordering::Acquire));
         // SAFETY: a table is freed only a grace period after a newer one is
         // published, and the guard's section began before this load; its
         // bucket 0 is the list's first dummy, never unlinked; the section
@@ -586,7 +588,10 @@ where
         Q: Hash + Eq + ?Sized,
     {
         debug_assert_eq!(hash, self.hash(key), "{HASH_CHANGED}");
-        let table = self.table.load(Ordering::Acquire);
+        let table = self.table.load(ord_for_loom(
+            "map.find_hashed.table_acquire",
+            Ordering::Acquire,
+        ));
         // SAFETY: the caller's section began before this load, and a table
         // is freed only a grace period after a newer one is published; its
         // dummy for `hash` heads the run `hash` sorts into, and the section
@@ -640,7 +645,10 @@ where
         guard: &'g G,
     ) -> Option<&'g V> {
         self.check_guard(guard);
-        let table = self.table.load(Ordering::Acquire);
+        let table = self.table.load(ord_for_loom(
+            "map.get_hashed_by.table_acquire",
+            Ordering::Acquire,
+        ));
         // SAFETY: as in `find_hashed`.
         let found = unsafe {
             list::search_by::<K, V>((*table).head(hash), key_sort(hash), |n| is(&n.value))

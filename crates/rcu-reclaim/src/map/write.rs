@@ -14,7 +14,7 @@ use super::list::{self, key_sort, Link, Node, Search};
 use super::table::{nested_now, Locking, Stripes, Table, STRIPES, STRIPE_BITS};
 use super::{RcuHashMap, HASH_CHANGED};
 use crate::guard::ReadSection;
-use crate::sync::{drop_payload, fence, try_lock, weigh_caught};
+use crate::sync::{drop_payload, fence, mutated_for_loom, ord_for_loom, try_lock, weigh_caught};
 
 impl<K, V, S> RcuHashMap<K, V, S>
 where
@@ -47,7 +47,10 @@ where
         };
         // Read after the lock: a halving publishes its table before it
         // unlinks dummies under this lock, so this table's are linked.
-        let table = self.table.load(Ordering::Acquire);
+        let table = self.table.load(ord_for_loom(
+            "map.locked_if.table_acquire",
+            Ordering::Acquire,
+        ));
         // SAFETY: as in `find`: the section keeps the table allocated.
         Ok(f(unsafe { (*table).head(hash) }))
     }
@@ -612,7 +615,9 @@ where
             let _section = self.rcu.read_lock();
             for stripe in 0..STRIPES {
                 let _locked = self.stripes.lock(stripe);
-                let table = self.table.load(Ordering::Acquire);
+                let table = self
+                    .table
+                    .load(ord_for_loom("map.clear.table_acquire", Ordering::Acquire));
                 // SAFETY: as in `locked`; bucket `stripe` (< STRIPES) heads
                 // the stripe's range of the list, whose lock we hold.
                 let unlinked = unsafe { list::unlink_range((*table).bucket(stripe), STRIPE_BITS) };
@@ -683,7 +688,9 @@ where
     /// write, and a map emptied then stayed at its largest size.)
     fn resize(&self) {
         loop {
-            fence(Ordering::SeqCst);
+            if !mutated_for_loom("map.resize.fence_before") {
+                fence(Ordering::SeqCst);
+            }
             let Some(resizing) = try_lock(&self.resize) else {
                 return;
             };
@@ -700,7 +707,9 @@ where
                 self.resize_locked(&Locking::EachInTurn(&self.stripes));
             }
             drop(resizing);
-            fence(Ordering::SeqCst);
+            if !mutated_for_loom("map.resize.fence_after") {
+                fence(Ordering::SeqCst);
+            }
             if self.load_resizes_to().is_none() {
                 return;
             }
@@ -710,7 +719,10 @@ where
     /// [`resize`](Self::resize)'s work, under the resize lock.
     fn resize_locked(&self, stripes: &Locking<'_>) {
         loop {
-            let current = self.table.load(Ordering::Acquire);
+            let current = self.table.load(ord_for_loom(
+                "map.resize_locked.table_acquire",
+                Ordering::Acquire,
+            ));
             // SAFETY: only a holder of the resize lock replaces (and
             // retires) the table, so the current one stays allocated.
             let table = unsafe { &*current };
@@ -755,7 +767,10 @@ where
     }
 
     fn publish(&self, table: Box<Table>) {
-        self.table.store(Box::into_raw(table), Ordering::Release);
+        self.table.store(
+            Box::into_raw(table),
+            ord_for_loom("map.publish_table.release", Ordering::Release),
+        );
     }
 }
 
