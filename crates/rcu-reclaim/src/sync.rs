@@ -563,10 +563,11 @@ fn lock_std_within<'a, T>(
     retry_within(|| try_lock_std(m), limit, stuck)
 }
 
-/// The sites of the callbacks engine's handshake whose ordering the loom
-/// mutation audit weakens, one at a time (BENCHMARKS.md, "The callbacks
-/// handshake's orderings, mutated"): an Acquire or Release made Relaxed,
-/// or a fence left out.
+/// The sites whose ordering the loom mutation audit weakens, one at a
+/// time: the callbacks engine's handshake (BENCHMARKS.md, "The callbacks
+/// handshake's orderings, mutated"), then the grace periods, the read
+/// side, `RcuCell` and the map ("Memory orderings, mutated one at a
+/// time"): an Acquire or Release made Relaxed, or a fence left out.
 #[cfg(loom)]
 pub(crate) const LOOM_MUTATION_SITES: &[&str] = &[
     "try_push.owner_fence",
