@@ -1164,6 +1164,17 @@ fn fork_with_prepare_while_other_threads_read_and_retire() {
         let guard = rcu.prepare_fork();
         let pid = unsafe { libc::fork() };
         if pid == 0 {
+            // A child that hangs prints where, before the parent's 20 s
+            // run out (an AddressSanitizer run on two loaded cores saw
+            // one hang once, without a trace).
+            // SAFETY: as in `in_child`.
+            unsafe {
+                libc::signal(
+                    libc::SIGALRM,
+                    hung_child_backtrace as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                );
+                libc::alarm(18);
+            }
             guard.child();
             let code = catch_unwind(AssertUnwindSafe(|| {
                 let r2 = ran_in_child.clone();
