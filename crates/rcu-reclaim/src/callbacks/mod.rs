@@ -605,41 +605,15 @@ mod tests {
     fn pending_in_a_child_forked_unprepared_does_not_hang_on_the_orphans_lock() {
         let rcu = Rcu::new(Config::new()).unwrap();
         let registry = rcu.inner().gp.registry().clone();
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let _orphans = lock(&registry.orphans);
-            held_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-        });
-        held_rx.recv().unwrap();
-        // SAFETY: the child runs only this test's code and `_exit`s.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            // SAFETY: alarm has no preconditions; a hang kills the child.
-            unsafe { libc::alarm(20) };
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rcu.pending()));
-            let named = r.err().is_some_and(|e| {
-                e.downcast_ref::<String>()
-                    .is_some_and(|m| m.contains("prepare_fork") && m.contains("pending()"))
-            });
-            // SAFETY: ends the child without running the parent's destructors.
-            unsafe { libc::_exit(if named { 0 } else { 3 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        release_tx.send(()).unwrap();
-        holder.join().unwrap();
-        assert!(
-            libc::WIFEXITED(status),
-            "the child died of a signal (hung in pending()): status {status}"
-        );
-        assert_eq!(
-            libc::WEXITSTATUS(status),
-            0,
-            "pending() did not panic naming prepare_fork"
+        crate::fork::unprepared::child_gives_up(
+            move |wait| {
+                let _orphans = lock(&registry.orphans);
+                wait();
+            },
+            || {
+                rcu.pending();
+            },
+            &["pending()"],
         );
         assert_eq!(rcu.pending(), 0);
     }

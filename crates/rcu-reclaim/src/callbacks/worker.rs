@@ -371,48 +371,18 @@ mod tests {
     fn waking_workers_in_a_child_forked_unprepared_gives_up_on_a_held_lock() {
         let rcu = Rcu::new(Config::new()).unwrap();
         let inner = rcu.inner().clone();
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let holder = {
-            let inner = inner.clone();
-            std::thread::spawn(move || {
-                let _st = super::lock(&inner.callbacks.workers.nodes[0].state);
-                held_tx.send(()).unwrap();
-                let _ = release_rx.recv();
-            })
-        };
-        held_rx.recv().unwrap();
-        // SAFETY: the child runs only this test's code and `_exit`s.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            // SAFETY: alarm has no preconditions; a hang kills the child.
-            unsafe { libc::alarm(20) };
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let held = inner.clone();
+        crate::fork::unprepared::child_gives_up(
+            move |wait| {
+                let _st = super::lock(&held.callbacks.workers.nodes[0].state);
+                wait();
+            },
+            || {
                 // As a retire sets it up (`Rcu::try_push_entry`).
                 let _forked = crate::sync::ForkedWaits::scope(inner.gp.fork_check("a retire"));
                 inner.callbacks.workers.wake(0);
-            }));
-            let named = r.err().is_some_and(|e| {
-                e.downcast_ref::<String>()
-                    .is_some_and(|m| m.contains("prepare_fork") && m.contains("a retire"))
-            });
-            // SAFETY: ends the child without running the parent's destructors.
-            unsafe { libc::_exit(if named { 0 } else { 3 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        release_tx.send(()).unwrap();
-        holder.join().unwrap();
-        assert!(
-            libc::WIFEXITED(status),
-            "the child died of a signal (hung waking the workers): status {status}"
-        );
-        assert_eq!(
-            libc::WEXITSTATUS(status),
-            0,
-            "waking the workers did not panic naming prepare_fork"
+            },
+            &["a retire"],
         );
         rcu.barrier();
     }
