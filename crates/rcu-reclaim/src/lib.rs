@@ -608,6 +608,8 @@ mod sync;
 mod synchronize;
 mod sys;
 pub mod topology;
+#[cfg(all(test, not(loom)))]
+mod unprepared_fork;
 mod wake_promise;
 
 #[cfg(not(loom))]

@@ -605,7 +605,7 @@ mod tests {
     fn pending_in_a_child_forked_unprepared_does_not_hang_on_the_orphans_lock() {
         let rcu = Rcu::new(Config::new()).unwrap();
         let registry = rcu.inner().gp.registry().clone();
-        crate::fork::unprepared::child_gives_up(
+        crate::unprepared_fork::child_gives_up(
             move |wait| {
                 let _orphans = lock(&registry.orphans);
                 wait();

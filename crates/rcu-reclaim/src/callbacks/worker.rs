@@ -372,7 +372,7 @@ mod tests {
         let rcu = Rcu::new(Config::new()).unwrap();
         let inner = rcu.inner().clone();
         let held = inner.clone();
-        crate::fork::unprepared::child_gives_up(
+        crate::unprepared_fork::child_gives_up(
             move |wait| {
                 let _st = super::lock(&held.callbacks.workers.nodes[0].state);
                 wait();
