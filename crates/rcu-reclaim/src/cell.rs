@@ -514,42 +514,6 @@ impl<T> RcuCell<T> {
         }))
     }
 
-    /// The mutation check of the loom model of `compare_exchange`: the
-    /// exchange made with Acquire alone on success, so the new value is
-    /// published without a release of its making. Returns the unlinked
-    /// value (`None` if the exchange failed). Never use it: the model must
-    /// fail with it.
-    #[cfg(loom)]
-    #[doc(hidden)]
-    pub fn compare_exchange_without_release_for_loom_mutation<'g, G: ReadSection>(
-        &'g self,
-        current: Option<&T>,
-        new: Box<T>,
-        guard: &'g G,
-    ) -> Option<Retired<T>>
-    where
-        T: Send + 'static,
-    {
-        assert!(guard.domain().id() == self.rcu.id());
-        let expected = current.map_or(ptr::null_mut(), |c| ptr::from_ref(c).cast_mut());
-        let new = Box::into_raw(new);
-        match self
-            .ptr
-            .compare_exchange(expected, new, Ordering::Acquire, Ordering::Acquire)
-        {
-            Ok(old) => NonNull::new(old).map(|old| {
-                // SAFETY: `old` came from `Box::into_raw` and was just unlinked.
-                unsafe { Retired::unlinked(old.as_ptr(), &self.rcu) }.deferring_in_section()
-            }),
-            Err(_) => {
-                // SAFETY: `new` came from `Box::into_raw` above and was not
-                // published (the exchange failed).
-                drop(unsafe { Box::from_raw(new) });
-                None
-            }
-        }
-    }
-
     /// `compare_exchange`, giving the unlinked value as the raw pointer it
     /// is (from `Box::into_raw`; readers may still hold `&T` to it).
     #[track_caller]
