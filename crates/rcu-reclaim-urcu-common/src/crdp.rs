@@ -928,7 +928,7 @@ pub struct CallRcuData {
     invoking: AtomicBool,
     /// A batch waits for its grace period (`run_batch_locked`): a thread
     /// inside a read-side section that waits for it to pause waits for
-    /// ever (see [`pause_in_section`](Self::pause_in_section)).
+    /// ever (see [`pause`](Self::pause)).
     awaiting_gp: AtomicBool,
     /// `invoked + 1` when a push-back wait ran out while the invocation
     /// in hand did not begin one callback (0: none): callers do not wait
@@ -969,7 +969,7 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     }
 }
 
-/// How long [`CallRcuData::pause_in_section`] lets a call_rcu thread wait
+/// How long [`CallRcuData::pause`] lets a call_rcu thread wait
 /// for one grace period before it ends the process: the grace period
 /// waits for the caller's own section, unless it had started before that
 /// section did and only another reader holds it up.
@@ -1551,27 +1551,15 @@ impl CallRcuData {
     /// `false`, the pause requested but not reached, if one of its
     /// callbacks waits for the `defer_rcu` flush lock (which the caller
     /// holds: the thread cannot get there until it has it).
-    pub(crate) fn pause(&self) -> bool {
-        let mut st = lock(&self.state);
-        st.pause = true;
-        self.wake.notify_all();
-        while !st.paused && !st.stopped {
-            if st.waiting_for_flush {
-                return false;
-            }
-            st = wait(&self.progress, st);
-        }
-        true
-    }
-
-    /// [`pause`](Self::pause), for a caller inside a read-side section
-    /// that grace periods wait for (`call_rcu_before_fork` there): a
-    /// thread whose batch waits for its grace period never pauses, since
+    ///
+    /// `caller_in_section`: the caller is inside a read-side section that
+    /// grace periods wait for (`call_rcu_before_fork` there). A thread
+    /// whose batch waits for its grace period then never pauses, since
     /// that grace period waits for the caller's section, and the caller
     /// waits for the thread. liburcu's hook waits for ever without a word;
     /// here, once the thread has waited [`PAUSE_IN_SECTION_LIMIT`] for one
     /// grace period, the process ends, saying why and what to change.
-    pub(crate) fn pause_in_section(&self) -> bool {
+    pub(crate) fn pause(&self, caller_in_section: bool) -> bool {
         let mut st = lock(&self.state);
         st.pause = true;
         self.wake.notify_all();
@@ -1579,6 +1567,10 @@ impl CallRcuData {
         while !st.paused && !st.stopped {
             if st.waiting_for_flush {
                 return false;
+            }
+            if !caller_in_section {
+                st = wait(&self.progress, st);
+                continue;
             }
             if !self.awaiting_gp.load(Ordering::Relaxed) {
                 awaiting_since = None;
@@ -1864,7 +1856,7 @@ mod tests {
         // One batch of PUSH_BACK_AT heads, taken whole: queued while the
         // thread is paused, then resumed.
         let first = heads(PUSH_BACK_AT as usize);
-        crdp.pause();
+        crdp.pause(false);
         for h in first.iter_mut() {
             assert!(!crdp.push(h, 0));
         }
@@ -1923,7 +1915,7 @@ mod tests {
             Rcu::new(rcu_reclaim::Config::new()).expect("a domain"),
         ));
         let crdp = CallRcuData::spawn(rcu, -1, ThreadHooks::NONE);
-        crdp.pause();
+        crdp.pause(false);
         // Past the mark for short memory, without pressure: not held back.
         let mut n = PUSH_BACK_AT_SHORT as usize + 1;
         for _ in 0..n {
@@ -1970,7 +1962,7 @@ mod tests {
             usage.store(bytes, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(2));
         };
-        crdp.pause();
+        crdp.pause(false);
         let mut n = 2 * PUSH_BACK_AT_OVER as usize;
         for _ in 0..n {
             assert!(

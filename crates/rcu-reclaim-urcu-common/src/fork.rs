@@ -170,14 +170,7 @@ pub fn before_fork<F: Flavor>() {
         // has the lock, then taken again.
         let Some(stuck) = all
             .iter()
-            .find(|c| {
-                !std::ptr::eq(Arc::as_ptr(c), me)
-                    && !if in_section {
-                        c.pause_in_section()
-                    } else {
-                        c.pause()
-                    }
-            })
+            .find(|c| !std::ptr::eq(Arc::as_ptr(c), me) && !c.pause(in_section))
             .cloned()
         else {
             break (flush, all);
