@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "size.rs",
             "foreign.rs",
             "reader_fences.rs",
+            "unprepared_fork.rs",
         ],
     ),
     (
