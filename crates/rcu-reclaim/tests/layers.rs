@@ -66,6 +66,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "raw.rs",
             "synchronize.rs",
             "callbacks/api.rs",
+            "callbacks/retire.rs",
+            "callbacks/retire_waits.rs",
             "cell.rs",
             "retired.rs",
             "pressure.rs",

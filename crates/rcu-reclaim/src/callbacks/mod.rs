@@ -55,6 +55,8 @@ mod headroom;
 mod invoke;
 pub(crate) mod local;
 mod plan;
+mod retire;
+mod retire_waits;
 mod segcblist;
 mod shard;
 mod throttle;
@@ -69,8 +71,6 @@ use crossbeam_utils::CachePadded;
 pub(crate) use crate::policy::Params;
 use crate::policy::{self, SPARE_PAGES};
 
-#[cfg(not(loom))]
-pub(crate) use api::pay_owed_throttle;
 pub use api::without_page_allocation;
 pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage};
 pub use bulk::{PageAllocator, SystemPageAllocator, BULK_PAGE_SIZE};
@@ -81,6 +81,8 @@ pub(crate) use headroom::Headroom;
 #[cfg(not(loom))]
 pub(crate) use local::HeldForFork;
 pub(crate) use local::LocalBuffer;
+#[cfg(not(loom))]
+pub(crate) use retire_waits::pay_owed_throttle;
 use segcblist::Entry;
 use shard::{InvokeLists, Shard, ShardState};
 pub(crate) use throttle::one_call;
