@@ -39,7 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("readers", &["reader/"]),
-    ("grace periods", &["gp.rs"]),
+    ("grace periods", &["gp/"]),
     (
         "callback engine",
         &[
@@ -339,11 +339,11 @@ fn no_import_cycle() {
 fn the_parser_finds_imports() {
     let edges = imports(&src_dir());
     assert!(
-        edges["gp.rs"].contains("reader/mod.rs"),
+        edges["gp/mod.rs"].contains("reader/mod.rs"),
         "{:?}",
-        edges["gp.rs"]
+        edges["gp/mod.rs"]
     );
-    assert!(edges["callbacks/mod.rs"].contains("gp.rs"));
+    assert!(edges["callbacks/mod.rs"].contains("gp/mod.rs"));
     assert!(edges["reader/mod.rs"].contains("callbacks/bulk.rs"));
     // `use crate::{a, b}` groups and `super::` paths count too.
     assert!(edges["callbacks/worker.rs"].contains("callbacks/mod.rs"));

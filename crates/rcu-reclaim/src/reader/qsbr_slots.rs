@@ -1,6 +1,6 @@
 //! QSBR: registered threads that report quiescent states (liburcu's
 //! urcu-qsbr), each on a slot of its own. The writer's side is the grace
-//! periods' usual one (`gp.rs`): a full fence (the QSBR flavor's writer
+//! periods' usual one (`gp/`): a full fence (the QSBR flavor's writer
 //! barrier), the counter's bump, then a wait until every slot reads `0` or
 //! at least the new value.
 
