@@ -443,6 +443,16 @@ fn the_flavor_table_has_0_13s_size_and_0_14s_pair_after_it() {
     }
 }
 
+/// As the memb drop-in's: every data symbol of liburcu-qsbr.so.8
+/// (`urcu_qsbr_gp`, the thread-local `urcu_qsbr_reader`, the flavor table,
+/// the futex fallbacks' lock and condition) has liburcu's ELF type, binding
+/// and size here.
+#[test]
+fn data_symbols_have_liburcus_type_binding_and_size() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    env.assert_data_symbols_match_liburcu();
+}
+
 #[test]
 fn soname_default_and_drop_in() {
     let Some(env) = Env::get(&QSBR) else { return };

@@ -934,6 +934,17 @@ fn the_flavor_tables_symbol_has_0_13s_size() {
     env.assert_flavor_table_has_0_13s_size("urcu_memb_flavor");
 }
 
+/// Every data symbol of liburcu-memb.so.8 (the grace-period word, the
+/// thread-local reader block, `urcu_memb_has_sys_membarrier`, the flavor
+/// table, the futex fallbacks' lock and condition) has liburcu's ELF type,
+/// binding and size here: programs built with `_LGPL_SOURCE` copy the
+/// first ones at load and address the reader block at liburcu's offsets.
+#[test]
+fn data_symbols_have_liburcus_type_binding_and_size() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    env.assert_data_symbols_match_liburcu();
+}
+
 #[test]
 fn soname_default_and_drop_in() {
     let Some(env) = Env::get(&MEMB) else { return };

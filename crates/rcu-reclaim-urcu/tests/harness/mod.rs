@@ -392,7 +392,69 @@ pub fn symbol_size(lib: &Path, name: &str) -> Option<u64> {
     })
 }
 
+/// The defined data symbols (ELF type `OBJECT` or `TLS`) among the dynamic
+/// symbols of a shared library, each with its type, binding and size
+/// (`readelf --dyn-syms -W`): what a program built against liburcu's
+/// headers copies at load (copy relocations) or addresses in its static
+/// TLS block, by liburcu's sizes.
+pub fn data_symbols(lib: &Path) -> std::collections::BTreeMap<String, (String, String, u64)> {
+    let out = Command::new("readelf")
+        .args(["--dyn-syms", "-W"])
+        .arg(lib)
+        .output()
+        .expect("run readelf");
+    assert!(
+        out.status.success(),
+        "readelf --dyn-syms {} failed",
+        lib.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            // Num: Value Size Type Bind Vis Ndx Name
+            let f: Vec<_> = l.split_whitespace().collect();
+            if f.len() < 8 || f[6] == "UND" || !matches!(f[3], "OBJECT" | "TLS") {
+                return None;
+            }
+            let size = f[2]
+                .strip_prefix("0x")
+                .map_or_else(|| f[2].parse().ok(), |h| u64::from_str_radix(h, 16).ok())?;
+            let name = f[7].split('@').next().unwrap_or(f[7]).to_string();
+            Some((name, (f[3].to_string(), f[4].to_string(), size)))
+        })
+        .collect()
+}
+
 impl Env {
+    /// Asserts that every data symbol of the real library (where it is
+    /// installed) is defined by ours with the same ELF type, binding and
+    /// size: a smaller one is copied short into the program at load (the
+    /// loader warns "has different size"), a different thread-local block
+    /// puts the inlined read side's counter elsewhere.
+    pub fn assert_data_symbols_match_liburcu(&self) {
+        let Some(real) = &self.real_liburcu else {
+            eprintln!("skipped: no liburcu library to compare with");
+            return;
+        };
+        let theirs = data_symbols(real);
+        assert!(
+            !theirs.is_empty(),
+            "no data symbols found in {}",
+            real.display()
+        );
+        let ours = data_symbols(&self.lib);
+        let differ: Vec<_> = theirs
+            .iter()
+            .filter(|(name, want)| ours.get(*name) != Some(*want))
+            .map(|(name, want)| format!("{name}: liburcu {want:?}, ours {:?}", ours.get(name)))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "data symbols that differ from {}: {differ:#?}",
+            real.display()
+        );
+    }
+
     /// Asserts that the flavor table `name` has 0.13's size (fourteen
     /// pointers), as liburcu's own has where it is installed: a program
     /// built against it copies the table at load without the loader's
