@@ -2,7 +2,7 @@
 //! the matching `call_rcu_after_fork_parent` / `_child` (`fork.rs` opens
 //! and closes the window): the call_rcu list, the `defer_rcu` locks and
 //! the domain are held for the fork there, so the calls that need them
-//! (`call_rcu.rs`, `crdp.rs`, `defer.rs`) look here first. A leaf: it
+//! (`call_rcu.rs`, `crdp/`, `defer.rs`) look here first. A leaf: it
 //! imports none of them, and they need not import `fork.rs`.
 
 use std::cell::Cell;
