@@ -98,13 +98,18 @@ fn layer_of(file: &str) -> Option<usize> {
     })
 }
 
-/// Every `.rs` file under `dir`, as paths relative to `root` with `/`.
+/// Every `.rs` file under `dir` but unit-test files (`tests.rs`), as paths
+/// relative to `root` with `/`.
 fn rust_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     for entry in fs::read_dir(dir).expect("read src/") {
         let path = entry.expect("a directory entry").path();
         if path.is_dir() {
             rust_files(root, &path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
+        } else if path.extension().is_some_and(|e| e == "rs")
+            // A module's unit tests in a file of their own (`mod tests;`):
+            // tests are not structure.
+            && path.file_name().is_some_and(|n| n != "tests.rs")
+        {
             let rel = path.strip_prefix(root).unwrap().to_string_lossy();
             out.push(rel.replace('\\', "/"));
         }
