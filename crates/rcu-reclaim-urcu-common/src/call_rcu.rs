@@ -989,8 +989,5 @@ pub(crate) fn rebuild_in_child<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) {
     }
 }
 
-/// `call_rcu`'s paths: the default crdp and a thread's own without a
-/// section, a per-CPU one inside it; oldest-first invocation.
-
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,6 @@
+//! `call_rcu`'s paths: the default crdp and a thread's own without a
+//! section, a per-CPU one inside it; oldest-first invocation.
+
 use super::*;
 use rcu_reclaim::Rcu;
 use std::sync::Mutex;
