@@ -58,12 +58,11 @@
 mod accounting;
 mod budget;
 mod reclaimer;
+mod report;
 mod shrinker;
 
 pub use accounting::AccountingAlloc;
 pub use budget::{BudgetError, BudgetStats, MemoryBudget, Watermarks};
-pub use reclaimer::{
-    no_reclaim, reclaim_allowed, OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed,
-    Reclaimer, ShrinkerId,
-};
+pub use reclaimer::{no_reclaim, reclaim_allowed, Reclaimer, ShrinkerId};
+pub use report::{OomReport, OutOfMemory, PriorityStats, ReclaimStats, Reclaimed};
 pub use shrinker::{scan_target, Scanned, ShrinkControl, Shrinker, SHRINK_BATCH};
