@@ -521,6 +521,20 @@
 //! }
 //! ```
 //!
+//! A `ManuallyDrop` (or `MaybeUninit`) field, which the value's drop does
+//! not drop (an error at the field that names `#[reclaim_size(skip)]`;
+//! crossbeam-epoch's Treiber node, as a port first derives it):
+//!
+//! ```compile_fail
+//! use std::mem::ManuallyDrop;
+//! use std::sync::atomic::AtomicPtr;
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! struct Node<T> {
+//!     data: ManuallyDrop<T>, // error: a `ManuallyDrop` field is not dropped with the value
+//!     next: AtomicPtr<Node<T>>,
+//! }
+//! ```
+//!
 //! A union, whose live field is not known:
 //!
 //! ```compile_fail
