@@ -123,9 +123,8 @@
 //! [`Rcu::defer_drop_raw`] (not a `Box` rebuilt from it, which would claim
 //! a uniqueness that readers still holding it deny); the structure's own
 //! `Drop`, which no reader can overlap (it has `&mut self`), frees what is
-//! left at once. The links are skipped by the derive
-//! (`#[reclaim_size(skip)]`: `AtomicPtr` has no `ReclaimSize`): they own
-//! nothing.
+//! left at once. The links need no attribute: an `AtomicPtr` counts as
+//! its pointer alone (what it points to is retired on its own).
 //!
 //! ```
 //! use std::sync::atomic::{AtomicPtr, Ordering};
@@ -137,7 +136,6 @@
 //! struct Node {
 //!     key: u64,
 //!     value: String,
-//!     #[reclaim_size(skip)]
 //!     next: AtomicPtr<Node>,
 //! }
 //!
