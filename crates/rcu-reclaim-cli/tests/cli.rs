@@ -374,15 +374,26 @@ fn the_cache_bench_under_a_cgroup_runs_each_cache_in_its_own_child() {
 /// cgroup for the next run to remove.)
 #[test]
 fn a_signal_mid_run_leaves_no_cgroup_and_no_child() {
+    use std::os::unix::process::CommandExt;
     use std::time::{Duration, Instant};
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        let mut demo = bin()
-            .args(["demo", "--duration", "20", "--cgroup-limit", "112M"])
+        let mut cmd = bin();
+        cmd.args(["demo", "--duration", "20", "--cgroup-limit", "112M"])
             .args(["--budget", "64M", "--side", "aware", "--no-plot"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        // The signal's default action, whatever this test inherited (run
+        // under nohup or as a script's background job, it would be ignored,
+        // and the demo keeps an ignored signal ignored).
+        // SAFETY: between fork and exec, only signal(2), which is
+        // async-signal-safe and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(sig, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut demo = cmd.spawn().unwrap();
         let pid = demo.id();
         let name = format!("rcu-reclaim-demo-{pid}-");
         let ours = || -> Vec<String> {
@@ -432,6 +443,76 @@ fn a_signal_mid_run_leaves_no_cgroup_and_no_child() {
             "signal {sig}: child {child} still runs"
         );
     }
+}
+
+/// A signal the demo was started with ignored stays ignored: under `nohup`
+/// (SIGHUP ignored) or as a background job of a script (SIGINT ignored), a
+/// cgroup demo runs to its end when the terminal closes or a Ctrl-C reaches
+/// the script, as the same demo without --cgroup-limit does. (Its handler
+/// once replaced the inherited SIG_IGN, so `nohup rcu-reclaim demo
+/// --cgroup-limit ..` stopped, without a report, when the ssh session ended.)
+#[test]
+fn a_signal_ignored_at_start_stays_ignored_in_a_cgroup_demo() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let mut cmd = bin();
+    cmd.args(["demo", "--duration", "1", "--cgroup-limit", "112M"])
+        .args(["--budget", "64M", "--side", "aware", "--no-plot", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: between fork and exec, only signal(2), which is
+    // async-signal-safe and allocates nothing: what nohup and a shell's
+    // background job do.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut demo = cmd.spawn().unwrap();
+    let pid = demo.id();
+    let name = format!("rcu-reclaim-demo-{pid}-");
+    let ours = || -> Vec<String> {
+        ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
+            .iter()
+            .flat_map(|root| walk(std::path::Path::new(root), 4))
+            .filter(|p| p.contains(&name))
+            .collect()
+    };
+    // Once the child runs in its cgroup (the parent's handlers are set).
+    let start = Instant::now();
+    loop {
+        if demo.try_wait().unwrap().is_some() {
+            let out = demo.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("--cgroup-limit:"), "{err}");
+            println!("skipped: {err}");
+            return;
+        }
+        let procs = ours()
+            .first()
+            .and_then(|d| std::fs::read_to_string(format!("{d}/cgroup.procs")).ok());
+        if procs.is_some_and(|p| !p.trim().is_empty()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no child in a cgroup"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for sig in [libc::SIGHUP, libc::SIGINT] {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    }
+    let out = demo.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {err}", out.status);
+    assert!(!err.contains("interrupted"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["aware"]["cgroup"].is_object(), "{v}");
+    assert!(ours().is_empty(), "cgroups left: {:?}", ours());
 }
 
 /// The internal flags of the cache scenario's children, given by hand: each

@@ -232,11 +232,25 @@ pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
-/// Routes SIGINT, SIGTERM and SIGHUP to `INTERRUPTED` (once).
+/// Routes SIGINT, SIGTERM and SIGHUP to `INTERRUPTED` (once), except a
+/// signal this process was started with ignored: `nohup` ignores SIGHUP, and
+/// a shell ignores SIGINT in its background jobs, so that the run outlives
+/// the terminal or a Ctrl-C meant for the script, as a run without
+/// --cgroup-limit does.
 pub(crate) fn catch_interrupts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: sigaction(2) with no new action only reads the current
+            // one into `old`, a zeroed sigaction of our own.
+            let ignored = unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction == libc::SIG_IGN
+            };
+            if ignored {
+                continue;
+            }
             // SAFETY: a zeroed sigaction with a handler that only stores to
             // an atomic (async-signal-safe); SA_RESTART keeps reads going.
             unsafe {
