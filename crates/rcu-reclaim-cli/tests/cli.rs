@@ -292,6 +292,96 @@ fn a_cgroup_limit_without_permission_says_what_runs_without_it() {
     }
 }
 
+/// Where no more threads can be started (`ulimit -u`, a container's
+/// `pids.max`), each command that starts threads exits with a line that
+/// says so and names the flag to lower (1; `torture` 2, its code for a run
+/// it refuses), as `bench` already did for its workers: `demo` and
+/// `torture` panicked at their `expect` and the cache scenario at
+/// `thread::scope`'s spawn, with a backtrace. Run as nobody with
+/// `RLIMIT_NPROC` at 3 (root is exempt from it).
+#[test]
+fn no_thread_to_be_had_is_a_message_not_a_panic() {
+    use std::os::unix::process::CommandExt;
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !setpriv.exists() {
+        eprintln!("skipped: needs root and /usr/bin/setpriv to run as nobody");
+        return;
+    }
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "demo",
+                "--duration",
+                "0.2",
+                "--no-plot",
+                "--keys",
+                "100",
+                "--readers",
+                "8",
+            ],
+            "--readers",
+        ),
+        (
+            &["torture", "--duration", "0.2", "--quiet", "--readers", "8"],
+            "--readers",
+        ),
+        (
+            &[
+                "bench",
+                "--scenario",
+                "cache",
+                "--duration",
+                "0.2",
+                "--rounds",
+                "1",
+                "--no-plot",
+                "--threads",
+                "8",
+            ],
+            "--threads",
+        ),
+    ];
+    for (args, flag) in cases {
+        let mut cmd = Command::new(setpriv);
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_rcu-reclaim"))
+            .args(args)
+            .current_dir(std::env::temp_dir());
+        // SAFETY: between fork and exec, only setrlimit(2), which is
+        // async-signal-safe, on a limit of our own on the stack.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 3,
+                    rlim_max: 3,
+                };
+                if libc::setrlimit(libc::RLIMIT_NPROC, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("Permission denied") && !err.contains("thread") {
+            eprintln!("skipped: nobody cannot run the test binary here: {err}");
+            return;
+        }
+        if out.status.success() {
+            eprintln!("skipped: {args:?} started its threads under RLIMIT_NPROC 3");
+            continue;
+        }
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let code = if args[0] == "torture" { 2 } else { 1 };
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot start") && err.contains(flag),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn the_cache_bench_under_a_cgroup_runs_each_cache_in_its_own_child() {
     let out = bin()

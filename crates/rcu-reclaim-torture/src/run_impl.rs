@@ -16,9 +16,11 @@ use super::threads::{self, ReadCounts};
 use super::{Counters, Fault, Shared, TortureConfig, PIPE_LEN};
 
 /// Runs a torture test as `config` says, in a domain of its own, and
-/// reports. `Err` only for an invalid config or a domain that cannot be
-/// created (a forced memb flavor without `membarrier`); a failed torture is
-/// an `Ok` report whose [`success`](TortureReport::success) is false.
+/// reports. `Err` only for an invalid config, a domain that cannot be
+/// created (a forced memb flavor without `membarrier`), or a thread that
+/// cannot be started (a thread limit: `Error::InvalidConfig` naming it,
+/// the threads already started stopped); a failed torture is an `Ok`
+/// report whose [`success`](TortureReport::success) is false.
 ///
 /// ```
 /// use std::time::Duration;
@@ -76,7 +78,7 @@ pub fn run_with_progress(
         });
     }
     let start = Instant::now();
-    let handles = start_threads(&sh);
+    let handles = start_threads(&sh)?;
     let mut next_progress = Duration::from_secs(1);
     loop {
         let elapsed = start.elapsed();
@@ -138,7 +140,7 @@ fn wait_for_a_stall_episode(sh: &Shared, start: Instant) {
 const STALL_OVERRUN: Duration = Duration::from_secs(30);
 
 /// Spawns every thread the config asks for.
-fn start_threads(sh: &Arc<Shared>) -> Vec<(String, JoinHandle<()>)> {
+fn start_threads(sh: &Arc<Shared>) -> Result<Vec<(String, JoinHandle<()>)>, Error> {
     type Body = fn(Arc<Shared>, usize);
     let cfg = &sh.cfg;
     let mut jobs: Vec<(String, Body, usize)> = Vec::new();
@@ -171,16 +173,30 @@ fn start_threads(sh: &Arc<Shared>) -> Vec<(String, JoinHandle<()>)> {
     if cfg.has(Fault::ReaderStall) {
         jobs.push(("rcu-torture-staller".into(), |s, _| faults::staller(s), 0));
     }
-    jobs.into_iter()
-        .map(|(name, body, n)| {
-            let s = sh.clone();
-            let h = thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || body(s, n))
-                .expect("spawn a torture thread");
-            (name, h)
-        })
-        .collect()
+    let mut started = Vec::with_capacity(jobs.len());
+    for (name, body, n) in jobs {
+        let s = sh.clone();
+        match thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || body(s, n))
+        {
+            Ok(h) => started.push((name, h)),
+            // No thread to be had (`ulimit -u`, a cgroup's `pids.max`):
+            // the threads started stop, and the run is refused, not a panic.
+            Err(e) => {
+                sh.stop.store(true, Ordering::Relaxed);
+                for (_, h) in started {
+                    let _ = h.join();
+                }
+                return Err(Error::InvalidConfig(format!(
+                    "cannot start thread {name} ({e}): this process may start no more threads \
+                     (its limit: ulimit -u, or the cgroup's pids.max); run fewer readers and \
+                     writers (--readers, --writers) or raise the limit"
+                )));
+            }
+        }
+    }
+    Ok(started)
 }
 
 /// After the threads stopped: barriers until every retired element has

@@ -192,7 +192,13 @@ pub fn run<B: Contender>(
                     check.as_deref(),
                 )
             })
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start a worker thread ({e}): this process may start no more \
+                     threads (its limit: ulimit -u, or the cgroup's pids.max); lower --threads \
+                     or raise the limit"
+                )
+            })?;
         handles.push(h);
     }
     started.wait();

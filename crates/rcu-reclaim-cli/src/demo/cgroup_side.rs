@@ -212,7 +212,7 @@ pub fn child_main(cfg: &DemoConfig, aware: bool) -> Result<(), String> {
         let _ = out.write_all(b"\n");
         let _ = out.flush();
     };
-    let mut report = crate::demo::run_side(cfg, aware, &mut |s| emit(&ChildLine::Sample(*s)));
+    let mut report = crate::demo::run_side(cfg, aware, &mut |s| emit(&ChildLine::Sample(*s)))?;
     report.samples.clear(); // already streamed
     emit(&ChildLine::Report(Box::new(report)));
     Ok(())

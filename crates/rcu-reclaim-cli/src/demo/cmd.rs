@@ -367,7 +367,7 @@ pub fn run(args: &DemoArgs, cfg: DemoConfig) -> Result<(), String> {
                 crate::demo::cgroup_side::run_in_cgroup(&cfg, aware, limit, &mut on_sample)?
             }
             None => {
-                let side = demo::run_side(&cfg, aware, &mut on_sample);
+                let side = demo::run_side(&cfg, aware, &mut on_sample)?;
                 // The next side starts from what the kernel holds, not on
                 // top of what glibc kept of this one's frees (its arenas'
                 // free chunks): both sides in one process peaked at 1.7x

@@ -175,6 +175,26 @@ struct Progress {
     stop: AtomicBool,
 }
 
+/// The error for a thread that could not be started (`ulimit -u`, a
+/// cgroup's `pids.max`): the threads already started are stopped and
+/// joined, and the message names the flag that asks for fewer.
+fn no_thread(
+    progress: &Progress,
+    started: Vec<thread::JoinHandle<()>>,
+    what: &str,
+    flag: &str,
+    e: &std::io::Error,
+) -> String {
+    progress.stop.store(true, Ordering::Relaxed);
+    for t in started {
+        let _ = t.join();
+    }
+    format!(
+        "cannot start a {what} thread ({e}): this process may start no more threads (its \
+         limit: ulimit -u, or the cgroup's pids.max); lower {flag} or raise the limit"
+    )
+}
+
 impl Progress {
     fn sum(v: &[CachePadded<AtomicU64>]) -> u64 {
         v.iter().map(|c| c.load(Ordering::Relaxed)).sum()
@@ -183,7 +203,11 @@ impl Progress {
 
 /// Runs one side in this process; `on_sample` sees every 50 ms sample as
 /// it is taken.
-pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample)) -> SideReport {
+pub fn run_side(
+    cfg: &DemoConfig,
+    aware: bool,
+    on_sample: &mut dyn FnMut(&Sample),
+) -> Result<SideReport, String> {
     let backend = <Ours>::new().expect("a domain with the default config");
     let rcu = backend.rcu().clone();
     let cache = Arc::new(Table::new(backend, 4096));
@@ -217,7 +241,10 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
             }
             p.hits.fetch_add(hits, Ordering::Relaxed);
         };
-        threads.push(named("demo-reader").spawn(reader).expect("spawn a reader"));
+        match named("demo-reader").spawn(reader) {
+            Ok(t) => threads.push(t),
+            Err(e) => return Err(no_thread(&progress, threads, "reader", "--readers", &e)),
+        }
     }
     for w in 0..cfg.writers {
         let (cache, p, budget, cfg) =
@@ -242,7 +269,10 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
                 budget.check();
             }
         };
-        threads.push(named("demo-writer").spawn(writer).expect("spawn a writer"));
+        match named("demo-writer").spawn(writer) {
+            Ok(t) => threads.push(t),
+            Err(e) => return Err(no_thread(&progress, threads, "writer", "--writers", &e)),
+        }
     }
     let start = Instant::now();
     let mut samples = Vec::new();
@@ -302,7 +332,7 @@ pub fn run_side(cfg: &DemoConfig, aware: bool, on_sample: &mut dyn FnMut(&Sample
     };
     drop(budget);
     rcu.barrier();
-    report
+    Ok(report)
 }
 
 /// The sides whose child ended before its first sample other than by the

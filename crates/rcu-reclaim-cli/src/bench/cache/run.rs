@@ -192,7 +192,11 @@ pub fn run<C: CacheUnderTest>(
                 for h in handles {
                     let _ = h.join();
                 }
-                return Err(format!("cannot start a worker thread: {e}"));
+                return Err(format!(
+                    "cannot start a worker thread ({e}): this process may start no more \
+                     threads (its limit: ulimit -u, or the cgroup's pids.max); lower --threads \
+                     or raise the limit"
+                ));
             }
         }
     }

@@ -65,17 +65,26 @@ impl Trace {
         Ok(Trace(ops))
     }
 
-    /// The traces of threads `0..w.threads`, generated in parallel.
+    /// The traces of threads `0..w.threads`, generated in parallel (on
+    /// this thread, one whose generator thread could not be started: the
+    /// run's own workers then say so, naming --threads).
     pub fn for_threads(w: &CacheWorkload) -> Result<Vec<Trace>, String> {
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..w.threads)
-                .map(|t| s.spawn(move || Trace::generate(w, t)))
+                .map(|t| {
+                    let h = std::thread::Builder::new()
+                        .spawn_scoped(s, move || Trace::generate(w, t))
+                        .ok();
+                    (t, h)
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .map_err(|_| "a trace generator panicked".to_string())?
+                .map(|(t, h)| match h {
+                    Some(h) => h
+                        .join()
+                        .map_err(|_| "a trace generator panicked".to_string())?,
+                    None => Trace::generate(w, t),
                 })
                 .collect()
         })
