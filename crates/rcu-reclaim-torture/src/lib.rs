@@ -72,7 +72,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub use faults::silence_injected_panics;
 pub use report::{Progress, TortureReport};
-pub use run_impl::{run, run_with_progress};
+pub use run_impl::{run, run_with_progress, RunError};
 
 mod run_impl;
 

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use std::fmt;
+
 use rcu_reclaim::{Error, Rcu};
 
 use super::faults::{self, FailingPages};
@@ -18,9 +20,9 @@ use super::{Counters, Fault, Shared, TortureConfig, PIPE_LEN};
 /// Runs a torture test as `config` says, in a domain of its own, and
 /// reports. `Err` only for an invalid config, a domain that cannot be
 /// created (a forced memb flavor without `membarrier`), or a thread that
-/// cannot be started (a thread limit: `Error::InvalidConfig` naming it,
-/// the threads already started stopped); a failed torture is an `Ok`
-/// report whose [`success`](TortureReport::success) is false.
+/// cannot be started (a thread limit: the threads already started are
+/// stopped); a failed torture is an `Ok` report whose
+/// [`success`](TortureReport::success) is false.
 ///
 /// ```
 /// use std::time::Duration;
@@ -29,7 +31,7 @@ use super::{Counters, Fault, Shared, TortureConfig, PIPE_LEN};
 /// let report = rcu_reclaim_torture::run(&c).unwrap();
 /// assert!(report.success(), "{report}");
 /// ```
-pub fn run(config: &TortureConfig) -> Result<TortureReport, Error> {
+pub fn run(config: &TortureConfig) -> Result<TortureReport, RunError> {
     run_with_progress(config, |_| {})
 }
 
@@ -46,7 +48,7 @@ pub fn run(config: &TortureConfig) -> Result<TortureReport, Error> {
 pub fn run_with_progress(
     config: &TortureConfig,
     mut progress: impl FnMut(&Progress),
-) -> Result<TortureReport, Error> {
+) -> Result<TortureReport, RunError> {
     config.validate()?;
     let hook_calls = Arc::new(AtomicU64::new(0));
     let pages = config
@@ -140,7 +142,7 @@ fn wait_for_a_stall_episode(sh: &Shared, start: Instant) {
 const STALL_OVERRUN: Duration = Duration::from_secs(30);
 
 /// Spawns every thread the config asks for.
-fn start_threads(sh: &Arc<Shared>) -> Result<Vec<(String, JoinHandle<()>)>, Error> {
+fn start_threads(sh: &Arc<Shared>) -> Result<Vec<(String, JoinHandle<()>)>, RunError> {
     type Body = fn(Arc<Shared>, usize);
     let cfg = &sh.cfg;
     let mut jobs: Vec<(String, Body, usize)> = Vec::new();
@@ -188,11 +190,10 @@ fn start_threads(sh: &Arc<Shared>) -> Result<Vec<(String, JoinHandle<()>)>, Erro
                 for (_, h) in started {
                     let _ = h.join();
                 }
-                return Err(Error::InvalidConfig(format!(
-                    "cannot start thread {name} ({e}): this process may start no more threads \
-                     (its limit: ulimit -u, or the cgroup's pids.max); run fewer readers and \
-                     writers (--readers, --writers) or raise the limit"
-                )));
+                return Err(RunError::ThreadStart {
+                    thread: name,
+                    source: e,
+                });
             }
         }
     }
@@ -211,4 +212,59 @@ fn drain(sh: &Shared) -> bool {
         sh.rcu.barrier();
     }
     sh.ring.free_count() == sh.ring.size() - 1 && sh.ledger.settled()
+}
+
+/// Why a torture could not run ([`run`] and [`run_with_progress`]; a
+/// torture that ran and failed is an `Ok` report instead).
+///
+/// ```
+/// use rcu_reclaim_torture::{run, RunError, TortureConfig};
+/// let mut c = TortureConfig::new();
+/// c.readers = 0; // at least one reader is needed
+/// assert!(matches!(run(&c), Err(RunError::Config(_))));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The config is out of range, or its domain cannot be created (a
+    /// forced memb flavor without `membarrier`).
+    Config(Error),
+    /// A torture thread could not be started: the process may start no
+    /// more threads (`ulimit -u`, a cgroup's `pids.max`). The threads
+    /// already started were stopped.
+    ThreadStart {
+        /// The thread's name.
+        thread: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+}
+
+impl From<Error> for RunError {
+    fn from(e: Error) -> Self {
+        RunError::Config(e)
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Config(e) => e.fmt(f),
+            RunError::ThreadStart { thread, source } => write!(
+                f,
+                "cannot start the torture thread {thread} ({source}): this process may start \
+                 no more threads (its limit: ulimit -u, or the cgroup's pids.max); run fewer \
+                 readers and writers (--readers, --writers) or raise the limit"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Config(e) => Some(e),
+            RunError::ThreadStart { source, .. } => Some(source),
+        }
+    }
 }
