@@ -736,6 +736,18 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
             "--unaware-budget sets the unaware run's budget, and --side aware runs only the \
              aware one",
         ),
+        (
+            &[
+                "demo",
+                "--side",
+                "unaware",
+                "--unaware-budget",
+                "2G",
+                "--budget",
+                "64M",
+            ][..],
+            "--side unaware runs under --unaware-budget, and --budget is the aware run's",
+        ),
         (&["demo", "--child"][..], "--side"),
         (
             &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],

@@ -156,6 +156,19 @@ impl DemoArgs {
                 ));
             }
         }
+        // The unaware run alone, under its own budget: --budget, the aware
+        // run's, would be ignored without a word.
+        if !self.child
+            && self.unaware_budget.is_some()
+            && self.budget.is_some()
+            && self.side == Side::Unaware
+        {
+            return Err(
+                "--side unaware runs under --unaware-budget, and --budget is the aware run's: \
+                 drop --budget, or give --side both"
+                    .into(),
+            );
+        }
         if !self.child && self.unaware_budget.is_some() && self.side == Side::Aware {
             return Err(
                 "--unaware-budget sets the unaware run's budget, and --side aware \
