@@ -976,6 +976,8 @@ fn bench_rejects_bad_arguments_naming_the_flag() {
                 "budget",
                 "--keys",
                 "10000000",
+                "--budget",
+                "2G",
                 "--budget-payload-max",
                 "16M",
                 "--no-plot",

@@ -297,6 +297,17 @@ impl BenchArgs {
             }
             s
         };
+        // As the demo asks: entries that each fill a large share of the
+        // budget would leave it nothing to do but reclaim.
+        if scenarios.contains(&Scenario::Budget) && self.budget_payload_max > self.budget / 8 {
+            return Err(format!(
+                "--budget-payload-max ({}) must be at most an eighth of --budget ({}): a few \
+                 entries that each fill a large share of the budget would do nothing but \
+                 reclaim; lower --budget-payload-max or raise --budget",
+                args::show_size(self.budget_payload_max),
+                args::show_size(self.budget)
+            ));
+        }
         let cache = scenarios.contains(&Scenario::Cache);
         self.cache.check_internal(scenarios == [Scenario::Cache])?;
         // Under --cgroup-limit each cache's round runs in a child given
@@ -769,5 +780,30 @@ mod tests {
         assert_eq!(plan(&with_64, 96).err(), None);
         let plan = plan(&["--scenario", "cache"], 96).unwrap();
         assert_eq!(plan.cache.map(|w| w.threads), Some(96));
+    }
+
+    /// The budget scenario's payloads are held to an eighth of the budget,
+    /// as the demo's are (16M payloads in a 16M budget were accepted).
+    #[test]
+    fn budget_payloads_past_an_eighth_of_the_budget_are_refused() {
+        let big = ["--budget", "16M", "--budget-payload-max", "16M"];
+        let e = plan(&[&["--scenario", "budget"], &big[..]].concat(), 2)
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("--budget-payload-max (16M) must be at most an eighth of --budget (16M)"),
+            "{e}"
+        );
+        let fits = [
+            "--scenario",
+            "budget",
+            "--budget",
+            "16M",
+            "--budget-payload-max",
+            "2M",
+            "--keys",
+            "1000",
+        ];
+        assert_eq!(plan(&fits, 2).err(), None);
     }
 }
