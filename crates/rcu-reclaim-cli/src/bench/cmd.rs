@@ -91,7 +91,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "1K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     budget_payload_min: usize,
     /// Largest payload in the budget scenario (at least
-    /// --budget-payload-min, at most 16M).
+    /// --budget-payload-min, at most 16M and an eighth of --budget).
     #[arg(long, default_value = "8K", allow_hyphen_values = true, value_parser = args::PAYLOAD)]
     budget_payload_max: usize,
     /// Backends to run (repeat the flag for several; rcu-reclaim always
