@@ -569,7 +569,8 @@ impl<T> RcuCell<T> {
     /// `compare_exchange`, `update`), in that write: each such write would
     /// make the exchange fail and `f` run again, for ever; also when the
     /// write comes from an update of another cell nested inside `f`, however
-    /// deep.
+    /// deep, or from the `Drop` of a value `f` made that lost the race
+    /// (each such drop would make the next exchange fail in turn).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -602,8 +603,14 @@ impl<T> RcuCell<T> {
                 match self.exchange(current, new, &guard) {
                     Ok(old) => break old,
                     // The value `f` made lost the race: never published,
-                    // dropped here.
-                    Err(lost) => current = lost.current,
+                    // dropped here, marked as `f` is: a `Drop` that wrote
+                    // to this cell would make every later exchange fail
+                    // (a value of each run dropped, each writing), and
+                    // the loop would run for ever.
+                    Err(lost) => {
+                        current = lost.current;
+                        updating::run_for(self, || drop(lost.new));
+                    }
                 }
             }
             // The guard's section ends here: the retire below may free
@@ -746,9 +753,10 @@ mod updating {
         if in_first || (depth > NESTED && in_deeper()) {
             panic!(
                 "rcu-reclaim: RcuCell::update's closure wrote to the same cell (store, replace, \
-                 take, compare_exchange or update): the update could never publish (each such \
-                 write makes it run the closure again, for ever); return the new value from the \
-                 closure, or write after update returns"
+                 take, compare_exchange or update; or the Drop of a value it made that lost the \
+                 race did): the update could never publish (each such write makes it run the \
+                 closure again, for ever); return the new value from the closure, or write \
+                 after update returns"
             );
         }
     }
