@@ -88,6 +88,14 @@ impl<'g, K, V> Iterator for Iter<'g, K, V> {
     type Item = (&'g K, &'g V);
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_node().map(|node| (&node.key, &node.value))
+    }
+}
+
+impl<'g, K, V> Iter<'g, K, V> {
+    /// The next entry's node (for a walk that finds it again by its
+    /// address, not by its key: `retain`).
+    pub(super) fn next_node(&mut self) -> Option<&'g Node<K, V>> {
         loop {
             let cur = NonNull::new(self.next.0.cast_mut())?;
             // SAFETY: a link reached from the list inside the section the
@@ -102,8 +110,7 @@ impl<'g, K, V> Iterator for Iter<'g, K, V> {
                 // `Node<K, V>`, and `cur` carries the node's provenance; the
                 // node lives as long as the section, its key and value are
                 // never written after publication.
-                let node: &'g Node<K, V> = unsafe { cur.cast().as_ref() };
-                return Some((&node.key, &node.value));
+                return Some(unsafe { cur.cast().as_ref() });
             }
         }
     }

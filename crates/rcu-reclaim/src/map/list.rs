@@ -44,6 +44,15 @@ pub(super) fn key_sort(hash: u64) -> u64 {
     hash.reverse_bits() | 1
 }
 
+/// A hash that files an entry of sort key `sort` where its own hash did:
+/// the same sort key, stripe and bucket at every table size (its hash with
+/// the top bit, which [`key_sort`] drops, set). For a writer that finds an
+/// entry again by its node, without calling its key's `Hash`.
+#[inline]
+pub(super) fn hash_of_sort(sort: u64) -> u64 {
+    sort.reverse_bits()
+}
+
 /// The sort key of the dummy that heads bucket `bucket` (even: its lowest
 /// bit is the bucket's top bit, 0 for any table smaller than 2^63).
 #[inline]
@@ -86,6 +95,12 @@ impl<K, V> Node<K, V> {
     #[inline]
     pub(super) fn link(node: NonNull<Node<K, V>>) -> *mut Link {
         node.as_ptr().cast()
+    }
+
+    /// The entry's sort key.
+    #[inline]
+    pub(super) fn sort(&self) -> u64 {
+        self.link.sort
     }
 }
 

@@ -251,7 +251,9 @@ where
     /// size booked) if `f` says `false`. An entry inserted or replaced
     /// meanwhile may or may not be offered; one that `f` kept and another
     /// thread replaced stays replaced. For a routing table, say: drop every
-    /// route through a next hop that went down.
+    /// route through a next hop that went down. As std's `retain`, it calls
+    /// neither the keys' `Hash` nor their `Eq`: every entry is offered,
+    /// whatever they do.
     ///
     /// The walk is one read-side section of the map's domain (grace
     /// periods wait for it), and `f` runs as `remove_if`'s `pred` does,
@@ -275,10 +277,24 @@ where
     #[track_caller]
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
         let guard = self.rcu.read_lock();
-        for (key, _) in self.iter(&guard) {
-            // The value looked at is the one `remove_if` holds locked, so
-            // an entry replaced since the walk reached it is judged anew.
-            self.remove_if(key, |value| !f(key, value));
+        let mut walk = self.iter(&guard);
+        while let Some(node) = walk.next_node() {
+            // Found again by its address under its stripe's lock, not by
+            // its key (as std's `retain`, which calls neither `Hash` nor
+            // `Eq`): a key not equal to itself (NaN-like) or hashed anew
+            // at each call was never offered, and in debug builds the
+            // latter panicked. The section keeps the node allocated, so
+            // no other entry can take its address meanwhile; an entry
+            // replaced since the walk reached it is not offered (it was
+            // not present for the whole call).
+            let hash = list::hash_of_sort(node.sort());
+            let is = |n: &Node<K, V>| std::ptr::eq(n, node);
+            drop(waited(self.unlink_matching(
+                hash,
+                is,
+                |value| !f(&node.key, value),
+                true,
+            )));
         }
     }
 
