@@ -81,3 +81,45 @@ fn a_lost_value_whose_drop_writes_the_cell_does_not_spin_update_for_ever() {
     assert_eq!(cell.update(|_| Some(Box::new(Noisy { loud: false }))), 1);
     drop(rcu);
 }
+
+static OTHER: OnceLock<RcuCell<u64>> = OnceLock::new();
+static OTHER_WRITES: AtomicUsize = AtomicUsize::new(0);
+static CELL2: OnceLock<RcuCell<WritesOther>> = OnceLock::new();
+static RUNS2: AtomicUsize = AtomicUsize::new(0);
+
+/// A value that, when dropped, writes to another cell (`OTHER`).
+struct WritesOther(#[allow(dead_code)] u64);
+
+impl Drop for WritesOther {
+    fn drop(&mut self) {
+        if let Some(other) = OTHER.get() {
+            other.store(Box::new(OTHER_WRITES.fetch_add(1, Ordering::SeqCst) as u64));
+        }
+    }
+}
+
+impl ReclaimSize for WritesOther {
+    fn reclaim_size(&self) -> usize {
+        0
+    }
+}
+
+#[test]
+fn a_lost_value_whose_drop_writes_another_cell_is_dropped_as_before() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let other = OTHER.get_or_init(|| RcuCell::new_in(&rcu, Some(Box::new(0))));
+    let cell = CELL2.get_or_init(|| RcuCell::new_in(&rcu, Some(Box::new(WritesOther(1)))));
+    let runs = cell.update(|_| {
+        if RUNS2.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::thread::scope(|s| {
+                s.spawn(|| cell.store(Box::new(WritesOther(1))));
+            });
+        }
+        Some(Box::new(WritesOther(1)))
+    });
+    assert_eq!(runs, 2, "the first run lost the race, the second published");
+    // The lost value's drop wrote the other cell (the stored-over value's
+    // drop may too, later, from a callback).
+    assert!(OTHER_WRITES.load(Ordering::SeqCst) >= 1);
+    assert!(other.load(&rcu.read_lock()).is_some());
+}
