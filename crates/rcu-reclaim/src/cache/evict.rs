@@ -163,6 +163,7 @@ where
     /// Removes the entry `id` filed under `hash` if it is still there (its
     /// weight), waiting for its stripe if `wait`, else `Err(Busy)` when
     /// another thread holds it.
+    #[track_caller]
     pub(super) fn take(&self, hash: u64, id: u64, wait: bool) -> Result<Option<usize>, Busy> {
         let mut weight = 0;
         let is = |e: &Entry<V>| {

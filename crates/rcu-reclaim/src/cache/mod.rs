@@ -520,6 +520,7 @@ where
     /// assert!(!cache.insert(1u32, vec![1u8; 20_000]));
     /// assert!(cache.get(&1, &cache.domain().read_lock()).is_none());
     /// ```
+    #[track_caller]
     pub fn insert(&self, key: K, value: V) -> bool {
         let inner = &*self.inner;
         let heap = inner.weigher.weigh(&key, &value);
@@ -740,6 +741,7 @@ where
     /// assert!(!cache.remove("k"));
     /// assert_eq!(cache.bytes(), 0);
     /// ```
+    #[track_caller]
     pub fn remove<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -768,6 +770,7 @@ where
     /// assert!(cache.is_empty());
     /// assert_eq!(cache.bytes(), 0);
     /// ```
+    #[track_caller]
     pub fn clear(&self) {
         /// Queues again what a clear has not removed when a key's `Drop`
         /// panics under it (its item leaving the queue), so those entries
