@@ -1,4 +1,4 @@
-//! Probe (h1): a cache whose `get_or_insert_with` loaders hold their
+//! a cache whose `get_or_insert_with` loaders hold their
 //! stripe a while and then panic (or not), whose keys' `Drop` panics now
 //! and then as they leave the queues, while other threads insert, clear,
 //! read, and a reclaimer shrinks it. What must hold: no hang, the byte
@@ -39,7 +39,7 @@ impl Drop for Key {
     fn drop(&mut self) {
         KEYS_DROPPED.fetch_add(1, SeqCst);
         if WILD.load(SeqCst) && self.0 % 97 == 0 && !std::thread::panicking() {
-            panic!("h1: Key::drop");
+            panic!("injected: Key::drop");
         }
     }
 }
@@ -95,7 +95,7 @@ fn loaders_that_stall_and_panic_beside_the_shrinker_lose_nothing() {
             .downcast_ref::<&str>()
             .copied()
             .unwrap_or_default();
-        if !s.starts_with("h1: ") {
+        if !s.starts_with("injected: ") {
             prev(info);
         }
     }));
@@ -149,7 +149,7 @@ fn body() {
                                 // Hold the stripe a while.
                                 std::thread::sleep(Duration::from_micros(200));
                                 if k % 3 == 0 {
-                                    panic!("h1: loader");
+                                    panic!("injected: loader");
                                 }
                                 Val::new(VAL)
                             },

@@ -1,4 +1,4 @@
-//! Probe (h1): a cache's own calls made from inside its closures and its
+//! a cache's own calls made from inside its closures and its
 //! weigher (`clear`, `remove`, `insert` from a `get_or_insert_with`
 //! loader, which holds the key's stripe): each is refused with a panic,
 //! and the cache keeps every entry queued, so a later quiet `clear`
@@ -72,7 +72,7 @@ fn clear_insert_and_remove_from_a_loader_leave_the_cache_whole() {
         );
         let at = WHERE.lock().unwrap().pop().unwrap_or_default();
         assert!(
-            at.ends_with("h1_cache_reentry.rs"),
+            at.ends_with("tests/cache_reentry.rs"),
             "{what}: the panic points at {at}"
         );
         assert_eq!(cache.len(), len, "{what}: entries changed");

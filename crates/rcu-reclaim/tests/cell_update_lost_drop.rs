@@ -1,4 +1,4 @@
-//! Probe (h1): `RcuCell::update` drops the value a losing `f` made inside
+//! `RcuCell::update` drops the value a losing `f` made inside
 //! its loop. A value whose `Drop` writes to the same cell (a "last word"
 //! store) makes every later exchange fail, so the loop runs for ever.
 

@@ -1,4 +1,4 @@
-//! Probe (h1): `RcuHashMap::retain` and keys whose `Hash` or `Eq`
+//! `RcuHashMap::retain` and keys whose `Hash` or `Eq`
 //! misbehave. std's `HashMap::retain` offers every element to `f` and
 //! calls neither `Hash` nor `Eq`; this map's `retain` looked each entry
 //! up again by its key, so an entry whose key is not equal to itself (a
