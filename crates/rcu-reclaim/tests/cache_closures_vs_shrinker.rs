@@ -1,4 +1,4 @@
-//! a cache whose `get_or_insert_with` loaders hold their
+//! A cache whose `get_or_insert_with` loaders hold their
 //! stripe a while and then panic (or not), whose keys' `Drop` panics now
 //! and then as they leave the queues, while other threads insert, clear,
 //! read, and a reclaimer shrinks it. What must hold: no hang, the byte

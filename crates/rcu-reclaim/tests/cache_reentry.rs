@@ -1,4 +1,4 @@
-//! a cache's own calls made from inside its closures and its
+//! A cache's own calls made from inside its closures and its
 //! weigher (`clear`, `remove`, `insert` from a `get_or_insert_with`
 //! loader, which holds the key's stripe): each is refused with a panic,
 //! and the cache keeps every entry queued, so a later quiet `clear`

@@ -1,4 +1,4 @@
-//! keys, values, hashers and weighers that misbehave all at
+//! Keys, values, hashers and weighers that misbehave all at
 //! once (a `Hash` that panics or is random, an `Eq` that panics or is not
 //! reflexive, a `Clone` or `Drop` that panics, a `Drop` that writes back
 //! into the same map or cache, a weigher that panics or answers 0,
