@@ -224,20 +224,30 @@ fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
 
-/// The cache scenario under a cgroup limit with the hog: every column runs
-/// in its own child and cgroup, ends either normally or at the hands of the
-/// OOM killer, and leaves no cgroup behind. (Who survives is the bench's
-/// finding, not this test's.)
+/// The CLI run as nobody (`setpriv`, from the temporary directory), out of
+/// root's permissions and limits; `None`, said on standard error, where
+/// this test does not run as root or has no `setpriv`.
+fn as_nobody() -> Option<Command> {
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !setpriv.exists() {
+        eprintln!("skipped: needs root and /usr/bin/setpriv to run as nobody");
+        return None;
+    }
+    let mut cmd = Command::new(setpriv);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_rcu-reclaim"))
+        .current_dir(std::env::temp_dir());
+    Some(cmd)
+}
+
 /// Without the right to create a cgroup (as nobody, where this test runs as
 /// root and has setpriv), --cgroup-limit exits 1 saying so, and each
 /// command says what it still does without the flag: the cache scenario has
 /// no --budget to fall back on.
 #[test]
 fn a_cgroup_limit_without_permission_says_what_runs_without_it() {
-    let setpriv = std::path::Path::new("/usr/bin/setpriv");
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !setpriv.exists() {
-        eprintln!("skipped: needs root and /usr/bin/setpriv to run as nobody");
+    if as_nobody().is_none() {
         return;
     }
     let cases: [(&[&str], &str); 2] = [
@@ -270,13 +280,8 @@ fn a_cgroup_limit_without_permission_says_what_runs_without_it() {
         ),
     ];
     for (args, needle) in cases {
-        let out = Command::new(setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_rcu-reclaim"))
-            .args(args)
-            .current_dir(std::env::temp_dir())
-            .output()
-            .unwrap();
+        let Some(mut cmd) = as_nobody() else { return };
+        let out = cmd.args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
             eprintln!("skipped: nobody may create cgroups here (delegated)");
@@ -302,10 +307,7 @@ fn a_cgroup_limit_without_permission_says_what_runs_without_it() {
 #[test]
 fn no_thread_to_be_had_is_a_message_not_a_panic() {
     use std::os::unix::process::CommandExt;
-    let setpriv = std::path::Path::new("/usr/bin/setpriv");
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !setpriv.exists() {
-        eprintln!("skipped: needs root and /usr/bin/setpriv to run as nobody");
+    if as_nobody().is_none() {
         return;
     }
     let cases: [(&[&str], &str); 3] = [
@@ -343,11 +345,8 @@ fn no_thread_to_be_had_is_a_message_not_a_panic() {
         ),
     ];
     for (args, flag) in cases {
-        let mut cmd = Command::new(setpriv);
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_rcu-reclaim"))
-            .args(args)
-            .current_dir(std::env::temp_dir());
+        let Some(mut cmd) = as_nobody() else { return };
+        cmd.args(args);
         // SAFETY: between fork and exec, only setrlimit(2), which is
         // async-signal-safe, on a limit of our own on the stack.
         unsafe {
@@ -382,6 +381,10 @@ fn no_thread_to_be_had_is_a_message_not_a_panic() {
     }
 }
 
+/// The cache scenario under a cgroup limit with the hog: every column runs
+/// in its own child and cgroup, ends either normally or at the hands of the
+/// OOM killer, and leaves no cgroup behind. (Who survives is the bench's
+/// finding, not this test's.)
 #[test]
 fn the_cache_bench_under_a_cgroup_runs_each_cache_in_its_own_child() {
     let out = bin()
