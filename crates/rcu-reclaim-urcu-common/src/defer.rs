@@ -603,22 +603,9 @@ impl ForkHeld {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcu_reclaim::Rcu;
     use std::sync::atomic::AtomicU32;
 
-    /// The memb drop-in's flavor, over the global domain.
-    struct Memb;
-    impl Flavor for Memb {
-        fn rcu() -> &'static Rcu {
-            Rcu::global()
-        }
-        fn in_read_section() -> bool {
-            Rcu::global().in_read_section()
-        }
-        fn offline_while<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-    }
+    use crate::TestMemb as Memb;
 
     fn urcu_memb_read_lock() {
         Memb::rcu().read_lock_raw();

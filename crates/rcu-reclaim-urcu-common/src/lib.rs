@@ -193,6 +193,24 @@ pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     rcu_reclaim::__with_signals_blocked(f)
 }
 
+/// The memb drop-in's flavor, over the global domain: for unit tests of
+/// the shared code.
+#[cfg(test)]
+pub(crate) struct TestMemb;
+
+#[cfg(test)]
+impl Flavor for TestMemb {
+    fn rcu() -> &'static rcu_reclaim::Rcu {
+        rcu_reclaim::Rcu::global()
+    }
+    fn in_read_section() -> bool {
+        rcu_reclaim::Rcu::global().in_read_section()
+    }
+    fn offline_while<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+}
+
 /// The blocked-signal masks (`SigBlk` in `/proc`) of this process's
 /// threads named `name`: for tests that the library's threads block the
 /// program's signals.

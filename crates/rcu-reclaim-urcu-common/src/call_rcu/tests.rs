@@ -167,19 +167,7 @@ fn an_online_qsbr_thread_owes_the_push_back_and_pays_it_outside_sections() {
     .unwrap();
 }
 
-/// The memb drop-in's flavor, over the global domain.
-struct Memb;
-impl Flavor for Memb {
-    fn rcu() -> &'static Rcu {
-        Rcu::global()
-    }
-    fn in_read_section() -> bool {
-        Rcu::global().in_read_section()
-    }
-    fn offline_while<R>(f: impl FnOnce() -> R) -> R {
-        f()
-    }
-}
+use crate::TestMemb as Memb;
 
 /// A C node with its `rcu_head` first; its callback logs `id`.
 #[repr(C)]
