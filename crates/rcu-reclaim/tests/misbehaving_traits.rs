@@ -8,11 +8,13 @@
 //! `barrier()` runs, `len` matches a walk once writes stop, and a cache's
 //! `bytes()` is back to 0 after `clear()`.
 
+mod common;
+
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, Rcu, RcuCache, RcuHashMap, ReclaimSize};
@@ -20,22 +22,7 @@ use rcu_reclaim::{Config, Rcu, RcuCache, RcuHashMap, ReclaimSize};
 // ---------------------------------------------------------------- helpers
 
 fn watchdog(secs: u64, f: impl FnOnce() + Send + 'static) {
-    let (done, finished) = mpsc::channel();
-    let body = std::thread::spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(f));
-        let _ = done.send(());
-        if let Err(p) = r {
-            std::panic::resume_unwind(p);
-        }
-    });
-    match finished.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => {
-            if let Err(p) = body.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(_) => panic!("the test body has not returned in {secs} s: a hang"),
-    }
+    common::within(Duration::from_secs(secs), "the test body (a hang)", f)
 }
 
 thread_local! {

@@ -7,7 +7,7 @@
 use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rcu_reclaim::reclaim::Reclaimer;
@@ -18,22 +18,7 @@ mod common;
 /// Runs `f` on a thread of its own and fails if it has not returned
 /// within 30 s (a deadlock), passing its panic on otherwise.
 fn watchdog(f: impl FnOnce() + Send + 'static) {
-    let (done, finished) = mpsc::channel();
-    let body = std::thread::spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(f));
-        let _ = done.send(());
-        if let Err(p) = r {
-            std::panic::resume_unwind(p);
-        }
-    });
-    match finished.recv_timeout(Duration::from_secs(30)) {
-        Ok(()) => {
-            if let Err(p) = body.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(_) => panic!("the test body has not returned in 30 s: a deadlock"),
-    }
+    common::within(Duration::from_secs(30), "the test body (a hang)", f)
 }
 
 /// A key whose `Drop` panics while `KEY_DROP_PANICS` is set and it is key 0.
