@@ -787,6 +787,19 @@ impl<T: fmt::Debug> fmt::Debug for CompareExchangeError<'_, T> {
     }
 }
 
+/// A cell of the global domain holding `value`, as [`RcuCell::new`].
+///
+/// ```
+/// let cell = rcu_reclaim::RcuCell::from(vec![1u8, 2, 3]);
+/// assert_eq!(cell.load(&cell.domain().read_lock()).map(Vec::len), Some(3));
+/// ```
+#[cfg(not(loom))]
+impl<T> From<T> for RcuCell<T> {
+    fn from(value: T) -> Self {
+        Self::new(value)
+    }
+}
+
 /// An empty cell of the global domain.
 ///
 /// ```

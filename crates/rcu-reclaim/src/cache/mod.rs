@@ -1038,6 +1038,29 @@ const GARBAGE_RUN_PRIORITY: u8 = 1;
 /// Queued items beyond twice the entries before stale ones are dropped.
 const STALE_SLACK: usize = 1024;
 
+/// Inserts each pair, as [`insert`](RcuCache::insert) does (evicting as
+/// it goes). `insert` takes `&self`, so a cache shared between threads is
+/// filled with a loop of `insert`s instead.
+///
+/// ```
+/// use rcu_reclaim::RcuCache;
+/// let mut cache: RcuCache<u32, Vec<u8>> = RcuCache::builder().max_bytes(1 << 20).build();
+/// cache.extend((0..10u32).map(|i| (i, vec![0u8; 100])));
+/// assert_eq!(cache.len(), 10);
+/// ```
+impl<K, V, S> Extend<(K, V)> for RcuCache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, pairs: I) {
+        for (key, value) in pairs {
+            self.insert(key, value);
+        }
+    }
+}
+
 impl<K, V, S> Drop for RcuCache<K, V, S> {
     fn drop(&mut self) {
         // Stop the events first, then the shrinker. `unregister` waits for
