@@ -51,7 +51,7 @@ thread_local! {
 /// Runs `f` with bulk-page allocation forbidden on this thread, as memory
 /// reclaim does (the kernel's `PF_MEMALLOC`): `defer_drop` uses only the
 /// shard's spare pages, else waits for a grace period and drops at once (or
-/// queues a callback inside a read-side section).
+/// queues a callback inside a read-side section or an RCU callback).
 ///
 /// ```
 /// use rcu_reclaim::Rcu;
@@ -267,7 +267,8 @@ impl Rcu {
     /// `size_of::<T>()` for a type that owns no heap memory and does not
     /// implement `ReclaimSize`). Never blocks unless no page
     /// can be had, in which case it waits for a grace period and drops at
-    /// once (inside a read-side section it queues a callback instead), or
+    /// once (inside a read-side section or an RCU callback it queues a
+    /// callback instead), or
     /// memory is short: while a pressure signal is held and more than
     /// [`Config::pressure_throttle_bytes`](crate::Config::pressure_throttle_bytes)
     /// (8 MiB) wait to be freed, a call that hands its thread's page to the
@@ -470,9 +471,14 @@ impl Rcu {
         // may still hold the value, and the unwind must not free it under
         // them (`HandedOver` has no drop glue). Only the callback that runs
         // after the grace period drops it.
-        if self.in_read_section() {
+        if self.in_read_section() || in_callback() {
             // Cannot wait here: queue a (small) callback on the shard
-            // instead (not through a page: none could be had).
+            // instead (not through a page: none could be had). Inside a
+            // callback too (of any domain): `run_callbacks` and reclaim run
+            // callbacks with page allocation forbidden, and a grace-period
+            // wait there held up the callback that a barrier called inside
+            // a section of this domain (or an online QSBR thread) waits
+            // for, for good (tests/h3_callback_fallback_wait.rs).
             // SAFETY (of `drop_now`): the callback runs after a grace period.
             self.enqueue_as(
                 Box::new(move || unsafe { value.drop_now() }),
