@@ -478,7 +478,7 @@ impl Rcu {
             // callbacks with page allocation forbidden, and a grace-period
             // wait there held up the callback that a barrier called inside
             // a section of this domain (or an online QSBR thread) waits
-            // for, for good (tests/h3_callback_fallback_wait.rs).
+            // for, for good (tests/callback_fallback_wait.rs).
             // SAFETY (of `drop_now`): the callback runs after a grace period.
             self.enqueue_as(
                 Box::new(move || unsafe { value.drop_now() }),

@@ -3,7 +3,7 @@
 //! fallback waited for a grace period of the domain retired into, inside
 //! the callback. A thread inside a section of that domain (or online on
 //! it, QSBR) that waits in a barrier of the callback's domain then waited
-//! for good. Found by `tests/h3_fuzz.rs` (seed 300130, eight threads, under
+//! for good. Found by `tests/fuzz_safe_api.rs` (seed 300130, eight threads, under
 //! AddressSanitizer: an online QSBR thread stalled for over 21 s).
 
 use std::sync::atomic::{AtomicBool, Ordering};
