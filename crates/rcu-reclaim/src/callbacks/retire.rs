@@ -308,7 +308,9 @@ impl Rcu {
         drop(reading);
         // Not in a callback (a worker waiting for its own node's worker),
         // nor in reclaim (which frees through RCU to make room: holding it
-        // back would hold back the memory it is after).
+        // back would hold back the memory it is after). (Under loom only the
+        // first wait is compiled in, which clippy would fold into this test.)
+        #[cfg_attr(loom, allow(clippy::collapsible_if))]
         if handed_off && !in_callback() && !crate::sync::NO_RECLAIM.with(Cell::get) {
             if !cbs.params.retiring_thread_frees {
                 cbs.throttle_producer(&inner.gp, cpu);
