@@ -10,21 +10,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_reclaim::{Config, Flavor, Rcu, RcuCell, ReclaimSize};
+use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 
-const ALIVE: u64 = 0xA11C_E0A1_1CE0_A11C;
-
-struct V(AtomicU64);
-impl Drop for V {
-    fn drop(&mut self) {
-        self.0.store(0xDEAD, Ordering::SeqCst);
-    }
-}
-impl ReclaimSize for V {
-    fn reclaim_size(&self) -> usize {
-        8
-    }
-}
+mod common;
+use common::poison::{Word, ALIVE};
 
 fn secs() -> u64 {
     std::env::var("RCU_FRESH_READER_SECS")
@@ -37,10 +26,7 @@ fn run(flavor: Flavor) {
     let Ok(rcu) = Rcu::new(Config::new().flavor(flavor)) else {
         return;
     };
-    let cell = Arc::new(RcuCell::new_in(
-        &rcu,
-        Some(Box::new(V(AtomicU64::new(ALIVE)))),
-    ));
+    let cell = Arc::new(RcuCell::new_in(&rcu, Some(Word::alive())));
     let stop = Arc::new(AtomicBool::new(false));
     let freed = Arc::new(AtomicU64::new(0));
     let writer = {
@@ -48,7 +34,7 @@ fn run(flavor: Flavor) {
         thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let old = cell.replace(Box::new(V(AtomicU64::new(ALIVE))));
+                let old = cell.replace(Word::alive());
                 match i % 4 {
                     0 => rcu.synchronize(),
                     1 => rcu.synchronize_expedited(),
@@ -84,14 +70,14 @@ fn run(flavor: Flavor) {
                 thread::spawn(move || {
                     let g = rcu.read_lock();
                     let v = cell.load(&g).unwrap();
-                    let first = v.0.load(Ordering::SeqCst);
+                    let first = v.get();
                     for _ in 0..(k * 200) {
                         std::hint::spin_loop();
                     }
                     if k == 1 {
                         thread::yield_now();
                     }
-                    let later = v.0.load(Ordering::SeqCst);
+                    let later = v.get();
                     assert!(
                         first == ALIVE && later == ALIVE,
                         "a fresh reader's value was freed under it: {first:#x} {later:#x}"

@@ -90,3 +90,32 @@ impl ReclaimSize for Val {
         std::mem::size_of::<Self>()
     }
 }
+
+/// The smallest poisoned value: one word that reads [`ALIVE`] until the
+/// value is dropped, then [`POISON`], for a reader to check with
+/// [`Word::get`].
+pub struct Word(AtomicU64);
+
+impl Word {
+    /// A live word, boxed for a cell.
+    pub fn alive() -> Box<Word> {
+        Box::new(Word(AtomicU64::new(ALIVE)))
+    }
+
+    /// What the word reads now: [`ALIVE`], or [`POISON`] once dropped.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Word {
+    fn drop(&mut self) {
+        self.0.store(POISON, Ordering::SeqCst);
+    }
+}
+
+impl ReclaimSize for Word {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Word>()
+    }
+}
