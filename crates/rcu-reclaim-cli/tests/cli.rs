@@ -224,6 +224,17 @@ fn the_cgroup_demo_keeps_the_aware_child_alive_under_a_hard_limit() {
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
 
+/// The cgroups (v1 memory or v2) that `rcu-reclaim demo` of process
+/// `pid` made for its sides' children and has not removed yet.
+fn demo_cgroups(pid: u32) -> Vec<String> {
+    let name = format!("rcu-reclaim-demo-{pid}-");
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
+        .iter()
+        .flat_map(|root| walk(std::path::Path::new(root), 4))
+        .filter(|p| p.contains(&name))
+        .collect()
+}
+
 /// The CLI run as nobody (`setpriv`, from the temporary directory), out of
 /// root's permissions and limits; `None`, said on standard error, where
 /// this test does not run as root or has no `setpriv`.
@@ -488,14 +499,7 @@ fn a_signal_mid_run_leaves_no_cgroup_and_no_child() {
         }
         let mut demo = cmd.spawn().unwrap();
         let pid = demo.id();
-        let name = format!("rcu-reclaim-demo-{pid}-");
-        let ours = || -> Vec<String> {
-            ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
-                .iter()
-                .flat_map(|root| walk(std::path::Path::new(root), 4))
-                .filter(|p| p.contains(&name))
-                .collect()
-        };
+        let ours = || demo_cgroups(pid);
         // The child's pid, once it has joined its cgroup.
         let start = Instant::now();
         let child = loop {
@@ -565,14 +569,7 @@ fn a_signal_ignored_at_start_stays_ignored_in_a_cgroup_demo() {
     }
     let mut demo = cmd.spawn().unwrap();
     let pid = demo.id();
-    let name = format!("rcu-reclaim-demo-{pid}-");
-    let ours = || -> Vec<String> {
-        ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
-            .iter()
-            .flat_map(|root| walk(std::path::Path::new(root), 4))
-            .filter(|p| p.contains(&name))
-            .collect()
-    };
+    let ours = || demo_cgroups(pid);
     // Once the child runs in its cgroup (the parent's handlers are set).
     let start = Instant::now();
     loop {
