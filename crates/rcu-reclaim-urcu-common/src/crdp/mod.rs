@@ -143,6 +143,14 @@ const MEMORY_LOOK_EVERY: u64 = 64;
 /// holding a lock that a callback takes is never deadlocked (and, while
 /// memory is plenty, waits once: see `CallRcuData::push_back`).
 pub(crate) const PUSH_BACK_WAIT: Duration = Duration::from_millis(1);
+/// The longest one `call_rcu` waits while the cgroup's usage is over its
+/// mark ([`Rcu::memory_state`] `OverMark`), unless the batch in hand is
+/// stuck (see `CallRcuData::push_back`). With [`PUSH_BACK_WAIT`] there,
+/// a caller whose batch's grace period took longer than a millisecond
+/// (its thread short of CPU) queued more at every wait that ran out: four
+/// online threads flooding heads of 16 KiB objects peaked at 91–97 MB of
+/// a 100 MiB limit with busy loops beside them, and were killed once.
+pub(crate) const PUSH_BACK_WAIT_OVER: Duration = Duration::from_millis(50);
 
 /// What a crdp's thread calls to be a reader of its flavor, as liburcu's
 /// `call_rcu` thread is: [`Flavor::register_callback_thread`] and the
@@ -554,35 +562,41 @@ impl CallRcuData {
 
     /// Push-back, when `push` said the backlog is over the mark: waits for
     /// the batch in hand to be invoked (the thread then takes the next at
-    /// once) or [`PUSH_BACK_WAIT`]. The caller is outside
+    /// once) or [`PUSH_BACK_WAIT`] ([`PUSH_BACK_WAIT_OVER`] while the
+    /// cgroup's usage is over its mark). The caller is outside
     /// any read-side section (the batch waits for readers) and is no crdp
     /// thread (it would wait for itself, or for a crdp waiting for it).
     ///
-    /// While memory is plenty, a wait that ran out while the batch in hand
-    /// did not begin one more callback (one blocked, on a lock the caller
-    /// holds, say) is not made again until it does: the waits could not
-    /// help it, and a flood under the callbacks' own lock waited 1 ms a
-    /// call (200,000 calls: 110 s; liburcu 15 ms). While memory is short
-    /// the waits go on, as a bound on the flood's rate.
+    /// A wait that ran out while the batch in hand did not begin one more
+    /// callback (one blocked, on a lock the caller holds, say) marks the
+    /// batch stuck until it does: the waits could not help it. While memory
+    /// is plenty, callers then do not wait at all (a flood under the
+    /// callbacks' own lock waited 1 ms a call: 200,000 calls took 110 s,
+    /// liburcu 15 ms); while it is short, they wait [`PUSH_BACK_WAIT`], as
+    /// a bound on the flood's rate.
     pub(crate) fn push_back(&self) {
         let st = lock(&self.state);
         if st.pause || st.stop || st.freed {
             return;
         }
-        let plenty = self.memory.load(Ordering::Relaxed) == MemoryState::Plenty as u8;
+        let memory = self.memory.load(Ordering::Relaxed);
         let invoked = self.invoked.load(Ordering::Relaxed);
         let stalled = || {
-            plenty
-                && self.invoking.load(Ordering::Relaxed)
-                && self.invoked.load(Ordering::Relaxed) == invoked
+            self.invoking.load(Ordering::Relaxed) && self.invoked.load(Ordering::Relaxed) == invoked
         };
-        if stalled() && self.stalled_at.load(Ordering::Relaxed) == invoked + 1 {
+        let stuck = stalled() && self.stalled_at.load(Ordering::Relaxed) == invoked + 1;
+        if stuck && memory == MemoryState::Plenty as u8 {
             return;
         }
+        let limit = if memory == MemoryState::OverMark as u8 && !stuck {
+            PUSH_BACK_WAIT_OVER
+        } else {
+            PUSH_BACK_WAIT
+        };
         let done = st.done;
         let (st, waited) = self
             .progress
-            .wait_timeout_while(st, PUSH_BACK_WAIT, |st| st.done == done)
+            .wait_timeout_while(st, limit, |st| st.done == done)
             .unwrap_or_else(|p| p.into_inner());
         if waited.timed_out() && st.done == done && stalled() {
             self.stalled_at.store(invoked + 1, Ordering::Relaxed);

@@ -288,3 +288,80 @@ fn near_a_memory_limit_callers_are_held_back_sooner_still() {
     assert_eq!(RAN_LIMITED.load(Ordering::Relaxed), n);
     crdp.stop(false);
 }
+
+static RAN_OVER: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn count_over(_: *mut RcuHead) {
+    RAN_OVER.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Over a memory limit's mark, a caller pushed back waits for the batch
+/// in hand to be invoked, longer than [`PUSH_BACK_WAIT`] if its grace
+/// period takes longer (a reader holds it up here for 20 ms): with the
+/// millisecond alone, a flood whose crdp thread was short of CPU queued
+/// more at every wait that ran out, and a 100 MiB cgroup was OOM-killed.
+/// While memory is plenty, the same caller waits a millisecond.
+#[test]
+fn over_a_limits_mark_callers_wait_for_the_batch_in_hand() {
+    let rcu: &'static Rcu = Box::leak(Box::new(
+        Rcu::new(rcu_reclaim::Config::new()).expect("a domain"),
+    ));
+    let usage = Arc::new(AtomicUsize::new(90 << 20));
+    let read = usage.clone();
+    rcu.bound_garbage(80 << 20, move || Some(read.load(Ordering::Relaxed)));
+    let crdp = CallRcuData::spawn(rcu, -1, ThreadHooks::NONE);
+    // A batch waiting for a reader, and 2 * PUSH_BACK_AT_OVER heads
+    // waiting behind it (whether `push` said to push back); returns that
+    // and how long `push_back` waited with the reader leaving after
+    // `hold`.
+    let wait_with_reader_for = |hold: Duration| {
+        let (entered_tx, entered) = mpsc::channel();
+        let (leave_tx, leave) = mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _guard = rcu.read_lock();
+            entered_tx.send(()).unwrap();
+            leave.recv().unwrap();
+        });
+        entered.recv().unwrap();
+        crdp.push(head(count_over), 0);
+        while !crdp.awaiting_gp.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut held = false;
+        for _ in 0..2 * PUSH_BACK_AT_OVER {
+            held |= crdp.push(head(count_over), 0);
+        }
+        let start = std::time::Instant::now();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            leave_tx.send(()).unwrap();
+        });
+        crdp.push_back();
+        let waited = start.elapsed();
+        releaser.join().unwrap();
+        reader.join().unwrap();
+        crdp.wait_drained();
+        (held, waited)
+    };
+    let (held, waited) = wait_with_reader_for(Duration::from_millis(20));
+    assert!(held, "over the mark and never pushed back");
+    assert!(
+        waited >= Duration::from_millis(15),
+        "over the mark, waited {waited:?}, not for the batch in hand"
+    );
+    // Plenty: a millisecond, not the reader's 200 ms.
+    usage.store(10 << 20, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(rcu.memory_state(), MemoryState::Plenty);
+    let (held, waited) = wait_with_reader_for(Duration::from_millis(200));
+    assert!(!held, "pushed back with plenty of memory");
+    assert!(
+        waited < Duration::from_millis(150),
+        "with plenty of memory, waited {waited:?}"
+    );
+    assert_eq!(
+        RAN_OVER.load(Ordering::Relaxed),
+        2 * (1 + 2 * PUSH_BACK_AT_OVER as usize)
+    );
+    crdp.stop(false);
+}
