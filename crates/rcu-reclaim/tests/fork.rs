@@ -10,6 +10,40 @@ use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, Rcu, RcuCell};
 
+/// `prepare_fork` waiting for a worker stuck in a callback says so (every
+/// 5 s) in one readable sentence: its text once held runs of 26 spaces
+/// where the source's line breaks had lost their `\`. The callback waits
+/// for that warning (9 s at most), so no fork is made.
+#[test]
+fn prepare_fork_waiting_for_a_stuck_callback_says_so_readably() {
+    let captured = common::Captured::default();
+    let _log = captured.on_this_thread();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let log = captured.clone();
+    rcu.call_hurry(move || {
+        started_tx.send(()).unwrap();
+        let t = Instant::now();
+        while !log.text().contains("prepare_fork() has waited")
+            && t.elapsed() < Duration::from_secs(9)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    // A worker is inside the callback: it cannot park until it returns.
+    started.recv().unwrap();
+    rcu.prepare_fork().parent();
+    let text = captured.text();
+    let at = text
+        .find("prepare_fork() has waited")
+        .unwrap_or_else(|| panic!("no warning: {text:?}"));
+    let warning = text[at..].lines().next().unwrap_or_default();
+    assert!(
+        warning.contains("for a callback worker to park") && !warning.contains("  "),
+        "{warning:?}"
+    );
+}
+
 #[test]
 fn callbacks_queued_before_fork_run_in_the_child() {
     let rcu = Rcu::new(Config::new().on_demand()).unwrap();

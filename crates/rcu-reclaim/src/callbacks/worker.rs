@@ -173,7 +173,10 @@ impl Workers {
                 if waited >= PAUSE_WARN_AFTER * (warned + 1) {
                     warned += 1;
                     crate::sys::warn_loud(&format!(
-                        "rcu-reclaim: prepare_fork() has waited {} s for a callback worker                          to park: a callback or deferred Drop has not returned. If it waits                          for a lock the forking thread holds, prepare_fork() never returns:                          call it without holding any lock that a callback or deferred Drop                          takes",
+                        "rcu-reclaim: prepare_fork() has waited {} s for a callback worker to \
+                         park: a callback or deferred Drop has not returned. If it waits for a \
+                         lock the forking thread holds, prepare_fork() never returns: call it \
+                         without holding any lock that a callback or deferred Drop takes",
                         waited.as_secs()
                     ));
                 }
