@@ -92,7 +92,10 @@ impl Config {
 
     /// How long a reader may hold up a grace period before it is reported
     /// (once per stall) through `tracing::warn!` and the `stalls_reported`
-    /// counter of [`Rcu::stats`].
+    /// counter of [`Rcu::stats`]. A [`barrier`](Rcu::barrier) (or
+    /// `run_callbacks`, or the drop of a domain's last handle) that has
+    /// waited this long for a callback or deferred `Drop` still running on
+    /// another thread says so too, naming that thread, and waits on.
     ///
     /// ```
     /// use std::time::Duration;

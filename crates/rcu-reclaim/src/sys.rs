@@ -185,6 +185,22 @@ fn thread_exited_os(tid: i32) -> bool {
     }
 }
 
+/// The name of thread `tid` of this process (`/proc/self/task/<tid>/comm`),
+/// for a report that names it; `None` where that cannot be read (no
+/// procfs, the thread gone, Miri).
+pub(crate) fn thread_name(tid: i32) -> Option<String> {
+    #[cfg(miri)]
+    {
+        let _ = tid;
+        None
+    }
+    #[cfg(not(miri))]
+    {
+        let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+        Some(comm.trim_end().to_string())
+    }
+}
+
 /// Whether thread `tid` of this process is blocked (asleep in the kernel:
 /// state `S` or `D` in `/proc/self/task/<tid>/stat`, as on a futex), not
 /// running or waiting for a CPU; `None` where that cannot be read (no

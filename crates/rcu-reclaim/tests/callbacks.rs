@@ -659,6 +659,37 @@ fn barrier_inside_a_callback_is_reported_not_a_hang() {
     );
 }
 
+/// A barrier waiting for a callback that does not return (one that waits
+/// for the barrier's own thread: a deadlock) says so once the wait has
+/// lasted `stall_timeout`, naming the thread running the callback; before,
+/// it waited in silence. Here the callback waits for that report (8 s at
+/// most), so without it the barrier returns only then, unreported.
+#[test]
+fn a_barrier_waiting_for_a_stuck_callback_says_so() {
+    let captured = common::Captured::default();
+    let _log = captured.on_this_thread();
+    let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_millis(100))).unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let log = captured.clone();
+    rcu.call_hurry(move || {
+        started_tx.send(()).unwrap();
+        let t = Instant::now();
+        while !log.text().contains("still running on thread")
+            && t.elapsed() < Duration::from_secs(8)
+        {
+            thread::sleep(Duration::from_millis(5));
+        }
+    });
+    // A worker is inside the callback, holding its shard.
+    started.recv().unwrap();
+    rcu.barrier();
+    let text = captured.text();
+    assert!(
+        text.contains("has waited") && text.contains("still running on thread rcu-cb-"),
+        "no report of the wait: {text:?}"
+    );
+}
+
 #[test]
 fn barrier_of_another_domain_inside_a_callback_is_refused_naming_the_cycle() {
     // Two domains whose callbacks each wait for the other's barrier would

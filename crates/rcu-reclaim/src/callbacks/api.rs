@@ -702,7 +702,10 @@ impl Rcu {
 
     /// Waits until every callback and deferred drop queued before the call,
     /// by any thread, has run (the kernel's `rcu_barrier`). Runs ready
-    /// callbacks on the calling thread.
+    /// callbacks on the calling thread. A callback still running on another
+    /// thread after [`Config::stall_timeout`](crate::Config::stall_timeout)
+    /// is reported (through `tracing`, or standard error), naming that
+    /// thread, and waited for: one that waits for the caller never returns.
     ///
     /// **At process exit**: what is still queued when the process exits
     /// (`main` returns, `std::process::exit`) is not run, as with liburcu's

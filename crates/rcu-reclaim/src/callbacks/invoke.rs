@@ -2,6 +2,7 @@
 //! worker, a barrier's thread, a reclaimer or a thread at its safe point.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::segcblist::Entry;
 use super::shard::{InvokeLists, RunnerMark, ShardState};
@@ -22,12 +23,45 @@ impl Callbacks {
     ) -> (usize, usize) {
         // After a fork the domain was not prepared for, a worker of the
         // parent may have held it: panic, naming the fix, rather than hang.
-        let mut lists = gp.lock_after_fork(
+        // A runner stuck in one callback (one that waits for this thread,
+        // say) is reported rather than waited for in silence.
+        let mut lists = gp.lock_after_fork_reporting(
             &self.shards[cpu].invoke,
             "running callbacks",
             "a shard's run lock",
+            |waited| self.report_runner_waited_for(gp, cpu, waited),
         );
         self.invoke_locked(&mut lists, gp, cpu, limit, usize::MAX)
+    }
+
+    /// Says that a wait for shard `cpu`'s runner (a `barrier`, a
+    /// `run_callbacks`, a last handle's drop) has lasted `waited`, naming
+    /// the thread running it.
+    #[cold]
+    #[inline(never)]
+    fn report_runner_waited_for(&self, gp: &GracePeriods, cpu: usize, waited: Duration) {
+        let runner = &self.shards[cpu].runner;
+        let tid = runner.tid.load(Ordering::Relaxed);
+        let who = if runner.running.load(Ordering::Relaxed) && tid != 0 {
+            match crate::sys::thread_name(tid) {
+                Some(name) => format!("thread {name} (tid {tid})"),
+                None => format!("thread {tid}"),
+            }
+        } else {
+            "another thread".to_string()
+        };
+        /// At most a line a second on standard error: with a tiny
+        /// `stall_timeout`, a storm of barriers would each say it.
+        static LOUD: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
+        LOUD.warn_loud(&format!(
+            "rcu-reclaim: a wait for the callbacks of domain {} (barrier(), run_callbacks(), or \
+             the drop of the domain's last handle) has waited {waited:?} for an RCU callback or \
+             deferred Drop still running on {who}, and goes on waiting until it returns. If \
+             that callback waits for this thread (a lock it holds, a message it would send \
+             after this call, a thread it joins), neither ever returns: a callback or deferred \
+             Drop must not wait for a thread that waits for callbacks",
+            gp.id()
+        ));
     }
 
     /// As `invoke_ready(.., None)`, but skips a shard someone is running

@@ -37,6 +37,12 @@ const SEQ_STATE_MASK: u64 = 3;
 #[cfg(not(loom))]
 const FORK_GUARD_WAIT: Duration = Duration::from_secs(5);
 
+/// The longest nap between two looks of a waiter for a shard's run lock
+/// (`lock_after_fork_reporting`): the most a `barrier` that waited for a
+/// long batch adds to it once the batch ends.
+#[cfg(not(loom))]
+const RUN_LOCK_NAP_MAX: Duration = Duration::from_millis(1);
+
 /// Spins, then yields, of a waiter for `gp_lock` that watches the
 /// sequence before it blocks on the lock (`lock_gp_unless_done`).
 #[cfg(not(loom))]
@@ -251,6 +257,50 @@ impl GracePeriods {
         lock(m)
     }
 
+    /// As [`lock_after_fork`](Self::lock_after_fork), for a lock that a
+    /// runner of callbacks holds while it runs them (a shard's run lock,
+    /// which `barrier` waits for): should the wait last
+    /// [`Config::stall_timeout`](crate::Config::stall_timeout), `stuck`
+    /// is told how long it has lasted (once), and the wait goes on. A
+    /// callback that waits for the waiting thread (a lock it holds, a
+    /// message it would send after the wait) then deadlocks with a word,
+    /// not in silence. Until then the wait naps, from 10 µs doubling up to
+    /// [`RUN_LOCK_NAP_MAX`].
+    pub(crate) fn lock_after_fork_reporting<'a, T>(
+        &self,
+        m: &'a Mutex<T>,
+        what: &'static str,
+        which: &str,
+        stuck: impl FnOnce(Duration),
+    ) -> crate::sync::Locked<'a, T> {
+        #[cfg(not(loom))]
+        {
+            if let Some(held) = crate::sync::try_lock(m) {
+                return held;
+            }
+            // After a fork, `lock_after_fork` gives up (or warns) itself.
+            if !self.fork_check(what).forked() && !self.held_for_fork.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let mut nap = Duration::from_micros(10);
+                loop {
+                    if let Some(held) = crate::sync::try_lock(m) {
+                        return held;
+                    }
+                    let waited = start.elapsed();
+                    if waited >= self.stall_timeout {
+                        stuck(waited);
+                        break;
+                    }
+                    std::thread::sleep(nap.min(self.stall_timeout - waited));
+                    nap = (nap * 2).min(RUN_LOCK_NAP_MAX);
+                }
+            }
+        }
+        #[cfg(loom)]
+        let _ = stuck;
+        self.lock_after_fork(m, what, which)
+    }
+
     /// Says, once a waiter has waited `waited` for a lock that a
     /// `ForkGuard` holds, that the guard was never resolved.
     #[cfg(not(loom))]
@@ -277,6 +327,11 @@ impl GracePeriods {
             home: self.pid.load(Ordering::Relaxed),
             what,
         }
+    }
+
+    /// The number of the domain these grace periods are of.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// The readers this domain's grace periods wait for.
