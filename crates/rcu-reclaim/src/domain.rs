@@ -201,6 +201,12 @@ impl Drop for Rcu {
 #[cfg(not(loom))]
 static GLOBAL: OnceLock<Rcu> = OnceLock::new();
 
+/// How long dropping a helper's owner (a `PressureMonitor`, a
+/// `MemoryBudget`) waits for the helper thread to stop before it says why
+/// it may not and leaves it to stop on its own (`Rcu::join_helper`), as
+/// `Reclaimer::unregister` waits for a pass calling its shrinker.
+const HELPER_JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Rcu {
     /// Creates an independent domain.
     ///
@@ -430,7 +436,11 @@ impl Rcu {
     /// from inside an RCU callback (the helper may be waiting for its
     /// batch), or inside a read-side section of this domain (the helper may
     /// be waiting for a grace period). Then the thread is left to finish
-    /// on its own, as it does once it sees the stop request.
+    /// on its own, as it does once it sees the stop request. So it is, with
+    /// a warning, once [`HELPER_JOIN_WAIT`] has passed: the helper runs the
+    /// program's code (shrinkers, the OOM handler, a budget's usage
+    /// function, a pressure source), which may wait for a lock the caller
+    /// holds, and an unbounded join then deadlocked in silence.
     pub(crate) fn join_helper(&self, handle: std::thread::JoinHandle<()>, what: &str) {
         let waits_on_us = handle.thread().id() == std::thread::current().id()
             || crate::callbacks::in_callback()
@@ -440,7 +450,27 @@ impl Rcu {
                 thread = what,
                 "rcu-reclaim: not joining a helper that may wait for this thread"
             );
-        } else if handle.join().is_err() {
+            return;
+        }
+        let start = std::time::Instant::now();
+        let mut nap = std::time::Duration::from_micros(20);
+        while !handle.is_finished() {
+            let waited = start.elapsed();
+            if waited >= HELPER_JOIN_WAIT {
+                crate::sys::warn_loud(&format!(
+                    "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
+                     PressureMonitor, MemoryBudget or cache was dropped): it is still running \
+                     the program's code (a shrinker's count or scan, the OOM handler, a \
+                     budget's usage function or a pressure source), most likely waiting for a \
+                     lock this thread holds. It is left to stop on its own once that code \
+                     returns; drop it without holding a lock that code takes"
+                ));
+                return;
+            }
+            std::thread::sleep(nap.min(HELPER_JOIN_WAIT - waited));
+            nap = (nap * 2).min(std::time::Duration::from_millis(10));
+        }
+        if handle.join().is_err() {
             crate::sys::error_loud(&format!("rcu-reclaim: a helper thread ({what}) panicked"));
         }
     }

@@ -623,3 +623,103 @@ fn an_online_qsbr_thread_reclaims_at_its_next_quiescent_state() {
     assert!(used.load(Ordering::SeqCst) <= w.high);
     drop(offline);
 }
+
+/// A shrinker whose `count` takes `lock` (after saying it was called):
+/// the program's code that a helper thread runs and that waits for a lock
+/// the thread dropping the helper holds.
+struct WaitsForLock {
+    lock: Arc<Mutex<()>>,
+    called: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Shrinker for WaitsForLock {
+    fn count(&self, _: &ShrinkControl) -> usize {
+        self.called.store(true, Ordering::SeqCst);
+        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()));
+        0
+    }
+    fn scan(&self, _: &mut ShrinkControl) -> Scanned {
+        Scanned::default()
+    }
+}
+
+/// Runs `drop_helper` on a thread of its own that holds a lock the
+/// reclaimer's shrinker waits for, once `start` has the helper thread
+/// (`rcu-kswapd` or `rcu-pressure`) inside that shrinker; returns what
+/// the library logged on that thread, or `None` if the drop had not
+/// returned within 8 s.
+fn drop_helper_holding_its_shrinkers_lock<H: Send + 'static>(
+    start: impl FnOnce(Arc<Reclaimer>) -> H + Send + 'static,
+) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let captured = common::Captured::default();
+        let _log = captured.on_this_thread();
+        let lock = Arc::new(Mutex::new(()));
+        let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let reclaimer = Arc::new(Reclaimer::new(&rcu));
+        // Its empty shrinker makes the pass an out-of-memory: quietly.
+        reclaimer.set_oom_handler(|_| {});
+        reclaimer.register(Arc::new(WaitsForLock {
+            lock: lock.clone(),
+            called: called.clone(),
+        }));
+        let held = lock.lock().unwrap();
+        let helper = start(reclaimer);
+        let t = Instant::now();
+        while !called.load(Ordering::SeqCst) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the shrinker was never called"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        drop(helper);
+        drop(held);
+        let _ = tx.send(captured.text());
+    });
+    rx.recv_timeout(Duration::from_secs(8)).ok()
+}
+
+/// Dropping a budget whose `rcu-kswapd` is inside a shrinker waiting for a
+/// lock the dropping thread holds returns within about a second, saying
+/// why, and leaves the thread to finish once the lock is let go; before,
+/// the drop joined the thread and the two waited for each other for good.
+#[test]
+fn dropping_a_budget_whose_reclaim_waits_for_the_dropper_returns_saying_why() {
+    let log = drop_helper_holding_its_shrinkers_lock(|reclaimer| {
+        let w = Watermarks::from_limit(1 << 30);
+        // Between `low` and `min`: the background thread reclaims, the
+        // checking thread does not.
+        let budget = MemoryBudget::new(1 << 30, reclaimer, move || (w.low + w.min) / 2);
+        budget.check();
+        budget
+    });
+    let log = log.expect("dropping the budget waited for good");
+    assert!(log.contains("for the rcu-kswapd thread to stop"), "{log:?}");
+}
+
+/// As above, for a pressure monitor whose event runs the shrinker.
+#[test]
+fn dropping_a_monitor_whose_reclaim_waits_for_the_dropper_returns_saying_why() {
+    use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
+    let log = drop_helper_holding_its_shrinkers_lock(|reclaimer| {
+        let rcu = reclaimer.rcu().clone();
+        let budget = Arc::new(MemoryBudget::new(1 << 30, reclaimer, || 0));
+        let (events, source) = SyntheticSource::new();
+        let monitor = PressureMonitor::start(
+            &rcu,
+            Box::new(source),
+            Duration::from_millis(10),
+            Some(budget),
+        );
+        events.send(Level::Critical).unwrap();
+        (monitor, events)
+    });
+    let log = log.expect("dropping the monitor waited for good");
+    assert!(
+        log.contains("for the rcu-pressure thread to stop"),
+        "{log:?}"
+    );
+}

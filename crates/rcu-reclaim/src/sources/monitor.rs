@@ -113,7 +113,10 @@ struct Shared {
 ///
 /// Dropping the monitor stops it, so one that is not kept watches nothing:
 /// bind it (`let _monitor = ...`, not `let _ = ...`) for as long as it
-/// should watch. A call whose monitor is thrown away is warned about:
+/// should watch. The drop waits for the thread to stop, one second at
+/// most: an event may be running shrinkers, which may wait for a lock the
+/// dropping thread holds; the thread is then left to stop on its own, and
+/// the drop says so. A call whose monitor is thrown away is warned about:
 ///
 /// ```compile_fail
 /// #![deny(unused_must_use)]
