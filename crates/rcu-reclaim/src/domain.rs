@@ -457,14 +457,17 @@ impl Rcu {
         while !handle.is_finished() {
             let waited = start.elapsed();
             if waited >= HELPER_JOIN_WAIT {
-                crate::sys::warn_loud(&format!(
+                // Said from a destructor, maybe while its thread unwinds:
+                // a `tracing` subscriber's panic must not leave it.
+                let msg = format!(
                     "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
                      PressureMonitor, MemoryBudget or cache was dropped): it is still running \
                      the program's code (a shrinker's count or scan, the OOM handler, a \
                      budget's usage function or a pressure source), most likely waiting for a \
                      lock this thread holds. It is left to stop on its own once that code \
                      returns; drop it without holding a lock that code takes"
-                ));
+                );
+                crate::sync::report_caught(|| crate::sys::warn_loud(&msg));
                 return;
             }
             std::thread::sleep(nap.min(HELPER_JOIN_WAIT - waited));

@@ -53,7 +53,7 @@ impl Callbacks {
         /// At most a line a second on standard error: with a tiny
         /// `stall_timeout`, a storm of barriers would each say it.
         static LOUD: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
-        LOUD.warn_loud(&format!(
+        let msg = format!(
             "rcu-reclaim: a wait for the callbacks of domain {} (barrier(), run_callbacks(), or \
              the drop of the domain's last handle) has waited {waited:?} for an RCU callback or \
              deferred Drop still running on {who}, and goes on waiting until it returns. If \
@@ -61,7 +61,10 @@ impl Callbacks {
              after this call, a thread it joins), neither ever returns: a callback or deferred \
              Drop must not wait for a thread that waits for callbacks",
             gp.id()
-        ));
+        );
+        // A domain's last handle's drop waits here too, maybe while its
+        // thread unwinds: a `tracing` subscriber's panic must not leave.
+        crate::sync::report_caught(|| LOUD.warn_loud(&msg));
     }
 
     /// As `invoke_ready(.., None)`, but skips a shard someone is running
