@@ -6,7 +6,7 @@
 //! struct opt in (`#[derive(ReclaimSize)]`, the first way, is the
 //! `rcu-reclaim-derive` crate's, re-exported beside the trait).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::mem::size_of;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -69,7 +69,9 @@ use std::sync::Arc;
     note = "for a struct or an enum of yours, `#[derive(rcu_reclaim::ReclaimSize)]` counts every \
             field (`#[reclaim_size(drops_anywhere)]` on the type if its `Drop` takes no lock); \
             a field of a derived type whose type lacks `ReclaimSize` and owns no heap is marked \
-            `#[reclaim_size(skip)]` (only its inline bytes are counted)",
+            `#[reclaim_size(skip)]` (only its inline bytes are counted); a type of another \
+            crate that owns heap (which you can neither derive nor implement it for) goes in a \
+            newtype of yours that implements `ReclaimSize` by hand",
     note = "without the derive: `rcu_reclaim::reclaim_size!({Self} {{ field1, field2 }});` \
             names the heap-owning fields (a generic struct's parameters in brackets: \
             `reclaim_size!(impl[T: ReclaimSize] Name<T> {{ field1 }})`), \
@@ -589,6 +591,145 @@ impl<T: ReclaimSize> ReclaimSize for Option<T> {
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.as_ref().map_or(0, ReclaimSize::heap_size)
+    }
+}
+
+/// What the value that is held owns: an error cached beside values (a
+/// negative-cache entry, `Result<Page, String>`) counts as a value does.
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// let ok: Result<Vec<u8>, String> = Ok(vec![0; 100]);
+/// let err: Result<Vec<u8>, String> = Err(String::with_capacity(10));
+/// assert_eq!(ok.heap_size(), 100);
+/// assert_eq!(err.heap_size(), 10);
+/// ```
+impl<T: ReclaimSize, E: ReclaimSize> ReclaimSize for Result<T, E> {
+    const SHARED: bool = T::SHARED || E::SHARED;
+    const PLAIN: bool = T::PLAIN && E::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>() && drops_anywhere::<E>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+            + match self {
+                Ok(t) => t.heap_size(),
+                Err(e) => e.heap_size(),
+            }
+    }
+}
+
+/// As `Vec` (a timer queue, a top-k heap).
+///
+/// ```
+/// use std::collections::BinaryHeap;
+/// use rcu_reclaim::ReclaimSize;
+/// let heap: BinaryHeap<u64> = BinaryHeap::with_capacity(16);
+/// assert_eq!(heap.heap_size(), 16 * 8);
+/// ```
+impl<T: ReclaimSize> ReclaimSize for BinaryHeap<T> {
+    const SHARED: bool = T::SHARED;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.capacity() * size_of::<T>() + items_heap(self.iter())
+    }
+}
+
+/// Wrappers of one value (`Reverse` in a heap's key, `Wrapping` counters):
+/// what the value owns.
+macro_rules! wrapper {
+    ($($m:ident :: $w:ident),*) => {$(
+        /// What the wrapped value owns.
+        ///
+        /// ```
+        /// use rcu_reclaim::ReclaimSize;
+        #[doc = concat!("let w = std::", stringify!($m), "::", stringify!($w), "(String::with_capacity(5));")]
+        /// assert_eq!(w.heap_size(), 5);
+        /// ```
+        impl<T: ReclaimSize> ReclaimSize for std::$m::$w<T> {
+            const SHARED: bool = T::SHARED;
+            const PLAIN: bool = T::PLAIN;
+            const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+            fn reclaim_size(&self) -> usize {
+                size_of::<Self>() + self.0.heap_size()
+            }
+        }
+    )*};
+}
+
+wrapper!(cmp::Reverse, num::Wrapping);
+
+/// What the guarded value owns, read with `try_lock`: sizing never waits
+/// for the lock (a retiring call must not block on it, and may be made by
+/// the thread that holds it). A mutex held, or poisoned and held, when the
+/// value is weighed is counted by its inline bytes alone (an under-count,
+/// as [`PLAIN`](ReclaimSize::PLAIN) allows); a poisoned one is read all the
+/// same. A per-entry counter or buffer in a cache's value is the usual case.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+/// let m = Mutex::new(vec![0u8; 64]);
+/// assert_eq!(m.heap_size(), 64);
+/// let held = m.lock().unwrap();
+/// assert_eq!(m.heap_size(), 0); // not waited for
+/// drop(held);
+/// assert!(drops_anywhere::<Mutex<Vec<u8>>>());
+/// ```
+impl<T: ReclaimSize> ReclaimSize for std::sync::Mutex<T> {
+    const SHARED: bool = T::SHARED;
+    const PLAIN: bool = T::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        use std::sync::TryLockError;
+        let heap = match self.try_lock() {
+            Ok(v) => v.heap_size(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().heap_size(),
+            Err(TryLockError::WouldBlock) => 0,
+        };
+        size_of::<Self>() + heap
+    }
+}
+
+/// As `Mutex`, with `try_read`: a lock held for writing when the value is
+/// weighed counts its inline bytes alone.
+///
+/// ```
+/// use std::sync::RwLock;
+/// use rcu_reclaim::ReclaimSize;
+/// let l = RwLock::new(String::with_capacity(32));
+/// let _reader = l.read().unwrap(); // readers do not keep it from being weighed
+/// assert_eq!(l.heap_size(), 32);
+/// ```
+impl<T: ReclaimSize> ReclaimSize for std::sync::RwLock<T> {
+    const SHARED: bool = T::SHARED;
+    const PLAIN: bool = T::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        use std::sync::TryLockError;
+        let heap = match self.try_read() {
+            Ok(v) => v.heap_size(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().heap_size(),
+            Err(TryLockError::WouldBlock) => 0,
+        };
+        size_of::<Self>() + heap
+    }
+}
+
+/// What the value owns once set (a lazily computed part of a value).
+///
+/// ```
+/// use std::sync::OnceLock;
+/// use rcu_reclaim::ReclaimSize;
+/// let once: OnceLock<Vec<u8>> = OnceLock::new();
+/// assert_eq!(once.heap_size(), 0);
+/// once.set(vec![0; 10]).unwrap();
+/// assert_eq!(once.heap_size(), 10);
+/// ```
+impl<T: ReclaimSize> ReclaimSize for std::sync::OnceLock<T> {
+    const SHARED: bool = T::SHARED;
+    const PLAIN: bool = T::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.get().map_or(0, ReclaimSize::heap_size)
     }
 }
 

@@ -278,3 +278,70 @@ fn a_routing_table_of_std_types_sizes_itself() {
     );
     rcu.barrier();
 }
+
+/// The std wrappers a cache's or a table's values hold (a cached
+/// `Result`, a per-entry `Mutex`, a lazily filled `OnceLock`, a heap of
+/// timers) size themselves, so a derived value holding them compiles and
+/// books their heap.
+#[test]
+fn std_wrappers_in_values_size_themselves() {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    use std::sync::{Mutex, OnceLock, RwLock};
+
+    #[derive(ReclaimSize)]
+    #[reclaim_size(drops_anywhere)]
+    struct Entry {
+        page: Result<Vec<u8>, String>,
+        hits: Mutex<Vec<u32>>,
+        meta: RwLock<String>,
+        parsed: OnceLock<Vec<u8>>,
+        timers: BinaryHeap<Reverse<u64>>,
+        gen: std::num::Wrapping<u32>,
+    }
+    let e = Entry {
+        page: Ok(vec![0; KIB64]),
+        hits: Mutex::new(Vec::with_capacity(4)),
+        meta: RwLock::new(String::with_capacity(10)),
+        parsed: OnceLock::new(),
+        timers: BinaryHeap::with_capacity(2),
+        gen: std::num::Wrapping(0),
+    };
+    e.parsed.set(vec![0; 100]).unwrap();
+    let want = std::mem::size_of::<Entry>() + KIB64 + 16 + 10 + 100 + 16;
+    assert_eq!(e.reclaim_size(), want);
+    const {
+        assert!(rcu_reclaim::drops_anywhere::<Entry>());
+        assert!(!<Entry as ReclaimSize>::SHARED && !<Entry as ReclaimSize>::PLAIN);
+        assert!(<Result<u8, u16> as ReclaimSize>::PLAIN && <Mutex<u64> as ReclaimSize>::PLAIN);
+        assert!(<Result<u8, std::sync::Arc<str>> as ReclaimSize>::SHARED);
+        assert!(<Mutex<Option<std::sync::Arc<u8>>> as ReclaimSize>::SHARED);
+    }
+    let err: Result<Vec<u8>, String> = Err(String::with_capacity(7));
+    assert_eq!(err.heap_size(), 7);
+    // A mutex held while its value is weighed is not waited for.
+    let m = Mutex::new(vec![0u8; 32]);
+    let held = m.lock().unwrap();
+    assert_eq!(m.reclaim_size(), std::mem::size_of::<Mutex<Vec<u8>>>());
+    drop(held);
+    assert_eq!(m.heap_size(), 32);
+    // Booked in full by the default retire.
+    let bytes = booked(|rcu| {
+        let cell = RcuCell::new_in(rcu, Box::new(e));
+        cell.store(Box::new(Entry {
+            page: Err(String::new()),
+            hits: Mutex::new(Vec::new()),
+            meta: RwLock::new(String::new()),
+            parsed: OnceLock::new(),
+            timers: BinaryHeap::new(),
+            gen: std::num::Wrapping(1),
+        }));
+    });
+    assert_eq!(bytes, want);
+    // A negative cache: values are `Result`s, with no weigher.
+    let cache: rcu_reclaim::RcuCache<u32, Result<Vec<u8>, String>> =
+        rcu_reclaim::RcuCache::builder().rcu(&on_demand()).build();
+    assert!(cache.insert(1, Ok(vec![0; 1000])));
+    assert!(cache.insert(2, Err("not found".into())));
+    assert!(cache.bytes() >= 1000 + 9);
+}
