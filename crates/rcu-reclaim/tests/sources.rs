@@ -672,3 +672,20 @@ fn a_usage_file_that_reads_unlimited_is_an_error() {
 fn a_usage_source_with_a_limit_of_zero_is_refused() {
     let _ = rcu_reclaim::sources::CgroupUsageSource::new("/nonexistent", 0, Duration::ZERO);
 }
+
+/// A level prints as the kernel names it (and as `serde` writes it), for
+/// a program that logs the events its own source reports.
+#[test]
+fn a_level_displays_as_the_kernel_and_serde_name_it() {
+    for (level, name) in [
+        (Level::Low, "low"),
+        (Level::Medium, "medium"),
+        (Level::Critical, "critical"),
+    ] {
+        assert_eq!(level.to_string(), name);
+        assert_eq!(
+            serde_json::to_string(&level).unwrap(),
+            format!("\"{name}\"")
+        );
+    }
+}

@@ -226,7 +226,9 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// reached.
     ///
     /// The monitor is a thread of its own per cache (and, under a cgroup
-    /// limit, a read of the cgroup's usage every 20 ms): a program with
+    /// limit, a read of the cgroup's usage every 20 ms), which dropping the
+    /// cache stops and joins (up to 100 ms: see
+    /// [`PressureMonitor`](crate::sources::PressureMonitor)): a program with
     /// many caches builds them with one [`budget`](RcuCacheBuilder::budget)
     /// and without `auto_pressure`, and starts one monitor for all of them
     /// with [`sources::auto_pressure_for`](crate::sources::auto_pressure_for).
@@ -291,7 +293,8 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// at least 1 MiB of the capacity (a cache under 2 MiB has one). One
     /// shard evicts exactly by S3-FIFO's order over the whole cache; more
     /// shards evict by it within each. The capacity holds for the cache
-    /// as a whole either way.
+    /// as a whole either way (each insert evicts back under it once its
+    /// entry is published: see [`RcuCache::bytes`] for the moment between).
     ///
     /// What a shard costs in hit ratio depends on how many entries its
     /// share holds, so set the count yourself when your entries are much

@@ -357,6 +357,14 @@ impl<K, V, S> RcuCache<K, V, S> {
     /// bytes. Evicted entries leave this count at once; their memory is
     /// the domain's ([`Rcu::pending_bytes`]) until a grace period ends.
     ///
+    /// An [`insert`](RcuCache::insert) counts and publishes its entry
+    /// first and evicts after, so while several threads insert at once the
+    /// count may pass [`capacity_bytes`](RcuCache::capacity_bytes) for a
+    /// moment, by at most one entry per inserting thread (three threads
+    /// inserting 1 MiB values into an 8 MiB cache were seen 1 MiB over);
+    /// it is back under it once the inserts have returned. Size a memory
+    /// limit with that margin, besides the domain's backlog.
+    ///
     /// ```
     /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
     /// cache.insert(1u8, vec![0u8; 4096]);

@@ -763,7 +763,12 @@ impl Rcu {
         self.inner().callbacks.pending(&self.inner().gp).0
     }
 
-    /// Bytes that queued callbacks and deferred drops will free.
+    /// Bytes that queued callbacks and deferred drops will free. As with
+    /// [`pending`](Rcu::pending), a batch that a worker has taken to run
+    /// no longer counts while it runs: a count of 0 says nothing waits for
+    /// a grace period, not that the memory is back (a worker freeing a
+    /// batch of large values may take milliseconds after the count reads
+    /// 0). After [`barrier`](Rcu::barrier) it is.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();

@@ -102,6 +102,24 @@ pub enum Level {
     Critical,
 }
 
+/// The kernel's name of the level (`low`, `medium`, `critical`, as cgroup
+/// v1's `memory.pressure_level` and the `serde` feature spell it), for logs.
+///
+/// ```
+/// use rcu_reclaim::sources::Level;
+/// assert_eq!(Level::Critical.to_string(), "critical");
+/// assert_eq!(format!("pressure {}", Level::Medium), "pressure medium");
+/// ```
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::Critical => "critical",
+        })
+    }
+}
+
 /// A source of memory-pressure events.
 ///
 /// ```

@@ -113,10 +113,19 @@ struct Shared {
 ///
 /// Dropping the monitor stops it, so one that is not kept watches nothing:
 /// bind it (`let _monitor = ...`, not `let _ = ...`) for as long as it
-/// should watch. The drop waits for the thread to stop, one second at
-/// most: an event may be running shrinkers, which may wait for a lock the
-/// dropping thread holds; the thread is then left to stop on its own, and
-/// the drop says so. A call whose monitor is thrown away is warned about:
+/// should watch. The drop joins the monitor's thread, which sees the stop
+/// when its source's wait returns: after at most `quiet`, clamped between
+/// 1 ms and 100 ms, so up to 100 ms for [`auto_pressure`] and for a cache
+/// built with
+/// [`RcuCacheBuilder::auto_pressure`](crate::RcuCacheBuilder::auto_pressure)
+/// or [`pressure_source`](crate::RcuCacheBuilder::pressure_source) (the
+/// cache's drop drops its monitor). A test suite that builds many such
+/// caches spends that on each: build them with one
+/// [`budget`](crate::RcuCacheBuilder::budget) and no monitor of their own,
+/// and start one with [`auto_pressure_for`]. An event may be running
+/// shrinkers, which may wait for a lock the dropping thread holds: the
+/// join waits one second at most, then leaves the thread to stop on its
+/// own, and says so. A call whose monitor is thrown away is warned about:
 ///
 /// ```compile_fail
 /// #![deny(unused_must_use)]
