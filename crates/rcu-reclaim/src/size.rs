@@ -159,6 +159,12 @@ pub trait ReclaimSize {
     /// same, booking its inline size, and then passes the panic on: the
     /// value is dropped once, after its grace period, never leaked nor
     /// dropped early.
+    ///
+    /// ```
+    /// use rcu_reclaim::ReclaimSize;
+    /// let v: Vec<u32> = Vec::with_capacity(10);
+    /// assert_eq!(v.reclaim_size(), std::mem::size_of::<Vec<u32>>() + 40);
+    /// ```
     fn reclaim_size(&self) -> usize;
 
     /// Bytes the value owns beyond itself: `reclaim_size() - size_of_val(self)`,

@@ -178,26 +178,144 @@ pub struct Scanned {
 /// ```
 pub trait Shrinker: Send + Sync {
     /// Objects that could be freed now on `ctl`'s nodes.
+    ///
+    /// ```
+    /// # use std::sync::Mutex;
+    /// # use rcu_reclaim::pressure::NodeMask;
+    /// # use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
+    /// # struct Pool(Mutex<Vec<Vec<u8>>>);
+    /// # impl Shrinker for Pool {
+    /// #     fn count(&self, _: &ShrinkControl) -> usize {
+    /// #         self.0.try_lock().map_or(0, |p| p.len())
+    /// #     }
+    /// #     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+    /// #         let Ok(mut pool) = self.0.try_lock() else {
+    /// #             ctl.stop();
+    /// #             return Scanned::default();
+    /// #         };
+    /// #         let n = ctl.nr_to_scan().min(pool.len());
+    /// #         let bytes = pool.drain(..n).map(|v| v.capacity()).sum();
+    /// #         Scanned { freed: n, bytes }
+    /// #     }
+    /// # }
+    /// let pool = Pool(Mutex::new(vec![vec![0u8; 1024]; 10]));
+    /// let ctl = ShrinkControl::new(NodeMask::all(), 12, 128);
+    /// assert_eq!(pool.count(&ctl), 10);
+    /// ```
     fn count(&self, ctl: &ShrinkControl) -> usize;
 
     /// Frees up to `ctl.nr_to_scan()` objects.
+    ///
+    /// ```
+    /// # use std::sync::Mutex;
+    /// # use rcu_reclaim::pressure::NodeMask;
+    /// # use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
+    /// # struct Pool(Mutex<Vec<Vec<u8>>>);
+    /// # impl Shrinker for Pool {
+    /// #     fn count(&self, _: &ShrinkControl) -> usize {
+    /// #         self.0.try_lock().map_or(0, |p| p.len())
+    /// #     }
+    /// #     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+    /// #         let Ok(mut pool) = self.0.try_lock() else {
+    /// #             ctl.stop();
+    /// #             return Scanned::default();
+    /// #         };
+    /// #         let n = ctl.nr_to_scan().min(pool.len());
+    /// #         let bytes = pool.drain(..n).map(|v| v.capacity()).sum();
+    /// #         Scanned { freed: n, bytes }
+    /// #     }
+    /// # }
+    /// let pool = Pool(Mutex::new(vec![vec![0u8; 1024]; 10]));
+    /// let mut ctl = ShrinkControl::new(NodeMask::all(), 12, 4);
+    /// assert_eq!(pool.scan(&mut ctl), Scanned { freed: 4, bytes: 4096 });
+    /// assert_eq!(pool.0.lock().unwrap().len(), 6);
+    /// ```
     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned;
 
     /// Whether what `scan` frees is only queued for RCU (`call`,
     /// `defer_drop`) — the `SHRINKER_KFREE_RCU` flag the 2020 kernel
     /// discussion proposed. Reclaim then counts it as in flight, not
     /// freed, until RCU reports it freed.
+    ///
+    /// ```
+    /// # use std::sync::Mutex;
+    /// # use rcu_reclaim::pressure::NodeMask;
+    /// # use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
+    /// # struct Pool(Mutex<Vec<Vec<u8>>>);
+    /// # impl Shrinker for Pool {
+    /// #     fn count(&self, _: &ShrinkControl) -> usize {
+    /// #         self.0.try_lock().map_or(0, |p| p.len())
+    /// #     }
+    /// #     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+    /// #         let Ok(mut pool) = self.0.try_lock() else {
+    /// #             ctl.stop();
+    /// #             return Scanned::default();
+    /// #         };
+    /// #         let n = ctl.nr_to_scan().min(pool.len());
+    /// #         let bytes = pool.drain(..n).map(|v| v.capacity()).sum();
+    /// #         Scanned { freed: n, bytes }
+    /// #     }
+    /// # }
+    /// let pool = Pool(Mutex::new(vec![vec![0u8; 1024]; 10]));
+    /// assert!(!pool.frees_via_rcu()); // its scan drops the buffers at once
+    /// ```
     fn frees_via_rcu(&self) -> bool {
         false
     }
 
     /// Cost of re-creating an object (the kernel's `seeks`, default 2);
     /// 0 means "free half of what is freeable at every pass".
+    ///
+    /// ```
+    /// # use std::sync::Mutex;
+    /// # use rcu_reclaim::pressure::NodeMask;
+    /// # use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
+    /// # struct Pool(Mutex<Vec<Vec<u8>>>);
+    /// # impl Shrinker for Pool {
+    /// #     fn count(&self, _: &ShrinkControl) -> usize {
+    /// #         self.0.try_lock().map_or(0, |p| p.len())
+    /// #     }
+    /// #     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+    /// #         let Ok(mut pool) = self.0.try_lock() else {
+    /// #             ctl.stop();
+    /// #             return Scanned::default();
+    /// #         };
+    /// #         let n = ctl.nr_to_scan().min(pool.len());
+    /// #         let bytes = pool.drain(..n).map(|v| v.capacity()).sum();
+    /// #         Scanned { freed: n, bytes }
+    /// #     }
+    /// # }
+    /// let pool = Pool(Mutex::new(vec![vec![0u8; 1024]; 10]));
+    /// assert_eq!(pool.seeks(), 2);
+    /// ```
     fn seeks(&self) -> usize {
         2
     }
 
-    /// A name for reports.
+    /// A name for reports (by default the type's name).
+    ///
+    /// ```
+    /// # use std::sync::Mutex;
+    /// # use rcu_reclaim::pressure::NodeMask;
+    /// # use rcu_reclaim::reclaim::{Scanned, ShrinkControl, Shrinker};
+    /// # struct Pool(Mutex<Vec<Vec<u8>>>);
+    /// # impl Shrinker for Pool {
+    /// #     fn count(&self, _: &ShrinkControl) -> usize {
+    /// #         self.0.try_lock().map_or(0, |p| p.len())
+    /// #     }
+    /// #     fn scan(&self, ctl: &mut ShrinkControl) -> Scanned {
+    /// #         let Ok(mut pool) = self.0.try_lock() else {
+    /// #             ctl.stop();
+    /// #             return Scanned::default();
+    /// #         };
+    /// #         let n = ctl.nr_to_scan().min(pool.len());
+    /// #         let bytes = pool.drain(..n).map(|v| v.capacity()).sum();
+    /// #         Scanned { freed: n, bytes }
+    /// #     }
+    /// # }
+    /// let pool = Pool(Mutex::new(vec![vec![0u8; 1024]; 10]));
+    /// assert!(pool.name().ends_with("Pool"));
+    /// ```
     fn name(&self) -> &str {
         std::any::type_name::<Self>()
     }
