@@ -1061,3 +1061,55 @@ fn extreme_shard_counts_and_byte_bounds_build_a_working_cache() {
         }
     }
 }
+
+/// `iter` walks every cached entry once, and a walk is no use of the
+/// entries: two caches fed the same inserts, one walked after each, evict
+/// the same keys (a walk that counted as hits would keep every entry it
+/// passed).
+#[test]
+fn iter_walks_every_entry_and_leaves_eviction_as_it_was() {
+    let rcu = on_demand();
+    let build = || -> RcuCache<u32, Vec<u8>> {
+        RcuCache::builder()
+            .rcu(&rcu)
+            .shards(1)
+            .max_bytes(16 * (1024 + RcuCache::<u32, Vec<u8>>::ENTRY_OVERHEAD + 24))
+            .build()
+    };
+    let (walked, plain) = (build(), build());
+    for key in 0..64u32 {
+        walked.insert(key, vec![key as u8; 1024]);
+        plain.insert(key, vec![key as u8; 1024]);
+        let guard = rcu.read_lock();
+        let mut seen: Vec<u32> = walked.iter(&guard).map(|(k, _)| *k).collect();
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "each entry once");
+        assert_eq!(n, walked.len());
+        for (k, v) in walked.iter(&guard) {
+            assert_eq!(v, &vec![*k as u8; 1024]);
+        }
+    }
+    let guard = rcu.read_lock();
+    let keys = |c: &RcuCache<u32, Vec<u8>>| {
+        let mut k: Vec<u32> = c.iter(&guard).map(|(k, _)| *k).collect();
+        k.sort_unstable();
+        k
+    };
+    assert!(walked.len() < 64, "the cache evicted");
+    assert_eq!(keys(&walked), keys(&plain));
+    drop(guard);
+    // A guard of another domain is refused, naming the cache.
+    let other = on_demand();
+    let guard = other.read_lock();
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        walked.iter(&guard).count();
+    }))
+    .unwrap_err();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("RcuCache used with a guard"), "{msg}");
+    drop(guard);
+    drop((walked, plain));
+    rcu.barrier();
+}

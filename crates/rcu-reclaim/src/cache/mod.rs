@@ -457,6 +457,49 @@ where
         self.inner.map.contains_key(key, guard)
     }
 
+    /// The cached entries, as `(&K, &V)` in no particular order (to dump,
+    /// persist or inspect a cache), valid while the guard and the borrow of
+    /// the cache last. Takes no lock, and, as
+    /// [`contains_key`](RcuCache::contains_key), counts as no use of the
+    /// entries: a walk leaves their standing with the eviction policy as
+    /// it was. A walk beside writers sees what
+    /// [`RcuHashMap::iter`](crate::RcuHashMap::iter) does (see
+    /// [`map::Iter`](crate::map::Iter)).
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the cache.
+    ///
+    /// ```
+    /// let cache = rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
+    /// cache.insert(1u32, vec![0u8; 100]);
+    /// cache.insert(2u32, vec![0u8; 200]);
+    /// let guard = cache.domain().read_lock();
+    /// let total: usize = cache.iter(&guard).map(|(_, page)| page.len()).sum();
+    /// assert_eq!(total, 300);
+    /// ```
+    ///
+    /// The entries live no longer than the section:
+    ///
+    /// ```compile_fail,E0505
+    /// let cache = rcu_reclaim::RcuCache::builder().build();
+    /// cache.insert(1u32, 1u32);
+    /// let guard = cache.domain().read_lock();
+    /// let (k, v) = cache.iter(&guard).next().unwrap();
+    /// drop(guard); // error: cannot move out of `guard` because it is borrowed
+    /// println!("{k} {v}");
+    /// ```
+    #[track_caller]
+    pub fn iter<'g, G: ReadSection>(
+        &'g self,
+        guard: &'g G,
+    ) -> impl Iterator<Item = (&'g K, &'g V)> + 'g {
+        self.check_guard(guard);
+        self.inner
+            .map
+            .iter(guard)
+            .map(|(k, entry)| (k, &entry.value))
+    }
+
     /// Panics, naming the cache and the fix, if `guard` belongs to another
     /// domain than the cache (the map below checks too, but its message
     /// names a map the caller never made).
