@@ -242,6 +242,36 @@ impl<T> RcuCell<T> {
         unsafe { p.as_ref() }
     }
 
+    /// A clone of the current value, made inside a read-side section of the
+    /// cell's domain that ends before it returns: arc-swap's `load_full`
+    /// for an `RcuCell<Arc<T>>` (the clone is a reference count), or a
+    /// copy of a small value. Where a reference will do, [`load`](RcuCell::load)
+    /// under a guard clones nothing; a clone is what to keep across an
+    /// `.await`, a blocking call or a long computation, which a guard
+    /// (`!Send`, and holding back every grace period while it lives) is not.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rcu_reclaim::RcuCell;
+    /// let config = RcuCell::new(Arc::new(String::from("v1")));
+    /// let snapshot: Arc<String> = config.load_cloned().unwrap();
+    /// config.store(Box::new(Arc::new(String::from("v2"))));
+    /// assert_eq!(*snapshot, "v1"); // kept alive by its count
+    /// assert_eq!(*config.load_cloned().unwrap(), "v2");
+    /// ```
+    ///
+    /// On a [`Flavor::Qsbr`](crate::Flavor::Qsbr) domain the section is a
+    /// [`Rcu::read_lock`] guard, which works on any thread (registered or
+    /// not) at the mb flavor's cost.
+    #[track_caller]
+    pub fn load_cloned(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        let guard = self.rcu.read_lock();
+        self.load(&guard).cloned()
+    }
+
     /// Publishes `value` (or empties the cell with `None`) and returns the
     /// previous value, which readers may still be using.
     ///

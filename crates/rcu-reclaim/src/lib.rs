@@ -222,7 +222,7 @@
 //! | `ArcSwap::load` | [`RcuCell::load`] inside [`Rcu::read_lock`]: a `&T` tied to the guard, no reference count touched |
 //! | `ArcSwap::store(Arc::new(v))` | [`RcuCell::store`]`(Box::new(v))`: the old value is freed after a grace period |
 //! | `ArcSwap::rcu(\|old\| new)` | [`RcuCell::update`] |
-//! | `ArcSwap::load_full` (a snapshot kept across `.await` or a long call) | an `RcuCell<Arc<T>>`, and `Arc::clone` of what `load` returns: a guard is `!Send`, and while it lives it holds back every grace period |
+//! | `ArcSwap::load_full` (a snapshot kept across `.await` or a long call) | an `RcuCell<Arc<T>>` and [`RcuCell::load_cloned`] (or `Arc::clone` of what `load` returns): a guard is `!Send`, and while it lives it holds back every grace period |
 //! | `crossbeam_epoch::pin()` | [`Rcu::read_lock`] (a [`ReadGuard`]) |
 //! | `Atomic<T>` and `Shared<'g, T>` | [`RcuCell<T>`], or an `AtomicPtr<T>` of your own read under a guard |
 //! | `Owned::new(v)`; `Atomic::load`, `swap`, `compare_exchange` | `Box::into_raw(Box::new(v))`; the `AtomicPtr`'s own calls, with the same orderings (no guard argument: the section is what protects) |
@@ -242,6 +242,8 @@
 //!     let guard = Rcu::global().read_lock();
 //!     Arc::clone(config.load(&guard).unwrap())
 //! };
+//! // The same in one call:
+//! assert!(Arc::ptr_eq(&snapshot, &config.load_cloned().unwrap()));
 //! config.store(Box::new(Arc::new(String::from("v2"))));
 //! assert_eq!(*snapshot, "v1");
 //! ```

@@ -276,3 +276,36 @@ fn zero_stall_timeout_is_rejected() {
     let err = Rcu::new(Config::new().stall_timeout(Duration::ZERO)).unwrap_err();
     assert!(err.to_string().contains("stall_timeout"));
 }
+
+/// `load_cloned` is arc-swap's `load_full`: an owned snapshot that outlives
+/// any section, taken in one call on every flavor, nested in a section of
+/// the domain, and on a registered QSBR thread.
+#[test]
+fn load_cloned_is_a_snapshot_that_outlives_the_section() {
+    for flavor in [Flavor::Memb, Flavor::Mb, Flavor::Qsbr] {
+        let rcu = match Rcu::new(Config::new().flavor(flavor)) {
+            Ok(rcu) => rcu,
+            Err(_) => continue, // memb refused by this kernel
+        };
+        let cell = RcuCell::new_in(&rcu, Box::new(Arc::new(vec![1u8; 64])));
+        let snapshot = cell.load_cloned().unwrap();
+        assert_eq!(Arc::strong_count(&snapshot), 2);
+        assert!(!rcu.in_read_section(), "the section ended");
+        cell.store(Box::new(Arc::new(vec![2u8; 64])));
+        rcu.barrier();
+        assert_eq!(Arc::strong_count(&snapshot), 1, "the old value was freed");
+        assert_eq!(snapshot[0], 1);
+        // Nested in a section of the domain.
+        let guard = rcu.read_lock();
+        assert_eq!(cell.load_cloned().unwrap()[0], 2);
+        assert!(rcu.in_read_section());
+        drop(guard);
+        if flavor == Flavor::Qsbr {
+            let mut me = rcu.register_qsbr_thread();
+            assert_eq!(cell.load_cloned().unwrap()[0], 2);
+            me.quiescent_state();
+        }
+        let empty: RcuCell<u32> = RcuCell::new_in(&rcu, None);
+        assert_eq!(empty.load_cloned(), None);
+    }
+}
