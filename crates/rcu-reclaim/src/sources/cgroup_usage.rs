@@ -431,6 +431,15 @@ pub(crate) struct CgroupLimit {
 pub(crate) fn cgroup_limit() -> Result<CgroupLimit, SourceError> {
     let paths = CgroupPaths::for_this_process()?;
     let v2 = match &paths.v2 {
+        // A cgroup v1 or hybrid host lists a v2 hierarchy ("0::/") whose
+        // root is not mounted where v2's is: say that, rather than what
+        // `CgroupV2::open` tells a caller who passed it a directory.
+        Some(_) if !Path::new(V2_ROOT).join("cgroup.controllers").exists() => {
+            Err(SourceError::new(
+                V2_ROOT,
+                "not a cgroup v2 mount (a cgroup v1 or hybrid host: no v2 memory controller)",
+            ))
+        }
         Some(rel) => limited_ancestor(Path::new(V2_ROOT), rel, |dir| {
             let cg = CgroupV2::open(dir)?;
             Ok(cg.budget_limit()?.map(|limit| (limit, cg)))
