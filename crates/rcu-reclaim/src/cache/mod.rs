@@ -360,7 +360,7 @@ impl<K, V, S> RcuCache<K, V, S> {
     /// An [`insert`](RcuCache::insert) counts and publishes its entry
     /// first and evicts after, so while several threads insert at once the
     /// count may pass [`capacity_bytes`](RcuCache::capacity_bytes) for a
-    /// moment, by at most one entry per inserting thread (three threads
+    /// moment, by about one entry per inserting thread (three threads
     /// inserting 1 MiB values into an 8 MiB cache were seen 1 MiB over);
     /// it is back under it once the inserts have returned. Size a memory
     /// limit with that margin, besides the domain's backlog.
