@@ -1113,3 +1113,96 @@ fn iter_walks_every_entry_and_leaves_eviction_as_it_was() {
     drop((walked, plain));
     rcu.barrier();
 }
+
+/// A value that counts its drops.
+struct Dropped(Vec<u8>, Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+rcu_reclaim::reclaim_size!(Dropped { 0 });
+
+/// `retain` and `remove_if` remove exactly what their closures reject,
+/// book it out of the cache's bytes, free it once after a grace period,
+/// and leave the cache's bound working: a churn past its capacity after
+/// them stays within it.
+#[test]
+fn retain_and_remove_if_remove_what_they_reject_and_the_bound_holds_after() {
+    let rcu = on_demand();
+    let max = 256 << 10;
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(max).build();
+    let drops = Arc::new(AtomicUsize::new(0));
+    for k in 0..100u32 {
+        assert!(cache.insert(k, Dropped(vec![k as u8; 1000], drops.clone())));
+    }
+    let before = cache.bytes();
+    let one = cache.bytes() / 100;
+    cache.retain(|k, v| {
+        assert_eq!(v.0[0], *k as u8, "each key offered with its own value");
+        k % 3 != 0
+    });
+    assert_eq!(cache.len(), 66);
+    assert_eq!(cache.bytes(), before - 34 * one);
+    // A predicate that refuses removes nothing; one that accepts, the key.
+    assert!(!cache.remove_if(&1, |v| v.0.len() != 1000));
+    assert!(cache.remove_if(&1, |v| v.0.len() == 1000));
+    assert!(!cache.remove_if(&3, |_| unreachable!("3 was removed by retain")));
+    assert_eq!(cache.len(), 65);
+    assert_eq!(cache.bytes(), before - 35 * one);
+    {
+        let guard = rcu.read_lock();
+        assert!(cache.get(&2, &guard).is_some());
+        assert!(cache.get(&3, &guard).is_none());
+    }
+    rcu.barrier();
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        35,
+        "each rejected value dropped once"
+    );
+    // The policy's books still match the cache: a churn of several times
+    // its capacity stays within it.
+    let mut rng = Rng(7);
+    for _ in 0..2000 {
+        let len = 1 + rng.below(4 << 10);
+        cache.insert(
+            1000 + rng.below(500) as u32,
+            Dropped(vec![1; len], drops.clone()),
+        );
+        assert!(cache.bytes() <= max, "{} > {max}", cache.bytes());
+    }
+    cache.clear();
+    assert_eq!(cache.bytes(), 0);
+    drop(cache);
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::Relaxed), 100 + 2000);
+}
+
+/// A `retain` whose closure writes to the same cache would deadlock on
+/// the key's lock: it panics, naming the mistake, and the cache is left
+/// usable.
+#[test]
+fn a_retain_that_writes_its_own_cache_panics_and_leaves_it_usable() {
+    let rcu = on_demand();
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+    for k in 0..10u32 {
+        cache.insert(k, k);
+    }
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.retain(|k, _| {
+            cache.insert(k + 100, 0);
+            true
+        })
+    }));
+    let err = caught.unwrap_err();
+    let msg = (err.downcast_ref::<String>().cloned())
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(msg.contains("deadlock"), "{msg}");
+    assert!(cache.insert(50, 50));
+    assert!(cache.remove(&50));
+    assert_eq!(cache.len(), 10);
+}

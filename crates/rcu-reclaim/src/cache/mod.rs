@@ -809,6 +809,79 @@ where
         removed
     }
 
+    /// Removes `key` if `pred` accepts its cached value: `true` if it
+    /// removed it (moka's `invalidate` with a condition, for a value found
+    /// stale). `pred` runs under the key's lock, so no other write to the
+    /// key runs meanwhile: a value replaced since the caller looked is
+    /// judged, never removed unseen. As [`RcuHashMap::remove_if`](crate::RcuHashMap::remove_if)'s
+    /// `pred`, it must not write to this cache nor wait for a grace period.
+    ///
+    /// # Panics
+    /// If `pred` writes to this cache (that would deadlock), naming the
+    /// mistake.
+    ///
+    /// ```
+    /// let cache = rcu_reclaim::RcuCache::builder().build();
+    /// cache.insert("page", (7u64, vec![0u8; 100])); // (version, body)
+    /// assert!(!cache.remove_if("page", |(version, _)| *version < 7));
+    /// assert!(cache.remove_if("page", |(version, _)| *version < 8));
+    /// assert!(cache.is_empty());
+    /// assert_eq!(cache.bytes(), 0);
+    /// ```
+    #[track_caller]
+    pub fn remove_if<Q>(&self, key: &Q, pred: impl FnOnce(&V) -> bool) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let inner = &*self.inner;
+        let hash = inner.map.hash(key);
+        let mut weight = 0;
+        let removed = inner.map.remove_if_hashed(hash, key, |e| {
+            let remove = pred(&e.value);
+            if remove {
+                weight = e.weight;
+            }
+            remove
+        });
+        inner.policy.rebook(hash, weight, 0);
+        removed
+    }
+
+    /// Keeps only the entries for which `f` returns `true` (to drop every
+    /// page of a file that changed, say): each entry cached for the whole
+    /// call is offered to `f` once, under its key's lock, and removed if
+    /// `f` says `false`, freed after a grace period. An entry inserted or
+    /// replaced meanwhile may or may not be offered. Offering an entry is
+    /// no use of it: the eviction policy sees the kept ones as it did.
+    /// `f` runs as [`RcuHashMap::retain`](crate::RcuHashMap::retain)'s
+    /// does: it must not write to this cache nor wait for a grace period.
+    ///
+    /// # Panics
+    /// If `f` writes to this cache (that would deadlock), naming the
+    /// mistake.
+    ///
+    /// ```
+    /// let cache = rcu_reclaim::RcuCache::builder().build();
+    /// for (path, page) in [("a.txt", 0u32), ("a.txt.1", 1), ("b.txt", 0)] {
+    ///     cache.insert((path, page), vec![0u8; 4096]);
+    /// }
+    /// cache.retain(|(path, _), _| !path.starts_with("a.txt"));
+    /// assert_eq!(cache.len(), 1);
+    /// assert!(cache.contains_key(&("b.txt", 0), &cache.domain().read_lock()));
+    /// ```
+    #[track_caller]
+    pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
+        let inner = &*self.inner;
+        inner.map.retain(|key, e| {
+            let keep = f(key, &e.value);
+            if !keep {
+                inner.policy.rebook(inner.map.hash(key), e.weight, 0);
+            }
+            keep
+        });
+    }
+
     /// Removes every entry whose insert has returned; each is freed after
     /// a grace period.
     ///
