@@ -190,6 +190,20 @@ fn defer_rcu_more_than_a_queue_then_barriers() {
     same_as_liburcu("defer");
 }
 
+/// A pthread key destructor of the program's frees its thread's object
+/// with `defer_rcu` and unregisters, the key made once the library is set
+/// up, so that it runs after the library's thread-locals and after std's
+/// own thread-exit hook: every deferred call runs, as on liburcu-qsbr.
+/// Ours aborted in every run ("use of std::thread::current() is not
+/// possible after the thread's local data has been destroyed"): the call,
+/// its queue gone, went to the domain's engine, whose first use on the
+/// thread named it through std's handle, gone by then.
+#[test]
+fn defer_rcu_in_a_key_destructor_that_runs_after_the_librarys() {
+    same_as_liburcu("defer_in_key_destructor");
+    same_as_liburcu_with("defer_in_key_destructor", &["-D_LGPL_SOURCE"]);
+}
+
 #[test]
 fn fork_with_pending_callbacks_from_an_online_thread() {
     same_as_liburcu("fork");

@@ -471,11 +471,22 @@ impl Drop for Registry {
     }
 }
 
-/// The calling thread, as a slot's owner.
+/// The calling thread, as a slot's owner. In a destructor that runs after
+/// the thread's thread-locals are gone (a C program's pthread key
+/// destructor calling `defer_rcu` or registering), std's handle of the
+/// thread may be gone too: asking for it panicked there (an abort, from C),
+/// so such a thread is named as exiting.
 pub(crate) fn current_owner() -> Owner {
-    let thread = crate::sync::thread::current();
+    let name = if registration::thread_locals_alive() {
+        crate::sync::thread::current()
+            .name()
+            .unwrap_or("<unnamed>")
+            .to_string()
+    } else {
+        "<exiting thread>".to_string()
+    };
     Owner {
-        name: thread.name().unwrap_or("<unnamed>").to_string(),
+        name,
         #[cfg(not(loom))]
         tid: crate::sys::gettid(),
         #[cfg(loom)]

@@ -211,8 +211,27 @@ pub(super) fn registrations_touched() -> bool {
     TOUCHED.try_with(Cell::get).unwrap_or(true)
 }
 
+/// Whether the calling thread's thread-locals are still alive, for
+/// [`current_owner`](super::current_owner): `std::thread::current` is
+/// destroyed with them (by std's own pthread key destructor), and asking
+/// for it after that, from a pthread key destructor of a C program's that
+/// runs later, panics. `REGISTRATIONS` answers: touched here on the
+/// thread's first ask, before std's handle, it is destroyed before it,
+/// and only a thread that never asked can find it alive (set up afresh)
+/// during its exit.
+#[cfg(not(loom))]
+pub(super) fn thread_locals_alive() -> bool {
+    touch_registrations();
+    REGISTRATIONS.try_with(|_| ()).is_ok()
+}
+
 #[cfg(loom)]
 pub(super) fn touch_registrations() {}
+
+#[cfg(loom)]
+pub(super) fn thread_locals_alive() -> bool {
+    true
+}
 
 #[cfg(loom)]
 pub(super) fn registrations_touched() -> bool {
