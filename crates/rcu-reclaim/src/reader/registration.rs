@@ -170,6 +170,11 @@ fn cache_set(id: u64, slot: *const Slot) {
     CACHE.with(|c| c.set(id, slot));
 }
 
+/// Clears this thread's cache (its registrations are being let go).
+fn cache_clear() {
+    let _ = CACHE.try_with(Cache::clear);
+}
+
 /// Clears this thread's cache if it names `slot` (being handed back). The
 /// cache has no destructor: reachable even while the thread exits.
 pub(super) fn cache_forget(slot: &Slot) {
@@ -294,6 +299,14 @@ fn current_slot_slow(id: u64, registry: &Arc<Registry>) -> *const Slot {
             let s = unsafe { &*slot };
             *lock(&s.owner) = owner;
             s.stall_reported.store(0, Ordering::Relaxed);
+            // The thread's first registration: its exit lets the list go
+            // even where `REGISTRATIONS` was first set up by a destructor
+            // that runs after the thread's thread-locals (see
+            // `late_exit::drain_registrations`).
+            #[cfg(not(loom))]
+            if list.is_empty() {
+                late_exit::arm();
+            }
             list.push(Registration {
                 domain_id: id,
                 registry,

@@ -68,6 +68,37 @@ pub(super) fn remember(id: u64, registry: &Arc<Registry>, slot: *const Slot) {
     }
 }
 
+/// Makes sure the key's destructor runs at this thread's exit, for
+/// [`drain_registrations`]: at the thread's first registration.
+pub(super) fn arm() {
+    let _ = listed(true);
+}
+
+/// At thread exit, after the thread-local destructors: the thread's
+/// registrations, if `REGISTRATIONS` is still alive. It is, holding
+/// them for good, where a destructor that runs after the thread-locals
+/// (a C program's pthread key destructor taking a section or registering)
+/// set it up afresh: its own destructor, registered then, never runs.
+/// Each such thread's slot stayed claimed: the registry grew with every
+/// one, and every later grace period scanned them all.
+fn drain_registrations() {
+    if !super::registrations_touched() {
+        // Never set up on this thread: touching it here would do so.
+        return;
+    }
+    let _ = super::REGISTRATIONS.try_with(|regs| {
+        let Ok(mut list) = regs.list.try_borrow_mut() else {
+            return;
+        };
+        let gone = std::mem::take(&mut *list);
+        drop(list);
+        if !gone.is_empty() {
+            super::cache_clear();
+        }
+        drop(gone);
+    });
+}
+
 /// This thread's late slot in the domain numbered `id`, if it has one.
 pub(super) fn find(id: u64) -> Option<*const Slot> {
     // SAFETY: as in `remember`.
@@ -99,4 +130,5 @@ unsafe extern "C" fn at_thread_exit(list: *mut c_void) {
         slot.late.set(false);
         let_go(slot, &registry);
     }
+    drain_registrations();
 }
