@@ -925,11 +925,17 @@ pub fn free_all_cpu_call_rcu_data<F: Flavor>() {
     let Some(table) = PER_CPU.get() else {
         return;
     };
-    let old: Vec<*mut CallRcuData> = table
+    let mut old: Vec<*mut CallRcuData> = table
         .iter()
         .map(|s| s.swap(ptr::null_mut(), Ordering::AcqRel))
         .filter(|p| !p.is_null())
         .collect();
+    // One crdp set for several CPUs (`set_cpu_call_rcu_data` allows it) is
+    // freed once: liburcu frees it once per CPU (a double free), and a
+    // second `call_rcu_data_free` here said the program had freed a crdp
+    // that was not live, which it never did.
+    old.sort_unstable();
+    old.dedup();
     // call_rcu may still be using them inside its read-side section: a
     // grace period first, as liburcu waits for one. Not inside the
     // caller's own section (liburcu deadlocks there; ours aborted): as

@@ -928,6 +928,21 @@ fn sections_in_late_key_destructors_keep_no_slot() {
     assert_eq!(out.stdout, "slots kept by 200 exited threads: 0\n");
 }
 
+/// One `call_rcu_data` set for several CPUs, then
+/// `free_all_cpu_call_rcu_data`: freed once, its callbacks all run, and
+/// nothing said (before, its second free said the program had freed a
+/// `call_rcu_data` that was not live). Ours only: liburcu frees it once
+/// per CPU.
+#[test]
+fn one_call_rcu_data_on_several_cpus_is_freed_once() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("one_crdp_on_several_cpus", &[], &["-lurcu-memb"]);
+    let out = env.run_ours(&exe, &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "callbacks run: 1000\n");
+    assert!(!out.stderr.contains("[error]"), "{}", out.stderr);
+}
+
 #[test]
 fn exports_every_symbol_of_the_memb_abi() {
     let Some(env) = Env::get(&MEMB) else { return };
