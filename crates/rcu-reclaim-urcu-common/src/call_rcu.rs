@@ -533,8 +533,15 @@ fn barrier_now<F: Flavor>() {
         // whose holder may be waiting for a grace period (an online QSBR
         // thread sweeping held it up: a hang, 3 runs in 10 of a C stress).
         crate::crdp::sweep_dead::<F>();
-        if crate::no_unwind(|| rcu.barrier()).is_none() {
-            return; // called from a defer_rcu callback: reported by the panic hook
+        if rcu_reclaim::Rcu::in_callback() {
+            // A defer_rcu callback that the callback engine runs (deferred
+            // from another defer_rcu callback while the queues were full):
+            // the engine's barrier would wait for that callback itself.
+            eprintln!(
+                "[error] rcu-reclaim-urcu: rcu_barrier() called from a defer_rcu callback: it                  cannot wait for the callbacks deferred with it, which run after it returns;                  it waits for the call_rcu threads only."
+            );
+        } else if crate::no_unwind(|| rcu.barrier()).is_none() {
+            return; // reported by the panic hook
         }
         if wait_all_drained(false).0 {
             eprintln!(

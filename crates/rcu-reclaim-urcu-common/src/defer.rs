@@ -449,7 +449,15 @@ pub fn barrier<F: Flavor>() {
         flush_all::<F>(&flush);
         drop(flush);
         if FALLBACK.load(Ordering::Acquire) != 0 {
-            // Reported by the panic hook when called from an engine callback.
+            if rcu_reclaim::Rcu::in_callback() {
+                // Run by the engine itself (deferred from a defer_rcu
+                // callback while the queues were full): its barrier would
+                // wait for this callback.
+                return misuse::<F>(
+                    "rcu_defer_barrier",
+                    "the calls deferred with it run after it returns",
+                );
+            }
             let _ = crate::no_unwind(|| F::rcu().barrier());
         }
     })

@@ -943,6 +943,30 @@ fn one_call_rcu_data_on_several_cpus_is_freed_once() {
     assert!(!out.stderr.contains("[error]"), "{}", out.stderr);
 }
 
+/// `rcu_barrier` and `rcu_defer_barrier` from a `defer_rcu` callback
+/// that the callback engine runs (deferred from another one past a full
+/// queue) say what they cannot wait for and return, as from other
+/// callbacks (before: a panic message naming the library's `barrier()`).
+/// Ours only: liburcu hangs.
+#[test]
+fn barriers_in_a_defer_callback_run_by_the_engine_say_why() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let exe = env.compile("barrier_in_engine_defer_callback", &[], &["-lurcu-memb"]);
+    for (arg, said) in [
+        ("barrier", "rcu_barrier() called from a defer_rcu callback"),
+        (
+            "defer_barrier",
+            "rcu_defer_barrier() called from a defer_rcu callback",
+        ),
+    ] {
+        let out = env.run_ours(&exe, &[arg]);
+        assert_eq!(out.code, Some(0), "{arg}: {}{}", out.stdout, out.stderr);
+        assert_eq!(out.stdout, "done 1\n", "{arg}");
+        assert!(out.stderr.contains(said), "{arg}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{arg}: {}", out.stderr);
+    }
+}
+
 #[test]
 fn exports_every_symbol_of_the_memb_abi() {
     let Some(env) = Env::get(&MEMB) else { return };
