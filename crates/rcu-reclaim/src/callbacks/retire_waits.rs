@@ -159,8 +159,7 @@ impl Rcu {
         {
             return;
         }
-        let me = std::thread::current();
-        let name = me.name().unwrap_or("<unnamed>");
+        let name = crate::reader::current_thread_name();
         let (where_, fix) = if crate::reader::qsbr_only_section_in(self.id()) {
             (
                 format!(

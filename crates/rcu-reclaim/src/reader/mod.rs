@@ -471,22 +471,26 @@ impl Drop for Registry {
     }
 }
 
-/// The calling thread, as a slot's owner. In a destructor that runs after
-/// the thread's thread-locals are gone (a C program's pthread key
+/// The calling thread's name, for reports. In a destructor that runs
+/// after the thread's thread-locals are gone (a C program's pthread key
 /// destructor calling `defer_rcu` or registering), std's handle of the
 /// thread may be gone too: asking for it panicked there (an abort, from C),
 /// so such a thread is named as exiting.
-pub(crate) fn current_owner() -> Owner {
-    let name = if registration::thread_locals_alive() {
+pub(crate) fn current_thread_name() -> String {
+    if registration::thread_locals_alive() {
         crate::sync::thread::current()
             .name()
             .unwrap_or("<unnamed>")
             .to_string()
     } else {
         "<exiting thread>".to_string()
-    };
+    }
+}
+
+/// The calling thread, as a slot's owner.
+pub(crate) fn current_owner() -> Owner {
     Owner {
-        name,
+        name: current_thread_name(),
         #[cfg(not(loom))]
         tid: crate::sys::gettid(),
         #[cfg(loom)]
