@@ -798,15 +798,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let inner = &*self.inner;
-        let hash = inner.map.hash(key);
-        let mut weight = 0;
-        let removed = inner.map.remove_if_hashed(hash, key, |e| {
-            weight = e.weight;
-            true
-        });
-        inner.policy.rebook(hash, weight, 0);
-        removed
+        self.remove_if(key, |_| true)
     }
 
     /// Removes `key` if `pred` accepts its cached value: `true` if it
