@@ -865,10 +865,16 @@ where
     #[track_caller]
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
         let inner = &*self.inner;
-        inner.map.retain(|key, e| {
+        // Booked by the hash the entry is filed under, not by hashing its
+        // key again: that ran the key's `Hash` (the user's code) under the
+        // stripe lock, in a call given no key; one that panicked made
+        // `retain` panic, one that changed since the insert took the
+        // bytes off another shard's count. The filed hash has its top bit
+        // set, which the shards ignore (`shards::shard_of`).
+        inner.map.retain_filed(|hash, key, e| {
             let keep = f(key, &e.value);
             if !keep {
-                inner.policy.rebook(inner.map.hash(key), e.weight, 0);
+                inner.policy.rebook(hash, e.weight, 0);
             }
             keep
         });

@@ -176,9 +176,14 @@ impl<K> Shards<K> {
 
 /// The shard of `hash` among `n` (a power of two, at most 2^32): see
 /// [`Shards::index`].
+///
+/// The hash's top bit is ignored: the map's sort key drops it, so the hash
+/// an entry is found under again by its node (`RcuCache::retain`, which
+/// calls no key's `Hash`) has it set whatever the key's was, and must pick
+/// the shard its insert booked.
 pub(crate) fn shard_of(hash: u64, n: usize) -> usize {
     debug_assert!(n.is_power_of_two());
-    let top = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    let top = (hash & (u64::MAX >> 1)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
     (top >> (32 - n.trailing_zeros())) as usize & (n - 1)
 }
 
@@ -253,6 +258,17 @@ mod tests {
                 seen.iter().all(|&k| k > fair / 2 && k < fair * 2),
                 "{n} shards: {seen:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_top_bit_of_a_hash_picks_no_other_shard() {
+        let mut h = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..10_000 {
+            h = h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            for n in [1, 2, 8, 64] {
+                assert_eq!(shard_of(h, n), shard_of(h | 1 << 63, n), "{h:#x} of {n}");
+            }
         }
     }
 

@@ -195,3 +195,52 @@ fn a_hit_raises_the_frequency_to_its_cap() {
         policy::MAX_FREQ
     );
 }
+
+/// `retain` books each removal in the shard its insert booked, also for a
+/// key whose `Hash` changed since (it hashes no key): every shard is back
+/// at zero once all are removed. Before, it hashed each key again, and
+/// these keys' bytes came off other shards' counts (one wrapped below
+/// zero, another kept bytes of entries long gone).
+#[test]
+fn retain_books_removals_in_the_shards_that_booked_the_inserts() {
+    use std::hash::{Hash, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static SALT: AtomicU64 = AtomicU64::new(0);
+    #[derive(Clone, PartialEq, Eq)]
+    struct Drifting(u64);
+    impl Hash for Drifting {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+            SALT.load(Ordering::SeqCst).hash(state);
+        }
+    }
+    let rcu = crate::Rcu::new(Config::new().on_demand()).unwrap();
+    let cache = RcuCache::builder()
+        .rcu(&rcu)
+        .max_bytes(64 << 20)
+        .shards(8)
+        .weigher(|_: &Drifting, v: &Vec<u8>| v.len())
+        .build();
+    for k in 0..256u64 {
+        cache.insert(Drifting(k), vec![0u8; 100]);
+    }
+    let shard_bytes = |cache: &RcuCache<Drifting, Vec<u8>>| -> Vec<usize> {
+        cache
+            .inner
+            .policy
+            .iter()
+            .map(|s| s.bytes.load(Ordering::Relaxed))
+            .collect()
+    };
+    assert!(shard_bytes(&cache).iter().filter(|&&b| b > 0).count() > 1);
+    // Half removed with the keys' hashes as at their inserts, then the
+    // rest once every key hashes differently.
+    cache.retain(|k, _| k.0 % 2 == 0);
+    assert_eq!(shard_bytes(&cache).iter().sum::<usize>(), cache.bytes());
+    SALT.store(1, Ordering::SeqCst);
+    cache.retain(|_, _| false);
+    assert_eq!(cache.bytes(), 0);
+    assert_eq!(shard_bytes(&cache), vec![0; 8], "bytes left in shards");
+    drop(cache);
+    rcu.barrier();
+}

@@ -276,6 +276,16 @@ where
     /// ```
     #[track_caller]
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
+        self.retain_filed(|_, key, value| f(key, value));
+    }
+
+    /// [`retain`](Self::retain), whose `f` is also given the hash each
+    /// entry is filed under: its key's hash with the top bit set (the
+    /// list's sort key drops that bit; see `list::hash_of_sort`), found
+    /// without calling the key's `Hash`. For a caller that books its
+    /// removals by hash (a cache's policy shard, which ignores that bit).
+    #[track_caller]
+    pub(crate) fn retain_filed(&self, mut f: impl FnMut(u64, &K, &V) -> bool) {
         let guard = self.rcu.read_lock();
         let mut walk = self.iter(&guard);
         while let Some(node) = walk.next_node() {
@@ -292,7 +302,7 @@ where
             drop(waited(self.unlink_matching(
                 hash,
                 is,
-                |value| !f(&node.key, value),
+                |value| !f(hash, &node.key, value),
                 true,
             )));
         }
