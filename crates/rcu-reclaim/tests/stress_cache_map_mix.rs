@@ -288,6 +288,30 @@ fn cache_case(what: &'static str, flavor: Flavor, shards: usize, max: usize) {
                 }
             });
         }
+        if flavor == Flavor::Qsbr {
+            // A registered QSBR reader: online between quiescent states,
+            // holding up grace periods as QSBR readers do.
+            let (cache, stop) = (&cache, &stop);
+            s.spawn(move || {
+                let mut me = cache.domain().register_qsbr_thread();
+                let mut rng = Rng(77);
+                let mut round = 0;
+                while round < MIN_ROUNDS / 8 || !stop.load(Ordering::Relaxed) {
+                    {
+                        let guard = me.read_lock();
+                        for (k, v) in cache.iter(&guard) {
+                            v.check(*k);
+                        }
+                        let key = rng.below(KEYS);
+                        if let Some(v) = cache.get(&key, &guard) {
+                            v.check(key);
+                        }
+                    }
+                    me.quiescent_state();
+                    round += 1;
+                }
+            });
+        }
         s.spawn(|| {
             let mut rng = Rng(7);
             let levels = [Level::Low, Level::Medium, Level::Critical];
@@ -511,6 +535,26 @@ fn map_case(what: &'static str, flavor: Flavor) {
                 }
             });
         }
+        if flavor == Flavor::Qsbr {
+            let (map, stop) = (&map, &stop);
+            s.spawn(move || {
+                let mut me = map.domain().register_qsbr_thread();
+                let mut round = 0;
+                while round < MIN_ROUNDS / 8 || !stop.load(Ordering::Relaxed) {
+                    {
+                        let guard = me.read_lock();
+                        let mut stable = 0;
+                        for (k, v) in map.iter(&guard) {
+                            v.check(*k);
+                            stable += u64::from(STABLE.contains(k));
+                        }
+                        assert_eq!(stable, STABLE.end - STABLE.start, "a QSBR walk");
+                    }
+                    me.quiescent_state();
+                    round += 1;
+                }
+            });
+        }
         for t in 0..2u64 {
             let (map, stop, cell) = (&map, &stop, &cell);
             s.spawn(move || {
@@ -595,13 +639,21 @@ fn map_mixed_writes_and_resizes_qsbr_domain() {
 /// for grace periods) and write a steady cache beside them.
 #[test]
 fn caches_dropped_while_another_thread_runs_their_shrinkers() {
+    drop_under_shrink("drop under shrink", Flavor::Memb);
+}
+
+/// The same on a QSBR domain, the caches made, written and dropped by an
+/// online QSBR thread (which reports a quiescent state after each).
+#[test]
+fn caches_dropped_by_an_online_qsbr_thread_while_another_runs_their_shrinkers() {
+    drop_under_shrink("drop under shrink, qsbr", Flavor::Qsbr);
+}
+
+fn drop_under_shrink(what: &'static str, flavor: Flavor) {
     use rcu_reclaim::pressure::NodeMask;
     use rcu_reclaim::reclaim::Reclaimer;
-    let done = watchdog(
-        "drop under shrink",
-        Duration::from_secs(120) + 4 * run_for(),
-    );
-    let rcu = domain(Flavor::Memb);
+    let done = watchdog(what, Duration::from_secs(120) + 4 * run_for());
+    let rcu = domain(flavor);
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     // Reclaim with nothing left to evict reports out-of-memory: expected.
     reclaimer.set_oom_handler(|_| {});
@@ -633,21 +685,33 @@ fn caches_dropped_while_another_thread_runs_their_shrinkers() {
         s.spawn(move || {
             let mut rng = Rng(32);
             let mut round = 0;
+            let mut online =
+                (flavor == Flavor::Qsbr).then(|| steady.domain().register_qsbr_thread());
             while round < MIN_ROUNDS / 50 + 1 || !stop.load(Ordering::Relaxed) {
+                if let Some(me) = online.as_mut() {
+                    me.quiescent_state();
+                }
                 let other = make(16 << 10);
                 for _ in 0..100 {
                     cache_write(&other, &mut rng, counts, stamp);
                 }
-                if rng.below(2) == 0 {
-                    // Inside a section of the domain, where the drop
-                    // cannot wait for a pass scanning the cache: the
-                    // pass frees the entries when it lets go.
-                    let rcu = other.domain().clone();
-                    let guard = rcu.read_lock();
-                    drop(other);
-                    drop(guard);
-                } else {
-                    drop(other);
+                match rng.below(3) {
+                    0 => {
+                        // Inside a section of the domain, where the drop
+                        // cannot wait for a pass scanning the cache: the
+                        // pass frees the entries when it lets go.
+                        let rcu = other.domain().clone();
+                        let guard = rcu.read_lock();
+                        drop(other);
+                        drop(guard);
+                    }
+                    1 => {
+                        // In an RCU callback: run by a barrier, or by the
+                        // reclaim thread's pass (which may be scanning it).
+                        let rcu = other.domain().clone();
+                        rcu.call(move || drop(other));
+                    }
+                    _ => drop(other),
                 }
                 round += 1;
             }
@@ -857,6 +921,134 @@ fn cache_without_eviction_matches_each_writers_model() {
     assert_eq!(rcu.pending_bytes(), 0);
     drop(cache);
     rcu.barrier();
+    assert_eq!(counts.double.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        counts.dropped.load(Ordering::Relaxed),
+        counts.made.load(Ordering::Relaxed)
+    );
+    done.store(true, Ordering::Release);
+}
+
+/// The map's writes against each writer's model of its own key range
+/// (`insert`'s and `update`'s answers, `remove_if`, `get_or_insert_with`),
+/// with the others' `retain` walks and the table's resizes beside them;
+/// at the end the map holds exactly the models' entries.
+#[test]
+fn map_writes_match_each_writers_model() {
+    use std::collections::HashMap;
+    let done = watchdog("map model", Duration::from_secs(120) + 4 * run_for());
+    let rcu = domain(Flavor::Memb);
+    let counts = Arc::new(Counts::default());
+    let map: RcuHashMap<u64, Val> = RcuHashMap::new_in(&rcu);
+    let stop = AtomicBool::new(false);
+    let stamp = AtomicU64::new(1);
+    let models: Vec<HashMap<u64, u64>> = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (map, counts, stop, stamp) = (&map, &counts, &stop, &stamp);
+                s.spawn(move || {
+                    let mut rng = Rng(t + 51);
+                    let mut model: HashMap<u64, u64> = HashMap::new();
+                    let base = t * 100_000;
+                    let mine = |k: u64| (base..base + 100_000).contains(&k);
+                    let mut round = 0;
+                    while round < MIN_ROUNDS || !stop.load(Ordering::Relaxed) {
+                        let span = if (round / 300) % 2 == 0 { 1000 } else { 8 };
+                        let k = base + rng.below(span);
+                        let st = stamp.fetch_add(1, Ordering::Relaxed);
+                        let want = model.get(&k).copied();
+                        match rng.below(100) {
+                            0..=29 => {
+                                let new = map.insert(k, Val::new(k, st, 1, counts));
+                                assert_eq!(new, want.is_none(), "insert({k})");
+                                model.insert(k, st);
+                            }
+                            30..=44 => {
+                                assert_eq!(map.remove(&k), want.is_some(), "remove({k})");
+                                model.remove(&k);
+                            }
+                            45..=54 => {
+                                let removed = map.remove_if(&k, |v| {
+                                    v.check(k);
+                                    assert_eq!(Some(v.stamp), want);
+                                    v.stamp % 2 == 0
+                                });
+                                assert_eq!(removed, want.is_some_and(|st| st % 2 == 0));
+                                if removed {
+                                    model.remove(&k);
+                                }
+                            }
+                            55..=69 => {
+                                let keep = st % 3 != 0;
+                                let present = map.update(k, |old| {
+                                    assert_eq!(old.map(|v| v.stamp), want, "update({k})");
+                                    keep.then(|| Val::new(k, st, 1, counts))
+                                });
+                                assert_eq!(present, keep);
+                                if keep {
+                                    model.insert(k, st);
+                                } else {
+                                    model.remove(&k);
+                                }
+                            }
+                            70..=84 => {
+                                let guard = map.domain().read_lock();
+                                let v = map.get_or_insert_with(
+                                    k,
+                                    || Val::new(k, st, 1, counts),
+                                    &guard,
+                                );
+                                v.check(k);
+                                assert_eq!(v.stamp, want.unwrap_or(st), "get_or_insert_with");
+                                model.insert(k, v.stamp);
+                            }
+                            85..=95 => {
+                                let guard = map.domain().read_lock();
+                                let got = map.get(&k, &guard).map(|v| v.stamp);
+                                assert_eq!(got, want, "get({k})");
+                            }
+                            _ => {
+                                let m = rng.below(3);
+                                map.retain(|k, v| {
+                                    v.check(*k);
+                                    !mine(*k) || (k ^ v.stamp) % 3 != m
+                                });
+                                model.retain(|k, st| (k ^ *st) % 3 != m);
+                            }
+                        }
+                        round += 1;
+                    }
+                    model
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            let mut round = 0;
+            while round < MIN_ROUNDS / 8 || !stop.load(Ordering::Relaxed) {
+                let guard = map.domain().read_lock();
+                for (k, v) in map.iter(&guard) {
+                    v.check(*k);
+                }
+                round += 1;
+            }
+        });
+        std::thread::sleep(run_for());
+        stop.store(true, Ordering::Relaxed);
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let mut want = HashMap::new();
+    for m in models {
+        want.extend(m);
+    }
+    {
+        let guard = map.domain().read_lock();
+        let got: HashMap<u64, u64> = map.iter(&guard).map(|(k, v)| (*k, v.stamp)).collect();
+        assert_eq!(got, want, "the map against the writers' models");
+        assert_eq!(map.len(), want.len());
+    }
+    drop(map);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
     assert_eq!(counts.double.load(Ordering::Relaxed), 0);
     assert_eq!(
         counts.dropped.load(Ordering::Relaxed),
