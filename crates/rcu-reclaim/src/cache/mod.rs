@@ -1028,12 +1028,16 @@ where
         let rcu = inner.map.domain();
         let pending = rcu.pending_bytes();
         let qsbr = rcu.flavor() == crate::Flavor::Qsbr;
+        /// Once per cache, and on standard error at most one line a second
+        /// for all caches (a program making short-lived caches printed one
+        /// line per cache: 252 in a second).
+        static BACKLOG_WARNINGS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
         if qsbr && pending > QSBR_WARN_TIMES * allowance && rcu.in_read_section() {
             // Inserting between quiescent states is how QSBR works, but a
             // backlog this far past the allowance means this thread (or
             // another) reports too seldom.
             if !inner.backlog_warned.swap(true, Ordering::Relaxed) {
-                crate::sys::warn_loud(&format!(
+                BACKLOG_WARNINGS.warn_loud(&format!(
                     "rcu-reclaim: an RcuCache write (insert or get_or_insert_with) on an online QSBR \
                      thread found {pending} \
                      bytes waiting to be freed (the cache allows {allowance}): nothing is freed \
@@ -1049,7 +1053,7 @@ where
             // from inside sections (on QSBR, between quiescent states, the
             // documented way of that flavor).
             if !inner.backlog_warned.swap(true, Ordering::Relaxed) {
-                crate::sys::warn_loud(&format!(
+                BACKLOG_WARNINGS.warn_loud(&format!(
                     "rcu-reclaim: an RcuCache write (insert or get_or_insert_with) inside a \
                      read-side section found {pending} \
                      bytes waiting to be freed (the cache allows {allowance}): no grace period \
