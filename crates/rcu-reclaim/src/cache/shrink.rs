@@ -48,31 +48,48 @@ impl Cap {
             let at = self.millis();
             let quiet = u64::try_from(self.regrow_after.as_millis()).unwrap_or(u64::MAX);
             let shrunk_at = self.shrunk_at.load(Ordering::Relaxed);
-            let since = at.saturating_sub(shrunk_at);
-            if since >= quiet {
-                let next = now.saturating_mul(2).max(self.max / 16).min(self.max);
-                if self
-                    .now
-                    .compare_exchange(now, next, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-                    && next < self.max
-                {
-                    // The next step a quarter of the quiet time on, unless
-                    // a shrink stamped its time meanwhile: that restarts
-                    // the whole wait, and a plain store here overwrote it
-                    // (the lowered capacity grew back a quarter of the
-                    // quiet time after that shrink, not all of it).
-                    let _ = self.shrunk_at.compare_exchange(
-                        shrunk_at,
-                        at.saturating_sub(quiet - quiet / 4),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                }
+            if at.saturating_sub(shrunk_at) >= quiet {
+                self.grow_step(now, shrunk_at, at, quiet);
                 return self.now.load(Ordering::Relaxed);
             }
         }
         now
+    }
+
+    /// One step of regrowth from `now`, the capacity `get` saw with the
+    /// shrink stamp `shrunk_at`, at `at` ms (`quiet`: the regrowth wait).
+    fn grow_step(&self, now: usize, shrunk_at: u64, at: u64, quiet: u64) {
+        let next = now.saturating_mul(2).max(self.max / 16).min(self.max);
+        if self
+            .now
+            .compare_exchange(now, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        // The next step a quarter of the quiet time on, unless a shrink
+        // stamped its time meanwhile: that restarts the whole wait, and a
+        // plain store here overwrote it (the lowered capacity grew back a
+        // quarter of the quiet time after that shrink, not all of it).
+        let stamped = if next < self.max {
+            self.shrunk_at
+                .compare_exchange(
+                    shrunk_at,
+                    at.saturating_sub(quiet - quiet / 4),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        } else {
+            self.shrunk_at.load(Ordering::Relaxed) == shrunk_at
+        };
+        if !stamped {
+            // A shrink came between the look and the step, one that left
+            // at least this capacity (so its `fetch_min` did not stop the
+            // step): the step is taken back, as that shrink's wait
+            // restarts (before, the capacity doubled just after it).
+            self.now.fetch_min(now, Ordering::Relaxed);
+        }
     }
 
     /// A shrink left `bytes`: hold the cache there for a while.
@@ -187,6 +204,27 @@ mod tests {
             }
         }
         assert_eq!(seen, [600, 1000]);
+    }
+
+    /// A shrink that comes between `get`'s look and its step, leaving at
+    /// least the capacity it saw, takes the step back: the capacity stays
+    /// where the shrink held it (before, it doubled just after it).
+    #[test]
+    fn a_shrink_during_a_regrowth_step_takes_the_step_back() {
+        let cap = Cap::new(1000, Duration::from_millis(20));
+        cap.lower_to(300);
+        std::thread::sleep(Duration::from_millis(30));
+        // `get`'s look: the capacity and the stamp, the wait over.
+        let (now, shrunk_at, at) = (
+            cap.now.load(Ordering::Relaxed),
+            cap.shrunk_at.load(Ordering::Relaxed),
+            cap.millis(),
+        );
+        assert!(at - shrunk_at >= 20);
+        cap.lower_to(500); // a shrink that could not evict below 500
+        cap.grow_step(now, shrunk_at, at, 20);
+        assert_eq!(cap.now.load(Ordering::Relaxed), 300);
+        assert_eq!(cap.get(), 300, "the shrink's wait restarted");
     }
 
     #[test]
