@@ -11,23 +11,7 @@ use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
 use rcu_reclaim::{Config, Rcu, RcuCache};
 
 mod common;
-
-/// A deterministic stream of pseudo-random words (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use common::rng::Rng;
 
 fn on_demand() -> Rcu {
     Rcu::new(Config::new().on_demand()).unwrap()
@@ -78,8 +62,8 @@ fn churn_within_max_bytes(shards: Option<usize>) {
     // Under Miri, a churn of 3 times the capacity, not 10.
     let churn = if cfg!(miri) { 3 } else { 10 };
     while inserted < churn * max {
-        let len = 1 + rng.below(16 << 10);
-        cache.insert(rng.below(2000) as u32, vec![1u8; len]);
+        let len = 1 + rng.index(16 << 10);
+        cache.insert(rng.index(2000) as u32, vec![1u8; len]);
         inserted += len;
         // One writer: nothing in flight, so the bound is exact.
         assert!(cache.bytes() <= max, "{} > {max}", cache.bytes());
@@ -121,8 +105,8 @@ fn concurrent_writers_within_max_bytes(writers: u64, shards: usize) {
                 let mut rng = Rng(100 + t);
                 // Under Miri, fewer: still several times the capacity.
                 for _ in 0..if cfg!(miri) { 300 } else { 2000 } {
-                    let len = 1 + rng.below(16 << 10);
-                    cache.insert(rng.below(2000) as u32, vec![1u8; len]);
+                    let len = 1 + rng.index(16 << 10);
+                    cache.insert(rng.index(2000) as u32, vec![1u8; len]);
                     // The others may each hold one entry not yet queued.
                     assert!(cache.bytes() <= max + (writers as usize - 1) * biggest);
                 }
@@ -403,7 +387,7 @@ fn the_shrinker_never_frees_an_entry_under_a_reader() {
                 while !stop.load(Ordering::Relaxed) {
                     let guard = cache.domain().read_lock();
                     let held: Vec<&Canary> = (0..32)
-                        .filter_map(|_| cache.get(&(rng.below(512) as u32), &guard))
+                        .filter_map(|_| cache.get(&(rng.index(512) as u32), &guard))
                         .collect();
                     // Hold them while the writer and the shrinker evict.
                     std::thread::sleep(Duration::from_micros(200));
@@ -430,8 +414,8 @@ fn the_shrinker_never_frees_an_entry_under_a_reader() {
                 break;
             }
             for _ in 0..64 {
-                let body = vec![0u8; 1 + rng.below(4 << 10)];
-                cache.insert(rng.below(512) as u32, Canary { word: ALIVE, body });
+                let body = vec![0u8; 1 + rng.index(4 << 10)];
+                cache.insert(rng.index(512) as u32, Canary { word: ALIVE, body });
             }
             round += 1;
             if round % 4 == 0 {
@@ -463,7 +447,7 @@ impl RandomBaseline {
         self.keys.push(key);
         self.bytes += weight;
         while self.bytes > max {
-            let k = self.keys.swap_remove(self.rng.below(self.keys.len()));
+            let k = self.keys.swap_remove(self.rng.index(self.keys.len()));
             self.bytes -= self.entries.remove(&k).unwrap();
         }
     }
@@ -1167,9 +1151,9 @@ fn retain_and_remove_if_remove_what_they_reject_and_the_bound_holds_after() {
     // its capacity stays within it.
     let mut rng = Rng(7);
     for _ in 0..2000 {
-        let len = 1 + rng.below(4 << 10);
+        let len = 1 + rng.index(4 << 10);
         cache.insert(
-            1000 + rng.below(500) as u32,
+            1000 + rng.index(500) as u32,
             Dropped(vec![1; len], drops.clone()),
         );
         assert!(cache.bytes() <= max, "{} > {max}", cache.bytes());

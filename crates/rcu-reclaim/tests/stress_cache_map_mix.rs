@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use rcu_reclaim::sources::{Level, SyntheticSource};
 use rcu_reclaim::{Config, Flavor, Rcu, RcuCache, RcuCell, RcuHashMap};
 
+mod common;
+use common::rng::Rng;
+
 const MAGIC: u64 = 0x5afe_5afe_5afe_5afe;
 const POISON: u64 = 0xdead_dead_dead_dead;
 
@@ -28,6 +31,23 @@ struct Counts {
     made: AtomicUsize,
     dropped: AtomicUsize,
     double: AtomicUsize,
+}
+
+impl Counts {
+    /// Once everything was freed: no value dropped twice, every value
+    /// made dropped once.
+    fn assert_each_dropped_once(&self) {
+        assert_eq!(
+            self.double.load(Ordering::Relaxed),
+            0,
+            "values dropped twice"
+        );
+        assert_eq!(
+            self.dropped.load(Ordering::Relaxed),
+            self.made.load(Ordering::Relaxed),
+            "every value made is dropped once"
+        );
+    }
 }
 
 /// A value that checks itself and poisons itself on drop.
@@ -87,31 +107,10 @@ impl Drop for Val {
     }
 }
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// How long each case's threads run.
 fn run_for() -> Duration {
     let default = if cfg!(miri) { 0.0 } else { 1.0 };
-    let secs = std::env::var("RCU_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(default);
-    Duration::from_secs_f64(secs)
+    Duration::from_secs_f64(common::env_or("RCU_STRESS_SECS", default))
 }
 
 /// Rounds each thread makes at least (Miri: only these).
@@ -260,6 +259,20 @@ fn check_quiet_cache(cache: &Cache) {
     );
 }
 
+/// The end of a cache case: `clear` leaves nothing cached, booked or
+/// waiting once a barrier has run; the cache dropped, every value made
+/// was dropped once.
+fn clear_then_drop(cache: Cache, rcu: &Rcu, counts: &Counts) {
+    cache.clear();
+    rcu.barrier();
+    assert_eq!(cache.len(), 0);
+    assert_eq!(cache.bytes(), 0, "bytes after clear");
+    assert_eq!(rcu.pending_bytes(), 0, "pending after clear and barrier");
+    drop(cache);
+    rcu.barrier();
+    counts.assert_each_dropped_once();
+}
+
 /// The cache case: `writers` writers, `readers` readers, a pressure
 /// thread; then the quiet checks, `clear`, `barrier`, and the drop count.
 fn cache_case(what: &'static str, flavor: Flavor, shards: usize, max: usize) {
@@ -328,24 +341,7 @@ fn cache_case(what: &'static str, flavor: Flavor, shards: usize, max: usize) {
         stop.store(true, Ordering::Relaxed);
     });
     check_quiet_cache(&cache);
-    cache.clear();
-    rcu.barrier();
-    assert_eq!(cache.len(), 0);
-    assert_eq!(cache.bytes(), 0, "bytes after clear");
-    assert_eq!(rcu.pending_bytes(), 0, "pending after clear and barrier");
-    drop(cache);
-    rcu.barrier();
-    let made = counts.made.load(Ordering::Relaxed);
-    assert_eq!(
-        counts.double.load(Ordering::Relaxed),
-        0,
-        "values dropped twice"
-    );
-    assert_eq!(
-        counts.dropped.load(Ordering::Relaxed),
-        made,
-        "every value made is dropped once"
-    );
+    clear_then_drop(cache, &rcu, &counts);
     done.store(true, Ordering::Release);
 }
 
@@ -444,17 +440,7 @@ fn caches_sharing_a_domain_one_dropped_while_the_other_reclaims() {
         stop.store(true, Ordering::Relaxed);
     });
     check_quiet_cache(&steady);
-    steady.clear();
-    rcu.barrier();
-    assert_eq!(steady.bytes(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
-    drop(steady);
-    rcu.barrier();
-    assert_eq!(counts.double.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        counts.dropped.load(Ordering::Relaxed),
-        counts.made.load(Ordering::Relaxed)
-    );
+    clear_then_drop(steady, &rcu, &counts);
     done.store(true, Ordering::Release);
 }
 
@@ -622,12 +608,7 @@ fn map_case(what: &'static str, flavor: Flavor) {
     drop(cell);
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
-    assert_eq!(counts.double.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        counts.dropped.load(Ordering::Relaxed),
-        counts.made.load(Ordering::Relaxed),
-        "every value made is dropped once"
-    );
+    counts.assert_each_dropped_once();
     done.store(true, Ordering::Release);
 }
 
@@ -747,17 +728,7 @@ fn drop_under_shrink(what: &'static str, flavor: Flavor) {
         stop.store(true, Ordering::Relaxed);
     });
     check_quiet_cache(&steady);
-    steady.clear();
-    rcu.barrier();
-    assert_eq!(steady.bytes(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
-    drop(steady);
-    rcu.barrier();
-    assert_eq!(counts.double.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        counts.dropped.load(Ordering::Relaxed),
-        counts.made.load(Ordering::Relaxed)
-    );
+    clear_then_drop(steady, &rcu, &counts);
     done.store(true, Ordering::Release);
 }
 
@@ -922,17 +893,7 @@ fn cache_without_eviction_matches_each_writers_model() {
         .sum();
     assert_eq!(cache.len(), want.len());
     assert_eq!(cache.bytes(), bytes);
-    cache.clear();
-    rcu.barrier();
-    assert_eq!(cache.bytes(), 0);
-    assert_eq!(rcu.pending_bytes(), 0);
-    drop(cache);
-    rcu.barrier();
-    assert_eq!(counts.double.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        counts.dropped.load(Ordering::Relaxed),
-        counts.made.load(Ordering::Relaxed)
-    );
+    clear_then_drop(cache, &rcu, &counts);
     done.store(true, Ordering::Release);
 }
 
@@ -1056,10 +1017,6 @@ fn map_writes_match_each_writers_model() {
     drop(map);
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
-    assert_eq!(counts.double.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        counts.dropped.load(Ordering::Relaxed),
-        counts.made.load(Ordering::Relaxed)
-    );
+    counts.assert_each_dropped_once();
     done.store(true, Ordering::Release);
 }

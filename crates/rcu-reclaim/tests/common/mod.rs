@@ -7,6 +7,7 @@ use std::thread;
 use rcu_reclaim::{Config, Flavor, Rcu};
 
 pub mod poison;
+pub mod rng;
 
 /// The environment variable `name` parsed as a `T` (a test's knob for a
 /// longer run: `FORK_ROUNDS`, `RCU_STRESS_SECS`, ...), else `default`.
