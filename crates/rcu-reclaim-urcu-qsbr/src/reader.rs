@@ -559,6 +559,56 @@ mod tests {
         .unwrap();
     }
 
+    /// A thread whose quiescent states are inlined (built with
+    /// `_LGPL_SOURCE`) never takes the library's slow path, so its debt is
+    /// never paid there: each `call_rcu` that owed moved its block back
+    /// again (`report_due`), and it held up nearly every grace period
+    /// (liburcu's `test_urcu_hash`: grace periods of about a second, 600 MB
+    /// of backlog). Once an inlined quiescent state is seen to have moved
+    /// the block past a move back, the thread is moved back no more; one
+    /// whose quiescent states call the library is moved back as before.
+    #[test]
+    fn a_thread_whose_quiescent_states_are_inlined_is_moved_back_once_only() {
+        use crate::lgpl::{block, found_inlined, inlined_quiescent_state, moved_back, report_due};
+        /// Reports (with `report`) and moves the block back, until a move
+        /// back was not beaten by a grace period starting (other tests
+        /// run some).
+        fn move_back_after(report: impl Fn()) {
+            for _ in 0..10_000 {
+                report();
+                report_due();
+                if moved_back() {
+                    return;
+                }
+            }
+            panic!("the block was never moved back");
+        }
+        std::thread::spawn(|| {
+            urcu_qsbr_register_thread();
+            // Quiescent states through the library: moved back each time.
+            for _ in 0..3 {
+                move_back_after(|| urcu_qsbr_quiescent_state());
+                urcu_qsbr_quiescent_state();
+                report_due();
+                assert!(!found_inlined(), "a library call taken for inlined code");
+            }
+            // One inlined quiescent state past a move back.
+            move_back_after(|| urcu_qsbr_quiescent_state());
+            inlined_quiescent_state();
+            report_due();
+            assert!(found_inlined(), "not found inlined");
+            for _ in 0..100 {
+                inlined_quiescent_state();
+                let reported = block();
+                report_due();
+                assert_eq!(block(), reported, "moved back again");
+            }
+            urcu_qsbr_unregister_thread();
+        })
+        .join()
+        .unwrap();
+    }
+
     static RAN: AtomicU32 = AtomicU32::new(0);
 
     unsafe extern "C" fn count(_: *mut c_void) {

@@ -18,10 +18,12 @@ use crate::Flavor;
 
 mod chain;
 mod handoff;
+mod head_list;
 mod registry;
 
 pub(crate) use chain::*;
 pub(crate) use handoff::*;
+use head_list::HeadList;
 pub(crate) use registry::*;
 
 /// liburcu's `struct rcu_head`: a `cds_wfcq_node` (one pointer) then `func`.
@@ -252,7 +254,7 @@ pub struct CallRcuData {
     /// count has run, which `rcu_barrier` relies on. (A batch run on a
     /// caller's thread beside an older one in the thread's hands let a
     /// barrier count its newer heads for the older ones and return early.)
-    batch: Mutex<()>,
+    batch: Mutex<HeadList>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -313,7 +315,7 @@ impl CallRcuData {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             progress: Condvar::new(),
-            batch: Mutex::new(()),
+            batch: Mutex::new(HeadList::default()),
         });
         let me = crdp.clone();
         // Started with every signal blocked, which it keeps: a handler of
@@ -421,20 +423,29 @@ impl CallRcuData {
     /// the calling thread, after any batch taken before it (`batch`);
     /// returns how many heads, and their bytes.
     fn run_batch(&self) -> (usize, usize) {
-        let _in_order = lock(&self.batch);
-        self.run_batch_locked(Some(self.hooks))
+        let mut in_order = lock(&self.batch);
+        self.run_batch_locked(&mut in_order, Some(self.hooks))
     }
 
     /// [`run_batch`](Self::run_batch) with `batch` held; on the crdp's own
     /// thread, with its `hooks` (online while it invokes the batch).
-    fn run_batch_locked(&self, hooks: Option<ThreadHooks>) -> (usize, usize) {
+    fn run_batch_locked(&self, list: &mut HeadList, hooks: Option<ThreadHooks>) -> (usize, usize) {
         let (newest, bytes) = self.take_raw();
         if newest.is_null() {
             return (0, 0);
         }
+        // The batch's heads in a list, newest first, if it has room: one
+        // pass over heads a flood's batch finds cold, after which the
+        // invocation reads them ahead (see `HeadList`). Else reversed in
+        // place, oldest first: two such passes.
         // SAFETY: the taken heads are ours alone, each valid until invoked.
-        let (mut oldest, mut n) = unsafe { reverse_counting(newest) };
-        if n > 1 && oldest == newest {
+        let listed = unsafe { list.collect(newest) };
+        let (mut oldest, mut n) = match listed {
+            Some(n) => (ptr::null_mut(), n),
+            // SAFETY: as above.
+            None => unsafe { reverse_counting(newest) },
+        };
+        if listed.is_none() && n > 1 && oldest == newest {
             // Reversed in place, a chain that runs into a cycle (a head
             // queued twice) comes back to its newest head, so a longer
             // chain cannot end there; reversed, it still runs into one
@@ -459,8 +470,13 @@ impl CallRcuData {
             (h.online)();
         }
         self.invoking.store(true, Ordering::Relaxed);
-        // SAFETY: as above; `reverse_counting` linked them oldest first.
-        unsafe { invoke_oldest_first(oldest, &self.invoked) };
+        if listed.is_some() {
+            // SAFETY: as above; the list holds the taken heads.
+            unsafe { list.invoke_oldest_first(&self.invoked) };
+        } else {
+            // SAFETY: as above; `reverse_counting` linked them oldest first.
+            unsafe { invoke_oldest_first(oldest, &self.invoked) };
+        }
         self.invoking.store(false, Ordering::Relaxed);
         if let Some(h) = hooks {
             (h.offline)();
@@ -710,10 +726,10 @@ impl CallRcuData {
         // Only if no batch is in flight: the thread's, waiting for its
         // grace period, completes first anyway, and this caller need not
         // wait for it here (a barrier waits for it; reclaim moves on).
-        let Some(_in_order) = try_lock(&self.batch) else {
+        let Some(mut in_order) = try_lock(&self.batch) else {
             return (0, 0);
         };
-        self.run_batch_locked(None)
+        self.run_batch_locked(&mut in_order, None)
     }
 
     /// Heads taken into batches so far.

@@ -109,6 +109,59 @@ fn a_reversed_chain_with_a_cycle_ends_at_its_newest_and_is_cut() {
     }
 }
 
+/// The order `ORDERED` saw its heads invoked in, as indices.
+static ORDER: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// The heads `record` reports, by address.
+static ORDERED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+unsafe extern "C" fn record(h: *mut RcuHead) {
+    let i = lock(&ORDERED)
+        .iter()
+        .position(|&a| a == h as usize)
+        .unwrap();
+    lock(&ORDER).push(i);
+}
+
+/// Listed in one walk (no cycle), a batch runs oldest first, each head
+/// once, and is counted; the list gives back a flood's room after it.
+#[test]
+fn a_listed_batch_runs_oldest_first_each_head_once() {
+    let mut list = HeadList::default();
+    // 5_000 outgrows what the list keeps (it reads ahead across the
+    // boundary of its first heads too: fewer than `AHEAD` of them).
+    for n in [1, 3, 17, 5_000] {
+        let hs = heads(n);
+        for h in hs.iter_mut() {
+            h.func = Some(record);
+        }
+        *lock(&ORDERED) = hs.iter().map(|h| ptr::from_ref(h) as usize).collect();
+        lock(&ORDER).clear();
+        let order: Vec<_> = (0..n).collect();
+        let top = stack_of(hs, &order);
+        // SAFETY: the heads are this test's, each valid.
+        assert_eq!(unsafe { list.collect(top) }, Some(n as u64));
+        let invoked = AtomicU64::new(7);
+        // SAFETY: as above.
+        unsafe { list.invoke_oldest_first(&invoked) };
+        assert_eq!(*lock(&ORDER), order, "n {n}");
+        assert_eq!(invoked.load(Ordering::Relaxed), 7 + n as u64);
+        assert!(list.is_empty_keeping_at_most_its_room());
+    }
+}
+
+/// A chain with a cycle (a head queued twice) is not listed: the batch
+/// falls back to the reversal, which cuts it.
+#[test]
+fn a_chain_with_a_cycle_is_not_listed() {
+    let mut list = HeadList::default();
+    for gap in [0, 1, 5] {
+        let (_, top) = pushed_twice(gap);
+        // SAFETY: the heads are this test's.
+        assert_eq!(unsafe { list.collect(top) }, None, "gap {gap}");
+        assert!(list.is_empty_keeping_at_most_its_room());
+    }
+}
+
 static RAN_BEFORE_STOP: AtomicUsize = AtomicUsize::new(0);
 
 unsafe extern "C" fn count_before_stop(_: *mut RcuHead) {
