@@ -6,6 +6,9 @@
 //! `audit_map_regressions.rs` and the unit tests of `cache::shards` and
 //! `cache::policy`.
 
+mod common;
+
+use common::rng::Rng;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -124,16 +127,6 @@ impl BuildHasher for Colliding {
     type Hasher = CollidingHasher;
     fn build_hasher(&self) -> CollidingHasher {
         CollidingHasher(0)
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

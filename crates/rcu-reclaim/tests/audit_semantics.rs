@@ -259,13 +259,11 @@ fn a_walk_beside_inserts_removes_and_resizes_sees_each_fixed_key_once() {
     for w in 0..2u64 {
         let (map, stop) = (map.clone(), stop.clone());
         writers.push(thread::spawn(move || {
-            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ w;
+            let mut rng = common::rng::Rng(w);
             while !stop.load(Ordering::Relaxed) {
                 // Grow to thousands (doublings), then empty (halvings).
                 for _ in 0..3000 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    let x = rng.next();
                     map.insert(FIXED + (x % 100_000), x);
                 }
                 for k in FIXED..FIXED + 100_000 {

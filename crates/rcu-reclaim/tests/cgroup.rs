@@ -413,10 +413,8 @@ fn a_cgroup_budget_evicts_heavy_values_by_the_step_not_the_whole_cache() {
         let (mut full, mut least) = (false, usize::MAX);
         let mut filled = 0;
         for i in 0u64.. {
-            // 64 KiB..1 MiB, mixed (splitmix64's finaliser)
-            let mut h = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            h ^= h >> 31;
+            // 64 KiB..1 MiB, mixed
+            let h = common::rng::mix(i + 1);
             let len = (64 + h % (1024 - 63)) as usize * 1024;
             if filled + len > 300 * MIB {
                 break;

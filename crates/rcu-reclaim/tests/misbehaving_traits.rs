@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::cell::Cell;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -26,29 +25,16 @@ fn watchdog(secs: u64, f: impl FnOnce() + Send + 'static) {
 }
 
 thread_local! {
-    static RNG: Cell<u64> = Cell::new(0x9e37_79b9_7f4a_7c15 ^ (std::thread::current().id().as_u64_hack()));
-}
-
-trait IdHack {
-    fn as_u64_hack(&self) -> u64;
-}
-impl IdHack for std::thread::ThreadId {
-    fn as_u64_hack(&self) -> u64 {
+    /// Each thread's stream, seeded by its id.
+    static RNG: std::cell::RefCell<common::rng::Rng> = std::cell::RefCell::new(common::rng::Rng({
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.hash(&mut h);
-        h.finish() | 1
-    }
+        std::thread::current().id().hash(&mut h);
+        h.finish()
+    }));
 }
 
 fn rnd() -> u64 {
-    RNG.with(|r| {
-        let mut x = r.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        r.set(x);
-        x
-    })
+    RNG.with(|r| r.borrow_mut().next())
 }
 
 fn chance(one_in: u64) -> bool {

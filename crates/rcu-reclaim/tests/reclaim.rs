@@ -500,12 +500,8 @@ impl Heavy {
     const MAX_WEIGHT: usize = 1 << 20;
 
     fn weight(i: usize) -> usize {
-        // splitmix64's finaliser: weights spread over the whole range
-        let mut h = (i as u64)
-            .wrapping_add(1)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^= h >> 31;
+        // Weights spread over the whole range.
+        let h = common::rng::mix(i as u64 + 1);
         let kib = 64 + h % (1024 - 63);
         kib as usize * 1024
     }
