@@ -442,6 +442,18 @@ impl Rcu {
     /// function, a pressure source), which may wait for a lock the caller
     /// holds, and an unbounded join then deadlocked in silence.
     pub(crate) fn join_helper(&self, handle: std::thread::JoinHandle<()>, what: &str) {
+        self.join_helper_until(handle, what, || false);
+    }
+
+    /// [`join_helper`](Self::join_helper), which also stops waiting once
+    /// `done()` (the helper has done all the caller waits for, and only
+    /// lets its own resources go): the thread is then left to finish.
+    pub(crate) fn join_helper_until(
+        &self,
+        handle: std::thread::JoinHandle<()>,
+        what: &str,
+        done: impl Fn() -> bool,
+    ) {
         let waits_on_us = handle.thread().id() == std::thread::current().id()
             || crate::callbacks::in_callback()
             || self.in_read_section();
@@ -455,6 +467,9 @@ impl Rcu {
         let start = std::time::Instant::now();
         let mut nap = std::time::Duration::from_micros(20);
         while !handle.is_finished() {
+            if done() {
+                return;
+            }
             let waited = start.elapsed();
             if waited >= HELPER_JOIN_WAIT {
                 // Said from a destructor, maybe while its thread unwinds:

@@ -227,7 +227,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     ///
     /// The monitor is a thread of its own per cache (and, under a cgroup
     /// limit, a read of the cgroup's usage every 20 ms), which dropping the
-    /// cache stops and joins (up to 100 ms: see
+    /// cache stops and joins (at once: see
     /// [`PressureMonitor`](crate::sources::PressureMonitor)): a program with
     /// many caches builds them with one [`budget`](RcuCacheBuilder::budget)
     /// and without `auto_pressure`, and starts one monitor for all of them

@@ -531,6 +531,11 @@ pub(crate) struct WithUsage {
     pub(crate) events: Box<dyn PressureSource>,
     /// `None` once the cgroup is gone: the events alone then.
     pub(crate) usage: Option<CgroupUsageSource>,
+    /// The usage's descriptor of crossings, while the events wake on it.
+    crossing: Option<std::os::fd::RawFd>,
+    /// The descriptors given through `wake_also_on` (a monitor's, to stop
+    /// it): the events wake on them too.
+    also: Vec<std::os::fd::RawFd>,
 }
 
 #[cfg_attr(loom, allow(dead_code))]
@@ -538,15 +543,17 @@ impl WithUsage {
     /// `events` also wakes on `usage`'s signal of a crossing, where both
     /// can; else the usage is polled at its interval alone.
     pub(crate) fn new(mut events: Box<dyn PressureSource>, mut usage: CgroupUsageSource) -> Self {
-        let woken_by_crossings = usage
+        let crossing = usage
             .crossing_fd()
-            .is_some_and(|fd| events.wake_also_on(Some(fd)));
-        if !woken_by_crossings {
+            .filter(|&fd| events.wake_also_on(Some(fd)));
+        if crossing.is_none() {
             usage.ignore_crossings();
         }
         WithUsage {
             events,
             usage: Some(usage),
+            crossing,
+            also: Vec::new(),
         }
     }
 
@@ -558,8 +565,13 @@ impl WithUsage {
         };
         match usage.poll() {
             Err(e) if !usage.file().exists() => {
-                // Before the descriptor it wakes on is closed.
+                // Before the descriptor it wakes on is closed; the
+                // caller's stay.
                 self.events.wake_also_on(None);
+                for &fd in &self.also {
+                    self.events.wake_also_on(Some(fd));
+                }
+                self.crossing = None;
                 self.usage = None;
                 Err(SourceError::new(
                     e.file,
@@ -611,6 +623,14 @@ impl PressureSource for WithUsage {
             if self.usage.as_mut().is_some_and(|u| u.check_crossing()) {
                 continue;
             }
+            // Woken by the caller's descriptor: its owner reads it.
+            if self
+                .also
+                .iter()
+                .any(|&fd| super::usage_thresholds::readable(fd))
+            {
+                return Ok(None);
+            }
             // A source that returns at once without an event: wait out
             // what was asked of it rather than spin.
             if let Some(rest) = asked.checked_sub(start.elapsed()) {
@@ -621,6 +641,27 @@ impl PressureSource for WithUsage {
 
     fn psi(&self) -> Option<super::PsiStats> {
         self.events.psi()
+    }
+
+    fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
+        match fd {
+            Some(fd) => {
+                let woken = self.events.wake_also_on(Some(fd));
+                if woken {
+                    super::usage_thresholds::set_also(&mut self.also, Some(fd));
+                }
+                woken
+            }
+            None => {
+                // The caller's only: the crossings still wake the events.
+                self.events.wake_also_on(None);
+                if let Some(fd) = self.crossing {
+                    self.events.wake_also_on(Some(fd));
+                }
+                self.also.clear();
+                true
+            }
+        }
     }
 }
 

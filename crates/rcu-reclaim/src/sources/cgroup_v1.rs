@@ -35,8 +35,8 @@ pub struct CgroupV1Source {
     usage: CounterFile,
     /// One eventfd per level, in `Level` order.
     fds: Vec<(Level, OwnedFd)>,
-    /// A descriptor that also ends a wait (`PressureSource::wake_also_on`).
-    also: Option<std::os::fd::RawFd>,
+    /// Descriptors that also end a wait (`PressureSource::wake_also_on`).
+    also: Vec<std::os::fd::RawFd>,
 }
 
 /// A cgroup byte-count file (a number, or no limit), or the error naming it.
@@ -141,7 +141,7 @@ impl CgroupV1Source {
             dir,
             usage,
             fds,
-            also: None,
+            also: Vec::new(),
         })
     }
 
@@ -185,7 +185,7 @@ impl PressureSource for CgroupV1Source {
             })
             .collect();
         // After the levels' descriptors, which the loop below zips with.
-        super::usage_thresholds::push_also(&mut pfds, self.also);
+        super::usage_thresholds::push_also(&mut pfds, &self.also);
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
         // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the call.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
@@ -219,7 +219,7 @@ impl PressureSource for CgroupV1Source {
     }
 
     fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
-        self.also = fd;
+        super::usage_thresholds::set_also(&mut self.also, fd);
         true
     }
 }

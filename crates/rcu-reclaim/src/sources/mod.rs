@@ -226,12 +226,14 @@ pub trait PressureSource: Send {
     }
 
     /// Lets [`wait`](PressureSource::wait) also end early, with
-    /// `Ok(None)`, once `fd` is readable (`None` stops it); returns whether
-    /// this source does. [`auto_pressure`] uses it to wake on a cgroup v1
-    /// usage threshold while a source waits on its own file. The source
-    /// only polls `fd`: the caller reads it, and keeps it open until it
-    /// calls this again or drops the source. Sources that wait in `poll(2)`
-    /// ([`PsiTrigger`], [`CgroupV1Source`]) do; the default does not.
+    /// `Ok(None)`, once `fd` is readable (`Some` adds `fd` to those given
+    /// before, `None` removes them all); returns whether this source does.
+    /// [`auto_pressure`] uses it to wake on a cgroup v1 usage threshold
+    /// while a source waits on its own file, and a [`PressureMonitor`] to
+    /// stop at once when it is dropped. The source only polls `fd`: the
+    /// caller reads it, and keeps it open until it calls this with `None`
+    /// or drops the source. Sources that wait in `poll(2)` ([`PsiTrigger`],
+    /// [`CgroupV1Source`], [`RssSource`]) do; the default does not.
     #[doc(hidden)]
     fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
         let _ = fd;

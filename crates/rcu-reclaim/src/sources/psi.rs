@@ -26,8 +26,8 @@ pub struct PsiTrigger {
     path: PathBuf,
     stall: Duration,
     window: Duration,
-    /// A descriptor that also ends a wait (`PressureSource::wake_also_on`).
-    also: Option<std::os::fd::RawFd>,
+    /// Descriptors that also end a wait (`PressureSource::wake_also_on`).
+    also: Vec<std::os::fd::RawFd>,
 }
 
 fn write_trigger(path: &Path, stall: Duration, window: Duration) -> std::io::Result<File> {
@@ -119,7 +119,7 @@ impl PsiTrigger {
                 path,
                 stall,
                 window,
-                also: None,
+                also: Vec::new(),
             }),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 let secs = window.as_secs_f64().max(2.0);
@@ -136,7 +136,7 @@ impl PsiTrigger {
                             path,
                             stall: scaled,
                             window: widened,
-                            also: None,
+                            also: Vec::new(),
                         })
                     }
                     Err(e2) => Err(SourceError::new(
@@ -188,7 +188,7 @@ impl PressureSource for PsiTrigger {
             revents: 0,
         }];
         // After the trigger's own descriptor (`pfds[0]`, checked below).
-        super::usage_thresholds::push_also(&mut pfds, self.also);
+        super::usage_thresholds::push_also(&mut pfds, &self.also);
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
         // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the
         // duration of the call.
@@ -215,7 +215,7 @@ impl PressureSource for PsiTrigger {
     }
 
     fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
-        self.also = fd;
+        super::usage_thresholds::set_also(&mut self.also, fd);
         true
     }
 }

@@ -24,6 +24,8 @@ pub struct RssSource {
     interval: Duration,
     page_size: u64,
     next: Instant,
+    /// Descriptors that also end a wait (`PressureSource::wake_also_on`).
+    also: Vec<std::os::fd::RawFd>,
 }
 
 impl RssSource {
@@ -42,7 +44,26 @@ impl RssSource {
             interval: interval.max(Duration::from_millis(1)),
             page_size: page_size(),
             next: Instant::now(),
+            also: Vec::new(),
         }
+    }
+
+    /// Sleeps `d`, or until a descriptor of `also` is readable: then
+    /// returns `true` early.
+    fn nap(&self, d: Duration) -> bool {
+        if self.also.is_empty() {
+            std::thread::sleep(d);
+            return false;
+        }
+        let mut pfds = Vec::with_capacity(self.also.len());
+        super::usage_thresholds::push_also(&mut pfds, &self.also);
+        // In whole milliseconds, rounded up (a wait rounded down would wake
+        // before the next read is due, and read early).
+        let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the
+        // duration of the call.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        n > 0
     }
 
     /// Current RSS in bytes (as [`rss_bytes`]).
@@ -96,8 +117,7 @@ impl PressureSource for RssSource {
         let now = Instant::now();
         if self.next > now {
             let nap = (self.next - now).min(timeout);
-            std::thread::sleep(nap);
-            if nap < self.next - now {
+            if self.nap(nap) || nap < self.next - now {
                 return Ok(None);
             }
         }
@@ -110,5 +130,10 @@ impl PressureSource for RssSource {
         } else {
             None
         })
+    }
+
+    fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
+        super::usage_thresholds::set_also(&mut self.also, fd);
+        true
     }
 }

@@ -94,18 +94,40 @@ impl UsageThresholds {
     }
 }
 
-/// Adds `also` (a descriptor to wake on, see
+/// Adds `also` (descriptors to wake on, see
 /// [`PressureSource::wake_also_on`](super::PressureSource::wake_also_on))
-/// to the end of a `poll(2)` set: when it alone is readable, the poll
+/// to the end of a `poll(2)` set: when they alone are readable, the poll
 /// returns and the source's wait ends with `Ok(None)`.
-pub(crate) fn push_also(pfds: &mut Vec<libc::pollfd>, also: Option<RawFd>) {
-    if let Some(fd) = also {
-        pfds.push(libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
+pub(crate) fn push_also(pfds: &mut Vec<libc::pollfd>, also: &[RawFd]) {
+    pfds.extend(also.iter().map(|&fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }));
+}
+
+/// What a source does with [`PressureSource::wake_also_on`]'s argument:
+/// `Some` adds a descriptor to `also` (once), `None` empties it.
+///
+/// [`PressureSource::wake_also_on`]: super::PressureSource::wake_also_on
+pub(crate) fn set_also(also: &mut Vec<RawFd>, fd: Option<RawFd>) {
+    match fd {
+        Some(fd) if !also.contains(&fd) => also.push(fd),
+        Some(_) => {}
+        None => also.clear(),
     }
+}
+
+/// Whether `fd` is readable now (a poll that does not wait).
+pub(crate) fn readable(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a valid pollfd for the call, and the count (1)
+    // matches.
+    unsafe { libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLIN != 0 }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -133,10 +155,11 @@ mod tests {
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut pfds = Vec::new();
-        push_also(&mut pfds, None);
+        push_also(&mut pfds, &[]);
         assert!(pfds.is_empty());
-        push_also(&mut pfds, Some(fd.as_raw_fd()));
+        push_also(&mut pfds, &[fd.as_raw_fd()]);
         assert_eq!(pfds.len(), 1);
+        assert!(!readable(fd.as_raw_fd()));
         // SAFETY: a valid pollfd array of the length given.
         assert_eq!(unsafe { libc::poll(pfds.as_mut_ptr(), 1, 0) }, 0);
         let one = 1u64;
@@ -148,5 +171,6 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::poll(pfds.as_mut_ptr(), 1, 0) }, 1);
         assert_eq!(pfds[0].revents, libc::POLLIN);
+        assert!(readable(fd.as_raw_fd()));
     }
 }
