@@ -148,10 +148,11 @@ fn wake(waker: &OwnedFd) {
 /// bind it (`let _monitor = ...`, not `let _ = ...`) for as long as it
 /// should watch. The drop joins the monitor's thread, which sees the stop
 /// when its source's wait returns: at once for the library's sources
-/// ([`PsiTrigger`], [`CgroupV1Source`], [`RssSource`] and [`auto_pressure`]'s,
-/// whose waits also end on a descriptor the drop writes); for a source of
-/// yours (or a [`SyntheticSource`]), after at most `quiet`, clamped between
-/// 1 ms and 100 ms. That holds for a cache built with
+/// ([`PsiTrigger`], [`CgroupV1Source`], [`RssSource`] and
+/// [`auto_pressure`]'s, whose waits also end on a descriptor the drop
+/// writes); for a source of yours (or a
+/// [`SyntheticSource`](super::SyntheticSource)), after at most `quiet`,
+/// clamped between 1 ms and 100 ms. That holds for a cache built with
 /// [`RcuCacheBuilder::auto_pressure`](crate::RcuCacheBuilder::auto_pressure)
 /// or [`pressure_source`](crate::RcuCacheBuilder::pressure_source) too (the
 /// cache's drop drops its monitor); a program with many caches can still
