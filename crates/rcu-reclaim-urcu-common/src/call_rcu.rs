@@ -469,6 +469,18 @@ pub fn pay_owed_push_back<F: Flavor>() {
     });
 }
 
+/// Keeps at most one wait of the push-back the calling thread owes: for a
+/// thread whose quiescent states bypass the library (inlined by
+/// `_LGPL_SOURCE`), which never pays at them. Its debt grew with each
+/// `call_rcu` over the mark for the thread's whole life, and was paid at
+/// once at `rcu_unregister_thread` (or a library `rcu_thread_offline`):
+/// beside threads still flooding, one wait per call owed, so an
+/// unregistration that liburcu makes in microseconds took seconds, more
+/// the longer the thread had flooded.
+pub fn owe_one_push_back_at_most() {
+    let _ = OWED.try_with(|o| o.waits.set(o.waits.get().min(1)));
+}
+
 /// Drops the push-back the calling thread owes, unpaid: for
 /// `call_rcu_before_fork` (no wait there; the crdp may not be the child's).
 pub fn forget_owed_push_back() {

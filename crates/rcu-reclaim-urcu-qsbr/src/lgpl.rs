@@ -180,6 +180,9 @@ fn rewind_over() {
 pub(crate) fn report_due() {
     let _ = REWIND.try_with(|(rewound, inlined)| {
         if inlined.get() {
+            // Its quiescent states never pay: only what one call owes is
+            // kept, for a library `rcu_thread_offline` or unregistration.
+            rcu_reclaim_urcu_common::call_rcu::owe_one_push_back_at_most();
             return;
         }
         with_block(|b| {
@@ -187,6 +190,7 @@ pub(crate) fn report_due() {
             if rewound.get() != 0 && mine != rewound.get() {
                 inlined.set(true);
                 rewound.set(0);
+                rcu_reclaim_urcu_common::call_rcu::owe_one_push_back_at_most();
                 return;
             }
             if mine != 0 && mine == gp().load(Ordering::Relaxed) {

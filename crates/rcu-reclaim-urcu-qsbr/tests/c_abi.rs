@@ -522,3 +522,13 @@ fn stress_online_offline_with_call_rcu_floods() {
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert_eq!(out.stdout, "poison seen: 0\nqsbr: ok\n");
 }
+
+/// A thread built with `_LGPL_SOURCE` never pays a push-back at its
+/// (inlined) quiescent states: it keeps at most one call's wait, so its
+/// `rcu_unregister_thread` beside threads still flooding `call_rcu` is
+/// prompt. Before, it paid there the waits of every call over the mark of
+/// its life (seconds).
+#[test]
+fn an_lgpl_thread_that_flooded_unregisters_promptly_beside_a_flood() {
+    same_as_liburcu_with("lgpl_unregister_beside_flood", &[]);
+}
