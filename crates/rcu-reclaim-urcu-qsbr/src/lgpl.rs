@@ -144,9 +144,9 @@ pub(crate) fn quiescent_state() -> bool {
 thread_local! {
     /// The block value [`report_due`] last moved the calling thread's
     /// block back to (0: none since the library last wrote the block), and
-    /// whether the thread's quiescent states were found to bypass the
-    /// library (inlined by `_LGPL_SOURCE`): then it moves the block back no
-    /// more.
+    /// whether the thread's quiescent states were found, since it last
+    /// registered, to bypass the library (inlined by `_LGPL_SOURCE`): then
+    /// it moves the block back no more.
     static REWIND: (Cell<usize>, Cell<bool>) = const { (Cell::new(0), Cell::new(false)) };
 }
 
@@ -245,6 +245,11 @@ pub(crate) fn block() -> usize {
 pub(crate) fn attach(reg: &QsbrThread) {
     install();
     go_online();
+    // Whether quiescent states are inlined is the registering code's: a
+    // thread found so, unregistered, may be registered by other code (a
+    // pool thread), whose library quiescent states must be moved back
+    // again to pay a push-back.
+    let _ = REWIND.try_with(|(_, inlined)| inlined.set(false));
     // SAFETY: the block is this thread's thread-local; `reg` is dropped
     // (which detaches it) no later than the thread's exit.
     unsafe {

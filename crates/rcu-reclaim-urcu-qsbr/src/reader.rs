@@ -609,6 +609,46 @@ mod tests {
         .unwrap();
     }
 
+    /// Whether a thread's quiescent states are inlined is a property of
+    /// the code that registered it: a thread found inlined, unregistered,
+    /// then registered again (a pool thread that ran code built with
+    /// `_LGPL_SOURCE`, then other code) is moved back again. Before, the
+    /// finding outlived the registration, and the thread's library
+    /// quiescent states never took the slow path to pay a push-back unless
+    /// a grace period happened to wait.
+    #[test]
+    fn a_thread_found_inlined_is_moved_back_again_once_registered_again() {
+        use crate::lgpl::{found_inlined, inlined_quiescent_state, moved_back, report_due};
+        fn move_back_after(report: impl Fn()) {
+            for _ in 0..10_000 {
+                report();
+                report_due();
+                if moved_back() {
+                    return;
+                }
+            }
+            panic!("the block was never moved back");
+        }
+        std::thread::spawn(|| {
+            urcu_qsbr_register_thread();
+            move_back_after(|| urcu_qsbr_quiescent_state());
+            inlined_quiescent_state();
+            report_due();
+            assert!(found_inlined(), "not found inlined");
+            urcu_qsbr_unregister_thread();
+
+            urcu_qsbr_register_thread();
+            assert!(!found_inlined(), "found inlined before any move back");
+            move_back_after(|| urcu_qsbr_quiescent_state());
+            urcu_qsbr_quiescent_state();
+            report_due();
+            assert!(!found_inlined(), "a library call taken for inlined code");
+            urcu_qsbr_unregister_thread();
+        })
+        .join()
+        .unwrap();
+    }
+
     static RAN: AtomicU32 = AtomicU32::new(0);
 
     unsafe extern "C" fn count(_: *mut c_void) {
