@@ -99,16 +99,16 @@ pub(crate) fn online() -> bool {
 /// used after.
 pub(crate) fn go_offline() {
     fence(Ordering::SeqCst);
-    with_block(|b| b.store(0, Ordering::Relaxed));
-    rewind_over();
+    library_writes(|| with_block(|b| b.store(0, Ordering::Relaxed)));
     fence(Ordering::SeqCst);
     wake_up_gp();
 }
 
 /// liburcu's `_urcu_qsbr_thread_online`.
 pub(crate) fn go_online() {
-    with_block(|b| b.store(gp().load(Ordering::Relaxed), Ordering::Relaxed));
-    rewind_over();
+    library_writes(|| {
+        with_block(|b| b.store(gp().load(Ordering::Relaxed), Ordering::Relaxed));
+    });
     fence(Ordering::SeqCst);
 }
 
@@ -130,8 +130,7 @@ pub(crate) fn quiescent_state() -> bool {
         }
         if mine != word {
             fence(Ordering::SeqCst);
-            b.store(word, Ordering::Relaxed);
-            rewind_over();
+            library_writes(|| b.store(word, Ordering::Relaxed));
             fence(Ordering::SeqCst);
             wake_up_gp();
             fence(Ordering::SeqCst);
@@ -150,11 +149,22 @@ thread_local! {
     static REWIND: (Cell<usize>, Cell<bool>) = const { (Cell::new(0), Cell::new(false)) };
 }
 
-/// The library wrote the calling thread's block (a quiescent state, going
-/// online or offline): a move back made before is over, as it should be.
+/// `REWIND`'s value while the library writes the block: even, so never a
+/// block moved back (an online block is odd).
+const WRITING: usize = 2;
+
+/// Runs `write`, the library's own write of the calling thread's block (a
+/// quiescent state, going online or offline): a move back made before is
+/// over, as it should be. Meanwhile `REWIND` says so, so that a signal
+/// handler's `call_rcu` that owes, run between the write and the record of
+/// it, neither takes the write for inlined code nor moves the block back
+/// under it (`report_due`).
 #[inline]
-fn rewind_over() {
+fn library_writes<R>(write: impl FnOnce() -> R) -> R {
+    let _ = REWIND.try_with(|(rewound, _)| rewound.set(WRITING));
+    let r = write();
     let _ = REWIND.try_with(|(rewound, _)| rewound.set(0));
+    r
 }
 
 /// Makes the calling (online) thread's next quiescent state take its slow
@@ -183,6 +193,10 @@ pub(crate) fn report_due() {
             // Its quiescent states never pay: only what one call owes is
             // kept, for a library `rcu_thread_offline` or unregistration.
             rcu_reclaim_urcu_common::call_rcu::owe_one_push_back_at_most();
+            return;
+        }
+        if rewound.get() == WRITING {
+            // A handler run inside the library's own write of the block.
             return;
         }
         with_block(|b| {
@@ -232,6 +246,17 @@ pub(crate) fn inlined_quiescent_state() {
 #[cfg(test)]
 pub(crate) fn moved_back() -> bool {
     REWIND.with(|(rewound, _)| rewound.get() != 0)
+}
+
+/// The library's write of a quiescent state (the block takes the word),
+/// with `handler` run between the write and its record, as a signal
+/// handler interrupting it would.
+#[cfg(test)]
+pub(crate) fn library_quiescent_state_interrupted_by(handler: impl FnOnce()) {
+    library_writes(|| {
+        with_block(|b| b.store(gp().load(Ordering::Relaxed), Ordering::Relaxed));
+        handler();
+    });
 }
 
 /// The calling thread's block.

@@ -36,10 +36,15 @@
 //! flag raised, and the thread's next quiescent state wakes it, inlined or
 //! not, as in liburcu. Such a program's inlined quiescent states and
 //! `rcu_thread_offline` never reach the library, so its online threads are
-//! not held back by `call_rcu`'s push-back (below) until they unregister:
-//! an over-the-mark `call_rcu` only moves the thread's block a grace
-//! period back, and its next inlined quiescent state takes liburcu's slow
-//! path (three fences) and reports, as liburcu's own would.
+//! not held back by `call_rcu`'s push-back (below), as liburcu holds back
+//! no one: the first over-the-mark `call_rcu` moves the thread's block a
+//! grace period back, its next inlined quiescent state reports as
+//! liburcu's own would (its slow path: three fences), and the library,
+//! finding the block moved by no call of its own, moves that thread back
+//! no more (each move would hold up a grace period until the thread's
+//! next quiescent state) and keeps one call's wait owed at most, paid at a
+//! library `rcu_thread_offline` or `rcu_unregister_thread`. Registering
+//! again judges the thread afresh.
 //!
 //! # Semantics, where liburcu leaves them open
 //! * A registered thread starts online. `rcu_read_lock` on an online

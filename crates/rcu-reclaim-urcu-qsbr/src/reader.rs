@@ -649,6 +649,42 @@ mod tests {
         .unwrap();
     }
 
+    /// A signal handler's `call_rcu` that owes, run between the library's
+    /// own write of the block and its record of it, does not take that
+    /// write for inlined code (the thread would never be moved back
+    /// again), nor moves the block back under it.
+    #[test]
+    fn an_owing_call_inside_the_librarys_own_write_of_the_block_changes_nothing() {
+        use crate::lgpl::{
+            block, found_inlined, library_quiescent_state_interrupted_by, moved_back, report_due,
+        };
+        std::thread::spawn(|| {
+            urcu_qsbr_register_thread();
+            for _ in 0..10_000 {
+                urcu_qsbr_quiescent_state();
+                report_due();
+                if moved_back() {
+                    break;
+                }
+            }
+            assert!(moved_back(), "the block was never moved back");
+            let mut during = 0;
+            library_quiescent_state_interrupted_by(|| {
+                report_due();
+                during = block();
+            });
+            assert!(
+                !found_inlined(),
+                "the library's write taken for inlined code"
+            );
+            assert_eq!(block(), during, "moved back under the write");
+            assert!(!moved_back());
+            urcu_qsbr_unregister_thread();
+        })
+        .join()
+        .unwrap();
+    }
+
     static RAN: AtomicU32 = AtomicU32::new(0);
 
     unsafe extern "C" fn count(_: *mut c_void) {
