@@ -33,7 +33,8 @@ unsafe impl Send for HeadList {}
 
 impl HeadList {
     /// Lists the chain from `newest` along `next`; returns how many heads
-    /// it holds. `None`, the list left empty, if the chain runs into a cycle
+    /// it holds. `None`, the list left empty (with no more room than
+    /// [`KEEP`]), if the chain runs into a cycle
     /// (a head queued twice: see `cut_cycle`) or the list cannot grow.
     ///
     /// # Safety
@@ -46,7 +47,7 @@ impl HeadList {
             if self.0.len() == self.0.capacity()
                 && self.0.try_reserve(self.0.len().max(64)).is_err()
             {
-                self.0.clear();
+                self.empty();
                 return None;
             }
             self.0.push(cur);
@@ -54,7 +55,9 @@ impl HeadList {
             cur = unsafe { (*cur).next };
             since += 1;
             if cur == mark {
-                self.0.clear();
+                // What it grew to for this chain is given back, as after a
+                // listed batch: the batch goes on without the list.
+                self.empty();
                 return None;
             }
             if since == power {
@@ -89,6 +92,12 @@ impl HeadList {
                 }
             }
         }
+        self.empty();
+    }
+
+    /// Empties the list, giving back the room a flood's batch grew it to
+    /// past [`KEEP`].
+    fn empty(&mut self) {
         self.0.clear();
         if self.0.capacity() > KEEP {
             self.0.shrink_to(KEEP);
