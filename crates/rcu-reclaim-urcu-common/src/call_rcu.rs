@@ -529,7 +529,7 @@ fn barrier_now<F: Flavor>() {
     // while a call of this thread is interrupted: handed over first.
     let _busy = Busy::<F>::enter();
     deliver_orphans_for_barrier::<F>();
-    if on_crdp_thread() {
+    if !crate::crdp::invoking_here().is_null() {
         // liburcu deadlocks here (its thread waits for itself). The heads
         // queued on this thread before the call (the rest of the batch in
         // hand, and what came after it) run only once this callback has
@@ -592,7 +592,10 @@ pub fn backlog() -> (usize, usize) {
 /// deadlocks even with one): returns whether one was skipped, and how
 /// many callbacks ran on the calling thread (`here`).
 pub fn wait_all_drained(here: bool) -> (bool, usize) {
-    let me = WORKER_OF.with(|t| t.get());
+    // A callback of a batch that a reclaimer runs on its own thread
+    // (`drain_here`) waits as one on the crdp's thread: that batch's crdp
+    // counts it done only once the callback has returned.
+    let me = crate::crdp::invoking_here();
     let crdps: Vec<_> = all().clone();
     let mine = crdps.iter().find(|c| ptr::eq(Arc::as_ptr(c), me)).cloned();
     if let Some(m) = &mine {

@@ -467,6 +467,37 @@ fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
     );
 }
 
+/// `rcu_barrier` from a call_rcu callback that `rcu_reclaim_run_callbacks`
+/// runs on the reclaimer's thread: it waited for the batch it was called
+/// from (a hang); as on a call_rcu thread, it now skips that batch's
+/// crdp, says so, and returns.
+#[test]
+fn a_barrier_in_a_callback_the_reclaimer_runs_returns() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let lib_dir = env.lib.parent().expect("the library has a directory");
+    let include = format!("-I{}", env.crate_dir.join("include").display());
+    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
+    let libdir = format!("-L{}", lib_dir.display());
+    let exe = env.compile(
+        "barrier_in_reclaimer_callback",
+        &[&include],
+        &[&libdir, &rpath, "-lrcu_reclaim_urcu"],
+    );
+    let out = run(&exe, None);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout, "a barrier in a callback the reclaimer ran returned\n",
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("rcu_barrier() called from a call_rcu callback"),
+        "no message:\n{}",
+        out.stderr
+    );
+}
+
 /// The same misuse on two call_rcu threads at once: a callback on each
 /// calls `rcu_barrier`. Each waited for the other thread, busy in its own
 /// barrier, for ever (before: a silent hang after the first message; liburcu

@@ -61,6 +61,22 @@ thread_local! {
     };
     /// On a crdp's own thread: that crdp.
     pub(crate) static WORKER_OF: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
+    /// On a thread that runs a crdp's batch for a reclaimer (`drain_here`,
+    /// holding its `batch` lock): that crdp, while the batch runs.
+    static DRAINING: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
+}
+
+/// The crdp whose batch the calling thread invokes now: its own thread's,
+/// or one it drains for a reclaimer (`drain_here`); null if none. A
+/// callback's `rcu_barrier` cannot wait for it: its `done` counts the
+/// batch only once the callback has returned.
+pub(crate) fn invoking_here() -> *const CallRcuData {
+    let own = WORKER_OF.with(|t| t.get());
+    if own.is_null() {
+        DRAINING.with(|d| d.get())
+    } else {
+        own
+    }
 }
 
 #[derive(Default)]
@@ -729,7 +745,12 @@ impl CallRcuData {
         let Some(mut in_order) = try_lock(&self.batch) else {
             return (0, 0);
         };
-        self.run_batch_locked(&mut in_order, None)
+        // Its callbacks run here as on the crdp's thread: a barrier they
+        // call must not wait for this crdp, whose batch is this one.
+        let outer = DRAINING.with(|d| d.replace(self));
+        let ran = self.run_batch_locked(&mut in_order, None);
+        DRAINING.with(|d| d.set(outer));
+        ran
     }
 
     /// Heads taken into batches so far.
