@@ -1006,6 +1006,8 @@ pub(crate) fn rebuild_in_child<F: Flavor>(all: &mut Vec<Arc<CallRcuData>>) {
     // one it ran is abandoned below), so it waits for every crdp's
     // callbacks, the ones it adopts included.
     WORKER_OF.with(|t| t.set(ptr::null()));
+    // Nor does a reclaimer's callback that forked (`drain_here`).
+    crate::crdp::DRAINING.with(|t| t.set(ptr::null()));
     let new_default = install_default::<F>(all);
     for c in old {
         new_default.adopt(c.abandon_in_child());

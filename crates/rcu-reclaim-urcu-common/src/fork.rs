@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rcu_reclaim::fork::ForkGuard;
 
 use crate::call_rcu::{self, CallRcuData};
-use crate::crdp::{all, WORKER_OF};
+use crate::crdp::all;
 use crate::fork_window::{self, forking_here};
 use crate::{defer, Flavor};
 
@@ -151,7 +151,11 @@ pub fn before_fork<F: Flavor>() {
     // `pthread_atfork`), that thread's crdp is paused where it is: in the
     // callback, holding none of its locks but its batch order, which the
     // forking thread keeps in the child (liburcu waits for it for ever).
-    let me = WORKER_OF.with(|t| t.get());
+    // So is the crdp whose batch the thread runs for a reclaimer (a
+    // callback of `rcu_reclaim_run_callbacks` that forks): it holds that
+    // crdp's batch order, which the crdp's own thread waits for (to pause,
+    // it must first take its batch: before, the fork waited for ever).
+    let me = crate::crdp::invoking_here();
     // Said before the pauses below: a call_rcu thread whose batch waits
     // for a grace period this section holds up never pauses, and the
     // caller waits for it for ever (as liburcu's does), silently before.

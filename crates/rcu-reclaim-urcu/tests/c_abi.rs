@@ -498,6 +498,32 @@ fn a_barrier_in_a_callback_the_reclaimer_runs_returns() {
     );
 }
 
+/// A fork through the hooks from a call_rcu callback that
+/// `rcu_reclaim_run_callbacks` runs, while the call_rcu thread waits for
+/// the batch order the reclaimer holds: `call_rcu_before_fork` waited for
+/// that thread to pause, for ever; it now leaves that crdp where it is, as
+/// it does a forking callback's own.
+#[test]
+fn a_fork_in_a_callback_the_reclaimer_runs_completes() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let lib_dir = env.lib.parent().expect("the library has a directory");
+    let include = format!("-I{}", env.crate_dir.join("include").display());
+    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
+    let libdir = format!("-L{}", lib_dir.display());
+    let exe = env.compile(
+        "fork_in_reclaimer_callback",
+        &[&include],
+        &[&libdir, &rpath, "-lrcu_reclaim_urcu"],
+    );
+    let out = run(&exe, None);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout, "forked in a callback the reclaimer ran; later callbacks ran: 8\n",
+        "{}",
+        out.stderr
+    );
+}
+
 /// The same misuse on two call_rcu threads at once: a callback on each
 /// calls `rcu_barrier`. Each waited for the other thread, busy in its own
 /// barrier, for ever (before: a silent hang after the first message; liburcu

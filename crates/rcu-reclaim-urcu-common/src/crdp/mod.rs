@@ -63,7 +63,7 @@ thread_local! {
     pub(crate) static WORKER_OF: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
     /// On a thread that runs a crdp's batch for a reclaimer (`drain_here`,
     /// holding its `batch` lock): that crdp, while the batch runs.
-    static DRAINING: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
+    pub(crate) static DRAINING: std::cell::Cell<*const CallRcuData> = const { std::cell::Cell::new(ptr::null()) };
 }
 
 /// The crdp whose batch the calling thread invokes now: its own thread's,
