@@ -758,7 +758,10 @@ pub unsafe fn call_rcu_data_free<F: Flavor>(crdp: *mut CallRcuData) {
     }
     // SAFETY: per the contract, `crdp` is the reference `create` returned.
     let crdp = unsafe { Arc::from_raw(crdp.cast_const()) };
-    if ptr::eq(Arc::as_ptr(&crdp), WORKER_OF.with(|t| t.get())) {
+    // Its own thread, or a reclaimer's that runs its batch (`drain_here`,
+    // holding the batch order its thread waits for: stopping the thread
+    // there waited for ever).
+    if ptr::eq(Arc::as_ptr(&crdp), crate::crdp::invoking_here()) {
         eprintln!(
             "[error] rcu-reclaim-urcu: call_rcu_data_free() called from a callback of that \
              call_rcu_data: its thread cannot stop while it runs the callback; it is freed \

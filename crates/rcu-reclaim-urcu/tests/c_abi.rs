@@ -467,6 +467,38 @@ fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
     );
 }
 
+/// `call_rcu_data_free` of a call_rcu_data from one of its callbacks that
+/// `rcu_reclaim_run_callbacks` runs on the reclaimer's thread: stopping its
+/// thread waited for that thread, which waited for the batch the reclaimer
+/// held (a hang); as from its own thread, it is now freed once the
+/// callback returns, and said so.
+#[test]
+fn a_call_rcu_data_freed_in_a_callback_the_reclaimer_runs_is_freed_after() {
+    let Some(env) = Env::get(&MEMB) else { return };
+    let lib_dir = env.lib.parent().expect("the library has a directory");
+    let include = format!("-I{}", env.crate_dir.join("include").display());
+    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
+    let libdir = format!("-L{}", lib_dir.display());
+    let exe = env.compile(
+        "free_in_reclaimer_callback",
+        &[&include],
+        &[&libdir, &rpath, "-lrcu_reclaim_urcu"],
+    );
+    let out = run(&exe, None);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout, "a call_rcu_data freed in a callback the reclaimer ran\n",
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("call_rcu_data_free() called from a callback of that call_rcu_data"),
+        "no message:\n{}",
+        out.stderr
+    );
+}
+
 /// `rcu_barrier` from a call_rcu callback that `rcu_reclaim_run_callbacks`
 /// runs on the reclaimer's thread: it waited for the batch it was called
 /// from (a hang); as on a call_rcu thread, it now skips that batch's
