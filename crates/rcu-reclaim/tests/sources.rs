@@ -695,3 +695,53 @@ fn a_level_displays_as_the_kernel_and_serde_name_it() {
         );
     }
 }
+
+/// A source of the caller's that holds a handle of its domain is dropped
+/// before the monitor's drop returns, as when that drop joined the
+/// thread: the caller's handle is then the last, and dropping it runs the
+/// domain's callbacks. The monitor's drop returned before its thread had
+/// dropped the source (for the PSI trigger's 10-20 ms close): the source's
+/// handle was the last one, let go later on the monitor's thread, and the
+/// callback had not run when the caller's "last" handle was dropped.
+#[test]
+fn a_source_that_holds_its_domain_is_dropped_before_the_monitor_drop_returns() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    /// Reads the domain it serves; closing what it watches takes a while
+    /// (as a PSI trigger's close takes the kernel 10-20 ms).
+    struct OfTheDomain {
+        _rcu: Rcu,
+    }
+    impl PressureSource for OfTheDomain {
+        fn describe(&self) -> String {
+            "of the domain".into()
+        }
+        fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+            thread::sleep(timeout.min(Duration::from_millis(1)));
+            Ok(None)
+        }
+    }
+    impl Drop for OfTheDomain {
+        fn drop(&mut self) {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let monitor = PressureMonitor::start(
+        &rcu,
+        Box::new(OfTheDomain { _rcu: rcu.clone() }),
+        Duration::from_millis(5),
+        None,
+    );
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    rcu.call(move || flag.store(true, Ordering::SeqCst));
+    thread::sleep(Duration::from_millis(10));
+    drop(monitor);
+    // The last handle: its drop runs what is queued before returning.
+    drop(rcu);
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "the domain's last handle was the source's, still held by the monitor's thread"
+    );
+}

@@ -85,10 +85,11 @@ struct Shared {
     /// up to 100 ms, without it). Here, not in the thread, so it stays open as
     /// long as either side may use it.
     waker: Option<OwnedFd>,
-    /// The thread has stopped watching and let go of the domain and the
-    /// links: it only drops its source now, which takes the kernel 10–20 ms
-    /// for a PSI trigger (its removal waits for an RCU grace period of the
-    /// kernel's), and which the drop does not wait for.
+    /// The thread has stopped watching and let go of the domain, the
+    /// links and a source of the caller's: it only drops one of the
+    /// library's sources now (one that took the waker), which takes the
+    /// kernel 10–20 ms for a PSI trigger (its removal waits for an RCU
+    /// grace period of the kernel's), and which the drop does not wait for.
     ran: AtomicBool,
 }
 
@@ -152,17 +153,18 @@ fn wake(waker: &OwnedFd) {
 /// [`auto_pressure`]'s, whose waits also end on a descriptor the drop
 /// writes); for a source of yours (or a
 /// [`SyntheticSource`](super::SyntheticSource)), after at most `quiet`,
-/// clamped between 1 ms and 100 ms. That holds for a cache built with
+/// clamped between 1 ms and 100 ms. A source of yours is dropped before
+/// the drop returns (one of the library's may be closed just after, on
+/// the thread). That holds for a cache built with
 /// [`RcuCacheBuilder::auto_pressure`](crate::RcuCacheBuilder::auto_pressure)
 /// or [`pressure_source`](crate::RcuCacheBuilder::pressure_source) too (the
 /// cache's drop drops its monitor); a program with many caches can still
 /// build them with one [`budget`](crate::RcuCacheBuilder::budget) and no
 /// monitor of their own, and start one with [`auto_pressure_for`], for one
-/// thread in all. An event may be running
-/// and start one with [`auto_pressure_for`]. An event may be running
-/// shrinkers, which may wait for a lock the dropping thread holds: the
-/// join waits one second at most, then leaves the thread to stop on its
-/// own, and says so. A call whose monitor is thrown away is warned about:
+/// thread in all. An event may be running shrinkers, which may wait for a
+/// lock the dropping thread holds: the join waits one second at most, then
+/// leaves the thread to stop on its own, and says so. A call whose
+/// monitor is thrown away is warned about:
 ///
 /// ```compile_fail
 /// #![deny(unused_must_use)]
@@ -242,6 +244,20 @@ impl PressureMonitor {
                 };
                 run(&s, &r, (source.as_mut(), &name), quiet, link);
                 drop((r, budget, reclaimer));
+                // Only the library's sources take the waker (the trait's
+                // method for it is hidden), and only theirs are dropped
+                // after the drop returns. A source of the caller's may
+                // hold what the caller counts on being gone once the
+                // monitor is (a handle of the domain, whose last one runs
+                // its callbacks and deferred drops): it goes first, as it
+                // did when the drop joined the thread.
+                let source = match s.waker {
+                    Some(_) => Some(source),
+                    None => {
+                        drop(source);
+                        None
+                    }
+                };
                 s.ran.store(true, Ordering::Release);
                 drop(source);
             },
