@@ -745,3 +745,31 @@ fn a_source_that_holds_its_domain_is_dropped_before_the_monitor_drop_returns() {
         "the domain's last handle was the source's, still held by the monitor's thread"
     );
 }
+
+/// A source of the caller's whose `describe` and (hidden) `wake_also_on`
+/// panic still gets a monitor, which starts, names it as best it can and
+/// stops when dropped (the start panicked before).
+#[test]
+fn a_source_that_panics_when_described_or_given_a_waker_is_still_monitored() {
+    struct Rude;
+    impl PressureSource for Rude {
+        fn describe(&self) -> String {
+            panic!("no description")
+        }
+        fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+            std::thread::sleep(timeout.min(Duration::from_millis(5)));
+            Ok(None)
+        }
+        fn wake_also_on(&mut self, _: Option<std::os::fd::RawFd>) -> bool {
+            panic!("no waker")
+        }
+    }
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let monitor = PressureMonitor::start(&rcu, Box::new(Rude), Duration::from_millis(10), None);
+    assert!(
+        monitor.stats().source.contains("describe() panicked"),
+        "{}",
+        monitor.stats().source
+    );
+    drop(monitor);
+}

@@ -102,7 +102,10 @@ fn waker_for(source: &mut dyn PressureSource) -> Option<OwnedFd> {
     }
     // SAFETY: a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    source.wake_also_on(Some(fd.as_raw_fd())).then_some(fd)
+    // A source of the caller's that panics here wakes on nothing: the
+    // monitor starts all the same, as it goes on past a panicking wait.
+    let took = crate::sync::catch_panic(|| source.wake_also_on(Some(fd.as_raw_fd())));
+    took.unwrap_or(false).then_some(fd)
 }
 
 /// Makes a monitor's waker readable: the source's wait ends.
@@ -232,7 +235,8 @@ impl PressureMonitor {
             waker,
             ran: AtomicBool::new(false),
         });
-        let description = source.describe();
+        let description = crate::sync::catch_panic(|| source.describe())
+            .unwrap_or_else(|_| "a pressure source (its describe() panicked)".into());
         tracing::info!(source = %description, "rcu-reclaim: pressure monitor started");
         let (s, r, name) = (shared.clone(), rcu.clone(), description.clone());
         let thread = crate::sys::spawn_quiet(
