@@ -89,8 +89,13 @@ pub trait Flavor: 'static {
     /// found the backlog over the push-back mark and recorded the wait as
     /// owed (`call_rcu::owes_push_back`): the flavor makes the thread's
     /// next quiescent state take the path that pays it
-    /// (`call_rcu::pay_owed_push_back`). Memb: never called.
-    fn push_back_owed() {}
+    /// (`call_rcu::pay_owed_push_back`). Returns whether it does: `false`
+    /// for a thread whose quiescent states never reach the library (a QSBR
+    /// program built with `_LGPL_SOURCE`), whose `call_rcu` then takes the
+    /// wait's time itself while memory is short. Memb: never called.
+    fn push_back_owed() -> bool {
+        true
+    }
 
     /// Called first by `call_rcu_before_fork`, before the domain is
     /// stopped for the fork (a QSBR drop-in drops the caller's registration

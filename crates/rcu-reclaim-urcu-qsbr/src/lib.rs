@@ -43,8 +43,9 @@
 //! finding the block moved by no call of its own, moves that thread back
 //! no more (each move would hold up a grace period until the thread's
 //! next quiescent state) and keeps one call's wait owed at most, paid at a
-//! library `rcu_thread_offline` or `rcu_unregister_thread`. Registering
-//! again judges the thread afresh.
+//! library `rcu_thread_offline` or `rcu_unregister_thread`; while memory
+//! is short, its `call_rcu` over the mark takes the wait's time itself,
+//! online. Registering again judges the thread afresh.
 //!
 //! # Semantics, where liburcu leaves them open
 //! * A registered thread starts online. `rcu_read_lock` on an online
@@ -171,8 +172,8 @@ impl UrcuFlavor for Qsbr {
         reader::online()
     }
 
-    fn push_back_owed() {
-        lgpl::report_due();
+    fn push_back_owed() -> bool {
+        lgpl::report_due()
     }
 
     fn before_fork() {

@@ -167,6 +167,25 @@ fn online_threads_flooding_call_rcu_with_heavy_objects_keep_to_the_cgroup_limit(
     }
 }
 
+/// The same flood from a program built with `_LGPL_SOURCE`, whose inlined
+/// quiescent states never pay a push-back: while memory is short each
+/// `call_rcu` over the mark takes the wait's time itself (online). 4 KiB
+/// objects peaked at 71-72 MiB; it was OOM-killed in every run before, as
+/// it is on liburcu-qsbr. (16 KiB objects lived at 91-93 MiB: too near the
+/// limit for a loaded CI machine.)
+#[test]
+fn lgpl_threads_flooding_call_rcu_with_heavy_objects_keep_to_the_cgroup_limit() {
+    let Some(env) = Env::get(&QSBR) else { return };
+    let exe = env.compile("flood_heavy", &["-D_LGPL_SOURCE"], &["-lurcu-qsbr"]);
+    let Some(run) = env.run_ours_in_100_mib("qsbr-lgpl-flood", &exe, &["4", "2", "4096", "64"])
+    else {
+        return;
+    };
+    run.assert_flood_lived_and_ran_all(
+        "4096-byte objects from _LGPL_SOURCE threads, a quiescent state every 64 calls",
+    );
+}
+
 #[test]
 fn offline_threads_never_block_synchronize_rcu() {
     same_as_liburcu("offline");

@@ -585,6 +585,12 @@ impl CallRcuData {
         state
     }
 
+    /// Whether the last look at the domain's memory (`memory_state`) found
+    /// it short: a pressure signal, or the cgroup's usage near its mark.
+    pub(crate) fn memory_short(&self) -> bool {
+        self.memory.load(Ordering::Relaxed) != MemoryState::Plenty as u8
+    }
+
     /// Whether the heads queued and not yet taken into a batch are over the
     /// push-back mark now (as `push` judges it).
     pub(crate) fn over_mark_now(&self) -> bool {
