@@ -555,7 +555,7 @@ pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
 /// [`lock_within`] for the std mutexes of [`lock_std`].
 #[cfg(not(loom))]
 #[cold]
-fn lock_std_within<'a, T>(
+pub(crate) fn lock_std_within<'a, T>(
     m: &'a std::sync::Mutex<T>,
     limit: std::time::Duration,
     stuck: impl FnOnce(std::time::Duration) -> std::sync::MutexGuard<'a, T>,

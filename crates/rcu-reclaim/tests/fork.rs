@@ -542,6 +542,45 @@ fn a_leaked_fork_guard_is_named_not_an_abort_at_thread_exit() {
     );
 }
 
+/// The first retire of a domain starts its callback workers, whose lock a
+/// `ForkGuard` holds: a `call` on another thread while a guard is leaked
+/// (or left unresolved) waited for it for good, in silence, where a
+/// grace period's wait says after 5 s that the guard was never resolved.
+/// It says so too now. In a forked child, as the domain stays stopped.
+#[test]
+fn a_first_call_waiting_for_a_leaked_fork_guard_says_so() {
+    let status = common::forked_child_status(Rcu::global(), || {
+        // No retire before the leak: the workers are not started yet.
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let r = rcu.clone();
+        std::thread::spawn(move || std::mem::forget(r.prepare_fork()))
+            .join()
+            .unwrap();
+        let captured = common::Captured::default();
+        let (sink, r) = (captured.clone(), rcu.clone());
+        let caller = std::thread::spawn(move || {
+            let _default = sink.on_this_thread();
+            r.call(|| {});
+        });
+        let start = Instant::now();
+        while !captured.text().contains("its ForkGuard was never resolved")
+            && start.elapsed() < Duration::from_secs(15)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = captured.text();
+        let ok = !caller.is_finished() && log.contains("its ForkGuard was never resolved");
+        if !ok {
+            eprintln!("the call's log: {log:?}");
+        }
+        ok
+    });
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child ended with status {status:#x}"
+    );
+}
+
 /// Every callback queued before a prepared fork runs in the child, also
 /// those of threads that were retiring without pause: a thread caught at
 /// the fork inside its retire's fast path left its bulk page half written,

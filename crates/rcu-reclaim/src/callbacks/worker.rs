@@ -87,7 +87,7 @@ impl Workers {
         if self.started.load(Ordering::Acquire) {
             return;
         }
-        let mut t = lock(&self.threads);
+        let mut t = self.lock_threads(inner.gp());
         self.started.store(true, Ordering::Release);
         if t.started || t.stopped {
             return;
@@ -134,6 +134,39 @@ impl Workers {
                 }
             }
         }
+    }
+
+    /// Takes `threads` for [`ensure_started`](Self::ensure_started). A
+    /// `ForkGuard` holds it from `prepare_fork` until it is resolved, so
+    /// the first retire of a domain waits for the guard: after
+    /// [`FORK_GUARD_WAIT`](crate::gp::FORK_GUARD_WAIT) it says that the
+    /// guard was never resolved (a guard leaked with `mem::forget` stops
+    /// the domain for good), as a grace period's wait does, and waits on.
+    /// It waited in silence before. The guard's own thread panics instead
+    /// (`lock`).
+    fn lock_threads(&self, gp: &crate::gp::GracePeriods) -> std::sync::MutexGuard<'_, Threads> {
+        #[cfg(not(loom))]
+        if !crate::sync::holds_fork_locks() {
+            if let Some(t) = crate::sync::try_lock_std(&self.threads) {
+                return t;
+            }
+            if gp.held_for_fork() {
+                return crate::sync::lock_std_within(
+                    &self.threads,
+                    crate::gp::FORK_GUARD_WAIT,
+                    |waited| {
+                        gp.warn_fork_guard_unresolved(
+                            "a retire starting the callback workers",
+                            waited,
+                        );
+                        lock(&self.threads)
+                    },
+                );
+            }
+        }
+        #[cfg(loom)]
+        let _ = gp;
+        lock(&self.threads)
     }
 
     /// Tells `node`'s workers that a shard has work ready.

@@ -35,7 +35,7 @@ const SEQ_STATE_MASK: u64 = 3;
 /// How long a waiter for `gp_lock` waits for an unresolved `ForkGuard`
 /// (`Rcu::prepare_fork`) before it says so, then waits on.
 #[cfg(not(loom))]
-const FORK_GUARD_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const FORK_GUARD_WAIT: Duration = Duration::from_secs(5);
 
 /// The longest nap between two looks of a waiter for a shard's run lock
 /// (`lock_after_fork_reporting`): the most a `barrier` that waited for a
@@ -306,7 +306,7 @@ impl GracePeriods {
     #[cfg(not(loom))]
     #[cold]
     #[inline(never)]
-    fn warn_fork_guard_unresolved(&self, what: &str, waited: Duration) {
+    pub(crate) fn warn_fork_guard_unresolved(&self, what: &str, waited: Duration) {
         crate::sys::warn_loud(&format!(
             "rcu-reclaim: {what} of domain {} has waited {waited:?} for the domain to come back \
              from prepare_fork(): its ForkGuard was never resolved. Call fork(), then \
@@ -385,6 +385,14 @@ impl GracePeriods {
         let held = crate::sync::lock_for_fork(&self.gp_lock);
         self.held_for_fork.store(true, Ordering::Relaxed);
         held
+    }
+
+    /// Whether a `ForkGuard` holds the domain stopped (see
+    /// `held_for_fork`): a waiter for one of the locks it holds says,
+    /// after [`FORK_GUARD_WAIT`], that the guard was never resolved.
+    #[cfg(not(loom))]
+    pub(crate) fn held_for_fork(&self) -> bool {
+        self.held_for_fork.load(Ordering::Relaxed)
     }
 
     /// The `ForkGuard` that holds `gp_lock` is about to let it go.
