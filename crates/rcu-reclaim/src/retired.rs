@@ -152,7 +152,10 @@ impl<T> Retired<T> {
         self.cookie
     }
 
-    /// Whether a grace period has elapsed since the unlink.
+    /// Whether a grace period has elapsed since the unlink. When none has,
+    /// it also makes sure one will run (as [`Rcu::start_poll`]; never
+    /// blocks), so a loop on it, or on [`try_into_box`](Retired::try_into_box),
+    /// ends even where nothing else waits for a grace period.
     ///
     /// ```
     /// let cell = rcu_reclaim::RcuCell::new(1);
@@ -160,8 +163,19 @@ impl<T> Retired<T> {
     /// cell.domain().synchronize();
     /// assert!(retired.is_safe());
     /// ```
+    ///
+    /// Polled alone, on an idle domain:
+    ///
+    /// ```
+    /// let cell = rcu_reclaim::RcuCell::new(1);
+    /// let retired = cell.take().unwrap();
+    /// while !retired.is_safe() {
+    ///     std::thread::sleep(std::time::Duration::from_millis(1));
+    /// }
+    /// ```
+    #[track_caller]
     pub fn is_safe(&self) -> bool {
-        self.rcu.poll(&self.cookie)
+        self.rcu.poll_and_request(&self.cookie)
     }
 
     /// The value, after waiting for a grace period if none has elapsed yet.
@@ -187,7 +201,9 @@ impl<T> Retired<T> {
         unsafe { self.take_box() }
     }
 
-    /// The value if a grace period has elapsed, else `self` back. Never blocks.
+    /// The value if a grace period has elapsed, else `self` back (and a
+    /// grace period started, as [`is_safe`](Retired::is_safe) does, so
+    /// that trying again later succeeds). Never blocks.
     ///
     /// ```
     /// let cell = rcu_reclaim::RcuCell::new(3);

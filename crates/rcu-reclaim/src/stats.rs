@@ -87,7 +87,8 @@ pub struct Stats {
     pub writer_parks: u64,
     /// Reader stalls reported (once per stall).
     pub stalls_reported: u64,
-    /// Grace periods requested through `start_poll`.
+    /// Grace periods requested through `start_poll` (or by a `Retired`'s
+    /// `is_safe` or `try_into_box` that found its grace period pending).
     pub poll_requests: u64,
     /// Grace periods completed by retiring threads' non-blocking steps
     /// (without waiting, when they hand a full page to their queue), not by

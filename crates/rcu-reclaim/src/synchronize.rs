@@ -166,12 +166,27 @@ impl Rcu {
     /// ```
     pub fn start_poll(&self) -> Cookie {
         let cookie = self.get_state();
-        if !self.poll(&cookie) {
-            bump(&self.inner().gp.counters.poll_requests);
-            #[cfg(not(loom))]
-            self.inner().kthread.request(self.inner(), cookie.seq);
-        }
+        self.poll_and_request(&cookie);
         cookie
+    }
+
+    /// [`poll`](Rcu::poll), and when the cookie is not complete, makes sure
+    /// a grace period that completes it will run (as
+    /// [`start_poll`](Rcu::start_poll) does), so that a caller polling a
+    /// cookie taken with [`get_state`](Rcu::get_state) (a [`Retired`]'s)
+    /// in a loop sees it complete on an otherwise idle domain. Never
+    /// blocks.
+    ///
+    /// [`Retired`]: crate::Retired
+    #[track_caller]
+    pub(crate) fn poll_and_request(&self, cookie: &Cookie) -> bool {
+        if self.poll(cookie) {
+            return true;
+        }
+        bump(&self.inner().gp.counters.poll_requests);
+        #[cfg(not(loom))]
+        self.inner().kthread.request(self.inner(), cookie.seq);
+        false
     }
 
     /// Whether a full grace period has elapsed since `cookie` was taken.

@@ -223,9 +223,7 @@ fn writer_step(cell: &RcuCell<Val>, rcu: &Rcu, book: &Arc<Book>, i: u64) {
                         }
                         Err(o) => {
                             old = o;
-                            // try_into_box starts no grace period (nor does
-                            // collect without garbage of this thread): ask.
-                            let _ = rcu.start_poll();
+                            // try_into_box has asked for the grace period.
                             rcu.collect();
                             thread::yield_now();
                         }

@@ -678,7 +678,9 @@ fn retired_into_box_before_and_after_a_grace_period() {
     let drops = Drops::new(100);
     let cell = RcuCell::new_in(&rcu, Some(Box::new(Val::new(&drops, 1))));
     let r = cell.take().unwrap();
-    assert!(!r.is_safe());
+    // `rcu.poll`, not `r.is_safe()`: that would start the grace period,
+    // which could end before the `try_into_box` below.
+    assert!(!rcu.poll(&r.cookie()));
     let Err(r) = r.try_into_box() else {
         panic!("no grace period has run")
     };

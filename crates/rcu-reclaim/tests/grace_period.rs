@@ -161,6 +161,41 @@ fn start_poll_completes_without_anyone_synchronizing() {
     }
 }
 
+/// A `Retired` polled with `try_into_box` (or `is_safe`) in a loop, on an
+/// otherwise idle domain: nothing else starts a grace period, so the poll
+/// must, or the loop never ends.
+#[test]
+fn a_retired_polled_in_a_loop_completes_without_anyone_synchronizing() {
+    for rcu in domains() {
+        let cell = rcu_reclaim::RcuCell::new_in(&rcu, Some(Box::new(vec![1u8; 16])));
+        let mut retired = cell.replace(Box::new(vec![2u8; 16])).unwrap();
+        let t = Instant::now();
+        let value = loop {
+            match retired.try_into_box() {
+                Ok(value) => break value,
+                Err(back) => retired = back,
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "try_into_box never succeeded: no grace period was started"
+            );
+            thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(*value, vec![1u8; 16]);
+
+        let retired = cell.take().unwrap();
+        let t = Instant::now();
+        while !retired.is_safe() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "is_safe never became true: no grace period was started"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(*retired.try_into_box().ok().unwrap(), vec![2u8; 16]);
+    }
+}
+
 #[test]
 fn start_poll_inside_a_section_completes_after_it() {
     let rcu = Rcu::new(Config::new()).unwrap();
