@@ -141,7 +141,10 @@ pub trait Weigher<K, V>: Send + Sync + 'static {
 /// the memory behind it, so the cache's byte capacity would bound nothing.
 /// (`cargo build` reports it, E0080, as the cache's code is generated;
 /// `cargo check` does not, and the error points into this crate: its
-/// message names the weigher to write.) Such a cache names its weight:
+/// message names the weigher to write.) Such a cache names its weight,
+/// with a closure that names both parameter types (`|_key, v: &Arc<..>|`
+/// leaves the key's lifetime to inference, and the compiler answers
+/// "implementation of `FnOnce` is not general enough"):
 ///
 /// ```compile_fail
 /// use std::sync::Arc;
@@ -174,8 +177,9 @@ impl<K: ReclaimSize, V: ReclaimSize> Weigher<K, V> for HeapSize {
                 "rcu-reclaim: an RcuCache whose keys or values hold an Arc or Rc cannot be \
                  weighed by ReclaimSize, which counts such a pointer and not the memory it keeps \
                  alive (the byte capacity would bound nothing); give the builder a weigher that \
-                 counts it, e.g. RcuCache::builder().weigher(|_key, value: &Arc<Vec<u8>>| \
-                 value.len())"
+                 counts it, naming both parameter types (the key's too, or the closure is not \
+                 general enough), e.g. RcuCache::builder().weigher(|_: &u64, value: \
+                 &Arc<Vec<u8>>| value.len())"
             )
         };
         key.heap_size().saturating_add(value.heap_size())
