@@ -18,6 +18,15 @@ static ALLOC: AccountingAlloc = AccountingAlloc::system();
 
 const ENTRY: usize = 64 << 10;
 const MB: usize = 1_000_000;
+/// What the live count may still hold of the 100 MB once they are freed:
+/// memory the engine and the reclaimer allocate during the reclaim and
+/// still hold after it (about 0.25 MB here, the same after every later
+/// reclaim: no growth) is counted live too. Waiting for the whole 100 MB
+/// instead never ends, and the aware run printed the 30 s timeout as the
+/// time it took.
+const SLACK: usize = MB;
+/// How long to wait for the 100 MB to leave the heap.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 struct RcuCache {
     rcu: Rcu,
@@ -46,8 +55,9 @@ impl Shrinker for RcuCache {
     }
 }
 
-/// Returns (time for reclaim to return, time until 100 MB were really freed).
-fn run(aware: bool) -> (Duration, Duration) {
+/// Returns (time for reclaim to return, time until 100 MB were really
+/// freed, or `None` if they were not within [`PATIENCE`]).
+fn run(aware: bool) -> (Duration, Option<Duration>) {
     let rcu = Rcu::new(Config::new()).unwrap();
     // Warm the spare bulk pages, as in a process that has been running.
     for i in 0..20_000u64 {
@@ -65,16 +75,25 @@ fn run(aware: bool) -> (Duration, Duration) {
     let start = Instant::now();
     let result = reclaimer.reclaim(100 * MB, &NodeMask::all());
     let returned = start.elapsed();
-    while AccountingAlloc::live_bytes() + 100 * MB > before {
-        std::hint::spin_loop();
-        if start.elapsed() > Duration::from_secs(30) {
-            break;
+    let freed = loop {
+        if AccountingAlloc::live_bytes() + 100 * MB <= before + SLACK {
+            break Some(start.elapsed());
         }
-    }
-    let freed = start.elapsed();
+        if start.elapsed() > PATIENCE {
+            break None;
+        }
+        std::hint::spin_loop();
+    };
     let left = cache.entries.lock().unwrap().len() * ENTRY / MB;
+    let freed_text = match freed {
+        Some(t) => format!("100 MB really freed after {t:?}"),
+        None => format!(
+            "100 MB NOT freed within {PATIENCE:?} (live bytes fell {} MB)",
+            before.saturating_sub(AccountingAlloc::live_bytes()) / MB
+        ),
+    };
     println!(
-        "{}: reclaim returned {} in {returned:?}; 100 MB really freed after {freed:?}; cache left: {left} MB of 1000",
+        "{}: reclaim returned {} in {returned:?}; {freed_text}; cache left: {left} MB of 1000",
         if aware { "aware  " } else { "unaware" },
         if result.is_ok() { "Ok" } else { "OutOfMemory" },
     );
