@@ -569,8 +569,8 @@ impl Rcu {
             let which = if online > 1 {
                 format!("{online} QsbrThread registrations of this thread are online there")
             } else {
-                "a QsbrThread registration of this thread is online there (if this is inside \
-                 another registration's offline_while, this one is still online)"
+                "a QsbrThread registration of this thread is online there; if this is inside \
+                 another registration's offline_while, this one is still online"
                     .into()
             };
             panic!(
