@@ -559,6 +559,20 @@ mod tests {
         .unwrap();
     }
 
+    /// Reports (with `report`) and moves the calling thread's block back
+    /// (`report_due`), until a move back was not beaten by a grace period
+    /// starting (other tests run some).
+    fn move_back_after(report: impl Fn()) {
+        for _ in 0..10_000 {
+            report();
+            crate::lgpl::report_due();
+            if crate::lgpl::moved_back() {
+                return;
+            }
+        }
+        panic!("the block was never moved back");
+    }
+
     /// A thread whose quiescent states are inlined (built with
     /// `_LGPL_SOURCE`) never takes the library's slow path, so its debt is
     /// never paid there: each `call_rcu` that owed moved its block back
@@ -569,20 +583,7 @@ mod tests {
     /// whose quiescent states call the library is moved back as before.
     #[test]
     fn a_thread_whose_quiescent_states_are_inlined_is_moved_back_once_only() {
-        use crate::lgpl::{block, found_inlined, inlined_quiescent_state, moved_back, report_due};
-        /// Reports (with `report`) and moves the block back, until a move
-        /// back was not beaten by a grace period starting (other tests
-        /// run some).
-        fn move_back_after(report: impl Fn()) {
-            for _ in 0..10_000 {
-                report();
-                report_due();
-                if moved_back() {
-                    return;
-                }
-            }
-            panic!("the block was never moved back");
-        }
+        use crate::lgpl::{block, found_inlined, inlined_quiescent_state, report_due};
         std::thread::spawn(|| {
             urcu_qsbr_register_thread();
             // Quiescent states through the library: moved back each time.
@@ -618,17 +619,7 @@ mod tests {
     /// a grace period happened to wait.
     #[test]
     fn a_thread_found_inlined_is_moved_back_again_once_registered_again() {
-        use crate::lgpl::{found_inlined, inlined_quiescent_state, moved_back, report_due};
-        fn move_back_after(report: impl Fn()) {
-            for _ in 0..10_000 {
-                report();
-                report_due();
-                if moved_back() {
-                    return;
-                }
-            }
-            panic!("the block was never moved back");
-        }
+        use crate::lgpl::{found_inlined, inlined_quiescent_state, report_due};
         std::thread::spawn(|| {
             urcu_qsbr_register_thread();
             move_back_after(|| urcu_qsbr_quiescent_state());
@@ -660,14 +651,7 @@ mod tests {
         };
         std::thread::spawn(|| {
             urcu_qsbr_register_thread();
-            for _ in 0..10_000 {
-                urcu_qsbr_quiescent_state();
-                report_due();
-                if moved_back() {
-                    break;
-                }
-            }
-            assert!(moved_back(), "the block was never moved back");
+            move_back_after(|| urcu_qsbr_quiescent_state());
             let mut during = 0;
             library_quiescent_state_interrupted_by(|| {
                 report_due();

@@ -467,6 +467,19 @@ fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
     );
 }
 
+/// Builds `prog` against this library's own header (`rcu_reclaim.h`: the
+/// extensions beyond liburcu's API) and library, and runs it; `None` where
+/// the drop-in cannot be built here.
+fn run_extension(prog: &str) -> Option<harness::Output> {
+    let env = Env::get(&MEMB)?;
+    let lib_dir = env.lib.parent().expect("the library has a directory");
+    let include = format!("-I{}", env.crate_dir.join("include").display());
+    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
+    let libdir = format!("-L{}", lib_dir.display());
+    let exe = env.compile(prog, &[&include], &[&libdir, &rpath, "-lrcu_reclaim_urcu"]);
+    Some(run(&exe, None))
+}
+
 /// `call_rcu_data_free` of a call_rcu_data from one of its callbacks that
 /// `rcu_reclaim_run_callbacks` runs on the reclaimer's thread: stopping its
 /// thread waited for that thread, which waited for the batch the reclaimer
@@ -474,17 +487,9 @@ fn a_barrier_in_a_call_rcu_callback_says_what_it_cannot_wait_for() {
 /// callback returns, and said so.
 #[test]
 fn a_call_rcu_data_freed_in_a_callback_the_reclaimer_runs_is_freed_after() {
-    let Some(env) = Env::get(&MEMB) else { return };
-    let lib_dir = env.lib.parent().expect("the library has a directory");
-    let include = format!("-I{}", env.crate_dir.join("include").display());
-    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
-    let libdir = format!("-L{}", lib_dir.display());
-    let exe = env.compile(
-        "free_in_reclaimer_callback",
-        &[&include],
-        &[&libdir, &rpath, "-lrcu_reclaim_urcu"],
-    );
-    let out = run(&exe, None);
+    let Some(out) = run_extension("free_in_reclaimer_callback") else {
+        return;
+    };
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert_eq!(
         out.stdout, "a call_rcu_data freed in a callback the reclaimer ran\n",
@@ -505,17 +510,9 @@ fn a_call_rcu_data_freed_in_a_callback_the_reclaimer_runs_is_freed_after() {
 /// crdp, says so, and returns.
 #[test]
 fn a_barrier_in_a_callback_the_reclaimer_runs_returns() {
-    let Some(env) = Env::get(&MEMB) else { return };
-    let lib_dir = env.lib.parent().expect("the library has a directory");
-    let include = format!("-I{}", env.crate_dir.join("include").display());
-    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
-    let libdir = format!("-L{}", lib_dir.display());
-    let exe = env.compile(
-        "barrier_in_reclaimer_callback",
-        &[&include],
-        &[&libdir, &rpath, "-lrcu_reclaim_urcu"],
-    );
-    let out = run(&exe, None);
+    let Some(out) = run_extension("barrier_in_reclaimer_callback") else {
+        return;
+    };
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert_eq!(
         out.stdout, "a barrier in a callback the reclaimer ran returned\n",
@@ -537,17 +534,9 @@ fn a_barrier_in_a_callback_the_reclaimer_runs_returns() {
 /// it does a forking callback's own.
 #[test]
 fn a_fork_in_a_callback_the_reclaimer_runs_completes() {
-    let Some(env) = Env::get(&MEMB) else { return };
-    let lib_dir = env.lib.parent().expect("the library has a directory");
-    let include = format!("-I{}", env.crate_dir.join("include").display());
-    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
-    let libdir = format!("-L{}", lib_dir.display());
-    let exe = env.compile(
-        "fork_in_reclaimer_callback",
-        &[&include],
-        &[&libdir, &rpath, "-lrcu_reclaim_urcu"],
-    );
-    let out = run(&exe, None);
+    let Some(out) = run_extension("fork_in_reclaimer_callback") else {
+        return;
+    };
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert_eq!(
         out.stdout, "forked in a callback the reclaimer ran; later callbacks ran: 8\n",
@@ -575,10 +564,6 @@ fn barriers_in_callbacks_on_two_call_rcu_threads_both_return() {
     );
 }
 
-/// A callback that frees its own `call_rcu_data`: `call_rcu_data_free`
-/// waited for the thread to stop, that is for itself (before: a silent
-/// hang, as with liburcu). It now returns, saying so, and the crdp is freed
-/// once the callback returns; the rest of its batch and later callbacks run.
 /// An rcu_head passed to call_rcu() again before its callback ran: on top
 /// of its queue, the second call is refused; with other heads queued
 /// between, the queue runs into a cycle, which is cut: every head still
@@ -681,6 +666,10 @@ fn fork_hooks_inside_a_section_say_why_and_never_hang() {
     );
 }
 
+/// A callback that frees its own `call_rcu_data`: `call_rcu_data_free`
+/// waited for the thread to stop, that is for itself (before: a silent
+/// hang, as with liburcu). It now returns, saying so, and the crdp is freed
+/// once the callback returns; the rest of its batch and later callbacks run.
 #[test]
 fn a_callback_freeing_its_own_call_rcu_data_returns() {
     let Some(env) = Env::get(&MEMB) else { return };
@@ -955,17 +944,9 @@ fn freeing_an_installed_or_freed_call_rcu_data_is_reported() {
 
 #[test]
 fn polled_grace_periods_and_extensions() {
-    let Some(env) = Env::get(&MEMB) else { return };
-    let lib_dir = env.lib.parent().expect("the library has a directory");
-    let include = format!("-I{}", env.crate_dir.join("include").display());
-    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
-    let libdir = format!("-L{}", lib_dir.display());
-    let exe = env.compile(
-        "extensions",
-        &[&include],
-        &[&libdir, &rpath, "-lrcu_reclaim_urcu"],
-    );
-    let out = run(&exe, None);
+    let Some(out) = run_extension("extensions") else {
+        return;
+    };
     assert_eq!(
         out.code,
         Some(0),
