@@ -480,6 +480,19 @@ fn run_extension(prog: &str) -> Option<harness::Output> {
     Some(run(&exe, None))
 }
 
+/// [`run_extension`], checking that `prog` succeeds, prints `stdout`, and
+/// says `message` on stderr if one is given.
+fn extension_prints(prog: &str, stdout: &str, message: Option<&str>) {
+    let Some(out) = run_extension(prog) else {
+        return;
+    };
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, stdout, "{}", out.stderr);
+    if let Some(m) = message {
+        assert!(out.stderr.contains(m), "no message:\n{}", out.stderr);
+    }
+}
+
 /// `call_rcu_data_free` of a call_rcu_data from one of its callbacks that
 /// `rcu_reclaim_run_callbacks` runs on the reclaimer's thread: stopping its
 /// thread waited for that thread, which waited for the batch the reclaimer
@@ -487,20 +500,10 @@ fn run_extension(prog: &str) -> Option<harness::Output> {
 /// callback returns, and said so.
 #[test]
 fn a_call_rcu_data_freed_in_a_callback_the_reclaimer_runs_is_freed_after() {
-    let Some(out) = run_extension("free_in_reclaimer_callback") else {
-        return;
-    };
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    assert_eq!(
-        out.stdout, "a call_rcu_data freed in a callback the reclaimer ran\n",
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("call_rcu_data_free() called from a callback of that call_rcu_data"),
-        "no message:\n{}",
-        out.stderr
+    extension_prints(
+        "free_in_reclaimer_callback",
+        "a call_rcu_data freed in a callback the reclaimer ran\n",
+        Some("call_rcu_data_free() called from a callback of that call_rcu_data"),
     );
 }
 
@@ -510,20 +513,10 @@ fn a_call_rcu_data_freed_in_a_callback_the_reclaimer_runs_is_freed_after() {
 /// crdp, says so, and returns.
 #[test]
 fn a_barrier_in_a_callback_the_reclaimer_runs_returns() {
-    let Some(out) = run_extension("barrier_in_reclaimer_callback") else {
-        return;
-    };
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    assert_eq!(
-        out.stdout, "a barrier in a callback the reclaimer ran returned\n",
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("rcu_barrier() called from a call_rcu callback"),
-        "no message:\n{}",
-        out.stderr
+    extension_prints(
+        "barrier_in_reclaimer_callback",
+        "a barrier in a callback the reclaimer ran returned\n",
+        Some("rcu_barrier() called from a call_rcu callback"),
     );
 }
 
@@ -534,14 +527,10 @@ fn a_barrier_in_a_callback_the_reclaimer_runs_returns() {
 /// it does a forking callback's own.
 #[test]
 fn a_fork_in_a_callback_the_reclaimer_runs_completes() {
-    let Some(out) = run_extension("fork_in_reclaimer_callback") else {
-        return;
-    };
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    assert_eq!(
-        out.stdout, "forked in a callback the reclaimer ran; later callbacks ran: 8\n",
-        "{}",
-        out.stderr
+    extension_prints(
+        "fork_in_reclaimer_callback",
+        "forked in a callback the reclaimer ran; later callbacks ran: 8\n",
+        None,
     );
 }
 
