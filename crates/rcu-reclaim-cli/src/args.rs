@@ -483,6 +483,9 @@ impl Float {
                 ));
             }
         }
+        if t.is_empty() {
+            return Err(format!("{flag} is missing its value: give {range}"));
+        }
         // A time may carry a unit: `500ms`, `30s`, `2m`, `1h` (`1.5 s` too).
         let (number, scale) = match self.time {
             true => split_time_unit(t),
@@ -518,8 +521,10 @@ fn split_time_unit(t: &str) -> (&str, f64) {
         ("m", 60.0),
         ("h", 3600.0),
     ] {
-        if let Some(number) = t.strip_suffix(unit) {
-            let number = number.trim_end();
+        // In any case (`30S`, `2MIN`): a time's units are unambiguous.
+        let cut = t.len().saturating_sub(unit.len());
+        if t.is_char_boundary(cut) && t[cut..].eq_ignore_ascii_case(unit) {
+            let number = t[..cut].trim_end();
             if is_numeric(number) {
                 return (number, scale);
             }
@@ -807,6 +812,16 @@ mod tests {
         assert_eq!(SECS.check("--duration", "2m"), Ok(120.0));
         assert_eq!(SECS.check("--duration", "2min"), Ok(120.0));
         assert_eq!(TORTURE_SECS.check("--duration", "24h"), Ok(86_400.0));
+        // In any case, as sizes are.
+        assert_eq!(SECS.check("--duration", "30S"), Ok(30.0));
+        assert_eq!(SECS.check("--duration", "500MS"), Ok(0.5));
+        assert_eq!(SECS.check("--duration", "2Min"), Ok(120.0));
+        assert_eq!(TORTURE_SECS.check("--duration", "1H"), Ok(3600.0));
+        // Empty (`--duration=`): missing, not "not a number".
+        assert_eq!(
+            SECS.check("--duration", ""),
+            Err("--duration is missing its value: give 0.2 to 3600 seconds".into())
+        );
         assert_eq!(
             SECS.check("--duration", "2h"),
             Err("--duration must be 0.2 to 3600 seconds; 2h is too large".into())
