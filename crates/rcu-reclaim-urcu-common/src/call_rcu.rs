@@ -563,7 +563,9 @@ fn barrier_now<F: Flavor>() {
             // from another defer_rcu callback while the queues were full):
             // the engine's barrier would wait for that callback itself.
             eprintln!(
-                "[error] rcu-reclaim-urcu: rcu_barrier() called from a defer_rcu callback: it                  cannot wait for the callbacks deferred with it, which run after it returns;                  it waits for the call_rcu threads only."
+                "[error] rcu-reclaim-urcu: rcu_barrier() called from a defer_rcu callback: it \
+                 cannot wait for the callbacks deferred with it, which run after it returns; \
+                 it waits for the call_rcu threads only."
             );
         } else if crate::no_unwind(|| rcu.barrier()).is_none() {
             return; // reported by the panic hook
