@@ -52,17 +52,13 @@ pub(super) unsafe fn reverse_counting(newest: *mut RcuHead) -> (*mut RcuHead, u6
 /// The chain is the caller's alone and every head of it is valid.
 pub(super) unsafe fn chain_of(newest: *mut RcuHead, bytes: usize) -> Chain {
     let (mut len, mut oldest, mut cur) = (0, ptr::null_mut(), newest);
-    // Brent's cycle check: `mark` is the head at the last power of two,
-    // and a walk that comes back to it is going round a cycle (a head
-    // queued twice, see `cut_cycle`), which it would for ever.
-    let (mut mark, mut power, mut since) = (newest, 1u64, 0u64);
+    let mut cycle = CycleCheck::new(newest);
     while !cur.is_null() {
         len += 1;
         oldest = cur;
         // SAFETY: per the contract.
         cur = unsafe { (*cur).next };
-        since += 1;
-        if cur == mark {
+        if cycle.came_back(cur) {
             // SAFETY: per the contract; the chain is the caller's.
             let (last, distinct) = unsafe { cut_cycle(newest) };
             report_queued_twice(last);
@@ -73,15 +69,45 @@ pub(super) unsafe fn chain_of(newest: *mut RcuHead, bytes: usize) -> Chain {
                 bytes,
             };
         }
-        if since == power {
-            (mark, power, since) = (cur, power * 2, 0);
-        }
     }
     Chain {
         newest,
         oldest,
         len,
         bytes,
+    }
+}
+
+/// Brent's cycle check along a chain: `mark` is the head at the last
+/// power of two, and a walk that comes back to it is going round a cycle
+/// (a head queued twice, see `cut_cycle`), which it would for ever.
+pub(super) struct CycleCheck {
+    mark: *mut RcuHead,
+    power: u64,
+    since: u64,
+}
+
+impl CycleCheck {
+    /// A check of the walk that starts at `first`.
+    pub(super) fn new(first: *mut RcuHead) -> Self {
+        CycleCheck {
+            mark: first,
+            power: 1,
+            since: 0,
+        }
+    }
+
+    /// Whether the walk, one step on to `cur`, came back to a head it had
+    /// passed: it runs into a cycle.
+    pub(super) fn came_back(&mut self, cur: *mut RcuHead) -> bool {
+        self.since += 1;
+        if cur == self.mark {
+            return true;
+        }
+        if self.since == self.power {
+            (self.mark, self.power, self.since) = (cur, self.power * 2, 0);
+        }
+        false
     }
 }
 

@@ -41,8 +41,7 @@ impl HeadList {
     /// The chain is the caller's alone and every head of it is valid.
     pub(super) unsafe fn collect(&mut self, newest: *mut RcuHead) -> Option<u64> {
         self.0.clear();
-        // Brent's cycle check, as `chain_of`'s.
-        let (mut cur, mut mark, mut power, mut since) = (newest, newest, 1u64, 0u64);
+        let (mut cur, mut cycle) = (newest, CycleCheck::new(newest));
         while !cur.is_null() {
             if self.0.len() == self.0.capacity()
                 && self.0.try_reserve(self.0.len().max(64)).is_err()
@@ -53,15 +52,11 @@ impl HeadList {
             self.0.push(cur);
             // SAFETY: per the contract.
             cur = unsafe { (*cur).next };
-            since += 1;
-            if cur == mark {
+            if cycle.came_back(cur) {
                 // What it grew to for this chain is given back, as after a
                 // listed batch: the batch goes on without the list.
                 self.empty();
                 return None;
-            }
-            if since == power {
-                (mark, power, since) = (cur, power * 2, 0);
             }
         }
         Some(self.0.len() as u64)
