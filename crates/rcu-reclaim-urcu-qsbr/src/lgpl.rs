@@ -186,38 +186,45 @@ fn library_writes<R>(write: impl FnOnce() -> R) -> R {
 /// 600 MB, against liburcu-qsbr's 18 MB. Found by the block having moved
 /// since the last move back while the library wrote it not (the block is
 /// the thread's own: nothing else writes it); from then on the thread is
-/// not pushed back, as liburcu pushes back no one.
+/// not moved back, and keeps one call's wait owed at most.
+///
+/// Returns whether the debt is paid at the thread's quiescent points:
+/// `false` for such a thread (its `call_rcu` then waits itself while
+/// memory is short).
 pub(crate) fn report_due() -> bool {
     REWIND
         .try_with(|(rewound, inlined)| {
-            if inlined.get() {
-                // Its quiescent states never pay: only what one call owes
-                // is kept, for a library `rcu_thread_offline` or
-                // unregistration.
-                rcu_reclaim_urcu_common::call_rcu::owe_one_push_back_at_most();
-                return false;
-            }
-            if rewound.get() == WRITING {
-                // A handler run inside the library's own write of the block.
-                return true;
-            }
-            with_block(|b| {
-                let mine = b.load(Ordering::Relaxed);
-                if rewound.get() != 0 && mine != rewound.get() {
-                    inlined.set(true);
-                    rewound.set(0);
-                    rcu_reclaim_urcu_common::call_rcu::owe_one_push_back_at_most();
-                    return false;
+            if !inlined.get() {
+                if rewound.get() == WRITING {
+                    // A handler run inside the library's own write of the
+                    // block.
+                    return true;
                 }
-                if mine != 0 && mine == gp().load(Ordering::Relaxed) {
-                    // The epoch is the word's upper bits (`(epoch << 1) | 1`):
-                    // one epoch back, wrapping as the domain's comparison does.
-                    let back = mine.wrapping_sub(2);
-                    b.store(back, Ordering::Relaxed);
-                    rewound.set(back);
+                let moved_by_others = with_block(|b| {
+                    let mine = b.load(Ordering::Relaxed);
+                    if rewound.get() != 0 && mine != rewound.get() {
+                        return true;
+                    }
+                    if mine != 0 && mine == gp().load(Ordering::Relaxed) {
+                        // The epoch is the word's upper bits
+                        // (`(epoch << 1) | 1`): one epoch back, wrapping as
+                        // the domain's comparison does.
+                        let back = mine.wrapping_sub(2);
+                        b.store(back, Ordering::Relaxed);
+                        rewound.set(back);
+                    }
+                    false
+                });
+                if !moved_by_others {
+                    return true;
                 }
-                true
-            })
+                inlined.set(true);
+                rewound.set(0);
+            }
+            // Its quiescent states never pay: only what one call owes is
+            // kept, for a library `rcu_thread_offline` or unregistration.
+            rcu_reclaim_urcu_common::call_rcu::owe_one_push_back_at_most();
+            false
         })
         .unwrap_or(true)
 }
