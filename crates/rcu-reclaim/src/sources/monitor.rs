@@ -590,15 +590,7 @@ fn pause(s: &Shared, d: Duration) {
         }
         match &s.waker {
             Some(fd) => {
-                let mut pfd = libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-                // SAFETY: `pfd` is a valid pollfd for the call, and the
-                // count (1) matches.
-                unsafe { libc::poll(&mut pfd, 1, ms) };
+                super::usage_thresholds::wait_readable(&[fd.as_raw_fd()], left);
             }
             None => thread::sleep(left.min(Duration::from_millis(50))),
         }
@@ -878,10 +870,7 @@ mod tests {
         }
 
         fn wait(&mut self, _: Duration) -> Result<Option<Level>, SourceError> {
-            let mut pfds = Vec::new();
-            super::super::usage_thresholds::push_also(&mut pfds, &self.also);
-            // SAFETY: a valid array of `pfds.len()` pollfds for the call.
-            unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 30_000) };
+            super::super::usage_thresholds::wait_readable(&self.also, Duration::from_secs(30));
             Ok(None)
         }
 

@@ -55,15 +55,7 @@ impl RssSource {
             std::thread::sleep(d);
             return false;
         }
-        let mut pfds = Vec::with_capacity(self.also.len());
-        super::usage_thresholds::push_also(&mut pfds, &self.also);
-        // In whole milliseconds, rounded up (a wait rounded down would wake
-        // before the next read is due, and read early).
-        let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the
-        // duration of the call.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-        n > 0
+        super::usage_thresholds::wait_readable(&self.also, d)
     }
 
     /// Current RSS in bytes (as [`rss_bytes`]).

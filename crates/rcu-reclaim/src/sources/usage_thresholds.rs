@@ -80,17 +80,7 @@ impl UsageThresholds {
 
     /// Waits up to `timeout` for a crossing; whether one came (consumed).
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Whole milliseconds, rounded up: a wait cut short would poll early.
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `pfd` is a valid pollfd for the call, and the count (1)
-        // matches.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        n > 0 && self.take()
+        wait_readable(&[self.fd()], timeout) && self.take()
     }
 }
 
@@ -118,16 +108,22 @@ pub(crate) fn set_also(also: &mut Vec<RawFd>, fd: Option<RawFd>) {
     }
 }
 
+/// Waits up to `timeout` (in whole milliseconds, rounded up: a wait cut
+/// short would look early) for a descriptor of `fds` to be readable;
+/// whether one is. Reads none of them.
+pub(crate) fn wait_readable(fds: &[RawFd], timeout: Duration) -> bool {
+    let mut pfds = Vec::with_capacity(fds.len());
+    push_also(&mut pfds, fds);
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the
+    // duration of the call.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    n > 0
+}
+
 /// Whether `fd` is readable now (a poll that does not wait).
 pub(crate) fn readable(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is a valid pollfd for the call, and the count (1)
-    // matches.
-    unsafe { libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLIN != 0 }
+    wait_readable(&[fd], Duration::ZERO)
 }
 
 #[cfg(all(test, not(loom)))]
