@@ -624,11 +624,7 @@ impl PressureSource for WithUsage {
                 continue;
             }
             // Woken by the caller's descriptor: its owner reads it.
-            if self
-                .also
-                .iter()
-                .any(|&fd| super::usage_thresholds::readable(fd))
-            {
+            if super::usage_thresholds::wait_readable(&self.also, Duration::ZERO) {
                 return Ok(None);
             }
             // A source that returns at once without an event: wait out

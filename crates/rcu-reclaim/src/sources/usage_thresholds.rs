@@ -121,11 +121,6 @@ pub(crate) fn wait_readable(fds: &[RawFd], timeout: Duration) -> bool {
     n > 0
 }
 
-/// Whether `fd` is readable now (a poll that does not wait).
-pub(crate) fn readable(fd: RawFd) -> bool {
-    wait_readable(&[fd], Duration::ZERO)
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -155,7 +150,7 @@ mod tests {
         assert!(pfds.is_empty());
         push_also(&mut pfds, &[fd.as_raw_fd()]);
         assert_eq!(pfds.len(), 1);
-        assert!(!readable(fd.as_raw_fd()));
+        assert!(!wait_readable(&[fd.as_raw_fd()], Duration::ZERO));
         // SAFETY: a valid pollfd array of the length given.
         assert_eq!(unsafe { libc::poll(pfds.as_mut_ptr(), 1, 0) }, 0);
         let one = 1u64;
@@ -167,6 +162,6 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::poll(pfds.as_mut_ptr(), 1, 0) }, 1);
         assert_eq!(pfds[0].revents, libc::POLLIN);
-        assert!(readable(fd.as_raw_fd()));
+        assert!(wait_readable(&[fd.as_raw_fd()], Duration::ZERO));
     }
 }
