@@ -215,22 +215,64 @@
 //! assert_eq!(list.get(0, &guard), None);
 //! ```
 //!
-//! ## Coming from arc-swap or crossbeam-epoch
+//! ## Coming from arc-swap, crossbeam-epoch or liburcu
 //!
 //! | there | here |
 //! |---|---|
+//! | `ArcSwap::from_pointee(v)`; `ArcSwapOption` | [`RcuCell::new`]`(v)`; an [`RcuCell`] can be empty too ([`RcuCell::default`], [`RcuCell::take`]), so [`RcuCell::load`] returns an `Option` |
 //! | `ArcSwap::load` | [`RcuCell::load`] inside [`Rcu::read_lock`]: a `&T` tied to the guard, no reference count touched |
 //! | `ArcSwap::store(Arc::new(v))` | [`RcuCell::store`]`(Box::new(v))`: the old value is freed after a grace period |
-//! | `ArcSwap::rcu(\|old\| new)` | [`RcuCell::update`] |
+//! | `ArcSwap::swap(new)` (the old `Arc` back) | [`RcuCell::replace`]: the old value back as a [`Retired`], which derefs to it and frees it a grace period later when dropped (waiting if need be) or given to [`Retired::defer_drop`] |
+//! | `ArcSwap::rcu(\|old\| new)` | [`RcuCell::update`]`(\|old: Option<&T>\| Some(Box::new(new)))`: the closure may run more than once; it returns how many times it ran, not the old value |
+//! | `ArcSwap::compare_and_swap` | [`RcuCell::compare_exchange`] (under a guard) |
 //! | `ArcSwap::load_full` (a snapshot kept across `.await` or a long call) | an `RcuCell<Arc<T>>` and [`RcuCell::load_cloned`] (or `Arc::clone` of what `load` returns): a guard is `!Send`, and while it lives it holds back every grace period |
 //! | `crossbeam_epoch::pin()` | [`Rcu::read_lock`] (a [`ReadGuard`]) |
 //! | `Atomic<T>` and `Shared<'g, T>` | [`RcuCell<T>`], or an `AtomicPtr<T>` of your own read under a guard |
+//! | `Atomic::swap` then `Guard::defer_destroy(old)` (copy, update, publish, retire) | [`RcuCell::store`], which does both; [`RcuCell::update`] for several writers without a lock |
 //! | `Owned::new(v)`; `Atomic::load`, `swap`, `compare_exchange` | `Box::into_raw(Box::new(v))`; the `AtomicPtr`'s own calls, with the same orderings (no guard argument: the section is what protects) |
 //! | `Shared::as_ref`, `deref` | `unsafe { ptr.as_ref() }`, valid while the section that loaded the pointer lasts |
 //! | `Guard::defer_destroy(shared)` | `unsafe {` [`Rcu::defer_drop_raw`]`(ptr) }` for a value readers may still hold; [`Rcu::defer_drop`] for a `Box` you own |
-//! | `Guard::defer(closure)` | [`Rcu::call`]: the closure runs on a worker thread (by default never inside a retiring call), so it may take locks the retiring thread holds; [`Rcu::call_sized`] for a closure that owns memory, so that pressure and reclaim count it |
+//! | `Guard::defer(closure)` | [`Rcu::call`]: the closure runs on a worker thread or a thread calling [`Rcu::collect`] or [`Rcu::barrier`] (by default never inside a retiring call), so it may take locks the retiring thread holds; [`Rcu::call_sized`] for a closure that owns memory, so that pressure and reclaim count it |
+//! | `Guard::flush` | [`Rcu::collect`], called where the thread holds no lock: frees, on this thread, the garbage of its CPU whose grace period has ended |
 //! | repinning and `Guard::flush` until the garbage is gone | [`Rcu::barrier`]: returns once everything queued before it has run |
 //! | `Collector::new()` | [`Rcu::new`] (a domain with its own grace periods, workers and backlog); [`Rcu::global`] is the default one |
+//! | liburcu: `rcu_read_lock()` / `rcu_read_unlock()` | [`Rcu::read_lock`] / dropping its [`ReadGuard`]; [`Rcu::read_lock_raw`] / [`Rcu::read_unlock_raw`] where a section cannot be a scope |
+//! | `rcu_register_thread()` / `rcu_unregister_thread()` | nothing: a thread registers at its first section and leaves at exit ([`Rcu::register_thread`], [`Rcu::unregister_thread`] to do it earlier) |
+//! | `rcu_dereference(p)` | [`RcuCell::load`], or `AtomicPtr::load(Acquire)` inside a section |
+//! | `rcu_assign_pointer(p, v)`; `rcu_xchg_pointer`; `rcu_cmpxchg_pointer` | [`RcuCell::store`] (which also retires the old value); [`RcuCell::replace`]; [`RcuCell::compare_exchange`] (or the `AtomicPtr`'s `store(Release)`, `swap`, `compare_exchange`) |
+//! | `synchronize_rcu()` | [`Rcu::synchronize`] (panics, naming the call, inside a section of the same domain); [`Rcu::synchronize_expedited`] |
+//! | `call_rcu(&head, func)` (with `caa_container_of` and `free`) | [`Rcu::defer_drop`] or [`Rcu::defer_drop_raw`] for a free; [`Rcu::call`] for other work: a closure, no `rcu_head` embedded in the value |
+//! | `defer_rcu(fct, p)` | [`Rcu::call`] (never waits for a grace period itself, unlike `defer_rcu` when its queue is full) |
+//! | `rcu_barrier()` | [`Rcu::barrier`] |
+//! | `start_poll_synchronize_rcu()` / `poll_state_synchronize_rcu()` | [`Rcu::start_poll`] / [`Rcu::poll`] (a [`Cookie`]) |
+//! | `create_all_cpu_call_rcu_data()` | [`Config::worker_per_cpu`] |
+//! | urcu-qsbr: `rcu_register_thread()`, `rcu_quiescent_state()`, `rcu_thread_offline()` / `rcu_thread_online()` | [`Rcu::register_qsbr_thread`] on a [`Flavor::Qsbr`] domain, [`QsbrThread::quiescent_state`], [`QsbrThread::thread_offline`] / [`QsbrOfflineThread::thread_online`] (or [`QsbrThread::offline_while`]); see [`qsbr`] |
+//!
+//! C and C++ programs need no port: this workspace's `rcu-reclaim-urcu`
+//! and `rcu-reclaim-urcu-qsbr` crates build drop-ins for liburcu's memb
+//! and QSBR flavors (`liburcu-memb.so.8`, `liburcu-qsbr.so.8`) on the
+//! global domain.
+//!
+//! liburcu's pattern (read under `rcu_read_lock`, publish with
+//! `rcu_xchg_pointer`, free with `call_rcu`, drain with `rcu_barrier`) is
+//! then:
+//!
+//! ```
+//! use rcu_reclaim::{Rcu, RcuCell};
+//!
+//! let rcu = Rcu::global();
+//! let routes = RcuCell::new(vec!["10.0.0.1"]);
+//! {
+//!     let guard = rcu.read_lock(); // rcu_read_lock()
+//!     let r = routes.load(&guard).unwrap(); // rcu_dereference()
+//!     assert_eq!(r[0], "10.0.0.1");
+//! } // rcu_read_unlock()
+//! let old = routes.replace(Box::new(vec!["10.0.0.2"])).unwrap(); // rcu_xchg_pointer()
+//! assert_eq!(old[0], "10.0.0.1"); // still readable: readers may hold it
+//! old.defer_drop(); // call_rcu(&old->head, free_routes)
+//! rcu.synchronize(); // synchronize_rcu(): no section that saw the old value is left
+//! rcu.barrier(); // rcu_barrier(): the old value is freed
+//! ```
 //!
 //! ```
 //! use std::sync::Arc;
