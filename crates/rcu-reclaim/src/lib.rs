@@ -459,24 +459,30 @@
 //! use rcu_reclaim::reclaim::{AccountingAlloc, MemoryBudget, Reclaimer};
 //! use rcu_reclaim::{Rcu, RcuCache};
 //!
-//! // The process may use 1 GiB, as the accounting allocator counts it
-//! // (a program installs it with `#[global_allocator]`).
-//! let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
-//! let budget = Arc::new(MemoryBudget::new(1 << 30, reclaimer, AccountingAlloc::live_bytes));
+//! // The accounting allocator counts the bytes the process uses; without
+//! // it, `AccountingAlloc::live_bytes` reads 0 and the budget never reclaims.
+//! #[global_allocator]
+//! static ALLOC: AccountingAlloc = AccountingAlloc::system();
 //!
-//! let cache = RcuCache::builder()
-//!     .max_bytes(64 << 20) // at most 64 MiB of entries
-//!     .budget(&budget) // less when the process nears its budget
-//!     .auto_pressure() // and when the machine or the cgroup is short
-//!     .build();
+//! fn main() {
+//!     // The process may use 1 GiB, as the accounting allocator counts it.
+//!     let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
+//!     let budget = Arc::new(MemoryBudget::new(1 << 30, reclaimer, AccountingAlloc::live_bytes));
 //!
-//! // Cache-aside: on a miss the page is made and cached outside any
-//! // read-side section, so the insert can free what it evicts itself.
-//! let len = cache.read_or_insert_with(7u64, || vec![0u8; 64 << 10], |page| page.len());
-//! assert_eq!(len, 64 << 10);
-//! let guard = cache.domain().read_lock();
-//! assert_eq!(cache.get(&7, &guard).map(Vec::len), Some(64 << 10));
-//! assert!(cache.bytes() >= 64 << 10 && cache.bytes() <= cache.max_bytes());
+//!     let cache = RcuCache::builder()
+//!         .max_bytes(64 << 20) // at most 64 MiB of entries
+//!         .budget(&budget) // less when the process nears its budget
+//!         .auto_pressure() // and when the machine or the cgroup is short
+//!         .build();
+//!
+//!     // Cache-aside: on a miss the page is made and cached outside any
+//!     // read-side section, so the insert can free what it evicts itself.
+//!     let len = cache.read_or_insert_with(7u64, || vec![0u8; 64 << 10], |page| page.len());
+//!     assert_eq!(len, 64 << 10);
+//!     let guard = cache.domain().read_lock();
+//!     assert_eq!(cache.get(&7, &guard).map(Vec::len), Some(64 << 10));
+//!     assert!(cache.bytes() >= 64 << 10 && cache.bytes() <= cache.max_bytes());
+//! }
 //! ```
 //!
 //! Under pressure the cache shrinks and the domain frees what it evicted
