@@ -17,6 +17,28 @@
 //! a cache tied to a [`MemoryBudget`] and to
 //! the kernel's pressure signals.
 //!
+//! # Coming from moka or quick_cache
+//!
+//! | there | here |
+//! |---|---|
+//! | `Cache::builder().max_capacity(n)` with a weigher; quick_cache's `Cache::with_weighter` | [`RcuCache::builder`]`().`[`max_bytes`](RcuCacheBuilder::max_bytes)`(n)`: always bytes, not entries, weighed by [`ReclaimSize`](crate::ReclaimSize) or a [`weigher`](RcuCacheBuilder::weigher) of yours, plus [`RcuCache::ENTRY_OVERHEAD`] per entry |
+//! | `get(&k) -> Option<V>` (a clone) | [`get`](RcuCache::get)`(&k, &guard) -> Option<&V>`, no clone, valid while the guard lives; `.cloned()` for an owned value to keep |
+//! | `get_with(k, init)`, `get_or_insert_with` | [`read_or_insert_with`](RcuCache::read_or_insert_with) (no guard held while `init` runs), [`get_or_insert_with`](RcuCache::get_or_insert_with) (under a guard) |
+//! | `insert`, `invalidate` / `remove`, `invalidate_all` / `clear` | [`insert`](RcuCache::insert), [`remove`](RcuCache::remove), [`clear`](RcuCache::clear): what leaves is freed a grace period later |
+//! | `entry_count`, `weighted_size` | [`len`](RcuCache::len), [`bytes`](RcuCache::bytes) |
+//! | expiry (`time_to_live`, `time_to_idle`) | none: keep a timestamp in the value and [`remove_if`](RcuCache::remove_if) or [`retain`](RcuCache::retain) |
+//!
+//! ```
+//! use rcu_reclaim::RcuCache;
+//! let cache: RcuCache<u64, String> = RcuCache::builder().max_bytes(1 << 20).build();
+//! cache.insert(1, "one".to_string());
+//! // moka's `get`: an owned clone, the guard dropped at the end of the statement.
+//! let owned: Option<String> = cache.get(&1, &cache.domain().read_lock()).cloned();
+//! assert_eq!(owned.as_deref(), Some("one"));
+//! cache.remove(&1);
+//! assert!(cache.get(&1, &cache.domain().read_lock()).is_none());
+//! ```
+//!
 //! # Design
 //! The entries live in an [`RcuHashMap`]; each carries
 //! its weight and a 2-bit frequency. A hit ([`get`](RcuCache::get)) is the
