@@ -93,6 +93,31 @@ struct Shared {
     ran: AtomicBool,
 }
 
+/// Monitor threads whose monitor's drop has returned while they still
+/// close one of the library's sources (a PSI trigger's close waits for a
+/// kernel grace period: 10–50 ms).
+static CLOSING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// At most this many monitor threads are left closing a source after their
+/// monitors' drops returned; a drop beyond it waits for its thread's close.
+const CLOSING_MAX: usize = 4;
+
+/// A monitor thread's place among the [`CLOSING`] ones, left as it drops.
+struct Closing;
+
+impl Closing {
+    fn enter() -> Closing {
+        CLOSING.fetch_add(1, Ordering::AcqRel);
+        Closing
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        CLOSING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A new eventfd that `source` wakes on, if it can.
 fn waker_for(source: &mut dyn PressureSource) -> Option<OwnedFd> {
     // SAFETY: eventfd takes two integers and returns a new descriptor or -1.
@@ -150,15 +175,19 @@ fn wake(waker: &OwnedFd) {
 ///
 /// Dropping the monitor stops it, so one that is not kept watches nothing:
 /// bind it (`let _monitor = ...`, not `let _ = ...`) for as long as it
-/// should watch. The drop joins the monitor's thread, which sees the stop
+/// should watch. The drop stops the monitor's thread, which sees the stop
 /// when its source's wait returns: at once for the library's sources
 /// ([`PsiTrigger`], [`CgroupV1Source`], [`RssSource`] and
 /// [`auto_pressure`]'s, whose waits also end on a descriptor the drop
 /// writes); for a source of yours (or a
 /// [`SyntheticSource`](super::SyntheticSource)), after at most `quiet`,
 /// clamped between 1 ms and 100 ms. A source of yours is dropped before
-/// the drop returns (one of the library's may be closed just after, on
-/// the thread). That holds for a cache built with
+/// the drop returns; one of the library's may be closed just after, on
+/// the thread, which then ends (closing a PSI trigger takes the kernel
+/// 10–50 ms). At most four such threads, each with its source's
+/// descriptors, are left closing at once: beyond that a drop waits for its
+/// own thread's close, so monitors made and dropped in a loop do not pile
+/// up threads. That holds for a cache built with
 /// [`RcuCacheBuilder::auto_pressure`](crate::RcuCacheBuilder::auto_pressure)
 /// or [`pressure_source`](crate::RcuCacheBuilder::pressure_source) too (the
 /// cache's drop drops its monitor); a program with many caches can still
@@ -262,8 +291,13 @@ impl PressureMonitor {
                         None
                     }
                 };
+                // Counted as closing before `ran` is seen: a drop that
+                // sees `ran` sees this thread among the closing ones.
+                let closing = source.is_some().then(Closing::enter);
                 s.ran.store(true, Ordering::Release);
                 drop(source);
+                drop(s); // the waker's descriptor, unless the monitor holds it still
+                drop(closing);
             },
         );
         let thread = match thread {
@@ -338,7 +372,14 @@ impl Drop for PressureMonitor {
             if let Some(waker) = &self.shared.waker {
                 wake(waker);
             }
-            let ran = || self.shared.ran.load(Ordering::Acquire);
+            // Done once the thread only closes a library source, unless
+            // more than `CLOSING_MAX` threads already do: then wait for
+            // this one's close too, so that monitors made and dropped in a
+            // loop leave at most that many threads and descriptors behind.
+            let ran = || {
+                self.shared.ran.load(Ordering::Acquire)
+                    && CLOSING.load(Ordering::Acquire) <= CLOSING_MAX
+            };
             self.rcu.join_helper_until(t, "rcu-pressure", ran);
             // Not joined (dropped in a callback, a read-side section, or on
             // the thread itself): the thread stops at its next look (at
@@ -878,6 +919,57 @@ mod tests {
             super::super::usage_thresholds::set_also(&mut self.also, fd);
             true
         }
+    }
+
+    /// Library sources whose close has ended (`SlowClose`'s drop).
+    static CLOSED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// `Sleepy`, whose close takes 100 ms, as a PSI trigger's may.
+    struct SlowClose(Sleepy);
+
+    impl PressureSource for SlowClose {
+        fn describe(&self) -> String {
+            "slow to close".into()
+        }
+
+        fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+            self.0.wait(timeout)
+        }
+
+        fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
+            self.0.wake_also_on(fd)
+        }
+    }
+
+    impl Drop for SlowClose {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(100));
+            CLOSED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Monitors made and dropped in a loop leave at most `CLOSING_MAX`
+    /// threads closing their sources (before, every one was left: 108
+    /// threads and descriptors at once in a loop of `auto_pressure`).
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no eventfd nor poll")]
+    fn monitors_dropped_in_a_loop_leave_few_threads_closing() {
+        let rcu = Rcu::new(crate::Config::new()).unwrap();
+        let n = 3 * CLOSING_MAX;
+        for _ in 0..n {
+            let monitor = PressureMonitor::start(
+                &rcu,
+                Box::new(SlowClose(Sleepy { also: Vec::new() })),
+                Duration::from_millis(100),
+                None,
+            );
+            drop(monitor);
+        }
+        let left = n - CLOSED.load(Ordering::SeqCst);
+        assert!(
+            left <= CLOSING_MAX,
+            "{left} monitor threads were still closing their sources"
+        );
     }
 
     /// Dropping a monitor wakes its source's wait (before, the thread saw
