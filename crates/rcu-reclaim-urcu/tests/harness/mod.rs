@@ -105,7 +105,16 @@ impl Env {
                 return Err(format!("{tool} not found (install gcc and binutils)"));
             }
         }
-        let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_abi");
+        // One directory per test process: both drop-ins' test binaries
+        // share `CARGO_TARGET_TMPDIR`, and two processes at once (a runner
+        // with a process per test, two `cargo test`s sharing the target
+        // directory) each wiped one shared `c_abi` directory the other's
+        // programs and drop-in lived in ("start the C program: No such
+        // file", or the real liburcu loaded in place of the drop-in).
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_abi");
+        let prefix = format!("{}-", lib_of.package);
+        remove_dead_processes_dirs(&root, &prefix);
+        let work = root.join(format!("{prefix}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).expect("create the test directory");
         // The headers: compile a probe that includes them.
@@ -281,6 +290,28 @@ impl Env {
         );
         compiled.push(exe.clone());
         exe
+    }
+}
+
+/// Removes the directories `<prefix><pid>` under `root` that earlier test
+/// processes, no longer running, left. A live process's is kept (or one
+/// whose pid was reused: it is only left behind).
+fn remove_dead_processes_dirs(root: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
