@@ -336,7 +336,9 @@ pub fn check_room(cfg: &DemoConfig, room: Option<&Room>) -> Result<(), String> {
             args::show_size_about(room.bytes),
             room.what
         );
-        (room.bytes, why)
+        // Rounded down to a MiB, as the budget's advice is: a limit in
+        // kibibytes reads as a figure nobody would type.
+        (room.bytes / MIB * MIB, why)
     } else {
         let why = format!(
             "a run under it peaks at about {} (the budget, the allocator's overhead and the \
@@ -559,5 +561,13 @@ mod tests {
         assert!(e.starts_with("--cgroup-limit (1G) does not fit"), "{e}");
         assert!(e.contains("lower --cgroup-limit to 512M or less"), "{e}");
         assert_eq!(check_room(&c, Some(&room(1024))), Ok(()));
+        // Room that is no whole number of MiB (MemAvailable rarely is):
+        // the advice is rounded down to a MiB, not shown in kibibytes.
+        let odd = Room {
+            bytes: 512 * MIB + 700 * 1024,
+            what: "the memory available now".into(),
+        };
+        let e = check_room(&c, Some(&odd)).unwrap_err();
+        assert!(e.contains("lower --cgroup-limit to 512M or less"), "{e}");
     }
 }
