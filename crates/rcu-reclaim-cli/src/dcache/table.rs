@@ -86,11 +86,15 @@ impl<B: Backend> Table<B> {
     /// retires the old version, accounting `extra` bytes (entries only the
     /// old version keeps alive) besides the old version's own. Returns the
     /// garbage right after the retire.
+    ///
+    /// The new version is allocated before the read-side section, which
+    /// covers only the publish and the retire: a `malloc` inside a section
+    /// can block on the allocator's lock, and a section blocked (or
+    /// preempted) holds up every grace period, and with it every free.
     fn replace(&self, local: &B::Local<'_>, bucket: &Bucket, chain: Chain, extra: usize) -> u64 {
+        let new = Node::boxed(chain);
         let guard = self.backend.pin(local);
-        let old = self
-            .backend
-            .publish(&guard, &bucket.slot, Node::boxed(chain));
+        let old = self.backend.publish(&guard, &bucket.slot, new);
         // SAFETY: `old` came from `Node::boxed` (every slot starts with one
         // and only ever gets them), and the bucket lock makes this thread
         // the only one that unlinked it.
@@ -100,6 +104,7 @@ impl<B: Backend> Table<B> {
         let retired = RETIRED.fetch_add(bytes as u64, Ordering::AcqRel) + bytes as u64;
         // SAFETY: unlinked above, retired once, by this thread.
         unsafe { self.backend.retire(&guard, old, bytes) };
+        drop(guard);
         let garbage = retired.saturating_sub(FREED.load(Ordering::Acquire));
         // Load first: the peak's line then stays shared until it moves.
         if garbage > PEAK_GARBAGE.load(Ordering::Relaxed) {
@@ -108,13 +113,17 @@ impl<B: Backend> Table<B> {
         garbage
     }
 
-    /// A copy of the bucket's chain; the caller holds the bucket's lock, so
-    /// no one else can retire the version it copies.
-    fn copy(&self, local: &B::Local<'_>, bucket: &Bucket) -> Chain {
-        let guard = self.backend.pin(local);
-        self.backend
-            .load(&guard, &bucket.slot)
-            .map_or_else(Vec::new, |n| n.chain.clone())
+    /// A copy of the bucket's chain. The caller holds the bucket's lock,
+    /// and only a holder of that lock unlinks (and retires) the bucket's
+    /// version, so the version stays valid without a read-side section:
+    /// the copy's `malloc` runs outside any section (see `replace`).
+    fn copy(&self, bucket: &Bucket) -> Chain {
+        // SAFETY: a slot always holds a node from `Node::boxed`, published
+        // with Release (the Acquire load sees it whole); it is unlinked and
+        // retired only under the bucket's lock, which the caller holds for
+        // as long as it uses the reference.
+        let node = unsafe { &*bucket.slot.load(Ordering::Acquire) };
+        node.chain.clone()
     }
 
     /// Inserts or replaces `key`; returns the garbage after its retire.
@@ -122,7 +131,7 @@ impl<B: Backend> Table<B> {
         let bucket = self.bucket(key);
         let entry = Arc::new(Entry { payload });
         let _held = bucket.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut chain = self.copy(local, bucket);
+        let mut chain = self.copy(bucket);
         let mut freed = 0;
         if let Some(pos) = chain.iter().position(|(k, _)| *k == key) {
             freed = chain[pos].1.bytes();
@@ -138,7 +147,7 @@ impl<B: Backend> Table<B> {
     pub fn remove(&self, local: &B::Local<'_>, key: u64) -> Option<u64> {
         let bucket = self.bucket(key);
         let _held = bucket.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut chain = self.copy(local, bucket);
+        let mut chain = self.copy(bucket);
         let pos = chain.iter().position(|(k, _)| *k == key)?;
         let freed = chain.remove(pos).1.bytes();
         self.entries.fetch_sub(1, Ordering::Relaxed);
@@ -209,7 +218,7 @@ impl<B: Backend> Shrinker for Table<B> {
             let Ok(_held) = bucket.lock.try_lock() else {
                 continue;
             };
-            let chain = self.copy(&local, bucket);
+            let chain = self.copy(bucket);
             if chain.is_empty() {
                 continue;
             }
