@@ -181,7 +181,7 @@ fn info_text(info: &Info) -> String {
     let cgroup = match (&info.cgroup_limit, &info.cgroup_limit_why) {
         (Some(limit), _) => format!("{limit} bytes"),
         (None, why) => format!(
-            "none: {} (--json gives the whole reason)",
+            "none ({}; --json gives the whole reason)",
             why.as_deref().unwrap_or("?")
         ),
     };
@@ -208,7 +208,7 @@ fn info(json: bool, grace_periods: u32) -> Result<(), String> {
         cgroup_limit: cgroup_limit.as_ref().ok().copied(),
         cgroup_limit_why: cgroup_limit.as_ref().err().map(|e| {
             let first = e.reason.split(" (").next().unwrap_or_default();
-            format!("{}: {first}", e.file.display())
+            format!("{first}, as {} says", e.file.display())
         }),
         cgroup_limit_error: cgroup_limit.err().map(|e| e.to_string()),
         version: env!("CARGO_PKG_VERSION"),
@@ -451,7 +451,7 @@ mod tests {
             .unwrap()
             .split_whitespace()
             .collect();
-        let want: String = format!("none: {long} (--json gives the whole reason)")
+        let want: String = format!("none ({long}; --json gives the whole reason)")
             .split_whitespace()
             .collect();
         assert_eq!(cgroup, want);
