@@ -315,6 +315,15 @@ fn remove_dead_processes_dirs(root: &Path, prefix: &str) {
     }
 }
 
+/// Whether `dir` is named like a target triple of this machine's
+/// architecture and OS (`x86_64-unknown-linux-gnu`).
+fn names_this_machine(dir: &str) -> bool {
+    let mut parts = dir.split('-');
+    parts.next() == Some(std::env::consts::ARCH)
+        && dir.matches('-').count() >= 2
+        && parts.any(|p| p == std::env::consts::OS)
+}
+
 /// The SONAME the library was built with.
 pub fn current_soname() -> String {
     let lib = LIB.get().expect("Env::get ran");
@@ -335,17 +344,17 @@ fn build_library(lib: &Lib) -> PathBuf {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["build", "--quiet", "-p", lib.package, "--lib"]);
     // Cargo marks the root of a target directory with CACHEDIR.TAG; a
-    // directory below it named like a triple (`x86_64-unknown-linux-gnu`)
-    // holding the profile, and not itself a target directory (such as
-    // `target/urcu-dropin-old`, two hyphens), is a `--target` build's.
+    // directory below it named like this machine's triple
+    // (`x86_64-unknown-linux-gnu`: its architecture first, its OS in it)
+    // holding the profile is a `--target` build's. (Newer cargo marks
+    // that directory with CACHEDIR.TAG too, so the mark cannot tell it
+    // from a target directory; a target directory below another, such as
+    // `target/urcu-dropin-old`, is not named like a triple.)
     if let (Some(root), Some(triple)) = (
         target_dir.parent(),
         target_dir.file_name().and_then(|n| n.to_str()),
     ) {
-        if root.join("CACHEDIR.TAG").exists()
-            && !target_dir.join("CACHEDIR.TAG").exists()
-            && triple.matches('-').count() >= 2
-        {
+        if root.join("CACHEDIR.TAG").exists() && names_this_machine(triple) {
             cmd.arg("--target").arg(triple);
             target_dir = root;
         }
