@@ -376,11 +376,11 @@ impl Drop for PressureMonitor {
             // more than `CLOSING_MAX` threads already do: then wait for
             // this one's close too, so that monitors made and dropped in a
             // loop leave at most that many threads and descriptors behind.
-            let ran = || {
+            let done = || {
                 self.shared.ran.load(Ordering::Acquire)
                     && CLOSING.load(Ordering::Acquire) <= CLOSING_MAX
             };
-            self.rcu.join_helper_until(t, "rcu-pressure", ran);
+            self.rcu.join_helper_until(t, "rcu-pressure", done);
             // Not joined (dropped in a callback, a read-side section, or on
             // the thread itself): the thread stops at its next look (at
             // once where its source took the waker, else up to a tick
