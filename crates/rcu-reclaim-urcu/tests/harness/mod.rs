@@ -582,6 +582,29 @@ pub struct Output {
 /// How long one C program may run before it counts as hung.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Every thread's backtrace in process `pid`, from gdb if it is installed
+/// (for a hung C program's report: which library, where it waits), or why
+/// there is none.
+fn thread_stacks(pid: u32) -> String {
+    // Under `timeout`: gdb must not hang the report in turn.
+    let gdb = Command::new("timeout")
+        .args(["60", "gdb", "-batch", "-nx", "-p", &pid.to_string()])
+        .args(["-ex", "thread apply all bt"])
+        .stdin(Stdio::null())
+        .output();
+    match gdb {
+        Ok(o) if o.status.success() && !o.stdout.is_empty() => {
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        }
+        Ok(o) if o.status.success() => "(gdb printed none: the program had just ended)".into(),
+        Ok(o) => format!(
+            "(gdb could not attach: {})",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("(no backtrace: gdb did not start: {e})"),
+    }
+}
+
 /// Runs `exe`, against the drop-in in `dropin` if given (else against
 /// whatever the loader finds: Debian's liburcu).
 pub fn run(exe: &Path, dropin: Option<&Path>) -> Output {
@@ -650,9 +673,20 @@ fn run_cmd(exe: &Path, args: &[&str], dropin: Option<&Path>, cgroup: Option<&Pat
             break s;
         }
         if start.elapsed() > TIMEOUT {
+            let stacks = thread_stacks(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{} hung (killed after {TIMEOUT:?})", exe.display());
+            let library = match dropin {
+                Some(dir) => format!("the drop-in in {}", dir.display()),
+                None => "the system's liburcu".to_string(),
+            };
+            panic!(
+                "{} {args:?} on {library} hung (killed after {TIMEOUT:?})\n\
+                 stdout:\n{}\nstderr:\n{}\nits threads at the kill:\n{stacks}",
+                exe.display(),
+                out_t.join().unwrap_or_default(),
+                err_t.join().unwrap_or_default(),
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     };
