@@ -442,17 +442,21 @@ impl Rcu {
     /// function, a pressure source), which may wait for a lock the caller
     /// holds, and an unbounded join then deadlocked in silence.
     pub(crate) fn join_helper(&self, handle: std::thread::JoinHandle<()>, what: &str) {
-        self.join_helper_until(handle, what, || false);
+        self.join_helper_until(handle, what, || false, |_| None);
     }
 
     /// [`join_helper`](Self::join_helper), which also stops waiting once
     /// `done()` (the helper has done all the caller waits for, and only
     /// lets its own resources go): the thread is then left to finish.
+    /// `slow(waited)`: the warning for a wait past [`HELPER_JOIN_WAIT`]
+    /// when the helper is known to be out of the program's code (`None`:
+    /// the warning that it is still in it).
     pub(crate) fn join_helper_until(
         &self,
         handle: std::thread::JoinHandle<()>,
         what: &str,
         done: impl Fn() -> bool,
+        slow: impl Fn(std::time::Duration) -> Option<String>,
     ) {
         let waits_on_us = handle.thread().id() == std::thread::current().id()
             || crate::callbacks::in_callback()
@@ -474,14 +478,16 @@ impl Rcu {
             if waited >= HELPER_JOIN_WAIT {
                 // Said from a destructor, maybe while its thread unwinds:
                 // a `tracing` subscriber's panic must not leave it.
-                let msg = format!(
-                    "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
+                let msg = slow(waited).unwrap_or_else(|| {
+                    format!(
+                        "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
                      PressureMonitor, MemoryBudget or cache was dropped): it is still running \
                      the program's code (a shrinker's count or scan, the OOM handler, a \
                      budget's usage function or a pressure source), most likely waiting for a \
                      lock this thread holds. It is left to stop on its own once that code \
                      returns; drop it without holding a lock that code takes"
-                );
+                    )
+                });
                 crate::sync::report_caught(|| crate::sys::warn_loud(&msg));
                 return;
             }

@@ -773,3 +773,68 @@ fn a_source_that_panics_when_described_or_given_a_waker_is_still_monitored() {
     );
     drop(monitor);
 }
+
+/// A source that waits in `poll(2)` on the monitor's waker, as the
+/// library's own do, and whose close takes 1.5 s (the kernel closing a
+/// PSI trigger on a busy machine, say).
+struct SlowToClose {
+    also: Option<std::os::fd::RawFd>,
+}
+
+impl PressureSource for SlowToClose {
+    fn describe(&self) -> String {
+        "slow to close".into()
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Option<Level>, SourceError> {
+        let ms = timeout.as_millis().min(1000) as libc::c_int;
+        let mut fds: Vec<libc::pollfd> = self
+            .also
+            .iter()
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds; the
+        // monitor keeps the waker open while this source may poll it.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        Ok(None)
+    }
+
+    fn wake_also_on(&mut self, fd: Option<std::os::fd::RawFd>) -> bool {
+        self.also = fd;
+        true
+    }
+}
+
+impl Drop for SlowToClose {
+    fn drop(&mut self) {
+        thread::sleep(Duration::from_millis(1500));
+    }
+}
+
+/// A monitor's drop that waits past its bound only because other dropped
+/// monitors' threads are still closing their sources says that, not that
+/// the program's code holds the thread (before, its warning blamed a
+/// shrinker, the OOM handler or a lock the dropping thread holds).
+#[test]
+fn a_drop_held_by_slow_closes_says_so() {
+    let captured = common::Captured::default();
+    let _log = captured.on_this_thread();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    // More monitors than may be left closing: the last drops wait.
+    for _ in 0..6 {
+        let source = SlowToClose { also: None };
+        let monitor =
+            PressureMonitor::start(&rcu, Box::new(source), Duration::from_millis(100), None);
+        drop(monitor);
+    }
+    let text = captured.text();
+    assert!(
+        text.contains("to close its pressure source") && text.contains("other monitors' threads"),
+        "no report naming the closes: {text:?}"
+    );
+    assert!(!text.contains("still running the program's code"), "{text}");
+}

@@ -380,7 +380,23 @@ impl Drop for PressureMonitor {
                 self.shared.ran.load(Ordering::Acquire)
                     && CLOSING.load(Ordering::Acquire) <= CLOSING_MAX
             };
-            self.rcu.join_helper_until(t, "rcu-pressure", done);
+            // Past the wait, a thread done with the program's code is only
+            // closing its source: say so, not that the program's code
+            // holds it.
+            let slow = |waited: Duration| {
+                self.shared.ran.load(Ordering::Acquire).then(|| {
+                    format!(
+                        "rcu-reclaim: waited {waited:?} for the rcu-pressure thread of a dropped \
+                         PressureMonitor to close its pressure source, as {} other monitors' \
+                         threads were still closing theirs (the kernel is slow to close them: \
+                         PSI triggers, cgroup event files); it is left to finish on its own. \
+                         Monitors made and dropped in a loop wait for this; keep one monitor \
+                         for the program's life instead",
+                        CLOSING.load(Ordering::Acquire).saturating_sub(1)
+                    )
+                })
+            };
+            self.rcu.join_helper_until(t, "rcu-pressure", done, slow);
             // Not joined (dropped in a callback, a read-side section, or on
             // the thread itself): the thread stops at its next look (at
             // once where its source took the waker, else up to a tick
