@@ -120,7 +120,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// [`weigher`](RcuCacheBuilder::weigher) is given. Keys or values that
     /// hold an `Arc` or `Rc` need one: `ReclaimSize` counts the pointer,
     /// not what it keeps alive, and the default weigher refuses them at
-    /// compile time ([`HeapSize`](super::HeapSize)). The refusal is an
+    /// compile time ([`HeapSize`]). The refusal is an
     /// error of `cargo build` (E0080, evaluated as the cache's code is
     /// generated), which `cargo check` and editors do not show; its
     /// message names the weigher to write.
@@ -228,7 +228,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
     /// The monitor is a thread of its own per cache (and, under a cgroup
     /// limit, a read of the cgroup's usage every 20 ms), which dropping the
     /// cache stops and joins (at once: see
-    /// [`PressureMonitor`](crate::sources::PressureMonitor)): a program with
+    /// [`PressureMonitor`]): a program with
     /// many caches builds them with one [`budget`](RcuCacheBuilder::budget)
     /// and without `auto_pressure`, and starts one monitor for all of them
     /// with [`sources::auto_pressure_for`](crate::sources::auto_pressure_for).

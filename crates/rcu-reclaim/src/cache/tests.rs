@@ -1,3 +1,4 @@
+use super::backlog::{garbage_allowance, within_hard_backlog, BacklogRun};
 use super::*;
 use crate::domain::Config;
 

@@ -114,7 +114,7 @@ impl Rcu {
 
     /// Times how long this thread's section (or online QSBR stretch) has
     /// owed its waits (`again`: it owed already), and past
-    /// [`OWN_SECTION_WARN_MS`] warns ([`warn_retiring_in_own_section`]): a
+    /// [`OWN_SECTION_WARN_MS`] warns ([`warn_retiring_in_own_section`](Self::warn_retiring_in_own_section)): a
     /// section that retires now and then under pressure and soon ends is
     /// the normal case, one that goes on retiring for that long holds up
     /// what it retires.

@@ -85,7 +85,7 @@ pub(crate) struct Slot {
     /// Of `nest`, the sections entered with `read_lock_raw` and not yet
     /// ended: a raw unlock may end only one of these, never a guard's.
     pub(crate) raw_nest: Cell<u64>,
-    /// A late slot (see [`late_slot`]): no registration holds it, and it
+    /// A late slot (see `registration::late_slot`): no registration holds it, and it
     /// goes back when its outermost raw section ends. Written only by its
     /// owner; here rather than in the thread-local cache so that ending a
     /// raw section looks at a line it has just read (`raw_nest`).

@@ -217,7 +217,7 @@ pub(super) fn registrations_touched() -> bool {
 }
 
 /// Whether the calling thread's thread-locals are still alive, for
-/// [`current_owner`](super::current_owner): `std::thread::current` is
+/// [`current_owner`]: `std::thread::current` is
 /// destroyed with them (by std's own pthread key destructor), and asking
 /// for it after that, from a pthread key destructor of a C program's that
 /// runs later, panics. `REGISTRATIONS` answers: touched here on the
