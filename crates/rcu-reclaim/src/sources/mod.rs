@@ -40,6 +40,7 @@
 //! drop(monitor); // stops the thread and ends the signal
 //! ```
 
+mod auto;
 mod cgroup_usage;
 mod cgroup_v1;
 mod cgroup_v2;
@@ -56,17 +57,18 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
+#[cfg(not(loom))]
+pub(crate) use auto::auto_pressure_in;
+pub use auto::budget_from_cgroup;
+#[cfg(not(loom))]
+pub use auto::{auto_pressure, auto_pressure_for};
 pub use cgroup_usage::{CgroupUsageSource, USAGE_POLL};
 pub use cgroup_v1::{CgroupV1Source, V1_MEMORY_ROOT};
 pub use cgroup_v2::{CgroupV2, CgroupV2Events, V2_ROOT};
 pub use garbage_bound::bound_garbage_by_cgroup;
 pub(crate) use garbage_bound::bound_garbage_if_limited;
-#[cfg(not(loom))]
-pub(crate) use monitor::auto_pressure_in;
 pub(crate) use monitor::UNSHRUNK_CACHES;
-#[cfg(not(loom))]
-pub use monitor::{auto_pressure, auto_pressure_for};
-pub use monitor::{budget_from_cgroup, MonitorStats, PressureMonitor};
+pub use monitor::{MonitorStats, PressureMonitor};
 pub use parse::{CgroupPaths, MemoryEvents, PsiLine, PsiStats};
 pub use psi::PsiTrigger;
 pub use rss::{rss_bytes, RssSource};
