@@ -61,10 +61,10 @@ pub struct TortureArgs {
     /// Synthetic topology: NUMA nodes (0 = this machine's; 1 to 64; 2 with --all).
     #[arg(long, allow_hyphen_values = true, value_parser = Int::<u16>::new(0, 64))]
     nodes: Option<u16>,
-    /// Synthetic topology: CPUs per node (1 to 64).
-    #[arg(long, default_value_t = 2, allow_hyphen_values = true,
-          value_parser = Int::<u16>::new(1, 64))]
-    cpus_per_node: u16,
+    /// Synthetic topology: CPUs per node (1 to 64; default 2). Needs a
+    /// synthetic topology: --nodes 1 or more, or --all.
+    #[arg(long, allow_hyphen_values = true, value_parser = Int::<u16>::new(1, 64))]
+    cpus_per_node: Option<u16>,
     /// Faults to inject, comma-separated: panic, alloc, exit, stall, or all.
     #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
     faults: Vec<FaultArg>,
@@ -152,7 +152,9 @@ impl TortureArgs {
         if let Some(n) = self.nodes {
             c.nodes = n.into();
         }
-        c.cpus_per_node = self.cpus_per_node.into();
+        if let Some(n) = self.cpus_per_node {
+            c.cpus_per_node = n.into();
+        }
         if !self.faults.is_empty() {
             c.faults = Vec::new();
             for f in self.faults.iter().flat_map(|f| f.0.iter()) {
@@ -173,6 +175,14 @@ impl TortureArgs {
 /// Runs the torture; the process's exit code.
 pub fn main(args: TortureArgs) -> ExitCode {
     let config = args.config();
+    if args.cpus_per_node.is_some() && config.nodes == 0 {
+        errln!(
+            "error: --cpus-per-node sets the synthetic topology's CPUs per node, and this run \
+             uses the machine's own topology (no --nodes, or --nodes 0): add --nodes 1 or more \
+             (or --all, which has 2), or drop --cpus-per-node"
+        );
+        return ExitCode::from(2);
+    }
     if config.has(Fault::ReaderStall) && config.duration < config.stall_timeout * 3 {
         let least = config.stall_timeout * 3;
         errln!(

@@ -88,6 +88,15 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--flavor", "tree"], "auto, memb, mb or qsbr"),
         (&["--pressure-hz", "1e9"], "10000"),
         (&["--qhimark", "10"], "--qhimark"),
+        // Ignored before: the run used the machine's topology, silently.
+        (
+            &["--cpus-per-node", "4", "--duration", "0.2"],
+            "--cpus-per-node sets the synthetic topology's CPUs per node",
+        ),
+        (
+            &["--cpus-per-node", "4", "--nodes", "0", "--duration", "0.2"],
+            "add --nodes 1 or more",
+        ),
         (
             &[
                 "--faults",
@@ -112,4 +121,21 @@ fn bad_flags_exit_2_naming_the_flag() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// `--cpus-per-node` shapes the synthetic topology that `--nodes` asks for.
+#[test]
+fn cpus_per_node_applies_with_nodes() {
+    let out = torture(&[
+        "--duration",
+        "0.2",
+        "--nodes",
+        "2",
+        "--cpus-per-node",
+        "3",
+        "--quiet",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("topology 2x3"), "{text}");
 }
