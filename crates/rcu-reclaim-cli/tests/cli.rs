@@ -936,6 +936,23 @@ fn bench_rejects_bad_arguments_naming_the_flag() {
             &["bench", "--scenario", "budget", "--payload-max", "1K"][..],
             "--payload-max applies to the read-mostly, update-heavy scenarios",
         ),
+        // A --payload-min above the default --payload-max, for a scenario
+        // neither applies to: the flag that does not apply is named, not
+        // the default --payload-max that was never given.
+        (
+            &["bench", "--scenario", "cache", "--payload-min", "1K"][..],
+            "--payload-min applies to the read-mostly, update-heavy scenarios",
+        ),
+        (
+            &[
+                "bench",
+                "--scenario",
+                "read-mostly",
+                "--budget-payload-min",
+                "16K",
+            ][..],
+            "--budget-payload-min applies to the budget scenario",
+        ),
         (
             &[
                 "bench",

@@ -247,23 +247,6 @@ impl BenchArgs {
 
     /// [`workloads`](Self::workloads) on a machine of `cpus` CPUs.
     fn workloads_on(&self, cpus: usize) -> Result<Plan, String> {
-        for (min, max, what) in [
-            (self.payload_min, self.payload_max, "--payload"),
-            (
-                self.budget_payload_min,
-                self.budget_payload_max,
-                "--budget-payload",
-            ),
-        ] {
-            if max < min {
-                return Err(format!(
-                    "{what}-max ({}) must be at least {what}-min ({}): raise {what}-max or \
-                     lower {what}-min",
-                    args::show_size(max),
-                    args::show_size(min)
-                ));
-            }
-        }
         let per_run = self.duration / f64::from(self.rounds);
         if f64::from(self.rounds) > most_rounds(self.duration, MIN_RUN) {
             return Err(format!(
@@ -358,6 +341,25 @@ impl BenchArgs {
                     names.join(", "),
                     if names.len() > 1 { "s" } else { "" },
                     names[0]
+                ));
+            }
+        }
+        // After the check above: a flag for a scenario that does not run
+        // is named as such, not measured against the other bound's default.
+        for (min, max, what) in [
+            (self.payload_min, self.payload_max, "--payload"),
+            (
+                self.budget_payload_min,
+                self.budget_payload_max,
+                "--budget-payload",
+            ),
+        ] {
+            if max < min {
+                return Err(format!(
+                    "{what}-max ({}) must be at least {what}-min ({}): raise {what}-max or \
+                     lower {what}-min",
+                    args::show_size(max),
+                    args::show_size(min)
                 ));
             }
         }
