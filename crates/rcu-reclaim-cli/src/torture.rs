@@ -30,7 +30,7 @@ pub struct TortureArgs {
     #[arg(long, default_value = "auto", value_parser = parse_flavor)]
     flavor: FlavorArg,
     /// Update modes the writers rotate through, comma-separated: sync, exp,
-    /// poll, call, defer (default: all).
+    /// poll, call, defer (default: all; a mode given twice runs once).
     #[arg(long, value_delimiter = ',', value_parser = parse_mode)]
     modes: Vec<UpdateMode>,
     /// Mean pause between a writer's updates, in microseconds (0 to 1000000).
@@ -136,7 +136,14 @@ impl TortureArgs {
         c.writers = self.writers.into();
         c.flavor = self.flavor.0;
         if !self.modes.is_empty() {
-            c.modes = self.modes.clone();
+            // Each mode once, in the order first given (as `--faults`): a
+            // repeat would only print twice in the header.
+            c.modes = Vec::new();
+            for m in &self.modes {
+                if !c.modes.contains(m) {
+                    c.modes.push(*m);
+                }
+            }
         }
         c.writer_delay = Duration::from_micros(self.writer_delay_us.into());
         c.flood |= self.flood;

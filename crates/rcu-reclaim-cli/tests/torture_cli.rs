@@ -139,3 +139,21 @@ fn cpus_per_node_applies_with_nodes() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("topology 2x3"), "{text}");
 }
+
+/// A mode given twice runs (and is listed) once, as a fault given twice
+/// is; the header gives a run under a second in hundredths (`0.25s`, not
+/// `0.3s`).
+#[test]
+fn a_repeated_mode_is_listed_once() {
+    let out = torture(&["--duration", "0.25", "--modes", "sync,sync,call", "--quiet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("modes sync,call "), "{text}");
+    let secs = text
+        .split("duration ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default();
+    let decimals = secs.trim_end_matches('s').split('.').nth(1).map(str::len);
+    assert_eq!(decimals, Some(2), "{secs:?} in {text}");
+}

@@ -384,11 +384,11 @@ impl fmt::Display for TortureReport {
         }
         writeln!(
             f,
-            "{t} flavor {} readers {} writers {} duration {:.1}s modes {} options {} faults {}",
+            "{t} flavor {} readers {} writers {} duration {} modes {} options {} faults {}",
             self.flavor,
             cfg.readers,
             cfg.writers,
-            self.elapsed.as_secs_f64(),
+            seconds(self.elapsed),
             names(cfg.modes.iter().map(|m| m.name()).collect()),
             if options.is_empty() {
                 "none".into()
@@ -469,4 +469,28 @@ impl fmt::Display for TortureReport {
 /// of `secs` and `nanos`).
 pub(crate) fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+/// A run's length for the header: tenths of a second, or hundredths under
+/// a second (a run of `--duration 0.25` read "0.3s").
+fn seconds(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{s:.2}s")
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn a_run_under_a_second_reads_in_hundredths() {
+        assert_eq!(seconds(Duration::from_millis(250)), "0.25s");
+        assert_eq!(seconds(Duration::from_millis(1250)), "1.2s");
+        assert_eq!(seconds(Duration::from_secs(600)), "600.0s");
+    }
 }
