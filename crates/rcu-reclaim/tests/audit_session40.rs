@@ -1114,3 +1114,63 @@ fn floods_from_short_lived_threads_lose_nothing() {
         );
     }
 }
+
+/// A monitor started before a fork and dropped in the child, then the
+/// child's last handle of the domain: that drop runs the callbacks the
+/// child queued, as a last handle's drop does (the monitor's thread, which
+/// does not exist in the child, must not count as a handle there).
+#[test]
+fn a_childs_last_handle_runs_its_callbacks_after_dropping_an_inherited_monitor() {
+    let _s = serial();
+    // On demand: only a barrier or the last handle's drop runs
+    // callbacks.
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let (m, tx) = firing_monitor(&rcu, Duration::from_millis(20));
+    // Past its event, its signal ended (a fork in the middle of an
+    // event is another story: the child cannot let go of what the
+    // event holds, and says so).
+    assert!(eventually(Duration::from_secs(10), || !m.stats().active));
+    let fork = rcu.prepare_fork();
+    let pid = common::fork();
+    if pid == 0 {
+        fork.child();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        rcu.call(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        drop(m);
+        // The child's last handle: runs what is queued.
+        drop(rcu);
+        let ok = ran.load(Ordering::SeqCst) == 1;
+        // SAFETY: ends the child without running the parent's
+        // destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    fork.parent();
+    let mut status = 0;
+    let start = Instant::now();
+    loop {
+        // SAFETY: polls our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the child hung");
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    assert!(libc::WIFEXITED(status), "the child died: {status}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the child's last handle ran none of its callbacks"
+    );
+    drop((m, tx));
+}

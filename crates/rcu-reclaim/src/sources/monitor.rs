@@ -74,6 +74,13 @@ struct Shared {
     /// stack so that a forked child, where the thread does not exist, can
     /// still end it when it drops the monitor.
     guard: Mutex<Option<PressureGuard>>,
+    /// What the thread's events act on (its handle of the domain, the
+    /// budget and reclaimer linked), held locked while an event runs.
+    /// Here, not on the thread's stack, for the same reason: a forked
+    /// child lets go of them when it drops the monitor (before, the
+    /// thread's handle of the domain counted there for ever, so the
+    /// child's last handle of it ran none of its callbacks).
+    links: Mutex<Option<Links>>,
     /// An eventfd the source also wakes on, if it can
     /// (`PressureSource::wake_also_on`): the drop writes it, so the thread
     /// stops at once rather than at the end of its wait (25 ms on average,
@@ -166,7 +173,9 @@ fn wake(waker: &OwnedFd) {
 ///
 /// In a child process created by `fork()` the monitor's thread does not
 /// exist: the monitor watches nothing there. Dropping it ends the signal it
-/// held at the fork; start a new monitor in the child to keep watching.
+/// held at the fork and lets go of the thread's handle of the domain (so
+/// the child's last handle still runs the domain's callbacks); start a new
+/// monitor in the child to keep watching.
 ///
 /// Dropping the monitor stops it, so one that is not kept watches nothing:
 /// bind it (`let _monitor = ...`, not `let _ = ...`) for as long as it
@@ -245,6 +254,7 @@ impl PressureMonitor {
         reclaimer: Option<Arc<Reclaimer>>,
     ) -> PressureMonitor {
         let waker = waker_for(source.as_mut());
+        let linked = budget.is_some() || reclaimer.is_some();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             events: AtomicU64::new(0),
@@ -256,22 +266,26 @@ impl PressureMonitor {
             psi: Mutex::new(None),
             passed_over: Mutex::new(Vec::new()),
             guard: Mutex::new(None),
+            links: Mutex::new(Some(Links {
+                rcu: rcu.clone(),
+                budget,
+                reclaimer,
+            })),
             waker,
             ran: AtomicBool::new(false),
         });
         let description = crate::sync::catch_panic(|| source.describe())
             .unwrap_or_else(|_| "a pressure source (its describe() panicked)".into());
         tracing::info!(source = %description, "rcu-reclaim: pressure monitor started");
-        let (s, r, name) = (shared.clone(), rcu.clone(), description.clone());
+        let (s, name) = (shared.clone(), description.clone());
         let thread = crate::sys::spawn_quiet(
             thread::Builder::new().name("rcu-pressure".into()),
             move || {
-                let link = Link {
-                    budget: budget.as_deref(),
-                    reclaimer: reclaimer.as_deref(),
-                };
-                run(&s, &r, (source.as_mut(), &name), quiet, link);
-                drop((r, budget, reclaimer));
+                run(&s, (source.as_mut(), &name), quiet, linked);
+                // Out of the lock first: the last handle's drop may run
+                // the domain's callbacks.
+                let links = lock(&s.links).take();
+                drop(links);
                 // Only the library's sources take the waker (the trait's
                 // method for it is hidden), and only theirs are dropped
                 // after the drop returns. A source of the caller's may
@@ -412,6 +426,18 @@ impl Drop for PressureMonitor {
         // not exist. End the signal it held, unless it was updating it at
         // the fork (the lock is then held for ever).
         std::mem::forget(t);
+        let links = match try_lock_in_child(&self.shared.links) {
+            Some(mut l) => l.take(),
+            None => {
+                crate::sys::warn_loud(
+                    "rcu-reclaim: a pressure monitor dropped in a forked child could not let go \
+                     of its thread's handle of the domain (its thread was running an event at \
+                     the fork): the child's last handle of the domain will not run its callbacks",
+                );
+                None
+            }
+        };
+        drop(links);
         let guard = match try_lock_in_child(&self.shared.guard) {
             Some(mut g) => g.take(),
             None => {
@@ -435,20 +461,17 @@ impl std::fmt::Debug for PressureMonitor {
     }
 }
 
-/// What a monitor's events act on besides RCU.
-struct Link<'a> {
-    budget: Option<&'a MemoryBudget>,
-    reclaimer: Option<&'a Reclaimer>,
+/// What a monitor's events act on: the domain, and a budget and a
+/// reclaimer if linked.
+struct Links {
+    rcu: Rcu,
+    budget: Option<Arc<MemoryBudget>>,
+    reclaimer: Option<Arc<Reclaimer>>,
 }
 
 /// `source`: the source and its description (taken once, at the start).
-fn run(
-    s: &Shared,
-    rcu: &Rcu,
-    (source, name): (&mut dyn PressureSource, &str),
-    quiet: Duration,
-    link: Link<'_>,
-) {
+/// `linked`: whether a budget or a reclaimer is.
+fn run(s: &Shared, (source, name): (&mut dyn PressureSource, &str), quiet: Duration, linked: bool) {
     let tick = quiet.clamp(Duration::from_millis(1), Duration::from_millis(100));
     // Whether this thread holds the signal in `s.guard`.
     let mut held = false;
@@ -463,7 +486,7 @@ fn run(
     // A monitor with no budget or reclaimer shrinks nothing: said once, at
     // its first critical event while a cache exists that nothing shrinks
     // (a program of cells and maps alone has no cache to be told about).
-    let mut told_bare = link.budget.is_some() || link.reclaimer.is_some();
+    let mut told_bare = linked;
     while !s.stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
         // A source of the caller's that panics is a failing source: the
@@ -483,6 +506,10 @@ fn run(
         }
         match result {
             Ok(Some(level)) => {
+                // Held while the event runs (see `Shared::links`).
+                let links = lock(&s.links);
+                let Some(link) = links.as_ref() else { break };
+                let rcu = &link.rcu;
                 s.events.fetch_add(1, Ordering::Relaxed);
                 if level == Level::Critical {
                     s.critical.fetch_add(1, Ordering::Relaxed);
@@ -516,13 +543,13 @@ fn run(
                 // shrinker, the OOM handler) may panic: report it and go
                 // on watching, as the budget's background reclaimer does.
                 let linked = crate::sync::catch_panic(|| {
-                    if let Some(b) = link.budget {
+                    if let Some(b) = &link.budget {
                         b.check();
                     }
                     // The machine (or the cgroup) is short of memory: caches
                     // give back a share, as the kernel's shrinkers do under
                     // reclaim, whatever the budget's own usage.
-                    if let Some(r) = link.reclaimer {
+                    if let Some(r) = &link.reclaimer {
                         let done = match level {
                             Level::Critical => r.shrink(2),
                             Level::Medium => r.shrink(4),
