@@ -1148,6 +1148,17 @@ fn a_childs_last_handle_runs_its_callbacks_after_dropping_an_inherited_monitor()
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }
     fork.parent();
+    assert_eq!(
+        child_exit_code(pid),
+        0,
+        "the child's last handle ran none of its callbacks"
+    );
+    drop((m, tx));
+}
+
+/// The exit code of forked child `pid` (killed, and a failure, if it hangs
+/// for 20 s; a failure if it dies of a signal).
+fn child_exit_code(pid: libc::pid_t) -> i32 {
     let mut status = 0;
     let start = Instant::now();
     loop {
@@ -1167,10 +1178,43 @@ fn a_childs_last_handle_runs_its_callbacks_after_dropping_an_inherited_monitor()
         thread::sleep(Duration::from_millis(2));
     }
     assert!(libc::WIFEXITED(status), "the child died: {status}");
+    libc::WEXITSTATUS(status)
+}
+
+/// A budget made before a fork and dropped in the child, then the child's
+/// last handle of the domain: that drop runs the callbacks the child
+/// queued. (Before, the budget's `rcu-kswapd` thread, which does not exist
+/// in the child, held a strong reference to the budget's reclaimer, and
+/// with it a handle of the domain, for ever there.)
+#[test]
+fn a_childs_last_handle_runs_its_callbacks_after_dropping_an_inherited_budget() {
+    use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+    let _s = serial();
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let budget = MemoryBudget::new(64 << 20, Arc::new(Reclaimer::new(&rcu)), || 0);
+    // Its thread waiting for a request (its first look done).
+    thread::sleep(Duration::from_millis(30));
+    let fork = rcu.prepare_fork();
+    let pid = common::fork();
+    if pid == 0 {
+        fork.child();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        rcu.call(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        drop(budget);
+        // The child's last handle: runs what is queued.
+        drop(rcu);
+        let ok = ran.load(Ordering::SeqCst) == 1;
+        // SAFETY: ends the child without running the parent's
+        // destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    fork.parent();
     assert_eq!(
-        libc::WEXITSTATUS(status),
+        child_exit_code(pid),
         0,
         "the child's last handle ran none of its callbacks"
     );
-    drop((m, tx));
 }

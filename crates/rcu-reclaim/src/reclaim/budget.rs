@@ -161,8 +161,13 @@ struct Shared {
     usage: Usage,
     marks: Watermarks,
     reclaimer: Arc<Reclaimer>,
-    state: Mutex<BgState>,
-    wake: Condvar,
+    /// `rcu-kswapd`'s requests, apart from the rest: the thread holds
+    /// this while it waits, and only a `Weak` of the rest, so a forked
+    /// child (where the thread does not exist) that drops the budget lets
+    /// go of the reclaimer and its handle of the domain (before, the
+    /// thread's strong reference counted there for ever, and the child's
+    /// last handle of the domain ran none of its callbacks).
+    wake: Arc<Wake>,
     /// Whether a reclaim to `high` runs (one at a time), and its end.
     reclaiming: Mutex<bool>,
     reclaim_done: Condvar,
@@ -181,6 +186,13 @@ struct Shared {
 struct BgState {
     requested: bool,
     shutdown: bool,
+}
+
+/// `rcu-kswapd`'s state and the condition it waits on.
+#[derive(Default)]
+struct Wake {
+    state: Mutex<BgState>,
+    cond: Condvar,
 }
 
 thread_local! {
@@ -322,8 +334,10 @@ impl Shared {
 /// A memory limit enforced by reclaim (see the module docs). In a child
 /// process created by `fork()` its background reclaimer (`rcu-kswapd`)
 /// does not exist: direct reclaim still works there, background reclaim
-/// does not, and dropping the budget is fine; make a new budget in the
-/// child to have both.
+/// does not, and dropping the budget is fine (it lets go of its reclaimer
+/// and that reclaimer's handle of the domain, so the child's last handle
+/// still runs the domain's callbacks); make a new budget in the child to
+/// have both.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -434,8 +448,7 @@ impl MemoryBudget {
             usage: Arc::new(usage),
             marks,
             reclaimer,
-            state: Mutex::new(BgState::default()),
-            wake: Condvar::new(),
+            wake: Arc::new(Wake::default()),
             reclaiming: Mutex::new(false),
             reclaim_done: Condvar::new(),
             background_runs: AtomicU64::new(0),
@@ -446,10 +459,10 @@ impl MemoryBudget {
             direct_wait_timeouts: AtomicU64::new(0),
             trims_heap: AtomicBool::new(false),
         });
-        let weak = Arc::downgrade(&shared);
+        let (weak, wake) = (Arc::downgrade(&shared), shared.wake.clone());
         let handle = crate::sys::spawn_quiet(
             thread::Builder::new().name("rcu-kswapd".into()),
-            move || background(&weak),
+            move || background(&weak, &wake),
         )
         .map_err(|e| BudgetError::NoThread(e.to_string()))?;
         Ok(MemoryBudget {
@@ -579,10 +592,10 @@ fn check_shared(s: &Arc<Shared>) -> bool {
         owe_at_quiescent_state(s, rcu);
     }
     if usage > s.marks.low {
-        let mut st = lock(&s.state);
+        let mut st = lock(&s.wake.state);
         if !st.requested {
             st.requested = true;
-            s.wake.notify_one();
+            s.wake.cond.notify_one();
         }
     }
     true
@@ -711,10 +724,20 @@ impl Drop for MemoryBudget {
                 Err(p) => p.into_inner().take(),
             };
             std::mem::forget(handle);
+            // The rest lets go of the reclaimer (and its handle of the
+            // domain) with the budget, unless the thread was reclaiming
+            // at the fork: it then holds them for ever here.
+            if Arc::strong_count(&self.shared) > 1 {
+                crate::sys::warn_loud(
+                    "rcu-reclaim: a MemoryBudget dropped in a forked child cannot let go of its \
+                     reclaimer (its rcu-kswapd thread was reclaiming at the fork): the child's \
+                     last handle of the domain will not run its callbacks",
+                );
+            }
             return;
         }
-        lock(&self.shared.state).shutdown = true;
-        self.shared.wake.notify_all();
+        lock(&self.shared.wake.state).shutdown = true;
+        self.shared.wake.cond.notify_all();
         let handle = lock(&self.thread).take();
         if let Some(h) = handle {
             self.shared.reclaimer.rcu().join_helper(h, "rcu-kswapd");
@@ -736,19 +759,18 @@ impl fmt::Debug for MemoryBudget {
 /// pressure signal on RCU. A panic in a reclaim is reported, and the
 /// thread goes on; while every look panics, its unasked looks come less
 /// often ([`policy::kswapd_idle_wait`]).
-fn background(shared: &Weak<Shared>) {
+fn background(shared: &Weak<Shared>, wake: &Wake) {
     let mut panics_in_a_row: u32 = 0;
     loop {
-        let Some(s) = shared.upgrade() else { return };
         {
-            let mut st = lock(&s.state);
+            let mut st = lock(&wake.state);
             if st.shutdown {
                 return;
             }
             // A request made while the last reclaim ran is not waited for.
             if !st.requested {
                 let idle = policy::kswapd_idle_wait(panics_in_a_row);
-                st = match s.wake.wait_timeout(st, idle) {
+                st = match wake.cond.wait_timeout(st, idle) {
                     Ok((st, _)) => st,
                     Err(p) => p.into_inner().0,
                 };
@@ -758,6 +780,9 @@ fn background(shared: &Weak<Shared>) {
             }
             st.requested = false;
         }
+        // Held for this look only, never across the wait (see
+        // `Shared::wake`).
+        let Some(s) = shared.upgrade() else { return };
         // A panic in the caller's code (a shrinker, the OOM handler, the
         // usage function, here or in the reclaim) would end this thread,
         // and with it background reclaim for the budget's lifetime: report
