@@ -731,23 +731,39 @@ pub(crate) fn shard_pace(p: &Params, domain_overloaded: bool, s: ShardFacts) -> 
     }
 }
 
-/// Threads' partly filled pages older than this go to their shards; all
-/// of them while any node is pressured (`None`). Not in the hysteresis
-/// after pressure: no shard asks for a grace period then, so a page taken
-/// from its thread would only wait on a shard.
+/// Threads' partly filled pages older than this go to their shards: the
+/// lazy delay, or [`PRESSURE_PAGE_AGE`] while any node is pressured. Not
+/// in the hysteresis after pressure: no shard asks for a grace period
+/// then, so a page taken from its thread would only wait on a shard.
 pub(crate) fn flush_pages_older_than(p: &Params, pressured_any: bool) -> Option<Duration> {
-    (!pressured_any).then_some(p.lazy_delay)
+    Some(if pressured_any {
+        PRESSURE_PAGE_AGE.min(p.lazy_delay)
+    } else {
+        p.lazy_delay
+    })
 }
 
+/// Under pressure, a thread's page goes to its shard at the grace-period
+/// thread's first look once it is this old. Taking every page at every
+/// look, however young, cost a `membarrier` per page and look: in the
+/// bench's budget scenario on two cores, 4,900-5,200 a second, 13.5-15 %
+/// of a CPU, for pages their threads were filling (a thread that retires
+/// hands its page on itself once it is due). With this age: 850-910 a
+/// second, 2 % of a CPU, the same updates and mean garbage 0.69-0.72 MiB
+/// against 0.83-0.87 (BENCHMARKS.md, fortieth session).
+pub(crate) const PRESSURE_PAGE_AGE: Duration = Duration::from_millis(1);
+
 /// When a thread's fresh page, started at `since_ms` (on the `clock`), is
-/// due to be flushed to its shard: after the lazy delay, or at once while a
-/// pressure signal is held (then only a grace-period thread about to look
-/// again anyway saves a wake-up).
+/// due to be flushed to its shard: after the lazy delay, or, while a
+/// pressure signal is held, after [`PRESSURE_PAGE_AGE`] (then only a
+/// grace-period thread about to look again anyway saves a wake-up).
 pub(crate) fn page_due_ms(p: &Params, since_ms: usize, pressure_held: bool) -> usize {
-    if pressure_held {
-        return since_ms;
-    }
-    let delay = usize::try_from(p.lazy_delay.as_millis()).unwrap_or(usize::MAX);
+    let delay = if pressure_held {
+        PRESSURE_PAGE_AGE.min(p.lazy_delay)
+    } else {
+        p.lazy_delay
+    };
+    let delay = usize::try_from(delay.as_millis()).unwrap_or(usize::MAX);
     since_ms.saturating_add(delay)
 }
 

@@ -38,9 +38,11 @@
 //! least two grace periods after the last pressure ends (hysteresis). In
 //! fast mode every shard on a pressured node asks for a grace period as soon
 //! as it holds anything (the lazy delay and batch are cancelled), threads'
-//! buffered pages are taken to the shards at once while any node is
-//! pressured (in the hysteresis no shard asks, so they wait for the lazy
-//! delay as usual), workers run
+//! buffered pages are taken to the shards once a millisecond old while
+//! any node is pressured (a thread that keeps retiring hands its own on
+//! when due; taking every page at every look cost a `membarrier` each),
+//! in the hysteresis no shard asks, so they wait for the lazy delay as
+//! usual, workers run
 //! without a batch limit, and grace periods are **expedited only while the
 //! backlog on the pressured nodes holds at least
 //! [`Config::fast_min_bytes`](crate::Config::fast_min_bytes)** (1 MiB by

@@ -40,7 +40,8 @@ impl Callbacks {
     /// assigns them one. Called by the grace-period thread.
     pub(crate) fn plan(&self, gp: &GracePeriods) -> GpPlan {
         let fast = self.pressure.observe(gp.completed());
-        // Under pressure, buffered pages go to their shards at once. Not in
+        // Under pressure, buffered pages go to their shards once a
+        // millisecond old (`policy::PRESSURE_PAGE_AGE`). Not in
         // the hysteresis after it (fast, but no node pressured): no shard
         // asks for a grace period then, so a page taken from its thread
         // would only wait on a shard, and every fresh page's kick would
