@@ -42,22 +42,6 @@ fn eventually(limit: Duration, f: impl Fn() -> bool) -> bool {
     f()
 }
 
-/// Runs `f` on a thread; fails if it takes longer than `limit`.
-fn within<R: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(r) => r,
-        Err(_) => panic!("{what} took longer than {limit:?}"),
-    }
-}
-
 /// A monitor on `rcu` whose synthetic source has just fired, once its
 /// signal is up.
 fn firing_monitor(rcu: &Rcu, quiet: Duration) -> (PressureMonitor, std::sync::mpsc::Sender<Level>) {
@@ -175,7 +159,7 @@ fn monitors_dropped_in_sections_and_callbacks_end_their_signal() {
         // In a callback of its own domain.
         let (m, _tx) = firing_monitor(&rcu, Duration::from_secs(10));
         rcu.call(move || drop(m));
-        within("barrier", Duration::from_secs(5), {
+        within(Duration::from_secs(5), "barrier", {
             let rcu = rcu.clone();
             move || rcu.barrier()
         });
@@ -190,7 +174,7 @@ fn monitors_dropped_in_sections_and_callbacks_end_their_signal() {
             let _g = o2.read_lock();
             drop(m);
         });
-        within("barrier", Duration::from_secs(5), {
+        within(Duration::from_secs(5), "barrier", {
             let other = other.clone();
             move || other.barrier()
         });
@@ -232,8 +216,8 @@ fn monitors_dropped_by_thread_local_destructors() {
             })
             .collect();
         within(
-            "threads whose thread-locals drop monitors",
             Duration::from_secs(10),
+            "threads whose thread-locals drop monitors",
             move || {
                 for h in handles {
                     h.join().unwrap();
@@ -314,8 +298,8 @@ fn monitors_dropped_while_their_domain_goes() {
         let a = thread::spawn(move || drop(rcu));
         let b = thread::spawn(move || drop(m));
         within(
-            "drops of a domain and its monitor",
             Duration::from_secs(5),
+            "drops of a domain and its monitor",
             move || {
                 a.join().unwrap();
                 b.join().unwrap();
@@ -391,6 +375,7 @@ fn a_monitor_dropped_by_its_own_source() {
 
 use common::poison::{Drops, Val};
 use common::rng::Rng;
+use common::within;
 use rcu_reclaim::{RcuCache, RcuHashMap, ReclaimSize};
 use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -524,6 +509,21 @@ fn quiet_domain() -> Rcu {
     Rcu::new(Config::new().on_callback_panic(|_| ())).unwrap()
 }
 
+/// A thread that walks both of `items` with `walk` until `stop`.
+fn spawn_walker<T: Send + Sync + 'static>(
+    items: Arc<[T; 2]>,
+    stop: Arc<AtomicBool>,
+    walk: fn(&T),
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            for x in items.iter() {
+                walk(x);
+            }
+        }
+    })
+}
+
 /// Every value seen under a guard is alive and its key's.
 fn walk_map(map: &RcuHashMap<HKey, HVal>) -> usize {
     let g = map.domain().read_lock();
@@ -642,16 +642,9 @@ fn maps_under_hostile_user_code_drop_every_value_once() {
     let ops = common::env_or("AUDIT40_MAP_OPS", 40_000u64);
     let stop = Arc::new(AtomicBool::new(false));
     HOSTILE.store(true, Ordering::Relaxed);
-    let walker = {
-        let (maps, stop) = (maps.clone(), stop.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                for m in maps.iter() {
-                    walk_map(m);
-                }
-            }
-        })
-    };
+    let walker = spawn_walker(maps.clone(), stop.clone(), |m| {
+        walk_map(m);
+    });
     let writers: Vec<_> = (0..6u64)
         .map(|t| {
             let (maps, drops) = (maps.clone(), drops.clone());
@@ -699,7 +692,7 @@ fn maps_under_hostile_user_code_drop_every_value_once() {
     let [a, b] = Arc::into_inner(maps).expect("the maps' last handle");
     let _ = catch_unwind(AssertUnwindSafe(move || drop(a)));
     let _ = catch_unwind(AssertUnwindSafe(move || drop(b)));
-    within("barrier", Duration::from_secs(20), {
+    within(Duration::from_secs(20), "barrier", {
         let rcu = rcu.clone();
         move || rcu.barrier()
     });
@@ -883,16 +876,9 @@ fn caches_under_hostile_user_code_drop_every_value_once() {
     let ops = common::env_or("AUDIT40_CACHE_OPS", 30_000u64);
     let stop = Arc::new(AtomicBool::new(false));
     HOSTILE.store(true, Ordering::Relaxed);
-    let walker = {
-        let (caches, stop) = (caches.clone(), stop.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                for c in caches.iter() {
-                    walk_cache(c);
-                }
-            }
-        })
-    };
+    let walker = spawn_walker(caches.clone(), stop.clone(), |c| {
+        walk_cache(c);
+    });
     let writers: Vec<_> = (0..6u64)
         .map(|t| {
             let (caches, map, drops) = (caches.clone(), map.clone(), drops.clone());
@@ -945,7 +931,7 @@ fn caches_under_hostile_user_code_drop_every_value_once() {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(b)));
     let map = Arc::into_inner(map).expect("the map's last handle");
     let _ = catch_unwind(AssertUnwindSafe(move || drop(map)));
-    within("barrier", Duration::from_secs(20), {
+    within(Duration::from_secs(20), "barrier", {
         let rcu = rcu.clone();
         move || rcu.barrier()
     });
@@ -1063,14 +1049,14 @@ fn floods_from_short_lived_threads_lose_nothing() {
                 drop(h);
             }
         });
-        within("the flood", Duration::from_secs(20), move || {
+        within(Duration::from_secs(20), "the flood", move || {
             for t in threads {
                 t.join().unwrap();
             }
             dropper.join().unwrap();
         });
         if round % 2 == 0 {
-            within("barrier", Duration::from_secs(10), {
+            within(Duration::from_secs(10), "barrier", {
                 let rcu = rcu.clone();
                 move || rcu.barrier()
             });
@@ -1083,7 +1069,7 @@ fn floods_from_short_lived_threads_lose_nothing() {
                 "round {round}: queued {}",
                 queued.load(Ordering::Relaxed)
             );
-            within("barrier", Duration::from_secs(10), {
+            within(Duration::from_secs(10), "barrier", {
                 let rcu = rcu.clone();
                 move || rcu.barrier()
             });
@@ -1102,8 +1088,8 @@ fn floods_from_short_lived_threads_lose_nothing() {
             queued.load(Ordering::Relaxed)
         );
         within(
-            "the domain's last drop",
             Duration::from_secs(10),
+            "the domain's last drop",
             move || drop(rcu),
         );
         assert!(
@@ -1130,6 +1116,15 @@ fn a_childs_last_handle_runs_its_callbacks_after_dropping_an_inherited_monitor()
     // event is another story: the child cannot let go of what the
     // event holds, and says so).
     assert!(eventually(Duration::from_secs(10), || !m.stats().active));
+    child_runs_its_callbacks_after_dropping(rcu, m);
+    drop(tx);
+}
+
+/// Forks; in the child, queues a callback, drops `inherited` (made
+/// before the fork), then `rcu`, the child's last handle of the domain,
+/// whose drop must run the callback. Fails if it did not (or the child
+/// hung for 20 s, or died).
+fn child_runs_its_callbacks_after_dropping<T>(rcu: Rcu, inherited: T) {
     let fork = rcu.prepare_fork();
     let pid = common::fork();
     if pid == 0 {
@@ -1139,7 +1134,7 @@ fn a_childs_last_handle_runs_its_callbacks_after_dropping_an_inherited_monitor()
         rcu.call(move || {
             r.fetch_add(1, Ordering::SeqCst);
         });
-        drop(m);
+        drop(inherited);
         // The child's last handle: runs what is queued.
         drop(rcu);
         let ok = ran.load(Ordering::SeqCst) == 1;
@@ -1148,17 +1143,6 @@ fn a_childs_last_handle_runs_its_callbacks_after_dropping_an_inherited_monitor()
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }
     fork.parent();
-    assert_eq!(
-        child_exit_code(pid),
-        0,
-        "the child's last handle ran none of its callbacks"
-    );
-    drop((m, tx));
-}
-
-/// The exit code of forked child `pid` (killed, and a failure, if it hangs
-/// for 20 s; a failure if it dies of a signal).
-fn child_exit_code(pid: libc::pid_t) -> i32 {
     let mut status = 0;
     let start = Instant::now();
     loop {
@@ -1178,7 +1162,11 @@ fn child_exit_code(pid: libc::pid_t) -> i32 {
         thread::sleep(Duration::from_millis(2));
     }
     assert!(libc::WIFEXITED(status), "the child died: {status}");
-    libc::WEXITSTATUS(status)
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the child's last handle ran none of its callbacks"
+    );
 }
 
 /// A budget made before a fork and dropped in the child, then the child's
@@ -1194,27 +1182,5 @@ fn a_childs_last_handle_runs_its_callbacks_after_dropping_an_inherited_budget() 
     let budget = MemoryBudget::new(64 << 20, Arc::new(Reclaimer::new(&rcu)), || 0);
     // Its thread waiting for a request (its first look done).
     thread::sleep(Duration::from_millis(30));
-    let fork = rcu.prepare_fork();
-    let pid = common::fork();
-    if pid == 0 {
-        fork.child();
-        let ran = Arc::new(AtomicUsize::new(0));
-        let r = ran.clone();
-        rcu.call(move || {
-            r.fetch_add(1, Ordering::SeqCst);
-        });
-        drop(budget);
-        // The child's last handle: runs what is queued.
-        drop(rcu);
-        let ok = ran.load(Ordering::SeqCst) == 1;
-        // SAFETY: ends the child without running the parent's
-        // destructors.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    fork.parent();
-    assert_eq!(
-        child_exit_code(pid),
-        0,
-        "the child's last handle ran none of its callbacks"
-    );
+    child_runs_its_callbacks_after_dropping(rcu, budget);
 }

@@ -3,6 +3,8 @@
 //! a domain (and the caches, maps and cells on it) while a monitor on it
 //! is mid-event. Every wait has a deadline; every value is dropped once.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use std::time::{Duration, Instant};
 use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
 use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
 use rcu_reclaim::{Config, Rcu, RcuCache, RcuCell, RcuHashMap};
+
+use common::within;
 
 const MAGIC: u64 = 0x0ddb_a110_ddba_1100;
 
@@ -68,22 +72,6 @@ fn firer(tx: Sender<Level>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
             thread::sleep(Duration::from_millis(1));
         }
     })
-}
-
-/// Runs `f` on a thread and fails if it takes longer than `limit`.
-fn within<R: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(r) => r,
-        Err(_) => panic!("{what} did not finish in {limit:?}"),
-    }
 }
 
 fn settle(rcu: &Rcu, book: &Book, what: &str) {
@@ -167,25 +155,25 @@ fn monitors_and_caches_dropped_while_events_fire_and_writers_insert() {
         }
         thread::sleep(Duration::from_millis(30));
         // Drop the monitor, then the caches, while events and inserts go on.
-        within("dropping the monitor", Duration::from_secs(5), move || {
+        within(Duration::from_secs(5), "dropping the monitor", move || {
             drop(monitor)
         });
         let c = cache;
         within(
-            "dropping a monitored cache",
             Duration::from_secs(5),
+            "dropping a monitored cache",
             move || drop(c),
         );
         let a = auto;
         within(
-            "dropping an auto_pressure cache",
             Duration::from_secs(5),
+            "dropping an auto_pressure cache",
             move || drop(a),
         );
         let s = shared;
         within(
-            "dropping a budgeted cache",
             Duration::from_secs(5),
+            "dropping a budgeted cache",
             move || drop(s),
         );
         stop.store(true, Ordering::Relaxed);
@@ -263,13 +251,13 @@ fn a_domain_dropped_while_its_monitor_is_mid_event() {
         // Everything but the monitor goes while events keep coming; the
         // monitor holds the last handle, and its drop runs what is queued.
         within(
-            "dropping the domain's handles",
             Duration::from_secs(5),
+            "dropping the domain's handles",
             move || drop((cache, map, cell, own, reclaimer, rcu)),
         );
         within(
-            "dropping the last monitor",
             Duration::from_secs(5),
+            "dropping the last monitor",
             move || drop(monitor),
         );
         fire.store(true, Ordering::Relaxed);
