@@ -175,7 +175,10 @@ fn wake(waker: &OwnedFd) {
 /// exist: the monitor watches nothing there. Dropping it ends the signal it
 /// held at the fork and lets go of the thread's handle of the domain (so
 /// the child's last handle still runs the domain's callbacks); start a new
-/// monitor in the child to keep watching.
+/// monitor in the child to keep watching. The source stays with the
+/// thread: in a child, a source of your own that holds a handle of the
+/// domain keeps it for good (the child's last other handle then runs no
+/// callbacks), so a program that forks gives its sources none.
 ///
 /// Dropping the monitor stops it, so one that is not kept watches nothing:
 /// bind it (`let _monitor = ...`, not `let _ = ...`) for as long as it
