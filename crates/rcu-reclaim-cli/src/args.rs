@@ -396,7 +396,8 @@ pub struct Float {
     hi: f64,
     /// The range with its unit, e.g. "0.2 to 3600 seconds".
     range: &'static str,
-    /// Seconds: a value may carry a unit (`500ms`, `30s`, `2m`, `1h`).
+    /// Seconds: a value may carry a unit (`500ms`, `30s`, `2m`, `1h`), or
+    /// several, largest first (`1m30s`).
     time: bool,
 }
 
@@ -497,18 +498,54 @@ impl Float {
         } else {
             ""
         };
-        match number.parse::<f64>().map(|v| v * scale) {
+        // Or several, largest first: `1m30s`, `1h 30m`.
+        let parsed = match number.parse::<f64>().map(|v| v * scale) {
+            Err(_) if self.time => compound_time(t).ok_or(()),
+            other => other.map_err(|_| ()),
+        };
+        match parsed {
             Ok(v) if v.is_nan() => Err(format!(
                 "{flag} must be a number, {range}{units}, not {s:?}"
             )),
             Ok(v) if v < self.lo => Err(format!("{flag} must be {range}; {t} is too small")),
             Ok(v) if v > self.hi => Err(format!("{flag} must be {range}; {t} is too large")),
             Ok(v) => Ok(v),
-            Err(_) => Err(format!(
+            Err(()) => Err(format!(
                 "{flag} must be a number, {range}{units}, not {s:?}"
             )),
         }
     }
+}
+
+/// A time of two or more parts, each a number with its unit, largest unit
+/// first, spaces between them allowed (`1m30s`, `1h 30m`, `2m 0.5s`), in
+/// seconds; `None` if `t` is not one.
+fn compound_time(t: &str) -> Option<f64> {
+    let (mut total, mut parts, mut last_scale) = (0.0, 0, f64::INFINITY);
+    let mut rest = t.trim();
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        let after = rest[digits..].trim_start();
+        let letters = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (_, scale) = split_time_unit(&format!("1{}", &after[..letters]));
+        // A unit is required in every part, and each smaller than the last.
+        if letters == 0 || (scale == 1.0 && !after[..letters].eq_ignore_ascii_case("s")) {
+            return None;
+        }
+        if scale >= last_scale {
+            return None;
+        }
+        total += number * scale;
+        parts += 1;
+        last_scale = scale;
+        rest = after[letters..].trim_start();
+    }
+    (parts >= 2).then_some(total)
 }
 
 /// A time's number and its unit's factor to seconds (`ms`, `s`, `m`,
@@ -817,6 +854,14 @@ mod tests {
         assert_eq!(SECS.check("--duration", "500MS"), Ok(0.5));
         assert_eq!(SECS.check("--duration", "2Min"), Ok(120.0));
         assert_eq!(TORTURE_SECS.check("--duration", "1H"), Ok(3600.0));
+        // Several parts, largest first.
+        assert_eq!(SECS.check("--duration", "1m30s"), Ok(90.0));
+        assert_eq!(SECS.check("--duration", "1m 30s"), Ok(90.0));
+        assert_eq!(TORTURE_SECS.check("--duration", "1h30m"), Ok(5400.0));
+        assert_eq!(SECS.check("--duration", "1s500ms"), Ok(1.5));
+        for bad in ["30s1m", "1m1m", "1m30", "1m30x", "m30s", "1m-30s"] {
+            assert!(SECS.check("--duration", bad).is_err(), "{bad} was taken");
+        }
         // Empty (`--duration=`): missing, not "not a number".
         assert_eq!(
             SECS.check("--duration", ""),

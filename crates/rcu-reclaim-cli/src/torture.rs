@@ -14,7 +14,7 @@ use crate::stdout::{errln, out, outln};
 
 #[derive(Args, Debug)]
 pub struct TortureArgs {
-    /// Seconds to run (0.2 to 86400), or with a unit: 500ms, 30s, 10m, 24h.
+    /// Seconds to run (0.2 to 86400), or with a unit: 500ms, 30s, 10m, 1h30m, 24h.
     #[arg(long, default_value = "10", allow_hyphen_values = true, value_parser = args::TORTURE_SECS)]
     duration: f64,
     /// Reader threads (1 to 256).

@@ -56,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum)]
     scenario: Vec<Scenario>,
     /// Seconds each backend runs per scenario, split over the rounds (0.2
-    /// to 3600; or with a unit: 500ms, 30s, 2m).
+    /// to 3600; or with a unit: 500ms, 30s, 2m, 1m30s).
     #[arg(long, default_value = "6", allow_hyphen_values = true, value_parser = args::SECS)]
     duration: f64,
     /// Rounds: every backend runs once per round, in a rotating order, so

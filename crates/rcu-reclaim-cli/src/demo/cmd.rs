@@ -21,7 +21,7 @@ const MIN_ENTRIES_PER_BUDGET: usize = 8;
 /// The demo's flags.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Seconds per side (0.2 to 3600; or with a unit: 500ms, 30s, 2m).
+    /// Seconds per side (0.2 to 3600; or with a unit: 500ms, 30s, 2m, 1m30s).
     #[arg(long, default_value = "15", allow_hyphen_values = true, value_parser = args::SECS)]
     duration: f64,
     /// Memory budget the process reclaims against, e.g. 256M, 1.5G or
