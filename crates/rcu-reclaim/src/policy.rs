@@ -731,16 +731,17 @@ pub(crate) fn shard_pace(p: &Params, domain_overloaded: bool, s: ShardFacts) -> 
     }
 }
 
-/// Threads' partly filled pages older than this go to their shards: the
-/// lazy delay, or [`PRESSURE_PAGE_AGE`] while any node is pressured. Not
-/// in the hysteresis after pressure: no shard asks for a grace period
+/// Threads' partly filled pages this old go to their shards: the lazy
+/// delay, or [`PRESSURE_PAGE_AGE`] (if shorter) while `pressured`. For
+/// the grace-period thread's look, `pressured` is "any node is pressured",
+/// not the hysteresis after pressure: no shard asks for a grace period
 /// then, so a page taken from its thread would only wait on a shard.
-pub(crate) fn flush_pages_older_than(p: &Params, pressured_any: bool) -> Option<Duration> {
-    Some(if pressured_any {
+pub(crate) fn page_flush_age(p: &Params, pressured: bool) -> Duration {
+    if pressured {
         PRESSURE_PAGE_AGE.min(p.lazy_delay)
     } else {
         p.lazy_delay
-    })
+    }
 }
 
 /// Under pressure, a thread's page goes to its shard at the grace-period
@@ -758,11 +759,7 @@ pub(crate) const PRESSURE_PAGE_AGE: Duration = Duration::from_millis(1);
 /// pressure signal is held, after [`PRESSURE_PAGE_AGE`] (then only a
 /// grace-period thread about to look again anyway saves a wake-up).
 pub(crate) fn page_due_ms(p: &Params, since_ms: usize, pressure_held: bool) -> usize {
-    let delay = if pressure_held {
-        PRESSURE_PAGE_AGE.min(p.lazy_delay)
-    } else {
-        p.lazy_delay
-    };
+    let delay = page_flush_age(p, pressure_held);
     let delay = usize::try_from(delay.as_millis()).unwrap_or(usize::MAX);
     since_ms.saturating_add(delay)
 }

@@ -48,7 +48,7 @@ impl Callbacks {
         // bring the thread back to take the next (a steal, with its
         // membarrier, per object or two).
         let pressured_any = fast && (0..self.topology.nodes()).any(|n| self.pressure.on_node(n));
-        let older_than = policy::flush_pages_older_than(&self.params, pressured_any);
+        let older_than = Some(policy::page_flush_age(&self.params, pressured_any));
         let (_, local_due) = self.flush_locals(gp, older_than);
         let (total, _) = self.pending(gp);
         let mut overloaded = policy::domain_overloaded(&self.params, total);

@@ -231,14 +231,14 @@ fn pages_flush_lazily_except_under_pressure() {
     };
     assert_eq!(page_due_ms(&forever, 1000, false), usize::MAX);
     assert_eq!(page_due_ms(&forever, 1000, true), 1001);
-    assert_eq!(flush_pages_older_than(&p, false), Some(50 * MS));
-    assert_eq!(flush_pages_older_than(&p, true), Some(MS));
+    assert_eq!(page_flush_age(&p, false), 50 * MS);
+    assert_eq!(page_flush_age(&p, true), MS);
     // A lazy delay under the pressure age wins.
     let eager = Params {
         lazy_delay: Duration::ZERO,
         ..Params::default()
     };
-    assert_eq!(flush_pages_older_than(&eager, true), Some(Duration::ZERO));
+    assert_eq!(page_flush_age(&eager, true), Duration::ZERO);
     assert_eq!(page_due_ms(&eager, 1000, true), 1000);
 }
 
