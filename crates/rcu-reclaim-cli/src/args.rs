@@ -532,11 +532,8 @@ fn compound_time(t: &str) -> Option<f64> {
         let letters = after
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(after.len());
-        let (_, scale) = split_time_unit(&format!("1{}", &after[..letters]));
-        // A unit is required in every part, and each smaller than the last.
-        if letters == 0 || (scale == 1.0 && !after[..letters].eq_ignore_ascii_case("s")) {
-            return None;
-        }
+        // A unit in every part, each smaller than the last.
+        let scale = time_unit(&after[..letters])?;
         if scale >= last_scale {
             return None;
         }
@@ -548,17 +545,29 @@ fn compound_time(t: &str) -> Option<f64> {
     (parts >= 2).then_some(total)
 }
 
+/// A time's units and their factors to seconds, longest first where one
+/// ends another (`ms` before `s`, `min` before `m`).
+const TIME_UNITS: [(&str, f64); 5] = [
+    ("ms", 0.001),
+    ("min", 60.0),
+    ("s", 1.0),
+    ("m", 60.0),
+    ("h", 3600.0),
+];
+
+/// The factor to seconds of time unit `unit`, in any case (`30S`, `2MIN`:
+/// a time's units are unambiguous); `None` for another word.
+fn time_unit(unit: &str) -> Option<f64> {
+    TIME_UNITS
+        .iter()
+        .find(|(u, _)| u.eq_ignore_ascii_case(unit))
+        .map(|&(_, scale)| scale)
+}
+
 /// A time's number and its unit's factor to seconds (`ms`, `s`, `m`,
 /// `min`, `h`; none: seconds).
 fn split_time_unit(t: &str) -> (&str, f64) {
-    for (unit, scale) in [
-        ("ms", 0.001),
-        ("min", 60.0),
-        ("s", 1.0),
-        ("m", 60.0),
-        ("h", 3600.0),
-    ] {
-        // In any case (`30S`, `2MIN`): a time's units are unambiguous.
+    for (unit, scale) in TIME_UNITS {
         let cut = t.len().saturating_sub(unit.len());
         if t.is_char_boundary(cut) && t[cut..].eq_ignore_ascii_case(unit) {
             let number = t[..cut].trim_end();

@@ -136,14 +136,8 @@ impl TortureArgs {
         c.writers = self.writers.into();
         c.flavor = self.flavor.0;
         if !self.modes.is_empty() {
-            // Each mode once, in the order first given (as `--faults`): a
-            // repeat would only print twice in the header.
-            c.modes = Vec::new();
-            for m in &self.modes {
-                if !c.modes.contains(m) {
-                    c.modes.push(*m);
-                }
-            }
+            // A repeat would only print twice in the header.
+            c.modes = once_each(self.modes.iter().copied());
         }
         c.writer_delay = Duration::from_micros(self.writer_delay_us.into());
         c.flood |= self.flood;
@@ -163,12 +157,7 @@ impl TortureArgs {
             c.cpus_per_node = n.into();
         }
         if !self.faults.is_empty() {
-            c.faults = Vec::new();
-            for f in self.faults.iter().flat_map(|f| f.0.iter()) {
-                if !c.faults.contains(f) {
-                    c.faults.push(*f);
-                }
-            }
+            c.faults = once_each(self.faults.iter().flat_map(|f| f.0.iter().copied()));
         }
         if let Some(ms) = self.stall_timeout_ms {
             c.stall_timeout = Duration::from_millis(ms.into());
@@ -177,6 +166,17 @@ impl TortureArgs {
         c.busted = self.busted;
         c
     }
+}
+
+/// `items` in the order first given, each once (`--modes`, `--faults`).
+fn once_each<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut once = Vec::new();
+    for item in items {
+        if !once.contains(&item) {
+            once.push(item);
+        }
+    }
+    once
 }
 
 /// Runs the torture; the process's exit code.
