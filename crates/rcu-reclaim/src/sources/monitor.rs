@@ -257,7 +257,6 @@ impl PressureMonitor {
         reclaimer: Option<Arc<Reclaimer>>,
     ) -> PressureMonitor {
         let waker = waker_for(source.as_mut());
-        let linked = budget.is_some() || reclaimer.is_some();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             events: AtomicU64::new(0),
@@ -284,7 +283,7 @@ impl PressureMonitor {
         let thread = crate::sys::spawn_quiet(
             thread::Builder::new().name("rcu-pressure".into()),
             move || {
-                run(&s, (source.as_mut(), &name), quiet, linked);
+                run(&s, (source.as_mut(), &name), quiet);
                 // Out of the lock first: the last handle's drop may run
                 // the domain's callbacks.
                 let links = lock(&s.links).take();
@@ -473,8 +472,7 @@ struct Links {
 }
 
 /// `source`: the source and its description (taken once, at the start).
-/// `linked`: whether a budget or a reclaimer is.
-fn run(s: &Shared, (source, name): (&mut dyn PressureSource, &str), quiet: Duration, linked: bool) {
+fn run(s: &Shared, (source, name): (&mut dyn PressureSource, &str), quiet: Duration) {
     let tick = quiet.clamp(Duration::from_millis(1), Duration::from_millis(100));
     // Whether this thread holds the signal in `s.guard`.
     let mut held = false;
@@ -489,7 +487,9 @@ fn run(s: &Shared, (source, name): (&mut dyn PressureSource, &str), quiet: Durat
     // A monitor with no budget or reclaimer shrinks nothing: said once, at
     // its first critical event while a cache exists that nothing shrinks
     // (a program of cells and maps alone has no cache to be told about).
-    let mut told_bare = linked;
+    let mut told_bare = lock(&s.links)
+        .as_ref()
+        .is_some_and(|l| l.budget.is_some() || l.reclaimer.is_some());
     while !s.stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
         // A source of the caller's that panics is a failing source: the
