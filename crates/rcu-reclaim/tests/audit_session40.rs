@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::eventually;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -28,18 +30,6 @@ fn tasks() -> usize {
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Waits up to `limit` for `f` to hold; whether it did.
-fn eventually(limit: Duration, f: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    f()
 }
 
 /// A monitor on `rcu` whose synthetic source has just fired, once its

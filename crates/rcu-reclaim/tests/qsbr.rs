@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::eventually;
+
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -20,18 +22,6 @@ fn qsbr() -> Rcu {
 
 fn qsbr_on_demand() -> Rcu {
     Rcu::new(Config::new().flavor(Flavor::Qsbr).on_demand()).unwrap()
-}
-
-/// Polls `f` for up to `limit`.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    f()
 }
 
 /// A thread registered in `rcu` that reports a quiescent state about every

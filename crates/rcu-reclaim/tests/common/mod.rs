@@ -408,3 +408,15 @@ pub fn drop_tally(states: &[std::sync::atomic::AtomicU8]) -> (usize, usize, Opti
     }
     (never, twice, first_never)
 }
+
+/// Polls `f` (every millisecond) for up to `limit`; whether it held.
+pub fn eventually(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    f()
+}
