@@ -1133,24 +1133,7 @@ fn child_runs_its_callbacks_after_dropping<T>(rcu: Rcu, inherited: T) {
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }
     fork.parent();
-    let mut status = 0;
-    let start = Instant::now();
-    loop {
-        // SAFETY: polls our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            // SAFETY: kills and reaps our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("the child hung");
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
+    let status = common::child_status(pid);
     assert!(libc::WIFEXITED(status), "the child died: {status}");
     assert_eq!(
         libc::WEXITSTATUS(status),

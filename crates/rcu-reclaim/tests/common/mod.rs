@@ -232,6 +232,12 @@ pub fn forked_child_status(rcu: &Rcu, child: impl FnOnce() -> bool) -> i32 {
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }
     guard.parent();
+    child_status(pid)
+}
+
+/// The raw wait status of forked child `pid`, once it ends (killed, and a
+/// failure, if it hangs for 20 s).
+pub fn child_status(pid: libc::pid_t) -> i32 {
     let start = std::time::Instant::now();
     let mut status = 0;
     loop {
