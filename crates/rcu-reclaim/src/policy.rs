@@ -377,10 +377,36 @@ pub(crate) const PRESSURE_THROTTLE_MAX_WAIT_STALLED: Duration = Duration::from_s
 /// took 9–43 s when every wait ran to its bound (10 ms to 1 s).
 pub(crate) const WORKER_STUCK_MS: usize = 5;
 
+/// As [`WORKER_STUCK_MS`], for a thread waiting over a memory limit's
+/// allowance (`headroom.rs`) while memory is `state`: the nearer the
+/// limit, the longer, for there the OOM killer is what a wait given up
+/// lets in. Near a limit a runner asleep in the kernel for 5 ms is most
+/// often not blocked on a lock the waiting thread holds: its frees wait
+/// for glibc's arena locks (held by threads that lost their CPU) or for
+/// the cgroup's reclaim. 256 threads storing at full speed on 2 cores in
+/// a 256 MiB cgroup gave up their waits on such pauses and were
+/// OOM-killed in nearly every run. A writer that retires under a lock its
+/// values' `Drop` takes pays this at each retire that finds the runner
+/// newly blocked, so the patience stays short while memory is plentiful.
+pub(crate) fn headroom_stuck_ms(state: MemoryState) -> usize {
+    match state {
+        MemoryState::Plenty => WORKER_STUCK_MS,
+        MemoryState::Short => HEADROOM_STUCK_SHORT_MS,
+        MemoryState::OverMark => HEADROOM_STUCK_OVER_MARK_MS,
+    }
+}
+
+/// [`headroom_stuck_ms`] while memory is short.
+pub(crate) const HEADROOM_STUCK_SHORT_MS: usize = 100;
+
+/// [`headroom_stuck_ms`] over the limit's mark.
+pub(crate) const HEADROOM_STUCK_OVER_MARK_MS: usize = 500;
+
 /// Whether a runner seen on its current item at `seen_ms` (0: never seen)
-/// is stuck at `now_ms` ([`WORKER_STUCK_MS`]).
-pub(crate) fn worker_stuck(seen_ms: usize, now_ms: usize) -> bool {
-    seen_ms != 0 && now_ms.saturating_sub(seen_ms) >= WORKER_STUCK_MS
+/// is stuck at `now_ms`, for a waiter that allows it `patience_ms`
+/// ([`WORKER_STUCK_MS`], [`headroom_stuck_ms`]).
+pub(crate) fn worker_stuck(seen_ms: usize, now_ms: usize, patience_ms: usize) -> bool {
+    seen_ms != 0 && now_ms.saturating_sub(seen_ms) >= patience_ms
 }
 
 /// How long a thread waiting under pressure sleeps between looks (it gives

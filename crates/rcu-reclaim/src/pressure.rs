@@ -342,7 +342,13 @@ impl Rcu {
     /// reported, and bounds nothing). The domain keeps `usage` until the
     /// bound is replaced or removed: a reader that owns a clone of the
     /// domain keeps it alive (and its queued drops unrun) until then, so
-    /// give it what it reads, not the `Rcu`.
+    /// give it what it reads, not the `Rcu`. A wait also ends once a
+    /// worker has been asleep on one callback or destructor for 5 ms while
+    /// the usage is under three quarters of `mark`, 100 ms from there and
+    /// 500 ms over `mark` (it may be blocked on a lock the retiring thread
+    /// holds: retire outside locks that a deferred `Drop` takes; this
+    /// warns): near the limit a free may sleep that long on the
+    /// allocator's locks or the kernel's reclaim.
     ///
     /// `sources::bound_garbage_by_cgroup` sets it from the process's
     /// cgroup (as `sources::auto_pressure` and `budget_from_cgroup` do; the

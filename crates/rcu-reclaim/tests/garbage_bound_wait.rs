@@ -207,3 +207,102 @@ fn a_barrier_waits_for_drains_their_threads_free_over_the_bound() {
         "a value was dropped twice"
     );
 }
+
+/// A value whose `Drop` sleeps, as a free that waits for glibc's arena
+/// lock (held by a thread that lost its CPU) or for the cgroup's reclaim
+/// does: the worker is asleep in the kernel on each one, but moves on.
+struct SlowToFree(Vec<u8>);
+
+impl Drop for SlowToFree {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl ReclaimSize for SlowToFree {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.0.capacity()
+    }
+}
+
+/// Near a memory limit (97 MiB of a 100 MiB mark: short of memory), a
+/// thread over the bound waits for a worker that sleeps 20 ms in each
+/// destructor but keeps moving: such a worker is not stuck on a lock the
+/// thread holds. Before, the wait stopped once the worker had been asleep
+/// 5 ms on one value, each store returned with its garbage, and 12 stores
+/// of 1 MiB left 11 MiB waiting (256 threads storing at full speed on two
+/// cores in a 256 MiB cgroup were OOM-killed that way).
+#[test]
+fn near_its_limit_a_store_waits_for_a_worker_that_sleeps_in_each_free() {
+    let _serial = one_at_a_time();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
+    let cell = RcuCell::new_in(&rcu, Box::new(SlowToFree(vec![0; MIB])));
+    let mut most = 0;
+    for i in 1..=12u8 {
+        cell.store(Box::new(SlowToFree(vec![i; MIB])));
+        most = most.max(rcu.pending_bytes());
+    }
+    assert!(
+        most <= 6 * MIB,
+        "up to {} KiB waited to be freed behind a worker that sleeps 20 ms per value (the \
+         bound allows about 3 MiB): the waits gave up on it as stuck. {:?}",
+        most >> 10,
+        rcu.stats()
+    );
+    assert!(rcu.stats().headroom_waits >= 1);
+    drop(cell);
+    rcu.unbound_garbage();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// `Drop` takes this lock (as a value that unregisters itself does).
+static DROP_LOCK: Mutex<u64> = Mutex::new(0);
+
+/// A value whose `Drop` takes `DROP_LOCK`.
+struct TakesLockOnDrop(Vec<u8>);
+
+impl Drop for TakesLockOnDrop {
+    fn drop(&mut self) {
+        *DROP_LOCK.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+}
+
+impl ReclaimSize for TakesLockOnDrop {
+    fn reclaim_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.0.capacity()
+    }
+}
+
+/// What that patience costs a writer that retires under a lock its
+/// values' `Drop` takes (the worker then waits for the writer, which waits
+/// for the worker): near the limit each wait ends once the worker has
+/// been asleep on one value for 100 ms, not at the wait's bound of 1 s,
+/// and everything is freed once the lock is released.
+#[test]
+fn near_its_limit_a_writer_holding_the_lock_its_values_drop_takes_waits_only_the_patience() {
+    let _serial = one_at_a_time();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
+    let cell = RcuCell::new_in(&rcu, Box::new(TakesLockOnDrop(vec![0; MIB])));
+    let start = Instant::now();
+    for i in 1..=8u8 {
+        let _held = DROP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        cell.store(Box::new(TakesLockOnDrop(vec![i; MIB])));
+    }
+    let took = start.elapsed();
+    let s = rcu.stats();
+    assert!(
+        took < Duration::from_secs(4) && s.headroom_wait_us < 4_000_000,
+        "8 stores under the lock took {took:?}, {} waits {} ms in all: the waits ran towards \
+         their 1 s bound for a worker blocked on the writer's lock. {s:?}",
+        s.headroom_waits,
+        s.headroom_wait_us / 1000
+    );
+    drop(cell);
+    rcu.unbound_garbage();
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+    assert_eq!(*DROP_LOCK.lock().unwrap_or_else(|e| e.into_inner()), 9);
+}

@@ -333,7 +333,13 @@ impl Callbacks {
     /// thread waiting for it stops waiting (it may hold the lock that item
     /// waits for).
     pub(crate) fn runner_stuck(&self) -> bool {
+        self.runner_stuck_for(policy::WORKER_STUCK_MS)
+    }
+
+    /// As [`runner_stuck`](Self::runner_stuck), on one item for
+    /// `patience_ms` or more.
+    pub(crate) fn runner_stuck_for(&self, patience_ms: usize) -> bool {
         let now = epoch_ms();
-        self.shards.iter().any(|s| s.runner.stuck(now))
+        self.shards.iter().any(|s| s.runner.stuck(now, patience_ms))
     }
 }

@@ -211,12 +211,13 @@ impl RunnerMark {
     }
 
     /// Whether a runner is stuck by `now_ms`: on one item for
-    /// `policy::WORKER_STUCK_MS` or more (no item started since a look at
-    /// least that long ago; every look that finds progress notes it), and
+    /// `patience_ms` or more (`policy::WORKER_STUCK_MS`, or
+    /// `policy::headroom_stuck_ms`: no item started since a look at least
+    /// that long ago; every look that finds progress notes it), and
     /// asleep in the kernel (on a lock, say), where that can be read: a
     /// runner that only lost its CPU, as on a loaded machine, is waited
     /// for (a throttled thread's naps give it the CPU back).
-    pub(super) fn stuck(&self, now_ms: usize) -> bool {
+    pub(super) fn stuck(&self, now_ms: usize, patience_ms: usize) -> bool {
         if !self.running.load(Ordering::Relaxed) {
             return false;
         }
@@ -226,7 +227,7 @@ impl RunnerMark {
             self.seen_ms.store(now_ms, Ordering::Relaxed);
             return false;
         }
-        if !policy::worker_stuck(self.seen_ms.load(Ordering::Relaxed), now_ms) {
+        if !policy::worker_stuck(self.seen_ms.load(Ordering::Relaxed), now_ms, patience_ms) {
             return false;
         }
         if self.looked_ms.load(Ordering::Relaxed) != now_ms {

@@ -47,7 +47,12 @@
 //! destructor and is asleep in the kernel (`Callbacks::runner_stuck`; a
 //! worker that only lost its CPU is waited for): a writer that retires
 //! under a lock the values' `Drop` takes waited up to 1 s per retire under
-//! pressure, for a worker blocked on that very lock.
+//! pressure, for a worker blocked on that very lock. The wait over a
+//! memory limit's allowance gives such a worker longer the nearer the limit
+//! (`policy::headroom_stuck_ms`: 100 ms while memory is short, 500 ms over
+//! the limit's mark): there a worker asleep for 5 ms on one free is most
+//! often waiting for glibc's arena lock or the cgroup's reclaim, and a
+//! wait given up lets the OOM killer in.
 
 #[cfg(not(loom))]
 use std::cell::Cell;
@@ -243,9 +248,13 @@ impl Callbacks {
             return;
         }
         add(&self.counters.pressure_throttles, 1);
-        let waited = self.wait_for_frees(gp, kick, max_wait, true, &|bytes| {
-            policy::pressure_throttle_done(&self.params, signals(), bytes)
-        });
+        let waited = self.wait_for_frees(
+            gp,
+            kick,
+            max_wait,
+            Some((policy::WORKER_STUCK_MS, "under memory pressure")),
+            &|bytes| policy::pressure_throttle_done(&self.params, signals(), bytes),
+        );
         add(
             &self.counters.pressure_throttle_us,
             usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
@@ -274,9 +283,16 @@ impl Callbacks {
         add(&self.counters.headroom_waits, 1);
         // Done as well once the bound is removed: the limit waited for is
         // gone (before, the wait ran on to its full second).
-        let waited = self.wait_for_frees(gp, kick, max_wait, true, &|bytes| {
-            !self.has_headroom() || policy::headroom_wait_done(allow, bytes)
-        });
+        // Patient with a runner that pauses, the more the nearer the
+        // limit (see `headroom_stuck_ms`).
+        let patience = policy::headroom_stuck_ms(self.memory_state());
+        let waited = self.wait_for_frees(
+            gp,
+            kick,
+            max_wait,
+            Some((patience, "near its memory limit")),
+            &|bytes| !self.has_headroom() || policy::headroom_wait_done(allow, bytes),
+        );
         add(
             &self.counters.headroom_wait_us,
             usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
@@ -365,7 +381,7 @@ impl Callbacks {
         let target = backlog / 2;
         // Done as well once memory is no longer short (the bound removed,
         // the signal ended, the usage down), as the headroom bound's wait.
-        let waited = self.wait_for_frees(gp, kick, max_wait, false, &|_| {
+        let waited = self.wait_for_frees(gp, kick, max_wait, None, &|_| {
             self.outstanding() <= target || self.memory_state() == policy::MemoryState::Plenty
         });
         add(
@@ -378,16 +394,18 @@ impl Callbacks {
     /// The wait of the pressure throttle and the headroom bound: moves
     /// grace periods on (`try_advance`, which never waits), wakes the
     /// workers of shards with ready pages and naps, until `done` holds of
-    /// the shards' bytes or `max_wait` has passed, or (`stop_if_stuck`) a
-    /// runner is stuck (which is reported). `kick` wakes the grace-period thread. Returns
-    /// how long it waited (counted against the current call's limit).
+    /// the shards' bytes or `max_wait` has passed, or (`stuck_after`: a
+    /// patience in milliseconds, and why the thread waits) a runner has
+    /// been stuck on one item that long (which is reported). `kick` wakes the grace-period thread.
+    /// Returns how long it waited (counted against the current call's
+    /// limit).
     #[cfg(not(loom))]
     fn wait_for_frees(
         &self,
         gp: &GracePeriods,
         kick: &dyn Fn(),
         max_wait: Duration,
-        stop_if_stuck: bool,
+        stuck_after: Option<(usize, &str)>,
         done: &dyn Fn(usize) -> bool,
     ) -> Duration {
         let target = gp.snapshot();
@@ -402,14 +420,14 @@ impl Callbacks {
                     self.wake_worker(cpu);
                 }
             }
-            if stop_if_stuck && self.runner_stuck() {
+            if let Some((patience, why)) = stuck_after.filter(|&(p, _)| self.runner_stuck_for(p)) {
                 // A worker (or a thread running a barrier or reclaim) has
-                // spent `WORKER_STUCK_MS` on one callback or destructor: if
-                // it waits for a lock this thread holds, the wait would run
+                // spent `patience` on one callback or destructor: if it
+                // waits for a lock this thread holds, the wait would run
                 // to its bound (up to 1 s per retire) and free nothing.
                 // Looked at before each nap, the first too: a retire that
                 // finds it stuck already does not nap at all.
-                self.report_stuck(start.elapsed());
+                self.report_stuck(start.elapsed(), patience, why);
                 break;
             }
             std::thread::sleep(policy::PRESSURE_THROTTLE_NAP);
@@ -491,13 +509,14 @@ impl Callbacks {
     }
 
     /// Says, loudly and at most once a second, that a thread retiring
-    /// under pressure stopped waiting after `waited` because a runner has
-    /// spent `policy::WORKER_STUCK_MS` or more on one item.
+    /// under pressure (or near its memory limit: `why`) stopped waiting
+    /// after `waited` because a runner has spent `patience_ms` or more on
+    /// one item.
     #[cfg(not(loom))]
-    fn report_stuck(&self, waited: std::time::Duration) {
+    fn report_stuck(&self, waited: std::time::Duration, patience_ms: usize, why: &str) {
         static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
         REPORTS.warn_loud(&format!(
-            "rcu-reclaim: under memory pressure, a thread retiring garbage stopped waiting for \
+            "rcu-reclaim: {why}, a thread retiring garbage stopped waiting for \
              it after {} ms: a worker has spent {} ms or more on one callback or destructor \
              (a slow free: the allocator's lock, or the kernel reclaiming memory for the \
              cgroup, can take that long). If that callback or Drop takes a lock the retiring \
@@ -505,7 +524,7 @@ impl Callbacks {
              waits): every retire under it waits for nothing, and the garbage is freed only \
              once the lock is released",
             waited.as_millis(),
-            policy::WORKER_STUCK_MS
+            patience_ms
         ));
     }
 

@@ -431,3 +431,15 @@ fn run_callbacks_escalates_with_priority() {
     assert_eq!(run_work(true, 11, 100, Some(100)), RunWork::Expedite);
     assert_eq!(run_work(true, 11, 99, Some(100)), RunWork::ReadyOnly);
 }
+
+/// A wait over a memory limit's allowance gives a worker asleep on one
+/// item longer the nearer the limit, and never as long as the wait itself.
+#[test]
+fn the_headroom_waits_patience_grows_towards_the_limit() {
+    let plenty = headroom_stuck_ms(MemoryState::Plenty);
+    let short = headroom_stuck_ms(MemoryState::Short);
+    let over = headroom_stuck_ms(MemoryState::OverMark);
+    assert_eq!(plenty, WORKER_STUCK_MS);
+    assert!(plenty < short && short < over, "{plenty} {short} {over}");
+    assert!((over as u128) < HEADROOM_MAX_WAIT.as_millis());
+}
