@@ -18,6 +18,12 @@
 //! * `hog` / `hog-budget`: an `auto_pressure` cache (with a budget) filled
 //!   beside a hog that grows to 60 MiB and frees it, five times.
 //!
+//! * `many`: `THREADS` threads (default 256) each reading one `RcuCell`
+//!   and storing a 64-byte value with a `Drop` of its own into it, at full
+//!   speed, for `SECS` seconds (default 6), with `auto_pressure(256 MiB)`:
+//!   far more threads than CPUs, so the worker that frees the values gets
+//!   little CPU, and its frees wait for glibc's arena locks.
+//!
 //! It prints `END survived` at the end; the cgroup's OOM killer ends it
 //! with status 137 otherwise.
 //!
@@ -365,12 +371,74 @@ fn main() {
                 rss() / MIB
             );
         }
+        "many" => many_writers(),
         other => {
             eprintln!(
                 "cgroup_fill: unknown mode {other:?}: give cache, cache-budget, cache-v1, store, \
-                 store-crossbeam, hog or hog-budget"
+                 store-crossbeam, hog, hog-budget or many"
             );
             std::process::exit(2);
         }
     }
+}
+
+/// A 64-byte value with a `Drop` of its own (so a worker frees it, not the
+/// retiring thread), which checks it is dropped once.
+struct Checked([u64; 8]);
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        assert_eq!(self.0[1], 0xA11CE, "a value dropped twice or never made");
+        self.0[1] = 0xDEAD;
+    }
+}
+
+rcu_reclaim::reclaim_size!(Checked {});
+
+/// The `many` mode (see the module docs).
+fn many_writers() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let (threads, secs) = (env("THREADS", 256), env("SECS", 6));
+    let _monitor = auto_pressure(256 * MIB);
+    let cell = Arc::new(RcuCell::new(Checked([0, 0xA11CE, 0, 0, 0, 0, 0, 0])));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let writers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (cell, stop) = (cell.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut stores = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    {
+                        let guard = Rcu::global().read_lock();
+                        let v = cell.load(&guard).expect("never emptied");
+                        assert_eq!(v.0[1], 0xA11CE, "a value read after its free");
+                    }
+                    cell.store(Box::new(Checked([
+                        t as u64, 0xA11CE, stores, 0, 0, 0, 0, 0,
+                    ])));
+                    stores += 1;
+                }
+                stores
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    while t0.elapsed() < Duration::from_secs(secs as u64) {
+        std::thread::sleep(Duration::from_millis(10));
+        peak = peak.max(rss());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let stores: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    Rcu::global().barrier();
+    println!(
+        "END survived; {threads} threads, {:.1} M stores/s, peak rss {} MiB",
+        stores as f64 / secs as f64 / 1e6,
+        peak / MIB
+    );
 }
