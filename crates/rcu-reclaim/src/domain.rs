@@ -207,6 +207,20 @@ static GLOBAL: OnceLock<Rcu> = OnceLock::new();
 /// `Reclaimer::unregister` waits for a pass calling its shrinker.
 const HELPER_JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Whether the helper thread of `handle` runs or waits for a CPU (not
+/// asleep in the kernel, where it may wait for a lock the joining thread
+/// holds), as far as `/proc` tells.
+fn helper_runnable<T>(handle: &std::thread::JoinHandle<T>) -> bool {
+    crate::sys::helper_tid(handle.thread().id()).and_then(crate::sys::thread_blocked) == Some(false)
+}
+
+/// How long that wait goes on past [`HELPER_JOIN_WAIT`] for a helper that
+/// is runnable (waiting for a CPU, not asleep on a lock): on a machine
+/// loaded far past its CPUs a cache's pressure monitor, in the middle of a
+/// shrink, took 1.8 s to stop, and the cache's entries, which it held,
+/// outlived the cache's drop.
+const HELPER_JOIN_RUNNABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Rcu {
     /// Creates an independent domain.
     ///
@@ -437,7 +451,9 @@ impl Rcu {
     /// batch), or inside a read-side section of this domain (the helper may
     /// be waiting for a grace period). Then the thread is left to finish
     /// on its own, as it does once it sees the stop request. So it is, with
-    /// a warning, once [`HELPER_JOIN_WAIT`] has passed: the helper runs the
+    /// a warning, once [`HELPER_JOIN_WAIT`] has passed while the helper is
+    /// asleep in the kernel (a helper on a CPU or waiting for one is waited
+    /// for up to [`HELPER_JOIN_RUNNABLE_WAIT`]): the helper runs the
     /// program's code (shrinkers, the OOM handler, a budget's usage
     /// function, a pressure source), which may wait for a lock the caller
     /// holds, and an unbounded join then deadlocked in silence.
@@ -475,7 +491,9 @@ impl Rcu {
                 return;
             }
             let waited = start.elapsed();
-            if waited >= HELPER_JOIN_WAIT {
+            if waited >= HELPER_JOIN_WAIT
+                && (waited >= HELPER_JOIN_RUNNABLE_WAIT || !helper_runnable(&handle))
+            {
                 // Said from a destructor, maybe while its thread unwinds:
                 // a `tracing` subscriber's panic must not leave it.
                 let msg = slow(waited).unwrap_or_else(|| {
@@ -491,7 +509,8 @@ impl Rcu {
                 crate::sync::report_caught(|| crate::sys::warn_loud(&msg));
                 return;
             }
-            std::thread::sleep(nap.min(HELPER_JOIN_WAIT - waited));
+            let left = HELPER_JOIN_WAIT.saturating_sub(waited);
+            std::thread::sleep(if left.is_zero() { nap } else { nap.min(left) });
             nap = (nap * 2).min(std::time::Duration::from_millis(10));
         }
         if handle.join().is_err() {

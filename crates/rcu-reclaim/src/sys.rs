@@ -233,6 +233,7 @@ pub(crate) fn thread_blocked(tid: i32) -> Option<bool> {
 /// or takes a read-side section would wait for a lock the interrupted code
 /// holds. The new thread inherits the mask; the caller's is restored.
 /// Faults (`SIGSEGV`, `SIGBUS`) still end the process as before.
+/// Each also notes its kernel thread id while it runs ([`helper_tid`]).
 pub(crate) fn spawn_quiet<F, T>(
     builder: std::thread::Builder,
     f: F,
@@ -241,7 +242,60 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    with_signals_blocked(|| builder.spawn(f))
+    with_signals_blocked(|| {
+        builder.spawn(move || {
+            let _noted = HelperTid::note();
+            f()
+        })
+    })
+}
+
+/// The library's running helper threads' kernel thread ids, by
+/// `ThreadId` (a handful at most).
+static HELPER_TIDS: std::sync::Mutex<Vec<(std::thread::ThreadId, i32)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A helper thread's entry in [`HELPER_TIDS`], removed as the thread ends.
+/// The list's lock is only tried, a hundred times: in a child forked
+/// while another thread held it, it stays held for good, and a helper
+/// started there goes unnoted (its drop then waits for it as for one
+/// asleep) rather than wait. A `ThreadId` is never reused, so an entry
+/// left behind misleads nothing.
+struct HelperTid(std::thread::ThreadId);
+
+/// Runs `f` on [`HELPER_TIDS`] if its lock can be had within a hundred
+/// tries.
+fn with_helper_tids(f: impl FnOnce(&mut Vec<(std::thread::ThreadId, i32)>)) {
+    for _ in 0..100 {
+        if let Ok(mut tids) = HELPER_TIDS.try_lock() {
+            f(&mut tids);
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+impl HelperTid {
+    fn note() -> HelperTid {
+        let id = std::thread::current().id();
+        with_helper_tids(|tids| tids.push((id, gettid())));
+        HelperTid(id)
+    }
+}
+
+impl Drop for HelperTid {
+    fn drop(&mut self) {
+        with_helper_tids(|tids| tids.retain(|&(id, _)| id != self.0));
+    }
+}
+
+/// The kernel thread id of the running helper thread `id` (started with
+/// [`spawn_quiet`]), for [`thread_blocked`]; `None` once it has ended, or
+/// while the list's lock is held (never waited for: a forked child may
+/// find it held for ever).
+pub(crate) fn helper_tid(id: std::thread::ThreadId) -> Option<i32> {
+    let tids = HELPER_TIDS.try_lock().ok()?;
+    tids.iter().find(|&&(t, _)| t == id).map(|&(_, tid)| tid)
 }
 
 /// Runs `f` with every signal blocked on the calling thread, restoring

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -722,4 +722,53 @@ fn dropping_a_monitor_whose_reclaim_waits_for_the_dropper_returns_saying_why() {
         log.contains("for the rcu-pressure thread to stop"),
         "{log:?}"
     );
+}
+
+/// A budget whose `rcu-kswapd` is busy in the program's code (here its
+/// usage function, on the CPU for 1.5 s, as a thread starved of CPU on a
+/// loaded machine is runnable for long) is waited for by the drop, which
+/// returns once that code has: the thread is not waiting for a lock the
+/// dropping thread holds. Before, the drop gave up after 1 s and left the
+/// thread running with the budget's reclaimer and shrinkers (a stress
+/// test's cache, held by its monitor thread that way, outlived its drop
+/// with 273 entries).
+#[test]
+fn dropping_a_budget_whose_reclaimer_is_busy_on_the_cpu_waits_for_it() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let (busy, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (b, d) = (busy.clone(), done.clone());
+    let kswapd = Arc::new(Mutex::new(None));
+    let k = kswapd.clone();
+    let budget = MemoryBudget::new(1 << 30, reclaimer, move || {
+        let mut first = k.lock().unwrap();
+        if thread::current().name() == Some("rcu-kswapd") && first.is_none() {
+            *first = Some(());
+            drop(first);
+            b.store(true, Ordering::SeqCst);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(1500) {
+                std::hint::spin_loop();
+            }
+            d.store(true, Ordering::SeqCst);
+        }
+        0
+    });
+    let t = Instant::now();
+    while !busy.load(Ordering::SeqCst) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "rcu-kswapd never looked"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(budget);
+    assert!(
+        done.load(Ordering::SeqCst),
+        "the drop returned while rcu-kswapd still ran the usage function"
+    );
+    rcu.barrier();
 }
