@@ -208,39 +208,62 @@ fn a_barrier_waits_for_drains_their_threads_free_over_the_bound() {
     );
 }
 
-/// A value whose `Drop` sleeps, as a free that waits for glibc's arena
-/// lock (held by a thread that lost its CPU) or for the cgroup's reclaim
-/// does: the worker is asleep in the kernel on each one, but moves on.
-struct SlowToFree(Vec<u8>);
+/// A 1 MiB value whose `Drop` runs `on_drop` (a worker frees it, not the
+/// retiring thread).
+struct Heavy {
+    bytes: Vec<u8>,
+    on_drop: fn(),
+}
 
-impl Drop for SlowToFree {
+impl Drop for Heavy {
     fn drop(&mut self) {
-        std::thread::sleep(Duration::from_millis(20));
+        (self.on_drop)();
     }
 }
 
-impl ReclaimSize for SlowToFree {
+impl ReclaimSize for Heavy {
     fn reclaim_size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.0.capacity()
+        std::mem::size_of::<Self>() + self.bytes.capacity()
     }
 }
 
-/// Near a memory limit (97 MiB of a 100 MiB mark: short of memory), a
-/// thread over the bound waits for a worker that sleeps 20 ms in each
-/// destructor but keeps moving: such a worker is not stuck on a lock the
-/// thread holds. Before, the wait stopped once the worker had been asleep
-/// 5 ms on one value, each store returned with its garbage, and 12 stores
-/// of 1 MiB left 11 MiB waiting (256 threads storing at full speed on two
-/// cores in a 256 MiB cgroup were OOM-killed that way).
+fn heavy(fill: u8, on_drop: fn()) -> Box<Heavy> {
+    Box::new(Heavy {
+        bytes: vec![fill; MIB],
+        on_drop,
+    })
+}
+
+/// A domain whose garbage is bounded as in a process at 97 MiB of a
+/// 100 MiB mark: short of memory, over three quarters of the mark.
+fn short_of_memory() -> Rcu {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
+    rcu
+}
+
+/// Sleeps as a free that waits for glibc's arena lock (held by a thread
+/// that lost its CPU) or for the cgroup's reclaim does: the worker is
+/// asleep in the kernel on each value, but moves on.
+fn slow_to_free() {
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+/// Near a memory limit, a thread over the bound waits for a worker that
+/// sleeps 20 ms in each destructor but keeps moving: such a worker is not
+/// stuck on a lock the thread holds. Before, the wait stopped once the
+/// worker had been asleep 5 ms on one value, each store returned with its
+/// garbage, and 12 stores of 1 MiB left 11 MiB waiting (256 threads
+/// storing at full speed on two cores in a 256 MiB cgroup were OOM-killed
+/// that way).
 #[test]
 fn near_its_limit_a_store_waits_for_a_worker_that_sleeps_in_each_free() {
     let _serial = one_at_a_time();
-    let rcu = Rcu::new(Config::new()).unwrap();
-    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
-    let cell = RcuCell::new_in(&rcu, Box::new(SlowToFree(vec![0; MIB])));
+    let rcu = short_of_memory();
+    let cell = RcuCell::new_in(&rcu, heavy(0, slow_to_free));
     let mut most = 0;
     for i in 1..=12u8 {
-        cell.store(Box::new(SlowToFree(vec![i; MIB])));
+        cell.store(heavy(i, slow_to_free));
         most = most.max(rcu.pending_bytes());
     }
     assert!(
@@ -257,22 +280,12 @@ fn near_its_limit_a_store_waits_for_a_worker_that_sleeps_in_each_free() {
     assert_eq!(rcu.pending_bytes(), 0);
 }
 
-/// `Drop` takes this lock (as a value that unregisters itself does).
+/// `takes_drop_lock` takes this lock (as a value that unregisters itself
+/// does).
 static DROP_LOCK: Mutex<u64> = Mutex::new(0);
 
-/// A value whose `Drop` takes `DROP_LOCK`.
-struct TakesLockOnDrop(Vec<u8>);
-
-impl Drop for TakesLockOnDrop {
-    fn drop(&mut self) {
-        *DROP_LOCK.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-    }
-}
-
-impl ReclaimSize for TakesLockOnDrop {
-    fn reclaim_size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.0.capacity()
-    }
+fn takes_drop_lock() {
+    *DROP_LOCK.lock().unwrap_or_else(|e| e.into_inner()) += 1;
 }
 
 /// What that patience costs a writer that retires under a lock its
@@ -283,13 +296,12 @@ impl ReclaimSize for TakesLockOnDrop {
 #[test]
 fn near_its_limit_a_writer_holding_the_lock_its_values_drop_takes_waits_only_the_patience() {
     let _serial = one_at_a_time();
-    let rcu = Rcu::new(Config::new()).unwrap();
-    rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
-    let cell = RcuCell::new_in(&rcu, Box::new(TakesLockOnDrop(vec![0; MIB])));
+    let rcu = short_of_memory();
+    let cell = RcuCell::new_in(&rcu, heavy(0, takes_drop_lock));
     let start = Instant::now();
     for i in 1..=8u8 {
         let _held = DROP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        cell.store(Box::new(TakesLockOnDrop(vec![i; MIB])));
+        cell.store(heavy(i, takes_drop_lock));
     }
     let took = start.elapsed();
     let s = rcu.stats();
