@@ -41,6 +41,12 @@ fn store_each_freed_on_return(rcu: &Rcu, stores: u8) {
             rcu.stats()
         );
     }
+    waited_then_freed_everything(rcu, cell);
+}
+
+/// Checks that `rcu`'s retiring threads waited over its bound, then drops
+/// `cell`, removes the bound, and checks that nothing is left pending.
+fn waited_then_freed_everything<T: ReclaimSize + Send + 'static>(rcu: &Rcu, cell: RcuCell<T>) {
     assert!(rcu.stats().headroom_waits >= 1);
     drop(cell);
     rcu.unbound_garbage();
@@ -273,11 +279,7 @@ fn near_its_limit_a_store_waits_for_a_worker_that_sleeps_in_each_free() {
         most >> 10,
         rcu.stats()
     );
-    assert!(rcu.stats().headroom_waits >= 1);
-    drop(cell);
-    rcu.unbound_garbage();
-    rcu.barrier();
-    assert_eq!(rcu.pending_bytes(), 0);
+    waited_then_freed_everything(&rcu, cell);
 }
 
 /// `takes_drop_lock` takes this lock (as a value that unregisters itself
