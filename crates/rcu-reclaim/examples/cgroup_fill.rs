@@ -22,7 +22,9 @@
 //!   and storing a 64-byte value with a `Drop` of its own into it, at full
 //!   speed, for `SECS` seconds (default 6), with `auto_pressure(256 MiB)`:
 //!   far more threads than CPUs, so the worker that frees the values gets
-//!   little CPU, and its frees wait for glibc's arena locks.
+//!   little CPU, and its frees wait for glibc's arena locks;
+//! * `many-crossbeam`: `many`'s threads on crossbeam-epoch (an `Atomic`,
+//!   `swap` and `defer_destroy` under a pin).
 //!
 //! It prints `END survived` at the end; the cgroup's OOM killer ends it
 //! with status 137 otherwise.
@@ -371,11 +373,12 @@ fn main() {
                 rss() / MIB
             );
         }
-        "many" => many_writers(),
+        "many" => many_writers(false),
+        "many-crossbeam" => many_writers(true),
         other => {
             eprintln!(
                 "cgroup_fill: unknown mode {other:?}: give cache, cache-budget, cache-v1, store, \
-                 store-crossbeam, hog, hog-budget or many"
+                 store-crossbeam, hog, hog-budget, many or many-crossbeam"
             );
             std::process::exit(2);
         }
@@ -395,8 +398,8 @@ impl Drop for Checked {
 
 rcu_reclaim::reclaim_size!(Checked {});
 
-/// The `many` mode (see the module docs).
-fn many_writers() {
+/// The `many` and `many-crossbeam` modes (see the module docs).
+fn many_writers(crossbeam: bool) {
     let env = |k: &str, d: usize| {
         std::env::var(k)
             .ok()
@@ -404,16 +407,35 @@ fn many_writers() {
             .unwrap_or(d)
     };
     let (threads, secs) = (env("THREADS", 256), env("SECS", 6));
-    let _monitor = auto_pressure(256 * MIB);
+    let _monitor = (!crossbeam).then(|| auto_pressure(256 * MIB));
     let cell = Arc::new(RcuCell::new(Checked([0, 0xA11CE, 0, 0, 0, 0, 0, 0])));
+    let cb = Arc::new(crossbeam_epoch::Atomic::new(Checked([
+        0, 0xA11CE, 0, 0, 0, 0, 0, 0,
+    ])));
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let writers: Vec<_> = (0..threads)
         .map(|t| {
-            let (cell, stop) = (cell.clone(), stop.clone());
+            let (cell, cb, stop) = (cell.clone(), cb.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut stores = 0u64;
                 while !stop.load(Ordering::Relaxed) {
+                    if crossbeam {
+                        let guard = crossbeam_epoch::pin();
+                        // SAFETY: the pointer is never null (always a
+                        // stored value), and read under the pin.
+                        let v = unsafe { cb.load(Ordering::Acquire, &guard).deref() };
+                        assert_eq!(v.0[1], 0xA11CE, "a value read after its free");
+                        let new = crossbeam_epoch::Owned::new(Checked([
+                            t as u64, 0xA11CE, stores, 0, 0, 0, 0, 0,
+                        ]));
+                        let old = cb.swap(new, Ordering::AcqRel, &guard);
+                        // SAFETY: unlinked by the swap, destroyed once,
+                        // after every pin that could have loaded it.
+                        unsafe { guard.defer_destroy(old) };
+                        stores += 1;
+                        continue;
+                    }
                     {
                         let guard = Rcu::global().read_lock();
                         let v = cell.load(&guard).expect("never emptied");
