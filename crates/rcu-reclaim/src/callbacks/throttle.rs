@@ -396,9 +396,9 @@ impl Callbacks {
     /// workers of shards with ready pages and naps, until `done` holds of
     /// the shards' bytes or `max_wait` has passed, or (`stuck_after`: a
     /// patience in milliseconds, and why the thread waits) a runner has
-    /// been stuck on one item that long (which is reported). `kick` wakes the grace-period thread.
-    /// Returns how long it waited (counted against the current call's
-    /// limit).
+    /// been stuck on one item that long (which is reported). `kick` wakes
+    /// the grace-period thread. Returns how long it waited (counted against
+    /// the current call's limit).
     #[cfg(not(loom))]
     fn wait_for_frees(
         &self,
