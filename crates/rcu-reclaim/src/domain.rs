@@ -214,6 +214,18 @@ fn helper_runnable<T>(handle: &std::thread::JoinHandle<T>) -> bool {
     crate::sys::helper_tid(handle.thread().id()).and_then(crate::sys::thread_blocked) == Some(false)
 }
 
+/// Whether the helper thread of `handle` is on its way to stop on its
+/// own: runnable ([`helper_runnable`]), or asleep in a wait for a grace
+/// period, which readers end, not the joining thread (it is in no
+/// section of the domain, or it would not join). On a machine with far
+/// more busy threads than CPUs, readers preempted in their sections make
+/// one grace period last seconds, and `rcu-kswapd` asleep in its reclaim's
+/// grace-period wait was given up on after 1 s, with a warning that it was
+/// "most likely waiting for a lock this thread holds".
+fn helper_progressing<T>(handle: &std::thread::JoinHandle<T>) -> bool {
+    crate::sys::in_grace_period_wait(handle.thread().id()) || helper_runnable(handle)
+}
+
 /// How long that wait goes on past [`HELPER_JOIN_WAIT`] for a helper that
 /// is runnable (waiting for a CPU, not asleep on a lock): on a machine
 /// loaded far past its CPUs a cache's pressure monitor, in the middle of a
@@ -452,8 +464,9 @@ impl Rcu {
     /// be waiting for a grace period). Then the thread is left to finish
     /// on its own, as it does once it sees the stop request. So it is, with
     /// a warning, once [`HELPER_JOIN_WAIT`] has passed while the helper is
-    /// asleep in the kernel (a helper on a CPU or waiting for one is waited
-    /// for up to [`HELPER_JOIN_RUNNABLE_WAIT`]): the helper runs the
+    /// asleep in the kernel (a helper on a CPU or waiting for one, or
+    /// asleep in a wait for a grace period, is waited for up to
+    /// [`HELPER_JOIN_RUNNABLE_WAIT`]): the helper runs the
     /// program's code (shrinkers, the OOM handler, a budget's usage
     /// function, a pressure source), which may wait for a lock the caller
     /// holds, and an unbounded join then deadlocked in silence.
@@ -492,19 +505,30 @@ impl Rcu {
             }
             let waited = start.elapsed();
             if waited >= HELPER_JOIN_WAIT
-                && (waited >= HELPER_JOIN_RUNNABLE_WAIT || !helper_runnable(&handle))
+                && (waited >= HELPER_JOIN_RUNNABLE_WAIT || !helper_progressing(&handle))
             {
                 // Said from a destructor, maybe while its thread unwinds:
                 // a `tracing` subscriber's panic must not leave it.
+                let in_gp_wait = crate::sys::in_grace_period_wait(handle.thread().id());
                 let msg = slow(waited).unwrap_or_else(|| {
-                    format!(
-                        "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
+                    if in_gp_wait {
+                        format!(
+                            "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
+                     PressureMonitor, MemoryBudget or cache was dropped): it is still waiting \
+                     for a grace period, held up by readers that stay in their read-side \
+                     sections (or lose their CPU in them, on a machine with far more busy \
+                     threads than CPUs). It is left to stop on its own once the grace period ends"
+                        )
+                    } else {
+                        format!(
+                            "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
                      PressureMonitor, MemoryBudget or cache was dropped): it is still running \
                      the program's code (a shrinker's count or scan, the OOM handler, a \
                      budget's usage function or a pressure source), most likely waiting for a \
                      lock this thread holds. It is left to stop on its own once that code \
                      returns; drop it without holding a lock that code takes"
-                    )
+                        )
+                    }
                 });
                 crate::sync::report_caught(|| crate::sys::warn_loud(&msg));
                 return;

@@ -250,10 +250,23 @@ where
     })
 }
 
+/// A running helper thread's entry: its `ThreadId`, its kernel thread id,
+/// and whether it is waiting for a grace period ([`in_grace_period_wait`]).
+type HelperEntry = (
+    std::thread::ThreadId,
+    i32,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
 /// The library's running helper threads' kernel thread ids, by
 /// `ThreadId` (a handful at most).
-static HELPER_TIDS: std::sync::Mutex<Vec<(std::thread::ThreadId, i32)>> =
-    std::sync::Mutex::new(Vec::new());
+static HELPER_TIDS: std::sync::Mutex<Vec<HelperEntry>> = std::sync::Mutex::new(Vec::new());
+
+thread_local! {
+    /// On a helper thread, its entry's grace-period-wait flag.
+    static HELPER_GP_WAIT: std::cell::RefCell<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 /// A helper thread's entry in [`HELPER_TIDS`], removed as the thread ends.
 /// The list's lock is only tried, a hundred times: in a child forked
@@ -265,7 +278,7 @@ struct HelperTid(std::thread::ThreadId);
 
 /// Runs `f` on [`HELPER_TIDS`] if its lock can be had within a hundred
 /// tries.
-fn with_helper_tids(f: impl FnOnce(&mut Vec<(std::thread::ThreadId, i32)>)) {
+fn with_helper_tids(f: impl FnOnce(&mut Vec<HelperEntry>)) {
     for _ in 0..100 {
         if let Ok(mut tids) = HELPER_TIDS.try_lock() {
             f(&mut tids);
@@ -278,14 +291,16 @@ fn with_helper_tids(f: impl FnOnce(&mut Vec<(std::thread::ThreadId, i32)>)) {
 impl HelperTid {
     fn note() -> HelperTid {
         let id = std::thread::current().id();
-        with_helper_tids(|tids| tids.push((id, gettid())));
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _ = HELPER_GP_WAIT.try_with(|f| *f.borrow_mut() = Some(flag.clone()));
+        with_helper_tids(|tids| tids.push((id, gettid(), flag)));
         HelperTid(id)
     }
 }
 
 impl Drop for HelperTid {
     fn drop(&mut self) {
-        with_helper_tids(|tids| tids.retain(|&(id, _)| id != self.0));
+        with_helper_tids(|tids| tids.retain(|(id, _, _)| *id != self.0));
     }
 }
 
@@ -295,7 +310,44 @@ impl Drop for HelperTid {
 /// find it held for ever).
 pub(crate) fn helper_tid(id: std::thread::ThreadId) -> Option<i32> {
     let tids = HELPER_TIDS.try_lock().ok()?;
-    tids.iter().find(|&&(t, _)| t == id).map(|&(_, tid)| tid)
+    tids.iter()
+        .find(|(t, _, _)| *t == id)
+        .map(|&(_, tid, _)| tid)
+}
+
+/// Whether the running helper thread `id` waits for a grace period
+/// ([`note_grace_period_wait`]): asleep there, it waits for readers (and
+/// the threads that end grace periods), not for the program's code.
+pub(crate) fn in_grace_period_wait(id: std::thread::ThreadId) -> bool {
+    let mut waits = false;
+    with_helper_tids(|tids| {
+        waits = tids
+            .iter()
+            .find(|(t, _, _)| *t == id)
+            .is_some_and(|(_, _, w)| w.load(std::sync::atomic::Ordering::Acquire));
+    });
+    waits
+}
+
+/// Runs `f`, a wait for a grace period, noting it on a helper thread (the
+/// flag [`in_grace_period_wait`] reads); elsewhere just `f`. Nested waits
+/// keep the outer one's note.
+pub(crate) fn note_grace_period_wait<R>(f: impl FnOnce() -> R) -> R {
+    let flag = HELPER_GP_WAIT
+        .try_with(|f| f.borrow().clone())
+        .ok()
+        .flatten()
+        .filter(|w| !w.swap(true, std::sync::atomic::Ordering::AcqRel));
+    struct Clear(Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            if let Some(w) = &self.0 {
+                w.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+    let _clear = Clear(flag);
+    f()
 }
 
 /// Runs `f` with every signal blocked on the calling thread, restoring

@@ -772,3 +772,51 @@ fn dropping_a_budget_whose_reclaimer_is_busy_on_the_cpu_waits_for_it() {
     );
     rcu.barrier();
 }
+
+/// Dropping a budget whose `rcu-kswapd` is asleep in its reclaim's wait
+/// for a grace period waits for it: that wait ends with the readers, not
+/// with the dropping thread (in no section of the domain). On 2 CPUs with
+/// 1,024 busy threads (readers preempted in their sections made one grace
+/// period last seconds), such drops gave up after 1 s, several a second,
+/// each warning that the thread was "most likely waiting for a lock this
+/// thread holds", and left it running with the budget's usage function
+/// and reclaimer. Here a reader holds a section for 2.5 s while the
+/// reclaim waits.
+#[test]
+fn dropping_a_budget_whose_reclaimer_waits_for_a_grace_period_waits_for_it() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let reclaimer = Arc::new(Reclaimer::new(&rcu));
+    let (entered, section) = std::sync::mpsc::channel();
+    let r = rcu.clone();
+    let reader = thread::spawn(move || {
+        let _guard = r.read_lock();
+        entered.send(()).unwrap();
+        thread::sleep(Duration::from_millis(2500));
+    });
+    section.recv().unwrap();
+    // Work that only a grace period lets run: the reclaim waits for it.
+    rcu.call_sized(|| {}, 4 * MIB);
+    let usage = Arc::new(AtomicUsize::new(100 * MIB));
+    let u = usage.clone();
+    let budget = MemoryBudget::new(100 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
+    let t = Instant::now();
+    while budget.stats().background_runs == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "rcu-kswapd never reclaimed"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    // Asleep in the grace period's wait by now (the reader holds it up);
+    // its reclaim ends with that grace period.
+    thread::sleep(Duration::from_millis(100));
+    usage.store(0, Ordering::SeqCst);
+    drop(budget);
+    assert_eq!(
+        Arc::strong_count(&usage),
+        1,
+        "the drop returned while rcu-kswapd still reclaimed (its usage function alive)"
+    );
+    reader.join().unwrap();
+    rcu.barrier();
+}

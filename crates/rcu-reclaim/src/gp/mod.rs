@@ -409,6 +409,13 @@ impl GracePeriods {
     }
 
     pub(crate) fn wait_for_seq(&self, target: u64, mode: WaitMode) {
+        // A helper thread (rcu-kswapd, the pressure monitor) asleep here
+        // waits for readers, not for the program's code: a drop joining it
+        // waits on (see `Rcu::join_helper`).
+        crate::sys::note_grace_period_wait(|| self.wait_for_seq_noted(target, mode))
+    }
+
+    fn wait_for_seq_noted(&self, target: u64, mode: WaitMode) {
         let gp = self;
         let Some(mut held) = gp.lock_gp_unless_done(target) else {
             bump(&gp.counters.shared);
