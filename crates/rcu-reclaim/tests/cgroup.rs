@@ -564,7 +564,7 @@ rcu_reclaim::reclaim_size!(Checked {});
 /// the worker that frees the values gets a CPU rarely, and its frees wait
 /// for glibc's arena locks held by preempted threads; the cgroup's
 /// allowance must still bound the garbage. (A guard: this debug build
-/// peaks at 42-65 MiB. The release build of `examples/cgroup_fill many`,
+/// peaks at 21-66 MiB. The release build of `examples/cgroup_fill many`,
 /// 256 threads in a 256 MiB cgroup, was OOM-killed in 5 runs of 5 before
 /// the waits over the allowance grew patient with a worker's pauses near
 /// the limit, `policy::headroom_stuck_ms`; `garbage_bound_wait.rs` has the
