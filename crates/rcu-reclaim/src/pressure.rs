@@ -329,7 +329,9 @@ impl Rcu {
     /// take `usage()` to `mark` bytes (the rest of the process as it was at
     /// the last read; at least 2 MiB) waits, outside read-side sections,
     /// for grace periods to end and the garbage to be freed, until it is
-    /// under half of that again, for at most 1 s per retire. What a
+    /// under half of that again, for at most 1 s per retire (looked at
+    /// between naps: on a machine with far more busy threads than CPUs, a
+    /// thread that naps may wait longer for its CPU back). What a
     /// retiring thread holds itself (its buffered page, and ready values it
     /// frees a few per retire) counts too: when it would take the garbage
     /// over, it goes to the workers and the thread waits for it. The retiring
