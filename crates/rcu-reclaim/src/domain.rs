@@ -207,27 +207,9 @@ static GLOBAL: OnceLock<Rcu> = OnceLock::new();
 /// `Reclaimer::unregister` waits for a pass calling its shrinker.
 const HELPER_JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Whether the helper thread of `handle` runs or waits for a CPU (not
-/// asleep in the kernel, where it may wait for a lock the joining thread
-/// holds), as far as `/proc` tells.
-fn helper_runnable<T>(handle: &std::thread::JoinHandle<T>) -> bool {
-    crate::sys::helper_tid(handle.thread().id()).and_then(crate::sys::thread_blocked) == Some(false)
-}
-
-/// Whether the helper thread of `handle` is on its way to stop on its
-/// own: runnable ([`helper_runnable`]), or asleep in a wait for a grace
-/// period, which readers end, not the joining thread (it is in no
-/// section of the domain, or it would not join). On a machine with far
-/// more busy threads than CPUs, readers preempted in their sections make
-/// one grace period last seconds, and `rcu-kswapd` asleep in its reclaim's
-/// grace-period wait was given up on after 1 s, with a warning that it was
-/// "most likely waiting for a lock this thread holds".
-fn helper_progressing<T>(handle: &std::thread::JoinHandle<T>) -> bool {
-    crate::sys::in_grace_period_wait(handle.thread().id()) || helper_runnable(handle)
-}
-
 /// How long that wait goes on past [`HELPER_JOIN_WAIT`] for a helper that
-/// is runnable (waiting for a CPU, not asleep on a lock): on a machine
+/// is runnable (waiting for a CPU, not asleep on a lock) or asleep in a
+/// wait for a grace period (`sys::HelperState`): on a machine
 /// loaded far past its CPUs a cache's pressure monitor, in the middle of a
 /// shrink, took 1.8 s to stop, and the cache's entries, which it held,
 /// outlived the cache's drop.
@@ -504,31 +486,39 @@ impl Rcu {
                 return;
             }
             let waited = start.elapsed();
-            if waited >= HELPER_JOIN_WAIT
-                && (waited >= HELPER_JOIN_RUNNABLE_WAIT || !helper_progressing(&handle))
-            {
+            // A helper on a CPU (or waiting for one), or asleep in a wait
+            // for a grace period (which readers end, not this thread: it is
+            // in no section of the domain, or it would not join), is on its
+            // way to stop: on a machine with far more busy threads than
+            // CPUs, readers preempted in their sections made one grace
+            // period last seconds, and `rcu-kswapd` waiting there was given
+            // up on after 1 s.
+            let state = (waited >= HELPER_JOIN_WAIT)
+                .then(|| crate::sys::helper_state(handle.thread().id()));
+            let progressing = matches!(
+                state,
+                Some(crate::sys::HelperState::Runnable | crate::sys::HelperState::GracePeriodWait)
+            );
+            if state.is_some() && (waited >= HELPER_JOIN_RUNNABLE_WAIT || !progressing) {
                 // Said from a destructor, maybe while its thread unwinds:
                 // a `tracing` subscriber's panic must not leave it.
-                let in_gp_wait = crate::sys::in_grace_period_wait(handle.thread().id());
                 let msg = slow(waited).unwrap_or_else(|| {
-                    if in_gp_wait {
-                        format!(
-                            "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
-                     PressureMonitor, MemoryBudget or cache was dropped): it is still waiting \
-                     for a grace period, held up by readers that stay in their read-side \
-                     sections (or lose their CPU in them, on a machine with far more busy \
-                     threads than CPUs). It is left to stop on its own once the grace period ends"
-                        )
+                    let why = if state == Some(crate::sys::HelperState::GracePeriodWait) {
+                        "it is still waiting for a grace period, held up by readers that stay \
+                         in their read-side sections (or lose their CPU in them, on a machine \
+                         with far more busy threads than CPUs). It is left to stop on its own \
+                         once the grace period ends"
                     } else {
-                        format!(
-                            "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
-                     PressureMonitor, MemoryBudget or cache was dropped): it is still running \
-                     the program's code (a shrinker's count or scan, the OOM handler, a \
-                     budget's usage function or a pressure source), most likely waiting for a \
-                     lock this thread holds. It is left to stop on its own once that code \
-                     returns; drop it without holding a lock that code takes"
-                        )
-                    }
+                        "it is still running the program's code (a shrinker's count or scan, \
+                         the OOM handler, a budget's usage function or a pressure source), \
+                         most likely waiting for a lock this thread holds. It is left to stop \
+                         on its own once that code returns; drop it without holding a lock \
+                         that code takes"
+                    };
+                    format!(
+                        "rcu-reclaim: waited {waited:?} for the {what} thread to stop (as its \
+                         PressureMonitor, MemoryBudget or cache was dropped): {why}"
+                    )
                 });
                 crate::sync::report_caught(|| crate::sys::warn_loud(&msg));
                 return;

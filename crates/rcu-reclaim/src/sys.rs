@@ -233,7 +233,7 @@ pub(crate) fn thread_blocked(tid: i32) -> Option<bool> {
 /// or takes a read-side section would wait for a lock the interrupted code
 /// holds. The new thread inherits the mask; the caller's is restored.
 /// Faults (`SIGSEGV`, `SIGBUS`) still end the process as before.
-/// Each also notes its kernel thread id while it runs ([`helper_tid`]).
+/// Each also notes its kernel thread id while it runs ([`helper_state`]).
 pub(crate) fn spawn_quiet<F, T>(
     builder: std::thread::Builder,
     f: F,
@@ -251,7 +251,7 @@ where
 }
 
 /// A running helper thread's entry: its `ThreadId`, its kernel thread id,
-/// and whether it is waiting for a grace period ([`in_grace_period_wait`]).
+/// and whether it is waiting for a grace period ([`helper_state`]).
 type HelperEntry = (
     std::thread::ThreadId,
     i32,
@@ -304,49 +304,60 @@ impl Drop for HelperTid {
     }
 }
 
-/// The kernel thread id of the running helper thread `id` (started with
-/// [`spawn_quiet`]), for [`thread_blocked`]; `None` once it has ended, or
-/// while the list's lock is held (never waited for: a forked child may
-/// find it held for ever).
-pub(crate) fn helper_tid(id: std::thread::ThreadId) -> Option<i32> {
-    let tids = HELPER_TIDS.try_lock().ok()?;
-    tids.iter()
-        .find(|(t, _, _)| *t == id)
-        .map(|&(_, tid, _)| tid)
+/// What a running helper thread (started with [`spawn_quiet`]) is doing,
+/// for a thread that joins it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HelperState {
+    /// On a CPU or waiting for one.
+    Runnable,
+    /// Asleep in a wait for a grace period ([`note_grace_period_wait`]),
+    /// which readers end, not the program's code.
+    GracePeriodWait,
+    /// Asleep elsewhere (maybe on a lock the joining thread holds), or not
+    /// known: ended, unnoted, or `/proc` unreadable.
+    Other,
 }
 
-/// Whether the running helper thread `id` waits for a grace period
-/// ([`note_grace_period_wait`]): asleep there, it waits for readers (and
-/// the threads that end grace periods), not for the program's code.
-pub(crate) fn in_grace_period_wait(id: std::thread::ThreadId) -> bool {
-    let mut waits = false;
+/// What the running helper thread `id` is doing (one look at its entry in
+/// [`HELPER_TIDS`], then at its `/proc` state).
+pub(crate) fn helper_state(id: std::thread::ThreadId) -> HelperState {
+    let mut entry = None;
     with_helper_tids(|tids| {
-        waits = tids
+        entry = tids
             .iter()
             .find(|(t, _, _)| *t == id)
-            .is_some_and(|(_, _, w)| w.load(std::sync::atomic::Ordering::Acquire));
+            .map(|(_, tid, w)| (*tid, w.load(std::sync::atomic::Ordering::Acquire)));
     });
-    waits
+    match entry {
+        Some((_, true)) => HelperState::GracePeriodWait,
+        Some((tid, false)) if thread_blocked(tid) == Some(false) => HelperState::Runnable,
+        _ => HelperState::Other,
+    }
 }
 
 /// Runs `f`, a wait for a grace period, noting it on a helper thread (the
-/// flag [`in_grace_period_wait`] reads); elsewhere just `f`. Nested waits
-/// keep the outer one's note.
+/// flag [`helper_state`] reads); elsewhere just `f`. Nested waits keep the
+/// outer one's note.
 pub(crate) fn note_grace_period_wait<R>(f: impl FnOnce() -> R) -> R {
-    let flag = HELPER_GP_WAIT
-        .try_with(|f| f.borrow().clone())
-        .ok()
-        .flatten()
-        .filter(|w| !w.swap(true, std::sync::atomic::Ordering::AcqRel));
-    struct Clear(Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
-    impl Drop for Clear {
+    let set = |on: bool| {
+        HELPER_GP_WAIT
+            .try_with(|w| {
+                w.borrow()
+                    .as_ref()
+                    .is_some_and(|w| w.swap(on, std::sync::atomic::Ordering::AcqRel) != on)
+            })
+            .unwrap_or(false)
+    };
+    /// Clears the note this wait set, also if `f` unwinds.
+    struct Clear<F: Fn(bool) -> bool>(bool, F);
+    impl<F: Fn(bool) -> bool> Drop for Clear<F> {
         fn drop(&mut self) {
-            if let Some(w) = &self.0 {
-                w.store(false, std::sync::atomic::Ordering::Release);
+            if self.0 {
+                (self.1)(false);
             }
         }
     }
-    let _clear = Clear(flag);
+    let _clear = Clear(set(true), set);
     f()
 }
 
