@@ -741,14 +741,9 @@ fn dropping_a_budget_whose_reclaimer_is_busy_on_the_cpu_waits_for_it() {
         Arc::new(AtomicBool::new(false)),
     );
     let (b, d) = (busy.clone(), done.clone());
-    let kswapd = Arc::new(Mutex::new(None));
-    let k = kswapd.clone();
     let budget = MemoryBudget::new(1 << 30, reclaimer, move || {
-        let mut first = k.lock().unwrap();
-        if thread::current().name() == Some("rcu-kswapd") && first.is_none() {
-            *first = Some(());
-            drop(first);
-            b.store(true, Ordering::SeqCst);
+        // rcu-kswapd's first look only.
+        if thread::current().name() == Some("rcu-kswapd") && !b.swap(true, Ordering::SeqCst) {
             let start = Instant::now();
             while start.elapsed() < Duration::from_millis(1500) {
                 std::hint::spin_loop();
@@ -757,14 +752,10 @@ fn dropping_a_budget_whose_reclaimer_is_busy_on_the_cpu_waits_for_it() {
         }
         0
     });
-    let t = Instant::now();
-    while !busy.load(Ordering::SeqCst) {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "rcu-kswapd never looked"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
+    assert!(
+        common::eventually(Duration::from_secs(10), || busy.load(Ordering::SeqCst)),
+        "rcu-kswapd never looked"
+    );
     drop(budget);
     assert!(
         done.load(Ordering::SeqCst),
@@ -799,14 +790,11 @@ fn dropping_a_budget_whose_reclaimer_waits_for_a_grace_period_waits_for_it() {
     let usage = Arc::new(AtomicUsize::new(100 * MIB));
     let u = usage.clone();
     let budget = MemoryBudget::new(100 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
-    let t = Instant::now();
-    while budget.stats().background_runs == 0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "rcu-kswapd never reclaimed"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
+    assert!(
+        common::eventually(Duration::from_secs(10), || budget.stats().background_runs
+            > 0),
+        "rcu-kswapd never reclaimed"
+    );
     // Asleep in the grace period's wait by now (the reader holds it up);
     // its reclaim ends with that grace period.
     thread::sleep(Duration::from_millis(100));
