@@ -105,10 +105,7 @@ fn main() {
             let m = rcu_reclaim::sources::auto_pressure(usize::MAX);
             println!("auto_pressure would use: {:?}", m.stats());
             drop(m);
-            let slow: u64 = std::env::var("SLOW_US")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let slow = env_number("SLOW_US", 0);
             for i in 0..(400 * 16u64) {
                 cache.insert(i, page(i, 64 << 10));
                 if slow > 0 {
@@ -175,10 +172,7 @@ fn main() {
                 })
                 .collect();
             // STUCK_MS=n: a third reader holds one section for n ms.
-            let stuck_ms: u64 = std::env::var("STUCK_MS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let stuck_ms = env_number("STUCK_MS", 0);
             let stuck = (stuck_ms > 0).then(|| {
                 let c = cell.clone();
                 std::thread::Builder::new()
@@ -385,73 +379,53 @@ fn main() {
     }
 }
 
-/// A 64-byte value with a `Drop` of its own (so a worker frees it, not the
-/// retiring thread), which checks it is dropped once.
-struct Checked([u64; 8]);
+#[path = "../benches/support/many_writers.rs"]
+mod many_writers;
+use many_writers::Checked;
 
-impl Drop for Checked {
-    fn drop(&mut self) {
-        assert_eq!(self.0[1], 0xA11CE, "a value dropped twice or never made");
-        self.0[1] = 0xDEAD;
-    }
+/// A number from the environment variable `name`, or `default`.
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
-
-rcu_reclaim::reclaim_size!(Checked {});
 
 /// The `many` and `many-crossbeam` modes (see the module docs).
 fn many_writers(crossbeam: bool) {
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
-    let (threads, secs) = (env("THREADS", 256), env("SECS", 6));
+    let (threads, secs) = (env_number("THREADS", 256), env_number("SECS", 6));
     let _monitor = (!crossbeam).then(|| auto_pressure(256 * MIB));
-    let cell = Arc::new(RcuCell::new(Checked([0, 0xA11CE, 0, 0, 0, 0, 0, 0])));
-    let cb = Arc::new(crossbeam_epoch::Atomic::new(Checked([
-        0, 0xA11CE, 0, 0, 0, 0, 0, 0,
-    ])));
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
-    let writers: Vec<_> = (0..threads)
-        .map(|t| {
-            let (cell, cb, stop) = (cell.clone(), cb.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut stores = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    if crossbeam {
+    let writers = if crossbeam {
+        let cb = Arc::new(crossbeam_epoch::Atomic::new(Checked::new(0, 0)));
+        (0..threads)
+            .map(|t| {
+                let (cb, stop) = (cb.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
                         let guard = crossbeam_epoch::pin();
                         // SAFETY: the pointer is never null (always a
                         // stored value), and read under the pin.
-                        let v = unsafe { cb.load(Ordering::Acquire, &guard).deref() };
-                        assert_eq!(v.0[1], 0xA11CE, "a value read after its free");
-                        let new = crossbeam_epoch::Owned::new(Checked([
-                            t as u64, 0xA11CE, stores, 0, 0, 0, 0, 0,
-                        ]));
+                        unsafe { cb.load(Ordering::Acquire, &guard).deref() }.check();
+                        let new = crossbeam_epoch::Owned::new(Checked::new(t, n));
                         let old = cb.swap(new, Ordering::AcqRel, &guard);
                         // SAFETY: unlinked by the swap, destroyed once,
                         // after every pin that could have loaded it.
                         unsafe { guard.defer_destroy(old) };
-                        stores += 1;
-                        continue;
+                        n += 1;
                     }
-                    {
-                        let guard = Rcu::global().read_lock();
-                        let v = cell.load(&guard).expect("never emptied");
-                        assert_eq!(v.0[1], 0xA11CE, "a value read after its free");
-                    }
-                    cell.store(Box::new(Checked([
-                        t as u64, 0xA11CE, stores, 0, 0, 0, 0, 0,
-                    ])));
-                    stores += 1;
-                }
-                stores
+                    n
+                })
             })
-        })
-        .collect();
+            .collect()
+    } else {
+        let cell = Arc::new(RcuCell::new(Checked::new(0, 0)));
+        many_writers::spawn(threads as usize, &cell, &stop)
+    };
     let mut peak = 0;
-    while t0.elapsed() < Duration::from_secs(secs as u64) {
+    while t0.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_millis(10));
         peak = peak.max(rss());
     }

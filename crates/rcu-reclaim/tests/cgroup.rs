@@ -546,18 +546,8 @@ fn in_a_100_mib_cgroup(tag: &str, test: &str, child_env: &str) -> Option<String>
 const MANY_CHILD: &str = "RCU_RECLAIM_CGROUP_MANY_CHILD";
 const MANY_TEST: &str = "many_threads_storing_at_full_speed_keep_to_their_cgroup_limit";
 
-/// A 64-byte value with a `Drop` of its own (a worker frees it, not the
-/// retiring thread) that checks it is dropped once.
-struct Checked([u64; 8]);
-
-impl Drop for Checked {
-    fn drop(&mut self) {
-        assert_eq!(self.0[1], 0xA11CE, "a value dropped twice");
-        self.0[1] = 0xDEAD;
-    }
-}
-
-rcu_reclaim::reclaim_size!(Checked {});
+#[path = "../benches/support/many_writers.rs"]
+mod many_writers;
 
 /// 64 threads on this machine's few CPUs each read one cell and store a
 /// 64-byte value into it at full speed for 3 s, beside `auto_pressure`:
@@ -574,28 +564,9 @@ fn many_threads_storing_at_full_speed_keep_to_their_cgroup_limit() {
     if let Some(name) = std::env::var_os(MANY_CHILD) {
         wait_to_be_moved(&name.to_string_lossy());
         let _monitor = rcu_reclaim::sources::auto_pressure(256 * MIB);
-        let cell = std::sync::Arc::new(rcu_reclaim::RcuCell::new(Checked([
-            0, 0xA11CE, 0, 0, 0, 0, 0, 0,
-        ])));
+        let cell = std::sync::Arc::new(rcu_reclaim::RcuCell::new(many_writers::Checked::new(0, 0)));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writers: Vec<_> = (0..64u64)
-            .map(|t| {
-                let (cell, stop) = (cell.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        {
-                            let guard = rcu_reclaim::Rcu::global().read_lock();
-                            let v = cell.load(&guard).expect("never emptied");
-                            assert_eq!(v.0[1], 0xA11CE, "a value read after its free");
-                        }
-                        cell.store(Box::new(Checked([t, 0xA11CE, n, 0, 0, 0, 0, 0])));
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
+        let writers = many_writers::spawn(64, &cell, &stop);
         std::thread::sleep(Duration::from_secs(3));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let stores: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
