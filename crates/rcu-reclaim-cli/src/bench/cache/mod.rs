@@ -52,6 +52,13 @@ pub trait CacheUnderTest: Send + Sync + Sized + 'static {
     /// Its entries.
     fn len(&self) -> usize;
 
+    /// rcu-reclaim's: the bytes its domain holds retired, waiting for a
+    /// grace period or a free (`Rcu::pending_bytes`); none for the others,
+    /// which free an evicted value as its last handle drops.
+    fn garbage(&self) -> Option<usize> {
+        None
+    }
+
     /// rcu-reclaim's: its domain's engine counters now (grace periods,
     /// `membarrier` calls, its threads' CPU time); none for the others.
     fn engine(&self) -> Option<crate::bench::engine::EngineSample> {

@@ -94,6 +94,10 @@ impl<const COLLECT: bool, S: KeyHasher> CacheUnderTest for Ours<COLLECT, S> {
         self.0.len()
     }
 
+    fn garbage(&self) -> Option<usize> {
+        Some(self.0.domain().pending_bytes())
+    }
+
     fn engine(&self) -> Option<crate::bench::engine::EngineSample> {
         Some(crate::bench::engine::EngineSample::take(
             &self.0.domain().stats(),

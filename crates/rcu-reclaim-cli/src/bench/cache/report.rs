@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::run::{CacheRun, MemSample, Stopped};
+use super::run::{CacheRun, GarbageSamples, MemSample, Stopped};
 use super::CacheWorkload;
 use crate::bench::report::{median, percentile, ratio, Target};
 
@@ -55,6 +55,11 @@ pub struct CacheBackendReport {
     /// Highest heap in use above the run's start (the accounting
     /// allocator), over all rounds.
     pub peak_accounted: usize,
+    /// rcu-reclaim: bytes retired and not yet freed, over the measured
+    /// time of every round (10 ms samples): mean and highest (none for the
+    /// others, which free an evicted value as its last handle drops).
+    pub garbage_mean: Option<f64>,
+    pub garbage_peak: Option<usize>,
     /// The cache's own count of its bytes at the end of the last round
     /// (none: it does not count them).
     pub bytes_held: Option<usize>,
@@ -111,6 +116,10 @@ fn summarize(name: &str, bounded: bool, runs: &[CacheRun]) -> CacheBackendReport
         .collect();
     lat.sort_unstable();
     let last = runs.last();
+    let garbage = runs
+        .iter()
+        .filter_map(|r| r.garbage)
+        .reduce(GarbageSamples::merge);
     CacheBackendReport {
         backend: name.to_string(),
         bounded,
@@ -126,6 +135,8 @@ fn summarize(name: &str, bounded: bool, runs: &[CacheRun]) -> CacheBackendReport
         cpu_sys: cpu_per_sec(|r| r.cpu_sys_secs),
         peak_rss: runs.iter().map(|r| r.peak_rss).max().unwrap_or(0),
         peak_accounted: runs.iter().map(|r| r.peak_accounted).max().unwrap_or(0),
+        garbage_mean: garbage.map(|g| g.mean()),
+        garbage_peak: garbage.map(|g| g.peak),
         bytes_held: last.and_then(|r| r.bytes_held),
         entries: last.map_or(0, |r| r.entries),
         wrong_values: sum(|r| r.wrong_values),
@@ -275,7 +286,7 @@ pub fn table(s: &CacheScenarioReport) -> String {
     let ours = s.backends.first().map_or("", |b| b.backend.as_str());
     let x = format!("  x {ours}");
     type Cell = fn(&CacheBackendReport) -> String;
-    let rows: [(&str, Cell); 13] = [
+    let rows: [(&str, Cell); 14] = [
         ("gets/s", |b| format!("{:.3} M", b.gets_per_sec / 1e6)),
         (&x, |b| ratio_cell(b.vs_rcu_reclaim.gets_per_sec)),
         ("inserts/s", |b| format!("{:.1} k", b.inserts_per_sec / 1e3)),
@@ -293,6 +304,14 @@ pub fn table(s: &CacheScenarioReport) -> String {
         (&x, |b| format!("{:.2}", b.vs_rcu_reclaim.peak_rss)),
         ("peak heap", |b| {
             format!("{:.1} MiB", b.peak_accounted as f64 / MIB)
+        }),
+        ("garbage mean / peak", |b| {
+            match (b.garbage_mean, b.garbage_peak) {
+                (Some(mean), Some(peak)) => {
+                    format!("{:.1} / {:.1} MiB", mean / MIB, peak as f64 / MIB)
+                }
+                _ => "n/a".into(),
+            }
         }),
         ("bytes held (own)", |b| {
             b.bytes_held

@@ -24,6 +24,9 @@ pub struct MemSample {
     pub accounted: usize,
     /// What the hog holds (`--cgroup-limit`; 0 without one).
     pub hog: usize,
+    /// rcu-reclaim: bytes retired and not yet freed (0 for the others).
+    #[serde(default)]
+    pub garbage: usize,
 }
 
 /// Where the memory guard stopped a run.
@@ -33,6 +36,41 @@ pub struct Stopped {
     pub rss: u64,
     /// Seconds from the run's start (warm-up included).
     pub after_secs: f64,
+}
+
+/// rcu-reclaim's garbage over a run's measured time (10 ms samples).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct GarbageSamples {
+    pub sum: u128,
+    pub count: u64,
+    pub peak: usize,
+}
+
+impl GarbageSamples {
+    /// Adds one sample.
+    pub fn add(&mut self, bytes: usize) {
+        self.sum += bytes as u128;
+        self.count += 1;
+        self.peak = self.peak.max(bytes);
+    }
+
+    /// Merges another run's samples.
+    pub fn merge(self, other: GarbageSamples) -> GarbageSamples {
+        GarbageSamples {
+            sum: self.sum + other.sum,
+            count: self.count + other.count,
+            peak: self.peak.max(other.peak),
+        }
+    }
+
+    /// The mean sample, bytes (0 without samples).
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
 }
 
 /// What one run measured (the counts: after the warm-up).
@@ -50,6 +88,11 @@ pub struct CacheRun {
     pub wrong_values: u64,
     /// Sampled get latencies, ns (one get in 128 is timed).
     pub latencies: Vec<u32>,
+    /// rcu-reclaim: the bytes its domain held retired, not yet freed, in
+    /// the measured time's samples: their sum and count (for the mean) and
+    /// the highest (none for the others).
+    #[serde(default)]
+    pub garbage: Option<GarbageSamples>,
     /// Peak RSS and heap above the run's start, warm-up included.
     pub peak_rss: u64,
     pub peak_accounted: usize,
@@ -205,6 +248,7 @@ pub fn run<C: CacheUnderTest>(
     // workers run (see the dcache bench's sampler).
     let mut samples = Vec::with_capacity((end.as_millis() / 10) as usize + 64);
     let mut stopped = None;
+    let mut garbage: Option<GarbageSamples> = None;
     let mut measured_from = None;
     let mut engine_start = None;
     let mut cpu_start = None;
@@ -225,7 +269,13 @@ pub fn run<C: CacheUnderTest>(
             rss: rss().saturating_sub(base_rss),
             accounted: AccountingAlloc::live_bytes().saturating_sub(base_heap),
             hog: hog.as_ref().map_or(0, Hog::held),
+            garbage: cache.garbage().unwrap_or(0),
         };
+        if measured_from.is_some() && cache.garbage().is_some() {
+            garbage
+                .get_or_insert_with(GarbageSamples::default)
+                .add(s.garbage);
+        }
         samples.push(s);
         peak_rss = peak_rss.max(s.rss);
         if s.rss > w.memory_guard as u64 {
@@ -279,6 +329,7 @@ pub fn run<C: CacheUnderTest>(
         bytes_held,
         entries,
         stopped,
+        garbage,
         samples,
         hog_cycles,
         cpu_user_secs: cpu_start.map_or(0.0, |(user, _)| cpu_end.0 - user),
@@ -350,7 +401,25 @@ pub(crate) mod tests {
             assert!(r.stopped.is_none());
             assert!(r.bytes_held.unwrap() <= w.capacity);
             assert!(r.peak_accounted > 0 && !r.samples.is_empty());
+            assert!(r.garbage.is_none(), "only rcu-reclaim counts garbage");
         }
+    }
+
+    /// rcu-reclaim's run samples the garbage its domain holds (evicted
+    /// values waiting for a grace period or a free) over the measured time.
+    #[test]
+    fn a_run_of_rcu_reclaim_samples_its_garbage() {
+        let _one = one_at_a_time();
+        let w = CacheWorkload {
+            capacity: 4 << 20,
+            value_max: 8 << 10,
+            duration: Duration::from_millis(200),
+            ..workload()
+        };
+        let r = run::<super::super::ours::Ours>(&w, &traces(&w)).unwrap();
+        let g = r.garbage.expect("rcu-reclaim's garbage is sampled");
+        assert!(g.count > 0 && g.mean() <= g.peak as f64, "{g:?}");
+        assert!(r.fills > 0, "the trace's misses evict: {r:?}");
     }
 
     #[test]
