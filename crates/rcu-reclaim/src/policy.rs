@@ -147,6 +147,30 @@ pub(crate) const PAGE_HANDOFF_OBJECTS: usize = 128;
 /// much longer than the grace period itself.
 pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 
+/// [`RETIRER_GP_MIN_INTERVAL`] where a grace period starts with a fence,
+/// not a `membarrier`: a memb domain whose readers fence
+/// (`reader_fences.rs`), or an mb domain. Such a start costs its thread a
+/// fence and a scan of the reader slots, so the spacing that saves
+/// `membarrier`s only made garbage wait: a cache churning 1–64 KiB values
+/// (the bench's cache scenario) held a mean 2.7 MiB of evicted values
+/// at 9,000 grace periods a second, and its inserts' `memset`s wrote to
+/// memory that had left the CPU's caches; at 10 µs, 1.3 MiB at
+/// 45,000–50,000 a second, and 12–20 % more gets a second (BENCHMARKS.md,
+/// "Forty-second session"). At 2 µs or none, no less garbage: a page of
+/// large values then waits for its thread to fill it.
+pub(crate) const RETIRER_GP_MIN_INTERVAL_FENCED: Duration = Duration::from_micros(10);
+
+/// The least time between two grace periods retiring threads start
+/// ([`RETIRER_GP_MIN_INTERVAL`], or [`RETIRER_GP_MIN_INTERVAL_FENCED`]
+/// where a start costs a fence, not a `membarrier`).
+pub(crate) fn retirer_gp_min_interval(start_fences: bool) -> Duration {
+    if start_fences {
+        RETIRER_GP_MIN_INTERVAL_FENCED
+    } else {
+        RETIRER_GP_MIN_INTERVAL
+    }
+}
+
 /// The least time between two normal grace periods the grace-period thread
 /// starts (expedited ones, for pressure, overload or a poll, are never held
 /// back). Back to back, a 16-thread cache churning 32 KiB values had it

@@ -188,6 +188,13 @@ impl ReaderFences {
         !self.fixed && fence_reads.load(Ordering::Relaxed)
     }
 
+    /// Whether fence mode is armed: a grace period started now would start
+    /// with a fence, not a `membarrier` (a hint when read without
+    /// `gp_lock`, as the retiring threads' pace reads it).
+    pub(crate) fn armed_now(&self) -> bool {
+        !self.fixed && self.armed.load(Ordering::Relaxed)
+    }
+
     /// Whether the domain's readers fence now.
     pub(crate) fn on(fence_reads: &AtomicBool) -> bool {
         fence_reads.load(Ordering::Relaxed)
@@ -230,6 +237,8 @@ mod tests {
         assert_eq!(next[0], StartBarrier::Flavor);
         assert!(next[1..].iter().all(|b| *b == StartBarrier::Fence));
         assert_eq!(m.switches_on.load(Ordering::Relaxed), 1);
+        // What the retiring threads' pace reads: starts fence now.
+        assert!(m.armed_now());
     }
 
     #[test]
@@ -244,6 +253,7 @@ mod tests {
         assert_eq!(rare[0], StartBarrier::Fence, "decided at the window's end");
         let after = window(&m, &ctr, 1 + 3 * WINDOW_US, 2);
         assert!(!ReaderFences::on(&ctr));
+        assert!(!m.armed_now(), "starts issue membarrier again");
         assert!(after.iter().all(|b| *b == StartBarrier::Flavor));
     }
 

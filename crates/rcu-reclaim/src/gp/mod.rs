@@ -765,20 +765,31 @@ impl GracePeriods {
         // Not under loom: a clock would make its executions differ.
         if !cfg!(loom) && s & SEQ_STATE_MASK == 0 {
             // Paced: a retiring thread starts one at most every
-            // `RETIRER_GP_MIN_INTERVAL` (its next hand-off, or the
-            // grace-period thread's fallback look, starts it later).
+            // `retirer_gp_min_interval` (its next hand-off, or the
+            // grace-period thread's fallback look, starts it later):
+            // sooner where the start costs a fence, not a `membarrier`.
             let now = crate::clock::elapsed(self.base).as_micros() as u64;
             let last = self.retirer_started_us.load(Ordering::Relaxed);
-            if last != 0
-                && now.saturating_sub(last)
-                    < crate::policy::RETIRER_GP_MIN_INTERVAL.as_micros() as u64
-            {
+            let gap = crate::policy::retirer_gp_min_interval(self.start_fences());
+            if last != 0 && now.saturating_sub(last) < gap.as_micros() as u64 {
                 return false;
             }
             self.retirer_started_us.store(now.max(1), Ordering::Relaxed);
         }
         self.start_or_resume(s);
         false
+    }
+
+    /// Whether a grace period started now would most likely start with a
+    /// fence, not a `membarrier`: an mb domain, or a memb domain whose
+    /// readers fence (a hint, read without `gp_lock`). Never for QSBR,
+    /// whose grace periods wait for every online thread's next report.
+    fn start_fences(&self) -> bool {
+        match self.registry.flavor {
+            crate::Flavor::Mb => true,
+            crate::Flavor::Memb => self.fences.armed_now(),
+            crate::Flavor::Qsbr => false,
+        }
     }
 
     /// How long ago a retiring thread last started a grace period
