@@ -446,10 +446,11 @@ fn the_headroom_waits_patience_grows_towards_the_limit() {
 
 #[test]
 fn retiring_threads_space_grace_periods_only_where_a_start_costs_a_membarrier() {
-    use super::{
-        retirer_gp_min_interval, RETIRER_GP_MIN_INTERVAL, RETIRER_GP_MIN_INTERVAL_FENCED,
-    };
+    use super::{retirer_gp_min_interval, RETIRER_GP_MIN_INTERVAL, RETIRER_GP_MIN_INTERVAL_FENCED};
     assert_eq!(retirer_gp_min_interval(false), RETIRER_GP_MIN_INTERVAL);
-    assert_eq!(retirer_gp_min_interval(true), RETIRER_GP_MIN_INTERVAL_FENCED);
+    assert_eq!(
+        retirer_gp_min_interval(true),
+        RETIRER_GP_MIN_INTERVAL_FENCED
+    );
     assert!(RETIRER_GP_MIN_INTERVAL_FENCED * 10 <= RETIRER_GP_MIN_INTERVAL);
 }
