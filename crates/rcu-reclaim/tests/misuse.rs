@@ -415,6 +415,22 @@ fn a_cache_given_two_pressure_sources_says_which_to_keep() {
 }
 
 #[test]
+#[should_panic(expected = "leave out rcu() (the cache then takes the reclaimer's domain)")]
+fn a_cache_given_a_budget_of_another_domain_says_how_to_match_them() {
+    let other = Rcu::new(Config::new()).unwrap();
+    let reclaimer = Arc::new(rcu_reclaim::reclaim::Reclaimer::new(Rcu::global()));
+    let budget = Arc::new(rcu_reclaim::reclaim::MemoryBudget::new(
+        1 << 30,
+        reclaimer,
+        || 0,
+    ));
+    let _cache: rcu_reclaim::RcuCache<u32, u32> = rcu_reclaim::RcuCache::builder()
+        .rcu(&other)
+        .budget(&budget)
+        .build();
+}
+
+#[test]
 fn a_weigher_claiming_the_whole_address_space_overflows_no_count() {
     struct Huge;
     impl rcu_reclaim::cache::Weigher<u32, u32> for Huge {

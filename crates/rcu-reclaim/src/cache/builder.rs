@@ -444,7 +444,9 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
             assert!(
                 r.rcu().id() == rcu.id(),
                 "rcu-reclaim: RcuCacheBuilder given domain {} and a reclaimer (or budget) of \
-                 domain {}; the cache must free through the domain its reclaimer runs",
+                 domain {}; the cache must free through the domain its reclaimer runs: leave \
+                 out rcu() (the cache then takes the reclaimer's domain), or make the reclaimer \
+                 with Reclaimer::new(&rcu) on the domain given to rcu()",
                 rcu.id(),
                 r.rcu().id()
             );
