@@ -87,6 +87,18 @@ fn psi_trigger_errors_name_the_file() {
     )
     .unwrap_err();
     assert!(e.to_string().starts_with("/nonexistent/pressure: "), "{e}");
+    // A memory pressure file that does not exist names where they are.
+    let e = PsiTrigger::open(
+        "/nonexistent/memory.pressure",
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    )
+    .unwrap_err();
+    assert!(
+        e.reason
+            .contains("no such file: give /proc/pressure/memory"),
+        "{e}"
+    );
     let e = PsiTrigger::open(
         "/proc/pressure/memory",
         Duration::from_secs(3),

@@ -150,7 +150,7 @@ impl PsiTrigger {
             }
             Err(e) => Err(SourceError::new(
                 &path,
-                format!("cannot register a PSI trigger: {e}{}", super::io_fix(&e)),
+                format!("cannot register a PSI trigger: {e}{}", psi_fix(&e)),
             )),
         }
     }
@@ -164,6 +164,18 @@ impl PsiTrigger {
     /// ```
     pub fn window(&self) -> Duration {
         self.window
+    }
+}
+
+/// The fix to name when a PSI file cannot be opened: a missing file is
+/// a wrong path or a kernel without PSI; a refused one, missing rights.
+fn psi_fix(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        " (no such file: give /proc/pressure/memory, or the memory.pressure file of a cgroup v2 \
+         directory under /sys/fs/cgroup; a kernel built without PSI, or booted with psi=0, has \
+         neither)"
+    } else {
+        super::io_fix(e)
     }
 }
 
