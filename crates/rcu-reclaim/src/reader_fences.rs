@@ -189,8 +189,9 @@ impl ReaderFences {
     }
 
     /// Whether fence mode is armed: a grace period started now would start
-    /// with a fence, not a `membarrier` (a hint when read without
-    /// `gp_lock`, as the retiring threads' pace reads it).
+    /// with a fence, not a `membarrier`, unless its own
+    /// [`at_start`](Self::at_start) switches the mode (the retiring
+    /// threads' pace reads it, under `gp_lock`, before that call).
     pub(crate) fn armed_now(&self) -> bool {
         !self.fixed && self.armed.load(Ordering::Relaxed)
     }

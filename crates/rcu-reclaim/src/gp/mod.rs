@@ -782,8 +782,11 @@ impl GracePeriods {
 
     /// Whether a grace period started now would most likely start with a
     /// fence, not a `membarrier`: an mb domain, or a memb domain whose
-    /// readers fence (a hint, read without `gp_lock`). Never for QSBR,
-    /// whose grace periods wait for every online thread's next report.
+    /// readers fence. A hint for the pace only: the start's own
+    /// `ReaderFences::at_start` may still switch the mode (so one start
+    /// around a switch may issue `membarrier` 10 µs after the last), and it
+    /// alone decides which barrier is issued. Never for QSBR, whose grace
+    /// periods wait for every online thread's next report.
     fn start_fences(&self) -> bool {
         match self.registry.flavor {
             crate::Flavor::Mb => true,
