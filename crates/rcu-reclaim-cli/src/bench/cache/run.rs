@@ -264,17 +264,19 @@ pub fn run<C: CacheUnderTest>(
             engine_start = cache.engine();
             cpu_start = Some(crate::bench::engine::process_cpu_secs());
         }
+        // One look a sample: the domain's total walks its threads' pages.
+        let pending = cache.garbage();
         let s = MemSample {
             ms: elapsed.as_millis() as u64,
             rss: rss().saturating_sub(base_rss),
             accounted: AccountingAlloc::live_bytes().saturating_sub(base_heap),
             hog: hog.as_ref().map_or(0, Hog::held),
-            garbage: cache.garbage().unwrap_or(0),
+            garbage: pending.unwrap_or(0),
         };
-        if measured_from.is_some() && cache.garbage().is_some() {
+        if let Some(bytes) = pending.filter(|_| measured_from.is_some()) {
             garbage
                 .get_or_insert_with(GarbageSamples::default)
-                .add(s.garbage);
+                .add(bytes);
         }
         samples.push(s);
         peak_rss = peak_rss.max(s.rss);
