@@ -155,9 +155,10 @@ pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 /// (the bench's cache scenario) held a mean 2.7 MiB of evicted values
 /// at 9,000 grace periods a second, and its inserts' `memset`s wrote to
 /// memory that had left the CPU's caches; at 10 µs, 1.3 MiB at
-/// 45,000–50,000 a second, and 12–20 % more gets a second (BENCHMARKS.md,
-/// "Forty-second session"). At 2 µs or none, no less garbage: a page of
-/// large values then waits for its thread to fill it.
+/// 45,000–50,000 a second, and 4–16 % more gets a second in runs
+/// alternated with the old spacing (BENCHMARKS.md, "Forty-second
+/// session"). At 5 µs hardly less garbage: a page of large values then
+/// waits for its thread to fill it.
 pub(crate) const RETIRER_GP_MIN_INTERVAL_FENCED: Duration = Duration::from_micros(10);
 
 /// The least time between two grace periods retiring threads start
