@@ -343,18 +343,26 @@ fn build_library(lib: &Lib) -> PathBuf {
     let mut target_dir = profile_dir.parent().expect("<target>/<profile>");
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["build", "--quiet", "-p", lib.package, "--lib"]);
-    // Cargo marks the root of a target directory with CACHEDIR.TAG; a
+    // Cargo marks the root of a target directory with CACHEDIR.TAG (when
+    // it creates the directory) and `.rustc_info.json` (at every build); a
     // directory below it named like this machine's triple
     // (`x86_64-unknown-linux-gnu`: its architecture first, its OS in it)
     // holding the profile is a `--target` build's. (Newer cargo marks
     // that directory with CACHEDIR.TAG too, so the mark cannot tell it
     // from a target directory; a target directory below another, such as
-    // `target/urcu-dropin-old`, is not named like a triple.)
+    // `target/urcu-dropin-old`, is not named like a triple. A root that
+    // existed before cargo first built into it, as `target/asan` does
+    // where it also holds `target/asan/asan`, has no CACHEDIR.TAG: the
+    // drop-in was then built without `--target`, its proc macros with the
+    // sanitizer, and every C test failed to load it.)
     if let (Some(root), Some(triple)) = (
         target_dir.parent(),
         target_dir.file_name().and_then(|n| n.to_str()),
     ) {
-        if root.join("CACHEDIR.TAG").exists() && names_this_machine(triple) {
+        let marked = ["CACHEDIR.TAG", ".rustc_info.json"]
+            .iter()
+            .any(|mark| root.join(mark).exists());
+        if marked && names_this_machine(triple) {
             cmd.arg("--target").arg(triple);
             target_dir = root;
         }
