@@ -246,7 +246,7 @@ pub(crate) const RETIRES_PER_ADVANCE: usize = 8;
 
 /// A thread's bulk page holding at least `pace_bytes / EARLY_PAGE_DIVISOR`
 /// goes to its shard early, and asks for a grace period, when none has
-/// been started by a retiring thread for [`EARLY_PAGE_QUIET`]
+/// been started by a retiring thread for [`early_page_quiet`]
 /// ([`page_due_early`]).
 pub(crate) const EARLY_PAGE_DIVISOR: usize = 32;
 
@@ -254,6 +254,29 @@ pub(crate) const EARLY_PAGE_DIVISOR: usize = 32;
 /// this long, so a moderate retire rate costs at most some 5,000
 /// `membarrier`s a second.
 pub(crate) const EARLY_PAGE_QUIET: Duration = Duration::from_micros(150);
+
+/// [`EARLY_PAGE_QUIET`] where a grace period starts with a fence, not a
+/// `membarrier` (as for [`RETIRER_GP_MIN_INTERVAL_FENCED`]): the spacing
+/// that saves `membarrier`s only made garbage wait. Two threads' update-heavy
+/// and read-mostly bench loads run in fence mode on two cores; at 150 µs
+/// they started some 7,000 grace periods a second and held a mean 0.13–0.15
+/// and 0.06–0.07 MiB of garbage (1.4–1.5× and 2.5–2.9× crossbeam-epoch's);
+/// at 15 µs, 48,000–59,000 and 18,000–22,000 a second, 0.04–0.07 and 0.03
+/// MiB (0.4–0.7× and 1.2×), with updates and reads as fast or faster. At
+/// 30 µs, 0.07–0.10 MiB in update-heavy (BENCHMARKS.md, "Forty-third
+/// session").
+pub(crate) const EARLY_PAGE_QUIET_FENCED: Duration = Duration::from_micros(15);
+
+/// How long no retiring thread may have started a grace period before a
+/// page goes early ([`page_due_early`]): [`EARLY_PAGE_QUIET`], or
+/// [`EARLY_PAGE_QUIET_FENCED`] where a start costs a fence (`start_fences`).
+pub(crate) fn early_page_quiet(start_fences: bool) -> Duration {
+    if start_fences {
+        EARLY_PAGE_QUIET_FENCED
+    } else {
+        EARLY_PAGE_QUIET
+    }
+}
 
 /// How soon the grace-period thread looks at a grace period that a
 /// retiring thread started and left in progress (it finishes it if that
@@ -686,7 +709,8 @@ pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
 /// Whether a thread's bulk page holding `bytes` goes to its shard early,
 /// and asks for a grace period at once, when `quiet` (called only if the
 /// bytes are enough) says how long ago a retiring thread last started a
-/// grace period (`None`: one is in progress), or, while grace periods come
+/// grace period, at least [`early_page_quiet`] (with whether a start
+/// costs a fence; `None`: one is in progress), or, while grace periods come
 /// often, when `age_ms` (called only then) says the page has held its
 /// first object for [`EARLY_PAGE_AGE_MS`].
 ///
@@ -702,12 +726,12 @@ pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
 pub(crate) fn page_due_early(
     p: &Params,
     bytes: usize,
-    quiet: impl FnOnce() -> Option<Duration>,
+    quiet: impl FnOnce() -> Option<(Duration, bool)>,
     age_ms: impl FnOnce() -> usize,
 ) -> bool {
     bytes >= p.pace_bytes / EARLY_PAGE_DIVISOR
         && match quiet() {
-            Some(q) if q >= EARLY_PAGE_QUIET => true,
+            Some((q, start_fences)) if q >= early_page_quiet(start_fences) => true,
             _ => age_ms() >= EARLY_PAGE_AGE_MS,
         }
 }

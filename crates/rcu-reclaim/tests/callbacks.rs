@@ -1465,6 +1465,38 @@ fn retiring_threads_start_fenced_grace_periods_more_often() {
     rcu.barrier();
 }
 
+/// Where a grace period's start costs a fence, a page holding a 32nd of
+/// the pace goes early after a quiet spell of 15 µs, not 150 µs: the
+/// spacing saves `membarrier`s, which such a start does not issue. Here a
+/// thread retires 512-byte values 5 µs apart, so each look (every eight
+/// retires, some 40 µs) finds 4 KiB on its page. A look that finds no
+/// grace period in progress hands the page off early and starts one; the
+/// next finds that one in progress (the thread completes it only after
+/// the look), so one look in two goes early (199 of 400). With 150 µs, one
+/// in four did (101).
+#[test]
+fn pages_go_early_after_a_short_quiet_spell_where_grace_periods_start_with_a_fence() {
+    let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Mb)).unwrap();
+    rcu.barrier();
+    let before = rcu.stats().retirer_gps;
+    const LOOKS: u64 = 400;
+    for i in 0..LOOKS * 8 {
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_micros(5) {
+            std::hint::spin_loop();
+        }
+        rcu.defer_drop(Box::new(vec![i as u8; 512]));
+    }
+    let by_retirer = rcu.stats().retirer_gps - before;
+    assert!(
+        by_retirer >= LOOKS * 3 / 8,
+        "the retiring thread completed {by_retirer} grace periods in {LOOKS} looks at its \
+         page about 40 µs apart: {:?}",
+        rcu.stats()
+    );
+    rcu.barrier();
+}
+
 /// Booked sizes are the caller's claim: `usize::MAX` for each of a page's
 /// worth of deferred drops and callbacks overflowed the page's and the
 /// shard's sums (a panic inside the bulk-page push in a debug build, after

@@ -87,7 +87,12 @@ impl Rcu {
             && policy::page_due_early(
                 &cbs.params,
                 bytes_held,
-                || inner.gp.retirer_quiet_for(),
+                || {
+                    inner
+                        .gp
+                        .retirer_quiet_for()
+                        .map(|q| (q, inner.gp.start_fences()))
+                },
                 || page_age_ms(local, count),
             );
         // Calls that book no bytes, which no pace sees: while memory is

@@ -787,7 +787,7 @@ impl GracePeriods {
     /// around a switch may issue `membarrier` 10 µs after the last), and it
     /// alone decides which barrier is issued. Never for QSBR, whose grace
     /// periods wait for every online thread's next report.
-    fn start_fences(&self) -> bool {
+    pub(crate) fn start_fences(&self) -> bool {
         match self.registry.flavor {
             crate::Flavor::Mb => true,
             crate::Flavor::Memb => self.fences.armed_now(),

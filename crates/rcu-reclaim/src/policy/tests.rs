@@ -162,7 +162,7 @@ fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
     let p = Params::default();
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
     assert_eq!(early, 2 << 10);
-    let quiet = || Some(EARLY_PAGE_QUIET);
+    let quiet = || Some((EARLY_PAGE_QUIET, false));
     let young = || 0;
     assert!(page_due_early(&p, early, quiet, || unreachable!()));
     assert!(!page_due_early(&p, early - 1, quiet, young));
@@ -172,7 +172,7 @@ fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
     assert!(!page_due_early(
         &p,
         p.pace_bytes,
-        || Some(EARLY_PAGE_QUIET - Duration::from_micros(1)),
+        || Some((EARLY_PAGE_QUIET - Duration::from_micros(1), false)),
         young
     ));
     // The clock is read only when the bytes are enough.
@@ -180,11 +180,36 @@ fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
 }
 
 #[test]
+fn a_page_goes_early_after_a_shorter_quiet_spell_where_a_start_costs_a_fence() {
+    let p = Params::default();
+    let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
+    let young = || 0;
+    assert_eq!(early_page_quiet(false), EARLY_PAGE_QUIET);
+    assert_eq!(early_page_quiet(true), EARLY_PAGE_QUIET_FENCED);
+    assert!(EARLY_PAGE_QUIET_FENCED >= RETIRER_GP_MIN_INTERVAL_FENCED);
+    assert!(EARLY_PAGE_QUIET_FENCED < EARLY_PAGE_QUIET);
+    // A spell long enough where starts fence is too short where they
+    // issue `membarrier`.
+    let spell = EARLY_PAGE_QUIET_FENCED;
+    assert!(page_due_early(&p, early, || Some((spell, true)), young));
+    assert!(!page_due_early(&p, early, || Some((spell, false)), young));
+    let shorter = EARLY_PAGE_QUIET_FENCED - Duration::from_micros(1);
+    assert!(!page_due_early(&p, early, || Some((shorter, true)), young));
+    // The bytes are still needed.
+    assert!(!page_due_early(
+        &p,
+        early - 1,
+        || Some((spell, true)),
+        young
+    ));
+}
+
+#[test]
 fn a_page_goes_early_once_old_while_grace_periods_come_often() {
     let p = Params::default();
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
     let old = || EARLY_PAGE_AGE_MS;
-    let soon = || Some(EARLY_PAGE_QUIET - Duration::from_micros(1));
+    let soon = || Some((EARLY_PAGE_QUIET - Duration::from_micros(1), false));
     assert!(page_due_early(&p, early, soon, old));
     assert!(page_due_early(&p, early, || None, old));
     assert!(!page_due_early(
