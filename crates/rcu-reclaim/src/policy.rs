@@ -259,8 +259,8 @@ pub(crate) const EARLY_PAGE_QUIET: Duration = Duration::from_micros(150);
 /// `membarrier` (as for [`RETIRER_GP_MIN_INTERVAL_FENCED`]): the spacing
 /// that saves `membarrier`s only made garbage wait. Two threads' update-heavy
 /// and read-mostly bench loads run in fence mode on two cores; at 150 µs
-/// they started some 7,000 grace periods a second and held a mean 0.13–0.15
-/// and 0.06–0.07 MiB of garbage (1.4–1.5× and 2.5–2.9× crossbeam-epoch's);
+/// they started some 7,000 grace periods a second and held a mean 0.13–0.18
+/// and 0.06–0.08 MiB of garbage (1.4–1.7× and 2.3–3.0× crossbeam-epoch's);
 /// at 15 µs, 48,000–59,000 and 18,000–22,000 a second, 0.04–0.07 and 0.03
 /// MiB (0.4–0.7× and 1.2×), with updates and reads as fast or faster. At
 /// 30 µs, 0.07–0.10 MiB in update-heavy (BENCHMARKS.md, "Forty-third
