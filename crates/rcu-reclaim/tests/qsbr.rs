@@ -1107,3 +1107,36 @@ fn collect_on_an_online_thread_leaves_callbacks_that_may_wait_to_workers() {
     t.offline_while(|| rcu.barrier());
     assert_eq!(rcu.pending(), 0);
 }
+
+/// A QSBR grace period starts with a fence, not a `membarrier`, so its
+/// retiring threads pace their grace periods as an mb domain's do: a page
+/// holding 2 KiB goes early after 15 µs without a start, not 150 µs. Here
+/// the only online thread retires 512-byte values 5 µs apart and reports
+/// a quiescent state after each, so each look at its page (every eight
+/// retires, some 40 µs) finds 4 KiB on it: one look in two goes early
+/// (199 of 400); with the old pace, one in four (100).
+#[test]
+fn a_qsbr_thread_that_reports_often_paces_its_grace_periods_as_fences_allow() {
+    let rcu = qsbr();
+    rcu.barrier();
+    let mut t = rcu.register_qsbr_thread();
+    let before = rcu.stats().retirer_gps;
+    const LOOKS: u64 = 400;
+    for i in 0..LOOKS * 8 {
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_micros(5) {
+            std::hint::spin_loop();
+        }
+        rcu.defer_drop(Box::new(vec![i as u8; 512]));
+        t.quiescent_state();
+    }
+    let by_retirer = rcu.stats().retirer_gps - before;
+    assert!(
+        by_retirer >= LOOKS * 3 / 8,
+        "the online thread completed {by_retirer} grace periods in {LOOKS} looks at its page \
+         about 40 µs apart: {:?}",
+        rcu.stats()
+    );
+    drop(t);
+    rcu.barrier();
+}
