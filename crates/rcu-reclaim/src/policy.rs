@@ -150,9 +150,10 @@ pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 /// [`RETIRER_GP_MIN_INTERVAL`] where a grace period starts with a fence,
 /// not a `membarrier`: a memb domain whose readers fence
 /// (`reader_fences.rs`), an mb domain, or a QSBR domain (whose grace
-/// periods also wait for every online thread's report). Such a start costs its thread a
-/// fence and a scan of the reader slots, so the spacing that saves
-/// `membarrier`s only made garbage wait: a cache churning 1–64 KiB values
+/// periods also wait for every online thread's report). Such a start
+/// costs its thread a fence and a scan of the reader slots, so the
+/// spacing that saves `membarrier`s only made garbage wait: a cache
+/// churning 1–64 KiB values
 /// (the bench's cache scenario) held a mean 2.7 MiB of evicted values
 /// at 9,000 grace periods a second, and its inserts' `memset`s wrote to
 /// memory that had left the CPU's caches; at 10 µs, 1.3 MiB at

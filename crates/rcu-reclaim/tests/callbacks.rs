@@ -1446,16 +1446,10 @@ fn retiring_threads_pace_the_grace_periods_they_start() {
 fn retiring_threads_start_fenced_grace_periods_more_often() {
     let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Mb).pace_bytes(1)).unwrap();
     rcu.barrier();
-    let before = rcu.stats().retirer_gps;
     const RETIRES: u64 = 400;
-    for i in 0..RETIRES {
-        let spin = Instant::now();
-        while spin.elapsed() < Duration::from_micros(30) {
-            std::hint::spin_loop();
-        }
-        rcu.defer_drop(Box::new([i; 8]));
-    }
-    let by_retirer = rcu.stats().retirer_gps - before;
+    let by_retirer = common::retirer_gps_over(&rcu, RETIRES, Duration::from_micros(30), |i| {
+        rcu.defer_drop(Box::new([i; 8]))
+    });
     assert!(
         by_retirer >= RETIRES / 2,
         "the retiring thread completed {by_retirer} grace periods in {RETIRES} retires 30 µs \
@@ -1478,16 +1472,10 @@ fn retiring_threads_start_fenced_grace_periods_more_often() {
 fn pages_go_early_after_a_short_quiet_spell_where_grace_periods_start_with_a_fence() {
     let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Mb)).unwrap();
     rcu.barrier();
-    let before = rcu.stats().retirer_gps;
     const LOOKS: u64 = 400;
-    for i in 0..LOOKS * 8 {
-        let spin = Instant::now();
-        while spin.elapsed() < Duration::from_micros(5) {
-            std::hint::spin_loop();
-        }
-        rcu.defer_drop(Box::new(vec![i as u8; 512]));
-    }
-    let by_retirer = rcu.stats().retirer_gps - before;
+    let by_retirer = common::retirer_gps_over(&rcu, LOOKS * 8, Duration::from_micros(5), |i| {
+        rcu.defer_drop(Box::new(vec![i as u8; 512]))
+    });
     assert!(
         by_retirer >= LOOKS * 3 / 8,
         "the retiring thread completed {by_retirer} grace periods in {LOOKS} looks at its \

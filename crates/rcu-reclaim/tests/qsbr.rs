@@ -1120,17 +1120,11 @@ fn a_qsbr_thread_that_reports_often_paces_its_grace_periods_as_fences_allow() {
     let rcu = qsbr();
     rcu.barrier();
     let mut t = rcu.register_qsbr_thread();
-    let before = rcu.stats().retirer_gps;
     const LOOKS: u64 = 400;
-    for i in 0..LOOKS * 8 {
-        let spin = Instant::now();
-        while spin.elapsed() < Duration::from_micros(5) {
-            std::hint::spin_loop();
-        }
+    let by_retirer = common::retirer_gps_over(&rcu, LOOKS * 8, Duration::from_micros(5), |i| {
         rcu.defer_drop(Box::new(vec![i as u8; 512]));
         t.quiescent_state();
-    }
-    let by_retirer = rcu.stats().retirer_gps - before;
+    });
     assert!(
         by_retirer >= LOOKS * 3 / 8,
         "the online thread completed {by_retirer} grace periods in {LOOKS} looks at its page \

@@ -789,7 +789,7 @@ impl GracePeriods {
     /// waits for every online thread's next report: starting them often
     /// costs nothing while it waits, since none starts before the last has
     /// completed, and frees sooner where threads report often. At 100 µs,
-    /// two bench threads reporting after every operation held 2.7–3.5×
+    /// two bench threads reporting after every operation held 2.8–3.4×
     /// crossbeam-epoch's mean garbage in read-mostly; as here, 1.3×.)
     pub(crate) fn start_fences(&self) -> bool {
         match self.registry.flavor {

@@ -55,6 +55,28 @@ pub fn grace_periods_held_up(rcu: &Rcu, wait: std::time::Duration) -> bool {
     !rcu.poll(&cookie)
 }
 
+/// The grace periods the calling thread's retires completed
+/// (`Stats::retirer_gps`) while `retire(i)` ran for each `i` below `n`,
+/// each after a busy wait of `apart` (a spin, not a sleep: a sleep lasts a
+/// scheduler tick or more, and the thread would look at its page far less
+/// often than the test means).
+pub fn retirer_gps_over(
+    rcu: &Rcu,
+    n: u64,
+    apart: std::time::Duration,
+    mut retire: impl FnMut(u64),
+) -> u64 {
+    let before = rcu.stats().retirer_gps;
+    for i in 0..n {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < apart {
+            std::hint::spin_loop();
+        }
+        retire(i);
+    }
+    rcu.stats().retirer_gps - before
+}
+
 /// Holds a read-side section of `rcu` on another thread until the returned
 /// sender fires (or is dropped).
 pub fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
