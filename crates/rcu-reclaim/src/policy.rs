@@ -15,8 +15,10 @@
 //!   or is full, so memory, not only time and count, sets the pace
 //!   ([`page_due_by_pace`]); it goes early, asking for a grace period, with
 //!   a 32nd of `pace_bytes` once no grace period has started for
-//!   [`EARLY_PAGE_QUIET`], or, while they start more often, once it is
-//!   [`EARLY_PAGE_AGE_MS`] old.
+//!   [`early_page_quiet`] (150 µs; 15 µs where a start costs a fence, and
+//!   40 `membarrier`s' time for a page of half the pace), or, while they
+//!   start more often, once it is [`EARLY_PAGE_AGE_MS`] old. Retiring
+//!   threads start grace periods at most every [`retirer_gp_min_interval`].
 //! * **Reader fences.** A memb domain's readers fence, and its grace
 //!   periods skip `membarrier`, while `membarrier` would take over
 //!   [`FENCE_READS_ON_SHARE`] of a CPU ([`fence_reads`]).
@@ -163,14 +165,49 @@ pub(crate) const RETIRER_GP_MIN_INTERVAL: Duration = Duration::from_micros(100);
 /// waits for its thread to fill it.
 pub(crate) const RETIRER_GP_MIN_INTERVAL_FENCED: Duration = Duration::from_micros(10);
 
-/// The least time between two grace periods retiring threads start
-/// ([`RETIRER_GP_MIN_INTERVAL`], or [`RETIRER_GP_MIN_INTERVAL_FENCED`]
-/// where a start costs a fence, not a `membarrier`).
-pub(crate) fn retirer_gp_min_interval(start_fences: bool) -> Duration {
-    if start_fences {
-        RETIRER_GP_MIN_INTERVAL_FENCED
-    } else {
-        RETIRER_GP_MIN_INTERVAL
+/// What starting a grace period now would cost its thread
+/// (`GracePeriods::start_cost`), for the retiring threads' pace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StartCost {
+    /// A fence (an mb or QSBR domain, or a memb domain whose readers
+    /// fence).
+    Fence,
+    /// A `membarrier`, each so far costing this many nanoseconds on
+    /// average (`None`: none timed yet).
+    Membarrier(Option<u64>),
+}
+
+/// Where a grace period's start costs a `membarrier`, retiring threads
+/// space their starts ([`retirer_gp_min_interval`], [`early_page_quiet`])
+/// at least this many times the mean cost of one, within each spacing's
+/// bounds: below their tops, starts take at most a 40th (2.5 %) of a CPU,
+/// half the share at which readers switch to fences
+/// ([`FENCE_READS_ON_SHARE`]).
+/// Where a `membarrier` is cheap, no other CPU runs one of the process's
+/// threads to interrupt (one thread retiring: 1.1 µs each here), and the
+/// fixed 150 µs spell held garbage 1.5–2.1× crossbeam-epoch's peak in the
+/// update-heavy bench at one thread; where it is dear (3–20 µs, other
+/// CPUs running readers) the spacing stays at its upper bound.
+pub(crate) const MEMBARRIER_SPACING_PER_COST: u64 = 40;
+
+/// The spacing [`MEMBARRIER_SPACING_PER_COST`] gives for `membarrier`s of
+/// `ns_each`, within `[least, most]` (`most` while none has been timed).
+fn membarrier_spacing(ns_each: Option<u64>, least: Duration, most: Duration) -> Duration {
+    ns_each.map_or(most, |ns| {
+        Duration::from_nanos(ns.saturating_mul(MEMBARRIER_SPACING_PER_COST)).clamp(least, most)
+    })
+}
+
+/// The least time between two grace periods retiring threads start:
+/// [`RETIRER_GP_MIN_INTERVAL_FENCED`] where a start costs a fence; where it
+/// costs a `membarrier`, [`MEMBARRIER_SPACING_PER_COST`] times its mean
+/// cost, from that up to [`RETIRER_GP_MIN_INTERVAL`].
+pub(crate) fn retirer_gp_min_interval(cost: StartCost) -> Duration {
+    match cost {
+        StartCost::Fence => RETIRER_GP_MIN_INTERVAL_FENCED,
+        StartCost::Membarrier(ns) => {
+            membarrier_spacing(ns, RETIRER_GP_MIN_INTERVAL_FENCED, RETIRER_GP_MIN_INTERVAL)
+        }
     }
 }
 
@@ -269,14 +306,36 @@ pub(crate) const EARLY_PAGE_QUIET: Duration = Duration::from_micros(150);
 /// session").
 pub(crate) const EARLY_PAGE_QUIET_FENCED: Duration = Duration::from_micros(15);
 
+/// A page holding at least `pace_bytes / CHEAP_EARLY_PAGE_DIVISOR` (32
+/// KiB) goes early after the spacing cheap `membarrier`s allow
+/// ([`MEMBARRIER_SPACING_PER_COST`]); a page holding less waits the full
+/// [`EARLY_PAGE_QUIET`]. Only a thread retiring over about 200 MB/s fills
+/// it within that spell: one thread's update-heavy bench (380 MB/s)
+/// started about 15,000 grace periods a second instead of 6,900, and held
+/// a peak of 0.066 MiB of garbage in the median round (at most 0.078,
+/// crossbeam-epoch's) instead of 0.129 (at most 0.164), at 0.91–0.95× the
+/// updates a second (about 1.0× crossbeam-epoch's). Any page of 2 KiB (the
+/// early page's least) going after the short spell, one thread's
+/// read-mostly load (50 MB/s) started 9,800 a second instead of 5,700,
+/// for garbage already under crossbeam-epoch's; at a quarter of the pace
+/// (16 KiB), update-heavy held 0.045 MiB at 0.88–0.95× the updates
+/// (BENCHMARKS.md, "Forty-fourth session").
+pub(crate) const CHEAP_EARLY_PAGE_DIVISOR: usize = 2;
+
 /// How long no retiring thread may have started a grace period before a
-/// page goes early ([`page_due_early`]): [`EARLY_PAGE_QUIET`], or
-/// [`EARLY_PAGE_QUIET_FENCED`] where a start costs a fence (`start_fences`).
-pub(crate) fn early_page_quiet(start_fences: bool) -> Duration {
-    if start_fences {
-        EARLY_PAGE_QUIET_FENCED
-    } else {
-        EARLY_PAGE_QUIET
+/// page holding `bytes` goes early ([`page_due_early`]):
+/// [`EARLY_PAGE_QUIET_FENCED`] where a start costs a fence; where it costs
+/// a `membarrier`, [`MEMBARRIER_SPACING_PER_COST`] times its mean cost
+/// (from that up to [`EARLY_PAGE_QUIET`]) for a page holding
+/// [`CHEAP_EARLY_PAGE_DIVISOR`]'s share of the pace, [`EARLY_PAGE_QUIET`]
+/// for less.
+pub(crate) fn early_page_quiet(p: &Params, bytes: usize, cost: StartCost) -> Duration {
+    match cost {
+        StartCost::Fence => EARLY_PAGE_QUIET_FENCED,
+        StartCost::Membarrier(ns) if bytes >= p.pace_bytes / CHEAP_EARLY_PAGE_DIVISOR => {
+            membarrier_spacing(ns, EARLY_PAGE_QUIET_FENCED, EARLY_PAGE_QUIET)
+        }
+        StartCost::Membarrier(_) => EARLY_PAGE_QUIET,
     }
 }
 
@@ -711,8 +770,8 @@ pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
 /// Whether a thread's bulk page holding `bytes` goes to its shard early,
 /// and asks for a grace period at once, when `quiet` (called only if the
 /// bytes are enough) says how long ago a retiring thread last started a
-/// grace period, at least [`early_page_quiet`] (with whether a start
-/// costs a fence; `None`: one is in progress), or, while grace periods come
+/// grace period, at least [`early_page_quiet`] (with what a start
+/// would cost; `None`: one is in progress), or, while grace periods come
 /// often, when `age_ms` (called only then) says the page has held its
 /// first object for [`EARLY_PAGE_AGE_MS`].
 ///
@@ -728,12 +787,12 @@ pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
 pub(crate) fn page_due_early(
     p: &Params,
     bytes: usize,
-    quiet: impl FnOnce() -> Option<(Duration, bool)>,
+    quiet: impl FnOnce() -> Option<(Duration, StartCost)>,
     age_ms: impl FnOnce() -> usize,
 ) -> bool {
     bytes >= p.pace_bytes / EARLY_PAGE_DIVISOR
         && match quiet() {
-            Some((q, start_fences)) if q >= early_page_quiet(start_fences) => true,
+            Some((q, cost)) if q >= early_page_quiet(p, bytes, cost) => true,
             _ => age_ms() >= EARLY_PAGE_AGE_MS,
         }
 }

@@ -22,6 +22,15 @@ use rcu_reclaim::{Config, Rcu, RcuCache, RcuHashMap, ReclaimSize};
 const MAGIC: u64 = 0x5eed_f00d_dead_beef;
 const POISON: u64 = 0xdead_dead_dead_dead;
 
+/// Sets its flag when dropped, on a panic too.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Per-id drop counters.
 struct Book {
     made: AtomicUsize,
@@ -48,6 +57,12 @@ impl Book {
             book: self.clone(),
             heap: vec![7u8; 24],
         }
+    }
+    /// Values the book can still make.
+    fn left(&self) -> usize {
+        self.drops
+            .len()
+            .saturating_sub(self.next.load(Ordering::Relaxed))
     }
     fn dropped(&self) -> usize {
         self.drops
@@ -152,10 +167,12 @@ fn map_churn<S: BuildHasher + Send + Sync + Clone + 'static>(hasher: S, with_cle
         for w in 0..2u64 {
             let (map, book, stop) = (&map, &book, &stop);
             s.spawn(move || {
+                let _stop = StopOnDrop(stop);
                 let mut rng = Rng(0x9e37_79b9 + w);
                 let start = Instant::now();
                 let mut i = 0u64;
-                while start.elapsed() < dur {
+                // A pass takes at most 340 values (a clear and a burst).
+                while start.elapsed() < dur && book.left() > 2 * 340 {
                     i += 1;
                     let k = rng.below(KEYS);
                     match rng.below(10) {
@@ -214,7 +231,6 @@ fn map_churn<S: BuildHasher + Send + Sync + Clone + 'static>(hasher: S, with_cle
                         }
                     }
                 }
-                stop.store(true, Ordering::Relaxed);
             });
         }
         for _ in 0..2 {
@@ -300,10 +316,16 @@ fn cache_churn(shards: usize, max: usize, colliding: bool) {
                 for w in 0..2u64 {
                     let (cache, book, stop, over) = (&cache, &book, &stop, &over);
                     s.spawn(move || {
+                        // The reader and the reclaimer stop with the
+                        // writers, even if one panics (unstopped, they
+                        // would spin for ever and the test hang).
+                        let _stop = StopOnDrop(stop);
                         let mut rng = Rng(0x1234_5678 + w);
                         let start = Instant::now();
                         let mut i = 0u64;
-                        while start.elapsed() < dur {
+                        // Each pass takes at most one value from the book:
+                        // a fast machine stops before the book runs out.
+                        while start.elapsed() < dur && book.left() > 2 {
                             i += 1;
                             let k = rng.below(2000);
                             match rng.below(12) {
@@ -343,7 +365,6 @@ fn cache_churn(shards: usize, max: usize, colliding: bool) {
                                 over.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        stop.store(true, Ordering::Relaxed);
                     });
                 }
                 {
@@ -589,11 +610,12 @@ fn probe_qsbr_map_and_cache_churn() {
         for w in 0..2u64 {
             let (map, cache, book, stop, rcu) = (&map, &cache, &book, &stop, &rcu);
             s.spawn(move || {
+                let _stop = StopOnDrop(stop);
                 let mut me = rcu.register_qsbr_thread();
                 let mut rng = Rng(0xabcdef + w);
                 let start = Instant::now();
                 let mut i = 0u64;
-                while start.elapsed() < dur {
+                while start.elapsed() < dur && book.left() > 2 {
                     i += 1;
                     let k = rng.below(700);
                     match rng.below(8) {
@@ -631,7 +653,6 @@ fn probe_qsbr_map_and_cache_churn() {
                         me.offline_while(|| cache.clear());
                     }
                 }
-                stop.store(true, Ordering::Relaxed);
             });
         }
         {
@@ -697,6 +718,7 @@ fn probe_cache_pressure_source_outlives_cache_and_budget_auto() {
                 thread::sleep(Duration::from_micros(300));
             }
         });
+        let _stop = StopOnDrop(&stop);
         for i in 0..3000 {
             cache.insert(i % 500, book.val(i % 500));
             let g = cache.domain().read_lock();
@@ -706,7 +728,6 @@ fn probe_cache_pressure_source_outlives_cache_and_budget_auto() {
         }
         drop(cache);
         thread::sleep(Duration::from_millis(20));
-        stop.store(true, Ordering::Relaxed);
     });
     let _ = tx.send(Level::Critical);
     rcu.barrier();

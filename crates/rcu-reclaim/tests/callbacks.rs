@@ -1485,6 +1485,45 @@ fn pages_go_early_after_a_short_quiet_spell_where_grace_periods_start_with_a_fen
     rcu.barrier();
 }
 
+/// Where a `membarrier` is cheap (no other CPU runs one of the process's
+/// threads), a thread retiring fast starts grace periods about 40 of
+/// them apart, not the fixed 100–150 µs that dear ones get: one thread's
+/// garbage then peaks at about half. Each domain's policy weighs its
+/// `membarrier`s at a set cost, and its readers never fence, so only that
+/// cost differs.
+#[test]
+fn a_thread_retiring_fast_starts_grace_periods_sooner_where_a_membarrier_is_cheap() {
+    let gps_at = |cost_us: u64| -> Option<u64> {
+        let config = Config::new()
+            .flavor(rcu_reclaim::Flavor::Memb)
+            .adaptive_reader_fences(false)
+            .simulate_membarrier_cost(Duration::from_micros(cost_us));
+        let rcu = match Rcu::new(config) {
+            Ok(rcu) => rcu,
+            Err(e) => {
+                eprintln!("skipped: no memb flavor here ({e})");
+                return None;
+            }
+        };
+        rcu.barrier();
+        // 4 KiB values 1 µs apart: half the pace (32 KiB) in about 10 µs,
+        // or in a few scheduler ticks' time if the thread is preempted,
+        // so the spells, not the bytes, set the pace.
+        let gps = common::retirer_gps_over(&rcu, 12_000, Duration::from_micros(1), |i| {
+            rcu.defer_drop(Box::new([i as u8; 4096]))
+        });
+        rcu.barrier();
+        Some(gps)
+    };
+    let Some(cheap) = gps_at(1) else { return };
+    let Some(dear) = gps_at(5) else { return };
+    assert!(
+        cheap * 2 >= dear * 3,
+        "12,000 retires started {cheap} grace periods with 1 µs membarriers and {dear} \
+         with 5 µs ones"
+    );
+}
+
 /// Booked sizes are the caller's claim: `usize::MAX` for each of a page's
 /// worth of deferred drops and callbacks overflowed the page's and the
 /// shard's sums (a panic inside the bulk-page push in a debug build, after

@@ -91,7 +91,7 @@ impl Rcu {
                     inner
                         .gp
                         .retirer_quiet_for()
-                        .map(|q| (q, inner.gp.start_fences()))
+                        .map(|q| (q, inner.gp.start_cost()))
                 },
                 || page_age_ms(local, count),
             );

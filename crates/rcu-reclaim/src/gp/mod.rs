@@ -639,11 +639,7 @@ impl GracePeriods {
         let foreign = !self.registry.foreign_gp.load(Ordering::Relaxed).is_null();
         #[cfg(loom)]
         let foreign = false;
-        let c = &self.counters;
-        let n = c.membarriers.load(Ordering::Relaxed);
-        let each = self
-            .assumed_membarrier_ns
-            .or_else(|| (n > 0).then(|| c.membarrier_ns.load(Ordering::Relaxed) / n));
+        let each = self.membarrier_ns_each();
         let flag = &self.registry.fence_reads;
         match self.fences.at_start(flag, now_us, each, foreign) {
             StartBarrier::Fence => {
@@ -656,6 +652,16 @@ impl GracePeriods {
                 self.fences.issued_membarrier(flag);
             }
         }
+    }
+
+    /// The mean cost of this domain's `membarrier`s so far, in nanoseconds
+    /// (`None`: none timed yet), or the one a test assumes
+    /// (`Config::simulate_membarrier_cost`).
+    fn membarrier_ns_each(&self) -> Option<u64> {
+        let c = &self.counters;
+        let n = c.membarriers.load(Ordering::Relaxed);
+        self.assumed_membarrier_ns
+            .or_else(|| (n > 0).then(|| c.membarrier_ns.load(Ordering::Relaxed) / n))
     }
 
     /// Stores reader counter `ctr` in the foreign readers' grace-period
@@ -767,10 +773,10 @@ impl GracePeriods {
             // Paced: a retiring thread starts one at most every
             // `retirer_gp_min_interval` (its next hand-off, or the
             // grace-period thread's fallback look, starts it later):
-            // sooner where the start costs a fence, not a `membarrier`.
+            // sooner where the start costs a fence or a cheap `membarrier`.
             let now = crate::clock::elapsed(self.base).as_micros() as u64;
             let last = self.retirer_started_us.load(Ordering::Relaxed);
-            let gap = crate::policy::retirer_gp_min_interval(self.start_fences());
+            let gap = crate::policy::retirer_gp_min_interval(self.start_cost());
             if last != 0 && now.saturating_sub(last) < gap.as_micros() as u64 {
                 return false;
             }
@@ -780,9 +786,9 @@ impl GracePeriods {
         false
     }
 
-    /// Whether a grace period started now would most likely start with a
-    /// fence, not a `membarrier`: an mb or QSBR domain, or a memb domain
-    /// whose readers fence. A hint for the pace only: the start's own
+    /// What a grace period started now would most likely cost: a fence (an
+    /// mb or QSBR domain, or a memb domain whose readers fence), or a
+    /// `membarrier` with its mean cost so far. A hint for the pace only: the start's own
     /// `ReaderFences::at_start` may still switch the mode (so one start
     /// around a switch may issue `membarrier` 10 µs after the last), and it
     /// alone decides which barrier is issued. (A QSBR grace period also
@@ -791,10 +797,12 @@ impl GracePeriods {
     /// completed, and frees sooner where threads report often. At 100 µs,
     /// two bench threads reporting after every operation held 2.8–3.4×
     /// crossbeam-epoch's mean garbage in read-mostly; as here, 1.3×.)
-    pub(crate) fn start_fences(&self) -> bool {
+    pub(crate) fn start_cost(&self) -> crate::policy::StartCost {
+        use crate::policy::StartCost;
         match self.registry.flavor {
-            crate::Flavor::Mb | crate::Flavor::Qsbr => true,
-            crate::Flavor::Memb => self.fences.armed_now(),
+            crate::Flavor::Mb | crate::Flavor::Qsbr => StartCost::Fence,
+            crate::Flavor::Memb if self.fences.armed_now() => StartCost::Fence,
+            crate::Flavor::Memb => StartCost::Membarrier(self.membarrier_ns_each()),
         }
     }
 

@@ -162,7 +162,7 @@ fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
     let p = Params::default();
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
     assert_eq!(early, 2 << 10);
-    let quiet = || Some((EARLY_PAGE_QUIET, false));
+    let quiet = || Some((EARLY_PAGE_QUIET, StartCost::Membarrier(None)));
     let young = || 0;
     assert!(page_due_early(&p, early, quiet, || unreachable!()));
     assert!(!page_due_early(&p, early - 1, quiet, young));
@@ -172,7 +172,10 @@ fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
     assert!(!page_due_early(
         &p,
         p.pace_bytes,
-        || Some((EARLY_PAGE_QUIET - Duration::from_micros(1), false)),
+        || Some((
+            EARLY_PAGE_QUIET - Duration::from_micros(1),
+            StartCost::Membarrier(None)
+        )),
         young
     ));
     // The clock is read only when the bytes are enough.
@@ -184,22 +187,43 @@ fn a_page_goes_early_after_a_shorter_quiet_spell_where_a_start_costs_a_fence() {
     let p = Params::default();
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
     let young = || 0;
-    assert_eq!(early_page_quiet(false), EARLY_PAGE_QUIET);
-    assert_eq!(early_page_quiet(true), EARLY_PAGE_QUIET_FENCED);
+    assert_eq!(
+        early_page_quiet(&p, p.pace_bytes, StartCost::Membarrier(None)),
+        EARLY_PAGE_QUIET
+    );
+    assert_eq!(
+        early_page_quiet(&p, 0, StartCost::Fence),
+        EARLY_PAGE_QUIET_FENCED
+    );
     assert!(EARLY_PAGE_QUIET_FENCED >= RETIRER_GP_MIN_INTERVAL_FENCED);
     assert!(EARLY_PAGE_QUIET_FENCED < EARLY_PAGE_QUIET);
     // A spell long enough where starts fence is too short where they
     // issue `membarrier`.
     let spell = EARLY_PAGE_QUIET_FENCED;
-    assert!(page_due_early(&p, early, || Some((spell, true)), young));
-    assert!(!page_due_early(&p, early, || Some((spell, false)), young));
+    assert!(page_due_early(
+        &p,
+        early,
+        || Some((spell, StartCost::Fence)),
+        young
+    ));
+    assert!(!page_due_early(
+        &p,
+        early,
+        || Some((spell, StartCost::Membarrier(None))),
+        young
+    ));
     let shorter = EARLY_PAGE_QUIET_FENCED - Duration::from_micros(1);
-    assert!(!page_due_early(&p, early, || Some((shorter, true)), young));
+    assert!(!page_due_early(
+        &p,
+        early,
+        || Some((shorter, StartCost::Fence)),
+        young
+    ));
     // The bytes are still needed.
     assert!(!page_due_early(
         &p,
         early - 1,
-        || Some((spell, true)),
+        || Some((spell, StartCost::Fence)),
         young
     ));
 }
@@ -209,7 +233,12 @@ fn a_page_goes_early_once_old_while_grace_periods_come_often() {
     let p = Params::default();
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
     let old = || EARLY_PAGE_AGE_MS;
-    let soon = || Some((EARLY_PAGE_QUIET - Duration::from_micros(1), false));
+    let soon = || {
+        Some((
+            EARLY_PAGE_QUIET - Duration::from_micros(1),
+            StartCost::Membarrier(None),
+        ))
+    };
     assert!(page_due_early(&p, early, soon, old));
     assert!(page_due_early(&p, early, || None, old));
     assert!(!page_due_early(
@@ -225,6 +254,92 @@ fn a_page_goes_early_once_old_while_grace_periods_come_often() {
     let a = RETIRES_PER_ADVANCE;
     assert!(!age_look_due(a) && !age_look_due(2 * a) && !age_look_due(3 * a));
     assert!(age_look_due(4 * a) && age_look_due(8 * a));
+}
+
+#[test]
+fn where_a_membarrier_is_cheap_retiring_threads_start_grace_periods_sooner() {
+    let us = Duration::from_micros;
+    let membarrier = |ns| StartCost::Membarrier(Some(ns));
+    let p = Params::default();
+    let half = p.pace_bytes / CHEAP_EARLY_PAGE_DIVISOR;
+    assert_eq!(half, 32 << 10);
+    // Untimed, or dear (5 µs and up): the full spacing.
+    assert_eq!(
+        early_page_quiet(&p, p.pace_bytes, StartCost::Membarrier(None)),
+        EARLY_PAGE_QUIET
+    );
+    assert_eq!(
+        early_page_quiet(&p, half, membarrier(5_000)),
+        EARLY_PAGE_QUIET
+    );
+    assert_eq!(
+        early_page_quiet(&p, half, membarrier(u64::MAX)),
+        EARLY_PAGE_QUIET
+    );
+    assert_eq!(
+        retirer_gp_min_interval(StartCost::Membarrier(None)),
+        RETIRER_GP_MIN_INTERVAL
+    );
+    assert_eq!(
+        retirer_gp_min_interval(membarrier(3_000)),
+        RETIRER_GP_MIN_INTERVAL
+    );
+    // A microsecond each: 40 µs apart, a 40th of a CPU.
+    assert_eq!(early_page_quiet(&p, half, membarrier(1_000)), us(40));
+    assert_eq!(retirer_gp_min_interval(membarrier(1_000)), us(40));
+    // Never closer than where a start costs a fence.
+    assert_eq!(
+        early_page_quiet(&p, half, membarrier(0)),
+        EARLY_PAGE_QUIET_FENCED
+    );
+    assert_eq!(
+        retirer_gp_min_interval(membarrier(100)),
+        RETIRER_GP_MIN_INTERVAL_FENCED
+    );
+    assert_eq!(
+        retirer_gp_min_interval(StartCost::Fence),
+        RETIRER_GP_MIN_INTERVAL_FENCED
+    );
+    // Below the bounds' tops, at most a 40th of a CPU, under the share
+    // that switches readers to fences.
+    for ns in [0, 400, 1_000, 2_000, 2_500] {
+        let apart = retirer_gp_min_interval(membarrier(ns))
+            .min(early_page_quiet(&p, half, membarrier(ns)))
+            .as_nanos() as u64;
+        let per_10k = ns * 10_000 / apart;
+        assert!(
+            per_10k <= 10_000 / MEMBARRIER_SPACING_PER_COST,
+            "{ns} ns: {per_10k}"
+        );
+        assert!(!fence_reads(
+            false,
+            1_000_000_000 / apart,
+            1_000_000,
+            Some(ns)
+        ));
+    }
+    // A page holding half the pace goes early after the shorter spell; a
+    // page holding less waits the full one, however cheap a `membarrier`.
+    let short = || Some((us(40), membarrier(1_000)));
+    assert!(page_due_early(&p, half, short, || 0));
+    assert!(!page_due_early(
+        &p,
+        half,
+        || Some((us(39), membarrier(1_000))),
+        || 0
+    ));
+    assert!(!page_due_early(&p, half - 1, short, || 0));
+    assert_eq!(
+        early_page_quiet(&p, half - 1, membarrier(0)),
+        EARLY_PAGE_QUIET
+    );
+    let full = || Some((EARLY_PAGE_QUIET, membarrier(1_000)));
+    assert!(page_due_early(
+        &p,
+        p.pace_bytes / EARLY_PAGE_DIVISOR,
+        full,
+        || 0
+    ));
 }
 
 #[test]
@@ -472,9 +587,12 @@ fn the_headroom_waits_patience_grows_towards_the_limit() {
 #[test]
 fn retiring_threads_space_grace_periods_only_where_a_start_costs_a_membarrier() {
     use super::{retirer_gp_min_interval, RETIRER_GP_MIN_INTERVAL, RETIRER_GP_MIN_INTERVAL_FENCED};
-    assert_eq!(retirer_gp_min_interval(false), RETIRER_GP_MIN_INTERVAL);
     assert_eq!(
-        retirer_gp_min_interval(true),
+        retirer_gp_min_interval(StartCost::Membarrier(None)),
+        RETIRER_GP_MIN_INTERVAL
+    );
+    assert_eq!(
+        retirer_gp_min_interval(StartCost::Fence),
         RETIRER_GP_MIN_INTERVAL_FENCED
     );
     assert!(RETIRER_GP_MIN_INTERVAL_FENCED * 10 <= RETIRER_GP_MIN_INTERVAL);
