@@ -198,6 +198,21 @@ fn membarrier_spacing(ns_each: Option<u64>, least: Duration, most: Duration) -> 
     })
 }
 
+/// The recent cost of a `membarrier` that the pace weighs
+/// ([`StartCost`]), after one more took `ns`, from `recent` (0 before the
+/// first): an average that weighs the new one an eighth, counting it at
+/// most twice the average, so one slow call (its thread preempted inside
+/// it) moves the pace little, while a lasting rise doubles it within six
+/// calls. Never 0 once one has been timed.
+pub(crate) fn membarrier_recent_ns(recent: u64, ns: u64) -> u64 {
+    let next = if recent == 0 {
+        ns
+    } else {
+        recent - recent / 8 + ns.min(recent.saturating_mul(2)) / 8
+    };
+    next.max(1)
+}
+
 /// The least time between two grace periods retiring threads start:
 /// [`RETIRER_GP_MIN_INTERVAL_FENCED`] where a start costs a fence; where it
 /// costs a `membarrier`, [`MEMBARRIER_SPACING_PER_COST`] times its mean

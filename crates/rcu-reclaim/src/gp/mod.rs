@@ -77,6 +77,12 @@ pub(crate) struct GpCounters {
     pub(crate) membarriers: StdAtomicU64,
     /// Their time in all, in nanoseconds.
     pub(crate) membarrier_ns: StdAtomicU64,
+    /// The recent cost of one (`policy::membarrier_recent_ns`), in
+    /// nanoseconds; 0 before the first. For the retiring
+    /// threads' pace (`GracePeriods::start_cost`): the mean since the
+    /// domain was made would stay low for long after a program that
+    /// started on one thread (cheap `membarrier`s) spreads over many CPUs.
+    pub(crate) membarrier_recent_ns: StdAtomicU64,
     /// Grace periods completed by `try_advance` (a retiring thread's
     /// non-blocking step), not by a waiter.
     pub(crate) polled_gps: StdAtomicU64,
@@ -731,10 +737,18 @@ impl GracePeriods {
         let start = std::time::Instant::now();
         writer_barrier(self.registry.flavor);
         #[cfg(not(loom))]
-        self.counters.membarrier_ns.fetch_add(
-            u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        {
+            let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let c = &self.counters;
+            c.membarrier_ns.fetch_add(ns, Ordering::Relaxed);
+            // Threads issuing `membarrier` at once may lose one another's
+            // update here: the figure is a hint for the pace.
+            let recent = c.membarrier_recent_ns.load(Ordering::Relaxed);
+            c.membarrier_recent_ns.store(
+                crate::policy::membarrier_recent_ns(recent, ns),
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// Moves grace periods towards `target` without waiting: if no one else
@@ -788,7 +802,7 @@ impl GracePeriods {
 
     /// What a grace period started now would most likely cost: a fence (an
     /// mb or QSBR domain, or a memb domain whose readers fence), or a
-    /// `membarrier` with its mean cost so far. A hint for the pace only: the start's own
+    /// `membarrier` with its recent cost. A hint for the pace only: the start's own
     /// `ReaderFences::at_start` may still switch the mode (so one start
     /// around a switch may issue `membarrier` 10 µs after the last), and it
     /// alone decides which barrier is issued. (A QSBR grace period also
@@ -802,7 +816,12 @@ impl GracePeriods {
         match self.registry.flavor {
             crate::Flavor::Mb | crate::Flavor::Qsbr => StartCost::Fence,
             crate::Flavor::Memb if self.fences.armed_now() => StartCost::Fence,
-            crate::Flavor::Memb => StartCost::Membarrier(self.membarrier_ns_each()),
+            crate::Flavor::Memb => {
+                StartCost::Membarrier(self.assumed_membarrier_ns.or_else(|| {
+                    let recent = self.counters.membarrier_recent_ns.load(Ordering::Relaxed);
+                    (recent != 0).then_some(recent)
+                }))
+            }
         }
     }
 

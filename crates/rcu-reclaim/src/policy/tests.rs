@@ -257,6 +257,35 @@ fn a_page_goes_early_once_old_while_grace_periods_come_often() {
 }
 
 #[test]
+fn the_pace_weighs_a_membarriers_recent_cost_and_few_outliers() {
+    // The first call sets it, and it is never 0 after.
+    assert_eq!(membarrier_recent_ns(0, 1_000), 1_000);
+    assert_eq!(membarrier_recent_ns(0, 0), 1);
+    assert_eq!(membarrier_recent_ns(1_000, 1_000), 1_000);
+    // One call preempted for a millisecond moves it by an eighth.
+    assert_eq!(membarrier_recent_ns(1_000, 1_000_000), 1_125);
+    // A lasting rise (a thread on every CPU: 1 µs to 10 µs) doubles it
+    // within six calls and reaches it within thirty.
+    let mut r = 1_000;
+    let mut calls = 0;
+    while r < 2_000 {
+        r = membarrier_recent_ns(r, 10_000);
+        calls += 1;
+    }
+    assert!(calls <= 6, "{calls}");
+    for _ in 0..24 {
+        r = membarrier_recent_ns(r, 10_000);
+    }
+    assert!(r > 9_000, "{r}");
+    // A fall, at an eighth a call: within forty.
+    for _ in 0..40 {
+        r = membarrier_recent_ns(r, 1_000);
+    }
+    assert!(r < 1_100, "{r}");
+    assert!(membarrier_recent_ns(u64::MAX, u64::MAX) > 0);
+}
+
+#[test]
 fn where_a_membarrier_is_cheap_retiring_threads_start_grace_periods_sooner() {
     let us = Duration::from_micros;
     let membarrier = |ns| StartCost::Membarrier(Some(ns));
