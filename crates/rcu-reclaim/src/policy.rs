@@ -326,14 +326,15 @@ pub(crate) const EARLY_PAGE_QUIET_FENCED: Duration = Duration::from_micros(15);
 /// ([`MEMBARRIER_SPACING_PER_COST`]); a page holding less waits the full
 /// [`EARLY_PAGE_QUIET`]. Only a thread retiring over about 200 MB/s fills
 /// it within that spell: one thread's update-heavy bench (380 MB/s)
-/// started about 15,000 grace periods a second instead of 6,900, and held
-/// a peak of 0.066 MiB of garbage in the median round (at most 0.078,
-/// crossbeam-epoch's) instead of 0.129 (at most 0.164), at 0.91–0.95× the
-/// updates a second (about 1.0× crossbeam-epoch's). Any page of 2 KiB (the
-/// early page's least) going after the short spell, one thread's
-/// read-mostly load (50 MB/s) started 9,800 a second instead of 5,700,
-/// for garbage already under crossbeam-epoch's; at a quarter of the pace
-/// (16 KiB), update-heavy held 0.045 MiB at 0.88–0.95× the updates
+/// started about 13,000 grace periods a second instead of 6,600, and held
+/// a peak of 0.067 MiB of garbage in the median round (at most 0.082;
+/// crossbeam-epoch's is 0.078) instead of 0.114 (at most 0.139), at
+/// 0.91–0.96× the updates a second (1.02× crossbeam-epoch's against 1.06×
+/// in the last alternation). Any page of 2 KiB (the early page's least)
+/// going after the short spell, one thread's read-mostly load (50 MB/s)
+/// started 9,800 a second instead of 5,700, for garbage already under
+/// crossbeam-epoch's; at a quarter of the pace (16 KiB), update-heavy held
+/// 0.045 MiB at 0.88–0.95× the updates
 /// (BENCHMARKS.md, "Forty-fourth session").
 pub(crate) const CHEAP_EARLY_PAGE_DIVISOR: usize = 2;
 
