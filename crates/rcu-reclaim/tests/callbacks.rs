@@ -1404,13 +1404,21 @@ fn barrier_runs_callbacks_whose_grace_period_a_concurrent_hand_off_raised() {
 }
 
 /// Retiring threads start grace periods themselves, but at most one per
-/// `RETIRER_GP_MIN_INTERVAL` (100 µs) where each costs a `membarrier`
+/// `RETIRER_GP_MIN_INTERVAL` (100 µs) where each costs a dear `membarrier`
 /// (a memb domain whose readers do not fence: here, never, as adaptive
-/// fences are off). A thread whose every retire is due (`pace_bytes(1)`)
-/// would otherwise start one every other retire.
+/// fences are off; its policy weighs each `membarrier` at 5 µs, whatever
+/// this machine's take, as cheaper ones space them closer). A thread
+/// whose every retire is due (`pace_bytes(1)`) would otherwise start one
+/// every other retire.
 #[test]
 fn retiring_threads_pace_the_grace_periods_they_start() {
-    let rcu = Rcu::new(Config::new().pace_bytes(1).adaptive_reader_fences(false)).unwrap();
+    let rcu = Rcu::new(
+        Config::new()
+            .pace_bytes(1)
+            .adaptive_reader_fences(false)
+            .simulate_membarrier_cost(Duration::from_micros(5)),
+    )
+    .unwrap();
     let start = Instant::now();
     let mut retires = 0u64;
     while start.elapsed() < Duration::from_millis(200) {
