@@ -4,6 +4,9 @@
 //! outlives it prints `HANG` with the process id and then (with
 //! `AUDIT_HANG_PAUSE=1`) sleeps so that gdb can attach, else aborts.
 
+mod common;
+use common::StopOnDrop;
+
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -474,6 +477,7 @@ fn a_barrier_sees_everything_queued_before_it_run_exactly_once() {
                 }
             }));
         }
+        let _stop = StopOnDrop(&stop);
         let producers: Vec<_> = hs.drain(..PRODUCERS as usize).collect();
         for h in producers {
             h.join().unwrap();
@@ -881,6 +885,7 @@ fn threads_exiting_with_queued_work_and_tls_guards_lose_nothing_and_hang_nothing
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     let mut hs = vec![];
     for t in 0..400u32 {
         let (rcu, cell, book) = (rcu.clone(), cell.clone(), book.clone());
@@ -1099,6 +1104,7 @@ fn a_reference_shared_with_a_scoped_thread_stays_valid_while_the_guard_lives() {
     let cell = RcuCell::new_in(&rcu, Some(Val::new(&book)));
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 cell.store(Val::new(&book));
@@ -1118,7 +1124,6 @@ fn a_reference_shared_with_a_scoped_thread_stays_valid_while_the_guard_lives() {
             v.check();
             drop(g);
         }
-        stop.store(true, Ordering::Relaxed);
     });
     drop(cell);
     rcu.barrier();
@@ -1156,6 +1161,7 @@ fn fork_with_prepare_while_other_threads_read_and_retire() {
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     let ran_in_child = Arc::new(AtomicUsize::new(0));
     for _ in 0..10 {
         thread::sleep(ms(20));
@@ -1424,6 +1430,7 @@ fn plain_guards_of_unregistered_threads_protect_on_a_qsbr_domain() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     for _ in 0..2000 {
         let g = rcu.read_lock();
         if let Some(v) = cell.load(&g) {
@@ -1597,6 +1604,7 @@ fn a_child_may_fork_again_and_each_generation_runs_its_work() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     let status = in_child(&rcu, true, |g| {
         g.unwrap().child();
         cell.store(Val::new(&book));
@@ -1654,6 +1662,7 @@ fn forking_with_the_global_domain_prepared_while_private_domains_are_busy() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     for _ in 0..5 {
         let status = in_child(Rcu::global(), true, |g| {
             g.unwrap().child();
@@ -1847,6 +1856,7 @@ fn an_unprepared_child_never_hangs_silently_on_a_shard_lock_held_at_the_fork() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let forks: usize = std::env::var("UNPREPARED_FORKS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -2011,6 +2021,7 @@ fn fork_of_a_qsbr_domain_with_online_threads() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     // The forking thread is online too (offline while forking is not
     // required by the API: prepare_fork refuses only sections).
     let mut me = rcu.register_qsbr_thread();

@@ -9,6 +9,7 @@
 mod common;
 
 use common::rng::Rng;
+use common::StopOnDrop;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -21,15 +22,6 @@ use rcu_reclaim::{Config, Rcu, RcuCache, RcuHashMap, ReclaimSize};
 
 const MAGIC: u64 = 0x5eed_f00d_dead_beef;
 const POISON: u64 = 0xdead_dead_dead_dead;
-
-/// Sets its flag when dropped, on a panic too.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Per-id drop counters.
 struct Book {

@@ -5,6 +5,9 @@
 //! destructors; thousands of threads and domains). Each counts what ran
 //! and runs under a watchdog that aborts the process on a hang.
 
+mod common;
+use common::StopOnDrop;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -590,6 +593,7 @@ fn dropping_handles_while_others_wait_in_barrier_and_synchronize() {
                 // exits holding nothing; its clone drops here (maybe last)
             }));
         }
+        let _stop = StopOnDrop(&stop);
         thread::sleep(Duration::from_millis(20));
         drop(rcu);
         stop.store(true, Ordering::Relaxed);

@@ -6,7 +6,7 @@
 //! and panics in callbacks and deferred drops.
 
 mod common;
-use common::Counted;
+use common::{Counted, StopOnDrop};
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -161,6 +161,7 @@ fn threads_that_come_and_go_never_see_poison_and_never_stall_grace_periods() {
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     let start = Instant::now();
     let mut writes = 0;
     while start.elapsed() < Duration::from_millis(800) && writes < 190_000 {
@@ -274,6 +275,7 @@ fn a_walk_beside_inserts_removes_and_resizes_sees_each_fixed_key_once() {
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     let start = Instant::now();
     let mut walks = 0;
     while start.elapsed() < Duration::from_millis(700) {
@@ -560,6 +562,7 @@ fn clear_under_readers_frees_nothing_they_hold() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let start = Instant::now();
     // At most as many values as `drops` has ids for: a release build made
     // about 3 million in the 600 ms, against room for 400,000, and failed

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::eventually;
+use common::{eventually, StopOnDrop};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -662,6 +662,7 @@ fn maps_under_hostile_user_code_drop_every_value_once() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let (mut poisoned, mut panics, mut caps) = (0, 0, (usize::MAX, 0));
     for w in writers {
         let (p, n, c) = w.join().unwrap();
@@ -893,6 +894,7 @@ fn caches_under_hostile_user_code_drop_every_value_once() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let (mut poisoned, mut panics) = (0, 0);
     for w in writers {
         let (p, n) = w.join().unwrap();

@@ -2,6 +2,7 @@
 //! reclaim over `min`, no recursion from allocations inside shrinkers.
 
 mod common;
+use common::StopOnDrop;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -299,6 +300,9 @@ fn a_direct_reclaim_waits_a_bounded_time_for_a_running_one() {
     let u = used.clone();
     let budget = MemoryBudget::new(64 * MIB, reclaimer, move || u.load(Ordering::SeqCst));
     used.store(budget.watermarks().min + 16 * UNIT, Ordering::SeqCst);
+    // Lets the stuck shrinker go however the test ends (else `rcu-kswapd`
+    // stays in it for good: dropping the budget gives up on it after 1 s).
+    let _open = StopOnDrop(&gated.open);
     // The background reclaimer (woken every 10 ms) gets stuck in the shrinker.
     let t0 = Instant::now();
     while gated.entered.load(Ordering::SeqCst) == 0 {

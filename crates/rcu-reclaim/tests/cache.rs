@@ -12,6 +12,7 @@ use rcu_reclaim::{Config, Rcu, RcuCache};
 
 mod common;
 use common::rng::Rng;
+use common::StopOnDrop;
 
 fn on_demand() -> Rcu {
     Rcu::new(Config::new().on_demand()).unwrap()
@@ -380,6 +381,7 @@ fn the_shrinker_never_frees_an_entry_under_a_reader() {
     let stop = AtomicBool::new(false);
     let checked = AtomicUsize::new(0);
     std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         for t in 0..2 {
             let (cache, stop, checked) = (&cache, &stop, &checked);
             s.spawn(move || {
@@ -422,7 +424,6 @@ fn the_shrinker_never_frees_an_entry_under_a_reader() {
                 reclaimer.shrink(2); // half, under the readers
             }
         }
-        stop.store(true, Ordering::Relaxed);
     });
     assert!(
         checked.load(Ordering::Relaxed) > 100,
@@ -892,21 +893,15 @@ fn a_dropped_cache_is_freed_by_the_next_barrier_while_reclaim_runs() {
     let reclaimer = Arc::new(Reclaimer::new(&rcu));
     let stop = AtomicBool::new(false);
     let alive = Arc::new(AtomicUsize::new(0));
-    /// Stops the reclaiming thread however the rounds end (a failed
-    /// assertion must not leave the scope waiting for it).
-    struct Stop<'a>(&'a AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
     std::thread::scope(|s| {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 reclaimer.shrink(0);
             }
         });
-        let _stop = Stop(&stop);
+        // Stops the reclaiming thread however the rounds end (a failed
+        // assertion must not leave the scope waiting for it).
+        let _stop = StopOnDrop(&stop);
         let (rounds, keys) = if cfg!(miri) { (3, 40) } else { (200, 200u32) };
         for round in 0..rounds {
             let cache = RcuCache::builder()
@@ -974,6 +969,7 @@ fn too_heavy_entries_read_under_the_guard_race_safely_with_writers_and_the_shrin
             .build();
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
+            let _stop = StopOnDrop(&stop);
             for t in 0..3u64 {
                 let (cache, drops, stop, rcu) = (&cache, &drops, &stop, &rcu);
                 s.spawn(move || {
@@ -1008,7 +1004,6 @@ fn too_heavy_entries_read_under_the_guard_race_safely_with_writers_and_the_shrin
                 rcu.run_callbacks(&NodeMask::all(), 0);
                 std::thread::yield_now();
             }
-            stop.store(true, Ordering::Relaxed);
         });
         drop(cache);
         rcu.barrier();

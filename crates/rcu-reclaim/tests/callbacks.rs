@@ -2,7 +2,7 @@
 //! backlog queries, panics, thread exit and domain drop.
 
 mod common;
-use common::hold_reader;
+use common::{hold_reader, StopOnDrop};
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -231,6 +231,7 @@ fn concurrent_barriers_never_miss_a_page_in_transit() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop_pressure);
     let rounds = if cfg!(miri) { 40 } else { 3_000 };
     let handles: Vec<_> = (0..3)
         .map(|t| {
@@ -361,6 +362,7 @@ fn deferred_drops_happen_only_after_a_grace_period() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let updates = if cfg!(miri) { 600u64 } else { 20_000 };
     for g in 2..updates + 2 {
         // The old version goes into the bulk pages as `defer_drop`'s do
@@ -1372,6 +1374,7 @@ fn barrier_runs_callbacks_whose_grace_period_a_concurrent_hand_off_raised() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let start = Instant::now();
     let (mut rounds, mut missed) = (0, 0);
     while start.elapsed() < Duration::from_secs(2) {

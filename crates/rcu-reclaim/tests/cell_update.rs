@@ -9,6 +9,7 @@ use rcu_reclaim::{Config, Rcu, RcuCell, ReclaimSize};
 
 mod common;
 use common::CountedPlain;
+use common::StopOnDrop;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
@@ -59,6 +60,7 @@ fn writers_update_without_a_lock_and_lose_no_increment() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     const WRITERS: u64 = 4;
     const EACH: u64 = if cfg!(miri) { 150 } else { 5_000 };
     let writers: Vec<_> = (0..WRITERS)

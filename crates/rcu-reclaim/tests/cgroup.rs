@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{RcuCache, ENTRY};
+use common::{RcuCache, StopOnDrop, ENTRY};
 use rcu_reclaim::reclaim::Reclaimer;
 use rcu_reclaim::sources::{budget_from_cgroup, CgroupV1Source, PressureMonitor, V1_MEMORY_ROOT};
 use rcu_reclaim::{Config, Rcu};
@@ -740,6 +740,7 @@ fn writers_that_never_check_the_budget_survive_its_pressure() {
                 })
             })
             .collect();
+        let _stop = StopOnDrop(&stop);
         let writers: Vec<_> = (0..2u64)
             .map(|w| {
                 let c = cell.clone();
@@ -811,6 +812,7 @@ fn writers_behind_a_stalled_reader_keep_to_the_cgroup_limit_without_a_signal() {
                 n
             })
         };
+        let _stop = StopOnDrop(&stop);
         let writers: Vec<_> = (0..2u64)
             .map(|w| {
                 let c = cell.clone();

@@ -11,6 +11,7 @@
 
 mod common;
 use common::poison::{Drops, Val};
+use common::StopOnDrop;
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -298,6 +299,7 @@ fn readers_stay_protected_while_the_mode_flaps() {
         })
         .collect();
 
+    let _stop = StopOnDrop(&stop);
     let writes: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
     stop.store(true, Ordering::Relaxed);
     for r in readers {

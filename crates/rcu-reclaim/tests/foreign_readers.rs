@@ -5,6 +5,7 @@
 //! when its thread's registration ends.
 
 mod common;
+use common::StopOnDrop;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -119,6 +120,8 @@ fn a_foreign_section_holds_up_deferred_frees_and_callbacks() {
         })
     };
     entered.wait();
+    // Lets the reader go however the test ends.
+    let _release = StopOnDrop(&release);
     let r = ran.clone();
     rcu.call(move || {
         r.fetch_add(1, Ordering::SeqCst);
@@ -189,6 +192,7 @@ fn foreign_sections_under_churn_never_see_a_freed_value() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     while reads.load(Ordering::Relaxed) == 0 {
         thread::yield_now();
     }

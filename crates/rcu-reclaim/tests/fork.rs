@@ -3,6 +3,7 @@
 //! reader caught inside a section by the fork does not block the child.
 
 mod common;
+use common::StopOnDrop;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -149,6 +150,8 @@ fn a_thread_inside_its_page_buffer_at_fork_does_not_block_the_child() {
     while pages.waiting.load(Ordering::SeqCst) == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
+    // Lets the retirer go however the test ends.
+    let _open = StopOnDrop(&pages.open);
     let code = common::in_forked_child(&rcu, || {
         // A hang here is a failure, not a stuck test run.
         // SAFETY: alarm has no preconditions.
@@ -613,6 +616,7 @@ fn callbacks_of_threads_retiring_at_the_fork_all_run_in_the_child() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let rounds: usize = common::env_or("FORK_ROUNDS", 12);
     let mut short = Vec::new();
     for round in 0..rounds {
@@ -683,6 +687,7 @@ fn a_prepared_childs_barrier_never_waits_on_a_free_slot() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let rounds: usize = common::env_or("FORK_ROUNDS", 300);
     for round in 0..rounds {
         std::thread::sleep(Duration::from_micros(300));

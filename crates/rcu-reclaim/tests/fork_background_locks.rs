@@ -4,6 +4,9 @@
 //! the fork left it held for ever in the child, whose `ForkGuard::child`
 //! then hung (found by an independent stress run).
 
+mod common;
+use common::StopOnDrop;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -32,6 +35,7 @@ fn a_child_forked_while_threads_kick_the_background_threads_does_not_hang() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut forks = 0;
     let mut failure = None;

@@ -6,6 +6,7 @@
 //! independent stress run).
 
 mod common;
+use common::StopOnDrop;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ fn a_child_forked_while_a_drain_was_emptied_has_no_bytes_left_pending() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut rounds = 0;
     let mut failure = None;

@@ -5,6 +5,9 @@
 //! every API under a watchdog (`alarm`); the parent's storm finishes with
 //! every value dropped exactly once.
 
+mod common;
+use common::StopOnDrop;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -248,6 +251,7 @@ fn a_child_forked_mid_storm_uses_every_api_and_the_parent_drops_everything_once(
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     let deadline = Instant::now() + Duration::from_millis(1500);
     let mut forks = 0;
     let mut failure = None;

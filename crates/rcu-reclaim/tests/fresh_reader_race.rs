@@ -14,6 +14,7 @@ use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
 
 mod common;
 use common::poison::{Word, ALIVE};
+use common::StopOnDrop;
 
 fn secs() -> u64 {
     std::env::var("RCU_FRESH_READER_SECS")
@@ -61,6 +62,7 @@ fn run(flavor: Flavor) {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     let t = Instant::now();
     let mut spawned = 0u64;
     while t.elapsed() < Duration::from_secs(secs()) {

@@ -38,6 +38,9 @@
 //! the fuzzer itself: it then frees unlinked values without waiting for a
 //! grace period, and a sweep must fail (a reader sees poison).
 
+mod common;
+use common::StopOnDrop;
+
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -1327,6 +1330,9 @@ fn run_seed(seed: u64, plan: &Plan) {
             thread::spawn(move || syncer(w, s))
         },
     ];
+    // Stops the background threads however the run ends (the deadline's
+    // panic included).
+    let stop_bg = StopOnDrop(&w.stop);
     let mut running = Vec::new();
     let mut spawned = 0;
     let total = plan.threads * plan.waves;
@@ -1371,6 +1377,7 @@ fn run_seed(seed: u64, plan: &Plan) {
         thread::sleep(Duration::from_micros(200));
     }
     w.stop.store(true, Ordering::SeqCst);
+    drop(stop_bg); // its borrow of `w` ends before `Arc::into_inner`
     for t in bg {
         if let Err(e) = t.join() {
             panics.push(e);

@@ -14,6 +14,7 @@ use rcu_reclaim::{Config, Rcu};
 
 mod common;
 use common::within;
+use common::StopOnDrop;
 
 const MIB: usize = 1 << 20;
 
@@ -587,6 +588,7 @@ fn forking_while_another_thread_rebinds_leaves_the_child_usable() {
             }
         }
     });
+    let _stop = StopOnDrop(&stop);
     for _ in 0..100 {
         let r = rcu.clone();
         let status = common::in_forked_child(&rcu, move || {

@@ -1,7 +1,7 @@
 //! Grace periods: waiting for readers, sharing, expedited and polled waits.
 
 mod common;
-use common::{domains, hold_reader};
+use common::{domains, hold_reader, StopOnDrop};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -47,6 +47,7 @@ fn synchronize_does_not_wait_for_readers_that_start_later() {
             std::hint::spin_loop();
         }
     });
+    let _stop = StopOnDrop(&stop);
     let start = Instant::now();
     for _ in 0..200 {
         rcu.synchronize();
@@ -398,6 +399,7 @@ fn readers_registering_during_empty_registry_grace_periods_see_no_freed_value() 
             }
             retired
         });
+        let _stop = StopOnDrop(&stop);
         let deadline = Instant::now() + Duration::from_millis(500);
         let mut readers = 0;
         while Instant::now() < deadline {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rcu_reclaim::{Config, Rcu, RcuHashMap, ReclaimSize};
 
 use common::poison::{Drops, Val};
+use common::StopOnDrop;
 
 /// A small xorshift generator, one per thread.
 struct Rng(u64);
@@ -127,6 +128,7 @@ fn resizes_never_hide_a_present_key() {
     let (max_cap, min_cap) = (AtomicUsize::new(0), AtomicUsize::new(usize::MAX));
     let (lookups, walks) = (AtomicUsize::new(0), AtomicUsize::new(0));
     thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         // Two writers on disjoint keys grow the table and shrink it back,
         // three times; a third keeps replacing the fixed keys.
         let churners: Vec<_> = (1..=2u64)
@@ -195,7 +197,6 @@ fn resizes_never_hide_a_present_key() {
         {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        stop.store(true, Ordering::Relaxed);
     });
     let (max_cap, min_cap) = (max_cap.into_inner(), min_cap.into_inner());
     assert!(max_cap >= 16 * initial, "grew to {max_cap} only");
@@ -634,6 +635,7 @@ fn retain_beside_writers_removes_exactly_what_it_rejects() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     while writes.load(Ordering::Relaxed) < WRITES_FIRST {
         thread::yield_now();
     }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
 use common::poison::{Drops, Val};
+use common::StopOnDrop;
 use rcu_reclaim::{Config, Rcu, RcuHashMap};
 
 /// `default` rounds, or `MAP_STRESS_ROUNDS` of them for a longer run.
@@ -38,6 +39,7 @@ fn churn(capacity: usize, churn: u64, rounds: usize) -> (usize, usize) {
     let (max_cap, min_cap) = (AtomicUsize::new(0), AtomicUsize::new(usize::MAX));
     let (lookups, walks) = (AtomicUsize::new(0), AtomicUsize::new(0));
     thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let churners: Vec<_> = (1..=2u64)
             .map(|w| {
                 let (map, drops, max_cap, min_cap) = (&map, &drops, &max_cap, &min_cap);
@@ -122,7 +124,6 @@ fn churn(capacity: usize, churn: u64, rounds: usize) -> (usize, usize) {
         for c in churners {
             c.join().unwrap();
         }
-        stop.store(true, Ordering::Relaxed);
     });
     assert!(lookups.into_inner() > 0 && walks.into_inner() > 0);
     assert_eq!(map.len(), FIXED as usize);
@@ -176,6 +177,7 @@ fn clear_beside_deep_resizes() {
     let map: RcuHashMap<u64, Val> = RcuHashMap::new_in(&rcu);
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let growers: Vec<_> = (1..=2u64)
             .map(|w| {
                 let (map, drops) = (&map, &drops);
@@ -220,7 +222,6 @@ fn clear_beside_deep_resizes() {
         for g in growers {
             g.join().unwrap();
         }
-        stop.store(true, Ordering::Relaxed);
     });
     map.clear();
     assert!(map.is_empty());

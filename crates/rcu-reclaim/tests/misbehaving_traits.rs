@@ -9,6 +9,7 @@
 //! `bytes()` is back to 0 after `clear()`.
 
 mod common;
+use common::StopOnDrop;
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -622,6 +623,7 @@ fn run_cache(threads: usize, ops: usize, rcu: Rcu, range: u64, shards: usize, ma
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     let max_seen = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
@@ -718,6 +720,7 @@ fn constant_hasher_cache_keeps_its_bound() {
                 }
             })
         };
+        let _stop = StopOnDrop(&stop);
         let max_seen = Arc::new(AtomicUsize::new(0));
         let hs: Vec<_> = (0..3u64)
             .map(|t| {

@@ -15,7 +15,7 @@ use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
 use rcu_reclaim::sources::{Level, PressureMonitor, SyntheticSource};
 use rcu_reclaim::{Config, Rcu, RcuCache, RcuCell, RcuHashMap};
 
-use common::within;
+use common::{within, StopOnDrop};
 
 const MAGIC: u64 = 0x0ddb_a110_ddba_1100;
 
@@ -153,6 +153,7 @@ fn monitors_and_caches_dropped_while_events_fire_and_writers_insert() {
                 }
             }));
         }
+        let _stop = StopOnDrop(&stop);
         thread::sleep(Duration::from_millis(30));
         // Drop the monitor, then the caches, while events and inserts go on.
         within(Duration::from_secs(5), "dropping the monitor", move || {
@@ -240,6 +241,7 @@ fn a_domain_dropped_while_its_monitor_is_mid_event() {
                 }
             }));
         }
+        let _stop = StopOnDrop(&stop);
         for k in 0..64 {
             own.insert(k, Val::new(&book));
         }

@@ -4,6 +4,7 @@
 
 mod common;
 use common::poison::{Drops, Val};
+use common::StopOnDrop;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -126,6 +127,7 @@ fn readers_stay_protected_while_the_mode_switches() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     writer.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     for r in readers {
@@ -208,6 +210,7 @@ fn a_foreign_word_published_mid_fenced_grace_period_leaves_fence_mode() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     let fenced = rcu.stats().fenced_gps;
     let cookie = rcu.start_poll();
     let t0 = Instant::now();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 mod common;
-use common::{RcuCache, ENTRY};
+use common::{RcuCache, StopOnDrop, ENTRY};
 use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::reclaim::{
     reclaim_allowed, scan_target, Reclaimer, Scanned, ShrinkControl, Shrinker,
@@ -247,6 +247,7 @@ fn shrinkers_come_and_go_while_reclaim_runs() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     // At least 500 comings and goings, and on until each reclaimer has run
     // a few reclaims among them: on a loaded machine the 500 alone were
     // sometimes over before one of the threads was first scheduled.

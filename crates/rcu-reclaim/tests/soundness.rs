@@ -9,6 +9,7 @@ use std::time::Duration;
 use rcu_reclaim::{Config, Rcu, RcuCell};
 
 mod common;
+use common::StopOnDrop;
 
 /// Long enough for an unblocked writer to finish many times over.
 const BLOCKED: Duration = Duration::from_millis(300);
@@ -373,6 +374,7 @@ fn slots_handed_back_by_late_guards_never_end_another_threads_section() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     let rounds = if cfg!(miri) { 3 } else { 150 };
     let churners: Vec<_> = (0..2)
         .map(|_| {

@@ -2,6 +2,9 @@
 //! (the old value's included) on the calling thread, which may hold a lock
 //! that destructor takes.
 
+mod common;
+use common::StopOnDrop;
+
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,6 +56,7 @@ fn store_never_drops_the_old_value_on_the_calling_thread() {
             }
         })
     };
+    let _stop = StopOnDrop(&stop);
     let start = Instant::now();
     let mut stores = 0u64;
     while start.elapsed() < Duration::from_secs(2) && inline_drops.load(Ordering::SeqCst) == 0 {

@@ -9,6 +9,8 @@
 mod common;
 mod istress;
 
+use common::StopOnDrop;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -360,6 +362,7 @@ fn fork_while_retiring(flavor: Flavor) {
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     for round in 0..15 {
         thread::sleep(Duration::from_millis(20));
         let (rcu2, t2, cell2) = (rcu.clone(), t.clone(), cell.clone());

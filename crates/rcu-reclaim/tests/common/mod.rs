@@ -9,6 +9,24 @@ use rcu_reclaim::{Config, Flavor, Rcu};
 pub mod poison;
 pub mod rng;
 
+/// Sets its flag when dropped, on a panic too: a stop flag that helper
+/// threads loop on is set however the controlling code ends.
+///
+/// Made (`let _stop = StopOnDrop(&stop);`) in the thread or `thread::scope`
+/// body that would set the flag, before the work that may panic: a failed
+/// assertion there then unwinds through the guard, the helpers see the flag
+/// and end, and the scope or `join` returns, so the test fails instead of
+/// hanging. Dropped at the end of its block; where the helpers must stop
+/// earlier (before a `join` in the same block, or checks that need them
+/// stopped), store the flag there too, or `drop` the guard.
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The environment variable `name` parsed as a `T` (a test's knob for a
 /// longer run: `FORK_ROUNDS`, `RCU_STRESS_SECS`, ...), else `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -95,6 +95,7 @@ fn barrier_covers_what_other_threads_queued_before_it() {
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     let mut checked = 0;
     let mut batch = Vec::new();
     while let Ok(first) = rx.recv() {

@@ -116,6 +116,7 @@ fn cache_with_budget_under_flapping_pressure() {
             assert!(worst > 0);
         }));
     }
+    let _stop = StopOnDrop(&stop);
     for t in threads {
         t.join().unwrap();
     }

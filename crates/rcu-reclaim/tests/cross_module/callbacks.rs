@@ -132,6 +132,7 @@ fn callback_chains(rcu: Rcu, slot: usize, roots: usize) {
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     // The roots, from two threads.
     let mut starters = Vec::new();
     for t in 0..2 {
@@ -384,6 +385,7 @@ fn per_node_pressure_and_run_callbacks_with_migrating_retirers() {
                 }
             }));
         }
+        let _stop = StopOnDrop(&stop);
         for t in threads {
             t.join().unwrap();
         }

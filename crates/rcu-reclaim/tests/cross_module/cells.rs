@@ -76,6 +76,7 @@ fn cell_contention_with_pressure_and_run_callbacks() {
                 }
             }));
         }
+        let _stop = StopOnDrop(&stop);
         for t in threads {
             t.join().unwrap();
         }
@@ -168,6 +169,7 @@ fn qsbr_cell_contention_online_and_unregistered_writers() {
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     for t in threads {
         t.join().unwrap();
     }

@@ -210,6 +210,8 @@ fn domains_dropped_while_threads_hold_handles_sections_and_containers() {
             }));
         }
         go.wait();
+        // Lets the readers go however the drops below end.
+        let _dropped_main = StopOnDrop(&dropped_main);
         thread::sleep(Duration::from_millis(1));
         // The main thread lets go of everything while the others run.
         drop(cell);

@@ -10,6 +10,9 @@
 //!
 //! One test binary; a module per concern.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod books;
 mod caches;
 mod callbacks;
@@ -28,6 +31,8 @@ use std::time::{Duration, Instant};
 use rcu_reclaim::pressure::NodeMask;
 use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
 use rcu_reclaim::{reclaim_size, Config, Flavor, Rcu, RcuCache, RcuCell, RcuHashMap};
+
+use common::StopOnDrop;
 
 const ALIVE: u64 = 0xA11C_E0F0_0D15_EA5E;
 const DEAD: u64 = 0xDEAD_DEAD_DEAD_DEAD;

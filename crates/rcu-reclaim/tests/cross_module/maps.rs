@@ -101,6 +101,7 @@ fn map_iteration_across_resizes_and_loader_races() {
             }
         }));
     }
+    let _stop = StopOnDrop(&stop);
     for r in racers {
         r.join().unwrap();
     }
