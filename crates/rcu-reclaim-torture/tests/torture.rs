@@ -258,6 +258,16 @@ fn invalid_configs_name_the_field() {
     }
 }
 
+/// Sets its flag when dropped, on a panic too: threads that loop until the
+/// flag is set end however the test that made them ends.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Regression (found by `rcu-reclaim torture`, whose stalled readers went
 /// unreported now and then): an expedited waiter counted 1024 yields between
 /// stall checks, and on an oversubscribed CPU each yield can last a time
@@ -278,6 +288,7 @@ fn an_expedited_wait_reports_a_stall_on_an_oversubscribed_machine() {
             })
         })
         .collect();
+    let _stop = StopOnDrop(&stop);
     let rcu = Rcu::new(Config::new().stall_timeout(Duration::from_millis(50))).unwrap();
     for round in 1..=3 {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
