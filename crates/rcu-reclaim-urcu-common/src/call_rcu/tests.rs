@@ -578,6 +578,7 @@ fn a_barrier_covers_callbacks_handed_over_by_a_crdp_freed_meanwhile() {
     let (flags, queued, done) = barrier_stress_state(MAX);
     let run_for = Duration::from_secs(3);
     let freer = std::thread::spawn(move || {
+        let _done = StopOnDrop(done);
         let start = Instant::now();
         let mut next = 0;
         while start.elapsed() < run_for && next + PER_CRDP <= MAX {
@@ -616,6 +617,7 @@ fn a_barrier_beside_runs_on_the_callers_thread_covers_every_older_callback() {
     let (flags, queued, done) = barrier_stress_state(MAX);
     let run_for = Duration::from_secs(3);
     let flooder = std::thread::spawn(move || {
+        let _done = StopOnDrop(done);
         let start = Instant::now();
         let mut next = 0;
         while start.elapsed() < run_for && next < MAX {
@@ -647,6 +649,17 @@ fn queue_flagged(flag: &'static std::sync::atomic::AtomicBool) {
     }));
     // SAFETY: the node is ours to hand over until its callback.
     unsafe { queue::<Memb>(node.cast::<RcuHead>(), set_flag, 0) };
+}
+
+/// Sets its flag when dropped, on a panic too: a producer that panics still
+/// says it is done, so [`barriers_until`] (and a thread looping until
+/// `done`) ends and the test fails instead of hanging.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A barrier stress test's shared state, leaked (the callbacks and
