@@ -1497,9 +1497,10 @@ fn pages_go_early_after_a_short_quiet_spell_where_grace_periods_start_with_a_fen
 }
 
 /// Where a `membarrier` is cheap (no other CPU runs one of the process's
-/// threads), a thread retiring fast starts grace periods about 40 of
-/// them apart, not the fixed 100–150 µs that dear ones get: one thread's
-/// garbage then peaks at about half. Each domain's policy weighs its
+/// threads), a thread retiring fast spaces the grace periods it starts
+/// by 40 times a `membarrier`'s cost (40 µs at 1 µs), not the fixed
+/// 100–150 µs that dear ones get: one thread's garbage then peaks at
+/// about half. Each domain's policy weighs its
 /// `membarrier`s at a set cost, and its readers never fence, so only that
 /// cost differs.
 #[test]
