@@ -172,14 +172,14 @@ pub(crate) enum StartCost {
     /// A fence (an mb or QSBR domain, or a memb domain whose readers
     /// fence).
     Fence,
-    /// A `membarrier`, each so far costing this many nanoseconds on
-    /// average (`None`: none timed yet).
+    /// A `membarrier`, each recently costing this many nanoseconds
+    /// ([`membarrier_recent_ns`]; `None`: none timed yet).
     Membarrier(Option<u64>),
 }
 
 /// Where a grace period's start costs a `membarrier`, retiring threads
 /// space their starts ([`retirer_gp_min_interval`], [`early_page_quiet`])
-/// at least this many times the mean cost of one, within each spacing's
+/// at least this many times the recent cost of one, within each spacing's
 /// bounds: below their tops, starts take at most a 40th (2.5 %) of a CPU,
 /// half the share at which readers switch to fences
 /// ([`FENCE_READS_ON_SHARE`]).
@@ -215,7 +215,7 @@ pub(crate) fn membarrier_recent_ns(recent: u64, ns: u64) -> u64 {
 
 /// The least time between two grace periods retiring threads start:
 /// [`RETIRER_GP_MIN_INTERVAL_FENCED`] where a start costs a fence; where it
-/// costs a `membarrier`, [`MEMBARRIER_SPACING_PER_COST`] times its mean
+/// costs a `membarrier`, [`MEMBARRIER_SPACING_PER_COST`] times its recent
 /// cost, from that up to [`RETIRER_GP_MIN_INTERVAL`].
 pub(crate) fn retirer_gp_min_interval(cost: StartCost) -> Duration {
     match cost {
@@ -341,7 +341,7 @@ pub(crate) const CHEAP_EARLY_PAGE_DIVISOR: usize = 2;
 /// How long no retiring thread may have started a grace period before a
 /// page holding `bytes` goes early ([`page_due_early`]):
 /// [`EARLY_PAGE_QUIET_FENCED`] where a start costs a fence; where it costs
-/// a `membarrier`, [`MEMBARRIER_SPACING_PER_COST`] times its mean cost
+/// a `membarrier`, [`MEMBARRIER_SPACING_PER_COST`] times its recent cost
 /// (from that up to [`EARLY_PAGE_QUIET`]) for a page holding
 /// [`CHEAP_EARLY_PAGE_DIVISOR`]'s share of the pace, [`EARLY_PAGE_QUIET`]
 /// for less.
