@@ -645,6 +645,60 @@ fn read_or_insert_with_makes_on_a_miss_only_and_reads_either_way() {
     assert_eq!(rcu.pending_bytes(), 0);
 }
 
+/// What the module docs' moka table says of concurrent misses of one key:
+/// `get_or_insert_with` runs its loader once (as moka's `get_with`), the
+/// other callers waiting on the key's stripe lock; `read_or_insert_with`
+/// makes outside any lock, so each thread that misses makes a value.
+#[test]
+fn concurrent_misses_of_a_key_coalesce_in_get_or_insert_with_only() {
+    let rcu = on_demand();
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+    let threads = 4;
+    // Each maker waits for the others: all of them run at once, so no
+    // thread can find the key cached by another.
+    let all_making = std::sync::Barrier::new(threads);
+    let made = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let make = || {
+                    made.fetch_add(1, Ordering::Relaxed);
+                    all_making.wait();
+                    vec![1u8; 100]
+                };
+                assert_eq!(cache.read_or_insert_with(1u32, make, Vec::len), 100);
+            });
+        }
+    });
+    assert_eq!(made.load(Ordering::Relaxed), threads);
+    assert_eq!(cache.len(), 1);
+
+    let made = AtomicUsize::new(0);
+    let start = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                start.wait();
+                let guard = cache.domain().read_lock();
+                let v = cache.get_or_insert_with(
+                    2u32,
+                    || {
+                        made.fetch_add(1, Ordering::Relaxed);
+                        // Long enough for the others to wait on the lock.
+                        std::thread::sleep(Duration::from_millis(50));
+                        vec![2u8; 100]
+                    },
+                    &guard,
+                );
+                assert_eq!(v.len(), 100);
+            });
+        }
+    });
+    assert_eq!(made.load(Ordering::Relaxed), 1);
+    drop(cache);
+    rcu.barrier();
+}
+
 /// The pass a pressure event runs (`Reclaimer::shrink`: priority 2 for a
 /// critical event, 4 for a medium one) shrinks a cache of a few large
 /// values too: the kernel's share of 3 entries at priority 2, or 15 at 4,

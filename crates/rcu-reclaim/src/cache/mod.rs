@@ -23,7 +23,7 @@
 //! |---|---|
 //! | `Cache::builder().max_capacity(n)` with a weigher; quick_cache's `Cache::with_weighter` | [`RcuCache::builder`]`().`[`max_bytes`](RcuCacheBuilder::max_bytes)`(n)`: always bytes, not entries, weighed by [`ReclaimSize`](crate::ReclaimSize) or a [`weigher`](RcuCacheBuilder::weigher) of yours, plus [`RcuCache::ENTRY_OVERHEAD`] per entry |
 //! | `get(&k) -> Option<V>` (a clone) | [`get`](RcuCache::get)`(&k, &guard) -> Option<&V>`, no clone, valid while the guard lives; `.cloned()` for an owned value to keep |
-//! | `get_with(k, init)`, `get_or_insert_with` | [`read_or_insert_with`](RcuCache::read_or_insert_with) (no guard held while `init` runs), [`get_or_insert_with`](RcuCache::get_or_insert_with) (under a guard) |
+//! | `get_with(k, init)`, `get_or_insert_with` (concurrent misses of a key run `init` once; the other callers wait for it) | [`read_or_insert_with`](RcuCache::read_or_insert_with) (no guard held while `init` runs, but not coalesced: each thread that misses the key runs `init`, and the last insert wins), [`get_or_insert_with`](RcuCache::get_or_insert_with) (coalesced, as moka's: `init` runs once, under a guard and the key's stripe lock, which the other callers wait on) |
 //! | `insert`, `invalidate` / `remove`, `invalidate_all` / `clear` | [`insert`](RcuCache::insert), [`remove`](RcuCache::remove), [`clear`](RcuCache::clear): what leaves is freed a grace period later |
 //! | `entry_count`, `weighted_size` | [`len`](RcuCache::len), [`bytes`](RcuCache::bytes) |
 //! | expiry (`time_to_live`, `time_to_idle`) | none: keep a timestamp in the value and [`remove_if`](RcuCache::remove_if) or [`retain`](RcuCache::retain) |
