@@ -172,14 +172,14 @@ fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec<String>) {
 ///
 /// The same program outside a container (a developer's machine, a test
 /// run) finds no limit; it falls back to a budget of its own, here 1 GiB
-/// of resident memory ([`AccountingAlloc::live_bytes`](crate::reclaim::AccountingAlloc::live_bytes)
+/// of resident memory ([`rss_bytes`](super::rss_bytes);
+/// [`AccountingAlloc::live_bytes`](crate::reclaim::AccountingAlloc::live_bytes)
 /// counts more precisely, where that allocator is installed):
 ///
 /// ```
 /// use std::sync::Arc;
-/// use std::time::Duration;
 /// use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
-/// use rcu_reclaim::sources::{auto_pressure_for, budget_from_cgroup, RssSource};
+/// use rcu_reclaim::sources::{auto_pressure_for, budget_from_cgroup, rss_bytes};
 /// use rcu_reclaim::{Rcu, RcuCache};
 ///
 /// let reclaimer = Arc::new(Reclaimer::new(Rcu::global()));
@@ -187,8 +187,7 @@ fn best_source(rss_threshold: usize) -> (Box<dyn PressureSource>, Vec<String>) {
 ///     Ok(budget) => budget,
 ///     Err(why) => {
 ///         eprintln!("no cgroup budget ({why}); using 1 GiB of RSS");
-///         let rss = RssSource::new(usize::MAX, Duration::from_secs(1));
-///         MemoryBudget::new(1 << 30, reclaimer, move || rss.rss().unwrap_or(0))
+///         MemoryBudget::new(1 << 30, reclaimer, || rss_bytes().unwrap_or(0))
 ///     }
 /// });
 /// let _monitor = auto_pressure_for(&budget); // kept alive: `let _ = ..` would stop it
