@@ -225,11 +225,14 @@
 //! | `ArcSwap::swap(new)` (the old `Arc` back) | [`RcuCell::replace`]: the old value back as a [`Retired`], which derefs to it and frees it a grace period later when dropped (waiting if need be) or given to [`Retired::defer_drop`] |
 //! | `ArcSwap::rcu(\|old\| new)` | [`RcuCell::update`]`(\|old: Option<&T>\| Some(Box::new(new)))`: the closure may run more than once; it returns how many times it ran, not the old value |
 //! | `ArcSwap::compare_and_swap` | [`RcuCell::compare_exchange`] (under a guard) |
+//! | a `static` `ArcSwap` (`ArcSwapOption::const_empty()`, or in a `Lazy`) | no `const` constructor (a cell holds a handle to its domain): a `static CONFIG: LazyLock<RcuCell<T>>` (or a `OnceLock` and `get_or_init`) |
+//! | `ArcSwap::map`, `Access` (a component sees one field of the snapshot) | none: hand the component the `&RcuCell<T>` and a projection `fn(&T) -> &U`, applied to what [`RcuCell::load`] returns |
 //! | `ArcSwap::load_full` (a snapshot kept across `.await` or a long call) | an `RcuCell<Arc<T>>` and [`RcuCell::load_cloned`] (or `Arc::clone` of what `load` returns): a guard is `!Send`, and while it lives it holds back every grace period |
 //! | `crossbeam_epoch::pin()` | [`Rcu::read_lock`] (a [`ReadGuard`]) |
 //! | `Atomic<T>` and `Shared<'g, T>` | [`RcuCell<T>`], or an `AtomicPtr<T>` of your own read under a guard |
 //! | `Atomic::swap` then `Guard::defer_destroy(old)` (copy, update, publish, retire) | [`RcuCell::store`], which does both; [`RcuCell::update`] for several writers without a lock |
 //! | `Owned::new(v)`; `Atomic::load`, `swap`, `compare_exchange` | `Box::into_raw(Box::new(v))`; the `AtomicPtr`'s own calls, with the same orderings (no guard argument: the section is what protects) |
+//! | `Shared::tag`, `with_tag`, `Atomic::fetch_or` on tag bits (a Harris-Michael list's mark) | none: keep the mark in the `AtomicPtr`'s low bits yourself (`p.map_addr(\|a\| a \| 1)`), masked off before the pointer is dereferenced or retired |
 //! | `Shared::as_ref`, `deref` | `unsafe { ptr.as_ref() }`, valid while the section that loaded the pointer lasts |
 //! | `Guard::defer_destroy(shared)` | `unsafe {` [`Rcu::defer_drop_raw`]`(ptr) }` for a value readers may still hold; [`Rcu::defer_drop`] for a `Box` you own |
 //! | `Guard::defer(closure)` | [`Rcu::call`]: the closure runs on a worker thread or a thread calling [`Rcu::collect`] or [`Rcu::barrier`] (by default never inside a retiring call), so it may take locks the retiring thread holds; [`Rcu::call_sized`] for a closure that owns memory, so that pressure and reclaim count it |
@@ -288,6 +291,25 @@
 //! assert!(Arc::ptr_eq(&snapshot, &config.load_cloned().unwrap()));
 //! config.store(Box::new(Arc::new(String::from("v2"))));
 //! assert_eq!(*snapshot, "v1");
+//! ```
+//!
+//! A configuration in a `static`, as arc-swap's is often kept:
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use rcu_reclaim::{Rcu, RcuCell};
+//!
+//! // arc-swap: static CONFIG: Lazy<ArcSwap<Vec<String>>> = Lazy::new(..);
+//! static CONFIG: LazyLock<RcuCell<Vec<String>>> =
+//!     LazyLock::new(|| RcuCell::new(vec!["10.0.0.1".into()]));
+//!
+//! CONFIG.update(|old| {
+//!     let mut next = old.cloned().unwrap_or_default();
+//!     next.push("10.0.0.2".into());
+//!     Some(Box::new(next))
+//! }); // CONFIG.rcu(|old| ..)
+//! let guard = Rcu::global().read_lock(); // CONFIG.load()
+//! assert_eq!(CONFIG.load(&guard).map(Vec::len), Some(2));
 //! ```
 //!
 //! crossbeam-epoch's Treiber stack, ported: the node's element is moved
