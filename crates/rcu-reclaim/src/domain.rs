@@ -216,7 +216,13 @@ const HELPER_JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 const HELPER_JOIN_RUNNABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Rcu {
-    /// Creates an independent domain.
+    /// Creates an independent domain. Unlike crossbeam-epoch's
+    /// `Collector::new`, a domain has threads of its own: none at first,
+    /// then, from its first retire, a grace-period thread and a worker per
+    /// NUMA node (one per CPU with [`Config::worker_per_cpu`]), which stop
+    /// when the domain's last handle (an `Rcu`, or a cell, map or cache of
+    /// it) is dropped. Prefer [`Rcu::global`] unless readers of one
+    /// structure must not hold up another's grace periods.
     ///
     /// ```
     /// use rcu_reclaim::{Config, Rcu};
