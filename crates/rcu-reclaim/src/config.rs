@@ -420,6 +420,47 @@ impl Config {
         self
     }
 
+    /// Caps the garbage waiting for grace periods at about `bytes`, with
+    /// no pressure signal, memory limit or usage function needed: a thread
+    /// that hands off a page while the domain's shards hold more than
+    /// `bytes` waits for grace periods to end and the garbage to be freed,
+    /// until they hold half of it, outside read-side sections (inside one
+    /// the section owes the wait and pays it as it ends, since a grace
+    /// period waits for that very section). Without a cap, garbage grows
+    /// for as long as a reader holds a grace period up: 200 stores of
+    /// 1 MiB behind a reader stuck for 2 s leave 200 MiB waiting.
+    ///
+    /// The wait is bounded (1 s per retire; a wait that runs out is
+    /// reported, naming the threads the grace period waits for), so a
+    /// reader that never leaves its section slows the writers down to one
+    /// retire a second rather than stopping them, and a thread's own page
+    /// (up to [`pace_bytes`](Self::pace_bytes)) may come on top. A cap
+    /// below 2 MiB is taken as 2 MiB (smaller garbage never waits); the
+    /// default, `usize::MAX`, sets none. Where the domain's garbage is also
+    /// bounded by a memory limit ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage),
+    /// which [`sources::auto_pressure`](crate::sources::auto_pressure)
+    /// sets under a cgroup limit), the smaller of the two bounds holds.
+    /// `Stats::headroom_waits` counts the waits, as for a memory limit.
+    ///
+    /// ```
+    /// use rcu_reclaim::{Config, Rcu, RcuCell};
+    /// let rcu = Rcu::new(Config::new().max_pending_bytes(8 << 20)).unwrap();
+    /// let cell = RcuCell::new_in(&rcu, Some(Box::new(vec![0u8; 1 << 20])));
+    /// for i in 0..64u8 {
+    ///     cell.store(Box::new(vec![i; 1 << 20])); // 64 MiB retired in all
+    ///     // never much over the cap, whatever the grace periods do
+    ///     assert!(rcu.pending_bytes() <= (8 << 20) + 2 * ((1 << 20) + 24));
+    /// }
+    /// ```
+    pub fn max_pending_bytes(mut self, bytes: usize) -> Self {
+        self.params.max_pending_bytes = if bytes == usize::MAX {
+            usize::MAX
+        } else {
+            bytes.max(crate::policy::HEADROOM_FLOOR)
+        };
+        self
+    }
+
     /// No background pace: queued callbacks and deferred drops wait until
     /// `barrier`, `run_callbacks`, a pressure signal or `call_hurry` asks
     /// (lazy delay of an hour, no batch or overload trigger). For

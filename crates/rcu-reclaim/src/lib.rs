@@ -65,7 +65,7 @@
 //!
 //! | you have | call | books |
 //! |---|---|---|
-//! | an [`RcuCell`] to update | [`RcuCell::store`]: publish and retire the old value in one call; never blocks, except while garbage piles up behind a grace period (a bounded wait: see [`Config::held_up_bytes`], under memory pressure [`Config::pressure_throttle_bytes`], and under a memory limit [`Rcu::bound_garbage`]; [`locking`] lists every wait) | the old value's `reclaim_size()` |
+//! | an [`RcuCell`] to update | [`RcuCell::store`]: publish and retire the old value in one call; never blocks, except while garbage piles up behind a grace period (a bounded wait: see [`Config::held_up_bytes`], under memory pressure [`Config::pressure_throttle_bytes`], under a memory limit [`Rcu::bound_garbage`], and with a cap of your own [`Config::max_pending_bytes`]; [`locking`] lists every wait) | the old value's `reclaim_size()` |
 //! | the same, a type without `ReclaimSize` or a custom size | [`RcuCell::store_weighed`] | `weigh(&old)` |
 //! | the same, and may block | [`RcuCell::store_sync`]: waits for the grace period and frees before returning, no backlog | nothing (nothing is queued) |
 //! | the same, from several writers without a lock, the new value made from the old | [`RcuCell::update`]: read-copy-update in one call (a [`RcuCell::compare_exchange`] loop that runs the closure again when another writer published first) | the old value's `reclaim_size()` |
@@ -463,7 +463,9 @@
 //! that garbage to be freed, with or without a pressure signal
 //! ([`Rcu::bound_garbage`], [`sources::bound_garbage_by_cgroup`]): a reader
 //! preempted in its section on a loaded machine no longer lets writers of
-//! large values pile garbage up to the limit. Work whose memory the domain
+//! large values pile garbage up to the limit. With no limit to read (a
+//! plain host, no monitor), [`Config::max_pending_bytes`] caps a domain's
+//! garbage at a size of your choosing, with the same wait. Work whose memory the domain
 //! cannot weigh (closures given to [`Rcu::call`], a queue of your own) is
 //! held back by count instead, from the moment [`Rcu::memory_state`] says
 //! memory is short.

@@ -84,6 +84,9 @@ pub(crate) struct Params {
     pub(crate) producer_window: Duration,
     /// See [`Config::retiring_thread_frees`](crate::Config::retiring_thread_frees).
     pub(crate) retiring_thread_frees: bool,
+    /// See [`Config::max_pending_bytes`](crate::Config::max_pending_bytes):
+    /// `usize::MAX` for none, else at least [`HEADROOM_FLOOR`].
+    pub(crate) max_pending_bytes: usize,
 }
 
 impl Default for Params {
@@ -104,6 +107,7 @@ impl Default for Params {
             held_up_after: DEFAULT_HELD_UP_AFTER,
             producer_window: Duration::from_millis(5),
             retiring_thread_frees: false,
+            max_pending_bytes: usize::MAX,
         }
     }
 }

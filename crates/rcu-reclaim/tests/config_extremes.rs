@@ -144,6 +144,11 @@ fn every_knob_at_its_extremes_is_refused_by_name_or_works() {
             Config::new().held_up_bytes(v),
         ));
         configs.push((
+            format!("max_pending_bytes({v})"),
+            "max_pending_bytes",
+            Config::new().max_pending_bytes(v),
+        ));
+        configs.push((
             format!("workers_per_node({v})"),
             "workers_per_node",
             Config::new().workers_per_node(v),
@@ -184,7 +189,8 @@ fn all_knobs_at_once_work() {
         .blimit(usize::MAX)
         .fast_min_bytes(usize::MAX)
         .pressure_throttle_bytes(usize::MAX)
-        .held_up_bytes(usize::MAX);
+        .held_up_bytes(usize::MAX)
+        .max_pending_bytes(usize::MAX);
     let strict = Config::new()
         .lazy_delay(Duration::ZERO)
         .stall_timeout(Duration::from_nanos(1))
@@ -199,6 +205,7 @@ fn all_knobs_at_once_work() {
         .fast_min_bytes(0)
         .pressure_throttle_bytes(0)
         .held_up_bytes(0)
+        .max_pending_bytes(0)
         .retiring_thread_frees(true);
     for flavor in [Flavor::Memb, Flavor::Mb, Flavor::Qsbr] {
         for (name, config) in [("lax", &lax), ("strict", &strict)] {

@@ -77,21 +77,24 @@ pub(crate) struct HeadroomState {
     /// The limit; `allow` and `state` are stored under it (a read of the
     /// usage, outside it, stores nothing for a limit replaced meanwhile).
     limit: std::sync::Mutex<Option<Arc<Headroom>>>,
+    /// `Config::max_pending_bytes` (`usize::MAX`: none): `allow` never
+    /// exceeds it, limit or not.
+    cap: usize,
 }
 
-impl Default for HeadroomState {
-    fn default() -> Self {
+impl HeadroomState {
+    /// No limit yet; the garbage capped at `cap` (`usize::MAX`: no cap).
+    pub(crate) fn new(cap: usize) -> Self {
         HeadroomState {
-            allow: AtomicUsize::new(usize::MAX),
+            allow: AtomicUsize::new(cap),
             read_ms: AtomicUsize::new(0),
             state: AtomicU8::new(MemoryState::Plenty as u8),
             last_usage: AtomicUsize::new(UNREAD),
             limit: std::sync::Mutex::new(None),
+            cap,
         }
     }
-}
 
-impl HeadroomState {
     fn state(&self) -> MemoryState {
         match self.state.load(Ordering::Relaxed) {
             s if s == MemoryState::OverMark as u8 => MemoryState::OverMark,
@@ -122,9 +125,9 @@ impl Callbacks {
         // limit still in flight cannot overwrite it.
         self.headroom.allow.store(
             if on {
-                policy::HEADROOM_FLOOR
+                policy::HEADROOM_FLOOR.min(self.headroom.cap)
             } else {
-                usize::MAX
+                self.headroom.cap
             },
             Ordering::Relaxed,
         );
@@ -135,7 +138,20 @@ impl Callbacks {
         drop(old);
     }
 
-    /// Whether a limit bounds the garbage.
+    /// What a wait over the allowance `allow` is for, as its reports say:
+    /// the domain's cap (`Config::max_pending_bytes`) where that is the
+    /// allowance, else its memory limit.
+    #[cfg(not(loom))]
+    pub(crate) fn headroom_why(&self, allow: usize) -> &'static str {
+        if allow == self.headroom.cap {
+            "with its garbage over Config::max_pending_bytes"
+        } else {
+            "near its memory limit"
+        }
+    }
+
+    /// Whether a limit or a cap (`Config::max_pending_bytes`) bounds the
+    /// garbage.
     pub(crate) fn has_headroom(&self) -> bool {
         self.headroom.allow.load(Ordering::Relaxed) != usize::MAX
     }
@@ -176,9 +192,11 @@ impl Callbacks {
         };
         let usage = self.read_usage(&limit);
         // Unknown: nothing waits until a read (in a few ms) tells.
-        let allow = usage.map_or(UNKNOWN, |u| {
-            policy::headroom_allowance(limit.mark, u, self.shard_bytes())
-        });
+        let allow = usage
+            .map_or(UNKNOWN, |u| {
+                policy::headroom_allowance(limit.mark, u, self.shard_bytes())
+            })
+            .min(self.headroom.cap);
         // The state by the usage a few milliseconds ahead, at the pace it
         // grew since the last read: work held back by count (callbacks of
         // 64 KiB) fills a cgroup faster than reads a millisecond apart see.

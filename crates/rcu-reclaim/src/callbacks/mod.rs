@@ -233,6 +233,7 @@ impl Callbacks {
             params.workers_per_node,
             params.worker_per_cpu,
         );
+        let headroom = headroom::HeadroomState::new(params.max_pending_bytes);
         Callbacks {
             pressure: Pressure::new(topology.nodes()),
             topology,
@@ -244,7 +245,7 @@ impl Callbacks {
             panic_hook,
             overloaded: AtomicBool::new(false),
             own_section_warned: AtomicBool::new(false),
-            headroom: headroom::HeadroomState::default(),
+            headroom,
         }
     }
 

@@ -286,19 +286,16 @@ impl Callbacks {
         // Patient with a runner that pauses, the more the nearer the
         // limit (see `headroom_stuck_ms`).
         let patience = policy::headroom_stuck_ms(self.memory_state());
-        let waited = self.wait_for_frees(
-            gp,
-            kick,
-            max_wait,
-            Some((patience, "near its memory limit")),
-            &|bytes| !self.has_headroom() || policy::headroom_wait_done(allow, bytes),
-        );
+        let why = self.headroom_why(allow);
+        let waited = self.wait_for_frees(gp, kick, max_wait, Some((patience, why)), &|bytes| {
+            !self.has_headroom() || policy::headroom_wait_done(allow, bytes)
+        });
         add(
             &self.counters.headroom_wait_us,
             usize::try_from(waited.as_micros()).unwrap_or(usize::MAX),
         );
         if waited >= max_wait {
-            self.report_held_up(gp, self.shard_bytes(), waited, "near its memory limit");
+            self.report_held_up(gp, self.shard_bytes(), waited, why);
         }
         true
     }

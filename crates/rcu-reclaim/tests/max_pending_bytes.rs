@@ -1,0 +1,131 @@
+//! `Config::max_pending_bytes`: a cap on the garbage waiting for grace
+//! periods, with no pressure signal, memory limit or usage function. A
+//! writer that retires behind a reader holding every grace period up
+//! waits at the cap instead of piling garbage up, and goes on once the
+//! reader has left.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{Config, Rcu, RcuCell};
+
+const MIB: usize = 1 << 20;
+
+/// Bytes one 1 MiB store retires (the `Vec`'s buffer and its header).
+const VALUE: usize = MIB + 24;
+
+/// A thread that enters a read-side section of `rcu`, says so, stays in
+/// it for `hold`, and leaves.
+fn reader_holding(rcu: &Rcu, hold: Duration) -> thread::JoinHandle<()> {
+    let rcu = rcu.clone();
+    let (entered, inside) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let guard = rcu.read_lock();
+        entered.send(()).unwrap();
+        thread::sleep(hold);
+        drop(guard);
+    });
+    inside.recv().unwrap();
+    reader
+}
+
+/// `stores` stores of 1 MiB into a cell of `rcu` while a reader holds
+/// grace periods up for `hold`; returns the most garbage seen after a
+/// store, and how long the stores took.
+fn stores_behind_a_reader(rcu: &Rcu, stores: u8, hold: Duration) -> (usize, Duration) {
+    let cell = RcuCell::new_in(rcu, Box::new(vec![0u8; MIB]));
+    let reader = reader_holding(rcu, hold);
+    let start = Instant::now();
+    let mut most = 0;
+    for i in 1..=stores {
+        cell.store(Box::new(vec![i; MIB]));
+        most = most.max(rcu.pending_bytes());
+    }
+    let took = start.elapsed();
+    reader.join().unwrap();
+    drop(cell);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0, "{:?}", rcu.stats());
+    (most, took)
+}
+
+/// With a cap of 8 MiB, 40 stores of 1 MiB behind a reader that stays in
+/// its section for 300 ms keep the garbage within the cap and a value or
+/// two (the thread's own page, and the value being retired): the writer
+/// waits at the cap until the reader leaves. Without the cap the same
+/// stores leave all 40 MiB waiting, so the test shows the cap at work.
+#[test]
+fn a_writer_behind_a_held_up_grace_period_waits_at_the_cap() {
+    let hold = Duration::from_millis(300);
+    let capped = Rcu::new(Config::new().max_pending_bytes(8 * MIB)).unwrap();
+    let (most, took) = stores_behind_a_reader(&capped, 40, hold);
+    assert!(
+        most <= 8 * MIB + 2 * VALUE,
+        "{most} bytes waited, over the 8 MiB cap: {:?}",
+        capped.stats()
+    );
+    assert!(capped.stats().headroom_waits >= 1, "{:?}", capped.stats());
+    // The writer waited for the reader (it could not have stored 40 MiB
+    // under the cap otherwise), not for each wait's bound of 1 s.
+    assert!(took >= hold / 2, "took {took:?}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+
+    let uncapped = Rcu::new(Config::new()).unwrap();
+    let (most, _) = stores_behind_a_reader(&uncapped, 40, hold);
+    assert!(most >= 30 * MIB, "only {most} bytes waited without a cap");
+}
+
+/// The cap bounds the garbage where a memory limit would allow more: a
+/// domain bounded at a 100 MiB mark with 10 MiB in use (an allowance of
+/// 45 MiB) and capped at 4 MiB keeps to the cap. The limit's bound still
+/// holds where it is the smaller one.
+#[test]
+fn the_smaller_of_the_cap_and_a_memory_limits_bound_holds() {
+    let hold = Duration::from_millis(200);
+    let rcu = Rcu::new(Config::new().max_pending_bytes(4 * MIB)).unwrap();
+    rcu.bound_garbage(100 * MIB, || Some(10 * MIB));
+    let (most, _) = stores_behind_a_reader(&rcu, 24, hold);
+    assert!(
+        most <= 4 * MIB + 2 * VALUE,
+        "{most} bytes waited: {:?}",
+        rcu.stats()
+    );
+
+    // Removing the limit leaves the cap.
+    rcu.unbound_garbage();
+    let (most, _) = stores_behind_a_reader(&rcu, 24, hold);
+    assert!(
+        most <= 4 * MIB + 2 * VALUE,
+        "{most} bytes waited: {:?}",
+        rcu.stats()
+    );
+
+    // A limit whose allowance is under the cap: its floor of 2 MiB holds.
+    let rcu = Rcu::new(Config::new().max_pending_bytes(64 * MIB)).unwrap();
+    rcu.bound_garbage(100 * MIB, || Some(99 * MIB));
+    let (most, _) = stores_behind_a_reader(&rcu, 24, hold);
+    assert!(
+        most <= 2 * MIB + 2 * VALUE,
+        "{most} bytes waited: {:?}",
+        rcu.stats()
+    );
+}
+
+/// A cap under 2 MiB is taken as 2 MiB (smaller garbage never waits), and
+/// a cap of 0 is that too, not a domain whose every retire waits.
+#[test]
+fn a_cap_under_two_mib_is_two_mib() {
+    for cap in [0, 1, 64 << 10] {
+        let rcu = Rcu::new(Config::new().max_pending_bytes(cap)).unwrap();
+        let (most, _) = stores_behind_a_reader(&rcu, 12, Duration::from_millis(150));
+        assert!(
+            most <= 2 * MIB + 2 * VALUE,
+            "cap {cap}: {most} bytes waited"
+        );
+        assert!(
+            most >= MIB,
+            "cap {cap}: {most} bytes waited: every retire waited"
+        );
+    }
+}
