@@ -234,7 +234,7 @@
 //! | `Owned::new(v)`; `Atomic::load`, `swap`, `compare_exchange` | `Box::into_raw(Box::new(v))`; the `AtomicPtr`'s own calls, with the same orderings (no guard argument: the section is what protects) |
 //! | `Shared::tag`, `with_tag`, `Atomic::fetch_or` on tag bits (a Harris-Michael list's mark) | none: keep the mark in the `AtomicPtr`'s low bits yourself (`p.map_addr(\|a\| a \| 1)`), masked off before the pointer is dereferenced or retired |
 //! | `Shared::as_ref`, `deref` | `unsafe { ptr.as_ref() }`, valid while the section that loaded the pointer lasts |
-//! | `Guard::defer_destroy(shared)` | `unsafe {` [`Rcu::defer_drop_raw`]`(ptr) }` for a value readers may still hold; [`Rcu::defer_drop`] for a `Box` you own |
+//! | `Guard::defer_destroy(shared)` | `unsafe {` [`Rcu::defer_drop_raw`]`(ptr) }` for a value readers may still hold ([`Rcu::defer_drop_raw_sized`] for a type without [`ReclaimSize`], naming its bytes); [`Rcu::defer_drop`] for a `Box` you own |
 //! | `Guard::defer(closure)` | [`Rcu::call`]: the closure runs on a worker thread or a thread calling [`Rcu::collect`] or [`Rcu::barrier`] (by default never inside a retiring call), so it may take locks the retiring thread holds; [`Rcu::call_sized`] for a closure that owns memory, so that pressure and reclaim count it |
 //! | `Guard::flush` | [`Rcu::collect`], called where the thread holds no lock: frees, on this thread, the garbage of its CPU whose grace period has ended |
 //! | repinning and `Guard::flush` until the garbage is gone | [`Rcu::barrier`]: returns once everything queued before it has run |

@@ -426,6 +426,46 @@ impl Rcu {
         }
     }
 
+    /// [`defer_drop_raw`](Rcu::defer_drop_raw) for a type without
+    /// [`ReclaimSize`], booking `bytes` (as
+    /// [`defer_drop_sized`](Rcu::defer_drop_sized) does for a `Box`): the
+    /// counterpart of crossbeam-epoch's `defer_destroy`, which takes any
+    /// type. A claim over 1 TiB is booked as 1 TiB.
+    ///
+    /// # Safety
+    /// As for [`defer_drop_raw`](Rcu::defer_drop_raw): `ptr` came from
+    /// [`Box::into_raw`] of a `Box<T>`, no new reader can reach it, and the
+    /// caller hands it over.
+    ///
+    /// # Panics
+    /// If `ptr` is null (nothing is queued).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicPtr, Ordering};
+    /// use rcu_reclaim::{Config, Rcu};
+    /// struct Node { key: u64, next: AtomicPtr<Node> } // no ReclaimSize
+    /// let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    /// let head = AtomicPtr::new(Box::into_raw(Box::new(Node {
+    ///     key: 1,
+    ///     next: AtomicPtr::new(std::ptr::null_mut()),
+    /// })));
+    /// let old = head.swap(std::ptr::null_mut(), Ordering::AcqRel); // unlinked
+    /// // SAFETY: from `Box::into_raw`, unlinked, and not used again here.
+    /// unsafe { rcu.defer_drop_raw_sized(old, std::mem::size_of::<Node>()) };
+    /// assert_eq!(rcu.pending_bytes(), 16);
+    /// rcu.barrier();
+    /// assert_eq!(rcu.pending_bytes(), 0);
+    /// ```
+    pub unsafe fn defer_drop_raw_sized<T: Send + 'static>(&self, ptr: *mut T, bytes: usize) {
+        let Some(ptr) = NonNull::new(ptr) else {
+            panic!(
+                "Rcu::defer_drop_raw_sized: the pointer is null (pass what Box::into_raw returned)"
+            );
+        };
+        // SAFETY: per our contract.
+        unsafe { self.defer_drop_raw_as(ptr, bytes, !std::mem::needs_drop::<T>()) };
+    }
+
     /// As `defer_drop_sized`; `anywhere`: dropping a `T` takes no lock and
     /// waits for nothing (`drops_anywhere`), so a retiring thread may free
     /// ready values of it.
