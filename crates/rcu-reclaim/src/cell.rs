@@ -272,6 +272,37 @@ impl<T> RcuCell<T> {
         self.load(&guard).cloned()
     }
 
+    /// Runs `f` on the current value inside a read-side section of the
+    /// cell's domain that ends when `f` returns: a read in one call, with
+    /// no guard to hold and nothing cloned (arc-swap's `load()` and a
+    /// closure). For several loads in one section, or a reference to keep
+    /// for a while, take a guard ([`Rcu::read_lock`](crate::Rcu::read_lock))
+    /// and [`load`](RcuCell::load).
+    ///
+    /// ```
+    /// use rcu_reclaim::RcuCell;
+    /// let routes = RcuCell::new(vec![("10.0.0.0/8", "eth0"), ("0.0.0.0/0", "eth1")]);
+    /// let via = routes.read(|r| r.map_or(0, |r| r.len()));
+    /// assert_eq!(via, 2);
+    /// ```
+    ///
+    /// The value is borrowed for the closure's run only, so no reference
+    /// to it outlives the section:
+    ///
+    /// ```compile_fail
+    /// let cell = rcu_reclaim::RcuCell::new(String::from("v1"));
+    /// let s: &String = cell.read(|v| v.unwrap()); // error: the borrow escapes
+    /// ```
+    ///
+    /// On a [`Flavor::Qsbr`](crate::Flavor::Qsbr) domain the section is a
+    /// [`Rcu::read_lock`](crate::Rcu::read_lock) guard, as for
+    /// [`load_cloned`](RcuCell::load_cloned).
+    #[track_caller]
+    pub fn read<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        let guard = self.rcu.read_lock();
+        f(self.load(&guard))
+    }
+
     /// Publishes `value` (or empties the cell with `None`) and returns the
     /// previous value, which readers may still be using.
     ///

@@ -220,7 +220,7 @@
 //! | there | here |
 //! |---|---|
 //! | `ArcSwap::from_pointee(v)`; `ArcSwapOption` | [`RcuCell::new`]`(v)`; an [`RcuCell`] can be empty too ([`RcuCell::default`], [`RcuCell::take`]), so [`RcuCell::load`] returns an `Option` |
-//! | `ArcSwap::load` | [`RcuCell::load`] inside [`Rcu::read_lock`]: a `&T` tied to the guard, no reference count touched |
+//! | `ArcSwap::load` | [`RcuCell::load`] inside [`Rcu::read_lock`]: a `&T` tied to the guard, no reference count touched; [`RcuCell::read`]`(\|v\| ..)` for one read in one call |
 //! | `ArcSwap::store(Arc::new(v))` | [`RcuCell::store`]`(Box::new(v))`: the old value is freed after a grace period |
 //! | `ArcSwap::swap(new)` (the old `Arc` back) | [`RcuCell::replace`]: the old value back as a [`Retired`], which derefs to it and frees it a grace period later when dropped (waiting if need be) or given to [`Retired::defer_drop`] |
 //! | `ArcSwap::rcu(\|old\| new)` | [`RcuCell::update`]`(\|old: Option<&T>\| Some(Box::new(new)))`: the closure may run more than once; it returns how many times it ran, not the old value |
