@@ -646,35 +646,42 @@ fn read_or_insert_with_makes_on_a_miss_only_and_reads_either_way() {
 }
 
 /// What the module docs' moka table says of concurrent misses of one key:
-/// `get_or_insert_with` runs its loader once (as moka's `get_with`), the
-/// other callers waiting on the key's stripe lock; `read_or_insert_with`
-/// makes outside any lock, so each thread that misses makes a value.
+/// both `read_or_insert_with` (outside any section and lock) and
+/// `get_or_insert_with` (under a guard and the key's stripe lock) run
+/// their loader once, as moka's `get_with`, the other callers waiting for
+/// it and reading what it cached.
 #[test]
-fn concurrent_misses_of_a_key_coalesce_in_get_or_insert_with_only() {
+fn concurrent_misses_of_a_key_make_its_value_once() {
     let rcu = on_demand();
     let cache = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
     let threads = 4;
-    // Each maker waits for the others: all of them run at once, so no
-    // thread can find the key cached by another.
-    let all_making = std::sync::Barrier::new(threads);
     let made = AtomicUsize::new(0);
+    let start = std::sync::Barrier::new(threads);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
+                start.wait();
                 let make = || {
                     made.fetch_add(1, Ordering::Relaxed);
-                    all_making.wait();
+                    // Long enough for the others to miss and wait.
+                    std::thread::sleep(Duration::from_millis(50));
                     vec![1u8; 100]
                 };
-                assert_eq!(cache.read_or_insert_with(1u32, make, Vec::len), 100);
+                // Each reads the one value made, outside any section.
+                let read = |v: &Vec<u8>| (v.len(), rcu.in_read_section());
+                let (len, _) = cache.read_or_insert_with(1u32, make, read);
+                assert_eq!(len, 100);
             });
         }
     });
-    assert_eq!(made.load(Ordering::Relaxed), threads);
+    assert_eq!(
+        made.load(Ordering::Relaxed),
+        1,
+        "the value was made more than once"
+    );
     assert_eq!(cache.len(), 1);
 
     let made = AtomicUsize::new(0);
-    let start = std::sync::Barrier::new(threads);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -696,6 +703,103 @@ fn concurrent_misses_of_a_key_coalesce_in_get_or_insert_with_only() {
     });
     assert_eq!(made.load(Ordering::Relaxed), 1);
     drop(cache);
+    rcu.barrier();
+}
+
+/// A `make` of `read_or_insert_with` that panics ends its turn: the
+/// threads waiting for it look again, one makes the value, and every call
+/// returns (none waits for ever on the abandoned load).
+#[test]
+fn a_make_that_panics_hands_the_load_to_a_waiting_thread() {
+    let rcu = on_demand();
+    let cache = RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build();
+    let threads = 4;
+    let made = AtomicUsize::new(0);
+    let start = std::sync::Barrier::new(threads);
+    let panicked = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                start.wait();
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    cache.read_or_insert_with(
+                        1u32,
+                        || {
+                            let n = made.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(30));
+                            assert!(n > 0, "the first make fails");
+                            vec![1u8; 100]
+                        },
+                        Vec::len,
+                    )
+                }));
+                match r {
+                    Ok(len) => assert_eq!(len, 100),
+                    Err(_) => {
+                        panicked.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(panicked.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        made.load(Ordering::SeqCst),
+        2,
+        "one failed make, then one that cached"
+    );
+    assert_eq!(cache.len(), 1);
+    drop(cache);
+    rcu.barrier();
+}
+
+/// `make`s that read caches: one that misses its own key makes a second
+/// value rather than wait for itself, and two threads whose `make`s each
+/// miss the key the other is making (of two caches) both return, where
+/// waiting for each other's load would hang both. (Run on threads of
+/// their own, so that a hang fails the test instead of hanging it.)
+#[test]
+fn makes_that_read_caches_never_wait_for_each_other() {
+    let rcu = on_demand();
+    let new_cache = || Arc::new(RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let cache = new_cache();
+    let (c, t) = (cache.clone(), tx.clone());
+    std::thread::spawn(move || {
+        let inner = || vec![c.read_or_insert_with(1u32, || vec![7u8; 10], |v| v[0]); 20];
+        t.send(c.read_or_insert_with(1u32, inner, Vec::len))
+            .unwrap();
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("a make that missed its own key hung"),
+        20
+    );
+    assert_eq!(
+        cache.read_or_insert_with(1u32, || unreachable!(), |v| v[0]),
+        7
+    );
+
+    let (a, b) = (new_cache(), new_cache());
+    let both = Arc::new(std::sync::Barrier::new(2));
+    for (mine, other, k, o) in [(&a, &b, 1u32, 2u32), (&b, &a, 2, 1)] {
+        let (mine, other, both, tx) = (mine.clone(), other.clone(), both.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let make = || {
+                both.wait();
+                vec![other.read_or_insert_with(o, || vec![0u8; 1], |v| v[0]); 3]
+            };
+            tx.send(mine.read_or_insert_with(k, make, Vec::len))
+                .unwrap();
+        });
+    }
+    for _ in 0..2 {
+        let n = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("two makes that read each other's keys hung");
+        assert_eq!(n, 3);
+    }
+    drop((cache, a, b));
     rcu.barrier();
 }
 

@@ -475,6 +475,7 @@ impl<K, V, W, S> RcuCacheBuilder<K, V, W, S> {
             retired_since_look: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
             backlog_warned: std::sync::atomic::AtomicBool::new(false),
             backlog_runner: std::sync::atomic::AtomicBool::new(false),
+            loads: super::loading::Loads::new(),
             cap: Cap::new(max, regrow_after),
             weigher: Box::new(weigher),
         });

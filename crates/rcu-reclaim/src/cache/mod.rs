@@ -23,7 +23,7 @@
 //! |---|---|
 //! | `Cache::builder().max_capacity(n)` with a weigher; quick_cache's `Cache::with_weighter` | [`RcuCache::builder`]`().`[`max_bytes`](RcuCacheBuilder::max_bytes)`(n)`: always bytes, not entries, weighed by [`ReclaimSize`](crate::ReclaimSize) or a [`weigher`](RcuCacheBuilder::weigher) of yours, plus [`RcuCache::ENTRY_OVERHEAD`] per entry |
 //! | `get(&k) -> Option<V>` (a clone) | [`get`](RcuCache::get)`(&k, &guard) -> Option<&V>`, no clone, valid while the guard lives; `.cloned()` for an owned value to keep |
-//! | `get_with(k, init)`, `get_or_insert_with` (concurrent misses of a key run `init` once; the other callers wait for it) | [`read_or_insert_with`](RcuCache::read_or_insert_with) (no guard held while `init` runs, but not coalesced: each thread that misses the key runs `init`, and the last insert wins), [`get_or_insert_with`](RcuCache::get_or_insert_with) (coalesced, as moka's: `init` runs once, under a guard and the key's stripe lock, which the other callers wait on) |
+//! | `get_with(k, init)`, `get_or_insert_with` (concurrent misses of a key run `init` once; the other callers wait for it) | [`read_or_insert_with`](RcuCache::read_or_insert_with) (`init` runs once, outside any read-side section and lock; the other callers wait for it, then read what it cached), [`get_or_insert_with`](RcuCache::get_or_insert_with) (`init` runs once too, under the caller's guard and the key's stripe lock, which the other callers wait on) |
 //! | `insert`, `invalidate` / `remove`, `invalidate_all` / `clear` | [`insert`](RcuCache::insert), [`remove`](RcuCache::remove), [`clear`](RcuCache::clear): what leaves is freed a grace period later |
 //! | `entry_count`, `weighted_size` | [`len`](RcuCache::len), [`bytes`](RcuCache::bytes) |
 //! | expiry (`time_to_live`, `time_to_idle`) | none: keep a timestamp in the value and [`remove_if`](RcuCache::remove_if) or [`retain`](RcuCache::retain) |
@@ -172,6 +172,7 @@ mod backlog;
 mod builder;
 mod entry;
 mod evict;
+mod loading;
 mod policy;
 mod shards;
 mod shrink;
@@ -311,6 +312,8 @@ pub(crate) struct Inner<K, V, S = RandomState> {
     /// leave it to that one while the backlog is within
     /// [`BACKLOG_HARD_TIMES`](backlog::BACKLOG_HARD_TIMES) its allowance.
     backlog_runner: std::sync::atomic::AtomicBool,
+    /// The loads of `read_or_insert_with` in flight (`loading.rs`).
+    loads: loading::Loads,
     cap: Cap,
     weigher: Box<dyn Weigher<K, V>>,
 }
@@ -649,10 +652,21 @@ where
     /// as [`insert`](RcuCache::insert) does (so it keeps the domain's
     /// backlog within the cache's allowance, freeing it itself past it):
     /// the call to use for large values made by several threads. On a miss,
-    /// `read` sees the value just made, before it is shared; two threads
-    /// missing the same key at once may both make it (the later insert
-    /// replaces the earlier). Returns what `read` returns. Call it outside
-    /// read-side sections of the cache's domain, as `insert`.
+    /// `read` sees the value just made, before it is shared. Returns what
+    /// `read` returns. Call it outside read-side sections of the cache's
+    /// domain, as `insert`.
+    ///
+    /// Threads that miss the same key at once make its value once, as
+    /// moka's `get_with` does: the first makes it, the others wait for
+    /// that `make` and its insert to end, then read the value cached (a
+    /// `make` that panics ends its turn, and the next waiter makes the
+    /// value). A `make` may read caches, this one and its own key
+    /// included: a miss inside a `make` waits for no other thread's (two
+    /// `make`s that each missed the other's key would wait for each other
+    /// for ever), it makes the value itself. Inside a read-side
+    /// section of the cache's domain a miss does not wait for another
+    /// thread's `make` (its insert may wait for grace periods that the
+    /// section holds up): it makes the value itself.
     ///
     /// On a hit, `read` runs inside a read-side section of the cache's
     /// domain (only the section keeps the cached value alive while it
@@ -688,15 +702,35 @@ where
         make: impl FnOnce() -> V,
         read: impl FnOnce(&V) -> R,
     ) -> R {
-        {
-            let guard = self.domain().read_lock();
-            if let Some(value) = self.get(&key, &guard) {
-                return read(value);
+        let hash = self.inner.map.hash(&key);
+        let turn = loop {
+            {
+                let guard = self.domain().read_lock();
+                if let Some(value) = self.get(&key, &guard) {
+                    return read(value);
+                }
             }
-        }
+            if self.domain().in_read_section() {
+                break None;
+            }
+            match self.inner.loads.begin(hash) {
+                loading::Begin::Waited => continue,
+                loading::Begin::Alone => break None,
+                loading::Begin::Turn(turn) => {
+                    // A load that ended between the miss above and this
+                    // turn may have cached it.
+                    let guard = self.domain().read_lock();
+                    if let Some(value) = self.get(&key, &guard) {
+                        return read(value);
+                    }
+                    break Some(turn);
+                }
+            }
+        };
         let value = make();
         let out = read(&value);
         self.insert(key, value);
+        drop(turn);
         out
     }
 

@@ -1,0 +1,160 @@
+//! Loads in flight: threads that miss the same key in
+//! [`read_or_insert_with`](super::RcuCache::read_or_insert_with) make its
+//! value once. The first to miss makes it (outside any lock or read-side
+//! section); the others wait for that load to end, then look again (moka's
+//! `get_with`). Keyed by the key's hash: two keys whose hashes collide
+//! share a turn, and the one whose value was not made looks again and
+//! takes the next. A thread that holds a turn (its `make` runs) never
+//! waits for another's: two `make`s that each read the key the other
+//! makes (of one cache or two) would wait for each other for ever.
+
+use std::cell::Cell;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crossbeam_utils::CachePadded;
+
+/// Shards of the table of loads in flight, by hash.
+const SHARDS: usize = 16;
+
+/// One load in flight: set `done` and notified when it ends (made and
+/// inserted, or abandoned by a panic).
+#[derive(Default)]
+struct Loading {
+    done: Mutex<bool>,
+    ended: Condvar,
+}
+
+/// The loads in flight of a shard: each with the hash it makes.
+type InFlight = Mutex<Vec<(u64, Arc<Loading>)>>;
+
+/// The loads in flight of one cache.
+pub(crate) struct Loads {
+    shards: [CachePadded<InFlight>; SHARDS],
+}
+
+thread_local! {
+    /// The turns this thread holds now (of any cache): inside a `make`,
+    /// a miss waits for no other load.
+    static HELD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// What [`Loads::begin`] found.
+pub(crate) enum Begin<'a> {
+    /// This thread makes the value; the turn ends (waking the waiters)
+    /// when it is dropped.
+    Turn(Turn<'a>),
+    /// Another thread's load of this hash ended: look again.
+    Waited,
+    /// This thread holds a turn already (a `make` that reads a cache):
+    /// make this value too, without a turn or a wait.
+    Alone,
+}
+
+/// This thread's turn to make the value of a hash.
+pub(crate) struct Turn<'a> {
+    loads: &'a Loads,
+    hash: u64,
+    loading: Arc<Loading>,
+}
+
+fn plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Loads {
+    pub(crate) fn new() -> Self {
+        Loads {
+            shards: std::array::from_fn(|_| CachePadded::new(Mutex::new(Vec::new()))),
+        }
+    }
+
+    fn shard(&self, hash: u64) -> &InFlight {
+        // The high bits: the map's buckets use the low ones.
+        &self.shards[(hash >> 60) as usize % SHARDS]
+    }
+
+    /// Takes the turn to make the value of `hash`, or waits for the thread
+    /// that has it to end its load.
+    pub(crate) fn begin(&self, hash: u64) -> Begin<'_> {
+        if HELD.try_with(Cell::get).unwrap_or(1) > 0 {
+            return Begin::Alone;
+        }
+        let mut shard = plain(self.shard(hash));
+        if let Some((_, other)) = shard.iter().find(|(h, _)| *h == hash) {
+            let other = other.clone();
+            drop(shard);
+            let mut done = plain(&other.done);
+            while !*done {
+                done = other.ended.wait(done).unwrap_or_else(|p| p.into_inner());
+            }
+            return Begin::Waited;
+        }
+        let loading = Arc::new(Loading::default());
+        shard.push((hash, loading.clone()));
+        drop(shard);
+        let _ = HELD.try_with(|h| h.set(h.get() + 1));
+        Begin::Turn(Turn {
+            loads: self,
+            hash,
+            loading,
+        })
+    }
+
+    /// Loads in flight (for tests).
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shards.iter().map(|s| plain(s).len()).sum()
+    }
+}
+
+impl Drop for Turn<'_> {
+    /// Ends the load (also when `make` or the insert panicked): takes it
+    /// out of the table and wakes its waiters, who look again.
+    fn drop(&mut self) {
+        let _ = HELD.try_with(|h| h.set(h.get().saturating_sub(1)));
+        {
+            let mut shard = plain(self.loads.shard(self.hash));
+            if let Some(i) = shard
+                .iter()
+                .position(|(_, l)| Arc::ptr_eq(l, &self.loading))
+            {
+                shard.swap_remove(i);
+            }
+        }
+        *plain(&self.loading.done) = true;
+        self.loading.ended.notify_all();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A turn taken and ended (also by a panic) leaves nothing in flight;
+    /// a thread that holds a turn takes no other (nor waits); a second
+    /// thread waits for the turn's end and is told to look again.
+    #[test]
+    fn turns_end_whole_and_wake_their_waiters() {
+        let loads = Loads::new();
+        let Begin::Turn(turn) = loads.begin(7) else {
+            panic!("no turn on an empty table")
+        };
+        assert_eq!(loads.in_flight(), 1);
+        assert!(matches!(loads.begin(7), Begin::Alone));
+        assert!(matches!(loads.begin(8), Begin::Alone));
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| matches!(loads.begin(7), Begin::Waited));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(turn);
+            assert!(waiter.join().unwrap());
+        });
+        assert_eq!(loads.in_flight(), 0);
+        let r = std::panic::catch_unwind(|| {
+            let _turn = loads.begin(9);
+            panic!("make failed");
+        });
+        assert!(r.is_err());
+        assert_eq!(loads.in_flight(), 0);
+        assert!(matches!(loads.begin(9), Begin::Turn(_)));
+    }
+}
