@@ -285,6 +285,34 @@ fn the_pace_weighs_a_membarriers_recent_cost_and_few_outliers() {
     assert!(membarrier_recent_ns(u64::MAX, u64::MAX) > 0);
 }
 
+/// A first `membarrier` timed at a few nanoseconds (a clock coarser than
+/// the call: `Instant` on a `jiffies` or `hpet`-less guest reads 0 for most
+/// calls) must not pin the recent cost there: in integer eighths, an
+/// average of 1-3 ns gained nothing from any sample (`ns.min(2 * recent) / 8`
+/// is 0), so the retiring threads' spacing stayed at its least (10 µs) for
+/// the domain's life, however dear its `membarrier`s became.
+#[test]
+fn a_tiny_first_membarrier_sample_does_not_pin_the_recent_cost() {
+    for first in [0, 1, 2, 3, 7] {
+        let mut r = membarrier_recent_ns(0, first);
+        let mut calls = 0;
+        while r < 10_000 && calls < 1_000 {
+            r = membarrier_recent_ns(r, 20_000);
+            calls += 1;
+        }
+        assert!(
+            r >= 10_000,
+            "after a first sample of {first} ns, 1,000 calls of 20 µs left it at {r} ns"
+        );
+        // Within about a hundred calls: a tenth of a second of grace periods.
+        assert!(calls <= 120, "{first} ns first: {calls} calls");
+    }
+    // A steady cost still stays where it is.
+    for ns in [1, 5, 100, 1_000, 20_000] {
+        assert_eq!(membarrier_recent_ns(ns, ns), ns);
+    }
+}
+
 #[test]
 fn where_a_membarrier_is_cheap_retiring_threads_start_grace_periods_sooner() {
     let us = Duration::from_micros;
