@@ -191,7 +191,10 @@ impl ReaderFences {
     /// Whether fence mode is armed: a grace period started now would start
     /// with a fence, not a `membarrier`, unless its own
     /// [`at_start`](Self::at_start) switches the mode (the retiring
-    /// threads' pace reads it, under `gp_lock`, before that call).
+    /// threads' pace reads it: under `gp_lock`, before that call, in
+    /// `try_advance`; without it, a relaxed load that may be stale, in the
+    /// early-page look of `try_push_entry`). A hint for the pace only:
+    /// nothing that orders readers reads it.
     pub(crate) fn armed_now(&self) -> bool {
         !self.fixed && self.armed.load(Ordering::Relaxed)
     }
