@@ -90,6 +90,9 @@ struct Shared {
 /// Values each writer makes at most (the drop tally's room).
 const MAX_PER_WRITER: usize = 400_000;
 
+/// Stores a writer makes inside one section of its own, every 64th turn.
+const RETIRES_IN_SECTION: u64 = 48;
+
 fn spin(n: u32) {
     for _ in 0..n {
         std::hint::spin_loop();
@@ -116,23 +119,30 @@ fn writer(s: &Arc<Shared>, key: u64, first: bool) {
             }
             continue;
         }
-        match i % 64 {
+        match i % 128 {
             // A retire inside the retiring thread's own section: the grace
             // period it may start waits for that section.
+            // What it loaded before, retired at the first store, must
+            // outlive the hand-offs (and their grace periods) of the stores
+            // after it in the same section.
             0 => {
                 let g = s.rcu.read_lock();
-                if let Some(v) = s.val.load(&g) {
-                    v.check(key);
+                let (old, old_plain) = (s.val.load(&g), s.plain.load(&g));
+                for _ in 0..RETIRES_IN_SECTION {
+                    s.val.store(Box::new(Val::new(&s.drops, key)));
+                    s.plain_made.fetch_add(1, Ordering::Relaxed);
+                    s.plain.store(Plain::new(&s.plain_dropped));
+                    if let Some(v) = old {
+                        v.check(key);
+                    }
+                    if let Some(p) = old_plain {
+                        p.check();
+                    }
                 }
-                s.val.store(Box::new(Val::new(&s.drops, key)));
-                s.plain_made.fetch_add(1, Ordering::Relaxed);
-                s.plain.store(Plain::new(&s.plain_dropped));
-                if let Some(v) = s.val.load(&g) {
-                    v.check(key);
-                }
+                i += RETIRES_IN_SECTION - 1;
             }
             // A retire from a callback (a worker's, or a barrier's).
-            1 => {
+            64 => {
                 let s2 = s.clone();
                 let v = Box::new(Val::new(&s.drops, key));
                 s.rcu.call(move || s2.val.store(v));
@@ -331,7 +341,7 @@ fn qsbr_online_retiring_threads_free_nothing_early_and_strand_nothing() {
     let secs: f64 = env_or("AUDIT_PACE_SECS", 1.0);
     for stay_online in [true, false] {
         let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr)).unwrap();
-        let drops = Drops::new(MAX_PER_WRITER + 1);
+        let drops = Drops::new(MAX_PER_WRITER + 64);
         let plain_dropped = Arc::new(AtomicUsize::new(0));
         let val = Arc::new(RcuCell::new_in(&rcu, None::<Box<Val>>));
         let plain = Arc::new(RcuCell::new_in(&rcu, None::<Box<Plain>>));
@@ -353,14 +363,22 @@ fn qsbr_online_retiring_threads_free_nothing_early_and_strand_nothing() {
                 let mut made = 0;
                 while !stop_writing.load(Ordering::Relaxed) && made < MAX_PER_WRITER {
                     {
-                        // Retires on an online thread, inside its guard.
+                        // Retires on an online thread, inside its guard;
+                        // what it loaded before outlives the stores after.
                         let g = t.read_lock();
-                        if let Some(v) = val.load(&g) {
-                            v.check(key);
+                        let (old, old_plain) = (val.load(&g), plain.load(&g));
+                        let n = if made % 64 == 0 { 32 } else { 1 };
+                        for _ in 0..n {
+                            val.store(Box::new(Val::new(&drops, key)));
+                            plain.store(Plain::new(&plain_dropped));
+                            made += 1;
+                            if let Some(v) = old {
+                                v.check(key);
+                            }
+                            if let Some(p) = old_plain {
+                                p.check();
+                            }
                         }
-                        val.store(Box::new(Val::new(&drops, key)));
-                        plain.store(Plain::new(&plain_dropped));
-                        made += 1;
                     }
                     t.quiescent_state();
                     if made % 7 == 0 {
