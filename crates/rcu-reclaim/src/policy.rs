@@ -177,7 +177,9 @@ pub(crate) enum StartCost {
     /// fence).
     Fence,
     /// A `membarrier`, each recently costing this many nanoseconds
-    /// ([`membarrier_recent_ns`]; `None`: none timed yet).
+    /// ([`membarrier_recent_ns`], or the mean since the domain was made
+    /// where that is higher: what [`fence_reads`] weighs; `None`: none
+    /// timed yet).
     Membarrier(Option<u64>),
 }
 

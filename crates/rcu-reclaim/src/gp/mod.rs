@@ -802,7 +802,8 @@ impl GracePeriods {
 
     /// What a grace period started now would most likely cost: a fence (an
     /// mb or QSBR domain, or a memb domain whose readers fence), or a
-    /// `membarrier` with its recent cost. A hint for the pace only: the start's own
+    /// `membarrier` with its recent cost (never below the mean the fence
+    /// policy weighs). A hint for the pace only: the start's own
     /// `ReaderFences::at_start` may still switch the mode (so one start
     /// around a switch may issue `membarrier` 10 µs after the last), and it
     /// alone decides which barrier is issued. (A QSBR grace period also
@@ -816,10 +817,14 @@ impl GracePeriods {
         match self.registry.flavor {
             crate::Flavor::Mb | crate::Flavor::Qsbr => StartCost::Fence,
             crate::Flavor::Memb if self.fences.armed_now() => StartCost::Fence,
+            // The recent cost, or the mean where that is higher: the mean
+            // is what the fence policy weighs (`start_barrier`), and spaced
+            // by a recent cost below it, the starts it counts would switch
+            // readers to fences while `membarrier`s took under its mark.
             crate::Flavor::Memb => {
                 StartCost::Membarrier(self.assumed_membarrier_ns.or_else(|| {
                     let recent = self.counters.membarrier_recent_ns.load(Ordering::Relaxed);
-                    (recent != 0).then_some(recent)
+                    (recent != 0).then(|| recent.max(self.membarrier_ns_each().unwrap_or(0)))
                 }))
             }
         }
@@ -876,5 +881,59 @@ impl GracePeriods {
     pub(crate) fn try_complete_in_progress(&self) -> bool {
         let s = self.seq.load(Ordering::Relaxed);
         s & SEQ_STATE_MASK != 0 && self.try_advance((s | SEQ_STATE_MASK) + 1)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The retiring threads' spacing where a start costs a `membarrier`
+    /// (`MEMBARRIER_SPACING_PER_COST`) keeps their starts under half the
+    /// share at which the fence policy (`reader_fences.rs`) switches
+    /// readers to fences, as that policy weighs a `membarrier`: the mean
+    /// since the domain was made. Weighed at their recent cost alone, a
+    /// domain whose `membarrier`s got cheaper (threads on several CPUs at
+    /// first, 2 µs each; one thread left, 0.5 µs) spaced them 20 µs apart,
+    /// 1,000 a policy window, which the policy weighed at 10 % of a CPU
+    /// and switched every reader to fences for, although they took 2.5 %.
+    #[test]
+    fn the_pace_never_weighs_a_membarrier_cheaper_than_the_fence_policy_does() {
+        use crate::reader_fences::WINDOW_US;
+        let gp = GracePeriods::new(
+            1,
+            Arc::new(Registry::new(crate::Flavor::Memb)),
+            Duration::from_secs(10),
+            true,
+            None,
+        );
+        let c = &gp.counters;
+        let starts_per_window = |gp: &GracePeriods| {
+            let apart = crate::policy::retirer_gp_min_interval(gp.start_cost());
+            WINDOW_US / apart.as_micros() as u64
+        };
+        // Dearer lately than on average: the recent cost (a rise the mean
+        // would take long to show).
+        c.membarriers.store(1_000, Ordering::Relaxed);
+        c.membarrier_ns.store(1_000 * 500, Ordering::Relaxed);
+        c.membarrier_recent_ns.store(2_000, Ordering::Relaxed);
+        assert_eq!(
+            gp.start_cost(),
+            crate::policy::StartCost::Membarrier(Some(2_000))
+        );
+        // Cheaper lately: no cheaper than the fence policy weighs them.
+        c.membarrier_ns.store(1_000 * 2_000, Ordering::Relaxed);
+        c.membarrier_recent_ns.store(500, Ordering::Relaxed);
+        let starts = starts_per_window(&gp);
+        assert!(
+            !crate::policy::fence_reads(false, starts, WINDOW_US, gp.membarrier_ns_each()),
+            "{starts} starts a window at {:?} switch readers to fences",
+            gp.start_cost()
+        );
+        // Untimed: the full spacing.
+        c.membarriers.store(0, Ordering::Relaxed);
+        c.membarrier_ns.store(0, Ordering::Relaxed);
+        c.membarrier_recent_ns.store(0, Ordering::Relaxed);
+        assert_eq!(gp.start_cost(), crate::policy::StartCost::Membarrier(None));
     }
 }
