@@ -185,7 +185,8 @@ pub(crate) enum StartCost {
 
 /// Where a grace period's start costs a `membarrier`, retiring threads
 /// space their starts ([`retirer_gp_min_interval`], [`early_page_quiet`])
-/// at least this many times the recent cost of one, within each spacing's
+/// at least this many times the recent cost of one (or its mean, where
+/// that is higher: what [`fence_reads`] weighs), within each spacing's
 /// bounds: below their tops, starts take at most a 40th (2.5 %) of a CPU,
 /// half the share at which readers switch to fences
 /// ([`FENCE_READS_ON_SHARE`]).
