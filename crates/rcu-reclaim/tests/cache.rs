@@ -1343,3 +1343,35 @@ fn a_retain_that_writes_its_own_cache_panics_and_leaves_it_usable() {
     assert!(cache.remove(&50));
     assert_eq!(cache.len(), 10);
 }
+
+/// A child forked while another thread of the parent makes a key's value
+/// in `read_or_insert_with`: that thread does not exist in the child, so
+/// its load never ends there; a miss of the key in the child makes the
+/// value itself instead of waiting for it for ever.
+#[test]
+fn a_load_in_flight_at_a_fork_does_not_hold_up_the_child() {
+    let rcu = on_demand();
+    let cache = Arc::new(RcuCache::builder().rcu(&rcu).max_bytes(1 << 20).build());
+    let (making, made) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let (c, tx, rx) = (cache.clone(), making.0, made.1);
+    let loader = std::thread::spawn(move || {
+        c.read_or_insert_with(
+            1u32,
+            || {
+                tx.send(()).unwrap();
+                rx.recv().unwrap(); // until the fork is over
+                vec![1u8; 10]
+            },
+            Vec::len,
+        )
+    });
+    making.1.recv().unwrap();
+    let status = common::in_forked_child(&rcu, || {
+        cache.read_or_insert_with(1u32, || vec![2u8; 20], Vec::len) == 20
+    });
+    assert_eq!(status, 0, "the child's miss did not make its own value");
+    made.0.send(()).unwrap();
+    assert_eq!(loader.join().unwrap(), 10);
+    drop(cache);
+    rcu.barrier();
+}

@@ -18,10 +18,12 @@ const SHARDS: usize = 16;
 
 /// One load in flight: set `done` and notified when it ends (made and
 /// inserted, or abandoned by a panic).
-#[derive(Default)]
 struct Loading {
     done: Mutex<bool>,
     ended: Condvar,
+    /// The process whose thread loads: in a child forked meanwhile that
+    /// thread does not exist, and the load never ends.
+    pid: u32,
 }
 
 /// The loads in flight of a shard: each with the hash it makes.
@@ -79,7 +81,11 @@ impl Loads {
         if HELD.try_with(Cell::get).unwrap_or(1) > 0 {
             return Begin::Alone;
         }
+        let pid = crate::reader::current_pid();
         let mut shard = plain(self.shard(hash));
+        // Loads of a parent's threads, in a child forked while they ran:
+        // nobody ends them here.
+        shard.retain(|(_, l)| l.pid == pid);
         if let Some((_, other)) = shard.iter().find(|(h, _)| *h == hash) {
             let other = other.clone();
             drop(shard);
@@ -89,7 +95,11 @@ impl Loads {
             }
             return Begin::Waited;
         }
-        let loading = Arc::new(Loading::default());
+        let loading = Arc::new(Loading {
+            done: Mutex::new(false),
+            ended: Condvar::new(),
+            pid,
+        });
         shard.push((hash, loading.clone()));
         drop(shard);
         let _ = HELD.try_with(|h| h.set(h.get() + 1));
