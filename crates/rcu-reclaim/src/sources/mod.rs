@@ -78,7 +78,8 @@ pub(crate) use cgroup_usage::cgroup_limit;
 /// What a caller gets when no cgroup limit can make a budget (the error's
 /// `fallback`).
 pub(crate) const NO_CGROUP_BUDGET: &str =
-    "nothing: no budget is made (give MemoryBudget::new a limit of your own)";
+    "no budget (make one with MemoryBudget::new and a limit of your own; with no limit at \
+     all, Config::max_pending_bytes caps a domain's garbage)";
 
 /// A byte count read from the kernel (`u64`) as the crate counts bytes,
 /// `usize` (saturating; the same on 64-bit).
