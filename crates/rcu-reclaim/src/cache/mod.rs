@@ -663,7 +663,9 @@ where
     /// value). A `make` may read caches, this one and its own key
     /// included: a miss inside a `make` waits for no other thread's (two
     /// `make`s that each missed the other's key would wait for each other
-    /// for ever), it makes the value itself. Inside a read-side
+    /// for ever), it makes the value itself. As with any loader that
+    /// others wait for, a `make` must not wait for a lock that another
+    /// caller may hold while it calls this for the same key. Inside a read-side
     /// section of the cache's domain a miss does not wait for another
     /// thread's `make` (its insert may wait for grace periods that the
     /// section holds up): it makes the value itself.
