@@ -803,6 +803,57 @@ fn makes_that_read_caches_never_wait_for_each_other() {
     rcu.barrier();
 }
 
+/// A miss inside a read-side section of another domain than the cache's
+/// (a guard, or an online QSBR registration) does not wait for another
+/// thread's load: that `make` may wait for a grace period of the section's
+/// domain (here `synchronize`, or a QSBR thread's), which waits for the
+/// section, which waited for the `make`, for ever. It makes the value
+/// itself. (Threads of their own: a hang fails the test.)
+#[test]
+fn a_miss_inside_another_domains_section_does_not_wait_for_a_load() {
+    let qsbr = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Qsbr)).unwrap();
+    for other in [Rcu::new(Config::new()).unwrap(), qsbr] {
+        let cache = Arc::new(RcuCache::builder().max_bytes(1 << 20).build());
+        let (started, making) = std::sync::mpsc::channel();
+        let loader = {
+            let (cache, other) = (cache.clone(), other.clone());
+            std::thread::spawn(move || {
+                let make = || {
+                    started.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(50));
+                    // Waits for the reader below to leave its section.
+                    other.synchronize();
+                    1u64
+                };
+                cache.read_or_insert_with(1u32, make, |v| *v)
+            })
+        };
+        making.recv().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (c, o) = (cache.clone(), other.clone());
+        std::thread::spawn(move || {
+            let read = |c: &RcuCache<u32, u64>| c.read_or_insert_with(1u32, || 2u64, |v| *v);
+            let got = if o.flavor() == rcu_reclaim::Flavor::Qsbr {
+                let thread = o.register_qsbr_thread();
+                let got = read(&c);
+                drop(thread);
+                got
+            } else {
+                let guard = o.read_lock();
+                let got = read(&c);
+                drop(guard);
+                got
+            };
+            tx.send(got).unwrap();
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a miss inside another domain's section waited for a make that waits for it");
+        assert!(got == 1 || got == 2, "{got}");
+        assert_eq!(loader.join().unwrap(), 1);
+    }
+}
+
 /// The pass a pressure event runs (`Reclaimer::shrink`: priority 2 for a
 /// critical event, 4 for a medium one) shrinks a cache of a few large
 /// values too: the kernel's share of 3 entries at priority 2, or 15 at 4,

@@ -40,6 +40,20 @@ thread_local! {
     static HELD: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Whether a miss may wait for another thread's load: not inside a
+/// read-side section of any domain (the cache's, or another's: the `make`
+/// waited for may wait for a grace period of it, which waits for this
+/// thread, for ever; an online QSBR registration is such a section), not
+/// inside a callback (the `make` may call `barrier`, which waits for it),
+/// and not under one of the crate's locks (a `get_or_insert_with` loader
+/// holds its map's stripe, which the `make` may write).
+pub(crate) fn may_wait_for_a_load(rcu: &crate::Rcu) -> bool {
+    !rcu.in_read_section()
+        && !crate::reader::in_any_section()
+        && !crate::callbacks::in_callback()
+        && crate::reclaim::reclaim_allowed()
+}
+
 /// What [`Loads::begin`] found.
 pub(crate) enum Begin<'a> {
     /// This thread makes the value; the turn ends (waking the waiters)

@@ -668,7 +668,12 @@ where
     /// caller may hold while it calls this for the same key. Inside a read-side
     /// section of the cache's domain a miss does not wait for another
     /// thread's `make` (its insert may wait for grace periods that the
-    /// section holds up): it makes the value itself.
+    /// section holds up): it makes the value itself. So does a miss inside
+    /// a read-side section of any other domain (an online QSBR thread's
+    /// included), inside a callback, or under one of the crate's locks
+    /// (a `get_or_insert_with` loader): the `make` waited for may wait for
+    /// that section's grace period, for that callback (`barrier`), or for
+    /// that lock.
     ///
     /// On a hit, `read` runs inside a read-side section of the cache's
     /// domain (only the section keeps the cached value alive while it
@@ -712,7 +717,7 @@ where
                     return read(value);
                 }
             }
-            if self.domain().in_read_section() {
+            if !loading::may_wait_for_a_load(self.domain()) {
                 break None;
             }
             match self.inner.loads.begin(hash) {

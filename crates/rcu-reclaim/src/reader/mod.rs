@@ -37,6 +37,8 @@ mod section;
 pub(crate) use owed::{owe_at_quiescent_state, take_owed_work, Payer};
 pub(crate) use owed::{owe_throttle_qsbr, take_owed_qsbr};
 #[cfg(not(loom))]
+pub(crate) use qsbr_slots::in_any_section;
+#[cfg(not(loom))]
 pub(crate) use qsbr_slots::qsbr_only_section_in;
 #[cfg(loom)]
 pub(crate) use qsbr_slots::qsbr_report_without_fence_a;

@@ -292,6 +292,42 @@ pub(crate) fn qsbr_online_in(id: u64) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether this thread is inside a read-side section of any domain: a
+/// guard or raw section, a foreign (liburcu inline) section, or an online
+/// QSBR registration. For waits on other threads that are not grace
+/// periods (`RcuCache::read_or_insert_with`'s wait for another thread's
+/// load): the thread it waits for may wait for a grace period of any of
+/// them, which waits for this thread. A thread-local that cannot be read
+/// (the thread exiting) answers yes.
+#[cfg(not(loom))]
+pub(crate) fn in_any_section() -> bool {
+    super::registration::in_any_guarded_section() || qsbr_online_anywhere()
+}
+
+/// Whether this thread has an online QSBR registration in any domain (a
+/// thread-local that cannot be read, the thread exiting: yes).
+#[cfg(not(loom))]
+fn qsbr_online_anywhere() -> bool {
+    if !registrations_touched() {
+        return false;
+    }
+    QSBR_ONLINE
+        .try_with(|o| {
+            o.domains.try_borrow().map_or_else(
+                |_| {
+                    o.slots.try_borrow().map_or(true, |slots| {
+                        slots
+                            .iter()
+                            // SAFETY: a listed slot is alive (see `QsbrOnline::drop`).
+                            .any(|&(slot, _, _)| unsafe { &*slot }.ctr.load(Ordering::Relaxed) != 0)
+                    })
+                },
+                |domains| !domains.is_empty(),
+            )
+        })
+        .unwrap_or(true)
+}
+
 /// How many online QSBR registrations this thread has in domain `id` (a
 /// thread may register more than once).
 pub(crate) fn qsbr_online_count_in(id: u64) -> usize {

@@ -484,6 +484,29 @@ pub(crate) fn mark_waiting(id: u64) -> WaitMarks {
     marks
 }
 
+/// Whether this thread is inside a guard's, a raw or a foreign (liburcu
+/// inline) section of any domain (for `qsbr_slots::in_any_section`, which
+/// adds online QSBR registrations). A thread-local that cannot be read
+/// (the thread exiting) answers yes.
+#[cfg(not(loom))]
+pub(super) fn in_any_guarded_section() -> bool {
+    if !registrations_touched() {
+        return false;
+    }
+    REGISTRATIONS
+        .try_with(|regs| {
+            regs.list.try_borrow().map_or(true, |list| {
+                list.iter().any(|r| {
+                    // SAFETY: a registered slot of this thread, alive while
+                    // its registration (in this list) is.
+                    let slot = unsafe { &*r.slot };
+                    slot.nest.get() & !OWES_THROTTLE > 0 || slot.foreign.in_section()
+                })
+            })
+        })
+        .unwrap_or(true)
+}
+
 /// This thread's nesting depth in the domain numbered `id`.
 pub(crate) fn nesting_in(id: u64) -> u64 {
     let slot = own_slot_cached_in(id);
