@@ -603,6 +603,17 @@ impl QsbrThread {
             // online owed (offline: no reference from a section is alive,
             // as `&mut self` proves).
             reader::qsbr_report(slot, self.reg.rcu.registry(), ctr);
+        } else {
+            // A debt (a retire over the pressure throttle's mark, a memory
+            // limit's allowance or `Config::max_pending_bytes`) is paid
+            // here too while no grace period begins: one held up by
+            // another thread that never reports would leave it unpaid.
+            #[cfg(not(loom))]
+            if self.reg.rcu.registry().qsbr_owing.load(Ordering::Relaxed) != 0
+                && self.reg.online.get()
+            {
+                reader::qsbr_pay_owed(slot, self.reg.rcu.registry());
+            }
         }
     }
 

@@ -129,3 +129,53 @@ fn a_cap_under_two_mib_is_two_mib() {
         );
     }
 }
+
+/// On a QSBR domain, an online writer that reports quiescent states
+/// between its stores keeps to the cap while another online thread never
+/// reports (holding every grace period up): with no grace period begun,
+/// its quiescent states report nothing, and they pay the wait its retires
+/// owed anyway (offline meanwhile). Before, only a quiescent state that
+/// reported paid: the writer piled 200 MiB over a 4 MiB cap in 3 s.
+#[test]
+fn an_online_qsbr_writer_keeps_to_the_cap_behind_a_thread_that_never_reports() {
+    let rcu = Rcu::new(
+        Config::new()
+            .flavor(rcu_reclaim::Flavor::Qsbr)
+            .max_pending_bytes(4 * MIB),
+    )
+    .unwrap();
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; MIB]));
+    let hold = Duration::from_millis(1500);
+    let (online, is_online) = mpsc::channel();
+    let silent = {
+        let rcu = rcu.clone();
+        thread::spawn(move || {
+            let thread = rcu.register_qsbr_thread();
+            online.send(()).unwrap();
+            thread::sleep(hold);
+            drop(thread);
+        })
+    };
+    is_online.recv().unwrap();
+    let mut writer = rcu.register_qsbr_thread();
+    let start = Instant::now();
+    let mut most = 0;
+    let mut stores = 0;
+    while start.elapsed() < hold && stores < 100 {
+        cell.store(Box::new(vec![1u8; MIB]));
+        writer.quiescent_state();
+        stores += 1;
+        most = most.max(rcu.pending_bytes());
+    }
+    drop(writer);
+    silent.join().unwrap();
+    assert!(
+        most <= 4 * MIB + 3 * VALUE,
+        "{most} bytes waited after {stores} stores, over the 4 MiB cap: {:?}",
+        rcu.stats()
+    );
+    assert!(rcu.stats().headroom_waits >= 1, "{:?}", rcu.stats());
+    drop(cell);
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}

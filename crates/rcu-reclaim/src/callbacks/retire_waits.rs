@@ -189,7 +189,7 @@ impl Rcu {
     /// Marks the read-side section this thread is in as owing the
     /// pressure throttle: a guard or raw section pays when its outermost
     /// guard drops, an online QSBR registration when it next goes offline
-    /// (at a quiescent state that reports, `thread_offline`,
+    /// (at its next quiescent state, `thread_offline`,
     /// `offline_while`). A section opened by foreign code (liburcu's
     /// inline read lock) owes nothing: its end is not seen here.
     ///

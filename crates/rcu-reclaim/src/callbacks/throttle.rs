@@ -36,7 +36,7 @@
 //! (it waits for that very section): the section owes the wait and pays it
 //! when it ends (`reader::OWES_THROTTLE`, through the domain's hook
 //! `Registry::pay_owed` into `api::pay_owed_throttle`); an online QSBR
-//! registration pays, offline, at its next quiescent state that reports,
+//! registration pays, offline, at its next quiescent state,
 //! or when it goes offline. Writers that read and replace inside one
 //! section (as `compare_exchange` needs) were OOM-killed in 4 runs of 4
 //! before; 13 of 14 survived after.

@@ -1,11 +1,12 @@
 //! What a section or an online QSBR registration owes: a retire that the
 //! pressure throttle would have made wait where it cannot (inside a
 //! section, which the grace period waits for) records the debt, and the
-//! section's end, or the registration's next reporting quiescent state,
+//! section's end, or the registration's next quiescent state,
 //! pays it through the domain's hook (`Registry::pay_owed`).
 
 use std::cell::Cell;
 use std::ptr;
+use std::sync::atomic::Ordering;
 
 use super::Registry;
 
@@ -16,7 +17,7 @@ thread_local! {
     /// The registries (of domains; null: none) in which an online QSBR
     /// registration of this thread retired while the pressure throttle
     /// would have made it wait: each pays when its registration next goes
-    /// offline (at a quiescent state that reports, `thread_offline`,
+    /// offline (at a quiescent state, `thread_offline`,
     /// `offline_while`). One per domain: with a single entry, a thread
     /// online in two QSBR domains lost one domain's debt when it retired
     /// into the other before reporting (its throttle waits went unpaid:
@@ -48,10 +49,14 @@ pub(crate) fn owe_throttle_qsbr(registry: &Registry) -> bool {
             if owed.iter().any(|o| ptr::eq(o.get(), registry)) {
                 return true;
             }
+            // A replaced entry's domain keeps its count (its registry may
+            // be gone): its quiescent states then look for a debt of their
+            // thread's in vain, which costs a little, never a wait.
             owed.iter()
                 .find(|o| o.get().is_null())
                 .unwrap_or(&owed[0])
                 .set(registry);
+            registry.qsbr_owing.fetch_add(1, Ordering::Relaxed);
             false
         })
         .unwrap_or(false)
@@ -66,7 +71,7 @@ thread_local! {
 
 /// Records that an online QSBR registration of this thread in the domain
 /// of `registry` owes `work`, to run where it pays the pressure throttle
-/// (offline, at its next quiescent state that reports, or going offline).
+/// (offline, at its next quiescent state, or going offline).
 #[cfg(not(loom))]
 pub(crate) fn owe_at_quiescent_state(registry: &Registry, work: fn()) {
     let _ = owe_throttle_qsbr(registry);
@@ -88,6 +93,11 @@ pub(crate) fn take_owed_qsbr(registry: &Registry) -> bool {
                 .find(|o| ptr::eq(o.get(), registry))
                 .is_some_and(|o| {
                     o.set(ptr::null());
+                    let _ = registry.qsbr_owing.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    );
                     true
                 })
         })

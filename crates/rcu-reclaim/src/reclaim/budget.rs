@@ -546,7 +546,7 @@ impl MemoryBudget {
     /// and returns true. Allocating inside a section is ordinary Rust. On
     /// an online thread of a QSBR reclaimer domain (in no guard section),
     /// the direct reclaim is owed instead, and runs at the thread's next
-    /// quiescent state that reports, or when it goes offline
+    /// quiescent state, or when it goes offline
     /// ([`BudgetStats::owed_reclaims`]).
     ///
     /// ```
@@ -612,7 +612,7 @@ thread_local! {
 /// Over `min` on an online QSBR thread of the reclaimer's domain (and in
 /// no other section of it), direct reclaim cannot run: it may wait for a
 /// grace period, which this thread's online state holds up. The thread
-/// owes it instead and runs it at its next quiescent state that reports,
+/// owes it instead and runs it at its next quiescent state,
 /// or when it goes offline, as it pays a pressure-throttle wait (an event
 /// loop that reports every iteration reclaims an iteration later).
 #[cfg(not(loom))]
