@@ -20,6 +20,10 @@ const SHARDS: usize = 16;
 /// inserted, or abandoned by a panic).
 struct Loading {
     done: Mutex<bool>,
+    /// The load ended with its value made and inserted (not abandoned by
+    /// a panic): a waiter that still misses the key then makes its value
+    /// itself rather than wait again (see [`Begin::Waited`]).
+    made: std::sync::atomic::AtomicBool,
     ended: Condvar,
     /// The process whose thread loads: in a child forked meanwhile that
     /// thread does not exist, and the load never ends.
@@ -59,8 +63,15 @@ pub(crate) enum Begin<'a> {
     /// This thread makes the value; the turn ends (waking the waiters)
     /// when it is dropped.
     Turn(Turn<'a>),
-    /// Another thread's load of this hash ended: look again.
-    Waited,
+    /// Another thread's load of this hash ended: look again. `made`: that
+    /// load made and inserted its value; a waiter that misses even so (the
+    /// value was evicted at once, not cached at all for being heavier
+    /// than the capacity, or the load was of another key of the same hash)
+    /// makes its own without waiting again. Waiting for the next turn
+    /// instead serialized the `make`s of a value that is never cached:
+    /// 8 threads' `make`s of 5 ms ran one at a time, and a call waited
+    /// through up to 22 of them (112 ms), more the more threads came.
+    Waited { made: bool },
     /// This thread holds a turn already (a `make` that reads a cache):
     /// make this value too, without a turn or a wait.
     Alone,
@@ -107,10 +118,13 @@ impl Loads {
             while !*done {
                 done = other.ended.wait(done).unwrap_or_else(|p| p.into_inner());
             }
-            return Begin::Waited;
+            return Begin::Waited {
+                made: other.made.load(std::sync::atomic::Ordering::Relaxed),
+            };
         }
         let loading = Arc::new(Loading {
             done: Mutex::new(false),
+            made: std::sync::atomic::AtomicBool::new(false),
             ended: Condvar::new(),
             pid,
         });
@@ -128,6 +142,18 @@ impl Loads {
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.shards.iter().map(|s| plain(s).len()).sum()
+    }
+}
+
+impl Turn<'_> {
+    /// Ends the load with its value made and inserted (see
+    /// [`Begin::Waited`]).
+    pub(crate) fn made(self) {
+        // Stored before `done` (under its lock, in `drop`): a waiter
+        // reads it after seeing `done`.
+        self.loading
+            .made
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -167,9 +193,19 @@ mod tests {
         assert!(matches!(loads.begin(7), Begin::Alone));
         assert!(matches!(loads.begin(8), Begin::Alone));
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| matches!(loads.begin(7), Begin::Waited));
+            let waiter = s.spawn(|| matches!(loads.begin(7), Begin::Waited { made: false }));
             std::thread::sleep(std::time::Duration::from_millis(20));
             drop(turn);
+            assert!(waiter.join().unwrap());
+        });
+        // A load that made its value tells its waiters so.
+        let Begin::Turn(turn) = loads.begin(7) else {
+            panic!("no turn on an empty table")
+        };
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| matches!(loads.begin(7), Begin::Waited { made: true }));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            turn.made();
             assert!(waiter.join().unwrap());
         });
         assert_eq!(loads.in_flight(), 0);

@@ -660,7 +660,9 @@ where
     /// moka's `get_with` does: the first makes it, the others wait for
     /// that `make` and its insert to end, then read the value cached (a
     /// `make` that panics ends its turn, and the next waiter makes the
-    /// value). A `make` may read caches, this one and its own key
+    /// value; a value not cached after all, evicted at once or heavier
+    /// than the capacity, each waiter makes itself, without waiting
+    /// again). A `make` may read caches, this one and its own key
     /// included: a miss inside a `make` waits for no other thread's (two
     /// `make`s that each missed the other's key would wait for each other
     /// for ever), it makes the value itself. As with any loader that
@@ -710,6 +712,7 @@ where
         read: impl FnOnce(&V) -> R,
     ) -> R {
         let hash = self.inner.map.hash(&key);
+        let mut made_elsewhere = false;
         let turn = loop {
             {
                 let guard = self.domain().read_lock();
@@ -717,11 +720,14 @@ where
                     return read(value);
                 }
             }
-            if !loading::may_wait_for_a_load(self.domain()) {
+            if made_elsewhere || !loading::may_wait_for_a_load(self.domain()) {
                 break None;
             }
             match self.inner.loads.begin(hash) {
-                loading::Begin::Waited => continue,
+                loading::Begin::Waited { made } => {
+                    made_elsewhere = made;
+                    continue;
+                }
                 loading::Begin::Alone => break None,
                 loading::Begin::Turn(turn) => {
                     // A load that ended between the miss above and this
@@ -737,7 +743,9 @@ where
         let value = make();
         let out = read(&value);
         self.insert(key, value);
-        drop(turn);
+        if let Some(turn) = turn {
+            turn.made();
+        }
         out
     }
 
