@@ -602,18 +602,12 @@ impl QsbrThread {
             // It also pays a pressure-throttle wait that a retire while
             // online owed (offline: no reference from a section is alive,
             // as `&mut self` proves).
-            reader::qsbr_report(slot, self.reg.rcu.registry(), ctr);
-        } else {
             // A debt (a retire over the pressure throttle's mark, a memory
-            // limit's allowance or `Config::max_pending_bytes`) is paid
-            // here too while no grace period begins: one held up by
-            // another thread that never reports would leave it unpaid.
-            #[cfg(not(loom))]
-            if self.reg.rcu.registry().qsbr_owing.load(Ordering::Relaxed) != 0
-                && self.reg.online.get()
-            {
-                reader::qsbr_pay_owed(slot, self.reg.rcu.registry());
-            }
+            // limit's allowance or `Config::max_pending_bytes`) takes this
+            // path too while no grace period begins: the retire that owed
+            // it set the slot to `OWED_MARK`, which no counter value equals
+            // (`owed::owe_throttle_qsbr`).
+            reader::qsbr_report(slot, self.reg.rcu.registry(), ctr);
         }
     }
 

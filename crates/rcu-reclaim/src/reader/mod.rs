@@ -40,8 +40,6 @@ pub(crate) use owed::{owe_throttle_qsbr, take_owed_qsbr};
 pub(crate) use qsbr_slots::in_any_section;
 #[cfg(not(loom))]
 pub(crate) use qsbr_slots::qsbr_only_section_in;
-#[cfg(not(loom))]
-pub(crate) use qsbr_slots::qsbr_pay_owed;
 #[cfg(loom)]
 pub(crate) use qsbr_slots::qsbr_report_without_fence_a;
 pub(crate) use qsbr_slots::{
@@ -265,12 +263,6 @@ pub(crate) struct Registry {
     /// domain; lock-free: a report runs under the grace-period lock).
     #[cfg(not(loom))]
     pub(crate) backlog_bytes: std::sync::OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
-    /// How many online QSBR registrations (of any thread) owe a throttle
-    /// wait in this domain (`owed::owe_throttle_qsbr`), about: a quiescent
-    /// state that reports nothing (no grace period begun since the last
-    /// report) pays its thread's debt while this is not 0. Read-mostly:
-    /// written only as a debt is made or paid.
-    pub(crate) qsbr_owing: std::sync::atomic::AtomicUsize,
 }
 
 /// The domain's hook behind [`Registry::pay_owed`].
@@ -300,7 +292,6 @@ impl Registry {
             adopt_orphans: std::sync::OnceLock::new(),
             #[cfg(not(loom))]
             backlog_bytes: std::sync::OnceLock::new(),
-            qsbr_owing: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

@@ -104,21 +104,30 @@ pub(crate) fn qsbr_report(slot: &Slot, registry: &Registry, ctr: u64) {
     }
 }
 
-/// A quiescent state that reports nothing (no grace period has begun
-/// since the last report) while some registration of the domain owes a
-/// throttle wait: pays this thread's debt, if it has one, as a report
-/// would. Without it a grace period held up by another online thread
-/// (one that never reports) left this one reporting nothing, so never
-/// paying: an online writer retiring 1 MiB values between quiescent
-/// states piled 200 MiB over a `Config::max_pending_bytes` of 4 MiB in
-/// 3 s.
-#[cfg(not(loom))]
-#[cold]
-#[inline(never)]
-pub(crate) fn qsbr_pay_owed(slot: &Slot, registry: &Registry) {
-    if take_owed_qsbr(registry) {
-        pay_owed_offline(slot, registry);
-    }
+/// What a QSBR slot reads while its online thread owes a throttle wait
+/// (`owed::owe_throttle_qsbr`): a value the readers' counter never takes
+/// (it starts at 1 and every grace period waits for a larger one), so the
+/// thread's next quiescent state takes its reporting path, which pays,
+/// even when no grace period has begun since its last report. A grace
+/// period reads it as a thread still to report (non-zero, under its
+/// target): conservative, and ended by that same quiescent state.
+pub(crate) const OWED_MARK: u64 = 1;
+
+/// Sets this thread's online QSBR slots of `registry` to [`OWED_MARK`]
+/// (see there). Only the slot's own thread stores to it while online.
+pub(crate) fn mark_owing(registry: &Registry) {
+    let _ = QSBR_ONLINE.try_with(|o| {
+        for &(slot, reg, _) in o.slots.borrow().iter() {
+            if ptr::eq(reg, registry) {
+                // SAFETY: this thread's own slot, alive while its
+                // registration is (it is listed until released).
+                let slot = unsafe { &*slot };
+                if slot.ctr.load(Ordering::Relaxed) != 0 {
+                    slot.ctr.store(OWED_MARK, Ordering::Relaxed);
+                }
+            }
+        }
+    });
 }
 
 /// After a quiescent state's report: a retire while online owed the
