@@ -441,6 +441,9 @@ impl Config {
     /// which [`sources::auto_pressure`](crate::sources::auto_pressure)
     /// sets under a cgroup limit), the smaller of the two bounds holds.
     /// `Stats::headroom_waits` counts the waits, as for a memory limit.
+    /// [`Rcu::try_defer_drop`](crate::Rcu::try_defer_drop), which never
+    /// waits, is not held to it: a thread that retires only through it can
+    /// take the garbage past the cap.
     ///
     /// ```
     /// use rcu_reclaim::{Config, Rcu, RcuCell};
