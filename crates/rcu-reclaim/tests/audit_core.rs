@@ -1115,8 +1115,23 @@ fn a_reference_shared_with_a_scoped_thread_stays_valid_while_the_guard_lives() {
             let v = cell.load(&g).unwrap();
             thread::scope(|s2| {
                 s2.spawn(|| {
-                    for _ in 0..100 {
+                    // Looks at the value while the writer replaces it and
+                    // retires more after it: 100 looks, yielding between
+                    // them so that the writer and the workers run. On a
+                    // loaded machine each yield can give away whole time
+                    // slices (100 took seconds, and 200 rounds outlived the
+                    // watchdog), so a round may end sooner: after 20 ms
+                    // of looks during which the writer made 8 more values.
+                    let made = book.made.load(Ordering::SeqCst);
+                    let start = Instant::now();
+                    for look in 0.. {
                         v.check();
+                        if look == 100
+                            || (start.elapsed() >= ms(20)
+                                && book.made.load(Ordering::SeqCst) >= made + 8)
+                        {
+                            break;
+                        }
                         thread::yield_now();
                     }
                 });
