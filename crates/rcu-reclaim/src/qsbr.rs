@@ -606,7 +606,7 @@ impl QsbrThread {
             // limit's allowance or `Config::max_pending_bytes`) takes this
             // path too while no grace period begins: the retire that owed
             // it set the slot to `OWED_MARK`, which no counter value equals
-            // (`owed::owe_throttle_qsbr`).
+            // (`qsbr_slots::owe_qsbr`).
             reader::qsbr_report(slot, self.reg.rcu.registry(), ctr);
         }
     }

@@ -202,7 +202,7 @@ impl Rcu {
             && self.flavor() == crate::Flavor::Qsbr
             && crate::reader::qsbr_online_in(self.id())
         {
-            return Some(crate::reader::owe_throttle_qsbr(self.registry()));
+            return Some(crate::reader::owe_qsbr(self.registry()));
         }
         owed
     }

@@ -33,11 +33,14 @@ mod qsbr_slots;
 mod registration;
 mod section;
 
+pub(crate) use owed::take_owed_qsbr;
 #[cfg(not(loom))]
-pub(crate) use owed::{owe_at_quiescent_state, take_owed_work, Payer};
-pub(crate) use owed::{owe_throttle_qsbr, take_owed_qsbr};
+pub(crate) use owed::{take_owed_work, Payer};
 #[cfg(not(loom))]
 pub(crate) use qsbr_slots::in_any_section;
+#[cfg(not(loom))]
+pub(crate) use qsbr_slots::owe_at_quiescent_state;
+pub(crate) use qsbr_slots::owe_qsbr;
 #[cfg(not(loom))]
 pub(crate) use qsbr_slots::qsbr_only_section_in;
 #[cfg(loom)]

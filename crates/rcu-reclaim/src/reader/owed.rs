@@ -52,13 +52,6 @@ pub(crate) fn owe_throttle_qsbr(registry: &Registry) -> bool {
                 .find(|o| o.get().is_null())
                 .unwrap_or(&owed[0])
                 .set(registry);
-            // The thread's next quiescent state pays, whether a grace
-            // period has begun since its last report or not: with the
-            // slot at a value no counter equals, it takes the reporting
-            // path (a grace period held up by another online thread that
-            // never reports begins none, and an online writer behind it
-            // never paid: 100 MiB over a 4 MiB cap in 1.5 s).
-            super::qsbr_slots::mark_owing(registry);
             false
         })
         .unwrap_or(false)
@@ -71,12 +64,10 @@ thread_local! {
     static OWED_WORK: Cell<Option<fn()>> = const { Cell::new(None) };
 }
 
-/// Records that an online QSBR registration of this thread in the domain
-/// of `registry` owes `work`, to run where it pays the pressure throttle
-/// (offline, at its next quiescent state, or going offline).
+/// Records that this thread owes `work`, to run where its online QSBR
+/// registration pays the pressure throttle (`qsbr_slots::owe_at_quiescent_state`).
 #[cfg(not(loom))]
-pub(crate) fn owe_at_quiescent_state(registry: &Registry, work: fn()) {
-    let _ = owe_throttle_qsbr(registry);
+pub(crate) fn owe_work(work: fn()) {
     let _ = OWED_WORK.try_with(|w| w.set(Some(work)));
 }
 

@@ -113,9 +113,31 @@ pub(crate) fn qsbr_report(slot: &Slot, registry: &Registry, ctr: u64) {
 /// target): conservative, and ended by that same quiescent state.
 pub(crate) const OWED_MARK: u64 = 1;
 
+/// Records that an online QSBR registration of this thread in the domain
+/// of `registry` owes the pressure throttle (`owed::owe_throttle_qsbr`),
+/// and sets its slot to [`OWED_MARK`], so that its next quiescent state
+/// pays, whether a grace period has begun since its last report or not (a
+/// grace period held up by another online thread that never reports
+/// begins none, and an online writer behind it never paid: 100 MiB over a
+/// 4 MiB cap in 1.5 s). Returns whether it owed already.
+pub(crate) fn owe_qsbr(registry: &Registry) -> bool {
+    let again = super::owed::owe_throttle_qsbr(registry);
+    mark_owing(registry);
+    again
+}
+
+/// As [`owe_qsbr`], owing `work` besides (a budget's direct reclaim), run
+/// where the registration pays: offline, at its next quiescent state, or
+/// going offline.
+#[cfg(not(loom))]
+pub(crate) fn owe_at_quiescent_state(registry: &Registry, work: fn()) {
+    let _ = owe_qsbr(registry);
+    super::owed::owe_work(work);
+}
+
 /// Sets this thread's online QSBR slots of `registry` to [`OWED_MARK`]
 /// (see there). Only the slot's own thread stores to it while online.
-pub(crate) fn mark_owing(registry: &Registry) {
+fn mark_owing(registry: &Registry) {
     let _ = QSBR_ONLINE.try_with(|o| {
         for &(slot, reg, _) in o.slots.borrow().iter() {
             if ptr::eq(reg, registry) {
