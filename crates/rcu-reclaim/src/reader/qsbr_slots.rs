@@ -139,7 +139,12 @@ pub(crate) fn owe_at_quiescent_state(registry: &Registry, work: fn()) {
 /// (see there). Only the slot's own thread stores to it while online.
 fn mark_owing(registry: &Registry) {
     let _ = QSBR_ONLINE.try_with(|o| {
-        for &(slot, reg, _) in o.slots.borrow().iter() {
+        // Listed or unlisted only under `NO_RECLAIM`, where no retire
+        // owes; a borrow held even so leaves the debt to the next report.
+        let Ok(slots) = o.slots.try_borrow() else {
+            return;
+        };
+        for &(slot, reg, _) in slots.iter() {
             if ptr::eq(reg, registry) {
                 // SAFETY: this thread's own slot, alive while its
                 // registration is (it is listed until released).
