@@ -438,8 +438,8 @@ impl Config {
     /// below 2 MiB is taken as 2 MiB (smaller garbage never waits); the
     /// default, `usize::MAX`, sets none. Where the domain's garbage is also
     /// bounded by a memory limit ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage),
-    /// which [`sources::auto_pressure`](crate::sources::auto_pressure)
-    /// sets under a cgroup limit), the smaller of the two bounds holds.
+    /// which the pressure sources' `auto_pressure` sets under a cgroup
+    /// limit), the smaller of the two bounds holds.
     /// `Stats::headroom_waits` counts the waits, as for a memory limit.
     /// [`Rcu::try_defer_drop`](crate::Rcu::try_defer_drop), which never
     /// waits, is not held to it: a thread that retires only through it can

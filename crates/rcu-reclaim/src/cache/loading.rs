@@ -16,15 +16,13 @@ use crossbeam_utils::CachePadded;
 /// Shards of the table of loads in flight, by hash.
 const SHARDS: usize = 16;
 
-/// One load in flight: set `done` and notified when it ends (made and
-/// inserted, or abandoned by a panic).
+/// One load in flight: `ended` set and notified when it ends, to
+/// whether its value was made and inserted (not abandoned by a panic): a
+/// waiter that still misses the key after a made value makes its own
+/// rather than wait again (see [`Begin::Waited`]).
 struct Loading {
-    done: Mutex<bool>,
-    /// The load ended with its value made and inserted (not abandoned by
-    /// a panic): a waiter that still misses the key then makes its value
-    /// itself rather than wait again (see [`Begin::Waited`]).
-    made: std::sync::atomic::AtomicBool,
-    ended: Condvar,
+    ended: Mutex<Option<bool>>,
+    woken: Condvar,
     /// The process whose thread loads: in a child forked meanwhile that
     /// thread does not exist, and the load never ends.
     pid: u32,
@@ -82,6 +80,8 @@ pub(crate) struct Turn<'a> {
     loads: &'a Loads,
     hash: u64,
     loading: Arc<Loading>,
+    /// The value was made and inserted ([`made`](Turn::made)).
+    made: bool,
 }
 
 fn plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,18 +114,17 @@ impl Loads {
         if let Some((_, other)) = shard.iter().find(|(h, _)| *h == hash) {
             let other = other.clone();
             drop(shard);
-            let mut done = plain(&other.done);
-            while !*done {
-                done = other.ended.wait(done).unwrap_or_else(|p| p.into_inner());
+            let mut ended = plain(&other.ended);
+            loop {
+                if let Some(made) = *ended {
+                    return Begin::Waited { made };
+                }
+                ended = other.woken.wait(ended).unwrap_or_else(|p| p.into_inner());
             }
-            return Begin::Waited {
-                made: other.made.load(std::sync::atomic::Ordering::Relaxed),
-            };
         }
         let loading = Arc::new(Loading {
-            done: Mutex::new(false),
-            made: std::sync::atomic::AtomicBool::new(false),
-            ended: Condvar::new(),
+            ended: Mutex::new(None),
+            woken: Condvar::new(),
             pid,
         });
         shard.push((hash, loading.clone()));
@@ -135,6 +134,7 @@ impl Loads {
             loads: self,
             hash,
             loading,
+            made: false,
         })
     }
 
@@ -148,12 +148,8 @@ impl Loads {
 impl Turn<'_> {
     /// Ends the load with its value made and inserted (see
     /// [`Begin::Waited`]).
-    pub(crate) fn made(self) {
-        // Stored before `done` (under its lock, in `drop`): a waiter
-        // reads it after seeing `done`.
-        self.loading
-            .made
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+    pub(crate) fn made(mut self) {
+        self.made = true;
     }
 }
 
@@ -171,8 +167,8 @@ impl Drop for Turn<'_> {
                 shard.swap_remove(i);
             }
         }
-        *plain(&self.loading.done) = true;
-        self.loading.ended.notify_all();
+        *plain(&self.loading.ended) = Some(self.made);
+        self.loading.woken.notify_all();
     }
 }
 
