@@ -230,15 +230,23 @@ impl QsbrOnline {
     /// interrupted call is bringing about. (`slots` is never borrowed
     /// mutably at the same time.)
     fn online_count(&self, id: u64) -> usize {
+        self.online_in(Some(id)).unwrap_or(0)
+    }
+
+    /// How many online QSBR registrations this thread has in domain `id`
+    /// (`None`: in any domain), as [`online_count`](Self::online_count)
+    /// counts them; `None` when neither list can be borrowed.
+    fn online_in(&self, id: Option<u64>) -> Option<usize> {
+        let here = |d: u64| id.map_or(true, |id| d == id);
         if let Ok(domains) = self.domains.try_borrow() {
-            return domains.iter().filter(|&&d| d == id).count();
+            return Some(domains.iter().filter(|&&d| here(d)).count());
         }
-        self.slots.try_borrow().map_or(0, |slots| {
+        self.slots.try_borrow().ok().map(|slots| {
             slots
                 .iter()
                 // SAFETY: a listed slot is alive (see `QsbrOnline::drop`).
                 .filter(|&&(slot, _, d)| {
-                    d == id && unsafe { &*slot }.ctr.load(Ordering::Relaxed) != 0
+                    here(d) && unsafe { &*slot }.ctr.load(Ordering::Relaxed) != 0
                 })
                 .count()
         })
@@ -365,19 +373,7 @@ fn qsbr_online_anywhere() -> bool {
         return false;
     }
     QSBR_ONLINE
-        .try_with(|o| {
-            o.domains.try_borrow().map_or_else(
-                |_| {
-                    o.slots.try_borrow().map_or(true, |slots| {
-                        slots
-                            .iter()
-                            // SAFETY: a listed slot is alive (see `QsbrOnline::drop`).
-                            .any(|&(slot, _, _)| unsafe { &*slot }.ctr.load(Ordering::Relaxed) != 0)
-                    })
-                },
-                |domains| !domains.is_empty(),
-            )
-        })
+        .try_with(|o| o.online_in(None).map_or(true, |n| n > 0))
         .unwrap_or(true)
 }
 
