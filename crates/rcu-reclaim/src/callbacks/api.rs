@@ -410,9 +410,7 @@ impl Rcu {
     /// drop(unsafe { Box::from_raw(slot.load(Ordering::Acquire)) });
     /// ```
     pub unsafe fn defer_drop_raw<T: ReclaimSize + Send + 'static>(&self, ptr: *mut T) {
-        let Some(ptr) = NonNull::new(ptr) else {
-            panic!("Rcu::defer_drop_raw: the pointer is null (pass what Box::into_raw returned)");
-        };
+        let ptr = non_null_or_refused(ptr, "defer_drop_raw");
         // SAFETY: a live value from `Box::into_raw` (our contract); a shared
         // borrow beside the readers' ones, ended before the hand-over.
         let value = unsafe { ptr.as_ref() };
@@ -457,11 +455,7 @@ impl Rcu {
     /// assert_eq!(rcu.pending_bytes(), 0);
     /// ```
     pub unsafe fn defer_drop_raw_sized<T: Send + 'static>(&self, ptr: *mut T, bytes: usize) {
-        let Some(ptr) = NonNull::new(ptr) else {
-            panic!(
-                "Rcu::defer_drop_raw_sized: the pointer is null (pass what Box::into_raw returned)"
-            );
-        };
+        let ptr = non_null_or_refused(ptr, "defer_drop_raw_sized");
         // SAFETY: per our contract.
         unsafe { self.defer_drop_raw_as(ptr, bytes, !std::mem::needs_drop::<T>()) };
     }
@@ -878,4 +872,13 @@ impl Rcu {
     pub fn topology(&self) -> &crate::topology::Topology {
         &self.inner().callbacks.topology
     }
+}
+
+/// `ptr`, handed to `Rcu::{call}`, or a panic naming the call when it is
+/// null (nothing is queued).
+#[track_caller]
+fn non_null_or_refused<T>(ptr: *mut T, call: &str) -> NonNull<T> {
+    NonNull::new(ptr).unwrap_or_else(|| {
+        panic!("Rcu::{call}: the pointer is null (pass what Box::into_raw returned)")
+    })
 }
