@@ -49,9 +49,8 @@ thread_local! {
 /// inside a callback (the `make` may call `barrier`, which waits for it),
 /// and not under one of the crate's locks (a `get_or_insert_with` loader
 /// holds its map's stripe, which the `make` may write).
-pub(crate) fn may_wait_for_a_load(rcu: &crate::Rcu) -> bool {
-    !rcu.in_read_section()
-        && !crate::reader::in_any_section()
+pub(crate) fn may_wait_for_a_load() -> bool {
+    !crate::reader::in_any_section()
         && !crate::callbacks::in_callback()
         && crate::reclaim::reclaim_allowed()
 }

@@ -720,7 +720,7 @@ where
                     return read(value);
                 }
             }
-            if made_elsewhere || !loading::may_wait_for_a_load(self.domain()) {
+            if made_elsewhere || !loading::may_wait_for_a_load() {
                 break None;
             }
             match self.inner.loads.begin(hash) {
