@@ -50,6 +50,19 @@ fn stores_behind_a_reader(rcu: &Rcu, stores: u8, hold: Duration) -> (usize, Dura
     (most, took)
 }
 
+/// [`stores_behind_a_reader`], checking that the garbage kept within
+/// `bound` and a value or two (the thread's own page, and the value being
+/// retired); returns the most seen.
+fn keeps_within(rcu: &Rcu, bound: usize, stores: u8, hold: Duration) -> usize {
+    let (most, _) = stores_behind_a_reader(rcu, stores, hold);
+    assert!(
+        most <= bound + 2 * VALUE,
+        "{most} bytes waited, over {bound}: {:?}",
+        rcu.stats()
+    );
+    most
+}
+
 /// With a cap of 8 MiB, 40 stores of 1 MiB behind a reader that stays in
 /// its section for 300 ms keep the garbage within the cap and a value or
 /// two (the thread's own page, and the value being retired): the writer
@@ -85,31 +98,16 @@ fn the_smaller_of_the_cap_and_a_memory_limits_bound_holds() {
     let hold = Duration::from_millis(200);
     let rcu = Rcu::new(Config::new().max_pending_bytes(4 * MIB)).unwrap();
     rcu.bound_garbage(100 * MIB, || Some(10 * MIB));
-    let (most, _) = stores_behind_a_reader(&rcu, 24, hold);
-    assert!(
-        most <= 4 * MIB + 2 * VALUE,
-        "{most} bytes waited: {:?}",
-        rcu.stats()
-    );
+    keeps_within(&rcu, 4 * MIB, 24, hold);
 
     // Removing the limit leaves the cap.
     rcu.unbound_garbage();
-    let (most, _) = stores_behind_a_reader(&rcu, 24, hold);
-    assert!(
-        most <= 4 * MIB + 2 * VALUE,
-        "{most} bytes waited: {:?}",
-        rcu.stats()
-    );
+    keeps_within(&rcu, 4 * MIB, 24, hold);
 
     // A limit whose allowance is under the cap: its floor of 2 MiB holds.
     let rcu = Rcu::new(Config::new().max_pending_bytes(64 * MIB)).unwrap();
     rcu.bound_garbage(100 * MIB, || Some(99 * MIB));
-    let (most, _) = stores_behind_a_reader(&rcu, 24, hold);
-    assert!(
-        most <= 2 * MIB + 2 * VALUE,
-        "{most} bytes waited: {:?}",
-        rcu.stats()
-    );
+    keeps_within(&rcu, 2 * MIB, 24, hold);
 }
 
 /// A cap under 2 MiB is taken as 2 MiB (smaller garbage never waits), and
@@ -118,11 +116,7 @@ fn the_smaller_of_the_cap_and_a_memory_limits_bound_holds() {
 fn a_cap_under_two_mib_is_two_mib() {
     for cap in [0, 1, 64 << 10] {
         let rcu = Rcu::new(Config::new().max_pending_bytes(cap)).unwrap();
-        let (most, _) = stores_behind_a_reader(&rcu, 12, Duration::from_millis(150));
-        assert!(
-            most <= 2 * MIB + 2 * VALUE,
-            "cap {cap}: {most} bytes waited"
-        );
+        let most = keeps_within(&rcu, 2 * MIB, 12, Duration::from_millis(150));
         assert!(
             most >= MIB,
             "cap {cap}: {most} bytes waited: every retire waited"
