@@ -77,8 +77,8 @@ pub(crate) struct HeadroomState {
     /// The limit; `allow` and `state` are stored under it (a read of the
     /// usage, outside it, stores nothing for a limit replaced meanwhile).
     limit: std::sync::Mutex<Option<Arc<Headroom>>>,
-    /// `Config::max_pending_bytes` (`usize::MAX`: none): `allow` never
-    /// exceeds it, limit or not.
+    /// `Config::max_pending_bytes` (`usize::MAX`: none; else at least
+    /// `policy::HEADROOM_FLOOR`): `allow` never exceeds it, limit or not.
     cap: usize,
 }
 
@@ -125,7 +125,7 @@ impl Callbacks {
         // limit still in flight cannot overwrite it.
         self.headroom.allow.store(
             if on {
-                policy::HEADROOM_FLOOR.min(self.headroom.cap)
+                policy::HEADROOM_FLOOR
             } else {
                 self.headroom.cap
             },
