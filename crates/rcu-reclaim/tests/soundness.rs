@@ -550,8 +550,16 @@ impl LateRead {
 
     /// In the test: once the destructor holds its reference, replace the
     /// value with `store_sync`; the destructor must never see it dropped.
+    ///
+    /// Panics, rather than wait for good, if the destructor has not taken
+    /// its reference within 60 s (the reader thread failed before it).
     fn replace_under_the_reader(&self, store_sync: impl FnOnce() + Send + 'static) {
+        let t0 = std::time::Instant::now();
         while self.stage.load(Ordering::SeqCst) == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the reader thread's thread-local destructor never took its reference"
+            );
             thread::yield_now();
         }
         let writer = thread::spawn(store_sync);
