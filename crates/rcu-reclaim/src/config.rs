@@ -266,8 +266,8 @@ impl Config {
     /// callbacks and deferred drops it holds not yet assigned one account
     /// this many bytes, and a thread's bulk page goes to its shard when it
     /// holds this many in at least 8 objects, or four times as many bytes
-    /// (default 64 KiB: a page of values of up to 8 KiB goes at 64 KiB, one
-    /// of larger values at 256 KiB; a page of 128 small objects goes once
+    /// (default 16 KiB: a page of values of up to 2 KiB goes at 16 KiB, one
+    /// of larger values at 64 KiB; a page of 128 small objects goes once
     /// they hold a 32nd of this). Smaller values free sooner, with
     /// more grace periods; `usize::MAX` leaves the pace to
     /// [`lazy_delay`](Config::lazy_delay) and

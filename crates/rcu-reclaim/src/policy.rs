@@ -114,8 +114,15 @@ impl Default for Params {
 
 /// Bytes not yet assigned a grace period that make a shard ask for one at
 /// once, and a thread's bulk page go to its shard (chosen by measurement:
-/// see BENCHMARKS.md, "Lean by default").
-pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
+/// see BENCHMARKS.md, "Lean by default" and "Forty-sixth session"). At 64
+/// KiB a page of the cache bench's 1–64 KiB values went after about eight
+/// of them, and its evicted values waited a mean 1.2 MiB; at 16 KiB, 0.7
+/// MiB, one thread's update-heavy bench held half the mean garbage (0.02
+/// MiB against crossbeam-epoch's 0.04), with updates and gets as fast in
+/// runs alternated nine times (the cache 0.75× quick_cache against 0.72×,
+/// within the noise). At 8 KiB the cache held more (1.0 MiB): its pages'
+/// hand-offs, two values each, came faster than grace periods.
+pub(crate) const DEFAULT_PACE_BYTES: usize = 16 << 10;
 
 /// A page that holds `pace_bytes` goes to its shard once it also holds
 /// this many objects, or [`PAGE_BYTES_FACTOR`] times `pace_bytes`
@@ -124,19 +131,19 @@ pub(crate) const DEFAULT_PACE_BYTES: usize = 64 << 10;
 /// period and its `membarrier`: a cache churning 1–64 KiB values handed a
 /// page off every two retires, and its inserts took 1,000 ns instead of
 /// 835 with a page every eight (BENCHMARKS.md, "Where a cache insert's
-/// time goes"). Values of up to 8 KiB are unaffected (their 64 KiB holds 8
-/// of them), so their garbage waits no longer: a pace of 256 KiB for all
-/// (tried) raised the budget scenario's mean garbage of 1–8 KiB values by
-/// half.
+/// time goes"). Values of up to 2 KiB are unaffected (the default pace,
+/// 16 KiB, holds 8 of them), so their garbage waits no longer: a pace of
+/// 256 KiB for all (tried) raised the budget scenario's mean garbage of
+/// 1–8 KiB values by half.
 pub(crate) const PAGE_MIN_OBJECTS: usize = 8;
 
 /// See [`PAGE_MIN_OBJECTS`]: a page of large values goes at this many
-/// times `pace_bytes` whatever its count (256 KiB by default).
+/// times `pace_bytes` whatever its count (64 KiB by default).
 pub(crate) const PAGE_BYTES_FACTOR: usize = 4;
 
 /// A page goes to its shard once it holds this many objects, half its
 /// capacity of 255, if they hold a 32nd of `pace_bytes` (the early page's
-/// 2 KiB; a page of tiny objects, little memory, still waits to be full):
+/// 512 bytes; a page of tiny objects, little memory, still waits to be full):
 /// small objects then wait half as long for their page to fill. In the
 /// update-heavy bench (32–512 B values, 1–2 M retires a second per
 /// thread) a page of 255 took about 200 µs to fill, a quarter of the
@@ -336,8 +343,8 @@ pub(crate) const EARLY_PAGE_QUIET: Duration = Duration::from_micros(150);
 /// session").
 pub(crate) const EARLY_PAGE_QUIET_FENCED: Duration = Duration::from_micros(15);
 
-/// A page holding at least `pace_bytes / CHEAP_EARLY_PAGE_DIVISOR` (32
-/// KiB) goes early after the spacing cheap `membarrier`s allow
+/// A page holding at least `pace_bytes / CHEAP_EARLY_PAGE_DIVISOR` (8
+/// KiB by default) goes early after the spacing cheap `membarrier`s allow
 /// ([`MEMBARRIER_SPACING_PER_COST`]); a page holding less waits the full
 /// [`EARLY_PAGE_QUIET`]. Only a thread retiring over about 200 MB/s fills
 /// it within that spell: one thread's update-heavy bench (380 MB/s)
@@ -345,7 +352,8 @@ pub(crate) const EARLY_PAGE_QUIET_FENCED: Duration = Duration::from_micros(15);
 /// a peak of 0.067 MiB of garbage in the median round (at most 0.082;
 /// crossbeam-epoch's is 0.078) instead of 0.114 (at most 0.139), at
 /// 0.91–0.96× the updates a second (1.02× crossbeam-epoch's against 1.06×
-/// in the last alternation). Any page of 2 KiB (the early page's least)
+/// in the last alternation; measured at the pace of 64 KiB then). Any page
+/// of 2 KiB (the early page's least then)
 /// going after the short spell, one thread's read-mostly load (50 MB/s)
 /// started 9,800 a second instead of 5,700, for garbage already under
 /// crossbeam-epoch's; at a quarter of the pace (16 KiB), update-heavy held
@@ -793,7 +801,8 @@ pub(crate) const SMALL_OBJECT_BYTES: usize = 128;
 /// for a page of objects of [`SMALL_OBJECT_BYTES`] or more on average;
 /// every fourth for smaller ones, whose retires come fast and whose early
 /// page frees little: the clock read was 6 % of a 64-byte `defer_drop`
-/// loop's time (perf), for a page that goes early at 2 KiB either way.
+/// loop's time (perf), for a page that goes early at a 32nd of the pace
+/// either way.
 pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
     bytes >= count.saturating_mul(SMALL_OBJECT_BYTES) || count % (4 * RETIRES_PER_ADVANCE) == 0
 }
@@ -807,7 +816,7 @@ pub(crate) fn quiet_look_due(count: usize, bytes: usize) -> bool {
 /// first object for [`EARLY_PAGE_AGE_MS`].
 ///
 /// The byte pace alone lets a moderate retire rate wait: at 80 MiB/s a
-/// thread fills `pace_bytes` (64 KiB) in 0.8 ms, and in the read-mostly
+/// thread filled `pace_bytes` (64 KiB then) in 0.8 ms, and in the read-mostly
 /// bench garbage lived about 1.2 ms on average (crossbeam-epoch's 0.2 ms).
 /// A fast one is unaffected: its grace periods already start every
 /// 100–150 µs. With many threads each retiring moderately, other threads

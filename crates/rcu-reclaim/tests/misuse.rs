@@ -704,7 +704,7 @@ fn a_zero_config_value_is_named_alone_with_its_default() {
         Err(e) => panic!("unexpected error: {e}"),
         Ok(_) => panic!("pace_bytes(0) was accepted"),
     };
-    assert!(msg.contains("pace_bytes (the default is 65536)"), "{msg}");
+    assert!(msg.contains("pace_bytes (the default is 16384)"), "{msg}");
     for other in ["lazy_batch", "blimit", "workers_per_node", "qovld"] {
         assert!(!msg.contains(other), "{msg}");
     }

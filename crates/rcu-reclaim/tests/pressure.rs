@@ -234,10 +234,14 @@ fn callbacks_run_by_reclaim_cannot_allocate_pages() {
 /// membarrier, per object or two, which halved the demo writer's rate.
 #[test]
 fn hysteresis_leaves_thread_pages_alone_until_the_lazy_delay() {
+    // A pace of 64 KiB: the 2,000 8-byte objects below then never reach
+    // it, nor a half page's early share (2 KiB), so only the steal this
+    // test is about could ask for a grace period.
     let rcu = Rcu::new(
         Config::new()
             .lazy_delay(Duration::from_secs(60))
-            .lazy_batch(1 << 20),
+            .lazy_batch(1 << 20)
+            .pace_bytes(64 << 10),
     )
     .unwrap();
     drop(rcu.pressure_start_all()); // fast for two more grace periods

@@ -144,7 +144,7 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
     assert!(!page_due_by_pace(&p, big - 1, PAGE_MIN_OBJECTS - 1));
     assert!(page_due_by_pace(&p, big, 1));
     // Many small objects: at half a page, once they hold the early
-    // page's 2 KiB; tiny ones wait for the page to fill.
+    // page's 512 bytes; tiny ones wait for the page to fill.
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
     assert!(page_due_by_pace(&p, early, PAGE_HANDOFF_OBJECTS));
     assert!(!page_due_by_pace(&p, early - 1, PAGE_HANDOFF_OBJECTS));
@@ -161,7 +161,7 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
 fn a_page_goes_early_with_a_32nd_of_the_pace_after_a_quiet_spell() {
     let p = Params::default();
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
-    assert_eq!(early, 2 << 10);
+    assert_eq!(early, 512);
     let quiet = || Some((EARLY_PAGE_QUIET, StartCost::Membarrier(None)));
     let young = || 0;
     assert!(page_due_early(&p, early, quiet, || unreachable!()));
@@ -319,7 +319,7 @@ fn where_a_membarrier_is_cheap_retiring_threads_start_grace_periods_sooner() {
     let membarrier = |ns| StartCost::Membarrier(Some(ns));
     let p = Params::default();
     let half = p.pace_bytes / CHEAP_EARLY_PAGE_DIVISOR;
-    assert_eq!(half, 32 << 10);
+    assert_eq!(half, 8 << 10);
     // Untimed, or dear (5 µs and up): the full spacing.
     assert_eq!(
         early_page_quiet(&p, p.pace_bytes, StartCost::Membarrier(None)),
