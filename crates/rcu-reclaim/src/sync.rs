@@ -439,6 +439,36 @@ impl ForkedFrom {
     }
 }
 
+impl ForkedFrom {
+    /// The panic of a write to a map or cache whose lock `which` (its
+    /// key's stripe, a cache's policy shard) has been held for `waited`
+    /// in a process forked without `Rcu::prepare_fork`: most likely by a
+    /// thread of the parent that was writing at the fork. Unlike
+    /// [`stuck`](Self::stuck), it does not offer `prepare_fork` as the
+    /// whole fix: that does not stop those writers.
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    pub(crate) fn stuck_on_writers_lock(self, which: &str, waited: std::time::Duration) -> ! {
+        panic!(
+            "rcu-reclaim: {} of domain {} cannot proceed in process {}, forked from process {} \
+             without Rcu::prepare_fork(): {which} has been held for {waited:?}, most likely by \
+             a thread of the parent that was writing to the same map or cache at the fork; \
+             that thread does not exist here, so the lock is never released. Fork only while \
+             no thread writes the maps and caches that the child writes, or write in the \
+             child only to maps and caches made after the fork; and call rcu.prepare_fork() \
+             before fork() and ForkGuard::child() in the child (parent() in the parent) so \
+             that the domain itself works there (it does not stop the writers of maps and \
+             caches)",
+            self.what,
+            self.domain,
+            std::process::id(),
+            self.home,
+        )
+    }
+}
+
 /// While alive, every [`lock`] this thread waits for, and its waits on
 /// other threads' retires (`callbacks::local`), give up after
 /// [`FORKED_WAIT`] with a panic naming `Rcu::prepare_fork`, in a process

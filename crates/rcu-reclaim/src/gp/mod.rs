@@ -146,6 +146,12 @@ pub(crate) struct GracePeriods {
     /// held that long says so (`lock_after_fork`).
     #[cfg(not(loom))]
     held_for_fork: std::sync::atomic::AtomicBool,
+    /// Whether `ForkGuard::child` made the domain ready in this process, a
+    /// child: a lock of a map's or cache's writer (which `prepare_fork`
+    /// does not stop) may then be held by a thread of the parent
+    /// (`lock_written`).
+    #[cfg(not(loom))]
+    adopted: std::sync::atomic::AtomicBool,
 }
 
 impl GracePeriods {
@@ -179,6 +185,8 @@ impl GracePeriods {
             pid: std::sync::atomic::AtomicU32::new(crate::reader::current_pid()),
             #[cfg(not(loom))]
             held_for_fork: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(not(loom))]
+            adopted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -188,6 +196,7 @@ impl GracePeriods {
     pub(crate) fn adopt_process(&self) {
         self.pid
             .store(crate::reader::current_pid(), Ordering::Relaxed);
+        self.adopted.store(true, Ordering::Relaxed);
     }
 
     /// Takes `gp_lock`. In a process forked without `Rcu::prepare_fork`,
@@ -319,6 +328,107 @@ impl GracePeriods {
              guard.parent() in the parent and guard.child() in the child, or drop the guard; \
              a guard leaked with mem::forget stops the domain for good. Waiting on",
             self.id
+        ));
+    }
+
+    /// Takes `m`, a lock that a writer of a map or cache of this domain
+    /// holds (an `RcuHashMap`'s stripe, an `RcuCache`'s policy shard),
+    /// after the caller's try-lock found it held: the slow path alone, so
+    /// the uncontended write pays nothing for it. [`Rcu::prepare_fork`]
+    /// does not stop those writers (the domain does not know its maps, and
+    /// a writer holds its stripe with no lock of the domain), so a thread
+    /// of the parent may have held `m` at any fork, and that thread does
+    /// not exist in the child: the lock is never released there.
+    ///
+    /// In a process forked without `prepare_fork` ([`ForkedFrom::forked`],
+    /// looked at only now), the wait gives up after
+    /// [`FORKED_WAIT`](crate::sync::FORKED_WAIT) with a panic that names the
+    /// cause and the fix, as the domain's own locks do there. In a child
+    /// that `ForkGuard::child` made ready, where a closure of the child's
+    /// own threads (a slow `get_or_insert_with` loader) may hold the lock
+    /// that long too, it says so once, loudly, and waits on. `what` is the
+    /// write, `which` the lock, both for those messages.
+    ///
+    /// [`Rcu::prepare_fork`]: crate::Rcu::prepare_fork
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    pub(crate) fn lock_written<'a, T>(
+        &self,
+        m: &'a Mutex<T>,
+        what: &'static str,
+        which: &str,
+    ) -> crate::sync::Locked<'a, T> {
+        #[cfg(not(loom))]
+        {
+            let f = self.fork_check(what);
+            if f.forked() || self.adopted_in_child() {
+                return crate::sync::lock_within(m, crate::sync::FORKED_WAIT, |waited| {
+                    self.writers_lock_waited(f, which, waited);
+                    lock(m)
+                });
+            }
+        }
+        #[cfg(loom)]
+        let _ = (what, which);
+        lock(m)
+    }
+
+    /// [`lock_written`](Self::lock_written) for a writer's lock that is a
+    /// plain `std` mutex (an `RcuCache`'s policy shard), after the
+    /// caller's try-lock found it held.
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    pub(crate) fn lock_std_written<'a, T>(
+        &self,
+        m: &'a std::sync::Mutex<T>,
+        what: &'static str,
+        which: &str,
+    ) -> std::sync::MutexGuard<'a, T> {
+        let f = self.fork_check(what);
+        if f.forked() || self.adopted_in_child() {
+            return crate::sync::lock_std_within(m, crate::sync::FORKED_WAIT, |waited| {
+                self.writers_lock_waited(f, which, waited);
+                crate::sync::lock_std(m)
+            });
+        }
+        crate::sync::lock_std(m)
+    }
+
+    /// Whether `ForkGuard::child` made this domain ready in this process
+    /// (a child of a prepared fork).
+    #[cfg(not(loom))]
+    pub(crate) fn adopted_in_child(&self) -> bool {
+        self.adopted.load(Ordering::Relaxed)
+    }
+
+    /// What a wait for a map's or cache's writer's lock `which` does once
+    /// it has waited `waited` ([`FORKED_WAIT`](crate::sync::FORKED_WAIT))
+    /// in a forked process (see [`lock_written`](Self::lock_written)):
+    /// panics if the fork was not prepared (`f` says), else warns (the
+    /// caller waits on).
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    pub(crate) fn writers_lock_waited(&self, f: ForkedFrom, which: &str, waited: Duration) {
+        if f.forked() {
+            f.stuck_on_writers_lock(which, waited);
+        }
+        crate::sys::warn_loud(&format!(
+            "rcu-reclaim: {} of domain {} has waited {waited:?} for {which} in process {}, a \
+             child that ForkGuard::child() made ready after fork(). If a thread of the parent \
+             was writing to the same map or cache at the fork, it held that lock, does not \
+             exist here, and never releases it: Rcu::prepare_fork() stops the domain's own \
+             threads and locks, not the writers of maps and caches. Fork only while no thread \
+             writes the maps and caches that the child writes, or write in the child only to \
+             maps and caches made after the fork. (A closure of this process's own threads \
+             that holds the lock this long is waited for as well.) Still waiting",
+            f.what,
+            self.id,
+            std::process::id(),
         ));
     }
 

@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
-use crate::sync::{lock_std, try_lock, Locked, Mutex};
+use super::table::{STRIPE_LOCK, WRITE};
+use crate::domain::Rcu;
+use crate::sync::{lock_std, try_lock, Locked, Mutex, FORKED_WAIT};
 
 /// How often a waiting nested write looks for a cycle.
 const CYCLE_LOOK: Duration = Duration::from_millis(10);
@@ -107,10 +109,14 @@ fn cycle_through(waits: &[Wait], me: usize) -> Option<Vec<usize>> {
 /// Locks `m` for a write nested in another map's closure, its thread
 /// holding the stripe locks `holds`: waits as long as it is held, and
 /// panics if the wait closes a cycle of such waits (a lock-order
-/// deadlock; see the module docs).
+/// deadlock; see the module docs). After a fork, once it has waited
+/// [`FORKED_WAIT`], it does what an outer write's wait does there
+/// (`GracePeriods::lock_written`, with `rcu`, the map's domain): in a
+/// child forked without `prepare_fork` it panics, and in one that
+/// `ForkGuard::child` made ready it warns and waits on.
 #[cold]
 #[track_caller]
-pub(super) fn lock_nested<'a>(m: &'a Mutex<()>, holds: &[usize]) -> Locked<'a, ()> {
+pub(super) fn lock_nested<'a>(m: &'a Mutex<()>, holds: &[usize], rcu: &Rcu) -> Locked<'a, ()> {
     for _ in 0..64 {
         if let Some(held) = try_lock(m) {
             return held;
@@ -121,12 +127,25 @@ pub(super) fn lock_nested<'a>(m: &'a Mutex<()>, holds: &[usize]) -> Locked<'a, (
     let entry = Registered::new(holds, m as *const Mutex<()> as usize);
     let mut looked = start;
     let mut reported = false;
+    let mut fork_looked = false;
     loop {
         if let Some(held) = try_lock(m) {
             drop(entry);
             return held;
         }
         std::thread::sleep(NAP);
+        if !fork_looked && start.elapsed() >= FORKED_WAIT {
+            fork_looked = true;
+            let gp = &rcu.inner().gp;
+            let f = gp.fork_check(WRITE);
+            if f.forked() {
+                drop(entry);
+                f.stuck_on_writers_lock(STRIPE_LOCK, start.elapsed());
+            }
+            if gp.adopted_in_child() {
+                gp.writers_lock_waited(f, STRIPE_LOCK, start.elapsed());
+            }
+        }
         if looked.elapsed() < CYCLE_LOOK {
             continue;
         }

@@ -7,7 +7,8 @@
 use std::ptr::NonNull;
 
 use super::list::{self, Link};
-use crate::sync::{lock, try_lock, Locked, Mutex};
+use crate::domain::Rcu;
+use crate::sync::{try_lock, Locked, Mutex};
 
 /// Writers' locks, by the low bits of the hash. Every table has at least
 /// this many buckets, so each bucket, and each range of the list a writer
@@ -362,13 +363,30 @@ impl Stripes {
     /// panic unwinds this thread's closures and releases its stripes, so
     /// the other goes on. A wait that closes no cycle lasts as long as the
     /// lock is held.
+    ///
+    /// Or in a process forked from the one `rcu`, the map's domain, lives
+    /// in without
+    /// `Rcu::prepare_fork`, once the wait has lasted
+    /// [`FORKED_WAIT`](crate::sync::FORKED_WAIT): a thread of the parent,
+    /// caught mid-write at the fork, holds the stripe, most likely, and
+    /// does not exist here (see `GracePeriods::lock_written`, which also
+    /// says why a child of a prepared fork only warns). Looked at
+    /// only once the try-lock has failed: an uncontended write pays
+    /// nothing for it.
     #[inline]
     #[track_caller]
-    pub(super) fn lock(&self, stripe: usize) -> StripeLocked<'_> {
+    pub(super) fn lock(&self, stripe: usize, rcu: &Rcu) -> StripeLocked<'_> {
         let m = &self.0[stripe];
         let (held, nested) = Held::enter(self, m);
+        let locked = if nested {
+            lock_nested(m, rcu)
+        } else if let Some(locked) = try_lock(m) {
+            locked
+        } else {
+            rcu.inner().gp.lock_written(m, WRITE, STRIPE_LOCK)
+        };
         StripeLocked {
-            _locked: if nested { lock_nested(m) } else { lock(m) },
+            _locked: locked,
             _held: held,
         }
     }
@@ -397,6 +415,12 @@ impl Stripes {
     }
 }
 
+/// The write, in the panic (or warning) of a wait for a stripe after a
+/// fork ([`Stripes::lock`]).
+pub(super) const WRITE: &str = "a write to an RcuHashMap (or to the RcuCache built on it)";
+/// The lock, likewise.
+pub(super) const STRIPE_LOCK: &str = "its key's lock (one of the map's stripe locks)";
+
 /// Every stripe of a map, held (see [`Stripes::try_lock_all`]).
 pub(super) struct AllStripes<'a>(Vec<Locked<'a, ()>>);
 
@@ -412,8 +436,9 @@ impl Drop for AllStripes<'_> {
 
 /// How a resize takes the stripe of each bucket it links or unlinks.
 pub(super) enum Locking<'a> {
-    /// Each stripe in turn, waiting for it.
-    EachInTurn(&'a Stripes),
+    /// Each stripe in turn, waiting for it (with the map's domain, for
+    /// [`Stripes::lock`]'s check after a fork).
+    EachInTurn(&'a Stripes, &'a Rcu),
     /// All of them, held already ([`Stripes::try_lock_all`]).
     AllHeld(&'a AllStripes<'a>),
 }
@@ -423,7 +448,7 @@ impl Locking<'_> {
     /// all are held).
     fn stripe(&self, stripe: usize) -> Option<StripeLocked<'_>> {
         match self {
-            Locking::EachInTurn(stripes) => Some(stripes.lock(stripe)),
+            Locking::EachInTurn(stripes, rcu) => Some(stripes.lock(stripe, rcu)),
             Locking::AllHeld(all) => {
                 debug_assert_eq!(all.0.len(), STRIPES);
                 None
@@ -438,7 +463,7 @@ impl Locking<'_> {
 #[cfg(not(loom))]
 #[cold]
 #[track_caller]
-fn lock_nested(m: &Mutex<()>) -> Locked<'_, ()> {
+fn lock_nested<'a>(m: &'a Mutex<()>, rcu: &Rcu) -> Locked<'a, ()> {
     let depth = DEPTH.get();
     let mut holds = [0usize; NESTED];
     LOCKS.with(|locks| {
@@ -446,12 +471,13 @@ fn lock_nested(m: &Mutex<()>) -> Locked<'_, ()> {
             *h = l.get();
         }
     });
-    super::crossed::lock_nested(m, &holds[..depth - 1])
+    super::crossed::lock_nested(m, &holds[..depth - 1], rcu)
 }
 
 #[cfg(loom)]
-fn lock_nested(m: &Mutex<()>) -> Locked<'_, ()> {
-    lock(m)
+fn lock_nested<'a>(m: &'a Mutex<()>, rcu: &Rcu) -> Locked<'a, ()> {
+    let _ = rcu;
+    crate::sync::lock(m)
 }
 
 /// Whether this thread is inside the closure of a map's write (it holds
@@ -586,6 +612,7 @@ mod tests {
         assert_eq!(level_of(2 * STRIPES), 2);
         assert_eq!(level_of((1 << (usize::BITS - 2)) - 1), LEVELS - 1);
         let stripes = Stripes::new();
+        let rcu = Rcu::new(Default::default()).unwrap();
         let mut tables = vec![Table::with_new_list(4 * STRIPES)];
         let head = tables[0].bucket(0);
         // Three doublings, then three halvings: at each size every
@@ -607,12 +634,12 @@ mod tests {
             assert!(s.windows(2).all(|w| w[0] < w[1]));
             let next = if step < 3 {
                 // SAFETY: single-threaded; `t` is current.
-                unsafe { t.doubled(&Locking::EachInTurn(&stripes)) }
+                unsafe { t.doubled(&Locking::EachInTurn(&stripes, &rcu)) }
             } else {
                 let small = t.halved();
                 // SAFETY: single-threaded; `small` stands for the
                 // published table; `t` is halved once.
-                drop(unsafe { t.unlink_upper_half(&Locking::EachInTurn(&stripes)) });
+                drop(unsafe { t.unlink_upper_half(&Locking::EachInTurn(&stripes, &rcu)) });
                 small
             };
             tables.push(next);
@@ -644,17 +671,18 @@ mod tests {
     #[test]
     fn doubling_and_halving_keep_the_list_sorted_and_complete() {
         let stripes = Stripes::new();
+        let rcu = Rcu::new(Default::default()).unwrap();
         let t = Table::with_new_list(STRIPES);
         let head = t.bucket(0);
         assert_eq!(sorts(head).len(), STRIPES);
         // SAFETY: single-threaded; `t` is current.
-        let big = unsafe { t.doubled(&Locking::EachInTurn(&stripes)) };
+        let big = unsafe { t.doubled(&Locking::EachInTurn(&stripes, &rcu)) };
         let s = sorts(head);
         assert_eq!(s.len(), 2 * STRIPES);
         assert!(s.windows(2).all(|w| w[0] < w[1]));
         let small = big.halved();
         // SAFETY: single-threaded; `small` stands for the published table.
-        let gone = unsafe { big.unlink_upper_half(&Locking::EachInTurn(&stripes)) };
+        let gone = unsafe { big.unlink_upper_half(&Locking::EachInTurn(&stripes, &rcu)) };
         assert_eq!(gone.dummies.len(), STRIPES);
         assert_eq!(sorts(head).len(), STRIPES);
         assert_eq!(small.buckets(), STRIPES);

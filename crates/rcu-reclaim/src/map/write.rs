@@ -41,7 +41,7 @@ where
         let _section = self.rcu.read_lock();
         let stripe = Stripes::of(hash);
         let _locked = if wait {
-            self.stripes.lock(stripe)
+            self.stripes.lock(stripe, &self.rcu)
         } else {
             self.stripes.try_lock(stripe).ok_or(StripeBusy)?
         };
@@ -640,7 +640,7 @@ where
         {
             let _section = self.rcu.read_lock();
             for stripe in 0..STRIPES {
-                let _locked = self.stripes.lock(stripe);
+                let _locked = self.stripes.lock(stripe, &self.rcu);
                 let table = self
                     .table
                     .load(ord_for_loom("map.clear.table_acquire", Ordering::Acquire));
@@ -730,7 +730,7 @@ where
                 };
                 self.resize_locked(&Locking::AllHeld(&all));
             } else {
-                self.resize_locked(&Locking::EachInTurn(&self.stripes));
+                self.resize_locked(&Locking::EachInTurn(&self.stripes, &self.rcu));
             }
             drop(resizing);
             if !mutated_for_loom("map.resize.fence_after") {
