@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::entry::Entry;
 use super::policy::{Busy, S3Fifo, Store};
-use super::{lock, shrink, Inner};
+use super::{shrink, Inner};
 use crate::guard::ReadGuard;
 use crate::map::{StripeBusy, Unlinked};
 
@@ -57,7 +57,7 @@ where
                 let held = if try_only {
                     shrink::try_lock_queues(&shard.queues)
                 } else {
-                    Some(lock(&shard.queues))
+                    Some(shard.lock_queues(self.map.domain()))
                 };
                 let Some(mut queues) = held else {
                     continue;

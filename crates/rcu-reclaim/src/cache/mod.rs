@@ -197,7 +197,6 @@ use crate::guard::ReadSection;
 use crate::map::RcuHashMap;
 use crate::reclaim::{MemoryBudget, Reclaimer, ShrinkerId};
 use crate::sources::PressureMonitor;
-use crate::sync::lock_std as lock;
 use entry::{fresh_id, Entry};
 use evict::MapStore;
 use shards::Shards;
@@ -971,22 +970,26 @@ where
         /// can still be evicted.
         struct Requeue<'a, K> {
             policy: &'a Shards<K>,
+            rcu: &'a Rcu,
             queued: std::collections::VecDeque<(K, u64, usize, u64)>,
         }
         impl<K> Drop for Requeue<'_, K> {
             fn drop(&mut self) {
                 for (key, id, weight, hash) in self.queued.drain(..) {
-                    lock(&self.policy.of(hash).queues).push(key, id, weight, hash);
+                    (self.policy.of(hash))
+                        .lock_queues(self.rcu)
+                        .push(key, id, weight, hash);
                 }
             }
         }
         let mut rest = Requeue {
             policy: &self.inner.policy,
+            rcu: self.domain(),
             queued: self
                 .inner
                 .policy
                 .iter()
-                .flat_map(|shard| lock(&shard.queues).drain())
+                .flat_map(|shard| shard.lock_queues(self.domain()).drain())
                 .collect(),
         };
         let guard = self.domain().read_lock();
@@ -1021,7 +1024,7 @@ where
         if item.is_some() || shards.bytes() > cap {
             let shard = shards.of(hash);
             let floor = shards.floor(cap);
-            let mut queues = lock(&shard.queues);
+            let mut queues = shard.lock_queues(inner.map.domain());
             if let Some((key, id, weight)) = item {
                 queues.push(key, id, weight, hash);
             }

@@ -17,11 +17,12 @@
 //! as in a cache of one shard.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use crossbeam_utils::CachePadded;
 
 use super::policy::S3Fifo;
+use crate::domain::Rcu;
 
 /// The most shards a cache has.
 pub(crate) const MAX_SHARDS: usize = 64;
@@ -65,6 +66,29 @@ pub(crate) struct Shards<K> {
     /// The accounted bytes of every shard's entries, on its own cache
     /// line (every write changes it).
     total: CachePadded<AtomicUsize>,
+}
+
+impl<K> Shard<K> {
+    /// Locks the shard's queues for a writer of the cache (the policy
+    /// lock), `rcu` being the cache's domain. Should another thread hold
+    /// it, in a process forked from the domain's (where a thread of the
+    /// parent, caught evicting or queueing at the fork, may hold it for
+    /// good), the wait gives up or says so after
+    /// [`FORKED_WAIT`](crate::sync::FORKED_WAIT) as a map's stripe does
+    /// (`GracePeriods::lock_written`); an uncontended lock pays nothing for
+    /// that check.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn lock_queues(&self, rcu: &Rcu) -> MutexGuard<'_, S3Fifo<K>> {
+        if let Some(held) = crate::sync::try_lock_std(&self.queues) {
+            return held;
+        }
+        rcu.inner().gp.lock_std_written(
+            &self.queues,
+            "a write to an RcuCache",
+            "the cache's policy lock (one shard's queues)",
+        )
+    }
 }
 
 impl<K> Shards<K> {
