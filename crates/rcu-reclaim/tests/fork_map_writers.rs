@@ -1,0 +1,309 @@
+//! A process forked while a thread of the parent was writing to an
+//! `RcuHashMap` (or an `RcuCache`): that thread held its key's stripe lock
+//! at the fork, and does not exist in the child, so the lock is never
+//! released there. A child's write to the same stripe used to wait for it
+//! for ever, in silence; forked without `Rcu::prepare_fork` it now panics
+//! within seconds (after `FORKED_WAIT`, 2 s), naming what happened and the
+//! fix, and in a child that `ForkGuard::child` made ready (the domain's
+//! fork does not stop map writers) it says so on standard error.
+
+#![cfg(not(loom))]
+
+use std::sync::{mpsc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rcu_reclaim::{Config, Rcu, RcuCache, RcuHashMap};
+
+/// One test at a time: a test's fork must not catch another test's thread
+/// inside `prepare_fork` or a child's set-up (the child forked without it
+/// would inherit what that thread holds, which is not what is tested).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `hold` on another thread, which holds a stripe lock inside a
+/// write's closure while it calls the function it is passed; then runs
+/// `forked` on this thread (which forks), and lets the holder go.
+fn while_a_writer_holds<R>(hold: impl FnOnce(&dyn Fn()) + Send, forked: impl FnOnce() -> R) -> R {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let holder = s.spawn(move || {
+            hold(&|| {
+                held_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            })
+        });
+        held_rx.recv().unwrap();
+        let r = forked();
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        r
+    })
+}
+
+/// In the child: runs `write` under an alarm of 10 s (a hang kills the
+/// child), and `_exit`s with 0 if it panicked within 8 s with a message
+/// that contains each of `names`, 3 if it panicked otherwise, 4 if it
+/// returned.
+fn in_child_expect_panic(write: impl FnOnce(), names: &[&str]) -> ! {
+    // SAFETY: alarm has no preconditions; a hang kills the child.
+    unsafe { libc::alarm(10) };
+    let start = Instant::now();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(write));
+    let code = match r {
+        Ok(()) => 4,
+        Err(e) => {
+            let named = e
+                .downcast_ref::<String>()
+                .is_some_and(|m| names.iter().all(|n| m.contains(n)));
+            if named && start.elapsed() < Duration::from_secs(8) {
+                0
+            } else {
+                3
+            }
+        }
+    };
+    // SAFETY: ends the child without running the parent's destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// Waits for child `pid` and asserts that it exited with 0.
+fn assert_child_ok(pid: libc::pid_t, what: &str) {
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status),
+        "{what}: the child died of a signal (hung on the stripe lock, killed by its alarm): \
+         status {status}"
+    );
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "{what}: the child's write did not panic in time naming the cause and the fix (3: \
+         another panic or too late; 4: it returned)"
+    );
+}
+
+/// What the panic must name: the fork, the lock, and both fixes.
+const NAMES: &[&str] = &[
+    "forked from process",
+    "stripe",
+    "writing to the same map or cache at the fork",
+    "Fork only while no thread writes",
+    "made after the fork",
+    "prepare_fork",
+];
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_map_write_in_an_unprepared_child_panics_instead_of_hanging() {
+    let _serial = serial();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
+    let pid = while_a_writer_holds(
+        |hold| {
+            let guard = map.domain().read_lock();
+            // `f` runs under key 7's stripe lock.
+            map.get_or_insert_with(
+                7,
+                || {
+                    hold();
+                    1
+                },
+                &guard,
+            );
+        },
+        || {
+            // SAFETY: the child runs only this test's code and `_exit`s.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                in_child_expect_panic(
+                    || {
+                        map.insert(7, 2);
+                    },
+                    NAMES,
+                );
+            }
+            pid
+        },
+    );
+    assert_child_ok(pid, "RcuHashMap::insert");
+    // The parent's map is whole: the holder's insert went through.
+    let guard = rcu.read_lock();
+    assert_eq!(map.get(&7, &guard), Some(&1));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_nested_map_write_in_an_unprepared_child_panics_instead_of_hanging() {
+    let _serial = serial();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
+    let outer: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
+    let pid = while_a_writer_holds(
+        |hold| {
+            let guard = map.domain().read_lock();
+            map.get_or_insert_with(
+                7,
+                || {
+                    hold();
+                    1
+                },
+                &guard,
+            );
+        },
+        || {
+            // SAFETY: the child runs only this test's code and `_exit`s.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                // The write waits inside another map's closure (the
+                // crossed-writes wait, which looks for deadlock cycles).
+                in_child_expect_panic(
+                    || {
+                        let guard = rcu.read_lock();
+                        outer.get_or_insert_with(
+                            1,
+                            || {
+                                map.insert(7, 2);
+                                2
+                            },
+                            &guard,
+                        );
+                    },
+                    NAMES,
+                );
+            }
+            pid
+        },
+    );
+    assert_child_ok(pid, "RcuHashMap::insert inside another map's closure");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_cache_write_in_an_unprepared_child_panics_instead_of_hanging() {
+    let _serial = serial();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let cache: RcuCache<u64, u64> = RcuCache::builder().rcu(&rcu).build();
+    let pid = while_a_writer_holds(
+        |hold| {
+            let guard = cache.domain().read_lock();
+            // A load runs under the key's stripe lock of the cache's map.
+            cache.get_or_insert_with(
+                7,
+                || {
+                    hold();
+                    1
+                },
+                &guard,
+            );
+        },
+        || {
+            // SAFETY: the child runs only this test's code and `_exit`s.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                in_child_expect_panic(
+                    || {
+                        cache.insert(7, 2);
+                    },
+                    NAMES,
+                );
+            }
+            pid
+        },
+    );
+    assert_child_ok(pid, "RcuCache::insert");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_map_write_in_a_prepared_child_says_what_it_waits_for() {
+    let _serial = serial();
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
+    let mut pipe = [0; 2];
+    // SAFETY: `pipe` has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    let pid = while_a_writer_holds(
+        |hold| {
+            let guard = map.domain().read_lock();
+            map.get_or_insert_with(
+                7,
+                || {
+                    hold();
+                    1
+                },
+                &guard,
+            );
+        },
+        || {
+            // `prepare_fork` does not stop the writer in its closure.
+            let fork_guard = rcu.prepare_fork();
+            // SAFETY: the child runs only this test's code and `_exit`s.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                // SAFETY: alarm has no preconditions; `dup2` points
+                // standard error at the pipe, whose ends are ours.
+                unsafe {
+                    libc::alarm(10);
+                    libc::close(pipe[0]);
+                    libc::dup2(pipe[1], 2);
+                }
+                fork_guard.child();
+                // Waits on (the holder might be a thread of the child's
+                // own), saying so after 2 s; the parent kills it.
+                map.insert(7, 2);
+                // SAFETY: ends the child without running destructors.
+                unsafe { libc::_exit(5) };
+            }
+            fork_guard.parent();
+            pid
+        },
+    );
+    // SAFETY: our end of the pipe; the child has its own copy.
+    unsafe { libc::close(pipe[1]) };
+    // Read what the child writes to standard error, until the warning has
+    // come whole or the child has died.
+    let mut said = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < Duration::from_secs(9) {
+        let text = String::from_utf8_lossy(&said);
+        if text.contains("Still waiting") {
+            break;
+        }
+        // SAFETY: reads into `buf`, which has that many bytes.
+        let n = unsafe { libc::read(pipe[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        said.extend_from_slice(&buf[..n as usize]);
+    }
+    // SAFETY: our own child; then reaped, and the pipe closed.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        libc::close(pipe[0]);
+    }
+    let text = String::from_utf8_lossy(&said);
+    for name in [
+        "stripe",
+        "ForkGuard::child()",
+        "not the writers of maps and caches",
+        "Fork only while no thread writes",
+        "made after the fork",
+        "Still waiting",
+    ] {
+        assert!(
+            text.contains(name),
+            "the prepared child's wait did not say {name:?}; it said: {text}"
+        );
+    }
+}
