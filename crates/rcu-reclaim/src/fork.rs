@@ -17,6 +17,14 @@
 //! pre-forking server; [`ForkGuard`] shows the `fork()` call); a child that
 //! only `exec`s needs nothing.
 //!
+//! It does not stop the writers of an [`RcuHashMap`](crate::RcuHashMap)
+//! or [`RcuCache`](crate::RcuCache): one caught mid-write at the fork
+//! leaves its key's lock held for good in the child. Fork while no thread
+//! writes the maps and caches the child will write, or write in the child
+//! only to new ones (see [`ForkGuard::child`]). A child's write that
+//! waits for such a lock panics after 2 s if the fork was not prepared,
+//! and says so and waits on if it was; it never waits in silence.
+//!
 //! ```
 //! let rcu = rcu_reclaim::Rcu::global();
 //! let guard = rcu.prepare_fork(); // background threads parked, locks taken
@@ -284,9 +292,16 @@ impl ForkGuard<'_> {
     /// the `fork()` call covers that promise. Only the domain's own locks
     /// are held still across the fork: the write locks of an
     /// [`RcuHashMap`](crate::RcuHashMap) or [`RcuCache`](crate::RcuCache)
-    /// and a [`Reclaimer`](crate::reclaim::Reclaimer)'s are not, so in the
-    /// child, read the maps and caches other threads were writing at the
-    /// fork (their reads take no lock), and write to new ones.
+    /// and a [`Reclaimer`](crate::reclaim::Reclaimer)'s are not (a map
+    /// writer holds its key's stripe with no lock of the domain, and
+    /// `prepare_fork` neither knows the maps nor waits for their writers),
+    /// so in the child, read the maps and caches other threads were
+    /// writing at the fork (their reads take no lock), and write to new
+    /// ones. A child's write that waits 2 s for a map's stripe or a cache's
+    /// policy lock says so on standard error (its holder may be a thread
+    /// of the parent caught mid-write, which never releases it here) and
+    /// waits on; see [`locking`](crate::locking), *Forks and the maps'
+    /// locks*.
     ///
     /// # Panics
     /// In the process that called `prepare_fork` (no `fork()` happened, or

@@ -36,14 +36,14 @@
 //! | [`barrier`](crate::Rcu::barrier), dropping a domain's last handle | the above, and every callback queued before it (run on the caller or by workers) | a section (panics), a callback (panics; the last handle's drain moves to a thread), or a lock any callback or deferred `Drop` takes (a wait for a callback still running after [`Config::stall_timeout`](crate::Config::stall_timeout) is reported, naming its thread) |
 //! | [`run_callbacks`](crate::Rcu::run_callbacks), [`Reclaimer::reclaim`](crate::reclaim::Reclaimer::reclaim) | a grace period and running callbacks, except inside a section or a callback, where they only run what is ready and never wait | a lock a callback or deferred `Drop` takes |
 //! | an allocation under [`AccountingAlloc::enforce`](crate::reclaim::AccountingAlloc::enforce), [`MemoryBudget::check`](crate::reclaim::MemoryBudget::check) over `min` | direct reclaim (as `Reclaimer::reclaim`), and at most one second for a reclaim already running; inside a section of the budget's domain it never reclaims and never waits | a lock a shrinker blocks on, or a callback or deferred `Drop` takes: wrap such code in [`no_reclaim`](crate::reclaim::no_reclaim) (the kernel's `GFP_NOFS`) |
-//! | [`prepare_fork`](crate::Rcu::prepare_fork) | the domain's threads to park (a worker parks between batches, once the callback or deferred `Drop` it is running returns); other threads' retires on their fast path to leave it, and, for about 10 ms at most, their slow paths (it lets its locks go and tries again; then it forks without that thread's page) | a section or a callback (both panic); a lock any callback or deferred `Drop` takes (the wait warns every 5 s); until its `ForkGuard` is resolved, any call on the same thread that would take one of the locks it holds panics, naming the guard; and, until then, a lock that another thread may hold while it retires (`call`, `defer_drop*`, stores, map and cache writes: those retires wait for the guard) |
+//! | [`prepare_fork`](crate::Rcu::prepare_fork) | the domain's threads to park (a worker parks between batches, once the callback or deferred `Drop` it is running returns); other threads' retires on their fast path to leave it, and, for about 10 ms at most, their slow paths (it lets its locks go and tries again; then it forks without that thread's page) | a section or a callback (both panic); a lock any callback or deferred `Drop` takes (the wait warns every 5 s); until its `ForkGuard` is resolved, any call on the same thread that would take one of the locks it holds panics, naming the guard; and, until then, a lock that another thread may hold while it retires (`call`, `defer_drop*`, stores, map and cache writes: those retires wait for the guard); it does not wait for map or cache writers to leave their locks (see *Forks and the maps' locks*) |
 //! | [`Reclaimer::unregister`](crate::reclaim::Reclaimer::unregister), dropping an [`RcuCache`](crate::RcuCache) tied to a reclaimer, budget or pressure | a reclaim pass on another thread to finish calling the shrinker (its `count` or `scan`), for one second at most (then it warns, naming the shrinker, and returns); not inside reclaim, a callback or a section of the reclaimer's domain, where it does not wait | a lock the shrinker's `count` or `scan` takes |
 //! | dropping a [`MemoryBudget`](crate::reclaim::MemoryBudget) or [`PressureMonitor`](crate::sources::PressureMonitor) (an [`RcuCache`](crate::RcuCache)'s `auto_pressure` included) | its thread to stop, which may be running a shrinker's `count` or `scan`, the OOM handler, the budget's usage function or the pressure source, for one second at most while that thread is asleep in the kernel (then it warns, naming the thread, and returns, the thread left to stop on its own), up to 30 s while it is on a CPU or waiting for one (a loaded machine's) or asleep in a wait for a grace period (which readers end, not the dropping thread); not on that thread, in a callback or in a section of its domain, where it is left to stop on its own at once | a lock that code takes |
 //! | [`call`](crate::Rcu::call) | what `defer_drop*` may wait for (below): a callback is buffered in the thread's bulk page as a deferred drop is | as below |
 //! | `call_sized` with bytes, `call_hurry` | when its CPU's shard holds more than 4,080 callbacks ready to run, the worker, for at most 2 ms per call (not in a callback or in reclaim) | — (bounded: a worker stuck on a lock the caller holds costs a delay, and no wait starts once the worker has spent 5 ms on one callback, asleep) |
 //! | `defer_drop*`, `RcuCell::store`, `Retired::defer_drop` | a bulk page's allocation; a grace period only when no page can be had (never inside a section or an RCU callback); when its CPU's shard holds more than 16 pages ready to free, the worker, for at most 2 ms per page handed off (not in a callback or in reclaim); and, under memory pressure with more than `Config::pressure_throttle_bytes` (8 MiB) waiting, grace periods and the workers, for at most 10 ms per page (100 ms over twice that, 1 s over four times; not in a callback or in reclaim; a read-side section of the same domain, a foreign one excepted, waits when it ends instead (one of another domain waits in place, and holds that domain's grace periods up meanwhile), a QSBR registration when it next goes offline or reports a quiescent state; never `try_defer_drop`); and, with more than `Config::held_up_bytes` (512 KiB) waiting behind a grace period in progress for over `held_up_after` (500 µs), that grace period, for at most 2 ms, once per grace period (as the pressure wait: not in a callback or reclaim, paid at a section's end); and, in a domain whose garbage is bounded ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage), which [`sources::auto_pressure`](crate::sources::auto_pressure) and [`sources::budget_from_cgroup`](crate::sources::budget_from_cgroup) set under a cgroup memory limit) while the garbage is over half of the room left below the mark, or in a domain with [`Config::max_pending_bytes`](crate::Config::max_pending_bytes) while it is over that cap, grace periods and the workers, for at most 1 s per retire, with or without a pressure signal (outside read-side sections; `Stats::headroom_waits`) | — (the waits are bounded or need no lock; a lock held across the call that a reader takes inside its section makes the pressure wait run its full bound; one that a deferred `Drop` or callback takes ends each wait once the worker has spent 5 ms on that item asleep in the kernel, which warns; the wait over a memory limit's allowance, 100 ms while memory is short and 500 ms over the limit's mark, as a free near the limit may sleep that long) |
-//! | [`RcuHashMap`](crate::RcuHashMap) writes (`insert`, `remove`, `update`, `get_or_insert_with`, `clear`) | another write to the same stripe (one bucket's walk, or a resize linking that stripe's dummies), then what `defer_drop*` may wait for, with no map lock held (a resize holds only its own lock, which other writers try-lock; made inside another map's closure, it takes every stripe at once, without waiting, or leaves the resize to a later write) | a lock your code in the map's closures takes |
-//! | [`RcuCache`](crate::RcuCache) writes (`insert`, `get_or_insert_with`, `remove`, `clear`) | the map's write (above); then the cache's policy lock, held while the key is queued and entries are evicted (map writes under it, which never wait for a stripe: a busy entry is passed over); then, with a budget, [`MemoryBudget::check`](crate::reclaim::MemoryBudget::check), with no cache lock held | a lock your weigher or `f` takes; a lock that code under 1 or 2 takes, when tied to a budget (the check may reclaim directly) |
+//! | [`RcuHashMap`](crate::RcuHashMap) writes (`insert`, `remove`, `update`, `get_or_insert_with`, `clear`) | another write to the same stripe (one bucket's walk, or a resize linking that stripe's dummies), then what `defer_drop*` may wait for, with no map lock held (a resize holds only its own lock, which other writers try-lock; made inside another map's closure, it takes every stripe at once, without waiting, or leaves the resize to a later write); in a forked child, a stripe wait lasting 2 s panics (forked without `prepare_fork`) or warns and waits on (a child `ForkGuard::child` made ready): see *Forks and the maps' locks* below | a lock your code in the map's closures takes |
+//! | [`RcuCache`](crate::RcuCache) writes (`insert`, `get_or_insert_with`, `remove`, `clear`) | the map's write (above); then the cache's policy lock, held while the key is queued and entries are evicted (map writes under it, which never wait for a stripe: a busy entry is passed over; after a fork, a wait for it does what a stripe's does); then, with a budget, [`MemoryBudget::check`](crate::reclaim::MemoryBudget::check), with no cache lock held | a lock your weigher or `f` takes; a lock that code under 1 or 2 takes, when tied to a budget (the check may reclaim directly) |
 //! | `read_lock`, `read_unlock_raw`, `start_poll`, `poll`, `pending*`, `RcuHashMap`'s `get`, `contains_key` and `iter`, `RcuCache`'s `get`, `len` and `bytes` | nothing | — |
 //! | `stats` | each shard's queue lock and fast mode's clock, in turn, for a few loads each (no wait of the library's holds them longer) | — |
 //!
@@ -131,7 +131,8 @@
 //! grace-period lock, the shards' run locks, and every lock and other
 //! thread's retire that `barrier`, a flush or `stats` waits for are given
 //! up on after 2 s with a panic naming `prepare_fork`, rather than waited
-//! for in silence.
+//! for in silence. (The locks of maps and caches, which `prepare_fork`
+//! does not take: *Forks and the maps' locks*, below.)
 //!
 //! The library's background threads — the grace-period thread
 //! (`rcu-gp-<domain>`) and the workers — never enter direct reclaim, and
@@ -161,3 +162,34 @@
 //! rcu.barrier();
 //! assert_eq!(*freed.lock().unwrap(), 10_000);
 //! ```
+//!
+//! ## Forks and the maps' locks
+//!
+//! `prepare_fork` does not take the locks of an
+//! [`RcuHashMap`](crate::RcuHashMap) or an [`RcuCache`](crate::RcuCache):
+//! the domain does not know its maps, and a writer holds its key's stripe
+//! (a cache's writer, its policy lock) with no lock of the domain, around
+//! its walk and its link or unlink, and the closure that `update` or
+//! `get_or_insert_with` runs under it (its retire comes after, with no
+//! map lock, and is what waits for a `ForkGuard`). So a fork, prepared or
+//! not, can
+//! catch another thread of the parent holding one, mid-write; that thread
+//! does not exist in the child, and the lock is never released there.
+//! Reads take no lock and are unaffected; a child's write that needs that
+//! lock cannot proceed. A write checks for this only once its try-lock
+//! has failed (the uncontended write pays nothing):
+//!
+//! - in a child forked *without* `prepare_fork`, a wait for a stripe or a
+//!   policy lock gives up after 2 s with a panic that says so and names
+//!   the fix (a closure of the child's own threads that held the lock as
+//!   long would be taken for the same: such a child's domain is not
+//!   prepared anyway, as with the domain's own locks in *The lock order*);
+//! - in a child that [`ForkGuard::child`](crate::fork::ForkGuard::child)
+//!   made ready, where the holder may as well be a closure of the child's
+//!   own threads that runs that long (a slow `get_or_insert_with`
+//!   loader), the wait says so after 2 s, once, on standard error (and
+//!   through `tracing`), and waits on.
+//!
+//! The fix: fork only while no thread writes the maps and caches that the
+//! child will write, or write in the child only to maps and caches made
+//! after the fork (reading the others is fine).
