@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
-use super::table::{STRIPE_LOCK, WRITE};
 use crate::domain::Rcu;
 use crate::sync::{lock_std, try_lock, Locked, Mutex, FORKED_WAIT};
 
@@ -111,12 +110,19 @@ fn cycle_through(waits: &[Wait], me: usize) -> Option<Vec<usize>> {
 /// panics if the wait closes a cycle of such waits (a lock-order
 /// deadlock; see the module docs). After a fork, once it has waited
 /// [`FORKED_WAIT`], it does what an outer write's wait does there
-/// (`GracePeriods::lock_written`, with `rcu`, the map's domain): in a
+/// (`GracePeriods::lock_written`, with `rcu`, the map's domain, and
+/// `what` and `which`, the write and the lock, for the message): in a
 /// child forked without `prepare_fork` it panics, and in one that
 /// `ForkGuard::child` made ready it warns and waits on.
 #[cold]
 #[track_caller]
-pub(super) fn lock_nested<'a>(m: &'a Mutex<()>, holds: &[usize], rcu: &Rcu) -> Locked<'a, ()> {
+pub(super) fn lock_nested<'a>(
+    m: &'a Mutex<()>,
+    holds: &[usize],
+    rcu: &Rcu,
+    what: &'static str,
+    which: &str,
+) -> Locked<'a, ()> {
     for _ in 0..64 {
         if let Some(held) = try_lock(m) {
             return held;
@@ -137,13 +143,13 @@ pub(super) fn lock_nested<'a>(m: &'a Mutex<()>, holds: &[usize], rcu: &Rcu) -> L
         if !fork_looked && start.elapsed() >= FORKED_WAIT {
             fork_looked = true;
             let gp = &rcu.inner().gp;
-            let f = gp.fork_check(WRITE);
+            let f = gp.fork_check(what);
             if f.forked() {
                 drop(entry);
-                f.stuck_on_writers_lock(STRIPE_LOCK, start.elapsed());
+                f.stuck_on_writers_lock(which, start.elapsed());
             }
             if gp.adopted_in_child() {
-                gp.writers_lock_waited(f, STRIPE_LOCK, start.elapsed());
+                gp.writers_lock_waited(f, which, start.elapsed());
             }
         }
         if looked.elapsed() < CYCLE_LOOK {

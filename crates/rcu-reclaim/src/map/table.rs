@@ -417,9 +417,9 @@ impl Stripes {
 
 /// The write, in the panic (or warning) of a wait for a stripe after a
 /// fork ([`Stripes::lock`]).
-pub(super) const WRITE: &str = "a write to an RcuHashMap (or to the RcuCache built on it)";
+const WRITE: &str = "a write to an RcuHashMap (or to the RcuCache built on it)";
 /// The lock, likewise.
-pub(super) const STRIPE_LOCK: &str = "its key's lock (one of the map's stripe locks)";
+const STRIPE_LOCK: &str = "its key's lock (one of the map's stripe locks)";
 
 /// Every stripe of a map, held (see [`Stripes::try_lock_all`]).
 pub(super) struct AllStripes<'a>(Vec<Locked<'a, ()>>);
@@ -471,7 +471,7 @@ fn lock_nested<'a>(m: &'a Mutex<()>, rcu: &Rcu) -> Locked<'a, ()> {
             *h = l.get();
         }
     });
-    super::crossed::lock_nested(m, &holds[..depth - 1], rcu)
+    super::crossed::lock_nested(m, &holds[..depth - 1], rcu, WRITE, STRIPE_LOCK)
 }
 
 #[cfg(loom)]
