@@ -257,7 +257,9 @@ pub enum RunAction {
 pub struct RunReport {
     /// The decision.
     pub action: RunAction,
-    /// Callbacks and deferred drops run.
+    /// Callbacks and deferred drops run during the call: by this thread,
+    /// or by a worker that ran some of those nodes' queue meanwhile (what
+    /// left the queue, when that is more than this thread ran).
     pub invoked: usize,
     /// Bytes they accounted.
     pub bytes_freed: usize,
@@ -656,6 +658,14 @@ impl Rcu {
                 })
                 .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
         });
+        // A worker may have run some of them meanwhile (woken by the
+        // hand-off of the threads' pages or by the grace period's end, it
+        // can win the race for a shard on a loaded machine): count what
+        // left those nodes' queues, as long as it is more than this
+        // thread ran (new arrivals meanwhile only make it less).
+        let after = self.pending_on(mask);
+        let invoked = invoked.max(before.0.saturating_sub(after.0));
+        let bytes_freed = bytes_freed.max(before.1.saturating_sub(after.1));
         RunReport {
             action,
             invoked,
