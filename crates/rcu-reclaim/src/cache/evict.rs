@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::entry::Entry;
 use super::policy::{Busy, S3Fifo, Store};
+use super::shards::Shard;
 use super::{shrink, Inner};
 use crate::guard::ReadGuard;
 use crate::map::{StripeBusy, Unlinked};
@@ -65,9 +66,9 @@ where
                 locked = true;
                 let (k, b, unlinked) = if pass == 0 {
                     let over = || shard.bytes.load(Ordering::Relaxed) > share;
-                    self.evict(&mut queues, over, per_shard.min(max - n))
+                    self.evict(shard, &mut queues, over, per_shard.min(max - n))
                 } else {
-                    self.evict(&mut queues, || shards.bytes() > target, max - n)
+                    self.evict(shard, &mut queues, || shards.bytes() > target, max - n)
                 };
                 drop(queues);
                 drop(unlinked);
@@ -78,19 +79,20 @@ where
         locked.then_some((n, bytes))
     }
 
-    /// Evicts from one shard's `queues` (at most `max` entries) while
+    /// Evicts from `shard`'s `queues` (at most `max` entries) while
     /// `over` says so: the entries and bytes evicted, and the entries
     /// unlinked and keys discarded, to drop (retiring the entries) once the
     /// caller has released the shard's lock.
-    pub(super) fn evict(
-        &self,
+    pub(super) fn evict<'a>(
+        &'a self,
+        shard: &'a Shard<K>,
         queues: &mut S3Fifo<K>,
         over: impl Fn() -> bool,
         max: usize,
-    ) -> (usize, usize, Unlocked<'_, K, V, S>) {
+    ) -> (usize, usize, Unlocked<'a, K, V, S>) {
         let (mut n, mut bytes) = (0, 0);
         let guard = self.map.domain().read_lock();
-        let store = MapStore::new(self, &guard);
+        let store = MapStore::of_shard(self, &guard, shard);
         // Small's size is a share of the shard's share of `max_bytes`.
         let cap = self.policy.share(self.cap.max());
         while n < max && over() {
@@ -141,6 +143,10 @@ where
 {
     inner: &'a Inner<K, V, S>,
     guard: &'g ReadGuard<'g>,
+    /// The shard whose queues the store serves, when the caller has it:
+    /// each of its entries' hashes picks it, so a removal books its bytes
+    /// there without finding the shard again.
+    shard: Option<&'a Shard<K>>,
     unlinked: RefCell<Few<EntryUnlinked<'a, K, V, S>>>,
     discarded: RefCell<Few<K>>,
 }
@@ -152,9 +158,28 @@ where
     S: BuildHasher,
 {
     pub(super) fn new(inner: &'a Inner<K, V, S>, guard: &'g ReadGuard<'g>) -> Self {
+        Self::with_shard(inner, guard, None)
+    }
+
+    /// [`new`](Self::new), for the queues of `shard` alone.
+    pub(super) fn of_shard(
+        inner: &'a Inner<K, V, S>,
+        guard: &'g ReadGuard<'g>,
+        shard: &'a Shard<K>,
+    ) -> Self {
+        Self::with_shard(inner, guard, Some(shard))
+    }
+
+    #[inline]
+    fn with_shard(
+        inner: &'a Inner<K, V, S>,
+        guard: &'g ReadGuard<'g>,
+        shard: Option<&'a Shard<K>>,
+    ) -> Self {
         MapStore {
             inner,
             guard,
+            shard,
             unlinked: RefCell::new(Few::new()),
             discarded: RefCell::new(Few::new()),
         }
@@ -185,7 +210,10 @@ where
             return Ok(None);
         };
         self.unlinked.borrow_mut().push(unlinked);
-        self.inner.policy.rebook(hash, weight, 0);
+        match self.shard {
+            Some(shard) => self.inner.policy.rebook_in(shard, weight, 0),
+            None => self.inner.policy.rebook(hash, weight, 0),
+        }
         Ok(Some(weight))
     }
 
@@ -243,6 +271,9 @@ where
     }
 
     fn discard(&self, key: K) {
-        self.discarded.borrow_mut().push(key);
+        // A key without drop glue runs no code as it drops: at once.
+        if std::mem::needs_drop::<K>() {
+            self.discarded.borrow_mut().push(key);
+        }
     }
 }

@@ -1029,8 +1029,8 @@ where
                 queues.push(key, id, weight, hash);
             }
             let over = || shards.bytes() > cap && shard.bytes.load(Ordering::Relaxed) > floor;
-            let (_, evicted, unlinked) = inner.evict(&mut queues, over, usize::MAX);
-            inner.policy.retired(hash, evicted);
+            let (_, evicted, unlinked) = inner.evict(shard, &mut queues, over, usize::MAX);
+            shard.retired_add(evicted);
             // The map's count (a line every writer writes) is read only
             // once the queues are past the slack.
             let queued = queues.len();
@@ -1038,7 +1038,7 @@ where
                 && queued > 2 * (inner.map.len() / shards.count()) + STALE_SLACK)
                 .then(|| {
                     let guard = inner.map.domain().read_lock();
-                    let store = MapStore::new(inner, &guard);
+                    let store = MapStore::of_shard(inner, &guard, shard);
                     queues.retain_live(&store);
                     store.into_unlocked()
                 });

@@ -157,20 +157,31 @@ impl Ghost {
 
     fn insert(&mut self, hash: u64, bound: usize) {
         self.bound = bound as u64;
-        let want = (2 * bound).div_ceil(GHOST_WAYS).next_power_of_two().max(16);
-        if self.buckets.len() < want {
-            self.grow(want);
+        // Whether the table is below `(2 * bound).div_ceil(GHOST_WAYS)`
+        // buckets rounded up to a power of two, and at least 16: as its
+        // length is such a power (or 0), the same as below 16 buckets or
+        // below `2 * bound` slots, without the rounding at every insert.
+        let n = self.buckets.len();
+        if n < 16 || n * GHOST_WAYS < 2 * bound {
+            self.grow((2 * bound).div_ceil(GHOST_WAYS).next_power_of_two().max(16));
         }
         self.seq += 1;
         let i = Self::index(hash, self.buckets.len());
         let bucket = &mut self.buckets[i].0;
-        let way = bucket
-            .iter()
-            .position(|&(h, at)| h == hash && at != 0)
-            .unwrap_or_else(|| {
-                let oldest = bucket.iter().enumerate().min_by_key(|(_, &(_, at))| at);
-                oldest.map_or(0, |(w, _)| w)
-            });
+        // One pass: the slot already holding `hash`, else the first of the
+        // oldest (the least insertion number; an empty slot's is 0).
+        let mut way = 0;
+        let mut oldest = u64::MAX;
+        for (w, &(h, at)) in bucket.iter().enumerate() {
+            if h == hash && at != 0 {
+                way = w;
+                break;
+            }
+            if at < oldest {
+                oldest = at;
+                way = w;
+            }
+        }
         bucket[way] = (hash, self.seq);
     }
 

@@ -50,6 +50,16 @@ pub(crate) struct Shard<K> {
     pub(crate) retired: AtomicUsize,
 }
 
+impl<K> Shard<K> {
+    /// Books `bytes` of this shard as evicted or replaced (see
+    /// [`Shard::retired`]).
+    pub(crate) fn retired_add(&self, bytes: usize) {
+        if bytes > 0 {
+            self.retired.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
 /// How far a writer evicts from its own shard, of `share` bytes, before
 /// the shards above their share make room: seven eighths of the share.
 /// The shards' sizes so stay close to their shares, as S3-FIFO's queues
@@ -171,9 +181,7 @@ impl<K> Shards<K> {
     /// Books `bytes` of `hash`'s shard as evicted or replaced (see
     /// [`Shard::retired`]).
     pub(crate) fn retired(&self, hash: u64, bytes: usize) {
-        if bytes > 0 {
-            self.of(hash).retired.fetch_add(bytes, Ordering::Relaxed);
-        }
+        self.of(hash).retired_add(bytes);
     }
 
     /// The accounted bytes of every shard's entries.
@@ -184,7 +192,13 @@ impl<K> Shards<K> {
     /// Books `new` bytes in place of `old` for an entry of `hash` (written,
     /// replaced or removed), in its shard and in the total.
     pub(crate) fn rebook(&self, hash: u64, old: usize, new: usize) {
-        rebook(&self.of(hash).bytes, old, new);
+        self.rebook_in(self.of(hash), old, new);
+    }
+
+    /// [`rebook`](Self::rebook) for an entry of `shard` (one of these),
+    /// found by the caller already.
+    pub(crate) fn rebook_in(&self, shard: &Shard<K>, old: usize, new: usize) {
+        rebook(&shard.bytes, old, new);
         rebook(&self.total, old, new);
     }
 
