@@ -169,9 +169,19 @@ impl Rcu {
         let Err(w) = (unsafe { self.try_push_entry(w, run, 0, Kind::Call, true) }) else {
             return;
         };
-        // Refused (no page): the callback goes to the shard. (One push
-        // site: `try_push_entry` is inlined.)
-        // SAFETY: the entry from `call_entry::<F>` was not pushed.
+        // SAFETY: the entry from `call_entry::<F>`, not pushed.
+        unsafe { self.call_refused::<F>(w) }
+    }
+
+    /// Refused (no page): the callback goes to the shard. (One push site:
+    /// `try_push_entry` is inlined. Out of line, as `defer_drop_refused`.)
+    ///
+    /// # Safety
+    /// `w` is an entry from `call_entry::<F>`, not pushed.
+    #[cold]
+    #[inline(never)]
+    unsafe fn call_refused<F: FnOnce() + Send + 'static>(&self, w: super::bulk::Word) {
+        // SAFETY: per our contract.
         let f = unsafe { call_back::<F>(w) };
         self.count_fallback();
         self.enqueue(f, 0, false);
@@ -497,6 +507,20 @@ impl Rcu {
         let Err(ptr) = (unsafe { self.try_defer_drop_raw_as(ptr, bytes, anywhere, true) }) else {
             return;
         };
+        // SAFETY: refused, so still handed over to us (our contract).
+        unsafe { self.defer_drop_refused(ptr, bytes) }
+    }
+
+    /// The rest of `defer_drop_raw_as` once its value found no page, out
+    /// of line (inlined, its locals and calls took registers that every
+    /// retire saved and restored): a grace-period wait, or a small
+    /// callback where none may be waited for.
+    ///
+    /// # Safety
+    /// As for `defer_drop_raw_as`, with `bytes` booked.
+    #[cold]
+    #[inline(never)]
+    unsafe fn defer_drop_refused<T: Send + 'static>(&self, ptr: NonNull<T>, bytes: usize) {
         let value = HandedOver(ptr);
         let inner = self.inner();
         self.count_fallback();

@@ -238,7 +238,9 @@ impl BulkPage {
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.len() == CAPACITY
+        // `>=`, not `==` (never more): the push's index check after it
+        // then folds into this one.
+        self.len() >= CAPACITY
     }
 
     /// Whether dropping the page's objects takes no lock and waits for

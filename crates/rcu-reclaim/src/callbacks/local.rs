@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::bulk::{bump_relaxed, BulkPage, Deferred, Kind, Word};
+use super::bulk::{BulkPage, Deferred, Kind, Word};
 use crate::flavor::{reader_fence, Flavor};
 use crate::sync::{lock, mutated_for_loom, ord_for_loom, AtomicBool, Mutex, UnsafeCell};
 
@@ -178,6 +178,18 @@ impl Popped {
     }
 }
 
+/// What [`LocalBuffer::try_push_fast`] did.
+#[derive(Clone, Copy)]
+pub(crate) struct FastPush {
+    /// Pushed: the page's count and bytes now. `None`: not pushed (no
+    /// page, a full one, a stealer, or the page allocator re-entered),
+    /// the slow path's.
+    pub(crate) pushed: Option<(usize, usize)>,
+    /// The drain is due a step: the buffer is still marked busy for
+    /// [`LocalBuffer::finish_drain_step`].
+    pub(crate) drain_due: bool,
+}
+
 /// A thread's page of deferred drops in one domain (lives in its reader slot).
 #[derive(Default)]
 pub(crate) struct LocalBuffer {
@@ -246,8 +258,16 @@ impl LocalBuffer {
     /// drops anywhere may retire more from its `Drop`, and each such retire
     /// running the next drain step nested the drops one inside another
     /// until the stack overflowed).
+    ///
+    /// In two halves, as a retire calls them: [`try_push_fast`] (inlined
+    /// into it) and, when the drain is due, [`finish_drain_step`] (out of
+    /// line, in the caller's).
+    ///
+    /// [`try_push_fast`]: Self::try_push_fast
+    /// [`finish_drain_step`]: Self::finish_drain_step
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) unsafe fn try_push(
         &self,
         flavor: Flavor,
@@ -258,10 +278,45 @@ impl LocalBuffer {
         may_pop: impl FnOnce() -> bool,
         popped: &mut Popped,
     ) -> bool {
+        // SAFETY: per our contract.
+        let fast = unsafe { self.try_push_fast(flavor, ptr, drop, bytes, kind) };
+        if fast.drain_due {
+            // SAFETY: `try_push_fast` answered `drain_due`, on this (the
+            // owner's) thread, just now.
+            unsafe { self.finish_drain_step(may_pop(), popped) };
+        }
+        fast.pushed.is_some()
+    }
+
+    /// The first half of [`try_push`](Self::try_push), inlined into every
+    /// retire: the handshake and the push. When the drain is due a step
+    /// (`drain_due`), the buffer is left marked busy (owned) for the caller
+    /// to go on with [`finish_drain_step`], which takes the step and ends
+    /// the handshake: out of line, the step's copy of its objects
+    /// (`Popped`, 144 bytes) and its calls are not in every retire's frame.
+    ///
+    /// # Safety
+    /// As for `try_push`; on `drain_due`, the caller calls
+    /// `finish_drain_step` before anything else touches this buffer.
+    ///
+    /// [`finish_drain_step`]: Self::finish_drain_step
+    #[inline(always)]
+    pub(crate) unsafe fn try_push_fast(
+        &self,
+        flavor: Flavor,
+        ptr: Word,
+        drop: unsafe fn(Word),
+        bytes: usize,
+        kind: Kind,
+    ) -> FastPush {
+        const REFUSED: FastPush = FastPush {
+            pushed: None,
+            drain_due: false,
+        };
         if self.allocating.load(std::sync::atomic::Ordering::Relaxed) {
             // Re-entered from the page allocator: the page is the slow
             // path's (see `allocating`).
-            return false;
+            return REFUSED;
         }
         self.busy.store(true, Ordering::Relaxed);
         if !mutated_for_loom("try_push.owner_fence") {
@@ -275,26 +330,14 @@ impl LocalBuffer {
                 false,
                 ord_for_loom("try_push.busy_release_refused", Ordering::Release),
             );
-            return false;
+            return REFUSED;
         }
-        if self.drain_count.load(Ordering::Relaxed) > 0 {
+        // Whether the drain takes a step, on the count before this push.
+        let drain_due = self.drain_count.load(Ordering::Relaxed) > 0 && {
             let count = self.count.load(Ordering::Relaxed);
-            let left = self.drain.with_mut(|d| {
-                // SAFETY: owner, busy, no stealer (see the `Sync` impl).
-                let d = unsafe { &mut *d };
-                (d.due(count) && may_pop()).then(|| d.pop_into(popped))
-            });
-            if let Some(left) = left {
-                let d = self.dropping.load(Ordering::Relaxed);
-                self.dropping
-                    .store(d.wrapping_add(popped.len()), Ordering::Relaxed);
-                // Release: see `Callbacks::barrier`.
-                self.drain_count.store(
-                    left,
-                    ord_for_loom("try_push.drain_count_release", Ordering::Release),
-                );
-            }
-        }
+            // SAFETY: owner, busy, no stealer (see the `Sync` impl).
+            self.drain.with_mut(|d| unsafe { (*d).due(count) })
+        };
         let pushed = self.page.with_mut(|p| {
             // SAFETY: owner, busy, no stealer (see the `Sync` impl).
             match unsafe { &mut *p } {
@@ -306,17 +349,50 @@ impl LocalBuffer {
                 _ => false,
             }
         });
-        if pushed {
+        let pushed = pushed.then(|| {
             // Only the owner writes these outside a steal (which resets them
             // while the owner is excluded): a load and a store, no RMW.
-            bump_relaxed(&self.count, 1);
-            bump_relaxed(&self.bytes, bytes);
+            let count = self.count.load(Ordering::Relaxed).wrapping_add(1);
+            self.count.store(count, Ordering::Relaxed);
+            let held = self.bytes.load(Ordering::Relaxed).wrapping_add(bytes);
+            self.bytes.store(held, Ordering::Relaxed);
+            (count, held)
+        });
+        if !drain_due {
+            self.busy.store(
+                false,
+                ord_for_loom("try_push.busy_release", Ordering::Release),
+            );
+        }
+        FastPush { pushed, drain_due }
+    }
+
+    /// The second half of [`try_push`](Self::try_push), after
+    /// [`try_push_fast`](Self::try_push_fast) answered `drain_due` (and
+    /// left the buffer marked busy): takes the drain's step into `popped`
+    /// if `may_pop`, and ends the handshake.
+    ///
+    /// # Safety
+    /// Right after `try_push_fast` answered `drain_due`, on the owner's
+    /// thread.
+    #[inline]
+    pub(crate) unsafe fn finish_drain_step(&self, may_pop: bool, popped: &mut Popped) {
+        if may_pop {
+            // SAFETY: owner, busy, no stealer (see the `Sync` impl).
+            let left = self.drain.with_mut(|d| unsafe { (*d).pop_into(popped) });
+            let d = self.dropping.load(Ordering::Relaxed);
+            self.dropping
+                .store(d.wrapping_add(popped.len()), Ordering::Relaxed);
+            // Release: see `Callbacks::barrier`.
+            self.drain_count.store(
+                left,
+                ord_for_loom("try_push.drain_count_release", Ordering::Release),
+            );
         }
         self.busy.store(
             false,
             ord_for_loom("try_push.busy_release", Ordering::Release),
         );
-        pushed
     }
 
     /// Runs `f` (the owner's call into the page allocator) marked as

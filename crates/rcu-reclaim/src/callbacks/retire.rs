@@ -8,7 +8,7 @@ use std::cell::Cell;
 
 use super::api::NO_PAGE_ALLOC;
 use super::bulk::{Kind, Word};
-use super::local::Popped;
+use super::local::{FastPush, Popped};
 use super::{bump_relaxed, in_callback, BulkPage};
 use crate::clock::epoch_ms;
 use crate::domain::Rcu;
@@ -27,6 +27,10 @@ fn page_age_ms(local: &super::local::LocalBuffer, count: usize) -> usize {
         since => epoch_ms().saturating_sub(since),
     }
 }
+
+// The fast return of `try_push_entry` takes a page below this count as
+// not full.
+const _: () = assert!(policy::PAGE_HANDOFF_OBJECTS <= super::bulk::capacity());
 
 impl Rcu {
     /// Pushes one entry, `run(ptr)`, into this thread's bulk page (a
@@ -48,31 +52,132 @@ impl Rcu {
         kind: Kind,
         may_wait: bool,
     ) -> Result<(), Word> {
-        let plain = kind == Kind::Plain;
         let bytes = policy::booked(bytes);
-        let inner = self.inner();
         let slot = self.current_slot();
         // SAFETY: `current_slot` returns this thread's slot, alive while the
         // thread is registered (for as long as this call runs).
         let local = unsafe { &(*slot).local };
-        let cbs = &inner.callbacks;
-        let mut popped = Popped::default();
-        // No drain step from inside a callback or a deferred drop (see
-        // `try_push`).
-        let may_pop = || !super::in_callback();
         // SAFETY: this thread owns the slot; `run(ptr)` is sound once,
         // after a grace period, on any thread (our contract); `kind` only
         // says where it may run.
-        let pushed_fast =
-            unsafe { local.try_push(self.flavor(), ptr, run, bytes, kind, may_pop, &mut popped) };
+        let fast = unsafe { local.try_push_fast(self.flavor(), ptr, run, bytes, kind) };
+        match fast {
+            // Most retires: pushed, no drain step, no advance point, and
+            // the page not due (see `settled`), with nothing else in this
+            // frame (a retire that goes on calls out of line).
+            FastPush {
+                pushed: Some((count, held)),
+                drain_due: false,
+            } if self.settled(count, held) => Ok(()),
+            // SAFETY: as for this function; the buffer is still marked
+            // busy for this call.
+            FastPush {
+                pushed,
+                drain_due: true,
+            } => unsafe {
+                self.retire_with_drain_step(
+                    local,
+                    pushed.is_some(),
+                    ptr,
+                    run,
+                    bytes,
+                    kind,
+                    may_wait,
+                )
+            },
+            // SAFETY: as for this function; `pushed` says whether
+            // `try_push_fast` just pushed this entry.
+            FastPush { pushed, .. } => unsafe {
+                self.try_push_entry_rest(local, pushed.is_some(), ptr, run, bytes, kind, may_wait)
+            },
+        }
+    }
+
+    /// Whether a page just pushed to, holding `count` objects of `held`
+    /// bytes, needs nothing more: no advance point, and neither full nor
+    /// due by its pace (`page_due_by_pace`: a page below a 32nd of
+    /// `pace_bytes`, or below `PAGE_HANDOFF_OBJECTS` and `pace_bytes`, is
+    /// not), which `try_push_entry_rest` would answer too (`Ok`), in a few
+    /// compares.
+    #[inline(always)]
+    fn settled(&self, count: usize, held: usize) -> bool {
+        let pace = self.inner().callbacks.params.pace_bytes;
+        count % policy::RETIRES_PER_ADVANCE != 0
+            && count < super::bulk::capacity()
+            && (held < pace / policy::EARLY_PAGE_DIVISOR
+                || count < policy::PAGE_HANDOFF_OBJECTS && held < pace)
+    }
+
+    /// A retire whose drain is due a step (one in `DRAIN_EVERY`), out of
+    /// line: the step's objects taken in the buffer's handshake (begun by
+    /// `try_push_fast`, which pushed the entry if `pushed_fast`, ended
+    /// here), then dropped, and the page's checks.
+    ///
+    /// # Safety
+    /// As for `try_push_entry`; `local` is this thread's buffer in the
+    /// domain, for which `try_push_fast` just answered `drain_due` (the
+    /// buffer still marked busy for this call).
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn retire_with_drain_step(
+        &self,
+        local: &super::LocalBuffer,
+        pushed_fast: bool,
+        ptr: Word,
+        run: unsafe fn(Word),
+        bytes: usize,
+        kind: Kind,
+        may_wait: bool,
+    ) -> Result<(), Word> {
+        let mut popped = Popped::default();
+        // No drain step from inside a callback or a deferred drop (see
+        // `try_push`).
+        let may_pop = !super::in_callback();
+        // SAFETY: `try_push_fast` answered `drain_due`, on this (the
+        // owner's) thread, just now.
+        unsafe { local.finish_drain_step(may_pop, &mut popped) };
         if popped.len() > 0 {
             // A step of this thread's drain (see `drain.rs`): ready values
             // that drop anywhere, freed a few per retire.
+            let cbs = &self.inner().callbacks;
             cbs.run_popped(local, &popped);
             if local.drain_count.load(std::sync::atomic::Ordering::Relaxed) == 0 {
                 self.refill_own_drain(local);
             }
         }
+        // Read again: the drops may have retired more.
+        let count = local.count.load(std::sync::atomic::Ordering::Relaxed);
+        let held = local.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if pushed_fast && self.settled(count, held) {
+            return Ok(());
+        }
+        // SAFETY: as for this function; `pushed_fast` says whether the
+        // entry is on the page.
+        unsafe { self.try_push_entry_rest(local, pushed_fast, ptr, run, bytes, kind, may_wait) }
+    }
+
+    /// The rest of [`try_push_entry`](Rcu::try_push_entry), out of line:
+    /// the checks at an advance point and of a page that may be due, and
+    /// the slow path.
+    ///
+    /// # Safety
+    /// As for `try_push_entry`; `local` is this thread's buffer in the
+    /// domain; `pushed_fast`: this entry is on its page.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn try_push_entry_rest(
+        &self,
+        local: &super::LocalBuffer,
+        pushed_fast: bool,
+        ptr: Word,
+        run: unsafe fn(Word),
+        bytes: usize,
+        kind: Kind,
+        may_wait: bool,
+    ) -> Result<(), Word> {
+        let plain = kind == Kind::Plain;
+        let inner = self.inner();
+        let cbs = &inner.callbacks;
         // A full page, or one holding `pace_bytes`, goes to the shard now,
         // with the object that filled it (the pace is by memory, not only
         // by count).
