@@ -187,12 +187,19 @@ impl Rcu {
         // early if no grace period has started for a while (a look at the
         // clock: for a page of small objects, every fourth such point).
         let advance_point = count % policy::RETIRES_PER_ADVANCE == 0;
+        // The quiet look and the page's age (asked for when the look finds
+        // no quiet spell) share one clock reading, opened by the look
+        // (which is asked only for a page holding enough bytes): the age
+        // read the clock a second time at more than half of these looks
+        // (some 4,000 reads of 28,000 for 200,000 64-byte retires).
+        let mut reading = None;
         let early = advance_point
             && policy::quiet_look_due(count, bytes_held)
             && policy::page_due_early(
                 &cbs.params,
                 bytes_held,
                 || {
+                    reading = Some(crate::clock::one_reading());
                     inner
                         .gp
                         .retirer_quiet_for()
@@ -200,6 +207,7 @@ impl Rcu {
                 },
                 || page_age_ms(local, count),
             );
+        drop(reading);
         // Calls that book no bytes, which no pace sees: while memory is
         // short, their page goes at `CALL_PAGE_WHEN_SHORT` entries, for the
         // call backlog's bound (looked at per hand-off) to see them.
