@@ -28,9 +28,18 @@ fn page_age_ms(local: &super::local::LocalBuffer, count: usize) -> usize {
     }
 }
 
-// The fast return of `try_push_entry` takes a page below this count as
-// not full.
-const _: () = assert!(policy::PAGE_HANDOFF_OBJECTS <= super::bulk::capacity());
+/// Whether a page just pushed to, holding `count` objects of `held`
+/// bytes, needs nothing more: no advance point, and neither full nor due
+/// by its pace (`page_due_by_pace`: a page below a 32nd of `pace_bytes`,
+/// or below `PAGE_HANDOFF_OBJECTS` and `pace_bytes`, is not), which
+/// `try_push_entry_rest` would answer too (`Ok`), in a few compares.
+#[inline(always)]
+fn settled(p: &policy::Params, count: usize, held: usize) -> bool {
+    count % policy::RETIRES_PER_ADVANCE != 0
+        && count < super::bulk::capacity()
+        && (held < p.pace_bytes / policy::EARLY_PAGE_DIVISOR
+            || count < policy::PAGE_HANDOFF_OBJECTS && held < p.pace_bytes)
+}
 
 impl Rcu {
     /// Pushes one entry, `run(ptr)`, into this thread's bulk page (a
@@ -68,7 +77,7 @@ impl Rcu {
             FastPush {
                 pushed: Some((count, held)),
                 drain_due: false,
-            } if self.settled(count, held) => Ok(()),
+            } if settled(&self.inner().callbacks.params, count, held) => Ok(()),
             // SAFETY: as for this function; the buffer is still marked
             // busy for this call.
             FastPush {
@@ -91,21 +100,6 @@ impl Rcu {
                 self.try_push_entry_rest(local, pushed.is_some(), ptr, run, bytes, kind, may_wait)
             },
         }
-    }
-
-    /// Whether a page just pushed to, holding `count` objects of `held`
-    /// bytes, needs nothing more: no advance point, and neither full nor
-    /// due by its pace (`page_due_by_pace`: a page below a 32nd of
-    /// `pace_bytes`, or below `PAGE_HANDOFF_OBJECTS` and `pace_bytes`, is
-    /// not), which `try_push_entry_rest` would answer too (`Ok`), in a few
-    /// compares.
-    #[inline(always)]
-    fn settled(&self, count: usize, held: usize) -> bool {
-        let pace = self.inner().callbacks.params.pace_bytes;
-        count % policy::RETIRES_PER_ADVANCE != 0
-            && count < super::bulk::capacity()
-            && (held < pace / policy::EARLY_PAGE_DIVISOR
-                || count < policy::PAGE_HANDOFF_OBJECTS && held < pace)
     }
 
     /// A retire whose drain is due a step (one in `DRAIN_EVERY`), out of
@@ -148,7 +142,7 @@ impl Rcu {
         // Read again: the drops may have retired more.
         let count = local.count.load(std::sync::atomic::Ordering::Relaxed);
         let held = local.bytes.load(std::sync::atomic::Ordering::Relaxed);
-        if pushed_fast && self.settled(count, held) {
+        if pushed_fast && settled(&self.inner().callbacks.params, count, held) {
             return Ok(());
         }
         // SAFETY: as for this function; `pushed_fast` says whether the
@@ -519,5 +513,36 @@ impl Rcu {
         }
         #[cfg(loom)]
         let _ = kick;
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The fast path's one check answers as the full checks would: a page
+    /// `settled` is at no advance point, not full and not due by its pace,
+    /// whatever the pace (the default's, small, huge as `on_demand`'s).
+    #[test]
+    fn a_settled_page_is_neither_at_an_advance_point_nor_full_nor_due() {
+        for pace in [0, 100, 4 << 10, 64 << 10, 1 << 20, usize::MAX / 2] {
+            let p = policy::Params {
+                pace_bytes: pace,
+                ..Default::default()
+            };
+            for count in 1..=super::super::bulk::capacity() {
+                for per in [0, 1, 8, 16, 64, 100, 512, 4096, 1 << 20] {
+                    let held = count * per;
+                    if settled(&p, count, held) {
+                        assert!(count % policy::RETIRES_PER_ADVANCE != 0);
+                        assert!(count < super::super::bulk::capacity());
+                        assert!(
+                            !policy::page_due_by_pace(&p, held, count),
+                            "{pace} {count} {held}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
