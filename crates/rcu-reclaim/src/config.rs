@@ -265,10 +265,10 @@ impl Config {
     /// The pace by memory: a shard asks for a grace period at once when the
     /// callbacks and deferred drops it holds not yet assigned one account
     /// this many bytes, and a thread's bulk page goes to its shard when it
-    /// holds this many in at least 8 objects, or four times as many bytes
-    /// (default 16 KiB: a page of values of up to 2 KiB goes at 16 KiB, one
-    /// of larger values at 64 KiB; a page of 128 small objects goes once
-    /// they hold a 32nd of this). Smaller values free sooner, with
+    /// holds this many in at least 32 objects, or four times as many bytes
+    /// (default 16 KiB: a page of objects of up to 512 bytes goes at 16
+    /// KiB, one of larger values at 64 KiB or 32 values; a page of 128
+    /// small objects goes once they hold a 32nd of this). Smaller values free sooner, with
     /// more grace periods; `usize::MAX` leaves the pace to
     /// [`lazy_delay`](Config::lazy_delay) and
     /// [`lazy_batch`](Config::lazy_batch) alone. Must be at least 1.

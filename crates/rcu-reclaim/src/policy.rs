@@ -128,14 +128,17 @@ pub(crate) const DEFAULT_PACE_BYTES: usize = 16 << 10;
 /// this many objects, or [`PAGE_BYTES_FACTOR`] times `pace_bytes`
 /// ([`page_due_by_pace`]). Each hand-off costs a lock, the shard's cache
 /// lines pulled from the grace-period thread's core, and often a grace
-/// period and its `membarrier`: a cache churning 1–64 KiB values handed a
-/// page off every two retires, and its inserts took 1,000 ns instead of
-/// 835 with a page every eight (BENCHMARKS.md, "Where a cache insert's
-/// time goes"). Values of up to 2 KiB are unaffected (the default pace,
-/// 16 KiB, holds 8 of them), so their garbage waits no longer: a pace of
-/// 256 KiB for all (tried) raised the budget scenario's mean garbage of
-/// 1–8 KiB values by half.
-pub(crate) const PAGE_MIN_OBJECTS: usize = 8;
+/// period: about 1,500 instructions with the next page's fetch. With the
+/// default pace (16 KiB) and 8 objects, a cache of 1–4 KiB values handed
+/// a page off every 8 inserts instead of every 26 or so at 64 KiB, and
+/// made 4 % fewer gets a second (0.641× quick_cache against 0.667×, the
+/// means of seven alternated runs); at 32 objects, a page of values over
+/// 512 bytes goes at four times the pace, as at 64 KiB (0.680×), and
+/// smaller objects still go at 16 KiB, which halved one thread's
+/// update-heavy garbage (BENCHMARKS.md, "Forty-sixth session"). A page of
+/// large values goes at 64 KiB whatever its count: two of the cache
+/// bench's 1–64 KiB values, whose garbage that cut from 1.2 to 0.7 MiB.
+pub(crate) const PAGE_MIN_OBJECTS: usize = 32;
 
 /// See [`PAGE_MIN_OBJECTS`]: a page of large values goes at this many
 /// times `pace_bytes` whatever its count (64 KiB by default).

@@ -666,7 +666,7 @@ mod tests {
             Config::new()
                 .lazy_delay(std::time::Duration::from_secs(60))
                 .lazy_batch(1 << 30)
-                .pace_bytes(64 << 10),
+                .pace_bytes(32 << 10),
         )
         .unwrap();
         let inner = rcu.inner();
@@ -677,7 +677,7 @@ mod tests {
         let retirer = {
             let rcu = rcu.clone();
             std::thread::spawn(move || {
-                // 128 KiB in 8 objects: due by the pace at the 8th.
+                // 128 KiB in 8 objects: due by four times the pace at the 8th.
                 for _ in 0..8 {
                     rcu.defer_drop(Box::new(vec![0u8; 16 << 10]));
                 }
