@@ -97,6 +97,32 @@ const NAMES: &[&str] = &[
     "prepare_fork",
 ];
 
+/// On the holder's thread: a write to `map`'s key 7 whose closure, run
+/// under that key's stripe lock, calls `hold`.
+fn holding_key_7(map: &RcuHashMap<u64, u64>, hold: &dyn Fn()) {
+    let guard = map.domain().read_lock();
+    map.get_or_insert_with(
+        7,
+        || {
+            hold();
+            1
+        },
+        &guard,
+    );
+}
+
+/// Forks; the child runs `write` and must panic naming [`NAMES`] (see
+/// [`in_child_expect_panic`]). Returns the child's pid, in the parent.
+fn fork_expecting_a_panic(write: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the child runs only this test's code and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        in_child_expect_panic(write, NAMES);
+    }
+    pid
+}
+
 #[test]
 #[cfg_attr(miri, ignore = "Miri cannot fork")]
 fn a_map_write_in_an_unprepared_child_panics_instead_of_hanging() {
@@ -104,31 +130,11 @@ fn a_map_write_in_an_unprepared_child_panics_instead_of_hanging() {
     let rcu = Rcu::new(Config::new()).unwrap();
     let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
     let pid = while_a_writer_holds(
-        |hold| {
-            let guard = map.domain().read_lock();
-            // `f` runs under key 7's stripe lock.
-            map.get_or_insert_with(
-                7,
-                || {
-                    hold();
-                    1
-                },
-                &guard,
-            );
-        },
+        |hold| holding_key_7(&map, hold),
         || {
-            // SAFETY: the child runs only this test's code and `_exit`s.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                in_child_expect_panic(
-                    || {
-                        map.insert(7, 2);
-                    },
-                    NAMES,
-                );
-            }
-            pid
+            fork_expecting_a_panic(|| {
+                map.insert(7, 2);
+            })
         },
     );
     assert_child_ok(pid, "RcuHashMap::insert");
@@ -145,40 +151,21 @@ fn a_nested_map_write_in_an_unprepared_child_panics_instead_of_hanging() {
     let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
     let outer: RcuHashMap<u64, u64> = RcuHashMap::new_in(&rcu);
     let pid = while_a_writer_holds(
-        |hold| {
-            let guard = map.domain().read_lock();
-            map.get_or_insert_with(
-                7,
-                || {
-                    hold();
-                    1
-                },
-                &guard,
-            );
-        },
+        |hold| holding_key_7(&map, hold),
         || {
-            // SAFETY: the child runs only this test's code and `_exit`s.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                // The write waits inside another map's closure (the
-                // crossed-writes wait, which looks for deadlock cycles).
-                in_child_expect_panic(
+            // The write waits inside another map's closure (the
+            // crossed-writes wait, which looks for deadlock cycles).
+            fork_expecting_a_panic(|| {
+                let guard = rcu.read_lock();
+                outer.get_or_insert_with(
+                    1,
                     || {
-                        let guard = rcu.read_lock();
-                        outer.get_or_insert_with(
-                            1,
-                            || {
-                                map.insert(7, 2);
-                                2
-                            },
-                            &guard,
-                        );
+                        map.insert(7, 2);
+                        2
                     },
-                    NAMES,
+                    &guard,
                 );
-            }
-            pid
+            })
         },
     );
     assert_child_ok(pid, "RcuHashMap::insert inside another map's closure");
@@ -204,18 +191,9 @@ fn a_cache_write_in_an_unprepared_child_panics_instead_of_hanging() {
             );
         },
         || {
-            // SAFETY: the child runs only this test's code and `_exit`s.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                in_child_expect_panic(
-                    || {
-                        cache.insert(7, 2);
-                    },
-                    NAMES,
-                );
-            }
-            pid
+            fork_expecting_a_panic(|| {
+                cache.insert(7, 2);
+            })
         },
     );
     assert_child_ok(pid, "RcuCache::insert");
@@ -231,17 +209,7 @@ fn a_map_write_in_a_prepared_child_says_what_it_waits_for() {
     // SAFETY: `pipe` has room for the two descriptors.
     assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
     let pid = while_a_writer_holds(
-        |hold| {
-            let guard = map.domain().read_lock();
-            map.get_or_insert_with(
-                7,
-                || {
-                    hold();
-                    1
-                },
-                &guard,
-            );
-        },
+        |hold| holding_key_7(&map, hold),
         || {
             // `prepare_fork` does not stop the writer in its closure.
             let fork_guard = rcu.prepare_fork();
