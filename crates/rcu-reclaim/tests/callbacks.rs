@@ -1156,10 +1156,13 @@ fn paced_by_bytes_only() -> Rcu {
 #[test]
 fn bytes_set_the_pace_and_a_trickle_still_waits() {
     let rcu = paced_by_bytes_only();
-    // Two pages' worth of 16 KiB buffers: each page goes to its shard as it
-    // reaches 64 KiB and asks for a grace period at once.
+    // Two pages' worth of 64 KiB buffers: each page goes to its shard as it
+    // reaches four times the pace (256 KiB, 4 buffers: fewer objects than
+    // the pace's least count, and fewer than the retires between two of
+    // the thread's early looks, so no page goes early and leaves the last
+    // one short) and asks for a grace period at once.
     for _ in 0..8 {
-        rcu.defer_drop(Box::new(vec![0u8; 16 << 10]));
+        rcu.defer_drop(Box::new(vec![0u8; 64 << 10]));
     }
     wait_until(
         "the paced garbage freed, with no barrier",
