@@ -184,7 +184,7 @@
 //!   the fix (a closure of the child's own threads that held the lock as
 //!   long would be taken for the same: such a child's domain is not
 //!   prepared anyway, as with the domain's own locks in *The lock order*);
-//! - in a child that [`ForkGuard::child`](crate::fork::ForkGuard::child)
+//! - in a child that `ForkGuard::child`
 //!   made ready, where the holder may as well be a closure of the child's
 //!   own threads that runs that long (a slow `get_or_insert_with`
 //!   loader), the wait says so after 2 s, once, on standard error (and
