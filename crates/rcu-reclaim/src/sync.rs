@@ -359,7 +359,7 @@ pub(crate) fn lock_within<'a, T>(
 /// Tries `attempt`, yielding then napping, until it succeeds or `limit`
 /// has passed; then returns what `stuck` makes of the time waited.
 #[cfg(not(loom))]
-fn retry_within<G>(
+pub(crate) fn retry_within<G>(
     mut attempt: impl FnMut() -> Option<G>,
     limit: std::time::Duration,
     stuck: impl FnOnce(std::time::Duration) -> G,

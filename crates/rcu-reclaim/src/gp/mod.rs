@@ -360,18 +360,12 @@ impl GracePeriods {
         which: &str,
     ) -> crate::sync::Locked<'a, T> {
         #[cfg(not(loom))]
-        {
-            let f = self.fork_check(what);
-            if f.forked() || self.adopted_in_child() {
-                return crate::sync::lock_within(m, crate::sync::FORKED_WAIT, |waited| {
-                    self.writers_lock_waited(f, which, waited);
-                    lock(m)
-                });
-            }
-        }
+        return self.wait_for_writers_lock(what, which, || crate::sync::try_lock(m), || lock(m));
         #[cfg(loom)]
-        let _ = (what, which);
-        lock(m)
+        {
+            let _ = (what, which);
+            lock(m)
+        }
     }
 
     /// [`lock_written`](Self::lock_written) for a writer's lock that is a
@@ -387,14 +381,34 @@ impl GracePeriods {
         what: &'static str,
         which: &str,
     ) -> std::sync::MutexGuard<'a, T> {
+        self.wait_for_writers_lock(
+            what,
+            which,
+            || crate::sync::try_lock_std(m),
+            || crate::sync::lock_std(m),
+        )
+    }
+
+    /// The wait of [`lock_written`](Self::lock_written) and
+    /// [`lock_std_written`](Self::lock_std_written), for a lock that
+    /// `attempt` tries and `block` waits for.
+    #[cfg(not(loom))]
+    #[track_caller]
+    fn wait_for_writers_lock<G>(
+        &self,
+        what: &'static str,
+        which: &str,
+        attempt: impl FnMut() -> Option<G>,
+        block: impl FnOnce() -> G,
+    ) -> G {
         let f = self.fork_check(what);
         if f.forked() || self.adopted_in_child() {
-            return crate::sync::lock_std_within(m, crate::sync::FORKED_WAIT, |waited| {
+            return crate::sync::retry_within(attempt, crate::sync::FORKED_WAIT, |waited| {
                 self.writers_lock_waited(f, which, waited);
-                crate::sync::lock_std(m)
+                block()
             });
         }
-        crate::sync::lock_std(m)
+        block()
     }
 
     /// Whether `ForkGuard::child` made this domain ready in this process
