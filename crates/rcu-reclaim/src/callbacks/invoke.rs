@@ -220,6 +220,12 @@ impl Callbacks {
         mark: &RunnerMark,
     ) -> (usize, usize) {
         let (mut n, mut bytes, mut panics) = (0, 0, 0);
+        // Counted as running until freed (see `Shard::running_bytes`): by
+        // the batch once it has run, by each page once it is dropped.
+        let running = &self.shards[cpu].running_bytes;
+        let batch_bytes: usize = lists.batch.iter().map(|e| e.bytes).sum();
+        let page_bytes: usize = lists.pages.iter().map(|p| p.bytes()).sum();
+        running.fetch_add(batch_bytes + page_bytes, Ordering::Relaxed);
         let was = IN_CALLBACK.with(|c| c.replace(true));
         mark.start();
         panics += run_each_caught(
@@ -232,10 +238,13 @@ impl Callbacks {
             },
             |msg| self.report_panic(msg),
         );
+        running.fetch_sub(batch_bytes, Ordering::Relaxed);
         for mut page in lists.pages.drain(..) {
+            let page_bytes = page.bytes();
             n += page.len();
-            bytes += page.bytes();
+            bytes += page_bytes;
             panics += page.drop_objects_with(|| mark.bump(), &mut |msg| self.report_panic(msg));
+            running.fetch_sub(page_bytes, Ordering::Relaxed);
             add(&self.counters.pages_freed, 1);
             self.recycle(cpu, page);
         }

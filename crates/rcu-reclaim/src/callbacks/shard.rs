@@ -157,6 +157,12 @@ pub(crate) struct Shard {
     pub(super) invoke: Mutex<InvokeLists>,
     pub(super) count: AtomicUsize,
     pub(super) bytes: AtomicUsize,
+    /// Bytes taken off the shard to be freed (its runner's batch and
+    /// pages, a thread's own inline free) and not freed yet: no longer
+    /// queued, still memory. The garbage bounds count them
+    /// (`Callbacks::shard_bytes`), so a runner preempted in the middle of
+    /// its batch holds writers back as the queue did.
+    pub(super) running_bytes: AtomicUsize,
     /// The sequence value at which the shard's oldest entry becomes ready
     /// (`u64::MAX`: nothing waits), for `collect`'s lock-free look. A hint:
     /// a stale value costs a look or a delay, never an early free.
@@ -280,6 +286,7 @@ impl Shard {
             invoke: Mutex::new(InvokeLists::default()),
             count: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            running_bytes: AtomicUsize::new(0),
             ready_at: AtomicU64::new(u64::MAX),
             collected_ms: AtomicUsize::new(0),
             runner: CachePadded::new(RunnerMark::default()),

@@ -209,13 +209,14 @@ impl Callbacks {
         self.yield_to_worker(cpu, || ready() <= policy::CALL_THROTTLE / 2);
     }
 
-    /// Bytes on the shards: waiting for a grace period, or ready to free
-    /// (what threads still buffer in their pages is not counted; under
-    /// pressure the grace-period thread takes those at once).
+    /// Bytes on the shards: waiting for a grace period, ready to free, or
+    /// taken by a runner and not freed yet (`Shard::running_bytes`); what
+    /// threads still buffer in their pages is not counted (under pressure
+    /// the grace-period thread takes those at once).
     pub(super) fn shard_bytes(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.bytes.load(Ordering::Relaxed))
+            .map(|s| s.bytes.load(Ordering::Relaxed) + s.running_bytes.load(Ordering::Relaxed))
             .sum()
     }
 
@@ -642,6 +643,39 @@ mod tests {
             waits_at(80 << 20) >= 1,
             "over the mark, over 256 outstanding"
         );
+    }
+
+    /// Values a runner has taken off a shard still count in the bytes the
+    /// garbage bounds compare (`shard_bytes`) until they are freed: a
+    /// worker preempted in the middle of a 1.6 MiB batch left writers
+    /// under a cap of 1.4 MiB free to retire, and the garbage reached
+    /// 2.8 MiB. The first value's `Drop` looks while the rest of its page
+    /// (a 1 MiB buffer) is still to be freed.
+    #[test]
+    fn a_runners_batch_counts_until_it_is_freed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        struct Look(Rcu, Arc<AtomicUsize>);
+        impl Drop for Look {
+            fn drop(&mut self) {
+                let seen = self.0.inner().callbacks.shard_bytes();
+                self.1.store(seen, Ordering::SeqCst);
+            }
+        }
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let seen = Arc::new(AtomicUsize::new(usize::MAX));
+        // A reader holds the grace period until both are on one page.
+        let guard = rcu.read_lock();
+        rcu.defer_drop_sized(Box::new(Look(rcu.clone(), seen.clone())), 64);
+        rcu.defer_drop(Box::new(vec![7u8; 1 << 20]));
+        drop(guard);
+        rcu.barrier();
+        let seen = seen.load(Ordering::SeqCst);
+        assert!(
+            seen >= 1 << 20,
+            "the first value's drop saw {seen} bytes, not the 1 MiB buffer still to free"
+        );
+        assert_eq!(rcu.inner().callbacks.shard_bytes(), 0);
     }
 
     /// A wait that runs out behind a reader that stays in its section says
