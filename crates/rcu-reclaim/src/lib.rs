@@ -463,7 +463,13 @@
 //! that garbage to be freed, with or without a pressure signal
 //! ([`Rcu::bound_garbage`], [`sources::bound_garbage_by_cgroup`]): a reader
 //! preempted in its section on a loaded machine no longer lets writers of
-//! large values pile garbage up to the limit. With no limit to read (a
+//! large values pile garbage up to the limit. A [`MemoryBudget`](reclaim::MemoryBudget)
+//! whose reclaimer is RCU-aware (the default) bounds its domain's garbage
+//! the same way, by its own usage: near its `high` watermark a retiring
+//! thread waits for garbage over half the room left below `high` (at least
+//! one reclaim step, 256 KiB for budgets up to 64 MiB), since each byte
+//! waiting there is a byte of live entries reclaim would evict instead.
+//! With no limit to read (a
 //! plain host, no monitor), [`Config::max_pending_bytes`] caps a domain's
 //! garbage at a size of your choosing, with the same wait. Work whose memory the domain
 //! cannot weigh (closures given to [`Rcu::call`], a queue of your own) is

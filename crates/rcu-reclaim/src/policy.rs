@@ -616,7 +616,9 @@ pub(crate) fn held_up_waits(
 pub(crate) const HELD_UP_MAX_WAIT: Duration = Duration::from_millis(2);
 
 /// The least garbage a memory limit allows before retiring threads wait
-/// for it ([`headroom_allowance`]): below it the usage is never read.
+/// for it ([`headroom_allowance`]): below it the usage is never read. A
+/// `MemoryBudget`'s own bound sets a floor of its own (its reclaim step),
+/// as its usage is a cheap read of its own.
 pub(crate) const HEADROOM_FLOOR: usize = 2 << 20;
 
 /// How often a retiring thread reads the usage while the shards hold more
@@ -732,10 +734,11 @@ pub(crate) fn call_backlog_max_wait(backlog: u64, state: MemoryState) -> Duratio
 /// The garbage (bytes on the shards) a domain under a memory limit may
 /// hold: half of what would take the usage to `mark` (the limit's medium
 /// watermark) were the rest of the process to stay as it was when `usage`
-/// (which counts `garbage`) was read; at least [`HEADROOM_FLOOR`].
-pub(crate) fn headroom_allowance(mark: usize, usage: usize, garbage: usize) -> usize {
+/// (which counts `garbage`) was read; at least `floor` (the limit's:
+/// [`HEADROOM_FLOOR`], or a budget's reclaim step).
+pub(crate) fn headroom_allowance(mark: usize, usage: usize, garbage: usize, floor: usize) -> usize {
     let rest = usage.saturating_sub(garbage);
-    (mark.saturating_sub(rest) / 2).max(HEADROOM_FLOOR)
+    (mark.saturating_sub(rest) / 2).max(floor)
 }
 
 /// Whether a thread handing off a page waits for `garbage` to be freed

@@ -394,7 +394,9 @@ impl Rcu {
     }
 
     /// Whether a memory limit bounds this domain's garbage
-    /// ([`bound_garbage`](Rcu::bound_garbage)).
+    /// ([`bound_garbage`](Rcu::bound_garbage), or an RCU-aware
+    /// `MemoryBudget`'s own bound), or a cap does
+    /// ([`Config::max_pending_bytes`](crate::Config::max_pending_bytes)).
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();

@@ -441,7 +441,7 @@ impl Shrinker for RcuBlocks {
 }
 
 /// A reclaim from over `min` back to `high` (about 11 MiB of a 64 MiB
-/// budget) runs in steps of about a 64th of `min`, each evicting its share
+/// budget) runs in steps of a 256th of `min` (at least 256 KiB), each evicting its share
 /// and letting a grace period free it before the next, so what waits for a
 /// grace period stays near one step; one reclaim used to evict it all at
 /// once. It still ends at `high`.
@@ -482,12 +482,13 @@ fn a_reclaim_to_high_evicts_in_steps_through_rcu() {
         thread::sleep(Duration::from_millis(1));
     }
     let steps = reclaimer.stats().calls;
-    let expected = (w.min + MIB - w.high) / (w.min / 64);
+    let step = (w.min / 256).max(256 << 10);
+    let expected = (w.min + MIB - w.high) / step;
     assert!(
         steps >= expected as u64 / 2,
         "{steps} reclaim calls for {} KiB in steps of {} KiB",
         (w.min + MIB - w.high) >> 10,
-        (w.min / 64) >> 10
+        step >> 10
     );
     rcu.barrier();
     let held = cache.blocks.lock().unwrap().len() * 4096;

@@ -46,11 +46,23 @@ pub(crate) struct Headroom {
     /// Usage past which the cgroup is under pressure.
     pub(crate) mark: usize,
     pub(crate) usage: UsageReader,
+    /// The least allowance, and the garbage below which the usage is not
+    /// read (`policy::HEADROOM_FLOOR`, or a budget's reclaim step).
+    pub(crate) floor: usize,
 }
 
 impl Headroom {
     pub(crate) fn new(mark: usize, usage: UsageReader) -> Headroom {
-        Headroom { mark, usage }
+        Headroom::with_floor(mark, usage, policy::HEADROOM_FLOOR)
+    }
+
+    /// As `new`, allowing at least `floor` bytes (at least 1).
+    pub(crate) fn with_floor(mark: usize, usage: UsageReader, floor: usize) -> Headroom {
+        Headroom {
+            mark,
+            usage,
+            floor: floor.max(1),
+        }
     }
 }
 
@@ -80,6 +92,9 @@ pub(crate) struct HeadroomState {
     /// `Config::max_pending_bytes` (`usize::MAX`: none; else at least
     /// `policy::HEADROOM_FLOOR`): `allow` never exceeds it, limit or not.
     cap: usize,
+    /// The limit's floor (`Headroom::floor`; `policy::HEADROOM_FLOOR`
+    /// without one): garbage up to it never waits, nor reads the usage.
+    floor: AtomicUsize,
 }
 
 impl HeadroomState {
@@ -92,6 +107,7 @@ impl HeadroomState {
             last_usage: AtomicUsize::new(UNREAD),
             limit: std::sync::Mutex::new(None),
             cap,
+            floor: AtomicUsize::new(policy::HEADROOM_FLOOR),
         }
     }
 
@@ -107,10 +123,58 @@ impl HeadroomState {
 impl Callbacks {
     /// Bounds the garbage by `limit` from now on (`None`: no bound).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
-        let on = limit.is_some();
-        let limit = limit.map(Arc::new);
         let mut current = lock_std(&self.headroom.limit);
-        let old = std::mem::replace(&mut *current, limit);
+        let old = self.replace_headroom(&mut current, limit.map(Arc::new));
+        drop(current);
+        drop(old);
+    }
+
+    /// Bounds the garbage by `limit` unless a limit already does; returns
+    /// whether it does now (a budget's bound gives way to one the caller
+    /// set, and to a cgroup's).
+    pub(crate) fn set_headroom_if_none(&self, limit: &Arc<Headroom>) -> bool {
+        let mut current = lock_std(&self.headroom.limit);
+        if current.is_some() {
+            return false;
+        }
+        let old = self.replace_headroom(&mut current, Some(limit.clone()));
+        drop(current);
+        drop(old);
+        true
+    }
+
+    /// Removes `limit` if it is still the one that bounds the garbage (a
+    /// budget's, as the budget goes; not one set since in its place);
+    /// with `only_if_free`, only if the limit's lock is free (in a forked
+    /// child, where its holder may not exist).
+    pub(crate) fn clear_headroom_if(&self, limit: &Arc<Headroom>, only_if_free: bool) {
+        let current = if only_if_free {
+            try_lock_std(&self.headroom.limit)
+        } else {
+            Some(lock_std(&self.headroom.limit))
+        };
+        let Some(mut current) = current else { return };
+        if current.as_ref().is_some_and(|l| Arc::ptr_eq(l, limit)) {
+            let old = self.replace_headroom(&mut current, None);
+            drop(current);
+            drop(old);
+        }
+    }
+
+    /// Puts `limit` in `current`'s place (the limit's lock, held), and
+    /// returns the old one, for the caller to drop once it has let go of
+    /// the lock: what the old reader owns may retire through this domain
+    /// as it drops, and a retire over the allowance takes the lock.
+    #[must_use]
+    fn replace_headroom(
+        &self,
+        current: &mut std::sync::MutexGuard<'_, Option<Arc<Headroom>>>,
+        limit: Option<Arc<Headroom>>,
+    ) -> Option<Arc<Headroom>> {
+        let on = limit.is_some();
+        let floor = limit.as_ref().map_or(policy::HEADROOM_FLOOR, |l| l.floor);
+        self.headroom.floor.store(floor, Ordering::Relaxed);
+        let old = std::mem::replace(&mut **current, limit);
         self.headroom.read_ms.store(0, Ordering::Relaxed);
         self.headroom.last_usage.store(UNREAD, Ordering::Relaxed);
         self.headroom
@@ -125,17 +189,13 @@ impl Callbacks {
         // limit still in flight cannot overwrite it.
         self.headroom.allow.store(
             if on {
-                policy::HEADROOM_FLOOR
+                floor.min(self.headroom.cap)
             } else {
                 self.headroom.cap
             },
             Ordering::Relaxed,
         );
-        drop(current);
-        // The old reader is dropped outside the lock: what it owns may
-        // retire through this domain as it drops, and a retire over the
-        // allowance takes the lock.
-        drop(old);
+        old
     }
 
     /// What a wait over the allowance `allow` is for, as its reports say:
@@ -194,7 +254,7 @@ impl Callbacks {
         // Unknown: nothing waits until a read (in a few ms) tells.
         let allow = usage
             .map_or(UNKNOWN, |u| {
-                policy::headroom_allowance(limit.mark, u, self.shard_bytes())
+                policy::headroom_allowance(limit.mark, u, self.shard_bytes(), limit.floor)
             })
             .min(self.headroom.cap);
         // The state by the usage a few milliseconds ahead, at the pace it
@@ -283,7 +343,7 @@ impl Callbacks {
             return None;
         }
         let garbage = self.shard_bytes() + own;
-        if garbage <= policy::HEADROOM_FLOOR {
+        if garbage <= self.headroom.floor.load(Ordering::Relaxed) {
             return None;
         }
         let over = garbage > self.headroom.allow.load(Ordering::Relaxed);

@@ -499,12 +499,22 @@ fn garbage_under_a_limit_may_take_half_the_room_left_to_its_mark() {
     // 85 MiB mark, 40 MiB in use of which 10 garbage: 30 MiB live,
     // 55 left, 27.5 allowed.
     assert_eq!(
-        headroom_allowance(85 * MIB, 40 * MIB, 10 * MIB),
+        headroom_allowance(85 * MIB, 40 * MIB, 10 * MIB, HEADROOM_FLOOR),
         55 * MIB / 2
     );
     // Live data past the mark (or usage under the garbage): the floor.
-    assert_eq!(headroom_allowance(85 * MIB, 90 * MIB, 0), HEADROOM_FLOOR);
-    assert_eq!(headroom_allowance(85 * MIB, 0, 10 * MIB), 85 * MIB / 2);
+    assert_eq!(
+        headroom_allowance(85 * MIB, 90 * MIB, 0, HEADROOM_FLOOR),
+        HEADROOM_FLOOR
+    );
+    assert_eq!(
+        headroom_allowance(85 * MIB, 90 * MIB, 0, 256 << 10),
+        256 << 10
+    );
+    assert_eq!(
+        headroom_allowance(85 * MIB, 0, 10 * MIB, HEADROOM_FLOOR),
+        85 * MIB / 2
+    );
     assert!(!headroom_waits(8 * MIB, 8 * MIB) && headroom_waits(8 * MIB, 8 * MIB + 1));
     assert!(headroom_wait_done(8 * MIB, 4 * MIB) && !headroom_wait_done(8 * MIB, 4 * MIB + 1));
     // Usage read every few ms, every ms while over.

@@ -57,6 +57,7 @@
 
 mod accounting;
 mod budget;
+mod budget_bound;
 mod reclaimer;
 mod report;
 mod shrinker;

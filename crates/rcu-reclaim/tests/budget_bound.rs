@@ -1,0 +1,134 @@
+//! An RCU-aware `MemoryBudget` bounds its domain's garbage: near its
+//! `high` watermark, retiring threads wait for garbage over half the room
+//! left below `high` (at least one reclaim step, 256 KiB for a 64 MiB
+//! budget), as a cgroup's limit bounds it; the bound goes with the budget,
+//! and one the caller set stays.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
+use rcu_reclaim::{Config, Rcu, RcuCell};
+
+const MIB: usize = 1 << 20;
+
+/// A thread in a read-side section of `rcu` for `hold`.
+fn reader_holding(rcu: &Rcu, hold: Duration) -> thread::JoinHandle<()> {
+    let rcu = rcu.clone();
+    let (entered, inside) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let guard = rcu.read_lock();
+        entered.send(()).unwrap();
+        thread::sleep(hold);
+        drop(guard);
+    });
+    inside.recv().unwrap();
+    reader
+}
+
+/// A budget of 64 MiB on `rcu` whose usage reads `used`.
+fn budget(rcu: &Rcu, used: &Arc<AtomicUsize>, rcu_loop: bool) -> MemoryBudget {
+    let reclaimer = Arc::new(Reclaimer::new(rcu).rcu_loop(rcu_loop));
+    let used = used.clone();
+    MemoryBudget::new(64 * MIB, reclaimer, move || used.load(Ordering::SeqCst))
+}
+
+/// Twenty stores of 512 KiB behind a reader held for 300 ms, with usage
+/// at the budget's `high`: the writer waits at the bound (a reclaim step
+/// and a value or two) instead of leaving 10 MiB waiting, and the budget's
+/// going removes the bound. The same stores in a domain whose budget's
+/// reclaimer is not RCU-aware all wait for the reader.
+#[test]
+fn near_high_a_writer_waits_at_the_budgets_bound() {
+    let most = |rcu_loop: bool| {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let used = Arc::new(AtomicUsize::new(0));
+        let b = budget(&rcu, &used, rcu_loop);
+        assert_eq!(rcu.garbage_bounded(), rcu_loop);
+        used.store(b.watermarks().high, Ordering::SeqCst);
+        // The bound reads the usage the budget read last.
+        assert_eq!(b.usage(), b.watermarks().high);
+        let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
+        let reader = reader_holding(&rcu, Duration::from_millis(300));
+        let mut most = 0;
+        for i in 1..=20u8 {
+            cell.store(Box::new(vec![i; 512 << 10]));
+            most = most.max(rcu.pending_bytes());
+        }
+        reader.join().unwrap();
+        let waits = rcu.stats().headroom_waits;
+        drop(b);
+        assert!(!rcu.garbage_bounded(), "the bound outlived its budget");
+        drop(cell);
+        rcu.barrier();
+        assert_eq!(rcu.pending_bytes(), 0);
+        (most, waits)
+    };
+    let (bounded, waits) = most(true);
+    assert!(waits >= 1, "no wait at the bound, {bounded} bytes waited");
+    assert!(
+        bounded <= 256 * 1024 + 3 * (512 << 10),
+        "{bounded} bytes waited past the budget's bound"
+    );
+    let (unbounded, waits) = most(false);
+    assert_eq!(waits, 0);
+    assert!(
+        unbounded >= 8 * MIB,
+        "{unbounded} bytes waited with no bound"
+    );
+}
+
+/// Well below `high` the allowance is half the room left, and nothing
+/// waits: a budget costs writers nothing while memory is plentiful.
+#[test]
+fn far_below_high_nothing_waits() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(8 * MIB));
+    let b = budget(&rcu, &used, true);
+    assert_eq!(b.usage(), 8 * MIB);
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
+    let reader = reader_holding(&rcu, Duration::from_millis(100));
+    for i in 1..=20u8 {
+        cell.store(Box::new(vec![i; 512 << 10]));
+    }
+    reader.join().unwrap();
+    assert_eq!(rcu.stats().headroom_waits, 0);
+    drop(cell);
+    drop(b);
+    rcu.barrier();
+}
+
+/// A bound the caller set first stays, through the budget and after it.
+#[test]
+fn a_bound_set_before_the_budget_stays() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    rcu.bound_garbage(85 * MIB, || Some(10 * MIB));
+    let used = Arc::new(AtomicUsize::new(0));
+    let b = budget(&rcu, &used, true);
+    assert!(rcu.garbage_bounded());
+    drop(b);
+    assert!(
+        rcu.garbage_bounded(),
+        "the budget removed the caller's bound"
+    );
+    rcu.unbound_garbage();
+}
+
+/// One set after the budget's replaces it, and the budget's going does
+/// not remove it.
+#[test]
+fn a_bound_set_after_the_budget_replaces_it_and_stays() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let b = budget(&rcu, &used, true);
+    rcu.bound_garbage(85 * MIB, || Some(10 * MIB));
+    drop(b);
+    assert!(
+        rcu.garbage_bounded(),
+        "the budget removed the caller's bound"
+    );
+    rcu.unbound_garbage();
+    assert!(!rcu.garbage_bounded());
+}
