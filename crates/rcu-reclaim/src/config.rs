@@ -271,7 +271,9 @@ impl Config {
     /// small objects goes once they hold a 32nd of this). Smaller values free sooner, with
     /// more grace periods; `usize::MAX` leaves the pace to
     /// [`lazy_delay`](Config::lazy_delay) and
-    /// [`lazy_batch`](Config::lazy_batch) alone. Must be at least 1.
+    /// [`lazy_batch`](Config::lazy_batch) alone (under
+    /// [`max_pending_bytes`](Config::max_pending_bytes), a thread's page
+    /// still goes at a sixteenth of the cap). Must be at least 1.
     ///
     /// ```
     /// let c = rcu_reclaim::Config::new().pace_bytes(256 << 10);
@@ -279,6 +281,8 @@ impl Config {
     /// ```
     pub fn pace_bytes(mut self, bytes: usize) -> Self {
         self.params.pace_bytes = bytes;
+        self.params.page_pace_bytes =
+            crate::policy::page_pace(bytes, self.params.max_pending_bytes);
         self
     }
 
@@ -434,7 +438,9 @@ impl Config {
     /// reported, naming the threads the grace period waits for), so a
     /// reader that never leaves its section slows the writers down to one
     /// retire a second rather than stopping them, and a thread's own page
-    /// (up to [`pace_bytes`](Self::pace_bytes)) may come on top. A cap
+    /// (up to four times [`pace_bytes`](Self::pace_bytes), and never over
+    /// a quarter of the cap, whatever the pace: with a cap, a page goes at
+    /// a sixteenth of it at most) may come on top. A cap
     /// below 2 MiB is taken as 2 MiB (smaller garbage never waits); the
     /// default, `usize::MAX`, sets none. Where the domain's garbage is also
     /// bounded by a memory limit ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage),
@@ -461,6 +467,8 @@ impl Config {
         } else {
             bytes.max(crate::policy::HEADROOM_FLOOR)
         };
+        self.params.page_pace_bytes =
+            crate::policy::page_pace(self.params.pace_bytes, self.params.max_pending_bytes);
         self
     }
 

@@ -66,6 +66,11 @@ pub(crate) struct Params {
     pub(crate) lazy_batch: usize,
     /// See [`Config::pace_bytes`](crate::Config::pace_bytes).
     pub(crate) pace_bytes: usize,
+    /// The pace of a thread's bulk page ([`page_due_by_pace`], and the
+    /// retire's fast check): `pace_bytes`, or less under
+    /// `max_pending_bytes` ([`page_pace`]). Kept by the `Config` setters
+    /// of both.
+    pub(crate) page_pace_bytes: usize,
     pub(crate) qhimark: usize,
     pub(crate) qlowmark: usize,
     pub(crate) qovld: usize,
@@ -95,6 +100,7 @@ impl Default for Params {
             lazy_delay: Duration::from_millis(50),
             lazy_batch: 1000,
             pace_bytes: DEFAULT_PACE_BYTES,
+            page_pace_bytes: DEFAULT_PACE_BYTES,
             qhimark: 10_000,
             qlowmark: 100,
             qovld: 20_000,
@@ -863,11 +869,32 @@ pub(crate) const EARLY_PAGE_AGE_MS: usize = 1;
 /// to its shard before it is full: [`PAGE_HANDOFF_OBJECTS`] objects of a
 /// 32nd of `pace_bytes`, or `pace_bytes` in at least [`PAGE_MIN_OBJECTS`]
 /// objects, or [`PAGE_BYTES_FACTOR`] times that.
+///
+/// By the page's pace, `page_pace_bytes` ([`page_pace`]): `pace_bytes`
+/// unless a cap on the garbage (`max_pending_bytes`) makes it less.
 pub(crate) fn page_due_by_pace(p: &Params, bytes: usize, count: usize) -> bool {
-    count >= PAGE_HANDOFF_OBJECTS && bytes >= p.pace_bytes / EARLY_PAGE_DIVISOR
-        || bytes >= p.pace_bytes
-            && (count >= PAGE_MIN_OBJECTS
-                || bytes >= p.pace_bytes.saturating_mul(PAGE_BYTES_FACTOR))
+    let pace = p.page_pace_bytes;
+    count >= PAGE_HANDOFF_OBJECTS && bytes >= pace / EARLY_PAGE_DIVISOR
+        || bytes >= pace
+            && (count >= PAGE_MIN_OBJECTS || bytes >= pace.saturating_mul(PAGE_BYTES_FACTOR))
+}
+
+/// A page's pace is at most this share of `Config::max_pending_bytes`
+/// ([`page_pace`]): a page then goes once it holds a sixteenth of the cap
+/// in [`PAGE_MIN_OBJECTS`] objects, or a quarter of it
+/// ([`PAGE_BYTES_FACTOR`] times that) in fewer. The cap is looked at only
+/// as a page is handed off, so a page that never went (a pace of
+/// `usize::MAX`, or `on_demand`'s half of it, holds up to 255 objects of
+/// any size) kept its garbage out of the cap's sight: 40 stores of 1 MiB
+/// left 40 MiB waiting over a 4 MiB cap. At the cap's least (2 MiB,
+/// [`HEADROOM_FLOOR`]) the share is 128 KiB, over the default pace.
+pub(crate) const CAP_PAGE_DIVISOR: usize = 16;
+
+/// The pace of a thread's bulk page for a domain's `pace_bytes` and
+/// `max_pending_bytes` (`usize::MAX`: no cap): the pace, at most a
+/// [`CAP_PAGE_DIVISOR`]th of the cap.
+pub(crate) fn page_pace(pace_bytes: usize, max_pending_bytes: usize) -> usize {
+    pace_bytes.min(max_pending_bytes / CAP_PAGE_DIVISOR)
 }
 
 /// What the pace says of one shard.

@@ -124,6 +124,25 @@ fn a_cap_under_two_mib_is_two_mib() {
     }
 }
 
+/// The cap holds whatever the pace: with `on_demand` (a pace of half the
+/// address space) or `pace_bytes(usize::MAX)`, a thread's page of 1 MiB
+/// values went to its shard only once full (255 values), and the cap,
+/// looked at only as a page is handed off, never saw them: 40 stores
+/// behind a reader left all 40 MiB waiting over a 4 MiB cap. A page now
+/// goes once it holds a sixteenth of the cap in 32 values, or a quarter
+/// of it in fewer.
+#[test]
+fn the_cap_holds_with_a_pace_above_it() {
+    for config in [
+        Config::new().on_demand(),
+        Config::new().pace_bytes(usize::MAX),
+        Config::new().pace_bytes(64 * MIB),
+    ] {
+        let rcu = Rcu::new(config.max_pending_bytes(4 * MIB)).unwrap();
+        keeps_within(&rcu, 4 * MIB, 40, Duration::from_millis(300));
+    }
+}
+
 /// On a QSBR domain, an online writer that reports quiescent states
 /// between its stores keeps to the cap while another online thread never
 /// reports (holding every grace period up): with no grace period begun,

@@ -30,15 +30,16 @@ fn page_age_ms(local: &super::local::LocalBuffer, count: usize) -> usize {
 
 /// Whether a page just pushed to, holding `count` objects of `held`
 /// bytes, needs nothing more: no advance point, and neither full nor due
-/// by its pace (`page_due_by_pace`: a page below a 32nd of `pace_bytes`,
-/// or below `PAGE_HANDOFF_OBJECTS` and `pace_bytes`, is not), which
+/// by its pace (`page_due_by_pace`: a page below a 32nd of the page's
+/// pace, `page_pace_bytes`, or below `PAGE_HANDOFF_OBJECTS` and that pace,
+/// is not), which
 /// `try_push_entry_rest` would answer too (`Ok`), in a few compares.
 #[inline(always)]
 fn settled(p: &policy::Params, count: usize, held: usize) -> bool {
     count % policy::RETIRES_PER_ADVANCE != 0
         && count < super::bulk::capacity()
-        && (held < p.pace_bytes / policy::EARLY_PAGE_DIVISOR
-            || count < policy::PAGE_HANDOFF_OBJECTS && held < p.pace_bytes)
+        && (held < p.page_pace_bytes / policy::EARLY_PAGE_DIVISOR
+            || count < policy::PAGE_HANDOFF_OBJECTS && held < p.page_pace_bytes)
 }
 
 impl Rcu {
@@ -522,12 +523,17 @@ mod tests {
 
     /// The fast path's one check answers as the full checks would: a page
     /// `settled` is at no advance point, not full and not due by its pace,
-    /// whatever the pace (the default's, small, huge as `on_demand`'s).
+    /// whatever the pace (the default's, small, huge as `on_demand`'s, or
+    /// cut by a cap on the garbage).
     #[test]
     fn a_settled_page_is_neither_at_an_advance_point_nor_full_nor_due() {
-        for pace in [0, 100, 4 << 10, 64 << 10, 1 << 20, usize::MAX / 2] {
+        let paces = [0, 100, 4 << 10, 64 << 10, 1 << 20, usize::MAX / 2];
+        let caps = [usize::MAX, policy::HEADROOM_FLOOR, 64 << 20];
+        for (pace, cap) in paces.into_iter().flat_map(|p| caps.map(|c| (p, c))) {
             let p = policy::Params {
                 pace_bytes: pace,
+                page_pace_bytes: policy::page_pace(pace, cap),
+                max_pending_bytes: cap,
                 ..Default::default()
             };
             for count in 1..=super::super::bulk::capacity() {

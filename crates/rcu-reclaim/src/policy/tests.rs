@@ -151,10 +151,27 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
     assert!(!page_due_by_pace(&p, 10 * early, PAGE_HANDOFF_OBJECTS - 1));
     let off = Params {
         pace_bytes: usize::MAX,
+        page_pace_bytes: page_pace(usize::MAX, usize::MAX),
         ..Params::default()
     };
     assert!(!page_due_by_pace(&off, 1 << 40, PAGE_HANDOFF_OBJECTS - 1));
     assert_eq!(shard_pace(&off, false, heavy), Pace::Wait(49 * MS));
+    // Under a cap on the garbage, a page goes at a quarter of the cap in
+    // a few objects whatever the pace (the shards' pace is unchanged).
+    let cap = 4 << 20;
+    let capped = Params {
+        page_pace_bytes: page_pace(usize::MAX, cap),
+        max_pending_bytes: cap,
+        ..off.clone()
+    };
+    assert!(page_due_by_pace(&capped, cap / 4, 1));
+    assert!(!page_due_by_pace(&capped, cap / 4 - 1, 1));
+    assert!(page_due_by_pace(&capped, cap / 16, PAGE_MIN_OBJECTS));
+    assert_eq!(shard_pace(&capped, false, heavy), Pace::Wait(49 * MS));
+    assert_eq!(
+        page_pace(DEFAULT_PACE_BYTES, HEADROOM_FLOOR),
+        DEFAULT_PACE_BYTES
+    );
 }
 
 #[test]
