@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, Rcu, RcuCell};
 
+mod common;
+
 const MIB: usize = 1 << 20;
 
 /// Bytes one 1 MiB store retires (the `Vec`'s buffer and its header).
@@ -191,4 +193,92 @@ fn an_online_qsbr_writer_keeps_to_the_cap_behind_a_thread_that_never_reports() {
     drop(cell);
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0);
+}
+
+/// A wait at the cap that runs out behind an online QSBR thread that never
+/// reports says what ends that hold: a quiescent state (an online QSBR
+/// thread has no section to keep short). The report said only "keep
+/// read-side sections short".
+#[test]
+fn a_wait_held_up_by_a_qsbr_thread_says_to_report_quiescent_states() {
+    let rcu = Rcu::new(
+        Config::new()
+            .flavor(rcu_reclaim::Flavor::Qsbr)
+            .max_pending_bytes(2 * MIB),
+    )
+    .unwrap();
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 * MIB]));
+    let (online, is_online) = mpsc::channel();
+    let (done, finish) = mpsc::channel::<()>();
+    let silent = {
+        let rcu = rcu.clone();
+        thread::spawn(move || {
+            let thread = rcu.register_qsbr_thread();
+            online.send(()).unwrap();
+            let _ = finish.recv();
+            drop(thread);
+        })
+    };
+    is_online.recv().unwrap();
+    let log = common::Captured::default();
+    {
+        let _logged = log.on_this_thread();
+        // Over the cap behind the silent thread: the wait runs its bound
+        // out and is reported (never inside a section: this thread is
+        // not registered).
+        cell.store(Box::new(vec![1u8; 4 * MIB]));
+    }
+    done.send(()).unwrap();
+    silent.join().unwrap();
+    drop(cell);
+    rcu.barrier();
+    let text = log.text();
+    assert!(
+        text.contains("online QSBR thread") && text.contains("quiescent states regularly"),
+        "the report did not say to report quiescent states: {text}"
+    );
+    assert!(
+        !text.contains("keep read-side sections short"),
+        "the report spoke of sections a QSBR thread does not have: {text}"
+    );
+}
+
+/// In a process forked without `Rcu::prepare_fork`, the domain's
+/// grace-period thread and workers do not exist, and a wait at the cap
+/// runs out at every retire: its report says so and names the fix. It
+/// said "the grace-period thread and workers could not keep up".
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_wait_in_a_child_forked_unprepared_names_prepare_fork() {
+    let rcu = Rcu::new(Config::new().max_pending_bytes(2 * MIB)).unwrap();
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 * MIB]));
+    // The domain's threads are running before the fork.
+    cell.store(Box::new(vec![1u8; 4 * MIB]));
+    rcu.barrier();
+    let pid = common::fork();
+    if pid == 0 {
+        let log = common::Captured::default();
+        let named = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _logged = log.on_this_thread();
+            cell.store(Box::new(vec![2u8; 4 * MIB]));
+        })) {
+            Ok(()) => {
+                let text = log.text();
+                text.contains("without Rcu::prepare_fork()") && text.contains("ForkGuard::child()")
+            }
+            // A lock of the domain that one of its threads held at the
+            // fork: the store gives up on it, naming the fix as well.
+            Err(e) => common::panic_text(&*e).contains("prepare_fork"),
+        };
+        if !named {
+            eprintln!("the child's report: {}", log.text());
+        }
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if named { 0 } else { 3 }) };
+    }
+    let status = common::child_status(pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child's report at the cap did not name prepare_fork: status {status}"
+    );
 }

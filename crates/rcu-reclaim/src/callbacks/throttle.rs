@@ -541,24 +541,60 @@ impl Callbacks {
         why: &str,
     ) {
         static REPORTS: crate::sys::LoudThrottle = crate::sys::LoudThrottle::new();
-        let late: Vec<String> = gp
-            .holdouts()
-            .into_iter()
+        let holdouts = gp.holdouts();
+        let late: Vec<String> = holdouts
+            .iter()
             .map(|(owner, qsbr)| {
-                let what = if qsbr { "online QSBR thread" } else { "thread" };
+                let what = if *qsbr {
+                    "online QSBR thread"
+                } else {
+                    "thread"
+                };
                 format!("{what} {:?} (tid {})", owner.name, owner.tid)
             })
             .collect();
-        let who = if late.is_empty() {
+        let forked = gp.fork_check("a retire");
+        let who = if forked.forked() {
+            // A process forked without `prepare_fork`: the domain's
+            // threads, which end grace periods and free, are not here.
+            format!(
+                "this process ({}) was forked from process {} without Rcu::prepare_fork(), so \
+                 the domain's grace-period thread and workers do not exist here and nothing \
+                 frees its garbage but this process's own synchronize() or barrier(); call \
+                 rcu.prepare_fork() before fork() and ForkGuard::child() in the child",
+                std::process::id(),
+                forked.home
+            )
+        } else if late.is_empty() {
             "the grace-period thread and workers could not keep up".to_string()
         } else {
             format!("the grace period waits for {}", late.join(", "))
         };
+        // What ends a holdout's hold: a section's end, or an online QSBR
+        // thread's report (it has no section to keep short).
+        let advice = match (
+            holdouts.iter().any(|(_, qsbr)| !*qsbr),
+            holdouts.iter().any(|(_, qsbr)| *qsbr),
+        ) {
+            (false, true) => {
+                "an online QSBR thread must report quiescent states regularly \
+                 (QsbrThread::quiescent_state, rcu_quiescent_state() through the liburcu \
+                 drop-in) and go offline before it blocks"
+            }
+            (true, true) => {
+                "keep read-side sections short (a section that lasts holds back every value \
+                 retired meanwhile), and have online QSBR threads report quiescent states \
+                 regularly and go offline before they block"
+            }
+            _ => {
+                "keep read-side sections short (a section that lasts holds back every value \
+                 retired meanwhile)"
+            }
+        };
         REPORTS.warn_loud(&format!(
             "rcu-reclaim: {why}, a thread retiring garbage waited {} ms for it to be freed and \
-             goes on with {} KiB still waiting: {who}; keep read-side \
-             sections short (a section that lasts holds back every value retired meanwhile), \
-             or retire large values with RcuCell::store_sync",
+             goes on with {} KiB still waiting: {who}; {advice}, or retire large values with \
+             RcuCell::store_sync",
             waited.as_millis(),
             bytes.div_ceil(1024)
         ));
