@@ -32,6 +32,18 @@ use crate::gp::GracePeriods;
 use crate::policy;
 use crate::sync::{lock, try_lock};
 
+/// Whether the grace-period thread must look within `producer_window`
+/// after a refill of a thread's drain ([`Callbacks::refill_drain`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DrainLook {
+    /// No look needed.
+    No,
+    /// From now (the caller reads the clock).
+    FromNow,
+    /// From this time (`epoch_ms`), when the drain got its page.
+    From(usize),
+}
+
 impl Callbacks {
     /// Runs what a retire took from `local`'s drain (ready objects that
     /// drop anywhere), as callbacks run: `in_callback` set, a panic
@@ -78,10 +90,19 @@ impl Callbacks {
     /// the lock was held, the shard's ready pages, left to this thread for
     /// `producer_window`, had no look coming after it, and a thread that
     /// stopped retiring then could strand them until the next `barrier`.)
-    pub(crate) fn refill_drain(&self, gp: &GracePeriods, local: &LocalBuffer, cpu: usize) -> bool {
+    ///
+    /// The answer says so as a [`DrainLook`], with the time the drain got
+    /// its page, which the caller's kick reckons from (no second clock
+    /// read).
+    pub(crate) fn refill_drain(
+        &self,
+        gp: &GracePeriods,
+        local: &LocalBuffer,
+        cpu: usize,
+    ) -> DrainLook {
         local.with_drain_owner(|drain| {
             if drain.left() > 0 {
-                return false;
+                return DrainLook::No;
             }
             if let Some((page, done)) = drain.take() {
                 // Every object was taken: settle waits for none of them,
@@ -95,7 +116,7 @@ impl Callbacks {
                 // for the next refill, or the worker once the grace-period
                 // thread has looked after `producer_window`).
                 let Some(mut st) = try_lock(&shard.state) else {
-                    return true;
+                    return DrainLook::FromNow;
                 };
                 let seq = gp.seq();
                 let page = st.take_ready_plain(seq);
@@ -111,13 +132,16 @@ impl Callbacks {
             let Some(page) = page else {
                 // Ready pages no drain takes (of values that do not drop
                 // anywhere) go to a worker: the look wakes it.
-                return left_ready;
+                return if left_ready {
+                    DrainLook::FromNow
+                } else {
+                    DrainLook::No
+                };
             };
             *drain = Drain::new(page, policy::drain_step(backlog));
-            local
-                .drain_since_ms
-                .store(epoch_ms().max(1), Ordering::Relaxed);
-            true
+            let since = epoch_ms().max(1);
+            local.drain_since_ms.store(since, Ordering::Relaxed);
+            DrainLook::From(since)
         })
     }
 

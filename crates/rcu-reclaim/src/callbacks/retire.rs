@@ -8,6 +8,7 @@ use std::cell::Cell;
 
 use super::api::NO_PAGE_ALLOC;
 use super::bulk::{Kind, Word};
+use super::drain::DrainLook;
 use super::local::{FastPush, Popped};
 use super::{bump_relaxed, in_callback, BulkPage};
 use crate::clock::epoch_ms;
@@ -392,9 +393,7 @@ impl Rcu {
                 // shard's plain ready pages are left to it for
                 // `producer_window`; a worker takes the rest, and what is
                 // left after that.
-                if cbs.refill_drain(&inner.gp, local, cpu) {
-                    kick |= self.fresh_drain_needs_kick();
-                }
+                kick |= self.fresh_drain_needs_kick(cbs.refill_drain(&inner.gp, local, cpu));
                 if cbs.worker_has_pages(&inner.gp, cpu) {
                     cbs.wake_worker(cpu);
                 }
@@ -474,17 +473,25 @@ impl Rcu {
         }
     }
 
-    /// Whether a drain filled now needs a kick of the grace-period thread,
-    /// which takes it from this thread if it stops retiring.
-    pub(super) fn fresh_drain_needs_kick(&self) -> bool {
+    /// Whether a drain just refilled (`look`, from `refill_drain`) needs a
+    /// kick of the grace-period thread, which takes it from this thread if
+    /// it stops retiring: reckoned from when the drain got its page (the
+    /// clock read once for both), or from now.
+    pub(super) fn fresh_drain_needs_kick(&self, look: DrainLook) -> bool {
+        let since = match look {
+            DrainLook::No => return false,
+            DrainLook::From(since) => since,
+            DrainLook::FromNow => epoch_ms(),
+        };
         #[cfg(not(loom))]
         {
             let inner = self.inner();
-            let due = crate::policy::drain_due_ms(&inner.callbacks.params, epoch_ms());
+            let due = crate::policy::drain_due_ms(&inner.callbacks.params, since);
             inner.kthread.must_kick_for(due)
         }
         #[cfg(loom)]
         {
+            let _ = since;
             true
         }
     }
@@ -496,8 +503,9 @@ impl Rcu {
     pub(super) fn refill_own_drain(&self, local: &super::LocalBuffer) {
         let inner = self.inner();
         let cbs = &inner.callbacks;
-        if cbs.refill_drain(&inner.gp, local, cbs.current_shard()) {
-            self.start_background(self.fresh_drain_needs_kick());
+        let look = cbs.refill_drain(&inner.gp, local, cbs.current_shard());
+        if look != DrainLook::No {
+            self.start_background(self.fresh_drain_needs_kick(look));
         }
     }
 
