@@ -69,7 +69,8 @@ pub(crate) struct Params {
     /// The pace of a thread's bulk page ([`page_due_by_pace`], and the
     /// retire's fast check): `pace_bytes`, or less under
     /// `max_pending_bytes` ([`page_pace`]). Kept by the `Config` setters
-    /// of both.
+    /// of both. The domain's page pace starts at this, and a memory
+    /// limit set at run time may lower it (`Callbacks::page_pace`).
     pub(crate) page_pace_bytes: usize,
     pub(crate) qhimark: usize,
     pub(crate) qlowmark: usize,
@@ -870,10 +871,10 @@ pub(crate) const EARLY_PAGE_AGE_MS: usize = 1;
 /// 32nd of `pace_bytes`, or `pace_bytes` in at least [`PAGE_MIN_OBJECTS`]
 /// objects, or [`PAGE_BYTES_FACTOR`] times that.
 ///
-/// By the page's pace, `page_pace_bytes` ([`page_pace`]): `pace_bytes`
-/// unless a cap on the garbage (`max_pending_bytes`) makes it less.
-pub(crate) fn page_due_by_pace(p: &Params, bytes: usize, count: usize) -> bool {
-    let pace = p.page_pace_bytes;
+/// By the page's pace, `pace` ([`limit_page_pace`]): `pace_bytes` unless
+/// a bound on the garbage (a cap, `max_pending_bytes`, or a memory
+/// limit's allowance) makes it less.
+pub(crate) fn page_due_by_pace(pace: usize, bytes: usize, count: usize) -> bool {
     count >= PAGE_HANDOFF_OBJECTS && bytes >= pace / EARLY_PAGE_DIVISOR
         || bytes >= pace
             && (count >= PAGE_MIN_OBJECTS || bytes >= pace.saturating_mul(PAGE_BYTES_FACTOR))
@@ -895,6 +896,19 @@ pub(crate) const CAP_PAGE_DIVISOR: usize = 16;
 /// [`CAP_PAGE_DIVISOR`]th of the cap.
 pub(crate) fn page_pace(pace_bytes: usize, max_pending_bytes: usize) -> usize {
     pace_bytes.min(max_pending_bytes / CAP_PAGE_DIVISOR)
+}
+
+/// The pace of a thread's bulk page under a bound on the garbage that
+/// allows `allow` bytes now (`usize::MAX`: none; the cap,
+/// `max_pending_bytes`, or a memory limit's allowance, which changes with
+/// each read of its usage): [`page_pace`] of the allowance, taken as at
+/// least [`HEADROOM_FLOOR`] (as a cap is), so that no bound makes a page
+/// go under 128 KiB, over the default pace (a budget's allowance may be a
+/// reclaim step of 256 KiB). A memory limit is looked at, as the cap is,
+/// only as a page is handed off: with a pace of `usize::MAX` 60 stores of
+/// 1 MiB left 60 MiB waiting over an allowance of 2 MiB.
+pub(crate) fn limit_page_pace(pace_bytes: usize, allow: usize) -> usize {
+    page_pace(pace_bytes, allow.max(HEADROOM_FLOOR))
 }
 
 /// What the pace says of one shard.

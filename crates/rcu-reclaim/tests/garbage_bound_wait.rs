@@ -320,3 +320,56 @@ fn near_its_limit_a_writer_holding_the_lock_its_values_drop_takes_waits_only_the
     assert_eq!(rcu.pending_bytes(), 0);
     assert_eq!(*DROP_LOCK.lock().unwrap_or_else(|e| e.into_inner()), 9);
 }
+
+/// A thread in a read-side section of `rcu` until `hold` has passed.
+fn reader_holding(rcu: &Rcu, hold: Duration) -> std::thread::JoinHandle<()> {
+    let rcu = rcu.clone();
+    let (entered, inside) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let guard = rcu.read_lock();
+        entered.send(()).unwrap();
+        std::thread::sleep(hold);
+        drop(guard);
+    });
+    inside.recv().unwrap();
+    reader
+}
+
+/// The bound holds whatever the pace, as `Config::max_pending_bytes`
+/// does (`max_pending_bytes.rs`, `the_cap_holds_with_a_pace_above_it`):
+/// with `on_demand` (a pace of half the address space) or
+/// `pace_bytes(usize::MAX)`, a thread's page of 1 MiB values went to its
+/// shard only once full (255 values), and the bound, looked at only as a
+/// page is handed off, never saw them: 60 stores behind a reader left all
+/// 60 MiB waiting at 97 MiB of a 100 MiB mark (an allowance of 1.5 MiB
+/// and half the garbage, so that garbage over 3 MiB waits). A thread's
+/// page now goes at a sixteenth of the allowance at most (a quarter of it
+/// in fewer than 32 values), as it does under a cap.
+#[test]
+fn the_bound_holds_with_a_pace_above_it() {
+    let _serial = one_at_a_time();
+    for config in [
+        Config::new().on_demand(),
+        Config::new().pace_bytes(usize::MAX),
+        Config::new().pace_bytes(64 * MIB),
+    ] {
+        let rcu = Rcu::new(config).unwrap();
+        rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
+        let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; MIB]));
+        let reader = reader_holding(&rcu, Duration::from_millis(300));
+        let mut most = 0;
+        for i in 1..=60u8 {
+            cell.store(Box::new(vec![i; MIB]));
+            most = most.max(rcu.pending_bytes());
+        }
+        reader.join().unwrap();
+        // The bound (3 MiB), the value being retired, and a page's worth
+        // at the floor's pace (a quarter of 2 MiB).
+        assert!(
+            most <= 3 * MIB + MIB + 24 + MIB / 2,
+            "{most} bytes waited over a bound of about 3 MiB: {:?}",
+            rcu.stats()
+        );
+        waited_then_freed_everything(&rcu, cell);
+    }
+}

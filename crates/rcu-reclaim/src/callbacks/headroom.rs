@@ -95,11 +95,26 @@ pub(crate) struct HeadroomState {
     /// The limit's floor (`Headroom::floor`; `policy::HEADROOM_FLOOR`
     /// without one): garbage up to it never waits, nor reads the usage.
     floor: AtomicUsize,
+    /// `Config::pace_bytes`, of which `page_pace` is the page's share.
+    pace_bytes: usize,
+    /// The pace of a thread's bulk page (`policy::limit_page_pace`):
+    /// `pace_bytes`, at most a sixteenth of `allow` (and never under a
+    /// sixteenth of `policy::HEADROOM_FLOOR`), stored with `allow`. The
+    /// bound is looked at only as a page is handed off: a page kept by a
+    /// pace far above the allowance (`on_demand`'s, or `pace_bytes(usize::MAX)`,
+    /// whose page goes once it holds 255 values of any size) kept its
+    /// garbage out of its sight. Read by every retire (the fast path's
+    /// `settled`, in place of `Params::page_pace_bytes`: one load either
+    /// way).
+    page_pace: AtomicUsize,
 }
 
 impl HeadroomState {
-    /// No limit yet; the garbage capped at `cap` (`usize::MAX`: no cap).
-    pub(crate) fn new(cap: usize) -> Self {
+    /// No limit yet; the garbage capped at `Params::max_pending_bytes`
+    /// (`usize::MAX`: no cap), a page's pace by it (as
+    /// `Params::page_pace_bytes`).
+    pub(crate) fn new(p: &policy::Params) -> Self {
+        let cap = p.max_pending_bytes;
         HeadroomState {
             allow: AtomicUsize::new(cap),
             read_ms: AtomicUsize::new(0),
@@ -108,7 +123,18 @@ impl HeadroomState {
             limit: std::sync::Mutex::new(None),
             cap,
             floor: AtomicUsize::new(policy::HEADROOM_FLOOR),
+            pace_bytes: p.pace_bytes,
+            page_pace: AtomicUsize::new(policy::limit_page_pace(p.pace_bytes, cap)),
         }
+    }
+
+    /// Sets the allowance, and the page's pace with it.
+    fn store_allow(&self, allow: usize) {
+        self.allow.store(allow, Ordering::Relaxed);
+        self.page_pace.store(
+            policy::limit_page_pace(self.pace_bytes, allow),
+            Ordering::Relaxed,
+        );
     }
 
     fn state(&self) -> MemoryState {
@@ -187,14 +213,11 @@ impl Callbacks {
         // for an empty domain). Stored under the lock, as a read's
         // allowance is (`refresh_limit`), so that a read of the replaced
         // limit still in flight cannot overwrite it.
-        self.headroom.allow.store(
-            if on {
-                floor.min(self.headroom.cap)
-            } else {
-                self.headroom.cap
-            },
-            Ordering::Relaxed,
-        );
+        self.headroom.store_allow(if on {
+            floor.min(self.headroom.cap)
+        } else {
+            self.headroom.cap
+        });
         old
     }
 
@@ -208,6 +231,15 @@ impl Callbacks {
         } else {
             "near its memory limit"
         }
+    }
+
+    /// The pace of this domain's threads' bulk pages
+    /// (`policy::page_due_by_pace`): `Params::page_pace_bytes` (the pace,
+    /// at most a sixteenth of the cap), less under a limit whose allowance
+    /// is small (see `HeadroomState::page_pace`).
+    #[inline(always)]
+    pub(crate) fn page_pace(&self) -> usize {
+        self.headroom.page_pace.load(Ordering::Relaxed)
     }
 
     /// Whether a limit or a cap (`Config::max_pending_bytes`) bounds the
@@ -270,7 +302,7 @@ impl Callbacks {
             return;
         };
         if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, &limit)) {
-            self.headroom.allow.store(allow, Ordering::Relaxed);
+            self.headroom.store_allow(allow);
             self.headroom.state.store(state as u8, Ordering::Relaxed);
             self.headroom
                 .last_usage

@@ -233,7 +233,7 @@ impl Callbacks {
             params.workers_per_node,
             params.worker_per_cpu,
         );
-        let headroom = headroom::HeadroomState::new(params.max_pending_bytes);
+        let headroom = headroom::HeadroomState::new(&params);
         Callbacks {
             pressure: Pressure::new(topology.nodes()),
             topology,

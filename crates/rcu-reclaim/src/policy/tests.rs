@@ -136,25 +136,57 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
     };
     assert_eq!(shard_pace(&p, false, trickle), Pace::Wait(49 * MS));
     // A thread's page goes to its shard at the same mark.
-    assert!(page_due_by_pace(&p, p.pace_bytes, PAGE_MIN_OBJECTS));
-    assert!(!page_due_by_pace(&p, p.pace_bytes - 1, PAGE_MIN_OBJECTS));
+    assert!(page_due_by_pace(
+        p.page_pace_bytes,
+        p.pace_bytes,
+        PAGE_MIN_OBJECTS
+    ));
+    assert!(!page_due_by_pace(
+        p.page_pace_bytes,
+        p.pace_bytes - 1,
+        PAGE_MIN_OBJECTS
+    ));
     // Fewer, larger objects: at four times the pace.
     let big = p.pace_bytes * PAGE_BYTES_FACTOR;
-    assert!(!page_due_by_pace(&p, p.pace_bytes, PAGE_MIN_OBJECTS - 1));
-    assert!(!page_due_by_pace(&p, big - 1, PAGE_MIN_OBJECTS - 1));
-    assert!(page_due_by_pace(&p, big, 1));
+    assert!(!page_due_by_pace(
+        p.page_pace_bytes,
+        p.pace_bytes,
+        PAGE_MIN_OBJECTS - 1
+    ));
+    assert!(!page_due_by_pace(
+        p.page_pace_bytes,
+        big - 1,
+        PAGE_MIN_OBJECTS - 1
+    ));
+    assert!(page_due_by_pace(p.page_pace_bytes, big, 1));
     // Many small objects: at half a page, once they hold the early
     // page's 512 bytes; tiny ones wait for the page to fill.
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
-    assert!(page_due_by_pace(&p, early, PAGE_HANDOFF_OBJECTS));
-    assert!(!page_due_by_pace(&p, early - 1, PAGE_HANDOFF_OBJECTS));
-    assert!(!page_due_by_pace(&p, 10 * early, PAGE_HANDOFF_OBJECTS - 1));
+    assert!(page_due_by_pace(
+        p.page_pace_bytes,
+        early,
+        PAGE_HANDOFF_OBJECTS
+    ));
+    assert!(!page_due_by_pace(
+        p.page_pace_bytes,
+        early - 1,
+        PAGE_HANDOFF_OBJECTS
+    ));
+    assert!(!page_due_by_pace(
+        p.page_pace_bytes,
+        10 * early,
+        PAGE_HANDOFF_OBJECTS - 1
+    ));
     let off = Params {
         pace_bytes: usize::MAX,
         page_pace_bytes: page_pace(usize::MAX, usize::MAX),
         ..Params::default()
     };
-    assert!(!page_due_by_pace(&off, 1 << 40, PAGE_HANDOFF_OBJECTS - 1));
+    assert!(!page_due_by_pace(
+        off.page_pace_bytes,
+        1 << 40,
+        PAGE_HANDOFF_OBJECTS - 1
+    ));
     assert_eq!(shard_pace(&off, false, heavy), Pace::Wait(49 * MS));
     // Under a cap on the garbage, a page goes at a quarter of the cap in
     // a few objects whatever the pace (the shards' pace is unchanged).
@@ -164,14 +196,30 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
         max_pending_bytes: cap,
         ..off.clone()
     };
-    assert!(page_due_by_pace(&capped, cap / 4, 1));
-    assert!(!page_due_by_pace(&capped, cap / 4 - 1, 1));
-    assert!(page_due_by_pace(&capped, cap / 16, PAGE_MIN_OBJECTS));
+    assert!(page_due_by_pace(capped.page_pace_bytes, cap / 4, 1));
+    assert!(!page_due_by_pace(capped.page_pace_bytes, cap / 4 - 1, 1));
+    assert!(page_due_by_pace(
+        capped.page_pace_bytes,
+        cap / 16,
+        PAGE_MIN_OBJECTS
+    ));
     assert_eq!(shard_pace(&capped, false, heavy), Pace::Wait(49 * MS));
     assert_eq!(
         page_pace(DEFAULT_PACE_BYTES, HEADROOM_FLOOR),
         DEFAULT_PACE_BYTES
     );
+    // A memory limit's allowance cuts the page's pace as a cap does...
+    assert_eq!(limit_page_pace(usize::MAX, cap), capped.page_pace_bytes);
+    assert_eq!(limit_page_pace(usize::MAX, usize::MAX), off.page_pace_bytes);
+    // ...never under a sixteenth of the least cap (a budget's allowance
+    // may be a reclaim step of 256 KiB), which is over the default pace.
+    for allow in [0, 1, 256 << 10, HEADROOM_FLOOR] {
+        assert_eq!(limit_page_pace(usize::MAX, allow), HEADROOM_FLOOR / 16);
+        assert_eq!(
+            limit_page_pace(DEFAULT_PACE_BYTES, allow),
+            DEFAULT_PACE_BYTES
+        );
+    }
 }
 
 #[test]
