@@ -17,6 +17,9 @@
 //! thread that is idle (`idle_*`) or busy (`busy_*`: it loops sections of
 //! 64 spins). Each busy batch gets its own reader thread, stopped after it.
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -334,9 +337,10 @@ fn gp(rounds: usize) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let rounds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(101);
-    match args.get(1).map(String::as_str) {
+    let args = args::Args::from_env("ab_compare", "<read|gp> [ROUNDS: 1 to 100000, default 101]");
+    let rounds = args.number(1, "ROUNDS", 1..=100_000, 101);
+    args.at_most(2);
+    match args.get(0) {
         Some("read") => read(rounds),
         Some("gp") => gp(rounds),
         _ => {

@@ -5,6 +5,9 @@
 //! valgrind --tool=callgrind target/release/examples/alloc_pairs system 1000000
 //! valgrind --tool=callgrind target/release/examples/alloc_pairs accounting 1000000
 //! ```
+
+#[path = "support/args.rs"]
+mod args;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 
@@ -23,13 +26,14 @@ fn pairs<A: GlobalAlloc>(a: &A, n: u64) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let which = args.next().unwrap_or_else(|| "system".into());
-    let n: u64 = args
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    match which.as_str() {
+    let args = args::Args::from_env(
+        "alloc_pairs",
+        "[system|accounting] [N: 0 to 10^12, default 1000000]",
+    );
+    let which = args.word(0, "the allocator", &["system", "accounting"], "system");
+    let n: u64 = args.number(1, "N", 0..=1_000_000_000_000, 1_000_000);
+    args.at_most(2);
+    match which {
         "accounting" => pairs(&ACCOUNTING, n),
         _ => pairs(&System, n),
     }

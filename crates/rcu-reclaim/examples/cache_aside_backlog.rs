@@ -34,10 +34,18 @@ fn main() {
     let cache: Arc<RcuCache<u64, Vec<u8>>> =
         Arc::new(RcuCache::builder().max_bytes(64 << 20).build());
     let stop = Arc::new(AtomicBool::new(false));
-    let nthreads: u64 = std::env::var("T")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+    let nthreads: u64 = match std::env::var("T") {
+        Err(_) => 2,
+        Ok(v) => {
+            match v.trim().parse() {
+                Ok(n) if (1..=256).contains(&n) => n,
+                _ => {
+                    eprintln!("cache_aside_backlog: T (threads) must be a number from 1 to 256, not {v:?}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    };
     let threads: Vec<_> = (0..nthreads)
         .map(|t| {
             let (cache, stop) = (cache.clone(), stop.clone());

@@ -383,12 +383,16 @@ fn main() {
 mod many_writers;
 use many_writers::Checked;
 
-/// A number from the environment variable `name`, or `default`.
+/// A number from the environment variable `name`, or `default` if it is
+/// not set; one that is not a number is refused (it ran with the default).
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
+            eprintln!("cgroup_fill: {name} must be a whole number, not {s:?}");
+            std::process::exit(2)
+        }),
+    }
 }
 
 /// The `many` and `many-crossbeam` modes (see the module docs).

@@ -9,6 +9,9 @@
 //! the old one; two readers read it in short sections. Peak live bytes minus
 //! the steady live set is the garbage waiting to be freed.
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -78,10 +81,9 @@ fn churn(
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let args = args::Args::from_env("churn_garbage", "[SECONDS: 0.001 to 3600, default 3]");
+    let secs: f64 = args.number(0, "SECONDS", args::SECS, 3.0);
+    args.at_most(1);
 
     let rcu = rcu_reclaim::Rcu::new(rcu_reclaim::Config::new()).unwrap();
     let cell = Arc::new(rcu_reclaim::RcuCell::new_in(

@@ -15,31 +15,28 @@
 //! `crossbeam` runs the criterion bench's crossbeam-epoch loop instead
 //! (`defer_destroy`, then eight pin+flush rounds per 10,000), to compare
 //! what glibc's `malloc`/`free` cost each.
+
+#[path = "support/args.rs"]
+mod args;
 use std::hint::black_box;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let call = match args.next().as_deref() {
-        None | Some("defer") => false,
-        Some("call") => true,
-        Some("crossbeam") => return crossbeam(n),
-        Some(other) => {
-            eprintln!(
-                "usage: defer_profile [N] [defer|call|crossbeam] [on-demand|background] (not {other:?})"
-            );
-            std::process::exit(2);
-        }
+    let args = args::Args::from_env(
+        "defer_profile",
+        "[N: 0 to 10^12, default 200000] [defer|call|crossbeam] [on-demand|background]",
+    );
+    let n: u64 = args.number(0, "N", 0..=1_000_000_000_000, 200_000);
+    let kind = args.word(1, "the work", &["defer", "call", "crossbeam"], "defer");
+    let mode = args.word(2, "the mode", &["on-demand", "background"], "on-demand");
+    args.at_most(3);
+    let call = match kind {
+        "call" => true,
+        "crossbeam" => return crossbeam(n),
+        _ => false,
     };
-    let config = match args.next().as_deref() {
-        None | Some("on-demand") => rcu_reclaim::Config::new().on_demand(),
-        Some("background") => rcu_reclaim::Config::new(),
-        Some(other) => {
-            eprintln!(
-                "usage: defer_profile [N] [defer|call|crossbeam] [on-demand|background] (not {other:?})"
-            );
-            std::process::exit(2);
-        }
+    let config = match mode {
+        "background" => rcu_reclaim::Config::new(),
+        _ => rcu_reclaim::Config::new().on_demand(),
     };
     let rcu = rcu_reclaim::Rcu::new(config).unwrap();
     for chunk in 0..n / 10_000 {

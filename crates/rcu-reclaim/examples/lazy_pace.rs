@@ -9,6 +9,9 @@
 //! A writer replaces a 1 KiB object in an `RcuCell` as fast as it can,
 //! deferring the old one; two readers read it in short sections.
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -57,10 +60,9 @@ fn run(delay: Duration, batch: usize, secs: f64) -> (f64, f64, usize) {
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
+    let args = args::Args::from_env("lazy_pace", "[SECONDS: 0.001 to 3600, default 2]");
+    let secs: f64 = args.number(0, "SECONDS", args::SECS, 2.0);
+    args.at_most(1);
     println!("| lazy_delay | lazy_batch | updates/s | grace periods/s | peak pending |");
     println!("|---|---|---|---|---|");
     for (delay_ms, batch) in [

@@ -8,6 +8,9 @@
 //! cargo run --release -p rcu-reclaim --example pressure_flap [rounds]
 //! ```
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -89,10 +92,9 @@ fn halving(pressure: bool) -> Duration {
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let args = args::Args::from_env("pressure_flap", "[ROUNDS: 1 to 1000, default 3]");
+    let rounds: usize = args.number(0, "ROUNDS", 1..=1000, 3);
+    args.at_most(1);
     let rates = [0u32, 100, 1000];
     let mut sums = [(0.0f64, 0.0f64, 0.0f64, 0.0f64); 3];
     for _ in 0..rounds {
