@@ -56,6 +56,9 @@ pub(crate) enum SizeError {
     Zero,
     /// More than `usize::MAX` bytes.
     Overflow,
+    /// A number of bytes with a fraction (`1.5`, `2.5B`): no unit makes
+    /// it whole (it was rounded down: `--payload-min 1.5` was 1 byte).
+    Fraction,
 }
 
 /// The unit's power of two: "" and B are bytes; K, M, G and T, alone or
@@ -90,7 +93,8 @@ fn split_unit(t: &str) -> (&str, &str) {
 /// unit: B (bytes), K, M, G or T, alone or followed by B or iB, in any case
 /// (all powers of 1024: `1.5G` = `1.5 GiB` = 1610612736 bytes). Surrounding
 /// whitespace is ignored. The value is rounded down to a whole byte and
-/// must be at least 1 byte and fit a usize.
+/// must be at least 1 byte and fit a usize; a number of bytes (no unit, or
+/// B) must be whole (`1.5` is refused, not taken as 1 byte).
 pub(crate) fn parse_size(s: &str) -> Result<usize, SizeError> {
     let t = s.trim();
     if let Some(rest) = t.strip_prefix('-') {
@@ -139,6 +143,9 @@ pub(crate) fn parse_size(s: &str) -> Result<usize, SizeError> {
             .and_then(|b| b.checked_add(usize::from(d)))
             .ok_or(SizeError::Overflow)?;
     }
+    if shift == 0 && fraction.bytes().any(|b| b != b'0') {
+        return Err(SizeError::Fraction);
+    }
     if bytes == 0 {
         return Err(SizeError::Zero);
     }
@@ -161,6 +168,7 @@ impl SizeError {
             SizeError::Zero if s.contains('.') => format!("{s:?} rounds down to 0 bytes"),
             SizeError::Zero => format!("{s:?} is 0 bytes"),
             SizeError::Overflow => format!("{s:?} overflows"),
+            SizeError::Fraction => format!("{s:?} is a fraction of a byte"),
         }
     }
 }
@@ -272,6 +280,11 @@ impl Size {
                 "{flag} is missing its value ({s:?} is a flag): give a size, e.g. {flag} {example}"
             )),
             Err(e @ SizeError::Zero) => Err(format!("{flag} {}: {range}", problem(e))),
+            Err(e @ SizeError::Fraction) => Err(format!(
+                "{flag} {}: a number without a unit is bytes, which must be whole; give a \
+                 unit for a fraction, e.g. {flag} 1.5K ({range})",
+                problem(e)
+            )),
             Err(e @ SizeError::Overflow) => Err(format!(
                 "{flag} {}: the largest {what} is {max} ({min} to {max})",
                 problem(e)
@@ -750,13 +763,25 @@ mod tests {
         );
         assert!(!e.contains("without a unit"), "{e}");
         // A bare number is bytes: said, with an example, when too small.
-        let e = BUDGET.check("--budget", "1.5").unwrap_err();
+        let e = BUDGET.check("--budget", "15").unwrap_err();
         assert!(
-            e.contains("without a unit is bytes: 1 B") && e.contains("--budget 256M"),
+            e.contains("without a unit is bytes: 15 B") && e.contains("--budget 256M"),
             "{e}"
         );
         assert_eq!(BUDGET.check("--budget", "1.5G"), Ok(3 << 29));
         assert_eq!(PAYLOAD.check("--payload-min", "1"), Ok(1));
+        // A fraction of a byte is refused (`1.5` was taken as 1 byte);
+        // with a unit a fraction is exact where it can be.
+        for s in ["1.5", "1.5B", " 2.25 ", "0.5", "+1.01b"] {
+            let e = PAYLOAD.check("--payload-min", s).unwrap_err();
+            assert!(
+                e.starts_with("--payload-min") && e.contains("fraction of a byte"),
+                "{e}"
+            );
+        }
+        assert_eq!(PAYLOAD.check("--payload-min", "1.5K"), Ok(1536));
+        assert_eq!(PAYLOAD.check("--payload-min", "2.0"), Ok(2));
+        assert_eq!(PAYLOAD.check("--payload-min", "2.000B"), Ok(2));
     }
 
     #[test]

@@ -73,8 +73,9 @@ fn check_rejected(s: &str) -> Result<(), TestCaseError> {
 
 /// What `parse_size` should return for `s`, computed independently of it:
 /// after trimming, an optional '+', digits with at most one '.', optional
-/// whitespace and one of the [`UNITS`] in any case; the value rounded down
-/// must be non-zero and fit a usize.
+/// whitespace and one of the [`UNITS`] in any case; a number of bytes
+/// (no unit, or B) must be whole; the value rounded down must be non-zero
+/// and fit a usize.
 fn expected(s: &str) -> Option<usize> {
     let t = s.trim();
     let number = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -94,6 +95,9 @@ fn expected(s: &str) -> Option<usize> {
         .chain(fraction.chars())
         .all(|c| c.is_ascii_digit())
     {
+        return None;
+    }
+    if shift == 0 && fraction.bytes().any(|b| b != b'0') {
         return None;
     }
     let mut w: u128 = 0;
@@ -127,7 +131,8 @@ fn examples_of_the_documented_forms() {
         ("2.5k", 2560),
         ("1tb", 1 << 40),
         ("512B", 512),
-        ("1.9", 1),
+        ("2.0", 2),
+        ("3.00B", 3),
         ("256M", 256 << 20),
         ("256 mib", 256 << 20),
         // 2^-30 GiB, written out exactly: one byte.
@@ -151,7 +156,9 @@ fn examples_of_the_documented_forms() {
         ("-.5", SizeError::Negative),
         ("--json", SizeError::Flag),
         ("0", SizeError::Zero),
-        ("0.5", SizeError::Zero),
+        ("0.5", SizeError::Fraction),
+        ("1.9", SizeError::Fraction),
+        ("1.5b", SizeError::Fraction),
         ("16777216T", SizeError::Overflow),
         ("99999999999999999999G", SizeError::Overflow),
     ] {
@@ -196,7 +203,7 @@ proptest! {
         }
     }
 
-    // Proves a decimal n.f with any unit is floor(n.f * unit), computed here with integers, or an Err when that is 0.
+    // Proves a decimal n.f with any unit is floor(n.f * unit), computed here with integers, or an Err when that is 0 or a fraction of a byte (no unit).
     #[test]
     fn size_with_a_fraction_rounds_down_to_a_byte(
         n in 0u64..1 << 20,
@@ -208,7 +215,7 @@ proptest! {
         let scale = 10u128.pow(f.len() as u32);
         let exact = (u128::from(n) * scale + f.parse::<u128>().unwrap()) << shift;
         let v = (exact / scale) as usize;
-        if v == 0 {
+        if v == 0 || shift == 0 && exact % scale != 0 {
             check_rejected(&s)?;
         } else {
             prop_assert_eq!(parse_size(&s), Ok(v), "{:?}", s);

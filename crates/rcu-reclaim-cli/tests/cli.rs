@@ -749,6 +749,11 @@ fn demo_rejects_bad_sizes_naming_the_flag() {
             "--side unaware runs under --unaware-budget, and --budget is the aware run's",
         ),
         (&["demo", "--child"][..], "--side"),
+        // A fraction of a byte: it was taken as 1 byte.
+        (
+            &["demo", "--payload-min", "1.5"][..],
+            "--payload-min \"1.5\" is a fraction of a byte",
+        ),
         (
             &["demo", "--payload-min", "2M", "--payload-max", "1M"][..],
             "--payload-max (1M) must be at least --payload-min (2M): raise --payload-max or \
