@@ -128,13 +128,15 @@ impl HeadroomState {
         }
     }
 
-    /// Sets the allowance, and the page's pace with it.
+    /// Sets the allowance, and the page's pace with it (stored only when
+    /// it changes: every retire reads it, and a read of the usage every
+    /// millisecond would otherwise take its line from them each time).
     fn store_allow(&self, allow: usize) {
         self.allow.store(allow, Ordering::Relaxed);
-        self.page_pace.store(
-            policy::limit_page_pace(self.pace_bytes, allow),
-            Ordering::Relaxed,
-        );
+        let pace = policy::limit_page_pace(self.pace_bytes, allow);
+        if self.page_pace.load(Ordering::Relaxed) != pace {
+            self.page_pace.store(pace, Ordering::Relaxed);
+        }
     }
 
     fn state(&self) -> MemoryState {
