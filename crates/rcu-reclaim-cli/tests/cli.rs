@@ -1576,8 +1576,14 @@ fn sizes_take_decimals_and_every_unit_spelling() {
              GB/GiB, TB/TiB; all powers of 1024), e.g. --budget 256M or --budget 1.5G",
         ),
         (
+            &["demo", "--payload-min", "0.0001K"][..],
+            "--payload-min \"0.0001K\" rounds down to 0 bytes: the payload must be 1 B to 16M",
+        ),
+        (
             &["demo", "--payload-min", "0.1"][..],
-            "--payload-min \"0.1\" rounds down to 0 bytes: the payload must be 1 B to 16M",
+            "--payload-min \"0.1\" is a fraction of a byte: a number without a unit is bytes, \
+             which must be whole; give a unit for a fraction, e.g. --payload-min 1.5K (the \
+             payload must be 1 B to 16M)",
         ),
         (
             &["bench", "--budget-payload-min", "0"][..],
