@@ -4,6 +4,8 @@
 //! budget), as a cgroup's limit bounds it; the bound goes with the budget,
 //! and one the caller set stays.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -13,20 +15,6 @@ use rcu_reclaim::reclaim::{MemoryBudget, Reclaimer};
 use rcu_reclaim::{Config, Rcu, RcuCell};
 
 const MIB: usize = 1 << 20;
-
-/// A thread in a read-side section of `rcu` for `hold`.
-fn reader_holding(rcu: &Rcu, hold: Duration) -> thread::JoinHandle<()> {
-    let rcu = rcu.clone();
-    let (entered, inside) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let guard = rcu.read_lock();
-        entered.send(()).unwrap();
-        thread::sleep(hold);
-        drop(guard);
-    });
-    inside.recv().unwrap();
-    reader
-}
 
 /// A budget of 64 MiB on `rcu` whose usage reads `used`.
 fn budget(rcu: &Rcu, used: &Arc<AtomicUsize>, rcu_loop: bool) -> MemoryBudget {
@@ -51,7 +39,7 @@ fn near_high_a_writer_waits_at_the_budgets_bound() {
         // The bound reads the usage the budget read last.
         assert_eq!(b.usage(), b.watermarks().high);
         let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
-        let reader = reader_holding(&rcu, Duration::from_millis(300));
+        let reader = common::reader_holding(&rcu, Duration::from_millis(300));
         let mut most = 0;
         for i in 1..=20u8 {
             cell.store(Box::new(vec![i; 512 << 10]));
@@ -89,7 +77,7 @@ fn far_below_high_nothing_waits() {
     let b = budget(&rcu, &used, true);
     assert_eq!(b.usage(), 8 * MIB);
     let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
-    let reader = reader_holding(&rcu, Duration::from_millis(100));
+    let reader = common::reader_holding(&rcu, Duration::from_millis(100));
     for i in 1..=20u8 {
         cell.store(Box::new(vec![i; 512 << 10]));
     }

@@ -17,27 +17,12 @@ const MIB: usize = 1 << 20;
 /// Bytes one 1 MiB store retires (the `Vec`'s buffer and its header).
 const VALUE: usize = MIB + 24;
 
-/// A thread that enters a read-side section of `rcu`, says so, stays in
-/// it for `hold`, and leaves.
-fn reader_holding(rcu: &Rcu, hold: Duration) -> thread::JoinHandle<()> {
-    let rcu = rcu.clone();
-    let (entered, inside) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let guard = rcu.read_lock();
-        entered.send(()).unwrap();
-        thread::sleep(hold);
-        drop(guard);
-    });
-    inside.recv().unwrap();
-    reader
-}
-
 /// `stores` stores of 1 MiB into a cell of `rcu` while a reader holds
 /// grace periods up for `hold`; returns the most garbage seen after a
 /// store, and how long the stores took.
 fn stores_behind_a_reader(rcu: &Rcu, stores: u8, hold: Duration) -> (usize, Duration) {
     let cell = RcuCell::new_in(rcu, Box::new(vec![0u8; MIB]));
-    let reader = reader_holding(rcu, hold);
+    let reader = common::reader_holding(rcu, hold);
     let start = Instant::now();
     let mut most = 0;
     for i in 1..=stores {

@@ -417,14 +417,12 @@ mod tests {
         assert_eq!(p.main.items.len(), 1, "promoted to main");
     }
 
-    #[test]
-    fn small_keeps_its_share_of_the_capacity() {
-        // Entries of 1 byte, each of the first `cap` read while in small:
-        // a full cache of `2 * SMALL_SHARE` bytes keeps small at 2 (its
-        // share) and main at the rest as new unread keys come and go.
+    /// A policy over a cache of `cap` one-byte entries after `rounds *
+    /// cap` inserts of new keys, each of the first `cap` read while in
+    /// small (promoted to main as it leaves), evicting down to `cap`.
+    fn full_of_one_byte_entries(cap: usize, rounds: u32) -> S3Fifo<u32> {
         let (store, mut p) = (Model::default(), S3Fifo::new());
-        let cap = 2 * SMALL_SHARE;
-        for k in 0..10 * cap as u32 {
+        for k in 0..rounds * cap as u32 {
             store.0.borrow_mut().insert(k, (u64::from(k), 0, 1));
             p.push(k, u64::from(k), 1, u64::from(k));
             if k < cap as u32 {
@@ -434,6 +432,16 @@ mod tests {
                 assert!(p.evict(cap, &store).is_some());
             }
         }
+        p
+    }
+
+    #[test]
+    fn small_keeps_its_share_of_the_capacity() {
+        // Entries of 1 byte, each of the first `cap` read while in small:
+        // a full cache of `2 * SMALL_SHARE` bytes keeps small at 2 (its
+        // share) and main at the rest as new unread keys come and go.
+        let cap = 2 * SMALL_SHARE;
+        let p = full_of_one_byte_entries(cap, 10);
         assert_eq!(p.small.bytes, (cap / SMALL_SHARE) as u128, "small's bytes");
         assert_eq!(
             p.main.bytes,
@@ -448,19 +456,8 @@ mod tests {
     /// is still cached for the next insert.
     #[test]
     fn small_is_a_128th_of_the_capacity() {
-        let (store, mut p) = (Model::default(), S3Fifo::new());
         let cap = 256;
-        for k in 0..4 * cap as u32 {
-            store.0.borrow_mut().insert(k, (u64::from(k), 0, 1));
-            p.push(k, u64::from(k), 1, u64::from(k));
-            if k < cap as u32 {
-                // Read while in small: promoted to main as it leaves.
-                store.visit(&k, 0, u64::from(k), |_| Some(1));
-            }
-            while store.0.borrow().len() > cap {
-                assert!(p.evict(cap, &store).is_some());
-            }
-        }
+        let p = full_of_one_byte_entries(cap, 4);
         assert_eq!(p.small.items.len(), 2, "small's entries");
         assert_eq!(p.main.items.len(), cap - 2, "main's entries");
     }

@@ -110,6 +110,21 @@ pub fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
     (stop_tx, h)
 }
 
+/// A thread that enters a read-side section of `rcu`, says so, stays in
+/// it for `hold`, and leaves (returned once it is inside).
+pub fn reader_holding(rcu: &Rcu, hold: std::time::Duration) -> thread::JoinHandle<()> {
+    let rcu = rcu.clone();
+    let (entered, inside) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let guard = rcu.read_lock();
+        entered.send(()).unwrap();
+        thread::sleep(hold);
+        drop(guard);
+    });
+    inside.recv().unwrap();
+    reader
+}
+
 /// Bytes per entry of [`RcuCache`].
 pub const ENTRY: usize = 64 << 10;
 
