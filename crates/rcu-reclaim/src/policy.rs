@@ -902,13 +902,15 @@ pub(crate) fn page_pace(pace_bytes: usize, max_pending_bytes: usize) -> usize {
 /// allows `allow` bytes now (`usize::MAX`: none; the cap,
 /// `max_pending_bytes`, or a memory limit's allowance, which changes with
 /// each read of its usage): [`page_pace`] of the allowance, taken as at
-/// least [`HEADROOM_FLOOR`] (as a cap is), so that no bound makes a page
-/// go under 128 KiB, over the default pace (a budget's allowance may be a
-/// reclaim step of 256 KiB). A memory limit is looked at, as the cap is,
+/// least the bound's `floor` (a limit's, [`HEADROOM_FLOOR`] or a budget's
+/// reclaim step of 256 KiB or more; a cap is at least `HEADROOM_FLOOR`),
+/// so that no bound makes a page go under the default pace (16 KiB, a
+/// sixteenth of 256 KiB). A memory limit is looked at, as the cap is,
 /// only as a page is handed off: with a pace of `usize::MAX` 60 stores of
-/// 1 MiB left 60 MiB waiting over an allowance of 2 MiB.
-pub(crate) fn limit_page_pace(pace_bytes: usize, allow: usize) -> usize {
-    page_pace(pace_bytes, allow.max(HEADROOM_FLOOR))
+/// 1 MiB left 60 MiB waiting over an allowance of 2 MiB, and pages of
+/// eight 64 KiB values over a budget's 256 KiB.
+pub(crate) fn limit_page_pace(pace_bytes: usize, allow: usize, floor: usize) -> usize {
+    page_pace(pace_bytes, allow.max(floor))
 }
 
 /// What the pace says of one shard.

@@ -119,3 +119,32 @@ fn a_bound_set_after_the_budget_replaces_it_and_stays() {
     rcu.unbound_garbage();
     assert!(!rcu.garbage_bounded());
 }
+
+/// With a pace far above the bound (`on_demand`), a thread's page still
+/// goes at a sixteenth of the bound's allowance, the budget's small floor
+/// included: 64 KiB values near `high` keep within the floor and a value
+/// or two, where pages of eight such values (512 KiB, over a 256 KiB
+/// allowance) were held from the bound's sight.
+#[test]
+fn a_large_pace_keeps_to_the_budgets_bound() {
+    let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let b = budget(&rcu, &used, true);
+    used.store(b.watermarks().high, Ordering::SeqCst);
+    assert_eq!(b.usage(), b.watermarks().high);
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 64 << 10]));
+    let reader = common::reader_holding(&rcu, Duration::from_millis(300));
+    let mut most = 0;
+    for i in 1..=64u8 {
+        cell.store(Box::new(vec![i; 64 << 10]));
+        most = most.max(rcu.pending_bytes());
+    }
+    reader.join().unwrap();
+    assert!(
+        most <= (256 << 10) + 3 * (64 << 10),
+        "{most} bytes waited past the budget's bound of 256 KiB"
+    );
+    drop(b);
+    drop(cell);
+    rcu.barrier();
+}

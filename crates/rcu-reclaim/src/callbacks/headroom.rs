@@ -99,7 +99,7 @@ pub(crate) struct HeadroomState {
     pace_bytes: usize,
     /// The pace of a thread's bulk page (`policy::limit_page_pace`):
     /// `pace_bytes`, at most a sixteenth of `allow` (and never under a
-    /// sixteenth of `policy::HEADROOM_FLOOR`), stored with `allow`. The
+    /// sixteenth of the limit's `floor`), stored with `allow`. The
     /// bound is looked at only as a page is handed off: a page kept by a
     /// pace far above the allowance (`on_demand`'s, or `pace_bytes(usize::MAX)`,
     /// whose page goes once it holds 255 values of any size) kept its
@@ -124,7 +124,11 @@ impl HeadroomState {
             cap,
             floor: AtomicUsize::new(policy::HEADROOM_FLOOR),
             pace_bytes: p.pace_bytes,
-            page_pace: AtomicUsize::new(policy::limit_page_pace(p.pace_bytes, cap)),
+            page_pace: AtomicUsize::new(policy::limit_page_pace(
+                p.pace_bytes,
+                cap,
+                policy::HEADROOM_FLOOR,
+            )),
         }
     }
 
@@ -133,7 +137,8 @@ impl HeadroomState {
     /// millisecond would otherwise take its line from them each time).
     fn store_allow(&self, allow: usize) {
         self.allow.store(allow, Ordering::Relaxed);
-        let pace = policy::limit_page_pace(self.pace_bytes, allow);
+        let floor = self.floor.load(Ordering::Relaxed);
+        let pace = policy::limit_page_pace(self.pace_bytes, allow, floor);
         if self.page_pace.load(Ordering::Relaxed) != pace {
             self.page_pace.store(pace, Ordering::Relaxed);
         }

@@ -549,7 +549,7 @@ mod tests {
             64 << 20,
         ];
         for (pace, allow) in paces.into_iter().flat_map(|p| allows.map(|a| (p, a))) {
-            let page_pace = policy::limit_page_pace(pace, allow);
+            let page_pace = policy::limit_page_pace(pace, allow, policy::HEADROOM_FLOOR);
             for count in 1..=super::super::bulk::capacity() {
                 for per in [0, 1, 8, 16, 64, 100, 512, 4096, 1 << 20] {
                     let held = count * per;

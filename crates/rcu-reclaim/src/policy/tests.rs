@@ -209,14 +209,32 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
         DEFAULT_PACE_BYTES
     );
     // A memory limit's allowance cuts the page's pace as a cap does...
-    assert_eq!(limit_page_pace(usize::MAX, cap), capped.page_pace_bytes);
-    assert_eq!(limit_page_pace(usize::MAX, usize::MAX), off.page_pace_bytes);
+    assert_eq!(
+        limit_page_pace(usize::MAX, cap, HEADROOM_FLOOR),
+        capped.page_pace_bytes
+    );
+    assert_eq!(
+        limit_page_pace(usize::MAX, usize::MAX, HEADROOM_FLOOR),
+        off.page_pace_bytes
+    );
     // ...never under a sixteenth of the least cap (a budget's allowance
     // may be a reclaim step of 256 KiB), which is over the default pace.
     for allow in [0, 1, 256 << 10, HEADROOM_FLOOR] {
-        assert_eq!(limit_page_pace(usize::MAX, allow), HEADROOM_FLOOR / 16);
         assert_eq!(
-            limit_page_pace(DEFAULT_PACE_BYTES, allow),
+            limit_page_pace(usize::MAX, allow, HEADROOM_FLOOR),
+            HEADROOM_FLOOR / 16
+        );
+        assert_eq!(
+            limit_page_pace(DEFAULT_PACE_BYTES, allow, HEADROOM_FLOOR),
+            DEFAULT_PACE_BYTES
+        );
+    }
+    // ...nor under a sixteenth of a budget's floor (its reclaim step, at
+    // least 256 KiB), which is the default pace.
+    for allow in [0, 1, 256 << 10] {
+        assert_eq!(limit_page_pace(usize::MAX, allow, 256 << 10), 16 << 10);
+        assert_eq!(
+            limit_page_pace(DEFAULT_PACE_BYTES, allow, 256 << 10),
             DEFAULT_PACE_BYTES
         );
     }
