@@ -408,7 +408,9 @@ impl Rcu {
 
     /// How short memory is for this domain: [`MemoryState::OverMark`] while
     /// the usage of the memory limit given to
-    /// [`bound_garbage`](Rcu::bound_garbage) is over its mark,
+    /// [`bound_garbage`](Rcu::bound_garbage) (or the usage an RCU-aware
+    /// `MemoryBudget` last read, against its `high` watermark, where the
+    /// budget's own bound is the domain's) is over its mark,
     /// [`MemoryState::Short`] while it is over three quarters of the mark
     /// or a pressure signal is held, else [`MemoryState::Plenty`]. The
     /// usage is the last one read, read anew when older than a
