@@ -8,9 +8,11 @@
 //! usage is well below `high` the allowance is large and nothing waits.
 //!
 //! In `rcu-reclaim bench --scenario budget` (64 MiB, two writers of
-//! 1–8 KiB values on two cores) the peak garbage fell from 4.3–4.5 MiB to
-//! 0.71–0.75 (1.3–1.6× the retire rate times the mean grace-period wait),
-//! at the same update rate; bounded at `low` instead, it was 1.6–3.0 MiB.
+//! 1–8 KiB values on two cores) the peak garbage fell from 3.9–4.6 MiB to
+//! 0.67–1.03 (2.2–3.4× the retire rate times the mean grace-period wait on
+//! a quiet machine, 1.3–1.8× on a loaded one), the mean from 0.55 to 0.18,
+//! at the same update rate; bounded at `low` instead, the peak was
+//! 1.6–3.0 MiB.
 //!
 //! Retiring threads read the usage the budget last read (its checks and
 //! `rcu-kswapd`'s looks, every 10 ms at most apart), never the budget's
@@ -28,7 +30,6 @@ use crate::domain::Rcu;
 const UNREAD: usize = usize::MAX;
 
 /// The usage the budget read last, for its bound's reader.
-#[derive(Default)]
 pub(super) struct SeenUsage(AtomicUsize);
 
 impl SeenUsage {
