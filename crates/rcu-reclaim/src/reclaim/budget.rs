@@ -283,7 +283,8 @@ impl Shared {
 /// at least [`MIN_RECLAIM_STEP`] (256 KiB up to a 64 MiB budget). A
 /// step's evictions wait for a grace period all at once, beside what the
 /// writers retire meanwhile: steps of a 64th (1 MiB at 64 MiB) took the
-/// garbage to 4.3–4.5 MiB, 256 KiB steps with the budget's bound to 1.5.
+/// garbage to 4.3–4.5 MiB, 256 KiB steps to 3.7 (1.5 with a bound at
+/// `low`, 0.7–1.0 with the budget's at `high`).
 fn reclaim_step(marks: &Watermarks) -> usize {
     (marks.min / 256).max(MIN_RECLAIM_STEP)
 }
