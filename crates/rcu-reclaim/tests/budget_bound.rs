@@ -38,13 +38,8 @@ fn near_high_a_writer_waits_at_the_budgets_bound() {
         // The bound reads the usage the budget read last.
         assert_eq!(b.usage(), b.watermarks().high);
         let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
-        let reader = common::reader_holding(&rcu, Duration::from_millis(300));
-        let mut most = 0;
-        for i in 1..=20u8 {
-            cell.store(Box::new(vec![i; 512 << 10]));
-            most = most.max(rcu.pending_bytes());
-        }
-        reader.join().unwrap();
+        let hold = Duration::from_millis(300);
+        let (most, _) = common::stores_behind_a_reader(&rcu, &cell, 512 << 10, 20, hold);
         let waits = rcu.stats().headroom_waits;
         drop(b);
         assert!(!rcu.garbage_bounded(), "the bound outlived its budget");
@@ -76,11 +71,8 @@ fn far_below_high_nothing_waits() {
     let b = budget(&rcu, &used, true);
     assert_eq!(b.usage(), 8 * MIB);
     let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
-    let reader = common::reader_holding(&rcu, Duration::from_millis(100));
-    for i in 1..=20u8 {
-        cell.store(Box::new(vec![i; 512 << 10]));
-    }
-    reader.join().unwrap();
+    let hold = Duration::from_millis(100);
+    common::stores_behind_a_reader(&rcu, &cell, 512 << 10, 20, hold);
     assert_eq!(rcu.stats().headroom_waits, 0);
     drop(cell);
     drop(b);
@@ -133,13 +125,8 @@ fn a_large_pace_keeps_to_the_budgets_bound() {
     used.store(b.watermarks().high, Ordering::SeqCst);
     assert_eq!(b.usage(), b.watermarks().high);
     let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 64 << 10]));
-    let reader = common::reader_holding(&rcu, Duration::from_millis(300));
-    let mut most = 0;
-    for i in 1..=64u8 {
-        cell.store(Box::new(vec![i; 64 << 10]));
-        most = most.max(rcu.pending_bytes());
-    }
-    reader.join().unwrap();
+    let hold = Duration::from_millis(300);
+    let (most, _) = common::stores_behind_a_reader(&rcu, &cell, 64 << 10, 64, hold);
     assert!(
         most <= (256 << 10) + 3 * (64 << 10),
         "{most} bytes waited past the budget's bound of 256 KiB"

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use rcu_reclaim::{Config, Rcu, RcuCell, ReclaimSize};
 
+mod common;
+
 const MIB: usize = 1 << 20;
 
 /// One test at a time: the busy-machine test's spinning threads would
@@ -321,20 +323,6 @@ fn near_its_limit_a_writer_holding_the_lock_its_values_drop_takes_waits_only_the
     assert_eq!(*DROP_LOCK.lock().unwrap_or_else(|e| e.into_inner()), 9);
 }
 
-/// A thread in a read-side section of `rcu` until `hold` has passed.
-fn reader_holding(rcu: &Rcu, hold: Duration) -> std::thread::JoinHandle<()> {
-    let rcu = rcu.clone();
-    let (entered, inside) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let guard = rcu.read_lock();
-        entered.send(()).unwrap();
-        std::thread::sleep(hold);
-        drop(guard);
-    });
-    inside.recv().unwrap();
-    reader
-}
-
 /// The bound holds whatever the pace, as `Config::max_pending_bytes`
 /// does (`max_pending_bytes.rs`, `the_cap_holds_with_a_pace_above_it`):
 /// with `on_demand` (a pace of half the address space) or
@@ -356,13 +344,8 @@ fn the_bound_holds_with_a_pace_above_it() {
         let rcu = Rcu::new(config).unwrap();
         rcu.bound_garbage(100 * MIB, || Some(97 * MIB));
         let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; MIB]));
-        let reader = reader_holding(&rcu, Duration::from_millis(300));
-        let mut most = 0;
-        for i in 1..=60u8 {
-            cell.store(Box::new(vec![i; MIB]));
-            most = most.max(rcu.pending_bytes());
-        }
-        reader.join().unwrap();
+        let hold = Duration::from_millis(300);
+        let (most, _) = common::stores_behind_a_reader(&rcu, &cell, MIB, 60, hold);
         // The bound (3 MiB), the value being retired, and a page's worth
         // at the floor's pace (a quarter of 2 MiB).
         assert!(

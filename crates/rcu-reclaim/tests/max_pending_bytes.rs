@@ -22,15 +22,7 @@ const VALUE: usize = MIB + 24;
 /// store, and how long the stores took.
 fn stores_behind_a_reader(rcu: &Rcu, stores: u8, hold: Duration) -> (usize, Duration) {
     let cell = RcuCell::new_in(rcu, Box::new(vec![0u8; MIB]));
-    let reader = common::reader_holding(rcu, hold);
-    let start = Instant::now();
-    let mut most = 0;
-    for i in 1..=stores {
-        cell.store(Box::new(vec![i; MIB]));
-        most = most.max(rcu.pending_bytes());
-    }
-    let took = start.elapsed();
-    reader.join().unwrap();
+    let (most, took) = common::stores_behind_a_reader(rcu, &cell, MIB, stores, hold);
     drop(cell);
     rcu.barrier();
     assert_eq!(rcu.pending_bytes(), 0, "{:?}", rcu.stats());

@@ -125,6 +125,29 @@ pub fn reader_holding(rcu: &Rcu, hold: std::time::Duration) -> thread::JoinHandl
     reader
 }
 
+/// `stores` stores of a `value`-byte `Vec<u8>` into `cell` (of `rcu`)
+/// while a reader holds grace periods up for `hold`; returns, once the
+/// reader has left, the most garbage (`pending_bytes`) seen after a
+/// store, and how long the stores took.
+pub fn stores_behind_a_reader(
+    rcu: &Rcu,
+    cell: &rcu_reclaim::RcuCell<Vec<u8>>,
+    value: usize,
+    stores: u8,
+    hold: std::time::Duration,
+) -> (usize, std::time::Duration) {
+    let reader = reader_holding(rcu, hold);
+    let start = std::time::Instant::now();
+    let mut most = 0;
+    for i in 1..=stores {
+        cell.store(Box::new(vec![i; value]));
+        most = most.max(rcu.pending_bytes());
+    }
+    let took = start.elapsed();
+    reader.join().unwrap();
+    (most, took)
+}
+
 /// Bytes per entry of [`RcuCache`].
 pub const ENTRY: usize = 64 << 10;
 
