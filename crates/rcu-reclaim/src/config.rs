@@ -281,8 +281,6 @@ impl Config {
     /// ```
     pub fn pace_bytes(mut self, bytes: usize) -> Self {
         self.params.pace_bytes = bytes;
-        self.params.page_pace_bytes =
-            crate::policy::page_pace(bytes, self.params.max_pending_bytes);
         self
     }
 
@@ -467,8 +465,6 @@ impl Config {
         } else {
             bytes.max(crate::policy::HEADROOM_FLOOR)
         };
-        self.params.page_pace_bytes =
-            crate::policy::page_pace(self.params.pace_bytes, self.params.max_pending_bytes);
         self
     }
 

@@ -66,12 +66,6 @@ pub(crate) struct Params {
     pub(crate) lazy_batch: usize,
     /// See [`Config::pace_bytes`](crate::Config::pace_bytes).
     pub(crate) pace_bytes: usize,
-    /// The pace of a thread's bulk page ([`page_due_by_pace`], and the
-    /// retire's fast check): `pace_bytes`, or less under
-    /// `max_pending_bytes` ([`page_pace`]). Kept by the `Config` setters
-    /// of both. The domain's page pace starts at this, and a memory
-    /// limit set at run time may lower it (`Callbacks::page_pace`).
-    pub(crate) page_pace_bytes: usize,
     pub(crate) qhimark: usize,
     pub(crate) qlowmark: usize,
     pub(crate) qovld: usize,
@@ -101,7 +95,6 @@ impl Default for Params {
             lazy_delay: Duration::from_millis(50),
             lazy_batch: 1000,
             pace_bytes: DEFAULT_PACE_BYTES,
-            page_pace_bytes: DEFAULT_PACE_BYTES,
             qhimark: 10_000,
             qlowmark: 100,
             qovld: 20_000,

@@ -104,15 +104,14 @@ pub(crate) struct HeadroomState {
     /// pace far above the allowance (`on_demand`'s, or `pace_bytes(usize::MAX)`,
     /// whose page goes once it holds 255 values of any size) kept its
     /// garbage out of its sight. Read by every retire (the fast path's
-    /// `settled`, in place of `Params::page_pace_bytes`: one load either
-    /// way).
+    /// `settled`).
     page_pace: AtomicUsize,
 }
 
 impl HeadroomState {
     /// No limit yet; the garbage capped at `Params::max_pending_bytes`
-    /// (`usize::MAX`: no cap), a page's pace by it (as
-    /// `Params::page_pace_bytes`).
+    /// (`usize::MAX`: no cap), a page's pace by it (`policy::page_pace`:
+    /// a cap is at least `policy::HEADROOM_FLOOR`).
     pub(crate) fn new(p: &policy::Params) -> Self {
         let cap = p.max_pending_bytes;
         HeadroomState {
@@ -156,23 +155,18 @@ impl HeadroomState {
 impl Callbacks {
     /// Bounds the garbage by `limit` from now on (`None`: no bound).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
-        let mut current = lock_std(&self.headroom.limit);
-        let old = self.replace_headroom(&mut current, limit.map(Arc::new));
-        drop(current);
-        drop(old);
+        self.replace_headroom(lock_std(&self.headroom.limit), limit.map(Arc::new));
     }
 
     /// Bounds the garbage by `limit` unless a limit already does; returns
     /// whether it does now (a budget's bound gives way to one the caller
     /// set, and to a cgroup's).
     pub(crate) fn set_headroom_if_none(&self, limit: &Arc<Headroom>) -> bool {
-        let mut current = lock_std(&self.headroom.limit);
+        let current = lock_std(&self.headroom.limit);
         if current.is_some() {
             return false;
         }
-        let old = self.replace_headroom(&mut current, Some(limit.clone()));
-        drop(current);
-        drop(old);
+        self.replace_headroom(current, Some(limit.clone()));
         true
     }
 
@@ -186,28 +180,25 @@ impl Callbacks {
         } else {
             Some(lock_std(&self.headroom.limit))
         };
-        let Some(mut current) = current else { return };
+        let Some(current) = current else { return };
         if current.as_ref().is_some_and(|l| Arc::ptr_eq(l, limit)) {
-            let old = self.replace_headroom(&mut current, None);
-            drop(current);
-            drop(old);
+            self.replace_headroom(current, None);
         }
     }
 
-    /// Puts `limit` in `current`'s place (the limit's lock, held), and
-    /// returns the old one, for the caller to drop once it has let go of
-    /// the lock: what the old reader owns may retire through this domain
-    /// as it drops, and a retire over the allowance takes the lock.
-    #[must_use]
+    /// Puts `limit` in `current`'s place (the limit's lock, held), lets go
+    /// of the lock, and then drops the old limit: what the old reader owns
+    /// may retire through this domain as it drops, and a retire over the
+    /// allowance takes the lock.
     fn replace_headroom(
         &self,
-        current: &mut std::sync::MutexGuard<'_, Option<Arc<Headroom>>>,
+        mut current: std::sync::MutexGuard<'_, Option<Arc<Headroom>>>,
         limit: Option<Arc<Headroom>>,
-    ) -> Option<Arc<Headroom>> {
+    ) {
         let on = limit.is_some();
         let floor = limit.as_ref().map_or(policy::HEADROOM_FLOOR, |l| l.floor);
         self.headroom.floor.store(floor, Ordering::Relaxed);
-        let old = std::mem::replace(&mut **current, limit);
+        let old = std::mem::replace(&mut *current, limit);
         self.headroom.read_ms.store(0, Ordering::Relaxed);
         self.headroom.last_usage.store(UNREAD, Ordering::Relaxed);
         self.headroom
@@ -225,7 +216,8 @@ impl Callbacks {
         } else {
             self.headroom.cap
         });
-        old
+        drop(current);
+        drop(old);
     }
 
     /// What a wait over the allowance `allow` is for, as its reports say:
@@ -241,9 +233,9 @@ impl Callbacks {
     }
 
     /// The pace of this domain's threads' bulk pages
-    /// (`policy::page_due_by_pace`): `Params::page_pace_bytes` (the pace,
-    /// at most a sixteenth of the cap), less under a limit whose allowance
-    /// is small (see `HeadroomState::page_pace`).
+    /// (`policy::page_due_by_pace`): `Config::pace_bytes`, at most a
+    /// sixteenth of the cap, and less under a limit whose allowance is
+    /// small (see `HeadroomState::page_pace`).
     #[inline(always)]
     pub(crate) fn page_pace(&self) -> usize {
         self.headroom.page_pace.load(Ordering::Relaxed)

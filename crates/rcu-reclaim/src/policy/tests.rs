@@ -136,54 +136,27 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
     };
     assert_eq!(shard_pace(&p, false, trickle), Pace::Wait(49 * MS));
     // A thread's page goes to its shard at the same mark.
-    assert!(page_due_by_pace(
-        p.page_pace_bytes,
-        p.pace_bytes,
-        PAGE_MIN_OBJECTS
-    ));
-    assert!(!page_due_by_pace(
-        p.page_pace_bytes,
-        p.pace_bytes - 1,
-        PAGE_MIN_OBJECTS
-    ));
+    let pp = page_pace(p.pace_bytes, p.max_pending_bytes);
+    assert!(page_due_by_pace(pp, p.pace_bytes, PAGE_MIN_OBJECTS));
+    assert!(!page_due_by_pace(pp, p.pace_bytes - 1, PAGE_MIN_OBJECTS));
     // Fewer, larger objects: at four times the pace.
     let big = p.pace_bytes * PAGE_BYTES_FACTOR;
-    assert!(!page_due_by_pace(
-        p.page_pace_bytes,
-        p.pace_bytes,
-        PAGE_MIN_OBJECTS - 1
-    ));
-    assert!(!page_due_by_pace(
-        p.page_pace_bytes,
-        big - 1,
-        PAGE_MIN_OBJECTS - 1
-    ));
-    assert!(page_due_by_pace(p.page_pace_bytes, big, 1));
+    assert!(!page_due_by_pace(pp, p.pace_bytes, PAGE_MIN_OBJECTS - 1));
+    assert!(!page_due_by_pace(pp, big - 1, PAGE_MIN_OBJECTS - 1));
+    assert!(page_due_by_pace(pp, big, 1));
     // Many small objects: at half a page, once they hold the early
     // page's 512 bytes; tiny ones wait for the page to fill.
     let early = p.pace_bytes / EARLY_PAGE_DIVISOR;
-    assert!(page_due_by_pace(
-        p.page_pace_bytes,
-        early,
-        PAGE_HANDOFF_OBJECTS
-    ));
-    assert!(!page_due_by_pace(
-        p.page_pace_bytes,
-        early - 1,
-        PAGE_HANDOFF_OBJECTS
-    ));
-    assert!(!page_due_by_pace(
-        p.page_pace_bytes,
-        10 * early,
-        PAGE_HANDOFF_OBJECTS - 1
-    ));
+    assert!(page_due_by_pace(pp, early, PAGE_HANDOFF_OBJECTS));
+    assert!(!page_due_by_pace(pp, early - 1, PAGE_HANDOFF_OBJECTS));
+    assert!(!page_due_by_pace(pp, 10 * early, PAGE_HANDOFF_OBJECTS - 1));
     let off = Params {
         pace_bytes: usize::MAX,
-        page_pace_bytes: page_pace(usize::MAX, usize::MAX),
         ..Params::default()
     };
+    let off_pace = page_pace(off.pace_bytes, off.max_pending_bytes);
     assert!(!page_due_by_pace(
-        off.page_pace_bytes,
+        off_pace,
         1 << 40,
         PAGE_HANDOFF_OBJECTS - 1
     ));
@@ -192,17 +165,13 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
     // a few objects whatever the pace (the shards' pace is unchanged).
     let cap = 4 << 20;
     let capped = Params {
-        page_pace_bytes: page_pace(usize::MAX, cap),
         max_pending_bytes: cap,
         ..off.clone()
     };
-    assert!(page_due_by_pace(capped.page_pace_bytes, cap / 4, 1));
-    assert!(!page_due_by_pace(capped.page_pace_bytes, cap / 4 - 1, 1));
-    assert!(page_due_by_pace(
-        capped.page_pace_bytes,
-        cap / 16,
-        PAGE_MIN_OBJECTS
-    ));
+    let capped_pace = page_pace(capped.pace_bytes, capped.max_pending_bytes);
+    assert!(page_due_by_pace(capped_pace, cap / 4, 1));
+    assert!(!page_due_by_pace(capped_pace, cap / 4 - 1, 1));
+    assert!(page_due_by_pace(capped_pace, cap / 16, PAGE_MIN_OBJECTS));
     assert_eq!(shard_pace(&capped, false, heavy), Pace::Wait(49 * MS));
     assert_eq!(
         page_pace(DEFAULT_PACE_BYTES, HEADROOM_FLOOR),
@@ -211,11 +180,11 @@ fn bytes_set_the_pace_and_a_trickle_still_waits() {
     // A memory limit's allowance cuts the page's pace as a cap does...
     assert_eq!(
         limit_page_pace(usize::MAX, cap, HEADROOM_FLOOR),
-        capped.page_pace_bytes
+        capped_pace
     );
     assert_eq!(
         limit_page_pace(usize::MAX, usize::MAX, HEADROOM_FLOOR),
-        off.page_pace_bytes
+        off_pace
     );
     // ...never under a sixteenth of the least cap (a budget's allowance
     // may be a reclaim step of 256 KiB), which is over the default pace.
