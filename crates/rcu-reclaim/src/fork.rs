@@ -22,8 +22,12 @@
 //! leaves its key's lock held for good in the child. Fork while no thread
 //! writes the maps and caches the child will write, or write in the child
 //! only to new ones (see [`ForkGuard::child`]). A child's write that
-//! waits for such a lock panics after 2 s if the fork was not prepared,
-//! and says so and waits on if it was; it never waits in silence.
+//! waits for such a lock panics, naming the cause and the fix: at once,
+//! since each lock notes which thread holds it and that thread is one of
+//! the parent's; after 2 s in a child forked without `prepare_fork` where
+//! the holder was caught before it noted itself (in a prepared child that
+//! case says so and waits on, as for a lock one of the child's own
+//! threads holds). It never waits in silence.
 //!
 //! ```
 //! let rcu = rcu_reclaim::Rcu::global();
@@ -297,11 +301,11 @@ impl ForkGuard<'_> {
     /// `prepare_fork` neither knows the maps nor waits for their writers),
     /// so in the child, read the maps and caches other threads were
     /// writing at the fork (their reads take no lock), and write to new
-    /// ones. A child's write that waits 2 s for a map's stripe or a cache's
-    /// policy lock says so on standard error (its holder may be a thread
-    /// of the parent caught mid-write, which never releases it here) and
-    /// waits on; see [`locking`](crate::locking), *Forks and the maps'
-    /// locks*.
+    /// ones. A child's write that finds a map's stripe or a cache's policy
+    /// lock held by a thread of the parent (which never releases it here)
+    /// panics, saying so; one that waits 2 s for a holder it cannot tell
+    /// says so on standard error and waits on; see
+    /// [`locking`](crate::locking), *Forks and the maps' locks*.
     ///
     /// # Panics
     /// In the process that called `prepare_fork` (no `fork()` happened, or

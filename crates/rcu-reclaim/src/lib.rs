@@ -668,6 +668,7 @@ mod gp;
 #[cfg(not(loom))]
 mod gp_thread;
 mod guard;
+mod lock_holder;
 pub mod locking;
 pub mod map;
 pub mod pages;

@@ -467,6 +467,38 @@ impl ForkedFrom {
             self.home,
         )
     }
+
+    /// The panic of a write to a map or cache whose lock `which` is held
+    /// by a thread of the parent (`lock_holder.rs` tells): it does not
+    /// exist here, so the lock is never released. `prepared`: the domain
+    /// was made ready with `ForkGuard::child` (which does not stop the
+    /// writers of maps and caches either).
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    pub(crate) fn writers_lock_holder_gone(self, which: &str, prepared: bool) -> ! {
+        let how = if prepared {
+            "Rcu::prepare_fork() and ForkGuard::child() make the domain itself work in the \
+             child; they do not stop the writers of maps and caches"
+        } else {
+            "call rcu.prepare_fork() before fork() and ForkGuard::child() in the child \
+             (parent() in the parent) so that the domain itself works there (it does not stop \
+             the writers of maps and caches)"
+        };
+        panic!(
+            "rcu-reclaim: {} of domain {} cannot proceed in process {}, forked from process {}: \
+             {which} is held by a thread of the parent that was writing to the same map or \
+             cache at the fork; that thread does not exist here, so the lock is never \
+             released. Fork only while no thread writes the maps and caches that the child \
+             writes, or write in the child only to maps and caches made after the fork; {how}",
+            self.what,
+            self.domain,
+            std::process::id(),
+            // SAFETY: getppid has no preconditions.
+            unsafe { libc::getppid() },
+        )
+    }
 }
 
 /// While alive, every [`lock`] this thread waits for, and its waits on

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use super::entry::Entry;
 use super::policy::{Busy, S3Fifo, Store};
 use super::shards::Shard;
-use super::{shrink, Inner};
+use super::Inner;
 use crate::guard::ReadGuard;
 use crate::map::{StripeBusy, Unlinked};
 
@@ -26,7 +26,7 @@ where
     /// reclaim pass evicts by every shard's policy), then, should the
     /// cache still be over, whatever any shard holds. With `try_only` (a
     /// reclaim pass) a shard whose lock stays busy is skipped
-    /// ([`try_lock_queues`](shrink::try_lock_queues)), and `None` says that
+    /// ([`Shard::try_lock_queues`](super::shards::Shard::try_lock_queues)), and `None` says that
     /// none could be had; else each lock is waited for, one at a time.
     /// The shards are taken in turn from the one after shard `last` (a
     /// writer's own shard goes last: it has evicted what it could).
@@ -56,7 +56,7 @@ where
                     continue;
                 }
                 let held = if try_only {
-                    shrink::try_lock_queues(&shard.queues)
+                    shard.try_lock_queues()
                 } else {
                     Some(shard.lock_queues(self.map.domain()))
                 };

@@ -23,6 +23,7 @@ use crossbeam_utils::CachePadded;
 
 use super::policy::S3Fifo;
 use crate::domain::Rcu;
+use crate::lock_holder::{Holder, HolderMark};
 
 /// The most shards a cache has.
 pub(crate) const MAX_SHARDS: usize = 64;
@@ -39,7 +40,10 @@ const SHARDS_PER_CPU: usize = 2;
 /// One shard: the S3-FIFO queues of the keys that hash to it, and the
 /// accounted bytes of their entries.
 pub(crate) struct Shard<K> {
-    pub(crate) queues: Mutex<S3Fifo<K>>,
+    queues: Mutex<S3Fifo<K>>,
+    /// Who holds `queues` (`lock_holder.rs`: how a wait in a forked child
+    /// tells a holder that does not exist there).
+    holder: Holder,
     pub(crate) bytes: AtomicUsize,
     /// Bytes of this shard's entries evicted or replaced since an insert
     /// of its keys last looked at the domain's backlog (see
@@ -89,15 +93,54 @@ impl<K> Shard<K> {
     /// that check.
     #[inline]
     #[track_caller]
-    pub(crate) fn lock_queues(&self, rcu: &Rcu) -> MutexGuard<'_, S3Fifo<K>> {
-        if let Some(held) = crate::sync::try_lock_std(&self.queues) {
-            return held;
+    pub(crate) fn lock_queues(&self, rcu: &Rcu) -> QueuesLocked<'_, K> {
+        let guard = match crate::sync::try_lock_std(&self.queues) {
+            Some(held) => held,
+            None => rcu.inner().gp.lock_std_written(
+                &self.queues,
+                &self.holder,
+                "a write to an RcuCache",
+                "the cache's policy lock (one shard's queues)",
+            ),
+        };
+        self.locked(guard)
+    }
+
+    /// The shard's queues for a reclaim pass, tried, never waited for
+    /// (see [`shrink::try_lock_queues`](super::shrink::try_lock_queues)).
+    pub(crate) fn try_lock_queues(&self) -> Option<QueuesLocked<'_, K>> {
+        super::shrink::try_lock_queues(&self.queues).map(|guard| self.locked(guard))
+    }
+
+    /// `guard`, just taken, with this thread noted as its holder.
+    #[inline]
+    fn locked<'a>(&'a self, guard: MutexGuard<'a, S3Fifo<K>>) -> QueuesLocked<'a, K> {
+        QueuesLocked {
+            _mark: self.holder.mark(),
+            guard,
         }
-        rcu.inner().gp.lock_std_written(
-            &self.queues,
-            "a write to an RcuCache",
-            "the cache's policy lock (one shard's queues)",
-        )
+    }
+}
+
+/// A shard's queues, locked (see [`Shard::lock_queues`]).
+pub(crate) struct QueuesLocked<'a, K> {
+    // Declared first: the holder's token is cleared before the unlock.
+    _mark: HolderMark<'a>,
+    guard: MutexGuard<'a, S3Fifo<K>>,
+}
+
+impl<K> std::ops::Deref for QueuesLocked<'_, K> {
+    type Target = S3Fifo<K>;
+    #[inline]
+    fn deref(&self) -> &S3Fifo<K> {
+        &self.guard
+    }
+}
+
+impl<K> std::ops::DerefMut for QueuesLocked<'_, K> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut S3Fifo<K> {
+        &mut self.guard
     }
 }
 
@@ -110,6 +153,7 @@ impl<K> Shards<K> {
                 .map(|_| {
                     CachePadded::new(Shard {
                         queues: Mutex::new(S3Fifo::new()),
+                        holder: Holder::default(),
                         bytes: AtomicUsize::new(0),
                         retired: AtomicUsize::new(0),
                     })

@@ -36,7 +36,7 @@ fn evicting_across_shards_passes_over_those_within_their_share_unlocked() {
     // only the big one is above its share, and the small one, locked
     // here, comes first in the order from the big one.
     let target = 2 * bytes(small);
-    let held = crate::sync::lock_std(&shard(small).queues);
+    let held = shard(small).lock_queues(&rcu);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {

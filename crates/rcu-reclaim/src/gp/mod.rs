@@ -340,10 +340,13 @@ impl GracePeriods {
     /// of the parent may have held `m` at any fork, and that thread does
     /// not exist in the child: the lock is never released there.
     ///
-    /// In a process forked without `prepare_fork` ([`ForkedFrom::forked`],
-    /// looked at only now), the wait gives up after
-    /// [`FORKED_WAIT`](crate::sync::FORKED_WAIT) with a panic that names the
-    /// cause and the fix, as the domain's own locks do there. In a child
+    /// In a forked process, a lock whose `holder` is a thread of the
+    /// parent (`lock_holder.rs`) is never released: the wait panics at
+    /// once, naming the cause and the fix. Else, in a process forked
+    /// without `prepare_fork` ([`ForkedFrom::forked`], looked at only now),
+    /// the wait gives up after [`FORKED_WAIT`](crate::sync::FORKED_WAIT)
+    /// with such a panic, as the domain's own locks do there (a holder
+    /// caught at the fork before it noted itself is not known). In a child
     /// that `ForkGuard::child` made ready, where a closure of the child's
     /// own threads (a slow `get_or_insert_with` loader) may hold the lock
     /// that long too, it says so once, loudly, and waits on. `what` is the
@@ -356,14 +359,21 @@ impl GracePeriods {
     pub(crate) fn lock_written<'a, T>(
         &self,
         m: &'a Mutex<T>,
+        holder: &crate::lock_holder::Holder,
         what: &'static str,
         which: &str,
     ) -> crate::sync::Locked<'a, T> {
         #[cfg(not(loom))]
-        return self.wait_for_writers_lock(what, which, || crate::sync::try_lock(m), || lock(m));
+        return self.wait_for_writers_lock(
+            what,
+            which,
+            holder,
+            || crate::sync::try_lock(m),
+            || lock(m),
+        );
         #[cfg(loom)]
         {
-            let _ = (what, which);
+            let _ = (what, which, holder);
             lock(m)
         }
     }
@@ -378,12 +388,14 @@ impl GracePeriods {
     pub(crate) fn lock_std_written<'a, T>(
         &self,
         m: &'a std::sync::Mutex<T>,
+        holder: &crate::lock_holder::Holder,
         what: &'static str,
         which: &str,
     ) -> std::sync::MutexGuard<'a, T> {
         self.wait_for_writers_lock(
             what,
             which,
+            holder,
             || crate::sync::try_lock_std(m),
             || crate::sync::lock_std(m),
         )
@@ -398,17 +410,35 @@ impl GracePeriods {
         &self,
         what: &'static str,
         which: &str,
+        holder: &crate::lock_holder::Holder,
         attempt: impl FnMut() -> Option<G>,
         block: impl FnOnce() -> G,
     ) -> G {
         let f = self.fork_check(what);
         if f.forked() || self.adopted_in_child() {
+            self.unless_holder_gone(f, which, holder);
             return crate::sync::retry_within(attempt, crate::sync::FORKED_WAIT, |waited| {
                 self.writers_lock_waited(f, which, waited);
                 block()
             });
         }
         block()
+    }
+
+    /// In a forked process (`f`), panics if `holder` says the lock `which`
+    /// is held by a thread of the parent (see `lock_holder.rs`): no wait
+    /// would end.
+    #[cfg(not(loom))]
+    #[track_caller]
+    pub(crate) fn unless_holder_gone(
+        &self,
+        f: ForkedFrom,
+        which: &str,
+        holder: &crate::lock_holder::Holder,
+    ) {
+        if holder.gone() {
+            f.writers_lock_holder_gone(which, !f.forked());
+        }
     }
 
     /// Whether `ForkGuard::child` made this domain ready in this process

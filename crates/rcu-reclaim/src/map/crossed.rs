@@ -108,7 +108,9 @@ fn cycle_through(waits: &[Wait], me: usize) -> Option<Vec<usize>> {
 /// Locks `m` for a write nested in another map's closure, its thread
 /// holding the stripe locks `holds`: waits as long as it is held, and
 /// panics if the wait closes a cycle of such waits (a lock-order
-/// deadlock; see the module docs). After a fork, once it has waited
+/// deadlock; see the module docs). In a forked child it panics at once
+/// if `holder` says a thread of the parent holds `m` (it does not exist
+/// there). After a fork, once it has waited
 /// [`FORKED_WAIT`], it does what an outer write's wait does there
 /// (`GracePeriods::lock_written`, with `rcu`, the map's domain, and
 /// `what` and `which`, the write and the lock, for the message): in a
@@ -118,6 +120,7 @@ fn cycle_through(waits: &[Wait], me: usize) -> Option<Vec<usize>> {
 #[track_caller]
 pub(super) fn lock_nested<'a>(
     m: &'a Mutex<()>,
+    holder: &crate::lock_holder::Holder,
     holds: &[usize],
     rcu: &Rcu,
     what: &'static str,
@@ -128,6 +131,12 @@ pub(super) fn lock_nested<'a>(
             return held;
         }
         std::thread::yield_now();
+    }
+    // In a forked child, a holder that does not exist here never lets go.
+    let gp = &rcu.inner().gp;
+    let f = gp.fork_check(what);
+    if f.forked() || gp.adopted_in_child() {
+        gp.unless_holder_gone(f, which, holder);
     }
     let start = Instant::now();
     let entry = Registered::new(holds, m as *const Mutex<()> as usize);
@@ -142,8 +151,6 @@ pub(super) fn lock_nested<'a>(
         std::thread::sleep(NAP);
         if !fork_looked && start.elapsed() >= FORKED_WAIT {
             fork_looked = true;
-            let gp = &rcu.inner().gp;
-            let f = gp.fork_check(what);
             if f.forked() {
                 drop(entry);
                 f.stuck_on_writers_lock(which, start.elapsed());

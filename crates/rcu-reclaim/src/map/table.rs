@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 
 use super::list::{self, Link};
 use crate::domain::Rcu;
+use crate::lock_holder::{Holder, HolderMark};
 use crate::sync::{try_lock, Locked, Mutex};
 
 /// Writers' locks, by the low bits of the hash. Every table has at least
@@ -328,15 +329,30 @@ fn physical_memory() -> Option<usize> {
     }
 }
 
-/// The writers' locks, one per stripe ([`STRIPES`]), packed: sixteen to a
-/// cache line. Padding each to a line of its own (8 KiB per map instead of
-/// 256 bytes) made no measurable difference to a 16-thread cache
+/// The writers' locks, one per stripe ([`STRIPES`]), packed: eight to a
+/// cache line, each with the token of its holder (`lock_holder.rs`: how a
+/// wait in a forked child tells a holder that does not exist there).
+/// Padding each to a line of its own (8 KiB per map instead of 256
+/// bytes) made no measurable difference to a 16-thread cache
 /// (BENCHMARKS.md, twenty-second session).
-pub(super) struct Stripes(Box<[Mutex<()>]>);
+pub(super) struct Stripes(Box<[Stripe]>);
+
+/// One stripe's lock and its holder.
+pub(super) struct Stripe {
+    lock: Mutex<()>,
+    holder: Holder,
+}
 
 impl Stripes {
     pub(super) fn new() -> Self {
-        Stripes((0..STRIPES).map(|_| Mutex::new(())).collect())
+        Stripes(
+            (0..STRIPES)
+                .map(|_| Stripe {
+                    lock: Mutex::new(()),
+                    holder: Holder::default(),
+                })
+                .collect(),
+        )
     }
 
     /// The stripe of `hash`.
@@ -376,16 +392,17 @@ impl Stripes {
     #[inline]
     #[track_caller]
     pub(super) fn lock(&self, stripe: usize, rcu: &Rcu) -> StripeLocked<'_> {
-        let m = &self.0[stripe];
+        let Stripe { lock: m, holder } = &self.0[stripe];
         let (held, nested) = Held::enter(self, m);
         let locked = if nested {
-            lock_nested(m, rcu)
+            lock_nested(m, holder, rcu)
         } else if let Some(locked) = try_lock(m) {
             locked
         } else {
-            rcu.inner().gp.lock_written(m, WRITE, STRIPE_LOCK)
+            rcu.inner().gp.lock_written(m, holder, WRITE, STRIPE_LOCK)
         };
         StripeLocked {
+            _mark: holder.mark(),
             _locked: locked,
             _held: held,
         }
@@ -395,10 +412,12 @@ impl Stripes {
     /// holds the stripe (panics as `lock` does if this thread does).
     #[track_caller]
     pub(super) fn try_lock(&self, stripe: usize) -> Option<StripeLocked<'_>> {
-        let m = &self.0[stripe];
+        let Stripe { lock: m, holder } = &self.0[stripe];
         let (held, _) = Held::enter(self, m);
+        let locked = try_lock(m)?;
         Some(StripeLocked {
-            _locked: try_lock(m)?,
+            _mark: holder.mark(),
+            _locked: locked,
             _held: held,
         })
     }
@@ -408,8 +427,9 @@ impl Stripes {
     /// that waited for a stripe there could be part of a deadlock.
     pub(super) fn try_lock_all(&self) -> Option<AllStripes<'_>> {
         let mut all = AllStripes(Vec::with_capacity(STRIPES));
-        for m in self.0.iter() {
-            all.0.push(try_lock(m)?);
+        for stripe in self.0.iter() {
+            let locked = try_lock(&stripe.lock)?;
+            all.0.push((stripe.holder.mark(), locked));
         }
         Some(all)
     }
@@ -422,7 +442,8 @@ const WRITE: &str = "a write to an RcuHashMap (or to the RcuCache built on it)";
 const STRIPE_LOCK: &str = "its key's lock (one of the map's stripe locks)";
 
 /// Every stripe of a map, held (see [`Stripes::try_lock_all`]).
-pub(super) struct AllStripes<'a>(Vec<Locked<'a, ()>>);
+/// (Each holder's mark before its lock: cleared before the unlock.)
+pub(super) struct AllStripes<'a>(Vec<(HolderMark<'a>, Locked<'a, ()>)>);
 
 impl Drop for AllStripes<'_> {
     fn drop(&mut self) {
@@ -463,7 +484,7 @@ impl Locking<'_> {
 #[cfg(not(loom))]
 #[cold]
 #[track_caller]
-fn lock_nested<'a>(m: &'a Mutex<()>, rcu: &Rcu) -> Locked<'a, ()> {
+fn lock_nested<'a>(m: &'a Mutex<()>, holder: &Holder, rcu: &Rcu) -> Locked<'a, ()> {
     let depth = DEPTH.get();
     let mut holds = [0usize; NESTED];
     LOCKS.with(|locks| {
@@ -471,12 +492,12 @@ fn lock_nested<'a>(m: &'a Mutex<()>, rcu: &Rcu) -> Locked<'a, ()> {
             *h = l.get();
         }
     });
-    super::crossed::lock_nested(m, &holds[..depth - 1], rcu, WRITE, STRIPE_LOCK)
+    super::crossed::lock_nested(m, holder, &holds[..depth - 1], rcu, WRITE, STRIPE_LOCK)
 }
 
 #[cfg(loom)]
-fn lock_nested<'a>(m: &'a Mutex<()>, rcu: &Rcu) -> Locked<'a, ()> {
-    let _ = rcu;
+fn lock_nested<'a>(m: &'a Mutex<()>, holder: &Holder, rcu: &Rcu) -> Locked<'a, ()> {
+    let _ = (rcu, holder);
     crate::sync::lock(m)
 }
 
@@ -495,7 +516,9 @@ pub(super) fn nested_now() -> bool {
 
 /// A stripe lock held; see [`Stripes::lock`].
 pub(super) struct StripeLocked<'a> {
-    // Declared first: unlocked before this thread's mark is taken back.
+    // Declared first: the holder's token is cleared before the unlock.
+    _mark: HolderMark<'a>,
+    // Then: unlocked before this thread's mark is taken back.
     _locked: Locked<'a, ()>,
     _held: Held,
 }
