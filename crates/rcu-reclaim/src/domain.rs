@@ -556,8 +556,11 @@ impl Rcu {
             "The section is not this code's: it runs inside an RCU callback or a destructor \
              that RCU runs, which run_callbacks, reclaim, or another domain's barrier or last \
              handle's drop ran on a thread inside a read-side section of this domain, where \
-             no grace-period wait can end. Queue the follow-up work with call() (or poll with \
-             start_poll()/poll()) instead of waiting in a callback"
+             no grace-period wait can end; or a retiring call there (RcuCell::store, \
+             defer_drop, a map or cache write) freed ready values of a type declared \
+             drops_anywhere (ReclaimSize::DROPS_ANYWHERE), whose Drop must not wait for a grace \
+             period: declare it without drops_anywhere. Queue the follow-up work with call() \
+             (or poll with start_poll()/poll()) instead of waiting in a callback"
         } else if reader::raw_nesting_in(self.id) > 0 {
             "End the raw section first (read_unlock_raw(), and drop any ReadGuard)"
         } else {

@@ -820,3 +820,70 @@ fn unregistering_a_shrinker_while_holding_a_lock_its_scan_takes_warns_instead_of
     drop(held);
     pass.join().unwrap();
 }
+
+/// A type declared `drops_anywhere` whose `Drop` waits for a grace period
+/// (against the declaration) is freed, once ready, by the thread that
+/// keeps retiring values, here inside its own read-side section: the wait
+/// panics there. The message listed only callbacks, reclaim and barriers
+/// as what could have run the destructor, so it pointed nowhere near the
+/// cause; it names the retiring call and the declaration to drop.
+#[test]
+fn a_drops_anywhere_destructor_that_waits_inside_a_retiring_section_is_named() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Waits {
+        rcu: Rcu,
+        bytes: Vec<u8>,
+    }
+    rcu_reclaim::reclaim_size!(Waits { bytes }; drops_anywhere);
+    impl Drop for Waits {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::SeqCst);
+            self.rcu.synchronize();
+        }
+    }
+    let waits = |rcu: &Rcu| {
+        MADE.fetch_add(1, Ordering::SeqCst);
+        Box::new(Waits {
+            rcu: rcu.clone(),
+            bytes: vec![0; 64],
+        })
+    };
+
+    let messages = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = messages.clone();
+    let rcu = Rcu::new(
+        Config::new().on_callback_panic(move |m| seen.lock().unwrap().push(m.to_string())),
+    )
+    .unwrap();
+    let cell = RcuCell::new_in(&rcu, Some(waits(&rcu)));
+    // Each round retires inside a section, after a grace period has made
+    // the earlier rounds' values ready: the retiring thread frees some of
+    // them there.
+    for _ in 0..200 {
+        if !messages.lock().unwrap().is_empty() {
+            break;
+        }
+        rcu.synchronize();
+        let guard = rcu.read_lock();
+        for _ in 0..100 {
+            cell.store(waits(&rcu));
+        }
+        drop(guard);
+    }
+    drop(cell);
+    rcu.barrier();
+    assert_eq!(DROPPED.load(Ordering::SeqCst), MADE.load(Ordering::SeqCst));
+    let messages = messages.lock().unwrap();
+    let first = messages
+        .first()
+        .expect("no destructor ran on the retiring thread inside its section");
+    assert!(
+        first.contains("synchronize() called inside a read-side critical section")
+            && first.contains("drops_anywhere"),
+        "{first}"
+    );
+}
