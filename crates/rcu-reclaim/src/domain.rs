@@ -597,12 +597,14 @@ impl Rcu {
                 panic!(
                     "rcu-reclaim: {call} called inside an RCU callback (or a destructor that RCU \
                      runs) that runs on a thread online in the same QSBR domain (a call on that \
-                     thread ran ready callbacks there); it would wait for that thread's own \
-                     quiescent state forever, and the callback cannot put the thread offline. In \
-                     the callback, queue the follow-up work with call() (or use \
-                     start_poll()/poll()) instead of waiting; or make calls that run callbacks on \
-                     QSBR threads only inside QsbrThread::offline_while(|| ...), where callbacks \
-                     may wait"
+                     thread ran ready callbacks there, or a retiring call there, RcuCell::store, \
+                     defer_drop or a map or cache write, freed ready values of a type declared \
+                     drops_anywhere, whose Drop must not wait for a grace period: declare it \
+                     without drops_anywhere); it would wait for that thread's own quiescent state \
+                     forever, and the callback cannot put the thread offline. In the callback, \
+                     queue the follow-up work with call() (or use start_poll()/poll()) instead of \
+                     waiting; or make calls that run callbacks on QSBR threads only inside \
+                     QsbrThread::offline_while(|| ...), where callbacks may wait"
                 );
             }
             let or = match instead {

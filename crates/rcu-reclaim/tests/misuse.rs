@@ -823,66 +823,101 @@ fn unregistering_a_shrinker_while_holding_a_lock_its_scan_takes_warns_instead_of
 
 /// A type declared `drops_anywhere` whose `Drop` waits for a grace period
 /// (against the declaration) is freed, once ready, by the thread that
-/// keeps retiring values, here inside its own read-side section: the wait
-/// panics there. The message listed only callbacks, reclaim and barriers
-/// as what could have run the destructor, so it pointed nowhere near the
-/// cause; it names the retiring call and the declaration to drop.
-#[test]
-fn a_drops_anywhere_destructor_that_waits_inside_a_retiring_section_is_named() {
+/// keeps retiring values, here inside its own read-side section (or
+/// online in a QSBR domain): the wait panics there. The message listed
+/// only callbacks, reclaim and barriers as what could have run the
+/// destructor, so it pointed nowhere near the cause; it names the
+/// retiring call and the declaration to drop. Returns the first panic
+/// message (the domain's `on_callback_panic` hook has it).
+fn first_panic_of_a_waiting_drops_anywhere_destructor(qsbr: bool) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
-    static MADE: AtomicUsize = AtomicUsize::new(0);
-    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    /// Values made and dropped, this call's alone.
+    type Counts = Arc<(AtomicUsize, AtomicUsize)>;
     struct Waits {
         rcu: Rcu,
+        counts: Counts,
         bytes: Vec<u8>,
     }
     rcu_reclaim::reclaim_size!(Waits { bytes }; drops_anywhere);
     impl Drop for Waits {
         fn drop(&mut self) {
-            DROPPED.fetch_add(1, Ordering::SeqCst);
+            self.counts.1.fetch_add(1, Ordering::SeqCst);
             self.rcu.synchronize();
         }
     }
+    let counts = Counts::default();
     let waits = |rcu: &Rcu| {
-        MADE.fetch_add(1, Ordering::SeqCst);
+        counts.0.fetch_add(1, Ordering::SeqCst);
         Box::new(Waits {
             rcu: rcu.clone(),
+            counts: counts.clone(),
             bytes: vec![0; 64],
         })
     };
 
     let messages = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = messages.clone();
+    let flavor = if qsbr { Flavor::Qsbr } else { Flavor::Mb };
     let rcu = Rcu::new(
-        Config::new().on_callback_panic(move |m| seen.lock().unwrap().push(m.to_string())),
+        Config::new()
+            .flavor(flavor)
+            .on_callback_panic(move |m| seen.lock().unwrap().push(m.to_string())),
     )
     .unwrap();
     let cell = RcuCell::new_in(&rcu, Some(waits(&rcu)));
-    // Each round retires inside a section, after a grace period has made
-    // the earlier rounds' values ready: the retiring thread frees some of
-    // them there.
+    let mut me = qsbr.then(|| rcu.register_qsbr_thread());
+    // Each round retires inside a section (online, on QSBR), after a
+    // grace period has made the earlier rounds' values ready: the
+    // retiring thread frees some of them there.
     for _ in 0..200 {
         if !messages.lock().unwrap().is_empty() {
             break;
         }
-        rcu.synchronize();
-        let guard = rcu.read_lock();
+        let guard = match me.as_mut() {
+            Some(me) => {
+                me.quiescent_state();
+                me.synchronize();
+                None
+            }
+            None => {
+                rcu.synchronize();
+                Some(rcu.read_lock())
+            }
+        };
         for _ in 0..100 {
             cell.store(waits(&rcu));
         }
         drop(guard);
     }
+    drop(me);
     drop(cell);
     rcu.barrier();
-    assert_eq!(DROPPED.load(Ordering::SeqCst), MADE.load(Ordering::SeqCst));
-    let messages = messages.lock().unwrap();
-    let first = messages
-        .first()
-        .expect("no destructor ran on the retiring thread inside its section");
+    drop(rcu);
+    assert_eq!(
+        counts.1.load(Ordering::SeqCst),
+        counts.0.load(Ordering::SeqCst)
+    );
+    let first = messages.lock().unwrap().first().cloned();
+    first.expect("no destructor ran on the retiring thread inside its section")
+}
+
+#[test]
+fn a_drops_anywhere_destructor_that_waits_inside_a_retiring_section_is_named() {
+    let first = first_panic_of_a_waiting_drops_anywhere_destructor(false);
     assert!(
         first.contains("synchronize() called inside a read-side critical section")
+            && first.contains("drops_anywhere"),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_drops_anywhere_destructor_that_waits_on_an_online_qsbr_retiring_thread_is_named() {
+    let first = first_panic_of_a_waiting_drops_anywhere_destructor(true);
+    assert!(
+        first.contains("synchronize() called inside an RCU callback")
             && first.contains("drops_anywhere"),
         "{first}"
     );
