@@ -135,3 +135,36 @@ fn a_large_pace_keeps_to_the_budgets_bound() {
     drop(cell);
     rcu.barrier();
 }
+
+/// In a forked child the budget's `rcu-kswapd` does not exist, and the
+/// usage its bound saw last is never read again: the bound reads none
+/// there. It read the parent's last read before, for good: a child whose
+/// usage fell to nothing stayed `Short` (at `high` in the parent), and its
+/// writers bounded by a reclaim step, however long it ran.
+#[test]
+fn in_a_forked_child_the_budgets_bound_reads_no_frozen_usage() {
+    use rcu_reclaim::pressure::MemoryState;
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let b = budget(&rcu, &used, true);
+    let limit = Duration::from_secs(5);
+    used.store(b.watermarks().high, Ordering::SeqCst);
+    assert_eq!(b.usage(), b.watermarks().high);
+    assert!(common::eventually(limit, || rcu.memory_state() == MemoryState::Short));
+    let (u, r) = (used.clone(), rcu.clone());
+    let code = common::in_forked_child(&rcu, move || {
+        // Nothing here reads the usage again (no `rcu-kswapd`, no check).
+        u.store(0, Ordering::SeqCst);
+        let plenty = common::eventually(limit, || r.memory_state() == MemoryState::Plenty);
+        if !plenty {
+            eprintln!("child: {:?} for good", r.memory_state());
+        }
+        plenty
+    });
+    assert_eq!(code, 0, "the child's bound kept the parent's last usage");
+    // In the parent `rcu-kswapd` reads it every 10 ms.
+    used.store(0, Ordering::SeqCst);
+    assert!(common::eventually(limit, || rcu.memory_state() == MemoryState::Plenty));
+    drop(b);
+    assert!(!rcu.garbage_bounded());
+}

@@ -402,7 +402,8 @@ impl MemoryBudget {
     /// or more) waits for it to be freed, at most 1 s per retire. The
     /// bound uses the usage the budget read last (at its checks, and every
     /// 10 ms in its background thread), never calling `usage` from the
-    /// retiring thread, and goes with the budget.
+    /// retiring thread, and goes with the budget. In a forked child (no
+    /// background thread there) it reads none, and holds nothing back.
     ///
     /// # Panics
     /// If `limit` is under [`Watermarks::MIN_LIMIT`] (2 bytes: no ordered

@@ -17,8 +17,10 @@
 //! Retiring threads read the usage the budget last read (its checks and
 //! `rcu-kswapd`'s looks, every 10 ms at most apart), never the budget's
 //! usage function itself: that function is the caller's, and a retire may
-//! run under the caller's locks. A bound the caller or a cgroup set on the
-//! domain first stays, and one set later replaces the budget's.
+//! run under the caller's locks. In a forked child, which has no
+//! `rcu-kswapd`, the bound reads no usage at all (nothing waits at it). A
+//! bound the caller or a cgroup set on the domain first stays, and one set
+//! later replaces the budget's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,21 +32,35 @@ use crate::domain::Rcu;
 const UNREAD: usize = usize::MAX;
 
 /// The usage the budget read last, for its bound's reader.
-pub(super) struct SeenUsage(AtomicUsize);
+pub(super) struct SeenUsage {
+    usage: AtomicUsize,
+    /// The process whose `rcu-kswapd` reads the usage (the budget's).
+    pid: u32,
+}
 
 impl SeenUsage {
     pub(super) fn new() -> Arc<SeenUsage> {
-        Arc::new(SeenUsage(AtomicUsize::new(UNREAD)))
+        Arc::new(SeenUsage {
+            usage: AtomicUsize::new(UNREAD),
+            pid: std::process::id(),
+        })
     }
 
     /// Records a read of the budget's usage.
     pub(super) fn saw(&self, usage: usize) {
-        self.0.store(usage.min(UNREAD - 1), Ordering::Relaxed);
+        self.usage.store(usage.min(UNREAD - 1), Ordering::Relaxed);
     }
 
-    /// The last read, if any.
+    /// The last read, if any; none in a forked child, where the budget's
+    /// `rcu-kswapd` does not exist: the read the child inherited stayed
+    /// for good (a usage at `high` held its memory state at `Short`, and
+    /// its writers to the bound of a reclaim step, however far the usage
+    /// fell), where the bound counts on reads 10 ms apart at most.
     fn last(&self) -> Option<usize> {
-        match self.0.load(Ordering::Relaxed) {
+        if std::process::id() != self.pid {
+            return None;
+        }
+        match self.usage.load(Ordering::Relaxed) {
             UNREAD => None,
             u => Some(u),
         }
