@@ -713,6 +713,9 @@ pub(crate) const LOOM_MUTATION_SITES: &[&str] = &[
     "map.resize.fence_after",
     "map.resize_locked.table_acquire",
     "map.publish_table.release",
+    // Not an ordering: the check that a read of a memory limit's usage
+    // stores its allowance only for the limit still set (a lock protocol).
+    "headroom.refresh.same_limit",
 ];
 
 /// Whether the loom mutation audit weakens `site` in this run: the

@@ -1143,3 +1143,49 @@ mod map {
         });
     }
 }
+
+/// The bound on garbage under a memory limit (`Rcu::bound_garbage`, and a
+/// `MemoryBudget`'s own bound): a thread reads the limit's usage (as
+/// `memory_state` does, and a retire over the allowance) outside the
+/// limit's lock, and stores the allowance and memory state it makes of it
+/// under the lock, only if that limit is still the one set. A limit
+/// removed (or replaced) meanwhile keeps what its removal stored: no
+/// allowance (or its replacement's floor) and `Plenty`. Left out, a read
+/// of the removed limit bounded the garbage again, by a limit no one set.
+mod headroom {
+    use super::*;
+    use rcu_reclaim::pressure::MemoryState;
+
+    #[test]
+    fn a_read_of_a_removed_limit_leaves_the_garbage_unbounded() {
+        loom::model(|| {
+            let rcu = Rcu::new(Config::new()).unwrap();
+            // Over the mark: a read makes the state `OverMark`, and an
+            // allowance of the limit's floor.
+            rcu.bound_garbage(64 << 20, || Some(80 << 20));
+            let r = rcu.clone();
+            let reader = thread::spawn(move || {
+                let _ = r.memory_state();
+            });
+            let r = rcu.clone();
+            let remover = thread::spawn(move || r.unbound_garbage());
+            reader.join().unwrap();
+            remover.join().unwrap();
+            assert!(
+                !rcu.garbage_bounded(),
+                "a read of the removed limit bounded the garbage again"
+            );
+            assert_eq!(rcu.memory_state(), MemoryState::Plenty);
+        });
+    }
+
+    /// The model fails with the check left out.
+    #[test]
+    fn the_model_fails_without_the_check_for_the_same_limit() {
+        mutation_fails(
+            "headroom::a_read_of_a_removed_limit_leaves_the_garbage_unbounded",
+            "headroom.refresh.same_limit",
+            &["bounded the garbage again"],
+        );
+    }
+}

@@ -35,7 +35,48 @@ use std::sync::Arc;
 use super::Callbacks;
 use crate::clock::epoch_ms;
 use crate::policy::{self, MemoryState};
-use crate::sync::{lock_std, try_lock_std};
+
+/// The limit's lock (`HeadroomState::limit`): a std mutex, one of those
+/// held across `fork()`; loom's under loom, so that its models see a read
+/// of a limit race that limit's replacement (`tests/loom.rs`).
+#[cfg(not(loom))]
+type LimitLock = std::sync::Mutex<Option<Arc<Headroom>>>;
+#[cfg(loom)]
+type LimitLock = loom::sync::Mutex<Option<Arc<Headroom>>>;
+
+/// The limit's lock, held.
+#[cfg(not(loom))]
+type LimitGuard<'a> = std::sync::MutexGuard<'a, Option<Arc<Headroom>>>;
+#[cfg(loom)]
+type LimitGuard<'a> = loom::sync::MutexGuard<'a, Option<Arc<Headroom>>>;
+
+/// Takes the limit's lock.
+#[cfg(not(loom))]
+fn lock_limit(m: &LimitLock) -> LimitGuard<'_> {
+    crate::sync::lock_std(m)
+}
+
+/// Takes the limit's lock if it is free.
+#[cfg(not(loom))]
+fn try_lock_limit(m: &LimitLock) -> Option<LimitGuard<'_>> {
+    crate::sync::try_lock_std(m)
+}
+
+/// Takes the limit's lock.
+#[cfg(loom)]
+fn lock_limit(m: &LimitLock) -> LimitGuard<'_> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Takes the limit's lock if it is free.
+#[cfg(loom)]
+fn try_lock_limit(m: &LimitLock) -> Option<LimitGuard<'_>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
 
 /// Reads the usage a limit is measured by, in bytes (`None`: unreadable).
 pub(crate) type UsageReader = Box<dyn Fn() -> Option<usize> + Send + Sync>;
@@ -88,7 +129,7 @@ pub(crate) struct HeadroomState {
     last_usage: AtomicUsize,
     /// The limit; `allow` and `state` are stored under it (a read of the
     /// usage, outside it, stores nothing for a limit replaced meanwhile).
-    limit: std::sync::Mutex<Option<Arc<Headroom>>>,
+    limit: LimitLock,
     /// `Config::max_pending_bytes` (`usize::MAX`: none; else at least
     /// `policy::HEADROOM_FLOOR`): `allow` never exceeds it, limit or not.
     cap: usize,
@@ -119,7 +160,7 @@ impl HeadroomState {
             read_ms: AtomicUsize::new(0),
             state: AtomicU8::new(MemoryState::Plenty as u8),
             last_usage: AtomicUsize::new(UNREAD),
-            limit: std::sync::Mutex::new(None),
+            limit: LimitLock::new(None),
             cap,
             floor: AtomicUsize::new(policy::HEADROOM_FLOOR),
             pace_bytes: p.pace_bytes,
@@ -155,14 +196,14 @@ impl HeadroomState {
 impl Callbacks {
     /// Bounds the garbage by `limit` from now on (`None`: no bound).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
-        self.replace_headroom(lock_std(&self.headroom.limit), limit.map(Arc::new));
+        self.replace_headroom(lock_limit(&self.headroom.limit), limit.map(Arc::new));
     }
 
     /// Bounds the garbage by `limit` unless a limit already does; returns
     /// whether it does now (a budget's bound gives way to one the caller
     /// set, and to a cgroup's).
     pub(crate) fn set_headroom_if_none(&self, limit: &Arc<Headroom>) -> bool {
-        let current = lock_std(&self.headroom.limit);
+        let current = lock_limit(&self.headroom.limit);
         if current.is_some() {
             return false;
         }
@@ -176,9 +217,9 @@ impl Callbacks {
     /// child, where its holder may not exist).
     pub(crate) fn clear_headroom_if(&self, limit: &Arc<Headroom>, only_if_free: bool) {
         let current = if only_if_free {
-            try_lock_std(&self.headroom.limit)
+            try_lock_limit(&self.headroom.limit)
         } else {
-            Some(lock_std(&self.headroom.limit))
+            Some(lock_limit(&self.headroom.limit))
         };
         let Some(current) = current else { return };
         if current.as_ref().is_some_and(|l| Arc::ptr_eq(l, limit)) {
@@ -190,11 +231,7 @@ impl Callbacks {
     /// of the lock, and then drops the old limit: what the old reader owns
     /// may retire through this domain as it drops, and a retire over the
     /// allowance takes the lock.
-    fn replace_headroom(
-        &self,
-        mut current: std::sync::MutexGuard<'_, Option<Arc<Headroom>>>,
-        limit: Option<Arc<Headroom>>,
-    ) {
+    fn replace_headroom(&self, mut current: LimitGuard<'_>, limit: Option<Arc<Headroom>>) {
         let on = limit.is_some();
         let floor = limit.as_ref().map_or(policy::HEADROOM_FLOOR, |l| l.floor);
         self.headroom.floor.store(floor, Ordering::Relaxed);
@@ -278,7 +315,7 @@ impl Callbacks {
         // Never waits for the lock: a signal handler that interrupted its
         // holder on this thread (the liburcu drop-in's `call_rcu` looks at
         // the memory state) would wait for ever; the last read serves.
-        let Some(limit) = try_lock_std(&self.headroom.limit).and_then(|l| l.clone()) else {
+        let Some(limit) = try_lock_limit(&self.headroom.limit).and_then(|l| l.clone()) else {
             return;
         };
         let usage = self.read_usage(&limit);
@@ -297,10 +334,14 @@ impl Callbacks {
             let ahead = policy::usage_ahead(u, (before != UNREAD).then_some(before), age);
             policy::memory_state(limit.mark, ahead)
         });
-        let Some(held) = try_lock_std(&self.headroom.limit) else {
+        let Some(held) = try_lock_limit(&self.headroom.limit) else {
             return;
         };
-        if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, &limit)) {
+        // Only for the limit read: one replaced or removed meanwhile keeps
+        // what its replacement stored (`tests/loom.rs`, `headroom`).
+        if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, &limit))
+            || crate::sync::mutated_for_loom("headroom.refresh.same_limit")
+        {
             self.headroom.store_allow(allow);
             self.headroom.state.store(state as u8, Ordering::Relaxed);
             self.headroom
