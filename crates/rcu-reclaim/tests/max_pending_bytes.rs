@@ -259,3 +259,48 @@ fn a_wait_in_a_child_forked_unprepared_names_prepare_fork() {
         "the child's report at the cap did not name prepare_fork: status {status}"
     );
 }
+
+/// Takes the lock it holds as it drops.
+struct TakesLock(std::sync::Arc<std::sync::Mutex<()>>, mpsc::Sender<()>);
+
+impl Drop for TakesLock {
+    fn drop(&mut self) {
+        self.1.send(()).unwrap();
+        drop(self.0.lock().unwrap());
+    }
+}
+
+/// A value a thread drops itself after a grace period (`defer_drop` with
+/// no bulk page to be had: here, page allocation forbidden on it) is no
+/// garbage the cap waits for: the cap counts what waits for a grace period
+/// and what a runner frees, and a runner stuck on a lock the waiting
+/// thread holds is given up on, but no waiting thread sees such a drop.
+/// One that takes a lock a writer holds while retiring kept that writer
+/// waiting its full second at the cap at every hand-off, for 64 MiB it
+/// booked that could not be freed before the writer let go of the lock.
+#[test]
+fn a_drop_a_thread_runs_itself_is_not_waited_for_at_the_cap() {
+    let rcu = Rcu::new(Config::new().max_pending_bytes(4 * MIB)).unwrap();
+    let lock = std::sync::Arc::new(std::sync::Mutex::new(()));
+    let held = lock.lock().unwrap();
+    let (dropping_tx, dropping_rx) = mpsc::channel();
+    let dropper = {
+        let (rcu, lock) = (rcu.clone(), lock.clone());
+        thread::spawn(move || {
+            // No page: a grace period, then dropped on this thread.
+            rcu_reclaim::pages::without_page_allocation(|| {
+                rcu.defer_drop_sized(Box::new(TakesLock(lock, dropping_tx)), 64 * MIB);
+            });
+        })
+    };
+    dropping_rx.recv().unwrap();
+    // A 1 MiB value goes to the shards at once (the cap's page pace), its
+    // hand-off looks at the cap: 1 MiB waits for a grace period.
+    rcu.defer_drop(Box::new(vec![7u8; MIB]));
+    let waits = rcu.stats().headroom_waits;
+    drop(held);
+    dropper.join().unwrap();
+    assert_eq!(waits, 0, "a retire waited at the cap for a drop it held up");
+    rcu.barrier();
+    assert_eq!(rcu.pending_bytes(), 0);
+}

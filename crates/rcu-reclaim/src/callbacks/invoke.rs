@@ -1,7 +1,7 @@
 //! Running what is ready: a shard's ready callbacks and pages, on a
 //! worker, a barrier's thread, a reclaimer or a thread at its safe point.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::segcblist::Entry;
@@ -209,20 +209,22 @@ impl Callbacks {
     /// and marks its progress on the shard's `runner`. Returns (callbacks
     /// and objects run, bytes).
     pub(super) fn run_entries(&self, cpu: usize, lists: &mut InvokeLists) -> (usize, usize) {
-        self.run_entries_marked(cpu, lists, &self.shards[cpu].runner)
+        let shard = &self.shards[cpu];
+        self.run_entries_marked(cpu, lists, &shard.runner, &shard.running_bytes)
     }
 
-    /// `run_entries`, marking progress on `mark`.
+    /// `run_entries`, marking progress on `mark` and counting what it
+    /// frees in `running` until freed.
     fn run_entries_marked(
         &self,
         cpu: usize,
         lists: &mut InvokeLists,
         mark: &RunnerMark,
+        running: &AtomicUsize,
     ) -> (usize, usize) {
         let (mut n, mut bytes, mut panics) = (0, 0, 0);
         // Counted as running until freed (see `Shard::running_bytes`): by
         // the batch once it has run, by each page once it is dropped.
-        let running = &self.shards[cpu].running_bytes;
         let batch_bytes: usize = lists.batch.iter().map(|e| e.bytes).sum();
         let page_bytes: usize = lists.pages.iter().map(|p| p.bytes()).sum();
         running.fetch_add(batch_bytes + page_bytes, Ordering::Relaxed);
@@ -282,13 +284,24 @@ impl Callbacks {
     /// a grace period it waited for) as a one-entry batch of `run_entries`:
     /// counted as invoked, a panic reported as any callback's is. It runs
     /// beside the shard's runner (without its `invoke` lock), so it marks
-    /// its progress on a mark of its own, not on the runner's.
+    /// its progress on a mark of its own, not on the runner's, and its
+    /// bytes, never on a shard (as `RcuCell::store_sync`'s), are not
+    /// counted in the shard's `running_bytes` either: no waiting thread
+    /// sees that mark, so a drop stuck on a lock a thread retiring over a
+    /// garbage bound holds kept it waiting its full second at every
+    /// hand-off, where a runner stuck so is given up on
+    /// (`Callbacks::runner_stuck`).
     pub(crate) fn run_inline(&self, bytes: usize, drop: impl FnOnce() + Send + 'static) {
         let mut lists = InvokeLists {
             batch: vec![Entry::call(Box::new(drop), bytes)],
             pages: Vec::new(),
         };
-        self.run_entries_marked(self.current_shard(), &mut lists, &RunnerMark::default());
+        self.run_entries_marked(
+            self.current_shard(),
+            &mut lists,
+            &RunnerMark::default(),
+            &AtomicUsize::new(0),
+        );
     }
 
     /// Whether shard `cpu` has work for its worker: ready callbacks, or

@@ -158,7 +158,9 @@ pub(crate) struct Shard {
     pub(super) count: AtomicUsize,
     pub(super) bytes: AtomicUsize,
     /// Bytes taken off the shard to be freed (its runner's batch and
-    /// pages, a thread's own inline free) and not freed yet: no longer
+    /// pages, a thread's own inline free: whoever holds `invoke`; not a
+    /// deferred drop a thread runs itself after a grace period,
+    /// `Callbacks::run_inline`) and not freed yet: no longer
     /// queued, still memory. The garbage bounds count them
     /// (`Callbacks::shard_bytes`), so a runner preempted in the middle of
     /// its batch holds writers back as the queue did.
