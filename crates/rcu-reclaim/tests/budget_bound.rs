@@ -168,3 +168,37 @@ fn in_a_forked_child_the_budgets_bound_reads_no_frozen_usage() {
     drop(b);
     assert!(!rcu.garbage_bounded());
 }
+
+/// A wait at a budget's bound that runs out says it is the budget's:
+/// near its `high` watermark, not a memory limit the program never set
+/// (the report read "near its memory limit" for every bound but the cap).
+#[test]
+fn a_wait_at_the_budgets_bound_that_runs_out_names_the_budget() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let b = budget(&rcu, &used, true);
+    used.store(b.watermarks().high, Ordering::SeqCst);
+    assert_eq!(b.usage(), b.watermarks().high);
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; MIB]));
+    // A reader that stays: the wait at the bound runs its second out.
+    let (stop, reader) = common::hold_reader(&rcu);
+    let log = common::Captured::default();
+    {
+        let _logged = log.on_this_thread();
+        cell.store(Box::new(vec![1u8; MIB]));
+    }
+    stop.send(()).unwrap();
+    reader.join().unwrap();
+    drop(cell);
+    drop(b);
+    rcu.barrier();
+    let text = log.text();
+    assert!(
+        text.contains("near the high watermark of its MemoryBudget"),
+        "the report did not name the budget: {text}"
+    );
+    assert!(
+        !text.contains("memory limit"),
+        "the report spoke of a memory limit: {text}"
+    );
+}

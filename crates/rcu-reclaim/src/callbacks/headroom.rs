@@ -90,19 +90,33 @@ pub(crate) struct Headroom {
     /// The least allowance, and the garbage below which the usage is not
     /// read (`policy::HEADROOM_FLOOR`, or a budget's reclaim step).
     pub(crate) floor: usize,
+    /// Where the domain is when a wait at this limit is reported
+    /// (`Callbacks::headroom_why`): near its memory limit, or a budget's
+    /// `high`.
+    pub(crate) near: &'static str,
 }
+
+/// [`Headroom::near`] for a memory limit (`Rcu::bound_garbage`, a cgroup's).
+const NEAR_LIMIT: &str = "near its memory limit";
 
 impl Headroom {
     pub(crate) fn new(mark: usize, usage: UsageReader) -> Headroom {
-        Headroom::with_floor(mark, usage, policy::HEADROOM_FLOOR)
+        Headroom::with_floor(mark, usage, policy::HEADROOM_FLOOR, NEAR_LIMIT)
     }
 
-    /// As `new`, allowing at least `floor` bytes (at least 1).
-    pub(crate) fn with_floor(mark: usize, usage: UsageReader, floor: usize) -> Headroom {
+    /// As `new`, allowing at least `floor` bytes (at least 1), its waits
+    /// reported as `near` it.
+    pub(crate) fn with_floor(
+        mark: usize,
+        usage: UsageReader,
+        floor: usize,
+        near: &'static str,
+    ) -> Headroom {
         Headroom {
             mark,
             usage,
             floor: floor.max(1),
+            near,
         }
     }
 }
@@ -259,14 +273,18 @@ impl Callbacks {
 
     /// What a wait over the allowance `allow` is for, as its reports say:
     /// the domain's cap (`Config::max_pending_bytes`) where that is the
-    /// allowance, else its memory limit.
+    /// allowance, else the limit that bounds it (its `near`: a memory
+    /// limit, or a `MemoryBudget`'s `high`, which a program with no memory
+    /// limit set was told it was near). Never waits for the limit's lock
+    /// (its holder is replacing it: a memory limit, then).
     #[cfg(not(loom))]
     pub(crate) fn headroom_why(&self, allow: usize) -> &'static str {
         if allow == self.headroom.cap {
-            "with its garbage over Config::max_pending_bytes"
-        } else {
-            "near its memory limit"
+            return "with its garbage over Config::max_pending_bytes";
         }
+        try_lock_limit(&self.headroom.limit)
+            .and_then(|l| l.as_ref().map(|l| l.near))
+            .unwrap_or(NEAR_LIMIT)
     }
 
     /// The pace of this domain's threads' bulk pages

@@ -87,6 +87,7 @@ impl BudgetBound {
             mark,
             Box::new(move || seen.last()),
             floor,
+            "near the high watermark of its MemoryBudget",
         ));
         rcu.inner()
             .callbacks
