@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "foreign.rs",
             "reader_fences.rs",
             "unprepared_fork.rs",
+            "lock_holder.rs",
         ],
     ),
     (
