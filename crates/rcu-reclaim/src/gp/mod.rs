@@ -414,9 +414,9 @@ impl GracePeriods {
         attempt: impl FnMut() -> Option<G>,
         block: impl FnOnce() -> G,
     ) -> G {
+        self.unless_holder_gone(what, which, holder);
         let f = self.fork_check(what);
         if f.forked() || self.adopted_in_child() {
-            self.unless_holder_gone(f, which, holder);
             return crate::sync::retry_within(attempt, crate::sync::FORKED_WAIT, |waited| {
                 self.writers_lock_waited(f, which, waited);
                 block()
@@ -425,18 +425,22 @@ impl GracePeriods {
         block()
     }
 
-    /// In a forked process (`f`), panics if `holder` says the lock `which`
-    /// is held by a thread of the parent (see `lock_holder.rs`): no wait
-    /// would end.
+    /// Panics if `holder` says the lock `which` (taken for `what`) is held
+    /// by a thread of the parent this process was forked from (see
+    /// `lock_holder.rs`; never so in a process not forked): no wait would
+    /// end. A few loads unless it is.
     #[cfg(not(loom))]
     #[track_caller]
     pub(crate) fn unless_holder_gone(
         &self,
-        f: ForkedFrom,
+        what: &'static str,
         which: &str,
         holder: &crate::lock_holder::Holder,
     ) {
         if holder.gone() {
+            let f = self.fork_check(what);
+            // Not forked from the domain's process: `ForkGuard::child` made
+            // the domain ready here.
             f.writers_lock_holder_gone(which, !f.forked());
         }
     }

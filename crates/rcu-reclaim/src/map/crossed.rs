@@ -133,11 +133,7 @@ pub(super) fn lock_nested<'a>(
         std::thread::yield_now();
     }
     // In a forked child, a holder that does not exist here never lets go.
-    let gp = &rcu.inner().gp;
-    let f = gp.fork_check(what);
-    if f.forked() || gp.adopted_in_child() {
-        gp.unless_holder_gone(f, which, holder);
-    }
+    rcu.inner().gp.unless_holder_gone(what, which, holder);
     let start = Instant::now();
     let entry = Registered::new(holds, m as *const Mutex<()> as usize);
     let mut looked = start;
@@ -151,6 +147,8 @@ pub(super) fn lock_nested<'a>(
         std::thread::sleep(NAP);
         if !fork_looked && start.elapsed() >= FORKED_WAIT {
             fork_looked = true;
+            let gp = &rcu.inner().gp;
+            let f = gp.fork_check(what);
             if f.forked() {
                 drop(entry);
                 f.stuck_on_writers_lock(which, start.elapsed());
