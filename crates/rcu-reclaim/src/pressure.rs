@@ -358,7 +358,10 @@ impl Rcu {
     /// cgroup (as `sources::auto_pressure` and `budget_from_cgroup` do; the
     /// sources, a layer above, are not named from here);
     /// `Stats::headroom_waits` counts the waits. A new call replaces the
-    /// bound.
+    /// bound. A [`MemoryBudget`](crate::reclaim::MemoryBudget)'s own bound
+    /// that it replaces waits meanwhile, and bounds the garbage again once
+    /// [`unbound_garbage`](Rcu::unbound_garbage) removes this one (for as
+    /// long as its budget lives).
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();
@@ -381,7 +384,10 @@ impl Rcu {
     }
 
     /// Removes the bound of [`bound_garbage`](Rcu::bound_garbage); threads
-    /// waiting for their garbage under it go on at once.
+    /// waiting for their garbage under it go on at once. A
+    /// [`MemoryBudget`](crate::reclaim::MemoryBudget)'s own bound is the
+    /// budget's: it is not removed (it goes with its budget), and one that
+    /// waited behind the bound removed takes its place.
     ///
     /// ```
     /// let rcu = rcu_reclaim::Rcu::new(Default::default()).unwrap();

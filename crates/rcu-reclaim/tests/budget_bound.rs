@@ -2,7 +2,8 @@
 //! `high` watermark, retiring threads wait for garbage over half the room
 //! left below `high` (at least one reclaim step, 256 KiB for a 64 MiB
 //! budget), as a cgroup's limit bounds it; the bound goes with the budget,
-//! and one the caller set stays.
+//! and one the caller set stays. A budget made while another bound is set
+//! waits in line, and takes over when that one goes.
 
 mod common;
 
@@ -109,6 +110,90 @@ fn a_bound_set_after_the_budget_replaces_it_and_stays() {
         "the budget removed the caller's bound"
     );
     rcu.unbound_garbage();
+    assert!(!rcu.garbage_bounded());
+}
+
+/// A budget replaced by assignment (`b = MemoryBudget::new(..)`: the new
+/// budget is made while the old one still bounds the domain, which then
+/// goes) bounds the garbage with the new one's bound: near its `high`, a
+/// writer waits at it. The new budget found the old one's bound in place
+/// and was left with none once it went, for good.
+#[test]
+fn a_budget_made_to_replace_another_takes_over_its_bound() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let mut b = budget(&rcu, &used, true);
+    assert!(rcu.garbage_bounded() && b.limit() == 64 * MIB);
+    b = budget(&rcu, &used, true);
+    assert!(
+        rcu.garbage_bounded(),
+        "the replaced budget took the bound with it, and its replacement set none"
+    );
+    used.store(b.watermarks().high, Ordering::SeqCst);
+    assert_eq!(b.usage(), b.watermarks().high);
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
+    let hold = Duration::from_millis(300);
+    let (most, _) = common::stores_behind_a_reader(&rcu, &cell, 512 << 10, 20, hold);
+    assert!(
+        rcu.stats().headroom_waits >= 1,
+        "no wait at the new budget's bound, {most} bytes waited"
+    );
+    assert!(
+        most <= 256 * 1024 + 3 * (512 << 10),
+        "{most} bytes waited past the new budget's bound"
+    );
+    drop(b);
+    assert!(!rcu.garbage_bounded(), "the bound outlived its budget");
+    drop(cell);
+    rcu.barrier();
+}
+
+/// Budgets wait in line for the bound, first come first, and one that
+/// goes while it waits leaves the line: with three, dropping the second
+/// and then the first leaves the third's bound, and dropping it, none.
+#[test]
+fn budgets_take_the_bound_in_turn() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let first = budget(&rcu, &used, true);
+    let second = budget(&rcu, &used, true);
+    let third = budget(&rcu, &used, true);
+    drop(second);
+    assert!(rcu.garbage_bounded());
+    drop(first);
+    assert!(rcu.garbage_bounded(), "the waiting budgets' bounds were lost");
+    // The third's bound: near its `high`, a writer waits.
+    used.store(third.watermarks().high, Ordering::SeqCst);
+    assert_eq!(third.usage(), third.watermarks().high);
+    let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
+    common::stores_behind_a_reader(&rcu, &cell, 512 << 10, 8, Duration::from_millis(100));
+    assert!(rcu.stats().headroom_waits >= 1, "no wait at the third's bound");
+    drop(third);
+    assert!(!rcu.garbage_bounded(), "a dropped budget's bound stayed");
+    drop(cell);
+    rcu.barrier();
+}
+
+/// A bound the caller sets over a budget's sends the budget's to wait;
+/// removing the caller's brings the budget's back, and `unbound_garbage`
+/// does not remove a budget's own bound (it goes with the budget).
+#[test]
+fn the_budgets_bound_comes_back_when_the_callers_goes() {
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let b = budget(&rcu, &used, true);
+    rcu.bound_garbage(85 * MIB, || Some(10 * MIB));
+    rcu.unbound_garbage();
+    assert!(
+        rcu.garbage_bounded(),
+        "the budget's bound did not come back after the caller's went"
+    );
+    rcu.unbound_garbage();
+    assert!(
+        rcu.garbage_bounded(),
+        "unbound_garbage removed a live budget's own bound"
+    );
+    drop(b);
     assert!(!rcu.garbage_bounded());
 }
 

@@ -30,7 +30,7 @@
 //! drop-in's `call_rcu` heads.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::Callbacks;
 use crate::clock::epoch_ms;
@@ -40,15 +40,41 @@ use crate::policy::{self, MemoryState};
 /// held across `fork()`; loom's under loom, so that its models see a read
 /// of a limit race that limit's replacement (`tests/loom.rs`).
 #[cfg(not(loom))]
-type LimitLock = std::sync::Mutex<Option<Arc<Headroom>>>;
+type LimitLock = std::sync::Mutex<Limits>;
 #[cfg(loom)]
-type LimitLock = loom::sync::Mutex<Option<Arc<Headroom>>>;
+type LimitLock = loom::sync::Mutex<Limits>;
 
 /// The limit's lock, held.
 #[cfg(not(loom))]
-type LimitGuard<'a> = std::sync::MutexGuard<'a, Option<Arc<Headroom>>>;
+type LimitGuard<'a> = std::sync::MutexGuard<'a, Limits>;
 #[cfg(loom)]
-type LimitGuard<'a> = loom::sync::MutexGuard<'a, Option<Arc<Headroom>>>;
+type LimitGuard<'a> = loom::sync::MutexGuard<'a, Limits>;
+
+/// The limit that bounds the garbage, and the budgets' limits waiting
+/// for it to go (under the limit's lock).
+#[derive(Default)]
+pub(crate) struct Limits {
+    /// The limit that bounds the garbage now.
+    current: Option<Arc<Headroom>>,
+    /// `MemoryBudget`s' limits bound while another limit was in place,
+    /// first come first: as the current limit goes, the first still alive
+    /// takes its place. A program that replaced its budget
+    /// (`budget = MemoryBudget::new(..)`, the new one made before the old
+    /// one is dropped) was left with no bound at all.
+    waiting: Vec<Weak<Headroom>>,
+}
+
+impl Limits {
+    /// Takes the first waiting limit still alive out of the line.
+    fn next_waiting(&mut self) -> Option<Arc<Headroom>> {
+        while !self.waiting.is_empty() {
+            if let Some(next) = self.waiting.remove(0).upgrade() {
+                return Some(next);
+            }
+        }
+        None
+    }
+}
 
 /// Takes the limit's lock.
 #[cfg(not(loom))]
@@ -94,6 +120,10 @@ pub(crate) struct Headroom {
     /// (`Callbacks::headroom_why`): near its memory limit, or a budget's
     /// `high`.
     pub(crate) near: &'static str,
+    /// A `MemoryBudget`'s: it waits in line while another limit is set
+    /// (`Callbacks::bind_budget_headroom`), and takes over when that one
+    /// goes.
+    budget: bool,
 }
 
 /// [`Headroom::near`] for a memory limit (`Rcu::bound_garbage`, a cgroup's).
@@ -101,12 +131,18 @@ const NEAR_LIMIT: &str = "near its memory limit";
 
 impl Headroom {
     pub(crate) fn new(mark: usize, usage: UsageReader) -> Headroom {
-        Headroom::with_floor(mark, usage, policy::HEADROOM_FLOOR, NEAR_LIMIT)
+        Headroom {
+            mark,
+            usage,
+            floor: policy::HEADROOM_FLOOR,
+            near: NEAR_LIMIT,
+            budget: false,
+        }
     }
 
-    /// As `new`, allowing at least `floor` bytes (at least 1), its waits
-    /// reported as `near` it.
-    pub(crate) fn with_floor(
+    /// A `MemoryBudget`'s limit: as `new`, allowing at least `floor`
+    /// bytes (at least 1), its waits reported as `near` it.
+    pub(crate) fn for_budget(
         mark: usize,
         usage: UsageReader,
         floor: usize,
@@ -117,6 +153,7 @@ impl Headroom {
             usage,
             floor: floor.max(1),
             near,
+            budget: true,
         }
     }
 }
@@ -174,7 +211,7 @@ impl HeadroomState {
             read_ms: AtomicUsize::new(0),
             state: AtomicU8::new(MemoryState::Plenty as u8),
             last_usage: AtomicUsize::new(UNREAD),
-            limit: LimitLock::new(None),
+            limit: LimitLock::new(Limits::default()),
             cap,
             floor: AtomicUsize::new(policy::HEADROOM_FLOOR),
             pace_bytes: p.pace_bytes,
@@ -208,36 +245,70 @@ impl HeadroomState {
 }
 
 impl Callbacks {
-    /// Bounds the garbage by `limit` from now on (`None`: no bound).
+    /// Bounds the garbage by `limit` from now on (the caller's or a
+    /// cgroup's). A budget's limit it replaces waits in line, first, and
+    /// takes over again when this one is removed. `None` removes such a
+    /// limit, and the first budget's limit waiting, if any, takes its
+    /// place; a budget's limit stays (it goes with its budget).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
-        self.replace_headroom(lock_limit(&self.headroom.limit), limit.map(Arc::new));
+        let mut limits = lock_limit(&self.headroom.limit);
+        let budgets = limits
+            .current
+            .as_ref()
+            .filter(|c| c.budget)
+            .map(Arc::downgrade);
+        let limit = match (limit, budgets) {
+            (Some(l), budgets) => {
+                if let Some(budget) = budgets {
+                    limits.waiting.insert(0, budget);
+                }
+                Some(Arc::new(l))
+            }
+            (None, Some(_)) => return,
+            (None, None) => limits.next_waiting(),
+        };
+        self.replace_headroom(limits, limit);
     }
 
-    /// Bounds the garbage by `limit` unless a limit already does; returns
-    /// whether it does now (a budget's bound gives way to one the caller
-    /// set, and to a cgroup's).
-    pub(crate) fn set_headroom_if_none(&self, limit: &Arc<Headroom>) -> bool {
-        let current = lock_limit(&self.headroom.limit);
-        if current.is_some() {
+    /// Bounds the garbage by a budget's `limit` (`Headroom::for_budget`)
+    /// if no limit does; else `limit` waits in line (a budget's bound
+    /// gives way to one the caller set, to a cgroup's, and to an earlier
+    /// budget's) and takes over when the limits before it go
+    /// ([`clear_headroom_if`](Self::clear_headroom_if)). Returns whether
+    /// it bounds the garbage now.
+    pub(crate) fn bind_budget_headroom(&self, limit: &Arc<Headroom>) -> bool {
+        let mut limits = lock_limit(&self.headroom.limit);
+        if limits.current.is_some() {
+            limits.waiting.push(Arc::downgrade(limit));
             return false;
         }
-        self.replace_headroom(current, Some(limit.clone()));
+        self.replace_headroom(limits, Some(limit.clone()));
         true
     }
 
-    /// Removes `limit` if it is still the one that bounds the garbage (a
-    /// budget's, as the budget goes; not one set since in its place);
-    /// with `only_if_free`, only if the limit's lock is free (in a forked
-    /// child, where its holder may not exist).
+    /// Removes a budget's `limit`, as the budget goes: if it bounds the
+    /// garbage, the first limit waiting in line takes its place (none:
+    /// no bound); else it leaves the line. With `only_if_free`, only if
+    /// the limit's lock is free (in a forked child, where its holder may
+    /// not exist).
     pub(crate) fn clear_headroom_if(&self, limit: &Arc<Headroom>, only_if_free: bool) {
-        let current = if only_if_free {
+        let limits = if only_if_free {
             try_lock_limit(&self.headroom.limit)
         } else {
             Some(lock_limit(&self.headroom.limit))
         };
-        let Some(current) = current else { return };
-        if current.as_ref().is_some_and(|l| Arc::ptr_eq(l, limit)) {
-            self.replace_headroom(current, None);
+        let Some(mut limits) = limits else { return };
+        if limits
+            .current
+            .as_ref()
+            .is_some_and(|l| Arc::ptr_eq(l, limit))
+        {
+            let next = limits.next_waiting();
+            self.replace_headroom(limits, next);
+        } else {
+            limits
+                .waiting
+                .retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(limit)));
         }
     }
 
@@ -249,7 +320,7 @@ impl Callbacks {
         let on = limit.is_some();
         let floor = limit.as_ref().map_or(policy::HEADROOM_FLOOR, |l| l.floor);
         self.headroom.floor.store(floor, Ordering::Relaxed);
-        let old = std::mem::replace(&mut *current, limit);
+        let old = std::mem::replace(&mut current.current, limit);
         self.headroom.read_ms.store(0, Ordering::Relaxed);
         self.headroom.last_usage.store(UNREAD, Ordering::Relaxed);
         self.headroom
@@ -283,7 +354,7 @@ impl Callbacks {
             return "with its garbage over Config::max_pending_bytes";
         }
         try_lock_limit(&self.headroom.limit)
-            .and_then(|l| l.as_ref().map(|l| l.near))
+            .and_then(|l| l.current.as_ref().map(|l| l.near))
             .unwrap_or(NEAR_LIMIT)
     }
 
@@ -333,7 +404,8 @@ impl Callbacks {
         // Never waits for the lock: a signal handler that interrupted its
         // holder on this thread (the liburcu drop-in's `call_rcu` looks at
         // the memory state) would wait for ever; the last read serves.
-        let Some(limit) = try_lock_limit(&self.headroom.limit).and_then(|l| l.clone()) else {
+        let Some(limit) = try_lock_limit(&self.headroom.limit).and_then(|l| l.current.clone())
+        else {
             return;
         };
         let usage = self.read_usage(&limit);
@@ -357,7 +429,10 @@ impl Callbacks {
         };
         // Only for the limit read: one replaced or removed meanwhile keeps
         // what its replacement stored (`tests/loom.rs`, `headroom`).
-        if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, &limit))
+        if held
+            .current
+            .as_ref()
+            .is_some_and(|l| Arc::ptr_eq(l, &limit))
             || crate::sync::mutated_for_loom("headroom.refresh.same_limit")
         {
             self.headroom.store_allow(allow);
@@ -514,7 +589,7 @@ impl Drop for Reading {
 /// the fork left it held for ever in the child, whose next bind, or retire
 /// over the floor, waited for it.
 #[cfg(not(loom))]
-pub(super) type HeadroomForkHeld<'a> = crate::sync::ForkHeld<'a, Option<Arc<Headroom>>>;
+pub(super) type HeadroomForkHeld<'a> = crate::sync::ForkHeld<'a, Limits>;
 
 #[cfg(not(loom))]
 impl Callbacks {

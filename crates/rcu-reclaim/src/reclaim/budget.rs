@@ -395,8 +395,11 @@ impl MemoryBudget {
     /// a subscriber).
     ///
     /// With an RCU-aware reclaimer (the default), the budget also bounds
-    /// its domain's garbage, unless a bound is already set
-    /// ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage)): near `high`, a
+    /// its domain's garbage while no other bound is set: one set first
+    /// ([`Rcu::bound_garbage`](crate::Rcu::bound_garbage), a cgroup's, an
+    /// earlier budget's) stays, and the budget's takes over as it goes (so
+    /// `budget = MemoryBudget::new(..)`, which drops the old budget after
+    /// making the new one, leaves the new one's bound in place). Near `high`, a
     /// thread that retires while the garbage is over half the room left
     /// below `high` (at least one reclaim step: a 256th of `min`, 256 KiB
     /// or more) waits for it to be freed, at most 1 s per retire. The
@@ -494,7 +497,12 @@ impl MemoryBudget {
         .map_err(|e| BudgetError::NoThread(e.to_string()))?;
         let bound = if shared.reclaimer.rcu_loop_enabled() {
             let floor = reclaim_step(&marks);
-            BudgetBound::bind(shared.reclaimer.rcu(), marks.high, floor, seen)
+            Some(BudgetBound::bind(
+                shared.reclaimer.rcu(),
+                marks.high,
+                floor,
+                seen,
+            ))
         } else {
             None
         };

@@ -19,8 +19,10 @@
 //! usage function itself: that function is the caller's, and a retire may
 //! run under the caller's locks. In a forked child, which has no
 //! `rcu-kswapd`, the bound reads no usage at all (nothing waits at it). A
-//! bound the caller or a cgroup set on the domain first stays, and one set
-//! later replaces the budget's.
+//! bound the caller, a cgroup or another budget set on the domain first
+//! stays, and the budget's waits in line until it goes; one the caller or
+//! a cgroup sets later replaces the budget's, which waits in line again
+//! (`Rcu::unbound_garbage` removes only the caller's).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -75,30 +77,25 @@ pub(super) struct BudgetBound {
 
 impl BudgetBound {
     /// Bounds `rcu`'s garbage by `mark` (the budget's `high`), with the
-    /// usage `seen` last and at least `floor` bytes allowed, unless a
-    /// bound is already set (`None` then).
-    pub(super) fn bind(
-        rcu: &Rcu,
-        mark: usize,
-        floor: usize,
-        seen: Arc<SeenUsage>,
-    ) -> Option<BudgetBound> {
-        let headroom = Arc::new(Headroom::with_floor(
+    /// usage `seen` last and at least `floor` bytes allowed, while no
+    /// other bound is set: one set first (the caller's, a cgroup's, an
+    /// earlier budget's) stays, and this one takes over as it goes.
+    pub(super) fn bind(rcu: &Rcu, mark: usize, floor: usize, seen: Arc<SeenUsage>) -> BudgetBound {
+        let headroom = Arc::new(Headroom::for_budget(
             mark,
             Box::new(move || seen.last()),
             floor,
             "near the high watermark of its MemoryBudget",
         ));
-        rcu.inner()
-            .callbacks
-            .set_headroom_if_none(&headroom)
-            .then(|| BudgetBound {
-                rcu: rcu.clone(),
-                headroom,
-            })
+        rcu.inner().callbacks.bind_budget_headroom(&headroom);
+        BudgetBound {
+            rcu: rcu.clone(),
+            headroom,
+        }
     }
 
-    /// Removes the bound, unless another has replaced it since.
+    /// Removes the bound (the next in line takes over, if it bounds the
+    /// garbage), or takes it out of the line.
     pub(super) fn release(self) {
         self.rcu
             .inner()
