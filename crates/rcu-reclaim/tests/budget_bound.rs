@@ -161,13 +161,19 @@ fn budgets_take_the_bound_in_turn() {
     drop(second);
     assert!(rcu.garbage_bounded());
     drop(first);
-    assert!(rcu.garbage_bounded(), "the waiting budgets' bounds were lost");
+    assert!(
+        rcu.garbage_bounded(),
+        "the waiting budgets' bounds were lost"
+    );
     // The third's bound: near its `high`, a writer waits.
     used.store(third.watermarks().high, Ordering::SeqCst);
     assert_eq!(third.usage(), third.watermarks().high);
     let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 512 << 10]));
     common::stores_behind_a_reader(&rcu, &cell, 512 << 10, 8, Duration::from_millis(100));
-    assert!(rcu.stats().headroom_waits >= 1, "no wait at the third's bound");
+    assert!(
+        rcu.stats().headroom_waits >= 1,
+        "no wait at the third's bound"
+    );
     drop(third);
     assert!(!rcu.garbage_bounded(), "a dropped budget's bound stayed");
     drop(cell);
@@ -286,4 +292,82 @@ fn a_wait_at_the_budgets_bound_that_runs_out_names_the_budget() {
         !text.contains("memory limit"),
         "the report spoke of a memory limit: {text}"
     );
+}
+
+/// Budgets made and dropped in any order, with the caller's bound set and
+/// removed among them, while two writers retire counted values (some at
+/// a budget's `high`, where they wait at its bound): no hang, every value
+/// dropped once, and with every budget gone and the caller's bound
+/// removed, no bound left; while any budget lives, one bounds the domain.
+#[test]
+#[cfg_attr(miri, ignore = "many threads and megabytes")]
+fn budgets_and_bounds_churned_under_writers_leave_the_right_bound() {
+    use std::sync::atomic::AtomicBool;
+    let rcu = Rcu::new(Config::new()).unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    struct Counted(Arc<AtomicUsize>, #[allow(dead_code)] Vec<u8>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let (r, d, stop) = (rcu.clone(), drops.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    r.defer_drop_sized(Box::new(Counted(d.clone(), vec![0u8; 64 << 10])), 64 << 10);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut budgets: Vec<MemoryBudget> = Vec::new();
+    let mut callers = false;
+    for _ in 0..200 {
+        match next(5) {
+            0 | 1 if budgets.len() < 4 => {
+                let b = budget(&rcu, &used, true);
+                used.store(b.watermarks().high * next(2) as usize, Ordering::SeqCst);
+                budgets.push(b);
+            }
+            0..=2 if !budgets.is_empty() => {
+                budgets.remove(next(budgets.len() as u64) as usize);
+            }
+            3 => {
+                rcu.bound_garbage(85 * MIB, || Some(10 * MIB));
+                callers = true;
+            }
+            _ => {
+                rcu.unbound_garbage();
+                callers = false;
+            }
+        }
+        assert_eq!(
+            rcu.garbage_bounded(),
+            callers || !budgets.is_empty(),
+            "{} budgets alive, the caller's bound {}",
+            budgets.len(),
+            if callers { "set" } else { "removed" }
+        );
+    }
+    budgets.clear();
+    rcu.unbound_garbage();
+    assert!(!rcu.garbage_bounded(), "a bound outlived its budget");
+    stop.store(true, Ordering::Relaxed);
+    let written: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    rcu.barrier();
+    assert_eq!(drops.load(Ordering::Relaxed), written);
+    assert_eq!(rcu.pending_bytes(), 0);
 }
