@@ -398,17 +398,19 @@ pub(crate) const INLINE_FREE_PAGES: usize = 8;
 
 /// Objects a retiring thread frees from its drain (a ready page of values
 /// that drop anywhere: `callbacks/drain.rs`) per retire while more ready
-/// pages wait behind it: twice what it adds, so a backlog shrinks, in steps
-/// short enough that a retire inside a read-side section holds up no grace
-/// period.
+/// pages wait behind it, ready since an earlier grace period's end than
+/// the last ([`drain_step_for`]): twice what it adds, so a backlog
+/// shrinks, in steps short enough that a retire inside a read-side section
+/// holds up no grace period.
 pub(crate) const DRAIN_STEP: usize = 2;
 const _: () = assert!(
     DRAIN_STEP >= 2,
     "a drain behind its shard's ready pages must outpace the one object a retire adds"
 );
 
-/// The drain's step when no other page waited ready as it took its page
-/// (it is not behind): one free per retire, so each allocation finds the
+/// The drain's step when no other page waited ready as it took its page,
+/// or the last grace period's end made its page ready ([`drain_step_for`]:
+/// it is not behind): one free per retire, so each allocation finds the
 /// memory the last free gave back (glibc's per-thread cache holds seven
 /// chunks a size: two frees per retire overflowed it every other retire,
 /// and 64-byte retires took 27 ns instead of 25).
@@ -433,7 +435,38 @@ const _: () = assert!(
 pub(crate) const DRAIN_STEP_HURRY: usize = 8;
 
 /// The drain's step for a page taken while `ready_backlog` more pages wait
-/// ready on the shard (counted up to [`THROTTLE_PAGES`]).
+/// ready on the shard (counted up to [`THROTTLE_PAGES`]), `latest`: the
+/// page became ready as the last grace period ended, so it and the pages
+/// behind it are that grace period's, and the drain is not behind the
+/// grace periods: one free per retire ([`DRAIN_STEP_KEEPING_UP`]) under
+/// [`THROTTLE_PAGES`], as [`drain_step`] says otherwise (a page that
+/// became ready at an earlier end is behind).
+///
+/// Grace periods end a few pages apart (a retiring thread starts one at
+/// most every [`retirer_gp_min_interval`]: some four pages of 64-byte
+/// objects), and each readies those pages at once. Stepping two per retire
+/// through them, the drain emptied before the next end and the thread
+/// allocated with nothing freed for a page's worth of retires or more:
+/// 26–36 % of a 64-byte `defer_drop` loop's allocations (a `barrier`
+/// every 10,000) found glibc's per-thread cache empty (and as many frees
+/// found it full), and took the arena's fast bins (a locked exchange and
+/// a cold line each); one per retire through the grace period's pages,
+/// 6–10 %, most at the `barrier`s, and the loop took 33–46 ns a retire
+/// of CPU time instead of 35–54 in alternated runs. Its mean garbage held
+/// (one thread's update-heavy bench: 16–20 KiB against 18–19). A drain
+/// behind the grace periods (pages of an earlier end still wait) still
+/// steps two.
+pub(crate) fn drain_step_for(ready_backlog: usize, latest: bool) -> usize {
+    if latest && ready_backlog < THROTTLE_PAGES {
+        DRAIN_STEP_KEEPING_UP
+    } else {
+        drain_step(ready_backlog)
+    }
+}
+
+/// The drain's step for a page taken while `ready_backlog` more pages wait
+/// ready on the shard (counted up to [`THROTTLE_PAGES`]), ready since an
+/// earlier grace period's end than the last ([`drain_step_for`]).
 pub(crate) fn drain_step(ready_backlog: usize) -> usize {
     match ready_backlog {
         0 => DRAIN_STEP_KEEPING_UP,

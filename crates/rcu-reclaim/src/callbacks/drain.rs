@@ -7,11 +7,13 @@
 //! retiring call running for 0.3–1 ms; a retire usually runs inside the
 //! caller's read-side section, so that section held up every grace period
 //! meanwhile, and the other threads' garbage piled up behind it. In steps,
-//! each retire frees `policy::drain_step` objects: one while the drain's
-//! page was the only ready one, two behind a backlog, eight behind a large
-//! one. So a section grows by a few frees, frees interleave with the
-//! thread's allocations (the allocator's thread cache recycles them), and a
-//! backlog still drains faster than it grows.
+//! each retire frees `policy::drain_step_for` objects: one while the
+//! drain's page was the only ready one or the last grace period's end made
+//! it ready (with the pages behind it: they came ready at once), two behind
+//! a backlog from an earlier end, eight behind a large one. So a section
+//! grows by a few frees, frees interleave with the thread's allocations
+//! (the allocator's thread cache recycles them), and a backlog still
+//! drains faster than it grows.
 //!
 //! The drain lives in the thread's `LocalBuffer`, under the handshake that
 //! guards its page: the owner pops objects on its fast path; a stealer
@@ -110,7 +112,7 @@ impl Callbacks {
                 let _ = self.settle(cpu, page, done);
             }
             let shard = &self.shards[cpu];
-            let (page, backlog, left_ready) = {
+            let (page, backlog, left_ready, latest) = {
                 // The caller retires, maybe inside a read-side section: no
                 // wait for a lock a background thread holds (the page stays
                 // for the next refill, or the worker once the grace-period
@@ -123,10 +125,15 @@ impl Callbacks {
                 if page.is_some() {
                     shard.publish(&st);
                 }
+                // Ready as the last grace period ended (not behind).
+                let latest = page
+                    .as_ref()
+                    .is_some_and(|p| p.cookie >= crate::gp::last_end(seq));
                 (
                     page,
                     st.ready_pages(seq, policy::THROTTLE_PAGES),
                     st.pages_ready(seq),
+                    latest,
                 )
             };
             let Some(page) = page else {
@@ -138,7 +145,7 @@ impl Callbacks {
                     DrainLook::No
                 };
             };
-            *drain = Drain::new(page, policy::drain_step(backlog));
+            *drain = Drain::new(page, policy::drain_step_for(backlog, latest));
             let since = epoch_ms().max(1);
             local.drain_since_ms.store(since, Ordering::Relaxed);
             DrainLook::From(since)

@@ -77,6 +77,12 @@ impl Drain {
         }
     }
 
+    /// Objects it takes per retire (for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn step(&self) -> usize {
+        self.step
+    }
+
     /// Objects not yet taken.
     pub(crate) fn left(&self) -> usize {
         self.page.as_ref().map_or(0, |p| p.len() - self.pos)

@@ -869,6 +869,64 @@ mod tests {
         assert_eq!(dropped, N, "the ready page was stranded: {:?}", rcu.stats());
     }
 
+    /// A drain that takes a page made ready by the last grace period's end
+    /// frees one object per retire, however many of that grace period's
+    /// pages wait behind it (they came ready at once: stepping two per
+    /// retire through them emptied the drain before the next end, and the
+    /// thread then allocated with nothing freed); a page ready since an
+    /// earlier end is behind, and the drain steps faster.
+    #[test]
+    fn a_drain_steps_one_through_the_last_grace_periods_pages_and_faster_behind() {
+        const N: usize = 4;
+        let rcu = Rcu::new(Config::new().on_demand()).unwrap();
+        let inner = rcu.inner().clone();
+        let (cbs, gp) = (&inner.callbacks, &inner.gp);
+        // SAFETY: this thread's slot, alive while it is registered (the
+        // whole test).
+        let local = unsafe { &(*rcu.current_slot()).local };
+        let page_of = |cookie: u64| {
+            let mut page = BulkPage::allocate(&cbs.alloc).unwrap();
+            for i in 0..N {
+                let p = super::bulk::word(Box::into_raw(Box::new(i)).cast());
+                // SAFETY: from `Box::into_raw`, dropped once by whoever
+                // frees the page (no reader ever saw it).
+                unsafe { page.push(p, super::drop_box::<usize>, 8, super::bulk::Kind::Plain) };
+            }
+            page.cookie = cookie;
+            page
+        };
+        // Three pages that the last grace period's end made ready (no
+        // grace period in progress: the sequence is that end).
+        let end = gp.seq();
+        assert_eq!(crate::gp::last_end(end), end);
+        {
+            let mut st = lock(&cbs.shards[0].state);
+            for _ in 0..3 {
+                st.push_page(page_of(end));
+            }
+            cbs.shards[0].publish(&st);
+        }
+        let _ = cbs.refill_drain(gp, local, 0);
+        assert_eq!(
+            local.with_drain_owner(|d| (d.left(), d.step())),
+            (N, crate::policy::DRAIN_STEP_KEEPING_UP),
+            "two more of the same end behind it"
+        );
+        // Another grace period ends before the drain is through them: the
+        // pages left are behind.
+        rcu.synchronize();
+        assert!(crate::gp::last_end(gp.seq()) > end);
+        assert!(cbs.finish_own_drain(local, 0));
+        let _ = cbs.refill_drain(gp, local, 0);
+        assert_eq!(
+            local.with_drain_owner(|d| (d.left(), d.step())),
+            (N, crate::policy::drain_step(1)),
+            "ready since an earlier end, one more behind it"
+        );
+        rcu.barrier();
+        assert_eq!(rcu.pending(), 0);
+    }
+
     /// Ready pages of a shard whose front page goes to a worker (a drain's
     /// rest, kept off drains) while the plain pages behind it are still in
     /// their producer's window: the worker frees the front page, finds the

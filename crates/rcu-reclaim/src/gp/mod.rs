@@ -32,6 +32,14 @@ use readers::{slot_quiescent, ReaderWait};
 
 const SEQ_STATE_MASK: u64 = 3;
 
+/// The sequence value at which the last grace period ended, the sequence
+/// read as `seq`: a page whose cookie ([`GracePeriods::snapshot`], an end)
+/// is this became ready as that grace period ended; one whose cookie is
+/// lower, at an earlier end.
+pub(crate) fn last_end(seq: u64) -> u64 {
+    seq & !SEQ_STATE_MASK
+}
+
 /// How long a waiter for `gp_lock` waits for an unresolved `ForkGuard`
 /// (`Rcu::prepare_fork`) before it says so, then waits on.
 #[cfg(not(loom))]

@@ -546,6 +546,16 @@ fn a_drain_steps_faster_behind_a_backlog_and_is_taken_after_the_window() {
 }
 
 #[test]
+fn a_drain_through_the_last_grace_periods_pages_steps_one() {
+    for backlog in 0..THROTTLE_PAGES {
+        assert_eq!(drain_step_for(backlog, true), DRAIN_STEP_KEEPING_UP);
+        assert_eq!(drain_step_for(backlog, false), drain_step(backlog));
+    }
+    assert_eq!(drain_step_for(THROTTLE_PAGES, true), DRAIN_STEP_HURRY);
+    assert_eq!(drain_step_for(THROTTLE_PAGES, false), DRAIN_STEP_HURRY);
+}
+
+#[test]
 fn garbage_under_a_limit_may_take_half_the_room_left_to_its_mark() {
     const MIB: usize = 1 << 20;
     // 85 MiB mark, 40 MiB in use of which 10 garbage: 30 MiB live,
