@@ -186,11 +186,16 @@ impl Popped {
         let items = self.items.insert(MaybeUninit::uninit());
         let (src, dst) = (ds.as_ptr(), items.as_mut_ptr().cast::<Deferred>());
         if n == crate::policy::DRAIN_EVERY {
-            // SAFETY: `n` items fit in the array, and `ds` (a page's
-            // entries) does not overlap this value.
+            // SAFETY: `DRAIN_EVERY` is `n` here, which is at most
+            // `ds.len()` (the source is valid for it) and at most
+            // `STEP_MAX` (the array holds it); `ds` (a page's entries)
+            // does not overlap this value. (`Deferred` is `Copy`: the
+            // caller moves the drain past the entries copied, which run
+            // once, from here.)
             unsafe { std::ptr::copy_nonoverlapping(src, dst, crate::policy::DRAIN_EVERY) };
         } else {
-            // SAFETY: as above.
+            // SAFETY: as above, for `n` (at most `ds.len()` and
+            // `STEP_MAX`), which is `copy_entries`' contract.
             unsafe { copy_entries(src, dst, n) };
         }
         self.len = n;
