@@ -252,20 +252,21 @@ impl Callbacks {
     /// place; a budget's limit stays (it goes with its budget).
     pub(crate) fn set_headroom(&self, limit: Option<Headroom>) {
         let mut limits = lock_limit(&self.headroom.limit);
+        // The current limit, if it is a budget's.
         let budgets = limits
             .current
             .as_ref()
             .filter(|c| c.budget)
             .map(Arc::downgrade);
-        let limit = match (limit, budgets) {
-            (Some(l), budgets) => {
-                if let Some(budget) = budgets {
-                    limits.waiting.insert(0, budget);
+        let limit = match limit {
+            Some(l) => {
+                if let Some(budgets) = budgets {
+                    limits.waiting.insert(0, budgets);
                 }
                 Some(Arc::new(l))
             }
-            (None, Some(_)) => return,
-            (None, None) => limits.next_waiting(),
+            None if budgets.is_some() => return,
+            None => limits.next_waiting(),
         };
         self.replace_headroom(limits, limit);
     }
@@ -274,16 +275,14 @@ impl Callbacks {
     /// if no limit does; else `limit` waits in line (a budget's bound
     /// gives way to one the caller set, to a cgroup's, and to an earlier
     /// budget's) and takes over when the limits before it go
-    /// ([`clear_headroom_if`](Self::clear_headroom_if)). Returns whether
-    /// it bounds the garbage now.
-    pub(crate) fn bind_budget_headroom(&self, limit: &Arc<Headroom>) -> bool {
+    /// ([`clear_headroom_if`](Self::clear_headroom_if)).
+    pub(crate) fn bind_budget_headroom(&self, limit: &Arc<Headroom>) {
         let mut limits = lock_limit(&self.headroom.limit);
         if limits.current.is_some() {
             limits.waiting.push(Arc::downgrade(limit));
-            return false;
+        } else {
+            self.replace_headroom(limits, Some(limit.clone()));
         }
-        self.replace_headroom(limits, Some(limit.clone()));
-        true
     }
 
     /// Removes a budget's `limit`, as the budget goes: if it bounds the
