@@ -1425,6 +1425,7 @@ fn retiring_threads_pace_the_grace_periods_they_start() {
             .simulate_membarrier_cost(Duration::from_micros(5)),
     )
     .unwrap();
+    let _reader = common::IdleReader::new(&rcu);
     let start = Instant::now();
     let mut retires = 0u64;
     while start.elapsed() < Duration::from_millis(200) {
@@ -1459,6 +1460,7 @@ fn retiring_threads_pace_the_grace_periods_they_start() {
 #[test]
 fn retiring_threads_start_fenced_grace_periods_more_often() {
     let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Mb).pace_bytes(1)).unwrap();
+    let _reader = common::IdleReader::new(&rcu);
     rcu.barrier();
     const RETIRES: u64 = 400;
     let by_retirer = common::retirer_gps_over(&rcu, RETIRES, Duration::from_micros(30), |i| {
@@ -1485,6 +1487,7 @@ fn retiring_threads_start_fenced_grace_periods_more_often() {
 #[test]
 fn pages_go_early_after_a_short_quiet_spell_where_grace_periods_start_with_a_fence() {
     let rcu = Rcu::new(Config::new().flavor(rcu_reclaim::Flavor::Mb)).unwrap();
+    let _reader = common::IdleReader::new(&rcu);
     rcu.barrier();
     const LOOKS: u64 = 400;
     let by_retirer = common::retirer_gps_over(&rcu, LOOKS * 8, Duration::from_micros(5), |i| {
@@ -1520,6 +1523,7 @@ fn a_thread_retiring_fast_starts_grace_periods_sooner_where_a_membarrier_is_chea
                 return None;
             }
         };
+        let _reader = common::IdleReader::new(&rcu);
         rcu.barrier();
         // 4 KiB values 1 µs apart: half the pace (32 KiB) in about 10 µs,
         // or in a few scheduler ticks' time if the thread is preempted,

@@ -140,6 +140,40 @@ fn a_guards_exit_orders_its_reads_before_the_free() {
     guard_exit_model(|g| drop(g));
 }
 
+/// The writer read before (its thread is a registered reader), and is
+/// outside its sections as it synchronizes: the grace period passes over
+/// its own slot, which its later sections follow in program order, but
+/// not over a reader that registers meanwhile: that one is waited for, or
+/// its section sees the unlink.
+#[test]
+fn a_writer_that_reads_passes_over_its_own_slot_but_not_another_readers() {
+    loom::model(move || {
+        let rcu = Rcu::new(Config::new()).unwrap();
+        let cell = loom::sync::Arc::new(RcuCell::new_in(&rcu, Some(Data::boxed(1))));
+        let (r, c) = (rcu.clone(), cell.clone());
+        let reader = thread::spawn(move || {
+            let g = r.read_lock();
+            if let Some(d) = c.load(&g) {
+                d.check();
+            }
+        });
+        let writer = thread::spawn(move || {
+            if let Some(d) = cell.load(&rcu.read_lock()) {
+                d.check();
+            }
+            let old = cell.replace(Data::boxed(2)).unwrap();
+            rcu.synchronize();
+            // SAFETY: a grace period elapsed after the unlink.
+            unsafe { old.into_box_unchecked() }.poison();
+            if let Some(d) = cell.load(&rcu.read_lock()) {
+                d.check();
+            }
+        });
+        writer.join().unwrap();
+        reader.join().unwrap();
+    });
+}
+
 /// Mutation check: a section ended with a relaxed store of its slot's `0`
 /// (`reader::section_exit_relaxed`, built only under loom) is not ordered
 /// before the writer that reads it: the model fails. (Every other model

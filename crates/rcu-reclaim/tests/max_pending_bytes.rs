@@ -228,6 +228,10 @@ fn a_wait_held_up_by_a_qsbr_thread_says_to_report_quiescent_states() {
 #[cfg_attr(miri, ignore = "Miri cannot fork")]
 fn a_wait_in_a_child_forked_unprepared_names_prepare_fork() {
     let rcu = Rcu::new(Config::new().max_pending_bytes(2 * MIB)).unwrap();
+    // A reader on another thread, whose slot the child inherits: the
+    // child's retires then wait for a grace period instead of completing
+    // their own at once.
+    let _reader = common::IdleReader::new(&rcu);
     let cell = RcuCell::new_in(&rcu, Box::new(vec![0u8; 4 * MIB]));
     // The domain's threads are running before the fork.
     cell.store(Box::new(vec![1u8; 4 * MIB]));

@@ -4,7 +4,7 @@
 
 mod common;
 use common::poison::{Drops, Val};
-use common::StopOnDrop;
+use common::{IdleReader, StopOnDrop};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,10 +28,10 @@ fn memb(config: Config) -> Option<Rcu> {
     }
 }
 
-/// Runs grace periods back to back for `d` (this thread holds a slot, so
-/// each is a real one).
+/// Runs grace periods back to back for `d` (real ones while another
+/// thread holds a slot: an [`IdleReader`]; this thread's own slot holds up
+/// none of its grace periods).
 fn burst(rcu: &Rcu, d: Duration) {
-    drop(rcu.read_lock());
     let end = Instant::now() + d;
     while Instant::now() < end {
         rcu.synchronize();
@@ -51,6 +51,7 @@ fn frequent_grace_periods_switch_readers_to_fences_and_rare_ones_back() {
     let Some(rcu) = memb(Config::new()) else {
         return;
     };
+    let _reader = IdleReader::new(&rcu);
     assert!(
         !rcu.stats().reader_fences,
         "a new memb domain starts unfenced"
@@ -149,6 +150,7 @@ fn adaptive_reader_fences_off_keeps_membarrier() {
     let Some(rcu) = memb(Config::new().adaptive_reader_fences(false)) else {
         return;
     };
+    let _reader = IdleReader::new(&rcu);
     burst(&rcu, Duration::from_millis(100));
     let s = rcu.stats();
     assert!(!s.reader_fences, "{s:#?}");
@@ -184,6 +186,7 @@ fn a_foreign_word_published_mid_fenced_grace_period_leaves_fence_mode() {
     let Some(rcu) = memb(Config::new()) else {
         return;
     };
+    let _reader = IdleReader::new(&rcu);
     burst(&rcu, Duration::from_millis(150));
     assert!(rcu.stats().reader_fences, "{:#?}", rcu.stats());
     // One reader holds the next grace period up; another's sections wake

@@ -598,7 +598,7 @@ impl GracePeriods {
         // served by others' (they may complete one while it yields).
         let mut ran = false;
         while !gp.done(target) {
-            if self.complete_if_no_reader(mode) {
+            if self.complete_if_no_reader(self.mode_counter(mode)) {
                 ran = true;
                 continue;
             }
@@ -612,10 +612,7 @@ impl GracePeriods {
                 None => {
                     self.complete(s);
                     ran = true;
-                    bump_locked(match mode {
-                        WaitMode::Normal => &self.counters.normal_gps,
-                        WaitMode::Expedited => &self.counters.expedited_gps,
-                    });
+                    bump_locked(self.mode_counter(mode));
                 }
                 Some(pause) => {
                     // A long wait sleeps without `gp_lock`, so a retiring
@@ -643,6 +640,8 @@ impl GracePeriods {
     }
 
     /// A whole grace period at once, if no thread is registered as a reader
+    /// (but the caller, outside its sections: see
+    /// [`other_reader_claimed`](Self::other_reader_claimed))
     /// and no grace period is in progress or being run (`gp_lock` free):
     /// `synchronize`'s fast path, which skips the snapshot's fence (the
     /// sequence marked by a read-modify-write, with
@@ -656,7 +655,8 @@ impl GracePeriods {
     /// `true`: a thread in a section (or online in a QSBR domain) holds a
     /// claimed slot, which makes the scan fail. So `synchronize` checks for
     /// misuse only after this fails, and its no-reader path reads no
-    /// thread-local at all.
+    /// thread-local at all (the caller's own slot is looked up only once
+    /// a claimed slot is found).
     pub(crate) fn complete_now_if_no_reader(&self) -> FastPath {
         // Not `sync::try_lock`: nothing here allocates, so the no-reclaim
         // mark (two thread-local accesses) is not needed. A poisoned lock
@@ -677,7 +677,7 @@ impl GracePeriods {
         // a store and a fence would be two.
         self.seq.swap(s + 1, Ordering::Relaxed);
         crate::sync::fence_after_lock();
-        if !self.complete_if_no_reader_marked(s, WaitMode::Normal) {
+        if !self.complete_if_no_reader_marked(s, &self.counters.normal_gps) {
             // Started, after the caller's unlinks: its end is the caller's
             // target (a snapshot now would read the mark and ask for one
             // grace period more).
@@ -688,7 +688,8 @@ impl GracePeriods {
     }
 
     /// With `gp_lock` held: if no grace period is in progress and no thread
-    /// is registered as a reader, completes one at once, without the
+    /// is registered as a reader (but the caller, outside its sections),
+    /// completes one at once, without the
     /// writer's barrier and without waiting (liburcu's `synchronize_rcu`
     /// returns early on an empty registry too). Returns whether it did.
     ///
@@ -711,7 +712,7 @@ impl GracePeriods {
     /// completed that snapshot's cookie, and the object was freed under
     /// the reader (`tests/loom.rs`,
     /// `a_polled_cookie_orders_the_sections_it_waited_for_before_the_free`).
-    fn complete_if_no_reader(&self, mode: WaitMode) -> bool {
+    fn complete_if_no_reader(&self, counter: &StdAtomicU64) -> bool {
         let s = self.seq.load(Ordering::Relaxed);
         if s & SEQ_STATE_MASK != 0 {
             return false;
@@ -721,7 +722,26 @@ impl GracePeriods {
         if !mutated_for_loom("gp.complete_if_no_reader.fence") {
             fence(Ordering::SeqCst);
         }
-        self.complete_if_no_reader_marked(s, mode)
+        self.complete_if_no_reader_marked(s, counter)
+    }
+
+    /// Whether a thread other than the caller is registered as a reader,
+    /// or the caller is inside a section ([`Registry::any_claimed_but`]
+    /// its own slot): the no-reader completion's test. A thread that
+    /// retires outside its sections while no other thread reads (a
+    /// single-threaded writer and reader) completes its grace periods at
+    /// once, with a fence instead of a `membarrier`.
+    fn other_reader_claimed(&self) -> bool {
+        self.registry
+            .any_claimed_but(|| crate::reader::own_slot_cached_in(self.id))
+    }
+
+    /// The counter of the grace periods run in `mode`.
+    fn mode_counter(&self, mode: WaitMode) -> &StdAtomicU64 {
+        match mode {
+            WaitMode::Normal => &self.counters.normal_gps,
+            WaitMode::Expedited => &self.counters.expedited_gps,
+        }
     }
 
     /// Before the sequence is marked for a no-reader try: a start time
@@ -741,8 +761,8 @@ impl GracePeriods {
     /// for the caller's wait (or a later one) to finish: the sequence
     /// never goes back, so a snapshot taken earlier never asks for more
     /// than one taken later.
-    fn complete_if_no_reader_marked(&self, s: u64, mode: WaitMode) -> bool {
-        if self.registry.any_claimed() {
+    fn complete_if_no_reader_marked(&self, s: u64, counter: &StdAtomicU64) -> bool {
+        if self.other_reader_claimed() {
             #[cfg(not(loom))]
             let now_us = self.start_clock();
             self.start_marked(
@@ -752,10 +772,7 @@ impl GracePeriods {
             return false;
         }
         self.complete(s);
-        bump_locked(match mode {
-            WaitMode::Normal => &self.counters.normal_gps,
-            WaitMode::Expedited => &self.counters.expedited_gps,
-        });
+        bump_locked(counter);
         true
     }
 
@@ -948,6 +965,13 @@ impl GracePeriods {
             return true;
         }
         let s = self.seq.load(Ordering::Relaxed);
+        // No other reader (looked at before the mark, which then starts a
+        // grace period whatever it finds: the pace below is for the
+        // barrier a reader makes it issue): one completes at once.
+        if s & SEQ_STATE_MASK == 0 && !self.other_reader_claimed() {
+            self.complete_if_no_reader(&self.counters.polled_gps);
+            return self.done(target);
+        }
         // Not under loom: a clock would make its executions differ.
         if !cfg!(loom) && s & SEQ_STATE_MASK == 0 {
             // Paced: a retiring thread starts one at most every

@@ -50,8 +50,8 @@ pub(crate) use qsbr_slots::{
     qsbr_online_count_in, qsbr_online_in, qsbr_register, qsbr_release, qsbr_report,
 };
 pub(crate) use registration::{
-    current_slot, nesting_in, own_slot_in, raw_nesting_in, release_if_late, release_if_still_late,
-    unregister,
+    current_slot, nesting_in, own_slot_cached_in, own_slot_in, raw_nesting_in, release_if_late,
+    release_if_still_late, unregister,
 };
 #[cfg(not(loom))]
 pub(crate) use registration::{foreign_in_section, mark_waiting};
@@ -177,6 +177,21 @@ pub(crate) struct Owner {
 }
 
 impl Slot {
+    /// Called by the slot's own thread: whether that thread is outside
+    /// every section of the slot's domain (no guard, raw section or online
+    /// QSBR registration; nothing begun and not yet snapshotted, as in a
+    /// signal handler that interrupted an entry), and no foreign counter is
+    /// attached to the slot.
+    pub(crate) fn owner_outside_sections(&self) -> bool {
+        #[cfg(not(loom))]
+        if self.foreign.value().is_some() {
+            return false;
+        }
+        self.nest.get() == 0
+            && self.ctr.load(Ordering::Relaxed) == 0
+            && !self.abandoned.load(Ordering::Relaxed)
+    }
+
     fn new() -> Self {
         Slot {
             ctr: AtomicU64::new(0),
@@ -378,16 +393,34 @@ impl Registry {
         }
     }
 
-    /// Whether any slot is claimed (by a registered thread, or abandoned by
-    /// one that exited inside a section). Acquire: a slot handed back was
-    /// handed back after its thread's last section ended.
-    pub(crate) fn any_claimed(&self) -> bool {
+    /// Whether any slot is claimed but the calling thread's own (`own`
+    /// gives it, or null: asked only once a claimed slot is found, so a
+    /// registry with none reads no thread-local), and the own one too
+    /// while its thread is inside a section ([`Slot::owner_outside_sections`]).
+    /// The calling thread's own slot outside every section holds up no
+    /// grace period it starts: its later sections follow its unlinks in
+    /// program order (a signal handler's too, which runs between two of
+    /// its instructions), so they cannot reach what was unlinked, whatever
+    /// the barrier. An abandoned slot (its thread exited inside a section)
+    /// counts as claimed. Acquire: a slot handed back was handed back
+    /// after its thread's last section ended.
+    pub(crate) fn any_claimed_but(&self, own: impl FnOnce() -> *const Slot) -> bool {
+        let mut own = Some(own);
+        let mut own_slot: *const Slot = ptr::null();
         let mut any = false;
         self.for_each_slot(|s| {
-            any |= s.in_use.load(ord_for_loom(
-                "reader.any_claimed.acquire",
-                Ordering::Acquire,
-            ))
+            if any
+                || !s.in_use.load(ord_for_loom(
+                    "reader.any_claimed.acquire",
+                    Ordering::Acquire,
+                ))
+            {
+                return;
+            }
+            if let Some(f) = own.take() {
+                own_slot = f();
+            }
+            any = !(ptr::eq(s, own_slot) && s.owner_outside_sections());
         });
         any
     }

@@ -422,7 +422,7 @@ fn release_late(slot: &Slot, registry: &Registry) {
 
 /// This thread's slot in the domain numbered `id` (its cache, else its
 /// registrations), or null.
-pub(super) fn own_slot_cached_in(id: u64) -> *const Slot {
+pub(crate) fn own_slot_cached_in(id: u64) -> *const Slot {
     let cached = CACHE.with(|c| (c.domain_id.get() == id).then(|| c.slot.get()));
     let slot = cached.unwrap_or_else(|| own_slot_in(id));
     // A late slot the cache lost to another domain's (see `late_slot`).

@@ -95,6 +95,43 @@ pub fn retirer_gps_over(
     rcu.stats().retirer_gps - before
 }
 
+/// A thread registered as a reader of a domain, outside its sections,
+/// until dropped. A thread that retires while no other thread reads
+/// completes its grace periods at once, without a barrier or a pace:
+/// tests of the pace keep one of these alive, as a program with readers
+/// on other threads has.
+pub struct IdleReader {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl IdleReader {
+    pub fn new(rcu: &Rcu) -> Self {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let r = rcu.clone();
+        let thread = thread::spawn(move || {
+            drop(r.read_lock());
+            ready_tx.send(()).unwrap();
+            let _ = stop_rx.recv();
+        });
+        ready_rx.recv().unwrap();
+        IdleReader {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for IdleReader {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Holds a read-side section of `rcu` on another thread until the returned
 /// sender fires (or is dropped).
 pub fn hold_reader(rcu: &Rcu) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {

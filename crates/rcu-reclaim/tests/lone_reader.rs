@@ -1,0 +1,125 @@
+//! A thread that both reads and retires while no other thread reads: the
+//! grace periods it starts outside its sections complete at once, with a
+//! fence instead of a `membarrier` and without the retiring threads' pace,
+//! since its own later sections follow its unlinks in program order; one
+//! it starts inside a section still waits for that section.
+
+mod common;
+use common::poison::{Drops, Val};
+use common::IdleReader;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rcu_reclaim::{Config, Flavor, Rcu, RcuCell};
+
+/// A memb domain whose readers never fence (so every grace period a
+/// reader on another thread could hold up starts with a `membarrier`),
+/// whose pages go at every retire; `None` where `membarrier` is missing.
+fn memb_domain() -> Option<Rcu> {
+    match Rcu::new(
+        Config::new()
+            .flavor(Flavor::Memb)
+            .adaptive_reader_fences(false)
+            .pace_bytes(1),
+    ) {
+        Ok(rcu) => Some(rcu),
+        Err(e) => {
+            eprintln!("skipped: no memb flavor here ({e})");
+            None
+        }
+    }
+}
+
+/// Retires `n` boxed values on this thread, after one read-side section
+/// (so the thread is a registered reader); returns the `membarrier`s
+/// issued and the grace periods the retires completed meanwhile.
+fn retire_after_reading(rcu: &Rcu, n: u64) -> (u64, u64) {
+    drop(rcu.read_lock());
+    rcu.barrier();
+    let before = rcu.stats();
+    let mut most_pending = 0;
+    for i in 0..n {
+        rcu.defer_drop(Box::new([i; 64]));
+        most_pending = most_pending.max(rcu.pending());
+    }
+    let after = rcu.stats();
+    eprintln!("most objects pending after a retire: {most_pending}");
+    (
+        after.membarriers - before.membarriers,
+        after.retirer_gps - before.retirer_gps,
+    )
+}
+
+#[test]
+fn a_lone_reader_completes_the_grace_periods_of_its_retires_without_a_membarrier() {
+    let Some(rcu) = memb_domain() else { return };
+    let (membarriers, gps) = retire_after_reading(&rcu, 2_000);
+    assert_eq!(membarriers, 0, "{:?}", rcu.stats());
+    // Without the pace: about one per page handed off (every retire here).
+    assert!(gps >= 1_000, "{gps} grace periods for 2,000 retires");
+    rcu.barrier();
+    assert_eq!(rcu.pending(), 0);
+}
+
+#[test]
+fn another_registered_reader_brings_back_the_membarrier_and_the_pace() {
+    let Some(rcu) = memb_domain() else { return };
+    let _other = IdleReader::new(&rcu);
+    let (membarriers, gps) = retire_after_reading(&rcu, 2_000);
+    assert!(membarriers > 0, "{:?}", rcu.stats());
+    // Paced: at most one start per 100 µs (2,000 retires of 512 bytes take
+    // far less than 100 ms here, but a loaded machine may stretch them).
+    assert!(gps < 1_000, "{gps} grace periods for 2,000 retires");
+}
+
+#[test]
+fn a_lone_reader_synchronizes_without_a_membarrier() {
+    let Some(rcu) = memb_domain() else { return };
+    drop(rcu.read_lock());
+    let before = rcu.stats().membarriers;
+    for _ in 0..100 {
+        rcu.synchronize();
+    }
+    assert_eq!(rcu.stats().membarriers, before, "{:?}", rcu.stats());
+}
+
+/// What the thread reads inside its section stays alive while the section
+/// lasts, however many grace periods its retires inside that section and
+/// outside it start, and is dropped (once) after it.
+#[test]
+fn a_lone_readers_retires_inside_its_section_wait_for_that_section() {
+    for flavor in [Flavor::Memb, Flavor::Mb] {
+        let Ok(rcu) = Rcu::new(Config::new().flavor(flavor).pace_bytes(1)) else {
+            continue;
+        };
+        let drops = Drops::new(16);
+        let cell = RcuCell::new_in(&rcu, Some(Box::new(Val::new(&drops, 1))));
+        let guard = rcu.read_lock();
+        let held = cell.load(&guard).expect("stored above");
+        // Unlinked and retired inside the section that holds it.
+        cell.store(Box::new(Val::new(&drops, 2)));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        for i in 0..5_000u64 {
+            let d = dropped.clone();
+            rcu.call(move || {
+                d.fetch_add(1, Ordering::Relaxed);
+            });
+            rcu.defer_drop(Box::new([i; 8]));
+            held.check(1);
+        }
+        assert_eq!(drops.dropped(0), 0, "{flavor:?}: freed under its reader");
+        assert_eq!(dropped.load(Ordering::Relaxed), 0, "{flavor:?}");
+        drop(guard);
+        // Outside the section: the next retires complete grace periods.
+        for i in 0..100u64 {
+            rcu.defer_drop(Box::new([i; 8]));
+        }
+        rcu.barrier();
+        assert_eq!(drops.dropped(0), 1, "{flavor:?}");
+        assert_eq!(dropped.load(Ordering::Relaxed), 5_000, "{flavor:?}");
+        drop(cell);
+        rcu.barrier();
+        drops.assert_each_dropped_once();
+    }
+}
