@@ -248,7 +248,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
             |ty| quote_spanned!(ty.span()=> && #krate::__derive_field::<#ty>().drops_anywhere),
         );
         quote! {
-            const DROPS_ANYWHERE: bool = true #(#each)*;
+            const DROPS_ANYWHERE: ::core::primitive::bool = true #(#each)*;
         }
     } else {
         TokenStream2::new()
@@ -257,11 +257,11 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
     Ok(quote! {
         #[automatically_derived]
         impl #impl_generics #trait_path for #name #ty_generics #where_clause {
-            const PLAIN: bool = #plain;
-            const SHARED: bool = #shared;
+            const PLAIN: ::core::primitive::bool = #plain;
+            const SHARED: ::core::primitive::bool = #shared;
             #drops_anywhere
             #[inline]
-            fn reclaim_size(&self) -> usize {
+            fn reclaim_size(&self) -> ::core::primitive::usize {
                 ::core::mem::size_of::<Self>() #heap
             }
         }
@@ -275,9 +275,9 @@ fn empty_enum(input: &DeriveInput, trait_path: &TokenStream2) -> TokenStream2 {
     quote! {
         #[automatically_derived]
         impl #impl_generics #trait_path for #name #ty_generics #where_clause {
-            const PLAIN: bool = true;
-            const DROPS_ANYWHERE: bool = true;
-            fn reclaim_size(&self) -> usize {
+            const PLAIN: ::core::primitive::bool = true;
+            const DROPS_ANYWHERE: ::core::primitive::bool = true;
+            fn reclaim_size(&self) -> ::core::primitive::usize {
                 match *self {}
             }
         }
@@ -456,7 +456,10 @@ mod tests {
         );
         assert!(!out.contains("String : :: rcu_reclaim"), "{out}");
         assert!(!out.contains("U : :: rcu_reclaim"), "{out}");
-        assert!(out.contains("const PLAIN : bool = false"), "{out}");
+        assert!(
+            out.contains("const PLAIN : :: core :: primitive :: bool = false"),
+            "{out}"
+        );
         assert!(!out.contains("DROPS_ANYWHERE"), "{out}");
     }
 
@@ -467,7 +470,10 @@ mod tests {
         assert!(!out.contains("__derive_field :: < Vec < T"), "{out}");
         assert!(out.contains("X : :: rcu_reclaim :: ReclaimSize"), "{out}");
         let out = expand_str("struct C { up: Option<std::sync::Arc<C>> }").unwrap();
-        assert!(out.contains("const SHARED : bool = true"), "{out}");
+        assert!(
+            out.contains("const SHARED : :: core :: primitive :: bool = true"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -301,21 +301,22 @@ pub trait ReclaimSize {
 macro_rules! reclaim_size {
     (impl[$($gen:tt)*] $ty:ty { $($field:tt),* $(,)? }) => {
         impl<$($gen)*> $crate::ReclaimSize for $ty {
-            const SHARED: bool = false $(|| $crate::__field_shared(|v: &Self| &v.$field))*;
-            fn reclaim_size(&self) -> usize {
-                ::std::mem::size_of::<Self>()
+            const SHARED: ::core::primitive::bool =
+                false $(|| $crate::__field_shared(|v: &Self| &v.$field))*;
+            fn reclaim_size(&self) -> ::core::primitive::usize {
+                ::core::mem::size_of::<Self>()
                     $(+ $crate::ReclaimSize::heap_size(&self.$field))*
             }
         }
     };
     (impl[$($gen:tt)*] $ty:ty { $($field:tt),* $(,)? }; drops_anywhere) => {
         impl<$($gen)*> $crate::ReclaimSize for $ty {
-            const DROPS_ANYWHERE: bool = true $(&& $crate::__field_drops_anywhere(
-                |v: &Self| &v.$field,
-            ))*;
-            const SHARED: bool = false $(|| $crate::__field_shared(|v: &Self| &v.$field))*;
-            fn reclaim_size(&self) -> usize {
-                ::std::mem::size_of::<Self>()
+            const DROPS_ANYWHERE: ::core::primitive::bool =
+                true $(&& $crate::__field_drops_anywhere(|v: &Self| &v.$field))*;
+            const SHARED: ::core::primitive::bool =
+                false $(|| $crate::__field_shared(|v: &Self| &v.$field))*;
+            fn reclaim_size(&self) -> ::core::primitive::usize {
+                ::core::mem::size_of::<Self>()
                     $(+ $crate::ReclaimSize::heap_size(&self.$field))*
             }
         }

@@ -473,3 +473,73 @@ fn the_crate_under_another_name() {
     assert_eq!(e.reclaim_size(), size_of::<renamed::Entry>() + 3);
     assert!(drops_anywhere::<renamed::Entry>());
 }
+
+/// A crate whose scope shadows the primitive types' names (a type called
+/// `usize` or `bool` of its own, as a bindings generator may emit): the
+/// derive and `reclaim_size!` name the primitives by their full paths.
+/// They wrote `usize` and `bool` as is, which resolved to the shadowing
+/// types: "method `reclaim_size` has an incompatible type for trait",
+/// "implemented const `PLAIN` has an incompatible type for trait".
+mod shadowed_primitives {
+    #![allow(non_camel_case_types, dead_code)]
+
+    pub struct usize;
+    pub struct bool;
+
+    #[derive(rcu_reclaim::ReclaimSize)]
+    #[reclaim_size(drops_anywhere)]
+    pub struct Derived {
+        pub name: String,
+    }
+
+    #[derive(rcu_reclaim::ReclaimSize)]
+    pub enum Variants {
+        Name(String),
+        Nothing,
+    }
+
+    #[derive(rcu_reclaim::ReclaimSize)]
+    pub enum Never {}
+
+    pub struct Named {
+        pub name: String,
+    }
+    rcu_reclaim::reclaim_size!(Named { name });
+
+    pub struct NamedAnywhere {
+        pub name: String,
+    }
+    rcu_reclaim::reclaim_size!(NamedAnywhere { name }; drops_anywhere);
+
+    pub struct NoHeap(pub u32);
+    rcu_reclaim::reclaim_size!(NoHeap);
+
+    pub struct Generic<T> {
+        pub value: T,
+    }
+    rcu_reclaim::reclaim_size!(impl[T: rcu_reclaim::ReclaimSize] Generic<T> { value });
+}
+
+#[test]
+fn the_derive_and_the_macro_name_the_primitives_in_full() {
+    use shadowed_primitives::*;
+    let abc = || String::from("abc");
+    assert_eq!(
+        Derived { name: abc() }.reclaim_size(),
+        size_of::<Derived>() + 3
+    );
+    assert!(drops_anywhere::<Derived>());
+    assert_eq!(
+        Variants::Name(abc()).reclaim_size(),
+        size_of::<Variants>() + 3
+    );
+    assert_eq!(Variants::Nothing.reclaim_size(), size_of::<Variants>());
+    assert_eq!(Named { name: abc() }.reclaim_size(), size_of::<Named>() + 3);
+    assert!(drops_anywhere::<NamedAnywhere>());
+    assert_eq!(NoHeap(1).reclaim_size(), size_of::<NoHeap>());
+    assert_eq!(
+        Generic { value: abc() }.reclaim_size(),
+        size_of::<Generic<String>>() + 3
+    );
+    let _: fn(&Never) -> std::primitive::usize = ReclaimSize::reclaim_size;
+}
