@@ -17,7 +17,7 @@ use std::sync::Arc;
 ///
 /// Implemented for the primitives, `()`, `String`, `Vec`, `VecDeque`,
 /// `Box`, `Box<[T]>`, `Box<str>`, references (the pointer only), arrays,
-/// `Option`, `Cow`, tuples up to 4, the std maps and sets (approximated:
+/// `Option`, `Cow`, tuples up to 12, the std maps and sets (approximated:
 /// their buffers or nodes plus each element's own heap), `PhantomData`,
 /// `AtomicPtr` (the pointer only), and shared pointers (`Arc`, `Rc`, counted as the
 /// pointer only: dropping one frees its pointee only if it was the last,
@@ -757,6 +757,16 @@ tuple!(A.0);
 tuple!(A.0, B.1);
 tuple!(A.0, B.1, C.2);
 tuple!(A.0, B.1, C.2, D.3);
+// Up to 12, as std's traits: a connection's 5-tuple (addresses, ports and
+// protocol) is a routing or conntrack table's key.
+tuple!(A.0, B.1, C.2, D.3, E.4);
+tuple!(A.0, B.1, C.2, D.3, E.4, F.5);
+tuple!(A.0, B.1, C.2, D.3, E.4, F.5, G.6);
+tuple!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7);
+tuple!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8);
+tuple!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9);
+tuple!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10);
+tuple!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11);
 
 /// The pointer only: the pointee is freed by the last owner's drop, which
 /// retiring one owner does not know it is.

@@ -279,6 +279,49 @@ fn a_routing_table_of_std_types_sizes_itself() {
     rcu.barrier();
 }
 
+/// A connection tracking table keyed by the 5-tuple (source and
+/// destination addresses and ports, protocol) and tuples up to std's 12:
+/// tuples had `ReclaimSize` only up to 4, and the error for a 5-tuple key
+/// offered `reclaim_size!` and the derive, which a tuple (a type of no
+/// crate of the program's) can take neither of.
+#[test]
+fn a_conntrack_table_keyed_by_the_5_tuple_sizes_itself() {
+    use std::net::IpAddr;
+    use std::net::Ipv4Addr;
+    type FiveTuple = (IpAddr, u16, IpAddr, u16, u8);
+    const { assert!(<FiveTuple as ReclaimSize>::PLAIN) };
+    const { assert!(!<(u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, String) as ReclaimSize>::PLAIN) };
+    const { assert!(<(u8, u8, u8, u8, u8, std::sync::Arc<u8>) as ReclaimSize>::SHARED) };
+    let twelve = (
+        0u8,
+        1u16,
+        2u32,
+        3u64,
+        4i8,
+        5i16,
+        6i32,
+        7i64,
+        'x',
+        true,
+        1.5f64,
+        String::from("abc"),
+    );
+    assert_eq!(twelve.reclaim_size(), std::mem::size_of_val(&twelve) + 3);
+    assert!(rcu_reclaim::drops_anywhere::<(u8, u8, u8, u8, String)>());
+    let rcu = on_demand();
+    let table: rcu_reclaim::RcuHashMap<FiveTuple, Vec<u8>> = rcu_reclaim::RcuHashMap::new_in(&rcu);
+    let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    table.insert((a, 40000, b, 443, 6), vec![0u8; 1000]);
+    let before = rcu.pending_bytes();
+    assert!(table.remove(&(a, 40000, b, 443, 6)));
+    assert!(
+        rcu.pending_bytes() - before >= 1000,
+        "the removed entry's heap is booked"
+    );
+    rcu.barrier();
+}
+
 /// The std wrappers a cache's or a table's values hold (a cached
 /// `Result`, a per-entry `Mutex`, a lazily filled `OnceLock`, a heap of
 /// timers) size themselves, so a derived value holding them compiles and
