@@ -123,3 +123,52 @@ fn a_lone_readers_retires_inside_its_section_wait_for_that_section() {
         drops.assert_each_dropped_once();
     }
 }
+
+/// Queues a callback, then retires 5,000 values (a grace period asked for
+/// at each); returns whether the callback has run.
+fn call_then_retire(rcu: &Rcu) -> Arc<AtomicUsize> {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    rcu.call(move || {
+        r.fetch_add(1, Ordering::Relaxed);
+    });
+    for i in 0..5_000u64 {
+        rcu.defer_drop(Box::new([i; 8]));
+    }
+    ran
+}
+
+/// A raw section (`read_lock_raw`, no guard) on the lone reader holds up
+/// the grace periods its retires start, as a guard's does.
+#[test]
+fn a_lone_readers_raw_section_holds_up_its_retires() {
+    let rcu = Rcu::new(Config::new().pace_bytes(1)).expect("the default domain");
+    rcu.read_lock_raw();
+    let ran = call_then_retire(&rcu);
+    let before_unlock = ran.load(Ordering::Relaxed);
+    assert!(rcu.read_unlock_raw());
+    assert_eq!(
+        before_unlock, 0,
+        "a callback ran inside its caller's section"
+    );
+    rcu.barrier();
+    assert_eq!(ran.load(Ordering::Relaxed), 1);
+}
+
+/// An online QSBR thread is a reader between its quiescent states, guard
+/// or none: the grace periods its own retires start wait for its next
+/// report.
+#[test]
+fn a_lone_online_qsbr_thread_holds_up_its_retires_until_it_reports() {
+    let rcu = Rcu::new(Config::new().flavor(Flavor::Qsbr).pace_bytes(1)).expect("qsbr");
+    let mut me = rcu.register_qsbr_thread();
+    let ran = call_then_retire(&rcu);
+    assert_eq!(
+        ran.load(Ordering::Relaxed),
+        0,
+        "ran before its caller reported"
+    );
+    me.quiescent_state();
+    me.offline_while(|| rcu.barrier());
+    assert_eq!(ran.load(Ordering::Relaxed), 1);
+}
