@@ -25,13 +25,19 @@
 //! * For a generic type, a `FieldType: ReclaimSize` bound for each field
 //!   (not skipped) whose type names a type parameter; the type's own
 //!   bounds are kept.
+//! * For a `#[repr(packed)]` struct (`packed(N)` too), whose fields may be
+//!   unaligned and cannot be borrowed (E0793), each field not skipped is
+//!   copied out to be sized, so its type must be `Copy` (a `FieldType:
+//!   Copy` bound as well, for a field that names a type parameter); a
+//!   field that is not is an error at its type that names
+//!   `#[reclaim_size(skip)]`.
 //!
 //! A field whose type names the type itself (`Box<Self>`, `Vec<Tree<T>>`:
 //! a recursive type) is counted, but stays out of the constants, which
 //! would otherwise be defined by themselves (a cycle rustc rejects): the
-//! type is then not `PLAIN`, is `SHARED` only if such a field names `Arc`
-//! or `Rc` (or another field is), and such a field's `DROPS_ANYWHERE` is
-//! your word, as a skipped field's is. It gets no bound either (the impl
+//! type is then not `PLAIN`, is `SHARED` only if such a field names `Arc`,
+//! `Rc` or `Weak` (or another field is), and such a field's
+//! `DROPS_ANYWHERE` is your word, as a skipped field's is. It gets no bound either (the impl
 //! being derived is its bound).
 //!
 //! The attributes: on the type, `#[reclaim_size(drops_anywhere)]` and
@@ -102,6 +108,12 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
             quote_spanned!(ty.span()=> (#krate::__derive_field::<#ty>().heap_size)(#place))
         }
     };
+    // A `#[repr(packed)]` struct's fields may be unaligned: a reference to
+    // one is refused (E0793), so each is copied out (`&{ self.field }`),
+    // after `__derive_packed_field` checks, at the field's type, that it
+    // is `Copy` (its error names `skip`; the move out would otherwise be
+    // E0507, naming neither the packing nor the fix).
+    let packed = is_packed(&input.attrs);
 
     // Every field of the type (of every variant), and the body of
     // `reclaim_size` beyond `size_of::<Self>()`.
@@ -124,7 +136,15 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
                     None => Index::from(i).into_token_stream(),
                 };
                 let ty = &field.ty;
-                terms.push(heap_term(ty, quote!(&self.#member)));
+                if packed {
+                    let term = heap_term(ty, quote!(&{ self.#member }));
+                    terms.push(quote_spanned!(ty.span()=> {
+                        #krate::__derive_packed_field::<#ty>();
+                        #term
+                    }));
+                } else {
+                    terms.push(heap_term(ty, quote!(&self.#member)));
+                }
             }
             quote!(#(+ #terms)*)
         }
@@ -208,16 +228,24 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2> {
             bounded.push(key);
             let predicate: WherePredicate = syn::parse_quote!(#ty: #trait_path);
             where_clause.predicates.push(predicate);
+            if packed {
+                // Copied out to be sized (see `packed` above).
+                let predicate: WherePredicate = syn::parse_quote!(#ty: ::core::marker::Copy);
+                where_clause.predicates.push(predicate);
+            }
         }
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
-    // A recursive field is taken as shared when it names `Arc` or `Rc` (the
-    // std's shared pointers); through a `Box`, `Vec` or `Option` it adds
-    // nothing the other fields do not say.
+    // A recursive field is taken as shared when it names `Arc`, `Rc` or
+    // `Weak` (the std's shared pointers and their weak links, such as a
+    // tree's parent link: `SHARED`, as such a field that is not recursive
+    // says); through a `Box`, `Vec` or `Option` it adds nothing the other
+    // fields do not say.
     let arc_rc = [
         Ident::new("Arc", name.span()),
         Ident::new("Rc", name.span()),
+        Ident::new("Weak", name.span()),
     ];
     let arc_rc: Vec<&Ident> = arc_rc.iter().collect();
     let recursive_shared = recursive
@@ -312,6 +340,22 @@ fn dropped_with_the_value(ty: &Type) -> Result<()> {
              contents' `heap_size()`)"
         ),
     ))
+}
+
+/// Whether the type is `#[repr(packed)]` or `#[repr(packed(N))]` (beside
+/// other representations: `#[repr(C, packed)]`).
+fn is_packed(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("repr"))
+        .any(|a| match &a.meta {
+            syn::Meta::List(list) => list
+                .tokens
+                .clone()
+                .into_iter()
+                .any(|t| matches!(t, TokenTree::Ident(ident) if ident == "packed")),
+            _ => false,
+        })
 }
 
 /// Whether `tokens` (a type) names any of `params`.
@@ -472,6 +516,34 @@ mod tests {
         let out = expand_str("struct C { up: Option<std::sync::Arc<C>> }").unwrap();
         assert!(
             out.contains("const SHARED : :: core :: primitive :: bool = true"),
+            "{out}"
+        );
+    }
+
+    /// A packed struct's fields may be unaligned: each is copied out
+    /// (`&{ self.field }`, checked `Copy` first) rather than borrowed,
+    /// which rustc refuses (E0793); a generic one is bounded `Copy` too.
+    #[test]
+    fn a_packed_struct_copies_its_fields_out() {
+        for repr in ["packed", "C, packed", "packed(2)"] {
+            let src = format!(
+                "#[repr({repr})] struct P<T> {{ a: u32, b: T, #[reclaim_size(skip)] c: String }}"
+            );
+            let out = expand_str(&src).unwrap();
+            assert!(
+                out.contains("& { self . a }") && out.contains("& { self . b }"),
+                "{out}"
+            );
+            assert!(
+                !out.contains("& self . a") && !out.contains("self . c"),
+                "{out}"
+            );
+            assert!(out.contains("__derive_packed_field :: < u32 >"), "{out}");
+            assert!(out.contains("T : :: core :: marker :: Copy"), "{out}");
+        }
+        let out = expand_str("#[repr(C)] struct S { a: u32 }").unwrap();
+        assert!(
+            out.contains("& self . a") && !out.contains("packed"),
             "{out}"
         );
     }

@@ -598,6 +598,30 @@
 //! }
 //! ```
 //!
+//! A field of a `#[repr(packed)]` struct that is not `Copy` (the derive
+//! copies each field out, a packed field being possibly unaligned; an
+//! error at the field's type that names `#[reclaim_size(skip)]`, where
+//! rustc's E0793 at the derive named neither the cause nor the fix):
+//!
+//! ```compile_fail,E0277
+//! #[derive(rcu_reclaim::ReclaimSize)]
+//! #[repr(C, packed)]
+//! struct Header {
+//!     kind: u8,
+//!     name: String, // error: `#[derive(ReclaimSize)]` cannot read a field of type `String`
+//! }
+//! ```
+//!
+//! A cache weighed by `ReclaimSize` refuses a `Weak` (`SHARED`: the last
+//! one keeps the allocation alive), as it refuses an `Arc`:
+//!
+//! ```compile_fail
+//! use std::sync::Arc;
+//! let owner = Arc::new(vec![0u8; 1 << 16]);
+//! let cache = rcu_reclaim::RcuCache::builder().max_bytes(1 << 20).build();
+//! cache.insert(1u32, Arc::downgrade(&owner)); // error: weighed by its pointer
+//! ```
+//!
 //! A cache weighed by `ReclaimSize` refuses a derived value with an `Arc`
 //! field (`SHARED`), as it refuses the `Arc` itself (E0080, as the cache's
 //! code is generated):

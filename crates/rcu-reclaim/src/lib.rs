@@ -705,6 +705,8 @@ pub use size::field_drops_anywhere as __field_drops_anywhere;
 pub use size::field_shared as __field_shared;
 #[doc(hidden)]
 pub use size::{derive_field as __derive_field, DeriveField as __DeriveField};
+#[doc(hidden)]
+pub use size::{derive_packed_field as __derive_packed_field, PackedField as __PackedField};
 pub use size::{drops_anywhere, ReclaimSize};
 
 /// Derives [`ReclaimSize`](trait@ReclaimSize) for a struct or an enum:
@@ -742,8 +744,8 @@ pub use size::{drops_anywhere, ReclaimSize};
 ///
 /// What it declares besides the size:
 ///
-/// * [`SHARED`](ReclaimSize::SHARED) when a field does (an `Arc` or `Rc`
-///   in it: an [`RcuCache`] then asks for a weigher);
+/// * [`SHARED`](ReclaimSize::SHARED) when a field does (an `Arc`, an `Rc`
+///   or a `Weak` in it: an [`RcuCache`] then asks for a weigher);
 /// * [`PLAIN`](ReclaimSize::PLAIN) when every field is plain (owns no
 ///   heap) and none is skipped;
 /// * [`DROPS_ANYWHERE`](ReclaimSize::DROPS_ANYWHERE) only when the type
@@ -804,8 +806,8 @@ pub use size::{drops_anywhere, ReclaimSize};
 /// A type that holds itself (a tree of `Box<Self>` or `Vec<Self>`) is
 /// counted at every level. Its fields that name the type stay out of the
 /// constants, which would otherwise be defined by themselves: the type is
-/// then not `PLAIN`, is `SHARED` only if such a field names `Arc` or `Rc`
-/// (or another field is shared), and such a field drops anywhere on your
+/// then not `PLAIN`, is `SHARED` only if such a field names `Arc`, `Rc` or
+/// `Weak` (or another field is shared), and such a field drops anywhere on your
 /// word, as a skipped one does. Two types that hold each other (`A` holds a
 /// `Box<B>`, `B` an `Option<Box<A>>`) are still a cycle rustc rejects:
 /// implement one of them by hand.
@@ -818,8 +820,32 @@ pub use size::{drops_anywhere, ReclaimSize};
 /// assert_eq!(t.reclaim_size(), 2 * std::mem::size_of::<Tree>() + 2);
 /// ```
 ///
-/// Fields are read by reference, so a `#[repr(packed)]` type implements
-/// `ReclaimSize` by hand.
+/// A `#[repr(packed)]` struct's fields may be unaligned, and a reference
+/// to one is refused (E0793): the derive copies each field out instead,
+/// so each field it counts must be `Copy` (a wire header of numbers and
+/// byte arrays). A field that is not is a compile error that names the
+/// fix: mark it `#[reclaim_size(skip)]` (its inline bytes only), or
+/// remove `#[repr(packed)]`.
+///
+/// ```
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+/// #[derive(ReclaimSize, Clone, Copy)]
+/// #[repr(C, packed)]
+/// struct Header { kind: u8, len: u32, src: [u8; 4] }
+/// let h = Header { kind: 1, len: 64, src: [10, 0, 0, 1] };
+/// assert_eq!(h.reclaim_size(), std::mem::size_of::<Header>());
+/// assert!(<Header as ReclaimSize>::PLAIN && drops_anywhere::<Header>());
+///
+/// #[derive(ReclaimSize)]
+/// #[repr(packed)]
+/// struct Tagged {
+///     id: u64,
+///     #[reclaim_size(skip)] // not `Copy`: counted by its inline bytes
+///     name: String,
+/// }
+/// let t = Tagged { id: 1, name: String::from("abc") };
+/// assert_eq!(t.reclaim_size(), std::mem::size_of::<Tagged>());
+/// ```
 ///
 /// The attributes: on the type, `#[reclaim_size(drops_anywhere)]` and
 /// `#[reclaim_size(crate = "path")]` (where the crate is not

@@ -6,8 +6,10 @@
 //! struct opt in (`#[derive(ReclaimSize)]`, the first way, is the
 //! `rcu-reclaim-derive` crate's, re-exported beside the trait).
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
 use std::mem::size_of;
+use std::ops::{Bound, Range, RangeFrom, RangeInclusive, RangeTo, RangeToInclusive};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -16,13 +18,16 @@ use std::sync::Arc;
 /// the heap memory it owns and frees when dropped.
 ///
 /// Implemented for the primitives, `()`, `String`, `Vec`, `VecDeque`,
-/// `Box`, `Box<[T]>`, `Box<str>`, references (the pointer only), arrays,
-/// `Option`, `Cow`, tuples up to 12, the std maps and sets (approximated:
-/// their buffers or nodes plus each element's own heap), `PhantomData`,
-/// `AtomicPtr` (the pointer only), and shared pointers (`Arc`, `Rc`, counted as the
-/// pointer only: dropping one frees its pointee only if it was the last,
-/// which retire time cannot know; size such a value with a `_sized` call
-/// when it is known to be the last).
+/// `LinkedList`, `Box`, `Box<[T]>`, `Box<str>`, references (the pointer
+/// only), arrays, `Option`, `Cow`, tuples up to 12, the ranges (`a..b`,
+/// `a..=b`, `a..`, `..b`, `..=b`, `..`) and `Bound`, the std maps and sets
+/// (approximated: their buffers or nodes plus each element's own heap),
+/// `PhantomData`, `AtomicPtr` (the pointer only), shared pointers (`Arc`,
+/// `Rc`, counted as the pointer only: dropping one frees its pointee only
+/// if it was the last, which retire time cannot know; size such a value
+/// with a `_sized` call when it is known to be the last), their `Weak`s
+/// (the pointer only, too), and `Pin` of a `Box`, an `Arc`, an `Rc` or a
+/// reference (as the pointer it pins).
 ///
 /// A struct or an enum of yours opts in with `#[derive(ReclaimSize)]`
 /// (the `derive` feature, on by default), which counts every field's heap;
@@ -57,22 +62,58 @@ use std::sync::Arc;
 /// let v: Vec<u64> = Vec::with_capacity(100);
 /// assert_eq!(v.reclaim_size(), std::mem::size_of::<Vec<u64>>() + 800);
 /// ```
+///
+/// A type of another crate that lacks `ReclaimSize` takes neither the
+/// derive nor `reclaim_size!` nor an impl of yours (the orphan rule): put
+/// it in a newtype of yours that implements the trait by hand, from what
+/// the type's own API says of its memory (its `capacity()`, its `len()`),
+/// and derive as usual around the newtype. A field of such a type that
+/// owns no heap (a handle, an id) is marked `#[reclaim_size(skip)]`
+/// instead.
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// mod other_crate {
+///     pub struct Buffer(Vec<u8>); // no `ReclaimSize`
+///     impl Buffer {
+///         pub fn with_capacity(n: usize) -> Self { Buffer(Vec::with_capacity(n)) }
+///         pub fn capacity(&self) -> usize { self.0.capacity() }
+///     }
+/// }
+/// struct Buffer(other_crate::Buffer);
+/// impl ReclaimSize for Buffer {
+///     fn reclaim_size(&self) -> usize {
+///         std::mem::size_of::<Self>() + self.0.capacity()
+///     }
+/// }
+/// #[derive(ReclaimSize)]
+/// struct Conn { name: String, buffer: Buffer }
+/// let c = Conn { name: "db".into(), buffer: Buffer(other_crate::Buffer::with_capacity(4096)) };
+/// assert_eq!(c.reclaim_size(), std::mem::size_of::<Conn>() + 2 + 4096);
+/// ```
 #[diagnostic::on_unimplemented(
     // The message says the fix too: where rustc also suggests borrowing
     // (`&T` implements the trait, and `defer_drop`'s `T` comes from its
     // argument), it shows neither the label nor the notes below.
     message = "`{Self}` does not implement `ReclaimSize`: rcu-reclaim cannot tell how many bytes \
                retiring it frees; add `#[derive(rcu_reclaim::ReclaimSize)]` to it, or declare its \
-               heap-owning fields with `rcu_reclaim::reclaim_size!` (or name the bytes with a \
-               `_sized` call)",
+               heap-owning fields with `rcu_reclaim::reclaim_size!`; if it is another crate's \
+               type, which takes neither, wrap it in a newtype of yours that implements \
+               `ReclaimSize` by hand, or, if it owns no heap, mark the field that holds it \
+               `#[reclaim_size(skip)]` (or name the bytes with a `_sized` call)",
     label = "`{Self}` has no `ReclaimSize`",
     note = "for a struct or an enum of yours, `#[derive(rcu_reclaim::ReclaimSize)]` counts every \
             field (`#[reclaim_size(drops_anywhere)]` on the type if its `Drop` takes no lock); \
             a field of a derived type whose type lacks `ReclaimSize` and owns no heap is marked \
-            `#[reclaim_size(skip)]` (only its inline bytes are counted); a type of another \
-            crate that owns heap (which you can neither derive nor implement it for) goes in a \
-            newtype of yours that implements `ReclaimSize` by hand",
-    note = "without the derive: `rcu_reclaim::reclaim_size!({Self} {{ field1, field2 }});` \
+            `#[reclaim_size(skip)]` (only its inline bytes are counted)",
+    note = "a type of another crate takes neither the derive, nor `reclaim_size!`, nor an impl \
+            of yours (the orphan rule): if it owns heap, wrap it in a newtype of yours, \
+            `struct Wrapper(other_crate::Type);`, that implements `ReclaimSize` by hand \
+            (`size_of::<Self>()` plus the bytes the type's own API reports, e.g. its \
+            `capacity()`), and hold the newtype in your field; if it owns none, mark that field \
+            `#[reclaim_size(skip)]`",
+    note = "without the derive, for a type of yours: \
+            `rcu_reclaim::reclaim_size!({Self} {{ field1, field2 }});` \
             names the heap-owning fields (a generic struct's parameters in brackets: \
             `reclaim_size!(impl[T: ReclaimSize] Name<T> {{ field1 }})`), \
             `rcu_reclaim::reclaim_size!({Self});` a type that owns no heap, or implement \
@@ -126,18 +167,20 @@ pub trait ReclaimSize {
     /// ```
     const DROPS_ANYWHERE: bool = false;
 
-    /// Whether a value of the type may hold shared pointers (`Arc`, `Rc`),
-    /// whose pointees [`reclaim_size`](ReclaimSize::reclaim_size) leaves
-    /// out: retiring one owner frees its pointer only. That is the right
+    /// Whether a value of the type may hold shared pointers (`Arc`, `Rc`,
+    /// and their `Weak`s, which keep the allocation alive), whose pointees
+    /// [`reclaim_size`](ReclaimSize::reclaim_size) leaves out: retiring
+    /// one owner frees its pointer only. That is the right
     /// count for reclamation, and the wrong one for a byte capacity: an
     /// [`RcuCache`](crate::RcuCache) weighed by `ReclaimSize` (its
     /// default weigher) refuses, at compile time, keys or values that say
     /// so, asking for a [`weigher`](crate::RcuCacheBuilder::weigher)
     /// that counts the memory an entry keeps alive.
     ///
-    /// `true` for `Arc` and `Rc`, and for the std containers, `Option`,
-    /// `Box` and tuples that hold them; a type that derives `ReclaimSize`
-    /// says it when a field does (one it skips aside), and a struct sized by
+    /// `true` for `Arc`, `Rc`, their `Weak`s and a `Pin` of either, and for
+    /// the std containers, `Option`, `Box` and tuples that hold them; a
+    /// type that derives `ReclaimSize` says it when a field does (one it
+    /// skips aside), and a struct sized by
     /// [`reclaim_size!`](crate::reclaim_size) when a field it names does.
     ///
     /// ```
@@ -427,6 +470,32 @@ pub const fn derive_field<F: ReclaimSize>() -> DeriveField<F> {
     }
 }
 
+/// For `#[derive(ReclaimSize)]` on a `#[repr(packed)]` struct, whose
+/// fields may be unaligned and so are copied out to be sized (a reference
+/// to one is refused, E0793): the field's type must be `Copy`, and the
+/// error, at the field's type, says what to do when it is not.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`#[derive(ReclaimSize)]` cannot read a field of type `{Self}` in a \
+               `#[repr(packed)]` struct: a packed field may be unaligned, so the derive copies \
+               each field out to size it, and `{Self}` is not `Copy`",
+    label = "a field of a packed struct that is not `Copy`",
+    note = "mark the field `#[reclaim_size(skip)]` (only its inline bytes are counted: right for \
+            a field that owns no heap), or remove `#[repr(packed)]` (the derive then reads \
+            every field by reference), or retire the value with a `_sized` call \
+            (`Rcu::defer_drop_sized`, `RcuCell::store_weighed`) that names its bytes"
+)]
+pub trait PackedField {}
+
+impl<T: Copy> PackedField for T {}
+
+/// For `#[derive(ReclaimSize)]` on a `#[repr(packed)]` struct: see
+/// [`PackedField`]. Called, for nothing but its bound, before a field is
+/// copied out.
+#[doc(hidden)]
+#[inline(always)]
+pub const fn derive_packed_field<F: PackedField>() {}
+
 /// For [`reclaim_size!`](crate::reclaim_size): whether the field `f`
 /// selects may hold shared pointers ([`ReclaimSize::SHARED`]; the closure
 /// only names the field's type; it is never called).
@@ -476,6 +545,8 @@ plain!(
     std::time::Instant,
     std::time::SystemTime,
     std::cmp::Ordering,
+    // `..`: no ends.
+    std::ops::RangeFull,
     std::num::NonZeroU8,
     std::num::NonZeroU16,
     std::num::NonZeroU32,
@@ -563,6 +634,33 @@ impl<T: ReclaimSize> ReclaimSize for VecDeque<T> {
     const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
     fn reclaim_size(&self) -> usize {
         size_of::<Self>() + self.capacity() * size_of::<T>() + items_heap(self.iter())
+    }
+}
+
+/// A node per element (the element and its two links, one allocation
+/// each) plus each element's own heap.
+///
+/// ```
+/// use std::collections::LinkedList;
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+/// let list: LinkedList<String> = ["ab", "cde"].map(String::from).into();
+/// // Two nodes of a `String` and two links each, and the strings' 5 bytes.
+/// let node = std::mem::size_of::<String>() + 2 * std::mem::size_of::<usize>();
+/// assert_eq!(list.heap_size(), 2 * node + 5);
+/// assert!(drops_anywhere::<LinkedList<String>>());
+/// ```
+impl<T: ReclaimSize> ReclaimSize for LinkedList<T> {
+    const SHARED: bool = T::SHARED;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        // std's node: `next` and `prev` (`Option<NonNull<Node<T>>>`, a
+        // pointer each) and the element, laid out as this tuple is.
+        let node = size_of::<(
+            Option<std::ptr::NonNull<u8>>,
+            Option<std::ptr::NonNull<u8>>,
+            T,
+        )>();
+        size_of::<Self>() + self.len().saturating_mul(node) + items_heap(self.iter())
     }
 }
 
@@ -663,6 +761,94 @@ macro_rules! wrapper {
 }
 
 wrapper!(cmp::Reverse, num::Wrapping);
+
+/// What the bounds own (a range of keys kept beside a value, a lease's
+/// span of ids): both ends of `start..end`, and each of the other ranges'
+/// ends; `..` owns nothing.
+///
+/// ```
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+/// let ids = 10u64..20;
+/// assert_eq!(ids.reclaim_size(), std::mem::size_of::<std::ops::Range<u64>>());
+/// let keys = String::from("apple")..String::with_capacity(10);
+/// assert_eq!(keys.heap_size(), 5 + 10);
+/// assert!(<std::ops::Range<u64> as ReclaimSize>::PLAIN);
+/// assert!(drops_anywhere::<std::ops::Range<String>>());
+/// ```
+impl<T: ReclaimSize> ReclaimSize for Range<T> {
+    const SHARED: bool = T::SHARED;
+    const PLAIN: bool = T::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.start.heap_size() + self.end.heap_size()
+    }
+}
+
+/// As `Range`: both ends of `start..=end`.
+///
+/// ```
+/// use rcu_reclaim::ReclaimSize;
+/// let keys = String::from("a")..=String::from("zz");
+/// assert_eq!(keys.heap_size(), 1 + 2);
+/// assert!(<std::ops::RangeInclusive<u32> as ReclaimSize>::PLAIN);
+/// ```
+impl<T: ReclaimSize> ReclaimSize for RangeInclusive<T> {
+    const SHARED: bool = T::SHARED;
+    const PLAIN: bool = T::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + self.start().heap_size() + self.end().heap_size()
+    }
+}
+
+/// As `Range`, for the ranges of one end: what the end owns.
+macro_rules! one_ended_range {
+    ($($r:ident . $end:ident : $example:literal),*) => {$(
+        /// As `Range`: what its one end owns.
+        ///
+        /// ```
+        /// use rcu_reclaim::ReclaimSize;
+        #[doc = concat!("let r = ", $example, ";")]
+        /// assert_eq!(r.heap_size(), 3);
+        #[doc = concat!("assert!(<std::ops::", stringify!($r), "<u64> as ReclaimSize>::PLAIN);")]
+        /// ```
+        impl<T: ReclaimSize> ReclaimSize for $r<T> {
+            const SHARED: bool = T::SHARED;
+            const PLAIN: bool = T::PLAIN;
+            const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+            fn reclaim_size(&self) -> usize {
+                size_of::<Self>() + self.$end.heap_size()
+            }
+        }
+    )*};
+}
+
+one_ended_range!(
+    RangeFrom.start: "String::from(\"abc\")..",
+    RangeTo.end: "..String::from(\"abc\")",
+    RangeToInclusive.end: "..=String::from(\"abc\")"
+);
+
+/// What the bound's value owns, if it has one (a range query's ends).
+///
+/// ```
+/// use std::ops::Bound;
+/// use rcu_reclaim::ReclaimSize;
+/// assert_eq!(Bound::Included(String::from("abc")).heap_size(), 3);
+/// assert_eq!(Bound::<String>::Unbounded.heap_size(), 0);
+/// ```
+impl<T: ReclaimSize> ReclaimSize for Bound<T> {
+    const SHARED: bool = T::SHARED;
+    const PLAIN: bool = T::PLAIN;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+            + match self {
+                Bound::Included(t) | Bound::Excluded(t) => t.heap_size(),
+                Bound::Unbounded => 0,
+            }
+    }
+}
 
 /// What the guarded value owns, read with `try_lock`: sizing never waits
 /// for the lock (a retiring call must not block on it, and may be made by
@@ -786,6 +972,141 @@ impl<T: ?Sized> ReclaimSize for Rc<T> {
     const PLAIN: bool = true;
     /// As `Arc`.
     const DROPS_ANYWHERE: bool = !std::mem::needs_drop::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// A weak pointer: the pointer only, as `Arc` (it owns none of the
+/// value's bytes, nor its heap).
+///
+/// Still [`SHARED`](ReclaimSize::SHARED): the last `Weak` keeps the
+/// allocation (the value's inline bytes, the whole slice of an
+/// `Arc<[T]>`) alive after the last `Arc` is gone, so it is refused by a
+/// cache weighed by `ReclaimSize`, as an `Arc` is. And
+/// [`DROPS_ANYWHERE`](ReclaimSize::DROPS_ANYWHERE) whatever `T` is: a
+/// `Weak`'s drop never drops the value (the last `Arc`'s does); it only
+/// lowers the weak count and, if it was the last pointer of any kind,
+/// frees the allocation.
+///
+/// ```
+/// use std::sync::{Arc, Weak};
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+/// let owner = Arc::new(vec![0u8; 4096]);
+/// let weak: Weak<Vec<u8>> = Arc::downgrade(&owner);
+/// assert_eq!(weak.reclaim_size(), std::mem::size_of::<Weak<Vec<u8>>>());
+/// assert!(<Weak<Vec<u8>> as ReclaimSize>::SHARED && <Weak<Vec<u8>> as ReclaimSize>::PLAIN);
+/// // Unlike `Arc<String>`'s, its drop runs no `String`'s.
+/// assert!(drops_anywhere::<Weak<String>>() && !drops_anywhere::<Arc<String>>());
+/// ```
+impl<T: ?Sized> ReclaimSize for std::sync::Weak<T> {
+    const SHARED: bool = true;
+    const PLAIN: bool = true;
+    /// Whatever `T` is: the drop never drops a `T`, it only frees memory.
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// As `std::sync::Weak`: the pointer only, `SHARED`, and dropped anywhere.
+///
+/// ```
+/// use std::rc::{Rc, Weak};
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+/// let owner = Rc::new(String::from("parent"));
+/// let weak: Weak<String> = Rc::downgrade(&owner);
+/// assert_eq!(weak.reclaim_size(), std::mem::size_of::<Weak<String>>());
+/// assert!(<Weak<String> as ReclaimSize>::SHARED && drops_anywhere::<Weak<String>>());
+/// ```
+impl<T: ?Sized> ReclaimSize for std::rc::Weak<T> {
+    const SHARED: bool = true;
+    const PLAIN: bool = true;
+    /// As `std::sync::Weak`'s.
+    const DROPS_ANYWHERE: bool = true;
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// As the `Box` it pins: the box and the value in it, with the value's
+/// heap (a pinned future or a self-referential node kept in a value).
+///
+/// `Pin` is implemented for the std pointers (`Box`, `Arc`, `Rc`, `&T`),
+/// not for any `Pin<P>`: a `Pin` hands out no `&P` to size it by, and
+/// sizing through a `P` of another crate would call its code on a
+/// pointer whose pointee was promised never to move.
+///
+/// ```
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+/// let pinned = Box::pin(vec![0u8; 100]);
+/// assert_eq!(
+///     pinned.reclaim_size(),
+///     std::mem::size_of::<Box<Vec<u8>>>() + std::mem::size_of::<Vec<u8>>() + 100
+/// );
+/// assert!(drops_anywhere::<std::pin::Pin<Box<String>>>());
+/// ```
+impl<T: ReclaimSize> ReclaimSize for Pin<Box<T>> {
+    const SHARED: bool = T::SHARED;
+    const PLAIN: bool = false;
+    const DROPS_ANYWHERE: bool = drops_anywhere::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>() + T::reclaim_size(&**self)
+    }
+}
+
+/// As the `Arc` it pins: the pointer only.
+///
+/// ```
+/// use std::pin::Pin;
+/// use std::sync::Arc;
+/// use rcu_reclaim::{drops_anywhere, ReclaimSize};
+/// let pinned = Arc::pin(String::from("shared"));
+/// assert_eq!(pinned.reclaim_size(), std::mem::size_of::<Arc<String>>());
+/// assert!(<Pin<Arc<String>> as ReclaimSize>::SHARED);
+/// assert!(!drops_anywhere::<Pin<Arc<String>>>());
+/// ```
+impl<T: ?Sized> ReclaimSize for Pin<Arc<T>> {
+    const SHARED: bool = true;
+    const PLAIN: bool = true;
+    /// As `Arc`'s.
+    const DROPS_ANYWHERE: bool = !std::mem::needs_drop::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// As the `Rc` it pins: the pointer only.
+///
+/// ```
+/// use std::pin::Pin;
+/// use std::rc::Rc;
+/// use rcu_reclaim::ReclaimSize;
+/// let pinned = Rc::pin(7u64);
+/// assert_eq!(pinned.reclaim_size(), std::mem::size_of::<Rc<u64>>());
+/// assert!(<Pin<Rc<u64>> as ReclaimSize>::SHARED);
+/// ```
+impl<T: ?Sized> ReclaimSize for Pin<Rc<T>> {
+    const SHARED: bool = true;
+    const PLAIN: bool = true;
+    /// As `Rc`'s.
+    const DROPS_ANYWHERE: bool = !std::mem::needs_drop::<T>();
+    fn reclaim_size(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+/// As the reference it pins: the reference only.
+///
+/// ```
+/// use std::pin::Pin;
+/// use rcu_reclaim::ReclaimSize;
+/// static VALUE: u64 = 7;
+/// let pinned: Pin<&'static u64> = Pin::static_ref(&VALUE);
+/// assert_eq!(pinned.reclaim_size(), std::mem::size_of::<&u64>());
+/// ```
+impl<T: ?Sized> ReclaimSize for Pin<&T> {
+    const PLAIN: bool = true;
     fn reclaim_size(&self) -> usize {
         size_of::<Self>()
     }

@@ -543,3 +543,235 @@ fn the_derive_and_the_macro_name_the_primitives_in_full() {
     );
     let _: fn(&Never) -> std::primitive::usize = ReclaimSize::reclaim_size;
 }
+
+/// `#[repr(packed)]`: the derive borrowed each field (`&self.field`),
+/// which rustc refuses for a packed field (E0793, "reference to field of
+/// packed struct is unaligned", pointing at the derive), so a packed wire
+/// header could not derive `ReclaimSize` at all. Each field is now copied
+/// out; a field that is not `Copy` is skipped (or is an error naming
+/// `skip`: `a_packed_field_that_is_not_copy_is_an_error_naming_skip`).
+#[derive(ReclaimSize, Clone, Copy)]
+#[repr(C, packed)]
+struct WireHeader {
+    kind: u8,
+    len: u32,
+    src: [u16; 3],
+    seq: Option<u64>,
+}
+
+#[derive(ReclaimSize)]
+#[reclaim_size(drops_anywhere)]
+#[repr(Rust, packed(2))]
+struct PackedNamed {
+    id: u64,
+    #[reclaim_size(skip)]
+    name: String,
+}
+
+#[derive(ReclaimSize)]
+#[repr(Rust, packed)]
+struct PackedTuple<T>(u8, T, &'static str);
+
+#[test]
+fn a_packed_struct_derives_by_copying_its_fields() {
+    let h = WireHeader {
+        kind: 1,
+        len: 64,
+        src: [10, 0, 1],
+        seq: Some(7),
+    };
+    assert_eq!(h.reclaim_size(), size_of::<WireHeader>());
+    assert_eq!({ h.kind } as u32 + { h.len } + { h.src }[2] as u32, 66);
+    assert_eq!({ h.seq }, Some(7));
+    let n = PackedNamed {
+        id: 3,
+        name: String::from("abc"),
+    };
+    assert_eq!({ n.id }, 3);
+    assert_eq!(n.reclaim_size(), size_of::<PackedNamed>());
+    let PackedNamed { name, .. } = n; // moved out: no reference to it
+    assert_eq!(name, "abc");
+    let t = PackedTuple(1, 2.5f64, "x");
+    assert_eq!(({ t.0 }, { t.1 }, { t.2 }), (1, 2.5, "x"));
+    assert_eq!(t.reclaim_size(), size_of::<PackedTuple<f64>>());
+    const {
+        assert!(WireHeader::PLAIN && !WireHeader::SHARED);
+        assert!(!PackedNamed::PLAIN && PackedNamed::DROPS_ANYWHERE);
+        assert!(<PackedTuple<u32>>::PLAIN);
+    }
+    // Retired and booked as any derived value.
+    let rcu = on_demand();
+    let cell = RcuCell::new_in(&rcu, Box::new(h));
+    cell.store(Box::new(h));
+    assert_eq!(rcu.pending_bytes(), size_of::<WireHeader>());
+    rcu.barrier();
+}
+
+/// A tree's parent link, `Weak<Self>`: recursive, so out of the
+/// constants, and taken as `SHARED` by its name as `Arc` and `Rc` are (a
+/// `Weak` field that is not recursive says `SHARED` itself): the derive
+/// looked for `Arc` and `Rc` only, and such a type was not `SHARED`, so a
+/// cache weighed by `ReclaimSize` took it.
+#[derive(ReclaimSize)]
+struct TreeNode {
+    name: String,
+    parent: Option<std::sync::Weak<TreeNode>>,
+}
+
+#[test]
+fn a_weak_parent_link_is_shared() {
+    let root = Arc::new(TreeNode {
+        name: String::from("root"),
+        parent: None,
+    });
+    let child = TreeNode {
+        name: String::from("c"),
+        parent: Some(Arc::downgrade(&root)),
+    };
+    assert_eq!(child.reclaim_size(), size_of::<TreeNode>() + 1);
+    assert!(child.parent.as_ref().unwrap().upgrade().unwrap().name == "root");
+    const {
+        assert!(TreeNode::SHARED && !TreeNode::PLAIN);
+    }
+}
+
+/// What rustc says of `src` (a library crate that uses `rcu_reclaim`),
+/// compiled against an rcu-reclaim beside this test's binary: the newest
+/// `librcu_reclaim-*.rlib` there that rustc can load with the derive
+/// (the deps directory may also hold one built by another toolchain, or
+/// without the `derive` feature for the drop-in crates). `None` where
+/// none loads (sanitizer flags that rustc is not given here): the
+/// diagnostics under test are then not reached.
+fn rustc_says(name: &str, src: &str) -> Option<String> {
+    use std::process::Command;
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let deps = exe.parent().expect("<target>/<profile>/deps");
+    let mut rlibs: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(deps)
+        .expect("the deps directory")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("librcu_reclaim-") && n.ends_with(".rlib")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    rlibs.sort();
+    let dir = std::env::temp_dir().join(format!(
+        "rcu-reclaim-diagnostics-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lib.rs");
+    std::fs::write(&file, src).unwrap();
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let mut unloaded = String::new();
+    for (_, rlib) in rlibs.iter().rev() {
+        let out = Command::new(&rustc)
+            .args([
+                "--edition",
+                "2021",
+                "--crate-type",
+                "lib",
+                "--emit",
+                "metadata",
+            ])
+            .args(["--color", "never", "--crate-name", "diagnostics"])
+            .arg("-L")
+            .arg(format!("dependency={}", deps.display()))
+            .arg("--extern")
+            .arg(format!("rcu_reclaim={}", rlib.display()))
+            .arg("--out-dir")
+            .arg(&dir)
+            .arg(&file)
+            .output()
+            .expect("rustc runs");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        // Another rustc's, one whose dependencies are gone, another
+        // sanitizer's, one without the derive.
+        let not_loaded = [
+            "E0460",
+            "E0461",
+            "E0462",
+            "E0463",
+            "E0464",
+            "E0514",
+            "mixing `-Z",
+            "cannot find derive macro",
+            "could not find `ReclaimSize`",
+        ];
+        if not_loaded.iter().any(|e| said.contains(e)) {
+            unloaded += &format!("{}:\n{said}\n", rlib.display());
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!out.status.success(), "{name} compiled: {said}");
+        return Some(said);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("{name}: no rcu-reclaim loads here, not checked:\n{unloaded}");
+    None
+}
+
+/// A field of another crate's type without `ReclaimSize` (std's `File`
+/// here): the error said to derive the trait for it or name its fields
+/// with `reclaim_size!`, neither of which another crate's type takes (the
+/// orphan rule), and its notes told to implement it by hand, which the
+/// orphan rule refuses too. The message (all rustc shows where it
+/// suggests borrowing instead) now names the newtype and `skip`, and a
+/// note shows the newtype.
+#[test]
+#[cfg_attr(miri, ignore = "runs rustc")]
+fn the_missing_impl_error_says_what_to_do_with_another_crates_type() {
+    let Some(said) = rustc_says(
+        "foreign",
+        "#[derive(rcu_reclaim::ReclaimSize)]\n\
+         pub struct Log { pub name: String, pub file: std::fs::File }\n\
+         pub fn retire(rcu: &rcu_reclaim::Rcu, file: std::fs::File) {\n\
+             rcu.defer_drop(Box::new(file));\n\
+         }\n",
+    ) else {
+        return;
+    };
+    let messages: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("error[E0277]: `File` does not implement `ReclaimSize`"))
+        .collect();
+    assert_eq!(messages.len(), 2, "the field and the retire: {said}");
+    for m in messages {
+        assert!(
+            m.contains("another crate's type")
+                && m.contains("newtype of yours")
+                && m.contains("#[reclaim_size(skip)]"),
+            "{m}"
+        );
+    }
+    assert!(
+        said.contains("struct Wrapper(other_crate::Type);") && said.contains("the orphan rule"),
+        "{said}"
+    );
+}
+
+/// A field of a packed struct that is not `Copy` (the derive copies
+/// fields out: see `a_packed_struct_derives_by_copying_its_fields`): an
+/// error at the field's type that says why and names `skip`, not rustc's
+/// E0793 at the derive.
+#[test]
+#[cfg_attr(miri, ignore = "runs rustc")]
+fn a_packed_field_that_is_not_copy_is_an_error_naming_skip() {
+    let Some(said) = rustc_says(
+        "packed",
+        "#[derive(rcu_reclaim::ReclaimSize)]\n\
+         #[repr(C, packed)]\n\
+         pub struct Header { pub kind: u8, pub name: String }\n",
+    ) else {
+        return;
+    };
+    assert!(
+        said.contains("error[E0277]: `#[derive(ReclaimSize)]` cannot read a field of type `String` in a `#[repr(packed)]` struct")
+            && said.contains("mark the field `#[reclaim_size(skip)]`")
+            && said.contains("pub name: String")
+            && !said.contains("E0793"),
+        "{said}"
+    );
+}

@@ -388,3 +388,127 @@ fn std_wrappers_in_values_size_themselves() {
     assert!(cache.insert(2, Err("not found".into())));
     assert!(cache.bytes() >= 1000 + 9);
 }
+
+/// The std ranges, `Bound`, `Pin` of the std pointers, `LinkedList` and
+/// the `Weak`s had no `ReclaimSize`: a value holding one (a lease's span
+/// of ids, a range of keys, a pinned buffer, a tree's parent link) did not
+/// derive it, and the error offered the derive and `reclaim_size!`, which
+/// a std type takes neither of. Each counts what the type it stands for
+/// does: a range its ends, `Pin<Box<T>>` as `Box<T>`, `Pin<Arc<T>>` and a
+/// `Weak` the pointer only.
+#[test]
+fn ranges_pins_linked_lists_and_weaks_size_themselves() {
+    use rcu_reclaim::drops_anywhere;
+    use std::collections::LinkedList;
+    use std::ops::{Bound, Range, RangeFrom, RangeFull, RangeInclusive, RangeTo, RangeToInclusive};
+    use std::pin::Pin;
+    use std::sync::{Arc, Weak};
+
+    #[derive(ReclaimSize)]
+    #[reclaim_size(drops_anywhere)]
+    struct Lease {
+        ids: Range<u64>,
+        keys: RangeInclusive<String>,
+        from: RangeFrom<String>,
+        to: RangeTo<u32>,
+        to_incl: RangeToInclusive<String>,
+        all: RangeFull,
+        lower: Bound<String>,
+        buffer: Pin<Box<[u8; 100]>>,
+        pending: LinkedList<String>,
+        owner: Weak<Vec<u8>>,
+    }
+    let owner = Arc::new(vec![0u8; KIB64]);
+    let lease = Lease {
+        ids: 0..10,
+        keys: String::from("a")..=String::from("zz"),
+        from: String::from("abc")..,
+        to: ..7,
+        to_incl: ..=String::with_capacity(4),
+        all: ..,
+        lower: Bound::Excluded(String::from("12345")),
+        buffer: Box::pin([0u8; 100]),
+        pending: ["x", "yz"].map(String::from).into(),
+        owner: Arc::downgrade(&owner),
+    };
+    let node = size_of::<String>() + 2 * size_of::<usize>();
+    let heap = (1 + 2) + 3 + 4 + 5 + 100 + (2 * node + 3);
+    assert_eq!(lease.reclaim_size(), size_of::<Lease>() + heap);
+    assert_eq!((lease.ids.end, lease.to.end, lease.all), (10, 7, RangeFull));
+    // A Weak owns none of the value's bytes, nor its heap.
+    assert!(lease.owner.upgrade().is_some());
+    let local = std::rc::Rc::new(String::from("kept by its Rc"));
+    let weak = std::rc::Rc::downgrade(&local);
+    assert_eq!(weak.reclaim_size(), size_of::<std::rc::Weak<String>>());
+    assert_eq!(Some(weak).heap_size(), 0);
+    const {
+        // A Weak keeps its allocation alive after the last Arc: shared,
+        // as an Arc is, so a cache weighed by ReclaimSize refuses it.
+        assert!(<Lease as ReclaimSize>::SHARED && !<Lease as ReclaimSize>::PLAIN);
+        assert!(<Weak<u8> as ReclaimSize>::SHARED && <Weak<u8> as ReclaimSize>::PLAIN);
+        assert!(<Pin<Arc<u8>> as ReclaimSize>::SHARED && <Pin<Arc<u8>> as ReclaimSize>::PLAIN);
+        assert!(!<Pin<Box<u8>> as ReclaimSize>::PLAIN && !<Pin<Box<u8>> as ReclaimSize>::SHARED);
+        assert!(<(Range<u8>, RangeInclusive<i64>, RangeFull, Bound<u32>) as ReclaimSize>::PLAIN);
+        assert!(!<Range<String> as ReclaimSize>::PLAIN && !<LinkedList<u8> as ReclaimSize>::PLAIN);
+        assert!(
+            <Range<Arc<u8>> as ReclaimSize>::SHARED && <LinkedList<Arc<u8>> as ReclaimSize>::SHARED
+        );
+    }
+    // Dropped anywhere where their contents are; a Weak's drop never drops
+    // the value (below), a pinned Arc's last drop does, as an Arc's.
+    assert!(drops_anywhere::<Lease>());
+    assert!(drops_anywhere::<Weak<String>>() && drops_anywhere::<std::rc::Weak<Vec<u8>>>());
+    assert!(drops_anywhere::<Pin<Box<String>>>() && drops_anywhere::<LinkedList<Vec<u8>>>());
+    assert!(!drops_anywhere::<Pin<Arc<String>>>() && drops_anywhere::<Pin<Arc<[u8]>>>());
+    assert!(!drops_anywhere::<Range<Locked>>() && !drops_anywhere::<LinkedList<Locked>>());
+    assert!(!drops_anywhere::<Pin<Box<Locked>>>() && !drops_anywhere::<Bound<Locked>>());
+
+    // Booked in full by the default retire, the Weak as its pointer.
+    let want = lease.reclaim_size();
+    assert_eq!(booked(|rcu| rcu.defer_drop(Box::new(lease))), want);
+    assert_eq!(Arc::strong_count(&owner), 1);
+}
+
+/// A value whose `Drop` takes a lock: declares nothing.
+struct Locked(Vec<u8>);
+impl Drop for Locked {
+    fn drop(&mut self) {
+        eprintln!("{}", self.0.len()); // stderr's lock
+    }
+}
+reclaim_size!(Locked { 0 });
+
+/// Why a `Weak` drops anywhere whatever its value: the value's `Drop` runs
+/// at the last `Arc`'s drop; the last `Weak`'s only frees the allocation.
+#[test]
+fn a_weaks_drop_never_drops_the_value() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let strong = Arc::new(Counted);
+    let weak = Arc::downgrade(&strong);
+    drop(strong);
+    assert_eq!(DROPS.load(Ordering::SeqCst), 1, "the last Arc's drop");
+    drop(weak); // the last pointer of any kind: frees the allocation
+    assert_eq!(DROPS.load(Ordering::SeqCst), 1, "not the Weak's");
+    let rc = std::rc::Rc::new(Counted);
+    let weak = std::rc::Rc::downgrade(&rc);
+    drop(rc);
+    drop(weak);
+    assert_eq!(DROPS.load(Ordering::SeqCst), 2);
+    // Retired through RCU, and freed after its grace period.
+    let strong = Arc::new(Counted);
+    let weak = Arc::downgrade(&strong);
+    drop(strong);
+    assert_eq!(
+        booked(|rcu| rcu.defer_drop(Box::new(weak))),
+        size_of::<std::sync::Weak<Counted>>()
+    );
+    assert_eq!(DROPS.load(Ordering::SeqCst), 3);
+}

@@ -136,7 +136,7 @@ pub trait Weigher<K, V>: Send + Sync + 'static {
 /// assert_eq!(HeapSize.weigh(&7u64, &String::with_capacity(100)), 100);
 /// ```
 ///
-/// Keys and values that hold an `Arc` or `Rc` ([`ReclaimSize::SHARED`])
+/// Keys and values that hold an `Arc`, an `Rc` or a `Weak` ([`ReclaimSize::SHARED`])
 /// are refused at compile time: `ReclaimSize` counts such a pointer, not
 /// the memory behind it, so the cache's byte capacity would bound nothing.
 /// (`cargo build` reports it, E0080, as the cache's code is generated;
