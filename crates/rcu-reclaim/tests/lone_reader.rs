@@ -33,29 +33,40 @@ fn memb_domain() -> Option<Rcu> {
 
 /// Retires `n` boxed values on this thread, after one read-side section
 /// (so the thread is a registered reader); returns the `membarrier`s
-/// issued and the grace periods the retires completed meanwhile.
-fn retire_after_reading(rcu: &Rcu, n: u64) -> (u64, u64) {
+/// issued, the grace periods the retires completed meanwhile and the
+/// microseconds they took.
+fn retire_after_reading(rcu: &Rcu, n: u64) -> (u64, u64, u64) {
     drop(rcu.read_lock());
     rcu.barrier();
     let before = rcu.stats();
+    let start = std::time::Instant::now();
     let mut most_pending = 0;
     for i in 0..n {
         rcu.defer_drop(Box::new([i; 64]));
         most_pending = most_pending.max(rcu.pending());
     }
+    let us = start.elapsed().as_micros() as u64;
     let after = rcu.stats();
     eprintln!("most objects pending after a retire: {most_pending}");
     (
         after.membarriers - before.membarriers,
         after.retirer_gps - before.retirer_gps,
+        us,
     )
 }
 
 #[test]
 fn a_lone_reader_completes_the_grace_periods_of_its_retires_without_a_membarrier() {
     let Some(rcu) = memb_domain() else { return };
-    let (membarriers, gps) = retire_after_reading(&rcu, 2_000);
-    assert_eq!(membarriers, 0, "{:?}", rcu.stats());
+    let (membarriers, gps, _) = retire_after_reading(&rcu, 2_000);
+    // The grace-period thread, which is not the reader, may start one with
+    // a `membarrier` now and then (its lazy look at a slow run); before,
+    // every grace period the retires started took one.
+    assert!(
+        membarriers * 20 <= gps,
+        "{membarriers} membarriers for {gps} grace periods: {:?}",
+        rcu.stats()
+    );
     // Without the pace: about one per page handed off (every retire here).
     assert!(gps >= 1_000, "{gps} grace periods for 2,000 retires");
     rcu.barrier();
@@ -66,11 +77,15 @@ fn a_lone_reader_completes_the_grace_periods_of_its_retires_without_a_membarrier
 fn another_registered_reader_brings_back_the_membarrier_and_the_pace() {
     let Some(rcu) = memb_domain() else { return };
     let _other = IdleReader::new(&rcu);
-    let (membarriers, gps) = retire_after_reading(&rcu, 2_000);
+    let (membarriers, gps, us) = retire_after_reading(&rcu, 2_000);
     assert!(membarriers > 0, "{:?}", rcu.stats());
-    // Paced: at most one start per 100 µs (2,000 retires of 512 bytes take
-    // far less than 100 ms here, but a loaded machine may stretch them).
-    assert!(gps < 1_000, "{gps} grace periods for 2,000 retires");
+    // Paced: a start at most every 100 µs, or 40 times a `membarrier`'s
+    // recent cost where that is less (a `membarrier` takes a microsecond
+    // or more), not one per retire as for a lone reader.
+    assert!(
+        gps <= us / 40 + 10 && gps < 2_000,
+        "{gps} grace periods for 2,000 retires in {us} us"
+    );
 }
 
 #[test]
@@ -81,7 +96,9 @@ fn a_lone_reader_synchronizes_without_a_membarrier() {
     for _ in 0..100 {
         rcu.synchronize();
     }
-    assert_eq!(rcu.stats().membarriers, before, "{:?}", rcu.stats());
+    // At most a few from the grace-period thread (see above); each call
+    // took one before.
+    assert!(rcu.stats().membarriers - before < 10, "{:?}", rcu.stats());
 }
 
 /// What the thread reads inside its section stays alive while the section
