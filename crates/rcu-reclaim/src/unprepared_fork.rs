@@ -3,7 +3,32 @@
 //! (`sync::ForkedWaits`). A leaf: it uses nothing of the crate, so the
 //! modules whose tests call it import nothing new.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Once};
+
+/// Set in a forked child (its own copy of the flag): the panic hook below
+/// then prints nothing.
+static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Wraps the process's panic hook, once, in one that stays quiet in a
+/// forked child. The default hook (and the test harness's around it)
+/// takes std's backtrace lock, which another test's thread may have held
+/// at the fork, printing its own panic: the child's expected panic then
+/// hung in the hook until the alarm killed it (a run of the `callbacks::`
+/// tests alone, where a test that panics on purpose runs beside this one,
+/// failed three times of three). The child's check reads the panic's
+/// payload, not what the hook prints.
+fn quiet_hook_in_forked_children() {
+    static WRAPPED: Once = Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_FORKED_CHILD.load(Ordering::Relaxed) {
+                previous(info);
+            }
+        }));
+    });
+}
 
 /// Runs `hold` on another thread, which holds a lock of a domain while
 /// it calls the function it is passed; forks meanwhile (without
@@ -24,10 +49,12 @@ pub(crate) fn child_gives_up(
         })
     });
     held_rx.recv().unwrap();
+    quiet_hook_in_forked_children();
     // SAFETY: the child runs only this test's code and `_exit`s.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        IN_FORKED_CHILD.store(true, Ordering::Relaxed);
         // SAFETY: alarm has no preconditions; a hang kills the child.
         unsafe { libc::alarm(20) };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child));
