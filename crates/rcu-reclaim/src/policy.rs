@@ -430,6 +430,14 @@ const _: () = assert!(
     "a drain behind a backlog takes its steps whole (at most a hurrying step at once)"
 );
 
+/// A ready page that a retiring thread's drain takes with fewer objects
+/// than this takes the ready pages of values that drop anywhere behind it
+/// too, as far as they fit (`Shard::take_ready_plain`): pages of a few
+/// large values each otherwise came out at one a retire, no faster than
+/// they came in. Pages of small values (32 objects or more when they pass
+/// the pace) are not merged, only those handed off early with few.
+pub(crate) const DRAIN_MERGE_BELOW: usize = 16;
+
 /// The drain's step while the shard holds [`THROTTLE_PAGES`] ready pages
 /// or more (after a grace period held up by a long reader).
 pub(crate) const DRAIN_STEP_HURRY: usize = 8;

@@ -285,6 +285,28 @@ impl BulkPage {
         }
     }
 
+    /// Moves every object of `other` to the end of this page, leaving
+    /// `other` empty: for two ready pages of values that drop anywhere
+    /// (no callbacks) whose objects fit in one. The objects' grace periods
+    /// have elapsed, so this page's cookie (the earlier) stays.
+    pub(crate) fn absorb(&mut self, other: &mut BulkPage) {
+        // SAFETY: both pages are owned (`&mut`), and distinct allocations.
+        let (d, o) = unsafe { (self.data.as_mut(), other.data.as_mut()) };
+        assert!(
+            d.len + o.len <= CAPACITY && self.calls == 0 && other.calls == 0,
+            "absorb: pages of plain objects that fit in one"
+        );
+        // Entries below `len` are initialised; copied, then forgotten on
+        // `other` (its `len` set to 0), so each is dropped once.
+        d.entries[d.len..d.len + o.len].copy_from_slice(&o.entries[..o.len]);
+        d.len += o.len;
+        d.bytes += o.bytes;
+        self.plain &= other.plain;
+        o.len = 0;
+        o.bytes = 0;
+        other.plain = true;
+    }
+
     /// Entries `range` (below `len`), still on the page.
     pub(crate) fn entries(&self, range: std::ops::Range<usize>) -> &[Deferred] {
         let d = self.data();

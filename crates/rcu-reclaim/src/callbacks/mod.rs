@@ -877,7 +877,8 @@ mod tests {
     /// earlier end is behind, and the drain steps faster.
     #[test]
     fn a_drain_steps_one_through_the_last_grace_periods_pages_and_faster_behind() {
-        const N: usize = 4;
+        // Pages of this many are taken one at a time (fewer are merged).
+        const N: usize = crate::policy::DRAIN_MERGE_BELOW;
         let rcu = Rcu::new(Config::new().on_demand()).unwrap();
         let inner = rcu.inner().clone();
         let (cbs, gp) = (&inner.callbacks, &inner.gp);
