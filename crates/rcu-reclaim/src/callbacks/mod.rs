@@ -68,8 +68,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::policy;
 pub(crate) use crate::policy::Params;
-use crate::policy::{self, SPARE_PAGES};
 
 pub use api::without_page_allocation;
 pub(crate) use bulk::{bump_relaxed, drop_box, BulkPage};
@@ -525,9 +525,7 @@ impl Callbacks {
     /// for a lock a background thread holds).
     fn recycle(&self, cpu: usize, page: BulkPage) {
         if let Some(mut st) = try_lock(&self.shards[cpu].state) {
-            if st.spare.len() < SPARE_PAGES {
-                st.spare.push(page);
-            }
+            st.keep_spare(page);
         }
     }
 

@@ -103,24 +103,36 @@ impl ShardState {
     /// fast as a retiring thread hands them in, and a backlog left by one
     /// slow grace period never went down.
     pub(super) fn take_ready_plain(&mut self, seq: u64) -> Option<BulkPage> {
-        if !self.pages_ready(seq) || !self.pages.front().is_some_and(BulkPage::is_plain) {
-            return None;
-        }
+        self.front_ready_plain(seq)?;
         let mut page = self.pop_front_page()?;
         while page.len() < policy::DRAIN_MERGE_BELOW
-            && self.pages.front().is_some_and(|p| {
-                p.is_plain() && seq >= p.cookie && page.len() + p.len() <= super::bulk::capacity()
-            })
+            && self
+                .front_ready_plain(seq)
+                .is_some_and(|p| page.len() + p.len() <= super::bulk::capacity())
         {
             let mut next = self
                 .pop_front_page()
                 .expect("a front page, looked at above");
             page.absorb(&mut next);
-            if self.spare.len() < policy::SPARE_PAGES {
-                self.spare.push(next);
-            }
+            self.keep_spare(next);
         }
         Some(page)
+    }
+
+    /// The front page, if its grace period has elapsed and its values drop
+    /// anywhere.
+    fn front_ready_plain(&self, seq: u64) -> Option<&BulkPage> {
+        self.pages
+            .front()
+            .filter(|p| p.is_plain() && seq >= p.cookie)
+    }
+
+    /// Keeps an emptied page as a spare, up to [`policy::SPARE_PAGES`]
+    /// (else it is freed).
+    pub(super) fn keep_spare(&mut self, page: BulkPage) {
+        if self.spare.len() < policy::SPARE_PAGES {
+            self.spare.push(page);
+        }
     }
 
     /// Pages at the front whose grace period has elapsed (counted up to
