@@ -1,7 +1,7 @@
 //! Read-side sections: nesting, registration, thread exit, independent domains.
 
 mod common;
-use common::domains;
+use common::{domains, IdleReader};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -71,18 +71,10 @@ fn nested_section_holds_grace_period_until_outermost_unlock() {
 fn threads_register_on_first_use_and_unregister_at_exit() {
     let rcu = Rcu::new(Config::new()).unwrap();
     assert_eq!(rcu.stats().registered_readers, 0);
-    let (tx, rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let r = rcu.clone();
-    let t = thread::spawn(move || {
-        drop(r.read_lock());
-        tx.send(()).unwrap();
-        stop_rx.recv().unwrap();
-    });
-    rx.recv().unwrap();
+    // Registered by its first section, outside it until dropped (joined).
+    let idle = IdleReader::new(&rcu);
     assert_eq!(rcu.stats().registered_readers, 1);
-    stop_tx.send(()).unwrap();
-    t.join().unwrap();
+    drop(idle);
     assert_eq!(rcu.stats().registered_readers, 0);
     // The freed slot is reused, not leaked: many short-lived threads leave one slot.
     for _ in 0..50 {
